@@ -1,0 +1,1334 @@
+"""IR -> typed IR.  Every value gets a kind and a symbolic shape; every
+mistake is a CardError at the node that made it.
+
+The rules per expression op live in methods named ``x_<op>``; builtin
+functions in the ``BUILTINS`` table.  Names follow one rule: a script
+(``_t``, ``^h``) that names a bound index variable indexes a family, every
+other script is part of the name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field, replace
+
+from . import ir
+from .errors import CardError
+from .ir import Card, Claim, Decl, Expr, Group, Set, Step
+from .render import expr_text, set_text
+from .shapes import Poly, poly_text
+from .types import BROADCAST, INTEGRAL, NAT, REAL, Type, numeric_join, shape_text, to_set
+
+ELEMENTWISE = ("exp", "log", "tanh", "GELU", "ReLU", "SiLU", "σ", "sqrt", "abs", "sin", "cos")
+BUILTINS = {**{f: "elementwise" for f in ELEMENTWISE},
+            "softmax": "softmax", "max": "max", "length": "length"}
+CONSTANTS = {"π": REAL, "e": None}
+SCRIPT_RE = re.compile(r"([_^])(\{[^{}]*\}|[^_^{}]+)")
+
+
+def split_name(text: str) -> tuple[str, list[tuple[str, str]]]:
+    """``W^h_q`` -> (``W``, [(``^``, ``h``), (``_``, ``q``)])."""
+    m = re.search(r"[_^]", text)
+    if not m:
+        return text, []
+    base, rest = text[: m.start()], text[m.start():]
+    return base, [(k, v[1:-1] if v.startswith("{") else v) for k, v in SCRIPT_RE.findall(rest)]
+
+
+def join_name(base: str, scripts) -> str:
+    return base + "".join(k + (v if len(v) == 1 or v.isalnum() and "_" not in v else "{" + v + "}")
+                          if v != "□" else k + "□" for k, v in scripts)
+
+
+@dataclass
+class Binding:
+    """What a name stands for.  ``role``: input output hyper param local
+    index dim func group.  ``over`` lists a family's index extents."""
+
+    role: str
+    type: Type
+    decl: Decl | None = None
+    over: tuple[Poly, ...] = ()
+    pos: ir.Pos | None = None
+    args: tuple[Type, ...] = ()  # a function binding's parameter types
+
+
+@dataclass
+class Checked:
+    """A checked card: its bindings, the type of every expression (by node
+    identity) and the claim each step would carry."""
+
+    card: Card
+    env: dict[str, Binding]
+    types: dict[int, Type] = field(default_factory=dict)
+    claims: dict[int, Claim] = field(default_factory=dict)
+    symbols: tuple[str, ...] = ()  # dimension names declared by the card
+
+    def param_names(self) -> list[str]:
+        return [n for d in self.card.decls if d.role == "param" for n in d.names]
+
+
+class Library:
+    """Cards by name, loaded from search folders and checked once each."""
+
+    def __init__(self, cards: dict[str, Card] | None = None, folders=()):
+        self.cards = dict(cards or {})
+        self.folders = list(folders)
+        self.done: dict[str, Checked] = {}
+        self.active: list[str] = []
+
+    def names(self) -> list[str]:
+        from pathlib import Path
+        found = set(self.cards)
+        for f in self.folders:
+            found |= {p.stem for p in Path(f).glob("*.card")}
+        return sorted(found)
+
+    def card(self, name: str) -> Card | None:
+        if name not in self.cards:
+            from pathlib import Path
+
+            from .parse import parse_file
+            for f in self.folders:
+                p = Path(f) / f"{name}.card"
+                if p.is_file():
+                    self.cards[name] = parse_file(p)
+                    break
+        return self.cards.get(name)
+
+    def checked(self, name: str) -> Checked | None:
+        if name in self.done:
+            return self.done[name]
+        card = self.card(name)
+        if card is None:
+            return None
+        if name in self.active:
+            chain = " → ".join(self.active[self.active.index(name):] + [name])
+            raise CardError(f"algorithms call each other in a cycle: {chain}")
+        self.active.append(name)
+        try:
+            self.done[name] = Checker(card, self).run()
+        except CardError as e:
+            raise e.located(card.path, card.source) from None
+        finally:
+            self.active.pop()
+        return self.done[name]
+
+
+def check(card: Card, library: Library | None = None) -> Checked:
+    """Type-check ``card``; sub-algorithms come from ``library``."""
+    lib = library or Library()
+    lib.cards.setdefault(card.name, card)
+    try:
+        if lib.cards[card.name] is card:
+            return lib.checked(card.name)
+        return Checker(card, lib).run()
+    except CardError as e:
+        raise e.located(card.path, card.source) from None
+
+
+class Checker:
+    def __init__(self, card: Card, lib: Library):
+        self.card, self.lib = card, lib
+        self.env: dict[str, Binding] = {}
+        self.ranges: dict[str, tuple[Poly, Poly]] = {}  # index var -> (first, count)
+        self.subst: dict[str, Poly] = {}
+        self.types: dict[int, Type] = {}
+        self.claims: dict[int, Claim] = {}
+        self.base = card.convention.base
+        self.rows = card.convention.axes == "rows"
+        self.fresh_n = 0
+        self.produced: set[str] = set()
+        self.pending: dict[str, Decl] = {}  # output dimensions a step must define
+
+    # ------------------------------------------------------------ helpers
+    def err(self, msg: str, node=None, hint: str | None = None):
+        raise CardError(msg, getattr(node, "pos", None), hint)
+
+    def fresh(self, stem: str = "n") -> Poly:
+        self.fresh_n += 1
+        return Poly.sym(f"?{stem}{self.fresh_n}")
+
+    def res(self, p: Poly) -> Poly:
+        for _ in range(20):
+            q = p.subst(self.subst)
+            if q == p:
+                return p
+            p = q
+        return p
+
+    def rtype(self, t: Type) -> Type:
+        return replace(t, shape=tuple(d if d == BROADCAST else self.res(d) for d in t.shape),
+                       bounds=tuple(self.res(b) for b in t.bounds),
+                       value=self.res(t.value) if t.value is not None else None)
+
+    def unify(self, a: Poly, b: Poly) -> bool:
+        if a == BROADCAST or b == BROADCAST:
+            return True
+        a, b = self.res(a), self.res(b)
+        if a == b:
+            return True
+        diff = a - b
+        for u in diff.unknowns():
+            with_u = [(m, c) for m, c in diff.terms if any(s == u for s, _ in m)]
+            if len(with_u) != 1 or dict(with_u[0][0])[u] != 1:
+                continue
+            m, c = with_u[0]
+            rest = diff - Poly(((m, c),))
+            coef = Poly(((tuple((s, e) for s, e in m if s != u), c),))
+            sol = (-rest).divide(coef)
+            if sol is not None and u not in sol.symbols():
+                self.subst[u] = sol
+                return True
+        return False
+
+    def show(self, t: Type) -> str:
+        t = self.rtype(t)
+        if t.kind in ("group", "func"):
+            return {"group": "a parameter group", "func": "a function"}[t.kind]
+        if any(s.startswith("?") for d in t.shape for s in d.symbols()):
+            base = {"real": "ℝ", "boolean": "{0,1}"}.get(t.kind, "ℤ")
+            return base + ("^{" + shape_text(t.shape) + "}" if t.shape else "")
+        return set_text(to_set(t))
+
+    def near(self, name: str, pool) -> str | None:
+        close = difflib.get_close_matches(name, list(pool), n=1, cutoff=0.6)
+        if close:
+            return f"did you mean {close[0]}?"
+        base, _ = split_name(name)
+        alike = sorted(n for n in pool if split_name(n)[0] == base)
+        return f"names with the same base: {', '.join(alike[:5])}" if alike else None
+
+    # -------------------------------------------------------------- entry
+    def run(self) -> Checked:
+        self.declarations()
+        self.signature()
+        self.steps(self.card.steps)
+        for n, d in self.pending.items():
+            self.err(f"dimension {n} of output {d.names[0]} is never defined", d,
+                     hint=f"bind it in a step, e.g. {n} ← length(x)")
+        for d in self.card.decls:
+            if d.role == "output":
+                for n in d.names:
+                    if n not in self.produced:
+                        self.err(f"output {n} is never computed", d,
+                                 hint=f"end with `return {n} = …`")
+        for b in self.env.values():  # what unification learned, written into every type
+            b.type = self.rtype(b.type)
+            b.over = tuple(self.res(o) for o in b.over)
+        self.types = {k: self.rtype(t) for k, t in self.types.items()}
+        symbols = tuple(n for n, b in self.env.items() if b.role in ("hyper", "dim") and b.type.value)
+        return Checked(self.card, self.env, self.types, self.claims, symbols)
+
+    # -------------------------------------------------------- declarations
+    def declarations(self):
+        seen: dict[str, Decl] = {}
+        for d in self.card.decls:
+            for n in d.names:
+                if n in seen:
+                    self.err(f"{n} is declared twice", d,
+                             hint=f"first declared on line {seen[n].pos.line}" if seen[n].pos else None)
+                seen[n] = d
+        for d in self.card.decls:  # hyperparameters first: they name dimensions
+            if d.role == "hyper" and isinstance(d.set, Set) and not d.set.shape and not d.set.seq:
+                for n in d.names:
+                    t = self.set_type(d.set, d, new_dims=False)
+                    if t.kind in INTEGRAL:
+                        t = replace(t, value=Poly.sym(n))
+                    self.bind(n, Binding("hyper", t, d, pos=d.pos))
+        for d in self.card.decls:
+            if d.role == "input":
+                self.declare(d, new_dims=True)
+        for d in self.card.decls:
+            if d.role == "hyper" and not (isinstance(d.set, Set) and not d.set.shape and not d.set.seq):
+                self.declare(d, new_dims=False)
+        for d in self.card.decls:
+            if d.role == "param":
+                self.declare(d, new_dims=False)
+        for d in self.card.decls:
+            if d.role == "output":
+                known = set(self.env)
+                self.declare(d, new_dims=True)
+                for n in set(self.env) - known - set(d.names):
+                    self.pending[n] = d
+        for d in self.card.decls:
+            if d.default is not None:
+                self.check_default(d)
+
+    def bind(self, name: str, b: Binding):
+        self.env[name] = b
+
+    def declare(self, d: Decl, new_dims: bool):
+        over = ()
+        if d.over is not None:
+            var, bound = d.over
+            over = (self.dim(bound, new_dims=False),)
+            key_names = [self.family_key(n, var, d) for n in d.names]
+        else:
+            key_names = list(d.names)
+        for n in key_names:  # one type each: every * sequence has its own length
+            t = self.group_type(d.set, d) if isinstance(d.set, Group) else self.set_type(d.set, d, new_dims)
+            self.bind(n, Binding(d.role, t, d, over, d.pos))
+
+    def family_key(self, name: str, var: str, d: Decl) -> str:
+        base, scripts = split_name(name)
+        if not any(v == var for _, v in scripts):
+            self.err(f"{name} is repeated for {var} ∈ […] but has no script {var}", d,
+                     hint=f"name it like {name}_{var} or {name}^{var}")
+        return join_name(base, [(k, "□" if v == var else v) for k, v in scripts])
+
+    def check_default(self, d: Decl):
+        t = self.expr(d.default)
+        for n in d.names:
+            b = self.env[n]
+            if b.type.kind in ("real", "interval") and t.kind not in ("real", "nat", "integer", "interval"):
+                self.err(f"the default of {n} is not a number", d.default)
+            if b.type.kind in INTEGRAL and t.kind == "real":
+                self.err(f"{n} is an integer but its default {expr_text(d.default)} is not", d.default)
+            if b.role == "input":
+                if d.default.op != "name" or self.env.get(d.default.attr, b).role != "input":
+                    self.err(f"the default of input {n} must name another input", d.default)
+            elif b.type.shape or t.shape:
+                self.broadcast(b.type, t, d.default, "give")
+
+    def set_type(self, s: Set, d, new_dims: bool) -> Type:
+        bounds: tuple[Poly, ...] = ()
+        if s.kind in ("span", "upto"):
+            bounds = tuple(self.dim(b, new_dims=False) for b in s.bounds)
+            if s.kind == "upto":
+                first = Poly.const(self.base)
+                bounds = (first, bounds[0] - Poly.const(1) + first)
+        elif s.kind == "interval":
+            for b in s.bounds:
+                if b.op != "inf":
+                    self.dim_names(b)
+        if s.seq:
+            shape = (self.fresh("len"),)
+        else:
+            shape = tuple(self.dim(x, new_dims) for x in s.shape)
+        kind = {"upto": "span", "interval": "real"}.get(s.kind, s.kind)
+        return Type(kind, shape, bounds)
+
+    def dim_names(self, e: Expr):
+        if e.op == "name" and e.attr not in self.env and e.attr not in CONSTANTS:
+            self.err(f"undefined dimension {e.attr}", e, hint=self.dim_hint(e.attr))
+        for a in e.args:
+            self.dim_names(a)
+
+    def dim_hint(self, name: str) -> str:
+        near = self.near(name, [n for n, b in self.env.items() if b.type.value is not None])
+        return near or f"declare it: `hyper {name} ∈ ℕ`"
+
+    def dim(self, e: Expr, new_dims: bool) -> Poly:
+        """A dimension expression as a Poly; ``new_dims`` lets an input's
+        shape introduce run-time lengths."""
+        op = e.op
+        if op == "num":
+            try:
+                return Poly.const(int(e.attr))
+            except ValueError:
+                self.err(f"a dimension must be a whole number, not {e.attr}", e)
+        if op == "name":
+            b = self.env.get(e.attr)
+            if b is None and new_dims:
+                self.bind(e.attr, Binding("dim", replace(NAT, value=Poly.sym(e.attr)), pos=e.pos))
+                return Poly.sym(e.attr)
+            if b is None or b.type.value is None:
+                what = "is not a natural number" if b else "is undefined"
+                self.err(f"dimension {e.attr} {what}", e, hint=self.dim_hint(e.attr))
+            return b.type.value
+        if op in ("add", "sub", "matmul", "juxt", "mul"):
+            a, c = (self.dim(x, new_dims) for x in e.args)
+            return a + c if op == "add" else a - c if op == "sub" else a * c
+        if op == "div":
+            a, c = (self.dim(x, new_dims) for x in e.args)
+            q = a.divide(c)
+            if q is None:
+                self.err("a dimension can only be divided by a product of names", e)
+            return q
+        self.err(f"{expr_text(e)} is not a dimension", e)
+
+    def group_type(self, g: Group, d: Decl) -> Type:
+        if g.card is None:
+            ranges = {d.over[0]: (Poly.const(self.base), Poly.sym("?")) } if d.over else {}
+            with self.scope(ranges):
+                for m in g.members:
+                    try:
+                        b, _ = self.resolve(m, g)
+                    except CardError:
+                        b = None
+                    if b is None or b.role != "param":
+                        self.err(f"group member {m} is not a declared parameter", g,
+                                 hint=self.near(m, self.env) or f"declare it: `param {m} ∈ ℝ^{{…}}`")
+            return Type("group", group=g.members)
+        callee = self.callee(g.card, g)
+        if callee is None:
+            self.err(f"unknown algorithm {g.card}", g, hint=self.near(g.card, self.lib.names()))
+        bind = {}
+        for k, v in g.bindings:
+            if k not in callee.env or callee.env[k].type.value is None:
+                self.err(f"{g.card} has no dimension {k}", g,
+                         hint=f"its dimensions: {', '.join(callee.symbols)}")
+            bind[k] = self.dim(v, new_dims=False)
+        for s in callee.symbols:
+            if s not in bind and s in self.env and self.env[s].type.value is not None \
+                    and callee.env[s].role == "hyper":
+                bind[s] = self.env[s].type.value
+        return Type("group", group=(g.card, tuple(sorted(bind.items()))))
+
+    def callee(self, name: str, node) -> Checked | None:
+        try:
+            return self.lib.checked(name)
+        except CardError as err:
+            if "cycle" in err.message:
+                self.err(err.message, node)
+            root = getattr(err, "root", None) or f"{err.path}:{err.line}:{err.col}: {err.message}"
+            try:
+                self.err(f"{name} has errors of its own: {root}", node,
+                         hint=f"run `cardgen check` on {name}.card")
+            except CardError as wrapped:
+                wrapped.root = root
+                raise
+
+    def signature(self):
+        c = self.card
+        for n in c.outputs:
+            if n not in self.env or self.env[n].role != "output":
+                self.err(f"the signature returns {n}, which is not declared as an output", c,
+                         hint=f"add `output {n} ∈ …`")
+        for n in c.inputs:
+            if self.lookup_signature(n) != "input":
+                self.err(f"the signature takes {n}, which is not declared as an input", c,
+                         hint=f"add `input {n} ∈ …`")
+        undeclared = [n for n in c.bar if self.lookup_signature(n) is None]
+        if len(undeclared) > 1:
+            self.err(f"{', '.join(undeclared)} are not declared", c,
+                     hint="one undeclared name after | may stand for all parameters (θ); declare the rest")
+        for n in undeclared:
+            self.bind(n, Binding("group", Type("group", group=(c.name, ())), pos=c.pos))
+        for d in c.decls:
+            if d.role == "input" and not any(self.signature_match(s, n) for s in c.inputs for n in d.names):
+                self.err(f"input {d.names[0]} is declared but not in the signature", d,
+                         hint=f"add it: `{signature_hint(c, d.names[0])}`")
+
+    def lookup_signature(self, n: str) -> str | None:
+        if n in self.env:
+            return self.env[n].role
+        for d in self.card.decls:
+            if any(self.signature_match(n, dn) for dn in d.names):
+                return d.role
+        return None
+
+    def signature_match(self, sig: str, declared: str) -> bool:
+        if sig == declared:
+            return True
+        b1, s1 = split_name(sig)
+        b2, s2 = split_name(declared)
+        return b1 == b2 and len(s1) == len(s2) and all(
+            a == b or (":" in a[1] and a[0] == b[0]) for a, b in zip(s1, s2, strict=True))
+
+    # ---------------------------------------------------------------- names
+    def resolve(self, text: str, node) -> tuple[Binding, list[str]]:
+        """A name -> its binding, plus the index variables that select an
+        element of a family (``k_t`` -> family ``k_□`` at ``t``)."""
+        base, scripts = split_name(text)
+        if scripts and any(v in self.ranges for _, v in scripts):
+            key = join_name(base, [(k, "□" if v in self.ranges else v) for k, v in scripts])
+            idx = [v for _, v in scripts if v in self.ranges]
+            if key in self.env:
+                self.check_extent(text, self.env[key], idx, node)
+                return self.env[key], idx
+        if text in self.env:
+            return self.env[text], []
+        if text in CONSTANTS and CONSTANTS[text] is not None:
+            return Binding("const", CONSTANTS[text]), []
+        pool = [n for n in self.env if "□" not in n] + [n.replace("□", "t") for n in self.env if "□" in n]
+        families = [n for n in self.env if "□" in n and split_name(n)[0] == base]
+        hint = self.near(text, pool)
+        if families and not hint:
+            hint = f"{families[0]} is a family: index it with a bound variable"
+        self.err(f"unknown name {text}", node, hint=hint or "declare it, or bind it in an earlier step")
+
+    def check_extent(self, text: str, b: Binding, idx: list[str], node):
+        """A loop index that runs off the end of a family is an error
+        (``for ℓ = 1, …, N`` over ``θ_ℓ for ℓ ∈ [N]`` in a 0-based card)."""
+        for var, extent in zip(idx, b.over, strict=False):
+            first, count = self.ranges[var]
+            lo = self.res(first) - Poly.const(self.base)
+            hi = self.res(first + count) - Poly.const(self.base) - self.res(extent)
+            if (lo.constant or 0) < 0 or (hi.constant or 0) > 0:
+                last = poly_text(self.res(first + count - Poly.const(1)))
+                top = poly_text(self.res(extent - Poly.const(1 - self.base)))
+                self.err(f"{var} runs {poly_text(self.res(first))}…{last} but {text} exists only for "
+                         f"{var} = {self.base}…{top}", node,
+                         hint=f"loop with `for {var} ∈ [{poly_text(self.res(extent))}]`")
+
+    # ---------------------------------------------------------- expressions
+    def expr(self, e: Expr) -> Type:
+        rule = getattr(self, "x_" + e.op, None)
+        if rule is None:
+            self.err(f"{expr_text(e)} cannot be used here", e)
+        t = self.rtype(rule(e))
+        self.types[id(e)] = t
+        return t
+
+    def x_name(self, e):
+        b, idx = self.resolve(e.attr, e)
+        t = b.type
+        if idx and len(idx) != len(b.over):
+            self.err(f"{e.attr} selects {len(idx)} indices of a family with {len(b.over)}", e)
+        if b.role in ("hyper", "index", "dim") or t.kind in INTEGRAL and b.role == "input" and not t.shape:
+            if t.value is None and t.kind in INTEGRAL and not t.shape:
+                t = replace(t, value=Poly.sym(e.attr))
+        if b.over and not idx:
+            t = t.with_shape((*b.over, *t.shape)) if t.kind not in ("group", "func") else t
+        return t
+
+    def x_num(self, e):
+        text = e.attr
+        if re.fullmatch(r"\d+", text):
+            return Type("nat", value=Poly.const(int(text)))
+        return REAL
+
+    def x_inf(self, e):
+        return REAL
+
+    def x_none(self, e):
+        return NAT
+
+    def arith(self, e, verb: str) -> Type:
+        a, b = (self.expr(x) for x in e.args)
+        if a.kind == "group" or b.kind == "group":
+            return a if a.kind == "group" else b
+        if a.kind == "func" or b.kind == "func":
+            self.err("a function must be called before arithmetic", e)
+        t = self.broadcast(a, b, e, verb)
+        kind = numeric_join(a, b) if e.op != "div" else "real"
+        value = None
+        if kind in INTEGRAL and a.value is not None and b.value is not None and not t.shape:
+            value = {"add": a.value + b.value, "sub": a.value - b.value,
+                     "mul": a.value * b.value}.get(e.op)
+        if e.op == "div" and a.value is not None and b.value is not None and not t.shape:
+            value = a.value.divide(b.value)
+            kind = "nat" if value is not None else "real"
+        return Type(kind, t.shape, value=value)
+
+    def x_add(self, e):
+        return self.arith(e, "add")
+
+    def x_sub(self, e):
+        return self.arith(e, "subtract")
+
+    def x_mul(self, e):
+        return self.arith(e, "multiply element-wise")
+
+    def x_div(self, e):
+        return self.arith(e, "divide")
+
+    def broadcast(self, a: Type, b: Type, e, verb: str) -> Type:
+        sa, sb = list(a.shape), list(b.shape)
+        out = []
+        for i in range(1, max(len(sa), len(sb)) + 1):
+            da = sa[-i] if i <= len(sa) else None
+            db = sb[-i] if i <= len(sb) else None
+            if da is None or db is None:
+                out.append(da if db is None else db)
+            elif da == BROADCAST:
+                out.append(db)
+            elif db == BROADCAST or self.unify(da, db):
+                out.append(da)
+            elif self.res(da).constant == 1:
+                out.append(db)
+            elif self.res(db).constant == 1:
+                out.append(da)
+            else:
+                hint = None
+                if len(sa) != len(sb) and not self.rows:
+                    hint = "to add a vector to every column, write it as b 1^⊤"
+                elif len(sa) == len(sb) == 2 and self.unify_shapes(sa[::-1], sb):
+                    hint = "the shapes match if one side is transposed (^⊤)"
+                self.err(f"cannot {verb} {self.show(a)} and {self.show(b)}: "
+                         f"{poly_text(self.res(da))} ≠ {poly_text(self.res(db))}", e, hint)
+        return Type(a.kind, tuple(reversed(out)))
+
+    def unify_shapes(self, sa, sb) -> bool:
+        saved = dict(self.subst)
+        ok = len(sa) == len(sb) and all(self.unify(x, y) for x, y in zip(sa, sb, strict=True))
+        self.subst = saved
+        return ok
+
+    def x_matmul(self, e):
+        a, b = (self.expr(x) for x in e.args)
+        return self.matmul(a, b, e)
+
+    def matmul(self, a: Type, b: Type, e) -> Type:
+        if a.kind == "group" or b.kind == "group":
+            return a if a.kind == "group" else b
+        if not a.shape or not b.shape:
+            kind = numeric_join(a, b)
+            value = a.value * b.value if kind in INTEGRAL and a.value is not None and b.value is not None \
+                and not (a.shape or b.shape) else None
+            return Type(kind, a.shape or b.shape, value=value)
+        sa, sb = a.shape, b.shape
+        inner_a = sa[-1]
+        inner_b = sb[0] if len(sb) == 1 else sb[-2]
+        if not self.unify(inner_a, inner_b):
+            left, right = e.args
+            hint = None
+            if len(sb) >= 2 and self.unify_shapes([inner_a], [sb[-1]]):
+                hint = f"did you mean {expr_text(right)}^⊤?"
+            elif len(sa) >= 2 and self.unify_shapes([sa[-2]], [inner_b]):
+                hint = f"did you mean {expr_text(left)}^⊤?"
+            self.err(f"cannot multiply {self.show(a)} by {self.show(b)}: "
+                     f"{poly_text(self.res(inner_a))} ≠ {poly_text(self.res(inner_b))}", e, hint)
+        out = list(sa[:-1]) + (list(sb[-1:]) if len(sb) >= 2 else [])
+        if len(sa) > 2 or len(sb) > 2:
+            batch = self.broadcast(Type("real", sa[:-2]), Type("real", sb[:-2]), e, "multiply").shape
+            out = list(batch) + ([sa[-2]] if len(sa) >= 2 else []) + ([sb[-1]] if len(sb) >= 2 else [])
+        return Type("real", tuple(out))
+
+    def x_juxt(self, e):
+        left, right = e.args
+        if left.op == "name" and left.attr in BUILTINS and left.attr not in self.env:
+            t = self.call_builtin(left.attr, [right], e)
+            return t
+        if right.op == "transpose" and right.args[0] == ir.num("1"):
+            a = self.expr(left)
+            self.types[id(right)] = Type("real", (BROADCAST,))
+            if a.rank > 1:
+                self.err("only a vector can be broadcast over columns with 1^⊤", e)
+            return Type(a.kind, (*a.shape, BROADCAST))
+        if left == ir.num("1") and right.op == "transpose":
+            b = self.expr(right)
+            return Type(b.kind, (BROADCAST, *b.shape))
+        return self.matmul(self.expr(left), self.expr(right), e)
+
+    def x_neg(self, e):
+        t = self.expr(e.args[0])
+        kind = "integer" if t.kind in INTEGRAL else t.kind
+        return Type(kind, t.shape, value=-t.value if t.value is not None else None) \
+            if t.kind != "group" else t
+
+    def x_not(self, e):
+        t = self.expr(e.args[0])
+        return Type("boolean", t.shape)
+
+    def x_sqrt(self, e):
+        return self.call_builtin("sqrt", list(e.args), e)
+
+    def x_square(self, e):
+        t = self.expr(e.args[0])
+        return Type("real" if t.kind not in INTEGRAL else t.kind, t.shape)
+
+    def x_pow(self, e):
+        base, ex = (self.expr(x) for x in e.args)
+        if ex.shape:
+            self.err("an exponent must be a scalar", e.args[1])
+        return Type("real", base.shape)
+
+    def x_transpose(self, e):
+        t = self.expr(e.args[0])
+        if t.rank > 2:
+            self.err(f"^⊤ needs a vector or a matrix, not {self.show(t)}", e)
+        return t.with_shape(tuple(reversed(t.shape)))
+
+    def x_grad(self, e):
+        (f,) = e.args
+        if f.op != "call":
+            self.err("∇ takes a function applied to its argument, as in ∇loss(θ)", e)
+        result = self.expr(f)
+        if result.shape or result.kind not in ("real",):
+            self.err(f"∇ needs a scalar function; {expr_text(f)} is {self.show(result)}", e)
+        args = f.args
+        if len(args) != 1:
+            self.err("∇ differentiates with respect to one argument", e)
+        return self.types[id(args[0])]
+
+    def x_cmp(self, e):
+        a, b = (self.expr(x) for x in e.args)
+        return Type("boolean", self.broadcast(a, b, e, "compare").shape)
+
+    def x_iverson(self, e):
+        t = self.expr(e.args[0])
+        return Type("boolean", t.shape)
+
+    def x_choose(self, e):
+        a, p, b = (self.expr(x) for x in e.args)
+        if p.shape:
+            self.err("a probability must be a scalar", e.args[1])
+        t = self.broadcast(a, b, e, "choose between")
+        return Type(a.kind, t.shape, a.bounds)
+
+    def x_set_builder(self, e):
+        rng, cond = e.args
+        n = self.index_value(rng)
+        with self.scope({e.attr: (Poly.const(self.base), n)}):
+            c = self.expr(cond)
+        if c.kind != "boolean" or c.shape:
+            self.err("a set's condition must be a true/false test", cond)
+        return Type("boolean", (n,))
+
+    def index_value(self, e: Expr) -> Poly:
+        t = self.expr(e)
+        if t.kind not in INTEGRAL or t.shape or t.value is None:
+            self.err(f"{expr_text(e)} must be a whole number here", e)
+        return t.value
+
+    def x_sum(self, e):
+        var, form = e.attr
+        body, *bounds = e.args
+        if form == "span":
+            lo, hi = (self.index_value(b) for b in bounds)
+            rng = (lo, hi - lo + Poly.const(1))
+        elif form == "in":
+            s = self.expr(bounds[0])
+            if s.kind != "boolean" or s.rank != 1:
+                self.err(f"Σ over {expr_text(bounds[0])} needs a set of positions", bounds[0])
+            rng = (Poly.const(self.base), s.shape[0])
+        else:
+            rng = (Poly.const(self.base), self.infer_range(var, body, e))
+        with self.scope({var: rng}):
+            t = self.expr(body)
+        return t
+
+    def infer_range(self, var: str, body: Expr, node) -> Poly:
+        """The extent of an index variable from how the body uses it: as a
+        family script (``k_u``) or as an array index (``S[t, u]``)."""
+        found = []
+
+        def walk(x: Expr):
+            if x.op == "name":
+                base, scripts = split_name(x.attr)
+                if any(v == var for _, v in scripts):
+                    key = join_name(base, [(k, "□" if v == var or v in self.ranges else v)
+                                           for k, v in scripts])
+                    b = self.env.get(key)
+                    if b is not None and b.over:
+                        pos = [v for _, v in scripts if v == var or v in self.ranges].index(var)
+                        found.append(b.over[pos])
+            if x.op == "index":
+                base = x.args[0]
+                for i, a in enumerate(x.args[1:]):
+                    if a == ir.name(var):
+                        try:
+                            bt = self.expr(base)
+                        except CardError:
+                            continue
+                        if i < bt.rank:
+                            found.append(bt.shape[i])
+            for a in x.args:
+                walk(a)
+        with self.scope({var: (Poly.const(self.base), self.fresh("range"))}):
+            walk(body)
+        if not found:
+            self.err(f"cannot tell what {var} ranges over", node,
+                     hint=f"write its range: for {var} ∈ [n], or Σ_{{{var}={self.base}}}^{{n}}")
+        return found[0]
+
+    def x_index(self, e):
+        base, *idx = e.args
+        t = self.expr(base)
+        if t.kind in ("group", "func"):
+            self.err(f"{expr_text(base)} cannot be indexed", e)
+        if len(idx) > t.rank:
+            self.err(f"{expr_text(base)} has {t.rank} ax{'i' if t.rank == 1 else 'e'}s "
+                     f"but is indexed with {len(idx)}", e,
+                     hint=f"{expr_text(base)} ∈ {self.show(t)}")
+        out: list[Poly] = []
+        for i, ix in enumerate(idx):
+            axis = t.shape[i]
+            if ix.op == "slice":
+                out.append(self.slice_len(ix, axis))
+                continue
+            it = self.expr(ix)
+            if it.kind not in INTEGRAL and it.kind != "boolean":
+                self.err(f"an index must be a whole number or token ids, not {self.show(it)}", ix)
+            out.extend(it.shape)
+        out.extend(t.shape[len(idx):])
+        return Type(t.kind, tuple(out), t.bounds)
+
+    def slice_len(self, s: Expr, axis: Poly) -> Poly:
+        lo_e, hi_e = s.args
+        lo = Poly.const(self.base) if lo_e.op == "none" else self.slice_bound(lo_e)
+        hi = (axis + Poly.const(self.base - 1 if self.base else 0)) if hi_e.op == "none" \
+            else self.slice_bound(hi_e)
+        if lo is None or hi is None:
+            return self.fresh("slice")
+        return hi - lo + Poly.const(1 if self.base == 1 else 0)
+
+    def slice_bound(self, e: Expr) -> Poly | None:
+        t = self.expr(e)
+        if t.kind not in INTEGRAL or t.shape:
+            self.err(f"a slice bound must be a whole number, not {self.show(t)}", e)
+        return t.value
+
+    def x_list(self, e):
+        items = list(e.args)
+        if any(x.op == "ellipsis" for x in items):
+            return self.family_list(e)
+        types = [self.expr(x) for x in items]
+        return self.join(types, e.attr, e)
+
+    def join(self, types: list[Type], sep: str, e) -> Type:
+        kinds = {t.kind for t in types}
+        kind = types[0].kind if len(kinds) == 1 else ("real" if "real" in kinds else "integer")
+        bounds = types[0].bounds if len(kinds) == 1 else ()
+        ranks = {t.rank for t in types}
+        if max(ranks) == 0:
+            return Type(kind, (Poly.const(len(types)),), bounds)
+        if ranks == {0, 1}:  # appending to a sequence: [x, y]
+            n = Poly.const(0)
+            for t in types:
+                n = n + (t.shape[0] if t.shape else Poly.const(1))
+            return Type(kind, (n,), bounds)
+        if len(ranks) != 1:
+            self.err("a list joins values of the same rank", e)
+        first = types[0]
+        if first.rank == 1:
+            for t in types[1:]:
+                if not self.unify(first.shape[0], t.shape[0]):
+                    self.err(f"list items differ in length: {self.show(first)} and {self.show(t)}", e)
+            n = Poly.const(len(types))
+            return Type(kind, (first.shape[0], n) if sep == "," else (n, first.shape[0]), bounds)
+        axis = -1 if sep == "," else 0
+        total = Poly.const(0)
+        for t in types:
+            total = total + t.shape[axis]
+        shape = list(first.shape)
+        shape[axis] = total
+        return Type(kind, tuple(shape), bounds)
+
+    def family_list(self, e) -> Type:
+        items = [x for x in e.args if x.op != "ellipsis"]
+        keys, idxs = set(), []
+        for x in items:
+            if x.op != "name":
+                self.err("an ellipsis list holds members of one family, like e_1, …, e_ℓ", x)
+            base, scripts = split_name(x.attr)
+            if not scripts:
+                self.err(f"{x.attr} has no index script", x)
+            keys.add(join_name(base, scripts[:-1] + [(scripts[-1][0], "□")]))
+            idxs.append((x, scripts[-1][1]))
+        if len(keys) != 1:
+            self.err(f"an ellipsis list holds members of one family, not {', '.join(sorted(keys))}", e)
+        key = keys.pop()
+        b = self.env.get(key)
+        if b is None or not b.over:
+            self.err(f"no family {key.replace('□', '•')} is defined", items[0],
+                     hint="define it first, e.g. for t ∈ [ℓ] : e_t ← …")
+        n = b.over[0]
+        (first, first_s), (last, last_s) = idxs[0], idxs[-1]
+        want_first, want_last = Poly.const(self.base), n - Poly.const(1 - self.base)
+        from .parse import parse_dim
+        for node, s, want in ((first, first_s, want_first), (last, last_s, want_last)):
+            try:
+                got = self.dim(parse_dim(s), new_dims=False)
+            except Exception:
+                got = None
+            if got is None or not self.unify(got, want):
+                self.err(f"the list must run over the whole family: its indices are "
+                         f"{poly_text(self.res(want_first))}…{poly_text(self.res(want_last))}", node)
+        member = b.type
+        types = [member] * 2
+        t = self.join(types, e.attr, e)
+        shape = list(t.shape)
+        if member.rank == 0:
+            shape = [n]
+        elif member.rank == 1:
+            shape[1 if e.attr == "," else 0] = n
+        else:
+            ax = -1 if e.attr == "," else 0
+            shape[ax] = member.shape[ax] * n
+        return Type(t.kind, tuple(shape), t.bounds)
+
+    def x_slice(self, e):
+        self.err("a slice (a : b) can only appear inside [ ]", e)
+
+    def x_kwarg(self, e):
+        self.err("a named argument can only appear after | in a call", e)
+
+    def x_ellipsis(self, e):
+        self.err("… can only appear in a list", e)
+
+    # ---------------------------------------------------------------- calls
+    def x_call(self, e):
+        fname, n_in = e.attr
+        if fname in self.env and self.env[fname].role == "func":
+            return self.call_func(fname, e)
+        if fname in BUILTINS and fname not in self.env:
+            if len(e.args) != n_in:
+                self.err(f"{fname} takes no parameters after |", e)
+            return self.call_builtin(fname, list(e.args), e)
+        callee = self.callee(fname, e)
+        if callee is None:
+            pool = list(BUILTINS) + self.lib.names() + [n for n, b in self.env.items() if b.role == "func"]
+            self.err(f"unknown algorithm or function {fname}", e,
+                     hint=self.near(fname, pool) or "cards are looked up as <name>.card beside this one")
+        return self.call_card(callee, e)
+
+    def call_builtin(self, fname: str, args: list[Expr], e) -> Type:
+        rule = BUILTINS[fname]
+        if rule == "max" and len(args) == 2:
+            a, b = (self.expr(x) for x in args)
+            return Type(numeric_join(a, b), self.broadcast(a, b, e, "compare").shape)
+        if len(args) != 1:
+            self.err(f"{fname} takes one argument, not {len(args)}", e)
+        t = self.expr(args[0])
+        if t.kind in ("group", "func"):
+            self.err(f"{fname} needs an array, not {self.show(t)}", args[0])
+        if rule == "length":
+            if t.rank != 1:
+                self.err(f"length needs a sequence, not {self.show(t)}", args[0])
+            return replace(NAT, value=t.shape[0])
+        if rule == "max":
+            return Type("real", ())
+        if rule == "softmax" and not t.shape:
+            self.err("softmax needs a vector or a matrix", args[0])
+        return Type("real", t.shape)
+
+    def call_func(self, fname: str, e) -> Type:
+        b = self.env[fname]
+        params = b.args
+        if len(e.args) != len(params):
+            self.err(f"{fname} takes {len(params)} argument(s)", e)
+        for a, p in zip(e.args, params, strict=True):
+            at = self.expr(a)
+            if at.kind == "group" and p.kind == "group" and at.group != p.group:
+                self.err(f"{expr_text(a)} holds different parameters than {fname} expects", a)
+        return b.type.result
+
+    def call_card(self, callee: Checked, e) -> Type:
+        fname, n_in = e.attr
+        cc = callee.card
+        ins, bars = list(e.args[:n_in]), list(e.args[n_in:])
+        rename = {s: self.fresh(s) for s in _symbols_of(callee)}
+        inst = _Instance(self, callee, rename)
+        in_decls = [callee.env[n] for n in cc.inputs if n in callee.env]
+        # Bar arguments first bind dimensions through groups (θ_ℓ = GPT2Block).
+        bar_names = list(cc.bar)
+        positional = [b for b in bars if b.op != "kwarg"]
+        if len(positional) > len(bar_names):
+            self.err(f"{fname} takes {len(bar_names)} argument(s) after |"
+                     f"{': ' + ', '.join(bar_names) if bar_names else ''}", e)
+        if len(ins) > len(in_decls):
+            self.err(f"{fname} takes {len(in_decls)} input(s): {', '.join(cc.inputs)}", e)
+        for name, arg in zip(bar_names, positional, strict=False):
+            inst.bar_arg(name, arg, e)
+        extra: tuple[Poly, ...] | None = None
+        actual: dict[str, Type] = {}
+        for i, decl_b in enumerate(in_decls):
+            in_name = cc.inputs[i]
+            if i < len(ins):
+                at = self.expr(ins[i])
+                node = ins[i]
+            else:
+                default = decl_b.decl.default if decl_b.decl else None
+                if default is None or default.op != "name" or default.attr not in actual:
+                    self.err(f"{fname} needs input {in_name}", e,
+                             hint=f"{fname}({', '.join(cc.inputs)} | …)")
+                at, node = actual[default.attr], e
+            actual[in_name] = at
+            want = inst.type(decl_b.type)
+            ext = inst.match_input(in_name, want, at, node, cc.convention.axes == "rows")
+            if ext:
+                if extra is not None and extra != ext and len(extra) != len(ext):
+                    self.err("inputs are mapped over different extra axes", node)
+                extra = ext
+        for arg in bars:
+            if arg.op == "kwarg":
+                inst.kwarg(arg, e)
+        missing = [n for n in bar_names[len(positional):]
+                   if not any(a.op == "kwarg" and a.attr[0] == n for a in bars)]
+        if missing:
+            self.err(f"{fname} also needs {', '.join(missing)} after |", e,
+                     hint=f"{signature_hint(cc, None)}")
+        if len(cc.outputs) != 1:
+            self.err(f"{fname} returns {len(cc.outputs)} values; a call can use only one", e)
+        out = inst.type(callee.env[cc.outputs[0]].type)
+        if extra:
+            rows = cc.convention.axes == "rows"
+            out = out.with_shape((*extra, *out.shape) if rows else (*out.shape, *extra))
+        return out
+
+    # ---------------------------------------------------------------- steps
+    def scope(self, ranges: dict[str, tuple[Poly, Poly]]):
+        return _Scope(self, ranges)
+
+    def steps(self, steps):
+        for st in steps:
+            self.step(st)
+
+    def step(self, st: Step):
+        getattr(self, "s_" + st.kind)(st)
+
+    def s_remark(self, st):
+        pass
+
+    def s_assign(self, st: Step):
+        target = st.target
+        if target.op == "call":  # P(θ) ← …: a function of θ
+            fname = target.attr[0]
+            params = [self.expr(a) for a in target.args]
+            t = self.expr(st.value)
+            self.bind(fname, Binding("func", Type("func", result=t), pos=st.pos, args=tuple(params)))
+            return
+        t = self.expr(st.value)
+        if t.kind == "func":
+            self.err("a function must be called", st.value)
+        if target.op == "name":
+            self.assign_name(target, t, st)
+        else:
+            self.assign_index(target, t, st)
+
+    def assign_name(self, target: Expr, t: Type, st: Step):
+        text = target.attr
+        base, scripts = split_name(text)
+        idx = [v for _, v in scripts if v in self.ranges]
+        if idx:
+            key = join_name(base, [(k, "□" if v in self.ranges else v) for k, v in scripts])
+            over = tuple(self.ranges[v][1] for v in idx)
+            old = self.env.get(key)
+            if old is not None and old.role in ("hyper", "input", "param"):
+                self.err(f"{text} is a {old.role}; it cannot be assigned", target)
+            self.bind(key, Binding("local", t, over=over, pos=st.pos))
+        else:
+            old = self.env.get(text)
+            if t.kind in INTEGRAL and not t.shape and t.value is not None:
+                if text in self.pending:  # ℓ ← length(x) defines the output's ℓ
+                    if not self.unify(Poly.sym(text), t.value):
+                        self.err(f"{text} is {poly_text(self.res(t.value))} here", st.value)
+                    del self.pending[text]
+                    self.claim(st, text, replace(t, value=Poly.sym(text)))
+                    return
+                if len(t.value.unknowns()) == 1 and t.value == Poly.sym(t.value.unknowns()[0]):
+                    self.unify(t.value, Poly.sym(text))  # a run-time length gets its name
+                    t = replace(t, value=Poly.sym(text))
+                    old = None
+            if old is not None and old.role == "hyper":
+                self.err(f"{text} is a hyperparameter; it cannot be assigned", target,
+                         hint="bind a new name instead")
+            if old is not None and old.role == "index":
+                self.err(f"{text} is a loop index; it cannot be assigned", target)
+            role = "output" if old is not None and old.role == "output" else \
+                old.role if old is not None and old.role in ("input", "param") else "local"
+            if old is not None and old.role in ("output",):
+                self.match_declared(text, old.type, t, st.value, old.decl)
+                self.produced.add(text)
+            keep = t.value if t.kind in INTEGRAL and not t.shape else None
+            self.bind(text, Binding(role, replace(t, value=keep), old.decl if old else None,
+                                    old.over if old else (), st.pos))
+        self.claim(st, text, t)
+
+    def assign_index(self, target: Expr, t: Type, st: Step):
+        base_e, *idx = target.args
+        name = base_e.attr
+        try:
+            self.resolve(name, base_e)
+            exists = True
+        except CardError:
+            exists = False
+        if exists:
+            cur = self.expr(target)
+            self.broadcast(cur, t, st.value, "assign")
+            shown = self.expr(base_e)
+            self.claim(st, name, shown)
+            return
+        # A new array built element by element: X̃[:, t] ← …
+        shape, vals = [], list(t.shape)
+        for ix in idx:
+            if ix.op == "slice" and ix.args[0].op == "none" and ix.args[1].op == "none":
+                if not vals:
+                    self.err(f"cannot tell the shape of {name}", target)
+                shape.append(vals.pop(0))
+            elif ix.op == "name" and ix.attr in self.ranges:
+                shape.append(self.ranges[ix.attr][1])
+            else:
+                self.err(f"{name} is not defined yet; build it with [:, t] and loop indices", ix)
+        if vals:
+            self.err(f"{name}[…] receives {self.show(t)}, which has more axes than its indices", target)
+        new = Type(t.kind, tuple(shape), t.bounds)
+        base, scripts = split_name(name)
+        fam = [v for _, v in scripts if v in self.ranges]
+        if fam:
+            key = join_name(base, [(k, "□" if v in self.ranges else v) for k, v in scripts])
+            self.bind(key, Binding("local", new, over=tuple(self.ranges[v][1] for v in fam), pos=st.pos))
+        else:
+            self.bind(name, Binding("local", new, pos=st.pos))
+        self.claim(st, name, new)
+
+    def match_declared(self, name: str, want: Type, got: Type, node, decl: Decl | None = None):
+        if want.kind == "group" or got.kind == "group":
+            if want.kind != got.kind or (want.group != got.group and isinstance(want.group, tuple)
+                                         and isinstance(got.group, tuple)
+                                         and want.group[0] != got.group[0]):
+                self.err(f"{name} is declared as {self.show(want)} but gets {self.show(got)}", node)
+            return
+        seq = decl is not None and isinstance(decl.set, Set) and decl.set.seq
+        if want.rank != got.rank or not seq and not all(
+                self.unify(a, b) for a, b in zip(want.shape, got.shape, strict=True)):
+            self.err(f"{name} is declared {self.show(want)} but this computes {self.show(got)}", node)
+        if want.kind in INTEGRAL and got.kind == "real":
+            self.err(f"{name} is declared {self.show(want)} (whole numbers) but this computes real numbers",
+                     node)
+
+    def claim(self, st: Step, name: str, t: Type):
+        t = self.rtype(t)
+        if t.kind in ("group", "func") or t.shape and any(
+                s.startswith("?") or s == "⋆" for d in t.shape for s in d.symbols()):
+            inferred = None
+        else:
+            inferred = Claim(name, to_set(t))
+        if st.claim is not None:
+            c = st.claim
+            base, scripts = split_name(c.name)
+            if c.name != name:
+                self.err(f"the comment claims {c.name} but this step sets {name}", c)
+            want = self.set_type(c.set, c, new_dims=False)
+            same = want.rank == t.rank and all(self.unify(a, b) for a, b in zip(want.shape, t.shape,
+                                                                                strict=True))
+            kinds_ok = want.kind == t.kind or {want.kind, t.kind} <= set(INTEGRAL) or \
+                want.kind in ("real", "interval") and t.kind in ("real", "nat", "integer")
+            if not same or not kinds_ok:
+                self.err(f"the comment claims {c.name} ∈ {set_text(c.set)} but this step computes "
+                         f"{self.show(t)}", c)
+        if inferred is not None:
+            self.claims[id(st)] = inferred
+
+    def s_if(self, st: Step):
+        c = self.expr(st.cond)
+        if c.kind != "boolean":
+            self.err(f"a condition must be true or false, not {self.show(c)}", st.cond)
+        self.inline_body(st)
+
+    def inline_body(self, st: Step):
+        """Run a one-line body; the line's ▷ claim is about the body's value."""
+        inner = st.body[0]
+        if st.claim is not None:
+            inner = replace(inner, claim=st.claim)
+        self.step(inner)
+        if id(inner) in self.claims:
+            self.claims[id(st)] = self.claims[id(inner)]
+
+    def s_sample(self, st: Step):
+        w = self.expr(st.value)
+        if w.rank != 1 or w.kind != "real":
+            self.err(f"sampling needs a vector of probabilities or weights, not {self.show(w)}", st.value)
+        n = w.shape[0]
+        if st.dist:
+            self.bind(st.dist, Binding("local", w, pos=st.pos))
+        y = Type("span", (), (Poly.const(self.base), n - Poly.const(1 - self.base)))
+        self.assign_name(st.target, y, replace(st, claim=None))
+        self.claim(st, st.target.attr, y)
+
+    def s_return(self, st: Step):
+        t = self.expr(st.value)
+        if st.target is not None:
+            name = st.target.attr
+        elif st.value.op == "name" and st.value.attr in self.card.outputs:
+            name = st.value.attr
+        elif len(self.card.outputs) == 1:
+            name = self.card.outputs[0]
+        else:
+            self.err("say which output this returns: return Y = …", st)
+        b = self.env.get(name)
+        if b is None or b.role != "output":
+            self.err(f"return {name}: {name} is not an output of {self.card.name}", st.target or st,
+                     hint=f"outputs: {', '.join(self.card.outputs)}")
+        self.match_declared(name, b.type, t, st.value, b.decl)
+        self.produced.add(name)
+        self.claim(st, name, t)
+
+    def loop_range(self, st: Step) -> tuple[Poly, Poly]:
+        if len(st.domain) == 2:
+            lo, hi = (self.index_value(x) for x in st.domain)
+            return lo, hi - lo + Poly.const(1)
+        return Poly.const(self.base), self.index_value(st.domain[0])
+
+    def s_for(self, st: Step):
+        rng = self.loop_range(st)
+        if st.var in self.env and self.env[st.var].role != "index":
+            self.err(f"loop index {st.var} hides {self.env[st.var].role} {st.var}", st,
+                     hint="choose another index name")
+        self.loop(st, {st.var: rng})
+
+    def s_forall(self, st: Step):
+        ranges = {}
+        for v in st.vars:
+            ranges[v] = (Poly.const(self.base), self.infer_range(v, _step_exprs(st.body[0]), st))
+        self.loop(st, ranges)
+
+    def s_while(self, st: Step):
+        c = self.expr(st.cond)
+        if c.kind != "boolean" or c.shape:
+            self.err("a while condition must be one true/false value", st.cond)
+        self.loop(st, {})
+
+    def loop(self, st: Step, ranges):
+        before = {n: b.type for n, b in self.env.items()}
+        with self.scope(ranges):
+            if st.kind in ("for", "forall") and (st.inline or st.kind == "forall"):
+                self.inline_body(st)
+            else:
+                self.steps(st.body)
+        for n, b in list(self.env.items()):
+            old = before.get(n)
+            if old is not None and old.kind == b.type.kind and old.rank == b.type.rank and \
+                    not self.unify_shapes(old.shape, b.type.shape):
+                shape = tuple(d if self.unify_shapes([d], [e]) else self.fresh("len")
+                              for d, e in zip(old.shape, b.type.shape, strict=True))
+                b.type = replace(b.type, shape=shape)
+
+
+class _Scope:
+    """Binds index variables for the duration of a loop, Σ or ∀."""
+
+    def __init__(self, ch: Checker, ranges):
+        self.ch, self.ranges = ch, ranges
+
+    def __enter__(self):
+        self.saved = {v: (self.ch.ranges.get(v), self.ch.env.get(v)) for v in self.ranges}
+        for v, (first, count) in self.ranges.items():
+            self.ch.ranges[v] = (first, count)
+            self.ch.env[v] = Binding("index", replace(NAT, value=Poly.sym(v)))
+        return self
+
+    def __exit__(self, *exc):
+        for v, (r, b) in self.saved.items():
+            if r is None:
+                self.ch.ranges.pop(v, None)
+            else:
+                self.ch.ranges[v] = r
+            if b is None:
+                self.ch.env.pop(v, None)
+            else:
+                self.ch.env[v] = b
+        return False
+
+
+class _Instance:
+    """One call of a card: its dimension names renamed to fresh unknowns
+    that the call's arguments then determine."""
+
+    def __init__(self, ch: Checker, callee: Checked, rename: dict[str, Poly]):
+        self.ch, self.callee, self.rename = ch, callee, rename
+
+    def type(self, t: Type) -> Type:
+        sub = lambda p: p.subst(self.rename)  # noqa: E731
+        return self.ch.rtype(replace(t, shape=tuple(d if d == BROADCAST else sub(d) for d in t.shape),
+                                     bounds=tuple(sub(b) for b in t.bounds),
+                                     value=sub(t.value) if t.value is not None else None))
+
+    def dims_of_group(self, gtype: Type, node):
+        g = gtype.group
+        if isinstance(g, tuple) and len(g) == 2 and isinstance(g[1], tuple) and g[0] == self.callee.card.name:
+            for k, v in g[1]:
+                if k in self.rename and not self.ch.unify(self.rename[k], v):
+                    self.ch.err(f"{k} of {g[0]} is bound to {poly_text(v)} but the call needs "
+                                f"{poly_text(self.ch.res(self.rename[k]))}", node)
+
+    def bar_arg(self, name: str, arg: Expr, call):
+        cc = self.callee
+        at = self.ch.expr(arg)
+        b = cc.env.get(name)
+        fname = cc.card.name
+        if b is None:
+            return
+        if b.type.kind == "group":
+            if at.kind != "group":
+                self.ch.err(f"{fname} expects the parameter group {name} here, not {self.ch.show(at)}", arg)
+            g = b.type.group
+            if isinstance(g, tuple) and g and isinstance(g[0], str) and g[0] == fname:  # all parameters
+                ag = at.group
+                if not (isinstance(ag, tuple) and ag and ag[0] == fname):
+                    self.ch.err(f"{expr_text(arg)} does not hold the parameters of {fname}", arg,
+                                hint=f"declare it as `param {expr_text(arg)} = {fname}`")
+                self.dims_of_group(at, arg)
+                return
+            members = g if isinstance(g, tuple) else ()
+            mine = at.group if isinstance(at.group, tuple) and all(isinstance(m, str) for m in at.group) \
+                else None
+            if mine is None or len(mine) != len(members):
+                self.ch.err(f"{fname} expects the group {name} of {len(members)} parameters "
+                            f"({', '.join(members)})", arg)
+            for theirs, ours in zip(members, mine, strict=True):
+                t_ours = self.member_type(ours, arg)
+                self.match(f"{name}: {theirs}", self.type(cc.env[theirs].type), t_ours, arg)
+            return
+        self.match(name, self.type(b.type), at, arg)
+
+    def member_type(self, name: str, node) -> Type:
+        node2 = ir.name(name, node.pos)
+        return self.ch.expr(node2)
+
+    def match(self, what: str, want: Type, got: Type, node):
+        ch = self.ch
+        if got.kind == "group":
+            ch.err(f"{what} is {ch.show(want)}, not a parameter group", node)
+        if want.shape and got.rank == 0 and got.kind != "group":
+            return  # a scalar fills the whole array: Mask = 1
+        if want.rank != got.rank or not all(ch.unify(a, b) for a, b in zip(want.shape, got.shape,
+                                                                          strict=True)):
+            ch.err(f"{self.callee.card.name} expects {what} ∈ {ch.show(want)}, "
+                   f"but {expr_text(node)} ∈ {ch.show(got)}", node)
+
+    def match_input(self, name: str, want: Type, got: Type, node, rows: bool):
+        ch = self.ch
+        k = got.rank - want.rank
+        if k < 0:
+            ch.err(f"{self.callee.card.name} expects {name} ∈ {ch.show(want)}, "
+                   f"but {expr_text(node) if isinstance(node, Expr) else name} ∈ {ch.show(got)}", node)
+        core = got.shape[k:] if rows else got.shape[: got.rank - k]
+        extra = got.shape[:k] if rows else got.shape[got.rank - k:]
+        if not all(ch.unify(a, b) for a, b in zip(want.shape, core, strict=True)):
+            ch.err(f"{self.callee.card.name} expects {name} ∈ {ch.show(want)}, "
+                   f"but {expr_text(node) if isinstance(node, Expr) else name} ∈ {ch.show(got)}", node)
+        if (want.kind in INTEGRAL) != (got.kind in INTEGRAL) and got.kind != "boolean":
+            ch.err(f"{self.callee.card.name} expects {name} ∈ {ch.show(want)}", node)
+        return tuple(extra)
+
+    def kwarg(self, arg: Expr, call):
+        ch = self.ch
+        name, idx = arg.attr
+        b = self.callee.env.get(name)
+        if b is None or b.role not in ("hyper",):
+            hypers = [n for n, x in self.callee.env.items() if x.role == "hyper" and x.type.shape]
+            ch.err(f"{self.callee.card.name} has no hyperparameter {name}", arg,
+                   hint=self_near(name, hypers))
+        want = self.type(b.type)
+        if idx:
+            if len(idx) != want.rank:
+                ch.err(f"{name} has {want.rank} axes but {len(idx)} indices", arg)
+            ranges = {v: (Poly.const(ch.base), d) for v, d in zip(idx, want.shape, strict=True)}
+            with ch.scope(ranges):
+                t = ch.expr(arg.args[0])
+            if t.shape:
+                ch.err(f"{name}[{', '.join(idx)}] must be one value per index", arg.args[0])
+        else:
+            t = ch.expr(arg.args[0])
+            if t.shape:
+                self.match(name, want, t, arg.args[0])
+
+
+def self_near(name, pool):
+    close = difflib.get_close_matches(name, pool, n=1)
+    return f"did you mean {close[0]}?" if close else None
+
+
+def _symbols_of(c: Checked) -> list[str]:
+    return [n for n, b in c.env.items() if b.role in ("hyper", "dim") and b.type.value is not None
+            and b.type.value == Poly.sym(n)]
+
+
+def _step_exprs(st: Step) -> Expr:
+    """All the expressions of a step, as one expression to walk."""
+    parts = [x for x in (st.target, st.value, st.cond) if x is not None]
+    for b in st.body:
+        parts.append(_step_exprs(b))
+    return Expr("list", tuple(parts), ",")
+
+
+def signature_hint(card: Card, extra: str | None) -> str:
+    ins = list(card.inputs) + ([extra] if extra else [])
+    bar = " | " + ", ".join(card.bar) if card.bar else ""
+    return f"algorithm {', '.join(card.outputs)} ← {card.name}({', '.join(ins)}{bar})"

@@ -1,0 +1,45 @@
+"""CardError: a mistake in a card, reported at file:line:col with the source
+line, a caret under the offending text, and a hint."""
+
+from __future__ import annotations
+
+from .ir import Pos
+
+
+class CardError(Exception):
+    def __init__(self, message: str, pos: Pos | None = None, hint: str | None = None,
+                 path: str = "<card>", source: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.pos = pos
+        self.hint = hint
+        self.path = path
+        self.source = source
+
+    def located(self, path: str, source: str) -> CardError:
+        """Fill in the file, once the error has travelled up to where it is known."""
+        if self.path == "<card>":
+            self.path, self.source = path, source
+        return self
+
+    @property
+    def line(self) -> int:
+        return self.pos.line if self.pos else 1
+
+    @property
+    def col(self) -> int:
+        return self.pos.col if self.pos else 1
+
+    def __str__(self) -> str:
+        out = [f"{self.path}:{self.line}:{self.col}: error: {self.message}"]
+        lines = self.source.splitlines()
+        if self.pos and 0 < self.line <= len(lines):
+            text = lines[self.line - 1].replace("\t", " ")
+            width = 1
+            if self.pos.end_line == self.pos.line and self.pos.end_col > self.pos.col:
+                width = self.pos.end_col - self.pos.col
+            out.append("  " + text)
+            out.append("  " + " " * (self.col - 1) + "^" * max(1, min(width, len(text) - self.col + 1)))
+        if self.hint:
+            out.append(f"  hint: {self.hint}")
+        return "\n".join(out)

@@ -1,0 +1,298 @@
+"""IR -> LaTeX math, and the Markdown page `cardgen render --format md`
+prints.  Math goes in GitHub's $`…`$ and ```math blocks, which Markdown
+leaves alone, so `_` and `*` inside never turn into emphasis."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from .ir import Card, Expr, Group, Set, Step
+from .render import LEVEL, Printer, signature
+
+GREEK = {
+    "α": r"\alpha", "β": r"\beta", "γ": r"\gamma", "δ": r"\delta", "ε": r"\varepsilon",
+    "ζ": r"\zeta", "η": r"\eta", "θ": r"\theta", "ι": r"\iota", "κ": r"\kappa", "λ": r"\lambda",
+    "μ": r"\mu", "ν": r"\nu", "ξ": r"\xi", "π": r"\pi", "ρ": r"\rho", "σ": r"\sigma",
+    "τ": r"\tau", "υ": r"\upsilon", "φ": r"\phi", "χ": r"\chi", "ψ": r"\psi", "ω": r"\omega",
+    "Γ": r"\Gamma", "Δ": r"\Delta", "Θ": r"\Theta", "Λ": r"\Lambda", "Ξ": r"\Xi", "Π": r"\Pi",
+    "Σ": r"\Sigma", "Φ": r"\Phi", "Ψ": r"\Psi", "Ω": r"\Omega", "ℓ": r"\ell", "∞": r"\infty",
+    "𝓦": r"\mathcal{W}", "′": "'",
+}
+ACCENTS = {"\u0302": r"\hat", "\u0303": r"\tilde", "\u0304": r"\bar", "\u0307": r"\dot"}
+TEX_INFIX = {"add": " + ", "sub": " - ", "matmul": r" \cdot ", "mul": r" \odot ", "div": " / "}
+TEX_PREFIX = {"neg": "-", "not": r"\neg ", "grad": r"\nabla "}
+FUNCS = {"exp", "log", "tanh", "softmax", "GELU", "ReLU", "SiLU", "max", "length", "sqrt", "abs"}
+
+
+def tex_symbol(text: str) -> str:
+    """One base name: Greek to macros, accents to \\hat{…}, words upright."""
+    out = []
+    for ch in unicodedata.normalize("NFD", text):
+        if ch in ACCENTS and out:
+            out[-1] = f"{ACCENTS[ch]}{{{out[-1]}}}"
+        elif ch in GREEK:
+            out.append(GREEK[ch] + " ")
+        elif unicodedata.category(ch) == "Mn":
+            continue
+        else:
+            out.append(ch)
+    s = "".join(out).strip()
+    plain = re.fullmatch(r"[A-Za-z][A-Za-z0-9]+", s)
+    return rf"\mathrm{{{s}}}" if plain else s
+
+
+def tex_name(text: str) -> str:
+    from .check import split_name
+    base, scripts = split_name(text)
+    out = tex_symbol(base)
+    subs = [v for k, v in scripts if k == "_"]
+    sups = [v for k, v in scripts if k == "^"]
+    if sups:
+        out += "^{" + ",".join(tex_script(v) for v in sups) + "}"
+    if subs:
+        out += "_{" + ",".join(tex_script(v) for v in subs) + "}"
+    return out
+
+
+def tex_script(v: str) -> str:
+    s = "".join(GREEK.get(c, c) + (" " if c in GREEK and GREEK[c].startswith("\\") else "") for c in v)
+    s = s.replace("−", "-").strip()
+    return rf"\mathrm{{{s}}}" if re.fullmatch(r"[A-Za-z]{2,}[0-9]*", s) else s
+
+
+class TexPrinter(Printer):
+    def at(self, e: Expr, need: int) -> str:
+        s = self.show(e)
+        return rf"\left({s}\right)" if LEVEL.get(e.op, 7) < need else s
+
+    def infix(self, e):
+        a, b = e.args
+        lv = LEVEL[e.op]
+        return self.at(a, lv) + TEX_INFIX[e.op] + self.at(b, lv + 1)
+
+    op_add = op_sub = op_matmul = op_mul = op_div = infix
+
+    def prefix(self, e):
+        return TEX_PREFIX[e.op] + self.at(e.args[0], 4)
+
+    op_neg = op_not = op_grad = prefix
+
+    def op_name(self, e):
+        return tex_name(e.attr)
+
+    def op_num(self, e):
+        return e.attr
+
+    def op_inf(self, e):
+        return r"\infty"
+
+    def op_ellipsis(self, e):
+        return r"\ldots"
+
+    def op_sqrt(self, e):
+        return r"\sqrt{" + self.show(e.args[0]) + "}"
+
+    def op_juxt(self, e):
+        a, b = e.args
+        right = self.show(b)
+        if LEVEL.get(b.op, 7) < 7 or b.op == "list":
+            right = rf"\left({right}\right)"
+        return self.at(a, 5) + r"\, " + right
+
+    def op_transpose(self, e):
+        return "{" + self.at(e.args[0], 6) + r"}^{\top}"
+
+    def op_square(self, e):
+        return "{" + self.at(e.args[0], 6) + "}^{2}"
+
+    def op_pow(self, e):
+        return "{" + self.at(e.args[0], 6) + "}^{" + self.show(e.args[1]) + "}"
+
+    def op_index(self, e):
+        base, *idx = e.args
+        return self.at(base, 6) + "[" + ", ".join(self.show(i) for i in idx) + "]"
+
+    def op_slice(self, e):
+        lo, hi = (self.show(x) for x in e.args)
+        return ":" if not lo and not hi else f"{lo} : {hi}"
+
+    def op_call(self, e):
+        fname, n_in = e.attr
+        ins = ", ".join(self.show(a) for a in e.args[:n_in])
+        bar = ", ".join(self.show(a) for a in e.args[n_in:])
+        head = tex_name(fname) if fname not in FUNCS else rf"\mathrm{{{fname}}}"
+        return head + r"\left(" + ins + (r" \mid " if bar else "") + bar + r"\right)"
+
+    def op_kwarg(self, e):
+        name, idx = e.attr
+        sub = "[" + ", ".join(tex_name(i) for i in idx) + "]" if idx else ""
+        return f"{tex_name(name)}{sub} = {self.show(e.args[0])}"
+
+    def op_list(self, e):
+        sep = "; " if e.attr == ";" else ", "
+        return "[" + sep.join(self.show(x) for x in e.args) + "]"
+
+    def op_iverson(self, e):
+        return r"[\![" + self.show(e.args[0]) + r"]\!]"
+
+    def op_set_builder(self, e):
+        rng, cond = e.args
+        return rf"\{{{tex_name(e.attr)} \in [{self.show(rng)}] : {self.show(cond)}\}}"
+
+    def op_cmp(self, e):
+        sym = {"≤": r"\le", "≥": r"\ge", "≠": r"\ne", "<": "<", ">": ">", "=": "="}[e.attr]
+        a, b = e.args
+        return f"{self.at(a, 2)} {sym} {self.at(b, 2)}"
+
+    def op_choose(self, e):
+        a, p, b = e.args
+        return rf"{self.at(a, 2)} \text{{ with probability }} {self.at(p, 2)} \text{{ else }} {self.at(b, 2)}"
+
+    def op_sum(self, e):
+        var, form = e.attr
+        body, *bounds = e.args
+        v = tex_name(var)
+        if form == "implicit":
+            sub = f"_{{{v}}}"
+        elif form == "in":
+            sub = rf"_{{{v} \in {self.show(bounds[0])}}}"
+        else:
+            sub = f"_{{{v}={self.show(bounds[0])}}}^{{{self.show(bounds[1])}}}"
+        return r"\sum" + sub + " " + self.at(body, 5)
+
+
+def tex(e: Expr) -> str:
+    return TexPrinter().show(e)
+
+
+def tex_dim(e: Expr) -> str:
+    return TexPrinter().show(e).replace(r" \cdot ", r"\cdot ")
+
+
+def tex_set(s: Set | Group) -> str:
+    if isinstance(s, Group):
+        if s.card is None:
+            return r"\{" + ", ".join(tex_name(m) for m in s.members) + r"\}"
+        binds = ", ".join(f"{tex_name(k)} = {tex_dim(v)}" for k, v in s.bindings)
+        return rf"\mathrm{{{s.card}}}" + (f"[{binds}]" if binds else "")
+    base = {"real": r"\mathbb{R}", "nat": r"\mathbb{N}", "integer": r"\mathbb{Z}",
+            "boolean": r"\{0,1\}"}.get(s.kind)
+    if s.kind == "span":
+        base = r"\{" + tex_dim(s.bounds[0]) + r"..\," + tex_dim(s.bounds[1]) + r"\}"
+    elif s.kind == "upto":
+        base = "[" + tex_dim(s.bounds[0]) + "]"
+    elif s.kind == "interval":
+        base = "(" + ", ".join(tex_dim(b) for b in s.bounds) + ")"
+    if s.seq:
+        return base + "^{*}"
+    if s.shape:
+        return base + "^{" + r" \times ".join(tex_dim(d) for d in s.shape) + "}"
+    return base
+
+
+def tex_decl(d) -> str:
+    names = ", ".join(tex_name(n) for n in d.names)
+    rel = " = " if isinstance(d.set, Group) else r" \in "
+    s = names + rel + tex_set(d.set)
+    if d.default is not None:
+        s += " = " + tex(d.default)
+    if d.over is not None:
+        s += rf",\ {tex_name(d.over[0])} \in [{tex(d.over[1])}]"
+    return s
+
+
+def md_text(text: str) -> str:
+    """Plain text for Markdown: characters that would format are escaped."""
+    return re.sub(r"([\\`*_{}\[\]<>#|~])", r"\\\1", text)
+
+
+KW = {"for": r"\textbf{for}", "do": r"\textbf{do}", "end": r"\textbf{end}", "while": r"\textbf{while}",
+      "if": r"\textbf{if}", "then": r"\textbf{then}", "return": r"\textbf{return}"}
+
+
+class TexSteps:
+    def __init__(self, claims):
+        self.claims = claims
+        self.lines: list[str] = []
+        self.n = 0
+
+    def add(self, depth, body, note, numbered=True):
+        if numbered:
+            self.n += 1
+        num = str(self.n) if numbered else ""
+        pad = r"\quad " * depth
+        tail = rf" & \triangleright\ {note}" if note else " &"
+        self.lines.append(f"{num} & {pad}{body}{tail} \\\\")
+
+    def note(self, st: Step) -> str | None:
+        parts = []
+        c = self.claims.get(id(st))
+        if c is not None:
+            parts.append(tex_name(c.name) + r" \in " + tex_set(c.set))
+        if st.note:
+            parts.append(r"\text{" + st.note.replace("\\", "").replace("{", "").replace("}", "") + "}")
+        return ";\\ ".join(parts) if parts else None
+
+    def step(self, st: Step, depth: int):
+        if st.kind == "remark":
+            self.add(depth, r"\triangleright\ \text{" + st.note.replace("}", "") + "}", None, False)
+            return
+        if st.kind in ("for", "while") and not st.inline:
+            if st.kind == "while":
+                head = rf"{KW['while']}\ {tex(st.cond)}\ {KW['do']}"
+            elif len(st.domain) == 2:
+                lo, hi = (tex(x) for x in st.domain)
+                head = rf"{KW['for']}\ {tex_name(st.var)} = {lo}, \ldots, {hi}\ {KW['do']}"
+            else:
+                head = rf"{KW['for']}\ {tex_name(st.var)} \in [{tex(st.domain[0])}]\ {KW['do']}"
+            self.add(depth, head, st.note)
+            for s in st.body:
+                self.step(s, depth + 1)
+            self.add(depth, KW["end"], None)
+            return
+        self.add(depth, self.stmt(st), self.note(st))
+
+    def stmt(self, st: Step) -> str:
+        k = st.kind
+        if k == "assign":
+            return f"{tex(st.target)} \\leftarrow {tex(st.value)}"
+        if k == "if":
+            return rf"{KW['if']}\ {tex(st.cond)}\ {KW['then']}\ {self.stmt(st.body[0])}"
+        if k == "sample":
+            dist = rf"{tex_name(st.dist)} \propto " if st.dist else ""
+            return rf"{tex(st.target)} \sim {dist}{tex(st.value)}"
+        if k == "return":
+            named = f"{tex(st.target)} = " if st.target is not None else ""
+            return rf"{KW['return']}\ {named}{tex(st.value)}"
+        if k == "for":
+            return rf"{KW['for']}\ {tex_name(st.var)} \in [{tex(st.domain[0])}] :\ {self.stmt(st.body[0])}"
+        return rf"\forall {', '.join(tex_name(v) for v in st.vars)} :\ {self.stmt(st.body[0])}"
+
+
+ROLE_MD = {"input": "Input", "output": "Output", "hyper": "Hyperparameters", "param": "Parameters"}
+
+
+def markdown(checked, count_line: str | None = None) -> str:
+    card: Card = checked.card
+    sig = signature(card).split(" ← ")
+    outs, call = sig[0], sig[1]
+    fname, rest = call.split("(", 1)
+    head = (", ".join(tex_name(o.strip()) for o in outs.split(",")) + r" \leftarrow "
+            + rf"\mathrm{{{fname}}}\left(" + ", ".join(tex_name(x) for x in card.inputs)
+            + (r" \mid " + ", ".join(tex_name(x) for x in card.bar) if card.bar else "") + r"\right)")
+    out = [f"### Algorithm: $`{head}`$", ""]
+    if card.purpose:
+        out += [f"*{md_text(card.purpose)}*", ""]
+    conv = card.convention
+    out.append(f"**Convention:** {conv.axes}, {conv.base}-based  ")
+    for d in card.decls:
+        desc = f" — {md_text(d.desc)}" if d.desc else ""
+        out.append(f"**{ROLE_MD[d.role]}:** $`{tex_decl(d)}`${desc}  ")
+    if count_line:
+        out.append(md_text(count_line) + "  ")
+    steps = TexSteps(checked.claims)
+    for st in card.steps:
+        steps.step(st, 0)
+    out += ["", "```math", r"\begin{array}{rll}", *steps.lines, r"\end{array}", "```", ""]
+    return "\n".join(out)

@@ -1,0 +1,610 @@
+"""Text (a card, or the pseudocode `cardgen render` prints) -> IR.
+
+The only module that imports lark.  The grammar lives in ``grammar/card.lark``
+(shipped inside the package as ``cardgen.grammar``); the tree-to-IR transformer
+below is one small method per grammar alias.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache, lru_cache
+from importlib import resources
+
+import lark
+from lark import Token, Transformer, v_args
+
+from . import ir
+from .errors import CardError
+from .ir import Card, Claim, Convention, Decl, Expr, Group, Pos, Set, Step
+
+MAX_DEPTH = 60  # brackets nested deeper than this are refused, not recursed into
+MAX_BYTES = 1_000_000
+
+# Terminal names as a user would say them, for "expected …" messages.
+WORDS = {
+    "NAME": "a name", "CALLNAME": "a call like f(", "NUMBER": "a number",
+    "STRING": 'a "description"', "DESC": "a — description", "NOTE": "a ▷ comment",
+    "PURPOSE": "a /* purpose */", "KWARG": "a named argument like Mask =",
+    "STEPNO": "a step number", "_NL": "end of line", "$END": "end of file",
+    "ALGORITHM": '"algorithm"', "CONVENTION": '"convention"', "AXES": '"columns" or "rows"',
+    "BASE": '"1-based" or "0-based"', "ROLE": "input, output, hyper or param",
+    "ARROW": '"←"', "IN": '"∈"', "BAR": '"|"', "FOR": '"for"', "FORALL": '"∀"', "DO": '"do"',
+    "END": '"end"', "WHILE": '"while"', "IF": '"if"', "THEN": '"then"', "RETURN": '"return"',
+    "WITH": '"with"', "PROBABILITY": '"probability"', "ELSE": '"else"', "SAMPLE": '"∼"',
+    "PROPTO": '"∝"', "REAL": '"ℝ"', "NAT": '"ℕ"', "INT_SET": '"ℤ"', "STAR": '"*"',
+    "TIMES": '"×"', "DOTS": '".."', "ELLIPSIS": '"…"', "SEMI": '";"', "COLON": '":"',
+    "DOT": '"·"', "HADAMARD": '"⊙"', "MINUS": '"−"', "NOT": '"¬"', "NABLA": '"∇"',
+    "SIGMA": '"Σ"', "SQRT": '"√"', "INF": '"∞"', "TRANSPOSE": '"^⊤"', "SQUARED": '"²"',
+    "CMP": "a comparison", "ISO": '"[["', "ISC": '"]]"', "EQ": '"="', "COUNT_LINE": "a parameter count",
+}
+ROLES = {"input": "input", "output": "output", "hyper": "hyper", "param": "param",
+         "Input:": "input", "Output:": "output", "Hyperparameters:": "hyper",
+         "Parameters:": "param"}
+CMP_CANON = {"<=": "≤", ">=": "≥", "!=": "≠", "==": "="}
+CLAIM_RE = re.compile(r"^\s*[^\s∈;]+\s*(∈|in)\s*[ℝℕℤ{\[(RNZ]")
+
+
+class BracketPostLex:
+    """Tells the "]]" that closes ``[[t ≤ t′]]`` from two "]" closing nested
+    indexes (``W_e[:, x[t]]``): the lexer only makes single "]", and two
+    adjacent ones become one ISC token when the innermost open bracket is
+    an Iverson ``[[``."""
+
+    always_accept = ("RSQB",)
+
+    def process(self, stream):
+        stack: list[str] = []
+        stream = iter(stream)
+        for tok in stream:
+            if tok.type in ("LSQB", "ISO"):
+                stack.append(tok.type)
+            elif tok.type == "RSQB" and stack:
+                if stack.pop() == "ISO":
+                    nxt = next(stream, None)
+                    if nxt is not None and nxt.type == "RSQB" and nxt.start_pos == tok.end_pos:
+                        tok = Token.new_borrow_pos("ISC", "]]", tok)
+                        tok.end_column, tok.end_pos = nxt.end_column, nxt.end_pos
+                        yield tok
+                        continue
+                    yield tok
+                    if nxt is not None:
+                        yield nxt
+                    continue
+            yield tok
+
+
+@cache
+def _parser() -> lark.Lark:
+    text = resources.files("cardgen.grammar").joinpath("card.lark").read_text("utf-8")
+    return lark.Lark(text, parser="lalr", lexer="contextual", propagate_positions=True,
+                     start=["start", "claim_start", "dim_start"], maybe_placeholders=False,
+                     postlex=BracketPostLex())
+
+
+def _pos_of(x) -> Pos | None:
+    if isinstance(x, Token):
+        return Pos(x.line, x.column, x.end_line, x.end_column)
+    meta = getattr(x, "meta", x)
+    if getattr(meta, "empty", True):
+        return None
+    return Pos(meta.line, meta.column, meta.end_line, meta.end_column)
+
+
+def _exprs(children):
+    return [c for c in children if not isinstance(c, Token)]
+
+
+def _tok(children, *types):
+    return [c for c in children if isinstance(c, Token) and c.type in types]
+
+
+def unquote(s: str) -> str:
+    return re.sub(r"\\(.)", r"\1", s[1:-1])
+
+
+@v_args(meta=True)
+class ToIR(Transformer):
+    """Lark tree -> IR.  Each method is named after a grammar alias."""
+
+    # ---------------------------------------------------------- expressions
+    def name(self, m, c):
+        return ir.name(str(c[0]), _pos_of(m))
+
+    def num(self, m, c):
+        return ir.num(str(c[0]), _pos_of(m))
+
+    def inf(self, m, c):
+        return Expr("inf", (), None, _pos_of(m))
+
+    def _op(op):  # noqa: N805 - a method factory used in the class body
+        def build(self, m, c):
+            return Expr(op, tuple(_exprs(c)), None, _pos_of(m))
+        return build
+
+    add, sub, matmul, mul, div = _op("add"), _op("sub"), _op("matmul"), _op("mul"), _op("div")
+    neg, not_, grad, sqrt = _op("neg"), _op("not"), _op("grad"), _op("sqrt")
+    juxt, transpose, square, pow = _op("juxt"), _op("transpose"), _op("square"), _op("pow")
+    index, iverson, choose = _op("index"), _op("iverson"), _op("choose")
+
+    def target_index(self, m, c):
+        base = ir.name(str(c[0]), _pos_of(c[0]))
+        return Expr("index", (base, *_exprs(c)), None, _pos_of(m))
+
+    def slice(self, m, c):
+        lo = hi = None
+        seen_colon = False
+        for x in c:
+            if isinstance(x, Token):
+                seen_colon = True
+            elif seen_colon:
+                hi = x
+            else:
+                lo = x
+        none = Expr("none")
+        return Expr("slice", (lo or none, hi or none), None, _pos_of(m))
+
+    def cmp(self, m, c):
+        a, op, b = c
+        return Expr("cmp", (a, b), CMP_CANON.get(str(op), str(op)), _pos_of(m))
+
+    def sum(self, m, c):
+        var, form, bounds = c[1]
+        return Expr("sum", (c[2], *bounds), (var, form), _pos_of(m))
+
+    def sum_implicit(self, m, c):
+        return (str(c[0]), "implicit", ())
+
+    def sum_span(self, m, c):
+        hi = c[2] if not isinstance(c[2], Token) else ir.name(str(c[2]), _pos_of(c[2]))
+        return (str(c[0]), "span", (c[1], hi))
+
+    def sum_in(self, m, c):
+        return (str(c[0]), "in", (c[2],))
+
+    def call(self, m, c):
+        fname = str(c[0])[:-1]
+        inputs, bar, has_bar = c[1]
+        return Expr("call", (*inputs, *bar), (fname, len(inputs)), _pos_of(m))
+
+    def args(self, m, c):
+        inputs, bar, seen = [], [], False
+        for x in c:
+            if isinstance(x, Token):
+                seen = True
+            else:
+                (bar if seen else inputs).append(x)
+        return inputs, bar, seen
+
+    def kwarg(self, m, c):
+        text = str(c[0]).rstrip("=≡ \t")
+        name, _, idx = text.partition("[")
+        idxs = tuple(s.strip() for s in idx.rstrip("] ").split(",")) if idx else ()
+        return Expr("kwarg", (c[1],), (name.strip(), idxs), _pos_of(m))
+
+    def list_(self, m, c):
+        items, sep = c[0]
+        return Expr("list", tuple(items), sep, _pos_of(m))
+
+    def list_items(self, m, c):
+        sep = ";" if _tok(c, "SEMI") else ","
+        items = []
+        for x in _exprs(c):
+            items.extend(x if isinstance(x, tuple) else (x,))
+        return items, sep
+
+    def ellipsis(self, m, c):
+        return Expr("ellipsis", (), None, _pos_of(m))
+
+    def ellipsis_then(self, m, c):
+        return (Expr("ellipsis", (), None, _pos_of(c[0])), c[1])
+
+    def set_builder(self, m, c):
+        var = str(c[0])
+        rng, cond = _exprs(c)
+        return Expr("set_builder", (rng, cond), var, _pos_of(m))
+
+    def fun_target(self, m, c):
+        return Expr("call", tuple(ir.name(str(n)) for n in c[1]), (str(c[0])[:-1], len(c[1])), _pos_of(m))
+
+    # ---------------------------------------------------------------- steps
+    def assign(self, m, c):
+        target, value = _exprs(c)
+        return Step("assign", target=target, value=value, pos=_pos_of(m))
+
+    def if_then(self, m, c):
+        cond, body = _exprs(c)
+        return Step("if", cond=cond, body=(body,), pos=_pos_of(m))
+
+    def sample_from(self, m, c):
+        target, _, dist, _, weights = c
+        return Step("sample", target=ir.name(str(target), _pos_of(target)), value=weights,
+                    dist=str(dist), pos=_pos_of(m))
+
+    def sample(self, m, c):
+        return Step("sample", target=ir.name(str(c[0]), _pos_of(c[0])), value=c[2], pos=_pos_of(m))
+
+    def return_named(self, m, c):
+        return Step("return", target=ir.name(str(c[1]), _pos_of(c[1])), value=c[2], pos=_pos_of(m))
+
+    def return_(self, m, c):
+        return Step("return", value=c[1], pos=_pos_of(m))
+
+    def for_in_inline(self, m, c):
+        var = _tok(c, "NAME")[0]
+        bound, body = _exprs(c)
+        return Step("for", var=str(var), domain=(bound,), body=(body,), inline=True, pos=_pos_of(m))
+
+    def forall(self, m, c):
+        names = tuple(str(t) for t in _tok(c, "NAME"))
+        (body,) = _exprs(c)
+        return Step("forall", vars=names, body=(body,), pos=_pos_of(m))
+
+    def for_count(self, m, c):
+        var = str(_tok(c, "NAME")[0])
+        ell = next(i for i, x in enumerate(c) if isinstance(x, Token) and x.type == "ELLIPSIS")
+        head = _exprs(c[:ell])
+        stop = _exprs(c[ell:])[0]
+        body = tuple(x for x in _exprs(c[ell:])[1:] if isinstance(x, Step))
+        start = head[0]
+        if len(head) == 2 and not _counts_by_one(start, head[1]):
+            raise CardError("a counting loop goes up by one", _pos_of(head[1]),
+                            hint=f"write `for {var} = 1, 2, …, {_plain(stop)} do` "
+                                 f"or `for {var} = 1, …, {_plain(stop)} do`")
+        return Step("for", var=var, domain=(start, stop), body=body, note=_block_note(c),
+                    pos=_pos_of(m))
+
+    def for_in(self, m, c):
+        var = str(_tok(c, "NAME")[0])
+        exprs = _exprs(c)
+        return Step("for", var=var, domain=(exprs[0],), body=tuple(exprs[1:]),
+                    note=_block_note(c), pos=_pos_of(m))
+
+    def while_(self, m, c):
+        exprs = _exprs(c)
+        return Step("while", cond=exprs[0], body=tuple(exprs[1:]), note=_block_note(c),
+                    pos=_pos_of(m))
+
+    def step(self, m, c):
+        (st,) = _exprs(c)
+        notes = _tok(c, "NOTE")
+        if notes:
+            note, claim = _split_note(notes[0])
+            st = _replace(st, note=note, claim=claim)
+        return st
+
+    def remark(self, m, c):
+        return Step("remark", note=_note_text(c[0]), pos=_pos_of(m))
+
+    # --------------------------------------------------------- declarations
+    def tensor_set(self, m, c):
+        base, *rest = c
+        shape = rest[0] if rest else ()
+        return Set(base.kind, base.bounds, tuple(shape), False, _pos_of(m))
+
+    def seq_set(self, m, c):
+        return Set(c[0].kind, c[0].bounds, (), True, _pos_of(m))
+
+    def real(self, m, c):
+        return Set("real", pos=_pos_of(m))
+
+    def nat(self, m, c):
+        return Set("nat", pos=_pos_of(m))
+
+    def integer(self, m, c):
+        return Set("integer", pos=_pos_of(m))
+
+    def boolean(self, m, c):
+        if (str(c[0]), str(c[1])) != ("0", "1"):
+            raise CardError("a two-element set must be {0,1}", _pos_of(m),
+                            hint="write {0,1} for booleans or {lo..hi} for a range of integers")
+        return Set("boolean", pos=_pos_of(m))
+
+    def span(self, m, c):
+        lo, hi = _exprs(c)
+        return Set("span", (lo, hi), pos=_pos_of(m))
+
+    def upto(self, m, c):
+        return Set("upto", (c[0],), pos=_pos_of(m))
+
+    def interval(self, m, c):
+        return Set("interval", tuple(c), pos=_pos_of(m))
+
+    def shape(self, m, c):
+        return tuple(_exprs(c))
+
+    def decl(self, m, c):
+        role = ROLES[str(c[0])]
+        names = c[1]
+        st = c[3]
+        default = over = desc = None
+        for x in c[4:]:
+            kind, val = x
+            if kind == "default":
+                default = val
+            elif kind == "over":
+                over = val
+            else:
+                desc = val
+        return Decl(role, names, st, default, over, desc, _pos_of(m))
+
+    def group_decl(self, m, c):
+        role = ROLES[str(c[0])]
+        over = desc = None
+        for kind, val in c[3:]:
+            if kind == "over":
+                over = val
+            else:
+                desc = val
+        return Decl(role, c[1], c[2], None, over, desc, _pos_of(m))
+
+    def count_line(self, m, c):
+        return None
+
+    def default(self, m, c):
+        return ("default", c[0])
+
+    def over(self, m, c):
+        return ("over", (str(c[1]), _exprs(c)[0]))
+
+    def desc(self, m, c):
+        t = c[0]
+        return ("desc", unquote(str(t)) if t.type == "STRING" else str(t)[1:].strip())
+
+    def members(self, m, c):
+        return Group(members=c[0], pos=_pos_of(m))
+
+    def card_group(self, m, c):
+        return Group(card=str(c[0]), bindings=tuple(c[1:]), pos=_pos_of(m))
+
+    def binding(self, m, c):
+        return (str(c[0]), c[1])
+
+    def names(self, m, c):
+        return tuple(str(t) for t in c)
+
+    sig_names = names
+
+    # ---------------------------------------------------------------- card
+    def header(self, m, c):
+        outputs = c[1]
+        fname = next(t for t in c if isinstance(t, Token) and t.type == "CALLNAME")
+        groups, seen_bar, inputs, bar = list(c), False, (), ()
+        for x in groups:
+            if isinstance(x, Token) and x.type == "BAR":
+                seen_bar = True
+            elif isinstance(x, tuple) and x is not outputs:
+                if seen_bar:
+                    bar = x
+                else:
+                    inputs = x
+        return ("header", str(fname)[:-1], outputs, inputs, bar, _pos_of(m))
+
+    def purpose(self, m, c):
+        t = c[0]
+        text = unquote(str(t)) if t.type == "STRING" else str(t)[2:-2].strip()
+        return ("purpose", text)
+
+    def convention(self, m, c):
+        return ("convention", Convention(str(c[1]), int(str(c[2])[0])))
+
+    def card(self, m, c):
+        _, name, outputs, inputs, bar, pos = c[0]
+        purpose, conv = None, Convention()
+        decls, steps = [], []
+        for x in c[1:]:
+            if isinstance(x, tuple) and x[0] == "purpose":
+                purpose = x[1]
+            elif isinstance(x, tuple) and x[0] == "convention":
+                conv = x[1]
+            elif isinstance(x, Decl):
+                decls.append(x)
+            elif isinstance(x, Step):
+                steps.append(x)
+        return Card(name, outputs, inputs, bar, purpose, conv, tuple(decls), tuple(steps), pos=pos)
+
+    def start(self, m, c):
+        return _exprs(c)[0]
+
+    def dim_start(self, m, c):
+        return c[0]
+
+    def claim_start(self, m, c):
+        return (str(c[0]), c[2])
+
+
+def _replace(st: Step, **kw) -> Step:
+    from dataclasses import replace
+    return replace(st, **kw)
+
+
+def _counts_by_one(a: Expr, b: Expr) -> bool:
+    if a.op == "num" and b.op == "num":
+        return float(b.attr) == float(a.attr) + 1
+    return b == Expr("add", (a, ir.num("1")))
+
+
+def _plain(e: Expr) -> str:
+    from .render import expr_text
+    return expr_text(e)
+
+
+def _note_text(tok: Token) -> str:
+    text = str(tok)
+    return text[1:].strip()
+
+
+def _block_note(c) -> str | None:
+    notes = _tok(c, "NOTE")
+    return _note_text(notes[0]) if notes else None
+
+
+def _split_note(tok: Token) -> tuple[str | None, Claim | None]:
+    """``▷ Q ∈ ℝ^{…}; query`` -> a claim and the free text after ``;``."""
+    text = _note_text(tok)
+    if not CLAIM_RE.match(text):
+        return text or None, None
+    claim_text, _, rest = text.partition(";")
+    offset = tok.column + (len(str(tok)) - len(str(tok)[1:].lstrip()))
+    try:
+        tree = _parser().parse(" " * (offset - 1) + claim_text.rstrip(), start="claim_start")
+    except lark.exceptions.LarkError:
+        return text, None  # not a claim after all: free text such as "tokens in X"
+    name, st = ToIR().transform(tree)
+    pos = Pos(tok.line, tok.column, tok.end_line, tok.end_column)
+    return rest.strip() or None, Claim(name, _relined(st, tok.line), pos)
+
+
+def _relined(st: Set, line: int) -> Set:
+    from dataclasses import replace
+    p = st.pos
+    return replace(st, pos=Pos(line, p.col, line, p.end_col) if p else None)
+
+
+# ------------------------------------------------------------------ errors
+def _expected_words(expected) -> str:
+    exp = set(expected)
+    words = []
+    if {"NAME", "NUMBER"} <= exp or {"NAME", "CALLNAME"} <= exp:
+        words.append("an expression")
+        exp -= {"NAME", "NUMBER", "CALLNAME", "INF", "MINUS", "NOT", "NABLA", "SIGMA", "SQRT",
+                "LPAR", "LSQB", "LBRACE", "__ANON_0", "__ANON_1"}
+    terms = {t.name: t for t in _parser().terminals}
+    for e in sorted(exp):
+        if e in WORDS:
+            words.append(WORDS[e])
+        elif e in terms and terms[e].pattern.type == "str":
+            words.append(f'"{terms[e].pattern.value}"')
+    words = list(dict.fromkeys(words))
+    if len(words) > 7:
+        words = words[:7] + ["…"]
+    return ", ".join(words) if words else "something else"
+
+
+def _lark_error(e: Exception, line: int | None = None) -> CardError:
+    from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
+    if isinstance(e, UnexpectedToken):
+        tok = e.token
+        if tok.type == "$END":
+            pos = Pos(line or tok.line or 1, tok.column or 1, line or tok.line or 1, tok.column or 1)
+            what = "the card ends too early"
+        else:
+            ln = line or tok.line
+            pos = Pos(ln, tok.column, ln, tok.end_column or tok.column + 1)
+            shown = "end of line" if tok.type == "_NL" else f"'{tok}'"
+            what = f"unexpected {shown}"
+        hint = _hint_for(e.expected, tok)
+        return CardError(f"{what}; expected {_expected_words(e.expected)}", pos, hint)
+    if isinstance(e, UnexpectedCharacters):
+        ln = line or e.line
+        ch = e.char
+        pos = Pos(ln, e.column, ln, e.column + 1)
+        shown = repr(ch) if not ch.isprintable() else f"'{ch}'"
+        expected = _expected_words(e.allowed or ())
+        return CardError(f"unexpected character {shown}; expected {expected}", pos,
+                         _char_hint(ch))
+    if isinstance(e, UnexpectedEOF):
+        return CardError("the card ends too early", None)
+    return CardError(str(e).splitlines()[0], None)
+
+
+def _hint_for(expected, tok) -> str | None:
+    if "END" in expected and tok.type == "$END":
+        return "a `for … do` or `while … do` block needs a closing `end`"
+    if tok.type == "NAME" and "_NL" in expected:
+        return "two statements on one line? put each step on its own line"
+    if tok.type == "CALLNAME" and "ARROW" in expected:
+        return "a signature reads `algorithm Y ← name(inputs | parameters)`"
+    return None
+
+
+def _char_hint(ch: str) -> str | None:
+    if ch in "ℝℕℤ":
+        return f"{ch} names a set; it can only follow ∈"
+    if ch == "_":
+        return "names start with a letter"
+    if ch == "\t":
+        return None
+    if not ch.isprintable():
+        return "the file contains a control character; is it a text file?"
+    return None
+
+
+# ------------------------------------------------------------------- entry
+def parse(text: str, path: str = "<card>") -> Card:
+    """Parse a card (or its rendered pseudocode) into IR; raise CardError."""
+    try:
+        return _parse(text, path)
+    except CardError as e:
+        raise e.located(path, text) from None
+
+
+def _parse(text: str, path: str) -> Card:
+    if len(text) > MAX_BYTES:
+        raise CardError(f"the file is {len(text):,} characters; cards are at most {MAX_BYTES:,}")
+    if "\x00" in text:
+        ln = text.count("\n", 0, text.index("\x00")) + 1
+        raise CardError("the file contains NUL bytes; a card is UTF-8 text", Pos(ln, 1, ln, 2),
+                        hint="is this a binary file?")
+    if not text.strip():
+        raise CardError("the file is empty; a card starts with `algorithm Y ← name(inputs | parameters)`",
+                        Pos(1, 1, 1, 1))
+    _check_depth(text)
+    text = text.replace("\r\n", "\n")
+    if not text.endswith("\n"):
+        text += "\n"
+    try:
+        tree = _parser().parse(text, start="start")
+    except lark.exceptions.LarkError as e:
+        if isinstance(getattr(e, "orig_exc", None), CardError):
+            raise e.orig_exc from None
+        raise _lark_error(e) from None
+    try:
+        card = ToIR().transform(tree)
+    except lark.exceptions.VisitError as e:
+        if isinstance(e.orig_exc, CardError):
+            raise e.orig_exc from None
+        raise
+    from dataclasses import replace
+    return replace(card, path=path, source=text)
+
+
+def _check_depth(text: str) -> None:
+    depth, line, col = 0, 1, 0
+    for ch in text:
+        col += 1
+        if ch == "\n":
+            line, col = line + 1, 0
+        elif ch in "([{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise CardError(f"brackets nested more than {MAX_DEPTH} deep", Pos(line, col, line, col + 1),
+                                hint="split the expression into steps with names")
+        elif ch in ")]}":
+            depth = max(0, depth - 1)
+
+
+@lru_cache(maxsize=4096)
+def parse_dim(text: str) -> Expr:
+    """A dimension written as text (``3·D``, ``T − 1``) -> Expr."""
+    return ToIR().transform(_parser().parse(text, start="dim_start"))
+
+
+def parse_file(path) -> Card:
+    from pathlib import Path
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise CardError(f"cannot read {p}: {e.strerror}", path=str(p)) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        ln = data.count(b"\n", 0, e.start) + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise CardError(f"byte 0x{data[e.start]:02x} is not UTF-8; a card is UTF-8 text",
+                        Pos(ln, col, ln, col + 1), hint="is this a binary file?",
+                        path=str(p), source="") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return parse(text, str(p))

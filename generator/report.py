@@ -1,0 +1,132 @@
+"""What `cardgen render` prints about a checked card beyond its text: the
+parameter count, the sub-algorithms it calls, and the output formats."""
+
+from __future__ import annotations
+
+from .check import Checked, Library
+from .ir import Card, Expr, Group, Set, Step
+from .latex import markdown
+from .render import pseudocode
+from .shapes import Poly
+
+
+def callees(card: Card) -> list[str]:
+    """Names of the cards ``card`` calls or groups, in first-use order."""
+    out: list[str] = []
+
+    def add(name):
+        if name not in out:
+            out.append(name)
+
+    def walk(e: Expr | None):
+        if e is None:
+            return
+        if e.op == "call":
+            add(e.attr[0])
+        for a in e.args:
+            walk(a)
+
+    def walk_steps(steps: tuple[Step, ...]):
+        for st in steps:
+            for e in (st.target, st.value, st.cond):
+                walk(e)
+            walk_steps(st.body)
+
+    for d in card.decls:
+        if isinstance(d.set, Group) and d.set.card:
+            add(d.set.card)
+    walk_steps(card.steps)
+    return out
+
+
+def values_for(checked: Checked, given: dict[str, float]) -> dict[str, float]:
+    """Hyperparameter values: those given, then the card's own defaults."""
+    vals = dict(given)
+    for d in checked.card.decls:
+        if d.role == "hyper" and d.default is not None and isinstance(d.set, Set) and not d.set.shape:
+            t = checked.types.get(id(d.default))
+            if t is not None and t.value is not None:
+                v = t.value.evaluate(vals)
+                for n in d.names:
+                    if v is not None and n not in vals:
+                        vals[n] = v
+    return vals
+
+
+def param_count(checked: Checked, lib: Library, given: dict[str, float]) -> tuple[int | None, list[str]]:
+    """Total number of learned numbers (tied weights once), or the names
+    whose values are missing."""
+    vals = values_for(checked, given)
+    total, missing = 0, []
+    for d in checked.card.decls:
+        if d.role != "param":
+            continue
+        reps = 1
+        if d.over is not None:
+            r = checked.env[_key(checked, d)].over[0].evaluate(vals)
+            if r is None:
+                missing += _missing(checked.env[_key(checked, d)].over[0], vals)
+                continue
+            reps = int(r)
+        if isinstance(d.set, Group):
+            if d.set.card is None:
+                continue  # members are counted where they are declared
+            sub = lib.checked(d.set.card)
+            g = checked.env[_key(checked, d)].type.group
+            sub_vals = {k: v.evaluate(vals) for k, v in g[1]}
+            sub_vals = {k: v for k, v in sub_vals.items() if v is not None}
+            n, miss = param_count(sub, lib, sub_vals)
+            if n is None:
+                missing += miss
+                continue
+            total += reps * n * len(d.names)
+            continue
+        size = 1
+        t = checked.env[_key(checked, d)].type
+        for dim in t.shape:
+            v = dim.evaluate(vals)
+            if v is None:
+                missing += _missing(dim, vals)
+                size = None
+                break
+            size *= int(v)
+        if size is not None:
+            total += reps * size * len(d.names)
+    missing = list(dict.fromkeys(missing))
+    return (None, missing) if missing else (total, [])
+
+
+def _missing(p: Poly, vals) -> list[str]:
+    return [s for s in p.symbols() if s not in vals]
+
+
+def _key(checked: Checked, d) -> str:
+    from .check import join_name, split_name
+    name = d.names[0]
+    if d.over is None:
+        return name
+    base, scripts = split_name(name)
+    return join_name(base, [(k, "□" if v == d.over[0] else v) for k, v in scripts])
+
+
+def param_count_line(checked: Checked, lib: Library, given: dict[str, float]) -> str | None:
+    if not any(d.role == "param" for d in checked.card.decls):
+        return None
+    n, missing = param_count(checked, lib, given)
+    if n is None:
+        if not given:
+            return None
+        return f"Parameter count: needs values for {', '.join(missing)} (--set NAME=VALUE)"
+    vals = values_for(checked, given)
+    used = ", ".join(f"{k}={_num(v)}" for k, v in vals.items() if k in checked.env)
+    return f"Parameter count: {n:,} at {used} (tied weights counted once)"
+
+
+def _num(v) -> str:
+    return str(int(v)) if float(v).is_integer() else str(v)
+
+
+def render_card(checked: Checked, fmt: str, count_line: str | None) -> str:
+    if fmt == "md":
+        return markdown(checked, count_line)
+    return pseudocode(checked.card, checked.claims, count_line)

@@ -1,0 +1,143 @@
+"""Symbolic dimensions: polynomials over dimension names, so ``h·D/H`` and
+``(h+1)·D/H`` differ by exactly ``D/H``, and ``p+T − p`` is ``T``.
+
+A dimension is a ``Poly``: a sum of terms, each a coefficient times a
+product of names raised to integer powers.  Names starting with ``?`` are
+unknowns that unification may bind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+Monomial = tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
+class Poly:
+    terms: tuple[tuple[Monomial, Fraction], ...]
+
+    # ------------------------------------------------------------ builders
+    @staticmethod
+    def const(c) -> Poly:
+        c = Fraction(c)
+        return Poly((((), c),) if c else ())
+
+    @staticmethod
+    def sym(name: str) -> Poly:
+        return Poly(((((name, 1),), Fraction(1)),))
+
+    @staticmethod
+    def _make(acc: dict) -> Poly:
+        return Poly(tuple(sorted((m, c) for m, c in acc.items() if c)))
+
+    def __add__(self, other: Poly) -> Poly:
+        acc = dict(self.terms)
+        for m, c in other.terms:
+            acc[m] = acc.get(m, 0) + c
+        return Poly._make(acc)
+
+    def __neg__(self) -> Poly:
+        return Poly(tuple((m, -c) for m, c in self.terms))
+
+    def __sub__(self, other: Poly) -> Poly:
+        return self + (-other)
+
+    def __mul__(self, other: Poly) -> Poly:
+        acc: dict = {}
+        for m1, c1 in self.terms:
+            for m2, c2 in other.terms:
+                m = _mono_mul(m1, m2)
+                acc[m] = acc.get(m, 0) + c1 * c2
+        return Poly._make(acc)
+
+    def divide(self, other: Poly) -> Poly | None:
+        """Exact division by a single term; None for anything else."""
+        if len(other.terms) != 1:
+            return None
+        m, c = other.terms[0]
+        inv = Poly(((tuple((s, -e) for s, e in m), 1 / c),))
+        return self * inv
+
+    # ------------------------------------------------------------- queries
+    @property
+    def constant(self) -> Fraction | None:
+        if not self.terms:
+            return Fraction(0)
+        if len(self.terms) == 1 and self.terms[0][0] == ():
+            return self.terms[0][1]
+        return None
+
+    def symbols(self) -> list[str]:
+        return sorted({s for m, _ in self.terms for s, _ in m})
+
+    def unknowns(self) -> list[str]:
+        return [s for s in self.symbols() if s.startswith("?")]
+
+    def subst(self, env: dict[str, Poly]) -> Poly:
+        if not any(s in env for s in self.symbols()):
+            return self
+        out = Poly.const(0)
+        for m, c in self.terms:
+            term = Poly.const(c)
+            for s, e in m:
+                base = env.get(s, Poly.sym(s))
+                if e < 0:
+                    inv = Poly.const(1).divide(base)
+                    base = inv if inv is not None else Poly.sym(s)
+                for _ in range(abs(e)):
+                    term = term * base
+            out = out + term
+        return out
+
+    def evaluate(self, values: dict[str, int | float]) -> Fraction | None:
+        total = Fraction(0)
+        for m, c in self.terms:
+            t = Fraction(c)
+            for s, e in m:
+                if s not in values:
+                    return None
+                t *= Fraction(values[s]) ** e
+            total += t
+        return total
+
+    def __str__(self) -> str:
+        return poly_text(self)
+
+
+def _mono_mul(a: Monomial, b: Monomial) -> Monomial:
+    acc = dict(a)
+    for s, e in b:
+        acc[s] = acc.get(s, 0) + e
+    return tuple(sorted((s, e) for s, e in acc.items() if e))
+
+
+def _mono_text(m: Monomial) -> tuple[str, str]:
+    num = "·".join(s for s, e in m for _ in range(e))
+    den = "·".join(s for s, e in m for _ in range(-e))
+    return num, den
+
+
+def poly_text(p: Poly) -> str:
+    """Card notation for a dimension: ``3·D``, ``D/H``, ``T − 1``."""
+    if not p.terms:
+        return "0"
+    parts = []
+    for m, c in sorted(p.terms, key=lambda t: (len(t[0]) == 0, t[0])):
+        num, den = _mono_text(m)
+        mag = abs(c)
+        coef = "" if (mag == 1 and num) else _frac(mag)
+        body = "·".join(x for x in (coef, num) if x) or "1"
+        if den:
+            body += "/" + (den if "·" not in den else f"({den})")
+        sign = "−" if c < 0 else "+"
+        parts.append((sign, body))
+    out = ("−" if parts[0][0] == "−" else "") + parts[0][1]
+    for sign, body in parts[1:]:
+        out += f" {sign} {body}"
+    return out
+
+
+def _frac(f: Fraction) -> str:
+    return str(f.numerator) if f.denominator == 1 else f"{f.numerator}/{f.denominator}"

@@ -1,0 +1,26 @@
+"""Every test that takes ``card_path`` runs once per card in cards/: a new card
+gets every test for free."""
+
+from pathlib import Path
+
+import pytest
+
+from cardgen.check import Library
+
+ROOT = Path(__file__).resolve().parent.parent
+CARDS = sorted((ROOT / "cards").glob("*.card"))
+
+
+def pytest_generate_tests(metafunc):
+    if "card_path" in metafunc.fixturenames:
+        metafunc.parametrize("card_path", CARDS, ids=[p.stem for p in CARDS])
+
+
+@pytest.fixture
+def library():
+    return Library(folders=[str(ROOT / "cards")])
+
+
+@pytest.fixture(autouse=True)
+def _in_repo(monkeypatch):
+    monkeypatch.chdir(ROOT)
