@@ -96,7 +96,7 @@ class TexPrinter(Printer):
     def op_juxt(self, e):
         a, b = e.args
         right = self.show(b)
-        if LEVEL.get(b.op, 7) < 7 or b.op == "list":
+        if LEVEL.get(b.op, 7) < 6 or b.op == "list":
             right = rf"\left({right}\right)"
         return self.at(a, 5) + r"\, " + right
 

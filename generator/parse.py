@@ -165,6 +165,8 @@ class ToIR(Transformer):
     def call(self, m, c):
         fname = str(c[0])[:-1]
         inputs, bar, has_bar = c[1]
+        if fname == "sqrt" and len(inputs) == 1 and not has_bar:  # ASCII for √
+            return Expr("sqrt", (inputs[0],), None, _pos_of(m))
         return Expr("call", (*inputs, *bar), (fname, len(inputs)), _pos_of(m))
 
     def args(self, m, c):

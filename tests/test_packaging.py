@@ -1,0 +1,43 @@
+"""A wheel built from the repo works on its own: grammar and templates ship
+inside it, and the code passes ruff."""
+
+import os
+import shutil
+import subprocess
+import sys
+import venv
+
+from .conftest import ROOT
+
+
+def test_wheel_runs_outside_the_repo(tmp_path):
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(ROOT)],
+                   check=True)
+    (wheel,) = wheels.glob("cardgen-*.whl")
+    env_dir = tmp_path / "env"
+    venv.create(env_dir, with_pip=True)
+    py = env_dir / "bin" / "python"
+    subprocess.run([str(py), "-m", "pip", "install", "-q", str(wheel)], check=True)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    for name in ("layer_norm", "Attention", "MHAttention"):
+        shutil.copy(ROOT / "cards" / f"{name}.card", work)
+    cardgen = env_dir / "bin" / "cardgen"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    check = subprocess.run([str(cardgen), "check", "."], cwd=work, capture_output=True, text=True, env=env)
+    assert check.returncode == 0, check.stderr
+    render = subprocess.run([str(cardgen), "render", "MHAttention.card", "--full"], cwd=work,
+                            capture_output=True, text=True, env=env)
+    assert render.returncode == 0, render.stderr
+    assert "Algorithm: Ṽ ← MHAttention(X, Z | 𝓦, Mask)" in render.stdout
+    assert "Algorithm: Ṽ ← Attention(X, Z | 𝓦_qkv, Mask)" in render.stdout
+    where = subprocess.run([str(py), "-c", "import cardgen; print(cardgen.__file__)"], cwd=work,
+                           capture_output=True, text=True, env=env).stdout
+    assert str(env_dir) in where  # the wheel's copy, not the repo's
+
+
+def test_ruff_is_clean():
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", str(ROOT)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
