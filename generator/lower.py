@@ -1,0 +1,1003 @@
+"""Checked card IR -> core IR (whole-array operations).
+
+The paper writes per-position steps (``∀t: k_t ← W_k e_t + b_k``), per-head
+loops and sums over an index.  Lowering reads each index variable whose
+iterations are independent as an array axis (a *mapped* axis), so those
+steps become whole-array NumPy.  Only loops that carry a value from one
+iteration to the next (layers: ``X ← X + …``) stay loops.  Sub-algorithm
+calls are inlined.
+
+An abstract value ``AV`` is laid out ``[batch…, mapped…, dims…]``: the mapped
+axes (named by index variable, outermost first) then the card's own axes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from .check import BUILTINS, Checked, Library, join_name, split_name
+from .core import Loop, Op, Program, Value
+from .errors import CardError
+from .ir import Card, Expr, Group, Set, Step
+from .naming import Names
+from .render import expr_text
+from .shapes import Poly
+from .types import INTEGRAL
+
+UNARY = {"exp": "exp", "log": "log", "tanh": "tanh", "GELU": "gelu", "ReLU": "relu", "SiLU": "silu",
+         "σ": "sigmoid", "sqrt": "sqrt", "abs": "abs", "sin": "sin", "cos": "cos"}
+ONE = Poly.const(1)
+
+
+@dataclass(frozen=True)
+class AV:
+    """A lowered value: the name of an array (or a Python literal when
+    ``const`` is set), its mapped index axes and its own axes."""
+
+    name: str
+    mapped: tuple[str, ...] = ()
+    dims: tuple[Poly, ...] = ()
+    kind: str = "real"
+    batched: bool = False
+    const: object = None
+
+    @property
+    def rank(self) -> int:
+        return len(self.mapped) + len(self.dims)
+
+
+@dataclass
+class ParamGroup:
+    """The parameters of a called card, by the callee's names."""
+
+    card: str
+    leaves: dict  # callee name -> AV | ParamGroup
+
+
+class NotLowerable(CardError):
+    pass
+
+
+class Lowerer:
+    """Lowers one card body; sub-algorithm calls get a child Lowerer that
+    shares the program being built."""
+
+    def __init__(self, checked: Checked, lib: Library, names: Names, block: list, extents: dict,
+                 subst: dict | None = None, prefix: str = ""):
+        self.ch, self.card, self.lib = checked, checked.card, lib
+        self.names, self.block, self.extents = names, block, extents
+        self.subst = subst or {}
+        self.prefix = prefix
+        self.env: dict[str, object] = {}
+        self.scope: list[str] = []  # mapped index variables, outermost first
+        self.firsts: dict[str, Poly] = {}
+        self.seq: dict[str, str] = {}  # sequential loop index -> Python name
+        self.base = self.card.convention.base
+        self.rows = self.card.convention.axes == "rows"
+        self.step_no: str | None = None
+        self.dimvals: dict[str, Poly] = {}
+
+    # ------------------------------------------------------------ helpers
+    def err(self, msg, node=None):
+        e = NotLowerable(msg, getattr(node, "pos", None))
+        raise e.located(self.card.path, self.card.source)
+
+    def dim(self, p: Poly) -> Poly:
+        return p.subst(self.subst)
+
+    def op(self, prim: str, args: tuple, attr: tuple, like: AV, mapped=None, dims=None, kind=None,
+           batched=None, name: str | None = None) -> AV:
+        out = AV(name or self.names.temp(), like.mapped if mapped is None else mapped,
+                 like.dims if dims is None else dims, kind or like.kind,
+                 like.batched if batched is None else batched)
+        shape = tuple(self.extents[v] for v in out.mapped) + out.dims
+        self.block.append(Op(out.name, prim, tuple(a.name if isinstance(a, AV) else a for a in args),
+                             attr, shape, out.batched, out.kind, self.step_no))
+        return out
+
+    def materialize(self, a: AV) -> AV:
+        """A constant as an array value (only where an op needs one)."""
+        if a.const is None:
+            return a
+        return self.op("const", (), (a.name,), a, kind=a.kind)
+
+    # ------------------------------------------------------------ layout
+    def canon_order(self, labels) -> tuple[str, ...]:
+        order = {v: i for i, v in enumerate(self.scope)}
+        return tuple(sorted(labels, key=lambda v: order.get(v, 1 << 20)))
+
+    def permute(self, a: AV, mapped: tuple[str, ...], dims_perm=None) -> AV:
+        """Reorder mapped axes to ``mapped`` (and own axes by ``dims_perm``)."""
+        if a.const is not None or (tuple(a.mapped) == tuple(mapped) and dims_perm is None):
+            return a
+        n = a.rank
+        src = [a.mapped.index(v) for v in mapped] + [len(a.mapped) + i for i in (dims_perm or range(len(a.dims)))]
+        perm = tuple(i - n for i in src)
+        dims = tuple(a.dims[i] for i in dims_perm) if dims_perm is not None else a.dims
+        return self.op("transpose", (a,), (perm,), a, mapped=mapped, dims=dims)
+
+    def expand(self, a: AV, mapped: tuple[str, ...], ndims: int) -> AV:
+        """Give ``a`` size-1 axes for the mapped axes it lacks and leading own
+        axes up to ``ndims``, so NumPy broadcasting lines everything up."""
+        if a.const is not None:
+            return a
+        a = self.permute(a, tuple(v for v in mapped if v in a.mapped))
+        if tuple(a.mapped) == tuple(mapped) and len(a.dims) == ndims:
+            return a
+        missing_dims = ndims - len(a.dims)
+        new_axes = [i for i, v in enumerate(mapped) if v not in a.mapped]
+        new_axes += [len(mapped) + i for i in range(missing_dims)]
+        total = len(mapped) + ndims
+        axes = tuple(i - total for i in new_axes)
+        return self.op("expand", (a,), (axes,), a, mapped=mapped, dims=(ONE,) * missing_dims + a.dims)
+
+    def align(self, *avs: AV) -> tuple[list[AV], tuple[str, ...], tuple[Poly, ...]]:
+        mapped = self.canon_order({v for a in avs for v in a.mapped})
+        nd = max(len(a.dims) for a in avs)
+        out = [self.expand(a, mapped, nd) for a in avs]
+        dims = []
+        for i in range(nd):
+            ds = [a.dims[len(a.dims) - nd + i] for a in avs if len(a.dims) - nd + i >= 0 and a.const is None]
+            real = [d for d in ds if d != ONE]
+            dims.append(real[0] if real else ONE)
+        return out, mapped, tuple(dims)
+
+    def binary(self, prim: str, a: AV, b: AV, kind: str | None = None) -> AV:
+        if a.const is not None and b.const is not None:
+            return self.fold(prim, a, b)
+        (a2, b2), mapped, dims = self.align(a, b)
+        k = kind or ("real" if "real" in (a.kind, b.kind) or prim == "div" else a.kind)
+        return self.op(prim, (a2, b2), (), a2 if a2.const is None else b2, mapped=mapped, dims=dims, kind=k,
+                       batched=a.batched or b.batched)
+
+    def fold(self, prim: str, a: AV, b: AV) -> AV:
+        x, y = a.const, b.const
+        val = {"add": lambda: x + y, "sub": lambda: x - y, "mul": lambda: x * y,
+               "div": lambda: x / y}.get(prim)
+        if val is None:
+            return self.binary(prim, self.materialize(a), b)
+        v = val()
+        return AV(repr(v), kind="real" if isinstance(v, float) else "int", const=v)
+
+    # ------------------------------------------------------------ names
+    def lookup(self, text: str, node) -> AV | ParamGroup:
+        base, scripts = split_name(text)
+        bound = [v for _, v in scripts if v in self.scope or v in self.seq]
+        if bound:
+            key = join_name(base, [(k, "□" if v in self.scope or v in self.seq else v) for k, v in scripts])
+            if key in self.env:
+                fam = self.env[key]
+                return self.member(fam, bound, node)
+        if text in self.env:
+            return self.env[text]
+        if text in self.scope:
+            return self.iota(text)
+        if text in self.seq:
+            return AV(self.seq[text], kind="int", const=None)
+        if text == "π":
+            return AV("np.pi", const=3.141592653589793)
+        self.err(f"cannot lower {text}", node)
+
+    def member(self, fam, idx: list[str], node):
+        """Element of a family: the family axis is read as the index's axis."""
+        if isinstance(fam, ParamGroup):
+            return ParamGroup(fam.card, {k: self.member(v, idx, node) for k, v in fam.leaves.items()})
+        (var,) = idx
+        if var in self.seq:
+            return self.op("index", (fam,), (self.seq[var], len(fam.dims)), fam, dims=fam.dims[1:])
+        labels = [("□" if i == 0 else None) for i in range(len(fam.dims))]
+        assert labels
+        # the family axis is the first own axis: make it mapped, then put it in scope order
+        a = AV(fam.name, fam.mapped + (var,), fam.dims[1:], fam.kind, fam.batched, fam.const)
+        return self.permute(a, self.canon_order(a.mapped))
+
+    def iota(self, var: str) -> AV:
+        n = self.extents[var]
+        a = AV(self.names.temp(), (var,), (), "int", False)
+        self.block.append(Op(a.name, "iota", (), (self.firsts.get(var, Poly.const(self.base)),), (n,), False,
+                             "int", self.step_no))
+        return a
+
+    # --------------------------------------------------------- expressions
+    def expr(self, e: Expr) -> AV:
+        rule = getattr(self, "x_" + e.op, None)
+        if rule is None:
+            self.err(f"cardgen cannot compile {e.op} ({expr_text(e)}) yet", e)
+        return rule(e)
+
+    def value(self, e: Expr) -> AV:
+        v = self.expr(e)
+        if isinstance(v, ParamGroup):
+            self.err(f"{expr_text(e)} is a parameter group, not a value", e)
+        return v
+
+    def x_name(self, e):
+        return self.lookup(e.attr, e)
+
+    def x_num(self, e):
+        text = e.attr
+        v = int(text) if text.isdigit() else float(text)
+        return AV(repr(v), kind="int" if isinstance(v, int) else "real", const=v)
+
+    def x_inf(self, e):
+        return AV("np.inf", const=float("inf"))
+
+    def x_add(self, e):
+        return self.binary("add", *map(self.value, e.args))
+
+    def x_sub(self, e):
+        return self.binary("sub", *map(self.value, e.args))
+
+    def x_mul(self, e):
+        return self.binary("mul", *map(self.value, e.args))
+
+    def x_div(self, e):
+        return self.binary("div", *map(self.value, e.args))
+
+    def x_neg(self, e):
+        a = self.value(e.args[0])
+        if a.const is not None:
+            return AV(repr(-a.const), kind=a.kind, const=-a.const)
+        return self.op("neg", (a,), (), a)
+
+    def x_not(self, e):
+        a = self.value(e.args[0])
+        if a.const is not None:
+            return AV(repr(not a.const), kind="bool", const=not a.const)
+        return self.op("not", (a,), (), a, kind="bool")
+
+    def unary(self, prim: str, a: AV) -> AV:
+        if a.const is not None:
+            a = self.materialize(a)
+        return self.op(prim, (a,), (), a, kind="real")
+
+    def x_sqrt(self, e):
+        a = self.value(e.args[0])
+        if a.const is not None:
+            v = float(a.const) ** 0.5
+            return AV(repr(v), const=v)
+        return self.unary("sqrt", a)
+
+    def x_square(self, e):
+        return self.unary("square", self.value(e.args[0]))
+
+    def x_pow(self, e):
+        a, p = self.value(e.args[0]), self.value(e.args[1])
+        if p.const is not None and float(p.const) == 2:
+            return self.unary("square", a)
+        if p.const is not None:
+            return self.op("pow", (self.materialize(a),), (p.const,), a, kind="real")
+        return self.binary("powv", a, p)
+
+    def x_transpose(self, e):
+        a = self.value(e.args[0])
+        if len(a.dims) < 2:
+            return a
+        perm = list(range(len(a.dims)))
+        perm[-1], perm[-2] = perm[-2], perm[-1]
+        return self.permute(a, a.mapped, perm)
+
+    def x_juxt(self, e):
+        left, right = e.args
+        if left.op == "name" and left.attr in BUILTINS and left.attr not in self.env:
+            return self.builtin(left.attr, self.value(right), e)
+        if right.op == "transpose" and right.args[0] == Expr("num", (), "1"):
+            a = self.value(left)  # b 1^⊤: b as a column, broadcast along the positions
+            return self.op("expand", (a,), ((-1,),), a, dims=a.dims + (ONE,))
+        if left == Expr("num", (), "1") and right.op == "transpose":
+            b = self.value(right.args[0])
+            return self.op("expand", (b,), ((-len(b.dims) - 1,),), b, dims=(ONE,) + b.dims)
+        return self.matmul(self.value(left), self.value(right), e)
+
+    def x_matmul(self, e):
+        return self.matmul(*map(self.value, e.args), e)
+
+    def matmul(self, a: AV, b: AV, e) -> AV:
+        if not a.dims or not b.dims or a.const is not None or b.const is not None:
+            return self.binary("mul", a, b)
+        mode = ("v" if len(a.dims) == 1 else "m") + ("v" if len(b.dims) == 1 else "m")
+        mapped = self.canon_order(set(a.mapped) | set(b.mapped))
+        batch_a, batch_b = len(a.dims) - (1 if mode[0] == "v" else 2), len(b.dims) - (1 if mode[1] == "v" else 2)
+        nb = max(batch_a, batch_b)
+        a2 = self.expand(a, mapped, len(a.dims) + nb - batch_a)
+        b2 = self.expand(b, mapped, len(b.dims) + nb - batch_b)
+        lead = tuple(x if x != ONE else y for x, y in zip(a2.dims[:nb], b2.dims[:nb], strict=True))
+        dims = lead + ((a.dims[-2],) if mode[0] == "m" else ()) + ((b.dims[-1],) if mode[1] == "m" else ())
+        return self.op("matmul", (a2, b2), (mode,), a2, mapped=mapped, dims=dims,
+                       batched=a.batched or b.batched)
+
+    def x_cmp(self, e):
+        a, b = map(self.value, e.args)
+        prim = {"≤": "le", "<": "lt", "≥": "ge", ">": "gt", "=": "eq", "≠": "ne"}[e.attr]
+        return self.binary(prim, a, b, kind="bool")
+
+    def x_iverson(self, e):
+        return self.value(e.args[0])
+
+    def x_sum(self, e):
+        var, form = e.attr
+        body, *bounds = e.args
+        if form == "span":
+            lo, hi = (self.value(b) for b in bounds)
+            t_lo = self.ch.types.get(id(bounds[0]))
+            t_hi = self.ch.types.get(id(bounds[1]))
+            first = self.dim(t_lo.value)
+            count = self.dim(t_hi.value - t_lo.value + ONE)
+        elif form == "implicit":
+            first, count = Poly.const(self.base), None
+        else:
+            self.err("Σ over a set is compiled for training cards (cardgen train)", e)
+        with _Mapped(self, var, first, count, body):
+            v = self.value(body)
+            if var not in v.mapped:
+                n = self.extents[var]
+                return self.binary("mul", v, self.dim_value(n))
+            v = self.permute(v, tuple(x for x in v.mapped if x != var) + (var,))
+            return self.op("sum", (v,), ((-len(v.dims) - 1,),), v, mapped=v.mapped[:-1])
+
+    def dim_value(self, p: Poly) -> AV:
+        """A dimension as a run-time number."""
+        c = p.constant
+        if c is not None:
+            return AV(str(int(c)) if c.denominator == 1 else repr(float(c)), kind="int", const=c)
+        return AV(self.dim_expr(p), kind="int")
+
+    def dim_expr(self, p: Poly) -> str:
+        from .emit import py_dim
+        return py_dim(self.dim(p))
+
+    # --------------------------------------------------------------- index
+    def x_index(self, e):
+        base, *idx = e.args
+        a = self.value(base)
+        dims = list(a.dims)
+        out = a
+        # Process axes right to left so earlier axis numbers stay valid.
+        for i in reversed(range(len(idx))):
+            out = self.index_axis(out, i, idx[i], e)
+        return out
+
+    def index_axis(self, a: AV, i: int, ix: Expr, e) -> AV:
+        if ix.op == "slice":
+            lo, hi = ix.args
+            if lo.op == "none" and hi.op == "none":
+                return a
+            return self.slice_axis(a, i, lo, hi, e)
+        if ix.op == "name" and ix.attr in self.scope and self.axis_is_full(a, i, ix.attr):
+            var = ix.attr  # X[:, t] with t mapped: axis i is t's axis
+            perm = [i] + [k for k in range(len(a.dims)) if k != i]
+            moved = self.permute(a, a.mapped, perm) if i != 0 else a
+            b = AV(moved.name, moved.mapped + (var,), moved.dims[1:], moved.kind, moved.batched)
+            return self.permute(b, self.canon_order(b.mapped))
+        j = self.value(ix)
+        if j.kind not in ("int",) and j.kind not in INTEGRAL:
+            self.err(f"an index must be whole numbers: {expr_text(ix)}", ix)
+        if not a.batched and not a.mapped and j.const is None:
+            return self.take(a, i, j)
+        return self.take_along(a, i, j, ix)
+
+    def axis_is_full(self, a: AV, i: int, var: str) -> bool:
+        return self.firsts.get(var, Poly.const(self.base)) == Poly.const(self.base) and \
+            self.extents[var] == a.dims[i]
+
+    def take(self, table: AV, i: int, j: AV) -> AV:
+        """Rows (or columns) of an unbatched table picked by index arrays."""
+        if i != 0:
+            perm = [i] + [k for k in range(len(table.dims)) if k != i]
+            table = self.permute(table, (), perm)
+        off = self.base
+        dims = j.dims + table.dims[1:]
+        out = self.op("take", (table, j), (off,), j, mapped=j.mapped, dims=dims, kind=table.kind,
+                      batched=j.batched)
+        if i != 0 and j.dims:  # the card puts the index axes where axis i was
+            n = len(j.dims)
+            perm = list(range(n, n + i)) + list(range(n)) + list(range(n + i, len(dims)))
+            out = self.permute(out, out.mapped, perm)
+        return out
+
+    def take_along(self, a: AV, i: int, j: AV, ix) -> AV:
+        """One element along axis i per position: P[t, y[t]]."""
+        if j.dims:
+            self.err(f"cardgen cannot compile an index array here: {expr_text(ix)}", ix)
+        if j.const is not None:
+            off = int(j.const) - self.base
+            return self.op("pick", (a,), (i - len(a.dims), off), a, dims=a.dims[:i] + a.dims[i + 1:])
+        (a2, j2), mapped, _ = self.align(a, self.op("expand", (j,), (tuple(range(-len(a.dims), 0)),), j,
+                                                   dims=(ONE,) * len(a.dims)))
+        return self.op("take_along", (a2, j2), (i - len(a.dims), self.base), a2, mapped=mapped,
+                       dims=a.dims[:i] + a.dims[i + 1:], batched=a.batched or j.batched)
+
+    def slice_axis(self, a: AV, i: int, lo_e: Expr, hi_e: Expr, e) -> AV:
+        lo_t, hi_t = self.ch.types.get(id(lo_e)), self.ch.types.get(id(hi_e))
+        lo = self.dim(lo_t.value) if lo_t is not None and lo_t.value is not None else None
+        hi = self.dim(hi_t.value) if hi_t is not None and hi_t.value is not None else None
+        if lo_e.op == "none":
+            lo = Poly.const(self.base)
+        if hi_e.op == "none":
+            hi = a.dims[i] + Poly.const(self.base - 1 if self.base else 0)
+        if lo is None or hi is None:
+            self.err("cardgen cannot compile this slice", e)
+        mapped_in = [v for v in self.scope if v in lo.symbols()]
+        width = hi - lo + Poly.const(1 if self.base == 1 else 0)
+        if mapped_in:  # A[:, h·w : (h+1)·w] with h mapped: split the axis into (h, w)
+            (var,) = mapped_in
+            start = lo.subst({var: self.firsts.get(var, Poly.const(self.base))})
+            coef = (lo - start).divide(Poly.sym(var))
+            if coef is None or coef != width or var in width.symbols():
+                self.err("a slice that moves with an index must step by its own width", e)
+            whole = self.slice_plain(a, i, start, start + width * self.extents[var])
+            n = self.extents[var]
+            split = self.op("reshape", (whole,), (i - len(whole.dims), (n, width)), whole,
+                            dims=whole.dims[:i] + (n, width) + whole.dims[i + 1:])
+            perm = [i] + [k for k in range(len(split.dims)) if k != i]
+            moved = self.permute(split, split.mapped, perm)
+            b = AV(moved.name, moved.mapped + (var,), moved.dims[1:], moved.kind, moved.batched)
+            return self.permute(b, self.canon_order(b.mapped))
+        return self.slice_plain(a, i, lo, hi + Poly.const(1 if self.base == 1 else 0))
+
+    def slice_plain(self, a: AV, i: int, lo: Poly, stop: Poly) -> AV:
+        b = Poly.const(self.base)
+        return self.op("slice", (a,), (i - len(a.dims), self.dim_expr(lo - b), self.dim_expr(stop - b)), a,
+                       dims=a.dims[:i] + (stop - lo,) + a.dims[i + 1:])
+
+    # ---------------------------------------------------------------- lists
+    def x_list(self, e):
+        items = [x for x in e.args if x.op != "ellipsis"]
+        if len(items) == len(e.args):
+            self.err("cardgen compiles lists that join a family ([e_1, …, e_ℓ]) for now", e)
+        base, scripts = split_name(items[0].attr)
+        key = join_name(base, scripts[:-1] + [(scripts[-1][0], "□")])
+        fam = self.env[key]
+        m = fam.dims[1:]
+        n = fam.dims[0]
+        if len(m) == 1 and e.attr == ",":  # vectors as columns: (d, n)
+            return self.permute(fam, fam.mapped, [1, 0])
+        if len(m) == 1 or (len(m) == 0):
+            return fam
+        if e.attr == ",":  # side by side: (…, n·w)
+            perm = list(range(1, len(m))) + [0, len(m)]
+            moved = self.permute(fam, fam.mapped, perm)
+            dims = m[:-1] + (n * m[-1],)
+            return self.op("reshape", (moved,), (-2, (n * m[-1],)), moved, dims=dims)
+        return self.op("reshape", (fam,), (-len(fam.dims), (n * m[0],)), fam, dims=(n * m[0],) + m[1:])
+
+    # ---------------------------------------------------------------- calls
+    def x_call(self, e):
+        fname, n_in = e.attr
+        if fname in BUILTINS and fname not in self.env:
+            args = [self.value(a) for a in e.args]
+            return self.builtin(fname, args[0], e) if len(args) == 1 else self.binary("maximum", *args)
+        callee = self.lib.checked(fname)
+        if callee is None:
+            self.err(f"cannot compile a call to {fname}", e)
+        return self.inline(callee, e)
+
+    def builtin(self, fname: str, a: AV, e) -> AV:
+        if fname == "length":
+            return self.dim_value(a.dims[-1])
+        if fname == "softmax":
+            axis = -1 if self.rows or len(a.dims) < 2 else -2
+            return self.op("softmax", (self.materialize(a),), (axis,), a)
+        if fname == "log" and self.block and self.block[-1].out == a.name and self.block[-1].prim == "softmax":
+            sm = self.block.pop()  # log softmax(P): one stable log-softmax
+            return self.op("log_softmax", sm.args, sm.attr, a)
+        if fname == "max":
+            return self.op("max", (a,), ((-1,),), a, dims=a.dims[:-1])
+        return self.unary(UNARY[fname], a)
+
+    def inline(self, callee: Checked, e) -> AV:
+        fname, n_in = e.attr
+        cc = callee.card
+        child = Lowerer(callee, self.lib, self.names, self.block, self.extents, {}, self.prefix)
+        child.step_no = self.step_no
+        child.scope, child.firsts = list(self.scope), dict(self.firsts)
+        child.seq = {}
+        ins = list(e.args[:n_in])
+        bars = list(e.args[n_in:])
+        # Parameters and hyperparameters passed after |.
+        positional = [b for b in bars if b.op != "kwarg"]
+        for name, arg in zip(cc.bar, positional, strict=False):
+            val = self.expr(arg)
+            b = callee.env.get(name)
+            if b is not None and b.type.kind == "group":
+                g = b.type.group
+                if isinstance(g, tuple) and g and isinstance(g[0], str) and g[0] == cc.name:
+                    child.bind_params(val)
+                else:  # a members group: match positionally
+                    leaves = self.group_members(arg, val)
+                    for theirs, ours in zip(g, leaves, strict=True):
+                        child.env[theirs] = ours
+                        child.match_dims(callee.env[theirs].type.shape, ours)
+            else:
+                child.env[name] = val
+                if isinstance(val, AV) and b is not None:
+                    child.match_dims(b.type.shape, val)
+        # Inputs; extra axes (a card on a vector called on a matrix) become mapped.
+        extra: list[str] = []
+        actual = {}
+        for k, name in enumerate(cc.inputs):
+            if k < len(ins):
+                val = self.value(ins[k])
+            else:
+                default = callee.env[name].decl.default
+                val = actual[default.attr]
+            actual[name] = val
+            want = callee.env[name].type
+            n_extra = len(val.dims) - want.rank
+            if n_extra > 0:
+                val, extra = self.map_extra(val, n_extra, cc.convention.axes == "rows", extra, child)
+            child.env[name] = val
+            child.match_dims(want.shape, val)
+        for arg in bars:
+            if arg.op == "kwarg":
+                child.env[arg.attr[0]] = self.kwarg(arg, callee, child)
+        for n, b in callee.env.items():  # scalar hyperparameters with defaults
+            if b.role == "hyper" and n not in child.env and b.decl is not None and b.decl.default is not None \
+                    and not b.type.shape:
+                t = b.type
+                if t.value is None or t.kind == "real":
+                    child.env[n] = child.value(b.decl.default)
+        child.subst = {k: v for k, v in child.subst.items()}
+        out = child.body(cc.steps)
+        if extra:
+            out = self.unmap_extra(out, extra, cc.convention.axes == "rows")
+        return out
+
+    def group_members(self, arg: Expr, val) -> list:
+        if isinstance(val, ParamGroup):
+            return list(val.leaves.values())
+        names = self.ch.types.get(id(arg))
+        members = names.group if names is not None else ()
+        return [self.lookup(m, arg) for m in members]
+
+    def bind_params(self, group):
+        if not isinstance(group, ParamGroup):
+            self.err("expected the parameters of " + self.card.name)
+        for name, leaf in group.leaves.items():
+            self.env[name] = leaf
+            b = self.ch.env.get(name)
+            if isinstance(leaf, AV) and b is not None:
+                shape = ((b.over[0],) if b.over else ()) + b.type.shape
+                self.match_dims(shape, leaf)
+
+    def match_dims(self, declared, val):
+        if not isinstance(val, AV):
+            return
+        dims = val.dims
+        if len(declared) != len(dims):
+            return
+        for d, actual in zip(declared, dims, strict=True):
+            syms = d.symbols()
+            if len(syms) == 1 and d == Poly.sym(syms[0]) and syms[0] not in self.subst:
+                self.subst[syms[0]] = actual
+            elif len(syms) == 1 and syms[0] not in self.subst and len(d.terms) == 1:
+                q = actual.divide(d.subst({syms[0]: ONE}))  # H·d_mid = d_e -> d_mid = d_e/H
+                if q is not None:
+                    self.subst[syms[0]] = q
+
+    def map_extra(self, val: AV, k: int, rows: bool, extra: list, child) -> tuple[AV, list]:
+        labels = [f"§{len(self.extents)}_{i}" for i in range(k)]
+        dims = val.dims[:k] if rows else val.dims[len(val.dims) - k:]
+        for lab, d in zip(labels, dims, strict=True):
+            self.extents[lab] = d
+        if not extra:
+            extra = labels
+            child.scope = child.scope + labels
+            self.scope_extra = labels
+        else:
+            labels = extra
+        if rows:
+            moved = val
+        else:
+            nd = len(val.dims)
+            perm = list(range(nd - k, nd)) + list(range(nd - k))
+            moved = self.permute(val, val.mapped, perm)
+        own = moved.dims[k:]
+        return AV(moved.name, moved.mapped + tuple(labels), own, moved.kind, moved.batched), extra
+
+    def unmap_extra(self, out: AV, extra: list, rows: bool) -> AV:
+        order = tuple(v for v in out.mapped if v not in extra) + tuple(v for v in extra)
+        out = self.permute(out, order) if tuple(out.mapped) != order else out
+        missing = [v for v in extra if v not in out.mapped]
+        if missing:
+            out = self.expand(out, out.mapped + tuple(missing), len(out.dims))
+        keep = tuple(v for v in out.mapped if v not in extra)
+        dims = tuple(self.extents[v] for v in extra) + out.dims
+        b = AV(out.name, keep, dims, out.kind, out.batched)
+        if not rows:
+            k, nd = len(extra), len(dims)
+            perm = list(range(k, nd)) + list(range(k))
+            b = self.permute(b, b.mapped, perm)
+        return b
+
+    def kwarg(self, arg: Expr, callee: Checked, child) -> AV:
+        name, idx = arg.attr
+        want = callee.env[name].type
+        if not idx:
+            return self.value(arg.args[0])
+        shape = [child.dim(d) for d in want.shape]
+        with _Mapped(self, idx[0], Poly.const(self.base), shape[0], None), \
+                _Mapped(self, idx[1], Poly.const(self.base), shape[1], None):
+            return self.unmap(self.value(arg.args[0]), list(idx))
+
+    def unmap(self, v: AV, idx: list[str]) -> AV:
+        """Mapped axes ``idx`` become the value's own leading axes."""
+        missing = [x for x in idx if x not in v.mapped]
+        if missing:
+            v = self.expand(v, self.canon_order(set(v.mapped) | set(missing)), len(v.dims))
+        order = tuple(x for x in v.mapped if x not in idx) + tuple(idx)
+        v = self.permute(v, order)
+        return AV(v.name, order[: len(order) - len(idx)], tuple(self.extents[x] for x in idx) + v.dims,
+                  v.kind, v.batched)
+
+    # ---------------------------------------------------------------- steps
+    def body(self, steps) -> AV | None:
+        result = None
+        for st in steps:
+            r = self.step(st)
+            if r is not None:
+                result = r
+        return result
+
+    def step(self, st: Step):
+        if st.pos is not None:
+            self.step_no = f"{self.card.name}:{st.pos.line}"
+        return getattr(self, "s_" + st.kind)(st)
+
+    def s_remark(self, st):
+        return None
+
+    def s_return(self, st: Step):
+        v = self.value(st.value)
+        return v
+
+    def s_assign(self, st: Step):
+        t = st.target
+        if t.op == "call":
+            self.err("function bindings such as P(θ) are compiled by `cardgen train`", t)
+        v = self.value(st.value)
+        if t.op == "name":
+            self.assign_name(t.attr, v, st)
+        else:
+            self.assign_index(t, v, st)
+        return None
+
+    def assign_name(self, text: str, v: AV, st):
+        base, scripts = split_name(text)
+        idx = [x for _, x in scripts if x in self.scope]
+        if idx:
+            (var,) = idx
+            key = join_name(base, [(k, "□" if x in self.scope else x) for k, x in scripts])
+            self.env[key] = self.unmap(v, [var])
+        else:
+            self.env[text] = v
+
+    def assign_index(self, target: Expr, v: AV, st: Step):
+        base_e, *idx = target.args
+        name = base_e.attr
+        cond = getattr(self, "cond", None)
+        vars_ = [ix.attr for ix in idx if ix.op == "name" and ix.attr in self.scope]
+        if cond is not None:  # if ¬Mask[…] then S[…] ← v: a select over the whole array
+            cur = self.value(target)
+            new = self.select(cond, v, cur)
+            self.env[name] = self.unmap(new, vars_)
+            return
+        # X̃[:, t] ← v: the t axis goes where the index is
+        u = self.unmap(v, vars_)
+        order = [i for i, ix in enumerate(idx) if ix.op == "name" and ix.attr in self.scope]
+        free = [i for i, ix in enumerate(idx) if i not in order]
+        perm_target = order + free  # u's axes are (vars…, rest…); put each where its index is
+        perm = [perm_target.index(i) for i in range(len(idx))] + list(range(len(idx), len(u.dims)))
+        self.env[name] = self.permute(u, u.mapped, perm) if perm != list(range(len(u.dims))) else u
+
+    def select(self, cond: AV, a: AV, b: AV) -> AV:
+        if cond.const is not None:
+            return a if cond.const else b
+        (c2, a2, b2), mapped, dims = self.align(cond, a, b)
+        return self.op("where", (c2, a2, b2), (), b2, mapped=mapped, dims=dims, kind="real",
+                       batched=a.batched or b.batched or cond.batched)
+
+    def s_if(self, st: Step):
+        c = self.value(st.cond)
+        prev = getattr(self, "cond", None)
+        self.cond = c
+        try:
+            self.step(st.body[0]) if c.const is None or c.const else None
+        finally:
+            self.cond = prev
+        return None
+
+    def s_forall(self, st: Step):
+        ranges = [(v, Poly.const(self.base), None) for v in st.vars]
+        return self.mapped_loop(ranges, st.body, st)
+
+    def s_for(self, st: Step):
+        first, count = self.loop_range(st)
+        if st.inline or self.independent(st):
+            return self.mapped_loop([(st.var, first, count)], st.body, st)
+        return self.sequential(st, first, count)
+
+    def loop_range(self, st: Step):
+        if len(st.domain) == 2:
+            lo, hi = (self.ch.types[id(x)].value for x in st.domain)
+            return self.dim(lo), self.dim(hi - lo + ONE)
+        return Poly.const(self.base), self.dim(self.ch.types[id(st.domain[0])].value)
+
+    def independent(self, st: Step) -> bool:
+        """A loop is a map when its body only defines values indexed by the
+        loop variable (``Y^h ← …``) and its own temporaries."""
+        before = set(self.env)
+        for s in _assigns(st.body):
+            base, scripts = split_name(s)
+            if any(v == st.var for _, v in scripts):
+                continue
+            if s in before:
+                return False
+        return True
+
+    def mapped_loop(self, ranges, body, st):
+        managers = [_Mapped(self, v, f, c, _body_expr(body)) for v, f, c in ranges]
+        for m in managers:
+            m.__enter__()
+        try:
+            for s in body:
+                self.step(s)
+        finally:
+            for m in reversed(managers):
+                m.__exit__()
+        return None
+
+    def sequential(self, st: Step, first: Poly, count: Poly):
+        """A loop over layers: carried values in, the same values out."""
+        carried = [n for n in dict.fromkeys(_assigns(st.body)) if n in self.env and isinstance(self.env[n], AV)]
+        loop_var = self.names.fresh(st.var)
+        outer = {n: self.env[n] for n in carried}
+        body: list = []
+        saved_block = self.block
+        self.block = body
+        inner_in = {}
+        for n in carried:
+            a = outer[n]
+            inner = AV(self.names.fresh(n), a.mapped, a.dims, a.kind, a.batched)
+            inner_in[n] = inner
+            self.env[n] = inner
+        self.seq[st.var] = loop_var
+        self.sliced: list = getattr(self, "sliced", [])
+        try:
+            for s in st.body:
+                self.step(s)
+        finally:
+            del self.seq[st.var]
+            self.block = saved_block
+        outs = []
+        for n in carried:
+            res = self.env[n]
+            if res.name == inner_in[n].name:
+                res = self.op("copy", (res,), (), res)  # unchanged in the body
+            outs.append((outer[n].name, inner_in[n].name, res.name))
+        results = []
+        for n, (o, i, r) in zip(carried, outs, strict=True):
+            a = outer[n]
+            new = AV(self.names.fresh(n), a.mapped, a.dims, a.kind, a.batched)
+            results.append((new.name, r))
+            self.env[n] = new
+        first_off = first - Poly.const(self.base)
+        if first_off != Poly.const(0):
+            self.err("a layer loop must start at the first layer", st)
+        self.block.append(Loop(loop_var, count, outs, [], body, self.step_no, results))
+        return None
+
+
+def _assigns(steps) -> list[str]:
+    out = []
+    for s in steps:
+        if s.kind == "assign" and s.target is not None:
+            t = s.target
+            out.append(t.attr if t.op == "name" else t.args[0].attr if t.op == "index" else t.attr[0])
+        out += _assigns(s.body)
+    return out
+
+
+def _body_expr(body) -> Expr | None:
+    from .check import _step_exprs
+    if body is None:
+        return None
+    if isinstance(body, Expr):
+        return body
+    return Expr("list", tuple(_step_exprs(s) for s in body), ",")
+
+
+class _Mapped:
+    """An index variable read as an array axis while lowering its body."""
+
+    def __init__(self, lw: Lowerer, var: str, first: Poly, count: Poly | None, body):
+        self.lw, self.var, self.first, self.count, self.body = lw, var, first, count, body
+
+    def __enter__(self):
+        lw = self.lw
+        count = self.count
+        if count is None:
+            count = lw.infer_extent(self.var, self.body)
+        self.saved = (lw.extents.get(self.var), lw.firsts.get(self.var))
+        lw.extents[self.var] = count
+        lw.firsts[self.var] = self.first
+        lw.scope.append(self.var)
+        return self
+
+    def __exit__(self, *exc):
+        lw = self.lw
+        lw.scope.remove(self.var)
+        ext, first = self.saved
+        if ext is None:
+            lw.extents.pop(self.var, None)
+        else:
+            lw.extents[self.var] = ext
+        if first is None:
+            lw.firsts.pop(self.var, None)
+        else:
+            lw.firsts[self.var] = first
+        return False
+
+
+def _infer_extent(self: Lowerer, var: str, body: Expr) -> Poly:
+    """The extent of ∀/Σ index ``var``: the axis it indexes in the body."""
+    found: list[Poly] = []
+
+    def walk(x: Expr):
+        if x.op == "name":
+            base, scripts = split_name(x.attr)
+            if any(v == var for _, v in scripts):
+                key = join_name(base, [(k, "□" if v == var or v in self.scope else v) for k, v in scripts])
+                fam = self.env.get(key)
+                if isinstance(fam, AV) and fam.dims:
+                    found.append(fam.dims[0])
+        if x.op == "index":
+            for i, a in enumerate(x.args[1:]):
+                if a == Expr("name", (), var):
+                    try:
+                        bt = self.value(x.args[0])
+                    except CardError:
+                        continue
+                    if i < len(bt.dims):
+                        found.append(bt.dims[i])
+        for a in x.args:
+            walk(a)
+    mark = len(self.block)
+    walk(body)
+    del self.block[mark:]  # the probes' ops are not part of the program
+    if not found:
+        self.err(f"cannot tell what {var} ranges over", body)
+    return found[0]
+
+
+Lowerer.infer_extent = _infer_extent
+
+
+# ------------------------------------------------------------------ entry
+def lower(checked: Checked, lib: Library) -> Program:
+    """The whole card as a Program: inputs and parameters in, outputs out."""
+    card = checked.card
+    names = Names()
+    block: list = []
+    extents: dict = {}
+    lw = Lowerer(checked, lib, names, block, extents)
+    inputs, params, paths, hypers = [], [], {}, []
+    for d in card.decls:
+        if d.role == "input":
+            if isinstance(d.set, Group):
+                raise NotLowerable(f"{card.name} takes parameters as input: it is compiled by `cardgen train`",
+                                   d.pos).located(card.path, card.source)
+            for n in d.names:
+                b = checked.env[n]
+                if b.over:
+                    raise NotLowerable(f"{card.name} takes a family of inputs: compiled by `cardgen train`",
+                                       d.pos).located(card.path, card.source)
+                kind = "int" if b.type.kind in INTEGRAL else "bool" if b.type.kind == "boolean" else "real"
+                name = names.fresh(n)
+                lw.env[n] = AV(name, (), b.type.shape, kind, batched=bool(b.type.shape))
+                inputs.append(Value(name, b.type.shape, bool(b.type.shape), kind))
+        elif d.role == "hyper":
+            for n in d.names:
+                b = checked.env[n]
+                if b.type.shape:  # an array hyperparameter (Mask): an input without gradient
+                    name = names.fresh(n)
+                    kind = "bool" if b.type.kind == "boolean" else "real"
+                    lw.env[n] = AV(name, (), b.type.shape, kind, batched=False)
+                    inputs.append(Value(name, b.type.shape, False, kind))
+                else:
+                    hypers.append(n)
+                    name = names.fresh(n)
+                    kind = "int" if b.type.kind in INTEGRAL else "real"
+                    lw.env[n] = AV(name, (), (), kind)
+    for d in card.decls:
+        if d.role == "param":
+            for n in d.names:
+                key = _key(n, d)
+                lw.env[key] = param_tree(checked, lib, key, d, names, params, paths, (ascii_path(n),), ())
+    for d in card.decls:
+        if d.role == "hyper" and d.default is not None:
+            pass
+    out = lw.body(card.steps)
+    if out is None:
+        raise NotLowerable(f"{card.name} has no return step", card.pos).located(card.path, card.source)
+    out = lw.materialize(out)
+    b = checked.env[card.outputs[0]]
+    outputs = [Value(out.name, b.type.shape, out.batched, out.kind)]
+    if out.mapped:
+        raise NotLowerable("the output still has an index axis", card.pos).located(card.path, card.source)
+    dims = dim_sources(checked, inputs)
+    prog = Program(card.name, inputs, params, paths, hypers, dims, block, outputs)
+    prog.hyper_names = {n: lw.env[n].name for n in hypers}
+    return prog
+
+
+def ascii_path(n: str) -> str:
+    from .naming import ascii_name
+    return ascii_name(n.replace("_□", "").replace("^□", ""))
+
+
+def _key(n: str, d) -> str:
+    if d.over is None:
+        return n
+    base, scripts = split_name(n)
+    return join_name(base, [(k, "□" if v == d.over[0] else v) for k, v in scripts])
+
+
+def param_tree(checked: Checked, lib: Library, key: str, d, names: Names, params: list, paths: dict,
+               path: tuple, stack: tuple):
+    """A declared parameter (or group) as AVs over flattened Program params.
+    ``stack`` holds the repetition extents of enclosing groups (θ_ℓ for ℓ ∈ [N])."""
+    b = checked.env[key]
+    over = tuple(b.over)
+    if isinstance(d.set, Group):
+        if d.set.card is None:
+            return None  # a members group: its members are declared on their own
+        callee = lib.checked(d.set.card)
+        g = b.type.group
+        sub = dict(g[1]) if isinstance(g, tuple) and len(g) == 2 else {}
+        leaves = {}
+        for cd in callee.card.decls:
+            if cd.role != "param":
+                continue
+            for cn in cd.names:
+                ck = _key(cn, cd)
+                leaf = param_tree(callee, lib, ck, cd, names, params, paths, path + (ascii_path(cn),),
+                                  stack + over)
+                if leaf is not None:
+                    leaves[ck] = _subst_av(leaf, sub)
+        return ParamGroup(d.set.card, leaves)
+    shape = stack + over + b.type.shape
+    name = names.fresh("_".join(p for p in path[-1:]))
+    params.append(Value(name, shape, False, "real"))
+    paths[name] = path
+    return AV(name, (), shape, "real", False)
+
+
+def _subst_av(leaf, sub):
+    if isinstance(leaf, ParamGroup):
+        return ParamGroup(leaf.card, {k: _subst_av(v, sub) for k, v in leaf.leaves.items()})
+    return replace(leaf, dims=tuple(d.subst(sub) for d in leaf.dims))
+
+
+def dim_sources(checked: Checked, inputs: list[Value]) -> dict[str, str]:
+    """How generated code finds each dimension: from config, or from an input's shape."""
+    out = {}
+    for n, b in checked.env.items():
+        if b.role == "hyper" and b.type.value is not None and not b.type.shape:
+            out[n] = f"config.{n}"
+    for v, d in zip(inputs, [x for x in checked.card.decls if x.role in ("input",)], strict=False):
+        pass
+    for inp in inputs:
+        nd = len(inp.shape)
+        for i, dim in enumerate(inp.shape):
+            syms = dim.symbols()
+            if len(syms) == 1 and dim == Poly.sym(syms[0]) and syms[0] not in out:
+                out[syms[0]] = f"{inp.name}.shape[{i - nd}]"
+    return out
+
+
+def lowerable(card: Card) -> bool:
+    return not any(isinstance(d.set, Group) and d.role == "input" for d in card.decls)
+
+
+__all__ = ["lower", "AV", "Lowerer", "NotLowerable", "Set"]
