@@ -40,10 +40,26 @@ class AV:
     kind: str = "real"
     batched: bool = False
     const: object = None
+    ones: tuple[str, ...] = ()  # mapped axes that are size 1 here (broadcast along)
 
     @property
     def rank(self) -> int:
         return len(self.mapped) + len(self.dims)
+
+
+def common_ones(mapped, *avs) -> tuple[str, ...]:
+    """Mapped axes that stay size 1 after broadcasting: size 1 in every operand."""
+    return tuple(v for v in mapped if all(a.const is not None or a.rank == 0 and not a.batched
+                                          or v in a.ones or v not in a.mapped for a in avs))
+
+
+def const(v) -> AV:
+    """A compile-time constant, printed as Python."""
+    if isinstance(v, bool):
+        return AV(repr(v), kind="bool", const=v)
+    if isinstance(v, float) and v in (float("inf"), float("-inf")):
+        return AV("np.inf" if v > 0 else "-np.inf", kind="real", const=v)
+    return AV(repr(v), kind="int" if isinstance(v, int) else "real", const=v)
 
 
 @dataclass
@@ -75,7 +91,8 @@ class Lowerer:
         self.base = self.card.convention.base
         self.rows = self.card.convention.axes == "rows"
         self.step_no: str | None = None
-        self.dimvals: dict[str, Poly] = {}
+        self.memo: dict = {}
+        self.transposed: dict = {}
 
     # ------------------------------------------------------------ helpers
     def err(self, msg, node=None):
@@ -86,13 +103,23 @@ class Lowerer:
         return p.subst(self.subst)
 
     def op(self, prim: str, args: tuple, attr: tuple, like: AV, mapped=None, dims=None, kind=None,
-           batched=None, name: str | None = None) -> AV:
-        out = AV(name or self.names.temp(), like.mapped if mapped is None else mapped,
+           batched=None, name: str | None = None, ones=None) -> AV:
+        names = tuple(a.name if isinstance(a, AV) else a for a in args)
+        key = (prim, names, repr(attr))
+        memo = self.memo.setdefault(id(self.block), {})
+        out = AV("", like.mapped if mapped is None else mapped,
                  like.dims if dims is None else dims, kind or like.kind,
                  like.batched if batched is None else batched)
-        shape = tuple(self.extents[v] for v in out.mapped) + out.dims
-        self.block.append(Op(out.name, prim, tuple(a.name if isinstance(a, AV) else a for a in args),
-                             attr, shape, out.batched, out.kind, self.step_no))
+        ones = like.ones if ones is None else ones
+        out = replace(out, ones=tuple(v for v in out.mapped if v in ones))
+        if key in memo:  # the same operation on the same arrays: reuse it (labels may differ)
+            return replace(out, name=memo[key].name)
+        out = replace(out, name=name or self.names.temp())
+        shape = tuple(ONE if v in out.ones else self.extents[v] for v in out.mapped) + out.dims
+        self.block.append(Op(out.name, prim, names, attr, shape, out.batched, out.kind, self.step_no))
+        memo[key] = out
+        if prim == "transpose":
+            self.transposed[out.name] = (args[0], attr[0])
         return out
 
     def materialize(self, a: AV) -> AV:
@@ -112,15 +139,23 @@ class Lowerer:
             return a
         n = a.rank
         src = [a.mapped.index(v) for v in mapped] + [len(a.mapped) + i for i in (dims_perm or range(len(a.dims)))]
+        if src == list(range(n)):
+            return replace(a, mapped=tuple(mapped))
         perm = tuple(i - n for i in src)
         dims = tuple(a.dims[i] for i in dims_perm) if dims_perm is not None else a.dims
+        prev = self.transposed.get(a.name)
+        if prev is not None:  # a transpose of a transpose: compose them
+            orig, p0 = prev
+            composed = tuple(p0[p + n] for p in perm)
+            if composed == tuple(range(-n, 0)):
+                return replace(orig, mapped=tuple(mapped), dims=dims)
         return self.op("transpose", (a,), (perm,), a, mapped=mapped, dims=dims)
 
     def expand(self, a: AV, mapped: tuple[str, ...], ndims: int) -> AV:
         """Give ``a`` size-1 axes for the mapped axes it lacks and leading own
         axes up to ``ndims``, so NumPy broadcasting lines everything up."""
-        if a.const is not None:
-            return a
+        if a.const is not None or (a.rank == 0 and not a.batched):
+            return a  # an unbatched scalar broadcasts as it is
         a = self.permute(a, tuple(v for v in mapped if v in a.mapped))
         if tuple(a.mapped) == tuple(mapped) and len(a.dims) == ndims:
             return a
@@ -129,7 +164,9 @@ class Lowerer:
         new_axes += [len(mapped) + i for i in range(missing_dims)]
         total = len(mapped) + ndims
         axes = tuple(i - total for i in new_axes)
-        return self.op("expand", (a,), (axes,), a, mapped=mapped, dims=(ONE,) * missing_dims + a.dims)
+        ones = tuple(a.ones) + tuple(v for v in mapped if v not in a.mapped)
+        return self.op("expand", (a,), (axes,), a, mapped=mapped, dims=(ONE,) * missing_dims + a.dims,
+                       ones=ones)
 
     def align(self, *avs: AV) -> tuple[list[AV], tuple[str, ...], tuple[Poly, ...]]:
         mapped = self.canon_order({v for a in avs for v in a.mapped})
@@ -148,7 +185,7 @@ class Lowerer:
         (a2, b2), mapped, dims = self.align(a, b)
         k = kind or ("real" if "real" in (a.kind, b.kind) or prim == "div" else a.kind)
         return self.op(prim, (a2, b2), (), a2 if a2.const is None else b2, mapped=mapped, dims=dims, kind=k,
-                       batched=a.batched or b.batched)
+                       batched=a.batched or b.batched, ones=common_ones(mapped, a2, b2))
 
     def fold(self, prim: str, a: AV, b: AV) -> AV:
         x, y = a.const, b.const
@@ -156,8 +193,7 @@ class Lowerer:
                "div": lambda: x / y}.get(prim)
         if val is None:
             return self.binary(prim, self.materialize(a), b)
-        v = val()
-        return AV(repr(v), kind="real" if isinstance(v, float) else "int", const=v)
+        return const(val())
 
     # ------------------------------------------------------------ names
     def lookup(self, text: str, node) -> AV | ParamGroup:
@@ -175,7 +211,10 @@ class Lowerer:
         if text in self.seq:
             return AV(self.seq[text], kind="int", const=None)
         if text == "π":
-            return AV("np.pi", const=3.141592653589793)
+            return AV("np.pi", kind="real", const=3.141592653589793)
+        b = self.ch.env.get(text)
+        if b is not None and b.type.value is not None and not b.type.shape:
+            return self.dim_value(b.type.value)  # a dimension used as a number: d_e, T
         self.err(f"cannot lower {text}", node)
 
     def member(self, fam, idx: list[str], node):
@@ -188,7 +227,7 @@ class Lowerer:
         labels = [("□" if i == 0 else None) for i in range(len(fam.dims))]
         assert labels
         # the family axis is the first own axis: make it mapped, then put it in scope order
-        a = AV(fam.name, fam.mapped + (var,), fam.dims[1:], fam.kind, fam.batched, fam.const)
+        a = replace(fam, mapped=fam.mapped + (var,), dims=fam.dims[1:])
         return self.permute(a, self.canon_order(a.mapped))
 
     def iota(self, var: str) -> AV:
@@ -217,10 +256,10 @@ class Lowerer:
     def x_num(self, e):
         text = e.attr
         v = int(text) if text.isdigit() else float(text)
-        return AV(repr(v), kind="int" if isinstance(v, int) else "real", const=v)
+        return const(v)
 
     def x_inf(self, e):
-        return AV("np.inf", const=float("inf"))
+        return const(float("inf"))
 
     def x_add(self, e):
         return self.binary("add", *map(self.value, e.args))
@@ -237,13 +276,13 @@ class Lowerer:
     def x_neg(self, e):
         a = self.value(e.args[0])
         if a.const is not None:
-            return AV(repr(-a.const), kind=a.kind, const=-a.const)
+            return const(-a.const)
         return self.op("neg", (a,), (), a)
 
     def x_not(self, e):
         a = self.value(e.args[0])
         if a.const is not None:
-            return AV(repr(not a.const), kind="bool", const=not a.const)
+            return const(not a.const)
         return self.op("not", (a,), (), a, kind="bool")
 
     def unary(self, prim: str, a: AV) -> AV:
@@ -254,8 +293,7 @@ class Lowerer:
     def x_sqrt(self, e):
         a = self.value(e.args[0])
         if a.const is not None:
-            v = float(a.const) ** 0.5
-            return AV(repr(v), const=v)
+            return const(float(a.const) ** 0.5)
         return self.unary("sqrt", a)
 
     def x_square(self, e):
@@ -304,7 +342,7 @@ class Lowerer:
         lead = tuple(x if x != ONE else y for x, y in zip(a2.dims[:nb], b2.dims[:nb], strict=True))
         dims = lead + ((a.dims[-2],) if mode[0] == "m" else ()) + ((b.dims[-1],) if mode[1] == "m" else ())
         return self.op("matmul", (a2, b2), (mode,), a2, mapped=mapped, dims=dims,
-                       batched=a.batched or b.batched)
+                       batched=a.batched or b.batched, ones=common_ones(mapped, a2, b2))
 
     def x_cmp(self, e):
         a, b = map(self.value, e.args)
@@ -318,7 +356,6 @@ class Lowerer:
         var, form = e.attr
         body, *bounds = e.args
         if form == "span":
-            lo, hi = (self.value(b) for b in bounds)
             t_lo = self.ch.types.get(id(bounds[0]))
             t_hi = self.ch.types.get(id(bounds[1]))
             first = self.dim(t_lo.value)
@@ -339,11 +376,11 @@ class Lowerer:
         """A dimension as a run-time number."""
         c = p.constant
         if c is not None:
-            return AV(str(int(c)) if c.denominator == 1 else repr(float(c)), kind="int", const=c)
+            return const(int(c) if c.denominator == 1 else float(c))
         return AV(self.dim_expr(p), kind="int")
 
     def dim_expr(self, p: Poly) -> str:
-        from .emit import py_dim
+        from .npcode import py_dim
         return py_dim(self.dim(p))
 
     # --------------------------------------------------------------- index
@@ -367,7 +404,7 @@ class Lowerer:
             var = ix.attr  # X[:, t] with t mapped: axis i is t's axis
             perm = [i] + [k for k in range(len(a.dims)) if k != i]
             moved = self.permute(a, a.mapped, perm) if i != 0 else a
-            b = AV(moved.name, moved.mapped + (var,), moved.dims[1:], moved.kind, moved.batched)
+            b = replace(moved, mapped=moved.mapped + (var,), dims=moved.dims[1:])
             return self.permute(b, self.canon_order(b.mapped))
         j = self.value(ix)
         if j.kind not in ("int",) and j.kind not in INTEGRAL:
@@ -431,7 +468,7 @@ class Lowerer:
                             dims=whole.dims[:i] + (n, width) + whole.dims[i + 1:])
             perm = [i] + [k for k in range(len(split.dims)) if k != i]
             moved = self.permute(split, split.mapped, perm)
-            b = AV(moved.name, moved.mapped + (var,), moved.dims[1:], moved.kind, moved.batched)
+            b = replace(moved, mapped=moved.mapped + (var,), dims=moved.dims[1:])
             return self.permute(b, self.canon_order(b.mapped))
         return self.slice_plain(a, i, lo, hi + Poly.const(1 if self.base == 1 else 0))
 
@@ -490,6 +527,7 @@ class Lowerer:
         cc = callee.card
         child = Lowerer(callee, self.lib, self.names, self.block, self.extents, {}, self.prefix)
         child.step_no = self.step_no
+        child.memo, child.transposed = self.memo, self.transposed
         child.scope, child.firsts = list(self.scope), dict(self.firsts)
         child.seq = {}
         ins = list(e.args[:n_in])
@@ -593,7 +631,7 @@ class Lowerer:
             perm = list(range(nd - k, nd)) + list(range(nd - k))
             moved = self.permute(val, val.mapped, perm)
         own = moved.dims[k:]
-        return AV(moved.name, moved.mapped + tuple(labels), own, moved.kind, moved.batched), extra
+        return replace(moved, mapped=moved.mapped + tuple(labels), dims=own), extra
 
     def unmap_extra(self, out: AV, extra: list, rows: bool) -> AV:
         order = tuple(v for v in out.mapped if v not in extra) + tuple(v for v in extra)
@@ -603,7 +641,8 @@ class Lowerer:
             out = self.expand(out, out.mapped + tuple(missing), len(out.dims))
         keep = tuple(v for v in out.mapped if v not in extra)
         dims = tuple(self.extents[v] for v in extra) + out.dims
-        b = AV(out.name, keep, dims, out.kind, out.batched)
+        dims = tuple(ONE if v in out.ones else self.extents[v] for v in extra) + out.dims
+        b = AV(out.name, keep, dims, out.kind, out.batched, ones=tuple(v for v in out.ones if v in keep))
         if not rows:
             k, nd = len(extra), len(dims)
             perm = list(range(k, nd)) + list(range(k))
@@ -627,8 +666,13 @@ class Lowerer:
             v = self.expand(v, self.canon_order(set(v.mapped) | set(missing)), len(v.dims))
         order = tuple(x for x in v.mapped if x not in idx) + tuple(idx)
         v = self.permute(v, order)
-        return AV(v.name, order[: len(order) - len(idx)], tuple(self.extents[x] for x in idx) + v.dims,
-                  v.kind, v.batched)
+        dims = tuple(ONE if x in v.ones else self.extents[x] for x in idx)
+        if ONE in dims:  # broadcast along an index that the value does not depend on
+            full = tuple(self.extents[x] for x in idx)
+            v = self.op("broadcast", (v,), (len(idx), full, -(len(idx) + len(v.dims))), v, dims=v.dims, ones=())
+            dims = full
+        return AV(v.name, order[: len(order) - len(idx)], dims + v.dims, v.kind, v.batched,
+                  ones=tuple(x for x in v.ones if x not in idx))
 
     # ---------------------------------------------------------------- steps
     def body(self, steps) -> AV | None:
@@ -695,7 +739,7 @@ class Lowerer:
             return a if cond.const else b
         (c2, a2, b2), mapped, dims = self.align(cond, a, b)
         return self.op("where", (c2, a2, b2), (), b2, mapped=mapped, dims=dims, kind="real",
-                       batched=a.batched or b.batched or cond.batched)
+                       batched=a.batched or b.batched or cond.batched, ones=common_ones(mapped, c2, a2, b2))
 
     def s_if(self, st: Step):
         c = self.value(st.cond)

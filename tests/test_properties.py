@@ -94,12 +94,16 @@ def exprs(depth: int = 3) -> st.SearchStrategy[Expr]:
         st.lists(sub, max_size=3),
         st.lists(st.one_of(sub, kwarg), max_size=2),
     ).map(lambda t: Expr("call", (*t[1], *t[2]), (t[0], len(t[1]))))
-    # A one-item list has no separator to print: `[x]` is always ",".
+    # Items may be `…` (`[e_1, e_2, …, e_ℓ]`).  A one-item list has no
+    # separator to print: `[x]` is always ",".
+    ellipsis = st.just(Expr("ellipsis"))
     lst = st.tuples(
-        sub.filter(lambda i: not starts_with_bracket(i)),
-        st.lists(sub, max_size=2),
+        st.one_of(sub.filter(lambda i: not starts_with_bracket(i)), ellipsis),
+        st.lists(st.one_of(sub, ellipsis), max_size=2),
         st.sampled_from([",", ";"]),
     ).map(lambda t: Expr("list", (t[0], *t[1]), t[2] if t[1] else ","))
+    set_builder = st.tuples(st.sampled_from(VARS), sub, conds(depth - 1)).map(
+        lambda t: Expr("set_builder", (t[1], t[2]), t[0]))
     var = st.sampled_from(VARS)
     sums = st.one_of(
         st.tuples(var, sub, sub, sub).map(lambda t: Expr("sum", (t[1], t[2], t[3]), (t[0], "span"))),
@@ -109,24 +113,33 @@ def exprs(depth: int = 3) -> st.SearchStrategy[Expr]:
     return st.one_of(
         leaf,
         *(binary(op, sub, sub) for op in ("add", "sub", "matmul", "mul", "div", "juxt")),
-        *(unary(op, sub) for op in ("neg", "not", "sqrt")),
+        *(unary(op, sub) for op in ("neg", "not", "grad", "sqrt")),
         *(unary(op, post_base) for op in ("transpose", "square")),
         binary("pow", post_base, sub),
         index,
         call,
         lst,
         conds(depth - 1).map(lambda c: Expr("iverson", (c,))),
+        set_builder,
         sums,
     )
 
 
 @lru_cache(maxsize=None)
-def conds(depth: int = 3) -> st.SearchStrategy[Expr]:
-    """A condition (`cond`): an expression, or a comparison, `=` included."""
+def values(depth: int = 3) -> st.SearchStrategy[Expr]:
+    """An `expr`: an arith, a comparison (not `=`), or `a with probability p else b`."""
     sub = exprs(depth)
-    cmp = st.tuples(st.sampled_from([*CMPS, "="]), sub, sub).map(
-        lambda t: Expr("cmp", (t[1], t[2]), t[0]))
-    return st.one_of(cmp, sub)
+    cmp = st.tuples(st.sampled_from(CMPS), sub, sub).map(lambda t: Expr("cmp", (t[1], t[2]), t[0]))
+    choose = st.tuples(sub, sub, sub).map(lambda t: Expr("choose", t))
+    return st.one_of(sub, cmp, choose)
+
+
+@lru_cache(maxsize=None)
+def conds(depth: int = 3) -> st.SearchStrategy[Expr]:
+    """A condition (`cond`): an expr, or `a = b`."""
+    sub = exprs(depth)
+    eq = st.tuples(sub, sub).map(lambda t: Expr("cmp", t, "="))
+    return st.one_of(values(depth), eq)
 
 
 # ------------------------------------------------------------------- sets
@@ -201,7 +214,7 @@ def simples(depth: int = 2) -> st.SearchStrategy[Step]:
     """A `simple` statement, without its note: assign, sample, return, if."""
     e = exprs(2)
     out = [
-        st.tuples(targets(), e).map(lambda t: Step("assign", target=t[0], value=t[1])),
+        st.tuples(targets(), values(2)).map(lambda t: Step("assign", target=t[0], value=t[1])),
         st.tuples(names, e).map(lambda t: Step("sample", target=t[0], value=t[1])),
         st.tuples(names, st.sampled_from(["q", "p", "Cat"]), e).map(
             lambda t: Step("sample", target=t[0], value=t[2], dist=t[1])),
@@ -331,7 +344,7 @@ def all_claims(sts) -> list:
 
 # ------------------------------------------------------------- properties
 @SETTINGS
-@given(exprs(4))
+@given(st.one_of(exprs(4), values(3)))
 def test_expression_round_trip(e):
     c = card_around(e)
     text = card_text(c)

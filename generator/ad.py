@@ -1,0 +1,402 @@
+"""Reverse-mode differentiation of the core IR.
+
+``VJP`` holds one rule per primitive: given the op, its output ``y`` and the
+output's gradient ``g``, the gradient for each argument, built as core ops (so
+the backward pass is IR, printed and emitted like the forward).  The driver
+does the rest once for all rules: it sums a contribution back to its
+operand's shape when the operand was broadcast, adds the contributions of a
+value used twice (GPT-2's tied ``W_e``), and runs loops over layers backwards
+over the per-layer values the forward saved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .core import Loop, Op, Program, Value, walk
+from .errors import CardError
+from .shapes import Poly
+
+ONE = Poly.const(1)
+NO_GRAD_PRIMS = {"iota", "const", "le", "lt", "ge", "gt", "eq", "ne", "not"}
+
+
+def swap(b, x):
+    return b.transpose(x)
+
+
+def mm_vjp(b, op, g, x, y):
+    mode = op.attr[0]
+    if mode == "mm":
+        dy = b.wgrad(x, g, y) if b.is_weight(y, x) else b.matmul(swap(b, x), g, "mm")
+        return b.matmul(g, swap(b, y), "mm"), dy
+    if mode == "mv":
+        return b.outer(g, y), b.matmul(swap(b, x), g, "mv")
+    if mode == "vm":
+        return b.matmul(y, g, "mv"), b.outer(x, g)
+    return b.mul(g, y, expand=True), b.mul(g, x, expand=True)
+
+
+# One rule per primitive: (builder, op, g, *args) -> a gradient per argument (None: none).
+VJP = {
+    "add": lambda b, op, g, x, y: (g, g),
+    "sub": lambda b, op, g, x, y: (g, b.neg(g)),
+    "mul": lambda b, op, g, x, y: (b.mul(g, y), b.mul(g, x)),
+    "div": lambda b, op, g, x, y: (b.div(g, y), b.neg(b.div(b.mul(g, op.out), y))),
+    "neg": lambda b, op, g, x: (b.neg(g),),
+    "exp": lambda b, op, g, x: (b.mul(g, op.out),),
+    "log": lambda b, op, g, x: (b.div(g, x),),
+    "tanh": lambda b, op, g, x: (b.mul(g, b.one_minus(b.square(op.out))),),
+    "sqrt": lambda b, op, g, x: (b.div(g, b.scale(op.out, 2.0)),),
+    "square": lambda b, op, g, x: (b.mul(g, b.scale(x, 2.0)),),
+    "pow": lambda b, op, g, x: (b.mul(g, b.scale(b.pow(x, op.attr[0] - 1), op.attr[0])),),
+    "relu": lambda b, op, g, x: (b.mul(g, b.positive(x)),),
+    "sigmoid": lambda b, op, g, x: (b.mul(g, b.mul(op.out, b.one_minus(op.out))),),
+    "silu": lambda b, op, g, x: (b.mul(g, b.unary("silu_grad", x)),),
+    "gelu": lambda b, op, g, x: (b.mul(g, b.unary("gelu_grad", x)),),
+    "sin": lambda b, op, g, x: (b.mul(g, b.unary("cos", x)),),
+    "cos": lambda b, op, g, x: (b.neg(b.mul(g, b.unary("sin", x))),),
+    "softmax": lambda b, op, g, x: (b.fused("softmax_grad", g, op.out, op.attr),),
+    "log_softmax": lambda b, op, g, x: (b.fused("log_softmax_grad", g, op.out, op.attr),),
+    "sum": lambda b, op, g, x: (b.unsum(g, x, op.attr[0]),),
+    "matmul": mm_vjp,
+    "transpose": lambda b, op, g, x: (b.transpose(g, inverse(op.attr[0])),),
+    "expand": lambda b, op, g, x: (b.squeeze(g, x, op.attr[0]),),
+    "reshape": lambda b, op, g, x: (b.reshape_like(g, x),),
+    "slice": lambda b, op, g, x: (b.unslice(g, x, op.attr),),
+    "take": lambda b, op, g, t, j: (b.scatter(g, j, t, op.attr[0]), None),
+    "take_along": lambda b, op, g, x, j: (b.put_along(g, j, x, op.attr), None),
+    "pick": lambda b, op, g, x: (b.unpick(g, x, op.attr),),
+    "where": lambda b, op, g, c, x, y: (None, b.select(c, g, True), b.select(c, g, False)),
+    "copy": lambda b, op, g, x: (g,),
+    "broadcast": lambda b, op, g, x: (g,),
+    "maximum": lambda b, op, g, x, y: (b.mul(g, b.cmp("ge", x, y)), b.mul(g, b.cmp("lt", x, y))),
+}
+
+
+def inverse(perm):
+    n = len(perm)
+    inv = [0] * n
+    for i, p in enumerate(perm):
+        inv[p + n] = i - n
+    return tuple(inv)
+
+
+@dataclass
+class Backward:
+    """The derived backward pass: ops, what the forward must save, and where
+    each gradient ends up."""
+
+    body: list
+    saved: list[str]  # forward values the backward reads
+    saved_in_loops: dict[str, list[str]]  # loop var -> per-layer values the backward reads
+    shapes: list[tuple[str, str]]  # (name, forward value) whose shape the backward needs
+    param_grads: dict[str, str]
+    input_grads: dict[str, str]
+    output_grads: list[str]
+    values: dict[str, Value] = field(default_factory=dict)
+
+
+class Builder:
+    """Makes backward ops; every new value's layout follows its model."""
+
+    def __init__(self, layout: dict[str, Value], names):
+        self.layout = layout
+        self.names = names
+        self.block: list = []
+        self.step = None
+        self.shape_of: dict[str, str] = {}
+
+    def lay(self, x) -> Value:
+        """A value's layout; names the forward never defined are scalars (D, ε, 2.0)."""
+        return self.layout.get(x) or Value(x, (), False)
+
+    def new(self, prim, args, attr=(), like=None, shape=None, batched=None, kind="real"):
+        ref = self.lay(like) if like else None
+        out = self.names.temp().replace("_", "g", 1)
+        shape = ref.shape if shape is None else shape
+        batched = ref.batched if batched is None else batched
+        self.layout[out] = Value(out, shape, batched, kind)
+        self.block.append(Op(out, prim, tuple(args), attr, shape, batched, kind, self.step))
+        return out
+
+    # element-wise (the result has g's layout, the larger one)
+    def bigger(self, a, b):
+        la, lb = self.lay(a), self.lay(b)
+        if la.batched != lb.batched:
+            return a if la.batched else b
+        if len(la.shape) != len(lb.shape):
+            return a if len(la.shape) > len(lb.shape) else b
+        return a if sum(d == ONE for d in la.shape) <= sum(d == ONE for d in lb.shape) else b
+
+    def mul(self, a, b, expand=False):
+        if expand:
+            a = self.new("expand", (a,), ((-1,),), like=a, shape=self.lay(a).shape + (ONE,))
+        return self.new("mul", (a, b), like=self.bigger(a, b))
+
+    def div(self, a, b):
+        return self.new("div", (a, b), like=self.bigger(a, b))
+
+    def add(self, a, b):
+        return self.new("add", (a, b), like=self.bigger(a, b))
+
+    def neg(self, a):
+        return self.new("neg", (a,), like=a)
+
+    def square(self, a):
+        return self.new("square", (a,), like=a)
+
+    def scale(self, a, c):
+        return self.new("scale", (a,), (c,), like=a)
+
+    def pow(self, a, c):
+        return self.new("pow", (a,), (c,), like=a)
+
+    def one_minus(self, a):
+        return self.new("one_minus", (a,), like=a)
+
+    def positive(self, a):
+        return self.new("positive", (a,), like=a)
+
+    def unary(self, prim, a):
+        return self.new(prim, (a,), like=a)
+
+    def cmp(self, prim, a, b):
+        return self.new(prim, (a, b), like=self.bigger(a, b), kind="bool")
+
+    def fused(self, prim, g, y, attr):
+        return self.new(prim, (g, y), attr, like=g)
+
+    def transpose(self, a, perm=None):
+        v = self.lay(a)
+        n = len(v.shape)
+        if perm is None:
+            perm = tuple(range(-n, -2)) + (-1, -2)
+        shape = tuple(v.shape[p + n] for p in perm)
+        return self.new("transpose", (a,), (tuple(perm),), like=a, shape=shape)
+
+    def matmul(self, a, b, mode):
+        la, lb = self.lay(a), self.lay(b)
+        sa, sb = la.shape, lb.shape
+        lead_a = sa[: len(sa) - (1 if mode[0] == "v" else 2)]
+        lead_b = sb[: len(sb) - (1 if mode[1] == "v" else 2)]
+        lead = lead_a if len(lead_a) >= len(lead_b) else lead_b
+        shape = tuple(lead) + ((sa[-2],) if mode[0] == "m" else ()) + ((sb[-1],) if mode[1] == "m" else ())
+        return self.new("matmul", (a, b), (mode,), shape=shape, batched=la.batched or lb.batched)
+
+    def is_weight(self, w, x) -> bool:
+        lw, lx = self.lay(w), self.lay(x)
+        return not lw.batched and len(lw.shape) == 2 and lx.batched
+
+    def wgrad(self, x, g, w):
+        """x^⊤ g summed over every leading axis, as one matrix product."""
+        return self.new("wgrad", (x, g), like=w)
+
+    def outer(self, a, b):
+        la, lb = self.lay(a), self.lay(b)
+        return self.new("outer", (a, b), shape=la.shape + lb.shape[-1:], batched=la.batched or lb.batched)
+
+    def shape(self, x):
+        if x not in self.shape_of:
+            self.shape_of[x] = f"{x.lstrip('_')}_shape" if not x.startswith("_") else f"shape{x}"
+        return self.shape_of[x]
+
+    def unsum(self, g, x, axes):
+        return self.new("unsum", (g, self.shape(x)), (axes,), like=x)
+
+    def squeeze(self, g, x, axes):
+        return self.new("squeeze", (g,), (axes,), like=x)
+
+    def reshape_like(self, g, x):
+        return self.new("reshape_to", (g, self.shape(x)), like=x)
+
+    def unslice(self, g, x, attr):
+        return self.new("unslice", (g, self.shape(x)), attr, like=x)
+
+    def scatter(self, g, j, table, off):
+        return self.new("scatter", (g, j, table), (off,), like=table)
+
+    def put_along(self, g, j, x, attr):
+        return self.new("put_along", (g, j, self.shape(x)), attr, like=x)
+
+    def unpick(self, g, x, attr):
+        return self.new("unpick", (g, self.shape(x)), attr, like=x)
+
+    def select(self, c, g, keep_where_true):
+        return self.new("select_grad", (c, g), (keep_where_true,), like=g)
+
+    def sum_to(self, g, x):
+        """Sum a contribution over the axes along which x was broadcast."""
+        lg, lx = self.lay(g), self.lay(x)
+        axes = []
+        if len(lg.shape) == len(lx.shape):
+            axes = [i - len(lx.shape) for i, (dx, dg) in enumerate(zip(lx.shape, lg.shape, strict=True))
+                    if dx == ONE and dg != ONE]
+        if lg.batched == lx.batched and len(lg.shape) == len(lx.shape) and not axes:
+            return g
+        ndim = None if lx.batched else len(lx.shape)
+        if lx.batched and not lg.batched:
+            return self.new("broadcast_like", (g, self.shape(x)), like=x)
+        return self.new("sum_to", (g,), (ndim, tuple(axes)), like=x)
+
+
+def differentiate(prog: Program, names, out_name: str = "out") -> Backward:
+    """The backward pass of ``prog``: gradients of every parameter and real input."""
+    layout: dict[str, Value] = {}
+    for v in prog.inputs + prog.params:
+        layout[v.name] = v
+    for op in walk(prog.body):
+        layout[op.out] = Value(op.out, op.shape, op.batched, op.kind)
+    needs = needs_grad(prog)
+    b = Builder(layout, names)
+    grads: dict[str, str] = {}
+    out = prog.outputs[0]
+    g0 = "d_" + out_name
+    layout[g0] = Value(g0, out.shape, out.batched)
+    grads[out.name] = g0
+    loops_saved: dict[str, list[str]] = {}
+    backprop(prog.body, grads, b, needs, loops_saved)
+    param_grads = {p.name: grads.get(p.name) for p in prog.params}
+    input_grads = {v.name: grads[v.name] for v in prog.inputs if v.kind == "real" and v.name in grads}
+    forward_names = {v.name for v in prog.inputs + prog.params} | {op.out for op in walk(prog.body)}
+    forward_names |= {s for x, s in b.shape_of.items() if x in forward_names}
+    in_loops = {n for names_ in loops_saved.values() for n in names_}
+    read = []
+    for op in walk_all(b.block):
+        for a in op.args:
+            if a in forward_names and a not in read and a not in in_loops:
+                read.append(a)
+    shapes = [(s, x) for x, s in b.shape_of.items()]
+    return Backward(b.block, read, loops_saved, shapes, param_grads, input_grads, [g0], layout)
+
+
+def walk_all(body):
+    """Backward ops, looking inside backward loops."""
+    for x in body:
+        if isinstance(x, BLoop):
+            yield from walk_all(x.body)
+        elif isinstance(x, Loop):
+            yield from walk(x.body)
+        else:
+            yield x
+
+
+def needs_grad(prog: Program) -> set[str]:
+    """Values that depend on a parameter or a real-valued input."""
+    need = {v.name for v in prog.params} | {v.name for v in prog.inputs if v.kind == "real"}
+
+    def visit(body):
+        for x in body:
+            if isinstance(x, Loop):
+                for outer, inner, _ in x.carried:
+                    if outer in need:
+                        need.add(inner)
+                for _ in range(2):  # a value carried round the loop
+                    visit(x.body)
+                    for outer, inner, res in x.carried:
+                        if res in need:
+                            need.add(inner)
+                for res_outer, res in x.outs:
+                    if res in need:
+                        need.add(res_outer)
+            elif x.prim not in NO_GRAD_PRIMS and any(a in need for a in x.args):
+                if x.kind == "real":
+                    need.add(x.out)
+    visit(prog.body)
+    return need
+
+
+def accumulate(grads, b: Builder, x, contrib):
+    contrib = b.sum_to(contrib, x)
+    if x in grads:
+        grads[x] = b.add(grads[x], contrib)
+    else:
+        grads[x] = contrib
+
+
+def backprop(body, grads, b: Builder, needs, loops_saved):
+    for item in reversed(body):
+        if isinstance(item, Loop):
+            backprop_loop(item, grads, b, needs, loops_saved)
+            continue
+        op = item
+        if op.out not in grads or op.prim in NO_GRAD_PRIMS:
+            continue
+        rule = VJP.get(op.prim)
+        if rule is None:
+            raise CardError(f"no derivative rule for the operation {op.prim} (from {op.step})")
+        b.step = op.step
+        contribs = rule(b, op, grads[op.out], *op.args)
+        for x, c in zip(op.args, contribs, strict=True):
+            if c is not None and x in needs:
+                accumulate(grads, b, x, c)
+
+
+def backprop_loop(loop: Loop, grads, b: Builder, needs, loops_saved):
+    """Run the loop backwards: the body's backward once per layer, reading
+    the values that layer saved; sliced parameters gather into d_W[l]."""
+    outer_block = b.block
+    body_grads: dict[str, str] = {}
+    seeds = []
+    for (res_outer, res) in loop.outs:
+        if res_outer in grads:
+            seeds.append((res, grads[res_outer]))
+    if not seeds:
+        return
+    carry = {}
+    for res, g in seeds:
+        name = b.names.temp().replace("_", "g", 1)
+        b.layout[name] = b.layout[g]
+        carry[res] = name
+        body_grads[res] = name
+    b.block = []
+    # Values read in the body but defined outside it accumulate across layers.
+    defined = {op.out for op in walk(loop.body)}
+    backprop(loop.body, body_grads, b, needs, loops_saved)
+    inner_block = b.block
+    b.block = outer_block
+    fwd_inner = defined | {inner for _, inner, _ in loop.carried}
+    fwd_inner |= {s for x, s in b.shape_of.items() if x in fwd_inner}
+    read = []
+    for op in walk_all(inner_block):
+        for a in op.args:
+            if a in fwd_inner and a not in read:
+                read.append(a)
+    loops_saved[loop.var] = read
+    sliced = {}
+    for op in walk(loop.body):
+        if op.prim == "index" and op.out in body_grads:
+            sliced[op.out] = op.args[0]
+    closure = {x: g for x, g in body_grads.items() if x not in fwd_inner and x not in carry}
+    carried_grads = {}
+    for outer, inner, res in loop.carried:
+        if inner in body_grads:
+            carried_grads[res] = (carry.get(res), body_grads[inner], outer)
+    b.block.append(BLoop(loop, seeds, carry, inner_block, carried_grads, sliced, body_grads, closure, read))
+    for outer, inner, res in loop.carried:
+        if inner in body_grads:
+            grads[outer] = carry[res]
+    for stacked_src, stacked in sliced.items():
+        name = "d_" + stacked.lstrip("_")
+        b.layout[name] = b.layout[stacked]
+        grads[stacked] = name
+    for x, g in closure.items():
+        name = b.names.temp().replace("_", "g", 1)
+        b.layout[name] = b.layout[x]
+        grads[x] = name
+        closure[x] = (g, name)
+
+
+@dataclass
+class BLoop:
+    """A loop of the backward pass: layers in reverse."""
+
+    loop: Loop
+    seeds: list
+    carry: dict  # body result -> gradient variable carried between layers
+    body: list
+    carried_grads: dict
+    sliced: dict  # per-layer parameter value -> stacked parameter
+    body_grads: dict
+    closure: dict
+    saved: list

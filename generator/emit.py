@@ -1,0 +1,295 @@
+"""Checked card -> a NumPy module: forward, derived backward, parameter init.
+
+Jinja2 lays the module out (``templates/module.py.j2``); the statements come
+from the core IR, one line per op, printed by ``npcode.PRINT``.  The only
+module that imports jinja2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import jinja2
+
+from .ad import BLoop, Backward, differentiate
+from .check import Checked, Library
+from .core import Loop, Op, Program
+from .lower import lower
+from .naming import ascii_name
+from .npcode import BACKWARD_HELPERS, HELPERS, op_expr, py_dim
+from .render import pseudocode
+from .shapes import Poly, poly_text
+
+COMMENT_COL = 60
+
+
+def _env() -> jinja2.Environment:
+    loader = jinja2.PackageLoader("cardgen", "templates")
+    return jinja2.Environment(loader=loader, trim_blocks=True, lstrip_blocks=True,
+                              keep_trailing_newline=True, autoescape=False)
+
+
+def shape_comment(shape, batched: bool) -> str:
+    dims = ["…"] if batched else []
+    dims += [poly_text(d) if isinstance(d, Poly) else str(d) for d in shape]
+    return "(" + ", ".join(dims) + (",)" if len(dims) == 1 else ")")
+
+
+def safe_comment(text: str) -> str:
+    """Card text inside a # comment: one line, nothing that ends the comment."""
+    return " ".join(text.replace("\x00", "").split())
+
+
+class Writer:
+    """Turns a body of core ops (and loops) into indented Python lines."""
+
+    def __init__(self, card_lines: dict[str, str]):
+        self.lines: list[str] = []
+        self.card_lines = card_lines
+        self.last_step = None
+
+    def note_step(self, step, indent):
+        if step and step != self.last_step:
+            text = self.card_lines.get(step)
+            if text:
+                self.lines.append(indent + "# " + safe_comment(text))
+            self.last_step = step
+
+    def op(self, op: Op, indent: str, shape_names: dict[str, str]):
+        self.note_step(op.step, indent)
+        code = f"{indent}{op.out} = {op_expr(op)}"
+        comment = shape_comment(op.shape, op.batched)
+        pad = max(1, COMMENT_COL - len(code))
+        self.lines.append(code + " " * pad + "# " + comment)
+        if op.out in shape_names:
+            self.lines.append(f"{indent}{shape_names[op.out]} = {op.out}.shape")
+
+
+def card_line_map(checked: Checked, lib: Library) -> dict[str, str]:
+    """``Card:line`` -> the card's source line, for step comments."""
+    out = {}
+    seen = set()
+
+    def add(ch: Checked):
+        if ch.card.name in seen:
+            return
+        seen.add(ch.card.name)
+        for i, text in enumerate(ch.card.source.splitlines(), start=1):
+            out[f"{ch.card.name}:{i}"] = f"{ch.card.name} {text.strip()}" if ch is not checked \
+                else text.strip()
+        from .report import callees
+        for c in callees(ch.card):
+            sub = lib.checked(c)
+            if sub is not None:
+                add(sub)
+    add(checked)
+    return out
+
+
+def module_source(checked: Checked, lib: Library, source_path: str) -> str:
+    """The generated module for one card, as text."""
+    prog = lower(checked, lib)
+    from .naming import Names
+    names = Names()
+    names.count = 10_000  # backward temporaries never meet forward ones
+    bwd = differentiate(prog, names, ascii_name(checked.card.outputs[0]))
+    card = checked.card
+    shape_names = {x: s for s, x in bwd.shapes}
+    card_lines = card_line_map(checked, lib)
+    fwd = forward_lines(prog, bwd, shape_names, card_lines)
+    back = backward_lines(prog, bwd, card_lines)
+    hypers = config_fields(checked, prog)
+    for s in param_dims(prog):
+        hypers.insert(0, {"field": ascii_name(s), "type": "int", "default": None,
+                          "comment": safe_comment(f"{s} — length of an input axis; sizes parameters")})
+    params = param_fields(checked, prog)
+    inputs = [v.name for v in prog.inputs]
+    helpers = HELPERS + BACKWARD_HELPERS
+    text = pseudocode(card, checked.claims)
+    out = prog.outputs[0]
+    out_name = ascii_name(card.outputs[0])
+    tmpl = _env().get_template("module.py.j2")
+    return tmpl.render(
+        source=source_path, sha=hashlib.sha256(card.source.encode("utf-8")).hexdigest(),
+        name=card.name, purpose=safe_comment(card.purpose or card.name),
+        card_text="\n".join("    " + line if line else "" for line in text.splitlines()).replace('"""', "'''")
+        .replace("\\", "\\\\"),
+        input_list=", ".join(inputs), input_args=", ".join(inputs), output=out_name,
+        hypers=hypers, params=params, init_dims=init_dims(prog),
+        signature=safe_comment(f"{', '.join(card.outputs)} ← {card.name}(...)"),
+        input_docs=[f"{v.name}: {shape_comment(v.shape, v.batched)} {'token ids' if v.kind == 'int' else ''}"
+                    .rstrip() for v in prog.inputs],
+        output_shape=shape_comment(out.shape, out.batched),
+        forward=fwd + [f"return {out.name}, cache"],
+        backward=back, helpers=helpers,
+    ).replace(f"d_{out_name}", f"d_{out_name}")
+
+
+def dim_lines(prog: Program, source: str = "forward") -> list[str]:
+    lines = []
+    for sym, how in prog.dims.items():
+        lines.append(f"{ascii_name(sym)} = {how}")
+    return lines
+
+
+def init_dims(prog: Program) -> list[str]:
+    used = {s for p in prog.params for d in p.shape for s in d.symbols()}
+    return [f"{ascii_name(s)} = config.{ascii_name(s)}" for s in prog.dims if s in used]
+
+
+def param_dims(prog: Program) -> list[str]:
+    """Dimensions that size parameters but come from inputs: Config needs them to draw parameters."""
+    used = {s for p in prog.params for d in p.shape for s in d.symbols()}
+    return [s for s, how in prog.dims.items() if s in used and not how.startswith("config.")]
+
+
+def forward_lines(prog: Program, bwd: Backward, shape_names, card_lines) -> list[str]:
+    w = Writer(card_lines)
+    w.lines += dim_lines(prog)
+    for h, local in prog.hyper_names.items():
+        if local not in {ascii_name(s) for s in prog.dims}:
+            w.lines.append(f"{local} = config.{local}")
+    for p in prog.params:
+        w.lines.append(f"{p.name} = params.{p.name}")
+    for v in prog.inputs:
+        if v.name in shape_names:
+            w.lines.append(f"{shape_names[v.name]} = {v.name}.shape")
+    body(prog.body, w, "", shape_names, bwd)
+    saved = list(bwd.saved) + [s for s, x in bwd.shapes if s not in bwd.saved and _top_level(x, prog)]
+    dims = [ascii_name(s) for s in prog.dims]
+    items = [f'"{n}": {n}' for n in dims + saved + [f"saved_{v}" for v in bwd.saved_in_loops]]
+    w.lines.append("cache = {" + ", ".join(items) + "}")
+    return w.lines
+
+
+def _top_level(x, prog) -> bool:
+    return any(not isinstance(i, Loop) and i.out == x for i in prog.body) or \
+        any(v.name == x for v in prog.inputs + prog.params)
+
+
+def body(items, w: Writer, indent: str, shape_names, bwd: Backward):
+    for item in items:
+        if isinstance(item, Loop):
+            loop(item, w, indent, shape_names, bwd)
+        else:
+            w.op(item, indent, shape_names)
+
+
+def loop(lp: Loop, w: Writer, indent: str, shape_names, bwd: Backward):
+    saved = bwd.saved_in_loops.get(lp.var, [])
+    w.note_step(lp.step, indent)
+    for outer, inner, _ in lp.carried:
+        w.lines.append(f"{indent}{inner} = {outer}")
+    if saved:
+        w.lines.append(f"{indent}saved_{lp.var} = []")
+    w.lines.append(f"{indent}for {lp.var} in range({py_dim(lp.count)}):")
+    body(lp.body, w, indent + "    ", shape_names, bwd)
+    if saved:
+        w.lines.append(f"{indent}    saved_{lp.var}.append(({', '.join(saved)},))")
+    for outer, inner, res in lp.carried:
+        w.lines.append(f"{indent}    {inner} = {res}")
+    for new, res in lp.outs:
+        inner = next(i for o, i, r in lp.carried if r == res)
+        w.lines.append(f"{indent}{new} = {inner}")
+    w.last_step = None
+
+
+def backward_lines(prog: Program, bwd: Backward, card_lines) -> list[str]:
+    w = Writer(card_lines)
+    dims = [ascii_name(s) for s in prog.dims]
+    saved = list(bwd.saved) + [s for s, x in bwd.shapes if s not in bwd.saved and _top_level(x, prog)]
+    for n in dims + saved + [f"saved_{v}" for v in bwd.saved_in_loops]:
+        if n in {p.name for p in prog.params}:
+            w.lines.append(f"{n} = params.{n}")
+        else:
+            w.lines.append(f'{n} = cache["{n}"]')
+    bbody(bwd.body, w, "", bwd)
+    grads = []
+    for p in prog.params:
+        g = bwd.param_grads.get(p.name)
+        grads.append(f"{p.name}={g if g else f'np.zeros_like(params.{p.name})'}")
+    w.lines.append("grads = Params(" + ", ".join(grads) + ")")
+    ins = ", ".join(f'"{k}": {v}' for k, v in bwd.input_grads.items())
+    w.lines.append("return grads, {" + ins + "}")
+    return w.lines
+
+
+def bbody(items, w: Writer, indent: str, bwd: Backward):
+    for item in items:
+        if isinstance(item, BLoop):
+            bloop(item, w, indent, bwd)
+        else:
+            w.op(item, indent, {})
+
+
+def bloop(bl: BLoop, w: Writer, indent: str, bwd: Backward):
+    lp = bl.loop
+    for res, g in bl.seeds:
+        w.lines.append(f"{indent}{bl.carry[res]} = {g}")
+    for per_layer, stacked in bl.sliced.items():
+        w.lines.append(f"{indent}d_{stacked.lstrip('_')} = np.zeros_like({stacked})")
+    for x, (g, acc) in bl.closure.items():
+        w.lines.append(f"{indent}{acc} = 0")
+    w.lines.append(f"{indent}for {lp.var} in reversed(range({py_dim(lp.count)})):")
+    inner = indent + "    "
+    if bl.saved:
+        w.lines.append(f"{inner}{', '.join(bl.saved)}, = saved_{lp.var}[{lp.var}]")
+    bbody(bl.body, w, inner, bwd)
+    for per_layer, stacked in bl.sliced.items():
+        w.lines.append(f"{inner}d_{stacked.lstrip('_')}[{lp.var}] += {bl.body_grads[per_layer]}")
+    for x, (g, acc) in bl.closure.items():
+        w.lines.append(f"{inner}{acc} = {acc} + {g}")
+    for outer, inner_name, res in lp.carried:
+        if inner_name in bl.body_grads and res in bl.carry:
+            w.lines.append(f"{inner}{bl.carry[res]} = {bl.body_grads[inner_name]}")
+    w.last_step = None
+
+
+def config_fields(checked: Checked, prog: Program) -> list[dict]:
+    out = []
+    for d in checked.card.decls:
+        if d.role != "hyper":
+            continue
+        for n in d.names:
+            b = checked.env[n]
+            if b.type.shape:
+                continue
+            field = ascii_name(n)
+            integral = b.type.kind in ("nat", "integer", "span")
+            default = None
+            if d.default is not None:
+                t = checked.types.get(id(d.default))
+                if t is not None and t.value is not None and t.value.constant is not None:
+                    default = str(int(t.value.constant))
+                elif d.default.op == "num":
+                    default = repr(float(d.default.attr)) if not integral else d.default.attr
+            desc = f" — {d.desc}" if d.desc else ""
+            out.append({"field": field, "type": "int" if integral else "float", "default": default,
+                        "comment": safe_comment(f"{n}{desc}")})
+    out.sort(key=lambda h: h["default"] is not None)  # fields with defaults last
+    return out
+
+
+def param_fields(checked: Checked, prog: Program) -> list[dict]:
+    out = []
+    for v in prog.params:
+        path = prog.param_paths[v.name]
+        shape = ", ".join(py_dim(d) for d in v.shape)
+        leaf = path[-1]
+        if leaf.startswith(("gamma", "g")) and len(leaf) <= 7 and not leaf.startswith("gelu"):
+            init = f"np.ones(({shape},), dtype=dtype)"
+        elif leaf.startswith(("beta", "b")) and (leaf[1:2] in ("", "_") or leaf.startswith("beta")):
+            init = f"np.zeros(({shape},), dtype=dtype)"
+        else:
+            init = f"(0.02 * rng.standard_normal(({shape},))).astype(dtype)"
+        comment = ".".join(path) + " " + shape_comment(v.shape, False)
+        out.append({"field": v.name, "init": init, "comment": safe_comment(comment)})
+    return out
+
+
+def write_module(checked: Checked, lib: Library, out_dir: Path, source_path: str) -> Path:
+    text = module_source(checked, lib, source_path)
+    path = out_dir / f"{checked.card.name}.py"
+    path.write_text(text, "utf-8")
+    return path

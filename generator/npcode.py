@@ -1,0 +1,243 @@
+"""Core ops -> NumPy source: one printer per primitive, in one table.
+
+Every printer takes the op and its argument names and returns a Python
+expression.  Axis numbers count from the end, so the expressions work for any
+number of leading batch axes.
+"""
+
+from __future__ import annotations
+
+from .core import Op
+from .naming import ascii_name
+from .shapes import Poly
+
+
+def py_dim(p: Poly) -> str:
+    """A dimension as a Python expression over the dimension variables."""
+    if not p.terms:
+        return "0"
+    parts = []
+    for m, c in sorted(p.terms):
+        num = [ascii_name(s) for s, e in m for _ in range(max(e, 0))]
+        den = [ascii_name(s) for s, e in m for _ in range(max(-e, 0))]
+        coef = c.numerator
+        text = "*".join(([str(abs(coef))] if abs(coef) != 1 or not num else []) + num)
+        denom = c.denominator
+        if den or denom != 1:
+            d = "*".join(([str(denom)] if denom != 1 else []) + den)
+            text = f"{text} // {d}" if "*" not in d else f"{text} // ({d})"
+        parts.append(("-" if coef < 0 else "+", text))
+    out = ("-" if parts[0][0] == "-" else "") + parts[0][1]
+    for sign, text in parts[1:]:
+        out += f" {sign} {text}"
+    return out
+
+
+def _axes(t) -> str:
+    return str(t[0]) if len(t) == 1 else str(tuple(t))
+
+
+def _mm(op: Op, a: str, b: str) -> str:
+    mode = op.attr[0]
+    return {"mm": f"{a} @ {b}",
+            "mv": f"({a} @ {b}[..., None])[..., 0]",
+            "vm": f"({a}[..., None, :] @ {b})[..., 0, :]",
+            "vv": f"np.sum({a} * {b}, axis=-1)"}[mode]
+
+
+def _transpose(op: Op, a: str) -> str:
+    perm = op.attr[0]
+    n = len(perm)
+    if n >= 2 and list(perm) == list(range(-n, -2)) + [-1, -2]:
+        return f"np.swapaxes({a}, -1, -2)"
+    return f"_permute({a}, {tuple(perm)})"
+
+
+def _reshape(op: Op, a: str) -> str:
+    axis, new = op.attr
+    dims = ", ".join(py_dim(d) for d in new)
+    if len(new) == 1:  # merge axis and the next one
+        return f"{a}.reshape({a}.shape[:{axis}] + ({dims},) + {a}.shape[{axis} + 2:])" if axis != -2 \
+            else f"{a}.reshape({a}.shape[:-2] + ({dims},))"
+    tail = f" + {a}.shape[{axis + 1}:]" if axis != -1 else ""
+    return f"{a}.reshape({a}.shape[:{axis}] + ({dims},){tail})" if axis != -1 \
+        else f"{a}.reshape({a}.shape[:-1] + ({dims},))"
+
+
+def _slice(op: Op, a: str) -> str:
+    axis, lo, hi = op.attr
+    before = ", ".join([":"] * (-axis - 1))
+    idx = f"{lo}:{hi}" + (", " + before if before else "")
+    return f"{a}[..., {idx}]"
+
+
+PRINT = {
+    "const": lambda op: f"np.asarray({op.attr[0]})",
+    "iota": lambda op: f"np.arange({py_dim(op.attr[0])}, {py_dim(op.attr[0] + op.shape[0])})",
+    "add": lambda op, a, b: f"{a} + {b}",
+    "sub": lambda op, a, b: f"{a} - {b}",
+    "mul": lambda op, a, b: f"{a} * {b}",
+    "div": lambda op, a, b: f"{a} / {b}",
+    "powv": lambda op, a, b: f"{a} ** {b}",
+    "maximum": lambda op, a, b: f"np.maximum({a}, {b})",
+    "neg": lambda op, a: f"-{a}",
+    "not": lambda op, a: f"~{a}",
+    "le": lambda op, a, b: f"{a} <= {b}", "lt": lambda op, a, b: f"{a} < {b}",
+    "ge": lambda op, a, b: f"{a} >= {b}", "gt": lambda op, a, b: f"{a} > {b}",
+    "eq": lambda op, a, b: f"{a} == {b}", "ne": lambda op, a, b: f"{a} != {b}",
+    "exp": lambda op, a: f"np.exp({a})",
+    "log": lambda op, a: f"np.log({a})",
+    "tanh": lambda op, a: f"np.tanh({a})",
+    "sqrt": lambda op, a: f"np.sqrt({a})",
+    "abs": lambda op, a: f"np.abs({a})",
+    "sin": lambda op, a: f"np.sin({a})",
+    "cos": lambda op, a: f"np.cos({a})",
+    "square": lambda op, a: f"{a} * {a}",
+    "pow": lambda op, a: f"{a} ** {op.attr[0]!r}",
+    "relu": lambda op, a: f"np.maximum({a}, 0)",
+    "sigmoid": lambda op, a: f"_sigmoid({a})",
+    "silu": lambda op, a: f"{a} * _sigmoid({a})",
+    "gelu": lambda op, a: f"_gelu({a})",
+    "softmax": lambda op, a: f"_softmax({a}, {op.attr[0]})",
+    "log_softmax": lambda op, a: f"_log_softmax({a}, {op.attr[0]})",
+    "sum": lambda op, a: f"np.sum({a}, axis={_axes(op.attr[0])})",
+    "max": lambda op, a: f"np.max({a}, axis={_axes(op.attr[0])})",
+    "matmul": _mm,
+    "transpose": _transpose,
+    "expand": lambda op, a: f"np.expand_dims({a}, {_axes(op.attr[0])})",
+    "reshape": _reshape,
+    "slice": _slice,
+    "take": lambda op, t, j: f"{t}[{j}]" if op.attr[0] == 0 else f"{t}[{j} - {op.attr[0]}]",
+    "take_along": lambda op, a, j: (f"np.take_along_axis({a}, {j}"
+                                    f"{' - ' + str(op.attr[1]) if op.attr[1] else ''}, {op.attr[0]})"
+                                    f".squeeze({op.attr[0]})"),
+    "pick": lambda op, a: f"np.take({a}, {op.attr[1]}, axis={op.attr[0]})",
+    "index": lambda op, a: f"{a}[{op.attr[0]}]",
+    "where": lambda op, c, a, b: f"np.where({c}, {a}, {b})",
+    "copy": lambda op, a: f"{a}",
+    "broadcast": lambda op, a: _broadcast(op, a),
+}
+
+
+def _broadcast(op: Op, a: str) -> str:
+    n, sizes, start = op.attr
+    return f"_broadcast_axes({a}, {n}, ({', '.join(py_dim(d) for d in sizes)},), {-start})"
+
+
+def op_expr(op: Op) -> str:
+    return PRINT[op.prim](op, *op.args)
+
+
+HELPERS = '''
+def _softmax(x, axis):
+    z = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return z / np.sum(z, axis=axis, keepdims=True)
+
+
+def _log_softmax(x, axis):
+    z = x - np.max(x, axis=axis, keepdims=True)
+    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+
+
+def _sigmoid(x):
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+_erf = np.vectorize(__import__("math").erf, otypes=[float])
+
+
+def _gelu(x):
+    return (0.5 * x * (1.0 + _erf(x / np.sqrt(2.0)))).astype(x.dtype)
+
+
+def _permute(x, perm):
+    n = x.ndim
+    lead = tuple(range(n - len(perm)))
+    return np.transpose(x, lead + tuple(n + p for p in perm))
+
+
+def _broadcast_axes(x, n, sizes, core):
+    """Broadcast the n size-1 axes that start core axes from the end."""
+    start = x.ndim - core
+    return np.broadcast_to(x, x.shape[:start] + sizes + x.shape[start + n:])
+
+
+def _sum_to(g, ndim, axes=()):
+    """Sum a broadcast gradient back to its operand's shape."""
+    if ndim is not None and g.ndim > ndim:
+        g = np.sum(g, axis=tuple(range(g.ndim - ndim)))
+    if axes:
+        g = np.sum(g, axis=axes, keepdims=True)
+    return g
+'''
+
+
+# Backward-only primitives (made by ad.py; never differentiated again).
+PRINT.update({
+    "scale": lambda op, a: f"{op.attr[0]!r} * {a}",
+    "one_minus": lambda op, a: f"1.0 - {a}",
+    "positive": lambda op, a: f"({a} > 0)",
+    "silu_grad": lambda op, a: f"_silu_grad({a})",
+    "gelu_grad": lambda op, a: f"_gelu_grad({a})",
+    "softmax_grad": lambda op, g, y: f"{y} * ({g} - np.sum({g} * {y}, axis={op.attr[0]}, keepdims=True))",
+    "log_softmax_grad": lambda op, g, y: f"{g} - np.exp({y}) * np.sum({g}, axis={op.attr[0]}, keepdims=True)",
+    "unsum": lambda op, g, s: f"np.broadcast_to(np.expand_dims({g}, {_axes(op.attr[0])}), {s})",
+    "squeeze": lambda op, g: f"np.squeeze({g}, {_axes(op.attr[0])})",
+    "reshape_to": lambda op, g, s: f"{g}.reshape({s})",
+    "unslice": lambda op, g, s: f"_unslice({g}, {s}, {op.attr[0]}, {op.attr[1]}, {op.attr[2]})",
+    "scatter": lambda op, g, j, t: f"_scatter_rows({g}, {j}{' - ' + str(op.attr[0]) if op.attr[0] else ''}, {t})",
+    "put_along": lambda op, g, j, s: (f"_put_along({g}, {j}{' - ' + str(op.attr[1]) if op.attr[1] else ''}, "
+                                      f"{s}, {op.attr[0]})"),
+    "unpick": lambda op, g, s: f"_unpick({g}, {s}, {op.attr[0]}, {op.attr[1]})",
+    "select_grad": lambda op, c, g: f"np.where({c}, {g}, 0)" if op.attr[0] else f"np.where({c}, 0, {g})",
+    "sum_to": lambda op, g: f"_sum_to({g}, {op.attr[0]}, {op.attr[1]})",
+    "broadcast_like": lambda op, g, s: f"np.broadcast_to({g}, {s})",
+    "wgrad": lambda op, x, g: f"_wgrad({x}, {g})",
+    "outer": lambda op, a, b: f"{a}[..., :, None] * {b}[..., None, :]",
+})
+
+BACKWARD_HELPERS = '''
+def _silu_grad(x):
+    s = _sigmoid(x)
+    return s * (1.0 + x * (1.0 - s))
+
+
+def _gelu_grad(x):
+    cdf = 0.5 * (1.0 + _erf(x / np.sqrt(2.0)))
+    pdf = np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi)
+    return (cdf + x * pdf).astype(x.dtype)
+
+
+def _wgrad(x, g):
+    """x^T g summed over all leading axes, as one matrix product."""
+    return x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+
+
+def _unslice(g, shape, axis, lo, hi):
+    out = np.zeros(shape, dtype=g.dtype)
+    index = [slice(None)] * len(shape)
+    index[axis] = slice(lo, hi)
+    out[tuple(index)] = g
+    return out
+
+
+def _scatter_rows(g, idx, table):
+    """Gradient of table[idx]: rows of g added into the rows they came from."""
+    out = np.zeros_like(table)
+    np.add.at(out, idx.reshape(-1), g.reshape(-1, *table.shape[1:]))
+    return out
+
+
+def _put_along(g, idx, shape, axis):
+    out = np.zeros(shape, dtype=g.dtype)
+    np.put_along_axis(out, np.expand_dims(idx, axis), np.expand_dims(g, axis), axis)
+    return out
+
+
+def _unpick(g, shape, axis, i):
+    out = np.zeros(shape, dtype=g.dtype)
+    index = [slice(None)] * len(shape)
+    index[axis] = i
+    out[tuple(index)] = g
+    return out
+'''
