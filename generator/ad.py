@@ -69,6 +69,7 @@ VJP = {
     "pick": lambda b, op, g, x: (b.unpick(g, x, op.attr),),
     "where": lambda b, op, g, c, x, y: (None, b.select(c, g, True), b.select(c, g, False)),
     "copy": lambda b, op, g, x: (g,),
+    "index": lambda b, op, g, x: (None,),  # a layer's slice: the loop gathers it into d_W[l]
     "broadcast": lambda b, op, g, x: (g,),
     "maximum": lambda b, op, g, x, y: (b.mul(g, b.cmp("ge", x, y)), b.mul(g, b.cmp("lt", x, y))),
 }
@@ -247,6 +248,7 @@ def differentiate(prog: Program, names, out_name: str = "out") -> Backward:
         layout[v.name] = v
     for op in walk(prog.body):
         layout[op.out] = Value(op.out, op.shape, op.batched, op.kind)
+    register_loops(prog.body, layout)
     needs = needs_grad(prog)
     b = Builder(layout, names)
     grads: dict[str, str] = {}
@@ -268,6 +270,17 @@ def differentiate(prog: Program, names, out_name: str = "out") -> Backward:
                 read.append(a)
     shapes = [(s, x) for x, s in b.shape_of.items()]
     return Backward(b.block, read, loops_saved, shapes, param_grads, input_grads, [g0], layout)
+
+
+def register_loops(body, layout):
+    """Carried values and loop results have the layout of what they stand for."""
+    for x in body:
+        if isinstance(x, Loop):
+            for outer, inner, _ in x.carried:
+                layout[inner] = layout[outer]
+            register_loops(x.body, layout)
+            for new, res in x.outs:
+                layout[new] = layout[res]
 
 
 def walk_all(body):

@@ -14,7 +14,7 @@ import jinja2
 
 from .ad import BLoop, Backward, differentiate
 from .check import Checked, Library
-from .core import Loop, Op, Program
+from .core import Loop, Op, Program, walk
 from .lower import lower
 from .naming import ascii_name
 from .npcode import BACKWARD_HELPERS, HELPERS, op_expr, py_dim
@@ -152,20 +152,33 @@ def forward_lines(prog: Program, bwd: Backward, shape_names, card_lines) -> list
             w.lines.append(f"{local} = config.{local}")
     for p in prog.params:
         w.lines.append(f"{p.name} = params.{p.name}")
-    for v in prog.inputs:
+    for v in prog.inputs + prog.params:
         if v.name in shape_names:
             w.lines.append(f"{shape_names[v.name]} = {v.name}.shape")
     body(prog.body, w, "", shape_names, bwd)
-    saved = list(bwd.saved) + [s for s, x in bwd.shapes if s not in bwd.saved and _top_level(x, prog)]
+    saved = saved_names(prog, bwd)
     dims = [ascii_name(s) for s in prog.dims]
     items = [f'"{n}": {n}' for n in dims + saved + [f"saved_{v}" for v in bwd.saved_in_loops]]
     w.lines.append("cache = {" + ", ".join(items) + "}")
     return w.lines
 
 
+def saved_names(prog: Program, bwd: Backward) -> list[str]:
+    """What the forward keeps for the backward: the values it reads, the shapes
+    it needs, and scalar inputs (slice offsets such as p_start)."""
+    out = list(bwd.saved)
+    out += [s for s, x in bwd.shapes if s not in out and _top_level(x, prog)]
+    out += [v.name for v in prog.inputs if not v.shape and v.name not in out]
+    return out
+
+
 def _top_level(x, prog) -> bool:
-    return any(not isinstance(i, Loop) and i.out == x for i in prog.body) or \
-        any(v.name == x for v in prog.inputs + prog.params)
+    """Defined outside every loop body (so saved once, not per layer)."""
+    inside = set()
+    for item in prog.body:
+        if isinstance(item, Loop):
+            inside |= {op.out for op in walk(item.body)} | {i for _, i, _ in item.carried}
+    return x not in inside
 
 
 def body(items, w: Writer, indent: str, shape_names, bwd: Backward):
@@ -184,6 +197,9 @@ def loop(lp: Loop, w: Writer, indent: str, shape_names, bwd: Backward):
     if saved:
         w.lines.append(f"{indent}saved_{lp.var} = []")
     w.lines.append(f"{indent}for {lp.var} in range({py_dim(lp.count)}):")
+    for outer, inner, _ in lp.carried:
+        if inner in shape_names:
+            w.lines.append(f"{indent}    {shape_names[inner]} = {inner}.shape")
     body(lp.body, w, indent + "    ", shape_names, bwd)
     if saved:
         w.lines.append(f"{indent}    saved_{lp.var}.append(({', '.join(saved)},))")
@@ -192,13 +208,15 @@ def loop(lp: Loop, w: Writer, indent: str, shape_names, bwd: Backward):
     for new, res in lp.outs:
         inner = next(i for o, i, r in lp.carried if r == res)
         w.lines.append(f"{indent}{new} = {inner}")
+        if new in shape_names:
+            w.lines.append(f"{indent}{shape_names[new]} = {new}.shape")
     w.last_step = None
 
 
 def backward_lines(prog: Program, bwd: Backward, card_lines) -> list[str]:
     w = Writer(card_lines)
     dims = [ascii_name(s) for s in prog.dims]
-    saved = list(bwd.saved) + [s for s, x in bwd.shapes if s not in bwd.saved and _top_level(x, prog)]
+    saved = saved_names(prog, bwd)
     for n in dims + saved + [f"saved_{v}" for v in bwd.saved_in_loops]:
         if n in {p.name for p in prog.params}:
             w.lines.append(f"{n} = params.{n}")
@@ -228,7 +246,7 @@ def bloop(bl: BLoop, w: Writer, indent: str, bwd: Backward):
     for res, g in bl.seeds:
         w.lines.append(f"{indent}{bl.carry[res]} = {g}")
     for per_layer, stacked in bl.sliced.items():
-        w.lines.append(f"{indent}d_{stacked.lstrip('_')} = np.zeros_like({stacked})")
+        w.lines.append(f"{indent}d_{stacked.lstrip('_')} = np.zeros_like(params.{stacked})")
     for x, (g, acc) in bl.closure.items():
         w.lines.append(f"{indent}{acc} = 0")
     w.lines.append(f"{indent}for {lp.var} in reversed(range({py_dim(lp.count)})):")

@@ -318,6 +318,10 @@ class Lowerer:
     def x_juxt(self, e):
         left, right = e.args
         if left.op == "name" and left.attr in BUILTINS and left.attr not in self.env:
+            if left.attr == "log":
+                fused = self.log_of(right)
+                if fused is not None:
+                    return fused
             return self.builtin(left.attr, self.value(right), e)
         if right.op == "transpose" and right.args[0] == Expr("num", (), "1"):
             a = self.value(left)  # b 1^⊤: b as a column, broadcast along the positions
@@ -386,12 +390,12 @@ class Lowerer:
     # --------------------------------------------------------------- index
     def x_index(self, e):
         base, *idx = e.args
-        a = self.value(base)
-        dims = list(a.dims)
-        out = a
-        # Process axes right to left so earlier axis numbers stay valid.
-        for i in reversed(range(len(idx))):
-            out = self.index_axis(out, i, idx[i], e)
+        out = self.value(base)
+        shift = 0  # axes removed (or added) by the indices already applied
+        for i, ix in enumerate(idx):
+            before = len(out.dims)
+            out = self.index_axis(out, i + shift, ix, e)
+            shift += len(out.dims) - before
         return out
 
     def index_axis(self, a: AV, i: int, ix: Expr, e) -> AV:
@@ -502,12 +506,34 @@ class Lowerer:
     def x_call(self, e):
         fname, n_in = e.attr
         if fname in BUILTINS and fname not in self.env:
+            if fname == "log" and len(e.args) == 1:
+                fused = self.log_of(e.args[0])
+                if fused is not None:
+                    return fused
             args = [self.value(a) for a in e.args]
             return self.builtin(fname, args[0], e) if len(args) == 1 else self.binary("maximum", *args)
         callee = self.lib.checked(fname)
         if callee is None:
             self.err(f"cannot compile a call to {fname}", e)
         return self.inline(callee, e)
+
+    def log_of(self, arg: Expr) -> AV | None:
+        """log softmax(X)[…] is read as log_softmax(X)[…]: stable, and cheaper."""
+        inner = arg
+        while inner.op == "index":
+            inner = inner.args[0]
+        if not (inner.op == "call" and inner.attr[0] == "softmax" and "softmax" not in self.env):
+            return None
+        x = self.materialize(self.value(inner.args[0]))
+        axis = -1 if self.rows or len(x.dims) < 2 else -2
+        ls = self.op("log_softmax", (x,), (axis,), x)
+        saved = self.env.get("§log_softmax")
+        self.env["§log_softmax"] = ls
+        try:
+            return self.value(_replace_inner(arg, Expr("name", (), "§log_softmax")))
+        finally:
+            if saved is None:
+                self.env.pop("§log_softmax", None)
 
     def builtin(self, fname: str, a: AV, e) -> AV:
         if fname == "length":
@@ -830,6 +856,12 @@ class Lowerer:
             self.err("a layer loop must start at the first layer", st)
         self.block.append(Loop(loop_var, count, outs, [], body, self.step_no, results))
         return None
+
+
+def _replace_inner(e: Expr, new: Expr) -> Expr:
+    if e.op != "index":
+        return new
+    return Expr("index", (_replace_inner(e.args[0], new), *e.args[1:]), e.attr, e.pos)
 
 
 def _assigns(steps) -> list[str]:

@@ -230,7 +230,7 @@ def _scatter_rows(g, idx, table):
 
 def _put_along(g, idx, shape, axis):
     out = np.zeros(shape, dtype=g.dtype)
-    np.put_along_axis(out, np.expand_dims(idx, axis), np.expand_dims(g, axis), axis)
+    np.put_along_axis(out, idx, np.expand_dims(g, axis), axis)
     return out
 
 
