@@ -241,7 +241,7 @@ class Builder:
         return self.new("sum_to", (g,), (ndim, tuple(axes)), like=x)
 
 
-def differentiate(prog: Program, names, out_name: str = "out") -> Backward:
+def differentiate(prog: Program, names, out_grad: str) -> Backward:
     """The backward pass of ``prog``: gradients of every parameter and real input."""
     layout: dict[str, Value] = {}
     for v in prog.inputs + prog.params:
@@ -253,13 +253,19 @@ def differentiate(prog: Program, names, out_name: str = "out") -> Backward:
     b = Builder(layout, names)
     grads: dict[str, str] = {}
     out = prog.outputs[0]
-    g0 = "d_" + out_name
+    g0 = out_grad
     layout[g0] = Value(g0, out.shape, out.batched)
     grads[out.name] = g0
     loops_saved: dict[str, list[str]] = {}
     backprop(prog.body, grads, b, needs, loops_saved)
     param_grads = {p.name: grads.get(p.name) for p in prog.params}
     input_grads = {v.name: grads[v.name] for v in prog.inputs if v.kind == "real" and v.name in grads}
+    roots = {g for g in list(param_grads.values()) + list(input_grads.values()) if g}
+    b.block = dce(b.block, roots)
+    for item in b.block:  # what each layer must save, now that dead ops are gone
+        if isinstance(item, BLoop):
+            item.saved = reads(item.body, item.fwd_inner)
+            loops_saved[item.loop.var] = item.saved
     forward_names = {v.name for v in prog.inputs + prog.params} | {op.out for op in walk(prog.body)}
     forward_names |= {s for x, s in b.shape_of.items() if x in forward_names}
     in_loops = {n for names_ in loops_saved.values() for n in names_}
@@ -270,6 +276,26 @@ def differentiate(prog: Program, names, out_name: str = "out") -> Backward:
                 read.append(a)
     shapes = [(s, x) for x, s in b.shape_of.items()]
     return Backward(b.block, read, loops_saved, shapes, param_grads, input_grads, [g0], layout)
+
+
+def dce(block: list, roots: set[str]) -> list:
+    """Drop the ops whose results no gradient needs (a rule computes every
+    argument's share; the driver keeps only the shares that are used)."""
+    used = set(roots)
+    kept = []
+    for item in reversed(block):
+        if isinstance(item, BLoop):
+            epilogue = set(item.sliced) | set(item.closure) | {inner for _, inner, _ in item.loop.carried}
+            inner_roots = {item.body_grads[x] for x in epilogue if x in item.body_grads}
+            item.body = dce(item.body, inner_roots)
+            used |= {g for _, g in item.seeds}
+            for op in walk_all(item.body):
+                used |= set(op.args)
+            kept.append(item)
+        elif item.out in used:
+            used |= set(item.args)
+            kept.append(item)
+    return kept[::-1]
 
 
 def register_loops(body, layout):
@@ -385,14 +411,16 @@ def backprop_loop(loop: Loop, grads, b: Builder, needs, loops_saved):
     for outer, inner, res in loop.carried:
         if inner in body_grads:
             carried_grads[res] = (carry.get(res), body_grads[inner], outer)
-    b.block.append(BLoop(loop, seeds, carry, inner_block, carried_grads, sliced, body_grads, closure, read))
+    b.block.append(BLoop(loop, seeds, carry, inner_block, carried_grads, sliced, body_grads, closure, read,
+                         fwd_inner=fwd_inner))
     for outer, inner, res in loop.carried:
         if inner in body_grads:
             grads[outer] = carry[res]
-    for stacked_src, stacked in sliced.items():
-        name = "d_" + stacked.lstrip("_")
+    for per_layer, stacked in sliced.items():
+        name = b.names.fresh("d_" + stacked)
         b.layout[name] = b.layout[stacked]
         grads[stacked] = name
+        b.block[-1].stacked_grads[stacked] = name
     for x, g in closure.items():
         name = b.names.temp().replace("_", "g", 1)
         b.layout[name] = b.layout[x]
@@ -413,3 +441,14 @@ class BLoop:
     body_grads: dict
     closure: dict
     saved: list
+    stacked_grads: dict = field(default_factory=dict)  # stacked parameter -> its gradient variable
+    fwd_inner: set = field(default_factory=set)  # forward values defined inside the loop body
+
+
+def reads(body, among) -> list[str]:
+    out = []
+    for op in walk_all(body):
+        for a in op.args:
+            if a in among and a not in out:
+                out.append(a)
+    return out

@@ -90,10 +90,9 @@ def card_line_map(checked: Checked, lib: Library) -> dict[str, str]:
 def module_source(checked: Checked, lib: Library, source_path: str) -> str:
     """The generated module for one card, as text."""
     prog = lower(checked, lib)
-    from .naming import Names
-    names = Names()
+    names = prog.names
     names.count = 10_000  # backward temporaries never meet forward ones
-    bwd = differentiate(prog, names, ascii_name(checked.card.outputs[0]))
+    bwd = differentiate(prog, names, names.fresh("d_" + ascii_name(checked.card.outputs[0])))
     card = checked.card
     shape_names = {x: s for s, x in bwd.shapes}
     card_lines = card_line_map(checked, lib)
@@ -116,6 +115,7 @@ def module_source(checked: Checked, lib: Library, source_path: str) -> str:
         card_text="\n".join("    " + line if line else "" for line in text.splitlines()).replace('"""', "'''")
         .replace("\\", "\\\\"),
         input_list=", ".join(inputs), input_args=", ".join(inputs), output=out_name,
+        output_grad=bwd.output_grads[0],
         hypers=hypers, params=params, init_dims=init_dims(prog),
         signature=safe_comment(f"{', '.join(card.outputs)} ← {card.name}(...)"),
         input_docs=[f"{v.name}: {shape_comment(v.shape, v.batched)} {'token ids' if v.kind == 'int' else ''}"
@@ -123,7 +123,7 @@ def module_source(checked: Checked, lib: Library, source_path: str) -> str:
         output_shape=shape_comment(out.shape, out.batched),
         forward=fwd + [f"return {out.name}, cache"],
         backward=back, helpers=helpers,
-    ).replace(f"d_{out_name}", f"d_{out_name}")
+    )
 
 
 def dim_lines(prog: Program, source: str = "forward") -> list[str]:
@@ -246,7 +246,7 @@ def bloop(bl: BLoop, w: Writer, indent: str, bwd: Backward):
     for res, g in bl.seeds:
         w.lines.append(f"{indent}{bl.carry[res]} = {g}")
     for per_layer, stacked in bl.sliced.items():
-        w.lines.append(f"{indent}d_{stacked.lstrip('_')} = np.zeros_like(params.{stacked})")
+        w.lines.append(f"{indent}{bl.stacked_grads[stacked]} = np.zeros_like(params.{stacked})")
     for x, (g, acc) in bl.closure.items():
         w.lines.append(f"{indent}{acc} = 0")
     w.lines.append(f"{indent}for {lp.var} in reversed(range({py_dim(lp.count)})):")
@@ -255,7 +255,7 @@ def bloop(bl: BLoop, w: Writer, indent: str, bwd: Backward):
         w.lines.append(f"{inner}{', '.join(bl.saved)}, = saved_{lp.var}[{lp.var}]")
     bbody(bl.body, w, inner, bwd)
     for per_layer, stacked in bl.sliced.items():
-        w.lines.append(f"{inner}d_{stacked.lstrip('_')}[{lp.var}] += {bl.body_grads[per_layer]}")
+        w.lines.append(f"{inner}{bl.stacked_grads[stacked]}[{lp.var}] += {bl.body_grads[per_layer]}")
     for x, (g, acc) in bl.closure.items():
         w.lines.append(f"{inner}{acc} = {acc} + {g}")
     for outer, inner_name, res in lp.carried:

@@ -70,6 +70,14 @@ class ParamGroup:
     leaves: dict  # callee name -> AV | ParamGroup
 
 
+@dataclass(frozen=True)
+class Members:
+    """A group such as 𝓦^h_qkv = {W^h_q, …}: its members, and the index its names use."""
+
+    names: tuple[str, ...]
+    var: str | None
+
+
 class NotLowerable(CardError):
     pass
 
@@ -203,6 +211,8 @@ class Lowerer:
             key = join_name(base, [(k, "□" if v in self.scope or v in self.seq else v) for k, v in scripts])
             if key in self.env:
                 fam = self.env[key]
+                if isinstance(fam, Members):
+                    return self.members(fam, bound, node)
                 return self.member(fam, bound, node)
         if text in self.env:
             return self.env[text]
@@ -216,6 +226,16 @@ class Lowerer:
         if b is not None and b.type.value is not None and not b.type.shape:
             return self.dim_value(b.type.value)  # a dimension used as a number: d_e, T
         self.err(f"cannot lower {text}", node)
+
+    def members(self, group: Members, idx: list[str], node) -> ParamGroup:
+        leaves = {}
+        for m in group.names:
+            text = m
+            if group.var is not None:
+                base, scripts = split_name(m)
+                text = join_name(base, [(k, idx[0] if v == group.var else v) for k, v in scripts])
+            leaves[m] = self.lookup(text, node)
+        return ParamGroup("", leaves)
 
     def member(self, fam, idx: list[str], node):
         """Element of a family: the family axis is read as the index's axis."""
@@ -964,14 +984,18 @@ def lower(checked: Checked, lib: Library) -> Program:
                 raise NotLowerable(f"{card.name} takes parameters as input: it is compiled by `cardgen train`",
                                    d.pos).located(card.path, card.source)
             for n in d.names:
-                b = checked.env[n]
-                if b.over:
-                    raise NotLowerable(f"{card.name} takes a family of inputs: compiled by `cardgen train`",
-                                       d.pos).located(card.path, card.source)
+                key = _key(n, d)
+                b = checked.env[key]
+                if isinstance(d.set, Set) and d.set.seq and b.over:
+                    raise NotLowerable(f"{card.name} takes a data set of sequences: it is compiled by "
+                                       "`cardgen train`", d.pos).located(card.path, card.source)
                 kind = "int" if b.type.kind in INTEGRAL else "bool" if b.type.kind == "boolean" else "real"
-                name = names.fresh(n)
-                lw.env[n] = AV(name, (), b.type.shape, kind, batched=bool(b.type.shape))
-                inputs.append(Value(name, b.type.shape, bool(b.type.shape), kind))
+                shape = tuple(b.over) + b.type.shape
+                # Token ids and arrays take batch axes; a lone number (an offset such as p_start) does not.
+                batched = bool(shape) or b.type.kind == "span"
+                name = names.fresh(ascii_path(n))
+                lw.env[key] = AV(name, (), shape, kind, batched=batched)
+                inputs.append(Value(name, shape, batched, kind))
         elif d.role == "hyper":
             for n in d.names:
                 b = checked.env[n]
@@ -989,7 +1013,7 @@ def lower(checked: Checked, lib: Library) -> Program:
         if d.role == "param":
             for n in d.names:
                 key = _key(n, d)
-                lw.env[key] = param_tree(checked, lib, key, d, names, params, paths, (ascii_path(n),), ())
+                lw.env[key] = param_tree(checked, lib, key, d, names, params, paths, (ascii_path(key),), ())
     for d in card.decls:
         if d.role == "hyper" and d.default is not None:
             pass
@@ -1002,14 +1026,18 @@ def lower(checked: Checked, lib: Library) -> Program:
     if out.mapped:
         raise NotLowerable("the output still has an index axis", card.pos).located(card.path, card.source)
     dims = dim_sources(checked, inputs)
+    from .naming import ascii_name
+    names.taken |= {ascii_name(d) for d in dims} | {ascii_name(n) for n in checked.env}
     prog = Program(card.name, inputs, params, paths, hypers, dims, block, outputs)
+    prog.names = names
     prog.hyper_names = {n: lw.env[n].name for n in hypers}
     return prog
 
 
-def ascii_path(n: str) -> str:
+def ascii_path(key: str) -> str:
+    """A parameter's field name: its card name without the repetition script (W^□_q -> W_q)."""
     from .naming import ascii_name
-    return ascii_name(n.replace("_□", "").replace("^□", ""))
+    return ascii_name(key.replace("_□", "").replace("^□", ""))
 
 
 def _key(n: str, d) -> str:
@@ -1026,8 +1054,8 @@ def param_tree(checked: Checked, lib: Library, key: str, d, names: Names, params
     b = checked.env[key]
     over = tuple(b.over)
     if isinstance(d.set, Group):
-        if d.set.card is None:
-            return None  # a members group: its members are declared on their own
+        if d.set.card is None:  # a members group: its members are declared on their own
+            return Members(d.set.members, d.over[0] if d.over else None)
         callee = lib.checked(d.set.card)
         g = b.type.group
         sub = dict(g[1]) if isinstance(g, tuple) and len(g) == 2 else {}
@@ -1037,10 +1065,9 @@ def param_tree(checked: Checked, lib: Library, key: str, d, names: Names, params
                 continue
             for cn in cd.names:
                 ck = _key(cn, cd)
-                leaf = param_tree(callee, lib, ck, cd, names, params, paths, path + (ascii_path(cn),),
+                leaf = param_tree(callee, lib, ck, cd, names, params, paths, path + (ascii_path(ck),),
                                   stack + over)
-                if leaf is not None:
-                    leaves[ck] = _subst_av(leaf, sub)
+                leaves[ck] = leaf if isinstance(leaf, Members) else _subst_av(leaf, sub)
         return ParamGroup(d.set.card, leaves)
     shape = stack + over + b.type.shape
     name = names.fresh("_".join(p for p in path[-1:]))
@@ -1056,11 +1083,12 @@ def _subst_av(leaf, sub):
 
 
 def dim_sources(checked: Checked, inputs: list[Value]) -> dict[str, str]:
+    from .naming import ascii_name
     """How generated code finds each dimension: from config, or from an input's shape."""
     out = {}
     for n, b in checked.env.items():
         if b.role == "hyper" and b.type.value is not None and not b.type.shape:
-            out[n] = f"config.{n}"
+            out[n] = f"config.{ascii_name(n)}"
     for v, d in zip(inputs, [x for x in checked.card.decls if x.role in ("input",)], strict=False):
         pass
     for inp in inputs:

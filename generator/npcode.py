@@ -224,7 +224,7 @@ def _unslice(g, shape, axis, lo, hi):
 def _scatter_rows(g, idx, table):
     """Gradient of table[idx]: rows of g added into the rows they came from."""
     out = np.zeros_like(table)
-    np.add.at(out, idx.reshape(-1), g.reshape(-1, *table.shape[1:]))
+    np.add.at(out, np.reshape(idx, -1), np.reshape(g, (-1, *table.shape[1:])))
     return out
 
 

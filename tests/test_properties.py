@@ -41,6 +41,18 @@ NUMS = ["1", "2", "0.5", "1e-5", "0", "10"]
 CMPS = ["≤", "≥", "≠", "<", ">"]
 CARD_NAMES = ["f", "layer_norm", "GPT2", "MHAttention", "DTransformer", "g_1"]
 
+def _only(t):
+    return t[0]
+
+
+def pick(*alternatives: st.SearchStrategy) -> st.SearchStrategy:
+    """A uniform choice among ``alternatives``.  (``st.one_of`` flattens
+    nested ``one_of``s, mapped ones included, into one uniform choice over
+    all their branches, so an alternative built on a big ``one_of`` would
+    crowd out the others.)"""
+    return st.one_of(*(st.tuples(a).map(_only) for a in alternatives))
+
+
 names = st.sampled_from(NAMES).map(name)
 nums = st.sampled_from(NUMS).map(num)
 INF = Expr("inf")
@@ -72,14 +84,14 @@ def unary(op, arg):
 @lru_cache(maxsize=None)
 def exprs(depth: int = 3) -> st.SearchStrategy[Expr]:
     """Expressions with no comparison at the top (an `arith` in the grammar)."""
-    leaf = st.one_of(names, nums, st.just(INF))
+    leaf = pick(names, nums, st.just(INF))
     if depth == 0:
         return leaf
     sub = exprs(depth - 1)
     post_base = sub.filter(ok_postfix_base)
-    index_item = st.one_of(
+    index_item = pick(
         sub,
-        st.tuples(st.one_of(st.just(NONE), sub), st.one_of(st.just(NONE), sub))
+        st.tuples(pick(st.just(NONE), sub), pick(st.just(NONE), sub))
         .map(lambda lh: Expr("slice", lh)),
     )
     index = st.tuples(
@@ -92,26 +104,25 @@ def exprs(depth: int = 3) -> st.SearchStrategy[Expr]:
     call = st.tuples(
         st.sampled_from(FNAMES),
         st.lists(sub, max_size=3),
-        st.lists(st.one_of(sub, kwarg), max_size=2),
+        st.lists(pick(sub, kwarg), max_size=2),
     ).map(lambda t: Expr("call", (*t[1], *t[2]), (t[0], len(t[1]))))
     # Items may be `…` (`[e_1, e_2, …, e_ℓ]`).  A one-item list has no
     # separator to print: `[x]` is always ",".
     ellipsis = st.just(Expr("ellipsis"))
     lst = st.tuples(
-        st.one_of(sub.filter(lambda i: not starts_with_bracket(i)), ellipsis),
-        st.lists(st.one_of(sub, ellipsis), max_size=2),
+        pick(sub.filter(lambda i: not starts_with_bracket(i)), ellipsis),
+        st.lists(pick(sub, ellipsis), max_size=2),
         st.sampled_from([",", ";"]),
     ).map(lambda t: Expr("list", (t[0], *t[1]), t[2] if t[1] else ","))
     set_builder = st.tuples(st.sampled_from(VARS), sub, conds(depth - 1)).map(
         lambda t: Expr("set_builder", (t[1], t[2]), t[0]))
     var = st.sampled_from(VARS)
-    sums = st.one_of(
+    sums = pick(
         st.tuples(var, sub, sub, sub).map(lambda t: Expr("sum", (t[1], t[2], t[3]), (t[0], "span"))),
         st.tuples(var, sub).map(lambda t: Expr("sum", (t[1],), (t[0], "implicit"))),
         st.tuples(var, sub, sub).map(lambda t: Expr("sum", (t[1], t[2]), (t[0], "in"))),
     )
-    return st.one_of(
-        leaf,
+    return pick(leaf, pick(
         *(binary(op, sub, sub) for op in ("add", "sub", "matmul", "mul", "div", "juxt")),
         *(unary(op, sub) for op in ("neg", "not", "grad", "sqrt")),
         *(unary(op, post_base) for op in ("transpose", "square")),
@@ -122,7 +133,7 @@ def exprs(depth: int = 3) -> st.SearchStrategy[Expr]:
         conds(depth - 1).map(lambda c: Expr("iverson", (c,))),
         set_builder,
         sums,
-    )
+    ))
 
 
 @lru_cache(maxsize=None)
@@ -131,7 +142,7 @@ def values(depth: int = 3) -> st.SearchStrategy[Expr]:
     sub = exprs(depth)
     cmp = st.tuples(st.sampled_from(CMPS), sub, sub).map(lambda t: Expr("cmp", (t[1], t[2]), t[0]))
     choose = st.tuples(sub, sub, sub).map(lambda t: Expr("choose", t))
-    return st.one_of(sub, cmp, choose)
+    return pick(sub, cmp, choose)
 
 
 @lru_cache(maxsize=None)
@@ -139,30 +150,30 @@ def conds(depth: int = 3) -> st.SearchStrategy[Expr]:
     """A condition (`cond`): an expr, or `a = b`."""
     sub = exprs(depth)
     eq = st.tuples(sub, sub).map(lambda t: Expr("cmp", t, "="))
-    return st.one_of(values(depth), eq)
+    return pick(values(depth), eq)
 
 
 # ------------------------------------------------------------------- sets
 @lru_cache(maxsize=None)
 def dims(depth: int = 2) -> st.SearchStrategy[Expr]:
     """A dimension: names, numbers, ∞, and + − · / (README "Shapes")."""
-    leaf = st.one_of(st.sampled_from(DIM_NAMES).map(name), nums, st.just(INF))
+    leaf = pick(st.sampled_from(DIM_NAMES).map(name), nums, st.just(INF))
     if depth == 0:
         return leaf
     sub = dims(depth - 1)
-    return st.one_of(leaf, *(binary(op, sub, sub) for op in ("add", "sub", "matmul", "div")))
+    return pick(leaf, pick(*(binary(op, sub, sub) for op in ("add", "sub", "matmul", "div"))))
 
 
 @lru_cache(maxsize=None)
 def sets() -> st.SearchStrategy[Set]:
     d = dims()
-    base = st.one_of(
+    base = pick(
         st.sampled_from(["real", "nat", "integer", "boolean"]).map(lambda k: (k, ())),
         st.tuples(d, d).map(lambda b: ("span", b)),
         d.map(lambda b: ("upto", (b,))),
         st.tuples(d, d).map(lambda b: ("interval", b)),
     )
-    return st.one_of(
+    return pick(
         st.tuples(base, st.lists(d, max_size=3)).map(
             lambda t: Set(t[0][0], t[0][1], tuple(t[1]))),
         base.map(lambda b: Set(b[0], b[1], (), seq=True)),
@@ -174,7 +185,7 @@ def sets() -> st.SearchStrategy[Set]:
 # and backslashes included; stripped, since every spelling strips it.
 TEXT_CHARS = st.characters(categories=("L", "N", "P", "S", "Zs"), exclude_characters="\u2028\u2029")
 raw_text = st.text(TEXT_CHARS, max_size=24).map(str.strip)
-quoted_text = st.one_of(
+quoted_text = pick(
     raw_text,
     st.lists(st.sampled_from(['"', "\\", "a", " ", "\\\"", "—", "/", "*", "é", "ℝ"]),
              max_size=8).map(lambda cs: "".join(cs).strip()),
@@ -185,10 +196,10 @@ def not_a_claim(text: str) -> bool:
     return not CLAIM_RE.match(text)
 
 
-notes = st.one_of(st.none(), raw_text.filter(bool).filter(not_a_claim))
+notes = pick(st.none(), raw_text.filter(bool).filter(not_a_claim))
 # KNOWN BUG 3: a purpose holding "*/" ends the pseudocode `/* … */` early.
-purposes = st.one_of(st.none(), quoted_text.filter(lambda s: "*/" not in s))
-descs = st.one_of(st.none(), quoted_text)
+purposes = pick(st.none(), quoted_text.filter(lambda s: "*/" not in s))
+descs = pick(st.none(), quoted_text)
 
 
 # ------------------------------------------------------------------ steps
@@ -196,10 +207,10 @@ descs = st.one_of(st.none(), quoted_text)
 def targets() -> st.SearchStrategy[Expr]:
     """`NAME`, `NAME[index, …]` or `f(a, b)` (a function binding)."""
     sub = exprs(2)
-    index_item = st.one_of(
-        sub, st.tuples(st.one_of(st.just(NONE), sub), st.one_of(st.just(NONE), sub))
+    index_item = pick(
+        sub, st.tuples(pick(st.just(NONE), sub), pick(st.just(NONE), sub))
         .map(lambda lh: Expr("slice", lh)))
-    return st.one_of(
+    return pick(
         names,
         st.tuples(names, index_item.filter(lambda i: not starts_with_bracket(i)),
                   st.lists(index_item, max_size=2))
@@ -224,7 +235,7 @@ def simples(depth: int = 2) -> st.SearchStrategy[Step]:
     if depth > 0:
         out.append(st.tuples(conds(2), simples(depth - 1)).map(
             lambda t: Step("if", cond=t[0], body=(t[1],))))
-    return st.one_of(*out)
+    return pick(*out)
 
 
 @lru_cache(maxsize=None)
@@ -236,7 +247,7 @@ def domain_exprs() -> st.SearchStrategy[Expr]:
 @lru_cache(maxsize=None)
 def stmts() -> st.SearchStrategy[Step]:
     """A one-line statement: a simple, an inline `for t ∈ [ℓ] : …`, `∀t: …`."""
-    return st.one_of(
+    return pick(
         simples(),
         st.tuples(st.sampled_from(VARS), domain_exprs(), simples()).map(
             lambda t: Step("for", var=t[0], domain=(t[1],), body=(t[2],), inline=True)),
@@ -247,16 +258,16 @@ def stmts() -> st.SearchStrategy[Step]:
 
 @lru_cache(maxsize=None)
 def claims() -> st.SearchStrategy[Claim | None]:
-    return st.one_of(st.none(), st.tuples(names, sets()).map(lambda t: Claim(t[0].attr, t[1])))
+    return pick(st.none(), st.tuples(names, sets()).map(lambda t: Claim(t[0].attr, t[1])))
 
 
 @lru_cache(maxsize=None)
 def line_steps() -> st.SearchStrategy[Step]:
     """A numbered one-line step with its `▷` comment: claim, note or both."""
-    with_claim = st.tuples(stmts(), claims(), st.one_of(st.none(), raw_text.filter(bool))).map(
+    with_claim = st.tuples(stmts(), claims(), pick(st.none(), raw_text.filter(bool))).map(
         lambda t: replace(t[0], claim=t[1], note=t[2]) if t[1] else t[0])
     with_note = st.tuples(stmts(), notes).map(lambda t: replace(t[0], note=t[1]))
-    return st.one_of(with_claim, with_note)
+    return pick(with_claim, with_note)
 
 
 remarks = raw_text.filter(bool).map(lambda s: Step("remark", note=s))
@@ -266,26 +277,26 @@ remarks = raw_text.filter(bool).map(lambda s: Step("remark", note=s))
 def steps(depth: int = 2) -> st.SearchStrategy[Step]:
     """Any step; blocks (`for … do`, `while … do`) nest `depth` deep."""
     if depth == 0:
-        return st.one_of(line_steps(), remarks)
+        return pick(line_steps(), remarks)
     body = st.lists(steps(depth - 1), max_size=3).map(tuple)
-    block_note = st.one_of(st.none(), raw_text.filter(bool))  # block heads never hold claims
-    counting = st.tuples(st.sampled_from(VARS), st.one_of(nums, exprs(1)), exprs(2), body, block_note).map(
+    block_note = pick(st.none(), raw_text.filter(bool))  # block heads never hold claims
+    counting = st.tuples(st.sampled_from(VARS), pick(nums, exprs(1)), exprs(2), body, block_note).map(
         lambda t: Step("for", var=t[0], domain=(t[1], t[2]), body=t[3], note=t[4]))
     for_in = st.tuples(st.sampled_from(VARS), domain_exprs(), body, block_note).map(
         lambda t: Step("for", var=t[0], domain=(t[1],), body=t[2], note=t[3]))
     while_ = st.tuples(conds(2), body, block_note).map(
         lambda t: Step("while", cond=t[0], body=t[1], note=t[2]))
-    return st.one_of(line_steps(), remarks, counting, for_in, while_)
+    return pick(line_steps(), remarks, counting, for_in, while_)
 
 
 # ----------------------------------------------------------- declarations
 name_lists = st.lists(st.sampled_from(NAMES), min_size=1, max_size=3, unique=True).map(tuple)
-overs = st.one_of(st.none(), st.tuples(st.sampled_from(VARS), domain_exprs()))
+overs = pick(st.none(), st.tuples(st.sampled_from(VARS), domain_exprs()))
 
 
 @lru_cache(maxsize=None)
 def groups() -> st.SearchStrategy[Group]:
-    return st.one_of(
+    return pick(
         name_lists.map(lambda ns: Group(members=ns)),
         st.tuples(st.sampled_from(CARD_NAMES),
                   st.lists(st.tuples(st.sampled_from(DIM_NAMES), dims()), max_size=2))
@@ -296,11 +307,11 @@ def groups() -> st.SearchStrategy[Group]:
 @lru_cache(maxsize=None)
 def decls() -> st.SearchStrategy[Decl]:
     role = st.sampled_from(["input", "output", "hyper", "param"])
-    plain = st.tuples(role, name_lists, sets(), st.one_of(st.none(), exprs(2)), overs, descs).map(
+    plain = st.tuples(role, name_lists, sets(), pick(st.none(), exprs(2)), overs, descs).map(
         lambda t: Decl(*t))
     grouped = st.tuples(role, name_lists, groups(), overs, descs).map(
         lambda t: Decl(t[0], t[1], t[2], None, t[3], t[4]))
-    return st.one_of(plain, grouped)
+    return pick(plain, grouped)
 
 
 # ------------------------------------------------------------------ cards
@@ -344,7 +355,7 @@ def all_claims(sts) -> list:
 
 # ------------------------------------------------------------- properties
 @SETTINGS
-@given(st.one_of(exprs(4), values(3)))
+@given(pick(exprs(4), values(3)))
 def test_expression_round_trip(e):
     c = card_around(e)
     text = card_text(c)
