@@ -241,6 +241,8 @@ class Lowerer:
         """Element of a family: the family axis is read as the index's axis."""
         if isinstance(fam, ParamGroup):
             return ParamGroup(fam.card, {k: self.member(v, idx, node) for k, v in fam.leaves.items()})
+        if isinstance(fam, Members):
+            return fam  # its members are looked up by name, where it is used
         (var,) = idx
         if var in self.seq:
             return self.op("index", (fam,), (self.seq[var], len(fam.dims)), fam, dims=fam.dims[1:])
@@ -1048,28 +1050,29 @@ def _key(n: str, d) -> str:
 
 
 def param_tree(checked: Checked, lib: Library, key: str, d, names: Names, params: list, paths: dict,
-               path: tuple, stack: tuple):
+               path: tuple, stack: tuple, sub: dict | None = None):
     """A declared parameter (or group) as AVs over flattened Program params.
-    ``stack`` holds the repetition extents of enclosing groups (θ_ℓ for ℓ ∈ [N])."""
+    ``stack`` holds the repetition extents of enclosing groups (θ_ℓ for ℓ ∈ [N]);
+    ``sub`` maps this card's dimension names to the root card's."""
+    sub = sub or {}
     b = checked.env[key]
-    over = tuple(b.over)
+    over = tuple(o.subst(sub) for o in b.over)
     if isinstance(d.set, Group):
         if d.set.card is None:  # a members group: its members are declared on their own
             return Members(d.set.members, d.over[0] if d.over else None)
         callee = lib.checked(d.set.card)
         g = b.type.group
-        sub = dict(g[1]) if isinstance(g, tuple) and len(g) == 2 else {}
+        inner = {k: v.subst(sub) for k, v in (dict(g[1]) if isinstance(g, tuple) and len(g) == 2 else {}).items()}
         leaves = {}
         for cd in callee.card.decls:
             if cd.role != "param":
                 continue
             for cn in cd.names:
                 ck = _key(cn, cd)
-                leaf = param_tree(callee, lib, ck, cd, names, params, paths, path + (ascii_path(ck),),
-                                  stack + over)
-                leaves[ck] = leaf if isinstance(leaf, Members) else _subst_av(leaf, sub)
+                leaves[ck] = param_tree(callee, lib, ck, cd, names, params, paths, path + (ascii_path(ck),),
+                                        stack + over, inner)
         return ParamGroup(d.set.card, leaves)
-    shape = stack + over + b.type.shape
+    shape = stack + over + tuple(x.subst(sub) for x in b.type.shape)
     name = names.fresh("_".join(p for p in path[-1:]))
     params.append(Value(name, shape, False, "real"))
     paths[name] = path
