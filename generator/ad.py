@@ -267,6 +267,7 @@ def differentiate(prog: Program, names, out_grad: str) -> Backward:
             item.saved = reads(item.body, item.fwd_inner)
             loops_saved[item.loop.var] = item.saved
     forward_names = {v.name for v in prog.inputs + prog.params} | {op.out for op in walk(prog.body)}
+    forward_names |= {new for x in prog.body if isinstance(x, Loop) for new, _ in x.outs}
     forward_names |= {s for x, s in b.shape_of.items() if x in forward_names}
     in_loops = {n for names_ in loops_saved.values() for n in names_}
     read = []

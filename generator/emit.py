@@ -217,6 +217,9 @@ def backward_lines(prog: Program, bwd: Backward, card_lines) -> list[str]:
     w = Writer(card_lines)
     dims = [ascii_name(s) for s in prog.dims]
     saved = saved_names(prog, bwd)
+    for h, local in prog.hyper_names.items():
+        if local not in dims:
+            w.lines.append(f"{local} = config.{local}")
     for n in dims + saved + [f"saved_{v}" for v in bwd.saved_in_loops]:
         if n in {p.name for p in prog.params}:
             w.lines.append(f"{n} = params.{n}")

@@ -413,6 +413,8 @@ class Lowerer:
     def x_index(self, e):
         base, *idx = e.args
         out = self.value(base)
+        if out.const is not None or (out.rank == 0 and not out.batched):
+            return out  # a scalar standing for a whole array (Mask = 1): every element is it
         shift = 0  # axes removed (or added) by the indices already applied
         for i, ix in enumerate(idx):
             before = len(out.dims)
