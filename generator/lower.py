@@ -139,7 +139,7 @@ class Lowerer:
     # ------------------------------------------------------------ layout
     def canon_order(self, labels) -> tuple[str, ...]:
         order = {v: i for i, v in enumerate(self.scope)}
-        return tuple(sorted(labels, key=lambda v: order.get(v, 1 << 20)))
+        return tuple(sorted(labels, key=lambda v: (order.get(v, 1 << 20), v)))
 
     def permute(self, a: AV, mapped: tuple[str, ...], dims_perm=None) -> AV:
         """Reorder mapped axes to ``mapped`` (and own axes by ``dims_perm``)."""
@@ -982,6 +982,7 @@ def lower(checked: Checked, lib: Library) -> Program:
     extents: dict = {}
     lw = Lowerer(checked, lib, names, block, extents)
     inputs, params, paths, hypers = [], [], {}, []
+    token_bounds: dict[str, Poly] = {}
     for d in card.decls:
         if d.role == "input":
             if isinstance(d.set, Group):
@@ -1000,6 +1001,8 @@ def lower(checked: Checked, lib: Library) -> Program:
                 name = names.fresh(ascii_path(n))
                 lw.env[key] = AV(name, (), shape, kind, batched=batched)
                 inputs.append(Value(name, shape, batched, kind))
+                if b.type.kind == "span" and len(b.type.bounds) == 2:
+                    token_bounds[name] = b.type.bounds[1] - b.type.bounds[0] + ONE
         elif d.role == "hyper":
             for n in d.names:
                 b = checked.env[n]
@@ -1034,6 +1037,8 @@ def lower(checked: Checked, lib: Library) -> Program:
     names.taken |= {ascii_name(d) for d in dims} | {ascii_name(n) for n in checked.env}
     prog = Program(card.name, inputs, params, paths, hypers, dims, block, outputs)
     prog.names = names
+    prog.base = card.convention.base
+    prog.token_bounds = token_bounds
     prog.hyper_names = {n: lw.env[n].name for n in hypers}
     return prog
 

@@ -1,0 +1,139 @@
+"""What cardgen derives from a card, shown to people: the backward pass as
+pseudocode (`cardgen render --backward`) and the activations the forward saves
+for it, with shapes and bytes (`cardgen render --memory`)."""
+
+from __future__ import annotations
+
+from .ad import BLoop, differentiate
+from .check import Checked, Library
+from .core import Op
+from .lower import lower
+from .naming import ascii_name
+from .shapes import Poly, poly_text
+
+# How each core op reads in pseudocode; {0}, {1}, … are its arguments.
+MATH = {
+    "add": "{0} + {1}", "sub": "{0} − {1}", "mul": "{0} ⊙ {1}", "div": "{0} / {1}", "neg": "−{0}",
+    "exp": "exp({0})", "log": "log({0})", "tanh": "tanh({0})", "sqrt": "√{0}", "square": "{0}²",
+    "pow": "{0}^{{{a0}}}", "scale": "{a0} {0}", "one_minus": "1 − {0}", "positive": "[[{0} > 0]]",
+    "matmul": "{0} · {1}", "wgrad": "Σ_batch {0}^⊤ · {1}", "outer": "{0} {1}^⊤",
+    "transpose": "{0}^⊤", "expand": "{0}", "squeeze": "{0}", "sum_to": "Σ_broadcast {0}",
+    "unsum": "broadcast({0})", "broadcast_like": "broadcast({0})", "reshape_to": "reshape({0})",
+    "softmax_grad": "{1} ⊙ ({0} − Σ({0} ⊙ {1}))", "log_softmax_grad": "{0} − exp({1}) ⊙ Σ {0}",
+    "gelu_grad": "GELU′({0})", "silu_grad": "SiLU′({0})", "sin": "sin({0})", "cos": "cos({0})",
+    "unslice": "pad({0})", "scatter": "scatter_add({0} into rows {1})", "put_along": "scatter({0} at {1})",
+    "unpick": "pad({0})", "select_grad": "{0} ? {1} : 0", "copy": "{0}", "ge": "[[{0} ≥ {1}]]",
+    "lt": "[[{0} < {1}]]", "sigmoid": "σ({0})",
+}
+
+
+def op_math(op: Op) -> str:
+    fmt = MATH.get(op.prim, op.prim + "(" + ", ".join("{%d}" % i for i in range(len(op.args))) + ")")
+    attrs = {f"a{i}": a for i, a in enumerate(op.attr)}
+    if op.prim == "select_grad" and not op.attr[0]:
+        fmt = "{0} ? 0 : {1}"
+    return fmt.format(*op.args, **attrs)
+
+
+def shape_text(shape, batched: bool) -> str:
+    dims = (["B"] if batched else []) + [poly_text(d) for d in shape]
+    return "ℝ^{" + "×".join(dims) + "}" if dims else "ℝ"
+
+
+def backward_text(checked: Checked, lib: Library) -> str:
+    """The derived backward pass, step by step, in the card's style."""
+    prog = lower(checked, lib)
+    out = ascii_name(checked.card.outputs[0])
+    bwd = differentiate(prog, prog.names, "d_" + out)
+    card = checked.card
+    lines = [f"Algorithm: ∇ ← {card.name}.backward(d_{out} | θ)",
+             f"/* Reverse-mode derivative of {card.name}, derived by cardgen; B is the batch. */",
+             f"Input: d_{out} ∈ {shape_text(prog.outputs[0].shape, prog.outputs[0].batched)}"
+             f" — gradient of the loss with respect to {card.outputs[0]}"]
+    for p in prog.params:
+        g = bwd.param_grads.get(p.name)
+        lines.append(f"Output: d_{p.name} ∈ {shape_text(p.shape, False)} — as {'.'.join(prog.param_paths[p.name])}"
+                     + ("" if g else " (zero: the output does not depend on it)"))
+    n = [0]
+
+    def emit(items, depth):
+        for item in items:
+            if isinstance(item, BLoop):
+                n[0] += 1
+                lines.append(f"{n[0]:>3} {'  ' * depth}for {item.loop.var} = {poly_text(item.loop.count)}, …, 1 do"
+                             "  ▷ layers in reverse, reading what layer ℓ saved")
+                emit(item.body, depth + 1)
+                for per_layer, stacked in item.sliced.items():
+                    n[0] += 1
+                    lines.append(f"{n[0]:>3} {'  ' * (depth + 1)}{item.stacked_grads[stacked]}[{item.loop.var}]"
+                                 f" ← {item.body_grads[per_layer]}")
+                n[0] += 1
+                lines.append(f"{n[0]:>3} {'  ' * depth}end")
+            else:
+                n[0] += 1
+                text = f"{n[0]:>3} {'  ' * depth}{item.out} ← {op_math(item)}"
+                lines.append(f"{text:<56}  ▷ {shape_text(item.shape, item.batched)}")
+    emit(bwd.body, 0)
+    return "\n".join(lines) + "\n"
+
+
+def saved_activations(checked: Checked, lib: Library):
+    """(name, shape, batched, per-layer count, dtype-size) of every value the
+    forward keeps for the backward (parameters and inputs excluded)."""
+    prog = lower(checked, lib)
+    bwd = differentiate(prog, prog.names, "d_out")
+    own = {v.name for v in prog.inputs + prog.params}
+    rows = []
+    layout = bwd.values
+    for name in bwd.saved:
+        if name in own or name not in layout:
+            continue
+        v = layout[name]
+        rows.append((name, v.shape, v.batched, Poly.const(1), v.kind))
+    from .core import Loop
+    counts = {x.var: x.count for x in prog.body if isinstance(x, Loop)}
+    for var, names in bwd.saved_in_loops.items():
+        for name in names:
+            if name in own or name not in layout:
+                continue
+            v = layout[name]
+            rows.append((name, v.shape, v.batched, counts.get(var, Poly.const(1)), v.kind))
+    views = {op.out for op in _walk(prog.body) if op.prim == "index"}  # a layer's slice of a parameter
+    return [r for r in rows if r[0] not in views]
+
+
+def _walk(body):
+    from .core import walk
+    return walk(body)
+
+
+def memory_text(checked: Checked, lib: Library, values: dict[str, float], batch: int, itemsize: int) -> str:
+    rows = saved_activations(checked, lib)
+    vals = dict(values)
+    lines = [f"Saved for the backward pass of {checked.card.name}"
+             f" (B = {batch}, {itemsize}-byte floats; per-layer values × layers):"]
+    total = 0
+    missing = set()
+    width = max((len(r[0]) for r in rows), default=4)
+    for name, shape, batched, count, kind in rows:
+        dims = (["B"] if batched else []) + [poly_text(d) for d in shape]
+        size = 1 if not batched else batch
+        known = True
+        for d in list(shape) + [count]:
+            v = d.evaluate(vals)
+            if v is None:
+                known = False
+                missing |= {s for s in d.symbols() if s not in vals}
+            else:
+                size *= int(v)
+        nbytes = size * (8 if kind == "int" else 1 if kind == "bool" else itemsize)
+        times = "" if count == Poly.const(1) else f" × {poly_text(count)}"
+        shape_s = "(" + ", ".join(dims) + ")" + times
+        lines.append(f"  {name:<{width}}  {shape_s:<32} " + (f"{nbytes:>14,} B" if known else "?"))
+        if known:
+            total += nbytes
+    if missing:
+        lines.append(f"  total: needs values for {', '.join(sorted(missing))} (--set NAME=VALUE)")
+    else:
+        lines.append(f"  total: {total:,} bytes ({total / 2**20:.2f} MiB)")
+    return "\n".join(lines) + "\n"

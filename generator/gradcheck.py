@@ -1,0 +1,153 @@
+"""Gradient checks of generated code: float64 central differences in random
+directions, for every parameter and every real-valued input of a card."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import inspect
+import sys
+import types
+from dataclasses import dataclass
+
+import numpy as np
+
+from .check import Checked, Library
+from .emit import module_source
+from .lower import lower
+from .naming import ascii_name
+from .shapes import Poly
+
+EPS = 1e-5
+TOL = 1e-6
+
+
+def derivative(f, eps: float = EPS) -> float:
+    """f′(0) by the five-point stencil: error O(eps⁴) + roundoff O(u/eps)."""
+    return (-f(2 * eps) + 8 * f(eps) - 8 * f(-eps) + f(-2 * eps)) / (12 * eps)
+
+
+def load_module(checked: Checked, lib: Library, source_path: str | None = None) -> types.ModuleType:
+    """Generate a card's module and import it, without writing a file."""
+    name = f"cardgen_generated_{ascii_name(checked.card.name)}"
+    src = module_source(checked, lib, source_path or f"cards/{checked.card.name}.card")
+    mod = types.ModuleType(name)
+    mod.__file__ = f"<cardgen:{checked.card.name}>"
+    sys.modules[name] = mod  # dataclasses look their module up here
+    exec(compile(src, mod.__file__, "exec"), mod.__dict__)
+    return mod
+
+
+def small_sizes(checked: Checked, lib: Library, given: dict[str, int]) -> dict[str, int]:
+    """Distinct small sizes for every dimension, so transposed axes cannot
+    hide; dimensions that divide others (H in D/H) get 2."""
+    prog = lower(checked, lib)
+    shapes = [d for v in prog.inputs + prog.params for d in v.shape]
+    from .core import walk
+    shapes += [d for op in walk(prog.body) for d in op.shape]
+    divisors = {s for p in shapes for m, _ in p.terms for s, e in m if e < 0}
+    sizes = dict(given)
+    pool = iter([6, 4, 8, 10, 12, 14, 16, 18, 20, 22, 24])
+    inputs_dims = {s for v in prog.inputs for d in v.shape for s in d.symbols()}
+    for sym in prog.dims:
+        if sym in sizes:
+            continue
+        if sym in divisors:
+            sizes[sym] = 2
+        elif sym in inputs_dims and not prog.dims[sym].startswith("config."):
+            sizes[sym] = 3 if sym not in sizes.values() else 5
+        else:
+            sizes[sym] = next(pool)
+    return sizes
+
+
+@dataclass
+class Result:
+    card: str
+    errors: dict[str, float]  # tensor -> max relative error
+
+    @property
+    def worst(self) -> float:
+        return max(self.errors.values(), default=0.0)
+
+
+def gradcheck(checked: Checked, lib: Library, given: dict[str, int] | None = None, seed: int = 0,
+              directions: int = 2) -> Result:
+    mod = load_module(checked, lib)
+    prog = lower(checked, lib)
+    sizes = small_sizes(checked, lib, given or {})
+    fields = {f.name for f in dataclasses.fields(mod.Config)}
+    cfg = mod.Config(**{ascii_name(k): v for k, v in sizes.items() if ascii_name(k) in fields})
+    rng = np.random.default_rng(seed)
+    params = mod.init_params(cfg, rng, np.float64)
+    params = mod.Params(**{f.name: getattr(params, f.name) + 0.1 * rng.standard_normal(
+        getattr(params, f.name).shape) for f in dataclasses.fields(mod.Params)})
+    args = make_inputs(prog, sizes, rng)
+    out, cache = mod.forward(cfg, params, *args)
+    if not np.all(np.isfinite(out)):  # a card that needs positive inputs (AdamW's v)
+        args = make_inputs(prog, sizes, rng, positive=True)
+        out, cache = mod.forward(cfg, params, *args)
+    g_out = rng.standard_normal(np.shape(out))
+    grads, input_grads = mod.backward(cfg, params, cache, g_out)
+
+    def loss(p, a):
+        return float(np.sum(mod.forward(cfg, p, *a)[0] * g_out))
+
+    base = abs(loss(params, args))
+    floor = 1e-4 * (1.0 + base)  # float64 roundoff of the differences is ~1e-12·|loss|
+    errors: dict[str, float] = {}
+    for f in dataclasses.fields(mod.Params):
+        w = getattr(params, f.name)
+        for _ in range(directions):
+            d = rng.standard_normal(w.shape)
+            num = derivative(lambda h, f=f, w=w, d=d: loss(dataclasses.replace(params, **{f.name: w + h * d}), args))
+            ana = float(np.sum(getattr(grads, f.name) * d))
+            err = abs(num - ana) / max(abs(num), abs(ana), floor)
+            errors[f.name] = max(errors.get(f.name, 0.0), err)
+    names = list(inspect.signature(mod.forward).parameters)[2:]
+    for i, name in enumerate(names):
+        if name not in input_grads:
+            continue
+        for _ in range(directions):
+            d = rng.standard_normal(np.shape(args[i]))
+            num = derivative(lambda h, i=i, d=d: loss(params, args[:i] + [args[i] + h * d] + args[i + 1:]))
+            ana = float(np.sum(input_grads[name] * d))
+            err = abs(num - ana) / max(abs(num), abs(ana), floor)
+            errors[name] = max(errors.get(name, 0.0), err)
+    return Result(checked.card.name, errors)
+
+
+def make_inputs(prog, sizes: dict[str, int], rng, positive: bool = False, batch=(2,)):
+    vals = {k: v for k, v in sizes.items()}
+    args = []
+    for v in prog.inputs:
+        shape = tuple(int(d.evaluate(vals)) for d in v.shape)
+        full = (batch if v.batched else ()) + shape
+        if v.kind == "bool":
+            args.append(np.tril(np.ones(full, bool)) if len(shape) == 2 else np.ones(full, bool))
+        elif v.kind == "int":
+            if not v.batched and not shape:
+                args.append(1)  # an offset such as p_start
+            else:
+                hi = _token_range(prog, v, vals)
+                args.append(rng.integers(prog_base(prog), prog_base(prog) + hi, size=full))
+        elif positive:
+            args.append(rng.uniform(0.5, 1.5, size=full))
+        else:
+            args.append(rng.standard_normal(full))
+    return args
+
+
+def prog_base(prog) -> int:
+    return getattr(prog, "base", 0)
+
+
+def _token_range(prog, v, vals) -> int:
+    bound = getattr(prog, "token_bounds", {}).get(v.name)
+    if bound is None:
+        return 2
+    n = bound.evaluate(vals)
+    return int(n) if n is not None else 2
+
+
+__all__ = ["gradcheck", "load_module", "Result", "TOL", "Poly"]
