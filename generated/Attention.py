@@ -36,6 +36,7 @@ the dtype (float32 or float64) follows the parameters.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,7 +118,7 @@ def forward(config: Config, params: Params, X, Z, Mask):
     _12 = ~Mask                                                 # (ℓ_z, ℓ_x)
     _13 = np.where(_12, -np.inf, _11)                           # (…, ℓ_z, ℓ_x)
     # 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-    _14 = np.sqrt(d_attn)                                       # ()
+    _14 = math.sqrt(d_attn)                                     # ()
     _15 = _13 / _14                                             # (…, ℓ_z, ℓ_x)
     _16 = _softmax(_15, -2)                                     # (…, ℓ_z, ℓ_x)
     _17 = _9 @ _16                                              # (…, d_out, ℓ_x)
@@ -205,7 +206,7 @@ def _sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-_erf = np.vectorize(__import__("math").erf, otypes=[float])
+_erf = np.vectorize(math.erf, otypes=[float])
 
 
 def _gelu(x):

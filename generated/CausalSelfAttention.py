@@ -37,6 +37,7 @@ the dtype (float32 or float64) follows the parameters.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,7 +108,7 @@ def forward(config: Config, params: Params, X):
     _13 = np.swapaxes(_9, -1, -2)                               # (…, H, D/H, T)
     _14 = _6 @ _13                                              # (…, H, T, T)
     _15 = D / H                                                 # ()
-    _16 = np.sqrt(_15)                                          # ()
+    _16 = math.sqrt(_15)                                        # ()
     _17 = _14 / _16                                             # (…, H, T, T)
     # 7 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
     _18 = np.arange(0, T)                                       # (T,)
@@ -118,7 +119,7 @@ def forward(config: Config, params: Params, X):
     _23 = np.expand_dims(_22, -3)                               # (1, T, T)
     _24 = np.where(_23, -np.inf, _17)                           # (…, H, T, T)
     # 8 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-    _25 = _softmax(_17, -1)                                     # (…, H, T, T)
+    _25 = _softmax(_24, -1)                                     # (…, H, T, T)
     _26 = _25 @ _12                                             # (…, H, T, D/H)
     # 10 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     _27 = _permute(_26, (-2, -3, -1))                           # (…, T, H, D/H)
@@ -128,7 +129,7 @@ def forward(config: Config, params: Params, X):
     _29 = _28 @ W_o                                             # (…, T, D)
     _30 = np.expand_dims(b_o, -2)                               # (1, D)
     _31 = _29 + _30                                             # (…, T, D)
-    cache = {"D": D, "H": H, "T": T, "_28": _28, "W_o": W_o, "shape_27": shape_27, "_25": _25, "_12": _12, "_16": _16, "_6": _6, "_13": _13, "shape_10": shape_10, "shape_3": shape_3, "shape_7": shape_7, "shape_4": shape_4, "X": X, "W_qkv": W_qkv}
+    cache = {"D": D, "H": H, "T": T, "_28": _28, "W_o": W_o, "shape_27": shape_27, "_25": _25, "_12": _12, "_23": _23, "_16": _16, "_6": _6, "_13": _13, "shape_10": shape_10, "shape_3": shape_3, "shape_7": shape_7, "shape_4": shape_4, "X": X, "W_qkv": W_qkv}
     return _31, cache
 
 
@@ -146,6 +147,7 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde):
     shape_27 = cache["shape_27"]
     _25 = cache["_25"]
     _12 = cache["_12"]
+    _23 = cache["_23"]
     _16 = cache["_16"]
     _6 = cache["_6"]
     _13 = cache["_13"]
@@ -170,35 +172,37 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde):
     g10010 = np.swapaxes(_12, -1, -2)                           # (…, H, D/H, T)
     g10011 = g10007 @ g10010                                    # (…, H, T, T)
     g10012 = _25 * (g10011 - np.sum(g10011 * _25, axis=-1, keepdims=True)) # (…, H, T, T)
+    # 7 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
+    g10014 = np.where(_23, 0, g10012)                           # (…, H, T, T)
     # 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
-    g10013 = g10012 / _16                                       # (…, H, T, T)
-    g10017 = np.swapaxes(_6, -1, -2)                            # (…, H, D/H, T)
-    g10018 = g10017 @ g10013                                    # (…, H, D/H, T)
-    g10019 = np.swapaxes(_13, -1, -2)                           # (…, H, T, D/H)
-    g10020 = g10013 @ g10019                                    # (…, H, T, D/H)
-    g10021 = np.swapaxes(g10018, -1, -2)                        # (…, H, T, D/H)
+    g10015 = g10014 / _16                                       # (…, H, T, T)
+    g10019 = np.swapaxes(_6, -1, -2)                            # (…, H, D/H, T)
+    g10020 = g10019 @ g10015                                    # (…, H, D/H, T)
+    g10021 = np.swapaxes(_13, -1, -2)                           # (…, H, T, D/H)
+    g10022 = g10015 @ g10021                                    # (…, H, T, D/H)
+    g10023 = np.swapaxes(g10020, -1, -2)                        # (…, H, T, D/H)
     # 5 V_h ← A[:, 2 · D + h · D / H : 2 · D + (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
-    g10022 = _permute(g10009, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10023 = g10022.reshape(shape_10)                           # (…, T, D)
-    g10024 = _unslice(g10023, shape_3, -1, 2*D, 3*D)            # (…, T, 3·D)
+    g10024 = _permute(g10009, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10025 = g10024.reshape(shape_10)                           # (…, T, D)
+    g10026 = _unslice(g10025, shape_3, -1, 2*D, 3*D)            # (…, T, 3·D)
     # 4 K_h ← A[:, D + h · D / H : D + (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
-    g10025 = _permute(g10021, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10026 = g10025.reshape(shape_7)                            # (…, T, D)
-    g10027 = _unslice(g10026, shape_3, -1, D, 2*D)              # (…, T, 3·D)
-    g10028 = g10024 + g10027                                    # (…, T, 3·D)
+    g10027 = _permute(g10023, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10028 = g10027.reshape(shape_7)                            # (…, T, D)
+    g10029 = _unslice(g10028, shape_3, -1, D, 2*D)              # (…, T, 3·D)
+    g10030 = g10026 + g10029                                    # (…, T, 3·D)
     # 3 Q_h ← A[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
-    g10029 = _permute(g10020, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10030 = g10029.reshape(shape_4)                            # (…, T, D)
-    g10031 = _unslice(g10030, shape_3, -1, 0, D)                # (…, T, 3·D)
-    g10032 = g10028 + g10031                                    # (…, T, 3·D)
+    g10031 = _permute(g10022, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10032 = g10031.reshape(shape_4)                            # (…, T, D)
+    g10033 = _unslice(g10032, shape_3, -1, 0, D)                # (…, T, 3·D)
+    g10034 = g10030 + g10033                                    # (…, T, 3·D)
     # 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
-    g10033 = _sum_to(g10032, 2, (-2,))                          # (1, 3·D)
-    g10034 = np.squeeze(g10033, -2)                             # (3·D,)
-    g10035 = _wgrad(X, g10032)                                  # (D, 3·D)
-    g10036 = np.swapaxes(W_qkv, -1, -2)                         # (3·D, D)
-    g10037 = g10032 @ g10036                                    # (…, T, D)
-    grads = Params(W_qkv=g10035, b_qkv=g10034, W_o=g10003, b_o=g10002)
-    return grads, {"X": g10037}
+    g10035 = _sum_to(g10034, 2, (-2,))                          # (1, 3·D)
+    g10036 = np.squeeze(g10035, -2)                             # (3·D,)
+    g10037 = _wgrad(X, g10034)                                  # (D, 3·D)
+    g10038 = np.swapaxes(W_qkv, -1, -2)                         # (3·D, D)
+    g10039 = g10034 @ g10038                                    # (…, T, D)
+    grads = Params(W_qkv=g10037, b_qkv=g10036, W_o=g10003, b_o=g10002)
+    return grads, {"X": g10039}
 
 def _softmax(x, axis):
     z = np.exp(x - np.max(x, axis=axis, keepdims=True))
@@ -214,7 +218,7 @@ def _sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-_erf = np.vectorize(__import__("math").erf, otypes=[float])
+_erf = np.vectorize(math.erf, otypes=[float])
 
 
 def _gelu(x):

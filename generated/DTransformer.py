@@ -43,6 +43,7 @@ the dtype (float32 or float64) follows the parameters.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -226,7 +227,7 @@ def forward(config: Config, params: Params, x):
         _52 = np.expand_dims(_51, -3)                           # (1, ℓ, ℓ)
         _53 = np.where(_52, -np.inf, _50)                       # (…, H, ℓ, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _54 = np.sqrt(d_e // H)                                 # ()
+        _54 = math.sqrt(d_e // H)                               # ()
         _55 = _53 / _54                                         # (…, H, ℓ, ℓ)
         _56 = _softmax(_55, -2)                                 # (…, H, ℓ, ℓ)
         _57 = _48 @ _56                                         # (…, H, d_e/H, ℓ)
@@ -576,7 +577,7 @@ def _sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-_erf = np.vectorize(__import__("math").erf, otypes=[float])
+_erf = np.vectorize(math.erf, otypes=[float])
 
 
 def _gelu(x):

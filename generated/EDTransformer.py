@@ -62,6 +62,7 @@ the dtype (float32 or float64) follows the parameters.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -288,7 +289,7 @@ def forward(config: Config, params: Params, z, x):
         _26 = np.swapaxes(_22, -1, -2)                          # (…, H, ℓ_z, d_e/H)
         _27 = _26 @ _19                                         # (…, H, ℓ_z, ℓ_z)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _28 = np.sqrt(d_e // H)                                 # ()
+        _28 = math.sqrt(d_e // H)                               # ()
         _29 = _27 / _28                                         # (…, H, ℓ_z, ℓ_z)
         _30 = _softmax(_29, -2)                                 # (…, H, ℓ_z, ℓ_z)
         _31 = _25 @ _30                                         # (…, H, d_e/H, ℓ_z)
@@ -413,7 +414,7 @@ def forward(config: Config, params: Params, z, x):
         _116 = np.expand_dims(_115, -3)                         # (1, ℓ_x, ℓ_x)
         _117 = np.where(_116, -np.inf, _114)                    # (…, H, ℓ_x, ℓ_x)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _118 = np.sqrt(d_e // H)                                # ()
+        _118 = math.sqrt(d_e // H)                              # ()
         _119 = _117 / _118                                      # (…, H, ℓ_x, ℓ_x)
         _120 = _softmax(_119, -2)                               # (…, H, ℓ_x, ℓ_x)
         _121 = _112 @ _120                                      # (…, H, d_e/H, ℓ_x)
@@ -1083,7 +1084,7 @@ def _sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-_erf = np.vectorize(__import__("math").erf, otypes=[float])
+_erf = np.vectorize(math.erf, otypes=[float])
 
 
 def _gelu(x):

@@ -46,6 +46,7 @@ the dtype (float32 or float64) follows the parameters.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -204,7 +205,7 @@ def forward(config: Config, params: Params, x):
         _26 = np.swapaxes(_22, -1, -2)                          # (…, H, ℓ, d_e/H)
         _27 = _26 @ _19                                         # (…, H, ℓ, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _28 = np.sqrt(d_e // H)                                 # ()
+        _28 = math.sqrt(d_e // H)                               # ()
         _29 = _27 / _28                                         # (…, H, ℓ, ℓ)
         _30 = _softmax(_29, -2)                                 # (…, H, ℓ, ℓ)
         _31 = _25 @ _30                                         # (…, H, d_e/H, ℓ)
@@ -596,7 +597,7 @@ def _sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-_erf = np.vectorize(__import__("math").erf, otypes=[float])
+_erf = np.vectorize(math.erf, otypes=[float])
 
 
 def _gelu(x):

@@ -37,6 +37,7 @@ the dtype (float32 or float64) follows the parameters.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -197,7 +198,7 @@ def forward(config: Config, params: Params, x, p_start):
         _43 = np.swapaxes(_39, -1, -2)                          # (…, H, D/H, T)
         _44 = _36 @ _43                                         # (…, H, T, T)
         _45 = D / H                                             # ()
-        _46 = np.sqrt(_45)                                      # ()
+        _46 = math.sqrt(_45)                                    # ()
         _47 = _44 / _46                                         # (…, H, T, T)
         # CausalSelfAttention 7 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
         _48 = np.arange(0, T)                                   # (T,)
@@ -208,7 +209,7 @@ def forward(config: Config, params: Params, x, p_start):
         _53 = np.expand_dims(_52, -3)                           # (1, T, T)
         _54 = np.where(_53, -np.inf, _47)                       # (…, H, T, T)
         # CausalSelfAttention 8 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-        _55 = _softmax(_47, -1)                                 # (…, H, T, T)
+        _55 = _softmax(_54, -1)                                 # (…, H, T, T)
         _56 = _55 @ _42                                         # (…, H, T, D/H)
         # CausalSelfAttention 10 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
         _57 = _permute(_56, (-2, -3, -1))                       # (…, T, H, D/H)
@@ -259,7 +260,7 @@ def forward(config: Config, params: Params, x, p_start):
         _91 = _89 + _90                                         # (…, T, D)
         # GPT2Block 2 e ← e + MLP(LayerNorm(e | γ_2, β_2) | θ_mlp) ▷ e ∈ ℝ^{T×D}
         _92 = _62 + _91                                         # (…, T, D)
-        saved_ell.append((_88, _14, _87, _81, _86, _80, _77, _12, _74, _73, _72, _71, shape_67, _66, shape_62, _58, _8, shape_57, _55, _42, _46, _36, _43, shape_40, shape_33, shape_37, shape_34, _30, _6, _27, _26, _25, _24, shape_20, _19, e_shape,))
+        saved_ell.append((_88, _14, _87, _81, _86, _80, _77, _12, _74, _73, _72, _71, shape_67, _66, shape_62, _58, _8, shape_57, _55, _42, _53, _46, _36, _43, shape_40, shape_33, shape_37, shape_34, _30, _6, _27, _26, _25, _24, shape_20, _19, e_shape,))
         e = _92
     e_2 = e
     e_2_shape = e_2.shape
@@ -363,7 +364,7 @@ def backward(config: Config, params: Params, cache: dict, d_P):
     d_W_proj = np.zeros_like(params.W_proj)
     d_b_proj = np.zeros_like(params.b_proj)
     for ell in reversed(range(N)):
-        _88, _14, _87, _81, _86, _80, _77, _12, _74, _73, _72, _71, shape_67, _66, shape_62, _58, _8, shape_57, _55, _42, _46, _36, _43, shape_40, shape_33, shape_37, shape_34, _30, _6, _27, _26, _25, _24, shape_20, _19, e_shape, = saved_ell[ell]
+        _88, _14, _87, _81, _86, _80, _77, _12, _74, _73, _72, _71, shape_67, _66, shape_62, _58, _8, shape_57, _55, _42, _53, _46, _36, _43, shape_40, shape_33, shape_37, shape_34, _30, _6, _27, _26, _25, _24, shape_20, _19, e_shape, = saved_ell[ell]
         # MLP 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
         g10037 = _sum_to(g10036, 2, (-2,))                      # (1, D)
         g10038 = np.squeeze(g10037, -2)                         # (D,)
@@ -434,66 +435,68 @@ def backward(config: Config, params: Params, cache: dict, d_P):
         g10104 = np.swapaxes(_42, -1, -2)                       # (…, H, D/H, T)
         g10105 = g10101 @ g10104                                # (…, H, T, T)
         g10106 = _55 * (g10105 - np.sum(g10105 * _55, axis=-1, keepdims=True)) # (…, H, T, T)
+        # CausalSelfAttention 7 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
+        g10108 = np.where(_53, 0, g10106)                       # (…, H, T, T)
         # CausalSelfAttention 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
-        g10107 = g10106 / _46                                   # (…, H, T, T)
-        g10111 = np.swapaxes(_36, -1, -2)                       # (…, H, D/H, T)
-        g10112 = g10111 @ g10107                                # (…, H, D/H, T)
-        g10113 = np.swapaxes(_43, -1, -2)                       # (…, H, T, D/H)
-        g10114 = g10107 @ g10113                                # (…, H, T, D/H)
-        g10115 = np.swapaxes(g10112, -1, -2)                    # (…, H, T, D/H)
+        g10109 = g10108 / _46                                   # (…, H, T, T)
+        g10113 = np.swapaxes(_36, -1, -2)                       # (…, H, D/H, T)
+        g10114 = g10113 @ g10109                                # (…, H, D/H, T)
+        g10115 = np.swapaxes(_43, -1, -2)                       # (…, H, T, D/H)
+        g10116 = g10109 @ g10115                                # (…, H, T, D/H)
+        g10117 = np.swapaxes(g10114, -1, -2)                    # (…, H, T, D/H)
         # CausalSelfAttention 5 V_h ← A[:, 2 · D + h · D / H : 2 · D + (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
-        g10116 = _permute(g10103, (-2, -3, -1))                 # (…, T, H, D/H)
-        g10117 = g10116.reshape(shape_40)                       # (…, T, D)
-        g10118 = _unslice(g10117, shape_33, -1, 2*D, 3*D)       # (…, T, 3·D)
+        g10118 = _permute(g10103, (-2, -3, -1))                 # (…, T, H, D/H)
+        g10119 = g10118.reshape(shape_40)                       # (…, T, D)
+        g10120 = _unslice(g10119, shape_33, -1, 2*D, 3*D)       # (…, T, 3·D)
         # CausalSelfAttention 4 K_h ← A[:, D + h · D / H : D + (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
-        g10119 = _permute(g10115, (-2, -3, -1))                 # (…, T, H, D/H)
-        g10120 = g10119.reshape(shape_37)                       # (…, T, D)
-        g10121 = _unslice(g10120, shape_33, -1, D, 2*D)         # (…, T, 3·D)
-        g10122 = g10118 + g10121                                # (…, T, 3·D)
+        g10121 = _permute(g10117, (-2, -3, -1))                 # (…, T, H, D/H)
+        g10122 = g10121.reshape(shape_37)                       # (…, T, D)
+        g10123 = _unslice(g10122, shape_33, -1, D, 2*D)         # (…, T, 3·D)
+        g10124 = g10120 + g10123                                # (…, T, 3·D)
         # CausalSelfAttention 3 Q_h ← A[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
-        g10123 = _permute(g10114, (-2, -3, -1))                 # (…, T, H, D/H)
-        g10124 = g10123.reshape(shape_34)                       # (…, T, D)
-        g10125 = _unslice(g10124, shape_33, -1, 0, D)           # (…, T, 3·D)
-        g10126 = g10122 + g10125                                # (…, T, 3·D)
+        g10125 = _permute(g10116, (-2, -3, -1))                 # (…, T, H, D/H)
+        g10126 = g10125.reshape(shape_34)                       # (…, T, D)
+        g10127 = _unslice(g10126, shape_33, -1, 0, D)           # (…, T, 3·D)
+        g10128 = g10124 + g10127                                # (…, T, 3·D)
         # CausalSelfAttention 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
-        g10127 = _sum_to(g10126, 2, (-2,))                      # (1, 3·D)
-        g10128 = np.squeeze(g10127, -2)                         # (3·D,)
-        g10129 = _wgrad(_30, g10126)                            # (D, 3·D)
-        g10130 = np.swapaxes(_6, -1, -2)                        # (3·D, D)
-        g10131 = g10126 @ g10130                                # (…, T, D)
+        g10129 = _sum_to(g10128, 2, (-2,))                      # (1, 3·D)
+        g10130 = np.squeeze(g10129, -2)                         # (3·D,)
+        g10131 = _wgrad(_30, g10128)                            # (D, 3·D)
+        g10132 = np.swapaxes(_6, -1, -2)                        # (3·D, D)
+        g10133 = g10128 @ g10132                                # (…, T, D)
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-        g10132 = _sum_to(g10131, 2, (-2,))                      # (1, D)
-        g10133 = np.squeeze(g10132, -2)                         # (D,)
-        g10134 = g10131 * _27                                   # (…, T, D)
-        g10135 = g10131 * _26                                   # (…, T, D)
-        g10136 = _sum_to(g10135, 2, (-2,))                      # (1, D)
-        g10137 = np.squeeze(g10136, -2)                         # (D,)
-        g10138 = g10134 / _25                                   # (…, T, D)
-        g10139 = g10134 * _26                                   # (…, T, D)
-        g10140 = g10139 / _25                                   # (…, T, D)
-        g10141 = -g10140                                        # (…, T, D)
-        g10142 = _sum_to(g10141, None, (-1,))                   # (…, T, 1)
-        g10143 = np.squeeze(g10142, -1)                         # (…, T)
-        g10144 = 2.0 * _24                                      # (…, T)
-        g10145 = g10143 / g10144                                # (…, T)
+        g10134 = _sum_to(g10133, 2, (-2,))                      # (1, D)
+        g10135 = np.squeeze(g10134, -2)                         # (D,)
+        g10136 = g10133 * _27                                   # (…, T, D)
+        g10137 = g10133 * _26                                   # (…, T, D)
+        g10138 = _sum_to(g10137, 2, (-2,))                      # (1, D)
+        g10139 = np.squeeze(g10138, -2)                         # (D,)
+        g10140 = g10136 / _25                                   # (…, T, D)
+        g10141 = g10136 * _26                                   # (…, T, D)
+        g10142 = g10141 / _25                                   # (…, T, D)
+        g10143 = -g10142                                        # (…, T, D)
+        g10144 = _sum_to(g10143, None, (-1,))                   # (…, T, 1)
+        g10145 = np.squeeze(g10144, -1)                         # (…, T)
+        g10146 = 2.0 * _24                                      # (…, T)
+        g10147 = g10145 / g10146                                # (…, T)
         # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
-        g10146 = g10145 / D                                     # (…, T)
-        g10150 = np.broadcast_to(np.expand_dims(g10146, -1), shape_20) # (…, T, D)
-        g10151 = 2.0 * _19                                      # (…, T, D)
-        g10152 = g10150 * g10151                                # (…, T, D)
-        g10153 = g10138 + g10152                                # (…, T, D)
-        g10154 = -g10153                                        # (…, T, D)
-        g10155 = g10094 + g10153                                # (…, T, D)
-        g10156 = _sum_to(g10154, None, (-1,))                   # (…, T, 1)
-        g10157 = np.squeeze(g10156, -1)                         # (…, T)
+        g10148 = g10147 / D                                     # (…, T)
+        g10152 = np.broadcast_to(np.expand_dims(g10148, -1), shape_20) # (…, T, D)
+        g10153 = 2.0 * _19                                      # (…, T, D)
+        g10154 = g10152 * g10153                                # (…, T, D)
+        g10155 = g10140 + g10154                                # (…, T, D)
+        g10156 = -g10155                                        # (…, T, D)
+        g10157 = g10094 + g10155                                # (…, T, D)
+        g10158 = _sum_to(g10156, None, (-1,))                   # (…, T, 1)
+        g10159 = np.squeeze(g10158, -1)                         # (…, T)
         # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
-        g10158 = g10157 / D                                     # (…, T)
-        g10162 = np.broadcast_to(np.expand_dims(g10158, -1), e_shape) # (…, T, D)
-        g10163 = g10155 + g10162                                # (…, T, D)
-        d_gamma_1[ell] += g10137
-        d_beta_1[ell] += g10133
-        d_W_qkv[ell] += g10129
-        d_b_qkv[ell] += g10128
+        g10160 = g10159 / D                                     # (…, T)
+        g10164 = np.broadcast_to(np.expand_dims(g10160, -1), e_shape) # (…, T, D)
+        g10165 = g10157 + g10164                                # (…, T, D)
+        d_gamma_1[ell] += g10139
+        d_beta_1[ell] += g10135
+        d_W_qkv[ell] += g10131
+        d_b_qkv[ell] += g10130
         d_W_o[ell] += g10097
         d_b_o[ell] += g10096
         d_gamma_2[ell] += g10068
@@ -502,13 +505,13 @@ def backward(config: Config, params: Params, cache: dict, d_P):
         d_b_fc[ell] += g10059
         d_W_proj[ell] += g10039
         d_b_proj[ell] += g10038
-        g10036 = g10163
+        g10036 = g10165
     # 1 e ← W_e[x] + W_p[p_start : p_start + T] ▷ e ∈ ℝ^{T×D}
-    g10164 = _sum_to(g10036, 2, ())                             # (T, D)
-    g10165 = _unslice(g10164, W_p_shape, -2, p_start, T + p_start) # (ctx, D)
-    g10166 = _scatter_rows(g10036, x, W_e)                      # (V, D)
-    g10167 = g10004 + g10166                                    # (V, D)
-    grads = Params(W_e=g10167, W_p=g10165, gamma_1=d_gamma_1, beta_1=d_beta_1, W_qkv=d_W_qkv, b_qkv=d_b_qkv, W_o=d_W_o, b_o=d_b_o, gamma_2=d_gamma_2, beta_2=d_beta_2, W_fc=d_W_fc, b_fc=d_b_fc, W_proj=d_W_proj, b_proj=d_b_proj, gamma_f=g10010, beta_f=g10006)
+    g10166 = _sum_to(g10036, 2, ())                             # (T, D)
+    g10167 = _unslice(g10166, W_p_shape, -2, p_start, T + p_start) # (ctx, D)
+    g10168 = _scatter_rows(g10036, x, W_e)                      # (V, D)
+    g10169 = g10004 + g10168                                    # (V, D)
+    grads = Params(W_e=g10169, W_p=g10167, gamma_1=d_gamma_1, beta_1=d_beta_1, W_qkv=d_W_qkv, b_qkv=d_b_qkv, W_o=d_W_o, b_o=d_b_o, gamma_2=d_gamma_2, beta_2=d_beta_2, W_fc=d_W_fc, b_fc=d_b_fc, W_proj=d_W_proj, b_proj=d_b_proj, gamma_f=g10010, beta_f=g10006)
     return grads, {}
 
 def _softmax(x, axis):
@@ -525,7 +528,7 @@ def _sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-_erf = np.vectorize(__import__("math").erf, otypes=[float])
+_erf = np.vectorize(math.erf, otypes=[float])
 
 
 def _gelu(x):

@@ -30,6 +30,7 @@ the dtype (float32 or float64) follows the parameters.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -147,7 +148,7 @@ def forward(config: Config, params: Params, e):
     _28 = np.swapaxes(_24, -1, -2)                              # (…, H, D/H, T)
     _29 = _21 @ _28                                             # (…, H, T, T)
     _30 = D / H                                                 # ()
-    _31 = np.sqrt(_30)                                          # ()
+    _31 = math.sqrt(_30)                                        # ()
     _32 = _29 / _31                                             # (…, H, T, T)
     # CausalSelfAttention 7 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
     _33 = np.arange(0, T)                                       # (T,)
@@ -158,7 +159,7 @@ def forward(config: Config, params: Params, e):
     _38 = np.expand_dims(_37, -3)                               # (1, T, T)
     _39 = np.where(_38, -np.inf, _32)                           # (…, H, T, T)
     # CausalSelfAttention 8 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-    _40 = _softmax(_32, -1)                                     # (…, H, T, T)
+    _40 = _softmax(_39, -1)                                     # (…, H, T, T)
     _41 = _40 @ _27                                             # (…, H, T, D/H)
     # CausalSelfAttention 10 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     _42 = _permute(_41, (-2, -3, -1))                           # (…, T, H, D/H)
@@ -209,7 +210,7 @@ def forward(config: Config, params: Params, e):
     _76 = _74 + _75                                             # (…, T, D)
     # 2 e ← e + MLP(LayerNorm(e | γ_2, β_2) | θ_mlp) ▷ e ∈ ℝ^{T×D}
     _77 = _47 + _76                                             # (…, T, D)
-    cache = {"D": D, "H": H, "D_f": D_f, "T": T, "_73": _73, "W_proj": W_proj, "_72": _72, "_66": _66, "_71": _71, "_65": _65, "_62": _62, "W_fc": W_fc, "_59": _59, "_58": _58, "_57": _57, "_56": _56, "shape_52": shape_52, "_51": _51, "shape_47": shape_47, "_43": _43, "W_o": W_o, "shape_42": shape_42, "_40": _40, "_27": _27, "_31": _31, "_21": _21, "_28": _28, "shape_25": shape_25, "shape_18": shape_18, "shape_22": shape_22, "shape_19": shape_19, "_15": _15, "W_qkv": W_qkv, "_12": _12, "_11": _11, "_10": _10, "_9": _9, "shape_5": shape_5, "_4": _4, "e_shape": e_shape}
+    cache = {"D": D, "H": H, "D_f": D_f, "T": T, "_73": _73, "W_proj": W_proj, "_72": _72, "_66": _66, "_71": _71, "_65": _65, "_62": _62, "W_fc": W_fc, "_59": _59, "_58": _58, "_57": _57, "_56": _56, "shape_52": shape_52, "_51": _51, "shape_47": shape_47, "_43": _43, "W_o": W_o, "shape_42": shape_42, "_40": _40, "_27": _27, "_38": _38, "_31": _31, "_21": _21, "_28": _28, "shape_25": shape_25, "shape_18": shape_18, "shape_22": shape_22, "shape_19": shape_19, "_15": _15, "W_qkv": W_qkv, "_12": _12, "_11": _11, "_10": _10, "_9": _9, "shape_5": shape_5, "_4": _4, "e_shape": e_shape}
     return _77, cache
 
 
@@ -243,6 +244,7 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat):
     shape_42 = cache["shape_42"]
     _40 = cache["_40"]
     _27 = cache["_27"]
+    _38 = cache["_38"]
     _31 = cache["_31"]
     _21 = cache["_21"]
     _28 = cache["_28"]
@@ -329,64 +331,66 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat):
     g10068 = np.swapaxes(_27, -1, -2)                           # (…, H, D/H, T)
     g10069 = g10065 @ g10068                                    # (…, H, T, T)
     g10070 = _40 * (g10069 - np.sum(g10069 * _40, axis=-1, keepdims=True)) # (…, H, T, T)
+    # CausalSelfAttention 7 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
+    g10072 = np.where(_38, 0, g10070)                           # (…, H, T, T)
     # CausalSelfAttention 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
-    g10071 = g10070 / _31                                       # (…, H, T, T)
-    g10075 = np.swapaxes(_21, -1, -2)                           # (…, H, D/H, T)
-    g10076 = g10075 @ g10071                                    # (…, H, D/H, T)
-    g10077 = np.swapaxes(_28, -1, -2)                           # (…, H, T, D/H)
-    g10078 = g10071 @ g10077                                    # (…, H, T, D/H)
-    g10079 = np.swapaxes(g10076, -1, -2)                        # (…, H, T, D/H)
+    g10073 = g10072 / _31                                       # (…, H, T, T)
+    g10077 = np.swapaxes(_21, -1, -2)                           # (…, H, D/H, T)
+    g10078 = g10077 @ g10073                                    # (…, H, D/H, T)
+    g10079 = np.swapaxes(_28, -1, -2)                           # (…, H, T, D/H)
+    g10080 = g10073 @ g10079                                    # (…, H, T, D/H)
+    g10081 = np.swapaxes(g10078, -1, -2)                        # (…, H, T, D/H)
     # CausalSelfAttention 5 V_h ← A[:, 2 · D + h · D / H : 2 · D + (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
-    g10080 = _permute(g10067, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10081 = g10080.reshape(shape_25)                           # (…, T, D)
-    g10082 = _unslice(g10081, shape_18, -1, 2*D, 3*D)           # (…, T, 3·D)
+    g10082 = _permute(g10067, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10083 = g10082.reshape(shape_25)                           # (…, T, D)
+    g10084 = _unslice(g10083, shape_18, -1, 2*D, 3*D)           # (…, T, 3·D)
     # CausalSelfAttention 4 K_h ← A[:, D + h · D / H : D + (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
-    g10083 = _permute(g10079, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10084 = g10083.reshape(shape_22)                           # (…, T, D)
-    g10085 = _unslice(g10084, shape_18, -1, D, 2*D)             # (…, T, 3·D)
-    g10086 = g10082 + g10085                                    # (…, T, 3·D)
+    g10085 = _permute(g10081, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10086 = g10085.reshape(shape_22)                           # (…, T, D)
+    g10087 = _unslice(g10086, shape_18, -1, D, 2*D)             # (…, T, 3·D)
+    g10088 = g10084 + g10087                                    # (…, T, 3·D)
     # CausalSelfAttention 3 Q_h ← A[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
-    g10087 = _permute(g10078, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10088 = g10087.reshape(shape_19)                           # (…, T, D)
-    g10089 = _unslice(g10088, shape_18, -1, 0, D)               # (…, T, 3·D)
-    g10090 = g10086 + g10089                                    # (…, T, 3·D)
+    g10089 = _permute(g10080, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10090 = g10089.reshape(shape_19)                           # (…, T, D)
+    g10091 = _unslice(g10090, shape_18, -1, 0, D)               # (…, T, 3·D)
+    g10092 = g10088 + g10091                                    # (…, T, 3·D)
     # CausalSelfAttention 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
-    g10091 = _sum_to(g10090, 2, (-2,))                          # (1, 3·D)
-    g10092 = np.squeeze(g10091, -2)                             # (3·D,)
-    g10093 = _wgrad(_15, g10090)                                # (D, 3·D)
-    g10094 = np.swapaxes(W_qkv, -1, -2)                         # (3·D, D)
-    g10095 = g10090 @ g10094                                    # (…, T, D)
+    g10093 = _sum_to(g10092, 2, (-2,))                          # (1, 3·D)
+    g10094 = np.squeeze(g10093, -2)                             # (3·D,)
+    g10095 = _wgrad(_15, g10092)                                # (D, 3·D)
+    g10096 = np.swapaxes(W_qkv, -1, -2)                         # (3·D, D)
+    g10097 = g10092 @ g10096                                    # (…, T, D)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-    g10096 = _sum_to(g10095, 2, (-2,))                          # (1, D)
-    g10097 = np.squeeze(g10096, -2)                             # (D,)
-    g10098 = g10095 * _12                                       # (…, T, D)
-    g10099 = g10095 * _11                                       # (…, T, D)
-    g10100 = _sum_to(g10099, 2, (-2,))                          # (1, D)
-    g10101 = np.squeeze(g10100, -2)                             # (D,)
-    g10102 = g10098 / _10                                       # (…, T, D)
-    g10103 = g10098 * _11                                       # (…, T, D)
-    g10104 = g10103 / _10                                       # (…, T, D)
-    g10105 = -g10104                                            # (…, T, D)
-    g10106 = _sum_to(g10105, None, (-1,))                       # (…, T, 1)
-    g10107 = np.squeeze(g10106, -1)                             # (…, T)
-    g10108 = 2.0 * _9                                           # (…, T)
-    g10109 = g10107 / g10108                                    # (…, T)
+    g10098 = _sum_to(g10097, 2, (-2,))                          # (1, D)
+    g10099 = np.squeeze(g10098, -2)                             # (D,)
+    g10100 = g10097 * _12                                       # (…, T, D)
+    g10101 = g10097 * _11                                       # (…, T, D)
+    g10102 = _sum_to(g10101, 2, (-2,))                          # (1, D)
+    g10103 = np.squeeze(g10102, -2)                             # (D,)
+    g10104 = g10100 / _10                                       # (…, T, D)
+    g10105 = g10100 * _11                                       # (…, T, D)
+    g10106 = g10105 / _10                                       # (…, T, D)
+    g10107 = -g10106                                            # (…, T, D)
+    g10108 = _sum_to(g10107, None, (-1,))                       # (…, T, 1)
+    g10109 = np.squeeze(g10108, -1)                             # (…, T)
+    g10110 = 2.0 * _9                                           # (…, T)
+    g10111 = g10109 / g10110                                    # (…, T)
     # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
-    g10110 = g10109 / D                                         # (…, T)
-    g10114 = np.broadcast_to(np.expand_dims(g10110, -1), shape_5) # (…, T, D)
-    g10115 = 2.0 * _4                                           # (…, T, D)
-    g10116 = g10114 * g10115                                    # (…, T, D)
-    g10117 = g10102 + g10116                                    # (…, T, D)
-    g10118 = -g10117                                            # (…, T, D)
-    g10119 = g10058 + g10117                                    # (…, T, D)
-    g10120 = _sum_to(g10118, None, (-1,))                       # (…, T, 1)
-    g10121 = np.squeeze(g10120, -1)                             # (…, T)
+    g10112 = g10111 / D                                         # (…, T)
+    g10116 = np.broadcast_to(np.expand_dims(g10112, -1), shape_5) # (…, T, D)
+    g10117 = 2.0 * _4                                           # (…, T, D)
+    g10118 = g10116 * g10117                                    # (…, T, D)
+    g10119 = g10104 + g10118                                    # (…, T, D)
+    g10120 = -g10119                                            # (…, T, D)
+    g10121 = g10058 + g10119                                    # (…, T, D)
+    g10122 = _sum_to(g10120, None, (-1,))                       # (…, T, 1)
+    g10123 = np.squeeze(g10122, -1)                             # (…, T)
     # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
-    g10122 = g10121 / D                                         # (…, T)
-    g10126 = np.broadcast_to(np.expand_dims(g10122, -1), e_shape) # (…, T, D)
-    g10127 = g10119 + g10126                                    # (…, T, D)
-    grads = Params(gamma_1=g10101, beta_1=g10097, W_qkv=g10093, b_qkv=g10092, W_o=g10061, b_o=g10060, gamma_2=g10032, beta_2=g10028, W_fc=g10024, b_fc=g10023, W_proj=g10003, b_proj=g10002)
-    return grads, {"e": g10127}
+    g10124 = g10123 / D                                         # (…, T)
+    g10128 = np.broadcast_to(np.expand_dims(g10124, -1), e_shape) # (…, T, D)
+    g10129 = g10121 + g10128                                    # (…, T, D)
+    grads = Params(gamma_1=g10103, beta_1=g10099, W_qkv=g10095, b_qkv=g10094, W_o=g10061, b_o=g10060, gamma_2=g10032, beta_2=g10028, W_fc=g10024, b_fc=g10023, W_proj=g10003, b_proj=g10002)
+    return grads, {"e": g10129}
 
 def _softmax(x, axis):
     z = np.exp(x - np.max(x, axis=axis, keepdims=True))
@@ -402,7 +406,7 @@ def _sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-_erf = np.vectorize(__import__("math").erf, otypes=[float])
+_erf = np.vectorize(math.erf, otypes=[float])
 
 
 def _gelu(x):

@@ -30,6 +30,7 @@ the dtype (float32 or float64) follows the parameters.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,7 +84,7 @@ def forward(config: Config, params: Params, X):
     # 4 S ← Q K^⊤ / √d_h ▷ S ∈ ℝ^{T×T}; S[t, u]: affinity of query t with key u
     _4 = np.swapaxes(_1, -1, -2)                                # (…, d_h, T)
     _5 = _2 @ _4                                                # (…, T, T)
-    _6 = np.sqrt(d_h)                                           # ()
+    _6 = math.sqrt(d_h)                                         # ()
     _7 = _5 / _6                                                # (…, T, T)
     # 5 ∀t, u: if u > t then S[t, u] ← −∞ ▷ S ∈ ℝ^{T×T}; causal mask: no attending to future tokens
     _8 = np.arange(0, T)                                        # (T,)
@@ -166,7 +167,7 @@ def _sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-_erf = np.vectorize(__import__("math").erf, otypes=[float])
+_erf = np.vectorize(math.erf, otypes=[float])
 
 
 def _gelu(x):

@@ -37,6 +37,7 @@ the dtype (float32 or float64) follows the parameters.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,7 +112,7 @@ def forward(config: Config, params: Params, X):
     _13 = np.swapaxes(_9, -1, -2)                               # (…, H, D/H, T)
     _14 = _6 @ _13                                              # (…, H, T, T)
     _15 = D / H                                                 # ()
-    _16 = np.sqrt(_15)                                          # ()
+    _16 = math.sqrt(_15)                                        # ()
     _17 = _14 / _16                                             # (…, H, T, T)
     # 9 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
     _18 = np.arange(0, T)                                       # (T,)
@@ -122,7 +123,7 @@ def forward(config: Config, params: Params, X):
     _23 = np.expand_dims(_22, -3)                               # (1, T, T)
     _24 = np.where(_23, -np.inf, _17)                           # (…, H, T, T)
     # 10 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-    _25 = _softmax(_17, -1)                                     # (…, H, T, T)
+    _25 = _softmax(_24, -1)                                     # (…, H, T, T)
     _26 = _25 @ _12                                             # (…, H, T, D/H)
     # 12 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     _27 = _permute(_26, (-2, -3, -1))                           # (…, T, H, D/H)
@@ -130,7 +131,7 @@ def forward(config: Config, params: Params, X):
     _28 = _27.reshape(_27.shape[:-2] + (D,))                    # (…, T, D)
     # 13 return Ṽ = Y W_o ▷ Ṽ ∈ ℝ^{T×D}
     _29 = _28 @ W_o                                             # (…, T, D)
-    cache = {"D": D, "H": H, "T": T, "_28": _28, "W_o": W_o, "shape_27": shape_27, "_25": _25, "_12": _12, "_16": _16, "_6": _6, "_13": _13, "shape_10": shape_10, "shape_3": shape_3, "shape_7": shape_7, "shape_2": shape_2, "shape_4": shape_4, "shape_1": shape_1, "X": X, "W_v": W_v, "W_k": W_k, "W_q": W_q}
+    cache = {"D": D, "H": H, "T": T, "_28": _28, "W_o": W_o, "shape_27": shape_27, "_25": _25, "_12": _12, "_23": _23, "_16": _16, "_6": _6, "_13": _13, "shape_10": shape_10, "shape_3": shape_3, "shape_7": shape_7, "shape_2": shape_2, "shape_4": shape_4, "shape_1": shape_1, "X": X, "W_v": W_v, "W_k": W_k, "W_q": W_q}
     return _29, cache
 
 
@@ -148,6 +149,7 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde):
     shape_27 = cache["shape_27"]
     _25 = cache["_25"]
     _12 = cache["_12"]
+    _23 = cache["_23"]
     _16 = cache["_16"]
     _6 = cache["_6"]
     _13 = cache["_13"]
@@ -174,41 +176,43 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde):
     g10008 = np.swapaxes(_12, -1, -2)                           # (…, H, D/H, T)
     g10009 = g10005 @ g10008                                    # (…, H, T, T)
     g10010 = _25 * (g10009 - np.sum(g10009 * _25, axis=-1, keepdims=True)) # (…, H, T, T)
+    # 9 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
+    g10012 = np.where(_23, 0, g10010)                           # (…, H, T, T)
     # 8 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}
-    g10011 = g10010 / _16                                       # (…, H, T, T)
-    g10015 = np.swapaxes(_6, -1, -2)                            # (…, H, D/H, T)
-    g10016 = g10015 @ g10011                                    # (…, H, D/H, T)
-    g10017 = np.swapaxes(_13, -1, -2)                           # (…, H, T, D/H)
-    g10018 = g10011 @ g10017                                    # (…, H, T, D/H)
-    g10019 = np.swapaxes(g10016, -1, -2)                        # (…, H, T, D/H)
+    g10013 = g10012 / _16                                       # (…, H, T, T)
+    g10017 = np.swapaxes(_6, -1, -2)                            # (…, H, D/H, T)
+    g10018 = g10017 @ g10013                                    # (…, H, D/H, T)
+    g10019 = np.swapaxes(_13, -1, -2)                           # (…, H, T, D/H)
+    g10020 = g10013 @ g10019                                    # (…, H, T, D/H)
+    g10021 = np.swapaxes(g10018, -1, -2)                        # (…, H, T, D/H)
     # 7 V_h ← V[:, h · D / H : (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
-    g10020 = _permute(g10007, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10021 = g10020.reshape(shape_10)                           # (…, T, D)
-    g10022 = _unslice(g10021, shape_3, -1, 0, D)                # (…, T, D)
+    g10022 = _permute(g10007, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10023 = g10022.reshape(shape_10)                           # (…, T, D)
+    g10024 = _unslice(g10023, shape_3, -1, 0, D)                # (…, T, D)
     # 6 K_h ← K[:, h · D / H : (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
-    g10023 = _permute(g10019, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10024 = g10023.reshape(shape_7)                            # (…, T, D)
-    g10025 = _unslice(g10024, shape_2, -1, 0, D)                # (…, T, D)
+    g10025 = _permute(g10021, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10026 = g10025.reshape(shape_7)                            # (…, T, D)
+    g10027 = _unslice(g10026, shape_2, -1, 0, D)                # (…, T, D)
     # 5 Q_h ← Q[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
-    g10026 = _permute(g10018, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10027 = g10026.reshape(shape_4)                            # (…, T, D)
-    g10028 = _unslice(g10027, shape_1, -1, 0, D)                # (…, T, D)
+    g10028 = _permute(g10020, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10029 = g10028.reshape(shape_4)                            # (…, T, D)
+    g10030 = _unslice(g10029, shape_1, -1, 0, D)                # (…, T, D)
     # 3 V ← X W_v ▷ V ∈ ℝ^{T×D}
-    g10029 = _wgrad(X, g10022)                                  # (D, D)
-    g10030 = np.swapaxes(W_v, -1, -2)                           # (D, D)
-    g10031 = g10022 @ g10030                                    # (…, T, D)
+    g10031 = _wgrad(X, g10024)                                  # (D, D)
+    g10032 = np.swapaxes(W_v, -1, -2)                           # (D, D)
+    g10033 = g10024 @ g10032                                    # (…, T, D)
     # 2 K ← X W_k ▷ K ∈ ℝ^{T×D}
-    g10032 = _wgrad(X, g10025)                                  # (D, D)
-    g10033 = np.swapaxes(W_k, -1, -2)                           # (D, D)
-    g10034 = g10025 @ g10033                                    # (…, T, D)
-    g10035 = g10031 + g10034                                    # (…, T, D)
+    g10034 = _wgrad(X, g10027)                                  # (D, D)
+    g10035 = np.swapaxes(W_k, -1, -2)                           # (D, D)
+    g10036 = g10027 @ g10035                                    # (…, T, D)
+    g10037 = g10033 + g10036                                    # (…, T, D)
     # 1 Q ← X W_q ▷ Q ∈ ℝ^{T×D}
-    g10036 = _wgrad(X, g10028)                                  # (D, D)
-    g10037 = np.swapaxes(W_q, -1, -2)                           # (D, D)
-    g10038 = g10028 @ g10037                                    # (…, T, D)
-    g10039 = g10035 + g10038                                    # (…, T, D)
-    grads = Params(W_q=g10036, W_k=g10032, W_v=g10029, W_o=g10001)
-    return grads, {"X": g10039}
+    g10038 = _wgrad(X, g10030)                                  # (D, D)
+    g10039 = np.swapaxes(W_q, -1, -2)                           # (D, D)
+    g10040 = g10030 @ g10039                                    # (…, T, D)
+    g10041 = g10037 + g10040                                    # (…, T, D)
+    grads = Params(W_q=g10038, W_k=g10034, W_v=g10031, W_o=g10001)
+    return grads, {"X": g10041}
 
 def _softmax(x, axis):
     z = np.exp(x - np.max(x, axis=axis, keepdims=True))
@@ -224,7 +228,7 @@ def _sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-_erf = np.vectorize(__import__("math").erf, otypes=[float])
+_erf = np.vectorize(math.erf, otypes=[float])
 
 
 def _gelu(x):

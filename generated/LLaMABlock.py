@@ -30,6 +30,7 @@ the dtype (float32 or float64) follows the parameters.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -134,7 +135,7 @@ def forward(config: Config, params: Params, e):
     _22 = np.swapaxes(_18, -1, -2)                              # (…, H, D/H, T)
     _23 = _15 @ _22                                             # (…, H, T, T)
     _24 = D / H                                                 # ()
-    _25 = np.sqrt(_24)                                          # ()
+    _25 = math.sqrt(_24)                                        # ()
     _26 = _23 / _25                                             # (…, H, T, T)
     # LLaMAAttention 9 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
     _27 = np.arange(0, T)                                       # (T,)
@@ -145,7 +146,7 @@ def forward(config: Config, params: Params, e):
     _32 = np.expand_dims(_31, -3)                               # (1, T, T)
     _33 = np.where(_32, -np.inf, _26)                           # (…, H, T, T)
     # LLaMAAttention 10 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-    _34 = _softmax(_26, -1)                                     # (…, H, T, T)
+    _34 = _softmax(_33, -1)                                     # (…, H, T, T)
     _35 = _34 @ _21                                             # (…, H, T, D/H)
     # LLaMAAttention 12 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     _36 = _permute(_35, (-2, -3, -1))                           # (…, T, H, D/H)
@@ -175,7 +176,7 @@ def forward(config: Config, params: Params, e):
     _53 = _52 @ W_2                                             # (…, T, D)
     # 2 e ← e + SwiGLU(RMSNorm(e | g_2) | θ_mlp) ▷ e ∈ ℝ^{T×D}
     _54 = _39 + _53                                             # (…, T, D)
-    cache = {"D": D, "H": H, "D_f": D_f, "T": T, "_52": _52, "W_2": W_2, "_51": _51, "_50": _50, "_48": _48, "W_3": W_3, "_49": _49, "W_1": W_1, "_47": _47, "_46": _46, "_45": _45, "_44": _44, "shape_40": shape_40, "_39": _39, "_37": _37, "W_o": W_o, "shape_36": shape_36, "_34": _34, "_21": _21, "_25": _25, "_15": _15, "_22": _22, "shape_19": shape_19, "shape_12": shape_12, "shape_16": shape_16, "shape_11": shape_11, "shape_13": shape_13, "shape_10": shape_10, "_9": _9, "W_v": W_v, "W_k": W_k, "W_q": W_q, "_8": _8, "_7": _7, "_6": _6, "_5": _5, "shape_1": shape_1, "e": e}
+    cache = {"D": D, "H": H, "D_f": D_f, "T": T, "_52": _52, "W_2": W_2, "_51": _51, "_50": _50, "_48": _48, "W_3": W_3, "_49": _49, "W_1": W_1, "_47": _47, "_46": _46, "_45": _45, "_44": _44, "shape_40": shape_40, "_39": _39, "_37": _37, "W_o": W_o, "shape_36": shape_36, "_34": _34, "_21": _21, "_32": _32, "_25": _25, "_15": _15, "_22": _22, "shape_19": shape_19, "shape_12": shape_12, "shape_16": shape_16, "shape_11": shape_11, "shape_13": shape_13, "shape_10": shape_10, "_9": _9, "W_v": W_v, "W_k": W_k, "W_q": W_q, "_8": _8, "_7": _7, "_6": _6, "_5": _5, "shape_1": shape_1, "e": e}
     return _54, cache
 
 
@@ -208,6 +209,7 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat):
     shape_36 = cache["shape_36"]
     _34 = cache["_34"]
     _21 = cache["_21"]
+    _32 = cache["_32"]
     _25 = cache["_25"]
     _15 = cache["_15"]
     _22 = cache["_22"]
@@ -275,61 +277,63 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat):
     g10043 = np.swapaxes(_21, -1, -2)                           # (…, H, D/H, T)
     g10044 = g10040 @ g10043                                    # (…, H, T, T)
     g10045 = _34 * (g10044 - np.sum(g10044 * _34, axis=-1, keepdims=True)) # (…, H, T, T)
+    # LLaMAAttention 9 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
+    g10047 = np.where(_32, 0, g10045)                           # (…, H, T, T)
     # LLaMAAttention 8 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}
-    g10046 = g10045 / _25                                       # (…, H, T, T)
-    g10050 = np.swapaxes(_15, -1, -2)                           # (…, H, D/H, T)
-    g10051 = g10050 @ g10046                                    # (…, H, D/H, T)
-    g10052 = np.swapaxes(_22, -1, -2)                           # (…, H, T, D/H)
-    g10053 = g10046 @ g10052                                    # (…, H, T, D/H)
-    g10054 = np.swapaxes(g10051, -1, -2)                        # (…, H, T, D/H)
+    g10048 = g10047 / _25                                       # (…, H, T, T)
+    g10052 = np.swapaxes(_15, -1, -2)                           # (…, H, D/H, T)
+    g10053 = g10052 @ g10048                                    # (…, H, D/H, T)
+    g10054 = np.swapaxes(_22, -1, -2)                           # (…, H, T, D/H)
+    g10055 = g10048 @ g10054                                    # (…, H, T, D/H)
+    g10056 = np.swapaxes(g10053, -1, -2)                        # (…, H, T, D/H)
     # LLaMAAttention 7 V_h ← V[:, h · D / H : (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
-    g10055 = _permute(g10042, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10056 = g10055.reshape(shape_19)                           # (…, T, D)
-    g10057 = _unslice(g10056, shape_12, -1, 0, D)               # (…, T, D)
+    g10057 = _permute(g10042, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10058 = g10057.reshape(shape_19)                           # (…, T, D)
+    g10059 = _unslice(g10058, shape_12, -1, 0, D)               # (…, T, D)
     # LLaMAAttention 6 K_h ← K[:, h · D / H : (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
-    g10058 = _permute(g10054, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10059 = g10058.reshape(shape_16)                           # (…, T, D)
-    g10060 = _unslice(g10059, shape_11, -1, 0, D)               # (…, T, D)
+    g10060 = _permute(g10056, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10061 = g10060.reshape(shape_16)                           # (…, T, D)
+    g10062 = _unslice(g10061, shape_11, -1, 0, D)               # (…, T, D)
     # LLaMAAttention 5 Q_h ← Q[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
-    g10061 = _permute(g10053, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10062 = g10061.reshape(shape_13)                           # (…, T, D)
-    g10063 = _unslice(g10062, shape_10, -1, 0, D)               # (…, T, D)
+    g10063 = _permute(g10055, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10064 = g10063.reshape(shape_13)                           # (…, T, D)
+    g10065 = _unslice(g10064, shape_10, -1, 0, D)               # (…, T, D)
     # LLaMAAttention 3 V ← X W_v ▷ V ∈ ℝ^{T×D}
-    g10064 = _wgrad(_9, g10057)                                 # (D, D)
-    g10065 = np.swapaxes(W_v, -1, -2)                           # (D, D)
-    g10066 = g10057 @ g10065                                    # (…, T, D)
+    g10066 = _wgrad(_9, g10059)                                 # (D, D)
+    g10067 = np.swapaxes(W_v, -1, -2)                           # (D, D)
+    g10068 = g10059 @ g10067                                    # (…, T, D)
     # LLaMAAttention 2 K ← X W_k ▷ K ∈ ℝ^{T×D}
-    g10067 = _wgrad(_9, g10060)                                 # (D, D)
-    g10068 = np.swapaxes(W_k, -1, -2)                           # (D, D)
-    g10069 = g10060 @ g10068                                    # (…, T, D)
-    g10070 = g10066 + g10069                                    # (…, T, D)
+    g10069 = _wgrad(_9, g10062)                                 # (D, D)
+    g10070 = np.swapaxes(W_k, -1, -2)                           # (D, D)
+    g10071 = g10062 @ g10070                                    # (…, T, D)
+    g10072 = g10068 + g10071                                    # (…, T, D)
     # LLaMAAttention 1 Q ← X W_q ▷ Q ∈ ℝ^{T×D}
-    g10071 = _wgrad(_9, g10063)                                 # (D, D)
-    g10072 = np.swapaxes(W_q, -1, -2)                           # (D, D)
-    g10073 = g10063 @ g10072                                    # (…, T, D)
-    g10074 = g10070 + g10073                                    # (…, T, D)
+    g10073 = _wgrad(_9, g10065)                                 # (D, D)
+    g10074 = np.swapaxes(W_q, -1, -2)                           # (D, D)
+    g10075 = g10065 @ g10074                                    # (…, T, D)
+    g10076 = g10072 + g10075                                    # (…, T, D)
     # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
-    g10075 = g10074 * _8                                        # (…, T, D)
-    g10076 = g10074 * _7                                        # (…, T, D)
-    g10077 = _sum_to(g10076, 2, (-2,))                          # (1, D)
-    g10078 = np.squeeze(g10077, -2)                             # (D,)
-    g10079 = g10075 / _6                                        # (…, T, D)
-    g10080 = g10075 * _7                                        # (…, T, D)
-    g10081 = g10080 / _6                                        # (…, T, D)
-    g10082 = -g10081                                            # (…, T, D)
-    g10083 = g10035 + g10079                                    # (…, T, D)
-    g10084 = _sum_to(g10082, None, (-1,))                       # (…, T, 1)
-    g10085 = np.squeeze(g10084, -1)                             # (…, T)
+    g10077 = g10076 * _8                                        # (…, T, D)
+    g10078 = g10076 * _7                                        # (…, T, D)
+    g10079 = _sum_to(g10078, 2, (-2,))                          # (1, D)
+    g10080 = np.squeeze(g10079, -2)                             # (D,)
+    g10081 = g10077 / _6                                        # (…, T, D)
+    g10082 = g10077 * _7                                        # (…, T, D)
+    g10083 = g10082 / _6                                        # (…, T, D)
+    g10084 = -g10083                                            # (…, T, D)
+    g10085 = g10035 + g10081                                    # (…, T, D)
+    g10086 = _sum_to(g10084, None, (-1,))                       # (…, T, 1)
+    g10087 = np.squeeze(g10086, -1)                             # (…, T)
     # RMSNorm 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
-    g10086 = 2.0 * _5                                           # (…, T)
-    g10087 = g10085 / g10086                                    # (…, T)
-    g10088 = g10087 / D                                         # (…, T)
-    g10092 = np.broadcast_to(np.expand_dims(g10088, -1), shape_1) # (…, T, D)
-    g10093 = 2.0 * e                                            # (…, T, D)
-    g10094 = g10092 * g10093                                    # (…, T, D)
-    g10095 = g10083 + g10094                                    # (…, T, D)
-    grads = Params(g_1=g10078, W_q=g10071, W_k=g10067, W_v=g10064, W_o=g10036, g_2=g10018, W_1=g10011, W_3=g10006, W_2=g10001)
-    return grads, {"e": g10095}
+    g10088 = 2.0 * _5                                           # (…, T)
+    g10089 = g10087 / g10088                                    # (…, T)
+    g10090 = g10089 / D                                         # (…, T)
+    g10094 = np.broadcast_to(np.expand_dims(g10090, -1), shape_1) # (…, T, D)
+    g10095 = 2.0 * e                                            # (…, T, D)
+    g10096 = g10094 * g10095                                    # (…, T, D)
+    g10097 = g10085 + g10096                                    # (…, T, D)
+    grads = Params(g_1=g10080, W_q=g10073, W_k=g10069, W_v=g10066, W_o=g10036, g_2=g10018, W_1=g10011, W_3=g10006, W_2=g10001)
+    return grads, {"e": g10097}
 
 def _softmax(x, axis):
     z = np.exp(x - np.max(x, axis=axis, keepdims=True))
@@ -345,7 +349,7 @@ def _sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-_erf = np.vectorize(__import__("math").erf, otypes=[float])
+_erf = np.vectorize(math.erf, otypes=[float])
 
 
 def _gelu(x):

@@ -38,6 +38,7 @@ the dtype (float32 or float64) follows the parameters.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -134,7 +135,7 @@ def forward(config: Config, params: Params, X, Z, Mask):
     _15 = np.expand_dims(_14, -3)                               # (1, ℓ_z, ℓ_x)
     _16 = np.where(_15, -np.inf, _13)                           # (…, H, ℓ_z, ℓ_x)
     # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-    _17 = np.sqrt(d_attn)                                       # ()
+    _17 = math.sqrt(d_attn)                                     # ()
     _18 = _16 / _17                                             # (…, H, ℓ_z, ℓ_x)
     _19 = _softmax(_18, -2)                                     # (…, H, ℓ_z, ℓ_x)
     _20 = _11 @ _19                                             # (…, H, d_mid, ℓ_x)
@@ -249,7 +250,7 @@ def _sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-_erf = np.vectorize(__import__("math").erf, otypes=[float])
+_erf = np.vectorize(math.erf, otypes=[float])
 
 
 def _gelu(x):

@@ -24,6 +24,7 @@ the dtype (float32 or float64) follows the parameters.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,7 +125,7 @@ def _sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-_erf = np.vectorize(__import__("math").erf, otypes=[float])
+_erf = np.vectorize(math.erf, otypes=[float])
 
 
 def _gelu(x):

@@ -32,6 +32,7 @@ the dtype (float32 or float64) follows the parameters.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,7 +107,7 @@ def forward(config: Config, params: Params, e, e_t):
     # 4 ∀t: α_t ← exp(q^⊤ k_t / √d_attn) / Σ_u exp(q^⊤ k_u / √d_attn) ▷ α_t ∈ ℝ
     _11 = np.expand_dims(_2, -2)                                # (…, 1, d_attn)
     _12 = np.sum(_11 * _6, axis=-1)                             # (…, T)
-    _13 = np.sqrt(d_attn)                                       # ()
+    _13 = math.sqrt(d_attn)                                     # ()
     _14 = _12 / _13                                             # (…, T)
     _15 = np.exp(_14)                                           # (…, T)
     shape_15 = _15.shape
@@ -210,7 +211,7 @@ def _sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-_erf = np.vectorize(__import__("math").erf, otypes=[float])
+_erf = np.vectorize(math.erf, otypes=[float])
 
 
 def _gelu(x):

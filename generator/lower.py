@@ -771,10 +771,13 @@ class Lowerer:
         name = base_e.attr
         cond = getattr(self, "cond", None)
         vars_ = [ix.attr for ix in idx if ix.op == "name" and ix.attr in self.scope]
+        base, scripts = split_name(name)
+        fam = [x for _, x in scripts if x in self.scope]
+        key = join_name(base, [(k, "□" if x in self.scope else x) for k, x in scripts]) if fam else name
         if cond is not None:  # if ¬Mask[…] then S[…] ← v: a select over the whole array
             cur = self.value(target)
             new = self.select(cond, v, cur)
-            self.env[name] = self.unmap(new, vars_)
+            self.env[key] = self.unmap(new, fam + vars_)  # a family (S_h) keeps its index axis first
             return
         # X̃[:, t] ← v: the t axis goes where the index is
         u = self.unmap(v, vars_)

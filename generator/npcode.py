@@ -124,7 +124,15 @@ def _broadcast(op: Op, a: str) -> str:
     return f"_broadcast_axes({a}, {n}, ({', '.join(py_dim(d) for d in sizes)},), {-start})"
 
 
+SCALAR_MATH = {"sqrt": "math.sqrt", "exp": "math.exp", "log": "math.log", "tanh": "math.tanh",
+               "sin": "math.sin", "cos": "math.cos"}
+
+
 def op_expr(op: Op) -> str:
+    if not op.shape and not op.batched and op.prim in SCALAR_MATH:
+        # A number made of sizes and constants stays a Python float, so it never
+        # promotes float32 arrays to float64 (NumPy scalars would).
+        return f"{SCALAR_MATH[op.prim]}({op.args[0]})"
     return PRINT[op.prim](op, *op.args)
 
 
@@ -143,7 +151,7 @@ def _sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-_erf = np.vectorize(__import__("math").erf, otypes=[float])
+_erf = np.vectorize(math.erf, otypes=[float])
 
 
 def _gelu(x):

@@ -24,3 +24,18 @@ def library():
 @pytest.fixture(autouse=True)
 def _in_repo(monkeypatch):
     monkeypatch.chdir(ROOT)
+
+
+def load_generated(name: str):
+    """Import generated/<name>.py (checked in; `cardgen build --check` keeps it current)."""
+    import importlib.util
+    import sys
+
+    mod_name = f"generated_{name}"
+    if mod_name in sys.modules:
+        return sys.modules[mod_name]
+    spec = importlib.util.spec_from_file_location(mod_name, ROOT / "generated" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = mod
+    spec.loader.exec_module(mod)
+    return mod

@@ -59,17 +59,26 @@ INF = Expr("inf")
 NONE = Expr("none")
 
 
+# The two known expression bugs are steered around by rewriting a drawn
+# expression rather than by filtering (a filter that retries formats the
+# strategy's repr, which for these nested strategies runs to megabytes).
 def starts_with_bracket(e: Expr) -> bool:
-    """KNOWN BUG 2: an expression printed as `[…` right after another `[`
-    lexes as `[[`, the Iverson bracket.  Such expressions are not generated
-    as the first item of a list or index."""
     return expr_text(e).startswith("[")
 
 
-def ok_postfix_base(e: Expr) -> bool:
+def no_leading_bracket(e: Expr) -> Expr:
+    """KNOWN BUG 2: an expression printed as `[…` right after another `[`
+    lexes as `[[`, the Iverson bracket; as the first item of a list or an
+    index, `[y]` becomes `−[y]`."""
+    return Expr("neg", (e,)) if starts_with_bracket(e) else e
+
+
+def no_sqrt(e: Expr) -> Expr:
     """KNOWN BUG 1: `(√x)[i]`, `(√x)^⊤`, `(√x)²`, `(√x)^{2}` print without
-    parentheses and parse back as `√(x[i])` etc."""
-    return e.op != "sqrt"
+    parentheses and parse back as `√(x[i])` etc.; a postfix base drops its √."""
+    while e.op == "sqrt":
+        e = e.args[0]
+    return e
 
 
 # ------------------------------------------------------------ expressions
@@ -88,7 +97,7 @@ def exprs(depth: int = 3) -> st.SearchStrategy[Expr]:
     if depth == 0:
         return leaf
     sub = exprs(depth - 1)
-    post_base = sub.filter(ok_postfix_base)
+    post_base = sub.map(no_sqrt)
     index_item = pick(
         sub,
         st.tuples(pick(st.just(NONE), sub), pick(st.just(NONE), sub))
@@ -96,7 +105,7 @@ def exprs(depth: int = 3) -> st.SearchStrategy[Expr]:
     )
     index = st.tuples(
         post_base,
-        index_item.filter(lambda i: not starts_with_bracket(i)),
+        index_item.map(no_leading_bracket),
         st.lists(index_item, max_size=2),
     ).map(lambda t: Expr("index", (t[0], t[1], *t[2])))
     kwarg = st.tuples(sub, st.sampled_from(KW_NAMES), st.sampled_from(KW_IDX)).map(
@@ -110,7 +119,7 @@ def exprs(depth: int = 3) -> st.SearchStrategy[Expr]:
     # separator to print: `[x]` is always ",".
     ellipsis = st.just(Expr("ellipsis"))
     lst = st.tuples(
-        pick(sub.filter(lambda i: not starts_with_bracket(i)), ellipsis),
+        pick(sub.map(no_leading_bracket), ellipsis),
         st.lists(pick(sub, ellipsis), max_size=2),
         st.sampled_from([",", ";"]),
     ).map(lambda t: Expr("list", (t[0], *t[1]), t[2] if t[1] else ","))
@@ -212,7 +221,7 @@ def targets() -> st.SearchStrategy[Expr]:
         .map(lambda lh: Expr("slice", lh)))
     return pick(
         names,
-        st.tuples(names, index_item.filter(lambda i: not starts_with_bracket(i)),
+        st.tuples(names, index_item.map(no_leading_bracket),
                   st.lists(index_item, max_size=2))
         .map(lambda t: Expr("index", (t[0], t[1], *t[2]))),
         st.tuples(st.sampled_from(FNAMES), st.lists(names, min_size=1, max_size=3))
@@ -436,7 +445,7 @@ def test_claim_round_trip(s):
 
 # -------------------------------------------------------------- KNOWN BUGS
 # Found by the properties above; each is the minimal reproduction.  The
-# strategies exclude these shapes (see starts_with_bracket, ok_postfix_base,
+# strategies exclude these shapes (see no_leading_bracket, no_sqrt,
 # purposes) so the properties keep testing everything else.
 x, y = name("x"), name("y")
 LT = Expr("cmp", (x, y), "<")
