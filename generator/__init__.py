@@ -1,6 +1,12 @@
 """cardgen: compile algorithm cards (Phuong & Hutter style pseudocode) into NumPy."""
 
+import sys
+
 from .errors import CardError
-from .parse import parse, parse_file
+from .parse import MAX_DEPTH, parse, parse_file
+
+# Each stage walks an expression recursively, a few frames per level, and cards
+# may nest up to MAX_DEPTH levels (a long sum is as deep as it is long).
+sys.setrecursionlimit(max(sys.getrecursionlimit(), 10 * MAX_DEPTH))
 
 __all__ = ["CardError", "parse", "parse_file"]

@@ -333,7 +333,7 @@ def needs_grad(prog: Program) -> set[str]:
                         need.add(inner)
                 for _ in range(2):  # a value carried round the loop
                     visit(x.body)
-                    for outer, inner, res in x.carried:
+                    for _, inner, res in x.carried:
                         if res in need:
                             need.add(inner)
                 for res_outer, res in x.outs:
@@ -417,7 +417,7 @@ def backprop_loop(loop: Loop, grads, b: Builder, needs, loops_saved):
     for outer, inner, res in loop.carried:
         if inner in body_grads:
             grads[outer] = carry[res]
-    for per_layer, stacked in sliced.items():
+    for _per_layer, stacked in sliced.items():
         name = b.names.fresh("d_" + stacked)
         b.layout[name] = b.layout[stacked]
         grads[stacked] = name

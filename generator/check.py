@@ -227,8 +227,12 @@ class Checker:
         for d in self.card.decls:
             for n in d.names:
                 if n in seen:
-                    self.err(f"{n} is declared twice", d,
-                             hint=f"first declared on line {seen[n].pos.line}" if seen[n].pos else None)
+                    where = None
+                    if seen[n].pos and d.pos and seen[n].pos.line != d.pos.line:
+                        where = f"first declared on line {seen[n].pos.line}"
+                    elif seen[n] is d:
+                        where = f"{n} appears twice in this declaration"
+                    self.err(f"{n} is declared twice", d, hint=where)
                 seen[n] = d
         for d in self.card.decls:  # hyperparameters first: they name dimensions
             if d.role == "hyper" and isinstance(d.set, Set) and not d.set.shape and not d.set.seq:
@@ -755,7 +759,12 @@ class Checker:
             else self.slice_bound(hi_e)
         if lo is None or hi is None:
             return self.fresh("slice")
-        return hi - lo + Poly.const(1 if self.base == 1 else 0)
+        n = self.res(hi - lo + Poly.const(1 if self.base == 1 else 0))
+        if n.constant is not None and n.constant <= 0:
+            self.err(f"the slice {expr_text(s)} is empty: it ends before it starts", s,
+                     hint="a slice a : b runs from a up to b" + (" (b included)" if self.base == 1
+                                                                 else " (b excluded)"))
+        return n
 
     def slice_bound(self, e: Expr) -> Poly | None:
         t = self.expr(e)
@@ -1074,11 +1083,13 @@ class Checker:
 
     def claim(self, st: Step, name: str, t: Type):
         t = self.rtype(t)
-        if t.kind in ("group", "func") or t.shape and any(
-                s.startswith("?") or s == "⋆" for d in t.shape for s in d.symbols()):
-            inferred = None
-        else:
-            inferred = Claim(name, to_set(t))
+        inferred = None
+        if not (t.kind in ("group", "func") or any(s.startswith("?") or s == "⋆"
+                                                   for d in t.shape for s in d.symbols())):
+            try:
+                inferred = Claim(name, to_set(t))
+            except Exception:  # a shape the card notation cannot write (a negative length)
+                inferred = None
         if st.claim is not None:
             c = st.claim
             base, scripts = split_name(c.name)

@@ -28,7 +28,7 @@ MATH = {
 
 
 def op_math(op: Op) -> str:
-    fmt = MATH.get(op.prim, op.prim + "(" + ", ".join("{%d}" % i for i in range(len(op.args))) + ")")
+    fmt = MATH.get(op.prim, op.prim + "(" + ", ".join(f"{{{i}}}" for i in range(len(op.args))) + ")")
     attrs = {f"a{i}": a for i, a in enumerate(op.attr)}
     if op.prim == "select_grad" and not op.attr[0]:
         fmt = "{0} ? 0 : {1}"

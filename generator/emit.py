@@ -12,7 +12,7 @@ from pathlib import Path
 
 import jinja2
 
-from .ad import BLoop, Backward, differentiate
+from .ad import Backward, BLoop, differentiate
 from .check import Checked, Library
 from .core import Loop, Op, Program, walk
 from .lower import lower
@@ -147,7 +147,7 @@ def param_dims(prog: Program) -> list[str]:
 def forward_lines(prog: Program, bwd: Backward, shape_names, card_lines) -> list[str]:
     w = Writer(card_lines)
     w.lines += dim_lines(prog)
-    for h, local in prog.hyper_names.items():
+    for _h, local in prog.hyper_names.items():
         if local not in {ascii_name(s) for s in prog.dims}:
             w.lines.append(f"{local} = config.{local}")
     for p in prog.params:
@@ -197,13 +197,13 @@ def loop(lp: Loop, w: Writer, indent: str, shape_names, bwd: Backward):
     if saved:
         w.lines.append(f"{indent}saved_{lp.var} = []")
     w.lines.append(f"{indent}for {lp.var} in range({py_dim(lp.count)}):")
-    for outer, inner, _ in lp.carried:
+    for _, inner, _ in lp.carried:
         if inner in shape_names:
             w.lines.append(f"{indent}    {shape_names[inner]} = {inner}.shape")
     body(lp.body, w, indent + "    ", shape_names, bwd)
     if saved:
         w.lines.append(f"{indent}    saved_{lp.var}.append(({', '.join(saved)},))")
-    for outer, inner, res in lp.carried:
+    for _, inner, res in lp.carried:
         w.lines.append(f"{indent}    {inner} = {res}")
     for new, res in lp.outs:
         inner = next(i for o, i, r in lp.carried if r == res)
@@ -217,7 +217,7 @@ def backward_lines(prog: Program, bwd: Backward, card_lines) -> list[str]:
     w = Writer(card_lines)
     dims = [ascii_name(s) for s in prog.dims]
     saved = saved_names(prog, bwd)
-    for h, local in prog.hyper_names.items():
+    for _h, local in prog.hyper_names.items():
         if local not in dims:
             w.lines.append(f"{local} = config.{local}")
     for n in dims + saved + [f"saved_{v}" for v in bwd.saved_in_loops]:
@@ -248,9 +248,9 @@ def bloop(bl: BLoop, w: Writer, indent: str, bwd: Backward):
     lp = bl.loop
     for res, g in bl.seeds:
         w.lines.append(f"{indent}{bl.carry[res]} = {g}")
-    for per_layer, stacked in bl.sliced.items():
+    for stacked in bl.sliced.values():
         w.lines.append(f"{indent}{bl.stacked_grads[stacked]} = np.zeros_like(params.{stacked})")
-    for x, (g, acc) in bl.closure.items():
+    for _, acc in bl.closure.values():
         w.lines.append(f"{indent}{acc} = 0")
     w.lines.append(f"{indent}for {lp.var} in reversed(range({py_dim(lp.count)})):")
     inner = indent + "    "
@@ -259,9 +259,9 @@ def bloop(bl: BLoop, w: Writer, indent: str, bwd: Backward):
     bbody(bl.body, w, inner, bwd)
     for per_layer, stacked in bl.sliced.items():
         w.lines.append(f"{inner}{bl.stacked_grads[stacked]}[{lp.var}] += {bl.body_grads[per_layer]}")
-    for x, (g, acc) in bl.closure.items():
+    for _x, (g, acc) in bl.closure.items():
         w.lines.append(f"{inner}{acc} = {acc} + {g}")
-    for outer, inner_name, res in lp.carried:
+    for _outer, inner_name, res in lp.carried:
         if inner_name in bl.body_grads and res in bl.carry:
             w.lines.append(f"{inner}{bl.carry[res]} = {bl.body_grads[inner_name]}")
     w.last_step = None

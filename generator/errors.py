@@ -35,11 +35,18 @@ class CardError(Exception):
         lines = self.source.splitlines()
         if self.pos and 0 < self.line <= len(lines):
             text = lines[self.line - 1].replace("\t", " ")
+            col = self.col
             width = 1
             if self.pos.end_line == self.pos.line and self.pos.end_col > self.pos.col:
                 width = self.pos.end_col - self.pos.col
+            if len(text) > 100 and col > 60:  # a long line: show the part around the column
+                cut = col - 40
+                text, col = "…" + text[cut:cut + 80] + ("…" if len(text) > cut + 80 else ""), 41
+            elif len(text) > 100:
+                text = text[:100] + "…"
+            width = max(1, min(width, len(text) - col + 1, 80))
             out.append("  " + text)
-            out.append("  " + " " * (self.col - 1) + "^" * max(1, min(width, len(text) - self.col + 1)))
+            out.append("  " + " " * (col - 1) + "^" * width)
         if self.hint:
             out.append(f"  hint: {self.hint}")
         return "\n".join(out)

@@ -4,7 +4,6 @@ directions, for every parameter and every real-valued input of a card."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import inspect
 import sys
 import types

@@ -78,7 +78,7 @@ class Members:
     var: str | None
 
 
-class NotLowerable(CardError):
+class LoweringError(CardError):
     pass
 
 
@@ -104,7 +104,7 @@ class Lowerer:
 
     # ------------------------------------------------------------ helpers
     def err(self, msg, node=None):
-        e = NotLowerable(msg, getattr(node, "pos", None))
+        e = LoweringError(msg, getattr(node, "pos", None))
         raise e.located(self.card.path, self.card.source)
 
     def dim(self, p: Poly) -> Poly:
@@ -873,7 +873,7 @@ class Lowerer:
                 res = self.op("copy", (res,), (), res)  # unchanged in the body
             outs.append((outer[n].name, inner_in[n].name, res.name))
         results = []
-        for n, (o, i, r) in zip(carried, outs, strict=True):
+        for n, (_o, _i, r) in zip(carried, outs, strict=True):
             a = outer[n]
             new = AV(self.names.fresh(n), a.mapped, a.dims, a.kind, a.batched)
             results.append((new.name, r))
@@ -989,13 +989,13 @@ def lower(checked: Checked, lib: Library) -> Program:
     for d in card.decls:
         if d.role == "input":
             if isinstance(d.set, Group):
-                raise NotLowerable(f"{card.name} takes parameters as input: it is compiled by `cardgen train`",
+                raise LoweringError(f"{card.name} takes parameters as input: it is compiled by `cardgen train`",
                                    d.pos).located(card.path, card.source)
             for n in d.names:
                 key = _key(n, d)
                 b = checked.env[key]
                 if isinstance(d.set, Set) and d.set.seq and b.over:
-                    raise NotLowerable(f"{card.name} takes a data set of sequences: it is compiled by "
+                    raise LoweringError(f"{card.name} takes a data set of sequences: it is compiled by "
                                        "`cardgen train`", d.pos).located(card.path, card.source)
                 kind = "int" if b.type.kind in INTEGRAL else "bool" if b.type.kind == "boolean" else "real"
                 shape = tuple(b.over) + b.type.shape
@@ -1029,12 +1029,12 @@ def lower(checked: Checked, lib: Library) -> Program:
             pass
     out = lw.body(card.steps)
     if out is None:
-        raise NotLowerable(f"{card.name} has no return step", card.pos).located(card.path, card.source)
+        raise LoweringError(f"{card.name} has no return step", card.pos).located(card.path, card.source)
     out = lw.materialize(out)
     b = checked.env[card.outputs[0]]
     outputs = [Value(out.name, b.type.shape, out.batched, out.kind)]
     if out.mapped:
-        raise NotLowerable("the output still has an index axis", card.pos).located(card.path, card.source)
+        raise LoweringError("the output still has an index axis", card.pos).located(card.path, card.source)
     dims = dim_sources(checked, inputs)
     from .naming import ascii_name
     names.taken |= {ascii_name(d) for d in dims} | {ascii_name(n) for n in checked.env}
@@ -1102,8 +1102,6 @@ def dim_sources(checked: Checked, inputs: list[Value]) -> dict[str, str]:
     for n, b in checked.env.items():
         if b.role == "hyper" and b.type.value is not None and not b.type.shape:
             out[n] = f"config.{ascii_name(n)}"
-    for v, d in zip(inputs, [x for x in checked.card.decls if x.role in ("input",)], strict=False):
-        pass
     for inp in inputs:
         nd = len(inp.shape)
         for i, dim in enumerate(inp.shape):
@@ -1117,4 +1115,4 @@ def lowerable(card: Card) -> bool:
     return not any(isinstance(d.set, Group) and d.role == "input" for d in card.decls)
 
 
-__all__ = ["lower", "AV", "Lowerer", "NotLowerable", "Set"]
+__all__ = ["lower", "AV", "Lowerer", "LoweringError", "Set"]

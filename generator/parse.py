@@ -12,13 +12,14 @@ from functools import cache, lru_cache
 from importlib import resources
 
 import lark
-from lark import Token, Transformer, v_args
+from lark import Token, v_args
+from lark.visitors import Transformer_NonRecursive
 
 from . import ir
 from .errors import CardError
 from .ir import Card, Claim, Convention, Decl, Expr, Group, Pos, Set, Step
 
-MAX_DEPTH = 60  # brackets nested deeper than this are refused, not recursed into
+MAX_DEPTH = 2000  # parse trees deeper than this are refused (later stages recurse)
 MAX_BYTES = 1_000_000
 
 # Terminal names as a user would say them, for "expected …" messages.
@@ -83,6 +84,8 @@ def _parser() -> lark.Lark:
 
 
 def _pos_of(x) -> Pos | None:
+    if isinstance(x, Expr):
+        return x.pos
     if isinstance(x, Token):
         return Pos(x.line, x.column, x.end_line, x.end_column)
     meta = getattr(x, "meta", x)
@@ -104,7 +107,7 @@ def unquote(s: str) -> str:
 
 
 @v_args(meta=True)
-class ToIR(Transformer):
+class ToIR(Transformer_NonRecursive):
     """Lark tree -> IR.  Each method is named after a grammar alias."""
 
     # ---------------------------------------------------------- expressions
@@ -207,7 +210,8 @@ class ToIR(Transformer):
         return Expr("set_builder", (rng, cond), var, _pos_of(m))
 
     def fun_target(self, m, c):
-        return Expr("call", tuple(ir.name(str(n)) for n in c[1]), (str(c[0])[:-1], len(c[1])), _pos_of(m))
+        args = tuple(ir.name(str(t), _pos_of(t)) for t in c[1:])
+        return Expr("call", args, (str(c[0])[:-1], len(args)), _pos_of(m))
 
     # ---------------------------------------------------------------- steps
     def assign(self, m, c):
@@ -457,15 +461,28 @@ def _split_note(tok: Token) -> tuple[str | None, Claim | None]:
     return rest.strip() or None, Claim(name, _relined(st, tok.line), pos)
 
 
-def _relined(st: Set, line: int) -> Set:
-    from dataclasses import replace
-    p = st.pos
-    return replace(st, pos=Pos(line, p.col, line, p.end_col) if p else None)
+def _relined(node, line: int):
+    """A claim is parsed on its own: put every node of it back on the note's line."""
+    from dataclasses import fields, is_dataclass, replace
+    if isinstance(node, tuple):
+        return tuple(_relined(x, line) for x in node)
+    if not is_dataclass(node):
+        return node
+    changes = {}
+    for f in fields(node):
+        v = getattr(node, f.name)
+        if f.name == "pos" and v is not None:
+            changes["pos"] = Pos(line, v.col, line, v.end_col)
+        elif isinstance(v, (tuple, Expr, Set)):
+            changes[f.name] = _relined(v, line)
+    return replace(node, **changes)
 
 
 # ------------------------------------------------------------------ errors
 def _expected_words(expected) -> str:
     exp = set(expected)
+    if len(exp) > 1:
+        exp.discard("RSQB")  # always lexable (nested brackets), so it says nothing here
     words = []
     if {"NAME", "NUMBER"} <= exp or {"NAME", "CALLNAME"} <= exp:
         words.append("an expression")
@@ -483,10 +500,13 @@ def _expected_words(expected) -> str:
     return ", ".join(words) if words else "something else"
 
 
-def _lark_error(e: Exception, line: int | None = None) -> CardError:
+def _lark_error(e: Exception, line: int | None = None, text: str = "") -> CardError:
     from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
     if isinstance(e, UnexpectedToken):
         tok = e.token
+        stray = _stray_end(tok, text)
+        if stray is not None:
+            return stray
         if tok.type == "$END":
             pos = Pos(line or tok.line or 1, tok.column or 1, line or tok.line or 1, tok.column or 1)
             what = "the card ends too early"
@@ -502,7 +522,10 @@ def _lark_error(e: Exception, line: int | None = None) -> CardError:
         ch = e.char
         pos = Pos(ln, e.column, ln, e.column + 1)
         shown = repr(ch) if not ch.isprintable() else f"'{ch}'"
-        expected = _expected_words(e.allowed or ())
+        allowed = set(e.allowed or ())
+        if len(allowed) > 1:
+            allowed.discard("RSQB")  # always lexable, for nested brackets: not a real expectation
+        expected = _expected_words(allowed)
         return CardError(f"unexpected character {shown}; expected {expected}", pos,
                          _char_hint(ch))
     if isinstance(e, UnexpectedEOF):
@@ -510,7 +533,25 @@ def _lark_error(e: Exception, line: int | None = None) -> CardError:
     return CardError(str(e).splitlines()[0], None)
 
 
+def _stray_end(tok, text: str) -> CardError | None:
+    """`end` with no loop open reads as a name; say what it is."""
+    if tok.type != "_NL" or not text:
+        return None
+    lines = text.splitlines()
+    ln = tok.line
+    if not 0 < ln <= len(lines):
+        return None
+    m = re.match(r"^(\s*\d*\s*)(end)\s*$", lines[ln - 1])
+    if not m:
+        return None
+    col = len(m.group(1)) + 1
+    return CardError("`end` without a loop to close", Pos(ln, col, ln, col + 3),
+                     hint="each `end` closes a `for … do` or `while … do` opened above it")
+
+
 def _hint_for(expected, tok) -> str | None:
+    if tok.type == "ARROW":
+        return "two statements on one line? put each step on its own line"
     if "END" in expected and tok.type == "$END":
         return "a `for … do` or `while … do` block needs a closing `end`"
     if tok.type == "NAME" and "_NL" in expected:
@@ -545,13 +586,14 @@ def _parse(text: str, path: str) -> Card:
     if len(text) > MAX_BYTES:
         raise CardError(f"the file is {len(text):,} characters; cards are at most {MAX_BYTES:,}")
     if "\x00" in text:
-        ln = text.count("\n", 0, text.index("\x00")) + 1
-        raise CardError("the file contains NUL bytes; a card is UTF-8 text", Pos(ln, 1, ln, 2),
+        at = text.index("\x00")
+        ln = text.count("\n", 0, at) + 1
+        col = at - (text.rfind("\n", 0, at) + 1) + 1
+        raise CardError("the file contains NUL bytes; a card is UTF-8 text", Pos(ln, col, ln, col + 1),
                         hint="is this a binary file?")
     if not text.strip():
         raise CardError("the file is empty; a card starts with `algorithm Y ← name(inputs | parameters)`",
                         Pos(1, 1, 1, 1))
-    _check_depth(text)
     text = text.replace("\r\n", "\n")
     if not text.endswith("\n"):
         text += "\n"
@@ -560,7 +602,8 @@ def _parse(text: str, path: str) -> Card:
     except lark.exceptions.LarkError as e:
         if isinstance(getattr(e, "orig_exc", None), CardError):
             raise e.orig_exc from None
-        raise _lark_error(e) from None
+        raise _lark_error(e, text=text) from None
+    _check_depth(tree)
     try:
         card = ToIR().transform(tree)
     except lark.exceptions.VisitError as e:
@@ -571,19 +614,19 @@ def _parse(text: str, path: str) -> Card:
     return replace(card, path=path, source=text)
 
 
-def _check_depth(text: str) -> None:
-    depth, line, col = 0, 1, 0
-    for ch in text:
-        col += 1
-        if ch == "\n":
-            line, col = line + 1, 0
-        elif ch in "([{":
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise CardError(f"brackets nested more than {MAX_DEPTH} deep", Pos(line, col, line, col + 1),
-                                hint="split the expression into steps with names")
-        elif ch in ")]}":
-            depth = max(0, depth - 1)
+def _check_depth(tree) -> None:
+    """Refuse a parse tree too deep for the stages after parsing, which recurse."""
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            pos = _pos_of(node) or Pos(1, 1, 1, 2)
+            raise CardError(f"the expression is nested more than {MAX_DEPTH} levels deep",
+                            Pos(pos.line, pos.col, pos.line, pos.col + 1),
+                            hint="split it into steps with names of their own")
+        for child in getattr(node, "children", ()):
+            if isinstance(child, lark.Tree):
+                stack.append((child, depth + 1))
 
 
 @lru_cache(maxsize=4096)
@@ -603,7 +646,8 @@ def parse_file(path) -> Card:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         ln = data.count(b"\n", 0, e.start) + 1
-        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        line_start = data.rfind(b"\n", 0, e.start) + 1
+        col = len(data[line_start:e.start].decode("utf-8", errors="replace")) + 1
         raise CardError(f"byte 0x{data[e.start]:02x} is not UTF-8; a card is UTF-8 text",
                         Pos(ln, col, ln, col + 1), hint="is this a binary file?",
                         path=str(p), source="") from None

@@ -88,4 +88,4 @@ def test_gpt2_matches_hugging_face(np_dtype, torch_dtype, tol):
     expected = hf_grads(model)
     errors = {name: rel(getattr(grads, name), ref) for name, ref in expected.items()}
     assert max(errors.values()) <= tol, errors
-    assert getattr(grads, "W_e").dtype == np_dtype
+    assert grads.W_e.dtype == np_dtype
