@@ -75,6 +75,16 @@ VJP = {
 }
 
 
+class NoDerivativeError(CardError):
+    """An operation the backward pass cannot go through; ``step`` is ``Card:line``."""
+
+    def __init__(self, prim: str, step: str | None):
+        super().__init__(f"cardgen has no derivative rule for `{prim}`, which this step uses",
+                         hint="a card that is differentiated may use only operations with a rule "
+                              "(see README: primitives)")
+        self.prim, self.step = prim, step
+
+
 def inverse(perm):
     n = len(perm)
     inv = [0] * n
@@ -364,7 +374,7 @@ def backprop(body, grads, b: Builder, needs, loops_saved):
             continue
         rule = VJP.get(op.prim)
         if rule is None:
-            raise CardError(f"no derivative rule for the operation {op.prim} (from {op.step})")
+            raise NoDerivativeError(op.prim, op.step)
         b.step = op.step
         contribs = rule(b, op, grads[op.out], *op.args)
         for x, c in zip(op.args, contribs, strict=True):

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import jinja2
 
-from .ad import Backward, BLoop, differentiate
+from .ad import Backward, BLoop, NoDerivativeError, differentiate
 from .check import Checked, Library
 from .core import Loop, Op, Program, walk
+from .errors import CardError
 from .lower import lower
 from .naming import ascii_name
 from .npcode import BACKWARD_HELPERS, HELPERS, op_expr, py_dim
@@ -92,7 +93,10 @@ def module_source(checked: Checked, lib: Library, source_path: str) -> str:
     prog = lower(checked, lib)
     names = prog.names
     names.count = 10_000  # backward temporaries never meet forward ones
-    bwd = differentiate(prog, names, names.fresh("d_" + ascii_name(checked.card.outputs[0])))
+    try:
+        bwd = differentiate(prog, names, names.fresh("d_" + ascii_name(checked.card.outputs[0])))
+    except NoDerivativeError as e:
+        raise locate_step(e, lib) from None
     card = checked.card
     shape_names = {x: s for s, x in bwd.shapes}
     card_lines = card_line_map(checked, lib)
@@ -124,6 +128,21 @@ def module_source(checked: Checked, lib: Library, source_path: str) -> str:
         forward=fwd + [f"return {out.name}, cache"],
         backward=back, helpers=helpers,
     )
+
+
+def locate_step(err: CardError, lib: Library) -> CardError:
+    """Point an error about a core op back at the card step it came from."""
+    from .ir import Pos
+    name, _, line = (err.step or "").rpartition(":")
+    card = lib.card(name) if name else None
+    if card is None or not line.isdigit():
+        return err
+    ln = int(line)
+    text = card.source.splitlines()[ln - 1] if 0 < ln <= len(card.source.splitlines()) else ""
+    col = len(text) - len(text.lstrip()) + 1
+    err.pos = Pos(ln, col, ln, len(text) + 1)
+    err.path, err.source = card.path, card.source
+    return err
 
 
 def dim_lines(prog: Program, source: str = "forward") -> list[str]:
