@@ -85,34 +85,34 @@ def forward(config: Config, params: Params, theta, g, m, v, t):
     # 1 θ ← θ − η λ θ ▷ θ ∈ ℝ^n; decoupled weight decay
     _1 = eta * lam                                              # ()
     _2 = _1 * theta                                             # (…, n)
-    _3 = theta - _2                                             # (…, n)
+    theta_2 = theta - _2                                        # (…, n)
     # 2 m′ ← β_1 m + (1 − β_1) g ▷ m′ ∈ ℝ^n
     _4 = beta_1 * m                                             # (…, n)
     _5 = 1 - beta_1                                             # ()
     _6 = _5 * g                                                 # (…, n)
-    _7 = _4 + _6                                                # (…, n)
+    m_prime = _4 + _6                                           # (…, n)
     # 3 v′ ← β_2 v + (1 − β_2) g ⊙ g ▷ v′ ∈ ℝ^n
     _8 = beta_2 * v                                             # (…, n)
     _9 = 1 - beta_2                                             # ()
     _10 = _9 * g                                                # (…, n)
     _11 = _10 * g                                               # (…, n)
-    _12 = _8 + _11                                              # (…, n)
+    v_prime = _8 + _11                                          # (…, n)
     # 4 m̂ ← m′ / (1 − β_1^{t}) ▷ m̂ ∈ ℝ^n; bias correction
     _13 = beta_1 ** t                                           # ()
     _14 = 1 - _13                                               # ()
-    _15 = _7 / _14                                              # (…, n)
+    m_hat = m_prime / _14                                       # (…, n)
     # 5 v̂ ← v′ / (1 − β_2^{t}) ▷ v̂ ∈ ℝ^n
     _16 = beta_2 ** t                                           # ()
     _17 = 1 - _16                                               # ()
-    _18 = _12 / _17                                             # (…, n)
+    v_hat = v_prime / _17                                       # (…, n)
     # 6 return θ′ = θ − η m̂ / (√v̂ + ε) ▷ θ′ ∈ ℝ^n
-    _19 = eta * _15                                             # (…, n)
-    _20 = np.sqrt(_18)                                          # (…, n)
+    _19 = eta * m_hat                                           # (…, n)
+    _20 = np.sqrt(v_hat)                                        # (…, n)
     _21 = _20 + eps                                             # (…, n)
     _22 = _19 / _21                                             # (…, n)
-    _23 = _3 - _22                                              # (…, n)
+    theta_prime = theta_2 - _22                                 # (…, n)
     cache = {"n": n, "_21": _21, "_22": _22, "_20": _20, "_17": _17, "_14": _14, "g": g, "_10": _10, "_9": _9, "_5": _5, "_1": _1, "t": t}
-    return _23, cache
+    return theta_prime, cache
 
 
 def backward(config: Config, params: Params, cache: dict, d_theta_prime):

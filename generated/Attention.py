@@ -102,28 +102,28 @@ def forward(config: Config, params: Params, X, Z, Mask):
     # 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
     _1 = W_q @ X                                                # (…, d_attn, ℓ_x)
     _2 = np.expand_dims(b_q, -1)                                # (d_attn, 1)
-    _3 = _1 + _2                                                # (…, d_attn, ℓ_x)
+    Q = _1 + _2                                                 # (…, d_attn, ℓ_x)
     # 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
     _4 = W_k @ Z                                                # (…, d_attn, ℓ_z)
     _5 = np.expand_dims(b_k, -1)                                # (d_attn, 1)
-    _6 = _4 + _5                                                # (…, d_attn, ℓ_z)
+    K = _4 + _5                                                 # (…, d_attn, ℓ_z)
     # 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
     _7 = W_v @ Z                                                # (…, d_out, ℓ_z)
     _8 = np.expand_dims(b_v, -1)                                # (d_out, 1)
-    _9 = _7 + _8                                                # (…, d_out, ℓ_z)
+    V = _7 + _8                                                 # (…, d_out, ℓ_z)
     # 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-    _10 = np.swapaxes(_6, -1, -2)                               # (…, ℓ_z, d_attn)
-    _11 = _10 @ _3                                              # (…, ℓ_z, ℓ_x)
+    _10 = np.swapaxes(K, -1, -2)                                # (…, ℓ_z, d_attn)
+    S = _10 @ Q                                                 # (…, ℓ_z, ℓ_x)
     # 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
     _12 = ~Mask                                                 # (ℓ_z, ℓ_x)
-    _13 = np.where(_12, -np.inf, _11)                           # (…, ℓ_z, ℓ_x)
+    _13 = np.where(_12, -np.inf, S)                             # (…, ℓ_z, ℓ_x)
     # 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
     _14 = math.sqrt(d_attn)                                     # ()
     _15 = _13 / _14                                             # (…, ℓ_z, ℓ_x)
     _16 = _softmax(_15, -2)                                     # (…, ℓ_z, ℓ_x)
-    _17 = _9 @ _16                                              # (…, d_out, ℓ_x)
-    cache = {"d_attn": d_attn, "d_out": d_out, "d_x": d_x, "ell_x": ell_x, "d_z": d_z, "ell_z": ell_z, "_9": _9, "_16": _16, "_14": _14, "_12": _12, "_10": _10, "_3": _3, "W_v": W_v, "Z": Z, "W_k": W_k, "W_q": W_q, "X": X}
-    return _17, cache
+    V_tilde = V @ _16                                           # (…, d_out, ℓ_x)
+    cache = {"d_attn": d_attn, "d_out": d_out, "d_x": d_x, "ell_x": ell_x, "d_z": d_z, "ell_z": ell_z, "V": V, "_16": _16, "_14": _14, "_12": _12, "_10": _10, "Q": Q, "W_v": W_v, "Z": Z, "W_k": W_k, "W_q": W_q, "X": X}
+    return V_tilde, cache
 
 
 def backward(config: Config, params: Params, cache: dict, d_V_tilde):
@@ -138,19 +138,19 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde):
     ell_x = cache["ell_x"]
     d_z = cache["d_z"]
     ell_z = cache["ell_z"]
-    _9 = cache["_9"]
+    V = cache["V"]
     _16 = cache["_16"]
     _14 = cache["_14"]
     _12 = cache["_12"]
     _10 = cache["_10"]
-    _3 = cache["_3"]
+    Q = cache["Q"]
     W_v = params.W_v
     Z = cache["Z"]
     W_k = params.W_k
     W_q = params.W_q
     X = cache["X"]
     # 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-    g10001 = np.swapaxes(_9, -1, -2)                            # (…, ℓ_z, d_out)
+    g10001 = np.swapaxes(V, -1, -2)                             # (…, ℓ_z, d_out)
     g10002 = g10001 @ d_V_tilde                                 # (…, ℓ_z, ℓ_x)
     g10003 = np.swapaxes(_16, -1, -2)                           # (…, ℓ_x, ℓ_z)
     g10004 = d_V_tilde @ g10003                                 # (…, d_out, ℓ_z)
@@ -161,7 +161,7 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde):
     # 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
     g10012 = np.swapaxes(_10, -1, -2)                           # (…, d_attn, ℓ_z)
     g10013 = g10012 @ g10011                                    # (…, d_attn, ℓ_x)
-    g10014 = np.swapaxes(_3, -1, -2)                            # (…, ℓ_x, d_attn)
+    g10014 = np.swapaxes(Q, -1, -2)                             # (…, ℓ_x, d_attn)
     g10015 = g10011 @ g10014                                    # (…, ℓ_z, d_attn)
     g10016 = np.swapaxes(g10015, -1, -2)                        # (…, d_attn, ℓ_z)
     # 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value

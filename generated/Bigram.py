@@ -60,9 +60,9 @@ def forward(config: Config, params: Params, x):
     T = x.shape[-1]
     W = params.W
     # 1 return P = W[x] ▷ P ∈ ℝ^{T×V}
-    _1 = W[x]                                                   # (…, T, V)
+    P = W[x]                                                    # (…, T, V)
     cache = {"V": V, "T": T, "x": x, "W": W}
-    return _1, cache
+    return P, cache
 
 
 def backward(config: Config, params: Params, cache: dict, d_P):

@@ -86,51 +86,47 @@ def forward(config: Config, params: Params, X):
     b_o = params.b_o
     # 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
     _1 = X @ W_qkv                                              # (…, T, 3·D)
-    _2 = np.expand_dims(b_qkv, -2)                              # (1, 3·D)
-    _3 = _1 + _2                                                # (…, T, 3·D)
-    shape_3 = _3.shape
+    A = _1 + b_qkv                                              # (…, T, 3·D)
+    A_shape = A.shape
     # 3 Q_h ← A[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
-    _4 = _3[..., 0:D]                                           # (…, T, D)
-    shape_4 = _4.shape
-    _5 = _4.reshape(_4.shape[:-1] + (H, D // H,))               # (…, T, H, D/H)
-    _6 = _permute(_5, (-2, -3, -1))                             # (…, H, T, D/H)
+    _3 = A[..., 0:D]                                            # (…, T, D)
+    shape_3 = _3.shape
+    _4 = _3.reshape(_3.shape[:-1] + (H, D // H,))               # (…, T, H, D/H)
+    Q = _permute(_4, (-2, -3, -1))                              # (…, H, T, D/H)
     # 4 K_h ← A[:, D + h · D / H : D + (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
-    _7 = _3[..., D:2*D]                                         # (…, T, D)
-    shape_7 = _7.shape
-    _8 = _7.reshape(_7.shape[:-1] + (H, D // H,))               # (…, T, H, D/H)
-    _9 = _permute(_8, (-2, -3, -1))                             # (…, H, T, D/H)
+    _6 = A[..., D:2*D]                                          # (…, T, D)
+    shape_6 = _6.shape
+    _7 = _6.reshape(_6.shape[:-1] + (H, D // H,))               # (…, T, H, D/H)
+    K = _permute(_7, (-2, -3, -1))                              # (…, H, T, D/H)
     # 5 V_h ← A[:, 2 · D + h · D / H : 2 · D + (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
-    _10 = _3[..., 2*D:3*D]                                      # (…, T, D)
-    shape_10 = _10.shape
-    _11 = _10.reshape(_10.shape[:-1] + (H, D // H,))            # (…, T, H, D/H)
-    _12 = _permute(_11, (-2, -3, -1))                           # (…, H, T, D/H)
+    _9 = A[..., 2*D:3*D]                                        # (…, T, D)
+    shape_9 = _9.shape
+    _10 = _9.reshape(_9.shape[:-1] + (H, D // H,))              # (…, T, H, D/H)
+    V = _permute(_10, (-2, -3, -1))                             # (…, H, T, D/H)
     # 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
-    _13 = np.swapaxes(_9, -1, -2)                               # (…, H, D/H, T)
-    _14 = _6 @ _13                                              # (…, H, T, T)
-    _15 = D / H                                                 # ()
-    _16 = math.sqrt(_15)                                        # ()
-    _17 = _14 / _16                                             # (…, H, T, T)
+    _12 = np.swapaxes(K, -1, -2)                                # (…, H, D/H, T)
+    _13 = Q @ _12                                               # (…, H, T, T)
+    _14 = D / H                                                 # ()
+    _15 = math.sqrt(_14)                                        # ()
+    S = _13 / _15                                               # (…, H, T, T)
     # 7 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
+    _17 = np.arange(0, T)                                       # (T,)
     _18 = np.arange(0, T)                                       # (T,)
-    _19 = np.arange(0, T)                                       # (T,)
-    _20 = np.expand_dims(_18, -2)                               # (1, T)
-    _21 = np.expand_dims(_19, -1)                               # (T, 1)
-    _22 = _20 > _21                                             # (T, T)
-    _23 = np.expand_dims(_22, -3)                               # (1, T, T)
-    _24 = np.where(_23, -np.inf, _17)                           # (…, H, T, T)
+    _19 = np.expand_dims(_18, -1)                               # (T, 1)
+    _20 = _17 > _19                                             # (T, T)
+    _21 = np.where(_20, -np.inf, S)                             # (…, H, T, T)
     # 8 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-    _25 = _softmax(_24, -1)                                     # (…, H, T, T)
-    _26 = _25 @ _12                                             # (…, H, T, D/H)
+    _22 = _softmax(_21, -1)                                     # (…, H, T, T)
+    Y = _22 @ V                                                 # (…, H, T, D/H)
     # 10 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
-    _27 = _permute(_26, (-2, -3, -1))                           # (…, T, H, D/H)
-    shape_27 = _27.shape
-    _28 = _27.reshape(_27.shape[:-2] + (D,))                    # (…, T, D)
+    _24 = _permute(Y, (-2, -3, -1))                             # (…, T, H, D/H)
+    shape_24 = _24.shape
+    Y_2 = _24.reshape(_24.shape[:-2] + (D,))                    # (…, T, D)
     # 11 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
-    _29 = _28 @ W_o                                             # (…, T, D)
-    _30 = np.expand_dims(b_o, -2)                               # (1, D)
-    _31 = _29 + _30                                             # (…, T, D)
-    cache = {"D": D, "H": H, "T": T, "_28": _28, "W_o": W_o, "shape_27": shape_27, "_25": _25, "_12": _12, "_23": _23, "_16": _16, "_6": _6, "_13": _13, "shape_10": shape_10, "shape_3": shape_3, "shape_7": shape_7, "shape_4": shape_4, "X": X, "W_qkv": W_qkv}
-    return _31, cache
+    _26 = Y_2 @ W_o                                             # (…, T, D)
+    V_tilde = _26 + b_o                                         # (…, T, D)
+    cache = {"D": D, "H": H, "T": T, "Y_2": Y_2, "W_o": W_o, "shape_24": shape_24, "_22": _22, "V": V, "_20": _20, "_15": _15, "Q": Q, "_12": _12, "shape_9": shape_9, "A_shape": A_shape, "shape_6": shape_6, "shape_3": shape_3, "X": X, "W_qkv": W_qkv}
+    return V_tilde, cache
 
 
 def backward(config: Config, params: Params, cache: dict, d_V_tilde):
@@ -142,67 +138,65 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde):
     D = cache["D"]
     H = cache["H"]
     T = cache["T"]
-    _28 = cache["_28"]
+    Y_2 = cache["Y_2"]
     W_o = params.W_o
-    shape_27 = cache["shape_27"]
-    _25 = cache["_25"]
+    shape_24 = cache["shape_24"]
+    _22 = cache["_22"]
+    V = cache["V"]
+    _20 = cache["_20"]
+    _15 = cache["_15"]
+    Q = cache["Q"]
     _12 = cache["_12"]
-    _23 = cache["_23"]
-    _16 = cache["_16"]
-    _6 = cache["_6"]
-    _13 = cache["_13"]
-    shape_10 = cache["shape_10"]
+    shape_9 = cache["shape_9"]
+    A_shape = cache["A_shape"]
+    shape_6 = cache["shape_6"]
     shape_3 = cache["shape_3"]
-    shape_7 = cache["shape_7"]
-    shape_4 = cache["shape_4"]
     X = cache["X"]
     W_qkv = params.W_qkv
     # 11 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
-    g10001 = _sum_to(d_V_tilde, 2, (-2,))                       # (1, D)
-    g10002 = np.squeeze(g10001, -2)                             # (D,)
-    g10003 = _wgrad(_28, d_V_tilde)                             # (D, D)
-    g10004 = np.swapaxes(W_o, -1, -2)                           # (D, D)
-    g10005 = d_V_tilde @ g10004                                 # (…, T, D)
+    g10001 = _sum_to(d_V_tilde, 1, ())                          # (D,)
+    g10002 = _wgrad(Y_2, d_V_tilde)                             # (D, D)
+    g10003 = np.swapaxes(W_o, -1, -2)                           # (D, D)
+    g10004 = d_V_tilde @ g10003                                 # (…, T, D)
     # 10 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
-    g10006 = g10005.reshape(shape_27)                           # (…, T, H, D/H)
-    g10007 = _permute(g10006, (-2, -3, -1))                     # (…, H, T, D/H)
+    g10005 = g10004.reshape(shape_24)                           # (…, T, H, D/H)
+    g10006 = _permute(g10005, (-2, -3, -1))                     # (…, H, T, D/H)
     # 8 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-    g10008 = np.swapaxes(_25, -1, -2)                           # (…, H, T, T)
-    g10009 = g10008 @ g10007                                    # (…, H, T, D/H)
-    g10010 = np.swapaxes(_12, -1, -2)                           # (…, H, D/H, T)
-    g10011 = g10007 @ g10010                                    # (…, H, T, T)
-    g10012 = _25 * (g10011 - np.sum(g10011 * _25, axis=-1, keepdims=True)) # (…, H, T, T)
+    g10007 = np.swapaxes(_22, -1, -2)                           # (…, H, T, T)
+    g10008 = g10007 @ g10006                                    # (…, H, T, D/H)
+    g10009 = np.swapaxes(V, -1, -2)                             # (…, H, D/H, T)
+    g10010 = g10006 @ g10009                                    # (…, H, T, T)
+    g10011 = _22 * (g10010 - np.sum(g10010 * _22, axis=-1, keepdims=True)) # (…, H, T, T)
     # 7 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
-    g10014 = np.where(_23, 0, g10012)                           # (…, H, T, T)
+    g10013 = np.where(_20, 0, g10011)                           # (…, H, T, T)
     # 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
-    g10015 = g10014 / _16                                       # (…, H, T, T)
-    g10019 = np.swapaxes(_6, -1, -2)                            # (…, H, D/H, T)
-    g10020 = g10019 @ g10015                                    # (…, H, D/H, T)
-    g10021 = np.swapaxes(_13, -1, -2)                           # (…, H, T, D/H)
-    g10022 = g10015 @ g10021                                    # (…, H, T, D/H)
-    g10023 = np.swapaxes(g10020, -1, -2)                        # (…, H, T, D/H)
+    g10014 = g10013 / _15                                       # (…, H, T, T)
+    g10018 = np.swapaxes(Q, -1, -2)                             # (…, H, D/H, T)
+    g10019 = g10018 @ g10014                                    # (…, H, D/H, T)
+    g10020 = np.swapaxes(_12, -1, -2)                           # (…, H, T, D/H)
+    g10021 = g10014 @ g10020                                    # (…, H, T, D/H)
+    g10022 = np.swapaxes(g10019, -1, -2)                        # (…, H, T, D/H)
     # 5 V_h ← A[:, 2 · D + h · D / H : 2 · D + (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
-    g10024 = _permute(g10009, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10025 = g10024.reshape(shape_10)                           # (…, T, D)
-    g10026 = _unslice(g10025, shape_3, -1, 2*D, 3*D)            # (…, T, 3·D)
+    g10023 = _permute(g10008, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10024 = g10023.reshape(shape_9)                            # (…, T, D)
+    g10025 = _unslice(g10024, A_shape, -1, 2*D, 3*D)            # (…, T, 3·D)
     # 4 K_h ← A[:, D + h · D / H : D + (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
-    g10027 = _permute(g10023, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10028 = g10027.reshape(shape_7)                            # (…, T, D)
-    g10029 = _unslice(g10028, shape_3, -1, D, 2*D)              # (…, T, 3·D)
-    g10030 = g10026 + g10029                                    # (…, T, 3·D)
+    g10026 = _permute(g10022, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10027 = g10026.reshape(shape_6)                            # (…, T, D)
+    g10028 = _unslice(g10027, A_shape, -1, D, 2*D)              # (…, T, 3·D)
+    g10029 = g10025 + g10028                                    # (…, T, 3·D)
     # 3 Q_h ← A[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
-    g10031 = _permute(g10022, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10032 = g10031.reshape(shape_4)                            # (…, T, D)
-    g10033 = _unslice(g10032, shape_3, -1, 0, D)                # (…, T, 3·D)
-    g10034 = g10030 + g10033                                    # (…, T, 3·D)
+    g10030 = _permute(g10021, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10031 = g10030.reshape(shape_3)                            # (…, T, D)
+    g10032 = _unslice(g10031, A_shape, -1, 0, D)                # (…, T, 3·D)
+    g10033 = g10029 + g10032                                    # (…, T, 3·D)
     # 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
-    g10035 = _sum_to(g10034, 2, (-2,))                          # (1, 3·D)
-    g10036 = np.squeeze(g10035, -2)                             # (3·D,)
-    g10037 = _wgrad(X, g10034)                                  # (D, 3·D)
-    g10038 = np.swapaxes(W_qkv, -1, -2)                         # (3·D, D)
-    g10039 = g10034 @ g10038                                    # (…, T, D)
-    grads = Params(W_qkv=g10037, b_qkv=g10036, W_o=g10003, b_o=g10002)
-    return grads, {"X": g10039}
+    g10034 = _sum_to(g10033, 1, ())                             # (3·D,)
+    g10035 = _wgrad(X, g10033)                                  # (D, 3·D)
+    g10036 = np.swapaxes(W_qkv, -1, -2)                         # (3·D, D)
+    g10037 = g10033 @ g10036                                    # (…, T, D)
+    grads = Params(W_qkv=g10035, b_qkv=g10034, W_o=g10002, b_o=g10001)
+    return grads, {"X": g10037}
 
 def _softmax(x, axis):
     z = np.exp(x - np.max(x, axis=axis, keepdims=True))

@@ -61,9 +61,9 @@ def forward(config: Config, params: Params, x):
     _5 = 0.7978845608028654 * _4                                # (…, D)
     _6 = np.tanh(_5)                                            # (…, D)
     _7 = 1 + _6                                                 # (…, D)
-    _8 = _1 * _7                                                # (…, D)
+    y = _1 * _7                                                 # (…, D)
     cache = {"D": D, "_7": _7, "_1": _1, "_6": _6, "x": x}
-    return _8, cache
+    return y, cache
 
 
 def backward(config: Config, params: Params, cache: dict, d_y):

@@ -76,29 +76,28 @@ def forward(config: Config, params: Params, X):
     W_q = params.W_q
     W_v = params.W_v
     # 1 K ← X W_k ▷ K ∈ ℝ^{T×d_h}; what each token contains
-    _1 = X @ W_k                                                # (…, T, d_h)
+    K = X @ W_k                                                 # (…, T, d_h)
     # 2 Q ← X W_q ▷ Q ∈ ℝ^{T×d_h}; what each token looks for
-    _2 = X @ W_q                                                # (…, T, d_h)
+    Q = X @ W_q                                                 # (…, T, d_h)
     # 3 V ← X W_v ▷ V ∈ ℝ^{T×d_h}; what each token communicates
-    _3 = X @ W_v                                                # (…, T, d_h)
+    V = X @ W_v                                                 # (…, T, d_h)
     # 4 S ← Q K^⊤ / √d_h ▷ S ∈ ℝ^{T×T}; S[t, u]: affinity of query t with key u
-    _4 = np.swapaxes(_1, -1, -2)                                # (…, d_h, T)
-    _5 = _2 @ _4                                                # (…, T, T)
+    _4 = np.swapaxes(K, -1, -2)                                 # (…, d_h, T)
+    _5 = Q @ _4                                                 # (…, T, T)
     _6 = math.sqrt(d_h)                                         # ()
-    _7 = _5 / _6                                                # (…, T, T)
+    S = _5 / _6                                                 # (…, T, T)
     # 5 ∀t, u: if u > t then S[t, u] ← −∞ ▷ S ∈ ℝ^{T×T}; causal mask: no attending to future tokens
     _8 = np.arange(0, T)                                        # (T,)
     _9 = np.arange(0, T)                                        # (T,)
-    _10 = np.expand_dims(_8, -2)                                # (1, T)
-    _11 = np.expand_dims(_9, -1)                                # (T, 1)
-    _12 = _10 > _11                                             # (T, T)
-    _13 = np.where(_12, -np.inf, _7)                            # (…, T, T)
+    _10 = np.expand_dims(_9, -1)                                # (T, 1)
+    _11 = _8 > _10                                              # (T, T)
+    _12 = np.where(_11, -np.inf, S)                             # (…, T, T)
     # 6 A ← softmax(S) ▷ A ∈ ℝ^{T×T}; each row sums to 1
-    _14 = _softmax(_13, -1)                                     # (…, T, T)
+    A = _softmax(_12, -1)                                       # (…, T, T)
     # 7 return Y = A V ▷ Y ∈ ℝ^{T×d_h}
-    _15 = _14 @ _3                                              # (…, T, d_h)
-    cache = {"D": D, "d_h": d_h, "T": T, "_14": _14, "_3": _3, "_12": _12, "_6": _6, "_2": _2, "_4": _4, "X": X, "W_v": W_v, "W_q": W_q, "W_k": W_k}
-    return _15, cache
+    Y = A @ V                                                   # (…, T, d_h)
+    cache = {"D": D, "d_h": d_h, "T": T, "A": A, "V": V, "_11": _11, "_6": _6, "Q": Q, "_4": _4, "X": X, "W_v": W_v, "W_q": W_q, "W_k": W_k}
+    return Y, cache
 
 
 def backward(config: Config, params: Params, cache: dict, d_Y):
@@ -110,28 +109,28 @@ def backward(config: Config, params: Params, cache: dict, d_Y):
     D = cache["D"]
     d_h = cache["d_h"]
     T = cache["T"]
-    _14 = cache["_14"]
-    _3 = cache["_3"]
-    _12 = cache["_12"]
+    A = cache["A"]
+    V = cache["V"]
+    _11 = cache["_11"]
     _6 = cache["_6"]
-    _2 = cache["_2"]
+    Q = cache["Q"]
     _4 = cache["_4"]
     X = cache["X"]
     W_v = params.W_v
     W_q = params.W_q
     W_k = params.W_k
     # 7 return Y = A V ▷ Y ∈ ℝ^{T×d_h}
-    g10001 = np.swapaxes(_14, -1, -2)                           # (…, T, T)
+    g10001 = np.swapaxes(A, -1, -2)                             # (…, T, T)
     g10002 = g10001 @ d_Y                                       # (…, T, d_h)
-    g10003 = np.swapaxes(_3, -1, -2)                            # (…, d_h, T)
+    g10003 = np.swapaxes(V, -1, -2)                             # (…, d_h, T)
     g10004 = d_Y @ g10003                                       # (…, T, T)
     # 6 A ← softmax(S) ▷ A ∈ ℝ^{T×T}; each row sums to 1
-    g10005 = _14 * (g10004 - np.sum(g10004 * _14, axis=-1, keepdims=True)) # (…, T, T)
+    g10005 = A * (g10004 - np.sum(g10004 * A, axis=-1, keepdims=True)) # (…, T, T)
     # 5 ∀t, u: if u > t then S[t, u] ← −∞ ▷ S ∈ ℝ^{T×T}; causal mask: no attending to future tokens
-    g10007 = np.where(_12, 0, g10005)                           # (…, T, T)
+    g10007 = np.where(_11, 0, g10005)                           # (…, T, T)
     # 4 S ← Q K^⊤ / √d_h ▷ S ∈ ℝ^{T×T}; S[t, u]: affinity of query t with key u
     g10008 = g10007 / _6                                        # (…, T, T)
-    g10012 = np.swapaxes(_2, -1, -2)                            # (…, d_h, T)
+    g10012 = np.swapaxes(Q, -1, -2)                             # (…, d_h, T)
     g10013 = g10012 @ g10008                                    # (…, d_h, T)
     g10014 = np.swapaxes(_4, -1, -2)                            # (…, T, d_h)
     g10015 = g10008 @ g10014                                    # (…, T, d_h)

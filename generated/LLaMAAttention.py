@@ -85,54 +85,52 @@ def forward(config: Config, params: Params, X):
     W_v = params.W_v
     W_o = params.W_o
     # 1 Q ← X W_q ▷ Q ∈ ℝ^{T×D}
-    _1 = X @ W_q                                                # (…, T, D)
-    shape_1 = _1.shape
+    Q = X @ W_q                                                 # (…, T, D)
+    Q_shape = Q.shape
     # 2 K ← X W_k ▷ K ∈ ℝ^{T×D}
-    _2 = X @ W_k                                                # (…, T, D)
-    shape_2 = _2.shape
+    K = X @ W_k                                                 # (…, T, D)
+    K_shape = K.shape
     # 3 V ← X W_v ▷ V ∈ ℝ^{T×D}
-    _3 = X @ W_v                                                # (…, T, D)
-    shape_3 = _3.shape
+    V = X @ W_v                                                 # (…, T, D)
+    V_shape = V.shape
     # 5 Q_h ← Q[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
-    _4 = _1[..., 0:D]                                           # (…, T, D)
+    _4 = Q[..., 0:D]                                            # (…, T, D)
     shape_4 = _4.shape
     _5 = _4.reshape(_4.shape[:-1] + (H, D // H,))               # (…, T, H, D/H)
-    _6 = _permute(_5, (-2, -3, -1))                             # (…, H, T, D/H)
+    Q_2 = _permute(_5, (-2, -3, -1))                            # (…, H, T, D/H)
     # 6 K_h ← K[:, h · D / H : (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
-    _7 = _2[..., 0:D]                                           # (…, T, D)
+    _7 = K[..., 0:D]                                            # (…, T, D)
     shape_7 = _7.shape
     _8 = _7.reshape(_7.shape[:-1] + (H, D // H,))               # (…, T, H, D/H)
-    _9 = _permute(_8, (-2, -3, -1))                             # (…, H, T, D/H)
+    K_2 = _permute(_8, (-2, -3, -1))                            # (…, H, T, D/H)
     # 7 V_h ← V[:, h · D / H : (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
-    _10 = _3[..., 0:D]                                          # (…, T, D)
+    _10 = V[..., 0:D]                                           # (…, T, D)
     shape_10 = _10.shape
     _11 = _10.reshape(_10.shape[:-1] + (H, D // H,))            # (…, T, H, D/H)
-    _12 = _permute(_11, (-2, -3, -1))                           # (…, H, T, D/H)
+    V_2 = _permute(_11, (-2, -3, -1))                           # (…, H, T, D/H)
     # 8 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}
-    _13 = np.swapaxes(_9, -1, -2)                               # (…, H, D/H, T)
-    _14 = _6 @ _13                                              # (…, H, T, T)
+    _13 = np.swapaxes(K_2, -1, -2)                              # (…, H, D/H, T)
+    _14 = Q_2 @ _13                                             # (…, H, T, T)
     _15 = D / H                                                 # ()
     _16 = math.sqrt(_15)                                        # ()
-    _17 = _14 / _16                                             # (…, H, T, T)
+    S = _14 / _16                                               # (…, H, T, T)
     # 9 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
     _18 = np.arange(0, T)                                       # (T,)
     _19 = np.arange(0, T)                                       # (T,)
-    _20 = np.expand_dims(_18, -2)                               # (1, T)
-    _21 = np.expand_dims(_19, -1)                               # (T, 1)
-    _22 = _20 > _21                                             # (T, T)
-    _23 = np.expand_dims(_22, -3)                               # (1, T, T)
-    _24 = np.where(_23, -np.inf, _17)                           # (…, H, T, T)
+    _20 = np.expand_dims(_19, -1)                               # (T, 1)
+    _21 = _18 > _20                                             # (T, T)
+    _22 = np.where(_21, -np.inf, S)                             # (…, H, T, T)
     # 10 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-    _25 = _softmax(_24, -1)                                     # (…, H, T, T)
-    _26 = _25 @ _12                                             # (…, H, T, D/H)
+    _23 = _softmax(_22, -1)                                     # (…, H, T, T)
+    Y = _23 @ V_2                                               # (…, H, T, D/H)
     # 12 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
-    _27 = _permute(_26, (-2, -3, -1))                           # (…, T, H, D/H)
-    shape_27 = _27.shape
-    _28 = _27.reshape(_27.shape[:-2] + (D,))                    # (…, T, D)
+    _25 = _permute(Y, (-2, -3, -1))                             # (…, T, H, D/H)
+    shape_25 = _25.shape
+    Y_2 = _25.reshape(_25.shape[:-2] + (D,))                    # (…, T, D)
     # 13 return Ṽ = Y W_o ▷ Ṽ ∈ ℝ^{T×D}
-    _29 = _28 @ W_o                                             # (…, T, D)
-    cache = {"D": D, "H": H, "T": T, "_28": _28, "W_o": W_o, "shape_27": shape_27, "_25": _25, "_12": _12, "_23": _23, "_16": _16, "_6": _6, "_13": _13, "shape_10": shape_10, "shape_3": shape_3, "shape_7": shape_7, "shape_2": shape_2, "shape_4": shape_4, "shape_1": shape_1, "X": X, "W_v": W_v, "W_k": W_k, "W_q": W_q}
-    return _29, cache
+    V_tilde = Y_2 @ W_o                                         # (…, T, D)
+    cache = {"D": D, "H": H, "T": T, "Y_2": Y_2, "W_o": W_o, "shape_25": shape_25, "_23": _23, "V_2": V_2, "_21": _21, "_16": _16, "Q_2": Q_2, "_13": _13, "shape_10": shape_10, "V_shape": V_shape, "shape_7": shape_7, "K_shape": K_shape, "shape_4": shape_4, "Q_shape": Q_shape, "X": X, "W_v": W_v, "W_k": W_k, "W_q": W_q}
+    return V_tilde, cache
 
 
 def backward(config: Config, params: Params, cache: dict, d_V_tilde):
@@ -144,43 +142,43 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde):
     D = cache["D"]
     H = cache["H"]
     T = cache["T"]
-    _28 = cache["_28"]
+    Y_2 = cache["Y_2"]
     W_o = params.W_o
-    shape_27 = cache["shape_27"]
-    _25 = cache["_25"]
-    _12 = cache["_12"]
+    shape_25 = cache["shape_25"]
     _23 = cache["_23"]
+    V_2 = cache["V_2"]
+    _21 = cache["_21"]
     _16 = cache["_16"]
-    _6 = cache["_6"]
+    Q_2 = cache["Q_2"]
     _13 = cache["_13"]
     shape_10 = cache["shape_10"]
-    shape_3 = cache["shape_3"]
+    V_shape = cache["V_shape"]
     shape_7 = cache["shape_7"]
-    shape_2 = cache["shape_2"]
+    K_shape = cache["K_shape"]
     shape_4 = cache["shape_4"]
-    shape_1 = cache["shape_1"]
+    Q_shape = cache["Q_shape"]
     X = cache["X"]
     W_v = params.W_v
     W_k = params.W_k
     W_q = params.W_q
     # 13 return Ṽ = Y W_o ▷ Ṽ ∈ ℝ^{T×D}
-    g10001 = _wgrad(_28, d_V_tilde)                             # (D, D)
+    g10001 = _wgrad(Y_2, d_V_tilde)                             # (D, D)
     g10002 = np.swapaxes(W_o, -1, -2)                           # (D, D)
     g10003 = d_V_tilde @ g10002                                 # (…, T, D)
     # 12 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
-    g10004 = g10003.reshape(shape_27)                           # (…, T, H, D/H)
+    g10004 = g10003.reshape(shape_25)                           # (…, T, H, D/H)
     g10005 = _permute(g10004, (-2, -3, -1))                     # (…, H, T, D/H)
     # 10 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-    g10006 = np.swapaxes(_25, -1, -2)                           # (…, H, T, T)
+    g10006 = np.swapaxes(_23, -1, -2)                           # (…, H, T, T)
     g10007 = g10006 @ g10005                                    # (…, H, T, D/H)
-    g10008 = np.swapaxes(_12, -1, -2)                           # (…, H, D/H, T)
+    g10008 = np.swapaxes(V_2, -1, -2)                           # (…, H, D/H, T)
     g10009 = g10005 @ g10008                                    # (…, H, T, T)
-    g10010 = _25 * (g10009 - np.sum(g10009 * _25, axis=-1, keepdims=True)) # (…, H, T, T)
+    g10010 = _23 * (g10009 - np.sum(g10009 * _23, axis=-1, keepdims=True)) # (…, H, T, T)
     # 9 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
-    g10012 = np.where(_23, 0, g10010)                           # (…, H, T, T)
+    g10012 = np.where(_21, 0, g10010)                           # (…, H, T, T)
     # 8 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}
     g10013 = g10012 / _16                                       # (…, H, T, T)
-    g10017 = np.swapaxes(_6, -1, -2)                            # (…, H, D/H, T)
+    g10017 = np.swapaxes(Q_2, -1, -2)                           # (…, H, D/H, T)
     g10018 = g10017 @ g10013                                    # (…, H, D/H, T)
     g10019 = np.swapaxes(_13, -1, -2)                           # (…, H, T, D/H)
     g10020 = g10013 @ g10019                                    # (…, H, T, D/H)
@@ -188,15 +186,15 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde):
     # 7 V_h ← V[:, h · D / H : (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
     g10022 = _permute(g10007, (-2, -3, -1))                     # (…, T, H, D/H)
     g10023 = g10022.reshape(shape_10)                           # (…, T, D)
-    g10024 = _unslice(g10023, shape_3, -1, 0, D)                # (…, T, D)
+    g10024 = _unslice(g10023, V_shape, -1, 0, D)                # (…, T, D)
     # 6 K_h ← K[:, h · D / H : (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
     g10025 = _permute(g10021, (-2, -3, -1))                     # (…, T, H, D/H)
     g10026 = g10025.reshape(shape_7)                            # (…, T, D)
-    g10027 = _unslice(g10026, shape_2, -1, 0, D)                # (…, T, D)
+    g10027 = _unslice(g10026, K_shape, -1, 0, D)                # (…, T, D)
     # 5 Q_h ← Q[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
     g10028 = _permute(g10020, (-2, -3, -1))                     # (…, T, H, D/H)
     g10029 = g10028.reshape(shape_4)                            # (…, T, D)
-    g10030 = _unslice(g10029, shape_1, -1, 0, D)                # (…, T, D)
+    g10030 = _unslice(g10029, Q_shape, -1, 0, D)                # (…, T, D)
     # 3 V ← X W_v ▷ V ∈ ℝ^{T×D}
     g10031 = _wgrad(X, g10024)                                  # (D, D)
     g10032 = np.swapaxes(W_v, -1, -2)                           # (D, D)

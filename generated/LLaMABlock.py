@@ -101,83 +101,79 @@ def forward(config: Config, params: Params, e):
     _2 = np.sum(_1, axis=-1)                                    # (…, T)
     _3 = _2 / D                                                 # (…, T)
     _4 = _3 + 1e-06                                             # (…, T)
-    _5 = np.sqrt(_4)                                            # (…, T)
+    r = np.sqrt(_4)                                             # (…, T)
     # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
-    _6 = np.expand_dims(_5, -1)                                 # (…, T, 1)
+    _6 = np.expand_dims(r, -1)                                  # (…, T, 1)
     _7 = e / _6                                                 # (…, T, D)
-    _8 = np.expand_dims(g_1, -2)                                # (1, D)
-    _9 = _7 * _8                                                # (…, T, D)
+    e_hat = _7 * g_1                                            # (…, T, D)
     # LLaMAAttention 1 Q ← X W_q ▷ Q ∈ ℝ^{T×D}
-    _10 = _9 @ W_q                                              # (…, T, D)
-    shape_10 = _10.shape
+    Q = e_hat @ W_q                                             # (…, T, D)
+    Q_shape = Q.shape
     # LLaMAAttention 2 K ← X W_k ▷ K ∈ ℝ^{T×D}
-    _11 = _9 @ W_k                                              # (…, T, D)
-    shape_11 = _11.shape
+    K = e_hat @ W_k                                             # (…, T, D)
+    K_shape = K.shape
     # LLaMAAttention 3 V ← X W_v ▷ V ∈ ℝ^{T×D}
-    _12 = _9 @ W_v                                              # (…, T, D)
-    shape_12 = _12.shape
+    V = e_hat @ W_v                                             # (…, T, D)
+    V_shape = V.shape
     # LLaMAAttention 5 Q_h ← Q[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
-    _13 = _10[..., 0:D]                                         # (…, T, D)
-    shape_13 = _13.shape
-    _14 = _13.reshape(_13.shape[:-1] + (H, D // H,))            # (…, T, H, D/H)
-    _15 = _permute(_14, (-2, -3, -1))                           # (…, H, T, D/H)
+    _12 = Q[..., 0:D]                                           # (…, T, D)
+    shape_12 = _12.shape
+    _13 = _12.reshape(_12.shape[:-1] + (H, D // H,))            # (…, T, H, D/H)
+    Q_2 = _permute(_13, (-2, -3, -1))                           # (…, H, T, D/H)
     # LLaMAAttention 6 K_h ← K[:, h · D / H : (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
-    _16 = _11[..., 0:D]                                         # (…, T, D)
-    shape_16 = _16.shape
-    _17 = _16.reshape(_16.shape[:-1] + (H, D // H,))            # (…, T, H, D/H)
-    _18 = _permute(_17, (-2, -3, -1))                           # (…, H, T, D/H)
+    _15 = K[..., 0:D]                                           # (…, T, D)
+    shape_15 = _15.shape
+    _16 = _15.reshape(_15.shape[:-1] + (H, D // H,))            # (…, T, H, D/H)
+    K_2 = _permute(_16, (-2, -3, -1))                           # (…, H, T, D/H)
     # LLaMAAttention 7 V_h ← V[:, h · D / H : (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
-    _19 = _12[..., 0:D]                                         # (…, T, D)
-    shape_19 = _19.shape
-    _20 = _19.reshape(_19.shape[:-1] + (H, D // H,))            # (…, T, H, D/H)
-    _21 = _permute(_20, (-2, -3, -1))                           # (…, H, T, D/H)
+    _18 = V[..., 0:D]                                           # (…, T, D)
+    shape_18 = _18.shape
+    _19 = _18.reshape(_18.shape[:-1] + (H, D // H,))            # (…, T, H, D/H)
+    V_2 = _permute(_19, (-2, -3, -1))                           # (…, H, T, D/H)
     # LLaMAAttention 8 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}
-    _22 = np.swapaxes(_18, -1, -2)                              # (…, H, D/H, T)
-    _23 = _15 @ _22                                             # (…, H, T, T)
-    _24 = D / H                                                 # ()
-    _25 = math.sqrt(_24)                                        # ()
-    _26 = _23 / _25                                             # (…, H, T, T)
+    _21 = np.swapaxes(K_2, -1, -2)                              # (…, H, D/H, T)
+    _22 = Q_2 @ _21                                             # (…, H, T, T)
+    _23 = D / H                                                 # ()
+    _24 = math.sqrt(_23)                                        # ()
+    S = _22 / _24                                               # (…, H, T, T)
     # LLaMAAttention 9 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
+    _26 = np.arange(0, T)                                       # (T,)
     _27 = np.arange(0, T)                                       # (T,)
-    _28 = np.arange(0, T)                                       # (T,)
-    _29 = np.expand_dims(_27, -2)                               # (1, T)
-    _30 = np.expand_dims(_28, -1)                               # (T, 1)
-    _31 = _29 > _30                                             # (T, T)
-    _32 = np.expand_dims(_31, -3)                               # (1, T, T)
-    _33 = np.where(_32, -np.inf, _26)                           # (…, H, T, T)
+    _28 = np.expand_dims(_27, -1)                               # (T, 1)
+    _29 = _26 > _28                                             # (T, T)
+    _30 = np.where(_29, -np.inf, S)                             # (…, H, T, T)
     # LLaMAAttention 10 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-    _34 = _softmax(_33, -1)                                     # (…, H, T, T)
-    _35 = _34 @ _21                                             # (…, H, T, D/H)
+    _31 = _softmax(_30, -1)                                     # (…, H, T, T)
+    Y = _31 @ V_2                                               # (…, H, T, D/H)
     # LLaMAAttention 12 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
-    _36 = _permute(_35, (-2, -3, -1))                           # (…, T, H, D/H)
-    shape_36 = _36.shape
-    _37 = _36.reshape(_36.shape[:-2] + (D,))                    # (…, T, D)
+    _33 = _permute(Y, (-2, -3, -1))                             # (…, T, H, D/H)
+    shape_33 = _33.shape
+    Y_2 = _33.reshape(_33.shape[:-2] + (D,))                    # (…, T, D)
     # LLaMAAttention 13 return Ṽ = Y W_o ▷ Ṽ ∈ ℝ^{T×D}
-    _38 = _37 @ W_o                                             # (…, T, D)
+    V_tilde = Y_2 @ W_o                                         # (…, T, D)
     # 1 e ← e + LLaMAAttention(RMSNorm(e | g_1) | θ_attn) ▷ e ∈ ℝ^{T×D}
-    _39 = e + _38                                               # (…, T, D)
+    e_2 = e + V_tilde                                           # (…, T, D)
     # RMSNorm 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
-    _40 = _39 * _39                                             # (…, T, D)
-    shape_40 = _40.shape
-    _41 = np.sum(_40, axis=-1)                                  # (…, T)
-    _42 = _41 / D                                               # (…, T)
-    _43 = _42 + 1e-06                                           # (…, T)
-    _44 = np.sqrt(_43)                                          # (…, T)
+    _37 = e_2 * e_2                                             # (…, T, D)
+    shape_37 = _37.shape
+    _38 = np.sum(_37, axis=-1)                                  # (…, T)
+    _39 = _38 / D                                               # (…, T)
+    _40 = _39 + 1e-06                                           # (…, T)
+    r_2 = np.sqrt(_40)                                          # (…, T)
     # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
-    _45 = np.expand_dims(_44, -1)                               # (…, T, 1)
-    _46 = _39 / _45                                             # (…, T, D)
-    _47 = np.expand_dims(g_2, -2)                               # (1, D)
-    _48 = _46 * _47                                             # (…, T, D)
+    _42 = np.expand_dims(r_2, -1)                               # (…, T, 1)
+    _43 = e_2 / _42                                             # (…, T, D)
+    e_hat_2 = _43 * g_2                                         # (…, T, D)
     # SwiGLU 1 return Y = (SiLU(X W_1) ⊙ X W_3) W_2 ▷ Y ∈ ℝ^{T×D}
-    _49 = _48 @ W_1                                             # (…, T, D_f)
-    _50 = _49 * _sigmoid(_49)                                   # (…, T, D_f)
-    _51 = _48 @ W_3                                             # (…, T, D_f)
-    _52 = _50 * _51                                             # (…, T, D_f)
-    _53 = _52 @ W_2                                             # (…, T, D)
+    _45 = e_hat_2 @ W_1                                         # (…, T, D_f)
+    _46 = _45 * _sigmoid(_45)                                   # (…, T, D_f)
+    _47 = e_hat_2 @ W_3                                         # (…, T, D_f)
+    _48 = _46 * _47                                             # (…, T, D_f)
+    Y_3 = _48 @ W_2                                             # (…, T, D)
     # 2 e ← e + SwiGLU(RMSNorm(e | g_2) | θ_mlp) ▷ e ∈ ℝ^{T×D}
-    _54 = _39 + _53                                             # (…, T, D)
-    cache = {"D": D, "H": H, "D_f": D_f, "T": T, "_52": _52, "W_2": W_2, "_51": _51, "_50": _50, "_48": _48, "W_3": W_3, "_49": _49, "W_1": W_1, "_47": _47, "_46": _46, "_45": _45, "_44": _44, "shape_40": shape_40, "_39": _39, "_37": _37, "W_o": W_o, "shape_36": shape_36, "_34": _34, "_21": _21, "_32": _32, "_25": _25, "_15": _15, "_22": _22, "shape_19": shape_19, "shape_12": shape_12, "shape_16": shape_16, "shape_11": shape_11, "shape_13": shape_13, "shape_10": shape_10, "_9": _9, "W_v": W_v, "W_k": W_k, "W_q": W_q, "_8": _8, "_7": _7, "_6": _6, "_5": _5, "shape_1": shape_1, "e": e}
-    return _54, cache
+    e_3 = e_2 + Y_3                                             # (…, T, D)
+    cache = {"D": D, "H": H, "D_f": D_f, "T": T, "_48": _48, "W_2": W_2, "_47": _47, "_46": _46, "e_hat_2": e_hat_2, "W_3": W_3, "_45": _45, "W_1": W_1, "g_2": g_2, "_43": _43, "_42": _42, "r_2": r_2, "shape_37": shape_37, "e_2": e_2, "Y_2": Y_2, "W_o": W_o, "shape_33": shape_33, "_31": _31, "V_2": V_2, "_29": _29, "_24": _24, "Q_2": Q_2, "_21": _21, "shape_18": shape_18, "V_shape": V_shape, "shape_15": shape_15, "K_shape": K_shape, "shape_12": shape_12, "Q_shape": Q_shape, "e_hat": e_hat, "W_v": W_v, "W_k": W_k, "W_q": W_q, "g_1": g_1, "_7": _7, "_6": _6, "r": r, "shape_1": shape_1, "e": e}
+    return e_3, cache
 
 
 def backward(config: Config, params: Params, cache: dict, d_e_hat):
@@ -190,150 +186,148 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat):
     H = cache["H"]
     D_f = cache["D_f"]
     T = cache["T"]
-    _52 = cache["_52"]
-    W_2 = params.W_2
-    _51 = cache["_51"]
-    _50 = cache["_50"]
     _48 = cache["_48"]
-    W_3 = params.W_3
-    _49 = cache["_49"]
-    W_1 = params.W_1
+    W_2 = params.W_2
     _47 = cache["_47"]
     _46 = cache["_46"]
+    e_hat_2 = cache["e_hat_2"]
+    W_3 = params.W_3
     _45 = cache["_45"]
-    _44 = cache["_44"]
-    shape_40 = cache["shape_40"]
-    _39 = cache["_39"]
-    _37 = cache["_37"]
+    W_1 = params.W_1
+    g_2 = params.g_2
+    _43 = cache["_43"]
+    _42 = cache["_42"]
+    r_2 = cache["r_2"]
+    shape_37 = cache["shape_37"]
+    e_2 = cache["e_2"]
+    Y_2 = cache["Y_2"]
     W_o = params.W_o
-    shape_36 = cache["shape_36"]
-    _34 = cache["_34"]
+    shape_33 = cache["shape_33"]
+    _31 = cache["_31"]
+    V_2 = cache["V_2"]
+    _29 = cache["_29"]
+    _24 = cache["_24"]
+    Q_2 = cache["Q_2"]
     _21 = cache["_21"]
-    _32 = cache["_32"]
-    _25 = cache["_25"]
-    _15 = cache["_15"]
-    _22 = cache["_22"]
-    shape_19 = cache["shape_19"]
+    shape_18 = cache["shape_18"]
+    V_shape = cache["V_shape"]
+    shape_15 = cache["shape_15"]
+    K_shape = cache["K_shape"]
     shape_12 = cache["shape_12"]
-    shape_16 = cache["shape_16"]
-    shape_11 = cache["shape_11"]
-    shape_13 = cache["shape_13"]
-    shape_10 = cache["shape_10"]
-    _9 = cache["_9"]
+    Q_shape = cache["Q_shape"]
+    e_hat = cache["e_hat"]
     W_v = params.W_v
     W_k = params.W_k
     W_q = params.W_q
-    _8 = cache["_8"]
+    g_1 = params.g_1
     _7 = cache["_7"]
     _6 = cache["_6"]
-    _5 = cache["_5"]
+    r = cache["r"]
     shape_1 = cache["shape_1"]
     e = cache["e"]
     # SwiGLU 1 return Y = (SiLU(X W_1) ⊙ X W_3) W_2 ▷ Y ∈ ℝ^{T×D}
-    g10001 = _wgrad(_52, d_e_hat)                               # (D_f, D)
+    g10001 = _wgrad(_48, d_e_hat)                               # (D_f, D)
     g10002 = np.swapaxes(W_2, -1, -2)                           # (D, D_f)
     g10003 = d_e_hat @ g10002                                   # (…, T, D_f)
-    g10004 = g10003 * _51                                       # (…, T, D_f)
-    g10005 = g10003 * _50                                       # (…, T, D_f)
-    g10006 = _wgrad(_48, g10005)                                # (D, D_f)
+    g10004 = g10003 * _47                                       # (…, T, D_f)
+    g10005 = g10003 * _46                                       # (…, T, D_f)
+    g10006 = _wgrad(e_hat_2, g10005)                            # (D, D_f)
     g10007 = np.swapaxes(W_3, -1, -2)                           # (D_f, D)
     g10008 = g10005 @ g10007                                    # (…, T, D)
-    g10009 = _silu_grad(_49)                                    # (…, T, D_f)
+    g10009 = _silu_grad(_45)                                    # (…, T, D_f)
     g10010 = g10004 * g10009                                    # (…, T, D_f)
-    g10011 = _wgrad(_48, g10010)                                # (D, D_f)
+    g10011 = _wgrad(e_hat_2, g10010)                            # (D, D_f)
     g10012 = np.swapaxes(W_1, -1, -2)                           # (D_f, D)
     g10013 = g10010 @ g10012                                    # (…, T, D)
     g10014 = g10008 + g10013                                    # (…, T, D)
     # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
-    g10015 = g10014 * _47                                       # (…, T, D)
-    g10016 = g10014 * _46                                       # (…, T, D)
-    g10017 = _sum_to(g10016, 2, (-2,))                          # (1, D)
-    g10018 = np.squeeze(g10017, -2)                             # (D,)
-    g10019 = g10015 / _45                                       # (…, T, D)
-    g10020 = g10015 * _46                                       # (…, T, D)
-    g10021 = g10020 / _45                                       # (…, T, D)
-    g10022 = -g10021                                            # (…, T, D)
-    g10023 = d_e_hat + g10019                                   # (…, T, D)
-    g10024 = _sum_to(g10022, None, (-1,))                       # (…, T, 1)
-    g10025 = np.squeeze(g10024, -1)                             # (…, T)
+    g10015 = g10014 * g_2                                       # (…, T, D)
+    g10016 = g10014 * _43                                       # (…, T, D)
+    g10017 = _sum_to(g10016, 1, ())                             # (D,)
+    g10018 = g10015 / _42                                       # (…, T, D)
+    g10019 = g10015 * _43                                       # (…, T, D)
+    g10020 = g10019 / _42                                       # (…, T, D)
+    g10021 = -g10020                                            # (…, T, D)
+    g10022 = d_e_hat + g10018                                   # (…, T, D)
+    g10023 = _sum_to(g10021, None, (-1,))                       # (…, T, 1)
+    g10024 = np.squeeze(g10023, -1)                             # (…, T)
     # RMSNorm 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
-    g10026 = 2.0 * _44                                          # (…, T)
-    g10027 = g10025 / g10026                                    # (…, T)
-    g10028 = g10027 / D                                         # (…, T)
-    g10032 = np.broadcast_to(np.expand_dims(g10028, -1), shape_40) # (…, T, D)
-    g10033 = 2.0 * _39                                          # (…, T, D)
-    g10034 = g10032 * g10033                                    # (…, T, D)
-    g10035 = g10023 + g10034                                    # (…, T, D)
+    g10025 = 2.0 * r_2                                          # (…, T)
+    g10026 = g10024 / g10025                                    # (…, T)
+    g10027 = g10026 / D                                         # (…, T)
+    g10031 = np.broadcast_to(np.expand_dims(g10027, -1), shape_37) # (…, T, D)
+    g10032 = 2.0 * e_2                                          # (…, T, D)
+    g10033 = g10031 * g10032                                    # (…, T, D)
+    g10034 = g10022 + g10033                                    # (…, T, D)
     # LLaMAAttention 13 return Ṽ = Y W_o ▷ Ṽ ∈ ℝ^{T×D}
-    g10036 = _wgrad(_37, g10035)                                # (D, D)
-    g10037 = np.swapaxes(W_o, -1, -2)                           # (D, D)
-    g10038 = g10035 @ g10037                                    # (…, T, D)
+    g10035 = _wgrad(Y_2, g10034)                                # (D, D)
+    g10036 = np.swapaxes(W_o, -1, -2)                           # (D, D)
+    g10037 = g10034 @ g10036                                    # (…, T, D)
     # LLaMAAttention 12 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
-    g10039 = g10038.reshape(shape_36)                           # (…, T, H, D/H)
-    g10040 = _permute(g10039, (-2, -3, -1))                     # (…, H, T, D/H)
+    g10038 = g10037.reshape(shape_33)                           # (…, T, H, D/H)
+    g10039 = _permute(g10038, (-2, -3, -1))                     # (…, H, T, D/H)
     # LLaMAAttention 10 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-    g10041 = np.swapaxes(_34, -1, -2)                           # (…, H, T, T)
-    g10042 = g10041 @ g10040                                    # (…, H, T, D/H)
-    g10043 = np.swapaxes(_21, -1, -2)                           # (…, H, D/H, T)
-    g10044 = g10040 @ g10043                                    # (…, H, T, T)
-    g10045 = _34 * (g10044 - np.sum(g10044 * _34, axis=-1, keepdims=True)) # (…, H, T, T)
+    g10040 = np.swapaxes(_31, -1, -2)                           # (…, H, T, T)
+    g10041 = g10040 @ g10039                                    # (…, H, T, D/H)
+    g10042 = np.swapaxes(V_2, -1, -2)                           # (…, H, D/H, T)
+    g10043 = g10039 @ g10042                                    # (…, H, T, T)
+    g10044 = _31 * (g10043 - np.sum(g10043 * _31, axis=-1, keepdims=True)) # (…, H, T, T)
     # LLaMAAttention 9 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
-    g10047 = np.where(_32, 0, g10045)                           # (…, H, T, T)
+    g10046 = np.where(_29, 0, g10044)                           # (…, H, T, T)
     # LLaMAAttention 8 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}
-    g10048 = g10047 / _25                                       # (…, H, T, T)
-    g10052 = np.swapaxes(_15, -1, -2)                           # (…, H, D/H, T)
-    g10053 = g10052 @ g10048                                    # (…, H, D/H, T)
-    g10054 = np.swapaxes(_22, -1, -2)                           # (…, H, T, D/H)
-    g10055 = g10048 @ g10054                                    # (…, H, T, D/H)
-    g10056 = np.swapaxes(g10053, -1, -2)                        # (…, H, T, D/H)
+    g10047 = g10046 / _24                                       # (…, H, T, T)
+    g10051 = np.swapaxes(Q_2, -1, -2)                           # (…, H, D/H, T)
+    g10052 = g10051 @ g10047                                    # (…, H, D/H, T)
+    g10053 = np.swapaxes(_21, -1, -2)                           # (…, H, T, D/H)
+    g10054 = g10047 @ g10053                                    # (…, H, T, D/H)
+    g10055 = np.swapaxes(g10052, -1, -2)                        # (…, H, T, D/H)
     # LLaMAAttention 7 V_h ← V[:, h · D / H : (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
-    g10057 = _permute(g10042, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10058 = g10057.reshape(shape_19)                           # (…, T, D)
-    g10059 = _unslice(g10058, shape_12, -1, 0, D)               # (…, T, D)
+    g10056 = _permute(g10041, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10057 = g10056.reshape(shape_18)                           # (…, T, D)
+    g10058 = _unslice(g10057, V_shape, -1, 0, D)                # (…, T, D)
     # LLaMAAttention 6 K_h ← K[:, h · D / H : (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
-    g10060 = _permute(g10056, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10061 = g10060.reshape(shape_16)                           # (…, T, D)
-    g10062 = _unslice(g10061, shape_11, -1, 0, D)               # (…, T, D)
+    g10059 = _permute(g10055, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10060 = g10059.reshape(shape_15)                           # (…, T, D)
+    g10061 = _unslice(g10060, K_shape, -1, 0, D)                # (…, T, D)
     # LLaMAAttention 5 Q_h ← Q[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
-    g10063 = _permute(g10055, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10064 = g10063.reshape(shape_13)                           # (…, T, D)
-    g10065 = _unslice(g10064, shape_10, -1, 0, D)               # (…, T, D)
+    g10062 = _permute(g10054, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10063 = g10062.reshape(shape_12)                           # (…, T, D)
+    g10064 = _unslice(g10063, Q_shape, -1, 0, D)                # (…, T, D)
     # LLaMAAttention 3 V ← X W_v ▷ V ∈ ℝ^{T×D}
-    g10066 = _wgrad(_9, g10059)                                 # (D, D)
-    g10067 = np.swapaxes(W_v, -1, -2)                           # (D, D)
-    g10068 = g10059 @ g10067                                    # (…, T, D)
+    g10065 = _wgrad(e_hat, g10058)                              # (D, D)
+    g10066 = np.swapaxes(W_v, -1, -2)                           # (D, D)
+    g10067 = g10058 @ g10066                                    # (…, T, D)
     # LLaMAAttention 2 K ← X W_k ▷ K ∈ ℝ^{T×D}
-    g10069 = _wgrad(_9, g10062)                                 # (D, D)
-    g10070 = np.swapaxes(W_k, -1, -2)                           # (D, D)
-    g10071 = g10062 @ g10070                                    # (…, T, D)
-    g10072 = g10068 + g10071                                    # (…, T, D)
+    g10068 = _wgrad(e_hat, g10061)                              # (D, D)
+    g10069 = np.swapaxes(W_k, -1, -2)                           # (D, D)
+    g10070 = g10061 @ g10069                                    # (…, T, D)
+    g10071 = g10067 + g10070                                    # (…, T, D)
     # LLaMAAttention 1 Q ← X W_q ▷ Q ∈ ℝ^{T×D}
-    g10073 = _wgrad(_9, g10065)                                 # (D, D)
-    g10074 = np.swapaxes(W_q, -1, -2)                           # (D, D)
-    g10075 = g10065 @ g10074                                    # (…, T, D)
-    g10076 = g10072 + g10075                                    # (…, T, D)
+    g10072 = _wgrad(e_hat, g10064)                              # (D, D)
+    g10073 = np.swapaxes(W_q, -1, -2)                           # (D, D)
+    g10074 = g10064 @ g10073                                    # (…, T, D)
+    g10075 = g10071 + g10074                                    # (…, T, D)
     # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
-    g10077 = g10076 * _8                                        # (…, T, D)
-    g10078 = g10076 * _7                                        # (…, T, D)
-    g10079 = _sum_to(g10078, 2, (-2,))                          # (1, D)
-    g10080 = np.squeeze(g10079, -2)                             # (D,)
-    g10081 = g10077 / _6                                        # (…, T, D)
-    g10082 = g10077 * _7                                        # (…, T, D)
-    g10083 = g10082 / _6                                        # (…, T, D)
-    g10084 = -g10083                                            # (…, T, D)
-    g10085 = g10035 + g10081                                    # (…, T, D)
-    g10086 = _sum_to(g10084, None, (-1,))                       # (…, T, 1)
-    g10087 = np.squeeze(g10086, -1)                             # (…, T)
+    g10076 = g10075 * g_1                                       # (…, T, D)
+    g10077 = g10075 * _7                                        # (…, T, D)
+    g10078 = _sum_to(g10077, 1, ())                             # (D,)
+    g10079 = g10076 / _6                                        # (…, T, D)
+    g10080 = g10076 * _7                                        # (…, T, D)
+    g10081 = g10080 / _6                                        # (…, T, D)
+    g10082 = -g10081                                            # (…, T, D)
+    g10083 = g10034 + g10079                                    # (…, T, D)
+    g10084 = _sum_to(g10082, None, (-1,))                       # (…, T, 1)
+    g10085 = np.squeeze(g10084, -1)                             # (…, T)
     # RMSNorm 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
-    g10088 = 2.0 * _5                                           # (…, T)
-    g10089 = g10087 / g10088                                    # (…, T)
-    g10090 = g10089 / D                                         # (…, T)
-    g10094 = np.broadcast_to(np.expand_dims(g10090, -1), shape_1) # (…, T, D)
-    g10095 = 2.0 * e                                            # (…, T, D)
-    g10096 = g10094 * g10095                                    # (…, T, D)
-    g10097 = g10085 + g10096                                    # (…, T, D)
-    grads = Params(g_1=g10080, W_q=g10073, W_k=g10069, W_v=g10066, W_o=g10036, g_2=g10018, W_1=g10011, W_3=g10006, W_2=g10001)
-    return grads, {"e": g10097}
+    g10086 = 2.0 * r                                            # (…, T)
+    g10087 = g10085 / g10086                                    # (…, T)
+    g10088 = g10087 / D                                         # (…, T)
+    g10092 = np.broadcast_to(np.expand_dims(g10088, -1), shape_1) # (…, T, D)
+    g10093 = 2.0 * e                                            # (…, T, D)
+    g10094 = g10092 * g10093                                    # (…, T, D)
+    g10095 = g10083 + g10094                                    # (…, T, D)
+    grads = Params(g_1=g10078, W_q=g10072, W_k=g10068, W_v=g10065, W_o=g10035, g_2=g10017, W_1=g10011, W_3=g10006, W_2=g10001)
+    return grads, {"e": g10095}
 
 def _softmax(x, axis):
     z = np.exp(x - np.max(x, axis=axis, keepdims=True))

@@ -68,23 +68,23 @@ def forward(config: Config, params: Params, e):
     e_shape = e.shape
     # 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
     _1 = np.sum(e, axis=-1)                                     # (…,)
-    _2 = _1 / D                                                 # (…,)
+    m = _1 / D                                                  # (…,)
     # 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
-    _3 = np.expand_dims(_2, -1)                                 # (…, 1)
+    _3 = np.expand_dims(m, -1)                                  # (…, 1)
     _4 = e - _3                                                 # (…, D)
     _5 = _4 * _4                                                # (…, D)
     shape_5 = _5.shape
     _6 = np.sum(_5, axis=-1)                                    # (…,)
-    _7 = _6 / D                                                 # (…,)
+    v = _6 / D                                                  # (…,)
     # 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-    _8 = _7 + eps                                               # (…,)
+    _8 = v + eps                                                # (…,)
     _9 = np.sqrt(_8)                                            # (…,)
     _10 = np.expand_dims(_9, -1)                                # (…, 1)
     _11 = _4 / _10                                              # (…, D)
     _12 = _11 * gamma                                           # (…, D)
-    _13 = _12 + beta                                            # (…, D)
+    e_hat = _12 + beta                                          # (…, D)
     cache = {"D": D, "gamma": gamma, "_11": _11, "_10": _10, "_9": _9, "shape_5": shape_5, "_4": _4, "e_shape": e_shape}
-    return _13, cache
+    return e_hat, cache
 
 
 def backward(config: Config, params: Params, cache: dict, d_e_hat):

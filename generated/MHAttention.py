@@ -117,37 +117,36 @@ def forward(config: Config, params: Params, X, Z, Mask):
     _1 = np.expand_dims(X, -3)                                  # (…, 1, d_x, ℓ_x)
     _2 = W_q @ _1                                               # (…, H, d_attn, ℓ_x)
     _3 = np.expand_dims(b_q, -1)                                # (H, d_attn, 1)
-    _4 = _2 + _3                                                # (…, H, d_attn, ℓ_x)
+    Q = _2 + _3                                                 # (…, H, d_attn, ℓ_x)
     # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
     _5 = np.expand_dims(Z, -3)                                  # (…, 1, d_z, ℓ_z)
     _6 = W_k @ _5                                               # (…, H, d_attn, ℓ_z)
     _7 = np.expand_dims(b_k, -1)                                # (H, d_attn, 1)
-    _8 = _6 + _7                                                # (…, H, d_attn, ℓ_z)
+    K = _6 + _7                                                 # (…, H, d_attn, ℓ_z)
     # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
     _9 = W_v @ _5                                               # (…, H, d_mid, ℓ_z)
     _10 = np.expand_dims(b_v, -1)                               # (H, d_mid, 1)
-    _11 = _9 + _10                                              # (…, H, d_mid, ℓ_z)
+    V = _9 + _10                                                # (…, H, d_mid, ℓ_z)
     # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-    _12 = np.swapaxes(_8, -1, -2)                               # (…, H, ℓ_z, d_attn)
-    _13 = _12 @ _4                                              # (…, H, ℓ_z, ℓ_x)
+    _12 = np.swapaxes(K, -1, -2)                                # (…, H, ℓ_z, d_attn)
+    S = _12 @ Q                                                 # (…, H, ℓ_z, ℓ_x)
     # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
     _14 = ~Mask                                                 # (ℓ_z, ℓ_x)
-    _15 = np.expand_dims(_14, -3)                               # (1, ℓ_z, ℓ_x)
-    _16 = np.where(_15, -np.inf, _13)                           # (…, H, ℓ_z, ℓ_x)
+    _15 = np.where(_14, -np.inf, S)                             # (…, H, ℓ_z, ℓ_x)
     # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-    _17 = math.sqrt(d_attn)                                     # ()
-    _18 = _16 / _17                                             # (…, H, ℓ_z, ℓ_x)
-    _19 = _softmax(_18, -2)                                     # (…, H, ℓ_z, ℓ_x)
-    _20 = _11 @ _19                                             # (…, H, d_mid, ℓ_x)
-    shape_20 = _20.shape
+    _16 = math.sqrt(d_attn)                                     # ()
+    _17 = _15 / _16                                             # (…, H, ℓ_z, ℓ_x)
+    _18 = _softmax(_17, -2)                                     # (…, H, ℓ_z, ℓ_x)
+    V_tilde = V @ _18                                           # (…, H, d_mid, ℓ_x)
+    V_tilde_shape = V_tilde.shape
     # 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
-    _21 = _20.reshape(_20.shape[:-3] + (H*d_mid,) + _20.shape[-3 + 2:]) # (…, H·d_mid, ℓ_x)
+    Y = V_tilde.reshape(V_tilde.shape[:-3] + (H*d_mid,) + V_tilde.shape[-3 + 2:]) # (…, H·d_mid, ℓ_x)
     # 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-    _22 = W_o @ _21                                             # (…, d_out, ℓ_x)
-    _23 = np.expand_dims(b_o, -1)                               # (d_out, 1)
-    _24 = _22 + _23                                             # (…, d_out, ℓ_x)
-    cache = {"H": H, "d_attn": d_attn, "d_mid": d_mid, "d_out": d_out, "d_x": d_x, "ell_x": ell_x, "d_z": d_z, "ell_z": ell_z, "W_o": W_o, "_21": _21, "shape_20": shape_20, "_11": _11, "_19": _19, "_17": _17, "_15": _15, "_12": _12, "_4": _4, "W_v": W_v, "_5": _5, "W_k": W_k, "W_q": W_q, "_1": _1}
-    return _24, cache
+    _21 = W_o @ Y                                               # (…, d_out, ℓ_x)
+    _22 = np.expand_dims(b_o, -1)                               # (d_out, 1)
+    V_tilde_2 = _21 + _22                                       # (…, d_out, ℓ_x)
+    cache = {"H": H, "d_attn": d_attn, "d_mid": d_mid, "d_out": d_out, "d_x": d_x, "ell_x": ell_x, "d_z": d_z, "ell_z": ell_z, "W_o": W_o, "Y": Y, "V_tilde_shape": V_tilde_shape, "V": V, "_18": _18, "_16": _16, "_14": _14, "_12": _12, "Q": Q, "W_v": W_v, "_5": _5, "W_k": W_k, "W_q": W_q, "_1": _1}
+    return V_tilde_2, cache
 
 
 def backward(config: Config, params: Params, cache: dict, d_V_tilde):
@@ -165,14 +164,14 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde):
     d_z = cache["d_z"]
     ell_z = cache["ell_z"]
     W_o = params.W_o
-    _21 = cache["_21"]
-    shape_20 = cache["shape_20"]
-    _11 = cache["_11"]
-    _19 = cache["_19"]
-    _17 = cache["_17"]
-    _15 = cache["_15"]
+    Y = cache["Y"]
+    V_tilde_shape = cache["V_tilde_shape"]
+    V = cache["V"]
+    _18 = cache["_18"]
+    _16 = cache["_16"]
+    _14 = cache["_14"]
     _12 = cache["_12"]
-    _4 = cache["_4"]
+    Q = cache["Q"]
     W_v = params.W_v
     _5 = cache["_5"]
     W_k = params.W_k
@@ -183,24 +182,24 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde):
     g10002 = np.squeeze(g10001, -1)                             # (d_out,)
     g10003 = np.swapaxes(W_o, -1, -2)                           # (H·d_mid, d_out)
     g10004 = g10003 @ d_V_tilde                                 # (…, H·d_mid, ℓ_x)
-    g10005 = np.swapaxes(_21, -1, -2)                           # (…, ℓ_x, H·d_mid)
+    g10005 = np.swapaxes(Y, -1, -2)                             # (…, ℓ_x, H·d_mid)
     g10006 = d_V_tilde @ g10005                                 # (…, d_out, H·d_mid)
     g10007 = _sum_to(g10006, 2, ())                             # (d_out, H·d_mid)
     # 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
-    g10008 = g10004.reshape(shape_20)                           # (…, H, d_mid, ℓ_x)
+    g10008 = g10004.reshape(V_tilde_shape)                      # (…, H, d_mid, ℓ_x)
     # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-    g10009 = np.swapaxes(_11, -1, -2)                           # (…, H, ℓ_z, d_mid)
+    g10009 = np.swapaxes(V, -1, -2)                             # (…, H, ℓ_z, d_mid)
     g10010 = g10009 @ g10008                                    # (…, H, ℓ_z, ℓ_x)
-    g10011 = np.swapaxes(_19, -1, -2)                           # (…, H, ℓ_x, ℓ_z)
+    g10011 = np.swapaxes(_18, -1, -2)                           # (…, H, ℓ_x, ℓ_z)
     g10012 = g10008 @ g10011                                    # (…, H, d_mid, ℓ_z)
-    g10013 = _19 * (g10010 - np.sum(g10010 * _19, axis=-2, keepdims=True)) # (…, H, ℓ_z, ℓ_x)
-    g10014 = g10013 / _17                                       # (…, H, ℓ_z, ℓ_x)
+    g10013 = _18 * (g10010 - np.sum(g10010 * _18, axis=-2, keepdims=True)) # (…, H, ℓ_z, ℓ_x)
+    g10014 = g10013 / _16                                       # (…, H, ℓ_z, ℓ_x)
     # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
-    g10019 = np.where(_15, 0, g10014)                           # (…, H, ℓ_z, ℓ_x)
+    g10019 = np.where(_14, 0, g10014)                           # (…, H, ℓ_z, ℓ_x)
     # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
     g10020 = np.swapaxes(_12, -1, -2)                           # (…, H, d_attn, ℓ_z)
     g10021 = g10020 @ g10019                                    # (…, H, d_attn, ℓ_x)
-    g10022 = np.swapaxes(_4, -1, -2)                            # (…, H, ℓ_x, d_attn)
+    g10022 = np.swapaxes(Q, -1, -2)                             # (…, H, ℓ_x, d_attn)
     g10023 = g10019 @ g10022                                    # (…, H, ℓ_z, d_attn)
     g10024 = np.swapaxes(g10023, -1, -2)                        # (…, H, d_attn, ℓ_z)
     # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value

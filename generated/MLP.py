@@ -78,23 +78,21 @@ def forward(config: Config, params: Params, X):
     b_proj = params.b_proj
     # 1 U ← GELU_tanh(X W_fc + b_fc) ▷ U ∈ ℝ^{T×D_f}
     _1 = X @ W_fc                                               # (…, T, D_f)
-    _2 = np.expand_dims(b_fc, -2)                               # (1, D_f)
-    _3 = _1 + _2                                                # (…, T, D_f)
+    _2 = _1 + b_fc                                              # (…, T, D_f)
     # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-    _4 = 0.5 * _3                                               # (…, T, D_f)
-    _5 = _3 ** 3                                                # (…, T, D_f)
-    _6 = 0.044715 * _5                                          # (…, T, D_f)
-    _7 = _3 + _6                                                # (…, T, D_f)
-    _8 = 0.7978845608028654 * _7                                # (…, T, D_f)
-    _9 = np.tanh(_8)                                            # (…, T, D_f)
-    _10 = 1 + _9                                                # (…, T, D_f)
-    _11 = _4 * _10                                              # (…, T, D_f)
+    _3 = 0.5 * _2                                               # (…, T, D_f)
+    _4 = _2 ** 3                                                # (…, T, D_f)
+    _5 = 0.044715 * _4                                          # (…, T, D_f)
+    _6 = _2 + _5                                                # (…, T, D_f)
+    _7 = 0.7978845608028654 * _6                                # (…, T, D_f)
+    _8 = np.tanh(_7)                                            # (…, T, D_f)
+    _9 = 1 + _8                                                 # (…, T, D_f)
+    y = _3 * _9                                                 # (…, T, D_f)
     # 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
-    _12 = _11 @ W_proj                                          # (…, T, D)
-    _13 = np.expand_dims(b_proj, -2)                            # (1, D)
-    _14 = _12 + _13                                             # (…, T, D)
-    cache = {"D": D, "D_f": D_f, "T": T, "_11": _11, "W_proj": W_proj, "_10": _10, "_4": _4, "_9": _9, "_3": _3, "X": X, "W_fc": W_fc}
-    return _14, cache
+    _11 = y @ W_proj                                            # (…, T, D)
+    Y = _11 + b_proj                                            # (…, T, D)
+    cache = {"D": D, "D_f": D_f, "T": T, "y": y, "W_proj": W_proj, "_9": _9, "_3": _3, "_8": _8, "_2": _2, "X": X, "W_fc": W_fc}
+    return Y, cache
 
 
 def backward(config: Config, params: Params, cache: dict, d_Y):
@@ -106,42 +104,40 @@ def backward(config: Config, params: Params, cache: dict, d_Y):
     D = cache["D"]
     D_f = cache["D_f"]
     T = cache["T"]
-    _11 = cache["_11"]
+    y = cache["y"]
     W_proj = params.W_proj
-    _10 = cache["_10"]
-    _4 = cache["_4"]
     _9 = cache["_9"]
     _3 = cache["_3"]
+    _8 = cache["_8"]
+    _2 = cache["_2"]
     X = cache["X"]
     W_fc = params.W_fc
     # 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
-    g10001 = _sum_to(d_Y, 2, (-2,))                             # (1, D)
-    g10002 = np.squeeze(g10001, -2)                             # (D,)
-    g10003 = _wgrad(_11, d_Y)                                   # (D_f, D)
-    g10004 = np.swapaxes(W_proj, -1, -2)                        # (D, D_f)
-    g10005 = d_Y @ g10004                                       # (…, T, D_f)
+    g10001 = _sum_to(d_Y, 1, ())                                # (D,)
+    g10002 = _wgrad(y, d_Y)                                     # (D_f, D)
+    g10003 = np.swapaxes(W_proj, -1, -2)                        # (D, D_f)
+    g10004 = d_Y @ g10003                                       # (…, T, D_f)
     # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-    g10006 = g10005 * _10                                       # (…, T, D_f)
-    g10007 = g10005 * _4                                        # (…, T, D_f)
-    g10008 = _9 * _9                                            # (…, T, D_f)
-    g10009 = 1.0 - g10008                                       # (…, T, D_f)
-    g10010 = g10007 * g10009                                    # (…, T, D_f)
-    g10012 = g10010 * 0.7978845608028654                        # (…, T, D_f)
-    g10014 = g10012 * 0.044715                                  # (…, T, D_f)
-    g10015 = _3 ** 2                                            # (…, T, D_f)
-    g10016 = 3 * g10015                                         # (…, T, D_f)
-    g10017 = g10014 * g10016                                    # (…, T, D_f)
-    g10018 = g10012 + g10017                                    # (…, T, D_f)
-    g10020 = g10006 * 0.5                                       # (…, T, D_f)
-    g10021 = g10018 + g10020                                    # (…, T, D_f)
+    g10005 = g10004 * _9                                        # (…, T, D_f)
+    g10006 = g10004 * _3                                        # (…, T, D_f)
+    g10007 = _8 * _8                                            # (…, T, D_f)
+    g10008 = 1.0 - g10007                                       # (…, T, D_f)
+    g10009 = g10006 * g10008                                    # (…, T, D_f)
+    g10011 = g10009 * 0.7978845608028654                        # (…, T, D_f)
+    g10013 = g10011 * 0.044715                                  # (…, T, D_f)
+    g10014 = _2 ** 2                                            # (…, T, D_f)
+    g10015 = 3 * g10014                                         # (…, T, D_f)
+    g10016 = g10013 * g10015                                    # (…, T, D_f)
+    g10017 = g10011 + g10016                                    # (…, T, D_f)
+    g10019 = g10005 * 0.5                                       # (…, T, D_f)
+    g10020 = g10017 + g10019                                    # (…, T, D_f)
     # 1 U ← GELU_tanh(X W_fc + b_fc) ▷ U ∈ ℝ^{T×D_f}
-    g10022 = _sum_to(g10021, 2, (-2,))                          # (1, D_f)
-    g10023 = np.squeeze(g10022, -2)                             # (D_f,)
-    g10024 = _wgrad(X, g10021)                                  # (D, D_f)
-    g10025 = np.swapaxes(W_fc, -1, -2)                          # (D_f, D)
-    g10026 = g10021 @ g10025                                    # (…, T, D)
-    grads = Params(W_fc=g10024, b_fc=g10023, W_proj=g10003, b_proj=g10002)
-    return grads, {"X": g10026}
+    g10021 = _sum_to(g10020, 1, ())                             # (D_f,)
+    g10022 = _wgrad(X, g10020)                                  # (D, D_f)
+    g10023 = np.swapaxes(W_fc, -1, -2)                          # (D_f, D)
+    g10024 = g10020 @ g10023                                    # (…, T, D)
+    grads = Params(W_fc=g10022, b_fc=g10021, W_proj=g10002, b_proj=g10001)
+    return grads, {"X": g10024}
 
 def _softmax(x, axis):
     z = np.exp(x - np.max(x, axis=axis, keepdims=True))

@@ -67,13 +67,13 @@ def forward(config: Config, params: Params, e):
     _2 = np.sum(_1, axis=-1)                                    # (…,)
     _3 = _2 / D                                                 # (…,)
     _4 = _3 + eps                                               # (…,)
-    _5 = np.sqrt(_4)                                            # (…,)
+    r = np.sqrt(_4)                                             # (…,)
     # 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
-    _6 = np.expand_dims(_5, -1)                                 # (…, 1)
+    _6 = np.expand_dims(r, -1)                                  # (…, 1)
     _7 = e / _6                                                 # (…, D)
-    _8 = _7 * g                                                 # (…, D)
-    cache = {"D": D, "g": g, "_7": _7, "_6": _6, "_5": _5, "shape_1": shape_1, "e": e}
-    return _8, cache
+    e_hat = _7 * g                                              # (…, D)
+    cache = {"D": D, "g": g, "_7": _7, "_6": _6, "r": r, "shape_1": shape_1, "e": e}
+    return e_hat, cache
 
 
 def backward(config: Config, params: Params, cache: dict, d_e_hat):
@@ -87,7 +87,7 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat):
     g = params.g
     _7 = cache["_7"]
     _6 = cache["_6"]
-    _5 = cache["_5"]
+    r = cache["r"]
     shape_1 = cache["shape_1"]
     e = cache["e"]
     # 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
@@ -101,7 +101,7 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat):
     g10008 = _sum_to(g10007, None, (-1,))                       # (…, 1)
     g10009 = np.squeeze(g10008, -1)                             # (…,)
     # 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
-    g10010 = 2.0 * _5                                           # (…,)
+    g10010 = 2.0 * r                                            # (…,)
     g10011 = g10009 / g10010                                    # (…,)
     g10012 = g10011 / D                                         # (…,)
     g10016 = np.broadcast_to(np.expand_dims(g10012, -1), shape_1) # (…, D)

@@ -75,9 +75,9 @@ def forward(config: Config, params: Params, X):
     _2 = _1 * _sigmoid(_1)                                      # (…, T, D_f)
     _3 = X @ W_3                                                # (…, T, D_f)
     _4 = _2 * _3                                                # (…, T, D_f)
-    _5 = _4 @ W_2                                               # (…, T, D)
+    Y = _4 @ W_2                                                # (…, T, D)
     cache = {"D": D, "D_f": D_f, "T": T, "_4": _4, "W_2": W_2, "_3": _3, "_2": _2, "X": X, "W_3": W_3, "_1": _1, "W_1": W_1}
-    return _5, cache
+    return Y, cache
 
 
 def backward(config: Config, params: Params, cache: dict, d_Y):

@@ -64,9 +64,9 @@ def forward(config: Config, params: Params, P, y):
     shape_3 = _3.shape
     _4 = np.sum(_3, axis=-1)                                    # (…,)
     _5 = -_4                                                    # (…,)
-    _6 = _5 / T                                                 # (…,)
+    L = _5 / T                                                  # (…,)
     cache = {"T": T, "V": V, "shape_3": shape_3, "_2": _2, "shape_1": shape_1, "_1": _1}
-    return _6, cache
+    return L, cache
 
 
 def backward(config: Config, params: Params, cache: dict, d_L):

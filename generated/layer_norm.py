@@ -65,22 +65,22 @@ def forward(config: Config, params: Params, e):
     e_shape = e.shape
     # 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
     _1 = np.sum(e, axis=-1)                                     # (…,)
-    _2 = _1 / d_e                                               # (…,)
+    m = _1 / d_e                                                # (…,)
     # 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-    _3 = np.expand_dims(_2, -1)                                 # (…, 1)
+    _3 = np.expand_dims(m, -1)                                  # (…, 1)
     _4 = e - _3                                                 # (…, d_e)
     _5 = _4 * _4                                                # (…, d_e)
     shape_5 = _5.shape
     _6 = np.sum(_5, axis=-1)                                    # (…,)
-    _7 = _6 / d_e                                               # (…,)
+    v = _6 / d_e                                                # (…,)
     # 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-    _8 = np.sqrt(_7)                                            # (…,)
+    _8 = np.sqrt(v)                                             # (…,)
     _9 = np.expand_dims(_8, -1)                                 # (…, 1)
     _10 = _4 / _9                                               # (…, d_e)
     _11 = _10 * gamma                                           # (…, d_e)
-    _12 = _11 + beta                                            # (…, d_e)
+    e_hat = _11 + beta                                          # (…, d_e)
     cache = {"d_e": d_e, "gamma": gamma, "_10": _10, "_9": _9, "_8": _8, "shape_5": shape_5, "_4": _4, "e_shape": e_shape}
-    return _12, cache
+    return e_hat, cache
 
 
 def backward(config: Config, params: Params, cache: dict, d_e_hat):

@@ -64,9 +64,9 @@ def forward(config: Config, params: Params, ell):
     W_p = params.W_p
     # 1 return e_p = W_p[:, ℓ] ▷ e_p ∈ ℝ^{d_e}
     _1 = np.swapaxes(W_p, -1, -2)                               # (ℓ_max, d_e)
-    _2 = _1[ell - 1]                                            # (…, d_e)
+    e_p = _1[ell - 1]                                           # (…, d_e)
     cache = {"ell_max": ell_max, "d_e": d_e, "ell": ell, "_1": _1}
-    return _2, cache
+    return e_p, cache
 
 
 def backward(config: Config, params: Params, cache: dict, d_e_p):

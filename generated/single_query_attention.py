@@ -93,34 +93,30 @@ def forward(config: Config, params: Params, e, e_t):
     b_v = params.b_v
     # 1 q ← W_q e + b_q ▷ q ∈ ℝ^{d_attn}
     _1 = (W_q @ e[..., None])[..., 0]                           # (…, d_attn)
-    _2 = _1 + b_q                                               # (…, d_attn)
+    q = _1 + b_q                                                # (…, d_attn)
     # 2 ∀t: k_t ← W_k e_t + b_k ▷ k_t ∈ ℝ^{d_attn}
-    _3 = np.expand_dims(W_k, -3)                                # (1, d_attn, d_in)
-    _4 = (_3 @ e_t[..., None])[..., 0]                          # (…, T, d_attn)
-    _5 = np.expand_dims(b_k, -2)                                # (1, d_attn)
-    _6 = _4 + _5                                                # (…, T, d_attn)
+    _3 = (W_k @ e_t[..., None])[..., 0]                         # (…, T, d_attn)
+    k = _3 + b_k                                                # (…, T, d_attn)
     # 3 ∀t: v_t ← W_v e_t + b_v ▷ v_t ∈ ℝ^{d_out}
-    _7 = np.expand_dims(W_v, -3)                                # (1, d_out, d_in)
-    _8 = (_7 @ e_t[..., None])[..., 0]                          # (…, T, d_out)
-    _9 = np.expand_dims(b_v, -2)                                # (1, d_out)
-    _10 = _8 + _9                                               # (…, T, d_out)
+    _5 = (W_v @ e_t[..., None])[..., 0]                         # (…, T, d_out)
+    v = _5 + b_v                                                # (…, T, d_out)
     # 4 ∀t: α_t ← exp(q^⊤ k_t / √d_attn) / Σ_u exp(q^⊤ k_u / √d_attn) ▷ α_t ∈ ℝ
-    _11 = np.expand_dims(_2, -2)                                # (…, 1, d_attn)
-    _12 = np.sum(_11 * _6, axis=-1)                             # (…, T)
-    _13 = math.sqrt(d_attn)                                     # ()
-    _14 = _12 / _13                                             # (…, T)
-    _15 = np.exp(_14)                                           # (…, T)
-    shape_15 = _15.shape
-    _16 = np.sum(_15, axis=-1)                                  # (…,)
-    _17 = np.expand_dims(_16, -1)                               # (…, 1)
-    _18 = _15 / _17                                             # (…, T)
+    _7 = np.expand_dims(q, -2)                                  # (…, 1, d_attn)
+    _8 = np.sum(_7 * k, axis=-1)                                # (…, T)
+    _9 = math.sqrt(d_attn)                                      # ()
+    _10 = _8 / _9                                               # (…, T)
+    _11 = np.exp(_10)                                           # (…, T)
+    shape_11 = _11.shape
+    _12 = np.sum(_11, axis=-1)                                  # (…,)
+    _13 = np.expand_dims(_12, -1)                               # (…, 1)
+    alpha = _11 / _13                                           # (…, T)
     # 5 return ṽ = Σ_{t=1}^{T} α_t v_t ▷ ṽ ∈ ℝ^{d_out}
-    _19 = np.expand_dims(_18, -1)                               # (…, T, 1)
-    _20 = _19 * _10                                             # (…, T, d_out)
-    shape_20 = _20.shape
-    _21 = np.sum(_20, axis=-2)                                  # (…, d_out)
-    cache = {"T": T, "d_attn": d_attn, "d_out": d_out, "d_in": d_in, "shape_20": shape_20, "_10": _10, "_19": _19, "_17": _17, "_18": _18, "shape_15": shape_15, "_15": _15, "_13": _13, "_6": _6, "_11": _11, "e_t": e_t, "_7": _7, "_3": _3, "e": e, "W_q": W_q}
-    return _21, cache
+    _15 = np.expand_dims(alpha, -1)                             # (…, T, 1)
+    _16 = _15 * v                                               # (…, T, d_out)
+    shape_16 = _16.shape
+    v_tilde = np.sum(_16, axis=-2)                              # (…, d_out)
+    cache = {"T": T, "d_attn": d_attn, "d_out": d_out, "d_in": d_in, "shape_16": shape_16, "v": v, "_15": _15, "_13": _13, "alpha": alpha, "shape_11": shape_11, "_11": _11, "_9": _9, "k": k, "_7": _7, "e_t": e_t, "W_v": W_v, "W_k": W_k, "e": e, "W_q": W_q}
+    return v_tilde, cache
 
 
 def backward(config: Config, params: Params, cache: dict, d_v_tilde):
@@ -133,69 +129,65 @@ def backward(config: Config, params: Params, cache: dict, d_v_tilde):
     d_attn = cache["d_attn"]
     d_out = cache["d_out"]
     d_in = cache["d_in"]
-    shape_20 = cache["shape_20"]
-    _10 = cache["_10"]
-    _19 = cache["_19"]
-    _17 = cache["_17"]
-    _18 = cache["_18"]
-    shape_15 = cache["shape_15"]
+    shape_16 = cache["shape_16"]
+    v = cache["v"]
     _15 = cache["_15"]
     _13 = cache["_13"]
-    _6 = cache["_6"]
+    alpha = cache["alpha"]
+    shape_11 = cache["shape_11"]
     _11 = cache["_11"]
-    e_t = cache["e_t"]
+    _9 = cache["_9"]
+    k = cache["k"]
     _7 = cache["_7"]
-    _3 = cache["_3"]
+    e_t = cache["e_t"]
+    W_v = params.W_v
+    W_k = params.W_k
     e = cache["e"]
     W_q = params.W_q
     # 5 return ṽ = Σ_{t=1}^{T} α_t v_t ▷ ṽ ∈ ℝ^{d_out}
-    g10001 = np.broadcast_to(np.expand_dims(d_v_tilde, -2), shape_20) # (…, T, d_out)
-    g10002 = g10001 * _10                                       # (…, T, d_out)
-    g10003 = g10001 * _19                                       # (…, T, d_out)
+    g10001 = np.broadcast_to(np.expand_dims(d_v_tilde, -2), shape_16) # (…, T, d_out)
+    g10002 = g10001 * v                                         # (…, T, d_out)
+    g10003 = g10001 * _15                                       # (…, T, d_out)
     g10004 = _sum_to(g10002, None, (-1,))                       # (…, T, 1)
     g10005 = np.squeeze(g10004, -1)                             # (…, T)
     # 4 ∀t: α_t ← exp(q^⊤ k_t / √d_attn) / Σ_u exp(q^⊤ k_u / √d_attn) ▷ α_t ∈ ℝ
-    g10006 = g10005 / _17                                       # (…, T)
-    g10007 = g10005 * _18                                       # (…, T)
-    g10008 = g10007 / _17                                       # (…, T)
+    g10006 = g10005 / _13                                       # (…, T)
+    g10007 = g10005 * alpha                                     # (…, T)
+    g10008 = g10007 / _13                                       # (…, T)
     g10009 = -g10008                                            # (…, T)
     g10010 = _sum_to(g10009, None, (-1,))                       # (…, 1)
     g10011 = np.squeeze(g10010, -1)                             # (…,)
-    g10012 = np.broadcast_to(np.expand_dims(g10011, -1), shape_15) # (…, T)
+    g10012 = np.broadcast_to(np.expand_dims(g10011, -1), shape_11) # (…, T)
     g10013 = g10006 + g10012                                    # (…, T)
-    g10014 = g10013 * _15                                       # (…, T)
-    g10015 = g10014 / _13                                       # (…, T)
+    g10014 = g10013 * _11                                       # (…, T)
+    g10015 = g10014 / _9                                        # (…, T)
     g10019 = np.expand_dims(g10015, -1)                         # (…, T, 1)
-    g10020 = g10019 * _6                                        # (…, T, d_attn)
+    g10020 = g10019 * k                                         # (…, T, d_attn)
     g10021 = np.expand_dims(g10015, -1)                         # (…, T, 1)
-    g10022 = g10021 * _11                                       # (…, T, 1)
+    g10022 = g10021 * _7                                        # (…, T, 1)
     g10023 = _sum_to(g10020, None, (-2,))                       # (…, 1, d_attn)
     g10024 = np.squeeze(g10023, -2)                             # (…, d_attn)
     # 3 ∀t: v_t ← W_v e_t + b_v ▷ v_t ∈ ℝ^{d_out}
-    g10025 = _sum_to(g10003, 2, (-2,))                          # (1, d_out)
-    g10026 = np.squeeze(g10025, -2)                             # (d_out,)
-    g10027 = g10003[..., :, None] * e_t[..., None, :]           # (…, T, d_out, d_in)
-    g10028 = np.swapaxes(_7, -1, -2)                            # (1, d_in, d_out)
-    g10029 = (g10028 @ g10003[..., None])[..., 0]               # (…, 1, d_in)
-    g10030 = _sum_to(g10027, 3, (-3,))                          # (1, d_out, d_in)
-    g10031 = np.squeeze(g10030, -3)                             # (d_out, d_in)
+    g10025 = _sum_to(g10003, 1, ())                             # (d_out,)
+    g10026 = g10003[..., :, None] * e_t[..., None, :]           # (…, T, d_out, d_in)
+    g10027 = np.swapaxes(W_v, -1, -2)                           # (d_in, d_out)
+    g10028 = (g10027 @ g10003[..., None])[..., 0]               # (…, T, d_in)
+    g10029 = _sum_to(g10026, 2, ())                             # (d_out, d_in)
     # 2 ∀t: k_t ← W_k e_t + b_k ▷ k_t ∈ ℝ^{d_attn}
-    g10032 = _sum_to(g10022, 2, (-2,))                          # (1, d_attn)
-    g10033 = np.squeeze(g10032, -2)                             # (d_attn,)
-    g10034 = g10022[..., :, None] * e_t[..., None, :]           # (…, T, 1, d_in)
-    g10035 = np.swapaxes(_3, -1, -2)                            # (1, d_in, d_attn)
-    g10036 = (g10035 @ g10022[..., None])[..., 0]               # (…, 1, d_in)
-    g10037 = _sum_to(g10034, 3, (-3,))                          # (1, d_attn, d_in)
-    g10038 = g10029 + g10036                                    # (…, 1, d_in)
-    g10039 = np.squeeze(g10037, -3)                             # (d_attn, d_in)
+    g10030 = _sum_to(g10022, 1, ())                             # (d_attn,)
+    g10031 = g10022[..., :, None] * e_t[..., None, :]           # (…, T, 1, d_in)
+    g10032 = np.swapaxes(W_k, -1, -2)                           # (d_in, d_attn)
+    g10033 = (g10032 @ g10022[..., None])[..., 0]               # (…, T, d_in)
+    g10034 = _sum_to(g10031, 2, ())                             # (d_attn, d_in)
+    g10035 = g10028 + g10033                                    # (…, T, d_in)
     # 1 q ← W_q e + b_q ▷ q ∈ ℝ^{d_attn}
-    g10040 = _sum_to(g10024, 1, ())                             # (d_attn,)
-    g10041 = g10024[..., :, None] * e[..., None, :]             # (…, d_attn, d_in)
-    g10042 = np.swapaxes(W_q, -1, -2)                           # (d_in, d_attn)
-    g10043 = (g10042 @ g10024[..., None])[..., 0]               # (…, d_in)
-    g10044 = _sum_to(g10041, 2, ())                             # (d_attn, d_in)
-    grads = Params(W_q=g10044, W_k=g10039, b_q=g10040, b_k=g10033, W_v=g10031, b_v=g10026)
-    return grads, {"e": g10043, "e_t": g10038}
+    g10036 = _sum_to(g10024, 1, ())                             # (d_attn,)
+    g10037 = g10024[..., :, None] * e[..., None, :]             # (…, d_attn, d_in)
+    g10038 = np.swapaxes(W_q, -1, -2)                           # (d_in, d_attn)
+    g10039 = (g10038 @ g10024[..., None])[..., 0]               # (…, d_in)
+    g10040 = _sum_to(g10037, 2, ())                             # (d_attn, d_in)
+    grads = Params(W_q=g10040, W_k=g10034, b_q=g10036, b_k=g10030, W_v=g10029, b_v=g10025)
+    return grads, {"e": g10039, "e_t": g10035}
 
 def _softmax(x, axis):
     z = np.exp(x - np.max(x, axis=axis, keepdims=True))

@@ -64,9 +64,9 @@ def forward(config: Config, params: Params, v):
     W_e = params.W_e
     # 1 return e = W_e[:, v] ▷ e ∈ ℝ^{d_e}
     _1 = np.swapaxes(W_e, -1, -2)                               # (N_V, d_e)
-    _2 = _1[v - 1]                                              # (…, d_e)
+    e = _1[v - 1]                                               # (…, d_e)
     cache = {"N_V": N_V, "d_e": d_e, "v": v, "_1": _1}
-    return _2, cache
+    return e, cache
 
 
 def backward(config: Config, params: Params, cache: dict, d_e_2):

@@ -63,9 +63,9 @@ def forward(config: Config, params: Params, e):
     W_u = params.W_u
     # 1 return p = softmax(W_u e) ▷ p ∈ ℝ^{N_V}
     _1 = (W_u @ e[..., None])[..., 0]                           # (…, N_V)
-    _2 = _softmax(_1, -1)                                       # (…, N_V)
-    cache = {"N_V": N_V, "d_e": d_e, "_2": _2, "e": e, "W_u": W_u}
-    return _2, cache
+    p = _softmax(_1, -1)                                        # (…, N_V)
+    cache = {"N_V": N_V, "d_e": d_e, "p": p, "e": e, "W_u": W_u}
+    return p, cache
 
 
 def backward(config: Config, params: Params, cache: dict, d_p):
@@ -76,11 +76,11 @@ def backward(config: Config, params: Params, cache: dict, d_p):
     """
     N_V = cache["N_V"]
     d_e = cache["d_e"]
-    _2 = cache["_2"]
+    p = cache["p"]
     e = cache["e"]
     W_u = params.W_u
     # 1 return p = softmax(W_u e) ▷ p ∈ ℝ^{N_V}
-    g10001 = _2 * (d_p - np.sum(d_p * _2, axis=-1, keepdims=True)) # (…, N_V)
+    g10001 = p * (d_p - np.sum(d_p * p, axis=-1, keepdims=True)) # (…, N_V)
     g10002 = g10001[..., :, None] * e[..., None, :]             # (…, N_V, d_e)
     g10003 = np.swapaxes(W_u, -1, -2)                           # (d_e, N_V)
     g10004 = (g10003 @ g10001[..., None])[..., 0]               # (…, d_e)

@@ -173,6 +173,11 @@ class Lowerer:
         total = len(mapped) + ndims
         axes = tuple(i - total for i in new_axes)
         ones = tuple(a.ones) + tuple(v for v in mapped if v not in a.mapped)
+        kept = [i for i in range(total) if i not in new_axes]
+        if not a.batched and all(n < k for n in new_axes for k in kept):
+            # NumPy pads missing leading axes itself: no op needed for an unbatched value
+            return replace(a, mapped=tuple(mapped), dims=(ONE,) * missing_dims + a.dims,
+                           ones=tuple(v for v in mapped if v in ones))
         return self.op("expand", (a,), (axes,), a, mapped=mapped, dims=(ONE,) * missing_dims + a.dims,
                        ones=ones)
 
@@ -245,7 +250,8 @@ class Lowerer:
             return fam  # its members are looked up by name, where it is used
         (var,) = idx
         if var in self.seq:
-            return self.op("index", (fam,), (self.seq[var], len(fam.dims)), fam, dims=fam.dims[1:])
+            return self.op("index", (fam,), (self.seq[var], len(fam.dims)), fam, dims=fam.dims[1:],
+                           name=self.names.fresh(f"{fam.name}_{self.seq[var]}"))
         labels = [("□" if i == 0 else None) for i in range(len(fam.dims))]
         assert labels
         # the family axis is the first own axis: make it mapped, then put it in scope order
@@ -743,7 +749,7 @@ class Lowerer:
 
     def s_return(self, st: Step):
         v = self.value(st.value)
-        return v
+        return self.named(v, st.target.attr if st.target is not None else self.card.outputs[0])
 
     def s_assign(self, st: Step):
         t = st.target
@@ -762,9 +768,24 @@ class Lowerer:
         if idx:
             (var,) = idx
             key = join_name(base, [(k, "□" if x in self.scope else x) for k, x in scripts])
-            self.env[key] = self.unmap(v, [var])
+            self.env[key] = self.named(self.unmap(v, [var]), key)
         else:
-            self.env[text] = v
+            self.env[text] = self.named(v, text)
+
+    def named(self, v: AV, card_name: str) -> AV:
+        """Give the array a step just computed the card's name for it (Q, S_h, ê)."""
+        if not v.name.startswith("_") or not self.block or getattr(self.block[-1], "out", None) != v.name:
+            return v
+        new = self.names.fresh(card_name.replace("□", ""))
+        old = v.name
+        self.block[-1].out = new
+        for memo in self.memo.values():
+            for k, val in memo.items():
+                if val.name == old:
+                    memo[k] = replace(val, name=new)
+        if old in self.transposed:
+            self.transposed[new] = self.transposed.pop(old)
+        return replace(v, name=new)
 
     def assign_index(self, target: Expr, v: AV, st: Step):
         base_e, *idx = target.args
