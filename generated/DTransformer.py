@@ -163,6 +163,15 @@ def forward(config: Config, params: Params, x):
     e = _2 + _5                                                 # (…, ℓ, d_e)
     # 3 X ← [e_1, e_2, …, e_ℓ] ▷ X ∈ ℝ^{d_e×ℓ}
     X = np.swapaxes(e, -1, -2)                                  # (…, d_e, ℓ)
+    # 6 X ← X + MHAttention(X̃ | 𝓦_l, Mask[t, t′] = [[t ≤ t′]]) ▷ X ∈ ℝ^{d_e×ℓ}
+    _22 = np.arange(1, 1 + ell)                                 # (ℓ,)
+    _23 = np.arange(1, 1 + ell)                                 # (ℓ,)
+    _24 = np.expand_dims(_22, -1)                               # (ℓ, 1)
+    _25 = _24 <= _23                                            # (ℓ, ℓ)
+    # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
+    _38 = ~_25                                                  # (ℓ, ℓ)
+    # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
+    _40 = math.sqrt(d_e // H)                                   # ()
     # 8 X ← X + W^l_mlp2 GELU(W^l_mlp1 X̃ + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
     X_2 = X
     saved_l = []
@@ -199,10 +208,6 @@ def forward(config: Config, params: Params, x):
         b_v_l = b_v[l]                                          # (H, d_e/H)
         W_o_l = W_o[l]                                          # (d_e, d_e)
         b_o_l = b_o[l]                                          # (d_e,)
-        _22 = np.arange(1, 1 + ell)                             # (ℓ,)
-        _23 = np.arange(1, 1 + ell)                             # (ℓ,)
-        _24 = np.expand_dims(_22, -1)                           # (ℓ, 1)
-        _25 = _24 <= _23                                        # (ℓ, ℓ)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
         _26 = np.expand_dims(_21, -3)                           # (…, 1, d_e, ℓ)
         _27 = W_q_l @ _26                                       # (…, H, d_e/H, ℓ)
@@ -220,10 +225,8 @@ def forward(config: Config, params: Params, x):
         _36 = np.swapaxes(K, -1, -2)                            # (…, H, ℓ, d_e/H)
         S = _36 @ Q                                             # (…, H, ℓ, ℓ)
         # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
-        _38 = ~_25                                              # (ℓ, ℓ)
         _39 = np.where(_38, -np.inf, S)                         # (…, H, ℓ, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _40 = math.sqrt(d_e // H)                               # ()
         _41 = _39 / _40                                         # (…, H, ℓ, ℓ)
         _42 = _softmax(_41, -2)                                 # (…, H, ℓ, ℓ)
         V_tilde = V @ _42                                       # (…, H, d_e/H, ℓ)
@@ -272,7 +275,7 @@ def forward(config: Config, params: Params, x):
         b_mlp2_l = b_mlp2[l]                                    # (d_e,)
         _69 = np.expand_dims(b_mlp2_l, -1)                      # (d_e, 1)
         X_4 = _68 + _69                                         # (…, d_e, ℓ)
-        saved_l.append((W_mlp2_l, _66, _65, W_mlp1_l, _62, gamma2_l, _59, _58, _57, shape_54, _53, shape_49, W_o_l, Y, V_tilde_shape, V, _42, _40, _38, _36, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, _18, _17, _16, shape_13, _12, shape_8,))
+        saved_l.append((W_mlp2_l, _66, _65, W_mlp1_l, _62, gamma2_l, _59, _58, _57, shape_54, _53, shape_49, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, _18, _17, _16, shape_13, _12, shape_8,))
         X_2 = X_4
     X_5 = X_2
     # 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
@@ -299,7 +302,7 @@ def forward(config: Config, params: Params, x):
     # 11 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}
     _85 = W_u @ _84                                             # (…, N_V, ℓ)
     P = _softmax(_85, -2)                                       # (…, N_V, ℓ)
-    cache = {"N_V": N_V, "ell_max": ell_max, "L": L, "H": H, "d_e": d_e, "d_mlp": d_mlp, "ell": ell, "P": P, "W_u": W_u, "_84": _84, "gamma": gamma, "_81": _81, "_80": _80, "_79": _79, "shape_76": shape_76, "_75": _75, "shape_71": shape_71, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l": saved_l}
+    cache = {"N_V": N_V, "ell_max": ell_max, "L": L, "H": H, "d_e": d_e, "d_mlp": d_mlp, "ell": ell, "P": P, "W_u": W_u, "_84": _84, "gamma": gamma, "_81": _81, "_80": _80, "_79": _79, "shape_76": shape_76, "_75": _75, "shape_71": shape_71, "_40": _40, "_38": _38, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l": saved_l}
     return P, cache
 
 
@@ -326,6 +329,8 @@ def backward(config: Config, params: Params, cache: dict, d_P):
     shape_76 = cache["shape_76"]
     _75 = cache["_75"]
     shape_71 = cache["shape_71"]
+    _40 = cache["_40"]
+    _38 = cache["_38"]
     _3 = cache["_3"]
     _4 = cache["_4"]
     x = cache["x"]
@@ -386,7 +391,7 @@ def backward(config: Config, params: Params, cache: dict, d_P):
     d_b_mlp1 = np.zeros_like(params.b_mlp1)
     d_b_mlp2 = np.zeros_like(params.b_mlp2)
     for l in reversed(range(L)):
-        W_mlp2_l, _66, _65, W_mlp1_l, _62, gamma2_l, _59, _58, _57, shape_54, _53, shape_49, W_o_l, Y, V_tilde_shape, V, _42, _40, _38, _36, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, _18, _17, _16, shape_13, _12, shape_8, = saved_l[l]
+        W_mlp2_l, _66, _65, W_mlp1_l, _62, gamma2_l, _59, _58, _57, shape_54, _53, shape_49, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, _18, _17, _16, shape_13, _12, shape_8, = saved_l[l]
         # 8 X ← X + W^l_mlp2 GELU(W^l_mlp1 X̃ + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
         g10039 = _sum_to(g10038, 2, (-1,))                      # (d_e, 1)
         g10040 = np.squeeze(g10039, -1)                         # (d_e,)

@@ -259,6 +259,8 @@ def forward(config: Config, params: Params, z, x):
     e = _2 + _5                                                 # (…, ℓ_z, d_e)
     # 3 Z ← [e_1, e_2, …, e_{ℓ_z}] ▷ Z ∈ ℝ^{d_e×ℓ_z}
     Z = np.swapaxes(e, -1, -2)                                  # (…, d_e, ℓ_z)
+    # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
+    _20 = math.sqrt(d_e // H)                                   # ()
     # 8 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^2_l, β^2_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
     Z_2 = Z
     saved_l = []
@@ -289,7 +291,6 @@ def forward(config: Config, params: Params, z, x):
         _18 = np.swapaxes(K, -1, -2)                            # (…, H, ℓ_z, d_e/H)
         S = _18 @ Q                                             # (…, H, ℓ_z, ℓ_z)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _20 = math.sqrt(d_e // H)                               # ()
         _21 = S / _20                                           # (…, H, ℓ_z, ℓ_z)
         _22 = _softmax(_21, -2)                                 # (…, H, ℓ_z, ℓ_z)
         V_tilde = V @ _22                                       # (…, H, d_e/H, ℓ_z)
@@ -361,7 +362,7 @@ def forward(config: Config, params: Params, z, x):
         e_hat_2 = _62 + beta2_l                                 # (…, ℓ_z, d_e)
         # 8 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^2_l, β^2_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         _64 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, ℓ_z)
-        saved_l.append((gamma2_l, _61, _60, _59, shape_56, _55, shape_51, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, _39, _38, _37, shape_34, _33, shape_29, W_o_l, Y, V_tilde_shape, V, _22, _20, _18, Q, W_v_l, _8, W_k_l, W_q_l,))
+        saved_l.append((gamma2_l, _61, _60, _59, shape_56, _55, shape_51, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, _39, _38, _37, shape_34, _33, shape_29, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l,))
         Z_2 = _64
     Z_5 = Z_2
     # 11 for t ∈ [ℓ_x] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
@@ -371,6 +372,17 @@ def forward(config: Config, params: Params, z, x):
     e_2 = _65 + _67                                             # (…, ℓ_x, d_e)
     # 12 X ← [e_1, e_2, …, e_{ℓ_x}] ▷ X ∈ ℝ^{d_e×ℓ_x}
     X = np.swapaxes(e_2, -1, -2)                                # (…, d_e, ℓ_x)
+    # 14 X ← X + MHAttention(X | 𝓦^dec_l, Mask[t, t′] = [[t ≤ t′]]) ▷ X ∈ ℝ^{d_e×ℓ_x}
+    _70 = np.arange(1, 1 + ell_x)                               # (ℓ_x,)
+    _71 = np.arange(1, 1 + ell_x)                               # (ℓ_x,)
+    _72 = np.expand_dims(_70, -1)                               # (ℓ_x, 1)
+    _73 = _72 <= _71                                            # (ℓ_x, ℓ_x)
+    # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
+    _86 = ~_73                                                  # (ℓ_x, ℓ_x)
+    # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
+    _88 = math.sqrt(d_e // H)                                   # ()
+    # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
+    _115 = np.expand_dims(Z_5, -3)                              # (…, 1, d_e, ℓ_z)
     # 19 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^5_l, β^5_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
     X_2 = X
     saved_l_2 = []
@@ -384,10 +396,6 @@ def forward(config: Config, params: Params, z, x):
         b_v_2_l_2 = b_v_2[l_2]                                  # (H, d_e/H)
         W_o_2_l_2 = W_o_2[l_2]                                  # (d_e, d_e)
         b_o_2_l_2 = b_o_2[l_2]                                  # (d_e,)
-        _70 = np.arange(1, 1 + ell_x)                           # (ℓ_x,)
-        _71 = np.arange(1, 1 + ell_x)                           # (ℓ_x,)
-        _72 = np.expand_dims(_70, -1)                           # (ℓ_x, 1)
-        _73 = _72 <= _71                                        # (ℓ_x, ℓ_x)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
         _74 = np.expand_dims(X_2, -3)                           # (…, 1, d_e, ℓ_x)
         _75 = W_q_2_l_2 @ _74                                   # (…, H, d_e/H, ℓ_x)
@@ -405,10 +413,8 @@ def forward(config: Config, params: Params, z, x):
         _84 = np.swapaxes(K_2, -1, -2)                          # (…, H, ℓ_x, d_e/H)
         S_2 = _84 @ Q_2                                         # (…, H, ℓ_x, ℓ_x)
         # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
-        _86 = ~_73                                              # (ℓ_x, ℓ_x)
         _87 = np.where(_86, -np.inf, S_2)                       # (…, H, ℓ_x, ℓ_x)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _88 = math.sqrt(d_e // H)                               # ()
         _89 = _87 / _88                                         # (…, H, ℓ_x, ℓ_x)
         _90 = _softmax(_89, -2)                                 # (…, H, ℓ_x, ℓ_x)
         V_tilde_3 = V_2 @ _90                                   # (…, H, d_e/H, ℓ_x)
@@ -459,7 +465,6 @@ def forward(config: Config, params: Params, z, x):
         _113 = np.expand_dims(b_q_3_l_2, -1)                    # (H, d_e/H, 1)
         Q_3 = _112 + _113                                       # (…, H, d_e/H, ℓ_x)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        _115 = np.expand_dims(Z_5, -3)                          # (…, 1, d_e, ℓ_z)
         _116 = W_k_3_l_2 @ _115                                 # (…, H, d_e/H, ℓ_z)
         _117 = np.expand_dims(b_k_3_l_2, -1)                    # (H, d_e/H, 1)
         K_3 = _116 + _117                                       # (…, H, d_e/H, ℓ_z)
@@ -542,13 +547,13 @@ def forward(config: Config, params: Params, z, x):
         e_hat_5 = _165 + beta5_l_2                              # (…, ℓ_x, d_e)
         # 19 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^5_l, β^5_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         _167 = np.swapaxes(e_hat_5, -1, -2)                     # (…, d_e, ℓ_x)
-        saved_l_2.append((gamma5_l_2, _164, _163, _162, shape_159, _158, shape_154, W_mlp4_l_2, _149, _148, W_mlp3_l_2, _145, gamma4_l_2, _142, _141, _140, shape_137, _136, shape_132, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, _125, _88, _122, Q_3, W_v_3_l_2, _115, W_k_3_l_2, W_q_3_l_2, _111, gamma3_l_2, _107, _106, _105, shape_102, _101, shape_97, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, _90, _86, _84, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2,))
+        saved_l_2.append((gamma5_l_2, _164, _163, _162, shape_159, _158, shape_154, W_mlp4_l_2, _149, _148, W_mlp3_l_2, _145, gamma4_l_2, _142, _141, _140, shape_137, _136, shape_132, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, _125, _122, Q_3, W_v_3_l_2, W_k_3_l_2, W_q_3_l_2, _111, gamma3_l_2, _107, _106, _105, shape_102, _101, shape_97, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, _90, _84, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2,))
         X_2 = _167
     X_6 = X_2
     # 21 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ_x}
     _168 = W_u @ X_6                                            # (…, N_V, ℓ_x)
     P = _softmax(_168, -2)                                      # (…, N_V, ℓ_x)
-    cache = {"N_V": N_V, "ell_max": ell_max, "L_enc": L_enc, "L_dec": L_dec, "H": H, "d_e": d_e, "d_mlp": d_mlp, "ell_z": ell_z, "ell_x": ell_x, "P": P, "W_u": W_u, "X_6": X_6, "_66": _66, "_4": _4, "x": x, "_1": _1, "_3": _3, "z": z, "saved_l_2": saved_l_2, "saved_l": saved_l}
+    cache = {"N_V": N_V, "ell_max": ell_max, "L_enc": L_enc, "L_dec": L_dec, "H": H, "d_e": d_e, "d_mlp": d_mlp, "ell_z": ell_z, "ell_x": ell_x, "P": P, "W_u": W_u, "X_6": X_6, "_88": _88, "_115": _115, "_86": _86, "_66": _66, "_4": _4, "x": x, "_1": _1, "_20": _20, "_3": _3, "z": z, "saved_l_2": saved_l_2, "saved_l": saved_l}
     return P, cache
 
 
@@ -570,10 +575,14 @@ def backward(config: Config, params: Params, cache: dict, d_P):
     P = cache["P"]
     W_u = params.W_u
     X_6 = cache["X_6"]
+    _88 = cache["_88"]
+    _115 = cache["_115"]
+    _86 = cache["_86"]
     _66 = cache["_66"]
     _4 = cache["_4"]
     x = cache["x"]
     _1 = cache["_1"]
+    _20 = cache["_20"]
     _3 = cache["_3"]
     z = cache["z"]
     saved_l_2 = cache["saved_l_2"]
@@ -612,9 +621,9 @@ def backward(config: Config, params: Params, cache: dict, d_P):
     d_b_mlp4 = np.zeros_like(params.b_mlp4)
     d_gamma5 = np.zeros_like(params.gamma5)
     d_beta5 = np.zeros_like(params.beta5)
-    g10220 = 0
+    g10219 = 0
     for l_2 in reversed(range(L_dec)):
-        gamma5_l_2, _164, _163, _162, shape_159, _158, shape_154, W_mlp4_l_2, _149, _148, W_mlp3_l_2, _145, gamma4_l_2, _142, _141, _140, shape_137, _136, shape_132, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, _125, _88, _122, Q_3, W_v_3_l_2, _115, W_k_3_l_2, W_q_3_l_2, _111, gamma3_l_2, _107, _106, _105, shape_102, _101, shape_97, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, _90, _86, _84, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2, = saved_l_2[l_2]
+        gamma5_l_2, _164, _163, _162, shape_159, _158, shape_154, W_mlp4_l_2, _149, _148, W_mlp3_l_2, _145, gamma4_l_2, _142, _141, _140, shape_137, _136, shape_132, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, _125, _122, Q_3, W_v_3_l_2, W_k_3_l_2, W_q_3_l_2, _111, gamma3_l_2, _107, _106, _105, shape_102, _101, shape_97, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, _90, _84, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2, = saved_l_2[l_2]
         # 19 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^5_l, β^5_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         g10008 = np.swapaxes(g10007, -1, -2)                    # (…, ℓ_x, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
@@ -735,116 +744,115 @@ def backward(config: Config, params: Params, cache: dict, d_P):
         g10123 = _sum_to(g10122, 3, ())                         # (H, d_e/H, d_e)
         g10124 = _sum_to(g10120, None, (-3,))                   # (…, 1, d_e, ℓ_z)
         g10125 = g10116 + g10124                                # (…, 1, d_e, ℓ_z)
-        g10126 = np.squeeze(g10125, -3)                         # (…, d_e, ℓ_z)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10127 = _sum_to(g10105, 3, (-1,))                      # (H, d_e/H, 1)
-        g10128 = np.squeeze(g10127, -1)                         # (H, d_e/H)
-        g10129 = np.swapaxes(W_q_3_l_2, -1, -2)                 # (H, d_e, d_e/H)
-        g10130 = g10129 @ g10105                                # (…, H, d_e, ℓ_x)
-        g10131 = np.swapaxes(_111, -1, -2)                      # (…, 1, ℓ_x, d_e)
-        g10132 = g10105 @ g10131                                # (…, H, d_e/H, d_e)
-        g10133 = _sum_to(g10132, 3, ())                         # (H, d_e/H, d_e)
-        g10134 = _sum_to(g10130, None, (-3,))                   # (…, 1, d_e, ℓ_x)
-        g10135 = np.squeeze(g10134, -3)                         # (…, d_e, ℓ_x)
-        g10136 = g10086 + g10135                                # (…, d_e, ℓ_x)
+        g10126 = _sum_to(g10105, 3, (-1,))                      # (H, d_e/H, 1)
+        g10127 = np.squeeze(g10126, -1)                         # (H, d_e/H)
+        g10128 = np.swapaxes(W_q_3_l_2, -1, -2)                 # (H, d_e, d_e/H)
+        g10129 = g10128 @ g10105                                # (…, H, d_e, ℓ_x)
+        g10130 = np.swapaxes(_111, -1, -2)                      # (…, 1, ℓ_x, d_e)
+        g10131 = g10105 @ g10130                                # (…, H, d_e/H, d_e)
+        g10132 = _sum_to(g10131, 3, ())                         # (H, d_e/H, d_e)
+        g10133 = _sum_to(g10129, None, (-3,))                   # (…, 1, d_e, ℓ_x)
+        g10134 = np.squeeze(g10133, -3)                         # (…, d_e, ℓ_x)
+        g10135 = g10086 + g10134                                # (…, d_e, ℓ_x)
         # 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
-        g10137 = np.swapaxes(g10136, -1, -2)                    # (…, ℓ_x, d_e)
+        g10136 = np.swapaxes(g10135, -1, -2)                    # (…, ℓ_x, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        g10138 = _sum_to(g10137, 1, ())                         # (d_e,)
-        g10139 = g10137 * gamma3_l_2                            # (…, ℓ_x, d_e)
-        g10140 = g10137 * _107                                  # (…, ℓ_x, d_e)
-        g10141 = _sum_to(g10140, 1, ())                         # (d_e,)
-        g10142 = g10139 / _106                                  # (…, ℓ_x, d_e)
-        g10143 = g10139 * _107                                  # (…, ℓ_x, d_e)
-        g10144 = g10143 / _106                                  # (…, ℓ_x, d_e)
-        g10145 = -g10144                                        # (…, ℓ_x, d_e)
-        g10146 = _sum_to(g10145, None, (-1,))                   # (…, ℓ_x, 1)
-        g10147 = np.squeeze(g10146, -1)                         # (…, ℓ_x)
-        g10148 = 2.0 * _105                                     # (…, ℓ_x)
-        g10149 = g10147 / g10148                                # (…, ℓ_x)
+        g10137 = _sum_to(g10136, 1, ())                         # (d_e,)
+        g10138 = g10136 * gamma3_l_2                            # (…, ℓ_x, d_e)
+        g10139 = g10136 * _107                                  # (…, ℓ_x, d_e)
+        g10140 = _sum_to(g10139, 1, ())                         # (d_e,)
+        g10141 = g10138 / _106                                  # (…, ℓ_x, d_e)
+        g10142 = g10138 * _107                                  # (…, ℓ_x, d_e)
+        g10143 = g10142 / _106                                  # (…, ℓ_x, d_e)
+        g10144 = -g10143                                        # (…, ℓ_x, d_e)
+        g10145 = _sum_to(g10144, None, (-1,))                   # (…, ℓ_x, 1)
+        g10146 = np.squeeze(g10145, -1)                         # (…, ℓ_x)
+        g10147 = 2.0 * _105                                     # (…, ℓ_x)
+        g10148 = g10146 / g10147                                # (…, ℓ_x)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-        g10150 = g10149 / d_e                                   # (…, ℓ_x)
-        g10154 = np.broadcast_to(np.expand_dims(g10150, -1), shape_102) # (…, ℓ_x, d_e)
-        g10155 = 2.0 * _101                                     # (…, ℓ_x, d_e)
-        g10156 = g10154 * g10155                                # (…, ℓ_x, d_e)
-        g10157 = g10142 + g10156                                # (…, ℓ_x, d_e)
-        g10158 = -g10157                                        # (…, ℓ_x, d_e)
-        g10159 = _sum_to(g10158, None, (-1,))                   # (…, ℓ_x, 1)
-        g10160 = np.squeeze(g10159, -1)                         # (…, ℓ_x)
+        g10149 = g10148 / d_e                                   # (…, ℓ_x)
+        g10153 = np.broadcast_to(np.expand_dims(g10149, -1), shape_102) # (…, ℓ_x, d_e)
+        g10154 = 2.0 * _101                                     # (…, ℓ_x, d_e)
+        g10155 = g10153 * g10154                                # (…, ℓ_x, d_e)
+        g10156 = g10141 + g10155                                # (…, ℓ_x, d_e)
+        g10157 = -g10156                                        # (…, ℓ_x, d_e)
+        g10158 = _sum_to(g10157, None, (-1,))                   # (…, ℓ_x, 1)
+        g10159 = np.squeeze(g10158, -1)                         # (…, ℓ_x)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        g10161 = g10160 / d_e                                   # (…, ℓ_x)
-        g10165 = np.broadcast_to(np.expand_dims(g10161, -1), shape_97) # (…, ℓ_x, d_e)
-        g10166 = g10157 + g10165                                # (…, ℓ_x, d_e)
+        g10160 = g10159 / d_e                                   # (…, ℓ_x)
+        g10164 = np.broadcast_to(np.expand_dims(g10160, -1), shape_97) # (…, ℓ_x, d_e)
+        g10165 = g10156 + g10164                                # (…, ℓ_x, d_e)
         # 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
-        g10167 = np.swapaxes(g10166, -1, -2)                    # (…, d_e, ℓ_x)
+        g10166 = np.swapaxes(g10165, -1, -2)                    # (…, d_e, ℓ_x)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10168 = _sum_to(g10167, 2, (-1,))                      # (d_e, 1)
-        g10169 = np.squeeze(g10168, -1)                         # (d_e,)
-        g10170 = np.swapaxes(W_o_2_l_2, -1, -2)                 # (d_e, d_e)
-        g10171 = g10170 @ g10167                                # (…, d_e, ℓ_x)
-        g10172 = np.swapaxes(Y_2, -1, -2)                       # (…, ℓ_x, d_e)
-        g10173 = g10167 @ g10172                                # (…, d_e, d_e)
-        g10174 = _sum_to(g10173, 2, ())                         # (d_e, d_e)
+        g10167 = _sum_to(g10166, 2, (-1,))                      # (d_e, 1)
+        g10168 = np.squeeze(g10167, -1)                         # (d_e,)
+        g10169 = np.swapaxes(W_o_2_l_2, -1, -2)                 # (d_e, d_e)
+        g10170 = g10169 @ g10166                                # (…, d_e, ℓ_x)
+        g10171 = np.swapaxes(Y_2, -1, -2)                       # (…, ℓ_x, d_e)
+        g10172 = g10166 @ g10171                                # (…, d_e, d_e)
+        g10173 = _sum_to(g10172, 2, ())                         # (d_e, d_e)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
-        g10175 = g10171.reshape(V_tilde_3_shape)                # (…, H, d_e/H, ℓ_x)
+        g10174 = g10170.reshape(V_tilde_3_shape)                # (…, H, d_e/H, ℓ_x)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10176 = np.swapaxes(V_2, -1, -2)                       # (…, H, ℓ_x, d_e/H)
-        g10177 = g10176 @ g10175                                # (…, H, ℓ_x, ℓ_x)
-        g10178 = np.swapaxes(_90, -1, -2)                       # (…, H, ℓ_x, ℓ_x)
-        g10179 = g10175 @ g10178                                # (…, H, d_e/H, ℓ_x)
-        g10180 = _90 * (g10177 - np.sum(g10177 * _90, axis=-2, keepdims=True)) # (…, H, ℓ_x, ℓ_x)
-        g10181 = g10180 / _88                                   # (…, H, ℓ_x, ℓ_x)
+        g10175 = np.swapaxes(V_2, -1, -2)                       # (…, H, ℓ_x, d_e/H)
+        g10176 = g10175 @ g10174                                # (…, H, ℓ_x, ℓ_x)
+        g10177 = np.swapaxes(_90, -1, -2)                       # (…, H, ℓ_x, ℓ_x)
+        g10178 = g10174 @ g10177                                # (…, H, d_e/H, ℓ_x)
+        g10179 = _90 * (g10176 - np.sum(g10176 * _90, axis=-2, keepdims=True)) # (…, H, ℓ_x, ℓ_x)
+        g10180 = g10179 / _88                                   # (…, H, ℓ_x, ℓ_x)
         # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
-        g10186 = np.where(_86, 0, g10181)                       # (…, H, ℓ_x, ℓ_x)
+        g10185 = np.where(_86, 0, g10180)                       # (…, H, ℓ_x, ℓ_x)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        g10187 = np.swapaxes(_84, -1, -2)                       # (…, H, d_e/H, ℓ_x)
-        g10188 = g10187 @ g10186                                # (…, H, d_e/H, ℓ_x)
-        g10189 = np.swapaxes(Q_2, -1, -2)                       # (…, H, ℓ_x, d_e/H)
-        g10190 = g10186 @ g10189                                # (…, H, ℓ_x, d_e/H)
-        g10191 = np.swapaxes(g10190, -1, -2)                    # (…, H, d_e/H, ℓ_x)
+        g10186 = np.swapaxes(_84, -1, -2)                       # (…, H, d_e/H, ℓ_x)
+        g10187 = g10186 @ g10185                                # (…, H, d_e/H, ℓ_x)
+        g10188 = np.swapaxes(Q_2, -1, -2)                       # (…, H, ℓ_x, d_e/H)
+        g10189 = g10185 @ g10188                                # (…, H, ℓ_x, d_e/H)
+        g10190 = np.swapaxes(g10189, -1, -2)                    # (…, H, d_e/H, ℓ_x)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10192 = _sum_to(g10179, 3, (-1,))                      # (H, d_e/H, 1)
-        g10193 = np.squeeze(g10192, -1)                         # (H, d_e/H)
-        g10194 = np.swapaxes(W_v_2_l_2, -1, -2)                 # (H, d_e, d_e/H)
-        g10195 = g10194 @ g10179                                # (…, H, d_e, ℓ_x)
-        g10196 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ_x, d_e)
-        g10197 = g10179 @ g10196                                # (…, H, d_e/H, d_e)
-        g10198 = _sum_to(g10197, 3, ())                         # (H, d_e/H, d_e)
-        g10199 = _sum_to(g10195, None, (-3,))                   # (…, 1, d_e, ℓ_x)
+        g10191 = _sum_to(g10178, 3, (-1,))                      # (H, d_e/H, 1)
+        g10192 = np.squeeze(g10191, -1)                         # (H, d_e/H)
+        g10193 = np.swapaxes(W_v_2_l_2, -1, -2)                 # (H, d_e, d_e/H)
+        g10194 = g10193 @ g10178                                # (…, H, d_e, ℓ_x)
+        g10195 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ_x, d_e)
+        g10196 = g10178 @ g10195                                # (…, H, d_e/H, d_e)
+        g10197 = _sum_to(g10196, 3, ())                         # (H, d_e/H, d_e)
+        g10198 = _sum_to(g10194, None, (-3,))                   # (…, 1, d_e, ℓ_x)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10200 = _sum_to(g10191, 3, (-1,))                      # (H, d_e/H, 1)
-        g10201 = np.squeeze(g10200, -1)                         # (H, d_e/H)
-        g10202 = np.swapaxes(W_k_2_l_2, -1, -2)                 # (H, d_e, d_e/H)
-        g10203 = g10202 @ g10191                                # (…, H, d_e, ℓ_x)
-        g10204 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ_x, d_e)
-        g10205 = g10191 @ g10204                                # (…, H, d_e/H, d_e)
-        g10206 = _sum_to(g10205, 3, ())                         # (H, d_e/H, d_e)
-        g10207 = _sum_to(g10203, None, (-3,))                   # (…, 1, d_e, ℓ_x)
-        g10208 = g10199 + g10207                                # (…, 1, d_e, ℓ_x)
+        g10199 = _sum_to(g10190, 3, (-1,))                      # (H, d_e/H, 1)
+        g10200 = np.squeeze(g10199, -1)                         # (H, d_e/H)
+        g10201 = np.swapaxes(W_k_2_l_2, -1, -2)                 # (H, d_e, d_e/H)
+        g10202 = g10201 @ g10190                                # (…, H, d_e, ℓ_x)
+        g10203 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ_x, d_e)
+        g10204 = g10190 @ g10203                                # (…, H, d_e/H, d_e)
+        g10205 = _sum_to(g10204, 3, ())                         # (H, d_e/H, d_e)
+        g10206 = _sum_to(g10202, None, (-3,))                   # (…, 1, d_e, ℓ_x)
+        g10207 = g10198 + g10206                                # (…, 1, d_e, ℓ_x)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10209 = _sum_to(g10188, 3, (-1,))                      # (H, d_e/H, 1)
-        g10210 = np.squeeze(g10209, -1)                         # (H, d_e/H)
-        g10211 = np.swapaxes(W_q_2_l_2, -1, -2)                 # (H, d_e, d_e/H)
-        g10212 = g10211 @ g10188                                # (…, H, d_e, ℓ_x)
-        g10213 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ_x, d_e)
-        g10214 = g10188 @ g10213                                # (…, H, d_e/H, d_e)
-        g10215 = _sum_to(g10214, 3, ())                         # (H, d_e/H, d_e)
-        g10216 = _sum_to(g10212, None, (-3,))                   # (…, 1, d_e, ℓ_x)
-        g10217 = g10208 + g10216                                # (…, 1, d_e, ℓ_x)
-        g10218 = np.squeeze(g10217, -3)                         # (…, d_e, ℓ_x)
-        g10219 = g10167 + g10218                                # (…, d_e, ℓ_x)
-        d_W_q_2[l_2] += g10215
-        d_b_q_2[l_2] += g10210
-        d_W_k_2[l_2] += g10206
-        d_b_k_2[l_2] += g10201
-        d_W_v_2[l_2] += g10198
-        d_b_v_2[l_2] += g10193
-        d_W_o_2[l_2] += g10174
-        d_b_o_2[l_2] += g10169
-        d_gamma3[l_2] += g10141
-        d_beta3[l_2] += g10138
-        d_W_q_3[l_2] += g10133
-        d_b_q_3[l_2] += g10128
+        g10208 = _sum_to(g10187, 3, (-1,))                      # (H, d_e/H, 1)
+        g10209 = np.squeeze(g10208, -1)                         # (H, d_e/H)
+        g10210 = np.swapaxes(W_q_2_l_2, -1, -2)                 # (H, d_e, d_e/H)
+        g10211 = g10210 @ g10187                                # (…, H, d_e, ℓ_x)
+        g10212 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ_x, d_e)
+        g10213 = g10187 @ g10212                                # (…, H, d_e/H, d_e)
+        g10214 = _sum_to(g10213, 3, ())                         # (H, d_e/H, d_e)
+        g10215 = _sum_to(g10211, None, (-3,))                   # (…, 1, d_e, ℓ_x)
+        g10216 = g10207 + g10215                                # (…, 1, d_e, ℓ_x)
+        g10217 = np.squeeze(g10216, -3)                         # (…, d_e, ℓ_x)
+        g10218 = g10166 + g10217                                # (…, d_e, ℓ_x)
+        d_W_q_2[l_2] += g10214
+        d_b_q_2[l_2] += g10209
+        d_W_k_2[l_2] += g10205
+        d_b_k_2[l_2] += g10200
+        d_W_v_2[l_2] += g10197
+        d_b_v_2[l_2] += g10192
+        d_W_o_2[l_2] += g10173
+        d_b_o_2[l_2] += g10168
+        d_gamma3[l_2] += g10140
+        d_beta3[l_2] += g10137
+        d_W_q_3[l_2] += g10132
+        d_b_q_3[l_2] += g10127
         d_W_k_3[l_2] += g10123
         d_b_k_3[l_2] += g10118
         d_W_v_3[l_2] += g10115
@@ -859,8 +867,10 @@ def backward(config: Config, params: Params, cache: dict, d_P):
         d_b_mlp4[l_2] += g10040
         d_gamma5[l_2] += g10012
         d_beta5[l_2] += g10009
-        g10220 = g10220 + g10126
-        g10007 = g10219
+        g10219 = g10219 + g10125
+        g10007 = g10218
+    # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
+    g10220 = np.squeeze(g10219, -3)                             # (…, d_e, ℓ_z)
     # 12 X ← [e_1, e_2, …, e_{ℓ_x}] ▷ X ∈ ℝ^{d_e×ℓ_x}
     g10221 = np.swapaxes(g10007, -1, -2)                        # (…, ℓ_x, d_e)
     # 11 for t ∈ [ℓ_x] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
@@ -885,7 +895,7 @@ def backward(config: Config, params: Params, cache: dict, d_P):
     d_gamma2 = np.zeros_like(params.gamma2)
     d_beta2 = np.zeros_like(params.beta2)
     for l in reversed(range(L_enc)):
-        gamma2_l, _61, _60, _59, shape_56, _55, shape_51, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, _39, _38, _37, shape_34, _33, shape_29, W_o_l, Y, V_tilde_shape, V, _22, _20, _18, Q, W_v_l, _8, W_k_l, W_q_l, = saved_l[l]
+        gamma2_l, _61, _60, _59, shape_56, _55, shape_51, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, _39, _38, _37, shape_34, _33, shape_29, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l, = saved_l[l]
         # 8 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^2_l, β^2_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         g10226 = np.swapaxes(g10225, -1, -2)                    # (…, ℓ_z, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}

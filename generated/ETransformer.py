@@ -175,6 +175,8 @@ def forward(config: Config, params: Params, x):
     e = _2 + _5                                                 # (…, ℓ, d_e)
     # 3 X ← [e_1, e_2, …, e_ℓ] ▷ X ∈ ℝ^{d_e×ℓ}
     X = np.swapaxes(e, -1, -2)                                  # (…, d_e, ℓ)
+    # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
+    _20 = math.sqrt(d_e // H)                                   # ()
     # 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
     X_2 = X
     saved_l = []
@@ -205,7 +207,6 @@ def forward(config: Config, params: Params, x):
         _18 = np.swapaxes(K, -1, -2)                            # (…, H, ℓ, d_e/H)
         S = _18 @ Q                                             # (…, H, ℓ, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _20 = math.sqrt(d_e // H)                               # ()
         _21 = S / _20                                           # (…, H, ℓ, ℓ)
         _22 = _softmax(_21, -2)                                 # (…, H, ℓ, ℓ)
         V_tilde = V @ _22                                       # (…, H, d_e/H, ℓ)
@@ -277,7 +278,7 @@ def forward(config: Config, params: Params, x):
         e_hat_2 = _62 + beta2_l                                 # (…, ℓ, d_e)
         # 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
         _64 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, ℓ)
-        saved_l.append((gamma2_l, _61, _60, _59, shape_56, _55, shape_51, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, _39, _38, _37, shape_34, _33, shape_29, W_o_l, Y, V_tilde_shape, V, _22, _20, _18, Q, W_v_l, _8, W_k_l, W_q_l,))
+        saved_l.append((gamma2_l, _61, _60, _59, shape_56, _55, shape_51, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, _39, _38, _37, shape_34, _33, shape_29, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l,))
         X_2 = _64
     X_5 = X_2
     # 10 X ← GELU(W_f X + b_f 1^⊤) ▷ X ∈ ℝ^{d_f×ℓ}
@@ -309,7 +310,7 @@ def forward(config: Config, params: Params, x):
     # 12 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}; the paper declares W_u ∈ ℝ^{N_V×d_e}; here ℝ^{N_V×d_f}, so that W_u X is defined
     _83 = W_u @ _82                                             # (…, N_V, ℓ)
     P = _softmax(_83, -2)                                       # (…, N_V, ℓ)
-    cache = {"N_V": N_V, "ell_max": ell_max, "L": L, "H": H, "d_e": d_e, "d_mlp": d_mlp, "d_f": d_f, "ell": ell, "P": P, "W_u": W_u, "_82": _82, "gamma": gamma, "_79": _79, "_78": _78, "_77": _77, "shape_74": shape_74, "_73": _73, "shape_69": shape_69, "_67": _67, "W_f": W_f, "X_5": X_5, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l": saved_l}
+    cache = {"N_V": N_V, "ell_max": ell_max, "L": L, "H": H, "d_e": d_e, "d_mlp": d_mlp, "d_f": d_f, "ell": ell, "P": P, "W_u": W_u, "_82": _82, "gamma": gamma, "_79": _79, "_78": _78, "_77": _77, "shape_74": shape_74, "_73": _73, "shape_69": shape_69, "_67": _67, "W_f": W_f, "X_5": X_5, "_20": _20, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l": saved_l}
     return P, cache
 
 
@@ -340,6 +341,7 @@ def backward(config: Config, params: Params, cache: dict, d_P):
     _67 = cache["_67"]
     W_f = params.W_f
     X_5 = cache["X_5"]
+    _20 = cache["_20"]
     _3 = cache["_3"]
     _4 = cache["_4"]
     x = cache["x"]
@@ -410,7 +412,7 @@ def backward(config: Config, params: Params, cache: dict, d_P):
     d_gamma2 = np.zeros_like(params.gamma2)
     d_beta2 = np.zeros_like(params.beta2)
     for l in reversed(range(L)):
-        gamma2_l, _61, _60, _59, shape_56, _55, shape_51, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, _39, _38, _37, shape_34, _33, shape_29, W_o_l, Y, V_tilde_shape, V, _22, _20, _18, Q, W_v_l, _8, W_k_l, W_q_l, = saved_l[l]
+        gamma2_l, _61, _60, _59, shape_56, _55, shape_51, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, _39, _38, _37, shape_34, _33, shape_29, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l, = saved_l[l]
         # 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
         g10048 = np.swapaxes(g10047, -1, -2)                    # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}

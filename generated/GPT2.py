@@ -138,6 +138,14 @@ def forward(config: Config, params: Params, x, p_start):
     _1 = W_e[x]                                                 # (…, T, D)
     _2 = W_p[..., p_start:T + p_start, :]                       # (T, D)
     e = _1 + _2                                                 # (…, T, D)
+    # CausalSelfAttention 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
+    _30 = D / H                                                 # ()
+    _31 = math.sqrt(_30)                                        # ()
+    # CausalSelfAttention 7 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
+    _33 = np.arange(0, T)                                       # (T,)
+    _34 = np.arange(0, T)                                       # (T,)
+    _35 = np.expand_dims(_34, -1)                               # (T, 1)
+    _36 = _33 > _35                                             # (T, T)
     # 3 e ← GPT2Block(e | θ_ℓ) ▷ e ∈ ℝ^{T×D}
     e_2 = e
     saved_ell = []
@@ -194,14 +202,8 @@ def forward(config: Config, params: Params, x, p_start):
         # CausalSelfAttention 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
         _28 = np.swapaxes(K, -1, -2)                            # (…, H, D/H, T)
         _29 = Q @ _28                                           # (…, H, T, T)
-        _30 = D / H                                             # ()
-        _31 = math.sqrt(_30)                                    # ()
         S = _29 / _31                                           # (…, H, T, T)
         # CausalSelfAttention 7 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
-        _33 = np.arange(0, T)                                   # (T,)
-        _34 = np.arange(0, T)                                   # (T,)
-        _35 = np.expand_dims(_34, -1)                           # (T, 1)
-        _36 = _33 > _35                                         # (T, T)
         _37 = np.where(_36, -np.inf, S)                         # (…, H, T, T)
         # CausalSelfAttention 8 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
         _38 = _softmax(_37, -1)                                 # (…, H, T, T)
@@ -238,7 +240,7 @@ def forward(config: Config, params: Params, x, p_start):
         _59 = _58 + b_fc_ell                                    # (…, T, D_f)
         # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
         _60 = 0.5 * _59                                         # (…, T, D_f)
-        _61 = _59 ** 3                                          # (…, T, D_f)
+        _61 = _59 * _59 * _59                                   # (…, T, D_f)
         _62 = 0.044715 * _61                                    # (…, T, D_f)
         _63 = _59 + _62                                         # (…, T, D_f)
         _64 = 0.7978845608028654 * _63                          # (…, T, D_f)
@@ -250,7 +252,7 @@ def forward(config: Config, params: Params, x, p_start):
         Y_3 = _68 + b_proj_ell                                  # (…, T, D)
         # GPT2Block 2 e ← e + MLP(LayerNorm(e | γ_2, β_2) | θ_mlp) ▷ e ∈ ℝ^{T×D}
         e_4 = e_3 + Y_3                                         # (…, T, D)
-        saved_ell.append((y, W_proj_ell, _66, _60, _65, _59, e_hat_2, W_fc_ell, gamma_2_ell, _55, _54, _53, shape_49, _48, e_3_shape, Y_2, W_o_ell, shape_40, _38, V_2, _36, _31, Q, _28, shape_25, A_shape, shape_22, shape_19, e_hat, W_qkv_ell, gamma_1_ell, _14, _13, _12, shape_8, _7, e_2_shape,))
+        saved_ell.append((y, W_proj_ell, _66, _60, _65, _59, e_hat_2, W_fc_ell, gamma_2_ell, _55, _54, _53, shape_49, _48, e_3_shape, Y_2, W_o_ell, shape_40, _38, V_2, Q, _28, shape_25, A_shape, shape_22, shape_19, e_hat, W_qkv_ell, gamma_1_ell, _14, _13, _12, shape_8, _7, e_2_shape,))
         e_2 = e_4
     e_5 = e_2
     e_5_shape = e_5.shape
@@ -274,7 +276,7 @@ def forward(config: Config, params: Params, x, p_start):
     # 6 return P = e · W_e^⊤ ▷ P ∈ ℝ^{T×V}
     _84 = np.swapaxes(W_e, -1, -2)                              # (D, V)
     P = e_hat_3 @ _84                                           # (…, T, V)
-    cache = {"V": V, "D": D, "H": H, "D_f": D_f, "N": N, "ctx": ctx, "T": T, "e_hat_3": e_hat_3, "_84": _84, "gamma_f": gamma_f, "_81": _81, "_80": _80, "_79": _79, "shape_75": shape_75, "_74": _74, "e_5_shape": e_5_shape, "W_p_shape": W_p_shape, "x": x, "W_e": W_e, "p_start": p_start, "saved_ell": saved_ell}
+    cache = {"V": V, "D": D, "H": H, "D_f": D_f, "N": N, "ctx": ctx, "T": T, "e_hat_3": e_hat_3, "_84": _84, "gamma_f": gamma_f, "_81": _81, "_80": _80, "_79": _79, "shape_75": shape_75, "_74": _74, "e_5_shape": e_5_shape, "_36": _36, "_31": _31, "W_p_shape": W_p_shape, "x": x, "W_e": W_e, "p_start": p_start, "saved_ell": saved_ell}
     return P, cache
 
 
@@ -300,6 +302,8 @@ def backward(config: Config, params: Params, cache: dict, d_P):
     shape_75 = cache["shape_75"]
     _74 = cache["_74"]
     e_5_shape = cache["e_5_shape"]
+    _36 = cache["_36"]
+    _31 = cache["_31"]
     W_p_shape = cache["W_p_shape"]
     x = cache["x"]
     W_e = params.W_e
@@ -350,7 +354,7 @@ def backward(config: Config, params: Params, cache: dict, d_P):
     d_W_proj = np.zeros_like(params.W_proj)
     d_b_proj = np.zeros_like(params.b_proj)
     for ell in reversed(range(N)):
-        y, W_proj_ell, _66, _60, _65, _59, e_hat_2, W_fc_ell, gamma_2_ell, _55, _54, _53, shape_49, _48, e_3_shape, Y_2, W_o_ell, shape_40, _38, V_2, _36, _31, Q, _28, shape_25, A_shape, shape_22, shape_19, e_hat, W_qkv_ell, gamma_1_ell, _14, _13, _12, shape_8, _7, e_2_shape, = saved_ell[ell]
+        y, W_proj_ell, _66, _60, _65, _59, e_hat_2, W_fc_ell, gamma_2_ell, _55, _54, _53, shape_49, _48, e_3_shape, Y_2, W_o_ell, shape_40, _38, V_2, Q, _28, shape_25, A_shape, shape_22, shape_19, e_hat, W_qkv_ell, gamma_1_ell, _14, _13, _12, shape_8, _7, e_2_shape, = saved_ell[ell]
         # MLP 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
         g10035 = _sum_to(g10034, 1, ())                         # (D,)
         g10036 = _wgrad(y, g10034)                              # (D_f, D)
@@ -364,7 +368,7 @@ def backward(config: Config, params: Params, cache: dict, d_P):
         g10043 = g10040 * g10042                                # (…, T, D_f)
         g10045 = g10043 * 0.7978845608028654                    # (…, T, D_f)
         g10047 = g10045 * 0.044715                              # (…, T, D_f)
-        g10048 = _59 ** 2                                       # (…, T, D_f)
+        g10048 = _59 * _59                                      # (…, T, D_f)
         g10049 = 3 * g10048                                     # (…, T, D_f)
         g10050 = g10047 * g10049                                # (…, T, D_f)
         g10051 = g10045 + g10050                                # (…, T, D_f)

@@ -1059,6 +1059,7 @@ def lower(checked: Checked, lib: Library) -> Program:
     dims = dim_sources(checked, inputs)
     from .naming import ascii_name
     names.taken |= {ascii_name(d) for d in dims} | {ascii_name(n) for n in checked.env}
+    block = hoist(block)
     prog = Program(card.name, inputs, params, paths, hypers, dims, block, outputs)
     prog.names = names
     prog.base = card.convention.base
@@ -1130,6 +1131,38 @@ def dim_sources(checked: Checked, inputs: list[Value]) -> dict[str, str]:
             if len(syms) == 1 and dim == Poly.sym(syms[0]) and syms[0] not in out:
                 out[syms[0]] = f"{inp.name}.shape[{i - nd}]"
     return out
+
+
+def hoist(body: list) -> list:
+    """Move ops that do not depend on a layer loop's index or carried values
+    (the causal mask, sizes) out of the loop, so they run once, not per layer."""
+    out = []
+    for item in body:
+        if not isinstance(item, Loop):
+            out.append(item)
+            continue
+        item.body = hoist(item.body)
+        variant = {inner for _, inner, _ in item.carried}
+        kept, moved = [], []
+        for x in item.body:
+            if isinstance(x, Loop):
+                kept.append(x)
+                variant |= {op.out for op in _walk_ops(x.body)} | {n for n, _ in x.outs}
+                continue
+            uses_index = x.prim == "index" or any(item.var in str(a) for a in x.attr)
+            if uses_index or any(a in variant for a in x.args):
+                variant.add(x.out)
+                kept.append(x)
+            else:
+                moved.append(x)
+        item.body = kept
+        out += moved + [item]
+    return out
+
+
+def _walk_ops(body):
+    from .core import walk
+    return walk(body)
 
 
 def lowerable(card: Card) -> bool:

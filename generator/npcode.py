@@ -33,6 +33,13 @@ def py_dim(p: Poly) -> str:
     return out
 
 
+def _pow(a: str, c) -> str:
+    """Small whole powers as products: x**3 through the generic pow is many times slower."""
+    if float(c) == int(c) and 1 <= int(c) <= 4:
+        return " * ".join([a] * int(c))
+    return f"{a} ** {c!r}"
+
+
 def _axes(t) -> str:
     return str(t[0]) if len(t) == 1 else str(tuple(t))
 
@@ -93,7 +100,7 @@ PRINT = {
     "sin": lambda op, a: f"np.sin({a})",
     "cos": lambda op, a: f"np.cos({a})",
     "square": lambda op, a: f"{a} * {a}",
-    "pow": lambda op, a: f"{a} ** {op.attr[0]!r}",
+    "pow": lambda op, a: _pow(a, op.attr[0]),
     "relu": lambda op, a: f"np.maximum({a}, 0)",
     "sigmoid": lambda op, a: f"_sigmoid({a})",
     "silu": lambda op, a: f"{a} * _sigmoid({a})",
