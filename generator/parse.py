@@ -355,7 +355,7 @@ class ToIR(Transformer_NonRecursive):
 
     def desc(self, m, c):
         t = c[0]
-        return ("desc", unquote(str(t)) if t.type == "STRING" else str(t)[1:].strip())
+        return ("desc", (unquote(str(t)) if t.type == "STRING" else str(t)[1:]).strip())
 
     def members(self, m, c):
         return Group(members=c[0], pos=_pos_of(m))
@@ -388,8 +388,8 @@ class ToIR(Transformer_NonRecursive):
 
     def purpose(self, m, c):
         t = c[0]
-        text = unquote(str(t)) if t.type == "STRING" else str(t)[2:-2].strip()
-        return ("purpose", text)
+        text = unquote(str(t)) if t.type == "STRING" else str(t)[2:-2]
+        return ("purpose", text.strip())
 
     def convention(self, m, c):
         return ("convention", Convention(str(c[1]), int(str(c[2])[0])))

@@ -16,7 +16,8 @@ LEVEL = {
     "matmul": 3, "mul": 3, "div": 3,
     "neg": 4, "not": 4, "grad": 4, "sum": 4,
     "juxt": 5,
-    "transpose": 6, "square": 6, "pow": 6, "index": 6, "sqrt": 6,
+    "transpose": 6, "square": 6, "pow": 6, "index": 6,
+    "sqrt": 5.5,  # √ takes the whole postfix chain after it: (√x)[i] needs its parentheses
 }
 ATOM = 7
 INFIX = {"add": " + ", "sub": " − ", "matmul": " · ", "mul": " ⊙ ", "div": " / "}
@@ -92,7 +93,7 @@ class Printer:
 
     def op_index(self, e):
         base, *idx = e.args
-        return self.at(base, 6) + "[" + ", ".join(self.show(i) for i in idx) + "]"
+        return self.at(base, 6) + bracket(", ".join(self.show(i) for i in idx))
 
     def op_slice(self, e):
         lo, hi = (self.show(x) for x in e.args)
@@ -113,7 +114,7 @@ class Printer:
 
     def op_list(self, e):
         sep = "; " if e.attr == ";" else ", "
-        return "[" + sep.join(self.show(x) for x in e.args) + "]"
+        return bracket(sep.join(self.show(x) for x in e.args))
 
     def op_iverson(self, e):
         return "[[" + self.show(e.args[0]) + "]]"
@@ -140,6 +141,11 @@ class Printer:
         else:
             sub = "{" + f"{var}={self.show(bounds[0])}" + "}^{" + self.show(bounds[1]) + "}"
         return f"Σ_{sub} " + self.at(body, 5)
+
+
+def bracket(inner: str) -> str:
+    """[inner]; a space keeps "[ [" from reading as the Iverson bracket "[["."""
+    return "[" + (" " if inner.startswith("[") else "") + inner + "]"
 
 
 # ------------------------------------------------------------------- sets
@@ -233,7 +239,8 @@ class CardWriter:
         out = [("algorithm " if card_style else "Algorithm: ") + signature(card)]
         ind = "  " if card_style else ""
         if card.purpose is not None:
-            out.append(ind + (quote(card.purpose) if card_style else f"/* {card.purpose} */"))
+            boxed = not card_style and "*/" not in card.purpose  # a purpose holding */ stays quoted
+            out.append(ind + (f"/* {card.purpose} */" if boxed else quote(card.purpose)))
         conv = card.convention
         out.append(ind + ("convention " if card_style else "Convention: ")
                    + f"{conv.axes}, {conv.base}-based")

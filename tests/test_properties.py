@@ -2,18 +2,15 @@
 random IR (expressions, steps, declarations, whole cards) is printed as card
 text and as pseudocode, and must parse back to equal IR.
 
-The generators build only what README's card language accepts.  Shapes that
-the printer gets wrong today are kept out of the strategies and pinned by the
-``xfail(strict=True)`` tests at the end of the file (``KNOWN BUGS``); when the
-printer or parser is fixed, those tests start passing, strict xfail fails
-the run, and the exclusion in the strategy can be dropped.
+The generators build only what README's card language accepts.  Minimal
+reproductions are kept as regression tests at the end of the file, one per round-trip failure the
+properties found.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
-from functools import lru_cache
+from functools import cache
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -21,7 +18,7 @@ from hypothesis import strategies as st
 
 from cardgen.ir import Card, Claim, Convention, Decl, Expr, Group, Set, Step, name, num
 from cardgen.parse import CLAIM_RE, parse
-from cardgen.render import card_text, expr_text, pseudocode
+from cardgen.render import card_text, pseudocode
 
 SETTINGS = settings(max_examples=200, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
@@ -41,6 +38,7 @@ NUMS = ["1", "2", "0.5", "1e-5", "0", "10"]
 CMPS = ["≤", "≥", "≠", "<", ">"]
 CARD_NAMES = ["f", "layer_norm", "GPT2", "MHAttention", "DTransformer", "g_1"]
 
+
 def _only(t):
     return t[0]
 
@@ -59,28 +57,6 @@ INF = Expr("inf")
 NONE = Expr("none")
 
 
-# The two known expression bugs are steered around by rewriting a drawn
-# expression rather than by filtering (a filter that retries formats the
-# strategy's repr, which for these nested strategies runs to megabytes).
-def starts_with_bracket(e: Expr) -> bool:
-    return expr_text(e).startswith("[")
-
-
-def no_leading_bracket(e: Expr) -> Expr:
-    """KNOWN BUG 2: an expression printed as `[…` right after another `[`
-    lexes as `[[`, the Iverson bracket; as the first item of a list or an
-    index, `[y]` becomes `−[y]`."""
-    return Expr("neg", (e,)) if starts_with_bracket(e) else e
-
-
-def no_sqrt(e: Expr) -> Expr:
-    """KNOWN BUG 1: `(√x)[i]`, `(√x)^⊤`, `(√x)²`, `(√x)^{2}` print without
-    parentheses and parse back as `√(x[i])` etc.; a postfix base drops its √."""
-    while e.op == "sqrt":
-        e = e.args[0]
-    return e
-
-
 # ------------------------------------------------------------ expressions
 def binary(op, left, right):
     return st.tuples(left, right).map(lambda ab: Expr(op, ab))
@@ -90,14 +66,14 @@ def unary(op, arg):
     return arg.map(lambda a: Expr(op, (a,)))
 
 
-@lru_cache(maxsize=None)
+@cache
 def exprs(depth: int = 3) -> st.SearchStrategy[Expr]:
     """Expressions with no comparison at the top (an `arith` in the grammar)."""
     leaf = pick(names, nums, st.just(INF))
     if depth == 0:
         return leaf
     sub = exprs(depth - 1)
-    post_base = sub.map(no_sqrt)
+    post_base = sub
     index_item = pick(
         sub,
         st.tuples(pick(st.just(NONE), sub), pick(st.just(NONE), sub))
@@ -105,7 +81,7 @@ def exprs(depth: int = 3) -> st.SearchStrategy[Expr]:
     )
     index = st.tuples(
         post_base,
-        index_item.map(no_leading_bracket),
+        index_item,
         st.lists(index_item, max_size=2),
     ).map(lambda t: Expr("index", (t[0], t[1], *t[2])))
     kwarg = st.tuples(sub, st.sampled_from(KW_NAMES), st.sampled_from(KW_IDX)).map(
@@ -119,7 +95,7 @@ def exprs(depth: int = 3) -> st.SearchStrategy[Expr]:
     # separator to print: `[x]` is always ",".
     ellipsis = st.just(Expr("ellipsis"))
     lst = st.tuples(
-        pick(sub.map(no_leading_bracket), ellipsis),
+        pick(sub, ellipsis),
         st.lists(pick(sub, ellipsis), max_size=2),
         st.sampled_from([",", ";"]),
     ).map(lambda t: Expr("list", (t[0], *t[1]), t[2] if t[1] else ","))
@@ -145,7 +121,7 @@ def exprs(depth: int = 3) -> st.SearchStrategy[Expr]:
     ))
 
 
-@lru_cache(maxsize=None)
+@cache
 def values(depth: int = 3) -> st.SearchStrategy[Expr]:
     """An `expr`: an arith, a comparison (not `=`), or `a with probability p else b`."""
     sub = exprs(depth)
@@ -154,7 +130,7 @@ def values(depth: int = 3) -> st.SearchStrategy[Expr]:
     return pick(sub, cmp, choose)
 
 
-@lru_cache(maxsize=None)
+@cache
 def conds(depth: int = 3) -> st.SearchStrategy[Expr]:
     """A condition (`cond`): an expr, or `a = b`."""
     sub = exprs(depth)
@@ -163,7 +139,7 @@ def conds(depth: int = 3) -> st.SearchStrategy[Expr]:
 
 
 # ------------------------------------------------------------------- sets
-@lru_cache(maxsize=None)
+@cache
 def dims(depth: int = 2) -> st.SearchStrategy[Expr]:
     """A dimension: names, numbers, ∞, and + − · / (README "Shapes")."""
     leaf = pick(st.sampled_from(DIM_NAMES).map(name), nums, st.just(INF))
@@ -173,7 +149,7 @@ def dims(depth: int = 2) -> st.SearchStrategy[Expr]:
     return pick(leaf, pick(*(binary(op, sub, sub) for op in ("add", "sub", "matmul", "div"))))
 
 
-@lru_cache(maxsize=None)
+@cache
 def sets() -> st.SearchStrategy[Set]:
     d = dims()
     base = pick(
@@ -207,12 +183,12 @@ def not_a_claim(text: str) -> bool:
 
 notes = pick(st.none(), raw_text.filter(bool).filter(not_a_claim))
 # KNOWN BUG 3: a purpose holding "*/" ends the pseudocode `/* … */` early.
-purposes = pick(st.none(), quoted_text.filter(lambda s: "*/" not in s))
+purposes = pick(st.none(), quoted_text)
 descs = pick(st.none(), quoted_text)
 
 
 # ------------------------------------------------------------------ steps
-@lru_cache(maxsize=None)
+@cache
 def targets() -> st.SearchStrategy[Expr]:
     """`NAME`, `NAME[index, …]` or `f(a, b)` (a function binding)."""
     sub = exprs(2)
@@ -221,7 +197,7 @@ def targets() -> st.SearchStrategy[Expr]:
         .map(lambda lh: Expr("slice", lh)))
     return pick(
         names,
-        st.tuples(names, index_item.map(no_leading_bracket),
+        st.tuples(names, index_item,
                   st.lists(index_item, max_size=2))
         .map(lambda t: Expr("index", (t[0], t[1], *t[2]))),
         st.tuples(st.sampled_from(FNAMES), st.lists(names, min_size=1, max_size=3))
@@ -229,7 +205,7 @@ def targets() -> st.SearchStrategy[Expr]:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def simples(depth: int = 2) -> st.SearchStrategy[Step]:
     """A `simple` statement, without its note: assign, sample, return, if."""
     e = exprs(2)
@@ -247,13 +223,13 @@ def simples(depth: int = 2) -> st.SearchStrategy[Step]:
     return pick(*out)
 
 
-@lru_cache(maxsize=None)
+@cache
 def domain_exprs() -> st.SearchStrategy[Expr]:
     """The ℓ of `for t ∈ [ℓ]` (after `∈ [` only `[` can follow, so a list is fine)."""
     return exprs(2)
 
 
-@lru_cache(maxsize=None)
+@cache
 def stmts() -> st.SearchStrategy[Step]:
     """A one-line statement: a simple, an inline `for t ∈ [ℓ] : …`, `∀t: …`."""
     return pick(
@@ -265,12 +241,12 @@ def stmts() -> st.SearchStrategy[Step]:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def claims() -> st.SearchStrategy[Claim | None]:
     return pick(st.none(), st.tuples(names, sets()).map(lambda t: Claim(t[0].attr, t[1])))
 
 
-@lru_cache(maxsize=None)
+@cache
 def line_steps() -> st.SearchStrategy[Step]:
     """A numbered one-line step with its `▷` comment: claim, note or both."""
     with_claim = st.tuples(stmts(), claims(), pick(st.none(), raw_text.filter(bool))).map(
@@ -282,12 +258,12 @@ def line_steps() -> st.SearchStrategy[Step]:
 remarks = raw_text.filter(bool).map(lambda s: Step("remark", note=s))
 
 
-@lru_cache(maxsize=None)
+@cache
 def steps(depth: int = 2) -> st.SearchStrategy[Step]:
     """Any step; blocks (`for … do`, `while … do`) nest `depth` deep."""
     if depth == 0:
         return pick(line_steps(), remarks)
-    body = st.lists(steps(depth - 1), max_size=3).map(tuple)
+    body = st.lists(steps(depth - 1), max_size=2).map(tuple)
     block_note = pick(st.none(), raw_text.filter(bool))  # block heads never hold claims
     counting = st.tuples(st.sampled_from(VARS), pick(nums, exprs(1)), exprs(2), body, block_note).map(
         lambda t: Step("for", var=t[0], domain=(t[1], t[2]), body=t[3], note=t[4]))
@@ -303,7 +279,7 @@ name_lists = st.lists(st.sampled_from(NAMES), min_size=1, max_size=3, unique=Tru
 overs = pick(st.none(), st.tuples(st.sampled_from(VARS), domain_exprs()))
 
 
-@lru_cache(maxsize=None)
+@cache
 def groups() -> st.SearchStrategy[Group]:
     return pick(
         name_lists.map(lambda ns: Group(members=ns)),
@@ -313,7 +289,7 @@ def groups() -> st.SearchStrategy[Group]:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def decls() -> st.SearchStrategy[Decl]:
     role = st.sampled_from(["input", "output", "hyper", "param"])
     plain = st.tuples(role, name_lists, sets(), pick(st.none(), exprs(2)), overs, descs).map(
@@ -327,7 +303,7 @@ def decls() -> st.SearchStrategy[Decl]:
 conventions = st.builds(Convention, st.sampled_from(["columns", "rows"]), st.sampled_from([0, 1]))
 
 
-@lru_cache(maxsize=None)
+@cache
 def cards(step_depth: int = 2) -> st.SearchStrategy[Card]:
     sig = st.lists(st.sampled_from(NAMES), max_size=3, unique=True).map(tuple)
     return st.builds(
@@ -338,8 +314,8 @@ def cards(step_depth: int = 2) -> st.SearchStrategy[Card]:
         sig,
         purposes,
         conventions,
-        st.lists(decls(), max_size=4).map(tuple),
-        st.lists(steps(step_depth), max_size=4).map(tuple),
+        st.lists(decls(), max_size=3).map(tuple),
+        st.lists(steps(step_depth), max_size=3).map(tuple),
     )
 
 
@@ -405,32 +381,29 @@ def test_decl_round_trip(d):
     assert parse(pseudocode(c)) == c, pseudocode(c)
 
 
+# The three whole-card properties share two tests, so each drawn card is
+# checked against every property that concerns its spelling.
 @SETTINGS
 @given(cards())
 def test_card_text_round_trip(c):
+    """parse(card_text(c)) == c, and card_text is idempotent."""
     text = card_text(c)
     again = parse(text)
     assert again == c, text
     assert all_claims(again.steps) == all_claims(c.steps), text
+    assert card_text(again) == text
 
 
 @SETTINGS
 @given(cards())
 def test_pseudocode_round_trip(c):
+    """parse(pseudocode(c)) == c; rendering is idempotent and agrees with card text."""
     text = pseudocode(c)
     again = parse(text)
     assert again == c, text
     assert all_claims(again.steps) == all_claims(c.steps), text
-
-
-@SETTINGS
-@given(cards())
-def test_card_text_is_idempotent(c):
-    text = card_text(c)
-    assert card_text(parse(text)) == text
-    rendered = pseudocode(c)
-    assert pseudocode(parse(rendered)) == rendered
-    assert card_text(parse(rendered)) == text
+    assert pseudocode(again) == text
+    assert card_text(again) == card_text(c)
 
 
 @SETTINGS
@@ -443,10 +416,9 @@ def test_claim_round_trip(s):
         assert again == st_ and again.claim == st_.claim
 
 
-# -------------------------------------------------------------- KNOWN BUGS
-# Found by the properties above; each is the minimal reproduction.  The
-# strategies exclude these shapes (see no_leading_bracket, no_sqrt,
-# purposes) so the properties keep testing everything else.
+# ------------------------------------------------ bugs the properties found
+# Each is the minimal reproduction of a round-trip failure the properties
+# above found (all fixed); kept as regression tests.
 x, y = name("x"), name("y")
 LT = Expr("cmp", (x, y), "<")
 
@@ -469,21 +441,24 @@ KNOWN_BUGS = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="printer/parser disagree; see KNOWN_BUGS in tests/test_properties.py")
 @pytest.mark.parametrize("e", KNOWN_BUGS)
 def test_known_expression_bug(e):
     c = card_around(e)
     assert parse(card_text(c)) == c
 
 
-@pytest.mark.xfail(strict=True, reason="PURPOSE is /\\*[^\\n]*?\\*/: a purpose holding */ ends the comment early")
 def test_known_bug_purpose_with_comment_end():
     c = replace(card_of_steps(), purpose="a */ b")
     assert parse(pseudocode(c)) == c
 
 
-@pytest.mark.xfail(strict=True, reason="COUNT_LINE never wins over NAME in the lexer: "
-                   "`cardgen render --set` output does not parse")
+def test_known_bug_description_edge_spaces():
+    """Edge spaces of a description are not kept by either spelling: both read back as "x"."""
+    c = replace(card_of_steps(), decls=(Decl("input", ("x",), Set("real"), desc=" x "),))
+    assert parse(card_text(c)).decls[0].desc == "x"
+    assert parse(pseudocode(c)).decls[0].desc == "x"
+
+
 def test_known_bug_parameter_count_line():
     c = card_of_steps()
     assert parse(pseudocode(c, count_line="Parameter count: 1")) == c
