@@ -1,0 +1,390 @@
+"""Benchmark one GPT-2 training step (forward, mean next-token cross-entropy, every parameter gradient)
+on the CPU, three ways in the same run:
+
+  generated    generated/GPT2.py + generated/cross_entropy.py (the code cardgen emits)
+  pytorch      transformers' GPT2LMHeadModel, eager mode (no torch.compile), dropout 0, eval mode
+  hand-numpy   benchmarks/numpy_gpt2.py, a hand-written batched llm.c-style NumPy GPT-2
+
+All three start from the same weights (the PyTorch model's random init); before timing, the script
+checks once that hand-numpy and PyTorch agree with the generated code on the loss and on every
+gradient (float32, relative error <= 1e-4). Steps are interleaved round-robin, so machine noise hits
+every implementation alike. Size: V=256, T=128, D=128, H=4, N=4 blocks, D_f=4·D, B=8, float32.
+
+Run it from the repository root as
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/gpt2_step.py [--threads N] [--steps S]
+
+OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, if the environment sets them, make OpenBLAS pick slower
+kernels for current NumPy; the script leaves them alone (OpenBLAS reads them when NumPy is imported)
+and only reports whether they are set. `--profile` skips the timing and instead profiles five steps
+of the generated code: cProfile's top functions, then wall time per source line of the generated
+modules and per card line. benchmarks/README.md explains the other flags and the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import ctypes
+import importlib.util
+import linecache
+import os
+import platform
+import pstats
+import re
+import resource
+import statistics
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import numpy_gpt2
+import torch
+from threadpoolctl import threadpool_info, threadpool_limits
+from transformers import GPT2Config, GPT2LMHeadModel
+
+ROOT = Path(__file__).resolve().parent.parent
+V, T, D, H, N, B = 256, 128, 128, 4, 4, 8
+D_F = 4 * D
+CTX = T
+OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+TOLERANCE = 1e-4
+
+
+def load_generated(name):
+    spec = importlib.util.spec_from_file_location(f"generated_{name}", ROOT / "generated" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+gpt2 = load_generated("GPT2")
+ce = load_generated("cross_entropy")
+
+
+# ----------------------------------------------------------------------------- the three steps
+
+def make_torch_model(attn_implementation):
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=V, n_positions=CTX, n_embd=D, n_layer=N, n_head=H, n_inner=D_F,
+                     activation_function="gelu_new", layer_norm_epsilon=1e-5, resid_pdrop=0.0,
+                     embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0,
+                     attn_implementation=attn_implementation)
+    model = GPT2LMHeadModel(cfg).float()
+    model.eval()
+    return model
+
+
+# Params name -> the tensor in one HF block. HF's Conv1D stores weights as (in, out), the layout of Params.
+BLOCK_TENSORS = {
+    "gamma_1": lambda b: b.ln_1.weight, "beta_1": lambda b: b.ln_1.bias,
+    "W_qkv": lambda b: b.attn.c_attn.weight, "b_qkv": lambda b: b.attn.c_attn.bias,
+    "W_o": lambda b: b.attn.c_proj.weight, "b_o": lambda b: b.attn.c_proj.bias,
+    "gamma_2": lambda b: b.ln_2.weight, "beta_2": lambda b: b.ln_2.bias,
+    "W_fc": lambda b: b.mlp.c_fc.weight, "b_fc": lambda b: b.mlp.c_fc.bias,
+    "W_proj": lambda b: b.mlp.c_proj.weight, "b_proj": lambda b: b.mlp.c_proj.bias,
+}
+
+
+def torch_tensors(model):
+    """Every parameter tensor of the torch model, keyed by Params name (per-block ones as lists)."""
+    t = model.transformer
+    named = {"W_e": t.wte.weight, "W_p": t.wpe.weight, "gamma_f": t.ln_f.weight, "beta_f": t.ln_f.bias}
+    named.update({name: [get(b) for b in t.h] for name, get in BLOCK_TENSORS.items()})
+    return named
+
+
+def to_numpy(tensors, grad=False):
+    def arr(p):
+        return (p.grad if grad else p).detach().numpy().astype(np.float32)
+    return {name: np.stack([arr(p) for p in v]) if isinstance(v, list) else arr(v)
+            for name, v in tensors.items()}
+
+
+def generated_step(cfg, params, x):
+    logits, cache = gpt2.forward(cfg, params, x, 0)
+    loss_seq, ce_cache = ce.forward(ce.Config(), ce.Params(), logits[:, :-1], x[:, 1:])
+    loss = float(np.mean(loss_seq))  # mean over the batch of the per-sequence means
+    batch = x.shape[0]
+    _, d = ce.backward(ce.Config(), ce.Params(), ce_cache, np.full(batch, 1.0 / batch, dtype=logits.dtype))
+    d_logits = np.zeros_like(logits)
+    d_logits[:, :-1] = d["P"]
+    grads, _ = gpt2.backward(cfg, params, cache, d_logits)
+    return loss, vars(grads)
+
+
+def hand_numpy_step(params, x):
+    logits, cache = numpy_gpt2.forward(params, x, H)
+    loss, d_logits = numpy_gpt2.cross_entropy(logits, x)
+    return loss, numpy_gpt2.backward(params, cache, d_logits)
+
+
+def torch_step(model, tokens):
+    model.zero_grad()  # set_to_none: backward allocates fresh grads, as in a training loop
+    logits = model(tokens).logits
+    loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, V), tokens[:, 1:].reshape(-1))
+    loss.backward()
+    return loss.item()
+
+
+# ----------------------------------------------------------------------------- checks and reports
+
+def rel_err(a, b):
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
+
+
+def check_agreement(steps, reference="generated"):
+    """Loss and every gradient of each implementation against the reference; exits if off."""
+    ref_loss, ref_grads = steps[reference]()
+    print(f"agreement with {reference} (float32; max|a-b|/max|b| per gradient; loss {ref_loss:.6f}):")
+    ok = True
+    for name, step in steps.items():
+        if name == reference:
+            continue
+        loss, grads = step()
+        errors = {k: rel_err(grads[k], ref_grads[k]) for k in ref_grads}
+        worst = max(errors, key=errors.get)
+        loss_err = abs(loss - ref_loss) / abs(ref_loss)
+        print(f"  {name:<11} loss {loss:.6f} (rel {loss_err:.1e}); worst of {len(errors)} gradients: "
+              f"{worst} {errors[worst]:.1e}")
+        ok &= loss_err <= TOLERANCE and errors[worst] <= TOLERANCE
+    if not ok:
+        sys.exit(f"an implementation disagrees with {reference} beyond {TOLERANCE:g}; timings would mislead")
+
+
+def print_environment(n_threads, attn_implementation):
+    print(f"GPT-2 step: V={V} T={T} D={D} H={H} N={N} D_f={D_F} B={B} float32; {B * T} tokens per step")
+    print(f"python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}, "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
+          f"load average {os.getloadavg()[0]:.2f}")
+    for var in OPENBLAS_VARS:
+        value = os.environ.get(var)
+        state = "not set" if value is None else f"SET to {value!r} (run with `env -u {var}`)"
+        print(f"  {var}: {state}")
+    for lib in threadpool_info():  # NumPy's BLAS, torch's OpenMP, and any other library's pool
+        parts = Path(lib["filepath"]).parts  # the package that ships the library, e.g. numpy.libs
+        owner = parts[parts.index("site-packages") + 1] if "site-packages" in parts else parts[-2]
+        mark = "   <- NumPy's BLAS" if owner == "numpy.libs" else ""
+        print(f"  {lib['user_api']} in {owner}: {lib['internal_api']} {lib.get('version') or ''} "
+              f"kernel={lib.get('architecture', '-')} threading={lib.get('threading_layer', '-')} "
+              f"threads={lib['num_threads']}{mark}")
+    print(f"  torch: {torch.get_num_threads()} intra-op threads, attention={attn_implementation!r}, "
+          f"eager, no torch.compile")
+    print(f"threads for every implementation: {n_threads}")
+
+
+# ----------------------------------------------------------------------------- timing
+
+def time_round_robin(steps, n_steps, pause):
+    """Times n_steps of each step function, interleaved; the starting one rotates every round.
+
+    Each step starts after `pause` idle seconds, so that worker threads the previous step left
+    spinning have gone to sleep: OpenBLAS's spin for about 2^28 cycles (~0.1 s) after their last
+    call and would otherwise take CPU from a PyTorch step that follows a NumPy one.
+    Returns, per implementation, a list of (wall seconds, system CPU seconds, minor page faults)."""
+    names = list(steps)
+    samples = {name: [] for name in names}
+    for i in range(n_steps):
+        order = names[i % len(names):] + names[:i % len(names)]
+        for name in order:
+            time.sleep(pause)
+            before = resource.getrusage(resource.RUSAGE_SELF)
+            start = time.perf_counter()
+            steps[name]()
+            wall = time.perf_counter() - start
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            samples[name].append((wall, after.ru_stime - before.ru_stime, after.ru_minflt - before.ru_minflt))
+    return samples
+
+
+def report(samples, n_steps):
+    row = "  {:<12} {:>9} {:>8} {:>8} {:>9} {:>7} {:>11}"
+    print(f"\n{n_steps} timed steps each, round-robin; sys ms and page faults are medians per step:")
+    print(row.format("", "median ms", "min ms", "max ms", "tokens/s", "sys ms", "page faults"))
+    medians = {}
+    for name, rows in samples.items():
+        walls, sys_times, faults = zip(*rows, strict=True)
+        medians[name] = statistics.median(walls)
+        ms = [f"{1e3 * t:.1f}" for t in (medians[name], min(walls), max(walls), statistics.median(sys_times))]
+        tokens_per_s = f"{B * T / medians[name]:,.0f}"
+        print(row.format(name, *ms[:3], tokens_per_s, ms[3], f"{statistics.median(faults):,.0f}"))
+    print("  (tokens/s from the median)")
+    gen = medians["generated"]
+    print(f"  generated / pytorch    = {gen / medians['pytorch']:.2f}x (ratio of medians)")
+    print(f"  generated / hand-numpy = {gen / medians['hand-numpy']:.2f}x (ratio of medians)")
+
+
+def keep_freed_memory():
+    """Ask glibc to keep freed memory in the process instead of handing it back to the kernel.
+
+    By default glibc returns large freed blocks, so every big NumPy temporary is page-faulted in
+    (and zeroed by the kernel) again on the next step. Returns whether mallopt accepted both settings."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 1 << 30))
+
+
+# ----------------------------------------------------------------------------- profiling
+
+class LineTimer:
+    """Wall time per source line of the given files, from Python's line events (sys.settrace).
+
+    The time between two events goes to the line that was running; while a traced function runs,
+    its lines get their own time, and the calling line resumes afterwards. Tracing adds roughly a
+    microsecond per line, small next to these lines' array operations."""
+
+    def __init__(self, files):
+        self.files = {str(f) for f in files}
+        self.times = Counter()
+        self.hits = Counter()
+        self.function = {}  # line -> name of the function it is in
+        self.stack = []
+        self.line = None
+        self.t = 0.0
+
+    def _charge(self):
+        if self.line is not None:
+            self.times[self.line] += time.perf_counter() - self.t
+
+    def _on_call(self, frame, event, arg):
+        if frame.f_code.co_filename not in self.files:
+            return None  # untraced: its time stays with the calling line
+        self._charge()
+        self.stack.append(self.line)
+        self.line = None
+        self.t = time.perf_counter()
+        return self._on_event
+
+    def _on_event(self, frame, event, arg):
+        self._charge()
+        if event == "line":
+            self.line = (frame.f_code.co_filename, frame.f_lineno)
+            self.hits[self.line] += 1
+            self.function[self.line] = frame.f_code.co_name
+        elif event == "return":
+            self.line = self.stack.pop()
+        self.t = time.perf_counter()
+        return self._on_event
+
+    def __enter__(self):
+        sys.settrace(self._on_call)
+        return self
+
+    def __exit__(self, *exc):
+        sys.settrace(None)
+
+
+def card_line(filename, lineno):
+    """The card line a generated line implements: the comment the generator put above its group of
+    lines (e.g. "LayerNorm 3 return ê = …"); None inside helper functions, which have no such comment."""
+    for n in range(lineno, 0, -1):
+        text = linecache.getline(filename, n).strip()
+        if text.startswith("# "):
+            return text[2:].split("▷")[0].strip()
+        if text.startswith("def "):
+            return None
+
+
+def profile_generated(step, n_steps=5, top=25):
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(n_steps):
+        step()
+    profiler.disable()
+    print(f"\ncProfile, {n_steps} generated steps, top {top} by total (own) time. Array arithmetic written "
+          "as operators (+, *, @) runs inside forward/backward and is counted there:")
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(top)
+
+    files = [ROOT / "generated" / "GPT2.py", ROOT / "generated" / "cross_entropy.py"]
+    with LineTimer(files) as timer:
+        for _ in range(n_steps):
+            step()
+    total = sum(timer.times.values())
+
+    def source(line):
+        return re.split(r"\s#\s", linecache.getline(*line).strip())[0].strip()  # without the shape comment
+
+    matmul = sum(t for line, t in timer.times.items() if "@" in source(line) or "_wgrad(" in source(line))
+    print(f"Wall time per line of generated/GPT2.py and cross_entropy.py, {n_steps} steps under "
+          f"sys.settrace: {1e3 * total / n_steps:.1f} ms per step in {len(timer.times)} lines; lines with a "
+          f"matrix product (@ or _wgrad) take {100 * matmul / total:.0f}%. Top {top} lines:")
+    print(f"  {'ms/step':>8} {'%':>5} {'runs':>5}  line")
+    for line, t in timer.times.most_common(top):
+        print(f"  {1e3 * t / n_steps:>8.2f} {100 * t / total:>5.1f} {timer.hits[line] // n_steps:>5}  "
+              f"{Path(line[0]).name}:{line[1]}  {source(line)[:80]}")
+
+    groups = Counter()
+    for line, t in timer.times.items():
+        groups[(timer.function[line], card_line(*line) or "")] += t
+    print(f"\nThe same time by card line (forward or backward) and helper function; top {top // 2}:")
+    print(f"  {'ms/step':>8} {'%':>5}  where")
+    for (function, card), t in groups.most_common(top // 2):
+        where = f"{function}: {card[:80]}" if card else f"{function} (helper)"
+        print(f"  {1e3 * t / n_steps:>8.2f} {100 * t / total:>5.1f}  {where}")
+
+
+# ----------------------------------------------------------------------------- main
+
+def main():
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=cores,
+                        help=f"threads for NumPy's BLAS and for torch (default: the {cores} usable cores)")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per implementation (default 20)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps per implementation (default 3)")
+    parser.add_argument("--pause", type=float, default=0.2,
+                        help="idle seconds before each step, so thread pools stop spinning (default 0.2)")
+    parser.add_argument("--attn", choices=["sdpa", "eager"], default="sdpa",
+                        help="transformers' attention implementation for the PyTorch model (default sdpa)")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="mallopt: glibc keeps freed memory, so NumPy temporaries stop page-faulting")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead of timing, profile 5 generated steps (cProfile, then per line)")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    threadpool_limits(limits=args.threads, user_api="blas")  # NumPy's BLAS; stays in force
+    print_environment(args.threads, args.attn)
+    if args.keep_freed_memory:
+        print("glibc malloc: keeps freed memory (mallopt M_MMAP_THRESHOLD and M_TRIM_THRESHOLD = 1 GiB): "
+              + ("ok" if keep_freed_memory() else "FAILED, running with the defaults"))
+    else:
+        print("glibc malloc: defaults (freed large blocks go back to the kernel; see --keep-freed-memory)")
+
+    model = make_torch_model(args.attn)
+    params = gpt2.Params(**to_numpy(torch_tensors(model)))
+    cfg = gpt2.Config(V=V, D=D, H=H, D_f=D_F, N=N, ctx=CTX)
+    x = np.random.default_rng(1).integers(0, V, size=(B, T))
+    tokens = torch.from_numpy(x)
+
+    def pytorch_with_grads():
+        return torch_step(model, tokens), to_numpy(torch_tensors(model), grad=True)
+
+    check_agreement({
+        "generated": lambda: generated_step(cfg, params, x),
+        "hand-numpy": lambda: hand_numpy_step(params, x),
+        "pytorch": pytorch_with_grads,
+    })
+
+    steps = {
+        "generated": lambda: generated_step(cfg, params, x),
+        "pytorch": lambda: torch_step(model, tokens),
+        "hand-numpy": lambda: hand_numpy_step(params, x),
+    }
+    time_round_robin(steps, args.warmup, args.pause)  # warm-up, discarded
+    if args.profile:
+        profile_generated(steps["generated"])
+        return
+    report(time_round_robin(steps, args.steps, args.pause), args.steps)
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
