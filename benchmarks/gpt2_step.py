@@ -104,15 +104,20 @@ def to_numpy(tensors, grad=False):
             for name, v in tensors.items()}
 
 
+WORKSPACE: dict | None = {}  # the generated modules' arrays, kept from step to step (--no-workspace: None)
+
+
 def generated_step(cfg, params, x):
-    logits, cache = gpt2.forward(cfg, params, x, 0)
-    loss_seq, ce_cache = ce.forward(ce.Config(), ce.Params(), logits[:, :-1], x[:, 1:])
+    ws = WORKSPACE
+    logits, cache = gpt2.forward(cfg, params, x, 0, workspace=ws)
+    loss_seq, ce_cache = ce.forward(ce.Config(), ce.Params(), logits[:, :-1], x[:, 1:], workspace=ws)
     loss = float(np.mean(loss_seq))  # mean over the batch of the per-sequence means
     batch = x.shape[0]
-    _, d = ce.backward(ce.Config(), ce.Params(), ce_cache, np.full(batch, 1.0 / batch, dtype=logits.dtype))
+    _, d = ce.backward(ce.Config(), ce.Params(), ce_cache, np.full(batch, 1.0 / batch, dtype=logits.dtype),
+                       workspace=ws)
     d_logits = np.zeros_like(logits)
     d_logits[:, :-1] = d["P"]
-    grads, _ = gpt2.backward(cfg, params, cache, d_logits)
+    grads, _ = gpt2.backward(cfg, params, cache, d_logits, workspace=ws)
     return loss, vars(grads)
 
 
@@ -345,9 +350,14 @@ def main():
                         help="transformers' attention implementation for the PyTorch model (default sdpa)")
     parser.add_argument("--keep-freed-memory", action="store_true",
                         help="mallopt: glibc keeps freed memory, so NumPy temporaries stop page-faulting")
+    parser.add_argument("--no-workspace", action="store_true",
+                        help="generated code allocates its arrays on every call instead of reusing a workspace")
     parser.add_argument("--profile", action="store_true",
                         help="instead of timing, profile 5 generated steps (cProfile, then per line)")
     args = parser.parse_args()
+    global WORKSPACE
+    if args.no_workspace:
+        WORKSPACE = None
 
     torch.set_num_threads(args.threads)
     threadpool_limits(limits=args.threads, user_api="blas")  # NumPy's BLAS; stays in force

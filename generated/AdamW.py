@@ -66,7 +66,7 @@ def init_params(config: Config, rng: np.random.Generator, dtype=np.float32) -> P
     )
 
 
-def forward(config: Config, params: Params, theta, g, m, v, t):
+def forward(config: Config, params: Params, theta, g, m, v, t, workspace: dict | None = None):
     """θ′, m′, v′ ← AdamW(...)
 
     theta: (…, n)
@@ -74,6 +74,8 @@ def forward(config: Config, params: Params, theta, g, m, v, t):
     m: (…, n)
     v: (…, n)
     t: () token ids
+    workspace: a dict to keep arrays in between calls (no allocation after the first);
+    the output and the cache then live in it until the next call with the same dict.
     Returns (theta_prime, cache); theta_prime has shape (…, n).
     """
     n = theta.shape[-1]
@@ -82,40 +84,42 @@ def forward(config: Config, params: Params, theta, g, m, v, t):
     beta_2 = config.beta_2
     eps = config.eps
     lam = config.lam
+    dtype = np.result_type(theta)
+    batch = np.shape(theta)[:np.ndim(theta) - 1]
     # 1 θ ← θ − η λ θ ▷ θ ∈ ℝ^n; decoupled weight decay
     _1 = eta * lam                                              # ()
-    _2 = _1 * theta                                             # (…, n)
-    theta_2 = theta - _2                                        # (…, n)
+    _2 = np.multiply(_1, theta, out=_buf(workspace, 'AdamW:f_2', batch + (n,), dtype)) # (…, n)
+    theta_2 = np.subtract(theta, _2, out=_buf(workspace, 'AdamW:ftheta_2', batch + (n,), dtype)) # (…, n)
     # 2 m′ ← β_1 m + (1 − β_1) g ▷ m′ ∈ ℝ^n
-    _4 = beta_1 * m                                             # (…, n)
+    _4 = np.multiply(beta_1, m, out=_buf(workspace, 'AdamW:f_4', batch + (n,), dtype)) # (…, n)
     _5 = 1 - beta_1                                             # ()
-    _6 = _5 * g                                                 # (…, n)
-    m_prime = _4 + _6                                           # (…, n)
+    _6 = np.multiply(_5, g, out=_buf(workspace, 'AdamW:f_6', batch + (n,), dtype)) # (…, n)
+    m_prime = np.add(_4, _6, out=_4)                            # (…, n)
     # 3 v′ ← β_2 v + (1 − β_2) g ⊙ g ▷ v′ ∈ ℝ^n
-    _8 = beta_2 * v                                             # (…, n)
+    _8 = np.multiply(beta_2, v, out=_buf(workspace, 'AdamW:f_8', batch + (n,), dtype)) # (…, n)
     _9 = 1 - beta_2                                             # ()
-    _10 = _9 * g                                                # (…, n)
-    _11 = _10 * g                                               # (…, n)
-    v_prime = _8 + _11                                          # (…, n)
+    _10 = np.multiply(_9, g, out=_buf(workspace, 'AdamW:f_10', batch + (n,), dtype)) # (…, n)
+    _11 = np.multiply(_10, g, out=_buf(workspace, 'AdamW:f_11', batch + (n,), dtype)) # (…, n)
+    v_prime = np.add(_8, _11, out=_8)                           # (…, n)
     # 4 m̂ ← m′ / (1 − β_1^{t}) ▷ m̂ ∈ ℝ^n; bias correction
     _13 = beta_1 ** t                                           # ()
     _14 = 1 - _13                                               # ()
-    m_hat = m_prime / _14                                       # (…, n)
+    m_hat = np.divide(m_prime, _14, out=m_prime)                # (…, n)
     # 5 v̂ ← v′ / (1 − β_2^{t}) ▷ v̂ ∈ ℝ^n
     _16 = beta_2 ** t                                           # ()
     _17 = 1 - _16                                               # ()
-    v_hat = v_prime / _17                                       # (…, n)
+    v_hat = np.divide(v_prime, _17, out=v_prime)                # (…, n)
     # 6 return θ′ = θ − η m̂ / (√v̂ + ε) ▷ θ′ ∈ ℝ^n
-    _19 = eta * m_hat                                           # (…, n)
-    _20 = np.sqrt(v_hat)                                        # (…, n)
-    _21 = _20 + eps                                             # (…, n)
-    _22 = _19 / _21                                             # (…, n)
-    theta_prime = theta_2 - _22                                 # (…, n)
-    cache = {"n": n, "_21": _21, "_22": _22, "_20": _20, "_17": _17, "_14": _14, "g": g, "_10": _10, "_9": _9, "_5": _5, "_1": _1, "t": t}
+    _19 = np.multiply(eta, m_hat, out=m_hat)                    # (…, n)
+    _20 = np.sqrt(v_hat, out=v_hat)                             # (…, n)
+    _21 = np.add(_20, eps, out=_buf(workspace, 'AdamW:f_21', batch + (n,), dtype)) # (…, n)
+    _22 = np.divide(_19, _21, out=_19)                          # (…, n)
+    theta_prime = np.subtract(theta_2, _22, out=theta_2)        # (…, n)
+    cache = {"n": n, "batch": batch, "dtype": dtype, "_21": _21, "_22": _22, "_20": _20, "_17": _17, "_14": _14, "g": g, "_10": _10, "_9": _9, "_5": _5, "_1": _1, "t": t}
     return theta_prime, cache
 
 
-def backward(config: Config, params: Params, cache: dict, d_theta_prime):
+def backward(config: Config, params: Params, cache: dict, d_theta_prime, workspace: dict | None = None):
     """The derived backward pass of AdamW (reverse-mode, from the card).
 
     d_theta_prime: the gradient of a scalar loss with respect to theta_prime.
@@ -127,6 +131,8 @@ def backward(config: Config, params: Params, cache: dict, d_theta_prime):
     eps = config.eps
     lam = config.lam
     n = cache["n"]
+    batch = cache["batch"]
+    dtype = cache["dtype"]
     _21 = cache["_21"]
     _22 = cache["_22"]
     _20 = cache["_20"]
@@ -139,43 +145,60 @@ def backward(config: Config, params: Params, cache: dict, d_theta_prime):
     _1 = cache["_1"]
     t = cache["t"]
     # 6 return θ′ = θ − η m̂ / (√v̂ + ε) ▷ θ′ ∈ ℝ^n
-    g10001 = -d_theta_prime                                     # (…, n)
-    g10002 = g10001 / _21                                       # (…, n)
-    g10003 = g10001 * _22                                       # (…, n)
-    g10004 = g10003 / _21                                       # (…, n)
-    g10005 = -g10004                                            # (…, n)
-    g10006 = 2.0 * _20                                          # (…, n)
-    g10007 = g10005 / g10006                                    # (…, n)
-    g10009 = g10002 * eta                                       # (…, n)
+    g10001 = np.negative(d_theta_prime, out=_buf(workspace, 'AdamW:bg10001', batch + (n,), dtype)) # (…, n)
+    g10002 = np.divide(g10001, _21, out=_buf(workspace, 'AdamW:bg10002', batch + (n,), dtype)) # (…, n)
+    g10003 = np.multiply(g10001, _22, out=g10001)               # (…, n)
+    g10004 = np.divide(g10003, _21, out=g10003)                 # (…, n)
+    g10005 = np.negative(g10004, out=g10004)                    # (…, n)
+    g10006 = np.multiply(_20, 2.0, out=_buf(workspace, 'AdamW:bg10006', batch + (n,), dtype)) # (…, n)
+    g10007 = np.divide(g10005, g10006, out=g10005)              # (…, n)
+    g10009 = np.multiply(g10002, eta, out=g10002)               # (…, n)
     # 5 v̂ ← v′ / (1 − β_2^{t}) ▷ v̂ ∈ ℝ^n
-    g10010 = g10007 / _17                                       # (…, n)
+    g10010 = np.divide(g10007, _17, out=g10007)                 # (…, n)
     # 4 m̂ ← m′ / (1 − β_1^{t}) ▷ m̂ ∈ ℝ^n; bias correction
-    g10014 = g10009 / _14                                       # (…, n)
+    g10014 = np.divide(g10009, _14, out=g10009)                 # (…, n)
     # 3 v′ ← β_2 v + (1 − β_2) g ⊙ g ▷ v′ ∈ ℝ^n
-    g10018 = g10010 * g                                         # (…, n)
-    g10019 = g10010 * _10                                       # (…, n)
-    g10021 = g10018 * _9                                        # (…, n)
-    g10022 = g10019 + g10021                                    # (…, n)
-    g10024 = g10010 * beta_2                                    # (…, n)
+    g10018 = np.multiply(g10010, g, out=_buf(workspace, 'AdamW:bg10018', batch + (n,), dtype)) # (…, n)
+    g10019 = np.multiply(g10010, _10, out=_buf(workspace, 'AdamW:bg10019', batch + (n,), dtype)) # (…, n)
+    g10021 = np.multiply(g10018, _9, out=g10018)                # (…, n)
+    g10022 = np.add(g10019, g10021, out=g10019)                 # (…, n)
+    g10024 = np.multiply(g10010, beta_2, out=g10010)            # (…, n)
     # 2 m′ ← β_1 m + (1 − β_1) g ▷ m′ ∈ ℝ^n
-    g10026 = g10014 * _5                                        # (…, n)
-    g10027 = g10022 + g10026                                    # (…, n)
-    g10029 = g10014 * beta_1                                    # (…, n)
+    g10026 = np.multiply(g10014, _5, out=_buf(workspace, 'AdamW:bg10026', batch + (n,), dtype)) # (…, n)
+    g10027 = np.add(g10022, g10026, out=g10022)                 # (…, n)
+    g10029 = np.multiply(g10014, beta_1, out=g10014)            # (…, n)
     # 1 θ ← θ − η λ θ ▷ θ ∈ ℝ^n; decoupled weight decay
-    g10030 = -d_theta_prime                                     # (…, n)
-    g10032 = g10030 * _1                                        # (…, n)
-    g10033 = d_theta_prime + g10032                             # (…, n)
+    g10030 = np.negative(d_theta_prime, out=_buf(workspace, 'AdamW:bg10030', batch + (n,), dtype)) # (…, n)
+    g10032 = np.multiply(g10030, _1, out=g10030)                # (…, n)
+    g10033 = np.add(d_theta_prime, g10032, out=g10032)          # (…, n)
     grads = Params()
     return grads, {"theta": g10033, "g": g10027, "m": g10029, "v": g10024}
 
-def _softmax(x, axis):
-    z = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return z / np.sum(z, axis=axis, keepdims=True)
+def _buf(workspace, key, shape, dtype):
+    """An array for one value: reused from the workspace while its shape and dtype still fit."""
+    if workspace is None:
+        return np.empty(shape, dtype)
+    buf = workspace.get(key)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = workspace[key] = np.empty(shape, dtype)
+    return buf
 
 
-def _log_softmax(x, axis):
-    z = x - np.max(x, axis=axis, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+def _softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    np.exp(z, out=z)
+    return np.divide(z, np.sum(z, axis=axis, keepdims=True), out=z)
+
+
+def _log_softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    return np.subtract(z, np.log(np.sum(np.exp(z), axis=axis, keepdims=True)), out=z)
+
+
+def _where(c, a, b, out):
+    out[...] = b
+    np.copyto(out, a, where=c)
+    return out
 
 
 def _sigmoid(x):
@@ -220,13 +243,24 @@ def _gelu_grad(x):
     return (cdf + x * pdf).astype(x.dtype)
 
 
-def _wgrad(x, g):
+def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
-    return x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+    return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
-def _unslice(g, shape, axis, lo, hi):
-    out = np.zeros(shape, dtype=g.dtype)
+def _softmax_grad(g, y, axis, out=None):
+    t = np.multiply(g, y, out=out)
+    s = np.sum(t, axis=axis, keepdims=True)
+    t = np.subtract(g, s, out=t)
+    return np.multiply(t, y, out=t)
+
+
+def _unslice(g, shape, axis, lo, hi, out=None):
+    out = np.zeros(shape, dtype=g.dtype) if out is None else out
+    if out.shape != tuple(shape):
+        out = np.zeros(shape, dtype=g.dtype)
+    else:
+        out.fill(0)
     index = [slice(None)] * len(shape)
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g

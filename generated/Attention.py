@@ -79,12 +79,14 @@ def init_params(config: Config, rng: np.random.Generator, dtype=np.float32) -> P
     )
 
 
-def forward(config: Config, params: Params, X, Z, Mask):
+def forward(config: Config, params: Params, X, Z, Mask, workspace: dict | None = None):
     """Ṽ ← Attention(...)
 
     X: (…, d_x, ℓ_x)
     Z: (…, d_z, ℓ_z)
     Mask: (ℓ_z, ℓ_x)
+    workspace: a dict to keep arrays in between calls (no allocation after the first);
+    the output and the cache then live in it until the next call with the same dict.
     Returns (V_tilde, cache); V_tilde has shape (…, d_out, ℓ_x).
     """
     d_attn = config.d_attn
@@ -99,34 +101,36 @@ def forward(config: Config, params: Params, X, Z, Mask):
     b_k = params.b_k
     W_v = params.W_v
     b_v = params.b_v
+    dtype = np.result_type(W_q)
+    batch = np.shape(X)[:np.ndim(X) - 2]
     # 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-    _1 = W_q @ X                                                # (…, d_attn, ℓ_x)
+    _1 = np.matmul(W_q, X, out=_buf(workspace, 'Attention:f_1', batch + (d_attn, ell_x), dtype)) # (…, d_attn, ℓ_x)
     _2 = np.expand_dims(b_q, -1)                                # (d_attn, 1)
-    Q = _1 + _2                                                 # (…, d_attn, ℓ_x)
+    Q = np.add(_1, _2, out=_1)                                  # (…, d_attn, ℓ_x)
     # 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-    _4 = W_k @ Z                                                # (…, d_attn, ℓ_z)
+    _4 = np.matmul(W_k, Z, out=_buf(workspace, 'Attention:f_4', batch + (d_attn, ell_z), dtype)) # (…, d_attn, ℓ_z)
     _5 = np.expand_dims(b_k, -1)                                # (d_attn, 1)
-    K = _4 + _5                                                 # (…, d_attn, ℓ_z)
+    K = np.add(_4, _5, out=_4)                                  # (…, d_attn, ℓ_z)
     # 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-    _7 = W_v @ Z                                                # (…, d_out, ℓ_z)
+    _7 = np.matmul(W_v, Z, out=_buf(workspace, 'Attention:f_7', batch + (d_out, ell_z), dtype)) # (…, d_out, ℓ_z)
     _8 = np.expand_dims(b_v, -1)                                # (d_out, 1)
-    V = _7 + _8                                                 # (…, d_out, ℓ_z)
+    V = np.add(_7, _8, out=_7)                                  # (…, d_out, ℓ_z)
     # 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
     _10 = np.swapaxes(K, -1, -2)                                # (…, ℓ_z, d_attn)
-    S = _10 @ Q                                                 # (…, ℓ_z, ℓ_x)
+    S = np.matmul(_10, Q, out=_buf(workspace, 'Attention:fS', batch + (ell_z, ell_x), dtype)) # (…, ℓ_z, ℓ_x)
     # 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
     _12 = ~Mask                                                 # (ℓ_z, ℓ_x)
-    _13 = np.where(_12, -np.inf, S)                             # (…, ℓ_z, ℓ_x)
+    _13 = _where(_12, -np.inf, S, _buf(workspace, 'Attention:f_13', batch + (ell_z, ell_x), dtype)) # (…, ℓ_z, ℓ_x)
     # 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
     _14 = math.sqrt(d_attn)                                     # ()
-    _15 = _13 / _14                                             # (…, ℓ_z, ℓ_x)
-    _16 = _softmax(_15, -2)                                     # (…, ℓ_z, ℓ_x)
-    V_tilde = V @ _16                                           # (…, d_out, ℓ_x)
-    cache = {"d_attn": d_attn, "d_out": d_out, "d_x": d_x, "ell_x": ell_x, "d_z": d_z, "ell_z": ell_z, "V": V, "_16": _16, "_14": _14, "_12": _12, "_10": _10, "Q": Q, "W_v": W_v, "Z": Z, "W_k": W_k, "W_q": W_q, "X": X}
+    _15 = np.divide(_13, _14, out=_13)                          # (…, ℓ_z, ℓ_x)
+    _16 = _softmax(_15, -2, _buf(workspace, 'Attention:f_16', batch + (ell_z, ell_x), dtype)) # (…, ℓ_z, ℓ_x)
+    V_tilde = np.matmul(V, _16, out=_buf(workspace, 'Attention:fV_tilde', batch + (d_out, ell_x), dtype)) # (…, d_out, ℓ_x)
+    cache = {"d_attn": d_attn, "d_out": d_out, "d_x": d_x, "ell_x": ell_x, "d_z": d_z, "ell_z": ell_z, "batch": batch, "dtype": dtype, "V": V, "_16": _16, "_14": _14, "_12": _12, "_10": _10, "Q": Q, "W_v": W_v, "Z": Z, "W_k": W_k, "W_q": W_q, "X": X}
     return V_tilde, cache
 
 
-def backward(config: Config, params: Params, cache: dict, d_V_tilde):
+def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: dict | None = None):
     """The derived backward pass of Attention (reverse-mode, from the card).
 
     d_V_tilde: the gradient of a scalar loss with respect to V_tilde.
@@ -138,6 +142,8 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde):
     ell_x = cache["ell_x"]
     d_z = cache["d_z"]
     ell_z = cache["ell_z"]
+    batch = cache["batch"]
+    dtype = cache["dtype"]
     V = cache["V"]
     _16 = cache["_16"]
     _14 = cache["_14"]
@@ -151,55 +157,72 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde):
     X = cache["X"]
     # 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
     g10001 = np.swapaxes(V, -1, -2)                             # (…, ℓ_z, d_out)
-    g10002 = g10001 @ d_V_tilde                                 # (…, ℓ_z, ℓ_x)
+    g10002 = np.matmul(g10001, d_V_tilde, out=_buf(workspace, 'Attention:bg10002', batch + (ell_z, ell_x), dtype)) # (…, ℓ_z, ℓ_x)
     g10003 = np.swapaxes(_16, -1, -2)                           # (…, ℓ_x, ℓ_z)
-    g10004 = d_V_tilde @ g10003                                 # (…, d_out, ℓ_z)
-    g10005 = _16 * (g10002 - np.sum(g10002 * _16, axis=-2, keepdims=True)) # (…, ℓ_z, ℓ_x)
-    g10006 = g10005 / _14                                       # (…, ℓ_z, ℓ_x)
+    g10004 = np.matmul(d_V_tilde, g10003, out=_buf(workspace, 'Attention:bg10004', batch + (d_out, ell_z), dtype)) # (…, d_out, ℓ_z)
+    g10005 = _softmax_grad(g10002, _16, -2, _buf(workspace, 'Attention:bg10005', batch + (ell_z, ell_x), dtype)) # (…, ℓ_z, ℓ_x)
+    g10006 = np.divide(g10005, _14, out=g10005)                 # (…, ℓ_z, ℓ_x)
     # 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
-    g10011 = np.where(_12, 0, g10006)                           # (…, ℓ_z, ℓ_x)
+    g10011 = _where(_12, 0, g10006, _buf(workspace, 'Attention:bg10011', batch + (ell_z, ell_x), dtype)) # (…, ℓ_z, ℓ_x)
     # 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
     g10012 = np.swapaxes(_10, -1, -2)                           # (…, d_attn, ℓ_z)
-    g10013 = g10012 @ g10011                                    # (…, d_attn, ℓ_x)
+    g10013 = np.matmul(g10012, g10011, out=_buf(workspace, 'Attention:bg10013', batch + (d_attn, ell_x), dtype)) # (…, d_attn, ℓ_x)
     g10014 = np.swapaxes(Q, -1, -2)                             # (…, ℓ_x, d_attn)
-    g10015 = g10011 @ g10014                                    # (…, ℓ_z, d_attn)
+    g10015 = np.matmul(g10011, g10014, out=_buf(workspace, 'Attention:bg10015', batch + (ell_z, d_attn), dtype)) # (…, ℓ_z, d_attn)
     g10016 = np.swapaxes(g10015, -1, -2)                        # (…, d_attn, ℓ_z)
     # 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
     g10017 = _sum_to(g10004, 2, (-1,))                          # (d_out, 1)
     g10018 = np.squeeze(g10017, -1)                             # (d_out,)
     g10019 = np.swapaxes(W_v, -1, -2)                           # (d_z, d_out)
-    g10020 = g10019 @ g10004                                    # (…, d_z, ℓ_z)
+    g10020 = np.matmul(g10019, g10004, out=_buf(workspace, 'Attention:bg10020', batch + (d_z, ell_z), dtype)) # (…, d_z, ℓ_z)
     g10021 = np.swapaxes(Z, -1, -2)                             # (…, ℓ_z, d_z)
-    g10022 = g10004 @ g10021                                    # (…, d_out, d_z)
+    g10022 = np.matmul(g10004, g10021, out=_buf(workspace, 'Attention:bg10022', batch + (d_out, d_z), dtype)) # (…, d_out, d_z)
     g10023 = _sum_to(g10022, 2, ())                             # (d_out, d_z)
     # 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
     g10024 = _sum_to(g10016, 2, (-1,))                          # (d_attn, 1)
     g10025 = np.squeeze(g10024, -1)                             # (d_attn,)
     g10026 = np.swapaxes(W_k, -1, -2)                           # (d_z, d_attn)
-    g10027 = g10026 @ g10016                                    # (…, d_z, ℓ_z)
+    g10027 = np.matmul(g10026, g10016, out=_buf(workspace, 'Attention:bg10027', batch + (d_z, ell_z), dtype)) # (…, d_z, ℓ_z)
     g10028 = np.swapaxes(Z, -1, -2)                             # (…, ℓ_z, d_z)
-    g10029 = g10016 @ g10028                                    # (…, d_attn, d_z)
+    g10029 = np.matmul(g10016, g10028, out=_buf(workspace, 'Attention:bg10029', batch + (d_attn, d_z), dtype)) # (…, d_attn, d_z)
     g10030 = _sum_to(g10029, 2, ())                             # (d_attn, d_z)
-    g10031 = g10020 + g10027                                    # (…, d_z, ℓ_z)
+    g10031 = np.add(g10020, g10027, out=g10020)                 # (…, d_z, ℓ_z)
     # 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
     g10032 = _sum_to(g10013, 2, (-1,))                          # (d_attn, 1)
     g10033 = np.squeeze(g10032, -1)                             # (d_attn,)
     g10034 = np.swapaxes(W_q, -1, -2)                           # (d_x, d_attn)
-    g10035 = g10034 @ g10013                                    # (…, d_x, ℓ_x)
+    g10035 = np.matmul(g10034, g10013, out=_buf(workspace, 'Attention:bg10035', batch + (d_x, ell_x), dtype)) # (…, d_x, ℓ_x)
     g10036 = np.swapaxes(X, -1, -2)                             # (…, ℓ_x, d_x)
-    g10037 = g10013 @ g10036                                    # (…, d_attn, d_x)
+    g10037 = np.matmul(g10013, g10036, out=_buf(workspace, 'Attention:bg10037', batch + (d_attn, d_x), dtype)) # (…, d_attn, d_x)
     g10038 = _sum_to(g10037, 2, ())                             # (d_attn, d_x)
     grads = Params(W_q=g10038, b_q=g10033, W_k=g10030, b_k=g10025, W_v=g10023, b_v=g10018)
     return grads, {"X": g10035, "Z": g10031}
 
-def _softmax(x, axis):
-    z = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return z / np.sum(z, axis=axis, keepdims=True)
+def _buf(workspace, key, shape, dtype):
+    """An array for one value: reused from the workspace while its shape and dtype still fit."""
+    if workspace is None:
+        return np.empty(shape, dtype)
+    buf = workspace.get(key)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = workspace[key] = np.empty(shape, dtype)
+    return buf
 
 
-def _log_softmax(x, axis):
-    z = x - np.max(x, axis=axis, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+def _softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    np.exp(z, out=z)
+    return np.divide(z, np.sum(z, axis=axis, keepdims=True), out=z)
+
+
+def _log_softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    return np.subtract(z, np.log(np.sum(np.exp(z), axis=axis, keepdims=True)), out=z)
+
+
+def _where(c, a, b, out):
+    out[...] = b
+    np.copyto(out, a, where=c)
+    return out
 
 
 def _sigmoid(x):
@@ -244,13 +267,24 @@ def _gelu_grad(x):
     return (cdf + x * pdf).astype(x.dtype)
 
 
-def _wgrad(x, g):
+def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
-    return x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+    return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
-def _unslice(g, shape, axis, lo, hi):
-    out = np.zeros(shape, dtype=g.dtype)
+def _softmax_grad(g, y, axis, out=None):
+    t = np.multiply(g, y, out=out)
+    s = np.sum(t, axis=axis, keepdims=True)
+    t = np.subtract(g, s, out=t)
+    return np.multiply(t, y, out=t)
+
+
+def _unslice(g, shape, axis, lo, hi, out=None):
+    out = np.zeros(shape, dtype=g.dtype) if out is None else out
+    if out.shape != tuple(shape):
+        out = np.zeros(shape, dtype=g.dtype)
+    else:
+        out.fill(0)
     index = [slice(None)] * len(shape)
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g

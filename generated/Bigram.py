@@ -50,22 +50,26 @@ def init_params(config: Config, rng: np.random.Generator, dtype=np.float32) -> P
     )
 
 
-def forward(config: Config, params: Params, x):
+def forward(config: Config, params: Params, x, workspace: dict | None = None):
     """P ← Bigram(...)
 
     x: (…, T) token ids
+    workspace: a dict to keep arrays in between calls (no allocation after the first);
+    the output and the cache then live in it until the next call with the same dict.
     Returns (P, cache); P has shape (…, T, V).
     """
     V = config.V
     T = x.shape[-1]
     W = params.W
+    dtype = np.result_type(W)
+    batch = np.shape(x)[:np.ndim(x) - 1]
     # 1 return P = W[x] ▷ P ∈ ℝ^{T×V}
     P = W[x]                                                    # (…, T, V)
-    cache = {"V": V, "T": T, "x": x, "W": W}
+    cache = {"V": V, "T": T, "batch": batch, "dtype": dtype, "x": x, "W": W}
     return P, cache
 
 
-def backward(config: Config, params: Params, cache: dict, d_P):
+def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict | None = None):
     """The derived backward pass of Bigram (reverse-mode, from the card).
 
     d_P: the gradient of a scalar loss with respect to P.
@@ -73,6 +77,8 @@ def backward(config: Config, params: Params, cache: dict, d_P):
     """
     V = cache["V"]
     T = cache["T"]
+    batch = cache["batch"]
+    dtype = cache["dtype"]
     x = cache["x"]
     W = params.W
     # 1 return P = W[x] ▷ P ∈ ℝ^{T×V}
@@ -80,14 +86,31 @@ def backward(config: Config, params: Params, cache: dict, d_P):
     grads = Params(W=g10001)
     return grads, {}
 
-def _softmax(x, axis):
-    z = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return z / np.sum(z, axis=axis, keepdims=True)
+def _buf(workspace, key, shape, dtype):
+    """An array for one value: reused from the workspace while its shape and dtype still fit."""
+    if workspace is None:
+        return np.empty(shape, dtype)
+    buf = workspace.get(key)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = workspace[key] = np.empty(shape, dtype)
+    return buf
 
 
-def _log_softmax(x, axis):
-    z = x - np.max(x, axis=axis, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+def _softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    np.exp(z, out=z)
+    return np.divide(z, np.sum(z, axis=axis, keepdims=True), out=z)
+
+
+def _log_softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    return np.subtract(z, np.log(np.sum(np.exp(z), axis=axis, keepdims=True)), out=z)
+
+
+def _where(c, a, b, out):
+    out[...] = b
+    np.copyto(out, a, where=c)
+    return out
 
 
 def _sigmoid(x):
@@ -132,13 +155,24 @@ def _gelu_grad(x):
     return (cdf + x * pdf).astype(x.dtype)
 
 
-def _wgrad(x, g):
+def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
-    return x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+    return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
-def _unslice(g, shape, axis, lo, hi):
-    out = np.zeros(shape, dtype=g.dtype)
+def _softmax_grad(g, y, axis, out=None):
+    t = np.multiply(g, y, out=out)
+    s = np.sum(t, axis=axis, keepdims=True)
+    t = np.subtract(g, s, out=t)
+    return np.multiply(t, y, out=t)
+
+
+def _unslice(g, shape, axis, lo, hi, out=None):
+    out = np.zeros(shape, dtype=g.dtype) if out is None else out
+    if out.shape != tuple(shape):
+        out = np.zeros(shape, dtype=g.dtype)
+    else:
+        out.fill(0)
     index = [slice(None)] * len(shape)
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g

@@ -71,10 +71,12 @@ def init_params(config: Config, rng: np.random.Generator, dtype=np.float32) -> P
     )
 
 
-def forward(config: Config, params: Params, X):
+def forward(config: Config, params: Params, X, workspace: dict | None = None):
     """Ṽ ← CausalSelfAttention(...)
 
     X: (…, T, D)
+    workspace: a dict to keep arrays in between calls (no allocation after the first);
+    the output and the cache then live in it until the next call with the same dict.
     Returns (V_tilde, cache); V_tilde has shape (…, T, D).
     """
     D = config.D
@@ -84,9 +86,11 @@ def forward(config: Config, params: Params, X):
     b_qkv = params.b_qkv
     W_o = params.W_o
     b_o = params.b_o
+    dtype = np.result_type(W_qkv)
+    batch = np.shape(X)[:np.ndim(X) - 2]
     # 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
-    _1 = X @ W_qkv                                              # (…, T, 3·D)
-    A = _1 + b_qkv                                              # (…, T, 3·D)
+    _1 = np.matmul(X, W_qkv, out=_buf(workspace, 'CausalSelfAttention:f_1', batch + (T, 3*D), dtype)) # (…, T, 3·D)
+    A = np.add(_1, b_qkv, out=_1)                               # (…, T, 3·D)
     A_shape = A.shape
     # 3 Q_h ← A[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
     _3 = A[..., 0:D]                                            # (…, T, D)
@@ -105,31 +109,31 @@ def forward(config: Config, params: Params, X):
     V = _permute(_10, (-2, -3, -1))                             # (…, H, T, D/H)
     # 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
     _12 = np.swapaxes(K, -1, -2)                                # (…, H, D/H, T)
-    _13 = Q @ _12                                               # (…, H, T, T)
+    _13 = np.matmul(Q, _12, out=_buf(workspace, 'CausalSelfAttention:f_13', batch + (H, T, T), dtype)) # (…, H, T, T)
     _14 = D / H                                                 # ()
     _15 = math.sqrt(_14)                                        # ()
-    S = _13 / _15                                               # (…, H, T, T)
+    S = np.divide(_13, _15, out=_13)                            # (…, H, T, T)
     # 7 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
     _17 = np.arange(0, T)                                       # (T,)
     _18 = np.arange(0, T)                                       # (T,)
     _19 = np.expand_dims(_18, -1)                               # (T, 1)
     _20 = _17 > _19                                             # (T, T)
-    _21 = np.where(_20, -np.inf, S)                             # (…, H, T, T)
+    _21 = _where(_20, -np.inf, S, _buf(workspace, 'CausalSelfAttention:f_21', batch + (H, T, T), dtype)) # (…, H, T, T)
     # 8 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-    _22 = _softmax(_21, -1)                                     # (…, H, T, T)
-    Y = _22 @ V                                                 # (…, H, T, D/H)
+    _22 = _softmax(_21, -1, _buf(workspace, 'CausalSelfAttention:f_22', batch + (H, T, T), dtype)) # (…, H, T, T)
+    Y = np.matmul(_22, V, out=_buf(workspace, 'CausalSelfAttention:fY', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     # 10 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     _24 = _permute(Y, (-2, -3, -1))                             # (…, T, H, D/H)
     shape_24 = _24.shape
     Y_2 = _24.reshape(_24.shape[:-2] + (D,))                    # (…, T, D)
     # 11 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
-    _26 = Y_2 @ W_o                                             # (…, T, D)
-    V_tilde = _26 + b_o                                         # (…, T, D)
-    cache = {"D": D, "H": H, "T": T, "Y_2": Y_2, "W_o": W_o, "shape_24": shape_24, "_22": _22, "V": V, "_20": _20, "_15": _15, "Q": Q, "_12": _12, "shape_9": shape_9, "A_shape": A_shape, "shape_6": shape_6, "shape_3": shape_3, "X": X, "W_qkv": W_qkv}
+    _26 = np.matmul(Y_2, W_o, out=_buf(workspace, 'CausalSelfAttention:f_26', batch + (T, D), dtype)) # (…, T, D)
+    V_tilde = np.add(_26, b_o, out=_26)                         # (…, T, D)
+    cache = {"D": D, "H": H, "T": T, "batch": batch, "dtype": dtype, "Y_2": Y_2, "W_o": W_o, "shape_24": shape_24, "_22": _22, "V": V, "_20": _20, "_15": _15, "Q": Q, "_12": _12, "shape_9": shape_9, "A_shape": A_shape, "shape_6": shape_6, "shape_3": shape_3, "X": X, "W_qkv": W_qkv}
     return V_tilde, cache
 
 
-def backward(config: Config, params: Params, cache: dict, d_V_tilde):
+def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: dict | None = None):
     """The derived backward pass of CausalSelfAttention (reverse-mode, from the card).
 
     d_V_tilde: the gradient of a scalar loss with respect to V_tilde.
@@ -138,6 +142,8 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde):
     D = cache["D"]
     H = cache["H"]
     T = cache["T"]
+    batch = cache["batch"]
+    dtype = cache["dtype"]
     Y_2 = cache["Y_2"]
     W_o = params.W_o
     shape_24 = cache["shape_24"]
@@ -155,57 +161,74 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde):
     W_qkv = params.W_qkv
     # 11 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
     g10001 = _sum_to(d_V_tilde, 1, ())                          # (D,)
-    g10002 = _wgrad(Y_2, d_V_tilde)                             # (D, D)
+    g10002 = _wgrad(Y_2, d_V_tilde, _buf(workspace, 'CausalSelfAttention:bg10002', (D, D), dtype)) # (D, D)
     g10003 = np.swapaxes(W_o, -1, -2)                           # (D, D)
-    g10004 = d_V_tilde @ g10003                                 # (…, T, D)
+    g10004 = np.matmul(d_V_tilde, g10003, out=_buf(workspace, 'CausalSelfAttention:bg10004', batch + (T, D), dtype)) # (…, T, D)
     # 10 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     g10005 = g10004.reshape(shape_24)                           # (…, T, H, D/H)
     g10006 = _permute(g10005, (-2, -3, -1))                     # (…, H, T, D/H)
     # 8 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
     g10007 = np.swapaxes(_22, -1, -2)                           # (…, H, T, T)
-    g10008 = g10007 @ g10006                                    # (…, H, T, D/H)
+    g10008 = np.matmul(g10007, g10006, out=_buf(workspace, 'CausalSelfAttention:bg10008', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10009 = np.swapaxes(V, -1, -2)                             # (…, H, D/H, T)
-    g10010 = g10006 @ g10009                                    # (…, H, T, T)
-    g10011 = _22 * (g10010 - np.sum(g10010 * _22, axis=-1, keepdims=True)) # (…, H, T, T)
+    g10010 = np.matmul(g10006, g10009, out=_buf(workspace, 'CausalSelfAttention:bg10010', batch + (H, T, T), dtype)) # (…, H, T, T)
+    g10011 = _softmax_grad(g10010, _22, -1, _buf(workspace, 'CausalSelfAttention:bg10011', batch + (H, T, T), dtype)) # (…, H, T, T)
     # 7 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
-    g10013 = np.where(_20, 0, g10011)                           # (…, H, T, T)
+    g10013 = _where(_20, 0, g10011, _buf(workspace, 'CausalSelfAttention:bg10013', batch + (H, T, T), dtype)) # (…, H, T, T)
     # 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
-    g10014 = g10013 / _15                                       # (…, H, T, T)
+    g10014 = np.divide(g10013, _15, out=g10013)                 # (…, H, T, T)
     g10018 = np.swapaxes(Q, -1, -2)                             # (…, H, D/H, T)
-    g10019 = g10018 @ g10014                                    # (…, H, D/H, T)
+    g10019 = np.matmul(g10018, g10014, out=_buf(workspace, 'CausalSelfAttention:bg10019', batch + (H, D // H, T), dtype)) # (…, H, D/H, T)
     g10020 = np.swapaxes(_12, -1, -2)                           # (…, H, T, D/H)
-    g10021 = g10014 @ g10020                                    # (…, H, T, D/H)
+    g10021 = np.matmul(g10014, g10020, out=_buf(workspace, 'CausalSelfAttention:bg10021', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10022 = np.swapaxes(g10019, -1, -2)                        # (…, H, T, D/H)
     # 5 V_h ← A[:, 2 · D + h · D / H : 2 · D + (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
     g10023 = _permute(g10008, (-2, -3, -1))                     # (…, T, H, D/H)
     g10024 = g10023.reshape(shape_9)                            # (…, T, D)
-    g10025 = _unslice(g10024, A_shape, -1, 2*D, 3*D)            # (…, T, 3·D)
+    g10025 = _unslice(g10024, A_shape, -1, 2*D, 3*D, _buf(workspace, 'CausalSelfAttention:bg10025', batch + (T, 3*D), dtype)) # (…, T, 3·D)
     # 4 K_h ← A[:, D + h · D / H : D + (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
     g10026 = _permute(g10022, (-2, -3, -1))                     # (…, T, H, D/H)
     g10027 = g10026.reshape(shape_6)                            # (…, T, D)
-    g10028 = _unslice(g10027, A_shape, -1, D, 2*D)              # (…, T, 3·D)
-    g10029 = g10025 + g10028                                    # (…, T, 3·D)
+    g10028 = _unslice(g10027, A_shape, -1, D, 2*D, _buf(workspace, 'CausalSelfAttention:bg10028', batch + (T, 3*D), dtype)) # (…, T, 3·D)
+    g10029 = np.add(g10025, g10028, out=g10025)                 # (…, T, 3·D)
     # 3 Q_h ← A[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
     g10030 = _permute(g10021, (-2, -3, -1))                     # (…, T, H, D/H)
     g10031 = g10030.reshape(shape_3)                            # (…, T, D)
-    g10032 = _unslice(g10031, A_shape, -1, 0, D)                # (…, T, 3·D)
-    g10033 = g10029 + g10032                                    # (…, T, 3·D)
+    g10032 = _unslice(g10031, A_shape, -1, 0, D, _buf(workspace, 'CausalSelfAttention:bg10032', batch + (T, 3*D), dtype)) # (…, T, 3·D)
+    g10033 = np.add(g10029, g10032, out=g10029)                 # (…, T, 3·D)
     # 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
     g10034 = _sum_to(g10033, 1, ())                             # (3·D,)
-    g10035 = _wgrad(X, g10033)                                  # (D, 3·D)
+    g10035 = _wgrad(X, g10033, _buf(workspace, 'CausalSelfAttention:bg10035', (D, 3*D), dtype)) # (D, 3·D)
     g10036 = np.swapaxes(W_qkv, -1, -2)                         # (3·D, D)
-    g10037 = g10033 @ g10036                                    # (…, T, D)
+    g10037 = np.matmul(g10033, g10036, out=_buf(workspace, 'CausalSelfAttention:bg10037', batch + (T, D), dtype)) # (…, T, D)
     grads = Params(W_qkv=g10035, b_qkv=g10034, W_o=g10002, b_o=g10001)
     return grads, {"X": g10037}
 
-def _softmax(x, axis):
-    z = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return z / np.sum(z, axis=axis, keepdims=True)
+def _buf(workspace, key, shape, dtype):
+    """An array for one value: reused from the workspace while its shape and dtype still fit."""
+    if workspace is None:
+        return np.empty(shape, dtype)
+    buf = workspace.get(key)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = workspace[key] = np.empty(shape, dtype)
+    return buf
 
 
-def _log_softmax(x, axis):
-    z = x - np.max(x, axis=axis, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+def _softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    np.exp(z, out=z)
+    return np.divide(z, np.sum(z, axis=axis, keepdims=True), out=z)
+
+
+def _log_softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    return np.subtract(z, np.log(np.sum(np.exp(z), axis=axis, keepdims=True)), out=z)
+
+
+def _where(c, a, b, out):
+    out[...] = b
+    np.copyto(out, a, where=c)
+    return out
 
 
 def _sigmoid(x):
@@ -250,13 +273,24 @@ def _gelu_grad(x):
     return (cdf + x * pdf).astype(x.dtype)
 
 
-def _wgrad(x, g):
+def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
-    return x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+    return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
-def _unslice(g, shape, axis, lo, hi):
-    out = np.zeros(shape, dtype=g.dtype)
+def _softmax_grad(g, y, axis, out=None):
+    t = np.multiply(g, y, out=out)
+    s = np.sum(t, axis=axis, keepdims=True)
+    t = np.subtract(g, s, out=t)
+    return np.multiply(t, y, out=t)
+
+
+def _unslice(g, shape, axis, lo, hi, out=None):
+    out = np.zeros(shape, dtype=g.dtype) if out is None else out
+    if out.shape != tuple(shape):
+        out = np.zeros(shape, dtype=g.dtype)
+    else:
+        out.fill(0)
     index = [slice(None)] * len(shape)
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g

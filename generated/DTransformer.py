@@ -120,10 +120,12 @@ def init_params(config: Config, rng: np.random.Generator, dtype=np.float32) -> P
     )
 
 
-def forward(config: Config, params: Params, x):
+def forward(config: Config, params: Params, x, workspace: dict | None = None):
     """P ← DTransformer(...)
 
     x: (…, ℓ) token ids
+    workspace: a dict to keep arrays in between calls (no allocation after the first);
+    the output and the cache then live in it until the next call with the same dict.
     Returns (P, cache); P has shape (…, N_V, ℓ).
     """
     N_V = config.N_V
@@ -154,13 +156,15 @@ def forward(config: Config, params: Params, x):
     gamma = params.gamma
     beta = params.beta
     W_u = params.W_u
+    dtype = np.result_type(W_e)
+    batch = np.shape(x)[:np.ndim(x) - 1]
     # 2 for t ∈ [ℓ] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
     _1 = np.swapaxes(W_e, -1, -2)                               # (N_V, d_e)
     _2 = _1[x - 1]                                              # (…, ℓ, d_e)
     _3 = np.arange(1, 1 + ell)                                  # (ℓ,)
     _4 = np.swapaxes(W_p, -1, -2)                               # (ℓ_max, d_e)
     _5 = _4[_3 - 1]                                             # (ℓ, d_e)
-    e = _2 + _5                                                 # (…, ℓ, d_e)
+    e = np.add(_2, _5, out=_2)                                  # (…, ℓ, d_e)
     # 3 X ← [e_1, e_2, …, e_ℓ] ▷ X ∈ ℝ^{d_e×ℓ}
     X = np.swapaxes(e, -1, -2)                                  # (…, d_e, ℓ)
     # 6 X ← X + MHAttention(X̃ | 𝓦_l, Mask[t, t′] = [[t ≤ t′]]) ▷ X ∈ ℝ^{d_e×ℓ}
@@ -182,21 +186,21 @@ def forward(config: Config, params: Params, x):
         _8 = np.swapaxes(X_2, -1, -2)                           # (…, ℓ, d_e)
         shape_8 = _8.shape
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _9 = np.sum(_8, axis=-1)                                # (…, ℓ)
-        m = _9 / d_e                                            # (…, ℓ)
+        _9 = np.sum(_8, axis=-1, out=_buf(workspace, ('DTransformer:f_9', l % 2), batch + (ell,), dtype)) # (…, ℓ)
+        m = np.divide(_9, d_e, out=_9)                          # (…, ℓ)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _11 = np.expand_dims(m, -1)                             # (…, ℓ, 1)
-        _12 = _8 - _11                                          # (…, ℓ, d_e)
-        _13 = _12 * _12                                         # (…, ℓ, d_e)
+        _12 = np.subtract(_8, _11, out=_buf(workspace, ('DTransformer:f_12', l), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _13 = np.multiply(_12, _12, out=_buf(workspace, ('DTransformer:f_13', l % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         shape_13 = _13.shape
-        _14 = np.sum(_13, axis=-1)                              # (…, ℓ)
-        v = _14 / d_e                                           # (…, ℓ)
+        _14 = np.sum(_13, axis=-1, out=_buf(workspace, ('DTransformer:f_14', l), batch + (ell,), dtype)) # (…, ℓ)
+        v = np.divide(_14, d_e, out=_14)                        # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        _16 = np.sqrt(v)                                        # (…, ℓ)
+        _16 = np.sqrt(v, out=v)                                 # (…, ℓ)
         _17 = np.expand_dims(_16, -1)                           # (…, ℓ, 1)
-        _18 = _12 / _17                                         # (…, ℓ, d_e)
-        _19 = _18 * gamma1_l                                    # (…, ℓ, d_e)
-        e_hat = _19 + beta1_l                                   # (…, ℓ, d_e)
+        _18 = np.divide(_12, _17, out=_buf(workspace, ('DTransformer:f_18', l), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _19 = np.multiply(_18, gamma1_l, out=_buf(workspace, ('DTransformer:f_19', l), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        e_hat = np.add(_19, beta1_l, out=_19)                   # (…, ℓ, d_e)
         # 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         _21 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ)
         # 6 X ← X + MHAttention(X̃ | 𝓦_l, Mask[t, t′] = [[t ≤ t′]]) ▷ X ∈ ℝ^{d_e×ℓ}
@@ -210,71 +214,71 @@ def forward(config: Config, params: Params, x):
         b_o_l = b_o[l]                                          # (d_e,)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
         _26 = np.expand_dims(_21, -3)                           # (…, 1, d_e, ℓ)
-        _27 = W_q_l @ _26                                       # (…, H, d_e/H, ℓ)
+        _27 = np.matmul(W_q_l, _26, out=_buf(workspace, ('DTransformer:f_27', l), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
         _28 = np.expand_dims(b_q_l, -1)                         # (H, d_e/H, 1)
-        Q = _27 + _28                                           # (…, H, d_e/H, ℓ)
+        Q = np.add(_27, _28, out=_27)                           # (…, H, d_e/H, ℓ)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        _30 = W_k_l @ _26                                       # (…, H, d_e/H, ℓ)
+        _30 = np.matmul(W_k_l, _26, out=_buf(workspace, ('DTransformer:f_30', l), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
         _31 = np.expand_dims(b_k_l, -1)                         # (H, d_e/H, 1)
-        K = _30 + _31                                           # (…, H, d_e/H, ℓ)
+        K = np.add(_30, _31, out=_30)                           # (…, H, d_e/H, ℓ)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        _33 = W_v_l @ _26                                       # (…, H, d_e/H, ℓ)
+        _33 = np.matmul(W_v_l, _26, out=_buf(workspace, ('DTransformer:f_33', l), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
         _34 = np.expand_dims(b_v_l, -1)                         # (H, d_e/H, 1)
-        V = _33 + _34                                           # (…, H, d_e/H, ℓ)
+        V = np.add(_33, _34, out=_33)                           # (…, H, d_e/H, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         _36 = np.swapaxes(K, -1, -2)                            # (…, H, ℓ, d_e/H)
-        S = _36 @ Q                                             # (…, H, ℓ, ℓ)
+        S = np.matmul(_36, Q, out=_buf(workspace, ('DTransformer:fS', l % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
-        _39 = np.where(_38, -np.inf, S)                         # (…, H, ℓ, ℓ)
+        _39 = _where(_38, -np.inf, S, _buf(workspace, ('DTransformer:f_39', l % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _41 = _39 / _40                                         # (…, H, ℓ, ℓ)
-        _42 = _softmax(_41, -2)                                 # (…, H, ℓ, ℓ)
-        V_tilde = V @ _42                                       # (…, H, d_e/H, ℓ)
+        _41 = np.divide(_39, _40, out=_39)                      # (…, H, ℓ, ℓ)
+        _42 = _softmax(_41, -2, _buf(workspace, ('DTransformer:f_42', l), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        V_tilde = np.matmul(V, _42, out=_buf(workspace, ('DTransformer:fV_tilde', l), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
         V_tilde_shape = V_tilde.shape
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         Y = V_tilde.reshape(V_tilde.shape[:-3] + (d_e,) + V_tilde.shape[-3 + 2:]) # (…, d_e, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _45 = W_o_l @ Y                                         # (…, d_e, ℓ)
+        _45 = np.matmul(W_o_l, Y, out=_buf(workspace, ('DTransformer:f_45', l % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         _46 = np.expand_dims(b_o_l, -1)                         # (d_e, 1)
-        V_tilde_2 = _45 + _46                                   # (…, d_e, ℓ)
+        V_tilde_2 = np.add(_45, _46, out=_45)                   # (…, d_e, ℓ)
         # 6 X ← X + MHAttention(X̃ | 𝓦_l, Mask[t, t′] = [[t ≤ t′]]) ▷ X ∈ ℝ^{d_e×ℓ}
-        X_3 = X_2 + V_tilde_2                                   # (…, d_e, ℓ)
+        X_3 = np.add(X_2, V_tilde_2, out=V_tilde_2)             # (…, d_e, ℓ)
         # 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         gamma2_l = gamma2[l]                                    # (d_e,)
         beta2_l = beta2[l]                                      # (d_e,)
         _49 = np.swapaxes(X_3, -1, -2)                          # (…, ℓ, d_e)
         shape_49 = _49.shape
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _50 = np.sum(_49, axis=-1)                              # (…, ℓ)
-        m_2 = _50 / d_e                                         # (…, ℓ)
+        _50 = np.sum(_49, axis=-1, out=_buf(workspace, ('DTransformer:f_50', l % 2), batch + (ell,), dtype)) # (…, ℓ)
+        m_2 = np.divide(_50, d_e, out=_50)                      # (…, ℓ)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _52 = np.expand_dims(m_2, -1)                           # (…, ℓ, 1)
-        _53 = _49 - _52                                         # (…, ℓ, d_e)
-        _54 = _53 * _53                                         # (…, ℓ, d_e)
+        _53 = np.subtract(_49, _52, out=_buf(workspace, ('DTransformer:f_53', l), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _54 = np.multiply(_53, _53, out=_buf(workspace, ('DTransformer:f_54', l % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         shape_54 = _54.shape
-        _55 = np.sum(_54, axis=-1)                              # (…, ℓ)
-        v_2 = _55 / d_e                                         # (…, ℓ)
+        _55 = np.sum(_54, axis=-1, out=_buf(workspace, ('DTransformer:f_55', l), batch + (ell,), dtype)) # (…, ℓ)
+        v_2 = np.divide(_55, d_e, out=_55)                      # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        _57 = np.sqrt(v_2)                                      # (…, ℓ)
+        _57 = np.sqrt(v_2, out=v_2)                             # (…, ℓ)
         _58 = np.expand_dims(_57, -1)                           # (…, ℓ, 1)
-        _59 = _53 / _58                                         # (…, ℓ, d_e)
-        _60 = _59 * gamma2_l                                    # (…, ℓ, d_e)
-        e_hat_2 = _60 + beta2_l                                 # (…, ℓ, d_e)
+        _59 = np.divide(_53, _58, out=_buf(workspace, ('DTransformer:f_59', l), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _60 = np.multiply(_59, gamma2_l, out=_buf(workspace, ('DTransformer:f_60', l), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        e_hat_2 = np.add(_60, beta2_l, out=_60)                 # (…, ℓ, d_e)
         # 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         _62 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, ℓ)
         # 8 X ← X + W^l_mlp2 GELU(W^l_mlp1 X̃ + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
         W_mlp2_l = W_mlp2[l]                                    # (d_e, d_mlp)
         W_mlp1_l = W_mlp1[l]                                    # (d_mlp, d_e)
-        _63 = W_mlp1_l @ _62                                    # (…, d_mlp, ℓ)
+        _63 = np.matmul(W_mlp1_l, _62, out=_buf(workspace, ('DTransformer:f_63', l), batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
         b_mlp1_l = b_mlp1[l]                                    # (d_mlp,)
         _64 = np.expand_dims(b_mlp1_l, -1)                      # (d_mlp, 1)
-        _65 = _63 + _64                                         # (…, d_mlp, ℓ)
+        _65 = np.add(_63, _64, out=_63)                         # (…, d_mlp, ℓ)
         _66 = _gelu(_65)                                        # (…, d_mlp, ℓ)
-        _67 = W_mlp2_l @ _66                                    # (…, d_e, ℓ)
-        _68 = X_3 + _67                                         # (…, d_e, ℓ)
+        _67 = np.matmul(W_mlp2_l, _66, out=_buf(workspace, ('DTransformer:f_67', l % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        _68 = np.add(X_3, _67, out=_67)                         # (…, d_e, ℓ)
         b_mlp2_l = b_mlp2[l]                                    # (d_e,)
         _69 = np.expand_dims(b_mlp2_l, -1)                      # (d_e, 1)
-        X_4 = _68 + _69                                         # (…, d_e, ℓ)
+        X_4 = np.add(_68, _69, out=_68)                         # (…, d_e, ℓ)
         saved_l.append((W_mlp2_l, _66, _65, W_mlp1_l, _62, gamma2_l, _59, _58, _57, shape_54, _53, shape_49, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, _18, _17, _16, shape_13, _12, shape_8,))
         X_2 = X_4
     X_5 = X_2
@@ -282,31 +286,31 @@ def forward(config: Config, params: Params, x):
     _71 = np.swapaxes(X_5, -1, -2)                              # (…, ℓ, d_e)
     shape_71 = _71.shape
     # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-    _72 = np.sum(_71, axis=-1)                                  # (…, ℓ)
-    m_3 = _72 / d_e                                             # (…, ℓ)
+    _72 = np.sum(_71, axis=-1, out=_buf(workspace, 'DTransformer:f_72', batch + (ell,), dtype)) # (…, ℓ)
+    m_3 = np.divide(_72, d_e, out=_72)                          # (…, ℓ)
     # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
     _74 = np.expand_dims(m_3, -1)                               # (…, ℓ, 1)
-    _75 = _71 - _74                                             # (…, ℓ, d_e)
-    _76 = _75 * _75                                             # (…, ℓ, d_e)
+    _75 = np.subtract(_71, _74, out=_buf(workspace, 'DTransformer:f_75', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+    _76 = np.multiply(_75, _75, out=_buf(workspace, 'DTransformer:f_76', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
     shape_76 = _76.shape
-    _77 = np.sum(_76, axis=-1)                                  # (…, ℓ)
-    v_3 = _77 / d_e                                             # (…, ℓ)
+    _77 = np.sum(_76, axis=-1, out=_buf(workspace, 'DTransformer:f_77', batch + (ell,), dtype)) # (…, ℓ)
+    v_3 = np.divide(_77, d_e, out=_77)                          # (…, ℓ)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-    _79 = np.sqrt(v_3)                                          # (…, ℓ)
+    _79 = np.sqrt(v_3, out=v_3)                                 # (…, ℓ)
     _80 = np.expand_dims(_79, -1)                               # (…, ℓ, 1)
-    _81 = _75 / _80                                             # (…, ℓ, d_e)
-    _82 = _81 * gamma                                           # (…, ℓ, d_e)
-    e_hat_3 = _82 + beta                                        # (…, ℓ, d_e)
+    _81 = np.divide(_75, _80, out=_buf(workspace, 'DTransformer:f_81', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+    _82 = np.multiply(_81, gamma, out=_buf(workspace, 'DTransformer:f_82', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+    e_hat_3 = np.add(_82, beta, out=_82)                        # (…, ℓ, d_e)
     # 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
     _84 = np.swapaxes(e_hat_3, -1, -2)                          # (…, d_e, ℓ)
     # 11 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}
-    _85 = W_u @ _84                                             # (…, N_V, ℓ)
-    P = _softmax(_85, -2)                                       # (…, N_V, ℓ)
-    cache = {"N_V": N_V, "ell_max": ell_max, "L": L, "H": H, "d_e": d_e, "d_mlp": d_mlp, "ell": ell, "P": P, "W_u": W_u, "_84": _84, "gamma": gamma, "_81": _81, "_80": _80, "_79": _79, "shape_76": shape_76, "_75": _75, "shape_71": shape_71, "_40": _40, "_38": _38, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l": saved_l}
+    _85 = np.matmul(W_u, _84, out=_buf(workspace, 'DTransformer:f_85', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
+    P = _softmax(_85, -2, _buf(workspace, 'DTransformer:fP', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
+    cache = {"N_V": N_V, "ell_max": ell_max, "L": L, "H": H, "d_e": d_e, "d_mlp": d_mlp, "ell": ell, "batch": batch, "dtype": dtype, "P": P, "W_u": W_u, "_84": _84, "gamma": gamma, "_81": _81, "_80": _80, "_79": _79, "shape_76": shape_76, "_75": _75, "shape_71": shape_71, "_40": _40, "_38": _38, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l": saved_l}
     return P, cache
 
 
-def backward(config: Config, params: Params, cache: dict, d_P):
+def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict | None = None):
     """The derived backward pass of DTransformer (reverse-mode, from the card).
 
     d_P: the gradient of a scalar loss with respect to P.
@@ -319,6 +323,8 @@ def backward(config: Config, params: Params, cache: dict, d_P):
     d_e = cache["d_e"]
     d_mlp = cache["d_mlp"]
     ell = cache["ell"]
+    batch = cache["batch"]
+    dtype = cache["dtype"]
     P = cache["P"]
     W_u = params.W_u
     _84 = cache["_84"]
@@ -337,195 +343,211 @@ def backward(config: Config, params: Params, cache: dict, d_P):
     _1 = cache["_1"]
     saved_l = cache["saved_l"]
     # 11 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}
-    g10001 = P * (d_P - np.sum(d_P * P, axis=-2, keepdims=True)) # (…, N_V, ℓ)
+    g10001 = _softmax_grad(d_P, P, -2, _buf(workspace, 'DTransformer:bg10001', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
     g10002 = np.swapaxes(W_u, -1, -2)                           # (d_e, N_V)
-    g10003 = g10002 @ g10001                                    # (…, d_e, ℓ)
+    g10003 = np.matmul(g10002, g10001, out=_buf(workspace, 'DTransformer:bg10003', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
     g10004 = np.swapaxes(_84, -1, -2)                           # (…, ℓ, d_e)
-    g10005 = g10001 @ g10004                                    # (…, N_V, d_e)
+    g10005 = np.matmul(g10001, g10004, out=_buf(workspace, 'DTransformer:bg10005', batch + (N_V, d_e), dtype)) # (…, N_V, d_e)
     g10006 = _sum_to(g10005, 2, ())                             # (N_V, d_e)
     # 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
     g10007 = np.swapaxes(g10003, -1, -2)                        # (…, ℓ, d_e)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
     g10008 = _sum_to(g10007, 1, ())                             # (d_e,)
-    g10009 = g10007 * gamma                                     # (…, ℓ, d_e)
-    g10010 = g10007 * _81                                       # (…, ℓ, d_e)
+    g10009 = np.multiply(g10007, gamma, out=_buf(workspace, 'DTransformer:bg10009', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+    g10010 = np.multiply(g10007, _81, out=_buf(workspace, 'DTransformer:bg10010', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
     g10011 = _sum_to(g10010, 1, ())                             # (d_e,)
-    g10012 = g10009 / _80                                       # (…, ℓ, d_e)
-    g10013 = g10009 * _81                                       # (…, ℓ, d_e)
-    g10014 = g10013 / _80                                       # (…, ℓ, d_e)
-    g10015 = -g10014                                            # (…, ℓ, d_e)
+    g10012 = np.divide(g10009, _80, out=_buf(workspace, 'DTransformer:bg10012', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+    g10013 = np.multiply(g10009, _81, out=g10009)               # (…, ℓ, d_e)
+    g10014 = np.divide(g10013, _80, out=g10013)                 # (…, ℓ, d_e)
+    g10015 = np.negative(g10014, out=g10014)                    # (…, ℓ, d_e)
     g10016 = _sum_to(g10015, None, (-1,))                       # (…, ℓ, 1)
     g10017 = np.squeeze(g10016, -1)                             # (…, ℓ)
-    g10018 = 2.0 * _79                                          # (…, ℓ)
-    g10019 = g10017 / g10018                                    # (…, ℓ)
+    g10018 = np.multiply(_79, 2.0, out=_buf(workspace, 'DTransformer:bg10018', batch + (ell,), dtype)) # (…, ℓ)
+    g10019 = np.divide(g10017, g10018, out=_buf(workspace, 'DTransformer:bg10019', batch + (ell,), dtype)) # (…, ℓ)
     # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-    g10020 = g10019 / d_e                                       # (…, ℓ)
+    g10020 = np.divide(g10019, d_e, out=g10019)                 # (…, ℓ)
     g10024 = np.broadcast_to(np.expand_dims(g10020, -1), shape_76) # (…, ℓ, d_e)
-    g10025 = 2.0 * _75                                          # (…, ℓ, d_e)
-    g10026 = g10024 * g10025                                    # (…, ℓ, d_e)
-    g10027 = g10012 + g10026                                    # (…, ℓ, d_e)
-    g10028 = -g10027                                            # (…, ℓ, d_e)
+    g10025 = np.multiply(_75, 2.0, out=_buf(workspace, 'DTransformer:bg10025', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+    g10026 = np.multiply(g10024, g10025, out=g10025)            # (…, ℓ, d_e)
+    g10027 = np.add(g10012, g10026, out=g10012)                 # (…, ℓ, d_e)
+    g10028 = np.negative(g10027, out=_buf(workspace, 'DTransformer:bg10028', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
     g10029 = _sum_to(g10028, None, (-1,))                       # (…, ℓ, 1)
     g10030 = np.squeeze(g10029, -1)                             # (…, ℓ)
     # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-    g10031 = g10030 / d_e                                       # (…, ℓ)
+    g10031 = np.divide(g10030, d_e, out=_buf(workspace, 'DTransformer:bg10031', batch + (ell,), dtype)) # (…, ℓ)
     g10035 = np.broadcast_to(np.expand_dims(g10031, -1), shape_71) # (…, ℓ, d_e)
-    g10036 = g10027 + g10035                                    # (…, ℓ, d_e)
+    g10036 = np.add(g10027, g10035, out=g10027)                 # (…, ℓ, d_e)
     # 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
     g10037 = np.swapaxes(g10036, -1, -2)                        # (…, d_e, ℓ)
     g10038 = g10037
-    d_gamma1 = np.zeros_like(params.gamma1)
-    d_beta1 = np.zeros_like(params.beta1)
-    d_W_q = np.zeros_like(params.W_q)
-    d_b_q = np.zeros_like(params.b_q)
-    d_W_k = np.zeros_like(params.W_k)
-    d_b_k = np.zeros_like(params.b_k)
-    d_W_v = np.zeros_like(params.W_v)
-    d_b_v = np.zeros_like(params.b_v)
-    d_W_o = np.zeros_like(params.W_o)
-    d_b_o = np.zeros_like(params.b_o)
-    d_gamma2 = np.zeros_like(params.gamma2)
-    d_beta2 = np.zeros_like(params.beta2)
-    d_W_mlp2 = np.zeros_like(params.W_mlp2)
-    d_W_mlp1 = np.zeros_like(params.W_mlp1)
-    d_b_mlp1 = np.zeros_like(params.b_mlp1)
-    d_b_mlp2 = np.zeros_like(params.b_mlp2)
+    d_gamma1 = _buf(workspace, 'DTransformer:bd_gamma1', params.gamma1.shape, dtype)
+    d_gamma1.fill(0)
+    d_beta1 = _buf(workspace, 'DTransformer:bd_beta1', params.beta1.shape, dtype)
+    d_beta1.fill(0)
+    d_W_q = _buf(workspace, 'DTransformer:bd_W_q', params.W_q.shape, dtype)
+    d_W_q.fill(0)
+    d_b_q = _buf(workspace, 'DTransformer:bd_b_q', params.b_q.shape, dtype)
+    d_b_q.fill(0)
+    d_W_k = _buf(workspace, 'DTransformer:bd_W_k', params.W_k.shape, dtype)
+    d_W_k.fill(0)
+    d_b_k = _buf(workspace, 'DTransformer:bd_b_k', params.b_k.shape, dtype)
+    d_b_k.fill(0)
+    d_W_v = _buf(workspace, 'DTransformer:bd_W_v', params.W_v.shape, dtype)
+    d_W_v.fill(0)
+    d_b_v = _buf(workspace, 'DTransformer:bd_b_v', params.b_v.shape, dtype)
+    d_b_v.fill(0)
+    d_W_o = _buf(workspace, 'DTransformer:bd_W_o', params.W_o.shape, dtype)
+    d_W_o.fill(0)
+    d_b_o = _buf(workspace, 'DTransformer:bd_b_o', params.b_o.shape, dtype)
+    d_b_o.fill(0)
+    d_gamma2 = _buf(workspace, 'DTransformer:bd_gamma2', params.gamma2.shape, dtype)
+    d_gamma2.fill(0)
+    d_beta2 = _buf(workspace, 'DTransformer:bd_beta2', params.beta2.shape, dtype)
+    d_beta2.fill(0)
+    d_W_mlp2 = _buf(workspace, 'DTransformer:bd_W_mlp2', params.W_mlp2.shape, dtype)
+    d_W_mlp2.fill(0)
+    d_W_mlp1 = _buf(workspace, 'DTransformer:bd_W_mlp1', params.W_mlp1.shape, dtype)
+    d_W_mlp1.fill(0)
+    d_b_mlp1 = _buf(workspace, 'DTransformer:bd_b_mlp1', params.b_mlp1.shape, dtype)
+    d_b_mlp1.fill(0)
+    d_b_mlp2 = _buf(workspace, 'DTransformer:bd_b_mlp2', params.b_mlp2.shape, dtype)
+    d_b_mlp2.fill(0)
     for l in reversed(range(L)):
         W_mlp2_l, _66, _65, W_mlp1_l, _62, gamma2_l, _59, _58, _57, shape_54, _53, shape_49, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, _18, _17, _16, shape_13, _12, shape_8, = saved_l[l]
         # 8 X ← X + W^l_mlp2 GELU(W^l_mlp1 X̃ + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
         g10039 = _sum_to(g10038, 2, (-1,))                      # (d_e, 1)
         g10040 = np.squeeze(g10039, -1)                         # (d_e,)
         g10041 = np.swapaxes(W_mlp2_l, -1, -2)                  # (d_mlp, d_e)
-        g10042 = g10041 @ g10038                                # (…, d_mlp, ℓ)
+        g10042 = np.matmul(g10041, g10038, out=_buf(workspace, ('DTransformer:bg10042', l % 2), batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
         g10043 = np.swapaxes(_66, -1, -2)                       # (…, ℓ, d_mlp)
-        g10044 = g10038 @ g10043                                # (…, d_e, d_mlp)
+        g10044 = np.matmul(g10038, g10043, out=_buf(workspace, ('DTransformer:bg10044', l % 2), batch + (d_e, d_mlp), dtype)) # (…, d_e, d_mlp)
         g10045 = _sum_to(g10044, 2, ())                         # (d_e, d_mlp)
         g10046 = _gelu_grad(_65)                                # (…, d_mlp, ℓ)
-        g10047 = g10042 * g10046                                # (…, d_mlp, ℓ)
+        g10047 = np.multiply(g10042, g10046, out=g10046)        # (…, d_mlp, ℓ)
         g10048 = _sum_to(g10047, 2, (-1,))                      # (d_mlp, 1)
         g10049 = np.squeeze(g10048, -1)                         # (d_mlp,)
         g10050 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
-        g10051 = g10050 @ g10047                                # (…, d_e, ℓ)
+        g10051 = np.matmul(g10050, g10047, out=_buf(workspace, ('DTransformer:bg10051', l % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         g10052 = np.swapaxes(_62, -1, -2)                       # (…, ℓ, d_e)
-        g10053 = g10047 @ g10052                                # (…, d_mlp, d_e)
+        g10053 = np.matmul(g10047, g10052, out=_buf(workspace, ('DTransformer:bg10053', l % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
         g10054 = _sum_to(g10053, 2, ())                         # (d_mlp, d_e)
         # 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         g10055 = np.swapaxes(g10051, -1, -2)                    # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         g10056 = _sum_to(g10055, 1, ())                         # (d_e,)
-        g10057 = g10055 * gamma2_l                              # (…, ℓ, d_e)
-        g10058 = g10055 * _59                                   # (…, ℓ, d_e)
+        g10057 = np.multiply(g10055, gamma2_l, out=_buf(workspace, ('DTransformer:bg10057', l % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10058 = np.multiply(g10055, _59, out=_buf(workspace, ('DTransformer:bg10058', l % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         g10059 = _sum_to(g10058, 1, ())                         # (d_e,)
-        g10060 = g10057 / _58                                   # (…, ℓ, d_e)
-        g10061 = g10057 * _59                                   # (…, ℓ, d_e)
-        g10062 = g10061 / _58                                   # (…, ℓ, d_e)
-        g10063 = -g10062                                        # (…, ℓ, d_e)
+        g10060 = np.divide(g10057, _58, out=_buf(workspace, ('DTransformer:bg10060', l % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10061 = np.multiply(g10057, _59, out=_buf(workspace, ('DTransformer:bg10061', l % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10062 = np.divide(g10061, _58, out=g10061)             # (…, ℓ, d_e)
+        g10063 = np.negative(g10062, out=g10062)                # (…, ℓ, d_e)
         g10064 = _sum_to(g10063, None, (-1,))                   # (…, ℓ, 1)
         g10065 = np.squeeze(g10064, -1)                         # (…, ℓ)
-        g10066 = 2.0 * _57                                      # (…, ℓ)
-        g10067 = g10065 / g10066                                # (…, ℓ)
+        g10066 = np.multiply(_57, 2.0, out=_buf(workspace, ('DTransformer:bg10066', l % 2), batch + (ell,), dtype)) # (…, ℓ)
+        g10067 = np.divide(g10065, g10066, out=_buf(workspace, ('DTransformer:bg10067', l % 2), batch + (ell,), dtype)) # (…, ℓ)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-        g10068 = g10067 / d_e                                   # (…, ℓ)
+        g10068 = np.divide(g10067, d_e, out=_buf(workspace, ('DTransformer:bg10068', l % 2), batch + (ell,), dtype)) # (…, ℓ)
         g10072 = np.broadcast_to(np.expand_dims(g10068, -1), shape_54) # (…, ℓ, d_e)
-        g10073 = 2.0 * _53                                      # (…, ℓ, d_e)
-        g10074 = g10072 * g10073                                # (…, ℓ, d_e)
-        g10075 = g10060 + g10074                                # (…, ℓ, d_e)
-        g10076 = -g10075                                        # (…, ℓ, d_e)
+        g10073 = np.multiply(_53, 2.0, out=_buf(workspace, ('DTransformer:bg10073', l % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10074 = np.multiply(g10072, g10073, out=g10073)        # (…, ℓ, d_e)
+        g10075 = np.add(g10060, g10074, out=g10060)             # (…, ℓ, d_e)
+        g10076 = np.negative(g10075, out=_buf(workspace, ('DTransformer:bg10076', l % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         g10077 = _sum_to(g10076, None, (-1,))                   # (…, ℓ, 1)
         g10078 = np.squeeze(g10077, -1)                         # (…, ℓ)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        g10079 = g10078 / d_e                                   # (…, ℓ)
+        g10079 = np.divide(g10078, d_e, out=_buf(workspace, ('DTransformer:bg10079', l % 2), batch + (ell,), dtype)) # (…, ℓ)
         g10083 = np.broadcast_to(np.expand_dims(g10079, -1), shape_49) # (…, ℓ, d_e)
-        g10084 = g10075 + g10083                                # (…, ℓ, d_e)
+        g10084 = np.add(g10075, g10083, out=_buf(workspace, ('DTransformer:bg10084', l % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         g10085 = np.swapaxes(g10084, -1, -2)                    # (…, d_e, ℓ)
-        g10086 = g10038 + g10085                                # (…, d_e, ℓ)
+        g10086 = np.add(g10038, g10085, out=_buf(workspace, ('DTransformer:bg10086', l % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10087 = _sum_to(g10086, 2, (-1,))                      # (d_e, 1)
         g10088 = np.squeeze(g10087, -1)                         # (d_e,)
         g10089 = np.swapaxes(W_o_l, -1, -2)                     # (d_e, d_e)
-        g10090 = g10089 @ g10086                                # (…, d_e, ℓ)
+        g10090 = np.matmul(g10089, g10086, out=_buf(workspace, ('DTransformer:bg10090', l % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         g10091 = np.swapaxes(Y, -1, -2)                         # (…, ℓ, d_e)
-        g10092 = g10086 @ g10091                                # (…, d_e, d_e)
+        g10092 = np.matmul(g10086, g10091, out=_buf(workspace, ('DTransformer:bg10092', l % 2), batch + (d_e, d_e), dtype)) # (…, d_e, d_e)
         g10093 = _sum_to(g10092, 2, ())                         # (d_e, d_e)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         g10094 = g10090.reshape(V_tilde_shape)                  # (…, H, d_e/H, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10095 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ, d_e/H)
-        g10096 = g10095 @ g10094                                # (…, H, ℓ, ℓ)
+        g10096 = np.matmul(g10095, g10094, out=_buf(workspace, ('DTransformer:bg10096', l % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         g10097 = np.swapaxes(_42, -1, -2)                       # (…, H, ℓ, ℓ)
-        g10098 = g10094 @ g10097                                # (…, H, d_e/H, ℓ)
-        g10099 = _42 * (g10096 - np.sum(g10096 * _42, axis=-2, keepdims=True)) # (…, H, ℓ, ℓ)
-        g10100 = g10099 / _40                                   # (…, H, ℓ, ℓ)
+        g10098 = np.matmul(g10094, g10097, out=_buf(workspace, ('DTransformer:bg10098', l % 2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
+        g10099 = _softmax_grad(g10096, _42, -2, _buf(workspace, ('DTransformer:bg10099', l % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        g10100 = np.divide(g10099, _40, out=_buf(workspace, ('DTransformer:bg10100', l % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
-        g10105 = np.where(_38, 0, g10100)                       # (…, H, ℓ, ℓ)
+        g10105 = _where(_38, 0, g10100, _buf(workspace, ('DTransformer:bg10105', l % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         g10106 = np.swapaxes(_36, -1, -2)                       # (…, H, d_e/H, ℓ)
-        g10107 = g10106 @ g10105                                # (…, H, d_e/H, ℓ)
+        g10107 = np.matmul(g10106, g10105, out=_buf(workspace, ('DTransformer:bg10107', l % 2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
         g10108 = np.swapaxes(Q, -1, -2)                         # (…, H, ℓ, d_e/H)
-        g10109 = g10105 @ g10108                                # (…, H, ℓ, d_e/H)
+        g10109 = np.matmul(g10105, g10108, out=_buf(workspace, ('DTransformer:bg10109', l % 2), batch + (H, ell, d_e // H), dtype)) # (…, H, ℓ, d_e/H)
         g10110 = np.swapaxes(g10109, -1, -2)                    # (…, H, d_e/H, ℓ)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
         g10111 = _sum_to(g10098, 3, (-1,))                      # (H, d_e/H, 1)
         g10112 = np.squeeze(g10111, -1)                         # (H, d_e/H)
         g10113 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_e/H)
-        g10114 = g10113 @ g10098                                # (…, H, d_e, ℓ)
+        g10114 = np.matmul(g10113, g10098, out=_buf(workspace, ('DTransformer:bg10114', l % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
         g10115 = np.swapaxes(_26, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10116 = g10098 @ g10115                                # (…, H, d_e/H, d_e)
+        g10116 = np.matmul(g10098, g10115, out=_buf(workspace, ('DTransformer:bg10116', l % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
         g10117 = _sum_to(g10116, 3, ())                         # (H, d_e/H, d_e)
         g10118 = _sum_to(g10114, None, (-3,))                   # (…, 1, d_e, ℓ)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
         g10119 = _sum_to(g10110, 3, (-1,))                      # (H, d_e/H, 1)
         g10120 = np.squeeze(g10119, -1)                         # (H, d_e/H)
         g10121 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_e/H)
-        g10122 = g10121 @ g10110                                # (…, H, d_e, ℓ)
+        g10122 = np.matmul(g10121, g10110, out=_buf(workspace, ('DTransformer:bg10122', l % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
         g10123 = np.swapaxes(_26, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10124 = g10110 @ g10123                                # (…, H, d_e/H, d_e)
+        g10124 = np.matmul(g10110, g10123, out=_buf(workspace, ('DTransformer:bg10124', l % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
         g10125 = _sum_to(g10124, 3, ())                         # (H, d_e/H, d_e)
         g10126 = _sum_to(g10122, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10127 = g10118 + g10126                                # (…, 1, d_e, ℓ)
+        g10127 = np.add(g10118, g10126, out=_buf(workspace, ('DTransformer:bg10127', l % 2), batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
         g10128 = _sum_to(g10107, 3, (-1,))                      # (H, d_e/H, 1)
         g10129 = np.squeeze(g10128, -1)                         # (H, d_e/H)
         g10130 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_e/H)
-        g10131 = g10130 @ g10107                                # (…, H, d_e, ℓ)
+        g10131 = np.matmul(g10130, g10107, out=_buf(workspace, ('DTransformer:bg10131', l % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
         g10132 = np.swapaxes(_26, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10133 = g10107 @ g10132                                # (…, H, d_e/H, d_e)
+        g10133 = np.matmul(g10107, g10132, out=_buf(workspace, ('DTransformer:bg10133', l % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
         g10134 = _sum_to(g10133, 3, ())                         # (H, d_e/H, d_e)
         g10135 = _sum_to(g10131, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10136 = g10127 + g10135                                # (…, 1, d_e, ℓ)
+        g10136 = np.add(g10127, g10135, out=g10127)             # (…, 1, d_e, ℓ)
         g10137 = np.squeeze(g10136, -3)                         # (…, d_e, ℓ)
         # 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         g10138 = np.swapaxes(g10137, -1, -2)                    # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         g10139 = _sum_to(g10138, 1, ())                         # (d_e,)
-        g10140 = g10138 * gamma1_l                              # (…, ℓ, d_e)
-        g10141 = g10138 * _18                                   # (…, ℓ, d_e)
+        g10140 = np.multiply(g10138, gamma1_l, out=_buf(workspace, ('DTransformer:bg10140', l % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10141 = np.multiply(g10138, _18, out=_buf(workspace, ('DTransformer:bg10141', l % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         g10142 = _sum_to(g10141, 1, ())                         # (d_e,)
-        g10143 = g10140 / _17                                   # (…, ℓ, d_e)
-        g10144 = g10140 * _18                                   # (…, ℓ, d_e)
-        g10145 = g10144 / _17                                   # (…, ℓ, d_e)
-        g10146 = -g10145                                        # (…, ℓ, d_e)
+        g10143 = np.divide(g10140, _17, out=_buf(workspace, ('DTransformer:bg10143', l % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10144 = np.multiply(g10140, _18, out=_buf(workspace, ('DTransformer:bg10144', l % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10145 = np.divide(g10144, _17, out=g10144)             # (…, ℓ, d_e)
+        g10146 = np.negative(g10145, out=g10145)                # (…, ℓ, d_e)
         g10147 = _sum_to(g10146, None, (-1,))                   # (…, ℓ, 1)
         g10148 = np.squeeze(g10147, -1)                         # (…, ℓ)
-        g10149 = 2.0 * _16                                      # (…, ℓ)
-        g10150 = g10148 / g10149                                # (…, ℓ)
+        g10149 = np.multiply(_16, 2.0, out=_buf(workspace, ('DTransformer:bg10149', l % 2), batch + (ell,), dtype)) # (…, ℓ)
+        g10150 = np.divide(g10148, g10149, out=_buf(workspace, ('DTransformer:bg10150', l % 2), batch + (ell,), dtype)) # (…, ℓ)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-        g10151 = g10150 / d_e                                   # (…, ℓ)
+        g10151 = np.divide(g10150, d_e, out=_buf(workspace, ('DTransformer:bg10151', l % 2), batch + (ell,), dtype)) # (…, ℓ)
         g10155 = np.broadcast_to(np.expand_dims(g10151, -1), shape_13) # (…, ℓ, d_e)
-        g10156 = 2.0 * _12                                      # (…, ℓ, d_e)
-        g10157 = g10155 * g10156                                # (…, ℓ, d_e)
-        g10158 = g10143 + g10157                                # (…, ℓ, d_e)
-        g10159 = -g10158                                        # (…, ℓ, d_e)
+        g10156 = np.multiply(_12, 2.0, out=_buf(workspace, ('DTransformer:bg10156', l % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10157 = np.multiply(g10155, g10156, out=g10156)        # (…, ℓ, d_e)
+        g10158 = np.add(g10143, g10157, out=g10143)             # (…, ℓ, d_e)
+        g10159 = np.negative(g10158, out=_buf(workspace, ('DTransformer:bg10159', l % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         g10160 = _sum_to(g10159, None, (-1,))                   # (…, ℓ, 1)
         g10161 = np.squeeze(g10160, -1)                         # (…, ℓ)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        g10162 = g10161 / d_e                                   # (…, ℓ)
+        g10162 = np.divide(g10161, d_e, out=_buf(workspace, ('DTransformer:bg10162', l % 2), batch + (ell,), dtype)) # (…, ℓ)
         g10166 = np.broadcast_to(np.expand_dims(g10162, -1), shape_8) # (…, ℓ, d_e)
-        g10167 = g10158 + g10166                                # (…, ℓ, d_e)
+        g10167 = np.add(g10158, g10166, out=_buf(workspace, ('DTransformer:bg10167', l % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         g10168 = np.swapaxes(g10167, -1, -2)                    # (…, d_e, ℓ)
-        g10169 = g10086 + g10168                                # (…, d_e, ℓ)
+        g10169 = np.add(g10086, g10168, out=_buf(workspace, ('DTransformer:bg10169', l % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         d_gamma1[l] += g10142
         d_beta1[l] += g10139
         d_W_q[l] += g10134
@@ -554,14 +576,31 @@ def backward(config: Config, params: Params, cache: dict, d_P):
     grads = Params(W_e=g10175, W_p=g10173, W_q=d_W_q, b_q=d_b_q, W_k=d_W_k, b_k=d_b_k, W_v=d_W_v, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o, gamma1=d_gamma1, beta1=d_beta1, gamma2=d_gamma2, beta2=d_beta2, W_mlp1=d_W_mlp1, b_mlp1=d_b_mlp1, W_mlp2=d_W_mlp2, b_mlp2=d_b_mlp2, gamma=g10011, beta=g10008, W_u=g10006)
     return grads, {}
 
-def _softmax(x, axis):
-    z = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return z / np.sum(z, axis=axis, keepdims=True)
+def _buf(workspace, key, shape, dtype):
+    """An array for one value: reused from the workspace while its shape and dtype still fit."""
+    if workspace is None:
+        return np.empty(shape, dtype)
+    buf = workspace.get(key)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = workspace[key] = np.empty(shape, dtype)
+    return buf
 
 
-def _log_softmax(x, axis):
-    z = x - np.max(x, axis=axis, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+def _softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    np.exp(z, out=z)
+    return np.divide(z, np.sum(z, axis=axis, keepdims=True), out=z)
+
+
+def _log_softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    return np.subtract(z, np.log(np.sum(np.exp(z), axis=axis, keepdims=True)), out=z)
+
+
+def _where(c, a, b, out):
+    out[...] = b
+    np.copyto(out, a, where=c)
+    return out
 
 
 def _sigmoid(x):
@@ -606,13 +645,24 @@ def _gelu_grad(x):
     return (cdf + x * pdf).astype(x.dtype)
 
 
-def _wgrad(x, g):
+def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
-    return x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+    return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
-def _unslice(g, shape, axis, lo, hi):
-    out = np.zeros(shape, dtype=g.dtype)
+def _softmax_grad(g, y, axis, out=None):
+    t = np.multiply(g, y, out=out)
+    s = np.sum(t, axis=axis, keepdims=True)
+    t = np.subtract(g, s, out=t)
+    return np.multiply(t, y, out=t)
+
+
+def _unslice(g, shape, axis, lo, hi, out=None):
+    out = np.zeros(shape, dtype=g.dtype) if out is None else out
+    if out.shape != tuple(shape):
+        out = np.zeros(shape, dtype=g.dtype)
+    else:
+        out.fill(0)
     index = [slice(None)] * len(shape)
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g

@@ -129,10 +129,12 @@ def init_params(config: Config, rng: np.random.Generator, dtype=np.float32) -> P
     )
 
 
-def forward(config: Config, params: Params, x):
+def forward(config: Config, params: Params, x, workspace: dict | None = None):
     """P ← ETransformer(...)
 
     x: (…, ℓ) token ids
+    workspace: a dict to keep arrays in between calls (no allocation after the first);
+    the output and the cache then live in it until the next call with the same dict.
     Returns (P, cache); P has shape (…, N_V, ℓ).
     """
     N_V = config.N_V
@@ -166,13 +168,15 @@ def forward(config: Config, params: Params, x):
     gamma = params.gamma
     beta = params.beta
     W_u = params.W_u
+    dtype = np.result_type(W_e)
+    batch = np.shape(x)[:np.ndim(x) - 1]
     # 2 for t ∈ [ℓ] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
     _1 = np.swapaxes(W_e, -1, -2)                               # (N_V, d_e)
     _2 = _1[x - 1]                                              # (…, ℓ, d_e)
     _3 = np.arange(1, 1 + ell)                                  # (ℓ,)
     _4 = np.swapaxes(W_p, -1, -2)                               # (ℓ_max, d_e)
     _5 = _4[_3 - 1]                                             # (ℓ, d_e)
-    e = _2 + _5                                                 # (…, ℓ, d_e)
+    e = np.add(_2, _5, out=_2)                                  # (…, ℓ, d_e)
     # 3 X ← [e_1, e_2, …, e_ℓ] ▷ X ∈ ℝ^{d_e×ℓ}
     X = np.swapaxes(e, -1, -2)                                  # (…, d_e, ℓ)
     # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
@@ -192,129 +196,129 @@ def forward(config: Config, params: Params, x):
         b_o_l = b_o[l]                                          # (d_e,)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
         _8 = np.expand_dims(X_2, -3)                            # (…, 1, d_e, ℓ)
-        _9 = W_q_l @ _8                                         # (…, H, d_e/H, ℓ)
+        _9 = np.matmul(W_q_l, _8, out=_buf(workspace, ('ETransformer:f_9', l), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
         _10 = np.expand_dims(b_q_l, -1)                         # (H, d_e/H, 1)
-        Q = _9 + _10                                            # (…, H, d_e/H, ℓ)
+        Q = np.add(_9, _10, out=_9)                             # (…, H, d_e/H, ℓ)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        _12 = W_k_l @ _8                                        # (…, H, d_e/H, ℓ)
+        _12 = np.matmul(W_k_l, _8, out=_buf(workspace, ('ETransformer:f_12', l), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
         _13 = np.expand_dims(b_k_l, -1)                         # (H, d_e/H, 1)
-        K = _12 + _13                                           # (…, H, d_e/H, ℓ)
+        K = np.add(_12, _13, out=_12)                           # (…, H, d_e/H, ℓ)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        _15 = W_v_l @ _8                                        # (…, H, d_e/H, ℓ)
+        _15 = np.matmul(W_v_l, _8, out=_buf(workspace, ('ETransformer:f_15', l), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
         _16 = np.expand_dims(b_v_l, -1)                         # (H, d_e/H, 1)
-        V = _15 + _16                                           # (…, H, d_e/H, ℓ)
+        V = np.add(_15, _16, out=_15)                           # (…, H, d_e/H, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         _18 = np.swapaxes(K, -1, -2)                            # (…, H, ℓ, d_e/H)
-        S = _18 @ Q                                             # (…, H, ℓ, ℓ)
+        S = np.matmul(_18, Q, out=_buf(workspace, ('ETransformer:fS', l % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _21 = S / _20                                           # (…, H, ℓ, ℓ)
-        _22 = _softmax(_21, -2)                                 # (…, H, ℓ, ℓ)
-        V_tilde = V @ _22                                       # (…, H, d_e/H, ℓ)
+        _21 = np.divide(S, _20, out=S)                          # (…, H, ℓ, ℓ)
+        _22 = _softmax(_21, -2, _buf(workspace, ('ETransformer:f_22', l), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        V_tilde = np.matmul(V, _22, out=_buf(workspace, ('ETransformer:fV_tilde', l), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
         V_tilde_shape = V_tilde.shape
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         Y = V_tilde.reshape(V_tilde.shape[:-3] + (d_e,) + V_tilde.shape[-3 + 2:]) # (…, d_e, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _25 = W_o_l @ Y                                         # (…, d_e, ℓ)
+        _25 = np.matmul(W_o_l, Y, out=_buf(workspace, ('ETransformer:f_25', l % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         _26 = np.expand_dims(b_o_l, -1)                         # (d_e, 1)
-        V_tilde_2 = _25 + _26                                   # (…, d_e, ℓ)
+        V_tilde_2 = np.add(_25, _26, out=_25)                   # (…, d_e, ℓ)
         # 5 X ← X + MHAttention(X | 𝓦_l, Mask = 1) ▷ X ∈ ℝ^{d_e×ℓ}
-        X_3 = X_2 + V_tilde_2                                   # (…, d_e, ℓ)
+        X_3 = np.add(X_2, V_tilde_2, out=V_tilde_2)             # (…, d_e, ℓ)
         # 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
         gamma1_l = gamma1[l]                                    # (d_e,)
         beta1_l = beta1[l]                                      # (d_e,)
         _29 = np.swapaxes(X_3, -1, -2)                          # (…, ℓ, d_e)
         shape_29 = _29.shape
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _30 = np.sum(_29, axis=-1)                              # (…, ℓ)
-        m = _30 / d_e                                           # (…, ℓ)
+        _30 = np.sum(_29, axis=-1, out=_buf(workspace, ('ETransformer:f_30', l % 2), batch + (ell,), dtype)) # (…, ℓ)
+        m = np.divide(_30, d_e, out=_30)                        # (…, ℓ)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _32 = np.expand_dims(m, -1)                             # (…, ℓ, 1)
-        _33 = _29 - _32                                         # (…, ℓ, d_e)
-        _34 = _33 * _33                                         # (…, ℓ, d_e)
+        _33 = np.subtract(_29, _32, out=_buf(workspace, ('ETransformer:f_33', l), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _34 = np.multiply(_33, _33, out=_buf(workspace, ('ETransformer:f_34', l % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         shape_34 = _34.shape
-        _35 = np.sum(_34, axis=-1)                              # (…, ℓ)
-        v = _35 / d_e                                           # (…, ℓ)
+        _35 = np.sum(_34, axis=-1, out=_buf(workspace, ('ETransformer:f_35', l), batch + (ell,), dtype)) # (…, ℓ)
+        v = np.divide(_35, d_e, out=_35)                        # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        _37 = np.sqrt(v)                                        # (…, ℓ)
+        _37 = np.sqrt(v, out=v)                                 # (…, ℓ)
         _38 = np.expand_dims(_37, -1)                           # (…, ℓ, 1)
-        _39 = _33 / _38                                         # (…, ℓ, d_e)
-        _40 = _39 * gamma1_l                                    # (…, ℓ, d_e)
-        e_hat = _40 + beta1_l                                   # (…, ℓ, d_e)
+        _39 = np.divide(_33, _38, out=_buf(workspace, ('ETransformer:f_39', l), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _40 = np.multiply(_39, gamma1_l, out=_buf(workspace, ('ETransformer:f_40', l), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        e_hat = np.add(_40, beta1_l, out=_40)                   # (…, ℓ, d_e)
         # 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
         _42 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ)
         # 7 X ← X + W^l_mlp2 GELU(W^l_mlp1 X + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
         W_mlp2_l = W_mlp2[l]                                    # (d_e, d_mlp)
         W_mlp1_l = W_mlp1[l]                                    # (d_mlp, d_e)
-        _43 = W_mlp1_l @ _42                                    # (…, d_mlp, ℓ)
+        _43 = np.matmul(W_mlp1_l, _42, out=_buf(workspace, ('ETransformer:f_43', l), batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
         b_mlp1_l = b_mlp1[l]                                    # (d_mlp,)
         _44 = np.expand_dims(b_mlp1_l, -1)                      # (d_mlp, 1)
-        _45 = _43 + _44                                         # (…, d_mlp, ℓ)
+        _45 = np.add(_43, _44, out=_43)                         # (…, d_mlp, ℓ)
         _46 = _gelu(_45)                                        # (…, d_mlp, ℓ)
-        _47 = W_mlp2_l @ _46                                    # (…, d_e, ℓ)
-        _48 = _42 + _47                                         # (…, d_e, ℓ)
+        _47 = np.matmul(W_mlp2_l, _46, out=_buf(workspace, ('ETransformer:f_47', l % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        _48 = np.add(_42, _47, out=_47)                         # (…, d_e, ℓ)
         b_mlp2_l = b_mlp2[l]                                    # (d_e,)
         _49 = np.expand_dims(b_mlp2_l, -1)                      # (d_e, 1)
-        X_4 = _48 + _49                                         # (…, d_e, ℓ)
+        X_4 = np.add(_48, _49, out=_48)                         # (…, d_e, ℓ)
         # 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
         gamma2_l = gamma2[l]                                    # (d_e,)
         beta2_l = beta2[l]                                      # (d_e,)
         _51 = np.swapaxes(X_4, -1, -2)                          # (…, ℓ, d_e)
         shape_51 = _51.shape
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _52 = np.sum(_51, axis=-1)                              # (…, ℓ)
-        m_2 = _52 / d_e                                         # (…, ℓ)
+        _52 = np.sum(_51, axis=-1, out=_buf(workspace, ('ETransformer:f_52', l % 2), batch + (ell,), dtype)) # (…, ℓ)
+        m_2 = np.divide(_52, d_e, out=_52)                      # (…, ℓ)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _54 = np.expand_dims(m_2, -1)                           # (…, ℓ, 1)
-        _55 = _51 - _54                                         # (…, ℓ, d_e)
-        _56 = _55 * _55                                         # (…, ℓ, d_e)
+        _55 = np.subtract(_51, _54, out=_buf(workspace, ('ETransformer:f_55', l), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _56 = np.multiply(_55, _55, out=_buf(workspace, ('ETransformer:f_56', l % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         shape_56 = _56.shape
-        _57 = np.sum(_56, axis=-1)                              # (…, ℓ)
-        v_2 = _57 / d_e                                         # (…, ℓ)
+        _57 = np.sum(_56, axis=-1, out=_buf(workspace, ('ETransformer:f_57', l), batch + (ell,), dtype)) # (…, ℓ)
+        v_2 = np.divide(_57, d_e, out=_57)                      # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        _59 = np.sqrt(v_2)                                      # (…, ℓ)
+        _59 = np.sqrt(v_2, out=v_2)                             # (…, ℓ)
         _60 = np.expand_dims(_59, -1)                           # (…, ℓ, 1)
-        _61 = _55 / _60                                         # (…, ℓ, d_e)
-        _62 = _61 * gamma2_l                                    # (…, ℓ, d_e)
-        e_hat_2 = _62 + beta2_l                                 # (…, ℓ, d_e)
+        _61 = np.divide(_55, _60, out=_buf(workspace, ('ETransformer:f_61', l), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _62 = np.multiply(_61, gamma2_l, out=_buf(workspace, ('ETransformer:f_62', l), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        e_hat_2 = np.add(_62, beta2_l, out=_62)                 # (…, ℓ, d_e)
         # 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
         _64 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, ℓ)
         saved_l.append((gamma2_l, _61, _60, _59, shape_56, _55, shape_51, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, _39, _38, _37, shape_34, _33, shape_29, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l,))
         X_2 = _64
     X_5 = X_2
     # 10 X ← GELU(W_f X + b_f 1^⊤) ▷ X ∈ ℝ^{d_f×ℓ}
-    _65 = W_f @ X_5                                             # (…, d_f, ℓ)
+    _65 = np.matmul(W_f, X_5, out=_buf(workspace, 'ETransformer:f_65', batch + (d_f, ell), dtype)) # (…, d_f, ℓ)
     _66 = np.expand_dims(b_f, -1)                               # (d_f, 1)
-    _67 = _65 + _66                                             # (…, d_f, ℓ)
+    _67 = np.add(_65, _66, out=_65)                             # (…, d_f, ℓ)
     X_6 = _gelu(_67)                                            # (…, d_f, ℓ)
     # 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
     _69 = np.swapaxes(X_6, -1, -2)                              # (…, ℓ, d_f)
     shape_69 = _69.shape
     # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-    _70 = np.sum(_69, axis=-1)                                  # (…, ℓ)
-    m_3 = _70 / d_f                                             # (…, ℓ)
+    _70 = np.sum(_69, axis=-1, out=_buf(workspace, 'ETransformer:f_70', batch + (ell,), dtype)) # (…, ℓ)
+    m_3 = np.divide(_70, d_f, out=_70)                          # (…, ℓ)
     # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
     _72 = np.expand_dims(m_3, -1)                               # (…, ℓ, 1)
-    _73 = _69 - _72                                             # (…, ℓ, d_f)
-    _74 = _73 * _73                                             # (…, ℓ, d_f)
+    _73 = np.subtract(_69, _72, out=_buf(workspace, 'ETransformer:f_73', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    _74 = np.multiply(_73, _73, out=_buf(workspace, 'ETransformer:f_74', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     shape_74 = _74.shape
-    _75 = np.sum(_74, axis=-1)                                  # (…, ℓ)
-    v_3 = _75 / d_f                                             # (…, ℓ)
+    _75 = np.sum(_74, axis=-1, out=_buf(workspace, 'ETransformer:f_75', batch + (ell,), dtype)) # (…, ℓ)
+    v_3 = np.divide(_75, d_f, out=_75)                          # (…, ℓ)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-    _77 = np.sqrt(v_3)                                          # (…, ℓ)
+    _77 = np.sqrt(v_3, out=v_3)                                 # (…, ℓ)
     _78 = np.expand_dims(_77, -1)                               # (…, ℓ, 1)
-    _79 = _73 / _78                                             # (…, ℓ, d_f)
-    _80 = _79 * gamma                                           # (…, ℓ, d_f)
-    e_hat_3 = _80 + beta                                        # (…, ℓ, d_f)
+    _79 = np.divide(_73, _78, out=_buf(workspace, 'ETransformer:f_79', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    _80 = np.multiply(_79, gamma, out=_buf(workspace, 'ETransformer:f_80', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    e_hat_3 = np.add(_80, beta, out=_80)                        # (…, ℓ, d_f)
     # 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
     _82 = np.swapaxes(e_hat_3, -1, -2)                          # (…, d_f, ℓ)
     # 12 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}; the paper declares W_u ∈ ℝ^{N_V×d_e}; here ℝ^{N_V×d_f}, so that W_u X is defined
-    _83 = W_u @ _82                                             # (…, N_V, ℓ)
-    P = _softmax(_83, -2)                                       # (…, N_V, ℓ)
-    cache = {"N_V": N_V, "ell_max": ell_max, "L": L, "H": H, "d_e": d_e, "d_mlp": d_mlp, "d_f": d_f, "ell": ell, "P": P, "W_u": W_u, "_82": _82, "gamma": gamma, "_79": _79, "_78": _78, "_77": _77, "shape_74": shape_74, "_73": _73, "shape_69": shape_69, "_67": _67, "W_f": W_f, "X_5": X_5, "_20": _20, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l": saved_l}
+    _83 = np.matmul(W_u, _82, out=_buf(workspace, 'ETransformer:f_83', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
+    P = _softmax(_83, -2, _buf(workspace, 'ETransformer:fP', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
+    cache = {"N_V": N_V, "ell_max": ell_max, "L": L, "H": H, "d_e": d_e, "d_mlp": d_mlp, "d_f": d_f, "ell": ell, "batch": batch, "dtype": dtype, "P": P, "W_u": W_u, "_82": _82, "gamma": gamma, "_79": _79, "_78": _78, "_77": _77, "shape_74": shape_74, "_73": _73, "shape_69": shape_69, "_67": _67, "W_f": W_f, "X_5": X_5, "_20": _20, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l": saved_l}
     return P, cache
 
 
-def backward(config: Config, params: Params, cache: dict, d_P):
+def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict | None = None):
     """The derived backward pass of ETransformer (reverse-mode, from the card).
 
     d_P: the gradient of a scalar loss with respect to P.
@@ -328,6 +332,8 @@ def backward(config: Config, params: Params, cache: dict, d_P):
     d_mlp = cache["d_mlp"]
     d_f = cache["d_f"]
     ell = cache["ell"]
+    batch = cache["batch"]
+    dtype = cache["dtype"]
     P = cache["P"]
     W_u = params.W_u
     _82 = cache["_82"]
@@ -348,203 +354,219 @@ def backward(config: Config, params: Params, cache: dict, d_P):
     _1 = cache["_1"]
     saved_l = cache["saved_l"]
     # 12 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}; the paper declares W_u ∈ ℝ^{N_V×d_e}; here ℝ^{N_V×d_f}, so that W_u X is defined
-    g10001 = P * (d_P - np.sum(d_P * P, axis=-2, keepdims=True)) # (…, N_V, ℓ)
+    g10001 = _softmax_grad(d_P, P, -2, _buf(workspace, 'ETransformer:bg10001', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
     g10002 = np.swapaxes(W_u, -1, -2)                           # (d_f, N_V)
-    g10003 = g10002 @ g10001                                    # (…, d_f, ℓ)
+    g10003 = np.matmul(g10002, g10001, out=_buf(workspace, 'ETransformer:bg10003', batch + (d_f, ell), dtype)) # (…, d_f, ℓ)
     g10004 = np.swapaxes(_82, -1, -2)                           # (…, ℓ, d_f)
-    g10005 = g10001 @ g10004                                    # (…, N_V, d_f)
+    g10005 = np.matmul(g10001, g10004, out=_buf(workspace, 'ETransformer:bg10005', batch + (N_V, d_f), dtype)) # (…, N_V, d_f)
     g10006 = _sum_to(g10005, 2, ())                             # (N_V, d_f)
     # 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
     g10007 = np.swapaxes(g10003, -1, -2)                        # (…, ℓ, d_f)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
     g10008 = _sum_to(g10007, 1, ())                             # (d_f,)
-    g10009 = g10007 * gamma                                     # (…, ℓ, d_f)
-    g10010 = g10007 * _79                                       # (…, ℓ, d_f)
+    g10009 = np.multiply(g10007, gamma, out=_buf(workspace, 'ETransformer:bg10009', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    g10010 = np.multiply(g10007, _79, out=_buf(workspace, 'ETransformer:bg10010', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     g10011 = _sum_to(g10010, 1, ())                             # (d_f,)
-    g10012 = g10009 / _78                                       # (…, ℓ, d_f)
-    g10013 = g10009 * _79                                       # (…, ℓ, d_f)
-    g10014 = g10013 / _78                                       # (…, ℓ, d_f)
-    g10015 = -g10014                                            # (…, ℓ, d_f)
+    g10012 = np.divide(g10009, _78, out=_buf(workspace, 'ETransformer:bg10012', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    g10013 = np.multiply(g10009, _79, out=g10009)               # (…, ℓ, d_f)
+    g10014 = np.divide(g10013, _78, out=g10013)                 # (…, ℓ, d_f)
+    g10015 = np.negative(g10014, out=g10014)                    # (…, ℓ, d_f)
     g10016 = _sum_to(g10015, None, (-1,))                       # (…, ℓ, 1)
     g10017 = np.squeeze(g10016, -1)                             # (…, ℓ)
-    g10018 = 2.0 * _77                                          # (…, ℓ)
-    g10019 = g10017 / g10018                                    # (…, ℓ)
+    g10018 = np.multiply(_77, 2.0, out=_buf(workspace, 'ETransformer:bg10018', batch + (ell,), dtype)) # (…, ℓ)
+    g10019 = np.divide(g10017, g10018, out=_buf(workspace, 'ETransformer:bg10019', batch + (ell,), dtype)) # (…, ℓ)
     # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-    g10020 = g10019 / d_f                                       # (…, ℓ)
+    g10020 = np.divide(g10019, d_f, out=g10019)                 # (…, ℓ)
     g10024 = np.broadcast_to(np.expand_dims(g10020, -1), shape_74) # (…, ℓ, d_f)
-    g10025 = 2.0 * _73                                          # (…, ℓ, d_f)
-    g10026 = g10024 * g10025                                    # (…, ℓ, d_f)
-    g10027 = g10012 + g10026                                    # (…, ℓ, d_f)
-    g10028 = -g10027                                            # (…, ℓ, d_f)
+    g10025 = np.multiply(_73, 2.0, out=_buf(workspace, 'ETransformer:bg10025', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    g10026 = np.multiply(g10024, g10025, out=g10025)            # (…, ℓ, d_f)
+    g10027 = np.add(g10012, g10026, out=g10012)                 # (…, ℓ, d_f)
+    g10028 = np.negative(g10027, out=_buf(workspace, 'ETransformer:bg10028', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     g10029 = _sum_to(g10028, None, (-1,))                       # (…, ℓ, 1)
     g10030 = np.squeeze(g10029, -1)                             # (…, ℓ)
     # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-    g10031 = g10030 / d_f                                       # (…, ℓ)
+    g10031 = np.divide(g10030, d_f, out=_buf(workspace, 'ETransformer:bg10031', batch + (ell,), dtype)) # (…, ℓ)
     g10035 = np.broadcast_to(np.expand_dims(g10031, -1), shape_69) # (…, ℓ, d_f)
-    g10036 = g10027 + g10035                                    # (…, ℓ, d_f)
+    g10036 = np.add(g10027, g10035, out=g10027)                 # (…, ℓ, d_f)
     # 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
     g10037 = np.swapaxes(g10036, -1, -2)                        # (…, d_f, ℓ)
     # 10 X ← GELU(W_f X + b_f 1^⊤) ▷ X ∈ ℝ^{d_f×ℓ}
     g10038 = _gelu_grad(_67)                                    # (…, d_f, ℓ)
-    g10039 = g10037 * g10038                                    # (…, d_f, ℓ)
+    g10039 = np.multiply(g10037, g10038, out=g10038)            # (…, d_f, ℓ)
     g10040 = _sum_to(g10039, 2, (-1,))                          # (d_f, 1)
     g10041 = np.squeeze(g10040, -1)                             # (d_f,)
     g10042 = np.swapaxes(W_f, -1, -2)                           # (d_e, d_f)
-    g10043 = g10042 @ g10039                                    # (…, d_e, ℓ)
+    g10043 = np.matmul(g10042, g10039, out=_buf(workspace, 'ETransformer:bg10043', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
     g10044 = np.swapaxes(X_5, -1, -2)                           # (…, ℓ, d_e)
-    g10045 = g10039 @ g10044                                    # (…, d_f, d_e)
+    g10045 = np.matmul(g10039, g10044, out=_buf(workspace, 'ETransformer:bg10045', batch + (d_f, d_e), dtype)) # (…, d_f, d_e)
     g10046 = _sum_to(g10045, 2, ())                             # (d_f, d_e)
     g10047 = g10043
-    d_W_q = np.zeros_like(params.W_q)
-    d_b_q = np.zeros_like(params.b_q)
-    d_W_k = np.zeros_like(params.W_k)
-    d_b_k = np.zeros_like(params.b_k)
-    d_W_v = np.zeros_like(params.W_v)
-    d_b_v = np.zeros_like(params.b_v)
-    d_W_o = np.zeros_like(params.W_o)
-    d_b_o = np.zeros_like(params.b_o)
-    d_gamma1 = np.zeros_like(params.gamma1)
-    d_beta1 = np.zeros_like(params.beta1)
-    d_W_mlp2 = np.zeros_like(params.W_mlp2)
-    d_W_mlp1 = np.zeros_like(params.W_mlp1)
-    d_b_mlp1 = np.zeros_like(params.b_mlp1)
-    d_b_mlp2 = np.zeros_like(params.b_mlp2)
-    d_gamma2 = np.zeros_like(params.gamma2)
-    d_beta2 = np.zeros_like(params.beta2)
+    d_W_q = _buf(workspace, 'ETransformer:bd_W_q', params.W_q.shape, dtype)
+    d_W_q.fill(0)
+    d_b_q = _buf(workspace, 'ETransformer:bd_b_q', params.b_q.shape, dtype)
+    d_b_q.fill(0)
+    d_W_k = _buf(workspace, 'ETransformer:bd_W_k', params.W_k.shape, dtype)
+    d_W_k.fill(0)
+    d_b_k = _buf(workspace, 'ETransformer:bd_b_k', params.b_k.shape, dtype)
+    d_b_k.fill(0)
+    d_W_v = _buf(workspace, 'ETransformer:bd_W_v', params.W_v.shape, dtype)
+    d_W_v.fill(0)
+    d_b_v = _buf(workspace, 'ETransformer:bd_b_v', params.b_v.shape, dtype)
+    d_b_v.fill(0)
+    d_W_o = _buf(workspace, 'ETransformer:bd_W_o', params.W_o.shape, dtype)
+    d_W_o.fill(0)
+    d_b_o = _buf(workspace, 'ETransformer:bd_b_o', params.b_o.shape, dtype)
+    d_b_o.fill(0)
+    d_gamma1 = _buf(workspace, 'ETransformer:bd_gamma1', params.gamma1.shape, dtype)
+    d_gamma1.fill(0)
+    d_beta1 = _buf(workspace, 'ETransformer:bd_beta1', params.beta1.shape, dtype)
+    d_beta1.fill(0)
+    d_W_mlp2 = _buf(workspace, 'ETransformer:bd_W_mlp2', params.W_mlp2.shape, dtype)
+    d_W_mlp2.fill(0)
+    d_W_mlp1 = _buf(workspace, 'ETransformer:bd_W_mlp1', params.W_mlp1.shape, dtype)
+    d_W_mlp1.fill(0)
+    d_b_mlp1 = _buf(workspace, 'ETransformer:bd_b_mlp1', params.b_mlp1.shape, dtype)
+    d_b_mlp1.fill(0)
+    d_b_mlp2 = _buf(workspace, 'ETransformer:bd_b_mlp2', params.b_mlp2.shape, dtype)
+    d_b_mlp2.fill(0)
+    d_gamma2 = _buf(workspace, 'ETransformer:bd_gamma2', params.gamma2.shape, dtype)
+    d_gamma2.fill(0)
+    d_beta2 = _buf(workspace, 'ETransformer:bd_beta2', params.beta2.shape, dtype)
+    d_beta2.fill(0)
     for l in reversed(range(L)):
         gamma2_l, _61, _60, _59, shape_56, _55, shape_51, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, _39, _38, _37, shape_34, _33, shape_29, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l, = saved_l[l]
         # 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
         g10048 = np.swapaxes(g10047, -1, -2)                    # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         g10049 = _sum_to(g10048, 1, ())                         # (d_e,)
-        g10050 = g10048 * gamma2_l                              # (…, ℓ, d_e)
-        g10051 = g10048 * _61                                   # (…, ℓ, d_e)
+        g10050 = np.multiply(g10048, gamma2_l, out=_buf(workspace, ('ETransformer:bg10050', l % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10051 = np.multiply(g10048, _61, out=_buf(workspace, ('ETransformer:bg10051', l % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         g10052 = _sum_to(g10051, 1, ())                         # (d_e,)
-        g10053 = g10050 / _60                                   # (…, ℓ, d_e)
-        g10054 = g10050 * _61                                   # (…, ℓ, d_e)
-        g10055 = g10054 / _60                                   # (…, ℓ, d_e)
-        g10056 = -g10055                                        # (…, ℓ, d_e)
+        g10053 = np.divide(g10050, _60, out=_buf(workspace, ('ETransformer:bg10053', l % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10054 = np.multiply(g10050, _61, out=_buf(workspace, ('ETransformer:bg10054', l % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10055 = np.divide(g10054, _60, out=g10054)             # (…, ℓ, d_e)
+        g10056 = np.negative(g10055, out=g10055)                # (…, ℓ, d_e)
         g10057 = _sum_to(g10056, None, (-1,))                   # (…, ℓ, 1)
         g10058 = np.squeeze(g10057, -1)                         # (…, ℓ)
-        g10059 = 2.0 * _59                                      # (…, ℓ)
-        g10060 = g10058 / g10059                                # (…, ℓ)
+        g10059 = np.multiply(_59, 2.0, out=_buf(workspace, ('ETransformer:bg10059', l % 2), batch + (ell,), dtype)) # (…, ℓ)
+        g10060 = np.divide(g10058, g10059, out=_buf(workspace, ('ETransformer:bg10060', l % 2), batch + (ell,), dtype)) # (…, ℓ)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-        g10061 = g10060 / d_e                                   # (…, ℓ)
+        g10061 = np.divide(g10060, d_e, out=_buf(workspace, ('ETransformer:bg10061', l % 2), batch + (ell,), dtype)) # (…, ℓ)
         g10065 = np.broadcast_to(np.expand_dims(g10061, -1), shape_56) # (…, ℓ, d_e)
-        g10066 = 2.0 * _55                                      # (…, ℓ, d_e)
-        g10067 = g10065 * g10066                                # (…, ℓ, d_e)
-        g10068 = g10053 + g10067                                # (…, ℓ, d_e)
-        g10069 = -g10068                                        # (…, ℓ, d_e)
+        g10066 = np.multiply(_55, 2.0, out=_buf(workspace, ('ETransformer:bg10066', l % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10067 = np.multiply(g10065, g10066, out=g10066)        # (…, ℓ, d_e)
+        g10068 = np.add(g10053, g10067, out=g10053)             # (…, ℓ, d_e)
+        g10069 = np.negative(g10068, out=_buf(workspace, ('ETransformer:bg10069', l % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         g10070 = _sum_to(g10069, None, (-1,))                   # (…, ℓ, 1)
         g10071 = np.squeeze(g10070, -1)                         # (…, ℓ)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        g10072 = g10071 / d_e                                   # (…, ℓ)
+        g10072 = np.divide(g10071, d_e, out=_buf(workspace, ('ETransformer:bg10072', l % 2), batch + (ell,), dtype)) # (…, ℓ)
         g10076 = np.broadcast_to(np.expand_dims(g10072, -1), shape_51) # (…, ℓ, d_e)
-        g10077 = g10068 + g10076                                # (…, ℓ, d_e)
+        g10077 = np.add(g10068, g10076, out=_buf(workspace, ('ETransformer:bg10077', l % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
         g10078 = np.swapaxes(g10077, -1, -2)                    # (…, d_e, ℓ)
         # 7 X ← X + W^l_mlp2 GELU(W^l_mlp1 X + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
         g10079 = _sum_to(g10078, 2, (-1,))                      # (d_e, 1)
         g10080 = np.squeeze(g10079, -1)                         # (d_e,)
         g10081 = np.swapaxes(W_mlp2_l, -1, -2)                  # (d_mlp, d_e)
-        g10082 = g10081 @ g10078                                # (…, d_mlp, ℓ)
+        g10082 = np.matmul(g10081, g10078, out=_buf(workspace, ('ETransformer:bg10082', l % 2), batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
         g10083 = np.swapaxes(_46, -1, -2)                       # (…, ℓ, d_mlp)
-        g10084 = g10078 @ g10083                                # (…, d_e, d_mlp)
+        g10084 = np.matmul(g10078, g10083, out=_buf(workspace, ('ETransformer:bg10084', l % 2), batch + (d_e, d_mlp), dtype)) # (…, d_e, d_mlp)
         g10085 = _sum_to(g10084, 2, ())                         # (d_e, d_mlp)
         g10086 = _gelu_grad(_45)                                # (…, d_mlp, ℓ)
-        g10087 = g10082 * g10086                                # (…, d_mlp, ℓ)
+        g10087 = np.multiply(g10082, g10086, out=g10086)        # (…, d_mlp, ℓ)
         g10088 = _sum_to(g10087, 2, (-1,))                      # (d_mlp, 1)
         g10089 = np.squeeze(g10088, -1)                         # (d_mlp,)
         g10090 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
-        g10091 = g10090 @ g10087                                # (…, d_e, ℓ)
+        g10091 = np.matmul(g10090, g10087, out=_buf(workspace, ('ETransformer:bg10091', l % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         g10092 = np.swapaxes(_42, -1, -2)                       # (…, ℓ, d_e)
-        g10093 = g10087 @ g10092                                # (…, d_mlp, d_e)
+        g10093 = np.matmul(g10087, g10092, out=_buf(workspace, ('ETransformer:bg10093', l % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
         g10094 = _sum_to(g10093, 2, ())                         # (d_mlp, d_e)
-        g10095 = g10078 + g10091                                # (…, d_e, ℓ)
+        g10095 = np.add(g10078, g10091, out=g10091)             # (…, d_e, ℓ)
         # 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
         g10096 = np.swapaxes(g10095, -1, -2)                    # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         g10097 = _sum_to(g10096, 1, ())                         # (d_e,)
-        g10098 = g10096 * gamma1_l                              # (…, ℓ, d_e)
-        g10099 = g10096 * _39                                   # (…, ℓ, d_e)
+        g10098 = np.multiply(g10096, gamma1_l, out=_buf(workspace, ('ETransformer:bg10098', l % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10099 = np.multiply(g10096, _39, out=_buf(workspace, ('ETransformer:bg10099', l % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         g10100 = _sum_to(g10099, 1, ())                         # (d_e,)
-        g10101 = g10098 / _38                                   # (…, ℓ, d_e)
-        g10102 = g10098 * _39                                   # (…, ℓ, d_e)
-        g10103 = g10102 / _38                                   # (…, ℓ, d_e)
-        g10104 = -g10103                                        # (…, ℓ, d_e)
+        g10101 = np.divide(g10098, _38, out=_buf(workspace, ('ETransformer:bg10101', l % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10102 = np.multiply(g10098, _39, out=_buf(workspace, ('ETransformer:bg10102', l % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10103 = np.divide(g10102, _38, out=g10102)             # (…, ℓ, d_e)
+        g10104 = np.negative(g10103, out=g10103)                # (…, ℓ, d_e)
         g10105 = _sum_to(g10104, None, (-1,))                   # (…, ℓ, 1)
         g10106 = np.squeeze(g10105, -1)                         # (…, ℓ)
-        g10107 = 2.0 * _37                                      # (…, ℓ)
-        g10108 = g10106 / g10107                                # (…, ℓ)
+        g10107 = np.multiply(_37, 2.0, out=_buf(workspace, ('ETransformer:bg10107', l % 2), batch + (ell,), dtype)) # (…, ℓ)
+        g10108 = np.divide(g10106, g10107, out=_buf(workspace, ('ETransformer:bg10108', l % 2), batch + (ell,), dtype)) # (…, ℓ)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-        g10109 = g10108 / d_e                                   # (…, ℓ)
+        g10109 = np.divide(g10108, d_e, out=_buf(workspace, ('ETransformer:bg10109', l % 2), batch + (ell,), dtype)) # (…, ℓ)
         g10113 = np.broadcast_to(np.expand_dims(g10109, -1), shape_34) # (…, ℓ, d_e)
-        g10114 = 2.0 * _33                                      # (…, ℓ, d_e)
-        g10115 = g10113 * g10114                                # (…, ℓ, d_e)
-        g10116 = g10101 + g10115                                # (…, ℓ, d_e)
-        g10117 = -g10116                                        # (…, ℓ, d_e)
+        g10114 = np.multiply(_33, 2.0, out=_buf(workspace, ('ETransformer:bg10114', l % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10115 = np.multiply(g10113, g10114, out=g10114)        # (…, ℓ, d_e)
+        g10116 = np.add(g10101, g10115, out=g10101)             # (…, ℓ, d_e)
+        g10117 = np.negative(g10116, out=_buf(workspace, ('ETransformer:bg10117', l % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         g10118 = _sum_to(g10117, None, (-1,))                   # (…, ℓ, 1)
         g10119 = np.squeeze(g10118, -1)                         # (…, ℓ)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        g10120 = g10119 / d_e                                   # (…, ℓ)
+        g10120 = np.divide(g10119, d_e, out=_buf(workspace, ('ETransformer:bg10120', l % 2), batch + (ell,), dtype)) # (…, ℓ)
         g10124 = np.broadcast_to(np.expand_dims(g10120, -1), shape_29) # (…, ℓ, d_e)
-        g10125 = g10116 + g10124                                # (…, ℓ, d_e)
+        g10125 = np.add(g10116, g10124, out=_buf(workspace, ('ETransformer:bg10125', l % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
         g10126 = np.swapaxes(g10125, -1, -2)                    # (…, d_e, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10127 = _sum_to(g10126, 2, (-1,))                      # (d_e, 1)
         g10128 = np.squeeze(g10127, -1)                         # (d_e,)
         g10129 = np.swapaxes(W_o_l, -1, -2)                     # (d_e, d_e)
-        g10130 = g10129 @ g10126                                # (…, d_e, ℓ)
+        g10130 = np.matmul(g10129, g10126, out=_buf(workspace, ('ETransformer:bg10130', l % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         g10131 = np.swapaxes(Y, -1, -2)                         # (…, ℓ, d_e)
-        g10132 = g10126 @ g10131                                # (…, d_e, d_e)
+        g10132 = np.matmul(g10126, g10131, out=_buf(workspace, ('ETransformer:bg10132', l % 2), batch + (d_e, d_e), dtype)) # (…, d_e, d_e)
         g10133 = _sum_to(g10132, 2, ())                         # (d_e, d_e)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         g10134 = g10130.reshape(V_tilde_shape)                  # (…, H, d_e/H, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10135 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ, d_e/H)
-        g10136 = g10135 @ g10134                                # (…, H, ℓ, ℓ)
+        g10136 = np.matmul(g10135, g10134, out=_buf(workspace, ('ETransformer:bg10136', l % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         g10137 = np.swapaxes(_22, -1, -2)                       # (…, H, ℓ, ℓ)
-        g10138 = g10134 @ g10137                                # (…, H, d_e/H, ℓ)
-        g10139 = _22 * (g10136 - np.sum(g10136 * _22, axis=-2, keepdims=True)) # (…, H, ℓ, ℓ)
-        g10140 = g10139 / _20                                   # (…, H, ℓ, ℓ)
+        g10138 = np.matmul(g10134, g10137, out=_buf(workspace, ('ETransformer:bg10138', l % 2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
+        g10139 = _softmax_grad(g10136, _22, -2, _buf(workspace, ('ETransformer:bg10139', l % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        g10140 = np.divide(g10139, _20, out=_buf(workspace, ('ETransformer:bg10140', l % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         g10144 = np.swapaxes(_18, -1, -2)                       # (…, H, d_e/H, ℓ)
-        g10145 = g10144 @ g10140                                # (…, H, d_e/H, ℓ)
+        g10145 = np.matmul(g10144, g10140, out=_buf(workspace, ('ETransformer:bg10145', l % 2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
         g10146 = np.swapaxes(Q, -1, -2)                         # (…, H, ℓ, d_e/H)
-        g10147 = g10140 @ g10146                                # (…, H, ℓ, d_e/H)
+        g10147 = np.matmul(g10140, g10146, out=_buf(workspace, ('ETransformer:bg10147', l % 2), batch + (H, ell, d_e // H), dtype)) # (…, H, ℓ, d_e/H)
         g10148 = np.swapaxes(g10147, -1, -2)                    # (…, H, d_e/H, ℓ)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
         g10149 = _sum_to(g10138, 3, (-1,))                      # (H, d_e/H, 1)
         g10150 = np.squeeze(g10149, -1)                         # (H, d_e/H)
         g10151 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_e/H)
-        g10152 = g10151 @ g10138                                # (…, H, d_e, ℓ)
+        g10152 = np.matmul(g10151, g10138, out=_buf(workspace, ('ETransformer:bg10152', l % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
         g10153 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ, d_e)
-        g10154 = g10138 @ g10153                                # (…, H, d_e/H, d_e)
+        g10154 = np.matmul(g10138, g10153, out=_buf(workspace, ('ETransformer:bg10154', l % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
         g10155 = _sum_to(g10154, 3, ())                         # (H, d_e/H, d_e)
         g10156 = _sum_to(g10152, None, (-3,))                   # (…, 1, d_e, ℓ)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
         g10157 = _sum_to(g10148, 3, (-1,))                      # (H, d_e/H, 1)
         g10158 = np.squeeze(g10157, -1)                         # (H, d_e/H)
         g10159 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_e/H)
-        g10160 = g10159 @ g10148                                # (…, H, d_e, ℓ)
+        g10160 = np.matmul(g10159, g10148, out=_buf(workspace, ('ETransformer:bg10160', l % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
         g10161 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ, d_e)
-        g10162 = g10148 @ g10161                                # (…, H, d_e/H, d_e)
+        g10162 = np.matmul(g10148, g10161, out=_buf(workspace, ('ETransformer:bg10162', l % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
         g10163 = _sum_to(g10162, 3, ())                         # (H, d_e/H, d_e)
         g10164 = _sum_to(g10160, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10165 = g10156 + g10164                                # (…, 1, d_e, ℓ)
+        g10165 = np.add(g10156, g10164, out=_buf(workspace, ('ETransformer:bg10165', l % 2), batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
         g10166 = _sum_to(g10145, 3, (-1,))                      # (H, d_e/H, 1)
         g10167 = np.squeeze(g10166, -1)                         # (H, d_e/H)
         g10168 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_e/H)
-        g10169 = g10168 @ g10145                                # (…, H, d_e, ℓ)
+        g10169 = np.matmul(g10168, g10145, out=_buf(workspace, ('ETransformer:bg10169', l % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
         g10170 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ, d_e)
-        g10171 = g10145 @ g10170                                # (…, H, d_e/H, d_e)
+        g10171 = np.matmul(g10145, g10170, out=_buf(workspace, ('ETransformer:bg10171', l % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
         g10172 = _sum_to(g10171, 3, ())                         # (H, d_e/H, d_e)
         g10173 = _sum_to(g10169, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10174 = g10165 + g10173                                # (…, 1, d_e, ℓ)
+        g10174 = np.add(g10165, g10173, out=g10165)             # (…, 1, d_e, ℓ)
         g10175 = np.squeeze(g10174, -3)                         # (…, d_e, ℓ)
-        g10176 = g10126 + g10175                                # (…, d_e, ℓ)
+        g10176 = np.add(g10126, g10175, out=_buf(workspace, ('ETransformer:bg10176', l % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         d_W_q[l] += g10172
         d_b_q[l] += g10167
         d_W_k[l] += g10163
@@ -573,14 +595,31 @@ def backward(config: Config, params: Params, cache: dict, d_P):
     grads = Params(W_e=g10182, W_p=g10180, W_q=d_W_q, b_q=d_b_q, W_k=d_W_k, b_k=d_b_k, W_v=d_W_v, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o, gamma1=d_gamma1, beta1=d_beta1, gamma2=d_gamma2, beta2=d_beta2, W_mlp1=d_W_mlp1, b_mlp1=d_b_mlp1, W_mlp2=d_W_mlp2, b_mlp2=d_b_mlp2, W_f=g10046, b_f=g10041, gamma=g10011, beta=g10008, W_u=g10006)
     return grads, {}
 
-def _softmax(x, axis):
-    z = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return z / np.sum(z, axis=axis, keepdims=True)
+def _buf(workspace, key, shape, dtype):
+    """An array for one value: reused from the workspace while its shape and dtype still fit."""
+    if workspace is None:
+        return np.empty(shape, dtype)
+    buf = workspace.get(key)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = workspace[key] = np.empty(shape, dtype)
+    return buf
 
 
-def _log_softmax(x, axis):
-    z = x - np.max(x, axis=axis, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+def _softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    np.exp(z, out=z)
+    return np.divide(z, np.sum(z, axis=axis, keepdims=True), out=z)
+
+
+def _log_softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    return np.subtract(z, np.log(np.sum(np.exp(z), axis=axis, keepdims=True)), out=z)
+
+
+def _where(c, a, b, out):
+    out[...] = b
+    np.copyto(out, a, where=c)
+    return out
 
 
 def _sigmoid(x):
@@ -625,13 +664,24 @@ def _gelu_grad(x):
     return (cdf + x * pdf).astype(x.dtype)
 
 
-def _wgrad(x, g):
+def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
-    return x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+    return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
-def _unslice(g, shape, axis, lo, hi):
-    out = np.zeros(shape, dtype=g.dtype)
+def _softmax_grad(g, y, axis, out=None):
+    t = np.multiply(g, y, out=out)
+    s = np.sum(t, axis=axis, keepdims=True)
+    t = np.subtract(g, s, out=t)
+    return np.multiply(t, y, out=t)
+
+
+def _unslice(g, shape, axis, lo, hi, out=None):
+    out = np.zeros(shape, dtype=g.dtype) if out is None else out
+    if out.shape != tuple(shape):
+        out = np.zeros(shape, dtype=g.dtype)
+    else:
+        out.fill(0)
     index = [slice(None)] * len(shape)
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g

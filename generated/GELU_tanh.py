@@ -46,62 +46,85 @@ def init_params(config: Config, rng: np.random.Generator, dtype=np.float32) -> P
     )
 
 
-def forward(config: Config, params: Params, x):
+def forward(config: Config, params: Params, x, workspace: dict | None = None):
     """y ← GELU_tanh(...)
 
     x: (…, D)
+    workspace: a dict to keep arrays in between calls (no allocation after the first);
+    the output and the cache then live in it until the next call with the same dict.
     Returns (y, cache); y has shape (…, D).
     """
     D = x.shape[-1]
+    dtype = np.result_type(x)
+    batch = np.shape(x)[:np.ndim(x) - 1]
     # 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-    _1 = 0.5 * x                                                # (…, D)
+    _1 = np.multiply(0.5, x, out=_buf(workspace, 'GELU_tanh:f_1', batch + (D,), dtype)) # (…, D)
     _2 = x * x * x                                              # (…, D)
-    _3 = 0.044715 * _2                                          # (…, D)
-    _4 = x + _3                                                 # (…, D)
-    _5 = 0.7978845608028654 * _4                                # (…, D)
-    _6 = np.tanh(_5)                                            # (…, D)
-    _7 = 1 + _6                                                 # (…, D)
-    y = _1 * _7                                                 # (…, D)
-    cache = {"D": D, "_7": _7, "_1": _1, "_6": _6, "x": x}
+    _3 = np.multiply(0.044715, _2, out=_2)                      # (…, D)
+    _4 = np.add(x, _3, out=_3)                                  # (…, D)
+    _5 = np.multiply(0.7978845608028654, _4, out=_4)            # (…, D)
+    _6 = np.tanh(_5, out=_5)                                    # (…, D)
+    _7 = np.add(1, _6, out=_buf(workspace, 'GELU_tanh:f_7', batch + (D,), dtype)) # (…, D)
+    y = np.multiply(_1, _7, out=_buf(workspace, 'GELU_tanh:fy', batch + (D,), dtype)) # (…, D)
+    cache = {"D": D, "batch": batch, "dtype": dtype, "_7": _7, "_1": _1, "_6": _6, "x": x}
     return y, cache
 
 
-def backward(config: Config, params: Params, cache: dict, d_y):
+def backward(config: Config, params: Params, cache: dict, d_y, workspace: dict | None = None):
     """The derived backward pass of GELU_tanh (reverse-mode, from the card).
 
     d_y: the gradient of a scalar loss with respect to y.
     Returns (grads, input_grads).
     """
     D = cache["D"]
+    batch = cache["batch"]
+    dtype = cache["dtype"]
     _7 = cache["_7"]
     _1 = cache["_1"]
     _6 = cache["_6"]
     x = cache["x"]
     # 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-    g10001 = d_y * _7                                           # (…, D)
-    g10002 = d_y * _1                                           # (…, D)
-    g10003 = _6 * _6                                            # (…, D)
-    g10004 = 1.0 - g10003                                       # (…, D)
-    g10005 = g10002 * g10004                                    # (…, D)
-    g10007 = g10005 * 0.7978845608028654                        # (…, D)
-    g10009 = g10007 * 0.044715                                  # (…, D)
+    g10001 = np.multiply(d_y, _7, out=_buf(workspace, 'GELU_tanh:bg10001', batch + (D,), dtype)) # (…, D)
+    g10002 = np.multiply(d_y, _1, out=_buf(workspace, 'GELU_tanh:bg10002', batch + (D,), dtype)) # (…, D)
+    g10003 = np.multiply(_6, _6, out=_buf(workspace, 'GELU_tanh:bg10003', batch + (D,), dtype)) # (…, D)
+    g10004 = np.subtract(1.0, g10003, out=_buf(workspace, 'GELU_tanh:bg10004', batch + (D,), dtype)) # (…, D)
+    g10005 = np.multiply(g10002, g10004, out=g10002)            # (…, D)
+    g10007 = np.multiply(g10005, 0.7978845608028654, out=g10005) # (…, D)
+    g10009 = np.multiply(g10007, 0.044715, out=_buf(workspace, 'GELU_tanh:bg10009', batch + (D,), dtype)) # (…, D)
     g10010 = x * x                                              # (…, D)
-    g10011 = 3 * g10010                                         # (…, D)
-    g10012 = g10009 * g10011                                    # (…, D)
-    g10013 = g10007 + g10012                                    # (…, D)
-    g10015 = g10001 * 0.5                                       # (…, D)
-    g10016 = g10013 + g10015                                    # (…, D)
+    g10011 = np.multiply(g10010, 3, out=_buf(workspace, 'GELU_tanh:bg10011', batch + (D,), dtype)) # (…, D)
+    g10012 = np.multiply(g10009, g10011, out=g10009)            # (…, D)
+    g10013 = np.add(g10007, g10012, out=g10007)                 # (…, D)
+    g10015 = np.multiply(g10001, 0.5, out=g10001)               # (…, D)
+    g10016 = np.add(g10013, g10015, out=g10013)                 # (…, D)
     grads = Params()
     return grads, {"x": g10016}
 
-def _softmax(x, axis):
-    z = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return z / np.sum(z, axis=axis, keepdims=True)
+def _buf(workspace, key, shape, dtype):
+    """An array for one value: reused from the workspace while its shape and dtype still fit."""
+    if workspace is None:
+        return np.empty(shape, dtype)
+    buf = workspace.get(key)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = workspace[key] = np.empty(shape, dtype)
+    return buf
 
 
-def _log_softmax(x, axis):
-    z = x - np.max(x, axis=axis, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+def _softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    np.exp(z, out=z)
+    return np.divide(z, np.sum(z, axis=axis, keepdims=True), out=z)
+
+
+def _log_softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    return np.subtract(z, np.log(np.sum(np.exp(z), axis=axis, keepdims=True)), out=z)
+
+
+def _where(c, a, b, out):
+    out[...] = b
+    np.copyto(out, a, where=c)
+    return out
 
 
 def _sigmoid(x):
@@ -146,13 +169,24 @@ def _gelu_grad(x):
     return (cdf + x * pdf).astype(x.dtype)
 
 
-def _wgrad(x, g):
+def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
-    return x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+    return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
-def _unslice(g, shape, axis, lo, hi):
-    out = np.zeros(shape, dtype=g.dtype)
+def _softmax_grad(g, y, axis, out=None):
+    t = np.multiply(g, y, out=out)
+    s = np.sum(t, axis=axis, keepdims=True)
+    t = np.subtract(g, s, out=t)
+    return np.multiply(t, y, out=t)
+
+
+def _unslice(g, shape, axis, lo, hi, out=None):
+    out = np.zeros(shape, dtype=g.dtype) if out is None else out
+    if out.shape != tuple(shape):
+        out = np.zeros(shape, dtype=g.dtype)
+    else:
+        out.fill(0)
     index = [slice(None)] * len(shape)
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g

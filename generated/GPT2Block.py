@@ -82,10 +82,12 @@ def init_params(config: Config, rng: np.random.Generator, dtype=np.float32) -> P
     )
 
 
-def forward(config: Config, params: Params, e):
+def forward(config: Config, params: Params, e, workspace: dict | None = None):
     """ê ← GPT2Block(...)
 
     e: (…, T, D)
+    workspace: a dict to keep arrays in between calls (no allocation after the first);
+    the output and the cache then live in it until the next call with the same dict.
     Returns (e_hat, cache); e_hat has shape (…, T, D).
     """
     D = config.D
@@ -105,26 +107,28 @@ def forward(config: Config, params: Params, e):
     W_proj = params.W_proj
     b_proj = params.b_proj
     e_shape = e.shape
+    dtype = np.result_type(gamma_1)
+    batch = np.shape(e)[:np.ndim(e) - 2]
     # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
-    _1 = np.sum(e, axis=-1)                                     # (…, T)
-    m = _1 / D                                                  # (…, T)
+    _1 = np.sum(e, axis=-1, out=_buf(workspace, 'GPT2Block:f_1', batch + (T,), dtype)) # (…, T)
+    m = np.divide(_1, D, out=_1)                                # (…, T)
     # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
     _3 = np.expand_dims(m, -1)                                  # (…, T, 1)
-    _4 = e - _3                                                 # (…, T, D)
-    _5 = _4 * _4                                                # (…, T, D)
+    _4 = np.subtract(e, _3, out=_buf(workspace, 'GPT2Block:f_4', batch + (T, D), dtype)) # (…, T, D)
+    _5 = np.multiply(_4, _4, out=_buf(workspace, 'GPT2Block:f_5', batch + (T, D), dtype)) # (…, T, D)
     shape_5 = _5.shape
-    _6 = np.sum(_5, axis=-1)                                    # (…, T)
-    v = _6 / D                                                  # (…, T)
+    _6 = np.sum(_5, axis=-1, out=_buf(workspace, 'GPT2Block:f_6', batch + (T,), dtype)) # (…, T)
+    v = np.divide(_6, D, out=_6)                                # (…, T)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-    _8 = v + 1e-05                                              # (…, T)
-    _9 = np.sqrt(_8)                                            # (…, T)
+    _8 = np.add(v, 1e-05, out=v)                                # (…, T)
+    _9 = np.sqrt(_8, out=_8)                                    # (…, T)
     _10 = np.expand_dims(_9, -1)                                # (…, T, 1)
-    _11 = _4 / _10                                              # (…, T, D)
-    _12 = _11 * gamma_1                                         # (…, T, D)
-    e_hat = _12 + beta_1                                        # (…, T, D)
+    _11 = np.divide(_4, _10, out=_buf(workspace, 'GPT2Block:f_11', batch + (T, D), dtype)) # (…, T, D)
+    _12 = np.multiply(_11, gamma_1, out=_buf(workspace, 'GPT2Block:f_12', batch + (T, D), dtype)) # (…, T, D)
+    e_hat = np.add(_12, beta_1, out=_12)                        # (…, T, D)
     # CausalSelfAttention 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
-    _14 = e_hat @ W_qkv                                         # (…, T, 3·D)
-    A = _14 + b_qkv                                             # (…, T, 3·D)
+    _14 = np.matmul(e_hat, W_qkv, out=_buf(workspace, 'GPT2Block:f_14', batch + (T, 3*D), dtype)) # (…, T, 3·D)
+    A = np.add(_14, b_qkv, out=_14)                             # (…, T, 3·D)
     A_shape = A.shape
     # CausalSelfAttention 3 Q_h ← A[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
     _16 = A[..., 0:D]                                           # (…, T, D)
@@ -143,68 +147,68 @@ def forward(config: Config, params: Params, e):
     V = _permute(_23, (-2, -3, -1))                             # (…, H, T, D/H)
     # CausalSelfAttention 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
     _25 = np.swapaxes(K, -1, -2)                                # (…, H, D/H, T)
-    _26 = Q @ _25                                               # (…, H, T, T)
+    _26 = np.matmul(Q, _25, out=_buf(workspace, 'GPT2Block:f_26', batch + (H, T, T), dtype)) # (…, H, T, T)
     _27 = D / H                                                 # ()
     _28 = math.sqrt(_27)                                        # ()
-    S = _26 / _28                                               # (…, H, T, T)
+    S = np.divide(_26, _28, out=_26)                            # (…, H, T, T)
     # CausalSelfAttention 7 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
     _30 = np.arange(0, T)                                       # (T,)
     _31 = np.arange(0, T)                                       # (T,)
     _32 = np.expand_dims(_31, -1)                               # (T, 1)
     _33 = _30 > _32                                             # (T, T)
-    _34 = np.where(_33, -np.inf, S)                             # (…, H, T, T)
+    _34 = _where(_33, -np.inf, S, _buf(workspace, 'GPT2Block:f_34', batch + (H, T, T), dtype)) # (…, H, T, T)
     # CausalSelfAttention 8 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-    _35 = _softmax(_34, -1)                                     # (…, H, T, T)
-    Y = _35 @ V                                                 # (…, H, T, D/H)
+    _35 = _softmax(_34, -1, _buf(workspace, 'GPT2Block:f_35', batch + (H, T, T), dtype)) # (…, H, T, T)
+    Y = np.matmul(_35, V, out=_buf(workspace, 'GPT2Block:fY', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     # CausalSelfAttention 10 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     _37 = _permute(Y, (-2, -3, -1))                             # (…, T, H, D/H)
     shape_37 = _37.shape
     Y_2 = _37.reshape(_37.shape[:-2] + (D,))                    # (…, T, D)
     # CausalSelfAttention 11 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
-    _39 = Y_2 @ W_o                                             # (…, T, D)
-    V_tilde = _39 + b_o                                         # (…, T, D)
+    _39 = np.matmul(Y_2, W_o, out=_buf(workspace, 'GPT2Block:f_39', batch + (T, D), dtype)) # (…, T, D)
+    V_tilde = np.add(_39, b_o, out=_39)                         # (…, T, D)
     # 1 e ← e + CausalSelfAttention(LayerNorm(e | γ_1, β_1) | θ_attn) ▷ e ∈ ℝ^{T×D}
-    e_2 = e + V_tilde                                           # (…, T, D)
+    e_2 = np.add(e, V_tilde, out=V_tilde)                       # (…, T, D)
     e_2_shape = e_2.shape
     # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
-    _42 = np.sum(e_2, axis=-1)                                  # (…, T)
-    m_2 = _42 / D                                               # (…, T)
+    _42 = np.sum(e_2, axis=-1, out=_buf(workspace, 'GPT2Block:f_42', batch + (T,), dtype)) # (…, T)
+    m_2 = np.divide(_42, D, out=_42)                            # (…, T)
     # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
     _44 = np.expand_dims(m_2, -1)                               # (…, T, 1)
-    _45 = e_2 - _44                                             # (…, T, D)
-    _46 = _45 * _45                                             # (…, T, D)
+    _45 = np.subtract(e_2, _44, out=_buf(workspace, 'GPT2Block:f_45', batch + (T, D), dtype)) # (…, T, D)
+    _46 = np.multiply(_45, _45, out=_buf(workspace, 'GPT2Block:f_46', batch + (T, D), dtype)) # (…, T, D)
     shape_46 = _46.shape
-    _47 = np.sum(_46, axis=-1)                                  # (…, T)
-    v_2 = _47 / D                                               # (…, T)
+    _47 = np.sum(_46, axis=-1, out=_buf(workspace, 'GPT2Block:f_47', batch + (T,), dtype)) # (…, T)
+    v_2 = np.divide(_47, D, out=_47)                            # (…, T)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-    _49 = v_2 + 1e-05                                           # (…, T)
-    _50 = np.sqrt(_49)                                          # (…, T)
+    _49 = np.add(v_2, 1e-05, out=v_2)                           # (…, T)
+    _50 = np.sqrt(_49, out=_49)                                 # (…, T)
     _51 = np.expand_dims(_50, -1)                               # (…, T, 1)
-    _52 = _45 / _51                                             # (…, T, D)
-    _53 = _52 * gamma_2                                         # (…, T, D)
-    e_hat_2 = _53 + beta_2                                      # (…, T, D)
+    _52 = np.divide(_45, _51, out=_buf(workspace, 'GPT2Block:f_52', batch + (T, D), dtype)) # (…, T, D)
+    _53 = np.multiply(_52, gamma_2, out=_buf(workspace, 'GPT2Block:f_53', batch + (T, D), dtype)) # (…, T, D)
+    e_hat_2 = np.add(_53, beta_2, out=_53)                      # (…, T, D)
     # MLP 1 U ← GELU_tanh(X W_fc + b_fc) ▷ U ∈ ℝ^{T×D_f}
-    _55 = e_hat_2 @ W_fc                                        # (…, T, D_f)
-    _56 = _55 + b_fc                                            # (…, T, D_f)
+    _55 = np.matmul(e_hat_2, W_fc, out=_buf(workspace, 'GPT2Block:f_55', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _56 = np.add(_55, b_fc, out=_55)                            # (…, T, D_f)
     # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-    _57 = 0.5 * _56                                             # (…, T, D_f)
+    _57 = np.multiply(0.5, _56, out=_buf(workspace, 'GPT2Block:f_57', batch + (T, D_f), dtype)) # (…, T, D_f)
     _58 = _56 * _56 * _56                                       # (…, T, D_f)
-    _59 = 0.044715 * _58                                        # (…, T, D_f)
-    _60 = _56 + _59                                             # (…, T, D_f)
-    _61 = 0.7978845608028654 * _60                              # (…, T, D_f)
-    _62 = np.tanh(_61)                                          # (…, T, D_f)
-    _63 = 1 + _62                                               # (…, T, D_f)
-    y = _57 * _63                                               # (…, T, D_f)
+    _59 = np.multiply(0.044715, _58, out=_58)                   # (…, T, D_f)
+    _60 = np.add(_56, _59, out=_59)                             # (…, T, D_f)
+    _61 = np.multiply(0.7978845608028654, _60, out=_60)         # (…, T, D_f)
+    _62 = np.tanh(_61, out=_61)                                 # (…, T, D_f)
+    _63 = np.add(1, _62, out=_buf(workspace, 'GPT2Block:f_63', batch + (T, D_f), dtype)) # (…, T, D_f)
+    y = np.multiply(_57, _63, out=_buf(workspace, 'GPT2Block:fy', batch + (T, D_f), dtype)) # (…, T, D_f)
     # MLP 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
-    _65 = y @ W_proj                                            # (…, T, D)
-    Y_3 = _65 + b_proj                                          # (…, T, D)
+    _65 = np.matmul(y, W_proj, out=_buf(workspace, 'GPT2Block:f_65', batch + (T, D), dtype)) # (…, T, D)
+    Y_3 = np.add(_65, b_proj, out=_65)                          # (…, T, D)
     # 2 e ← e + MLP(LayerNorm(e | γ_2, β_2) | θ_mlp) ▷ e ∈ ℝ^{T×D}
-    e_3 = e_2 + Y_3                                             # (…, T, D)
-    cache = {"D": D, "H": H, "D_f": D_f, "T": T, "y": y, "W_proj": W_proj, "_63": _63, "_57": _57, "_62": _62, "_56": _56, "e_hat_2": e_hat_2, "W_fc": W_fc, "gamma_2": gamma_2, "_52": _52, "_51": _51, "_50": _50, "shape_46": shape_46, "_45": _45, "e_2_shape": e_2_shape, "Y_2": Y_2, "W_o": W_o, "shape_37": shape_37, "_35": _35, "V": V, "_33": _33, "_28": _28, "Q": Q, "_25": _25, "shape_22": shape_22, "A_shape": A_shape, "shape_19": shape_19, "shape_16": shape_16, "e_hat": e_hat, "W_qkv": W_qkv, "gamma_1": gamma_1, "_11": _11, "_10": _10, "_9": _9, "shape_5": shape_5, "_4": _4, "e_shape": e_shape}
+    e_3 = np.add(e_2, Y_3, out=Y_3)                             # (…, T, D)
+    cache = {"D": D, "H": H, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "y": y, "W_proj": W_proj, "_63": _63, "_57": _57, "_62": _62, "_56": _56, "e_hat_2": e_hat_2, "W_fc": W_fc, "gamma_2": gamma_2, "_52": _52, "_51": _51, "_50": _50, "shape_46": shape_46, "_45": _45, "e_2_shape": e_2_shape, "Y_2": Y_2, "W_o": W_o, "shape_37": shape_37, "_35": _35, "V": V, "_33": _33, "_28": _28, "Q": Q, "_25": _25, "shape_22": shape_22, "A_shape": A_shape, "shape_19": shape_19, "shape_16": shape_16, "e_hat": e_hat, "W_qkv": W_qkv, "gamma_1": gamma_1, "_11": _11, "_10": _10, "_9": _9, "shape_5": shape_5, "_4": _4, "e_shape": e_shape}
     return e_3, cache
 
 
-def backward(config: Config, params: Params, cache: dict, d_e_hat):
+def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: dict | None = None):
     """The derived backward pass of GPT2Block (reverse-mode, from the card).
 
     d_e_hat: the gradient of a scalar loss with respect to e_hat.
@@ -214,6 +218,8 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat):
     H = cache["H"]
     D_f = cache["D_f"]
     T = cache["T"]
+    batch = cache["batch"]
+    dtype = cache["dtype"]
     y = cache["y"]
     W_proj = params.W_proj
     _63 = cache["_63"]
@@ -253,135 +259,152 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat):
     e_shape = cache["e_shape"]
     # MLP 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
     g10001 = _sum_to(d_e_hat, 1, ())                            # (D,)
-    g10002 = _wgrad(y, d_e_hat)                                 # (D_f, D)
+    g10002 = _wgrad(y, d_e_hat, _buf(workspace, 'GPT2Block:bg10002', (D_f, D), dtype)) # (D_f, D)
     g10003 = np.swapaxes(W_proj, -1, -2)                        # (D, D_f)
-    g10004 = d_e_hat @ g10003                                   # (…, T, D_f)
+    g10004 = np.matmul(d_e_hat, g10003, out=_buf(workspace, 'GPT2Block:bg10004', batch + (T, D_f), dtype)) # (…, T, D_f)
     # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-    g10005 = g10004 * _63                                       # (…, T, D_f)
-    g10006 = g10004 * _57                                       # (…, T, D_f)
-    g10007 = _62 * _62                                          # (…, T, D_f)
-    g10008 = 1.0 - g10007                                       # (…, T, D_f)
-    g10009 = g10006 * g10008                                    # (…, T, D_f)
-    g10011 = g10009 * 0.7978845608028654                        # (…, T, D_f)
-    g10013 = g10011 * 0.044715                                  # (…, T, D_f)
+    g10005 = np.multiply(g10004, _63, out=_buf(workspace, 'GPT2Block:bg10005', batch + (T, D_f), dtype)) # (…, T, D_f)
+    g10006 = np.multiply(g10004, _57, out=g10004)               # (…, T, D_f)
+    g10007 = np.multiply(_62, _62, out=_buf(workspace, 'GPT2Block:bg10007', batch + (T, D_f), dtype)) # (…, T, D_f)
+    g10008 = np.subtract(1.0, g10007, out=_buf(workspace, 'GPT2Block:bg10008', batch + (T, D_f), dtype)) # (…, T, D_f)
+    g10009 = np.multiply(g10006, g10008, out=g10006)            # (…, T, D_f)
+    g10011 = np.multiply(g10009, 0.7978845608028654, out=g10009) # (…, T, D_f)
+    g10013 = np.multiply(g10011, 0.044715, out=_buf(workspace, 'GPT2Block:bg10013', batch + (T, D_f), dtype)) # (…, T, D_f)
     g10014 = _56 * _56                                          # (…, T, D_f)
-    g10015 = 3 * g10014                                         # (…, T, D_f)
-    g10016 = g10013 * g10015                                    # (…, T, D_f)
-    g10017 = g10011 + g10016                                    # (…, T, D_f)
-    g10019 = g10005 * 0.5                                       # (…, T, D_f)
-    g10020 = g10017 + g10019                                    # (…, T, D_f)
+    g10015 = np.multiply(g10014, 3, out=_buf(workspace, 'GPT2Block:bg10015', batch + (T, D_f), dtype)) # (…, T, D_f)
+    g10016 = np.multiply(g10013, g10015, out=g10013)            # (…, T, D_f)
+    g10017 = np.add(g10011, g10016, out=g10011)                 # (…, T, D_f)
+    g10019 = np.multiply(g10005, 0.5, out=g10005)               # (…, T, D_f)
+    g10020 = np.add(g10017, g10019, out=g10017)                 # (…, T, D_f)
     # MLP 1 U ← GELU_tanh(X W_fc + b_fc) ▷ U ∈ ℝ^{T×D_f}
     g10021 = _sum_to(g10020, 1, ())                             # (D_f,)
-    g10022 = _wgrad(e_hat_2, g10020)                            # (D, D_f)
+    g10022 = _wgrad(e_hat_2, g10020, _buf(workspace, 'GPT2Block:bg10022', (D, D_f), dtype)) # (D, D_f)
     g10023 = np.swapaxes(W_fc, -1, -2)                          # (D_f, D)
-    g10024 = g10020 @ g10023                                    # (…, T, D)
+    g10024 = np.matmul(g10020, g10023, out=_buf(workspace, 'GPT2Block:bg10024', batch + (T, D), dtype)) # (…, T, D)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     g10025 = _sum_to(g10024, 1, ())                             # (D,)
-    g10026 = g10024 * gamma_2                                   # (…, T, D)
-    g10027 = g10024 * _52                                       # (…, T, D)
+    g10026 = np.multiply(g10024, gamma_2, out=_buf(workspace, 'GPT2Block:bg10026', batch + (T, D), dtype)) # (…, T, D)
+    g10027 = np.multiply(g10024, _52, out=_buf(workspace, 'GPT2Block:bg10027', batch + (T, D), dtype)) # (…, T, D)
     g10028 = _sum_to(g10027, 1, ())                             # (D,)
-    g10029 = g10026 / _51                                       # (…, T, D)
-    g10030 = g10026 * _52                                       # (…, T, D)
-    g10031 = g10030 / _51                                       # (…, T, D)
-    g10032 = -g10031                                            # (…, T, D)
+    g10029 = np.divide(g10026, _51, out=_buf(workspace, 'GPT2Block:bg10029', batch + (T, D), dtype)) # (…, T, D)
+    g10030 = np.multiply(g10026, _52, out=g10026)               # (…, T, D)
+    g10031 = np.divide(g10030, _51, out=g10030)                 # (…, T, D)
+    g10032 = np.negative(g10031, out=g10031)                    # (…, T, D)
     g10033 = _sum_to(g10032, None, (-1,))                       # (…, T, 1)
     g10034 = np.squeeze(g10033, -1)                             # (…, T)
-    g10035 = 2.0 * _50                                          # (…, T)
-    g10036 = g10034 / g10035                                    # (…, T)
+    g10035 = np.multiply(_50, 2.0, out=_buf(workspace, 'GPT2Block:bg10035', batch + (T,), dtype)) # (…, T)
+    g10036 = np.divide(g10034, g10035, out=_buf(workspace, 'GPT2Block:bg10036', batch + (T,), dtype)) # (…, T)
     # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
-    g10037 = g10036 / D                                         # (…, T)
+    g10037 = np.divide(g10036, D, out=g10036)                   # (…, T)
     g10041 = np.broadcast_to(np.expand_dims(g10037, -1), shape_46) # (…, T, D)
-    g10042 = 2.0 * _45                                          # (…, T, D)
-    g10043 = g10041 * g10042                                    # (…, T, D)
-    g10044 = g10029 + g10043                                    # (…, T, D)
-    g10045 = -g10044                                            # (…, T, D)
-    g10046 = d_e_hat + g10044                                   # (…, T, D)
+    g10042 = np.multiply(_45, 2.0, out=_buf(workspace, 'GPT2Block:bg10042', batch + (T, D), dtype)) # (…, T, D)
+    g10043 = np.multiply(g10041, g10042, out=g10042)            # (…, T, D)
+    g10044 = np.add(g10029, g10043, out=g10029)                 # (…, T, D)
+    g10045 = np.negative(g10044, out=_buf(workspace, 'GPT2Block:bg10045', batch + (T, D), dtype)) # (…, T, D)
+    g10046 = np.add(d_e_hat, g10044, out=g10044)                # (…, T, D)
     g10047 = _sum_to(g10045, None, (-1,))                       # (…, T, 1)
     g10048 = np.squeeze(g10047, -1)                             # (…, T)
     # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
-    g10049 = g10048 / D                                         # (…, T)
+    g10049 = np.divide(g10048, D, out=_buf(workspace, 'GPT2Block:bg10049', batch + (T,), dtype)) # (…, T)
     g10053 = np.broadcast_to(np.expand_dims(g10049, -1), e_2_shape) # (…, T, D)
-    g10054 = g10046 + g10053                                    # (…, T, D)
+    g10054 = np.add(g10046, g10053, out=g10046)                 # (…, T, D)
     # CausalSelfAttention 11 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
     g10055 = _sum_to(g10054, 1, ())                             # (D,)
-    g10056 = _wgrad(Y_2, g10054)                                # (D, D)
+    g10056 = _wgrad(Y_2, g10054, _buf(workspace, 'GPT2Block:bg10056', (D, D), dtype)) # (D, D)
     g10057 = np.swapaxes(W_o, -1, -2)                           # (D, D)
-    g10058 = g10054 @ g10057                                    # (…, T, D)
+    g10058 = np.matmul(g10054, g10057, out=_buf(workspace, 'GPT2Block:bg10058', batch + (T, D), dtype)) # (…, T, D)
     # CausalSelfAttention 10 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     g10059 = g10058.reshape(shape_37)                           # (…, T, H, D/H)
     g10060 = _permute(g10059, (-2, -3, -1))                     # (…, H, T, D/H)
     # CausalSelfAttention 8 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
     g10061 = np.swapaxes(_35, -1, -2)                           # (…, H, T, T)
-    g10062 = g10061 @ g10060                                    # (…, H, T, D/H)
+    g10062 = np.matmul(g10061, g10060, out=_buf(workspace, 'GPT2Block:bg10062', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10063 = np.swapaxes(V, -1, -2)                             # (…, H, D/H, T)
-    g10064 = g10060 @ g10063                                    # (…, H, T, T)
-    g10065 = _35 * (g10064 - np.sum(g10064 * _35, axis=-1, keepdims=True)) # (…, H, T, T)
+    g10064 = np.matmul(g10060, g10063, out=_buf(workspace, 'GPT2Block:bg10064', batch + (H, T, T), dtype)) # (…, H, T, T)
+    g10065 = _softmax_grad(g10064, _35, -1, _buf(workspace, 'GPT2Block:bg10065', batch + (H, T, T), dtype)) # (…, H, T, T)
     # CausalSelfAttention 7 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
-    g10067 = np.where(_33, 0, g10065)                           # (…, H, T, T)
+    g10067 = _where(_33, 0, g10065, _buf(workspace, 'GPT2Block:bg10067', batch + (H, T, T), dtype)) # (…, H, T, T)
     # CausalSelfAttention 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
-    g10068 = g10067 / _28                                       # (…, H, T, T)
+    g10068 = np.divide(g10067, _28, out=g10067)                 # (…, H, T, T)
     g10072 = np.swapaxes(Q, -1, -2)                             # (…, H, D/H, T)
-    g10073 = g10072 @ g10068                                    # (…, H, D/H, T)
+    g10073 = np.matmul(g10072, g10068, out=_buf(workspace, 'GPT2Block:bg10073', batch + (H, D // H, T), dtype)) # (…, H, D/H, T)
     g10074 = np.swapaxes(_25, -1, -2)                           # (…, H, T, D/H)
-    g10075 = g10068 @ g10074                                    # (…, H, T, D/H)
+    g10075 = np.matmul(g10068, g10074, out=_buf(workspace, 'GPT2Block:bg10075', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10076 = np.swapaxes(g10073, -1, -2)                        # (…, H, T, D/H)
     # CausalSelfAttention 5 V_h ← A[:, 2 · D + h · D / H : 2 · D + (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
     g10077 = _permute(g10062, (-2, -3, -1))                     # (…, T, H, D/H)
     g10078 = g10077.reshape(shape_22)                           # (…, T, D)
-    g10079 = _unslice(g10078, A_shape, -1, 2*D, 3*D)            # (…, T, 3·D)
+    g10079 = _unslice(g10078, A_shape, -1, 2*D, 3*D, _buf(workspace, 'GPT2Block:bg10079', batch + (T, 3*D), dtype)) # (…, T, 3·D)
     # CausalSelfAttention 4 K_h ← A[:, D + h · D / H : D + (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
     g10080 = _permute(g10076, (-2, -3, -1))                     # (…, T, H, D/H)
     g10081 = g10080.reshape(shape_19)                           # (…, T, D)
-    g10082 = _unslice(g10081, A_shape, -1, D, 2*D)              # (…, T, 3·D)
-    g10083 = g10079 + g10082                                    # (…, T, 3·D)
+    g10082 = _unslice(g10081, A_shape, -1, D, 2*D, _buf(workspace, 'GPT2Block:bg10082', batch + (T, 3*D), dtype)) # (…, T, 3·D)
+    g10083 = np.add(g10079, g10082, out=g10079)                 # (…, T, 3·D)
     # CausalSelfAttention 3 Q_h ← A[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
     g10084 = _permute(g10075, (-2, -3, -1))                     # (…, T, H, D/H)
     g10085 = g10084.reshape(shape_16)                           # (…, T, D)
-    g10086 = _unslice(g10085, A_shape, -1, 0, D)                # (…, T, 3·D)
-    g10087 = g10083 + g10086                                    # (…, T, 3·D)
+    g10086 = _unslice(g10085, A_shape, -1, 0, D, _buf(workspace, 'GPT2Block:bg10086', batch + (T, 3*D), dtype)) # (…, T, 3·D)
+    g10087 = np.add(g10083, g10086, out=g10083)                 # (…, T, 3·D)
     # CausalSelfAttention 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
     g10088 = _sum_to(g10087, 1, ())                             # (3·D,)
-    g10089 = _wgrad(e_hat, g10087)                              # (D, 3·D)
+    g10089 = _wgrad(e_hat, g10087, _buf(workspace, 'GPT2Block:bg10089', (D, 3*D), dtype)) # (D, 3·D)
     g10090 = np.swapaxes(W_qkv, -1, -2)                         # (3·D, D)
-    g10091 = g10087 @ g10090                                    # (…, T, D)
+    g10091 = np.matmul(g10087, g10090, out=_buf(workspace, 'GPT2Block:bg10091', batch + (T, D), dtype)) # (…, T, D)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     g10092 = _sum_to(g10091, 1, ())                             # (D,)
-    g10093 = g10091 * gamma_1                                   # (…, T, D)
-    g10094 = g10091 * _11                                       # (…, T, D)
+    g10093 = np.multiply(g10091, gamma_1, out=_buf(workspace, 'GPT2Block:bg10093', batch + (T, D), dtype)) # (…, T, D)
+    g10094 = np.multiply(g10091, _11, out=_buf(workspace, 'GPT2Block:bg10094', batch + (T, D), dtype)) # (…, T, D)
     g10095 = _sum_to(g10094, 1, ())                             # (D,)
-    g10096 = g10093 / _10                                       # (…, T, D)
-    g10097 = g10093 * _11                                       # (…, T, D)
-    g10098 = g10097 / _10                                       # (…, T, D)
-    g10099 = -g10098                                            # (…, T, D)
+    g10096 = np.divide(g10093, _10, out=_buf(workspace, 'GPT2Block:bg10096', batch + (T, D), dtype)) # (…, T, D)
+    g10097 = np.multiply(g10093, _11, out=g10093)               # (…, T, D)
+    g10098 = np.divide(g10097, _10, out=g10097)                 # (…, T, D)
+    g10099 = np.negative(g10098, out=g10098)                    # (…, T, D)
     g10100 = _sum_to(g10099, None, (-1,))                       # (…, T, 1)
     g10101 = np.squeeze(g10100, -1)                             # (…, T)
-    g10102 = 2.0 * _9                                           # (…, T)
-    g10103 = g10101 / g10102                                    # (…, T)
+    g10102 = np.multiply(_9, 2.0, out=_buf(workspace, 'GPT2Block:bg10102', batch + (T,), dtype)) # (…, T)
+    g10103 = np.divide(g10101, g10102, out=_buf(workspace, 'GPT2Block:bg10103', batch + (T,), dtype)) # (…, T)
     # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
-    g10104 = g10103 / D                                         # (…, T)
+    g10104 = np.divide(g10103, D, out=g10103)                   # (…, T)
     g10108 = np.broadcast_to(np.expand_dims(g10104, -1), shape_5) # (…, T, D)
-    g10109 = 2.0 * _4                                           # (…, T, D)
-    g10110 = g10108 * g10109                                    # (…, T, D)
-    g10111 = g10096 + g10110                                    # (…, T, D)
-    g10112 = -g10111                                            # (…, T, D)
-    g10113 = g10054 + g10111                                    # (…, T, D)
+    g10109 = np.multiply(_4, 2.0, out=_buf(workspace, 'GPT2Block:bg10109', batch + (T, D), dtype)) # (…, T, D)
+    g10110 = np.multiply(g10108, g10109, out=g10109)            # (…, T, D)
+    g10111 = np.add(g10096, g10110, out=g10096)                 # (…, T, D)
+    g10112 = np.negative(g10111, out=_buf(workspace, 'GPT2Block:bg10112', batch + (T, D), dtype)) # (…, T, D)
+    g10113 = np.add(g10054, g10111, out=g10111)                 # (…, T, D)
     g10114 = _sum_to(g10112, None, (-1,))                       # (…, T, 1)
     g10115 = np.squeeze(g10114, -1)                             # (…, T)
     # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
-    g10116 = g10115 / D                                         # (…, T)
+    g10116 = np.divide(g10115, D, out=_buf(workspace, 'GPT2Block:bg10116', batch + (T,), dtype)) # (…, T)
     g10120 = np.broadcast_to(np.expand_dims(g10116, -1), e_shape) # (…, T, D)
-    g10121 = g10113 + g10120                                    # (…, T, D)
+    g10121 = np.add(g10113, g10120, out=g10113)                 # (…, T, D)
     grads = Params(gamma_1=g10095, beta_1=g10092, W_qkv=g10089, b_qkv=g10088, W_o=g10056, b_o=g10055, gamma_2=g10028, beta_2=g10025, W_fc=g10022, b_fc=g10021, W_proj=g10002, b_proj=g10001)
     return grads, {"e": g10121}
 
-def _softmax(x, axis):
-    z = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return z / np.sum(z, axis=axis, keepdims=True)
+def _buf(workspace, key, shape, dtype):
+    """An array for one value: reused from the workspace while its shape and dtype still fit."""
+    if workspace is None:
+        return np.empty(shape, dtype)
+    buf = workspace.get(key)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = workspace[key] = np.empty(shape, dtype)
+    return buf
 
 
-def _log_softmax(x, axis):
-    z = x - np.max(x, axis=axis, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+def _softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    np.exp(z, out=z)
+    return np.divide(z, np.sum(z, axis=axis, keepdims=True), out=z)
+
+
+def _log_softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    return np.subtract(z, np.log(np.sum(np.exp(z), axis=axis, keepdims=True)), out=z)
+
+
+def _where(c, a, b, out):
+    out[...] = b
+    np.copyto(out, a, where=c)
+    return out
 
 
 def _sigmoid(x):
@@ -426,13 +449,24 @@ def _gelu_grad(x):
     return (cdf + x * pdf).astype(x.dtype)
 
 
-def _wgrad(x, g):
+def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
-    return x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+    return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
-def _unslice(g, shape, axis, lo, hi):
-    out = np.zeros(shape, dtype=g.dtype)
+def _softmax_grad(g, y, axis, out=None):
+    t = np.multiply(g, y, out=out)
+    s = np.sum(t, axis=axis, keepdims=True)
+    t = np.subtract(g, s, out=t)
+    return np.multiply(t, y, out=t)
+
+
+def _unslice(g, shape, axis, lo, hi, out=None):
+    out = np.zeros(shape, dtype=g.dtype) if out is None else out
+    if out.shape != tuple(shape):
+        out = np.zeros(shape, dtype=g.dtype)
+    else:
+        out.fill(0)
     index = [slice(None)] * len(shape)
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g

@@ -63,10 +63,12 @@ def init_params(config: Config, rng: np.random.Generator, dtype=np.float32) -> P
     )
 
 
-def forward(config: Config, params: Params, X):
+def forward(config: Config, params: Params, X, workspace: dict | None = None):
     """Y ← Head(...)
 
     X: (…, T, D)
+    workspace: a dict to keep arrays in between calls (no allocation after the first);
+    the output and the cache then live in it until the next call with the same dict.
     Returns (Y, cache); Y has shape (…, T, d_h).
     """
     D = config.D
@@ -75,32 +77,34 @@ def forward(config: Config, params: Params, X):
     W_k = params.W_k
     W_q = params.W_q
     W_v = params.W_v
+    dtype = np.result_type(W_k)
+    batch = np.shape(X)[:np.ndim(X) - 2]
     # 1 K ← X W_k ▷ K ∈ ℝ^{T×d_h}; what each token contains
-    K = X @ W_k                                                 # (…, T, d_h)
+    K = np.matmul(X, W_k, out=_buf(workspace, 'Head:fK', batch + (T, d_h), dtype)) # (…, T, d_h)
     # 2 Q ← X W_q ▷ Q ∈ ℝ^{T×d_h}; what each token looks for
-    Q = X @ W_q                                                 # (…, T, d_h)
+    Q = np.matmul(X, W_q, out=_buf(workspace, 'Head:fQ', batch + (T, d_h), dtype)) # (…, T, d_h)
     # 3 V ← X W_v ▷ V ∈ ℝ^{T×d_h}; what each token communicates
-    V = X @ W_v                                                 # (…, T, d_h)
+    V = np.matmul(X, W_v, out=_buf(workspace, 'Head:fV', batch + (T, d_h), dtype)) # (…, T, d_h)
     # 4 S ← Q K^⊤ / √d_h ▷ S ∈ ℝ^{T×T}; S[t, u]: affinity of query t with key u
     _4 = np.swapaxes(K, -1, -2)                                 # (…, d_h, T)
-    _5 = Q @ _4                                                 # (…, T, T)
+    _5 = np.matmul(Q, _4, out=_buf(workspace, 'Head:f_5', batch + (T, T), dtype)) # (…, T, T)
     _6 = math.sqrt(d_h)                                         # ()
-    S = _5 / _6                                                 # (…, T, T)
+    S = np.divide(_5, _6, out=_5)                               # (…, T, T)
     # 5 ∀t, u: if u > t then S[t, u] ← −∞ ▷ S ∈ ℝ^{T×T}; causal mask: no attending to future tokens
     _8 = np.arange(0, T)                                        # (T,)
     _9 = np.arange(0, T)                                        # (T,)
     _10 = np.expand_dims(_9, -1)                                # (T, 1)
     _11 = _8 > _10                                              # (T, T)
-    _12 = np.where(_11, -np.inf, S)                             # (…, T, T)
+    _12 = _where(_11, -np.inf, S, _buf(workspace, 'Head:f_12', batch + (T, T), dtype)) # (…, T, T)
     # 6 A ← softmax(S) ▷ A ∈ ℝ^{T×T}; each row sums to 1
-    A = _softmax(_12, -1)                                       # (…, T, T)
+    A = _softmax(_12, -1, _buf(workspace, 'Head:fA', batch + (T, T), dtype)) # (…, T, T)
     # 7 return Y = A V ▷ Y ∈ ℝ^{T×d_h}
-    Y = A @ V                                                   # (…, T, d_h)
-    cache = {"D": D, "d_h": d_h, "T": T, "A": A, "V": V, "_11": _11, "_6": _6, "Q": Q, "_4": _4, "X": X, "W_v": W_v, "W_q": W_q, "W_k": W_k}
+    Y = np.matmul(A, V, out=_buf(workspace, 'Head:fY', batch + (T, d_h), dtype)) # (…, T, d_h)
+    cache = {"D": D, "d_h": d_h, "T": T, "batch": batch, "dtype": dtype, "A": A, "V": V, "_11": _11, "_6": _6, "Q": Q, "_4": _4, "X": X, "W_v": W_v, "W_q": W_q, "W_k": W_k}
     return Y, cache
 
 
-def backward(config: Config, params: Params, cache: dict, d_Y):
+def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict | None = None):
     """The derived backward pass of Head (reverse-mode, from the card).
 
     d_Y: the gradient of a scalar loss with respect to Y.
@@ -109,6 +113,8 @@ def backward(config: Config, params: Params, cache: dict, d_Y):
     D = cache["D"]
     d_h = cache["d_h"]
     T = cache["T"]
+    batch = cache["batch"]
+    dtype = cache["dtype"]
     A = cache["A"]
     V = cache["V"]
     _11 = cache["_11"]
@@ -121,45 +127,62 @@ def backward(config: Config, params: Params, cache: dict, d_Y):
     W_k = params.W_k
     # 7 return Y = A V ▷ Y ∈ ℝ^{T×d_h}
     g10001 = np.swapaxes(A, -1, -2)                             # (…, T, T)
-    g10002 = g10001 @ d_Y                                       # (…, T, d_h)
+    g10002 = np.matmul(g10001, d_Y, out=_buf(workspace, 'Head:bg10002', batch + (T, d_h), dtype)) # (…, T, d_h)
     g10003 = np.swapaxes(V, -1, -2)                             # (…, d_h, T)
-    g10004 = d_Y @ g10003                                       # (…, T, T)
+    g10004 = np.matmul(d_Y, g10003, out=_buf(workspace, 'Head:bg10004', batch + (T, T), dtype)) # (…, T, T)
     # 6 A ← softmax(S) ▷ A ∈ ℝ^{T×T}; each row sums to 1
-    g10005 = A * (g10004 - np.sum(g10004 * A, axis=-1, keepdims=True)) # (…, T, T)
+    g10005 = _softmax_grad(g10004, A, -1, _buf(workspace, 'Head:bg10005', batch + (T, T), dtype)) # (…, T, T)
     # 5 ∀t, u: if u > t then S[t, u] ← −∞ ▷ S ∈ ℝ^{T×T}; causal mask: no attending to future tokens
-    g10007 = np.where(_11, 0, g10005)                           # (…, T, T)
+    g10007 = _where(_11, 0, g10005, _buf(workspace, 'Head:bg10007', batch + (T, T), dtype)) # (…, T, T)
     # 4 S ← Q K^⊤ / √d_h ▷ S ∈ ℝ^{T×T}; S[t, u]: affinity of query t with key u
-    g10008 = g10007 / _6                                        # (…, T, T)
+    g10008 = np.divide(g10007, _6, out=g10007)                  # (…, T, T)
     g10012 = np.swapaxes(Q, -1, -2)                             # (…, d_h, T)
-    g10013 = g10012 @ g10008                                    # (…, d_h, T)
+    g10013 = np.matmul(g10012, g10008, out=_buf(workspace, 'Head:bg10013', batch + (d_h, T), dtype)) # (…, d_h, T)
     g10014 = np.swapaxes(_4, -1, -2)                            # (…, T, d_h)
-    g10015 = g10008 @ g10014                                    # (…, T, d_h)
+    g10015 = np.matmul(g10008, g10014, out=_buf(workspace, 'Head:bg10015', batch + (T, d_h), dtype)) # (…, T, d_h)
     g10016 = np.swapaxes(g10013, -1, -2)                        # (…, T, d_h)
     # 3 V ← X W_v ▷ V ∈ ℝ^{T×d_h}; what each token communicates
-    g10017 = _wgrad(X, g10002)                                  # (D, d_h)
+    g10017 = _wgrad(X, g10002, _buf(workspace, 'Head:bg10017', (D, d_h), dtype)) # (D, d_h)
     g10018 = np.swapaxes(W_v, -1, -2)                           # (d_h, D)
-    g10019 = g10002 @ g10018                                    # (…, T, D)
+    g10019 = np.matmul(g10002, g10018, out=_buf(workspace, 'Head:bg10019', batch + (T, D), dtype)) # (…, T, D)
     # 2 Q ← X W_q ▷ Q ∈ ℝ^{T×d_h}; what each token looks for
-    g10020 = _wgrad(X, g10015)                                  # (D, d_h)
+    g10020 = _wgrad(X, g10015, _buf(workspace, 'Head:bg10020', (D, d_h), dtype)) # (D, d_h)
     g10021 = np.swapaxes(W_q, -1, -2)                           # (d_h, D)
-    g10022 = g10015 @ g10021                                    # (…, T, D)
-    g10023 = g10019 + g10022                                    # (…, T, D)
+    g10022 = np.matmul(g10015, g10021, out=_buf(workspace, 'Head:bg10022', batch + (T, D), dtype)) # (…, T, D)
+    g10023 = np.add(g10019, g10022, out=g10019)                 # (…, T, D)
     # 1 K ← X W_k ▷ K ∈ ℝ^{T×d_h}; what each token contains
-    g10024 = _wgrad(X, g10016)                                  # (D, d_h)
+    g10024 = _wgrad(X, g10016, _buf(workspace, 'Head:bg10024', (D, d_h), dtype)) # (D, d_h)
     g10025 = np.swapaxes(W_k, -1, -2)                           # (d_h, D)
-    g10026 = g10016 @ g10025                                    # (…, T, D)
-    g10027 = g10023 + g10026                                    # (…, T, D)
+    g10026 = np.matmul(g10016, g10025, out=_buf(workspace, 'Head:bg10026', batch + (T, D), dtype)) # (…, T, D)
+    g10027 = np.add(g10023, g10026, out=g10023)                 # (…, T, D)
     grads = Params(W_k=g10024, W_q=g10020, W_v=g10017)
     return grads, {"X": g10027}
 
-def _softmax(x, axis):
-    z = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return z / np.sum(z, axis=axis, keepdims=True)
+def _buf(workspace, key, shape, dtype):
+    """An array for one value: reused from the workspace while its shape and dtype still fit."""
+    if workspace is None:
+        return np.empty(shape, dtype)
+    buf = workspace.get(key)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = workspace[key] = np.empty(shape, dtype)
+    return buf
 
 
-def _log_softmax(x, axis):
-    z = x - np.max(x, axis=axis, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+def _softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    np.exp(z, out=z)
+    return np.divide(z, np.sum(z, axis=axis, keepdims=True), out=z)
+
+
+def _log_softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    return np.subtract(z, np.log(np.sum(np.exp(z), axis=axis, keepdims=True)), out=z)
+
+
+def _where(c, a, b, out):
+    out[...] = b
+    np.copyto(out, a, where=c)
+    return out
 
 
 def _sigmoid(x):
@@ -204,13 +227,24 @@ def _gelu_grad(x):
     return (cdf + x * pdf).astype(x.dtype)
 
 
-def _wgrad(x, g):
+def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
-    return x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+    return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
-def _unslice(g, shape, axis, lo, hi):
-    out = np.zeros(shape, dtype=g.dtype)
+def _softmax_grad(g, y, axis, out=None):
+    t = np.multiply(g, y, out=out)
+    s = np.sum(t, axis=axis, keepdims=True)
+    t = np.subtract(g, s, out=t)
+    return np.multiply(t, y, out=t)
+
+
+def _unslice(g, shape, axis, lo, hi, out=None):
+    out = np.zeros(shape, dtype=g.dtype) if out is None else out
+    if out.shape != tuple(shape):
+        out = np.zeros(shape, dtype=g.dtype)
+    else:
+        out.fill(0)
     index = [slice(None)] * len(shape)
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g

@@ -71,10 +71,12 @@ def init_params(config: Config, rng: np.random.Generator, dtype=np.float32) -> P
     )
 
 
-def forward(config: Config, params: Params, X):
+def forward(config: Config, params: Params, X, workspace: dict | None = None):
     """Ṽ ← LLaMAAttention(...)
 
     X: (…, T, D)
+    workspace: a dict to keep arrays in between calls (no allocation after the first);
+    the output and the cache then live in it until the next call with the same dict.
     Returns (V_tilde, cache); V_tilde has shape (…, T, D).
     """
     D = config.D
@@ -84,14 +86,16 @@ def forward(config: Config, params: Params, X):
     W_k = params.W_k
     W_v = params.W_v
     W_o = params.W_o
+    dtype = np.result_type(W_q)
+    batch = np.shape(X)[:np.ndim(X) - 2]
     # 1 Q ← X W_q ▷ Q ∈ ℝ^{T×D}
-    Q = X @ W_q                                                 # (…, T, D)
+    Q = np.matmul(X, W_q, out=_buf(workspace, 'LLaMAAttention:fQ', batch + (T, D), dtype)) # (…, T, D)
     Q_shape = Q.shape
     # 2 K ← X W_k ▷ K ∈ ℝ^{T×D}
-    K = X @ W_k                                                 # (…, T, D)
+    K = np.matmul(X, W_k, out=_buf(workspace, 'LLaMAAttention:fK', batch + (T, D), dtype)) # (…, T, D)
     K_shape = K.shape
     # 3 V ← X W_v ▷ V ∈ ℝ^{T×D}
-    V = X @ W_v                                                 # (…, T, D)
+    V = np.matmul(X, W_v, out=_buf(workspace, 'LLaMAAttention:fV', batch + (T, D), dtype)) # (…, T, D)
     V_shape = V.shape
     # 5 Q_h ← Q[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
     _4 = Q[..., 0:D]                                            # (…, T, D)
@@ -110,30 +114,30 @@ def forward(config: Config, params: Params, X):
     V_2 = _permute(_11, (-2, -3, -1))                           # (…, H, T, D/H)
     # 8 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}
     _13 = np.swapaxes(K_2, -1, -2)                              # (…, H, D/H, T)
-    _14 = Q_2 @ _13                                             # (…, H, T, T)
+    _14 = np.matmul(Q_2, _13, out=_buf(workspace, 'LLaMAAttention:f_14', batch + (H, T, T), dtype)) # (…, H, T, T)
     _15 = D / H                                                 # ()
     _16 = math.sqrt(_15)                                        # ()
-    S = _14 / _16                                               # (…, H, T, T)
+    S = np.divide(_14, _16, out=_14)                            # (…, H, T, T)
     # 9 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
     _18 = np.arange(0, T)                                       # (T,)
     _19 = np.arange(0, T)                                       # (T,)
     _20 = np.expand_dims(_19, -1)                               # (T, 1)
     _21 = _18 > _20                                             # (T, T)
-    _22 = np.where(_21, -np.inf, S)                             # (…, H, T, T)
+    _22 = _where(_21, -np.inf, S, _buf(workspace, 'LLaMAAttention:f_22', batch + (H, T, T), dtype)) # (…, H, T, T)
     # 10 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-    _23 = _softmax(_22, -1)                                     # (…, H, T, T)
-    Y = _23 @ V_2                                               # (…, H, T, D/H)
+    _23 = _softmax(_22, -1, _buf(workspace, 'LLaMAAttention:f_23', batch + (H, T, T), dtype)) # (…, H, T, T)
+    Y = np.matmul(_23, V_2, out=_buf(workspace, 'LLaMAAttention:fY', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     # 12 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     _25 = _permute(Y, (-2, -3, -1))                             # (…, T, H, D/H)
     shape_25 = _25.shape
     Y_2 = _25.reshape(_25.shape[:-2] + (D,))                    # (…, T, D)
     # 13 return Ṽ = Y W_o ▷ Ṽ ∈ ℝ^{T×D}
-    V_tilde = Y_2 @ W_o                                         # (…, T, D)
-    cache = {"D": D, "H": H, "T": T, "Y_2": Y_2, "W_o": W_o, "shape_25": shape_25, "_23": _23, "V_2": V_2, "_21": _21, "_16": _16, "Q_2": Q_2, "_13": _13, "shape_10": shape_10, "V_shape": V_shape, "shape_7": shape_7, "K_shape": K_shape, "shape_4": shape_4, "Q_shape": Q_shape, "X": X, "W_v": W_v, "W_k": W_k, "W_q": W_q}
+    V_tilde = np.matmul(Y_2, W_o, out=_buf(workspace, 'LLaMAAttention:fV_tilde', batch + (T, D), dtype)) # (…, T, D)
+    cache = {"D": D, "H": H, "T": T, "batch": batch, "dtype": dtype, "Y_2": Y_2, "W_o": W_o, "shape_25": shape_25, "_23": _23, "V_2": V_2, "_21": _21, "_16": _16, "Q_2": Q_2, "_13": _13, "shape_10": shape_10, "V_shape": V_shape, "shape_7": shape_7, "K_shape": K_shape, "shape_4": shape_4, "Q_shape": Q_shape, "X": X, "W_v": W_v, "W_k": W_k, "W_q": W_q}
     return V_tilde, cache
 
 
-def backward(config: Config, params: Params, cache: dict, d_V_tilde):
+def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: dict | None = None):
     """The derived backward pass of LLaMAAttention (reverse-mode, from the card).
 
     d_V_tilde: the gradient of a scalar loss with respect to V_tilde.
@@ -142,6 +146,8 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde):
     D = cache["D"]
     H = cache["H"]
     T = cache["T"]
+    batch = cache["batch"]
+    dtype = cache["dtype"]
     Y_2 = cache["Y_2"]
     W_o = params.W_o
     shape_25 = cache["shape_25"]
@@ -162,64 +168,81 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde):
     W_k = params.W_k
     W_q = params.W_q
     # 13 return Ṽ = Y W_o ▷ Ṽ ∈ ℝ^{T×D}
-    g10001 = _wgrad(Y_2, d_V_tilde)                             # (D, D)
+    g10001 = _wgrad(Y_2, d_V_tilde, _buf(workspace, 'LLaMAAttention:bg10001', (D, D), dtype)) # (D, D)
     g10002 = np.swapaxes(W_o, -1, -2)                           # (D, D)
-    g10003 = d_V_tilde @ g10002                                 # (…, T, D)
+    g10003 = np.matmul(d_V_tilde, g10002, out=_buf(workspace, 'LLaMAAttention:bg10003', batch + (T, D), dtype)) # (…, T, D)
     # 12 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     g10004 = g10003.reshape(shape_25)                           # (…, T, H, D/H)
     g10005 = _permute(g10004, (-2, -3, -1))                     # (…, H, T, D/H)
     # 10 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
     g10006 = np.swapaxes(_23, -1, -2)                           # (…, H, T, T)
-    g10007 = g10006 @ g10005                                    # (…, H, T, D/H)
+    g10007 = np.matmul(g10006, g10005, out=_buf(workspace, 'LLaMAAttention:bg10007', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10008 = np.swapaxes(V_2, -1, -2)                           # (…, H, D/H, T)
-    g10009 = g10005 @ g10008                                    # (…, H, T, T)
-    g10010 = _23 * (g10009 - np.sum(g10009 * _23, axis=-1, keepdims=True)) # (…, H, T, T)
+    g10009 = np.matmul(g10005, g10008, out=_buf(workspace, 'LLaMAAttention:bg10009', batch + (H, T, T), dtype)) # (…, H, T, T)
+    g10010 = _softmax_grad(g10009, _23, -1, _buf(workspace, 'LLaMAAttention:bg10010', batch + (H, T, T), dtype)) # (…, H, T, T)
     # 9 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
-    g10012 = np.where(_21, 0, g10010)                           # (…, H, T, T)
+    g10012 = _where(_21, 0, g10010, _buf(workspace, 'LLaMAAttention:bg10012', batch + (H, T, T), dtype)) # (…, H, T, T)
     # 8 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}
-    g10013 = g10012 / _16                                       # (…, H, T, T)
+    g10013 = np.divide(g10012, _16, out=g10012)                 # (…, H, T, T)
     g10017 = np.swapaxes(Q_2, -1, -2)                           # (…, H, D/H, T)
-    g10018 = g10017 @ g10013                                    # (…, H, D/H, T)
+    g10018 = np.matmul(g10017, g10013, out=_buf(workspace, 'LLaMAAttention:bg10018', batch + (H, D // H, T), dtype)) # (…, H, D/H, T)
     g10019 = np.swapaxes(_13, -1, -2)                           # (…, H, T, D/H)
-    g10020 = g10013 @ g10019                                    # (…, H, T, D/H)
+    g10020 = np.matmul(g10013, g10019, out=_buf(workspace, 'LLaMAAttention:bg10020', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10021 = np.swapaxes(g10018, -1, -2)                        # (…, H, T, D/H)
     # 7 V_h ← V[:, h · D / H : (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
     g10022 = _permute(g10007, (-2, -3, -1))                     # (…, T, H, D/H)
     g10023 = g10022.reshape(shape_10)                           # (…, T, D)
-    g10024 = _unslice(g10023, V_shape, -1, 0, D)                # (…, T, D)
+    g10024 = _unslice(g10023, V_shape, -1, 0, D, _buf(workspace, 'LLaMAAttention:bg10024', batch + (T, D), dtype)) # (…, T, D)
     # 6 K_h ← K[:, h · D / H : (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
     g10025 = _permute(g10021, (-2, -3, -1))                     # (…, T, H, D/H)
     g10026 = g10025.reshape(shape_7)                            # (…, T, D)
-    g10027 = _unslice(g10026, K_shape, -1, 0, D)                # (…, T, D)
+    g10027 = _unslice(g10026, K_shape, -1, 0, D, _buf(workspace, 'LLaMAAttention:bg10027', batch + (T, D), dtype)) # (…, T, D)
     # 5 Q_h ← Q[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
     g10028 = _permute(g10020, (-2, -3, -1))                     # (…, T, H, D/H)
     g10029 = g10028.reshape(shape_4)                            # (…, T, D)
-    g10030 = _unslice(g10029, Q_shape, -1, 0, D)                # (…, T, D)
+    g10030 = _unslice(g10029, Q_shape, -1, 0, D, _buf(workspace, 'LLaMAAttention:bg10030', batch + (T, D), dtype)) # (…, T, D)
     # 3 V ← X W_v ▷ V ∈ ℝ^{T×D}
-    g10031 = _wgrad(X, g10024)                                  # (D, D)
+    g10031 = _wgrad(X, g10024, _buf(workspace, 'LLaMAAttention:bg10031', (D, D), dtype)) # (D, D)
     g10032 = np.swapaxes(W_v, -1, -2)                           # (D, D)
-    g10033 = g10024 @ g10032                                    # (…, T, D)
+    g10033 = np.matmul(g10024, g10032, out=_buf(workspace, 'LLaMAAttention:bg10033', batch + (T, D), dtype)) # (…, T, D)
     # 2 K ← X W_k ▷ K ∈ ℝ^{T×D}
-    g10034 = _wgrad(X, g10027)                                  # (D, D)
+    g10034 = _wgrad(X, g10027, _buf(workspace, 'LLaMAAttention:bg10034', (D, D), dtype)) # (D, D)
     g10035 = np.swapaxes(W_k, -1, -2)                           # (D, D)
-    g10036 = g10027 @ g10035                                    # (…, T, D)
-    g10037 = g10033 + g10036                                    # (…, T, D)
+    g10036 = np.matmul(g10027, g10035, out=_buf(workspace, 'LLaMAAttention:bg10036', batch + (T, D), dtype)) # (…, T, D)
+    g10037 = np.add(g10033, g10036, out=g10033)                 # (…, T, D)
     # 1 Q ← X W_q ▷ Q ∈ ℝ^{T×D}
-    g10038 = _wgrad(X, g10030)                                  # (D, D)
+    g10038 = _wgrad(X, g10030, _buf(workspace, 'LLaMAAttention:bg10038', (D, D), dtype)) # (D, D)
     g10039 = np.swapaxes(W_q, -1, -2)                           # (D, D)
-    g10040 = g10030 @ g10039                                    # (…, T, D)
-    g10041 = g10037 + g10040                                    # (…, T, D)
+    g10040 = np.matmul(g10030, g10039, out=_buf(workspace, 'LLaMAAttention:bg10040', batch + (T, D), dtype)) # (…, T, D)
+    g10041 = np.add(g10037, g10040, out=g10037)                 # (…, T, D)
     grads = Params(W_q=g10038, W_k=g10034, W_v=g10031, W_o=g10001)
     return grads, {"X": g10041}
 
-def _softmax(x, axis):
-    z = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return z / np.sum(z, axis=axis, keepdims=True)
+def _buf(workspace, key, shape, dtype):
+    """An array for one value: reused from the workspace while its shape and dtype still fit."""
+    if workspace is None:
+        return np.empty(shape, dtype)
+    buf = workspace.get(key)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = workspace[key] = np.empty(shape, dtype)
+    return buf
 
 
-def _log_softmax(x, axis):
-    z = x - np.max(x, axis=axis, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+def _softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    np.exp(z, out=z)
+    return np.divide(z, np.sum(z, axis=axis, keepdims=True), out=z)
+
+
+def _log_softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    return np.subtract(z, np.log(np.sum(np.exp(z), axis=axis, keepdims=True)), out=z)
+
+
+def _where(c, a, b, out):
+    out[...] = b
+    np.copyto(out, a, where=c)
+    return out
 
 
 def _sigmoid(x):
@@ -264,13 +287,24 @@ def _gelu_grad(x):
     return (cdf + x * pdf).astype(x.dtype)
 
 
-def _wgrad(x, g):
+def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
-    return x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+    return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
-def _unslice(g, shape, axis, lo, hi):
-    out = np.zeros(shape, dtype=g.dtype)
+def _softmax_grad(g, y, axis, out=None):
+    t = np.multiply(g, y, out=out)
+    s = np.sum(t, axis=axis, keepdims=True)
+    t = np.subtract(g, s, out=t)
+    return np.multiply(t, y, out=t)
+
+
+def _unslice(g, shape, axis, lo, hi, out=None):
+    out = np.zeros(shape, dtype=g.dtype) if out is None else out
+    if out.shape != tuple(shape):
+        out = np.zeros(shape, dtype=g.dtype)
+    else:
+        out.fill(0)
     index = [slice(None)] * len(shape)
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g

@@ -76,10 +76,12 @@ def init_params(config: Config, rng: np.random.Generator, dtype=np.float32) -> P
     )
 
 
-def forward(config: Config, params: Params, e):
+def forward(config: Config, params: Params, e, workspace: dict | None = None):
     """ê ← LLaMABlock(...)
 
     e: (…, T, D)
+    workspace: a dict to keep arrays in between calls (no allocation after the first);
+    the output and the cache then live in it until the next call with the same dict.
     Returns (e_hat, cache); e_hat has shape (…, T, D).
     """
     D = config.D
@@ -95,25 +97,27 @@ def forward(config: Config, params: Params, e):
     W_1 = params.W_1
     W_3 = params.W_3
     W_2 = params.W_2
+    dtype = np.result_type(g_1)
+    batch = np.shape(e)[:np.ndim(e) - 2]
     # RMSNorm 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
-    _1 = e * e                                                  # (…, T, D)
+    _1 = np.multiply(e, e, out=_buf(workspace, 'LLaMABlock:f_1', batch + (T, D), dtype)) # (…, T, D)
     shape_1 = _1.shape
-    _2 = np.sum(_1, axis=-1)                                    # (…, T)
-    _3 = _2 / D                                                 # (…, T)
-    _4 = _3 + 1e-06                                             # (…, T)
-    r = np.sqrt(_4)                                             # (…, T)
+    _2 = np.sum(_1, axis=-1, out=_buf(workspace, 'LLaMABlock:f_2', batch + (T,), dtype)) # (…, T)
+    _3 = np.divide(_2, D, out=_2)                               # (…, T)
+    _4 = np.add(_3, 1e-06, out=_3)                              # (…, T)
+    r = np.sqrt(_4, out=_4)                                     # (…, T)
     # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
     _6 = np.expand_dims(r, -1)                                  # (…, T, 1)
-    _7 = e / _6                                                 # (…, T, D)
-    e_hat = _7 * g_1                                            # (…, T, D)
+    _7 = np.divide(e, _6, out=_buf(workspace, 'LLaMABlock:f_7', batch + (T, D), dtype)) # (…, T, D)
+    e_hat = np.multiply(_7, g_1, out=_buf(workspace, 'LLaMABlock:fe_hat', batch + (T, D), dtype)) # (…, T, D)
     # LLaMAAttention 1 Q ← X W_q ▷ Q ∈ ℝ^{T×D}
-    Q = e_hat @ W_q                                             # (…, T, D)
+    Q = np.matmul(e_hat, W_q, out=_buf(workspace, 'LLaMABlock:fQ', batch + (T, D), dtype)) # (…, T, D)
     Q_shape = Q.shape
     # LLaMAAttention 2 K ← X W_k ▷ K ∈ ℝ^{T×D}
-    K = e_hat @ W_k                                             # (…, T, D)
+    K = np.matmul(e_hat, W_k, out=_buf(workspace, 'LLaMABlock:fK', batch + (T, D), dtype)) # (…, T, D)
     K_shape = K.shape
     # LLaMAAttention 3 V ← X W_v ▷ V ∈ ℝ^{T×D}
-    V = e_hat @ W_v                                             # (…, T, D)
+    V = np.matmul(e_hat, W_v, out=_buf(workspace, 'LLaMABlock:fV', batch + (T, D), dtype)) # (…, T, D)
     V_shape = V.shape
     # LLaMAAttention 5 Q_h ← Q[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
     _12 = Q[..., 0:D]                                           # (…, T, D)
@@ -132,51 +136,51 @@ def forward(config: Config, params: Params, e):
     V_2 = _permute(_19, (-2, -3, -1))                           # (…, H, T, D/H)
     # LLaMAAttention 8 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}
     _21 = np.swapaxes(K_2, -1, -2)                              # (…, H, D/H, T)
-    _22 = Q_2 @ _21                                             # (…, H, T, T)
+    _22 = np.matmul(Q_2, _21, out=_buf(workspace, 'LLaMABlock:f_22', batch + (H, T, T), dtype)) # (…, H, T, T)
     _23 = D / H                                                 # ()
     _24 = math.sqrt(_23)                                        # ()
-    S = _22 / _24                                               # (…, H, T, T)
+    S = np.divide(_22, _24, out=_22)                            # (…, H, T, T)
     # LLaMAAttention 9 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
     _26 = np.arange(0, T)                                       # (T,)
     _27 = np.arange(0, T)                                       # (T,)
     _28 = np.expand_dims(_27, -1)                               # (T, 1)
     _29 = _26 > _28                                             # (T, T)
-    _30 = np.where(_29, -np.inf, S)                             # (…, H, T, T)
+    _30 = _where(_29, -np.inf, S, _buf(workspace, 'LLaMABlock:f_30', batch + (H, T, T), dtype)) # (…, H, T, T)
     # LLaMAAttention 10 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-    _31 = _softmax(_30, -1)                                     # (…, H, T, T)
-    Y = _31 @ V_2                                               # (…, H, T, D/H)
+    _31 = _softmax(_30, -1, _buf(workspace, 'LLaMABlock:f_31', batch + (H, T, T), dtype)) # (…, H, T, T)
+    Y = np.matmul(_31, V_2, out=_buf(workspace, 'LLaMABlock:fY', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     # LLaMAAttention 12 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     _33 = _permute(Y, (-2, -3, -1))                             # (…, T, H, D/H)
     shape_33 = _33.shape
     Y_2 = _33.reshape(_33.shape[:-2] + (D,))                    # (…, T, D)
     # LLaMAAttention 13 return Ṽ = Y W_o ▷ Ṽ ∈ ℝ^{T×D}
-    V_tilde = Y_2 @ W_o                                         # (…, T, D)
+    V_tilde = np.matmul(Y_2, W_o, out=_buf(workspace, 'LLaMABlock:fV_tilde', batch + (T, D), dtype)) # (…, T, D)
     # 1 e ← e + LLaMAAttention(RMSNorm(e | g_1) | θ_attn) ▷ e ∈ ℝ^{T×D}
-    e_2 = e + V_tilde                                           # (…, T, D)
+    e_2 = np.add(e, V_tilde, out=V_tilde)                       # (…, T, D)
     # RMSNorm 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
-    _37 = e_2 * e_2                                             # (…, T, D)
+    _37 = np.multiply(e_2, e_2, out=_buf(workspace, 'LLaMABlock:f_37', batch + (T, D), dtype)) # (…, T, D)
     shape_37 = _37.shape
-    _38 = np.sum(_37, axis=-1)                                  # (…, T)
-    _39 = _38 / D                                               # (…, T)
-    _40 = _39 + 1e-06                                           # (…, T)
-    r_2 = np.sqrt(_40)                                          # (…, T)
+    _38 = np.sum(_37, axis=-1, out=_buf(workspace, 'LLaMABlock:f_38', batch + (T,), dtype)) # (…, T)
+    _39 = np.divide(_38, D, out=_38)                            # (…, T)
+    _40 = np.add(_39, 1e-06, out=_39)                           # (…, T)
+    r_2 = np.sqrt(_40, out=_40)                                 # (…, T)
     # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
     _42 = np.expand_dims(r_2, -1)                               # (…, T, 1)
-    _43 = e_2 / _42                                             # (…, T, D)
-    e_hat_2 = _43 * g_2                                         # (…, T, D)
+    _43 = np.divide(e_2, _42, out=_buf(workspace, 'LLaMABlock:f_43', batch + (T, D), dtype)) # (…, T, D)
+    e_hat_2 = np.multiply(_43, g_2, out=_buf(workspace, 'LLaMABlock:fe_hat_2', batch + (T, D), dtype)) # (…, T, D)
     # SwiGLU 1 return Y = (SiLU(X W_1) ⊙ X W_3) W_2 ▷ Y ∈ ℝ^{T×D}
-    _45 = e_hat_2 @ W_1                                         # (…, T, D_f)
+    _45 = np.matmul(e_hat_2, W_1, out=_buf(workspace, 'LLaMABlock:f_45', batch + (T, D_f), dtype)) # (…, T, D_f)
     _46 = _45 * _sigmoid(_45)                                   # (…, T, D_f)
-    _47 = e_hat_2 @ W_3                                         # (…, T, D_f)
-    _48 = _46 * _47                                             # (…, T, D_f)
-    Y_3 = _48 @ W_2                                             # (…, T, D)
+    _47 = np.matmul(e_hat_2, W_3, out=_buf(workspace, 'LLaMABlock:f_47', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _48 = np.multiply(_46, _47, out=_buf(workspace, 'LLaMABlock:f_48', batch + (T, D_f), dtype)) # (…, T, D_f)
+    Y_3 = np.matmul(_48, W_2, out=_buf(workspace, 'LLaMABlock:fY_3', batch + (T, D), dtype)) # (…, T, D)
     # 2 e ← e + SwiGLU(RMSNorm(e | g_2) | θ_mlp) ▷ e ∈ ℝ^{T×D}
-    e_3 = e_2 + Y_3                                             # (…, T, D)
-    cache = {"D": D, "H": H, "D_f": D_f, "T": T, "_48": _48, "W_2": W_2, "_47": _47, "_46": _46, "e_hat_2": e_hat_2, "W_3": W_3, "_45": _45, "W_1": W_1, "g_2": g_2, "_43": _43, "_42": _42, "r_2": r_2, "shape_37": shape_37, "e_2": e_2, "Y_2": Y_2, "W_o": W_o, "shape_33": shape_33, "_31": _31, "V_2": V_2, "_29": _29, "_24": _24, "Q_2": Q_2, "_21": _21, "shape_18": shape_18, "V_shape": V_shape, "shape_15": shape_15, "K_shape": K_shape, "shape_12": shape_12, "Q_shape": Q_shape, "e_hat": e_hat, "W_v": W_v, "W_k": W_k, "W_q": W_q, "g_1": g_1, "_7": _7, "_6": _6, "r": r, "shape_1": shape_1, "e": e}
+    e_3 = np.add(e_2, Y_3, out=Y_3)                             # (…, T, D)
+    cache = {"D": D, "H": H, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "_48": _48, "W_2": W_2, "_47": _47, "_46": _46, "e_hat_2": e_hat_2, "W_3": W_3, "_45": _45, "W_1": W_1, "g_2": g_2, "_43": _43, "_42": _42, "r_2": r_2, "shape_37": shape_37, "e_2": e_2, "Y_2": Y_2, "W_o": W_o, "shape_33": shape_33, "_31": _31, "V_2": V_2, "_29": _29, "_24": _24, "Q_2": Q_2, "_21": _21, "shape_18": shape_18, "V_shape": V_shape, "shape_15": shape_15, "K_shape": K_shape, "shape_12": shape_12, "Q_shape": Q_shape, "e_hat": e_hat, "W_v": W_v, "W_k": W_k, "W_q": W_q, "g_1": g_1, "_7": _7, "_6": _6, "r": r, "shape_1": shape_1, "e": e}
     return e_3, cache
 
 
-def backward(config: Config, params: Params, cache: dict, d_e_hat):
+def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: dict | None = None):
     """The derived backward pass of LLaMABlock (reverse-mode, from the card).
 
     d_e_hat: the gradient of a scalar loss with respect to e_hat.
@@ -186,6 +190,8 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat):
     H = cache["H"]
     D_f = cache["D_f"]
     T = cache["T"]
+    batch = cache["batch"]
+    dtype = cache["dtype"]
     _48 = cache["_48"]
     W_2 = params.W_2
     _47 = cache["_47"]
@@ -226,117 +232,134 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat):
     shape_1 = cache["shape_1"]
     e = cache["e"]
     # SwiGLU 1 return Y = (SiLU(X W_1) ⊙ X W_3) W_2 ▷ Y ∈ ℝ^{T×D}
-    g10001 = _wgrad(_48, d_e_hat)                               # (D_f, D)
+    g10001 = _wgrad(_48, d_e_hat, _buf(workspace, 'LLaMABlock:bg10001', (D_f, D), dtype)) # (D_f, D)
     g10002 = np.swapaxes(W_2, -1, -2)                           # (D, D_f)
-    g10003 = d_e_hat @ g10002                                   # (…, T, D_f)
-    g10004 = g10003 * _47                                       # (…, T, D_f)
-    g10005 = g10003 * _46                                       # (…, T, D_f)
-    g10006 = _wgrad(e_hat_2, g10005)                            # (D, D_f)
+    g10003 = np.matmul(d_e_hat, g10002, out=_buf(workspace, 'LLaMABlock:bg10003', batch + (T, D_f), dtype)) # (…, T, D_f)
+    g10004 = np.multiply(g10003, _47, out=_buf(workspace, 'LLaMABlock:bg10004', batch + (T, D_f), dtype)) # (…, T, D_f)
+    g10005 = np.multiply(g10003, _46, out=g10003)               # (…, T, D_f)
+    g10006 = _wgrad(e_hat_2, g10005, _buf(workspace, 'LLaMABlock:bg10006', (D, D_f), dtype)) # (D, D_f)
     g10007 = np.swapaxes(W_3, -1, -2)                           # (D_f, D)
-    g10008 = g10005 @ g10007                                    # (…, T, D)
+    g10008 = np.matmul(g10005, g10007, out=_buf(workspace, 'LLaMABlock:bg10008', batch + (T, D), dtype)) # (…, T, D)
     g10009 = _silu_grad(_45)                                    # (…, T, D_f)
-    g10010 = g10004 * g10009                                    # (…, T, D_f)
-    g10011 = _wgrad(e_hat_2, g10010)                            # (D, D_f)
+    g10010 = np.multiply(g10004, g10009, out=g10004)            # (…, T, D_f)
+    g10011 = _wgrad(e_hat_2, g10010, _buf(workspace, 'LLaMABlock:bg10011', (D, D_f), dtype)) # (D, D_f)
     g10012 = np.swapaxes(W_1, -1, -2)                           # (D_f, D)
-    g10013 = g10010 @ g10012                                    # (…, T, D)
-    g10014 = g10008 + g10013                                    # (…, T, D)
+    g10013 = np.matmul(g10010, g10012, out=_buf(workspace, 'LLaMABlock:bg10013', batch + (T, D), dtype)) # (…, T, D)
+    g10014 = np.add(g10008, g10013, out=g10008)                 # (…, T, D)
     # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
-    g10015 = g10014 * g_2                                       # (…, T, D)
-    g10016 = g10014 * _43                                       # (…, T, D)
+    g10015 = np.multiply(g10014, g_2, out=_buf(workspace, 'LLaMABlock:bg10015', batch + (T, D), dtype)) # (…, T, D)
+    g10016 = np.multiply(g10014, _43, out=g10014)               # (…, T, D)
     g10017 = _sum_to(g10016, 1, ())                             # (D,)
-    g10018 = g10015 / _42                                       # (…, T, D)
-    g10019 = g10015 * _43                                       # (…, T, D)
-    g10020 = g10019 / _42                                       # (…, T, D)
-    g10021 = -g10020                                            # (…, T, D)
-    g10022 = d_e_hat + g10018                                   # (…, T, D)
+    g10018 = np.divide(g10015, _42, out=_buf(workspace, 'LLaMABlock:bg10018', batch + (T, D), dtype)) # (…, T, D)
+    g10019 = np.multiply(g10015, _43, out=g10015)               # (…, T, D)
+    g10020 = np.divide(g10019, _42, out=g10019)                 # (…, T, D)
+    g10021 = np.negative(g10020, out=g10020)                    # (…, T, D)
+    g10022 = np.add(d_e_hat, g10018, out=g10018)                # (…, T, D)
     g10023 = _sum_to(g10021, None, (-1,))                       # (…, T, 1)
     g10024 = np.squeeze(g10023, -1)                             # (…, T)
     # RMSNorm 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
-    g10025 = 2.0 * r_2                                          # (…, T)
-    g10026 = g10024 / g10025                                    # (…, T)
-    g10027 = g10026 / D                                         # (…, T)
+    g10025 = np.multiply(r_2, 2.0, out=_buf(workspace, 'LLaMABlock:bg10025', batch + (T,), dtype)) # (…, T)
+    g10026 = np.divide(g10024, g10025, out=_buf(workspace, 'LLaMABlock:bg10026', batch + (T,), dtype)) # (…, T)
+    g10027 = np.divide(g10026, D, out=g10026)                   # (…, T)
     g10031 = np.broadcast_to(np.expand_dims(g10027, -1), shape_37) # (…, T, D)
-    g10032 = 2.0 * e_2                                          # (…, T, D)
-    g10033 = g10031 * g10032                                    # (…, T, D)
-    g10034 = g10022 + g10033                                    # (…, T, D)
+    g10032 = np.multiply(e_2, 2.0, out=_buf(workspace, 'LLaMABlock:bg10032', batch + (T, D), dtype)) # (…, T, D)
+    g10033 = np.multiply(g10031, g10032, out=g10032)            # (…, T, D)
+    g10034 = np.add(g10022, g10033, out=g10022)                 # (…, T, D)
     # LLaMAAttention 13 return Ṽ = Y W_o ▷ Ṽ ∈ ℝ^{T×D}
-    g10035 = _wgrad(Y_2, g10034)                                # (D, D)
+    g10035 = _wgrad(Y_2, g10034, _buf(workspace, 'LLaMABlock:bg10035', (D, D), dtype)) # (D, D)
     g10036 = np.swapaxes(W_o, -1, -2)                           # (D, D)
-    g10037 = g10034 @ g10036                                    # (…, T, D)
+    g10037 = np.matmul(g10034, g10036, out=_buf(workspace, 'LLaMABlock:bg10037', batch + (T, D), dtype)) # (…, T, D)
     # LLaMAAttention 12 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     g10038 = g10037.reshape(shape_33)                           # (…, T, H, D/H)
     g10039 = _permute(g10038, (-2, -3, -1))                     # (…, H, T, D/H)
     # LLaMAAttention 10 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
     g10040 = np.swapaxes(_31, -1, -2)                           # (…, H, T, T)
-    g10041 = g10040 @ g10039                                    # (…, H, T, D/H)
+    g10041 = np.matmul(g10040, g10039, out=_buf(workspace, 'LLaMABlock:bg10041', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10042 = np.swapaxes(V_2, -1, -2)                           # (…, H, D/H, T)
-    g10043 = g10039 @ g10042                                    # (…, H, T, T)
-    g10044 = _31 * (g10043 - np.sum(g10043 * _31, axis=-1, keepdims=True)) # (…, H, T, T)
+    g10043 = np.matmul(g10039, g10042, out=_buf(workspace, 'LLaMABlock:bg10043', batch + (H, T, T), dtype)) # (…, H, T, T)
+    g10044 = _softmax_grad(g10043, _31, -1, _buf(workspace, 'LLaMABlock:bg10044', batch + (H, T, T), dtype)) # (…, H, T, T)
     # LLaMAAttention 9 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
-    g10046 = np.where(_29, 0, g10044)                           # (…, H, T, T)
+    g10046 = _where(_29, 0, g10044, _buf(workspace, 'LLaMABlock:bg10046', batch + (H, T, T), dtype)) # (…, H, T, T)
     # LLaMAAttention 8 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}
-    g10047 = g10046 / _24                                       # (…, H, T, T)
+    g10047 = np.divide(g10046, _24, out=g10046)                 # (…, H, T, T)
     g10051 = np.swapaxes(Q_2, -1, -2)                           # (…, H, D/H, T)
-    g10052 = g10051 @ g10047                                    # (…, H, D/H, T)
+    g10052 = np.matmul(g10051, g10047, out=_buf(workspace, 'LLaMABlock:bg10052', batch + (H, D // H, T), dtype)) # (…, H, D/H, T)
     g10053 = np.swapaxes(_21, -1, -2)                           # (…, H, T, D/H)
-    g10054 = g10047 @ g10053                                    # (…, H, T, D/H)
+    g10054 = np.matmul(g10047, g10053, out=_buf(workspace, 'LLaMABlock:bg10054', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10055 = np.swapaxes(g10052, -1, -2)                        # (…, H, T, D/H)
     # LLaMAAttention 7 V_h ← V[:, h · D / H : (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
     g10056 = _permute(g10041, (-2, -3, -1))                     # (…, T, H, D/H)
     g10057 = g10056.reshape(shape_18)                           # (…, T, D)
-    g10058 = _unslice(g10057, V_shape, -1, 0, D)                # (…, T, D)
+    g10058 = _unslice(g10057, V_shape, -1, 0, D, _buf(workspace, 'LLaMABlock:bg10058', batch + (T, D), dtype)) # (…, T, D)
     # LLaMAAttention 6 K_h ← K[:, h · D / H : (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
     g10059 = _permute(g10055, (-2, -3, -1))                     # (…, T, H, D/H)
     g10060 = g10059.reshape(shape_15)                           # (…, T, D)
-    g10061 = _unslice(g10060, K_shape, -1, 0, D)                # (…, T, D)
+    g10061 = _unslice(g10060, K_shape, -1, 0, D, _buf(workspace, 'LLaMABlock:bg10061', batch + (T, D), dtype)) # (…, T, D)
     # LLaMAAttention 5 Q_h ← Q[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
     g10062 = _permute(g10054, (-2, -3, -1))                     # (…, T, H, D/H)
     g10063 = g10062.reshape(shape_12)                           # (…, T, D)
-    g10064 = _unslice(g10063, Q_shape, -1, 0, D)                # (…, T, D)
+    g10064 = _unslice(g10063, Q_shape, -1, 0, D, _buf(workspace, 'LLaMABlock:bg10064', batch + (T, D), dtype)) # (…, T, D)
     # LLaMAAttention 3 V ← X W_v ▷ V ∈ ℝ^{T×D}
-    g10065 = _wgrad(e_hat, g10058)                              # (D, D)
+    g10065 = _wgrad(e_hat, g10058, _buf(workspace, 'LLaMABlock:bg10065', (D, D), dtype)) # (D, D)
     g10066 = np.swapaxes(W_v, -1, -2)                           # (D, D)
-    g10067 = g10058 @ g10066                                    # (…, T, D)
+    g10067 = np.matmul(g10058, g10066, out=_buf(workspace, 'LLaMABlock:bg10067', batch + (T, D), dtype)) # (…, T, D)
     # LLaMAAttention 2 K ← X W_k ▷ K ∈ ℝ^{T×D}
-    g10068 = _wgrad(e_hat, g10061)                              # (D, D)
+    g10068 = _wgrad(e_hat, g10061, _buf(workspace, 'LLaMABlock:bg10068', (D, D), dtype)) # (D, D)
     g10069 = np.swapaxes(W_k, -1, -2)                           # (D, D)
-    g10070 = g10061 @ g10069                                    # (…, T, D)
-    g10071 = g10067 + g10070                                    # (…, T, D)
+    g10070 = np.matmul(g10061, g10069, out=_buf(workspace, 'LLaMABlock:bg10070', batch + (T, D), dtype)) # (…, T, D)
+    g10071 = np.add(g10067, g10070, out=g10067)                 # (…, T, D)
     # LLaMAAttention 1 Q ← X W_q ▷ Q ∈ ℝ^{T×D}
-    g10072 = _wgrad(e_hat, g10064)                              # (D, D)
+    g10072 = _wgrad(e_hat, g10064, _buf(workspace, 'LLaMABlock:bg10072', (D, D), dtype)) # (D, D)
     g10073 = np.swapaxes(W_q, -1, -2)                           # (D, D)
-    g10074 = g10064 @ g10073                                    # (…, T, D)
-    g10075 = g10071 + g10074                                    # (…, T, D)
+    g10074 = np.matmul(g10064, g10073, out=_buf(workspace, 'LLaMABlock:bg10074', batch + (T, D), dtype)) # (…, T, D)
+    g10075 = np.add(g10071, g10074, out=g10071)                 # (…, T, D)
     # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
-    g10076 = g10075 * g_1                                       # (…, T, D)
-    g10077 = g10075 * _7                                        # (…, T, D)
+    g10076 = np.multiply(g10075, g_1, out=_buf(workspace, 'LLaMABlock:bg10076', batch + (T, D), dtype)) # (…, T, D)
+    g10077 = np.multiply(g10075, _7, out=g10075)                # (…, T, D)
     g10078 = _sum_to(g10077, 1, ())                             # (D,)
-    g10079 = g10076 / _6                                        # (…, T, D)
-    g10080 = g10076 * _7                                        # (…, T, D)
-    g10081 = g10080 / _6                                        # (…, T, D)
-    g10082 = -g10081                                            # (…, T, D)
-    g10083 = g10034 + g10079                                    # (…, T, D)
+    g10079 = np.divide(g10076, _6, out=_buf(workspace, 'LLaMABlock:bg10079', batch + (T, D), dtype)) # (…, T, D)
+    g10080 = np.multiply(g10076, _7, out=g10076)                # (…, T, D)
+    g10081 = np.divide(g10080, _6, out=g10080)                  # (…, T, D)
+    g10082 = np.negative(g10081, out=g10081)                    # (…, T, D)
+    g10083 = np.add(g10034, g10079, out=g10034)                 # (…, T, D)
     g10084 = _sum_to(g10082, None, (-1,))                       # (…, T, 1)
     g10085 = np.squeeze(g10084, -1)                             # (…, T)
     # RMSNorm 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
-    g10086 = 2.0 * r                                            # (…, T)
-    g10087 = g10085 / g10086                                    # (…, T)
-    g10088 = g10087 / D                                         # (…, T)
+    g10086 = np.multiply(r, 2.0, out=_buf(workspace, 'LLaMABlock:bg10086', batch + (T,), dtype)) # (…, T)
+    g10087 = np.divide(g10085, g10086, out=_buf(workspace, 'LLaMABlock:bg10087', batch + (T,), dtype)) # (…, T)
+    g10088 = np.divide(g10087, D, out=g10087)                   # (…, T)
     g10092 = np.broadcast_to(np.expand_dims(g10088, -1), shape_1) # (…, T, D)
-    g10093 = 2.0 * e                                            # (…, T, D)
-    g10094 = g10092 * g10093                                    # (…, T, D)
-    g10095 = g10083 + g10094                                    # (…, T, D)
+    g10093 = np.multiply(e, 2.0, out=_buf(workspace, 'LLaMABlock:bg10093', batch + (T, D), dtype)) # (…, T, D)
+    g10094 = np.multiply(g10092, g10093, out=g10093)            # (…, T, D)
+    g10095 = np.add(g10083, g10094, out=g10083)                 # (…, T, D)
     grads = Params(g_1=g10078, W_q=g10072, W_k=g10068, W_v=g10065, W_o=g10035, g_2=g10017, W_1=g10011, W_3=g10006, W_2=g10001)
     return grads, {"e": g10095}
 
-def _softmax(x, axis):
-    z = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return z / np.sum(z, axis=axis, keepdims=True)
+def _buf(workspace, key, shape, dtype):
+    """An array for one value: reused from the workspace while its shape and dtype still fit."""
+    if workspace is None:
+        return np.empty(shape, dtype)
+    buf = workspace.get(key)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = workspace[key] = np.empty(shape, dtype)
+    return buf
 
 
-def _log_softmax(x, axis):
-    z = x - np.max(x, axis=axis, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+def _softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    np.exp(z, out=z)
+    return np.divide(z, np.sum(z, axis=axis, keepdims=True), out=z)
+
+
+def _log_softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    return np.subtract(z, np.log(np.sum(np.exp(z), axis=axis, keepdims=True)), out=z)
+
+
+def _where(c, a, b, out):
+    out[...] = b
+    np.copyto(out, a, where=c)
+    return out
 
 
 def _sigmoid(x):
@@ -381,13 +404,24 @@ def _gelu_grad(x):
     return (cdf + x * pdf).astype(x.dtype)
 
 
-def _wgrad(x, g):
+def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
-    return x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+    return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
-def _unslice(g, shape, axis, lo, hi):
-    out = np.zeros(shape, dtype=g.dtype)
+def _softmax_grad(g, y, axis, out=None):
+    t = np.multiply(g, y, out=out)
+    s = np.sum(t, axis=axis, keepdims=True)
+    t = np.subtract(g, s, out=t)
+    return np.multiply(t, y, out=t)
+
+
+def _unslice(g, shape, axis, lo, hi, out=None):
+    out = np.zeros(shape, dtype=g.dtype) if out is None else out
+    if out.shape != tuple(shape):
+        out = np.zeros(shape, dtype=g.dtype)
+    else:
+        out.fill(0)
     index = [slice(None)] * len(shape)
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g

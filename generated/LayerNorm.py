@@ -55,10 +55,12 @@ def init_params(config: Config, rng: np.random.Generator, dtype=np.float32) -> P
     )
 
 
-def forward(config: Config, params: Params, e):
+def forward(config: Config, params: Params, e, workspace: dict | None = None):
     """ê ← LayerNorm(...)
 
     e: (…, D)
+    workspace: a dict to keep arrays in between calls (no allocation after the first);
+    the output and the cache then live in it until the next call with the same dict.
     Returns (e_hat, cache); e_hat has shape (…, D).
     """
     D = e.shape[-1]
@@ -66,28 +68,30 @@ def forward(config: Config, params: Params, e):
     gamma = params.gamma
     beta = params.beta
     e_shape = e.shape
+    dtype = np.result_type(gamma)
+    batch = np.shape(e)[:np.ndim(e) - 1]
     # 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
-    _1 = np.sum(e, axis=-1)                                     # (…,)
-    m = _1 / D                                                  # (…,)
+    _1 = np.sum(e, axis=-1, out=_buf(workspace, 'LayerNorm:f_1', batch + (), dtype)) # (…,)
+    m = np.divide(_1, D, out=_buf(workspace, 'LayerNorm:fm', batch + (), dtype)) # (…,)
     # 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
     _3 = np.expand_dims(m, -1)                                  # (…, 1)
-    _4 = e - _3                                                 # (…, D)
-    _5 = _4 * _4                                                # (…, D)
+    _4 = np.subtract(e, _3, out=_buf(workspace, 'LayerNorm:f_4', batch + (D,), dtype)) # (…, D)
+    _5 = np.multiply(_4, _4, out=_buf(workspace, 'LayerNorm:f_5', batch + (D,), dtype)) # (…, D)
     shape_5 = _5.shape
-    _6 = np.sum(_5, axis=-1)                                    # (…,)
-    v = _6 / D                                                  # (…,)
+    _6 = np.sum(_5, axis=-1, out=_buf(workspace, 'LayerNorm:f_6', batch + (), dtype)) # (…,)
+    v = np.divide(_6, D, out=_buf(workspace, 'LayerNorm:fv', batch + (), dtype)) # (…,)
     # 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-    _8 = v + eps                                                # (…,)
-    _9 = np.sqrt(_8)                                            # (…,)
+    _8 = np.add(v, eps, out=_buf(workspace, 'LayerNorm:f_8', batch + (), dtype)) # (…,)
+    _9 = np.sqrt(_8, out=_buf(workspace, 'LayerNorm:f_9', batch + (), dtype)) # (…,)
     _10 = np.expand_dims(_9, -1)                                # (…, 1)
-    _11 = _4 / _10                                              # (…, D)
-    _12 = _11 * gamma                                           # (…, D)
-    e_hat = _12 + beta                                          # (…, D)
-    cache = {"D": D, "gamma": gamma, "_11": _11, "_10": _10, "_9": _9, "shape_5": shape_5, "_4": _4, "e_shape": e_shape}
+    _11 = np.divide(_4, _10, out=_buf(workspace, 'LayerNorm:f_11', batch + (D,), dtype)) # (…, D)
+    _12 = np.multiply(_11, gamma, out=_buf(workspace, 'LayerNorm:f_12', batch + (D,), dtype)) # (…, D)
+    e_hat = np.add(_12, beta, out=_12)                          # (…, D)
+    cache = {"D": D, "batch": batch, "dtype": dtype, "gamma": gamma, "_11": _11, "_10": _10, "_9": _9, "shape_5": shape_5, "_4": _4, "e_shape": e_shape}
     return e_hat, cache
 
 
-def backward(config: Config, params: Params, cache: dict, d_e_hat):
+def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: dict | None = None):
     """The derived backward pass of LayerNorm (reverse-mode, from the card).
 
     d_e_hat: the gradient of a scalar loss with respect to e_hat.
@@ -95,6 +99,8 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat):
     """
     eps = config.eps
     D = cache["D"]
+    batch = cache["batch"]
+    dtype = cache["dtype"]
     gamma = params.gamma
     _11 = cache["_11"]
     _10 = cache["_10"]
@@ -104,41 +110,58 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat):
     e_shape = cache["e_shape"]
     # 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     g10001 = _sum_to(d_e_hat, 1, ())                            # (D,)
-    g10002 = d_e_hat * gamma                                    # (…, D)
-    g10003 = d_e_hat * _11                                      # (…, D)
+    g10002 = np.multiply(d_e_hat, gamma, out=_buf(workspace, 'LayerNorm:bg10002', batch + (D,), dtype)) # (…, D)
+    g10003 = np.multiply(d_e_hat, _11, out=_buf(workspace, 'LayerNorm:bg10003', batch + (D,), dtype)) # (…, D)
     g10004 = _sum_to(g10003, 1, ())                             # (D,)
-    g10005 = g10002 / _10                                       # (…, D)
-    g10006 = g10002 * _11                                       # (…, D)
-    g10007 = g10006 / _10                                       # (…, D)
-    g10008 = -g10007                                            # (…, D)
+    g10005 = np.divide(g10002, _10, out=_buf(workspace, 'LayerNorm:bg10005', batch + (D,), dtype)) # (…, D)
+    g10006 = np.multiply(g10002, _11, out=g10002)               # (…, D)
+    g10007 = np.divide(g10006, _10, out=g10006)                 # (…, D)
+    g10008 = np.negative(g10007, out=g10007)                    # (…, D)
     g10009 = _sum_to(g10008, None, (-1,))                       # (…, 1)
     g10010 = np.squeeze(g10009, -1)                             # (…,)
-    g10011 = 2.0 * _9                                           # (…,)
-    g10012 = g10010 / g10011                                    # (…,)
+    g10011 = np.multiply(_9, 2.0, out=_buf(workspace, 'LayerNorm:bg10011', batch + (), dtype)) # (…,)
+    g10012 = np.divide(g10010, g10011, out=_buf(workspace, 'LayerNorm:bg10012', batch + (), dtype)) # (…,)
     # 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
-    g10013 = g10012 / D                                         # (…,)
+    g10013 = np.divide(g10012, D, out=_buf(workspace, 'LayerNorm:bg10013', batch + (), dtype)) # (…,)
     g10017 = np.broadcast_to(np.expand_dims(g10013, -1), shape_5) # (…, D)
-    g10018 = 2.0 * _4                                           # (…, D)
-    g10019 = g10017 * g10018                                    # (…, D)
-    g10020 = g10005 + g10019                                    # (…, D)
-    g10021 = -g10020                                            # (…, D)
+    g10018 = np.multiply(_4, 2.0, out=_buf(workspace, 'LayerNorm:bg10018', batch + (D,), dtype)) # (…, D)
+    g10019 = np.multiply(g10017, g10018, out=g10018)            # (…, D)
+    g10020 = np.add(g10005, g10019, out=g10005)                 # (…, D)
+    g10021 = np.negative(g10020, out=_buf(workspace, 'LayerNorm:bg10021', batch + (D,), dtype)) # (…, D)
     g10022 = _sum_to(g10021, None, (-1,))                       # (…, 1)
     g10023 = np.squeeze(g10022, -1)                             # (…,)
     # 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
-    g10024 = g10023 / D                                         # (…,)
+    g10024 = np.divide(g10023, D, out=_buf(workspace, 'LayerNorm:bg10024', batch + (), dtype)) # (…,)
     g10028 = np.broadcast_to(np.expand_dims(g10024, -1), e_shape) # (…, D)
-    g10029 = g10020 + g10028                                    # (…, D)
+    g10029 = np.add(g10020, g10028, out=g10020)                 # (…, D)
     grads = Params(gamma=g10004, beta=g10001)
     return grads, {"e": g10029}
 
-def _softmax(x, axis):
-    z = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return z / np.sum(z, axis=axis, keepdims=True)
+def _buf(workspace, key, shape, dtype):
+    """An array for one value: reused from the workspace while its shape and dtype still fit."""
+    if workspace is None:
+        return np.empty(shape, dtype)
+    buf = workspace.get(key)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = workspace[key] = np.empty(shape, dtype)
+    return buf
 
 
-def _log_softmax(x, axis):
-    z = x - np.max(x, axis=axis, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+def _softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    np.exp(z, out=z)
+    return np.divide(z, np.sum(z, axis=axis, keepdims=True), out=z)
+
+
+def _log_softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    return np.subtract(z, np.log(np.sum(np.exp(z), axis=axis, keepdims=True)), out=z)
+
+
+def _where(c, a, b, out):
+    out[...] = b
+    np.copyto(out, a, where=c)
+    return out
 
 
 def _sigmoid(x):
@@ -183,13 +206,24 @@ def _gelu_grad(x):
     return (cdf + x * pdf).astype(x.dtype)
 
 
-def _wgrad(x, g):
+def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
-    return x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+    return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
-def _unslice(g, shape, axis, lo, hi):
-    out = np.zeros(shape, dtype=g.dtype)
+def _softmax_grad(g, y, axis, out=None):
+    t = np.multiply(g, y, out=out)
+    s = np.sum(t, axis=axis, keepdims=True)
+    t = np.subtract(g, s, out=t)
+    return np.multiply(t, y, out=t)
+
+
+def _unslice(g, shape, axis, lo, hi, out=None):
+    out = np.zeros(shape, dtype=g.dtype) if out is None else out
+    if out.shape != tuple(shape):
+        out = np.zeros(shape, dtype=g.dtype)
+    else:
+        out.fill(0)
     index = [slice(None)] * len(shape)
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g

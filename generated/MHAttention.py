@@ -89,12 +89,14 @@ def init_params(config: Config, rng: np.random.Generator, dtype=np.float32) -> P
     )
 
 
-def forward(config: Config, params: Params, X, Z, Mask):
+def forward(config: Config, params: Params, X, Z, Mask, workspace: dict | None = None):
     """Ṽ ← MHAttention(...)
 
     X: (…, d_x, ℓ_x)
     Z: (…, d_z, ℓ_z)
     Mask: (ℓ_z, ℓ_x)
+    workspace: a dict to keep arrays in between calls (no allocation after the first);
+    the output and the cache then live in it until the next call with the same dict.
     Returns (V_tilde, cache); V_tilde has shape (…, d_out, ℓ_x).
     """
     H = config.H
@@ -113,43 +115,45 @@ def forward(config: Config, params: Params, X, Z, Mask):
     b_v = params.b_v
     W_o = params.W_o
     b_o = params.b_o
+    dtype = np.result_type(W_q)
+    batch = np.shape(X)[:np.ndim(X) - 2]
     # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
     _1 = np.expand_dims(X, -3)                                  # (…, 1, d_x, ℓ_x)
-    _2 = W_q @ _1                                               # (…, H, d_attn, ℓ_x)
+    _2 = np.matmul(W_q, _1, out=_buf(workspace, 'MHAttention:f_2', batch + (H, d_attn, ell_x), dtype)) # (…, H, d_attn, ℓ_x)
     _3 = np.expand_dims(b_q, -1)                                # (H, d_attn, 1)
-    Q = _2 + _3                                                 # (…, H, d_attn, ℓ_x)
+    Q = np.add(_2, _3, out=_2)                                  # (…, H, d_attn, ℓ_x)
     # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
     _5 = np.expand_dims(Z, -3)                                  # (…, 1, d_z, ℓ_z)
-    _6 = W_k @ _5                                               # (…, H, d_attn, ℓ_z)
+    _6 = np.matmul(W_k, _5, out=_buf(workspace, 'MHAttention:f_6', batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
     _7 = np.expand_dims(b_k, -1)                                # (H, d_attn, 1)
-    K = _6 + _7                                                 # (…, H, d_attn, ℓ_z)
+    K = np.add(_6, _7, out=_6)                                  # (…, H, d_attn, ℓ_z)
     # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-    _9 = W_v @ _5                                               # (…, H, d_mid, ℓ_z)
+    _9 = np.matmul(W_v, _5, out=_buf(workspace, 'MHAttention:f_9', batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
     _10 = np.expand_dims(b_v, -1)                               # (H, d_mid, 1)
-    V = _9 + _10                                                # (…, H, d_mid, ℓ_z)
+    V = np.add(_9, _10, out=_9)                                 # (…, H, d_mid, ℓ_z)
     # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
     _12 = np.swapaxes(K, -1, -2)                                # (…, H, ℓ_z, d_attn)
-    S = _12 @ Q                                                 # (…, H, ℓ_z, ℓ_x)
+    S = np.matmul(_12, Q, out=_buf(workspace, 'MHAttention:fS', batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
     # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
     _14 = ~Mask                                                 # (ℓ_z, ℓ_x)
-    _15 = np.where(_14, -np.inf, S)                             # (…, H, ℓ_z, ℓ_x)
+    _15 = _where(_14, -np.inf, S, _buf(workspace, 'MHAttention:f_15', batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
     # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
     _16 = math.sqrt(d_attn)                                     # ()
-    _17 = _15 / _16                                             # (…, H, ℓ_z, ℓ_x)
-    _18 = _softmax(_17, -2)                                     # (…, H, ℓ_z, ℓ_x)
-    V_tilde = V @ _18                                           # (…, H, d_mid, ℓ_x)
+    _17 = np.divide(_15, _16, out=_15)                          # (…, H, ℓ_z, ℓ_x)
+    _18 = _softmax(_17, -2, _buf(workspace, 'MHAttention:f_18', batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
+    V_tilde = np.matmul(V, _18, out=_buf(workspace, 'MHAttention:fV_tilde', batch + (H, d_mid, ell_x), dtype)) # (…, H, d_mid, ℓ_x)
     V_tilde_shape = V_tilde.shape
     # 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
     Y = V_tilde.reshape(V_tilde.shape[:-3] + (H*d_mid,) + V_tilde.shape[-3 + 2:]) # (…, H·d_mid, ℓ_x)
     # 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-    _21 = W_o @ Y                                               # (…, d_out, ℓ_x)
+    _21 = np.matmul(W_o, Y, out=_buf(workspace, 'MHAttention:f_21', batch + (d_out, ell_x), dtype)) # (…, d_out, ℓ_x)
     _22 = np.expand_dims(b_o, -1)                               # (d_out, 1)
-    V_tilde_2 = _21 + _22                                       # (…, d_out, ℓ_x)
-    cache = {"H": H, "d_attn": d_attn, "d_mid": d_mid, "d_out": d_out, "d_x": d_x, "ell_x": ell_x, "d_z": d_z, "ell_z": ell_z, "W_o": W_o, "Y": Y, "V_tilde_shape": V_tilde_shape, "V": V, "_18": _18, "_16": _16, "_14": _14, "_12": _12, "Q": Q, "W_v": W_v, "_5": _5, "W_k": W_k, "W_q": W_q, "_1": _1}
+    V_tilde_2 = np.add(_21, _22, out=_21)                       # (…, d_out, ℓ_x)
+    cache = {"H": H, "d_attn": d_attn, "d_mid": d_mid, "d_out": d_out, "d_x": d_x, "ell_x": ell_x, "d_z": d_z, "ell_z": ell_z, "batch": batch, "dtype": dtype, "W_o": W_o, "Y": Y, "V_tilde_shape": V_tilde_shape, "V": V, "_18": _18, "_16": _16, "_14": _14, "_12": _12, "Q": Q, "W_v": W_v, "_5": _5, "W_k": W_k, "W_q": W_q, "_1": _1}
     return V_tilde_2, cache
 
 
-def backward(config: Config, params: Params, cache: dict, d_V_tilde):
+def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: dict | None = None):
     """The derived backward pass of MHAttention (reverse-mode, from the card).
 
     d_V_tilde: the gradient of a scalar loss with respect to V_tilde.
@@ -163,6 +167,8 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde):
     ell_x = cache["ell_x"]
     d_z = cache["d_z"]
     ell_z = cache["ell_z"]
+    batch = cache["batch"]
+    dtype = cache["dtype"]
     W_o = params.W_o
     Y = cache["Y"]
     V_tilde_shape = cache["V_tilde_shape"]
@@ -181,68 +187,85 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde):
     g10001 = _sum_to(d_V_tilde, 2, (-1,))                       # (d_out, 1)
     g10002 = np.squeeze(g10001, -1)                             # (d_out,)
     g10003 = np.swapaxes(W_o, -1, -2)                           # (H·d_mid, d_out)
-    g10004 = g10003 @ d_V_tilde                                 # (…, H·d_mid, ℓ_x)
+    g10004 = np.matmul(g10003, d_V_tilde, out=_buf(workspace, 'MHAttention:bg10004', batch + (H*d_mid, ell_x), dtype)) # (…, H·d_mid, ℓ_x)
     g10005 = np.swapaxes(Y, -1, -2)                             # (…, ℓ_x, H·d_mid)
-    g10006 = d_V_tilde @ g10005                                 # (…, d_out, H·d_mid)
+    g10006 = np.matmul(d_V_tilde, g10005, out=_buf(workspace, 'MHAttention:bg10006', batch + (d_out, H*d_mid), dtype)) # (…, d_out, H·d_mid)
     g10007 = _sum_to(g10006, 2, ())                             # (d_out, H·d_mid)
     # 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
     g10008 = g10004.reshape(V_tilde_shape)                      # (…, H, d_mid, ℓ_x)
     # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
     g10009 = np.swapaxes(V, -1, -2)                             # (…, H, ℓ_z, d_mid)
-    g10010 = g10009 @ g10008                                    # (…, H, ℓ_z, ℓ_x)
+    g10010 = np.matmul(g10009, g10008, out=_buf(workspace, 'MHAttention:bg10010', batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
     g10011 = np.swapaxes(_18, -1, -2)                           # (…, H, ℓ_x, ℓ_z)
-    g10012 = g10008 @ g10011                                    # (…, H, d_mid, ℓ_z)
-    g10013 = _18 * (g10010 - np.sum(g10010 * _18, axis=-2, keepdims=True)) # (…, H, ℓ_z, ℓ_x)
-    g10014 = g10013 / _16                                       # (…, H, ℓ_z, ℓ_x)
+    g10012 = np.matmul(g10008, g10011, out=_buf(workspace, 'MHAttention:bg10012', batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
+    g10013 = _softmax_grad(g10010, _18, -2, _buf(workspace, 'MHAttention:bg10013', batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
+    g10014 = np.divide(g10013, _16, out=g10013)                 # (…, H, ℓ_z, ℓ_x)
     # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
-    g10019 = np.where(_14, 0, g10014)                           # (…, H, ℓ_z, ℓ_x)
+    g10019 = _where(_14, 0, g10014, _buf(workspace, 'MHAttention:bg10019', batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
     # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
     g10020 = np.swapaxes(_12, -1, -2)                           # (…, H, d_attn, ℓ_z)
-    g10021 = g10020 @ g10019                                    # (…, H, d_attn, ℓ_x)
+    g10021 = np.matmul(g10020, g10019, out=_buf(workspace, 'MHAttention:bg10021', batch + (H, d_attn, ell_x), dtype)) # (…, H, d_attn, ℓ_x)
     g10022 = np.swapaxes(Q, -1, -2)                             # (…, H, ℓ_x, d_attn)
-    g10023 = g10019 @ g10022                                    # (…, H, ℓ_z, d_attn)
+    g10023 = np.matmul(g10019, g10022, out=_buf(workspace, 'MHAttention:bg10023', batch + (H, ell_z, d_attn), dtype)) # (…, H, ℓ_z, d_attn)
     g10024 = np.swapaxes(g10023, -1, -2)                        # (…, H, d_attn, ℓ_z)
     # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
     g10025 = _sum_to(g10012, 3, (-1,))                          # (H, d_mid, 1)
     g10026 = np.squeeze(g10025, -1)                             # (H, d_mid)
     g10027 = np.swapaxes(W_v, -1, -2)                           # (H, d_z, d_mid)
-    g10028 = g10027 @ g10012                                    # (…, H, d_z, ℓ_z)
+    g10028 = np.matmul(g10027, g10012, out=_buf(workspace, 'MHAttention:bg10028', batch + (H, d_z, ell_z), dtype)) # (…, H, d_z, ℓ_z)
     g10029 = np.swapaxes(_5, -1, -2)                            # (…, 1, ℓ_z, d_z)
-    g10030 = g10012 @ g10029                                    # (…, H, d_mid, d_z)
+    g10030 = np.matmul(g10012, g10029, out=_buf(workspace, 'MHAttention:bg10030', batch + (H, d_mid, d_z), dtype)) # (…, H, d_mid, d_z)
     g10031 = _sum_to(g10030, 3, ())                             # (H, d_mid, d_z)
     g10032 = _sum_to(g10028, None, (-3,))                       # (…, 1, d_z, ℓ_z)
     # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
     g10033 = _sum_to(g10024, 3, (-1,))                          # (H, d_attn, 1)
     g10034 = np.squeeze(g10033, -1)                             # (H, d_attn)
     g10035 = np.swapaxes(W_k, -1, -2)                           # (H, d_z, d_attn)
-    g10036 = g10035 @ g10024                                    # (…, H, d_z, ℓ_z)
+    g10036 = np.matmul(g10035, g10024, out=_buf(workspace, 'MHAttention:bg10036', batch + (H, d_z, ell_z), dtype)) # (…, H, d_z, ℓ_z)
     g10037 = np.swapaxes(_5, -1, -2)                            # (…, 1, ℓ_z, d_z)
-    g10038 = g10024 @ g10037                                    # (…, H, d_attn, d_z)
+    g10038 = np.matmul(g10024, g10037, out=_buf(workspace, 'MHAttention:bg10038', batch + (H, d_attn, d_z), dtype)) # (…, H, d_attn, d_z)
     g10039 = _sum_to(g10038, 3, ())                             # (H, d_attn, d_z)
     g10040 = _sum_to(g10036, None, (-3,))                       # (…, 1, d_z, ℓ_z)
-    g10041 = g10032 + g10040                                    # (…, 1, d_z, ℓ_z)
+    g10041 = np.add(g10032, g10040, out=_buf(workspace, 'MHAttention:bg10041', batch + (1, d_z, ell_z), dtype)) # (…, 1, d_z, ℓ_z)
     g10042 = np.squeeze(g10041, -3)                             # (…, d_z, ℓ_z)
     # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
     g10043 = _sum_to(g10021, 3, (-1,))                          # (H, d_attn, 1)
     g10044 = np.squeeze(g10043, -1)                             # (H, d_attn)
     g10045 = np.swapaxes(W_q, -1, -2)                           # (H, d_x, d_attn)
-    g10046 = g10045 @ g10021                                    # (…, H, d_x, ℓ_x)
+    g10046 = np.matmul(g10045, g10021, out=_buf(workspace, 'MHAttention:bg10046', batch + (H, d_x, ell_x), dtype)) # (…, H, d_x, ℓ_x)
     g10047 = np.swapaxes(_1, -1, -2)                            # (…, 1, ℓ_x, d_x)
-    g10048 = g10021 @ g10047                                    # (…, H, d_attn, d_x)
+    g10048 = np.matmul(g10021, g10047, out=_buf(workspace, 'MHAttention:bg10048', batch + (H, d_attn, d_x), dtype)) # (…, H, d_attn, d_x)
     g10049 = _sum_to(g10048, 3, ())                             # (H, d_attn, d_x)
     g10050 = _sum_to(g10046, None, (-3,))                       # (…, 1, d_x, ℓ_x)
     g10051 = np.squeeze(g10050, -3)                             # (…, d_x, ℓ_x)
     grads = Params(W_q=g10049, b_q=g10044, W_k=g10039, b_k=g10034, W_v=g10031, b_v=g10026, W_o=g10007, b_o=g10002)
     return grads, {"X": g10051, "Z": g10042}
 
-def _softmax(x, axis):
-    z = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return z / np.sum(z, axis=axis, keepdims=True)
+def _buf(workspace, key, shape, dtype):
+    """An array for one value: reused from the workspace while its shape and dtype still fit."""
+    if workspace is None:
+        return np.empty(shape, dtype)
+    buf = workspace.get(key)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = workspace[key] = np.empty(shape, dtype)
+    return buf
 
 
-def _log_softmax(x, axis):
-    z = x - np.max(x, axis=axis, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+def _softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    np.exp(z, out=z)
+    return np.divide(z, np.sum(z, axis=axis, keepdims=True), out=z)
+
+
+def _log_softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    return np.subtract(z, np.log(np.sum(np.exp(z), axis=axis, keepdims=True)), out=z)
+
+
+def _where(c, a, b, out):
+    out[...] = b
+    np.copyto(out, a, where=c)
+    return out
 
 
 def _sigmoid(x):
@@ -287,13 +310,24 @@ def _gelu_grad(x):
     return (cdf + x * pdf).astype(x.dtype)
 
 
-def _wgrad(x, g):
+def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
-    return x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+    return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
-def _unslice(g, shape, axis, lo, hi):
-    out = np.zeros(shape, dtype=g.dtype)
+def _softmax_grad(g, y, axis, out=None):
+    t = np.multiply(g, y, out=out)
+    s = np.sum(t, axis=axis, keepdims=True)
+    t = np.subtract(g, s, out=t)
+    return np.multiply(t, y, out=t)
+
+
+def _unslice(g, shape, axis, lo, hi, out=None):
+    out = np.zeros(shape, dtype=g.dtype) if out is None else out
+    if out.shape != tuple(shape):
+        out = np.zeros(shape, dtype=g.dtype)
+    else:
+        out.fill(0)
     index = [slice(None)] * len(shape)
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g

@@ -63,10 +63,12 @@ def init_params(config: Config, rng: np.random.Generator, dtype=np.float32) -> P
     )
 
 
-def forward(config: Config, params: Params, X):
+def forward(config: Config, params: Params, X, workspace: dict | None = None):
     """Y ← MLP(...)
 
     X: (…, T, D)
+    workspace: a dict to keep arrays in between calls (no allocation after the first);
+    the output and the cache then live in it until the next call with the same dict.
     Returns (Y, cache); Y has shape (…, T, D).
     """
     D = config.D
@@ -76,26 +78,28 @@ def forward(config: Config, params: Params, X):
     b_fc = params.b_fc
     W_proj = params.W_proj
     b_proj = params.b_proj
+    dtype = np.result_type(W_fc)
+    batch = np.shape(X)[:np.ndim(X) - 2]
     # 1 U ← GELU_tanh(X W_fc + b_fc) ▷ U ∈ ℝ^{T×D_f}
-    _1 = X @ W_fc                                               # (…, T, D_f)
-    _2 = _1 + b_fc                                              # (…, T, D_f)
+    _1 = np.matmul(X, W_fc, out=_buf(workspace, 'MLP:f_1', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _2 = np.add(_1, b_fc, out=_1)                               # (…, T, D_f)
     # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-    _3 = 0.5 * _2                                               # (…, T, D_f)
+    _3 = np.multiply(0.5, _2, out=_buf(workspace, 'MLP:f_3', batch + (T, D_f), dtype)) # (…, T, D_f)
     _4 = _2 * _2 * _2                                           # (…, T, D_f)
-    _5 = 0.044715 * _4                                          # (…, T, D_f)
-    _6 = _2 + _5                                                # (…, T, D_f)
-    _7 = 0.7978845608028654 * _6                                # (…, T, D_f)
-    _8 = np.tanh(_7)                                            # (…, T, D_f)
-    _9 = 1 + _8                                                 # (…, T, D_f)
-    y = _3 * _9                                                 # (…, T, D_f)
+    _5 = np.multiply(0.044715, _4, out=_4)                      # (…, T, D_f)
+    _6 = np.add(_2, _5, out=_5)                                 # (…, T, D_f)
+    _7 = np.multiply(0.7978845608028654, _6, out=_6)            # (…, T, D_f)
+    _8 = np.tanh(_7, out=_7)                                    # (…, T, D_f)
+    _9 = np.add(1, _8, out=_buf(workspace, 'MLP:f_9', batch + (T, D_f), dtype)) # (…, T, D_f)
+    y = np.multiply(_3, _9, out=_buf(workspace, 'MLP:fy', batch + (T, D_f), dtype)) # (…, T, D_f)
     # 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
-    _11 = y @ W_proj                                            # (…, T, D)
-    Y = _11 + b_proj                                            # (…, T, D)
-    cache = {"D": D, "D_f": D_f, "T": T, "y": y, "W_proj": W_proj, "_9": _9, "_3": _3, "_8": _8, "_2": _2, "X": X, "W_fc": W_fc}
+    _11 = np.matmul(y, W_proj, out=_buf(workspace, 'MLP:f_11', batch + (T, D), dtype)) # (…, T, D)
+    Y = np.add(_11, b_proj, out=_11)                            # (…, T, D)
+    cache = {"D": D, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "y": y, "W_proj": W_proj, "_9": _9, "_3": _3, "_8": _8, "_2": _2, "X": X, "W_fc": W_fc}
     return Y, cache
 
 
-def backward(config: Config, params: Params, cache: dict, d_Y):
+def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict | None = None):
     """The derived backward pass of MLP (reverse-mode, from the card).
 
     d_Y: the gradient of a scalar loss with respect to Y.
@@ -104,6 +108,8 @@ def backward(config: Config, params: Params, cache: dict, d_Y):
     D = cache["D"]
     D_f = cache["D_f"]
     T = cache["T"]
+    batch = cache["batch"]
+    dtype = cache["dtype"]
     y = cache["y"]
     W_proj = params.W_proj
     _9 = cache["_9"]
@@ -114,39 +120,56 @@ def backward(config: Config, params: Params, cache: dict, d_Y):
     W_fc = params.W_fc
     # 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
     g10001 = _sum_to(d_Y, 1, ())                                # (D,)
-    g10002 = _wgrad(y, d_Y)                                     # (D_f, D)
+    g10002 = _wgrad(y, d_Y, _buf(workspace, 'MLP:bg10002', (D_f, D), dtype)) # (D_f, D)
     g10003 = np.swapaxes(W_proj, -1, -2)                        # (D, D_f)
-    g10004 = d_Y @ g10003                                       # (…, T, D_f)
+    g10004 = np.matmul(d_Y, g10003, out=_buf(workspace, 'MLP:bg10004', batch + (T, D_f), dtype)) # (…, T, D_f)
     # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-    g10005 = g10004 * _9                                        # (…, T, D_f)
-    g10006 = g10004 * _3                                        # (…, T, D_f)
-    g10007 = _8 * _8                                            # (…, T, D_f)
-    g10008 = 1.0 - g10007                                       # (…, T, D_f)
-    g10009 = g10006 * g10008                                    # (…, T, D_f)
-    g10011 = g10009 * 0.7978845608028654                        # (…, T, D_f)
-    g10013 = g10011 * 0.044715                                  # (…, T, D_f)
+    g10005 = np.multiply(g10004, _9, out=_buf(workspace, 'MLP:bg10005', batch + (T, D_f), dtype)) # (…, T, D_f)
+    g10006 = np.multiply(g10004, _3, out=g10004)                # (…, T, D_f)
+    g10007 = np.multiply(_8, _8, out=_buf(workspace, 'MLP:bg10007', batch + (T, D_f), dtype)) # (…, T, D_f)
+    g10008 = np.subtract(1.0, g10007, out=_buf(workspace, 'MLP:bg10008', batch + (T, D_f), dtype)) # (…, T, D_f)
+    g10009 = np.multiply(g10006, g10008, out=g10006)            # (…, T, D_f)
+    g10011 = np.multiply(g10009, 0.7978845608028654, out=g10009) # (…, T, D_f)
+    g10013 = np.multiply(g10011, 0.044715, out=_buf(workspace, 'MLP:bg10013', batch + (T, D_f), dtype)) # (…, T, D_f)
     g10014 = _2 * _2                                            # (…, T, D_f)
-    g10015 = 3 * g10014                                         # (…, T, D_f)
-    g10016 = g10013 * g10015                                    # (…, T, D_f)
-    g10017 = g10011 + g10016                                    # (…, T, D_f)
-    g10019 = g10005 * 0.5                                       # (…, T, D_f)
-    g10020 = g10017 + g10019                                    # (…, T, D_f)
+    g10015 = np.multiply(g10014, 3, out=_buf(workspace, 'MLP:bg10015', batch + (T, D_f), dtype)) # (…, T, D_f)
+    g10016 = np.multiply(g10013, g10015, out=g10013)            # (…, T, D_f)
+    g10017 = np.add(g10011, g10016, out=g10011)                 # (…, T, D_f)
+    g10019 = np.multiply(g10005, 0.5, out=g10005)               # (…, T, D_f)
+    g10020 = np.add(g10017, g10019, out=g10017)                 # (…, T, D_f)
     # 1 U ← GELU_tanh(X W_fc + b_fc) ▷ U ∈ ℝ^{T×D_f}
     g10021 = _sum_to(g10020, 1, ())                             # (D_f,)
-    g10022 = _wgrad(X, g10020)                                  # (D, D_f)
+    g10022 = _wgrad(X, g10020, _buf(workspace, 'MLP:bg10022', (D, D_f), dtype)) # (D, D_f)
     g10023 = np.swapaxes(W_fc, -1, -2)                          # (D_f, D)
-    g10024 = g10020 @ g10023                                    # (…, T, D)
+    g10024 = np.matmul(g10020, g10023, out=_buf(workspace, 'MLP:bg10024', batch + (T, D), dtype)) # (…, T, D)
     grads = Params(W_fc=g10022, b_fc=g10021, W_proj=g10002, b_proj=g10001)
     return grads, {"X": g10024}
 
-def _softmax(x, axis):
-    z = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return z / np.sum(z, axis=axis, keepdims=True)
+def _buf(workspace, key, shape, dtype):
+    """An array for one value: reused from the workspace while its shape and dtype still fit."""
+    if workspace is None:
+        return np.empty(shape, dtype)
+    buf = workspace.get(key)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = workspace[key] = np.empty(shape, dtype)
+    return buf
 
 
-def _log_softmax(x, axis):
-    z = x - np.max(x, axis=axis, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+def _softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    np.exp(z, out=z)
+    return np.divide(z, np.sum(z, axis=axis, keepdims=True), out=z)
+
+
+def _log_softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    return np.subtract(z, np.log(np.sum(np.exp(z), axis=axis, keepdims=True)), out=z)
+
+
+def _where(c, a, b, out):
+    out[...] = b
+    np.copyto(out, a, where=c)
+    return out
 
 
 def _sigmoid(x):
@@ -191,13 +214,24 @@ def _gelu_grad(x):
     return (cdf + x * pdf).astype(x.dtype)
 
 
-def _wgrad(x, g):
+def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
-    return x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+    return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
-def _unslice(g, shape, axis, lo, hi):
-    out = np.zeros(shape, dtype=g.dtype)
+def _softmax_grad(g, y, axis, out=None):
+    t = np.multiply(g, y, out=out)
+    s = np.sum(t, axis=axis, keepdims=True)
+    t = np.subtract(g, s, out=t)
+    return np.multiply(t, y, out=t)
+
+
+def _unslice(g, shape, axis, lo, hi, out=None):
+    out = np.zeros(shape, dtype=g.dtype) if out is None else out
+    if out.shape != tuple(shape):
+        out = np.zeros(shape, dtype=g.dtype)
+    else:
+        out.fill(0)
     index = [slice(None)] * len(shape)
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g

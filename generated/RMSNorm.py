@@ -52,31 +52,35 @@ def init_params(config: Config, rng: np.random.Generator, dtype=np.float32) -> P
     )
 
 
-def forward(config: Config, params: Params, e):
+def forward(config: Config, params: Params, e, workspace: dict | None = None):
     """ê ← RMSNorm(...)
 
     e: (…, D)
+    workspace: a dict to keep arrays in between calls (no allocation after the first);
+    the output and the cache then live in it until the next call with the same dict.
     Returns (e_hat, cache); e_hat has shape (…, D).
     """
     D = e.shape[-1]
     eps = config.eps
     g = params.g
+    dtype = np.result_type(g)
+    batch = np.shape(e)[:np.ndim(e) - 1]
     # 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
-    _1 = e * e                                                  # (…, D)
+    _1 = np.multiply(e, e, out=_buf(workspace, 'RMSNorm:f_1', batch + (D,), dtype)) # (…, D)
     shape_1 = _1.shape
-    _2 = np.sum(_1, axis=-1)                                    # (…,)
-    _3 = _2 / D                                                 # (…,)
-    _4 = _3 + eps                                               # (…,)
-    r = np.sqrt(_4)                                             # (…,)
+    _2 = np.sum(_1, axis=-1, out=_buf(workspace, 'RMSNorm:f_2', batch + (), dtype)) # (…,)
+    _3 = np.divide(_2, D, out=_buf(workspace, 'RMSNorm:f_3', batch + (), dtype)) # (…,)
+    _4 = np.add(_3, eps, out=_buf(workspace, 'RMSNorm:f_4', batch + (), dtype)) # (…,)
+    r = np.sqrt(_4, out=_buf(workspace, 'RMSNorm:fr', batch + (), dtype)) # (…,)
     # 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
     _6 = np.expand_dims(r, -1)                                  # (…, 1)
-    _7 = e / _6                                                 # (…, D)
-    e_hat = _7 * g                                              # (…, D)
-    cache = {"D": D, "g": g, "_7": _7, "_6": _6, "r": r, "shape_1": shape_1, "e": e}
+    _7 = np.divide(e, _6, out=_buf(workspace, 'RMSNorm:f_7', batch + (D,), dtype)) # (…, D)
+    e_hat = np.multiply(_7, g, out=_buf(workspace, 'RMSNorm:fe_hat', batch + (D,), dtype)) # (…, D)
+    cache = {"D": D, "batch": batch, "dtype": dtype, "g": g, "_7": _7, "_6": _6, "r": r, "shape_1": shape_1, "e": e}
     return e_hat, cache
 
 
-def backward(config: Config, params: Params, cache: dict, d_e_hat):
+def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: dict | None = None):
     """The derived backward pass of RMSNorm (reverse-mode, from the card).
 
     d_e_hat: the gradient of a scalar loss with respect to e_hat.
@@ -84,6 +88,8 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat):
     """
     eps = config.eps
     D = cache["D"]
+    batch = cache["batch"]
+    dtype = cache["dtype"]
     g = params.g
     _7 = cache["_7"]
     _6 = cache["_6"]
@@ -91,34 +97,51 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat):
     shape_1 = cache["shape_1"]
     e = cache["e"]
     # 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
-    g10001 = d_e_hat * g                                        # (…, D)
-    g10002 = d_e_hat * _7                                       # (…, D)
+    g10001 = np.multiply(d_e_hat, g, out=_buf(workspace, 'RMSNorm:bg10001', batch + (D,), dtype)) # (…, D)
+    g10002 = np.multiply(d_e_hat, _7, out=_buf(workspace, 'RMSNorm:bg10002', batch + (D,), dtype)) # (…, D)
     g10003 = _sum_to(g10002, 1, ())                             # (D,)
-    g10004 = g10001 / _6                                        # (…, D)
-    g10005 = g10001 * _7                                        # (…, D)
-    g10006 = g10005 / _6                                        # (…, D)
-    g10007 = -g10006                                            # (…, D)
+    g10004 = np.divide(g10001, _6, out=_buf(workspace, 'RMSNorm:bg10004', batch + (D,), dtype)) # (…, D)
+    g10005 = np.multiply(g10001, _7, out=g10001)                # (…, D)
+    g10006 = np.divide(g10005, _6, out=g10005)                  # (…, D)
+    g10007 = np.negative(g10006, out=g10006)                    # (…, D)
     g10008 = _sum_to(g10007, None, (-1,))                       # (…, 1)
     g10009 = np.squeeze(g10008, -1)                             # (…,)
     # 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
-    g10010 = 2.0 * r                                            # (…,)
-    g10011 = g10009 / g10010                                    # (…,)
-    g10012 = g10011 / D                                         # (…,)
+    g10010 = np.multiply(r, 2.0, out=_buf(workspace, 'RMSNorm:bg10010', batch + (), dtype)) # (…,)
+    g10011 = np.divide(g10009, g10010, out=_buf(workspace, 'RMSNorm:bg10011', batch + (), dtype)) # (…,)
+    g10012 = np.divide(g10011, D, out=_buf(workspace, 'RMSNorm:bg10012', batch + (), dtype)) # (…,)
     g10016 = np.broadcast_to(np.expand_dims(g10012, -1), shape_1) # (…, D)
-    g10017 = 2.0 * e                                            # (…, D)
-    g10018 = g10016 * g10017                                    # (…, D)
-    g10019 = g10004 + g10018                                    # (…, D)
+    g10017 = np.multiply(e, 2.0, out=_buf(workspace, 'RMSNorm:bg10017', batch + (D,), dtype)) # (…, D)
+    g10018 = np.multiply(g10016, g10017, out=g10017)            # (…, D)
+    g10019 = np.add(g10004, g10018, out=g10004)                 # (…, D)
     grads = Params(g=g10003)
     return grads, {"e": g10019}
 
-def _softmax(x, axis):
-    z = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return z / np.sum(z, axis=axis, keepdims=True)
+def _buf(workspace, key, shape, dtype):
+    """An array for one value: reused from the workspace while its shape and dtype still fit."""
+    if workspace is None:
+        return np.empty(shape, dtype)
+    buf = workspace.get(key)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = workspace[key] = np.empty(shape, dtype)
+    return buf
 
 
-def _log_softmax(x, axis):
-    z = x - np.max(x, axis=axis, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+def _softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    np.exp(z, out=z)
+    return np.divide(z, np.sum(z, axis=axis, keepdims=True), out=z)
+
+
+def _log_softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    return np.subtract(z, np.log(np.sum(np.exp(z), axis=axis, keepdims=True)), out=z)
+
+
+def _where(c, a, b, out):
+    out[...] = b
+    np.copyto(out, a, where=c)
+    return out
 
 
 def _sigmoid(x):
@@ -163,13 +186,24 @@ def _gelu_grad(x):
     return (cdf + x * pdf).astype(x.dtype)
 
 
-def _wgrad(x, g):
+def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
-    return x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+    return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
-def _unslice(g, shape, axis, lo, hi):
-    out = np.zeros(shape, dtype=g.dtype)
+def _softmax_grad(g, y, axis, out=None):
+    t = np.multiply(g, y, out=out)
+    s = np.sum(t, axis=axis, keepdims=True)
+    t = np.subtract(g, s, out=t)
+    return np.multiply(t, y, out=t)
+
+
+def _unslice(g, shape, axis, lo, hi, out=None):
+    out = np.zeros(shape, dtype=g.dtype) if out is None else out
+    if out.shape != tuple(shape):
+        out = np.zeros(shape, dtype=g.dtype)
+    else:
+        out.fill(0)
     index = [slice(None)] * len(shape)
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g

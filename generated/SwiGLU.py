@@ -58,10 +58,12 @@ def init_params(config: Config, rng: np.random.Generator, dtype=np.float32) -> P
     )
 
 
-def forward(config: Config, params: Params, X):
+def forward(config: Config, params: Params, X, workspace: dict | None = None):
     """Y ← SwiGLU(...)
 
     X: (…, T, D)
+    workspace: a dict to keep arrays in between calls (no allocation after the first);
+    the output and the cache then live in it until the next call with the same dict.
     Returns (Y, cache); Y has shape (…, T, D).
     """
     D = config.D
@@ -70,17 +72,19 @@ def forward(config: Config, params: Params, X):
     W_1 = params.W_1
     W_3 = params.W_3
     W_2 = params.W_2
+    dtype = np.result_type(W_1)
+    batch = np.shape(X)[:np.ndim(X) - 2]
     # 1 return Y = (SiLU(X W_1) ⊙ X W_3) W_2 ▷ Y ∈ ℝ^{T×D}
-    _1 = X @ W_1                                                # (…, T, D_f)
+    _1 = np.matmul(X, W_1, out=_buf(workspace, 'SwiGLU:f_1', batch + (T, D_f), dtype)) # (…, T, D_f)
     _2 = _1 * _sigmoid(_1)                                      # (…, T, D_f)
-    _3 = X @ W_3                                                # (…, T, D_f)
-    _4 = _2 * _3                                                # (…, T, D_f)
-    Y = _4 @ W_2                                                # (…, T, D)
-    cache = {"D": D, "D_f": D_f, "T": T, "_4": _4, "W_2": W_2, "_3": _3, "_2": _2, "X": X, "W_3": W_3, "_1": _1, "W_1": W_1}
+    _3 = np.matmul(X, W_3, out=_buf(workspace, 'SwiGLU:f_3', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _4 = np.multiply(_2, _3, out=_buf(workspace, 'SwiGLU:f_4', batch + (T, D_f), dtype)) # (…, T, D_f)
+    Y = np.matmul(_4, W_2, out=_buf(workspace, 'SwiGLU:fY', batch + (T, D), dtype)) # (…, T, D)
+    cache = {"D": D, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "_4": _4, "W_2": W_2, "_3": _3, "_2": _2, "X": X, "W_3": W_3, "_1": _1, "W_1": W_1}
     return Y, cache
 
 
-def backward(config: Config, params: Params, cache: dict, d_Y):
+def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict | None = None):
     """The derived backward pass of SwiGLU (reverse-mode, from the card).
 
     d_Y: the gradient of a scalar loss with respect to Y.
@@ -89,6 +93,8 @@ def backward(config: Config, params: Params, cache: dict, d_Y):
     D = cache["D"]
     D_f = cache["D_f"]
     T = cache["T"]
+    batch = cache["batch"]
+    dtype = cache["dtype"]
     _4 = cache["_4"]
     W_2 = params.W_2
     _3 = cache["_3"]
@@ -98,31 +104,48 @@ def backward(config: Config, params: Params, cache: dict, d_Y):
     _1 = cache["_1"]
     W_1 = params.W_1
     # 1 return Y = (SiLU(X W_1) ⊙ X W_3) W_2 ▷ Y ∈ ℝ^{T×D}
-    g10001 = _wgrad(_4, d_Y)                                    # (D_f, D)
+    g10001 = _wgrad(_4, d_Y, _buf(workspace, 'SwiGLU:bg10001', (D_f, D), dtype)) # (D_f, D)
     g10002 = np.swapaxes(W_2, -1, -2)                           # (D, D_f)
-    g10003 = d_Y @ g10002                                       # (…, T, D_f)
-    g10004 = g10003 * _3                                        # (…, T, D_f)
-    g10005 = g10003 * _2                                        # (…, T, D_f)
-    g10006 = _wgrad(X, g10005)                                  # (D, D_f)
+    g10003 = np.matmul(d_Y, g10002, out=_buf(workspace, 'SwiGLU:bg10003', batch + (T, D_f), dtype)) # (…, T, D_f)
+    g10004 = np.multiply(g10003, _3, out=_buf(workspace, 'SwiGLU:bg10004', batch + (T, D_f), dtype)) # (…, T, D_f)
+    g10005 = np.multiply(g10003, _2, out=g10003)                # (…, T, D_f)
+    g10006 = _wgrad(X, g10005, _buf(workspace, 'SwiGLU:bg10006', (D, D_f), dtype)) # (D, D_f)
     g10007 = np.swapaxes(W_3, -1, -2)                           # (D_f, D)
-    g10008 = g10005 @ g10007                                    # (…, T, D)
+    g10008 = np.matmul(g10005, g10007, out=_buf(workspace, 'SwiGLU:bg10008', batch + (T, D), dtype)) # (…, T, D)
     g10009 = _silu_grad(_1)                                     # (…, T, D_f)
-    g10010 = g10004 * g10009                                    # (…, T, D_f)
-    g10011 = _wgrad(X, g10010)                                  # (D, D_f)
+    g10010 = np.multiply(g10004, g10009, out=g10004)            # (…, T, D_f)
+    g10011 = _wgrad(X, g10010, _buf(workspace, 'SwiGLU:bg10011', (D, D_f), dtype)) # (D, D_f)
     g10012 = np.swapaxes(W_1, -1, -2)                           # (D_f, D)
-    g10013 = g10010 @ g10012                                    # (…, T, D)
-    g10014 = g10008 + g10013                                    # (…, T, D)
+    g10013 = np.matmul(g10010, g10012, out=_buf(workspace, 'SwiGLU:bg10013', batch + (T, D), dtype)) # (…, T, D)
+    g10014 = np.add(g10008, g10013, out=g10008)                 # (…, T, D)
     grads = Params(W_1=g10011, W_3=g10006, W_2=g10001)
     return grads, {"X": g10014}
 
-def _softmax(x, axis):
-    z = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return z / np.sum(z, axis=axis, keepdims=True)
+def _buf(workspace, key, shape, dtype):
+    """An array for one value: reused from the workspace while its shape and dtype still fit."""
+    if workspace is None:
+        return np.empty(shape, dtype)
+    buf = workspace.get(key)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = workspace[key] = np.empty(shape, dtype)
+    return buf
 
 
-def _log_softmax(x, axis):
-    z = x - np.max(x, axis=axis, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+def _softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    np.exp(z, out=z)
+    return np.divide(z, np.sum(z, axis=axis, keepdims=True), out=z)
+
+
+def _log_softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    return np.subtract(z, np.log(np.sum(np.exp(z), axis=axis, keepdims=True)), out=z)
+
+
+def _where(c, a, b, out):
+    out[...] = b
+    np.copyto(out, a, where=c)
+    return out
 
 
 def _sigmoid(x):
@@ -167,13 +190,24 @@ def _gelu_grad(x):
     return (cdf + x * pdf).astype(x.dtype)
 
 
-def _wgrad(x, g):
+def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
-    return x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+    return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
-def _unslice(g, shape, axis, lo, hi):
-    out = np.zeros(shape, dtype=g.dtype)
+def _softmax_grad(g, y, axis, out=None):
+    t = np.multiply(g, y, out=out)
+    s = np.sum(t, axis=axis, keepdims=True)
+    t = np.subtract(g, s, out=t)
+    return np.multiply(t, y, out=t)
+
+
+def _unslice(g, shape, axis, lo, hi, out=None):
+    out = np.zeros(shape, dtype=g.dtype) if out is None else out
+    if out.shape != tuple(shape):
+        out = np.zeros(shape, dtype=g.dtype)
+    else:
+        out.fill(0)
     index = [slice(None)] * len(shape)
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g

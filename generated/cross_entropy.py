@@ -47,29 +47,33 @@ def init_params(config: Config, rng: np.random.Generator, dtype=np.float32) -> P
     )
 
 
-def forward(config: Config, params: Params, P, y):
+def forward(config: Config, params: Params, P, y, workspace: dict | None = None):
     """L ← cross_entropy(...)
 
     P: (…, T, V)
     y: (…, T) token ids
+    workspace: a dict to keep arrays in between calls (no allocation after the first);
+    the output and the cache then live in it until the next call with the same dict.
     Returns (L, cache); L has shape (…,).
     """
     T = P.shape[-2]
     V = P.shape[-1]
+    dtype = np.result_type(P)
+    batch = np.shape(P)[:np.ndim(P) - 2]
     # 1 return L = −Σ_{t=0}^{T − 1} log softmax(P)[t, y[t]] / T ▷ L ∈ ℝ
-    _1 = _log_softmax(P, -1)                                    # (…, T, V)
+    _1 = _log_softmax(P, -1, _buf(workspace, 'cross_entropy:f_1', batch + (T, V), dtype)) # (…, T, V)
     shape_1 = _1.shape
     _2 = np.expand_dims(y, -1)                                  # (…, T, 1)
     _3 = np.take_along_axis(_1, _2, -1).squeeze(-1)             # (…, T)
     shape_3 = _3.shape
-    _4 = np.sum(_3, axis=-1)                                    # (…,)
-    _5 = -_4                                                    # (…,)
-    L = _5 / T                                                  # (…,)
-    cache = {"T": T, "V": V, "shape_3": shape_3, "_2": _2, "shape_1": shape_1, "_1": _1}
+    _4 = np.sum(_3, axis=-1, out=_buf(workspace, 'cross_entropy:f_4', batch + (), dtype)) # (…,)
+    _5 = np.negative(_4, out=_buf(workspace, 'cross_entropy:f_5', batch + (), dtype)) # (…,)
+    L = np.divide(_5, T, out=_buf(workspace, 'cross_entropy:fL', batch + (), dtype)) # (…,)
+    cache = {"T": T, "V": V, "batch": batch, "dtype": dtype, "shape_3": shape_3, "_2": _2, "shape_1": shape_1, "_1": _1}
     return L, cache
 
 
-def backward(config: Config, params: Params, cache: dict, d_L):
+def backward(config: Config, params: Params, cache: dict, d_L, workspace: dict | None = None):
     """The derived backward pass of cross_entropy (reverse-mode, from the card).
 
     d_L: the gradient of a scalar loss with respect to L.
@@ -77,27 +81,46 @@ def backward(config: Config, params: Params, cache: dict, d_L):
     """
     T = cache["T"]
     V = cache["V"]
+    batch = cache["batch"]
+    dtype = cache["dtype"]
     shape_3 = cache["shape_3"]
     _2 = cache["_2"]
     shape_1 = cache["shape_1"]
     _1 = cache["_1"]
     # 1 return L = −Σ_{t=0}^{T − 1} log softmax(P)[t, y[t]] / T ▷ L ∈ ℝ
-    g10001 = d_L / T                                            # (…,)
-    g10005 = -g10001                                            # (…,)
+    g10001 = np.divide(d_L, T, out=_buf(workspace, 'cross_entropy:bg10001', batch + (), dtype)) # (…,)
+    g10005 = np.negative(g10001, out=_buf(workspace, 'cross_entropy:bg10005', batch + (), dtype)) # (…,)
     g10006 = np.broadcast_to(np.expand_dims(g10005, -1), shape_3) # (…, T)
     g10007 = _put_along(g10006, _2, shape_1, -1)                # (…, T, V)
     g10008 = g10007 - np.exp(_1) * np.sum(g10007, axis=-1, keepdims=True) # (…, T, V)
     grads = Params()
     return grads, {"P": g10008}
 
-def _softmax(x, axis):
-    z = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return z / np.sum(z, axis=axis, keepdims=True)
+def _buf(workspace, key, shape, dtype):
+    """An array for one value: reused from the workspace while its shape and dtype still fit."""
+    if workspace is None:
+        return np.empty(shape, dtype)
+    buf = workspace.get(key)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = workspace[key] = np.empty(shape, dtype)
+    return buf
 
 
-def _log_softmax(x, axis):
-    z = x - np.max(x, axis=axis, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+def _softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    np.exp(z, out=z)
+    return np.divide(z, np.sum(z, axis=axis, keepdims=True), out=z)
+
+
+def _log_softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    return np.subtract(z, np.log(np.sum(np.exp(z), axis=axis, keepdims=True)), out=z)
+
+
+def _where(c, a, b, out):
+    out[...] = b
+    np.copyto(out, a, where=c)
+    return out
 
 
 def _sigmoid(x):
@@ -142,13 +165,24 @@ def _gelu_grad(x):
     return (cdf + x * pdf).astype(x.dtype)
 
 
-def _wgrad(x, g):
+def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
-    return x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+    return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
-def _unslice(g, shape, axis, lo, hi):
-    out = np.zeros(shape, dtype=g.dtype)
+def _softmax_grad(g, y, axis, out=None):
+    t = np.multiply(g, y, out=out)
+    s = np.sum(t, axis=axis, keepdims=True)
+    t = np.subtract(g, s, out=t)
+    return np.multiply(t, y, out=t)
+
+
+def _unslice(g, shape, axis, lo, hi, out=None):
+    out = np.zeros(shape, dtype=g.dtype) if out is None else out
+    if out.shape != tuple(shape):
+        out = np.zeros(shape, dtype=g.dtype)
+    else:
+        out.fill(0)
     index = [slice(None)] * len(shape)
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g

@@ -53,43 +53,49 @@ def init_params(config: Config, rng: np.random.Generator, dtype=np.float32) -> P
     )
 
 
-def forward(config: Config, params: Params, e):
+def forward(config: Config, params: Params, e, workspace: dict | None = None):
     """ê ← layer_norm(...)
 
     e: (…, d_e)
+    workspace: a dict to keep arrays in between calls (no allocation after the first);
+    the output and the cache then live in it until the next call with the same dict.
     Returns (e_hat, cache); e_hat has shape (…, d_e).
     """
     d_e = e.shape[-1]
     gamma = params.gamma
     beta = params.beta
     e_shape = e.shape
+    dtype = np.result_type(gamma)
+    batch = np.shape(e)[:np.ndim(e) - 1]
     # 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-    _1 = np.sum(e, axis=-1)                                     # (…,)
-    m = _1 / d_e                                                # (…,)
+    _1 = np.sum(e, axis=-1, out=_buf(workspace, 'layer_norm:f_1', batch + (), dtype)) # (…,)
+    m = np.divide(_1, d_e, out=_buf(workspace, 'layer_norm:fm', batch + (), dtype)) # (…,)
     # 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
     _3 = np.expand_dims(m, -1)                                  # (…, 1)
-    _4 = e - _3                                                 # (…, d_e)
-    _5 = _4 * _4                                                # (…, d_e)
+    _4 = np.subtract(e, _3, out=_buf(workspace, 'layer_norm:f_4', batch + (d_e,), dtype)) # (…, d_e)
+    _5 = np.multiply(_4, _4, out=_buf(workspace, 'layer_norm:f_5', batch + (d_e,), dtype)) # (…, d_e)
     shape_5 = _5.shape
-    _6 = np.sum(_5, axis=-1)                                    # (…,)
-    v = _6 / d_e                                                # (…,)
+    _6 = np.sum(_5, axis=-1, out=_buf(workspace, 'layer_norm:f_6', batch + (), dtype)) # (…,)
+    v = np.divide(_6, d_e, out=_buf(workspace, 'layer_norm:fv', batch + (), dtype)) # (…,)
     # 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-    _8 = np.sqrt(v)                                             # (…,)
+    _8 = np.sqrt(v, out=_buf(workspace, 'layer_norm:f_8', batch + (), dtype)) # (…,)
     _9 = np.expand_dims(_8, -1)                                 # (…, 1)
-    _10 = _4 / _9                                               # (…, d_e)
-    _11 = _10 * gamma                                           # (…, d_e)
-    e_hat = _11 + beta                                          # (…, d_e)
-    cache = {"d_e": d_e, "gamma": gamma, "_10": _10, "_9": _9, "_8": _8, "shape_5": shape_5, "_4": _4, "e_shape": e_shape}
+    _10 = np.divide(_4, _9, out=_buf(workspace, 'layer_norm:f_10', batch + (d_e,), dtype)) # (…, d_e)
+    _11 = np.multiply(_10, gamma, out=_buf(workspace, 'layer_norm:f_11', batch + (d_e,), dtype)) # (…, d_e)
+    e_hat = np.add(_11, beta, out=_11)                          # (…, d_e)
+    cache = {"d_e": d_e, "batch": batch, "dtype": dtype, "gamma": gamma, "_10": _10, "_9": _9, "_8": _8, "shape_5": shape_5, "_4": _4, "e_shape": e_shape}
     return e_hat, cache
 
 
-def backward(config: Config, params: Params, cache: dict, d_e_hat):
+def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: dict | None = None):
     """The derived backward pass of layer_norm (reverse-mode, from the card).
 
     d_e_hat: the gradient of a scalar loss with respect to e_hat.
     Returns (grads, input_grads).
     """
     d_e = cache["d_e"]
+    batch = cache["batch"]
+    dtype = cache["dtype"]
     gamma = params.gamma
     _10 = cache["_10"]
     _9 = cache["_9"]
@@ -99,41 +105,58 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat):
     e_shape = cache["e_shape"]
     # 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
     g10001 = _sum_to(d_e_hat, 1, ())                            # (d_e,)
-    g10002 = d_e_hat * gamma                                    # (…, d_e)
-    g10003 = d_e_hat * _10                                      # (…, d_e)
+    g10002 = np.multiply(d_e_hat, gamma, out=_buf(workspace, 'layer_norm:bg10002', batch + (d_e,), dtype)) # (…, d_e)
+    g10003 = np.multiply(d_e_hat, _10, out=_buf(workspace, 'layer_norm:bg10003', batch + (d_e,), dtype)) # (…, d_e)
     g10004 = _sum_to(g10003, 1, ())                             # (d_e,)
-    g10005 = g10002 / _9                                        # (…, d_e)
-    g10006 = g10002 * _10                                       # (…, d_e)
-    g10007 = g10006 / _9                                        # (…, d_e)
-    g10008 = -g10007                                            # (…, d_e)
+    g10005 = np.divide(g10002, _9, out=_buf(workspace, 'layer_norm:bg10005', batch + (d_e,), dtype)) # (…, d_e)
+    g10006 = np.multiply(g10002, _10, out=g10002)               # (…, d_e)
+    g10007 = np.divide(g10006, _9, out=g10006)                  # (…, d_e)
+    g10008 = np.negative(g10007, out=g10007)                    # (…, d_e)
     g10009 = _sum_to(g10008, None, (-1,))                       # (…, 1)
     g10010 = np.squeeze(g10009, -1)                             # (…,)
-    g10011 = 2.0 * _8                                           # (…,)
-    g10012 = g10010 / g10011                                    # (…,)
+    g10011 = np.multiply(_8, 2.0, out=_buf(workspace, 'layer_norm:bg10011', batch + (), dtype)) # (…,)
+    g10012 = np.divide(g10010, g10011, out=_buf(workspace, 'layer_norm:bg10012', batch + (), dtype)) # (…,)
     # 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-    g10013 = g10012 / d_e                                       # (…,)
+    g10013 = np.divide(g10012, d_e, out=_buf(workspace, 'layer_norm:bg10013', batch + (), dtype)) # (…,)
     g10017 = np.broadcast_to(np.expand_dims(g10013, -1), shape_5) # (…, d_e)
-    g10018 = 2.0 * _4                                           # (…, d_e)
-    g10019 = g10017 * g10018                                    # (…, d_e)
-    g10020 = g10005 + g10019                                    # (…, d_e)
-    g10021 = -g10020                                            # (…, d_e)
+    g10018 = np.multiply(_4, 2.0, out=_buf(workspace, 'layer_norm:bg10018', batch + (d_e,), dtype)) # (…, d_e)
+    g10019 = np.multiply(g10017, g10018, out=g10018)            # (…, d_e)
+    g10020 = np.add(g10005, g10019, out=g10005)                 # (…, d_e)
+    g10021 = np.negative(g10020, out=_buf(workspace, 'layer_norm:bg10021', batch + (d_e,), dtype)) # (…, d_e)
     g10022 = _sum_to(g10021, None, (-1,))                       # (…, 1)
     g10023 = np.squeeze(g10022, -1)                             # (…,)
     # 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-    g10024 = g10023 / d_e                                       # (…,)
+    g10024 = np.divide(g10023, d_e, out=_buf(workspace, 'layer_norm:bg10024', batch + (), dtype)) # (…,)
     g10028 = np.broadcast_to(np.expand_dims(g10024, -1), e_shape) # (…, d_e)
-    g10029 = g10020 + g10028                                    # (…, d_e)
+    g10029 = np.add(g10020, g10028, out=g10020)                 # (…, d_e)
     grads = Params(gamma=g10004, beta=g10001)
     return grads, {"e": g10029}
 
-def _softmax(x, axis):
-    z = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return z / np.sum(z, axis=axis, keepdims=True)
+def _buf(workspace, key, shape, dtype):
+    """An array for one value: reused from the workspace while its shape and dtype still fit."""
+    if workspace is None:
+        return np.empty(shape, dtype)
+    buf = workspace.get(key)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = workspace[key] = np.empty(shape, dtype)
+    return buf
 
 
-def _log_softmax(x, axis):
-    z = x - np.max(x, axis=axis, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+def _softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    np.exp(z, out=z)
+    return np.divide(z, np.sum(z, axis=axis, keepdims=True), out=z)
+
+
+def _log_softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    return np.subtract(z, np.log(np.sum(np.exp(z), axis=axis, keepdims=True)), out=z)
+
+
+def _where(c, a, b, out):
+    out[...] = b
+    np.copyto(out, a, where=c)
+    return out
 
 
 def _sigmoid(x):
@@ -178,13 +201,24 @@ def _gelu_grad(x):
     return (cdf + x * pdf).astype(x.dtype)
 
 
-def _wgrad(x, g):
+def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
-    return x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+    return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
-def _unslice(g, shape, axis, lo, hi):
-    out = np.zeros(shape, dtype=g.dtype)
+def _softmax_grad(g, y, axis, out=None):
+    t = np.multiply(g, y, out=out)
+    s = np.sum(t, axis=axis, keepdims=True)
+    t = np.subtract(g, s, out=t)
+    return np.multiply(t, y, out=t)
+
+
+def _unslice(g, shape, axis, lo, hi, out=None):
+    out = np.zeros(shape, dtype=g.dtype) if out is None else out
+    if out.shape != tuple(shape):
+        out = np.zeros(shape, dtype=g.dtype)
+    else:
+        out.fill(0)
     index = [slice(None)] * len(shape)
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g

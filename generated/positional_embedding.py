@@ -53,23 +53,27 @@ def init_params(config: Config, rng: np.random.Generator, dtype=np.float32) -> P
     )
 
 
-def forward(config: Config, params: Params, ell):
+def forward(config: Config, params: Params, ell, workspace: dict | None = None):
     """e_p ← positional_embedding(...)
 
     ell: (…,) token ids
+    workspace: a dict to keep arrays in between calls (no allocation after the first);
+    the output and the cache then live in it until the next call with the same dict.
     Returns (e_p, cache); e_p has shape (…, d_e).
     """
     ell_max = config.ell_max
     d_e = config.d_e
     W_p = params.W_p
+    dtype = np.result_type(W_p)
+    batch = np.shape(ell)[:np.ndim(ell) - 0]
     # 1 return e_p = W_p[:, ℓ] ▷ e_p ∈ ℝ^{d_e}
     _1 = np.swapaxes(W_p, -1, -2)                               # (ℓ_max, d_e)
     e_p = _1[ell - 1]                                           # (…, d_e)
-    cache = {"ell_max": ell_max, "d_e": d_e, "ell": ell, "_1": _1}
+    cache = {"ell_max": ell_max, "d_e": d_e, "batch": batch, "dtype": dtype, "ell": ell, "_1": _1}
     return e_p, cache
 
 
-def backward(config: Config, params: Params, cache: dict, d_e_p):
+def backward(config: Config, params: Params, cache: dict, d_e_p, workspace: dict | None = None):
     """The derived backward pass of positional_embedding (reverse-mode, from the card).
 
     d_e_p: the gradient of a scalar loss with respect to e_p.
@@ -77,6 +81,8 @@ def backward(config: Config, params: Params, cache: dict, d_e_p):
     """
     ell_max = cache["ell_max"]
     d_e = cache["d_e"]
+    batch = cache["batch"]
+    dtype = cache["dtype"]
     ell = cache["ell"]
     _1 = cache["_1"]
     # 1 return e_p = W_p[:, ℓ] ▷ e_p ∈ ℝ^{d_e}
@@ -85,14 +91,31 @@ def backward(config: Config, params: Params, cache: dict, d_e_p):
     grads = Params(W_p=g10002)
     return grads, {}
 
-def _softmax(x, axis):
-    z = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return z / np.sum(z, axis=axis, keepdims=True)
+def _buf(workspace, key, shape, dtype):
+    """An array for one value: reused from the workspace while its shape and dtype still fit."""
+    if workspace is None:
+        return np.empty(shape, dtype)
+    buf = workspace.get(key)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = workspace[key] = np.empty(shape, dtype)
+    return buf
 
 
-def _log_softmax(x, axis):
-    z = x - np.max(x, axis=axis, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+def _softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    np.exp(z, out=z)
+    return np.divide(z, np.sum(z, axis=axis, keepdims=True), out=z)
+
+
+def _log_softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    return np.subtract(z, np.log(np.sum(np.exp(z), axis=axis, keepdims=True)), out=z)
+
+
+def _where(c, a, b, out):
+    out[...] = b
+    np.copyto(out, a, where=c)
+    return out
 
 
 def _sigmoid(x):
@@ -137,13 +160,24 @@ def _gelu_grad(x):
     return (cdf + x * pdf).astype(x.dtype)
 
 
-def _wgrad(x, g):
+def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
-    return x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+    return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
-def _unslice(g, shape, axis, lo, hi):
-    out = np.zeros(shape, dtype=g.dtype)
+def _softmax_grad(g, y, axis, out=None):
+    t = np.multiply(g, y, out=out)
+    s = np.sum(t, axis=axis, keepdims=True)
+    t = np.subtract(g, s, out=t)
+    return np.multiply(t, y, out=t)
+
+
+def _unslice(g, shape, axis, lo, hi, out=None):
+    out = np.zeros(shape, dtype=g.dtype) if out is None else out
+    if out.shape != tuple(shape):
+        out = np.zeros(shape, dtype=g.dtype)
+    else:
+        out.fill(0)
     index = [slice(None)] * len(shape)
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g

@@ -74,11 +74,13 @@ def init_params(config: Config, rng: np.random.Generator, dtype=np.float32) -> P
     )
 
 
-def forward(config: Config, params: Params, e, e_t):
+def forward(config: Config, params: Params, e, e_t, workspace: dict | None = None):
     """ṽ ← single_query_attention(...)
 
     e: (…, d_in)
     e_t: (…, T, d_in)
+    workspace: a dict to keep arrays in between calls (no allocation after the first);
+    the output and the cache then live in it until the next call with the same dict.
     Returns (v_tilde, cache); v_tilde has shape (…, d_out).
     """
     T = config.T
@@ -91,35 +93,37 @@ def forward(config: Config, params: Params, e, e_t):
     b_k = params.b_k
     W_v = params.W_v
     b_v = params.b_v
+    dtype = np.result_type(W_q)
+    batch = np.shape(e)[:np.ndim(e) - 1]
     # 1 q ← W_q e + b_q ▷ q ∈ ℝ^{d_attn}
     _1 = (W_q @ e[..., None])[..., 0]                           # (…, d_attn)
-    q = _1 + b_q                                                # (…, d_attn)
+    q = np.add(_1, b_q, out=_1)                                 # (…, d_attn)
     # 2 ∀t: k_t ← W_k e_t + b_k ▷ k_t ∈ ℝ^{d_attn}
     _3 = (W_k @ e_t[..., None])[..., 0]                         # (…, T, d_attn)
-    k = _3 + b_k                                                # (…, T, d_attn)
+    k = np.add(_3, b_k, out=_3)                                 # (…, T, d_attn)
     # 3 ∀t: v_t ← W_v e_t + b_v ▷ v_t ∈ ℝ^{d_out}
     _5 = (W_v @ e_t[..., None])[..., 0]                         # (…, T, d_out)
-    v = _5 + b_v                                                # (…, T, d_out)
+    v = np.add(_5, b_v, out=_5)                                 # (…, T, d_out)
     # 4 ∀t: α_t ← exp(q^⊤ k_t / √d_attn) / Σ_u exp(q^⊤ k_u / √d_attn) ▷ α_t ∈ ℝ
     _7 = np.expand_dims(q, -2)                                  # (…, 1, d_attn)
     _8 = np.sum(_7 * k, axis=-1)                                # (…, T)
     _9 = math.sqrt(d_attn)                                      # ()
-    _10 = _8 / _9                                               # (…, T)
-    _11 = np.exp(_10)                                           # (…, T)
+    _10 = np.divide(_8, _9, out=_8)                             # (…, T)
+    _11 = np.exp(_10, out=_10)                                  # (…, T)
     shape_11 = _11.shape
-    _12 = np.sum(_11, axis=-1)                                  # (…,)
+    _12 = np.sum(_11, axis=-1, out=_buf(workspace, 'single_query_attention:f_12', batch + (), dtype)) # (…,)
     _13 = np.expand_dims(_12, -1)                               # (…, 1)
-    alpha = _11 / _13                                           # (…, T)
+    alpha = np.divide(_11, _13, out=_buf(workspace, 'single_query_attention:falpha', batch + (T,), dtype)) # (…, T)
     # 5 return ṽ = Σ_{t=1}^{T} α_t v_t ▷ ṽ ∈ ℝ^{d_out}
     _15 = np.expand_dims(alpha, -1)                             # (…, T, 1)
-    _16 = _15 * v                                               # (…, T, d_out)
+    _16 = np.multiply(_15, v, out=_buf(workspace, 'single_query_attention:f_16', batch + (T, d_out), dtype)) # (…, T, d_out)
     shape_16 = _16.shape
-    v_tilde = np.sum(_16, axis=-2)                              # (…, d_out)
-    cache = {"T": T, "d_attn": d_attn, "d_out": d_out, "d_in": d_in, "shape_16": shape_16, "v": v, "_15": _15, "_13": _13, "alpha": alpha, "shape_11": shape_11, "_11": _11, "_9": _9, "k": k, "_7": _7, "e_t": e_t, "W_v": W_v, "W_k": W_k, "e": e, "W_q": W_q}
+    v_tilde = np.sum(_16, axis=-2, out=_buf(workspace, 'single_query_attention:fv_tilde', batch + (d_out,), dtype)) # (…, d_out)
+    cache = {"T": T, "d_attn": d_attn, "d_out": d_out, "d_in": d_in, "batch": batch, "dtype": dtype, "shape_16": shape_16, "v": v, "_15": _15, "_13": _13, "alpha": alpha, "shape_11": shape_11, "_11": _11, "_9": _9, "k": k, "_7": _7, "e_t": e_t, "W_v": W_v, "W_k": W_k, "e": e, "W_q": W_q}
     return v_tilde, cache
 
 
-def backward(config: Config, params: Params, cache: dict, d_v_tilde):
+def backward(config: Config, params: Params, cache: dict, d_v_tilde, workspace: dict | None = None):
     """The derived backward pass of single_query_attention (reverse-mode, from the card).
 
     d_v_tilde: the gradient of a scalar loss with respect to v_tilde.
@@ -129,6 +133,8 @@ def backward(config: Config, params: Params, cache: dict, d_v_tilde):
     d_attn = cache["d_attn"]
     d_out = cache["d_out"]
     d_in = cache["d_in"]
+    batch = cache["batch"]
+    dtype = cache["dtype"]
     shape_16 = cache["shape_16"]
     v = cache["v"]
     _15 = cache["_15"]
@@ -146,25 +152,25 @@ def backward(config: Config, params: Params, cache: dict, d_v_tilde):
     W_q = params.W_q
     # 5 return ṽ = Σ_{t=1}^{T} α_t v_t ▷ ṽ ∈ ℝ^{d_out}
     g10001 = np.broadcast_to(np.expand_dims(d_v_tilde, -2), shape_16) # (…, T, d_out)
-    g10002 = g10001 * v                                         # (…, T, d_out)
-    g10003 = g10001 * _15                                       # (…, T, d_out)
+    g10002 = np.multiply(g10001, v, out=_buf(workspace, 'single_query_attention:bg10002', batch + (T, d_out), dtype)) # (…, T, d_out)
+    g10003 = np.multiply(g10001, _15, out=_buf(workspace, 'single_query_attention:bg10003', batch + (T, d_out), dtype)) # (…, T, d_out)
     g10004 = _sum_to(g10002, None, (-1,))                       # (…, T, 1)
     g10005 = np.squeeze(g10004, -1)                             # (…, T)
     # 4 ∀t: α_t ← exp(q^⊤ k_t / √d_attn) / Σ_u exp(q^⊤ k_u / √d_attn) ▷ α_t ∈ ℝ
-    g10006 = g10005 / _13                                       # (…, T)
-    g10007 = g10005 * alpha                                     # (…, T)
-    g10008 = g10007 / _13                                       # (…, T)
-    g10009 = -g10008                                            # (…, T)
+    g10006 = np.divide(g10005, _13, out=_buf(workspace, 'single_query_attention:bg10006', batch + (T,), dtype)) # (…, T)
+    g10007 = np.multiply(g10005, alpha, out=_buf(workspace, 'single_query_attention:bg10007', batch + (T,), dtype)) # (…, T)
+    g10008 = np.divide(g10007, _13, out=g10007)                 # (…, T)
+    g10009 = np.negative(g10008, out=g10008)                    # (…, T)
     g10010 = _sum_to(g10009, None, (-1,))                       # (…, 1)
     g10011 = np.squeeze(g10010, -1)                             # (…,)
     g10012 = np.broadcast_to(np.expand_dims(g10011, -1), shape_11) # (…, T)
-    g10013 = g10006 + g10012                                    # (…, T)
-    g10014 = g10013 * _11                                       # (…, T)
-    g10015 = g10014 / _9                                        # (…, T)
+    g10013 = np.add(g10006, g10012, out=g10006)                 # (…, T)
+    g10014 = np.multiply(g10013, _11, out=g10013)               # (…, T)
+    g10015 = np.divide(g10014, _9, out=g10014)                  # (…, T)
     g10019 = np.expand_dims(g10015, -1)                         # (…, T, 1)
-    g10020 = g10019 * k                                         # (…, T, d_attn)
+    g10020 = np.multiply(g10019, k, out=_buf(workspace, 'single_query_attention:bg10020', batch + (T, d_attn), dtype)) # (…, T, d_attn)
     g10021 = np.expand_dims(g10015, -1)                         # (…, T, 1)
-    g10022 = g10021 * _7                                        # (…, T, 1)
+    g10022 = np.multiply(g10021, _7, out=_buf(workspace, 'single_query_attention:bg10022', batch + (T, d_attn), dtype)) # (…, T, d_attn)
     g10023 = _sum_to(g10020, None, (-2,))                       # (…, 1, d_attn)
     g10024 = np.squeeze(g10023, -2)                             # (…, d_attn)
     # 3 ∀t: v_t ← W_v e_t + b_v ▷ v_t ∈ ℝ^{d_out}
@@ -175,11 +181,11 @@ def backward(config: Config, params: Params, cache: dict, d_v_tilde):
     g10029 = _sum_to(g10026, 2, ())                             # (d_out, d_in)
     # 2 ∀t: k_t ← W_k e_t + b_k ▷ k_t ∈ ℝ^{d_attn}
     g10030 = _sum_to(g10022, 1, ())                             # (d_attn,)
-    g10031 = g10022[..., :, None] * e_t[..., None, :]           # (…, T, 1, d_in)
+    g10031 = g10022[..., :, None] * e_t[..., None, :]           # (…, T, d_attn, d_in)
     g10032 = np.swapaxes(W_k, -1, -2)                           # (d_in, d_attn)
     g10033 = (g10032 @ g10022[..., None])[..., 0]               # (…, T, d_in)
     g10034 = _sum_to(g10031, 2, ())                             # (d_attn, d_in)
-    g10035 = g10028 + g10033                                    # (…, T, d_in)
+    g10035 = np.add(g10028, g10033, out=g10028)                 # (…, T, d_in)
     # 1 q ← W_q e + b_q ▷ q ∈ ℝ^{d_attn}
     g10036 = _sum_to(g10024, 1, ())                             # (d_attn,)
     g10037 = g10024[..., :, None] * e[..., None, :]             # (…, d_attn, d_in)
@@ -189,14 +195,31 @@ def backward(config: Config, params: Params, cache: dict, d_v_tilde):
     grads = Params(W_q=g10040, W_k=g10034, b_q=g10036, b_k=g10030, W_v=g10029, b_v=g10025)
     return grads, {"e": g10039, "e_t": g10035}
 
-def _softmax(x, axis):
-    z = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return z / np.sum(z, axis=axis, keepdims=True)
+def _buf(workspace, key, shape, dtype):
+    """An array for one value: reused from the workspace while its shape and dtype still fit."""
+    if workspace is None:
+        return np.empty(shape, dtype)
+    buf = workspace.get(key)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = workspace[key] = np.empty(shape, dtype)
+    return buf
 
 
-def _log_softmax(x, axis):
-    z = x - np.max(x, axis=axis, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+def _softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    np.exp(z, out=z)
+    return np.divide(z, np.sum(z, axis=axis, keepdims=True), out=z)
+
+
+def _log_softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    return np.subtract(z, np.log(np.sum(np.exp(z), axis=axis, keepdims=True)), out=z)
+
+
+def _where(c, a, b, out):
+    out[...] = b
+    np.copyto(out, a, where=c)
+    return out
 
 
 def _sigmoid(x):
@@ -241,13 +264,24 @@ def _gelu_grad(x):
     return (cdf + x * pdf).astype(x.dtype)
 
 
-def _wgrad(x, g):
+def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
-    return x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+    return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
-def _unslice(g, shape, axis, lo, hi):
-    out = np.zeros(shape, dtype=g.dtype)
+def _softmax_grad(g, y, axis, out=None):
+    t = np.multiply(g, y, out=out)
+    s = np.sum(t, axis=axis, keepdims=True)
+    t = np.subtract(g, s, out=t)
+    return np.multiply(t, y, out=t)
+
+
+def _unslice(g, shape, axis, lo, hi, out=None):
+    out = np.zeros(shape, dtype=g.dtype) if out is None else out
+    if out.shape != tuple(shape):
+        out = np.zeros(shape, dtype=g.dtype)
+    else:
+        out.fill(0)
     index = [slice(None)] * len(shape)
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g

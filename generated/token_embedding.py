@@ -53,23 +53,27 @@ def init_params(config: Config, rng: np.random.Generator, dtype=np.float32) -> P
     )
 
 
-def forward(config: Config, params: Params, v):
+def forward(config: Config, params: Params, v, workspace: dict | None = None):
     """e ← token_embedding(...)
 
     v: (…,) token ids
+    workspace: a dict to keep arrays in between calls (no allocation after the first);
+    the output and the cache then live in it until the next call with the same dict.
     Returns (e, cache); e has shape (…, d_e).
     """
     N_V = config.N_V
     d_e = config.d_e
     W_e = params.W_e
+    dtype = np.result_type(W_e)
+    batch = np.shape(v)[:np.ndim(v) - 0]
     # 1 return e = W_e[:, v] ▷ e ∈ ℝ^{d_e}
     _1 = np.swapaxes(W_e, -1, -2)                               # (N_V, d_e)
     e = _1[v - 1]                                               # (…, d_e)
-    cache = {"N_V": N_V, "d_e": d_e, "v": v, "_1": _1}
+    cache = {"N_V": N_V, "d_e": d_e, "batch": batch, "dtype": dtype, "v": v, "_1": _1}
     return e, cache
 
 
-def backward(config: Config, params: Params, cache: dict, d_e_2):
+def backward(config: Config, params: Params, cache: dict, d_e_2, workspace: dict | None = None):
     """The derived backward pass of token_embedding (reverse-mode, from the card).
 
     d_e_2: the gradient of a scalar loss with respect to e.
@@ -77,6 +81,8 @@ def backward(config: Config, params: Params, cache: dict, d_e_2):
     """
     N_V = cache["N_V"]
     d_e = cache["d_e"]
+    batch = cache["batch"]
+    dtype = cache["dtype"]
     v = cache["v"]
     _1 = cache["_1"]
     # 1 return e = W_e[:, v] ▷ e ∈ ℝ^{d_e}
@@ -85,14 +91,31 @@ def backward(config: Config, params: Params, cache: dict, d_e_2):
     grads = Params(W_e=g10002)
     return grads, {}
 
-def _softmax(x, axis):
-    z = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return z / np.sum(z, axis=axis, keepdims=True)
+def _buf(workspace, key, shape, dtype):
+    """An array for one value: reused from the workspace while its shape and dtype still fit."""
+    if workspace is None:
+        return np.empty(shape, dtype)
+    buf = workspace.get(key)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = workspace[key] = np.empty(shape, dtype)
+    return buf
 
 
-def _log_softmax(x, axis):
-    z = x - np.max(x, axis=axis, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+def _softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    np.exp(z, out=z)
+    return np.divide(z, np.sum(z, axis=axis, keepdims=True), out=z)
+
+
+def _log_softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    return np.subtract(z, np.log(np.sum(np.exp(z), axis=axis, keepdims=True)), out=z)
+
+
+def _where(c, a, b, out):
+    out[...] = b
+    np.copyto(out, a, where=c)
+    return out
 
 
 def _sigmoid(x):
@@ -137,13 +160,24 @@ def _gelu_grad(x):
     return (cdf + x * pdf).astype(x.dtype)
 
 
-def _wgrad(x, g):
+def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
-    return x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+    return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
-def _unslice(g, shape, axis, lo, hi):
-    out = np.zeros(shape, dtype=g.dtype)
+def _softmax_grad(g, y, axis, out=None):
+    t = np.multiply(g, y, out=out)
+    s = np.sum(t, axis=axis, keepdims=True)
+    t = np.subtract(g, s, out=t)
+    return np.multiply(t, y, out=t)
+
+
+def _unslice(g, shape, axis, lo, hi, out=None):
+    out = np.zeros(shape, dtype=g.dtype) if out is None else out
+    if out.shape != tuple(shape):
+        out = np.zeros(shape, dtype=g.dtype)
+    else:
+        out.fill(0)
     index = [slice(None)] * len(shape)
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g

@@ -52,23 +52,27 @@ def init_params(config: Config, rng: np.random.Generator, dtype=np.float32) -> P
     )
 
 
-def forward(config: Config, params: Params, e):
+def forward(config: Config, params: Params, e, workspace: dict | None = None):
     """p ← unembedding(...)
 
     e: (…, d_e)
+    workspace: a dict to keep arrays in between calls (no allocation after the first);
+    the output and the cache then live in it until the next call with the same dict.
     Returns (p, cache); p has shape (…, N_V).
     """
     N_V = config.N_V
     d_e = e.shape[-1]
     W_u = params.W_u
+    dtype = np.result_type(W_u)
+    batch = np.shape(e)[:np.ndim(e) - 1]
     # 1 return p = softmax(W_u e) ▷ p ∈ ℝ^{N_V}
     _1 = (W_u @ e[..., None])[..., 0]                           # (…, N_V)
-    p = _softmax(_1, -1)                                        # (…, N_V)
-    cache = {"N_V": N_V, "d_e": d_e, "p": p, "e": e, "W_u": W_u}
+    p = _softmax(_1, -1, _buf(workspace, 'unembedding:fp', batch + (N_V,), dtype)) # (…, N_V)
+    cache = {"N_V": N_V, "d_e": d_e, "batch": batch, "dtype": dtype, "p": p, "e": e, "W_u": W_u}
     return p, cache
 
 
-def backward(config: Config, params: Params, cache: dict, d_p):
+def backward(config: Config, params: Params, cache: dict, d_p, workspace: dict | None = None):
     """The derived backward pass of unembedding (reverse-mode, from the card).
 
     d_p: the gradient of a scalar loss with respect to p.
@@ -76,11 +80,13 @@ def backward(config: Config, params: Params, cache: dict, d_p):
     """
     N_V = cache["N_V"]
     d_e = cache["d_e"]
+    batch = cache["batch"]
+    dtype = cache["dtype"]
     p = cache["p"]
     e = cache["e"]
     W_u = params.W_u
     # 1 return p = softmax(W_u e) ▷ p ∈ ℝ^{N_V}
-    g10001 = p * (d_p - np.sum(d_p * p, axis=-1, keepdims=True)) # (…, N_V)
+    g10001 = _softmax_grad(d_p, p, -1, _buf(workspace, 'unembedding:bg10001', batch + (N_V,), dtype)) # (…, N_V)
     g10002 = g10001[..., :, None] * e[..., None, :]             # (…, N_V, d_e)
     g10003 = np.swapaxes(W_u, -1, -2)                           # (d_e, N_V)
     g10004 = (g10003 @ g10001[..., None])[..., 0]               # (…, d_e)
@@ -88,14 +94,31 @@ def backward(config: Config, params: Params, cache: dict, d_p):
     grads = Params(W_u=g10005)
     return grads, {"e": g10004}
 
-def _softmax(x, axis):
-    z = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return z / np.sum(z, axis=axis, keepdims=True)
+def _buf(workspace, key, shape, dtype):
+    """An array for one value: reused from the workspace while its shape and dtype still fit."""
+    if workspace is None:
+        return np.empty(shape, dtype)
+    buf = workspace.get(key)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = workspace[key] = np.empty(shape, dtype)
+    return buf
 
 
-def _log_softmax(x, axis):
-    z = x - np.max(x, axis=axis, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+def _softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    np.exp(z, out=z)
+    return np.divide(z, np.sum(z, axis=axis, keepdims=True), out=z)
+
+
+def _log_softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    return np.subtract(z, np.log(np.sum(np.exp(z), axis=axis, keepdims=True)), out=z)
+
+
+def _where(c, a, b, out):
+    out[...] = b
+    np.copyto(out, a, where=c)
+    return out
 
 
 def _sigmoid(x):
@@ -140,13 +163,24 @@ def _gelu_grad(x):
     return (cdf + x * pdf).astype(x.dtype)
 
 
-def _wgrad(x, g):
+def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
-    return x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+    return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
-def _unslice(g, shape, axis, lo, hi):
-    out = np.zeros(shape, dtype=g.dtype)
+def _softmax_grad(g, y, axis, out=None):
+    t = np.multiply(g, y, out=out)
+    s = np.sum(t, axis=axis, keepdims=True)
+    t = np.subtract(g, s, out=t)
+    return np.multiply(t, y, out=t)
+
+
+def _unslice(g, shape, axis, lo, hi, out=None):
+    out = np.zeros(shape, dtype=g.dtype) if out is None else out
+    if out.shape != tuple(shape):
+        out = np.zeros(shape, dtype=g.dtype)
+    else:
+        out.fill(0)
     index = [slice(None)] * len(shape)
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g

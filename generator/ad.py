@@ -132,24 +132,25 @@ class Builder:
         return out
 
     # element-wise (the result has g's layout, the larger one)
-    def bigger(self, a, b):
+    def broadcast(self, prim, a, b, kind="real"):
+        """An element-wise op; its layout is the two operands' broadcast, as NumPy makes it."""
         la, lb = self.lay(a), self.lay(b)
-        if la.batched != lb.batched:
-            return a if la.batched else b
-        if len(la.shape) != len(lb.shape):
-            return a if len(la.shape) > len(lb.shape) else b
-        return a if sum(d == ONE for d in la.shape) <= sum(d == ONE for d in lb.shape) else b
+        n = max(len(la.shape), len(lb.shape))
+        pa = (ONE,) * (n - len(la.shape)) + tuple(la.shape)
+        pb = (ONE,) * (n - len(lb.shape)) + tuple(lb.shape)
+        shape = tuple(y if x == ONE else x for x, y in zip(pa, pb, strict=True))
+        return self.new(prim, (a, b), shape=shape, batched=la.batched or lb.batched, kind=kind)
 
     def mul(self, a, b, expand=False):
         if expand:
             a = self.new("expand", (a,), ((-1,),), like=a, shape=self.lay(a).shape + (ONE,))
-        return self.new("mul", (a, b), like=self.bigger(a, b))
+        return self.broadcast("mul", a, b)
 
     def div(self, a, b):
-        return self.new("div", (a, b), like=self.bigger(a, b))
+        return self.broadcast("div", a, b)
 
     def add(self, a, b):
-        return self.new("add", (a, b), like=self.bigger(a, b))
+        return self.broadcast("add", a, b)
 
     def neg(self, a):
         return self.new("neg", (a,), like=a)
@@ -173,7 +174,7 @@ class Builder:
         return self.new(prim, (a,), like=a)
 
     def cmp(self, prim, a, b):
-        return self.new(prim, (a, b), like=self.bigger(a, b), kind="bool")
+        return self.broadcast(prim, a, b, kind="bool")
 
     def fused(self, prim, g, y, attr):
         return self.new(prim, (g, y), attr, like=g)

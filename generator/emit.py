@@ -17,8 +17,9 @@ from .check import Checked, Library
 from .core import Loop, Op, Program, walk
 from .errors import CardError
 from .lower import lower
+from .memory import holders, inplace_expr, plan
 from .naming import ascii_name
-from .npcode import BACKWARD_HELPERS, HELPERS, op_expr, py_dim
+from .npcode import BACKWARD_HELPERS, HELPERS, op_expr, out_expr, py_dim
 from .render import pseudocode
 from .shapes import Poly, poly_text
 
@@ -45,10 +46,25 @@ def safe_comment(text: str) -> str:
 class Writer:
     """Turns a body of core ops (and loops) into indented Python lines."""
 
-    def __init__(self, card_lines: dict[str, str]):
+    def __init__(self, card_lines: dict[str, str], inplace: dict[int, int] | None = None, side: str = "f",
+                 card: str = ""):
         self.lines: list[str] = []
         self.card_lines = card_lines
         self.last_step = None
+        self.inplace = inplace or {}
+        self.side = f"{card}:{side}"  # keys never meet another card's, or the other pass's
+        self.loop_var: str | None = None
+        self.per_layer: set[str] = set()  # values kept for every layer (saved for the backward)
+
+    def buffer(self, op: Op) -> str:
+        """The workspace array an op writes into: one per value; inside a layer loop one per
+        layer for values kept across layers, else two that alternate between layers."""
+        key = repr(f"{self.side}{op.out}")
+        if self.loop_var is not None:
+            key = f"({key}, {self.loop_var if op.out in self.per_layer else self.loop_var + ' % 2'})"
+        dims = ", ".join(py_dim(d) for d in op.shape) + ("," if len(op.shape) == 1 else "")
+        shape = f"batch + ({dims})" if op.batched else f"({dims})"
+        return f"_buf(workspace, {key}, {shape}, dtype)"
 
     def note_step(self, step, indent):
         if step and step != self.last_step:
@@ -59,7 +75,11 @@ class Writer:
 
     def op(self, op: Op, indent: str, shape_names: dict[str, str]):
         self.note_step(op.step, indent)
-        code = f"{indent}{op.out} = {op_expr(op)}"
+        k = self.inplace.get(id(op))
+        expr = inplace_expr(op, k) if k is not None else None
+        if expr is None and op.kind == "real" and (op.shape or op.batched):
+            expr = out_expr(op, self.buffer(op))
+        code = f"{indent}{op.out} = {expr or op_expr(op)}"
         comment = shape_comment(op.shape, op.batched)
         pad = max(1, COMMENT_COL - len(code))
         self.lines.append(code + " " * pad + "# " + comment)
@@ -164,7 +184,11 @@ def param_dims(prog: Program) -> list[str]:
 
 
 def forward_lines(prog: Program, bwd: Backward, shape_names, card_lines) -> list[str]:
-    w = Writer(card_lines)
+    for item in prog.body:
+        if isinstance(item, Loop):
+            item.saved_names = bwd.saved_in_loops.get(item.var, [])
+    keep = set(saved_names(prog, bwd)) | {v.name for v in prog.outputs} | set(shape_names)
+    w = Writer(card_lines, plan(prog.body, keep), card=prog.name)
     w.lines += dim_lines(prog)
     for _h, local in prog.hyper_names.items():
         if local not in {ascii_name(s) for s in prog.dims}:
@@ -174,12 +198,22 @@ def forward_lines(prog: Program, bwd: Backward, shape_names, card_lines) -> list
     for v in prog.inputs + prog.params:
         if v.name in shape_names:
             w.lines.append(f"{shape_names[v.name]} = {v.name}.shape")
+    w.lines += layout_lines(prog)
     body(prog.body, w, "", shape_names, bwd)
     saved = saved_names(prog, bwd)
     dims = [ascii_name(s) for s in prog.dims]
-    items = [f'"{n}": {n}' for n in dims + saved + [f"saved_{v}" for v in bwd.saved_in_loops]]
+    items = [f'"{n}": {n}' for n in dims + ["batch", "dtype"] + saved + [f"saved_{v}" for v in bwd.saved_in_loops]]
     w.lines.append("cache = {" + ", ".join(items) + "}")
     return w.lines
+
+
+def layout_lines(prog: Program) -> list[str]:
+    """The batch axes and the float dtype, which size every workspace buffer."""
+    reals = [v for v in prog.params + prog.inputs if v.kind == "real"]
+    dtype = f"np.result_type({reals[0].name})" if reals else "np.float64"
+    batched = next((v for v in prog.inputs if v.batched), None)
+    batch = f"np.shape({batched.name})[:np.ndim({batched.name}) - {len(batched.shape)}]" if batched else "()"
+    return [f"dtype = {dtype}", f"batch = {batch}"]
 
 
 def saved_names(prog: Program, bwd: Backward) -> list[str]:
@@ -216,6 +250,10 @@ def loop(lp: Loop, w: Writer, indent: str, shape_names, bwd: Backward):
     if saved:
         w.lines.append(f"{indent}saved_{lp.var} = []")
     w.lines.append(f"{indent}for {lp.var} in range({py_dim(lp.count)}):")
+    keep = holders(lp.body, w.inplace, saved)
+    # A layer that saves (a view of) its input keeps the previous layer's output alive too.
+    keep = holders(lp.body, w.inplace, keep | {res for _, inner, res in lp.carried if inner in keep})
+    w.loop_var, w.per_layer = lp.var, keep
     for _, inner, _ in lp.carried:
         if inner in shape_names:
             w.lines.append(f"{indent}    {shape_names[inner]} = {inner}.shape")
@@ -230,16 +268,18 @@ def loop(lp: Loop, w: Writer, indent: str, shape_names, bwd: Backward):
         if new in shape_names:
             w.lines.append(f"{indent}{shape_names[new]} = {new}.shape")
     w.last_step = None
+    w.loop_var = None
 
 
 def backward_lines(prog: Program, bwd: Backward, card_lines) -> list[str]:
-    w = Writer(card_lines)
+    keep = {g for g in list(bwd.param_grads.values()) + list(bwd.input_grads.values()) if g}
+    w = Writer(card_lines, plan(bwd.body, keep), side="b", card=prog.name)
     dims = [ascii_name(s) for s in prog.dims]
     saved = saved_names(prog, bwd)
     for _h, local in prog.hyper_names.items():
         if local not in dims:
             w.lines.append(f"{local} = config.{local}")
-    for n in dims + saved + [f"saved_{v}" for v in bwd.saved_in_loops]:
+    for n in dims + ["batch", "dtype"] + saved + [f"saved_{v}" for v in bwd.saved_in_loops]:
         if n in {p.name for p in prog.params}:
             w.lines.append(f"{n} = params.{n}")
         else:
@@ -268,10 +308,13 @@ def bloop(bl: BLoop, w: Writer, indent: str, bwd: Backward):
     for res, g in bl.seeds:
         w.lines.append(f"{indent}{bl.carry[res]} = {g}")
     for stacked in bl.sliced.values():
-        w.lines.append(f"{indent}{bl.stacked_grads[stacked]} = np.zeros_like(params.{stacked})")
+        grad = bl.stacked_grads[stacked]
+        w.lines.append(f"{indent}{grad} = _buf(workspace, {w.side + grad!r}, params.{stacked}.shape, dtype)")
+        w.lines.append(f"{indent}{grad}.fill(0)")
     for _, acc in bl.closure.values():
         w.lines.append(f"{indent}{acc} = 0")
     w.lines.append(f"{indent}for {lp.var} in reversed(range({py_dim(lp.count)})):")
+    w.loop_var, w.per_layer = lp.var, set()
     inner = indent + "    "
     if bl.saved:
         w.lines.append(f"{inner}{', '.join(bl.saved)}, = saved_{lp.var}[{lp.var}]")
@@ -284,6 +327,7 @@ def bloop(bl: BLoop, w: Writer, indent: str, bwd: Backward):
         if inner_name in bl.body_grads and res in bl.carry:
             w.lines.append(f"{inner}{bl.carry[res]} = {bl.body_grads[inner_name]}")
     w.last_step = None
+    w.loop_var = None
 
 
 def config_fields(checked: Checked, prog: Program) -> list[dict]:

@@ -144,14 +144,31 @@ def op_expr(op: Op) -> str:
 
 
 HELPERS = '''
-def _softmax(x, axis):
-    z = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return z / np.sum(z, axis=axis, keepdims=True)
+def _buf(workspace, key, shape, dtype):
+    """An array for one value: reused from the workspace while its shape and dtype still fit."""
+    if workspace is None:
+        return np.empty(shape, dtype)
+    buf = workspace.get(key)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = workspace[key] = np.empty(shape, dtype)
+    return buf
 
 
-def _log_softmax(x, axis):
-    z = x - np.max(x, axis=axis, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+def _softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    np.exp(z, out=z)
+    return np.divide(z, np.sum(z, axis=axis, keepdims=True), out=z)
+
+
+def _log_softmax(x, axis, out=None):
+    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    return np.subtract(z, np.log(np.sum(np.exp(z), axis=axis, keepdims=True)), out=z)
+
+
+def _where(c, a, b, out):
+    out[...] = b
+    np.copyto(out, a, where=c)
+    return out
 
 
 def _sigmoid(x):
@@ -194,7 +211,7 @@ PRINT.update({
     "positive": lambda op, a: f"({a} > 0)",
     "silu_grad": lambda op, a: f"_silu_grad({a})",
     "gelu_grad": lambda op, a: f"_gelu_grad({a})",
-    "softmax_grad": lambda op, g, y: f"{y} * ({g} - np.sum({g} * {y}, axis={op.attr[0]}, keepdims=True))",
+    "softmax_grad": lambda op, g, y: f"_softmax_grad({g}, {y}, {op.attr[0]})",
     "log_softmax_grad": lambda op, g, y: f"{g} - np.exp({y}) * np.sum({g}, axis={op.attr[0]}, keepdims=True)",
     "unsum": lambda op, g, s: f"np.broadcast_to(np.expand_dims({g}, {_axes(op.attr[0])}), {s})",
     "squeeze": lambda op, g: f"np.squeeze({g}, {_axes(op.attr[0])})",
@@ -223,13 +240,24 @@ def _gelu_grad(x):
     return (cdf + x * pdf).astype(x.dtype)
 
 
-def _wgrad(x, g):
+def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
-    return x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+    return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
-def _unslice(g, shape, axis, lo, hi):
-    out = np.zeros(shape, dtype=g.dtype)
+def _softmax_grad(g, y, axis, out=None):
+    t = np.multiply(g, y, out=out)
+    s = np.sum(t, axis=axis, keepdims=True)
+    t = np.subtract(g, s, out=t)
+    return np.multiply(t, y, out=t)
+
+
+def _unslice(g, shape, axis, lo, hi, out=None):
+    out = np.zeros(shape, dtype=g.dtype) if out is None else out
+    if out.shape != tuple(shape):
+        out = np.zeros(shape, dtype=g.dtype)
+    else:
+        out.fill(0)
     index = [slice(None)] * len(shape)
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g
@@ -256,3 +284,34 @@ def _unpick(g, shape, axis, i):
     out[tuple(index)] = g
     return out
 '''
+
+
+# Ops that can write their result into a given array (the workspace).
+def _ufunc_out(op: Op, args, out: str) -> str:
+    from .memory import UFUNC
+    return f"{UFUNC[op.prim]}({', '.join(args)}, out={out})"
+
+
+OUT = {
+    **{p: _ufunc_out for p in ("add", "sub", "mul", "div", "neg", "exp", "log", "tanh", "sqrt", "abs", "sin", "cos")},
+    "matmul": lambda op, args, out: f"np.matmul({args[0]}, {args[1]}, out={out})" if op.attr[0] == "mm" else None,
+    "softmax": lambda op, args, out: f"_softmax({args[0]}, {op.attr[0]}, {out})",
+    "log_softmax": lambda op, args, out: f"_log_softmax({args[0]}, {op.attr[0]}, {out})",
+    "softmax_grad": lambda op, args, out: f"_softmax_grad({args[0]}, {args[1]}, {op.attr[0]}, {out})",
+    "wgrad": lambda op, args, out: f"_wgrad({args[0]}, {args[1]}, {out})",
+    "sum": lambda op, args, out: f"np.sum({args[0]}, axis={_axes(op.attr[0])}, out={out})",
+    "scale": lambda op, args, out: f"np.multiply({args[0]}, {op.attr[0]!r}, out={out})",
+    "one_minus": lambda op, args, out: f"np.subtract(1.0, {args[0]}, out={out})",
+    "square": lambda op, args, out: f"np.multiply({args[0]}, {args[0]}, out={out})",
+    "where": lambda op, args, out: f"_where({args[0]}, {args[1]}, {args[2]}, {out})",
+    "select_grad": lambda op, args, out: (f"_where({args[0]}, {args[1]}, 0, {out})" if op.attr[0]
+                                         else f"_where({args[0]}, 0, {args[1]}, {out})"),
+    "unslice": lambda op, args, out: (f"_unslice({args[0]}, {args[1]}, {op.attr[0]}, {op.attr[1]}, {op.attr[2]}, "
+                                      f"{out})"),
+}
+
+
+def out_expr(op: Op, out: str) -> str | None:
+    """The op writing into ``out``, or None when it cannot."""
+    f = OUT.get(op.prim)
+    return f(op, op.args, out) if f else None

@@ -134,3 +134,30 @@ def test_render_memory_lists_saved_activations_with_bytes():
 def test_lowerable_marks_training_cards():
     assert not lowerable(parse_file(ROOT / "cards" / "DTraining.card"))
     assert lowerable(parse_file(ROOT / "cards" / "GPT2.card"))
+
+
+@pytest.mark.parametrize("model_card", MODEL_CARDS, ids=[p.stem for p in MODEL_CARDS])
+def test_a_workspace_gives_the_same_numbers(model_card, library):
+    """With a workspace, arrays are reused from call to call; results must not change."""
+    checked = library.checked(model_card.stem)
+    mod = load_module(checked, library)
+    prog = lower(checked, library)
+    sizes = small_sizes(checked, library, {})
+    fields = {f.name for f in dataclasses.fields(mod.Config)}
+    from cardgen.naming import ascii_name
+    cfg = mod.Config(**{ascii_name(k): v for k, v in sizes.items() if ascii_name(k) in fields})
+    params = mod.init_params(cfg, np.random.default_rng(0), np.float64)
+    params = mod.Params(**{f.name: getattr(params, f.name) + 0.1 for f in dataclasses.fields(mod.Params)})
+    workspace: dict = {}
+    for seed in (1, 2):  # the second call reuses every array of the first
+        args = make_inputs(prog, sizes, np.random.default_rng(seed), positive=True)
+        out, cache = mod.forward(cfg, params, *args)
+        g_out = np.random.default_rng(seed + 10).standard_normal(out.shape)
+        grads, igrads = mod.backward(cfg, params, cache, g_out)
+        out_w, cache_w = mod.forward(cfg, params, *args, workspace=workspace)
+        np.testing.assert_array_equal(out_w, out)
+        grads_w, igrads_w = mod.backward(cfg, params, cache_w, g_out, workspace=workspace)
+        for f in dataclasses.fields(mod.Params):
+            np.testing.assert_array_equal(getattr(grads_w, f.name), getattr(grads, f.name), err_msg=f.name)
+        for k in igrads:
+            np.testing.assert_array_equal(igrads_w[k], igrads[k], err_msg=k)
