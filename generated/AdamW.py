@@ -29,7 +29,7 @@ The card, as `cardgen render` prints it:
 Module contract (the same for every card): `Config` holds the hyperparameters,
 `Params` the learned parameters (per-layer groups stacked on a leading axis),
 `init_params(config, rng, dtype)` draws them, `forward(config, params, theta, g, m, v, t)`
-returns `(theta_prime, cache)` and `backward(config, params, cache, d_theta_prime)` returns
+returns `(theta_prime, m_prime, v_prime, cache)` (several outputs: a tuple of them, then the cache) and `backward(config, params, cache, d_theta_prime, d_m_prime, d_v_prime)` returns
 `(grads, input_grads)`: `grads` shaped like `Params`, `input_grads` a dict of the
 gradients of the real-valued inputs.  Inputs may carry any leading batch axes;
 the dtype (float32 or float64) follows the parameters.
@@ -76,7 +76,7 @@ def forward(config: Config, params: Params, theta, g, m, v, t, workspace: dict |
     t: () token ids
     workspace: a dict to keep arrays in between calls (no allocation after the first);
     the output and the cache then live in it until the next call with the same dict.
-    Returns (theta_prime, cache); theta_prime has shape (…, n).
+    Returns (theta_prime, m_prime, v_prime, cache); theta_prime, m_prime, v_prime has shape (…, n), (…, n), (…, n).
     """
     n = theta.shape[-1]
     eta = config.eta
@@ -104,11 +104,11 @@ def forward(config: Config, params: Params, theta, g, m, v, t, workspace: dict |
     # 4 m̂ ← m′ / (1 − β_1^{t}) ▷ m̂ ∈ ℝ^n; bias correction
     _13 = beta_1 ** t                                           # ()
     _14 = 1 - _13                                               # ()
-    m_hat = np.divide(m_prime, _14, out=m_prime)                # (…, n)
+    m_hat = np.divide(m_prime, _14, out=_buf(workspace, 'AdamW:fm_hat', batch + (n,), dtype)) # (…, n)
     # 5 v̂ ← v′ / (1 − β_2^{t}) ▷ v̂ ∈ ℝ^n
     _16 = beta_2 ** t                                           # ()
     _17 = 1 - _16                                               # ()
-    v_hat = np.divide(v_prime, _17, out=v_prime)                # (…, n)
+    v_hat = np.divide(v_prime, _17, out=_buf(workspace, 'AdamW:fv_hat', batch + (n,), dtype)) # (…, n)
     # 6 return θ′ = θ − η m̂ / (√v̂ + ε) ▷ θ′ ∈ ℝ^n
     _19 = np.multiply(eta, m_hat, out=m_hat)                    # (…, n)
     _20 = np.sqrt(v_hat, out=v_hat)                             # (…, n)
@@ -116,13 +116,13 @@ def forward(config: Config, params: Params, theta, g, m, v, t, workspace: dict |
     _22 = np.divide(_19, _21, out=_19)                          # (…, n)
     theta_prime = np.subtract(theta_2, _22, out=theta_2)        # (…, n)
     cache = {"n": n, "batch": batch, "dtype": dtype, "_21": _21, "_22": _22, "_20": _20, "_17": _17, "_14": _14, "g": g, "_10": _10, "_9": _9, "_5": _5, "_1": _1, "t": t}
-    return theta_prime, cache
+    return theta_prime, m_prime, v_prime, cache
 
 
-def backward(config: Config, params: Params, cache: dict, d_theta_prime, workspace: dict | None = None):
+def backward(config: Config, params: Params, cache: dict, d_theta_prime, d_m_prime, d_v_prime, workspace: dict | None = None):
     """The derived backward pass of AdamW (reverse-mode, from the card).
 
-    d_theta_prime: the gradient of a scalar loss with respect to theta_prime.
+    d_theta_prime, d_m_prime, d_v_prime: the gradient of a scalar loss with respect to theta_prime, m_prime, v_prime.
     Returns (grads, input_grads).
     """
     eta = config.eta
@@ -155,24 +155,26 @@ def backward(config: Config, params: Params, cache: dict, d_theta_prime, workspa
     g10009 = np.multiply(g10002, eta, out=g10002)               # (…, n)
     # 5 v̂ ← v′ / (1 − β_2^{t}) ▷ v̂ ∈ ℝ^n
     g10010 = np.divide(g10007, _17, out=g10007)                 # (…, n)
+    g10014 = np.add(d_v_prime, g10010, out=g10010)              # (…, n)
     # 4 m̂ ← m′ / (1 − β_1^{t}) ▷ m̂ ∈ ℝ^n; bias correction
-    g10014 = np.divide(g10009, _14, out=g10009)                 # (…, n)
+    g10015 = np.divide(g10009, _14, out=g10009)                 # (…, n)
+    g10019 = np.add(d_m_prime, g10015, out=g10015)              # (…, n)
     # 3 v′ ← β_2 v + (1 − β_2) g ⊙ g ▷ v′ ∈ ℝ^n
-    g10018 = np.multiply(g10010, g, out=_buf(workspace, 'AdamW:bg10018', batch + (n,), dtype)) # (…, n)
-    g10019 = np.multiply(g10010, _10, out=_buf(workspace, 'AdamW:bg10019', batch + (n,), dtype)) # (…, n)
-    g10021 = np.multiply(g10018, _9, out=g10018)                # (…, n)
-    g10022 = np.add(g10019, g10021, out=g10019)                 # (…, n)
-    g10024 = np.multiply(g10010, beta_2, out=g10010)            # (…, n)
+    g10020 = np.multiply(g10014, g, out=_buf(workspace, 'AdamW:bg10020', batch + (n,), dtype)) # (…, n)
+    g10021 = np.multiply(g10014, _10, out=_buf(workspace, 'AdamW:bg10021', batch + (n,), dtype)) # (…, n)
+    g10023 = np.multiply(g10020, _9, out=g10020)                # (…, n)
+    g10024 = np.add(g10021, g10023, out=g10021)                 # (…, n)
+    g10026 = np.multiply(g10014, beta_2, out=g10014)            # (…, n)
     # 2 m′ ← β_1 m + (1 − β_1) g ▷ m′ ∈ ℝ^n
-    g10026 = np.multiply(g10014, _5, out=_buf(workspace, 'AdamW:bg10026', batch + (n,), dtype)) # (…, n)
-    g10027 = np.add(g10022, g10026, out=g10022)                 # (…, n)
-    g10029 = np.multiply(g10014, beta_1, out=g10014)            # (…, n)
+    g10028 = np.multiply(g10019, _5, out=_buf(workspace, 'AdamW:bg10028', batch + (n,), dtype)) # (…, n)
+    g10029 = np.add(g10024, g10028, out=g10024)                 # (…, n)
+    g10031 = np.multiply(g10019, beta_1, out=g10019)            # (…, n)
     # 1 θ ← θ − η λ θ ▷ θ ∈ ℝ^n; decoupled weight decay
-    g10030 = np.negative(d_theta_prime, out=_buf(workspace, 'AdamW:bg10030', batch + (n,), dtype)) # (…, n)
-    g10032 = np.multiply(g10030, _1, out=g10030)                # (…, n)
-    g10033 = np.add(d_theta_prime, g10032, out=g10032)          # (…, n)
+    g10032 = np.negative(d_theta_prime, out=_buf(workspace, 'AdamW:bg10032', batch + (n,), dtype)) # (…, n)
+    g10034 = np.multiply(g10032, _1, out=g10032)                # (…, n)
+    g10035 = np.add(d_theta_prime, g10034, out=g10034)          # (…, n)
     grads = Params()
-    return grads, {"theta": g10033, "g": g10027, "m": g10029, "v": g10024}
+    return grads, {"theta": g10035, "g": g10029, "m": g10031, "v": g10026}
 
 def _buf(workspace, key, shape, dtype):
     """An array for one value: reused from the workspace while its shape and dtype still fit."""

@@ -28,7 +28,7 @@ The card, as `cardgen render` prints it:
 Module contract (the same for every card): `Config` holds the hyperparameters,
 `Params` the learned parameters (per-layer groups stacked on a leading axis),
 `init_params(config, rng, dtype)` draws them, `forward(config, params, X, Z, Mask)`
-returns `(V_tilde, cache)` and `backward(config, params, cache, d_V_tilde)` returns
+returns `(V_tilde, cache)` (several outputs: a tuple of them, then the cache) and `backward(config, params, cache, d_V_tilde)` returns
 `(grads, input_grads)`: `grads` shaped like `Params`, `input_grads` a dict of the
 gradients of the real-valued inputs.  Inputs may carry any leading batch axes;
 the dtype (float32 or float64) follows the parameters.

@@ -22,7 +22,7 @@ The card, as `cardgen render` prints it:
 Module contract (the same for every card): `Config` holds the hyperparameters,
 `Params` the learned parameters (per-layer groups stacked on a leading axis),
 `init_params(config, rng, dtype)` draws them, `forward(config, params, e)`
-returns `(e_hat, cache)` and `backward(config, params, cache, d_e_hat)` returns
+returns `(e_hat, cache)` (several outputs: a tuple of them, then the cache) and `backward(config, params, cache, d_e_hat)` returns
 `(grads, input_grads)`: `grads` shaped like `Params`, `input_grads` a dict of the
 gradients of the real-valued inputs.  Inputs may carry any leading batch axes;
 the dtype (float32 or float64) follows the parameters.

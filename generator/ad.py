@@ -252,7 +252,7 @@ class Builder:
         return self.new("sum_to", (g,), (ndim, tuple(axes)), like=x)
 
 
-def differentiate(prog: Program, names, out_grad: str) -> Backward:
+def differentiate(prog: Program, names, out_grads) -> Backward:
     """The backward pass of ``prog``: gradients of every parameter and real input."""
     layout: dict[str, Value] = {}
     for v in prog.inputs + prog.params:
@@ -263,10 +263,10 @@ def differentiate(prog: Program, names, out_grad: str) -> Backward:
     needs = needs_grad(prog)
     b = Builder(layout, names)
     grads: dict[str, str] = {}
-    out = prog.outputs[0]
-    g0 = out_grad
-    layout[g0] = Value(g0, out.shape, out.batched)
-    grads[out.name] = g0
+    out_grads = [out_grads] if isinstance(out_grads, str) else list(out_grads)
+    for out, g0 in zip(prog.outputs, out_grads, strict=True):
+        layout[g0] = Value(g0, out.shape, out.batched)
+        grads[out.name] = g0
     loops_saved: dict[str, list[str]] = {}
     backprop(prog.body, grads, b, needs, loops_saved)
     param_grads = {p.name: grads.get(p.name) for p in prog.params}
@@ -287,7 +287,7 @@ def differentiate(prog: Program, names, out_grad: str) -> Backward:
             if a in forward_names and a not in read and a not in in_loops:
                 read.append(a)
     shapes = [(s, x) for x, s in b.shape_of.items()]
-    return Backward(b.block, read, loops_saved, shapes, param_grads, input_grads, [g0], layout)
+    return Backward(b.block, read, loops_saved, shapes, param_grads, input_grads, out_grads, layout)
 
 
 def dce(block: list, roots: set[str]) -> list:

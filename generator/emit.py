@@ -114,7 +114,7 @@ def module_source(checked: Checked, lib: Library, source_path: str) -> str:
     names = prog.names
     names.count = 10_000  # backward temporaries never meet forward ones
     try:
-        bwd = differentiate(prog, names, names.fresh("d_" + ascii_name(checked.card.outputs[0])))
+        bwd = differentiate(prog, names, [names.fresh("d_" + ascii_name(o)) for o in checked.card.outputs])
     except NoDerivativeError as e:
         raise locate_step(e, lib) from None
     card = checked.card
@@ -130,8 +130,7 @@ def module_source(checked: Checked, lib: Library, source_path: str) -> str:
     inputs = [v.name for v in prog.inputs]
     helpers = HELPERS + BACKWARD_HELPERS
     text = pseudocode(card, checked.claims)
-    out = prog.outputs[0]
-    out_name = ascii_name(card.outputs[0])
+    out_name = ", ".join(ascii_name(o) for o in card.outputs)
     tmpl = _env().get_template("module.py.j2")
     return tmpl.render(
         source=source_path, sha=hashlib.sha256(card.source.encode("utf-8")).hexdigest(),
@@ -139,13 +138,13 @@ def module_source(checked: Checked, lib: Library, source_path: str) -> str:
         card_text="\n".join("    " + line if line else "" for line in text.splitlines()).replace('"""', "'''")
         .replace("\\", "\\\\"),
         input_list=", ".join(inputs), input_args=", ".join(inputs), output=out_name,
-        output_grad=bwd.output_grads[0],
+        output_grad=", ".join(bwd.output_grads),
         hypers=hypers, params=params, init_dims=init_dims(prog),
         signature=safe_comment(f"{', '.join(card.outputs)} ← {card.name}(...)"),
         input_docs=[f"{v.name}: {shape_comment(v.shape, v.batched)} {'token ids' if v.kind == 'int' else ''}"
                     .rstrip() for v in prog.inputs],
-        output_shape=shape_comment(out.shape, out.batched),
-        forward=fwd + [f"return {out.name}, cache"],
+        output_shape=", ".join(shape_comment(o.shape, o.batched) for o in prog.outputs),
+        forward=fwd + [f"return {', '.join(o.name for o in prog.outputs)}, cache"],
         backward=back, helpers=helpers,
     )
 

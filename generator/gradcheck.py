@@ -83,15 +83,15 @@ def gradcheck(checked: Checked, lib: Library, given: dict[str, int] | None = Non
         getattr(params, f.name).shape) for f in dataclasses.fields(mod.Params)})
     args = make_inputs(prog, sizes, rng)
     with np.errstate(invalid="ignore", divide="ignore"):
-        out, cache = mod.forward(cfg, params, *args)
-    if not np.all(np.isfinite(out)):  # a card that needs positive inputs (AdamW's v)
+        outs, cache = run_forward(mod, cfg, params, args)
+    if not all(np.all(np.isfinite(o)) for o in outs):  # a card that needs positive inputs (AdamW's v)
         args = make_inputs(prog, sizes, rng, positive=True)
-        out, cache = mod.forward(cfg, params, *args)
-    g_out = rng.standard_normal(np.shape(out))
-    grads, input_grads = mod.backward(cfg, params, cache, g_out)
+        outs, cache = run_forward(mod, cfg, params, args)
+    g_outs = [rng.standard_normal(np.shape(o)) for o in outs]
+    grads, input_grads = mod.backward(cfg, params, cache, *g_outs)
 
     def loss(p, a):
-        return float(np.sum(mod.forward(cfg, p, *a)[0] * g_out))
+        return float(sum(np.sum(o * g) for o, g in zip(run_forward(mod, cfg, p, a)[0], g_outs, strict=True)))
 
     base = abs(loss(params, args))
     floor = 1e-4 * (1.0 + base)  # float64 roundoff of the differences is ~1e-12·|loss|
@@ -115,6 +115,12 @@ def gradcheck(checked: Checked, lib: Library, given: dict[str, int] | None = Non
             err = abs(num - ana) / max(abs(num), abs(ana), floor)
             errors[name] = max(errors.get(name, 0.0), err)
     return Result(checked.card.name, errors)
+
+
+def run_forward(mod, cfg, params, args, **kw):
+    """forward(...) as (outputs, cache), whether the card has one output or several."""
+    *outs, cache = mod.forward(cfg, params, *args, **kw)
+    return outs, cache
 
 
 def make_inputs(prog, sizes: dict[str, int], rng, positive: bool = False, batch=(2,)):

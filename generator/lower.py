@@ -101,6 +101,7 @@ class Lowerer:
         self.step_no: str | None = None
         self.memo: dict = {}
         self.transposed: dict = {}
+        self.returned: dict[str, AV] = {}
 
     # ------------------------------------------------------------ helpers
     def err(self, msg, node=None):
@@ -749,7 +750,10 @@ class Lowerer:
 
     def s_return(self, st: Step):
         v = self.value(st.value)
-        return self.named(v, st.target.attr if st.target is not None else self.card.outputs[0])
+        out = st.target.attr if st.target is not None else self.card.outputs[0]
+        v = self.named(v, out)
+        self.returned[out] = v
+        return v
 
     def s_assign(self, st: Step):
         t = st.target
@@ -1048,14 +1052,14 @@ def lower(checked: Checked, lib: Library) -> Program:
     for d in card.decls:
         if d.role == "hyper" and d.default is not None:
             pass
-    out = lw.body(card.steps)
-    if out is None:
+    if lw.body(card.steps) is None:
         raise LoweringError(f"{card.name} has no return step", card.pos).located(card.path, card.source)
-    out = lw.materialize(out)
-    b = checked.env[card.outputs[0]]
-    outputs = [Value(out.name, b.type.shape, out.batched, out.kind)]
-    if out.mapped:
-        raise LoweringError("the output still has an index axis", card.pos).located(card.path, card.source)
+    outputs = []
+    for n in card.outputs:  # in signature order: the return step's, and those steps assign
+        out = lw.materialize(lw.returned.get(n) or lw.env[n])
+        if out.mapped:
+            raise LoweringError("the output still has an index axis", card.pos).located(card.path, card.source)
+        outputs.append(Value(out.name, checked.env[n].type.shape, out.batched, out.kind))
     dims = dim_sources(checked, inputs)
     from .naming import ascii_name
     names.taken |= {ascii_name(d) for d in dims} | {ascii_name(n) for n in checked.env}

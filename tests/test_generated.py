@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from cardgen import parse_file
 from cardgen.cli import main
-from cardgen.gradcheck import TOL, gradcheck, load_module, make_inputs, small_sizes
+from cardgen.gradcheck import TOL, gradcheck, load_module, make_inputs, run_forward, small_sizes
 from cardgen.lower import lower, lowerable
 
 from .conftest import CARDS, ROOT
@@ -46,20 +46,21 @@ def test_dtype_follows_the_parameters_and_batch_axes_are_free(model_card, librar
     p32 = mod.init_params(cfg, rng, np.float32)
     args = make_inputs(prog, sizes, np.random.default_rng(1), positive=True, batch=(2, 3))
     args32 = [a.astype(np.float32) if isinstance(a, np.ndarray) and a.dtype == np.float64 else a for a in args]
-    out, cache = mod.forward(cfg, p32, *args32)
-    assert out.dtype == np.float32
-    grads, _ = mod.backward(cfg, p32, cache, np.ones_like(out))
+    outs, cache = run_forward(mod, cfg, p32, args32)
+    assert all(o.dtype == np.float32 for o in outs)
+    grads, _ = mod.backward(cfg, p32, cache, *[np.ones_like(o) for o in outs])
     for f in dataclasses.fields(mod.Params):
         g = getattr(grads, f.name)
         assert g.dtype == np.float32 and g.shape == getattr(p32, f.name).shape, f.name
     # two leading batch axes give the same numbers as one item at a time
     if any(v.batched for v in prog.inputs):
         p64 = mod.Params(**{f.name: getattr(p32, f.name).astype(np.float64) for f in dataclasses.fields(mod.Params)})
-        whole, _ = mod.forward(cfg, p64, *args)
+        whole, _ = run_forward(mod, cfg, p64, args)
         one = [a[1, 2] if (isinstance(a, np.ndarray) and v.batched) else a
                for a, v in zip(args, prog.inputs, strict=True)]
-        single, _ = mod.forward(cfg, p64, *one)
-        np.testing.assert_allclose(whole[1, 2], single, rtol=1e-12, atol=1e-12)
+        single, _ = run_forward(mod, cfg, p64, one)
+        for w, s1 in zip(whole, single, strict=True):
+            np.testing.assert_allclose(w[1, 2], s1, rtol=1e-12, atol=1e-12)
 
 
 def test_generated_modules_are_current():
@@ -151,12 +152,13 @@ def test_a_workspace_gives_the_same_numbers(model_card, library):
     workspace: dict = {}
     for seed in (1, 2):  # the second call reuses every array of the first
         args = make_inputs(prog, sizes, np.random.default_rng(seed), positive=True)
-        out, cache = mod.forward(cfg, params, *args)
-        g_out = np.random.default_rng(seed + 10).standard_normal(out.shape)
-        grads, igrads = mod.backward(cfg, params, cache, g_out)
-        out_w, cache_w = mod.forward(cfg, params, *args, workspace=workspace)
-        np.testing.assert_array_equal(out_w, out)
-        grads_w, igrads_w = mod.backward(cfg, params, cache_w, g_out, workspace=workspace)
+        outs, cache = run_forward(mod, cfg, params, args)
+        g_outs = [np.random.default_rng(seed + 10).standard_normal(np.shape(o)) for o in outs]
+        grads, igrads = mod.backward(cfg, params, cache, *g_outs)
+        outs_w, cache_w = run_forward(mod, cfg, params, args, workspace=workspace)
+        for o_w, o in zip(outs_w, outs, strict=True):
+            np.testing.assert_array_equal(o_w, o)
+        grads_w, igrads_w = mod.backward(cfg, params, cache_w, *g_outs, workspace=workspace)
         for f in dataclasses.fields(mod.Params):
             np.testing.assert_array_equal(getattr(grads_w, f.name), getattr(grads, f.name), err_msg=f.name)
         for k in igrads:
