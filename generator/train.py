@@ -1,0 +1,215 @@
+"""Training and sampling with compiled cards.
+
+The step follows the paper's DTraining (Algorithm 13) with AdamW for the update:
+for a batch of sequences x, P(θ) ← Model(x | θ) (forward of the model card),
+loss(θ) = cross_entropy(P, x shifted by one) (teacher forcing, the loss card),
+∇loss(θ) by the derived backward passes, then θ ← AdamW(θ, ∇loss, m, v, t) (the
+AdamW card), parameter by parameter.  Sampling follows DInference (Algorithm
+14): P ← Model(x | θ̂), p ← the last column, y ∼ q ∝ p^{1/τ}, x ← [x, y], with the
+context window sliding once the text outgrows the model's positions.
+
+Every number is computed by generated modules; this file only wires them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class AdamWSettings:
+    """The AdamW card's hyperparameters (its defaults), plus clipping and accumulation."""
+
+    lr: float = 1e-4
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    clip_norm: float | None = None  # clip the gradient's global norm to this, if given
+    accumulate: int = 1              # micro-batches per update
+
+
+@dataclass
+class TrainState:
+    """Everything a step changes: parameters, AdamW moments (shaped like Params), step count."""
+
+    params: object
+    m: object
+    v: object
+    step: int = 0
+    workspace: dict = field(default_factory=dict)
+
+
+class Trainer:
+    """One model card's forward/backward, the cross_entropy card and the AdamW card, wired
+    into a training step."""
+
+    def __init__(self, model: types.ModuleType, loss: types.ModuleType, adamw: types.ModuleType,
+                 config, settings: AdamWSettings | None = None):
+        self.model, self.loss, self.adamw = model, loss, adamw
+        self.config = config
+        self.settings = settings or AdamWSettings()
+        self.takes_offset = len(_inputs(model)) == 2  # GPT2(x, p_start): positions start at 0
+
+    def init(self, rng: np.random.Generator, dtype=np.float32) -> TrainState:
+        params = self.model.init_params(self.config, rng, dtype)
+        zeros = self.model.Params(**{f.name: np.zeros_like(getattr(params, f.name)) for f in _fields(params)})
+        zeros2 = self.model.Params(**{f.name: np.zeros_like(getattr(params, f.name)) for f in _fields(params)})
+        return TrainState(params, zeros, zeros2)
+
+    def logits(self, params, x, workspace=None):
+        args = (x, 0) if self.takes_offset else (x,)
+        out, cache = self.model.forward(self.config, params, *args, workspace=workspace)
+        return out, cache
+
+    def loss_and_grads(self, params, tokens, workspace=None):
+        """Mean next-token cross-entropy of a batch (B, T+1) and its gradient, shaped like Params."""
+        x, y = tokens[:, :-1], tokens[:, 1:]
+        logits, cache = self.logits(params, x, workspace)
+        per_seq, ce_cache = self.loss.forward(self.loss.Config(), self.loss.Params(), logits, y, workspace=workspace)
+        batch = tokens.shape[0]
+        _, d = self.loss.backward(self.loss.Config(), self.loss.Params(), ce_cache,
+                                  np.full(batch, 1.0 / batch, dtype=logits.dtype), workspace=workspace)
+        grads, _ = self.model.backward(self.config, params, cache, d["P"], workspace=workspace)
+        return float(np.mean(per_seq)), grads
+
+    def evaluate(self, params, tokens, workspace=None) -> float:
+        logits, _ = self.logits(params, tokens[:, :-1], workspace)
+        per_seq, _ = self.loss.forward(self.loss.Config(), self.loss.Params(), logits, tokens[:, 1:])
+        return float(np.mean(per_seq))
+
+    def step(self, state: TrainState, micro_batches) -> float:
+        """One update: gradients of every micro-batch summed (mean), clipped, then AdamW.
+        Each step computes its gradients afresh: nothing carries over between steps."""
+        total, grads = 0.0, None
+        for tokens in micro_batches:
+            loss, g = self.loss_and_grads(state.params, tokens, state.workspace)
+            total += loss
+            if grads is None:
+                grads = {f.name: np.array(getattr(g, f.name), copy=True) for f in _fields(g)}
+            else:
+                for name in grads:
+                    grads[name] += getattr(g, name)
+        n = len(micro_batches)
+        if n > 1:
+            for name in grads:
+                grads[name] /= n
+        s = self.settings
+        if s.clip_norm is not None:
+            norm = math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads.values()))
+            if norm > s.clip_norm:
+                for name in grads:
+                    grads[name] *= s.clip_norm / (norm + 1e-6)
+        state.step += 1
+        cfg = self.adamw.Config(eta=s.lr, beta_1=s.beta_1, beta_2=s.beta_2, eps=s.eps, lam=s.weight_decay)
+        for f in _fields(state.params):
+            theta = getattr(state.params, f.name)
+            new_theta, new_m, new_v, _ = self.adamw.forward(
+                cfg, self.adamw.Params(), theta, grads[f.name], getattr(state.m, f.name), getattr(state.v, f.name),
+                state.step)
+            theta[...] = new_theta  # in place: params keep their arrays
+            getattr(state.m, f.name)[...] = new_m
+            getattr(state.v, f.name)[...] = new_v
+        return total / n
+
+    def generate(self, params, prompt, n_tokens: int, temperature: float, rng: np.random.Generator,
+                 context: int | None = None) -> np.ndarray:
+        """DInference: append n_tokens sampled tokens to prompt (1-D token ids).
+        Temperature 0 picks the most likely token; the window slides past ``context``."""
+        x = np.asarray(prompt, dtype=np.int64)
+        out = []
+        for _ in range(n_tokens):
+            window = x if context is None else x[-context:]
+            logits, _ = self.logits(params, window[None, :])
+            p = logits[0, -1].astype(np.float64)
+            if temperature == 0:
+                y = int(np.argmax(p))
+            else:
+                z = p / temperature  # q ∝ softmax(p)^{1/τ} = softmax(p/τ)
+                q = np.exp(z - np.max(z))
+                q /= q.sum()
+                y = int(rng.choice(len(q), p=q))
+            out.append(y)
+            x = np.append(x, y)
+        return np.asarray(out, dtype=np.int64)
+
+
+def _fields(obj):
+    return dataclasses.fields(obj)
+
+
+def _inputs(mod) -> list[str]:
+    import inspect
+    return [p for p in inspect.signature(mod.forward).parameters if p not in ("config", "params", "workspace")]
+
+
+# --------------------------------------------------------------- checkpoints
+def save_checkpoint(path, state: TrainState, rng: np.random.Generator, config, extra: dict) -> None:
+    """params, AdamW moments, step, the RNG's state and the config, in one .npz (written atomically)."""
+    import json
+    import os
+    arrays = {}
+    for group, obj in (("params", state.params), ("m", state.m), ("v", state.v)):
+        for f in _fields(obj):
+            arrays[f"{group}/{f.name}"] = getattr(obj, f.name)
+    meta = {"step": state.step, "rng": rng.bit_generator.state, "config": dataclasses.asdict(config), **extra}
+    arrays["meta"] = np.frombuffer(json.dumps(meta, default=_jsonable).encode("utf-8"), dtype=np.uint8)
+    tmp = f"{path}.tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _jsonable(x):
+    if isinstance(x, np.integer):
+        return int(x)
+    raise TypeError(type(x))
+
+
+def load_checkpoint(path, model: types.ModuleType):
+    """(state, rng, meta) as save_checkpoint wrote them."""
+    import json
+    with np.load(path) as data:
+        meta = json.loads(bytes(data["meta"]).decode("utf-8"))
+        groups = {}
+        for group in ("params", "m", "v"):
+            groups[group] = model.Params(**{k.split("/", 1)[1]: np.array(data[k]) for k in data.files
+                                            if k.startswith(group + "/")})
+    rng = np.random.default_rng()
+    rng.bit_generator.state = meta["rng"]
+    state = TrainState(groups["params"], groups["m"], groups["v"], int(meta["step"]))
+    return state, rng, meta
+
+
+# ---------------------------------------------------------------------- data
+def stdlib_text(limit_bytes: int = 4_000_000) -> bytes:
+    """Real text that every machine with Python has: the standard library's own sources,
+    in a fixed order."""
+    import sysconfig
+    from pathlib import Path
+    root = Path(sysconfig.get_paths()["stdlib"])
+    out, size = [], 0
+    for p in sorted(root.glob("*.py")):
+        data = p.read_bytes()
+        out.append(data)
+        size += len(data)
+        if size >= limit_bytes:
+            break
+    return b"".join(out)
+
+
+def split(data: bytes, val_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Byte-level tokens (0..255), the last ``val_fraction`` held out for validation."""
+    tokens = np.frombuffer(data, dtype=np.uint8).astype(np.int64)
+    n = int(len(tokens) * (1 - val_fraction))
+    return tokens[:n], tokens[n:]
+
+
+def batches(tokens: np.ndarray, batch: int, length: int, rng: np.random.Generator) -> np.ndarray:
+    """``batch`` random windows of ``length + 1`` tokens (input and next-token targets)."""
+    starts = rng.integers(0, len(tokens) - length - 1, size=batch)
+    return np.stack([tokens[s:s + length + 1] for s in starts])
