@@ -329,7 +329,8 @@ def training_modules(card_path: str, values: dict):
 
 @main.command("train")
 @click.argument("card")
-@click.option("--data", type=click.Path(exists=True, dir_okay=False), help="A text file (default: Python's own sources).")
+@click.option("--data", type=click.Path(exists=True, dir_okay=False),
+              help="A text file (default: Python's own sources).")
 @click.option("--steps", default=1000, show_default=True, help="Total optimizer steps.")
 @click.option("--batch", default=16, show_default=True, help="Sequences per step.")
 @click.option("--seq", default=None, type=int, help="Tokens per sequence (default: the context, at most 64).")
@@ -350,23 +351,23 @@ def train_cmd(card, data, steps, batch, seq, lr, weight_decay, clip, accumulate,
 
     import numpy as np
 
-    from . import train as T
+    from . import train as tr
     from .plot import loss_png
     values = parse_sets(sets)
     c, model, ce, adamw, config = training_modules(card, values)
     out = Path(out_dir or f"runs/{c.name}")
     out.mkdir(parents=True, exist_ok=True)
     ckpt, log_path = out / "checkpoint.npz", out / "log.csv"
-    text = Path(data).read_bytes() if data else T.stdlib_text()
-    train_tokens, val_tokens = T.split(text)
+    text = Path(data).read_bytes() if data else tr.stdlib_text()
+    train_tokens, val_tokens = tr.split(text)
     ctx = getattr(config, "ctx", None) or getattr(config, "ell_max", None)
     seq = seq or min(ctx or 64, 64)
-    settings = T.AdamWSettings(lr=lr, weight_decay=weight_decay, clip_norm=clip or None, accumulate=accumulate)
-    trainer = T.Trainer(model, ce, adamw, config, settings)
+    settings = tr.AdamWSettings(lr=lr, weight_decay=weight_decay, clip_norm=clip or None, accumulate=accumulate)
+    trainer = tr.Trainer(model, ce, adamw, config, settings)
     if resume:
         if not ckpt.exists():
             raise CardError(f"--resume: no checkpoint at {ckpt}")
-        state, rng, meta = T.load_checkpoint(ckpt, model)
+        state, rng, meta = tr.load_checkpoint(ckpt, model)
         click.echo(f"resuming {c.name} at step {state.step} from {ckpt}")
     else:
         rng = np.random.default_rng(seed)
@@ -374,17 +375,17 @@ def train_cmd(card, data, steps, batch, seq, lr, weight_decay, clip, accumulate,
         log_path.write_text("step,train_loss,val_loss,tokens_per_s\n")
 
     def save():
-        T.save_checkpoint(ckpt, state, rng, config, {"card": str(Path(card).resolve()), "seq": seq})
+        tr.save_checkpoint(ckpt, state, rng, config, {"card": str(Path(card).resolve()), "seq": seq})
 
     def evaluate(step):  # its own RNG per step: evaluation never moves the training trajectory
-        vb = T.batches(val_tokens, batch, seq, np.random.default_rng([seed, step]))
+        vb = tr.batches(val_tokens, batch, seq, np.random.default_rng([seed, step]))
         return trainer.evaluate(state.params, vb)
 
     tty = sys.stderr.isatty()
     start, done_tokens = time.perf_counter(), 0
     try:
         while state.step < steps:
-            micro = [T.batches(train_tokens, batch, seq, rng) for _ in range(accumulate)]
+            micro = [tr.batches(train_tokens, batch, seq, rng) for _ in range(accumulate)]
             loss = trainer.step(state, micro)
             done_tokens += batch * seq * accumulate
             rate = done_tokens / (time.perf_counter() - start)
@@ -405,9 +406,9 @@ def train_cmd(card, data, steps, batch, seq, lr, weight_decay, clip, accumulate,
         click.echo("", err=True)
     save()
     rows = [r.split(",") for r in log_path.read_text().splitlines()[1:]]
-    tr = ([int(r[0]) for r in rows], [float(r[1]) for r in rows])
+    train_curve = ([int(r[0]) for r in rows], [float(r[1]) for r in rows])
     va = [(int(r[0]), float(r[2])) for r in rows if r[2] != "nan"]
-    loss_png(out / "loss.png", {"train": tr, "val": ([a for a, _ in va], [b for _, b in va])})
+    loss_png(out / "loss.png", {"train": train_curve, "val": ([a for a, _ in va], [b for _, b in va])})
     sample = trainer.generate(state.params, np.frombuffer(b"def ", np.uint8), 120, 0.8,
                               np.random.default_rng(seed), context=seq)
     click.echo(f"saved {ckpt}, {log_path}, {out / 'loss.png'}")
@@ -427,13 +428,13 @@ def sample_cmd(checkpoint, prompt, tokens, temperature, seed):
 
     import numpy as np
 
-    from . import train as T
+    from . import train as tr
     with np.load(checkpoint) as d:
         meta = json.loads(bytes(d["meta"]).decode("utf-8"))
     config_values = meta["config"]
     c, model, ce, adamw, config = training_modules(meta["card"], config_values)
-    state, _, _ = T.load_checkpoint(checkpoint, model)
-    trainer = T.Trainer(model, ce, adamw, config)
+    state, _, _ = tr.load_checkpoint(checkpoint, model)
+    trainer = tr.Trainer(model, ce, adamw, config)
     x = np.frombuffer(prompt.encode("utf-8"), np.uint8)
     out = trainer.generate(state.params, x, tokens, temperature, np.random.default_rng(seed), context=meta["seq"])
     click.echo((prompt.encode("utf-8") + bytes(out.astype(np.uint8))).decode("utf-8", "replace"))
