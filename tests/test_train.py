@@ -1,0 +1,159 @@
+"""Training and sampling with compiled cards: the AdamW step against
+torch.optim.AdamW, learning on real text, exact resume, accumulation, clipping,
+sampling, and the train/sample commands."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cardgen.cli import main
+from cardgen.train import AdamWSettings, Trainer, batches, split, stdlib_text
+
+from .conftest import ROOT, load_generated
+from .test_oracle_gpt2 import hf_model, rel, to_params
+
+GPT2, CE, ADAMW, BIGRAM = (load_generated(n) for n in ("GPT2", "cross_entropy", "AdamW", "Bigram"))
+SMALL = ["--set", "D=32", "--set", "H=2", "--set", "D_f=128", "--set", "N=2", "--set", "ctx=32"]
+
+
+@pytest.fixture(scope="module")
+def text():
+    return split(stdlib_text(600_000))
+
+
+def test_ten_adamw_steps_match_pytorch():
+    """Same initial weights, same batches: every loss and the final weights agree (float64)."""
+    from .test_oracle_gpt2 import CTX, D, H, N, V
+    model = hf_model(torch.float64)
+    cfg = GPT2.Config(V=V, D=D, H=H, D_f=4 * D, N=N, ctx=CTX)
+    settings = AdamWSettings(lr=3e-3, beta_1=0.9, beta_2=0.999, eps=1e-8, weight_decay=0.1)
+    trainer = Trainer(GPT2, CE, ADAMW, cfg, settings)
+    state = trainer.init(np.random.default_rng(0), np.float64)
+    state.params = to_params(GPT2, model, np.float64)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1)
+    rng = np.random.default_rng(7)
+    for _ in range(10):
+        tokens = rng.integers(0, V, size=(3, 9))
+        ours = trainer.step(state, [tokens])
+        opt.zero_grad(set_to_none=True)
+        t = torch.from_numpy(tokens)
+        logits = model(t[:, :-1]).logits
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), t[:, 1:].reshape(-1))
+        loss.backward()
+        opt.step()
+        assert abs(ours - loss.item()) <= 1e-9 * abs(loss.item())
+    final = to_params(GPT2, model, np.float64)
+    errors = {name: rel(getattr(state.params, name), getattr(final, name)) for name in vars(final)}
+    assert max(errors.values()) <= 1e-9, errors
+
+
+def test_bigram_and_gpt2_learn_real_text(text):
+    train, val = text
+    rng = np.random.default_rng(0)
+    uniform = np.log(256)  # 5.55 nats: a model that learned nothing
+    for mod, cfg, lr, steps, bound in [(BIGRAM, BIGRAM.Config(V=256), 3e-2, 150, 2.9),
+                                       (GPT2, GPT2.Config(V=256, D=32, H=2, D_f=128, N=2, ctx=32), 3e-3, 150, 3.0)]:
+        trainer = Trainer(mod, CE, ADAMW, cfg, AdamWSettings(lr=lr, clip_norm=1.0))
+        state = trainer.init(np.random.default_rng(0))
+        before = trainer.evaluate(state.params, batches(val, 32, 32, np.random.default_rng(1)))
+        for _ in range(steps):
+            trainer.step(state, [batches(train, 16, 32, rng)])
+        after = trainer.evaluate(state.params, batches(val, 32, 32, np.random.default_rng(1)))
+        assert before > uniform - 0.1 and after < bound, (mod.__name__, before, after)
+
+
+def test_accumulated_micro_batches_equal_one_big_batch(text):
+    train, _ = text
+    cfg = GPT2.Config(V=256, D=16, H=2, D_f=32, N=1, ctx=16)
+    tokens = batches(train, 8, 16, np.random.default_rng(3))
+    a, b = (Trainer(GPT2, CE, ADAMW, cfg, AdamWSettings(lr=1e-2)) for _ in range(2))
+    sa, sb = a.init(np.random.default_rng(0), np.float64), b.init(np.random.default_rng(0), np.float64)
+    a.step(sa, [tokens])
+    b.step(sb, [tokens[:4], tokens[4:]])
+    for name in vars(sa.params):
+        np.testing.assert_allclose(getattr(sa.params, name), getattr(sb.params, name), rtol=1e-12, atol=1e-14)
+
+
+def test_clipping_scales_the_update_to_the_global_norm(text):
+    train, _ = text
+    cfg = BIGRAM.Config(V=256)
+    tokens = batches(train, 4, 16, np.random.default_rng(3))
+    clip = Trainer(BIGRAM, CE, ADAMW, cfg, AdamWSettings(lr=1.0, clip_norm=1e-3))
+    state = clip.init(np.random.default_rng(0), np.float64)
+    _, g = clip.loss_and_grads(state.params, tokens)
+    norm = np.sqrt(np.sum(g.W ** 2))
+    assert norm > 1e-3
+    clip.step(state, [tokens])
+    # Adam's first step moves each weight by lr·g/(|g|+ε): clipping scales g, the step barely changes,
+    # but the moments do: m = (1 − β_1)·g·(clip/norm)
+    np.testing.assert_allclose(state.m.W, 0.1 * g.W * 1e-3 / (norm + 1e-6), rtol=1e-9, atol=1e-15)
+
+
+def test_sampling_is_greedy_at_zero_temperature_reproducible_and_slides(text):
+    train, _ = text
+    cfg = GPT2.Config(V=256, D=16, H=2, D_f=32, N=1, ctx=8)
+    trainer = Trainer(GPT2, CE, ADAMW, cfg)
+    params = trainer.init(np.random.default_rng(0)).params
+    prompt = train[:20]  # longer than the 8 positions the model has: the window must slide
+    greedy = trainer.generate(params, prompt, 5, 0.0, np.random.default_rng(0), context=8)
+    logits, _ = trainer.logits(params, prompt[None, -8:])
+    assert greedy[0] == int(np.argmax(logits[0, -1]))
+    a = trainer.generate(params, prompt, 30, 1.0, np.random.default_rng(5), context=8)
+    b = trainer.generate(params, prompt, 30, 1.0, np.random.default_rng(5), context=8)
+    c = trainer.generate(params, prompt, 30, 1.0, np.random.default_rng(6), context=8)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert a.min() >= 0 and a.max() < 256
+
+
+def test_train_resumes_on_exactly_the_same_trajectory(tmp_path):
+    common = ["--batch", "4", "--seq", "16", "--eval-every", "5", *SMALL]
+    runner = CliRunner()
+    straight = runner.invoke(main, ["train", "cards/GPT2.card", "--steps", "12", "--out", str(tmp_path / "a"),
+                                    *common])
+    assert straight.exit_code == 0, straight.output
+    half = runner.invoke(main, ["train", "cards/GPT2.card", "--steps", "6", "--out", str(tmp_path / "b"), *common])
+    assert half.exit_code == 0, half.output
+    rest = runner.invoke(main, ["train", "cards/GPT2.card", "--steps", "12", "--resume", "--out",
+                                str(tmp_path / "b"), *common])
+    assert rest.exit_code == 0 and "resuming GPT2 at step 6" in rest.output, rest.output
+    a, b = np.load(tmp_path / "a" / "checkpoint.npz"), np.load(tmp_path / "b" / "checkpoint.npz")
+    assert [k for k in a.files] == [k for k in b.files]
+    for k in a.files:
+        if k != "meta":
+            assert np.array_equal(a[k], b[k]), k
+    assert (tmp_path / "a" / "log.csv").read_text() .splitlines()[-1].split(",")[:3] == \
+        (tmp_path / "b" / "log.csv").read_text().splitlines()[-1].split(",")[:3]
+    assert (tmp_path / "a" / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "sample: def " in straight.output
+    sample = runner.invoke(main, ["sample", str(tmp_path / "a" / "checkpoint.npz"), "--prompt", "import ",
+                                  "--tokens", "10", "--temperature", "0"])
+    assert sample.exit_code == 0 and sample.output.startswith("import "), sample.output
+
+
+def test_ctrl_c_saves_a_checkpoint(tmp_path):
+    cmd = [sys.executable, "-m", "cardgen.cli", "train", "cards/GPT2.card", "--steps", "100000", "--batch", "4",
+           "--seq", "16", "--out", str(tmp_path), *SMALL]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    deadline = time.time() + 60
+    while time.time() < deadline and not (tmp_path / "log.csv").exists():
+        time.sleep(0.2)
+    time.sleep(1.0)  # a few steps in
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    assert b"interrupted at step" in err and b"Traceback" not in err
+    state = np.load(tmp_path / "checkpoint.npz")
+    assert "params/W_e" in state.files
+
+
+def test_train_asks_for_missing_sizes():
+    r = CliRunner().invoke(main, ["train", "cards/GPT2.card", "--steps", "1"])
+    assert r.exit_code == 1 and "GPT2 needs values for D, H, D_f, N, ctx" in r.output
