@@ -269,10 +269,25 @@ def _unslice(g, shape, axis, lo, hi, out=None):
     return out
 
 
+def _slice_add(acc, g, axis, lo, hi):
+    """acc with g added into acc[…, lo:hi, …] (in place: acc is a fresh gradient)."""
+    index = [slice(None)] * acc.ndim
+    index[axis] = slice(lo, hi)
+    acc[tuple(index)] += g
+    return acc
+
+
 def _scatter_rows(g, idx, table):
     """Gradient of table[idx]: rows of g added into the rows they came from."""
     out = np.zeros_like(table)
-    np.add.at(out, np.reshape(idx, -1), np.reshape(g, (-1, *table.shape[1:])))
+    idx = np.reshape(idx, -1)
+    if idx.size == 0:
+        return out
+    rows = np.reshape(g, (-1, *table.shape[1:]))
+    order = np.argsort(idx, kind="stable")  # rows of one token together: one sum per token (np.add.at is slow)
+    sorted_idx = idx[order]
+    starts = np.flatnonzero(np.concatenate(([True], sorted_idx[1:] != sorted_idx[:-1])))
+    out[sorted_idx[starts]] = np.add.reduceat(rows[order], starts, axis=0)
     return out
 
 

@@ -189,13 +189,11 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     # 4 K_h ← A[:, D + h · D / H : D + (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
     g10026 = _permute(g10022, (-2, -3, -1))                     # (…, T, H, D/H)
     g10027 = g10026.reshape(shape_6)                            # (…, T, D)
-    g10028 = _unslice(g10027, A_shape, -1, D, 2*D, _buf(workspace, 'CausalSelfAttention:bg10028', batch + (T, 3*D), dtype)) # (…, T, 3·D)
-    g10029 = np.add(g10025, g10028, out=g10025)                 # (…, T, 3·D)
+    g10029 = _slice_add(g10025, g10027, -1, D, 2*D)             # (…, T, 3·D)
     # 3 Q_h ← A[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
     g10030 = _permute(g10021, (-2, -3, -1))                     # (…, T, H, D/H)
     g10031 = g10030.reshape(shape_3)                            # (…, T, D)
-    g10032 = _unslice(g10031, A_shape, -1, 0, D, _buf(workspace, 'CausalSelfAttention:bg10032', batch + (T, 3*D), dtype)) # (…, T, 3·D)
-    g10033 = np.add(g10029, g10032, out=g10029)                 # (…, T, 3·D)
+    g10033 = _slice_add(g10029, g10031, -1, 0, D)               # (…, T, 3·D)
     # 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
     g10034 = _sum_to(g10033, 1, ())                             # (3·D,)
     g10035 = _wgrad(X, g10033, _buf(workspace, 'CausalSelfAttention:bg10035', (D, 3*D), dtype)) # (D, 3·D)
@@ -297,10 +295,25 @@ def _unslice(g, shape, axis, lo, hi, out=None):
     return out
 
 
+def _slice_add(acc, g, axis, lo, hi):
+    """acc with g added into acc[…, lo:hi, …] (in place: acc is a fresh gradient)."""
+    index = [slice(None)] * acc.ndim
+    index[axis] = slice(lo, hi)
+    acc[tuple(index)] += g
+    return acc
+
+
 def _scatter_rows(g, idx, table):
     """Gradient of table[idx]: rows of g added into the rows they came from."""
     out = np.zeros_like(table)
-    np.add.at(out, np.reshape(idx, -1), np.reshape(g, (-1, *table.shape[1:])))
+    idx = np.reshape(idx, -1)
+    if idx.size == 0:
+        return out
+    rows = np.reshape(g, (-1, *table.shape[1:]))
+    order = np.argsort(idx, kind="stable")  # rows of one token together: one sum per token (np.add.at is slow)
+    sorted_idx = idx[order]
+    starts = np.flatnonzero(np.concatenate(([True], sorted_idx[1:] != sorted_idx[:-1])))
+    out[sorted_idx[starts]] = np.add.reduceat(rows[order], starts, axis=0)
     return out
 
 

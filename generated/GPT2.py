@@ -454,13 +454,11 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         # CausalSelfAttention 4 K_h ← A[:, D + h · D / H : D + (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
         g10114 = _permute(g10110, (-2, -3, -1))                 # (…, T, H, D/H)
         g10115 = g10114.reshape(shape_22)                       # (…, T, D)
-        g10116 = _unslice(g10115, A_shape, -1, D, 2*D, _buf(workspace, ('GPT2:bg10116', ell % 2), batch + (T, 3*D), dtype)) # (…, T, 3·D)
-        g10117 = np.add(g10113, g10116, out=g10113)             # (…, T, 3·D)
+        g10117 = _slice_add(g10113, g10115, -1, D, 2*D)         # (…, T, 3·D)
         # CausalSelfAttention 3 Q_h ← A[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
         g10118 = _permute(g10109, (-2, -3, -1))                 # (…, T, H, D/H)
         g10119 = g10118.reshape(shape_19)                       # (…, T, D)
-        g10120 = _unslice(g10119, A_shape, -1, 0, D, _buf(workspace, ('GPT2:bg10120', ell % 2), batch + (T, 3*D), dtype)) # (…, T, 3·D)
-        g10121 = np.add(g10117, g10120, out=g10117)             # (…, T, 3·D)
+        g10121 = _slice_add(g10117, g10119, -1, 0, D)           # (…, T, 3·D)
         # CausalSelfAttention 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
         g10122 = _sum_to(g10121, 1, ())                         # (3·D,)
         g10123 = _wgrad(e_hat, g10121, _buf(workspace, ('GPT2:bg10123', ell % 2), (D, 3*D), dtype)) # (D, 3·D)
@@ -607,10 +605,25 @@ def _unslice(g, shape, axis, lo, hi, out=None):
     return out
 
 
+def _slice_add(acc, g, axis, lo, hi):
+    """acc with g added into acc[…, lo:hi, …] (in place: acc is a fresh gradient)."""
+    index = [slice(None)] * acc.ndim
+    index[axis] = slice(lo, hi)
+    acc[tuple(index)] += g
+    return acc
+
+
 def _scatter_rows(g, idx, table):
     """Gradient of table[idx]: rows of g added into the rows they came from."""
     out = np.zeros_like(table)
-    np.add.at(out, np.reshape(idx, -1), np.reshape(g, (-1, *table.shape[1:])))
+    idx = np.reshape(idx, -1)
+    if idx.size == 0:
+        return out
+    rows = np.reshape(g, (-1, *table.shape[1:]))
+    order = np.argsort(idx, kind="stable")  # rows of one token together: one sum per token (np.add.at is slow)
+    sorted_idx = idx[order]
+    starts = np.flatnonzero(np.concatenate(([True], sorted_idx[1:] != sorted_idx[:-1])))
+    out[sorted_idx[starts]] = np.add.reduceat(rows[order], starts, axis=0)
     return out
 
 

@@ -338,13 +338,11 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     # CausalSelfAttention 4 K_h ← A[:, D + h · D / H : D + (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
     g10080 = _permute(g10076, (-2, -3, -1))                     # (…, T, H, D/H)
     g10081 = g10080.reshape(shape_19)                           # (…, T, D)
-    g10082 = _unslice(g10081, A_shape, -1, D, 2*D, _buf(workspace, 'GPT2Block:bg10082', batch + (T, 3*D), dtype)) # (…, T, 3·D)
-    g10083 = np.add(g10079, g10082, out=g10079)                 # (…, T, 3·D)
+    g10083 = _slice_add(g10079, g10081, -1, D, 2*D)             # (…, T, 3·D)
     # CausalSelfAttention 3 Q_h ← A[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
     g10084 = _permute(g10075, (-2, -3, -1))                     # (…, T, H, D/H)
     g10085 = g10084.reshape(shape_16)                           # (…, T, D)
-    g10086 = _unslice(g10085, A_shape, -1, 0, D, _buf(workspace, 'GPT2Block:bg10086', batch + (T, 3*D), dtype)) # (…, T, 3·D)
-    g10087 = np.add(g10083, g10086, out=g10083)                 # (…, T, 3·D)
+    g10087 = _slice_add(g10083, g10085, -1, 0, D)               # (…, T, 3·D)
     # CausalSelfAttention 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
     g10088 = _sum_to(g10087, 1, ())                             # (3·D,)
     g10089 = _wgrad(e_hat, g10087, _buf(workspace, 'GPT2Block:bg10089', (D, 3*D), dtype)) # (D, 3·D)
@@ -473,10 +471,25 @@ def _unslice(g, shape, axis, lo, hi, out=None):
     return out
 
 
+def _slice_add(acc, g, axis, lo, hi):
+    """acc with g added into acc[…, lo:hi, …] (in place: acc is a fresh gradient)."""
+    index = [slice(None)] * acc.ndim
+    index[axis] = slice(lo, hi)
+    acc[tuple(index)] += g
+    return acc
+
+
 def _scatter_rows(g, idx, table):
     """Gradient of table[idx]: rows of g added into the rows they came from."""
     out = np.zeros_like(table)
-    np.add.at(out, np.reshape(idx, -1), np.reshape(g, (-1, *table.shape[1:])))
+    idx = np.reshape(idx, -1)
+    if idx.size == 0:
+        return out
+    rows = np.reshape(g, (-1, *table.shape[1:]))
+    order = np.argsort(idx, kind="stable")  # rows of one token together: one sum per token (np.add.at is slow)
+    sorted_idx = idx[order]
+    starts = np.flatnonzero(np.concatenate(([True], sorted_idx[1:] != sorted_idx[:-1])))
+    out[sorted_idx[starts]] = np.add.reduceat(rows[order], starts, axis=0)
     return out
 
 

@@ -360,6 +360,14 @@ def needs_grad(prog: Program) -> set[str]:
 def accumulate(grads, b: Builder, x, contrib):
     contrib = b.sum_to(contrib, x)
     if x in grads:
+        last = b.block[-1] if b.block and getattr(b.block[-1], "out", None) == contrib else None
+        prev = next((op for op in reversed(b.block) if isinstance(op, Op) and op.out == grads[x]), None)
+        if last is not None and last is b.block[-1] and last.prim == "unslice" \
+                and prev is not None and prev.prim in ("unslice", "slice_add"):
+            # Slices of one array (Q, K, V of A): write each piece into one gradient, no zeros and adds
+            b.block.pop()
+            grads[x] = b.new("slice_add", (grads[x], last.args[0]), last.attr, like=grads[x])
+            return
         grads[x] = b.add(grads[x], contrib)
     else:
         grads[x] = contrib

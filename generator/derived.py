@@ -22,7 +22,9 @@ MATH = {
     "softmax_grad": "{1} ⊙ ({0} − Σ({0} ⊙ {1}))", "log_softmax_grad": "{0} − exp({1}) ⊙ Σ {0}",
     "gelu_grad": "GELU′({0})", "silu_grad": "SiLU′({0})", "sin": "sin({0})", "cos": "cos({0})",
     "unslice": "pad({0})", "scatter": "scatter_add({0} into rows {1})", "put_along": "scatter({0} at {1})",
-    "unpick": "pad({0})", "select_grad": "{0} ? {1} : 0", "copy": "{0}", "ge": "[[{0} ≥ {1}]]",
+    "unpick": "pad({0})",
+    "slice_add": "{0} with {1} added into a slice", "select_grad": "{0} ? {1} : 0", "copy": "{0}",
+    "ge": "[[{0} ≥ {1}]]",
     "lt": "[[{0} < {1}]]", "sigmoid": "σ({0})",
 }
 

@@ -22,7 +22,8 @@ UFUNC = {"add": "np.add", "sub": "np.subtract", "mul": "np.multiply", "div": "np
 COMMUTATIVE = {"add", "mul"}
 # Ops whose result is a view of (or the same array as) their first operand.
 VIEWS = {"transpose", "expand", "reshape", "slice", "index", "copy", "broadcast", "squeeze", "broadcast_like",
-         "reshape_to", "unsum", "pick", "sum_to"}  # sum_to returns its argument when there is nothing to sum
+         "reshape_to", "unsum", "pick", "sum_to",  # sum_to returns its argument when there is nothing to sum
+         "slice_add"}  # writes into its first argument and returns it
 # Ops whose result is a fresh array that nothing else refers to.
 OWNING = set(UFUNC) | {"matmul", "softmax", "log_softmax", "sum", "max", "take", "square", "pow", "powv",
                        "relu", "sigmoid", "silu", "gelu", "where", "scale", "one_minus", "softmax_grad",

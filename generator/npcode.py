@@ -223,6 +223,7 @@ PRINT.update({
     "unpick": lambda op, g, s: f"_unpick({g}, {s}, {op.attr[0]}, {op.attr[1]})",
     "select_grad": lambda op, c, g: f"np.where({c}, {g}, 0)" if op.attr[0] else f"np.where({c}, 0, {g})",
     "sum_to": lambda op, g: f"_sum_to({g}, {op.attr[0]}, {op.attr[1]})",
+    "slice_add": lambda op, acc, g: f"_slice_add({acc}, {g}, {op.attr[0]}, {op.attr[1]}, {op.attr[2]})",
     "broadcast_like": lambda op, g, s: f"np.broadcast_to({g}, {s})",
     "wgrad": lambda op, x, g: f"_wgrad({x}, {g})",
     "outer": lambda op, a, b: f"{a}[..., :, None] * {b}[..., None, :]",
@@ -264,10 +265,25 @@ def _unslice(g, shape, axis, lo, hi, out=None):
     return out
 
 
+def _slice_add(acc, g, axis, lo, hi):
+    """acc with g added into acc[…, lo:hi, …] (in place: acc is a fresh gradient)."""
+    index = [slice(None)] * acc.ndim
+    index[axis] = slice(lo, hi)
+    acc[tuple(index)] += g
+    return acc
+
+
 def _scatter_rows(g, idx, table):
     """Gradient of table[idx]: rows of g added into the rows they came from."""
     out = np.zeros_like(table)
-    np.add.at(out, np.reshape(idx, -1), np.reshape(g, (-1, *table.shape[1:])))
+    idx = np.reshape(idx, -1)
+    if idx.size == 0:
+        return out
+    rows = np.reshape(g, (-1, *table.shape[1:]))
+    order = np.argsort(idx, kind="stable")  # rows of one token together: one sum per token (np.add.at is slow)
+    sorted_idx = idx[order]
+    starts = np.flatnonzero(np.concatenate(([True], sorted_idx[1:] != sorted_idx[:-1])))
+    out[sorted_idx[starts]] = np.add.reduceat(rows[order], starts, axis=0)
     return out
 
 

@@ -87,15 +87,16 @@ class Trainer:
         """One update: gradients of every micro-batch summed (mean), clipped, then AdamW.
         Each step computes its gradients afresh: nothing carries over between steps."""
         total, grads = 0.0, None
+        n = len(micro_batches)
         for tokens in micro_batches:
             loss, g = self.loss_and_grads(state.params, tokens, state.workspace)
             total += loss
-            if grads is None:
-                grads = {f.name: np.array(getattr(g, f.name), copy=True) for f in _fields(g)}
+            if grads is None:  # the next micro-batch reuses the workspace: keep a copy
+                grads = {f.name: getattr(g, f.name) if n == 1 else np.array(getattr(g, f.name), copy=True)
+                         for f in _fields(g)}
             else:
                 for name in grads:
                     grads[name] += getattr(g, name)
-        n = len(micro_batches)
         if n > 1:
             for name in grads:
                 grads[name] /= n
@@ -111,7 +112,7 @@ class Trainer:
             theta = getattr(state.params, f.name)
             new_theta, new_m, new_v, _ = self.adamw.forward(
                 cfg, self.adamw.Params(), theta, grads[f.name], getattr(state.m, f.name), getattr(state.v, f.name),
-                state.step)
+                state.step, workspace=state.workspace.setdefault(("AdamW", f.name), {}))
             theta[...] = new_theta  # in place: params keep their arrays
             getattr(state.m, f.name)[...] = new_m
             getattr(state.v, f.name)[...] = new_v
