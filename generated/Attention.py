@@ -163,7 +163,7 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     g10005 = _softmax_grad(g10002, _16, -2, _buf(workspace, 'Attention:bg10005', batch + (ell_z, ell_x), dtype)) # (…, ℓ_z, ℓ_x)
     g10006 = np.divide(g10005, _14, out=g10005)                 # (…, ℓ_z, ℓ_x)
     # 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
-    g10011 = _where(_12, 0, g10006, _buf(workspace, 'Attention:bg10011', batch + (ell_z, ell_x), dtype)) # (…, ℓ_z, ℓ_x)
+    g10011 = _zero_where(g10006, _12)                           # (…, ℓ_z, ℓ_x)
     # 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
     g10012 = np.swapaxes(_10, -1, -2)                           # (…, d_attn, ℓ_z)
     g10013 = np.matmul(g10012, g10011, out=_buf(workspace, 'Attention:bg10013', batch + (d_attn, ell_x), dtype)) # (…, d_attn, ℓ_x)
@@ -289,6 +289,12 @@ def _unslice(g, shape, axis, lo, hi, out=None):
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g
     return out
+
+
+def _zero_where(g, c):
+    """g with zeros where c holds (in place)."""
+    np.copyto(g, 0, where=c)
+    return g
 
 
 def _slice_add(acc, g, axis, lo, hi):

@@ -174,7 +174,7 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     g10010 = np.matmul(g10006, g10009, out=_buf(workspace, 'CausalSelfAttention:bg10010', batch + (H, T, T), dtype)) # (…, H, T, T)
     g10011 = _softmax_grad(g10010, _22, -1, _buf(workspace, 'CausalSelfAttention:bg10011', batch + (H, T, T), dtype)) # (…, H, T, T)
     # 7 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
-    g10013 = _where(_20, 0, g10011, _buf(workspace, 'CausalSelfAttention:bg10013', batch + (H, T, T), dtype)) # (…, H, T, T)
+    g10013 = _zero_where(g10011, _20)                           # (…, H, T, T)
     # 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
     g10014 = np.divide(g10013, _15, out=g10013)                 # (…, H, T, T)
     g10018 = np.swapaxes(Q, -1, -2)                             # (…, H, D/H, T)
@@ -293,6 +293,12 @@ def _unslice(g, shape, axis, lo, hi, out=None):
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g
     return out
+
+
+def _zero_where(g, c):
+    """g with zeros where c holds (in place)."""
+    np.copyto(g, 0, where=c)
+    return g
 
 
 def _slice_add(acc, g, axis, lo, hi):

@@ -323,7 +323,7 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     g10064 = np.matmul(g10060, g10063, out=_buf(workspace, 'GPT2Block:bg10064', batch + (H, T, T), dtype)) # (…, H, T, T)
     g10065 = _softmax_grad(g10064, _35, -1, _buf(workspace, 'GPT2Block:bg10065', batch + (H, T, T), dtype)) # (…, H, T, T)
     # CausalSelfAttention 7 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
-    g10067 = _where(_33, 0, g10065, _buf(workspace, 'GPT2Block:bg10067', batch + (H, T, T), dtype)) # (…, H, T, T)
+    g10067 = _zero_where(g10065, _33)                           # (…, H, T, T)
     # CausalSelfAttention 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
     g10068 = np.divide(g10067, _28, out=g10067)                 # (…, H, T, T)
     g10072 = np.swapaxes(Q, -1, -2)                             # (…, H, D/H, T)
@@ -469,6 +469,12 @@ def _unslice(g, shape, axis, lo, hi, out=None):
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g
     return out
+
+
+def _zero_where(g, c):
+    """g with zeros where c holds (in place)."""
+    np.copyto(g, 0, where=c)
+    return g
 
 
 def _slice_add(acc, g, axis, lo, hi):

@@ -133,7 +133,7 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     # 6 A ← softmax(S) ▷ A ∈ ℝ^{T×T}; each row sums to 1
     g10005 = _softmax_grad(g10004, A, -1, _buf(workspace, 'Head:bg10005', batch + (T, T), dtype)) # (…, T, T)
     # 5 ∀t, u: if u > t then S[t, u] ← −∞ ▷ S ∈ ℝ^{T×T}; causal mask: no attending to future tokens
-    g10007 = _where(_11, 0, g10005, _buf(workspace, 'Head:bg10007', batch + (T, T), dtype)) # (…, T, T)
+    g10007 = _zero_where(g10005, _11)                           # (…, T, T)
     # 4 S ← Q K^⊤ / √d_h ▷ S ∈ ℝ^{T×T}; S[t, u]: affinity of query t with key u
     g10008 = np.divide(g10007, _6, out=g10007)                  # (…, T, T)
     g10012 = np.swapaxes(Q, -1, -2)                             # (…, d_h, T)
@@ -249,6 +249,12 @@ def _unslice(g, shape, axis, lo, hi, out=None):
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g
     return out
+
+
+def _zero_where(g, c):
+    """g with zeros where c holds (in place)."""
+    np.copyto(g, 0, where=c)
+    return g
 
 
 def _slice_add(acc, g, axis, lo, hi):

@@ -181,7 +181,7 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     g10009 = np.matmul(g10005, g10008, out=_buf(workspace, 'LLaMAAttention:bg10009', batch + (H, T, T), dtype)) # (…, H, T, T)
     g10010 = _softmax_grad(g10009, _23, -1, _buf(workspace, 'LLaMAAttention:bg10010', batch + (H, T, T), dtype)) # (…, H, T, T)
     # 9 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
-    g10012 = _where(_21, 0, g10010, _buf(workspace, 'LLaMAAttention:bg10012', batch + (H, T, T), dtype)) # (…, H, T, T)
+    g10012 = _zero_where(g10010, _21)                           # (…, H, T, T)
     # 8 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}
     g10013 = np.divide(g10012, _16, out=g10012)                 # (…, H, T, T)
     g10017 = np.swapaxes(Q_2, -1, -2)                           # (…, H, D/H, T)
@@ -309,6 +309,12 @@ def _unslice(g, shape, axis, lo, hi, out=None):
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g
     return out
+
+
+def _zero_where(g, c):
+    """g with zeros where c holds (in place)."""
+    np.copyto(g, 0, where=c)
+    return g
 
 
 def _slice_add(acc, g, axis, lo, hi):

@@ -279,7 +279,7 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     g10043 = np.matmul(g10039, g10042, out=_buf(workspace, 'LLaMABlock:bg10043', batch + (H, T, T), dtype)) # (…, H, T, T)
     g10044 = _softmax_grad(g10043, _31, -1, _buf(workspace, 'LLaMABlock:bg10044', batch + (H, T, T), dtype)) # (…, H, T, T)
     # LLaMAAttention 9 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
-    g10046 = _where(_29, 0, g10044, _buf(workspace, 'LLaMABlock:bg10046', batch + (H, T, T), dtype)) # (…, H, T, T)
+    g10046 = _zero_where(g10044, _29)                           # (…, H, T, T)
     # LLaMAAttention 8 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}
     g10047 = np.divide(g10046, _24, out=g10046)                 # (…, H, T, T)
     g10051 = np.swapaxes(Q_2, -1, -2)                           # (…, H, D/H, T)
@@ -426,6 +426,12 @@ def _unslice(g, shape, axis, lo, hi, out=None):
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g
     return out
+
+
+def _zero_where(g, c):
+    """g with zeros where c holds (in place)."""
+    np.copyto(g, 0, where=c)
+    return g
 
 
 def _slice_add(acc, g, axis, lo, hi):

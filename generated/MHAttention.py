@@ -201,7 +201,7 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     g10013 = _softmax_grad(g10010, _18, -2, _buf(workspace, 'MHAttention:bg10013', batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
     g10014 = np.divide(g10013, _16, out=g10013)                 # (…, H, ℓ_z, ℓ_x)
     # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
-    g10019 = _where(_14, 0, g10014, _buf(workspace, 'MHAttention:bg10019', batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
+    g10019 = _zero_where(g10014, _14)                           # (…, H, ℓ_z, ℓ_x)
     # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
     g10020 = np.swapaxes(_12, -1, -2)                           # (…, H, d_attn, ℓ_z)
     g10021 = np.matmul(g10020, g10019, out=_buf(workspace, 'MHAttention:bg10021', batch + (H, d_attn, ell_x), dtype)) # (…, H, d_attn, ℓ_x)
@@ -332,6 +332,12 @@ def _unslice(g, shape, axis, lo, hi, out=None):
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g
     return out
+
+
+def _zero_where(g, c):
+    """g with zeros where c holds (in place)."""
+    np.copyto(g, 0, where=c)
+    return g
 
 
 def _slice_add(acc, g, axis, lo, hi):

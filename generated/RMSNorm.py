@@ -210,6 +210,12 @@ def _unslice(g, shape, axis, lo, hi, out=None):
     return out
 
 
+def _zero_where(g, c):
+    """g with zeros where c holds (in place)."""
+    np.copyto(g, 0, where=c)
+    return g
+
+
 def _slice_add(acc, g, axis, lo, hi):
     """acc with g added into acc[…, lo:hi, …] (in place: acc is a fresh gradient)."""
     index = [slice(None)] * acc.ndim
