@@ -120,7 +120,7 @@ def forward(config: Config, params: Params, X, Z, Mask, workspace: dict | None =
     S = np.matmul(_10, Q, out=_buf(workspace, 'Attention:fS', batch + (ell_z, ell_x), dtype)) # (…, ℓ_z, ℓ_x)
     # 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
     _12 = ~Mask                                                 # (ℓ_z, ℓ_x)
-    _13 = _where(_12, -np.inf, S, _buf(workspace, 'Attention:f_13', batch + (ell_z, ell_x), dtype)) # (…, ℓ_z, ℓ_x)
+    _13 = _fill_where(S, _12, -np.inf)                          # (…, ℓ_z, ℓ_x)
     # 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
     _14 = math.sqrt(d_attn)                                     # ()
     _15 = np.divide(_13, _14, out=_13)                          # (…, ℓ_z, ℓ_x)
@@ -289,6 +289,12 @@ def _unslice(g, shape, axis, lo, hi, out=None):
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g
     return out
+
+
+def _fill_where(b, c, a):
+    """b with a where c holds (in place)."""
+    np.copyto(b, a, where=c)
+    return b
 
 
 def _zero_where(g, c):

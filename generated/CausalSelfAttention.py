@@ -118,7 +118,7 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     _18 = np.arange(0, T)                                       # (T,)
     _19 = np.expand_dims(_18, -1)                               # (T, 1)
     _20 = _17 > _19                                             # (T, T)
-    _21 = _where(_20, -np.inf, S, _buf(workspace, 'CausalSelfAttention:f_21', batch + (H, T, T), dtype)) # (…, H, T, T)
+    _21 = _fill_where(S, _20, -np.inf)                          # (…, H, T, T)
     # 8 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
     _22 = _softmax(_21, -1, _buf(workspace, 'CausalSelfAttention:f_22', batch + (H, T, T), dtype)) # (…, H, T, T)
     Y = np.matmul(_22, V, out=_buf(workspace, 'CausalSelfAttention:fY', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
@@ -293,6 +293,12 @@ def _unslice(g, shape, axis, lo, hi, out=None):
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g
     return out
+
+
+def _fill_where(b, c, a):
+    """b with a where c holds (in place)."""
+    np.copyto(b, a, where=c)
+    return b
 
 
 def _zero_where(g, c):

@@ -229,7 +229,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         _36 = np.swapaxes(K, -1, -2)                            # (…, H, ℓ, d_e/H)
         S = np.matmul(_36, Q, out=_buf(workspace, ('DTransformer:fS', l % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
-        _39 = _where(_38, -np.inf, S, _buf(workspace, ('DTransformer:f_39', l % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        _39 = _fill_where(S, _38, -np.inf)                      # (…, H, ℓ, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _41 = np.divide(_39, _40, out=_39)                      # (…, H, ℓ, ℓ)
         _42 = _softmax(_41, -2, _buf(workspace, ('DTransformer:f_42', l), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
@@ -667,6 +667,12 @@ def _unslice(g, shape, axis, lo, hi, out=None):
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g
     return out
+
+
+def _fill_where(b, c, a):
+    """b with a where c holds (in place)."""
+    np.copyto(b, a, where=c)
+    return b
 
 
 def _zero_where(g, c):

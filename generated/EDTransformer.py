@@ -417,7 +417,7 @@ def forward(config: Config, params: Params, z, x, workspace: dict | None = None)
         _84 = np.swapaxes(K_2, -1, -2)                          # (…, H, ℓ_x, d_e/H)
         S_2 = np.matmul(_84, Q_2, out=_buf(workspace, ('EDTransformer:fS_2', l_2 % 2), batch + (H, ell_x, ell_x), dtype)) # (…, H, ℓ_x, ℓ_x)
         # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
-        _87 = _where(_86, -np.inf, S_2, _buf(workspace, ('EDTransformer:f_87', l_2 % 2), batch + (H, ell_x, ell_x), dtype)) # (…, H, ℓ_x, ℓ_x)
+        _87 = _fill_where(S_2, _86, -np.inf)                    # (…, H, ℓ_x, ℓ_x)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _89 = np.divide(_87, _88, out=_87)                      # (…, H, ℓ_x, ℓ_x)
         _90 = _softmax(_89, -2, _buf(workspace, ('EDTransformer:f_90', l_2), batch + (H, ell_x, ell_x), dtype)) # (…, H, ℓ_x, ℓ_x)
@@ -1197,6 +1197,12 @@ def _unslice(g, shape, axis, lo, hi, out=None):
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g
     return out
+
+
+def _fill_where(b, c, a):
+    """b with a where c holds (in place)."""
+    np.copyto(b, a, where=c)
+    return b
 
 
 def _zero_where(g, c):

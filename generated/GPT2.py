@@ -208,7 +208,7 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
         _29 = np.matmul(Q, _28, out=_buf(workspace, ('GPT2:f_29', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
         S = np.divide(_29, _31, out=_29)                        # (…, H, T, T)
         # CausalSelfAttention 7 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
-        _37 = _where(_36, -np.inf, S, _buf(workspace, ('GPT2:f_37', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
+        _37 = _fill_where(S, _36, -np.inf)                      # (…, H, T, T)
         # CausalSelfAttention 8 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
         _38 = _softmax(_37, -1, _buf(workspace, ('GPT2:f_38', ell), batch + (H, T, T), dtype)) # (…, H, T, T)
         Y = np.matmul(_38, V_2, out=_buf(workspace, ('GPT2:fY', ell), batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
@@ -603,6 +603,12 @@ def _unslice(g, shape, axis, lo, hi, out=None):
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g
     return out
+
+
+def _fill_where(b, c, a):
+    """b with a where c holds (in place)."""
+    np.copyto(b, a, where=c)
+    return b
 
 
 def _zero_where(g, c):

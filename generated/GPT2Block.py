@@ -156,7 +156,7 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     _31 = np.arange(0, T)                                       # (T,)
     _32 = np.expand_dims(_31, -1)                               # (T, 1)
     _33 = _30 > _32                                             # (T, T)
-    _34 = _where(_33, -np.inf, S, _buf(workspace, 'GPT2Block:f_34', batch + (H, T, T), dtype)) # (…, H, T, T)
+    _34 = _fill_where(S, _33, -np.inf)                          # (…, H, T, T)
     # CausalSelfAttention 8 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
     _35 = _softmax(_34, -1, _buf(workspace, 'GPT2Block:f_35', batch + (H, T, T), dtype)) # (…, H, T, T)
     Y = np.matmul(_35, V, out=_buf(workspace, 'GPT2Block:fY', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
@@ -469,6 +469,12 @@ def _unslice(g, shape, axis, lo, hi, out=None):
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g
     return out
+
+
+def _fill_where(b, c, a):
+    """b with a where c holds (in place)."""
+    np.copyto(b, a, where=c)
+    return b
 
 
 def _zero_where(g, c):

@@ -95,7 +95,7 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     _9 = np.arange(0, T)                                        # (T,)
     _10 = np.expand_dims(_9, -1)                                # (T, 1)
     _11 = _8 > _10                                              # (T, T)
-    _12 = _where(_11, -np.inf, S, _buf(workspace, 'Head:f_12', batch + (T, T), dtype)) # (…, T, T)
+    _12 = _fill_where(S, _11, -np.inf)                          # (…, T, T)
     # 6 A ← softmax(S) ▷ A ∈ ℝ^{T×T}; each row sums to 1
     A = _softmax(_12, -1, _buf(workspace, 'Head:fA', batch + (T, T), dtype)) # (…, T, T)
     # 7 return Y = A V ▷ Y ∈ ℝ^{T×d_h}
@@ -249,6 +249,12 @@ def _unslice(g, shape, axis, lo, hi, out=None):
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g
     return out
+
+
+def _fill_where(b, c, a):
+    """b with a where c holds (in place)."""
+    np.copyto(b, a, where=c)
+    return b
 
 
 def _zero_where(g, c):

@@ -123,7 +123,7 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     _19 = np.arange(0, T)                                       # (T,)
     _20 = np.expand_dims(_19, -1)                               # (T, 1)
     _21 = _18 > _20                                             # (T, T)
-    _22 = _where(_21, -np.inf, S, _buf(workspace, 'LLaMAAttention:f_22', batch + (H, T, T), dtype)) # (…, H, T, T)
+    _22 = _fill_where(S, _21, -np.inf)                          # (…, H, T, T)
     # 10 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
     _23 = _softmax(_22, -1, _buf(workspace, 'LLaMAAttention:f_23', batch + (H, T, T), dtype)) # (…, H, T, T)
     Y = np.matmul(_23, V_2, out=_buf(workspace, 'LLaMAAttention:fY', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
@@ -309,6 +309,12 @@ def _unslice(g, shape, axis, lo, hi, out=None):
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g
     return out
+
+
+def _fill_where(b, c, a):
+    """b with a where c holds (in place)."""
+    np.copyto(b, a, where=c)
+    return b
 
 
 def _zero_where(g, c):

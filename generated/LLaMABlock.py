@@ -145,7 +145,7 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     _27 = np.arange(0, T)                                       # (T,)
     _28 = np.expand_dims(_27, -1)                               # (T, 1)
     _29 = _26 > _28                                             # (T, T)
-    _30 = _where(_29, -np.inf, S, _buf(workspace, 'LLaMABlock:f_30', batch + (H, T, T), dtype)) # (…, H, T, T)
+    _30 = _fill_where(S, _29, -np.inf)                          # (…, H, T, T)
     # LLaMAAttention 10 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
     _31 = _softmax(_30, -1, _buf(workspace, 'LLaMABlock:f_31', batch + (H, T, T), dtype)) # (…, H, T, T)
     Y = np.matmul(_31, V_2, out=_buf(workspace, 'LLaMABlock:fY', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
@@ -426,6 +426,12 @@ def _unslice(g, shape, axis, lo, hi, out=None):
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g
     return out
+
+
+def _fill_where(b, c, a):
+    """b with a where c holds (in place)."""
+    np.copyto(b, a, where=c)
+    return b
 
 
 def _zero_where(g, c):

@@ -136,7 +136,7 @@ def forward(config: Config, params: Params, X, Z, Mask, workspace: dict | None =
     S = np.matmul(_12, Q, out=_buf(workspace, 'MHAttention:fS', batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
     # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
     _14 = ~Mask                                                 # (ℓ_z, ℓ_x)
-    _15 = _where(_14, -np.inf, S, _buf(workspace, 'MHAttention:f_15', batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
+    _15 = _fill_where(S, _14, -np.inf)                          # (…, H, ℓ_z, ℓ_x)
     # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
     _16 = math.sqrt(d_attn)                                     # ()
     _17 = np.divide(_15, _16, out=_15)                          # (…, H, ℓ_z, ℓ_x)
@@ -332,6 +332,12 @@ def _unslice(g, shape, axis, lo, hi, out=None):
     index[axis] = slice(lo, hi)
     out[tuple(index)] = g
     return out
+
+
+def _fill_where(b, c, a):
+    """b with a where c holds (in place)."""
+    np.copyto(b, a, where=c)
+    return b
 
 
 def _zero_where(g, c):

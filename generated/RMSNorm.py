@@ -210,6 +210,12 @@ def _unslice(g, shape, axis, lo, hi, out=None):
     return out
 
 
+def _fill_where(b, c, a):
+    """b with a where c holds (in place)."""
+    np.copyto(b, a, where=c)
+    return b
+
+
 def _zero_where(g, c):
     """g with zeros where c holds (in place)."""
     np.copyto(g, 0, where=c)

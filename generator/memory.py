@@ -83,9 +83,9 @@ def _plan_block(body: list, keep: set[str], decisions: dict[int, int]) -> None:
         layout[item.out] = (item.shape, item.batched, item.kind)
         choice = None
         # A result with no axes of its own may be a NumPy scalar (no batch axes given): never written into.
-        if (item.prim in UFUNC or item.prim == "select_grad") and item.kind == "real" and item.shape:
+        if (item.prim in UFUNC or item.prim in ("select_grad", "where")) and item.kind == "real" and item.shape:
             busy = {root_of(n) for n in later[i] | keep}
-            order = [1] if item.prim == "select_grad" else [0, 1] if item.prim in COMMUTATIVE else [0]
+            order = {"select_grad": [1], "where": [2]}.get(item.prim, [0, 1] if item.prim in COMMUTATIVE else [0])
             for k in order[: len(item.args)]:
                 a = item.args[k]
                 r = root_of(a)
@@ -124,6 +124,9 @@ def holders(body: list, decisions: dict[int, int], names) -> set[str]:
 
 
 def inplace_expr(op: Op, k: int) -> str:
+    if op.prim == "where":  # where(c, a, b): a written into b where c holds
+        c, a, b = op.args
+        return f"_fill_where({b}, {c}, {a})"
     if op.prim == "select_grad":  # keep g where the condition says, zero elsewhere: in g itself
         c, g = op.args
         return f"_zero_where({g}, ~{c})" if op.attr[0] else f"_zero_where({g}, {c})"
