@@ -606,13 +606,20 @@ def _buf(workspace, key, shape, dtype):
 
 
 def _softmax(x, axis, out=None):
-    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    """Stable softmax; a row that is all −∞ (fully masked) gives zeros, not NaN."""
+    m = np.max(x, axis=axis, keepdims=True)
+    m[~np.isfinite(m)] = 0
+    z = np.subtract(x, m, out=out)
     np.exp(z, out=z)
-    return np.divide(z, np.sum(z, axis=axis, keepdims=True), out=z)
+    s = np.sum(z, axis=axis, keepdims=True)
+    s[s == 0] = 1
+    return np.divide(z, s, out=z)
 
 
 def _log_softmax(x, axis, out=None):
-    z = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    m = np.max(x, axis=axis, keepdims=True)
+    m[~np.isfinite(m)] = 0
+    z = np.subtract(x, m, out=out)
     return np.subtract(z, np.log(np.sum(np.exp(z), axis=axis, keepdims=True)), out=z)
 
 

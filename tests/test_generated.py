@@ -163,3 +163,28 @@ def test_a_workspace_gives_the_same_numbers(model_card, library):
             np.testing.assert_array_equal(getattr(grads_w, f.name), getattr(grads, f.name), err_msg=f.name)
         for k in igrads:
             np.testing.assert_array_equal(igrads_w[k], igrads[k], err_msg=k)
+
+
+def test_a_fully_masked_query_gets_zero_attention_not_nan():
+    from .conftest import load_generated
+    att = load_generated("Attention")
+    cfg = att.Config(d_x=4, d_z=4, d_attn=3, d_out=2)
+    p = att.init_params(cfg, np.random.default_rng(0), np.float64)
+    X = np.random.default_rng(1).standard_normal((4, 5))
+    mask = np.tril(np.ones((5, 5), bool))
+    mask[:, 2] = False  # query 2 may attend to no key
+    out, cache = att.forward(cfg, p, X, X, mask)
+    grads, igrads = att.backward(cfg, p, cache, np.ones_like(out))
+    assert np.array_equal(out[:, 2], np.zeros(2))  # documented: zero weights, so a zero output
+    assert np.isfinite(out).all() and np.isfinite(igrads["X"]).all()
+    assert all(np.isfinite(getattr(grads, f.name)).all() for f in dataclasses.fields(grads))
+
+
+def test_huge_float32_logits_give_a_finite_loss_and_gradient():
+    from .conftest import load_generated
+    ce = load_generated("cross_entropy")
+    P = np.random.default_rng(0).choice([-1e4, 1e4], size=(2, 5, 7)).astype(np.float32)
+    y = np.random.default_rng(1).integers(0, 7, size=(2, 5))
+    L, cache = ce.forward(ce.Config(), ce.Params(), P, y)
+    _, d = ce.backward(ce.Config(), ce.Params(), cache, np.ones(2, np.float32))
+    assert L.dtype == np.float32 and np.isfinite(L).all() and np.isfinite(d["P"]).all()
