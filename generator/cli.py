@@ -229,7 +229,7 @@ def build_cmd(paths, out_dir, check_only, force):
             card, checked = load(str(f), lib)
             text = module_source(checked, lib, Path(f).as_posix())
         except LoweringError as e:
-            if "cardgen train" in e.message:  # training and inference cards: `cardgen train` compiles them
+            if "cardgen train" in e.message:  # training and inference wrappers: no module of their own
                 skipped.append((f, e.message))
                 continue
             fail(e)
@@ -264,7 +264,7 @@ def build_cmd(paths, out_dir, check_only, force):
     if failed:
         sys.exit(1)
     click.echo(f"wrote {written} module{'s' if written != 1 else ''} to {out}/ "
-               f"({len(files) - len(skipped)} cards compiled, {len(skipped)} left to `cardgen train`)")
+               f"({len(files) - len(skipped)} cards compiled; {len(skipped)} training/inference wrappers have none)")
 
 
 @main.command("gradcheck")

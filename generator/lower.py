@@ -396,7 +396,8 @@ class Lowerer:
         elif form == "implicit":
             first, count = Poly.const(self.base), None
         else:
-            self.err("Σ over a set is compiled for training cards (cardgen train)", e)
+            self.err("Σ over a set appears only in training cards, which have no module of their own "
+                     "(`cardgen train` runs training)", e)
         with _Mapped(self, var, first, count, body):
             v = self.value(body)
             if var not in v.mapped:
@@ -758,7 +759,8 @@ class Lowerer:
     def s_assign(self, st: Step):
         t = st.target
         if t.op == "call":
-            self.err("function bindings such as P(θ) are compiled by `cardgen train`", t)
+            self.err("function bindings such as P(θ) appear only in training cards, which have no module of their "
+                     "own (`cardgen train` runs training)", t)
         v = self.value(st.value)
         if t.op == "name":
             self.assign_name(t.attr, v, st)
@@ -1014,14 +1016,16 @@ def lower(checked: Checked, lib: Library) -> Program:
     for d in card.decls:
         if d.role == "input":
             if isinstance(d.set, Group):
-                raise LoweringError(f"{card.name} takes parameters as input: it is compiled by `cardgen train`",
+                raise LoweringError(f"{card.name} takes parameters as input: a training or inference wrapper; "
+                                    "`cardgen train` and `cardgen sample` run these with compiled cards",
                                    d.pos).located(card.path, card.source)
             for n in d.names:
                 key = _key(n, d)
                 b = checked.env[key]
                 if isinstance(d.set, Set) and d.set.seq and b.over:
-                    raise LoweringError(f"{card.name} takes a data set of sequences: it is compiled by "
-                                       "`cardgen train`", d.pos).located(card.path, card.source)
+                    raise LoweringError(f"{card.name} takes a data set of sequences: a training wrapper; "
+                                        "`cardgen train` runs training with compiled cards",
+                                        d.pos).located(card.path, card.source)
                 kind = "int" if b.type.kind in INTEGRAL else "bool" if b.type.kind == "boolean" else "real"
                 shape = tuple(b.over) + b.type.shape
                 # Token ids and arrays take batch axes; a lone number (an offset such as p_start) does not.
