@@ -336,6 +336,46 @@ def profile_generated(step, n_steps=5, top=25):
 
 # ----------------------------------------------------------------------------- main
 
+def training_steps(model, params, cfg, x):
+    """Whole training steps, AdamW included, on the same batch (B, T) of inputs and targets."""
+    from cardgen.train import AdamWSettings, Trainer, TrainState
+    trainer = Trainer(gpt2, ce, load_generated("AdamW"), cfg, AdamWSettings(lr=1e-4, weight_decay=0.01))
+    zeros = {k: np.zeros_like(v) for k, v in vars(params).items()}
+    state = TrainState(gpt2.Params(**{k: v.copy() for k, v in vars(params).items()}),
+                       gpt2.Params(**zeros), gpt2.Params(**{k: v.copy() for k, v in zeros.items()}))
+    tokens = np.concatenate([x, x[:, :1]], axis=1)  # (B, T+1): inputs x, next-token targets
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
+    t_tokens = torch.from_numpy(tokens)
+    hand = {k: v.copy() for k, v in vars(params).items()}
+    hand_m = {k: np.zeros_like(v) for k, v in hand.items()}
+    hand_v = {k: np.zeros_like(v) for k, v in hand.items()}
+    count = [0]
+
+    def pytorch():
+        opt.zero_grad(set_to_none=True)
+        logits = model(t_tokens[:, :-1]).logits
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), t_tokens[:, 1:].reshape(-1))
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    def hand_numpy():
+        count[0] += 1
+        loss, grads = hand_numpy_step(gpt2.Params(**hand), x)
+        b1, b2, lr, wd, t = 0.9, 0.999, 1e-4, 0.01, count[0]
+        for k, g in grads.items():
+            w, m, v = hand[k], hand_m[k], hand_v[k]
+            w *= 1 - lr * wd
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * g * g
+            w -= lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + 1e-8)
+        return loss
+
+    return {"generated": lambda: trainer.step(state, [tokens]), "pytorch": pytorch, "hand-numpy": hand_numpy}
+
+
 def main():
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     parser = argparse.ArgumentParser(description=__doc__,
@@ -352,6 +392,9 @@ def main():
                         help="mallopt: glibc keeps freed memory, so NumPy temporaries stop page-faulting")
     parser.add_argument("--no-workspace", action="store_true",
                         help="generated code allocates its arrays on every call instead of reusing a workspace")
+    parser.add_argument("--train", action="store_true",
+                        help="time a whole training step: forward, loss, backward and the AdamW update "
+                             "(generated: cardgen.train.Trainer with the AdamW card; pytorch: torch.optim.AdamW)")
     parser.add_argument("--profile", action="store_true",
                         help="instead of timing, profile 5 generated steps (cProfile, then per line)")
     args = parser.parse_args()
@@ -388,6 +431,9 @@ def main():
         "pytorch": lambda: torch_step(model, tokens),
         "hand-numpy": lambda: hand_numpy_step(params, x),
     }
+    if args.train:
+        steps = training_steps(model, params, cfg, x)
+        print("timing whole training steps: forward, loss, backward, AdamW (lr 1e-4, weight decay 0.01)")
     time_round_robin(steps, args.warmup, args.pause)  # warm-up, discarded
     if args.profile:
         profile_generated(steps["generated"])
