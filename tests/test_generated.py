@@ -26,6 +26,17 @@ def test_every_model_card_is_generated():
     assert skipped == {"DTraining", "ETraining", "EDTraining", "DInference", "EDInference"}
 
 
+def compiled(model_card, library):
+    """The card's module (generated in memory), its core program, small sizes and a Config."""
+    from cardgen.naming import ascii_name
+    checked = library.checked(model_card.stem)
+    mod = load_module(checked, library)
+    sizes = small_sizes(checked, library, {})
+    fields = {f.name for f in dataclasses.fields(mod.Config)}
+    cfg = mod.Config(**{ascii_name(k): v for k, v in sizes.items() if ascii_name(k) in fields})
+    return mod, lower(checked, library), sizes, cfg
+
+
 @pytest.mark.parametrize("model_card", MODEL_CARDS, ids=[p.stem for p in MODEL_CARDS])
 def test_gradients_match_finite_differences(model_card, library):
     result = gradcheck(library.checked(model_card.stem), library)
@@ -35,13 +46,7 @@ def test_gradients_match_finite_differences(model_card, library):
 
 @pytest.mark.parametrize("model_card", MODEL_CARDS, ids=[p.stem for p in MODEL_CARDS])
 def test_dtype_follows_the_parameters_and_batch_axes_are_free(model_card, library):
-    checked = library.checked(model_card.stem)
-    mod = load_module(checked, library)
-    prog = lower(checked, library)
-    sizes = small_sizes(checked, library, {})
-    fields = {f.name for f in dataclasses.fields(mod.Config)}
-    from cardgen.naming import ascii_name
-    cfg = mod.Config(**{ascii_name(k): v for k, v in sizes.items() if ascii_name(k) in fields})
+    mod, prog, sizes, cfg = compiled(model_card, library)
     rng = np.random.default_rng(0)
     p32 = mod.init_params(cfg, rng, np.float32)
     args = make_inputs(prog, sizes, np.random.default_rng(1), positive=True, batch=(2, 3))
@@ -140,13 +145,7 @@ def test_lowerable_marks_training_cards():
 @pytest.mark.parametrize("model_card", MODEL_CARDS, ids=[p.stem for p in MODEL_CARDS])
 def test_a_workspace_gives_the_same_numbers(model_card, library):
     """With a workspace, arrays are reused from call to call; results must not change."""
-    checked = library.checked(model_card.stem)
-    mod = load_module(checked, library)
-    prog = lower(checked, library)
-    sizes = small_sizes(checked, library, {})
-    fields = {f.name for f in dataclasses.fields(mod.Config)}
-    from cardgen.naming import ascii_name
-    cfg = mod.Config(**{ascii_name(k): v for k, v in sizes.items() if ascii_name(k) in fields})
+    mod, prog, sizes, cfg = compiled(model_card, library)
     params = mod.init_params(cfg, np.random.default_rng(0), np.float64)
     params = mod.Params(**{f.name: getattr(params, f.name) + 0.1 for f in dataclasses.fields(mod.Params)})
     workspace: dict = {}
