@@ -595,6 +595,7 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     grads = Params(W_e=g10182, W_p=g10180, W_q=d_W_q, b_q=d_b_q, W_k=d_W_k, b_k=d_b_k, W_v=d_W_v, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o, gamma1=d_gamma1, beta1=d_beta1, gamma2=d_gamma2, beta2=d_beta2, W_mlp1=d_W_mlp1, b_mlp1=d_b_mlp1, W_mlp2=d_W_mlp2, b_mlp2=d_b_mlp2, W_f=g10046, b_f=g10041, gamma=g10011, beta=g10008, W_u=g10006)
     return grads, {}
 
+
 def _buf(workspace, key, shape, dtype):
     """An array for one value: reused from the workspace while its shape and dtype still fit."""
     if workspace is None:
@@ -638,6 +639,12 @@ _erf = np.vectorize(math.erf, otypes=[float])
 
 def _gelu(x):
     return (0.5 * x * (1.0 + _erf(x / np.sqrt(2.0)))).astype(x.dtype)
+
+
+def _take_along(a, idx, axis):
+    """One element along axis per position: a[…, idx[…], …] (idx may lack a's batch axes)."""
+    idx = np.reshape(idx, (1,) * (np.ndim(a) - np.ndim(idx)) + np.shape(idx))
+    return np.take_along_axis(a, idx, axis).squeeze(axis)
 
 
 def _permute(x, perm):
@@ -730,9 +737,15 @@ def _scatter_rows(g, idx, table):
 
 
 def _put_along(g, idx, shape, axis):
-    out = np.zeros(shape, dtype=g.dtype)
-    np.put_along_axis(out, idx, np.expand_dims(g, axis), axis)
-    return out
+    g = np.expand_dims(g, axis)
+    n, axis = len(shape), axis % len(shape)
+    # take_along broadcast the table over idx's axes: scatter into that full shape, then sum back
+    full = tuple(shape[d] if d == axis else max(shape[d], g.shape[d]) for d in range(n))
+    out = np.zeros(full, dtype=g.dtype)
+    idx = np.broadcast_to(np.reshape(idx, (1,) * (n - np.ndim(idx)) + np.shape(idx)), g.shape)
+    np.put_along_axis(out, idx, g, axis)
+    summed = tuple(d for d in range(n) if shape[d] == 1 and full[d] != 1)
+    return np.sum(out, axis=summed, keepdims=True) if summed else out
 
 
 def _unpick(g, shape, axis, i):

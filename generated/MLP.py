@@ -145,6 +145,7 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     grads = Params(W_fc=g10022, b_fc=g10021, W_proj=g10002, b_proj=g10001)
     return grads, {"X": g10024}
 
+
 def _buf(workspace, key, shape, dtype):
     """An array for one value: reused from the workspace while its shape and dtype still fit."""
     if workspace is None:
@@ -188,6 +189,12 @@ _erf = np.vectorize(math.erf, otypes=[float])
 
 def _gelu(x):
     return (0.5 * x * (1.0 + _erf(x / np.sqrt(2.0)))).astype(x.dtype)
+
+
+def _take_along(a, idx, axis):
+    """One element along axis per position: a[…, idx[…], …] (idx may lack a's batch axes)."""
+    idx = np.reshape(idx, (1,) * (np.ndim(a) - np.ndim(idx)) + np.shape(idx))
+    return np.take_along_axis(a, idx, axis).squeeze(axis)
 
 
 def _permute(x, perm):
@@ -280,9 +287,15 @@ def _scatter_rows(g, idx, table):
 
 
 def _put_along(g, idx, shape, axis):
-    out = np.zeros(shape, dtype=g.dtype)
-    np.put_along_axis(out, idx, np.expand_dims(g, axis), axis)
-    return out
+    g = np.expand_dims(g, axis)
+    n, axis = len(shape), axis % len(shape)
+    # take_along broadcast the table over idx's axes: scatter into that full shape, then sum back
+    full = tuple(shape[d] if d == axis else max(shape[d], g.shape[d]) for d in range(n))
+    out = np.zeros(full, dtype=g.dtype)
+    idx = np.broadcast_to(np.reshape(idx, (1,) * (n - np.ndim(idx)) + np.shape(idx)), g.shape)
+    np.put_along_axis(out, idx, g, axis)
+    summed = tuple(d for d in range(n) if shape[d] == 1 and full[d] != 1)
+    return np.sum(out, axis=summed, keepdims=True) if summed else out
 
 
 def _unpick(g, shape, axis, i):

@@ -22,6 +22,7 @@ from .naming import ascii_name
 from .npcode import BACKWARD_HELPERS, HELPERS, op_expr, out_expr, py_dim
 from .render import pseudocode
 from .shapes import Poly, poly_text
+from .wrappers import wrapper_code
 
 COMMENT_COL = 60
 
@@ -114,7 +115,7 @@ def module_source(checked: Checked, lib: Library, source_path: str) -> str:
     names = prog.names
     names.count = 10_000  # backward temporaries never meet forward ones
     try:
-        bwd = differentiate(prog, names, [names.fresh("d_" + ascii_name(o)) for o in checked.card.outputs])
+        bwd = differentiate(prog, names, [names.fresh("d_" + o) for o in output_names(prog, checked)])
     except NoDerivativeError as e:
         raise locate_step(e, lib) from None
     card = checked.card
@@ -123,6 +124,13 @@ def module_source(checked: Checked, lib: Library, source_path: str) -> str:
     fwd = forward_lines(prog, bwd, shape_names, card_lines)
     back = backward_lines(prog, bwd, card_lines)
     hypers = config_fields(checked, prog)
+    have = {h["field"] for h in hypers}
+    for s, how in prog.dims.items():  # a wrapper's model sizes (d_e, L, …) are configured too
+        field = how.removeprefix("config.")
+        if how.startswith("config.") and field not in have:
+            hypers.insert(0, {"field": field, "type": "int", "default": None,
+                              "comment": safe_comment(f"{s} — a size of the model the card trains or runs")})
+            have.add(field)
     for s in param_dims(prog):
         hypers.insert(0, {"field": ascii_name(s), "type": "int", "default": None,
                           "comment": safe_comment(f"{s} — length of an input axis; sizes parameters")})
@@ -130,7 +138,7 @@ def module_source(checked: Checked, lib: Library, source_path: str) -> str:
     inputs = [v.name for v in prog.inputs]
     helpers = HELPERS + BACKWARD_HELPERS
     text = pseudocode(card, checked.claims)
-    out_name = ", ".join(ascii_name(o) for o in card.outputs)
+    out_name = ", ".join(output_names(prog, checked))
     tmpl = _env().get_template("module.py.j2")
     return tmpl.render(
         source=source_path, sha=hashlib.sha256(card.source.encode("utf-8")).hexdigest(),
@@ -145,8 +153,17 @@ def module_source(checked: Checked, lib: Library, source_path: str) -> str:
                     .rstrip() for v in prog.inputs],
         output_shape=", ".join(shape_comment(o.shape, o.batched) for o in prog.outputs),
         forward=fwd + [f"return {', '.join(o.name for o in prog.outputs)}, cache"],
-        backward=back, helpers=helpers,
+        backward=back, helpers=helpers, extra=wrapper_code(prog, checked),
     )
+
+
+def output_names(prog: Program, checked: Checked) -> list[str]:
+    """What forward returns: the card's outputs; a training card's loss; an inference card's model output."""
+    if prog.wrapper == "training":
+        return ["loss"]
+    if prog.wrapper == "inference":
+        return [ascii_name(prog.lowerer.model_step.target.attr)]
+    return [ascii_name(o) for o in checked.card.outputs]
 
 
 def locate_step(err: CardError, lib: Library) -> CardError:

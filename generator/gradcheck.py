@@ -75,8 +75,7 @@ def gradcheck(checked: Checked, lib: Library, given: dict[str, int] | None = Non
     mod = load_module(checked, lib)
     prog = lower(checked, lib)
     sizes = small_sizes(checked, lib, given or {})
-    fields = {f.name for f in dataclasses.fields(mod.Config)}
-    cfg = mod.Config(**{ascii_name(k): v for k, v in sizes.items() if ascii_name(k) in fields})
+    cfg = make_config(mod, sizes)
     rng = np.random.default_rng(seed)
     params = mod.init_params(cfg, rng, np.float64)
     params = mod.Params(**{f.name: getattr(params, f.name) + 0.1 * rng.standard_normal(
@@ -115,6 +114,18 @@ def gradcheck(checked: Checked, lib: Library, given: dict[str, int] | None = Non
             err = abs(num - ana) / max(abs(num), abs(ana), floor)
             errors[name] = max(errors.get(name, 0.0), err)
     return Result(checked.card.name, errors)
+
+
+def make_config(mod, sizes: dict):
+    """A Config with the given sizes; other fields without a default get a small value."""
+    given = {ascii_name(k): v for k, v in sizes.items()}
+    values = {}
+    for f in dataclasses.fields(mod.Config):
+        if f.name in given:
+            values[f.name] = given[f.name]
+        elif f.default is dataclasses.MISSING:
+            values[f.name] = 0.1 if f.type in ("float", float) else 2
+    return mod.Config(**values)
 
 
 def run_forward(mod, cfg, params, args, **kw):

@@ -102,6 +102,8 @@ class Lowerer:
         self.memo: dict = {}
         self.transposed: dict = {}
         self.returned: dict[str, AV] = {}
+        self.funcs: dict[str, tuple[list[str], Expr]] = {}
+        self.loops: list[Step] = []  # a wrapper's loops around its work (epochs, data, tokens)
 
     # ------------------------------------------------------------ helpers
     def err(self, msg, node=None):
@@ -478,7 +480,8 @@ class Lowerer:
         (a2, j2), mapped, _ = self.align(a, self.op("expand", (j,), (tuple(range(-len(a.dims), 0)),), j,
                                                    dims=(ONE,) * len(a.dims)))
         return self.op("take_along", (a2, j2), (i - len(a.dims), self.base), a2, mapped=mapped,
-                       dims=a.dims[:i] + a.dims[i + 1:], batched=a.batched or j.batched)
+                       dims=a.dims[:i] + a.dims[i + 1:], batched=a.batched or j.batched,
+                       ones=common_ones(mapped, a2, j2))
 
     def slice_axis(self, a: AV, i: int, lo_e: Expr, hi_e: Expr, e) -> AV:
         lo_t, hi_t = self.ch.types.get(id(lo_e)), self.ch.types.get(id(hi_e))
@@ -537,6 +540,18 @@ class Lowerer:
     # ---------------------------------------------------------------- calls
     def x_call(self, e):
         fname, n_in = e.attr
+        if fname in self.funcs:  # loss(θ): its body, with its parameters bound to the arguments
+            params, body = self.funcs[fname]
+            saved = {p: self.env.get(p) for p in params}
+            for p, a in zip(params, e.args, strict=True):
+                if not (a.op == "name" and a.attr == p):
+                    self.env[p] = self.expr(a)
+            try:
+                return self.expr(body)
+            finally:
+                for p, v in saved.items():
+                    if v is not None:
+                        self.env[p] = v
         if fname in BUILTINS and fname not in self.env:
             if fname == "log" and len(e.args) == 1:
                 fused = self.log_of(e.args[0])
@@ -758,9 +773,9 @@ class Lowerer:
 
     def s_assign(self, st: Step):
         t = st.target
-        if t.op == "call":
-            self.err("function bindings such as P(θ) appear only in training cards, which have no module of their "
-                     "own (`cardgen train` runs training)", t)
+        if t.op == "call":  # P(θ) ← …: lowered where it is called
+            self.funcs[t.attr[0]] = ([a.attr for a in t.args], st.value)
+            return None
         v = self.value(st.value)
         if t.op == "name":
             self.assign_name(t.attr, v, st)
@@ -1004,8 +1019,43 @@ Lowerer.infer_extent = _infer_extent
 
 
 # ------------------------------------------------------------------ entry
+def wrapper_kind(card: Card) -> str | None:
+    """"training" for a card whose step updates with ∇ (DTraining), "inference" for one
+    that samples (DInference), None for a model."""
+    def walk(steps):
+        for st in steps:
+            if st.kind == "assign" and st.value is not None and _has(st.value, "grad"):
+                return "training"
+            if st.kind == "sample":
+                return "inference"
+            found = walk(st.body)
+            if found:
+                return found
+        return None
+    return walk(card.steps)
+
+
+def _has(e: Expr, op: str) -> bool:
+    return e.op == op or any(_has(a, op) for a in e.args)
+
+
+def innermost(steps) -> list[Step]:
+    """The steps of the loop that does the work (one example, one token): loops that only repeat
+    it (epochs, data, tokens) become the generated train()/generate() loops."""
+    for st in steps:
+        if st.kind in ("for", "while") and wrapper_kind(replace_steps(st.body)) is not None:
+            return innermost(st.body)
+    return list(steps)
+
+
+def replace_steps(steps):
+    from .ir import Card, Convention
+    return Card("", (), (), (), None, Convention(), (), tuple(steps))
+
+
 def lower(checked: Checked, lib: Library) -> Program:
-    """The whole card as a Program: inputs and parameters in, outputs out."""
+    """The whole card as a Program: inputs and parameters in, outputs out.  A training card
+    becomes its loss (parameters: θ's); an inference card, its model call."""
     card = checked.card
     names = Names()
     block: list = []
@@ -1013,21 +1063,26 @@ def lower(checked: Checked, lib: Library) -> Program:
     lw = Lowerer(checked, lib, names, block, extents)
     inputs, params, paths, hypers = [], [], {}, []
     token_bounds: dict[str, Poly] = {}
+    wrapper = wrapper_kind(card)
     for d in card.decls:
         if d.role == "input":
             if isinstance(d.set, Group):
-                raise LoweringError(f"{card.name} takes parameters as input: a training or inference wrapper; "
-                                    "`cardgen train` and `cardgen sample` run these with compiled cards",
-                                   d.pos).located(card.path, card.source)
+                if wrapper is None or d.set.card is None:
+                    raise LoweringError(f"{card.name} takes parameters as input, but it neither trains (∇) nor "
+                                        "samples (∼)", d.pos).located(card.path, card.source)
+                for n in d.names:  # θ: the model card's parameters are this program's parameters
+                    lw.env[n] = param_tree(checked, lib, n, d, names, params, paths, (ascii_path(n),), ())
+                continue
             for n in d.names:
                 key = _key(n, d)
                 b = checked.env[key]
-                if isinstance(d.set, Set) and d.set.seq and b.over:
-                    raise LoweringError(f"{card.name} takes a data set of sequences: a training wrapper; "
-                                        "`cardgen train` runs training with compiled cards",
-                                        d.pos).located(card.path, card.source)
+                over = tuple(b.over)
+                if over and wrapper == "training":  # one sequence of the data set at a time: x_n
+                    key, over = n, ()
                 kind = "int" if b.type.kind in INTEGRAL else "bool" if b.type.kind == "boolean" else "real"
-                shape = tuple(b.over) + b.type.shape
+                known = {s: Poly.sym(f"len_{ascii_path(n)}") for d in b.type.shape for s in d.symbols()
+                         if s.startswith("?")}  # a sequence whose length no step names
+                shape = over + tuple(d.subst(known) for d in b.type.shape)
                 # Token ids and arrays take batch axes; a lone number (an offset such as p_start) does not.
                 batched = bool(shape) or b.type.kind == "span"
                 name = names.fresh(ascii_path(n))
@@ -1053,18 +1108,22 @@ def lower(checked: Checked, lib: Library) -> Program:
             for n in d.names:
                 key = _key(n, d)
                 lw.env[key] = param_tree(checked, lib, key, d, names, params, paths, (ascii_path(key),), ())
-    for d in card.decls:
-        if d.role == "hyper" and d.default is not None:
-            pass
-    if lw.body(card.steps) is None:
+    if wrapper is not None:
+        outputs = lower_wrapper(lw, wrapper)
+    elif lw.body(card.steps) is None:
         raise LoweringError(f"{card.name} has no return step", card.pos).located(card.path, card.source)
-    outputs = []
-    for n in card.outputs:  # in signature order: the return step's, and those steps assign
-        out = lw.materialize(lw.returned.get(n) or lw.env[n])
-        if out.mapped:
-            raise LoweringError("the output still has an index axis", card.pos).located(card.path, card.source)
-        outputs.append(Value(out.name, checked.env[n].type.shape, out.batched, out.kind))
+    else:
+        outputs = []
+        for n in card.outputs:  # in signature order: the return step's, and those steps assign
+            out = lw.materialize(lw.returned.get(n) or lw.env[n])
+            if out.mapped:
+                raise LoweringError("the output still has an index axis", card.pos).located(card.path, card.source)
+            outputs.append(Value(out.name, checked.env[n].type.shape, out.batched, out.kind))
     dims = dim_sources(checked, inputs)
+    from .core import walk as walk_ops
+    for sym in sorted({s for v in params for d in v.shape for s in d.symbols()}
+                      | {s for op in walk_ops(block) for d in op.shape for s in d.symbols()}):
+        dims.setdefault(sym, f"config.{ascii_name_of(sym)}")  # a model card's sizes, for a wrapper
     from .naming import ascii_name
     names.taken |= {ascii_name(d) for d in dims} | {ascii_name(n) for n in checked.env}
     block = hoist(block)
@@ -1073,7 +1132,61 @@ def lower(checked: Checked, lib: Library) -> Program:
     prog.base = card.convention.base
     prog.token_bounds = token_bounds
     prog.hyper_names = {n: lw.env[n].name for n in hypers}
+    prog.wrapper = wrapper
+    prog.lowerer = lw  # the wrapper's steps and loops, for emit's train()/generate()
     return prog
+
+
+def ascii_name_of(sym: str) -> str:
+    from .naming import ascii_name
+    return ascii_name(sym)
+
+
+def lower_wrapper(lw: Lowerer, wrapper: str) -> list[Value]:
+    """The one step a wrapper card repeats, as a program: a training card's loss(θ) for one
+    batch of examples, an inference card's model call on the text so far."""
+    card = lw.card
+    steps = []
+    level = list(card.steps)
+    while True:  # the steps before the work, at every loop level, then the innermost loop's own
+        loop = next((st for st in level if st.kind in ("for", "while")
+                     and wrapper_kind(replace_steps(st.body)) is not None), None)
+        if loop is None:
+            steps += level
+            break
+        steps += [st for st in level[: level.index(loop)] if st.kind not in ("for", "while")]
+        lw.loops.append(loop)
+        level = list(loop.body)
+    out = None
+    for st in steps:
+        if wrapper == "training" and st.kind == "assign" and st.value is not None and _has(st.value, "grad"):
+            grad = _find(st.value, "grad")
+            out = lw.value(grad.args[0])  # loss(θ): what ∇ differentiates
+            lw.update = st
+            break
+        if wrapper == "inference" and st.kind == "assign" and st.value is not None and st.value.op == "call" \
+                and lw.lib.card(st.value.attr[0]) is not None:
+            out = lw.named(lw.value(st.value), st.target.attr)  # P ← Model(x | θ̂)
+            lw.model_step = st
+            break
+        lw.step(st)
+    if out is None:
+        raise LoweringError(f"{card.name}: cardgen compiles a training card's ∇ update or an inference card's "
+                            "model call; this card has neither in its innermost loop",
+                            card.pos).located(card.path, card.source)
+    out = lw.materialize(out)
+    return [Value(out.name, (), out.batched, out.kind) if wrapper == "training" else
+            Value(out.name, out.dims, out.batched, out.kind)]
+
+
+def _find(e: Expr, op: str) -> Expr | None:
+    if e.op == op:
+        return e
+    for a in e.args:
+        f = _find(a, op)
+        if f is not None:
+            return f
+    return None
 
 
 def ascii_path(key: str) -> str:
@@ -1172,9 +1285,6 @@ def _walk_ops(body):
     from .core import walk
     return walk(body)
 
-
-def lowerable(card: Card) -> bool:
-    return not any(isinstance(d.set, Group) and d.role == "input" for d in card.decls)
 
 
 __all__ = ["lower", "AV", "Lowerer", "LoweringError", "Set"]

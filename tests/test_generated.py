@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cardgen import parse_file
 from cardgen.cli import main
-from cardgen.gradcheck import TOL, gradcheck, load_module, make_inputs, run_forward, small_sizes
-from cardgen.lower import lower, lowerable
+from cardgen.gradcheck import TOL, gradcheck, load_module, make_config, make_inputs, run_forward, small_sizes
+from cardgen.lower import lower
 
 from .conftest import CARDS, ROOT
 
@@ -22,19 +21,16 @@ MODEL_CARDS = [p for p in CARDS if (ROOT / "generated" / f"{p.stem}.py").exists(
 
 def test_every_model_card_is_generated():
     skipped = {p.stem for p in CARDS} - {p.stem for p in MODEL_CARDS}
-    # Only the paper's training and inference wrappers have no forward/backward module.
-    assert skipped == {"DTraining", "ETraining", "EDTraining", "DInference", "EDInference"}
+    # The two wrappers cardgen does not compile yet: masking with a probability, a while loop to EOS.
+    assert skipped == {"ETraining", "EDInference"}
 
 
 def compiled(model_card, library):
     """The card's module (generated in memory), its core program, small sizes and a Config."""
-    from cardgen.naming import ascii_name
     checked = library.checked(model_card.stem)
     mod = load_module(checked, library)
     sizes = small_sizes(checked, library, {})
-    fields = {f.name for f in dataclasses.fields(mod.Config)}
-    cfg = mod.Config(**{ascii_name(k): v for k, v in sizes.items() if ascii_name(k) in fields})
-    return mod, lower(checked, library), sizes, cfg
+    return mod, lower(checked, library), sizes, make_config(mod, sizes)
 
 
 @pytest.mark.parametrize("model_card", MODEL_CARDS, ids=[p.stem for p in MODEL_CARDS])
@@ -135,11 +131,6 @@ def test_render_memory_lists_saved_activations_with_bytes():
     assert "B = 8, 4-byte floats" in r.output
     assert "(B, H, T, T) × N" in r.output  # attention probabilities, one per layer
     assert "total:" in r.output and "MiB" in r.output
-
-
-def test_lowerable_marks_training_cards():
-    assert not lowerable(parse_file(ROOT / "cards" / "DTraining.card"))
-    assert lowerable(parse_file(ROOT / "cards" / "GPT2.card"))
 
 
 @pytest.mark.parametrize("model_card", MODEL_CARDS, ids=[p.stem for p in MODEL_CARDS])

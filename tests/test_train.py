@@ -157,3 +157,56 @@ def test_ctrl_c_saves_a_checkpoint(tmp_path):
 def test_train_asks_for_missing_sizes():
     r = CliRunner().invoke(main, ["train", "cards/GPT2.card", "--steps", "1"])
     assert r.exit_code == 1 and "GPT2 needs values for D, H, D_f, N, ctx" in r.output
+
+
+# ---------------------------------------------------- the paper's wrapper cards, compiled
+def paper_config(mod, **extra):
+    sizes = dict(N_V=13, H=2, L=2, d_e=8, d_mlp=16, ell_max=12)
+    fields = {f for f in mod.Config.__dataclass_fields__}
+    return mod.Config(**{k: v for k, v in {**sizes, **extra}.items() if k in fields})
+
+
+def test_dtraining_compiles_to_its_update_and_loops():
+    dt = load_generated("DTraining")
+    cfg = paper_config(dt, N_data=4, N_epochs=3, eta=0.05)
+    params = dt.init_params(cfg, np.random.default_rng(0), np.float64)
+    params = dt.Params(**{k: v + 0.1 * np.random.default_rng(1).standard_normal(v.shape)
+                          for k, v in vars(params).items()})
+    rng = np.random.default_rng(2)
+    data = [rng.integers(1, 14, size=n) for n in (5, 9, 7, 11)]  # ragged, as x_n ∈ [N_V]*
+    # train_step is the card's line θ ← θ − η · ∇loss(θ) on one sequence
+    before = {k: v.copy() for k, v in vars(params).items()}
+    loss, cache = dt.forward(cfg, params, data[0][None])
+    grads, _ = dt.backward(cfg, params, cache, np.ones(1))
+    step_loss = dt.train_step(cfg, params, data[0][None])
+    assert step_loss == pytest.approx(float(loss[0]), rel=1e-12)
+    for k in before:
+        np.testing.assert_allclose(getattr(params, k), before[k] - 0.05 * getattr(grads, k), rtol=1e-12, atol=1e-15)
+    # the loss is the card's: −Σ_{t=1}^{ℓ−1} log P[x[t+1], t], with P from the generated DTransformer
+    dtrans = load_generated("DTransformer")
+    P, _ = dtrans.forward(paper_config(dtrans), dtrans.Params(**before), data[1])
+    expected = -sum(np.log(P[data[1][t] - 1, t - 1]) for t in range(1, len(data[1])))
+    loss1, _ = dt.forward(cfg, dt.Params(**before), data[1][None])
+    assert float(loss1[0]) == pytest.approx(expected, rel=1e-12)
+    # train(): N_epochs passes over the data, one update per sequence; the loss goes down
+    losses = dt.train(cfg, params, data)
+    assert len(losses) == 3 * 4
+    assert np.mean(losses[-4:]) < np.mean(losses[:4])
+
+
+def test_dinference_compiles_to_a_sampler():
+    di = load_generated("DInference")
+    cfg = paper_config(di, ell_gen=5, tau=1.0)
+    params = di.init_params(cfg, np.random.default_rng(0), np.float64)
+    params = di.Params(**{k: v + 0.3 * np.random.default_rng(1).standard_normal(v.shape)
+                          for k, v in vars(params).items()})
+    prompt = np.array([3, 1, 4, 1, 5])
+    y = di.generate(cfg, params, prompt, rng=np.random.default_rng(0))
+    assert y.shape == (5,) and y.min() >= 1 and y.max() <= 13  # ℓ_gen tokens of [N_V]
+    again = di.generate(cfg, params, prompt, rng=np.random.default_rng(0))
+    assert np.array_equal(y, again)  # reproducible from a seed
+    greedy = di.generate(cfg, params, prompt, n_tokens=1, temperature=0)
+    P, _ = di.forward(cfg, params, prompt)
+    assert greedy[0] == int(np.argmax(P[:, -1])) + 1  # τ = 0: the most likely token (1-based ids)
+    long = di.generate(cfg, params, np.ones(30, int), n_tokens=3, temperature=0)  # past ℓ_max = 12: slides
+    assert long.shape == (3,)

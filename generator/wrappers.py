@@ -1,0 +1,163 @@
+"""Code for the paper's wrapper cards: a training card (DTraining, EDTraining) gets
+``train_step`` (its ∇ update on one batch) and ``train`` (its loops); an inference
+card (DInference) gets ``generate`` (its sampling loop).  The numbers come from
+the module's own forward and backward; this is the loop around them, read off
+the card's steps."""
+
+from __future__ import annotations
+
+from .errors import CardError
+from .ir import Expr
+from .naming import ascii_name
+from .npcode import py_dim
+from .render import expr_text
+
+
+def wrapper_code(prog, checked) -> str:
+    if prog.wrapper == "training":
+        return training_code(prog, checked)
+    if prog.wrapper == "inference":
+        return inference_code(prog, checked)
+    return ""
+
+
+def _coefficient(update: Expr, theta: str) -> str:
+    """θ − c · ∇f(θ) -> the Python for c (a hyperparameter or a number)."""
+    v = update
+    if v.op != "sub" or v.args[0] != Expr("name", (), theta):
+        raise CardError(f"cardgen compiles updates of the form {theta} ← {theta} − η · ∇loss({theta}), "
+                        f"not {expr_text(update)}", update.pos)
+    step = v.args[1]
+    if step.op in ("matmul", "mul", "juxt") and step.args[1].op == "grad":
+        c = step.args[0]
+        if c.op == "name":
+            return f"config.{ascii_name(c.attr)}"
+        if c.op == "num":
+            return c.attr
+    if step.op == "grad":
+        return "1.0"
+    raise CardError(f"cardgen compiles updates of the form {theta} ← {theta} − η · ∇loss({theta})", update.pos)
+
+
+def training_code(prog, checked) -> str:
+    lw = prog.lowerer
+    st = lw.update
+    theta = st.target.attr
+    coef = _coefficient(st.value, theta)
+    ins = [v.name for v in prog.inputs]
+    args = ", ".join(ins)
+    line = st.pos.line if st.pos else "?"
+    loops = []
+    for loop in lw.loops:  # a loop whose index names the data's sequences (x_n) runs over the data
+        loops.append((loop, [v for v in ins if v.endswith("_" + ascii_name(loop.var))]))
+    body = [f"losses.append(train_step(config, params, {', '.join(f'np.asarray({v})[None]' for v in ins)}, "
+            "workspace))"]
+    code_loops = []
+    depth = 1
+    for loop, family in loops:
+        pad = "    " * depth
+        if family:
+            names = ", ".join(ins)
+            code_loops.append(f"{pad}for {names} in zip({', '.join(f'data[{i}]' for i in range(len(ins)))}):"
+                              if len(ins) > 1 else f"{pad}for {ins[0]} in data:")
+        else:
+            count = _config_names(py_dim(checked.types[id(loop.domain[-1])].value), prog) if loop.domain else "1"
+            code_loops.append(f"{pad}for {ascii_name(loop.var)} in range({count}):")
+        depth += 1
+    data_doc = "data: a list of token sequences (1-D arrays)" if len(ins) == 1 else \
+        f"data: a tuple of {len(ins)} lists of token sequences ({', '.join(ins)})"
+    inner = "    " * depth
+    return f'''
+
+def train_step(config: Config, params: Params, {args}, workspace: dict | None = None) -> float:
+    """Line {line} of the card, {theta} ← {theta} − η · ∇loss({theta}): one update of every parameter
+    (in place), on a batch of sequences ({args}: (B, ℓ) token ids) with the gradient of the
+    mean of their losses.  Returns that mean loss."""
+    loss, cache = forward(config, params, {args}, workspace=workspace)
+    seed = np.full(np.shape(loss), 1.0 / max(1, np.size(loss)), dtype=np.result_type(loss))
+    grads, _ = backward(config, params, cache, seed, workspace=workspace)
+    for name in params.__dataclass_fields__:
+        value = getattr(params, name)
+        value -= {coef} * getattr(grads, name)
+    return float(np.mean(loss))
+
+
+def train(config: Config, params: Params, data, workspace: dict | None = None) -> list[float]:
+    """The card's loops around that step ({', '.join(f'{loop.var}' for loop, _ in loops)}): one update per
+    sequence, in order, as the card says.  {data_doc}.  Returns the losses."""
+    losses = []
+{chr(10).join(code_loops)}
+{inner}{body[0]}
+    return losses
+'''
+
+
+def _config_names(code: str, prog) -> str:
+    """Dimension variables in generated code are locals of forward(); here they live in config."""
+    import re
+    dims = {ascii_name(s): how for s, how in prog.dims.items()}
+
+    def repl(m):
+        name = m.group(0)
+        how = dims.get(name)
+        return how if how and how.startswith("config.") else name
+    return re.sub(r"[A-Za-z_][A-Za-z0-9_]*", repl, code)
+
+
+def inference_code(prog, checked) -> str:
+    lw = prog.lowerer
+    card = checked.card
+    (loop,) = lw.loops[-1:] or [None]
+    sample = next((s for s in _walk(card.steps) if s.kind == "sample"), None)
+    if loop is None or sample is None:
+        raise CardError(f"{card.name}: cardgen compiles an inference card as a loop that calls the model and "
+                        "samples", card.pos)
+    weights = sample.value
+    temperature = None
+    if weights.op == "pow" and weights.args[1].op == "div" and weights.args[1].args[0] == Expr("num", (), "1"):
+        t = weights.args[1].args[1]
+        temperature = f"config.{ascii_name(t.attr)}" if t.op == "name" else t.attr
+    if temperature is None:
+        raise CardError(f"cardgen compiles sampling of the form y ∼ q ∝ p^{{1/τ}}, not {expr_text(weights)}",
+                        sample.pos)
+    count = _config_names(py_dim(checked.types[id(loop.domain[-1])].value), prog)
+    rows = card.convention.axes == "rows"
+    base = card.convention.base
+    ctx = next((f"config.{f}" for f in ("ell_max", "ctx") if any(ascii_name(d) == f for d in prog.dims)), None)
+    last = "P[..., -1, :]" if rows else "P[..., :, -1]"
+    return f'''
+
+def generate(config: Config, params: Params, prompt, n_tokens: int | None = None, temperature: float | None = None,
+             rng: np.random.Generator | None = None, context: int | None = None):
+    """The card's loop: n_tokens times (default: the card's {expr_text(loop.domain[-1])}), run the model on the
+    text so far, take the distribution p at the newest position, sample y ∼ q ∝ p^{{1/τ}} (temperature
+    τ; 0 takes the most likely token) and append it.  The model sees the last `context` tokens only,
+    so the text may outgrow its positions (default: {ctx or "all"}).  prompt: (…, ℓ) token ids.
+    Returns the new tokens."""
+    x = np.asarray(prompt)
+    context = {ctx or "None"} if context is None else context
+    n_tokens = {count} if n_tokens is None else n_tokens
+    tau = {temperature} if temperature is None else temperature
+    rng = np.random.default_rng() if rng is None else rng
+    start = x.shape[-1]
+    for _ in range(n_tokens):
+        window = x if context is None else x[..., -context:]
+        P, _ = forward(config, params, window)
+        p = np.asarray({last}, dtype=np.float64)
+        if tau == 0:
+            y = np.argmax(p, axis=-1)
+        else:
+            logq = np.log(np.maximum(p, 1e-300)) / tau  # q ∝ p^(1/τ), in logs for a small τ
+            q = np.exp(logq - logq.max(axis=-1, keepdims=True))
+            q /= q.sum(axis=-1, keepdims=True)
+            flat = q.reshape(-1, q.shape[-1])
+            y = np.array([rng.choice(flat.shape[-1], p=row) for row in flat]).reshape(q.shape[:-1])
+        x = np.concatenate([x, (y + {base})[..., None].astype(x.dtype)], axis=-1)
+    return x[..., start:]
+'''
+
+
+def _walk(steps):
+    for s in steps:
+        yield s
+        yield from _walk(s.body)
