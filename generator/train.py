@@ -36,7 +36,8 @@ class AdamWSettings:
 
 @dataclass
 class TrainState:
-    """Everything a step changes: parameters, AdamW moments (shaped like Params), step count."""
+    """Everything a step changes: parameters, AdamW moments (shaped like Params), step count.
+    A step replaces the arrays of params, m and v (it does not write into the old ones)."""
 
     params: object
     m: object
@@ -109,13 +110,14 @@ class Trainer:
         state.step += 1
         cfg = self.adamw.Config(eta=s.lr, beta_1=s.beta_1, beta_2=s.beta_2, eps=s.eps, lam=s.weight_decay)
         for f in _fields(state.params):
-            theta = getattr(state.params, f.name)
+            # Two workspaces per parameter, alternating: a step reads the arrays the last one wrote.
+            ws = state.workspace.setdefault(("AdamW", f.name, state.step % 2), {})
             new_theta, new_m, new_v, _ = self.adamw.forward(
-                cfg, self.adamw.Params(), theta, grads[f.name], getattr(state.m, f.name), getattr(state.v, f.name),
-                state.step, workspace=state.workspace.setdefault(("AdamW", f.name), {}))
-            theta[...] = new_theta  # in place: params keep their arrays
-            getattr(state.m, f.name)[...] = new_m
-            getattr(state.v, f.name)[...] = new_v
+                cfg, self.adamw.Params(), getattr(state.params, f.name), grads[f.name], getattr(state.m, f.name),
+                getattr(state.v, f.name), state.step, workspace=ws)
+            setattr(state.params, f.name, new_theta)
+            setattr(state.m, f.name, new_m)
+            setattr(state.v, f.name, new_v)
         return total / n
 
     def generate(self, params, prompt, n_tokens: int, temperature: float, rng: np.random.Generator,
