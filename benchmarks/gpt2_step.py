@@ -218,8 +218,9 @@ def report(samples, n_steps):
         print(row.format(name, *ms[:3], tokens_per_s, ms[3], f"{statistics.median(faults):,.0f}"))
     print("  (tokens/s from the median)")
     gen = medians["generated"]
-    print(f"  generated / pytorch    = {gen / medians['pytorch']:.2f}x (ratio of medians)")
-    print(f"  generated / hand-numpy = {gen / medians['hand-numpy']:.2f}x (ratio of medians)")
+    for other in medians:
+        if other != "generated":
+            print(f"  generated / {other:<10} = {gen / medians[other]:.2f}x (ratio of medians)")
 
 
 def keep_freed_memory():
@@ -373,7 +374,36 @@ def training_steps(model, params, cfg, x):
             w -= lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + 1e-8)
         return loss
 
-    return {"generated": lambda: trainer.step(state, [tokens]), "pytorch": pytorch, "hand-numpy": hand_numpy}
+    steps = {"generated": lambda: trainer.step(state, [tokens]), "pytorch": pytorch, "hand-numpy": hand_numpy}
+    jax_step = jax_training_step(params, tokens)
+    if jax_step is not None:
+        steps["jax-jit"] = jax_step
+    return steps
+
+
+def jax_training_step(params, tokens):
+    """JAX jit on the CPU, if JAX is installed: the same model, loss and AdamW (benchmarks/jax_gpt2.py)."""
+    try:
+        import jax
+        import jax.numpy as jnp
+        import jax_gpt2
+    except ImportError:
+        print("jax: not installed (pip install jax), not timed")
+        return None
+    p = {k: jnp.asarray(v) for k, v in vars(params).items()}
+    m = {k: jnp.zeros_like(v) for k, v in p.items()}
+    v = {k: jnp.zeros_like(v) for k, v in p.items()}
+    step = jax_gpt2.make_train_step(H)
+    t_tokens = jnp.asarray(tokens)
+    ref = float(jax_gpt2.loss_fn(p, t_tokens, H))
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; loss {ref:.6f} at the start")
+    state = {"p": p, "m": m, "v": v, "t": 0}
+
+    def run():
+        state["t"] += 1
+        state["p"], state["m"], state["v"], loss = step(state["p"], state["m"], state["v"], state["t"], t_tokens)
+        return float(loss)  # waits for the result
+    return run
 
 
 def main():
