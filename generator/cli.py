@@ -308,6 +308,11 @@ def training_modules(card_path: str, values: dict):
     from .naming import ascii_name
     lib = library_for(card_path)
     card, checked = load(card_path, lib)
+    out = checked.env[card.outputs[0]].type if len(card.outputs) == 1 else None
+    if card.convention.axes != "rows" or out is None or len(out.shape) != 2:
+        raise CardError(f"cardgen train trains a language model whose output is logits, one row per position "
+                        f"(T×V, as GPT2 and Bigram); {card.name} is not one",
+                        hint="the paper's DTransformer trains with its own card: generated/DTraining.py, train()")
     mods = {}
     for name in ("cross_entropy", "AdamW"):
         sub = lib.checked(name)

@@ -31,7 +31,10 @@ class CardError(Exception):
         return self.pos.col if self.pos else 1
 
     def __str__(self) -> str:
-        out = [f"{self.path}:{self.line}:{self.col}: error: {self.message}"]
+        if self.pos is None and self.path == "<card>":  # about no file at all (a command's options)
+            out = [f"cardgen: error: {self.message}"]
+        else:
+            out = [f"{self.path}:{self.line}:{self.col}: error: {self.message}"]
         lines = self.source.splitlines()
         if self.pos and 0 < self.line <= len(lines):
             text = lines[self.line - 1].replace("\t", " ")
