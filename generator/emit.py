@@ -8,6 +8,7 @@ module that imports jinja2.
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import jinja2
@@ -121,8 +122,9 @@ def module_source(checked: Checked, lib: Library, source_path: str) -> str:
     card = checked.card
     shape_names = {x: s for s, x in bwd.shapes}
     card_lines = card_line_map(checked, lib)
-    fwd = forward_lines(prog, bwd, shape_names, card_lines)
-    back = backward_lines(prog, bwd, card_lines)
+    back = drop_unused(backward_lines(prog, bwd, card_lines))
+    needed = {m.group(1) for line in back if (m := re.match(r'\s*(\w+) = cache\["', line))}
+    fwd = forward_lines(prog, bwd, shape_names, card_lines, needed)
     hypers = config_fields(checked, prog)
     have = {h["field"] for h in hypers}
     for s, how in prog.dims.items():  # a wrapper's model sizes (d_e, L, …) are configured too
@@ -152,9 +154,26 @@ def module_source(checked: Checked, lib: Library, source_path: str) -> str:
         input_docs=[f"{v.name}: {shape_comment(v.shape, v.batched)} {'token ids' if v.kind == 'int' else ''}"
                     .rstrip() for v in prog.inputs],
         output_shape=", ".join(shape_comment(o.shape, o.batched) for o in prog.outputs),
-        forward=fwd + [f"return {', '.join(o.name for o in prog.outputs)}, cache"],
+        forward=drop_unused(fwd + [f"return {', '.join(o.name for o in prog.outputs)}, cache"]),
         backward=back, helpers=helpers, extra=wrapper_code(prog, checked),
     )
+
+
+SETUP = re.compile(r"^(\s*)(\w+) = (config\.\w+|cache\[\"\w+\"\]|params\.\w+|[\w.]+\.shape(\[-?\d+\])?"
+                   r"|np\.result_type\(\w+\)|np\.shape\(.*\)\[.*\]|\(\))$")
+
+
+def drop_unused(lines: list[str]) -> list[str]:
+    """Set-up lines (a size from config, a value from the cache) for names nothing reads."""
+    text = "\n".join(line.split("#")[0] for line in lines)  # code only: comments are no use
+    kept = []
+    for line in lines:
+        m = SETUP.match(line)
+        word = rf"\b{re.escape(m.group(2))}\b" if m else ""
+        if m and len(re.findall(word, text)) == len(re.findall(word, line.split("#")[0])):
+            continue  # read nowhere but on its own line
+        kept.append(line)
+    return kept
 
 
 def output_names(prog: Program, checked: Checked) -> list[str]:
@@ -199,7 +218,7 @@ def param_dims(prog: Program) -> list[str]:
     return [s for s, how in prog.dims.items() if s in used and not how.startswith("config.")]
 
 
-def forward_lines(prog: Program, bwd: Backward, shape_names, card_lines) -> list[str]:
+def forward_lines(prog: Program, bwd: Backward, shape_names, card_lines, needed: set[str]) -> list[str]:
     for item in prog.body:
         if isinstance(item, Loop):
             item.saved_names = bwd.saved_in_loops.get(item.var, [])
@@ -218,7 +237,8 @@ def forward_lines(prog: Program, bwd: Backward, shape_names, card_lines) -> list
     body(prog.body, w, "", shape_names, bwd)
     saved = saved_names(prog, bwd)
     dims = [ascii_name(s) for s in prog.dims]
-    items = [f'"{n}": {n}' for n in dims + ["batch", "dtype"] + saved + [f"saved_{v}" for v in bwd.saved_in_loops]]
+    items = [f'"{n}": {n}' for n in dims + ["batch", "dtype"] + saved + [f"saved_{v}" for v in bwd.saved_in_loops]
+             if n in needed]  # what the backward reads, and nothing else
     w.lines.append("cache = {" + ", ".join(items) + "}")
     return w.lines
 

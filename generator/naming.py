@@ -46,7 +46,7 @@ def ascii_name(text: str) -> str:
     s = re.sub(r"_+", "_", "".join(out)).strip("_") or "v"
     if s[0].isdigit():
         s = "v" + s
-    return s
+    return {"l": "l_", "O": "O_", "I": "I_"}.get(s, s)  # PEP 8's ambiguous single letters
 
 
 class Names:

@@ -58,11 +58,12 @@ def training_code(prog, checked) -> str:
         pad = "    " * depth
         if family:
             names = ", ".join(ins)
-            code_loops.append(f"{pad}for {names} in zip({', '.join(f'data[{i}]' for i in range(len(ins)))}):"
-                              if len(ins) > 1 else f"{pad}for {ins[0]} in data:")
+            code_loops.append(f"{pad}for {names} in zip({', '.join(f'data[{i}]' for i in range(len(ins)))}, "
+                              "strict=True):" if len(ins) > 1 else f"{pad}for {ins[0]} in data:")
         else:
             count = _config_names(py_dim(checked.types[id(loop.domain[-1])].value), prog) if loop.domain else "1"
-            code_loops.append(f"{pad}for {ascii_name(loop.var)} in range({count}):")
+            times = expr_text(loop.domain[-1])
+            code_loops.append(f"{pad}for _{ascii_name(loop.var)} in range({count}):  # {loop.var}: {times} times")
         depth += 1
     data_doc = "data: a list of token sequences (1-D arrays)" if len(ins) == 1 else \
         f"data: a tuple of {len(ins)} lists of token sequences ({', '.join(ins)})"
