@@ -1039,15 +1039,6 @@ def _has(e: Expr, op: str) -> bool:
     return e.op == op or any(_has(a, op) for a in e.args)
 
 
-def innermost(steps) -> list[Step]:
-    """The steps of the loop that does the work (one example, one token): loops that only repeat
-    it (epochs, data, tokens) become the generated train()/generate() loops."""
-    for st in steps:
-        if st.kind in ("for", "while") and wrapper_kind(replace_steps(st.body)) is not None:
-            return innermost(st.body)
-    return list(steps)
-
-
 def replace_steps(steps):
     from .ir import Card, Convention
     return Card("", (), (), (), None, Convention(), (), tuple(steps))

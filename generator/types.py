@@ -55,11 +55,6 @@ def shape_text(shape) -> str:
     return "×".join(poly_text(d) if d != BROADCAST else "*" for d in shape)
 
 
-def type_text(t: Type) -> str:
-    """A type as the card's set notation: ``ℝ^{T×D}``."""
-    return set_text_of(t)
-
-
 def set_text_of(t: Type) -> str:
     from .render import set_text
     if t.kind == "group":
