@@ -337,6 +337,41 @@ def profile_generated(step, n_steps=5, top=25):
 
 # ----------------------------------------------------------------------------- main
 
+def measure_check_cost(cfg, params, x, n=40):
+    """The generated forward with its checks, against the same forward with the checks stubbed out."""
+    ws = {}
+
+    def forward():
+        gpt2.forward(cfg, params, x, 0, workspace=ws)
+
+    def median_ms():
+        forward()
+        times = []
+        for _ in range(n):
+            start = time.perf_counter()
+            forward()
+            times.append(time.perf_counter() - start)
+        return 1e3 * statistics.median(times)
+    checks = gpt2._check_input, gpt2._check_params
+    rounds = []
+    for _ in range(3):  # interleaved, so machine noise hits both alike
+        with_checks = median_ms()
+        gpt2._check_input = gpt2._check_params = lambda *a: None
+        without = median_ms()
+        gpt2._check_input, gpt2._check_params = checks
+        rounds.append((with_checks, without))
+    start = time.perf_counter()
+    for _ in range(1000):
+        gpt2._check_input("x", x, (None,), "i", 0, V - 1, "{0..V−1}^T")
+        gpt2._check_params(params, {k: np.shape(v) for k, v in vars(params).items()})
+    alone = (time.perf_counter() - start)  # ms per call: seconds for 1000 calls
+    for w, wo in rounds:
+        print(f"  forward with checks {w:.2f} ms, without {wo:.2f} ms")
+    fwd = statistics.median(wo for _, wo in rounds)
+    print(f"  the checks alone: {alone * 1e3:.1f} µs per forward = {100 * alone / fwd:.2f}% of a forward "
+          f"({fwd:.1f} ms)")
+
+
 def training_steps(model, params, cfg, x):
     """Whole training steps, AdamW included, on the same batch (B, T) of inputs and targets."""
     from cardgen.train import AdamWSettings, Trainer, TrainState
@@ -422,6 +457,8 @@ def main():
                         help="mallopt: glibc keeps freed memory, so NumPy temporaries stop page-faulting")
     parser.add_argument("--no-workspace", action="store_true",
                         help="generated code allocates its arrays on every call instead of reusing a workspace")
+    parser.add_argument("--check-cost", action="store_true",
+                        help="measure what the generated forward's input and parameter checks cost")
     parser.add_argument("--train", action="store_true",
                         help="time a whole training step: forward, loss, backward and the AdamW update "
                              "(generated: cardgen.train.Trainer with the AdamW card; pytorch: torch.optim.AdamW)")
@@ -461,6 +498,9 @@ def main():
         "pytorch": lambda: torch_step(model, tokens),
         "hand-numpy": lambda: hand_numpy_step(params, x),
     }
+    if args.check_cost:
+        measure_check_cost(cfg, params, x)
+        return
     if args.train:
         steps = training_steps(model, params, cfg, x)
         print("timing whole training steps: forward, loss, backward, AdamW (lr 1e-4, weight decay 0.01)")

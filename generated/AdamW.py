@@ -85,6 +85,11 @@ def forward(config: Config, params: Params, theta, g, m, v, t, workspace: dict |
     beta_2 = config.beta_2
     eps = config.eps
     lam = config.lam
+    _check_input('theta', theta, (None, ), 'f', None, None, 'ℝ^n')
+    _check_input('g', g, (None, ), 'f', None, None, 'ℝ^n')
+    _check_input('m', m, (None, ), 'f', None, None, 'ℝ^n')
+    _check_input('v', v, (None, ), 'f', None, None, 'ℝ^n')
+    _check_input('t', t, (), 'i', None, None, 'ℕ')
     dtype = np.result_type(theta)
     batch = np.shape(theta)[:np.ndim(theta) - 1]
     # 1 θ ← θ − η λ θ ▷ θ ∈ ℝ^n; decoupled weight decay
@@ -173,6 +178,40 @@ def backward(config: Config, params: Params, cache: dict, d_theta_prime, d_m_pri
     g10035 = np.add(d_theta_prime, g10034, out=g10034)          # (…, n)
     grads = Params()
     return grads, {"theta": g10035, "g": g10029, "m": g10031, "v": g10026}
+
+
+def _check_input(name, value, shape, kind, lo, hi, card_set):
+    """ValueError, in the card's terms, for an input of the wrong kind, shape or range."""
+    a = np.asarray(value)
+    if kind == "i" and not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"{name} must be token ids (integers), not {a.dtype}; the card says {name} ∈ {card_set}")
+    if kind == "f" and not np.issubdtype(a.dtype, np.floating):
+        raise ValueError(f"{name} must be real numbers (float32 or float64), not {a.dtype}; "
+                         f"the card says {name} ∈ {card_set}")
+    core = a.shape[a.ndim - len(shape):] if a.ndim >= len(shape) else None
+    if core is None or any(want is not None and got != want for got, want in zip(core, shape, strict=True)):
+        wanted = "(…, " + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+        raise ValueError(f"{name} has shape {a.shape}, expected {wanted}: the card says {name} ∈ {card_set}")
+    if lo is not None and a.size and (a.min() < lo or a.max() > hi):
+        raise ValueError(f"{name} holds ids {a.min()}..{a.max()}, outside {lo}..{hi}: "
+                         f"the card says {name} ∈ {card_set}")
+
+
+def _check_params(params, shapes):
+    for field, want in shapes.items():
+        got = np.shape(getattr(params, field))
+        if len(got) != len(want) or any(w is not None and g != w for g, w in zip(got, want, strict=True)):
+            raise ValueError(f"params.{field} has shape {got}, but the config asks for {want}")
+
+
+def _slice_in(a, axis, lo, hi, where):
+    """a[…, lo:hi, …] along axis, refusing a slice that runs outside the array."""
+    n = a.shape[axis]
+    if not 0 <= lo <= hi <= n:
+        raise ValueError(f"slice {lo}:{hi} runs outside an axis of length {n} ({where})")
+    index = [slice(None)] * a.ndim
+    index[axis] = slice(lo, hi)
+    return a[tuple(index)]
 
 
 def _buf(workspace, key, shape, dtype):

@@ -87,6 +87,8 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     b_qkv = params.b_qkv
     W_o = params.W_o
     b_o = params.b_o
+    _check_input('X', X, (None, D, ), 'f', None, None, 'ℝ^{T×D}')
+    _check_params(params, {'W_qkv': (D, 3*D, ), 'b_qkv': (3*D, ), 'W_o': (D, D, ), 'b_o': (D, )})
     dtype = np.result_type(W_qkv)
     batch = np.shape(X)[:np.ndim(X) - 2]
     # 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
@@ -94,17 +96,17 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     A = np.add(_1, b_qkv, out=_1)                               # (…, T, 3·D)
     A_shape = A.shape
     # 3 Q_h ← A[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
-    _3 = A[..., 0:D]                                            # (…, T, D)
+    _3 = _slice_in(A, -1, 0, D, 'CausalSelfAttention.card, line 14') # (…, T, D)
     shape_3 = _3.shape
     _4 = _3.reshape(_3.shape[:-1] + (H, D // H,))               # (…, T, H, D/H)
     Q = _permute(_4, (-2, -3, -1))                              # (…, H, T, D/H)
     # 4 K_h ← A[:, D + h · D / H : D + (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
-    _6 = A[..., D:2*D]                                          # (…, T, D)
+    _6 = _slice_in(A, -1, D, 2*D, 'CausalSelfAttention.card, line 15') # (…, T, D)
     shape_6 = _6.shape
     _7 = _6.reshape(_6.shape[:-1] + (H, D // H,))               # (…, T, H, D/H)
     K = _permute(_7, (-2, -3, -1))                              # (…, H, T, D/H)
     # 5 V_h ← A[:, 2 · D + h · D / H : 2 · D + (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
-    _9 = A[..., 2*D:3*D]                                        # (…, T, D)
+    _9 = _slice_in(A, -1, 2*D, 3*D, 'CausalSelfAttention.card, line 16') # (…, T, D)
     shape_9 = _9.shape
     _10 = _9.reshape(_9.shape[:-1] + (H, D // H,))              # (…, T, H, D/H)
     V = _permute(_10, (-2, -3, -1))                             # (…, H, T, D/H)
@@ -202,6 +204,40 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     g10037 = np.matmul(g10033, g10036, out=_buf(workspace, 'CausalSelfAttention:bg10037', batch + (T, D), dtype)) # (…, T, D)
     grads = Params(W_qkv=g10035, b_qkv=g10034, W_o=g10002, b_o=g10001)
     return grads, {"X": g10037}
+
+
+def _check_input(name, value, shape, kind, lo, hi, card_set):
+    """ValueError, in the card's terms, for an input of the wrong kind, shape or range."""
+    a = np.asarray(value)
+    if kind == "i" and not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"{name} must be token ids (integers), not {a.dtype}; the card says {name} ∈ {card_set}")
+    if kind == "f" and not np.issubdtype(a.dtype, np.floating):
+        raise ValueError(f"{name} must be real numbers (float32 or float64), not {a.dtype}; "
+                         f"the card says {name} ∈ {card_set}")
+    core = a.shape[a.ndim - len(shape):] if a.ndim >= len(shape) else None
+    if core is None or any(want is not None and got != want for got, want in zip(core, shape, strict=True)):
+        wanted = "(…, " + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+        raise ValueError(f"{name} has shape {a.shape}, expected {wanted}: the card says {name} ∈ {card_set}")
+    if lo is not None and a.size and (a.min() < lo or a.max() > hi):
+        raise ValueError(f"{name} holds ids {a.min()}..{a.max()}, outside {lo}..{hi}: "
+                         f"the card says {name} ∈ {card_set}")
+
+
+def _check_params(params, shapes):
+    for field, want in shapes.items():
+        got = np.shape(getattr(params, field))
+        if len(got) != len(want) or any(w is not None and g != w for g, w in zip(got, want, strict=True)):
+            raise ValueError(f"params.{field} has shape {got}, but the config asks for {want}")
+
+
+def _slice_in(a, axis, lo, hi, where):
+    """a[…, lo:hi, …] along axis, refusing a slice that runs outside the array."""
+    n = a.shape[axis]
+    if not 0 <= lo <= hi <= n:
+        raise ValueError(f"slice {lo}:{hi} runs outside an axis of length {n} ({where})")
+    index = [slice(None)] * a.ndim
+    index[axis] = slice(lo, hi)
+    return a[tuple(index)]
 
 
 def _buf(workspace, key, shape, dtype):

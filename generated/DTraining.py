@@ -129,6 +129,7 @@ def forward(config: Config, params: Params, x_n, workspace: dict | None = None):
     L = config.L
     d_e = config.d_e
     d_mlp = config.d_mlp
+    ell_max = config.ell_max
     W_e = params.W_e
     W_p = params.W_p
     W_q = params.W_q
@@ -150,6 +151,8 @@ def forward(config: Config, params: Params, x_n, workspace: dict | None = None):
     gamma = params.gamma
     beta = params.beta
     W_u = params.W_u
+    _check_input('x_n', x_n, (None, ), 'i', 1, N_V, '[N_V]*')
+    _check_params(params, {'W_e': (d_e, N_V, ), 'W_p': (d_e, ell_max, ), 'W_q': (L, H, d_e // H, d_e, ), 'b_q': (L, H, d_e // H, ), 'W_k': (L, H, d_e // H, d_e, ), 'b_k': (L, H, d_e // H, ), 'W_v': (L, H, d_e // H, d_e, ), 'b_v': (L, H, d_e // H, ), 'W_o': (L, d_e, d_e, ), 'b_o': (L, d_e, ), 'gamma1': (L, d_e, ), 'beta1': (L, d_e, ), 'gamma2': (L, d_e, ), 'beta2': (L, d_e, ), 'W_mlp1': (L, d_mlp, d_e, ), 'b_mlp1': (L, d_mlp, ), 'W_mlp2': (L, d_e, d_mlp, ), 'b_mlp2': (L, d_e, ), 'gamma': (d_e, ), 'beta': (d_e, ), 'W_u': (N_V, d_e, )})
     dtype = np.result_type(W_e)
     batch = np.shape(x_n)[:np.ndim(x_n) - 1]
     # DTransformer 2 for t ∈ [ℓ] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
@@ -622,6 +625,40 @@ def train(config: Config, params: Params, data, workspace: dict | None = None) -
         for x_n in data:
             losses.append(train_step(config, params, np.asarray(x_n)[None], workspace))
     return losses
+
+
+def _check_input(name, value, shape, kind, lo, hi, card_set):
+    """ValueError, in the card's terms, for an input of the wrong kind, shape or range."""
+    a = np.asarray(value)
+    if kind == "i" and not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"{name} must be token ids (integers), not {a.dtype}; the card says {name} ∈ {card_set}")
+    if kind == "f" and not np.issubdtype(a.dtype, np.floating):
+        raise ValueError(f"{name} must be real numbers (float32 or float64), not {a.dtype}; "
+                         f"the card says {name} ∈ {card_set}")
+    core = a.shape[a.ndim - len(shape):] if a.ndim >= len(shape) else None
+    if core is None or any(want is not None and got != want for got, want in zip(core, shape, strict=True)):
+        wanted = "(…, " + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+        raise ValueError(f"{name} has shape {a.shape}, expected {wanted}: the card says {name} ∈ {card_set}")
+    if lo is not None and a.size and (a.min() < lo or a.max() > hi):
+        raise ValueError(f"{name} holds ids {a.min()}..{a.max()}, outside {lo}..{hi}: "
+                         f"the card says {name} ∈ {card_set}")
+
+
+def _check_params(params, shapes):
+    for field, want in shapes.items():
+        got = np.shape(getattr(params, field))
+        if len(got) != len(want) or any(w is not None and g != w for g, w in zip(got, want, strict=True)):
+            raise ValueError(f"params.{field} has shape {got}, but the config asks for {want}")
+
+
+def _slice_in(a, axis, lo, hi, where):
+    """a[…, lo:hi, …] along axis, refusing a slice that runs outside the array."""
+    n = a.shape[axis]
+    if not 0 <= lo <= hi <= n:
+        raise ValueError(f"slice {lo}:{hi} runs outside an axis of length {n} ({where})")
+    index = [slice(None)] * a.ndim
+    index[axis] = slice(lo, hi)
+    return a[tuple(index)]
 
 
 def _buf(workspace, key, shape, dtype):

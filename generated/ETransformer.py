@@ -139,6 +139,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
     Returns (P, cache); P has shape (…, N_V, ℓ).
     """
     N_V = config.N_V
+    ell_max = config.ell_max
     L = config.L
     H = config.H
     d_e = config.d_e
@@ -168,6 +169,8 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
     gamma = params.gamma
     beta = params.beta
     W_u = params.W_u
+    _check_input('x', x, (None, ), 'i', 1, N_V, '[N_V]*')
+    _check_params(params, {'W_e': (d_e, N_V, ), 'W_p': (d_e, ell_max, ), 'W_q': (L, H, d_e // H, d_e, ), 'b_q': (L, H, d_e // H, ), 'W_k': (L, H, d_e // H, d_e, ), 'b_k': (L, H, d_e // H, ), 'W_v': (L, H, d_e // H, d_e, ), 'b_v': (L, H, d_e // H, ), 'W_o': (L, d_e, d_e, ), 'b_o': (L, d_e, ), 'gamma1': (L, d_e, ), 'beta1': (L, d_e, ), 'gamma2': (L, d_e, ), 'beta2': (L, d_e, ), 'W_mlp1': (L, d_mlp, d_e, ), 'b_mlp1': (L, d_mlp, ), 'W_mlp2': (L, d_e, d_mlp, ), 'b_mlp2': (L, d_e, ), 'W_f': (d_f, d_e, ), 'b_f': (d_f, ), 'gamma': (d_f, ), 'beta': (d_f, ), 'W_u': (N_V, d_f, )})
     dtype = np.result_type(W_e)
     batch = np.shape(x)[:np.ndim(x) - 1]
     # 2 for t ∈ [ℓ] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
@@ -593,6 +596,40 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     g10182 = np.swapaxes(g10181, -1, -2)                        # (d_e, N_V)
     grads = Params(W_e=g10182, W_p=g10180, W_q=d_W_q, b_q=d_b_q, W_k=d_W_k, b_k=d_b_k, W_v=d_W_v, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o, gamma1=d_gamma1, beta1=d_beta1, gamma2=d_gamma2, beta2=d_beta2, W_mlp1=d_W_mlp1, b_mlp1=d_b_mlp1, W_mlp2=d_W_mlp2, b_mlp2=d_b_mlp2, W_f=g10046, b_f=g10041, gamma=g10011, beta=g10008, W_u=g10006)
     return grads, {}
+
+
+def _check_input(name, value, shape, kind, lo, hi, card_set):
+    """ValueError, in the card's terms, for an input of the wrong kind, shape or range."""
+    a = np.asarray(value)
+    if kind == "i" and not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"{name} must be token ids (integers), not {a.dtype}; the card says {name} ∈ {card_set}")
+    if kind == "f" and not np.issubdtype(a.dtype, np.floating):
+        raise ValueError(f"{name} must be real numbers (float32 or float64), not {a.dtype}; "
+                         f"the card says {name} ∈ {card_set}")
+    core = a.shape[a.ndim - len(shape):] if a.ndim >= len(shape) else None
+    if core is None or any(want is not None and got != want for got, want in zip(core, shape, strict=True)):
+        wanted = "(…, " + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+        raise ValueError(f"{name} has shape {a.shape}, expected {wanted}: the card says {name} ∈ {card_set}")
+    if lo is not None and a.size and (a.min() < lo or a.max() > hi):
+        raise ValueError(f"{name} holds ids {a.min()}..{a.max()}, outside {lo}..{hi}: "
+                         f"the card says {name} ∈ {card_set}")
+
+
+def _check_params(params, shapes):
+    for field, want in shapes.items():
+        got = np.shape(getattr(params, field))
+        if len(got) != len(want) or any(w is not None and g != w for g, w in zip(got, want, strict=True)):
+            raise ValueError(f"params.{field} has shape {got}, but the config asks for {want}")
+
+
+def _slice_in(a, axis, lo, hi, where):
+    """a[…, lo:hi, …] along axis, refusing a slice that runs outside the array."""
+    n = a.shape[axis]
+    if not 0 <= lo <= hi <= n:
+        raise ValueError(f"slice {lo}:{hi} runs outside an axis of length {n} ({where})")
+    index = [slice(None)] * a.ndim
+    index[axis] = slice(lo, hi)
+    return a[tuple(index)]
 
 
 def _buf(workspace, key, shape, dtype):

@@ -137,11 +137,14 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
     gamma_f = params.gamma_f
     beta_f = params.beta_f
     W_p_shape = W_p.shape
+    _check_input('x', x, (None, ), 'i', 0, -1 + V, '{0..V−1}^T')
+    _check_input('p_start', p_start, (), 'i', None, None, 'ℕ')
+    _check_params(params, {'W_e': (V, D, ), 'W_p': (ctx, D, ), 'gamma_1': (N, D, ), 'beta_1': (N, D, ), 'W_qkv': (N, D, 3*D, ), 'b_qkv': (N, 3*D, ), 'W_o': (N, D, D, ), 'b_o': (N, D, ), 'gamma_2': (N, D, ), 'beta_2': (N, D, ), 'W_fc': (N, D, D_f, ), 'b_fc': (N, D_f, ), 'W_proj': (N, D_f, D, ), 'b_proj': (N, D, ), 'gamma_f': (D, ), 'beta_f': (D, )})
     dtype = np.result_type(W_e)
     batch = np.shape(x)[:np.ndim(x) - 1]
     # 1 e ← W_e[x] + W_p[p_start : p_start + T] ▷ e ∈ ℝ^{T×D}
     _1 = W_e[x]                                                 # (…, T, D)
-    _2 = W_p[..., p_start:T + p_start, :]                       # (T, D)
+    _2 = _slice_in(W_p, -2, p_start, T + p_start, 'GPT2.card, line 17') # (T, D)
     e = np.add(_1, _2, out=_1)                                  # (…, T, D)
     # CausalSelfAttention 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
     _30 = D / H                                                 # ()
@@ -190,17 +193,17 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
         A = np.add(_17, b_qkv_ell, out=_17)                     # (…, T, 3·D)
         A_shape = A.shape
         # CausalSelfAttention 3 Q_h ← A[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
-        _19 = A[..., 0:D]                                       # (…, T, D)
+        _19 = _slice_in(A, -1, 0, D, 'CausalSelfAttention.card, line 14') # (…, T, D)
         shape_19 = _19.shape
         _20 = _19.reshape(_19.shape[:-1] + (H, D // H,))        # (…, T, H, D/H)
         Q = _permute(_20, (-2, -3, -1))                         # (…, H, T, D/H)
         # CausalSelfAttention 4 K_h ← A[:, D + h · D / H : D + (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
-        _22 = A[..., D:2*D]                                     # (…, T, D)
+        _22 = _slice_in(A, -1, D, 2*D, 'CausalSelfAttention.card, line 15') # (…, T, D)
         shape_22 = _22.shape
         _23 = _22.reshape(_22.shape[:-1] + (H, D // H,))        # (…, T, H, D/H)
         K = _permute(_23, (-2, -3, -1))                         # (…, H, T, D/H)
         # CausalSelfAttention 5 V_h ← A[:, 2 · D + h · D / H : 2 · D + (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
-        _25 = A[..., 2*D:3*D]                                   # (…, T, D)
+        _25 = _slice_in(A, -1, 2*D, 3*D, 'CausalSelfAttention.card, line 16') # (…, T, D)
         shape_25 = _25.shape
         _26 = _25.reshape(_25.shape[:-1] + (H, D // H,))        # (…, T, H, D/H)
         V_2 = _permute(_26, (-2, -3, -1))                       # (…, H, T, D/H)
@@ -512,6 +515,40 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     g10159 = np.add(g10004, g10158, out=g10158)                 # (V, D)
     grads = Params(W_e=g10159, W_p=g10157, gamma_1=d_gamma_1, beta_1=d_beta_1, W_qkv=d_W_qkv, b_qkv=d_b_qkv, W_o=d_W_o, b_o=d_b_o, gamma_2=d_gamma_2, beta_2=d_beta_2, W_fc=d_W_fc, b_fc=d_b_fc, W_proj=d_W_proj, b_proj=d_b_proj, gamma_f=g10008, beta_f=g10005)
     return grads, {}
+
+
+def _check_input(name, value, shape, kind, lo, hi, card_set):
+    """ValueError, in the card's terms, for an input of the wrong kind, shape or range."""
+    a = np.asarray(value)
+    if kind == "i" and not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"{name} must be token ids (integers), not {a.dtype}; the card says {name} ∈ {card_set}")
+    if kind == "f" and not np.issubdtype(a.dtype, np.floating):
+        raise ValueError(f"{name} must be real numbers (float32 or float64), not {a.dtype}; "
+                         f"the card says {name} ∈ {card_set}")
+    core = a.shape[a.ndim - len(shape):] if a.ndim >= len(shape) else None
+    if core is None or any(want is not None and got != want for got, want in zip(core, shape, strict=True)):
+        wanted = "(…, " + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+        raise ValueError(f"{name} has shape {a.shape}, expected {wanted}: the card says {name} ∈ {card_set}")
+    if lo is not None and a.size and (a.min() < lo or a.max() > hi):
+        raise ValueError(f"{name} holds ids {a.min()}..{a.max()}, outside {lo}..{hi}: "
+                         f"the card says {name} ∈ {card_set}")
+
+
+def _check_params(params, shapes):
+    for field, want in shapes.items():
+        got = np.shape(getattr(params, field))
+        if len(got) != len(want) or any(w is not None and g != w for g, w in zip(got, want, strict=True)):
+            raise ValueError(f"params.{field} has shape {got}, but the config asks for {want}")
+
+
+def _slice_in(a, axis, lo, hi, where):
+    """a[…, lo:hi, …] along axis, refusing a slice that runs outside the array."""
+    n = a.shape[axis]
+    if not 0 <= lo <= hi <= n:
+        raise ValueError(f"slice {lo}:{hi} runs outside an axis of length {n} ({where})")
+    index = [slice(None)] * a.ndim
+    index[axis] = slice(lo, hi)
+    return a[tuple(index)]
 
 
 def _buf(workspace, key, shape, dtype):

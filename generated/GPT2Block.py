@@ -108,6 +108,8 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     W_proj = params.W_proj
     b_proj = params.b_proj
     e_shape = e.shape
+    _check_input('e', e, (None, D, ), 'f', None, None, 'ℝ^{T×D}')
+    _check_params(params, {'gamma_1': (D, ), 'beta_1': (D, ), 'W_qkv': (D, 3*D, ), 'b_qkv': (3*D, ), 'W_o': (D, D, ), 'b_o': (D, ), 'gamma_2': (D, ), 'beta_2': (D, ), 'W_fc': (D, D_f, ), 'b_fc': (D_f, ), 'W_proj': (D_f, D, ), 'b_proj': (D, )})
     dtype = np.result_type(gamma_1)
     batch = np.shape(e)[:np.ndim(e) - 2]
     # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
@@ -132,17 +134,17 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     A = np.add(_14, b_qkv, out=_14)                             # (…, T, 3·D)
     A_shape = A.shape
     # CausalSelfAttention 3 Q_h ← A[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
-    _16 = A[..., 0:D]                                           # (…, T, D)
+    _16 = _slice_in(A, -1, 0, D, 'CausalSelfAttention.card, line 14') # (…, T, D)
     shape_16 = _16.shape
     _17 = _16.reshape(_16.shape[:-1] + (H, D // H,))            # (…, T, H, D/H)
     Q = _permute(_17, (-2, -3, -1))                             # (…, H, T, D/H)
     # CausalSelfAttention 4 K_h ← A[:, D + h · D / H : D + (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
-    _19 = A[..., D:2*D]                                         # (…, T, D)
+    _19 = _slice_in(A, -1, D, 2*D, 'CausalSelfAttention.card, line 15') # (…, T, D)
     shape_19 = _19.shape
     _20 = _19.reshape(_19.shape[:-1] + (H, D // H,))            # (…, T, H, D/H)
     K = _permute(_20, (-2, -3, -1))                             # (…, H, T, D/H)
     # CausalSelfAttention 5 V_h ← A[:, 2 · D + h · D / H : 2 · D + (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
-    _22 = A[..., 2*D:3*D]                                       # (…, T, D)
+    _22 = _slice_in(A, -1, 2*D, 3*D, 'CausalSelfAttention.card, line 16') # (…, T, D)
     shape_22 = _22.shape
     _23 = _22.reshape(_22.shape[:-1] + (H, D // H,))            # (…, T, H, D/H)
     V = _permute(_23, (-2, -3, -1))                             # (…, H, T, D/H)
@@ -378,6 +380,40 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     g10121 = np.add(g10113, g10120, out=g10113)                 # (…, T, D)
     grads = Params(gamma_1=g10095, beta_1=g10092, W_qkv=g10089, b_qkv=g10088, W_o=g10056, b_o=g10055, gamma_2=g10028, beta_2=g10025, W_fc=g10022, b_fc=g10021, W_proj=g10002, b_proj=g10001)
     return grads, {"e": g10121}
+
+
+def _check_input(name, value, shape, kind, lo, hi, card_set):
+    """ValueError, in the card's terms, for an input of the wrong kind, shape or range."""
+    a = np.asarray(value)
+    if kind == "i" and not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"{name} must be token ids (integers), not {a.dtype}; the card says {name} ∈ {card_set}")
+    if kind == "f" and not np.issubdtype(a.dtype, np.floating):
+        raise ValueError(f"{name} must be real numbers (float32 or float64), not {a.dtype}; "
+                         f"the card says {name} ∈ {card_set}")
+    core = a.shape[a.ndim - len(shape):] if a.ndim >= len(shape) else None
+    if core is None or any(want is not None and got != want for got, want in zip(core, shape, strict=True)):
+        wanted = "(…, " + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+        raise ValueError(f"{name} has shape {a.shape}, expected {wanted}: the card says {name} ∈ {card_set}")
+    if lo is not None and a.size and (a.min() < lo or a.max() > hi):
+        raise ValueError(f"{name} holds ids {a.min()}..{a.max()}, outside {lo}..{hi}: "
+                         f"the card says {name} ∈ {card_set}")
+
+
+def _check_params(params, shapes):
+    for field, want in shapes.items():
+        got = np.shape(getattr(params, field))
+        if len(got) != len(want) or any(w is not None and g != w for g, w in zip(got, want, strict=True)):
+            raise ValueError(f"params.{field} has shape {got}, but the config asks for {want}")
+
+
+def _slice_in(a, axis, lo, hi, where):
+    """a[…, lo:hi, …] along axis, refusing a slice that runs outside the array."""
+    n = a.shape[axis]
+    if not 0 <= lo <= hi <= n:
+        raise ValueError(f"slice {lo}:{hi} runs outside an axis of length {n} ({where})")
+    index = [slice(None)] * a.ndim
+    index[axis] = slice(lo, hi)
+    return a[tuple(index)]
 
 
 def _buf(workspace, key, shape, dtype):

@@ -87,6 +87,8 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     W_k = params.W_k
     W_v = params.W_v
     W_o = params.W_o
+    _check_input('X', X, (None, D, ), 'f', None, None, 'ℝ^{T×D}')
+    _check_params(params, {'W_q': (D, D, ), 'W_k': (D, D, ), 'W_v': (D, D, ), 'W_o': (D, D, )})
     dtype = np.result_type(W_q)
     batch = np.shape(X)[:np.ndim(X) - 2]
     # 1 Q ← X W_q ▷ Q ∈ ℝ^{T×D}
@@ -99,17 +101,17 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     V = np.matmul(X, W_v, out=_buf(workspace, 'LLaMAAttention:fV', batch + (T, D), dtype)) # (…, T, D)
     V_shape = V.shape
     # 5 Q_h ← Q[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
-    _4 = Q[..., 0:D]                                            # (…, T, D)
+    _4 = _slice_in(Q, -1, 0, D, 'LLaMAAttention.card, line 14') # (…, T, D)
     shape_4 = _4.shape
     _5 = _4.reshape(_4.shape[:-1] + (H, D // H,))               # (…, T, H, D/H)
     Q_2 = _permute(_5, (-2, -3, -1))                            # (…, H, T, D/H)
     # 6 K_h ← K[:, h · D / H : (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
-    _7 = K[..., 0:D]                                            # (…, T, D)
+    _7 = _slice_in(K, -1, 0, D, 'LLaMAAttention.card, line 15') # (…, T, D)
     shape_7 = _7.shape
     _8 = _7.reshape(_7.shape[:-1] + (H, D // H,))               # (…, T, H, D/H)
     K_2 = _permute(_8, (-2, -3, -1))                            # (…, H, T, D/H)
     # 7 V_h ← V[:, h · D / H : (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
-    _10 = V[..., 0:D]                                           # (…, T, D)
+    _10 = _slice_in(V, -1, 0, D, 'LLaMAAttention.card, line 16') # (…, T, D)
     shape_10 = _10.shape
     _11 = _10.reshape(_10.shape[:-1] + (H, D // H,))            # (…, T, H, D/H)
     V_2 = _permute(_11, (-2, -3, -1))                           # (…, H, T, D/H)
@@ -218,6 +220,40 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     g10041 = np.add(g10037, g10040, out=g10037)                 # (…, T, D)
     grads = Params(W_q=g10038, W_k=g10034, W_v=g10031, W_o=g10001)
     return grads, {"X": g10041}
+
+
+def _check_input(name, value, shape, kind, lo, hi, card_set):
+    """ValueError, in the card's terms, for an input of the wrong kind, shape or range."""
+    a = np.asarray(value)
+    if kind == "i" and not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"{name} must be token ids (integers), not {a.dtype}; the card says {name} ∈ {card_set}")
+    if kind == "f" and not np.issubdtype(a.dtype, np.floating):
+        raise ValueError(f"{name} must be real numbers (float32 or float64), not {a.dtype}; "
+                         f"the card says {name} ∈ {card_set}")
+    core = a.shape[a.ndim - len(shape):] if a.ndim >= len(shape) else None
+    if core is None or any(want is not None and got != want for got, want in zip(core, shape, strict=True)):
+        wanted = "(…, " + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+        raise ValueError(f"{name} has shape {a.shape}, expected {wanted}: the card says {name} ∈ {card_set}")
+    if lo is not None and a.size and (a.min() < lo or a.max() > hi):
+        raise ValueError(f"{name} holds ids {a.min()}..{a.max()}, outside {lo}..{hi}: "
+                         f"the card says {name} ∈ {card_set}")
+
+
+def _check_params(params, shapes):
+    for field, want in shapes.items():
+        got = np.shape(getattr(params, field))
+        if len(got) != len(want) or any(w is not None and g != w for g, w in zip(got, want, strict=True)):
+            raise ValueError(f"params.{field} has shape {got}, but the config asks for {want}")
+
+
+def _slice_in(a, axis, lo, hi, where):
+    """a[…, lo:hi, …] along axis, refusing a slice that runs outside the array."""
+    n = a.shape[axis]
+    if not 0 <= lo <= hi <= n:
+        raise ValueError(f"slice {lo}:{hi} runs outside an axis of length {n} ({where})")
+    index = [slice(None)] * a.ndim
+    index[axis] = slice(lo, hi)
+    return a[tuple(index)]
 
 
 def _buf(workspace, key, shape, dtype):

@@ -98,6 +98,8 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     W_1 = params.W_1
     W_3 = params.W_3
     W_2 = params.W_2
+    _check_input('e', e, (None, D, ), 'f', None, None, 'ℝ^{T×D}')
+    _check_params(params, {'g_1': (D, ), 'W_q': (D, D, ), 'W_k': (D, D, ), 'W_v': (D, D, ), 'W_o': (D, D, ), 'g_2': (D, ), 'W_1': (D, D_f, ), 'W_3': (D, D_f, ), 'W_2': (D_f, D, )})
     dtype = np.result_type(g_1)
     batch = np.shape(e)[:np.ndim(e) - 2]
     # RMSNorm 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
@@ -121,17 +123,17 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     V = np.matmul(e_hat, W_v, out=_buf(workspace, 'LLaMABlock:fV', batch + (T, D), dtype)) # (…, T, D)
     V_shape = V.shape
     # LLaMAAttention 5 Q_h ← Q[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
-    _12 = Q[..., 0:D]                                           # (…, T, D)
+    _12 = _slice_in(Q, -1, 0, D, 'LLaMAAttention.card, line 14') # (…, T, D)
     shape_12 = _12.shape
     _13 = _12.reshape(_12.shape[:-1] + (H, D // H,))            # (…, T, H, D/H)
     Q_2 = _permute(_13, (-2, -3, -1))                           # (…, H, T, D/H)
     # LLaMAAttention 6 K_h ← K[:, h · D / H : (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
-    _15 = K[..., 0:D]                                           # (…, T, D)
+    _15 = _slice_in(K, -1, 0, D, 'LLaMAAttention.card, line 15') # (…, T, D)
     shape_15 = _15.shape
     _16 = _15.reshape(_15.shape[:-1] + (H, D // H,))            # (…, T, H, D/H)
     K_2 = _permute(_16, (-2, -3, -1))                           # (…, H, T, D/H)
     # LLaMAAttention 7 V_h ← V[:, h · D / H : (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
-    _18 = V[..., 0:D]                                           # (…, T, D)
+    _18 = _slice_in(V, -1, 0, D, 'LLaMAAttention.card, line 16') # (…, T, D)
     shape_18 = _18.shape
     _19 = _18.reshape(_18.shape[:-1] + (H, D // H,))            # (…, T, H, D/H)
     V_2 = _permute(_19, (-2, -3, -1))                           # (…, H, T, D/H)
@@ -335,6 +337,40 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     g10095 = np.add(g10083, g10094, out=g10083)                 # (…, T, D)
     grads = Params(g_1=g10078, W_q=g10072, W_k=g10068, W_v=g10065, W_o=g10035, g_2=g10017, W_1=g10011, W_3=g10006, W_2=g10001)
     return grads, {"e": g10095}
+
+
+def _check_input(name, value, shape, kind, lo, hi, card_set):
+    """ValueError, in the card's terms, for an input of the wrong kind, shape or range."""
+    a = np.asarray(value)
+    if kind == "i" and not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"{name} must be token ids (integers), not {a.dtype}; the card says {name} ∈ {card_set}")
+    if kind == "f" and not np.issubdtype(a.dtype, np.floating):
+        raise ValueError(f"{name} must be real numbers (float32 or float64), not {a.dtype}; "
+                         f"the card says {name} ∈ {card_set}")
+    core = a.shape[a.ndim - len(shape):] if a.ndim >= len(shape) else None
+    if core is None or any(want is not None and got != want for got, want in zip(core, shape, strict=True)):
+        wanted = "(…, " + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+        raise ValueError(f"{name} has shape {a.shape}, expected {wanted}: the card says {name} ∈ {card_set}")
+    if lo is not None and a.size and (a.min() < lo or a.max() > hi):
+        raise ValueError(f"{name} holds ids {a.min()}..{a.max()}, outside {lo}..{hi}: "
+                         f"the card says {name} ∈ {card_set}")
+
+
+def _check_params(params, shapes):
+    for field, want in shapes.items():
+        got = np.shape(getattr(params, field))
+        if len(got) != len(want) or any(w is not None and g != w for g, w in zip(got, want, strict=True)):
+            raise ValueError(f"params.{field} has shape {got}, but the config asks for {want}")
+
+
+def _slice_in(a, axis, lo, hi, where):
+    """a[…, lo:hi, …] along axis, refusing a slice that runs outside the array."""
+    n = a.shape[axis]
+    if not 0 <= lo <= hi <= n:
+        raise ValueError(f"slice {lo}:{hi} runs outside an axis of length {n} ({where})")
+    index = [slice(None)] * a.ndim
+    index[axis] = slice(lo, hi)
+    return a[tuple(index)]
 
 
 def _buf(workspace, key, shape, dtype):

@@ -116,6 +116,10 @@ def forward(config: Config, params: Params, X, Z, Mask, workspace: dict | None =
     b_v = params.b_v
     W_o = params.W_o
     b_o = params.b_o
+    _check_input('X', X, (None, None, ), 'f', None, None, 'ℝ^{d_x×ℓ_x}')
+    _check_input('Z', Z, (None, None, ), 'f', None, None, 'ℝ^{d_z×ℓ_z}')
+    _check_input('Mask', Mask, (None, None, ), 'b', None, None, None)
+    _check_params(params, {'W_q': (H, d_attn, None, ), 'b_q': (H, d_attn, ), 'W_k': (H, d_attn, None, ), 'b_k': (H, d_attn, ), 'W_v': (H, d_mid, None, ), 'b_v': (H, d_mid, ), 'W_o': (d_out, H*d_mid, ), 'b_o': (d_out, )})
     dtype = np.result_type(W_q)
     batch = np.shape(X)[:np.ndim(X) - 2]
     # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
@@ -241,6 +245,40 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     g10051 = np.squeeze(g10050, -3)                             # (…, d_x, ℓ_x)
     grads = Params(W_q=g10049, b_q=g10044, W_k=g10039, b_k=g10034, W_v=g10031, b_v=g10026, W_o=g10007, b_o=g10002)
     return grads, {"X": g10051, "Z": g10042}
+
+
+def _check_input(name, value, shape, kind, lo, hi, card_set):
+    """ValueError, in the card's terms, for an input of the wrong kind, shape or range."""
+    a = np.asarray(value)
+    if kind == "i" and not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"{name} must be token ids (integers), not {a.dtype}; the card says {name} ∈ {card_set}")
+    if kind == "f" and not np.issubdtype(a.dtype, np.floating):
+        raise ValueError(f"{name} must be real numbers (float32 or float64), not {a.dtype}; "
+                         f"the card says {name} ∈ {card_set}")
+    core = a.shape[a.ndim - len(shape):] if a.ndim >= len(shape) else None
+    if core is None or any(want is not None and got != want for got, want in zip(core, shape, strict=True)):
+        wanted = "(…, " + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+        raise ValueError(f"{name} has shape {a.shape}, expected {wanted}: the card says {name} ∈ {card_set}")
+    if lo is not None and a.size and (a.min() < lo or a.max() > hi):
+        raise ValueError(f"{name} holds ids {a.min()}..{a.max()}, outside {lo}..{hi}: "
+                         f"the card says {name} ∈ {card_set}")
+
+
+def _check_params(params, shapes):
+    for field, want in shapes.items():
+        got = np.shape(getattr(params, field))
+        if len(got) != len(want) or any(w is not None and g != w for g, w in zip(got, want, strict=True)):
+            raise ValueError(f"params.{field} has shape {got}, but the config asks for {want}")
+
+
+def _slice_in(a, axis, lo, hi, where):
+    """a[…, lo:hi, …] along axis, refusing a slice that runs outside the array."""
+    n = a.shape[axis]
+    if not 0 <= lo <= hi <= n:
+        raise ValueError(f"slice {lo}:{hi} runs outside an axis of length {n} ({where})")
+    index = [slice(None)] * a.ndim
+    index[axis] = slice(lo, hi)
+    return a[tuple(index)]
 
 
 def _buf(workspace, key, shape, dtype):

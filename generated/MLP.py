@@ -79,6 +79,8 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     b_fc = params.b_fc
     W_proj = params.W_proj
     b_proj = params.b_proj
+    _check_input('X', X, (None, D, ), 'f', None, None, 'ℝ^{T×D}')
+    _check_params(params, {'W_fc': (D, D_f, ), 'b_fc': (D_f, ), 'W_proj': (D_f, D, ), 'b_proj': (D, )})
     dtype = np.result_type(W_fc)
     batch = np.shape(X)[:np.ndim(X) - 2]
     # 1 U ← GELU_tanh(X W_fc + b_fc) ▷ U ∈ ℝ^{T×D_f}
@@ -145,6 +147,40 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     g10024 = np.matmul(g10020, g10023, out=_buf(workspace, 'MLP:bg10024', batch + (T, D), dtype)) # (…, T, D)
     grads = Params(W_fc=g10022, b_fc=g10021, W_proj=g10002, b_proj=g10001)
     return grads, {"X": g10024}
+
+
+def _check_input(name, value, shape, kind, lo, hi, card_set):
+    """ValueError, in the card's terms, for an input of the wrong kind, shape or range."""
+    a = np.asarray(value)
+    if kind == "i" and not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"{name} must be token ids (integers), not {a.dtype}; the card says {name} ∈ {card_set}")
+    if kind == "f" and not np.issubdtype(a.dtype, np.floating):
+        raise ValueError(f"{name} must be real numbers (float32 or float64), not {a.dtype}; "
+                         f"the card says {name} ∈ {card_set}")
+    core = a.shape[a.ndim - len(shape):] if a.ndim >= len(shape) else None
+    if core is None or any(want is not None and got != want for got, want in zip(core, shape, strict=True)):
+        wanted = "(…, " + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+        raise ValueError(f"{name} has shape {a.shape}, expected {wanted}: the card says {name} ∈ {card_set}")
+    if lo is not None and a.size and (a.min() < lo or a.max() > hi):
+        raise ValueError(f"{name} holds ids {a.min()}..{a.max()}, outside {lo}..{hi}: "
+                         f"the card says {name} ∈ {card_set}")
+
+
+def _check_params(params, shapes):
+    for field, want in shapes.items():
+        got = np.shape(getattr(params, field))
+        if len(got) != len(want) or any(w is not None and g != w for g, w in zip(got, want, strict=True)):
+            raise ValueError(f"params.{field} has shape {got}, but the config asks for {want}")
+
+
+def _slice_in(a, axis, lo, hi, where):
+    """a[…, lo:hi, …] along axis, refusing a slice that runs outside the array."""
+    n = a.shape[axis]
+    if not 0 <= lo <= hi <= n:
+        raise ValueError(f"slice {lo}:{hi} runs outside an axis of length {n} ({where})")
+    index = [slice(None)] * a.ndim
+    index[axis] = slice(lo, hi)
+    return a[tuple(index)]
 
 
 def _buf(workspace, key, shape, dtype):

@@ -59,6 +59,8 @@ def forward(config: Config, params: Params, P, y, workspace: dict | None = None)
     """
     T = P.shape[-2]
     V = P.shape[-1]
+    _check_input('P', P, (None, None, ), 'f', None, None, 'ℝ^{T×V}')
+    _check_input('y', y, (None, ), 'i', 0, -1 + V, '{0..V−1}^T')
     dtype = np.result_type(P)
     batch = np.shape(P)[:np.ndim(P) - 2]
     # 1 return L = −Σ_{t=0}^{T − 1} log softmax(P)[t, y[t]] / T ▷ L ∈ ℝ
@@ -95,6 +97,40 @@ def backward(config: Config, params: Params, cache: dict, d_L, workspace: dict |
     g10008 = g10007 - np.exp(_1) * np.sum(g10007, axis=-1, keepdims=True) # (…, T, V)
     grads = Params()
     return grads, {"P": g10008}
+
+
+def _check_input(name, value, shape, kind, lo, hi, card_set):
+    """ValueError, in the card's terms, for an input of the wrong kind, shape or range."""
+    a = np.asarray(value)
+    if kind == "i" and not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"{name} must be token ids (integers), not {a.dtype}; the card says {name} ∈ {card_set}")
+    if kind == "f" and not np.issubdtype(a.dtype, np.floating):
+        raise ValueError(f"{name} must be real numbers (float32 or float64), not {a.dtype}; "
+                         f"the card says {name} ∈ {card_set}")
+    core = a.shape[a.ndim - len(shape):] if a.ndim >= len(shape) else None
+    if core is None or any(want is not None and got != want for got, want in zip(core, shape, strict=True)):
+        wanted = "(…, " + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+        raise ValueError(f"{name} has shape {a.shape}, expected {wanted}: the card says {name} ∈ {card_set}")
+    if lo is not None and a.size and (a.min() < lo or a.max() > hi):
+        raise ValueError(f"{name} holds ids {a.min()}..{a.max()}, outside {lo}..{hi}: "
+                         f"the card says {name} ∈ {card_set}")
+
+
+def _check_params(params, shapes):
+    for field, want in shapes.items():
+        got = np.shape(getattr(params, field))
+        if len(got) != len(want) or any(w is not None and g != w for g, w in zip(got, want, strict=True)):
+            raise ValueError(f"params.{field} has shape {got}, but the config asks for {want}")
+
+
+def _slice_in(a, axis, lo, hi, where):
+    """a[…, lo:hi, …] along axis, refusing a slice that runs outside the array."""
+    n = a.shape[axis]
+    if not 0 <= lo <= hi <= n:
+        raise ValueError(f"slice {lo}:{hi} runs outside an axis of length {n} ({where})")
+    index = [slice(None)] * a.ndim
+    index[axis] = slice(lo, hi)
+    return a[tuple(index)]
 
 
 def _buf(workspace, key, shape, dtype):

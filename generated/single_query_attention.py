@@ -93,6 +93,9 @@ def forward(config: Config, params: Params, e, e_t, workspace: dict | None = Non
     b_k = params.b_k
     W_v = params.W_v
     b_v = params.b_v
+    _check_input('e', e, (None, ), 'f', None, None, 'ℝ^{d_in}')
+    _check_input('e_t', e_t, (T, None, ), 'f', None, None, 'ℝ^{d_in}')
+    _check_params(params, {'W_q': (d_attn, None, ), 'W_k': (d_attn, None, ), 'b_q': (d_attn, ), 'b_k': (d_attn, ), 'W_v': (d_out, None, ), 'b_v': (d_out, )})
     dtype = np.result_type(W_q)
     batch = np.shape(e)[:np.ndim(e) - 1]
     # 1 q ← W_q e + b_q ▷ q ∈ ℝ^{d_attn}
@@ -193,6 +196,40 @@ def backward(config: Config, params: Params, cache: dict, d_v_tilde, workspace: 
     g10040 = _sum_to(g10037, 2, ())                             # (d_attn, d_in)
     grads = Params(W_q=g10040, W_k=g10034, b_q=g10036, b_k=g10030, W_v=g10029, b_v=g10025)
     return grads, {"e": g10039, "e_t": g10035}
+
+
+def _check_input(name, value, shape, kind, lo, hi, card_set):
+    """ValueError, in the card's terms, for an input of the wrong kind, shape or range."""
+    a = np.asarray(value)
+    if kind == "i" and not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"{name} must be token ids (integers), not {a.dtype}; the card says {name} ∈ {card_set}")
+    if kind == "f" and not np.issubdtype(a.dtype, np.floating):
+        raise ValueError(f"{name} must be real numbers (float32 or float64), not {a.dtype}; "
+                         f"the card says {name} ∈ {card_set}")
+    core = a.shape[a.ndim - len(shape):] if a.ndim >= len(shape) else None
+    if core is None or any(want is not None and got != want for got, want in zip(core, shape, strict=True)):
+        wanted = "(…, " + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+        raise ValueError(f"{name} has shape {a.shape}, expected {wanted}: the card says {name} ∈ {card_set}")
+    if lo is not None and a.size and (a.min() < lo or a.max() > hi):
+        raise ValueError(f"{name} holds ids {a.min()}..{a.max()}, outside {lo}..{hi}: "
+                         f"the card says {name} ∈ {card_set}")
+
+
+def _check_params(params, shapes):
+    for field, want in shapes.items():
+        got = np.shape(getattr(params, field))
+        if len(got) != len(want) or any(w is not None and g != w for g, w in zip(got, want, strict=True)):
+            raise ValueError(f"params.{field} has shape {got}, but the config asks for {want}")
+
+
+def _slice_in(a, axis, lo, hi, where):
+    """a[…, lo:hi, …] along axis, refusing a slice that runs outside the array."""
+    n = a.shape[axis]
+    if not 0 <= lo <= hi <= n:
+        raise ValueError(f"slice {lo}:{hi} runs outside an axis of length {n} ({where})")
+    index = [slice(None)] * a.ndim
+    index[axis] = slice(lo, hi)
+    return a[tuple(index)]
 
 
 def _buf(workspace, key, shape, dtype):

@@ -165,12 +165,14 @@ SETUP = re.compile(r"^(\s*)(\w+) = (config\.\w+|cache\[\"\w+\"\]|params\.\w+|[\w
 
 def drop_unused(lines: list[str]) -> list[str]:
     """Set-up lines (a size from config, a value from the cache) for names nothing reads."""
-    text = "\n".join(line.split("#")[0] for line in lines)  # code only: comments are no use
+    def code(line: str) -> str:  # comments and string literals are no use of a name
+        return re.sub(r"'[^']*'|\"[^\"]*\"", "", line.split("#")[0])
+    text = "\n".join(code(line) for line in lines)
     kept = []
     for line in lines:
         m = SETUP.match(line)
         word = rf"\b{re.escape(m.group(2))}\b" if m else ""
-        if m and len(re.findall(word, text)) == len(re.findall(word, line.split("#")[0])):
+        if m and len(re.findall(word, text)) == len(re.findall(word, code(line))):
             continue  # read nowhere but on its own line
         kept.append(line)
     return kept
@@ -233,6 +235,7 @@ def forward_lines(prog: Program, bwd: Backward, shape_names, card_lines, needed:
     for v in prog.inputs + prog.params:
         if v.name in shape_names:
             w.lines.append(f"{shape_names[v.name]} = {v.name}.shape")
+    w.lines += check_lines(prog)
     w.lines += layout_lines(prog)
     body(prog.body, w, "", shape_names, bwd)
     saved = saved_names(prog, bwd)
@@ -241,6 +244,29 @@ def forward_lines(prog: Program, bwd: Backward, shape_names, card_lines, needed:
              if n in needed]  # what the backward reads, and nothing else
     w.lines.append("cache = {" + ", ".join(items) + "}")
     return w.lines
+
+
+def check_lines(prog: Program) -> list[str]:
+    """Reject wrong inputs and parameters with a message in the card's terms, before any work."""
+    from .render import set_text
+    config_dims = {s for s, how in prog.dims.items() if how.startswith("config.")}
+
+    def expected(shape):
+        return "(" + "".join(f"{py_dim(d) if set(d.symbols()) <= config_dims else None}, " for d in shape) + ")"
+    lines = []
+    for v in prog.inputs:
+        decl = prog.input_sets.get(v.name)
+        lo, hi = "None", "None"
+        if v.name in prog.token_bounds:
+            lo, hi = str(prog.base), py_dim(prog.token_bounds[v.name] - Poly.const(1 - prog.base))
+        kind = {"int": "i", "bool": "b"}.get(v.kind, "f")
+        lines.append(f"_check_input({v.name!r}, {v.name}, {expected(v.shape)}, {kind!r}, {lo}, {hi}, "
+                     f"{decl!r})")
+    shapes = ", ".join(f"{p.name!r}: {expected(p.shape)}" for p in prog.params)
+    if prog.params:
+        lines.append(f"_check_params(params, {{{shapes}}})")
+    del set_text
+    return lines
 
 
 def layout_lines(prog: Program) -> list[str]:

@@ -1054,6 +1054,7 @@ def lower(checked: Checked, lib: Library) -> Program:
     lw = Lowerer(checked, lib, names, block, extents)
     inputs, params, paths, hypers = [], [], {}, []
     token_bounds: dict[str, Poly] = {}
+    input_sets: dict[str, str] = {}
     wrapper = wrapper_kind(card)
     for d in card.decls:
         if d.role == "input":
@@ -1079,6 +1080,8 @@ def lower(checked: Checked, lib: Library) -> Program:
                 name = names.fresh(ascii_path(n))
                 lw.env[key] = AV(name, (), shape, kind, batched=batched)
                 inputs.append(Value(name, shape, batched, kind))
+                from .render import set_text
+                input_sets[name] = set_text(d.set)
                 if b.type.kind == "span" and len(b.type.bounds) == 2:
                     token_bounds[name] = b.type.bounds[1] - b.type.bounds[0] + ONE
         elif d.role == "hyper":
@@ -1122,6 +1125,7 @@ def lower(checked: Checked, lib: Library) -> Program:
     prog.names = names
     prog.base = card.convention.base
     prog.token_bounds = token_bounds
+    prog.input_sets = input_sets
     prog.hyper_names = {n: lw.env[n].name for n in hypers}
     prog.wrapper = wrapper
     prog.lowerer = lw  # the wrapper's steps and loops, for emit's train()/generate()

@@ -178,3 +178,31 @@ def test_huge_float32_logits_give_a_finite_loss_and_gradient():
     L, cache = ce.forward(ce.Config(), ce.Params(), P, y)
     _, d = ce.backward(ce.Config(), ce.Params(), cache, np.ones(2, np.float32))
     assert L.dtype == np.float32 and np.isfinite(L).all() and np.isfinite(d["P"]).all()
+
+
+def test_forward_rejects_bad_inputs_in_the_cards_terms():
+    from .conftest import load_generated
+    gpt2, head = load_generated("GPT2"), load_generated("Head")
+    cfg = gpt2.Config(V=11, D=8, H=2, D_f=16, N=1, ctx=8)
+    p = gpt2.init_params(cfg, np.random.default_rng(0), np.float64)
+    with pytest.raises(ValueError, match=r"x holds ids 0\.\.11, outside 0\.\.10: the card says x ∈ \{0\.\.V−1\}\^T"):
+        gpt2.forward(cfg, p, np.array([[0, 11]]), 0)
+    with pytest.raises(ValueError, match=r"x must be token ids \(integers\), not float64"):
+        gpt2.forward(cfg, p, np.array([[0.0, 1.0]]), 0)
+    bad = dataclasses.replace(p, W_e=np.zeros((10, 8)))
+    with pytest.raises(ValueError, match=r"params.W_e has shape \(10, 8\), but the config asks for \(11, 8"):
+        gpt2.forward(cfg, bad, np.array([[0, 1]]), 0)
+    hcfg = head.Config(D=8, d_h=4)
+    hp = head.init_params(hcfg, np.random.default_rng(0), np.float64)
+    message = r"X has shape \(2, 5, 7\), expected \(…, \?, 8\): the card says X ∈ ℝ\^\{T×D\}"
+    with pytest.raises(ValueError, match=message):
+        head.forward(hcfg, hp, np.zeros((2, 5, 7)))
+
+
+def test_a_slice_past_the_positions_is_refused():
+    from .conftest import load_generated
+    gpt2 = load_generated("GPT2")
+    cfg = gpt2.Config(V=11, D=8, H=2, D_f=16, N=1, ctx=8)
+    p = gpt2.init_params(cfg, np.random.default_rng(0), np.float64)
+    with pytest.raises(ValueError, match=r"slice 4:10 runs outside an axis of length 8 \(GPT2.card, line 17\)"):
+        gpt2.forward(cfg, p, np.zeros((1, 6), int), 4)  # p_start + T = 10 > ctx = 8
