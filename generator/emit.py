@@ -40,6 +40,12 @@ def shape_comment(shape, batched: bool) -> str:
     return "(" + ", ".join(dims) + (",)" if len(dims) == 1 else ")")
 
 
+def docstring_text(text: str) -> str:
+    """Card text inside a triple-quoted docstring: no escape sequence, nothing that ends it."""
+    text = text.replace("\\", "\\\\").replace('"""', "'''")
+    return text + " " if text.endswith('"') else text
+
+
 def safe_comment(text: str) -> str:
     """Card text inside a # comment: one line, nothing that ends the comment."""
     return " ".join(text.replace("\x00", "").split())
@@ -144,9 +150,8 @@ def module_source(checked: Checked, lib: Library, source_path: str) -> str:
     tmpl = _env().get_template("module.py.j2")
     return tmpl.render(
         source=source_path, sha=hashlib.sha256(card.source.encode("utf-8")).hexdigest(),
-        name=card.name, purpose=safe_comment(card.purpose or card.name),
-        card_text="\n".join("    " + line if line else "" for line in text.splitlines()).replace('"""', "'''")
-        .replace("\\", "\\\\"),
+        name=card.name, purpose=docstring_text(safe_comment(card.purpose or card.name)),
+        card_text=docstring_text("\n".join("    " + line if line else "" for line in text.splitlines())),
         input_list=", ".join(inputs), input_args=", ".join(inputs), output=out_name,
         output_grad=", ".join(bwd.output_grads),
         hypers=hypers, params=params, init_dims=init_dims(prog),
