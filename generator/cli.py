@@ -223,6 +223,9 @@ def build_cmd(paths, out_dir, check_only, force):
     files = card_paths(paths or ("cards",))
     out = Path(out_dir)
     stale, written, skipped, failed = [], 0, [], 0
+    if not check_only and out.is_dir():
+        for leftover in out.glob(".*.py.tmp"):  # from a build that was killed: ours to remove
+            leftover.unlink()
     for f in files:
         lib = library_for(str(f))
         try:

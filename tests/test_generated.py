@@ -206,3 +206,41 @@ def test_a_slice_past_the_positions_is_refused():
     p = gpt2.init_params(cfg, np.random.default_rng(0), np.float64)
     with pytest.raises(ValueError, match=r"slice 4:10 runs outside an axis of length 8 \(GPT2.card, line 17\)"):
         gpt2.forward(cfg, p, np.zeros((1, 6), int), 4)  # p_start + T = 10 > ctx = 8
+
+
+def test_killing_build_leaves_every_module_old_or_new(tmp_path):
+    """Each module is written to a temporary file and renamed: a build killed at any moment
+    leaves every output either as it was or complete and new."""
+    import signal
+    import time
+    out = tmp_path / "gen"
+    out.mkdir()
+    new = {p.name: p.read_bytes() for p in (ROOT / "generated").glob("*.py")}
+    old = {name: text.replace(b"DO NOT EDIT.", b"DO NOT EDIT. (older)") for name, text in new.items()}
+    for delay in (0.3, 0.8, 1.3, 1.8, 2.5):
+        for name, text in old.items():
+            (out / name).write_bytes(text)
+        proc = subprocess.Popen([sys.executable, "-m", "cardgen.cli", "build", "cards/", "-o", str(out)], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        for name in new:
+            assert (out / name).read_bytes() in (old[name], new[name]), (delay, name)
+    # the next build finishes the job and leaves no temporary files behind
+    subprocess.run([sys.executable, "-m", "cardgen.cli", "build", "cards/", "-o", str(out)], cwd=ROOT, check=True,
+                   capture_output=True)
+    assert sorted(p.name for p in out.iterdir()) == sorted(new)
+    assert all((out / name).read_bytes() == text for name, text in new.items())
+
+
+def test_layer_norm_of_a_constant_row_is_finite():
+    from .conftest import load_generated
+    ln = load_generated("LayerNorm")
+    cfg = ln.Config(D=4)
+    p = ln.init_params(cfg, np.random.default_rng(0), np.float32)
+    e = np.full((2, 4), 3.0, np.float32)  # variance 0: ε keeps it finite
+    out, cache = ln.forward(cfg, p, e)
+    grads, ig = ln.backward(cfg, p, cache, np.ones_like(out))
+    assert np.isfinite(out).all() and np.isfinite(ig["e"]).all()
+    assert all(np.isfinite(getattr(grads, f)).all() for f in ("gamma", "beta"))
