@@ -1,0 +1,454 @@
+"""Mutation fuzzing of the front end as hypothesis property tests.
+
+Every card in cards/, mutated 1–3 times (tokens and lines deleted, duplicated,
+swapped; random Unicode, huge numbers, deep nesting, keywords and operators
+inserted — the operators of scripts/fuzz.py, drawn by hypothesis so that a
+failure shrinks), must parse and check or fail with a CardError at a line and
+column ≥ 1: never another exception, never a RecursionError, and never more
+than a second.  Random bytes read with ``parse_file``, and ``cardgen check`` on
+mutated cards, likewise.
+
+Minimal reproductions of what the fuzzing found are kept at the end of the
+file as strict xfails, one per bug, until the bug is fixed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import re
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import lark
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, event, given, note, settings, target
+from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
+
+from cardgen import CardError, parse, parse_file
+from cardgen.check import Library, check
+from cardgen.cli import main
+from cardgen.parse import MAX_DEPTH
+
+from .conftest import CARDS, ROOT
+
+CARDS_DIR = str(ROOT / "cards")
+TEXTS = {p: p.read_text("utf-8") for p in CARDS}
+LIMIT = 1.0  # seconds for one input, parse and check together
+
+# Deterministic (the same examples on every run, as hypothesis does on CI anyway),
+# so that the suite does not fail at random on a bug it has not met before:
+# CARDGEN_FUZZ_EXPLORE=1 draws fresh examples each run (then --hypothesis-seed=N
+# replays one), and scripts/fuzz.py explores far longer.
+EXPLORE = os.environ.get("CARDGEN_FUZZ_EXPLORE") == "1"
+SETTINGS = dict(deadline=None, derandomize=not EXPLORE,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+# ----------------------------------------------------------------- mutations
+TOKEN = re.compile(r"\s+|\w+|.", re.S)  # as scripts/fuzz.py
+
+# Keywords and operators of the card language (README "The card language" and
+# grammar/card.lark), both spellings, and fragments that open or close things.
+KEYWORDS = [
+    "algorithm", "Algorithm:", "convention", "Convention:", "columns", "rows", "0-based", "1-based",
+    "input", "output", "hyper", "param", "Input:", "Output:", "Hyperparameters:", "Parameters:",
+    "Parameter count:", "for", "For", "do", "end", "while", "if", "then", "return", "with", "probability",
+    "else", "in", "not", "inf", "forall", "propto", "grad", "sum_", "sqrt(", "R", "N", "Z", "x", "π",
+    "length(", "softmax(", "exp(", "log", "max(", "σ(", "GELU(", "LayerNorm(", "GPT2Block(", "θ", "Mask =",
+]
+OPERATORS = [
+    "←", "<-", "∈", "ℝ", "ℕ", "ℤ", "×", "⊙", "*", "·", "@", "^⊤", "ᵀ", "^T", "²", "√", "Σ", "Σ_", "∇", "∼",
+    "~", "∝", "…", "...", "..", "−", "-", "+", "/", "≤", "<=", "≥", ">=", "≠", "!=", "<", ">", "==", "=",
+    "≡", "¬", "∞", "▷", "#", "|", ",", ";", ":", "(", ")", "[", "]", "{", "}", "[[", "]]", "^", "_", "^{",
+    "_{", "′", '"', "\\", "\\\n", "/*", "*/", "—", "1^⊤", "▷ x ∈ ℝ", "▷ x ∈ ℝ^{T×", "{0,1}", "{1..V}",
+    "[N]", "(0, ∞)", "\n", "\n  ", "\r\n", "\t", " ",
+]
+# Characters a text editor or a copy from a PDF can leave behind: controls,
+# line and paragraph separators, invisible and combining marks, astral letters.
+ODD_CHARS = [
+    "\x00", "\x01", "\x07", "\x08", "\x0b", "\x0c", "\r", "\x1b", "\x1c", "\x7f", "\x85", "\xa0", "\xad",
+    "\u200b", "\u200d", "\u2028", "\u2029", "\ufeff", "\ufffd", "\u0301", "\u0308", "\u0338", "\u20d7",
+    "𝒳", "𝔸", "𝓦", "𝛼", "𐐀", "🙂", "\U000e0041", "ﬁ", "Å", "ℌ", "١", "²", "′", "ᵀ",
+]
+HUGE_NUMBERS = [
+    str(10**400), "1e999", "1E+999", "1e-999", "−1e999", "9" * 400 + ".5", "0." + "0" * 400 + "1",
+    "99999999999999999999999", "1e309", str(2**1000), "1" + "0" * 400 + "e999", "0", "00",
+]
+# Openers (and their closers) nested deeply: parentheses, prefix operators,
+# calls to built-ins and to cards, lists, Iverson brackets, powers, sums.
+NESTS = [
+    ("(", ")"), ("−", ""), ("-", ""), ("¬", ""), ("√", ""), ("∇", ""), ("exp(", ")"), ("softmax(", ")"),
+    ("LayerNorm(", " | γ, β)"), ("[", "]"), ("[[", "]]"), ("{", "}"), ("x^{", "}"), ("Σ_i (", ")"),
+    ("x[", "]"), ("(1 + ", ")"),
+]
+NEST_CHARS = 7_500  # one nesting at most this long: 3,000 "(…)", 1,500 "exp(…)"
+
+
+@st.composite
+def insertions(draw) -> str:
+    what = draw(st.sampled_from(["char", "text", "word", "number", "nest"]), label="insert")
+    if what == "char":
+        return draw(st.one_of(st.sampled_from(ODD_CHARS), st.characters()))
+    if what == "text":
+        pieces = st.one_of(st.sampled_from(ODD_CHARS + OPERATORS), st.characters())
+        return "".join(draw(st.lists(pieces, max_size=8)))
+    if what == "word":
+        return draw(st.sampled_from(KEYWORDS + OPERATORS))
+    if what == "number":
+        return draw(st.sampled_from(HUGE_NUMBERS))
+    opener, closer = draw(st.sampled_from(NESTS), label="nest")
+    depth = draw(st.sampled_from([1, 2, 50, 500, 1500, 3000]), label="depth")
+    depth = min(depth, NEST_CHARS // len(opener + closer))
+    inner = draw(st.sampled_from(["x", "e", "1", ""]))
+    if draw(st.booleans(), label="balanced"):
+        return opener * depth + inner + closer * depth
+    return opener * depth + inner
+
+
+def mutate(text: str, data) -> str:
+    """One mutation of ``text``, drawn from ``data`` (hypothesis)."""
+    toks = TOKEN.findall(text)
+    lines = text.splitlines(keepends=True)
+    kind = data.draw(st.sampled_from(["delete token", "duplicate token", "swap tokens", "delete line",
+                                      "duplicate line", "swap lines", "insert", "insert", "insert"]),
+                     label="mutation")
+
+    def index(seq) -> int:
+        return data.draw(st.integers(0, len(seq) - 1), label="at")
+
+    if kind == "delete token" and toks:
+        del toks[index(toks)]
+    elif kind == "duplicate token" and toks:
+        i = index(toks)
+        toks.insert(i, toks[i])
+    elif kind == "swap tokens" and len(toks) > 1:
+        i, j = index(toks), index(toks)
+        toks[i], toks[j] = toks[j], toks[i]
+    elif kind == "delete line" and lines:
+        del lines[index(lines)]
+        return "".join(lines)
+    elif kind == "duplicate line" and lines:
+        i = index(lines)
+        lines.insert(i, lines[i])
+        return "".join(lines)
+    elif kind == "swap lines" and len(lines) > 1:
+        i, j = index(lines), index(lines)
+        lines[i], lines[j] = lines[j], lines[i]
+        return "".join(lines)
+    else:
+        at = data.draw(st.integers(0, len(toks)), label="at")
+        toks.insert(at, data.draw(insertions()))
+    return "".join(toks)
+
+
+def mutated(data, text: str) -> str:
+    for _ in range(data.draw(st.integers(1, 3), label="mutations")):
+        text = mutate(text, data)
+    note(f"mutated card ({len(text)} characters): {text[:3000]!r}")
+    return text
+
+
+# -------------------------------------------------------------------- oracle
+@contextlib.contextmanager
+def cardgen_recursion_limit():
+    """Run with the recursion limit cardgen sets when imported (10 × MAX_DEPTH,
+    cardgen/__init__.py), which the later stages need for a card nested up to
+    MAX_DEPTH.  Hypothesis lowers the limit while it runs an example (to the
+    current depth + 2,000), and at that limit a legal card with 1,500 nested
+    "√" raises RecursionError."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, 10 * MAX_DEPTH))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
+
+
+def _frames(e: BaseException) -> int:
+    n = 0
+    while e is not None:
+        n = max(n, sum(1 for _ in traceback.walk_tb(e.__traceback__)))
+        e = e.__cause__ or e.__context__
+    return n
+
+
+@contextlib.contextmanager
+def shallow_tracebacks():
+    """Re-raise an exception that comes out of a deep recursion without its
+    traceback: pytest compares the locals of every frame of a traceback to
+    find the recursion in it, and on 20,000 frames holding deep expressions
+    that takes minutes and can overflow the C stack."""
+    try:
+        yield
+    except Exception as e:
+        n = _frames(e)
+        if n <= 500:
+            raise
+        e.add_note(f"(a traceback of {n} frames was dropped)")
+        raise e.with_traceback(None) from None
+
+
+def front_end(text: str, path: str = "<card>") -> None:
+    """Parse and check ``text`` against the repo's cards: success or a located
+    CardError (whose message renders), in under LIMIT seconds.  Any other
+    exception propagates and fails the test."""
+    with cardgen_recursion_limit(), shallow_tracebacks():
+        start = time.perf_counter()
+        try:
+            check(parse(text, path), Library(folders=[CARDS_DIR]))
+            outcome = "checked"
+        except CardError as e:
+            assert e.line >= 1 and e.col >= 1, f"CardError at {e.line}:{e.col}: {e.message}"
+            str(e)  # what the user sees: the message with the source line and a caret
+            outcome = "CardError"
+        elapsed = time.perf_counter() - start
+    if currently_in_test_context():
+        event(outcome)
+        target(elapsed, label="seconds")  # steer hypothesis towards slow inputs
+    assert elapsed < LIMIT, f"parse and check took {elapsed:.2f} s"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _warm_parser():
+    """Build the Lark parser (about half a second, once per process) before
+    anything is timed."""
+    check(parse(TEXTS[CARDS[0]], str(CARDS[0])), Library(folders=[CARDS_DIR]))
+
+
+# ------------------------------------------------------------ 1. every card
+@settings(max_examples=30, **SETTINGS)
+@given(data=st.data())
+def test_mutated_card_checks_or_fails_with_a_card_error(card_path, data):
+    front_end(mutated(data, TEXTS[card_path]), str(card_path))
+
+
+@settings(max_examples=60, **SETTINGS)
+@given(card=st.sampled_from(CARDS), at=st.integers(0, 10**6), nest=st.sampled_from(NESTS),
+       depth=st.sampled_from([1500, 3000]))
+def test_deep_nesting_anywhere_is_refused_or_checked_in_time(card, at, nest, depth):
+    """3,000 nested "(" or "−", 1,500 nested calls, … at any token of any card."""
+    toks = TOKEN.findall(TEXTS[card])
+    opener, closer = nest
+    depth = min(depth, NEST_CHARS // len(opener + closer))
+    toks.insert(at % (len(toks) + 1), opener * depth + "x" + closer * depth)
+    front_end("".join(toks), str(card))
+
+
+# ------------------------------------------------------------- 2. raw bytes
+BAD_BYTES = [
+    b"\x00", b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff", b"\x80", b"\xc3", b"\xc3\x28", b"\xc0\xaf",
+    b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xff", b"\r", b"\r\n", b"\n\x00\n", b"\xe2\x80\xa8",
+]
+
+
+@st.composite
+def byte_inputs(draw) -> bytes:
+    card = TEXTS[draw(st.sampled_from(CARDS))]
+    kind = draw(st.sampled_from(["random", "card with bad bytes", "BOM", "encoding"]), label="bytes")
+    if kind == "random":
+        return draw(st.binary(max_size=300))
+    if kind == "card with bad bytes":
+        data = bytearray(card.encode("utf-8"))
+        for _ in range(draw(st.integers(1, 3))):
+            at = draw(st.integers(0, len(data)))
+            data[at:at] = draw(st.one_of(st.sampled_from(BAD_BYTES), st.binary(min_size=1, max_size=4)))
+        return bytes(data)
+    if kind == "BOM":
+        return b"\xef\xbb\xbf" + draw(st.sampled_from([card.encode("utf-8"), b"", b"\xef\xbb\xbf", b"\x00"]))
+    encoding = draw(st.sampled_from(["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-8-sig", "latin-1",
+                                     "cp1252", "gb18030", "shift_jis"]))
+    return card.encode(encoding, errors="replace")
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("fuzz")
+
+
+@settings(max_examples=300, **SETTINGS)
+@given(payload=byte_inputs())
+def test_parse_file_on_any_bytes_returns_a_card_or_a_card_error(payload, scratch):
+    path = scratch / "input.card"
+    path.write_bytes(payload)
+    with cardgen_recursion_limit(), shallow_tracebacks():
+        try:
+            parse_file(path)
+        except CardError as e:
+            assert e.line >= 1 and e.col >= 1, f"CardError at {e.line}:{e.col}: {e.message}"
+            str(e)
+
+
+def test_a_utf8_bom_before_a_card_is_ignored(scratch):
+    path = scratch / "bom.card"
+    path.write_bytes(b"\xef\xbb\xbf" + TEXTS[CARDS[0]].encode("utf-8"))
+    assert parse_file(path) == parse(TEXTS[CARDS[0]])
+
+
+# ------------------------------------------------------------------ 3. CLI
+def cardgen_check(path: Path):
+    with cardgen_recursion_limit():
+        return CliRunner().invoke(main, ["check", str(path)])
+
+
+def assert_clean_exit(result) -> None:
+    out = result.output + (getattr(result, "stderr", "") or "")
+    # CliRunner turns an uncaught exception into exit code 1: look at the exception too.
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code in (0, 1), out
+    assert "Traceback" not in out, out
+
+
+@settings(max_examples=60, **SETTINGS)
+@given(card=st.sampled_from(CARDS), data=st.data())
+def test_cli_check_on_a_mutated_card_exits_0_or_1(card, data):
+    text = mutated(data, TEXTS[card])
+    with tempfile.TemporaryDirectory() as d:  # a folder of its own: the CLI looks up callees beside the card
+        path = Path(d) / card.name
+        path.write_bytes(text.encode("utf-8"))
+        result = cardgen_check(path)
+    assert_clean_exit(result)
+    if result.exit_code == 1:
+        assert ": error: " in result.output, result.output
+
+
+# ------------------------------------------- minimal reproductions (xfail)
+@contextlib.contextmanager
+def time_limit(seconds: float):
+    """Interrupt the block with TimeoutError after ``seconds`` (SIGALRM), so a
+    reproduction of a slow input costs a second, not minutes.  The garbage
+    collector is off meanwhile (an exception raised in hypothesis' gc callback
+    is swallowed) and the alarm repeats until the block has stopped."""
+    if not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expire(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    gc_was_on = gc.isenabled()
+    gc.disable()
+    signal.setitimer(signal.ITIMER_REAL, seconds, 0.05)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        if gc_was_on:
+            gc.enable()
+
+
+def card(*lines: str) -> str:
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError,
+                   reason="check.x_num calls int() on a literal of more than 4,300 digits: Python's "
+                          "int/str conversion limit raises ValueError")
+def test_integer_literal_over_4300_digits():
+    front_end(card("algorithm y ← f(x)", "  input x ∈ ℝ", "  output y ∈ ℝ",
+                   "  1 return y = x + 1" + "0" * 4300))
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError,
+                   reason="a dimension with more than 4,300 digits (here 10^2200 · 10^2200) cannot be "
+                          "printed in the error message: poly_text's str(int) raises ValueError")
+def test_dimension_over_4300_digits_in_an_error_message():
+    big = "1" + "0" * 2200
+    front_end(card("algorithm y ← f(x)", "  input x ∈ ℝ^{N}", f"  output y ∈ ℝ^{{{big}·{big}}}",
+                   "  1 return y = x"))
+
+
+@pytest.mark.xfail(strict=True, raises=lark.exceptions.UnexpectedCharacters,
+                   reason="Checker.show → to_set → parse_dim cannot parse the broadcast dimension ⋆ (from "
+                          "b 1^⊤) when a claim mismatch is reported (found by scripts/fuzz.py --seed 1, "
+                          "input 6548, Attention.card)")
+def test_broadcast_dimension_in_a_claim_mismatch():
+    front_end(card("algorithm Y ← f(X | b)", "  input  X ∈ ℝ^{D×T}", "  output Y ∈ ℝ^{D×T}",
+                   "  param  b ∈ ℝ^{D}", "  1 Z ← b 1^⊤  ▷ Z ∈ ℝ^{D}", "  2 return Y = X"))
+
+
+@pytest.mark.xfail(strict=True, raises=lark.exceptions.UnexpectedToken,
+                   reason="Checker.show → to_set → parse_dim cannot parse a negative dimension such as −T "
+                          "(here the length of X[T : 0]); also reached from a claim (scripts/fuzz.py "
+                          "--seed 1, input 8759, CausalSelfAttention.card)")
+def test_negative_dimension_in_an_error_message():
+    front_end(card("algorithm Y ← f(X)", "  convention rows, 0-based", "  input  X ∈ ℝ^{T}",
+                   "  output Y ∈ ℝ^{T}", "  1 return Y = X[T : 0]"))
+
+
+@pytest.mark.xfail(strict=True, raises=lark.exceptions.UnexpectedToken,
+                   reason="the same, from one deleted token in a shipped card: `2 · D + (h + 1) · D / H` "
+                          "→ `2 · D (h + 1) · D / H` in CausalSelfAttention.card makes the slice's length "
+                          "negative, and the claim mismatch cannot be shown (found by these tests)")
+def test_one_deleted_plus_in_causal_self_attention():
+    text = TEXTS[ROOT / "cards" / "CausalSelfAttention.card"]
+    assert text.count("2 · D + (h + 1)") == 1
+    front_end(text.replace("2 · D + (h + 1)", "2 · D (h + 1)"))
+
+
+@pytest.mark.xfail(strict=True, raises=RecursionError,
+                   reason="a dimension of 10,000 terms, from a 1.6 KB card, is printed in an error message "
+                          "by render.Printer, which recurses once per term")
+def test_dimension_with_many_terms_in_an_error_message():
+    a = [f"A{i}" for i in range(100)]
+    b = [f"B{i}" for i in range(100)]
+    front_end(card("algorithm y ← f(x)", "  input x ∈ ℝ^{" + "×".join(a + b) + "}",
+                   "  output y ∈ ℝ^{(" + "+".join(a) + ")·(" + "+".join(b) + ")}", "  1 return y = x"))
+
+
+@pytest.mark.xfail(strict=True, raises=lark.exceptions.VisitError,
+                   reason="a ▷ claim is parsed on its own and escapes parse._check_depth (MAX_DEPTH): a "
+                          "claim 10,000 levels deep makes parse._relined recurse too deeply (a "
+                          "RecursionError inside lark's VisitError); 2,001–6,000 levels are accepted")
+def test_claim_nested_deeper_than_max_depth():
+    front_end(card("algorithm y ← f(x)", "  input x ∈ ℝ^{T}", "  output y ∈ ℝ^{T}",
+                   "  1 return y = x  ▷ y ∈ ℝ^{T" + "+0" * 10_000 + "}"))
+
+
+@pytest.mark.xfail(strict=True, raises=(TimeoutError, AssertionError),
+                   reason="shapes.Poly multiplies out products of sums: a 370-byte card with 12 factors "
+                          "(A+…+H+1) takes far over a second (10 factors: 2.8 s)")
+def test_product_of_sums_in_a_shape_is_checked_in_time():
+    p = "·".join(["(A+B+C+D+E+F+G+H+1)"] * 12)
+    with time_limit(LIMIT):
+        front_end(card("algorithm y ← f(x)", "  input x ∈ ℝ^{A×B×C×D×E×F×G×H}", "  output y ∈ ℝ",
+                       "  param W ∈ ℝ^{" + p + "}", "  1 return y = 1"))
+
+
+@pytest.mark.xfail(strict=True, raises=(TimeoutError, AssertionError),
+                   reason="the front end handles about 60 KB a second (Lark parses the whole file before "
+                          "the depth check), and MAX_BYTES allows 1,000,000 characters: ~15 s")
+def test_card_just_under_max_bytes_is_answered_in_time():
+    with time_limit(LIMIT):
+        front_end(card("algorithm y ← f(x)", "  input x ∈ ℝ", "  output y ∈ ℝ",
+                       "  1 return y = " + "x+" * 495_000 + "x"))
+
+
+@pytest.mark.xfail(strict=True,
+                   reason="cardgen check reports the ⋆ bug above as an internal error, exit code 2")
+def test_cli_on_the_broadcast_claim_card(tmp_path):
+    path = tmp_path / "f.card"
+    path.write_text(card("algorithm Y ← f(X | b)", "  input  X ∈ ℝ^{D×T}", "  output Y ∈ ℝ^{D×T}",
+                         "  param  b ∈ ℝ^{D}", "  1 Z ← b 1^⊤  ▷ Z ∈ ℝ^{D}", "  2 return Y = X"), "utf-8")
+    assert_clean_exit(cardgen_check(path))
+
+
+@pytest.mark.xfail(strict=True,
+                   reason="CardError.__str__ numbers lines with str.splitlines, which also splits at "
+                          "U+2028, \\x0b, \\x0c, \\x1c–\\x1e, \\x85, U+2029 and a lone \\r; Lark counts only "
+                          "\\n, so after such a character in a description the message shows the wrong line")
+def test_error_message_shows_the_line_it_names():
+    text = card("algorithm y ← f(x)", '  "a purpose\u2028with a line separator"', "  input x ∈ ℝ",
+                "  output y ∈ ℝ", "  1 return y = x + z")
+    with pytest.raises(CardError) as info:
+        check(parse(text, "f.card"), Library())
+    assert info.value.line == 5
+    assert "return y = x + z" in str(info.value)
