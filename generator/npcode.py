@@ -95,13 +95,6 @@ PRINT = {
     "le": lambda op, a, b: f"{a} <= {b}", "lt": lambda op, a, b: f"{a} < {b}",
     "ge": lambda op, a, b: f"{a} >= {b}", "gt": lambda op, a, b: f"{a} > {b}",
     "eq": lambda op, a, b: f"{a} == {b}", "ne": lambda op, a, b: f"{a} != {b}",
-    "exp": lambda op, a: f"np.exp({a})",
-    "log": lambda op, a: f"np.log({a})",
-    "tanh": lambda op, a: f"np.tanh({a})",
-    "sqrt": lambda op, a: f"np.sqrt({a})",
-    "abs": lambda op, a: f"np.abs({a})",
-    "sin": lambda op, a: f"np.sin({a})",
-    "cos": lambda op, a: f"np.cos({a})",
     "square": lambda op, a: f"{a} * {a}",
     "pow": lambda op, a: _pow(a, op.attr[0]),
     "relu": lambda op, a: f"np.maximum({a}, 0)",
@@ -126,6 +119,8 @@ PRINT = {
     "copy": lambda op, a: f"{a}",
     "broadcast": lambda op, a: _broadcast(op, a),
 }
+PRINT.update({name: lambda op, a, fn=f"np.{name}": f"{fn}({a})"
+              for name in ("exp", "log", "tanh", "sqrt", "abs", "sin", "cos")})
 
 
 def _broadcast(op: Op, a: str) -> str:

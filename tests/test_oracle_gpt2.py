@@ -21,37 +21,36 @@ def hf_model(dtype):
     return model
 
 
-def to_params(gpt2, model, np_dtype):
+# Each card parameter and where Hugging Face keeps it: the whole model's
+# tensors once, per-block tensors stacked over the N blocks.
+MODEL_TENSORS = {
+    "W_e": lambda t: t.wte.weight, "W_p": lambda t: t.wpe.weight,
+    "gamma_f": lambda t: t.ln_f.weight, "beta_f": lambda t: t.ln_f.bias,
+}
+BLOCK_TENSORS = {
+    "gamma_1": lambda b: b.ln_1.weight, "beta_1": lambda b: b.ln_1.bias,
+    "W_qkv": lambda b: b.attn.c_attn.weight, "b_qkv": lambda b: b.attn.c_attn.bias,
+    "W_o": lambda b: b.attn.c_proj.weight, "b_o": lambda b: b.attn.c_proj.bias,
+    "gamma_2": lambda b: b.ln_2.weight, "beta_2": lambda b: b.ln_2.bias,
+    "W_fc": lambda b: b.mlp.c_fc.weight, "b_fc": lambda b: b.mlp.c_fc.bias,
+    "W_proj": lambda b: b.mlp.c_proj.weight, "b_proj": lambda b: b.mlp.c_proj.bias,
+}
+
+
+def hf_arrays(model, read):
+    """Every card parameter, each HF tensor turned into an array by `read`."""
     t = model.transformer
-    stack = lambda f: np.stack([f(b).detach().numpy() for b in t.h]).astype(np_dtype)  # noqa: E731
-    return gpt2.Params(
-        W_e=t.wte.weight.detach().numpy().astype(np_dtype),
-        W_p=t.wpe.weight.detach().numpy().astype(np_dtype),
-        gamma_1=stack(lambda b: b.ln_1.weight), beta_1=stack(lambda b: b.ln_1.bias),
-        W_qkv=stack(lambda b: b.attn.c_attn.weight), b_qkv=stack(lambda b: b.attn.c_attn.bias),
-        W_o=stack(lambda b: b.attn.c_proj.weight), b_o=stack(lambda b: b.attn.c_proj.bias),
-        gamma_2=stack(lambda b: b.ln_2.weight), beta_2=stack(lambda b: b.ln_2.bias),
-        W_fc=stack(lambda b: b.mlp.c_fc.weight), b_fc=stack(lambda b: b.mlp.c_fc.bias),
-        W_proj=stack(lambda b: b.mlp.c_proj.weight), b_proj=stack(lambda b: b.mlp.c_proj.bias),
-        gamma_f=t.ln_f.weight.detach().numpy().astype(np_dtype),
-        beta_f=t.ln_f.bias.detach().numpy().astype(np_dtype),
-    )
+    arrays = {name: read(get(t)) for name, get in MODEL_TENSORS.items()}
+    arrays.update({name: np.stack([read(get(b)) for b in t.h]) for name, get in BLOCK_TENSORS.items()})
+    return arrays
+
+
+def to_params(gpt2, model, np_dtype):
+    return gpt2.Params(**hf_arrays(model, lambda p: p.detach().numpy().astype(np_dtype)))
 
 
 def hf_grads(model):
-    t = model.transformer
-    g = lambda p: p.grad.numpy()  # noqa: E731
-    stack = lambda f: np.stack([g(f(b)) for b in t.h])  # noqa: E731
-    return dict(
-        W_e=g(t.wte.weight), W_p=g(t.wpe.weight),
-        gamma_1=stack(lambda b: b.ln_1.weight), beta_1=stack(lambda b: b.ln_1.bias),
-        W_qkv=stack(lambda b: b.attn.c_attn.weight), b_qkv=stack(lambda b: b.attn.c_attn.bias),
-        W_o=stack(lambda b: b.attn.c_proj.weight), b_o=stack(lambda b: b.attn.c_proj.bias),
-        gamma_2=stack(lambda b: b.ln_2.weight), beta_2=stack(lambda b: b.ln_2.bias),
-        W_fc=stack(lambda b: b.mlp.c_fc.weight), b_fc=stack(lambda b: b.mlp.c_fc.bias),
-        W_proj=stack(lambda b: b.mlp.c_proj.weight), b_proj=stack(lambda b: b.mlp.c_proj.bias),
-        gamma_f=g(t.ln_f.weight), beta_f=g(t.ln_f.bias),
-    )
+    return hf_arrays(model, lambda p: p.grad.numpy())
 
 
 def rel(a, b):
