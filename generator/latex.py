@@ -202,9 +202,41 @@ def tex_decl(d) -> str:
     return s
 
 
+# Inside a formula, card text goes in \text{…}; TeX's special characters and
+# the notation's symbols leave it for the math-mode spelling that LaTeX, KaTeX
+# and MathJax (GitHub) all read the same way (text fonts lack ∈, ≤, τ, …).
+TEXT_SPECIAL = {"\\": r"\backslash", "{": r"\{", "}": r"\}", "$": r"\$", "%": r"\%", "#": r"\#",
+                "&": r"\&", "_": r"\_", "^": r"\hat{}", "~": r"\sim"}
+TEXT_SYMBOLS = {
+    "←": r"\leftarrow", "∈": r"\in", "×": r"\times", "⊙": r"\odot", "·": r"\cdot", "⊤": r"\top",
+    "√": r"\surd", "Σ": r"\Sigma", "≤": r"\le", "≥": r"\ge", "≠": r"\ne", "¬": r"\neg", "∞": r"\infty",
+    "∇": r"\nabla", "∼": r"\sim", "∝": r"\propto", "…": r"\ldots", "−": "-", "∀": r"\forall", "≡": r"\equiv",
+    "▷": r"\triangleright", "ℝ": r"\mathbb{R}", "ℕ": r"\mathbb{N}", "ℤ": r"\mathbb{Z}", "²": "^{2}",
+    "→": r"\to", "⋆": r"\star", "∑": r"\sum",
+    **{k: v for k, v in GREEK.items() if v.startswith("\\")},
+}
+
+
+def math_text(text: str) -> str:
+    """Card text (a ▷ note) inside a formula, shown literally."""
+    out, run = [], []
+    for c in text:
+        macro = TEXT_SPECIAL.get(c) or TEXT_SYMBOLS.get(c)
+        if macro is None:
+            run.append(" " if unicodedata.category(c)[0] in "CZ" else c)
+            continue
+        if run:
+            out.append(rf"\text{{{''.join(run)}}}")
+            run = []
+        out.append("{" + macro + "}")
+    if run:
+        out.append(rf"\text{{{''.join(run)}}}")
+    return "".join(out)
+
+
 def md_text(text: str) -> str:
-    """Plain text for Markdown: characters that would format are escaped."""
-    return re.sub(r"([\\`*_{}\[\]<>#|~])", r"\\\1", text)
+    """Plain text for Markdown: characters that would format are escaped ($ too: GitHub reads $…$ as math)."""
+    return re.sub(r"([\\`*_{}\[\]<>#|~$])", r"\\\1", text)
 
 
 KW = {"for": r"\textbf{for}", "do": r"\textbf{do}", "end": r"\textbf{end}", "while": r"\textbf{while}",
@@ -231,12 +263,12 @@ class TexSteps:
         if c is not None:
             parts.append(tex_name(c.name) + r" \in " + tex_set(c.set))
         if st.note:
-            parts.append(r"\text{" + st.note.replace("\\", "").replace("{", "").replace("}", "") + "}")
+            parts.append(math_text(st.note))
         return ";\\ ".join(parts) if parts else None
 
     def step(self, st: Step, depth: int):
         if st.kind == "remark":
-            self.add(depth, r"\triangleright\ \text{" + st.note.replace("}", "") + "}", None, False)
+            self.add(depth, r"\triangleright\ " + math_text(st.note), None, False)
             return
         if st.kind in ("for", "while") and not st.inline:
             if st.kind == "while":
