@@ -273,15 +273,18 @@ class TexSteps:
 ROLE_MD = {"input": "Input", "output": "Output", "hyper": "Hyperparameters", "param": "Parameters"}
 
 
-def markdown(checked, count_line: str | None = None) -> str:
-    card: Card = checked.card
-    sig = signature(card).split(" ← ")
-    outs, call = sig[0], sig[1]
-    fname, rest = call.split("(", 1)
-    head = (", ".join(tex_name(o.strip()) for o in outs.split(",")) + r" \leftarrow "
+def tex_head(card: Card) -> str:
+    """The card's first line as math: ``P \\leftarrow \\mathrm{GPT2}(x, … \\mid θ)``."""
+    outs, call = signature(card).split(" ← ")[:2]
+    fname = call.split("(", 1)[0].replace("_", r"\_")  # layer_norm is one word, not layer with a subscript
+    return (", ".join(tex_name(o.strip()) for o in outs.split(",")) + r" \leftarrow "
             + rf"\mathrm{{{fname}}}\left(" + ", ".join(tex_name(x) for x in card.inputs)
             + (r" \mid " + ", ".join(tex_name(x) for x in card.bar) if card.bar else "") + r"\right)")
-    out = [f"### Algorithm: $`{head}`$", ""]
+
+
+def markdown(checked, count_line: str | None = None) -> str:
+    card: Card = checked.card
+    out = [f"### Algorithm: $`{tex_head(card)}`$", ""]
     if card.purpose:
         out += [f"*{md_text(card.purpose)}*", ""]
     conv = card.convention
