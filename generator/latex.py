@@ -56,6 +56,8 @@ def tex_name(text: str) -> str:
 
 
 def tex_script(v: str) -> str:
+    if "_" in v or "^" in v:  # a script with scripts of its own (1:N_data, ℓ_z): each name on its own
+        return re.sub(r"[^\s:,+\-−=()]+", lambda m: tex_name(m.group()), v)
     s = "".join(GREEK.get(c, c) + (" " if c in GREEK and GREEK[c].startswith("\\") else "") for c in v)
     s = s.replace("−", "-").strip()
     return rf"\mathrm{{{s}}}" if re.fullmatch(r"[A-Za-z]{2,}[0-9]*", s) else s
@@ -207,6 +209,29 @@ def md_text(text: str) -> str:
     return re.sub(r"([\\`*_{}\[\]<>#|~])", r"\\\1", text)
 
 
+# Prose in \text{…}: TeX's special characters escaped; symbols that text fonts lack
+# (≤, ∝, Greek, …) as inline math, which KaTeX and GitHub's MathJax both read.
+TEXT_SPECIAL = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "_": r"\_", "^": r"\textasciicircum{}",
+                "#": r"\#", "$": r"\$", "%": r"\%", "&": r"\&", "~": r"\textasciitilde{}"}
+TEXT_MATH = {"≤": r"\le", "≥": r"\ge", "≠": r"\ne", "∝": r"\propto", "∈": r"\in", "∉": r"\notin", "×": r"\times",
+             "−": "-", "ℝ": r"\mathbb{R}", "ℕ": r"\mathbb{N}", "ℤ": r"\mathbb{Z}", "→": r"\to", "←": r"\leftarrow",
+             "⊙": r"\odot", "·": r"\cdot", "∼": r"\sim", "⊤": r"\top", "∇": r"\nabla", "√": r"\surd", "∀": r"\forall",
+             "∑": r"\sum", "≈": r"\approx", "⊆": r"\subseteq", "∅": r"\emptyset", "∘": r"\circ", "⋯": r"\cdots",
+             "▷": r"\triangleright", "′": "'", "⁻": "^{-}", "¹": "^{1}", "²": "^{2}", "ᵀ": r"^{\top}"}
+
+
+def tex_text(text: str) -> str:
+    out = []
+    for ch in text:
+        if ch in TEXT_SPECIAL:
+            out.append(TEXT_SPECIAL[ch])
+        elif ch in TEXT_MATH or ch in GREEK:
+            out.append("$" + TEXT_MATH.get(ch, GREEK.get(ch, "")).strip() + "$")
+        elif ch.isprintable():
+            out.append(ch)
+    return r"\text{" + "".join(out) + "}"
+
+
 KW = {"for": r"\textbf{for}", "do": r"\textbf{do}", "end": r"\textbf{end}", "while": r"\textbf{while}",
       "if": r"\textbf{if}", "then": r"\textbf{then}", "return": r"\textbf{return}"}
 
@@ -231,12 +256,12 @@ class TexSteps:
         if c is not None:
             parts.append(tex_name(c.name) + r" \in " + tex_set(c.set))
         if st.note:
-            parts.append(r"\text{" + st.note.replace("\\", "").replace("{", "").replace("}", "") + "}")
+            parts.append(tex_text(st.note))
         return ";\\ ".join(parts) if parts else None
 
     def step(self, st: Step, depth: int):
         if st.kind == "remark":
-            self.add(depth, r"\triangleright\ \text{" + st.note.replace("}", "") + "}", None, False)
+            self.add(depth, r"\triangleright\ " + tex_text(st.note), None, False)
             return
         if st.kind in ("for", "while") and not st.inline:
             if st.kind == "while":
@@ -246,7 +271,7 @@ class TexSteps:
                 head = rf"{KW['for']}\ {tex_name(st.var)} = {lo}, \ldots, {hi}\ {KW['do']}"
             else:
                 head = rf"{KW['for']}\ {tex_name(st.var)} \in [{tex(st.domain[0])}]\ {KW['do']}"
-            self.add(depth, head, st.note)
+            self.add(depth, head, tex_text(st.note) if st.note else None)
             for s in st.body:
                 self.step(s, depth + 1)
             self.add(depth, KW["end"], None)

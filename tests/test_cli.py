@@ -74,6 +74,16 @@ def test_render_markdown_puts_math_in_math_blocks():
     assert "_" not in prose.replace(r"\_", "")
 
 
+def test_markdown_math_escapes_comments_and_nests_scripts():
+    from cardgen.latex import tex_name, tex_text
+    # A ▷ comment is prose: TeX's special characters are characters, symbols and Greek are inline math.
+    assert tex_text("mask_token ~ p^{1/τ} ≤ 50% & #1") == (
+        r"\text{mask\_token \textasciitilde{} p\textasciicircum{}\{1/$\tau$\} $\le$ 50\% \& \#1}")
+    assert tex_name("x_{1:N_data}") == r"x_{1:N_{\mathrm{data}}}"
+    r = run("render", "cards/ETraining.card", "--format", "md")
+    assert r"\text{mask\_token or x\_n[t] randomly" in r.output
+
+
 def test_render_header_reads_like_the_paper():
     r = run("render", "cards/GPT2.card")
     lines = r.output.splitlines()
