@@ -33,16 +33,21 @@ ROLES = {"input": "Input", "output": "Output", "hyper": "Hyperparameters", "para
 
 class StepRows(TexSteps):
     """The card's steps as TexSteps prints them, but one table row each
-    (number, depth, statement, ▷ comment) instead of one LaTeX array."""
+    (number, depth, statement, ▷ claim as math, ▷ prose as text) instead of one
+    LaTeX array: prose in HTML wraps where a \\text{…} in a formula cannot."""
 
     def __init__(self, claims):
         super().__init__(claims)
-        self.rows: list[tuple[str, int, str, str | None]] = []
+        self.rows: list[tuple[str, int, str, str | None, str | None]] = []
+
+    def note(self, st):
+        return (self.claim(st), st.note) if self.claim(st) or st.note else None
 
     def add(self, depth, body, note, numbered=True):
         if numbered:
             self.n += 1
-        self.rows.append((str(self.n) if numbered else "", depth, body, note))
+        claim, prose = note if isinstance(note, tuple) else (note, None)  # a loop's note comes as TeX
+        self.rows.append((str(self.n) if numbered else "", depth, body, claim, prose))
 
 
 @dataclass

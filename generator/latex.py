@@ -250,11 +250,13 @@ class TexSteps:
         tail = rf" & \triangleright\ {note}" if note else " &"
         self.lines.append(f"{num} & {pad}{body}{tail} \\\\")
 
-    def note(self, st: Step) -> str | None:
-        parts = []
+    def claim(self, st: Step) -> str | None:
+        """The shape the checker gives the step's target: ``e \\in \\mathbb{R}^{T \\times D}``."""
         c = self.claims.get(id(st))
-        if c is not None:
-            parts.append(tex_name(c.name) + r" \in " + tex_set(c.set))
+        return None if c is None else tex_name(c.name) + r" \in " + tex_set(c.set)
+
+    def note(self, st: Step) -> str | None:
+        parts = [self.claim(st)] if self.claim(st) else []
         if st.note:
             parts.append(tex_text(st.note))
         return ";\\ ".join(parts) if parts else None
