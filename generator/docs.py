@@ -20,10 +20,18 @@ from urllib.parse import quote
 
 import jinja2
 from markupsafe import Markup
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import PythonLexer
 
 from .check import Checked, Library
+from .cli import library_for, load
+from .derived import backward_text, memory_rows
+from .emit import module_source
 from .errors import CardError
 from .latex import TexSteps, tex_decl, tex_head
+from .lower import LoweringError, lower, wrapper_kind
+from .report import callees, param_count_line, values_for
 
 ASSETS = Path(__file__).parent / "assets"
 STATIC = "_static"
@@ -74,8 +82,6 @@ def href(name: str) -> str:
 
 
 def load_pages(files: list[Path]) -> dict[str, Page]:
-    from .cli import library_for, load
-    from .lower import LoweringError, lower, wrapper_kind
     pages: dict[str, Page] = {}
     for f in files:
         lib = library_for(str(f))
@@ -89,7 +95,7 @@ def load_pages(files: list[Path]) -> dict[str, Page]:
             if page.kind == "model":  # `cardgen build` fails on it too: the card is broken
                 raise
             page.compiled, page.why = False, e.message
-        page.calls = [n for n in _callees(card) if lib.checked(n) is not None]
+        page.calls = [n for n in callees(card) if lib.checked(n) is not None]  # cards, not softmax or exp
         pages[card.name] = page
     for page in pages.values():
         for n in page.calls:
@@ -98,16 +104,8 @@ def load_pages(files: list[Path]) -> dict[str, Page]:
     return pages
 
 
-def _callees(card):
-    from .report import callees
-    return callees(card)
-
-
 def card_context(page: Page, pages: dict[str, Page]) -> dict:
     """What the card page shows, as strings and rows for the template."""
-    from .derived import backward_text, memory_rows
-    from .emit import module_source
-    from .report import param_count_line, values_for
     ch, lib, card = page.checked, page.lib, page.checked.card
     decls, last = [], None
     for d in card.decls:  # the role once per run, as the paper's boxes do
@@ -133,14 +131,10 @@ def card_context(page: Page, pages: dict[str, Page]) -> dict:
 
 
 def highlight_python(code: str) -> Markup:
-    from pygments import highlight
-    from pygments.formatters import HtmlFormatter
-    from pygments.lexers import PythonLexer
     return Markup(highlight(code, PythonLexer(stripnl=False), HtmlFormatter(cssclass="highlight")))
 
 
 def pygments_css() -> str:
-    from pygments.formatters import HtmlFormatter
     return HtmlFormatter(style="default").get_style_defs(".highlight") + "\n"
 
 
@@ -156,7 +150,7 @@ def book_files(files: list[Path]) -> dict[str, bytes]:
     env = _env()
     out: dict[str, bytes] = {}
     for p in sorted(ASSETS.rglob("*")):
-        if p.is_file() and p.name != "__init__.py" and "__pycache__" not in p.parts:
+        if p.is_file():
             out[f"{STATIC}/{p.relative_to(ASSETS).as_posix()}"] = p.read_bytes()
     out[f"{STATIC}/pygments.css"] = pygments_css().encode()
     order = sorted(pages, key=lambda n: (n.casefold(), n))
