@@ -1,4 +1,4 @@
-"""The ``cardgen`` command: check, fmt, render."""
+"""The ``cardgen`` command: check, fmt, render, build, docs, gradcheck, train, sample."""
 
 from __future__ import annotations
 
@@ -269,6 +269,19 @@ def build_cmd(paths, out_dir, check_only, force):
         sys.exit(1)
     click.echo(f"wrote {written} module{'s' if written != 1 else ''} to {out}/ "
                f"({len(files) - len(skipped)} cards compiled; {len(skipped)} training/inference wrappers have none)")
+
+
+@main.command("docs")
+@click.argument("paths", nargs=-1)
+@click.option("-o", "--out", "out_dir", default="book", show_default=True, help="Folder for the book.")
+@click.option("--force", is_flag=True, help="Write into a folder that holds files but no cardgen book.")
+@guarded
+def docs_cmd(paths, out_dir, force):
+    """Write a static HTML book: an index and a page per card (default cards/), math typeset offline."""
+    from .docs import write_book
+    files = card_paths(paths or ("cards",))
+    n = write_book(files, Path(out_dir), force)
+    click.echo(f"wrote {out_dir}/index.html and {n} card page{'s' if n != 1 else ''}; open it in a browser")
 
 
 @main.command("gradcheck")

@@ -8,7 +8,6 @@ from .ad import BLoop, differentiate
 from .check import Checked, Library
 from .core import Op
 from .lower import lower
-from .naming import ascii_name
 from .shapes import Poly, poly_text
 
 # How each core op reads in pseudocode; {0}, {1}, … are its arguments.
@@ -44,14 +43,15 @@ def shape_text(shape, batched: bool) -> str:
 
 def backward_text(checked: Checked, lib: Library) -> str:
     """The derived backward pass, step by step, in the card's style."""
+    from .emit import output_names
     prog = lower(checked, lib)
-    out = ascii_name(checked.card.outputs[0])
-    bwd = differentiate(prog, prog.names, "d_" + out)
+    outs = output_names(prog, checked)  # one gradient per output (AdamW has three)
+    bwd = differentiate(prog, prog.names, ["d_" + o for o in outs])
     card = checked.card
-    lines = [f"Algorithm: ∇ ← {card.name}.backward(d_{out} | θ)",
-             f"/* Reverse-mode derivative of {card.name}, derived by cardgen; B is the batch. */",
-             f"Input: d_{out} ∈ {shape_text(prog.outputs[0].shape, prog.outputs[0].batched)}"
-             f" — gradient of the loss with respect to {card.outputs[0]}"]
+    lines = [f"Algorithm: ∇ ← {card.name}.backward({', '.join('d_' + o for o in outs)} | θ)",
+             f"/* Reverse-mode derivative of {card.name}, derived by cardgen; B is the batch. */"]
+    for o, v in zip(outs, prog.outputs, strict=True):
+        lines.append(f"Input: d_{o} ∈ {shape_text(v.shape, v.batched)} — gradient of the loss with respect to {o}")
     for p in prog.params:
         g = bwd.param_grads.get(p.name)
         lines.append(f"Output: d_{p.name} ∈ {shape_text(p.shape, False)} — as {'.'.join(prog.param_paths[p.name])}"
@@ -83,7 +83,7 @@ def saved_activations(checked: Checked, lib: Library):
     """(name, shape, batched, per-layer count, dtype-size) of every value the
     forward keeps for the backward (parameters and inputs excluded)."""
     prog = lower(checked, lib)
-    bwd = differentiate(prog, prog.names, "d_out")
+    bwd = differentiate(prog, prog.names, [f"d_out{i}" for i in range(len(prog.outputs))])
     own = {v.name for v in prog.inputs + prog.params}
     rows = []
     layout = bwd.values
@@ -109,33 +109,40 @@ def _walk(body):
     return walk(body)
 
 
-def memory_text(checked: Checked, lib: Library, values: dict[str, float], batch: int, itemsize: int) -> str:
-    rows = saved_activations(checked, lib)
-    vals = dict(values)
-    lines = [f"Saved for the backward pass of {checked.card.name}"
-             f" (B = {batch}, {itemsize}-byte floats; per-layer values × layers):"]
+def memory_rows(checked: Checked, lib: Library, values: dict[str, float], batch: int, itemsize: int):
+    """Each saved value as (name, shape text, bytes or None where a size is unknown), the
+    total of the known ones, and the dimension names that lack a value."""
+    rows = []
     total = 0
     missing = set()
-    width = max((len(r[0]) for r in rows), default=4)
-    for name, shape, batched, count, kind in rows:
+    for name, shape, batched, count, kind in saved_activations(checked, lib):
         dims = (["B"] if batched else []) + [poly_text(d) for d in shape]
         size = 1 if not batched else batch
         known = True
         for d in list(shape) + [count]:
-            v = d.evaluate(vals)
+            v = d.evaluate(values)
             if v is None:
                 known = False
-                missing |= {s for s in d.symbols() if s not in vals}
+                missing |= {s for s in d.symbols() if s not in values}
             else:
                 size *= int(v)
         nbytes = size * (8 if kind == "int" else 1 if kind == "bool" else itemsize)
         times = "" if count == Poly.const(1) else f" × {poly_text(count)}"
-        shape_s = "(" + ", ".join(dims) + ")" + times
-        lines.append(f"  {name:<{width}}  {shape_s:<32} " + (f"{nbytes:>14,} B" if known else "?"))
+        rows.append((name, "(" + ", ".join(dims) + ")" + times, nbytes if known else None))
         if known:
             total += nbytes
+    return rows, total, sorted(missing)
+
+
+def memory_text(checked: Checked, lib: Library, values: dict[str, float], batch: int, itemsize: int) -> str:
+    rows, total, missing = memory_rows(checked, lib, values, batch, itemsize)
+    lines = [f"Saved for the backward pass of {checked.card.name}"
+             f" (B = {batch}, {itemsize}-byte floats; per-layer values × layers):"]
+    width = max((len(r[0]) for r in rows), default=4)
+    for name, shape_s, nbytes in rows:
+        lines.append(f"  {name:<{width}}  {shape_s:<32} " + (f"{nbytes:>14,} B" if nbytes is not None else "?"))
     if missing:
-        lines.append(f"  total: needs values for {', '.join(sorted(missing))} (--set NAME=VALUE)")
+        lines.append(f"  total: needs values for {', '.join(missing)} (--set NAME=VALUE)")
     else:
         lines.append(f"  total: {total:,} bytes ({total / 2**20:.2f} MiB)")
     return "\n".join(lines) + "\n"

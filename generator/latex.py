@@ -56,6 +56,8 @@ def tex_name(text: str) -> str:
 
 
 def tex_script(v: str) -> str:
+    if "_" in v or "^" in v:  # a script with scripts of its own (1:N_data, ℓ_z): each name on its own
+        return re.sub(r"[^\s:,+\-−=()]+", lambda m: tex_name(m.group()), v)
     s = "".join(GREEK.get(c, c) + (" " if c in GREEK and GREEK[c].startswith("\\") else "") for c in v)
     s = s.replace("−", "-").strip()
     return rf"\mathrm{{{s}}}" if re.fullmatch(r"[A-Za-z]{2,}[0-9]*", s) else s
@@ -212,7 +214,8 @@ TEXT_SYMBOLS = {
     "√": r"\surd", "Σ": r"\Sigma", "≤": r"\le", "≥": r"\ge", "≠": r"\ne", "¬": r"\neg", "∞": r"\infty",
     "∇": r"\nabla", "∼": r"\sim", "∝": r"\propto", "…": r"\ldots", "−": "-", "∀": r"\forall", "≡": r"\equiv",
     "▷": r"\triangleright", "ℝ": r"\mathbb{R}", "ℕ": r"\mathbb{N}", "ℤ": r"\mathbb{Z}", "²": "^{2}",
-    "→": r"\to", "⋆": r"\star", "∑": r"\sum",
+    "→": r"\to", "⋆": r"\star", "∑": r"\sum", "∉": r"\notin", "≈": r"\approx", "⊆": r"\subseteq",
+    "∅": r"\emptyset", "∘": r"\circ", "⋯": r"\cdots", "′": "'", "⁻": "^{-}", "¹": "^{1}", "ᵀ": r"^{\top}",
     **{k: v for k, v in GREEK.items() if v.startswith("\\")},
 }
 
@@ -257,11 +260,13 @@ class TexSteps:
         tail = rf" & \triangleright\ {note}" if note else " &"
         self.lines.append(f"{num} & {pad}{body}{tail} \\\\")
 
-    def note(self, st: Step) -> str | None:
-        parts = []
+    def claim(self, st: Step) -> str | None:
+        """The shape the checker gives the step's target: ``e \\in \\mathbb{R}^{T \\times D}``."""
         c = self.claims.get(id(st))
-        if c is not None:
-            parts.append(tex_name(c.name) + r" \in " + tex_set(c.set))
+        return None if c is None else tex_name(c.name) + r" \in " + tex_set(c.set)
+
+    def note(self, st: Step) -> str | None:
+        parts = [self.claim(st)] if self.claim(st) else []
         if st.note:
             parts.append(math_text(st.note))
         return ";\\ ".join(parts) if parts else None
@@ -278,7 +283,7 @@ class TexSteps:
                 head = rf"{KW['for']}\ {tex_name(st.var)} = {lo}, \ldots, {hi}\ {KW['do']}"
             else:
                 head = rf"{KW['for']}\ {tex_name(st.var)} \in [{tex(st.domain[0])}]\ {KW['do']}"
-            self.add(depth, head, st.note)
+            self.add(depth, head, math_text(st.note) if st.note else None)
             for s in st.body:
                 self.step(s, depth + 1)
             self.add(depth, KW["end"], None)
@@ -305,15 +310,18 @@ class TexSteps:
 ROLE_MD = {"input": "Input", "output": "Output", "hyper": "Hyperparameters", "param": "Parameters"}
 
 
-def markdown(checked, count_line: str | None = None) -> str:
-    card: Card = checked.card
-    sig = signature(card).split(" ← ")
-    outs, call = sig[0], sig[1]
-    fname, rest = call.split("(", 1)
-    head = (", ".join(tex_name(o.strip()) for o in outs.split(",")) + r" \leftarrow "
+def tex_head(card: Card) -> str:
+    """The card's first line as math: ``P \\leftarrow \\mathrm{GPT2}(x, … \\mid θ)``."""
+    outs, call = signature(card).split(" ← ")[:2]
+    fname = call.split("(", 1)[0].replace("_", r"\_")  # layer_norm is one word, not layer with a subscript
+    return (", ".join(tex_name(o.strip()) for o in outs.split(",")) + r" \leftarrow "
             + rf"\mathrm{{{fname}}}\left(" + ", ".join(tex_name(x) for x in card.inputs)
             + (r" \mid " + ", ".join(tex_name(x) for x in card.bar) if card.bar else "") + r"\right)")
-    out = [f"### Algorithm: $`{head}`$", ""]
+
+
+def markdown(checked, count_line: str | None = None) -> str:
+    card: Card = checked.card
+    out = [f"### Algorithm: $`{tex_head(card)}`$", ""]
     if card.purpose:
         out += [f"*{md_text(card.purpose)}*", ""]
     conv = card.convention

@@ -74,6 +74,17 @@ def test_render_markdown_puts_math_in_math_blocks():
     assert "_" not in prose.replace(r"\_", "")
 
 
+def test_markdown_math_escapes_comments_and_nests_scripts():
+    from cardgen.latex import math_text, tex_name
+    # A ▷ comment is prose: TeX's special characters are characters, symbols and Greek are math.
+    assert math_text("mask_token ~ p^{1/τ} ≤ 50% & #1") == (
+        r"\text{mask}{\_}\text{token }{\sim}\text{ p}{\hat{}}{\{}\text{1/}{\tau}{\}}\text{ }{\le}\text{ 50}{\%}"
+        r"\text{ }{\&}\text{ }{\#}\text{1}")
+    assert tex_name("x_{1:N_data}") == r"x_{1:N_{\mathrm{data}}}"
+    r = run("render", "cards/ETraining.card", "--format", "md")
+    assert r"\text{mask}{\_}\text{token or x}{\_}\text{n[t] randomly" in r.output
+
+
 def test_render_header_reads_like_the_paper():
     r = run("render", "cards/GPT2.card")
     lines = r.output.splitlines()

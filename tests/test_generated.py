@@ -123,6 +123,14 @@ def test_render_backward_shows_the_layer_loop_in_reverse():
     assert "Σ_batch" in r.output      # the unembedding's share, summed over the batch
 
 
+def test_render_backward_takes_one_gradient_per_output():
+    r = CliRunner().invoke(main, ["render", "--backward", "cards/AdamW.card"])  # θ′, m′, v′
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("Algorithm: ∇ ← AdamW.backward(d_theta_prime, d_m_prime, d_v_prime | θ)")
+    r = CliRunner().invoke(main, ["render", "--memory", "cards/AdamW.card", "--set", "n=10"])
+    assert r.exit_code == 0, r.output
+
+
 def test_render_memory_lists_saved_activations_with_bytes():
     r = CliRunner().invoke(main, ["render", "--memory", "cards/GPT2.card", "--set", "B=8", "--set", "T=128",
                                   "--set", "D=128", "--set", "V=256", "--set", "H=4", "--set", "D_f=512",

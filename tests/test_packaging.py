@@ -1,5 +1,5 @@
-"""A wheel built from the repo works on its own: grammar and templates ship
-inside it, and the code passes ruff."""
+"""A wheel built from the repo works on its own: grammar, templates and the
+HTML book's assets ship inside it, and the code passes ruff."""
 
 import os
 import shutil
@@ -32,6 +32,15 @@ def test_wheel_runs_outside_the_repo(tmp_path):
     assert render.returncode == 0, render.stderr
     assert "Algorithm: Ṽ ← MHAttention(X, Z | 𝓦, Mask)" in render.stdout
     assert "Algorithm: Ṽ ← Attention(X, Z | 𝓦_qkv, Mask)" in render.stdout
+    docs = subprocess.run([str(cardgen), "docs", ".", "-o", "book"], cwd=work, capture_output=True, text=True,
+                          env=env)
+    assert docs.returncode == 0, docs.stderr
+    book = work / "book"
+    assert {p.name for p in (book / "cards").iterdir()} == {"layer_norm.html", "Attention.html", "MHAttention.html"}
+    katex = book / "_static" / "katex"  # the vendored KaTeX ships in the wheel
+    assert (katex / "katex.min.js").stat().st_size > 100_000 and (katex / "LICENSE").exists()
+    assert len(list((katex / "fonts").glob("*.woff2"))) == 20
+    assert (book / "_static" / "book.css").exists() and (book / "_static" / "book.js").exists()
     where = subprocess.run([str(py), "-c", "import cardgen; print(cardgen.__file__)"], cwd=work,
                            capture_output=True, text=True, env=env).stdout
     assert str(env_dir) in where  # the wheel's copy, not the repo's

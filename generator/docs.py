@@ -1,0 +1,190 @@
+"""`cardgen docs`: the cards as a static HTML book.  An index and one page per
+card: the pseudocode as the paper's algorithm box (math from ``latex.py``,
+typeset by the vendored KaTeX when the page loads, so the book reads from
+file:// with no network), links to the cards it calls and back, the derived
+backward pass and saved activations, the card's text and the NumPy module
+``cardgen build`` writes for it, highlighted.
+
+Python builds every piece of content; the Jinja2 templates
+(``templates/book_*.html.j2``) only lay it out, with autoescape on, so card
+text stays text.  Everything is computed before the first file is written: a
+broken card stops the command with nothing written.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import jinja2
+from markupsafe import Markup
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import PythonLexer
+
+from .check import Checked, Library
+from .cli import library_for, load
+from .derived import backward_text, memory_rows
+from .emit import module_source
+from .errors import CardError
+from .latex import TexSteps, tex_decl, tex_head
+from .lower import LoweringError, lower, wrapper_kind
+from .report import callees, param_count_line, values_for
+
+ASSETS = Path(__file__).parent / "assets"
+STATIC = "_static"
+MARK = '<meta name="generator" content="cardgen docs">'  # how a later run knows the folder is a book
+ROLES = {"input": "Input", "output": "Output", "hyper": "Hyperparameters", "param": "Parameters"}
+
+
+class StepRows(TexSteps):
+    """The card's steps as TexSteps prints them, but one table row each
+    (number, depth, statement, ▷ claim as math, ▷ prose as text) instead of one
+    LaTeX array: prose in HTML wraps where a \\text{…} in a formula cannot."""
+
+    def __init__(self, claims):
+        super().__init__(claims)
+        self.rows: list[tuple[str, int, str, str | None, str | None]] = []
+
+    def note(self, st):
+        return (self.claim(st), st.note) if self.claim(st) or st.note else None
+
+    def add(self, depth, body, note, numbered=True):
+        if numbered:
+            self.n += 1
+        claim, prose = note if isinstance(note, tuple) else (note, None)  # a loop's note comes as TeX
+        self.rows.append((str(self.n) if numbered else "", depth, body, claim, prose))
+
+
+@dataclass
+class Page:
+    name: str
+    file: str  # relative to the book's root
+    source_path: str
+    kind: str  # model, training, inference
+    checked: Checked
+    lib: Library
+    compiled: bool = True
+    why: str | None = None  # why there is no module, backward or table
+    calls: list[str] = field(default_factory=list)
+    called_by: list[str] = field(default_factory=list)
+
+
+def page_file(name: str) -> str:
+    return f"cards/{name}.html"
+
+
+def href(name: str) -> str:
+    """A sibling card page's address from a card page."""
+    return quote(f"{name}.html")
+
+
+def load_pages(files: list[Path]) -> dict[str, Page]:
+    pages: dict[str, Page] = {}
+    for f in files:
+        lib = library_for(str(f))
+        card, checked = load(str(f), lib)
+        if card.name in pages:
+            raise CardError(f"two cards are named {card.name}: {pages[card.name].source_path} and {f}")
+        page = Page(card.name, page_file(card.name), Path(f).as_posix(), wrapper_kind(card) or "model", checked, lib)
+        try:
+            lower(checked, lib)
+        except LoweringError as e:
+            if page.kind == "model":  # `cardgen build` fails on it too: the card is broken
+                raise
+            page.compiled, page.why = False, e.message
+        page.calls = [n for n in callees(card) if lib.checked(n) is not None]  # cards, not softmax or exp
+        pages[card.name] = page
+    for page in pages.values():
+        for n in page.calls:
+            if n in pages:
+                pages[n].called_by.append(page.name)
+    return pages
+
+
+def card_context(page: Page, pages: dict[str, Page]) -> dict:
+    """What the card page shows, as strings and rows for the template."""
+    ch, lib, card = page.checked, page.lib, page.checked.card
+    decls, last = [], None
+    for d in card.decls:  # the role once per run, as the paper's boxes do
+        decls.append((ROLES[d.role] if d.role != last else "", tex_decl(d), d.desc))
+        last = d.role
+    steps = StepRows(ch.claims)
+    for st in card.steps:
+        steps.step(st, 0)
+    ctx = dict(
+        page=page, head=tex_head(card), purpose=card.purpose, decls=decls, steps=steps.rows,
+        convention=f"{card.convention.axes}, {card.convention.base}-based",
+        count=param_count_line(ch, lib, {}), source=card.source,
+        calls=[(n, href(n) if n in pages else None) for n in page.calls],
+        called_by=[(n, href(n)) for n in sorted(page.called_by)],
+        backward=None, saved=None, code=None,
+    )
+    if page.compiled:
+        ctx["code"] = highlight_python(module_source(ch, lib, page.source_path))
+        ctx["backward"] = backward_text(ch, lib)
+        rows, total, missing = memory_rows(ch, lib, values_for(ch, {}), 1, 4)
+        ctx["saved"] = dict(rows=rows, total=total, missing=missing)
+    return ctx
+
+
+def highlight_python(code: str) -> Markup:
+    return Markup(highlight(code, PythonLexer(stripnl=False), HtmlFormatter(cssclass="highlight")))
+
+
+def pygments_css() -> str:
+    return HtmlFormatter(style="default").get_style_defs(".highlight") + "\n"
+
+
+def _env() -> jinja2.Environment:
+    loader = jinja2.PackageLoader("cardgen", "templates")
+    return jinja2.Environment(loader=loader, autoescape=True, trim_blocks=True, lstrip_blocks=True,
+                              keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+
+
+def book_files(files: list[Path]) -> dict[str, bytes]:
+    """Every file of the book, by path relative to its root."""
+    pages = load_pages(files)
+    env = _env()
+    out: dict[str, bytes] = {}
+    for p in sorted(ASSETS.rglob("*")):
+        if p.is_file():
+            out[f"{STATIC}/{p.relative_to(ASSETS).as_posix()}"] = p.read_bytes()
+    out[f"{STATIC}/pygments.css"] = pygments_css().encode()
+    order = sorted(pages, key=lambda n: (n.casefold(), n))
+    index = [dict(name=n, href=quote(pages[n].file), head=tex_head(pages[n].checked.card),
+                  purpose=pages[n].checked.card.purpose, kind=pages[n].kind, compiled=pages[n].compiled)
+             for n in order]
+    out["index.html"] = env.get_template("book_index.html.j2").render(
+        mark=Markup(MARK), root="", cards=index).encode()
+    card_tmpl = env.get_template("book_card.html.j2")
+    for n in order:
+        out[pages[n].file] = card_tmpl.render(mark=Markup(MARK), root="../", **card_context(pages[n], pages)).encode()
+    return out
+
+
+def write_book(files: list[Path], out_dir: Path, force: bool = False) -> int:
+    """Write the book into ``out_dir``; returns the number of card pages.  Files that
+    are already up to date are left alone, and nothing is ever deleted."""
+    if not files:
+        raise CardError("no .card files to make a book of")
+    index = out_dir / "index.html"
+    if not force and out_dir.is_dir() and any(out_dir.iterdir()) and \
+            not (index.is_file() and MARK in index.read_text("utf-8", "replace")):
+        raise CardError(f"{out_dir} holds files and no cardgen book; not writing into it "
+                        "(choose an empty folder, or use --force)")
+    content = book_files(files)  # all of it first: a broken card leaves no half-written book
+    for rel, data in sorted(content.items()):
+        target = out_dir / rel
+        if target.is_file() and target.read_bytes() == data:
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return sum(rel.startswith("cards/") for rel in content)
