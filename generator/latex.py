@@ -8,7 +8,7 @@ import re
 import unicodedata
 
 from .ir import Card, Expr, Group, Set, Step
-from .render import LEVEL, Printer, signature
+from .render import LEVEL, Printer, _next
 
 GREEK = {
     "α": r"\alpha", "β": r"\beta", "γ": r"\gamma", "δ": r"\delta", "ε": r"\varepsilon",
@@ -53,6 +53,21 @@ def tex_name(text: str) -> str:
     if subs:
         out += "_{" + ",".join(tex_script(v) for v in subs) + "}"
     return out
+
+
+def tex_callee(fname: str) -> str:
+    """A called function or card, upright; a word_word name (layer_norm) is
+    one word, not a subscript."""
+    if fname in FUNCS or re.fullmatch(r"[A-Za-z][A-Za-z0-9]+(_[A-Za-z0-9]+)+", fname):
+        return r"\mathrm{" + fname.replace("_", r"\_") + "}"
+    return tex_name(fname)
+
+
+def tex_signature(card: Card) -> str:
+    """The box title: outputs ← name(inputs | parameters), as LaTeX math."""
+    bar = r" \mid " + ", ".join(map(tex_name, card.bar)) if card.bar else ""
+    return (", ".join(map(tex_name, card.outputs)) + r" \leftarrow " + tex_callee(card.name)
+            + r"\left(" + ", ".join(map(tex_name, card.inputs)) + bar + r"\right)")
 
 
 def tex_script(v: str) -> str:
@@ -121,7 +136,7 @@ class TexPrinter(Printer):
         fname, n_in = e.attr
         ins = ", ".join(self.show(a) for a in e.args[:n_in])
         bar = ", ".join(self.show(a) for a in e.args[n_in:])
-        head = tex_name(fname) if fname not in FUNCS else rf"\mathrm{{{fname}}}"
+        head = tex_callee(fname)
         return head + r"\left(" + ins + (r" \mid " if bar else "") + bar + r"\right)"
 
     def op_kwarg(self, e):
@@ -244,46 +259,39 @@ KW = {"for": r"\textbf{for}", "do": r"\textbf{do}", "end": r"\textbf{end}", "whi
 
 
 class TexSteps:
+    """Walks a card's steps and prints each as LaTeX math; a subclass lays the
+    lines out (``MdSteps``: a Markdown math array; texbox: algpseudocode)."""
+
     def __init__(self, claims):
         self.claims = claims
-        self.lines: list[str] = []
-        self.n = 0
 
-    def add(self, depth, body, note, numbered=True):
-        if numbered:
-            self.n += 1
-        num = str(self.n) if numbered else ""
-        pad = r"\quad " * depth
-        tail = rf" & \triangleright\ {note}" if note else " &"
-        self.lines.append(f"{num} & {pad}{body}{tail} \\\\")
-
-    def note(self, st: Step) -> str | None:
-        parts = []
-        c = self.claims.get(id(st))
-        if c is not None:
-            parts.append(tex_name(c.name) + r" \in " + tex_set(c.set))
-        if st.note:
-            parts.append(math_text(st.note))
-        return ";\\ ".join(parts) if parts else None
+    def steps(self, steps):
+        for st in steps:
+            self.step(st, 0)
+        return self
 
     def step(self, st: Step, depth: int):
         if st.kind == "remark":
-            self.add(depth, r"\triangleright\ " + math_text(st.note), None, False)
-            return
-        if st.kind in ("for", "while") and not st.inline:
-            if st.kind == "while":
-                head = rf"{KW['while']}\ {tex(st.cond)}\ {KW['do']}"
-            elif len(st.domain) == 2:
-                lo, hi = (tex(x) for x in st.domain)
-                head = rf"{KW['for']}\ {tex_name(st.var)} = {lo}, \ldots, {hi}\ {KW['do']}"
-            else:
-                head = rf"{KW['for']}\ {tex_name(st.var)} \in [{tex(st.domain[0])}]\ {KW['do']}"
-            self.add(depth, head, st.note)
+            self.remark(depth, st.note)
+        elif st.kind in ("for", "while") and not st.inline:
+            self.open(depth, st.kind, self.loop_cond(st), st.note)
             for s in st.body:
                 self.step(s, depth + 1)
-            self.add(depth, KW["end"], None)
-            return
-        self.add(depth, self.stmt(st), self.note(st))
+            self.close(depth, st.kind)
+        else:
+            c = self.claims.get(id(st))
+            claim = None if c is None else tex_name(c.name) + r" \in " + tex_set(c.set)
+            self.line(depth, self.stmt(st), claim, st.note)
+
+    def loop_cond(self, st: Step) -> str:
+        """What follows ``for`` or ``while``: ``l = 1, 2, \\ldots, L``, ``t \\in [\\ell]``, a condition."""
+        if st.kind == "while":
+            return tex(st.cond)
+        if len(st.domain) == 2:
+            lo, hi = st.domain
+            second = _next(lo)
+            return rf"{tex_name(st.var)} = {tex(lo)}, {second + ', ' if second else ''}\ldots, {tex(hi)}"
+        return rf"{tex_name(st.var)} \in [{tex(st.domain[0])}]"
 
     def stmt(self, st: Step) -> str:
         k = st.kind
@@ -302,17 +310,44 @@ class TexSteps:
         return rf"\forall {', '.join(tex_name(v) for v in st.vars)} :\ {self.stmt(st.body[0])}"
 
 
+class MdSteps(TexSteps):
+    """Rows of a ``rll`` math array: number, indented step, ▷ comment."""
+
+    def __init__(self, claims):
+        super().__init__(claims)
+        self.lines: list[str] = []
+        self.n = 0
+
+    def add(self, depth, body, note, numbered=True):
+        if numbered:
+            self.n += 1
+        num = str(self.n) if numbered else ""
+        pad = r"\quad " * depth
+        tail = rf" & \triangleright\ {note}" if note else " &"
+        self.lines.append(f"{num} & {pad}{body}{tail} \\\\")
+
+    def line(self, depth, body, claim, note):
+        parts = [claim] if claim else []
+        if note:
+            parts.append(math_text(note))
+        self.add(depth, body, ";\\ ".join(parts) if parts else None)
+
+    def open(self, depth, kind, cond, note):
+        self.line(depth, rf"{KW[kind]}\ {cond}\ {KW['do']}", None, note)
+
+    def remark(self, depth, note):
+        self.add(depth, r"\triangleright\ " + math_text(note), None, False)
+
+    def close(self, depth, kind):
+        self.add(depth, KW["end"], None)
+
+
 ROLE_MD = {"input": "Input", "output": "Output", "hyper": "Hyperparameters", "param": "Parameters"}
 
 
 def markdown(checked, count_line: str | None = None) -> str:
     card: Card = checked.card
-    sig = signature(card).split(" ← ")
-    outs, call = sig[0], sig[1]
-    fname, rest = call.split("(", 1)
-    head = (", ".join(tex_name(o.strip()) for o in outs.split(",")) + r" \leftarrow "
-            + rf"\mathrm{{{fname}}}\left(" + ", ".join(tex_name(x) for x in card.inputs)
-            + (r" \mid " + ", ".join(tex_name(x) for x in card.bar) if card.bar else "") + r"\right)")
+    head = tex_signature(card)
     out = [f"### Algorithm: $`{head}`$", ""]
     if card.purpose:
         out += [f"*{md_text(card.purpose)}*", ""]
@@ -323,8 +358,6 @@ def markdown(checked, count_line: str | None = None) -> str:
         out.append(f"**{ROLE_MD[d.role]}:** $`{tex_decl(d)}`${desc}  ")
     if count_line:
         out.append(md_text(count_line) + "  ")
-    steps = TexSteps(checked.claims)
-    for st in card.steps:
-        steps.step(st, 0)
+    steps = MdSteps(checked.claims).steps(card.steps)
     out += ["", "```math", r"\begin{array}{rll}", *steps.lines, r"\end{array}", "```", ""]
     return "\n".join(out)
