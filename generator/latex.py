@@ -71,6 +71,9 @@ def tex_signature(card: Card) -> str:
 
 
 def tex_script(v: str) -> str:
+    if re.search(r"[_^]", v):  # a braced script of names: x_{1:N_data}, e_{ℓ_z}
+        return "".join(tex_name(p) if p[:1].isalpha() else p.replace("−", "-")
+                       for p in re.split(r"([^\w′]+)", v) if p)
     s = "".join(GREEK.get(c, c) + (" " if c in GREEK and GREEK[c].startswith("\\") else "") for c in v)
     s = s.replace("−", "-").strip()
     return rf"\mathrm{{{s}}}" if re.fullmatch(r"[A-Za-z]{2,}[0-9]*", s) else s
