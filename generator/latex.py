@@ -70,13 +70,19 @@ def tex_signature(card: Card) -> str:
             + r"\left(" + ", ".join(map(tex_name, card.inputs)) + bar + r"\right)")
 
 
+# What a braced script (x_{…}) may hold besides names, as math: the grammar
+# lets it hold anything but braces, and x_{a%b} must not start a TeX comment.
+MATH_ESCAPE = {"\\": r"\backslash ", "%": r"\%", "$": r"\$", "#": r"\#", "&": r"\&", "_": r"\_",
+               "^": r"\hat{\ }", "~": r"\sim ", "−": "-"}
+
+
 def tex_script(v: str) -> str:
-    if re.search(r"[_^]", v):  # a braced script of names: x_{1:N_data}, e_{ℓ_z}
-        return "".join(tex_name(p) if p[:1].isalpha() else p.replace("−", "-")
-                       for p in re.split(r"([^\w′]+)", v) if p)
+    parts = [p for p in re.split(r"([^\w′]+)", v) if p]
+    if len(parts) > 1 or "_" in v:  # names and signs: x_{1:N_data}, e_{ℓ_z}, Y_{H−1}
+        return "".join(tex_name(p) if p[:1].isalpha() else "".join(MATH_ESCAPE.get(c, c) for c in p)
+                       for p in parts)
     s = "".join(GREEK.get(c, c) + (" " if c in GREEK and GREEK[c].startswith("\\") else "") for c in v)
-    s = s.replace("−", "-").strip()
-    return rf"\mathrm{{{s}}}" if re.fullmatch(r"[A-Za-z]{2,}[0-9]*", s) else s
+    return rf"\mathrm{{{s}}}" if re.fullmatch(r"[A-Za-z]{2,}[0-9]*", s) else s.strip()
 
 
 class TexPrinter(Printer):
@@ -193,7 +199,7 @@ def tex_set(s: Set | Group) -> str:
         if s.card is None:
             return r"\{" + ", ".join(tex_name(m) for m in s.members) + r"\}"
         binds = ", ".join(f"{tex_name(k)} = {tex_dim(v)}" for k, v in s.bindings)
-        return rf"\mathrm{{{s.card}}}" + (f"[{binds}]" if binds else "")
+        return tex_callee(s.card) + (f"[{binds}]" if binds else "")
     base = {"real": r"\mathbb{R}", "nat": r"\mathbb{N}", "integer": r"\mathbb{Z}",
             "boolean": r"\{0,1\}"}.get(s.kind)
     if s.kind == "span":

@@ -101,7 +101,7 @@ def test_standalone_needs_format_tex():
     assert r.exit_code == 1 and "--format tex" in r.output
 
 
-# Card text that would be TeX if it were pasted in as it is (a STRING unquotes \\ to \).
+# Card text and a name that would be TeX if pasted in as they are (a STRING unquotes \\ to \).
 EVIL = r"""algorithm y ← evil(x | ж)
   "}\\end{document} \\input{/etc/passwd} 100% $x$ # & _ ^ ~ {} <> | -- '' `` γ ∈ ℝ^T ⊙ 😀 é ŷ θ̂"
   convention rows, 0-based
@@ -109,7 +109,8 @@ EVIL = r"""algorithm y ← evil(x | ж)
   output y ∈ ℝ^{n}   "}\\end{algorithmic}\\end{algorithm}"
   hyper  n ∈ ℕ       "\\csname end\\endcsname \\def\\x{} ^^M"
   param  ж ∈ ℝ^{n}   "a Cyrillic name"
-  1 y ← x ⊙ ж        ▷ y ∈ ℝ^n; \end{document} % \input{/etc/passwd}
+  param  W_{\input /etc/passwd %$#&~^} ∈ ℝ^{n}  "a script may hold anything but braces"
+  1 y ← x ⊙ ж ⊙ W_{\input /etc/passwd %$#&~^}  ▷ y ∈ ℝ^n; \end{document} % \input{/etc/passwd}
   2 return y
 """
 
