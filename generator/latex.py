@@ -271,6 +271,8 @@ class TexSteps:
     """Walks a card's steps and prints each as LaTeX math; a subclass lays the
     lines out (``MdSteps``: a Markdown math array; texbox: algpseudocode)."""
 
+    kw = KW
+
     def __init__(self, claims):
         self.claims = claims
 
@@ -307,15 +309,15 @@ class TexSteps:
         if k == "assign":
             return f"{tex(st.target)} \\leftarrow {tex(st.value)}"
         if k == "if":
-            return rf"{KW['if']}\ {tex(st.cond)}\ {KW['then']}\ {self.stmt(st.body[0])}"
+            return rf"{self.kw['if']}\ {tex(st.cond)}\ {self.kw['then']}\ {self.stmt(st.body[0])}"
         if k == "sample":
             dist = rf"{tex_name(st.dist)} \propto " if st.dist else ""
             return rf"{tex(st.target)} \sim {dist}{tex(st.value)}"
         if k == "return":
             named = f"{tex(st.target)} = " if st.target is not None else ""
-            return rf"{KW['return']}\ {named}{tex(st.value)}"
+            return rf"{self.kw['return']}\ {named}{tex(st.value)}"
         if k == "for":
-            return rf"{KW['for']}\ {tex_name(st.var)} \in [{tex(st.domain[0])}] :\ {self.stmt(st.body[0])}"
+            return rf"{self.kw['for']}\ {tex_name(st.var)} \in [{tex(st.domain[0])}] :\ {self.stmt(st.body[0])}"
         return rf"\forall {', '.join(tex_name(v) for v in st.vars)} :\ {self.stmt(st.body[0])}"
 
 
@@ -342,13 +344,13 @@ class MdSteps(TexSteps):
         self.add(depth, body, ";\\ ".join(parts) if parts else None)
 
     def open(self, depth, kind, cond, note):
-        self.line(depth, rf"{KW[kind]}\ {cond}\ {KW['do']}", None, note)
+        self.line(depth, rf"{self.kw[kind]}\ {cond}\ {self.kw['do']}", None, note)
 
     def remark(self, depth, note):
         self.add(depth, r"\triangleright\ " + math_text(note), None, False)
 
     def close(self, depth, kind):
-        self.add(depth, KW["end"], None)
+        self.add(depth, self.kw["end"], None)
 
 
 ROLE_MD = {"input": "Input", "output": "Output", "hyper": "Hyperparameters", "param": "Parameters"}

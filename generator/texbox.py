@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from .latex import GREEK, ROLE_MD, TexSteps, tex_decl, tex_signature
+from .latex import GREEK, KW, ROLE_MD, TexSteps, tex_decl, tex_signature
 
 PACKAGES = r"\usepackage{algorithm,algpseudocode,amsmath,amssymb}"
 COLON = r"\usepackage{caption}\captionsetup[ruled]{labelsep=colon}"  # "Algorithm 1:", as the paper
@@ -96,6 +96,8 @@ def tex_math(s: str) -> str:
 class BoxSteps(TexSteps):
     """Steps as algpseudocode lines; ``algorithmic`` numbers them (``end`` too,
     as the text render does)."""
+
+    kw = {k: rf"\algorithmic{k}" for k in KW}  # the package's keywords, as the user set them
 
     def __init__(self, claims):
         super().__init__(claims)

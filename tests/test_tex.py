@@ -91,7 +91,7 @@ def test_box_reads_like_the_paper():
                  r"  \State $e \leftarrow \mathrm{GPT2Block}\left(e \mid \theta_{\ell}\right)$ "
                  r"\Comment{$e \in \mathbb{R}^{T \times D}$}",
                  r"\EndFor",
-                 r"\State $\textbf{return}\ P = e \cdot {W_{e}}^{\top}$ \Comment{$P \in \mathbb{R}^{T \times V}$}"]:
+                 r"\State $\algorithmicreturn\ P = e \cdot {W_{e}}^{\top}$ \Comment{$P \in \mathbb{R}^{T \times V}$}"]:
         assert line in tex.splitlines(), line
     assert tex.isascii()
 
