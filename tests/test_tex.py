@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from cardgen.check import Library
 from cardgen.cli import main
-from cardgen.texbox import tex_text
+from cardgen.report import param_count_line
+from cardgen.texbox import box, document, tex_text
 
 from .conftest import CARDS, ROOT
 
@@ -56,9 +58,12 @@ def problems(rc: int, log: str) -> str | None:
 
 @pytest.fixture(scope="module")
 def compiled(pdflatex, tmp_path_factory):
-    """Every card rendered --standalone, compiled in parallel: {stem: (exit code, log)}."""
+    """Every card as `render --format tex --standalone` prints it (one library
+    checks each card once), compiled in parallel: {stem: (exit code, log)}."""
     folder = tmp_path_factory.mktemp("tex")
-    texs = {p.stem: render(str(p), "--format", "tex", "--standalone") for p in CARDS}
+    lib = Library(folders=[str(ROOT / "cards")])
+    texs = {p.stem: document([box(ch, param_count_line(ch, lib, {}))])
+            for p in CARDS for ch in [lib.checked(p.stem)]}
     with ThreadPoolExecutor(os.cpu_count() or 2) as pool:
         done = {n: pool.submit(compile_tex, pdflatex, folder, n, t) for n, t in texs.items()}
         return {n: f.result() for n, f in done.items()}
