@@ -154,6 +154,8 @@ def render_cmd(card, fmt, standalone, full, sets, backward, memory):
     """Print a card as Phuong–Hutter pseudocode."""
     if standalone and fmt != "tex":
         raise CardError("--standalone makes a LaTeX document: use it with --format tex")
+    if fmt == "tex" and (backward or memory):
+        raise CardError("--backward and --memory print text; --format tex renders the card itself")
     values = parse_sets(sets)
     lib = library_for(card)
     c, checked = load(card, lib)

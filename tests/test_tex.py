@@ -101,9 +101,11 @@ def test_box_reads_like_the_paper():
     assert tex.isascii()
 
 
-def test_standalone_needs_format_tex():
+def test_options_that_do_not_go_with_tex_are_errors():
     r = CliRunner().invoke(main, ["render", "cards/GPT2.card", "--standalone"])
-    assert r.exit_code == 1 and "--format tex" in r.output
+    assert r.exit_code == 1 and "use it with --format tex" in r.output
+    r = CliRunner().invoke(main, ["render", "cards/GPT2.card", "--format", "tex", "--backward"])
+    assert r.exit_code == 1 and "--backward and --memory print text" in r.output
 
 
 # Card text and a name that would be TeX if pasted in as they are (a STRING unquotes \\ to \).
