@@ -35,13 +35,16 @@ MATH_UNICODE = GREEK | {
     "▷": r"\triangleright", "−": "-", "∗": "*", "⋆": r"\star", "∘": r"\circ", "±": r"\pm",
     "²": "^{2}", "³": "^{3}", "¹": "^{1}", "⟨": r"\langle", "⟩": r"\rangle", "∅": r"\emptyset",
     "∪": r"\cup", "∩": r"\cap", "⋃": r"\bigcup", "⊂": r"\subset", "⊆": r"\subseteq", "°": r"^{\circ}",
-    "∥": r"\|", "•": r"\bullet", "ε": r"\varepsilon", "ϵ": r"\epsilon", "ϕ": r"\phi", "θ": r"\theta",
+    "∥": r"\|", "•": r"\bullet", "ϵ": r"\epsilon", "ϕ": r"\phi",
 }
 # Combining marks: the text accent for a Latin letter, the math accent otherwise.
 ACCENT = {"\u0300": ("`", r"\grave"), "\u0301": ("'", r"\acute"), "\u0302": ("^", r"\hat"),
           "\u0303": ("~", r"\tilde"), "\u0304": ("=", r"\bar"), "\u0306": ("u", r"\breve"),
           "\u0307": (".", r"\dot"), "\u0308": ('"', r"\ddot"), "\u030c": ("v", r"\check"),
           "\u030a": ("r", r"\mathring"), "\u0327": ("c", None)}
+
+
+ENSURE = r"\ensuremath{"
 
 
 def unknown(ch: str) -> str:
@@ -60,15 +63,15 @@ def tex_text(s: str) -> str:
             text_acc, math_acc = ACCENT[ch]
             if latin[-1]:
                 out[-1] = rf"\{text_acc}{{{out[-1]}}}"
-            elif math_acc and out[-1].startswith(r"\ensuremath{"):
-                out[-1] = rf"\ensuremath{{{math_acc}{{{out[-1][12:-1]}}}}}"
+            elif math_acc and out[-1].startswith(ENSURE):
+                out[-1] = rf"{ENSURE}{math_acc}{{{out[-1].removeprefix(ENSURE)[:-1]}}}}}"
             else:
                 out.append(unknown(ch))
                 latin.append(False)
             continue
         if ch in TEXT_ESCAPE:
             piece = TEXT_ESCAPE[ch]
-        elif ch in "\n\r\t" or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Zs", "Zl", "Zp"):  # no \par, no ^^M
             piece = " "
         elif ch in "-'" and nxt == ch:  # no -- or '' ligature: the text says two characters
             piece = ch + "{}"
@@ -77,7 +80,7 @@ def tex_text(s: str) -> str:
         elif ch in TEXT_UNICODE:
             piece = TEXT_UNICODE[ch]
         elif ch in MATH_UNICODE:
-            piece = rf"\ensuremath{{{MATH_UNICODE[ch]}}}"
+            piece = rf"{ENSURE}{MATH_UNICODE[ch]}}}"
         else:
             piece = unknown(ch)
         out.append(piece)
