@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from .latex import GREEK, KW, ROLE_MD, TexSteps, tex_decl, tex_signature
+from .latex import KW, ROLE_MD, TEXT_SYMBOLS, TexSteps, tex_decl, tex_signature
 
 PACKAGES = r"\usepackage{algorithm,algpseudocode,amsmath,amssymb}"
 COLON = r"\usepackage{caption}\captionsetup[ruled]{labelsep=colon}"  # "Algorithm 1:", as the paper
@@ -24,18 +24,14 @@ TEXT_ESCAPE = {
 # textcomp's (TS1) symbols, which would need bitmap fonts made on the fly.
 TEXT_UNICODE = {"—": "---", "–": "--", "‘": "`", "’": "'", "“": "``", "”": "''", "…": r"\ldots{}",
                 "ß": r"{\ss}", "æ": r"{\ae}", "ø": r"{\o}", "ı": r"{\i}", "ł": r"{\l}"}
-# Symbols and letters only math mode has (in text: \ensuremath{…}).
-MATH_UNICODE = GREEK | {
-    "∈": r"\in", "∉": r"\notin", "ℝ": r"\mathbb{R}", "ℕ": r"\mathbb{N}", "ℤ": r"\mathbb{Z}",
-    "ℙ": r"\mathbb{P}", "×": r"\times", "·": r"\cdot", "⊤": r"\top", "ᵀ": r"^{\top}",
-    "←": r"\leftarrow", "→": r"\rightarrow", "↑": r"\uparrow", "↦": r"\mapsto", "∼": r"\sim",
-    "∝": r"\propto", "≤": r"\le", "≥": r"\ge", "≠": r"\ne", "≈": r"\approx", "≡": r"\equiv",
-    "≅": r"\cong", "√": r"\surd", "⊙": r"\odot", "⊗": r"\otimes", "⊕": r"\oplus", "∇": r"\nabla",
-    "∂": r"\partial", "∑": r"\sum", "∏": r"\prod", "∀": r"\forall", "∃": r"\exists", "¬": r"\neg",
-    "▷": r"\triangleright", "−": "-", "∗": "*", "⋆": r"\star", "∘": r"\circ", "±": r"\pm",
-    "²": "^{2}", "³": "^{3}", "¹": "^{1}", "⟨": r"\langle", "⟩": r"\rangle", "∅": r"\emptyset",
-    "∪": r"\cup", "∩": r"\cap", "⋃": r"\bigcup", "⊂": r"\subset", "⊆": r"\subseteq", "°": r"^{\circ}",
-    "∥": r"\|", "•": r"\bullet", "ϵ": r"\epsilon", "ϕ": r"\phi",
+# Symbols and letters only math mode has (in text: \ensuremath{…}): the ones
+# latex.py puts in formulas, and more a description may hold.
+MATH_UNICODE = TEXT_SYMBOLS | {
+    "′": "'", "∉": r"\notin", "ℙ": r"\mathbb{P}", "ᵀ": r"^{\top}", "↑": r"\uparrow", "↦": r"\mapsto",
+    "≈": r"\approx", "≅": r"\cong", "⊗": r"\otimes", "⊕": r"\oplus", "∂": r"\partial", "∏": r"\prod",
+    "∃": r"\exists", "∗": "*", "∘": r"\circ", "±": r"\pm", "³": "^{3}", "¹": "^{1}", "⟨": r"\langle",
+    "⟩": r"\rangle", "∅": r"\emptyset", "∪": r"\cup", "∩": r"\cap", "⋃": r"\bigcup", "⊂": r"\subset",
+    "⊆": r"\subseteq", "°": r"^{\circ}", "∥": r"\|", "•": r"\bullet", "ϵ": r"\epsilon", "ϕ": r"\phi",
 }
 # Combining marks: the text accent for a Latin letter, the math accent otherwise.
 ACCENT = {"\u0300": ("`", r"\grave"), "\u0301": ("'", r"\acute"), "\u0302": ("^", r"\hat"),
