@@ -139,7 +139,9 @@ def write_atomic(path: Path, text: str) -> None:
 
 @main.command("render")
 @click.argument("card")
-@click.option("--format", "fmt", type=click.Choice(["text", "md"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "md", "tex"]), default="text", show_default=True,
+              help="tex: LaTeX algorithm boxes (algorithm + algpseudocode) to paste into a document.")
+@click.option("--standalone", is_flag=True, help="With --format tex: a complete document for pdflatex.")
 @click.option("--full", is_flag=True, help="Append every sub-algorithm the card calls, once each.")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
               help="A hyperparameter value (repeatable); with values the parameter count is shown.")
@@ -148,8 +150,12 @@ def write_atomic(path: Path, text: str) -> None:
               help="List the activations the forward saves for the backward, with shapes and bytes "
                    "(--set B=… for the batch, default 1; --set dtype=float64 for 8-byte floats).")
 @guarded
-def render_cmd(card, fmt, full, sets, backward, memory):
+def render_cmd(card, fmt, standalone, full, sets, backward, memory):
     """Print a card as Phuong–Hutter pseudocode."""
+    if standalone and fmt != "tex":
+        raise CardError("--standalone makes a LaTeX document: use it with --format tex")
+    if fmt == "tex" and (backward or memory):
+        raise CardError("--backward and --memory print text; --format tex renders the card itself")
     values = parse_sets(sets)
     lib = library_for(card)
     c, checked = load(card, lib)
@@ -169,6 +175,10 @@ def render_cmd(card, fmt, full, sets, backward, memory):
     for ch in order:
         count = param_count_line(ch, lib, values)
         parts.append(render_card(ch, fmt, count))
+    if fmt == "tex":
+        from .texbox import document, fragment
+        click.echo((document if standalone else fragment)(parts), nl=False)
+        return
     sep = "\n" if fmt == "md" else "\n" + "─" * 72 + "\n\n"
     click.echo(sep.join(parts), nl=False)
 

@@ -29,7 +29,7 @@ from .cli import library_for, load
 from .derived import backward_text, memory_rows
 from .emit import module_source
 from .errors import CardError
-from .latex import TexSteps, tex_decl, tex_head
+from .latex import TexSteps, math_text, tex_decl, tex_signature
 from .lower import LoweringError, lower, wrapper_kind
 from .report import callees, param_count_line, values_for
 
@@ -40,22 +40,31 @@ ROLES = {"input": "Input", "output": "Output", "hyper": "Hyperparameters", "para
 
 
 class StepRows(TexSteps):
-    """The card's steps as TexSteps prints them, but one table row each
-    (number, depth, statement, ▷ claim as math, ▷ prose as text) instead of one
-    LaTeX array: prose in HTML wraps where a \\text{…} in a formula cannot."""
+    """The card's steps, one table row each (number, depth, statement as math,
+    ▷ claim as math, ▷ prose as text) instead of one LaTeX array: prose in HTML
+    wraps where a \\text{…} in a formula cannot."""
 
     def __init__(self, claims):
         super().__init__(claims)
         self.rows: list[tuple[str, int, str, str | None, str | None]] = []
+        self.n = 0
 
-    def note(self, st):
-        return (self.claim(st), st.note) if self.claim(st) or st.note else None
-
-    def add(self, depth, body, note, numbered=True):
+    def row(self, depth, body, claim=None, prose=None, numbered=True):
         if numbered:
             self.n += 1
-        claim, prose = note if isinstance(note, tuple) else (note, None)  # a loop's note comes as TeX
         self.rows.append((str(self.n) if numbered else "", depth, body, claim, prose))
+
+    def line(self, depth, body, claim, note):
+        self.row(depth, body, claim, note)
+
+    def open(self, depth, kind, cond, note):
+        self.row(depth, rf"{self.kw[kind]}\ {cond}\ {self.kw['do']}", None, note)
+
+    def remark(self, depth, note):
+        self.row(depth, r"\triangleright\ " + math_text(note), numbered=False)
+
+    def close(self, depth, kind):
+        self.row(depth, self.kw["end"])
 
 
 @dataclass
@@ -111,11 +120,9 @@ def card_context(page: Page, pages: dict[str, Page]) -> dict:
     for d in card.decls:  # the role once per run, as the paper's boxes do
         decls.append((ROLES[d.role] if d.role != last else "", tex_decl(d), d.desc))
         last = d.role
-    steps = StepRows(ch.claims)
-    for st in card.steps:
-        steps.step(st, 0)
+    steps = StepRows(ch.claims).steps(card.steps)
     ctx = dict(
-        page=page, head=tex_head(card), purpose=card.purpose, decls=decls, steps=steps.rows,
+        page=page, head=tex_signature(card), purpose=card.purpose, decls=decls, steps=steps.rows,
         convention=f"{card.convention.axes}, {card.convention.base}-based",
         count=param_count_line(ch, lib, {}), source=card.source,
         calls=[(n, href(n) if n in pages else None) for n in page.calls],
@@ -154,7 +161,7 @@ def book_files(files: list[Path]) -> dict[str, bytes]:
             out[f"{STATIC}/{p.relative_to(ASSETS).as_posix()}"] = p.read_bytes()
     out[f"{STATIC}/pygments.css"] = pygments_css().encode()
     order = sorted(pages, key=lambda n: (n.casefold(), n))
-    index = [dict(name=n, href=quote(pages[n].file), head=tex_head(pages[n].checked.card),
+    index = [dict(name=n, href=quote(pages[n].file), head=tex_signature(pages[n].checked.card),
                   purpose=pages[n].checked.card.purpose, kind=pages[n].kind, compiled=pages[n].compiled)
              for n in order]
     out["index.html"] = env.get_template("book_index.html.j2").render(

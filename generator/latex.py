@@ -8,7 +8,7 @@ import re
 import unicodedata
 
 from .ir import Card, Expr, Group, Set, Step
-from .render import LEVEL, Printer, signature
+from .render import LEVEL, Printer, _next
 
 GREEK = {
     "α": r"\alpha", "β": r"\beta", "γ": r"\gamma", "δ": r"\delta", "ε": r"\varepsilon",
@@ -55,12 +55,34 @@ def tex_name(text: str) -> str:
     return out
 
 
+def tex_callee(fname: str) -> str:
+    """A called function or card, upright; a word_word name (layer_norm) is
+    one word, not a subscript."""
+    if fname in FUNCS or re.fullmatch(r"[A-Za-z][A-Za-z0-9]+(_[A-Za-z0-9]+)+", fname):
+        return r"\mathrm{" + fname.replace("_", r"\_") + "}"
+    return tex_name(fname)
+
+
+def tex_signature(card: Card) -> str:
+    """The box title: outputs ← name(inputs | parameters), as LaTeX math."""
+    bar = r" \mid " + ", ".join(map(tex_name, card.bar)) if card.bar else ""
+    return (", ".join(map(tex_name, card.outputs)) + r" \leftarrow " + tex_callee(card.name)
+            + r"\left(" + ", ".join(map(tex_name, card.inputs)) + bar + r"\right)")
+
+
+# What a braced script (x_{…}) may hold besides names, as math: the grammar
+# lets it hold anything but braces, and x_{a%b} must not start a TeX comment.
+MATH_ESCAPE = {"\\": r"\backslash ", "%": r"\%", "$": r"\$", "#": r"\#", "&": r"\&", "_": r"\_",
+               "^": r"\hat{\ }", "~": r"\sim ", "−": "-"}
+
+
 def tex_script(v: str) -> str:
-    if "_" in v or "^" in v:  # a script with scripts of its own (1:N_data, ℓ_z): each name on its own
-        return re.sub(r"[^\s:,+\-−=()]+", lambda m: tex_name(m.group()), v)
+    parts = [p for p in re.split(r"([^\w′]+)", v) if p]
+    if len(parts) > 1 or "_" in v:  # names and signs: x_{1:N_data}, e_{ℓ_z}, Y_{H−1}
+        return "".join(tex_name(p) if p[:1].isalpha() else "".join(MATH_ESCAPE.get(c, c) for c in p)
+                       for p in parts)
     s = "".join(GREEK.get(c, c) + (" " if c in GREEK and GREEK[c].startswith("\\") else "") for c in v)
-    s = s.replace("−", "-").strip()
-    return rf"\mathrm{{{s}}}" if re.fullmatch(r"[A-Za-z]{2,}[0-9]*", s) else s
+    return rf"\mathrm{{{s}}}" if re.fullmatch(r"[A-Za-z]{2,}[0-9]*", s) else s.strip()
 
 
 class TexPrinter(Printer):
@@ -123,7 +145,7 @@ class TexPrinter(Printer):
         fname, n_in = e.attr
         ins = ", ".join(self.show(a) for a in e.args[:n_in])
         bar = ", ".join(self.show(a) for a in e.args[n_in:])
-        head = tex_name(fname) if fname not in FUNCS else rf"\mathrm{{{fname}}}"
+        head = tex_callee(fname)
         return head + r"\left(" + ins + (r" \mid " if bar else "") + bar + r"\right)"
 
     def op_kwarg(self, e):
@@ -177,7 +199,7 @@ def tex_set(s: Set | Group) -> str:
         if s.card is None:
             return r"\{" + ", ".join(tex_name(m) for m in s.members) + r"\}"
         binds = ", ".join(f"{tex_name(k)} = {tex_dim(v)}" for k, v in s.bindings)
-        return rf"\mathrm{{{s.card}}}" + (f"[{binds}]" if binds else "")
+        return tex_callee(s.card) + (f"[{binds}]" if binds else "")
     base = {"real": r"\mathbb{R}", "nat": r"\mathbb{N}", "integer": r"\mathbb{Z}",
             "boolean": r"\{0,1\}"}.get(s.kind)
     if s.kind == "span":
@@ -247,8 +269,64 @@ KW = {"for": r"\textbf{for}", "do": r"\textbf{do}", "end": r"\textbf{end}", "whi
 
 
 class TexSteps:
+    """Walks a card's steps and prints each as LaTeX math; a subclass lays the
+    lines out (``MdSteps``: a Markdown math array; texbox: algpseudocode)."""
+
+    kw = KW
+
     def __init__(self, claims):
         self.claims = claims
+
+    def steps(self, steps):
+        for st in steps:
+            self.step(st, 0)
+        return self
+
+    def step(self, st: Step, depth: int):
+        if st.kind == "remark":
+            self.remark(depth, st.note)
+        elif st.kind in ("for", "while") and not st.inline:
+            self.open(depth, st.kind, self.loop_cond(st), st.note)
+            for s in st.body:
+                self.step(s, depth + 1)
+            self.close(depth, st.kind)
+        else:
+            c = self.claims.get(id(st))
+            claim = None if c is None else tex_name(c.name) + r" \in " + tex_set(c.set)
+            self.line(depth, self.stmt(st), claim, st.note)
+
+    def loop_cond(self, st: Step) -> str:
+        """What follows ``for`` or ``while``: ``l = 1, 2, \\ldots, L``, ``t \\in [\\ell]``, a condition."""
+        if st.kind == "while":
+            return tex(st.cond)
+        if len(st.domain) == 2:
+            lo, hi = st.domain
+            second = _next(lo)
+            return rf"{tex_name(st.var)} = {tex(lo)}, {second + ', ' if second else ''}\ldots, {tex(hi)}"
+        return rf"{tex_name(st.var)} \in [{tex(st.domain[0])}]"
+
+    def stmt(self, st: Step) -> str:
+        k = st.kind
+        if k == "assign":
+            return f"{tex(st.target)} \\leftarrow {tex(st.value)}"
+        if k == "if":
+            return rf"{self.kw['if']}\ {tex(st.cond)}\ {self.kw['then']}\ {self.stmt(st.body[0])}"
+        if k == "sample":
+            dist = rf"{tex_name(st.dist)} \propto " if st.dist else ""
+            return rf"{tex(st.target)} \sim {dist}{tex(st.value)}"
+        if k == "return":
+            named = f"{tex(st.target)} = " if st.target is not None else ""
+            return rf"{self.kw['return']}\ {named}{tex(st.value)}"
+        if k == "for":
+            return rf"{self.kw['for']}\ {tex_name(st.var)} \in [{tex(st.domain[0])}] :\ {self.stmt(st.body[0])}"
+        return rf"\forall {', '.join(tex_name(v) for v in st.vars)} :\ {self.stmt(st.body[0])}"
+
+
+class MdSteps(TexSteps):
+    """Rows of a ``rll`` math array: number, indented step, ▷ comment."""
+
+    def __init__(self, claims):
+        super().__init__(claims)
         self.lines: list[str] = []
         self.n = 0
 
@@ -260,68 +338,29 @@ class TexSteps:
         tail = rf" & \triangleright\ {note}" if note else " &"
         self.lines.append(f"{num} & {pad}{body}{tail} \\\\")
 
-    def claim(self, st: Step) -> str | None:
-        """The shape the checker gives the step's target: ``e \\in \\mathbb{R}^{T \\times D}``."""
-        c = self.claims.get(id(st))
-        return None if c is None else tex_name(c.name) + r" \in " + tex_set(c.set)
+    def line(self, depth, body, claim, note):
+        parts = [claim] if claim else []
+        if note:
+            parts.append(math_text(note))
+        self.add(depth, body, ";\\ ".join(parts) if parts else None)
 
-    def note(self, st: Step) -> str | None:
-        parts = [self.claim(st)] if self.claim(st) else []
-        if st.note:
-            parts.append(math_text(st.note))
-        return ";\\ ".join(parts) if parts else None
+    def open(self, depth, kind, cond, note):
+        self.line(depth, rf"{self.kw[kind]}\ {cond}\ {self.kw['do']}", None, note)
 
-    def step(self, st: Step, depth: int):
-        if st.kind == "remark":
-            self.add(depth, r"\triangleright\ " + math_text(st.note), None, False)
-            return
-        if st.kind in ("for", "while") and not st.inline:
-            if st.kind == "while":
-                head = rf"{KW['while']}\ {tex(st.cond)}\ {KW['do']}"
-            elif len(st.domain) == 2:
-                lo, hi = (tex(x) for x in st.domain)
-                head = rf"{KW['for']}\ {tex_name(st.var)} = {lo}, \ldots, {hi}\ {KW['do']}"
-            else:
-                head = rf"{KW['for']}\ {tex_name(st.var)} \in [{tex(st.domain[0])}]\ {KW['do']}"
-            self.add(depth, head, math_text(st.note) if st.note else None)
-            for s in st.body:
-                self.step(s, depth + 1)
-            self.add(depth, KW["end"], None)
-            return
-        self.add(depth, self.stmt(st), self.note(st))
+    def remark(self, depth, note):
+        self.add(depth, r"\triangleright\ " + math_text(note), None, False)
 
-    def stmt(self, st: Step) -> str:
-        k = st.kind
-        if k == "assign":
-            return f"{tex(st.target)} \\leftarrow {tex(st.value)}"
-        if k == "if":
-            return rf"{KW['if']}\ {tex(st.cond)}\ {KW['then']}\ {self.stmt(st.body[0])}"
-        if k == "sample":
-            dist = rf"{tex_name(st.dist)} \propto " if st.dist else ""
-            return rf"{tex(st.target)} \sim {dist}{tex(st.value)}"
-        if k == "return":
-            named = f"{tex(st.target)} = " if st.target is not None else ""
-            return rf"{KW['return']}\ {named}{tex(st.value)}"
-        if k == "for":
-            return rf"{KW['for']}\ {tex_name(st.var)} \in [{tex(st.domain[0])}] :\ {self.stmt(st.body[0])}"
-        return rf"\forall {', '.join(tex_name(v) for v in st.vars)} :\ {self.stmt(st.body[0])}"
+    def close(self, depth, kind):
+        self.add(depth, self.kw["end"], None)
 
 
 ROLE_MD = {"input": "Input", "output": "Output", "hyper": "Hyperparameters", "param": "Parameters"}
 
 
-def tex_head(card: Card) -> str:
-    """The card's first line as math: ``P \\leftarrow \\mathrm{GPT2}(x, … \\mid θ)``."""
-    outs, call = signature(card).split(" ← ")[:2]
-    fname = call.split("(", 1)[0].replace("_", r"\_")  # layer_norm is one word, not layer with a subscript
-    return (", ".join(tex_name(o.strip()) for o in outs.split(",")) + r" \leftarrow "
-            + rf"\mathrm{{{fname}}}\left(" + ", ".join(tex_name(x) for x in card.inputs)
-            + (r" \mid " + ", ".join(tex_name(x) for x in card.bar) if card.bar else "") + r"\right)")
-
-
 def markdown(checked, count_line: str | None = None) -> str:
     card: Card = checked.card
-    out = [f"### Algorithm: $`{tex_head(card)}`$", ""]
+    head = tex_signature(card)
+    out = [f"### Algorithm: $`{head}`$", ""]
     if card.purpose:
         out += [f"*{md_text(card.purpose)}*", ""]
     conv = card.convention
@@ -331,8 +370,6 @@ def markdown(checked, count_line: str | None = None) -> str:
         out.append(f"**{ROLE_MD[d.role]}:** $`{tex_decl(d)}`${desc}  ")
     if count_line:
         out.append(md_text(count_line) + "  ")
-    steps = TexSteps(checked.claims)
-    for st in card.steps:
-        steps.step(st, 0)
+    steps = MdSteps(checked.claims).steps(card.steps)
     out += ["", "```math", r"\begin{array}{rll}", *steps.lines, r"\end{array}", "```", ""]
     return "\n".join(out)

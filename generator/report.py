@@ -129,4 +129,7 @@ def _num(v) -> str:
 def render_card(checked: Checked, fmt: str, count_line: str | None) -> str:
     if fmt == "md":
         return markdown(checked, count_line)
+    if fmt == "tex":
+        from .texbox import box
+        return box(checked, count_line)
     return pseudocode(checked.card, checked.claims, count_line)
