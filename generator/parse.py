@@ -537,7 +537,7 @@ def _stray_end(tok, text: str) -> CardError | None:
     """`end` with no loop open reads as a name; say what it is."""
     if tok.type != "_NL" or not text:
         return None
-    lines = text.splitlines()
+    lines = text.split("\n")  # as Lark counts lines
     ln = tok.line
     if not 0 < ln <= len(lines):
         return None

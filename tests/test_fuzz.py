@@ -8,8 +8,8 @@ column ≥ 1: never another exception, never a RecursionError, and never more
 than a second.  Random bytes read with ``parse_file``, and ``cardgen check`` on
 mutated cards, likewise.
 
-Minimal reproductions of what the fuzzing found are kept at the end of the
-file as strict xfails, one per bug, until the bug is fixed.
+What the fuzzing found is kept at the end of the file, one regression test
+per bug with its minimal reproduction (a strict xfail until it is fixed).
 """
 
 from __future__ import annotations
@@ -318,7 +318,7 @@ def test_cli_check_on_a_mutated_card_exits_0_or_1(card, data):
         assert ": error: " in result.output, result.output
 
 
-# ------------------------------------------- minimal reproductions (xfail)
+# ------------------------------------------- what the fuzzing found
 @contextlib.contextmanager
 def time_limit(seconds: float):
     """Interrupt the block with TimeoutError after ``seconds`` (SIGALRM), so a
@@ -347,6 +347,20 @@ def time_limit(seconds: float):
 
 def card(*lines: str) -> str:
     return "\n".join(lines) + "\n"
+
+
+def card_error(text: str) -> CardError:
+    """The CardError that parsing and checking ``text`` raises, within LIMIT,
+    once its message has rendered."""
+    with cardgen_recursion_limit(), time_limit(LIMIT), pytest.raises(CardError) as info:
+        check(parse(text, "f.card"), Library(folders=[CARDS_DIR]))
+    shown = str(info.value)
+    assert shown.startswith(f"f.card:{info.value.line}:{info.value.col}: error: "), shown
+    return info.value
+
+
+def at(err: CardError) -> tuple[int, int]:
+    return err.line, err.col
 
 
 @pytest.mark.xfail(strict=True, raises=ValueError,
@@ -441,14 +455,29 @@ def test_cli_on_the_broadcast_claim_card(tmp_path):
     assert_clean_exit(cardgen_check(path))
 
 
-@pytest.mark.xfail(strict=True,
-                   reason="CardError.__str__ numbers lines with str.splitlines, which also splits at "
-                          "U+2028, \\x0b, \\x0c, \\x1c–\\x1e, \\x85, U+2029 and a lone \\r; Lark counts only "
-                          "\\n, so after such a character in a description the message shows the wrong line")
 def test_error_message_shows_the_line_it_names():
-    text = card("algorithm y ← f(x)", '  "a purpose\u2028with a line separator"', "  input x ∈ ℝ",
-                "  output y ∈ ℝ", "  1 return y = x + z")
-    with pytest.raises(CardError) as info:
-        check(parse(text, "f.card"), Library())
-    assert info.value.line == 5
-    assert "return y = x + z" in str(info.value)
+    """CardError.__str__ numbered lines with str.splitlines, which also splits
+    at U+2028, \\x0b, \\x0c, \\x1c–\\x1e, \\x85, U+2029 and a lone \\r; Lark
+    counts only \\n, so after such a character the message showed the wrong line."""
+    for odd in "\u2028\u2029\x0b\x0c\x1c\x85\r":
+        text = card("algorithm y ← f(x)", f'  "a purpose{odd}with a line separator"', "  input x ∈ ℝ",
+                    "  output y ∈ ℝ", "  1 return y = x + z")
+        err = card_error(text)
+        assert at(err) == (5, 20), repr(odd)
+        assert str(err).split("\n")[1] == "    1 return y = x + z", repr(odd)
+
+
+def test_caret_is_under_the_column_after_odd_characters():
+    """Lark counts a column per character; the shown line keeps one printable
+    character per character (a control character or a line separator shows
+    as �), so the caret stays under the offending text."""
+    err = card_error(card("algorithm y ← f(x)", '  "a\u2028\x0c\x85\u200b\tpurpose" z', "  input x ∈ ℝ"))
+    assert at(err) == (2, 19), str(err)
+    shown, caret = str(err).split("\n")[1:3]
+    assert shown == '    "a\ufffd\ufffd\ufffd\ufffd purpose" z'
+    assert caret == "  " + " " * 18 + "^", str(err)
+    err = card_error(card("algorithm y ← f(x)", "  input x ∈ ℝ", "  output y ∈ ℝ", "  1 return y = x\x0b + z"))
+    assert at(err) == (4, 17), str(err)
+    shown, caret = str(err).split("\n")[1:3]
+    assert shown == "    1 return y = x\ufffd + z"
+    assert caret.index("^") == shown.index("\ufffd"), str(err)
