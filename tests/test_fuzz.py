@@ -25,7 +25,6 @@ import time
 import traceback
 from pathlib import Path
 
-import lark
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, event, given, note, settings, target
@@ -35,7 +34,7 @@ from hypothesis.control import currently_in_test_context
 from cardgen import CardError, parse, parse_file
 from cardgen.check import Library, check
 from cardgen.cli import main
-from cardgen.parse import MAX_DEPTH
+from cardgen.parse import MAX_BYTES, MAX_DEPTH, MAX_NUMBER
 from cardgen.shapes import MAX_TERMS
 
 from .conftest import CARDS, ROOT
@@ -367,12 +366,32 @@ def at(err: CardError) -> tuple[int, int]:
     return err.line, err.col
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="check.x_num calls int() on a literal of more than 4,300 digits: Python's "
-                          "int/str conversion limit raises ValueError")
 def test_integer_literal_over_4300_digits():
+    """Python's int() refuses more than 4,300 digits (ValueError); the parser
+    refuses a number of more than MAX_NUMBER characters first."""
+    err = card_error(card("algorithm y ← f(x)", "  input x ∈ ℝ", "  output y ∈ ℝ",
+                          "  1 return y = x + 1" + "0" * 4300))
+    assert at(err) == (4, 20), str(err)
+    assert err.message == f"a number of 4,301 characters; numbers have at most {MAX_NUMBER}"
+    assert "hyperparameter" in err.hint
+
+
+def test_number_of_max_number_digits_checks():
     front_end(card("algorithm y ← f(x)", "  input x ∈ ℝ", "  output y ∈ ℝ",
-                   "  1 return y = x + 1" + "0" * 4300))
+                   "  1 return y = x + 1" + "0" * (MAX_NUMBER - 1)))
+
+
+@pytest.mark.parametrize("claim, what, message", [
+    ("y ∈ ℝ^{T×1" + "0" * 200 + "}", "1" + "0" * 200, "a number of 201 characters"),
+    ("y ∈ {0,2}^{T}", "{0,2}", "a two-element set must be {0,1}"),
+])
+def test_card_error_in_a_claim_is_reported_at_its_place(claim, what, message):
+    """A ▷ claim is parsed apart from its step, as if on line 1; a CardError
+    from it came out wrapped in two of Lark's VisitErrors."""
+    line = "  1 return y = x  ▷ " + claim
+    err = card_error(card("algorithm y ← f(x)", "  input x ∈ ℝ^{T}", "  output y ∈ ℝ^{T}", line))
+    assert at(err) == (4, line.index(what) + 1), str(err)
+    assert message in err.message
 
 
 def test_dimension_with_a_coefficient_over_100_digits():
@@ -392,6 +411,17 @@ def test_broadcast_dimension_in_a_claim_mismatch():
                           "  param  b ∈ ℝ^{D}", "  1 Z ← b 1^⊤  ▷ Z ∈ ℝ^{D}", "  2 return Y = X"))
     assert at(err) == (5, 16), str(err)
     assert err.message == "the comment claims Z ∈ ℝ^D but this step computes ℝ^{D×*}"
+
+
+def test_cli_on_the_broadcast_claim_card(tmp_path):
+    """It was exit code 2, "internal error"."""
+    path = tmp_path / "f.card"
+    path.write_text(card("algorithm Y ← f(X | b)", "  input  X ∈ ℝ^{D×T}", "  output Y ∈ ℝ^{D×T}",
+                         "  param  b ∈ ℝ^{D}", "  1 Z ← b 1^⊤  ▷ Z ∈ ℝ^{D}", "  2 return Y = X"), "utf-8")
+    result = cardgen_check(path)
+    assert_clean_exit(result)
+    assert result.exit_code == 1
+    assert f"{path}:5:16: error: the comment claims Z" in result.output
 
 
 def test_empty_slice_with_a_symbolic_length():
@@ -444,13 +474,19 @@ def test_long_dimension_in_an_error_message_is_cut_short():
                            f"ℝ^{{A0+A1+A10+A11+A12+A13+A14+… ({MAX_TERMS - 1} terms)}}")
 
 
-@pytest.mark.xfail(strict=True, raises=lark.exceptions.VisitError,
-                   reason="a ▷ claim is parsed on its own and escapes parse._check_depth (MAX_DEPTH): a "
-                          "claim 10,000 levels deep makes parse._relined recurse too deeply (a "
-                          "RecursionError inside lark's VisitError); 2,001–6,000 levels are accepted")
 def test_claim_nested_deeper_than_max_depth():
+    """A ▷ claim is parsed on its own and escaped the MAX_DEPTH check: 10,000
+    levels made parse._relined recurse too deeply (RecursionError in a
+    VisitError).  2,500 fit in MAX_BYTES."""
+    line = "  1 return y = x  ▷ y ∈ ℝ^{T" + "+0" * 2_500 + "}"
+    err = card_error(card("algorithm y ← f(x)", "  input x ∈ ℝ^{T}", "  output y ∈ ℝ^{T}", line))
+    assert err.line == 4 and 28 < err.col < len(line), str(err)
+    assert err.message == f"the expression is nested more than {MAX_DEPTH} levels deep"
+
+
+def test_claim_nested_1000_levels_checks():
     front_end(card("algorithm y ← f(x)", "  input x ∈ ℝ^{T}", "  output y ∈ ℝ^{T}",
-                   "  1 return y = x  ▷ y ∈ ℝ^{T" + "+0" * 10_000 + "}"))
+                   "  1 return y = x  ▷ y ∈ ℝ^{T" + "+0" * 1000 + "}"))
 
 
 def test_product_of_sums_in_a_shape_is_refused_in_time():
@@ -463,24 +499,28 @@ def test_product_of_sums_in_a_shape_is_refused_in_time():
     assert "more than 100 terms" in err.message
 
 
-@pytest.mark.xfail(strict=True, raises=(TimeoutError, AssertionError),
-                   reason="the front end handles about 60 KB a second (Lark parses the whole file before "
-                          "the depth check), and MAX_BYTES allows 1,000,000 characters: ~15 s")
-def test_card_just_under_max_bytes_is_answered_in_time():
+@pytest.mark.parametrize("shape", ["sum", "steps", "claims"])
+def test_card_just_under_max_bytes_is_answered_in_time(shape):
+    """The front end reads about 50,000 characters a second; MAX_BYTES was
+    1,000,000 (17.5 s for a card of 1 MB)."""
+    head = ["algorithm y ← f(x)", "  input x ∈ ℝ^{T}", "  output y ∈ ℝ^{T}"]
+    room = MAX_BYTES - len(card(*head)) - 100
+    if shape == "sum":  # refused after parsing: nested more than MAX_DEPTH
+        body = ["  1 return y = " + "x+" * (room // 2) + "x"]
+    else:
+        step = "  1 a ← x + 1 ⊙ x" if shape == "steps" else "  1 a ← x  ▷ a ∈ ℝ^{T}"
+        body = [step] * (room // (len(step) + 1)) + ["  2 return y = x"]
+    text = card(*head, *body)
+    assert MAX_BYTES - 150 < len(text) <= MAX_BYTES
     with time_limit(LIMIT):
-        front_end(card("algorithm y ← f(x)", "  input x ∈ ℝ", "  output y ∈ ℝ",
-                       "  1 return y = " + "x+" * 495_000 + "x"))
+        front_end(text)
 
 
-def test_cli_on_the_broadcast_claim_card(tmp_path):
-    """It was exit code 2, "internal error"."""
-    path = tmp_path / "f.card"
-    path.write_text(card("algorithm Y ← f(X | b)", "  input  X ∈ ℝ^{D×T}", "  output Y ∈ ℝ^{D×T}",
-                         "  param  b ∈ ℝ^{D}", "  1 Z ← b 1^⊤  ▷ Z ∈ ℝ^{D}", "  2 return Y = X"), "utf-8")
-    result = cardgen_check(path)
-    assert_clean_exit(result)
-    assert result.exit_code == 1
-    assert f"{path}:5:16: error: the comment claims Z" in result.output
+def test_card_over_max_bytes_is_refused_at_the_limit():
+    text = card("algorithm y ← f(x)", "  input x ∈ ℝ", "  output y ∈ ℝ", "  1 return y = x  ▷ " + "x" * MAX_BYTES)
+    err = card_error(text)
+    assert at(err) == (4, MAX_BYTES + 1 - len(card("algorithm y ← f(x)", "  input x ∈ ℝ", "  output y ∈ ℝ")))
+    assert err.message == f"the file is {len(text):,} characters; cards are at most {MAX_BYTES:,}"
 
 
 def test_error_message_shows_the_line_it_names():
