@@ -94,7 +94,7 @@ class Poly:
         return [s for s in self.symbols() if s.startswith("?")]
 
     def subst(self, env: dict[str, Poly]) -> Poly:
-        if not any(s in env for s in self.symbols()):
+        if not any(s in env for m, _ in self.terms for s, _ in m):  # the common case, kept cheap
             return self
         out = Poly.const(0)
         for m, c in self.terms:
