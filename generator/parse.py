@@ -599,12 +599,8 @@ def parse(text: str, path: str = "<card>") -> Card:
 
 
 def _parse(text: str, path: str) -> Card:
-    if len(text) > MAX_BYTES:  # placed where the limit is passed
-        ln = text.count("\n", 0, MAX_BYTES) + 1
-        col = MAX_BYTES - (text.rfind("\n", 0, MAX_BYTES) + 1) + 1
-        raise CardError(f"the file is {len(text):,} characters; cards are at most {MAX_BYTES:,}",
-                        Pos(ln, col, ln, col + 1),
-                        hint="split it into cards that call each other: `y ← Name(x | θ)`")
+    if len(text) > MAX_BYTES:
+        raise _too_large(text, f"{len(text):,} characters")
     if "\x00" in text:
         at = text.index("\x00")
         ln = text.count("\n", 0, at) + 1
@@ -644,6 +640,15 @@ def _to_ir(tree):
         raise
 
 
+def _too_large(text: str, size: str) -> CardError:
+    """The file is ``size``: an error placed where the limit is passed."""
+    ln = text.count("\n", 0, MAX_BYTES) + 1
+    col = MAX_BYTES - (text.rfind("\n", 0, MAX_BYTES) + 1) + 1
+    return CardError(f"the file is {size}; cards are at most {MAX_BYTES:,} characters",
+                     Pos(ln, col, ln, col + 1),
+                     hint="split it into cards that call each other: `y ← Name(x | θ)`")
+
+
 def _check_depth(tree) -> None:
     """Refuse a parse tree too deep for the stages after parsing, which recurse."""
     stack = [(tree, 1)]
@@ -668,10 +673,15 @@ def parse_dim(text: str) -> Expr:
 def parse_file(path) -> Card:
     from pathlib import Path
     p = Path(path)
+    limit = 4 * MAX_BYTES + 3  # UTF-8 takes at most 4 bytes a character; and a BOM
     try:
-        data = p.read_bytes()
+        with p.open("rb") as f:
+            data = f.read(limit + 1)  # not all of a huge file, nor forever from /dev/zero
     except OSError as e:
         raise CardError(f"cannot read {p}: {e.strerror}", path=str(p)) from None
+    if len(data) > limit:
+        text = data.decode("utf-8", errors="replace")
+        raise _too_large(text, f"more than {limit:,} bytes").located(str(p), text)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:

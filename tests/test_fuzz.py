@@ -520,7 +520,23 @@ def test_card_over_max_bytes_is_refused_at_the_limit():
     text = card("algorithm y ← f(x)", "  input x ∈ ℝ", "  output y ∈ ℝ", "  1 return y = x  ▷ " + "x" * MAX_BYTES)
     err = card_error(text)
     assert at(err) == (4, MAX_BYTES + 1 - len(card("algorithm y ← f(x)", "  input x ∈ ℝ", "  output y ∈ ℝ")))
-    assert err.message == f"the file is {len(text):,} characters; cards are at most {MAX_BYTES:,}"
+    assert err.message == f"the file is {len(text):,} characters; cards are at most {MAX_BYTES:,} characters"
+
+
+@pytest.mark.parametrize("path", ["/dev/zero", "huge.card"])
+def test_parse_file_reads_no_more_than_a_card_can_hold(path, scratch):
+    """It read the whole file first: /dev/zero for ever, a huge file
+    into memory."""
+    if path == "huge.card":
+        path = scratch / path
+        with path.open("wb") as f:
+            f.truncate(2**27)  # 128 MB of NUL bytes, sparse: nothing is written
+    with time_limit(LIMIT), pytest.raises(CardError) as info:
+        parse_file(path)
+    assert info.value.message == f"the file is more than {4 * MAX_BYTES + 3:,} bytes; cards are at most " \
+                                 f"{MAX_BYTES:,} characters"
+    assert at(info.value) == (1, MAX_BYTES + 1)
+    assert str(info.value).startswith(f"{path}:1:{MAX_BYTES + 1}: error: ")
 
 
 def test_error_message_shows_the_line_it_names():
