@@ -9,6 +9,7 @@ other script is part of the name.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import re
 from dataclasses import dataclass, field, replace
@@ -17,8 +18,8 @@ from . import ir
 from .errors import CardError
 from .ir import Card, Claim, Decl, Expr, Group, Set, Step
 from .render import expr_text, set_text
-from .shapes import Poly, poly_text
-from .types import BROADCAST, INTEGRAL, NAT, REAL, Type, numeric_join, shape_text, to_set
+from .shapes import Poly, TooLargeError, poly_brief
+from .types import BROADCAST, INTEGRAL, NAT, REAL, Type, numeric_join, to_set, type_text
 
 ELEMENTWISE = ("exp", "log", "tanh", "GELU", "ReLU", "SiLU", "σ", "sqrt", "abs", "sin", "cos")
 BUILTINS = {**{f: "elementwise" for f in ELEMENTWISE},
@@ -146,6 +147,15 @@ class Checker:
     def err(self, msg: str, node=None, hint: str | None = None):
         raise CardError(msg, getattr(node, "pos", None), hint)
 
+    @contextlib.contextmanager
+    def sizes_at(self, node):
+        """Report a dimension past the bounds of shapes.Poly at ``node``."""
+        try:
+            yield
+        except TooLargeError as big:
+            self.err(f"this dimension is too large to check: {big}", node,
+                     hint="cardgen multiplies dimensions out; name a large one: `hyper K ∈ ℕ`")
+
     def fresh(self, stem: str = "n") -> Poly:
         self.fresh_n += 1
         return Poly.sym(f"?{stem}{self.fresh_n}")
@@ -159,9 +169,12 @@ class Checker:
         return p
 
     def rtype(self, t: Type) -> Type:
-        return replace(t, shape=tuple(d if d == BROADCAST else self.res(d) for d in t.shape),
-                       bounds=tuple(self.res(b) for b in t.bounds),
-                       value=self.res(t.value) if t.value is not None else None)
+        shape = tuple(d if d == BROADCAST else self.res(d) for d in t.shape)
+        bounds = tuple(self.res(b) for b in t.bounds)
+        value = self.res(t.value) if t.value is not None else None
+        if shape == t.shape and bounds == t.bounds and value == t.value:
+            return t  # most types: dataclasses.replace was a fifth of checking
+        return replace(t, shape=shape, bounds=bounds, value=value)
 
     def unify(self, a: Poly, b: Poly) -> bool:
         if a == BROADCAST or b == BROADCAST:
@@ -188,9 +201,8 @@ class Checker:
         if t.kind in ("group", "func"):
             return {"group": "a parameter group", "func": "a function"}[t.kind]
         if any(s.startswith("?") for d in t.shape for s in d.symbols()):
-            base = {"real": "ℝ", "boolean": "{0,1}"}.get(t.kind, "ℤ")
-            return base + ("^{" + shape_text(t.shape) + "}" if t.shape else "")
-        return set_text(to_set(t))
+            t = Type({"real": "real", "boolean": "boolean"}.get(t.kind, "integer"), t.shape)
+        return type_text(t)
 
     def near(self, name: str, pool) -> str | None:
         close = difflib.get_close_matches(name, list(pool), n=1, cutoff=0.6)
@@ -214,10 +226,11 @@ class Checker:
                     if n not in self.produced:
                         self.err(f"output {n} is never computed", d,
                                  hint=f"end with `return {n} = …`")
-        for b in self.env.values():  # what unification learned, written into every type
-            b.type = self.rtype(b.type)
-            b.over = tuple(self.res(o) for o in b.over)
-        self.types = {k: self.rtype(t) for k, t in self.types.items()}
+        with self.sizes_at(self.card):
+            for b in self.env.values():  # what unification learned, written into every type
+                b.type = self.rtype(b.type)
+                b.over = tuple(self.res(o) for o in b.over)
+            self.types = {k: self.rtype(t) for k, t in self.types.items()}
         symbols = tuple(n for n, b in self.env.items() if b.role in ("hyper", "dim") and b.type.value)
         return Checked(self.card, self.env, self.types, self.claims, symbols)
 
@@ -283,6 +296,10 @@ class Checker:
         return join_name(base, [(k, "□" if v == var else v) for k, v in scripts])
 
     def check_default(self, d: Decl):
+        with self.sizes_at(d.default):
+            self.default_fits(d)
+
+    def default_fits(self, d: Decl):
         t = self.expr(d.default)
         for n in d.names:
             b = self.env[n]
@@ -297,6 +314,10 @@ class Checker:
                 self.broadcast(b.type, t, d.default, "give")
 
     def set_type(self, s: Set, d, new_dims: bool) -> Type:
+        with self.sizes_at(s):
+            return self.set_type_of(s, new_dims)
+
+    def set_type_of(self, s: Set, new_dims: bool) -> Type:
         bounds: tuple[Poly, ...] = ()
         if s.kind in ("span", "upto"):
             bounds = tuple(self.dim(b, new_dims=False) for b in s.bounds)
@@ -327,6 +348,10 @@ class Checker:
     def dim(self, e: Expr, new_dims: bool) -> Poly:
         """A dimension expression as a Poly; ``new_dims`` lets an input's
         shape introduce run-time lengths."""
+        with self.sizes_at(e):
+            return self.dim_poly(e, new_dims)
+
+    def dim_poly(self, e: Expr, new_dims: bool) -> Poly:
         op = e.op
         if op == "num":
             try:
@@ -462,18 +487,19 @@ class Checker:
             lo = self.res(first) - Poly.const(self.base)
             hi = self.res(first + count) - Poly.const(self.base) - self.res(extent)
             if (lo.constant or 0) < 0 or (hi.constant or 0) > 0:
-                last = poly_text(self.res(first + count - Poly.const(1)))
-                top = poly_text(self.res(extent - Poly.const(1 - self.base)))
-                self.err(f"{var} runs {poly_text(self.res(first))}…{last} but {text} exists only for "
+                last = poly_brief(self.res(first + count - Poly.const(1)))
+                top = poly_brief(self.res(extent - Poly.const(1 - self.base)))
+                self.err(f"{var} runs {poly_brief(self.res(first))}…{last} but {text} exists only for "
                          f"{var} = {self.base}…{top}", node,
-                         hint=f"loop with `for {var} ∈ [{poly_text(self.res(extent))}]`")
+                         hint=f"loop with `for {var} ∈ [{poly_brief(self.res(extent))}]`")
 
     # ---------------------------------------------------------- expressions
     def expr(self, e: Expr) -> Type:
         rule = getattr(self, "x_" + e.op, None)
         if rule is None:
             self.err(f"{expr_text(e)} cannot be used here", e)
-        t = self.rtype(rule(e))
+        with self.sizes_at(e):  # the innermost expression that grew a dimension too large
+            t = self.rtype(rule(e))
         self.types[id(e)] = t
         return t
 
@@ -553,7 +579,7 @@ class Checker:
                 elif len(sa) == len(sb) == 2 and self.unify_shapes(sa[::-1], sb):
                     hint = "the shapes match if one side is transposed (^⊤)"
                 self.err(f"cannot {verb} {self.show(a)} and {self.show(b)}: "
-                         f"{poly_text(self.res(da))} ≠ {poly_text(self.res(db))}", e, hint)
+                         f"{poly_brief(self.res(da))} ≠ {poly_brief(self.res(db))}", e, hint)
         return Type(a.kind, tuple(reversed(out)))
 
     def unify_shapes(self, sa, sb) -> bool:
@@ -585,7 +611,7 @@ class Checker:
             elif len(sa) >= 2 and self.unify_shapes([sa[-2]], [inner_b]):
                 hint = f"did you mean {expr_text(left)}^⊤?"
             self.err(f"cannot multiply {self.show(a)} by {self.show(b)}: "
-                     f"{poly_text(self.res(inner_a))} ≠ {poly_text(self.res(inner_b))}", e, hint)
+                     f"{poly_brief(self.res(inner_a))} ≠ {poly_brief(self.res(inner_b))}", e, hint)
         out = list(sa[:-1]) + (list(sb[-1:]) if len(sb) >= 2 else [])
         if len(sa) > 2 or len(sb) > 2:
             batch = self.broadcast(Type("real", sa[:-2]), Type("real", sb[:-2]), e, "multiply").shape
@@ -760,7 +786,7 @@ class Checker:
         if lo is None or hi is None:
             return self.fresh("slice")
         n = self.res(hi - lo + Poly.const(1 if self.base == 1 else 0))
-        if n.constant is not None and n.constant <= 0:
+        if all(c <= 0 for _, c in n.terms):  # ≤ 0 for any sizes and indices, which are ≥ 0: T : 0
             self.err(f"the slice {expr_text(s)} is empty: it ends before it starts", s,
                      hint="a slice a : b runs from a up to b" + (" (b included)" if self.base == 1
                                                                  else " (b excluded)"))
@@ -837,7 +863,7 @@ class Checker:
                 got = None
             if got is None or not self.unify(got, want):
                 self.err(f"the list must run over the whole family: its indices are "
-                         f"{poly_text(self.res(want_first))}…{poly_text(self.res(want_last))}", node)
+                         f"{poly_brief(self.res(want_first))}…{poly_brief(self.res(want_last))}", node)
         member = b.type
         types = [member] * 2
         t = self.join(types, e.attr, e)
@@ -969,7 +995,8 @@ class Checker:
             self.step(st)
 
     def step(self, st: Step):
-        getattr(self, "s_" + st.kind)(st)
+        with self.sizes_at(st):  # comparing shapes can grow one too (a difference)
+            getattr(self, "s_" + st.kind)(st)
 
     def s_remark(self, st):
         pass
@@ -1006,7 +1033,7 @@ class Checker:
             if t.kind in INTEGRAL and not t.shape and t.value is not None:
                 if text in self.pending:  # ℓ ← length(x) defines the output's ℓ
                     if not self.unify(Poly.sym(text), t.value):
-                        self.err(f"{text} is {poly_text(self.res(t.value))} here", st.value)
+                        self.err(f"{text} is {poly_brief(self.res(t.value))} here", st.value)
                     del self.pending[text]
                     self.claim(st, text, replace(t, value=Poly.sym(text)))
                     return
@@ -1235,8 +1262,8 @@ class _Instance:
         if isinstance(g, tuple) and len(g) == 2 and isinstance(g[1], tuple) and g[0] == self.callee.card.name:
             for k, v in g[1]:
                 if k in self.rename and not self.ch.unify(self.rename[k], v):
-                    self.ch.err(f"{k} of {g[0]} is bound to {poly_text(v)} but the call needs "
-                                f"{poly_text(self.ch.res(self.rename[k]))}", node)
+                    self.ch.err(f"{k} of {g[0]} is bound to {poly_brief(v)} but the call needs "
+                                f"{poly_brief(self.ch.res(self.rename[k]))}", node)
 
     def bar_arg(self, name: str, arg: Expr, call):
         cc = self.callee

@@ -104,7 +104,7 @@ def card_line_map(checked: Checked, lib: Library) -> dict[str, str]:
         if ch.card.name in seen:
             return
         seen.add(ch.card.name)
-        for i, text in enumerate(ch.card.source.splitlines(), start=1):
+        for i, text in enumerate(ch.card.source.split("\n"), start=1):
             out[f"{ch.card.name}:{i}"] = f"{ch.card.name} {text.strip()}" if ch is not checked \
                 else text.strip()
         from .report import callees
@@ -200,7 +200,8 @@ def locate_step(err: CardError, lib: Library) -> CardError:
     if card is None or not line.isdigit():
         return err
     ln = int(line)
-    text = card.source.splitlines()[ln - 1] if 0 < ln <= len(card.source.splitlines()) else ""
+    lines = card.source.split("\n")  # numbered as Lark numbers them
+    text = lines[ln - 1] if 0 < ln <= len(lines) else ""
     col = len(text) - len(text.lstrip()) + 1
     err.pos = Pos(ln, col, ln, len(text) + 1)
     err.path, err.source = card.path, card.source

@@ -35,9 +35,11 @@ class CardError(Exception):
             out = [f"cardgen: error: {self.message}"]
         else:
             out = [f"{self.path}:{self.line}:{self.col}: error: {self.message}"]
-        lines = self.source.splitlines()
+        lines = self.source.split("\n")  # as Lark counts lines (splitlines also splits at U+2028, \f, …)
         if self.pos and 0 < self.line <= len(lines):
-            text = lines[self.line - 1].replace("\t", " ")
+            # One printable character per column, so that the caret lands under the column.
+            text = "".join(c if c.isprintable() else " " if c == "\t" else "\ufffd"
+                           for c in lines[self.line - 1].removesuffix("\r"))
             col = self.col
             width = 1
             if self.pos.end_line == self.pos.line and self.pos.end_col > self.pos.col:

@@ -20,7 +20,13 @@ from .errors import CardError
 from .ir import Card, Claim, Convention, Decl, Expr, Group, Pos, Set, Step
 
 MAX_DEPTH = 2000  # parse trees deeper than this are refused (later stages recurse)
-MAX_BYTES = 1_000_000
+# Parsing and checking take about 20 µs of CPU a character (Lark is half of
+# it), so a card this long is answered in under half a second, under a second
+# on a busy machine; the longest card in cards/ has 4,136 characters.
+MAX_BYTES = 20_000
+# Python's int() refuses more than 4,300 digits, and no card needs a number of
+# more than a few; the cap also bounds the coefficients of a dimension.
+MAX_NUMBER = 100
 
 # Terminal names as a user would say them, for "expected …" messages.
 WORDS = {
@@ -115,7 +121,11 @@ class ToIR(Transformer_NonRecursive):
         return ir.name(str(c[0]), _pos_of(m))
 
     def num(self, m, c):
-        return ir.num(str(c[0]), _pos_of(m))
+        text = str(c[0])
+        if len(text) > MAX_NUMBER:
+            raise CardError(f"a number of {len(text):,} characters; numbers have at most {MAX_NUMBER}",
+                            _pos_of(m), hint="name a large size as a hyperparameter: `hyper K ∈ ℕ`")
+        return ir.num(text, _pos_of(m))
 
     def inf(self, m, c):
         return Expr("inf", (), None, _pos_of(m))
@@ -456,7 +466,13 @@ def _split_note(tok: Token) -> tuple[str | None, Claim | None]:
         tree = _parser().parse(" " * (offset - 1) + claim_text.rstrip(), start="claim_start")
     except lark.exceptions.LarkError:
         return text, None  # not a claim after all: free text such as "tokens in X"
-    name, st = ToIR().transform(tree)
+    try:
+        _check_depth(tree)
+        name, st = _to_ir(tree)
+    except CardError as e:  # parsed as one line: put it on the note's line
+        if e.pos is not None:
+            e.pos = Pos(tok.line, e.pos.col, tok.line, e.pos.end_col)
+        raise
     pos = Pos(tok.line, tok.column, tok.end_line, tok.end_column)
     return rest.strip() or None, Claim(name, _relined(st, tok.line), pos)
 
@@ -537,7 +553,7 @@ def _stray_end(tok, text: str) -> CardError | None:
     """`end` with no loop open reads as a name; say what it is."""
     if tok.type != "_NL" or not text:
         return None
-    lines = text.splitlines()
+    lines = text.split("\n")  # as Lark counts lines
     ln = tok.line
     if not 0 < ln <= len(lines):
         return None
@@ -584,7 +600,7 @@ def parse(text: str, path: str = "<card>") -> Card:
 
 def _parse(text: str, path: str) -> Card:
     if len(text) > MAX_BYTES:
-        raise CardError(f"the file is {len(text):,} characters; cards are at most {MAX_BYTES:,}")
+        raise _too_large(text, f"{len(text):,} characters")
     if "\x00" in text:
         at = text.index("\x00")
         ln = text.count("\n", 0, at) + 1
@@ -604,14 +620,33 @@ def _parse(text: str, path: str) -> Card:
             raise e.orig_exc from None
         raise _lark_error(e, text=text) from None
     _check_depth(tree)
-    try:
-        card = ToIR().transform(tree)
-    except lark.exceptions.VisitError as e:
-        if isinstance(e.orig_exc, CardError):
-            raise e.orig_exc from None
-        raise
+    card = _to_ir(tree)
     from dataclasses import replace
     return replace(card, path=path, source=text)
+
+
+def _to_ir(tree):
+    """ToIR on a tree; a CardError raised inside (a number too long, a loop
+    that does not count by one) comes out as itself, not in Lark's VisitError
+    (twice over for a claim: it is transformed inside its step)."""
+    try:
+        return ToIR().transform(tree)
+    except lark.exceptions.VisitError as e:
+        err = e
+        while isinstance(err, lark.exceptions.VisitError):
+            err = err.orig_exc
+        if isinstance(err, CardError):
+            raise err from None
+        raise
+
+
+def _too_large(text: str, size: str) -> CardError:
+    """The file is ``size``: an error placed where the limit is passed."""
+    ln = text.count("\n", 0, MAX_BYTES) + 1
+    col = MAX_BYTES - (text.rfind("\n", 0, MAX_BYTES) + 1) + 1
+    return CardError(f"the file is {size}; cards are at most {MAX_BYTES:,} characters",
+                     Pos(ln, col, ln, col + 1),
+                     hint="split it into cards that call each other: `y ← Name(x | θ)`")
 
 
 def _check_depth(tree) -> None:
@@ -632,16 +667,21 @@ def _check_depth(tree) -> None:
 @lru_cache(maxsize=4096)
 def parse_dim(text: str) -> Expr:
     """A dimension written as text (``3·D``, ``T − 1``) -> Expr."""
-    return ToIR().transform(_parser().parse(text, start="dim_start"))
+    return _to_ir(_parser().parse(text, start="dim_start"))
 
 
 def parse_file(path) -> Card:
     from pathlib import Path
     p = Path(path)
+    limit = 4 * MAX_BYTES + 3  # UTF-8 takes at most 4 bytes a character; and a BOM
     try:
-        data = p.read_bytes()
+        with p.open("rb") as f:
+            data = f.read(limit + 1)  # not all of a huge file, nor forever from /dev/zero
     except OSError as e:
         raise CardError(f"cannot read {p}: {e.strerror}", path=str(p)) from None
+    if len(data) > limit:
+        text = data.decode("utf-8", errors="replace")
+        raise _too_large(text, f"more than {limit:,} bytes").located(str(p), text)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -13,6 +13,17 @@ from fractions import Fraction
 
 Monomial = tuple[tuple[str, int], ...]
 
+# A card's dimensions have a few terms and small coefficients.  Bounds keep a
+# hostile one cheap: (A+…+H+1)^12 multiplied out has 125,970 terms, and a
+# coefficient of 4,300 digits or more cannot even be printed (str(int)).
+MAX_TERMS = 100  # terms of a dimension, and term pairs one product may form
+MAX_COEF = 10**100
+
+
+class TooLargeError(Exception):
+    """A dimension past MAX_TERMS or MAX_COEF; the checker reports it at the
+    expression that built it."""
+
 
 @dataclass(frozen=True)
 class Poly:
@@ -30,7 +41,12 @@ class Poly:
 
     @staticmethod
     def _make(acc: dict) -> Poly:
-        return Poly(tuple(sorted((m, c) for m, c in acc.items() if c)))
+        terms = tuple(sorted((m, c) for m, c in acc.items() if c))
+        if len(terms) > MAX_TERMS:
+            raise TooLargeError(f"it has more than {MAX_TERMS} terms")
+        if any(abs(c.numerator) > MAX_COEF or c.denominator > MAX_COEF for _, c in terms):
+            raise TooLargeError("a coefficient has more than 100 digits")
+        return Poly(terms)
 
     def __add__(self, other: Poly) -> Poly:
         acc = dict(self.terms)
@@ -45,6 +61,8 @@ class Poly:
         return self + (-other)
 
     def __mul__(self, other: Poly) -> Poly:
+        if len(self.terms) * len(other.terms) > MAX_TERMS:  # before the work, not after
+            raise TooLargeError(f"multiplied out it has more than {MAX_TERMS} terms")
         acc: dict = {}
         for m1, c1 in self.terms:
             for m2, c2 in other.terms:
@@ -76,7 +94,7 @@ class Poly:
         return [s for s in self.symbols() if s.startswith("?")]
 
     def subst(self, env: dict[str, Poly]) -> Poly:
-        if not any(s in env for s in self.symbols()):
+        if not any(s in env for m, _ in self.terms for s, _ in m):  # the common case, kept cheap
             return self
         out = Poly.const(0)
         for m, c in self.terms:
@@ -121,8 +139,30 @@ def _mono_text(m: Monomial) -> tuple[str, str]:
 
 def poly_text(p: Poly) -> str:
     """Card notation for a dimension: ``3·D``, ``D/H``, ``T − 1``."""
+    return "".join(_poly_parts(p))
+
+
+def poly_brief(p: Poly, width: int = 80) -> str:
+    """``poly_text`` for a message: the first terms of a long dimension and
+    how many there are."""
+    parts = _poly_parts(p)
+    text = "".join(parts)
+    if len(text) <= width:
+        return text
+    shown = parts[0]
+    for part in parts[1:]:
+        if len(shown) + len(part) > width // 2:
+            break
+        shown += part
+    if len(shown) > width // 2:  # one long term: D·D·D·…
+        shown = shown[:width // 2] + "…"
+    return f"{shown} + … ({len(parts)} terms)" if len(parts) > 1 else shown
+
+
+def _poly_parts(p: Poly) -> list[str]:
+    """The terms as text, each after the first with its sign: ``["T", " − 1"]``."""
     if not p.terms:
-        return "0"
+        return ["0"]
     parts = []
     for m, c in sorted(p.terms, key=lambda t: (len(t[0]) == 0, t[0])):
         num, den = _mono_text(m)
@@ -131,12 +171,11 @@ def poly_text(p: Poly) -> str:
         body = "·".join(x for x in (coef, num) if x) or "1"
         if den:
             body += "/" + (den if "·" not in den else f"({den})")
-        sign = "−" if c < 0 else "+"
-        parts.append((sign, body))
-    out = ("−" if parts[0][0] == "−" else "") + parts[0][1]
-    for sign, body in parts[1:]:
-        out += f" {sign} {body}"
-    return out
+        if not parts:
+            parts.append(("−" if c < 0 else "") + body)
+        else:
+            parts.append(f" {'−' if c < 0 else '+'} {body}")
+    return parts
 
 
 def _frac(f: Fraction) -> str:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from . import ir
-from .shapes import Poly, poly_text
+from .render import SET_BASE
+from .shapes import Poly, poly_brief, poly_text
 
 NUMERIC = ("real", "nat", "integer", "boolean", "span", "upto", "interval")
 INTEGRAL = ("nat", "integer", "span", "upto")
@@ -53,6 +54,34 @@ def numeric_join(a: Type, b: Type) -> str:
 
 def shape_text(shape) -> str:
     return "×".join(poly_text(d) if d != BROADCAST else "*" for d in shape)
+
+
+def type_text(t: Type) -> str:
+    """A value's type in card notation, for a message: what ``set_text(to_set(t))``
+    prints, but straight from the Polys, so that any shape can be shown (a
+    broadcast ⋆, a negative length, a long dimension cut short) and the text
+    is never parsed back."""
+    kind = t.kind if t.kind in NUMERIC else "real"
+    if kind == "interval":
+        kind = "real"
+    if kind in ("span", "upto") and not t.bounds:
+        kind = "nat"
+    if kind in SET_BASE:
+        base = SET_BASE[kind]
+    elif kind == "span":
+        base = "{" + _dim_text(t.bounds[0]) + ".." + _dim_text(t.bounds[1]) + "}"
+    else:
+        base = "[" + _dim_text(t.bounds[0]) + "]"
+    dims = [_dim_text(d) for d in t.shape]
+    if not dims:
+        return base
+    if len(dims) == 1 and len(dims[0]) == 1:
+        return f"{base}^{dims[0]}"
+    return base + "^{" + "×".join(dims) + "}"
+
+
+def _dim_text(p: Poly) -> str:
+    return "*" if p == BROADCAST else poly_brief(p).replace(" − ", "−").replace(" + ", "+")
 
 
 def set_text_of(t: Type) -> str:

@@ -25,6 +25,7 @@ import cardgen
 from cardgen import CardError
 from cardgen.check import Library, check
 from cardgen.cli import main
+from cardgen.parse import MAX_BYTES
 
 CARDS = Path(__file__).resolve().parent.parent / "cards"
 
@@ -116,9 +117,10 @@ PONG = ret_vector("pong", "ping(x)")
 SELFIE = ret_vector("selfie", "selfie(x)")
 DOUBLE_BROKEN = ret_vector("double", "2 ⊙ z")  # z is unknown: line 5, col 20
 
-LONG_SPACES = "  1 A ← X" + " " * 20_000 + "+ "  # then W_qq
+LONG_SPACES = "  1 A ← X" + " " * 10_000 + "+ "  # then W_qq
 # Where the parse tree passes parse.MAX_DEPTH (2000) levels, on these lines.
 DEEP_MINUS_COL, DEEP_CALL_COL = 2005, 4001
+TOO_LARGE_COL = MAX_BYTES + 1 - len(proj("1 A ← X"))  # the first character past the limit, on line 9
 LONG_SUM = "  1 A ← X" + " + X" * 1_000 + " + "  # a flat 4,000-character sum, then W_qq
 
 
@@ -296,7 +298,9 @@ CASES = [
       "byte 0xff is not UTF-8"),
     C("file-png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", 1, 1, "byte 0x89 is not UTF-8"),
     C("file-utf16", "algorithm Y ← f(X)\n".encode("utf-16"), 1, 1, "byte 0xff is not UTF-8"),
-    C("file-too-large", proj("1 A ← X", "▷ " + "x" * 1_000_001), 1, 1, "cards are at most 1,000,000"),
+    C("file-too-large", proj("1 A ← X", "▷ " + "x" * MAX_BYTES), 9, TOO_LARGE_COL,
+      (f"cards are at most {MAX_BYTES:,}", f"the file is {len(proj('1 A ← X', '▷ ' + 'x' * MAX_BYTES)):,}"),
+      hint="split it into cards"),
     C("deep-nesting-parens-are-harmless", proj("1 A ← " + "(" * 500 + "W_qq" + ")" * 500, "2 " + RET),
       8, 509, "unknown name W_qq"),
     C("deep-nesting-calls", proj("1 A ← " + "exp(" * 1500 + "X" + ")" * 1500, "2 " + RET),

@@ -8,8 +8,8 @@ column ≥ 1: never another exception, never a RecursionError, and never more
 than a second.  Random bytes read with ``parse_file``, and ``cardgen check`` on
 mutated cards, likewise.
 
-Minimal reproductions of what the fuzzing found are kept at the end of the
-file as strict xfails, one per bug, until the bug is fixed.
+What the fuzzing found is kept at the end of the file, one regression test
+per bug with its minimal reproduction (a strict xfail until it is fixed).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import time
 import traceback
 from pathlib import Path
 
-import lark
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, event, given, note, settings, target
@@ -35,13 +34,16 @@ from hypothesis.control import currently_in_test_context
 from cardgen import CardError, parse, parse_file
 from cardgen.check import Library, check
 from cardgen.cli import main
-from cardgen.parse import MAX_DEPTH
+from cardgen.parse import MAX_BYTES, MAX_DEPTH, MAX_NUMBER
+from cardgen.shapes import MAX_TERMS
 
 from .conftest import CARDS, ROOT
 
 CARDS_DIR = str(ROOT / "cards")
 TEXTS = {p: p.read_text("utf-8") for p in CARDS}
-LIMIT = 1.0  # seconds for one input, parse and check together
+# CPU seconds for one input, parse and check together: CPU, not wall time, so
+# that a machine shared with other jobs (wall time 3-4 × CPU) does not fail it.
+LIMIT = 1.0
 
 # Deterministic (the same examples on every run, as hypothesis does on CI anyway),
 # so that the suite does not fail at random on a bug it has not met before:
@@ -200,7 +202,7 @@ def front_end(text: str, path: str = "<card>") -> None:
     CardError (whose message renders), in under LIMIT seconds.  Any other
     exception propagates and fails the test."""
     with cardgen_recursion_limit(), shallow_tracebacks():
-        start = time.perf_counter()
+        start = time.process_time()
         try:
             check(parse(text, path), Library(folders=[CARDS_DIR]))
             outcome = "checked"
@@ -208,11 +210,11 @@ def front_end(text: str, path: str = "<card>") -> None:
             assert e.line >= 1 and e.col >= 1, f"CardError at {e.line}:{e.col}: {e.message}"
             str(e)  # what the user sees: the message with the source line and a caret
             outcome = "CardError"
-        elapsed = time.perf_counter() - start
+        elapsed = time.process_time() - start
     if currently_in_test_context():
         event(outcome)
         target(elapsed, label="seconds")  # steer hypothesis towards slow inputs
-    assert elapsed < LIMIT, f"parse and check took {elapsed:.2f} s"
+    assert elapsed < LIMIT, f"parse and check took {elapsed:.2f} s of CPU"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -318,29 +320,30 @@ def test_cli_check_on_a_mutated_card_exits_0_or_1(card, data):
         assert ": error: " in result.output, result.output
 
 
-# ------------------------------------------- minimal reproductions (xfail)
+# ------------------------------------------- what the fuzzing found
 @contextlib.contextmanager
 def time_limit(seconds: float):
-    """Interrupt the block with TimeoutError after ``seconds`` (SIGALRM), so a
-    reproduction of a slow input costs a second, not minutes.  The garbage
-    collector is off meanwhile (an exception raised in hypothesis' gc callback
-    is swallowed) and the alarm repeats until the block has stopped."""
+    """Interrupt the block with TimeoutError after ``seconds`` of CPU time
+    (SIGPROF), so a reproduction of a slow input costs a second, not minutes.
+    The garbage collector is off meanwhile (an exception raised in
+    hypothesis' gc callback is swallowed) and the alarm repeats until the
+    block has stopped."""
     if not hasattr(signal, "setitimer"):
         yield
         return
 
     def expire(signum, frame):
-        raise TimeoutError(f"still running after {seconds} s")
+        raise TimeoutError(f"still running after {seconds} s of CPU")
 
-    old = signal.signal(signal.SIGALRM, expire)
+    old = signal.signal(signal.SIGPROF, expire)
     gc_was_on = gc.isenabled()
     gc.disable()
-    signal.setitimer(signal.ITIMER_REAL, seconds, 0.05)
+    signal.setitimer(signal.ITIMER_PROF, seconds, 0.05)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, old)
         if gc_was_on:
             gc.enable()
 
@@ -349,106 +352,216 @@ def card(*lines: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="check.x_num calls int() on a literal of more than 4,300 digits: Python's "
-                          "int/str conversion limit raises ValueError")
+def card_error(text: str) -> CardError:
+    """The CardError that parsing and checking ``text`` raises, within LIMIT,
+    once its message has rendered."""
+    with cardgen_recursion_limit(), time_limit(LIMIT), pytest.raises(CardError) as info:
+        check(parse(text, "f.card"), Library(folders=[CARDS_DIR]))
+    shown = str(info.value)
+    assert shown.startswith(f"f.card:{info.value.line}:{info.value.col}: error: "), shown
+    return info.value
+
+
+def at(err: CardError) -> tuple[int, int]:
+    return err.line, err.col
+
+
 def test_integer_literal_over_4300_digits():
+    """Python's int() refuses more than 4,300 digits (ValueError); the parser
+    refuses a number of more than MAX_NUMBER characters first."""
+    err = card_error(card("algorithm y ← f(x)", "  input x ∈ ℝ", "  output y ∈ ℝ",
+                          "  1 return y = x + 1" + "0" * 4300))
+    assert at(err) == (4, 20), str(err)
+    assert err.message == f"a number of 4,301 characters; numbers have at most {MAX_NUMBER}"
+    assert "hyperparameter" in err.hint
+
+
+def test_number_of_max_number_digits_checks():
     front_end(card("algorithm y ← f(x)", "  input x ∈ ℝ", "  output y ∈ ℝ",
-                   "  1 return y = x + 1" + "0" * 4300))
+                   "  1 return y = x + 1" + "0" * (MAX_NUMBER - 1)))
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="a dimension with more than 4,300 digits (here 10^2200 · 10^2200) cannot be "
-                          "printed in the error message: poly_text's str(int) raises ValueError")
-def test_dimension_over_4300_digits_in_an_error_message():
-    big = "1" + "0" * 2200
-    front_end(card("algorithm y ← f(x)", "  input x ∈ ℝ^{N}", f"  output y ∈ ℝ^{{{big}·{big}}}",
-                   "  1 return y = x"))
+@pytest.mark.parametrize("claim, what, message", [
+    ("y ∈ ℝ^{T×1" + "0" * 200 + "}", "1" + "0" * 200, "a number of 201 characters"),
+    ("y ∈ {0,2}^{T}", "{0,2}", "a two-element set must be {0,1}"),
+])
+def test_card_error_in_a_claim_is_reported_at_its_place(claim, what, message):
+    """A ▷ claim is parsed apart from its step, as if on line 1; a CardError
+    from it came out wrapped in two of Lark's VisitErrors."""
+    line = "  1 return y = x  ▷ " + claim
+    err = card_error(card("algorithm y ← f(x)", "  input x ∈ ℝ^{T}", "  output y ∈ ℝ^{T}", line))
+    assert at(err) == (4, line.index(what) + 1), str(err)
+    assert message in err.message
 
 
-@pytest.mark.xfail(strict=True, raises=lark.exceptions.UnexpectedCharacters,
-                   reason="Checker.show → to_set → parse_dim cannot parse the broadcast dimension ⋆ (from "
-                          "b 1^⊤) when a claim mismatch is reported (found by scripts/fuzz.py --seed 1, "
-                          "input 6548, Attention.card)")
+def test_dimension_with_a_coefficient_over_100_digits():
+    """10^99 · 10^99: poly_text could not print a coefficient of 4,300 digits
+    or more (str(int)); shapes.Poly refuses one of more than 100."""
+    big = "1" + "0" * 99
+    err = card_error(card("algorithm y ← f(x)", "  input x ∈ ℝ^{N}", f"  output y ∈ ℝ^{{{big}·{big}}}",
+                          "  1 return y = x"))
+    assert at(err) == (3, 17), str(err)
+    assert err.message == "this dimension is too large to check: a coefficient has more than 100 digits"
+
+
 def test_broadcast_dimension_in_a_claim_mismatch():
-    front_end(card("algorithm Y ← f(X | b)", "  input  X ∈ ℝ^{D×T}", "  output Y ∈ ℝ^{D×T}",
-                   "  param  b ∈ ℝ^{D}", "  1 Z ← b 1^⊤  ▷ Z ∈ ℝ^{D}", "  2 return Y = X"))
+    """Checker.show went through to_set → parse_dim, which cannot parse the
+    broadcast dimension ⋆ of b 1^⊤ (scripts/fuzz.py --seed 1, input 6548)."""
+    err = card_error(card("algorithm Y ← f(X | b)", "  input  X ∈ ℝ^{D×T}", "  output Y ∈ ℝ^{D×T}",
+                          "  param  b ∈ ℝ^{D}", "  1 Z ← b 1^⊤  ▷ Z ∈ ℝ^{D}", "  2 return Y = X"))
+    assert at(err) == (5, 16), str(err)
+    assert err.message == "the comment claims Z ∈ ℝ^D but this step computes ℝ^{D×*}"
 
 
-@pytest.mark.xfail(strict=True, raises=lark.exceptions.UnexpectedToken,
-                   reason="Checker.show → to_set → parse_dim cannot parse a negative dimension such as −T "
-                          "(here the length of X[T : 0]); also reached from a claim (scripts/fuzz.py "
-                          "--seed 1, input 8759, CausalSelfAttention.card)")
-def test_negative_dimension_in_an_error_message():
-    front_end(card("algorithm Y ← f(X)", "  convention rows, 0-based", "  input  X ∈ ℝ^{T}",
-                   "  output Y ∈ ℝ^{T}", "  1 return Y = X[T : 0]"))
-
-
-@pytest.mark.xfail(strict=True, raises=lark.exceptions.UnexpectedToken,
-                   reason="the same, from one deleted token in a shipped card: `2 · D + (h + 1) · D / H` "
-                          "→ `2 · D (h + 1) · D / H` in CausalSelfAttention.card makes the slice's length "
-                          "negative, and the claim mismatch cannot be shown (found by these tests)")
-def test_one_deleted_plus_in_causal_self_attention():
-    text = TEXTS[ROOT / "cards" / "CausalSelfAttention.card"]
-    assert text.count("2 · D + (h + 1)") == 1
-    front_end(text.replace("2 · D + (h + 1)", "2 · D (h + 1)"))
-
-
-@pytest.mark.xfail(strict=True, raises=RecursionError,
-                   reason="a dimension of 10,000 terms, from a 1.6 KB card, is printed in an error message "
-                          "by render.Printer, which recurses once per term")
-def test_dimension_with_many_terms_in_an_error_message():
-    a = [f"A{i}" for i in range(100)]
-    b = [f"B{i}" for i in range(100)]
-    front_end(card("algorithm y ← f(x)", "  input x ∈ ℝ^{" + "×".join(a + b) + "}",
-                   "  output y ∈ ℝ^{(" + "+".join(a) + ")·(" + "+".join(b) + ")}", "  1 return y = x"))
-
-
-@pytest.mark.xfail(strict=True, raises=lark.exceptions.VisitError,
-                   reason="a ▷ claim is parsed on its own and escapes parse._check_depth (MAX_DEPTH): a "
-                          "claim 10,000 levels deep makes parse._relined recurse too deeply (a "
-                          "RecursionError inside lark's VisitError); 2,001–6,000 levels are accepted")
-def test_claim_nested_deeper_than_max_depth():
-    front_end(card("algorithm y ← f(x)", "  input x ∈ ℝ^{T}", "  output y ∈ ℝ^{T}",
-                   "  1 return y = x  ▷ y ∈ ℝ^{T" + "+0" * 10_000 + "}"))
-
-
-@pytest.mark.xfail(strict=True, raises=(TimeoutError, AssertionError),
-                   reason="shapes.Poly multiplies out products of sums: a 370-byte card with 12 factors "
-                          "(A+…+H+1) takes far over a second (10 factors: 2.8 s)")
-def test_product_of_sums_in_a_shape_is_checked_in_time():
-    p = "·".join(["(A+B+C+D+E+F+G+H+1)"] * 12)
-    with time_limit(LIMIT):
-        front_end(card("algorithm y ← f(x)", "  input x ∈ ℝ^{A×B×C×D×E×F×G×H}", "  output y ∈ ℝ",
-                       "  param W ∈ ℝ^{" + p + "}", "  1 return y = 1"))
-
-
-@pytest.mark.xfail(strict=True, raises=(TimeoutError, AssertionError),
-                   reason="the front end handles about 60 KB a second (Lark parses the whole file before "
-                          "the depth check), and MAX_BYTES allows 1,000,000 characters: ~15 s")
-def test_card_just_under_max_bytes_is_answered_in_time():
-    with time_limit(LIMIT):
-        front_end(card("algorithm y ← f(x)", "  input x ∈ ℝ", "  output y ∈ ℝ",
-                       "  1 return y = " + "x+" * 495_000 + "x"))
-
-
-@pytest.mark.xfail(strict=True,
-                   reason="cardgen check reports the ⋆ bug above as an internal error, exit code 2")
 def test_cli_on_the_broadcast_claim_card(tmp_path):
+    """It was exit code 2, "internal error"."""
     path = tmp_path / "f.card"
     path.write_text(card("algorithm Y ← f(X | b)", "  input  X ∈ ℝ^{D×T}", "  output Y ∈ ℝ^{D×T}",
                          "  param  b ∈ ℝ^{D}", "  1 Z ← b 1^⊤  ▷ Z ∈ ℝ^{D}", "  2 return Y = X"), "utf-8")
-    assert_clean_exit(cardgen_check(path))
+    result = cardgen_check(path)
+    assert_clean_exit(result)
+    assert result.exit_code == 1
+    assert f"{path}:5:16: error: the comment claims Z" in result.output
 
 
-@pytest.mark.xfail(strict=True,
-                   reason="CardError.__str__ numbers lines with str.splitlines, which also splits at "
-                          "U+2028, \\x0b, \\x0c, \\x1c–\\x1e, \\x85, U+2029 and a lone \\r; Lark counts only "
-                          "\\n, so after such a character in a description the message shows the wrong line")
+def test_empty_slice_with_a_symbolic_length():
+    """X[T : 0] has length −T, which parse_dim could not read back for the
+    message (scripts/fuzz.py --seed 1, input 8759); a length that is ≤ 0 for
+    any sizes is now an empty slice, like a constant one."""
+    err = card_error(card("algorithm Y ← f(X)", "  convention rows, 0-based", "  input  X ∈ ℝ^{T}",
+                          "  output Y ∈ ℝ^{T}", "  1 return Y = X[T : 0]"))
+    assert at(err) == (5, 18), str(err)
+    assert err.message == "the slice T : 0 is empty: it ends before it starts"
+
+
+def test_negative_leading_term_in_an_error_message():
+    err = card_error(card("algorithm Y ← f(X)", "  convention rows, 0-based", "  input  X ∈ ℝ^{T}",
+                          "  output Y ∈ ℝ^{T}", "  1 return Y = X[T : 1]"))
+    assert at(err) == (5, 16), str(err)
+    assert err.message == "Y is declared ℝ^T but this computes ℝ^{−T+1}"
+
+
+def test_one_deleted_plus_in_causal_self_attention():
+    """`2 · D + (h + 1) · D / H` → `2 · D (h + 1) · D / H` makes the slice's
+    length negative in its leading term; the claim mismatch is shown."""
+    text = TEXTS[ROOT / "cards" / "CausalSelfAttention.card"]
+    assert text.count("2 · D + (h + 1)") == 1
+    err = card_error(text.replace("2 · D + (h + 1)", "2 · D (h + 1)"))
+    line = next(i for i, ln in enumerate(text.split("\n"), 1) if "2 · D + (h + 1)" in ln)
+    assert err.line == line, str(err)
+    assert err.message.startswith("the comment claims V_h ∈ ℝ^{T×D/H} but this step computes ℝ^{T×−2·D"), \
+        err.message
+
+
+def test_dimension_with_many_terms_is_refused():
+    """(A0+…+A99)·(B0+…+B99) has 10,000 terms; printed in a message it made
+    render.Printer recurse once per term (RecursionError)."""
+    a = [f"A{i}" for i in range(100)]
+    b = [f"B{i}" for i in range(100)]
+    err = card_error(card("algorithm y ← f(x)", "  input x ∈ ℝ^{" + "×".join(a + b) + "}",
+                          "  output y ∈ ℝ^{(" + "+".join(a) + ")·(" + "+".join(b) + ")}", "  1 return y = x"))
+    assert at(err) == (3, 17), str(err)
+    assert err.message == f"this dimension is too large to check: multiplied out it has more than {MAX_TERMS} terms"
+    assert "hyper" in err.hint
+
+
+def test_long_dimension_in_an_error_message_is_cut_short():
+    a = [f"A{i}" for i in range(MAX_TERMS - 1)]  # and N: y = x compares N with the sum
+    err = card_error(card("algorithm y ← f(x)", "  input x ∈ ℝ^{" + "+".join(a) + "}", "  output y ∈ ℝ^{N}",
+                          "  1 return y = x"))
+    assert at(err) == (4, 16), str(err)
+    assert err.message == ("y is declared ℝ^N but this computes "
+                           f"ℝ^{{A0+A1+A10+A11+A12+A13+A14+… ({MAX_TERMS - 1} terms)}}")
+
+
+def test_claim_nested_deeper_than_max_depth():
+    """A ▷ claim is parsed on its own and escaped the MAX_DEPTH check: 10,000
+    levels made parse._relined recurse too deeply (RecursionError in a
+    VisitError).  2,500 fit in MAX_BYTES."""
+    line = "  1 return y = x  ▷ y ∈ ℝ^{T" + "+0" * 2_500 + "}"
+    err = card_error(card("algorithm y ← f(x)", "  input x ∈ ℝ^{T}", "  output y ∈ ℝ^{T}", line))
+    assert err.line == 4 and 28 < err.col < len(line), str(err)
+    assert err.message == f"the expression is nested more than {MAX_DEPTH} levels deep"
+
+
+def test_claim_nested_1000_levels_checks():
+    front_end(card("algorithm y ← f(x)", "  input x ∈ ℝ^{T}", "  output y ∈ ℝ^{T}",
+                   "  1 return y = x  ▷ y ∈ ℝ^{T" + "+0" * 1000 + "}"))
+
+
+def test_product_of_sums_in_a_shape_is_refused_in_time():
+    """shapes.Poly multiplied out (A+…+H+1)^12, 125,970 terms: far over a
+    second (10 factors: 2.8 s)."""
+    p = "·".join(["(A+B+C+D+E+F+G+H+1)"] * 12)
+    err = card_error(card("algorithm y ← f(x)", "  input x ∈ ℝ^{A×B×C×D×E×F×G×H}", "  output y ∈ ℝ",
+                          "  param W ∈ ℝ^{" + p + "}", "  1 return y = 1"))
+    assert at(err) == (4, 16), str(err)
+    assert "more than 100 terms" in err.message
+
+
+@pytest.mark.parametrize("shape", ["sum", "steps", "claims"])
+def test_card_just_under_max_bytes_is_answered_in_time(shape):
+    """The front end reads about 50,000 characters a second; MAX_BYTES was
+    1,000,000 (17.5 s for a card of 1 MB)."""
+    head = ["algorithm y ← f(x)", "  input x ∈ ℝ^{T}", "  output y ∈ ℝ^{T}"]
+    room = MAX_BYTES - len(card(*head)) - 100
+    if shape == "sum":  # refused after parsing: nested more than MAX_DEPTH
+        body = ["  1 return y = " + "x+" * (room // 2) + "x"]
+    else:
+        step = "  1 a ← x + 1 ⊙ x" if shape == "steps" else "  1 a ← x  ▷ a ∈ ℝ^{T}"
+        body = [step] * (room // (len(step) + 1)) + ["  2 return y = x"]
+    text = card(*head, *body)
+    assert MAX_BYTES - 150 < len(text) <= MAX_BYTES
+    with time_limit(LIMIT):
+        front_end(text)
+
+
+def test_card_over_max_bytes_is_refused_at_the_limit():
+    text = card("algorithm y ← f(x)", "  input x ∈ ℝ", "  output y ∈ ℝ", "  1 return y = x  ▷ " + "x" * MAX_BYTES)
+    err = card_error(text)
+    assert at(err) == (4, MAX_BYTES + 1 - len(card("algorithm y ← f(x)", "  input x ∈ ℝ", "  output y ∈ ℝ")))
+    assert err.message == f"the file is {len(text):,} characters; cards are at most {MAX_BYTES:,} characters"
+
+
+@pytest.mark.parametrize("path", ["/dev/zero", "huge.card"])
+def test_parse_file_reads_no_more_than_a_card_can_hold(path, scratch):
+    """It read the whole file first: /dev/zero for ever, a huge file
+    into memory."""
+    if path == "huge.card":
+        path = scratch / path
+        with path.open("wb") as f:
+            f.truncate(2**27)  # 128 MB of NUL bytes, sparse: nothing is written
+    with time_limit(LIMIT), pytest.raises(CardError) as info:
+        parse_file(path)
+    assert info.value.message == f"the file is more than {4 * MAX_BYTES + 3:,} bytes; cards are at most " \
+                                 f"{MAX_BYTES:,} characters"
+    assert at(info.value) == (1, MAX_BYTES + 1)
+    assert str(info.value).startswith(f"{path}:1:{MAX_BYTES + 1}: error: ")
+
+
 def test_error_message_shows_the_line_it_names():
-    text = card("algorithm y ← f(x)", '  "a purpose\u2028with a line separator"', "  input x ∈ ℝ",
-                "  output y ∈ ℝ", "  1 return y = x + z")
-    with pytest.raises(CardError) as info:
-        check(parse(text, "f.card"), Library())
-    assert info.value.line == 5
-    assert "return y = x + z" in str(info.value)
+    """CardError.__str__ numbered lines with str.splitlines, which also splits
+    at U+2028, \\x0b, \\x0c, \\x1c–\\x1e, \\x85, U+2029 and a lone \\r; Lark
+    counts only \\n, so after such a character the message showed the wrong line."""
+    for odd in "\u2028\u2029\x0b\x0c\x1c\x85\r":
+        text = card("algorithm y ← f(x)", f'  "a purpose{odd}with a line separator"', "  input x ∈ ℝ",
+                    "  output y ∈ ℝ", "  1 return y = x + z")
+        err = card_error(text)
+        assert at(err) == (5, 20), repr(odd)
+        assert str(err).split("\n")[1] == "    1 return y = x + z", repr(odd)
+
+
+def test_caret_is_under_the_column_after_odd_characters():
+    """Lark counts a column per character; the shown line keeps one printable
+    character per character (a control character or a line separator shows
+    as �), so the caret stays under the offending text."""
+    err = card_error(card("algorithm y ← f(x)", '  "a\u2028\x0c\x85\u200b\tpurpose" z', "  input x ∈ ℝ"))
+    assert at(err) == (2, 19), str(err)
+    shown, caret = str(err).split("\n")[1:3]
+    assert shown == '    "a\ufffd\ufffd\ufffd\ufffd purpose" z'
+    assert caret == "  " + " " * 18 + "^", str(err)
+    err = card_error(card("algorithm y ← f(x)", "  input x ∈ ℝ", "  output y ∈ ℝ", "  1 return y = x\x0b + z"))
+    assert at(err) == (4, 17), str(err)
+    shown, caret = str(err).split("\n")[1:3]
+    assert shown == "    1 return y = x\ufffd + z"
+    assert caret.index("^") == shown.index("\ufffd"), str(err)
