@@ -2,6 +2,10 @@
 its rendered pseudocode, spot checks of its token types, its entry point, and
 the TextMate grammar (editors/) run through VS Code's own engine."""
 
+import json
+import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -26,7 +30,7 @@ from pygments.token import (
 )
 
 from cardgen.cli import main
-from cardgen.highlight import CardLexer
+from cardgen.highlight import CardLexer, textmate_grammar
 
 from .conftest import CARDS, ROOT
 
@@ -203,3 +207,129 @@ def test_long_lines_lex_in_linear_time(line):
     start = time.perf_counter()
     assert "".join(val for _, val in lex(line)) == line
     assert time.perf_counter() - start < 2.0
+
+
+# ------------------------------------------------------------ TextMate grammar
+EDITORS = ROOT / "editors"
+
+# The scope the TextMate grammar gives where the lexer gives a token (a prefix of it).
+SCOPE = {
+    Keyword: "keyword.control", Keyword.Declaration: "keyword.other.declaration", Keyword.Type: "storage.type.set",
+    Keyword.Constant: "constant.language", Operator: "keyword.operator", Operator.Word: "keyword.operator.word",
+    Name: "variable.other", Name.Function: "entity.name.function", Name.Builtin: "support.function.builtin",
+    Number.Integer: "constant.numeric.integer", Number.Float: "constant.numeric.float",
+    Generic.Prompt: "constant.numeric.integer.step", Generic.Output: "comment.line.parameter-count",
+    Comment.Single: "comment.line", Comment.Special: "comment.line.claim",
+    String.Doc: ("string.quoted.double.purpose", "string.quoted.other.purpose"), String.Double: "string.quoted.double",
+    String.Escape: "constant.character.escape", String: "string.unquoted.description", Punctuation: "punctuation",
+    Error: "invalid",
+}
+# ASCII spellings and escapes, which no card in cards/ uses.
+ASCII_CARD = """algorithm y <- f(x | W)
+  "Say \\"hi\\" twice"
+  convention rows, 0-based
+  input  x in {0..V-1}^T     "ids; \\\\ is a backslash"
+  input  X in R^{d x N}*
+  hyper  N in N
+  param  W in R^{d x N} for h in [H]
+  1 y <- sum_{i=1}^{N} sqrt(x[i]) * W^T @ x  # y in R^d; ascii
+  2 forall t: if not M[t] then S[t] <- -inf
+  3 y ~ q propto p^{1/tau}
+  4 while y != 0 do
+  5   return y = grad loss(W) <= 1e-5 with probability 0.5 else 1
+  6 end
+"""
+
+
+def test_textmate_grammar_is_current():
+    committed = json.loads((EDITORS / "card.tmLanguage.json").read_text("utf-8"))
+    assert committed == textmate_grammar(), "run: python -m cardgen.highlight > editors/card.tmLanguage.json"
+    assert committed["scopeName"] == "source.card"
+
+
+def test_textmate_regexes_compile():
+    """Without node: every regex compiles (the grammar uses only syntax Python and Oniguruma share)."""
+    def walk(rule):
+        for key in ("match", "begin", "end"):
+            if key in rule:
+                re.compile(rule[key])
+        for r in rule.get("patterns", []):
+            walk(r)
+    grammar = textmate_grammar()
+    walk(grammar)
+    for r in grammar["repository"].values():
+        walk(r)
+
+
+@pytest.fixture(scope="module")
+def textmate(tmp_path_factory):
+    """Every card, its rendered pseudocode and ASCII_CARD, each as (text, tokens by line) from
+    VS Code's TextMate engine (editors/test/tokenize.mjs; .ci/run installs it with npm ci)."""
+    node = shutil.which("node")
+    if node is None or not (EDITORS / "test" / "node_modules").is_dir():
+        if os.environ.get("CI"):
+            pytest.fail("CI needs node and editors/test/node_modules: .ci/run runs npm ci --prefix editors/test")
+        pytest.skip("needs node and `npm ci --prefix editors/test`")
+    folder = tmp_path_factory.mktemp("textmate")
+    texts = {"ascii": ASCII_CARD}
+    for card in CARDS:
+        texts[card.stem] = card.read_text("utf-8")
+        texts[card.stem + ".text"] = render(card)
+        texts[card.stem + ".full"] = render(card, "--full")
+    for name, text in texts.items():
+        (folder / name).write_text(text, "utf-8")
+    r = subprocess.run([node, str(EDITORS / "test" / "tokenize.mjs"), *(str(folder / n) for n in texts)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = json.loads(r.stdout)
+    return {name: (text, lines[str(folder / name)]) for name, text in texts.items()}
+
+
+def scopes_by_char(lines) -> list[list[str]]:
+    """The scopes of every character of the text (a newline gets none)."""
+    out = []
+    for line in lines:
+        for text, scopes in line:
+            out += [scopes] * len(text)
+        out.append([])
+    return out[:-1]
+
+
+def test_textmate_tokenizes_every_card_without_invalid(textmate):
+    for name, (text, lines) in textmate.items():
+        assert "\n".join("".join(t for t, _ in line) for line in lines) == text, name
+        invalid = [t for line in lines for t, scopes in line if any("invalid" in s for s in scopes)]
+        assert not invalid, (name, invalid)
+
+
+def test_textmate_agrees_with_the_lexer(textmate):
+    """Every character the lexer colours gets the matching scope from the TextMate grammar."""
+    wrong = []
+    for name, (text, lines) in textmate.items():
+        scopes = scopes_by_char(lines)
+        for pos, tok, val in LEXER.get_tokens_unprocessed(text):
+            want = SCOPE.get(tok, "?")
+            for i, ch in enumerate(val, pos):
+                if ch.isspace():
+                    continue
+                inner = [s for s in scopes[i] if not s.startswith("meta.")]
+                if want != "punctuation":
+                    inner = [s for s in inner if not s.startswith("punctuation.")]
+                if not (inner and inner[-1].startswith(want)):
+                    wrong.append((name, text[max(0, i - 20):i + 5], ch, str(tok), scopes[i]))
+                    break
+    assert not wrong, "\n".join(map(str, wrong[:20]))
+
+
+def test_textmate_scopes_in_both_spellings(textmate):
+    text, lines = textmate["ascii"]
+    seen = {(t, scopes[-1]) for line in lines for t, scopes in line}
+    for token, scope in [("algorithm", "keyword.other.declaration.card"), ("<-", "keyword.operator.card"),
+                         ("in", "keyword.operator.word.card"), ("R", "storage.type.set.card"),
+                         ("x", "keyword.operator.word.card"), ("sum_", "keyword.operator.card"),
+                         ("sqrt", "keyword.operator.word.card"), ("forall", "keyword.control.card"),
+                         ("propto", "keyword.operator.word.card"), ("grad", "keyword.operator.word.card"),
+                         ("inf", "constant.language.infinity.card"), ('\\"', "constant.character.escape.card"),
+                         ("y in R^d", "comment.line.claim.card"), ("1e-5", "constant.numeric.float.card"),
+                         ("f", "entity.name.function.card"), ("with", "keyword.control.card")]:
+        assert (token, scope) in seen, (token, scope)
