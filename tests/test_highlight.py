@@ -261,6 +261,20 @@ def test_textmate_regexes_compile():
         walk(r)
 
 
+def test_vscode_extension_folder():
+    """editors/vscode is a VS Code extension: the card language, its grammar (a link to
+    editors/card.tmLanguage.json) and its comment and bracket characters."""
+    folder = EDITORS / "vscode"
+    manifest = json.loads((folder / "package.json").read_text("utf-8"))
+    [language] = manifest["contributes"]["languages"]
+    [grammar] = manifest["contributes"]["grammars"]
+    assert language["id"] == grammar["language"] == "card" and language["extensions"] == [".card"]
+    assert (folder / grammar["path"]).resolve() == (EDITORS / "card.tmLanguage.json").resolve()
+    assert grammar["scopeName"] == textmate_grammar()["scopeName"]
+    config = json.loads((folder / language["configuration"]).read_text("utf-8"))
+    assert config["comments"]["lineComment"] == "▷" and ["[", "]"] in config["brackets"]
+
+
 @pytest.fixture(scope="module")
 def textmate(tmp_path_factory):
     """Every card, its rendered pseudocode and ASCII_CARD, each as (text, tokens by line) from
