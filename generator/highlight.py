@@ -7,6 +7,8 @@ that ``cardgen render`` prints (``Algorithm:``, ``/* purpose */``,
 style colours a card.  ``editors/card.tmLanguage.json`` mirrors these rules.
 """
 
+import re
+
 from pygments.lexer import RegexLexer, bygroups, default, include
 from pygments.token import (
     Comment,
@@ -68,6 +70,10 @@ class CardLexer(RegexLexer):
     filenames = ["*.card"]
     mimetypes = ["text/x-card"]
     url = "https://arxiv.org/abs/2207.09238"
+
+    def analyse_text(text):  # noqa: N805 (Pygments makes it a static method)
+        """A card's first line is its header, for ``pygmentize -g`` and guess_lexer."""
+        return 1.0 if re.match(r"\s*(?:algorithm[ \t]|Algorithm:)[^\n]*(?:←|<-)", text) else 0.0
 
     tokens = {
         "root": [

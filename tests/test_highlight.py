@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pygments.lexers import get_lexer_by_name, get_lexer_for_filename
+from pygments.lexers import get_lexer_by_name, get_lexer_for_filename, guess_lexer
 from pygments.token import (
     Comment,
     Error,
@@ -168,6 +168,9 @@ def test_strings_with_escaped_quotes():
 def test_found_by_name_and_filename():
     assert isinstance(get_lexer_by_name("card"), CardLexer)
     assert isinstance(get_lexer_for_filename("x.card"), CardLexer)
+    assert isinstance(guess_lexer((ROOT / "cards" / "GPT2.card").read_text("utf-8")), CardLexer)
+    assert isinstance(guess_lexer(render(ROOT / "cards" / "GPT2.card")), CardLexer)
+    assert not isinstance(guess_lexer("def f(x):\n    return x\n"), CardLexer)
 
 
 @pytest.mark.parametrize("args", [["-l", "card"], []], ids=["by-name", "by-filename"])
