@@ -44,6 +44,9 @@ def test_wheel_runs_outside_the_repo(tmp_path):
     where = subprocess.run([str(py), "-c", "import cardgen; print(cardgen.__file__)"], cwd=work,
                            capture_output=True, text=True, env=env).stdout
     assert str(env_dir) in where  # the wheel's copy, not the repo's
+    lexed = subprocess.run([str(env_dir / "bin" / "pygmentize"), "-f", "raw", "MHAttention.card"], cwd=work,
+                           capture_output=True, text=True, env=env)  # the lexer's entry point ships too
+    assert lexed.returncode == 0 and "Token.Name.Function\t'MHAttention'" in lexed.stdout, lexed.stderr
 
 
 def test_ruff_is_clean():
