@@ -29,6 +29,7 @@ from .cli import library_for, load
 from .derived import backward_text, memory_rows
 from .emit import module_source
 from .errors import CardError
+from .highlight import CardLexer
 from .latex import TexSteps, math_text, tex_decl, tex_signature
 from .lower import LoweringError, lower, wrapper_kind
 from .report import callees, param_count_line, values_for
@@ -124,21 +125,21 @@ def card_context(page: Page, pages: dict[str, Page]) -> dict:
     ctx = dict(
         page=page, head=tex_signature(card), purpose=card.purpose, decls=decls, steps=steps.rows,
         convention=f"{card.convention.axes}, {card.convention.base}-based",
-        count=param_count_line(ch, lib, {}), source=card.source,
+        count=param_count_line(ch, lib, {}), source=highlight_code(card.source, CardLexer(stripnl=False)),
         calls=[(n, href(n) if n in pages else None) for n in page.calls],
         called_by=[(n, href(n)) for n in sorted(page.called_by)],
         backward=None, saved=None, code=None,
     )
     if page.compiled:
-        ctx["code"] = highlight_python(module_source(ch, lib, page.source_path))
+        ctx["code"] = highlight_code(module_source(ch, lib, page.source_path), PythonLexer(stripnl=False))
         ctx["backward"] = backward_text(ch, lib)
         rows, total, missing = memory_rows(ch, lib, values_for(ch, {}), 1, 4)
         ctx["saved"] = dict(rows=rows, total=total, missing=missing)
     return ctx
 
 
-def highlight_python(code: str) -> Markup:
-    return Markup(highlight(code, PythonLexer(stripnl=False), HtmlFormatter(cssclass="highlight")))
+def highlight_code(code: str, lexer) -> Markup:
+    return Markup(highlight(code, lexer, HtmlFormatter(cssclass="highlight")))
 
 
 def pygments_css() -> str:
