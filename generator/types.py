@@ -84,15 +84,6 @@ def _dim_text(p: Poly) -> str:
     return "*" if p == BROADCAST else poly_brief(p).replace(" − ", "−").replace(" + ", "+")
 
 
-def set_text_of(t: Type) -> str:
-    from .render import set_text
-    if t.kind == "group":
-        return "parameters of " + (t.group if isinstance(t.group, str) else "{…}")
-    if t.kind == "func":
-        return "a function"
-    return set_text(to_set(t))
-
-
 def dim_expr(p: Poly) -> ir.Expr:
     """A Poly back as a dimension expression (for claims and rendering)."""
     from .parse import parse_dim
