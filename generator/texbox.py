@@ -71,6 +71,8 @@ def tex_text(s: str) -> str:
             piece = " "
         elif ch in "-'" and nxt == ch:  # no -- or '' ligature: the text says two characters
             piece = ch + "{}"
+        elif ch == '"':  # OT1 has no straight double quote: typeset quotes, opening after a space
+            piece = "``" if not out or out[-1] in (" ", "(", "[") else "''"
         elif ch.isascii():
             piece = ch
         elif ch in TEXT_UNICODE:

@@ -147,6 +147,7 @@ def test_text_escape_table():
     assert tex_text("--''") == "-{}-'{}'"  # two characters, not an en dash or a quote
     assert tex_text("é θ̂ γ") == r"\'{e} \ensuremath{\hat{\theta}} \ensuremath{\gamma}"
     assert tex_text("😀") == r"\texttt{[U+1F600]}"
+    assert tex_text('says "for i" ("x")') == "says ``for i'' (``x'')"  # OT1 would print ” for both
 
 
 def test_output_is_the_same_every_time():
