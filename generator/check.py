@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from . import ir
 from .errors import CardError
 from .ir import Card, Claim, Decl, Expr, Group, Set, Step
+from .names import join_name, split_name
 from .render import expr_text, set_text
 from .shapes import Poly, TooLargeError, poly_brief
 from .types import BROADCAST, INTEGRAL, NAT, REAL, Type, numeric_join, to_set, type_text
@@ -25,21 +26,6 @@ ELEMENTWISE = ("exp", "log", "tanh", "GELU", "ReLU", "SiLU", "σ", "sqrt", "abs"
 BUILTINS = {**{f: "elementwise" for f in ELEMENTWISE},
             "softmax": "softmax", "max": "max", "length": "length"}
 CONSTANTS = {"π": REAL, "e": None}
-SCRIPT_RE = re.compile(r"([_^])(\{[^{}]*\}|[^_^{}]+)")
-
-
-def split_name(text: str) -> tuple[str, list[tuple[str, str]]]:
-    """``W^h_q`` -> (``W``, [(``^``, ``h``), (``_``, ``q``)])."""
-    m = re.search(r"[_^]", text)
-    if not m:
-        return text, []
-    base, rest = text[: m.start()], text[m.start():]
-    return base, [(k, v[1:-1] if v.startswith("{") else v) for k, v in SCRIPT_RE.findall(rest)]
-
-
-def join_name(base: str, scripts) -> str:
-    return base + "".join(k + (v if len(v) == 1 or v.isalnum() and "_" not in v else "{" + v + "}")
-                          if v != "□" else k + "□" for k, v in scripts)
 
 
 @dataclass
