@@ -4,8 +4,10 @@ after.  A call of a card renames the callee's dimensions to fresh unknowns
 (``_Instance``) that its arguments then determine, so a card is checked once
 and called at many shapes.
 
-``CallRules`` is mixed into ``check.Checker`` and uses its ``env``, ``lib``,
-``expr``, ``broadcast``, ``unify``, ``show`` and ``err``.
+``CallRules`` is mixed into ``check.Checker``: it reads the checker's
+``env``, ``lib`` and ``base`` and calls its ``expr``, ``broadcast``,
+``scope``, ``unify``, ``res``, ``rtype``, ``fresh``, ``near``, ``show`` and
+``err``.
 """
 
 from __future__ import annotations

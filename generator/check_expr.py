@@ -4,9 +4,11 @@ shape logic they share (broadcasting, matrix products, slices, lists, the
 range of a Σ or ∀ index).  ``expr`` dispatches on the op, so a new op is one
 method here.  Calls (``x_call``) are in check_call.py.
 
-``ExprRules`` is mixed into ``check.Checker`` and uses its ``env``,
-``ranges``, ``types``, ``base``, ``rows``, ``resolve``, ``scope``, ``unify``,
-``res``, ``show`` and ``err``.
+``ExprRules`` is mixed into ``check.Checker``: it reads the checker's
+``env``, ``ranges``, ``types``, ``base`` and ``rows`` and calls its
+``resolve``, ``scope``, ``dim``, ``unify``, ``unify_shapes``, ``res``,
+``rtype``, ``fresh``, ``show``, ``sizes_at`` and ``err`` (and
+``call_builtin`` from check_call.py).
 """
 
 from __future__ import annotations
