@@ -1,45 +1,35 @@
 """IR -> typed IR.  Every value gets a kind and a symbolic shape; every
 mistake is a CardError at the node that made it.
 
-The rules per expression op live in methods named ``x_<op>``; builtin
-functions in the ``BUILTINS`` table.  Names follow one rule: a script
-(``_t``, ``^h``) that names a bound index variable indexes a family, every
-other script is part of the name.
+This module is the driver and the checker's core: ``check()``, the
+``Library`` of cards, the result ``Checked``, and ``Checker`` with
+unification, declarations, names and the step rules (``s_<kind>``).  The
+rule per expression op (``x_<op>``) lives in check_expr.py, calls and the
+``BUILTINS`` table in check_call.py; ``Checker`` inherits both.  Names follow
+one rule (names.py): a script (``_t``, ``^h``) that names a bound index
+variable indexes a family, every other script is part of the name.
 """
 
 from __future__ import annotations
 
 import contextlib
 import difflib
-import re
 from dataclasses import dataclass, field, replace
 
 from . import ir
+from .check_call import BUILTINS, CallRules, signature_hint
+from .check_expr import ExprRules
 from .errors import CardError
 from .ir import Card, Claim, Decl, Expr, Group, Set, Step
+from .names import join_name, split_name
 from .render import expr_text, set_text
 from .shapes import Poly, TooLargeError, poly_brief
-from .types import BROADCAST, INTEGRAL, NAT, REAL, Type, numeric_join, to_set, type_text
+from .types import BROADCAST, INTEGRAL, NAT, REAL, Type, to_set, type_text
 
-ELEMENTWISE = ("exp", "log", "tanh", "GELU", "ReLU", "SiLU", "σ", "sqrt", "abs", "sin", "cos")
-BUILTINS = {**{f: "elementwise" for f in ELEMENTWISE},
-            "softmax": "softmax", "max": "max", "length": "length"}
+# The public face; lower.py also reads BUILTINS and the name helpers through here.
+__all__ = ["BUILTINS", "Binding", "Checked", "Library", "check", "join_name", "split_name"]
+
 CONSTANTS = {"π": REAL, "e": None}
-SCRIPT_RE = re.compile(r"([_^])(\{[^{}]*\}|[^_^{}]+)")
-
-
-def split_name(text: str) -> tuple[str, list[tuple[str, str]]]:
-    """``W^h_q`` -> (``W``, [(``^``, ``h``), (``_``, ``q``)])."""
-    m = re.search(r"[_^]", text)
-    if not m:
-        return text, []
-    base, rest = text[: m.start()], text[m.start():]
-    return base, [(k, v[1:-1] if v.startswith("{") else v) for k, v in SCRIPT_RE.findall(rest)]
-
-
-def join_name(base: str, scripts) -> str:
-    return base + "".join(k + (v if len(v) == 1 or v.isalnum() and "_" not in v else "{" + v + "}")
-                          if v != "□" else k + "□" for k, v in scripts)
 
 
 @dataclass
@@ -129,7 +119,7 @@ def check(card: Card, library: Library | None = None) -> Checked:
         raise e.located(card.path, card.source) from None
 
 
-class Checker:
+class Checker(ExprRules, CallRules):
     def __init__(self, card: Card, lib: Library):
         self.card, self.lib = card, lib
         self.env: dict[str, Binding] = {}
@@ -195,6 +185,12 @@ class Checker:
                 self.subst[u] = sol
                 return True
         return False
+
+    def unify_shapes(self, sa, sb) -> bool:
+        saved = dict(self.subst)
+        ok = len(sa) == len(sb) and all(self.unify(x, y) for x, y in zip(sa, sb, strict=True))
+        self.subst = saved
+        return ok
 
     def show(self, t: Type) -> str:
         t = self.rtype(t)
@@ -406,20 +402,6 @@ class Checker:
                 bind[s] = self.env[s].type.value
         return Type("group", group=(g.card, tuple(sorted(bind.items()))))
 
-    def callee(self, name: str, node) -> Checked | None:
-        try:
-            return self.lib.checked(name)
-        except CardError as err:
-            if "cycle" in err.message:
-                self.err(err.message, node)
-            root = getattr(err, "root", None) or f"{err.path}:{err.line}:{err.col}: {err.message}"
-            try:
-                self.err(f"{name} has errors of its own: {root}", node,
-                         hint=f"run `cardgen check` on {name}.card")
-            except CardError as wrapped:
-                wrapped.root = root
-                raise
-
     def signature(self):
         c = self.card
         for n in c.outputs:
@@ -492,499 +474,6 @@ class Checker:
                 self.err(f"{var} runs {poly_brief(self.res(first))}…{last} but {text} exists only for "
                          f"{var} = {self.base}…{top}", node,
                          hint=f"loop with `for {var} ∈ [{poly_brief(self.res(extent))}]`")
-
-    # ---------------------------------------------------------- expressions
-    def expr(self, e: Expr) -> Type:
-        rule = getattr(self, "x_" + e.op, None)
-        if rule is None:
-            self.err(f"{expr_text(e)} cannot be used here", e)
-        with self.sizes_at(e):  # the innermost expression that grew a dimension too large
-            t = self.rtype(rule(e))
-        self.types[id(e)] = t
-        return t
-
-    def x_name(self, e):
-        b, idx = self.resolve(e.attr, e)
-        t = b.type
-        if idx and len(idx) != len(b.over):
-            self.err(f"{e.attr} selects {len(idx)} indices of a family with {len(b.over)}", e)
-        if b.role in ("hyper", "index", "dim") or t.kind in INTEGRAL and b.role == "input" and not t.shape:
-            if t.value is None and t.kind in INTEGRAL and not t.shape:
-                t = replace(t, value=Poly.sym(e.attr))
-        if b.over and not idx:
-            t = t.with_shape((*b.over, *t.shape)) if t.kind not in ("group", "func") else t
-        return t
-
-    def x_num(self, e):
-        text = e.attr
-        if re.fullmatch(r"\d+", text):
-            return Type("nat", value=Poly.const(int(text)))
-        return REAL
-
-    def x_inf(self, e):
-        return REAL
-
-    def x_none(self, e):
-        return NAT
-
-    def arith(self, e, verb: str) -> Type:
-        a, b = (self.expr(x) for x in e.args)
-        if a.kind == "group" or b.kind == "group":
-            return a if a.kind == "group" else b
-        if a.kind == "func" or b.kind == "func":
-            self.err("a function must be called before arithmetic", e)
-        t = self.broadcast(a, b, e, verb)
-        kind = numeric_join(a, b) if e.op != "div" else "real"
-        value = None
-        if kind in INTEGRAL and a.value is not None and b.value is not None and not t.shape:
-            value = {"add": a.value + b.value, "sub": a.value - b.value,
-                     "mul": a.value * b.value}.get(e.op)
-        if e.op == "div" and a.value is not None and b.value is not None and not t.shape:
-            value = a.value.divide(b.value)
-            kind = "nat" if value is not None else "real"
-        return Type(kind, t.shape, value=value)
-
-    def x_add(self, e):
-        return self.arith(e, "add")
-
-    def x_sub(self, e):
-        return self.arith(e, "subtract")
-
-    def x_mul(self, e):
-        return self.arith(e, "multiply element-wise")
-
-    def x_div(self, e):
-        return self.arith(e, "divide")
-
-    def broadcast(self, a: Type, b: Type, e, verb: str) -> Type:
-        sa, sb = list(a.shape), list(b.shape)
-        out = []
-        for i in range(1, max(len(sa), len(sb)) + 1):
-            da = sa[-i] if i <= len(sa) else None
-            db = sb[-i] if i <= len(sb) else None
-            if da is None or db is None:
-                out.append(da if db is None else db)
-            elif da == BROADCAST:
-                out.append(db)
-            elif db == BROADCAST or self.unify(da, db):
-                out.append(da)
-            elif self.res(da).constant == 1:
-                out.append(db)
-            elif self.res(db).constant == 1:
-                out.append(da)
-            else:
-                hint = None
-                if len(sa) != len(sb) and not self.rows:
-                    hint = "to add a vector to every column, write it as b 1^⊤"
-                elif len(sa) == len(sb) == 2 and self.unify_shapes(sa[::-1], sb):
-                    hint = "the shapes match if one side is transposed (^⊤)"
-                self.err(f"cannot {verb} {self.show(a)} and {self.show(b)}: "
-                         f"{poly_brief(self.res(da))} ≠ {poly_brief(self.res(db))}", e, hint)
-        return Type(a.kind, tuple(reversed(out)))
-
-    def unify_shapes(self, sa, sb) -> bool:
-        saved = dict(self.subst)
-        ok = len(sa) == len(sb) and all(self.unify(x, y) for x, y in zip(sa, sb, strict=True))
-        self.subst = saved
-        return ok
-
-    def x_matmul(self, e):
-        a, b = (self.expr(x) for x in e.args)
-        return self.matmul(a, b, e)
-
-    def matmul(self, a: Type, b: Type, e) -> Type:
-        if a.kind == "group" or b.kind == "group":
-            return a if a.kind == "group" else b
-        if not a.shape or not b.shape:
-            kind = numeric_join(a, b)
-            value = a.value * b.value if kind in INTEGRAL and a.value is not None and b.value is not None \
-                and not (a.shape or b.shape) else None
-            return Type(kind, a.shape or b.shape, value=value)
-        sa, sb = a.shape, b.shape
-        inner_a = sa[-1]
-        inner_b = sb[0] if len(sb) == 1 else sb[-2]
-        if not self.unify(inner_a, inner_b):
-            left, right = e.args
-            hint = None
-            if len(sb) >= 2 and self.unify_shapes([inner_a], [sb[-1]]):
-                hint = f"did you mean {expr_text(right)}^⊤?"
-            elif len(sa) >= 2 and self.unify_shapes([sa[-2]], [inner_b]):
-                hint = f"did you mean {expr_text(left)}^⊤?"
-            self.err(f"cannot multiply {self.show(a)} by {self.show(b)}: "
-                     f"{poly_brief(self.res(inner_a))} ≠ {poly_brief(self.res(inner_b))}", e, hint)
-        out = list(sa[:-1]) + (list(sb[-1:]) if len(sb) >= 2 else [])
-        if len(sa) > 2 or len(sb) > 2:
-            batch = self.broadcast(Type("real", sa[:-2]), Type("real", sb[:-2]), e, "multiply").shape
-            out = list(batch) + ([sa[-2]] if len(sa) >= 2 else []) + ([sb[-1]] if len(sb) >= 2 else [])
-        return Type("real", tuple(out))
-
-    def x_juxt(self, e):
-        left, right = e.args
-        if left.op == "name" and left.attr in BUILTINS and left.attr not in self.env:
-            t = self.call_builtin(left.attr, [right], e)
-            return t
-        if right.op == "transpose" and right.args[0] == ir.num("1"):
-            a = self.expr(left)
-            self.types[id(right)] = Type("real", (BROADCAST,))
-            if a.rank > 1:
-                self.err("only a vector can be broadcast over columns with 1^⊤", e)
-            return Type(a.kind, (*a.shape, BROADCAST))
-        if left == ir.num("1") and right.op == "transpose":
-            b = self.expr(right)
-            return Type(b.kind, (BROADCAST, *b.shape))
-        return self.matmul(self.expr(left), self.expr(right), e)
-
-    def x_neg(self, e):
-        t = self.expr(e.args[0])
-        kind = "integer" if t.kind in INTEGRAL else t.kind
-        return Type(kind, t.shape, value=-t.value if t.value is not None else None) \
-            if t.kind != "group" else t
-
-    def x_not(self, e):
-        t = self.expr(e.args[0])
-        return Type("boolean", t.shape)
-
-    def x_sqrt(self, e):
-        return self.call_builtin("sqrt", list(e.args), e)
-
-    def x_square(self, e):
-        t = self.expr(e.args[0])
-        return Type("real" if t.kind not in INTEGRAL else t.kind, t.shape)
-
-    def x_pow(self, e):
-        base, ex = (self.expr(x) for x in e.args)
-        if ex.shape:
-            self.err("an exponent must be a scalar", e.args[1])
-        return Type("real", base.shape)
-
-    def x_transpose(self, e):
-        t = self.expr(e.args[0])
-        if t.rank > 2:
-            self.err(f"^⊤ needs a vector or a matrix, not {self.show(t)}", e)
-        return t.with_shape(tuple(reversed(t.shape)))
-
-    def x_grad(self, e):
-        (f,) = e.args
-        if f.op != "call":
-            self.err("∇ takes a function applied to its argument, as in ∇loss(θ)", e)
-        result = self.expr(f)
-        if result.shape or result.kind not in ("real",):
-            self.err(f"∇ needs a scalar function; {expr_text(f)} is {self.show(result)}", e)
-        args = f.args
-        if len(args) != 1:
-            self.err("∇ differentiates with respect to one argument", e)
-        return self.types[id(args[0])]
-
-    def x_cmp(self, e):
-        a, b = (self.expr(x) for x in e.args)
-        return Type("boolean", self.broadcast(a, b, e, "compare").shape)
-
-    def x_iverson(self, e):
-        t = self.expr(e.args[0])
-        return Type("boolean", t.shape)
-
-    def x_choose(self, e):
-        a, p, b = (self.expr(x) for x in e.args)
-        if p.shape:
-            self.err("a probability must be a scalar", e.args[1])
-        t = self.broadcast(a, b, e, "choose between")
-        return Type(a.kind, t.shape, a.bounds)
-
-    def x_set_builder(self, e):
-        rng, cond = e.args
-        n = self.index_value(rng)
-        with self.scope({e.attr: (Poly.const(self.base), n)}):
-            c = self.expr(cond)
-        if c.kind != "boolean" or c.shape:
-            self.err("a set's condition must be a true/false test", cond)
-        return Type("boolean", (n,))
-
-    def index_value(self, e: Expr) -> Poly:
-        t = self.expr(e)
-        if t.kind not in INTEGRAL or t.shape or t.value is None:
-            self.err(f"{expr_text(e)} must be a whole number here", e)
-        return t.value
-
-    def x_sum(self, e):
-        var, form = e.attr
-        body, *bounds = e.args
-        if form == "span":
-            lo, hi = (self.index_value(b) for b in bounds)
-            rng = (lo, hi - lo + Poly.const(1))
-        elif form == "in":
-            s = self.expr(bounds[0])
-            if s.kind != "boolean" or s.rank != 1:
-                self.err(f"Σ over {expr_text(bounds[0])} needs a set of positions", bounds[0])
-            rng = (Poly.const(self.base), s.shape[0])
-        else:
-            rng = (Poly.const(self.base), self.infer_range(var, body, e))
-        with self.scope({var: rng}):
-            t = self.expr(body)
-        return t
-
-    def infer_range(self, var: str, body: Expr, node) -> Poly:
-        """The extent of an index variable from how the body uses it: as a
-        family script (``k_u``) or as an array index (``S[t, u]``)."""
-        found = []
-
-        def walk(x: Expr):
-            if x.op == "name":
-                base, scripts = split_name(x.attr)
-                if any(v == var for _, v in scripts):
-                    key = join_name(base, [(k, "□" if v == var or v in self.ranges else v)
-                                           for k, v in scripts])
-                    b = self.env.get(key)
-                    if b is not None and b.over:
-                        pos = [v for _, v in scripts if v == var or v in self.ranges].index(var)
-                        found.append(b.over[pos])
-            if x.op == "index":
-                base = x.args[0]
-                for i, a in enumerate(x.args[1:]):
-                    if a == ir.name(var):
-                        try:
-                            bt = self.expr(base)
-                        except CardError:
-                            continue
-                        if i < bt.rank:
-                            found.append(bt.shape[i])
-            for a in x.args:
-                walk(a)
-        with self.scope({var: (Poly.const(self.base), self.fresh("range"))}):
-            walk(body)
-        if not found:
-            self.err(f"cannot tell what {var} ranges over", node,
-                     hint=f"write its range: for {var} ∈ [n], or Σ_{{{var}={self.base}}}^{{n}}")
-        return found[0]
-
-    def x_index(self, e):
-        base, *idx = e.args
-        t = self.expr(base)
-        if t.kind in ("group", "func"):
-            self.err(f"{expr_text(base)} cannot be indexed", e)
-        if len(idx) > t.rank:
-            self.err(f"{expr_text(base)} has {t.rank} ax{'i' if t.rank == 1 else 'e'}s "
-                     f"but is indexed with {len(idx)}", e,
-                     hint=f"{expr_text(base)} ∈ {self.show(t)}")
-        out: list[Poly] = []
-        for i, ix in enumerate(idx):
-            axis = t.shape[i]
-            if ix.op == "slice":
-                out.append(self.slice_len(ix, axis))
-                continue
-            it = self.expr(ix)
-            if it.kind not in INTEGRAL and it.kind != "boolean":
-                self.err(f"an index must be a whole number or token ids, not {self.show(it)}", ix)
-            out.extend(it.shape)
-        out.extend(t.shape[len(idx):])
-        return Type(t.kind, tuple(out), t.bounds)
-
-    def slice_len(self, s: Expr, axis: Poly) -> Poly:
-        lo_e, hi_e = s.args
-        lo = Poly.const(self.base) if lo_e.op == "none" else self.slice_bound(lo_e)
-        hi = (axis + Poly.const(self.base - 1 if self.base else 0)) if hi_e.op == "none" \
-            else self.slice_bound(hi_e)
-        if lo is None or hi is None:
-            return self.fresh("slice")
-        n = self.res(hi - lo + Poly.const(1 if self.base == 1 else 0))
-        if all(c <= 0 for _, c in n.terms):  # ≤ 0 for any sizes and indices, which are ≥ 0: T : 0
-            self.err(f"the slice {expr_text(s)} is empty: it ends before it starts", s,
-                     hint="a slice a : b runs from a up to b" + (" (b included)" if self.base == 1
-                                                                 else " (b excluded)"))
-        return n
-
-    def slice_bound(self, e: Expr) -> Poly | None:
-        t = self.expr(e)
-        if t.kind not in INTEGRAL or t.shape:
-            self.err(f"a slice bound must be a whole number, not {self.show(t)}", e)
-        return t.value
-
-    def x_list(self, e):
-        items = list(e.args)
-        if any(x.op == "ellipsis" for x in items):
-            return self.family_list(e)
-        types = [self.expr(x) for x in items]
-        return self.join(types, e.attr, e)
-
-    def join(self, types: list[Type], sep: str, e) -> Type:
-        kinds = {t.kind for t in types}
-        kind = types[0].kind if len(kinds) == 1 else ("real" if "real" in kinds else "integer")
-        bounds = types[0].bounds if len(kinds) == 1 else ()
-        ranks = {t.rank for t in types}
-        if max(ranks) == 0:
-            return Type(kind, (Poly.const(len(types)),), bounds)
-        if ranks == {0, 1}:  # appending to a sequence: [x, y]
-            n = Poly.const(0)
-            for t in types:
-                n = n + (t.shape[0] if t.shape else Poly.const(1))
-            return Type(kind, (n,), bounds)
-        if len(ranks) != 1:
-            self.err("a list joins values of the same rank", e)
-        first = types[0]
-        if first.rank == 1:
-            for t in types[1:]:
-                if not self.unify(first.shape[0], t.shape[0]):
-                    self.err(f"list items differ in length: {self.show(first)} and {self.show(t)}", e)
-            n = Poly.const(len(types))
-            return Type(kind, (first.shape[0], n) if sep == "," else (n, first.shape[0]), bounds)
-        axis = -1 if sep == "," else 0
-        total = Poly.const(0)
-        for t in types:
-            total = total + t.shape[axis]
-        shape = list(first.shape)
-        shape[axis] = total
-        return Type(kind, tuple(shape), bounds)
-
-    def family_list(self, e) -> Type:
-        items = [x for x in e.args if x.op != "ellipsis"]
-        keys, idxs = set(), []
-        for x in items:
-            if x.op != "name":
-                self.err("an ellipsis list holds members of one family, like e_1, …, e_ℓ", x)
-            base, scripts = split_name(x.attr)
-            if not scripts:
-                self.err(f"{x.attr} has no index script", x)
-            keys.add(join_name(base, scripts[:-1] + [(scripts[-1][0], "□")]))
-            idxs.append((x, scripts[-1][1]))
-        if len(keys) != 1:
-            self.err(f"an ellipsis list holds members of one family, not {', '.join(sorted(keys))}", e)
-        key = keys.pop()
-        b = self.env.get(key)
-        if b is None or not b.over:
-            self.err(f"no family {key.replace('□', '•')} is defined", items[0],
-                     hint="define it first, e.g. for t ∈ [ℓ] : e_t ← …")
-        n = b.over[0]
-        (first, first_s), (last, last_s) = idxs[0], idxs[-1]
-        want_first, want_last = Poly.const(self.base), n - Poly.const(1 - self.base)
-        from .parse import parse_dim
-        for node, s, want in ((first, first_s, want_first), (last, last_s, want_last)):
-            try:
-                got = self.dim(parse_dim(s), new_dims=False)
-            except Exception:
-                got = None
-            if got is None or not self.unify(got, want):
-                self.err(f"the list must run over the whole family: its indices are "
-                         f"{poly_brief(self.res(want_first))}…{poly_brief(self.res(want_last))}", node)
-        member = b.type
-        types = [member] * 2
-        t = self.join(types, e.attr, e)
-        shape = list(t.shape)
-        if member.rank == 0:
-            shape = [n]
-        elif member.rank == 1:
-            shape[1 if e.attr == "," else 0] = n
-        else:
-            ax = -1 if e.attr == "," else 0
-            shape[ax] = member.shape[ax] * n
-        return Type(t.kind, tuple(shape), t.bounds)
-
-    def x_slice(self, e):
-        self.err("a slice (a : b) can only appear inside [ ]", e)
-
-    def x_kwarg(self, e):
-        self.err("a named argument can only appear after | in a call", e)
-
-    def x_ellipsis(self, e):
-        self.err("… can only appear in a list", e)
-
-    # ---------------------------------------------------------------- calls
-    def x_call(self, e):
-        fname, n_in = e.attr
-        if fname in self.env and self.env[fname].role == "func":
-            return self.call_func(fname, e)
-        if fname in BUILTINS and fname not in self.env:
-            if len(e.args) != n_in:
-                self.err(f"{fname} takes no parameters after |", e)
-            return self.call_builtin(fname, list(e.args), e)
-        callee = self.callee(fname, e)
-        if callee is None:
-            pool = list(BUILTINS) + self.lib.names() + [n for n, b in self.env.items() if b.role == "func"]
-            self.err(f"unknown algorithm or function {fname}", e,
-                     hint=self.near(fname, pool) or "cards are looked up as <name>.card beside this one")
-        return self.call_card(callee, e)
-
-    def call_builtin(self, fname: str, args: list[Expr], e) -> Type:
-        rule = BUILTINS[fname]
-        if rule == "max" and len(args) == 2:
-            a, b = (self.expr(x) for x in args)
-            return Type(numeric_join(a, b), self.broadcast(a, b, e, "compare").shape)
-        if len(args) != 1:
-            self.err(f"{fname} takes one argument, not {len(args)}", e)
-        t = self.expr(args[0])
-        if t.kind in ("group", "func"):
-            self.err(f"{fname} needs an array, not {self.show(t)}", args[0])
-        if rule == "length":
-            if t.rank != 1:
-                self.err(f"length needs a sequence, not {self.show(t)}", args[0])
-            return replace(NAT, value=t.shape[0])
-        if rule == "max":
-            return Type("real", ())
-        if rule == "softmax" and not t.shape:
-            self.err("softmax needs a vector or a matrix", args[0])
-        return Type("real", t.shape)
-
-    def call_func(self, fname: str, e) -> Type:
-        b = self.env[fname]
-        params = b.args
-        if len(e.args) != len(params):
-            self.err(f"{fname} takes {len(params)} argument(s)", e)
-        for a, p in zip(e.args, params, strict=True):
-            at = self.expr(a)
-            if at.kind == "group" and p.kind == "group" and at.group != p.group:
-                self.err(f"{expr_text(a)} holds different parameters than {fname} expects", a)
-        return b.type.result
-
-    def call_card(self, callee: Checked, e) -> Type:
-        fname, n_in = e.attr
-        cc = callee.card
-        ins, bars = list(e.args[:n_in]), list(e.args[n_in:])
-        rename = {s: self.fresh(s) for s in _symbols_of(callee)}
-        inst = _Instance(self, callee, rename)
-        in_decls = [callee.env[n] for n in cc.inputs if n in callee.env]
-        # Bar arguments first bind dimensions through groups (θ_ℓ = GPT2Block).
-        bar_names = list(cc.bar)
-        positional = [b for b in bars if b.op != "kwarg"]
-        if len(positional) > len(bar_names):
-            self.err(f"{fname} takes {len(bar_names)} argument(s) after |"
-                     f"{': ' + ', '.join(bar_names) if bar_names else ''}", e)
-        if len(ins) > len(in_decls):
-            self.err(f"{fname} takes {len(in_decls)} input(s): {', '.join(cc.inputs)}", e)
-        for name, arg in zip(bar_names, positional, strict=False):
-            inst.bar_arg(name, arg, e)
-        extra: tuple[Poly, ...] | None = None
-        actual: dict[str, Type] = {}
-        for i, decl_b in enumerate(in_decls):
-            in_name = cc.inputs[i]
-            if i < len(ins):
-                at = self.expr(ins[i])
-                node = ins[i]
-            else:
-                default = decl_b.decl.default if decl_b.decl else None
-                if default is None or default.op != "name" or default.attr not in actual:
-                    self.err(f"{fname} needs input {in_name}", e,
-                             hint=f"{fname}({', '.join(cc.inputs)} | …)")
-                at, node = actual[default.attr], e
-            actual[in_name] = at
-            want = inst.type(decl_b.type)
-            ext = inst.match_input(in_name, want, at, node, cc.convention.axes == "rows")
-            if ext:
-                if extra is not None and extra != ext and len(extra) != len(ext):
-                    self.err("inputs are mapped over different extra axes", node)
-                extra = ext
-        for arg in bars:
-            if arg.op == "kwarg":
-                inst.kwarg(arg, e)
-        missing = [n for n in bar_names[len(positional):]
-                   if not any(a.op == "kwarg" and a.attr[0] == n for a in bars)]
-        if missing:
-            self.err(f"{fname} also needs {', '.join(missing)} after |", e,
-                     hint=f"{signature_hint(cc, None)}")
-        if len(cc.outputs) != 1:
-            self.err(f"{fname} returns {len(cc.outputs)} values; a call can use only one", e)
-        out = inst.type(callee.env[cc.outputs[0]].type)
-        if extra:
-            rows = cc.convention.axes == "rows"
-            out = out.with_shape((*extra, *out.shape) if rows else (*out.shape, *extra))
-        return out
 
     # ---------------------------------------------------------------- steps
     def scope(self, ranges: dict[str, tuple[Poly, Poly]]):
@@ -1244,129 +733,9 @@ class _Scope:
         return False
 
 
-class _Instance:
-    """One call of a card: its dimension names renamed to fresh unknowns
-    that the call's arguments then determine."""
-
-    def __init__(self, ch: Checker, callee: Checked, rename: dict[str, Poly]):
-        self.ch, self.callee, self.rename = ch, callee, rename
-
-    def type(self, t: Type) -> Type:
-        sub = lambda p: p.subst(self.rename)  # noqa: E731
-        return self.ch.rtype(replace(t, shape=tuple(d if d == BROADCAST else sub(d) for d in t.shape),
-                                     bounds=tuple(sub(b) for b in t.bounds),
-                                     value=sub(t.value) if t.value is not None else None))
-
-    def dims_of_group(self, gtype: Type, node):
-        g = gtype.group
-        if isinstance(g, tuple) and len(g) == 2 and isinstance(g[1], tuple) and g[0] == self.callee.card.name:
-            for k, v in g[1]:
-                if k in self.rename and not self.ch.unify(self.rename[k], v):
-                    self.ch.err(f"{k} of {g[0]} is bound to {poly_brief(v)} but the call needs "
-                                f"{poly_brief(self.ch.res(self.rename[k]))}", node)
-
-    def bar_arg(self, name: str, arg: Expr, call):
-        cc = self.callee
-        at = self.ch.expr(arg)
-        b = cc.env.get(name)
-        fname = cc.card.name
-        if b is None:
-            return
-        if b.type.kind == "group":
-            if at.kind != "group":
-                self.ch.err(f"{fname} expects the parameter group {name} here, not {self.ch.show(at)}", arg)
-            g = b.type.group
-            if isinstance(g, tuple) and g and isinstance(g[0], str) and g[0] == fname:  # all parameters
-                ag = at.group
-                if not (isinstance(ag, tuple) and ag and ag[0] == fname):
-                    self.ch.err(f"{expr_text(arg)} does not hold the parameters of {fname}", arg,
-                                hint=f"declare it as `param {expr_text(arg)} = {fname}`")
-                self.dims_of_group(at, arg)
-                return
-            members = g if isinstance(g, tuple) else ()
-            mine = at.group if isinstance(at.group, tuple) and all(isinstance(m, str) for m in at.group) \
-                else None
-            if mine is None or len(mine) != len(members):
-                self.ch.err(f"{fname} expects the group {name} of {len(members)} parameters "
-                            f"({', '.join(members)})", arg)
-            for theirs, ours in zip(members, mine, strict=True):
-                t_ours = self.member_type(ours, arg)
-                self.match(f"{name}: {theirs}", self.type(cc.env[theirs].type), t_ours, arg)
-            return
-        self.match(name, self.type(b.type), at, arg)
-
-    def member_type(self, name: str, node) -> Type:
-        node2 = ir.name(name, node.pos)
-        return self.ch.expr(node2)
-
-    def match(self, what: str, want: Type, got: Type, node):
-        ch = self.ch
-        if got.kind == "group":
-            ch.err(f"{what} is {ch.show(want)}, not a parameter group", node)
-        if want.shape and got.rank == 0 and got.kind != "group":
-            return  # a scalar fills the whole array: Mask = 1
-        if want.rank != got.rank or not all(ch.unify(a, b) for a, b in zip(want.shape, got.shape,
-                                                                          strict=True)):
-            ch.err(f"{self.callee.card.name} expects {what} ∈ {ch.show(want)}, "
-                   f"but {expr_text(node)} ∈ {ch.show(got)}", node)
-
-    def match_input(self, name: str, want: Type, got: Type, node, rows: bool):
-        ch = self.ch
-        k = got.rank - want.rank
-        if k < 0:
-            ch.err(f"{self.callee.card.name} expects {name} ∈ {ch.show(want)}, "
-                   f"but {expr_text(node) if isinstance(node, Expr) else name} ∈ {ch.show(got)}", node)
-        core = got.shape[k:] if rows else got.shape[: got.rank - k]
-        extra = got.shape[:k] if rows else got.shape[got.rank - k:]
-        if not all(ch.unify(a, b) for a, b in zip(want.shape, core, strict=True)):
-            ch.err(f"{self.callee.card.name} expects {name} ∈ {ch.show(want)}, "
-                   f"but {expr_text(node) if isinstance(node, Expr) else name} ∈ {ch.show(got)}", node)
-        if (want.kind in INTEGRAL) != (got.kind in INTEGRAL) and got.kind != "boolean":
-            ch.err(f"{self.callee.card.name} expects {name} ∈ {ch.show(want)}", node)
-        return tuple(extra)
-
-    def kwarg(self, arg: Expr, call):
-        ch = self.ch
-        name, idx = arg.attr
-        b = self.callee.env.get(name)
-        if b is None or b.role not in ("hyper",):
-            hypers = [n for n, x in self.callee.env.items() if x.role == "hyper" and x.type.shape]
-            ch.err(f"{self.callee.card.name} has no hyperparameter {name}", arg,
-                   hint=self_near(name, hypers))
-        want = self.type(b.type)
-        if idx:
-            if len(idx) != want.rank:
-                ch.err(f"{name} has {want.rank} axes but {len(idx)} indices", arg)
-            ranges = {v: (Poly.const(ch.base), d) for v, d in zip(idx, want.shape, strict=True)}
-            with ch.scope(ranges):
-                t = ch.expr(arg.args[0])
-            if t.shape:
-                ch.err(f"{name}[{', '.join(idx)}] must be one value per index", arg.args[0])
-        else:
-            t = ch.expr(arg.args[0])
-            if t.shape:
-                self.match(name, want, t, arg.args[0])
-
-
-def self_near(name, pool):
-    close = difflib.get_close_matches(name, pool, n=1)
-    return f"did you mean {close[0]}?" if close else None
-
-
-def _symbols_of(c: Checked) -> list[str]:
-    return [n for n, b in c.env.items() if b.role in ("hyper", "dim") and b.type.value is not None
-            and b.type.value == Poly.sym(n)]
-
-
 def _step_exprs(st: Step) -> Expr:
     """All the expressions of a step, as one expression to walk."""
     parts = [x for x in (st.target, st.value, st.cond) if x is not None]
     for b in st.body:
         parts.append(_step_exprs(b))
     return Expr("list", tuple(parts), ",")
-
-
-def signature_hint(card: Card, extra: str | None) -> str:
-    ins = list(card.inputs) + ([extra] if extra else [])
-    bar = " | " + ", ".join(card.bar) if card.bar else ""
-    return f"algorithm {', '.join(card.outputs)} ← {card.name}({', '.join(ins)}{bar})"

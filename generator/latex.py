@@ -43,7 +43,7 @@ def tex_symbol(text: str) -> str:
 
 
 def tex_name(text: str) -> str:
-    from .check import split_name
+    from .names import split_name
     base, scripts = split_name(text)
     out = tex_symbol(base)
     subs = [v for k, v in scripts if k == "_"]

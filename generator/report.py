@@ -101,7 +101,7 @@ def _missing(p: Poly, vals) -> list[str]:
 
 
 def _key(checked: Checked, d) -> str:
-    from .check import join_name, split_name
+    from .names import join_name, split_name
     name = d.names[0]
     if d.over is None:
         return name
