@@ -8,6 +8,7 @@ import re
 import unicodedata
 
 from .ir import Card, Expr, Group, Set, Step
+from .names import split_name
 from .render import LEVEL, Printer, _next
 
 GREEK = {
@@ -43,7 +44,6 @@ def tex_symbol(text: str) -> str:
 
 
 def tex_name(text: str) -> str:
-    from .names import split_name
     base, scripts = split_name(text)
     out = tex_symbol(base)
     subs = [v for k, v in scripts if k == "_"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from .check import Checked, Library
 from .ir import Card, Expr, Group, Set, Step
 from .latex import markdown
+from .names import join_name, split_name
 from .render import pseudocode
 from .shapes import Poly
 
@@ -101,7 +102,6 @@ def _missing(p: Poly, vals) -> list[str]:
 
 
 def _key(checked: Checked, d) -> str:
-    from .names import join_name, split_name
     name = d.names[0]
     if d.over is None:
         return name
