@@ -595,6 +595,37 @@ class Lowerer:
             return self.op("max", (a,), ((-1,),), a, dims=a.dims[:-1])
         return self.unary(UNARY[fname], a)
 
+    # -------------------------------------------------------------- extents
+    def infer_extent(self, var: str, body: Expr) -> Poly:
+        """The extent of ∀/Σ index ``var``: the axis it indexes in the body."""
+        found: list[Poly] = []
+
+        def walk(x: Expr):
+            if x.op == "name":
+                base, scripts = split_name(x.attr)
+                if any(v == var for _, v in scripts):
+                    key = join_name(base, [(k, "□" if v == var or v in self.scope else v) for k, v in scripts])
+                    fam = self.env.get(key)
+                    if isinstance(fam, AV) and fam.dims:
+                        found.append(fam.dims[0])
+            if x.op == "index":
+                for i, a in enumerate(x.args[1:]):
+                    if a == Expr("name", (), var):
+                        try:
+                            bt = self.value(x.args[0])
+                        except CardError:
+                            continue
+                        if i < len(bt.dims):
+                            found.append(bt.dims[i])
+            for a in x.args:
+                walk(a)
+        mark = len(self.block)
+        walk(body)
+        del self.block[mark:]  # the probes' ops are not part of the program
+        if not found:
+            self.err(f"cannot tell what {var} ranges over", body)
+        return found[0]
+
     def inline(self, callee: Checked, e) -> AV:
         fname, n_in = e.attr
         cc = callee.card
@@ -982,40 +1013,6 @@ class _Mapped:
         else:
             lw.firsts[self.var] = first
         return False
-
-
-def _infer_extent(self: Lowerer, var: str, body: Expr) -> Poly:
-    """The extent of ∀/Σ index ``var``: the axis it indexes in the body."""
-    found: list[Poly] = []
-
-    def walk(x: Expr):
-        if x.op == "name":
-            base, scripts = split_name(x.attr)
-            if any(v == var for _, v in scripts):
-                key = join_name(base, [(k, "□" if v == var or v in self.scope else v) for k, v in scripts])
-                fam = self.env.get(key)
-                if isinstance(fam, AV) and fam.dims:
-                    found.append(fam.dims[0])
-        if x.op == "index":
-            for i, a in enumerate(x.args[1:]):
-                if a == Expr("name", (), var):
-                    try:
-                        bt = self.value(x.args[0])
-                    except CardError:
-                        continue
-                    if i < len(bt.dims):
-                        found.append(bt.dims[i])
-        for a in x.args:
-            walk(a)
-    mark = len(self.block)
-    walk(body)
-    del self.block[mark:]  # the probes' ops are not part of the program
-    if not found:
-        self.err(f"cannot tell what {var} ranges over", body)
-    return found[0]
-
-
-Lowerer.infer_extent = _infer_extent
 
 
 # ------------------------------------------------------------------ entry
