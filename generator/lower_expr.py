@@ -1,0 +1,442 @@
+"""The expression rules of lowering: one ``x_<op>`` method per card-IR op.
+
+``ExprRules.expr`` dispatches an ``Expr`` to ``x_<op>`` by its op name, so a
+card op's lowering sits in one method: arithmetic and matmul, ``Σ`` (a
+reduction over a mapped axis), indexing and slicing (an index that is a mapped
+variable reads the axis as mapped; a slice that moves with one splits the axis),
+lists that join a family, and calls (built-in functions here; sub-algorithms
+in ``inline.py``).  Names are looked up here too, since a name's subscripts
+may select a family member along a mapped axis.
+
+``ExprRules`` is a mixin of ``lower.Lowerer``; it builds ops with ``layout.Layout``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .check import BUILTINS, join_name, split_name
+from .core import Op
+from .errors import CardError
+from .ir import Expr
+from .layout import AV, ONE, Mapped, Members, ParamGroup, common_ones, const
+from .render import expr_text
+from .shapes import Poly
+from .types import INTEGRAL
+
+UNARY = {"exp": "exp", "log": "log", "tanh": "tanh", "GELU": "gelu", "ReLU": "relu", "SiLU": "silu",
+         "σ": "sigmoid", "sqrt": "sqrt", "abs": "abs", "sin": "sin", "cos": "cos"}
+
+
+class ExprRules:
+    """Card expressions -> AVs, one rule per op."""
+
+    # ------------------------------------------------------------ names
+    def lookup(self, text: str, node) -> AV | ParamGroup:
+        base, scripts = split_name(text)
+        bound = [v for _, v in scripts if v in self.scope or v in self.seq]
+        if bound:
+            key = join_name(base, [(k, "□" if v in self.scope or v in self.seq else v) for k, v in scripts])
+            if key in self.env:
+                fam = self.env[key]
+                if isinstance(fam, Members):
+                    return self.members(fam, bound, node)
+                return self.member(fam, bound, node)
+        if text in self.env:
+            return self.env[text]
+        if text in self.scope:
+            return self.iota(text)
+        if text in self.seq:
+            return AV(self.seq[text], kind="int", const=None)
+        if text == "π":
+            return AV("np.pi", kind="real", const=3.141592653589793)
+        b = self.ch.env.get(text)
+        if b is not None and b.type.value is not None and not b.type.shape:
+            return self.dim_value(b.type.value)  # a dimension used as a number: d_e, T
+        self.err(f"cannot lower {text}", node)
+
+    def members(self, group: Members, idx: list[str], node) -> ParamGroup:
+        leaves = {}
+        for m in group.names:
+            text = m
+            if group.var is not None:
+                base, scripts = split_name(m)
+                text = join_name(base, [(k, idx[0] if v == group.var else v) for k, v in scripts])
+            leaves[m] = self.lookup(text, node)
+        return ParamGroup("", leaves)
+
+    def member(self, fam, idx: list[str], node):
+        """Element of a family: the family axis is read as the index's axis."""
+        if isinstance(fam, ParamGroup):
+            return ParamGroup(fam.card, {k: self.member(v, idx, node) for k, v in fam.leaves.items()})
+        if isinstance(fam, Members):
+            return fam  # its members are looked up by name, where it is used
+        (var,) = idx
+        if var in self.seq:
+            return self.op("index", (fam,), (self.seq[var], len(fam.dims)), fam, dims=fam.dims[1:],
+                           name=self.names.fresh(f"{fam.name}_{self.seq[var]}"))
+        labels = [("□" if i == 0 else None) for i in range(len(fam.dims))]
+        assert labels
+        # the family axis is the first own axis: make it mapped, then put it in scope order
+        a = replace(fam, mapped=fam.mapped + (var,), dims=fam.dims[1:])
+        return self.permute(a, self.canon_order(a.mapped))
+
+    def iota(self, var: str) -> AV:
+        n = self.extents[var]
+        a = AV(self.names.temp(), (var,), (), "int", False)
+        self.block.append(Op(a.name, "iota", (), (self.firsts.get(var, Poly.const(self.base)),), (n,), False,
+                             "int", self.step_no))
+        return a
+
+    # --------------------------------------------------------- expressions
+    def expr(self, e: Expr) -> AV:
+        rule = getattr(self, "x_" + e.op, None)
+        if rule is None:
+            self.err(f"cardgen cannot compile {e.op} ({expr_text(e)}) yet", e)
+        return rule(e)
+
+    def value(self, e: Expr) -> AV:
+        v = self.expr(e)
+        if isinstance(v, ParamGroup):
+            self.err(f"{expr_text(e)} is a parameter group, not a value", e)
+        return v
+
+    def x_name(self, e):
+        return self.lookup(e.attr, e)
+
+    def x_num(self, e):
+        text = e.attr
+        v = int(text) if text.isdigit() else float(text)
+        return const(v)
+
+    def x_inf(self, e):
+        return const(float("inf"))
+
+    def x_add(self, e):
+        return self.binary("add", *map(self.value, e.args))
+
+    def x_sub(self, e):
+        return self.binary("sub", *map(self.value, e.args))
+
+    def x_mul(self, e):
+        return self.binary("mul", *map(self.value, e.args))
+
+    def x_div(self, e):
+        return self.binary("div", *map(self.value, e.args))
+
+    def x_neg(self, e):
+        a = self.value(e.args[0])
+        if a.const is not None:
+            return const(-a.const)
+        return self.op("neg", (a,), (), a)
+
+    def x_not(self, e):
+        a = self.value(e.args[0])
+        if a.const is not None:
+            return const(not a.const)
+        return self.op("not", (a,), (), a, kind="bool")
+
+    def unary(self, prim: str, a: AV) -> AV:
+        if a.const is not None:
+            a = self.materialize(a)
+        return self.op(prim, (a,), (), a, kind="real")
+
+    def x_sqrt(self, e):
+        a = self.value(e.args[0])
+        if a.const is not None:
+            return const(float(a.const) ** 0.5)
+        return self.unary("sqrt", a)
+
+    def x_square(self, e):
+        return self.unary("square", self.value(e.args[0]))
+
+    def x_pow(self, e):
+        a, p = self.value(e.args[0]), self.value(e.args[1])
+        if p.const is not None and float(p.const) == 2:
+            return self.unary("square", a)
+        if p.const is not None:
+            return self.op("pow", (self.materialize(a),), (p.const,), a, kind="real")
+        return self.binary("powv", a, p)
+
+    def x_transpose(self, e):
+        a = self.value(e.args[0])
+        if len(a.dims) < 2:
+            return a
+        perm = list(range(len(a.dims)))
+        perm[-1], perm[-2] = perm[-2], perm[-1]
+        return self.permute(a, a.mapped, perm)
+
+    def x_juxt(self, e):
+        left, right = e.args
+        if left.op == "name" and left.attr in BUILTINS and left.attr not in self.env:
+            if left.attr == "log":
+                fused = self.log_of(right)
+                if fused is not None:
+                    return fused
+            return self.builtin(left.attr, self.value(right), e)
+        if right.op == "transpose" and right.args[0] == Expr("num", (), "1"):
+            a = self.value(left)  # b 1^⊤: b as a column, broadcast along the positions
+            return self.op("expand", (a,), ((-1,),), a, dims=a.dims + (ONE,))
+        if left == Expr("num", (), "1") and right.op == "transpose":
+            b = self.value(right.args[0])
+            return self.op("expand", (b,), ((-len(b.dims) - 1,),), b, dims=(ONE,) + b.dims)
+        return self.matmul(self.value(left), self.value(right), e)
+
+    def x_matmul(self, e):
+        return self.matmul(*map(self.value, e.args), e)
+
+    def matmul(self, a: AV, b: AV, e) -> AV:
+        if not a.dims or not b.dims or a.const is not None or b.const is not None:
+            return self.binary("mul", a, b)
+        mode = ("v" if len(a.dims) == 1 else "m") + ("v" if len(b.dims) == 1 else "m")
+        mapped = self.canon_order(set(a.mapped) | set(b.mapped))
+        batch_a, batch_b = len(a.dims) - (1 if mode[0] == "v" else 2), len(b.dims) - (1 if mode[1] == "v" else 2)
+        nb = max(batch_a, batch_b)
+        a2 = self.expand(a, mapped, len(a.dims) + nb - batch_a)
+        b2 = self.expand(b, mapped, len(b.dims) + nb - batch_b)
+        lead = tuple(x if x != ONE else y for x, y in zip(a2.dims[:nb], b2.dims[:nb], strict=True))
+        dims = lead + ((a.dims[-2],) if mode[0] == "m" else ()) + ((b.dims[-1],) if mode[1] == "m" else ())
+        return self.op("matmul", (a2, b2), (mode,), a2, mapped=mapped, dims=dims,
+                       batched=a.batched or b.batched, ones=common_ones(mapped, a2, b2))
+
+    def x_cmp(self, e):
+        a, b = map(self.value, e.args)
+        prim = {"≤": "le", "<": "lt", "≥": "ge", ">": "gt", "=": "eq", "≠": "ne"}[e.attr]
+        return self.binary(prim, a, b, kind="bool")
+
+    def x_iverson(self, e):
+        return self.value(e.args[0])
+
+    def x_sum(self, e):
+        var, form = e.attr
+        body, *bounds = e.args
+        if form == "span":
+            t_lo = self.ch.types.get(id(bounds[0]))
+            t_hi = self.ch.types.get(id(bounds[1]))
+            first = self.dim(t_lo.value)
+            count = self.dim(t_hi.value - t_lo.value + ONE)
+        elif form == "implicit":
+            first, count = Poly.const(self.base), None
+        else:
+            self.err("Σ over a set appears only in training cards, which have no module of their own "
+                     "(`cardgen train` runs training)", e)
+        with Mapped(self, var, first, count, body):
+            v = self.value(body)
+            if var not in v.mapped:
+                n = self.extents[var]
+                return self.binary("mul", v, self.dim_value(n))
+            v = self.permute(v, tuple(x for x in v.mapped if x != var) + (var,))
+            return self.op("sum", (v,), ((-len(v.dims) - 1,),), v, mapped=v.mapped[:-1])
+
+    # --------------------------------------------------------------- index
+    def x_index(self, e):
+        base, *idx = e.args
+        out = self.value(base)
+        if out.const is not None or (out.rank == 0 and not out.batched):
+            return out  # a scalar standing for a whole array (Mask = 1): every element is it
+        shift = 0  # axes removed (or added) by the indices already applied
+        for i, ix in enumerate(idx):
+            before = len(out.dims)
+            out = self.index_axis(out, i + shift, ix, e)
+            shift += len(out.dims) - before
+        return out
+
+    def index_axis(self, a: AV, i: int, ix: Expr, e) -> AV:
+        if ix.op == "slice":
+            lo, hi = ix.args
+            if lo.op == "none" and hi.op == "none":
+                return a
+            return self.slice_axis(a, i, lo, hi, e)
+        if ix.op == "name" and ix.attr in self.scope and self.axis_is_full(a, i, ix.attr):
+            var = ix.attr  # X[:, t] with t mapped: axis i is t's axis
+            perm = [i] + [k for k in range(len(a.dims)) if k != i]
+            moved = self.permute(a, a.mapped, perm) if i != 0 else a
+            b = replace(moved, mapped=moved.mapped + (var,), dims=moved.dims[1:])
+            return self.permute(b, self.canon_order(b.mapped))
+        j = self.value(ix)
+        if j.kind not in ("int",) and j.kind not in INTEGRAL:
+            self.err(f"an index must be whole numbers: {expr_text(ix)}", ix)
+        if not a.batched and not a.mapped and j.const is None:
+            return self.take(a, i, j)
+        return self.take_along(a, i, j, ix)
+
+    def axis_is_full(self, a: AV, i: int, var: str) -> bool:
+        return self.firsts.get(var, Poly.const(self.base)) == Poly.const(self.base) and \
+            self.extents[var] == a.dims[i]
+
+    def take(self, table: AV, i: int, j: AV) -> AV:
+        """Rows (or columns) of an unbatched table picked by index arrays."""
+        if i != 0:
+            perm = [i] + [k for k in range(len(table.dims)) if k != i]
+            table = self.permute(table, (), perm)
+        off = self.base
+        dims = j.dims + table.dims[1:]
+        out = self.op("take", (table, j), (off,), j, mapped=j.mapped, dims=dims, kind=table.kind,
+                      batched=j.batched)
+        if i != 0 and j.dims:  # the card puts the index axes where axis i was
+            n = len(j.dims)
+            perm = list(range(n, n + i)) + list(range(n)) + list(range(n + i, len(dims)))
+            out = self.permute(out, out.mapped, perm)
+        return out
+
+    def take_along(self, a: AV, i: int, j: AV, ix) -> AV:
+        """One element along axis i per position: P[t, y[t]]."""
+        if j.dims:
+            self.err(f"cardgen cannot compile an index array here: {expr_text(ix)}", ix)
+        if j.const is not None:
+            off = int(j.const) - self.base
+            return self.op("pick", (a,), (i - len(a.dims), off), a, dims=a.dims[:i] + a.dims[i + 1:])
+        (a2, j2), mapped, _ = self.align(a, self.op("expand", (j,), (tuple(range(-len(a.dims), 0)),), j,
+                                                   dims=(ONE,) * len(a.dims)))
+        return self.op("take_along", (a2, j2), (i - len(a.dims), self.base), a2, mapped=mapped,
+                       dims=a.dims[:i] + a.dims[i + 1:], batched=a.batched or j.batched,
+                       ones=common_ones(mapped, a2, j2))
+
+    def slice_axis(self, a: AV, i: int, lo_e: Expr, hi_e: Expr, e) -> AV:
+        lo_t, hi_t = self.ch.types.get(id(lo_e)), self.ch.types.get(id(hi_e))
+        lo = self.dim(lo_t.value) if lo_t is not None and lo_t.value is not None else None
+        hi = self.dim(hi_t.value) if hi_t is not None and hi_t.value is not None else None
+        if lo_e.op == "none":
+            lo = Poly.const(self.base)
+        if hi_e.op == "none":
+            hi = a.dims[i] + Poly.const(self.base - 1 if self.base else 0)
+        if lo is None or hi is None:
+            self.err("cardgen cannot compile this slice", e)
+        mapped_in = [v for v in self.scope if v in lo.symbols()]
+        width = hi - lo + Poly.const(1 if self.base == 1 else 0)
+        if mapped_in:  # A[:, h·w : (h+1)·w] with h mapped: split the axis into (h, w)
+            (var,) = mapped_in
+            start = lo.subst({var: self.firsts.get(var, Poly.const(self.base))})
+            coef = (lo - start).divide(Poly.sym(var))
+            if coef is None or coef != width or var in width.symbols():
+                self.err("a slice that moves with an index must step by its own width", e)
+            whole = self.slice_plain(a, i, start, start + width * self.extents[var])
+            n = self.extents[var]
+            split = self.op("reshape", (whole,), (i - len(whole.dims), (n, width)), whole,
+                            dims=whole.dims[:i] + (n, width) + whole.dims[i + 1:])
+            perm = [i] + [k for k in range(len(split.dims)) if k != i]
+            moved = self.permute(split, split.mapped, perm)
+            b = replace(moved, mapped=moved.mapped + (var,), dims=moved.dims[1:])
+            return self.permute(b, self.canon_order(b.mapped))
+        return self.slice_plain(a, i, lo, hi + Poly.const(1 if self.base == 1 else 0))
+
+    def slice_plain(self, a: AV, i: int, lo: Poly, stop: Poly) -> AV:
+        b = Poly.const(self.base)
+        return self.op("slice", (a,), (i - len(a.dims), self.dim_expr(lo - b), self.dim_expr(stop - b)), a,
+                       dims=a.dims[:i] + (stop - lo,) + a.dims[i + 1:])
+
+    # ---------------------------------------------------------------- lists
+    def x_list(self, e):
+        items = [x for x in e.args if x.op != "ellipsis"]
+        if len(items) == len(e.args):
+            self.err("cardgen compiles lists that join a family ([e_1, …, e_ℓ]) for now", e)
+        base, scripts = split_name(items[0].attr)
+        key = join_name(base, scripts[:-1] + [(scripts[-1][0], "□")])
+        fam = self.env[key]
+        m = fam.dims[1:]
+        n = fam.dims[0]
+        if len(m) == 1 and e.attr == ",":  # vectors as columns: (d, n)
+            return self.permute(fam, fam.mapped, [1, 0])
+        if len(m) == 1 or (len(m) == 0):
+            return fam
+        if e.attr == ",":  # side by side: (…, n·w)
+            perm = list(range(1, len(m))) + [0, len(m)]
+            moved = self.permute(fam, fam.mapped, perm)
+            dims = m[:-1] + (n * m[-1],)
+            return self.op("reshape", (moved,), (-2, (n * m[-1],)), moved, dims=dims)
+        return self.op("reshape", (fam,), (-len(fam.dims), (n * m[0],)), fam, dims=(n * m[0],) + m[1:])
+
+    # ---------------------------------------------------------------- calls
+    def x_call(self, e):
+        fname, n_in = e.attr
+        if fname in self.funcs:  # loss(θ): its body, with its parameters bound to the arguments
+            params, body = self.funcs[fname]
+            saved = {p: self.env.get(p) for p in params}
+            for p, a in zip(params, e.args, strict=True):
+                if not (a.op == "name" and a.attr == p):
+                    self.env[p] = self.expr(a)
+            try:
+                return self.expr(body)
+            finally:
+                for p, v in saved.items():
+                    if v is not None:
+                        self.env[p] = v
+        if fname in BUILTINS and fname not in self.env:
+            if fname == "log" and len(e.args) == 1:
+                fused = self.log_of(e.args[0])
+                if fused is not None:
+                    return fused
+            args = [self.value(a) for a in e.args]
+            return self.builtin(fname, args[0], e) if len(args) == 1 else self.binary("maximum", *args)
+        callee = self.lib.checked(fname)
+        if callee is None:
+            self.err(f"cannot compile a call to {fname}", e)
+        return self.inline(callee, e)
+
+    def log_of(self, arg: Expr) -> AV | None:
+        """log softmax(X)[…] is read as log_softmax(X)[…]: stable, and cheaper."""
+        inner = arg
+        while inner.op == "index":
+            inner = inner.args[0]
+        if not (inner.op == "call" and inner.attr[0] == "softmax" and "softmax" not in self.env):
+            return None
+        x = self.materialize(self.value(inner.args[0]))
+        axis = -1 if self.rows or len(x.dims) < 2 else -2
+        ls = self.op("log_softmax", (x,), (axis,), x)
+        saved = self.env.get("§log_softmax")
+        self.env["§log_softmax"] = ls
+        try:
+            return self.value(_replace_inner(arg, Expr("name", (), "§log_softmax")))
+        finally:
+            if saved is None:
+                self.env.pop("§log_softmax", None)
+
+    def builtin(self, fname: str, a: AV, e) -> AV:
+        if fname == "length":
+            return self.dim_value(a.dims[-1])
+        if fname == "softmax":
+            axis = -1 if self.rows or len(a.dims) < 2 else -2
+            return self.op("softmax", (self.materialize(a),), (axis,), a)
+        if fname == "log" and self.block and self.block[-1].out == a.name and self.block[-1].prim == "softmax":
+            sm = self.block.pop()  # log softmax(P): one stable log-softmax
+            return self.op("log_softmax", sm.args, sm.attr, a)
+        if fname == "max":
+            return self.op("max", (a,), ((-1,),), a, dims=a.dims[:-1])
+        return self.unary(UNARY[fname], a)
+
+    # -------------------------------------------------------------- extents
+    def infer_extent(self, var: str, body: Expr) -> Poly:
+        """The extent of ∀/Σ index ``var``: the axis it indexes in the body."""
+        found: list[Poly] = []
+
+        def walk(x: Expr):
+            if x.op == "name":
+                base, scripts = split_name(x.attr)
+                if any(v == var for _, v in scripts):
+                    key = join_name(base, [(k, "□" if v == var or v in self.scope else v) for k, v in scripts])
+                    fam = self.env.get(key)
+                    if isinstance(fam, AV) and fam.dims:
+                        found.append(fam.dims[0])
+            if x.op == "index":
+                for i, a in enumerate(x.args[1:]):
+                    if a == Expr("name", (), var):
+                        try:
+                            bt = self.value(x.args[0])
+                        except CardError:
+                            continue
+                        if i < len(bt.dims):
+                            found.append(bt.dims[i])
+            for a in x.args:
+                walk(a)
+        mark = len(self.block)
+        walk(body)
+        del self.block[mark:]  # the probes' ops are not part of the program
+        if not found:
+            self.err(f"cannot tell what {var} ranges over", body)
+        return found[0]
+
+
+def _replace_inner(e: Expr, new: Expr) -> Expr:
+    if e.op != "index":
+        return new
+    return Expr("index", (_replace_inner(e.args[0], new), *e.args[1:]), e.attr, e.pos)
