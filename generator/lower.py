@@ -7,10 +7,12 @@ steps become whole-array NumPy.  Only loops that carry a value from one
 iteration to the next (layers: ``X ← X + …``) stay loops.  Sub-algorithm
 calls are inlined.
 
-The parts: ``layout.py`` (the abstract value ``AV``, laid out
+The parts, one module each: ``layout.py`` (the abstract value ``AV``, laid out
 ``[batch…, mapped…, dims…]``, and the helpers that line axes up),
 ``lower_expr.py`` (a rule per expression op), ``inline.py`` (sub-algorithm
-calls); ``Lowerer`` mixes them in and keeps the step rules.
+calls), ``lower_steps.py`` (a rule per step kind; mapped and sequential loops).
+This module holds ``Lowerer``, which mixes them and holds their state, and the
+entry ``lower()``: a card's declarations in, a ``Program`` out.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from .core import Loop, Program, Value
 from .errors import CardError
 from .inline import Inlining
 from .ir import Card, Expr, Group, Set, Step
-from .layout import AV, ONE, Layout, Mapped, Members, ParamGroup, common_ones
+from .layout import AV, ONE, Layout, Members, ParamGroup
 from .lower_expr import ExprRules
+from .lower_steps import StepRules
 from .naming import Names
 from .shapes import Poly
 from .types import INTEGRAL
@@ -33,9 +36,9 @@ class LoweringError(CardError):
     pass
 
 
-class Lowerer(Inlining, ExprRules, Layout):
+class Lowerer(StepRules, Inlining, ExprRules, Layout):
     """Lowers one card body; sub-algorithm calls get a child Lowerer that
-    shares the program being built.  Some of its rules live in mixins, by topic."""
+    shares the program being built.  Its rules live in the mixins, by topic."""
 
     def __init__(self, checked: Checked, lib: Library, names: Names, block: list, extents: dict,
                  subst: dict | None = None, prefix: str = ""):
@@ -60,203 +63,6 @@ class Lowerer(Inlining, ExprRules, Layout):
         e = LoweringError(msg, getattr(node, "pos", None))
         raise e.located(self.card.path, self.card.source)
 
-    # ---------------------------------------------------------------- steps
-    def body(self, steps) -> AV | None:
-        result = None
-        for st in steps:
-            r = self.step(st)
-            if r is not None:
-                result = r
-        return result
-
-    def step(self, st: Step):
-        if st.pos is not None:
-            self.step_no = f"{self.card.name}:{st.pos.line}"
-        return getattr(self, "s_" + st.kind)(st)
-
-    def s_remark(self, st):
-        return None
-
-    def s_return(self, st: Step):
-        v = self.value(st.value)
-        out = st.target.attr if st.target is not None else self.card.outputs[0]
-        v = self.named(v, out)
-        self.returned[out] = v
-        return v
-
-    def s_assign(self, st: Step):
-        t = st.target
-        if t.op == "call":  # P(θ) ← …: lowered where it is called
-            self.funcs[t.attr[0]] = ([a.attr for a in t.args], st.value)
-            return None
-        v = self.value(st.value)
-        if t.op == "name":
-            self.assign_name(t.attr, v, st)
-        else:
-            self.assign_index(t, v, st)
-        return None
-
-    def assign_name(self, text: str, v: AV, st):
-        base, scripts = split_name(text)
-        idx = [x for _, x in scripts if x in self.scope]
-        if idx:
-            (var,) = idx
-            key = join_name(base, [(k, "□" if x in self.scope else x) for k, x in scripts])
-            self.env[key] = self.named(self.unmap(v, [var]), key)
-        else:
-            self.env[text] = self.named(v, text)
-
-    def named(self, v: AV, card_name: str) -> AV:
-        """Give the array a step just computed the card's name for it (Q, S_h, ê)."""
-        if not v.name.startswith("_") or not self.block or getattr(self.block[-1], "out", None) != v.name:
-            return v
-        new = self.names.fresh(card_name.replace("□", ""))
-        old = v.name
-        self.block[-1].out = new
-        for memo in self.memo.values():
-            for k, val in memo.items():
-                if val.name == old:
-                    memo[k] = replace(val, name=new)
-        if old in self.transposed:
-            self.transposed[new] = self.transposed.pop(old)
-        return replace(v, name=new)
-
-    def assign_index(self, target: Expr, v: AV, st: Step):
-        base_e, *idx = target.args
-        name = base_e.attr
-        cond = getattr(self, "cond", None)
-        vars_ = [ix.attr for ix in idx if ix.op == "name" and ix.attr in self.scope]
-        base, scripts = split_name(name)
-        fam = [x for _, x in scripts if x in self.scope]
-        key = join_name(base, [(k, "□" if x in self.scope else x) for k, x in scripts]) if fam else name
-        if cond is not None:  # if ¬Mask[…] then S[…] ← v: a select over the whole array
-            cur = self.value(target)
-            new = self.select(cond, v, cur)
-            self.env[key] = self.unmap(new, fam + vars_)  # a family (S_h) keeps its index axis first
-            return
-        # X̃[:, t] ← v: the t axis goes where the index is
-        u = self.unmap(v, vars_)
-        order = [i for i, ix in enumerate(idx) if ix.op == "name" and ix.attr in self.scope]
-        free = [i for i, ix in enumerate(idx) if i not in order]
-        perm_target = order + free  # u's axes are (vars…, rest…); put each where its index is
-        perm = [perm_target.index(i) for i in range(len(idx))] + list(range(len(idx), len(u.dims)))
-        self.env[name] = self.permute(u, u.mapped, perm) if perm != list(range(len(u.dims))) else u
-
-    def select(self, cond: AV, a: AV, b: AV) -> AV:
-        if cond.const is not None:
-            return a if cond.const else b
-        (c2, a2, b2), mapped, dims = self.align(cond, a, b)
-        return self.op("where", (c2, a2, b2), (), b2, mapped=mapped, dims=dims, kind="real",
-                       batched=a.batched or b.batched or cond.batched, ones=common_ones(mapped, c2, a2, b2))
-
-    def s_if(self, st: Step):
-        c = self.value(st.cond)
-        prev = getattr(self, "cond", None)
-        self.cond = c
-        try:
-            self.step(st.body[0]) if c.const is None or c.const else None
-        finally:
-            self.cond = prev
-        return None
-
-    def s_forall(self, st: Step):
-        ranges = [(v, Poly.const(self.base), None) for v in st.vars]
-        return self.mapped_loop(ranges, st.body, st)
-
-    def s_for(self, st: Step):
-        first, count = self.loop_range(st)
-        if st.inline or self.independent(st):
-            return self.mapped_loop([(st.var, first, count)], st.body, st)
-        return self.sequential(st, first, count)
-
-    def loop_range(self, st: Step):
-        if len(st.domain) == 2:
-            lo, hi = (self.ch.types[id(x)].value for x in st.domain)
-            return self.dim(lo), self.dim(hi - lo + ONE)
-        return Poly.const(self.base), self.dim(self.ch.types[id(st.domain[0])].value)
-
-    def independent(self, st: Step) -> bool:
-        """A loop is a map when its body only defines values indexed by the
-        loop variable (``Y^h ← …``) and its own temporaries."""
-        before = set(self.env)
-        for s in _assigns(st.body):
-            base, scripts = split_name(s)
-            if any(v == st.var for _, v in scripts):
-                continue
-            if s in before:
-                return False
-        return True
-
-    def mapped_loop(self, ranges, body, st):
-        managers = [Mapped(self, v, f, c, _body_expr(body)) for v, f, c in ranges]
-        for m in managers:
-            m.__enter__()
-        try:
-            for s in body:
-                self.step(s)
-        finally:
-            for m in reversed(managers):
-                m.__exit__()
-        return None
-
-    def sequential(self, st: Step, first: Poly, count: Poly):
-        """A loop over layers: carried values in, the same values out."""
-        carried = [n for n in dict.fromkeys(_assigns(st.body)) if n in self.env and isinstance(self.env[n], AV)]
-        loop_var = self.names.fresh(st.var)
-        outer = {n: self.env[n] for n in carried}
-        body: list = []
-        saved_block = self.block
-        self.block = body
-        inner_in = {}
-        for n in carried:
-            a = outer[n]
-            inner = AV(self.names.fresh(n), a.mapped, a.dims, a.kind, a.batched)
-            inner_in[n] = inner
-            self.env[n] = inner
-        self.seq[st.var] = loop_var
-        self.sliced: list = getattr(self, "sliced", [])
-        try:
-            for s in st.body:
-                self.step(s)
-        finally:
-            del self.seq[st.var]
-            self.block = saved_block
-        outs = []
-        for n in carried:
-            res = self.env[n]
-            if res.name == inner_in[n].name:
-                res = self.op("copy", (res,), (), res)  # unchanged in the body
-            outs.append((outer[n].name, inner_in[n].name, res.name))
-        results = []
-        for n, (_o, _i, r) in zip(carried, outs, strict=True):
-            a = outer[n]
-            new = AV(self.names.fresh(n), a.mapped, a.dims, a.kind, a.batched)
-            results.append((new.name, r))
-            self.env[n] = new
-        first_off = first - Poly.const(self.base)
-        if first_off != Poly.const(0):
-            self.err("a layer loop must start at the first layer", st)
-        self.block.append(Loop(loop_var, count, outs, [], body, self.step_no, results))
-        return None
-
-
-def _assigns(steps) -> list[str]:
-    out = []
-    for s in steps:
-        if s.kind == "assign" and s.target is not None:
-            t = s.target
-            out.append(t.attr if t.op == "name" else t.args[0].attr if t.op == "index" else t.attr[0])
-        out += _assigns(s.body)
-    return out
-
-
-def _body_expr(body) -> Expr | None:
-    from .check import _step_exprs
-    if body is None:
-        return None
-    if isinstance(body, Expr):
-        return body
-    return Expr("list", tuple(_step_exprs(s) for s in body), ",")
 
 # ------------------------------------------------------------------ entry
 def wrapper_kind(card: Card) -> str | None:
