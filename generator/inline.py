@@ -7,7 +7,13 @@ hyperparameter defaults.  Where an input has more axes than the callee
 declares (a card on a vector called on a matrix), the extra axes become
 mapped axes for the callee's body and own axes again after it.
 
-``Inlining`` is a mixin of ``lower.Lowerer``.
+``Inlining`` is mixed into ``lower.Lowerer``: it reads the lowerer's ``ch``,
+``lib``, ``card``, ``env``, ``scope``, ``firsts``, ``extents``, ``subst``,
+``memo``, ``transposed``, ``names``, ``block``, ``prefix``, ``base`` and
+``step_no`` (and sets ``scope_extra``), calls ``expr``, ``value`` and
+``lookup`` (lower_expr.py), ``permute``, ``expand`` and ``unmap`` (layout.py)
+and ``err``, and lowers the callee's steps with the child's ``body``
+(lower_steps.py).
 """
 
 from __future__ import annotations

@@ -9,9 +9,9 @@ Every lowering rule (expressions, calls, steps) builds its ops through
 ``Members`` are the two other things a name can lower to (a called card's
 parameters, a group of named members); they sit here beside ``AV``.
 
-``Layout`` is a mixin of ``lower.Lowerer``: the state it reads (``block``,
-``memo``, ``names``, ``extents``, ``firsts``, ``scope``, ``transposed``,
-``subst``) is set by ``Lowerer.__init__``.
+``Layout`` is mixed into ``lower.Lowerer``: it reads the lowerer's ``block``,
+``memo``, ``transposed``, ``names``, ``extents``, ``scope``, ``subst`` and
+``step_no`` (``Mapped`` also ``firsts``), all set by ``Lowerer.__init__``.
 """
 
 from __future__ import annotations

@@ -25,8 +25,8 @@ from .errors import CardError
 from .inline import Inlining
 from .ir import Card, Expr, Group, Set, Step
 from .layout import AV, ONE, Layout, Members, ParamGroup
-from .lower_expr import ExprRules
-from .lower_steps import StepRules
+from .lower_expr import ExprLowering
+from .lower_steps import StepLowering
 from .naming import Names
 from .shapes import Poly
 from .types import INTEGRAL
@@ -36,7 +36,7 @@ class LoweringError(CardError):
     pass
 
 
-class Lowerer(StepRules, Inlining, ExprRules, Layout):
+class Lowerer(StepLowering, Inlining, ExprLowering, Layout):
     """Lowers one card body; sub-algorithm calls get a child Lowerer that
     shares the program being built.  Its rules live in the mixins, by topic."""
 

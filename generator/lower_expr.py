@@ -1,6 +1,6 @@
 """The expression rules of lowering: one ``x_<op>`` method per card-IR op.
 
-``ExprRules.expr`` dispatches an ``Expr`` to ``x_<op>`` by its op name, so a
+``ExprLowering.expr`` dispatches an ``Expr`` to ``x_<op>`` by its op name, so a
 card op's lowering sits in one method: arithmetic and matmul, ``Σ`` (a
 reduction over a mapped axis), indexing and slicing (an index that is a mapped
 variable reads the axis as mapped; a slice that moves with one splits the axis),
@@ -8,7 +8,10 @@ lists that join a family, and calls (built-in functions here; sub-algorithms
 in ``inline.py``).  Names are looked up here too, since a name's subscripts
 may select a family member along a mapped axis.
 
-``ExprRules`` is a mixin of ``lower.Lowerer``; it builds ops with ``layout.Layout``.
+``ExprLowering`` is mixed into ``lower.Lowerer``: it reads the lowerer's ``ch``,
+``lib``, ``env``, ``scope``, ``seq``, ``firsts``, ``extents``, ``funcs``,
+``base``, ``rows``, ``block``, ``names`` and ``step_no``, builds its ops with
+``layout.Layout`` and calls ``inline`` (inline.py) and ``err``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ UNARY = {"exp": "exp", "log": "log", "tanh": "tanh", "GELU": "gelu", "ReLU": "re
          "σ": "sigmoid", "sqrt": "sqrt", "abs": "abs", "sin": "sin", "cos": "cos"}
 
 
-class ExprRules:
+class ExprLowering:
     """Card expressions -> AVs, one rule per op."""
 
     # ------------------------------------------------------------ names

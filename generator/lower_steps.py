@@ -6,7 +6,12 @@ are read two ways: ``∀`` and loops whose iterations are independent
 (``For h ∈ [H]: Y^h ← …``) become mapped axes; a loop that carries values from
 one iteration to the next (layers: ``X ← X + …``) stays a core ``Loop``.
 
-``StepRules`` is a mixin of ``lower.Lowerer``.
+``StepLowering`` is mixed into ``lower.Lowerer``: it reads the lowerer's ``ch``,
+``card``, ``env``, ``scope``, ``seq``, ``funcs``, ``returned``, ``memo``,
+``transposed``, ``names``, ``block``, ``base`` and ``step_no``, keeps ``cond``
+(the mask of an ``if``) and ``sliced`` on it, and calls ``value``
+(lower_expr.py), ``op``, ``align``, ``permute``, ``unmap`` and ``dim``
+(layout.py) and ``err``.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from .layout import AV, ONE, Mapped, common_ones
 from .shapes import Poly
 
 
-class StepRules:
+class StepLowering:
     """Card steps -> ops appended to the block, one rule per step kind."""
 
     # ---------------------------------------------------------------- steps
