@@ -17,13 +17,11 @@ entry ``lower()``: a card's declarations in, a ``Program`` out.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from .check import Checked, Library, join_name, split_name
 from .core import Loop, Program, Value
 from .errors import CardError
 from .inline import Inlining
-from .ir import Card, Expr, Group, Set, Step
+from .ir import Card, Expr, Group, Step
 from .layout import AV, ONE, Layout, Members, ParamGroup
 from .lower_expr import ExprLowering
 from .lower_steps import StepLowering
@@ -273,15 +271,9 @@ def param_tree(checked: Checked, lib: Library, key: str, d, names: Names, params
     return AV(name, (), shape, "real", False)
 
 
-def _subst_av(leaf, sub):
-    if isinstance(leaf, ParamGroup):
-        return ParamGroup(leaf.card, {k: _subst_av(v, sub) for k, v in leaf.leaves.items()})
-    return replace(leaf, dims=tuple(d.subst(sub) for d in leaf.dims))
-
-
 def dim_sources(checked: Checked, inputs: list[Value]) -> dict[str, str]:
-    from .naming import ascii_name
     """How generated code finds each dimension: from config, or from an input's shape."""
+    from .naming import ascii_name
     out = {}
     for n, b in checked.env.items():
         if b.role == "hyper" and b.type.value is not None and not b.type.shape:
@@ -328,4 +320,4 @@ def _walk_ops(body):
 
 
 
-__all__ = ["lower", "AV", "Lowerer", "LoweringError", "Set"]
+__all__ = ["lower", "lower_wrapper", "wrapper_kind", "AV", "Lowerer", "LoweringError"]
