@@ -10,7 +10,7 @@ import click
 from .check import Checked, Library, check
 from .errors import CardError
 from .ir import Card
-from .parse import parse, parse_file
+from .parse import parse_file, parse_stream
 from .render import card_text
 from .report import param_count_line, render_card
 
@@ -38,8 +38,7 @@ def library_for(path: str | None) -> Library:
 def load(path: str, lib: Library | None = None) -> tuple[Card, Checked]:
     """Parse and check one card (``-``: standard input)."""
     if path == "-":
-        text = sys.stdin.read()
-        card = parse(text, "<stdin>")
+        card = parse_stream(sys.stdin.buffer, "<stdin>")
     else:
         card = parse_file(path)
     lib = lib or library_for(path)

@@ -673,15 +673,22 @@ def parse_dim(text: str) -> Expr:
 def parse_file(path) -> Card:
     from pathlib import Path
     p = Path(path)
-    limit = 4 * MAX_BYTES + 3  # UTF-8 takes at most 4 bytes a character; and a BOM
     try:
         with p.open("rb") as f:
-            data = f.read(limit + 1)  # not all of a huge file, nor forever from /dev/zero
+            return parse_stream(f, str(p))
     except OSError as e:
         raise CardError(f"cannot read {p}: {e.strerror}", path=str(p)) from None
+
+
+def parse_stream(f, name: str) -> Card:
+    """A card read from a binary stream (a file, standard input): no more than a
+    card of MAX_BYTES characters can take, so neither a huge file nor an endless
+    stream (/dev/zero, a pipe) is read to its end."""
+    limit = 4 * MAX_BYTES + 3  # UTF-8 takes at most 4 bytes a character; and a BOM
+    data = f.read(limit + 1)
     if len(data) > limit:
         text = data.decode("utf-8", errors="replace")
-        raise _too_large(text, f"more than {limit:,} bytes").located(str(p), text)
+        raise _too_large(text, f"more than {limit:,} bytes").located(name, text)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -690,7 +697,7 @@ def parse_file(path) -> Card:
         col = len(data[line_start:e.start].decode("utf-8", errors="replace")) + 1
         raise CardError(f"byte 0x{data[e.start]:02x} is not UTF-8; a card is UTF-8 text",
                         Pos(ln, col, ln, col + 1), hint="is this a binary file?",
-                        path=str(p), source="") from None
+                        path=name, source="") from None
     if text.startswith("\ufeff"):
         text = text[1:]
-    return parse(text, str(p))
+    return parse(text, name)

@@ -19,6 +19,7 @@ import gc
 import os
 import re
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -537,6 +538,16 @@ def test_parse_file_reads_no_more_than_a_card_can_hold(path, scratch):
                                  f"{MAX_BYTES:,} characters"
     assert at(info.value) == (1, MAX_BYTES + 1)
     assert str(info.value).startswith(f"{path}:1:{MAX_BYTES + 1}: error: ")
+
+
+@pytest.mark.parametrize("command", ["check", "fmt"])
+def test_an_endless_stdin_is_refused_at_the_limit(command):
+    """`cardgen fmt -` read standard input to its end: for ever from /dev/zero."""
+    with open("/dev/zero", "rb") as zero:
+        run = subprocess.run([sys.executable, "-m", "cardgen.cli", command, "-"], stdin=zero, capture_output=True,
+                             text=True, timeout=30, cwd=ROOT)
+    assert run.returncode == 1
+    assert run.stderr.startswith(f"<stdin>:1:{MAX_BYTES + 1}: error: the file is more than {4 * MAX_BYTES + 3:,}")
 
 
 def test_error_message_shows_the_line_it_names():
