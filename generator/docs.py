@@ -96,8 +96,11 @@ def load_pages(files: list[Path]) -> dict[str, Page]:
     for f in files:
         lib = library_for(str(f))
         card, checked = load(str(f), lib)
-        if card.name in pages:
-            raise CardError(f"two cards are named {card.name}: {pages[card.name].source_path} and {f}")
+        same = [n for n in pages if n.casefold() == card.name.casefold()]
+        if same:  # one page file on a case-insensitive file system (macOS, Windows)
+            other = pages[same[0]].source_path
+            raise CardError(f"two cards would share the page {page_file(card.name)}: {same[0]} ({other}) and "
+                            f"{card.name} ({f})", hint="rename one of them")
         page = Page(card.name, page_file(card.name), Path(f).as_posix(), wrapper_kind(card) or "model", checked, lib)
         try:
             lower(checked, lib)

@@ -196,3 +196,17 @@ def test_it_writes_into_no_folder_of_someone_else(tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "mine"
     assert {p.name for p in (tmp_path / "cards").iterdir()} == {"layer_norm.html", "Attention.html"}
     assert not list(tmp_path.rglob(".*.tmp"))
+
+
+def test_two_cards_whose_pages_would_be_one_file_are_refused(tmp_path):
+    """layer_norm and Layer_Norm are one file on macOS and Windows: one page would overwrite the other."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    text = (ROOT / "cards" / "layer_norm.card").read_text("utf-8")
+    (a / "layer_norm.card").write_text(text, "utf-8")
+    (b / "Layer_Norm.card").write_text(text.replace("layer_norm(", "Layer_Norm("), "utf-8")
+    r = docs(a / "layer_norm.card", b / "Layer_Norm.card", "-o", tmp_path / "book")
+    assert r.exit_code == 1
+    assert "two cards would share the page cards/Layer_Norm.html: layer_norm" in r.output
+    assert "hint: rename one of them" in r.output
+    assert not (tmp_path / "book").exists()
