@@ -82,7 +82,6 @@ class Inlining:
                 t = b.type
                 if t.value is None or t.kind == "real":
                     child.env[n] = child.value(b.decl.default)
-        child.subst = {k: v for k, v in child.subst.items()}
         out = child.body(cc.steps)
         if extra:
             out = self.unmap_extra(out, extra, cc.convention.axes == "rows")
@@ -147,7 +146,6 @@ class Inlining:
         if missing:
             out = self.expand(out, out.mapped + tuple(missing), len(out.dims))
         keep = tuple(v for v in out.mapped if v not in extra)
-        dims = tuple(self.extents[v] for v in extra) + out.dims
         dims = tuple(ONE if v in out.ones else self.extents[v] for v in extra) + out.dims
         b = AV(out.name, keep, dims, out.kind, out.batched, ones=tuple(v for v in out.ones if v in keep))
         if not rows:
