@@ -30,14 +30,13 @@ from .derived import backward_text, memory_rows
 from .emit import module_source
 from .errors import CardError
 from .highlight import CardLexer
-from .latex import TexSteps, math_text, tex_decl, tex_signature
+from .latex import ROLE_MD, TexSteps, math_text, tex_decl, tex_signature
 from .lower import LoweringError, lower, wrapper_kind
 from .report import callees, param_count_line, values_for
 
 ASSETS = Path(__file__).parent / "assets"
 STATIC = "_static"
 MARK = '<meta name="generator" content="cardgen docs">'  # how a later run knows the folder is a book
-ROLES = {"input": "Input", "output": "Output", "hyper": "Hyperparameters", "param": "Parameters"}
 
 
 class StepRows(TexSteps):
@@ -122,7 +121,7 @@ def card_context(page: Page, pages: dict[str, Page]) -> dict:
     ch, lib, card = page.checked, page.lib, page.checked.card
     decls, last = [], None
     for d in card.decls:  # the role once per run, as the paper's boxes do
-        decls.append((ROLES[d.role] if d.role != last else "", tex_decl(d), d.desc))
+        decls.append((ROLE_MD[d.role] if d.role != last else "", tex_decl(d), d.desc))
         last = d.role
     steps = StepRows(ch.claims).steps(card.steps)
     ctx = dict(

@@ -70,17 +70,19 @@ def tex_signature(card: Card) -> str:
             + r"\left(" + ", ".join(map(tex_name, card.inputs)) + bar + r"\right)")
 
 
-# What a braced script (x_{…}) may hold besides names, as math: the grammar
-# lets it hold anything but braces, and x_{a%b} must not start a TeX comment.
-MATH_ESCAPE = {"\\": r"\backslash ", "%": r"\%", "$": r"\$", "#": r"\#", "&": r"\&", "_": r"\_",
-               "^": r"\hat{\ }", "~": r"\sim ", "−": "-"}
+# TeX's special characters as math, the spelling LaTeX, KaTeX and MathJax
+# (GitHub) all read alike: for card text in a formula (math_text) and for the
+# signs a braced script may hold (the grammar allows anything but braces, and
+# x_{a%b} must not start a TeX comment).
+TEXT_SPECIAL = {"\\": r"\backslash", "{": r"\{", "}": r"\}", "$": r"\$", "%": r"\%", "#": r"\#",
+                "&": r"\&", "_": r"\_", "^": r"\hat{}", "~": r"\sim"}
 
 
 def tex_script(v: str) -> str:
     parts = [p for p in re.split(r"([^\w′]+)", v) if p]
     if len(parts) > 1 or "_" in v:  # names and signs: x_{1:N_data}, e_{ℓ_z}, Y_{H−1}
-        return "".join(tex_name(p) if p[:1].isalpha() else "".join(MATH_ESCAPE.get(c, c) for c in p)
-                       for p in parts)
+        return "".join(tex_name(p) if p[:1].isalpha() else "".join(
+            "{" + TEXT_SPECIAL[c] + "}" if c in TEXT_SPECIAL else "-" if c == "−" else c for c in p) for p in parts)
     s = "".join(GREEK.get(c, c) + (" " if c in GREEK and GREEK[c].startswith("\\") else "") for c in v)
     return rf"\mathrm{{{s}}}" if re.fullmatch(r"[A-Za-z]{2,}[0-9]*", s) else s.strip()
 
@@ -226,11 +228,9 @@ def tex_decl(d) -> str:
     return s
 
 
-# Inside a formula, card text goes in \text{…}; TeX's special characters and
-# the notation's symbols leave it for the math-mode spelling that LaTeX, KaTeX
-# and MathJax (GitHub) all read the same way (text fonts lack ∈, ≤, τ, …).
-TEXT_SPECIAL = {"\\": r"\backslash", "{": r"\{", "}": r"\}", "$": r"\$", "%": r"\%", "#": r"\#",
-                "&": r"\&", "_": r"\_", "^": r"\hat{}", "~": r"\sim"}
+# Inside a formula, card text goes in \text{…}; TeX's special characters
+# (TEXT_SPECIAL) and the notation's symbols leave it for math mode, as text
+# fonts lack ∈, ≤, τ, ….
 TEXT_SYMBOLS = {
     "←": r"\leftarrow", "∈": r"\in", "×": r"\times", "⊙": r"\odot", "·": r"\cdot", "⊤": r"\top",
     "√": r"\surd", "Σ": r"\Sigma", "≤": r"\le", "≥": r"\ge", "≠": r"\ne", "¬": r"\neg", "∞": r"\infty",

@@ -27,11 +27,10 @@ TEXT_UNICODE = {"—": "---", "–": "--", "‘": "`", "’": "'", "“": "``", 
 # Symbols and letters only math mode has (in text: \ensuremath{…}): the ones
 # latex.py puts in formulas, and more a description may hold.
 MATH_UNICODE = TEXT_SYMBOLS | {
-    "′": "'", "∉": r"\notin", "ℙ": r"\mathbb{P}", "ᵀ": r"^{\top}", "↑": r"\uparrow", "↦": r"\mapsto",
-    "≈": r"\approx", "≅": r"\cong", "⊗": r"\otimes", "⊕": r"\oplus", "∂": r"\partial", "∏": r"\prod",
-    "∃": r"\exists", "∗": "*", "∘": r"\circ", "±": r"\pm", "³": "^{3}", "¹": "^{1}", "⟨": r"\langle",
-    "⟩": r"\rangle", "∅": r"\emptyset", "∪": r"\cup", "∩": r"\cap", "⋃": r"\bigcup", "⊂": r"\subset",
-    "⊆": r"\subseteq", "°": r"^{\circ}", "∥": r"\|", "•": r"\bullet", "ϵ": r"\epsilon", "ϕ": r"\phi",
+    "ℙ": r"\mathbb{P}", "↑": r"\uparrow", "↦": r"\mapsto", "≅": r"\cong", "⊗": r"\otimes", "⊕": r"\oplus",
+    "∂": r"\partial", "∏": r"\prod", "∃": r"\exists", "∗": "*", "±": r"\pm", "³": "^{3}", "⟨": r"\langle",
+    "⟩": r"\rangle", "∪": r"\cup", "∩": r"\cap", "⋃": r"\bigcup", "⊂": r"\subset", "°": r"^{\circ}",
+    "∥": r"\|", "•": r"\bullet", "ϵ": r"\epsilon", "ϕ": r"\phi",
 }
 # Combining marks: the text accent for a Latin letter, the math accent otherwise.
 ACCENT = {"\u0300": ("`", r"\grave"), "\u0301": ("'", r"\acute"), "\u0302": ("^", r"\hat"),
