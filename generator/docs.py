@@ -92,8 +92,10 @@ def href(name: str) -> str:
 
 def load_pages(files: list[Path]) -> dict[str, Page]:
     pages: dict[str, Page] = {}
+    libs: dict[Path, Library] = {}  # one per folder: each card beside it is parsed and checked once
     for f in files:
-        lib = library_for(str(f))
+        folder = Path(f).parent
+        lib = libs[folder] = libs.get(folder) or library_for(str(f))
         card, checked = load(str(f), lib)
         same = [n for n in pages if n.casefold() == card.name.casefold()]
         if same:  # one page file on a case-insensitive file system (macOS, Windows)
