@@ -1,6 +1,7 @@
 """Every test that takes ``card_path`` runs once per card in cards/: a new card
 gets every test for free."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,16 @@ from cardgen.check import Library
 
 ROOT = Path(__file__).resolve().parent.parent
 CARDS = sorted((ROOT / "cards").glob("*.card"))
+
+
+def require(present: bool, why: str) -> None:
+    """For a test that needs a program from outside PyPI (pdflatex, chromium,
+    node): a skip, with the reason, where it is missing; under CI, which
+    installs it (.ci/run), a failure."""
+    if not present:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs it: {why}")
+        pytest.skip(why)
 
 
 def pytest_generate_tests(metafunc):

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from cardgen.cli import main
 
-from .conftest import ROOT
+from .conftest import ROOT, require
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Without the background-networking flags chromium reaches out at start-up, and the closed network refuses it.
@@ -62,11 +62,8 @@ def browser():
         from playwright.sync_api import sync_playwright
     except ImportError:
         sync_playwright = None
-    if sync_playwright is None or not CHROMIUM.exists():
-        why = "needs playwright and Debian's chromium (apt-get install chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(why)
-        pytest.skip(why)
+    require(sync_playwright is not None and CHROMIUM.exists(),
+            "needs playwright and Debian's chromium (apt-get install chromium)")
     return sync_playwright
 
 

@@ -3,7 +3,6 @@ its rendered pseudocode, spot checks of its token types, its entry point, and
 the TextMate grammar (editors/) run through VS Code's own engine."""
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -32,7 +31,7 @@ from pygments.token import (
 from cardgen.cli import main
 from cardgen.highlight import CardLexer, textmate_grammar
 
-from .conftest import CARDS, ROOT
+from .conftest import CARDS, ROOT, require
 
 LEXER = CardLexer()
 
@@ -283,10 +282,8 @@ def textmate(tmp_path_factory):
     """Every card, its rendered pseudocode and ASCII_CARD, each as (text, tokens by line) from
     VS Code's TextMate engine (editors/test/tokenize.mjs; .ci/run installs it with npm ci)."""
     node = shutil.which("node")
-    if node is None or not (EDITORS / "test" / "node_modules").is_dir():
-        if os.environ.get("CI"):
-            pytest.fail("CI needs node and editors/test/node_modules: .ci/run runs npm ci --prefix editors/test")
-        pytest.skip("needs node and `npm ci --prefix editors/test`")
+    require(node is not None and (EDITORS / "test" / "node_modules").is_dir(),
+            "needs node and `npm ci --prefix editors/test`")
     folder = tmp_path_factory.mktemp("textmate")
     texts = {"ascii": ASCII_CARD}
     for card in CARDS:

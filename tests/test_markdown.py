@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -25,7 +24,7 @@ from cardgen import parse, parse_file
 from cardgen.check import Library, check
 from cardgen.latex import markdown, math_text, md_text
 
-from .conftest import ROOT
+from .conftest import ROOT, require
 
 KATEX = ROOT / "generator" / "assets" / "katex" / "katex.min.js"
 
@@ -89,10 +88,7 @@ def texts(card) -> list[str]:
 def typeset(formulas: list[tuple[str, bool]]) -> list[str | None]:
     """KaTeX's verdict on each formula: None, or its error or strict-mode warning."""
     node = shutil.which("node")
-    if node is None or not KATEX.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"node or {KATEX} missing in CI")
-        pytest.skip("needs node and the vendored KaTeX")
+    require(node is not None and KATEX.exists(), f"needs node and the vendored KaTeX ({KATEX})")
     script = """
 const katex = require(process.argv[1]);
 const items = JSON.parse(require('fs').readFileSync(0, 'utf8'));

@@ -17,7 +17,7 @@ from cardgen.cli import main
 from cardgen.report import param_count_line
 from cardgen.texbox import box, document, tex_text
 
-from .conftest import CARDS, ROOT
+from .conftest import CARDS, ROOT, require
 
 # pdflatex reports a glyph it lacks only as "Missing character" in the log,
 # and goes on: that fails the test as much as an error does.
@@ -28,11 +28,8 @@ LOG_PROBLEM = re.compile(r"^!.*|.*Missing character.*|.*Undefined control sequen
 @pytest.fixture(scope="module")
 def pdflatex():
     exe = shutil.which("pdflatex")
-    if exe is None:
-        if os.environ.get("CI"):
-            pytest.fail("pdflatex is missing; .ci/run installs TeX Live")
-        pytest.skip("pdflatex is not installed (Debian: texlive-latex-base texlive-latex-recommended "
-                    "texlive-science)")
+    require(exe is not None, "pdflatex is not installed (Debian: texlive-latex-base texlive-latex-recommended "
+                             "texlive-science)")
     return exe
 
 
