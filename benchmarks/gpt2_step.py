@@ -374,7 +374,7 @@ def measure_check_cost(cfg, params, x, n=40):
 
 def training_steps(model, params, cfg, x):
     """Whole training steps, AdamW included, on the same batch (B, T) of inputs and targets."""
-    from cardgen.train import AdamWSettings, Trainer, TrainState
+    from cardgen.train.trainer import AdamWSettings, Trainer, TrainState
     trainer = Trainer(gpt2, ce, load_generated("AdamW"), cfg, AdamWSettings(lr=1e-4, weight_decay=0.01))
     zeros = {k: np.zeros_like(v) for k, v in vars(params).items()}
     state = TrainState(gpt2.Params(**{k: v.copy() for k, v in vars(params).items()}),
@@ -461,7 +461,8 @@ def main():
                         help="measure what the generated forward's input and parameter checks cost")
     parser.add_argument("--train", action="store_true",
                         help="time a whole training step: forward, loss, backward and the AdamW update "
-                             "(generated: cardgen.train.Trainer with the AdamW card; pytorch: torch.optim.AdamW)")
+                             "(generated: cardgen.train.trainer.Trainer with the AdamW card; "
+                             "pytorch: torch.optim.AdamW)")
     parser.add_argument("--profile", action="store_true",
                         help="instead of timing, profile 5 generated steps (cProfile, then per line)")
     args = parser.parse_args()

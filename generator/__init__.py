@@ -2,8 +2,8 @@
 
 import sys
 
-from .errors import CardError
-from .parse import MAX_DEPTH, parse, parse_file
+from .lang.errors import CardError
+from .lang.parse import MAX_DEPTH, parse, parse_file
 
 # Each stage walks an expression recursively, a few frames per level, and cards
 # may nest up to MAX_DEPTH levels (a long sum is as deep as it is long).

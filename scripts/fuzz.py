@@ -18,7 +18,7 @@ import traceback
 from pathlib import Path
 
 from cardgen import CardError, parse
-from cardgen.check import Library, check
+from cardgen.lang.check import Library, check
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = re.compile(r"\s+|\w+|.", re.S)

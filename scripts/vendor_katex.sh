@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Vendor KaTeX (pinned) into generator/assets/katex/ for `cardgen docs`: the HTML
+# Vendor KaTeX (pinned) into generator/docs/assets/katex/ for `cardgen docs`: the HTML
 # book typesets its math offline, from file://, so the script, the stylesheet and
 # the fonts ship inside the package.  Only woff2 fonts are kept (every browser
 # the book targets reads them); the stylesheet's woff/ttf fallbacks are removed
@@ -7,7 +7,7 @@
 set -euo pipefail
 VERSION=0.19.1
 root="$(cd "$(dirname "$0")/.." && pwd)"
-dest="$root/generator/assets/katex"
+dest="$root/generator/docs/assets/katex"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 cd "$work"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cardgen.check import Library
+from cardgen.lang.check import Library
 
 ROOT = Path(__file__).resolve().parent.parent
 CARDS = sorted((ROOT / "cards").glob("*.card"))

@@ -75,7 +75,7 @@ def test_render_markdown_puts_math_in_math_blocks():
 
 
 def test_markdown_math_escapes_comments_and_nests_scripts():
-    from cardgen.latex import math_text, tex_name
+    from cardgen.docs.latex import math_text, tex_name
     # A ▷ comment is prose: TeX's special characters are characters, symbols and Greek are math.
     assert math_text("mask_token ~ p^{1/τ} ≤ 50% & #1") == (
         r"\text{mask}{\_}\text{token }{\sim}\text{ p}{\hat{}}{\{}\text{1/}{\tau}{\}}\text{ }{\le}\text{ 50}{\%}"

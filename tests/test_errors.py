@@ -23,9 +23,9 @@ from click.testing import CliRunner
 
 import cardgen
 from cardgen import CardError
-from cardgen.check import Library, check
 from cardgen.cli import main
-from cardgen.parse import MAX_BYTES
+from cardgen.lang.check import Library, check
+from cardgen.lang.parse import MAX_BYTES
 
 CARDS = Path(__file__).resolve().parent.parent / "cards"
 

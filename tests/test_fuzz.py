@@ -33,10 +33,10 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
 from cardgen import CardError, parse, parse_file
-from cardgen.check import Library, check
 from cardgen.cli import main
-from cardgen.parse import MAX_BYTES, MAX_DEPTH, MAX_NUMBER
-from cardgen.shapes import MAX_TERMS
+from cardgen.lang.check import Library, check
+from cardgen.lang.parse import MAX_BYTES, MAX_DEPTH, MAX_NUMBER
+from cardgen.lang.shapes import MAX_TERMS
 
 from .conftest import CARDS, ROOT
 

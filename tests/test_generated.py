@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from cardgen.cli import main
-from cardgen.gradcheck import TOL, gradcheck, load_module, make_config, make_inputs, run_forward, small_sizes
-from cardgen.lower import lower
+from cardgen.compile.gradcheck import TOL, gradcheck, load_module, make_config, make_inputs, run_forward, small_sizes
+from cardgen.compile.lower import lower
 
 from .conftest import CARDS, ROOT
 

@@ -1,4 +1,4 @@
-"""Syntax highlighting: the Pygments lexer (cardgen.highlight) on every card and
+"""Syntax highlighting: the Pygments lexer (cardgen.docs.highlight) on every card and
 its rendered pseudocode, spot checks of its token types, its entry point, and
 the TextMate grammar (editors/) run through VS Code's own engine."""
 
@@ -29,7 +29,7 @@ from pygments.token import (
 )
 
 from cardgen.cli import main
-from cardgen.highlight import CardLexer, textmate_grammar
+from cardgen.docs.highlight import CardLexer, textmate_grammar
 
 from .conftest import CARDS, ROOT, require
 
@@ -245,7 +245,7 @@ ASCII_CARD = """algorithm y <- f(x | W)
 
 def test_textmate_grammar_is_current():
     committed = json.loads((EDITORS / "card.tmLanguage.json").read_text("utf-8"))
-    assert committed == textmate_grammar(), "run: python -m cardgen.highlight > editors/card.tmLanguage.json"
+    assert committed == textmate_grammar(), "run: python -m cardgen.docs.highlight > editors/card.tmLanguage.json"
     assert committed["scopeName"] == "source.card"
 
 

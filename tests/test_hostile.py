@@ -8,9 +8,9 @@ import os
 import numpy as np
 
 from cardgen import parse
-from cardgen.check import Library, check
-from cardgen.emit import module_source
-from cardgen.gradcheck import gradcheck, load_module
+from cardgen.compile.emit import module_source
+from cardgen.compile.gradcheck import gradcheck, load_module
+from cardgen.lang.check import Library, check
 
 EVIL = r"""algorithm y ← evil(x | np, config, print, l, ℓ, γ, gamma)
   "Purpose with \"\"\" quotes, a \\ backslash, \\n, TRIPLE and */, and a line separator:LSEP done"

@@ -21,12 +21,12 @@ import cmarkgfm
 import pytest
 
 from cardgen import parse, parse_file
-from cardgen.check import Library, check
-from cardgen.latex import markdown, math_text, md_text
+from cardgen.docs.latex import markdown, math_text, md_text
+from cardgen.lang.check import Library, check
 
 from .conftest import ROOT, require
 
-KATEX = ROOT / "generator" / "assets" / "katex" / "katex.min.js"
+KATEX = ROOT / "generator" / "docs" / "assets" / "katex" / "katex.min.js"
 
 SRC_INLINE = re.compile(r"\$`([^`]*)`\$")
 SRC_BLOCK = re.compile(r"^```math\n(.*?)^```$", re.S | re.M)

@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cardgen.ir import Card, Claim, Convention, Decl, Expr, Group, Set, Step, name, num
-from cardgen.parse import CLAIM_RE, parse
-from cardgen.render import card_text, pseudocode
+from cardgen.lang.ir import Card, Claim, Convention, Decl, Expr, Group, Set, Step, name, num
+from cardgen.lang.parse import CLAIM_RE, parse
+from cardgen.lang.render import card_text, pseudocode
 
 SETTINGS = settings(max_examples=200, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])

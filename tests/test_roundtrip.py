@@ -5,9 +5,9 @@ import pytest
 from click.testing import CliRunner
 
 from cardgen import parse, parse_file
-from cardgen.check import Library, check
 from cardgen.cli import main
-from cardgen.render import card_text, pseudocode
+from cardgen.lang.check import Library, check
+from cardgen.lang.render import card_text, pseudocode
 
 from .conftest import CARDS, ROOT
 

@@ -6,14 +6,14 @@ and, unless they carry no gradient, a VJP rule (``ad.VJP``).  A new primitive
 missing from one table fails here, not in a user's build."""
 
 from cardgen import parse_file
-from cardgen.ad import NO_GRAD_PRIMS, VJP, differentiate, walk_all
-from cardgen.check import Checker, check
-from cardgen.emit import output_names
-from cardgen.ir import Expr, Step
-from cardgen.latex import TexPrinter
-from cardgen.lower import LoweringError, lower
-from cardgen.npcode import PRINT
-from cardgen.render import Printer
+from cardgen.compile.ad import NO_GRAD_PRIMS, VJP, differentiate, walk_all
+from cardgen.compile.emit import output_names
+from cardgen.compile.lower import LoweringError, lower
+from cardgen.compile.npcode import PRINT
+from cardgen.docs.latex import TexPrinter
+from cardgen.lang.check import Checker, check
+from cardgen.lang.ir import Expr, Step
+from cardgen.lang.render import Printer
 
 
 def methods(cls, prefix: str) -> set[str]:

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cardgen.check import Library
 from cardgen.cli import main
-from cardgen.report import param_count_line
-from cardgen.texbox import box, document, tex_text
+from cardgen.docs.report import param_count_line
+from cardgen.docs.texbox import box, document, tex_text
+from cardgen.lang.check import Library
 
 from .conftest import CARDS, ROOT, require
 

@@ -14,7 +14,7 @@ import torch
 from click.testing import CliRunner
 
 from cardgen.cli import main
-from cardgen.train import AdamWSettings, Trainer, batches, split, stdlib_text
+from cardgen.train.trainer import AdamWSettings, Trainer, batches, split, stdlib_text
 
 from .conftest import ROOT, load_generated
 from .test_oracle_gpt2 import hf_model, rel, to_params

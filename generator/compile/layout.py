@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from ..lang.shapes import Poly
 from .core import Op
-from .shapes import Poly
 
 ONE = Poly.const(1)
 

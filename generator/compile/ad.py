@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..lang.errors import CardError
+from ..lang.shapes import Poly
 from .core import Loop, Op, Program, Value, walk
-from .errors import CardError
-from .shapes import Poly
 
 ONE = Poly.const(1)
 NO_GRAD_PRIMS = {"iota", "const", "le", "lt", "ge", "gt", "eq", "ne", "not"}

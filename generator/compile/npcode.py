@@ -7,9 +7,9 @@ number of leading batch axes.
 
 from __future__ import annotations
 
+from ..lang.shapes import Poly
 from .core import Op
 from .naming import ascii_name
-from .shapes import Poly
 
 
 def py_dim(p: Poly) -> str:

@@ -13,23 +13,23 @@ from pathlib import Path
 
 import jinja2
 
+from ..lang.check import Checked, Library
+from ..lang.errors import CardError
+from ..lang.render import pseudocode
+from ..lang.shapes import Poly, poly_text
 from .ad import Backward, BLoop, NoDerivativeError, differentiate
-from .check import Checked, Library
 from .core import Loop, Op, Program, walk
-from .errors import CardError
 from .lower import lower
 from .memory import holders, inplace_expr, plan
 from .naming import ascii_name
 from .npcode import BACKWARD_HELPERS, HELPERS, op_expr, out_expr, py_dim
-from .render import pseudocode
-from .shapes import Poly, poly_text
 from .wrappers import wrapper_code
 
 COMMENT_COL = 60
 
 
 def _env() -> jinja2.Environment:
-    loader = jinja2.PackageLoader("cardgen", "templates")
+    loader = jinja2.PackageLoader("cardgen.compile", "templates")
     return jinja2.Environment(loader=loader, trim_blocks=True, lstrip_blocks=True,
                               keep_trailing_newline=True, autoescape=False)
 
@@ -107,7 +107,7 @@ def card_line_map(checked: Checked, lib: Library) -> dict[str, str]:
         for i, text in enumerate(ch.card.source.split("\n"), start=1):
             out[f"{ch.card.name}:{i}"] = f"{ch.card.name} {text.strip()}" if ch is not checked \
                 else text.strip()
-        from .report import callees
+        from ..lang.check_call import callees
         for c in callees(ch.card):
             sub = lib.checked(c)
             if sub is not None:
@@ -194,7 +194,7 @@ def output_names(prog: Program, checked: Checked) -> list[str]:
 
 def locate_step(err: CardError, lib: Library) -> CardError:
     """Point an error about a core op back at the card step it came from."""
-    from .ir import Pos
+    from ..lang.ir import Pos
     name, _, line = (err.step or "").rpartition(":")
     card = lib.card(name) if name else None
     if card is None or not line.isdigit():
@@ -254,7 +254,7 @@ def forward_lines(prog: Program, bwd: Backward, shape_names, card_lines, needed:
 
 def check_lines(prog: Program) -> list[str]:
     """Reject wrong inputs and parameters with a message in the card's terms, before any work."""
-    from .render import set_text
+    from ..lang.render import set_text
     config_dims = {s for s, how in prog.dims.items() if how.startswith("config.")}
 
     def expected(shape):

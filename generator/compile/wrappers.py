@@ -6,11 +6,11 @@ the card's steps."""
 
 from __future__ import annotations
 
-from .errors import CardError
-from .ir import Expr
+from ..lang.errors import CardError
+from ..lang.ir import Expr
+from ..lang.render import expr_text
 from .naming import ascii_name
 from .npcode import py_dim
-from .render import expr_text
 
 
 def wrapper_code(prog, checked) -> str:

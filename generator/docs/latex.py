@@ -7,9 +7,9 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from .ir import Card, Expr, Group, Set, Step
-from .names import split_name
-from .render import LEVEL, Printer, _next
+from ..lang.ir import Card, Expr, Group, Set, Step
+from ..lang.names import split_name
+from ..lang.render import LEVEL, Printer, _next
 
 GREEK = {
     "α": r"\alpha", "β": r"\beta", "γ": r"\gamma", "δ": r"\delta", "ε": r"\varepsilon",

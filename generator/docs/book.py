@@ -24,15 +24,16 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
-from .check import Checked, Library
-from .cli import library_for, load
+from ..compile.emit import module_source
+from ..compile.lower import LoweringError, lower, wrapper_kind
+from ..lang.check import Checked, Library
+from ..lang.check_call import callees
+from ..lang.errors import CardError
+from ..lang.load import library_for, load
 from .derived import backward_text, memory_rows
-from .emit import module_source
-from .errors import CardError
 from .highlight import CardLexer
 from .latex import ROLE_MD, TexSteps, math_text, tex_decl, tex_signature
-from .lower import LoweringError, lower, wrapper_kind
-from .report import callees, param_count_line, values_for
+from .report import param_count_line, values_for
 
 ASSETS = Path(__file__).parent / "assets"
 STATIC = "_static"
@@ -151,7 +152,7 @@ def pygments_css() -> str:
 
 
 def _env() -> jinja2.Environment:
-    loader = jinja2.PackageLoader("cardgen", "templates")
+    loader = jinja2.PackageLoader("cardgen.docs", "templates")
     return jinja2.Environment(loader=loader, autoescape=True, trim_blocks=True, lstrip_blocks=True,
                               keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
 

@@ -3,41 +3,12 @@ parameter count, the sub-algorithms it calls, and the output formats."""
 
 from __future__ import annotations
 
-from .check import Checked, Library
-from .ir import Card, Expr, Group, Set, Step
+from ..lang.check import Checked, Library
+from ..lang.ir import Group, Set
+from ..lang.names import join_name, split_name
+from ..lang.render import pseudocode
+from ..lang.shapes import Poly
 from .latex import markdown
-from .names import join_name, split_name
-from .render import pseudocode
-from .shapes import Poly
-
-
-def callees(card: Card) -> list[str]:
-    """Names of the cards ``card`` calls or groups, in first-use order."""
-    out: list[str] = []
-
-    def add(name):
-        if name not in out:
-            out.append(name)
-
-    def walk(e: Expr | None):
-        if e is None:
-            return
-        if e.op == "call":
-            add(e.attr[0])
-        for a in e.args:
-            walk(a)
-
-    def walk_steps(steps: tuple[Step, ...]):
-        for st in steps:
-            for e in (st.target, st.value, st.cond):
-                walk(e)
-            walk_steps(st.body)
-
-    for d in card.decls:
-        if isinstance(d.set, Group) and d.set.card:
-            add(d.set.card)
-    walk_steps(card.steps)
-    return out
 
 
 def values_for(checked: Checked, given: dict[str, float]) -> dict[str, float]:

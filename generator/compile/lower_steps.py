@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .check import join_name, split_name
+from ..lang.check import join_name, split_name
+from ..lang.ir import Expr, Step
+from ..lang.shapes import Poly
 from .core import Loop
-from .ir import Expr, Step
 from .layout import AV, ONE, Mapped, common_ones
-from .shapes import Poly
 
 
 class StepLowering:
@@ -219,7 +219,7 @@ def _assigns(steps) -> list[str]:
 
 
 def _body_expr(body) -> Expr | None:
-    from .check import _step_exprs
+    from ..lang.check import _step_exprs
     if body is None:
         return None
     if isinstance(body, Expr):

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .check import Checked
-from .ir import Expr
+from ..lang.check import Checked
+from ..lang.ir import Expr
+from ..lang.shapes import Poly
 from .layout import AV, ONE, Mapped, ParamGroup
-from .shapes import Poly
 
 
 class Inlining:

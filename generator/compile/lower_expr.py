@@ -18,14 +18,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .check import BUILTINS, join_name, split_name
+from ..lang.check import BUILTINS, join_name, split_name
+from ..lang.errors import CardError
+from ..lang.ir import Expr
+from ..lang.render import expr_text
+from ..lang.shapes import Poly
+from ..lang.types import INTEGRAL
 from .core import Op
-from .errors import CardError
-from .ir import Expr
 from .layout import AV, ONE, Mapped, Members, ParamGroup, common_ones, const
-from .render import expr_text
-from .shapes import Poly
-from .types import INTEGRAL
 
 UNARY = {"exp": "exp", "log": "log", "tanh": "tanh", "GELU": "gelu", "ReLU": "relu", "SiLU": "silu",
          "σ": "sigmoid", "sqrt": "sqrt", "abs": "abs", "sin": "sin", "cos": "cos"}

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .check import Checked, Library
+from ..lang.check import Checked, Library
+from ..lang.shapes import Poly
 from .emit import module_source
 from .lower import lower
 from .naming import ascii_name
-from .shapes import Poly
 
 EPS = 1e-5
 TOL = 1e-6

@@ -4,11 +4,11 @@ for it, with shapes and bytes (`cardgen render --memory`)."""
 
 from __future__ import annotations
 
-from .ad import BLoop, differentiate
-from .check import Checked, Library
-from .core import Op
-from .lower import lower
-from .shapes import Poly, poly_text
+from ..compile.ad import BLoop, differentiate
+from ..compile.core import Op
+from ..compile.lower import lower
+from ..lang.check import Checked, Library
+from ..lang.shapes import Poly, poly_text
 
 # How each core op reads in pseudocode; {0}, {1}, … are its arguments.
 MATH = {
@@ -43,7 +43,7 @@ def shape_text(shape, batched: bool) -> str:
 
 def backward_text(checked: Checked, lib: Library) -> str:
     """The derived backward pass, step by step, in the card's style."""
-    from .emit import output_names
+    from ..compile.emit import output_names
     prog = lower(checked, lib)
     outs = output_names(prog, checked)  # one gradient per output (AdamW has three)
     bwd = differentiate(prog, prog.names, ["d_" + o for o in outs])
@@ -92,7 +92,7 @@ def saved_activations(checked: Checked, lib: Library):
             continue
         v = layout[name]
         rows.append((name, v.shape, v.batched, Poly.const(1), v.kind))
-    from .core import Loop
+    from ..compile.core import Loop
     counts = {x.var: x.count for x in prog.body if isinstance(x, Loop)}
     for var, names in bwd.saved_in_loops.items():
         for name in names:
@@ -105,7 +105,7 @@ def saved_activations(checked: Checked, lib: Library):
 
 
 def _walk(body):
-    from .core import walk
+    from ..compile.core import walk
     return walk(body)
 
 

@@ -17,17 +17,17 @@ entry ``lower()``: a card's declarations in, a ``Program`` out.
 
 from __future__ import annotations
 
-from .check import Checked, Library, join_name, split_name
+from ..lang.check import Checked, Library, join_name, split_name
+from ..lang.errors import CardError
+from ..lang.ir import Card, Expr, Group, Step
+from ..lang.shapes import Poly
+from ..lang.types import INTEGRAL
 from .core import Loop, Program, Value
-from .errors import CardError
 from .inline import Inlining
-from .ir import Card, Expr, Group, Step
 from .layout import AV, ONE, Layout, Members, ParamGroup
 from .lower_expr import ExprLowering
 from .lower_steps import StepLowering
 from .naming import Names
-from .shapes import Poly
-from .types import INTEGRAL
 
 
 class LoweringError(CardError):
@@ -84,7 +84,7 @@ def _has(e: Expr, op: str) -> bool:
 
 
 def replace_steps(steps):
-    from .ir import Card, Convention
+    from ..lang.ir import Card, Convention
     return Card("", (), (), (), None, Convention(), (), tuple(steps))
 
 
@@ -124,7 +124,7 @@ def lower(checked: Checked, lib: Library) -> Program:
                 name = names.fresh(ascii_path(n))
                 lw.env[key] = AV(name, (), shape, kind, batched=batched)
                 inputs.append(Value(name, shape, batched, kind))
-                from .render import set_text
+                from ..lang.render import set_text
                 input_sets[name] = set_text(d.set)
                 if b.type.kind == "span" and len(b.type.bounds) == 2:
                     token_bounds[name] = b.type.bounds[1] - b.type.bounds[0] + ONE

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from . import ir
 from .errors import CardError
-from .ir import Card, Expr
+from .ir import Card, Expr, Group, Step
 from .render import expr_text
 from .shapes import Poly, poly_brief
 from .types import BROADCAST, INTEGRAL, NAT, Type, numeric_join
@@ -267,3 +267,32 @@ def signature_hint(card: Card, extra: str | None) -> str:
     ins = list(card.inputs) + ([extra] if extra else [])
     bar = " | " + ", ".join(card.bar) if card.bar else ""
     return f"algorithm {', '.join(card.outputs)} ← {card.name}({', '.join(ins)}{bar})"
+
+
+def callees(card: Card) -> list[str]:
+    """Names of the cards ``card`` calls or groups, in first-use order."""
+    out: list[str] = []
+
+    def add(name):
+        if name not in out:
+            out.append(name)
+
+    def walk(e: Expr | None):
+        if e is None:
+            return
+        if e.op == "call":
+            add(e.attr[0])
+        for a in e.args:
+            walk(a)
+
+    def walk_steps(steps: tuple[Step, ...]):
+        for st in steps:
+            for e in (st.target, st.value, st.cond):
+                walk(e)
+            walk_steps(st.body)
+
+    for d in card.decls:
+        if isinstance(d.set, Group) and d.set.card:
+            add(d.set.card)
+    walk_steps(card.steps)
+    return out
