@@ -1,0 +1,130 @@
+"""The cards a training run needs, compiled in memory: the model card, the ``cross_entropy`` and
+``AdamW`` cards, and the texts of all of them (and of every card they call) that a checkpoint carries.
+
+A checkpoint's cards are compiled from its own texts through a Library filled from strings, with
+no search folder: nothing on disk, and no path the checkpoint names, is ever read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import types
+
+from ..compile.gradcheck import load_module
+from ..compile.lower import lower
+from ..compile.naming import ascii_name
+from ..lang.check import Checked, Library, check
+from ..lang.check_call import callees
+from ..lang.errors import CardError
+from ..lang.parse import parse
+
+TRAINING_CARDS = ("cross_entropy", "AdamW")  # the loss and the update every run uses
+BYTE_VOCAB = 256
+
+
+@dataclasses.dataclass
+class Modules:
+    card: Checked
+    model: types.ModuleType
+    loss: types.ModuleType
+    adamw: types.ModuleType
+    config: object
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def card_texts(checked: Checked, lib: Library, names=TRAINING_CARDS) -> dict[str, dict]:
+    """The model card, the training cards and every card any of them calls, each once:
+    name -> {"text", "sha256"}."""
+    out: dict[str, dict] = {}
+
+    def visit(name: str):
+        if name in out:
+            return
+        card = lib.card(name)
+        if card is None:
+            return  # a built-in, not a card
+        out[name] = {"text": card.source, "sha256": sha256(card.source)}
+        for sub in callees(card):
+            visit(sub)
+    visit(checked.card.name)
+    for name in names:
+        if lib.card(name) is None:
+            raise CardError(f"training needs the card {name}.card beside {checked.card.path} or in ./cards")
+        visit(name)
+    return out
+
+
+def library_from_texts(texts: dict[str, str], origin: str) -> Library:
+    """A Library holding exactly these cards (name -> text), with no folder to search."""
+    cards = {}
+    for name, text in texts.items():
+        card = parse(text, f"{origin}:{name}.card")
+        if card.name != name:
+            raise CardError(f"the card stored as {name} is named {card.name}", path=card.path, source=text)
+        cards[name] = card
+    return Library(cards=cards)
+
+
+def check_model(lib: Library, name: str) -> Checked:
+    card = lib.card(name)
+    if card is None:
+        raise CardError(f"no card {name}")
+    checked = check(card, lib)
+    out = checked.env[card.outputs[0]].type if len(card.outputs) == 1 else None
+    if card.convention.axes != "rows" or out is None or len(out.shape) != 2:
+        raise CardError(f"cardgen train trains a language model whose output is logits, one row per position "
+                        f"(T×V, as GPT2 and Bigram); {card.name} is not one",
+                        hint="the paper's DTransformer trains with its own card: generated/DTraining.py, train()")
+    return checked
+
+
+def compile_modules(checked: Checked, lib: Library, values: dict, vocab: int | None = BYTE_VOCAB) -> Modules:
+    """The model's module with a Config from ``values`` (card names or identifiers), and the loss and
+    AdamW modules. ``vocab``: the vocabulary size the data needs (256 for bytes), or None for any."""
+    mods = {}
+    for name in TRAINING_CARDS:
+        sub = lib.checked(name)
+        if sub is None:
+            raise CardError(f"training needs the card {name}.card beside {checked.card.path} or in ./cards")
+        mods[name] = load_module(sub, lib)
+    model = load_module(checked, lib)
+    fields = {f.name: f for f in dataclasses.fields(model.Config)}
+    given = {ascii_name(k): v for k, v in values.items()}
+    for f in (f for f in fields if f in ("V", "N_V")):
+        if vocab is not None and given.setdefault(f, vocab) != vocab:
+            raise CardError(f"byte-level training needs {f} = {vocab}, not {given[f]}")
+    missing = [f for f, spec in fields.items() if f not in given and spec.default is dataclasses.MISSING]
+    if missing:
+        raise CardError(f"{checked.card.name} needs values for {', '.join(missing)}: --set NAME=VALUE",
+                        hint="for example --set D=64 --set H=4 --set D_f=256 --set N=2 --set ctx=64")
+    unknown = [k for k in given if k not in fields]
+    if unknown:
+        raise CardError(f"{checked.card.name} has no hyperparameter {', '.join(unknown)}",
+                        hint=f"its hyperparameters: {', '.join(fields)}")
+    config = model.Config(**given)
+    return Modules(checked, model, mods["cross_entropy"], mods["AdamW"], config)
+
+
+def param_shapes(checked: Checked, lib: Library, config) -> dict[str, tuple[int, ...]]:
+    """Every Params field's shape at this config, computed from the card (nothing allocated), so a
+    checkpoint's arrays can be checked before they are read."""
+    prog = lower(checked, lib)
+    values = {s: getattr(config, how.removeprefix("config.")) for s, how in prog.dims.items()
+              if how.startswith("config.") and hasattr(config, how.removeprefix("config."))}
+    shapes = {}
+    for p in prog.params:
+        dims = [d.evaluate(values) for d in p.shape]
+        if any(d is None or d.denominator != 1 or d < 0 for d in dims):
+            raise CardError(f"{checked.card.name}: the configuration does not give {p.name} a whole shape "
+                            f"({', '.join(str(d) for d in p.shape)})")
+        shapes[p.name] = tuple(int(d) for d in dims)
+    return shapes
+
+
+def nbytes(shapes: dict[str, tuple[int, ...]], itemsize: int) -> int:
+    return sum(math.prod(s) for s in shapes.values()) * itemsize
