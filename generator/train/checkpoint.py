@@ -153,10 +153,12 @@ def _checked(path: str, f: TensorFile) -> Checkpoint:
         raise bad(f"the model card {meta['card'][:40]!r} is not among the cards it carries")
     for k, v in meta["config"].items():
         if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v) or v < 0 or v >= 2**40:
-            raise bad(f"config {k[:40]} = {str(v)[:40]}: not a size or a number cardgen can use")
+            raise bad(f"config {k[:40]} = {json.dumps(v)[:40]}: not a size or a number cardgen can use")
     rng = meta.get("rng")
     if rng is not None and not (isinstance(rng, dict) and rng.get("bit_generator") == "PCG64"):
         raise bad("its random-number state is not NumPy's PCG64 state")
+    if rng is not None:
+        _generator(rng, path)
     groups = {k.split("/", 1)[0] for k in f.entries}
     if not groups <= set(GROUPS) or "params" not in groups:
         extra = sorted(groups - set(GROUPS))
@@ -173,10 +175,12 @@ def compile_checkpoint(ck: Checkpoint, vocab_check: bool = True) -> tc.Modules:
     lib = ck.library()
     checked = tc.check_model(lib, ck.card)
     try:
-        mods = tc.compile_modules(checked, lib, ck.config, vocab=tc.BYTE_VOCAB if ck.tokens == "bytes" else None)
-    except TypeError as e:  # a config value the module's Config refuses
-        raise CheckpointError(f"its config does not fit card {ck.card}: {e}", path=ck.path) from None
-    return mods
+        return tc.compile_modules(checked, lib, ck.config, vocab=tc.BYTE_VOCAB if ck.tokens == "bytes" else None)
+    except CardError as e:
+        if e.pos is not None or e.path != "<card>":
+            raise  # about a card's text: it says where
+        raise CheckpointError(f"its config does not fit card {ck.card}: {e.message}", path=ck.path,
+                              hint=e.hint) from None
 
 
 def load_state(ck: Checkpoint, mods: tc.Modules, limit: int = LIMIT):
@@ -219,11 +223,15 @@ def load_state(ck: Checkpoint, mods: tc.Modules, limit: int = LIMIT):
 
 
 def restore_rng(ck: Checkpoint) -> np.random.Generator:
+    return _generator(ck.rng, ck.path)
+
+
+def _generator(state: dict, path: str) -> np.random.Generator:
     rng = np.random.Generator(np.random.PCG64())
     try:
-        rng.bit_generator.state = ck.rng
+        rng.bit_generator.state = state
     except (TypeError, ValueError, KeyError, OverflowError):
-        raise CheckpointError("its random-number state is damaged", path=ck.path) from None
+        raise CheckpointError("its random-number state is damaged", path=path) from None
     return rng
 
 

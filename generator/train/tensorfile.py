@@ -78,7 +78,8 @@ class TensorFile:
             raise FormatError(f"{self.size} bytes: too short to be a safetensors file")
         (n,) = struct.unpack("<Q", self._f.read(8))
         if n > max_header:
-            raise FormatError(f"its header claims {n:,} bytes, more than the {max_header:,} allowed")
+            raise FormatError(f"its header claims {n:,} bytes, more than the {max_header:,} allowed: "
+                              "not a safetensors file, or a damaged one")
         if 8 + n > self.size:
             raise FormatError(f"its header claims {n:,} bytes but the file has {self.size - 8:,} after the length: "
                               "truncated, or not a safetensors file")
