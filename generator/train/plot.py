@@ -21,8 +21,14 @@ def available() -> bool:
 
 def loss_png(series: dict[str, tuple[list[int], list[float]]], title: str = "", log_scale: bool = False) -> bytes:
     """The PNG's bytes (the caller writes them atomically); byte-identical for the same numbers."""
-    import matplotlib
-    matplotlib.use("Agg")  # no display needed, and the same pixels everywhere
+    out = io.BytesIO()
+    # No date or software stamp in the file: the same run gives the same bytes.
+    figure(series, title, log_scale).savefig(out, format="png", metadata={"Software": None})
+    return out.getvalue()
+
+
+def figure(series: dict[str, tuple[list[int], list[float]]], title: str = "", log_scale: bool = False):
+    """A matplotlib Figure (not pyplot's global state: safe in a library and in threads)."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(8, 5), dpi=100)
@@ -41,10 +47,7 @@ def loss_png(series: dict[str, tuple[list[int], list[float]]], title: str = "", 
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    out = io.BytesIO()
-    # No date or software stamp in the file: the same run gives the same bytes.
-    fig.savefig(out, format="png", metadata={"Software": None})
-    return out.getvalue()
+    return fig
 
 
 def write_png(path: str | os.PathLike, series, title: str = "", log_scale: bool = False) -> bool:

@@ -20,11 +20,11 @@ class Schedule:
     steps: int
 
     def __call__(self, step: int) -> float:
-        if step <= self.warmup:
+        if self.warmup and step <= self.warmup:
             return self.lr * step / self.warmup
-        if step >= self.steps or self.lr_min == self.lr:
-            return self.lr_min if step >= self.steps else self.lr
-        progress = (step - self.warmup) / (self.steps - self.warmup)
+        if step >= self.steps:
+            return self.lr_min
+        progress = (step - self.warmup) / (self.steps - self.warmup)  # 0 at the end of warmup
         return self.lr_min + 0.5 * (self.lr - self.lr_min) * (1.0 + math.cos(math.pi * progress))
 
     @property
