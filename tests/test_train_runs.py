@@ -103,6 +103,7 @@ def test_stopped_at_random_moments_and_resumed_ends_bit_identical(tmp_path, bigr
         stops[sig] += 1
     else:
         pytest.fail("the run never finished")
+    print("stops:", {s.name: n for s, n in stops.items()})
     assert sum(stops.values()) >= 20 and all(stops.values()), stops
     got = final(folder)
     assert got[0] == want[0] and got[1] == want[1]
