@@ -7,10 +7,12 @@ from pathlib import Path
 
 import click
 
-from .api import card_paths, library_for, load
 from .docs.report import param_count_line, render_card
+from .lang import load as search
 from .lang.check import Checked, Library
+from .lang.check_call import callees
 from .lang.errors import CardError
+from .lang.load import card_paths, display_path, library_for, load, where
 from .lang.render import card_text
 
 
@@ -51,19 +53,28 @@ def main():
 
 @main.command("check")
 @click.argument("paths", nargs=-1, required=True)
+@click.option("-v", "--verbose", is_flag=True, help="Say where each card a card calls was found on the search path.")
 @guarded
-def check_cmd(paths):
-    """Parse and type-check cards (files or folders)."""
+def check_cmd(paths, verbose):
+    """Parse and type-check cards (files, folders or names on the search path)."""
     bad = 0
     files = card_paths(paths)
     if not files:
         raise CardError(f"no .card files in {', '.join(paths)}")
     for f in files:
         try:
-            load(str(f))
+            lib = library_for(str(f))
+            card, _ = load(str(f), lib)
         except CardError as e:
             fail(e)
             bad += 1
+            continue
+        if verbose:
+            click.echo(f"{display_path(f)}: {card.name}")
+            for name in callees(card):
+                found = where(lib, name)
+                if found is not None:
+                    click.echo(f"  calls {name}: {found}")
     n = len(files)
     if bad:
         click.echo(f"{bad} of {n} card{'s' if n != 1 else ''} failed", err=True)
@@ -205,7 +216,7 @@ def build_cmd(paths, out_dir, check_only, force):
         lib = library_for(str(f))
         try:
             card, checked = load(str(f), lib)
-            text = module_source(checked, lib, Path(f).as_posix())
+            text = module_source(checked, lib, display_path(f))
         except LoweringError as e:
             from .compile.lower import wrapper_kind
             if wrapper_kind(card) is not None:  # a wrapper cardgen cannot compile yet: say why, go on
@@ -363,7 +374,7 @@ def sample_cmd(checkpoint, prompt, tokens, temperature, seed, card):
 @main.command("import-hf")
 @click.argument("folder")
 @click.option("-o", "--out", "out", default="gpt2.safetensors", show_default=True, help="The checkpoint to write.")
-@click.option("--card", default="cards/GPT2.card", show_default=True, help="The GPT2 card to carry.")
+@click.option("--card", default="GPT2", show_default=True, help="The GPT2 card to carry (a file or a name).")
 @MAX_BYTES
 @guarded
 def import_hf_cmd(folder, out, card, max_bytes):
@@ -382,6 +393,19 @@ def export_hf_cmd(checkpoint, folder, max_bytes):
     from .train.commands import export_hf
     paths = export_hf(checkpoint, folder, max_bytes)
     click.echo("wrote " + ", ".join(map(str, paths)))
+
+
+def _search_path_option(ctx, param, value):
+    search.extra_path[:] = list(value)
+
+
+# Every command takes --path (kept last: it reaches the commands defined above it).
+for _command in main.commands.values():
+    _command.params.append(click.Option(
+        ["--path", "search_path"], multiple=True, metavar="DIR", expose_value=False, is_eager=True,
+        callback=_search_path_option,
+        help="A folder of cards that calls resolve in (repeatable; before CARDGEN_PATH, [tool.cardgen] "
+             "path in pyproject.toml, ./cards and the standard cards)."))
 
 
 if __name__ == "__main__":

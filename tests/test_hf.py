@@ -114,3 +114,26 @@ def test_sample_of_an_id_checkpoint_checks_the_prompt(tmp_path):
     for prompt, message in (("hello", "takes token ids"), ("1 97", "outside 0..96"), ("", "--prompt is empty")):
         r = cli("sample", out, "--prompt", prompt)
         assert r.exit_code == 1 and message in r.output, r.output
+
+
+def test_a_model_too_big_for_the_limit_is_refused_before_loading(tmp_path):
+    """An import-hf checkpoint (token ids, any V) declaring a model past --max-bytes."""
+    folder = saved_gpt2(tmp_path)
+    out = tmp_path / "gpt2.safetensors"
+    r = cli("import-hf", folder, "-o", out, "--max-bytes", 1000)
+    assert r.exit_code == 1 and "more than the limit 1,000" in r.output, r.output
+    assert cli("import-hf", folder, "-o", out).exit_code == 0
+    r = cli("sample", out, "--prompt", "1 2", "--tokens", 2)
+    assert r.exit_code == 0, r.output
+    r = cli("export-hf", out, tmp_path / "hf", "--max-bytes", 1000)
+    assert r.exit_code == 1 and "more than the limit 1,000" in r.output, r.output
+
+
+def test_a_weights_only_checkpoint_does_not_resume(tmp_path):
+    folder = saved_gpt2(tmp_path)
+    run = tmp_path / "run"
+    run.mkdir()
+    assert cli("import-hf", folder, "-o", run / "checkpoint.safetensors").exit_code == 0
+    r = cli("train", ROOT / "cards" / "GPT2.card", "--resume", "--out", run, "--steps", 3)
+    assert r.exit_code == 1 and ("no optimizer state" in r.output or "V" in r.output), r.output
+    assert "internal error" not in r.output

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..compile.naming import ascii_name
 from ..lang.errors import CardError
-from ..lang.load import library_for, load
+from ..lang.load import library_for, load, resolve
 from . import cards as tc
 from . import checkpoint as ckpt
 from . import hf
@@ -37,6 +37,7 @@ def train(card: str, values: dict, settings: rn.Settings, given: dict, out_dir: 
     """Start or resume a run; the exit status (0, or 128 + the signal that stopped it)."""
     if resume and force:
         raise CardError("--resume continues the run in the folder, --force replaces it: give one")
+    card = resolve(card)  # a file, or a name on the search path
     disk_lib = library_for(card)
     if resume:
         folder = Path(out_dir) if out_dir else None
@@ -124,7 +125,7 @@ def sample(path: str, prompt: str, tokens: int, temperature: float, seed: int, c
     try:
         mods = ckpt.compile_checkpoint(ck)
         if card_hint:
-            changed = ckpt.disk_differences(ck, library_for(card_hint))
+            changed = ckpt.disk_differences(ck, library_for(resolve(card_hint)))
             if changed:
                 say(f"note: the checkpoint's copy of {', '.join(changed)} differs from the card on disk; "
                     "sampling with the checkpoint's copy")
@@ -168,6 +169,7 @@ def import_hf(folder: str, card: str, out: str, limit: int) -> str:
     if not src.is_dir():
         raise CardError(f"{folder} is not a folder (import-hf reads a folder written by save_pretrained)")
     values = hf.read_config(src)
+    card = resolve(card)
     lib = library_for(card)
     c, _ = load(card, lib)
     checked = tc.check_model(lib, c.name)
