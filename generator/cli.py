@@ -364,11 +364,13 @@ def train_cmd(card, data, steps, batch, seq, lr, lr_min, warmup, weight_decay, c
               help="0 picks the most likely token.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--card", "card", default=None, help="Say whether this card on disk differs from the checkpoint's copy.")
+@MAX_BYTES
 @guarded
-def sample_cmd(checkpoint, prompt, tokens, temperature, seed, card):
+def sample_cmd(checkpoint, prompt, tokens, temperature, seed, card, max_bytes):
     """Continue a prompt with a trained checkpoint, compiled from the card texts it carries."""
     from .train.commands import sample
-    sample(checkpoint, prompt, tokens, temperature, seed, card, say=lambda m: click.echo(m, err=True), out=click.echo)
+    sample(checkpoint, prompt, tokens, temperature, seed, card, say=lambda m: click.echo(m, err=True), out=click.echo,
+           limit=max_bytes)
 
 
 @main.command("import-hf")

@@ -172,6 +172,8 @@ AS_TEXT = {
         "Bigram", {"text": "algorithm P ← Bigram(x | W\n", "sha256": sha256("algorithm P ← Bigram(x | W\n")})),
     "card stored under another name": lambda p: with_meta(p, lambda m: m["cards"].__setitem__(
         "Bigram", m["cards"]["AdamW"])),
+    "card name a path": lambda p: with_meta(p, lambda m: m["cards"].__setitem__("../../etc/passwd", {
+        "text": "x", "sha256": sha256("x")})),
     "card entry not a table": lambda p: with_meta(p, lambda m: m["cards"].__setitem__("Bigram", "text")),
     "model card not carried": lambda p: with_meta(p, lambda m: m.__setitem__("card", "GPT2")),
     "config V negative": lambda p: with_meta(p, lambda m: m["config"].__setitem__("V", -1)),

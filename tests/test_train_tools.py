@@ -70,8 +70,7 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_elsewhere():
 
 
 def test_the_loss_plot_has_labelled_axes_markers_and_a_log_option():
-    pytest.importorskip("matplotlib")
-    from cardgen.train.plot import figure, loss_png
+    from cardgen.train.plot import figure, loss_png  # matplotlib: in the test extras
     series = {"train": ([1, 2, 3, 4], [5.5, 4.0, 3.5, 3.0]), "validation": ([2, 4], [4.2, 3.3])}
     ax = figure(series, "GPT2").axes[0]
     assert ax.get_xlabel() == "step" and "loss" in ax.get_ylabel() and ax.get_title() == "GPT2"

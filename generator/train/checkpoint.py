@@ -144,6 +144,8 @@ def _checked(path: str, f: TensorFile) -> Checkpoint:
         raise bad(f"tokens {meta['tokens'][:20]!r}: expected bytes or ids")
     cards = meta["cards"]
     for name, entry in cards.items():
+        if not name or name.startswith(".") or any(c in name for c in "/\\\0") or not name.isprintable():
+            raise bad(f"card name {name[:40]!r} is not a card's name")
         if not (isinstance(entry, dict) and isinstance(entry.get("text"), str)
                 and isinstance(entry.get("sha256"), str)):
             raise bad(f"card {name[:40]!r}: expected its text and sha256")
@@ -194,7 +196,7 @@ def load_state(ck: Checkpoint, mods: tc.Modules, limit: int = LIMIT):
     total = tc.nbytes(shapes, dtype.itemsize) * (3 if ck.has_optimizer else 1)
     if total > limit:
         raise CheckpointError(f"its config declares {total:,} bytes of tensors, more than the limit {limit:,}",
-                              path=ck.path, hint="--max-bytes raises the limit for a model that big")
+                              path=ck.path, hint="sample --max-bytes raises the limit for a model that big")
     groups = GROUPS if ck.has_optimizer else ("params",)
     want = {f"{g}/{name}": shape for g in groups for name, shape in shapes.items()}
     have = ck.file.entries

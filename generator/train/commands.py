@@ -120,7 +120,7 @@ def _go(run: rn.Run, log_scale: bool, say: Say, out: Say) -> int:
 
 
 def sample(path: str, prompt: str, tokens: int, temperature: float, seed: int, card_hint: str | None,
-           say: Say, out: Say) -> None:
+           say: Say, out: Say, limit: int = ckpt.LIMIT) -> None:
     ck = ckpt.open_checkpoint(path)
     try:
         mods = ckpt.compile_checkpoint(ck)
@@ -129,7 +129,7 @@ def sample(path: str, prompt: str, tokens: int, temperature: float, seed: int, c
             if changed:
                 say(f"note: the checkpoint's copy of {', '.join(changed)} differs from the card on disk; "
                     "sampling with the checkpoint's copy")
-        params, _, _ = ckpt.load_state(ck, mods)
+        params, _, _ = ckpt.load_state(ck, mods, limit)
     finally:
         ck.close()
     trainer = tr.Trainer(mods.model, mods.loss, mods.adamw, mods.config)
