@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import sys
 import types
 
-from ..compile.gradcheck import load_module
+from ..compile.emit import module_source
 from ..compile.lower import lower
 from ..compile.naming import ascii_name
 from ..lang.check import Checked, Library, check
@@ -108,6 +109,45 @@ def compile_modules(checked: Checked, lib: Library, values: dict, vocab: int | N
                         hint=f"its hyperparameters: {', '.join(fields)}")
     config = model.Config(**given)
     return Modules(checked, model, mods["cross_entropy"], mods["AdamW"], config)
+
+
+def closure(name: str, lib: Library) -> dict[str, str]:
+    """The texts of a card and of every card it calls, recursively: name -> text."""
+    out: dict[str, str] = {}
+
+    def visit(n: str):
+        card = lib.card(n)
+        if n in out or card is None:
+            return
+        out[n] = card.source
+        for sub in callees(card):
+            visit(sub)
+    visit(name)
+    return out
+
+
+_MODULES: dict[str, types.ModuleType] = {}
+
+
+def load_module(checked: Checked, lib: Library) -> types.ModuleType:
+    """The card's generated module, imported from memory, once per process for the same card texts.
+    Its name carries a hash of those texts, so a checkpoint's GPT2 and the GPT2 on disk (or two
+    versions of one card) never replace each other."""
+    texts = closure(checked.card.name, lib)
+    key = sha256("".join(f"{n}\0{t}\0" for n, t in sorted(texts.items())))
+    if key not in _MODULES:
+        name = f"cardgen_train_{ascii_name(checked.card.name)}_{key[:16]}"
+        src = module_source(checked, lib, f"{checked.card.name}.card")
+        mod = types.ModuleType(name)
+        mod.__file__ = f"<cardgen:{checked.card.name}:{key[:16]}>"
+        sys.modules[name] = mod  # dataclasses look their module up here
+        try:
+            exec(compile(src, mod.__file__, "exec"), mod.__dict__)
+        except BaseException:
+            del sys.modules[name]
+            raise
+        _MODULES[key] = mod
+    return _MODULES[key]
 
 
 def param_shapes(checked: Checked, lib: Library, config) -> dict[str, tuple[int, ...]]:
