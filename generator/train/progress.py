@@ -3,6 +3,8 @@ with the same facts when stderr is a file or a pipe (CI logs, ``nohup``)."""
 
 from __future__ import annotations
 
+import io
+import os
 import sys
 import time
 
@@ -13,13 +15,20 @@ def clock(seconds: float) -> str:
     return (f"{h}:" if h else "") + f"{rest // 60:02d}:{rest % 60:02d}"
 
 
+def _columns(stream) -> int:
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return 80  # a terminal we cannot ask (a test's stand-in): assume the usual width
+
+
 class Progress:
     def __init__(self, total: int, start: int, every: int, stream=None):
         self.stream = stream or sys.stderr
         self.total, self.start, self.every = total, start, every
         self.began = time.perf_counter()
         self.bar = None
-        if self.stream.isatty():
+        if self.stream.isatty() and _columns(self.stream) > 0:  # a pty of width 0 (`script`) shows no bar
             from tqdm import tqdm
             self.bar = tqdm(total=total, initial=start, unit="step", file=self.stream, dynamic_ncols=True)
 
