@@ -333,7 +333,7 @@ MAX_BYTES = click.option("--max-bytes", default=16 * 2**30, show_default=True, t
 @click.option("--out", "out_dir", default=None, help="Folder for checkpoint, log and plot (default runs/<card>).")
 @click.option("--resume", is_flag=True, help="Continue the folder's run from its checkpoint, on the same trajectory.")
 @click.option("--force", is_flag=True, help="Start over in a folder that holds a run, replacing it.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float64"]))
 @click.option("--eval-every", default=100, show_default=True, type=POSITIVE, help="Steps between validations.")
 @click.option("--save-every", default=100, show_default=True, type=POSITIVE,
@@ -362,7 +362,7 @@ def train_cmd(card, data, steps, batch, seq, lr, lr_min, warmup, weight_decay, c
 @click.option("--tokens", default=200, show_default=True, type=click.IntRange(min=0), help="Tokens to add.")
 @click.option("--temperature", default=0.8, show_default=True, type=click.FloatRange(min=0, max=1e6),
               help="0 picks the most likely token.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--card", "card", default=None, help="Say whether this card on disk differs from the checkpoint's copy.")
 @MAX_BYTES
 @guarded

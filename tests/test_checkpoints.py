@@ -181,6 +181,7 @@ AS_TEXT = {
     "config V a string": lambda p: with_meta(p, lambda m: m["config"].__setitem__("V", "256")),
     "config V not bytes": lambda p: with_meta(p, lambda m: m["config"].__setitem__("V", 255)),
     "config unknown name": lambda p: with_meta(p, lambda m: m["config"].__setitem__("Q", 3)),
+    "run settings damaged": lambda p: with_meta(p, lambda m: m["run"].update(batch="2", seq=-3)),
     "rng not PCG64": lambda p: with_meta(p, lambda m: m.__setitem__("rng", {"bit_generator": "MT19937"})),
     "rng state damaged": lambda p: with_meta(p, lambda m: m["rng"].__setitem__("state", {"state": "x"})),
     "tensor missing": lambda p: tensors_without(p, "params/W"),

@@ -192,3 +192,34 @@ def test_bad_values_are_errors_not_empty_training(tmp_path, args, message):
     r = cli("train", "cards/Bigram.card", "--data", data, "--steps", 10, "--out", tmp_path / "run", *args)
     assert r.exit_code in (1, 2) and message in r.output, r.output
     assert "internal error" not in r.output and not (tmp_path / "run" / rn.CHECKPOINT).exists()
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["H=3"], "the dimension D/H is 32/3 at D=32, H=3, not a whole number"),
+    (["D=0"], "D = 0 is not a size"),
+    (["D=32.5"], "D = 32.5 is not a size"),
+    (["Q=1"], "GPT2 has no hyperparameter Q"),
+    (["V=300"], "byte-level training needs V = 256"),
+])
+def test_bad_model_sizes_are_errors_in_the_cards_terms(tmp_path, sets, message):
+    data = tmp_path / "data.txt"
+    data.write_bytes(DATA)
+    base = {"D": "32", "H": "2", "D_f": "64", "N": "1", "ctx": "16"}
+    base.update(dict(s.split("=") for s in sets))
+    args = [a for k, v in base.items() for a in ("--set", f"{k}={v}")]
+    r = cli("train", "cards/GPT2.card", "--data", data, "--steps", 2, "--out", tmp_path / "run", *args)
+    assert r.exit_code == 1 and message in r.output and "internal error" not in r.output, r.output
+
+
+def test_bad_sample_values_are_errors(tmp_path):
+    data = tmp_path / "data.txt"
+    data.write_bytes(DATA)
+    assert cli("train", "cards/Bigram.card", "--data", data, "--steps", 2, "--out", tmp_path / "run").exit_code == 0
+    ck = tmp_path / "run" / rn.CHECKPOINT
+    for args, message in ((["--temperature", "nan"], "--temperature must be a finite number"),
+                          (["--temperature", "-1"], "Invalid value for '--temperature'"),
+                          (["--seed", "-1"], "Invalid value for '--seed'"),
+                          (["--tokens", "-5"], "Invalid value for '--tokens'"),
+                          (["--prompt", ""], "--prompt is empty")):
+        r = cli("sample", ck, *args)
+        assert r.exit_code in (1, 2) and message in r.output and "internal error" not in r.output, r.output

@@ -13,6 +13,7 @@ import math
 import sys
 import types
 
+from ..compile.core import walk
 from ..compile.emit import module_source
 from ..compile.lower import lower
 from ..compile.naming import ascii_name
@@ -107,8 +108,44 @@ def compile_modules(checked: Checked, lib: Library, values: dict, vocab: int | N
     if unknown:
         raise CardError(f"{checked.card.name} has no hyperparameter {', '.join(unknown)}",
                         hint=f"its hyperparameters: {', '.join(fields)}")
+    for name, spec in fields.items():
+        if name in given:
+            given[name] = _config_value(checked.card.name, name, given[name], str(spec.type))
     config = model.Config(**given)
+    check_sizes(checked, lib, config)
     return Modules(checked, model, mods["cross_entropy"], mods["AdamW"], config)
+
+
+def _config_value(card: str, name: str, value, kind: str):
+    """A hyperparameter as its Config field wants it: sizes whole and at least 1, reals finite."""
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int | float) or not float(value).is_integer() \
+                or value < 1:
+            raise CardError(f"{card}: {name} = {value} is not a size (a whole number, at least 1)")
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise CardError(f"{card}: {name} = {value} is not a finite number")
+    return value
+
+
+def check_sizes(checked: Checked, lib: Library, config) -> None:
+    """Every dimension the card computes from the config (D/H, 3·D, …) is a whole number of at least 1:
+    otherwise an error in the card's terms, before any array is made."""
+    prog = lower(checked, lib)
+    values = _dim_values(prog, config)
+    shapes = [v.shape for v in prog.params + prog.inputs] + [op.shape for op in walk(prog.body)]
+    for shape in shapes:
+        for d in shape:
+            v = d.evaluate(values)
+            if v is not None and (v.denominator != 1 or v < 1):
+                given = ", ".join(f"{s}={values[s]}" for s in d.symbols() if s in values)
+                raise CardError(f"{checked.card.name}: the dimension {d} is {v} at {given}, not a whole number "
+                                "of at least 1", hint="choose sizes that divide evenly (H must divide D, for example)")
+
+
+def _dim_values(prog, config) -> dict:
+    return {s: getattr(config, how.removeprefix("config.")) for s, how in prog.dims.items()
+            if how.startswith("config.") and hasattr(config, how.removeprefix("config."))}
 
 
 def closure(name: str, lib: Library) -> dict[str, str]:
@@ -154,8 +191,7 @@ def param_shapes(checked: Checked, lib: Library, config) -> dict[str, tuple[int,
     """Every Params field's shape at this config, computed from the card (nothing allocated), so a
     checkpoint's arrays can be checked before they are read."""
     prog = lower(checked, lib)
-    values = {s: getattr(config, how.removeprefix("config.")) for s, how in prog.dims.items()
-              if how.startswith("config.") and hasattr(config, how.removeprefix("config."))}
+    values = _dim_values(prog, config)
     shapes = {}
     for p in prog.params:
         dims = [d.evaluate(values) for d in p.shape]

@@ -94,6 +94,31 @@ def _plain(x):
     raise TypeError(type(x).__name__)
 
 
+# Each setting's kind, to check what a checkpoint says before using it: (type, least value).
+KINDS = {"steps": (int, 1), "batch": (int, 1), "seq": (int, 1), "warmup": (int, 0), "accumulate": (int, 1),
+         "seed": (int, 0), "eval_every": (int, 1), "save_every": (int, 1), "lr": (float, 0.0),
+         "lr_min": (float, 0.0), "weight_decay": (float, 0.0), "clip": (float, 0.0), "dtype": (str, None),
+         "data": (dict, None)}
+
+
+def run_problems(saved: dict) -> list[str]:
+    """What is wrong with a checkpoint's run settings (empty: nothing)."""
+    out = []
+    for k, (kind, least) in KINDS.items():
+        if k not in saved:
+            out.append(f"{k} is missing")
+            continue
+        v = saved[k]
+        ok = isinstance(v, kind if kind is not float else (int, float)) and not isinstance(v, bool)
+        if ok and least is not None:
+            ok = math.isfinite(v) and v >= least
+        if not ok:
+            out.append(f"{k} = {str(v)[:40]} is not a valid setting")
+    if isinstance(saved.get("dtype"), str) and saved["dtype"] not in ("float32", "float64"):
+        out.append(f"dtype {saved['dtype'][:20]!r} is not float32 or float64")
+    return out
+
+
 # The metadata's fields: name -> (the type it must have, what it is, for the message).
 FIELDS = {
     "version": (int, "a format version"), "card": (str, "the model card's name"),
@@ -168,6 +193,9 @@ def _checked(path: str, f: TensorFile) -> Checkpoint:
     has_opt = {"m", "v"} <= groups
     if not has_opt and groups != {"params"}:
         raise bad("it holds only one of the AdamW moments m and v")
+    problems = run_problems(meta["run"]) if has_opt else []  # a training checkpoint: its run must be whole
+    if problems:
+        raise bad("its run settings are damaged: " + "; ".join(problems[:4]))
     return Checkpoint(path, meta["card"], cards, meta["config"], meta["dtype"], meta["step"], rng, meta["run"],
                       meta["tokens"], has_opt, f)
 

@@ -4,6 +4,7 @@ plain arguments in, messages out through ``say`` (the CLI passes click.echo to s
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -66,6 +67,9 @@ def train(card: str, values: dict, settings: rn.Settings, given: dict, out_dir: 
 
 
 def _resume(ck, folder, card, disk_lib, values, settings, given, data, log_scale, say, out) -> int:
+    if not ck.has_optimizer:
+        raise ckpt.CheckpointError("it holds weights only (no optimizer state), so training cannot resume "
+                                   "exactly", path=ck.path, hint="start a new run instead")
     mods = ckpt.compile_checkpoint(ck)
     changed = ckpt.disk_differences(ck, disk_lib)
     if changed:
@@ -132,8 +136,13 @@ def sample(path: str, prompt: str, tokens: int, temperature: float, seed: int, c
         params, _, _ = ckpt.load_state(ck, mods, limit)
     finally:
         ck.close()
+    if not math.isfinite(temperature):
+        raise CardError(f"--temperature must be a finite number of at least 0, not {temperature}")
     trainer = tr.Trainer(mods.model, mods.loss, mods.adamw, mods.config)
-    context = ck.run.get("seq") or getattr(mods.config, "ctx", None)
+    context = getattr(mods.config, "ctx", None)
+    seq = ck.run.get("seq")
+    if isinstance(seq, int) and not isinstance(seq, bool) and 1 <= seq <= (context or seq):
+        context = seq  # the window the model was trained on
     if ck.tokens == "bytes":
         x = np.frombuffer(prompt.encode("utf-8"), np.uint8).astype(np.int64)
     else:

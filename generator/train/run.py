@@ -140,8 +140,7 @@ class Run:
     def resume(self, ck: ckpt.Checkpoint) -> None:
         params, m, v = ckpt.load_state(ck, self.mods)
         if m is None:
-            raise ckpt.CheckpointError("it holds weights only (no optimizer state), so training cannot resume "
-                                       "exactly", path=ck.path, hint="start a new run from it instead")
+            raise ckpt.CheckpointError("it holds weights only (no optimizer state)", path=ck.path)
         self.state = tr.TrainState(params, m, v, ck.step)
         self.rng = ckpt.restore_rng(ck)
         self.rows = read_log(self.folder / LOG, ck.step)
