@@ -63,7 +63,11 @@ class Checkpoint:
     file: TensorFile
 
     def library(self):
-        return tc.library_from_texts({n: c["text"] for n, c in self.cards.items()}, f"<checkpoint {self.path}>")
+        """The cards it carries, parsed once, in a Library with no folder to search."""
+        if "_library" not in self.__dict__:
+            self._library = tc.library_from_texts({n: c["text"] for n, c in self.cards.items()},
+                                                  f"<checkpoint {self.path}>")
+        return self._library
 
     def close(self) -> None:
         self.file.close()

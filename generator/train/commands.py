@@ -47,7 +47,10 @@ def train(card: str, values: dict, settings: rn.Settings, given: dict, out_dir: 
             folder = Path(f"runs/{c.name}")
         path = folder / rn.CHECKPOINT
         if not path.exists():
-            raise CardError(f"--resume: no checkpoint at {path}")
+            old = folder / "checkpoint.npz"
+            raise CardError(f"--resume: no checkpoint at {path}",
+                            hint=f"{old} is the old format, which named its card by path; cardgen no longer reads "
+                                 "it: train again" if old.exists() else None)
         ck = ckpt.open_checkpoint(path)
         try:
             return _resume(ck, folder, card, disk_lib, values, settings, given, data, log_scale, say, out)

@@ -7,7 +7,7 @@ little-endian bytes of every tensor, back to back. It is the format Hugging Face
 ``.npz`` (a zip that may be compressed), a tensor's bytes in memory are its bytes on disk, so a
 file of N bytes never takes more than N bytes to load.
 
-cardgen reads and writes it itself (forty lines, no new dependency) so that the reader can refuse a
+cardgen reads and writes it itself (one small module, no new dependency) so that the reader can refuse a
 file before it reads a tensor: header too large or not JSON, a dtype or shape that is not what the
 caller expects, offsets that overlap, leave holes or run past the end of the file (truncated).
 The tests read cardgen's files with the ``safetensors`` package and cardgen reads that package's.
