@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -66,6 +67,7 @@ def train(card: str, values: dict, settings: rn.Settings, given: dict, out_dir: 
     text, settings.data = read_data(data)
     run = _run(folder, mods, texts, settings, text)
     run.start()
+    run.save()  # step 0 at once: the folder holds this run (with --force: no longer the old one)
     return _go(run, log_scale, say, out)
 
 
@@ -114,7 +116,7 @@ def _go(run: rn.Run, log_scale: bool, say: Say, out: Say) -> int:
         progress.close()
     path = run.folder / rn.CHECKPOINT
     if stopped is not None:
-        say(f"stopped at step {run.state.step} by signal {stopped}: saved {path}; --resume continues")
+        say(f"stopped at step {run.state.step} by {signal.Signals(stopped).name}: saved {path}; --resume continues")
         return 128 + stopped
     plotted = write_png(run.folder / "loss.png", run.curves(), run.mods.card.card.name, log_scale)
     saved = [str(path), str(run.folder / rn.LOG)] + ([str(run.folder / "loss.png")] if plotted else [])
