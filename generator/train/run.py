@@ -18,6 +18,7 @@ import hashlib
 import math
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -99,8 +100,9 @@ class Signals:
         self.old = {}
 
     def __enter__(self):
-        for s in (signal.SIGINT, signal.SIGTERM):
-            self.old[s] = signal.signal(s, self._handle)
+        if threading.current_thread() is threading.main_thread():  # only there can Python take signals
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self.old[s] = signal.signal(s, self._handle)
         return self
 
     def __exit__(self, *exc):
