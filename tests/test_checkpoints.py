@@ -250,3 +250,31 @@ def test_checkpoint_error_names_the_file(good, tmp_path):
     with pytest.raises(ckpt.CheckpointError) as e:
         ckpt.open_checkpoint(bad)
     assert str(e.value).startswith(f"{bad}: error: not a cardgen checkpoint")
+
+
+def test_memory_is_bounded_by_the_file_not_by_what_it_declares(good, tmp_path):
+    """A config declaring 13 TB of tensors is refused having allocated kilobytes; a good checkpoint
+    takes about its tensors' size on disk to load (each read once, in place)."""
+    import tracemalloc
+
+    def huge(m):
+        m["tokens"], m["config"]["V"] = "ids", 2**20
+    bomb = tmp_path / "bomb.safetensors"
+    bomb.write_bytes(with_meta(good, huge))
+    for path, expect_error in ((bomb, True), (good, False)):
+        ck = ckpt.open_checkpoint(path)
+        mods = ckpt.compile_checkpoint(ck)
+        tracemalloc.start()
+        try:
+            if expect_error:
+                with pytest.raises(ckpt.CheckpointError, match="13,194,139,533,312 bytes of tensors"):
+                    ckpt.load_state(ck, mods)
+            else:
+                state = ckpt.load_state(ck, mods)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+            ck.close()
+        tensors = 3 * 256 * 256 * 4
+        assert peak < (100_000 if expect_error else 1.2 * tensors), peak
+    assert state[0].W.shape == (256, 256) and state[0].W.flags.writeable
