@@ -137,3 +137,14 @@ def test_a_weights_only_checkpoint_does_not_resume(tmp_path):
     r = cli("train", ROOT / "cards" / "GPT2.card", "--resume", "--out", run, "--steps", 3)
     assert r.exit_code == 1 and "no optimizer state" in r.output, r.output
     assert "internal error" not in r.output
+
+
+def test_import_into_a_card_that_is_not_gpt2_is_refused(tmp_path):
+    r = cli("import-hf", saved_gpt2(tmp_path), "-o", tmp_path / "x.safetensors", "--card", "Bigram")
+    assert r.exit_code == 1 and "is not the GPT2 card: it has no D, H, N, ctx" in r.output, r.output
+    folder = tmp_path / "run"
+    data = tmp_path / "data.txt"
+    data.write_bytes((ROOT / "generator" / "lang" / "check.py").read_bytes()[:20_000])
+    assert cli("train", "Bigram", "--data", data, "--steps", 2, "--out", folder).exit_code == 0
+    r = cli("export-hf", folder / "checkpoint.safetensors", tmp_path / "hf")
+    assert r.exit_code == 1 and "holds a Bigram model, not a GPT-2" in r.output, r.output

@@ -187,8 +187,9 @@ def import_hf(folder: str, card: str, out: str, limit: int) -> str:
     lib = library_for(card)
     c, _ = load(card, lib)
     checked = tc.check_model(lib, c.name)
-    if disk_names := [n for n in ("V", "D", "H", "D_f", "N", "ctx") if n not in checked.env]:
-        raise CardError(f"{card} is not the GPT2 card: it has no {', '.join(disk_names)}")
+    absent = [n for n in hf.CONFIG.values() if n not in checked.env] + (["D_f"] if "D_f" not in checked.env else [])
+    if absent:
+        raise CardError(f"{card} is not the GPT2 card: it has no {', '.join(absent)}")
     mods = tc.compile_modules(checked, lib, values, vocab=None)
     shapes = tc.param_shapes(checked, lib, mods.config)
     if set(shapes) != set(hf.MODEL_TENSORS) | set(hf.BLOCK_TENSORS):

@@ -127,8 +127,7 @@ def import_weights(folder: Path, shapes: dict[str, tuple[int, ...]], limit: int)
             raise HFError(f"the model takes {total:,} bytes, more than the limit {limit:,}", path=str(path),
                           hint="--max-bytes raises the limit")
         dtype = np.float64 if any(f.dtype(hf) == np.float64 for hf in wanted.values()) else np.float32
-        out = {card: f.tensor(hf).astype(dtype, copy=False) for card, hf in MODEL_TENSORS.items()
-               for hf in [prefix + hf]}
+        out = {card: f.tensor(prefix + hf).astype(dtype, copy=False) for card, hf in MODEL_TENSORS.items()}
         for card, hf in BLOCK_TENSORS.items():
             out[card] = np.stack([f.tensor(f"{prefix}h.{i}.{hf}").astype(dtype, copy=False) for i in range(n)])
         if "lm_head.weight" in f.entries:
