@@ -223,3 +223,18 @@ def test_bad_sample_values_are_errors(tmp_path):
                           (["--prompt", ""], "--prompt is empty")):
         r = cli("sample", ck, *args)
         assert r.exit_code in (1, 2) and message in r.output and "internal error" not in r.output, r.output
+
+
+def test_resume_takes_settings_that_do_not_change_the_run(tmp_path):
+    data = tmp_path / "data.txt"
+    data.write_bytes(DATA)
+    out = tmp_path / "run"
+    assert cli("train", "cards/Bigram.card", "--data", data, "--steps", 4, "--out", out, "--lr-min", "1e-3",
+               "--eval-every", 2, "--batch", 2, "--seq", 8).exit_code == 0
+    r = cli("train", "cards/Bigram.card", "--data", data, "--steps", 9, "--out", out, "--resume", "--eval-every", 3)
+    assert r.exit_code == 0, r.output
+    rows = [line.split(",") for line in (out / rn.LOG).read_text().splitlines()[1:]]
+    assert [r[0] for r in rows if r[2]] == ["2", "4", "6", "9"]  # every 2 steps, then every 3, and the last
+    ck = ckpt.open_checkpoint(out / rn.CHECKPOINT)
+    assert ck.step == 9 and ck.run["eval_every"] == 3 and ck.run["batch"] == 2
+    ck.close()

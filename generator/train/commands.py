@@ -84,8 +84,9 @@ def _resume(ck, folder, card, disk_lib, values, settings, given, data, log_scale
     text, data_id = read_data(data)
     wanted = {k: v for k, v in given.items() if k in rn.Settings.SHAPING or k == "steps"}
     wanted["data"] = data_id
+    # Left out: as saved; given: as given (then compared, if it shapes the trajectory).
     merged = {**dataclasses.asdict(settings), **{k: v for k, v in saved.items() if k in rn.Settings.__annotations__},
-              **wanted}
+              **given, "data": data_id}
     new = rn.Settings(**{k: merged[k] for k in rn.Settings.__annotations__ if k in merged})
     diffs = rn.differences(saved, {k: v for k, v in new.trajectory().items() if k in wanted})
     diffs += [f"--set {k}: {ck.config.get(k)} in the checkpoint, {v} now" for k, v in
