@@ -238,3 +238,33 @@ def test_resume_takes_settings_that_do_not_change_the_run(tmp_path):
     ck = ckpt.open_checkpoint(out / rn.CHECKPOINT)
     assert ck.step == 9 and ck.run["eval_every"] == 3 and ck.run["batch"] == 2
     ck.close()
+
+
+def test_the_command_stopped_by_each_signal_and_resumed_ends_bit_identical(tmp_path):
+    """The same through the `cardgen train` command in its own process: one stop by each signal."""
+    import subprocess
+    import sys
+    data = tmp_path / "data.txt"
+    data.write_bytes(DATA * 4)
+    args = ["train", "cards/Bigram.card", "--data", str(data), "--steps", "300", "--batch", "2", "--seq", "8",
+            "--save-every", "7", "--eval-every", "50"]
+    assert cli(*args, "--out", tmp_path / "straight").exit_code == 0
+    folder = tmp_path / "stopped"
+    for i, sig in enumerate((signal.SIGTERM, signal.SIGKILL, signal.SIGINT)):
+        cmd = [sys.executable, "-m", "cardgen", *args, "--out", str(folder)] + (["--resume"] if i else [])
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        log = folder / rn.LOG
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None and \
+                (not log.exists() or len(log.read_text().splitlines()) < 2 + 10 * (i + 1)):
+            time.sleep(0.02)
+        proc.send_signal(sig)
+        err = proc.communicate(timeout=120)[1].decode()
+        assert proc.returncode == (-sig if sig == signal.SIGKILL else 128 + sig), err
+        assert "Traceback" not in err
+    r = subprocess.run([sys.executable, "-m", "cardgen", *args, "--out", str(folder), "--resume"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    a, b = final(tmp_path / "straight"), final(folder)
+    assert a[0] == b[0] == 300 and a[1] == b[1]
+    assert all(np.array_equal(a[2][k], b[2][k]) for k in a[2])
