@@ -428,8 +428,11 @@ class Frame:
         try:
             cur = self.resolve(name, base_e)
             arr = np.array(cur, dtype=np.result_type(np.asarray(cur), np.asarray(v)))
-        except InterpretError:
-            arr = np.full(self.new_shape(idx, v, target), np.nan)
+        except InterpretError:  # not computed yet: a declared output, or X̃[:, t] ← … building X̃
+            b = self.ch.env.get(name)
+            shape = self.shape_of(b.type.shape, target) if b is not None and b.role == "output" \
+                else self.new_shape(idx, v, target)
+            arr = np.full(shape, np.nan)
         arr[self.target_index(arr, idx)] = v
         self.assign_name(name, arr)
 
