@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cardgen.api import interpret
 from cardgen.compile.lower import wrapper_kind
-from cardgen.lang.check import Library
+from cardgen.lang.check import Library, check
 from cardgen.lang.errors import CardError
 from cardgen.lang.load import load
 from cardgen.lang.parse import parse
 
 from .conftest import CARDS, ROOT
 from .differential import compare, relative
+from .randomcards import DrawChooser, random_card
 
 CASES = sorted((ROOT / "tests" / "differential_cases").glob("*.card"))
 # Training and inference cards compile to their loss and their model call; the interpreter runs
@@ -88,3 +91,23 @@ def test_shapes_that_do_not_fit_the_card_are_named():
     p = {n: np.zeros((4, 3)) for n in ("W_k", "W_q")} | {"W_v": np.zeros((5, 3))}
     with pytest.raises(CardError, match="W_v has length 5 but the card says D = 4"):
         interpret("cards/Head.card", {"X": np.zeros((3, 4))}, p, {}, lib=lib)
+
+
+@st.composite
+def cards(draw):
+    return random_card(DrawChooser(draw, st), name="Random")
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(cards())
+def test_random_cards_compile_to_what_the_interpreter_computes(text):
+    """Random well-formed cards (tests/randomcards.py: steps, head and layer loops, ∀ updates,
+    masks, families, slices, sums, calls to corpus cards), the constructs with open bugs left
+    out: each checks, builds, and agrees with the interpreter."""
+    lib = Library(folders=[str(ROOT / "cards")])
+    card = parse(text, "Random.card")
+    lib.cards[card.name] = card
+    checked = check(card, lib)
+    report = compare(checked, lib, seed=0)
+    assert report.problems() == [], text
