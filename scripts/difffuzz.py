@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import re
 import sys
 import time
 import traceback
@@ -73,7 +74,7 @@ def main(argv=None) -> int:
         outcome, detail = one(text, seed)
         counts[outcome] += 1
         if outcome != "agreed":
-            key = outcome + ": " + detail.split(" by ")[0][:120]
+            key = outcome + ": " + re.sub(r"^.*?error: |\d\.\d+e[-+]\d+", "", detail)[:120]
             if args.save:
                 args.save.mkdir(parents=True, exist_ok=True)
                 (args.save / f"{outcome.split()[0]}-{seed}.card").write_text(text, "utf-8")

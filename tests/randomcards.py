@@ -60,6 +60,7 @@ class Builder:
     params: list[str] = field(default_factory=list)  # declaration lines
     hypers: set[str] = field(default_factory=set)
     values: dict[str, str] = field(default_factory=dict)  # name -> shape kind
+    inputs: dict[str, str] = field(default_factory=dict)  # inputs beside X: name -> set
     n: int = 0
     depth: int = 0  # indentation of loop bodies
     allowed: set = field(default_factory=set)  # the constructs this card may use
@@ -112,7 +113,7 @@ def c_unary(b: Builder):
 
 def c_binary(b: Builder):
     x, y = b.pick("TD"), b.pick("TD")
-    op = b.c.choice(["+", "−", "⊙"])
+    op = b.c.choice(["+", "−", "⊙"] if x != y else ["+", "⊙"])  # not X − X: a zero row has no layer norm
     b.define("TD", f"{x} {op} {y}" if op != "⊙" else f"{x} ⊙ tanh({y})")
 
 
@@ -309,18 +310,77 @@ def c_recurrence(b: Builder):
     b.values[y] = "TD"
 
 
+def c_gram(b: Builder):
+    """A width-by-width product of two token matrices (A^⊤ B), applied to a third."""
+    x, y, z = b.pick("TD"), b.pick("TD"), b.pick("TD")
+    g = b.fresh("G")
+    b.emit(f"{g} ← {x}^⊤ {y} / T" if b.rows else f"{g} ← {x} {y}^⊤ / T")
+    b.define("TD", f"{z} {g}" if b.rows else f"{g} {z}")
+
+
+def c_power(b: Builder):
+    a = b.pick("TD")
+    form = b.c.choice(["cube", "root"])
+    b.define("TD", f"{a}^{{3}} / 4" if form == "cube" else f"(1 + {a} ⊙ {a})^{{1/2}}")
+
+
+def c_embed(b: Builder):
+    """Token ids looked up in an embedding table and added to a token matrix."""
+    a = b.pick("TD")
+    b.hypers.add("V")
+    if "x" not in b.inputs:
+        b.inputs["x"] = "{0..V−1}^T" if b.rows else "{1..V}^T"
+    w = b.fresh("E")
+    if b.rows:
+        b.params.append(f"param  {w} ∈ ℝ^{{V×D}}")
+        b.define("TD", f"{a} + {w}[x]")
+    else:
+        b.params.append(f"param  {w} ∈ ℝ^{{D×V}}")
+        e = b.fresh("e")
+        b.emit(f"for t ∈ [T] : {e}_t ← {w}[:, x[t]]")
+        b.define("TD", f"{a} + [{e}_1, {e}_2, …, {e}_T]")
+
+
+def c_mhattention(b: Builder):
+    """The paper's MHAttention (columns) with a causal mask given per index, or no mask."""
+    if b.rows:
+        return c_block_call(b)
+    b.hypers.add("H")
+    a = b.pick("TD")
+    w = b.fresh("𝓦")
+    b.params.append(f"param  {w} = MHAttention[d_x = D, d_z = D, d_out = D, d_attn = D/H, d_mid = D/H]")
+    mask = b.c.choice(["Mask[t, t′] = [[t ≤ t′]]", "Mask = 1"])
+    b.define("TD", f"{a} + MHAttention({a} | {w}, {mask})")
+
+
+def c_maximum(b: Builder):
+    x, y = b.pick("TD"), b.pick("TD")
+    b.define("TD", f"max({x}, {y} + 1 / 2)")
+
+
+def c_iverson(b: Builder):
+    """Iverson brackets in arithmetic: a 0/1 matrix from two comparisons."""
+    s = b.pick("TT") if "TT" in b.values.values() else None
+    if s is None:
+        return c_scores(b)
+    b.define("TT", f"{s} ⊙ ([[{s} > 0]] − [[{s} < −1]])", "S")
+
+
 CONSTRUCTS = {
     "unary": c_unary, "binary": c_binary, "divide": c_divide, "linear": c_linear, "square": c_square,
     "scores": c_scores, "mask": c_mask, "attend": c_attend, "softmax": c_softmax, "rowsum": c_rowsum,
     "mean": c_mean_norm, "heads": c_heads, "layers": c_layers, "tokens": c_tokens,
     "norm_call": c_norm_call, "block_call": c_block_call, "recurrence": c_recurrence,
     "heads_columns": c_heads_columns, "heads_update": c_heads,
+    "gram": c_gram, "power": c_power, "embed": c_embed, "mhattention": c_mhattention, "maximum": c_maximum,
+    "iverson": c_iverson,
 }
-NEEDS = {"mask": "TT", "attend": "TT"}  # a construct that reads a kind some step must make first
+NEEDS = {"mask": "TT", "attend": "TT", "iverson": "TT"}  # a construct that reads a kind some step must make first
 OPEN = {  # construct -> the open bug it runs into (README, "Differential testing")
     "recurrence": "a loop that carries h and writes Y[t] per step does not compile (issue 10's RNN)",
     "heads_columns": "build refuses a per-head slice (h − 1)·D/H + 1 : h·D/H in a 1-based card",
     "heads_update": "a ∀ update of S_h[t, u] that reads S_h inside a head loop is dropped (issue 10's first)",
+    "iverson": "[[a]] − [[b]] subtracts NumPy booleans in the generated module (issue 10)",
 }
 
 
@@ -345,8 +405,10 @@ def random_card(c: Chooser, name: str = "Random", constructs=None, max_steps: in
     b.emit(f"return Y = {' + '.join(tail)}")
     conv = "rows, 0-based" if rows else "columns, 1-based"
     td = b.shape("TD")
-    head = [f"algorithm Y ← {name}(X | θ)", f"  convention {conv}", f"  input  X ∈ ℝ^{{{td}}}",
-            f"  output Y ∈ ℝ^{{{td}}}", "  hyper  D ∈ ℕ"]
+    ins = ", ".join(["X", *b.inputs])
+    head = [f"algorithm Y ← {name}({ins} | θ)", f"  convention {conv}", f"  input  X ∈ ℝ^{{{td}}}"]
+    head += [f"  input  {n} ∈ {s}" for n, s in b.inputs.items()]
+    head += [f"  output Y ∈ ℝ^{{{td}}}", "  hyper  D ∈ ℕ"]
     head += [f"  hyper  {h} ∈ ℕ" for h in sorted(b.hypers)]
     head += [f"  {p}" for p in b.params] or []
     if not b.params:
