@@ -63,6 +63,11 @@ def test_the_interpreter_reads_the_card_not_the_compiler():
     assert relative(y, np.array([[1.0, 0.0], [w[0], 2 * w[1]]])) < 1e-15
 
 
+def test_cardgen_interpret_is_the_api_s():
+    import cardgen
+    assert cardgen.interpret is interpret
+
+
 def test_batches_run_example_by_example():
     lib = lib_for(ROOT / "cards" / "Head.card")
     rng = np.random.default_rng(0)
