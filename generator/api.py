@@ -82,7 +82,7 @@ def _card_params(checked: Checked, lib: Library, params) -> dict:
 
 
 def _decl_at(checked: Checked, step: str, ascii_path):
-    from .semantics.interp import decl_key
+    from .semantics.values import decl_key
     for d in checked.card.decls:
         if d.role == "param":
             for n in d.names:
