@@ -366,6 +366,25 @@ def c_iverson(b: Builder):
     b.define("TT", f"{s} ⊙ ([[{s} > 0]] − [[{s} < −1]])", "S")
 
 
+def c_halves(b: Builder):
+    """Constant slices: the two halves of the width, swapped and joined side by side."""
+    a = b.pick("TD")
+    b.hypers.add("H")  # D/H with H = 2 in the tests: two halves
+    if b.rows:
+        b.define("TD", f"[{a}[:, D / H : D], {a}[:, 0 : D / H]] / 2")
+    else:
+        b.define("TD", f"[{a}[D / H + 1 : D, :]; {a}[1 : D / H, :]] / 2")
+
+
+def c_pairs(b: Builder):
+    """A family with two indices (width and token): P^i_t, summed over both."""
+    a = b.pick("TD")
+    y = b.fresh("P")
+    b.emit(f"∀i, t: {y}^i_t ← tanh({a}[t, i])" if b.rows else f"∀i, t: {y}^i_t ← tanh({a}[i, t])")
+    lo, d, t = ("0", "D − 1", "T − 1") if b.rows else ("1", "D", "T")
+    b.define("TD", f"{a} + Σ_{{i={lo}}}^{{{d}}} (Σ_{{t={lo}}}^{{{t}}} {y}^i_t) / (T · D)")
+
+
 CONSTRUCTS = {
     "unary": c_unary, "binary": c_binary, "divide": c_divide, "linear": c_linear, "square": c_square,
     "scores": c_scores, "mask": c_mask, "attend": c_attend, "softmax": c_softmax, "rowsum": c_rowsum,
@@ -373,7 +392,7 @@ CONSTRUCTS = {
     "norm_call": c_norm_call, "block_call": c_block_call, "recurrence": c_recurrence,
     "heads_columns": c_heads_columns, "heads_update": c_heads,
     "gram": c_gram, "power": c_power, "embed": c_embed, "mhattention": c_mhattention, "maximum": c_maximum,
-    "iverson": c_iverson,
+    "iverson": c_iverson, "halves": c_halves, "pairs": c_pairs,
 }
 NEEDS = {"mask": "TT", "attend": "TT", "iverson": "TT"}  # a construct that reads a kind some step must make first
 OPEN = {  # construct -> the open bug it runs into (README, "Differential testing")
@@ -381,6 +400,8 @@ OPEN = {  # construct -> the open bug it runs into (README, "Differential testin
     "heads_columns": "build refuses a per-head slice (h − 1)·D/H + 1 : h·D/H in a 1-based card",
     "heads_update": "a ∀ update of S_h[t, u] that reads S_h inside a head loop is dropped (issue 10's first)",
     "iverson": "[[a]] − [[b]] subtracts NumPy booleans in the generated module (issue 10)",
+    "halves": "build refuses a join of two matrices [A, B] (issue 10)",
+    "pairs": "a family with two indices P^i_t crashes the lowering (issue 10)",
 }
 
 

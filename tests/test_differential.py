@@ -63,6 +63,22 @@ def test_the_interpreter_reads_the_card_not_the_compiler():
     assert relative(y, np.array([[1.0, 0.0], [w[0], 2 * w[1]]])) < 1e-15
 
 
+def test_constructs_the_compiler_refuses_still_have_a_meaning():
+    """A join of two matrices and a family with two indices (build refuses both today)."""
+    card = parse("""algorithm Y ← Halves(X)
+  convention rows, 0-based
+  input  X ∈ ℝ^{T×D}
+  output Y ∈ ℝ^{T×D}
+  hyper  D, H ∈ ℕ
+  1 ∀i, t: P^i_t ← X[t, i]²
+  2 s ← Σ_{i=0}^{D − 1} (Σ_{t=0}^{T − 1} P^i_t)
+  3 return Y = [X[:, D / H : D], X[:, 0 : D / H]] / s
+""", "Halves.card")
+    X = np.arange(12.0).reshape(3, 4)
+    y = interpret(card, {"X": X}, {}, {"H": 2}, lib=Library())["Y"]
+    assert relative(y, np.concatenate([X[:, 2:], X[:, :2]], axis=1) / np.sum(X * X)) < 1e-15
+
+
 def test_cardgen_interpret_is_the_api_s():
     import cardgen
     assert cardgen.interpret is interpret
