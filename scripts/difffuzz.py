@@ -2,6 +2,7 @@
 checked, compiled and compared with the reference interpreter (tests/differential.py).
 
     python scripts/difffuzz.py 2000 --seed 1 [--constructs all|name,name,…] [--save DIR]
+    python scripts/difffuzz.py --cards tests/differential_open    # one outcome per card given
 
 Prints how many cards were tried, refused by check, refused by build, crashed the compiler or
 the generated module, mismatched the interpreter (forward ≤ 1e-12, gradients ≤ 1e-6), and
@@ -24,16 +25,17 @@ sys.path.insert(0, str(ROOT))
 
 from cardgen.lang.check import Library, check  # noqa: E402
 from cardgen.lang.errors import CardError  # noqa: E402
+from cardgen.lang.load import card_paths  # noqa: E402
 from cardgen.lang.parse import parse  # noqa: E402
 from tests.differential import compare  # noqa: E402
 from tests.randomcards import CONSTRUCTS, OPEN, SeededChooser, random_card  # noqa: E402
 
 
-def one(text: str, seed: int) -> tuple[str, str]:
+def one(text: str, seed: int, path: str = "Random.card") -> tuple[str, str]:
     """(outcome, detail) for one card's text."""
-    lib = Library(folders=[str(ROOT / "cards")])
+    lib = Library(folders=[str(Path(path).parent), str(ROOT / "cards")])
     try:
-        card = parse(text, "Random.card")
+        card = parse(text, path)
         lib.cards[card.name] = card
         checked = check(card, lib)
     except CardError as e:
@@ -51,7 +53,8 @@ def one(text: str, seed: int) -> tuple[str, str]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("n", type=int)
+    ap.add_argument("n", type=int, nargs="?", default=0)
+    ap.add_argument("--cards", nargs="+", help="compare these card files (or folders) instead of random ones")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--constructs", default="", help="all, or a comma-separated list (default: all but OPEN)")
     ap.add_argument("--save", type=Path, help="write each failing card here")
@@ -65,6 +68,13 @@ def main(argv=None) -> int:
             ap.error(f"unknown constructs {unknown}; known: {', '.join(CONSTRUCTS)}")
     else:
         constructs = [c for c in CONSTRUCTS if c not in OPEN]
+    if args.cards:
+        failed = 0
+        for path in card_paths(args.cards):
+            outcome, detail = one(path.read_text("utf-8"), args.seed, str(path))
+            failed += outcome != "agreed"
+            print(f"{path}: {outcome}" + (f": {detail}" if detail else ""))
+        return 1 if failed else 0
     counts: collections.Counter = collections.Counter()
     shown: set[str] = set()
     start = time.process_time()
