@@ -6,13 +6,14 @@ import dataclasses
 from pathlib import Path
 
 from .lang.check import Checked, Library, check
-from .lang.ir import Card
+from .lang.ir import Card, Group
 from .lang.load import card_paths, library_for, load
 
 __all__ = ["card_paths", "interpret", "library_for", "load"]
 
 
-def interpret(card, inputs: dict, params, hypers=None, *, lib: Library | None = None, rng=None) -> dict:
+def interpret(card, inputs: dict, params, hypers=None, *, lib: Library | None = None, rng=None,
+              at_gradient: bool = False) -> dict:
     """Run a card with the reference interpreter (``cardgen.semantics``): step by step, as the
     paper reads it, in float64; returns ``{output name: array}``.
 
@@ -21,12 +22,14 @@ def interpret(card, inputs: dict, params, hypers=None, *, lib: Library | None = 
     argument name (``X_tilde``), with any leading batch axes.  ``params``: the generated module's
     ``Params`` (or a dict of its fields), or a dict in card terms (``{"W^h_q": (H, …) array,
     "θ_ℓ": {…}}``).  ``hypers``: the module's ``Config`` or a dict by card name; sizes it leaves
-    out are read from the arrays' shapes.  ``rng`` is for cards that sample.
+    out are read from the arrays' shapes.  ``rng`` is for cards that sample.  ``at_gradient``: a
+    training card (DTraining) stops at its first ``∇loss(θ)`` and gives ``{"loss": loss(θ)}``, what
+    its compiled module's ``forward`` computes.
     """
     from .semantics import interpret_checked
     checked, lib = _checked(card, lib)
     ins, hyp = _route(checked, inputs, hypers)
-    return interpret_checked(checked, lib, ins, _card_params(checked, lib, params), hyp, rng)
+    return interpret_checked(checked, lib, ins, _card_params(checked, lib, params), hyp, rng, at_gradient)
 
 
 def _checked(card, lib: Library | None) -> tuple[Checked, Library]:
@@ -84,7 +87,7 @@ def _card_params(checked: Checked, lib: Library, params) -> dict:
 def _decl_at(checked: Checked, step: str, ascii_path):
     from .semantics.values import decl_key
     for d in checked.card.decls:
-        if d.role == "param":
+        if d.role == "param" or d.role == "input" and isinstance(d.set, Group):
             for n in d.names:
                 if ascii_path(decl_key(n, d)) == step:
                     return d, n

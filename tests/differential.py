@@ -17,7 +17,7 @@ import numpy as np
 
 from cardgen.api import interpret
 from cardgen.compile.gradcheck import derivative, load_module, make_config, make_inputs, run_forward, small_sizes
-from cardgen.compile.lower import lower
+from cardgen.compile.lower import lower, wrapper_kind
 from cardgen.lang.check import Checked, Library
 
 FORWARD_TOL = 1e-12
@@ -68,13 +68,21 @@ def compare(checked: Checked, lib: Library, seed: int = 0, grads: bool = True,
         args = make_inputs(prog, sizes, rng, positive=True)
         outs, cache = run_forward(mod, cfg, params, args)
 
+    training = wrapper_kind(checked.card) == "training"
+    base = checked.card.convention.base
+
     def interp(p, a) -> list:
+        if training:  # the module's forward is loss(θ) per sequence: each a data set of one
+            hyp = {**dataclasses.asdict(cfg), "N_data": 1}
+            losses = [interpret(checked, {n: {base: x[i]} for n, x in zip(names, a, strict=True)}, p, hyp,
+                                lib=lib, at_gradient=True) for i in range(len(a[0]))]
+            return [np.array([next(iter(got.values())) for got in losses])]
         got = interpret(checked, dict(zip(names, a, strict=True)), p, cfg, lib=lib)
         return [np.asarray(got[n], dtype=float) for n in checked.card.outputs]
 
     report = Report(checked.card.name)
     ref = interp(params, args)
-    for n, o, r in zip(checked.card.outputs, outs, ref, strict=True):
+    for n, o, r in zip(["loss"] if training else checked.card.outputs, outs, ref, strict=True):
         report.forward[n] = relative(o, r)
     if not grads or not all(np.all(np.isfinite(r)) for r in ref):
         return report  # outputs that are not numbers here (a card dividing by zero) have no gradient

@@ -22,9 +22,9 @@ from .differential import compare, relative
 from .randomcards import DrawChooser, random_card
 
 CASES = sorted((ROOT / "tests" / "differential_cases").glob("*.card"))
-# Training and inference cards compile to their loss and their model call; the interpreter runs
-# cards as written and has no ∇, so those are compared through the model cards they call.
-MODEL_CARDS = [p for p in CARDS + CASES if wrapper_kind(parse(p.read_text("utf-8"), str(p))) is None]
+# A training card compiles to its loss, which the interpreter reaches at the card's first ∇; an
+# inference card compiles to its model call and a sampler, and is compared through that model card.
+MODEL_CARDS = [p for p in CARDS + CASES if wrapper_kind(parse(p.read_text("utf-8"), str(p))) != "inference"]
 BUILT = [p for p in MODEL_CARDS if p.parent.name != "cards" or (ROOT / "generated" / f"{p.stem}.py").exists()]
 
 
@@ -32,10 +32,13 @@ def lib_for(path) -> Library:
     return Library(folders=[str(path.parent), str(ROOT / "cards")])
 
 
-def test_every_model_card_is_compared():
-    """A model card that build refuses is not silently left out: today only the wrappers are."""
-    assert {p.stem for p in MODEL_CARDS} - {p.stem for p in BUILT} == set()
-    assert len(BUILT) >= 20
+def test_every_built_card_is_compared():
+    """Every card build writes a module for is compared but DInference (a sampler around its model
+    card, which is compared); the one card build refuses (ETraining) is named, so that a card that
+    stops building does not slip out of the comparison unseen."""
+    built = {p.stem for p in CARDS if (ROOT / "generated" / f"{p.stem}.py").exists()}
+    assert built - {p.stem for p in BUILT} == {"DInference"}
+    assert {p.stem for p in MODEL_CARDS} - {p.stem for p in BUILT} == {"ETraining"}
 
 
 @pytest.mark.parametrize("path", BUILT, ids=[p.stem for p in BUILT])

@@ -47,6 +47,7 @@ class Frame(ExprRules, CallRules):
         self.idx: dict[str, int] = {}
         self.dims: dict[str, int] = {}
         self.ranges: dict[str, int] = {}  # a bound index variable's extent
+        self.stop_at_gradient = False  # end at the first ∇f(θ), with f(θ) (interpret(…, at_gradient=True))
 
     # ---------------------------------------------------------------- entry
     @classmethod
@@ -218,6 +219,9 @@ class Frame(ExprRules, CallRules):
         if t.op == "call":
             self.env[t.attr[0]] = Func(tuple(a.attr for a in t.args), st.value)
             return
+        grad = _grad_in(st.value) if self.stop_at_gradient else None
+        if grad is not None:  # θ ← θ − η · ∇loss(θ): the loss at θ is what a training card computes
+            raise GradientReached(grad.args[0].attr[0], self.value(grad.args[0]))
         v = self.value(st.value)
         if t.op == "name":
             self.assign_name(t.attr, v)
@@ -399,3 +403,17 @@ def step_exprs(st: Step) -> Expr:
     for b in st.body:
         parts.append(step_exprs(b))
     return Expr("list", tuple(parts), ",")
+
+
+class GradientReached(Exception):  # noqa: N818 - control flow, not an error
+    """A training card reached its first ∇f(θ): ``name`` is f, ``value`` f(θ)."""
+
+    def __init__(self, name: str, value):
+        super().__init__(name)
+        self.name, self.value = name, value
+
+
+def _grad_in(e: Expr) -> Expr | None:
+    if e.op == "grad":
+        return e
+    return next((g for g in map(_grad_in, e.args) if g is not None), None)

@@ -20,12 +20,12 @@ import numpy as np
 
 from ..lang.check import Checked, Library
 from ..lang.ir import Group
-from .frame import Frame
+from .frame import Frame, GradientReached
 from .values import GroupVal, InterpretError, decl_key, stack_family
 
 
 def interpret_checked(checked: Checked, lib: Library, inputs: dict, params: dict, hypers: dict,
-                      rng: np.random.Generator | None = None) -> dict:
+                      rng: np.random.Generator | None = None, at_gradient: bool = False) -> dict:
     """Run ``checked`` on values in card terms; returns its outputs by card name.
 
     ``inputs``: each input by its declared name (a family ``x_n`` stacked on a first axis, or a
@@ -34,18 +34,24 @@ def interpret_checked(checked: Checked, lib: Library, inputs: dict, params: dict
     for h ∈ [H]``) stacked on a first axis or a dict by index; a card group (``θ_ℓ = GPT2Block
     for ℓ ∈ [N]``) a dict of the callee's parameters, stacked the same way.  ``hypers``:
     hyperparameters by name (sizes, ``ε``, a ``Mask`` array); a missing one takes its default
-    or is read from the shapes of the arrays.
+    or is read from the shapes of the arrays.  ``at_gradient``: a training card ends at its first
+    ``∇f(θ)`` and gives ``{f: f(θ)}``, the loss (the interpreter does not differentiate).
     """
-    card = checked.card
     batch, per_example = _split_batch(checked, inputs)
     given = _top_values(checked, lib, params, hypers)
+
+    def run(example: dict) -> dict:
+        frame = Frame.enter(checked, lib, example, given, {}, rng)
+        frame.stop_at_gradient = at_gradient
+        try:
+            return frame.run()
+        except GradientReached as reached:
+            return {reached.name: reached.value}
     if batch is None:
-        return Frame.enter(checked, lib, per_example(()), given, {}, rng).run()
-    results: dict[tuple, dict] = {}
-    for ix in np.ndindex(*batch):
-        results[ix] = Frame.enter(checked, lib, per_example(ix), given, {}, rng).run()
+        return run(per_example(()))
+    results = {ix: run(per_example(ix)) for ix in np.ndindex(*batch)}
     out = {}
-    for name in card.outputs:
+    for name in results[next(iter(results))]:
         first = np.asarray(results[next(iter(results))][name])
         arr = np.empty(batch + first.shape, dtype=first.dtype)
         for ix, res in results.items():
@@ -103,7 +109,8 @@ def _top_values(checked: Checked, lib: Library, params: dict, hypers: dict) -> d
             key = decl_key(n, d)
             if d.role == "hyper" and (n in hypers or key in hypers):
                 out[key] = hypers[n] if n in hypers else hypers[key]
-            elif d.role == "param" and not (isinstance(d.set, Group) and d.set.card is None):
+            elif d.role == "param" and not (isinstance(d.set, Group) and d.set.card is None) or \
+                    d.role == "input" and isinstance(d.set, Group):  # θ = DTransformer, a training card's
                 if n not in params and key not in params:
                     raise InterpretError(f"parameter {n} is missing", d.pos).located(card.path, card.source)
                 out[key] = _param_value(checked, lib, d, key, params[n] if n in params else params[key])
