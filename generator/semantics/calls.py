@@ -20,10 +20,17 @@ class CallRules:
         f = self.env.get(fname)
         if isinstance(f, Func):
             args = [self.value(a) for a in e.args]
+            # A function is pure and the names it reads stay put during one step, so
+            # −Σ_t log P(θ)[x[t+1], t] runs the model once, not once per t.
+            key = (fname, *map(id, args), *((v, self.idx[v]) for v in f.indices if v in self.idx))
+            if key in self.calls:
+                return self.calls[key][1]
             saved = {p: self.env.get(p) for p in f.params}
             self.env.update(zip(f.params, args, strict=True))
             try:
-                return self.value(f.body)
+                out = self.value(f.body)
+                self.calls[key] = (args, out)  # args kept alive, so that their ids stay theirs
+                return out
             finally:
                 for p, v in saved.items():
                     if v is None:

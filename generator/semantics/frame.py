@@ -47,6 +47,7 @@ class Frame(ExprRules, CallRules):
         self.idx: dict[str, int] = {}
         self.dims: dict[str, int] = {}
         self.ranges: dict[str, int] = {}  # a bound index variable's extent
+        self.calls: dict = {}  # function calls of the current step (calls.py)
         self.stop_at_gradient = False  # end at the first ∇f(θ), with f(θ) (interpret(…, at_gradient=True))
 
     # ---------------------------------------------------------------- entry
@@ -209,6 +210,7 @@ class Frame(ExprRules, CallRules):
     # ---------------------------------------------------------------- steps
     def steps(self, steps):
         for st in steps:
+            self.calls.clear()
             getattr(self, "s_" + st.kind)(st)
 
     def s_remark(self, st: Step):
@@ -217,7 +219,7 @@ class Frame(ExprRules, CallRules):
     def s_assign(self, st: Step):
         t = st.target
         if t.op == "call":
-            self.env[t.attr[0]] = Func(tuple(a.attr for a in t.args), st.value)
+            self.env[t.attr[0]] = Func(tuple(a.attr for a in t.args), st.value, _scripts(st.value))
             return
         grad = _grad_in(st.value) if self.stop_at_gradient else None
         if grad is not None:  # θ ← θ − η · ∇loss(θ): the loss at θ is what a training card computes
@@ -417,3 +419,14 @@ def _grad_in(e: Expr) -> Expr | None:
     if e.op == "grad":
         return e
     return next((g for g in map(_grad_in, e.args) if g is not None), None)
+
+
+def _scripts(e: Expr) -> tuple[str, ...]:
+    """Every name and script a body mentions: the index variables among them decide its value."""
+    found: list[str] = []
+    if e.op == "name":
+        base, scripts = split_name(e.attr)
+        found += [e.attr, *(v for _, v in scripts)]
+    for a in e.args:
+        found += [x for x in _scripts(a) if x not in found]
+    return tuple(dict.fromkeys(found))

@@ -49,10 +49,12 @@ class MembersDecl:
 
 @dataclass(frozen=True)
 class Func:
-    """``P(θ) ← …``: a function of its parameters, evaluated at each call."""
+    """``P(θ) ← …``: a function of its parameters, evaluated at each call; ``indices``: the
+    names and scripts its body mentions (those that are bound index variables key a call's memo)."""
 
     params: tuple[str, ...]
     body: Expr
+    indices: tuple[str, ...] = ()
 
 
 class ReturnSignal(Exception):  # noqa: N818 - control flow, not an error
