@@ -82,9 +82,16 @@ def test_constructs_the_compiler_refuses_still_have_a_meaning():
     assert relative(y, np.concatenate([X[:, 2:], X[:, :2]], axis=1) / np.sum(X * X)) < 1e-15
 
 
-def test_cardgen_interpret_is_the_api_s():
+def test_cardgen_interpret_is_the_api_s_and_a_card_s():
     import cardgen
     assert cardgen.interpret is interpret
+    card = cardgen.load("Head")  # a name on the search path
+    mod = card.compile()
+    rng = np.random.default_rng(0)
+    cfg = mod.Config(D=4, d_h=2)
+    params = mod.Params(**{n: rng.standard_normal((4, 2)) for n in ("W_k", "W_q", "W_v")})
+    X = rng.standard_normal((3, 4))
+    assert relative(mod.forward(cfg, params, X)[0], card.interpret({"X": X}, params, cfg)["Y"]) < 1e-12
 
 
 def test_batches_run_example_by_example():
