@@ -229,15 +229,33 @@ def heads(b: Builder):
 
 
 def c_layers(b: Builder):
-    """A loop over layers that carries a value, with per-layer parameters."""
+    """A loop over layers with per-layer parameters: carrying one value, or two, reading a value
+    from before the loop, or normalising each token inside it."""
     b.hypers.add("N")
-    a = b.pick("TD")
+    a, v = b.pick("TD"), b.pick("TD")
     w = b.fresh("W")
     b.params.append(f"param  {w}_ℓ ∈ ℝ^{{D×D}} for ℓ ∈ [N]")
     x = b.define("TD", a, "X")
-    b.emit("for ℓ ∈ [N] do")
+    form = b.c.choice(["plain", "closure", "two", "normalise"])
+    b.emit("for ℓ ∈ [N] do" if b.rows or b.c.choice([True, False]) else "for ℓ = 1, 2, …, N do")
     b.depth += 1
-    b.emit(f"{x} ← {x} + tanh({b.mm(x, f'{w}_ℓ')})")
+    if form == "plain":
+        b.emit(f"{x} ← {x} + tanh({b.mm(x, f'{w}_ℓ')})")
+    elif form == "closure":
+        b.emit(f"{x} ← {x} + tanh({b.mm(v, f'{w}_ℓ')}) ⊙ {x} / 2")
+    elif form == "two":
+        z = b.fresh("Z")
+        b.lines.insert(len(b.lines) - 1, "  " * (b.depth - 1) + f"{z} ← tanh({v})")
+        b.emit(f"{x} ← {x} + tanh({b.mm(z, f'{w}_ℓ')})")
+        b.emit(f"{z} ← {z} + tanh({b.mm(x, f'{w}_ℓ')}) / 2")
+        b.values[z] = "TD"
+    else:
+        lo, hi = ("0", "D − 1") if b.rows else ("1", "D")
+        b.emit(f"{x} ← {x} + tanh({b.mm(x, f'{w}_ℓ')})")
+        if b.rows:
+            b.emit(f"∀t: {x}[t, :] ← {x}[t, :] / √(Σ_{{i={lo}}}^{{{hi}}} {x}[t, i]² / D + 1)")
+        else:
+            b.emit(f"∀t: {x}[:, t] ← {x}[:, t] / √(Σ_{{i={lo}}}^{{{hi}}} {x}[i, t]² / D + 1)")
     b.depth -= 1
     b.emit("end")
 

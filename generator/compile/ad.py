@@ -448,8 +448,8 @@ def backprop_loop(loop: Loop, grads, b: Builder, needs, loops_saved):
     for x, g in closure.items():
         name = b.names.temp().replace("_", "g", 1)
         b.layout[name] = b.layout[x]
-        grads[x] = name
         closure[x] = (g, name)
+        grads[x] = b.add(grads[x], name) if x in grads else name  # plus what uses after the loop gave
 
 
 @dataclass
