@@ -121,8 +121,8 @@ class CallRules:
     def run_callee(self, callee: Checked, ins: dict, values: dict, seed: dict, later: list):
         values = dict(values)
         if later:  # Mask[t, t′] = [[t ≤ t′]]: one value per index, at the callee's sizes
-            probe = type(self).enter(callee, self.lib, ins, {**values, **{a.attr[0]: PENDING for a in later}}, seed,
-                                self.rng, self)
+            pending = {**values, **{a.attr[0]: PENDING for a in later}}
+            probe = type(self).enter(callee, self.lib, ins, pending, seed, self.rng)
             for arg in later:
                 name, idx = arg.attr
                 shape = probe.shape_of(callee.env[name].type.shape, arg)
@@ -131,6 +131,6 @@ class CallRules:
                     with self.bound({v: (self.base + i, n) for v, i, n in zip(idx, point, shape, strict=True)}):
                         arr[point] = self.value(arg.args[0])
                 values[name] = arr
-        frame = type(self).enter(callee, self.lib, ins, values, seed, self.rng, self)
+        frame = type(self).enter(callee, self.lib, ins, values, seed, self.rng)
         out = frame.run()
         return out[callee.card.outputs[0]]

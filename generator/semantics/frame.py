@@ -52,20 +52,19 @@ class Frame(ExprRules, CallRules):
 
     # ---------------------------------------------------------------- entry
     @classmethod
-    def enter(cls, checked: Checked, lib: Library, inputs: dict, values: dict, seed: dict, rng,
-              caller=None) -> Frame:
+    def enter(cls, checked: Checked, lib: Library, inputs: dict, values: dict, seed: dict, rng) -> Frame:
         """A frame for ``checked`` given its inputs (by declared name), its parameters and
         hyperparameters (by env key) and sizes ``seed`` already known; every other size is
         read from the shapes, then checked against every declaration."""
         f = cls(checked, lib, rng)
         card = checked.card
         try:
-            f.bind_all(inputs, values, seed, caller)
+            f.bind_all(inputs, values, seed)
         except DimError as e:
             raise InterpretError(str(e), card.pos).located(card.path, card.source) from None
         return f
 
-    def bind_all(self, inputs: dict, values: dict, seed: dict, caller):
+    def bind_all(self, inputs: dict, values: dict, seed: dict):
         card, env = self.card, self.env
         for d in card.decls:
             for n in d.names:
