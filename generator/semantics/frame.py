@@ -61,7 +61,8 @@ class Frame(ExprRules, CallRules):
         try:
             f.bind_all(inputs, values, seed)
         except DimError as e:
-            raise InterpretError(str(e), card.pos).located(card.path, card.source) from None
+            hint = "each size is read from the arrays given (and hypers): their shapes must fit the declarations"
+            raise InterpretError(str(e), card.pos, hint).located(card.path, card.source) from None
         return f
 
     def bind_all(self, inputs: dict, values: dict, seed: dict):
@@ -89,7 +90,7 @@ class Frame(ExprRules, CallRules):
                 for n in d.names:
                     if decl_key(n, d) not in env:
                         if d.default is None or d.default.op != "name" or d.default.attr not in env:
-                            self.err(f"input {n} is missing", d)
+                            self.err(f"input {n} is missing", d, hint=f"give it: inputs={{'{n}': …}}")
                         env[decl_key(n, d)] = env[d.default.attr]
         known = {k: int(v) for k, v in seed.items()}
         for d in card.decls:
@@ -129,13 +130,14 @@ class Frame(ExprRules, CallRules):
                 elif n in self.dims:
                     env[n] = self.dims[n]
                 else:
-                    self.err(f"hyperparameter {n} has no value: give it, or a default in the card", d)
+                    self.err(f"hyperparameter {n} has no value", d,
+                             hint=f"give it: hypers={{'{n}': …}} (or the module's Config), or a default in the card")
         for d in card.decls:
             if d.role == "param" and not isinstance(d.set, Group) or \
                     d.role == "param" and d.set.card is not None:
                 for n in d.names:
                     if decl_key(n, d) not in env:
-                        self.err(f"parameter {n} is missing", d)
+                        self.err(f"parameter {n} is missing", d, hint=f"give it: params={{'{n}': …}}")
         for n, v in self.dims.items():
             if not n.startswith("?"):
                 env.setdefault(n, v)
@@ -163,8 +165,8 @@ class Frame(ExprRules, CallRules):
             out[n] = self.env[n]
         return out
 
-    def err(self, msg: str, node=None):
-        raise InterpretError(msg, getattr(node, "pos", None)).located(self.card.path, self.card.source)
+    def err(self, msg: str, node=None, hint: str | None = None):
+        raise InterpretError(msg, getattr(node, "pos", None), hint).located(self.card.path, self.card.source)
 
     # ---------------------------------------------------------------- names
     def resolve(self, text: str, node):

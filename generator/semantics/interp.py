@@ -72,7 +72,8 @@ def _split_batch(checked: Checked, inputs: dict):
             if n not in inputs and key not in inputs:
                 if d.default is not None:
                     continue
-                raise InterpretError(f"input {n} is missing", d.pos).located(card.path, card.source)
+                raise InterpretError(f"input {n} is missing", d.pos, f"give it: inputs={{'{n}': …}}").located(
+                    card.path, card.source)
             v = inputs[n] if n in inputs else inputs[key]
             b = checked.env[key]
             if isinstance(v, dict):
@@ -112,7 +113,8 @@ def _top_values(checked: Checked, lib: Library, params: dict, hypers: dict) -> d
             elif d.role == "param" and not (isinstance(d.set, Group) and d.set.card is None) or \
                     d.role == "input" and isinstance(d.set, Group):  # θ = DTransformer, a training card's
                 if n not in params and key not in params:
-                    raise InterpretError(f"parameter {n} is missing", d.pos).located(card.path, card.source)
+                    raise InterpretError(f"parameter {n} is missing", d.pos, f"give it: params={{'{n}': …}}").located(
+                        card.path, card.source)
                 out[key] = _param_value(checked, lib, d, key, params[n] if n in params else params[key])
     return out
 
