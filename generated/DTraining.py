@@ -173,7 +173,7 @@ def forward(config: Config, params: Params, x_n, workspace: dict | None = None):
     _38 = ~_25                                                  # (ℓ, ℓ)
     # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
     _40 = math.sqrt(d_e // H)                                   # ()
-    # DTransformer 8 X ← X + W^l_mlp2 GELU(W^l_mlp1 X̃ + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
+    # DTransformer 4 for l = 1, 2, …, L do
     X_2 = X
     saved_l_ = []
     for l_ in range(L):

@@ -269,7 +269,7 @@ def forward(config: Config, params: Params, z, x, workspace: dict | None = None)
     Z = np.swapaxes(e, -1, -2)                                  # (…, d_e, ℓ_z)
     # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
     _20 = math.sqrt(d_e // H)                                   # ()
-    # 8 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^2_l, β^2_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
+    # 4 for l = 1, 2, …, L_enc do
     Z_2 = Z
     saved_l_ = []
     for l_ in range(L_enc):
@@ -391,7 +391,7 @@ def forward(config: Config, params: Params, z, x, workspace: dict | None = None)
     _88 = math.sqrt(d_e // H)                                   # ()
     # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
     _115 = np.expand_dims(Z_5, -3)                              # (…, 1, d_e, ℓ_z)
-    # 19 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^5_l, β^5_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
+    # 13 for l = 1, 2, …, L_dec do ▷ the paper writes "for i = 1, 2, …, L_dec" but its body uses l
     X_2 = X
     saved_l__2 = []
     for l__2 in range(L_dec):

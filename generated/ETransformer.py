@@ -184,7 +184,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
     X = np.swapaxes(e, -1, -2)                                  # (…, d_e, ℓ)
     # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
     _20 = math.sqrt(d_e // H)                                   # ()
-    # 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
+    # 4 for l = 1, 2, …, L do
     X_2 = X
     saved_l_ = []
     for l_ in range(L):

@@ -154,11 +154,12 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
     _34 = np.arange(0, T)                                       # (T,)
     _35 = np.expand_dims(_34, -1)                               # (T, 1)
     _36 = _33 > _35                                             # (T, T)
-    # 3 e ← GPT2Block(e | θ_ℓ) ▷ e ∈ ℝ^{T×D}
+    # 2 for ℓ ∈ [N] do
     e_2 = e
     saved_ell = []
     for ell in range(N):
         e_2_shape = e_2.shape
+        # 3 e ← GPT2Block(e | θ_ℓ) ▷ e ∈ ℝ^{T×D}
         gamma_1_ell = gamma_1[ell]                              # (D,)
         beta_1_ell = beta_1[ell]                                # (D,)
         W_qkv_ell = W_qkv[ell]                                  # (D, 3·D)

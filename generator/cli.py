@@ -18,6 +18,10 @@ def fail(err: Exception) -> None:
     click.echo(str(err), err=True)
 
 
+# Exit codes: 0 ok, 1 a card or input error, 2 a usage error (click's own), 3 a bug in cardgen.
+INTERNAL_ERROR = 3
+
+
 def guarded(fn):
     """Turn any error into a message and an exit code: users never see a traceback."""
     import functools
@@ -38,7 +42,7 @@ def guarded(fn):
         except Exception as e:  # a bug in cardgen, not in the card: say so, briefly
             click.echo(f"cardgen: internal error: {type(e).__name__}: {e}\n"
                        "  this is a bug in cardgen; please report it with the card that caused it", err=True)
-            sys.exit(2)
+            sys.exit(INTERNAL_ERROR)
     return run
 
 

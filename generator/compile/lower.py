@@ -296,12 +296,13 @@ def hoist(body: list) -> list:
             out.append(item)
             continue
         item.body = hoist(item.body)
-        variant = {inner for _, inner, _ in item.carried}
+        variant = {inner for _, inner, _ in item.carried} | {item.var}  # X[t] reads the index itself
         kept, moved = [], []
         for x in item.body:
             if isinstance(x, Loop):
                 kept.append(x)
-                variant |= {op.out for op in _walk_ops(x.body)} | {n for n, _ in x.outs}
+                variant |= {op.out for op in _walk_ops(x.body)} | {n for n, _ in x.outs} \
+                    | {n for n, *_ in x.stacks}
                 continue
             uses_index = x.prim == "index" or any(item.var in str(a) for a in x.attr)
             if uses_index or any(a in variant for a in x.args):

@@ -49,8 +49,9 @@ class ExprLowering:
             return self.env[text]
         if text in self.scope:
             return self.iota(text)
-        if text in self.seq:
-            return AV(self.seq[text], kind="int", const=None)
+        if text in self.seq:  # the loop counts from 0; the card's index from its first value
+            at = AV(self.seq[text], kind="int", const=None)
+            return at if self.base == 0 else self.binary("add", at, const(self.base))
         if text == "π":
             return AV("np.pi", kind="real", const=3.141592653589793)
         b = self.ch.env.get(text)
@@ -76,7 +77,7 @@ class ExprLowering:
             return fam  # its members are looked up by name, where it is used
         (var,) = idx
         if var in self.seq:
-            return self.op("index", (fam,), (self.seq[var], len(fam.dims)), fam, dims=fam.dims[1:],
+            return self.op("index", (fam,), (self.seq[var], -len(fam.dims)), fam, dims=fam.dims[1:],
                            name=self.names.fresh(f"{fam.name}_{self.seq[var]}"))
         labels = [("□" if i == 0 else None) for i in range(len(fam.dims))]
         assert labels
@@ -256,6 +257,10 @@ class ExprLowering:
             moved = self.permute(a, a.mapped, perm) if i != 0 else a
             b = replace(moved, mapped=moved.mapped + (var,), dims=moved.dims[1:])
             return self.permute(b, self.canon_order(b.mapped))
+        if ix.op == "name" and ix.attr in self.seq and ix.attr not in self.env:
+            # X[t] in a loop over t: that step's row, a view (its gradient goes to row t of d_X)
+            return self.op("index", (a,), (self.seq[ix.attr], i - len(a.dims)), a,
+                           dims=a.dims[:i] + a.dims[i + 1:])
         j = self.value(ix)
         if j.kind not in ("int",) and j.kind not in INTEGRAL:
             self.err(f"an index must be whole numbers: {expr_text(ix)}", ix)

@@ -56,7 +56,7 @@ def _epilogue(item) -> set[str]:
     """Names a loop's bookkeeping reads after its body: carried results, saved values, gradients."""
     if isinstance(item, Loop):
         return {res for _, _, res in item.carried} | {inner for _, inner, _ in item.carried} \
-            | set(getattr(item, "saved_names", ()))
+            | set(getattr(item, "saved_names", ())) | {v for _, v, *_ in item.stacks}
     names = set(item.body_grads.values()) | set(item.carry.values())
     names |= {g for g, _ in item.closure.values()} | set(item.saved)
     return names

@@ -114,13 +114,22 @@ PRINT = {
     "take_along": lambda op, a, j: (f"_take_along({a}, {j}"
                                     f"{' - ' + str(op.attr[1]) if op.attr[1] else ''}, {op.attr[0]})"),
     "pick": lambda op, a: f"np.take({a}, {op.attr[1]}, axis={op.attr[0]})",
-    "index": lambda op, a: f"{a}[{op.attr[0]}]",
+    "index": lambda op, a: f"{a}[{at_index(op.attr[0], op.attr[1], len(op.shape) + 1, op.batched)}]",
     "where": lambda op, c, a, b: f"np.where({c}, {a}, {b})",
     "copy": lambda op, a: f"{a}",
     "broadcast": lambda op, a: _broadcast(op, a),
 }
 PRINT.update({name: lambda op, a, fn=f"np.{name}": f"{fn}({a})"
               for name in ("exp", "log", "tanh", "sqrt", "abs", "sin", "cos")})
+
+
+def at_index(var: str, axis: int, rank: int, batched: bool) -> str:
+    """The subscript that picks step ``var`` along ``axis`` (from the end) of an array whose
+    own rank is ``rank``: ``l`` for a layer's slice of a stacked parameter, ``..., t, :``
+    for a time step of a batched sequence."""
+    if not batched and axis == -rank:
+        return var
+    return ", ".join(["...", var] + [":"] * (-axis - 1))
 
 
 def _broadcast(op: Op, a: str) -> str:
