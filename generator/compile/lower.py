@@ -57,8 +57,10 @@ class Lowerer(StepLowering, Inlining, ExprLowering, Layout):
         self.funcs: dict[str, tuple[list[str], Expr]] = {}
         self.loops: list[Step] = []  # a wrapper's loops around its work (epochs, data, tokens)
 
-    def err(self, msg, node=None):
-        e = LoweringError(msg, getattr(node, "pos", None))
+    def err(self, msg, node=None, hint=None):
+        # at the node, else at the step being lowered: every refusal has a line and column
+        pos = getattr(node, "pos", None) or getattr(getattr(self, "current", None), "pos", None)
+        e = LoweringError(msg, pos, hint=hint)
         raise e.located(self.card.path, self.card.source)
 
 

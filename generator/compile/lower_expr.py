@@ -75,6 +75,9 @@ class ExprLowering:
             return ParamGroup(fam.card, {k: self.member(v, idx, node) for k, v in fam.leaves.items()})
         if isinstance(fam, Members):
             return fam  # its members are looked up by name, where it is used
+        if len(idx) > 1:
+            self.err(f"{expr_text(node)} picks a member of a family by {len(idx)} indices ({', '.join(idx)}); "
+                     "cardgen compiles families with one index (Y_h)", node)
         (var,) = idx
         if var in self.seq:
             return self.op("index", (fam,), (self.seq[var], -len(fam.dims)), fam, dims=fam.dims[1:],
@@ -117,10 +120,25 @@ class ExprLowering:
         return const(float("inf"))
 
     def x_add(self, e):
-        return self.binary("add", *map(self.value, e.args))
+        return self.binary("add", *self.numbers(e.args))
 
     def x_sub(self, e):
-        return self.binary("sub", *map(self.value, e.args))
+        return self.binary("sub", *self.numbers(e.args))
+
+    def numbers(self, args) -> list[AV]:
+        """Operands of + and −: true/false values (an Iverson bracket [[t ≤ u]]) count as 1 and 0,
+        as NumPy's booleans do not (True + True is True; − refuses them)."""
+        vals = [self.value(a) for a in args]
+        if all(v.kind == "bool" for v in vals):
+            vals = [self.number(v) for v in vals]
+        return vals
+
+    def number(self, v: AV) -> AV:
+        if v.kind != "bool":
+            return v
+        if v.const is not None:
+            return const(int(v.const))
+        return self.op("where", (v, const(1), const(0)), (), v, kind="int")
 
     def x_mul(self, e):
         return self.binary("mul", *map(self.value, e.args))
@@ -129,7 +147,7 @@ class ExprLowering:
         return self.binary("div", *map(self.value, e.args))
 
     def x_neg(self, e):
-        a = self.value(e.args[0])
+        a = self.number(self.value(e.args[0]))
         if a.const is not None:
             return const(-a.const)
         return self.op("neg", (a,), (), a)
@@ -313,6 +331,10 @@ class ExprLowering:
         mapped_in = [v for v in self.scope if v in lo.symbols()]
         width = hi - lo + Poly.const(1 if self.base == 1 else 0)
         if mapped_in:  # A[:, h·w : (h+1)·w] with h mapped: split the axis into (h, w)
+            if len(mapped_in) > 1:
+                self.err(f"this slice moves with {len(mapped_in)} loop indices ({', '.join(mapped_in)}); cardgen "
+                         "splits an axis by one index: slice by the outer index first (A_g ← A[:, g·w : (g+1)·w]), "
+                         "then by the inner one", e)
             (var,) = mapped_in
             start = lo.subst({var: self.firsts.get(var, Poly.const(self.base))})
             coef = (lo - start).divide(Poly.sym(var))
@@ -337,7 +359,9 @@ class ExprLowering:
     def x_list(self, e):
         items = [x for x in e.args if x.op != "ellipsis"]
         if len(items) == len(e.args):
-            self.err("cardgen compiles lists that join a family ([e_1, …, e_ℓ]) for now", e)
+            self.err("cardgen compiles lists that join a family ([e_1, …, e_ℓ]) for now, not a list of "
+                     "separate arrays", e, hint="make the arrays members of one family (Y_h in a loop over h) "
+                     "and join that, or declare one array of the joined shape and slice it")
         base, scripts = split_name(items[0].attr)
         key = join_name(base, scripts[:-1] + [(scripts[-1][0], "□")])
         fam = self.env[key]

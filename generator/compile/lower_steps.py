@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..lang.check import join_name, split_name
+from ..lang.errors import CardError
 from ..lang.ir import Expr, Step
 from ..lang.render import expr_text
 from ..lang.shapes import Poly
@@ -41,7 +42,17 @@ class StepLowering:
     def step(self, st: Step):
         if st.pos is not None:
             self.step_no = f"{self.card.name}:{st.pos.line}"
-        return getattr(self, "s_" + st.kind)(st)
+        outer, self.current = getattr(self, "current", None), st
+        try:
+            return getattr(self, "s_" + st.kind)(st)
+        except CardError:
+            raise
+        except Exception as e:  # a bug in cardgen: remember the innermost step it happened at
+            if not hasattr(e, "cardgen_step"):
+                e.cardgen_step = (self.card.path, st.pos)
+            raise
+        finally:
+            self.current = outer
 
     def s_remark(self, st):
         return None
@@ -73,6 +84,10 @@ class StepLowering:
             self.stack_write(key, steps, 0, v, st)
             return
         idx = [x for _, x in scripts if x in self.scope]
+        if len(idx) > 1:
+            self.err(f"{text} is a family with {len(idx)} indices ({', '.join(idx)}); cardgen compiles families "
+                     f"with one index (Y_h): give each level its own name, or join the inner level inside the "
+                     "loop", st.target)
         if idx:
             (var,) = idx
             key = join_name(base, [(k, "□" if x in self.scope else x) for k, x in scripts])
