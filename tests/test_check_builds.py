@@ -6,15 +6,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from cardgen.cli import main
-from cardgen.compile.gradcheck import TOL, gradcheck
+from cardgen.compile.gradcheck import TOL, gradcheck, load_module
 from cardgen.lang.check import Library
 from cardgen.lang.load import load
 
 from . import test_errors
+from .conftest import ROOT, load_generated
 from .test_recurrence import ELMAN, ELMAN_COLUMNS, ELMAN_FAMILY, FAMILY_UPDATE, LSTM
 
 
@@ -108,11 +110,9 @@ def test_a_card_check_accepts_builds_and_runs(text, tmp_path):
 
 def test_iverson_brackets_count_as_numbers(tmp_path):
     """[[t ≤ u]] − [[u ≤ t]] was NumPy's boolean subtract at run time (a TypeError)."""
-    from cardgen.compile.gradcheck import load_module
     path = write(tmp_path, SUPPORTED["iverson-arithmetic"], "Sign")
     lib = Library(folders=[str(tmp_path)])
     mod = load_module(load(str(path), lib)[1], lib)
-    import numpy as np
     X = np.random.default_rng(0).standard_normal((4, 3))
     Y, _ = mod.forward(mod.Config(D=3), mod.Params(W=np.eye(3)), X)
     sign = np.sign(np.arange(4)[None, :] - np.arange(4)[:, None])
@@ -144,3 +144,43 @@ def test_a_bug_in_lowering_exits_3_at_the_step(tmp_path, monkeypatch):
         assert "internal error" in r.output and "this is a bug in cardgen" in r.output
         assert f"{path}:8:5: KeyError: 'oops'" in r.output
         assert "Traceback" not in r.output
+
+
+# ------------------------------------------------------- input errors, in the card's terms
+def test_a_mask_given_as_0_1_numbers_is_read_as_true_false():
+    """¬ of an integer 1 is NumPy's ~1 = −2, still true: an int mask masked everything."""
+    mod = load_generated("Attention")
+    rng = np.random.default_rng(0)
+    cfg = mod.Config(d_z=3, d_x=3, d_attn=4, d_out=2)
+    params = mod.init_params(cfg, rng, np.float64)
+    X, Z = rng.standard_normal((2, 3, 5)), rng.standard_normal((2, 3, 5))
+    causal = np.tril(np.ones((5, 5), bool)).T  # Mask[t_z, t_x] = [[t_z ≤ t_x]]
+    want, _ = mod.forward(cfg, params, X, Z, causal)
+    for given in (causal.astype(np.int64), causal.astype(np.uint8), causal.astype(np.float32)):
+        got, _ = mod.forward(cfg, params, X, Z, given)
+        assert np.array_equal(got, want), given.dtype
+    with pytest.raises(ValueError, match=r"Mask must be true/false values .* holding other numbers; "
+                                         r"the card says Mask ∈ \{0,1\}\^\{ℓ_z×ℓ_x\}"):
+        mod.forward(cfg, params, X, Z, 2 * causal.astype(np.int64))
+
+
+def test_a_true_false_hyperparameter_that_is_one_number(tmp_path):
+    """A scalar {0,1} hyperparameter was a float in Config and ¬ printed as ~, a TypeError
+    on a float (and −2, true, on a bool): found by mutating MHAttention's Mask declaration."""
+    text = (ROOT / "cards" / "MHAttention.card").read_text("utf-8")
+    text = text.replace("hyper  Mask ∈ {0,1}^{ℓ_z×ℓ_x}", "hyper  Mask ∈ {0,1}")
+    path = write(tmp_path, text, "MHAttention")
+    lib = Library(folders=[str(tmp_path), str(ROOT / "cards")])
+    mod = load_module(load(str(path), lib)[1], lib)
+    assert mod.Config.__annotations__["Mask"] == "bool"
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((2, 4, 3))
+    outs = {}
+    for mask in (True, False):
+        cfg = mod.Config(d_x=4, d_z=4, H=2, d_attn=3, d_mid=2, d_out=4, Mask=mask)
+        params = mod.init_params(cfg, np.random.default_rng(1), np.float64)
+        outs[mask], _ = mod.forward(cfg, params, X, X)
+    full = mod.Config(d_x=4, d_z=4, H=2, d_attn=3, d_mid=2, d_out=4, Mask=True)
+    assert not np.allclose(outs[True], outs[False])  # False masks every key: each head's output is 0
+    params = mod.init_params(full, np.random.default_rng(1), np.float64)
+    assert np.allclose(outs[False], np.broadcast_to(params.b_o[:, None], outs[False].shape))

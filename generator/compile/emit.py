@@ -269,6 +269,8 @@ def check_lines(prog: Program) -> list[str]:
         kind = {"int": "i", "bool": "b"}.get(v.kind, "f")
         lines.append(f"_check_input({v.name!r}, {v.name}, {expected(v.shape)}, {kind!r}, {lo}, {hi}, "
                      f"{decl!r})")
+        if v.kind == "bool":  # a mask given as 0/1 numbers
+            lines.append(f"{v.name} = _as_mask({v.name!r}, {v.name}, {decl!r})")
     shapes = ", ".join(f"{p.name!r}: {expected(p.shape)}" for p in prog.params)
     if prog.params:
         lines.append(f"_check_params(params, {{{shapes}}})")
@@ -425,15 +427,19 @@ def config_fields(checked: Checked, prog: Program) -> list[dict]:
                 continue
             field = ascii_name(n)
             integral = b.type.kind in ("nat", "integer", "span")
+            boolean = b.type.kind == "boolean"
             default = None
-            if d.default is not None:
+            if d.default is not None and boolean and d.default.op == "num":
+                default = str(float(d.default.attr) != 0)
+            elif d.default is not None:
                 t = checked.types.get(id(d.default))
                 if t is not None and t.value is not None and t.value.constant is not None:
                     default = str(int(t.value.constant))
                 elif d.default.op == "num":
                     default = repr(float(d.default.attr)) if not integral else d.default.attr
             desc = f" — {d.desc}" if d.desc else ""
-            out.append({"field": field, "type": "int" if integral else "float", "default": default,
+            out.append({"field": field, "type": "int" if integral else "bool" if boolean else "float",
+                        "default": default,
                         "comment": safe_comment(f"{n}{desc}")})
     out.sort(key=lambda h: h["default"] is not None)  # fields with defaults last
     return out

@@ -138,10 +138,12 @@ def lower(checked: Checked, lib: Library) -> Program:
                     kind = "bool" if b.type.kind == "boolean" else "real"
                     lw.env[n] = AV(name, (), b.type.shape, kind, batched=False)
                     inputs.append(Value(name, b.type.shape, False, kind))
+                    from ..lang.render import set_text
+                    input_sets[name] = set_text(d.set)
                 else:
                     hypers.append(n)
                     name = names.fresh(n)
-                    kind = "int" if b.type.kind in INTEGRAL else "real"
+                    kind = "int" if b.type.kind in INTEGRAL else "bool" if b.type.kind == "boolean" else "real"
                     lw.env[n] = AV(name, (), (), kind)
     for d in card.decls:
         if d.role == "param":
