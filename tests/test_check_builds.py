@@ -184,3 +184,12 @@ def test_a_true_false_hyperparameter_that_is_one_number(tmp_path):
     assert not np.allclose(outs[True], outs[False])  # False masks every key: each head's output is 0
     params = mod.init_params(full, np.random.default_rng(1), np.float64)
     assert np.allclose(outs[False], np.broadcast_to(params.b_o[:, None], outs[False].shape))
+
+
+def test_card_names_that_are_the_generated_code_s_own_locals(tmp_path):
+    """A value named dtype or batch overwrote the forward's own dtype and batch (a NumPy error)."""
+    text = rows_card("Clash", "D", "1 dtype ← X W", "2 batch ← tanh(dtype)", "3 workspace ← batch W",
+                     "4 grads ← workspace + X", "5 return Y = grads W")
+    path = write(tmp_path, text, "Clash")
+    lib = Library(folders=[str(tmp_path)])
+    assert gradcheck(load(str(path), lib)[1], lib).worst <= TOL

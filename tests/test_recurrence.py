@@ -275,3 +275,54 @@ def test_workspace_reuse_gives_the_same_numbers(tmp_path):
         Y1, c1 = mod.forward(cfg, params, *args, workspace=ws)
         g1, i1 = mod.backward(cfg, params, c1, np.ones_like(Y1), workspace=ws)
         assert np.array_equal(Y0, Y1) and np.array_equal(g0.W_h, g1.W_h) and np.array_equal(i0["X"], i1["X"])
+
+
+# A learned initial state (a parameter, no batch axes) and an output projection, 1-based columns.
+LEARNED_START = """\
+algorithm Y ← LearnedStart(X | θ)
+  "An RNN with a learned initial state and an output projection."
+  input  X ∈ ℝ^{D×T}
+  output Y ∈ ℝ^{K×T}
+  hyper  D, M, K ∈ ℕ
+  param  h_0 ∈ ℝ^{M}
+  param  W_x ∈ ℝ^{M×D}
+  param  W_h ∈ ℝ^{M×M}
+  param  W_o ∈ ℝ^{K×M}
+  1 h ← h_0
+  2 for t = 1, 2, …, T do
+  3   h ← tanh(W_x X[:, t] + W_h h)
+  4   Y[:, t] ← W_o h
+  5 end
+  6 return Y
+"""
+
+
+def test_a_learned_initial_state_gains_the_batch_axes(tmp_path):
+    """h starts as a parameter (no batch axes) and leaves the first step with them: the body must be
+    differentiated with one layout (it summed a batched gradient as if h had none)."""
+    checked, lib, mod = compiled(tmp_path, LEARNED_START)
+    K = 3
+    rng = np.random.default_rng(6)
+    cfg = mod.Config(D=D, M=M, K=K)
+    params = mod.Params(h_0=rng.standard_normal(M), W_x=0.5 * rng.standard_normal((M, D)),
+                        W_h=0.5 * rng.standard_normal((M, M)), W_o=rng.standard_normal((K, M)))
+    X = rng.standard_normal((B, D, T))
+    Y, cache = mod.forward(cfg, params, X)
+    dY = rng.standard_normal(Y.shape)
+    grads, input_grads = mod.backward(cfg, params, cache, dY)
+
+    rnn = torch.nn.RNN(D, M, batch_first=True, bias=False, dtype=torch.float64)
+    with torch.no_grad():
+        rnn.weight_ih_l0.copy_(torch.tensor(params.W_x))
+        rnn.weight_hh_l0.copy_(torch.tensor(params.W_h))
+    h0, W_o, Xt = t64(params.h_0), t64(params.W_o), t64(np.swapaxes(X, -1, -2))
+    H_all, _ = rnn(Xt, h0.expand(1, B, M).contiguous())
+    Yt = (H_all @ W_o.T).transpose(1, 2)
+    (Yt * torch.tensor(dY)).sum().backward()
+    assert rel(Y, Yt.detach()) <= 1e-12
+    assert rel(grads.h_0, h0.grad) <= 1e-9
+    assert rel(grads.W_x, rnn.weight_ih_l0.grad) <= 1e-9
+    assert rel(grads.W_h, rnn.weight_hh_l0.grad) <= 1e-9
+    assert rel(grads.W_o, W_o.grad) <= 1e-9
+    assert rel(np.swapaxes(input_grads["X"], -1, -2), Xt.grad) <= 1e-9
+    assert gradcheck(checked, lib).worst <= TOL

@@ -69,6 +69,7 @@ VJP = {
     "pick": lambda b, op, g, x: (b.unpick(g, x, op.attr),),
     "where": lambda b, op, g, c, x, y: (None, b.select(c, g, True), b.select(c, g, False)),
     "copy": lambda b, op, g, x: (g,),
+    "batch": lambda b, op, g, x: (g,),  # the driver sums the batch axes away
     "index": lambda b, op, g, x: (None,),  # a layer's slice: the loop gathers it into d_W[l]
     "broadcast": lambda b, op, g, x: (g,),
     "maximum": lambda b, op, g, x, y: (b.mul(g, b.cmp("ge", x, y)), b.mul(g, b.cmp("lt", x, y))),

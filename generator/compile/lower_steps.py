@@ -248,35 +248,34 @@ class StepLowering:
                          st)
         self.stacking = getattr(self, "stacking", {})
         self.loop_counts = getattr(self, "loop_counts", {})
-        self.stacking[st.var], self.loop_counts[st.var] = {}, count
         loop_var = self.names.fresh(st.var)
         outer = {n: self.env[n] for n in carried}
-        body: list = []
-        saved_block = self.block
-        self.block = body
-        inner_in = {}
-        for n in carried:
-            a = outer[n]
-            inner = AV(self.names.fresh(n), a.mapped, a.dims, a.kind, a.batched)
-            inner_in[n] = inner
-            self.env[n] = inner
-        self.seq[st.var] = loop_var
-        self.sliced: list = getattr(self, "sliced", [])
-        try:
-            for s in st.body:
-                self.step(s)
-        finally:
-            del self.seq[st.var]
-            self.block = saved_block
-            stacks = self.stacking.pop(st.var)
+        before = (dict(self.env), set(self.names.taken), self.names.count)
+        while True:
+            body, inner_in, stacks = self.loop_body(st, count, loop_var, carried, outer)
+            # A value that enters without batch axes (a learned h_0) and leaves with them: lower the
+            # body again with it broadcast over the batch from the first step, so every step has one layout.
+            grow = [n for n in carried if self.env[n].batched and not inner_in[n].batched]
+            if not grow:
+                break
+            self.memo.pop(id(body), None)
+            self.env, self.names.taken, self.names.count = dict(before[0]), set(before[1]), before[2]
+            self.step_no = head
+            for n in grow:
+                outer[n] = self.op("batch", (outer[n],), (), outer[n], batched=True)
         for key in written:
             if key not in stacks:  # a write the body skipped at lowering (a constant-false if)
                 self.err(f"this loop does not write {key} at every step", written[key])
         outs = []
         for n in carried:
             res = self.env[n]
+            if len(res.dims) != len(inner_in[n].dims) or res.mapped != inner_in[n].mapped:
+                self.err(f"{n} has {len(inner_in[n].dims)} axes when the loop starts and {len(res.dims)} after a "
+                         f"step; a value carried round a loop keeps its shape", st)
             if res.name == inner_in[n].name:
+                saved, self.block = self.block, body
                 res = self.op("copy", (res,), (), res)  # unchanged in the body
+                self.block = saved
             outs.append((outer[n].name, inner_in[n].name, res.name))
         results = []
         for n, (_o, _i, r) in zip(carried, outs, strict=True):
@@ -294,6 +293,28 @@ class StepLowering:
             self.env[key] = whole
         self.block.append(loop)
         return None
+
+
+    def loop_body(self, st: Step, count: Poly, loop_var: str, carried: list[str], outer: dict):
+        """The body of a sequential loop as a block of its own: carried values enter as fresh
+        names (``inner``), the body's steps update them in ``env``; per-step writes are collected."""
+        self.stacking[st.var], self.loop_counts[st.var] = {}, count
+        body: list = []
+        saved_block = self.block
+        self.block = body
+        inner_in = {}
+        for n in carried:
+            a = outer[n]
+            inner_in[n] = self.env[n] = AV(self.names.fresh(n), a.mapped, a.dims, a.kind, a.batched)
+        self.seq[st.var] = loop_var
+        try:
+            for s in st.body:
+                self.step(s)
+        finally:
+            del self.seq[st.var]
+            self.block = saved_block
+            stacks = self.stacking.pop(st.var)
+        return body, inner_in, stacks
 
 
 def _assigns(steps) -> list[str]:

@@ -21,7 +21,8 @@ UFUNC = {"add": "np.add", "sub": "np.subtract", "mul": "np.multiply", "div": "np
          "abs": "np.abs", "sin": "np.sin", "cos": "np.cos"}
 COMMUTATIVE = {"add", "mul"}
 # Ops whose result is a view of (or the same array as) their first operand.
-VIEWS = {"transpose", "expand", "reshape", "slice", "index", "copy", "broadcast", "squeeze", "broadcast_like",
+VIEWS = {"transpose", "expand", "reshape", "slice", "index", "copy", "broadcast", "batch", "squeeze",
+         "broadcast_like",
          "reshape_to", "unsum", "pick", "sum_to",  # sum_to returns its argument when there is nothing to sum
          "slice_add"}  # writes into its first argument and returns it
 # Ops whose result is a fresh array that nothing else refers to.

@@ -117,6 +117,7 @@ PRINT = {
     "index": lambda op, a: f"{a}[{at_index(op.attr[0], op.attr[1], len(op.shape) + 1, op.batched)}]",
     "where": lambda op, c, a, b: f"np.where({c}, {a}, {b})",
     "copy": lambda op, a: f"{a}",
+    "batch": lambda op, a: f"np.broadcast_to({a}, batch + np.shape({a}))",  # batch: forward's batch axes
     "broadcast": lambda op, a: _broadcast(op, a),
 }
 PRINT.update({name: lambda op, a, fn=f"np.{name}": f"{fn}({a})"
