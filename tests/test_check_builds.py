@@ -49,6 +49,10 @@ UNSUPPORTED = {
         rows_card("TwoSteps", "D", "1 h ← X[0]", "2 for t ∈ [T] do", "3   h ← tanh(h W)", "4   Y[t, t] ← h",
                   "5 end", "6 return Y"),
         10, 7, "the loop's index once"),
+    "recurrence-nested-in-a-layer-loop": (
+        rows_card("Stacked", "D, L", "1 for l ∈ [L] do", "2   h ← X[0]", "3   for t ∈ [T] do",
+                  "4     h ← tanh(X[t] W + h)", "5     Y[t] ← h", "6   end", "7   X ← Y", "8 end", "9 return Y = X"),
+        9, 7, "not nested in one"),
     "recurrence-carries-a-number": (
         rows_card("FromZero", "D", "1 h ← 0", "2 for t ∈ [T] do", "3   h ← tanh(X[t] W + h)",
                   "4   Y[t] ← h", "5 end", "6 return Y"),

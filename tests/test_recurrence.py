@@ -121,6 +121,31 @@ algorithm Y ← LSTM(X, h_0, c_0 | θ)
  13 return Y
 """
 
+# PyTorch's GRU equations, the reset gate inside the candidate's product.
+GRU = """\
+algorithm Y ← GRU(X, h_0 | θ)
+  "A GRU layer (gates r, z, candidate n)."
+  convention rows, 0-based
+  input  X ∈ ℝ^{T×D}
+  input  h_0 ∈ ℝ^{M}
+  output Y ∈ ℝ^{T×M}
+  hyper  D, M ∈ ℕ
+  param  W_x ∈ ℝ^{D×3·M}
+  param  W_h ∈ ℝ^{M×3·M}
+  param  b_x, b_h ∈ ℝ^{3·M}
+  1 h ← h_0
+  2 for t ∈ [T] do
+  3   A ← X[t] W_x + b_x
+  4   C ← h W_h + b_h
+  5   r ← σ(A[0 : M] + C[0 : M])
+  6   z ← σ(A[M : 2·M] + C[M : 2·M])
+  7   n ← tanh(A[2·M : 3·M] + r ⊙ C[2·M : 3·M])
+  8   h ← (1 − z) ⊙ n + z ⊙ h
+  9   Y[t] ← h
+ 10 end
+ 11 return Y
+"""
+
 B, T, D, M, H = 3, 7, 6, 4, 2
 
 
@@ -325,4 +350,32 @@ def test_a_learned_initial_state_gains_the_batch_axes(tmp_path):
     assert rel(grads.W_h, rnn.weight_hh_l0.grad) <= 1e-9
     assert rel(grads.W_o, W_o.grad) <= 1e-9
     assert rel(np.swapaxes(input_grads["X"], -1, -2), Xt.grad) <= 1e-9
+    assert gradcheck(checked, lib).worst <= TOL
+
+
+def test_gru_matches_torch_gru(tmp_path):
+    checked, lib, mod = compiled(tmp_path, GRU)
+    rng = np.random.default_rng(7)
+    cfg = mod.Config(D=D, M=M)
+    params = mod.Params(W_x=0.5 * rng.standard_normal((D, 3 * M)), W_h=0.5 * rng.standard_normal((M, 3 * M)),
+                        b_x=rng.standard_normal(3 * M), b_h=rng.standard_normal(3 * M))
+    X, h0 = rng.standard_normal((B, T, D)), rng.standard_normal((B, M))
+    Y, cache = mod.forward(cfg, params, X, h0)
+    dY = rng.standard_normal(Y.shape)
+    grads, input_grads = mod.backward(cfg, params, cache, dY)
+
+    gru = torch.nn.GRU(D, M, batch_first=True, dtype=torch.float64)
+    with torch.no_grad():
+        for name, value in (("weight_ih_l0", params.W_x.T), ("weight_hh_l0", params.W_h.T),
+                            ("bias_ih_l0", params.b_x), ("bias_hh_l0", params.b_h)):
+            getattr(gru, name).copy_(torch.tensor(value))
+    Xt, h0t = t64(X), t64(h0[None])
+    Yt, _ = gru(Xt, h0t)
+    (Yt * torch.tensor(dY)).sum().backward()
+    assert rel(Y, Yt.detach()) <= 1e-12
+    assert rel(grads.W_x, gru.weight_ih_l0.grad.T) <= 1e-9
+    assert rel(grads.W_h, gru.weight_hh_l0.grad.T) <= 1e-9
+    assert rel(grads.b_x, gru.bias_ih_l0.grad) <= 1e-9
+    assert rel(grads.b_h, gru.bias_hh_l0.grad) <= 1e-9
+    assert rel(input_grads["X"], Xt.grad) <= 1e-9 and rel(input_grads["h_0"], h0t.grad[0]) <= 1e-9
     assert gradcheck(checked, lib).worst <= TOL

@@ -232,6 +232,11 @@ class StepLowering:
     def sequential(self, st: Step, first: Poly, count: Poly):
         """A loop over layers or time steps: carried values in, the same values out; a
         recurrence's per-step writes (``Y[t] ← h``) fill an array along the loop's axis."""
+        if self.seq or getattr(self, "in_loop", False):
+            self.err("cardgen compiles a loop that carries values from one step to the next (over layers or "
+                     "time) only outside any other such loop, not nested in one", st,
+                     hint="write the outer loop out step by step (two layers of a recurrence: two loops, "
+                          "one after the other)")
         written = _stacked(st.body, st.var)
         for key in written:
             reader = _reads(st.body, key, st.var)
