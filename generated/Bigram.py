@@ -112,6 +112,13 @@ def _as_mask(name, value, card_set):
                      f"{' holding other numbers' if a.dtype.kind in 'iuf' else ''}; the card says {name} ∈ {card_set}")
 
 
+def _check_divides(quotient, num, den, num_text, den_text):
+    """ValueError, in the card's terms, for a size the card divides that does not divide evenly."""
+    if den == 0 or num % den:
+        raise ValueError(f"{quotient} must be a whole number, but {num_text} = {num} is not a multiple of "
+                         f"{den_text} = {den}: the card divides {num_text} by {den_text}")
+
+
 def _check_params(params, shapes):
     for field, want in shapes.items():
         got = np.shape(getattr(params, field))

@@ -197,3 +197,20 @@ def test_card_names_that_are_the_generated_code_s_own_locals(tmp_path):
     path = write(tmp_path, text, "Clash")
     lib = Library(folders=[str(tmp_path)])
     assert gradcheck(load(str(path), lib)[1], lib).worst <= TOL
+
+
+def test_a_size_the_card_divides_must_divide_evenly(tmp_path):
+    """D // H dropped the rest, or a reshape failed in NumPy's terms; found by a mutation that
+    removed `hyper D` from CausalSelfAttention (D then comes from X's shape)."""
+    mod = load_generated("CausalSelfAttention")
+    cfg = mod.Config(D=6, H=4)
+    params = mod.init_params(mod.Config(D=6, H=2), np.random.default_rng(0), np.float64)
+    with pytest.raises(ValueError, match=r"D/H must be a whole number, but D = 6 is not a multiple of H = 4: "
+                                         r"the card divides D by H"):
+        mod.forward(cfg, params, np.zeros((2, 5, 6)))
+    text = (ROOT / "cards" / "CausalSelfAttention.card").read_text("utf-8")
+    path = write(tmp_path, text.replace('  hyper  D ∈ ℕ              "model width"\n', ""), "CausalSelfAttention")
+    lib = Library(folders=[str(tmp_path), str(ROOT / "cards")])
+    mod = load_module(load(str(path), lib)[1], lib)
+    with pytest.raises(ValueError, match=r"D/H must be a whole number, but D = 6 is not a multiple of H = 4"):
+        mod.forward(mod.Config(D=6, H=4), params, np.zeros((2, 5, 6)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from fractions import Fraction
 from pathlib import Path
 
 import jinja2
@@ -274,8 +275,29 @@ def check_lines(prog: Program) -> list[str]:
     shapes = ", ".join(f"{p.name!r}: {expected(p.shape)}" for p in prog.params)
     if prog.params:
         lines.append(f"_check_params(params, {{{shapes}}})")
+    lines += division_checks(prog)
     del set_text
     return lines
+
+
+def division_checks(prog: Program) -> list[str]:
+    """A size the card divides (``D/H``) must divide evenly, else ``D // H`` silently drops the rest
+    (or a reshape fails in NumPy's terms): one check per quotient, in the card's terms."""
+    shapes = [v.shape for v in prog.inputs + prog.params] + [op.shape for op in walk(prog.body)]
+    shapes += [(item.count,) for item in prog.body if isinstance(item, Loop)]
+    seen: dict[str, tuple[Poly, Poly]] = {}
+    for shape in shapes:
+        for dim in shape:
+            if not isinstance(dim, Poly):
+                continue
+            for mono, coef in dim.terms:
+                den = Poly(((tuple((s, -e) for s, e in mono if e < 0), Fraction(coef.denominator)),))
+                if den == Poly.const(1):
+                    continue
+                num = Poly(((tuple((s, e) for s, e in mono if e > 0), Fraction(abs(coef.numerator))),))
+                seen.setdefault(poly_text(num.divide(den)), (num, den))
+    return [f"_check_divides({text!r}, {py_dim(num)}, {py_dim(den)}, {poly_text(num)!r}, {poly_text(den)!r})"
+            for text, (num, den) in seen.items()]
 
 
 def layout_lines(prog: Program) -> list[str]:
