@@ -56,10 +56,14 @@ class Lowerer(StepLowering, Inlining, ExprLowering, Layout):
         self.returned: dict[str, AV] = {}
         self.funcs: dict[str, tuple[list[str], Expr]] = {}
         self.loops: list[Step] = []  # a wrapper's loops around its work (epochs, data, tokens)
+        self.current: Step | None = None  # the step being lowered, where a refusal is reported
+        self.stacking: dict[str, dict] = {}  # a recurrence's index -> its per-step writes (Y[t] ← h)
+        self.loop_counts: dict[str, Poly] = {}  # a sequential loop's index -> how many steps it runs
+        self.in_loop = False  # inlined into a sequential loop's body: a loop of its own would nest
 
     def err(self, msg, node=None, hint=None):
         # at the node, else at the step being lowered: every refusal has a line and column
-        pos = getattr(node, "pos", None) or getattr(getattr(self, "current", None), "pos", None)
+        pos = getattr(node, "pos", None) or getattr(self.current, "pos", None)
         e = LoweringError(msg, pos, hint=hint)
         raise e.located(self.card.path, self.card.source)
 

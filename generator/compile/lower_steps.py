@@ -4,12 +4,15 @@ Assignments bind names (a family member ``Y^h`` is stored with its index axis
 first), masked assignments become a ``where`` over the whole array, and loops
 are read two ways: ``∀`` and loops whose iterations are independent
 (``For h ∈ [H]: Y^h ← …``) become mapped axes; a loop that carries values from
-one iteration to the next (layers: ``X ← X + …``) stays a core ``Loop``.
+one iteration to the next (layers: ``X ← X + …``, time: ``h ← tanh(X[t] W_x + h W_h)``)
+stays a core ``Loop``, and a recurrence's per-step writes (``Y[t] ← h``, ``y_t ← h``)
+fill an array along the loop's axis (``Loop.stacks``).
 
 ``StepLowering`` is mixed into ``lower.Lowerer``: it reads the lowerer's ``ch``,
 ``card``, ``env``, ``scope``, ``seq``, ``funcs``, ``returned``, ``memo``,
-``transposed``, ``names``, ``block``, ``base`` and ``step_no``, keeps ``cond``
-(the mask of an ``if``) and ``sliced`` on it, and calls ``value``
+``transposed``, ``names``, ``block``, ``base``, ``step_no``, ``current``, ``stacking``,
+``loop_counts`` and ``in_loop``, keeps ``cond``
+(the mask of an ``if``) on it, and calls ``value``
 (lower_expr.py), ``op``, ``align``, ``permute``, ``unmap`` and ``dim``
 (layout.py) and ``err``.
 """
@@ -42,7 +45,7 @@ class StepLowering:
     def step(self, st: Step):
         if st.pos is not None:
             self.step_no = f"{self.card.name}:{st.pos.line}"
-        outer, self.current = getattr(self, "current", None), st
+        outer, self.current = self.current, st
         try:
             return getattr(self, "s_" + st.kind)(st)
         except CardError:
@@ -152,7 +155,7 @@ class StepLowering:
         """Record ``key[t] ← v`` in the loop over ``t``: after the loop, ``key`` is the array of
         every step's ``v``, with the steps along ``axis`` (of the card's axes)."""
         (var,) = steps
-        stacks = getattr(self, "stacking", {}).get(var)
+        stacks = self.stacking.get(var)
         if stacks is None or self.scope or getattr(self, "cond", None) is not None:
             self.err(f"cardgen compiles a per-step write ({st.target and expr_text(st.target)}) only as a step "
                      f"of the loop over {var} itself, not inside an inner loop, ∀ or if", st)
@@ -232,14 +235,14 @@ class StepLowering:
     def sequential(self, st: Step, first: Poly, count: Poly):
         """A loop over layers or time steps: carried values in, the same values out; a
         recurrence's per-step writes (``Y[t] ← h``) fill an array along the loop's axis."""
-        if self.seq or getattr(self, "in_loop", False):
+        if self.seq or self.in_loop:
             self.err("cardgen compiles a loop that carries values from one step to the next (over layers or "
                      "time) only outside any other such loop, not nested in one", st,
                      hint="write the outer loop out step by step (two layers of a recurrence: two loops, "
                           "one after the other)")
         written = _stacked(st.body, st.var)
         for key in written:
-            reader = _reads(st.body, key, st.var)
+            reader = _reads(st.body, key)
             if reader is not None:
                 self.err(f"this loop writes {key} one step at a time, so it cannot read {key} as well; "
                          "carry what the next step needs in a variable of its own (h ← …)", reader)
@@ -251,8 +254,6 @@ class StepLowering:
                 self.err(f"{n} is carried round this loop but starts as the number {self.env[n].name}; "
                          f"start it as an array of the shape the loop gives it (an input, or 0 ⋅ an array)",
                          st)
-        self.stacking = getattr(self, "stacking", {})
-        self.loop_counts = getattr(self, "loop_counts", {})
         loop_var = self.names.fresh(st.var)
         outer = {n: self.env[n] for n in carried}
         before = (dict(self.env), set(self.names.taken), self.names.count)
@@ -354,7 +355,7 @@ def _stacked(steps, var: str) -> dict[str, Step]:
     return out
 
 
-def _reads(steps, key: str, var: str) -> Expr | None:
+def _reads(steps, key: str) -> Expr | None:
     """The first place the steps read ``key`` (a name, or a family member ``y_…``)."""
     base, scripts = split_name(key)
 
@@ -378,7 +379,7 @@ def _reads(steps, key: str, var: str) -> Expr | None:
             found = hit(e)
             if found is not None:
                 return found
-        found = _reads(s.body, key, var)
+        found = _reads(s.body, key)
         if found is not None:
             return found
     return None
