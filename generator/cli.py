@@ -24,6 +24,18 @@ def fail(err: Exception) -> None:
 INTERNAL_ERROR = 3
 
 
+# The generated modules' documented input checks (compile/npcode.py HELPERS): their ValueErrors
+# are mistakes in what was passed in, in the card's terms, not bugs.
+INPUT_CHECKS = {"_check_input", "_check_params", "_check_divides", "_as_mask", "_slice_in"}
+
+
+def raised_by_input_check(e: BaseException) -> bool:
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return isinstance(e, ValueError) and tb is not None and tb.tb_frame.f_code.co_name in INPUT_CHECKS
+
+
 def guarded(fn):
     """Turn any error into a message and an exit code: users never see a traceback."""
     import functools
@@ -42,6 +54,9 @@ def guarded(fn):
             click.echo(f"cardgen: error: {e}", err=True)
             sys.exit(1)
         except Exception as e:  # a bug in cardgen, not in the card: say so, briefly
+            if raised_by_input_check(e):  # a generated module refusing its inputs (--set values, data)
+                click.echo(f"cardgen: error: {e}", err=True)
+                sys.exit(1)
             click.echo(f"cardgen: internal error: {type(e).__name__}: {e}\n"
                        "  this is a bug in cardgen; please report it with the card that caused it", err=True)
             sys.exit(INTERNAL_ERROR)

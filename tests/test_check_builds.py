@@ -133,6 +133,15 @@ def test_exit_codes(tmp_path, monkeypatch):
     assert cli("build", "--no-such-flag").exit_code == 2
 
 
+def test_a_generated_module_refusing_its_inputs_is_an_input_error():
+    """--set values the card's sizes cannot take reach the module, which refuses them in the card's
+    terms: exit 1 and that message, not "internal error" (exit 3)."""
+    r = cli("gradcheck", ROOT / "cards" / "CausalSelfAttention.card", "--set", "D=6", "--set", "H=4")
+    assert r.exit_code == 1, r.output
+    assert "cardgen: error: D/H must be a whole number, but D = 6 is not a multiple of H = 4" in r.output
+    assert "internal error" not in r.output
+
+
 def test_a_bug_in_lowering_exits_3_at_the_step(tmp_path, monkeypatch):
     """An exception that is not a refusal is a bug in cardgen: exit 3, said so, with the step."""
     from cardgen.compile.lower_expr import ExprLowering
