@@ -53,6 +53,13 @@ UNSUPPORTED = {
         rows_card("Stacked", "D, L", "1 for l ∈ [L] do", "2   h ← X[0]", "3   for t ∈ [T] do",
                   "4     h ← tanh(X[t] W + h)", "5     Y[t] ← h", "6   end", "7   X ← Y", "8 end", "9 return Y = X"),
         9, 7, "not nested in one"),
+    "carried-loop-starting-late": (
+        rows_card("Late", "D, L", "1 for l = 1, 2, …, L do", "2   X ← tanh(X W)", "3 end", "4 return Y = X"),
+        7, 5, "only from its first index (0); this one starts at 1"),
+    "recurrence-shorter-than-its-output": (
+        rows_card("Short", "D", "1 h ← X[0]", "2 for t = 1, 2, …, T − 1 do", "3   h ← tanh(X[t] W + h)",
+                  "4   Y[t] ← h", "5 end", "6 return Y"),
+        10, 7, "runs T − 1 steps, so Y gets shape (T − 1) × D, but the card declares T × D"),
     "recurrence-carries-a-number": (
         rows_card("FromZero", "D", "1 h ← 0", "2 for t ∈ [T] do", "3   h ← tanh(X[t] W + h)",
                   "4   Y[t] ← h", "5 end", "6 return Y"),

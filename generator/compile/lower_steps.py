@@ -25,7 +25,7 @@ from ..lang.check import join_name, split_name
 from ..lang.errors import CardError
 from ..lang.ir import Expr, Step
 from ..lang.render import expr_text
-from ..lang.shapes import Poly
+from ..lang.shapes import Poly, poly_text
 from .core import Loop
 from .layout import AV, ONE, Mapped, common_ones
 
@@ -169,10 +169,8 @@ class StepLowering:
         b = self.ch.env.get(key)
         declared = tuple(self.dim(d) for d in b.type.shape) if b is not None and b.role == "output" else None
         if declared is not None and declared != dims:
-            from ..lang.shapes import poly_text
-            self.err(f"the loop over {var} runs {poly_text(count)} steps, so {key} gets shape "
-                     f"{' × '.join(poly_text(d) for d in dims)}, but the card declares "
-                     f"{' × '.join(poly_text(d) for d in declared)}", st)
+            self.err(f"the loop over {var} runs {poly_text(count)} steps, so {key} gets shape {_shape_text(dims)}, "
+                     f"but the card declares {_shape_text(declared)}", st)
         stacks[key] = (v, axis - len(dims), dims)
 
     def select(self, cond: AV, a: AV, b: AV) -> AV:
@@ -291,7 +289,9 @@ class StepLowering:
             self.env[n] = new
         first_off = first - Poly.const(self.base)
         if first_off != Poly.const(0):
-            self.err("a layer loop must start at the first layer", st)
+            self.err(f"cardgen compiles a loop that carries values from one step to the next only from its first "
+                     f"index ({self.base}); this one starts at {poly_text(first)}", st,
+                     hint="start the loop at the first index and handle the first step inside it")
         loop = Loop(loop_var, count, outs, [], body, head, results)
         for key, (v, axis, dims) in stacks.items():
             whole = AV(self.names.fresh(key.replace("□", "")), (), dims, v.kind, v.batched)
@@ -331,6 +331,10 @@ def _assigns(steps) -> list[str]:
             out.append(t.attr if t.op == "name" else t.args[0].attr if t.op == "index" else t.attr[0])
         out += _assigns(s.body)
     return out
+
+
+def _shape_text(dims) -> str:
+    return " × ".join(f"({t})" if " " in t else t for t in map(poly_text, dims))
 
 
 def _whole(ix: Expr) -> bool:
