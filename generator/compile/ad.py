@@ -402,10 +402,14 @@ def backprop_loop(loop: Loop, grads, b: Builder, needs, loops_saved):
             seeds.append((res, grads[res_outer]))
     if not seeds:
         return
+    seeded = {res for res, _ in seeds}
+    for _, _inner, res in loop.carried:  # carried, but read after the loop only through another value
+        if res not in seeded:
+            seeds.append((res, "0"))  # its gradient between layers starts at zero
     carry = {}
     for res, g in seeds:
         name = b.names.temp().replace("_", "g", 1)
-        b.layout[name] = b.layout[g]
+        b.layout[name] = b.layout[g] if g != "0" else b.layout[res]
         carry[res] = name
         body_grads[res] = name
     b.block = []
