@@ -70,6 +70,8 @@ UNSUPPORTED = {
 SUPPORTED = {
     "family-update": FAMILY_UPDATE, "elman": ELMAN, "elman-columns": ELMAN_COLUMNS,
     "elman-family": ELMAN_FAMILY, "lstm": LSTM,
+    "elman-precomputed-inputs": rows_card("Pre", "D", "1 P ← X W", "2 h ← X[0]", "3 for t ∈ [T] do",
+                                          "4   h ← tanh(P[t] + h W)", "5   Y[t] ← h", "6 end", "7 return Y"),
     "iverson-arithmetic": rows_card("Sign", "D", "1 S ← X X^⊤", "2 ∀t, u: S[t, u] ← S[t, u] ⊙ ([[t ≤ u]] − [[u ≤ t]])",
                                     "3 return Y = S X W"),
 }
