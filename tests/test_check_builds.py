@@ -243,5 +243,5 @@ def test_a_length_the_card_computes_must_not_be_negative():
     fields = {f: 4 for f in mod.Config.__dataclass_fields__}
     cfg = mod.Config(**{**fields, "H": 2, "d_e": 8, "N_V": 5})
     params = mod.init_params(cfg, np.random.default_rng(0), np.float64)
-    with pytest.raises(ValueError, match=r"ℓ − 1 is -1 here \(ℓ = 0\): the inputs are too short for the card"):
+    with pytest.raises(ValueError, match=r"ℓ − 1 is -1 here \(ℓ = 0\), a negative length: the inputs or sizes"):
         mod.forward(cfg, params, np.zeros((2, 0), np.int64))

@@ -374,6 +374,9 @@ def loop(lp: Loop, w: Writer, indent: str, shape_names, bwd: Backward):
         w.lines.append(f"{indent}{new} = {inner}")
         if new in shape_names:
             w.lines.append(f"{indent}{shape_names[new]} = {new}.shape")
+    for whole, *_ in lp.stacks:
+        if whole in shape_names:
+            w.lines.append(f"{indent}{shape_names[whole]} = {whole}.shape")
     w.last_step = None
     w.loop_var = None
 
