@@ -76,3 +76,14 @@ class Names:
 
 def grad_name(value: str) -> str:
     return GRAD_PREFIX + value.lstrip("_") if not value.startswith("_") else "d" + value
+
+
+# Names Windows keeps for devices, in any case and with any extension.
+DEVICES = {"con", "prn", "aux", "nul"} | {f"{k}{i}" for k in ("com", "lpt") for i in range(1, 10)}
+
+
+def file_stem(card_name: str) -> str:
+    """The file name (without extension) of a card's outputs: its ASCII identifier, so never a
+    path, a dot name or a device; two cards on one stem are the caller's to refuse."""
+    stem = ascii_name(card_name)
+    return stem + "_" if stem.casefold() in DEVICES else stem
