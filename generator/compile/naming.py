@@ -35,7 +35,7 @@ def ascii_name(text: str) -> str:
             if out and out[-1] and out[-1][-1].isalnum() and word and not word.startswith("_"):
                 word = "_" + word
             out.append(word)
-        elif ch == "^":
+        elif ch in "^{}":  # a script's marks: e_{ℓ_z} -> e_ell_z
             continue
         elif ch.isascii() and (ch.isalnum() or ch == "_"):
             out.append(ch)
