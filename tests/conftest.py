@@ -1,6 +1,7 @@
 """Every test that takes ``card_path`` runs once per card in cards/: a new card
 gets every test for free."""
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -50,3 +51,18 @@ def load_generated(name: str):
     sys.modules[mod_name] = mod
     spec.loader.exec_module(mod)
     return mod
+
+
+def swap(x, old: str, new: str):
+    """``x`` (IR) with ``old`` replaced by ``new`` in every string: IR no parser would give, to
+    test each output's own escaping apart from the grammar's restrictions on names."""
+    if isinstance(x, str):
+        return x.replace(old, new)
+    if isinstance(x, (tuple, list)):
+        return type(x)(swap(v, old, new) for v in x)
+    if isinstance(x, dict):
+        return {swap(k, old, new): swap(v, old, new) for k, v in x.items()}
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return dataclasses.replace(x, **{f.name: swap(getattr(x, f.name), old, new)
+                                         for f in dataclasses.fields(x) if f.init})
+    return x

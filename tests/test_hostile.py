@@ -4,7 +4,6 @@ cardgen write outside its output folder, and no planted link is followed."""
 
 import ast
 import contextlib
-import dataclasses
 import io
 import os
 import re
@@ -21,7 +20,7 @@ from cardgen.compile.gradcheck import gradcheck, load_module
 from cardgen.lang.check import Library, check
 from cardgen.lang.errors import CardError
 
-from .conftest import ROOT
+from .conftest import ROOT, swap
 
 EVIL = r"""algorithm y ← evil(x | np, config, print, l, ℓ, γ, gamma)
   "Purpose with \"\"\" quotes, a \\ backslash, \\n, TRIPLE and */, and a line separator:LSEP done"
@@ -129,20 +128,6 @@ def test_names_keep_what_the_papers_cards_need():
 
 
 # -------------------------------- the emitter escapes without the grammar's help
-def swap(x, old: str, new: str):
-    """``x`` (IR) with ``old`` replaced by ``new`` in every string: IR no parser would give."""
-    if isinstance(x, str):
-        return x.replace(old, new)
-    if isinstance(x, (tuple, list)):
-        return type(x)(swap(v, old, new) for v in x)
-    if isinstance(x, dict):
-        return {swap(k, old, new): swap(v, old, new) for k, v in x.items()}
-    if dataclasses.is_dataclass(x) and not isinstance(x, type):
-        return dataclasses.replace(x, **{f.name: swap(getattr(x, f.name), old, new)
-                                         for f in dataclasses.fields(x) if f.init})
-    return x
-
-
 PLACEHOLDER_CARD = """algorithm y_{QQ} ← E_{QQ}(x | W_{QQ})
   "purpose QQ"
   convention rows, 0-based
