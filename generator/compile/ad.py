@@ -342,18 +342,23 @@ def needs_grad(prog: Program) -> set[str]:
                 for outer, inner, _ in x.carried:
                     if outer in need:
                         need.add(inner)
-                for _ in range(2):  # a value carried round the loop
-                    visit(x.body)
-                    for _, inner, res in x.carried:
-                        if res in need:
-                            need.add(inner)
+                visit(x.body)
+                for _, inner, res in x.carried:  # a value carried round the loop: the next pass sees it
+                    if res in need:
+                        need.add(inner)
                 for res_outer, res in x.outs:
                     if res in need:
                         need.add(res_outer)
             elif x.prim not in NO_GRAD_PRIMS and any(a in need for a in x.args):
                 if x.kind == "real":
                     need.add(x.out)
-    visit(prog.body)
+    # Passes over the whole program, each loop body once a pass, until nothing changes: linear
+    # work a pass, and few passes (a dependency carried round a loop takes one more), where
+    # visiting each body twice per loop doubled the work at every level of nesting.
+    size = -1
+    while size != len(need):
+        size = len(need)
+        visit(prog.body)
     return need
 
 
@@ -410,7 +415,7 @@ def backprop_loop(loop: Loop, grads, b: Builder, needs, loops_saved):
         body_grads[res] = name
     b.block = []
     # Values read in the body but defined outside it accumulate across layers.
-    defined = {op.out for op in walk(loop.body)}
+    defined = defined_in(loop.body)
     backprop(loop.body, body_grads, b, needs, loops_saved)
     inner_block = b.block
     b.block = outer_block
@@ -433,9 +438,11 @@ def backprop_loop(loop: Loop, grads, b: Builder, needs, loops_saved):
             carried_grads[res] = (carry.get(res), body_grads[inner], outer)
     b.block.append(BLoop(loop, seeds, carry, inner_block, carried_grads, sliced, body_grads, closure, read,
                          fwd_inner=fwd_inner))
+    # What the loop gives a value defined before it adds to what the steps after it gave: the
+    # value may be both carried in and read in the body (y ← x, then y ← y + x in the loop).
     for outer, inner, res in loop.carried:
         if inner in body_grads:
-            grads[outer] = carry[res]
+            accumulate(grads, b, outer, carry[res])
     for _per_layer, stacked in sliced.items():
         name = b.names.fresh("d_" + stacked)
         b.layout[name] = b.layout[stacked]
@@ -444,8 +451,21 @@ def backprop_loop(loop: Loop, grads, b: Builder, needs, loops_saved):
     for x, g in closure.items():
         name = b.names.temp().replace("_", "g", 1)
         b.layout[name] = b.layout[x]
-        grads[x] = name
         closure[x] = (g, name)
+    for x, (_, name) in closure.items():
+        accumulate(grads, b, x, name)
+
+
+def defined_in(body) -> set[str]:
+    """Every value a loop body defines: its ops' results, and the results and carried values of
+    the loops inside it (an inner loop's result read later in the body is saved per layer too)."""
+    out = set()
+    for x in body:
+        if isinstance(x, Loop):
+            out |= defined_in(x.body) | {r for r, _ in x.outs} | {i for _, i, _ in x.carried}
+        else:
+            out.add(x.out)
+    return out
 
 
 @dataclass

@@ -51,14 +51,15 @@ class Lowerer(StepLowering, Inlining, ExprLowering, Layout):
         self.base = self.card.convention.base
         self.rows = self.card.convention.axes == "rows"
         self.step_no: str | None = None
+        self.loop_depth = 0  # Python loops around the step being lowered (inlined cards' included)
         self.memo: dict = {}
         self.transposed: dict = {}
         self.returned: dict[str, AV] = {}
         self.funcs: dict[str, tuple[list[str], Expr]] = {}
         self.loops: list[Step] = []  # a wrapper's loops around its work (epochs, data, tokens)
 
-    def err(self, msg, node=None):
-        e = LoweringError(msg, getattr(node, "pos", None))
+    def err(self, msg, node=None, hint=None):
+        e = LoweringError(msg, getattr(node, "pos", None), hint)
         raise e.located(self.card.path, self.card.source)
 
 
