@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from .lang.check import Checked, Library
 from .lang.errors import CardError
 from .lang.files import atomic_write, inside, remove_leftovers
 from .lang.render import card_text
+from .lang.values import check_values
 
 
 def fail(err: Exception) -> None:
@@ -119,13 +121,14 @@ def render_cmd(card, fmt, standalone, full, sets, backward, memory):
     values = parse_sets(sets)
     lib = library_for(card)
     c, checked = load(card, lib)
+    check_values(checked, values, extra=("B", "dtype") if memory else (), lib=lib)
     if backward or memory:
         from .docs.derived import backward_text, memory_text
         if backward:
             click.echo(backward_text(checked, lib), nl=False)
         if memory:
-            itemsize = 8 if str(values.pop("dtype", "")) in ("64", "float64") else 4
-            batch = int(values.pop("B", 1))
+            itemsize = memory_itemsize(values.pop("dtype", "32"))
+            batch = memory_batch(values.pop("B", 1))
             click.echo(memory_text(checked, lib, values, batch, itemsize), nl=False)
         return
     order = [checked]
@@ -156,8 +159,24 @@ def parse_sets(sets) -> dict[str, float]:
             num = float(val)
         except ValueError:
             raise CardError(f"--set {name}: {val!r} is not a number") from None
+        if not math.isfinite(num):
+            raise CardError(f"--set {name}: {val!r} is not a finite number")
         values[name.strip()] = int(num) if num.is_integer() else num
     return values
+
+
+def memory_itemsize(dtype) -> int:
+    """--set dtype=… for `render --memory`: bytes a number."""
+    sizes = {"16": 2, "32": 4, "64": 8}
+    if str(dtype) not in sizes:
+        raise CardError(f"--set dtype: {dtype!r} is not a float type", hint="float16, float32 or float64")
+    return sizes[str(dtype)]
+
+
+def memory_batch(b) -> int:
+    if b != int(b) or b < 1:
+        raise CardError(f"--set B={b}: the batch size must be a whole number of at least 1")
+    return int(b)
 
 
 def sub_algorithms(root: Checked, lib: Library) -> list[Checked]:
@@ -279,11 +298,12 @@ def gradcheck_cmd(paths, sets, seed):
     """Check derived gradients against float64 finite differences."""
     from .compile.gradcheck import TOL, gradcheck
     from .compile.lower import LoweringError
-    values = {k: int(v) for k, v in parse_sets(sets).items() if k != "dtype"}
+    values = parse_sets(sets)
     bad = 0
     for f in card_paths(paths or ("cards",)):
         lib = library_for(str(f))
         card, checked = load(str(f), lib)
+        check_values(checked, values, lib=lib)
         try:
             res = gradcheck(checked, lib, values, seed)
         except LoweringError:
@@ -310,6 +330,7 @@ def training_modules(card_path: str, values: dict):
     from .compile.naming import ascii_name
     lib = library_for(card_path)
     card, checked = load(card_path, lib)
+    check_values(checked, values, lib=lib)
     out = checked.env[card.outputs[0]].type if len(card.outputs) == 1 else None
     if card.convention.axes != "rows" or out is None or len(out.shape) != 2:
         raise CardError(f"cardgen train trains a language model whose output is logits, one row per position "

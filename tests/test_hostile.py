@@ -362,3 +362,50 @@ def test_sixteen_nested_loops_build_fast_and_thirty_are_refused_at_the_seventeen
     assert time.perf_counter() - start < 5.0
     assert r.exit_code == 1 and "deep30.card:22:" in r.output and "nested more than 16 deep" in r.output, r.output
     assert "hint:" in r.output and not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------- values of the command line
+@pytest.mark.parametrize("args, where, says", [
+    (["--set", "D=-5"], "GPT2.card:8:3", "D = -5, but D is a size: it must be at least 1"),
+    (["--set", "D=0"], "GPT2.card:8:3", "D = 0, but D is a size"),
+    (["--set", "D=1.5"], "GPT2.card:8:3", "the card says D is a natural number"),
+    (["--set", "D=768", "--set", "H=5"], "CausalSelfAttention.card:14:", "D/H = 153.6 (with D = 768, H = 5)"),
+    (["--set", "H=0", "--set", "D=8"], "GPT2.card:9:3", "H = 0, but H is a size"),
+    (["--set", "Dd=3"], "cardgen: error", "GPT2 has no hyperparameter or size named Dd"),
+    (["--set", "V=nan"], "cardgen: error", "'nan' is not a finite number"),
+    (["--set", "D=1e400"], "cardgen: error", "'1e400' is not a finite number"),
+    (["--memory", "--set", "B=-1"], "cardgen: error", "the batch size must be a whole number of at least 1"),
+    (["--memory", "--set", "T=-3"], "cardgen: error", "T = -3, but T is a size"),
+    (["--memory", "--set", "dtype=int8"], "cardgen: error", "'int8' is not a float type"),
+])
+def test_set_values_are_checked_in_the_cards_terms(args, where, says):
+    r = CliRunner().invoke(main, ["render", "cards/GPT2.card", *args])
+    assert r.exit_code == 1 and where in r.output and says in r.output, r.output
+    assert "internal error" not in r.output and "Traceback" not in r.output
+
+
+def test_hints_name_the_fix():
+    r = CliRunner().invoke(main, ["render", "cards/GPT2.card", "--set", "D=768", "--set", "H=5"])
+    assert "hint: H must divide D" in r.output
+    r = CliRunner().invoke(main, ["render", "cards/GPT2.card", "--set", "DD=3"])
+    assert "did you mean D?" in r.output
+
+
+def test_gradcheck_takes_the_same_checks():
+    r = CliRunner().invoke(main, ["gradcheck", "cards/GPT2.card", "--set", "D=5", "--set", "H=2"])
+    assert r.exit_code == 1 and "H must divide D" in r.output, r.output
+
+
+def test_generated_modules_refuse_float16_complex_and_mixed_parameters():
+    from .conftest import load_generated
+    g = load_generated("GPT2")
+    cfg = g.Config(V=11, D=8, H=2, D_f=16, N=2, ctx=8)
+    x = np.arange(5) % 11
+    for field, dtype, says in [
+            ("W_e", np.float16, "params.W_e is float16: generated modules compute in float32 or float64"),
+            ("W_e", np.complex64, "params.W_e is complex64"),
+            ("W_p", np.float64, "params.W_p is float64 but params.W_e is float32: the parameters share one dtype")]:
+        p = g.init_params(cfg, np.random.default_rng(0), np.float32)
+        setattr(p, field, getattr(p, field).astype(dtype))
+        with pytest.raises(ValueError, match=re.escape(says)):
+            g.forward(cfg, p, x, 0)
