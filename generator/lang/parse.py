@@ -642,6 +642,11 @@ def _parse(text: str, path: str) -> Card:
         col = at - (text.rfind("\n", 0, at) + 1) + 1
         raise CardError("the file contains NUL bytes; a card is UTF-8 text", Pos(ln, col, ln, col + 1),
                         hint="is this a binary file?")
+    if lone := re.search("[\ud800-\udfff]", text):  # only a str made in Python holds one; no file can
+        at = lone.start()
+        ln, col = text.count("\n", 0, at) + 1, at - (text.rfind("\n", 0, at) + 1) + 1
+        raise CardError(f"U+{ord(text[at]):04X} is half of a UTF-16 surrogate pair, not a character; a card is "
+                        "UTF-8 text", Pos(ln, col, ln, col + 1))
     if not text.strip():
         raise CardError("the file is empty; a card starts with `algorithm Y ← name(inputs | parameters)`",
                         Pos(1, 1, 1, 1))
