@@ -29,7 +29,7 @@ from ..compile.naming import file_stem
 from ..lang.check import Checked, Library
 from ..lang.check_call import callees
 from ..lang.errors import CardError
-from ..lang.files import atomic_write, inside, remove_leftovers
+from ..lang.files import atomic_write, holds, inside, read_plain, remove_leftovers
 from ..lang.load import library_for, load
 from .derived import backward_text, memory_rows
 from .highlight import CardLexer
@@ -186,7 +186,7 @@ def write_book(files: list[Path], out_dir: Path, force: bool = False) -> int:
         raise CardError("no .card files to make a book of")
     index = out_dir / "index.html"
     if not force and out_dir.is_dir() and any(out_dir.iterdir()) and \
-            not (index.is_file() and MARK in index.read_text("utf-8", "replace")):
+            MARK.encode() not in (read_plain(index, 4096) or b""):
         raise CardError(f"{out_dir} holds files and no cardgen book; not writing into it "
                         "(choose an empty folder, or use --force)")
     content = book_files(files)  # all of it first: a broken card leaves no half-written book
@@ -196,7 +196,7 @@ def write_book(files: list[Path], out_dir: Path, force: bool = False) -> int:
             remove_leftovers(folder)  # of a killed run: ours, never followed
     for rel, data in sorted(content.items()):
         target = targets[rel]
-        if target.is_file() and target.read_bytes() == data:
+        if holds(target, data):
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(target, data)

@@ -71,6 +71,28 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, mode: int = 0o644) 
     _fsync_dir(path.parent)
 
 
+def read_plain(path: str | os.PathLike, limit: int | None = None) -> bytes | None:
+    """What a regular file at ``path`` holds (at most ``limit`` bytes), or None for anything else:
+    nothing there, a link (never followed: it may point at /dev/zero or a secret), a folder, a FIFO."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return f.read() if limit is None else f.read(limit)
+
+
+def holds(path: str | os.PathLike, data: bytes) -> bool:
+    """``path`` is a regular file holding exactly ``data`` (so rewriting it would change nothing)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size == len(data) and read_plain(path) == data
+
+
 def remove_leftovers(folder: str | os.PathLike) -> int:
     """Delete the temporary files a killed write left in ``folder``: only ours (by their prefix),
     only plain files or links (a link is unlinked, never followed), and never one a write running
