@@ -220,11 +220,11 @@ def build_cmd(paths, out_dir, check_only, force):
     """Generate a NumPy module (forward, backward, init) for every model card."""
     from .compile.emit import module_source
     from .compile.lower import LoweringError
-    from .compile.naming import file_stem
+    from .compile.outputs import add_module, check_compiles
     files = card_paths(paths or ("cards",))
     out = Path(out_dir)
     stale, written, skipped, failed = [], 0, [], 0
-    modules: dict[str, tuple[Path, str]] = {}  # file name -> (card file, module text)
+    modules: dict[str, tuple[str, str]] = {}  # file name -> (card file, module text)
     for f in files:
         lib = library_for(str(f))
         try:
@@ -242,18 +242,8 @@ def build_cmd(paths, out_dir, check_only, force):
             fail(e)
             failed += 1
             continue
-        name = file_stem(card.name) + ".py"
-        same = next((n for n in modules if n.casefold() == name.casefold()), None)
-        if same is not None:  # one file (on a case-insensitive file system too): neither may win
-            raise CardError(f"{modules[same][0]} and {f} would both be written to {out / same}",
-                            hint="two cards of one algorithm name (or names that differ only in case); "
-                                 "rename one, or build them into different folders")
-        modules[name] = (f, text)
-    for name, (f, text) in modules.items():  # every module compiles, or none is written
-        try:
-            compile(text, str(out / name), "exec")
-        except (SyntaxError, ValueError) as e:
-            raise RuntimeError(f"the module generated from {f} does not compile ({e}); nothing was written") from None
+        add_module(modules, card.name, str(f), text, out)
+    check_compiles(modules, out)  # every module compiles, or none is written
     if not check_only and out.is_dir():
         remove_leftovers(out)  # from a build that was killed: ours, and never followed
         for leftover in out.glob(".*.py.tmp"):  # the fixed names of older cardgens

@@ -107,6 +107,13 @@ def card_line_map(checked: Checked, lib: Library) -> dict[str, str]:
 
 def module_source(checked: Checked, lib: Library, source_path: str) -> str:
     """The generated module for one card, as text."""
+    try:
+        return _module_source(checked, lib, source_path)
+    except CardError as e:  # a rule that knew the node but not the file
+        raise e.located(checked.card.path, checked.card.source) from None
+
+
+def _module_source(checked: Checked, lib: Library, source_path: str) -> str:
     prog = lower(checked, lib)
     names = prog.names
     names.count = 10_000  # backward temporaries never meet forward ones

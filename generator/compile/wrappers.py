@@ -118,7 +118,8 @@ def inference_code(prog, checked) -> str:
     temperature = None
     if weights.op == "pow" and weights.args[1].op == "div" and weights.args[1].args[0] == Expr("num", (), "1"):
         t = weights.args[1].args[1]
-        temperature = f"config.{ascii_name(t.attr)}" if t.op == "name" else number(t.attr)
+        temperature = f"config.{ascii_name(t.attr)}" if t.op == "name" else number(t.attr) if t.op == "num" \
+            else None  # anything else: the error below
     if temperature is None:
         raise CardError(f"cardgen compiles sampling of the form y ∼ q ∝ p^{{1/τ}}, not {expr_text(weights)}",
                         sample.pos)
