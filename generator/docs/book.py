@@ -94,6 +94,7 @@ def href(name: str) -> str:
 
 def load_pages(files: list[Path]) -> dict[str, Page]:
     pages: dict[str, Page] = {}
+    paths: dict[str, Path] = {}  # card name -> its file, as given (for errors)
     libs: dict[Path, Library] = {}  # one per folder: each card beside it is parsed and checked once
     for f in files:
         folder = Path(f).parent
@@ -101,9 +102,9 @@ def load_pages(files: list[Path]) -> dict[str, Page]:
         card, checked = load(str(f), lib)
         same = [n for n in pages if page_file(n).casefold() == page_file(card.name).casefold()]
         if same:  # one page file (on a case-insensitive file system too: macOS, Windows)
-            other = pages[same[0]].source_path
-            raise CardError(f"two cards would share the page {page_file(card.name)}: {same[0]} ({other}) and "
-                            f"{card.name} ({f})", hint="rename one of them")
+            raise CardError(f"two cards would share the page {page_file(card.name)}: {same[0]} ({paths[same[0]]}) "
+                            f"and {card.name} ({f})", hint="rename one of them")
+        paths[card.name] = f
         page = Page(card.name, page_file(card.name), display_path(f), wrapper_kind(card) or "model", checked, lib)
         try:
             lower(checked, lib)
