@@ -104,6 +104,9 @@ def fmt_cmd(paths, check_only):
             stale.append(f)
             if not check_only:
                 atomic_write(f, new)
+    for folder in dict.fromkeys(Path(f).parent for f in stale):
+        if not check_only:
+            remove_leftovers(folder)  # of a fmt that was killed: ours, never followed
     for f in stale:
         click.echo(f"{'would reformat' if check_only else 'reformatted'} {f}")
     if check_only and stale:

@@ -446,3 +446,41 @@ def test_a_link_to_an_endless_file_is_never_read(tmp_path):
         r = subprocess.run([sys.executable, "-m", "cardgen.cli", cmd, str(card), "-o", str(tmp_path / out)],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 1 and says in r.stderr, r.stderr
+
+
+# ------------------------------------------------------------ highlighted card text
+HTML_SPECIALS = '"\\\\input{/etc/passwd} </pre><script>alert(1)</script> &amp; <!-- \\" ]]> {{ x }} `$\\\\`"'
+
+
+@pytest.mark.parametrize("formatter", ["html", "latex"])
+def test_highlighted_card_text_is_escaped_by_the_formatter(formatter):
+    """The card lexer's tokens go through Pygments' formatters, which escape for their format: the
+    HTML, parsed back by html.parser, holds no element the card wrote and shows every character;
+    the LaTeX keeps TeX's specials inside its escapes."""
+    from html.parser import HTMLParser
+
+    from pygments import highlight
+    from pygments.formatters import HtmlFormatter, LatexFormatter
+
+    from cardgen.docs.highlight import CardLexer
+    text = _module_card("Net").replace("  convention", f"  {HTML_SPECIALS}\n  convention")
+    if formatter == "latex":
+        out = highlight(text, CardLexer(), LatexFormatter())
+        assert "\\input" not in out and "</script>" in out.replace("\\PYZlt{}", "<").replace("\\PYZgt{}", ">")
+        return
+    out = highlight(text, CardLexer(), HtmlFormatter())
+
+    class Collect(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tags, self.text = set(), []
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.add(tag)
+
+        def handle_data(self, data):
+            self.text.append(data)
+    p = Collect()
+    p.feed(out)
+    assert p.tags <= {"div", "pre", "span"}, p.tags
+    assert "".join(p.text).replace("\n", "") == text.replace("\n", "")
