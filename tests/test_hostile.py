@@ -484,3 +484,13 @@ def test_highlighted_card_text_is_escaped_by_the_formatter(formatter):
     p.feed(out)
     assert p.tags <= {"div", "pre", "span"}, p.tags
     assert "".join(p.text).replace("\n", "") == text.replace("\n", "")
+
+
+def test_flag_values_are_user_errors_not_bugs(tmp_path):
+    r = CliRunner().invoke(main, ["gradcheck", "cards/Bigram.card", "--seed", "-1"])
+    assert r.exit_code != 0 and "-1 is not in the range" in r.output and "internal error" not in r.output
+    for cmd in ("build", "docs"):
+        r = CliRunner().invoke(main, [cmd, "cards/Bigram.card", "-o", " "])
+        assert r.exit_code == 1 and "the output folder's name is empty" in r.output, r.output
+    r = CliRunner().invoke(main, ["gradcheck", "cards/GPT2.card", "--set", "D=100000", "--set", "V=100000"])
+    assert r.exit_code == 1 and "out of memory" in r.output and "bug" not in r.output, r.output
