@@ -492,5 +492,5 @@ def test_flag_values_are_user_errors_not_bugs(tmp_path):
     for cmd in ("build", "docs"):
         r = CliRunner().invoke(main, [cmd, "cards/Bigram.card", "-o", " "])
         assert r.exit_code == 1 and "the output folder's name is empty" in r.output, r.output
-    r = CliRunner().invoke(main, ["gradcheck", "cards/GPT2.card", "--set", "D=100000", "--set", "V=100000"])
+    r = CliRunner().invoke(main, ["gradcheck", "cards/GPT2.card", "--set", "D=10000000", "--set", "V=10000000"])
     assert r.exit_code == 1 and "out of memory" in r.output and "bug" not in r.output, r.output
