@@ -88,3 +88,9 @@ def swap(x, old: str, new: str):
         return dataclasses.replace(x, **{f.name: swap(getattr(x, f.name), old, new)
                                          for f in dataclasses.fields(x) if f.init})
     return x
+
+
+def module_card(name: str) -> str:
+    """A small model card named ``name``, for tests of what is done with a card's name."""
+    return (f"algorithm y ← {name}(x | W)\n  convention rows, 0-based\n  input  x ∈ ℝ^{{n}}\n  output y ∈ ℝ^{{n}}\n"
+            f"  hyper  n ∈ ℕ\n  param  W ∈ ℝ^{{n}}\n  1 return y = x ⊙ W\n")
