@@ -23,6 +23,22 @@ def fail(err: Exception) -> None:
     click.echo(str(err), err=True)
 
 
+# Exit codes: 0 ok, 1 a card or input error, 2 a usage error (click's own), 3 a bug in cardgen.
+INTERNAL_ERROR = 3
+
+
+# The generated modules' documented input checks (compile/npcode.py HELPERS): their ValueErrors
+# are mistakes in what was passed in, in the card's terms, not bugs.
+INPUT_CHECKS = {"_check_input", "_check_params", "_check_divides", "_as_mask", "_slice_in"}
+
+
+def raised_by_input_check(e: BaseException) -> bool:
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return isinstance(e, ValueError) and tb is not None and tb.tb_frame.f_code.co_name in INPUT_CHECKS
+
+
 def guarded(fn):
     """Turn any error into a message and an exit code: users never see a traceback."""
     import functools
@@ -45,9 +61,12 @@ def guarded(fn):
             click.echo(f"cardgen: error: {e}", err=True)
             sys.exit(1)
         except Exception as e:  # a bug in cardgen, not in the card: say so, briefly
+            if raised_by_input_check(e):  # a generated module refusing its inputs (--set values, data)
+                click.echo(f"cardgen: error: {e}", err=True)
+                sys.exit(1)
             click.echo(f"cardgen: internal error: {type(e).__name__}: {e}\n"
                        "  this is a bug in cardgen; please report it with the card that caused it", err=True)
-            sys.exit(2)
+            sys.exit(INTERNAL_ERROR)
     return run
 
 
@@ -68,10 +87,13 @@ def check_cmd(paths, verbose):
     files = card_paths(paths)
     if not files:
         raise CardError(f"no .card files in {', '.join(paths)}")
+    from .compile.verify import buildable
+    libs: dict[Path, Library] = {}  # one per folder: a card beside the others is parsed once
     for f in files:
         try:
-            lib = library_for(str(f))
-            card, _ = load(str(f), lib)
+            lib = libs.setdefault(Path(f).parent, library_for(str(f)))
+            card, checked = load(str(f), lib)
+            buildable(checked, lib)  # what build would refuse, check refuses
         except CardError as e:
             fail(e)
             bad += 1
@@ -227,9 +249,9 @@ def build_cmd(paths, out_dir, check_only, force):
     """Generate a NumPy module (forward, backward, init) for every model card."""
     if not out_dir.strip():
         raise CardError("-o/--out: the output folder's name is empty")
-    from .compile.emit import module_source
     from .compile.lower import LoweringError
     from .compile.outputs import add_module, check_compiles
+    from .compile.verify import module_text
     files = card_paths(paths or ("cards",))
     out = Path(out_dir)
     stale, written, skipped, failed = [], 0, [], 0
@@ -238,7 +260,7 @@ def build_cmd(paths, out_dir, check_only, force):
         lib = library_for(str(f))
         try:
             card, checked = load(str(f), lib)
-            text = module_source(checked, lib, display_path(f))
+            text = module_text(checked, lib, display_path(f))
         except LoweringError as e:
             from .compile.lower import wrapper_kind
             if wrapper_kind(card) is not None:  # a wrapper cardgen cannot compile yet: say why, go on

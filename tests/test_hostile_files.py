@@ -12,18 +12,19 @@ from .conftest import ROOT, module_card
 
 
 def test_build_writes_nothing_when_a_module_does_not_compile(tmp_path, monkeypatch):
-    import cardgen.compile.emit as emit
+    import cardgen.compile.verify as verify
+    from cardgen.cli import INTERNAL_ERROR
     (tmp_path / "a.card").write_text(module_card("A"), "utf-8")
     (tmp_path / "b.card").write_text(module_card("B"), "utf-8")
-    real = emit.module_source
+    real = verify.module_source
 
     def broken(checked, lib, path):
         src = real(checked, lib, path)
         return src + ('\n"""\n' if checked.card.name == "B" else "")
-    monkeypatch.setattr(emit, "module_source", broken)
+    monkeypatch.setattr(verify, "module_source", broken)
     r = CliRunner().invoke(main, ["build", str(tmp_path / "a.card"), str(tmp_path / "b.card"), "-o",
                                   str(tmp_path / "out")])
-    assert r.exit_code == 2 and "does not compile" in r.output and "b.card" in r.output, r.output
+    assert r.exit_code == INTERNAL_ERROR and "does not compile" in r.output and "b.card" in r.output, r.output
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
