@@ -33,7 +33,7 @@ class Inlining:
         fname, n_in = e.attr
         cc = callee.card
         child = type(self)(callee, self.lib, self.names, self.block, self.extents, {}, self.prefix)
-        child.step_no, child.loop_depth = self.step_no, self.loop_depth
+        child.step_no = self.step_no
         child.memo, child.transposed = self.memo, self.transposed
         child.scope, child.firsts = list(self.scope), dict(self.firsts)
         child.seq = {}

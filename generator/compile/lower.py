@@ -51,7 +51,6 @@ class Lowerer(StepLowering, Inlining, ExprLowering, Layout):
         self.base = self.card.convention.base
         self.rows = self.card.convention.axes == "rows"
         self.step_no: str | None = None
-        self.loop_depth = 0  # Python loops around the step being lowered (inlined cards' included)
         self.memo: dict = {}
         self.transposed: dict = {}
         self.returned: dict[str, AV] = {}

@@ -29,10 +29,6 @@ from ..lang.shapes import Poly, poly_text
 from .core import Loop
 from .layout import AV, ONE, Mapped, common_ones
 
-# Loops over layers nest as Python loops; Python refuses more than 20 nested blocks, and a
-# training wrapper adds its own loops around the model's.
-MAX_LOOP_DEPTH = 16
-
 
 class StepLowering:
     """Card steps -> ops appended to the block, one rule per step kind."""
@@ -319,12 +315,6 @@ class StepLowering:
             a = outer[n]
             inner_in[n] = self.env[n] = AV(self.names.fresh(n), a.mapped, a.dims, a.kind, a.batched)
         self.seq[st.var] = loop_var
-        if self.loop_depth >= MAX_LOOP_DEPTH:
-            self.err(f"loops that carry a value are nested more than {MAX_LOOP_DEPTH} deep (counting those "
-                     "of the cards it calls)", st,
-                     hint="each becomes a Python loop, and Python allows 20 nested blocks; a loop whose "
-                          "iterations are independent becomes an array axis and does not count")
-        self.loop_depth += 1
         try:
             for s in st.body:
                 self.step(s)
@@ -332,7 +322,6 @@ class StepLowering:
             del self.seq[st.var]
             self.block = saved_block
             stacks = self.stacking.pop(st.var)
-            self.loop_depth -= 1
         return body, inner_in, stacks
 
 
