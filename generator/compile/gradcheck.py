@@ -31,7 +31,7 @@ def load_module(checked: Checked, lib: Library, source_path: str | None = None) 
     name = f"cardgen_generated_{ascii_name(checked.card.name)}"
     src = module_source(checked, lib, source_path or f"cards/{checked.card.name}.card")
     mod = types.ModuleType(name)
-    mod.__file__ = f"<cardgen:{checked.card.name}>"
+    mod.__file__ = f"<cardgen:{ascii_name(checked.card.name)}>"
     sys.modules[name] = mod  # dataclasses look their module up here
     exec(compile(src, mod.__file__, "exec"), mod.__dict__)
     return mod
