@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .lang.load import card_paths, library_for, load
+from .lang.load import card_paths, diagnose, library_for, load
 
-__all__ = ["card_paths", "library_for", "load"]
+__all__ = ["card_paths", "diagnose", "library_for", "load"]
