@@ -460,5 +460,15 @@ def sample_cmd(checkpoint, prompt, tokens, temperature, seed):
     click.echo((prompt.encode("utf-8") + bytes(out.astype(np.uint8))).decode("utf-8", "replace"))
 
 
+@main.command("lsp")
+def lsp_cmd():
+    """Run the language server on standard input and output (for editors)."""
+    try:
+        from .lsp.server import main as serve
+    except ImportError as e:
+        raise click.ClickException(f"the language server needs pygls: pip install 'cardgen[lsp]' ({e})") from None
+    serve()
+
+
 if __name__ == "__main__":
     main()

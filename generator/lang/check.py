@@ -671,6 +671,8 @@ class Checker(ExprRules, CallRules):
                 inferred = Claim(name, to_set(t))
             except Exception:  # a shape the card notation cannot write (a negative length)
                 inferred = None
+        if inferred is not None:  # kept even when the card's own claim is wrong: editors offer it
+            self.claims[id(st)] = inferred
         if st.claim is not None:
             c = st.claim
             base, scripts = split_name(c.name)
@@ -684,8 +686,6 @@ class Checker(ExprRules, CallRules):
             if not same or not kinds_ok:
                 self.err(f"the comment claims {c.name} ∈ {set_text(c.set)} but this step computes "
                          f"{self.show(t)}", c)
-        if inferred is not None:
-            self.claims[id(st)] = inferred
 
     def s_if(self, st: Step):
         c = self.expr(st.cond)
