@@ -14,6 +14,7 @@ from pygls.workspace import TextDocument
 
 from .. import api
 from ..lang.check import Checked, Library
+from ..lang.check_call import callees
 from ..lang.errors import CardError
 from ..lang.ir import Pos
 from ..lang.render import card_text
@@ -33,11 +34,15 @@ class CardServer(LanguageServer):
         self.last_good: dict[str, Checked] = {}
         self.libraries: dict[tuple[str, ...], Library] = {}
         self.mtimes: dict[str, float] = {}
+        self.names: dict[str, str] = {}  # document → the name of the card in it, as last checked
 
-    def library(self, path: str) -> Library:
+    def library(self, path: str, editing: str | None) -> Library:
+        """The library for a card at ``path``: cards whose files changed are read again, and what was
+        checked against them (or against ``editing``, the card being changed) is checked again."""
         fresh = api.library_for(path)
         lib = self.libraries.setdefault(tuple(fresh.folders), fresh)
-        for name, card in list(lib.cards.items()):  # a card file saved since: read it again
+        changed = {editing} if editing else set()
+        for name, card in list(lib.cards.items()):
             try:
                 mtime = os.stat(card.path).st_mtime
             except OSError:
@@ -45,19 +50,43 @@ class CardServer(LanguageServer):
             if self.mtimes.setdefault(card.path, mtime) != mtime:
                 self.mtimes[card.path] = mtime
                 del lib.cards[name]
-        lib.done.clear()  # every check is redone: any card may call the one being edited
+                changed.add(name)
+        forget(lib, changed)
         return lib
 
     def refresh(self, doc: TextDocument) -> None:
         path = path_of(doc.uri)
-        lib = self.library(path)
+        name = self.names.get(doc.uri)
+        lib = self.library(path, name)
         checked, errors = api.diagnose(path, lib, doc.source)
+        if checked is not None:
+            if name is not None and name != checked.card.name:  # renamed in the editor
+                forget(lib, {name, checked.card.name})
+                checked, errors = api.diagnose(path, lib, doc.source)
+            self.names[doc.uri] = checked.card.name
         self.checked[doc.uri] = checked
         if checked is not None and not checked.errors:
             self.last_good[doc.uri] = checked
         diags = [diagnostic(doc, e) for e in errors]
         self.text_document_publish_diagnostics(
             lsp.PublishDiagnosticsParams(uri=doc.uri, diagnostics=diags, version=doc.version))
+
+
+def forget(lib: Library, changed: set[str]) -> None:
+    """Drop the checked results of ``changed`` cards and of every card that calls or groups one of
+    them, however indirectly; the cards they call stay checked (most of a big card's work)."""
+    callers: dict[str, set[str]] = {}
+    for name, ch in lib.done.items():
+        for callee in callees(ch.card):
+            callers.setdefault(callee, set()).add(name)
+    todo, seen = list(changed), set()
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            lib.done.pop(name, None)
+            todo += callers.get(name, ())
+
 
 
 def api_version() -> str:
@@ -118,8 +147,14 @@ def changed(ls: CardServer, params):
 
 @server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
 def closed(ls: CardServer, params: lsp.DidCloseTextDocumentParams):
+    uri = params.text_document.uri
     for table in (ls.checked, ls.last_good):
-        table.pop(params.text_document.uri, None)
+        table.pop(uri, None)
+    name = ls.names.pop(uri, None)
+    lib = ls.libraries.get(tuple(api.library_for(path_of(uri)).folders))
+    if name is not None and lib is not None:  # unsaved text is forgotten: calls see the file again
+        lib.cards.pop(name, None)
+        forget(lib, {name})
     ls.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=params.text_document.uri, diagnostics=[]))
 
 
