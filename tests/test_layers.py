@@ -16,7 +16,7 @@ from pathlib import Path
 from .conftest import ROOT
 
 SRC = ROOT / "generator"
-LAYERS = [("cli",), ("lsp",), ("api",), ("docs", "train"), ("compile", "semantics"), ("lang",)]
+LAYERS = [("cli",), ("lsp", "pytest_plugin"), ("api",), ("docs", "train"), ("compile", "semantics"), ("lang",)]
 RANK = {pkg: i for i, layer in enumerate(LAYERS) for pkg in layer}
 
 

@@ -16,7 +16,8 @@ def test_extension_starts_cardgen_lsp_through_a_language_client():
     assert manifest["main"] == "./extension.js" and "onLanguage:card" in manifest["activationEvents"]
     assert "vscode-languageclient" in manifest["dependencies"]
     props = manifest["contributes"]["configuration"]["properties"]
-    assert props["cardgen.server.command"]["default"] == "cardgen" and props["cardgen.server.args"]["default"] == ["lsp"]
+    assert props["cardgen.server.command"]["default"] == "cardgen"
+    assert props["cardgen.server.args"]["default"] == ["lsp"]
     script = (FOLDER / "extension.js").read_text("utf-8")
     assert 'require("vscode-languageclient/node")' in script and "TransportKind.stdio" in script
 
