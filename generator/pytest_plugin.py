@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from .api import library_for
 from .lang.check import Checked, Library, check, check_all
 from .lang.errors import CardError
+from .lang.load import library_for
 from .lang.parse import parse, parse_file
 from .lang.render import card_text, pseudocode
 

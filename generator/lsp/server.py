@@ -12,11 +12,11 @@ from lsprotocol import types as lsp
 from pygls.lsp.server import LanguageServer
 from pygls.workspace import TextDocument
 
-from .. import api
 from ..lang.check import Checked, Library
 from ..lang.check_call import callees
 from ..lang.errors import CardError
 from ..lang.ir import Pos
+from ..lang.load import diagnose, library_for
 from ..lang.render import card_text
 from . import analysis
 
@@ -29,7 +29,7 @@ class CardServer(LanguageServer):
     half typed) and one Library per search path, whose cards are re-read when their files change."""
 
     def __init__(self):
-        super().__init__("cardgen", api_version())
+        super().__init__("cardgen", package_version())
         self.checked: dict[str, Checked | None] = {}
         self.last_good: dict[str, Checked] = {}
         self.libraries: dict[tuple[str, ...], Library] = {}
@@ -39,7 +39,7 @@ class CardServer(LanguageServer):
     def library(self, path: str, editing: str | None) -> Library:
         """The library for a card at ``path``: cards whose files changed are read again, and what was
         checked against them (or against ``editing``, the card being changed) is checked again."""
-        fresh = api.library_for(path)
+        fresh = library_for(path)
         lib = self.libraries.setdefault(tuple(fresh.folders), fresh)
         changed = {editing} if editing else set()
         for name, card in list(lib.cards.items()):
@@ -58,11 +58,11 @@ class CardServer(LanguageServer):
         path = path_of(doc.uri)
         name = self.names.get(doc.uri)
         lib = self.library(path, name)
-        checked, errors = api.diagnose(path, lib, doc.source)
+        checked, errors = diagnose(path, lib, doc.source)
         if checked is not None:
             if name is not None and name != checked.card.name:  # renamed in the editor
                 forget(lib, {name, checked.card.name})
-                checked, errors = api.diagnose(path, lib, doc.source)
+                checked, errors = diagnose(path, lib, doc.source)
             self.names[doc.uri] = checked.card.name
         self.checked[doc.uri] = checked
         if checked is not None and not checked.errors:
@@ -89,7 +89,7 @@ def forget(lib: Library, changed: set[str]) -> None:
 
 
 
-def api_version() -> str:
+def package_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
     try:
         return version("cardgen")
@@ -151,7 +151,7 @@ def closed(ls: CardServer, params: lsp.DidCloseTextDocumentParams):
     for table in (ls.checked, ls.last_good):
         table.pop(uri, None)
     name = ls.names.pop(uri, None)
-    lib = ls.libraries.get(tuple(api.library_for(path_of(uri)).folders))
+    lib = ls.libraries.get(tuple(library_for(path_of(uri)).folders))
     if name is not None and lib is not None:  # unsaved text is forgotten: calls see the file again
         lib.cards.pop(name, None)
         forget(lib, {name})
@@ -162,7 +162,7 @@ def current(ls: CardServer, uri: str) -> tuple[TextDocument, Checked | None, Lib
     doc = ls.workspace.get_text_document(uri)
     if uri not in ls.checked:
         ls.refresh(doc)
-    lib = ls.libraries[tuple(api.library_for(path_of(uri)).folders)]
+    lib = ls.libraries[tuple(library_for(path_of(uri)).folders)]
     return doc, ls.checked.get(uri), lib
 
 
