@@ -419,6 +419,16 @@ def export_hf_cmd(checkpoint, folder, max_bytes):
     click.echo("wrote " + ", ".join(map(str, paths)))
 
 
+@main.command("lsp")
+def lsp_cmd():
+    """Run the language server on standard input and output (for editors)."""
+    try:
+        from .lsp.server import main as serve
+    except ImportError as e:
+        raise click.ClickException(f"the language server needs pygls: pip install 'cardgen[lsp]' ({e})") from None
+    serve()
+
+
 def _search_path_option(ctx, param, value):
     search.extra_path[:] = list(value)
 
@@ -430,16 +440,6 @@ for _command in main.commands.values():
         callback=_search_path_option,
         help="A folder of cards that calls resolve in (repeatable; before CARDGEN_PATH, [tool.cardgen] "
              "path in pyproject.toml, ./cards and the standard cards)."))
-
-
-@main.command("lsp")
-def lsp_cmd():
-    """Run the language server on standard input and output (for editors)."""
-    try:
-        from .lsp.server import main as serve
-    except ImportError as e:
-        raise click.ClickException(f"the language server needs pygls: pip install 'cardgen[lsp]' ({e})") from None
-    serve()
 
 
 if __name__ == "__main__":

@@ -174,11 +174,16 @@ def diagnose(path: str, lib: Library | None = None, text: str | None = None) -> 
     if text is None:
         path = resolve(path)
     try:
-        card = parse(text, path) if text is not None else parse_file(path)
+        if text is not None:
+            card = parse(text, path)
+        elif path == "-":
+            card = parse_stream(sys.stdin.buffer, "<stdin>")
+        else:
+            card = parse_file(path)
     except CardError as e:
         return None, [e.located(path, text or "")]
     lib = lib or library_for(path)
-    known = lib.card(card.name) if text is None else None
+    known = lib.card(card.name) if text is None and path != "-" else None
     if known is None or known.source != card.source:
         lib.cards[card.name] = card
         lib.done.pop(card.name, None)
