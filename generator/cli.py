@@ -12,9 +12,10 @@ from .docs.report import param_count_line, render_card
 from .lang import load as search
 from .lang.check import Checked, Library
 from .lang.check_call import callees
+from .lang.diagnostics import FORMATS, text_report
 from .lang.errors import CardError
 from .lang.files import atomic_write, holds, inside, read_plain, remove_leftovers
-from .lang.load import card_paths, display_path, library_for, load, where
+from .lang.load import card_paths, diagnose, display_path, library_for, load, where
 from .lang.render import card_text
 from .lang.values import check_values
 
@@ -79,43 +80,55 @@ def main():
 
 @main.command("check")
 @click.argument("paths", nargs=-1, required=True)
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="text", show_default=True,
+              help="json: one object per error; github: workflow annotations; sarif: SARIF 2.1.0 for code scanning.")
 @click.option("-v", "--verbose", is_flag=True, help="Say where each card a card calls was found on the search path.")
 @guarded
-def check_cmd(paths, verbose):
-    """Parse and type-check cards (files, folders or names on the search path)."""
-    bad = 0
+def check_cmd(paths, fmt, verbose):
+    """Parse and type-check cards (files, folders or names on the search path); report every error of
+    every file."""
     files = card_paths(paths)
     if not files:
         raise CardError(f"no .card files in {', '.join(paths)}")
     from .compile.verify import buildable
+    errors, bad = [], 0
     libs: dict[Path, Library] = {}  # one per folder: a card beside the others is parsed once
     for f in files:
-        try:
-            lib = libs.setdefault(Path(f).parent, library_for(str(f)))
-            card, checked = load(str(f), lib)
-            buildable(checked, lib)  # what build would refuse, check refuses
-        except CardError as e:
-            fail(e)
-            bad += 1
-            continue
-        if verbose:
-            click.echo(f"{display_path(f)}: {card.name}")
-            for name in callees(card):
+        lib = libs.setdefault(Path(f).parent, library_for(str(f)))
+        checked, errs = diagnose(str(f), lib)
+        if not errs:
+            try:
+                buildable(checked, lib)  # what build would refuse, check refuses
+            except CardError as e:
+                errs = [e]
+        errors += errs
+        bad += bool(errs)
+        if verbose and checked is not None:
+            click.echo(f"{display_path(f)}: {checked.card.name}", err=fmt != "text")
+            for name in callees(checked.card):
                 found = where(lib, name)
                 if found is not None:
-                    click.echo(f"  calls {name}: {found}")
+                    click.echo(f"  calls {name}: {found}", err=fmt != "text")
     n = len(files)
+    if fmt == "text":
+        click.echo(text_report(errors), err=True, nl=False)
+        if bad:
+            click.echo(f"{bad} of {n} card{'s' if n != 1 else ''} failed "
+                       f"({len(errors)} error{'s' if len(errors) != 1 else ''})", err=True)
+        else:
+            click.echo(f"{n} card{'s' if n != 1 else ''} ok")
+    else:
+        click.echo(FORMATS[fmt](errors), nl=False)
     if bad:
-        click.echo(f"{bad} of {n} card{'s' if n != 1 else ''} failed", err=True)
         sys.exit(1)
-    click.echo(f"{n} card{'s' if n != 1 else ''} ok")
 
 
 @main.command("fmt")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--check", "check_only", is_flag=True, help="Exit 1 if any file would change; change nothing.")
+@click.option("--diff", "show_diff", is_flag=True, help="Print what would change as a unified diff.")
 @guarded
-def fmt_cmd(paths, check_only):
+def fmt_cmd(paths, check_only, show_diff):
     """Rewrite cards in canonical form (``-`` reads standard input)."""
     if paths == ("-",):
         card, checked = load("-")
@@ -128,6 +141,8 @@ def fmt_cmd(paths, check_only):
         old = f.read_text("utf-8")
         if new != old:
             stale.append(f)
+            if show_diff:
+                click.echo(unified_diff(old, new, str(f)), nl=False)
             if not check_only:
                 atomic_write(f, new)
     for folder in dict.fromkeys(Path(f).parent for f in stale):
@@ -137,6 +152,14 @@ def fmt_cmd(paths, check_only):
         click.echo(f"{'would reformat' if check_only else 'reformatted'} {f}")
     if check_only and stale:
         sys.exit(1)
+
+
+def unified_diff(old: str | None, new: str, name: str) -> str:
+    """``old`` → ``new`` as ``diff -u`` prints it (``old`` None: the file does not exist yet)."""
+    import difflib
+    lines = difflib.unified_diff((old or "").splitlines(keepends=True), new.splitlines(keepends=True),
+                                 f"a/{name}" if old is not None else "/dev/null", f"b/{name}")
+    return "".join(x if x.endswith("\n") else x + "\n\\ No newline at end of file\n" for x in lines)
 
 
 @main.command("render")
@@ -243,9 +266,10 @@ GENERATED_HEADER = "# Code generated by cardgen from "
 @click.argument("paths", nargs=-1)
 @click.option("-o", "--out", "out_dir", default="generated", show_default=True, help="Folder for the modules.")
 @click.option("--check", "check_only", is_flag=True, help="Exit 1 if a generated module is stale; write nothing.")
+@click.option("--diff", "show_diff", is_flag=True, help="Print how each stale module would change, as a unified diff.")
 @click.option("--force", is_flag=True, help="Overwrite files that cardgen did not generate.")
 @guarded
-def build_cmd(paths, out_dir, check_only, force):
+def build_cmd(paths, out_dir, check_only, show_diff, force):
     """Generate a NumPy module (forward, backward, init) for every model card."""
     if not out_dir.strip():
         raise CardError("-o/--out: the output folder's name is empty")
@@ -283,6 +307,9 @@ def build_cmd(paths, out_dir, check_only, force):
         target = out / name
         if holds(target, text.encode("utf-8")):
             continue
+        if show_diff:
+            old = target.read_text("utf-8") if target.is_file() else None
+            click.echo(unified_diff(old, text, target.as_posix()), nl=False)
         if check_only:
             stale.append(target)
             continue
@@ -449,6 +476,16 @@ def export_hf_cmd(checkpoint, folder, max_bytes):
     from .train.commands import export_hf
     paths = export_hf(checkpoint, folder, max_bytes)
     click.echo("wrote " + ", ".join(map(str, paths)))
+
+
+@main.command("lsp")
+def lsp_cmd():
+    """Run the language server on standard input and output (for editors)."""
+    try:
+        from .lsp.server import main as serve
+    except ImportError as e:
+        raise click.ClickException(f"the language server needs pygls: pip install 'cardgen[lsp]' ({e})") from None
+    serve()
 
 
 def _search_path_option(ctx, param, value):
