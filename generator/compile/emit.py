@@ -172,7 +172,7 @@ def module_source(checked: Checked, lib: Library, source_path: str, target: str 
 
 SETUP = re.compile(r"^(\s*)(\w+) = (config\.\w+|cache\[\"\w+\"\]|params\.\w+|[\w.]+\.shape(\[-?\d+\])?"
                    r"|np\.result_type\(\w+\)|np\.shape\(.*\)\[.*\]|\(\)"
-                   r"|\w+\.dtype|tuple\(\w+\.shape\[.*\]\))$")
+                   r"|\w+\.dtype|tuple\(\w+\.shape\[.*\]\)|array_namespace\(.*\))$")
 
 
 def drop_unused(lines: list[str]) -> list[str]:
@@ -183,7 +183,7 @@ def drop_unused(lines: list[str]) -> list[str]:
     kept = []
     for line in lines:
         m = SETUP.match(line)
-        word = rf"\b{re.escape(m.group(2))}\b" if m else ""
+        word = rf"(?<![\w.]){re.escape(m.group(2))}\b" if m else ""  # x.dtype is no use of dtype
         if m and len(re.findall(word, text)) == len(re.findall(word, code(line))):
             continue  # read nowhere but on its own line
         kept.append(line)
