@@ -344,9 +344,13 @@ def training_modules(card_path: str, values: dict):
 @click.option("--resume", is_flag=True, help="Continue from the folder's checkpoint, on the same trajectory.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--eval-every", default=100, show_default=True)
+@click.option("--engine", type=click.Choice(["numpy", "torch"]), default="numpy", show_default=True,
+              help="torch: the card as a cardgen.torch module and torch.optim.AdamW, data-parallel "
+                   "(torch.distributed) over --nproc processes or under torchrun.")
+@click.option("--nproc", default=1, show_default=True, help="With --engine torch: processes on this machine.")
 @guarded
 def train_cmd(card, data, steps, batch, seq, lr, weight_decay, clip, accumulate, sets, out_dir, resume, seed,
-              eval_every):
+              eval_every, engine, nproc):
     """Train a model card on bytes of text with AdamW; checkpoints resume exactly."""
     import time
 
@@ -355,6 +359,13 @@ def train_cmd(card, data, steps, batch, seq, lr, weight_decay, clip, accumulate,
     from .train import trainer as tr
     from .train.plot import loss_png
     values = parse_sets(sets)
+    if engine == "torch":
+        from .torch.ddp import train_command
+        out = train_command(card, Path(data).read_bytes() if data else tr.stdlib_text(), steps=steps, batch=batch,
+                            seq=seq, lr=lr, weight_decay=weight_decay, values=values, out_dir=out_dir, seed=seed,
+                            nproc=nproc)
+        click.echo(f"saved {out / 'weights.npz'}, {out / 'log.csv'}")
+        return
     c, model, ce, adamw, config = training_modules(card, values)
     out = Path(out_dir or f"runs/{c.name}")
     out.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 from .conftest import ROOT
 
 SRC = ROOT / "generator"
-LAYERS = [("cli",), ("api",), ("docs", "train"), ("compile", "semantics"), ("lang",)]
+LAYERS = [("cli",), ("api",), ("docs", "train", "torch"), ("compile", "semantics"), ("lang",)]
 RANK = {pkg: i for i, layer in enumerate(LAYERS) for pkg in layer}
 
 

@@ -139,7 +139,7 @@ def op_expr(op: Op) -> str:
 HELPERS = '''
 def _check_input(xp, name, value, shape, kind, lo, hi, card_set):
     """ValueError, in the card's terms, for an input of the wrong kind, shape or range."""
-    a = xp.asarray(value)
+    a = value if is_array_api_obj(value) else xp.asarray(value)
     if kind == "i" and not xp.isdtype(a.dtype, "integral"):
         raise ValueError(f"{name} must be token ids (integers), not {a.dtype}; the card says {name} ∈ {card_set}")
     if kind == "f" and not xp.isdtype(a.dtype, "real floating"):

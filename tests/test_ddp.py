@@ -1,0 +1,44 @@
+"""Data-parallel training on torch.distributed (cardgen.torch.ddp): two gloo
+processes on this machine, each on half of every batch, end with the weights of
+one process trained on the whole batches, in float64."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from cardgen.torch.ddp import Run, launch  # noqa: E402
+
+from .conftest import ROOT  # noqa: E402
+
+STEPS = 3
+
+
+def test_two_gloo_processes_take_the_steps_of_one_process_on_the_whole_batch(tmp_path):
+    text = b"".join(p.read_bytes() for p in sorted((ROOT / "cards").glob("*.card")))
+    run = Run(card=str(ROOT / "cards" / "GPT2.card"), tokens=np.frombuffer(text, np.uint8),
+              sizes={"V": 256, "D": 16, "H": 2, "D_f": 32, "N": 2, "ctx": 16}, steps=STEPS, batch=4, seq=12,
+              lr=1e-2, dtype="float64", out=str(tmp_path / "two"))
+    launch(run, nproc=2)
+    launch(dataclasses.replace(run, out=str(tmp_path / "one")), nproc=1)
+
+    two, one = np.load(tmp_path / "two" / "weights.npz"), np.load(tmp_path / "one" / "weights.npz")
+    assert sorted(two.files) == sorted(one.files) and "W_qkv" in two.files
+    for name in one.files:
+        assert two[name].dtype == np.float64
+        err = np.max(np.abs(two[name] - one[name]))
+        assert err <= 1e-6, f"{name}: two processes differ from one by {err:.2e}"
+    log = [line.split(",") for line in (tmp_path / "two" / "log.csv").read_text().splitlines()[1:]]
+    assert [int(r[2]) for r in log] == [2] * STEPS, "the run was not split over two processes"
+    single = [line.split(",") for line in (tmp_path / "one" / "log.csv").read_text().splitlines()[1:]]
+    np.testing.assert_allclose([float(r[1]) for r in log], [float(r[1]) for r in single], rtol=1e-9)
+    # The steps moved the weights (by far more than the tolerance): the comparison is not of two copies
+    # of the initial weights.
+    from cardgen.torch import CardModule
+    init = CardModule(run.card, dtype=__import__("torch").float64, seed=run.seed, **run.sizes)
+    moved = max(np.max(np.abs(one[n] - p.detach().numpy())) for n, p in init.named_parameters())
+    assert moved > 1e-3
