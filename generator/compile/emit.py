@@ -172,7 +172,7 @@ def module_source(checked: Checked, lib: Library, source_path: str, target: str 
 
 SETUP = re.compile(r"^(\s*)(\w+) = (config\.\w+|cache\[\"\w+\"\]|params\.\w+|[\w.]+\.shape(\[-?\d+\])?"
                    r"|np\.result_type\(\w+\)|np\.shape\(.*\)\[.*\]|\(\)"
-                   r"|\w+\.dtype|tuple\(\w+\.shape\[.*\]\)|array_namespace\(.*\))$")
+                   r"|\w+\.dtype|tuple\(\w+\.shape\[.*\]\)|array_namespace\(.*\)|_device\(\w+\)|None)$")
 
 
 def drop_unused(lines: list[str]) -> list[str]:
@@ -257,7 +257,8 @@ def forward_lines(prog: Program, bwd: Backward, shape_names, card_lines, needed:
     body(prog.body, w, "", shape_names, bwd)
     saved = saved_names(prog, bwd)
     dims = [ascii_name(s) for s in prog.dims]
-    items = [f'"{n}": {n}' for n in dims + ["batch", "dtype"] + saved + [f"saved_{v}" for v in bwd.saved_in_loops]
+    layout = ["batch", "dtype"] + ([] if target.in_place else ["device"])
+    items = [f'"{n}": {n}' for n in dims + layout + saved + [f"saved_{v}" for v in bwd.saved_in_loops]
              if n in needed]  # what the backward reads, and nothing else
     w.lines.append("cache = {" + ", ".join(items) + "}")
     return w.lines
@@ -294,7 +295,8 @@ def layout_lines(prog: Program, target: Target = TARGETS[DEFAULT]) -> list[str]:
     if not target.in_place:
         dtype = f"{reals[0].name}.dtype" if reals else "xp.float64"
         batch = f"tuple({batched.name}.shape[:{batched.name}.ndim - {len(batched.shape)}])" if batched else "()"
-        return [f"dtype = {dtype}", f"batch = {batch}"]
+        device = f"_device({reals[0].name})" if reals else "None"  # arrays made here go beside the inputs
+        return [f"dtype = {dtype}", f"device = {device}", f"batch = {batch}"]
     dtype = f"np.result_type({reals[0].name})" if reals else "np.float64"
     batch = f"np.shape({batched.name})[:np.ndim({batched.name}) - {len(batched.shape)}]" if batched else "()"
     return [f"dtype = {dtype}", f"batch = {batch}"]
@@ -365,7 +367,8 @@ def backward_lines(prog: Program, bwd: Backward, card_lines, target: Target = TA
     for _h, local in prog.hyper_names.items():
         if local not in dims:
             w.lines.append(f"{local} = config.{local}")
-    for n in dims + ["batch", "dtype"] + saved + [f"saved_{v}" for v in bwd.saved_in_loops]:
+    layout = ["batch", "dtype"] + ([] if target.in_place else ["device"])
+    for n in dims + layout + saved + [f"saved_{v}" for v in bwd.saved_in_loops]:
         if n in {p.name for p in prog.params}:
             w.lines.append(f"{n} = params.{n}")
         else:

@@ -6,7 +6,8 @@ of its inputs (``array_api_compat.array_namespace``), so one module runs on
 NumPy, PyTorch, JAX and CuPy arrays.  Where NumPy's table writes into an
 array (``out=``, ``np.copyto``, ``a[i] += g``) this one builds a new array:
 JAX arrays are immutable and ``jax.jit`` traces only pure code.  Helpers take
-``xp`` as their first argument, so they never look the namespace up again.
+``xp`` as their first argument, so they never look the namespace up again;
+arrays they make go on their operands' device (``array_api_compat.device``).
 """
 
 from __future__ import annotations
@@ -61,8 +62,9 @@ def _offset(j: str, k) -> str:
 
 
 PRINT = {
-    "const": lambda op: f"xp.asarray({op.attr[0]}, dtype=dtype)" if op.kind == "real" else f"xp.asarray({op.attr[0]})",
-    "iota": lambda op: f"xp.arange({py_dim(op.attr[0])}, {py_dim(op.attr[0] + op.shape[0])})",
+    "const": lambda op: (f"xp.asarray({op.attr[0]}, dtype=dtype, device=device)" if op.kind == "real"
+                         else f"xp.asarray({op.attr[0]}, device=device)"),
+    "iota": lambda op: f"xp.arange({py_dim(op.attr[0])}, {py_dim(op.attr[0] + op.shape[0])}, device=device)",
     "add": lambda op, a, b: f"{a} + {b}",
     "sub": lambda op, a, b: f"{a} - {b}",
     "mul": lambda op, a, b: f"{a} * {b}",
@@ -178,7 +180,7 @@ def _slice_in(a, axis, lo, hi, where):
 
 
 def _maximum(xp, a, b):
-    return xp.maximum(a, xp.asarray(b, dtype=a.dtype) if isinstance(b, (int, float)) else b)
+    return xp.maximum(a, xp.asarray(b, dtype=a.dtype, device=_device(a)) if isinstance(b, (int, float)) else b)
 
 
 def _softmax(xp, x, axis):
@@ -303,7 +305,7 @@ def _unslice(xp, g, shape, axis, lo, hi):
     axis = axis % len(shape)
     parts = []
     for n in (lo, shape[axis] - hi):
-        parts.append(xp.zeros(tuple(shape[:axis]) + (n,) + tuple(shape[axis + 1:]), dtype=g.dtype))
+        parts.append(xp.zeros(tuple(shape[:axis]) + (n,) + tuple(shape[axis + 1:]), dtype=g.dtype, device=_device(g)))
     g = xp.broadcast_to(g, tuple(shape[:axis]) + (hi - lo,) + tuple(shape[axis + 1:]))
     return xp.concat([parts[0], g, parts[1]], axis=axis)
 
@@ -313,7 +315,7 @@ def _scatter_rows(xp, g, idx, table):
     the standard has no scatter-add, and a product needs no writes)."""
     idx = xp.reshape(idx, (-1,))
     rows = xp.reshape(g, (idx.shape[0], -1))
-    hot = xp.astype(xp.expand_dims(idx, axis=-1) == xp.arange(table.shape[0]), g.dtype)
+    hot = xp.astype(xp.expand_dims(idx, axis=-1) == xp.arange(table.shape[0], device=_device(g)), g.dtype)
     out = xp.matrix_transpose(hot) @ rows
     return xp.reshape(out, tuple(table.shape))
 
@@ -324,7 +326,7 @@ def _put_along(xp, g, idx, shape, axis):
     n, axis = len(shape), axis % len(shape)
     g = xp.expand_dims(g, axis=axis)
     idx = xp.reshape(idx, (1,) * (n - idx.ndim) + tuple(idx.shape))
-    ids = xp.reshape(xp.arange(shape[axis]), (shape[axis],) + (1,) * (n - 1 - axis))
+    ids = xp.reshape(xp.arange(shape[axis], device=_device(g)), (shape[axis],) + (1,) * (n - 1 - axis))
     full = xp.astype(idx == ids, g.dtype) * g
     return _sum_to(xp, full, None, tuple(d for d in range(n) if shape[d] == 1 and full.shape[d] != 1))
 
