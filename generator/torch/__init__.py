@@ -54,7 +54,6 @@ class CardFunction(torch.autograd.Function):
     def backward(ctx, *grad_outs):
         grad_outs = [torch.zeros_like(g) if g is None else g for g in grad_outs]
         grads, input_grads = ctx.module.backward(ctx.config, ctx.params, ctx.cache, *grad_outs)
-        ctx.cache = None  # the activations: free them now, as PyTorch frees its saved tensors
         d_inputs = [input_grads.get(name) if real else None for name, real in zip(ctx.input_names, ctx.real,
                                                                                   strict=True)]
         return (None, None, None, *d_inputs, *(getattr(grads, f.name) for f in dataclasses.fields(grads)))
