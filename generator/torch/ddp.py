@@ -140,13 +140,10 @@ def local_worker(rank: int, world: int, run: Run, init: str) -> None:
 
 
 def train_command(card: str, text: bytes, *, steps: int, batch: int, seq: int | None, lr: float,
-                  weight_decay: float, values: dict, out_dir: str | None, seed: int, nproc: int) -> Path:
+                  weight_decay: float, values: dict, out_dir: str | None, seed: int, nproc: int,
+                  dtype: str = "float32") -> Path:
     """`cardgen train CARD --engine torch`: the Run for the command's options, launched."""
     from ..compile.naming import ascii_name
-    values = dict(values)
-    width = values.pop("dtype", "32")
-    if width not in ("32", "64"):
-        raise CardError(f"--set dtype=float{width}: cards compute in float32 or float64")
     module = compile_card(card)
     sizes = {ascii_name(k): v for k, v in values.items()}
     for vocab in ("V", "N_V"):
@@ -156,7 +153,7 @@ def train_command(card: str, text: bytes, *, steps: int, batch: int, seq: int | 
     out = Path(out_dir or f"runs/{Path(card).stem}-torch")
     tokens = np.frombuffer(text, np.uint8)[: int(len(text) * 0.9)]  # the trainer's split: the last 10% held out
     run = Run(card=card, tokens=tokens, sizes=sizes, steps=steps, batch=batch, seq=seq or min(ctx or 64, 64),
-              lr=lr, weight_decay=weight_decay, seed=seed, dtype=f"float{width}", out=str(out))
+              lr=lr, weight_decay=weight_decay, seed=seed, dtype=dtype, out=str(out))
     if len(tokens) <= run.seq + 1:
         raise CardError(f"the text has {len(tokens)} training bytes: too few for sequences of {run.seq}")
     launch(run, nproc)
