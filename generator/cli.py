@@ -352,12 +352,12 @@ def train_cmd(card, data, steps, batch, seq, lr, lr_min, warmup, weight_decay, c
               resume, force, seed, dtype, eval_every, save_every, log_scale, engine, nproc):
     """Train a model card on bytes of text with AdamW; SIGINT/SIGTERM save, --resume continues exactly."""
     if engine == "torch":  # cardgen.torch.ddp: the card in PyTorch, data-parallel on torch.distributed
-        from .torch.ddp import train_command
         unused = given_options(["lr_min", "warmup", "clip", "accumulate", "resume", "force", "eval_every",
                                 "save_every", "log_scale"])
         if unused:
             raise CardError(f"--engine torch takes a constant --lr, no clipping, checkpoints or validation: "
                             f"drop {', '.join('--' + n.replace('_', '-') for n in unused)}")
+        from .torch.ddp import train_command
         from .train.commands import read_data
         out = train_command(search.resolve(card), read_data(data)[0], steps=steps, batch=batch, seq=seq, lr=lr,
                             weight_decay=weight_decay, values=parse_sets(sets), out_dir=out_dir, seed=seed,

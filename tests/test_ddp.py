@@ -42,3 +42,20 @@ def test_two_gloo_processes_take_the_steps_of_one_process_on_the_whole_batch(tmp
     init = CardModule(run.card, dtype=__import__("torch").float64, seed=run.seed, **run.sizes)
     moved = max(np.max(np.abs(one[n] - p.detach().numpy())) for n, p in init.named_parameters())
     assert moved > 1e-3
+
+
+def test_the_train_command_runs_the_torch_engine_and_refuses_the_numpy_trainers_options(tmp_path):
+    from click.testing import CliRunner
+
+    from cardgen.cli import main
+    sizes = ["--set", "D=16", "--set", "H=2", "--set", "D_f=32", "--set", "N=1", "--set", "ctx=8"]
+    args = ["train", str(ROOT / "cards" / "GPT2.card"), "--engine", "torch", "--steps", "2", "--batch", "2",
+            "--seq", "8", "--dtype", "float64", "--data", str(ROOT / "README.md"), "--out", str(tmp_path), *sizes]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "weights.npz").exists()
+    assert np.load(tmp_path / "weights.npz")["W_e"].dtype == np.float64
+    assert (tmp_path / "log.csv").read_text().splitlines()[1:] and "step 2/2" in result.output
+    refused = CliRunner().invoke(main, [*args, "--warmup", "3", "--clip", "0.5"])
+    assert refused.exit_code == 1
+    assert "--engine torch takes a constant --lr" in refused.output and "drop --warmup, --clip" in refused.output
