@@ -13,7 +13,7 @@ arrays they make go on their operands' device (``array_api_compat.device``).
 from __future__ import annotations
 
 from .core import Op
-from .npcode import SCALAR_MATH, py_dim
+from .npcode import SCALAR_MATH, at_index, py_dim
 
 # Constants the lowerer spells for NumPy (layout.py, lower_expr.py): Python's own here.
 CONSTANTS = {"np.inf": "math.inf", "-np.inf": "-math.inf", "np.pi": "math.pi"}
@@ -72,7 +72,7 @@ PRINT = {
     "powv": lambda op, a, b: f"{a} ** {b}",
     "maximum": lambda op, a, b: f"_maximum(xp, {a}, {b})",
     "neg": lambda op, a: f"-{a}",
-    "not": lambda op, a: f"xp.logical_not({a})",
+    "not": lambda op, a: f"xp.logical_not({a})" if op.shape or op.batched else f"(not {a})",  # ~True is −2
     "le": lambda op, a, b: f"{a} <= {b}", "lt": lambda op, a, b: f"{a} < {b}",
     "ge": lambda op, a, b: f"{a} >= {b}", "gt": lambda op, a, b: f"{a} > {b}",
     "eq": lambda op, a, b: f"{a} == {b}", "ne": lambda op, a, b: f"{a} != {b}",
@@ -95,9 +95,10 @@ PRINT = {
     "take": lambda op, t, j: f"_take(xp, {t}, {_offset(j, op.attr[0])})",
     "take_along": lambda op, a, j: f"_take_along(xp, {a}, {_offset(j, op.attr[1])}, {op.attr[0]})",
     "pick": lambda op, a: f"_pick({a}, {op.attr[1]}, {op.attr[0]})",
-    "index": lambda op, a: f"{a}[{op.attr[0]}]",
+    "index": lambda op, a: f"{a}[{at_index(op.attr[0], op.attr[1], len(op.shape) + 1, op.batched)}]",
     "where": lambda op, c, a, b: f"xp.where({c}, {a}, {b})",
     "copy": lambda op, a: f"{a}",
+    "batch": lambda op, a: f"_batch(xp, {a}, batch, device)",  # batch: forward's batch axes
     "broadcast": lambda op, a: (f"_broadcast_axes(xp, {a}, {op.attr[0]}, "
                                 f"({', '.join(py_dim(d) for d in op.attr[1])},), {-op.attr[2]})"),
 }
@@ -160,6 +161,36 @@ def _check_input(xp, name, value, shape, kind, lo, hi, card_set):
         if low < lo or high > hi:
             raise ValueError(f"{name} holds ids {low}..{high}, outside {lo}..{hi}: "
                              f"the card says {name} ∈ {card_set}")
+
+
+def _as_mask(xp, name, value, card_set):
+    """A true/false input as booleans; the numbers 0 and 1 are read as false and true."""
+    a = value if is_array_api_obj(value) else xp.asarray(value)
+    if xp.isdtype(a.dtype, "bool"):
+        return a
+    if xp.isdtype(a.dtype, ("integral", "real floating")):
+        try:
+            only_01 = bool(xp.all((a == 0) | (a == 1)))
+        except TypeError:  # traced (jax.jit): the values are not known until the compiled code runs
+            only_01 = True
+        if only_01:
+            return a != 0
+    raise ValueError(f"{name} must be true/false values (booleans, or the numbers 0 and 1), not {a.dtype}"
+                     f"{' holding other numbers' if xp.isdtype(a.dtype, 'numeric') else ''}; "
+                     f"the card says {name} ∈ {card_set}")
+
+
+def _check_divides(quotient, num, den, num_text, den_text):
+    """ValueError, in the card's terms, for a size the card divides that does not divide evenly."""
+    if den == 0 or num % den:
+        raise ValueError(f"{quotient} must be a whole number, but {num_text} = {num} is not a multiple of "
+                         f"{den_text} = {den}: the card divides {num_text} by {den_text}")
+
+
+def _batch(xp, a, batch, device):
+    """a repeated over forward's batch axes."""
+    a = a if is_array_api_obj(a) else xp.asarray(a, device=device)
+    return xp.broadcast_to(a, tuple(batch) + tuple(a.shape))
 
 
 def _check_params(params, shapes):
