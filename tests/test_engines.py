@@ -40,8 +40,8 @@ class Case:
 
 
 @functools.cache
-def case(name: str) -> Case:
-    path = str(ROOT / "cards" / f"{name}.card")
+def case(name: str, path: str | None = None) -> Case:
+    path = path or str(ROOT / "cards" / f"{name}.card")
     lib = library_for(path)
     _, checked = load(path, lib)
     numpy_mod = load_module(checked, lib)
@@ -117,6 +117,25 @@ def test_array_api_module_on_torch_cpu_tensors_equals_numpy_target(name, torch1)
         assert isinstance(t, torch.Tensor), f"a {type(t).__name__}, not a torch.Tensor"
         return t.numpy()
     run_on(c, torch.asarray, to_numpy)
+
+
+def recurrence_cards(folder) -> dict[str, str]:
+    """The recurrences of tests/test_recurrence.py (loops over time, written step by step), as files."""
+    from . import test_recurrence
+    paths = {}
+    for text in (v for k, v in vars(test_recurrence).items() if k.isupper() and isinstance(v, str)):
+        name = text.split("(")[0].split()[-1]
+        paths[name] = folder / f"{name}.card"
+        paths[name].write_text(text, "utf-8")
+    return paths
+
+
+def test_array_api_module_of_recurrences_on_torch_equals_numpy_target(tmp_path, torch1):
+    paths = recurrence_cards(tmp_path)
+    assert {"Elman", "GRU", "LSTM"} <= set(paths)
+    for name, path in paths.items():
+        c = case(name, str(path))
+        run_on(c, torch1.asarray, lambda t: t.numpy())
 
 
 @pytest.fixture
