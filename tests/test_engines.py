@@ -210,3 +210,13 @@ def test_the_array_api_target_refuses_wrapper_cards_with_a_reason():
     _, checked = load(path, lib)
     with pytest.raises(LoweringError, match="compiles model cards; DTraining is a training card"):
         module_source(checked, lib, "cards/DTraining.card", target="array-api")
+
+
+def test_init_params_draws_the_numpy_targets_numbers_into_the_namespace_given(torch1):
+    c = case("GPT2")
+    want = c.numpy_mod.init_params(c.config, np.random.default_rng(7), np.float64)
+    got = c.xp_mod.init_params(c.config, np.random.default_rng(7), np.float64, xp=torch1)
+    for k, v in vars(want).items():
+        t = getattr(got, k)
+        assert isinstance(t, torch1.Tensor) and t.dtype == torch1.float64
+        assert np.array_equal(t.numpy(), v), k
