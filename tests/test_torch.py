@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch  # without the `test` extra, conftest.py leaves this file out
 
-torch = pytest.importorskip("torch")
+from cardgen.lang.errors import CardError
+from cardgen.torch import CardFunction, CardModule
 
-from cardgen.lang.errors import CardError  # noqa: E402
-from cardgen.torch import CardFunction, CardModule  # noqa: E402
-
-from .conftest import ROOT  # noqa: E402
-from .test_engines import MODELS, case  # noqa: E402
+from .conftest import ROOT
+from .test_engines import MODELS, case
 
 
 @pytest.fixture(autouse=True)
