@@ -233,3 +233,18 @@ def test_init_params_draws_the_numpy_targets_numbers_into_the_namespace_given(to
         t = getattr(got, k)
         assert isinstance(t, torch1.Tensor) and t.dtype == torch1.float64
         assert np.array_equal(t.numpy(), v), k
+
+
+def test_the_public_api_compiles_for_the_array_api_target(tmp_path):
+    import cardgen
+    from cardgen.lang.errors import CardError
+    card = cardgen.load(str(ROOT / "cards" / "LayerNorm.card"))
+    mod = card.compile("array-api")
+    assert "from array_api_compat import array_namespace" in cardgen.api.module_text(card, "array-api")
+    c = case("LayerNorm")
+    *outs, _ = mod.forward(c.config, mod.Params(**vars(c.params)), *c.args)
+    assert_close(outs[0], c.outs[0], "output")
+    written = cardgen.api.build([str(ROOT / "cards" / "LayerNorm.card")], tmp_path, target="array-api")
+    assert [p.name for p in written] == ["LayerNorm.py"] and "# Target: the Python array API" in written[0].read_text()
+    with pytest.raises(CardError, match="unknown target 'cuda': cardgen emits numpy or array-api"):
+        card.compile("cuda")
