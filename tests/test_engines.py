@@ -22,6 +22,9 @@ from cardgen.lang.load import library_for, load
 from .conftest import ROOT
 
 TOL = 1e-12
+# XLA's optimisation passes are most of a jax.jit's cost on these small cards (~40%) and buy nothing
+# the comparison checks; read when JAX starts its CPU backend, which no other test file does.
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true")
 # Every card that compiles to a model module (not a training or inference wrapper).
 MODELS = sorted(p.stem for p in (ROOT / "generated").glob("*.py")
                 if "def train_step(" not in (text := p.read_text("utf-8")) and "def generate(" not in text)
