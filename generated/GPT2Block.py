@@ -110,6 +110,7 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     e_shape = e.shape
     _check_input('e', e, (None, D, ), 'f', None, None, 'ℝ^{T×D}')
     _check_params(params, {'gamma_1': (D, ), 'beta_1': (D, ), 'W_qkv': (D, 3*D, ), 'b_qkv': (3*D, ), 'W_o': (D, D, ), 'b_o': (D, ), 'gamma_2': (D, ), 'beta_2': (D, ), 'W_fc': (D, D_f, ), 'b_fc': (D_f, ), 'W_proj': (D_f, D, ), 'b_proj': (D, )})
+    _check_divides('D/H', D, H, 'D', 'H')
     dtype = np.result_type(gamma_1)
     batch = np.shape(e)[:np.ndim(e) - 2]
     # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
@@ -399,9 +400,49 @@ def _check_input(name, value, shape, kind, lo, hi, card_set):
                          f"the card says {name} ∈ {card_set}")
 
 
+def _as_mask(name, value, card_set):
+    """A true/false input as NumPy booleans; the numbers 0 and 1 are read as false and true
+    (on integers ¬ is NumPy's bitwise ~, which would turn 1 into −2: still true)."""
+    a = np.asarray(value)
+    if a.dtype == np.bool_:
+        return a
+    if (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)) and np.isin(a, (0, 1)).all():
+        return a != 0
+    raise ValueError(f"{name} must be true/false values (booleans, or the numbers 0 and 1), not {a.dtype}"
+                     f"{' holding other numbers' if a.dtype.kind in 'iuf' else ''}; the card says {name} ∈ {card_set}")
+
+
+def _check_divides(quotient, num, den, num_text, den_text):
+    """ValueError, in the card's terms, for a size the card divides that does not divide evenly."""
+    if den == 0 or num % den:
+        raise ValueError(f"{quotient} must be a whole number, but {num_text} = {num} is not a multiple of "
+                         f"{den_text} = {den}: the card divides {num_text} by {den_text}")
+
+
+def _check_length(text, value, sizes):
+    """ValueError, in the card's terms, for a length the card computes that comes out negative."""
+    if value < 0:
+        given = ", ".join(f"{name} = {size}" for name, size in sizes)
+        raise ValueError(f"{text} is {value} here ({given}), a negative length: the inputs or sizes are too "
+                         "small for the card, or a range in it runs backwards")
+
+
 def _check_params(params, shapes):
+    """ValueError for a parameter of the wrong shape, or not float32/float64 (float16 would lose the
+    gradient, complex would compute something else), or of another dtype than the first."""
+    first = None
     for field, want in shapes.items():
-        got = np.shape(getattr(params, field))
+        value = getattr(params, field)
+        dtype = np.asarray(value).dtype
+        if dtype != np.float32 and dtype != np.float64:
+            raise ValueError(f"params.{field} is {dtype}: generated modules compute in float32 or float64 "
+                             "(convert with .astype(np.float32))")
+        if first is None:
+            first = field, dtype
+        elif dtype != first[1]:
+            raise ValueError(f"params.{field} is {dtype} but params.{first[0]} is {first[1]}: the parameters "
+                             "share one dtype, which the whole computation follows")
+        got = np.shape(value)
         if len(got) != len(want) or any(w is not None and g != w for g, w in zip(got, want, strict=True)):
             raise ValueError(f"params.{field} has shape {got}, but the config asks for {want}")
 

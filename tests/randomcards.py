@@ -430,10 +430,6 @@ CONSTRUCTS = {
 }
 NEEDS = {"mask": "TT", "attend": "TT", "iverson": "TT"}  # a construct that reads a kind some step must make first
 OPEN = {  # construct -> the open bug it runs into (README, "Differential testing")
-    "recurrence": "a loop that carries h and writes Y[t] per step does not compile (issue 10's RNN)",
-    "heads_columns": "build refuses a per-head slice (h − 1)·D/H + 1 : h·D/H in a 1-based card",
-    "heads_update": "a ∀ update of S_h[t, u] that reads S_h inside a head loop is dropped (issue 10's first)",
-    "iverson": "[[a]] − [[b]] subtracts NumPy booleans in the generated module (issue 10)",
     "halves": "build refuses a join of two matrices [A, B] (issue 10)",
     "pairs": "a family with two indices P^i_t crashes the lowering (issue 10)",
     "nested_layers": "a layer loop inside a layer loop: the backward reads the first outer pass's saved values",

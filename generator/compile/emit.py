@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from pathlib import Path
+from fractions import Fraction
 
 import jinja2
 
@@ -22,7 +22,8 @@ from .core import Loop, Op, Program, walk
 from .lower import lower
 from .memory import holders, inplace_expr, plan
 from .naming import ascii_name
-from .npcode import BACKWARD_HELPERS, HELPERS, op_expr, out_expr, py_dim
+from .npcode import BACKWARD_HELPERS, HELPERS, at_index, op_expr, out_expr, py_dim
+from .pytext import comment, docstring, header_path, number
 from .wrappers import wrapper_code
 
 COMMENT_COL = 60
@@ -40,17 +41,6 @@ def shape_comment(shape, batched: bool) -> str:
     return "(" + ", ".join(dims) + (",)" if len(dims) == 1 else ")")
 
 
-def docstring_text(text: str) -> str:
-    """Card text inside a triple-quoted docstring: no escape sequence, nothing that ends it."""
-    text = text.replace("\\", "\\\\").replace('"""', "'''")
-    return text + " " if text.endswith('"') else text
-
-
-def safe_comment(text: str) -> str:
-    """Card text inside a # comment: one line, nothing that ends the comment."""
-    return " ".join(text.replace("\x00", "").split())
-
-
 class Writer:
     """Turns a body of core ops (and loops) into indented Python lines."""
 
@@ -63,6 +53,7 @@ class Writer:
         self.side = f"{card}:{side}"  # keys never meet another card's, or the other pass's
         self.loop_var: str | None = None
         self.per_layer: set[str] = set()  # values kept for every layer (saved for the backward)
+        self.params: set[str] = set()  # parameter names (a stacked gradient is shaped like params.X)
 
     def buffer(self, op: Op) -> str:
         """The workspace array an op writes into: one per value; inside a layer loop one per
@@ -78,7 +69,7 @@ class Writer:
         if step and step != self.last_step:
             text = self.card_lines.get(step)
             if text:
-                self.lines.append(indent + "# " + safe_comment(text))
+                self.lines.append(indent + "# " + comment(text))
             self.last_step = step
 
     def op(self, op: Op, indent: str, shape_names: dict[str, str]):
@@ -88,9 +79,9 @@ class Writer:
         if expr is None and op.kind == "real" and (op.shape or op.batched):
             expr = out_expr(op, self.buffer(op))
         code = f"{indent}{op.out} = {expr or op_expr(op)}"
-        comment = shape_comment(op.shape, op.batched)
+        shape = comment(shape_comment(op.shape, op.batched))
         pad = max(1, COMMENT_COL - len(code))
-        self.lines.append(code + " " * pad + "# " + comment)
+        self.lines.append(code + " " * pad + "# " + shape)
         if op.out in shape_names:
             self.lines.append(f"{indent}{shape_names[op.out]} = {op.out}.shape")
 
@@ -118,6 +109,13 @@ def card_line_map(checked: Checked, lib: Library) -> dict[str, str]:
 
 def module_source(checked: Checked, lib: Library, source_path: str) -> str:
     """The generated module for one card, as text."""
+    try:
+        return _module_source(checked, lib, source_path)
+    except CardError as e:  # a rule that knew the node but not the file
+        raise e.located(checked.card.path, checked.card.source) from None
+
+
+def _module_source(checked: Checked, lib: Library, source_path: str) -> str:
     prog = lower(checked, lib)
     names = prog.names
     names.count = 10_000  # backward temporaries never meet forward ones
@@ -137,11 +135,11 @@ def module_source(checked: Checked, lib: Library, source_path: str) -> str:
         field = how.removeprefix("config.")
         if how.startswith("config.") and field not in have:
             hypers.insert(0, {"field": field, "type": "int", "default": None,
-                              "comment": safe_comment(f"{s} — a size of the model the card trains or runs")})
+                              "comment": comment(f"{s} — a size of the model the card trains or runs")})
             have.add(field)
     for s in param_dims(prog):
         hypers.insert(0, {"field": ascii_name(s), "type": "int", "default": None,
-                          "comment": safe_comment(f"{s} — length of an input axis; sizes parameters")})
+                          "comment": comment(f"{s} — length of an input axis; sizes parameters")})
     params = param_fields(checked, prog)
     inputs = [v.name for v in prog.inputs]
     helpers = HELPERS + BACKWARD_HELPERS
@@ -149,16 +147,16 @@ def module_source(checked: Checked, lib: Library, source_path: str) -> str:
     out_name = ", ".join(output_names(prog, checked))
     tmpl = _env().get_template("module.py.j2")
     return tmpl.render(
-        source=source_path, sha=hashlib.sha256(card.source.encode("utf-8")).hexdigest(),
-        name=card.name, purpose=docstring_text(safe_comment(card.purpose or card.name)),
-        card_text=docstring_text("\n".join("    " + line if line else "" for line in text.splitlines())),
+        source=header_path(source_path), sha=hashlib.sha256(card.source.encode("utf-8")).hexdigest(),
+        name=docstring(comment(card.name)), purpose=docstring(comment(card.purpose or card.name)),
+        card_text=docstring("\n".join("    " + line if line else "" for line in text.removesuffix("\n").split("\n"))),
         input_list=", ".join(inputs), input_args=", ".join(inputs), output=out_name,
         output_grad=", ".join(bwd.output_grads),
         hypers=hypers, params=params, init_dims=init_dims(prog),
-        signature=safe_comment(f"{', '.join(card.outputs)} ← {card.name}(...)"),
-        input_docs=[f"{v.name}: {shape_comment(v.shape, v.batched)} {'token ids' if v.kind == 'int' else ''}"
-                    .rstrip() for v in prog.inputs],
-        output_shape=", ".join(shape_comment(o.shape, o.batched) for o in prog.outputs),
+        signature=docstring(comment(f"{', '.join(card.outputs)} ← {card.name}(...)")),
+        input_docs=[docstring(comment(f"{v.name}: {shape_comment(v.shape, v.batched)} "
+                                      f"{'token ids' if v.kind == 'int' else ''}")) for v in prog.inputs],
+        output_shape=docstring(comment(", ".join(shape_comment(o.shape, o.batched) for o in prog.outputs))),
         forward=drop_unused(fwd + [f"return {', '.join(o.name for o in prog.outputs)}, cache"]),
         backward=back, helpers=helpers, extra=wrapper_code(prog, checked),
     )
@@ -268,10 +266,40 @@ def check_lines(prog: Program) -> list[str]:
         kind = {"int": "i", "bool": "b"}.get(v.kind, "f")
         lines.append(f"_check_input({v.name!r}, {v.name}, {expected(v.shape)}, {kind!r}, {lo}, {hi}, "
                      f"{decl!r})")
+        if v.kind == "bool":  # a mask given as 0/1 numbers
+            lines.append(f"{v.name} = _as_mask({v.name!r}, {v.name}, {decl!r})")
     shapes = ", ".join(f"{p.name!r}: {expected(p.shape)}" for p in prog.params)
     if prog.params:
         lines.append(f"_check_params(params, {{{shapes}}})")
+    lines += division_checks(prog)
     del set_text
+    return lines
+
+
+def division_checks(prog: Program) -> list[str]:
+    """A size the card divides (``D/H``) must divide evenly, else ``D // H`` silently drops the rest
+    (or a reshape fails in NumPy's terms): one check per quotient, in the card's terms."""
+    shapes = [v.shape for v in prog.inputs + prog.params] + [op.shape for op in walk(prog.body)]
+    shapes += [(item.count,) for item in prog.body if isinstance(item, Loop)]
+    seen: dict[str, tuple[Poly, Poly]] = {}
+    for shape in shapes:
+        for dim in shape:
+            if not isinstance(dim, Poly):
+                continue
+            for mono, coef in dim.terms:
+                den = Poly(((tuple((s, -e) for s, e in mono if e < 0), Fraction(coef.denominator)),))
+                if den == Poly.const(1):
+                    continue
+                num = Poly(((tuple((s, e) for s, e in mono if e > 0), Fraction(abs(coef.numerator))),))
+                seen.setdefault(poly_text(num.divide(den)), (num, den))
+    lines = [f"_check_divides({text!r}, {py_dim(num)}, {py_dim(den)}, {poly_text(num)!r}, {poly_text(den)!r})"
+             for text, (num, den) in seen.items()]
+    # A length such as ℓ − 11 (Σ_{t=11}^{ℓ−1}) is negative for a sequence too short for the card.
+    differences = {poly_text(d): d for shape in shapes for d in shape
+                   if isinstance(d, Poly) and any(c < 0 for _, c in d.terms)}
+    for text, d in differences.items():
+        sizes = "".join(f"({s!r}, {ascii_name(s)}), " for s in d.symbols())
+        lines.append(f"_check_length({text!r}, {py_dim(d)}, ({sizes}))")
     return lines
 
 
@@ -317,6 +345,11 @@ def loop(lp: Loop, w: Writer, indent: str, shape_names, bwd: Backward):
         w.lines.append(f"{indent}{inner} = {outer}")
     if saved:
         w.lines.append(f"{indent}saved_{lp.var} = []")
+    for whole, v, _axis, dims in lp.stacks:  # a recurrence's output, filled one step at a time
+        batched = bwd.values[v].batched
+        shape = ", ".join(py_dim(d) for d in dims) + ("," if len(dims) == 1 else "")
+        key = repr(f"{w.side}{whole}")
+        w.lines.append(f"{indent}{whole} = _buf(workspace, {key}, {'batch + ' if batched else ''}({shape}), dtype)")
     w.lines.append(f"{indent}for {lp.var} in range({py_dim(lp.count)}):")
     keep = holders(lp.body, w.inplace, saved)
     # A layer that saves (a view of) its input keeps the previous layer's output alive too.
@@ -326,6 +359,8 @@ def loop(lp: Loop, w: Writer, indent: str, shape_names, bwd: Backward):
         if inner in shape_names:
             w.lines.append(f"{indent}    {shape_names[inner]} = {inner}.shape")
     body(lp.body, w, indent + "    ", shape_names, bwd)
+    for whole, v, axis, dims in lp.stacks:
+        w.lines.append(f"{indent}    {whole}[{at_index(lp.var, axis, len(dims), True)}] = {v}")
     if saved:
         w.lines.append(f"{indent}    saved_{lp.var}.append(({', '.join(saved)},))")
     for _, inner, res in lp.carried:
@@ -335,6 +370,9 @@ def loop(lp: Loop, w: Writer, indent: str, shape_names, bwd: Backward):
         w.lines.append(f"{indent}{new} = {inner}")
         if new in shape_names:
             w.lines.append(f"{indent}{shape_names[new]} = {new}.shape")
+    for whole, *_ in lp.stacks:
+        if whole in shape_names:
+            w.lines.append(f"{indent}{shape_names[whole]} = {whole}.shape")
     w.last_step = None
     w.loop_var = None
 
@@ -342,6 +380,7 @@ def loop(lp: Loop, w: Writer, indent: str, shape_names, bwd: Backward):
 def backward_lines(prog: Program, bwd: Backward, card_lines) -> list[str]:
     keep = {g for g in list(bwd.param_grads.values()) + list(bwd.input_grads.values()) if g}
     w = Writer(card_lines, plan(bwd.body, keep), side="b", card=prog.name)
+    w.params = {p.name for p in prog.params}
     dims = [ascii_name(s) for s in prog.dims]
     saved = saved_names(prog, bwd)
     for _h, local in prog.hyper_names.items():
@@ -375,9 +414,13 @@ def bloop(bl: BLoop, w: Writer, indent: str, bwd: Backward):
     lp = bl.loop
     for res, g in bl.seeds:
         w.lines.append(f"{indent}{bl.carry[res]} = {g}")
-    for stacked in bl.sliced.values():
-        grad = bl.stacked_grads[stacked]
-        w.lines.append(f"{indent}{grad} = _buf(workspace, {w.side + grad!r}, params.{stacked}.shape, dtype)")
+    seeded = {res for res, _ in bl.seeds}
+    for res, name in bl.carry.items():
+        if res not in seeded:
+            w.lines.append(f"{indent}{name} = np.zeros({bl.zeros[res]}, dtype)")
+    for stacked, grad in bl.stacked_grads.items():
+        shape = f"params.{stacked}.shape" if stacked in w.params else bl.stacked_shapes[stacked]
+        w.lines.append(f"{indent}{grad} = _buf(workspace, {w.side + grad!r}, {shape}, dtype)")
         w.lines.append(f"{indent}{grad}.fill(0)")
     for _, acc in bl.closure.values():
         w.lines.append(f"{indent}{acc} = 0")
@@ -388,12 +431,15 @@ def bloop(bl: BLoop, w: Writer, indent: str, bwd: Backward):
         w.lines.append(f"{inner}{', '.join(bl.saved)}, = saved_{lp.var}[{lp.var}]")
     bbody(bl.body, w, inner, bwd)
     for per_layer, stacked in bl.sliced.items():
-        w.lines.append(f"{inner}{bl.stacked_grads[stacked]}[{lp.var}] += {bl.body_grads[per_layer]}")
+        at = at_index(lp.var, bl.slice_axes[per_layer], len(bwd.values[stacked].shape), stacked not in w.params)
+        w.lines.append(f"{inner}{bl.stacked_grads[stacked]}[{at}] += {bl.body_grads[per_layer]}")
     for _x, (g, acc) in bl.closure.items():
         w.lines.append(f"{inner}{acc} = {acc} + {g}")
     for _outer, inner_name, res in lp.carried:
         if inner_name in bl.body_grads and res in bl.carry:
             w.lines.append(f"{inner}{bl.carry[res]} = {bl.body_grads[inner_name]}")
+        elif res in bl.carry:
+            w.lines.append(f"{inner}{bl.carry[res]} = np.zeros({bl.zeros[res]}, dtype)")
     w.last_step = None
     w.loop_var = None
 
@@ -409,16 +455,20 @@ def config_fields(checked: Checked, prog: Program) -> list[dict]:
                 continue
             field = ascii_name(n)
             integral = b.type.kind in ("nat", "integer", "span")
+            boolean = b.type.kind == "boolean"
             default = None
-            if d.default is not None:
+            if d.default is not None and boolean and d.default.op == "num":
+                default = str(float(d.default.attr) != 0)
+            elif d.default is not None:
                 t = checked.types.get(id(d.default))
                 if t is not None and t.value is not None and t.value.constant is not None:
                     default = str(int(t.value.constant))
                 elif d.default.op == "num":
-                    default = repr(float(d.default.attr)) if not integral else d.default.attr
+                    default = number(d.default.attr, integral)
             desc = f" — {d.desc}" if d.desc else ""
-            out.append({"field": field, "type": "int" if integral else "float", "default": default,
-                        "comment": safe_comment(f"{n}{desc}")})
+            out.append({"field": field, "type": "int" if integral else "bool" if boolean else "float",
+                        "default": default,
+                        "comment": comment(f"{n}{desc}")})
     out.sort(key=lambda h: h["default"] is not None)  # fields with defaults last
     return out
 
@@ -435,13 +485,7 @@ def param_fields(checked: Checked, prog: Program) -> list[dict]:
             init = f"np.zeros(({shape},), dtype=dtype)"
         else:
             init = f"(0.02 * rng.standard_normal(({shape},))).astype(dtype)"
-        comment = ".".join(path) + " " + shape_comment(v.shape, False)
-        out.append({"field": v.name, "init": init, "comment": safe_comment(comment)})
+        note = ".".join(path) + " " + shape_comment(v.shape, False)
+        out.append({"field": v.name, "init": init, "comment": comment(note)})
     return out
 
-
-def write_module(checked: Checked, lib: Library, out_dir: Path, source_path: str) -> Path:
-    text = module_source(checked, lib, source_path)
-    path = out_dir / f"{checked.card.name}.py"
-    path.write_text(text, "utf-8")
-    return path
