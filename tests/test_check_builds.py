@@ -245,3 +245,15 @@ def test_a_length_the_card_computes_must_not_be_negative():
     params = mod.init_params(cfg, np.random.default_rng(0), np.float64)
     with pytest.raises(ValueError, match=r"ℓ − 1 is -1 here \(ℓ = 0\), a negative length: the inputs or sizes"):
         mod.forward(cfg, params, np.zeros((2, 0), np.int64))
+
+
+def test_gradcheck_is_not_fooled_by_a_kink_in_its_stencil():
+    """EDTransformer with two declarations swapped drew other weights, and a ReLU input landed within
+    the five-point stencil's reach of 0: gradcheck failed a right gradient (1.9e-2; scripts/fuzz_build.py)."""
+    from cardgen.compile.gradcheck import EPS, derivative, relative_error
+
+    def relu(h):
+        return max(0.0, h + 1.5 * EPS)  # the kink at −1.5·EPS: inside the stencil (±2·EPS), slope 1 at 0
+    assert abs(derivative(relu) - 1.0) > TOL  # the plain stencil is fooled
+    assert relative_error(relu, 1.0, 1e-4) <= TOL  # a smaller step is not
+    assert relative_error(relu, 2.0, 1e-4) > 0.1  # and a wrong gradient fails at every step
