@@ -22,23 +22,32 @@ def card_paths(paths) -> list[Path]:
     return out
 
 
-def library_for(path: str | None) -> Library:
+def library_for(path: str | None, shared: dict | None = None) -> Library:
+    """The library ``path``'s calls resolve in: its own folder, then ``./cards``. With ``shared``
+    (a dict kept for one invocation), cards in the same folders share one Library, so each
+    callee is parsed and checked once, not once per card that calls it."""
     folders = []
     if path and path != "-":
         folders.append(str(Path(path).parent))
     if Path("cards").is_dir():
         folders.append("cards")
-    return Library(folders=folders)
+    if shared is None:
+        return Library(folders=folders)
+    key = tuple(str(Path(f).resolve()) for f in folders)
+    return shared.setdefault(key, Library(folders=folders))
 
 
 def load(path: str, lib: Library | None = None) -> tuple[Card, Checked]:
     """Parse and check one card (``-``: standard input)."""
+    lib = lib or library_for(path)
     if path == "-":
         card = parse_stream(sys.stdin.buffer, "<stdin>")
     else:
-        card = parse_file(path)
-    lib = lib or library_for(path)
-    if path == "-" or lib.card(card.name) is None or lib.card(card.name).source != card.source:
+        known = lib.cards.get(Path(path).stem)  # parsed already as a callee of an earlier card
+        card = known if known is not None and known.path == str(Path(path)) else parse_file(path)
+    old = lib.cards.get(card.name)
+    if old is None or old.source != card.source:
         lib.cards[card.name] = card
-        lib.done.pop(card.name, None)
+        if old is not None:  # cards checked against the old text may differ now
+            lib.done.clear()
     return card, check(card, lib)
