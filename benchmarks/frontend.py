@@ -6,7 +6,9 @@ process, as the `cardgen` on PATH runs it, medians of several runs.
 Rows: `cardgen --help`, `cardgen check` of one card and of the corpus, `cardgen build --check` and
 `cardgen build` of the corpus (into a temporary folder). Each command runs once untimed first, so
 the parser cache (see `cardgen.lang.parse.cache_dir`) holds the current grammar's parser, as it
-does after any first run; `--no-cache` times every run without it (CARDGEN_CACHE_DIR=off).
+does after any first run; `--no-cache` times every run without it (CARDGEN_CACHE_DIR=off). The
+same untimed run writes cardgen's bytecode (`__pycache__`), as installing a wheel does: the
+children run without PYTHONDONTWRITEBYTECODE unless `--no-bytecode` is given.
 
 Wall time is what a person waits; CPU time (user + system, from the child's rusage) is what the
 process itself spent, and moves less when other work shares the machine. The targets are the
@@ -47,11 +49,14 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5, help="timed runs per command (default 5)")
     ap.add_argument("--cardgen", default=shutil.which("cardgen") or "cardgen", help="the cardgen to run")
     ap.add_argument("--no-cache", action="store_true", help="run without the parser cache")
+    ap.add_argument("--no-bytecode", action="store_true", help="compile cardgen's sources in every run")
     args = ap.parse_args()
 
     env = dict(os.environ)
     if args.no_cache:
         env["CARDGEN_CACHE_DIR"] = "off"
+    if not args.no_bytecode:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
     out = tempfile.mkdtemp(prefix="cardgen-bench-")
     rows = [
         ("cardgen --help", [args.cardgen, "--help"], 0.2),
@@ -62,7 +67,7 @@ def main() -> None:
         ("cardgen build -o TMP", [args.cardgen, "build", "-o", out], 3.0),
     ]
     print(f"{args.runs} runs each, new process per run; parser cache {'off' if args.no_cache else 'on'}; "
-          f"load average {os.getloadavg()[0]:.1f}")
+          f"bytecode {'off' if args.no_bytecode else 'on'}; load average {os.getloadavg()[0]:.1f}")
     print(f"{'command':36} {'wall median':>12} {'min':>8} {'CPU median':>11} {'target':>8}")
     try:
         for label, argv, target in rows:
