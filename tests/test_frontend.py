@@ -111,6 +111,9 @@ def test_cache_folder_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("CARDGEN_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert parse_mod.cache_dir() == tmp_path / "cardgen"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # the XDG spec: ignore a relative path
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert parse_mod.cache_dir() == tmp_path / ".cache" / "cardgen"
 
 
 def test_check_parses_and_checks_each_card_once(monkeypatch):

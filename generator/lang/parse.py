@@ -112,7 +112,12 @@ def cache_dir() -> Path | None:
     env = os.environ.get("CARDGEN_CACHE_DIR")
     if env is not None:
         return None if env in ("", "off") else Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):  # unset, or relative (which the XDG spec says to ignore)
+        home = os.path.expanduser("~")
+        if not os.path.isabs(home):  # no home at all: no cache, rather than one in the current folder
+            return None
+        base = os.path.join(home, ".cache")
     return Path(base) / "cardgen"
 
 
