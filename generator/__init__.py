@@ -1,4 +1,9 @@
-"""cardgen: compile algorithm cards (Phuong & Hutter style pseudocode) into NumPy."""
+"""cardgen: compile algorithm cards (Phuong & Hutter style pseudocode) into NumPy.
+
+The public API (``load``, ``loads``, ``render``, ``build``, ``Card``, …) is ``cardgen.api``'s,
+importable from here; it is imported on first use, so ``cardgen --help`` stays quick (and so are
+``parse``, ``parse_file`` and ``CardError``: the parser loads lark).
+"""
 
 import sys
 
@@ -8,12 +13,15 @@ from .lang.limits import MAX_DEPTH
 # may nest up to MAX_DEPTH levels (a long sum is as deep as it is long).
 sys.setrecursionlimit(max(sys.getrecursionlimit(), 10 * MAX_DEPTH))
 
-__all__ = ["CardError", "parse", "parse_file"]
+API = ("Card", "build", "compile_card", "load", "loads", "render", "search_path", "where")
+
+__all__ = ["CardError", "parse", "parse_file", *API]
 
 
 def __getattr__(name: str):
-    """``cardgen.parse`` and friends load the parser (and lark) on first use, not on import, so
-    the command line answers ``--help`` at once."""
+    if name in API:
+        from . import api
+        return getattr(api, name)
     if name == "CardError":
         from .lang.errors import CardError
         return CardError
