@@ -78,8 +78,8 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     x = cache["x"]
     W = params.W
     # 1 return P = W[x] ▷ P ∈ ℝ^{T×V}
-    g10001 = _scatter_rows(d_P, x, W)                           # (V, V)
-    grads = Params(W=g10001)
+    d_W = _scatter_rows(d_P, x, W)                              # (V, V)
+    grads = Params(W=d_W)
     return grads, {}
 
 

@@ -322,13 +322,13 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     # 6 return P = e · W_e^⊤ ▷ P ∈ ℝ^{T×V}
     g10001 = _wgrad(e_hat_3, d_P, _buf(workspace, 'GPT2:bg10001', (D, V), dtype)) # (D, V)
     g10002 = np.swapaxes(_84, -1, -2)                           # (V, D)
-    g10003 = np.matmul(d_P, g10002, out=_buf(workspace, 'GPT2:bg10003', batch + (T, D), dtype)) # (…, T, D)
-    g10004 = np.swapaxes(g10001, -1, -2)                        # (V, D)
+    d_e_hat_3 = np.matmul(d_P, g10002, out=_buf(workspace, 'GPT2:bd_e_hat_3', batch + (T, D), dtype)) # (…, T, D)
+    d_W_e = np.swapaxes(g10001, -1, -2)                         # (V, D)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-    g10005 = _sum_to(g10003, 1, ())                             # (D,)
-    g10006 = np.multiply(g10003, gamma_f, out=_buf(workspace, 'GPT2:bg10006', batch + (T, D), dtype)) # (…, T, D)
-    g10007 = np.multiply(g10003, _81, out=_buf(workspace, 'GPT2:bg10007', batch + (T, D), dtype)) # (…, T, D)
-    g10008 = _sum_to(g10007, 1, ())                             # (D,)
+    d_beta_f = _sum_to(d_e_hat_3, 1, ())                        # (D,)
+    g10006 = np.multiply(d_e_hat_3, gamma_f, out=_buf(workspace, 'GPT2:bg10006', batch + (T, D), dtype)) # (…, T, D)
+    g10007 = np.multiply(d_e_hat_3, _81, out=_buf(workspace, 'GPT2:bg10007', batch + (T, D), dtype)) # (…, T, D)
+    d_gamma_f = _sum_to(g10007, 1, ())                          # (D,)
     g10009 = np.divide(g10006, _80, out=_buf(workspace, 'GPT2:bg10009', batch + (T, D), dtype)) # (…, T, D)
     g10010 = np.multiply(g10006, _81, out=g10006)               # (…, T, D)
     g10011 = np.divide(g10010, _80, out=g10010)                 # (…, T, D)
@@ -336,21 +336,21 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     g10013 = _sum_to(g10012, None, (-1,))                       # (…, T, 1)
     g10014 = np.squeeze(g10013, -1)                             # (…, T)
     g10015 = np.multiply(_79, 2.0, out=_buf(workspace, 'GPT2:bg10015', batch + (T,), dtype)) # (…, T)
-    g10016 = np.divide(g10014, g10015, out=_buf(workspace, 'GPT2:bg10016', batch + (T,), dtype)) # (…, T)
+    d_v_3 = np.divide(g10014, g10015, out=_buf(workspace, 'GPT2:bd_v_3', batch + (T,), dtype)) # (…, T)
     # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
-    g10017 = np.divide(g10016, D, out=g10016)                   # (…, T)
+    g10017 = np.divide(d_v_3, D, out=d_v_3)                     # (…, T)
     g10021 = np.broadcast_to(np.expand_dims(g10017, -1), shape_75) # (…, T, D)
     g10022 = np.multiply(_74, 2.0, out=_buf(workspace, 'GPT2:bg10022', batch + (T, D), dtype)) # (…, T, D)
     g10023 = np.multiply(g10021, g10022, out=g10022)            # (…, T, D)
-    g10024 = np.add(g10009, g10023, out=g10009)                 # (…, T, D)
-    g10025 = np.negative(g10024, out=_buf(workspace, 'GPT2:bg10025', batch + (T, D), dtype)) # (…, T, D)
+    d_e_5 = np.add(g10009, g10023, out=g10009)                  # (…, T, D)
+    g10025 = np.negative(d_e_5, out=_buf(workspace, 'GPT2:bg10025', batch + (T, D), dtype)) # (…, T, D)
     g10026 = _sum_to(g10025, None, (-1,))                       # (…, T, 1)
-    g10027 = np.squeeze(g10026, -1)                             # (…, T)
+    d_m_3 = np.squeeze(g10026, -1)                              # (…, T)
     # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
-    g10028 = np.divide(g10027, D, out=_buf(workspace, 'GPT2:bg10028', batch + (T,), dtype)) # (…, T)
+    g10028 = np.divide(d_m_3, D, out=_buf(workspace, 'GPT2:bg10028', batch + (T,), dtype)) # (…, T)
     g10032 = np.broadcast_to(np.expand_dims(g10028, -1), e_5_shape) # (…, T, D)
-    g10033 = np.add(g10024, g10032, out=g10024)                 # (…, T, D)
-    g10034 = g10033
+    d_e_5_2 = np.add(d_e_5, g10032, out=d_e_5)                  # (…, T, D)
+    g10034 = d_e_5_2
     d_gamma_1 = _buf(workspace, 'GPT2:bd_gamma_1', params.gamma_1.shape, dtype)
     d_gamma_1.fill(0)
     d_beta_1 = _buf(workspace, 'GPT2:bd_beta_1', params.beta_1.shape, dtype)
@@ -378,13 +378,13 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     for ell in reversed(range(N)):
         y, W_proj_ell, _66, _60, _65, _59, e_hat_2, W_fc_ell, gamma_2_ell, _55, _54, _53, shape_49, _48, e_3_shape, Y_2, W_o_ell, shape_40, _38, V_2, Q, _28, shape_25, A_shape, shape_22, shape_19, e_hat, W_qkv_ell, gamma_1_ell, _14, _13, _12, shape_8, _7, e_2_shape, = saved_ell[ell]
         # MLP 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
-        g10035 = _sum_to(g10034, 1, ())                         # (D,)
-        g10036 = _wgrad(y, g10034, _buf(workspace, ('GPT2:bg10036', ell % 2), (D_f, D), dtype)) # (D_f, D)
+        d_b_proj_ell = _sum_to(g10034, 1, ())                   # (D,)
+        d_W_proj_ell = _wgrad(y, g10034, _buf(workspace, ('GPT2:bd_W_proj_ell', ell % 2), (D_f, D), dtype)) # (D_f, D)
         g10037 = np.swapaxes(W_proj_ell, -1, -2)                # (D, D_f)
-        g10038 = np.matmul(g10034, g10037, out=_buf(workspace, ('GPT2:bg10038', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
+        d_y = np.matmul(g10034, g10037, out=_buf(workspace, ('GPT2:bd_y', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
         # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-        g10039 = np.multiply(g10038, _66, out=_buf(workspace, ('GPT2:bg10039', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
-        g10040 = np.multiply(g10038, _60, out=_buf(workspace, ('GPT2:bg10040', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
+        g10039 = np.multiply(d_y, _66, out=_buf(workspace, ('GPT2:bg10039', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
+        g10040 = np.multiply(d_y, _60, out=_buf(workspace, ('GPT2:bg10040', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
         g10041 = np.multiply(_65, _65, out=_buf(workspace, ('GPT2:bg10041', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
         g10042 = np.subtract(1.0, g10041, out=_buf(workspace, ('GPT2:bg10042', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
         g10043 = np.multiply(g10040, g10042, out=g10042)        # (…, T, D_f)
@@ -397,15 +397,15 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         g10053 = np.multiply(g10039, 0.5, out=_buf(workspace, ('GPT2:bg10053', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
         g10054 = np.add(g10051, g10053, out=g10051)             # (…, T, D_f)
         # MLP 1 U ← GELU_tanh(X W_fc + b_fc) ▷ U ∈ ℝ^{T×D_f}
-        g10055 = _sum_to(g10054, 1, ())                         # (D_f,)
-        g10056 = _wgrad(e_hat_2, g10054, _buf(workspace, ('GPT2:bg10056', ell % 2), (D, D_f), dtype)) # (D, D_f)
+        d_b_fc_ell = _sum_to(g10054, 1, ())                     # (D_f,)
+        d_W_fc_ell = _wgrad(e_hat_2, g10054, _buf(workspace, ('GPT2:bd_W_fc_ell', ell % 2), (D, D_f), dtype)) # (D, D_f)
         g10057 = np.swapaxes(W_fc_ell, -1, -2)                  # (D_f, D)
-        g10058 = np.matmul(g10054, g10057, out=_buf(workspace, ('GPT2:bg10058', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_e_hat_2 = np.matmul(g10054, g10057, out=_buf(workspace, ('GPT2:bd_e_hat_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-        g10059 = _sum_to(g10058, 1, ())                         # (D,)
-        g10060 = np.multiply(g10058, gamma_2_ell, out=_buf(workspace, ('GPT2:bg10060', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10061 = np.multiply(g10058, _55, out=_buf(workspace, ('GPT2:bg10061', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10062 = _sum_to(g10061, 1, ())                         # (D,)
+        d_beta_2_ell = _sum_to(d_e_hat_2, 1, ())                # (D,)
+        g10060 = np.multiply(d_e_hat_2, gamma_2_ell, out=_buf(workspace, ('GPT2:bg10060', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        g10061 = np.multiply(d_e_hat_2, _55, out=_buf(workspace, ('GPT2:bg10061', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_gamma_2_ell = _sum_to(g10061, 1, ())                  # (D,)
         g10063 = np.divide(g10060, _54, out=_buf(workspace, ('GPT2:bg10063', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         g10064 = np.multiply(g10060, _55, out=_buf(workspace, ('GPT2:bg10064', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         g10065 = np.divide(g10064, _54, out=g10064)             # (…, T, D)
@@ -413,66 +413,66 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         g10067 = _sum_to(g10066, None, (-1,))                   # (…, T, 1)
         g10068 = np.squeeze(g10067, -1)                         # (…, T)
         g10069 = np.multiply(_53, 2.0, out=_buf(workspace, ('GPT2:bg10069', ell % 2), batch + (T,), dtype)) # (…, T)
-        g10070 = np.divide(g10068, g10069, out=_buf(workspace, ('GPT2:bg10070', ell % 2), batch + (T,), dtype)) # (…, T)
+        d_v_2 = np.divide(g10068, g10069, out=_buf(workspace, ('GPT2:bd_v_2', ell % 2), batch + (T,), dtype)) # (…, T)
         # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
-        g10071 = np.divide(g10070, D, out=_buf(workspace, ('GPT2:bg10071', ell % 2), batch + (T,), dtype)) # (…, T)
+        g10071 = np.divide(d_v_2, D, out=_buf(workspace, ('GPT2:bg10071', ell % 2), batch + (T,), dtype)) # (…, T)
         g10075 = np.broadcast_to(np.expand_dims(g10071, -1), shape_49) # (…, T, D)
         g10076 = np.multiply(_48, 2.0, out=_buf(workspace, ('GPT2:bg10076', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         g10077 = np.multiply(g10075, g10076, out=g10076)        # (…, T, D)
         g10078 = np.add(g10063, g10077, out=g10063)             # (…, T, D)
         g10079 = np.negative(g10078, out=_buf(workspace, ('GPT2:bg10079', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10080 = np.add(g10034, g10078, out=_buf(workspace, ('GPT2:bg10080', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_e_3 = np.add(g10034, g10078, out=_buf(workspace, ('GPT2:bd_e_3', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         g10081 = _sum_to(g10079, None, (-1,))                   # (…, T, 1)
-        g10082 = np.squeeze(g10081, -1)                         # (…, T)
+        d_m_2 = np.squeeze(g10081, -1)                          # (…, T)
         # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
-        g10083 = np.divide(g10082, D, out=_buf(workspace, ('GPT2:bg10083', ell % 2), batch + (T,), dtype)) # (…, T)
+        g10083 = np.divide(d_m_2, D, out=_buf(workspace, ('GPT2:bg10083', ell % 2), batch + (T,), dtype)) # (…, T)
         g10087 = np.broadcast_to(np.expand_dims(g10083, -1), e_3_shape) # (…, T, D)
-        g10088 = np.add(g10080, g10087, out=g10080)             # (…, T, D)
+        d_e_3_2 = np.add(d_e_3, g10087, out=d_e_3)              # (…, T, D)
         # CausalSelfAttention 11 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
-        g10089 = _sum_to(g10088, 1, ())                         # (D,)
-        g10090 = _wgrad(Y_2, g10088, _buf(workspace, ('GPT2:bg10090', ell % 2), (D, D), dtype)) # (D, D)
+        d_b_o_ell = _sum_to(d_e_3_2, 1, ())                     # (D,)
+        d_W_o_ell = _wgrad(Y_2, d_e_3_2, _buf(workspace, ('GPT2:bd_W_o_ell', ell % 2), (D, D), dtype)) # (D, D)
         g10091 = np.swapaxes(W_o_ell, -1, -2)                   # (D, D)
-        g10092 = np.matmul(g10088, g10091, out=_buf(workspace, ('GPT2:bg10092', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_Y_2 = np.matmul(d_e_3_2, g10091, out=_buf(workspace, ('GPT2:bd_Y_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         # CausalSelfAttention 10 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
-        g10093 = g10092.reshape(shape_40)                       # (…, T, H, D/H)
-        g10094 = _permute(g10093, (-2, -3, -1))                 # (…, H, T, D/H)
+        g10093 = d_Y_2.reshape(shape_40)                        # (…, T, H, D/H)
+        d_Y = _permute(g10093, (-2, -3, -1))                    # (…, H, T, D/H)
         # CausalSelfAttention 8 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
         g10095 = np.swapaxes(_38, -1, -2)                       # (…, H, T, T)
-        g10096 = np.matmul(g10095, g10094, out=_buf(workspace, ('GPT2:bg10096', ell % 2), batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+        d_V_2 = np.matmul(g10095, d_Y, out=_buf(workspace, ('GPT2:bd_V_2', ell % 2), batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
         g10097 = np.swapaxes(V_2, -1, -2)                       # (…, H, D/H, T)
-        g10098 = np.matmul(g10094, g10097, out=_buf(workspace, ('GPT2:bg10098', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
+        g10098 = np.matmul(d_Y, g10097, out=_buf(workspace, ('GPT2:bg10098', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
         g10099 = _softmax_grad(g10098, _38, -1, _buf(workspace, ('GPT2:bg10099', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
         # CausalSelfAttention 7 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
-        g10101 = _where(_36, 0, g10099, _buf(workspace, ('GPT2:bg10101', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
+        d_S = _where(_36, 0, g10099, _buf(workspace, ('GPT2:bd_S', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
         # CausalSelfAttention 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
-        g10102 = np.divide(g10101, _31, out=_buf(workspace, ('GPT2:bg10102', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
+        g10102 = np.divide(d_S, _31, out=_buf(workspace, ('GPT2:bg10102', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
         g10106 = np.swapaxes(Q, -1, -2)                         # (…, H, D/H, T)
         g10107 = np.matmul(g10106, g10102, out=_buf(workspace, ('GPT2:bg10107', ell % 2), batch + (H, D // H, T), dtype)) # (…, H, D/H, T)
         g10108 = np.swapaxes(_28, -1, -2)                       # (…, H, T, D/H)
-        g10109 = np.matmul(g10102, g10108, out=_buf(workspace, ('GPT2:bg10109', ell % 2), batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-        g10110 = np.swapaxes(g10107, -1, -2)                    # (…, H, T, D/H)
+        d_Q = np.matmul(g10102, g10108, out=_buf(workspace, ('GPT2:bd_Q', ell % 2), batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+        d_K = np.swapaxes(g10107, -1, -2)                       # (…, H, T, D/H)
         # CausalSelfAttention 5 V_h ← A[:, 2 · D + h · D / H : 2 · D + (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
-        g10111 = _permute(g10096, (-2, -3, -1))                 # (…, T, H, D/H)
+        g10111 = _permute(d_V_2, (-2, -3, -1))                  # (…, T, H, D/H)
         g10112 = g10111.reshape(shape_25)                       # (…, T, D)
-        g10113 = _unslice(g10112, A_shape, -1, 2*D, 3*D, _buf(workspace, ('GPT2:bg10113', ell % 2), batch + (T, 3*D), dtype)) # (…, T, 3·D)
+        d_A = _unslice(g10112, A_shape, -1, 2*D, 3*D, _buf(workspace, ('GPT2:bd_A', ell % 2), batch + (T, 3*D), dtype)) # (…, T, 3·D)
         # CausalSelfAttention 4 K_h ← A[:, D + h · D / H : D + (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
-        g10114 = _permute(g10110, (-2, -3, -1))                 # (…, T, H, D/H)
+        g10114 = _permute(d_K, (-2, -3, -1))                    # (…, T, H, D/H)
         g10115 = g10114.reshape(shape_22)                       # (…, T, D)
-        g10117 = _slice_add(g10113, g10115, -1, D, 2*D)         # (…, T, 3·D)
+        d_A_2 = _slice_add(d_A, g10115, -1, D, 2*D)             # (…, T, 3·D)
         # CausalSelfAttention 3 Q_h ← A[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
-        g10118 = _permute(g10109, (-2, -3, -1))                 # (…, T, H, D/H)
+        g10118 = _permute(d_Q, (-2, -3, -1))                    # (…, T, H, D/H)
         g10119 = g10118.reshape(shape_19)                       # (…, T, D)
-        g10121 = _slice_add(g10117, g10119, -1, 0, D)           # (…, T, 3·D)
+        d_A_3 = _slice_add(d_A_2, g10119, -1, 0, D)             # (…, T, 3·D)
         # CausalSelfAttention 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
-        g10122 = _sum_to(g10121, 1, ())                         # (3·D,)
-        g10123 = _wgrad(e_hat, g10121, _buf(workspace, ('GPT2:bg10123', ell % 2), (D, 3*D), dtype)) # (D, 3·D)
+        d_b_qkv_ell = _sum_to(d_A_3, 1, ())                     # (3·D,)
+        d_W_qkv_ell = _wgrad(e_hat, d_A_3, _buf(workspace, ('GPT2:bd_W_qkv_ell', ell % 2), (D, 3*D), dtype)) # (D, 3·D)
         g10124 = np.swapaxes(W_qkv_ell, -1, -2)                 # (3·D, D)
-        g10125 = np.matmul(g10121, g10124, out=_buf(workspace, ('GPT2:bg10125', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_e_hat = np.matmul(d_A_3, g10124, out=_buf(workspace, ('GPT2:bd_e_hat', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-        g10126 = _sum_to(g10125, 1, ())                         # (D,)
-        g10127 = np.multiply(g10125, gamma_1_ell, out=_buf(workspace, ('GPT2:bg10127', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10128 = np.multiply(g10125, _14, out=_buf(workspace, ('GPT2:bg10128', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10129 = _sum_to(g10128, 1, ())                         # (D,)
+        d_beta_1_ell = _sum_to(d_e_hat, 1, ())                  # (D,)
+        g10127 = np.multiply(d_e_hat, gamma_1_ell, out=_buf(workspace, ('GPT2:bg10127', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        g10128 = np.multiply(d_e_hat, _14, out=_buf(workspace, ('GPT2:bg10128', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_gamma_1_ell = _sum_to(g10128, 1, ())                  # (D,)
         g10130 = np.divide(g10127, _13, out=_buf(workspace, ('GPT2:bg10130', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         g10131 = np.multiply(g10127, _14, out=_buf(workspace, ('GPT2:bg10131', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         g10132 = np.divide(g10131, _13, out=g10131)             # (…, T, D)
@@ -480,40 +480,40 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         g10134 = _sum_to(g10133, None, (-1,))                   # (…, T, 1)
         g10135 = np.squeeze(g10134, -1)                         # (…, T)
         g10136 = np.multiply(_12, 2.0, out=_buf(workspace, ('GPT2:bg10136', ell % 2), batch + (T,), dtype)) # (…, T)
-        g10137 = np.divide(g10135, g10136, out=_buf(workspace, ('GPT2:bg10137', ell % 2), batch + (T,), dtype)) # (…, T)
+        d_v = np.divide(g10135, g10136, out=_buf(workspace, ('GPT2:bd_v', ell % 2), batch + (T,), dtype)) # (…, T)
         # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
-        g10138 = np.divide(g10137, D, out=_buf(workspace, ('GPT2:bg10138', ell % 2), batch + (T,), dtype)) # (…, T)
+        g10138 = np.divide(d_v, D, out=_buf(workspace, ('GPT2:bg10138', ell % 2), batch + (T,), dtype)) # (…, T)
         g10142 = np.broadcast_to(np.expand_dims(g10138, -1), shape_8) # (…, T, D)
         g10143 = np.multiply(_7, 2.0, out=_buf(workspace, ('GPT2:bg10143', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         g10144 = np.multiply(g10142, g10143, out=g10143)        # (…, T, D)
         g10145 = np.add(g10130, g10144, out=g10130)             # (…, T, D)
         g10146 = np.negative(g10145, out=_buf(workspace, ('GPT2:bg10146', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10147 = np.add(g10088, g10145, out=_buf(workspace, ('GPT2:bg10147', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_e_2 = np.add(d_e_3_2, g10145, out=_buf(workspace, ('GPT2:bd_e_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         g10148 = _sum_to(g10146, None, (-1,))                   # (…, T, 1)
-        g10149 = np.squeeze(g10148, -1)                         # (…, T)
+        d_m = np.squeeze(g10148, -1)                            # (…, T)
         # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
-        g10150 = np.divide(g10149, D, out=_buf(workspace, ('GPT2:bg10150', ell % 2), batch + (T,), dtype)) # (…, T)
+        g10150 = np.divide(d_m, D, out=_buf(workspace, ('GPT2:bg10150', ell % 2), batch + (T,), dtype)) # (…, T)
         g10154 = np.broadcast_to(np.expand_dims(g10150, -1), e_2_shape) # (…, T, D)
-        g10155 = np.add(g10147, g10154, out=g10147)             # (…, T, D)
-        d_gamma_1[ell] += g10129
-        d_beta_1[ell] += g10126
-        d_W_qkv[ell] += g10123
-        d_b_qkv[ell] += g10122
-        d_W_o[ell] += g10090
-        d_b_o[ell] += g10089
-        d_gamma_2[ell] += g10062
-        d_beta_2[ell] += g10059
-        d_W_fc[ell] += g10056
-        d_b_fc[ell] += g10055
-        d_W_proj[ell] += g10036
-        d_b_proj[ell] += g10035
-        g10034 = g10155
+        d_e_2_2 = np.add(d_e_2, g10154, out=d_e_2)              # (…, T, D)
+        d_gamma_1[ell] += d_gamma_1_ell
+        d_beta_1[ell] += d_beta_1_ell
+        d_W_qkv[ell] += d_W_qkv_ell
+        d_b_qkv[ell] += d_b_qkv_ell
+        d_W_o[ell] += d_W_o_ell
+        d_b_o[ell] += d_b_o_ell
+        d_gamma_2[ell] += d_gamma_2_ell
+        d_beta_2[ell] += d_beta_2_ell
+        d_W_fc[ell] += d_W_fc_ell
+        d_b_fc[ell] += d_b_fc_ell
+        d_W_proj[ell] += d_W_proj_ell
+        d_b_proj[ell] += d_b_proj_ell
+        g10034 = d_e_2_2
     # 1 e ← W_e[x] + W_p[p_start : p_start + T] ▷ e ∈ ℝ^{T×D}
     g10156 = _sum_to(g10034, 2, ())                             # (T, D)
-    g10157 = _unslice(g10156, W_p_shape, -2, p_start, T + p_start, _buf(workspace, 'GPT2:bg10157', (ctx, D), dtype)) # (ctx, D)
+    d_W_p = _unslice(g10156, W_p_shape, -2, p_start, T + p_start, _buf(workspace, 'GPT2:bd_W_p', (ctx, D), dtype)) # (ctx, D)
     g10158 = _scatter_rows(g10034, x, W_e)                      # (V, D)
-    g10159 = np.add(g10004, g10158, out=g10158)                 # (V, D)
-    grads = Params(W_e=g10159, W_p=g10157, gamma_1=d_gamma_1, beta_1=d_beta_1, W_qkv=d_W_qkv, b_qkv=d_b_qkv, W_o=d_W_o, b_o=d_b_o, gamma_2=d_gamma_2, beta_2=d_beta_2, W_fc=d_W_fc, b_fc=d_b_fc, W_proj=d_W_proj, b_proj=d_b_proj, gamma_f=g10008, beta_f=g10005)
+    d_W_e_2 = np.add(d_W_e, g10158, out=g10158)                 # (V, D)
+    grads = Params(W_e=d_W_e_2, W_p=d_W_p, gamma_1=d_gamma_1, beta_1=d_beta_1, W_qkv=d_W_qkv, b_qkv=d_b_qkv, W_o=d_W_o, b_o=d_b_o, gamma_2=d_gamma_2, beta_2=d_beta_2, W_fc=d_W_fc, b_fc=d_b_fc, W_proj=d_W_proj, b_proj=d_b_proj, gamma_f=d_gamma_f, beta_f=d_beta_f)
     return grads, {}
 
 

@@ -111,10 +111,10 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     _4 = cache["_4"]
     e_shape = cache["e_shape"]
     # 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-    g10001 = _sum_to(d_e_hat, 1, ())                            # (D,)
+    d_beta = _sum_to(d_e_hat, 1, ())                            # (D,)
     g10002 = np.multiply(d_e_hat, gamma, out=_buf(workspace, 'LayerNorm:bg10002', batch + (D,), dtype)) # (…, D)
     g10003 = np.multiply(d_e_hat, _11, out=_buf(workspace, 'LayerNorm:bg10003', batch + (D,), dtype)) # (…, D)
-    g10004 = _sum_to(g10003, 1, ())                             # (D,)
+    d_gamma = _sum_to(g10003, 1, ())                            # (D,)
     g10005 = np.divide(g10002, _10, out=_buf(workspace, 'LayerNorm:bg10005', batch + (D,), dtype)) # (…, D)
     g10006 = np.multiply(g10002, _11, out=g10002)               # (…, D)
     g10007 = np.divide(g10006, _10, out=g10006)                 # (…, D)
@@ -122,22 +122,22 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     g10009 = _sum_to(g10008, None, (-1,))                       # (…, 1)
     g10010 = np.squeeze(g10009, -1)                             # (…,)
     g10011 = np.multiply(_9, 2.0, out=_buf(workspace, 'LayerNorm:bg10011', batch + (), dtype)) # (…,)
-    g10012 = np.divide(g10010, g10011, out=_buf(workspace, 'LayerNorm:bg10012', batch + (), dtype)) # (…,)
+    d_v = np.divide(g10010, g10011, out=_buf(workspace, 'LayerNorm:bd_v', batch + (), dtype)) # (…,)
     # 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
-    g10013 = np.divide(g10012, D, out=_buf(workspace, 'LayerNorm:bg10013', batch + (), dtype)) # (…,)
+    g10013 = np.divide(d_v, D, out=_buf(workspace, 'LayerNorm:bg10013', batch + (), dtype)) # (…,)
     g10017 = np.broadcast_to(np.expand_dims(g10013, -1), shape_5) # (…, D)
     g10018 = np.multiply(_4, 2.0, out=_buf(workspace, 'LayerNorm:bg10018', batch + (D,), dtype)) # (…, D)
     g10019 = np.multiply(g10017, g10018, out=g10018)            # (…, D)
-    g10020 = np.add(g10005, g10019, out=g10005)                 # (…, D)
-    g10021 = np.negative(g10020, out=_buf(workspace, 'LayerNorm:bg10021', batch + (D,), dtype)) # (…, D)
+    d_e = np.add(g10005, g10019, out=g10005)                    # (…, D)
+    g10021 = np.negative(d_e, out=_buf(workspace, 'LayerNorm:bg10021', batch + (D,), dtype)) # (…, D)
     g10022 = _sum_to(g10021, None, (-1,))                       # (…, 1)
-    g10023 = np.squeeze(g10022, -1)                             # (…,)
+    d_m = np.squeeze(g10022, -1)                                # (…,)
     # 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
-    g10024 = np.divide(g10023, D, out=_buf(workspace, 'LayerNorm:bg10024', batch + (), dtype)) # (…,)
+    g10024 = np.divide(d_m, D, out=_buf(workspace, 'LayerNorm:bg10024', batch + (), dtype)) # (…,)
     g10028 = np.broadcast_to(np.expand_dims(g10024, -1), e_shape) # (…, D)
-    g10029 = np.add(g10020, g10028, out=g10020)                 # (…, D)
-    grads = Params(gamma=g10004, beta=g10001)
-    return grads, {"e": g10029}
+    d_e_2 = np.add(d_e, g10028, out=d_e)                        # (…, D)
+    grads = Params(gamma=d_gamma, beta=d_beta)
+    return grads, {"e": d_e_2}
 
 
 def _check_input(name, value, shape, kind, lo, hi, card_set):

@@ -94,9 +94,9 @@ def backward(config: Config, params: Params, cache: dict, d_L, workspace: dict |
     g10005 = np.negative(g10001, out=_buf(workspace, 'cross_entropy:bg10005', batch + (), dtype)) # (…,)
     g10006 = np.broadcast_to(np.expand_dims(g10005, -1), shape_3) # (…, T)
     g10007 = _put_along(g10006, _2, shape_1, -1)                # (…, T, V)
-    g10008 = g10007 - np.exp(_1) * np.sum(g10007, axis=-1, keepdims=True) # (…, T, V)
+    d_P = g10007 - np.exp(_1) * np.sum(g10007, axis=-1, keepdims=True) # (…, T, V)
     grads = Params()
-    return grads, {"P": g10008}
+    return grads, {"P": d_P}
 
 
 def _check_input(name, value, shape, kind, lo, hi, card_set):

@@ -107,10 +107,10 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     _4 = cache["_4"]
     e_shape = cache["e_shape"]
     # 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-    g10001 = _sum_to(d_e_hat, 1, ())                            # (d_e,)
+    d_beta = _sum_to(d_e_hat, 1, ())                            # (d_e,)
     g10002 = np.multiply(d_e_hat, gamma, out=_buf(workspace, 'layer_norm:bg10002', batch + (d_e,), dtype)) # (…, d_e)
     g10003 = np.multiply(d_e_hat, _10, out=_buf(workspace, 'layer_norm:bg10003', batch + (d_e,), dtype)) # (…, d_e)
-    g10004 = _sum_to(g10003, 1, ())                             # (d_e,)
+    d_gamma = _sum_to(g10003, 1, ())                            # (d_e,)
     g10005 = np.divide(g10002, _9, out=_buf(workspace, 'layer_norm:bg10005', batch + (d_e,), dtype)) # (…, d_e)
     g10006 = np.multiply(g10002, _10, out=g10002)               # (…, d_e)
     g10007 = np.divide(g10006, _9, out=g10006)                  # (…, d_e)
@@ -118,22 +118,22 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     g10009 = _sum_to(g10008, None, (-1,))                       # (…, 1)
     g10010 = np.squeeze(g10009, -1)                             # (…,)
     g10011 = np.multiply(_8, 2.0, out=_buf(workspace, 'layer_norm:bg10011', batch + (), dtype)) # (…,)
-    g10012 = np.divide(g10010, g10011, out=_buf(workspace, 'layer_norm:bg10012', batch + (), dtype)) # (…,)
+    d_v = np.divide(g10010, g10011, out=_buf(workspace, 'layer_norm:bd_v', batch + (), dtype)) # (…,)
     # 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-    g10013 = np.divide(g10012, d_e, out=_buf(workspace, 'layer_norm:bg10013', batch + (), dtype)) # (…,)
+    g10013 = np.divide(d_v, d_e, out=_buf(workspace, 'layer_norm:bg10013', batch + (), dtype)) # (…,)
     g10017 = np.broadcast_to(np.expand_dims(g10013, -1), shape_5) # (…, d_e)
     g10018 = np.multiply(_4, 2.0, out=_buf(workspace, 'layer_norm:bg10018', batch + (d_e,), dtype)) # (…, d_e)
     g10019 = np.multiply(g10017, g10018, out=g10018)            # (…, d_e)
-    g10020 = np.add(g10005, g10019, out=g10005)                 # (…, d_e)
-    g10021 = np.negative(g10020, out=_buf(workspace, 'layer_norm:bg10021', batch + (d_e,), dtype)) # (…, d_e)
+    d_e_2 = np.add(g10005, g10019, out=g10005)                  # (…, d_e)
+    g10021 = np.negative(d_e_2, out=_buf(workspace, 'layer_norm:bg10021', batch + (d_e,), dtype)) # (…, d_e)
     g10022 = _sum_to(g10021, None, (-1,))                       # (…, 1)
-    g10023 = np.squeeze(g10022, -1)                             # (…,)
+    d_m = np.squeeze(g10022, -1)                                # (…,)
     # 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-    g10024 = np.divide(g10023, d_e, out=_buf(workspace, 'layer_norm:bg10024', batch + (), dtype)) # (…,)
+    g10024 = np.divide(d_m, d_e, out=_buf(workspace, 'layer_norm:bg10024', batch + (), dtype)) # (…,)
     g10028 = np.broadcast_to(np.expand_dims(g10024, -1), e_shape) # (…, d_e)
-    g10029 = np.add(g10020, g10028, out=g10020)                 # (…, d_e)
-    grads = Params(gamma=g10004, beta=g10001)
-    return grads, {"e": g10029}
+    d_e_3 = np.add(d_e_2, g10028, out=d_e_2)                    # (…, d_e)
+    grads = Params(gamma=d_gamma, beta=d_beta)
+    return grads, {"e": d_e_3}
 
 
 def _check_input(name, value, shape, kind, lo, hi, card_set):

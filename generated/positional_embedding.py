@@ -84,8 +84,8 @@ def backward(config: Config, params: Params, cache: dict, d_e_p, workspace: dict
     _1 = cache["_1"]
     # 1 return e_p = W_p[:, ℓ] ▷ e_p ∈ ℝ^{d_e}
     g10001 = _scatter_rows(d_e_p, ell - 1, _1)                  # (ℓ_max, d_e)
-    g10002 = np.swapaxes(g10001, -1, -2)                        # (d_e, ℓ_max)
-    grads = Params(W_p=g10002)
+    d_W_p = np.swapaxes(g10001, -1, -2)                         # (d_e, ℓ_max)
+    grads = Params(W_p=d_W_p)
     return grads, {}
 
 

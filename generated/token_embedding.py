@@ -84,8 +84,8 @@ def backward(config: Config, params: Params, cache: dict, d_e_2, workspace: dict
     _1 = cache["_1"]
     # 1 return e = W_e[:, v] ▷ e ∈ ℝ^{d_e}
     g10001 = _scatter_rows(d_e_2, v - 1, _1)                    # (N_V, d_e)
-    g10002 = np.swapaxes(g10001, -1, -2)                        # (d_e, N_V)
-    grads = Params(W_e=g10002)
+    d_W_e = np.swapaxes(g10001, -1, -2)                         # (d_e, N_V)
+    grads = Params(W_e=d_W_e)
     return grads, {}
 
 

@@ -11,11 +11,13 @@ over the per-layer values the forward saved.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from ..lang.errors import CardError
 from ..lang.shapes import Poly
 from .core import Loop, Op, Program, Value, walk
+from .naming import grad_name
 
 ONE = Poly.const(1)
 NO_GRAD_PRIMS = {"iota", "const", "le", "lt", "ge", "gt", "eq", "ne", "not"}
@@ -117,6 +119,7 @@ class Builder:
         self.block: list = []
         self.step = None
         self.shape_of: dict[str, str] = {}
+        self.renamed: dict[str, str] = {}  # numbered gradient -> the card's name for it (name_after)
 
     def lay(self, x) -> Value:
         """A value's layout; names the forward never defined are scalars (D, ε, 2.0)."""
@@ -264,6 +267,7 @@ def differentiate(prog: Program, names, out_grads) -> Backward:
     b = Builder(layout, names)
     grads: dict[str, str] = {}
     out_grads = [out_grads] if isinstance(out_grads, str) else list(out_grads)
+    names.taken |= set(out_grads)  # the backward's arguments (d_P): no gradient may take their names
     for out, g0 in zip(prog.outputs, out_grads, strict=True):
         layout[g0] = Value(g0, out.shape, out.batched)
         grads[out.name] = g0
@@ -367,10 +371,39 @@ def accumulate(grads, b: Builder, x, contrib):
             # Slices of one array (Q, K, V of A): write each piece into one gradient, no zeros and adds
             b.block.pop()
             grads[x] = b.new("slice_add", (grads[x], last.args[0]), last.attr, like=grads[x])
-            return
-        grads[x] = b.add(grads[x], contrib)
+        else:
+            grads[x] = b.add(grads[x], contrib)
     else:
         grads[x] = contrib
+    grads[x] = name_after(grads, b, x, grads[x])
+
+
+TEMP_GRAD = re.compile(r"g\d+")
+RENAME_WINDOW = 8  # a rule makes a few ops; looking further back would make naming quadratic
+
+
+def name_after(grads, b: Builder, x: str, g: str) -> str:
+    """Call the gradient of a value the card names after it (``d_m``, ``d_e_hat``, ``d_W_fc``),
+    not ``g10023``, when one of the last few ops of this block defines it: it is renamed there and
+    in the ops after it, and so are the gradients that share it (``v + ε`` has ``v``'s). Values the
+    compiler made up (``_17``) keep their numbered gradients."""
+    if x.startswith("_") or not TEMP_GRAD.fullmatch(g):
+        return g
+    recent = b.block[-RENAME_WINDOW:]
+    at = next((i for i in range(len(recent) - 1, -1, -1) if getattr(recent[i], "out", None) == g), None)
+    if at is None or not all(isinstance(op, Op) for op in recent[at:]):
+        return g
+    name = b.names.fresh(grad_name(x))
+    recent[at].out = name
+    for op in recent[at + 1:]:
+        op.args = tuple(name if a == g else a for a in op.args)
+    v = b.layout.pop(g)
+    b.layout[name] = Value(name, v.shape, v.batched, v.kind)
+    for k, held in grads.items():
+        if held == g:
+            grads[k] = name
+    b.renamed[g] = name  # a rule's other shares may still hold the old name
+    return name
 
 
 def backprop(body, grads, b: Builder, needs, loops_saved):
@@ -388,7 +421,7 @@ def backprop(body, grads, b: Builder, needs, loops_saved):
         contribs = rule(b, op, grads[op.out], *op.args)
         for x, c in zip(op.args, contribs, strict=True):
             if c is not None and x in needs:
-                accumulate(grads, b, x, c)
+                accumulate(grads, b, x, b.renamed.get(c, c))
 
 
 def backprop_loop(loop: Loop, grads, b: Builder, needs, loops_saved):
