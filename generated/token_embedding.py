@@ -210,6 +210,16 @@ def _wgrad(x, g, out=None):
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
+def _layer_norm_grad(g, y, s, axis, out=None):
+    """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
+    t = np.multiply(g, y, out=out)
+    gy = np.mean(t, axis=axis, keepdims=True)
+    t = np.multiply(y, gy, out=t)
+    t = np.subtract(g, t, out=t)
+    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    return np.divide(t, s, out=t)
+
+
 def _softmax_grad(g, y, axis, out=None):
     t = np.multiply(g, y, out=out)
     s = np.sum(t, axis=axis, keepdims=True)
