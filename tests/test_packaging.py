@@ -68,9 +68,9 @@ def test_wheel_runs_outside_the_repo(tmp_path):
 
 def test_sdist_carries_the_cards_and_license(tmp_path):
     import tarfile
-    build = subprocess.run([sys.executable, "-c", "from setuptools import build_meta as b; import sys; "
-                            f"print(b.build_sdist({str(tmp_path)!r}))"], cwd=ROOT, capture_output=True, text=True)
-    assert build.returncode == 0, build.stderr
+    build = subprocess.run([sys.executable, "-m", "build", "--sdist", "--outdir", str(tmp_path), str(ROOT)],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stdout + build.stderr
     (sdist,) = tmp_path.glob("cardgen-*.tar.gz")
     with tarfile.open(sdist) as tar:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
