@@ -189,9 +189,9 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         v = np.divide(_14, d_e, out=_14)                        # (…, len_x)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _16 = np.sqrt(v, out=v)                                 # (…, len_x)
-        _17 = np.expand_dims(_16, -1)                           # (…, len_x, 1)
-        _18 = np.divide(_12, _17, out=_12)                      # (…, len_x, d_e)
-        _19 = np.multiply(_18, gamma1_l, out=_buf(workspace, ('DInference:f_19', l_), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        sigma = np.expand_dims(_16, -1)                         # (…, len_x, 1)
+        x_hat = np.divide(_12, sigma, out=_12)                  # (…, len_x, d_e)
+        _19 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, ('DInference:f_19', l_), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         e_hat = np.add(_19, beta1_l, out=_19)                   # (…, len_x, d_e)
         # DTransformer 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         _21 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, len_x)
@@ -250,9 +250,9 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         v_2 = np.divide(_55, d_e, out=_55)                      # (…, len_x)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _57 = np.sqrt(v_2, out=v_2)                             # (…, len_x)
-        _58 = np.expand_dims(_57, -1)                           # (…, len_x, 1)
-        _59 = np.divide(_53, _58, out=_53)                      # (…, len_x, d_e)
-        _60 = np.multiply(_59, gamma2_l, out=_buf(workspace, ('DInference:f_60', l_), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        sigma_2 = np.expand_dims(_57, -1)                       # (…, len_x, 1)
+        x_hat_2 = np.divide(_53, sigma_2, out=_53)              # (…, len_x, d_e)
+        _60 = np.multiply(x_hat_2, gamma2_l, out=_buf(workspace, ('DInference:f_60', l_), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         e_hat_2 = np.add(_60, beta2_l, out=_60)                 # (…, len_x, d_e)
         # DTransformer 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         _62 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, len_x)
@@ -269,7 +269,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         b_mlp2_l = b_mlp2[l_]                                   # (d_e,)
         _69 = np.expand_dims(b_mlp2_l, -1)                      # (d_e, 1)
         X_4 = np.add(_68, _69, out=_68)                         # (…, d_e, len_x)
-        saved_l_.append((W_mlp2_l, _66, _65, W_mlp1_l, _62, gamma2_l, _59, _58, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, _18, _17,))
+        saved_l_.append((W_mlp2_l, _66, _65, W_mlp1_l, _62, gamma2_l, x_hat_2, sigma_2, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, x_hat, sigma,))
         X_2 = X_4
     X_5 = X_2
     # DTransformer 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
@@ -285,16 +285,16 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
     v_3 = np.divide(_77, d_e, out=_77)                          # (…, len_x)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
     _79 = np.sqrt(v_3, out=v_3)                                 # (…, len_x)
-    _80 = np.expand_dims(_79, -1)                               # (…, len_x, 1)
-    _81 = np.divide(_75, _80, out=_75)                          # (…, len_x, d_e)
-    _82 = np.multiply(_81, gamma, out=_buf(workspace, 'DInference:f_82', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+    sigma_3 = np.expand_dims(_79, -1)                           # (…, len_x, 1)
+    x_hat_3 = np.divide(_75, sigma_3, out=_75)                  # (…, len_x, d_e)
+    _82 = np.multiply(x_hat_3, gamma, out=_buf(workspace, 'DInference:f_82', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
     e_hat_3 = np.add(_82, beta, out=_82)                        # (…, len_x, d_e)
     # DTransformer 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
     _84 = np.swapaxes(e_hat_3, -1, -2)                          # (…, d_e, len_x)
     # DTransformer 11 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}
     _85 = np.matmul(W_u, _84, out=_buf(workspace, 'DInference:f_85', batch + (N_V, len_x), dtype)) # (…, N_V, len_x)
     P = _softmax(_85, -2, _buf(workspace, 'DInference:fP', batch + (N_V, len_x), dtype)) # (…, N_V, len_x)
-    cache = {"N_V": N_V, "len_x": len_x, "H": H, "L": L, "d_e": d_e, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "P": P, "_84": _84, "_81": _81, "_80": _80, "_40": _40, "_38": _38, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l_": saved_l_}
+    cache = {"N_V": N_V, "len_x": len_x, "H": H, "L": L, "d_e": d_e, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "P": P, "_84": _84, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_40": _40, "_38": _38, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l_": saved_l_}
     return P, cache
 
 
@@ -316,8 +316,8 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     W_u = params.W_u
     _84 = cache["_84"]
     gamma = params.gamma
-    _81 = cache["_81"]
-    _80 = cache["_80"]
+    x_hat_3 = cache["x_hat_3"]
+    sigma_3 = cache["sigma_3"]
     _40 = cache["_40"]
     _38 = cache["_38"]
     _3 = cache["_3"]
@@ -336,10 +336,10 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     d_e_hat_3 = np.swapaxes(g10003, -1, -2)                     # (…, len_x, d_e)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
     d_beta = _sum_to(d_e_hat_3, 1, ())                          # (d_e,)
-    g10009 = np.multiply(d_e_hat_3, gamma, out=_buf(workspace, 'DInference:bg10009', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-    g10010 = np.multiply(d_e_hat_3, _81, out=_buf(workspace, 'DInference:bg10010', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+    d_x_hat_3 = np.multiply(d_e_hat_3, gamma, out=_buf(workspace, 'DInference:bd_x_hat_3', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+    g10010 = np.multiply(d_e_hat_3, x_hat_3, out=_buf(workspace, 'DInference:bg10010', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
     d_gamma = _sum_to(g10010, 1, ())                            # (d_e,)
-    g10012 = _layer_norm_grad(g10009, _81, _80, -1, _buf(workspace, 'DInference:bg10012', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+    g10012 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'DInference:bg10012', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
     # DTransformer 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
     d_X_5 = np.swapaxes(g10012, -1, -2)                         # (…, d_e, len_x)
     g10014 = d_X_5
@@ -376,7 +376,7 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     d_b_mlp2 = _buf(workspace, 'DInference:bd_b_mlp2', params.b_mlp2.shape, dtype)
     d_b_mlp2.fill(0)
     for l_ in reversed(range(L)):
-        W_mlp2_l, _66, _65, W_mlp1_l, _62, gamma2_l, _59, _58, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, _18, _17, = saved_l_[l_]
+        W_mlp2_l, _66, _65, W_mlp1_l, _62, gamma2_l, x_hat_2, sigma_2, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, x_hat, sigma, = saved_l_[l_]
         # DTransformer 8 X ← X + W^l_mlp2 GELU(W^l_mlp1 X̃ + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
         g10015 = _sum_to(g10014, 2, (-1,))                      # (d_e, 1)
         d_b_mlp2_l = np.squeeze(g10015, -1)                     # (d_e,)
@@ -398,10 +398,10 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         d_e_hat_2 = np.swapaxes(g10027, -1, -2)                 # (…, len_x, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta2_l = _sum_to(d_e_hat_2, 1, ())                   # (d_e,)
-        g10033 = np.multiply(d_e_hat_2, gamma2_l, out=_buf(workspace, ('DInference:bg10033', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-        g10034 = np.multiply(d_e_hat_2, _59, out=_buf(workspace, ('DInference:bg10034', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        d_x_hat_2 = np.multiply(d_e_hat_2, gamma2_l, out=_buf(workspace, ('DInference:bd_x_hat_2', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        g10034 = np.multiply(d_e_hat_2, x_hat_2, out=_buf(workspace, ('DInference:bg10034', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         d_gamma2_l = _sum_to(g10034, 1, ())                     # (d_e,)
-        g10036 = _layer_norm_grad(g10033, _59, _58, -1, _buf(workspace, ('DInference:bg10036', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        g10036 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, ('DInference:bg10036', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         # DTransformer 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         g10037 = np.swapaxes(g10036, -1, -2)                    # (…, d_e, len_x)
         d_X_3 = np.add(g10014, g10037, out=_buf(workspace, ('DInference:bd_X_3', l_ % 2), batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
@@ -464,10 +464,10 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         d_e_hat = np.swapaxes(g10089, -1, -2)                   # (…, len_x, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta1_l = _sum_to(d_e_hat, 1, ())                     # (d_e,)
-        g10092 = np.multiply(d_e_hat, gamma1_l, out=_buf(workspace, ('DInference:bg10092', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-        g10093 = np.multiply(d_e_hat, _18, out=_buf(workspace, ('DInference:bg10093', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        d_x_hat = np.multiply(d_e_hat, gamma1_l, out=_buf(workspace, ('DInference:bd_x_hat', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        g10093 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, ('DInference:bg10093', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         d_gamma1_l = _sum_to(g10093, 1, ())                     # (d_e,)
-        g10095 = _layer_norm_grad(g10092, _18, _17, -1, _buf(workspace, ('DInference:bg10095', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        g10095 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('DInference:bg10095', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         # DTransformer 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         g10096 = np.swapaxes(g10095, -1, -2)                    # (…, d_e, len_x)
         d_X_2 = np.add(d_X_3, g10096, out=_buf(workspace, ('DInference:bd_X_2', l_ % 2), batch + (d_e, len_x), dtype)) # (…, d_e, len_x)

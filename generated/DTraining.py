@@ -192,9 +192,9 @@ def forward(config: Config, params: Params, x_n, workspace: dict | None = None):
         v = np.divide(_14, d_e, out=_14)                        # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _16 = np.sqrt(v, out=v)                                 # (…, ℓ)
-        _17 = np.expand_dims(_16, -1)                           # (…, ℓ, 1)
-        _18 = np.divide(_12, _17, out=_12)                      # (…, ℓ, d_e)
-        _19 = np.multiply(_18, gamma1_l, out=_buf(workspace, ('DTraining:f_19', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        sigma = np.expand_dims(_16, -1)                         # (…, ℓ, 1)
+        x_hat = np.divide(_12, sigma, out=_12)                  # (…, ℓ, d_e)
+        _19 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, ('DTraining:f_19', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         e_hat = np.add(_19, beta1_l, out=_19)                   # (…, ℓ, d_e)
         # DTransformer 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         _21 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ)
@@ -253,9 +253,9 @@ def forward(config: Config, params: Params, x_n, workspace: dict | None = None):
         v_2 = np.divide(_55, d_e, out=_55)                      # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _57 = np.sqrt(v_2, out=v_2)                             # (…, ℓ)
-        _58 = np.expand_dims(_57, -1)                           # (…, ℓ, 1)
-        _59 = np.divide(_53, _58, out=_53)                      # (…, ℓ, d_e)
-        _60 = np.multiply(_59, gamma2_l, out=_buf(workspace, ('DTraining:f_60', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        sigma_2 = np.expand_dims(_57, -1)                       # (…, ℓ, 1)
+        x_hat_2 = np.divide(_53, sigma_2, out=_53)              # (…, ℓ, d_e)
+        _60 = np.multiply(x_hat_2, gamma2_l, out=_buf(workspace, ('DTraining:f_60', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         e_hat_2 = np.add(_60, beta2_l, out=_60)                 # (…, ℓ, d_e)
         # DTransformer 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         _62 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, ℓ)
@@ -272,7 +272,7 @@ def forward(config: Config, params: Params, x_n, workspace: dict | None = None):
         b_mlp2_l = b_mlp2[l_]                                   # (d_e,)
         _69 = np.expand_dims(b_mlp2_l, -1)                      # (d_e, 1)
         X_4 = np.add(_68, _69, out=_68)                         # (…, d_e, ℓ)
-        saved_l_.append((W_mlp2_l, _66, _65, W_mlp1_l, _62, gamma2_l, _59, _58, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, _18, _17,))
+        saved_l_.append((W_mlp2_l, _66, _65, W_mlp1_l, _62, gamma2_l, x_hat_2, sigma_2, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, x_hat, sigma,))
         X_2 = X_4
     X_5 = X_2
     # DTransformer 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
@@ -288,9 +288,9 @@ def forward(config: Config, params: Params, x_n, workspace: dict | None = None):
     v_3 = np.divide(_77, d_e, out=_77)                          # (…, ℓ)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
     _79 = np.sqrt(v_3, out=v_3)                                 # (…, ℓ)
-    _80 = np.expand_dims(_79, -1)                               # (…, ℓ, 1)
-    _81 = np.divide(_75, _80, out=_75)                          # (…, ℓ, d_e)
-    _82 = np.multiply(_81, gamma, out=_buf(workspace, 'DTraining:f_82', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+    sigma_3 = np.expand_dims(_79, -1)                           # (…, ℓ, 1)
+    x_hat_3 = np.divide(_75, sigma_3, out=_75)                  # (…, ℓ, d_e)
+    _82 = np.multiply(x_hat_3, gamma, out=_buf(workspace, 'DTraining:f_82', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
     e_hat_3 = np.add(_82, beta, out=_82)                        # (…, ℓ, d_e)
     # DTransformer 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
     _84 = np.swapaxes(e_hat_3, -1, -2)                          # (…, d_e, ℓ)
@@ -315,7 +315,7 @@ def forward(config: Config, params: Params, x_n, workspace: dict | None = None):
     shape_98 = _98.shape
     _99 = np.sum(_98, axis=-1, out=_buf(workspace, 'DTraining:f_99', batch + (), dtype)) # (…,)
     _100 = np.negative(_99, out=_buf(workspace, 'DTraining:f_100', batch + (), dtype)) # (…,)
-    cache = {"N_V": N_V, "ell": ell, "H": H, "L": L, "d_e": d_e, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "shape_98": shape_98, "_97": _97, "_96": _96, "shape_94": shape_94, "_92": _92, "shape_93": shape_93, "P": P, "_84": _84, "_81": _81, "_80": _80, "_40": _40, "_38": _38, "_3": _3, "_4": _4, "x_n": x_n, "_1": _1, "saved_l_": saved_l_}
+    cache = {"N_V": N_V, "ell": ell, "H": H, "L": L, "d_e": d_e, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "shape_98": shape_98, "_97": _97, "_96": _96, "shape_94": shape_94, "_92": _92, "shape_93": shape_93, "P": P, "_84": _84, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_40": _40, "_38": _38, "_3": _3, "_4": _4, "x_n": x_n, "_1": _1, "saved_l_": saved_l_}
     return _100, cache
 
 
@@ -343,8 +343,8 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     W_u = params.W_u
     _84 = cache["_84"]
     gamma = params.gamma
-    _81 = cache["_81"]
-    _80 = cache["_80"]
+    x_hat_3 = cache["x_hat_3"]
+    sigma_3 = cache["sigma_3"]
     _40 = cache["_40"]
     _38 = cache["_38"]
     _3 = cache["_3"]
@@ -370,10 +370,10 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     d_e_hat_3 = np.swapaxes(g10009, -1, -2)                     # (…, ℓ, d_e)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
     d_beta = _sum_to(d_e_hat_3, 1, ())                          # (d_e,)
-    g10015 = np.multiply(d_e_hat_3, gamma, out=_buf(workspace, 'DTraining:bg10015', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-    g10016 = np.multiply(d_e_hat_3, _81, out=_buf(workspace, 'DTraining:bg10016', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+    d_x_hat_3 = np.multiply(d_e_hat_3, gamma, out=_buf(workspace, 'DTraining:bd_x_hat_3', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+    g10016 = np.multiply(d_e_hat_3, x_hat_3, out=_buf(workspace, 'DTraining:bg10016', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
     d_gamma = _sum_to(g10016, 1, ())                            # (d_e,)
-    g10018 = _layer_norm_grad(g10015, _81, _80, -1, _buf(workspace, 'DTraining:bg10018', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+    g10018 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'DTraining:bg10018', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
     # DTransformer 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
     d_X_5 = np.swapaxes(g10018, -1, -2)                         # (…, d_e, ℓ)
     g10020 = d_X_5
@@ -410,7 +410,7 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     d_b_mlp2 = _buf(workspace, 'DTraining:bd_b_mlp2', params.b_mlp2.shape, dtype)
     d_b_mlp2.fill(0)
     for l_ in reversed(range(L)):
-        W_mlp2_l, _66, _65, W_mlp1_l, _62, gamma2_l, _59, _58, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, _18, _17, = saved_l_[l_]
+        W_mlp2_l, _66, _65, W_mlp1_l, _62, gamma2_l, x_hat_2, sigma_2, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, x_hat, sigma, = saved_l_[l_]
         # DTransformer 8 X ← X + W^l_mlp2 GELU(W^l_mlp1 X̃ + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
         g10021 = _sum_to(g10020, 2, (-1,))                      # (d_e, 1)
         d_b_mlp2_l = np.squeeze(g10021, -1)                     # (d_e,)
@@ -432,10 +432,10 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
         d_e_hat_2 = np.swapaxes(g10033, -1, -2)                 # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta2_l = _sum_to(d_e_hat_2, 1, ())                   # (d_e,)
-        g10039 = np.multiply(d_e_hat_2, gamma2_l, out=_buf(workspace, ('DTraining:bg10039', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10040 = np.multiply(d_e_hat_2, _59, out=_buf(workspace, ('DTraining:bg10040', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_x_hat_2 = np.multiply(d_e_hat_2, gamma2_l, out=_buf(workspace, ('DTraining:bd_x_hat_2', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10040 = np.multiply(d_e_hat_2, x_hat_2, out=_buf(workspace, ('DTraining:bg10040', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         d_gamma2_l = _sum_to(g10040, 1, ())                     # (d_e,)
-        g10042 = _layer_norm_grad(g10039, _59, _58, -1, _buf(workspace, ('DTraining:bg10042', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10042 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, ('DTraining:bg10042', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # DTransformer 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         g10043 = np.swapaxes(g10042, -1, -2)                    # (…, d_e, ℓ)
         d_X_3 = np.add(g10020, g10043, out=_buf(workspace, ('DTraining:bd_X_3', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
@@ -498,10 +498,10 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
         d_e_hat = np.swapaxes(g10095, -1, -2)                   # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta1_l = _sum_to(d_e_hat, 1, ())                     # (d_e,)
-        g10098 = np.multiply(d_e_hat, gamma1_l, out=_buf(workspace, ('DTraining:bg10098', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10099 = np.multiply(d_e_hat, _18, out=_buf(workspace, ('DTraining:bg10099', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_x_hat = np.multiply(d_e_hat, gamma1_l, out=_buf(workspace, ('DTraining:bd_x_hat', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10099 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, ('DTraining:bg10099', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         d_gamma1_l = _sum_to(g10099, 1, ())                     # (d_e,)
-        g10101 = _layer_norm_grad(g10098, _18, _17, -1, _buf(workspace, ('DTraining:bg10101', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10101 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('DTraining:bg10101', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # DTransformer 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         g10102 = np.swapaxes(g10101, -1, -2)                    # (…, d_e, ℓ)
         d_X_2 = np.add(d_X_3, g10102, out=_buf(workspace, ('DTraining:bd_X_2', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)

@@ -302,9 +302,9 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         v = np.divide(_35, d_e, out=_35)                        # (…, ℓ_z)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _37 = np.sqrt(v, out=v)                                 # (…, ℓ_z)
-        _38 = np.expand_dims(_37, -1)                           # (…, ℓ_z, 1)
-        _39 = np.divide(_33, _38, out=_33)                      # (…, ℓ_z, d_e)
-        _40 = np.multiply(_39, gamma1_l, out=_buf(workspace, ('EDTraining:f_40', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        sigma = np.expand_dims(_37, -1)                         # (…, ℓ_z, 1)
+        x_hat = np.divide(_33, sigma, out=_33)                  # (…, ℓ_z, d_e)
+        _40 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, ('EDTraining:f_40', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         e_hat = np.add(_40, beta1_l, out=_40)                   # (…, ℓ_z, d_e)
         # EDTransformer 6 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^1_l, β^1_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         _42 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ_z)
@@ -336,13 +336,13 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         v_2 = np.divide(_57, d_e, out=_57)                      # (…, ℓ_z)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _59 = np.sqrt(v_2, out=v_2)                             # (…, ℓ_z)
-        _60 = np.expand_dims(_59, -1)                           # (…, ℓ_z, 1)
-        _61 = np.divide(_55, _60, out=_55)                      # (…, ℓ_z, d_e)
-        _62 = np.multiply(_61, gamma2_l, out=_buf(workspace, ('EDTraining:f_62', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        sigma_2 = np.expand_dims(_59, -1)                       # (…, ℓ_z, 1)
+        x_hat_2 = np.divide(_55, sigma_2, out=_55)              # (…, ℓ_z, d_e)
+        _62 = np.multiply(x_hat_2, gamma2_l, out=_buf(workspace, ('EDTraining:f_62', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         e_hat_2 = np.add(_62, beta2_l, out=_62)                 # (…, ℓ_z, d_e)
         # EDTransformer 8 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^2_l, β^2_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         _64 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, ℓ_z)
-        saved_l_.append((gamma2_l, _61, _60, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, _39, _38, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l,))
+        saved_l_.append((gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, x_hat, sigma, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l,))
         Z_2 = _64
     Z_5 = Z_2
     # EDTransformer 11 for t ∈ [ℓ_x] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
@@ -422,9 +422,9 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         v_3 = np.divide(_103, d_e, out=_103)                    # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _105 = np.sqrt(v_3, out=v_3)                            # (…, ℓ)
-        _106 = np.expand_dims(_105, -1)                         # (…, ℓ, 1)
-        _107 = np.divide(_101, _106, out=_101)                  # (…, ℓ, d_e)
-        _108 = np.multiply(_107, gamma3_l_2, out=_buf(workspace, ('EDTraining:f_108', l__2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        sigma_3 = np.expand_dims(_105, -1)                      # (…, ℓ, 1)
+        x_hat_3 = np.divide(_101, sigma_3, out=_101)            # (…, ℓ, d_e)
+        _108 = np.multiply(x_hat_3, gamma3_l_2, out=_buf(workspace, ('EDTraining:f_108', l__2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         e_hat_3 = np.add(_108, beta3_l_2, out=_108)             # (…, ℓ, d_e)
         # EDTransformer 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         _110 = np.swapaxes(e_hat_3, -1, -2)                     # (…, d_e, ℓ)
@@ -481,9 +481,9 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         v_4 = np.divide(_138, d_e, out=_138)                    # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _140 = np.sqrt(v_4, out=v_4)                            # (…, ℓ)
-        _141 = np.expand_dims(_140, -1)                         # (…, ℓ, 1)
-        _142 = np.divide(_136, _141, out=_136)                  # (…, ℓ, d_e)
-        _143 = np.multiply(_142, gamma4_l_2, out=_buf(workspace, ('EDTraining:f_143', l__2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        sigma_4 = np.expand_dims(_140, -1)                      # (…, ℓ, 1)
+        x_hat_4 = np.divide(_136, sigma_4, out=_136)            # (…, ℓ, d_e)
+        _143 = np.multiply(x_hat_4, gamma4_l_2, out=_buf(workspace, ('EDTraining:f_143', l__2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         e_hat_4 = np.add(_143, beta4_l_2, out=_143)             # (…, ℓ, d_e)
         # EDTransformer 17 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^4_l, β^4_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         _145 = np.swapaxes(e_hat_4, -1, -2)                     # (…, d_e, ℓ)
@@ -515,13 +515,13 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         v_5 = np.divide(_160, d_e, out=_160)                    # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _162 = np.sqrt(v_5, out=v_5)                            # (…, ℓ)
-        _163 = np.expand_dims(_162, -1)                         # (…, ℓ, 1)
-        _164 = np.divide(_158, _163, out=_158)                  # (…, ℓ, d_e)
-        _165 = np.multiply(_164, gamma5_l_2, out=_buf(workspace, ('EDTraining:f_165', l__2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        sigma_5 = np.expand_dims(_162, -1)                      # (…, ℓ, 1)
+        x_hat_5 = np.divide(_158, sigma_5, out=_158)            # (…, ℓ, d_e)
+        _165 = np.multiply(x_hat_5, gamma5_l_2, out=_buf(workspace, ('EDTraining:f_165', l__2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         e_hat_5 = np.add(_165, beta5_l_2, out=_165)             # (…, ℓ, d_e)
         # EDTransformer 19 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^5_l, β^5_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         _167 = np.swapaxes(e_hat_5, -1, -2)                     # (…, d_e, ℓ)
-        saved_l__2.append((gamma5_l_2, _164, _163, W_mlp4_l_2, _149, _148, W_mlp3_l_2, _145, gamma4_l_2, _142, _141, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, _125, _122, Q_3, W_v_3_l_2, W_k_3_l_2, W_q_3_l_2, _111, gamma3_l_2, _107, _106, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, _90, _84, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2,))
+        saved_l__2.append((gamma5_l_2, x_hat_5, sigma_5, W_mlp4_l_2, _149, _148, W_mlp3_l_2, _145, gamma4_l_2, x_hat_4, sigma_4, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, _125, _122, Q_3, W_v_3_l_2, W_k_3_l_2, W_q_3_l_2, _111, gamma3_l_2, x_hat_3, sigma_3, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, _90, _84, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2,))
         X_2 = _167
     X_6 = X_2
     # EDTransformer 21 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ_x}
@@ -655,15 +655,15 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     d_beta5.fill(0)
     g10153 = 0
     for l__2 in reversed(range(L_dec)):
-        gamma5_l_2, _164, _163, W_mlp4_l_2, _149, _148, W_mlp3_l_2, _145, gamma4_l_2, _142, _141, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, _125, _122, Q_3, W_v_3_l_2, W_k_3_l_2, W_q_3_l_2, _111, gamma3_l_2, _107, _106, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, _90, _84, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2, = saved_l__2[l__2]
+        gamma5_l_2, x_hat_5, sigma_5, W_mlp4_l_2, _149, _148, W_mlp3_l_2, _145, gamma4_l_2, x_hat_4, sigma_4, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, _125, _122, Q_3, W_v_3_l_2, W_k_3_l_2, W_q_3_l_2, _111, gamma3_l_2, x_hat_3, sigma_3, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, _90, _84, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2, = saved_l__2[l__2]
         # EDTransformer 19 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^5_l, β^5_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         d_e_hat_5 = np.swapaxes(g10013, -1, -2)                 # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta5_l_2 = _sum_to(d_e_hat_5, 1, ())                 # (d_e,)
-        g10016 = np.multiply(d_e_hat_5, gamma5_l_2, out=_buf(workspace, ('EDTraining:bg10016', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10017 = np.multiply(d_e_hat_5, _164, out=_buf(workspace, ('EDTraining:bg10017', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_x_hat_5 = np.multiply(d_e_hat_5, gamma5_l_2, out=_buf(workspace, ('EDTraining:bd_x_hat_5', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10017 = np.multiply(d_e_hat_5, x_hat_5, out=_buf(workspace, ('EDTraining:bg10017', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         d_gamma5_l_2 = _sum_to(g10017, 1, ())                   # (d_e,)
-        g10019 = _layer_norm_grad(g10016, _164, _163, -1, _buf(workspace, ('EDTraining:bg10019', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10019 = _layer_norm_grad(d_x_hat_5, x_hat_5, sigma_5, -1, _buf(workspace, ('EDTraining:bg10019', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # EDTransformer 19 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^5_l, β^5_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         d_X_5 = np.swapaxes(g10019, -1, -2)                     # (…, d_e, ℓ)
         # EDTransformer 18 X ← X + W^l_mlp4 ReLU(W^l_mlp3 X + b^l_mlp3 1^⊤) + b^l_mlp4 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ_x}
@@ -688,10 +688,10 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
         d_e_hat_4 = np.swapaxes(g10037, -1, -2)                 # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta4_l_2 = _sum_to(d_e_hat_4, 1, ())                 # (d_e,)
-        g10040 = np.multiply(d_e_hat_4, gamma4_l_2, out=_buf(workspace, ('EDTraining:bg10040', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10041 = np.multiply(d_e_hat_4, _142, out=_buf(workspace, ('EDTraining:bg10041', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_x_hat_4 = np.multiply(d_e_hat_4, gamma4_l_2, out=_buf(workspace, ('EDTraining:bd_x_hat_4', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10041 = np.multiply(d_e_hat_4, x_hat_4, out=_buf(workspace, ('EDTraining:bg10041', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         d_gamma4_l_2 = _sum_to(g10041, 1, ())                   # (d_e,)
-        g10043 = _layer_norm_grad(g10040, _142, _141, -1, _buf(workspace, ('EDTraining:bg10043', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10043 = _layer_norm_grad(d_x_hat_4, x_hat_4, sigma_4, -1, _buf(workspace, ('EDTraining:bg10043', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # EDTransformer 17 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^4_l, β^4_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         d_X_4 = np.swapaxes(g10043, -1, -2)                     # (…, d_e, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
@@ -751,10 +751,10 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
         d_e_hat_3 = np.swapaxes(g10093, -1, -2)                 # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta3_l_2 = _sum_to(d_e_hat_3, 1, ())                 # (d_e,)
-        g10096 = np.multiply(d_e_hat_3, gamma3_l_2, out=_buf(workspace, ('EDTraining:bg10096', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10097 = np.multiply(d_e_hat_3, _107, out=_buf(workspace, ('EDTraining:bg10097', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_x_hat_3 = np.multiply(d_e_hat_3, gamma3_l_2, out=_buf(workspace, ('EDTraining:bd_x_hat_3', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10097 = np.multiply(d_e_hat_3, x_hat_3, out=_buf(workspace, ('EDTraining:bg10097', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         d_gamma3_l_2 = _sum_to(g10097, 1, ())                   # (d_e,)
-        g10099 = _layer_norm_grad(g10096, _107, _106, -1, _buf(workspace, ('EDTraining:bg10099', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10099 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, ('EDTraining:bg10099', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # EDTransformer 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         d_X_3 = np.swapaxes(g10099, -1, -2)                     # (…, d_e, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
@@ -883,15 +883,15 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     d_beta2 = _buf(workspace, 'EDTraining:bd_beta2', params.beta2.shape, dtype)
     d_beta2.fill(0)
     for l_ in reversed(range(L_enc)):
-        gamma2_l, _61, _60, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, _39, _38, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l, = saved_l_[l_]
+        gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, x_hat, sigma, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l, = saved_l_[l_]
         # EDTransformer 8 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^2_l, β^2_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         d_e_hat_2 = np.swapaxes(g10159, -1, -2)                 # (…, ℓ_z, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta2_l = _sum_to(d_e_hat_2, 1, ())                   # (d_e,)
-        g10162 = np.multiply(d_e_hat_2, gamma2_l, out=_buf(workspace, ('EDTraining:bg10162', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10163 = np.multiply(d_e_hat_2, _61, out=_buf(workspace, ('EDTraining:bg10163', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        d_x_hat_2 = np.multiply(d_e_hat_2, gamma2_l, out=_buf(workspace, ('EDTraining:bd_x_hat_2', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        g10163 = np.multiply(d_e_hat_2, x_hat_2, out=_buf(workspace, ('EDTraining:bg10163', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         d_gamma2_l = _sum_to(g10163, 1, ())                     # (d_e,)
-        g10165 = _layer_norm_grad(g10162, _61, _60, -1, _buf(workspace, ('EDTraining:bg10165', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        g10165 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, ('EDTraining:bg10165', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         # EDTransformer 8 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^2_l, β^2_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         d_Z_4 = np.swapaxes(g10165, -1, -2)                     # (…, d_e, ℓ_z)
         # EDTransformer 7 Z ← Z + W^l_mlp2 ReLU(W^l_mlp1 Z + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ Z ∈ ℝ^{d_e×ℓ_z}
@@ -916,10 +916,10 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
         d_e_hat = np.swapaxes(g10183, -1, -2)                   # (…, ℓ_z, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta1_l = _sum_to(d_e_hat, 1, ())                     # (d_e,)
-        g10186 = np.multiply(d_e_hat, gamma1_l, out=_buf(workspace, ('EDTraining:bg10186', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10187 = np.multiply(d_e_hat, _39, out=_buf(workspace, ('EDTraining:bg10187', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        d_x_hat = np.multiply(d_e_hat, gamma1_l, out=_buf(workspace, ('EDTraining:bd_x_hat', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        g10187 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, ('EDTraining:bg10187', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         d_gamma1_l = _sum_to(g10187, 1, ())                     # (d_e,)
-        g10189 = _layer_norm_grad(g10186, _39, _38, -1, _buf(workspace, ('EDTraining:bg10189', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        g10189 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('EDTraining:bg10189', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         # EDTransformer 6 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^1_l, β^1_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         d_Z_3 = np.swapaxes(g10189, -1, -2)                     # (…, d_e, ℓ_z)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}

@@ -241,9 +241,9 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         v = np.divide(_35, d_e, out=_35)                        # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _37 = np.sqrt(v, out=v)                                 # (…, ℓ)
-        _38 = np.expand_dims(_37, -1)                           # (…, ℓ, 1)
-        _39 = np.divide(_33, _38, out=_33)                      # (…, ℓ, d_e)
-        _40 = np.multiply(_39, gamma1_l, out=_buf(workspace, ('ETransformer:f_40', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        sigma = np.expand_dims(_37, -1)                         # (…, ℓ, 1)
+        x_hat = np.divide(_33, sigma, out=_33)                  # (…, ℓ, d_e)
+        _40 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, ('ETransformer:f_40', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         e_hat = np.add(_40, beta1_l, out=_40)                   # (…, ℓ, d_e)
         # 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
         _42 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ)
@@ -275,13 +275,13 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         v_2 = np.divide(_57, d_e, out=_57)                      # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _59 = np.sqrt(v_2, out=v_2)                             # (…, ℓ)
-        _60 = np.expand_dims(_59, -1)                           # (…, ℓ, 1)
-        _61 = np.divide(_55, _60, out=_55)                      # (…, ℓ, d_e)
-        _62 = np.multiply(_61, gamma2_l, out=_buf(workspace, ('ETransformer:f_62', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        sigma_2 = np.expand_dims(_59, -1)                       # (…, ℓ, 1)
+        x_hat_2 = np.divide(_55, sigma_2, out=_55)              # (…, ℓ, d_e)
+        _62 = np.multiply(x_hat_2, gamma2_l, out=_buf(workspace, ('ETransformer:f_62', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         e_hat_2 = np.add(_62, beta2_l, out=_62)                 # (…, ℓ, d_e)
         # 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
         _64 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, ℓ)
-        saved_l_.append((gamma2_l, _61, _60, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, _39, _38, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l,))
+        saved_l_.append((gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, x_hat, sigma, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l,))
         X_2 = _64
     X_5 = X_2
     # 10 X ← GELU(W_f X + b_f 1^⊤) ▷ X ∈ ℝ^{d_f×ℓ}
@@ -302,16 +302,16 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
     v_3 = np.divide(_75, d_f, out=_75)                          # (…, ℓ)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
     _77 = np.sqrt(v_3, out=v_3)                                 # (…, ℓ)
-    _78 = np.expand_dims(_77, -1)                               # (…, ℓ, 1)
-    _79 = np.divide(_73, _78, out=_73)                          # (…, ℓ, d_f)
-    _80 = np.multiply(_79, gamma, out=_buf(workspace, 'ETransformer:f_80', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    sigma_3 = np.expand_dims(_77, -1)                           # (…, ℓ, 1)
+    x_hat_3 = np.divide(_73, sigma_3, out=_73)                  # (…, ℓ, d_f)
+    _80 = np.multiply(x_hat_3, gamma, out=_buf(workspace, 'ETransformer:f_80', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     e_hat_3 = np.add(_80, beta, out=_80)                        # (…, ℓ, d_f)
     # 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
     _82 = np.swapaxes(e_hat_3, -1, -2)                          # (…, d_f, ℓ)
     # 12 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}; the paper declares W_u ∈ ℝ^{N_V×d_e}; here ℝ^{N_V×d_f}, so that W_u X is defined
     _83 = np.matmul(W_u, _82, out=_buf(workspace, 'ETransformer:f_83', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
     P = _softmax(_83, -2, _buf(workspace, 'ETransformer:fP', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
-    cache = {"N_V": N_V, "L": L, "H": H, "d_e": d_e, "d_mlp": d_mlp, "d_f": d_f, "ell": ell, "batch": batch, "dtype": dtype, "P": P, "_82": _82, "_79": _79, "_78": _78, "_67": _67, "X_5": X_5, "_20": _20, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l_": saved_l_}
+    cache = {"N_V": N_V, "L": L, "H": H, "d_e": d_e, "d_mlp": d_mlp, "d_f": d_f, "ell": ell, "batch": batch, "dtype": dtype, "P": P, "_82": _82, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_67": _67, "X_5": X_5, "_20": _20, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l_": saved_l_}
     return P, cache
 
 
@@ -334,8 +334,8 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     W_u = params.W_u
     _82 = cache["_82"]
     gamma = params.gamma
-    _79 = cache["_79"]
-    _78 = cache["_78"]
+    x_hat_3 = cache["x_hat_3"]
+    sigma_3 = cache["sigma_3"]
     _67 = cache["_67"]
     W_f = params.W_f
     X_5 = cache["X_5"]
@@ -356,10 +356,10 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     d_e_hat_3 = np.swapaxes(g10003, -1, -2)                     # (…, ℓ, d_f)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
     d_beta = _sum_to(d_e_hat_3, 1, ())                          # (d_f,)
-    g10009 = np.multiply(d_e_hat_3, gamma, out=_buf(workspace, 'ETransformer:bg10009', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
-    g10010 = np.multiply(d_e_hat_3, _79, out=_buf(workspace, 'ETransformer:bg10010', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    d_x_hat_3 = np.multiply(d_e_hat_3, gamma, out=_buf(workspace, 'ETransformer:bd_x_hat_3', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    g10010 = np.multiply(d_e_hat_3, x_hat_3, out=_buf(workspace, 'ETransformer:bg10010', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     d_gamma = _sum_to(g10010, 1, ())                            # (d_f,)
-    g10012 = _layer_norm_grad(g10009, _79, _78, -1, _buf(workspace, 'ETransformer:bg10012', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    g10012 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'ETransformer:bg10012', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     # 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
     d_X_6 = np.swapaxes(g10012, -1, -2)                         # (…, d_f, ℓ)
     # 10 X ← GELU(W_f X + b_f 1^⊤) ▷ X ∈ ℝ^{d_f×ℓ}
@@ -406,15 +406,15 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     d_beta2 = _buf(workspace, 'ETransformer:bd_beta2', params.beta2.shape, dtype)
     d_beta2.fill(0)
     for l_ in reversed(range(L)):
-        gamma2_l, _61, _60, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, _39, _38, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l, = saved_l_[l_]
+        gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, x_hat, sigma, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l, = saved_l_[l_]
         # 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
         d_e_hat_2 = np.swapaxes(g10023, -1, -2)                 # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta2_l = _sum_to(d_e_hat_2, 1, ())                   # (d_e,)
-        g10026 = np.multiply(d_e_hat_2, gamma2_l, out=_buf(workspace, ('ETransformer:bg10026', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10027 = np.multiply(d_e_hat_2, _61, out=_buf(workspace, ('ETransformer:bg10027', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_x_hat_2 = np.multiply(d_e_hat_2, gamma2_l, out=_buf(workspace, ('ETransformer:bd_x_hat_2', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10027 = np.multiply(d_e_hat_2, x_hat_2, out=_buf(workspace, ('ETransformer:bg10027', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         d_gamma2_l = _sum_to(g10027, 1, ())                     # (d_e,)
-        g10029 = _layer_norm_grad(g10026, _61, _60, -1, _buf(workspace, ('ETransformer:bg10029', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10029 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, ('ETransformer:bg10029', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
         d_X_4 = np.swapaxes(g10029, -1, -2)                     # (…, d_e, ℓ)
         # 7 X ← X + W^l_mlp2 GELU(W^l_mlp1 X + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
@@ -439,10 +439,10 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         d_e_hat = np.swapaxes(g10047, -1, -2)                   # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta1_l = _sum_to(d_e_hat, 1, ())                     # (d_e,)
-        g10050 = np.multiply(d_e_hat, gamma1_l, out=_buf(workspace, ('ETransformer:bg10050', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10051 = np.multiply(d_e_hat, _39, out=_buf(workspace, ('ETransformer:bg10051', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_x_hat = np.multiply(d_e_hat, gamma1_l, out=_buf(workspace, ('ETransformer:bd_x_hat', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10051 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, ('ETransformer:bg10051', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         d_gamma1_l = _sum_to(g10051, 1, ())                     # (d_e,)
-        g10053 = _layer_norm_grad(g10050, _39, _38, -1, _buf(workspace, ('ETransformer:bg10053', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10053 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('ETransformer:bg10053', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
         d_X_3 = np.swapaxes(g10053, -1, -2)                     # (…, d_e, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}

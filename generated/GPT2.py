@@ -182,9 +182,9 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
         _11 = np.add(v, 1e-05, out=v)                           # (…, T)
         _12 = np.sqrt(_11, out=_11)                             # (…, T)
-        _13 = np.expand_dims(_12, -1)                           # (…, T, 1)
-        _14 = np.divide(_7, _13, out=_7)                        # (…, T, D)
-        _15 = np.multiply(_14, gamma_1_ell, out=_buf(workspace, ('GPT2:f_15', ell), batch + (T, D), dtype)) # (…, T, D)
+        sigma = np.expand_dims(_12, -1)                         # (…, T, 1)
+        x_hat = np.divide(_7, sigma, out=_7)                    # (…, T, D)
+        _15 = np.multiply(x_hat, gamma_1_ell, out=_buf(workspace, ('GPT2:f_15', ell), batch + (T, D), dtype)) # (…, T, D)
         e_hat = np.add(_15, beta_1_ell, out=_15)                # (…, T, D)
         # CausalSelfAttention 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
         _17 = np.matmul(e_hat, W_qkv_ell, out=_buf(workspace, ('GPT2:f_17', ell), batch + (T, 3*D), dtype)) # (…, T, 3·D)
@@ -235,9 +235,9 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
         _52 = np.add(v_2, 1e-05, out=v_2)                       # (…, T)
         _53 = np.sqrt(_52, out=_52)                             # (…, T)
-        _54 = np.expand_dims(_53, -1)                           # (…, T, 1)
-        _55 = np.divide(_48, _54, out=_48)                      # (…, T, D)
-        _56 = np.multiply(_55, gamma_2_ell, out=_buf(workspace, ('GPT2:f_56', ell), batch + (T, D), dtype)) # (…, T, D)
+        sigma_2 = np.expand_dims(_53, -1)                       # (…, T, 1)
+        x_hat_2 = np.divide(_48, sigma_2, out=_48)              # (…, T, D)
+        _56 = np.multiply(x_hat_2, gamma_2_ell, out=_buf(workspace, ('GPT2:f_56', ell), batch + (T, D), dtype)) # (…, T, D)
         e_hat_2 = np.add(_56, beta_2_ell, out=_56)              # (…, T, D)
         # MLP 1 U ← GELU_tanh(X W_fc + b_fc) ▷ U ∈ ℝ^{T×D_f}
         _58 = np.matmul(e_hat_2, W_fc_ell, out=_buf(workspace, ('GPT2:f_58', ell), batch + (T, D_f), dtype)) # (…, T, D_f)
@@ -256,7 +256,7 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
         Y_3 = np.add(_68, b_proj_ell, out=_68)                  # (…, T, D)
         # GPT2Block 2 e ← e + MLP(LayerNorm(e | γ_2, β_2) | θ_mlp) ▷ e ∈ ℝ^{T×D}
         e_4 = np.add(e_3, Y_3, out=e_3)                         # (…, T, D)
-        saved_ell.append((y, W_proj_ell, _66, _60, _65, _59, e_hat_2, W_fc_ell, gamma_2_ell, _55, _54, Y_2, W_o_ell, shape_40, _38, V_2, Q, _28, shape_25, A_shape, shape_22, shape_19, e_hat, W_qkv_ell, gamma_1_ell, _14, _13,))
+        saved_ell.append((y, W_proj_ell, _66, _60, _65, _59, e_hat_2, W_fc_ell, gamma_2_ell, x_hat_2, sigma_2, Y_2, W_o_ell, shape_40, _38, V_2, Q, _28, shape_25, A_shape, shape_22, shape_19, e_hat, W_qkv_ell, gamma_1_ell, x_hat, sigma,))
         e_2 = e_4
     e_5 = e_2
     # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
@@ -271,14 +271,14 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     _78 = np.add(v_3, 1e-05, out=v_3)                           # (…, T)
     _79 = np.sqrt(_78, out=_78)                                 # (…, T)
-    _80 = np.expand_dims(_79, -1)                               # (…, T, 1)
-    _81 = np.divide(_74, _80, out=_74)                          # (…, T, D)
-    _82 = np.multiply(_81, gamma_f, out=_buf(workspace, 'GPT2:f_82', batch + (T, D), dtype)) # (…, T, D)
+    sigma_3 = np.expand_dims(_79, -1)                           # (…, T, 1)
+    x_hat_3 = np.divide(_74, sigma_3, out=_74)                  # (…, T, D)
+    _82 = np.multiply(x_hat_3, gamma_f, out=_buf(workspace, 'GPT2:f_82', batch + (T, D), dtype)) # (…, T, D)
     e_hat_3 = np.add(_82, beta_f, out=_82)                      # (…, T, D)
     # 6 return P = e · W_e^⊤ ▷ P ∈ ℝ^{T×V}
     _84 = np.swapaxes(W_e, -1, -2)                              # (D, V)
     P = np.matmul(e_hat_3, _84, out=_buf(workspace, 'GPT2:fP', batch + (T, V), dtype)) # (…, T, V)
-    cache = {"V": V, "D": D, "H": H, "D_f": D_f, "N": N, "ctx": ctx, "T": T, "batch": batch, "dtype": dtype, "e_hat_3": e_hat_3, "_84": _84, "_81": _81, "_80": _80, "_36": _36, "_31": _31, "W_p_shape": W_p_shape, "x": x, "p_start": p_start, "saved_ell": saved_ell}
+    cache = {"V": V, "D": D, "H": H, "D_f": D_f, "N": N, "ctx": ctx, "T": T, "batch": batch, "dtype": dtype, "e_hat_3": e_hat_3, "_84": _84, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_36": _36, "_31": _31, "W_p_shape": W_p_shape, "x": x, "p_start": p_start, "saved_ell": saved_ell}
     return P, cache
 
 
@@ -300,8 +300,8 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     e_hat_3 = cache["e_hat_3"]
     _84 = cache["_84"]
     gamma_f = params.gamma_f
-    _81 = cache["_81"]
-    _80 = cache["_80"]
+    x_hat_3 = cache["x_hat_3"]
+    sigma_3 = cache["sigma_3"]
     _36 = cache["_36"]
     _31 = cache["_31"]
     W_p_shape = cache["W_p_shape"]
@@ -316,10 +316,10 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     d_W_e = np.swapaxes(g10001, -1, -2)                         # (V, D)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     d_beta_f = _sum_to(d_e_hat_3, 1, ())                        # (D,)
-    g10006 = np.multiply(d_e_hat_3, gamma_f, out=_buf(workspace, 'GPT2:bg10006', batch + (T, D), dtype)) # (…, T, D)
-    g10007 = np.multiply(d_e_hat_3, _81, out=_buf(workspace, 'GPT2:bg10007', batch + (T, D), dtype)) # (…, T, D)
+    d_x_hat_3 = np.multiply(d_e_hat_3, gamma_f, out=_buf(workspace, 'GPT2:bd_x_hat_3', batch + (T, D), dtype)) # (…, T, D)
+    g10007 = np.multiply(d_e_hat_3, x_hat_3, out=_buf(workspace, 'GPT2:bg10007', batch + (T, D), dtype)) # (…, T, D)
     d_gamma_f = _sum_to(g10007, 1, ())                          # (D,)
-    d_e_5 = _layer_norm_grad(g10006, _81, _80, -1, _buf(workspace, 'GPT2:bd_e_5', batch + (T, D), dtype)) # (…, T, D)
+    d_e_5 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'GPT2:bd_e_5', batch + (T, D), dtype)) # (…, T, D)
     g10010 = d_e_5
     d_gamma_1 = _buf(workspace, 'GPT2:bd_gamma_1', params.gamma_1.shape, dtype)
     d_gamma_1.fill(0)
@@ -346,7 +346,7 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     d_b_proj = _buf(workspace, 'GPT2:bd_b_proj', params.b_proj.shape, dtype)
     d_b_proj.fill(0)
     for ell in reversed(range(N)):
-        y, W_proj_ell, _66, _60, _65, _59, e_hat_2, W_fc_ell, gamma_2_ell, _55, _54, Y_2, W_o_ell, shape_40, _38, V_2, Q, _28, shape_25, A_shape, shape_22, shape_19, e_hat, W_qkv_ell, gamma_1_ell, _14, _13, = saved_ell[ell]
+        y, W_proj_ell, _66, _60, _65, _59, e_hat_2, W_fc_ell, gamma_2_ell, x_hat_2, sigma_2, Y_2, W_o_ell, shape_40, _38, V_2, Q, _28, shape_25, A_shape, shape_22, shape_19, e_hat, W_qkv_ell, gamma_1_ell, x_hat, sigma, = saved_ell[ell]
         # MLP 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
         d_b_proj_ell = _sum_to(g10010, 1, ())                   # (D,)
         d_W_proj_ell = _wgrad(y, g10010, _buf(workspace, ('GPT2:bd_W_proj_ell', ell % 2), (D_f, D), dtype)) # (D_f, D)
@@ -373,10 +373,10 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         d_e_hat_2 = np.matmul(g10030, g10033, out=_buf(workspace, ('GPT2:bd_e_hat_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
         d_beta_2_ell = _sum_to(d_e_hat_2, 1, ())                # (D,)
-        g10036 = np.multiply(d_e_hat_2, gamma_2_ell, out=_buf(workspace, ('GPT2:bg10036', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10037 = np.multiply(d_e_hat_2, _55, out=_buf(workspace, ('GPT2:bg10037', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_x_hat_2 = np.multiply(d_e_hat_2, gamma_2_ell, out=_buf(workspace, ('GPT2:bd_x_hat_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        g10037 = np.multiply(d_e_hat_2, x_hat_2, out=_buf(workspace, ('GPT2:bg10037', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         d_gamma_2_ell = _sum_to(g10037, 1, ())                  # (D,)
-        g10039 = _layer_norm_grad(g10036, _55, _54, -1, _buf(workspace, ('GPT2:bg10039', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        g10039 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, ('GPT2:bg10039', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         d_e_3 = np.add(g10010, g10039, out=g10039)              # (…, T, D)
         # CausalSelfAttention 11 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
         d_b_o_ell = _sum_to(d_e_3, 1, ())                       # (D,)
@@ -420,10 +420,10 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         d_e_hat = np.matmul(d_A_3, g10076, out=_buf(workspace, ('GPT2:bd_e_hat', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
         d_beta_1_ell = _sum_to(d_e_hat, 1, ())                  # (D,)
-        g10079 = np.multiply(d_e_hat, gamma_1_ell, out=_buf(workspace, ('GPT2:bg10079', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10080 = np.multiply(d_e_hat, _14, out=_buf(workspace, ('GPT2:bg10080', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_x_hat = np.multiply(d_e_hat, gamma_1_ell, out=_buf(workspace, ('GPT2:bd_x_hat', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        g10080 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, ('GPT2:bg10080', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         d_gamma_1_ell = _sum_to(g10080, 1, ())                  # (D,)
-        g10082 = _layer_norm_grad(g10079, _14, _13, -1, _buf(workspace, ('GPT2:bg10082', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        g10082 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('GPT2:bg10082', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         d_e_2 = np.add(d_e_3, g10082, out=g10082)               # (…, T, D)
         d_gamma_1[ell] += d_gamma_1_ell
         d_beta_1[ell] += d_beta_1_ell

@@ -123,9 +123,9 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     _8 = np.add(v, 1e-05, out=v)                                # (…, T)
     _9 = np.sqrt(_8, out=_8)                                    # (…, T)
-    _10 = np.expand_dims(_9, -1)                                # (…, T, 1)
-    _11 = np.divide(_4, _10, out=_4)                            # (…, T, D)
-    _12 = np.multiply(_11, gamma_1, out=_buf(workspace, 'GPT2Block:f_12', batch + (T, D), dtype)) # (…, T, D)
+    sigma = np.expand_dims(_9, -1)                              # (…, T, 1)
+    x_hat = np.divide(_4, sigma, out=_4)                        # (…, T, D)
+    _12 = np.multiply(x_hat, gamma_1, out=_buf(workspace, 'GPT2Block:f_12', batch + (T, D), dtype)) # (…, T, D)
     e_hat = np.add(_12, beta_1, out=_12)                        # (…, T, D)
     # CausalSelfAttention 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
     _14 = np.matmul(e_hat, W_qkv, out=_buf(workspace, 'GPT2Block:f_14', batch + (T, 3*D), dtype)) # (…, T, 3·D)
@@ -182,9 +182,9 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     _49 = np.add(v_2, 1e-05, out=v_2)                           # (…, T)
     _50 = np.sqrt(_49, out=_49)                                 # (…, T)
-    _51 = np.expand_dims(_50, -1)                               # (…, T, 1)
-    _52 = np.divide(_45, _51, out=_45)                          # (…, T, D)
-    _53 = np.multiply(_52, gamma_2, out=_buf(workspace, 'GPT2Block:f_53', batch + (T, D), dtype)) # (…, T, D)
+    sigma_2 = np.expand_dims(_50, -1)                           # (…, T, 1)
+    x_hat_2 = np.divide(_45, sigma_2, out=_45)                  # (…, T, D)
+    _53 = np.multiply(x_hat_2, gamma_2, out=_buf(workspace, 'GPT2Block:f_53', batch + (T, D), dtype)) # (…, T, D)
     e_hat_2 = np.add(_53, beta_2, out=_53)                      # (…, T, D)
     # MLP 1 U ← GELU_tanh(X W_fc + b_fc) ▷ U ∈ ℝ^{T×D_f}
     _55 = np.matmul(e_hat_2, W_fc, out=_buf(workspace, 'GPT2Block:f_55', batch + (T, D_f), dtype)) # (…, T, D_f)
@@ -203,7 +203,7 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     Y_3 = np.add(_65, b_proj, out=_65)                          # (…, T, D)
     # 2 e ← e + MLP(LayerNorm(e | γ_2, β_2) | θ_mlp) ▷ e ∈ ℝ^{T×D}
     e_3 = np.add(e_2, Y_3, out=e_2)                             # (…, T, D)
-    cache = {"D": D, "H": H, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "y": y, "_63": _63, "_57": _57, "_62": _62, "_56": _56, "e_hat_2": e_hat_2, "_52": _52, "_51": _51, "Y_2": Y_2, "shape_37": shape_37, "_35": _35, "V": V, "_33": _33, "_28": _28, "Q": Q, "_25": _25, "shape_22": shape_22, "A_shape": A_shape, "shape_19": shape_19, "shape_16": shape_16, "e_hat": e_hat, "_11": _11, "_10": _10}
+    cache = {"D": D, "H": H, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "y": y, "_63": _63, "_57": _57, "_62": _62, "_56": _56, "e_hat_2": e_hat_2, "x_hat_2": x_hat_2, "sigma_2": sigma_2, "Y_2": Y_2, "shape_37": shape_37, "_35": _35, "V": V, "_33": _33, "_28": _28, "Q": Q, "_25": _25, "shape_22": shape_22, "A_shape": A_shape, "shape_19": shape_19, "shape_16": shape_16, "e_hat": e_hat, "x_hat": x_hat, "sigma": sigma}
     return e_3, cache
 
 
@@ -228,8 +228,8 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     e_hat_2 = cache["e_hat_2"]
     W_fc = params.W_fc
     gamma_2 = params.gamma_2
-    _52 = cache["_52"]
-    _51 = cache["_51"]
+    x_hat_2 = cache["x_hat_2"]
+    sigma_2 = cache["sigma_2"]
     Y_2 = cache["Y_2"]
     W_o = params.W_o
     shape_37 = cache["shape_37"]
@@ -246,8 +246,8 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     e_hat = cache["e_hat"]
     W_qkv = params.W_qkv
     gamma_1 = params.gamma_1
-    _11 = cache["_11"]
-    _10 = cache["_10"]
+    x_hat = cache["x_hat"]
+    sigma = cache["sigma"]
     # MLP 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
     d_b_proj = _sum_to(d_e_hat, 1, ())                          # (D,)
     d_W_proj = _wgrad(y, d_e_hat, _buf(workspace, 'GPT2Block:bd_W_proj', (D_f, D), dtype)) # (D_f, D)
@@ -274,10 +274,10 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     d_e_hat_2 = np.matmul(g10020, g10023, out=_buf(workspace, 'GPT2Block:bd_e_hat_2', batch + (T, D), dtype)) # (…, T, D)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     d_beta_2 = _sum_to(d_e_hat_2, 1, ())                        # (D,)
-    g10026 = np.multiply(d_e_hat_2, gamma_2, out=_buf(workspace, 'GPT2Block:bg10026', batch + (T, D), dtype)) # (…, T, D)
-    g10027 = np.multiply(d_e_hat_2, _52, out=_buf(workspace, 'GPT2Block:bg10027', batch + (T, D), dtype)) # (…, T, D)
+    d_x_hat_2 = np.multiply(d_e_hat_2, gamma_2, out=_buf(workspace, 'GPT2Block:bd_x_hat_2', batch + (T, D), dtype)) # (…, T, D)
+    g10027 = np.multiply(d_e_hat_2, x_hat_2, out=_buf(workspace, 'GPT2Block:bg10027', batch + (T, D), dtype)) # (…, T, D)
     d_gamma_2 = _sum_to(g10027, 1, ())                          # (D,)
-    g10029 = _layer_norm_grad(g10026, _52, _51, -1, _buf(workspace, 'GPT2Block:bg10029', batch + (T, D), dtype)) # (…, T, D)
+    g10029 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, 'GPT2Block:bg10029', batch + (T, D), dtype)) # (…, T, D)
     d_e_2 = np.add(d_e_hat, g10029, out=g10029)                 # (…, T, D)
     # CausalSelfAttention 11 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
     d_b_o = _sum_to(d_e_2, 1, ())                               # (D,)
@@ -321,10 +321,10 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     d_e_hat_3 = np.matmul(d_A_3, g10066, out=_buf(workspace, 'GPT2Block:bd_e_hat_3', batch + (T, D), dtype)) # (…, T, D)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     d_beta_1 = _sum_to(d_e_hat_3, 1, ())                        # (D,)
-    g10069 = np.multiply(d_e_hat_3, gamma_1, out=_buf(workspace, 'GPT2Block:bg10069', batch + (T, D), dtype)) # (…, T, D)
-    g10070 = np.multiply(d_e_hat_3, _11, out=_buf(workspace, 'GPT2Block:bg10070', batch + (T, D), dtype)) # (…, T, D)
+    d_x_hat = np.multiply(d_e_hat_3, gamma_1, out=_buf(workspace, 'GPT2Block:bd_x_hat', batch + (T, D), dtype)) # (…, T, D)
+    g10070 = np.multiply(d_e_hat_3, x_hat, out=_buf(workspace, 'GPT2Block:bg10070', batch + (T, D), dtype)) # (…, T, D)
     d_gamma_1 = _sum_to(g10070, 1, ())                          # (D,)
-    g10072 = _layer_norm_grad(g10069, _11, _10, -1, _buf(workspace, 'GPT2Block:bg10072', batch + (T, D), dtype)) # (…, T, D)
+    g10072 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'GPT2Block:bg10072', batch + (T, D), dtype)) # (…, T, D)
     d_e = np.add(d_e_2, g10072, out=g10072)                     # (…, T, D)
     grads = Params(gamma_1=d_gamma_1, beta_1=d_beta_1, W_qkv=d_W_qkv, b_qkv=d_b_qkv, W_o=d_W_o, b_o=d_b_o, gamma_2=d_gamma_2, beta_2=d_beta_2, W_fc=d_W_fc, b_fc=d_b_fc, W_proj=d_W_proj, b_proj=d_b_proj)
     return grads, {"e": d_e}

@@ -84,11 +84,11 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     # 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     _8 = np.add(v, eps, out=_buf(workspace, 'LayerNorm:f_8', batch + (), dtype)) # (…,)
     _9 = np.sqrt(_8, out=_buf(workspace, 'LayerNorm:f_9', batch + (), dtype)) # (…,)
-    _10 = np.expand_dims(_9, -1)                                # (…, 1)
-    _11 = np.divide(_4, _10, out=_4)                            # (…, D)
-    _12 = np.multiply(_11, gamma, out=_buf(workspace, 'LayerNorm:f_12', batch + (D,), dtype)) # (…, D)
+    sigma = np.expand_dims(_9, -1)                              # (…, 1)
+    x_hat = np.divide(_4, sigma, out=_4)                        # (…, D)
+    _12 = np.multiply(x_hat, gamma, out=_buf(workspace, 'LayerNorm:f_12', batch + (D,), dtype)) # (…, D)
     e_hat = np.add(_12, beta, out=_12)                          # (…, D)
-    cache = {"D": D, "batch": batch, "dtype": dtype, "_11": _11, "_10": _10}
+    cache = {"D": D, "batch": batch, "dtype": dtype, "x_hat": x_hat, "sigma": sigma}
     return e_hat, cache
 
 
@@ -102,14 +102,14 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     batch = cache["batch"]
     dtype = cache["dtype"]
     gamma = params.gamma
-    _11 = cache["_11"]
-    _10 = cache["_10"]
+    x_hat = cache["x_hat"]
+    sigma = cache["sigma"]
     # 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     d_beta = _sum_to(d_e_hat, 1, ())                            # (D,)
-    g10002 = np.multiply(d_e_hat, gamma, out=_buf(workspace, 'LayerNorm:bg10002', batch + (D,), dtype)) # (…, D)
-    g10003 = np.multiply(d_e_hat, _11, out=_buf(workspace, 'LayerNorm:bg10003', batch + (D,), dtype)) # (…, D)
+    d_x_hat = np.multiply(d_e_hat, gamma, out=_buf(workspace, 'LayerNorm:bd_x_hat', batch + (D,), dtype)) # (…, D)
+    g10003 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, 'LayerNorm:bg10003', batch + (D,), dtype)) # (…, D)
     d_gamma = _sum_to(g10003, 1, ())                            # (D,)
-    d_e = _layer_norm_grad(g10002, _11, _10, -1, _buf(workspace, 'LayerNorm:bd_e', batch + (D,), dtype)) # (…, D)
+    d_e = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'LayerNorm:bd_e', batch + (D,), dtype)) # (…, D)
     grads = Params(gamma=d_gamma, beta=d_beta)
     return grads, {"e": d_e}
 

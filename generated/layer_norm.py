@@ -80,11 +80,11 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     v = np.divide(_6, d_e, out=_buf(workspace, 'layer_norm:fv', batch + (), dtype)) # (…,)
     # 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
     _8 = np.sqrt(v, out=_buf(workspace, 'layer_norm:f_8', batch + (), dtype)) # (…,)
-    _9 = np.expand_dims(_8, -1)                                 # (…, 1)
-    _10 = np.divide(_4, _9, out=_4)                             # (…, d_e)
-    _11 = np.multiply(_10, gamma, out=_buf(workspace, 'layer_norm:f_11', batch + (d_e,), dtype)) # (…, d_e)
+    sigma = np.expand_dims(_8, -1)                              # (…, 1)
+    x_hat = np.divide(_4, sigma, out=_4)                        # (…, d_e)
+    _11 = np.multiply(x_hat, gamma, out=_buf(workspace, 'layer_norm:f_11', batch + (d_e,), dtype)) # (…, d_e)
     e_hat = np.add(_11, beta, out=_11)                          # (…, d_e)
-    cache = {"d_e": d_e, "batch": batch, "dtype": dtype, "_10": _10, "_9": _9}
+    cache = {"d_e": d_e, "batch": batch, "dtype": dtype, "x_hat": x_hat, "sigma": sigma}
     return e_hat, cache
 
 
@@ -98,14 +98,14 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     batch = cache["batch"]
     dtype = cache["dtype"]
     gamma = params.gamma
-    _10 = cache["_10"]
-    _9 = cache["_9"]
+    x_hat = cache["x_hat"]
+    sigma = cache["sigma"]
     # 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
     d_beta = _sum_to(d_e_hat, 1, ())                            # (d_e,)
-    g10002 = np.multiply(d_e_hat, gamma, out=_buf(workspace, 'layer_norm:bg10002', batch + (d_e,), dtype)) # (…, d_e)
-    g10003 = np.multiply(d_e_hat, _10, out=_buf(workspace, 'layer_norm:bg10003', batch + (d_e,), dtype)) # (…, d_e)
+    d_x_hat = np.multiply(d_e_hat, gamma, out=_buf(workspace, 'layer_norm:bd_x_hat', batch + (d_e,), dtype)) # (…, d_e)
+    g10003 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, 'layer_norm:bg10003', batch + (d_e,), dtype)) # (…, d_e)
     d_gamma = _sum_to(g10003, 1, ())                            # (d_e,)
-    d_e_2 = _layer_norm_grad(g10002, _10, _9, -1, _buf(workspace, 'layer_norm:bd_e_2', batch + (d_e,), dtype)) # (…, d_e)
+    d_e_2 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'layer_norm:bd_e_2', batch + (d_e,), dtype)) # (…, d_e)
     grads = Params(gamma=d_gamma, beta=d_beta)
     return grads, {"e": d_e_2}
 

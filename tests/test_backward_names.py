@@ -87,6 +87,8 @@ def test_layer_norm_backward_is_the_textbook_one(library):
     for name in ("LayerNorm", "layer_norm"):
         rendered = steps(backward_text(library.checked(name), library))
         assert len(rendered) <= 8, rendered
+        text = " ".join(f"{t} {rhs}" for t, rhs in rendered)
+        assert not re.search(r"\b(g\d+|_\d+)\b", text), rendered  # no numbered temporaries
         (d_e,) = [rhs for t, rhs in rendered if re.fullmatch(r"d_e(_\d+)?", t)]
         assert "mean(" in d_e
 
@@ -102,3 +104,9 @@ def test_look_alikes_of_layer_norm_keep_the_chain_rule(tmp_path):
         _, checked = load(str(path), lib)
         assert "mean(" not in backward_text(checked, lib)
         assert gradcheck(checked, lib).worst <= 1e-6
+
+
+def test_memory_lists_saved_values_by_name(library):
+    from cardgen.docs.derived import memory_rows
+    rows, _, _ = memory_rows(library.checked("LayerNorm"), library, {"D": 8}, 2, 4)
+    assert [name for name, _, _ in rows] == ["x_hat", "sigma"]

@@ -264,6 +264,7 @@ def differentiate(prog: Program, names, out_grads) -> Backward:
         layout[op.out] = Value(op.out, op.shape, op.batched, op.kind)
     register_loops(prog.body, layout)
     needs = needs_grad(prog)
+    name_composites(prog.body, Builder(layout, names), needs, {o.name for o in prog.outputs})
     b = Builder(layout, names)
     grads: dict[str, str] = {}
     out_grads = [out_grads] if isinstance(out_grads, str) else list(out_grads)
@@ -466,6 +467,44 @@ def layer_norm_at(op: Op, defs: dict, uses, needs, b: Builder):
 
 
 COMPOSITES = [layer_norm_at]
+
+
+# The values a closed-form rule reads get the textbook's names, in the forward and the backward
+# (x_hat, sigma: what `render --memory` lists as saved), when the compiler made them up (_11).
+COMPOSITE_NAMES = {"layer_norm_grad": ("x_hat", "sigma")}
+FORWARD_TEMP = re.compile(r"_\d+")
+
+
+def name_composites(body, b: Builder, needs: set[str], escapes) -> None:
+    defs = {x.out: x for x in body if isinstance(x, Op)}
+    uses = body_uses(body)
+    for n in escapes:
+        uses[n] = uses.get(n, 0) + 1
+    renames: dict[str, str] = {}
+    for item in body:
+        if isinstance(item, Loop):
+            name_composites(item.body, b, needs,
+                            {res for _, _, res in item.carried} | {res for _, res in item.outs})
+            continue
+        found = next((f for f in (rule(item, defs, uses, needs, b) for rule in COMPOSITES) if f), None)
+        if found is None or found[1] not in COMPOSITE_NAMES or item.out in escapes:
+            continue
+        for old, word in zip((item.out, *found[2][1:]), COMPOSITE_NAMES[found[1]], strict=False):
+            if FORWARD_TEMP.fullmatch(old) and old not in renames:
+                renames[old] = b.names.fresh(word)
+    if not renames:
+        return
+    for op in walk(body):
+        op.out = renames.get(op.out, op.out)
+        op.args = tuple(renames.get(a, a) for a in op.args)
+    for x in body:
+        if isinstance(x, Loop):
+            x.carried = [(renames.get(o, o), i, r) for o, i, r in x.carried]
+    for old, new in renames.items():
+        v = b.layout.pop(old)
+        b.layout[new] = Value(new, v.shape, v.batched, v.kind)
+        if old in needs:
+            needs.add(new)
 
 
 def body_uses(body) -> dict[str, int]:
