@@ -315,152 +315,99 @@ def gradcheck_cmd(paths, sets, seed):
         sys.exit(1)
 
 
-def training_modules(card_path: str, values: dict):
-    """The model card's module, the cross_entropy and AdamW cards' modules, and a Config."""
-    import dataclasses
+def given_options(names) -> dict:
+    """The options among ``names`` that were typed on the command line (not defaults), by name."""
+    ctx = click.get_current_context()
+    return {n: ctx.params[n] for n in names
+            if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE}
 
-    from .compile.gradcheck import load_module
-    from .compile.naming import ascii_name
-    from .lang.load import library_for, load
-    lib = library_for(card_path)
-    card, checked = load(card_path, lib)
-    out = checked.env[card.outputs[0]].type if len(card.outputs) == 1 else None
-    if card.convention.axes != "rows" or out is None or len(out.shape) != 2:
-        raise CardError(f"cardgen train trains a language model whose output is logits, one row per position "
-                        f"(T×V, as GPT2 and Bigram); {card.name} is not one",
-                        hint="the paper's DTransformer trains with its own card: generated/DTraining.py, train()")
-    mods = {}
-    for name in ("cross_entropy", "AdamW"):
-        sub = lib.checked(name)
-        if sub is None:
-            raise CardError(f"training needs the card {name}.card beside {card_path} or in ./cards")
-        mods[name] = load_module(sub, lib)
-    model = load_module(checked, lib)
-    fields = {f.name: f for f in dataclasses.fields(model.Config)}
-    given = {ascii_name(k): v for k, v in values.items()}
-    vocab = [f for f in fields if f in ("V", "N_V")]
-    for f in vocab:
-        if given.setdefault(f, 256) != 256:
-            raise CardError(f"byte-level training needs {f} = 256, not {given[f]}")
-    missing = [f for f, spec in fields.items() if f not in given and spec.default is dataclasses.MISSING]
-    if missing:
-        raise CardError(f"{card.name} needs values for {', '.join(missing)}: --set NAME=VALUE",
-                        hint="for example --set D=64 --set H=4 --set D_f=256 --set N=2 --set ctx=64")
-    config = model.Config(**{k: v for k, v in given.items() if k in fields})
-    return card, model, mods["cross_entropy"], mods["AdamW"], config
+
+POSITIVE = click.IntRange(min=1)
+MAX_BYTES = click.option("--max-bytes", default=16 * 2**30, show_default=True, type=POSITIVE,
+                         help="Refuse a checkpoint or model whose tensors declare more bytes than this.")
 
 
 @main.command("train")
 @click.argument("card")
 @click.option("--data", type=click.Path(exists=True, dir_okay=False),
               help="A text file (default: Python's own sources).")
-@click.option("--steps", default=1000, show_default=True, help="Total optimizer steps.")
-@click.option("--batch", default=16, show_default=True, help="Sequences per step.")
-@click.option("--seq", default=None, type=int, help="Tokens per sequence (default: the context, at most 64).")
-@click.option("--lr", default=1e-3, show_default=True)
+@click.option("--steps", default=1000, show_default=True, type=POSITIVE, help="Total optimizer steps.")
+@click.option("--batch", default=16, show_default=True, type=POSITIVE, help="Sequences per step.")
+@click.option("--seq", default=None, type=POSITIVE, help="Tokens per sequence (default: the context, at most 64).")
+@click.option("--lr", default=1e-3, show_default=True, help="Peak learning rate (after warmup).")
+@click.option("--lr-min", default=None, type=float,
+              help="Learning rate at the last step, reached by cosine decay (default: lr/10; = --lr: constant).")
+@click.option("--warmup", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Steps of linear warmup from lr/warmup to lr.")
 @click.option("--weight-decay", default=0.0, show_default=True)
 @click.option("--clip", default=1.0, show_default=True, help="Clip the gradient's global norm (0: off).")
-@click.option("--accumulate", default=1, show_default=True, help="Micro-batches per step.")
+@click.option("--accumulate", default=1, show_default=True, type=POSITIVE, help="Micro-batches per step.")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="A hyperparameter of the card.")
 @click.option("--out", "out_dir", default=None, help="Folder for checkpoint, log and plot (default runs/<card>).")
-@click.option("--resume", is_flag=True, help="Continue from the folder's checkpoint, on the same trajectory.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--eval-every", default=100, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue the folder's run from its checkpoint, on the same trajectory.")
+@click.option("--force", is_flag=True, help="Start over in a folder that holds a run, replacing it.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float64"]))
+@click.option("--eval-every", default=100, show_default=True, type=POSITIVE, help="Steps between validations.")
+@click.option("--save-every", default=100, show_default=True, type=POSITIVE,
+              help="Steps between checkpoints (kill -9 loses at most this many).")
+@click.option("--log-scale", is_flag=True, help="Draw loss.png with a logarithmic loss axis.")
 @guarded
-def train_cmd(card, data, steps, batch, seq, lr, weight_decay, clip, accumulate, sets, out_dir, resume, seed,
-              eval_every):
-    """Train a model card on bytes of text with AdamW; checkpoints resume exactly."""
-    import time
-
-    import numpy as np
-
-    from .train import trainer as tr
-    from .train.plot import loss_png
-    values = parse_sets(sets)
-    c, model, ce, adamw, config = training_modules(card, values)
-    out = Path(out_dir or f"runs/{c.name}")
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt, log_path = out / "checkpoint.npz", out / "log.csv"
-    text = Path(data).read_bytes() if data else tr.stdlib_text()
-    train_tokens, val_tokens = tr.split(text)
-    ctx = getattr(config, "ctx", None) or getattr(config, "ell_max", None)
-    seq = seq or min(ctx or 64, 64)
-    settings = tr.AdamWSettings(lr=lr, weight_decay=weight_decay, clip_norm=clip or None, accumulate=accumulate)
-    trainer = tr.Trainer(model, ce, adamw, config, settings)
-    if resume:
-        if not ckpt.exists():
-            raise CardError(f"--resume: no checkpoint at {ckpt}")
-        state, rng, meta = tr.load_checkpoint(ckpt, model)
-        click.echo(f"resuming {c.name} at step {state.step} from {ckpt}")
-    else:
-        rng = np.random.default_rng(seed)
-        state = trainer.init(rng)
-        log_path.write_text("step,train_loss,val_loss,tokens_per_s\n")
-
-    def save():
-        tr.save_checkpoint(ckpt, state, rng, config, {"card": str(Path(card).resolve()), "seq": seq})
-
-    def evaluate(step):  # its own RNG per step: evaluation never moves the training trajectory
-        vb = tr.batches(val_tokens, batch, seq, np.random.default_rng([seed, step]))
-        return trainer.evaluate(state.params, vb)
-
-    tty = sys.stderr.isatty()
-    start, done_tokens = time.perf_counter(), 0
-    try:
-        while state.step < steps:
-            micro = [tr.batches(train_tokens, batch, seq, rng) for _ in range(accumulate)]
-            loss = trainer.step(state, micro)
-            done_tokens += batch * seq * accumulate
-            rate = done_tokens / (time.perf_counter() - start)
-            val = evaluate(state.step) if state.step % eval_every == 0 or state.step == steps else float("nan")
-            with log_path.open("a") as f:
-                f.write(f"{state.step},{loss:.6f},{val:.6f},{rate:.1f}\n")
-            line = f"step {state.step}/{steps}  loss {loss:.4f}  {rate:,.0f} tokens/s" + \
-                ("" if np.isnan(val) else f"  val {val:.4f}")
-            if tty:
-                click.echo("\r" + line.ljust(72), nl=False, err=True)
-            elif state.step % eval_every == 0 or state.step == steps:
-                click.echo(line, err=True)
-    except KeyboardInterrupt:
-        save()
-        click.echo(f"\ninterrupted at step {state.step}: saved {ckpt}", err=True)
-        sys.exit(130)
-    if tty:
-        click.echo("", err=True)
-    save()
-    rows = [r.split(",") for r in log_path.read_text().splitlines()[1:]]
-    train_curve = ([int(r[0]) for r in rows], [float(r[1]) for r in rows])
-    va = [(int(r[0]), float(r[2])) for r in rows if r[2] != "nan"]
-    loss_png(out / "loss.png", {"train": train_curve, "val": ([a for a, _ in va], [b for _, b in va])})
-    sample = trainer.generate(state.params, np.frombuffer(b"def ", np.uint8), 120, 0.8,
-                              np.random.default_rng(seed), context=seq)
-    click.echo(f"saved {ckpt}, {log_path}, {out / 'loss.png'}")
-    click.echo("sample: " + (b"def " + bytes(sample.astype(np.uint8))).decode("utf-8", "replace"))
+def train_cmd(card, data, steps, batch, seq, lr, lr_min, warmup, weight_decay, clip, accumulate, sets, out_dir,
+              resume, force, seed, dtype, eval_every, save_every, log_scale):
+    """Train a model card on bytes of text with AdamW; SIGINT/SIGTERM save, --resume continues exactly."""
+    from .train.commands import train
+    from .train.run import Settings
+    given = given_options(["steps", "batch", "seq", "lr", "lr_min", "warmup", "weight_decay", "clip", "accumulate",
+                           "seed", "dtype", "eval_every", "save_every"])
+    settings = Settings(steps=steps, batch=batch, seq=seq or 0, lr=lr, lr_min=lr / 10 if lr_min is None else lr_min,
+                        warmup=warmup, weight_decay=weight_decay, clip=clip, accumulate=accumulate, seed=seed,
+                        dtype=dtype, data={}, eval_every=eval_every, save_every=save_every)
+    status = train(card, parse_sets(sets), settings, given, out_dir, resume, force, data, log_scale,
+                   say=lambda m: click.echo(m, err=True), out=click.echo)
+    sys.exit(status)
 
 
 @main.command("sample")
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
-@click.option("--prompt", default="def ", show_default=True)
-@click.option("--tokens", default=200, show_default=True)
-@click.option("--temperature", default=0.8, show_default=True, help="0 picks the most likely byte.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--prompt", default="def ", show_default=True,
+              help="Text to continue (a checkpoint from import-hf: token ids separated by spaces).")
+@click.option("--tokens", default=200, show_default=True, type=click.IntRange(min=0), help="Tokens to add.")
+@click.option("--temperature", default=0.8, show_default=True, type=click.FloatRange(min=0, max=1e6),
+              help="0 picks the most likely token.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--card", "card", default=None, help="Say whether this card on disk differs from the checkpoint's copy.")
+@MAX_BYTES
 @guarded
-def sample_cmd(checkpoint, prompt, tokens, temperature, seed):
-    """Continue a prompt with a trained checkpoint."""
-    import json
+def sample_cmd(checkpoint, prompt, tokens, temperature, seed, card, max_bytes):
+    """Continue a prompt with a trained checkpoint, compiled from the card texts it carries."""
+    from .train.commands import sample
+    sample(checkpoint, prompt, tokens, temperature, seed, card, say=lambda m: click.echo(m, err=True), out=click.echo,
+           limit=max_bytes)
 
-    import numpy as np
 
-    from .train import trainer as tr
-    with np.load(checkpoint) as d:
-        meta = json.loads(bytes(d["meta"]).decode("utf-8"))
-    config_values = meta["config"]
-    c, model, ce, adamw, config = training_modules(meta["card"], config_values)
-    state, _, _ = tr.load_checkpoint(checkpoint, model)
-    trainer = tr.Trainer(model, ce, adamw, config)
-    x = np.frombuffer(prompt.encode("utf-8"), np.uint8)
-    out = trainer.generate(state.params, x, tokens, temperature, np.random.default_rng(seed), context=meta["seq"])
-    click.echo((prompt.encode("utf-8") + bytes(out.astype(np.uint8))).decode("utf-8", "replace"))
+@main.command("import-hf")
+@click.argument("folder")
+@click.option("-o", "--out", "out", default="gpt2.safetensors", show_default=True, help="The checkpoint to write.")
+@click.option("--card", default="GPT2", show_default=True, help="The GPT2 card to carry (a file or a name).")
+@MAX_BYTES
+@guarded
+def import_hf_cmd(folder, out, card, max_bytes):
+    """Turn a Hugging Face GPT-2 folder (save_pretrained: config.json, model.safetensors) into a checkpoint."""
+    from .train.commands import import_hf
+    click.echo(f"wrote {import_hf(folder, card, out, max_bytes)}")
+
+
+@main.command("export-hf")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.argument("folder")
+@MAX_BYTES
+@guarded
+def export_hf_cmd(checkpoint, folder, max_bytes):
+    """Write a GPT2 checkpoint as a Hugging Face folder (GPT2LMHeadModel.from_pretrained reads it)."""
+    from .train.commands import export_hf
+    paths = export_hf(checkpoint, folder, max_bytes)
+    click.echo("wrote " + ", ".join(map(str, paths)))
 
 
 def _search_path_option(ctx, param, value):

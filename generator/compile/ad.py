@@ -591,21 +591,25 @@ def backprop_loop(loop: Loop, grads, b: Builder, needs, loops_saved):
     for outer, inner, res in loop.carried:
         if inner in body_grads:
             carried_grads[res] = (carry.get(res), body_grads[inner], outer)
-    b.block.append(BLoop(loop, seeds, carry, inner_block, carried_grads, sliced, body_grads, closure, read,
-                         fwd_inner=fwd_inner))
+    bloop = BLoop(loop, seeds, carry, inner_block, carried_grads, sliced, body_grads, closure, read,
+                  fwd_inner=fwd_inner)
+    b.block.append(bloop)
     for outer, inner, res in loop.carried:
-        if inner in body_grads:
-            grads[outer] = carry[res]
+        if inner in body_grads:  # added to, not replacing, what later uses of the value gave it
+            if outer in grads:
+                grads[outer] = b.add(grads[outer], carry[res])
+            else:
+                grads[outer] = carry[res]
     for _per_layer, stacked in sliced.items():
         name = b.names.fresh("d_" + stacked)
         b.layout[name] = b.layout[stacked]
         grads[stacked] = name
-        b.block[-1].stacked_grads[stacked] = name
+        bloop.stacked_grads[stacked] = name
     for x, g in closure.items():
         name = b.names.temp().replace("_", "g", 1)
         b.layout[name] = b.layout[x]
-        grads[x] = name
         closure[x] = (g, name)
+        grads[x] = b.add(grads[x], name) if x in grads else name  # plus what uses after the loop gave
 
 
 @dataclass

@@ -78,6 +78,8 @@ class StepLowering:
         """Give the array a step just computed the card's name for it (Q, S_h, ê)."""
         if not v.name.startswith("_") or not self.block or getattr(self.block[-1], "out", None) != v.name:
             return v
+        if any(getattr(x, "name", None) == v.name for x in self.env.values()):
+            return v  # Z ← V: the array is already V's, and renaming it would leave V unbound
         new = self.names.fresh(card_name.replace("□", ""))
         old = v.name
         self.block[-1].out = new

@@ -63,6 +63,9 @@ def _epilogue(item) -> set[str]:
 
 
 def _plan_block(body: list, keep: set[str], decisions: dict[int, int]) -> None:
+    # A value carried into a loop is the first layer's input, which that layer saves for the
+    # backward under the body's name: nothing after the loop may write into it.
+    keep = keep | {outer for item in body if isinstance(item, Loop) for outer, _, _ in item.carried}
     later: list[set[str]] = [set() for _ in body]
     seen: set[str] = set()
     for i in range(len(body) - 1, -1, -1):  # names read after position i
