@@ -89,6 +89,7 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     b_o = params.b_o
     _check_input('X', X, (None, D, ), 'f', None, None, 'ℝ^{T×D}')
     _check_params(params, {'W_qkv': (D, 3*D, ), 'b_qkv': (3*D, ), 'W_o': (D, D, ), 'b_o': (D, )})
+    _check_divides('D/H', D, H, 'D', 'H')
     dtype = np.result_type(W_qkv)
     batch = np.shape(X)[:np.ndim(X) - 2]
     # 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
@@ -221,6 +222,25 @@ def _check_input(name, value, shape, kind, lo, hi, card_set):
     if lo is not None and a.size and (a.min() < lo or a.max() > hi):
         raise ValueError(f"{name} holds ids {a.min()}..{a.max()}, outside {lo}..{hi}: "
                          f"the card says {name} ∈ {card_set}")
+
+
+def _as_mask(name, value, card_set):
+    """A true/false input as NumPy booleans; the numbers 0 and 1 are read as false and true
+    (on integers ¬ is NumPy's bitwise ~, which would turn 1 into −2: still true)."""
+    a = np.asarray(value)
+    if a.dtype == np.bool_:
+        return a
+    if (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)) and np.isin(a, (0, 1)).all():
+        return a != 0
+    raise ValueError(f"{name} must be true/false values (booleans, or the numbers 0 and 1), not {a.dtype}"
+                     f"{' holding other numbers' if a.dtype.kind in 'iuf' else ''}; the card says {name} ∈ {card_set}")
+
+
+def _check_divides(quotient, num, den, num_text, den_text):
+    """ValueError, in the card's terms, for a size the card divides that does not divide evenly."""
+    if den == 0 or num % den:
+        raise ValueError(f"{quotient} must be a whole number, but {num_text} = {num} is not a multiple of "
+                         f"{den_text} = {den}: the card divides {num_text} by {den_text}")
 
 
 def _check_params(params, shapes):

@@ -153,6 +153,7 @@ def forward(config: Config, params: Params, x_n, workspace: dict | None = None):
     W_u = params.W_u
     _check_input('x_n', x_n, (None, ), 'i', 1, N_V, '[N_V]*')
     _check_params(params, {'W_e': (d_e, N_V, ), 'W_p': (d_e, ell_max, ), 'W_q': (L, H, d_e // H, d_e, ), 'b_q': (L, H, d_e // H, ), 'W_k': (L, H, d_e // H, d_e, ), 'b_k': (L, H, d_e // H, ), 'W_v': (L, H, d_e // H, d_e, ), 'b_v': (L, H, d_e // H, ), 'W_o': (L, d_e, d_e, ), 'b_o': (L, d_e, ), 'gamma1': (L, d_e, ), 'beta1': (L, d_e, ), 'gamma2': (L, d_e, ), 'beta2': (L, d_e, ), 'W_mlp1': (L, d_mlp, d_e, ), 'b_mlp1': (L, d_mlp, ), 'W_mlp2': (L, d_e, d_mlp, ), 'b_mlp2': (L, d_e, ), 'gamma': (d_e, ), 'beta': (d_e, ), 'W_u': (N_V, d_e, )})
+    _check_divides('d_e/H', d_e, H, 'd_e', 'H')
     dtype = np.result_type(W_e)
     batch = np.shape(x_n)[:np.ndim(x_n) - 1]
     # DTransformer 2 for t ∈ [ℓ] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
@@ -173,7 +174,7 @@ def forward(config: Config, params: Params, x_n, workspace: dict | None = None):
     _38 = ~_25                                                  # (ℓ, ℓ)
     # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
     _40 = math.sqrt(d_e // H)                                   # ()
-    # DTransformer 8 X ← X + W^l_mlp2 GELU(W^l_mlp1 X̃ + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
+    # DTransformer 4 for l = 1, 2, …, L do
     X_2 = X
     saved_l_ = []
     for l_ in range(L):
@@ -572,6 +573,25 @@ def _check_input(name, value, shape, kind, lo, hi, card_set):
     if lo is not None and a.size and (a.min() < lo or a.max() > hi):
         raise ValueError(f"{name} holds ids {a.min()}..{a.max()}, outside {lo}..{hi}: "
                          f"the card says {name} ∈ {card_set}")
+
+
+def _as_mask(name, value, card_set):
+    """A true/false input as NumPy booleans; the numbers 0 and 1 are read as false and true
+    (on integers ¬ is NumPy's bitwise ~, which would turn 1 into −2: still true)."""
+    a = np.asarray(value)
+    if a.dtype == np.bool_:
+        return a
+    if (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)) and np.isin(a, (0, 1)).all():
+        return a != 0
+    raise ValueError(f"{name} must be true/false values (booleans, or the numbers 0 and 1), not {a.dtype}"
+                     f"{' holding other numbers' if a.dtype.kind in 'iuf' else ''}; the card says {name} ∈ {card_set}")
+
+
+def _check_divides(quotient, num, den, num_text, den_text):
+    """ValueError, in the card's terms, for a size the card divides that does not divide evenly."""
+    if den == 0 or num % den:
+        raise ValueError(f"{quotient} must be a whole number, but {num_text} = {num} is not a multiple of "
+                         f"{den_text} = {den}: the card divides {num_text} by {den_text}")
 
 
 def _check_params(params, shapes):

@@ -232,6 +232,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
     _check_input('z_n', z_n, (None, ), 'i', 1, N_V, '[N_V]*')
     _check_input('x_n', x_n, (None, ), 'i', 1, N_V, '[N_V]*')
     _check_params(params, {'W_e': (d_e, N_V, ), 'W_p': (d_e, ell_max, ), 'W_q': (L_enc, H, d_e // H, d_e, ), 'b_q': (L_enc, H, d_e // H, ), 'W_k': (L_enc, H, d_e // H, d_e, ), 'b_k': (L_enc, H, d_e // H, ), 'W_v': (L_enc, H, d_e // H, d_e, ), 'b_v': (L_enc, H, d_e // H, ), 'W_o': (L_enc, d_e, d_e, ), 'b_o': (L_enc, d_e, ), 'gamma1': (L_enc, d_e, ), 'beta1': (L_enc, d_e, ), 'gamma2': (L_enc, d_e, ), 'beta2': (L_enc, d_e, ), 'W_mlp1': (L_enc, d_mlp, d_e, ), 'b_mlp1': (L_enc, d_mlp, ), 'W_mlp2': (L_enc, d_e, d_mlp, ), 'b_mlp2': (L_enc, d_e, ), 'W_q_2': (L_dec, H, d_e // H, d_e, ), 'b_q_2': (L_dec, H, d_e // H, ), 'W_k_2': (L_dec, H, d_e // H, d_e, ), 'b_k_2': (L_dec, H, d_e // H, ), 'W_v_2': (L_dec, H, d_e // H, d_e, ), 'b_v_2': (L_dec, H, d_e // H, ), 'W_o_2': (L_dec, d_e, d_e, ), 'b_o_2': (L_dec, d_e, ), 'W_q_3': (L_dec, H, d_e // H, d_e, ), 'b_q_3': (L_dec, H, d_e // H, ), 'W_k_3': (L_dec, H, d_e // H, d_e, ), 'b_k_3': (L_dec, H, d_e // H, ), 'W_v_3': (L_dec, H, d_e // H, d_e, ), 'b_v_3': (L_dec, H, d_e // H, ), 'W_o_3': (L_dec, d_e, d_e, ), 'b_o_3': (L_dec, d_e, ), 'gamma3': (L_dec, d_e, ), 'beta3': (L_dec, d_e, ), 'gamma4': (L_dec, d_e, ), 'beta4': (L_dec, d_e, ), 'gamma5': (L_dec, d_e, ), 'beta5': (L_dec, d_e, ), 'W_mlp3': (L_dec, d_mlp, d_e, ), 'b_mlp3': (L_dec, d_mlp, ), 'W_mlp4': (L_dec, d_e, d_mlp, ), 'b_mlp4': (L_dec, d_e, ), 'W_u': (N_V, d_e, )})
+    _check_divides('d_e/H', d_e, H, 'd_e', 'H')
     dtype = np.result_type(W_e)
     batch = np.shape(z_n)[:np.ndim(z_n) - 1]
     # EDTransformer 2 for t ∈ [ℓ_z] : e_t ← W_e[:, z[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
@@ -245,7 +246,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
     Z = np.swapaxes(e, -1, -2)                                  # (…, d_e, ℓ_z)
     # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
     _20 = math.sqrt(d_e // H)                                   # ()
-    # EDTransformer 8 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^2_l, β^2_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
+    # EDTransformer 4 for l = 1, 2, …, L_enc do
     Z_2 = Z
     saved_l_ = []
     for l_ in range(L_enc):
@@ -363,7 +364,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
     _88 = math.sqrt(d_e // H)                                   # ()
     # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
     _115 = np.expand_dims(Z_5, -3)                              # (…, 1, d_e, ℓ_z)
-    # EDTransformer 19 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^5_l, β^5_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
+    # EDTransformer 13 for l = 1, 2, …, L_dec do ▷ the paper writes "for i = 1, 2, …, L_dec" but its body uses l
     X_2 = X
     saved_l__2 = []
     for l__2 in range(L_dec):
@@ -1045,6 +1046,25 @@ def _check_input(name, value, shape, kind, lo, hi, card_set):
     if lo is not None and a.size and (a.min() < lo or a.max() > hi):
         raise ValueError(f"{name} holds ids {a.min()}..{a.max()}, outside {lo}..{hi}: "
                          f"the card says {name} ∈ {card_set}")
+
+
+def _as_mask(name, value, card_set):
+    """A true/false input as NumPy booleans; the numbers 0 and 1 are read as false and true
+    (on integers ¬ is NumPy's bitwise ~, which would turn 1 into −2: still true)."""
+    a = np.asarray(value)
+    if a.dtype == np.bool_:
+        return a
+    if (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)) and np.isin(a, (0, 1)).all():
+        return a != 0
+    raise ValueError(f"{name} must be true/false values (booleans, or the numbers 0 and 1), not {a.dtype}"
+                     f"{' holding other numbers' if a.dtype.kind in 'iuf' else ''}; the card says {name} ∈ {card_set}")
+
+
+def _check_divides(quotient, num, den, num_text, den_text):
+    """ValueError, in the card's terms, for a size the card divides that does not divide evenly."""
+    if den == 0 or num % den:
+        raise ValueError(f"{quotient} must be a whole number, but {num_text} = {num} is not a multiple of "
+                         f"{den_text} = {den}: the card divides {num_text} by {den_text}")
 
 
 def _check_params(params, shapes):

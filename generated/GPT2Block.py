@@ -109,6 +109,7 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     b_proj = params.b_proj
     _check_input('e', e, (None, D, ), 'f', None, None, 'ℝ^{T×D}')
     _check_params(params, {'gamma_1': (D, ), 'beta_1': (D, ), 'W_qkv': (D, 3*D, ), 'b_qkv': (3*D, ), 'W_o': (D, D, ), 'b_o': (D, ), 'gamma_2': (D, ), 'beta_2': (D, ), 'W_fc': (D, D_f, ), 'b_fc': (D_f, ), 'W_proj': (D_f, D, ), 'b_proj': (D, )})
+    _check_divides('D/H', D, H, 'D', 'H')
     dtype = np.result_type(gamma_1)
     batch = np.shape(e)[:np.ndim(e) - 2]
     # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
@@ -345,6 +346,25 @@ def _check_input(name, value, shape, kind, lo, hi, card_set):
     if lo is not None and a.size and (a.min() < lo or a.max() > hi):
         raise ValueError(f"{name} holds ids {a.min()}..{a.max()}, outside {lo}..{hi}: "
                          f"the card says {name} ∈ {card_set}")
+
+
+def _as_mask(name, value, card_set):
+    """A true/false input as NumPy booleans; the numbers 0 and 1 are read as false and true
+    (on integers ¬ is NumPy's bitwise ~, which would turn 1 into −2: still true)."""
+    a = np.asarray(value)
+    if a.dtype == np.bool_:
+        return a
+    if (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)) and np.isin(a, (0, 1)).all():
+        return a != 0
+    raise ValueError(f"{name} must be true/false values (booleans, or the numbers 0 and 1), not {a.dtype}"
+                     f"{' holding other numbers' if a.dtype.kind in 'iuf' else ''}; the card says {name} ∈ {card_set}")
+
+
+def _check_divides(quotient, num, den, num_text, den_text):
+    """ValueError, in the card's terms, for a size the card divides that does not divide evenly."""
+    if den == 0 or num % den:
+        raise ValueError(f"{quotient} must be a whole number, but {num_text} = {num} is not a multiple of "
+                         f"{den_text} = {den}: the card divides {num_text} by {den_text}")
 
 
 def _check_params(params, shapes):
