@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
 from fractions import Fraction
+from functools import cache
 
 import jinja2
 
@@ -31,6 +33,7 @@ from .wrappers import wrapper_code
 COMMENT_COL = 60
 
 
+@cache  # one per process: Jinja compiles a template once per Environment (~40 ms each)
 def _env() -> jinja2.Environment:
     loader = jinja2.PackageLoader("cardgen.compile", "templates")
     return jinja2.Environment(loader=loader, trim_blocks=True, lstrip_blocks=True,
@@ -173,16 +176,18 @@ SETUP = re.compile(r"^(\s*)(\w+) = (config\.\w+|cache\[\"\w+\"\]|params\.\w+|[\w
                    r"|\w+\.dtype|tuple\(\w+\.shape\[.*\]\)|array_namespace\(.*\)|_device\(\w+\)|None)$")
 
 
+WORD = re.compile(r"(?<![\w.])\w+")  # x.dtype is no use of dtype
+
+
 def drop_unused(lines: list[str]) -> list[str]:
     """Set-up lines (a size from config, a value from the cache) for names nothing reads."""
     def code(line: str) -> str:  # comments and string literals are no use of a name
         return re.sub(r"'[^']*'|\"[^\"]*\"", "", line.split("#")[0])
-    text = "\n".join(code(line) for line in lines)
+    uses = Counter(WORD.findall("\n".join(code(line) for line in lines)))  # one pass, not one per line
     kept = []
     for line in lines:
         m = SETUP.match(line)
-        word = rf"(?<![\w.]){re.escape(m.group(2))}\b" if m else ""  # x.dtype is no use of dtype
-        if m and len(re.findall(word, text)) == len(re.findall(word, code(line))):
+        if m and uses[m.group(2)] == WORD.findall(code(line)).count(m.group(2)):
             continue  # read nowhere but on its own line
         kept.append(line)
     return kept
