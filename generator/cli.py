@@ -10,6 +10,7 @@ import click
 from .api import card_paths, library_for, load
 from .docs.report import param_count_line, render_card
 from .lang.check import Checked, Library
+from .lang.configs import chosen_values, settable_names, training_config
 from .lang.errors import CardError
 from .lang.render import card_text
 
@@ -110,20 +111,23 @@ def write_atomic(path: Path, text: str) -> None:
 @click.option("--full", is_flag=True, help="Append every sub-algorithm the card calls, once each.")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
               help="A hyperparameter value (repeatable); with values the parameter count is shown.")
+@click.option("--config", "config", metavar="NAME", help="One of the card's named configurations (then --set on top).")
 @click.option("--backward", is_flag=True, help="Print the derived backward pass instead.")
 @click.option("--memory", is_flag=True,
               help="List the activations the forward saves for the backward, with shapes and bytes "
                    "(--set B=… for the batch, default 1; --set dtype=float64 for 8-byte floats).")
 @guarded
-def render_cmd(card, fmt, standalone, full, sets, backward, memory):
+def render_cmd(card, fmt, standalone, full, sets, config, backward, memory):
     """Print a card as Phuong–Hutter pseudocode."""
     if standalone and fmt != "tex":
         raise CardError("--standalone makes a LaTeX document: use it with --format tex")
     if fmt == "tex" and (backward or memory):
         raise CardError("--backward and --memory print text; --format tex renders the card itself")
-    values = parse_sets(sets)
     lib = library_for(card)
     c, checked = load(card, lib)
+    order = sub_algorithms(checked, lib) if full else [checked]
+    known = [n for ch in order for n in settable_names(ch)]
+    values = chosen_values(c, config, parse_sets(sets), known, ("B", "dtype") if memory else ())
     if backward or memory:
         from .docs.derived import backward_text, memory_text
         if backward:
@@ -133,12 +137,9 @@ def render_cmd(card, fmt, standalone, full, sets, backward, memory):
             batch = int(values.pop("B", 1))
             click.echo(memory_text(checked, lib, values, batch, itemsize), nl=False)
         return
-    order = [checked]
-    if full:
-        order = sub_algorithms(checked, lib)
     parts = []
     for ch in order:
-        count = param_count_line(ch, lib, values)
+        count = param_count_line(ch, lib, values, config if ch is checked else None)
         parts.append(render_card(ch, fmt, count))
     if fmt == "tex":
         from .docs.texbox import document, fragment
@@ -262,17 +263,19 @@ def docs_cmd(paths, out_dir, force):
 @main.command("gradcheck")
 @click.argument("paths", nargs=-1)
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="A dimension's size (default: small).")
+@click.option("--config", "config", metavar="NAME", help="One of the card's named configurations (then --set on top).")
 @click.option("--seed", default=0, show_default=True)
 @guarded
-def gradcheck_cmd(paths, sets, seed):
+def gradcheck_cmd(paths, sets, config, seed):
     """Check derived gradients against float64 finite differences."""
     from .compile.gradcheck import TOL, gradcheck
     from .compile.lower import LoweringError
-    values = {k: int(v) for k, v in parse_sets(sets).items() if k != "dtype"}
+    given = {k: int(v) for k, v in parse_sets(sets).items() if k != "dtype"}
+    loaded = [(lib := library_for(str(f)), *load(str(f), lib)) for f in card_paths(paths or ("cards",))]
+    known = [n for _, _, ch in loaded for n in settable_names(ch)]
     bad = 0
-    for f in card_paths(paths or ("cards",)):
-        lib = library_for(str(f))
-        card, checked = load(str(f), lib)
+    for lib, card, checked in loaded:
+        values = chosen_values(card, config, given, known)
         try:
             res = gradcheck(checked, lib, values, seed)
         except LoweringError:
@@ -291,14 +294,19 @@ def gradcheck_cmd(paths, sets, seed):
         sys.exit(1)
 
 
-def training_modules(card_path: str, values: dict):
-    """The model card's module, the cross_entropy and AdamW cards' modules, and a Config."""
+def training_modules(card_path: str, values: dict, config: str | None = None):
+    """The model card's module, the cross_entropy and AdamW cards' modules, and a Config:
+    the named configuration's values (by default the card's training configuration), then ``values``."""
     import dataclasses
 
     from .compile.gradcheck import load_module
     from .compile.naming import ascii_name
     lib = library_for(card_path)
     card, checked = load(card_path, lib)
+    if config is None and training_config(card) is not None:
+        config = training_config(card).name
+    names = settable_names(checked)
+    values = chosen_values(card, config, values, [*names, *map(ascii_name, names)])
     out = checked.env[card.outputs[0]].type if len(card.outputs) == 1 else None
     if card.convention.axes != "rows" or out is None or len(out.shape) != 2:
         raise CardError(f"cardgen train trains a language model whose output is logits, one row per position "
@@ -337,13 +345,15 @@ def training_modules(card_path: str, values: dict):
 @click.option("--clip", default=1.0, show_default=True, help="Clip the gradient's global norm (0: off).")
 @click.option("--accumulate", default=1, show_default=True, help="Micro-batches per step.")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="A hyperparameter of the card.")
+@click.option("--config", "config", metavar="NAME",
+              help="One of the card's named configurations (default: the one marked (training)); --set on top.")
 @click.option("--out", "out_dir", default=None, help="Folder for checkpoint, log and plot (default runs/<card>).")
 @click.option("--resume", is_flag=True, help="Continue from the folder's checkpoint, on the same trajectory.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--eval-every", default=100, show_default=True)
 @guarded
-def train_cmd(card, data, steps, batch, seq, lr, weight_decay, clip, accumulate, sets, out_dir, resume, seed,
-              eval_every):
+def train_cmd(card, data, steps, batch, seq, lr, weight_decay, clip, accumulate, sets, config, out_dir, resume,
+              seed, eval_every):
     """Train a model card on bytes of text with AdamW; checkpoints resume exactly."""
     import time
 
@@ -352,7 +362,7 @@ def train_cmd(card, data, steps, batch, seq, lr, weight_decay, clip, accumulate,
     from .train import trainer as tr
     from .train.plot import loss_png
     values = parse_sets(sets)
-    c, model, ce, adamw, config = training_modules(card, values)
+    c, model, ce, adamw, config = training_modules(card, values, config)
     out = Path(out_dir or f"runs/{c.name}")
     out.mkdir(parents=True, exist_ok=True)
     ckpt, log_path = out / "checkpoint.npz", out / "log.csv"

@@ -38,6 +38,7 @@ _END = rf"(?!{_CHAR}|_|\^(?!T(?![^\W_])){_CHAR})"
 SET_BASE = r"[ℝℕℤ]|\{[ \t]*0[ \t]*,[ \t]*1[ \t]*\}"
 ASCII_SET = rf"[RNZ]{_END}"  # ℝ ℕ ℤ, but only right after ∈ / in: elsewhere R N Z are names
 CLAIM = rf"([▷#])([ \t]*)({NAME}[ \t]+(?:∈|in\b)[^;\n]*)([^\n]*)"  # ▷ name ∈ set; text
+CONFIG_NAME = r"[A-Za-z][A-Za-z0-9]*(?:[-_.][A-Za-z0-9]+)*"  # config gpt2-medium: as the grammar's CONFIG_NAME
 FLOAT = r"\d+(?:\.\d+(?:[eE][-+]?\d+)?|[eE][-+]?\d+)"
 
 # What a whole name means when it is a reserved or built-in word; any other name
@@ -83,6 +84,9 @@ class CardLexer(RegexLexer):
             (r"^([ \t]*)(Parameter count:[^\n]*)", bygroups(Whitespace, Generic.Output)),
             (r"^─+[ \t]*$", Comment.Single),  # `render --full` puts a rule between cards
             (r"^([ \t]*)(convention\b|Convention:)", bygroups(Whitespace, Keyword.Declaration), "convention"),
+            # config gpt2-medium (training): a named configuration, its name a label
+            (rf"^([ \t]*)(config\b|Configuration\b)([ \t]+)({CONFIG_NAME})(?:([ \t]*)(\(training\)))?",
+             bygroups(Whitespace, Keyword.Declaration, Whitespace, Name.Label, Whitespace, Keyword.Pseudo)),
             (r"^([ \t]*)(\d+)(?=[ \t])", bygroups(Whitespace, Generic.Prompt)),  # step number
             (r"(?:Algorithm|Input|Output|Hyperparameters|Parameters):", Keyword.Declaration),
             (r"\n", Whitespace),
@@ -207,6 +211,9 @@ def textmate_grammar() -> dict:
             region(r"^[ \t]*(convention\b|Convention:)", "$", "meta.convention",
                    [rule(r"columns\b|rows\b|[01]-based\b", "constant.language.convention"), {"include": "#line"}],
                    [None, "keyword.other.declaration"]),
+            groups(rf"^[ \t]*(config\b|Configuration\b)[ \t]+({CONFIG_NAME})(?:[ \t]*(\(training\)))?",
+                   "keyword.other.declaration", "entity.name.label",
+                   "keyword.other.training"),
             groups(r"^[ \t]*(\d+)(?=[ \t])", "constant.numeric.integer.step"),
             rule(r"(?:Algorithm|Input|Output|Hyperparameters|Parameters):", "keyword.other.declaration"),
             {"include": "#line"},

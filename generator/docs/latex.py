@@ -9,7 +9,7 @@ import unicodedata
 
 from ..lang.ir import Card, Expr, Group, Set, Step
 from ..lang.names import split_name
-from ..lang.render import LEVEL, Printer, _next
+from ..lang.render import LEVEL, Printer, _next, config_head
 
 GREEK = {
     "α": r"\alpha", "β": r"\beta", "γ": r"\gamma", "δ": r"\delta", "ε": r"\varepsilon",
@@ -228,6 +228,11 @@ def tex_decl(d) -> str:
     return s
 
 
+def tex_config(c) -> str:
+    r"""A named configuration's values as math: ``V = 50257,\ D = 768``."""
+    return r",\ ".join(f"{tex_name(k)} = {v}" for k, v in c.values)
+
+
 # Inside a formula, card text goes in \text{…}; TeX's special characters
 # (TEXT_SPECIAL) and the notation's symbols leave it for math mode, as text
 # fonts lack ∈, ≤, τ, ….
@@ -368,6 +373,9 @@ def markdown(checked, count_line: str | None = None) -> str:
     for d in card.decls:
         desc = f" — {md_text(d.desc)}" if d.desc else ""
         out.append(f"**{ROLE_MD[d.role]}:** $`{tex_decl(d)}`${desc}  ")
+    for c in card.configs:
+        desc = f" — {md_text(c.desc)}" if c.desc else ""
+        out.append(f"**Configuration** {md_text(config_head(c))}: $`{tex_config(c)}`${desc}  ")
     if count_line:
         out.append(md_text(count_line) + "  ")
     steps = MdSteps(checked.claims).steps(card.steps)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from . import ir
 from .check_call import BUILTINS, CallRules, signature_hint
 from .check_expr import ExprRules
+from .configs import check_configs
 from .errors import CardError
 from .ir import Card, Claim, Decl, Expr, Group, Set, Step
 from .names import join_name, split_name
@@ -211,6 +212,7 @@ class Checker(ExprRules, CallRules):
     # -------------------------------------------------------------- entry
     def run(self) -> Checked:
         self.declarations()
+        check_configs(self.card)
         self.signature()
         self.steps(self.card.steps)
         for n, d in self.pending.items():

@@ -154,8 +154,28 @@ class Convention:
 
 
 @dataclass(frozen=True)
+class Configuration:
+    """A named set of hyperparameter values: ``config gpt2: V = 50257, D = 768``.
+
+    ``values`` pairs a hyperparameter with its number, as written (``"1e-5"``);
+    ``training`` marks the configuration ``cardgen train`` uses by default.
+    """
+
+    name: str
+    values: tuple[tuple[str, str], ...]
+    training: bool = False
+    desc: str | None = None
+    pos: Pos | None = _pos()
+    value_pos: tuple[Pos | None, ...] = field(default=(), compare=False, repr=False)  # one per value
+
+    def where(self, i: int) -> Pos | None:
+        return self.value_pos[i] if i < len(self.value_pos) else self.pos
+
+
+@dataclass(frozen=True)
 class Card:
-    """A whole algorithm card: signature, purpose, declarations, steps."""
+    """A whole algorithm card: signature, purpose, declarations, named
+    configurations, steps."""
 
     name: str
     outputs: tuple[str, ...]
@@ -165,6 +185,7 @@ class Card:
     convention: Convention
     decls: tuple[Decl, ...]
     steps: tuple[Step, ...]
+    configs: tuple[Configuration, ...] = ()
     path: str = field(default="<card>", compare=False)
     source: str = field(default="", compare=False, repr=False)
     pos: Pos | None = _pos()
@@ -174,3 +195,6 @@ class Card:
             if name in d.names:
                 return d
         return None
+
+    def config(self, name: str) -> Configuration | None:
+        return next((c for c in self.configs if c.name == name), None)

@@ -17,7 +17,7 @@ from lark.visitors import Transformer_NonRecursive
 
 from . import ir
 from .errors import CardError
-from .ir import Card, Claim, Convention, Decl, Expr, Group, Pos, Set, Step
+from .ir import Card, Claim, Configuration, Convention, Decl, Expr, Group, Pos, Set, Step
 
 MAX_DEPTH = 2000  # parse trees deeper than this are refused (later stages recurse)
 # Parsing and checking take about 20 µs of CPU a character (Lark is half of
@@ -44,6 +44,8 @@ WORDS = {
     "DOT": '"·"', "HADAMARD": '"⊙"', "MINUS": '"−"', "NOT": '"¬"', "NABLA": '"∇"',
     "SIGMA": '"Σ"', "SQRT": '"√"', "INF": '"∞"', "TRANSPOSE": '"^⊤"', "SQUARED": '"²"',
     "CMP": "a comparison", "ISO": '"[["', "ISC": '"]]"', "EQ": '"="', "COUNT_LINE": "a parameter count",
+    "CONFIG": '"config"', "CONFIG_NAME": "a configuration name like gpt2-medium",
+    "TRAINING": '"(training)"',
 }
 ROLES = {"input": "input", "output": "output", "hyper": "hyper", "param": "param",
          "Input:": "input", "Output:": "output", "Hyperparameters:": "hyper",
@@ -354,6 +356,17 @@ class ToIR(Transformer_NonRecursive):
                 desc = val
         return Decl(role, c[1], c[2], None, over, desc, _pos_of(m))
 
+    def config(self, m, c):
+        training = any(isinstance(t, Token) and t.type == "TRAINING" for t in c)
+        items = [x for x in c if isinstance(x, tuple) and x[0] == "item"]
+        desc = next((x[1] for x in c if isinstance(x, tuple) and x[0] == "desc"), None)
+        return Configuration(str(c[1]), tuple(x[1] for x in items), training, desc, _pos_of(m),
+                             tuple(x[2] for x in items))
+
+    def config_item(self, m, c):
+        sign = "-" if len(c) == 3 else ""
+        return ("item", (str(c[0]), sign + str(c[-1])), _pos_of(m))
+
     def count_line(self, m, c):
         return None
 
@@ -407,7 +420,7 @@ class ToIR(Transformer_NonRecursive):
     def card(self, m, c):
         _, name, outputs, inputs, bar, pos = c[0]
         purpose, conv = None, Convention()
-        decls, steps = [], []
+        decls, steps, configs = [], [], []
         for x in c[1:]:
             if isinstance(x, tuple) and x[0] == "purpose":
                 purpose = x[1]
@@ -417,7 +430,10 @@ class ToIR(Transformer_NonRecursive):
                 decls.append(x)
             elif isinstance(x, Step):
                 steps.append(x)
-        return Card(name, outputs, inputs, bar, purpose, conv, tuple(decls), tuple(steps), pos=pos)
+            elif isinstance(x, Configuration):
+                configs.append(x)
+        return Card(name, outputs, inputs, bar, purpose, conv, tuple(decls), tuple(steps), tuple(configs),
+                    pos=pos)
 
     def start(self, m, c):
         return _exprs(c)[0]
