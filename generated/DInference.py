@@ -50,6 +50,14 @@ class Config:
     N_V: int  # N_V — vocabulary size
     ell_gen: int  # ℓ_gen — number of tokens to generate
     tau: float  # τ — temperature; it controls the diversity-plausibility trade-off at inference
+    d_attn: int | None = None  # d_attn — a size of the model the card trains or runs
+    d_mid: int | None = None  # d_mid — a size of the model the card trains or runs
+
+    def __post_init__(self):  # defaults that follow from the other hyperparameters
+        if self.d_attn is None:
+            self.d_attn = self.d_e // self.H
+        if self.d_mid is None:
+            self.d_mid = self.d_e // self.H
 
 
 @dataclass
@@ -57,13 +65,13 @@ class Params:
     """Learned parameters of DInference (card notation in the comments)."""
     W_e: np.ndarray  # theta_hat.W_e (d_e, N_V)
     W_p: np.ndarray  # theta_hat.W_p (d_e, ℓ_max)
-    W_q: np.ndarray  # theta_hat.Wc.W_q (L, H, d_e/H, d_e)
-    b_q: np.ndarray  # theta_hat.Wc.b_q (L, H, d_e/H)
-    W_k: np.ndarray  # theta_hat.Wc.W_k (L, H, d_e/H, d_e)
-    b_k: np.ndarray  # theta_hat.Wc.b_k (L, H, d_e/H)
-    W_v: np.ndarray  # theta_hat.Wc.W_v (L, H, d_e/H, d_e)
-    b_v: np.ndarray  # theta_hat.Wc.b_v (L, H, d_e/H)
-    W_o: np.ndarray  # theta_hat.Wc.W_o (L, d_e, d_e)
+    W_q: np.ndarray  # theta_hat.Wc.W_q (L, H, d_attn, d_e)
+    b_q: np.ndarray  # theta_hat.Wc.b_q (L, H, d_attn)
+    W_k: np.ndarray  # theta_hat.Wc.W_k (L, H, d_attn, d_e)
+    b_k: np.ndarray  # theta_hat.Wc.b_k (L, H, d_attn)
+    W_v: np.ndarray  # theta_hat.Wc.W_v (L, H, d_mid, d_e)
+    b_v: np.ndarray  # theta_hat.Wc.b_v (L, H, d_mid)
+    W_o: np.ndarray  # theta_hat.Wc.W_o (L, d_e, H·d_mid)
     b_o: np.ndarray  # theta_hat.Wc.b_o (L, d_e)
     gamma1: np.ndarray  # theta_hat.gamma1 (L, d_e)
     beta1: np.ndarray  # theta_hat.beta1 (L, d_e)
@@ -84,19 +92,21 @@ def init_params(config: Config, rng: np.random.Generator, dtype=np.float32) -> P
     N_V = config.N_V
     H = config.H
     L = config.L
+    d_attn = config.d_attn
     d_e = config.d_e
+    d_mid = config.d_mid
     d_mlp = config.d_mlp
     ell_max = config.ell_max
     return Params(
         W_e=(0.02 * rng.standard_normal((d_e, N_V,))).astype(dtype),
         W_p=(0.02 * rng.standard_normal((d_e, ell_max,))).astype(dtype),
-        W_q=(0.02 * rng.standard_normal((L, H, d_e // H, d_e,))).astype(dtype),
-        b_q=np.zeros((L, H, d_e // H,), dtype=dtype),
-        W_k=(0.02 * rng.standard_normal((L, H, d_e // H, d_e,))).astype(dtype),
-        b_k=np.zeros((L, H, d_e // H,), dtype=dtype),
-        W_v=(0.02 * rng.standard_normal((L, H, d_e // H, d_e,))).astype(dtype),
-        b_v=np.zeros((L, H, d_e // H,), dtype=dtype),
-        W_o=(0.02 * rng.standard_normal((L, d_e, d_e,))).astype(dtype),
+        W_q=(0.02 * rng.standard_normal((L, H, d_attn, d_e,))).astype(dtype),
+        b_q=np.zeros((L, H, d_attn,), dtype=dtype),
+        W_k=(0.02 * rng.standard_normal((L, H, d_attn, d_e,))).astype(dtype),
+        b_k=np.zeros((L, H, d_attn,), dtype=dtype),
+        W_v=(0.02 * rng.standard_normal((L, H, d_mid, d_e,))).astype(dtype),
+        b_v=np.zeros((L, H, d_mid,), dtype=dtype),
+        W_o=(0.02 * rng.standard_normal((L, d_e, H*d_mid,))).astype(dtype),
         b_o=np.zeros((L, d_e,), dtype=dtype),
         gamma1=np.ones((L, d_e,), dtype=dtype),
         beta1=np.zeros((L, d_e,), dtype=dtype),
@@ -124,7 +134,9 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
     len_x = x.shape[-1]
     H = config.H
     L = config.L
+    d_attn = config.d_attn
     d_e = config.d_e
+    d_mid = config.d_mid
     d_mlp = config.d_mlp
     ell_max = config.ell_max
     W_e = params.W_e
@@ -149,7 +161,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
     beta = params.beta
     W_u = params.W_u
     _check_input('x', x, (None, ), 'i', 1, N_V, '[N_V]*')
-    _check_params(params, {'W_e': (d_e, N_V, ), 'W_p': (d_e, ell_max, ), 'W_q': (L, H, d_e // H, d_e, ), 'b_q': (L, H, d_e // H, ), 'W_k': (L, H, d_e // H, d_e, ), 'b_k': (L, H, d_e // H, ), 'W_v': (L, H, d_e // H, d_e, ), 'b_v': (L, H, d_e // H, ), 'W_o': (L, d_e, d_e, ), 'b_o': (L, d_e, ), 'gamma1': (L, d_e, ), 'beta1': (L, d_e, ), 'gamma2': (L, d_e, ), 'beta2': (L, d_e, ), 'W_mlp1': (L, d_mlp, d_e, ), 'b_mlp1': (L, d_mlp, ), 'W_mlp2': (L, d_e, d_mlp, ), 'b_mlp2': (L, d_e, ), 'gamma': (d_e, ), 'beta': (d_e, ), 'W_u': (N_V, d_e, )})
+    _check_params(params, {'W_e': (d_e, N_V, ), 'W_p': (d_e, ell_max, ), 'W_q': (L, H, d_attn, d_e, ), 'b_q': (L, H, d_attn, ), 'W_k': (L, H, d_attn, d_e, ), 'b_k': (L, H, d_attn, ), 'W_v': (L, H, d_mid, d_e, ), 'b_v': (L, H, d_mid, ), 'W_o': (L, d_e, H*d_mid, ), 'b_o': (L, d_e, ), 'gamma1': (L, d_e, ), 'beta1': (L, d_e, ), 'gamma2': (L, d_e, ), 'beta2': (L, d_e, ), 'W_mlp1': (L, d_mlp, d_e, ), 'b_mlp1': (L, d_mlp, ), 'W_mlp2': (L, d_e, d_mlp, ), 'b_mlp2': (L, d_e, ), 'gamma': (d_e, ), 'beta': (d_e, ), 'W_u': (N_V, d_e, )})
     dtype = np.result_type(W_e)
     batch = np.shape(x)[:np.ndim(x) - 1]
     # DTransformer 2 for t ∈ [ℓ] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
@@ -169,7 +181,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
     # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
     _38 = ~_25                                                  # (len_x, len_x)
     # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-    _40 = math.sqrt(d_e // H)                                   # ()
+    _40 = math.sqrt(d_attn)                                     # ()
     # DTransformer 8 X ← X + W^l_mlp2 GELU(W^l_mlp1 X̃ + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
     X_2 = X
     saved_l_ = []
@@ -198,39 +210,39 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         # DTransformer 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         _21 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, len_x)
         # DTransformer 6 X ← X + MHAttention(X̃ | 𝓦_l, Mask[t, t′] = [[t ≤ t′]]) ▷ X ∈ ℝ^{d_e×ℓ}
-        W_q_l = W_q[l_]                                         # (H, d_e/H, d_e)
-        b_q_l = b_q[l_]                                         # (H, d_e/H)
-        W_k_l = W_k[l_]                                         # (H, d_e/H, d_e)
-        b_k_l = b_k[l_]                                         # (H, d_e/H)
-        W_v_l = W_v[l_]                                         # (H, d_e/H, d_e)
-        b_v_l = b_v[l_]                                         # (H, d_e/H)
-        W_o_l = W_o[l_]                                         # (d_e, d_e)
+        W_q_l = W_q[l_]                                         # (H, d_attn, d_e)
+        b_q_l = b_q[l_]                                         # (H, d_attn)
+        W_k_l = W_k[l_]                                         # (H, d_attn, d_e)
+        b_k_l = b_k[l_]                                         # (H, d_attn)
+        W_v_l = W_v[l_]                                         # (H, d_mid, d_e)
+        b_v_l = b_v[l_]                                         # (H, d_mid)
+        W_o_l = W_o[l_]                                         # (d_e, H·d_mid)
         b_o_l = b_o[l_]                                         # (d_e,)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
         _26 = np.expand_dims(_21, -3)                           # (…, 1, d_e, len_x)
-        _27 = np.matmul(W_q_l, _26, out=_buf(workspace, ('DInference:f_27', l_), batch + (H, d_e // H, len_x), dtype)) # (…, H, d_e/H, len_x)
-        _28 = np.expand_dims(b_q_l, -1)                         # (H, d_e/H, 1)
-        Q = np.add(_27, _28, out=_27)                           # (…, H, d_e/H, len_x)
+        _27 = np.matmul(W_q_l, _26, out=_buf(workspace, ('DInference:f_27', l_), batch + (H, d_attn, len_x), dtype)) # (…, H, d_attn, len_x)
+        _28 = np.expand_dims(b_q_l, -1)                         # (H, d_attn, 1)
+        Q = np.add(_27, _28, out=_27)                           # (…, H, d_attn, len_x)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        _30 = np.matmul(W_k_l, _26, out=_buf(workspace, ('DInference:f_30', l_), batch + (H, d_e // H, len_x), dtype)) # (…, H, d_e/H, len_x)
-        _31 = np.expand_dims(b_k_l, -1)                         # (H, d_e/H, 1)
-        K = np.add(_30, _31, out=_30)                           # (…, H, d_e/H, len_x)
+        _30 = np.matmul(W_k_l, _26, out=_buf(workspace, ('DInference:f_30', l_), batch + (H, d_attn, len_x), dtype)) # (…, H, d_attn, len_x)
+        _31 = np.expand_dims(b_k_l, -1)                         # (H, d_attn, 1)
+        K = np.add(_30, _31, out=_30)                           # (…, H, d_attn, len_x)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        _33 = np.matmul(W_v_l, _26, out=_buf(workspace, ('DInference:f_33', l_), batch + (H, d_e // H, len_x), dtype)) # (…, H, d_e/H, len_x)
-        _34 = np.expand_dims(b_v_l, -1)                         # (H, d_e/H, 1)
-        V = np.add(_33, _34, out=_33)                           # (…, H, d_e/H, len_x)
+        _33 = np.matmul(W_v_l, _26, out=_buf(workspace, ('DInference:f_33', l_), batch + (H, d_mid, len_x), dtype)) # (…, H, d_mid, len_x)
+        _34 = np.expand_dims(b_v_l, -1)                         # (H, d_mid, 1)
+        V = np.add(_33, _34, out=_33)                           # (…, H, d_mid, len_x)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        _36 = np.swapaxes(K, -1, -2)                            # (…, H, len_x, d_e/H)
+        _36 = np.swapaxes(K, -1, -2)                            # (…, H, len_x, d_attn)
         S = np.matmul(_36, Q, out=_buf(workspace, ('DInference:fS', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
         # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
         _39 = _fill_where(S, _38, -np.inf)                      # (…, H, len_x, len_x)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _41 = np.divide(_39, _40, out=_39)                      # (…, H, len_x, len_x)
         _42 = _softmax(_41, -2, _buf(workspace, ('DInference:f_42', l_), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
-        V_tilde = np.matmul(V, _42, out=_buf(workspace, ('DInference:fV_tilde', l_), batch + (H, d_e // H, len_x), dtype)) # (…, H, d_e/H, len_x)
+        V_tilde = np.matmul(V, _42, out=_buf(workspace, ('DInference:fV_tilde', l_), batch + (H, d_mid, len_x), dtype)) # (…, H, d_mid, len_x)
         V_tilde_shape = V_tilde.shape
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
-        Y = V_tilde.reshape(V_tilde.shape[:-3] + (d_e,) + V_tilde.shape[-3 + 2:]) # (…, d_e, len_x)
+        Y = V_tilde.reshape(V_tilde.shape[:-3] + (H*d_mid,) + V_tilde.shape[-3 + 2:]) # (…, H·d_mid, len_x)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _45 = np.matmul(W_o_l, Y, out=_buf(workspace, ('DInference:f_45', l_ % 2), batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
         _46 = np.expand_dims(b_o_l, -1)                         # (d_e, 1)
@@ -300,7 +312,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
     # DTransformer 11 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}
     _85 = np.matmul(W_u, _84, out=_buf(workspace, 'DInference:f_85', batch + (N_V, len_x), dtype)) # (…, N_V, len_x)
     P = _softmax(_85, -2, _buf(workspace, 'DInference:fP', batch + (N_V, len_x), dtype)) # (…, N_V, len_x)
-    cache = {"N_V": N_V, "len_x": len_x, "H": H, "L": L, "d_e": d_e, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "P": P, "_84": _84, "_81": _81, "_80": _80, "_79": _79, "shape_76": shape_76, "_75": _75, "shape_71": shape_71, "_40": _40, "_38": _38, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l_": saved_l_}
+    cache = {"N_V": N_V, "len_x": len_x, "H": H, "L": L, "d_attn": d_attn, "d_e": d_e, "d_mid": d_mid, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "P": P, "_84": _84, "_81": _81, "_80": _80, "_79": _79, "shape_76": shape_76, "_75": _75, "shape_71": shape_71, "_40": _40, "_38": _38, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l_": saved_l_}
     return P, cache
 
 
@@ -314,7 +326,9 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     len_x = cache["len_x"]
     H = cache["H"]
     L = cache["L"]
+    d_attn = cache["d_attn"]
     d_e = cache["d_e"]
+    d_mid = cache["d_mid"]
     d_mlp = cache["d_mlp"]
     batch = cache["batch"]
     dtype = cache["dtype"]
@@ -458,55 +472,55 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10087 = _sum_to(g10086, 2, (-1,))                      # (d_e, 1)
         g10088 = np.squeeze(g10087, -1)                         # (d_e,)
-        g10089 = np.swapaxes(W_o_l, -1, -2)                     # (d_e, d_e)
-        g10090 = np.matmul(g10089, g10086, out=_buf(workspace, ('DInference:bg10090', l_ % 2), batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
-        g10091 = np.swapaxes(Y, -1, -2)                         # (…, len_x, d_e)
-        g10092 = np.matmul(g10086, g10091, out=_buf(workspace, ('DInference:bg10092', l_ % 2), batch + (d_e, d_e), dtype)) # (…, d_e, d_e)
-        g10093 = _sum_to(g10092, 2, ())                         # (d_e, d_e)
+        g10089 = np.swapaxes(W_o_l, -1, -2)                     # (H·d_mid, d_e)
+        g10090 = np.matmul(g10089, g10086, out=_buf(workspace, ('DInference:bg10090', l_ % 2), batch + (H*d_mid, len_x), dtype)) # (…, H·d_mid, len_x)
+        g10091 = np.swapaxes(Y, -1, -2)                         # (…, len_x, H·d_mid)
+        g10092 = np.matmul(g10086, g10091, out=_buf(workspace, ('DInference:bg10092', l_ % 2), batch + (d_e, H*d_mid), dtype)) # (…, d_e, H·d_mid)
+        g10093 = _sum_to(g10092, 2, ())                         # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
-        g10094 = g10090.reshape(V_tilde_shape)                  # (…, H, d_e/H, len_x)
+        g10094 = g10090.reshape(V_tilde_shape)                  # (…, H, d_mid, len_x)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10095 = np.swapaxes(V, -1, -2)                         # (…, H, len_x, d_e/H)
+        g10095 = np.swapaxes(V, -1, -2)                         # (…, H, len_x, d_mid)
         g10096 = np.matmul(g10095, g10094, out=_buf(workspace, ('DInference:bg10096', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
         g10097 = np.swapaxes(_42, -1, -2)                       # (…, H, len_x, len_x)
-        g10098 = np.matmul(g10094, g10097, out=_buf(workspace, ('DInference:bg10098', l_ % 2), batch + (H, d_e // H, len_x), dtype)) # (…, H, d_e/H, len_x)
+        g10098 = np.matmul(g10094, g10097, out=_buf(workspace, ('DInference:bg10098', l_ % 2), batch + (H, d_mid, len_x), dtype)) # (…, H, d_mid, len_x)
         g10099 = _softmax_grad(g10096, _42, -2, _buf(workspace, ('DInference:bg10099', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
         g10100 = np.divide(g10099, _40, out=_buf(workspace, ('DInference:bg10100', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
         # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
         g10105 = _where(_38, 0, g10100, _buf(workspace, ('DInference:bg10105', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        g10106 = np.swapaxes(_36, -1, -2)                       # (…, H, d_e/H, len_x)
-        g10107 = np.matmul(g10106, g10105, out=_buf(workspace, ('DInference:bg10107', l_ % 2), batch + (H, d_e // H, len_x), dtype)) # (…, H, d_e/H, len_x)
-        g10108 = np.swapaxes(Q, -1, -2)                         # (…, H, len_x, d_e/H)
-        g10109 = np.matmul(g10105, g10108, out=_buf(workspace, ('DInference:bg10109', l_ % 2), batch + (H, len_x, d_e // H), dtype)) # (…, H, len_x, d_e/H)
-        g10110 = np.swapaxes(g10109, -1, -2)                    # (…, H, d_e/H, len_x)
+        g10106 = np.swapaxes(_36, -1, -2)                       # (…, H, d_attn, len_x)
+        g10107 = np.matmul(g10106, g10105, out=_buf(workspace, ('DInference:bg10107', l_ % 2), batch + (H, d_attn, len_x), dtype)) # (…, H, d_attn, len_x)
+        g10108 = np.swapaxes(Q, -1, -2)                         # (…, H, len_x, d_attn)
+        g10109 = np.matmul(g10105, g10108, out=_buf(workspace, ('DInference:bg10109', l_ % 2), batch + (H, len_x, d_attn), dtype)) # (…, H, len_x, d_attn)
+        g10110 = np.swapaxes(g10109, -1, -2)                    # (…, H, d_attn, len_x)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10111 = _sum_to(g10098, 3, (-1,))                      # (H, d_e/H, 1)
-        g10112 = np.squeeze(g10111, -1)                         # (H, d_e/H)
-        g10113 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_e/H)
+        g10111 = _sum_to(g10098, 3, (-1,))                      # (H, d_mid, 1)
+        g10112 = np.squeeze(g10111, -1)                         # (H, d_mid)
+        g10113 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
         g10114 = np.matmul(g10113, g10098, out=_buf(workspace, ('DInference:bg10114', l_ % 2), batch + (H, d_e, len_x), dtype)) # (…, H, d_e, len_x)
         g10115 = np.swapaxes(_26, -1, -2)                       # (…, 1, len_x, d_e)
-        g10116 = np.matmul(g10098, g10115, out=_buf(workspace, ('DInference:bg10116', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10117 = _sum_to(g10116, 3, ())                         # (H, d_e/H, d_e)
+        g10116 = np.matmul(g10098, g10115, out=_buf(workspace, ('DInference:bg10116', l_ % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        g10117 = _sum_to(g10116, 3, ())                         # (H, d_mid, d_e)
         g10118 = _sum_to(g10114, None, (-3,))                   # (…, 1, d_e, len_x)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10119 = _sum_to(g10110, 3, (-1,))                      # (H, d_e/H, 1)
-        g10120 = np.squeeze(g10119, -1)                         # (H, d_e/H)
-        g10121 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_e/H)
+        g10119 = _sum_to(g10110, 3, (-1,))                      # (H, d_attn, 1)
+        g10120 = np.squeeze(g10119, -1)                         # (H, d_attn)
+        g10121 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
         g10122 = np.matmul(g10121, g10110, out=_buf(workspace, ('DInference:bg10122', l_ % 2), batch + (H, d_e, len_x), dtype)) # (…, H, d_e, len_x)
         g10123 = np.swapaxes(_26, -1, -2)                       # (…, 1, len_x, d_e)
-        g10124 = np.matmul(g10110, g10123, out=_buf(workspace, ('DInference:bg10124', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10125 = _sum_to(g10124, 3, ())                         # (H, d_e/H, d_e)
+        g10124 = np.matmul(g10110, g10123, out=_buf(workspace, ('DInference:bg10124', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        g10125 = _sum_to(g10124, 3, ())                         # (H, d_attn, d_e)
         g10126 = _sum_to(g10122, None, (-3,))                   # (…, 1, d_e, len_x)
         g10127 = np.add(g10118, g10126, out=_buf(workspace, ('DInference:bg10127', l_ % 2), batch + (1, d_e, len_x), dtype)) # (…, 1, d_e, len_x)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10128 = _sum_to(g10107, 3, (-1,))                      # (H, d_e/H, 1)
-        g10129 = np.squeeze(g10128, -1)                         # (H, d_e/H)
-        g10130 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_e/H)
+        g10128 = _sum_to(g10107, 3, (-1,))                      # (H, d_attn, 1)
+        g10129 = np.squeeze(g10128, -1)                         # (H, d_attn)
+        g10130 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
         g10131 = np.matmul(g10130, g10107, out=_buf(workspace, ('DInference:bg10131', l_ % 2), batch + (H, d_e, len_x), dtype)) # (…, H, d_e, len_x)
         g10132 = np.swapaxes(_26, -1, -2)                       # (…, 1, len_x, d_e)
-        g10133 = np.matmul(g10107, g10132, out=_buf(workspace, ('DInference:bg10133', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10134 = _sum_to(g10133, 3, ())                         # (H, d_e/H, d_e)
+        g10133 = np.matmul(g10107, g10132, out=_buf(workspace, ('DInference:bg10133', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        g10134 = _sum_to(g10133, 3, ())                         # (H, d_attn, d_e)
         g10135 = _sum_to(g10131, None, (-3,))                   # (…, 1, d_e, len_x)
         g10136 = np.add(g10127, g10135, out=g10127)             # (…, 1, d_e, len_x)
         g10137 = np.squeeze(g10136, -3)                         # (…, d_e, len_x)
@@ -616,6 +630,19 @@ def _check_input(name, value, shape, kind, lo, hi, card_set):
                          f"the card says {name} ∈ {card_set}")
 
 
+def _as_mask(name, value, shape, card_set):
+    """A mask as booleans: booleans as they are, integers only if every one is 0 or 1."""
+    a = np.asarray(value)
+    _check_input(name, a, shape, "b", None, None, card_set)
+    if a.dtype == np.bool_:
+        return a
+    if not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"{name} must be booleans or 0/1 integers, not {a.dtype}; the card says {name} ∈ {card_set}")
+    if a.size and (a.min() < 0 or a.max() > 1):
+        raise ValueError(f"{name} holds {a.min()}..{a.max()}, but a mask is 0 or 1: the card says {name} ∈ {card_set}")
+    return a.astype(bool)
+
+
 def _check_params(params, shapes):
     for field, want in shapes.items():
         got = np.shape(getattr(params, field))
@@ -671,11 +698,54 @@ def _sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-_erf = np.vectorize(math.erf, otypes=[float])
+# erf to within 2 ulp of math.erf in float64, as whole-array NumPy: x + x·P(x²) below
+# _ERF_SPLIT, 1 − exp(−x²)·Q(2/(2+|x|)) up to 6, ±1 beyond (scripts/erf_fit.py fits P and Q).
+_ERF_SPLIT = 0.85
+_ERF_SMALL = (
+    0.12837916709551256, -0.3761263890318335, 0.11283791670932594, -0.026866170640255645,
+    0.00522397757126982, -0.0008548323506677763, 0.00012055190337021296, -1.4921921653420798e-05,
+    1.6399123262977372e-06, -1.5697115571004142e-07, 1.0675693706713948e-08,
+)
+_ERF_LARGE = (
+    0.2353394787736969, 0.18269741890774815, 0.04699743747135581, 0.007200186868365619,
+    0.00022438494222794502, -0.000126149853106114, -9.98121130264979e-06, 3.6488971927330955e-06,
+    2.1105765303893802e-07, -1.4468547969994302e-07, 4.824729532804602e-09, 4.985129653759654e-09,
+    -8.079784162602375e-10,
+)
+_ERF_MID, _ERF_HALF = 0.4758771929824561, 0.22587719298245615
+
+
+def _horner(coefficients, v):
+    p = coefficients[-1] * v
+    for c in coefficients[-2:0:-1]:
+        p += c
+        p *= v
+    p += coefficients[0]
+    return p
+
+
+def _erf(x):
+    s = np.clip(x, -_ERF_SPLIT, _ERF_SPLIT)
+    small = _horner(_ERF_SMALL, np.square(s))
+    small *= s
+    small += s
+    a = np.abs(x)
+    b = np.clip(a, _ERF_SPLIT, 6.0)
+    v = np.add(b, 2.0)
+    np.divide(2.0, v, out=v)
+    v -= _ERF_MID
+    v /= _ERF_HALF
+    large = _horner(_ERF_LARGE, v)
+    np.square(b, out=b)
+    np.negative(b, out=b)
+    large *= np.exp(b, out=b)
+    np.subtract(1.0, large, out=large)
+    np.copysign(large, x, out=large)
+    return np.where(a < _ERF_SPLIT, small, large)
 
 
 def _gelu(x):
-    return (0.5 * x * (1.0 + _erf(x / np.sqrt(2.0)))).astype(x.dtype)
+    return 0.5 * x * (1.0 + _erf(x * 0.7071067811865476))
 
 
 def _take_along(a, idx, axis):
@@ -710,9 +780,20 @@ def _silu_grad(x):
 
 
 def _gelu_grad(x):
-    cdf = 0.5 * (1.0 + _erf(x / np.sqrt(2.0)))
-    pdf = np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi)
-    return (cdf + x * pdf).astype(x.dtype)
+    cdf = 0.5 * (1.0 + _erf(x * 0.7071067811865476))
+    pdf = np.exp(-0.5 * x * x) * 0.3989422804014327
+    return cdf + x * pdf
+
+
+def _extreme_grad(g, x, y, axis):
+    """The gradient of max or min along axis: to the entries equal to it, shared among ties."""
+    hit = x == np.expand_dims(y, axis)
+    return hit * (np.expand_dims(g, axis) / np.sum(hit, axis=axis, keepdims=True))
+
+
+def _unmean(g, shape, axis):
+    """The gradient of a mean along axis: an equal share to every entry."""
+    return np.broadcast_to(np.expand_dims(g, axis) / math.prod(shape[a] for a in axis), shape)  # axis: a tuple
 
 
 def _wgrad(x, g, out=None):

@@ -55,6 +55,14 @@ class Config:
     N_V: int  # N_V — vocabulary size
     N_epochs: int  # N_epochs — number of epochs
     eta: float  # η — learning rate
+    d_attn: int | None = None  # d_attn — a size of the model the card trains or runs
+    d_mid: int | None = None  # d_mid — a size of the model the card trains or runs
+
+    def __post_init__(self):  # defaults that follow from the other hyperparameters
+        if self.d_attn is None:
+            self.d_attn = self.d_e // self.H
+        if self.d_mid is None:
+            self.d_mid = self.d_e // self.H
 
 
 @dataclass
@@ -62,13 +70,13 @@ class Params:
     """Learned parameters of EDTraining (card notation in the comments)."""
     W_e: np.ndarray  # theta.W_e (d_e, N_V)
     W_p: np.ndarray  # theta.W_p (d_e, ℓ_max)
-    W_q: np.ndarray  # theta.Wcenc.W_q (L_enc, H, d_e/H, d_e)
-    b_q: np.ndarray  # theta.Wcenc.b_q (L_enc, H, d_e/H)
-    W_k: np.ndarray  # theta.Wcenc.W_k (L_enc, H, d_e/H, d_e)
-    b_k: np.ndarray  # theta.Wcenc.b_k (L_enc, H, d_e/H)
-    W_v: np.ndarray  # theta.Wcenc.W_v (L_enc, H, d_e/H, d_e)
-    b_v: np.ndarray  # theta.Wcenc.b_v (L_enc, H, d_e/H)
-    W_o: np.ndarray  # theta.Wcenc.W_o (L_enc, d_e, d_e)
+    W_q: np.ndarray  # theta.Wcenc.W_q (L_enc, H, d_attn, d_e)
+    b_q: np.ndarray  # theta.Wcenc.b_q (L_enc, H, d_attn)
+    W_k: np.ndarray  # theta.Wcenc.W_k (L_enc, H, d_attn, d_e)
+    b_k: np.ndarray  # theta.Wcenc.b_k (L_enc, H, d_attn)
+    W_v: np.ndarray  # theta.Wcenc.W_v (L_enc, H, d_mid, d_e)
+    b_v: np.ndarray  # theta.Wcenc.b_v (L_enc, H, d_mid)
+    W_o: np.ndarray  # theta.Wcenc.W_o (L_enc, d_e, H·d_mid)
     b_o: np.ndarray  # theta.Wcenc.b_o (L_enc, d_e)
     gamma1: np.ndarray  # theta.gamma1 (L_enc, d_e)
     beta1: np.ndarray  # theta.beta1 (L_enc, d_e)
@@ -78,21 +86,21 @@ class Params:
     b_mlp1: np.ndarray  # theta.b_mlp1 (L_enc, d_mlp)
     W_mlp2: np.ndarray  # theta.W_mlp2 (L_enc, d_e, d_mlp)
     b_mlp2: np.ndarray  # theta.b_mlp2 (L_enc, d_e)
-    W_q_2: np.ndarray  # theta.Wcdec.W_q (L_dec, H, d_e/H, d_e)
-    b_q_2: np.ndarray  # theta.Wcdec.b_q (L_dec, H, d_e/H)
-    W_k_2: np.ndarray  # theta.Wcdec.W_k (L_dec, H, d_e/H, d_e)
-    b_k_2: np.ndarray  # theta.Wcdec.b_k (L_dec, H, d_e/H)
-    W_v_2: np.ndarray  # theta.Wcdec.W_v (L_dec, H, d_e/H, d_e)
-    b_v_2: np.ndarray  # theta.Wcdec.b_v (L_dec, H, d_e/H)
-    W_o_2: np.ndarray  # theta.Wcdec.W_o (L_dec, d_e, d_e)
+    W_q_2: np.ndarray  # theta.Wcdec.W_q (L_dec, H, d_attn, d_e)
+    b_q_2: np.ndarray  # theta.Wcdec.b_q (L_dec, H, d_attn)
+    W_k_2: np.ndarray  # theta.Wcdec.W_k (L_dec, H, d_attn, d_e)
+    b_k_2: np.ndarray  # theta.Wcdec.b_k (L_dec, H, d_attn)
+    W_v_2: np.ndarray  # theta.Wcdec.W_v (L_dec, H, d_mid, d_e)
+    b_v_2: np.ndarray  # theta.Wcdec.b_v (L_dec, H, d_mid)
+    W_o_2: np.ndarray  # theta.Wcdec.W_o (L_dec, d_e, H·d_mid)
     b_o_2: np.ndarray  # theta.Wcdec.b_o (L_dec, d_e)
-    W_q_3: np.ndarray  # theta.Wced.W_q (L_dec, H, d_e/H, d_e)
-    b_q_3: np.ndarray  # theta.Wced.b_q (L_dec, H, d_e/H)
-    W_k_3: np.ndarray  # theta.Wced.W_k (L_dec, H, d_e/H, d_e)
-    b_k_3: np.ndarray  # theta.Wced.b_k (L_dec, H, d_e/H)
-    W_v_3: np.ndarray  # theta.Wced.W_v (L_dec, H, d_e/H, d_e)
-    b_v_3: np.ndarray  # theta.Wced.b_v (L_dec, H, d_e/H)
-    W_o_3: np.ndarray  # theta.Wced.W_o (L_dec, d_e, d_e)
+    W_q_3: np.ndarray  # theta.Wced.W_q (L_dec, H, d_attn, d_e)
+    b_q_3: np.ndarray  # theta.Wced.b_q (L_dec, H, d_attn)
+    W_k_3: np.ndarray  # theta.Wced.W_k (L_dec, H, d_attn, d_e)
+    b_k_3: np.ndarray  # theta.Wced.b_k (L_dec, H, d_attn)
+    W_v_3: np.ndarray  # theta.Wced.W_v (L_dec, H, d_mid, d_e)
+    b_v_3: np.ndarray  # theta.Wced.b_v (L_dec, H, d_mid)
+    W_o_3: np.ndarray  # theta.Wced.W_o (L_dec, d_e, H·d_mid)
     b_o_3: np.ndarray  # theta.Wced.b_o (L_dec, d_e)
     gamma3: np.ndarray  # theta.gamma3 (L_dec, d_e)
     beta3: np.ndarray  # theta.beta3 (L_dec, d_e)
@@ -114,19 +122,21 @@ def init_params(config: Config, rng: np.random.Generator, dtype=np.float32) -> P
     H = config.H
     L_dec = config.L_dec
     L_enc = config.L_enc
+    d_attn = config.d_attn
     d_e = config.d_e
+    d_mid = config.d_mid
     d_mlp = config.d_mlp
     ell_max = config.ell_max
     return Params(
         W_e=(0.02 * rng.standard_normal((d_e, N_V,))).astype(dtype),
         W_p=(0.02 * rng.standard_normal((d_e, ell_max,))).astype(dtype),
-        W_q=(0.02 * rng.standard_normal((L_enc, H, d_e // H, d_e,))).astype(dtype),
-        b_q=np.zeros((L_enc, H, d_e // H,), dtype=dtype),
-        W_k=(0.02 * rng.standard_normal((L_enc, H, d_e // H, d_e,))).astype(dtype),
-        b_k=np.zeros((L_enc, H, d_e // H,), dtype=dtype),
-        W_v=(0.02 * rng.standard_normal((L_enc, H, d_e // H, d_e,))).astype(dtype),
-        b_v=np.zeros((L_enc, H, d_e // H,), dtype=dtype),
-        W_o=(0.02 * rng.standard_normal((L_enc, d_e, d_e,))).astype(dtype),
+        W_q=(0.02 * rng.standard_normal((L_enc, H, d_attn, d_e,))).astype(dtype),
+        b_q=np.zeros((L_enc, H, d_attn,), dtype=dtype),
+        W_k=(0.02 * rng.standard_normal((L_enc, H, d_attn, d_e,))).astype(dtype),
+        b_k=np.zeros((L_enc, H, d_attn,), dtype=dtype),
+        W_v=(0.02 * rng.standard_normal((L_enc, H, d_mid, d_e,))).astype(dtype),
+        b_v=np.zeros((L_enc, H, d_mid,), dtype=dtype),
+        W_o=(0.02 * rng.standard_normal((L_enc, d_e, H*d_mid,))).astype(dtype),
         b_o=np.zeros((L_enc, d_e,), dtype=dtype),
         gamma1=np.ones((L_enc, d_e,), dtype=dtype),
         beta1=np.zeros((L_enc, d_e,), dtype=dtype),
@@ -136,21 +146,21 @@ def init_params(config: Config, rng: np.random.Generator, dtype=np.float32) -> P
         b_mlp1=np.zeros((L_enc, d_mlp,), dtype=dtype),
         W_mlp2=(0.02 * rng.standard_normal((L_enc, d_e, d_mlp,))).astype(dtype),
         b_mlp2=np.zeros((L_enc, d_e,), dtype=dtype),
-        W_q_2=(0.02 * rng.standard_normal((L_dec, H, d_e // H, d_e,))).astype(dtype),
-        b_q_2=np.zeros((L_dec, H, d_e // H,), dtype=dtype),
-        W_k_2=(0.02 * rng.standard_normal((L_dec, H, d_e // H, d_e,))).astype(dtype),
-        b_k_2=np.zeros((L_dec, H, d_e // H,), dtype=dtype),
-        W_v_2=(0.02 * rng.standard_normal((L_dec, H, d_e // H, d_e,))).astype(dtype),
-        b_v_2=np.zeros((L_dec, H, d_e // H,), dtype=dtype),
-        W_o_2=(0.02 * rng.standard_normal((L_dec, d_e, d_e,))).astype(dtype),
+        W_q_2=(0.02 * rng.standard_normal((L_dec, H, d_attn, d_e,))).astype(dtype),
+        b_q_2=np.zeros((L_dec, H, d_attn,), dtype=dtype),
+        W_k_2=(0.02 * rng.standard_normal((L_dec, H, d_attn, d_e,))).astype(dtype),
+        b_k_2=np.zeros((L_dec, H, d_attn,), dtype=dtype),
+        W_v_2=(0.02 * rng.standard_normal((L_dec, H, d_mid, d_e,))).astype(dtype),
+        b_v_2=np.zeros((L_dec, H, d_mid,), dtype=dtype),
+        W_o_2=(0.02 * rng.standard_normal((L_dec, d_e, H*d_mid,))).astype(dtype),
         b_o_2=np.zeros((L_dec, d_e,), dtype=dtype),
-        W_q_3=(0.02 * rng.standard_normal((L_dec, H, d_e // H, d_e,))).astype(dtype),
-        b_q_3=np.zeros((L_dec, H, d_e // H,), dtype=dtype),
-        W_k_3=(0.02 * rng.standard_normal((L_dec, H, d_e // H, d_e,))).astype(dtype),
-        b_k_3=np.zeros((L_dec, H, d_e // H,), dtype=dtype),
-        W_v_3=(0.02 * rng.standard_normal((L_dec, H, d_e // H, d_e,))).astype(dtype),
-        b_v_3=np.zeros((L_dec, H, d_e // H,), dtype=dtype),
-        W_o_3=(0.02 * rng.standard_normal((L_dec, d_e, d_e,))).astype(dtype),
+        W_q_3=(0.02 * rng.standard_normal((L_dec, H, d_attn, d_e,))).astype(dtype),
+        b_q_3=np.zeros((L_dec, H, d_attn,), dtype=dtype),
+        W_k_3=(0.02 * rng.standard_normal((L_dec, H, d_attn, d_e,))).astype(dtype),
+        b_k_3=np.zeros((L_dec, H, d_attn,), dtype=dtype),
+        W_v_3=(0.02 * rng.standard_normal((L_dec, H, d_mid, d_e,))).astype(dtype),
+        b_v_3=np.zeros((L_dec, H, d_mid,), dtype=dtype),
+        W_o_3=(0.02 * rng.standard_normal((L_dec, d_e, H*d_mid,))).astype(dtype),
         b_o_3=np.zeros((L_dec, d_e,), dtype=dtype),
         gamma3=np.ones((L_dec, d_e,), dtype=dtype),
         beta3=np.zeros((L_dec, d_e,), dtype=dtype),
@@ -181,7 +191,9 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
     H = config.H
     L_dec = config.L_dec
     L_enc = config.L_enc
+    d_attn = config.d_attn
     d_e = config.d_e
+    d_mid = config.d_mid
     d_mlp = config.d_mlp
     ell_max = config.ell_max
     W_e = params.W_e
@@ -231,7 +243,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
     W_u = params.W_u
     _check_input('z_n', z_n, (None, ), 'i', 1, N_V, '[N_V]*')
     _check_input('x_n', x_n, (None, ), 'i', 1, N_V, '[N_V]*')
-    _check_params(params, {'W_e': (d_e, N_V, ), 'W_p': (d_e, ell_max, ), 'W_q': (L_enc, H, d_e // H, d_e, ), 'b_q': (L_enc, H, d_e // H, ), 'W_k': (L_enc, H, d_e // H, d_e, ), 'b_k': (L_enc, H, d_e // H, ), 'W_v': (L_enc, H, d_e // H, d_e, ), 'b_v': (L_enc, H, d_e // H, ), 'W_o': (L_enc, d_e, d_e, ), 'b_o': (L_enc, d_e, ), 'gamma1': (L_enc, d_e, ), 'beta1': (L_enc, d_e, ), 'gamma2': (L_enc, d_e, ), 'beta2': (L_enc, d_e, ), 'W_mlp1': (L_enc, d_mlp, d_e, ), 'b_mlp1': (L_enc, d_mlp, ), 'W_mlp2': (L_enc, d_e, d_mlp, ), 'b_mlp2': (L_enc, d_e, ), 'W_q_2': (L_dec, H, d_e // H, d_e, ), 'b_q_2': (L_dec, H, d_e // H, ), 'W_k_2': (L_dec, H, d_e // H, d_e, ), 'b_k_2': (L_dec, H, d_e // H, ), 'W_v_2': (L_dec, H, d_e // H, d_e, ), 'b_v_2': (L_dec, H, d_e // H, ), 'W_o_2': (L_dec, d_e, d_e, ), 'b_o_2': (L_dec, d_e, ), 'W_q_3': (L_dec, H, d_e // H, d_e, ), 'b_q_3': (L_dec, H, d_e // H, ), 'W_k_3': (L_dec, H, d_e // H, d_e, ), 'b_k_3': (L_dec, H, d_e // H, ), 'W_v_3': (L_dec, H, d_e // H, d_e, ), 'b_v_3': (L_dec, H, d_e // H, ), 'W_o_3': (L_dec, d_e, d_e, ), 'b_o_3': (L_dec, d_e, ), 'gamma3': (L_dec, d_e, ), 'beta3': (L_dec, d_e, ), 'gamma4': (L_dec, d_e, ), 'beta4': (L_dec, d_e, ), 'gamma5': (L_dec, d_e, ), 'beta5': (L_dec, d_e, ), 'W_mlp3': (L_dec, d_mlp, d_e, ), 'b_mlp3': (L_dec, d_mlp, ), 'W_mlp4': (L_dec, d_e, d_mlp, ), 'b_mlp4': (L_dec, d_e, ), 'W_u': (N_V, d_e, )})
+    _check_params(params, {'W_e': (d_e, N_V, ), 'W_p': (d_e, ell_max, ), 'W_q': (L_enc, H, d_attn, d_e, ), 'b_q': (L_enc, H, d_attn, ), 'W_k': (L_enc, H, d_attn, d_e, ), 'b_k': (L_enc, H, d_attn, ), 'W_v': (L_enc, H, d_mid, d_e, ), 'b_v': (L_enc, H, d_mid, ), 'W_o': (L_enc, d_e, H*d_mid, ), 'b_o': (L_enc, d_e, ), 'gamma1': (L_enc, d_e, ), 'beta1': (L_enc, d_e, ), 'gamma2': (L_enc, d_e, ), 'beta2': (L_enc, d_e, ), 'W_mlp1': (L_enc, d_mlp, d_e, ), 'b_mlp1': (L_enc, d_mlp, ), 'W_mlp2': (L_enc, d_e, d_mlp, ), 'b_mlp2': (L_enc, d_e, ), 'W_q_2': (L_dec, H, d_attn, d_e, ), 'b_q_2': (L_dec, H, d_attn, ), 'W_k_2': (L_dec, H, d_attn, d_e, ), 'b_k_2': (L_dec, H, d_attn, ), 'W_v_2': (L_dec, H, d_mid, d_e, ), 'b_v_2': (L_dec, H, d_mid, ), 'W_o_2': (L_dec, d_e, H*d_mid, ), 'b_o_2': (L_dec, d_e, ), 'W_q_3': (L_dec, H, d_attn, d_e, ), 'b_q_3': (L_dec, H, d_attn, ), 'W_k_3': (L_dec, H, d_attn, d_e, ), 'b_k_3': (L_dec, H, d_attn, ), 'W_v_3': (L_dec, H, d_mid, d_e, ), 'b_v_3': (L_dec, H, d_mid, ), 'W_o_3': (L_dec, d_e, H*d_mid, ), 'b_o_3': (L_dec, d_e, ), 'gamma3': (L_dec, d_e, ), 'beta3': (L_dec, d_e, ), 'gamma4': (L_dec, d_e, ), 'beta4': (L_dec, d_e, ), 'gamma5': (L_dec, d_e, ), 'beta5': (L_dec, d_e, ), 'W_mlp3': (L_dec, d_mlp, d_e, ), 'b_mlp3': (L_dec, d_mlp, ), 'W_mlp4': (L_dec, d_e, d_mlp, ), 'b_mlp4': (L_dec, d_e, ), 'W_u': (N_V, d_e, )})
     dtype = np.result_type(W_e)
     batch = np.shape(z_n)[:np.ndim(z_n) - 1]
     # EDTransformer 2 for t ∈ [ℓ_z] : e_t ← W_e[:, z[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
@@ -244,43 +256,43 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
     # EDTransformer 3 Z ← [e_1, e_2, …, e_{ℓ_z}] ▷ Z ∈ ℝ^{d_e×ℓ_z}
     Z = np.swapaxes(e, -1, -2)                                  # (…, d_e, ℓ_z)
     # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-    _20 = math.sqrt(d_e // H)                                   # ()
+    _20 = math.sqrt(d_attn)                                     # ()
     # EDTransformer 8 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^2_l, β^2_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
     Z_2 = Z
     saved_l_ = []
     for l_ in range(L_enc):
         # EDTransformer 5 Z ← Z + MHAttention(Z | 𝓦^enc_l, Mask = 1) ▷ Z ∈ ℝ^{d_e×ℓ_z}
-        W_q_l = W_q[l_]                                         # (H, d_e/H, d_e)
-        b_q_l = b_q[l_]                                         # (H, d_e/H)
-        W_k_l = W_k[l_]                                         # (H, d_e/H, d_e)
-        b_k_l = b_k[l_]                                         # (H, d_e/H)
-        W_v_l = W_v[l_]                                         # (H, d_e/H, d_e)
-        b_v_l = b_v[l_]                                         # (H, d_e/H)
-        W_o_l = W_o[l_]                                         # (d_e, d_e)
+        W_q_l = W_q[l_]                                         # (H, d_attn, d_e)
+        b_q_l = b_q[l_]                                         # (H, d_attn)
+        W_k_l = W_k[l_]                                         # (H, d_attn, d_e)
+        b_k_l = b_k[l_]                                         # (H, d_attn)
+        W_v_l = W_v[l_]                                         # (H, d_mid, d_e)
+        b_v_l = b_v[l_]                                         # (H, d_mid)
+        W_o_l = W_o[l_]                                         # (d_e, H·d_mid)
         b_o_l = b_o[l_]                                         # (d_e,)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
         _8 = np.expand_dims(Z_2, -3)                            # (…, 1, d_e, ℓ_z)
-        _9 = np.matmul(W_q_l, _8, out=_buf(workspace, ('EDTraining:f_9', l_), batch + (H, d_e // H, ell_z), dtype)) # (…, H, d_e/H, ℓ_z)
-        _10 = np.expand_dims(b_q_l, -1)                         # (H, d_e/H, 1)
-        Q = np.add(_9, _10, out=_9)                             # (…, H, d_e/H, ℓ_z)
+        _9 = np.matmul(W_q_l, _8, out=_buf(workspace, ('EDTraining:f_9', l_), batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
+        _10 = np.expand_dims(b_q_l, -1)                         # (H, d_attn, 1)
+        Q = np.add(_9, _10, out=_9)                             # (…, H, d_attn, ℓ_z)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        _12 = np.matmul(W_k_l, _8, out=_buf(workspace, ('EDTraining:f_12', l_), batch + (H, d_e // H, ell_z), dtype)) # (…, H, d_e/H, ℓ_z)
-        _13 = np.expand_dims(b_k_l, -1)                         # (H, d_e/H, 1)
-        K = np.add(_12, _13, out=_12)                           # (…, H, d_e/H, ℓ_z)
+        _12 = np.matmul(W_k_l, _8, out=_buf(workspace, ('EDTraining:f_12', l_), batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
+        _13 = np.expand_dims(b_k_l, -1)                         # (H, d_attn, 1)
+        K = np.add(_12, _13, out=_12)                           # (…, H, d_attn, ℓ_z)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        _15 = np.matmul(W_v_l, _8, out=_buf(workspace, ('EDTraining:f_15', l_), batch + (H, d_e // H, ell_z), dtype)) # (…, H, d_e/H, ℓ_z)
-        _16 = np.expand_dims(b_v_l, -1)                         # (H, d_e/H, 1)
-        V = np.add(_15, _16, out=_15)                           # (…, H, d_e/H, ℓ_z)
+        _15 = np.matmul(W_v_l, _8, out=_buf(workspace, ('EDTraining:f_15', l_), batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
+        _16 = np.expand_dims(b_v_l, -1)                         # (H, d_mid, 1)
+        V = np.add(_15, _16, out=_15)                           # (…, H, d_mid, ℓ_z)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        _18 = np.swapaxes(K, -1, -2)                            # (…, H, ℓ_z, d_e/H)
+        _18 = np.swapaxes(K, -1, -2)                            # (…, H, ℓ_z, d_attn)
         S = np.matmul(_18, Q, out=_buf(workspace, ('EDTraining:fS', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _21 = np.divide(S, _20, out=S)                          # (…, H, ℓ_z, ℓ_z)
         _22 = _softmax(_21, -2, _buf(workspace, ('EDTraining:f_22', l_), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
-        V_tilde = np.matmul(V, _22, out=_buf(workspace, ('EDTraining:fV_tilde', l_), batch + (H, d_e // H, ell_z), dtype)) # (…, H, d_e/H, ℓ_z)
+        V_tilde = np.matmul(V, _22, out=_buf(workspace, ('EDTraining:fV_tilde', l_), batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
         V_tilde_shape = V_tilde.shape
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
-        Y = V_tilde.reshape(V_tilde.shape[:-3] + (d_e,) + V_tilde.shape[-3 + 2:]) # (…, d_e, ℓ_z)
+        Y = V_tilde.reshape(V_tilde.shape[:-3] + (H*d_mid,) + V_tilde.shape[-3 + 2:]) # (…, H·d_mid, ℓ_z)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _25 = np.matmul(W_o_l, Y, out=_buf(workspace, ('EDTraining:f_25', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
         _26 = np.expand_dims(b_o_l, -1)                         # (d_e, 1)
@@ -364,7 +376,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
     # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
     _86 = ~_73                                                  # (ℓ, ℓ)
     # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-    _88 = math.sqrt(d_e // H)                                   # ()
+    _88 = math.sqrt(d_attn)                                     # ()
     # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
     _115 = np.expand_dims(Z_5, -3)                              # (…, 1, d_e, ℓ_z)
     # EDTransformer 19 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^5_l, β^5_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
@@ -372,39 +384,39 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
     saved_l__2 = []
     for l__2 in range(L_dec):
         # EDTransformer 14 X ← X + MHAttention(X | 𝓦^dec_l, Mask[t, t′] = [[t ≤ t′]]) ▷ X ∈ ℝ^{d_e×ℓ_x}
-        W_q_2_l_2 = W_q_2[l__2]                                 # (H, d_e/H, d_e)
-        b_q_2_l_2 = b_q_2[l__2]                                 # (H, d_e/H)
-        W_k_2_l_2 = W_k_2[l__2]                                 # (H, d_e/H, d_e)
-        b_k_2_l_2 = b_k_2[l__2]                                 # (H, d_e/H)
-        W_v_2_l_2 = W_v_2[l__2]                                 # (H, d_e/H, d_e)
-        b_v_2_l_2 = b_v_2[l__2]                                 # (H, d_e/H)
-        W_o_2_l_2 = W_o_2[l__2]                                 # (d_e, d_e)
+        W_q_2_l_2 = W_q_2[l__2]                                 # (H, d_attn, d_e)
+        b_q_2_l_2 = b_q_2[l__2]                                 # (H, d_attn)
+        W_k_2_l_2 = W_k_2[l__2]                                 # (H, d_attn, d_e)
+        b_k_2_l_2 = b_k_2[l__2]                                 # (H, d_attn)
+        W_v_2_l_2 = W_v_2[l__2]                                 # (H, d_mid, d_e)
+        b_v_2_l_2 = b_v_2[l__2]                                 # (H, d_mid)
+        W_o_2_l_2 = W_o_2[l__2]                                 # (d_e, H·d_mid)
         b_o_2_l_2 = b_o_2[l__2]                                 # (d_e,)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
         _74 = np.expand_dims(X_2, -3)                           # (…, 1, d_e, ℓ)
-        _75 = np.matmul(W_q_2_l_2, _74, out=_buf(workspace, ('EDTraining:f_75', l__2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
-        _76 = np.expand_dims(b_q_2_l_2, -1)                     # (H, d_e/H, 1)
-        Q_2 = np.add(_75, _76, out=_75)                         # (…, H, d_e/H, ℓ)
+        _75 = np.matmul(W_q_2_l_2, _74, out=_buf(workspace, ('EDTraining:f_75', l__2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        _76 = np.expand_dims(b_q_2_l_2, -1)                     # (H, d_attn, 1)
+        Q_2 = np.add(_75, _76, out=_75)                         # (…, H, d_attn, ℓ)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        _78 = np.matmul(W_k_2_l_2, _74, out=_buf(workspace, ('EDTraining:f_78', l__2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
-        _79 = np.expand_dims(b_k_2_l_2, -1)                     # (H, d_e/H, 1)
-        K_2 = np.add(_78, _79, out=_78)                         # (…, H, d_e/H, ℓ)
+        _78 = np.matmul(W_k_2_l_2, _74, out=_buf(workspace, ('EDTraining:f_78', l__2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        _79 = np.expand_dims(b_k_2_l_2, -1)                     # (H, d_attn, 1)
+        K_2 = np.add(_78, _79, out=_78)                         # (…, H, d_attn, ℓ)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        _81 = np.matmul(W_v_2_l_2, _74, out=_buf(workspace, ('EDTraining:f_81', l__2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
-        _82 = np.expand_dims(b_v_2_l_2, -1)                     # (H, d_e/H, 1)
-        V_2 = np.add(_81, _82, out=_81)                         # (…, H, d_e/H, ℓ)
+        _81 = np.matmul(W_v_2_l_2, _74, out=_buf(workspace, ('EDTraining:f_81', l__2), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
+        _82 = np.expand_dims(b_v_2_l_2, -1)                     # (H, d_mid, 1)
+        V_2 = np.add(_81, _82, out=_81)                         # (…, H, d_mid, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        _84 = np.swapaxes(K_2, -1, -2)                          # (…, H, ℓ, d_e/H)
+        _84 = np.swapaxes(K_2, -1, -2)                          # (…, H, ℓ, d_attn)
         S_2 = np.matmul(_84, Q_2, out=_buf(workspace, ('EDTraining:fS_2', l__2 % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
         _87 = _fill_where(S_2, _86, -np.inf)                    # (…, H, ℓ, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _89 = np.divide(_87, _88, out=_87)                      # (…, H, ℓ, ℓ)
         _90 = _softmax(_89, -2, _buf(workspace, ('EDTraining:f_90', l__2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        V_tilde_3 = np.matmul(V_2, _90, out=_buf(workspace, ('EDTraining:fV_tilde_3', l__2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
+        V_tilde_3 = np.matmul(V_2, _90, out=_buf(workspace, ('EDTraining:fV_tilde_3', l__2), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
         V_tilde_3_shape = V_tilde_3.shape
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
-        Y_2 = V_tilde_3.reshape(V_tilde_3.shape[:-3] + (d_e,) + V_tilde_3.shape[-3 + 2:]) # (…, d_e, ℓ)
+        Y_2 = V_tilde_3.reshape(V_tilde_3.shape[:-3] + (H*d_mid,) + V_tilde_3.shape[-3 + 2:]) # (…, H·d_mid, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _93 = np.matmul(W_o_2_l_2, Y_2, out=_buf(workspace, ('EDTraining:f_93', l__2 % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         _94 = np.expand_dims(b_o_2_l_2, -1)                     # (d_e, 1)
@@ -435,37 +447,37 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         # EDTransformer 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         _110 = np.swapaxes(e_hat_3, -1, -2)                     # (…, d_e, ℓ)
         # EDTransformer 16 X ← X + MHAttention(X, Z | 𝓦^ed_l, Mask = 1) ▷ X ∈ ℝ^{d_e×ℓ_x}
-        W_q_3_l_2 = W_q_3[l__2]                                 # (H, d_e/H, d_e)
-        b_q_3_l_2 = b_q_3[l__2]                                 # (H, d_e/H)
-        W_k_3_l_2 = W_k_3[l__2]                                 # (H, d_e/H, d_e)
-        b_k_3_l_2 = b_k_3[l__2]                                 # (H, d_e/H)
-        W_v_3_l_2 = W_v_3[l__2]                                 # (H, d_e/H, d_e)
-        b_v_3_l_2 = b_v_3[l__2]                                 # (H, d_e/H)
-        W_o_3_l_2 = W_o_3[l__2]                                 # (d_e, d_e)
+        W_q_3_l_2 = W_q_3[l__2]                                 # (H, d_attn, d_e)
+        b_q_3_l_2 = b_q_3[l__2]                                 # (H, d_attn)
+        W_k_3_l_2 = W_k_3[l__2]                                 # (H, d_attn, d_e)
+        b_k_3_l_2 = b_k_3[l__2]                                 # (H, d_attn)
+        W_v_3_l_2 = W_v_3[l__2]                                 # (H, d_mid, d_e)
+        b_v_3_l_2 = b_v_3[l__2]                                 # (H, d_mid)
+        W_o_3_l_2 = W_o_3[l__2]                                 # (d_e, H·d_mid)
         b_o_3_l_2 = b_o_3[l__2]                                 # (d_e,)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
         _111 = np.expand_dims(_110, -3)                         # (…, 1, d_e, ℓ)
-        _112 = np.matmul(W_q_3_l_2, _111, out=_buf(workspace, ('EDTraining:f_112', l__2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
-        _113 = np.expand_dims(b_q_3_l_2, -1)                    # (H, d_e/H, 1)
-        Q_3 = np.add(_112, _113, out=_112)                      # (…, H, d_e/H, ℓ)
+        _112 = np.matmul(W_q_3_l_2, _111, out=_buf(workspace, ('EDTraining:f_112', l__2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        _113 = np.expand_dims(b_q_3_l_2, -1)                    # (H, d_attn, 1)
+        Q_3 = np.add(_112, _113, out=_112)                      # (…, H, d_attn, ℓ)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        _116 = np.matmul(W_k_3_l_2, _115, out=_buf(workspace, ('EDTraining:f_116', l__2), batch + (H, d_e // H, ell_z), dtype)) # (…, H, d_e/H, ℓ_z)
-        _117 = np.expand_dims(b_k_3_l_2, -1)                    # (H, d_e/H, 1)
-        K_3 = np.add(_116, _117, out=_116)                      # (…, H, d_e/H, ℓ_z)
+        _116 = np.matmul(W_k_3_l_2, _115, out=_buf(workspace, ('EDTraining:f_116', l__2), batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
+        _117 = np.expand_dims(b_k_3_l_2, -1)                    # (H, d_attn, 1)
+        K_3 = np.add(_116, _117, out=_116)                      # (…, H, d_attn, ℓ_z)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        _119 = np.matmul(W_v_3_l_2, _115, out=_buf(workspace, ('EDTraining:f_119', l__2), batch + (H, d_e // H, ell_z), dtype)) # (…, H, d_e/H, ℓ_z)
-        _120 = np.expand_dims(b_v_3_l_2, -1)                    # (H, d_e/H, 1)
-        V_3 = np.add(_119, _120, out=_119)                      # (…, H, d_e/H, ℓ_z)
+        _119 = np.matmul(W_v_3_l_2, _115, out=_buf(workspace, ('EDTraining:f_119', l__2), batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
+        _120 = np.expand_dims(b_v_3_l_2, -1)                    # (H, d_mid, 1)
+        V_3 = np.add(_119, _120, out=_119)                      # (…, H, d_mid, ℓ_z)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        _122 = np.swapaxes(K_3, -1, -2)                         # (…, H, ℓ_z, d_e/H)
+        _122 = np.swapaxes(K_3, -1, -2)                         # (…, H, ℓ_z, d_attn)
         S_3 = np.matmul(_122, Q_3, out=_buf(workspace, ('EDTraining:fS_3', l__2 % 2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _124 = np.divide(S_3, _88, out=S_3)                     # (…, H, ℓ_z, ℓ)
         _125 = _softmax(_124, -2, _buf(workspace, ('EDTraining:f_125', l__2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
-        V_tilde_5 = np.matmul(V_3, _125, out=_buf(workspace, ('EDTraining:fV_tilde_5', l__2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
+        V_tilde_5 = np.matmul(V_3, _125, out=_buf(workspace, ('EDTraining:fV_tilde_5', l__2), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
         V_tilde_5_shape = V_tilde_5.shape
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
-        Y_3 = V_tilde_5.reshape(V_tilde_5.shape[:-3] + (d_e,) + V_tilde_5.shape[-3 + 2:]) # (…, d_e, ℓ)
+        Y_3 = V_tilde_5.reshape(V_tilde_5.shape[:-3] + (H*d_mid,) + V_tilde_5.shape[-3 + 2:]) # (…, H·d_mid, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _128 = np.matmul(W_o_3_l_2, Y_3, out=_buf(workspace, ('EDTraining:f_128', l__2 % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         _129 = np.expand_dims(b_o_3_l_2, -1)                    # (d_e, 1)
@@ -555,7 +567,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
     shape_181 = _181.shape
     _182 = np.sum(_181, axis=-1, out=_buf(workspace, 'EDTraining:f_182', batch + (), dtype)) # (…,)
     _183 = np.negative(_182, out=_buf(workspace, 'EDTraining:f_183', batch + (), dtype)) # (…,)
-    cache = {"N_V": N_V, "ell_z": ell_z, "ell": ell, "H": H, "L_dec": L_dec, "L_enc": L_enc, "d_e": d_e, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "shape_181": shape_181, "_180": _180, "_179": _179, "shape_177": shape_177, "_175": _175, "shape_176": shape_176, "P": P, "X_6": X_6, "_88": _88, "_115": _115, "_86": _86, "_66": _66, "_4": _4, "x_n": x_n, "_1": _1, "_20": _20, "_3": _3, "z_n": z_n, "saved_l__2": saved_l__2, "saved_l_": saved_l_}
+    cache = {"N_V": N_V, "ell_z": ell_z, "ell": ell, "H": H, "L_dec": L_dec, "L_enc": L_enc, "d_attn": d_attn, "d_e": d_e, "d_mid": d_mid, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "shape_181": shape_181, "_180": _180, "_179": _179, "shape_177": shape_177, "_175": _175, "shape_176": shape_176, "P": P, "X_6": X_6, "_88": _88, "_115": _115, "_86": _86, "_66": _66, "_4": _4, "x_n": x_n, "_1": _1, "_20": _20, "_3": _3, "z_n": z_n, "saved_l__2": saved_l__2, "saved_l_": saved_l_}
     return _183, cache
 
 
@@ -571,7 +583,9 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     H = cache["H"]
     L_dec = cache["L_dec"]
     L_enc = cache["L_enc"]
+    d_attn = cache["d_attn"]
     d_e = cache["d_e"]
+    d_mid = cache["d_mid"]
     d_mlp = cache["d_mlp"]
     batch = cache["batch"]
     dtype = cache["dtype"]
@@ -747,53 +761,53 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10093 = _sum_to(g10092, 2, (-1,))                      # (d_e, 1)
         g10094 = np.squeeze(g10093, -1)                         # (d_e,)
-        g10095 = np.swapaxes(W_o_3_l_2, -1, -2)                 # (d_e, d_e)
-        g10096 = np.matmul(g10095, g10092, out=_buf(workspace, ('EDTraining:bg10096', l__2 % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-        g10097 = np.swapaxes(Y_3, -1, -2)                       # (…, ℓ, d_e)
-        g10098 = np.matmul(g10092, g10097, out=_buf(workspace, ('EDTraining:bg10098', l__2 % 2), batch + (d_e, d_e), dtype)) # (…, d_e, d_e)
-        g10099 = _sum_to(g10098, 2, ())                         # (d_e, d_e)
+        g10095 = np.swapaxes(W_o_3_l_2, -1, -2)                 # (H·d_mid, d_e)
+        g10096 = np.matmul(g10095, g10092, out=_buf(workspace, ('EDTraining:bg10096', l__2 % 2), batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
+        g10097 = np.swapaxes(Y_3, -1, -2)                       # (…, ℓ, H·d_mid)
+        g10098 = np.matmul(g10092, g10097, out=_buf(workspace, ('EDTraining:bg10098', l__2 % 2), batch + (d_e, H*d_mid), dtype)) # (…, d_e, H·d_mid)
+        g10099 = _sum_to(g10098, 2, ())                         # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
-        g10100 = g10096.reshape(V_tilde_5_shape)                # (…, H, d_e/H, ℓ)
+        g10100 = g10096.reshape(V_tilde_5_shape)                # (…, H, d_mid, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10101 = np.swapaxes(V_3, -1, -2)                       # (…, H, ℓ_z, d_e/H)
+        g10101 = np.swapaxes(V_3, -1, -2)                       # (…, H, ℓ_z, d_mid)
         g10102 = np.matmul(g10101, g10100, out=_buf(workspace, ('EDTraining:bg10102', l__2 % 2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
         g10103 = np.swapaxes(_125, -1, -2)                      # (…, H, ℓ, ℓ_z)
-        g10104 = np.matmul(g10100, g10103, out=_buf(workspace, ('EDTraining:bg10104', l__2 % 2), batch + (H, d_e // H, ell_z), dtype)) # (…, H, d_e/H, ℓ_z)
+        g10104 = np.matmul(g10100, g10103, out=_buf(workspace, ('EDTraining:bg10104', l__2 % 2), batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
         g10105 = _softmax_grad(g10102, _125, -2, _buf(workspace, ('EDTraining:bg10105', l__2 % 2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
         g10106 = np.divide(g10105, _88, out=_buf(workspace, ('EDTraining:bg10106', l__2 % 2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        g10110 = np.swapaxes(_122, -1, -2)                      # (…, H, d_e/H, ℓ_z)
-        g10111 = np.matmul(g10110, g10106, out=_buf(workspace, ('EDTraining:bg10111', l__2 % 2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
-        g10112 = np.swapaxes(Q_3, -1, -2)                       # (…, H, ℓ, d_e/H)
-        g10113 = np.matmul(g10106, g10112, out=_buf(workspace, ('EDTraining:bg10113', l__2 % 2), batch + (H, ell_z, d_e // H), dtype)) # (…, H, ℓ_z, d_e/H)
-        g10114 = np.swapaxes(g10113, -1, -2)                    # (…, H, d_e/H, ℓ_z)
+        g10110 = np.swapaxes(_122, -1, -2)                      # (…, H, d_attn, ℓ_z)
+        g10111 = np.matmul(g10110, g10106, out=_buf(workspace, ('EDTraining:bg10111', l__2 % 2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        g10112 = np.swapaxes(Q_3, -1, -2)                       # (…, H, ℓ, d_attn)
+        g10113 = np.matmul(g10106, g10112, out=_buf(workspace, ('EDTraining:bg10113', l__2 % 2), batch + (H, ell_z, d_attn), dtype)) # (…, H, ℓ_z, d_attn)
+        g10114 = np.swapaxes(g10113, -1, -2)                    # (…, H, d_attn, ℓ_z)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10115 = _sum_to(g10104, 3, (-1,))                      # (H, d_e/H, 1)
-        g10116 = np.squeeze(g10115, -1)                         # (H, d_e/H)
-        g10117 = np.swapaxes(W_v_3_l_2, -1, -2)                 # (H, d_e, d_e/H)
+        g10115 = _sum_to(g10104, 3, (-1,))                      # (H, d_mid, 1)
+        g10116 = np.squeeze(g10115, -1)                         # (H, d_mid)
+        g10117 = np.swapaxes(W_v_3_l_2, -1, -2)                 # (H, d_e, d_mid)
         g10118 = np.matmul(g10117, g10104, out=_buf(workspace, ('EDTraining:bg10118', l__2 % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
         g10119 = np.swapaxes(_115, -1, -2)                      # (…, 1, ℓ_z, d_e)
-        g10120 = np.matmul(g10104, g10119, out=_buf(workspace, ('EDTraining:bg10120', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10121 = _sum_to(g10120, 3, ())                         # (H, d_e/H, d_e)
+        g10120 = np.matmul(g10104, g10119, out=_buf(workspace, ('EDTraining:bg10120', l__2 % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        g10121 = _sum_to(g10120, 3, ())                         # (H, d_mid, d_e)
         g10122 = _sum_to(g10118, None, (-3,))                   # (…, 1, d_e, ℓ_z)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10123 = _sum_to(g10114, 3, (-1,))                      # (H, d_e/H, 1)
-        g10124 = np.squeeze(g10123, -1)                         # (H, d_e/H)
-        g10125 = np.swapaxes(W_k_3_l_2, -1, -2)                 # (H, d_e, d_e/H)
+        g10123 = _sum_to(g10114, 3, (-1,))                      # (H, d_attn, 1)
+        g10124 = np.squeeze(g10123, -1)                         # (H, d_attn)
+        g10125 = np.swapaxes(W_k_3_l_2, -1, -2)                 # (H, d_e, d_attn)
         g10126 = np.matmul(g10125, g10114, out=_buf(workspace, ('EDTraining:bg10126', l__2 % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
         g10127 = np.swapaxes(_115, -1, -2)                      # (…, 1, ℓ_z, d_e)
-        g10128 = np.matmul(g10114, g10127, out=_buf(workspace, ('EDTraining:bg10128', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10129 = _sum_to(g10128, 3, ())                         # (H, d_e/H, d_e)
+        g10128 = np.matmul(g10114, g10127, out=_buf(workspace, ('EDTraining:bg10128', l__2 % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        g10129 = _sum_to(g10128, 3, ())                         # (H, d_attn, d_e)
         g10130 = _sum_to(g10126, None, (-3,))                   # (…, 1, d_e, ℓ_z)
         g10131 = np.add(g10122, g10130, out=_buf(workspace, ('EDTraining:bg10131', l__2 % 2), batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10132 = _sum_to(g10111, 3, (-1,))                      # (H, d_e/H, 1)
-        g10133 = np.squeeze(g10132, -1)                         # (H, d_e/H)
-        g10134 = np.swapaxes(W_q_3_l_2, -1, -2)                 # (H, d_e, d_e/H)
+        g10132 = _sum_to(g10111, 3, (-1,))                      # (H, d_attn, 1)
+        g10133 = np.squeeze(g10132, -1)                         # (H, d_attn)
+        g10134 = np.swapaxes(W_q_3_l_2, -1, -2)                 # (H, d_e, d_attn)
         g10135 = np.matmul(g10134, g10111, out=_buf(workspace, ('EDTraining:bg10135', l__2 % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
         g10136 = np.swapaxes(_111, -1, -2)                      # (…, 1, ℓ, d_e)
-        g10137 = np.matmul(g10111, g10136, out=_buf(workspace, ('EDTraining:bg10137', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10138 = _sum_to(g10137, 3, ())                         # (H, d_e/H, d_e)
+        g10137 = np.matmul(g10111, g10136, out=_buf(workspace, ('EDTraining:bg10137', l__2 % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        g10138 = _sum_to(g10137, 3, ())                         # (H, d_attn, d_e)
         g10139 = _sum_to(g10135, None, (-3,))                   # (…, 1, d_e, ℓ)
         g10140 = np.squeeze(g10139, -3)                         # (…, d_e, ℓ)
         g10141 = np.add(g10092, g10140, out=_buf(workspace, ('EDTraining:bg10141', l__2 % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
@@ -830,55 +844,55 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10173 = _sum_to(g10172, 2, (-1,))                      # (d_e, 1)
         g10174 = np.squeeze(g10173, -1)                         # (d_e,)
-        g10175 = np.swapaxes(W_o_2_l_2, -1, -2)                 # (d_e, d_e)
-        g10176 = np.matmul(g10175, g10172, out=_buf(workspace, ('EDTraining:bg10176', l__2 % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-        g10177 = np.swapaxes(Y_2, -1, -2)                       # (…, ℓ, d_e)
-        g10178 = np.matmul(g10172, g10177, out=_buf(workspace, ('EDTraining:bg10178', l__2 % 2), batch + (d_e, d_e), dtype)) # (…, d_e, d_e)
-        g10179 = _sum_to(g10178, 2, ())                         # (d_e, d_e)
+        g10175 = np.swapaxes(W_o_2_l_2, -1, -2)                 # (H·d_mid, d_e)
+        g10176 = np.matmul(g10175, g10172, out=_buf(workspace, ('EDTraining:bg10176', l__2 % 2), batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
+        g10177 = np.swapaxes(Y_2, -1, -2)                       # (…, ℓ, H·d_mid)
+        g10178 = np.matmul(g10172, g10177, out=_buf(workspace, ('EDTraining:bg10178', l__2 % 2), batch + (d_e, H*d_mid), dtype)) # (…, d_e, H·d_mid)
+        g10179 = _sum_to(g10178, 2, ())                         # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
-        g10180 = g10176.reshape(V_tilde_3_shape)                # (…, H, d_e/H, ℓ)
+        g10180 = g10176.reshape(V_tilde_3_shape)                # (…, H, d_mid, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10181 = np.swapaxes(V_2, -1, -2)                       # (…, H, ℓ, d_e/H)
+        g10181 = np.swapaxes(V_2, -1, -2)                       # (…, H, ℓ, d_mid)
         g10182 = np.matmul(g10181, g10180, out=_buf(workspace, ('EDTraining:bg10182', l__2 % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         g10183 = np.swapaxes(_90, -1, -2)                       # (…, H, ℓ, ℓ)
-        g10184 = np.matmul(g10180, g10183, out=_buf(workspace, ('EDTraining:bg10184', l__2 % 2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
+        g10184 = np.matmul(g10180, g10183, out=_buf(workspace, ('EDTraining:bg10184', l__2 % 2), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
         g10185 = _softmax_grad(g10182, _90, -2, _buf(workspace, ('EDTraining:bg10185', l__2 % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         g10186 = np.divide(g10185, _88, out=_buf(workspace, ('EDTraining:bg10186', l__2 % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
         g10191 = _where(_86, 0, g10186, _buf(workspace, ('EDTraining:bg10191', l__2 % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        g10192 = np.swapaxes(_84, -1, -2)                       # (…, H, d_e/H, ℓ)
-        g10193 = np.matmul(g10192, g10191, out=_buf(workspace, ('EDTraining:bg10193', l__2 % 2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
-        g10194 = np.swapaxes(Q_2, -1, -2)                       # (…, H, ℓ, d_e/H)
-        g10195 = np.matmul(g10191, g10194, out=_buf(workspace, ('EDTraining:bg10195', l__2 % 2), batch + (H, ell, d_e // H), dtype)) # (…, H, ℓ, d_e/H)
-        g10196 = np.swapaxes(g10195, -1, -2)                    # (…, H, d_e/H, ℓ)
+        g10192 = np.swapaxes(_84, -1, -2)                       # (…, H, d_attn, ℓ)
+        g10193 = np.matmul(g10192, g10191, out=_buf(workspace, ('EDTraining:bg10193', l__2 % 2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        g10194 = np.swapaxes(Q_2, -1, -2)                       # (…, H, ℓ, d_attn)
+        g10195 = np.matmul(g10191, g10194, out=_buf(workspace, ('EDTraining:bg10195', l__2 % 2), batch + (H, ell, d_attn), dtype)) # (…, H, ℓ, d_attn)
+        g10196 = np.swapaxes(g10195, -1, -2)                    # (…, H, d_attn, ℓ)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10197 = _sum_to(g10184, 3, (-1,))                      # (H, d_e/H, 1)
-        g10198 = np.squeeze(g10197, -1)                         # (H, d_e/H)
-        g10199 = np.swapaxes(W_v_2_l_2, -1, -2)                 # (H, d_e, d_e/H)
+        g10197 = _sum_to(g10184, 3, (-1,))                      # (H, d_mid, 1)
+        g10198 = np.squeeze(g10197, -1)                         # (H, d_mid)
+        g10199 = np.swapaxes(W_v_2_l_2, -1, -2)                 # (H, d_e, d_mid)
         g10200 = np.matmul(g10199, g10184, out=_buf(workspace, ('EDTraining:bg10200', l__2 % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
         g10201 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10202 = np.matmul(g10184, g10201, out=_buf(workspace, ('EDTraining:bg10202', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10203 = _sum_to(g10202, 3, ())                         # (H, d_e/H, d_e)
+        g10202 = np.matmul(g10184, g10201, out=_buf(workspace, ('EDTraining:bg10202', l__2 % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        g10203 = _sum_to(g10202, 3, ())                         # (H, d_mid, d_e)
         g10204 = _sum_to(g10200, None, (-3,))                   # (…, 1, d_e, ℓ)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10205 = _sum_to(g10196, 3, (-1,))                      # (H, d_e/H, 1)
-        g10206 = np.squeeze(g10205, -1)                         # (H, d_e/H)
-        g10207 = np.swapaxes(W_k_2_l_2, -1, -2)                 # (H, d_e, d_e/H)
+        g10205 = _sum_to(g10196, 3, (-1,))                      # (H, d_attn, 1)
+        g10206 = np.squeeze(g10205, -1)                         # (H, d_attn)
+        g10207 = np.swapaxes(W_k_2_l_2, -1, -2)                 # (H, d_e, d_attn)
         g10208 = np.matmul(g10207, g10196, out=_buf(workspace, ('EDTraining:bg10208', l__2 % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
         g10209 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10210 = np.matmul(g10196, g10209, out=_buf(workspace, ('EDTraining:bg10210', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10211 = _sum_to(g10210, 3, ())                         # (H, d_e/H, d_e)
+        g10210 = np.matmul(g10196, g10209, out=_buf(workspace, ('EDTraining:bg10210', l__2 % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        g10211 = _sum_to(g10210, 3, ())                         # (H, d_attn, d_e)
         g10212 = _sum_to(g10208, None, (-3,))                   # (…, 1, d_e, ℓ)
         g10213 = np.add(g10204, g10212, out=_buf(workspace, ('EDTraining:bg10213', l__2 % 2), batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10214 = _sum_to(g10193, 3, (-1,))                      # (H, d_e/H, 1)
-        g10215 = np.squeeze(g10214, -1)                         # (H, d_e/H)
-        g10216 = np.swapaxes(W_q_2_l_2, -1, -2)                 # (H, d_e, d_e/H)
+        g10214 = _sum_to(g10193, 3, (-1,))                      # (H, d_attn, 1)
+        g10215 = np.squeeze(g10214, -1)                         # (H, d_attn)
+        g10216 = np.swapaxes(W_q_2_l_2, -1, -2)                 # (H, d_e, d_attn)
         g10217 = np.matmul(g10216, g10193, out=_buf(workspace, ('EDTraining:bg10217', l__2 % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
         g10218 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10219 = np.matmul(g10193, g10218, out=_buf(workspace, ('EDTraining:bg10219', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10220 = _sum_to(g10219, 3, ())                         # (H, d_e/H, d_e)
+        g10219 = np.matmul(g10193, g10218, out=_buf(workspace, ('EDTraining:bg10219', l__2 % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        g10220 = _sum_to(g10219, 3, ())                         # (H, d_attn, d_e)
         g10221 = _sum_to(g10217, None, (-3,))                   # (…, 1, d_e, ℓ)
         g10222 = np.add(g10213, g10221, out=g10213)             # (…, 1, d_e, ℓ)
         g10223 = np.squeeze(g10222, -3)                         # (…, d_e, ℓ)
@@ -1035,53 +1049,53 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10311 = _sum_to(g10310, 2, (-1,))                      # (d_e, 1)
         g10312 = np.squeeze(g10311, -1)                         # (d_e,)
-        g10313 = np.swapaxes(W_o_l, -1, -2)                     # (d_e, d_e)
-        g10314 = np.matmul(g10313, g10310, out=_buf(workspace, ('EDTraining:bg10314', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
-        g10315 = np.swapaxes(Y, -1, -2)                         # (…, ℓ_z, d_e)
-        g10316 = np.matmul(g10310, g10315, out=_buf(workspace, ('EDTraining:bg10316', l_ % 2), batch + (d_e, d_e), dtype)) # (…, d_e, d_e)
-        g10317 = _sum_to(g10316, 2, ())                         # (d_e, d_e)
+        g10313 = np.swapaxes(W_o_l, -1, -2)                     # (H·d_mid, d_e)
+        g10314 = np.matmul(g10313, g10310, out=_buf(workspace, ('EDTraining:bg10314', l_ % 2), batch + (H*d_mid, ell_z), dtype)) # (…, H·d_mid, ℓ_z)
+        g10315 = np.swapaxes(Y, -1, -2)                         # (…, ℓ_z, H·d_mid)
+        g10316 = np.matmul(g10310, g10315, out=_buf(workspace, ('EDTraining:bg10316', l_ % 2), batch + (d_e, H*d_mid), dtype)) # (…, d_e, H·d_mid)
+        g10317 = _sum_to(g10316, 2, ())                         # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
-        g10318 = g10314.reshape(V_tilde_shape)                  # (…, H, d_e/H, ℓ_z)
+        g10318 = g10314.reshape(V_tilde_shape)                  # (…, H, d_mid, ℓ_z)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10319 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ_z, d_e/H)
+        g10319 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ_z, d_mid)
         g10320 = np.matmul(g10319, g10318, out=_buf(workspace, ('EDTraining:bg10320', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
         g10321 = np.swapaxes(_22, -1, -2)                       # (…, H, ℓ_z, ℓ_z)
-        g10322 = np.matmul(g10318, g10321, out=_buf(workspace, ('EDTraining:bg10322', l_ % 2), batch + (H, d_e // H, ell_z), dtype)) # (…, H, d_e/H, ℓ_z)
+        g10322 = np.matmul(g10318, g10321, out=_buf(workspace, ('EDTraining:bg10322', l_ % 2), batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
         g10323 = _softmax_grad(g10320, _22, -2, _buf(workspace, ('EDTraining:bg10323', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
         g10324 = np.divide(g10323, _20, out=_buf(workspace, ('EDTraining:bg10324', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        g10328 = np.swapaxes(_18, -1, -2)                       # (…, H, d_e/H, ℓ_z)
-        g10329 = np.matmul(g10328, g10324, out=_buf(workspace, ('EDTraining:bg10329', l_ % 2), batch + (H, d_e // H, ell_z), dtype)) # (…, H, d_e/H, ℓ_z)
-        g10330 = np.swapaxes(Q, -1, -2)                         # (…, H, ℓ_z, d_e/H)
-        g10331 = np.matmul(g10324, g10330, out=_buf(workspace, ('EDTraining:bg10331', l_ % 2), batch + (H, ell_z, d_e // H), dtype)) # (…, H, ℓ_z, d_e/H)
-        g10332 = np.swapaxes(g10331, -1, -2)                    # (…, H, d_e/H, ℓ_z)
+        g10328 = np.swapaxes(_18, -1, -2)                       # (…, H, d_attn, ℓ_z)
+        g10329 = np.matmul(g10328, g10324, out=_buf(workspace, ('EDTraining:bg10329', l_ % 2), batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
+        g10330 = np.swapaxes(Q, -1, -2)                         # (…, H, ℓ_z, d_attn)
+        g10331 = np.matmul(g10324, g10330, out=_buf(workspace, ('EDTraining:bg10331', l_ % 2), batch + (H, ell_z, d_attn), dtype)) # (…, H, ℓ_z, d_attn)
+        g10332 = np.swapaxes(g10331, -1, -2)                    # (…, H, d_attn, ℓ_z)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10333 = _sum_to(g10322, 3, (-1,))                      # (H, d_e/H, 1)
-        g10334 = np.squeeze(g10333, -1)                         # (H, d_e/H)
-        g10335 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_e/H)
+        g10333 = _sum_to(g10322, 3, (-1,))                      # (H, d_mid, 1)
+        g10334 = np.squeeze(g10333, -1)                         # (H, d_mid)
+        g10335 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
         g10336 = np.matmul(g10335, g10322, out=_buf(workspace, ('EDTraining:bg10336', l_ % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
         g10337 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
-        g10338 = np.matmul(g10322, g10337, out=_buf(workspace, ('EDTraining:bg10338', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10339 = _sum_to(g10338, 3, ())                         # (H, d_e/H, d_e)
+        g10338 = np.matmul(g10322, g10337, out=_buf(workspace, ('EDTraining:bg10338', l_ % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        g10339 = _sum_to(g10338, 3, ())                         # (H, d_mid, d_e)
         g10340 = _sum_to(g10336, None, (-3,))                   # (…, 1, d_e, ℓ_z)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10341 = _sum_to(g10332, 3, (-1,))                      # (H, d_e/H, 1)
-        g10342 = np.squeeze(g10341, -1)                         # (H, d_e/H)
-        g10343 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_e/H)
+        g10341 = _sum_to(g10332, 3, (-1,))                      # (H, d_attn, 1)
+        g10342 = np.squeeze(g10341, -1)                         # (H, d_attn)
+        g10343 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
         g10344 = np.matmul(g10343, g10332, out=_buf(workspace, ('EDTraining:bg10344', l_ % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
         g10345 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
-        g10346 = np.matmul(g10332, g10345, out=_buf(workspace, ('EDTraining:bg10346', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10347 = _sum_to(g10346, 3, ())                         # (H, d_e/H, d_e)
+        g10346 = np.matmul(g10332, g10345, out=_buf(workspace, ('EDTraining:bg10346', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        g10347 = _sum_to(g10346, 3, ())                         # (H, d_attn, d_e)
         g10348 = _sum_to(g10344, None, (-3,))                   # (…, 1, d_e, ℓ_z)
         g10349 = np.add(g10340, g10348, out=_buf(workspace, ('EDTraining:bg10349', l_ % 2), batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10350 = _sum_to(g10329, 3, (-1,))                      # (H, d_e/H, 1)
-        g10351 = np.squeeze(g10350, -1)                         # (H, d_e/H)
-        g10352 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_e/H)
+        g10350 = _sum_to(g10329, 3, (-1,))                      # (H, d_attn, 1)
+        g10351 = np.squeeze(g10350, -1)                         # (H, d_attn)
+        g10352 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
         g10353 = np.matmul(g10352, g10329, out=_buf(workspace, ('EDTraining:bg10353', l_ % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
         g10354 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
-        g10355 = np.matmul(g10329, g10354, out=_buf(workspace, ('EDTraining:bg10355', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10356 = _sum_to(g10355, 3, ())                         # (H, d_e/H, d_e)
+        g10355 = np.matmul(g10329, g10354, out=_buf(workspace, ('EDTraining:bg10355', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        g10356 = _sum_to(g10355, 3, ())                         # (H, d_attn, d_e)
         g10357 = _sum_to(g10353, None, (-3,))                   # (…, 1, d_e, ℓ_z)
         g10358 = np.add(g10349, g10357, out=g10349)             # (…, 1, d_e, ℓ_z)
         g10359 = np.squeeze(g10358, -3)                         # (…, d_e, ℓ_z)
@@ -1157,6 +1171,19 @@ def _check_input(name, value, shape, kind, lo, hi, card_set):
                          f"the card says {name} ∈ {card_set}")
 
 
+def _as_mask(name, value, shape, card_set):
+    """A mask as booleans: booleans as they are, integers only if every one is 0 or 1."""
+    a = np.asarray(value)
+    _check_input(name, a, shape, "b", None, None, card_set)
+    if a.dtype == np.bool_:
+        return a
+    if not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"{name} must be booleans or 0/1 integers, not {a.dtype}; the card says {name} ∈ {card_set}")
+    if a.size and (a.min() < 0 or a.max() > 1):
+        raise ValueError(f"{name} holds {a.min()}..{a.max()}, but a mask is 0 or 1: the card says {name} ∈ {card_set}")
+    return a.astype(bool)
+
+
 def _check_params(params, shapes):
     for field, want in shapes.items():
         got = np.shape(getattr(params, field))
@@ -1212,11 +1239,54 @@ def _sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-_erf = np.vectorize(math.erf, otypes=[float])
+# erf to within 2 ulp of math.erf in float64, as whole-array NumPy: x + x·P(x²) below
+# _ERF_SPLIT, 1 − exp(−x²)·Q(2/(2+|x|)) up to 6, ±1 beyond (scripts/erf_fit.py fits P and Q).
+_ERF_SPLIT = 0.85
+_ERF_SMALL = (
+    0.12837916709551256, -0.3761263890318335, 0.11283791670932594, -0.026866170640255645,
+    0.00522397757126982, -0.0008548323506677763, 0.00012055190337021296, -1.4921921653420798e-05,
+    1.6399123262977372e-06, -1.5697115571004142e-07, 1.0675693706713948e-08,
+)
+_ERF_LARGE = (
+    0.2353394787736969, 0.18269741890774815, 0.04699743747135581, 0.007200186868365619,
+    0.00022438494222794502, -0.000126149853106114, -9.98121130264979e-06, 3.6488971927330955e-06,
+    2.1105765303893802e-07, -1.4468547969994302e-07, 4.824729532804602e-09, 4.985129653759654e-09,
+    -8.079784162602375e-10,
+)
+_ERF_MID, _ERF_HALF = 0.4758771929824561, 0.22587719298245615
+
+
+def _horner(coefficients, v):
+    p = coefficients[-1] * v
+    for c in coefficients[-2:0:-1]:
+        p += c
+        p *= v
+    p += coefficients[0]
+    return p
+
+
+def _erf(x):
+    s = np.clip(x, -_ERF_SPLIT, _ERF_SPLIT)
+    small = _horner(_ERF_SMALL, np.square(s))
+    small *= s
+    small += s
+    a = np.abs(x)
+    b = np.clip(a, _ERF_SPLIT, 6.0)
+    v = np.add(b, 2.0)
+    np.divide(2.0, v, out=v)
+    v -= _ERF_MID
+    v /= _ERF_HALF
+    large = _horner(_ERF_LARGE, v)
+    np.square(b, out=b)
+    np.negative(b, out=b)
+    large *= np.exp(b, out=b)
+    np.subtract(1.0, large, out=large)
+    np.copysign(large, x, out=large)
+    return np.where(a < _ERF_SPLIT, small, large)
 
 
 def _gelu(x):
-    return (0.5 * x * (1.0 + _erf(x / np.sqrt(2.0)))).astype(x.dtype)
+    return 0.5 * x * (1.0 + _erf(x * 0.7071067811865476))
 
 
 def _take_along(a, idx, axis):
@@ -1251,9 +1321,20 @@ def _silu_grad(x):
 
 
 def _gelu_grad(x):
-    cdf = 0.5 * (1.0 + _erf(x / np.sqrt(2.0)))
-    pdf = np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi)
-    return (cdf + x * pdf).astype(x.dtype)
+    cdf = 0.5 * (1.0 + _erf(x * 0.7071067811865476))
+    pdf = np.exp(-0.5 * x * x) * 0.3989422804014327
+    return cdf + x * pdf
+
+
+def _extreme_grad(g, x, y, axis):
+    """The gradient of max or min along axis: to the entries equal to it, shared among ties."""
+    hit = x == np.expand_dims(y, axis)
+    return hit * (np.expand_dims(g, axis) / np.sum(hit, axis=axis, keepdims=True))
+
+
+def _unmean(g, shape, axis):
+    """The gradient of a mean along axis: an equal share to every entry."""
+    return np.broadcast_to(np.expand_dims(g, axis) / math.prod(shape[a] for a in axis), shape)  # axis: a tuple
 
 
 def _wgrad(x, g, out=None):

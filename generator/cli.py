@@ -126,7 +126,7 @@ def render_cmd(card, fmt, standalone, full, sets, config, backward, memory):
     lib = library_for(card)
     c, checked = load(card, lib)
     order = sub_algorithms(checked, lib) if full else [checked]
-    known = [n for ch in order for n in settable_names(ch)]
+    known = [n for ch in order for n in settable_names(ch, lib)]
     values = chosen_values(c, config, parse_sets(sets), known, ("B", "dtype") if memory else ())
     if backward or memory:
         from .docs.derived import backward_text, memory_text
@@ -260,6 +260,14 @@ def docs_cmd(paths, out_dir, force):
     click.echo(f"wrote {out_dir}/index.html and {n} card page{'s' if n != 1 else ''}; open it in a browser")
 
 
+@main.command("primitives")
+@guarded
+def primitives_cmd():
+    """Print the table of built-in functions and operators (Markdown): spellings, shape rule, derivative."""
+    from .docs.primitives import primitives_table
+    click.echo(primitives_table(), nl=False)
+
+
 @main.command("gradcheck")
 @click.argument("paths", nargs=-1)
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="A dimension's size (default: small).")
@@ -272,7 +280,7 @@ def gradcheck_cmd(paths, sets, config, seed):
     from .compile.lower import LoweringError
     given = {k: int(v) for k, v in parse_sets(sets).items() if k != "dtype"}
     loaded = [(lib := library_for(str(f)), *load(str(f), lib)) for f in card_paths(paths or ("cards",))]
-    known = [n for _, _, ch in loaded for n in settable_names(ch)]
+    known = [n for lib, _, ch in loaded for n in settable_names(ch, lib)]
     bad = 0
     for lib, card, checked in loaded:
         values = chosen_values(card, config, given, known)
@@ -305,7 +313,7 @@ def training_modules(card_path: str, values: dict, config: str | None = None):
     card, checked = load(card_path, lib)
     if config is None and training_config(card) is not None:
         config = training_config(card).name
-    names = settable_names(checked)
+    names = settable_names(checked, lib)
     values = chosen_values(card, config, values, [*names, *map(ascii_name, names)])
     out = checked.env[card.outputs[0]].type if len(card.outputs) == 1 else None
     if card.convention.axes != "rows" or out is None or len(out.shape) != 2:

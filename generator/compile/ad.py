@@ -72,6 +72,16 @@ VJP = {
     "index": lambda b, op, g, x: (None,),  # a layer's slice: the loop gathers it into d_W[l]
     "broadcast": lambda b, op, g, x: (g,),
     "maximum": lambda b, op, g, x, y: (b.mul(g, b.cmp("ge", x, y)), b.mul(g, b.cmp("lt", x, y))),
+    "minimum": lambda b, op, g, x, y: (b.mul(g, b.cmp("le", x, y)), b.mul(g, b.cmp("gt", x, y))),
+    "abs": lambda b, op, g, x: (b.mul(g, b.unary("sign", x)),),
+    "erf": lambda b, op, g, x: (b.mul(g, b.unary("erf_grad", x)),),
+    # max and min: the gradient goes to the extreme entries, shared equally among ties
+    "max": lambda b, op, g, x: (b.new("extreme_grad", (g, x, op.out), op.attr, like=x),),
+    "min": lambda b, op, g, x: (b.new("extreme_grad", (g, x, op.out), op.attr, like=x),),
+    "mean": lambda b, op, g, x: (b.new("unmean", (g, b.shape(x)), op.attr, like=x),),
+    # a^p with an array exponent: p·a^(p−1) and a^p·log a
+    "powv": lambda b, op, g, x, p: (b.mul(g, b.broadcast("powv_da", x, p)),
+                                    b.mul(g, b.broadcast("powv_dp", op.out, x))),
 }
 
 

@@ -27,8 +27,11 @@ from ..lang.types import INTEGRAL
 from .core import Op
 from .layout import AV, ONE, Mapped, Members, ParamGroup, common_ones, const
 
+# Built-in functions -> core primitives: element-wise, reductions, and max/min of two arguments.
 UNARY = {"exp": "exp", "log": "log", "tanh": "tanh", "GELU": "gelu", "ReLU": "relu", "SiLU": "silu",
-         "σ": "sigmoid", "sqrt": "sqrt", "abs": "abs", "sin": "sin", "cos": "cos"}
+         "σ": "sigmoid", "sigmoid": "sigmoid", "sqrt": "sqrt", "abs": "abs", "sin": "sin", "cos": "cos", "erf": "erf"}
+REDUCE = {"max": "max", "min": "min", "mean": "mean"}
+BINARY = {"max": "maximum", "min": "minimum"}
 
 
 class ExprLowering:
@@ -370,7 +373,7 @@ class ExprLowering:
                 if fused is not None:
                     return fused
             args = [self.value(a) for a in e.args]
-            return self.builtin(fname, args[0], e) if len(args) == 1 else self.binary("maximum", *args)
+            return self.builtin(fname, args[0], e) if len(args) == 1 else self.binary(BINARY[fname], *args)
         callee = self.lib.checked(fname)
         if callee is None:
             self.err(f"cannot compile a call to {fname}", e)
@@ -403,8 +406,10 @@ class ExprLowering:
         if fname == "log" and self.block and self.block[-1].out == a.name and self.block[-1].prim == "softmax":
             sm = self.block.pop()  # log softmax(P): one stable log-softmax
             return self.op("log_softmax", sm.args, sm.attr, a)
-        if fname == "max":
-            return self.op("max", (a,), ((-1,),), a, dims=a.dims[:-1])
+        if fname in REDUCE:  # the last axis of a vector; a matrix's columns, or rows in the row convention
+            axis = -1 if self.rows or len(a.dims) < 2 else -2
+            dims = a.dims[:-1] if axis == -1 else a.dims[:-2] + a.dims[-1:]
+            return self.op(REDUCE[fname], (self.materialize(a),), ((axis,),), a, dims=dims)
         return self.unary(UNARY[fname], a)
 
     # -------------------------------------------------------------- extents

@@ -22,6 +22,8 @@ from pygments.token import (
     Whitespace,
 )
 
+from ..lang.check_call import BUILTINS
+
 __all__ = ["CardLexer"]
 
 # A name, as grammar/card.lark spells it: a letter, then letters, digits, primes
@@ -44,11 +46,11 @@ FLOAT = r"\d+(?:\.\d+(?:[eE][-+]?\d+)?|[eE][-+]?\d+)"
 # What a whole name means when it is a reserved or built-in word; any other name
 # is a variable (Name) or, directly before "(", a function or card (Name.Function).
 WORDS = {
+    **dict.fromkeys([*BUILTINS, "π"], Name.Builtin),  # the checker's own table; sqrt is √'s spelling, below
     **dict.fromkeys("algorithm convention input output hyper param".split(), Keyword.Declaration),
     **dict.fromkeys("for For do end while if then return with probability else forall".split(), Keyword),
     **dict.fromkeys("not propto sqrt".split(), Operator.Word),  # ASCII spellings of ¬ ∝ √
     "inf": Keyword.Constant,
-    **dict.fromkeys("exp log tanh sin cos softmax GELU ReLU SiLU σ max length π".split(), Name.Builtin),
 }
 
 # Symbols, longest first where one is a prefix of another (<- before <, ... before ..).

@@ -157,7 +157,13 @@ def chosen_values(card: Card, config: str | None, given: dict, known=(), extra=(
     return values
 
 
-def settable_names(checked) -> list[str]:
+def settable_names(checked, lib=None) -> list[str]:
     """What ``--set`` may name in a checked card: its scalar hyperparameters and
-    the lengths its inputs introduce (``T``)."""
-    return [n for n, b in checked.env.items() if b.role in ("hyper", "dim") and not b.type.shape]
+    the lengths its inputs introduce (``T``); with ``lib``, also those of the
+    cards it calls (a training card sizes the model it trains)."""
+    from .check_call import callees
+    names = [n for n, b in checked.env.items() if b.role in ("hyper", "dim") and not b.type.shape]
+    for callee in callees(checked.card) if lib is not None else ():
+        sub = lib.checked(callee)
+        names += [n for n in settable_names(sub, lib) if n not in names] if sub is not None else []
+    return names
