@@ -1,4 +1,8 @@
-"""cardgen: compile algorithm cards (Phuong & Hutter style pseudocode) into NumPy."""
+"""cardgen: compile algorithm cards (Phuong & Hutter style pseudocode) into NumPy.
+
+The public API (``load``, ``loads``, ``render``, ``build``, ``Card``, …) is ``cardgen.api``'s,
+importable from here; it is imported on first use, so ``cardgen --help`` stays quick.
+"""
 
 import sys
 
@@ -9,4 +13,13 @@ from .lang.parse import MAX_DEPTH, parse, parse_file
 # may nest up to MAX_DEPTH levels (a long sum is as deep as it is long).
 sys.setrecursionlimit(max(sys.getrecursionlimit(), 10 * MAX_DEPTH))
 
-__all__ = ["CardError", "parse", "parse_file"]
+API = ("Card", "build", "compile_card", "load", "loads", "render", "search_path", "where")
+
+__all__ = ["CardError", "parse", "parse_file", *API]
+
+
+def __getattr__(name: str):
+    if name in API:
+        from . import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'cardgen' has no attribute {name!r}")

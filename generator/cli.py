@@ -7,11 +7,13 @@ from pathlib import Path
 
 import click
 
-from .api import card_paths, library_for, load
 from .docs.report import param_count_line, render_card
+from .lang import load as search
 from .lang.check import Checked, Library
+from .lang.check_call import callees
 from .lang.configs import chosen_values, settable_names, training_config
 from .lang.errors import CardError
+from .lang.load import card_paths, display_path, library_for, load, where
 from .lang.render import card_text
 
 
@@ -52,19 +54,28 @@ def main():
 
 @main.command("check")
 @click.argument("paths", nargs=-1, required=True)
+@click.option("-v", "--verbose", is_flag=True, help="Say where each card a card calls was found on the search path.")
 @guarded
-def check_cmd(paths):
-    """Parse and type-check cards (files or folders)."""
+def check_cmd(paths, verbose):
+    """Parse and type-check cards (files, folders or names on the search path)."""
     bad = 0
     files = card_paths(paths)
     if not files:
         raise CardError(f"no .card files in {', '.join(paths)}")
     for f in files:
         try:
-            load(str(f))
+            lib = library_for(str(f))
+            card, _ = load(str(f), lib)
         except CardError as e:
             fail(e)
             bad += 1
+            continue
+        if verbose:
+            click.echo(f"{display_path(f)}: {card.name}")
+            for name in callees(card):
+                found = where(lib, name)
+                if found is not None:
+                    click.echo(f"  calls {name}: {found}")
     n = len(files)
     if bad:
         click.echo(f"{bad} of {n} card{'s' if n != 1 else ''} failed", err=True)
@@ -206,7 +217,7 @@ def build_cmd(paths, out_dir, check_only, force):
         lib = library_for(str(f))
         try:
             card, checked = load(str(f), lib)
-            text = module_source(checked, lib, Path(f).as_posix())
+            text = module_source(checked, lib, display_path(f))
         except LoweringError as e:
             from .compile.lower import wrapper_kind
             if wrapper_kind(card) is not None:  # a wrapper cardgen cannot compile yet: say why, go on
@@ -454,6 +465,19 @@ def sample_cmd(checkpoint, prompt, tokens, temperature, seed):
     x = np.frombuffer(prompt.encode("utf-8"), np.uint8)
     out = trainer.generate(state.params, x, tokens, temperature, np.random.default_rng(seed), context=meta["seq"])
     click.echo((prompt.encode("utf-8") + bytes(out.astype(np.uint8))).decode("utf-8", "replace"))
+
+
+def _search_path_option(ctx, param, value):
+    search.extra_path[:] = list(value)
+
+
+# Every command takes --path (kept last: it reaches the commands defined above it).
+for _command in main.commands.values():
+    _command.params.append(click.Option(
+        ["--path", "search_path"], multiple=True, metavar="DIR", expose_value=False, is_eager=True,
+        callback=_search_path_option,
+        help="A folder of cards that calls resolve in (repeatable; before CARDGEN_PATH, [tool.cardgen] "
+             "path in pyproject.toml, ./cards and the standard cards)."))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from ..compile.lower import LoweringError, lower, wrapper_kind
 from ..lang.check import Checked, Library
 from ..lang.check_call import callees
 from ..lang.errors import CardError
-from ..lang.load import library_for, load
+from ..lang.load import display_path, library_for, load
 from .derived import backward_text, memory_rows
 from .highlight import CardLexer
 from .latex import ROLE_MD, TexSteps, math_text, tex_config, tex_decl, tex_signature
@@ -103,7 +103,7 @@ def load_pages(files: list[Path]) -> dict[str, Page]:
             other = pages[same[0]].source_path
             raise CardError(f"two cards would share the page {page_file(card.name)}: {same[0]} ({other}) and "
                             f"{card.name} ({f})", hint="rename one of them")
-        page = Page(card.name, page_file(card.name), Path(f).as_posix(), wrapper_kind(card) or "model", checked, lib)
+        page = Page(card.name, page_file(card.name), display_path(f), wrapper_kind(card) or "model", checked, lib)
         try:
             lower(checked, lib)
         except LoweringError as e:

@@ -69,6 +69,7 @@ class Library:
         self.folders = list(folders)
         self.done: dict[str, Checked] = {}
         self.active: list[str] = []
+        self.origins: dict[str, str] = {}  # folder -> the search-path entry it came from (lang/load.py)
 
     def names(self) -> list[str]:
         from pathlib import Path
