@@ -39,7 +39,7 @@ NAME = (rf"(?!sum_|grad\b)(?![ᵀΣℝℕℤ∇²³¹])[^\W\d_]{_CHAR}*"
 _END = rf"(?!{_CHAR}|_|\^(?!T(?![^\W_])){_CHAR})"
 SET_BASE = r"[ℝℕℤ]|\{[ \t]*0[ \t]*,[ \t]*1[ \t]*\}"
 ASCII_SET = rf"[RNZ]{_END}"  # ℝ ℕ ℤ, but only right after ∈ / in: elsewhere R N Z are names
-CLAIM = rf"([▷#])([ \t]*)({NAME}[ \t]+(?:∈|in\b)[^;\n]*)([^\n]*)"  # ▷ name ∈ set; text
+CLAIM = rf"([▷#])([ \t]*)({NAME}[ \t]+(?:∈|in\b|⊆|subseteq\b)[^;\n]*)([^\n]*)"  # ▷ name ∈ set; text
 CONFIG_NAME = r"[A-Za-z][A-Za-z0-9]*(?:[-_.][A-Za-z0-9]+)*"  # config gpt2-medium: as the grammar's CONFIG_NAME
 FLOAT = r"\d+(?:\.\d+(?:[eE][-+]?\d+)?|[eE][-+]?\d+)"
 

@@ -211,6 +211,8 @@ def tex_set(s: Set | Group) -> str:
         base = "[" + tex_dim(s.bounds[0]) + "]"
     elif s.kind == "interval":
         base = "(" + ", ".join(tex_dim(b) for b in s.bounds) + ")"
+    elif s.kind == "simplex":
+        base = r"\Delta(" + tex_dim(s.bounds[0]) + ")"
     if s.seq:
         return base + "^{*}"
     if s.shape:
@@ -298,7 +300,8 @@ class TexSteps:
             self.close(depth, st.kind)
         else:
             c = self.claims.get(id(st))
-            claim = None if c is None else tex_name(c.name) + r" \in " + tex_set(c.set)
+            rel = r" \subseteq " if c is not None and c.subset else r" \in "
+            claim = None if c is None else tex_name(c.name) + rel + tex_set(c.set)
             self.line(depth, self.stmt(st), claim, st.note)
 
     def loop_cond(self, st: Step) -> str:

@@ -23,7 +23,7 @@ from .configs import check_configs
 from .errors import CardError
 from .ir import Card, Claim, Decl, Expr, Group, Set, Step
 from .names import join_name, split_name
-from .render import expr_text, set_text
+from .render import claim_text, expr_text, set_text
 from .shapes import Poly, TooLargeError, poly_brief
 from .types import BROADCAST, INTEGRAL, NAT, REAL, Type, to_set, type_text
 
@@ -331,7 +331,9 @@ class Checker(ExprRules, CallRules):
             shape = (self.fresh("len"),)
         else:
             shape = tuple(self.dim(x, new_dims) for x in s.shape)
-        kind = {"upto": "span", "interval": "real"}.get(s.kind, s.kind)
+        if s.kind == "simplex":  # Δ(n): a distribution over n outcomes, a vector of n reals
+            shape = (self.dim(s.bounds[0], new_dims),) + shape
+        kind = {"upto": "span", "interval": "real", "simplex": "real"}.get(s.kind, s.kind)
         return Type(kind, shape, bounds)
 
     def dim_names(self, e: Expr):
@@ -606,7 +608,7 @@ class Checker(ExprRules, CallRules):
         if not (t.kind in ("group", "func") or any(s.startswith("?") or s == "⋆"
                                                    for d in t.shape for s in d.symbols())):
             try:
-                inferred = Claim(name, to_set(t))
+                inferred = Claim(name, to_set(t), subset=t.kind == "subset")
             except Exception:  # a shape the card notation cannot write (a negative length)
                 inferred = None
         if st.claim is not None:
@@ -615,12 +617,19 @@ class Checker(ExprRules, CallRules):
             if c.name != name:
                 self.err(f"the comment claims {c.name} but this step sets {name}", c)
             want = self.set_type(c.set, c, new_dims=False)
+            if c.subset or t.kind == "subset":  # T̃ ⊆ [ℓ]: a set of positions, sized by the [ℓ]
+                if not (c.subset and t.kind == "subset" and c.set.kind == "upto" and not c.set.shape):
+                    rel = "⊆" if c.subset else "∈"
+                    hint = f"claim it as {name} ⊆ [{poly_brief(t.shape[0])}]" if t.kind == "subset" else None
+                    self.err(f"the comment claims {c.name} {rel} {set_text(c.set)} but this step computes "
+                             f"{self.show(t)}", c, hint=hint)
+                want = Type("subset", (self.dim(c.set.bounds[0], new_dims=False),))
             same = want.rank == t.rank and all(self.unify(a, b) for a, b in zip(want.shape, t.shape,
                                                                                 strict=True))
             kinds_ok = want.kind == t.kind or {want.kind, t.kind} <= set(INTEGRAL) or \
                 want.kind in ("real", "interval") and t.kind in ("real", "nat", "integer")
             if not same or not kinds_ok:
-                self.err(f"the comment claims {c.name} ∈ {set_text(c.set)} but this step computes "
+                self.err(f"the comment claims {claim_text(c)} but this step computes "
                          f"{self.show(t)}", c)
         if inferred is not None:
             self.claims[id(st)] = inferred

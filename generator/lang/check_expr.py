@@ -226,7 +226,7 @@ class ExprRules:
             c = self.expr(cond)
         if c.kind != "boolean" or c.shape:
             self.err("a set's condition must be a true/false test", cond)
-        return Type("boolean", (n,))
+        return Type("subset", (n,))  # positions of [n]: one true/false per position
 
     def index_value(self, e: Expr) -> Poly:
         t = self.expr(e)
@@ -242,7 +242,7 @@ class ExprRules:
             rng = (lo, hi - lo + Poly.const(1))
         elif form == "in":
             s = self.expr(bounds[0])
-            if s.kind != "boolean" or s.rank != 1:
+            if s.kind not in ("subset", "boolean") or s.rank != 1:
                 self.err(f"Σ over {expr_text(bounds[0])} needs a set of positions", bounds[0])
             rng = (Poly.const(self.base), s.shape[0])
         else:

@@ -58,8 +58,9 @@ def num(text: str, pos: Pos | None = None) -> Expr:
 class Set:
     """A declared set such as ``ℝ^{T×D}``, ``{1..V}^T``, ``[N_V]*`` or ``ℕ``.
 
-    ``kind``: real nat integer boolean span upto interval.  ``bounds`` are the
-    kind's own expressions (``{lo..hi}``, ``[n]``, ``(lo, hi)``).  ``shape`` is
+    ``kind``: real nat integer boolean span upto interval simplex.  ``bounds``
+    are the kind's own expressions (``{lo..hi}``, ``[n]``, ``(lo, hi)``, ``Δ(n)``:
+    the probability distributions over n outcomes, a vector of n).  ``shape`` is
     the tuple of dimension expressions; ``seq`` marks ``*`` (a sequence whose
     length is known only at run time).
     """
@@ -101,11 +102,13 @@ class Decl:
 
 @dataclass(frozen=True)
 class Claim:
-    """A ``▷ x ∈ ℝ^{…}`` annotation: the checker verifies it."""
+    """A ``▷ x ∈ ℝ^{…}`` annotation: the checker verifies it.  ``subset``:
+    ``▷ T̃ ⊆ [ℓ]``, a set of positions (the value of ``{t ∈ [ℓ] : …}``)."""
 
     name: str
     set: Set
     pos: Pos | None = _pos()
+    subset: bool = False
 
 
 @dataclass(frozen=True)

@@ -45,13 +45,13 @@ WORDS = {
     "SIGMA": '"Σ"', "SQRT": '"√"', "INF": '"∞"', "TRANSPOSE": '"^⊤"', "SQUARED": '"²"',
     "CMP": "a comparison", "ISO": '"[["', "ISC": '"]]"', "EQ": '"="', "COUNT_LINE": "a parameter count",
     "CONFIG": '"config"', "CONFIG_NAME": "a configuration name like gpt2-medium",
-    "TRAINING": '"(training)"',
+    "TRAINING": '"(training)"', "SIMPLEX": '"Δ"', "SUBSET": '"⊆"',
 }
 ROLES = {"input": "input", "output": "output", "hyper": "hyper", "param": "param",
          "Input:": "input", "Output:": "output", "Hyperparameters:": "hyper",
          "Parameters:": "param"}
 CMP_CANON = {"<=": "≤", ">=": "≥", "!=": "≠", "==": "="}
-CLAIM_RE = re.compile(r"^\s*[^\s∈;]+\s*(∈|in)\s*[ℝℕℤ{\[(RNZ]")
+CLAIM_RE = re.compile(r"^\s*[^\s∈⊆;]+\s*(∈|in|⊆|subseteq)\s*[ℝℕℤΔ{\[(RNZ]")
 
 
 class BracketPostLex:
@@ -328,6 +328,9 @@ class ToIR(Transformer_NonRecursive):
     def interval(self, m, c):
         return Set("interval", tuple(c), pos=_pos_of(m))
 
+    def simplex(self, m, c):
+        return Set("simplex", tuple(_exprs(c)), pos=_pos_of(m))
+
     def shape(self, m, c):
         return tuple(_exprs(c))
 
@@ -442,7 +445,7 @@ class ToIR(Transformer_NonRecursive):
         return c[0]
 
     def claim_start(self, m, c):
-        return (str(c[0]), c[2])
+        return (str(c[0]), c[2], c[1].type == "SUBSET")
 
 
 def _replace(st: Step, **kw) -> Step:
@@ -484,13 +487,13 @@ def _split_note(tok: Token) -> tuple[str | None, Claim | None]:
         return text, None  # not a claim after all: free text such as "tokens in X"
     try:
         _check_depth(tree)
-        name, st = _to_ir(tree)
+        name, st, subset = _to_ir(tree)
     except CardError as e:  # parsed as one line: put it on the note's line
         if e.pos is not None:
             e.pos = Pos(tok.line, e.pos.col, tok.line, e.pos.end_col)
         raise
     pos = Pos(tok.line, tok.column, tok.end_line, tok.end_column)
-    return rest.strip() or None, Claim(name, _relined(st, tok.line), pos)
+    return rest.strip() or None, Claim(name, _relined(st, tok.line), pos, subset)
 
 
 def _relined(node, line: int):

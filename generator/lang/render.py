@@ -165,6 +165,8 @@ def set_text(s: Set | Group) -> str:
         base = "{" + dim_text(s.bounds[0]) + ".." + dim_text(s.bounds[1]) + "}"
     elif s.kind == "upto":
         base = "[" + dim_text(s.bounds[0]) + "]"
+    elif s.kind == "simplex":
+        base = "Δ(" + dim_text(s.bounds[0]) + ")"
     else:
         base = "(" + ", ".join(dim_text(b) for b in s.bounds) + ")"
     if s.seq:
@@ -228,7 +230,7 @@ def config_values(c: Configuration) -> str:
 
 
 def claim_text(c: Claim) -> str:
-    return f"{c.name} ∈ {set_text(c.set)}"
+    return f"{c.name} {'⊆' if c.subset else '∈'} {set_text(c.set)}"
 
 
 class CardWriter:
