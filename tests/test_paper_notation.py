@@ -89,3 +89,43 @@ def test_parameter_count_follows_free_attention_sizes():
     assert "d_attn=4" in default and "d_attn=6" in wider
     count = lambda out: int(out.split("Parameter count: ")[1].split(" ")[0].replace(",", ""))  # noqa: E731
     assert count(wider) - count(default) == 2 * 2 * (8 + 1) * (6 - 4)  # W_q, W_k and b_q, b_k per head
+
+
+# ------------------------------------------------------- x ← [x, y], per pass
+def card_with(name: str, old: str, new: str) -> str:
+    text = (ROOT / "cards" / f"{name}.card").read_text("utf-8")
+    assert old in text
+    return text.replace(old, new)
+
+
+def test_a_growing_sequence_is_claimed_per_pass(library):
+    card = parse_file(ROOT / "cards" / "DInference.card")
+    text = card_text(card, check(card, library).claims)
+    assert "▷ P ∈ ℝ^{N_V×i+ℓ−1}" in text and "▷ x ∈ {1..N_V}^{i+ℓ}" in text
+    assert "▷ y ∈ {1..N_V}^{ℓ_gen}" in text  # after the loop: ℓ + ℓ_gen tokens, the last ℓ_gen returned
+
+
+@pytest.mark.parametrize("old, new, words", [
+    ("▷ P ∈ ℝ^{N_V×i+ℓ−1}", "▷ P ∈ ℝ^{N_V×ℓ}", "claims P ∈ ℝ^{N_V×ℓ} but this step computes ℝ^{N_V×i+ℓ−1}"),
+    ("▷ x ∈ {1..N_V}^{i+ℓ}", "▷ x ∈ {1..N_V}^{ℓ+1}", "claims x ∈ {1..N_V}^{ℓ+1} but this step computes"),
+])
+def test_a_claim_true_only_on_the_first_pass_is_refused(old, new, words, library):
+    with pytest.raises(CardError) as info:
+        check(parse(card_with("DInference", old, new)), library)
+    assert words in info.value.message
+
+
+def test_a_while_loop_sequence_has_a_run_time_length(library):
+    text = card_with("EDInference", "  4   P ← EDTransformer(z, x̂ | θ̂)\n",
+                     "  4   P ← EDTransformer(z, x̂ | θ̂)  ▷ P ∈ ℝ^{N_V×1}\n")
+    with pytest.raises(CardError) as info:
+        check(parse(text), library)
+    assert "claims P ∈ ℝ^{N_V×1} but this step computes ℝ^{N_V×…}" in info.value.message
+    assert "known only at run time" in info.value.hint
+
+
+def test_a_wrong_claim_in_a_loop_that_does_not_grow_is_still_refused(library):
+    text = card_with("DTransformer", "▷ X̃ ∈ ℝ^{d_e×ℓ}", "▷ X̃ ∈ ℝ^{ℓ×d_e}")
+    with pytest.raises(CardError) as info:
+        check(parse(text), library)
+    assert "claims X̃ ∈ ℝ^{ℓ×d_e}" in info.value.message and info.value.line == 23

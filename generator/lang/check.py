@@ -134,6 +134,7 @@ class Checker(ExprRules, CallRules):
         self.fresh_n = 0
         self.produced: set[str] = set()
         self.pending: dict[str, Decl] = {}  # output dimensions a step must define
+        self.deferred: list[CardError] | None = None  # claim mismatches on a loop's first, probing pass
 
     # ------------------------------------------------------------ helpers
     def err(self, msg: str, node=None, hint: str | None = None):
@@ -198,8 +199,10 @@ class Checker(ExprRules, CallRules):
         t = self.rtype(t)
         if t.kind in ("group", "func"):
             return {"group": "a parameter group", "func": "a function"}[t.kind]
-        if any(s.startswith("?") for d in t.shape for s in d.symbols()):
-            t = Type({"real": "real", "boolean": "boolean"}.get(t.kind, "integer"), t.shape)
+        if any(s.startswith(("?", "#")) for d in t.shape for s in d.symbols()):
+            run_time = {s: Poly.sym("…") for d in t.shape for s in d.symbols() if s.startswith("#")}
+            t = Type({"real": "real", "boolean": "boolean"}.get(t.kind, "integer"),
+                     tuple(d.subst(run_time) for d in t.shape))
         return type_text(t)
 
     def near(self, name: str, pool) -> str | None:
@@ -605,7 +608,7 @@ class Checker(ExprRules, CallRules):
     def claim(self, st: Step, name: str, t: Type):
         t = self.rtype(t)
         inferred = None
-        if not (t.kind in ("group", "func") or any(s.startswith("?") or s == "⋆"
+        if not (t.kind in ("group", "func") or any(s.startswith(("?", "#")) or s == "⋆"
                                                    for d in t.shape for s in d.symbols())):
             try:
                 inferred = Claim(name, to_set(t), subset=t.kind == "subset")
@@ -629,10 +632,20 @@ class Checker(ExprRules, CallRules):
             kinds_ok = want.kind == t.kind or {want.kind, t.kind} <= set(INTEGRAL) or \
                 want.kind in ("real", "interval") and t.kind in ("real", "nat", "integer")
             if not same or not kinds_ok:
-                self.err(f"the comment claims {claim_text(c)} but this step computes "
-                         f"{self.show(t)}", c)
+                moving = any(s.startswith("#") for d in t.shape for s in d.symbols())
+                self.claim_failed(CardError(
+                    f"the comment claims {claim_text(c)} but this step computes {self.show(t)}", c.pos,
+                    "a length that grows on every pass of a while loop is known only at run time (…): "
+                    "leave it out of the claim" if moving else None))
         if inferred is not None:
             self.claims[id(st)] = inferred
+        else:  # checked again on a later pass of a loop, where the shape is known only at run time
+            self.claims.pop(id(st), None)
+
+    def claim_failed(self, e: CardError):
+        if self.deferred is None:
+            raise e
+        self.deferred.append(e)
 
     def s_if(self, st: Step):
         c = self.expr(st.cond)
@@ -705,11 +718,19 @@ class Checker(ExprRules, CallRules):
 
     def loop(self, st: Step, ranges):
         before = {n: b.type for n, b in self.env.items()}
-        with self.scope(ranges):
-            if st.kind in ("for", "forall") and (st.inline or st.kind == "forall"):
-                self.inline_body(st)
-            else:
-                self.steps(st.body)
+        outer, self.deferred = self.deferred, []  # a claim may hold only from the second pass on: wait
+        try:
+            with self.scope(ranges):
+                if st.kind in ("for", "forall") and (st.inline or st.kind == "forall"):
+                    self.inline_body(st)
+                else:
+                    self.steps(st.body)
+        finally:
+            first_pass, self.deferred = self.deferred, outer
+        if st.kind in ("for", "while") and not st.inline and self.grows_per_iteration(st, before, ranges):
+            return
+        for e in first_pass:  # nothing grows: the first pass is every pass
+            self.claim_failed(e)
         for n, b in list(self.env.items()):
             old = before.get(n)
             if old is not None and old.kind == b.type.kind and old.rank == b.type.rank and \
@@ -717,6 +738,52 @@ class Checker(ExprRules, CallRules):
                 shape = tuple(d if self.unify_shapes([d], [e]) else self.fresh("len")
                               for d, e in zip(old.shape, b.type.shape, strict=True))
                 b.type = replace(b.type, shape=shape)
+
+
+    def grows_per_iteration(self, st: Step, before: dict, ranges) -> bool:
+        """A value that grows by the same amount each pass (``x ← [x, y_i]``):
+        check the body again with its shape at pass i (``ℓ + i − 1``), so the
+        claims hold on every pass, not only the first; after the loop it has
+        grown ``count`` times.  False if nothing grows that way."""
+        growth = {}
+        for n, b in self.env.items():
+            old = before.get(n)
+            if old is None or old.kind != b.type.kind or old.rank != b.type.rank or \
+                    self.unify_shapes(old.shape, b.type.shape):
+                continue
+            steps = [self.res(e) - self.res(d) for d, e in zip(old.shape, b.type.shape, strict=True)]
+            if any(d.constant is None for d in steps):
+                return False  # a change that is not a fixed step each pass: the old rule (a fresh length)
+            growth[n] = steps
+        if not growth:
+            return False
+        if not ranges:  # a while loop: nothing counts its passes, so the length is known only at run time
+            for n, steps in growth.items():
+                t = before[n]
+                self.fresh_n += 1  # a length no claim can state ("#…": not an unknown that unifies)
+                self.env[n].type = replace(t, shape=tuple(Poly.sym(f"#len{self.fresh_n}") if k else d
+                                                          for d, k in zip(t.shape, steps, strict=True)))
+            self.steps(st.body)
+            for n, steps in growth.items():
+                now = self.env[n].type
+                self.env[n].type = replace(now, shape=tuple(self.fresh("len") if k else d
+                                                            for d, k in zip(now.shape, steps, strict=True)))
+            return True
+        (var, (first, count)), = ranges.items()
+        passes = Poly.sym(var) - first  # passes done before pass `var`
+        for n, steps in growth.items():
+            t = before[n]
+            self.env[n].type = replace(t, shape=tuple(d + k * passes for d, k in zip(t.shape, steps, strict=True)))
+        with self.scope(ranges):
+            self.steps(st.body)
+        done = {var: first + count - Poly.const(1)}
+        for n, steps in growth.items():
+            t, now = before[n], self.env[n].type
+            want = tuple(d + k * (passes + Poly.const(1)) for d, k in zip(t.shape, steps, strict=True))
+            if not self.unify_shapes(want, now.shape):
+                self.err(f"{n} grows by a different amount on a later pass of this loop", st)
+            self.env[n].type = replace(now, shape=tuple(self.res(d).subst(done) for d in want))
+        return True
 
 
 class _Scope:
