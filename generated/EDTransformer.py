@@ -1260,6 +1260,16 @@ def _gelu(x):
     return 0.5 * x * (1.0 + _erf(x * 0.7071067811865476))
 
 
+def _concat(parts, axis):
+    """Join along axis (from the end), broadcasting every other axis first: [A, B] and [A; B]."""
+    nd = max(np.ndim(p) for p in parts)
+    parts = [np.reshape(p, (1,) * (nd - np.ndim(p)) + np.shape(p)) for p in parts]
+    ax = nd + axis
+    common = np.broadcast_shapes(*(p.shape[:ax] + (1,) + p.shape[ax + 1:] for p in parts))
+    return np.concatenate([np.broadcast_to(p, common[:ax] + p.shape[ax:ax + 1] + common[ax + 1:]) for p in parts],
+                          axis=ax)
+
+
 def _take_along(a, idx, axis):
     """One element along axis per position: a[…, idx[…], …] (idx may lack a's batch axes)."""
     idx = np.reshape(idx, (1,) * (np.ndim(a) - np.ndim(idx)) + np.shape(idx))
@@ -1295,6 +1305,14 @@ def _gelu_grad(x):
     cdf = 0.5 * (1.0 + _erf(x * 0.7071067811865476))
     pdf = np.exp(-0.5 * x * x) * 0.3989422804014327
     return cdf + x * pdf
+
+
+def _concat_part(g, axis, i, shapes):
+    """The slice of a join's gradient that belongs to its part i."""
+    lo = sum(s[axis] for s in shapes[:i])
+    index = [slice(None)] * g.ndim
+    index[axis] = slice(lo, lo + shapes[i][axis])
+    return g[tuple(index)]
 
 
 def _extreme_grad(g, x, y, axis):

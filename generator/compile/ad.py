@@ -79,6 +79,7 @@ VJP = {
     "max": lambda b, op, g, x: (b.new("extreme_grad", (g, x, op.out), op.attr, like=x),),
     "min": lambda b, op, g, x: (b.new("extreme_grad", (g, x, op.out), op.attr, like=x),),
     "mean": lambda b, op, g, x: (b.new("unmean", (g, b.shape(x)), op.attr, like=x),),
+    "concat": lambda b, op, g, *xs: tuple(b.concat_part(g, xs, i, op.attr[0]) for i in range(len(xs))),
     # a^p with an array exponent: p·a^(p−1) and a^p·log a
     "powv": lambda b, op, g, x, p: (b.mul(g, b.broadcast("powv_da", x, p)),
                                     b.mul(g, b.broadcast("powv_dp", op.out, x))),
@@ -222,6 +223,14 @@ class Builder:
         if x not in self.shape_of:
             self.shape_of[x] = f"{x.lstrip('_')}_shape" if not x.startswith("_") else f"shape{x}"
         return self.shape_of[x]
+
+    def concat_part(self, g, xs, i, axis):
+        """Part i of a join's gradient: its slice along the joined axis."""
+        lg = self.lay(g)
+        shape = list(lg.shape)
+        shape[axis] = self.lay(xs[i]).shape[axis]
+        return self.new("concat_part", (g, *[self.shape(x) for x in xs]), (axis, i), shape=tuple(shape),
+                        batched=lg.batched)
 
     def unsum(self, g, x, axes):
         return self.new("unsum", (g, self.shape(x)), (axes,), like=x)

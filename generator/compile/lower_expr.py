@@ -335,7 +335,7 @@ class ExprLowering:
     def x_list(self, e):
         items = [x for x in e.args if x.op != "ellipsis"]
         if len(items) == len(e.args):
-            self.err("cardgen compiles lists that join a family ([e_1, …, e_ℓ]) for now", e)
+            return self.join(e)
         base, scripts = split_name(items[0].attr)
         key = join_name(base, scripts[:-1] + [(scripts[-1][0], "□")])
         fam = self.env[key]
@@ -351,6 +351,31 @@ class ExprLowering:
             dims = m[:-1] + (n * m[-1],)
             return self.op("reshape", (moved,), (-2, (n * m[-1],)), moved, dims=dims)
         return self.op("reshape", (fam,), (-len(fam.dims), (n * m[0],)), fam, dims=(n * m[0],) + m[1:])
+
+    def join(self, e) -> AV:
+        """[A, B, …] side by side (along the last axis) and [A; B; …] stacked (along the
+        first own axis) of arrays of one rank; vectors become columns or rows."""
+        vals = [self.materialize(self.value(x)) for x in e.args]
+        ranks = {len(v.dims) for v in vals}
+        if 0 in ranks or len(ranks) != 1:
+            self.err("cardgen compiles joins of arrays of one rank ([A, B], [u; v]); not numbers or [x, y] "
+                     "on a sequence", e)
+        k = ranks.pop()
+        if k == 1:  # vectors: [u, v] are columns, [u; v] rows
+            at = -1 if e.attr == "," else -2
+            vals = [self.op("expand", (v,), ((at,),), v,
+                            dims=v.dims + (ONE,) if at == -1 else (ONE,) + v.dims) for v in vals]
+            k = 2
+        axis = -1 if e.attr == "," else -k
+        aligned, mapped, dims = self.align(*vals)
+        total = vals[0].dims[axis]
+        for v in vals[1:]:
+            total = total + v.dims[axis]
+        dims = list(dims)
+        dims[axis] = total
+        kind = "real" if any(v.kind == "real" for v in vals) else vals[0].kind
+        return self.op("concat", tuple(aligned), (axis,), aligned[0], mapped=mapped, dims=tuple(dims), kind=kind,
+                       batched=any(v.batched for v in vals), ones=common_ones(mapped, *aligned))
 
     # ---------------------------------------------------------------- calls
     def x_call(self, e):

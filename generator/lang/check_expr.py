@@ -358,6 +358,11 @@ class ExprRules:
         axis = -1 if sep == "," else 0
         total = Poly.const(0)
         for t in types:
+            others = [i for i in range(first.rank) if i != axis % first.rank]
+            if not all(self.unify(first.shape[i], t.shape[i]) for i in others):
+                how = "side by side" if sep == "," else "stacked"
+                self.err(f"cannot join {self.show(first)} and {self.show(t)} {how}: their other axes differ", e,
+                         hint="[A, B] joins along the last axis, [A; B] along the first")
             total = total + t.shape[axis]
         shape = list(first.shape)
         shape[axis] = total
