@@ -43,7 +43,6 @@ import numpy as np
 class Config:
     """Hyperparameters of DInference."""
     ell_max: int  # ℓ_max — a size of the model the card trains or runs
-    ell: int  # ℓ — a size of the model the card trains or runs
     d_mlp: int  # d_mlp — a size of the model the card trains or runs
     d_e: int  # d_e — a size of the model the card trains or runs
     L: int  # L — a size of the model the card trains or runs
@@ -126,20 +125,19 @@ def init_params(config: Config, rng: np.random.Generator, dtype=np.float32) -> P
 def forward(config: Config, params: Params, x, workspace: dict | None = None):
     """y ← DInference(...)
 
-    x: (…, ℓ + ℓ_gen) token ids
+    x: (…, len_x) token ids
     workspace: a dict to keep arrays in between calls (no allocation after the first);
     the output and the cache then live in it until the next call with the same dict.
-    Returns (P, cache); P has shape (…, N_V, ℓ + ℓ_gen).
+    Returns (P, cache); P has shape (…, N_V, len_x).
     """
     N_V = config.N_V
-    ell_gen = config.ell_gen
+    len_x = x.shape[-1]
     H = config.H
     L = config.L
     d_attn = config.d_attn
     d_e = config.d_e
     d_mid = config.d_mid
     d_mlp = config.d_mlp
-    ell = config.ell
     ell_max = config.ell_max
     W_e = params.W_e
     W_p = params.W_p
@@ -162,26 +160,26 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
     gamma = params.gamma
     beta = params.beta
     W_u = params.W_u
-    _check_input('x', x, (ell + ell_gen, ), 'i', 1, N_V, '[N_V]*')
+    _check_input('x', x, (None, ), 'i', 1, N_V, '[N_V]*')
     _check_params(params, {'W_e': (d_e, N_V, ), 'W_p': (d_e, ell_max, ), 'W_q': (L, H, d_attn, d_e, ), 'b_q': (L, H, d_attn, ), 'W_k': (L, H, d_attn, d_e, ), 'b_k': (L, H, d_attn, ), 'W_v': (L, H, d_mid, d_e, ), 'b_v': (L, H, d_mid, ), 'W_o': (L, d_e, H*d_mid, ), 'b_o': (L, d_e, ), 'gamma1': (L, d_e, ), 'beta1': (L, d_e, ), 'gamma2': (L, d_e, ), 'beta2': (L, d_e, ), 'W_mlp1': (L, d_mlp, d_e, ), 'b_mlp1': (L, d_mlp, ), 'W_mlp2': (L, d_e, d_mlp, ), 'b_mlp2': (L, d_e, ), 'gamma': (d_e, ), 'beta': (d_e, ), 'W_u': (N_V, d_e, )})
     dtype = np.result_type(W_e)
     batch = np.shape(x)[:np.ndim(x) - 1]
     # DTransformer 2 for t ∈ [ℓ] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
     _1 = np.swapaxes(W_e, -1, -2)                               # (N_V, d_e)
-    _2 = _1[x - 1]                                              # (…, ℓ + ℓ_gen, d_e)
-    _3 = np.arange(1, 1 + ell + ell_gen)                        # (ℓ + ℓ_gen,)
+    _2 = _1[x - 1]                                              # (…, len_x, d_e)
+    _3 = np.arange(1, 1 + len_x)                                # (len_x,)
     _4 = np.swapaxes(W_p, -1, -2)                               # (ℓ_max, d_e)
-    _5 = _4[_3 - 1]                                             # (ℓ + ℓ_gen, d_e)
-    e = np.add(_2, _5, out=_2)                                  # (…, ℓ + ℓ_gen, d_e)
+    _5 = _4[_3 - 1]                                             # (len_x, d_e)
+    e = np.add(_2, _5, out=_2)                                  # (…, len_x, d_e)
     # DTransformer 3 X ← [e_1, e_2, …, e_ℓ] ▷ X ∈ ℝ^{d_e×ℓ}
-    X = np.swapaxes(e, -1, -2)                                  # (…, d_e, ℓ + ℓ_gen)
+    X = np.swapaxes(e, -1, -2)                                  # (…, d_e, len_x)
     # DTransformer 6 X ← X + MHAttention(X̃ | 𝓦_l, Mask[t, t′] = [[t ≤ t′]]) ▷ X ∈ ℝ^{d_e×ℓ}
-    _22 = np.arange(1, 1 + ell + ell_gen)                       # (ℓ + ℓ_gen,)
-    _23 = np.arange(1, 1 + ell + ell_gen)                       # (ℓ + ℓ_gen,)
-    _24 = np.expand_dims(_22, -1)                               # (ℓ + ℓ_gen, 1)
-    _25 = _24 <= _23                                            # (ℓ + ℓ_gen, ℓ + ℓ_gen)
+    _22 = np.arange(1, 1 + len_x)                               # (len_x,)
+    _23 = np.arange(1, 1 + len_x)                               # (len_x,)
+    _24 = np.expand_dims(_22, -1)                               # (len_x, 1)
+    _25 = _24 <= _23                                            # (len_x, len_x)
     # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
-    _38 = ~_25                                                  # (ℓ + ℓ_gen, ℓ + ℓ_gen)
+    _38 = ~_25                                                  # (len_x, len_x)
     # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
     _40 = math.sqrt(d_attn)                                     # ()
     # DTransformer 8 X ← X + W^l_mlp2 GELU(W^l_mlp1 X̃ + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
@@ -191,26 +189,26 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         # DTransformer 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         gamma1_l = gamma1[l_]                                   # (d_e,)
         beta1_l = beta1[l_]                                     # (d_e,)
-        _8 = np.swapaxes(X_2, -1, -2)                           # (…, ℓ + ℓ_gen, d_e)
+        _8 = np.swapaxes(X_2, -1, -2)                           # (…, len_x, d_e)
         shape_8 = _8.shape
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _9 = np.sum(_8, axis=-1, out=_buf(workspace, ('DInference:f_9', l_ % 2), batch + (ell + ell_gen,), dtype)) # (…, ℓ + ℓ_gen)
-        m = np.divide(_9, d_e, out=_9)                          # (…, ℓ + ℓ_gen)
+        _9 = np.sum(_8, axis=-1, out=_buf(workspace, ('DInference:f_9', l_ % 2), batch + (len_x,), dtype)) # (…, len_x)
+        m = np.divide(_9, d_e, out=_9)                          # (…, len_x)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-        _11 = np.expand_dims(m, -1)                             # (…, ℓ + ℓ_gen, 1)
-        _12 = np.subtract(_8, _11, out=_buf(workspace, ('DInference:f_12', l_), batch + (ell + ell_gen, d_e), dtype)) # (…, ℓ + ℓ_gen, d_e)
-        _13 = np.multiply(_12, _12, out=_buf(workspace, ('DInference:f_13', l_ % 2), batch + (ell + ell_gen, d_e), dtype)) # (…, ℓ + ℓ_gen, d_e)
+        _11 = np.expand_dims(m, -1)                             # (…, len_x, 1)
+        _12 = np.subtract(_8, _11, out=_buf(workspace, ('DInference:f_12', l_), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        _13 = np.multiply(_12, _12, out=_buf(workspace, ('DInference:f_13', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         shape_13 = _13.shape
-        _14 = np.sum(_13, axis=-1, out=_buf(workspace, ('DInference:f_14', l_), batch + (ell + ell_gen,), dtype)) # (…, ℓ + ℓ_gen)
-        v = np.divide(_14, d_e, out=_14)                        # (…, ℓ + ℓ_gen)
+        _14 = np.sum(_13, axis=-1, out=_buf(workspace, ('DInference:f_14', l_), batch + (len_x,), dtype)) # (…, len_x)
+        v = np.divide(_14, d_e, out=_14)                        # (…, len_x)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        _16 = np.sqrt(v, out=v)                                 # (…, ℓ + ℓ_gen)
-        _17 = np.expand_dims(_16, -1)                           # (…, ℓ + ℓ_gen, 1)
-        _18 = np.divide(_12, _17, out=_buf(workspace, ('DInference:f_18', l_), batch + (ell + ell_gen, d_e), dtype)) # (…, ℓ + ℓ_gen, d_e)
-        _19 = np.multiply(_18, gamma1_l, out=_buf(workspace, ('DInference:f_19', l_), batch + (ell + ell_gen, d_e), dtype)) # (…, ℓ + ℓ_gen, d_e)
-        e_hat = np.add(_19, beta1_l, out=_19)                   # (…, ℓ + ℓ_gen, d_e)
+        _16 = np.sqrt(v, out=v)                                 # (…, len_x)
+        _17 = np.expand_dims(_16, -1)                           # (…, len_x, 1)
+        _18 = np.divide(_12, _17, out=_buf(workspace, ('DInference:f_18', l_), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        _19 = np.multiply(_18, gamma1_l, out=_buf(workspace, ('DInference:f_19', l_), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        e_hat = np.add(_19, beta1_l, out=_19)                   # (…, len_x, d_e)
         # DTransformer 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
-        _21 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ + ℓ_gen)
+        _21 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, len_x)
         # DTransformer 6 X ← X + MHAttention(X̃ | 𝓦_l, Mask[t, t′] = [[t ≤ t′]]) ▷ X ∈ ℝ^{d_e×ℓ}
         W_q_l = W_q[l_]                                         # (H, d_attn, d_e)
         b_q_l = b_q[l_]                                         # (H, d_attn)
@@ -221,100 +219,100 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         W_o_l = W_o[l_]                                         # (d_e, H·d_mid)
         b_o_l = b_o[l_]                                         # (d_e,)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        _26 = np.expand_dims(_21, -3)                           # (…, 1, d_e, ℓ + ℓ_gen)
-        _27 = np.matmul(W_q_l, _26, out=_buf(workspace, ('DInference:f_27', l_), batch + (H, d_attn, ell + ell_gen), dtype)) # (…, H, d_attn, ℓ + ℓ_gen)
+        _26 = np.expand_dims(_21, -3)                           # (…, 1, d_e, len_x)
+        _27 = np.matmul(W_q_l, _26, out=_buf(workspace, ('DInference:f_27', l_), batch + (H, d_attn, len_x), dtype)) # (…, H, d_attn, len_x)
         _28 = np.expand_dims(b_q_l, -1)                         # (H, d_attn, 1)
-        Q = np.add(_27, _28, out=_27)                           # (…, H, d_attn, ℓ + ℓ_gen)
+        Q = np.add(_27, _28, out=_27)                           # (…, H, d_attn, len_x)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        _30 = np.matmul(W_k_l, _26, out=_buf(workspace, ('DInference:f_30', l_), batch + (H, d_attn, ell + ell_gen), dtype)) # (…, H, d_attn, ℓ + ℓ_gen)
+        _30 = np.matmul(W_k_l, _26, out=_buf(workspace, ('DInference:f_30', l_), batch + (H, d_attn, len_x), dtype)) # (…, H, d_attn, len_x)
         _31 = np.expand_dims(b_k_l, -1)                         # (H, d_attn, 1)
-        K = np.add(_30, _31, out=_30)                           # (…, H, d_attn, ℓ + ℓ_gen)
+        K = np.add(_30, _31, out=_30)                           # (…, H, d_attn, len_x)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        _33 = np.matmul(W_v_l, _26, out=_buf(workspace, ('DInference:f_33', l_), batch + (H, d_mid, ell + ell_gen), dtype)) # (…, H, d_mid, ℓ + ℓ_gen)
+        _33 = np.matmul(W_v_l, _26, out=_buf(workspace, ('DInference:f_33', l_), batch + (H, d_mid, len_x), dtype)) # (…, H, d_mid, len_x)
         _34 = np.expand_dims(b_v_l, -1)                         # (H, d_mid, 1)
-        V = np.add(_33, _34, out=_33)                           # (…, H, d_mid, ℓ + ℓ_gen)
+        V = np.add(_33, _34, out=_33)                           # (…, H, d_mid, len_x)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        _36 = np.swapaxes(K, -1, -2)                            # (…, H, ℓ + ℓ_gen, d_attn)
-        S = np.matmul(_36, Q, out=_buf(workspace, ('DInference:fS', l_ % 2), batch + (H, ell + ell_gen, ell + ell_gen), dtype)) # (…, H, ℓ + ℓ_gen, ℓ + ℓ_gen)
+        _36 = np.swapaxes(K, -1, -2)                            # (…, H, len_x, d_attn)
+        S = np.matmul(_36, Q, out=_buf(workspace, ('DInference:fS', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
         # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
-        _39 = _fill_where(S, _38, -np.inf)                      # (…, H, ℓ + ℓ_gen, ℓ + ℓ_gen)
+        _39 = _fill_where(S, _38, -np.inf)                      # (…, H, len_x, len_x)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _41 = np.divide(_39, _40, out=_39)                      # (…, H, ℓ + ℓ_gen, ℓ + ℓ_gen)
-        _42 = _softmax(_41, -2, _buf(workspace, ('DInference:f_42', l_), batch + (H, ell + ell_gen, ell + ell_gen), dtype)) # (…, H, ℓ + ℓ_gen, ℓ + ℓ_gen)
-        V_tilde = np.matmul(V, _42, out=_buf(workspace, ('DInference:fV_tilde', l_), batch + (H, d_mid, ell + ell_gen), dtype)) # (…, H, d_mid, ℓ + ℓ_gen)
+        _41 = np.divide(_39, _40, out=_39)                      # (…, H, len_x, len_x)
+        _42 = _softmax(_41, -2, _buf(workspace, ('DInference:f_42', l_), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
+        V_tilde = np.matmul(V, _42, out=_buf(workspace, ('DInference:fV_tilde', l_), batch + (H, d_mid, len_x), dtype)) # (…, H, d_mid, len_x)
         V_tilde_shape = V_tilde.shape
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
-        Y = V_tilde.reshape(V_tilde.shape[:-3] + (H*d_mid,) + V_tilde.shape[-3 + 2:]) # (…, H·d_mid, ℓ + ℓ_gen)
+        Y = V_tilde.reshape(V_tilde.shape[:-3] + (H*d_mid,) + V_tilde.shape[-3 + 2:]) # (…, H·d_mid, len_x)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _45 = np.matmul(W_o_l, Y, out=_buf(workspace, ('DInference:f_45', l_ % 2), batch + (d_e, ell + ell_gen), dtype)) # (…, d_e, ℓ + ℓ_gen)
+        _45 = np.matmul(W_o_l, Y, out=_buf(workspace, ('DInference:f_45', l_ % 2), batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
         _46 = np.expand_dims(b_o_l, -1)                         # (d_e, 1)
-        V_tilde_2 = np.add(_45, _46, out=_45)                   # (…, d_e, ℓ + ℓ_gen)
+        V_tilde_2 = np.add(_45, _46, out=_45)                   # (…, d_e, len_x)
         # DTransformer 6 X ← X + MHAttention(X̃ | 𝓦_l, Mask[t, t′] = [[t ≤ t′]]) ▷ X ∈ ℝ^{d_e×ℓ}
-        X_3 = np.add(X_2, V_tilde_2, out=V_tilde_2)             # (…, d_e, ℓ + ℓ_gen)
+        X_3 = np.add(X_2, V_tilde_2, out=V_tilde_2)             # (…, d_e, len_x)
         # DTransformer 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         gamma2_l = gamma2[l_]                                   # (d_e,)
         beta2_l = beta2[l_]                                     # (d_e,)
-        _49 = np.swapaxes(X_3, -1, -2)                          # (…, ℓ + ℓ_gen, d_e)
+        _49 = np.swapaxes(X_3, -1, -2)                          # (…, len_x, d_e)
         shape_49 = _49.shape
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _50 = np.sum(_49, axis=-1, out=_buf(workspace, ('DInference:f_50', l_ % 2), batch + (ell + ell_gen,), dtype)) # (…, ℓ + ℓ_gen)
-        m_2 = np.divide(_50, d_e, out=_50)                      # (…, ℓ + ℓ_gen)
+        _50 = np.sum(_49, axis=-1, out=_buf(workspace, ('DInference:f_50', l_ % 2), batch + (len_x,), dtype)) # (…, len_x)
+        m_2 = np.divide(_50, d_e, out=_50)                      # (…, len_x)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-        _52 = np.expand_dims(m_2, -1)                           # (…, ℓ + ℓ_gen, 1)
-        _53 = np.subtract(_49, _52, out=_buf(workspace, ('DInference:f_53', l_), batch + (ell + ell_gen, d_e), dtype)) # (…, ℓ + ℓ_gen, d_e)
-        _54 = np.multiply(_53, _53, out=_buf(workspace, ('DInference:f_54', l_ % 2), batch + (ell + ell_gen, d_e), dtype)) # (…, ℓ + ℓ_gen, d_e)
+        _52 = np.expand_dims(m_2, -1)                           # (…, len_x, 1)
+        _53 = np.subtract(_49, _52, out=_buf(workspace, ('DInference:f_53', l_), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        _54 = np.multiply(_53, _53, out=_buf(workspace, ('DInference:f_54', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         shape_54 = _54.shape
-        _55 = np.sum(_54, axis=-1, out=_buf(workspace, ('DInference:f_55', l_), batch + (ell + ell_gen,), dtype)) # (…, ℓ + ℓ_gen)
-        v_2 = np.divide(_55, d_e, out=_55)                      # (…, ℓ + ℓ_gen)
+        _55 = np.sum(_54, axis=-1, out=_buf(workspace, ('DInference:f_55', l_), batch + (len_x,), dtype)) # (…, len_x)
+        v_2 = np.divide(_55, d_e, out=_55)                      # (…, len_x)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        _57 = np.sqrt(v_2, out=v_2)                             # (…, ℓ + ℓ_gen)
-        _58 = np.expand_dims(_57, -1)                           # (…, ℓ + ℓ_gen, 1)
-        _59 = np.divide(_53, _58, out=_buf(workspace, ('DInference:f_59', l_), batch + (ell + ell_gen, d_e), dtype)) # (…, ℓ + ℓ_gen, d_e)
-        _60 = np.multiply(_59, gamma2_l, out=_buf(workspace, ('DInference:f_60', l_), batch + (ell + ell_gen, d_e), dtype)) # (…, ℓ + ℓ_gen, d_e)
-        e_hat_2 = np.add(_60, beta2_l, out=_60)                 # (…, ℓ + ℓ_gen, d_e)
+        _57 = np.sqrt(v_2, out=v_2)                             # (…, len_x)
+        _58 = np.expand_dims(_57, -1)                           # (…, len_x, 1)
+        _59 = np.divide(_53, _58, out=_buf(workspace, ('DInference:f_59', l_), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        _60 = np.multiply(_59, gamma2_l, out=_buf(workspace, ('DInference:f_60', l_), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        e_hat_2 = np.add(_60, beta2_l, out=_60)                 # (…, len_x, d_e)
         # DTransformer 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
-        _62 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, ℓ + ℓ_gen)
+        _62 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, len_x)
         # DTransformer 8 X ← X + W^l_mlp2 GELU(W^l_mlp1 X̃ + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
         W_mlp2_l = W_mlp2[l_]                                   # (d_e, d_mlp)
         W_mlp1_l = W_mlp1[l_]                                   # (d_mlp, d_e)
-        _63 = np.matmul(W_mlp1_l, _62, out=_buf(workspace, ('DInference:f_63', l_), batch + (d_mlp, ell + ell_gen), dtype)) # (…, d_mlp, ℓ + ℓ_gen)
+        _63 = np.matmul(W_mlp1_l, _62, out=_buf(workspace, ('DInference:f_63', l_), batch + (d_mlp, len_x), dtype)) # (…, d_mlp, len_x)
         b_mlp1_l = b_mlp1[l_]                                   # (d_mlp,)
         _64 = np.expand_dims(b_mlp1_l, -1)                      # (d_mlp, 1)
-        _65 = np.add(_63, _64, out=_63)                         # (…, d_mlp, ℓ + ℓ_gen)
-        _66 = _gelu(_65)                                        # (…, d_mlp, ℓ + ℓ_gen)
-        _67 = np.matmul(W_mlp2_l, _66, out=_buf(workspace, ('DInference:f_67', l_ % 2), batch + (d_e, ell + ell_gen), dtype)) # (…, d_e, ℓ + ℓ_gen)
-        _68 = np.add(X_3, _67, out=_67)                         # (…, d_e, ℓ + ℓ_gen)
+        _65 = np.add(_63, _64, out=_63)                         # (…, d_mlp, len_x)
+        _66 = _gelu(_65)                                        # (…, d_mlp, len_x)
+        _67 = np.matmul(W_mlp2_l, _66, out=_buf(workspace, ('DInference:f_67', l_ % 2), batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
+        _68 = np.add(X_3, _67, out=_67)                         # (…, d_e, len_x)
         b_mlp2_l = b_mlp2[l_]                                   # (d_e,)
         _69 = np.expand_dims(b_mlp2_l, -1)                      # (d_e, 1)
-        X_4 = np.add(_68, _69, out=_68)                         # (…, d_e, ℓ + ℓ_gen)
+        X_4 = np.add(_68, _69, out=_68)                         # (…, d_e, len_x)
         saved_l_.append((W_mlp2_l, _66, _65, W_mlp1_l, _62, gamma2_l, _59, _58, _57, shape_54, _53, shape_49, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, _18, _17, _16, shape_13, _12, shape_8,))
         X_2 = X_4
     X_5 = X_2
     # DTransformer 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
-    _71 = np.swapaxes(X_5, -1, -2)                              # (…, ℓ + ℓ_gen, d_e)
+    _71 = np.swapaxes(X_5, -1, -2)                              # (…, len_x, d_e)
     shape_71 = _71.shape
     # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-    _72 = np.sum(_71, axis=-1, out=_buf(workspace, 'DInference:f_72', batch + (ell + ell_gen,), dtype)) # (…, ℓ + ℓ_gen)
-    m_3 = np.divide(_72, d_e, out=_72)                          # (…, ℓ + ℓ_gen)
+    _72 = np.sum(_71, axis=-1, out=_buf(workspace, 'DInference:f_72', batch + (len_x,), dtype)) # (…, len_x)
+    m_3 = np.divide(_72, d_e, out=_72)                          # (…, len_x)
     # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-    _74 = np.expand_dims(m_3, -1)                               # (…, ℓ + ℓ_gen, 1)
-    _75 = np.subtract(_71, _74, out=_buf(workspace, 'DInference:f_75', batch + (ell + ell_gen, d_e), dtype)) # (…, ℓ + ℓ_gen, d_e)
-    _76 = np.multiply(_75, _75, out=_buf(workspace, 'DInference:f_76', batch + (ell + ell_gen, d_e), dtype)) # (…, ℓ + ℓ_gen, d_e)
+    _74 = np.expand_dims(m_3, -1)                               # (…, len_x, 1)
+    _75 = np.subtract(_71, _74, out=_buf(workspace, 'DInference:f_75', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+    _76 = np.multiply(_75, _75, out=_buf(workspace, 'DInference:f_76', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
     shape_76 = _76.shape
-    _77 = np.sum(_76, axis=-1, out=_buf(workspace, 'DInference:f_77', batch + (ell + ell_gen,), dtype)) # (…, ℓ + ℓ_gen)
-    v_3 = np.divide(_77, d_e, out=_77)                          # (…, ℓ + ℓ_gen)
+    _77 = np.sum(_76, axis=-1, out=_buf(workspace, 'DInference:f_77', batch + (len_x,), dtype)) # (…, len_x)
+    v_3 = np.divide(_77, d_e, out=_77)                          # (…, len_x)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-    _79 = np.sqrt(v_3, out=v_3)                                 # (…, ℓ + ℓ_gen)
-    _80 = np.expand_dims(_79, -1)                               # (…, ℓ + ℓ_gen, 1)
-    _81 = np.divide(_75, _80, out=_buf(workspace, 'DInference:f_81', batch + (ell + ell_gen, d_e), dtype)) # (…, ℓ + ℓ_gen, d_e)
-    _82 = np.multiply(_81, gamma, out=_buf(workspace, 'DInference:f_82', batch + (ell + ell_gen, d_e), dtype)) # (…, ℓ + ℓ_gen, d_e)
-    e_hat_3 = np.add(_82, beta, out=_82)                        # (…, ℓ + ℓ_gen, d_e)
+    _79 = np.sqrt(v_3, out=v_3)                                 # (…, len_x)
+    _80 = np.expand_dims(_79, -1)                               # (…, len_x, 1)
+    _81 = np.divide(_75, _80, out=_buf(workspace, 'DInference:f_81', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+    _82 = np.multiply(_81, gamma, out=_buf(workspace, 'DInference:f_82', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+    e_hat_3 = np.add(_82, beta, out=_82)                        # (…, len_x, d_e)
     # DTransformer 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
-    _84 = np.swapaxes(e_hat_3, -1, -2)                          # (…, d_e, ℓ + ℓ_gen)
+    _84 = np.swapaxes(e_hat_3, -1, -2)                          # (…, d_e, len_x)
     # DTransformer 11 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}
-    _85 = np.matmul(W_u, _84, out=_buf(workspace, 'DInference:f_85', batch + (N_V, ell + ell_gen), dtype)) # (…, N_V, ℓ + ℓ_gen)
-    P = _softmax(_85, -2, _buf(workspace, 'DInference:fP', batch + (N_V, ell + ell_gen), dtype)) # (…, N_V, ℓ + ℓ_gen)
-    cache = {"N_V": N_V, "ell_gen": ell_gen, "H": H, "L": L, "d_attn": d_attn, "d_e": d_e, "d_mid": d_mid, "d_mlp": d_mlp, "ell": ell, "batch": batch, "dtype": dtype, "P": P, "_84": _84, "_81": _81, "_80": _80, "_79": _79, "shape_76": shape_76, "_75": _75, "shape_71": shape_71, "_40": _40, "_38": _38, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l_": saved_l_}
+    _85 = np.matmul(W_u, _84, out=_buf(workspace, 'DInference:f_85', batch + (N_V, len_x), dtype)) # (…, N_V, len_x)
+    P = _softmax(_85, -2, _buf(workspace, 'DInference:fP', batch + (N_V, len_x), dtype)) # (…, N_V, len_x)
+    cache = {"N_V": N_V, "len_x": len_x, "H": H, "L": L, "d_attn": d_attn, "d_e": d_e, "d_mid": d_mid, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "P": P, "_84": _84, "_81": _81, "_80": _80, "_79": _79, "shape_76": shape_76, "_75": _75, "shape_71": shape_71, "_40": _40, "_38": _38, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l_": saved_l_}
     return P, cache
 
 
@@ -325,14 +323,13 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     Returns (grads, input_grads).
     """
     N_V = cache["N_V"]
-    ell_gen = cache["ell_gen"]
+    len_x = cache["len_x"]
     H = cache["H"]
     L = cache["L"]
     d_attn = cache["d_attn"]
     d_e = cache["d_e"]
     d_mid = cache["d_mid"]
     d_mlp = cache["d_mlp"]
-    ell = cache["ell"]
     batch = cache["batch"]
     dtype = cache["dtype"]
     P = cache["P"]
@@ -353,42 +350,42 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     _1 = cache["_1"]
     saved_l_ = cache["saved_l_"]
     # DTransformer 11 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}
-    g10001 = _softmax_grad(d_P, P, -2, _buf(workspace, 'DInference:bg10001', batch + (N_V, ell + ell_gen), dtype)) # (…, N_V, ℓ + ℓ_gen)
+    g10001 = _softmax_grad(d_P, P, -2, _buf(workspace, 'DInference:bg10001', batch + (N_V, len_x), dtype)) # (…, N_V, len_x)
     g10002 = np.swapaxes(W_u, -1, -2)                           # (d_e, N_V)
-    g10003 = np.matmul(g10002, g10001, out=_buf(workspace, 'DInference:bg10003', batch + (d_e, ell + ell_gen), dtype)) # (…, d_e, ℓ + ℓ_gen)
-    g10004 = np.swapaxes(_84, -1, -2)                           # (…, ℓ + ℓ_gen, d_e)
+    g10003 = np.matmul(g10002, g10001, out=_buf(workspace, 'DInference:bg10003', batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
+    g10004 = np.swapaxes(_84, -1, -2)                           # (…, len_x, d_e)
     g10005 = np.matmul(g10001, g10004, out=_buf(workspace, 'DInference:bg10005', batch + (N_V, d_e), dtype)) # (…, N_V, d_e)
     g10006 = _sum_to(g10005, 2, ())                             # (N_V, d_e)
     # DTransformer 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
-    g10007 = np.swapaxes(g10003, -1, -2)                        # (…, ℓ + ℓ_gen, d_e)
+    g10007 = np.swapaxes(g10003, -1, -2)                        # (…, len_x, d_e)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
     g10008 = _sum_to(g10007, 1, ())                             # (d_e,)
-    g10009 = np.multiply(g10007, gamma, out=_buf(workspace, 'DInference:bg10009', batch + (ell + ell_gen, d_e), dtype)) # (…, ℓ + ℓ_gen, d_e)
-    g10010 = np.multiply(g10007, _81, out=_buf(workspace, 'DInference:bg10010', batch + (ell + ell_gen, d_e), dtype)) # (…, ℓ + ℓ_gen, d_e)
+    g10009 = np.multiply(g10007, gamma, out=_buf(workspace, 'DInference:bg10009', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+    g10010 = np.multiply(g10007, _81, out=_buf(workspace, 'DInference:bg10010', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
     g10011 = _sum_to(g10010, 1, ())                             # (d_e,)
-    g10012 = np.divide(g10009, _80, out=_buf(workspace, 'DInference:bg10012', batch + (ell + ell_gen, d_e), dtype)) # (…, ℓ + ℓ_gen, d_e)
-    g10013 = np.multiply(g10009, _81, out=g10009)               # (…, ℓ + ℓ_gen, d_e)
-    g10014 = np.divide(g10013, _80, out=g10013)                 # (…, ℓ + ℓ_gen, d_e)
-    g10015 = np.negative(g10014, out=g10014)                    # (…, ℓ + ℓ_gen, d_e)
-    g10016 = _sum_to(g10015, None, (-1,))                       # (…, ℓ + ℓ_gen, 1)
-    g10017 = np.squeeze(g10016, -1)                             # (…, ℓ + ℓ_gen)
-    g10018 = np.multiply(_79, 2.0, out=_buf(workspace, 'DInference:bg10018', batch + (ell + ell_gen,), dtype)) # (…, ℓ + ℓ_gen)
-    g10019 = np.divide(g10017, g10018, out=_buf(workspace, 'DInference:bg10019', batch + (ell + ell_gen,), dtype)) # (…, ℓ + ℓ_gen)
+    g10012 = np.divide(g10009, _80, out=_buf(workspace, 'DInference:bg10012', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+    g10013 = np.multiply(g10009, _81, out=g10009)               # (…, len_x, d_e)
+    g10014 = np.divide(g10013, _80, out=g10013)                 # (…, len_x, d_e)
+    g10015 = np.negative(g10014, out=g10014)                    # (…, len_x, d_e)
+    g10016 = _sum_to(g10015, None, (-1,))                       # (…, len_x, 1)
+    g10017 = np.squeeze(g10016, -1)                             # (…, len_x)
+    g10018 = np.multiply(_79, 2.0, out=_buf(workspace, 'DInference:bg10018', batch + (len_x,), dtype)) # (…, len_x)
+    g10019 = np.divide(g10017, g10018, out=_buf(workspace, 'DInference:bg10019', batch + (len_x,), dtype)) # (…, len_x)
     # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-    g10020 = np.divide(g10019, d_e, out=g10019)                 # (…, ℓ + ℓ_gen)
-    g10024 = np.broadcast_to(np.expand_dims(g10020, -1), shape_76) # (…, ℓ + ℓ_gen, d_e)
-    g10025 = np.multiply(_75, 2.0, out=_buf(workspace, 'DInference:bg10025', batch + (ell + ell_gen, d_e), dtype)) # (…, ℓ + ℓ_gen, d_e)
-    g10026 = np.multiply(g10024, g10025, out=g10025)            # (…, ℓ + ℓ_gen, d_e)
-    g10027 = np.add(g10012, g10026, out=g10012)                 # (…, ℓ + ℓ_gen, d_e)
-    g10028 = np.negative(g10027, out=_buf(workspace, 'DInference:bg10028', batch + (ell + ell_gen, d_e), dtype)) # (…, ℓ + ℓ_gen, d_e)
-    g10029 = _sum_to(g10028, None, (-1,))                       # (…, ℓ + ℓ_gen, 1)
-    g10030 = np.squeeze(g10029, -1)                             # (…, ℓ + ℓ_gen)
+    g10020 = np.divide(g10019, d_e, out=g10019)                 # (…, len_x)
+    g10024 = np.broadcast_to(np.expand_dims(g10020, -1), shape_76) # (…, len_x, d_e)
+    g10025 = np.multiply(_75, 2.0, out=_buf(workspace, 'DInference:bg10025', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+    g10026 = np.multiply(g10024, g10025, out=g10025)            # (…, len_x, d_e)
+    g10027 = np.add(g10012, g10026, out=g10012)                 # (…, len_x, d_e)
+    g10028 = np.negative(g10027, out=_buf(workspace, 'DInference:bg10028', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+    g10029 = _sum_to(g10028, None, (-1,))                       # (…, len_x, 1)
+    g10030 = np.squeeze(g10029, -1)                             # (…, len_x)
     # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-    g10031 = np.divide(g10030, d_e, out=_buf(workspace, 'DInference:bg10031', batch + (ell + ell_gen,), dtype)) # (…, ℓ + ℓ_gen)
-    g10035 = np.broadcast_to(np.expand_dims(g10031, -1), shape_71) # (…, ℓ + ℓ_gen, d_e)
-    g10036 = np.add(g10027, g10035, out=g10027)                 # (…, ℓ + ℓ_gen, d_e)
+    g10031 = np.divide(g10030, d_e, out=_buf(workspace, 'DInference:bg10031', batch + (len_x,), dtype)) # (…, len_x)
+    g10035 = np.broadcast_to(np.expand_dims(g10031, -1), shape_71) # (…, len_x, d_e)
+    g10036 = np.add(g10027, g10035, out=g10027)                 # (…, len_x, d_e)
     # DTransformer 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
-    g10037 = np.swapaxes(g10036, -1, -2)                        # (…, d_e, ℓ + ℓ_gen)
+    g10037 = np.swapaxes(g10036, -1, -2)                        # (…, d_e, len_x)
     g10038 = g10037
     d_gamma1 = _buf(workspace, 'DInference:bd_gamma1', params.gamma1.shape, dtype)
     d_gamma1.fill(0)
@@ -428,136 +425,136 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         g10039 = _sum_to(g10038, 2, (-1,))                      # (d_e, 1)
         g10040 = np.squeeze(g10039, -1)                         # (d_e,)
         g10041 = np.swapaxes(W_mlp2_l, -1, -2)                  # (d_mlp, d_e)
-        g10042 = np.matmul(g10041, g10038, out=_buf(workspace, ('DInference:bg10042', l_ % 2), batch + (d_mlp, ell + ell_gen), dtype)) # (…, d_mlp, ℓ + ℓ_gen)
-        g10043 = np.swapaxes(_66, -1, -2)                       # (…, ℓ + ℓ_gen, d_mlp)
+        g10042 = np.matmul(g10041, g10038, out=_buf(workspace, ('DInference:bg10042', l_ % 2), batch + (d_mlp, len_x), dtype)) # (…, d_mlp, len_x)
+        g10043 = np.swapaxes(_66, -1, -2)                       # (…, len_x, d_mlp)
         g10044 = np.matmul(g10038, g10043, out=_buf(workspace, ('DInference:bg10044', l_ % 2), batch + (d_e, d_mlp), dtype)) # (…, d_e, d_mlp)
         g10045 = _sum_to(g10044, 2, ())                         # (d_e, d_mlp)
-        g10046 = _gelu_grad(_65)                                # (…, d_mlp, ℓ + ℓ_gen)
-        g10047 = np.multiply(g10042, g10046, out=g10046)        # (…, d_mlp, ℓ + ℓ_gen)
+        g10046 = _gelu_grad(_65)                                # (…, d_mlp, len_x)
+        g10047 = np.multiply(g10042, g10046, out=g10046)        # (…, d_mlp, len_x)
         g10048 = _sum_to(g10047, 2, (-1,))                      # (d_mlp, 1)
         g10049 = np.squeeze(g10048, -1)                         # (d_mlp,)
         g10050 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
-        g10051 = np.matmul(g10050, g10047, out=_buf(workspace, ('DInference:bg10051', l_ % 2), batch + (d_e, ell + ell_gen), dtype)) # (…, d_e, ℓ + ℓ_gen)
-        g10052 = np.swapaxes(_62, -1, -2)                       # (…, ℓ + ℓ_gen, d_e)
+        g10051 = np.matmul(g10050, g10047, out=_buf(workspace, ('DInference:bg10051', l_ % 2), batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
+        g10052 = np.swapaxes(_62, -1, -2)                       # (…, len_x, d_e)
         g10053 = np.matmul(g10047, g10052, out=_buf(workspace, ('DInference:bg10053', l_ % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
         g10054 = _sum_to(g10053, 2, ())                         # (d_mlp, d_e)
         # DTransformer 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
-        g10055 = np.swapaxes(g10051, -1, -2)                    # (…, ℓ + ℓ_gen, d_e)
+        g10055 = np.swapaxes(g10051, -1, -2)                    # (…, len_x, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         g10056 = _sum_to(g10055, 1, ())                         # (d_e,)
-        g10057 = np.multiply(g10055, gamma2_l, out=_buf(workspace, ('DInference:bg10057', l_ % 2), batch + (ell + ell_gen, d_e), dtype)) # (…, ℓ + ℓ_gen, d_e)
-        g10058 = np.multiply(g10055, _59, out=_buf(workspace, ('DInference:bg10058', l_ % 2), batch + (ell + ell_gen, d_e), dtype)) # (…, ℓ + ℓ_gen, d_e)
+        g10057 = np.multiply(g10055, gamma2_l, out=_buf(workspace, ('DInference:bg10057', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        g10058 = np.multiply(g10055, _59, out=_buf(workspace, ('DInference:bg10058', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         g10059 = _sum_to(g10058, 1, ())                         # (d_e,)
-        g10060 = np.divide(g10057, _58, out=_buf(workspace, ('DInference:bg10060', l_ % 2), batch + (ell + ell_gen, d_e), dtype)) # (…, ℓ + ℓ_gen, d_e)
-        g10061 = np.multiply(g10057, _59, out=_buf(workspace, ('DInference:bg10061', l_ % 2), batch + (ell + ell_gen, d_e), dtype)) # (…, ℓ + ℓ_gen, d_e)
-        g10062 = np.divide(g10061, _58, out=g10061)             # (…, ℓ + ℓ_gen, d_e)
-        g10063 = np.negative(g10062, out=g10062)                # (…, ℓ + ℓ_gen, d_e)
-        g10064 = _sum_to(g10063, None, (-1,))                   # (…, ℓ + ℓ_gen, 1)
-        g10065 = np.squeeze(g10064, -1)                         # (…, ℓ + ℓ_gen)
-        g10066 = np.multiply(_57, 2.0, out=_buf(workspace, ('DInference:bg10066', l_ % 2), batch + (ell + ell_gen,), dtype)) # (…, ℓ + ℓ_gen)
-        g10067 = np.divide(g10065, g10066, out=_buf(workspace, ('DInference:bg10067', l_ % 2), batch + (ell + ell_gen,), dtype)) # (…, ℓ + ℓ_gen)
+        g10060 = np.divide(g10057, _58, out=_buf(workspace, ('DInference:bg10060', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        g10061 = np.multiply(g10057, _59, out=_buf(workspace, ('DInference:bg10061', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        g10062 = np.divide(g10061, _58, out=g10061)             # (…, len_x, d_e)
+        g10063 = np.negative(g10062, out=g10062)                # (…, len_x, d_e)
+        g10064 = _sum_to(g10063, None, (-1,))                   # (…, len_x, 1)
+        g10065 = np.squeeze(g10064, -1)                         # (…, len_x)
+        g10066 = np.multiply(_57, 2.0, out=_buf(workspace, ('DInference:bg10066', l_ % 2), batch + (len_x,), dtype)) # (…, len_x)
+        g10067 = np.divide(g10065, g10066, out=_buf(workspace, ('DInference:bg10067', l_ % 2), batch + (len_x,), dtype)) # (…, len_x)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-        g10068 = np.divide(g10067, d_e, out=_buf(workspace, ('DInference:bg10068', l_ % 2), batch + (ell + ell_gen,), dtype)) # (…, ℓ + ℓ_gen)
-        g10072 = np.broadcast_to(np.expand_dims(g10068, -1), shape_54) # (…, ℓ + ℓ_gen, d_e)
-        g10073 = np.multiply(_53, 2.0, out=_buf(workspace, ('DInference:bg10073', l_ % 2), batch + (ell + ell_gen, d_e), dtype)) # (…, ℓ + ℓ_gen, d_e)
-        g10074 = np.multiply(g10072, g10073, out=g10073)        # (…, ℓ + ℓ_gen, d_e)
-        g10075 = np.add(g10060, g10074, out=g10060)             # (…, ℓ + ℓ_gen, d_e)
-        g10076 = np.negative(g10075, out=_buf(workspace, ('DInference:bg10076', l_ % 2), batch + (ell + ell_gen, d_e), dtype)) # (…, ℓ + ℓ_gen, d_e)
-        g10077 = _sum_to(g10076, None, (-1,))                   # (…, ℓ + ℓ_gen, 1)
-        g10078 = np.squeeze(g10077, -1)                         # (…, ℓ + ℓ_gen)
+        g10068 = np.divide(g10067, d_e, out=_buf(workspace, ('DInference:bg10068', l_ % 2), batch + (len_x,), dtype)) # (…, len_x)
+        g10072 = np.broadcast_to(np.expand_dims(g10068, -1), shape_54) # (…, len_x, d_e)
+        g10073 = np.multiply(_53, 2.0, out=_buf(workspace, ('DInference:bg10073', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        g10074 = np.multiply(g10072, g10073, out=g10073)        # (…, len_x, d_e)
+        g10075 = np.add(g10060, g10074, out=g10060)             # (…, len_x, d_e)
+        g10076 = np.negative(g10075, out=_buf(workspace, ('DInference:bg10076', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        g10077 = _sum_to(g10076, None, (-1,))                   # (…, len_x, 1)
+        g10078 = np.squeeze(g10077, -1)                         # (…, len_x)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        g10079 = np.divide(g10078, d_e, out=_buf(workspace, ('DInference:bg10079', l_ % 2), batch + (ell + ell_gen,), dtype)) # (…, ℓ + ℓ_gen)
-        g10083 = np.broadcast_to(np.expand_dims(g10079, -1), shape_49) # (…, ℓ + ℓ_gen, d_e)
-        g10084 = np.add(g10075, g10083, out=_buf(workspace, ('DInference:bg10084', l_ % 2), batch + (ell + ell_gen, d_e), dtype)) # (…, ℓ + ℓ_gen, d_e)
+        g10079 = np.divide(g10078, d_e, out=_buf(workspace, ('DInference:bg10079', l_ % 2), batch + (len_x,), dtype)) # (…, len_x)
+        g10083 = np.broadcast_to(np.expand_dims(g10079, -1), shape_49) # (…, len_x, d_e)
+        g10084 = np.add(g10075, g10083, out=_buf(workspace, ('DInference:bg10084', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         # DTransformer 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
-        g10085 = np.swapaxes(g10084, -1, -2)                    # (…, d_e, ℓ + ℓ_gen)
-        g10086 = np.add(g10038, g10085, out=_buf(workspace, ('DInference:bg10086', l_ % 2), batch + (d_e, ell + ell_gen), dtype)) # (…, d_e, ℓ + ℓ_gen)
+        g10085 = np.swapaxes(g10084, -1, -2)                    # (…, d_e, len_x)
+        g10086 = np.add(g10038, g10085, out=_buf(workspace, ('DInference:bg10086', l_ % 2), batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10087 = _sum_to(g10086, 2, (-1,))                      # (d_e, 1)
         g10088 = np.squeeze(g10087, -1)                         # (d_e,)
         g10089 = np.swapaxes(W_o_l, -1, -2)                     # (H·d_mid, d_e)
-        g10090 = np.matmul(g10089, g10086, out=_buf(workspace, ('DInference:bg10090', l_ % 2), batch + (H*d_mid, ell + ell_gen), dtype)) # (…, H·d_mid, ℓ + ℓ_gen)
-        g10091 = np.swapaxes(Y, -1, -2)                         # (…, ℓ + ℓ_gen, H·d_mid)
+        g10090 = np.matmul(g10089, g10086, out=_buf(workspace, ('DInference:bg10090', l_ % 2), batch + (H*d_mid, len_x), dtype)) # (…, H·d_mid, len_x)
+        g10091 = np.swapaxes(Y, -1, -2)                         # (…, len_x, H·d_mid)
         g10092 = np.matmul(g10086, g10091, out=_buf(workspace, ('DInference:bg10092', l_ % 2), batch + (d_e, H*d_mid), dtype)) # (…, d_e, H·d_mid)
         g10093 = _sum_to(g10092, 2, ())                         # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
-        g10094 = g10090.reshape(V_tilde_shape)                  # (…, H, d_mid, ℓ + ℓ_gen)
+        g10094 = g10090.reshape(V_tilde_shape)                  # (…, H, d_mid, len_x)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10095 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ + ℓ_gen, d_mid)
-        g10096 = np.matmul(g10095, g10094, out=_buf(workspace, ('DInference:bg10096', l_ % 2), batch + (H, ell + ell_gen, ell + ell_gen), dtype)) # (…, H, ℓ + ℓ_gen, ℓ + ℓ_gen)
-        g10097 = np.swapaxes(_42, -1, -2)                       # (…, H, ℓ + ℓ_gen, ℓ + ℓ_gen)
-        g10098 = np.matmul(g10094, g10097, out=_buf(workspace, ('DInference:bg10098', l_ % 2), batch + (H, d_mid, ell + ell_gen), dtype)) # (…, H, d_mid, ℓ + ℓ_gen)
-        g10099 = _softmax_grad(g10096, _42, -2, _buf(workspace, ('DInference:bg10099', l_ % 2), batch + (H, ell + ell_gen, ell + ell_gen), dtype)) # (…, H, ℓ + ℓ_gen, ℓ + ℓ_gen)
-        g10100 = np.divide(g10099, _40, out=_buf(workspace, ('DInference:bg10100', l_ % 2), batch + (H, ell + ell_gen, ell + ell_gen), dtype)) # (…, H, ℓ + ℓ_gen, ℓ + ℓ_gen)
+        g10095 = np.swapaxes(V, -1, -2)                         # (…, H, len_x, d_mid)
+        g10096 = np.matmul(g10095, g10094, out=_buf(workspace, ('DInference:bg10096', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
+        g10097 = np.swapaxes(_42, -1, -2)                       # (…, H, len_x, len_x)
+        g10098 = np.matmul(g10094, g10097, out=_buf(workspace, ('DInference:bg10098', l_ % 2), batch + (H, d_mid, len_x), dtype)) # (…, H, d_mid, len_x)
+        g10099 = _softmax_grad(g10096, _42, -2, _buf(workspace, ('DInference:bg10099', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
+        g10100 = np.divide(g10099, _40, out=_buf(workspace, ('DInference:bg10100', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
         # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
-        g10105 = _where(_38, 0, g10100, _buf(workspace, ('DInference:bg10105', l_ % 2), batch + (H, ell + ell_gen, ell + ell_gen), dtype)) # (…, H, ℓ + ℓ_gen, ℓ + ℓ_gen)
+        g10105 = _where(_38, 0, g10100, _buf(workspace, ('DInference:bg10105', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        g10106 = np.swapaxes(_36, -1, -2)                       # (…, H, d_attn, ℓ + ℓ_gen)
-        g10107 = np.matmul(g10106, g10105, out=_buf(workspace, ('DInference:bg10107', l_ % 2), batch + (H, d_attn, ell + ell_gen), dtype)) # (…, H, d_attn, ℓ + ℓ_gen)
-        g10108 = np.swapaxes(Q, -1, -2)                         # (…, H, ℓ + ℓ_gen, d_attn)
-        g10109 = np.matmul(g10105, g10108, out=_buf(workspace, ('DInference:bg10109', l_ % 2), batch + (H, ell + ell_gen, d_attn), dtype)) # (…, H, ℓ + ℓ_gen, d_attn)
-        g10110 = np.swapaxes(g10109, -1, -2)                    # (…, H, d_attn, ℓ + ℓ_gen)
+        g10106 = np.swapaxes(_36, -1, -2)                       # (…, H, d_attn, len_x)
+        g10107 = np.matmul(g10106, g10105, out=_buf(workspace, ('DInference:bg10107', l_ % 2), batch + (H, d_attn, len_x), dtype)) # (…, H, d_attn, len_x)
+        g10108 = np.swapaxes(Q, -1, -2)                         # (…, H, len_x, d_attn)
+        g10109 = np.matmul(g10105, g10108, out=_buf(workspace, ('DInference:bg10109', l_ % 2), batch + (H, len_x, d_attn), dtype)) # (…, H, len_x, d_attn)
+        g10110 = np.swapaxes(g10109, -1, -2)                    # (…, H, d_attn, len_x)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
         g10111 = _sum_to(g10098, 3, (-1,))                      # (H, d_mid, 1)
         g10112 = np.squeeze(g10111, -1)                         # (H, d_mid)
         g10113 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
-        g10114 = np.matmul(g10113, g10098, out=_buf(workspace, ('DInference:bg10114', l_ % 2), batch + (H, d_e, ell + ell_gen), dtype)) # (…, H, d_e, ℓ + ℓ_gen)
-        g10115 = np.swapaxes(_26, -1, -2)                       # (…, 1, ℓ + ℓ_gen, d_e)
+        g10114 = np.matmul(g10113, g10098, out=_buf(workspace, ('DInference:bg10114', l_ % 2), batch + (H, d_e, len_x), dtype)) # (…, H, d_e, len_x)
+        g10115 = np.swapaxes(_26, -1, -2)                       # (…, 1, len_x, d_e)
         g10116 = np.matmul(g10098, g10115, out=_buf(workspace, ('DInference:bg10116', l_ % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
         g10117 = _sum_to(g10116, 3, ())                         # (H, d_mid, d_e)
-        g10118 = _sum_to(g10114, None, (-3,))                   # (…, 1, d_e, ℓ + ℓ_gen)
+        g10118 = _sum_to(g10114, None, (-3,))                   # (…, 1, d_e, len_x)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
         g10119 = _sum_to(g10110, 3, (-1,))                      # (H, d_attn, 1)
         g10120 = np.squeeze(g10119, -1)                         # (H, d_attn)
         g10121 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
-        g10122 = np.matmul(g10121, g10110, out=_buf(workspace, ('DInference:bg10122', l_ % 2), batch + (H, d_e, ell + ell_gen), dtype)) # (…, H, d_e, ℓ + ℓ_gen)
-        g10123 = np.swapaxes(_26, -1, -2)                       # (…, 1, ℓ + ℓ_gen, d_e)
+        g10122 = np.matmul(g10121, g10110, out=_buf(workspace, ('DInference:bg10122', l_ % 2), batch + (H, d_e, len_x), dtype)) # (…, H, d_e, len_x)
+        g10123 = np.swapaxes(_26, -1, -2)                       # (…, 1, len_x, d_e)
         g10124 = np.matmul(g10110, g10123, out=_buf(workspace, ('DInference:bg10124', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         g10125 = _sum_to(g10124, 3, ())                         # (H, d_attn, d_e)
-        g10126 = _sum_to(g10122, None, (-3,))                   # (…, 1, d_e, ℓ + ℓ_gen)
-        g10127 = np.add(g10118, g10126, out=_buf(workspace, ('DInference:bg10127', l_ % 2), batch + (1, d_e, ell + ell_gen), dtype)) # (…, 1, d_e, ℓ + ℓ_gen)
+        g10126 = _sum_to(g10122, None, (-3,))                   # (…, 1, d_e, len_x)
+        g10127 = np.add(g10118, g10126, out=_buf(workspace, ('DInference:bg10127', l_ % 2), batch + (1, d_e, len_x), dtype)) # (…, 1, d_e, len_x)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
         g10128 = _sum_to(g10107, 3, (-1,))                      # (H, d_attn, 1)
         g10129 = np.squeeze(g10128, -1)                         # (H, d_attn)
         g10130 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
-        g10131 = np.matmul(g10130, g10107, out=_buf(workspace, ('DInference:bg10131', l_ % 2), batch + (H, d_e, ell + ell_gen), dtype)) # (…, H, d_e, ℓ + ℓ_gen)
-        g10132 = np.swapaxes(_26, -1, -2)                       # (…, 1, ℓ + ℓ_gen, d_e)
+        g10131 = np.matmul(g10130, g10107, out=_buf(workspace, ('DInference:bg10131', l_ % 2), batch + (H, d_e, len_x), dtype)) # (…, H, d_e, len_x)
+        g10132 = np.swapaxes(_26, -1, -2)                       # (…, 1, len_x, d_e)
         g10133 = np.matmul(g10107, g10132, out=_buf(workspace, ('DInference:bg10133', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         g10134 = _sum_to(g10133, 3, ())                         # (H, d_attn, d_e)
-        g10135 = _sum_to(g10131, None, (-3,))                   # (…, 1, d_e, ℓ + ℓ_gen)
-        g10136 = np.add(g10127, g10135, out=g10127)             # (…, 1, d_e, ℓ + ℓ_gen)
-        g10137 = np.squeeze(g10136, -3)                         # (…, d_e, ℓ + ℓ_gen)
+        g10135 = _sum_to(g10131, None, (-3,))                   # (…, 1, d_e, len_x)
+        g10136 = np.add(g10127, g10135, out=g10127)             # (…, 1, d_e, len_x)
+        g10137 = np.squeeze(g10136, -3)                         # (…, d_e, len_x)
         # DTransformer 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
-        g10138 = np.swapaxes(g10137, -1, -2)                    # (…, ℓ + ℓ_gen, d_e)
+        g10138 = np.swapaxes(g10137, -1, -2)                    # (…, len_x, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         g10139 = _sum_to(g10138, 1, ())                         # (d_e,)
-        g10140 = np.multiply(g10138, gamma1_l, out=_buf(workspace, ('DInference:bg10140', l_ % 2), batch + (ell + ell_gen, d_e), dtype)) # (…, ℓ + ℓ_gen, d_e)
-        g10141 = np.multiply(g10138, _18, out=_buf(workspace, ('DInference:bg10141', l_ % 2), batch + (ell + ell_gen, d_e), dtype)) # (…, ℓ + ℓ_gen, d_e)
+        g10140 = np.multiply(g10138, gamma1_l, out=_buf(workspace, ('DInference:bg10140', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        g10141 = np.multiply(g10138, _18, out=_buf(workspace, ('DInference:bg10141', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         g10142 = _sum_to(g10141, 1, ())                         # (d_e,)
-        g10143 = np.divide(g10140, _17, out=_buf(workspace, ('DInference:bg10143', l_ % 2), batch + (ell + ell_gen, d_e), dtype)) # (…, ℓ + ℓ_gen, d_e)
-        g10144 = np.multiply(g10140, _18, out=_buf(workspace, ('DInference:bg10144', l_ % 2), batch + (ell + ell_gen, d_e), dtype)) # (…, ℓ + ℓ_gen, d_e)
-        g10145 = np.divide(g10144, _17, out=g10144)             # (…, ℓ + ℓ_gen, d_e)
-        g10146 = np.negative(g10145, out=g10145)                # (…, ℓ + ℓ_gen, d_e)
-        g10147 = _sum_to(g10146, None, (-1,))                   # (…, ℓ + ℓ_gen, 1)
-        g10148 = np.squeeze(g10147, -1)                         # (…, ℓ + ℓ_gen)
-        g10149 = np.multiply(_16, 2.0, out=_buf(workspace, ('DInference:bg10149', l_ % 2), batch + (ell + ell_gen,), dtype)) # (…, ℓ + ℓ_gen)
-        g10150 = np.divide(g10148, g10149, out=_buf(workspace, ('DInference:bg10150', l_ % 2), batch + (ell + ell_gen,), dtype)) # (…, ℓ + ℓ_gen)
+        g10143 = np.divide(g10140, _17, out=_buf(workspace, ('DInference:bg10143', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        g10144 = np.multiply(g10140, _18, out=_buf(workspace, ('DInference:bg10144', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        g10145 = np.divide(g10144, _17, out=g10144)             # (…, len_x, d_e)
+        g10146 = np.negative(g10145, out=g10145)                # (…, len_x, d_e)
+        g10147 = _sum_to(g10146, None, (-1,))                   # (…, len_x, 1)
+        g10148 = np.squeeze(g10147, -1)                         # (…, len_x)
+        g10149 = np.multiply(_16, 2.0, out=_buf(workspace, ('DInference:bg10149', l_ % 2), batch + (len_x,), dtype)) # (…, len_x)
+        g10150 = np.divide(g10148, g10149, out=_buf(workspace, ('DInference:bg10150', l_ % 2), batch + (len_x,), dtype)) # (…, len_x)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-        g10151 = np.divide(g10150, d_e, out=_buf(workspace, ('DInference:bg10151', l_ % 2), batch + (ell + ell_gen,), dtype)) # (…, ℓ + ℓ_gen)
-        g10155 = np.broadcast_to(np.expand_dims(g10151, -1), shape_13) # (…, ℓ + ℓ_gen, d_e)
-        g10156 = np.multiply(_12, 2.0, out=_buf(workspace, ('DInference:bg10156', l_ % 2), batch + (ell + ell_gen, d_e), dtype)) # (…, ℓ + ℓ_gen, d_e)
-        g10157 = np.multiply(g10155, g10156, out=g10156)        # (…, ℓ + ℓ_gen, d_e)
-        g10158 = np.add(g10143, g10157, out=g10143)             # (…, ℓ + ℓ_gen, d_e)
-        g10159 = np.negative(g10158, out=_buf(workspace, ('DInference:bg10159', l_ % 2), batch + (ell + ell_gen, d_e), dtype)) # (…, ℓ + ℓ_gen, d_e)
-        g10160 = _sum_to(g10159, None, (-1,))                   # (…, ℓ + ℓ_gen, 1)
-        g10161 = np.squeeze(g10160, -1)                         # (…, ℓ + ℓ_gen)
+        g10151 = np.divide(g10150, d_e, out=_buf(workspace, ('DInference:bg10151', l_ % 2), batch + (len_x,), dtype)) # (…, len_x)
+        g10155 = np.broadcast_to(np.expand_dims(g10151, -1), shape_13) # (…, len_x, d_e)
+        g10156 = np.multiply(_12, 2.0, out=_buf(workspace, ('DInference:bg10156', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        g10157 = np.multiply(g10155, g10156, out=g10156)        # (…, len_x, d_e)
+        g10158 = np.add(g10143, g10157, out=g10143)             # (…, len_x, d_e)
+        g10159 = np.negative(g10158, out=_buf(workspace, ('DInference:bg10159', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        g10160 = _sum_to(g10159, None, (-1,))                   # (…, len_x, 1)
+        g10161 = np.squeeze(g10160, -1)                         # (…, len_x)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        g10162 = np.divide(g10161, d_e, out=_buf(workspace, ('DInference:bg10162', l_ % 2), batch + (ell + ell_gen,), dtype)) # (…, ℓ + ℓ_gen)
-        g10166 = np.broadcast_to(np.expand_dims(g10162, -1), shape_8) # (…, ℓ + ℓ_gen, d_e)
-        g10167 = np.add(g10158, g10166, out=_buf(workspace, ('DInference:bg10167', l_ % 2), batch + (ell + ell_gen, d_e), dtype)) # (…, ℓ + ℓ_gen, d_e)
+        g10162 = np.divide(g10161, d_e, out=_buf(workspace, ('DInference:bg10162', l_ % 2), batch + (len_x,), dtype)) # (…, len_x)
+        g10166 = np.broadcast_to(np.expand_dims(g10162, -1), shape_8) # (…, len_x, d_e)
+        g10167 = np.add(g10158, g10166, out=_buf(workspace, ('DInference:bg10167', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         # DTransformer 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
-        g10168 = np.swapaxes(g10167, -1, -2)                    # (…, d_e, ℓ + ℓ_gen)
-        g10169 = np.add(g10086, g10168, out=_buf(workspace, ('DInference:bg10169', l_ % 2), batch + (d_e, ell + ell_gen), dtype)) # (…, d_e, ℓ + ℓ_gen)
+        g10168 = np.swapaxes(g10167, -1, -2)                    # (…, d_e, len_x)
+        g10169 = np.add(g10086, g10168, out=_buf(workspace, ('DInference:bg10169', l_ % 2), batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
         d_gamma1[l_] += g10142
         d_beta1[l_] += g10139
         d_W_q[l_] += g10134
@@ -576,9 +573,9 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         d_b_mlp2[l_] += g10040
         g10038 = g10169
     # DTransformer 3 X ← [e_1, e_2, …, e_ℓ] ▷ X ∈ ℝ^{d_e×ℓ}
-    g10170 = np.swapaxes(g10038, -1, -2)                        # (…, ℓ + ℓ_gen, d_e)
+    g10170 = np.swapaxes(g10038, -1, -2)                        # (…, len_x, d_e)
     # DTransformer 2 for t ∈ [ℓ] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
-    g10171 = _sum_to(g10170, 2, ())                             # (ℓ + ℓ_gen, d_e)
+    g10171 = _sum_to(g10170, 2, ())                             # (len_x, d_e)
     g10172 = _scatter_rows(g10171, _3 - 1, _4)                  # (ℓ_max, d_e)
     g10173 = np.swapaxes(g10172, -1, -2)                        # (d_e, ℓ_max)
     g10174 = _scatter_rows(g10170, x - 1, _1)                   # (N_V, d_e)

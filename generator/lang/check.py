@@ -727,9 +727,8 @@ class Checker(ExprRules, CallRules):
                     self.steps(st.body)
         finally:
             first_pass, self.deferred = self.deferred, outer
-        if st.kind in ("for", "while") and not st.inline and self.grows_per_iteration(st, before, ranges):
-            return
-        for e in first_pass:  # nothing grows: the first pass is every pass
+        grows = st.kind in ("for", "while") and not st.inline and self.claims_per_pass(st, before, ranges)
+        for e in first_pass if not grows else ():  # nothing grows: the first pass is every pass
             self.claim_failed(e)
         for n, b in list(self.env.items()):
             old = before.get(n)
@@ -740,11 +739,13 @@ class Checker(ExprRules, CallRules):
                 b.type = replace(b.type, shape=shape)
 
 
-    def grows_per_iteration(self, st: Step, before: dict, ranges) -> bool:
+    def claims_per_pass(self, st: Step, before: dict, ranges) -> bool:
         """A value that grows by the same amount each pass (``x ← [x, y_i]``):
-        check the body again with its shape at pass i (``ℓ + i − 1``), so the
-        claims hold on every pass, not only the first; after the loop it has
-        grown ``count`` times.  False if nothing grows that way."""
+        check the body again with its shape at pass i (``ℓ + i − 1``; in a while
+        loop, a length known only at run time), so that its claims hold on every
+        pass, not only the first.  The types the compiler reads stay those of
+        the first pass, and after the loop the length is a run-time one, as
+        before.  False if nothing grows that way."""
         growth = {}
         for n, b in self.env.items():
             old = before.get(n)
@@ -757,6 +758,18 @@ class Checker(ExprRules, CallRules):
             growth[n] = steps
         if not growth:
             return False
+        first_types, first_env, first_subst = dict(self.types), {n: b.type for n, b in self.env.items()}, \
+            dict(self.subst)
+        try:
+            self.check_pass(st, before, ranges, growth)
+        finally:  # what the second pass learned about shapes mentions its pass: keep only its verdicts
+            self.types, self.subst = first_types, first_subst
+            for n, t in first_env.items():
+                if n in self.env:
+                    self.env[n].type = t
+        return True
+
+    def check_pass(self, st: Step, before: dict, ranges, growth: dict) -> None:
         if not ranges:  # a while loop: nothing counts its passes, so the length is known only at run time
             for n, steps in growth.items():
                 t = before[n]
@@ -764,26 +777,19 @@ class Checker(ExprRules, CallRules):
                 self.env[n].type = replace(t, shape=tuple(Poly.sym(f"#len{self.fresh_n}") if k else d
                                                           for d, k in zip(t.shape, steps, strict=True)))
             self.steps(st.body)
-            for n, steps in growth.items():
-                now = self.env[n].type
-                self.env[n].type = replace(now, shape=tuple(self.fresh("len") if k else d
-                                                            for d, k in zip(now.shape, steps, strict=True)))
-            return True
-        (var, (first, count)), = ranges.items()
+            return
+        (var, (first, _)), = ranges.items()
         passes = Poly.sym(var) - first  # passes done before pass `var`
         for n, steps in growth.items():
             t = before[n]
             self.env[n].type = replace(t, shape=tuple(d + k * passes for d, k in zip(t.shape, steps, strict=True)))
         with self.scope(ranges):
             self.steps(st.body)
-        done = {var: first + count - Poly.const(1)}
         for n, steps in growth.items():
             t, now = before[n], self.env[n].type
             want = tuple(d + k * (passes + Poly.const(1)) for d, k in zip(t.shape, steps, strict=True))
             if not self.unify_shapes(want, now.shape):
                 self.err(f"{n} grows by a different amount on a later pass of this loop", st)
-            self.env[n].type = replace(now, shape=tuple(self.res(d).subst(done) for d in want))
-        return True
 
 
 class _Scope:
