@@ -257,7 +257,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
     Z = np.swapaxes(e, -1, -2)                                  # (…, d_e, ℓ_z)
     # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
     _20 = math.sqrt(d_attn)                                     # ()
-    # EDTransformer 8 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^2_l, β^2_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
+    # EDTransformer 4 for l = 1, 2, …, L_enc do
     Z_2 = Z
     saved_l_ = []
     for l_ in range(L_enc):
@@ -379,7 +379,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
     _88 = math.sqrt(d_attn)                                     # ()
     # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
     _115 = np.expand_dims(Z_5, -3)                              # (…, 1, d_e, ℓ_z)
-    # EDTransformer 19 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^5_l, β^5_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
+    # EDTransformer 13 for l = 1, 2, …, L_dec do ▷ the paper writes "for i = 1, 2, …, L_dec" but its body uses l
     X_2 = X
     saved_l__2 = []
     for l__2 in range(L_dec):
@@ -1171,17 +1171,23 @@ def _check_input(name, value, shape, kind, lo, hi, card_set):
                          f"the card says {name} ∈ {card_set}")
 
 
-def _as_mask(name, value, shape, card_set):
-    """A mask as booleans: booleans as they are, integers only if every one is 0 or 1."""
+def _as_mask(name, value, card_set):
+    """A true/false input as NumPy booleans; the numbers 0 and 1 are read as false and true
+    (on integers ¬ is NumPy's bitwise ~, which would turn 1 into −2: still true)."""
     a = np.asarray(value)
-    _check_input(name, a, shape, "b", None, None, card_set)
     if a.dtype == np.bool_:
         return a
-    if not np.issubdtype(a.dtype, np.integer):
-        raise ValueError(f"{name} must be booleans or 0/1 integers, not {a.dtype}; the card says {name} ∈ {card_set}")
-    if a.size and (a.min() < 0 or a.max() > 1):
-        raise ValueError(f"{name} holds {a.min()}..{a.max()}, but a mask is 0 or 1: the card says {name} ∈ {card_set}")
-    return a.astype(bool)
+    if (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)) and np.isin(a, (0, 1)).all():
+        return a != 0
+    raise ValueError(f"{name} must be true/false values (booleans, or the numbers 0 and 1), not {a.dtype}"
+                     f"{' holding other numbers' if a.dtype.kind in 'iuf' else ''}; the card says {name} ∈ {card_set}")
+
+
+def _check_divides(quotient, num, den, num_text, den_text):
+    """ValueError, in the card's terms, for a size the card divides that does not divide evenly."""
+    if den == 0 or num % den:
+        raise ValueError(f"{quotient} must be a whole number, but {num_text} = {num} is not a multiple of "
+                         f"{den_text} = {den}: the card divides {num_text} by {den_text}")
 
 
 def _check_params(params, shapes):

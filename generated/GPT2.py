@@ -145,6 +145,7 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
     _check_input('x', x, (None, ), 'i', 0, -1 + V, '{0..V−1}^T')
     _check_input('p_start', p_start, (), 'i', None, None, 'ℕ')
     _check_params(params, {'W_e': (V, D, ), 'W_p': (ctx, D, ), 'gamma_1': (N, D, ), 'beta_1': (N, D, ), 'W_qkv': (N, D, 3*D, ), 'b_qkv': (N, 3*D, ), 'W_o': (N, D, D, ), 'b_o': (N, D, ), 'gamma_2': (N, D, ), 'beta_2': (N, D, ), 'W_fc': (N, D, D_f, ), 'b_fc': (N, D_f, ), 'W_proj': (N, D_f, D, ), 'b_proj': (N, D, ), 'gamma_f': (D, ), 'beta_f': (D, )})
+    _check_divides('D/H', D, H, 'D', 'H')
     dtype = np.result_type(W_e)
     batch = np.shape(x)[:np.ndim(x) - 1]
     # 1 e ← W_e[x] + W_p[p_start : p_start + T] ▷ e ∈ ℝ^{T×D}
@@ -159,11 +160,12 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
     _34 = np.arange(0, T)                                       # (T,)
     _35 = np.expand_dims(_34, -1)                               # (T, 1)
     _36 = _33 > _35                                             # (T, T)
-    # 3 e ← GPT2Block(e | θ_ℓ) ▷ e ∈ ℝ^{T×D}
+    # 2 for ℓ ∈ [N] do
     e_2 = e
     saved_ell = []
     for ell in range(N):
         e_2_shape = e_2.shape
+        # 3 e ← GPT2Block(e | θ_ℓ) ▷ e ∈ ℝ^{T×D}
         gamma_1_ell = gamma_1[ell]                              # (D,)
         beta_1_ell = beta_1[ell]                                # (D,)
         W_qkv_ell = W_qkv[ell]                                  # (D, 3·D)
@@ -539,17 +541,23 @@ def _check_input(name, value, shape, kind, lo, hi, card_set):
                          f"the card says {name} ∈ {card_set}")
 
 
-def _as_mask(name, value, shape, card_set):
-    """A mask as booleans: booleans as they are, integers only if every one is 0 or 1."""
+def _as_mask(name, value, card_set):
+    """A true/false input as NumPy booleans; the numbers 0 and 1 are read as false and true
+    (on integers ¬ is NumPy's bitwise ~, which would turn 1 into −2: still true)."""
     a = np.asarray(value)
-    _check_input(name, a, shape, "b", None, None, card_set)
     if a.dtype == np.bool_:
         return a
-    if not np.issubdtype(a.dtype, np.integer):
-        raise ValueError(f"{name} must be booleans or 0/1 integers, not {a.dtype}; the card says {name} ∈ {card_set}")
-    if a.size and (a.min() < 0 or a.max() > 1):
-        raise ValueError(f"{name} holds {a.min()}..{a.max()}, but a mask is 0 or 1: the card says {name} ∈ {card_set}")
-    return a.astype(bool)
+    if (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)) and np.isin(a, (0, 1)).all():
+        return a != 0
+    raise ValueError(f"{name} must be true/false values (booleans, or the numbers 0 and 1), not {a.dtype}"
+                     f"{' holding other numbers' if a.dtype.kind in 'iuf' else ''}; the card says {name} ∈ {card_set}")
+
+
+def _check_divides(quotient, num, den, num_text, den_text):
+    """ValueError, in the card's terms, for a size the card divides that does not divide evenly."""
+    if den == 0 or num % den:
+        raise ValueError(f"{quotient} must be a whole number, but {num_text} = {num} is not a multiple of "
+                         f"{den_text} = {den}: the card divides {num_text} by {den_text}")
 
 
 def _check_params(params, shapes):

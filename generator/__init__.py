@@ -13,7 +13,7 @@ from .lang.parse import MAX_DEPTH, parse, parse_file
 # may nest up to MAX_DEPTH levels (a long sum is as deep as it is long).
 sys.setrecursionlimit(max(sys.getrecursionlimit(), 10 * MAX_DEPTH))
 
-API = ("Card", "build", "compile_card", "load", "loads", "render", "search_path", "where")
+API = ("Card", "build", "compile_card", "interpret", "load", "loads", "render", "search_path", "where")
 
 __all__ = ["CardError", "parse", "parse_file", *API]
 

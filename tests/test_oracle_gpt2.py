@@ -6,6 +6,8 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from cardgen.train.hf import BLOCK_TENSORS, MODEL_TENSORS
+
 from .conftest import load_generated
 
 V, D, H, N, CTX, T, B = 50, 32, 4, 3, 16, 11, 3
@@ -21,27 +23,13 @@ def hf_model(dtype):
     return model
 
 
-# Each card parameter and where Hugging Face keeps it: the whole model's
-# tensors once, per-block tensors stacked over the N blocks.
-MODEL_TENSORS = {
-    "W_e": lambda t: t.wte.weight, "W_p": lambda t: t.wpe.weight,
-    "gamma_f": lambda t: t.ln_f.weight, "beta_f": lambda t: t.ln_f.bias,
-}
-BLOCK_TENSORS = {
-    "gamma_1": lambda b: b.ln_1.weight, "beta_1": lambda b: b.ln_1.bias,
-    "W_qkv": lambda b: b.attn.c_attn.weight, "b_qkv": lambda b: b.attn.c_attn.bias,
-    "W_o": lambda b: b.attn.c_proj.weight, "b_o": lambda b: b.attn.c_proj.bias,
-    "gamma_2": lambda b: b.ln_2.weight, "beta_2": lambda b: b.ln_2.bias,
-    "W_fc": lambda b: b.mlp.c_fc.weight, "b_fc": lambda b: b.mlp.c_fc.bias,
-    "W_proj": lambda b: b.mlp.c_proj.weight, "b_proj": lambda b: b.mlp.c_proj.bias,
-}
-
-
 def hf_arrays(model, read):
-    """Every card parameter, each HF tensor turned into an array by `read`."""
-    t = model.transformer
-    arrays = {name: read(get(t)) for name, get in MODEL_TENSORS.items()}
-    arrays.update({name: np.stack([read(get(b)) for b in t.h]) for name, get in BLOCK_TENSORS.items()})
+    """Every card parameter, each HF tensor turned into an array by `read`, through the package's
+    weight map (cardgen.train.hf: the one `cardgen import-hf` uses)."""
+    named = dict(model.transformer.named_parameters())
+    arrays = {card: read(named[hf]) for card, hf in MODEL_TENSORS.items()}
+    arrays.update({card: np.stack([read(named[f"h.{i}.{hf}"]) for i in range(len(model.transformer.h))])
+                   for card, hf in BLOCK_TENSORS.items()})
     return arrays
 
 

@@ -69,6 +69,7 @@ VJP = {
     "pick": lambda b, op, g, x: (b.unpick(g, x, op.attr),),
     "where": lambda b, op, g, c, x, y: (None, b.select(c, g, True), b.select(c, g, False)),
     "copy": lambda b, op, g, x: (g,),
+    "batch": lambda b, op, g, x: (g,),  # the driver sums the batch axes away
     "index": lambda b, op, g, x: (None,),  # a layer's slice: the loop gathers it into d_W[l]
     "broadcast": lambda b, op, g, x: (g,),
     "maximum": lambda b, op, g, x, y: (b.mul(g, b.cmp("ge", x, y)), b.mul(g, b.cmp("lt", x, y))),
@@ -298,6 +299,7 @@ def differentiate(prog: Program, names, out_grads) -> Backward:
             loops_saved[item.loop.var] = item.saved
     forward_names = {v.name for v in prog.inputs + prog.params} | {op.out for op in walk(prog.body)}
     forward_names |= {new for x in prog.body if isinstance(x, Loop) for new, _ in x.outs}
+    forward_names |= {whole for x in prog.body if isinstance(x, Loop) for whole, *_ in x.stacks}
     forward_names |= {s for x, s in b.shape_of.items() if x in forward_names}
     in_loops = {n for names_ in loops_saved.values() for n in names_}
     read = []
@@ -338,6 +340,8 @@ def register_loops(body, layout):
             register_loops(x.body, layout)
             for new, res in x.outs:
                 layout[new] = layout[res]
+            for whole, v, _axis, dims in x.stacks:
+                layout[whole] = Value(whole, dims, layout[v].batched, layout[v].kind)
 
 
 def walk_all(body):
@@ -369,6 +373,9 @@ def needs_grad(prog: Program) -> set[str]:
                 for res_outer, res in x.outs:
                     if res in need:
                         need.add(res_outer)
+                for whole, v, *_ in x.stacks:
+                    if v in need:
+                        need.add(whole)
             elif x.prim not in NO_GRAD_PRIMS and any(a in need for a in x.args):
                 if x.kind == "real":
                     need.add(x.out)
@@ -419,15 +426,22 @@ def backprop_loop(loop: Loop, grads, b: Builder, needs, loops_saved):
     for (res_outer, res) in loop.outs:
         if res_outer in grads:
             seeds.append((res, grads[res_outer]))
-    if not seeds:
+    stacked = [(grads[whole], v, axis) for whole, v, axis, _ in loop.stacks if whole in grads]
+    if not seeds and not stacked:
         return
-    carry = {}
-    for res, g in seeds:
+    carry, zeros = {}, {}
+    for res_outer, res in loop.outs:  # the gradient each step hands to the step before it
+        if res_outer not in grads and res not in needs:
+            continue
         name = b.names.temp().replace("_", "g", 1)
-        b.layout[name] = b.layout[g]
+        b.layout[name] = b.layout[res]
         carry[res] = name
         body_grads[res] = name
+        if res_outer not in grads:  # only the steps' own writes have a gradient: start at zero
+            zeros[res] = b.shape(res_outer)
     b.block = []
+    for g, v, axis in stacked:  # Y[t] ← h: row t of d_Y flows into that step's h
+        accumulate(body_grads, b, v, b.new("index", (g,), (loop.var, axis), like=v))
     # Values read in the body but defined outside it accumulate across layers.
     defined = {op.out for op in walk(loop.body)}
     backprop(loop.body, body_grads, b, needs, loops_saved)
@@ -441,30 +455,38 @@ def backprop_loop(loop: Loop, grads, b: Builder, needs, loops_saved):
             if a in fwd_inner and a not in read:
                 read.append(a)
     loops_saved[loop.var] = read
-    sliced = {}
+    sliced, slice_axes = {}, {}
     for op in walk(loop.body):
         if op.prim == "index" and op.out in body_grads:
             sliced[op.out] = op.args[0]
+            slice_axes[op.out] = op.attr[1]
     closure = {x: g for x, g in body_grads.items() if x not in fwd_inner and x not in carry}
     carried_grads = {}
     for outer, inner, res in loop.carried:
         if inner in body_grads:
             carried_grads[res] = (carry.get(res), body_grads[inner], outer)
-    b.block.append(BLoop(loop, seeds, carry, inner_block, carried_grads, sliced, body_grads, closure, read,
-                         fwd_inner=fwd_inner))
+        elif res in carry:  # the step does not read the value it carries: the step before gets zero
+            zeros[res] = b.shape(next(o for o, r in loop.outs if r == res))
+    bl = BLoop(loop, seeds, carry, inner_block, carried_grads, sliced, body_grads, closure, read,
+               fwd_inner=fwd_inner, zeros=zeros, slice_axes=slice_axes)
+    b.block.append(bl)
+    # What the loop's gradients add to: a value used before or after the loop as well keeps both.
     for outer, inner, res in loop.carried:
-        if inner in body_grads:
-            grads[outer] = carry[res]
-    for _per_layer, stacked in sliced.items():
-        name = b.names.fresh("d_" + stacked)
-        b.layout[name] = b.layout[stacked]
-        grads[stacked] = name
-        b.block[-1].stacked_grads[stacked] = name
+        if inner in body_grads and res in carry:
+            accumulate(grads, b, outer, carry[res])
+    for _per_layer, whole in sliced.items():
+        if whole in bl.stacked_grads:
+            continue
+        name = b.names.fresh("d_" + whole)
+        b.layout[name] = b.layout[whole]
+        bl.stacked_grads[whole] = name
+        bl.stacked_shapes[whole] = b.shape(whole)
+        accumulate(grads, b, whole, name)
     for x, g in closure.items():
         name = b.names.temp().replace("_", "g", 1)
         b.layout[name] = b.layout[x]
-        grads[x] = name
         closure[x] = (g, name)
+        accumulate(grads, b, x, name)
 
 
 @dataclass
@@ -482,6 +504,9 @@ class BLoop:
     saved: list
     stacked_grads: dict = field(default_factory=dict)  # stacked parameter -> its gradient variable
     fwd_inner: set = field(default_factory=set)  # forward values defined inside the loop body
+    zeros: dict = field(default_factory=dict)  # body result -> the shape its carried gradient starts at
+    slice_axes: dict = field(default_factory=dict)  # per-layer value -> the axis it was taken along
+    stacked_shapes: dict = field(default_factory=dict)  # stacked array -> the name of its shape
 
 
 def reads(body, among) -> list[str]:

@@ -46,6 +46,9 @@ class Loop:
     body: list
     step: int | None = None
     outs: list[tuple[str, str]] = field(default_factory=list)  # (outer result, body output)
+    # A recurrence's per-step writes (Y[t] ← h, y_t ← h): (outer array, body value, the axis of
+    # the outer array the step indexes, counted from the end, the outer array's shape).
+    stacks: list[tuple[str, str, int, tuple[Poly, ...]]] = field(default_factory=list)
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from fractions import Fraction
 from pathlib import Path
 
 import jinja2
@@ -22,7 +23,7 @@ from .core import Loop, Op, Program, walk
 from .lower import lower
 from .memory import holders, inplace_expr, plan
 from .naming import ascii_name
-from .npcode import BACKWARD_HELPERS, HELPERS, op_expr, out_expr, py_dim
+from .npcode import BACKWARD_HELPERS, HELPERS, at_index, op_expr, out_expr, py_dim
 from .wrappers import wrapper_code
 
 COMMENT_COL = 60
@@ -63,6 +64,7 @@ class Writer:
         self.side = f"{card}:{side}"  # keys never meet another card's, or the other pass's
         self.loop_var: str | None = None
         self.per_layer: set[str] = set()  # values kept for every layer (saved for the backward)
+        self.params: set[str] = set()  # parameter names (a stacked gradient is shaped like params.X)
 
     def buffer(self, op: Op) -> str:
         """The workspace array an op writes into: one per value; inside a layer loop one per
@@ -273,16 +275,36 @@ def check_lines(prog: Program) -> list[str]:
         if v.name in prog.token_bounds:
             lo, hi = str(prog.base), py_dim(prog.token_bounds[v.name] - Poly.const(1 - prog.base))
         kind = {"int": "i", "bool": "b"}.get(v.kind, "f")
-        check = (f"_check_input({v.name!r}, {v.name}, {expected(v.shape)}, {kind!r}, {lo}, {hi}, "
-                 f"{decl!r})")
-        if kind == "b":  # a mask may come as booleans or as 0/1 integers: from here on it is booleans
-            check = f"{v.name} = _as_mask({v.name!r}, {v.name}, {expected(v.shape)}, {decl!r})"
-        lines.append(check)
+        lines.append(f"_check_input({v.name!r}, {v.name}, {expected(v.shape)}, {kind!r}, {lo}, {hi}, "
+                     f"{decl!r})")
+        if v.kind == "bool":  # a mask given as 0/1 numbers
+            lines.append(f"{v.name} = _as_mask({v.name!r}, {v.name}, {decl!r})")
     shapes = ", ".join(f"{p.name!r}: {expected(p.shape)}" for p in prog.params)
     if prog.params:
         lines.append(f"_check_params(params, {{{shapes}}})")
+    lines += division_checks(prog)
     del set_text
     return lines
+
+
+def division_checks(prog: Program) -> list[str]:
+    """A size the card divides (``D/H``) must divide evenly, else ``D // H`` silently drops the rest
+    (or a reshape fails in NumPy's terms): one check per quotient, in the card's terms."""
+    shapes = [v.shape for v in prog.inputs + prog.params] + [op.shape for op in walk(prog.body)]
+    shapes += [(item.count,) for item in prog.body if isinstance(item, Loop)]
+    seen: dict[str, tuple[Poly, Poly]] = {}
+    for shape in shapes:
+        for dim in shape:
+            if not isinstance(dim, Poly):
+                continue
+            for mono, coef in dim.terms:
+                den = Poly(((tuple((s, -e) for s, e in mono if e < 0), Fraction(coef.denominator)),))
+                if den == Poly.const(1):
+                    continue
+                num = Poly(((tuple((s, e) for s, e in mono if e > 0), Fraction(abs(coef.numerator))),))
+                seen.setdefault(poly_text(num.divide(den)), (num, den))
+    return [f"_check_divides({text!r}, {py_dim(num)}, {py_dim(den)}, {poly_text(num)!r}, {poly_text(den)!r})"
+            for text, (num, den) in seen.items()]
 
 
 def layout_lines(prog: Program) -> list[str]:
@@ -327,6 +349,11 @@ def loop(lp: Loop, w: Writer, indent: str, shape_names, bwd: Backward):
         w.lines.append(f"{indent}{inner} = {outer}")
     if saved:
         w.lines.append(f"{indent}saved_{lp.var} = []")
+    for whole, v, _axis, dims in lp.stacks:  # a recurrence's output, filled one step at a time
+        batched = bwd.values[v].batched
+        shape = ", ".join(py_dim(d) for d in dims) + ("," if len(dims) == 1 else "")
+        key = repr(f"{w.side}{whole}")
+        w.lines.append(f"{indent}{whole} = _buf(workspace, {key}, {'batch + ' if batched else ''}({shape}), dtype)")
     w.lines.append(f"{indent}for {lp.var} in range({py_dim(lp.count)}):")
     keep = holders(lp.body, w.inplace, saved)
     # A layer that saves (a view of) its input keeps the previous layer's output alive too.
@@ -336,6 +363,8 @@ def loop(lp: Loop, w: Writer, indent: str, shape_names, bwd: Backward):
         if inner in shape_names:
             w.lines.append(f"{indent}    {shape_names[inner]} = {inner}.shape")
     body(lp.body, w, indent + "    ", shape_names, bwd)
+    for whole, v, axis, dims in lp.stacks:
+        w.lines.append(f"{indent}    {whole}[{at_index(lp.var, axis, len(dims), True)}] = {v}")
     if saved:
         w.lines.append(f"{indent}    saved_{lp.var}.append(({', '.join(saved)},))")
     for _, inner, res in lp.carried:
@@ -352,6 +381,7 @@ def loop(lp: Loop, w: Writer, indent: str, shape_names, bwd: Backward):
 def backward_lines(prog: Program, bwd: Backward, card_lines) -> list[str]:
     keep = {g for g in list(bwd.param_grads.values()) + list(bwd.input_grads.values()) if g}
     w = Writer(card_lines, plan(bwd.body, keep), side="b", card=prog.name)
+    w.params = {p.name for p in prog.params}
     dims = [ascii_name(s) for s in prog.dims]
     saved = saved_names(prog, bwd)
     for _h, local in prog.hyper_names.items():
@@ -385,9 +415,13 @@ def bloop(bl: BLoop, w: Writer, indent: str, bwd: Backward):
     lp = bl.loop
     for res, g in bl.seeds:
         w.lines.append(f"{indent}{bl.carry[res]} = {g}")
-    for stacked in bl.sliced.values():
-        grad = bl.stacked_grads[stacked]
-        w.lines.append(f"{indent}{grad} = _buf(workspace, {w.side + grad!r}, params.{stacked}.shape, dtype)")
+    seeded = {res for res, _ in bl.seeds}
+    for res, name in bl.carry.items():
+        if res not in seeded:
+            w.lines.append(f"{indent}{name} = np.zeros({bl.zeros[res]}, dtype)")
+    for stacked, grad in bl.stacked_grads.items():
+        shape = f"params.{stacked}.shape" if stacked in w.params else bl.stacked_shapes[stacked]
+        w.lines.append(f"{indent}{grad} = _buf(workspace, {w.side + grad!r}, {shape}, dtype)")
         w.lines.append(f"{indent}{grad}.fill(0)")
     for _, acc in bl.closure.values():
         w.lines.append(f"{indent}{acc} = 0")
@@ -398,12 +432,15 @@ def bloop(bl: BLoop, w: Writer, indent: str, bwd: Backward):
         w.lines.append(f"{inner}{', '.join(bl.saved)}, = saved_{lp.var}[{lp.var}]")
     bbody(bl.body, w, inner, bwd)
     for per_layer, stacked in bl.sliced.items():
-        w.lines.append(f"{inner}{bl.stacked_grads[stacked]}[{lp.var}] += {bl.body_grads[per_layer]}")
+        at = at_index(lp.var, bl.slice_axes[per_layer], len(bwd.values[stacked].shape), stacked not in w.params)
+        w.lines.append(f"{inner}{bl.stacked_grads[stacked]}[{at}] += {bl.body_grads[per_layer]}")
     for _x, (g, acc) in bl.closure.items():
         w.lines.append(f"{inner}{acc} = {acc} + {g}")
     for _outer, inner_name, res in lp.carried:
         if inner_name in bl.body_grads and res in bl.carry:
             w.lines.append(f"{inner}{bl.carry[res]} = {bl.body_grads[inner_name]}")
+        elif res in bl.carry:
+            w.lines.append(f"{inner}{bl.carry[res]} = np.zeros({bl.zeros[res]}, dtype)")
     w.last_step = None
     w.loop_var = None
 
@@ -419,8 +456,11 @@ def config_fields(checked: Checked, prog: Program) -> list[dict]:
                 continue
             field = ascii_name(n)
             integral = b.type.kind in ("nat", "integer", "span")
+            boolean = b.type.kind == "boolean"
             default = derived = None
-            if d.default is not None:
+            if d.default is not None and boolean and d.default.op == "num":
+                default = str(float(d.default.attr) != 0)
+            elif d.default is not None:
                 t = checked.types.get(id(d.default))
                 if t is not None and t.value is not None and t.value.constant is not None:
                     default = str(int(t.value.constant))
@@ -430,7 +470,7 @@ def config_fields(checked: Checked, prog: Program) -> list[dict]:
                     default, derived = "None", t.value
                     integral = "optional"
             desc = f" — {d.desc}" if d.desc else ""
-            kind = {True: "int", False: "float", "optional": "int | None"}[integral]
+            kind = "int | None" if integral == "optional" else "int" if integral else "bool" if boolean else "float"
             out.append({"field": field, "type": kind, "default": default,
                         "comment": safe_comment(f"{n}{desc}"), "derived": derived})
     out.sort(key=lambda h: h["default"] is not None)  # fields with defaults last

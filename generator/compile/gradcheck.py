@@ -45,7 +45,8 @@ def small_sizes(checked: Checked, lib: Library, given: dict[str, int]) -> dict[s
     from .core import walk
     shapes += [d for op in walk(prog.body) for d in op.shape]
     divisors = {s for p in shapes + default_sizes(checked, lib) for m, _ in p.terms for s, e in m if e < 0}
-    halved = {s for p in shapes for m, c in p.terms for s, _ in m if c.denominator != 1}  # D/2: even sizes
+    dividends = {s for p in shapes for m, c in p.terms if c.denominator != 1 or any(e < 0 for _, e in m)
+                 for s, e in m if e > 0}  # D in D/H: an input length that must divide evenly
     sizes = dict(given)
     pool = iter([6, 4, 8, 10, 12, 14, 16, 18, 20, 22, 24])
     inputs_dims = {s for v in prog.inputs for d in v.shape for s in d.symbols()}
@@ -54,7 +55,7 @@ def small_sizes(checked: Checked, lib: Library, given: dict[str, int]) -> dict[s
             continue
         if sym in divisors:
             sizes[sym] = 2
-        elif sym in inputs_dims and not prog.dims[sym].startswith("config.") and sym not in halved:
+        elif sym in inputs_dims and not prog.dims[sym].startswith("config.") and sym not in dividends:
             sizes[sym] = 3 if sym not in sizes.values() else 5
         else:
             sizes[sym] = next(pool)

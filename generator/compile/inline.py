@@ -37,6 +37,7 @@ class Inlining:
         child.memo, child.transposed = self.memo, self.transposed
         child.scope, child.firsts = list(self.scope), dict(self.firsts)
         child.seq = {}
+        child.in_loop = bool(self.seq) or self.in_loop  # a loop in the callee would nest
         ins = list(e.args[:n_in])
         bars = list(e.args[n_in:])
         # Parameters and hyperparameters passed after |.

@@ -56,9 +56,15 @@ class Lowerer(StepLowering, Inlining, ExprLowering, Layout):
         self.returned: dict[str, AV] = {}
         self.funcs: dict[str, tuple[list[str], Expr]] = {}
         self.loops: list[Step] = []  # a wrapper's loops around its work (epochs, data, tokens)
+        self.current: Step | None = None  # the step being lowered, where a refusal is reported
+        self.stacking: dict[str, dict] = {}  # a recurrence's index -> its per-step writes (Y[t] ← h)
+        self.loop_counts: dict[str, Poly] = {}  # a sequential loop's index -> how many steps it runs
+        self.in_loop = False  # inlined into a sequential loop's body: a loop of its own would nest
 
-    def err(self, msg, node=None):
-        e = LoweringError(msg, getattr(node, "pos", None))
+    def err(self, msg, node=None, hint=None):
+        # at the node, else at the step being lowered: every refusal has a line and column
+        pos = getattr(node, "pos", None) or getattr(self.current, "pos", None)
+        e = LoweringError(msg, pos, hint=hint)
         raise e.located(self.card.path, self.card.source)
 
 
@@ -136,10 +142,12 @@ def lower(checked: Checked, lib: Library) -> Program:
                     kind = "bool" if b.type.kind == "boolean" else "real"
                     lw.env[n] = AV(name, (), b.type.shape, kind, batched=False)
                     inputs.append(Value(name, b.type.shape, False, kind))
+                    from ..lang.render import set_text
+                    input_sets[name] = set_text(d.set)
                 else:
                     hypers.append(n)
                     name = names.fresh(n)
-                    kind = "int" if b.type.kind in INTEGRAL else "real"
+                    kind = "int" if b.type.kind in INTEGRAL else "bool" if b.type.kind == "boolean" else "real"
                     lw.env[n] = AV(name, (), (), kind)
     for d in card.decls:
         if d.role == "param":
@@ -296,12 +304,13 @@ def hoist(body: list) -> list:
             out.append(item)
             continue
         item.body = hoist(item.body)
-        variant = {inner for _, inner, _ in item.carried}
+        variant = {inner for _, inner, _ in item.carried} | {item.var}  # X[t] reads the index itself
         kept, moved = [], []
         for x in item.body:
             if isinstance(x, Loop):
                 kept.append(x)
-                variant |= {op.out for op in _walk_ops(x.body)} | {n for n, _ in x.outs}
+                variant |= {op.out for op in _walk_ops(x.body)} | {n for n, _ in x.outs} \
+                    | {n for n, *_ in x.stacks}
                 continue
             uses_index = x.prim == "index" or any(item.var in str(a) for a in x.attr)
             if uses_index or any(a in variant for a in x.args):

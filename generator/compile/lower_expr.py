@@ -52,8 +52,9 @@ class ExprLowering:
             return self.env[text]
         if text in self.scope:
             return self.iota(text)
-        if text in self.seq:
-            return AV(self.seq[text], kind="int", const=None)
+        if text in self.seq:  # the loop counts from 0; the card's index from its first value
+            at = AV(self.seq[text], kind="int", const=None)
+            return at if self.base == 0 else self.binary("add", at, const(self.base))
         if text == "π":
             return AV("np.pi", kind="real", const=3.141592653589793)
         b = self.ch.env.get(text)
@@ -77,9 +78,12 @@ class ExprLowering:
             return ParamGroup(fam.card, {k: self.member(v, idx, node) for k, v in fam.leaves.items()})
         if isinstance(fam, Members):
             return fam  # its members are looked up by name, where it is used
+        if len(idx) > 1:
+            self.err(f"{expr_text(node)} picks a member of a family by {len(idx)} indices ({', '.join(idx)}); "
+                     "cardgen compiles families with one index (Y_h)", node)
         (var,) = idx
         if var in self.seq:
-            return self.op("index", (fam,), (self.seq[var], len(fam.dims)), fam, dims=fam.dims[1:],
+            return self.op("index", (fam,), (self.seq[var], -len(fam.dims)), fam, dims=fam.dims[1:],
                            name=self.names.fresh(f"{fam.name}_{self.seq[var]}"))
         labels = [("□" if i == 0 else None) for i in range(len(fam.dims))]
         assert labels
@@ -119,10 +123,25 @@ class ExprLowering:
         return const(float("inf"))
 
     def x_add(self, e):
-        return self.binary("add", *map(self.value, e.args))
+        return self.binary("add", *self.numbers(e.args))
 
     def x_sub(self, e):
-        return self.binary("sub", *map(self.value, e.args))
+        return self.binary("sub", *self.numbers(e.args))
+
+    def numbers(self, args) -> list[AV]:
+        """Operands of + and −: true/false values (an Iverson bracket [[t ≤ u]]) count as 1 and 0,
+        as NumPy's booleans do not (True + True is True; − refuses them)."""
+        vals = [self.value(a) for a in args]
+        if all(v.kind == "bool" for v in vals):
+            vals = [self.number(v) for v in vals]
+        return vals
+
+    def number(self, v: AV) -> AV:
+        if v.kind != "bool":
+            return v
+        if v.const is not None:
+            return const(int(v.const))
+        return self.op("where", (v, const(1), const(0)), (), v, kind="int")
 
     def x_mul(self, e):
         return self.binary("mul", *map(self.value, e.args))
@@ -131,7 +150,7 @@ class ExprLowering:
         return self.binary("div", *map(self.value, e.args))
 
     def x_neg(self, e):
-        a = self.value(e.args[0])
+        a = self.number(self.value(e.args[0]))
         if a.const is not None:
             return const(-a.const)
         return self.op("neg", (a,), (), a)
@@ -259,6 +278,10 @@ class ExprLowering:
             moved = self.permute(a, a.mapped, perm) if i != 0 else a
             b = replace(moved, mapped=moved.mapped + (var,), dims=moved.dims[1:])
             return self.permute(b, self.canon_order(b.mapped))
+        if ix.op == "name" and ix.attr in self.seq and ix.attr not in self.env:
+            # X[t] in a loop over t: that step's row, a view (its gradient goes to row t of d_X)
+            return self.op("index", (a,), (self.seq[ix.attr], i - len(a.dims)), a,
+                           dims=a.dims[:i] + a.dims[i + 1:])
         j = self.value(ix)
         if j.kind not in ("int",) and j.kind not in INTEGRAL:
             self.err(f"an index must be whole numbers: {expr_text(ix)}", ix)
@@ -311,6 +334,10 @@ class ExprLowering:
         mapped_in = [v for v in self.scope if v in lo.symbols()]
         width = hi - lo + Poly.const(1 if self.base == 1 else 0)
         if mapped_in:  # A[:, h·w : (h+1)·w] with h mapped: split the axis into (h, w)
+            if len(mapped_in) > 1:
+                self.err(f"this slice moves with {len(mapped_in)} loop indices ({', '.join(mapped_in)}); cardgen "
+                         "splits an axis by one index: slice by the outer index first (A_g ← A[:, g·w : (g+1)·w]), "
+                         "then by the inner one", e)
             (var,) = mapped_in
             start = lo.subst({var: self.firsts.get(var, Poly.const(self.base))})
             coef = (lo - start).divide(Poly.sym(var))

@@ -21,7 +21,8 @@ UFUNC = {"add": "np.add", "sub": "np.subtract", "mul": "np.multiply", "div": "np
          "abs": "np.abs", "sin": "np.sin", "cos": "np.cos"}
 COMMUTATIVE = {"add", "mul"}
 # Ops whose result is a view of (or the same array as) their first operand.
-VIEWS = {"transpose", "expand", "reshape", "slice", "index", "copy", "broadcast", "squeeze", "broadcast_like",
+VIEWS = {"transpose", "expand", "reshape", "slice", "index", "copy", "broadcast", "batch", "squeeze",
+         "broadcast_like",
          "reshape_to", "unsum", "pick", "sum_to",  # sum_to returns its argument when there is nothing to sum
          "slice_add",  # writes into its first argument and returns it
          "concat_part"}
@@ -57,13 +58,16 @@ def _epilogue(item) -> set[str]:
     """Names a loop's bookkeeping reads after its body: carried results, saved values, gradients."""
     if isinstance(item, Loop):
         return {res for _, _, res in item.carried} | {inner for _, inner, _ in item.carried} \
-            | set(getattr(item, "saved_names", ()))
+            | set(getattr(item, "saved_names", ())) | {v for _, v, *_ in item.stacks}
     names = set(item.body_grads.values()) | set(item.carry.values())
     names |= {g for g, _ in item.closure.values()} | set(item.saved)
     return names
 
 
 def _plan_block(body: list, keep: set[str], decisions: dict[int, int]) -> None:
+    # A value carried into a loop is the first layer's input, which that layer saves for the
+    # backward under the body's name: nothing after the loop may write into it.
+    keep = keep | {outer for item in body if isinstance(item, Loop) for outer, _, _ in item.carried}
     later: list[set[str]] = [set() for _ in body]
     seen: set[str] = set()
     for i in range(len(body) - 1, -1, -1):  # names read after position i

@@ -20,7 +20,8 @@ GREEK = {
 }
 MARKS = {"\u0302": "_hat", "\u0303": "_tilde", "\u0304": "_bar", "\u0307": "_dot"}
 RESERVED = set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins)) | {
-    "np", "config", "params", "cache", "self", "Config", "Params", "Cache"}
+    "np", "config", "params", "cache", "self", "Config", "Params", "Cache",
+    "batch", "dtype", "workspace", "grads", "math", "dataclass"}  # the generated functions' own locals
 GRAD_PREFIX = "d_"
 
 

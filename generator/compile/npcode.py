@@ -96,7 +96,7 @@ PRINT = {
     "erf": lambda op, a: f"_erf({a})",
     "concat": lambda op, *parts: f"_concat(({', '.join(parts)},), {op.attr[0]})",
     "neg": lambda op, a: f"-{a}",
-    "not": lambda op, a: f"~{a}",
+    "not": lambda op, a: f"~{a}" if op.shape or op.batched else f"(not {a})",  # ~True is −2
     "le": lambda op, a, b: f"{a} <= {b}", "lt": lambda op, a, b: f"{a} < {b}",
     "ge": lambda op, a, b: f"{a} >= {b}", "gt": lambda op, a, b: f"{a} > {b}",
     "eq": lambda op, a, b: f"{a} == {b}", "ne": lambda op, a, b: f"{a} != {b}",
@@ -119,13 +119,23 @@ PRINT = {
     "take_along": lambda op, a, j: (f"_take_along({a}, {j}"
                                     f"{' - ' + str(op.attr[1]) if op.attr[1] else ''}, {op.attr[0]})"),
     "pick": lambda op, a: f"np.take({a}, {op.attr[1]}, axis={op.attr[0]})",
-    "index": lambda op, a: f"{a}[{op.attr[0]}]",
+    "index": lambda op, a: f"{a}[{at_index(op.attr[0], op.attr[1], len(op.shape) + 1, op.batched)}]",
     "where": lambda op, c, a, b: f"np.where({c}, {a}, {b})",
     "copy": lambda op, a: f"{a}",
+    "batch": lambda op, a: f"np.broadcast_to({a}, batch + np.shape({a}))",  # batch: forward's batch axes
     "broadcast": lambda op, a: _broadcast(op, a),
 }
 PRINT.update({name: lambda op, a, fn=f"np.{name}": f"{fn}({a})"
               for name in ("exp", "log", "tanh", "sqrt", "abs", "sin", "cos")})
+
+
+def at_index(var: str, axis: int, rank: int, batched: bool) -> str:
+    """The subscript that picks step ``var`` along ``axis`` (from the end) of an array whose
+    own rank is ``rank``: ``l`` for a layer's slice of a stacked parameter, ``..., t, :``
+    for a time step of a batched sequence."""
+    if not batched and axis == -rank:
+        return var
+    return ", ".join(["...", var] + [":"] * (-axis - 1))
 
 
 def _broadcast(op: Op, a: str) -> str:
@@ -163,17 +173,23 @@ def _check_input(name, value, shape, kind, lo, hi, card_set):
                          f"the card says {name} ∈ {card_set}")
 
 
-def _as_mask(name, value, shape, card_set):
-    """A mask as booleans: booleans as they are, integers only if every one is 0 or 1."""
+def _as_mask(name, value, card_set):
+    """A true/false input as NumPy booleans; the numbers 0 and 1 are read as false and true
+    (on integers ¬ is NumPy's bitwise ~, which would turn 1 into −2: still true)."""
     a = np.asarray(value)
-    _check_input(name, a, shape, "b", None, None, card_set)
     if a.dtype == np.bool_:
         return a
-    if not np.issubdtype(a.dtype, np.integer):
-        raise ValueError(f"{name} must be booleans or 0/1 integers, not {a.dtype}; the card says {name} ∈ {card_set}")
-    if a.size and (a.min() < 0 or a.max() > 1):
-        raise ValueError(f"{name} holds {a.min()}..{a.max()}, but a mask is 0 or 1: the card says {name} ∈ {card_set}")
-    return a.astype(bool)
+    if (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)) and np.isin(a, (0, 1)).all():
+        return a != 0
+    raise ValueError(f"{name} must be true/false values (booleans, or the numbers 0 and 1), not {a.dtype}"
+                     f"{' holding other numbers' if a.dtype.kind in 'iuf' else ''}; the card says {name} ∈ {card_set}")
+
+
+def _check_divides(quotient, num, den, num_text, den_text):
+    """ValueError, in the card's terms, for a size the card divides that does not divide evenly."""
+    if den == 0 or num % den:
+        raise ValueError(f"{quotient} must be a whole number, but {num_text} = {num} is not a multiple of "
+                         f"{den_text} = {den}: the card divides {num_text} by {den_text}")
 
 
 def _check_params(params, shapes):

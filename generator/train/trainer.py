@@ -84,9 +84,10 @@ class Trainer:
         per_seq, _ = self.loss.forward(self.loss.Config(), self.loss.Params(), logits, tokens[:, 1:])
         return float(np.mean(per_seq))
 
-    def step(self, state: TrainState, micro_batches) -> float:
-        """One update: gradients of every micro-batch summed (mean), clipped, then AdamW.
-        Each step computes its gradients afresh: nothing carries over between steps."""
+    def step(self, state: TrainState, micro_batches, lr: float | None = None) -> float:
+        """One update: gradients of every micro-batch summed (mean), clipped, then AdamW at ``lr``
+        (default: the settings' rate). Each step computes its gradients afresh: nothing carries
+        over between steps."""
         total, grads = 0.0, None
         n = len(micro_batches)
         for tokens in micro_batches:
@@ -108,7 +109,8 @@ class Trainer:
                 for name in grads:
                     grads[name] *= s.clip_norm / (norm + 1e-6)
         state.step += 1
-        cfg = self.adamw.Config(eta=s.lr, beta_1=s.beta_1, beta_2=s.beta_2, eps=s.eps, lam=s.weight_decay)
+        cfg = self.adamw.Config(eta=s.lr if lr is None else lr, beta_1=s.beta_1, beta_2=s.beta_2, eps=s.eps,
+                                lam=s.weight_decay)
         for f in _fields(state.params):
             # Two workspaces per parameter, alternating: a step reads the arrays the last one wrote.
             ws = state.workspace.setdefault(("AdamW", f.name, state.step % 2), {})
@@ -149,43 +151,6 @@ def _fields(obj):
 def _inputs(mod) -> list[str]:
     import inspect
     return [p for p in inspect.signature(mod.forward).parameters if p not in ("config", "params", "workspace")]
-
-
-# --------------------------------------------------------------- checkpoints
-def save_checkpoint(path, state: TrainState, rng: np.random.Generator, config, extra: dict) -> None:
-    """params, AdamW moments, step, the RNG's state and the config, in one .npz (written atomically)."""
-    import json
-    import os
-    arrays = {}
-    for group, obj in (("params", state.params), ("m", state.m), ("v", state.v)):
-        for f in _fields(obj):
-            arrays[f"{group}/{f.name}"] = getattr(obj, f.name)
-    meta = {"step": state.step, "rng": rng.bit_generator.state, "config": dataclasses.asdict(config), **extra}
-    arrays["meta"] = np.frombuffer(json.dumps(meta, default=_jsonable).encode("utf-8"), dtype=np.uint8)
-    tmp = f"{path}.tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-
-
-def _jsonable(x):
-    if isinstance(x, np.integer):
-        return int(x)
-    raise TypeError(type(x))
-
-
-def load_checkpoint(path, model: types.ModuleType):
-    """(state, rng, meta) as save_checkpoint wrote them."""
-    import json
-    with np.load(path) as data:
-        meta = json.loads(bytes(data["meta"]).decode("utf-8"))
-        groups = {}
-        for group in ("params", "m", "v"):
-            groups[group] = model.Params(**{k.split("/", 1)[1]: np.array(data[k]) for k in data.files
-                                            if k.startswith(group + "/")})
-    rng = np.random.default_rng()
-    rng.bit_generator.state = meta["rng"]
-    state = TrainState(groups["params"], groups["m"], groups["v"], int(meta["step"]))
-    return state, rng, meta
 
 
 # ---------------------------------------------------------------------- data
