@@ -161,7 +161,7 @@ def test_train_asks_for_missing_sizes(tmp_path):
     text = Path("cards/GPT2.card").read_text("utf-8")
     bare = "".join(line for line in text.splitlines(keepends=True) if not line.lstrip().startswith("config "))
     (tmp_path / "GPT2.card").write_text(bare, "utf-8")
-    r = CliRunner().invoke(main, ["train", str(tmp_path / "GPT2.card"), "--steps", "1"])
+    r = CliRunner().invoke(main, ["train", str(tmp_path / "GPT2.card"), "--steps", "1", "--out", str(tmp_path / "run")])
     assert r.exit_code == 1 and "GPT2 needs values for D, H, D_f, N, ctx" in r.output
 
 

@@ -146,10 +146,10 @@ def chosen_values(card: Card, config: str | None, given: dict, known=(), extra=(
     command's own, such as ``B``) is an error, not ignored."""
     unknown = [k for k in given if k not in known and k not in extra]
     if unknown:
-        pool = [*known, *extra]
+        pool = list(dict.fromkeys([*known, *extra]))
         near = _near(unknown[0], pool)
-        raise CardError(f"--set {unknown[0]}: {card.name} has no hyperparameter or dimension {unknown[0]}",
-                        hint=near or (f"its names: {', '.join(pool)}" if pool else None))
+        raise CardError(f"--set {unknown[0]}: {card.name} has no hyperparameter {unknown[0]}",
+                        hint=near or (f"it has: {', '.join(pool)}" if pool else None))
     values = {}
     if config is not None:
         values = {k: number(v) for k, v in config_of(card, config).values}
