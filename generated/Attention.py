@@ -241,6 +241,14 @@ def _check_divides(quotient, num, den, num_text, den_text):
                          f"{den_text} = {den}: the card divides {num_text} by {den_text}")
 
 
+def _check_length(text, value, sizes):
+    """ValueError, in the card's terms, for a length the card computes that comes out negative."""
+    if value < 0:
+        given = ", ".join(f"{name} = {size}" for name, size in sizes)
+        raise ValueError(f"{text} is {value} here ({given}), a negative length: the inputs or sizes are too "
+                         "small for the card, or a range in it runs backwards")
+
+
 def _check_params(params, shapes):
     for field, want in shapes.items():
         got = np.shape(getattr(params, field))

@@ -165,6 +165,7 @@ def forward(config: Config, params: Params, x_n, workspace: dict | None = None):
     W_u = params.W_u
     _check_input('x_n', x_n, (None, ), 'i', 1, N_V, '[N_V]*')
     _check_params(params, {'W_e': (d_e, N_V, ), 'W_p': (d_e, ell_max, ), 'W_q': (L, H, d_attn, d_e, ), 'b_q': (L, H, d_attn, ), 'W_k': (L, H, d_attn, d_e, ), 'b_k': (L, H, d_attn, ), 'W_v': (L, H, d_mid, d_e, ), 'b_v': (L, H, d_mid, ), 'W_o': (L, d_e, H*d_mid, ), 'b_o': (L, d_e, ), 'gamma1': (L, d_e, ), 'beta1': (L, d_e, ), 'gamma2': (L, d_e, ), 'beta2': (L, d_e, ), 'W_mlp1': (L, d_mlp, d_e, ), 'b_mlp1': (L, d_mlp, ), 'W_mlp2': (L, d_e, d_mlp, ), 'b_mlp2': (L, d_e, ), 'gamma': (d_e, ), 'beta': (d_e, ), 'W_u': (N_V, d_e, )})
+    _check_length('ℓ − 1', -1 + ell, (('ℓ', ell), ))
     dtype = np.result_type(W_e)
     batch = np.shape(x_n)[:np.ndim(x_n) - 1]
     # DTransformer 2 for t ∈ [ℓ] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
@@ -675,6 +676,14 @@ def _check_divides(quotient, num, den, num_text, den_text):
     if den == 0 or num % den:
         raise ValueError(f"{quotient} must be a whole number, but {num_text} = {num} is not a multiple of "
                          f"{den_text} = {den}: the card divides {num_text} by {den_text}")
+
+
+def _check_length(text, value, sizes):
+    """ValueError, in the card's terms, for a length the card computes that comes out negative."""
+    if value < 0:
+        given = ", ".join(f"{name} = {size}" for name, size in sizes)
+        raise ValueError(f"{text} is {value} here ({given}), a negative length: the inputs or sizes are too "
+                         "small for the card, or a range in it runs backwards")
 
 
 def _check_params(params, shapes):

@@ -27,7 +27,7 @@ INTERNAL_ERROR = 3
 
 # The generated modules' documented input checks (compile/npcode.py HELPERS): their ValueErrors
 # are mistakes in what was passed in, in the card's terms, not bugs.
-INPUT_CHECKS = {"_check_input", "_check_params", "_check_divides", "_as_mask", "_slice_in"}
+INPUT_CHECKS = {"_check_input", "_check_params", "_check_divides", "_check_length", "_as_mask", "_slice_in"}
 
 
 def raised_by_input_check(e: BaseException) -> bool:

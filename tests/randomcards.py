@@ -403,6 +403,22 @@ def c_pairs(b: Builder):
     b.define("TD", f"{a} + Σ_{{i={lo}}}^{{{d}}} (Σ_{{t={lo}}}^{{{t}}} {y}^i_t) / (T · D)")
 
 
+def c_nested_layers(b: Builder):
+    """A layer loop inside a layer loop, both carrying one value."""
+    b.hypers.add("N")
+    a = b.pick("TD")
+    w, u = b.fresh("W"), b.fresh("U")
+    b.params.append(f"param  {w}_ℓ ∈ ℝ^{{D×D}} for ℓ ∈ [N]")
+    b.params.append(f"param  {u}_k ∈ ℝ^{{D×D}} for k ∈ [N]")
+    x = b.define("TD", a, "X")
+    b.emit("for ℓ ∈ [N] do")
+    b.emit(f"  {x} ← {x} + tanh({b.mm(x, f'{w}_ℓ')})")
+    b.emit("  for k ∈ [N] do")
+    b.emit(f"    {x} ← {x} + {b.mm(x, f'{u}_k')} / 4")
+    b.emit("  end")
+    b.emit("end")
+
+
 CONSTRUCTS = {
     "unary": c_unary, "binary": c_binary, "divide": c_divide, "linear": c_linear, "square": c_square,
     "scores": c_scores, "mask": c_mask, "attend": c_attend, "softmax": c_softmax, "rowsum": c_rowsum,
@@ -410,16 +426,13 @@ CONSTRUCTS = {
     "norm_call": c_norm_call, "block_call": c_block_call, "recurrence": c_recurrence,
     "heads_columns": c_heads_columns, "heads_update": c_heads,
     "gram": c_gram, "power": c_power, "embed": c_embed, "mhattention": c_mhattention, "maximum": c_maximum,
-    "iverson": c_iverson, "halves": c_halves, "pairs": c_pairs,
+    "iverson": c_iverson, "halves": c_halves, "pairs": c_pairs, "nested_layers": c_nested_layers,
 }
 NEEDS = {"mask": "TT", "attend": "TT", "iverson": "TT"}  # a construct that reads a kind some step must make first
 OPEN = {  # construct -> the open bug it runs into (README, "Differential testing")
-    "recurrence": "a loop that carries h and writes Y[t] per step does not compile (issue 10's RNN)",
-    "heads_columns": "build refuses a per-head slice (h − 1)·D/H + 1 : h·D/H in a 1-based card",
-    "heads_update": "a ∀ update of S_h[t, u] that reads S_h inside a head loop is dropped (issue 10's first)",
-    "iverson": "[[a]] − [[b]] subtracts NumPy booleans in the generated module (issue 10)",
     "halves": "build refuses a join of two matrices [A, B] (issue 10)",
     "pairs": "a family with two indices P^i_t crashes the lowering (issue 10)",
+    "nested_layers": "a layer loop inside a layer loop: the backward reads the first outer pass's saved values",
 }
 
 

@@ -69,6 +69,8 @@ SUPPORTED = {
     "family-update": FAMILY_UPDATE, "elman": ELMAN, "elman-columns": ELMAN_COLUMNS,
     "elman-family": ELMAN_FAMILY, "lstm": LSTM,
     "join-of-two-arrays": rows_card("Join", "D", "1 C ← [X W, X]", "2 return Y = C[:, 0 : D] + C[:, D : 2·D]"),
+    "elman-precomputed-inputs": rows_card("Pre", "D", "1 P ← X W", "2 h ← X[0]", "3 for t ∈ [T] do",
+                                          "4   h ← tanh(P[t] + h W)", "5   Y[t] ← h", "6 end", "7 return Y"),
     "iverson-arithmetic": rows_card("Sign", "D", "1 S ← X X^⊤", "2 ∀t, u: S[t, u] ← S[t, u] ⊙ ([[t ≤ u]] − [[u ≤ t]])",
                                     "3 return Y = S X W"),
 }
@@ -231,3 +233,14 @@ def test_a_size_the_card_divides_must_divide_evenly(tmp_path):
         mod.forward(mod.Config(D=6, H=4), params, np.zeros((2, 5, 6)))
     # gradcheck picks sizes the card's quotients divide (it gave D, an input length, 3 for H = 2)
     assert gradcheck(load(str(path), lib)[1], lib).worst <= TOL
+
+
+def test_a_length_the_card_computes_must_not_be_negative():
+    """Σ_{t=1}^{ℓ−1} over an empty sequence: ℓ − 1 = −1 was NumPy's "negative dimensions are not
+    allowed"; found by a mutation (Σ_{t=11}^{ℓ−1}) that gradcheck ran with ℓ = 3."""
+    mod = load_generated("DTraining")
+    fields = {f: 4 for f in mod.Config.__dataclass_fields__}
+    cfg = mod.Config(**{**fields, "H": 2, "d_e": 8, "N_V": 5})
+    params = mod.init_params(cfg, np.random.default_rng(0), np.float64)
+    with pytest.raises(ValueError, match=r"ℓ − 1 is -1 here \(ℓ = 0\), a negative length: the inputs or sizes"):
+        mod.forward(cfg, params, np.zeros((2, 0), np.int64))

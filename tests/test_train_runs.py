@@ -6,6 +6,7 @@ import os
 import random
 import signal
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -53,8 +54,12 @@ def life(folder, mods, texts) -> int:
 
 
 def forked(fn) -> int:
-    """Run fn in a forked child (the compiled modules come along: no start-up cost); its pid."""
-    pid = os.fork()
+    """Run fn in a forked child (the compiled modules come along: no start-up cost); its pid.
+    The child only computes with NumPy and writes files: the threads of the parent that Python
+    3.12+ warns about (OpenBLAS's pool, which re-forms after a fork) are not a risk here."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # the child: never return into pytest
         status = 97
         try:

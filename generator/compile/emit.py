@@ -303,8 +303,15 @@ def division_checks(prog: Program) -> list[str]:
                     continue
                 num = Poly(((tuple((s, e) for s, e in mono if e > 0), Fraction(abs(coef.numerator))),))
                 seen.setdefault(poly_text(num.divide(den)), (num, den))
-    return [f"_check_divides({text!r}, {py_dim(num)}, {py_dim(den)}, {poly_text(num)!r}, {poly_text(den)!r})"
-            for text, (num, den) in seen.items()]
+    lines = [f"_check_divides({text!r}, {py_dim(num)}, {py_dim(den)}, {poly_text(num)!r}, {poly_text(den)!r})"
+             for text, (num, den) in seen.items()]
+    # A length such as ℓ − 11 (Σ_{t=11}^{ℓ−1}) is negative for a sequence too short for the card.
+    differences = {poly_text(d): d for shape in shapes for d in shape
+                   if isinstance(d, Poly) and any(c < 0 for _, c in d.terms)}
+    for text, d in differences.items():
+        sizes = "".join(f"({s!r}, {ascii_name(s)}), " for s in d.symbols())
+        lines.append(f"_check_length({text!r}, {py_dim(d)}, ({sizes}))")
+    return lines
 
 
 def layout_lines(prog: Program) -> list[str]:
@@ -374,6 +381,9 @@ def loop(lp: Loop, w: Writer, indent: str, shape_names, bwd: Backward):
         w.lines.append(f"{indent}{new} = {inner}")
         if new in shape_names:
             w.lines.append(f"{indent}{shape_names[new]} = {new}.shape")
+    for whole, *_ in lp.stacks:
+        if whole in shape_names:
+            w.lines.append(f"{indent}{shape_names[whole]} = {whole}.shape")
     w.last_step = None
     w.loop_var = None
 

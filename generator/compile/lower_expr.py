@@ -339,9 +339,10 @@ class ExprLowering:
                          "splits an axis by one index: slice by the outer index first (A_g ← A[:, g·w : (g+1)·w]), "
                          "then by the inner one", e)
             (var,) = mapped_in
-            start = lo.subst({var: self.firsts.get(var, Poly.const(self.base))})
-            coef = (lo - start).divide(Poly.sym(var))
-            if coef is None or coef != width or var in width.symbols():
+            first = self.firsts.get(var, Poly.const(self.base))
+            start = lo.subst({var: first})  # where the first index's slice starts; then a step per index
+            step = lo.subst({var: first + ONE}) - start  # (h − 1)·D/H + 1 for h from 1 steps by D/H too
+            if step != width or var in width.symbols() or start + (Poly.sym(var) - first) * step != lo:
                 self.err("a slice that moves with an index must step by its own width", e)
             whole = self.slice_plain(a, i, start, start + width * self.extents[var])
             n = self.extents[var]
