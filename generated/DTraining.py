@@ -53,6 +53,14 @@ class Config:
     N_V: int  # N_V — vocabulary size
     N_epochs: int  # N_epochs — number of epochs
     eta: float  # η — learning rate
+    d_attn: int | None = None  # d_attn — a size of the model the card trains or runs
+    d_mid: int | None = None  # d_mid — a size of the model the card trains or runs
+
+    def __post_init__(self):  # defaults that follow from the other hyperparameters
+        if self.d_attn is None:
+            self.d_attn = self.d_e // self.H
+        if self.d_mid is None:
+            self.d_mid = self.d_e // self.H
 
 
 @dataclass
@@ -60,13 +68,13 @@ class Params:
     """Learned parameters of DTraining (card notation in the comments)."""
     W_e: np.ndarray  # theta.W_e (d_e, N_V)
     W_p: np.ndarray  # theta.W_p (d_e, ℓ_max)
-    W_q: np.ndarray  # theta.Wc.W_q (L, H, d_e/H, d_e)
-    b_q: np.ndarray  # theta.Wc.b_q (L, H, d_e/H)
-    W_k: np.ndarray  # theta.Wc.W_k (L, H, d_e/H, d_e)
-    b_k: np.ndarray  # theta.Wc.b_k (L, H, d_e/H)
-    W_v: np.ndarray  # theta.Wc.W_v (L, H, d_e/H, d_e)
-    b_v: np.ndarray  # theta.Wc.b_v (L, H, d_e/H)
-    W_o: np.ndarray  # theta.Wc.W_o (L, d_e, d_e)
+    W_q: np.ndarray  # theta.Wc.W_q (L, H, d_attn, d_e)
+    b_q: np.ndarray  # theta.Wc.b_q (L, H, d_attn)
+    W_k: np.ndarray  # theta.Wc.W_k (L, H, d_attn, d_e)
+    b_k: np.ndarray  # theta.Wc.b_k (L, H, d_attn)
+    W_v: np.ndarray  # theta.Wc.W_v (L, H, d_mid, d_e)
+    b_v: np.ndarray  # theta.Wc.b_v (L, H, d_mid)
+    W_o: np.ndarray  # theta.Wc.W_o (L, d_e, H·d_mid)
     b_o: np.ndarray  # theta.Wc.b_o (L, d_e)
     gamma1: np.ndarray  # theta.gamma1 (L, d_e)
     beta1: np.ndarray  # theta.beta1 (L, d_e)
@@ -87,19 +95,21 @@ def init_params(config: Config, rng: np.random.Generator, dtype=np.float32) -> P
     N_V = config.N_V
     H = config.H
     L = config.L
+    d_attn = config.d_attn
     d_e = config.d_e
+    d_mid = config.d_mid
     d_mlp = config.d_mlp
     ell_max = config.ell_max
     return Params(
         W_e=(0.02 * rng.standard_normal((d_e, N_V,))).astype(dtype),
         W_p=(0.02 * rng.standard_normal((d_e, ell_max,))).astype(dtype),
-        W_q=(0.02 * rng.standard_normal((L, H, d_e // H, d_e,))).astype(dtype),
-        b_q=np.zeros((L, H, d_e // H,), dtype=dtype),
-        W_k=(0.02 * rng.standard_normal((L, H, d_e // H, d_e,))).astype(dtype),
-        b_k=np.zeros((L, H, d_e // H,), dtype=dtype),
-        W_v=(0.02 * rng.standard_normal((L, H, d_e // H, d_e,))).astype(dtype),
-        b_v=np.zeros((L, H, d_e // H,), dtype=dtype),
-        W_o=(0.02 * rng.standard_normal((L, d_e, d_e,))).astype(dtype),
+        W_q=(0.02 * rng.standard_normal((L, H, d_attn, d_e,))).astype(dtype),
+        b_q=np.zeros((L, H, d_attn,), dtype=dtype),
+        W_k=(0.02 * rng.standard_normal((L, H, d_attn, d_e,))).astype(dtype),
+        b_k=np.zeros((L, H, d_attn,), dtype=dtype),
+        W_v=(0.02 * rng.standard_normal((L, H, d_mid, d_e,))).astype(dtype),
+        b_v=np.zeros((L, H, d_mid,), dtype=dtype),
+        W_o=(0.02 * rng.standard_normal((L, d_e, H*d_mid,))).astype(dtype),
         b_o=np.zeros((L, d_e,), dtype=dtype),
         gamma1=np.ones((L, d_e,), dtype=dtype),
         beta1=np.zeros((L, d_e,), dtype=dtype),
@@ -127,7 +137,9 @@ def forward(config: Config, params: Params, x_n, workspace: dict | None = None):
     ell = x_n.shape[-1]
     H = config.H
     L = config.L
+    d_attn = config.d_attn
     d_e = config.d_e
+    d_mid = config.d_mid
     d_mlp = config.d_mlp
     ell_max = config.ell_max
     W_e = params.W_e
@@ -152,8 +164,7 @@ def forward(config: Config, params: Params, x_n, workspace: dict | None = None):
     beta = params.beta
     W_u = params.W_u
     _check_input('x_n', x_n, (None, ), 'i', 1, N_V, '[N_V]*')
-    _check_params(params, {'W_e': (d_e, N_V, ), 'W_p': (d_e, ell_max, ), 'W_q': (L, H, d_e // H, d_e, ), 'b_q': (L, H, d_e // H, ), 'W_k': (L, H, d_e // H, d_e, ), 'b_k': (L, H, d_e // H, ), 'W_v': (L, H, d_e // H, d_e, ), 'b_v': (L, H, d_e // H, ), 'W_o': (L, d_e, d_e, ), 'b_o': (L, d_e, ), 'gamma1': (L, d_e, ), 'beta1': (L, d_e, ), 'gamma2': (L, d_e, ), 'beta2': (L, d_e, ), 'W_mlp1': (L, d_mlp, d_e, ), 'b_mlp1': (L, d_mlp, ), 'W_mlp2': (L, d_e, d_mlp, ), 'b_mlp2': (L, d_e, ), 'gamma': (d_e, ), 'beta': (d_e, ), 'W_u': (N_V, d_e, )})
-    _check_divides('d_e/H', d_e, H, 'd_e', 'H')
+    _check_params(params, {'W_e': (d_e, N_V, ), 'W_p': (d_e, ell_max, ), 'W_q': (L, H, d_attn, d_e, ), 'b_q': (L, H, d_attn, ), 'W_k': (L, H, d_attn, d_e, ), 'b_k': (L, H, d_attn, ), 'W_v': (L, H, d_mid, d_e, ), 'b_v': (L, H, d_mid, ), 'W_o': (L, d_e, H*d_mid, ), 'b_o': (L, d_e, ), 'gamma1': (L, d_e, ), 'beta1': (L, d_e, ), 'gamma2': (L, d_e, ), 'beta2': (L, d_e, ), 'W_mlp1': (L, d_mlp, d_e, ), 'b_mlp1': (L, d_mlp, ), 'W_mlp2': (L, d_e, d_mlp, ), 'b_mlp2': (L, d_e, ), 'gamma': (d_e, ), 'beta': (d_e, ), 'W_u': (N_V, d_e, )})
     _check_length('ℓ − 1', -1 + ell, (('ℓ', ell), ))
     dtype = np.result_type(W_e)
     batch = np.shape(x_n)[:np.ndim(x_n) - 1]
@@ -174,7 +185,7 @@ def forward(config: Config, params: Params, x_n, workspace: dict | None = None):
     # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
     _38 = ~_25                                                  # (ℓ, ℓ)
     # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-    _40 = math.sqrt(d_e // H)                                   # ()
+    _40 = math.sqrt(d_attn)                                     # ()
     # DTransformer 4 for l = 1, 2, …, L do
     X_2 = X
     saved_l_ = []
@@ -201,39 +212,39 @@ def forward(config: Config, params: Params, x_n, workspace: dict | None = None):
         # DTransformer 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         _21 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ)
         # DTransformer 6 X ← X + MHAttention(X̃ | 𝓦_l, Mask[t, t′] = [[t ≤ t′]]) ▷ X ∈ ℝ^{d_e×ℓ}
-        W_q_l = W_q[l_]                                         # (H, d_e/H, d_e)
-        b_q_l = b_q[l_]                                         # (H, d_e/H)
-        W_k_l = W_k[l_]                                         # (H, d_e/H, d_e)
-        b_k_l = b_k[l_]                                         # (H, d_e/H)
-        W_v_l = W_v[l_]                                         # (H, d_e/H, d_e)
-        b_v_l = b_v[l_]                                         # (H, d_e/H)
-        W_o_l = W_o[l_]                                         # (d_e, d_e)
+        W_q_l = W_q[l_]                                         # (H, d_attn, d_e)
+        b_q_l = b_q[l_]                                         # (H, d_attn)
+        W_k_l = W_k[l_]                                         # (H, d_attn, d_e)
+        b_k_l = b_k[l_]                                         # (H, d_attn)
+        W_v_l = W_v[l_]                                         # (H, d_mid, d_e)
+        b_v_l = b_v[l_]                                         # (H, d_mid)
+        W_o_l = W_o[l_]                                         # (d_e, H·d_mid)
         b_o_l = b_o[l_]                                         # (d_e,)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
         _26 = np.expand_dims(_21, -3)                           # (…, 1, d_e, ℓ)
-        _27 = np.matmul(W_q_l, _26, out=_buf(workspace, ('DTraining:f_27', l_), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
-        _28 = np.expand_dims(b_q_l, -1)                         # (H, d_e/H, 1)
-        Q = np.add(_27, _28, out=_27)                           # (…, H, d_e/H, ℓ)
+        _27 = np.matmul(W_q_l, _26, out=_buf(workspace, ('DTraining:f_27', l_), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        _28 = np.expand_dims(b_q_l, -1)                         # (H, d_attn, 1)
+        Q = np.add(_27, _28, out=_27)                           # (…, H, d_attn, ℓ)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        _30 = np.matmul(W_k_l, _26, out=_buf(workspace, ('DTraining:f_30', l_), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
-        _31 = np.expand_dims(b_k_l, -1)                         # (H, d_e/H, 1)
-        K = np.add(_30, _31, out=_30)                           # (…, H, d_e/H, ℓ)
+        _30 = np.matmul(W_k_l, _26, out=_buf(workspace, ('DTraining:f_30', l_), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        _31 = np.expand_dims(b_k_l, -1)                         # (H, d_attn, 1)
+        K = np.add(_30, _31, out=_30)                           # (…, H, d_attn, ℓ)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        _33 = np.matmul(W_v_l, _26, out=_buf(workspace, ('DTraining:f_33', l_), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
-        _34 = np.expand_dims(b_v_l, -1)                         # (H, d_e/H, 1)
-        V = np.add(_33, _34, out=_33)                           # (…, H, d_e/H, ℓ)
+        _33 = np.matmul(W_v_l, _26, out=_buf(workspace, ('DTraining:f_33', l_), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
+        _34 = np.expand_dims(b_v_l, -1)                         # (H, d_mid, 1)
+        V = np.add(_33, _34, out=_33)                           # (…, H, d_mid, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        _36 = np.swapaxes(K, -1, -2)                            # (…, H, ℓ, d_e/H)
+        _36 = np.swapaxes(K, -1, -2)                            # (…, H, ℓ, d_attn)
         S = np.matmul(_36, Q, out=_buf(workspace, ('DTraining:fS', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
         _39 = _fill_where(S, _38, -np.inf)                      # (…, H, ℓ, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _41 = np.divide(_39, _40, out=_39)                      # (…, H, ℓ, ℓ)
         _42 = _softmax(_41, -2, _buf(workspace, ('DTraining:f_42', l_), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        V_tilde = np.matmul(V, _42, out=_buf(workspace, ('DTraining:fV_tilde', l_), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
+        V_tilde = np.matmul(V, _42, out=_buf(workspace, ('DTraining:fV_tilde', l_), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
         V_tilde_shape = V_tilde.shape
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
-        Y = V_tilde.reshape(V_tilde.shape[:-3] + (d_e,) + V_tilde.shape[-3 + 2:]) # (…, d_e, ℓ)
+        Y = V_tilde.reshape(V_tilde.shape[:-3] + (H*d_mid,) + V_tilde.shape[-3 + 2:]) # (…, H·d_mid, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _45 = np.matmul(W_o_l, Y, out=_buf(workspace, ('DTraining:f_45', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         _46 = np.expand_dims(b_o_l, -1)                         # (d_e, 1)
@@ -317,7 +328,7 @@ def forward(config: Config, params: Params, x_n, workspace: dict | None = None):
     shape_98 = _98.shape
     _99 = np.sum(_98, axis=-1, out=_buf(workspace, 'DTraining:f_99', batch + (), dtype)) # (…,)
     _100 = np.negative(_99, out=_buf(workspace, 'DTraining:f_100', batch + (), dtype)) # (…,)
-    cache = {"N_V": N_V, "ell": ell, "H": H, "L": L, "d_e": d_e, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "shape_98": shape_98, "_97": _97, "_96": _96, "shape_94": shape_94, "_92": _92, "shape_93": shape_93, "P": P, "_84": _84, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_40": _40, "_38": _38, "_3": _3, "_4": _4, "x_n": x_n, "_1": _1, "saved_l_": saved_l_}
+    cache = {"N_V": N_V, "ell": ell, "H": H, "L": L, "d_attn": d_attn, "d_e": d_e, "d_mid": d_mid, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "shape_98": shape_98, "_97": _97, "_96": _96, "shape_94": shape_94, "_92": _92, "shape_93": shape_93, "P": P, "_84": _84, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_40": _40, "_38": _38, "_3": _3, "_4": _4, "x_n": x_n, "_1": _1, "saved_l_": saved_l_}
     return _100, cache
 
 
@@ -331,7 +342,9 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     ell = cache["ell"]
     H = cache["H"]
     L = cache["L"]
+    d_attn = cache["d_attn"]
     d_e = cache["d_e"]
+    d_mid = cache["d_mid"]
     d_mlp = cache["d_mlp"]
     batch = cache["batch"]
     dtype = cache["dtype"]
@@ -444,55 +457,55 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10045 = _sum_to(d_X_3, 2, (-1,))                       # (d_e, 1)
         d_b_o_l = np.squeeze(g10045, -1)                        # (d_e,)
-        g10047 = np.swapaxes(W_o_l, -1, -2)                     # (d_e, d_e)
-        d_Y = np.matmul(g10047, d_X_3, out=_buf(workspace, ('DTraining:bd_Y', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-        g10049 = np.swapaxes(Y, -1, -2)                         # (…, ℓ, d_e)
-        g10050 = np.matmul(d_X_3, g10049, out=_buf(workspace, ('DTraining:bg10050', l_ % 2), batch + (d_e, d_e), dtype)) # (…, d_e, d_e)
-        d_W_o_l = _sum_to(g10050, 2, ())                        # (d_e, d_e)
+        g10047 = np.swapaxes(W_o_l, -1, -2)                     # (H·d_mid, d_e)
+        d_Y = np.matmul(g10047, d_X_3, out=_buf(workspace, ('DTraining:bd_Y', l_ % 2), batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
+        g10049 = np.swapaxes(Y, -1, -2)                         # (…, ℓ, H·d_mid)
+        g10050 = np.matmul(d_X_3, g10049, out=_buf(workspace, ('DTraining:bg10050', l_ % 2), batch + (d_e, H*d_mid), dtype)) # (…, d_e, H·d_mid)
+        d_W_o_l = _sum_to(g10050, 2, ())                        # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
-        d_V_tilde = d_Y.reshape(V_tilde_shape)                  # (…, H, d_e/H, ℓ)
+        d_V_tilde = d_Y.reshape(V_tilde_shape)                  # (…, H, d_mid, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10053 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ, d_e/H)
+        g10053 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ, d_mid)
         g10054 = np.matmul(g10053, d_V_tilde, out=_buf(workspace, ('DTraining:bg10054', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         g10055 = np.swapaxes(_42, -1, -2)                       # (…, H, ℓ, ℓ)
-        d_V = np.matmul(d_V_tilde, g10055, out=_buf(workspace, ('DTraining:bd_V', l_ % 2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
+        d_V = np.matmul(d_V_tilde, g10055, out=_buf(workspace, ('DTraining:bd_V', l_ % 2), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
         g10057 = _softmax_grad(g10054, _42, -2, _buf(workspace, ('DTraining:bg10057', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         g10058 = np.divide(g10057, _40, out=_buf(workspace, ('DTraining:bg10058', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
         d_S = _where(_38, 0, g10058, _buf(workspace, ('DTraining:bd_S', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        g10064 = np.swapaxes(_36, -1, -2)                       # (…, H, d_e/H, ℓ)
-        d_Q = np.matmul(g10064, d_S, out=_buf(workspace, ('DTraining:bd_Q', l_ % 2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
-        g10066 = np.swapaxes(Q, -1, -2)                         # (…, H, ℓ, d_e/H)
-        g10067 = np.matmul(d_S, g10066, out=_buf(workspace, ('DTraining:bg10067', l_ % 2), batch + (H, ell, d_e // H), dtype)) # (…, H, ℓ, d_e/H)
-        d_K = np.swapaxes(g10067, -1, -2)                       # (…, H, d_e/H, ℓ)
+        g10064 = np.swapaxes(_36, -1, -2)                       # (…, H, d_attn, ℓ)
+        d_Q = np.matmul(g10064, d_S, out=_buf(workspace, ('DTraining:bd_Q', l_ % 2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        g10066 = np.swapaxes(Q, -1, -2)                         # (…, H, ℓ, d_attn)
+        g10067 = np.matmul(d_S, g10066, out=_buf(workspace, ('DTraining:bg10067', l_ % 2), batch + (H, ell, d_attn), dtype)) # (…, H, ℓ, d_attn)
+        d_K = np.swapaxes(g10067, -1, -2)                       # (…, H, d_attn, ℓ)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10069 = _sum_to(d_V, 3, (-1,))                         # (H, d_e/H, 1)
-        d_b_v_l = np.squeeze(g10069, -1)                        # (H, d_e/H)
-        g10071 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_e/H)
+        g10069 = _sum_to(d_V, 3, (-1,))                         # (H, d_mid, 1)
+        d_b_v_l = np.squeeze(g10069, -1)                        # (H, d_mid)
+        g10071 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
         g10072 = np.matmul(g10071, d_V, out=_buf(workspace, ('DTraining:bg10072', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
         g10073 = np.swapaxes(_26, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10074 = np.matmul(d_V, g10073, out=_buf(workspace, ('DTraining:bg10074', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        d_W_v_l = _sum_to(g10074, 3, ())                        # (H, d_e/H, d_e)
+        g10074 = np.matmul(d_V, g10073, out=_buf(workspace, ('DTraining:bg10074', l_ % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        d_W_v_l = _sum_to(g10074, 3, ())                        # (H, d_mid, d_e)
         g10076 = _sum_to(g10072, None, (-3,))                   # (…, 1, d_e, ℓ)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10077 = _sum_to(d_K, 3, (-1,))                         # (H, d_e/H, 1)
-        d_b_k_l = np.squeeze(g10077, -1)                        # (H, d_e/H)
-        g10079 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_e/H)
+        g10077 = _sum_to(d_K, 3, (-1,))                         # (H, d_attn, 1)
+        d_b_k_l = np.squeeze(g10077, -1)                        # (H, d_attn)
+        g10079 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
         g10080 = np.matmul(g10079, d_K, out=_buf(workspace, ('DTraining:bg10080', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
         g10081 = np.swapaxes(_26, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10082 = np.matmul(d_K, g10081, out=_buf(workspace, ('DTraining:bg10082', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        d_W_k_l = _sum_to(g10082, 3, ())                        # (H, d_e/H, d_e)
+        g10082 = np.matmul(d_K, g10081, out=_buf(workspace, ('DTraining:bg10082', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_k_l = _sum_to(g10082, 3, ())                        # (H, d_attn, d_e)
         g10084 = _sum_to(g10080, None, (-3,))                   # (…, 1, d_e, ℓ)
         g10085 = np.add(g10076, g10084, out=_buf(workspace, ('DTraining:bg10085', l_ % 2), batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10086 = _sum_to(d_Q, 3, (-1,))                         # (H, d_e/H, 1)
-        d_b_q_l = np.squeeze(g10086, -1)                        # (H, d_e/H)
-        g10088 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_e/H)
+        g10086 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
+        d_b_q_l = np.squeeze(g10086, -1)                        # (H, d_attn)
+        g10088 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
         g10089 = np.matmul(g10088, d_Q, out=_buf(workspace, ('DTraining:bg10089', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
         g10090 = np.swapaxes(_26, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10091 = np.matmul(d_Q, g10090, out=_buf(workspace, ('DTraining:bg10091', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        d_W_q_l = _sum_to(g10091, 3, ())                        # (H, d_e/H, d_e)
+        g10091 = np.matmul(d_Q, g10090, out=_buf(workspace, ('DTraining:bg10091', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_q_l = _sum_to(g10091, 3, ())                        # (H, d_attn, d_e)
         g10093 = _sum_to(g10089, None, (-3,))                   # (…, 1, d_e, ℓ)
         g10094 = np.add(g10085, g10093, out=g10085)             # (…, 1, d_e, ℓ)
         g10095 = np.squeeze(g10094, -3)                         # (…, d_e, ℓ)
@@ -671,11 +684,64 @@ def _sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-_erf = np.vectorize(math.erf, otypes=[float])
+# erf to within 2 ulp of math.erf in float64, as whole-array NumPy: x + x·P(x²) below
+# _ERF_SPLIT, 1 − exp(−x²)·Q(2/(2+|x|)) up to 6, ±1 beyond (scripts/erf_fit.py fits P and Q).
+_ERF_SPLIT = 0.85
+_ERF_SMALL = (
+    0.12837916709551256, -0.3761263890318335, 0.11283791670932594, -0.026866170640255645,
+    0.00522397757126982, -0.0008548323506677763, 0.00012055190337021296, -1.4921921653420798e-05,
+    1.6399123262977372e-06, -1.5697115571004142e-07, 1.0675693706713948e-08,
+)
+_ERF_LARGE = (
+    0.2353394787736969, 0.18269741890774815, 0.04699743747135581, 0.007200186868365619,
+    0.00022438494222794502, -0.000126149853106114, -9.98121130264979e-06, 3.6488971927330955e-06,
+    2.1105765303893802e-07, -1.4468547969994302e-07, 4.824729532804602e-09, 4.985129653759654e-09,
+    -8.079784162602375e-10,
+)
+_ERF_MID, _ERF_HALF = 0.4758771929824561, 0.22587719298245615
+
+
+def _horner(coefficients, v):
+    p = coefficients[-1] * v
+    for c in coefficients[-2:0:-1]:
+        p += c
+        p *= v
+    p += coefficients[0]
+    return p
+
+
+def _erf(x):
+    s = np.clip(x, -_ERF_SPLIT, _ERF_SPLIT)
+    small = _horner(_ERF_SMALL, np.square(s))
+    small *= s
+    small += s
+    a = np.abs(x)
+    b = np.clip(a, _ERF_SPLIT, 6.0)
+    v = np.add(b, 2.0)
+    np.divide(2.0, v, out=v)
+    v -= _ERF_MID
+    v /= _ERF_HALF
+    large = _horner(_ERF_LARGE, v)
+    np.square(b, out=b)
+    np.negative(b, out=b)
+    large *= np.exp(b, out=b)
+    np.subtract(1.0, large, out=large)
+    np.copysign(large, x, out=large)
+    return np.where(a < _ERF_SPLIT, small, large)
 
 
 def _gelu(x):
-    return (0.5 * x * (1.0 + _erf(x / np.sqrt(2.0)))).astype(x.dtype)
+    return 0.5 * x * (1.0 + _erf(x * 0.7071067811865476))
+
+
+def _concat(parts, axis):
+    """Join along axis (from the end), broadcasting every other axis first: [A, B] and [A; B]."""
+    nd = max(np.ndim(p) for p in parts)
+    parts = [np.reshape(p, (1,) * (nd - np.ndim(p)) + np.shape(p)) for p in parts]
+    ax = nd + axis
+    common = np.broadcast_shapes(*(p.shape[:ax] + (1,) + p.shape[ax + 1:] for p in parts))
+    return np.concatenate([np.broadcast_to(p, common[:ax] + p.shape[ax:ax + 1] + common[ax + 1:]) for p in parts],
+                          axis=ax)
 
 
 def _take_along(a, idx, axis):
@@ -710,9 +776,28 @@ def _silu_grad(x):
 
 
 def _gelu_grad(x):
-    cdf = 0.5 * (1.0 + _erf(x / np.sqrt(2.0)))
-    pdf = np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi)
-    return (cdf + x * pdf).astype(x.dtype)
+    cdf = 0.5 * (1.0 + _erf(x * 0.7071067811865476))
+    pdf = np.exp(-0.5 * x * x) * 0.3989422804014327
+    return cdf + x * pdf
+
+
+def _concat_part(g, axis, i, shapes):
+    """The slice of a join's gradient that belongs to its part i."""
+    lo = sum(s[axis] for s in shapes[:i])
+    index = [slice(None)] * g.ndim
+    index[axis] = slice(lo, lo + shapes[i][axis])
+    return g[tuple(index)]
+
+
+def _extreme_grad(g, x, y, axis):
+    """The gradient of max or min along axis: to the entries equal to it, shared among ties."""
+    hit = x == np.expand_dims(y, axis)
+    return hit * (np.expand_dims(g, axis) / np.sum(hit, axis=axis, keepdims=True))
+
+
+def _unmean(g, shape, axis):
+    """The gradient of a mean along axis: an equal share to every entry."""
+    return np.broadcast_to(np.expand_dims(g, axis) / math.prod(shape[a] for a in axis), shape)  # axis: a tuple
 
 
 def _wgrad(x, g, out=None):

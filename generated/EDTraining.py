@@ -55,6 +55,14 @@ class Config:
     N_V: int  # N_V — vocabulary size
     N_epochs: int  # N_epochs — number of epochs
     eta: float  # η — learning rate
+    d_attn: int | None = None  # d_attn — a size of the model the card trains or runs
+    d_mid: int | None = None  # d_mid — a size of the model the card trains or runs
+
+    def __post_init__(self):  # defaults that follow from the other hyperparameters
+        if self.d_attn is None:
+            self.d_attn = self.d_e // self.H
+        if self.d_mid is None:
+            self.d_mid = self.d_e // self.H
 
 
 @dataclass
@@ -62,13 +70,13 @@ class Params:
     """Learned parameters of EDTraining (card notation in the comments)."""
     W_e: np.ndarray  # theta.W_e (d_e, N_V)
     W_p: np.ndarray  # theta.W_p (d_e, ℓ_max)
-    W_q: np.ndarray  # theta.Wcenc.W_q (L_enc, H, d_e/H, d_e)
-    b_q: np.ndarray  # theta.Wcenc.b_q (L_enc, H, d_e/H)
-    W_k: np.ndarray  # theta.Wcenc.W_k (L_enc, H, d_e/H, d_e)
-    b_k: np.ndarray  # theta.Wcenc.b_k (L_enc, H, d_e/H)
-    W_v: np.ndarray  # theta.Wcenc.W_v (L_enc, H, d_e/H, d_e)
-    b_v: np.ndarray  # theta.Wcenc.b_v (L_enc, H, d_e/H)
-    W_o: np.ndarray  # theta.Wcenc.W_o (L_enc, d_e, d_e)
+    W_q: np.ndarray  # theta.Wcenc.W_q (L_enc, H, d_attn, d_e)
+    b_q: np.ndarray  # theta.Wcenc.b_q (L_enc, H, d_attn)
+    W_k: np.ndarray  # theta.Wcenc.W_k (L_enc, H, d_attn, d_e)
+    b_k: np.ndarray  # theta.Wcenc.b_k (L_enc, H, d_attn)
+    W_v: np.ndarray  # theta.Wcenc.W_v (L_enc, H, d_mid, d_e)
+    b_v: np.ndarray  # theta.Wcenc.b_v (L_enc, H, d_mid)
+    W_o: np.ndarray  # theta.Wcenc.W_o (L_enc, d_e, H·d_mid)
     b_o: np.ndarray  # theta.Wcenc.b_o (L_enc, d_e)
     gamma1: np.ndarray  # theta.gamma1 (L_enc, d_e)
     beta1: np.ndarray  # theta.beta1 (L_enc, d_e)
@@ -78,21 +86,21 @@ class Params:
     b_mlp1: np.ndarray  # theta.b_mlp1 (L_enc, d_mlp)
     W_mlp2: np.ndarray  # theta.W_mlp2 (L_enc, d_e, d_mlp)
     b_mlp2: np.ndarray  # theta.b_mlp2 (L_enc, d_e)
-    W_q_2: np.ndarray  # theta.Wcdec.W_q (L_dec, H, d_e/H, d_e)
-    b_q_2: np.ndarray  # theta.Wcdec.b_q (L_dec, H, d_e/H)
-    W_k_2: np.ndarray  # theta.Wcdec.W_k (L_dec, H, d_e/H, d_e)
-    b_k_2: np.ndarray  # theta.Wcdec.b_k (L_dec, H, d_e/H)
-    W_v_2: np.ndarray  # theta.Wcdec.W_v (L_dec, H, d_e/H, d_e)
-    b_v_2: np.ndarray  # theta.Wcdec.b_v (L_dec, H, d_e/H)
-    W_o_2: np.ndarray  # theta.Wcdec.W_o (L_dec, d_e, d_e)
+    W_q_2: np.ndarray  # theta.Wcdec.W_q (L_dec, H, d_attn, d_e)
+    b_q_2: np.ndarray  # theta.Wcdec.b_q (L_dec, H, d_attn)
+    W_k_2: np.ndarray  # theta.Wcdec.W_k (L_dec, H, d_attn, d_e)
+    b_k_2: np.ndarray  # theta.Wcdec.b_k (L_dec, H, d_attn)
+    W_v_2: np.ndarray  # theta.Wcdec.W_v (L_dec, H, d_mid, d_e)
+    b_v_2: np.ndarray  # theta.Wcdec.b_v (L_dec, H, d_mid)
+    W_o_2: np.ndarray  # theta.Wcdec.W_o (L_dec, d_e, H·d_mid)
     b_o_2: np.ndarray  # theta.Wcdec.b_o (L_dec, d_e)
-    W_q_3: np.ndarray  # theta.Wced.W_q (L_dec, H, d_e/H, d_e)
-    b_q_3: np.ndarray  # theta.Wced.b_q (L_dec, H, d_e/H)
-    W_k_3: np.ndarray  # theta.Wced.W_k (L_dec, H, d_e/H, d_e)
-    b_k_3: np.ndarray  # theta.Wced.b_k (L_dec, H, d_e/H)
-    W_v_3: np.ndarray  # theta.Wced.W_v (L_dec, H, d_e/H, d_e)
-    b_v_3: np.ndarray  # theta.Wced.b_v (L_dec, H, d_e/H)
-    W_o_3: np.ndarray  # theta.Wced.W_o (L_dec, d_e, d_e)
+    W_q_3: np.ndarray  # theta.Wced.W_q (L_dec, H, d_attn, d_e)
+    b_q_3: np.ndarray  # theta.Wced.b_q (L_dec, H, d_attn)
+    W_k_3: np.ndarray  # theta.Wced.W_k (L_dec, H, d_attn, d_e)
+    b_k_3: np.ndarray  # theta.Wced.b_k (L_dec, H, d_attn)
+    W_v_3: np.ndarray  # theta.Wced.W_v (L_dec, H, d_mid, d_e)
+    b_v_3: np.ndarray  # theta.Wced.b_v (L_dec, H, d_mid)
+    W_o_3: np.ndarray  # theta.Wced.W_o (L_dec, d_e, H·d_mid)
     b_o_3: np.ndarray  # theta.Wced.b_o (L_dec, d_e)
     gamma3: np.ndarray  # theta.gamma3 (L_dec, d_e)
     beta3: np.ndarray  # theta.beta3 (L_dec, d_e)
@@ -114,19 +122,21 @@ def init_params(config: Config, rng: np.random.Generator, dtype=np.float32) -> P
     H = config.H
     L_dec = config.L_dec
     L_enc = config.L_enc
+    d_attn = config.d_attn
     d_e = config.d_e
+    d_mid = config.d_mid
     d_mlp = config.d_mlp
     ell_max = config.ell_max
     return Params(
         W_e=(0.02 * rng.standard_normal((d_e, N_V,))).astype(dtype),
         W_p=(0.02 * rng.standard_normal((d_e, ell_max,))).astype(dtype),
-        W_q=(0.02 * rng.standard_normal((L_enc, H, d_e // H, d_e,))).astype(dtype),
-        b_q=np.zeros((L_enc, H, d_e // H,), dtype=dtype),
-        W_k=(0.02 * rng.standard_normal((L_enc, H, d_e // H, d_e,))).astype(dtype),
-        b_k=np.zeros((L_enc, H, d_e // H,), dtype=dtype),
-        W_v=(0.02 * rng.standard_normal((L_enc, H, d_e // H, d_e,))).astype(dtype),
-        b_v=np.zeros((L_enc, H, d_e // H,), dtype=dtype),
-        W_o=(0.02 * rng.standard_normal((L_enc, d_e, d_e,))).astype(dtype),
+        W_q=(0.02 * rng.standard_normal((L_enc, H, d_attn, d_e,))).astype(dtype),
+        b_q=np.zeros((L_enc, H, d_attn,), dtype=dtype),
+        W_k=(0.02 * rng.standard_normal((L_enc, H, d_attn, d_e,))).astype(dtype),
+        b_k=np.zeros((L_enc, H, d_attn,), dtype=dtype),
+        W_v=(0.02 * rng.standard_normal((L_enc, H, d_mid, d_e,))).astype(dtype),
+        b_v=np.zeros((L_enc, H, d_mid,), dtype=dtype),
+        W_o=(0.02 * rng.standard_normal((L_enc, d_e, H*d_mid,))).astype(dtype),
         b_o=np.zeros((L_enc, d_e,), dtype=dtype),
         gamma1=np.ones((L_enc, d_e,), dtype=dtype),
         beta1=np.zeros((L_enc, d_e,), dtype=dtype),
@@ -136,21 +146,21 @@ def init_params(config: Config, rng: np.random.Generator, dtype=np.float32) -> P
         b_mlp1=np.zeros((L_enc, d_mlp,), dtype=dtype),
         W_mlp2=(0.02 * rng.standard_normal((L_enc, d_e, d_mlp,))).astype(dtype),
         b_mlp2=np.zeros((L_enc, d_e,), dtype=dtype),
-        W_q_2=(0.02 * rng.standard_normal((L_dec, H, d_e // H, d_e,))).astype(dtype),
-        b_q_2=np.zeros((L_dec, H, d_e // H,), dtype=dtype),
-        W_k_2=(0.02 * rng.standard_normal((L_dec, H, d_e // H, d_e,))).astype(dtype),
-        b_k_2=np.zeros((L_dec, H, d_e // H,), dtype=dtype),
-        W_v_2=(0.02 * rng.standard_normal((L_dec, H, d_e // H, d_e,))).astype(dtype),
-        b_v_2=np.zeros((L_dec, H, d_e // H,), dtype=dtype),
-        W_o_2=(0.02 * rng.standard_normal((L_dec, d_e, d_e,))).astype(dtype),
+        W_q_2=(0.02 * rng.standard_normal((L_dec, H, d_attn, d_e,))).astype(dtype),
+        b_q_2=np.zeros((L_dec, H, d_attn,), dtype=dtype),
+        W_k_2=(0.02 * rng.standard_normal((L_dec, H, d_attn, d_e,))).astype(dtype),
+        b_k_2=np.zeros((L_dec, H, d_attn,), dtype=dtype),
+        W_v_2=(0.02 * rng.standard_normal((L_dec, H, d_mid, d_e,))).astype(dtype),
+        b_v_2=np.zeros((L_dec, H, d_mid,), dtype=dtype),
+        W_o_2=(0.02 * rng.standard_normal((L_dec, d_e, H*d_mid,))).astype(dtype),
         b_o_2=np.zeros((L_dec, d_e,), dtype=dtype),
-        W_q_3=(0.02 * rng.standard_normal((L_dec, H, d_e // H, d_e,))).astype(dtype),
-        b_q_3=np.zeros((L_dec, H, d_e // H,), dtype=dtype),
-        W_k_3=(0.02 * rng.standard_normal((L_dec, H, d_e // H, d_e,))).astype(dtype),
-        b_k_3=np.zeros((L_dec, H, d_e // H,), dtype=dtype),
-        W_v_3=(0.02 * rng.standard_normal((L_dec, H, d_e // H, d_e,))).astype(dtype),
-        b_v_3=np.zeros((L_dec, H, d_e // H,), dtype=dtype),
-        W_o_3=(0.02 * rng.standard_normal((L_dec, d_e, d_e,))).astype(dtype),
+        W_q_3=(0.02 * rng.standard_normal((L_dec, H, d_attn, d_e,))).astype(dtype),
+        b_q_3=np.zeros((L_dec, H, d_attn,), dtype=dtype),
+        W_k_3=(0.02 * rng.standard_normal((L_dec, H, d_attn, d_e,))).astype(dtype),
+        b_k_3=np.zeros((L_dec, H, d_attn,), dtype=dtype),
+        W_v_3=(0.02 * rng.standard_normal((L_dec, H, d_mid, d_e,))).astype(dtype),
+        b_v_3=np.zeros((L_dec, H, d_mid,), dtype=dtype),
+        W_o_3=(0.02 * rng.standard_normal((L_dec, d_e, H*d_mid,))).astype(dtype),
         b_o_3=np.zeros((L_dec, d_e,), dtype=dtype),
         gamma3=np.ones((L_dec, d_e,), dtype=dtype),
         beta3=np.zeros((L_dec, d_e,), dtype=dtype),
@@ -181,7 +191,9 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
     H = config.H
     L_dec = config.L_dec
     L_enc = config.L_enc
+    d_attn = config.d_attn
     d_e = config.d_e
+    d_mid = config.d_mid
     d_mlp = config.d_mlp
     ell_max = config.ell_max
     W_e = params.W_e
@@ -231,8 +243,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
     W_u = params.W_u
     _check_input('z_n', z_n, (None, ), 'i', 1, N_V, '[N_V]*')
     _check_input('x_n', x_n, (None, ), 'i', 1, N_V, '[N_V]*')
-    _check_params(params, {'W_e': (d_e, N_V, ), 'W_p': (d_e, ell_max, ), 'W_q': (L_enc, H, d_e // H, d_e, ), 'b_q': (L_enc, H, d_e // H, ), 'W_k': (L_enc, H, d_e // H, d_e, ), 'b_k': (L_enc, H, d_e // H, ), 'W_v': (L_enc, H, d_e // H, d_e, ), 'b_v': (L_enc, H, d_e // H, ), 'W_o': (L_enc, d_e, d_e, ), 'b_o': (L_enc, d_e, ), 'gamma1': (L_enc, d_e, ), 'beta1': (L_enc, d_e, ), 'gamma2': (L_enc, d_e, ), 'beta2': (L_enc, d_e, ), 'W_mlp1': (L_enc, d_mlp, d_e, ), 'b_mlp1': (L_enc, d_mlp, ), 'W_mlp2': (L_enc, d_e, d_mlp, ), 'b_mlp2': (L_enc, d_e, ), 'W_q_2': (L_dec, H, d_e // H, d_e, ), 'b_q_2': (L_dec, H, d_e // H, ), 'W_k_2': (L_dec, H, d_e // H, d_e, ), 'b_k_2': (L_dec, H, d_e // H, ), 'W_v_2': (L_dec, H, d_e // H, d_e, ), 'b_v_2': (L_dec, H, d_e // H, ), 'W_o_2': (L_dec, d_e, d_e, ), 'b_o_2': (L_dec, d_e, ), 'W_q_3': (L_dec, H, d_e // H, d_e, ), 'b_q_3': (L_dec, H, d_e // H, ), 'W_k_3': (L_dec, H, d_e // H, d_e, ), 'b_k_3': (L_dec, H, d_e // H, ), 'W_v_3': (L_dec, H, d_e // H, d_e, ), 'b_v_3': (L_dec, H, d_e // H, ), 'W_o_3': (L_dec, d_e, d_e, ), 'b_o_3': (L_dec, d_e, ), 'gamma3': (L_dec, d_e, ), 'beta3': (L_dec, d_e, ), 'gamma4': (L_dec, d_e, ), 'beta4': (L_dec, d_e, ), 'gamma5': (L_dec, d_e, ), 'beta5': (L_dec, d_e, ), 'W_mlp3': (L_dec, d_mlp, d_e, ), 'b_mlp3': (L_dec, d_mlp, ), 'W_mlp4': (L_dec, d_e, d_mlp, ), 'b_mlp4': (L_dec, d_e, ), 'W_u': (N_V, d_e, )})
-    _check_divides('d_e/H', d_e, H, 'd_e', 'H')
+    _check_params(params, {'W_e': (d_e, N_V, ), 'W_p': (d_e, ell_max, ), 'W_q': (L_enc, H, d_attn, d_e, ), 'b_q': (L_enc, H, d_attn, ), 'W_k': (L_enc, H, d_attn, d_e, ), 'b_k': (L_enc, H, d_attn, ), 'W_v': (L_enc, H, d_mid, d_e, ), 'b_v': (L_enc, H, d_mid, ), 'W_o': (L_enc, d_e, H*d_mid, ), 'b_o': (L_enc, d_e, ), 'gamma1': (L_enc, d_e, ), 'beta1': (L_enc, d_e, ), 'gamma2': (L_enc, d_e, ), 'beta2': (L_enc, d_e, ), 'W_mlp1': (L_enc, d_mlp, d_e, ), 'b_mlp1': (L_enc, d_mlp, ), 'W_mlp2': (L_enc, d_e, d_mlp, ), 'b_mlp2': (L_enc, d_e, ), 'W_q_2': (L_dec, H, d_attn, d_e, ), 'b_q_2': (L_dec, H, d_attn, ), 'W_k_2': (L_dec, H, d_attn, d_e, ), 'b_k_2': (L_dec, H, d_attn, ), 'W_v_2': (L_dec, H, d_mid, d_e, ), 'b_v_2': (L_dec, H, d_mid, ), 'W_o_2': (L_dec, d_e, H*d_mid, ), 'b_o_2': (L_dec, d_e, ), 'W_q_3': (L_dec, H, d_attn, d_e, ), 'b_q_3': (L_dec, H, d_attn, ), 'W_k_3': (L_dec, H, d_attn, d_e, ), 'b_k_3': (L_dec, H, d_attn, ), 'W_v_3': (L_dec, H, d_mid, d_e, ), 'b_v_3': (L_dec, H, d_mid, ), 'W_o_3': (L_dec, d_e, H*d_mid, ), 'b_o_3': (L_dec, d_e, ), 'gamma3': (L_dec, d_e, ), 'beta3': (L_dec, d_e, ), 'gamma4': (L_dec, d_e, ), 'beta4': (L_dec, d_e, ), 'gamma5': (L_dec, d_e, ), 'beta5': (L_dec, d_e, ), 'W_mlp3': (L_dec, d_mlp, d_e, ), 'b_mlp3': (L_dec, d_mlp, ), 'W_mlp4': (L_dec, d_e, d_mlp, ), 'b_mlp4': (L_dec, d_e, ), 'W_u': (N_V, d_e, )})
     _check_length('ℓ − 1', -1 + ell, (('ℓ', ell), ))
     dtype = np.result_type(W_e)
     batch = np.shape(z_n)[:np.ndim(z_n) - 1]
@@ -246,43 +257,43 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
     # EDTransformer 3 Z ← [e_1, e_2, …, e_{ℓ_z}] ▷ Z ∈ ℝ^{d_e×ℓ_z}
     Z = np.swapaxes(e, -1, -2)                                  # (…, d_e, ℓ_z)
     # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-    _20 = math.sqrt(d_e // H)                                   # ()
+    _20 = math.sqrt(d_attn)                                     # ()
     # EDTransformer 4 for l = 1, 2, …, L_enc do
     Z_2 = Z
     saved_l_ = []
     for l_ in range(L_enc):
         # EDTransformer 5 Z ← Z + MHAttention(Z | 𝓦^enc_l, Mask = 1) ▷ Z ∈ ℝ^{d_e×ℓ_z}
-        W_q_l = W_q[l_]                                         # (H, d_e/H, d_e)
-        b_q_l = b_q[l_]                                         # (H, d_e/H)
-        W_k_l = W_k[l_]                                         # (H, d_e/H, d_e)
-        b_k_l = b_k[l_]                                         # (H, d_e/H)
-        W_v_l = W_v[l_]                                         # (H, d_e/H, d_e)
-        b_v_l = b_v[l_]                                         # (H, d_e/H)
-        W_o_l = W_o[l_]                                         # (d_e, d_e)
+        W_q_l = W_q[l_]                                         # (H, d_attn, d_e)
+        b_q_l = b_q[l_]                                         # (H, d_attn)
+        W_k_l = W_k[l_]                                         # (H, d_attn, d_e)
+        b_k_l = b_k[l_]                                         # (H, d_attn)
+        W_v_l = W_v[l_]                                         # (H, d_mid, d_e)
+        b_v_l = b_v[l_]                                         # (H, d_mid)
+        W_o_l = W_o[l_]                                         # (d_e, H·d_mid)
         b_o_l = b_o[l_]                                         # (d_e,)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
         _8 = np.expand_dims(Z_2, -3)                            # (…, 1, d_e, ℓ_z)
-        _9 = np.matmul(W_q_l, _8, out=_buf(workspace, ('EDTraining:f_9', l_), batch + (H, d_e // H, ell_z), dtype)) # (…, H, d_e/H, ℓ_z)
-        _10 = np.expand_dims(b_q_l, -1)                         # (H, d_e/H, 1)
-        Q = np.add(_9, _10, out=_9)                             # (…, H, d_e/H, ℓ_z)
+        _9 = np.matmul(W_q_l, _8, out=_buf(workspace, ('EDTraining:f_9', l_), batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
+        _10 = np.expand_dims(b_q_l, -1)                         # (H, d_attn, 1)
+        Q = np.add(_9, _10, out=_9)                             # (…, H, d_attn, ℓ_z)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        _12 = np.matmul(W_k_l, _8, out=_buf(workspace, ('EDTraining:f_12', l_), batch + (H, d_e // H, ell_z), dtype)) # (…, H, d_e/H, ℓ_z)
-        _13 = np.expand_dims(b_k_l, -1)                         # (H, d_e/H, 1)
-        K = np.add(_12, _13, out=_12)                           # (…, H, d_e/H, ℓ_z)
+        _12 = np.matmul(W_k_l, _8, out=_buf(workspace, ('EDTraining:f_12', l_), batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
+        _13 = np.expand_dims(b_k_l, -1)                         # (H, d_attn, 1)
+        K = np.add(_12, _13, out=_12)                           # (…, H, d_attn, ℓ_z)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        _15 = np.matmul(W_v_l, _8, out=_buf(workspace, ('EDTraining:f_15', l_), batch + (H, d_e // H, ell_z), dtype)) # (…, H, d_e/H, ℓ_z)
-        _16 = np.expand_dims(b_v_l, -1)                         # (H, d_e/H, 1)
-        V = np.add(_15, _16, out=_15)                           # (…, H, d_e/H, ℓ_z)
+        _15 = np.matmul(W_v_l, _8, out=_buf(workspace, ('EDTraining:f_15', l_), batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
+        _16 = np.expand_dims(b_v_l, -1)                         # (H, d_mid, 1)
+        V = np.add(_15, _16, out=_15)                           # (…, H, d_mid, ℓ_z)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        _18 = np.swapaxes(K, -1, -2)                            # (…, H, ℓ_z, d_e/H)
+        _18 = np.swapaxes(K, -1, -2)                            # (…, H, ℓ_z, d_attn)
         S = np.matmul(_18, Q, out=_buf(workspace, ('EDTraining:fS', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _21 = np.divide(S, _20, out=S)                          # (…, H, ℓ_z, ℓ_z)
         _22 = _softmax(_21, -2, _buf(workspace, ('EDTraining:f_22', l_), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
-        V_tilde = np.matmul(V, _22, out=_buf(workspace, ('EDTraining:fV_tilde', l_), batch + (H, d_e // H, ell_z), dtype)) # (…, H, d_e/H, ℓ_z)
+        V_tilde = np.matmul(V, _22, out=_buf(workspace, ('EDTraining:fV_tilde', l_), batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
         V_tilde_shape = V_tilde.shape
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
-        Y = V_tilde.reshape(V_tilde.shape[:-3] + (d_e,) + V_tilde.shape[-3 + 2:]) # (…, d_e, ℓ_z)
+        Y = V_tilde.reshape(V_tilde.shape[:-3] + (H*d_mid,) + V_tilde.shape[-3 + 2:]) # (…, H·d_mid, ℓ_z)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _25 = np.matmul(W_o_l, Y, out=_buf(workspace, ('EDTraining:f_25', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
         _26 = np.expand_dims(b_o_l, -1)                         # (d_e, 1)
@@ -362,7 +373,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
     # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
     _86 = ~_73                                                  # (ℓ, ℓ)
     # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-    _88 = math.sqrt(d_e // H)                                   # ()
+    _88 = math.sqrt(d_attn)                                     # ()
     # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
     _115 = np.expand_dims(Z_5, -3)                              # (…, 1, d_e, ℓ_z)
     # EDTransformer 13 for l = 1, 2, …, L_dec do ▷ the paper writes "for i = 1, 2, …, L_dec" but its body uses l
@@ -370,39 +381,39 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
     saved_l__2 = []
     for l__2 in range(L_dec):
         # EDTransformer 14 X ← X + MHAttention(X | 𝓦^dec_l, Mask[t, t′] = [[t ≤ t′]]) ▷ X ∈ ℝ^{d_e×ℓ_x}
-        W_q_2_l_2 = W_q_2[l__2]                                 # (H, d_e/H, d_e)
-        b_q_2_l_2 = b_q_2[l__2]                                 # (H, d_e/H)
-        W_k_2_l_2 = W_k_2[l__2]                                 # (H, d_e/H, d_e)
-        b_k_2_l_2 = b_k_2[l__2]                                 # (H, d_e/H)
-        W_v_2_l_2 = W_v_2[l__2]                                 # (H, d_e/H, d_e)
-        b_v_2_l_2 = b_v_2[l__2]                                 # (H, d_e/H)
-        W_o_2_l_2 = W_o_2[l__2]                                 # (d_e, d_e)
+        W_q_2_l_2 = W_q_2[l__2]                                 # (H, d_attn, d_e)
+        b_q_2_l_2 = b_q_2[l__2]                                 # (H, d_attn)
+        W_k_2_l_2 = W_k_2[l__2]                                 # (H, d_attn, d_e)
+        b_k_2_l_2 = b_k_2[l__2]                                 # (H, d_attn)
+        W_v_2_l_2 = W_v_2[l__2]                                 # (H, d_mid, d_e)
+        b_v_2_l_2 = b_v_2[l__2]                                 # (H, d_mid)
+        W_o_2_l_2 = W_o_2[l__2]                                 # (d_e, H·d_mid)
         b_o_2_l_2 = b_o_2[l__2]                                 # (d_e,)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
         _74 = np.expand_dims(X_2, -3)                           # (…, 1, d_e, ℓ)
-        _75 = np.matmul(W_q_2_l_2, _74, out=_buf(workspace, ('EDTraining:f_75', l__2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
-        _76 = np.expand_dims(b_q_2_l_2, -1)                     # (H, d_e/H, 1)
-        Q_2 = np.add(_75, _76, out=_75)                         # (…, H, d_e/H, ℓ)
+        _75 = np.matmul(W_q_2_l_2, _74, out=_buf(workspace, ('EDTraining:f_75', l__2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        _76 = np.expand_dims(b_q_2_l_2, -1)                     # (H, d_attn, 1)
+        Q_2 = np.add(_75, _76, out=_75)                         # (…, H, d_attn, ℓ)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        _78 = np.matmul(W_k_2_l_2, _74, out=_buf(workspace, ('EDTraining:f_78', l__2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
-        _79 = np.expand_dims(b_k_2_l_2, -1)                     # (H, d_e/H, 1)
-        K_2 = np.add(_78, _79, out=_78)                         # (…, H, d_e/H, ℓ)
+        _78 = np.matmul(W_k_2_l_2, _74, out=_buf(workspace, ('EDTraining:f_78', l__2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        _79 = np.expand_dims(b_k_2_l_2, -1)                     # (H, d_attn, 1)
+        K_2 = np.add(_78, _79, out=_78)                         # (…, H, d_attn, ℓ)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        _81 = np.matmul(W_v_2_l_2, _74, out=_buf(workspace, ('EDTraining:f_81', l__2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
-        _82 = np.expand_dims(b_v_2_l_2, -1)                     # (H, d_e/H, 1)
-        V_2 = np.add(_81, _82, out=_81)                         # (…, H, d_e/H, ℓ)
+        _81 = np.matmul(W_v_2_l_2, _74, out=_buf(workspace, ('EDTraining:f_81', l__2), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
+        _82 = np.expand_dims(b_v_2_l_2, -1)                     # (H, d_mid, 1)
+        V_2 = np.add(_81, _82, out=_81)                         # (…, H, d_mid, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        _84 = np.swapaxes(K_2, -1, -2)                          # (…, H, ℓ, d_e/H)
+        _84 = np.swapaxes(K_2, -1, -2)                          # (…, H, ℓ, d_attn)
         S_2 = np.matmul(_84, Q_2, out=_buf(workspace, ('EDTraining:fS_2', l__2 % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
         _87 = _fill_where(S_2, _86, -np.inf)                    # (…, H, ℓ, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _89 = np.divide(_87, _88, out=_87)                      # (…, H, ℓ, ℓ)
         _90 = _softmax(_89, -2, _buf(workspace, ('EDTraining:f_90', l__2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        V_tilde_3 = np.matmul(V_2, _90, out=_buf(workspace, ('EDTraining:fV_tilde_3', l__2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
+        V_tilde_3 = np.matmul(V_2, _90, out=_buf(workspace, ('EDTraining:fV_tilde_3', l__2), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
         V_tilde_3_shape = V_tilde_3.shape
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
-        Y_2 = V_tilde_3.reshape(V_tilde_3.shape[:-3] + (d_e,) + V_tilde_3.shape[-3 + 2:]) # (…, d_e, ℓ)
+        Y_2 = V_tilde_3.reshape(V_tilde_3.shape[:-3] + (H*d_mid,) + V_tilde_3.shape[-3 + 2:]) # (…, H·d_mid, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _93 = np.matmul(W_o_2_l_2, Y_2, out=_buf(workspace, ('EDTraining:f_93', l__2 % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         _94 = np.expand_dims(b_o_2_l_2, -1)                     # (d_e, 1)
@@ -431,37 +442,37 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         # EDTransformer 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         _110 = np.swapaxes(e_hat_3, -1, -2)                     # (…, d_e, ℓ)
         # EDTransformer 16 X ← X + MHAttention(X, Z | 𝓦^ed_l, Mask = 1) ▷ X ∈ ℝ^{d_e×ℓ_x}
-        W_q_3_l_2 = W_q_3[l__2]                                 # (H, d_e/H, d_e)
-        b_q_3_l_2 = b_q_3[l__2]                                 # (H, d_e/H)
-        W_k_3_l_2 = W_k_3[l__2]                                 # (H, d_e/H, d_e)
-        b_k_3_l_2 = b_k_3[l__2]                                 # (H, d_e/H)
-        W_v_3_l_2 = W_v_3[l__2]                                 # (H, d_e/H, d_e)
-        b_v_3_l_2 = b_v_3[l__2]                                 # (H, d_e/H)
-        W_o_3_l_2 = W_o_3[l__2]                                 # (d_e, d_e)
+        W_q_3_l_2 = W_q_3[l__2]                                 # (H, d_attn, d_e)
+        b_q_3_l_2 = b_q_3[l__2]                                 # (H, d_attn)
+        W_k_3_l_2 = W_k_3[l__2]                                 # (H, d_attn, d_e)
+        b_k_3_l_2 = b_k_3[l__2]                                 # (H, d_attn)
+        W_v_3_l_2 = W_v_3[l__2]                                 # (H, d_mid, d_e)
+        b_v_3_l_2 = b_v_3[l__2]                                 # (H, d_mid)
+        W_o_3_l_2 = W_o_3[l__2]                                 # (d_e, H·d_mid)
         b_o_3_l_2 = b_o_3[l__2]                                 # (d_e,)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
         _111 = np.expand_dims(_110, -3)                         # (…, 1, d_e, ℓ)
-        _112 = np.matmul(W_q_3_l_2, _111, out=_buf(workspace, ('EDTraining:f_112', l__2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
-        _113 = np.expand_dims(b_q_3_l_2, -1)                    # (H, d_e/H, 1)
-        Q_3 = np.add(_112, _113, out=_112)                      # (…, H, d_e/H, ℓ)
+        _112 = np.matmul(W_q_3_l_2, _111, out=_buf(workspace, ('EDTraining:f_112', l__2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        _113 = np.expand_dims(b_q_3_l_2, -1)                    # (H, d_attn, 1)
+        Q_3 = np.add(_112, _113, out=_112)                      # (…, H, d_attn, ℓ)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        _116 = np.matmul(W_k_3_l_2, _115, out=_buf(workspace, ('EDTraining:f_116', l__2), batch + (H, d_e // H, ell_z), dtype)) # (…, H, d_e/H, ℓ_z)
-        _117 = np.expand_dims(b_k_3_l_2, -1)                    # (H, d_e/H, 1)
-        K_3 = np.add(_116, _117, out=_116)                      # (…, H, d_e/H, ℓ_z)
+        _116 = np.matmul(W_k_3_l_2, _115, out=_buf(workspace, ('EDTraining:f_116', l__2), batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
+        _117 = np.expand_dims(b_k_3_l_2, -1)                    # (H, d_attn, 1)
+        K_3 = np.add(_116, _117, out=_116)                      # (…, H, d_attn, ℓ_z)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        _119 = np.matmul(W_v_3_l_2, _115, out=_buf(workspace, ('EDTraining:f_119', l__2), batch + (H, d_e // H, ell_z), dtype)) # (…, H, d_e/H, ℓ_z)
-        _120 = np.expand_dims(b_v_3_l_2, -1)                    # (H, d_e/H, 1)
-        V_3 = np.add(_119, _120, out=_119)                      # (…, H, d_e/H, ℓ_z)
+        _119 = np.matmul(W_v_3_l_2, _115, out=_buf(workspace, ('EDTraining:f_119', l__2), batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
+        _120 = np.expand_dims(b_v_3_l_2, -1)                    # (H, d_mid, 1)
+        V_3 = np.add(_119, _120, out=_119)                      # (…, H, d_mid, ℓ_z)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        _122 = np.swapaxes(K_3, -1, -2)                         # (…, H, ℓ_z, d_e/H)
+        _122 = np.swapaxes(K_3, -1, -2)                         # (…, H, ℓ_z, d_attn)
         S_3 = np.matmul(_122, Q_3, out=_buf(workspace, ('EDTraining:fS_3', l__2 % 2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _124 = np.divide(S_3, _88, out=S_3)                     # (…, H, ℓ_z, ℓ)
         _125 = _softmax(_124, -2, _buf(workspace, ('EDTraining:f_125', l__2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
-        V_tilde_5 = np.matmul(V_3, _125, out=_buf(workspace, ('EDTraining:fV_tilde_5', l__2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
+        V_tilde_5 = np.matmul(V_3, _125, out=_buf(workspace, ('EDTraining:fV_tilde_5', l__2), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
         V_tilde_5_shape = V_tilde_5.shape
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
-        Y_3 = V_tilde_5.reshape(V_tilde_5.shape[:-3] + (d_e,) + V_tilde_5.shape[-3 + 2:]) # (…, d_e, ℓ)
+        Y_3 = V_tilde_5.reshape(V_tilde_5.shape[:-3] + (H*d_mid,) + V_tilde_5.shape[-3 + 2:]) # (…, H·d_mid, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _128 = np.matmul(W_o_3_l_2, Y_3, out=_buf(workspace, ('EDTraining:f_128', l__2 % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         _129 = np.expand_dims(b_o_3_l_2, -1)                    # (d_e, 1)
@@ -547,7 +558,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
     shape_181 = _181.shape
     _182 = np.sum(_181, axis=-1, out=_buf(workspace, 'EDTraining:f_182', batch + (), dtype)) # (…,)
     _183 = np.negative(_182, out=_buf(workspace, 'EDTraining:f_183', batch + (), dtype)) # (…,)
-    cache = {"N_V": N_V, "ell_z": ell_z, "ell": ell, "H": H, "L_dec": L_dec, "L_enc": L_enc, "d_e": d_e, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "shape_181": shape_181, "_180": _180, "_179": _179, "shape_177": shape_177, "_175": _175, "shape_176": shape_176, "P": P, "X_6": X_6, "_88": _88, "_115": _115, "_86": _86, "_66": _66, "_4": _4, "x_n": x_n, "_1": _1, "_20": _20, "_3": _3, "z_n": z_n, "saved_l__2": saved_l__2, "saved_l_": saved_l_}
+    cache = {"N_V": N_V, "ell_z": ell_z, "ell": ell, "H": H, "L_dec": L_dec, "L_enc": L_enc, "d_attn": d_attn, "d_e": d_e, "d_mid": d_mid, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "shape_181": shape_181, "_180": _180, "_179": _179, "shape_177": shape_177, "_175": _175, "shape_176": shape_176, "P": P, "X_6": X_6, "_88": _88, "_115": _115, "_86": _86, "_66": _66, "_4": _4, "x_n": x_n, "_1": _1, "_20": _20, "_3": _3, "z_n": z_n, "saved_l__2": saved_l__2, "saved_l_": saved_l_}
     return _183, cache
 
 
@@ -563,7 +574,9 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     H = cache["H"]
     L_dec = cache["L_dec"]
     L_enc = cache["L_enc"]
+    d_attn = cache["d_attn"]
     d_e = cache["d_e"]
+    d_mid = cache["d_mid"]
     d_mlp = cache["d_mlp"]
     batch = cache["batch"]
     dtype = cache["dtype"]
@@ -699,53 +712,53 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10045 = _sum_to(d_X_4, 2, (-1,))                       # (d_e, 1)
         d_b_o_3_l_2 = np.squeeze(g10045, -1)                    # (d_e,)
-        g10047 = np.swapaxes(W_o_3_l_2, -1, -2)                 # (d_e, d_e)
-        d_Y_3 = np.matmul(g10047, d_X_4, out=_buf(workspace, ('EDTraining:bd_Y_3', l__2 % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-        g10049 = np.swapaxes(Y_3, -1, -2)                       # (…, ℓ, d_e)
-        g10050 = np.matmul(d_X_4, g10049, out=_buf(workspace, ('EDTraining:bg10050', l__2 % 2), batch + (d_e, d_e), dtype)) # (…, d_e, d_e)
-        d_W_o_3_l_2 = _sum_to(g10050, 2, ())                    # (d_e, d_e)
+        g10047 = np.swapaxes(W_o_3_l_2, -1, -2)                 # (H·d_mid, d_e)
+        d_Y_3 = np.matmul(g10047, d_X_4, out=_buf(workspace, ('EDTraining:bd_Y_3', l__2 % 2), batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
+        g10049 = np.swapaxes(Y_3, -1, -2)                       # (…, ℓ, H·d_mid)
+        g10050 = np.matmul(d_X_4, g10049, out=_buf(workspace, ('EDTraining:bg10050', l__2 % 2), batch + (d_e, H*d_mid), dtype)) # (…, d_e, H·d_mid)
+        d_W_o_3_l_2 = _sum_to(g10050, 2, ())                    # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
-        d_V_tilde_5 = d_Y_3.reshape(V_tilde_5_shape)            # (…, H, d_e/H, ℓ)
+        d_V_tilde_5 = d_Y_3.reshape(V_tilde_5_shape)            # (…, H, d_mid, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10053 = np.swapaxes(V_3, -1, -2)                       # (…, H, ℓ_z, d_e/H)
+        g10053 = np.swapaxes(V_3, -1, -2)                       # (…, H, ℓ_z, d_mid)
         g10054 = np.matmul(g10053, d_V_tilde_5, out=_buf(workspace, ('EDTraining:bg10054', l__2 % 2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
         g10055 = np.swapaxes(_125, -1, -2)                      # (…, H, ℓ, ℓ_z)
-        d_V_3 = np.matmul(d_V_tilde_5, g10055, out=_buf(workspace, ('EDTraining:bd_V_3', l__2 % 2), batch + (H, d_e // H, ell_z), dtype)) # (…, H, d_e/H, ℓ_z)
+        d_V_3 = np.matmul(d_V_tilde_5, g10055, out=_buf(workspace, ('EDTraining:bd_V_3', l__2 % 2), batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
         g10057 = _softmax_grad(g10054, _125, -2, _buf(workspace, ('EDTraining:bg10057', l__2 % 2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
         d_S_3 = np.divide(g10057, _88, out=_buf(workspace, ('EDTraining:bd_S_3', l__2 % 2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        g10062 = np.swapaxes(_122, -1, -2)                      # (…, H, d_e/H, ℓ_z)
-        d_Q_3 = np.matmul(g10062, d_S_3, out=_buf(workspace, ('EDTraining:bd_Q_3', l__2 % 2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
-        g10064 = np.swapaxes(Q_3, -1, -2)                       # (…, H, ℓ, d_e/H)
-        g10065 = np.matmul(d_S_3, g10064, out=_buf(workspace, ('EDTraining:bg10065', l__2 % 2), batch + (H, ell_z, d_e // H), dtype)) # (…, H, ℓ_z, d_e/H)
-        d_K_3 = np.swapaxes(g10065, -1, -2)                     # (…, H, d_e/H, ℓ_z)
+        g10062 = np.swapaxes(_122, -1, -2)                      # (…, H, d_attn, ℓ_z)
+        d_Q_3 = np.matmul(g10062, d_S_3, out=_buf(workspace, ('EDTraining:bd_Q_3', l__2 % 2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        g10064 = np.swapaxes(Q_3, -1, -2)                       # (…, H, ℓ, d_attn)
+        g10065 = np.matmul(d_S_3, g10064, out=_buf(workspace, ('EDTraining:bg10065', l__2 % 2), batch + (H, ell_z, d_attn), dtype)) # (…, H, ℓ_z, d_attn)
+        d_K_3 = np.swapaxes(g10065, -1, -2)                     # (…, H, d_attn, ℓ_z)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10067 = _sum_to(d_V_3, 3, (-1,))                       # (H, d_e/H, 1)
-        d_b_v_3_l_2 = np.squeeze(g10067, -1)                    # (H, d_e/H)
-        g10069 = np.swapaxes(W_v_3_l_2, -1, -2)                 # (H, d_e, d_e/H)
+        g10067 = _sum_to(d_V_3, 3, (-1,))                       # (H, d_mid, 1)
+        d_b_v_3_l_2 = np.squeeze(g10067, -1)                    # (H, d_mid)
+        g10069 = np.swapaxes(W_v_3_l_2, -1, -2)                 # (H, d_e, d_mid)
         g10070 = np.matmul(g10069, d_V_3, out=_buf(workspace, ('EDTraining:bg10070', l__2 % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
         g10071 = np.swapaxes(_115, -1, -2)                      # (…, 1, ℓ_z, d_e)
-        g10072 = np.matmul(d_V_3, g10071, out=_buf(workspace, ('EDTraining:bg10072', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        d_W_v_3_l_2 = _sum_to(g10072, 3, ())                    # (H, d_e/H, d_e)
+        g10072 = np.matmul(d_V_3, g10071, out=_buf(workspace, ('EDTraining:bg10072', l__2 % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        d_W_v_3_l_2 = _sum_to(g10072, 3, ())                    # (H, d_mid, d_e)
         g10074 = _sum_to(g10070, None, (-3,))                   # (…, 1, d_e, ℓ_z)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10075 = _sum_to(d_K_3, 3, (-1,))                       # (H, d_e/H, 1)
-        d_b_k_3_l_2 = np.squeeze(g10075, -1)                    # (H, d_e/H)
-        g10077 = np.swapaxes(W_k_3_l_2, -1, -2)                 # (H, d_e, d_e/H)
+        g10075 = _sum_to(d_K_3, 3, (-1,))                       # (H, d_attn, 1)
+        d_b_k_3_l_2 = np.squeeze(g10075, -1)                    # (H, d_attn)
+        g10077 = np.swapaxes(W_k_3_l_2, -1, -2)                 # (H, d_e, d_attn)
         g10078 = np.matmul(g10077, d_K_3, out=_buf(workspace, ('EDTraining:bg10078', l__2 % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
         g10079 = np.swapaxes(_115, -1, -2)                      # (…, 1, ℓ_z, d_e)
-        g10080 = np.matmul(d_K_3, g10079, out=_buf(workspace, ('EDTraining:bg10080', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        d_W_k_3_l_2 = _sum_to(g10080, 3, ())                    # (H, d_e/H, d_e)
+        g10080 = np.matmul(d_K_3, g10079, out=_buf(workspace, ('EDTraining:bg10080', l__2 % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_k_3_l_2 = _sum_to(g10080, 3, ())                    # (H, d_attn, d_e)
         g10082 = _sum_to(g10078, None, (-3,))                   # (…, 1, d_e, ℓ_z)
         g10083 = np.add(g10074, g10082, out=_buf(workspace, ('EDTraining:bg10083', l__2 % 2), batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10084 = _sum_to(d_Q_3, 3, (-1,))                       # (H, d_e/H, 1)
-        d_b_q_3_l_2 = np.squeeze(g10084, -1)                    # (H, d_e/H)
-        g10086 = np.swapaxes(W_q_3_l_2, -1, -2)                 # (H, d_e, d_e/H)
+        g10084 = _sum_to(d_Q_3, 3, (-1,))                       # (H, d_attn, 1)
+        d_b_q_3_l_2 = np.squeeze(g10084, -1)                    # (H, d_attn)
+        g10086 = np.swapaxes(W_q_3_l_2, -1, -2)                 # (H, d_e, d_attn)
         g10087 = np.matmul(g10086, d_Q_3, out=_buf(workspace, ('EDTraining:bg10087', l__2 % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
         g10088 = np.swapaxes(_111, -1, -2)                      # (…, 1, ℓ, d_e)
-        g10089 = np.matmul(d_Q_3, g10088, out=_buf(workspace, ('EDTraining:bg10089', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        d_W_q_3_l_2 = _sum_to(g10089, 3, ())                    # (H, d_e/H, d_e)
+        g10089 = np.matmul(d_Q_3, g10088, out=_buf(workspace, ('EDTraining:bg10089', l__2 % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_q_3_l_2 = _sum_to(g10089, 3, ())                    # (H, d_attn, d_e)
         g10091 = _sum_to(g10087, None, (-3,))                   # (…, 1, d_e, ℓ)
         g10092 = np.squeeze(g10091, -3)                         # (…, d_e, ℓ)
         g10093 = np.add(d_X_4, g10092, out=_buf(workspace, ('EDTraining:bg10093', l__2 % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
@@ -762,55 +775,55 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10101 = _sum_to(d_X_3, 2, (-1,))                       # (d_e, 1)
         d_b_o_2_l_2 = np.squeeze(g10101, -1)                    # (d_e,)
-        g10103 = np.swapaxes(W_o_2_l_2, -1, -2)                 # (d_e, d_e)
-        d_Y_2 = np.matmul(g10103, d_X_3, out=_buf(workspace, ('EDTraining:bd_Y_2', l__2 % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-        g10105 = np.swapaxes(Y_2, -1, -2)                       # (…, ℓ, d_e)
-        g10106 = np.matmul(d_X_3, g10105, out=_buf(workspace, ('EDTraining:bg10106', l__2 % 2), batch + (d_e, d_e), dtype)) # (…, d_e, d_e)
-        d_W_o_2_l_2 = _sum_to(g10106, 2, ())                    # (d_e, d_e)
+        g10103 = np.swapaxes(W_o_2_l_2, -1, -2)                 # (H·d_mid, d_e)
+        d_Y_2 = np.matmul(g10103, d_X_3, out=_buf(workspace, ('EDTraining:bd_Y_2', l__2 % 2), batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
+        g10105 = np.swapaxes(Y_2, -1, -2)                       # (…, ℓ, H·d_mid)
+        g10106 = np.matmul(d_X_3, g10105, out=_buf(workspace, ('EDTraining:bg10106', l__2 % 2), batch + (d_e, H*d_mid), dtype)) # (…, d_e, H·d_mid)
+        d_W_o_2_l_2 = _sum_to(g10106, 2, ())                    # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
-        d_V_tilde_3 = d_Y_2.reshape(V_tilde_3_shape)            # (…, H, d_e/H, ℓ)
+        d_V_tilde_3 = d_Y_2.reshape(V_tilde_3_shape)            # (…, H, d_mid, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10109 = np.swapaxes(V_2, -1, -2)                       # (…, H, ℓ, d_e/H)
+        g10109 = np.swapaxes(V_2, -1, -2)                       # (…, H, ℓ, d_mid)
         g10110 = np.matmul(g10109, d_V_tilde_3, out=_buf(workspace, ('EDTraining:bg10110', l__2 % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         g10111 = np.swapaxes(_90, -1, -2)                       # (…, H, ℓ, ℓ)
-        d_V_2 = np.matmul(d_V_tilde_3, g10111, out=_buf(workspace, ('EDTraining:bd_V_2', l__2 % 2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
+        d_V_2 = np.matmul(d_V_tilde_3, g10111, out=_buf(workspace, ('EDTraining:bd_V_2', l__2 % 2), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
         g10113 = _softmax_grad(g10110, _90, -2, _buf(workspace, ('EDTraining:bg10113', l__2 % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         g10114 = np.divide(g10113, _88, out=_buf(workspace, ('EDTraining:bg10114', l__2 % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
         d_S_2 = _where(_86, 0, g10114, _buf(workspace, ('EDTraining:bd_S_2', l__2 % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        g10120 = np.swapaxes(_84, -1, -2)                       # (…, H, d_e/H, ℓ)
-        d_Q_2 = np.matmul(g10120, d_S_2, out=_buf(workspace, ('EDTraining:bd_Q_2', l__2 % 2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
-        g10122 = np.swapaxes(Q_2, -1, -2)                       # (…, H, ℓ, d_e/H)
-        g10123 = np.matmul(d_S_2, g10122, out=_buf(workspace, ('EDTraining:bg10123', l__2 % 2), batch + (H, ell, d_e // H), dtype)) # (…, H, ℓ, d_e/H)
-        d_K_2 = np.swapaxes(g10123, -1, -2)                     # (…, H, d_e/H, ℓ)
+        g10120 = np.swapaxes(_84, -1, -2)                       # (…, H, d_attn, ℓ)
+        d_Q_2 = np.matmul(g10120, d_S_2, out=_buf(workspace, ('EDTraining:bd_Q_2', l__2 % 2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        g10122 = np.swapaxes(Q_2, -1, -2)                       # (…, H, ℓ, d_attn)
+        g10123 = np.matmul(d_S_2, g10122, out=_buf(workspace, ('EDTraining:bg10123', l__2 % 2), batch + (H, ell, d_attn), dtype)) # (…, H, ℓ, d_attn)
+        d_K_2 = np.swapaxes(g10123, -1, -2)                     # (…, H, d_attn, ℓ)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10125 = _sum_to(d_V_2, 3, (-1,))                       # (H, d_e/H, 1)
-        d_b_v_2_l_2 = np.squeeze(g10125, -1)                    # (H, d_e/H)
-        g10127 = np.swapaxes(W_v_2_l_2, -1, -2)                 # (H, d_e, d_e/H)
+        g10125 = _sum_to(d_V_2, 3, (-1,))                       # (H, d_mid, 1)
+        d_b_v_2_l_2 = np.squeeze(g10125, -1)                    # (H, d_mid)
+        g10127 = np.swapaxes(W_v_2_l_2, -1, -2)                 # (H, d_e, d_mid)
         g10128 = np.matmul(g10127, d_V_2, out=_buf(workspace, ('EDTraining:bg10128', l__2 % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
         g10129 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10130 = np.matmul(d_V_2, g10129, out=_buf(workspace, ('EDTraining:bg10130', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        d_W_v_2_l_2 = _sum_to(g10130, 3, ())                    # (H, d_e/H, d_e)
+        g10130 = np.matmul(d_V_2, g10129, out=_buf(workspace, ('EDTraining:bg10130', l__2 % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        d_W_v_2_l_2 = _sum_to(g10130, 3, ())                    # (H, d_mid, d_e)
         g10132 = _sum_to(g10128, None, (-3,))                   # (…, 1, d_e, ℓ)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10133 = _sum_to(d_K_2, 3, (-1,))                       # (H, d_e/H, 1)
-        d_b_k_2_l_2 = np.squeeze(g10133, -1)                    # (H, d_e/H)
-        g10135 = np.swapaxes(W_k_2_l_2, -1, -2)                 # (H, d_e, d_e/H)
+        g10133 = _sum_to(d_K_2, 3, (-1,))                       # (H, d_attn, 1)
+        d_b_k_2_l_2 = np.squeeze(g10133, -1)                    # (H, d_attn)
+        g10135 = np.swapaxes(W_k_2_l_2, -1, -2)                 # (H, d_e, d_attn)
         g10136 = np.matmul(g10135, d_K_2, out=_buf(workspace, ('EDTraining:bg10136', l__2 % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
         g10137 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10138 = np.matmul(d_K_2, g10137, out=_buf(workspace, ('EDTraining:bg10138', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        d_W_k_2_l_2 = _sum_to(g10138, 3, ())                    # (H, d_e/H, d_e)
+        g10138 = np.matmul(d_K_2, g10137, out=_buf(workspace, ('EDTraining:bg10138', l__2 % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_k_2_l_2 = _sum_to(g10138, 3, ())                    # (H, d_attn, d_e)
         g10140 = _sum_to(g10136, None, (-3,))                   # (…, 1, d_e, ℓ)
         g10141 = np.add(g10132, g10140, out=_buf(workspace, ('EDTraining:bg10141', l__2 % 2), batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10142 = _sum_to(d_Q_2, 3, (-1,))                       # (H, d_e/H, 1)
-        d_b_q_2_l_2 = np.squeeze(g10142, -1)                    # (H, d_e/H)
-        g10144 = np.swapaxes(W_q_2_l_2, -1, -2)                 # (H, d_e, d_e/H)
+        g10142 = _sum_to(d_Q_2, 3, (-1,))                       # (H, d_attn, 1)
+        d_b_q_2_l_2 = np.squeeze(g10142, -1)                    # (H, d_attn)
+        g10144 = np.swapaxes(W_q_2_l_2, -1, -2)                 # (H, d_e, d_attn)
         g10145 = np.matmul(g10144, d_Q_2, out=_buf(workspace, ('EDTraining:bg10145', l__2 % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
         g10146 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10147 = np.matmul(d_Q_2, g10146, out=_buf(workspace, ('EDTraining:bg10147', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        d_W_q_2_l_2 = _sum_to(g10147, 3, ())                    # (H, d_e/H, d_e)
+        g10147 = np.matmul(d_Q_2, g10146, out=_buf(workspace, ('EDTraining:bg10147', l__2 % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_q_2_l_2 = _sum_to(g10147, 3, ())                    # (H, d_attn, d_e)
         g10149 = _sum_to(g10145, None, (-3,))                   # (…, 1, d_e, ℓ)
         g10150 = np.add(g10141, g10149, out=g10141)             # (…, 1, d_e, ℓ)
         g10151 = np.squeeze(g10150, -3)                         # (…, d_e, ℓ)
@@ -927,53 +940,53 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10191 = _sum_to(d_Z_3, 2, (-1,))                       # (d_e, 1)
         d_b_o_l = np.squeeze(g10191, -1)                        # (d_e,)
-        g10193 = np.swapaxes(W_o_l, -1, -2)                     # (d_e, d_e)
-        d_Y = np.matmul(g10193, d_Z_3, out=_buf(workspace, ('EDTraining:bd_Y', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
-        g10195 = np.swapaxes(Y, -1, -2)                         # (…, ℓ_z, d_e)
-        g10196 = np.matmul(d_Z_3, g10195, out=_buf(workspace, ('EDTraining:bg10196', l_ % 2), batch + (d_e, d_e), dtype)) # (…, d_e, d_e)
-        d_W_o_l = _sum_to(g10196, 2, ())                        # (d_e, d_e)
+        g10193 = np.swapaxes(W_o_l, -1, -2)                     # (H·d_mid, d_e)
+        d_Y = np.matmul(g10193, d_Z_3, out=_buf(workspace, ('EDTraining:bd_Y', l_ % 2), batch + (H*d_mid, ell_z), dtype)) # (…, H·d_mid, ℓ_z)
+        g10195 = np.swapaxes(Y, -1, -2)                         # (…, ℓ_z, H·d_mid)
+        g10196 = np.matmul(d_Z_3, g10195, out=_buf(workspace, ('EDTraining:bg10196', l_ % 2), batch + (d_e, H*d_mid), dtype)) # (…, d_e, H·d_mid)
+        d_W_o_l = _sum_to(g10196, 2, ())                        # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
-        d_V_tilde = d_Y.reshape(V_tilde_shape)                  # (…, H, d_e/H, ℓ_z)
+        d_V_tilde = d_Y.reshape(V_tilde_shape)                  # (…, H, d_mid, ℓ_z)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10199 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ_z, d_e/H)
+        g10199 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ_z, d_mid)
         g10200 = np.matmul(g10199, d_V_tilde, out=_buf(workspace, ('EDTraining:bg10200', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
         g10201 = np.swapaxes(_22, -1, -2)                       # (…, H, ℓ_z, ℓ_z)
-        d_V = np.matmul(d_V_tilde, g10201, out=_buf(workspace, ('EDTraining:bd_V', l_ % 2), batch + (H, d_e // H, ell_z), dtype)) # (…, H, d_e/H, ℓ_z)
+        d_V = np.matmul(d_V_tilde, g10201, out=_buf(workspace, ('EDTraining:bd_V', l_ % 2), batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
         g10203 = _softmax_grad(g10200, _22, -2, _buf(workspace, ('EDTraining:bg10203', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
         d_S = np.divide(g10203, _20, out=_buf(workspace, ('EDTraining:bd_S', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        g10208 = np.swapaxes(_18, -1, -2)                       # (…, H, d_e/H, ℓ_z)
-        d_Q = np.matmul(g10208, d_S, out=_buf(workspace, ('EDTraining:bd_Q', l_ % 2), batch + (H, d_e // H, ell_z), dtype)) # (…, H, d_e/H, ℓ_z)
-        g10210 = np.swapaxes(Q, -1, -2)                         # (…, H, ℓ_z, d_e/H)
-        g10211 = np.matmul(d_S, g10210, out=_buf(workspace, ('EDTraining:bg10211', l_ % 2), batch + (H, ell_z, d_e // H), dtype)) # (…, H, ℓ_z, d_e/H)
-        d_K = np.swapaxes(g10211, -1, -2)                       # (…, H, d_e/H, ℓ_z)
+        g10208 = np.swapaxes(_18, -1, -2)                       # (…, H, d_attn, ℓ_z)
+        d_Q = np.matmul(g10208, d_S, out=_buf(workspace, ('EDTraining:bd_Q', l_ % 2), batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
+        g10210 = np.swapaxes(Q, -1, -2)                         # (…, H, ℓ_z, d_attn)
+        g10211 = np.matmul(d_S, g10210, out=_buf(workspace, ('EDTraining:bg10211', l_ % 2), batch + (H, ell_z, d_attn), dtype)) # (…, H, ℓ_z, d_attn)
+        d_K = np.swapaxes(g10211, -1, -2)                       # (…, H, d_attn, ℓ_z)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10213 = _sum_to(d_V, 3, (-1,))                         # (H, d_e/H, 1)
-        d_b_v_l = np.squeeze(g10213, -1)                        # (H, d_e/H)
-        g10215 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_e/H)
+        g10213 = _sum_to(d_V, 3, (-1,))                         # (H, d_mid, 1)
+        d_b_v_l = np.squeeze(g10213, -1)                        # (H, d_mid)
+        g10215 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
         g10216 = np.matmul(g10215, d_V, out=_buf(workspace, ('EDTraining:bg10216', l_ % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
         g10217 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
-        g10218 = np.matmul(d_V, g10217, out=_buf(workspace, ('EDTraining:bg10218', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        d_W_v_l = _sum_to(g10218, 3, ())                        # (H, d_e/H, d_e)
+        g10218 = np.matmul(d_V, g10217, out=_buf(workspace, ('EDTraining:bg10218', l_ % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        d_W_v_l = _sum_to(g10218, 3, ())                        # (H, d_mid, d_e)
         g10220 = _sum_to(g10216, None, (-3,))                   # (…, 1, d_e, ℓ_z)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10221 = _sum_to(d_K, 3, (-1,))                         # (H, d_e/H, 1)
-        d_b_k_l = np.squeeze(g10221, -1)                        # (H, d_e/H)
-        g10223 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_e/H)
+        g10221 = _sum_to(d_K, 3, (-1,))                         # (H, d_attn, 1)
+        d_b_k_l = np.squeeze(g10221, -1)                        # (H, d_attn)
+        g10223 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
         g10224 = np.matmul(g10223, d_K, out=_buf(workspace, ('EDTraining:bg10224', l_ % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
         g10225 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
-        g10226 = np.matmul(d_K, g10225, out=_buf(workspace, ('EDTraining:bg10226', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        d_W_k_l = _sum_to(g10226, 3, ())                        # (H, d_e/H, d_e)
+        g10226 = np.matmul(d_K, g10225, out=_buf(workspace, ('EDTraining:bg10226', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_k_l = _sum_to(g10226, 3, ())                        # (H, d_attn, d_e)
         g10228 = _sum_to(g10224, None, (-3,))                   # (…, 1, d_e, ℓ_z)
         g10229 = np.add(g10220, g10228, out=_buf(workspace, ('EDTraining:bg10229', l_ % 2), batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10230 = _sum_to(d_Q, 3, (-1,))                         # (H, d_e/H, 1)
-        d_b_q_l = np.squeeze(g10230, -1)                        # (H, d_e/H)
-        g10232 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_e/H)
+        g10230 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
+        d_b_q_l = np.squeeze(g10230, -1)                        # (H, d_attn)
+        g10232 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
         g10233 = np.matmul(g10232, d_Q, out=_buf(workspace, ('EDTraining:bg10233', l_ % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
         g10234 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
-        g10235 = np.matmul(d_Q, g10234, out=_buf(workspace, ('EDTraining:bg10235', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        d_W_q_l = _sum_to(g10235, 3, ())                        # (H, d_e/H, d_e)
+        g10235 = np.matmul(d_Q, g10234, out=_buf(workspace, ('EDTraining:bg10235', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_q_l = _sum_to(g10235, 3, ())                        # (H, d_attn, d_e)
         g10237 = _sum_to(g10233, None, (-3,))                   # (…, 1, d_e, ℓ_z)
         g10238 = np.add(g10229, g10237, out=g10229)             # (…, 1, d_e, ℓ_z)
         g10239 = np.squeeze(g10238, -3)                         # (…, d_e, ℓ_z)
@@ -1144,11 +1157,64 @@ def _sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-_erf = np.vectorize(math.erf, otypes=[float])
+# erf to within 2 ulp of math.erf in float64, as whole-array NumPy: x + x·P(x²) below
+# _ERF_SPLIT, 1 − exp(−x²)·Q(2/(2+|x|)) up to 6, ±1 beyond (scripts/erf_fit.py fits P and Q).
+_ERF_SPLIT = 0.85
+_ERF_SMALL = (
+    0.12837916709551256, -0.3761263890318335, 0.11283791670932594, -0.026866170640255645,
+    0.00522397757126982, -0.0008548323506677763, 0.00012055190337021296, -1.4921921653420798e-05,
+    1.6399123262977372e-06, -1.5697115571004142e-07, 1.0675693706713948e-08,
+)
+_ERF_LARGE = (
+    0.2353394787736969, 0.18269741890774815, 0.04699743747135581, 0.007200186868365619,
+    0.00022438494222794502, -0.000126149853106114, -9.98121130264979e-06, 3.6488971927330955e-06,
+    2.1105765303893802e-07, -1.4468547969994302e-07, 4.824729532804602e-09, 4.985129653759654e-09,
+    -8.079784162602375e-10,
+)
+_ERF_MID, _ERF_HALF = 0.4758771929824561, 0.22587719298245615
+
+
+def _horner(coefficients, v):
+    p = coefficients[-1] * v
+    for c in coefficients[-2:0:-1]:
+        p += c
+        p *= v
+    p += coefficients[0]
+    return p
+
+
+def _erf(x):
+    s = np.clip(x, -_ERF_SPLIT, _ERF_SPLIT)
+    small = _horner(_ERF_SMALL, np.square(s))
+    small *= s
+    small += s
+    a = np.abs(x)
+    b = np.clip(a, _ERF_SPLIT, 6.0)
+    v = np.add(b, 2.0)
+    np.divide(2.0, v, out=v)
+    v -= _ERF_MID
+    v /= _ERF_HALF
+    large = _horner(_ERF_LARGE, v)
+    np.square(b, out=b)
+    np.negative(b, out=b)
+    large *= np.exp(b, out=b)
+    np.subtract(1.0, large, out=large)
+    np.copysign(large, x, out=large)
+    return np.where(a < _ERF_SPLIT, small, large)
 
 
 def _gelu(x):
-    return (0.5 * x * (1.0 + _erf(x / np.sqrt(2.0)))).astype(x.dtype)
+    return 0.5 * x * (1.0 + _erf(x * 0.7071067811865476))
+
+
+def _concat(parts, axis):
+    """Join along axis (from the end), broadcasting every other axis first: [A, B] and [A; B]."""
+    nd = max(np.ndim(p) for p in parts)
+    parts = [np.reshape(p, (1,) * (nd - np.ndim(p)) + np.shape(p)) for p in parts]
+    ax = nd + axis
+    common = np.broadcast_shapes(*(p.shape[:ax] + (1,) + p.shape[ax + 1:] for p in parts))
+    return np.concatenate([np.broadcast_to(p, common[:ax] + p.shape[ax:ax + 1] + common[ax + 1:]) for p in parts],
+                          axis=ax)
 
 
 def _take_along(a, idx, axis):
@@ -1183,9 +1249,28 @@ def _silu_grad(x):
 
 
 def _gelu_grad(x):
-    cdf = 0.5 * (1.0 + _erf(x / np.sqrt(2.0)))
-    pdf = np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi)
-    return (cdf + x * pdf).astype(x.dtype)
+    cdf = 0.5 * (1.0 + _erf(x * 0.7071067811865476))
+    pdf = np.exp(-0.5 * x * x) * 0.3989422804014327
+    return cdf + x * pdf
+
+
+def _concat_part(g, axis, i, shapes):
+    """The slice of a join's gradient that belongs to its part i."""
+    lo = sum(s[axis] for s in shapes[:i])
+    index = [slice(None)] * g.ndim
+    index[axis] = slice(lo, lo + shapes[i][axis])
+    return g[tuple(index)]
+
+
+def _extreme_grad(g, x, y, axis):
+    """The gradient of max or min along axis: to the entries equal to it, shared among ties."""
+    hit = x == np.expand_dims(y, axis)
+    return hit * (np.expand_dims(g, axis) / np.sum(hit, axis=axis, keepdims=True))
+
+
+def _unmean(g, shape, axis):
+    """The gradient of a mean along axis: an equal share to every entry."""
+    return np.broadcast_to(np.expand_dims(g, axis) / math.prod(shape[a] for a in axis), shape)  # axis: a tuple
 
 
 def _wgrad(x, g, out=None):

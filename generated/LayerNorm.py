@@ -226,11 +226,64 @@ def _sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-_erf = np.vectorize(math.erf, otypes=[float])
+# erf to within 2 ulp of math.erf in float64, as whole-array NumPy: x + x·P(x²) below
+# _ERF_SPLIT, 1 − exp(−x²)·Q(2/(2+|x|)) up to 6, ±1 beyond (scripts/erf_fit.py fits P and Q).
+_ERF_SPLIT = 0.85
+_ERF_SMALL = (
+    0.12837916709551256, -0.3761263890318335, 0.11283791670932594, -0.026866170640255645,
+    0.00522397757126982, -0.0008548323506677763, 0.00012055190337021296, -1.4921921653420798e-05,
+    1.6399123262977372e-06, -1.5697115571004142e-07, 1.0675693706713948e-08,
+)
+_ERF_LARGE = (
+    0.2353394787736969, 0.18269741890774815, 0.04699743747135581, 0.007200186868365619,
+    0.00022438494222794502, -0.000126149853106114, -9.98121130264979e-06, 3.6488971927330955e-06,
+    2.1105765303893802e-07, -1.4468547969994302e-07, 4.824729532804602e-09, 4.985129653759654e-09,
+    -8.079784162602375e-10,
+)
+_ERF_MID, _ERF_HALF = 0.4758771929824561, 0.22587719298245615
+
+
+def _horner(coefficients, v):
+    p = coefficients[-1] * v
+    for c in coefficients[-2:0:-1]:
+        p += c
+        p *= v
+    p += coefficients[0]
+    return p
+
+
+def _erf(x):
+    s = np.clip(x, -_ERF_SPLIT, _ERF_SPLIT)
+    small = _horner(_ERF_SMALL, np.square(s))
+    small *= s
+    small += s
+    a = np.abs(x)
+    b = np.clip(a, _ERF_SPLIT, 6.0)
+    v = np.add(b, 2.0)
+    np.divide(2.0, v, out=v)
+    v -= _ERF_MID
+    v /= _ERF_HALF
+    large = _horner(_ERF_LARGE, v)
+    np.square(b, out=b)
+    np.negative(b, out=b)
+    large *= np.exp(b, out=b)
+    np.subtract(1.0, large, out=large)
+    np.copysign(large, x, out=large)
+    return np.where(a < _ERF_SPLIT, small, large)
 
 
 def _gelu(x):
-    return (0.5 * x * (1.0 + _erf(x / np.sqrt(2.0)))).astype(x.dtype)
+    return 0.5 * x * (1.0 + _erf(x * 0.7071067811865476))
+
+
+def _concat(parts, axis):
+    """Join along axis (from the end), broadcasting every other axis first: [A, B] and [A; B]."""
+    nd = max(np.ndim(p) for p in parts)
+    parts = [np.reshape(p, (1,) * (nd - np.ndim(p)) + np.shape(p)) for p in parts]
+    ax = nd + axis
+    common = np.broadcast_shapes(*(p.shape[:ax] + (1,) + p.shape[ax + 1:] for p in parts))
+    return np.concatenate([np.broadcast_to(p, common[:ax] + p.shape[ax:ax + 1] + common[ax + 1:]) for p in parts],
+                          axis=ax)
 
 
 def _take_along(a, idx, axis):
@@ -265,9 +318,28 @@ def _silu_grad(x):
 
 
 def _gelu_grad(x):
-    cdf = 0.5 * (1.0 + _erf(x / np.sqrt(2.0)))
-    pdf = np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi)
-    return (cdf + x * pdf).astype(x.dtype)
+    cdf = 0.5 * (1.0 + _erf(x * 0.7071067811865476))
+    pdf = np.exp(-0.5 * x * x) * 0.3989422804014327
+    return cdf + x * pdf
+
+
+def _concat_part(g, axis, i, shapes):
+    """The slice of a join's gradient that belongs to its part i."""
+    lo = sum(s[axis] for s in shapes[:i])
+    index = [slice(None)] * g.ndim
+    index[axis] = slice(lo, lo + shapes[i][axis])
+    return g[tuple(index)]
+
+
+def _extreme_grad(g, x, y, axis):
+    """The gradient of max or min along axis: to the entries equal to it, shared among ties."""
+    hit = x == np.expand_dims(y, axis)
+    return hit * (np.expand_dims(g, axis) / np.sum(hit, axis=axis, keepdims=True))
+
+
+def _unmean(g, shape, axis):
+    """The gradient of a mean along axis: an equal share to every entry."""
+    return np.broadcast_to(np.expand_dims(g, axis) / math.prod(shape[a] for a in axis), shape)  # axis: a tuple
 
 
 def _wgrad(x, g, out=None):

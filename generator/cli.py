@@ -174,24 +174,29 @@ def unified_diff(old: str | None, new: str, name: str) -> str:
 @click.option("--full", is_flag=True, help="Append every sub-algorithm the card calls, once each.")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
               help="A hyperparameter value (repeatable); with values the parameter count is shown.")
+@click.option("--config", "config", metavar="NAME", help="One of the card's named configurations (then --set on top).")
 @click.option("--backward", is_flag=True, help="Print the derived backward pass instead.")
 @click.option("--memory", is_flag=True,
               help="List the activations the forward saves for the backward, with shapes and bytes "
                    "(--set B=… for the batch, default 1; --set dtype=float64 for 8-byte floats).")
 @guarded
-def render_cmd(card, fmt, standalone, full, sets, backward, memory):
+def render_cmd(card, fmt, standalone, full, sets, config, backward, memory):
     """Print a card as Phuong–Hutter pseudocode."""
     from .docs.report import param_count_line, render_card
+    from .lang.configs import chosen_values, settable_names
     from .lang.load import library_for, load
     from .lang.values import check_values
     if standalone and fmt != "tex":
         raise CardError("--standalone makes a LaTeX document: use it with --format tex")
     if fmt == "tex" and (backward or memory):
         raise CardError("--backward and --memory print text; --format tex renders the card itself")
-    values = parse_sets(sets)
     lib = library_for(card)
     c, checked = load(card, lib)
-    check_values(checked, values, extra=("B", "dtype") if memory else (), lib=lib)
+    order = sub_algorithms(checked, lib) if full else [checked]
+    known = [n for ch in order for n in settable_names(ch, lib)]
+    extra = ("B", "dtype") if memory else ()
+    values = chosen_values(c, config, parse_sets(sets), known, extra)
+    check_values(checked, values, extra=extra + others(values, checked, lib), lib=lib)
     if backward or memory:
         from .docs.derived import backward_text, memory_text
         if backward:
@@ -201,12 +206,9 @@ def render_cmd(card, fmt, standalone, full, sets, backward, memory):
             batch = memory_batch(values.pop("B", 1))
             click.echo(memory_text(checked, lib, values, batch, itemsize), nl=False)
         return
-    order = [checked]
-    if full:
-        order = sub_algorithms(checked, lib)
     parts = []
     for ch in order:
-        count = param_count_line(ch, lib, values)
+        count = param_count_line(ch, lib, values, config if ch is checked else None)
         parts.append(render_card(ch, fmt, count))
     if fmt == "tex":
         from .docs.texbox import document, fragment
@@ -214,6 +216,14 @@ def render_cmd(card, fmt, standalone, full, sets, backward, memory):
         return
     sep = "\n" if fmt == "md" else "\n" + "─" * 72 + "\n\n"
     click.echo(sep.join(parts), nl=False)
+
+
+def others(values: dict, checked: Checked, lib: Library) -> tuple[str, ...]:
+    """The names among ``values`` that belong to other cards of the command (callees, or the other
+    cards of a folder): ``check_values`` leaves them to those cards."""
+    from .lang.configs import settable_names
+    mine = set(settable_names(checked, lib))
+    return tuple(n for n in values if n not in mine)
 
 
 def parse_sets(sets) -> dict[str, float]:
@@ -364,23 +374,35 @@ def docs_cmd(paths, out_dir, force):
     click.echo(f"wrote {out_dir}/index.html and {n} card page{'s' if n != 1 else ''}; open it in a browser")
 
 
+@main.command("primitives")
+@guarded
+def primitives_cmd():
+    """Print the table of built-in functions and operators (Markdown): spellings, shape rule, derivative."""
+    from .docs.primitives import primitives_table
+    click.echo(primitives_table(), nl=False)
+
+
 @main.command("gradcheck")
 @click.argument("paths", nargs=-1)
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="A dimension's size (default: small).")
+@click.option("--config", "config", metavar="NAME", help="One of the card's named configurations (then --set on top).")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @guarded
-def gradcheck_cmd(paths, sets, seed):
+def gradcheck_cmd(paths, sets, config, seed):
     """Check derived gradients against float64 finite differences."""
     from .compile.gradcheck import TOL, gradcheck
     from .compile.lower import LoweringError
+    from .lang.configs import chosen_values, settable_names
     from .lang.load import card_paths, library_for, load
     from .lang.values import check_values
-    values = parse_sets(sets)
-    bad, libs = 0, {}
-    for f in card_paths(paths or ("cards",)):
-        lib = library_for(str(f), shared=libs)
-        card, checked = load(str(f), lib)
-        check_values(checked, values, lib=lib)
+    given = {k: v for k, v in parse_sets(sets).items() if k != "dtype"}
+    libs: dict = {}
+    loaded = [(lib := library_for(str(f), shared=libs), *load(str(f), lib)) for f in card_paths(paths or ("cards",))]
+    known = [n for lib, _, ch in loaded for n in settable_names(ch, lib)]
+    bad = 0
+    for lib, card, checked in loaded:
+        values = chosen_values(card, config, given, known)
+        check_values(checked, values, extra=others(values, checked, lib), lib=lib)
         try:
             res = gradcheck(checked, lib, values, seed)
         except LoweringError:
@@ -427,6 +449,8 @@ MAX_BYTES = click.option("--max-bytes", default=16 * 2**30, show_default=True, t
 @click.option("--clip", default=1.0, show_default=True, help="Clip the gradient's global norm (0: off).")
 @click.option("--accumulate", default=1, show_default=True, type=POSITIVE, help="Micro-batches per step.")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="A hyperparameter of the card.")
+@click.option("--config", "config", metavar="NAME",
+              help="One of the card's named configurations (default: the one marked (training)); --set on top.")
 @click.option("--out", "out_dir", default=None, help="Folder for checkpoint, log and plot (default runs/<card>).")
 @click.option("--resume", is_flag=True, help="Continue the folder's run from its checkpoint, on the same trajectory.")
 @click.option("--force", is_flag=True, help="Start over in a folder that holds a run, replacing it.")
@@ -442,7 +466,7 @@ MAX_BYTES = click.option("--max-bytes", default=16 * 2**30, show_default=True, t
 @click.option("--nproc", default=1, show_default=True, type=POSITIVE,
               help="With --engine torch: processes on this machine.")
 @guarded
-def train_cmd(card, data, steps, batch, seq, lr, lr_min, warmup, weight_decay, clip, accumulate, sets, out_dir,
+def train_cmd(card, data, steps, batch, seq, lr, lr_min, warmup, weight_decay, clip, accumulate, sets, config, out_dir,
               resume, force, seed, dtype, eval_every, save_every, log_scale, engine, nproc):
     """Train a model card on bytes of text with AdamW; SIGINT/SIGTERM save, --resume continues exactly."""
     from .lang import load as search
@@ -467,7 +491,7 @@ def train_cmd(card, data, steps, batch, seq, lr, lr_min, warmup, weight_decay, c
                         warmup=warmup, weight_decay=weight_decay, clip=clip, accumulate=accumulate, seed=seed,
                         dtype=dtype, data={}, eval_every=eval_every, save_every=save_every)
     status = train(card, parse_sets(sets), settings, given, out_dir, resume, force, data, log_scale,
-                   say=lambda m: click.echo(m, err=True), out=click.echo)
+                   say=lambda m: click.echo(m, err=True), out=click.echo, config=config)
     sys.exit(status)
 
 

@@ -224,7 +224,7 @@ SCOPE = {
     Comment.Single: "comment.line", Comment.Special: "comment.line.claim",
     String.Doc: ("string.quoted.double.purpose", "string.quoted.other.purpose"), String.Double: "string.quoted.double",
     String.Escape: "constant.character.escape", String: "string.unquoted.description", Punctuation: "punctuation",
-    Error: "invalid",
+    Error: "invalid", Name.Label: "entity.name.label", Keyword.Pseudo: "keyword.other.training",
 }
 # ASCII spellings and escapes, which no card in cards/ uses.
 ASCII_CARD = """algorithm y <- f(x | W)

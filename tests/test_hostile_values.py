@@ -62,7 +62,7 @@ def test_the_issues_thirty_nested_loops_are_refused_fast_and_many_loops_build_fa
     (["--set", "D=1.5"], "GPT2.card:8:3", "the card says D is a natural number"),
     (["--set", "D=768", "--set", "H=5"], "CausalSelfAttention.card:14:", "D/H = 153.6 (with D = 768, H = 5)"),
     (["--set", "H=0", "--set", "D=8"], "GPT2.card:9:3", "H = 0, but H is a size"),
-    (["--set", "Dd=3"], "cardgen: error", "GPT2 has no hyperparameter or size named Dd"),
+    (["--set", "Dd=3"], "cardgen: error", "--set Dd: GPT2 has no hyperparameter Dd"),
     (["--set", "V=nan"], "cardgen: error", "'nan' is not a finite number"),
     (["--set", "D=1e400"], "cardgen: error", "'1e400' is not a finite number"),
     (["--memory", "--set", "B=-1"], "cardgen: error", "the batch size must be a whole number of at least 1"),

@@ -21,8 +21,10 @@ input, each within max|Δ| / max|reference| ≤ 1e-9 (float64) or 1e-4 (float32)
 per tensor. Two losses: Σ P ⊙ G for a fixed random G, and the training
 algorithms' negative log-likelihood (Alg. 11–13).
 
-The sizes make every dimension differ from every other one (except where the
-definitions tie them: H·d_mid = d_e, and LLaMA's D×D projections), so a
+The sizes make every dimension differ from every other one (except LLaMA's D×D
+projections, and EDTransformer, which keeps the cards' default d_attn = d_mid = d_e/H;
+the paper leaves d_attn and d_mid free in (4), and the cards take them as
+hyperparameters), so a
 transposed or swapped axis cannot go unnoticed; the batches hold several
 sequences, the sequences are shorter than ℓ_max (so W_p has columns with zero
 gradient) and the token ids include both 1 and N_V.
@@ -53,8 +55,8 @@ DTYPES = [pytest.param(np.float64, torch.float64, 1e-9, id="float64"),
           pytest.param(np.float32, torch.float32, 1e-4, id="float32")]
 LOSSES = ["linear", "nll"]
 
-# DTransformer / ETransformer: L, H, d_attn = d_e/H, B, ℓ, ℓ_max, N_V, d_f, d_e, d_mlp all differ.
-L, H, B, ELL, ELL_MAX, N_V, D_F, D_E, D_MLP = 2, 4, 3, 7, 11, 13, 17, 20, 23
+# DTransformer / ETransformer: L, H, d_attn, d_mid, B, ℓ, ℓ_max, N_V, d_f, d_e, d_mlp all differ (d_e/H = 5).
+L, H, B, ELL, ELL_MAX, N_V, D_F, D_E, D_MLP, D_ATTN, D_MID = 2, 4, 3, 7, 11, 13, 17, 20, 23, 6, 9
 # EDTransformer: L_enc, L_dec, H, d_attn, B, ℓ_x, ℓ_z, ℓ_max, N_V, d_e, d_mlp all differ.
 L_ENC, L_DEC, ED_B, ELL_X, ELL_Z = 2, 3, 6, 7, 9
 
@@ -188,13 +190,12 @@ def ref_llama_block(p, e, n_heads):
 
 # ------------------------------------------------------------------ parameters (shapes as the paper declares them)
 
-def mha_shapes(n_layers, suffix=""):
+def mha_shapes(n_layers, suffix="", d_attn=D_ATTN, d_mid=D_MID):
     """Eq. (4) per layer: W^h_q ∈ ℝ^{d_attn×d_e}, …, W_o ∈ ℝ^{d_e×H·d_mid}, stacked over l ∈ [n_layers], h ∈ [H]."""
-    d_attn = D_E // H
     return {f"W_q{suffix}": (n_layers, H, d_attn, D_E), f"b_q{suffix}": (n_layers, H, d_attn),
             f"W_k{suffix}": (n_layers, H, d_attn, D_E), f"b_k{suffix}": (n_layers, H, d_attn),
-            f"W_v{suffix}": (n_layers, H, d_attn, D_E), f"b_v{suffix}": (n_layers, H, d_attn),
-            f"W_o{suffix}": (n_layers, D_E, H * d_attn), f"b_o{suffix}": (n_layers, D_E)}
+            f"W_v{suffix}": (n_layers, H, d_mid, D_E), f"b_v{suffix}": (n_layers, H, d_mid),
+            f"W_o{suffix}": (n_layers, D_E, H * d_mid), f"b_o{suffix}": (n_layers, D_E)}
 
 
 def ln_shapes(n_layers, *indices):
@@ -211,8 +212,9 @@ D_SHAPES = {**EMBED, **mha_shapes(L), **ln_shapes(L, 1, 2), **mlp_shapes(L, 1, 2
             "gamma": (D_E,), "beta": (D_E,), "W_u": (N_V, D_E)}
 E_SHAPES = {**EMBED, **mha_shapes(L), **ln_shapes(L, 1, 2), **mlp_shapes(L, 1, 2),
             "W_f": (D_F, D_E), "b_f": (D_F,), "gamma": (D_F,), "beta": (D_F,), "W_u": (N_V, D_F)}
-ED_SHAPES = {**EMBED, **mha_shapes(L_ENC), **ln_shapes(L_ENC, 1, 2), **mlp_shapes(L_ENC, 1, 2),
-             **mha_shapes(L_DEC, "_2"), **mha_shapes(L_DEC, "_3"), **ln_shapes(L_DEC, 3, 4, 5),
+DEFAULT = dict(d_attn=D_E // H, d_mid=D_E // H)  # the cards' default, which EDTransformer's test keeps
+ED_SHAPES = {**EMBED, **mha_shapes(L_ENC, **DEFAULT), **ln_shapes(L_ENC, 1, 2), **mlp_shapes(L_ENC, 1, 2),
+             **mha_shapes(L_DEC, "_2", **DEFAULT), **mha_shapes(L_DEC, "_3", **DEFAULT), **ln_shapes(L_DEC, 3, 4, 5),
              **mlp_shapes(L_DEC, 3, 4), "W_u": (N_V, D_E)}
 
 
@@ -318,7 +320,7 @@ def next_token_nll(x):
 def test_dtransformer_matches_paper(np_dtype, torch_dtype, tol, loss):
     mod = load_generated("DTransformer")
     rng = np.random.default_rng(10)
-    cfg = mod.Config(N_V=N_V, ell_max=ELL_MAX, L=L, H=H, d_e=D_E, d_mlp=D_MLP)
+    cfg = mod.Config(N_V=N_V, ell_max=ELL_MAX, L=L, H=H, d_e=D_E, d_mlp=D_MLP, d_attn=D_ATTN, d_mid=D_MID)
     x = tokens(rng, (B, ELL))
     theta = draw_params(D_SHAPES, rng)
     check(mod, cfg, theta, (x,), ref_dtransformer, (torch.from_numpy(x),), np_dtype, torch_dtype, tol, loss,
@@ -330,7 +332,7 @@ def test_dtransformer_matches_paper(np_dtype, torch_dtype, tol, loss):
 def test_etransformer_matches_paper(np_dtype, torch_dtype, tol, loss):
     mod = load_generated("ETransformer")
     rng = np.random.default_rng(11)
-    cfg = mod.Config(N_V=N_V, ell_max=ELL_MAX, L=L, H=H, d_e=D_E, d_mlp=D_MLP, d_f=D_F)
+    cfg = mod.Config(N_V=N_V, ell_max=ELL_MAX, L=L, H=H, d_e=D_E, d_mlp=D_MLP, d_f=D_F, d_attn=D_ATTN, d_mid=D_MID)
     x = tokens(rng, (B, ELL))
     # Alg. 12: replace some tokens by mask_token = N_V − 2, score the reconstruction of x at those positions.
     masked = rng.random((B, ELL)) < 0.4

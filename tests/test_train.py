@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,8 +156,12 @@ def test_ctrl_c_saves_a_checkpoint(tmp_path):
     assert "params/W_e" in state
 
 
-def test_train_asks_for_missing_sizes():
-    r = CliRunner().invoke(main, ["train", "cards/GPT2.card", "--steps", "1"])
+def test_train_asks_for_missing_sizes(tmp_path):
+    """Without a (training) configuration in the card (cards/GPT2.card has one), the sizes must be given."""
+    text = Path("cards/GPT2.card").read_text("utf-8")
+    bare = "".join(line for line in text.splitlines(keepends=True) if not line.lstrip().startswith("config "))
+    (tmp_path / "GPT2.card").write_text(bare, "utf-8")
+    r = CliRunner().invoke(main, ["train", str(tmp_path / "GPT2.card"), "--steps", "1", "--out", str(tmp_path / "run")])
     assert r.exit_code == 1 and "GPT2 needs values for D, H, D_f, N, ctx" in r.output
 
 

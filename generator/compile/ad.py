@@ -75,6 +75,17 @@ VJP = {
     "index": lambda b, op, g, x: (None,),  # a layer's slice: the loop gathers it into d_W[l]
     "broadcast": lambda b, op, g, x: (g,),
     "maximum": lambda b, op, g, x, y: (b.mul(g, b.cmp("ge", x, y)), b.mul(g, b.cmp("lt", x, y))),
+    "minimum": lambda b, op, g, x, y: (b.mul(g, b.cmp("le", x, y)), b.mul(g, b.cmp("gt", x, y))),
+    "abs": lambda b, op, g, x: (b.mul(g, b.unary("sign", x)),),
+    "erf": lambda b, op, g, x: (b.mul(g, b.unary("erf_grad", x)),),
+    # max and min: the gradient goes to the extreme entries, shared equally among ties
+    "max": lambda b, op, g, x: (b.new("extreme_grad", (g, x, op.out), op.attr, like=x),),
+    "min": lambda b, op, g, x: (b.new("extreme_grad", (g, x, op.out), op.attr, like=x),),
+    "mean": lambda b, op, g, x: (b.new("unmean", (g, b.shape(x)), op.attr, like=x),),
+    "concat": lambda b, op, g, *xs: tuple(b.concat_part(g, xs, i, op.attr[0]) for i in range(len(xs))),
+    # a^p with an array exponent: p·a^(p−1) and a^p·log a
+    "powv": lambda b, op, g, x, p: (b.mul(g, b.broadcast("powv_da", x, p)),
+                                    b.mul(g, b.broadcast("powv_dp", op.out, x))),
 }
 
 
@@ -216,6 +227,14 @@ class Builder:
         if x not in self.shape_of:
             self.shape_of[x] = f"{x.lstrip('_')}_shape" if not x.startswith("_") else f"shape{x}"
         return self.shape_of[x]
+
+    def concat_part(self, g, xs, i, axis):
+        """Part i of a join's gradient: its slice along the joined axis."""
+        lg = self.lay(g)
+        shape = list(lg.shape)
+        shape[axis] = self.lay(xs[i]).shape[axis]
+        return self.new("concat_part", (g, *[self.shape(x) for x in xs]), (axis, i), shape=tuple(shape),
+                        batched=lg.batched)
 
     def unsum(self, g, x, axes):
         return self.new("unsum", (g, self.shape(x)), (axes,), like=x)

@@ -141,12 +141,19 @@ def _module_source(checked: Checked, lib: Library, source_path: str, target: str
     fwd = forward_lines(prog, bwd, shape_names, card_lines, needed, tg)
     hypers = config_fields(checked, prog)
     have = {h["field"] for h in hypers}
+    inherited = callee_defaults(checked, lib)
     for s, how in prog.dims.items():  # a wrapper's model sizes (d_e, L, …) are configured too
         field = how.removeprefix("config.")
         if how.startswith("config.") and field not in have:
-            hypers.insert(0, {"field": field, "type": "int", "default": None,
-                              "comment": comment(f"{s} — a size of the model the card trains or runs")})
+            row = {"field": field, "type": "int", "default": None, "derived": inherited.get(field),
+                   "comment": comment(f"{s} — a size of the model the card trains or runs")}
+            if row["derived"] is not None:
+                row.update(type="int | None", default="None")
+                hypers.append(row)
+            else:
+                hypers.insert(0, row)
             have.add(field)
+    derived_defaults(hypers)
     for s in param_dims(prog):
         hypers.insert(0, {"field": ascii_name(s), "type": "int", "default": None,
                           "comment": comment(f"{s} — length of an input axis; sizes parameters")})
@@ -500,7 +507,7 @@ def config_fields(checked: Checked, prog: Program) -> list[dict]:
             field = ascii_name(n)
             integral = b.type.kind in ("nat", "integer", "span")
             boolean = b.type.kind == "boolean"
-            default = None
+            default = derived = None
             if d.default is not None and boolean and d.default.op == "num":
                 default = str(float(d.default.attr) != 0)
             elif d.default is not None:
@@ -509,11 +516,39 @@ def config_fields(checked: Checked, prog: Program) -> list[dict]:
                     default = str(int(t.value.constant))
                 elif d.default.op == "num":
                     default = number(d.default.attr, integral)
+                elif t is not None and t.value is not None:  # d_attn = d_e/H: set from the others once made
+                    default, derived = "None", t.value
+                    integral = "optional"
             desc = f" — {d.desc}" if d.desc else ""
-            out.append({"field": field, "type": "int" if integral else "bool" if boolean else "float",
-                        "default": default,
-                        "comment": comment(f"{n}{desc}")})
+            kind = "int | None" if integral == "optional" else "int" if integral else "bool" if boolean else "float"
+            out.append({"field": field, "type": kind, "default": default,
+                        "comment": comment(f"{n}{desc}"), "derived": derived})
     out.sort(key=lambda h: h["default"] is not None)  # fields with defaults last
+    return out
+
+
+def derived_defaults(hypers: list[dict]) -> None:
+    """A default over other fields (d_attn = d_e/H) as Python over ``self.<field>``, for __post_init__."""
+    fields = {h["field"] for h in hypers}
+    for h in hypers:
+        if h.get("derived") is not None:
+            expr = py_dim(h["derived"])
+            h["derived"] = re.sub(r"\b[A-Za-z_]\w*\b", lambda m: f"self.{m[0]}" if m[0] in fields else m[0], expr)
+
+
+def callee_defaults(checked: Checked, lib: Library) -> dict[str, object]:
+    """Hyperparameter defaults over other sizes in the cards a wrapper runs (d_attn = d_e/H), by field."""
+    from ..lang.check_call import callees
+    out: dict[str, object] = {}
+    for name in callees(checked.card):
+        sub = lib.checked(name)
+        if sub is None:
+            continue
+        for h in config_fields(sub, None):
+            if h["derived"] is not None:
+                out.setdefault(h["field"], h["derived"])
+        for field, poly in callee_defaults(sub, lib).items():
+            out.setdefault(field, poly)
     return out
 
 

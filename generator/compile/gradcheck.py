@@ -58,7 +58,7 @@ def small_sizes(checked: Checked, lib: Library, given: dict[str, int]) -> dict[s
     shapes = [d for v in prog.inputs + prog.params for d in v.shape]
     from .core import walk
     shapes += [d for op in walk(prog.body) for d in op.shape]
-    divisors = {s for p in shapes for m, _ in p.terms for s, e in m if e < 0}
+    divisors = {s for p in shapes + default_sizes(checked, lib) for m, _ in p.terms for s, e in m if e < 0}
     dividends = {s for p in shapes for m, c in p.terms if c.denominator != 1 or any(e < 0 for _, e in m)
                  for s, e in m if e > 0}  # D in D/H: an input length that must divide evenly
     sizes = dict(given)
@@ -74,6 +74,23 @@ def small_sizes(checked: Checked, lib: Library, given: dict[str, int]) -> dict[s
         else:
             sizes[sym] = next(pool)
     return sizes
+
+
+def default_sizes(checked: Checked, lib: Library) -> list[Poly]:
+    """Sizes that hyperparameter defaults compute (d_attn = d_e/H), in the card and the cards it calls."""
+    from ..lang.check_call import callees
+    out, todo, seen = [], [checked], set()
+    while todo:
+        ch = todo.pop()
+        if ch.card.name in seen:
+            continue
+        seen.add(ch.card.name)
+        for d in ch.card.decls:
+            t = ch.types.get(id(d.default)) if d.role == "hyper" and d.default is not None else None
+            if t is not None and t.value is not None:
+                out.append(t.value)
+        todo += [sub for n in callees(ch.card) if (sub := lib.checked(n)) is not None]
+    return out
 
 
 @dataclass

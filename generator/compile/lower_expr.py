@@ -27,8 +27,11 @@ from ..lang.types import INTEGRAL
 from .core import Op
 from .layout import AV, ONE, Mapped, Members, ParamGroup, common_ones, const
 
+# Built-in functions -> core primitives: element-wise, reductions, and max/min of two arguments.
 UNARY = {"exp": "exp", "log": "log", "tanh": "tanh", "GELU": "gelu", "ReLU": "relu", "SiLU": "silu",
-         "σ": "sigmoid", "sqrt": "sqrt", "abs": "abs", "sin": "sin", "cos": "cos"}
+         "σ": "sigmoid", "sigmoid": "sigmoid", "sqrt": "sqrt", "abs": "abs", "sin": "sin", "cos": "cos", "erf": "erf"}
+REDUCE = {"max": "max", "min": "min", "mean": "mean"}
+BINARY = {"max": "maximum", "min": "minimum"}
 
 
 class ExprLowering:
@@ -360,9 +363,7 @@ class ExprLowering:
     def x_list(self, e):
         items = [x for x in e.args if x.op != "ellipsis"]
         if len(items) == len(e.args):
-            self.err("cardgen compiles lists that join a family ([e_1, …, e_ℓ]) for now, not a list of "
-                     "separate arrays", e, hint="make the arrays members of one family (Y_h in a loop over h) "
-                     "and join that, or declare one array of the joined shape and slice it")
+            return self.join(e)
         base, scripts = split_name(items[0].attr)
         key = join_name(base, scripts[:-1] + [(scripts[-1][0], "□")])
         fam = self.env[key]
@@ -378,6 +379,31 @@ class ExprLowering:
             dims = m[:-1] + (n * m[-1],)
             return self.op("reshape", (moved,), (-2, (n * m[-1],)), moved, dims=dims)
         return self.op("reshape", (fam,), (-len(fam.dims), (n * m[0],)), fam, dims=(n * m[0],) + m[1:])
+
+    def join(self, e) -> AV:
+        """[A, B, …] side by side (along the last axis) and [A; B; …] stacked (along the
+        first own axis) of arrays of one rank; vectors become columns or rows."""
+        vals = [self.materialize(self.value(x)) for x in e.args]
+        ranks = {len(v.dims) for v in vals}
+        if 0 in ranks or len(ranks) != 1:
+            self.err("cardgen compiles joins of arrays of one rank ([A, B], [u; v]); not numbers or [x, y] "
+                     "on a sequence", e)
+        k = ranks.pop()
+        if k == 1:  # vectors: [u, v] are columns, [u; v] rows
+            at = -1 if e.attr == "," else -2
+            vals = [self.op("expand", (v,), ((at,),), v,
+                            dims=v.dims + (ONE,) if at == -1 else (ONE,) + v.dims) for v in vals]
+            k = 2
+        axis = -1 if e.attr == "," else -k
+        aligned, mapped, dims = self.align(*vals)
+        total = vals[0].dims[axis]
+        for v in vals[1:]:
+            total = total + v.dims[axis]
+        dims = list(dims)
+        dims[axis] = total
+        kind = "real" if any(v.kind == "real" for v in vals) else vals[0].kind
+        return self.op("concat", tuple(aligned), (axis,), aligned[0], mapped=mapped, dims=tuple(dims), kind=kind,
+                       batched=any(v.batched for v in vals), ones=common_ones(mapped, *aligned))
 
     # ---------------------------------------------------------------- calls
     def x_call(self, e):
@@ -400,7 +426,7 @@ class ExprLowering:
                 if fused is not None:
                     return fused
             args = [self.value(a) for a in e.args]
-            return self.builtin(fname, args[0], e) if len(args) == 1 else self.binary("maximum", *args)
+            return self.builtin(fname, args[0], e) if len(args) == 1 else self.binary(BINARY[fname], *args)
         callee = self.lib.checked(fname)
         if callee is None:
             self.err(f"cannot compile a call to {fname}", e)
@@ -433,8 +459,10 @@ class ExprLowering:
         if fname == "log" and self.block and self.block[-1].out == a.name and self.block[-1].prim == "softmax":
             sm = self.block.pop()  # log softmax(P): one stable log-softmax
             return self.op("log_softmax", sm.args, sm.attr, a)
-        if fname == "max":
-            return self.op("max", (a,), ((-1,),), a, dims=a.dims[:-1])
+        if fname in REDUCE:  # the last axis of a vector; a matrix's columns, or rows in the row convention
+            axis = -1 if self.rows or len(a.dims) < 2 else -2
+            dims = a.dims[:-1] if axis == -1 else a.dims[:-2] + a.dims[-1:]
+            return self.op(REDUCE[fname], (self.materialize(a),), ((axis,),), a, dims=dims)
         return self.unary(UNARY[fname], a)
 
     # -------------------------------------------------------------- extents

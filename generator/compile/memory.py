@@ -24,12 +24,13 @@ COMMUTATIVE = {"add", "mul"}
 VIEWS = {"transpose", "expand", "reshape", "slice", "index", "copy", "broadcast", "batch", "squeeze",
          "broadcast_like",
          "reshape_to", "unsum", "pick", "sum_to",  # sum_to returns its argument when there is nothing to sum
-         "slice_add"}  # writes into its first argument and returns it
+         "slice_add",  # writes into its first argument and returns it
+         "concat_part"}
 # Ops whose result is a fresh array that nothing else refers to.
 OWNING = set(UFUNC) | {"matmul", "softmax", "log_softmax", "sum", "max", "take", "square", "pow", "powv",
                        "relu", "sigmoid", "silu", "gelu", "where", "scale", "one_minus", "softmax_grad",
                        "layer_norm_grad", "log_softmax_grad", "silu_grad", "gelu_grad", "wgrad", "outer", "unslice",
-                       "scatter", "put_along", "unpick", "select_grad", "maximum"}
+                       "scatter", "put_along", "unpick", "select_grad", "maximum", "concat"}
 
 
 def plan(body: list, keep: set[str]) -> dict[int, int]:

@@ -103,7 +103,14 @@ PRINT = {
                                 f"({', '.join(py_dim(d) for d in op.attr[1])},), {-op.attr[2]})"),
 }
 PRINT.update({name: lambda op, a, fn=f"xp.{name}": f"{fn}({a})"
-              for name in ("exp", "log", "tanh", "sqrt", "abs", "sin", "cos")})
+              for name in ("exp", "log", "tanh", "sqrt", "abs", "sin", "cos", "sign")})
+PRINT.update({
+    "erf": lambda op, a: f"_erf(xp, {a})",
+    "mean": lambda op, a: f"xp.mean({a}, axis={_axes(op.attr[0])})",
+    "min": lambda op, a: f"xp.min({a}, axis={_axes(op.attr[0])})",
+    "minimum": lambda op, a, b: f"_minimum(xp, {a}, {b})",
+    "concat": lambda op, *parts: f"_concat(xp, ({', '.join(parts)},), {op.attr[0]})",
+})
 
 # Backward-only primitives (made by ad.py; never differentiated again).
 PRINT.update({
@@ -128,6 +135,13 @@ PRINT.update({
     "broadcast_like": lambda op, g, s: f"xp.broadcast_to({g}, {s})",
     "wgrad": lambda op, x, g: f"_wgrad(xp, {x}, {g})",
     "outer": lambda op, a, b: f"xp.expand_dims({a}, axis=-1) * xp.expand_dims({b}, axis=-2)",
+    "concat_part": lambda op, g, *shapes: f"_concat_part({g}, {op.attr[0]}, {op.attr[1]}, ({', '.join(shapes)},))",
+    "erf_grad": lambda op, a: f"1.1283791670955126 * xp.exp(-({a} * {a}))",  # 2/√π · exp(−x²)
+    "extreme_grad": lambda op, g, x, y: f"_extreme_grad(xp, {g}, {x}, {y}, {_axes(op.attr[0])})",
+    "powv_da": lambda op, a, p: f"{p} * {a} ** ({p} - 1)",
+    "powv_dp": lambda op, y, a: f"{y} * xp.log({a})",
+    "unmean": lambda op, g, s: (f"xp.broadcast_to(_expand(xp, {g}, {_axes(op.attr[0])}) / "
+                                f"math.prod({s}[a] for a in {tuple(op.attr[0])}), {s})"),
 })
 
 
@@ -213,6 +227,20 @@ def _slice_in(a, axis, lo, hi, where):
 
 def _maximum(xp, a, b):
     return xp.maximum(a, xp.asarray(b, dtype=a.dtype, device=_device(a)) if isinstance(b, (int, float)) else b)
+
+
+def _minimum(xp, a, b):
+    return xp.minimum(a, xp.asarray(b, dtype=a.dtype, device=_device(a)) if isinstance(b, (int, float)) else b)
+
+
+def _concat(xp, parts, axis):
+    """Join along axis (from the end), broadcasting every other axis first: [A, B] and [A; B]."""
+    nd = max(p.ndim for p in parts)
+    parts = [xp.reshape(p, (1,) * (nd - p.ndim) + tuple(p.shape)) for p in parts]
+    ax = nd + axis
+    common = [max(p.shape[i] for p in parts) for i in range(nd)]
+    return xp.concat([xp.broadcast_to(p, tuple(common[:ax]) + (p.shape[ax],) + tuple(common[ax + 1:]))
+                      for p in parts], axis=ax)
 
 
 def _softmax(xp, x, axis):
@@ -326,6 +354,20 @@ def _gelu_grad(xp, x):
 def _wgrad(xp, x, g):
     """x^T g summed over all leading axes, as one matrix product."""
     return xp.matrix_transpose(xp.reshape(x, (-1, x.shape[-1]))) @ xp.reshape(g, (-1, g.shape[-1]))
+
+
+def _concat_part(g, axis, i, shapes):
+    """The slice of a join's gradient that belongs to its part i."""
+    lo = sum(s[axis] for s in shapes[:i])
+    index = [slice(None)] * g.ndim
+    index[axis] = slice(lo, lo + shapes[i][axis])
+    return g[tuple(index)]
+
+
+def _extreme_grad(xp, g, x, y, axis):
+    """The gradient of max or min along axis: to the entries equal to it, shared among ties."""
+    hit = xp.astype(x == _expand(xp, y, axis), g.dtype)
+    return hit * (_expand(xp, g, axis) / xp.sum(hit, axis=axis, keepdims=True))
 
 
 def _softmax_grad(xp, g, y, axis):

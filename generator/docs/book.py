@@ -33,8 +33,8 @@ from ..lang.files import atomic_write, holds, inside, read_plain, remove_leftove
 from ..lang.load import display_path, library_for, load
 from .derived import backward_text, memory_rows
 from .highlight import CardLexer
-from .latex import ROLE_MD, TexSteps, math_text, tex_decl, tex_signature
-from .report import param_count_line, values_for
+from .latex import ROLE_MD, TexSteps, math_text, tex_config, tex_decl, tex_signature
+from .report import config_counts, param_count_line, values_for
 
 ASSETS = Path(__file__).parent / "assets"
 STATIC = "_static"
@@ -136,6 +136,8 @@ def card_context(page: Page, pages: dict[str, Page]) -> dict:
         calls=[(n, href(n) if n in pages else None) for n in page.calls],
         called_by=[(n, href(n)) for n in sorted(page.called_by)],
         backward=None, saved=None, code=None,
+        configs=[(c.name, tex_config(c), "—" if n is None else f"{n:,}", c.training, c.desc)
+                 for c, n in config_counts(ch, lib)],
     )
     if page.compiled:
         ctx["code"] = highlight_code(module_source(ch, lib, page.source_path), PythonLexer(stripnl=False))

@@ -22,6 +22,8 @@ from pygments.token import (
     Whitespace,
 )
 
+from ..lang.check_call import BUILTINS
+
 __all__ = ["CardLexer"]
 
 # A name, as grammar/card.lark spells it: a letter, then letters, digits, primes
@@ -37,17 +39,18 @@ NAME = (rf"(?!sum_|grad\b)(?![ᵀΣℝℕℤ∇²³¹])[^\W\d_]{_CHAR}*"
 _END = rf"(?!{_CHAR}|_|\^(?!T(?![^\W_])){_CHAR})"
 SET_BASE = r"[ℝℕℤ]|\{[ \t]*0[ \t]*,[ \t]*1[ \t]*\}"
 ASCII_SET = rf"[RNZ]{_END}"  # ℝ ℕ ℤ, but only right after ∈ / in: elsewhere R N Z are names
-CLAIM = rf"([▷#])([ \t]*)({NAME}[ \t]+(?:∈|in\b)[^;\n]*)([^\n]*)"  # ▷ name ∈ set; text
+CLAIM = rf"([▷#])([ \t]*)({NAME}[ \t]+(?:∈|in\b|⊆|subseteq\b)[^;\n]*)([^\n]*)"  # ▷ name ∈ set; text
+CONFIG_NAME = r"[A-Za-z][A-Za-z0-9]*(?:[-_.][A-Za-z0-9]+)*"  # config gpt2-medium: as the grammar's CONFIG_NAME
 FLOAT = r"\d+(?:\.\d+(?:[eE][-+]?\d+)?|[eE][-+]?\d+)"
 
 # What a whole name means when it is a reserved or built-in word; any other name
 # is a variable (Name) or, directly before "(", a function or card (Name.Function).
 WORDS = {
+    **dict.fromkeys([*BUILTINS, "π"], Name.Builtin),  # the checker's own table; sqrt is √'s spelling, below
     **dict.fromkeys("algorithm convention input output hyper param".split(), Keyword.Declaration),
     **dict.fromkeys("for For do end while if then return with probability else forall".split(), Keyword),
     **dict.fromkeys("not propto sqrt".split(), Operator.Word),  # ASCII spellings of ¬ ∝ √
     "inf": Keyword.Constant,
-    **dict.fromkeys("exp log tanh sin cos softmax GELU ReLU SiLU σ max length π".split(), Name.Builtin),
 }
 
 # Symbols, longest first where one is a prefix of another (<- before <, ... before ..).
@@ -83,6 +86,9 @@ class CardLexer(RegexLexer):
             (r"^([ \t]*)(Parameter count:[^\n]*)", bygroups(Whitespace, Generic.Output)),
             (r"^─+[ \t]*$", Comment.Single),  # `render --full` puts a rule between cards
             (r"^([ \t]*)(convention\b|Convention:)", bygroups(Whitespace, Keyword.Declaration), "convention"),
+            # config gpt2-medium (training): a named configuration, its name a label
+            (rf"^([ \t]*)(config\b|Configuration\b)([ \t]+)({CONFIG_NAME})(?:([ \t]*)(\(training\)))?",
+             bygroups(Whitespace, Keyword.Declaration, Whitespace, Name.Label, Whitespace, Keyword.Pseudo)),
             (r"^([ \t]*)(\d+)(?=[ \t])", bygroups(Whitespace, Generic.Prompt)),  # step number
             (r"(?:Algorithm|Input|Output|Hyperparameters|Parameters):", Keyword.Declaration),
             (r"\n", Whitespace),
@@ -207,6 +213,9 @@ def textmate_grammar() -> dict:
             region(r"^[ \t]*(convention\b|Convention:)", "$", "meta.convention",
                    [rule(r"columns\b|rows\b|[01]-based\b", "constant.language.convention"), {"include": "#line"}],
                    [None, "keyword.other.declaration"]),
+            groups(rf"^[ \t]*(config\b|Configuration\b)[ \t]+({CONFIG_NAME})(?:[ \t]*(\(training\)))?",
+                   "keyword.other.declaration", "entity.name.label",
+                   "keyword.other.training"),
             groups(r"^[ \t]*(\d+)(?=[ \t])", "constant.numeric.integer.step"),
             rule(r"(?:Algorithm|Input|Output|Hyperparameters|Parameters):", "keyword.other.declaration"),
             {"include": "#line"},

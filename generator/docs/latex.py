@@ -9,7 +9,7 @@ import unicodedata
 
 from ..lang.ir import Card, Expr, Group, Set, Step
 from ..lang.names import split_name
-from ..lang.render import LEVEL, Printer, _next
+from ..lang.render import LEVEL, Printer, _next, config_head
 
 GREEK = {
     "α": r"\alpha", "β": r"\beta", "γ": r"\gamma", "δ": r"\delta", "ε": r"\varepsilon",
@@ -23,7 +23,8 @@ GREEK = {
 ACCENTS = {"\u0302": r"\hat", "\u0303": r"\tilde", "\u0304": r"\bar", "\u0307": r"\dot"}
 TEX_INFIX = {"add": " + ", "sub": " - ", "matmul": r" \cdot ", "mul": r" \odot ", "div": " / "}
 TEX_PREFIX = {"neg": "-", "not": r"\neg ", "grad": r"\nabla "}
-FUNCS = {"exp", "log", "tanh", "softmax", "GELU", "ReLU", "SiLU", "max", "length", "sqrt", "abs"}
+FUNCS = {"exp", "log", "tanh", "softmax", "GELU", "ReLU", "SiLU", "max", "length", "sqrt", "abs", "erf", "min",
+         "mean", "sin", "cos", "sigmoid"}
 
 
 def tex_symbol(text: str) -> str:
@@ -223,6 +224,8 @@ def tex_set(s: Set | Group) -> str:
         base = "[" + tex_dim(s.bounds[0]) + "]"
     elif s.kind == "interval":
         base = "(" + ", ".join(tex_dim(b) for b in s.bounds) + ")"
+    elif s.kind == "simplex":
+        base = r"\Delta(" + tex_dim(s.bounds[0]) + ")"
     if s.seq:
         return base + "^{*}"
     if s.shape:
@@ -239,6 +242,11 @@ def tex_decl(d) -> str:
     if d.over is not None:
         s += rf",\ {tex_name(d.over[0])} \in [{tex(d.over[1])}]"
     return s
+
+
+def tex_config(c) -> str:
+    r"""A named configuration's values as math: ``V = 50257,\ D = 768``."""
+    return r",\ ".join(f"{tex_name(k)} = {v}" for k, v in c.values)
 
 
 # Inside a formula, card text goes in \text{…}; TeX's special characters
@@ -305,7 +313,8 @@ class TexSteps:
             self.close(depth, st.kind)
         else:
             c = self.claims.get(id(st))
-            claim = None if c is None else tex_name(c.name) + r" \in " + tex_set(c.set)
+            rel = r" \subseteq " if c is not None and c.subset else r" \in "
+            claim = None if c is None else tex_name(c.name) + rel + tex_set(c.set)
             self.line(depth, self.stmt(st), claim, st.note)
 
     def loop_cond(self, st: Step) -> str:
@@ -381,6 +390,9 @@ def markdown(checked, count_line: str | None = None) -> str:
     for d in card.decls:
         desc = f" — {md_text(d.desc)}" if d.desc else ""
         out.append(f"**{ROLE_MD[d.role]}:** $`{tex_decl(d)}`${desc}  ")
+    for c in card.configs:
+        desc = f" — {md_text(c.desc)}" if c.desc else ""
+        out.append(f"**Configuration** {md_text(config_head(c))}: $`{tex_config(c)}`${desc}  ")
     if count_line:
         out.append(md_text(count_line) + "  ")
     steps = MdSteps(checked.claims).steps(card.steps)

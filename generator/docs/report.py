@@ -4,7 +4,8 @@ parameter count, the sub-algorithms it calls, and the output formats."""
 from __future__ import annotations
 
 from ..lang.check import Checked, Library
-from ..lang.ir import Group, Set
+from ..lang.configs import number
+from ..lang.ir import Configuration, Group, Set
 from ..lang.names import join_name, split_name
 from ..lang.render import pseudocode
 from ..lang.shapes import Poly
@@ -80,7 +81,10 @@ def _key(checked: Checked, d) -> str:
     return join_name(base, [(k, "□" if v == d.over[0] else v) for k, v in scripts])
 
 
-def param_count_line(checked: Checked, lib: Library, given: dict[str, float]) -> str | None:
+def param_count_line(checked: Checked, lib: Library, given: dict[str, float],
+                     config: str | None = None) -> str | None:
+    """``Parameter count: 124,439,808 at V=50257, …``; ``config`` names the
+    configuration the values come from."""
     if not any(d.role == "param" for d in checked.card.decls):
         return None
     n, missing = param_count(checked, lib, given)
@@ -90,7 +94,13 @@ def param_count_line(checked: Checked, lib: Library, given: dict[str, float]) ->
         return f"Parameter count: needs values for {', '.join(missing)} (--set NAME=VALUE)"
     vals = values_for(checked, given)
     used = ", ".join(f"{k}={_num(v)}" for k, v in vals.items() if k in checked.env)
-    return f"Parameter count: {n:,} at {used} (tied weights counted once)"
+    source = f"configuration {config}; " if config else ""
+    return f"Parameter count: {n:,} at {used} ({source}tied weights counted once)"
+
+
+def config_counts(checked: Checked, lib: Library) -> list[tuple[Configuration, int | None]]:
+    """Each named configuration of the card with its parameter count."""
+    return [(c, param_count(checked, lib, {k: number(v) for k, v in c.values})[0]) for c in checked.card.configs]
 
 
 def _num(v) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from .latex import KW, ROLE_MD, TEXT_SYMBOLS, TexSteps, tex_decl, tex_signature
+from .latex import KW, ROLE_MD, TEXT_SYMBOLS, TexSteps, config_head, tex_config, tex_decl, tex_signature
 
 PACKAGES = r"\usepackage{algorithm,algpseudocode,amsmath,amssymb}"
 COLON = r"\usepackage{caption}\captionsetup[ruled]{labelsep=colon}"  # "Algorithm 1:", as the paper
@@ -138,6 +138,10 @@ def decl_lines(card) -> list[str]:
         prev = d.role
         desc = f", {tex_text(d.desc)}" if d.desc else ""
         lines.append(rf"\Statex {HANG[0]}{head} ${tex_math(tex_decl(d))}${desc}{HANG[1]}")
+    for c in card.configs:
+        desc = f", {tex_text(c.desc)}" if c.desc else ""
+        lines.append(rf"\Statex {HANG[0]}\textbf{{Configuration}} {tex_text(config_head(c))}: "
+                     rf"${tex_math(tex_config(c))}${desc}{HANG[1]}")
     return lines
 
 

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field, replace
 from . import ir
 from .check_call import BUILTINS, CallRules, signature_hint
 from .check_expr import ExprRules
+from .configs import check_configs
 from .errors import CardError
 from .ir import Card, Claim, Decl, Expr, Group, Set, Step
 from .names import join_name, split_name
-from .render import expr_text, set_text
+from .render import claim_text, expr_text, set_text
 from .shapes import Poly, TooLargeError, poly_brief
 from .types import BROADCAST, INTEGRAL, NAT, REAL, Type, to_set, type_text
 
@@ -163,6 +164,7 @@ class Checker(ExprRules, CallRules):
         self.produced: set[str] = set()
         self.pending: dict[str, Decl] = {}  # output dimensions a step must define
         self.errors: list[CardError] = []
+        self.deferred: list[CardError] | None = None  # claim mismatches on a loop's first, probing pass
 
     @contextlib.contextmanager
     def recover(self, names=()):
@@ -246,8 +248,10 @@ class Checker(ExprRules, CallRules):
         t = self.rtype(t)
         if t.kind in ("group", "func"):
             return {"group": "a parameter group", "func": "a function"}[t.kind]
-        if any(s.startswith("?") for d in t.shape for s in d.symbols()):
-            t = Type({"real": "real", "boolean": "boolean"}.get(t.kind, "integer"), t.shape)
+        if any(s.startswith(("?", "#")) for d in t.shape for s in d.symbols()):
+            run_time = {s: Poly.sym("…") for d in t.shape for s in d.symbols() if s.startswith("#")}
+            t = Type({"real": "real", "boolean": "boolean"}.get(t.kind, "integer"),
+                     tuple(d.subst(run_time) for d in t.shape))
         return type_text(t)
 
     def near(self, name: str, pool) -> str | None:
@@ -261,6 +265,7 @@ class Checker(ExprRules, CallRules):
     # -------------------------------------------------------------- entry
     def run(self) -> Checked:
         self.declarations()
+        check_configs(self.card)
         self.signature()
         self.steps(self.card.steps)
         for n, d in self.pending.items():
@@ -387,7 +392,9 @@ class Checker(ExprRules, CallRules):
             shape = (self.fresh("len"),)
         else:
             shape = tuple(self.dim(x, new_dims) for x in s.shape)
-        kind = {"upto": "span", "interval": "real"}.get(s.kind, s.kind)
+        if s.kind == "simplex":  # Δ(n): a distribution over n outcomes, a vector of n reals
+            shape = (self.dim(s.bounds[0], new_dims),) + shape
+        kind = {"upto": "span", "interval": "real", "simplex": "real"}.get(s.kind, s.kind)
         return Type(kind, shape, bounds)
 
     def dim_names(self, e: Expr):
@@ -666,10 +673,10 @@ class Checker(ExprRules, CallRules):
     def claim(self, st: Step, name: str, t: Type):
         t = self.rtype(t)
         inferred = None
-        if not (t.kind in ("group", "func") or any(s.startswith("?") or s == "⋆"
+        if not (t.kind in ("group", "func") or any(s.startswith(("?", "#")) or s == "⋆"
                                                    for d in t.shape for s in d.symbols())):
             try:
-                inferred = Claim(name, to_set(t))
+                inferred = Claim(name, to_set(t), subset=t.kind == "subset")
             except Exception:  # a shape the card notation cannot write (a negative length)
                 inferred = None
         if inferred is not None:  # kept even when the card's own claim is wrong: editors offer it
@@ -680,13 +687,30 @@ class Checker(ExprRules, CallRules):
             if c.name != name:
                 self.err(f"the comment claims {c.name} but this step sets {name}", c)
             want = self.set_type(c.set, c, new_dims=False)
+            if c.subset or t.kind == "subset":  # T̃ ⊆ [ℓ]: a set of positions, sized by the [ℓ]
+                if not (c.subset and t.kind == "subset" and c.set.kind == "upto" and not c.set.shape):
+                    rel = "⊆" if c.subset else "∈"
+                    hint = f"claim it as {name} ⊆ [{poly_brief(t.shape[0])}]" if t.kind == "subset" else None
+                    self.err(f"the comment claims {c.name} {rel} {set_text(c.set)} but this step computes "
+                             f"{self.show(t)}", c, hint=hint)
+                want = Type("subset", (self.dim(c.set.bounds[0], new_dims=False),))
             same = want.rank == t.rank and all(self.unify(a, b) for a, b in zip(want.shape, t.shape,
                                                                                 strict=True))
             kinds_ok = want.kind == t.kind or {want.kind, t.kind} <= set(INTEGRAL) or \
                 want.kind in ("real", "interval") and t.kind in ("real", "nat", "integer")
             if not same or not kinds_ok:
-                self.err(f"the comment claims {c.name} ∈ {set_text(c.set)} but this step computes "
-                         f"{self.show(t)}", c)
+                moving = any(s.startswith("#") for d in t.shape for s in d.symbols())
+                self.claim_failed(CardError(
+                    f"the comment claims {claim_text(c)} but this step computes {self.show(t)}", c.pos,
+                    "a length that grows on every pass of a while loop is known only at run time (…): "
+                    "leave it out of the claim" if moving else None))
+        if inferred is None:  # checked again on a later pass of a loop, where the shape is known only at run time
+            self.claims.pop(id(st), None)
+
+    def claim_failed(self, e: CardError):
+        if self.deferred is None:
+            raise e
+        self.deferred.append(e)
 
     def s_if(self, st: Step):
         c = self.expr(st.cond)
@@ -759,11 +783,18 @@ class Checker(ExprRules, CallRules):
 
     def loop(self, st: Step, ranges):
         before = {n: b.type for n, b in self.env.items()}
-        with self.scope(ranges):
-            if st.kind in ("for", "forall") and (st.inline or st.kind == "forall"):
-                self.inline_body(st)
-            else:
-                self.steps(st.body)
+        outer, self.deferred = self.deferred, []  # a claim may hold only from the second pass on: wait
+        try:
+            with self.scope(ranges):
+                if st.kind in ("for", "forall") and (st.inline or st.kind == "forall"):
+                    self.inline_body(st)
+                else:
+                    self.steps(st.body)
+        finally:
+            first_pass, self.deferred = self.deferred, outer
+        grows = st.kind in ("for", "while") and not st.inline and self.claims_per_pass(st, before, ranges)
+        for e in first_pass if not grows else ():  # nothing grows: the first pass is every pass
+            self.claim_failed(e)
         for n, b in list(self.env.items()):
             old = before.get(n)
             if old is not None and old.kind == b.type.kind and old.rank == b.type.rank and \
@@ -771,6 +802,59 @@ class Checker(ExprRules, CallRules):
                 shape = tuple(d if self.unify_shapes([d], [e]) else self.fresh("len")
                               for d, e in zip(old.shape, b.type.shape, strict=True))
                 b.type = replace(b.type, shape=shape)
+
+
+    def claims_per_pass(self, st: Step, before: dict, ranges) -> bool:
+        """A value that grows by the same amount each pass (``x ← [x, y_i]``):
+        check the body again with its shape at pass i (``ℓ + i − 1``; in a while
+        loop, a length known only at run time), so that its claims hold on every
+        pass, not only the first.  The types the compiler reads stay those of
+        the first pass, and after the loop the length is a run-time one, as
+        before.  False if nothing grows that way."""
+        growth = {}
+        for n, b in self.env.items():
+            old = before.get(n)
+            if old is None or old.kind != b.type.kind or old.rank != b.type.rank or \
+                    self.unify_shapes(old.shape, b.type.shape):
+                continue
+            steps = [self.res(e) - self.res(d) for d, e in zip(old.shape, b.type.shape, strict=True)]
+            if any(d.constant is None for d in steps):
+                return False  # a change that is not a fixed step each pass: the old rule (a fresh length)
+            growth[n] = steps
+        if not growth:
+            return False
+        first_types, first_env, first_subst = dict(self.types), {n: b.type for n, b in self.env.items()}, \
+            dict(self.subst)
+        try:
+            self.check_pass(st, before, ranges, growth)
+        finally:  # what the second pass learned about shapes mentions its pass: keep only its verdicts
+            self.types, self.subst = first_types, first_subst
+            for n, t in first_env.items():
+                if n in self.env:
+                    self.env[n].type = t
+        return True
+
+    def check_pass(self, st: Step, before: dict, ranges, growth: dict) -> None:
+        if not ranges:  # a while loop: nothing counts its passes, so the length is known only at run time
+            for n, steps in growth.items():
+                t = before[n]
+                self.fresh_n += 1  # a length no claim can state ("#…": not an unknown that unifies)
+                self.env[n].type = replace(t, shape=tuple(Poly.sym(f"#len{self.fresh_n}") if k else d
+                                                          for d, k in zip(t.shape, steps, strict=True)))
+            self.steps(st.body)
+            return
+        (var, (first, _)), = ranges.items()
+        passes = Poly.sym(var) - first  # passes done before pass `var`
+        for n, steps in growth.items():
+            t = before[n]
+            self.env[n].type = replace(t, shape=tuple(d + k * passes for d, k in zip(t.shape, steps, strict=True)))
+        with self.scope(ranges):
+            self.steps(st.body)
+        for n, steps in growth.items():
+            t, now = before[n], self.env[n].type
+            want = tuple(d + k * (passes + Poly.const(1)) for d, k in zip(t.shape, steps, strict=True))
+            if not self.unify_shapes(want, now.shape):
+                self.err(f"{n} grows by a different amount on a later pass of this loop", st)
 
 
 class _Scope:

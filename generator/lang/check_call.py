@@ -27,9 +27,21 @@ if TYPE_CHECKING:  # annotations only: check.py imports this module to build Che
     from .check import Checked, Checker
 
 
-ELEMENTWISE = ("exp", "log", "tanh", "GELU", "ReLU", "SiLU", "σ", "sqrt", "abs", "sin", "cos")
-BUILTINS = {**{f: "elementwise" for f in ELEMENTWISE},
-            "softmax": "softmax", "max": "max", "length": "length"}
+ELEMENTWISE = ("exp", "log", "tanh", "GELU", "ReLU", "SiLU", "σ", "sigmoid", "sqrt", "abs", "sin", "cos", "erf")
+ASCII_SPELLING = {"σ": "sigmoid"}  # a built-in's ASCII name, where its card name is not ASCII
+# A reduction takes a vector to a number and a matrix to one number per column
+# (per row in the row convention), as softmax normalises; max and min of two
+# arguments are element-wise.
+BUILTINS = {**{f: "elementwise" for f in ELEMENTWISE}, "max": "extreme", "min": "extreme", "mean": "reduce",
+            "softmax": "softmax", "length": "length"}
+# What each rule does to its argument's shape, in words (for `cardgen primitives`).
+SHAPE_RULES = {
+    "elementwise": "element-wise: the argument's shape",
+    "reduce": "a vector to ℝ, a matrix to one value per column (per row in the row convention)",
+    "extreme": "of one argument, as mean; of two, element-wise with broadcasting",
+    "softmax": "the argument's shape, normalised per column (per row in the row convention)",
+    "length": "a sequence to ℕ, its length",
+}
 
 
 class CallRules:
@@ -68,7 +80,7 @@ class CallRules:
 
     def call_builtin(self, fname: str, args: list[Expr], e) -> Type:
         rule = BUILTINS[fname]
-        if rule == "max" and len(args) == 2:
+        if rule == "extreme" and len(args) == 2:
             a, b = (self.expr(x) for x in args)
             return Type(numeric_join(a, b), self.broadcast(a, b, e, "compare").shape)
         if len(args) != 1:
@@ -80,8 +92,12 @@ class CallRules:
             if t.rank != 1:
                 self.err(f"length needs a sequence, not {self.show(t)}", args[0])
             return replace(NAT, value=t.shape[0])
-        if rule == "max":
-            return Type("real", ())
+        if rule in ("reduce", "extreme"):
+            if not t.shape or t.rank > 2:
+                self.err(f"{fname} needs a vector or a matrix, not {self.show(t)}", args[0])
+            if t.rank == 1:
+                return Type("real", ())
+            return Type("real", t.shape[:-1] if self.rows else t.shape[1:])
         if rule == "softmax" and not t.shape:
             self.err("softmax needs a vector or a matrix", args[0])
         return Type("real", t.shape)

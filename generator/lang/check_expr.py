@@ -226,7 +226,7 @@ class ExprRules:
             c = self.expr(cond)
         if c.kind != "boolean" or c.shape:
             self.err("a set's condition must be a true/false test", cond)
-        return Type("boolean", (n,))
+        return Type("subset", (n,))  # positions of [n]: one true/false per position
 
     def index_value(self, e: Expr) -> Poly:
         t = self.expr(e)
@@ -242,7 +242,7 @@ class ExprRules:
             rng = (lo, hi - lo + Poly.const(1))
         elif form == "in":
             s = self.expr(bounds[0])
-            if s.kind != "boolean" or s.rank != 1:
+            if s.kind not in ("subset", "boolean") or s.rank != 1:
                 self.err(f"Σ over {expr_text(bounds[0])} needs a set of positions", bounds[0])
             rng = (Poly.const(self.base), s.shape[0])
         else:
@@ -360,6 +360,11 @@ class ExprRules:
         axis = -1 if sep == "," else 0
         total = Poly.const(0)
         for t in types:
+            others = [i for i in range(first.rank) if i != axis % first.rank]
+            if not all(self.unify(first.shape[i], t.shape[i]) for i in others):
+                how = "side by side" if sep == "," else "stacked"
+                self.err(f"cannot join {self.show(first)} and {self.show(t)} {how}: their other axes differ", e,
+                         hint="[A, B] joins along the last axis, [A; B] along the first")
             total = total + t.shape[axis]
         shape = list(first.shape)
         shape[axis] = total

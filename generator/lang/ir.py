@@ -58,8 +58,9 @@ def num(text: str, pos: Pos | None = None) -> Expr:
 class Set:
     """A declared set such as ``ℝ^{T×D}``, ``{1..V}^T``, ``[N_V]*`` or ``ℕ``.
 
-    ``kind``: real nat integer boolean span upto interval.  ``bounds`` are the
-    kind's own expressions (``{lo..hi}``, ``[n]``, ``(lo, hi)``).  ``shape`` is
+    ``kind``: real nat integer boolean span upto interval simplex.  ``bounds``
+    are the kind's own expressions (``{lo..hi}``, ``[n]``, ``(lo, hi)``, ``Δ(n)``:
+    the probability distributions over n outcomes, a vector of n).  ``shape`` is
     the tuple of dimension expressions; ``seq`` marks ``*`` (a sequence whose
     length is known only at run time).
     """
@@ -101,11 +102,13 @@ class Decl:
 
 @dataclass(frozen=True)
 class Claim:
-    """A ``▷ x ∈ ℝ^{…}`` annotation: the checker verifies it."""
+    """A ``▷ x ∈ ℝ^{…}`` annotation: the checker verifies it.  ``subset``:
+    ``▷ T̃ ⊆ [ℓ]``, a set of positions (the value of ``{t ∈ [ℓ] : …}``)."""
 
     name: str
     set: Set
     pos: Pos | None = _pos()
+    subset: bool = False
 
 
 @dataclass(frozen=True)
@@ -154,8 +157,28 @@ class Convention:
 
 
 @dataclass(frozen=True)
+class Configuration:
+    """A named set of hyperparameter values: ``config gpt2: V = 50257, D = 768``.
+
+    ``values`` pairs a hyperparameter with its number, as written (``"1e-5"``);
+    ``training`` marks the configuration ``cardgen train`` uses by default.
+    """
+
+    name: str
+    values: tuple[tuple[str, str], ...]
+    training: bool = False
+    desc: str | None = None
+    pos: Pos | None = _pos()
+    value_pos: tuple[Pos | None, ...] = field(default=(), compare=False, repr=False)  # one per value
+
+    def where(self, i: int) -> Pos | None:
+        return self.value_pos[i] if i < len(self.value_pos) else self.pos
+
+
+@dataclass(frozen=True)
 class Card:
-    """A whole algorithm card: signature, purpose, declarations, steps."""
+    """A whole algorithm card: signature, purpose, declarations, named
+    configurations, steps."""
 
     name: str
     outputs: tuple[str, ...]
@@ -165,6 +188,7 @@ class Card:
     convention: Convention
     decls: tuple[Decl, ...]
     steps: tuple[Step, ...]
+    configs: tuple[Configuration, ...] = ()
     path: str = field(default="<card>", compare=False)
     source: str = field(default="", compare=False, repr=False)
     pos: Pos | None = _pos()
@@ -174,3 +198,6 @@ class Card:
             if name in d.names:
                 return d
         return None
+
+    def config(self, name: str) -> Configuration | None:
+        return next((c for c in self.configs if c.name == name), None)

@@ -24,7 +24,7 @@ from lark.visitors import Transformer_NonRecursive
 from . import ir
 from .errors import CardError
 from .files import atomic_write
-from .ir import Card, Claim, Convention, Decl, Expr, Group, Pos, Set, Step
+from .ir import Card, Claim, Configuration, Convention, Decl, Expr, Group, Pos, Set, Step
 from .limits import MAX_DEPTH
 
 # Parsing and checking take about 20 µs of CPU a character (Lark is half of
@@ -51,12 +51,14 @@ WORDS = {
     "DOT": '"·"', "HADAMARD": '"⊙"', "MINUS": '"−"', "NOT": '"¬"', "NABLA": '"∇"',
     "SIGMA": '"Σ"', "SQRT": '"√"', "INF": '"∞"', "TRANSPOSE": '"^⊤"', "SQUARED": '"²"',
     "CMP": "a comparison", "ISO": '"[["', "ISC": '"]]"', "EQ": '"="', "COUNT_LINE": "a parameter count",
+    "CONFIG": '"config"', "CONFIG_NAME": "a configuration name like gpt2-medium",
+    "TRAINING": '"(training)"', "SIMPLEX": '"Δ"', "SUBSET": '"⊆"',
 }
 ROLES = {"input": "input", "output": "output", "hyper": "hyper", "param": "param",
          "Input:": "input", "Output:": "output", "Hyperparameters:": "hyper",
          "Parameters:": "param"}
 CMP_CANON = {"<=": "≤", ">=": "≥", "!=": "≠", "==": "="}
-CLAIM_RE = re.compile(r"^\s*[^\s∈;]+\s*(∈|in)\s*[ℝℕℤ{\[(RNZ]")
+CLAIM_RE = re.compile(r"^\s*[^\s∈⊆;]+\s*(∈|in|⊆|subseteq)\s*[ℝℕℤΔ{\[(RNZ]")
 
 
 class BracketPostLex:
@@ -409,6 +411,9 @@ class ToIR(Transformer_NonRecursive):
     def interval(self, m, c):
         return Set("interval", tuple(c), pos=_pos_of(m))
 
+    def simplex(self, m, c):
+        return Set("simplex", tuple(_exprs(c)), pos=_pos_of(m))
+
     def shape(self, m, c):
         return tuple(_exprs(c))
 
@@ -436,6 +441,17 @@ class ToIR(Transformer_NonRecursive):
             else:
                 desc = val
         return Decl(role, c[1], c[2], None, over, desc, _pos_of(m))
+
+    def config(self, m, c):
+        training = any(isinstance(t, Token) and t.type == "TRAINING" for t in c)
+        items = [x for x in c if isinstance(x, tuple) and x[0] == "item"]
+        desc = next((x[1] for x in c if isinstance(x, tuple) and x[0] == "desc"), None)
+        return Configuration(str(c[1]), tuple(x[1] for x in items), training, desc, _pos_of(m),
+                             tuple(x[2] for x in items))
+
+    def config_item(self, m, c):
+        sign = "-" if len(c) == 3 else ""
+        return ("item", (str(c[0]), sign + str(c[-1])), _pos_of(m))
 
     def count_line(self, m, c):
         return None
@@ -490,7 +506,7 @@ class ToIR(Transformer_NonRecursive):
     def card(self, m, c):
         _, name, outputs, inputs, bar, pos = c[0]
         purpose, conv = None, Convention()
-        decls, steps = [], []
+        decls, steps, configs = [], [], []
         for x in c[1:]:
             if isinstance(x, tuple) and x[0] == "purpose":
                 purpose = x[1]
@@ -500,7 +516,10 @@ class ToIR(Transformer_NonRecursive):
                 decls.append(x)
             elif isinstance(x, Step):
                 steps.append(x)
-        return Card(name, outputs, inputs, bar, purpose, conv, tuple(decls), tuple(steps), pos=pos)
+            elif isinstance(x, Configuration):
+                configs.append(x)
+        return Card(name, outputs, inputs, bar, purpose, conv, tuple(decls), tuple(steps), tuple(configs),
+                    pos=pos)
 
     def start(self, m, c):
         return _exprs(c)[0]
@@ -509,7 +528,7 @@ class ToIR(Transformer_NonRecursive):
         return c[0]
 
     def claim_start(self, m, c):
-        return (str(c[0]), c[2])
+        return (str(c[0]), c[2], c[1].type == "SUBSET")
 
 
 def _replace(st: Step, **kw) -> Step:
@@ -551,13 +570,13 @@ def _split_note(tok: Token) -> tuple[str | None, Claim | None]:
         return text, None  # not a claim after all: free text such as "tokens in X"
     try:
         _check_depth(tree)
-        name, st = _to_ir(tree)
+        name, st, subset = _to_ir(tree)
     except CardError as e:  # parsed as one line: put it on the note's line
         if e.pos is not None:
             e.pos = Pos(tok.line, e.pos.col, tok.line, e.pos.end_col)
         raise
     pos = Pos(tok.line, tok.column, tok.end_line, tok.end_column)
-    return rest.strip() or None, Claim(name, _relined(st, tok.line), pos)
+    return rest.strip() or None, Claim(name, _relined(st, tok.line), pos, subset)
 
 
 def _relined(node, line: int):

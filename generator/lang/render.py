@@ -5,7 +5,7 @@ two spellings of one grammar, so both parse back to the same IR.
 
 from __future__ import annotations
 
-from .ir import Card, Claim, Decl, Expr, Group, Set, Step
+from .ir import Card, Claim, Configuration, Decl, Expr, Group, Set, Step
 
 # ------------------------------------------------------------ expressions
 # Binding strength of each op: a child printed where a stronger one is
@@ -165,6 +165,8 @@ def set_text(s: Set | Group) -> str:
         base = "{" + dim_text(s.bounds[0]) + ".." + dim_text(s.bounds[1]) + "}"
     elif s.kind == "upto":
         base = "[" + dim_text(s.bounds[0]) + "]"
+    elif s.kind == "simplex":
+        base = "Δ(" + dim_text(s.bounds[0]) + ")"
     else:
         base = "(" + ", ".join(dim_text(b) for b in s.bounds) + ")"
     if s.seq:
@@ -218,8 +220,17 @@ def decl_body(d: Decl) -> str:
     return s
 
 
+def config_head(c: Configuration) -> str:
+    return c.name + (" (training)" if c.training else "")
+
+
+def config_values(c: Configuration) -> str:
+    """``V = 50257, D = 768``: the values as written, a minus sign as −."""
+    return ", ".join(f"{k} = {v.replace('-', '−', 1) if v.startswith('-') else v}" for k, v in c.values)
+
+
 def claim_text(c: Claim) -> str:
-    return f"{c.name} ∈ {set_text(c.set)}"
+    return f"{c.name} {'⊆' if c.subset else '∈'} {set_text(c.set)}"
 
 
 class CardWriter:
@@ -245,6 +256,7 @@ class CardWriter:
         out.append(ind + ("convention " if card_style else "Convention: ")
                    + f"{conv.axes}, {conv.base}-based")
         out += self.decls(card.decls, ind)
+        out += self.configs(card.configs, ind)
         if self.count_line:
             out.append(ind + self.count_line)
         self.rows = []
@@ -266,6 +278,19 @@ class CardWriter:
                 desc = quote(d.desc) if self.style == "card" else f"— {d.desc}"
                 line = f"{ind}{words[d.role].ljust(role_w)} {body.ljust(col)}  {desc}"
             lines.append(line.rstrip())
+        return lines
+
+    def configs(self, configs: tuple[Configuration, ...], ind: str) -> list[str]:
+        word = "config" if self.style == "card" else "Configuration"
+        heads = [config_head(c) + ":" for c in configs]
+        col = max((len(h) for h in heads), default=0)
+        bodies = [f"{head.ljust(col)} {config_values(c)}" for c, head in zip(configs, heads, strict=True)]
+        desc_col = max((len(b) for b in bodies), default=0)
+        lines = []
+        for c, body in zip(configs, bodies, strict=True):
+            if c.desc is not None:
+                body = body.ljust(desc_col) + "  " + (quote(c.desc) if self.style == "card" else f"— {c.desc}")
+            lines.append(f"{ind}{word} {body}")
         return lines
 
     def note_of(self, st: Step) -> str | None:

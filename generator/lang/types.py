@@ -61,6 +61,8 @@ def type_text(t: Type) -> str:
     prints, but straight from the Polys, so that any shape can be shown (a
     broadcast ⋆, a negative length, a long dimension cut short) and the text
     is never parsed back."""
+    if t.kind == "subset":
+        return f"a set of positions ⊆ [{_dim_text(t.shape[0])}]"
     kind = t.kind if t.kind in NUMERIC else "real"
     if kind == "interval":
         kind = "real"
@@ -91,6 +93,8 @@ def dim_expr(p: Poly) -> ir.Expr:
 
 
 def to_set(t: Type) -> ir.Set:
+    if t.kind == "subset":  # a set of positions: the [n] it is a subset of (the claim says ⊆)
+        return ir.Set("upto", (dim_expr(t.shape[0]),))
     bounds = tuple(dim_expr(b) for b in t.bounds)
     kind = t.kind if t.kind in NUMERIC else "real"
     if kind == "interval":

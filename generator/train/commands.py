@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..compile.naming import ascii_name
+from ..lang.configs import chosen_values, settable_names, training_config
 from ..lang.errors import CardError
 from ..lang.load import library_for, load, resolve
 from . import cards as tc
@@ -34,9 +35,19 @@ def read_data(data: str | None) -> tuple[bytes, dict]:
     return text, rn.data_identity(Path(data).name, text)
 
 
+def training_values(checked, lib, config: str | None, given: dict) -> dict:
+    """The sizes a new run trains at: the card's configuration ``config`` (by default the one marked
+    ``(training)``), then ``given`` (``--set``, whose names must be the card's)."""
+    if config is None and training_config(checked.card) is not None:
+        config = training_config(checked.card).name
+    names = settable_names(checked, lib)
+    return chosen_values(checked.card, config, given, [*names, *map(ascii_name, names)])
+
+
 def train(card: str, values: dict, settings: rn.Settings, given: dict, out_dir: str | None, resume: bool,
-          force: bool, data: str | None, log_scale: bool, say: Say, out: Say) -> int:
-    """Start or resume a run; the exit status (0, or 128 + the signal that stopped it)."""
+          force: bool, data: str | None, log_scale: bool, say: Say, out: Say, config: str | None = None) -> int:
+    """Start or resume a run; the exit status (0, or 128 + the signal that stopped it).  A new run takes
+    the card's named configuration ``config`` (by default the one marked ``(training)``), ``values`` on top."""
     if resume and force:
         raise CardError("--resume continues the run in the folder, --force replaces it: give one")
     card = resolve(card)  # a file, or a name on the search path
@@ -62,7 +73,8 @@ def train(card: str, values: dict, settings: rn.Settings, given: dict, out_dir: 
     if rn.holds_run(folder) and not force:
         raise CardError(f"{folder} already holds a training run",
                         hint="--resume continues it, --force starts over and replaces it, --out picks another folder")
-    mods = tc.compile_modules(tc.check_model(disk_lib, c.name), disk_lib, values)
+    checked = tc.check_model(disk_lib, c.name)
+    mods = tc.compile_modules(checked, disk_lib, training_values(checked, disk_lib, config, values))
     texts = tc.card_texts(mods.card, disk_lib)
     text, settings.data = read_data(data)
     run = _run(folder, mods, texts, settings, text)
