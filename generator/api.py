@@ -193,12 +193,12 @@ def build(sources, out_dir: str | os.PathLike = "generated", target: str = "nump
     (training and inference loops cardgen does not compile) are left out."""
     from .compile.lower import LoweringError, wrapper_kind
     from .lang.files import atomic_write
-    out = Path(out_dir)
+    out, kind = Path(out_dir), target  # (the loop names each file it writes `target`)
     done = []
     for f in card_paths([sources] if isinstance(sources, str | os.PathLike) else sources):
         card = load(f)
         try:
-            text = module_text(card, target)
+            text = module_text(card, kind)
         except LoweringError:
             if wrapper_kind(card.ir) is not None:
                 continue
