@@ -192,9 +192,10 @@ def build(sources, out_dir: str | os.PathLike = "generated", target: str = "nump
     ``out_dir``; returns the files written or already current. Wrapper cards that have no module
     (training and inference loops cardgen does not compile) are left out."""
     from .compile.lower import LoweringError, wrapper_kind
-    from .lang.files import atomic_write
+    from .compile.outputs import add_module, check_compiles
+    from .lang.files import atomic_write, holds, inside
     out, kind = Path(out_dir), target  # (the loop names each file it writes `target`)
-    done = []
+    modules: dict[str, tuple[str, str]] = {}
     for f in card_paths([sources] if isinstance(sources, str | os.PathLike) else sources):
         card = load(f)
         try:
@@ -203,11 +204,15 @@ def build(sources, out_dir: str | os.PathLike = "generated", target: str = "nump
             if wrapper_kind(card.ir) is not None:
                 continue
             raise
+        add_module(modules, card.name, str(f), text, out)
+    check_compiles(modules, out)
+    done = []
+    for name, (_, text) in modules.items():
         out.mkdir(parents=True, exist_ok=True)
-        target = out / f"{card.name}.py"
-        if not target.exists() or target.read_text("utf-8") != text:
+        target = inside(out, name)
+        if not holds(target, text.encode("utf-8")):
             atomic_write(target, text)
-        done.append(target)
+        done.append(out / name)
     return done
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
 from fractions import Fraction
-from pathlib import Path
+from functools import cache
 
 import jinja2
 
@@ -25,12 +26,14 @@ from .lower import LoweringError, lower
 from .memory import holders, inplace_expr, plan
 from .naming import ascii_name
 from .npcode import at_index, py_dim
+from .pytext import comment, docstring, header_path, number
 from .targets import DEFAULT, TARGETS, Target
 from .wrappers import wrapper_code
 
 COMMENT_COL = 60
 
 
+@cache  # one per process: Jinja compiles a template once per Environment (~40 ms each)
 def _env() -> jinja2.Environment:
     loader = jinja2.PackageLoader("cardgen.compile", "templates")
     return jinja2.Environment(loader=loader, trim_blocks=True, lstrip_blocks=True,
@@ -41,17 +44,6 @@ def shape_comment(shape, batched: bool) -> str:
     dims = ["…"] if batched else []
     dims += [poly_text(d) if isinstance(d, Poly) else str(d) for d in shape]
     return "(" + ", ".join(dims) + (",)" if len(dims) == 1 else ")")
-
-
-def docstring_text(text: str) -> str:
-    """Card text inside a triple-quoted docstring: no escape sequence, nothing that ends it."""
-    text = text.replace("\\", "\\\\").replace('"""', "'''")
-    return text + " " if text.endswith('"') else text
-
-
-def safe_comment(text: str) -> str:
-    """Card text inside a # comment: one line, nothing that ends the comment."""
-    return " ".join(text.replace("\x00", "").split())
 
 
 class Writer:
@@ -83,7 +75,7 @@ class Writer:
         if step and step != self.last_step:
             text = self.card_lines.get(step)
             if text:
-                self.lines.append(indent + "# " + safe_comment(text))
+                self.lines.append(indent + "# " + comment(text))
             self.last_step = step
 
     def op(self, op: Op, indent: str, shape_names: dict[str, str]):
@@ -93,9 +85,9 @@ class Writer:
         if expr is None and self.target.in_place and op.kind == "real" and (op.shape or op.batched):
             expr = self.target.out_expr(op, self.buffer(op))
         code = f"{indent}{op.out} = {expr or self.target.op_expr(op)}"
-        comment = shape_comment(op.shape, op.batched)
+        shape = comment(shape_comment(op.shape, op.batched))
         pad = max(1, COMMENT_COL - len(code))
-        self.lines.append(code + " " * pad + "# " + comment)
+        self.lines.append(code + " " * pad + "# " + shape)
         if op.out in shape_names:
             self.lines.append(f"{indent}{shape_names[op.out]} = {op.out}.shape")
 
@@ -123,6 +115,13 @@ def card_line_map(checked: Checked, lib: Library) -> dict[str, str]:
 
 def module_source(checked: Checked, lib: Library, source_path: str, target: str = DEFAULT) -> str:
     """The generated module for one card, as text, for a target of ``targets.TARGETS``."""
+    try:
+        return _module_source(checked, lib, source_path, target)
+    except CardError as e:  # a rule that knew the node but not the file
+        raise e.located(checked.card.path, checked.card.source) from None
+
+
+def _module_source(checked: Checked, lib: Library, source_path: str, target: str) -> str:
     tg = TARGETS[target]
     prog = lower(checked, lib)
     if prog.wrapper and not tg.in_place:
@@ -146,27 +145,27 @@ def module_source(checked: Checked, lib: Library, source_path: str, target: str 
         field = how.removeprefix("config.")
         if how.startswith("config.") and field not in have:
             hypers.insert(0, {"field": field, "type": "int", "default": None,
-                              "comment": safe_comment(f"{s} — a size of the model the card trains or runs")})
+                              "comment": comment(f"{s} — a size of the model the card trains or runs")})
             have.add(field)
     for s in param_dims(prog):
         hypers.insert(0, {"field": ascii_name(s), "type": "int", "default": None,
-                          "comment": safe_comment(f"{s} — length of an input axis; sizes parameters")})
+                          "comment": comment(f"{s} — length of an input axis; sizes parameters")})
     params = param_fields(checked, prog)
     inputs = [v.name for v in prog.inputs]
     text = pseudocode(card, checked.claims)
     out_name = ", ".join(output_names(prog, checked))
     tmpl = _env().get_template("module.py.j2")
     return tmpl.render(
-        source=source_path, sha=hashlib.sha256(card.source.encode("utf-8")).hexdigest(),
-        name=card.name, purpose=docstring_text(safe_comment(card.purpose or card.name)),
-        card_text=docstring_text("\n".join("    " + line if line else "" for line in text.splitlines())),
+        source=header_path(source_path), sha=hashlib.sha256(card.source.encode("utf-8")).hexdigest(),
+        name=docstring(comment(card.name)), purpose=docstring(comment(card.purpose or card.name)),
+        card_text=docstring("\n".join("    " + line if line else "" for line in text.removesuffix("\n").split("\n"))),
         input_list=", ".join(inputs), input_args=", ".join(inputs), output=out_name,
         output_grad=", ".join(bwd.output_grads),
         hypers=hypers, params=params, init_dims=init_dims(prog),
-        signature=safe_comment(f"{', '.join(card.outputs)} ← {card.name}(...)"),
-        input_docs=[f"{v.name}: {shape_comment(v.shape, v.batched)} {'token ids' if v.kind == 'int' else ''}"
-                    .rstrip() for v in prog.inputs],
-        output_shape=", ".join(shape_comment(o.shape, o.batched) for o in prog.outputs),
+        signature=docstring(comment(f"{', '.join(card.outputs)} ← {card.name}(...)")),
+        input_docs=[docstring(comment(f"{v.name}: {shape_comment(v.shape, v.batched)} "
+                                      f"{'token ids' if v.kind == 'int' else ''}")) for v in prog.inputs],
+        output_shape=docstring(comment(", ".join(shape_comment(o.shape, o.batched) for o in prog.outputs))),
         forward=drop_unused(fwd + [f"return {', '.join(o.name for o in prog.outputs)}, cache"]),
         backward=back, helpers=tg.helpers, extra=wrapper_code(prog, checked), target=target,
     )
@@ -177,16 +176,18 @@ SETUP = re.compile(r"^(\s*)(\w+) = (config\.\w+|cache\[\"\w+\"\]|params\.\w+|[\w
                    r"|\w+\.dtype|tuple\(\w+\.shape\[.*\]\)|array_namespace\(.*\)|_device\(\w+\)|None)$")
 
 
+WORD = re.compile(r"(?<![\w.])\w+")  # x.dtype is no use of dtype
+
+
 def drop_unused(lines: list[str]) -> list[str]:
     """Set-up lines (a size from config, a value from the cache) for names nothing reads."""
     def code(line: str) -> str:  # comments and string literals are no use of a name
         return re.sub(r"'[^']*'|\"[^\"]*\"", "", line.split("#")[0])
-    text = "\n".join(code(line) for line in lines)
+    uses = Counter(WORD.findall("\n".join(code(line) for line in lines)))  # one pass, not one per line
     kept = []
     for line in lines:
         m = SETUP.match(line)
-        word = rf"(?<![\w.]){re.escape(m.group(2))}\b" if m else ""  # x.dtype is no use of dtype
-        if m and len(re.findall(word, text)) == len(re.findall(word, code(line))):
+        if m and uses[m.group(2)] == WORD.findall(code(line)).count(m.group(2)):
             continue  # read nowhere but on its own line
         kept.append(line)
     return kept
@@ -507,11 +508,11 @@ def config_fields(checked: Checked, prog: Program) -> list[dict]:
                 if t is not None and t.value is not None and t.value.constant is not None:
                     default = str(int(t.value.constant))
                 elif d.default.op == "num":
-                    default = repr(float(d.default.attr)) if not integral else d.default.attr
+                    default = number(d.default.attr, integral)
             desc = f" — {d.desc}" if d.desc else ""
             out.append({"field": field, "type": "int" if integral else "bool" if boolean else "float",
                         "default": default,
-                        "comment": safe_comment(f"{n}{desc}")})
+                        "comment": comment(f"{n}{desc}")})
     out.sort(key=lambda h: h["default"] is not None)  # fields with defaults last
     return out
 
@@ -528,13 +529,7 @@ def param_fields(checked: Checked, prog: Program) -> list[dict]:
             init = f"np.zeros(({shape},), dtype=dtype)"
         else:
             init = f"(0.02 * rng.standard_normal(({shape},))).astype(dtype)"
-        comment = ".".join(path) + " " + shape_comment(v.shape, False)
-        out.append({"field": v.name, "init": init, "comment": safe_comment(comment)})
+        note = ".".join(path) + " " + shape_comment(v.shape, False)
+        out.append({"field": v.name, "init": init, "comment": comment(note)})
     return out
 
-
-def write_module(checked: Checked, lib: Library, out_dir: Path, source_path: str) -> Path:
-    text = module_source(checked, lib, source_path)
-    path = out_dir / f"{checked.card.name}.py"
-    path.write_text(text, "utf-8")
-    return path

@@ -113,6 +113,7 @@ PRINT.update({
     "silu_grad": lambda op, a: f"_silu_grad(xp, {a})",
     "gelu_grad": lambda op, a: f"_gelu_grad(xp, {a})",
     "softmax_grad": lambda op, g, y: f"_softmax_grad(xp, {g}, {y}, {op.attr[0]})",
+    "layer_norm_grad": lambda op, g, y, s: f"_layer_norm_grad(xp, {g}, {y}, {s}, {op.attr[0]})",
     "log_softmax_grad": lambda op, g, y: f"{g} - xp.exp({y}) * xp.sum({g}, axis={op.attr[0]}, keepdims=True)",
     "unsum": lambda op, g, s: f"xp.broadcast_to(_expand(xp, {g}, {_axes(op.attr[0])}), {s})",
     "squeeze": lambda op, g: f"xp.squeeze({g}, axis={_axes(op.attr[0])})",
@@ -329,6 +330,11 @@ def _wgrad(xp, x, g):
 
 def _softmax_grad(xp, g, y, axis):
     return (g - xp.sum(g * y, axis=axis, keepdims=True)) * y
+
+
+def _layer_norm_grad(xp, g, y, s, axis):
+    """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
+    return (g - xp.mean(g, axis=axis, keepdims=True) - y * xp.mean(g * y, axis=axis, keepdims=True)) / s
 
 
 def _unslice(xp, g, shape, axis, lo, hi):
