@@ -194,12 +194,12 @@ def build(sources, out_dir: str | os.PathLike = "generated", target: str = "nump
     from .compile.lower import LoweringError, wrapper_kind
     from .compile.outputs import add_module, check_compiles
     from .lang.files import atomic_write, holds, inside
-    out = Path(out_dir)
+    out, kind = Path(out_dir), target  # (the loop names each file it writes `target`)
     modules: dict[str, tuple[str, str]] = {}
     for f in card_paths([sources] if isinstance(sources, str | os.PathLike) else sources):
         card = load(f)
         try:
-            text = module_text(card, target)
+            text = module_text(card, kind)
         except LoweringError:
             if wrapper_kind(card.ir) is not None:
                 continue
