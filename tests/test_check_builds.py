@@ -143,11 +143,12 @@ def test_exit_codes(tmp_path, monkeypatch):
 
 
 def test_a_generated_module_refusing_its_inputs_is_an_input_error():
-    """--set values the card's sizes cannot take reach the module, which refuses them in the card's
-    terms: exit 1 and that message, not "internal error" (exit 3)."""
+    """--set values the card's sizes cannot take are refused in the card's terms: exit 1, not
+    "internal error" (exit 3). (lang/values.py now refuses them before the module runs, at the step
+    whose size they break; the module's own check says the same for values given in Python.)"""
     r = cli("gradcheck", ROOT / "cards" / "CausalSelfAttention.card", "--set", "D=6", "--set", "H=4")
     assert r.exit_code == 1, r.output
-    assert "cardgen: error: D/H must be a whole number, but D = 6 is not a multiple of H = 4" in r.output
+    assert "D/H = 1.5 (with D = 6, H = 4)" in r.output and "hint: H must divide D" in r.output
     assert "internal error" not in r.output
 
 
