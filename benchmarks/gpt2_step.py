@@ -49,6 +49,8 @@ ROOT = Path(__file__).resolve().parent.parent
 V, T, D, H, N, B = 256, 128, 128, 4, 4, 8
 D_F = 4 * D
 CTX = T
+# --size: the benchmark size, and one closer to GPT-2 small (D_f = 4·D, ctx = T in both)
+SIZES = {"bench": (256, 128, 128, 4, 4, 8), "gpt2s": (512, 256, 384, 6, 6, 4)}
 OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 TOLERANCE = 1e-4
 
@@ -463,9 +465,24 @@ def main():
                         help="time a whole training step: forward, loss, backward and the AdamW update "
                              "(generated: cardgen.train.trainer.Trainer with the AdamW card; "
                              "pytorch: torch.optim.AdamW)")
+    parser.add_argument("--engines", action="store_true",
+                        help="add the array-API modules (--target array-api) on PyTorch eager and under jax.jit "
+                             "(benchmarks/engines_gpt2.py)")
     parser.add_argument("--profile", action="store_true",
                         help="instead of timing, profile 5 generated steps (cProfile, then per line)")
+    parser.add_argument("--size", choices=sorted(SIZES), default="bench",
+                        help="bench: V=256 T=128 D=128 H=4 N=4 B=8 (default); "
+                             "gpt2s: V=512 T=256 D=384 H=6 N=6 B=4")
+    parser.add_argument("--unset-blas-env", action="store_true",
+                        help=f"run with {' and '.join(OPENBLAS_VARS)} unset (the script starts itself again "
+                             "without them: OpenBLAS reads them when NumPy loads)")
     args = parser.parse_args()
+    if args.unset_blas_env and any(v in os.environ for v in OPENBLAS_VARS):
+        env = {k: v for k, v in os.environ.items() if k not in OPENBLAS_VARS}
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
+    global V, T, D, H, N, B, D_F, CTX
+    V, T, D, H, N, B = SIZES[args.size]
+    D_F, CTX = 4 * D, T
     global WORKSPACE
     if args.no_workspace:
         WORKSPACE = None
@@ -499,6 +516,12 @@ def main():
         "pytorch": lambda: torch_step(model, tokens),
         "hand-numpy": lambda: hand_numpy_step(params, x),
     }
+    if args.engines:  # the same step, array-API target, on other engines; agreement checked first
+        import engines_gpt2
+        more = {"xp-torch": engines_gpt2.torch_step(cfg, params, x),
+                "xp-jax-jit": engines_gpt2.jax_step(cfg, params, x)}
+        check_agreement({"generated": lambda: generated_step(cfg, params, x), **more})
+        steps.update({name: (lambda s=s: s()[0]) for name, s in more.items()})
     if args.check_cost:
         measure_check_cost(cfg, params, x)
         return

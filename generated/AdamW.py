@@ -154,30 +154,30 @@ def backward(config: Config, params: Params, cache: dict, d_theta_prime, d_m_pri
     g10004 = np.divide(g10003, _21, out=g10003)                 # (…, n)
     g10005 = np.negative(g10004, out=g10004)                    # (…, n)
     g10006 = np.multiply(_20, 2.0, out=_buf(workspace, 'AdamW:bg10006', batch + (n,), dtype)) # (…, n)
-    g10007 = np.divide(g10005, g10006, out=g10005)              # (…, n)
-    g10009 = np.multiply(g10002, eta, out=g10002)               # (…, n)
+    d_v_hat = np.divide(g10005, g10006, out=g10005)             # (…, n)
+    d_m_hat = np.multiply(g10002, eta, out=g10002)              # (…, n)
     # 5 v̂ ← v′ / (1 − β_2^{t}) ▷ v̂ ∈ ℝ^n
-    g10010 = np.divide(g10007, _17, out=g10007)                 # (…, n)
-    g10014 = np.add(d_v_prime, g10010, out=g10010)              # (…, n)
+    g10010 = np.divide(d_v_hat, _17, out=d_v_hat)               # (…, n)
+    d_v_prime_2 = np.add(d_v_prime, g10010, out=g10010)         # (…, n)
     # 4 m̂ ← m′ / (1 − β_1^{t}) ▷ m̂ ∈ ℝ^n; bias correction
-    g10015 = np.divide(g10009, _14, out=g10009)                 # (…, n)
-    g10019 = np.add(d_m_prime, g10015, out=g10015)              # (…, n)
+    g10015 = np.divide(d_m_hat, _14, out=d_m_hat)               # (…, n)
+    d_m_prime_2 = np.add(d_m_prime, g10015, out=g10015)         # (…, n)
     # 3 v′ ← β_2 v + (1 − β_2) g ⊙ g ▷ v′ ∈ ℝ^n
-    g10020 = np.multiply(g10014, g, out=_buf(workspace, 'AdamW:bg10020', batch + (n,), dtype)) # (…, n)
-    g10021 = np.multiply(g10014, _10, out=_buf(workspace, 'AdamW:bg10021', batch + (n,), dtype)) # (…, n)
+    g10020 = np.multiply(d_v_prime_2, g, out=_buf(workspace, 'AdamW:bg10020', batch + (n,), dtype)) # (…, n)
+    d_g = np.multiply(d_v_prime_2, _10, out=_buf(workspace, 'AdamW:bd_g', batch + (n,), dtype)) # (…, n)
     g10023 = np.multiply(g10020, _9, out=g10020)                # (…, n)
-    g10024 = np.add(g10021, g10023, out=g10021)                 # (…, n)
-    g10026 = np.multiply(g10014, beta_2, out=g10014)            # (…, n)
+    d_g_2 = np.add(d_g, g10023, out=d_g)                        # (…, n)
+    d_v = np.multiply(d_v_prime_2, beta_2, out=d_v_prime_2)     # (…, n)
     # 2 m′ ← β_1 m + (1 − β_1) g ▷ m′ ∈ ℝ^n
-    g10028 = np.multiply(g10019, _5, out=_buf(workspace, 'AdamW:bg10028', batch + (n,), dtype)) # (…, n)
-    g10029 = np.add(g10024, g10028, out=g10024)                 # (…, n)
-    g10031 = np.multiply(g10019, beta_1, out=g10019)            # (…, n)
+    g10028 = np.multiply(d_m_prime_2, _5, out=_buf(workspace, 'AdamW:bg10028', batch + (n,), dtype)) # (…, n)
+    d_g_3 = np.add(d_g_2, g10028, out=d_g_2)                    # (…, n)
+    d_m = np.multiply(d_m_prime_2, beta_1, out=d_m_prime_2)     # (…, n)
     # 1 θ ← θ − η λ θ ▷ θ ∈ ℝ^n; decoupled weight decay
     g10032 = np.negative(d_theta_prime, out=_buf(workspace, 'AdamW:bg10032', batch + (n,), dtype)) # (…, n)
     g10034 = np.multiply(g10032, _1, out=g10032)                # (…, n)
-    g10035 = np.add(d_theta_prime, g10034, out=g10034)          # (…, n)
+    d_theta = np.add(d_theta_prime, g10034, out=g10034)         # (…, n)
     grads = Params()
-    return grads, {"theta": g10035, "g": g10029, "m": g10031, "v": g10026}
+    return grads, {"theta": d_theta, "g": d_g_3, "m": d_m, "v": d_v}
 
 
 def _check_input(name, value, shape, kind, lo, hi, card_set):
@@ -339,6 +339,16 @@ def _gelu_grad(x):
 def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
+
+
+def _layer_norm_grad(g, y, s, axis, out=None):
+    """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
+    t = np.multiply(g, y, out=out)
+    gy = np.mean(t, axis=axis, keepdims=True)
+    t = np.multiply(y, gy, out=t)
+    t = np.subtract(g, t, out=t)
+    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    return np.divide(t, s, out=t)
 
 
 def _softmax_grad(g, y, axis, out=None):

@@ -165,44 +165,44 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     g10001 = np.swapaxes(V, -1, -2)                             # (…, ℓ_z, d_out)
     g10002 = np.matmul(g10001, d_V_tilde, out=_buf(workspace, 'Attention:bg10002', batch + (ell_z, ell_x), dtype)) # (…, ℓ_z, ℓ_x)
     g10003 = np.swapaxes(_16, -1, -2)                           # (…, ℓ_x, ℓ_z)
-    g10004 = np.matmul(d_V_tilde, g10003, out=_buf(workspace, 'Attention:bg10004', batch + (d_out, ell_z), dtype)) # (…, d_out, ℓ_z)
+    d_V = np.matmul(d_V_tilde, g10003, out=_buf(workspace, 'Attention:bd_V', batch + (d_out, ell_z), dtype)) # (…, d_out, ℓ_z)
     g10005 = _softmax_grad(g10002, _16, -2, _buf(workspace, 'Attention:bg10005', batch + (ell_z, ell_x), dtype)) # (…, ℓ_z, ℓ_x)
     g10006 = np.divide(g10005, _14, out=g10005)                 # (…, ℓ_z, ℓ_x)
     # 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
-    g10011 = _zero_where(g10006, _12)                           # (…, ℓ_z, ℓ_x)
+    d_S = _zero_where(g10006, _12)                              # (…, ℓ_z, ℓ_x)
     # 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
     g10012 = np.swapaxes(_10, -1, -2)                           # (…, d_attn, ℓ_z)
-    g10013 = np.matmul(g10012, g10011, out=_buf(workspace, 'Attention:bg10013', batch + (d_attn, ell_x), dtype)) # (…, d_attn, ℓ_x)
+    d_Q = np.matmul(g10012, d_S, out=_buf(workspace, 'Attention:bd_Q', batch + (d_attn, ell_x), dtype)) # (…, d_attn, ℓ_x)
     g10014 = np.swapaxes(Q, -1, -2)                             # (…, ℓ_x, d_attn)
-    g10015 = np.matmul(g10011, g10014, out=_buf(workspace, 'Attention:bg10015', batch + (ell_z, d_attn), dtype)) # (…, ℓ_z, d_attn)
-    g10016 = np.swapaxes(g10015, -1, -2)                        # (…, d_attn, ℓ_z)
+    g10015 = np.matmul(d_S, g10014, out=_buf(workspace, 'Attention:bg10015', batch + (ell_z, d_attn), dtype)) # (…, ℓ_z, d_attn)
+    d_K = np.swapaxes(g10015, -1, -2)                           # (…, d_attn, ℓ_z)
     # 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-    g10017 = _sum_to(g10004, 2, (-1,))                          # (d_out, 1)
-    g10018 = np.squeeze(g10017, -1)                             # (d_out,)
+    g10017 = _sum_to(d_V, 2, (-1,))                             # (d_out, 1)
+    d_b_v = np.squeeze(g10017, -1)                              # (d_out,)
     g10019 = np.swapaxes(W_v, -1, -2)                           # (d_z, d_out)
-    g10020 = np.matmul(g10019, g10004, out=_buf(workspace, 'Attention:bg10020', batch + (d_z, ell_z), dtype)) # (…, d_z, ℓ_z)
+    d_Z = np.matmul(g10019, d_V, out=_buf(workspace, 'Attention:bd_Z', batch + (d_z, ell_z), dtype)) # (…, d_z, ℓ_z)
     g10021 = np.swapaxes(Z, -1, -2)                             # (…, ℓ_z, d_z)
-    g10022 = np.matmul(g10004, g10021, out=_buf(workspace, 'Attention:bg10022', batch + (d_out, d_z), dtype)) # (…, d_out, d_z)
-    g10023 = _sum_to(g10022, 2, ())                             # (d_out, d_z)
+    g10022 = np.matmul(d_V, g10021, out=_buf(workspace, 'Attention:bg10022', batch + (d_out, d_z), dtype)) # (…, d_out, d_z)
+    d_W_v = _sum_to(g10022, 2, ())                              # (d_out, d_z)
     # 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-    g10024 = _sum_to(g10016, 2, (-1,))                          # (d_attn, 1)
-    g10025 = np.squeeze(g10024, -1)                             # (d_attn,)
+    g10024 = _sum_to(d_K, 2, (-1,))                             # (d_attn, 1)
+    d_b_k = np.squeeze(g10024, -1)                              # (d_attn,)
     g10026 = np.swapaxes(W_k, -1, -2)                           # (d_z, d_attn)
-    g10027 = np.matmul(g10026, g10016, out=_buf(workspace, 'Attention:bg10027', batch + (d_z, ell_z), dtype)) # (…, d_z, ℓ_z)
+    g10027 = np.matmul(g10026, d_K, out=_buf(workspace, 'Attention:bg10027', batch + (d_z, ell_z), dtype)) # (…, d_z, ℓ_z)
     g10028 = np.swapaxes(Z, -1, -2)                             # (…, ℓ_z, d_z)
-    g10029 = np.matmul(g10016, g10028, out=_buf(workspace, 'Attention:bg10029', batch + (d_attn, d_z), dtype)) # (…, d_attn, d_z)
-    g10030 = _sum_to(g10029, 2, ())                             # (d_attn, d_z)
-    g10031 = np.add(g10020, g10027, out=g10020)                 # (…, d_z, ℓ_z)
+    g10029 = np.matmul(d_K, g10028, out=_buf(workspace, 'Attention:bg10029', batch + (d_attn, d_z), dtype)) # (…, d_attn, d_z)
+    d_W_k = _sum_to(g10029, 2, ())                              # (d_attn, d_z)
+    d_Z_2 = np.add(d_Z, g10027, out=d_Z)                        # (…, d_z, ℓ_z)
     # 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-    g10032 = _sum_to(g10013, 2, (-1,))                          # (d_attn, 1)
-    g10033 = np.squeeze(g10032, -1)                             # (d_attn,)
+    g10032 = _sum_to(d_Q, 2, (-1,))                             # (d_attn, 1)
+    d_b_q = np.squeeze(g10032, -1)                              # (d_attn,)
     g10034 = np.swapaxes(W_q, -1, -2)                           # (d_x, d_attn)
-    g10035 = np.matmul(g10034, g10013, out=_buf(workspace, 'Attention:bg10035', batch + (d_x, ell_x), dtype)) # (…, d_x, ℓ_x)
+    d_X = np.matmul(g10034, d_Q, out=_buf(workspace, 'Attention:bd_X', batch + (d_x, ell_x), dtype)) # (…, d_x, ℓ_x)
     g10036 = np.swapaxes(X, -1, -2)                             # (…, ℓ_x, d_x)
-    g10037 = np.matmul(g10013, g10036, out=_buf(workspace, 'Attention:bg10037', batch + (d_attn, d_x), dtype)) # (…, d_attn, d_x)
-    g10038 = _sum_to(g10037, 2, ())                             # (d_attn, d_x)
-    grads = Params(W_q=g10038, b_q=g10033, W_k=g10030, b_k=g10025, W_v=g10023, b_v=g10018)
-    return grads, {"X": g10035, "Z": g10031}
+    g10037 = np.matmul(d_Q, g10036, out=_buf(workspace, 'Attention:bg10037', batch + (d_attn, d_x), dtype)) # (…, d_attn, d_x)
+    d_W_q = _sum_to(g10037, 2, ())                              # (d_attn, d_x)
+    grads = Params(W_q=d_W_q, b_q=d_b_q, W_k=d_W_k, b_k=d_b_k, W_v=d_W_v, b_v=d_b_v)
+    return grads, {"X": d_X, "Z": d_Z_2}
 
 
 def _check_input(name, value, shape, kind, lo, hi, card_set):
@@ -364,6 +364,16 @@ def _gelu_grad(x):
 def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
+
+
+def _layer_norm_grad(g, y, s, axis, out=None):
+    """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
+    t = np.multiply(g, y, out=out)
+    gy = np.mean(t, axis=axis, keepdims=True)
+    t = np.multiply(y, gy, out=t)
+    t = np.subtract(g, t, out=t)
+    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    return np.divide(t, s, out=t)
 
 
 def _softmax_grad(g, y, axis, out=None):

@@ -164,47 +164,47 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     X = cache["X"]
     W_qkv = params.W_qkv
     # 11 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
-    g10001 = _sum_to(d_V_tilde, 1, ())                          # (D,)
-    g10002 = _wgrad(Y_2, d_V_tilde, _buf(workspace, 'CausalSelfAttention:bg10002', (D, D), dtype)) # (D, D)
+    d_b_o = _sum_to(d_V_tilde, 1, ())                           # (D,)
+    d_W_o = _wgrad(Y_2, d_V_tilde, _buf(workspace, 'CausalSelfAttention:bd_W_o', (D, D), dtype)) # (D, D)
     g10003 = np.swapaxes(W_o, -1, -2)                           # (D, D)
-    g10004 = np.matmul(d_V_tilde, g10003, out=_buf(workspace, 'CausalSelfAttention:bg10004', batch + (T, D), dtype)) # (…, T, D)
+    d_Y_2 = np.matmul(d_V_tilde, g10003, out=_buf(workspace, 'CausalSelfAttention:bd_Y_2', batch + (T, D), dtype)) # (…, T, D)
     # 10 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
-    g10005 = g10004.reshape(shape_24)                           # (…, T, H, D/H)
-    g10006 = _permute(g10005, (-2, -3, -1))                     # (…, H, T, D/H)
+    g10005 = d_Y_2.reshape(shape_24)                            # (…, T, H, D/H)
+    d_Y = _permute(g10005, (-2, -3, -1))                        # (…, H, T, D/H)
     # 8 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
     g10007 = np.swapaxes(_22, -1, -2)                           # (…, H, T, T)
-    g10008 = np.matmul(g10007, g10006, out=_buf(workspace, 'CausalSelfAttention:bg10008', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    d_V = np.matmul(g10007, d_Y, out=_buf(workspace, 'CausalSelfAttention:bd_V', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10009 = np.swapaxes(V, -1, -2)                             # (…, H, D/H, T)
-    g10010 = np.matmul(g10006, g10009, out=_buf(workspace, 'CausalSelfAttention:bg10010', batch + (H, T, T), dtype)) # (…, H, T, T)
+    g10010 = np.matmul(d_Y, g10009, out=_buf(workspace, 'CausalSelfAttention:bg10010', batch + (H, T, T), dtype)) # (…, H, T, T)
     g10011 = _softmax_grad(g10010, _22, -1, _buf(workspace, 'CausalSelfAttention:bg10011', batch + (H, T, T), dtype)) # (…, H, T, T)
     # 7 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
-    g10013 = _zero_where(g10011, _20)                           # (…, H, T, T)
+    d_S = _zero_where(g10011, _20)                              # (…, H, T, T)
     # 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
-    g10014 = np.divide(g10013, _15, out=g10013)                 # (…, H, T, T)
+    g10014 = np.divide(d_S, _15, out=d_S)                       # (…, H, T, T)
     g10018 = np.swapaxes(Q, -1, -2)                             # (…, H, D/H, T)
     g10019 = np.matmul(g10018, g10014, out=_buf(workspace, 'CausalSelfAttention:bg10019', batch + (H, D // H, T), dtype)) # (…, H, D/H, T)
     g10020 = np.swapaxes(_12, -1, -2)                           # (…, H, T, D/H)
-    g10021 = np.matmul(g10014, g10020, out=_buf(workspace, 'CausalSelfAttention:bg10021', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    g10022 = np.swapaxes(g10019, -1, -2)                        # (…, H, T, D/H)
+    d_Q = np.matmul(g10014, g10020, out=_buf(workspace, 'CausalSelfAttention:bd_Q', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    d_K = np.swapaxes(g10019, -1, -2)                           # (…, H, T, D/H)
     # 5 V_h ← A[:, 2 · D + h · D / H : 2 · D + (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
-    g10023 = _permute(g10008, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10023 = _permute(d_V, (-2, -3, -1))                        # (…, T, H, D/H)
     g10024 = g10023.reshape(shape_9)                            # (…, T, D)
-    g10025 = _unslice(g10024, A_shape, -1, 2*D, 3*D, _buf(workspace, 'CausalSelfAttention:bg10025', batch + (T, 3*D), dtype)) # (…, T, 3·D)
+    d_A = _unslice(g10024, A_shape, -1, 2*D, 3*D, _buf(workspace, 'CausalSelfAttention:bd_A', batch + (T, 3*D), dtype)) # (…, T, 3·D)
     # 4 K_h ← A[:, D + h · D / H : D + (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
-    g10026 = _permute(g10022, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10026 = _permute(d_K, (-2, -3, -1))                        # (…, T, H, D/H)
     g10027 = g10026.reshape(shape_6)                            # (…, T, D)
-    g10029 = _slice_add(g10025, g10027, -1, D, 2*D)             # (…, T, 3·D)
+    d_A_2 = _slice_add(d_A, g10027, -1, D, 2*D)                 # (…, T, 3·D)
     # 3 Q_h ← A[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
-    g10030 = _permute(g10021, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10030 = _permute(d_Q, (-2, -3, -1))                        # (…, T, H, D/H)
     g10031 = g10030.reshape(shape_3)                            # (…, T, D)
-    g10033 = _slice_add(g10029, g10031, -1, 0, D)               # (…, T, 3·D)
+    d_A_3 = _slice_add(d_A_2, g10031, -1, 0, D)                 # (…, T, 3·D)
     # 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
-    g10034 = _sum_to(g10033, 1, ())                             # (3·D,)
-    g10035 = _wgrad(X, g10033, _buf(workspace, 'CausalSelfAttention:bg10035', (D, 3*D), dtype)) # (D, 3·D)
+    d_b_qkv = _sum_to(d_A_3, 1, ())                             # (3·D,)
+    d_W_qkv = _wgrad(X, d_A_3, _buf(workspace, 'CausalSelfAttention:bd_W_qkv', (D, 3*D), dtype)) # (D, 3·D)
     g10036 = np.swapaxes(W_qkv, -1, -2)                         # (3·D, D)
-    g10037 = np.matmul(g10033, g10036, out=_buf(workspace, 'CausalSelfAttention:bg10037', batch + (T, D), dtype)) # (…, T, D)
-    grads = Params(W_qkv=g10035, b_qkv=g10034, W_o=g10002, b_o=g10001)
-    return grads, {"X": g10037}
+    d_X = np.matmul(d_A_3, g10036, out=_buf(workspace, 'CausalSelfAttention:bd_X', batch + (T, D), dtype)) # (…, T, D)
+    grads = Params(W_qkv=d_W_qkv, b_qkv=d_b_qkv, W_o=d_W_o, b_o=d_b_o)
+    return grads, {"X": d_X}
 
 
 def _check_input(name, value, shape, kind, lo, hi, card_set):
@@ -366,6 +366,16 @@ def _gelu_grad(x):
 def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
+
+
+def _layer_norm_grad(g, y, s, axis, out=None):
+    """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
+    t = np.multiply(g, y, out=out)
+    gy = np.mean(t, axis=axis, keepdims=True)
+    t = np.multiply(y, gy, out=t)
+    t = np.subtract(g, t, out=t)
+    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    return np.divide(t, s, out=t)
 
 
 def _softmax_grad(g, y, axis, out=None):

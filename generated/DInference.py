@@ -179,7 +179,6 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         gamma1_l = gamma1[l_]                                   # (d_e,)
         beta1_l = beta1[l_]                                     # (d_e,)
         _8 = np.swapaxes(X_2, -1, -2)                           # (…, len_x, d_e)
-        shape_8 = _8.shape
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
         _9 = np.sum(_8, axis=-1, out=_buf(workspace, ('DInference:f_9', l_ % 2), batch + (len_x,), dtype)) # (…, len_x)
         m = np.divide(_9, d_e, out=_9)                          # (…, len_x)
@@ -187,14 +186,13 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         _11 = np.expand_dims(m, -1)                             # (…, len_x, 1)
         _12 = np.subtract(_8, _11, out=_buf(workspace, ('DInference:f_12', l_), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         _13 = np.multiply(_12, _12, out=_buf(workspace, ('DInference:f_13', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-        shape_13 = _13.shape
         _14 = np.sum(_13, axis=-1, out=_buf(workspace, ('DInference:f_14', l_), batch + (len_x,), dtype)) # (…, len_x)
         v = np.divide(_14, d_e, out=_14)                        # (…, len_x)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _16 = np.sqrt(v, out=v)                                 # (…, len_x)
-        _17 = np.expand_dims(_16, -1)                           # (…, len_x, 1)
-        _18 = np.divide(_12, _17, out=_buf(workspace, ('DInference:f_18', l_), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-        _19 = np.multiply(_18, gamma1_l, out=_buf(workspace, ('DInference:f_19', l_), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        sigma = np.expand_dims(_16, -1)                         # (…, len_x, 1)
+        x_hat = np.divide(_12, sigma, out=_12)                  # (…, len_x, d_e)
+        _19 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, ('DInference:f_19', l_), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         e_hat = np.add(_19, beta1_l, out=_19)                   # (…, len_x, d_e)
         # DTransformer 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         _21 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, len_x)
@@ -242,7 +240,6 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         gamma2_l = gamma2[l_]                                   # (d_e,)
         beta2_l = beta2[l_]                                     # (d_e,)
         _49 = np.swapaxes(X_3, -1, -2)                          # (…, len_x, d_e)
-        shape_49 = _49.shape
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
         _50 = np.sum(_49, axis=-1, out=_buf(workspace, ('DInference:f_50', l_ % 2), batch + (len_x,), dtype)) # (…, len_x)
         m_2 = np.divide(_50, d_e, out=_50)                      # (…, len_x)
@@ -250,14 +247,13 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         _52 = np.expand_dims(m_2, -1)                           # (…, len_x, 1)
         _53 = np.subtract(_49, _52, out=_buf(workspace, ('DInference:f_53', l_), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         _54 = np.multiply(_53, _53, out=_buf(workspace, ('DInference:f_54', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-        shape_54 = _54.shape
         _55 = np.sum(_54, axis=-1, out=_buf(workspace, ('DInference:f_55', l_), batch + (len_x,), dtype)) # (…, len_x)
         v_2 = np.divide(_55, d_e, out=_55)                      # (…, len_x)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _57 = np.sqrt(v_2, out=v_2)                             # (…, len_x)
-        _58 = np.expand_dims(_57, -1)                           # (…, len_x, 1)
-        _59 = np.divide(_53, _58, out=_buf(workspace, ('DInference:f_59', l_), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-        _60 = np.multiply(_59, gamma2_l, out=_buf(workspace, ('DInference:f_60', l_), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        sigma_2 = np.expand_dims(_57, -1)                       # (…, len_x, 1)
+        x_hat_2 = np.divide(_53, sigma_2, out=_53)              # (…, len_x, d_e)
+        _60 = np.multiply(x_hat_2, gamma2_l, out=_buf(workspace, ('DInference:f_60', l_), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         e_hat_2 = np.add(_60, beta2_l, out=_60)                 # (…, len_x, d_e)
         # DTransformer 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         _62 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, len_x)
@@ -270,16 +266,15 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         _65 = np.add(_63, _64, out=_63)                         # (…, d_mlp, len_x)
         _66 = _gelu(_65)                                        # (…, d_mlp, len_x)
         _67 = np.matmul(W_mlp2_l, _66, out=_buf(workspace, ('DInference:f_67', l_ % 2), batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
-        _68 = np.add(X_3, _67, out=_67)                         # (…, d_e, len_x)
+        _68 = np.add(X_3, _67, out=X_3)                         # (…, d_e, len_x)
         b_mlp2_l = b_mlp2[l_]                                   # (d_e,)
         _69 = np.expand_dims(b_mlp2_l, -1)                      # (d_e, 1)
         X_4 = np.add(_68, _69, out=_68)                         # (…, d_e, len_x)
-        saved_l_.append((W_mlp2_l, _66, _65, W_mlp1_l, _62, gamma2_l, _59, _58, _57, shape_54, _53, shape_49, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, _18, _17, _16, shape_13, _12, shape_8,))
+        saved_l_.append((W_mlp2_l, _66, _65, W_mlp1_l, _62, gamma2_l, x_hat_2, sigma_2, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, x_hat, sigma,))
         X_2 = X_4
     X_5 = X_2
     # DTransformer 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
     _71 = np.swapaxes(X_5, -1, -2)                              # (…, len_x, d_e)
-    shape_71 = _71.shape
     # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
     _72 = np.sum(_71, axis=-1, out=_buf(workspace, 'DInference:f_72', batch + (len_x,), dtype)) # (…, len_x)
     m_3 = np.divide(_72, d_e, out=_72)                          # (…, len_x)
@@ -287,21 +282,20 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
     _74 = np.expand_dims(m_3, -1)                               # (…, len_x, 1)
     _75 = np.subtract(_71, _74, out=_buf(workspace, 'DInference:f_75', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
     _76 = np.multiply(_75, _75, out=_buf(workspace, 'DInference:f_76', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-    shape_76 = _76.shape
     _77 = np.sum(_76, axis=-1, out=_buf(workspace, 'DInference:f_77', batch + (len_x,), dtype)) # (…, len_x)
     v_3 = np.divide(_77, d_e, out=_77)                          # (…, len_x)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
     _79 = np.sqrt(v_3, out=v_3)                                 # (…, len_x)
-    _80 = np.expand_dims(_79, -1)                               # (…, len_x, 1)
-    _81 = np.divide(_75, _80, out=_buf(workspace, 'DInference:f_81', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-    _82 = np.multiply(_81, gamma, out=_buf(workspace, 'DInference:f_82', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+    sigma_3 = np.expand_dims(_79, -1)                           # (…, len_x, 1)
+    x_hat_3 = np.divide(_75, sigma_3, out=_75)                  # (…, len_x, d_e)
+    _82 = np.multiply(x_hat_3, gamma, out=_buf(workspace, 'DInference:f_82', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
     e_hat_3 = np.add(_82, beta, out=_82)                        # (…, len_x, d_e)
     # DTransformer 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
     _84 = np.swapaxes(e_hat_3, -1, -2)                          # (…, d_e, len_x)
     # DTransformer 11 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}
     _85 = np.matmul(W_u, _84, out=_buf(workspace, 'DInference:f_85', batch + (N_V, len_x), dtype)) # (…, N_V, len_x)
     P = _softmax(_85, -2, _buf(workspace, 'DInference:fP', batch + (N_V, len_x), dtype)) # (…, N_V, len_x)
-    cache = {"N_V": N_V, "len_x": len_x, "H": H, "L": L, "d_e": d_e, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "P": P, "_84": _84, "_81": _81, "_80": _80, "_79": _79, "shape_76": shape_76, "_75": _75, "shape_71": shape_71, "_40": _40, "_38": _38, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l_": saved_l_}
+    cache = {"N_V": N_V, "len_x": len_x, "H": H, "L": L, "d_e": d_e, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "P": P, "_84": _84, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_40": _40, "_38": _38, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l_": saved_l_}
     return P, cache
 
 
@@ -323,12 +317,8 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     W_u = params.W_u
     _84 = cache["_84"]
     gamma = params.gamma
-    _81 = cache["_81"]
-    _80 = cache["_80"]
-    _79 = cache["_79"]
-    shape_76 = cache["shape_76"]
-    _75 = cache["_75"]
-    shape_71 = cache["shape_71"]
+    x_hat_3 = cache["x_hat_3"]
+    sigma_3 = cache["sigma_3"]
     _40 = cache["_40"]
     _38 = cache["_38"]
     _3 = cache["_3"]
@@ -342,38 +332,18 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     g10003 = np.matmul(g10002, g10001, out=_buf(workspace, 'DInference:bg10003', batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
     g10004 = np.swapaxes(_84, -1, -2)                           # (…, len_x, d_e)
     g10005 = np.matmul(g10001, g10004, out=_buf(workspace, 'DInference:bg10005', batch + (N_V, d_e), dtype)) # (…, N_V, d_e)
-    g10006 = _sum_to(g10005, 2, ())                             # (N_V, d_e)
+    d_W_u = _sum_to(g10005, 2, ())                              # (N_V, d_e)
     # DTransformer 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
-    g10007 = np.swapaxes(g10003, -1, -2)                        # (…, len_x, d_e)
+    d_e_hat_3 = np.swapaxes(g10003, -1, -2)                     # (…, len_x, d_e)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-    g10008 = _sum_to(g10007, 1, ())                             # (d_e,)
-    g10009 = np.multiply(g10007, gamma, out=_buf(workspace, 'DInference:bg10009', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-    g10010 = np.multiply(g10007, _81, out=_buf(workspace, 'DInference:bg10010', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-    g10011 = _sum_to(g10010, 1, ())                             # (d_e,)
-    g10012 = np.divide(g10009, _80, out=_buf(workspace, 'DInference:bg10012', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-    g10013 = np.multiply(g10009, _81, out=g10009)               # (…, len_x, d_e)
-    g10014 = np.divide(g10013, _80, out=g10013)                 # (…, len_x, d_e)
-    g10015 = np.negative(g10014, out=g10014)                    # (…, len_x, d_e)
-    g10016 = _sum_to(g10015, None, (-1,))                       # (…, len_x, 1)
-    g10017 = np.squeeze(g10016, -1)                             # (…, len_x)
-    g10018 = np.multiply(_79, 2.0, out=_buf(workspace, 'DInference:bg10018', batch + (len_x,), dtype)) # (…, len_x)
-    g10019 = np.divide(g10017, g10018, out=_buf(workspace, 'DInference:bg10019', batch + (len_x,), dtype)) # (…, len_x)
-    # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-    g10020 = np.divide(g10019, d_e, out=g10019)                 # (…, len_x)
-    g10024 = np.broadcast_to(np.expand_dims(g10020, -1), shape_76) # (…, len_x, d_e)
-    g10025 = np.multiply(_75, 2.0, out=_buf(workspace, 'DInference:bg10025', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-    g10026 = np.multiply(g10024, g10025, out=g10025)            # (…, len_x, d_e)
-    g10027 = np.add(g10012, g10026, out=g10012)                 # (…, len_x, d_e)
-    g10028 = np.negative(g10027, out=_buf(workspace, 'DInference:bg10028', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-    g10029 = _sum_to(g10028, None, (-1,))                       # (…, len_x, 1)
-    g10030 = np.squeeze(g10029, -1)                             # (…, len_x)
-    # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-    g10031 = np.divide(g10030, d_e, out=_buf(workspace, 'DInference:bg10031', batch + (len_x,), dtype)) # (…, len_x)
-    g10035 = np.broadcast_to(np.expand_dims(g10031, -1), shape_71) # (…, len_x, d_e)
-    g10036 = np.add(g10027, g10035, out=g10027)                 # (…, len_x, d_e)
+    d_beta = _sum_to(d_e_hat_3, 1, ())                          # (d_e,)
+    d_x_hat_3 = np.multiply(d_e_hat_3, gamma, out=_buf(workspace, 'DInference:bd_x_hat_3', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+    g10010 = np.multiply(d_e_hat_3, x_hat_3, out=_buf(workspace, 'DInference:bg10010', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+    d_gamma = _sum_to(g10010, 1, ())                            # (d_e,)
+    g10012 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'DInference:bg10012', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
     # DTransformer 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
-    g10037 = np.swapaxes(g10036, -1, -2)                        # (…, d_e, len_x)
-    g10038 = g10037
+    d_X_5 = np.swapaxes(g10012, -1, -2)                         # (…, d_e, len_x)
+    g10014 = d_X_5
     d_gamma1 = _buf(workspace, 'DInference:bd_gamma1', params.gamma1.shape, dtype)
     d_gamma1.fill(0)
     d_beta1 = _buf(workspace, 'DInference:bd_beta1', params.beta1.shape, dtype)
@@ -407,167 +377,127 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     d_b_mlp2 = _buf(workspace, 'DInference:bd_b_mlp2', params.b_mlp2.shape, dtype)
     d_b_mlp2.fill(0)
     for l_ in reversed(range(L)):
-        W_mlp2_l, _66, _65, W_mlp1_l, _62, gamma2_l, _59, _58, _57, shape_54, _53, shape_49, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, _18, _17, _16, shape_13, _12, shape_8, = saved_l_[l_]
+        W_mlp2_l, _66, _65, W_mlp1_l, _62, gamma2_l, x_hat_2, sigma_2, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, x_hat, sigma, = saved_l_[l_]
         # DTransformer 8 X ← X + W^l_mlp2 GELU(W^l_mlp1 X̃ + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
-        g10039 = _sum_to(g10038, 2, (-1,))                      # (d_e, 1)
-        g10040 = np.squeeze(g10039, -1)                         # (d_e,)
-        g10041 = np.swapaxes(W_mlp2_l, -1, -2)                  # (d_mlp, d_e)
-        g10042 = np.matmul(g10041, g10038, out=_buf(workspace, ('DInference:bg10042', l_ % 2), batch + (d_mlp, len_x), dtype)) # (…, d_mlp, len_x)
-        g10043 = np.swapaxes(_66, -1, -2)                       # (…, len_x, d_mlp)
-        g10044 = np.matmul(g10038, g10043, out=_buf(workspace, ('DInference:bg10044', l_ % 2), batch + (d_e, d_mlp), dtype)) # (…, d_e, d_mlp)
-        g10045 = _sum_to(g10044, 2, ())                         # (d_e, d_mlp)
-        g10046 = _gelu_grad(_65)                                # (…, d_mlp, len_x)
-        g10047 = np.multiply(g10042, g10046, out=g10046)        # (…, d_mlp, len_x)
-        g10048 = _sum_to(g10047, 2, (-1,))                      # (d_mlp, 1)
-        g10049 = np.squeeze(g10048, -1)                         # (d_mlp,)
-        g10050 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
-        g10051 = np.matmul(g10050, g10047, out=_buf(workspace, ('DInference:bg10051', l_ % 2), batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
-        g10052 = np.swapaxes(_62, -1, -2)                       # (…, len_x, d_e)
-        g10053 = np.matmul(g10047, g10052, out=_buf(workspace, ('DInference:bg10053', l_ % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
-        g10054 = _sum_to(g10053, 2, ())                         # (d_mlp, d_e)
+        g10015 = _sum_to(g10014, 2, (-1,))                      # (d_e, 1)
+        d_b_mlp2_l = np.squeeze(g10015, -1)                     # (d_e,)
+        g10017 = np.swapaxes(W_mlp2_l, -1, -2)                  # (d_mlp, d_e)
+        g10018 = np.matmul(g10017, g10014, out=_buf(workspace, ('DInference:bg10018', l_ % 2), batch + (d_mlp, len_x), dtype)) # (…, d_mlp, len_x)
+        g10019 = np.swapaxes(_66, -1, -2)                       # (…, len_x, d_mlp)
+        g10020 = np.matmul(g10014, g10019, out=_buf(workspace, ('DInference:bg10020', l_ % 2), batch + (d_e, d_mlp), dtype)) # (…, d_e, d_mlp)
+        d_W_mlp2_l = _sum_to(g10020, 2, ())                     # (d_e, d_mlp)
+        g10022 = _gelu_grad(_65)                                # (…, d_mlp, len_x)
+        g10023 = np.multiply(g10018, g10022, out=g10022)        # (…, d_mlp, len_x)
+        g10024 = _sum_to(g10023, 2, (-1,))                      # (d_mlp, 1)
+        d_b_mlp1_l = np.squeeze(g10024, -1)                     # (d_mlp,)
+        g10026 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
+        g10027 = np.matmul(g10026, g10023, out=_buf(workspace, ('DInference:bg10027', l_ % 2), batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
+        g10028 = np.swapaxes(_62, -1, -2)                       # (…, len_x, d_e)
+        g10029 = np.matmul(g10023, g10028, out=_buf(workspace, ('DInference:bg10029', l_ % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
+        d_W_mlp1_l = _sum_to(g10029, 2, ())                     # (d_mlp, d_e)
         # DTransformer 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
-        g10055 = np.swapaxes(g10051, -1, -2)                    # (…, len_x, d_e)
+        d_e_hat_2 = np.swapaxes(g10027, -1, -2)                 # (…, len_x, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        g10056 = _sum_to(g10055, 1, ())                         # (d_e,)
-        g10057 = np.multiply(g10055, gamma2_l, out=_buf(workspace, ('DInference:bg10057', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-        g10058 = np.multiply(g10055, _59, out=_buf(workspace, ('DInference:bg10058', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-        g10059 = _sum_to(g10058, 1, ())                         # (d_e,)
-        g10060 = np.divide(g10057, _58, out=_buf(workspace, ('DInference:bg10060', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-        g10061 = np.multiply(g10057, _59, out=_buf(workspace, ('DInference:bg10061', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-        g10062 = np.divide(g10061, _58, out=g10061)             # (…, len_x, d_e)
-        g10063 = np.negative(g10062, out=g10062)                # (…, len_x, d_e)
-        g10064 = _sum_to(g10063, None, (-1,))                   # (…, len_x, 1)
-        g10065 = np.squeeze(g10064, -1)                         # (…, len_x)
-        g10066 = np.multiply(_57, 2.0, out=_buf(workspace, ('DInference:bg10066', l_ % 2), batch + (len_x,), dtype)) # (…, len_x)
-        g10067 = np.divide(g10065, g10066, out=_buf(workspace, ('DInference:bg10067', l_ % 2), batch + (len_x,), dtype)) # (…, len_x)
-        # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-        g10068 = np.divide(g10067, d_e, out=_buf(workspace, ('DInference:bg10068', l_ % 2), batch + (len_x,), dtype)) # (…, len_x)
-        g10072 = np.broadcast_to(np.expand_dims(g10068, -1), shape_54) # (…, len_x, d_e)
-        g10073 = np.multiply(_53, 2.0, out=_buf(workspace, ('DInference:bg10073', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-        g10074 = np.multiply(g10072, g10073, out=g10073)        # (…, len_x, d_e)
-        g10075 = np.add(g10060, g10074, out=g10060)             # (…, len_x, d_e)
-        g10076 = np.negative(g10075, out=_buf(workspace, ('DInference:bg10076', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-        g10077 = _sum_to(g10076, None, (-1,))                   # (…, len_x, 1)
-        g10078 = np.squeeze(g10077, -1)                         # (…, len_x)
-        # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        g10079 = np.divide(g10078, d_e, out=_buf(workspace, ('DInference:bg10079', l_ % 2), batch + (len_x,), dtype)) # (…, len_x)
-        g10083 = np.broadcast_to(np.expand_dims(g10079, -1), shape_49) # (…, len_x, d_e)
-        g10084 = np.add(g10075, g10083, out=_buf(workspace, ('DInference:bg10084', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        d_beta2_l = _sum_to(d_e_hat_2, 1, ())                   # (d_e,)
+        d_x_hat_2 = np.multiply(d_e_hat_2, gamma2_l, out=_buf(workspace, ('DInference:bd_x_hat_2', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        g10034 = np.multiply(d_e_hat_2, x_hat_2, out=_buf(workspace, ('DInference:bg10034', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        d_gamma2_l = _sum_to(g10034, 1, ())                     # (d_e,)
+        g10036 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, ('DInference:bg10036', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         # DTransformer 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
-        g10085 = np.swapaxes(g10084, -1, -2)                    # (…, d_e, len_x)
-        g10086 = np.add(g10038, g10085, out=_buf(workspace, ('DInference:bg10086', l_ % 2), batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
+        g10037 = np.swapaxes(g10036, -1, -2)                    # (…, d_e, len_x)
+        d_X_3 = np.add(g10014, g10037, out=_buf(workspace, ('DInference:bd_X_3', l_ % 2), batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10087 = _sum_to(g10086, 2, (-1,))                      # (d_e, 1)
-        g10088 = np.squeeze(g10087, -1)                         # (d_e,)
-        g10089 = np.swapaxes(W_o_l, -1, -2)                     # (d_e, d_e)
-        g10090 = np.matmul(g10089, g10086, out=_buf(workspace, ('DInference:bg10090', l_ % 2), batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
-        g10091 = np.swapaxes(Y, -1, -2)                         # (…, len_x, d_e)
-        g10092 = np.matmul(g10086, g10091, out=_buf(workspace, ('DInference:bg10092', l_ % 2), batch + (d_e, d_e), dtype)) # (…, d_e, d_e)
-        g10093 = _sum_to(g10092, 2, ())                         # (d_e, d_e)
+        g10039 = _sum_to(d_X_3, 2, (-1,))                       # (d_e, 1)
+        d_b_o_l = np.squeeze(g10039, -1)                        # (d_e,)
+        g10041 = np.swapaxes(W_o_l, -1, -2)                     # (d_e, d_e)
+        d_Y = np.matmul(g10041, d_X_3, out=_buf(workspace, ('DInference:bd_Y', l_ % 2), batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
+        g10043 = np.swapaxes(Y, -1, -2)                         # (…, len_x, d_e)
+        g10044 = np.matmul(d_X_3, g10043, out=_buf(workspace, ('DInference:bg10044', l_ % 2), batch + (d_e, d_e), dtype)) # (…, d_e, d_e)
+        d_W_o_l = _sum_to(g10044, 2, ())                        # (d_e, d_e)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
-        g10094 = g10090.reshape(V_tilde_shape)                  # (…, H, d_e/H, len_x)
+        d_V_tilde = d_Y.reshape(V_tilde_shape)                  # (…, H, d_e/H, len_x)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10095 = np.swapaxes(V, -1, -2)                         # (…, H, len_x, d_e/H)
-        g10096 = np.matmul(g10095, g10094, out=_buf(workspace, ('DInference:bg10096', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
-        g10097 = np.swapaxes(_42, -1, -2)                       # (…, H, len_x, len_x)
-        g10098 = np.matmul(g10094, g10097, out=_buf(workspace, ('DInference:bg10098', l_ % 2), batch + (H, d_e // H, len_x), dtype)) # (…, H, d_e/H, len_x)
-        g10099 = _softmax_grad(g10096, _42, -2, _buf(workspace, ('DInference:bg10099', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
-        g10100 = np.divide(g10099, _40, out=_buf(workspace, ('DInference:bg10100', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
+        g10047 = np.swapaxes(V, -1, -2)                         # (…, H, len_x, d_e/H)
+        g10048 = np.matmul(g10047, d_V_tilde, out=_buf(workspace, ('DInference:bg10048', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
+        g10049 = np.swapaxes(_42, -1, -2)                       # (…, H, len_x, len_x)
+        d_V = np.matmul(d_V_tilde, g10049, out=_buf(workspace, ('DInference:bd_V', l_ % 2), batch + (H, d_e // H, len_x), dtype)) # (…, H, d_e/H, len_x)
+        g10051 = _softmax_grad(g10048, _42, -2, _buf(workspace, ('DInference:bg10051', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
+        g10052 = np.divide(g10051, _40, out=_buf(workspace, ('DInference:bg10052', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
         # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
-        g10105 = _where(_38, 0, g10100, _buf(workspace, ('DInference:bg10105', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
+        d_S = _where(_38, 0, g10052, _buf(workspace, ('DInference:bd_S', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        g10106 = np.swapaxes(_36, -1, -2)                       # (…, H, d_e/H, len_x)
-        g10107 = np.matmul(g10106, g10105, out=_buf(workspace, ('DInference:bg10107', l_ % 2), batch + (H, d_e // H, len_x), dtype)) # (…, H, d_e/H, len_x)
-        g10108 = np.swapaxes(Q, -1, -2)                         # (…, H, len_x, d_e/H)
-        g10109 = np.matmul(g10105, g10108, out=_buf(workspace, ('DInference:bg10109', l_ % 2), batch + (H, len_x, d_e // H), dtype)) # (…, H, len_x, d_e/H)
-        g10110 = np.swapaxes(g10109, -1, -2)                    # (…, H, d_e/H, len_x)
+        g10058 = np.swapaxes(_36, -1, -2)                       # (…, H, d_e/H, len_x)
+        d_Q = np.matmul(g10058, d_S, out=_buf(workspace, ('DInference:bd_Q', l_ % 2), batch + (H, d_e // H, len_x), dtype)) # (…, H, d_e/H, len_x)
+        g10060 = np.swapaxes(Q, -1, -2)                         # (…, H, len_x, d_e/H)
+        g10061 = np.matmul(d_S, g10060, out=_buf(workspace, ('DInference:bg10061', l_ % 2), batch + (H, len_x, d_e // H), dtype)) # (…, H, len_x, d_e/H)
+        d_K = np.swapaxes(g10061, -1, -2)                       # (…, H, d_e/H, len_x)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10111 = _sum_to(g10098, 3, (-1,))                      # (H, d_e/H, 1)
-        g10112 = np.squeeze(g10111, -1)                         # (H, d_e/H)
-        g10113 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_e/H)
-        g10114 = np.matmul(g10113, g10098, out=_buf(workspace, ('DInference:bg10114', l_ % 2), batch + (H, d_e, len_x), dtype)) # (…, H, d_e, len_x)
-        g10115 = np.swapaxes(_26, -1, -2)                       # (…, 1, len_x, d_e)
-        g10116 = np.matmul(g10098, g10115, out=_buf(workspace, ('DInference:bg10116', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10117 = _sum_to(g10116, 3, ())                         # (H, d_e/H, d_e)
-        g10118 = _sum_to(g10114, None, (-3,))                   # (…, 1, d_e, len_x)
+        g10063 = _sum_to(d_V, 3, (-1,))                         # (H, d_e/H, 1)
+        d_b_v_l = np.squeeze(g10063, -1)                        # (H, d_e/H)
+        g10065 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_e/H)
+        g10066 = np.matmul(g10065, d_V, out=_buf(workspace, ('DInference:bg10066', l_ % 2), batch + (H, d_e, len_x), dtype)) # (…, H, d_e, len_x)
+        g10067 = np.swapaxes(_26, -1, -2)                       # (…, 1, len_x, d_e)
+        g10068 = np.matmul(d_V, g10067, out=_buf(workspace, ('DInference:bg10068', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
+        d_W_v_l = _sum_to(g10068, 3, ())                        # (H, d_e/H, d_e)
+        g10070 = _sum_to(g10066, None, (-3,))                   # (…, 1, d_e, len_x)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10119 = _sum_to(g10110, 3, (-1,))                      # (H, d_e/H, 1)
-        g10120 = np.squeeze(g10119, -1)                         # (H, d_e/H)
-        g10121 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_e/H)
-        g10122 = np.matmul(g10121, g10110, out=_buf(workspace, ('DInference:bg10122', l_ % 2), batch + (H, d_e, len_x), dtype)) # (…, H, d_e, len_x)
-        g10123 = np.swapaxes(_26, -1, -2)                       # (…, 1, len_x, d_e)
-        g10124 = np.matmul(g10110, g10123, out=_buf(workspace, ('DInference:bg10124', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10125 = _sum_to(g10124, 3, ())                         # (H, d_e/H, d_e)
-        g10126 = _sum_to(g10122, None, (-3,))                   # (…, 1, d_e, len_x)
-        g10127 = np.add(g10118, g10126, out=_buf(workspace, ('DInference:bg10127', l_ % 2), batch + (1, d_e, len_x), dtype)) # (…, 1, d_e, len_x)
+        g10071 = _sum_to(d_K, 3, (-1,))                         # (H, d_e/H, 1)
+        d_b_k_l = np.squeeze(g10071, -1)                        # (H, d_e/H)
+        g10073 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_e/H)
+        g10074 = np.matmul(g10073, d_K, out=_buf(workspace, ('DInference:bg10074', l_ % 2), batch + (H, d_e, len_x), dtype)) # (…, H, d_e, len_x)
+        g10075 = np.swapaxes(_26, -1, -2)                       # (…, 1, len_x, d_e)
+        g10076 = np.matmul(d_K, g10075, out=_buf(workspace, ('DInference:bg10076', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
+        d_W_k_l = _sum_to(g10076, 3, ())                        # (H, d_e/H, d_e)
+        g10078 = _sum_to(g10074, None, (-3,))                   # (…, 1, d_e, len_x)
+        g10079 = np.add(g10070, g10078, out=_buf(workspace, ('DInference:bg10079', l_ % 2), batch + (1, d_e, len_x), dtype)) # (…, 1, d_e, len_x)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10128 = _sum_to(g10107, 3, (-1,))                      # (H, d_e/H, 1)
-        g10129 = np.squeeze(g10128, -1)                         # (H, d_e/H)
-        g10130 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_e/H)
-        g10131 = np.matmul(g10130, g10107, out=_buf(workspace, ('DInference:bg10131', l_ % 2), batch + (H, d_e, len_x), dtype)) # (…, H, d_e, len_x)
-        g10132 = np.swapaxes(_26, -1, -2)                       # (…, 1, len_x, d_e)
-        g10133 = np.matmul(g10107, g10132, out=_buf(workspace, ('DInference:bg10133', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10134 = _sum_to(g10133, 3, ())                         # (H, d_e/H, d_e)
-        g10135 = _sum_to(g10131, None, (-3,))                   # (…, 1, d_e, len_x)
-        g10136 = np.add(g10127, g10135, out=g10127)             # (…, 1, d_e, len_x)
-        g10137 = np.squeeze(g10136, -3)                         # (…, d_e, len_x)
+        g10080 = _sum_to(d_Q, 3, (-1,))                         # (H, d_e/H, 1)
+        d_b_q_l = np.squeeze(g10080, -1)                        # (H, d_e/H)
+        g10082 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_e/H)
+        g10083 = np.matmul(g10082, d_Q, out=_buf(workspace, ('DInference:bg10083', l_ % 2), batch + (H, d_e, len_x), dtype)) # (…, H, d_e, len_x)
+        g10084 = np.swapaxes(_26, -1, -2)                       # (…, 1, len_x, d_e)
+        g10085 = np.matmul(d_Q, g10084, out=_buf(workspace, ('DInference:bg10085', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
+        d_W_q_l = _sum_to(g10085, 3, ())                        # (H, d_e/H, d_e)
+        g10087 = _sum_to(g10083, None, (-3,))                   # (…, 1, d_e, len_x)
+        g10088 = np.add(g10079, g10087, out=g10079)             # (…, 1, d_e, len_x)
+        g10089 = np.squeeze(g10088, -3)                         # (…, d_e, len_x)
         # DTransformer 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
-        g10138 = np.swapaxes(g10137, -1, -2)                    # (…, len_x, d_e)
+        d_e_hat = np.swapaxes(g10089, -1, -2)                   # (…, len_x, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        g10139 = _sum_to(g10138, 1, ())                         # (d_e,)
-        g10140 = np.multiply(g10138, gamma1_l, out=_buf(workspace, ('DInference:bg10140', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-        g10141 = np.multiply(g10138, _18, out=_buf(workspace, ('DInference:bg10141', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-        g10142 = _sum_to(g10141, 1, ())                         # (d_e,)
-        g10143 = np.divide(g10140, _17, out=_buf(workspace, ('DInference:bg10143', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-        g10144 = np.multiply(g10140, _18, out=_buf(workspace, ('DInference:bg10144', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-        g10145 = np.divide(g10144, _17, out=g10144)             # (…, len_x, d_e)
-        g10146 = np.negative(g10145, out=g10145)                # (…, len_x, d_e)
-        g10147 = _sum_to(g10146, None, (-1,))                   # (…, len_x, 1)
-        g10148 = np.squeeze(g10147, -1)                         # (…, len_x)
-        g10149 = np.multiply(_16, 2.0, out=_buf(workspace, ('DInference:bg10149', l_ % 2), batch + (len_x,), dtype)) # (…, len_x)
-        g10150 = np.divide(g10148, g10149, out=_buf(workspace, ('DInference:bg10150', l_ % 2), batch + (len_x,), dtype)) # (…, len_x)
-        # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-        g10151 = np.divide(g10150, d_e, out=_buf(workspace, ('DInference:bg10151', l_ % 2), batch + (len_x,), dtype)) # (…, len_x)
-        g10155 = np.broadcast_to(np.expand_dims(g10151, -1), shape_13) # (…, len_x, d_e)
-        g10156 = np.multiply(_12, 2.0, out=_buf(workspace, ('DInference:bg10156', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-        g10157 = np.multiply(g10155, g10156, out=g10156)        # (…, len_x, d_e)
-        g10158 = np.add(g10143, g10157, out=g10143)             # (…, len_x, d_e)
-        g10159 = np.negative(g10158, out=_buf(workspace, ('DInference:bg10159', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-        g10160 = _sum_to(g10159, None, (-1,))                   # (…, len_x, 1)
-        g10161 = np.squeeze(g10160, -1)                         # (…, len_x)
-        # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        g10162 = np.divide(g10161, d_e, out=_buf(workspace, ('DInference:bg10162', l_ % 2), batch + (len_x,), dtype)) # (…, len_x)
-        g10166 = np.broadcast_to(np.expand_dims(g10162, -1), shape_8) # (…, len_x, d_e)
-        g10167 = np.add(g10158, g10166, out=_buf(workspace, ('DInference:bg10167', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        d_beta1_l = _sum_to(d_e_hat, 1, ())                     # (d_e,)
+        d_x_hat = np.multiply(d_e_hat, gamma1_l, out=_buf(workspace, ('DInference:bd_x_hat', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        g10093 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, ('DInference:bg10093', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        d_gamma1_l = _sum_to(g10093, 1, ())                     # (d_e,)
+        g10095 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('DInference:bg10095', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         # DTransformer 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
-        g10168 = np.swapaxes(g10167, -1, -2)                    # (…, d_e, len_x)
-        g10169 = np.add(g10086, g10168, out=_buf(workspace, ('DInference:bg10169', l_ % 2), batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
-        d_gamma1[l_] += g10142
-        d_beta1[l_] += g10139
-        d_W_q[l_] += g10134
-        d_b_q[l_] += g10129
-        d_W_k[l_] += g10125
-        d_b_k[l_] += g10120
-        d_W_v[l_] += g10117
-        d_b_v[l_] += g10112
-        d_W_o[l_] += g10093
-        d_b_o[l_] += g10088
-        d_gamma2[l_] += g10059
-        d_beta2[l_] += g10056
-        d_W_mlp2[l_] += g10045
-        d_W_mlp1[l_] += g10054
-        d_b_mlp1[l_] += g10049
-        d_b_mlp2[l_] += g10040
-        g10038 = g10169
+        g10096 = np.swapaxes(g10095, -1, -2)                    # (…, d_e, len_x)
+        d_X_2 = np.add(d_X_3, g10096, out=_buf(workspace, ('DInference:bd_X_2', l_ % 2), batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
+        d_gamma1[l_] += d_gamma1_l
+        d_beta1[l_] += d_beta1_l
+        d_W_q[l_] += d_W_q_l
+        d_b_q[l_] += d_b_q_l
+        d_W_k[l_] += d_W_k_l
+        d_b_k[l_] += d_b_k_l
+        d_W_v[l_] += d_W_v_l
+        d_b_v[l_] += d_b_v_l
+        d_W_o[l_] += d_W_o_l
+        d_b_o[l_] += d_b_o_l
+        d_gamma2[l_] += d_gamma2_l
+        d_beta2[l_] += d_beta2_l
+        d_W_mlp2[l_] += d_W_mlp2_l
+        d_W_mlp1[l_] += d_W_mlp1_l
+        d_b_mlp1[l_] += d_b_mlp1_l
+        d_b_mlp2[l_] += d_b_mlp2_l
+        g10014 = d_X_2
     # DTransformer 3 X ← [e_1, e_2, …, e_ℓ] ▷ X ∈ ℝ^{d_e×ℓ}
-    g10170 = np.swapaxes(g10038, -1, -2)                        # (…, len_x, d_e)
+    d_e_2 = np.swapaxes(g10014, -1, -2)                         # (…, len_x, d_e)
     # DTransformer 2 for t ∈ [ℓ] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
-    g10171 = _sum_to(g10170, 2, ())                             # (len_x, d_e)
-    g10172 = _scatter_rows(g10171, _3 - 1, _4)                  # (ℓ_max, d_e)
-    g10173 = np.swapaxes(g10172, -1, -2)                        # (d_e, ℓ_max)
-    g10174 = _scatter_rows(g10170, x - 1, _1)                   # (N_V, d_e)
-    g10175 = np.swapaxes(g10174, -1, -2)                        # (d_e, N_V)
-    grads = Params(W_e=g10175, W_p=g10173, W_q=d_W_q, b_q=d_b_q, W_k=d_W_k, b_k=d_b_k, W_v=d_W_v, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o, gamma1=d_gamma1, beta1=d_beta1, gamma2=d_gamma2, beta2=d_beta2, W_mlp1=d_W_mlp1, b_mlp1=d_b_mlp1, W_mlp2=d_W_mlp2, b_mlp2=d_b_mlp2, gamma=g10011, beta=g10008, W_u=g10006)
+    g10099 = _sum_to(d_e_2, 2, ())                              # (len_x, d_e)
+    g10100 = _scatter_rows(g10099, _3 - 1, _4)                  # (ℓ_max, d_e)
+    d_W_p = np.swapaxes(g10100, -1, -2)                         # (d_e, ℓ_max)
+    g10102 = _scatter_rows(d_e_2, x - 1, _1)                    # (N_V, d_e)
+    d_W_e = np.swapaxes(g10102, -1, -2)                         # (d_e, N_V)
+    grads = Params(W_e=d_W_e, W_p=d_W_p, W_q=d_W_q, b_q=d_b_q, W_k=d_W_k, b_k=d_b_k, W_v=d_W_v, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o, gamma1=d_gamma1, beta1=d_beta1, gamma2=d_gamma2, beta2=d_beta2, W_mlp1=d_W_mlp1, b_mlp1=d_b_mlp1, W_mlp2=d_W_mlp2, b_mlp2=d_b_mlp2, gamma=d_gamma, beta=d_beta, W_u=d_W_u)
     return grads, {}
 
 
@@ -759,6 +689,16 @@ def _gelu_grad(x):
 def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
+
+
+def _layer_norm_grad(g, y, s, axis, out=None):
+    """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
+    t = np.multiply(g, y, out=out)
+    gy = np.mean(t, axis=axis, keepdims=True)
+    t = np.multiply(y, gy, out=t)
+    t = np.subtract(g, t, out=t)
+    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    return np.divide(t, s, out=t)
 
 
 def _softmax_grad(g, y, axis, out=None):

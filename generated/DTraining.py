@@ -183,7 +183,6 @@ def forward(config: Config, params: Params, x_n, workspace: dict | None = None):
         gamma1_l = gamma1[l_]                                   # (d_e,)
         beta1_l = beta1[l_]                                     # (d_e,)
         _8 = np.swapaxes(X_2, -1, -2)                           # (…, ℓ, d_e)
-        shape_8 = _8.shape
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
         _9 = np.sum(_8, axis=-1, out=_buf(workspace, ('DTraining:f_9', l_ % 2), batch + (ell,), dtype)) # (…, ℓ)
         m = np.divide(_9, d_e, out=_9)                          # (…, ℓ)
@@ -191,14 +190,13 @@ def forward(config: Config, params: Params, x_n, workspace: dict | None = None):
         _11 = np.expand_dims(m, -1)                             # (…, ℓ, 1)
         _12 = np.subtract(_8, _11, out=_buf(workspace, ('DTraining:f_12', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         _13 = np.multiply(_12, _12, out=_buf(workspace, ('DTraining:f_13', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        shape_13 = _13.shape
         _14 = np.sum(_13, axis=-1, out=_buf(workspace, ('DTraining:f_14', l_), batch + (ell,), dtype)) # (…, ℓ)
         v = np.divide(_14, d_e, out=_14)                        # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _16 = np.sqrt(v, out=v)                                 # (…, ℓ)
-        _17 = np.expand_dims(_16, -1)                           # (…, ℓ, 1)
-        _18 = np.divide(_12, _17, out=_buf(workspace, ('DTraining:f_18', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        _19 = np.multiply(_18, gamma1_l, out=_buf(workspace, ('DTraining:f_19', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        sigma = np.expand_dims(_16, -1)                         # (…, ℓ, 1)
+        x_hat = np.divide(_12, sigma, out=_12)                  # (…, ℓ, d_e)
+        _19 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, ('DTraining:f_19', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         e_hat = np.add(_19, beta1_l, out=_19)                   # (…, ℓ, d_e)
         # DTransformer 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         _21 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ)
@@ -246,7 +244,6 @@ def forward(config: Config, params: Params, x_n, workspace: dict | None = None):
         gamma2_l = gamma2[l_]                                   # (d_e,)
         beta2_l = beta2[l_]                                     # (d_e,)
         _49 = np.swapaxes(X_3, -1, -2)                          # (…, ℓ, d_e)
-        shape_49 = _49.shape
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
         _50 = np.sum(_49, axis=-1, out=_buf(workspace, ('DTraining:f_50', l_ % 2), batch + (ell,), dtype)) # (…, ℓ)
         m_2 = np.divide(_50, d_e, out=_50)                      # (…, ℓ)
@@ -254,14 +251,13 @@ def forward(config: Config, params: Params, x_n, workspace: dict | None = None):
         _52 = np.expand_dims(m_2, -1)                           # (…, ℓ, 1)
         _53 = np.subtract(_49, _52, out=_buf(workspace, ('DTraining:f_53', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         _54 = np.multiply(_53, _53, out=_buf(workspace, ('DTraining:f_54', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        shape_54 = _54.shape
         _55 = np.sum(_54, axis=-1, out=_buf(workspace, ('DTraining:f_55', l_), batch + (ell,), dtype)) # (…, ℓ)
         v_2 = np.divide(_55, d_e, out=_55)                      # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _57 = np.sqrt(v_2, out=v_2)                             # (…, ℓ)
-        _58 = np.expand_dims(_57, -1)                           # (…, ℓ, 1)
-        _59 = np.divide(_53, _58, out=_buf(workspace, ('DTraining:f_59', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        _60 = np.multiply(_59, gamma2_l, out=_buf(workspace, ('DTraining:f_60', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        sigma_2 = np.expand_dims(_57, -1)                       # (…, ℓ, 1)
+        x_hat_2 = np.divide(_53, sigma_2, out=_53)              # (…, ℓ, d_e)
+        _60 = np.multiply(x_hat_2, gamma2_l, out=_buf(workspace, ('DTraining:f_60', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         e_hat_2 = np.add(_60, beta2_l, out=_60)                 # (…, ℓ, d_e)
         # DTransformer 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         _62 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, ℓ)
@@ -274,16 +270,15 @@ def forward(config: Config, params: Params, x_n, workspace: dict | None = None):
         _65 = np.add(_63, _64, out=_63)                         # (…, d_mlp, ℓ)
         _66 = _gelu(_65)                                        # (…, d_mlp, ℓ)
         _67 = np.matmul(W_mlp2_l, _66, out=_buf(workspace, ('DTraining:f_67', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-        _68 = np.add(X_3, _67, out=_67)                         # (…, d_e, ℓ)
+        _68 = np.add(X_3, _67, out=X_3)                         # (…, d_e, ℓ)
         b_mlp2_l = b_mlp2[l_]                                   # (d_e,)
         _69 = np.expand_dims(b_mlp2_l, -1)                      # (d_e, 1)
         X_4 = np.add(_68, _69, out=_68)                         # (…, d_e, ℓ)
-        saved_l_.append((W_mlp2_l, _66, _65, W_mlp1_l, _62, gamma2_l, _59, _58, _57, shape_54, _53, shape_49, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, _18, _17, _16, shape_13, _12, shape_8,))
+        saved_l_.append((W_mlp2_l, _66, _65, W_mlp1_l, _62, gamma2_l, x_hat_2, sigma_2, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, x_hat, sigma,))
         X_2 = X_4
     X_5 = X_2
     # DTransformer 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
     _71 = np.swapaxes(X_5, -1, -2)                              # (…, ℓ, d_e)
-    shape_71 = _71.shape
     # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
     _72 = np.sum(_71, axis=-1, out=_buf(workspace, 'DTraining:f_72', batch + (ell,), dtype)) # (…, ℓ)
     m_3 = np.divide(_72, d_e, out=_72)                          # (…, ℓ)
@@ -291,14 +286,13 @@ def forward(config: Config, params: Params, x_n, workspace: dict | None = None):
     _74 = np.expand_dims(m_3, -1)                               # (…, ℓ, 1)
     _75 = np.subtract(_71, _74, out=_buf(workspace, 'DTraining:f_75', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
     _76 = np.multiply(_75, _75, out=_buf(workspace, 'DTraining:f_76', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-    shape_76 = _76.shape
     _77 = np.sum(_76, axis=-1, out=_buf(workspace, 'DTraining:f_77', batch + (ell,), dtype)) # (…, ℓ)
     v_3 = np.divide(_77, d_e, out=_77)                          # (…, ℓ)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
     _79 = np.sqrt(v_3, out=v_3)                                 # (…, ℓ)
-    _80 = np.expand_dims(_79, -1)                               # (…, ℓ, 1)
-    _81 = np.divide(_75, _80, out=_buf(workspace, 'DTraining:f_81', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-    _82 = np.multiply(_81, gamma, out=_buf(workspace, 'DTraining:f_82', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+    sigma_3 = np.expand_dims(_79, -1)                           # (…, ℓ, 1)
+    x_hat_3 = np.divide(_75, sigma_3, out=_75)                  # (…, ℓ, d_e)
+    _82 = np.multiply(x_hat_3, gamma, out=_buf(workspace, 'DTraining:f_82', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
     e_hat_3 = np.add(_82, beta, out=_82)                        # (…, ℓ, d_e)
     # DTransformer 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
     _84 = np.swapaxes(e_hat_3, -1, -2)                          # (…, d_e, ℓ)
@@ -323,7 +317,7 @@ def forward(config: Config, params: Params, x_n, workspace: dict | None = None):
     shape_98 = _98.shape
     _99 = np.sum(_98, axis=-1, out=_buf(workspace, 'DTraining:f_99', batch + (), dtype)) # (…,)
     _100 = np.negative(_99, out=_buf(workspace, 'DTraining:f_100', batch + (), dtype)) # (…,)
-    cache = {"N_V": N_V, "ell": ell, "H": H, "L": L, "d_e": d_e, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "shape_98": shape_98, "_97": _97, "_96": _96, "shape_94": shape_94, "_92": _92, "shape_93": shape_93, "P": P, "_84": _84, "_81": _81, "_80": _80, "_79": _79, "shape_76": shape_76, "_75": _75, "shape_71": shape_71, "_40": _40, "_38": _38, "_3": _3, "_4": _4, "x_n": x_n, "_1": _1, "saved_l_": saved_l_}
+    cache = {"N_V": N_V, "ell": ell, "H": H, "L": L, "d_e": d_e, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "shape_98": shape_98, "_97": _97, "_96": _96, "shape_94": shape_94, "_92": _92, "shape_93": shape_93, "P": P, "_84": _84, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_40": _40, "_38": _38, "_3": _3, "_4": _4, "x_n": x_n, "_1": _1, "saved_l_": saved_l_}
     return _100, cache
 
 
@@ -351,12 +345,8 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     W_u = params.W_u
     _84 = cache["_84"]
     gamma = params.gamma
-    _81 = cache["_81"]
-    _80 = cache["_80"]
-    _79 = cache["_79"]
-    shape_76 = cache["shape_76"]
-    _75 = cache["_75"]
-    shape_71 = cache["shape_71"]
+    x_hat_3 = cache["x_hat_3"]
+    sigma_3 = cache["sigma_3"]
     _40 = cache["_40"]
     _38 = cache["_38"]
     _3 = cache["_3"]
@@ -370,45 +360,25 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     g10003 = np.divide(g10002, _97, out=_buf(workspace, 'DTraining:bg10003', batch + (-1 + ell,), dtype)) # (…, ℓ − 1)
     g10004 = _put_along(g10003, _96 - 1, shape_94, -1)          # (…, ℓ − 1, ℓ)
     g10005 = _put_along(g10004, _92 - 1, shape_93, -2)          # (…, 1, N_V, ℓ)
-    g10006 = np.squeeze(g10005, -3)                             # (…, N_V, ℓ)
+    d_P = np.squeeze(g10005, -3)                                # (…, N_V, ℓ)
     # DTransformer 11 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}
-    g10007 = _softmax_grad(g10006, P, -2, _buf(workspace, 'DTraining:bg10007', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
+    g10007 = _softmax_grad(d_P, P, -2, _buf(workspace, 'DTraining:bg10007', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
     g10008 = np.swapaxes(W_u, -1, -2)                           # (d_e, N_V)
     g10009 = np.matmul(g10008, g10007, out=_buf(workspace, 'DTraining:bg10009', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
     g10010 = np.swapaxes(_84, -1, -2)                           # (…, ℓ, d_e)
     g10011 = np.matmul(g10007, g10010, out=_buf(workspace, 'DTraining:bg10011', batch + (N_V, d_e), dtype)) # (…, N_V, d_e)
-    g10012 = _sum_to(g10011, 2, ())                             # (N_V, d_e)
+    d_W_u = _sum_to(g10011, 2, ())                              # (N_V, d_e)
     # DTransformer 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
-    g10013 = np.swapaxes(g10009, -1, -2)                        # (…, ℓ, d_e)
+    d_e_hat_3 = np.swapaxes(g10009, -1, -2)                     # (…, ℓ, d_e)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-    g10014 = _sum_to(g10013, 1, ())                             # (d_e,)
-    g10015 = np.multiply(g10013, gamma, out=_buf(workspace, 'DTraining:bg10015', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-    g10016 = np.multiply(g10013, _81, out=_buf(workspace, 'DTraining:bg10016', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-    g10017 = _sum_to(g10016, 1, ())                             # (d_e,)
-    g10018 = np.divide(g10015, _80, out=_buf(workspace, 'DTraining:bg10018', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-    g10019 = np.multiply(g10015, _81, out=g10015)               # (…, ℓ, d_e)
-    g10020 = np.divide(g10019, _80, out=g10019)                 # (…, ℓ, d_e)
-    g10021 = np.negative(g10020, out=g10020)                    # (…, ℓ, d_e)
-    g10022 = _sum_to(g10021, None, (-1,))                       # (…, ℓ, 1)
-    g10023 = np.squeeze(g10022, -1)                             # (…, ℓ)
-    g10024 = np.multiply(_79, 2.0, out=_buf(workspace, 'DTraining:bg10024', batch + (ell,), dtype)) # (…, ℓ)
-    g10025 = np.divide(g10023, g10024, out=_buf(workspace, 'DTraining:bg10025', batch + (ell,), dtype)) # (…, ℓ)
-    # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-    g10026 = np.divide(g10025, d_e, out=g10025)                 # (…, ℓ)
-    g10030 = np.broadcast_to(np.expand_dims(g10026, -1), shape_76) # (…, ℓ, d_e)
-    g10031 = np.multiply(_75, 2.0, out=_buf(workspace, 'DTraining:bg10031', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-    g10032 = np.multiply(g10030, g10031, out=g10031)            # (…, ℓ, d_e)
-    g10033 = np.add(g10018, g10032, out=g10018)                 # (…, ℓ, d_e)
-    g10034 = np.negative(g10033, out=_buf(workspace, 'DTraining:bg10034', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-    g10035 = _sum_to(g10034, None, (-1,))                       # (…, ℓ, 1)
-    g10036 = np.squeeze(g10035, -1)                             # (…, ℓ)
-    # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-    g10037 = np.divide(g10036, d_e, out=_buf(workspace, 'DTraining:bg10037', batch + (ell,), dtype)) # (…, ℓ)
-    g10041 = np.broadcast_to(np.expand_dims(g10037, -1), shape_71) # (…, ℓ, d_e)
-    g10042 = np.add(g10033, g10041, out=g10033)                 # (…, ℓ, d_e)
+    d_beta = _sum_to(d_e_hat_3, 1, ())                          # (d_e,)
+    d_x_hat_3 = np.multiply(d_e_hat_3, gamma, out=_buf(workspace, 'DTraining:bd_x_hat_3', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+    g10016 = np.multiply(d_e_hat_3, x_hat_3, out=_buf(workspace, 'DTraining:bg10016', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+    d_gamma = _sum_to(g10016, 1, ())                            # (d_e,)
+    g10018 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'DTraining:bg10018', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
     # DTransformer 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
-    g10043 = np.swapaxes(g10042, -1, -2)                        # (…, d_e, ℓ)
-    g10044 = g10043
+    d_X_5 = np.swapaxes(g10018, -1, -2)                         # (…, d_e, ℓ)
+    g10020 = d_X_5
     d_gamma1 = _buf(workspace, 'DTraining:bd_gamma1', params.gamma1.shape, dtype)
     d_gamma1.fill(0)
     d_beta1 = _buf(workspace, 'DTraining:bd_beta1', params.beta1.shape, dtype)
@@ -442,167 +412,127 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     d_b_mlp2 = _buf(workspace, 'DTraining:bd_b_mlp2', params.b_mlp2.shape, dtype)
     d_b_mlp2.fill(0)
     for l_ in reversed(range(L)):
-        W_mlp2_l, _66, _65, W_mlp1_l, _62, gamma2_l, _59, _58, _57, shape_54, _53, shape_49, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, _18, _17, _16, shape_13, _12, shape_8, = saved_l_[l_]
+        W_mlp2_l, _66, _65, W_mlp1_l, _62, gamma2_l, x_hat_2, sigma_2, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, x_hat, sigma, = saved_l_[l_]
         # DTransformer 8 X ← X + W^l_mlp2 GELU(W^l_mlp1 X̃ + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
-        g10045 = _sum_to(g10044, 2, (-1,))                      # (d_e, 1)
-        g10046 = np.squeeze(g10045, -1)                         # (d_e,)
-        g10047 = np.swapaxes(W_mlp2_l, -1, -2)                  # (d_mlp, d_e)
-        g10048 = np.matmul(g10047, g10044, out=_buf(workspace, ('DTraining:bg10048', l_ % 2), batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
-        g10049 = np.swapaxes(_66, -1, -2)                       # (…, ℓ, d_mlp)
-        g10050 = np.matmul(g10044, g10049, out=_buf(workspace, ('DTraining:bg10050', l_ % 2), batch + (d_e, d_mlp), dtype)) # (…, d_e, d_mlp)
-        g10051 = _sum_to(g10050, 2, ())                         # (d_e, d_mlp)
-        g10052 = _gelu_grad(_65)                                # (…, d_mlp, ℓ)
-        g10053 = np.multiply(g10048, g10052, out=g10052)        # (…, d_mlp, ℓ)
-        g10054 = _sum_to(g10053, 2, (-1,))                      # (d_mlp, 1)
-        g10055 = np.squeeze(g10054, -1)                         # (d_mlp,)
-        g10056 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
-        g10057 = np.matmul(g10056, g10053, out=_buf(workspace, ('DTraining:bg10057', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-        g10058 = np.swapaxes(_62, -1, -2)                       # (…, ℓ, d_e)
-        g10059 = np.matmul(g10053, g10058, out=_buf(workspace, ('DTraining:bg10059', l_ % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
-        g10060 = _sum_to(g10059, 2, ())                         # (d_mlp, d_e)
+        g10021 = _sum_to(g10020, 2, (-1,))                      # (d_e, 1)
+        d_b_mlp2_l = np.squeeze(g10021, -1)                     # (d_e,)
+        g10023 = np.swapaxes(W_mlp2_l, -1, -2)                  # (d_mlp, d_e)
+        g10024 = np.matmul(g10023, g10020, out=_buf(workspace, ('DTraining:bg10024', l_ % 2), batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
+        g10025 = np.swapaxes(_66, -1, -2)                       # (…, ℓ, d_mlp)
+        g10026 = np.matmul(g10020, g10025, out=_buf(workspace, ('DTraining:bg10026', l_ % 2), batch + (d_e, d_mlp), dtype)) # (…, d_e, d_mlp)
+        d_W_mlp2_l = _sum_to(g10026, 2, ())                     # (d_e, d_mlp)
+        g10028 = _gelu_grad(_65)                                # (…, d_mlp, ℓ)
+        g10029 = np.multiply(g10024, g10028, out=g10028)        # (…, d_mlp, ℓ)
+        g10030 = _sum_to(g10029, 2, (-1,))                      # (d_mlp, 1)
+        d_b_mlp1_l = np.squeeze(g10030, -1)                     # (d_mlp,)
+        g10032 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
+        g10033 = np.matmul(g10032, g10029, out=_buf(workspace, ('DTraining:bg10033', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        g10034 = np.swapaxes(_62, -1, -2)                       # (…, ℓ, d_e)
+        g10035 = np.matmul(g10029, g10034, out=_buf(workspace, ('DTraining:bg10035', l_ % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
+        d_W_mlp1_l = _sum_to(g10035, 2, ())                     # (d_mlp, d_e)
         # DTransformer 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
-        g10061 = np.swapaxes(g10057, -1, -2)                    # (…, ℓ, d_e)
+        d_e_hat_2 = np.swapaxes(g10033, -1, -2)                 # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        g10062 = _sum_to(g10061, 1, ())                         # (d_e,)
-        g10063 = np.multiply(g10061, gamma2_l, out=_buf(workspace, ('DTraining:bg10063', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10064 = np.multiply(g10061, _59, out=_buf(workspace, ('DTraining:bg10064', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10065 = _sum_to(g10064, 1, ())                         # (d_e,)
-        g10066 = np.divide(g10063, _58, out=_buf(workspace, ('DTraining:bg10066', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10067 = np.multiply(g10063, _59, out=_buf(workspace, ('DTraining:bg10067', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10068 = np.divide(g10067, _58, out=g10067)             # (…, ℓ, d_e)
-        g10069 = np.negative(g10068, out=g10068)                # (…, ℓ, d_e)
-        g10070 = _sum_to(g10069, None, (-1,))                   # (…, ℓ, 1)
-        g10071 = np.squeeze(g10070, -1)                         # (…, ℓ)
-        g10072 = np.multiply(_57, 2.0, out=_buf(workspace, ('DTraining:bg10072', l_ % 2), batch + (ell,), dtype)) # (…, ℓ)
-        g10073 = np.divide(g10071, g10072, out=_buf(workspace, ('DTraining:bg10073', l_ % 2), batch + (ell,), dtype)) # (…, ℓ)
-        # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-        g10074 = np.divide(g10073, d_e, out=_buf(workspace, ('DTraining:bg10074', l_ % 2), batch + (ell,), dtype)) # (…, ℓ)
-        g10078 = np.broadcast_to(np.expand_dims(g10074, -1), shape_54) # (…, ℓ, d_e)
-        g10079 = np.multiply(_53, 2.0, out=_buf(workspace, ('DTraining:bg10079', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10080 = np.multiply(g10078, g10079, out=g10079)        # (…, ℓ, d_e)
-        g10081 = np.add(g10066, g10080, out=g10066)             # (…, ℓ, d_e)
-        g10082 = np.negative(g10081, out=_buf(workspace, ('DTraining:bg10082', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10083 = _sum_to(g10082, None, (-1,))                   # (…, ℓ, 1)
-        g10084 = np.squeeze(g10083, -1)                         # (…, ℓ)
-        # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        g10085 = np.divide(g10084, d_e, out=_buf(workspace, ('DTraining:bg10085', l_ % 2), batch + (ell,), dtype)) # (…, ℓ)
-        g10089 = np.broadcast_to(np.expand_dims(g10085, -1), shape_49) # (…, ℓ, d_e)
-        g10090 = np.add(g10081, g10089, out=_buf(workspace, ('DTraining:bg10090', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_beta2_l = _sum_to(d_e_hat_2, 1, ())                   # (d_e,)
+        d_x_hat_2 = np.multiply(d_e_hat_2, gamma2_l, out=_buf(workspace, ('DTraining:bd_x_hat_2', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10040 = np.multiply(d_e_hat_2, x_hat_2, out=_buf(workspace, ('DTraining:bg10040', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_gamma2_l = _sum_to(g10040, 1, ())                     # (d_e,)
+        g10042 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, ('DTraining:bg10042', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # DTransformer 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
-        g10091 = np.swapaxes(g10090, -1, -2)                    # (…, d_e, ℓ)
-        g10092 = np.add(g10044, g10091, out=_buf(workspace, ('DTraining:bg10092', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        g10043 = np.swapaxes(g10042, -1, -2)                    # (…, d_e, ℓ)
+        d_X_3 = np.add(g10020, g10043, out=_buf(workspace, ('DTraining:bd_X_3', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10093 = _sum_to(g10092, 2, (-1,))                      # (d_e, 1)
-        g10094 = np.squeeze(g10093, -1)                         # (d_e,)
-        g10095 = np.swapaxes(W_o_l, -1, -2)                     # (d_e, d_e)
-        g10096 = np.matmul(g10095, g10092, out=_buf(workspace, ('DTraining:bg10096', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-        g10097 = np.swapaxes(Y, -1, -2)                         # (…, ℓ, d_e)
-        g10098 = np.matmul(g10092, g10097, out=_buf(workspace, ('DTraining:bg10098', l_ % 2), batch + (d_e, d_e), dtype)) # (…, d_e, d_e)
-        g10099 = _sum_to(g10098, 2, ())                         # (d_e, d_e)
+        g10045 = _sum_to(d_X_3, 2, (-1,))                       # (d_e, 1)
+        d_b_o_l = np.squeeze(g10045, -1)                        # (d_e,)
+        g10047 = np.swapaxes(W_o_l, -1, -2)                     # (d_e, d_e)
+        d_Y = np.matmul(g10047, d_X_3, out=_buf(workspace, ('DTraining:bd_Y', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        g10049 = np.swapaxes(Y, -1, -2)                         # (…, ℓ, d_e)
+        g10050 = np.matmul(d_X_3, g10049, out=_buf(workspace, ('DTraining:bg10050', l_ % 2), batch + (d_e, d_e), dtype)) # (…, d_e, d_e)
+        d_W_o_l = _sum_to(g10050, 2, ())                        # (d_e, d_e)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
-        g10100 = g10096.reshape(V_tilde_shape)                  # (…, H, d_e/H, ℓ)
+        d_V_tilde = d_Y.reshape(V_tilde_shape)                  # (…, H, d_e/H, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10101 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ, d_e/H)
-        g10102 = np.matmul(g10101, g10100, out=_buf(workspace, ('DTraining:bg10102', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        g10103 = np.swapaxes(_42, -1, -2)                       # (…, H, ℓ, ℓ)
-        g10104 = np.matmul(g10100, g10103, out=_buf(workspace, ('DTraining:bg10104', l_ % 2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
-        g10105 = _softmax_grad(g10102, _42, -2, _buf(workspace, ('DTraining:bg10105', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        g10106 = np.divide(g10105, _40, out=_buf(workspace, ('DTraining:bg10106', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        g10053 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ, d_e/H)
+        g10054 = np.matmul(g10053, d_V_tilde, out=_buf(workspace, ('DTraining:bg10054', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        g10055 = np.swapaxes(_42, -1, -2)                       # (…, H, ℓ, ℓ)
+        d_V = np.matmul(d_V_tilde, g10055, out=_buf(workspace, ('DTraining:bd_V', l_ % 2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
+        g10057 = _softmax_grad(g10054, _42, -2, _buf(workspace, ('DTraining:bg10057', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        g10058 = np.divide(g10057, _40, out=_buf(workspace, ('DTraining:bg10058', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
-        g10111 = _where(_38, 0, g10106, _buf(workspace, ('DTraining:bg10111', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        d_S = _where(_38, 0, g10058, _buf(workspace, ('DTraining:bd_S', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        g10112 = np.swapaxes(_36, -1, -2)                       # (…, H, d_e/H, ℓ)
-        g10113 = np.matmul(g10112, g10111, out=_buf(workspace, ('DTraining:bg10113', l_ % 2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
-        g10114 = np.swapaxes(Q, -1, -2)                         # (…, H, ℓ, d_e/H)
-        g10115 = np.matmul(g10111, g10114, out=_buf(workspace, ('DTraining:bg10115', l_ % 2), batch + (H, ell, d_e // H), dtype)) # (…, H, ℓ, d_e/H)
-        g10116 = np.swapaxes(g10115, -1, -2)                    # (…, H, d_e/H, ℓ)
+        g10064 = np.swapaxes(_36, -1, -2)                       # (…, H, d_e/H, ℓ)
+        d_Q = np.matmul(g10064, d_S, out=_buf(workspace, ('DTraining:bd_Q', l_ % 2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
+        g10066 = np.swapaxes(Q, -1, -2)                         # (…, H, ℓ, d_e/H)
+        g10067 = np.matmul(d_S, g10066, out=_buf(workspace, ('DTraining:bg10067', l_ % 2), batch + (H, ell, d_e // H), dtype)) # (…, H, ℓ, d_e/H)
+        d_K = np.swapaxes(g10067, -1, -2)                       # (…, H, d_e/H, ℓ)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10117 = _sum_to(g10104, 3, (-1,))                      # (H, d_e/H, 1)
-        g10118 = np.squeeze(g10117, -1)                         # (H, d_e/H)
-        g10119 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_e/H)
-        g10120 = np.matmul(g10119, g10104, out=_buf(workspace, ('DTraining:bg10120', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10121 = np.swapaxes(_26, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10122 = np.matmul(g10104, g10121, out=_buf(workspace, ('DTraining:bg10122', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10123 = _sum_to(g10122, 3, ())                         # (H, d_e/H, d_e)
-        g10124 = _sum_to(g10120, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10069 = _sum_to(d_V, 3, (-1,))                         # (H, d_e/H, 1)
+        d_b_v_l = np.squeeze(g10069, -1)                        # (H, d_e/H)
+        g10071 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_e/H)
+        g10072 = np.matmul(g10071, d_V, out=_buf(workspace, ('DTraining:bg10072', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10073 = np.swapaxes(_26, -1, -2)                       # (…, 1, ℓ, d_e)
+        g10074 = np.matmul(d_V, g10073, out=_buf(workspace, ('DTraining:bg10074', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
+        d_W_v_l = _sum_to(g10074, 3, ())                        # (H, d_e/H, d_e)
+        g10076 = _sum_to(g10072, None, (-3,))                   # (…, 1, d_e, ℓ)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10125 = _sum_to(g10116, 3, (-1,))                      # (H, d_e/H, 1)
-        g10126 = np.squeeze(g10125, -1)                         # (H, d_e/H)
-        g10127 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_e/H)
-        g10128 = np.matmul(g10127, g10116, out=_buf(workspace, ('DTraining:bg10128', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10129 = np.swapaxes(_26, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10130 = np.matmul(g10116, g10129, out=_buf(workspace, ('DTraining:bg10130', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10131 = _sum_to(g10130, 3, ())                         # (H, d_e/H, d_e)
-        g10132 = _sum_to(g10128, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10133 = np.add(g10124, g10132, out=_buf(workspace, ('DTraining:bg10133', l_ % 2), batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
+        g10077 = _sum_to(d_K, 3, (-1,))                         # (H, d_e/H, 1)
+        d_b_k_l = np.squeeze(g10077, -1)                        # (H, d_e/H)
+        g10079 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_e/H)
+        g10080 = np.matmul(g10079, d_K, out=_buf(workspace, ('DTraining:bg10080', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10081 = np.swapaxes(_26, -1, -2)                       # (…, 1, ℓ, d_e)
+        g10082 = np.matmul(d_K, g10081, out=_buf(workspace, ('DTraining:bg10082', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
+        d_W_k_l = _sum_to(g10082, 3, ())                        # (H, d_e/H, d_e)
+        g10084 = _sum_to(g10080, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10085 = np.add(g10076, g10084, out=_buf(workspace, ('DTraining:bg10085', l_ % 2), batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10134 = _sum_to(g10113, 3, (-1,))                      # (H, d_e/H, 1)
-        g10135 = np.squeeze(g10134, -1)                         # (H, d_e/H)
-        g10136 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_e/H)
-        g10137 = np.matmul(g10136, g10113, out=_buf(workspace, ('DTraining:bg10137', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10138 = np.swapaxes(_26, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10139 = np.matmul(g10113, g10138, out=_buf(workspace, ('DTraining:bg10139', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10140 = _sum_to(g10139, 3, ())                         # (H, d_e/H, d_e)
-        g10141 = _sum_to(g10137, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10142 = np.add(g10133, g10141, out=g10133)             # (…, 1, d_e, ℓ)
-        g10143 = np.squeeze(g10142, -3)                         # (…, d_e, ℓ)
+        g10086 = _sum_to(d_Q, 3, (-1,))                         # (H, d_e/H, 1)
+        d_b_q_l = np.squeeze(g10086, -1)                        # (H, d_e/H)
+        g10088 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_e/H)
+        g10089 = np.matmul(g10088, d_Q, out=_buf(workspace, ('DTraining:bg10089', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10090 = np.swapaxes(_26, -1, -2)                       # (…, 1, ℓ, d_e)
+        g10091 = np.matmul(d_Q, g10090, out=_buf(workspace, ('DTraining:bg10091', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
+        d_W_q_l = _sum_to(g10091, 3, ())                        # (H, d_e/H, d_e)
+        g10093 = _sum_to(g10089, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10094 = np.add(g10085, g10093, out=g10085)             # (…, 1, d_e, ℓ)
+        g10095 = np.squeeze(g10094, -3)                         # (…, d_e, ℓ)
         # DTransformer 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
-        g10144 = np.swapaxes(g10143, -1, -2)                    # (…, ℓ, d_e)
+        d_e_hat = np.swapaxes(g10095, -1, -2)                   # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        g10145 = _sum_to(g10144, 1, ())                         # (d_e,)
-        g10146 = np.multiply(g10144, gamma1_l, out=_buf(workspace, ('DTraining:bg10146', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10147 = np.multiply(g10144, _18, out=_buf(workspace, ('DTraining:bg10147', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10148 = _sum_to(g10147, 1, ())                         # (d_e,)
-        g10149 = np.divide(g10146, _17, out=_buf(workspace, ('DTraining:bg10149', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10150 = np.multiply(g10146, _18, out=_buf(workspace, ('DTraining:bg10150', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10151 = np.divide(g10150, _17, out=g10150)             # (…, ℓ, d_e)
-        g10152 = np.negative(g10151, out=g10151)                # (…, ℓ, d_e)
-        g10153 = _sum_to(g10152, None, (-1,))                   # (…, ℓ, 1)
-        g10154 = np.squeeze(g10153, -1)                         # (…, ℓ)
-        g10155 = np.multiply(_16, 2.0, out=_buf(workspace, ('DTraining:bg10155', l_ % 2), batch + (ell,), dtype)) # (…, ℓ)
-        g10156 = np.divide(g10154, g10155, out=_buf(workspace, ('DTraining:bg10156', l_ % 2), batch + (ell,), dtype)) # (…, ℓ)
-        # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-        g10157 = np.divide(g10156, d_e, out=_buf(workspace, ('DTraining:bg10157', l_ % 2), batch + (ell,), dtype)) # (…, ℓ)
-        g10161 = np.broadcast_to(np.expand_dims(g10157, -1), shape_13) # (…, ℓ, d_e)
-        g10162 = np.multiply(_12, 2.0, out=_buf(workspace, ('DTraining:bg10162', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10163 = np.multiply(g10161, g10162, out=g10162)        # (…, ℓ, d_e)
-        g10164 = np.add(g10149, g10163, out=g10149)             # (…, ℓ, d_e)
-        g10165 = np.negative(g10164, out=_buf(workspace, ('DTraining:bg10165', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10166 = _sum_to(g10165, None, (-1,))                   # (…, ℓ, 1)
-        g10167 = np.squeeze(g10166, -1)                         # (…, ℓ)
-        # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        g10168 = np.divide(g10167, d_e, out=_buf(workspace, ('DTraining:bg10168', l_ % 2), batch + (ell,), dtype)) # (…, ℓ)
-        g10172 = np.broadcast_to(np.expand_dims(g10168, -1), shape_8) # (…, ℓ, d_e)
-        g10173 = np.add(g10164, g10172, out=_buf(workspace, ('DTraining:bg10173', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_beta1_l = _sum_to(d_e_hat, 1, ())                     # (d_e,)
+        d_x_hat = np.multiply(d_e_hat, gamma1_l, out=_buf(workspace, ('DTraining:bd_x_hat', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10099 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, ('DTraining:bg10099', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_gamma1_l = _sum_to(g10099, 1, ())                     # (d_e,)
+        g10101 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('DTraining:bg10101', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # DTransformer 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
-        g10174 = np.swapaxes(g10173, -1, -2)                    # (…, d_e, ℓ)
-        g10175 = np.add(g10092, g10174, out=_buf(workspace, ('DTraining:bg10175', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-        d_gamma1[l_] += g10148
-        d_beta1[l_] += g10145
-        d_W_q[l_] += g10140
-        d_b_q[l_] += g10135
-        d_W_k[l_] += g10131
-        d_b_k[l_] += g10126
-        d_W_v[l_] += g10123
-        d_b_v[l_] += g10118
-        d_W_o[l_] += g10099
-        d_b_o[l_] += g10094
-        d_gamma2[l_] += g10065
-        d_beta2[l_] += g10062
-        d_W_mlp2[l_] += g10051
-        d_W_mlp1[l_] += g10060
-        d_b_mlp1[l_] += g10055
-        d_b_mlp2[l_] += g10046
-        g10044 = g10175
+        g10102 = np.swapaxes(g10101, -1, -2)                    # (…, d_e, ℓ)
+        d_X_2 = np.add(d_X_3, g10102, out=_buf(workspace, ('DTraining:bd_X_2', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        d_gamma1[l_] += d_gamma1_l
+        d_beta1[l_] += d_beta1_l
+        d_W_q[l_] += d_W_q_l
+        d_b_q[l_] += d_b_q_l
+        d_W_k[l_] += d_W_k_l
+        d_b_k[l_] += d_b_k_l
+        d_W_v[l_] += d_W_v_l
+        d_b_v[l_] += d_b_v_l
+        d_W_o[l_] += d_W_o_l
+        d_b_o[l_] += d_b_o_l
+        d_gamma2[l_] += d_gamma2_l
+        d_beta2[l_] += d_beta2_l
+        d_W_mlp2[l_] += d_W_mlp2_l
+        d_W_mlp1[l_] += d_W_mlp1_l
+        d_b_mlp1[l_] += d_b_mlp1_l
+        d_b_mlp2[l_] += d_b_mlp2_l
+        g10020 = d_X_2
     # DTransformer 3 X ← [e_1, e_2, …, e_ℓ] ▷ X ∈ ℝ^{d_e×ℓ}
-    g10176 = np.swapaxes(g10044, -1, -2)                        # (…, ℓ, d_e)
+    d_e_2 = np.swapaxes(g10020, -1, -2)                         # (…, ℓ, d_e)
     # DTransformer 2 for t ∈ [ℓ] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
-    g10177 = _sum_to(g10176, 2, ())                             # (ℓ, d_e)
-    g10178 = _scatter_rows(g10177, _3 - 1, _4)                  # (ℓ_max, d_e)
-    g10179 = np.swapaxes(g10178, -1, -2)                        # (d_e, ℓ_max)
-    g10180 = _scatter_rows(g10176, x_n - 1, _1)                 # (N_V, d_e)
-    g10181 = np.swapaxes(g10180, -1, -2)                        # (d_e, N_V)
-    grads = Params(W_e=g10181, W_p=g10179, W_q=d_W_q, b_q=d_b_q, W_k=d_W_k, b_k=d_b_k, W_v=d_W_v, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o, gamma1=d_gamma1, beta1=d_beta1, gamma2=d_gamma2, beta2=d_beta2, W_mlp1=d_W_mlp1, b_mlp1=d_b_mlp1, W_mlp2=d_W_mlp2, b_mlp2=d_b_mlp2, gamma=g10017, beta=g10014, W_u=g10012)
+    g10105 = _sum_to(d_e_2, 2, ())                              # (ℓ, d_e)
+    g10106 = _scatter_rows(g10105, _3 - 1, _4)                  # (ℓ_max, d_e)
+    d_W_p = np.swapaxes(g10106, -1, -2)                         # (d_e, ℓ_max)
+    g10108 = _scatter_rows(d_e_2, x_n - 1, _1)                  # (N_V, d_e)
+    d_W_e = np.swapaxes(g10108, -1, -2)                         # (d_e, N_V)
+    grads = Params(W_e=d_W_e, W_p=d_W_p, W_q=d_W_q, b_q=d_b_q, W_k=d_W_k, b_k=d_b_k, W_v=d_W_v, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o, gamma1=d_gamma1, beta1=d_beta1, gamma2=d_gamma2, beta2=d_beta2, W_mlp1=d_W_mlp1, b_mlp1=d_b_mlp1, W_mlp2=d_W_mlp2, b_mlp2=d_b_mlp2, gamma=d_gamma, beta=d_beta, W_u=d_W_u)
     return grads, {}
 
 
@@ -788,6 +718,16 @@ def _gelu_grad(x):
 def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
+
+
+def _layer_norm_grad(g, y, s, axis, out=None):
+    """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
+    t = np.multiply(g, y, out=out)
+    gy = np.mean(t, axis=axis, keepdims=True)
+    t = np.multiply(y, gy, out=t)
+    t = np.subtract(g, t, out=t)
+    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    return np.divide(t, s, out=t)
 
 
 def _softmax_grad(g, y, axis, out=None):

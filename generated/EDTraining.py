@@ -293,7 +293,6 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         gamma1_l = gamma1[l_]                                   # (d_e,)
         beta1_l = beta1[l_]                                     # (d_e,)
         _29 = np.swapaxes(Z_3, -1, -2)                          # (…, ℓ_z, d_e)
-        shape_29 = _29.shape
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
         _30 = np.sum(_29, axis=-1, out=_buf(workspace, ('EDTraining:f_30', l_ % 2), batch + (ell_z,), dtype)) # (…, ℓ_z)
         m = np.divide(_30, d_e, out=_30)                        # (…, ℓ_z)
@@ -301,14 +300,13 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         _32 = np.expand_dims(m, -1)                             # (…, ℓ_z, 1)
         _33 = np.subtract(_29, _32, out=_buf(workspace, ('EDTraining:f_33', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         _34 = np.multiply(_33, _33, out=_buf(workspace, ('EDTraining:f_34', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        shape_34 = _34.shape
         _35 = np.sum(_34, axis=-1, out=_buf(workspace, ('EDTraining:f_35', l_), batch + (ell_z,), dtype)) # (…, ℓ_z)
         v = np.divide(_35, d_e, out=_35)                        # (…, ℓ_z)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _37 = np.sqrt(v, out=v)                                 # (…, ℓ_z)
-        _38 = np.expand_dims(_37, -1)                           # (…, ℓ_z, 1)
-        _39 = np.divide(_33, _38, out=_buf(workspace, ('EDTraining:f_39', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        _40 = np.multiply(_39, gamma1_l, out=_buf(workspace, ('EDTraining:f_40', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        sigma = np.expand_dims(_37, -1)                         # (…, ℓ_z, 1)
+        x_hat = np.divide(_33, sigma, out=_33)                  # (…, ℓ_z, d_e)
+        _40 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, ('EDTraining:f_40', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         e_hat = np.add(_40, beta1_l, out=_40)                   # (…, ℓ_z, d_e)
         # EDTransformer 6 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^1_l, β^1_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         _42 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ_z)
@@ -329,7 +327,6 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         gamma2_l = gamma2[l_]                                   # (d_e,)
         beta2_l = beta2[l_]                                     # (d_e,)
         _51 = np.swapaxes(Z_4, -1, -2)                          # (…, ℓ_z, d_e)
-        shape_51 = _51.shape
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
         _52 = np.sum(_51, axis=-1, out=_buf(workspace, ('EDTraining:f_52', l_ % 2), batch + (ell_z,), dtype)) # (…, ℓ_z)
         m_2 = np.divide(_52, d_e, out=_52)                      # (…, ℓ_z)
@@ -337,18 +334,17 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         _54 = np.expand_dims(m_2, -1)                           # (…, ℓ_z, 1)
         _55 = np.subtract(_51, _54, out=_buf(workspace, ('EDTraining:f_55', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         _56 = np.multiply(_55, _55, out=_buf(workspace, ('EDTraining:f_56', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        shape_56 = _56.shape
         _57 = np.sum(_56, axis=-1, out=_buf(workspace, ('EDTraining:f_57', l_), batch + (ell_z,), dtype)) # (…, ℓ_z)
         v_2 = np.divide(_57, d_e, out=_57)                      # (…, ℓ_z)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _59 = np.sqrt(v_2, out=v_2)                             # (…, ℓ_z)
-        _60 = np.expand_dims(_59, -1)                           # (…, ℓ_z, 1)
-        _61 = np.divide(_55, _60, out=_buf(workspace, ('EDTraining:f_61', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        _62 = np.multiply(_61, gamma2_l, out=_buf(workspace, ('EDTraining:f_62', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        sigma_2 = np.expand_dims(_59, -1)                       # (…, ℓ_z, 1)
+        x_hat_2 = np.divide(_55, sigma_2, out=_55)              # (…, ℓ_z, d_e)
+        _62 = np.multiply(x_hat_2, gamma2_l, out=_buf(workspace, ('EDTraining:f_62', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         e_hat_2 = np.add(_62, beta2_l, out=_62)                 # (…, ℓ_z, d_e)
         # EDTransformer 8 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^2_l, β^2_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         _64 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, ℓ_z)
-        saved_l_.append((gamma2_l, _61, _60, _59, shape_56, _55, shape_51, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, _39, _38, _37, shape_34, _33, shape_29, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l,))
+        saved_l_.append((gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, x_hat, sigma, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l,))
         Z_2 = _64
     Z_5 = Z_2
     # EDTransformer 11 for t ∈ [ℓ_x] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
@@ -417,7 +413,6 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         gamma3_l_2 = gamma3[l__2]                               # (d_e,)
         beta3_l_2 = beta3[l__2]                                 # (d_e,)
         _97 = np.swapaxes(X_3, -1, -2)                          # (…, ℓ, d_e)
-        shape_97 = _97.shape
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
         _98 = np.sum(_97, axis=-1, out=_buf(workspace, ('EDTraining:f_98', l__2 % 2), batch + (ell,), dtype)) # (…, ℓ)
         m_3 = np.divide(_98, d_e, out=_98)                      # (…, ℓ)
@@ -425,14 +420,13 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         _100 = np.expand_dims(m_3, -1)                          # (…, ℓ, 1)
         _101 = np.subtract(_97, _100, out=_buf(workspace, ('EDTraining:f_101', l__2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         _102 = np.multiply(_101, _101, out=_buf(workspace, ('EDTraining:f_102', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        shape_102 = _102.shape
         _103 = np.sum(_102, axis=-1, out=_buf(workspace, ('EDTraining:f_103', l__2), batch + (ell,), dtype)) # (…, ℓ)
         v_3 = np.divide(_103, d_e, out=_103)                    # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _105 = np.sqrt(v_3, out=v_3)                            # (…, ℓ)
-        _106 = np.expand_dims(_105, -1)                         # (…, ℓ, 1)
-        _107 = np.divide(_101, _106, out=_buf(workspace, ('EDTraining:f_107', l__2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        _108 = np.multiply(_107, gamma3_l_2, out=_buf(workspace, ('EDTraining:f_108', l__2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        sigma_3 = np.expand_dims(_105, -1)                      # (…, ℓ, 1)
+        x_hat_3 = np.divide(_101, sigma_3, out=_101)            # (…, ℓ, d_e)
+        _108 = np.multiply(x_hat_3, gamma3_l_2, out=_buf(workspace, ('EDTraining:f_108', l__2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         e_hat_3 = np.add(_108, beta3_l_2, out=_108)             # (…, ℓ, d_e)
         # EDTransformer 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         _110 = np.swapaxes(e_hat_3, -1, -2)                     # (…, d_e, ℓ)
@@ -478,7 +472,6 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         gamma4_l_2 = gamma4[l__2]                               # (d_e,)
         beta4_l_2 = beta4[l__2]                                 # (d_e,)
         _132 = np.swapaxes(X_4, -1, -2)                         # (…, ℓ, d_e)
-        shape_132 = _132.shape
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
         _133 = np.sum(_132, axis=-1, out=_buf(workspace, ('EDTraining:f_133', l__2 % 2), batch + (ell,), dtype)) # (…, ℓ)
         m_4 = np.divide(_133, d_e, out=_133)                    # (…, ℓ)
@@ -486,14 +479,13 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         _135 = np.expand_dims(m_4, -1)                          # (…, ℓ, 1)
         _136 = np.subtract(_132, _135, out=_buf(workspace, ('EDTraining:f_136', l__2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         _137 = np.multiply(_136, _136, out=_buf(workspace, ('EDTraining:f_137', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        shape_137 = _137.shape
         _138 = np.sum(_137, axis=-1, out=_buf(workspace, ('EDTraining:f_138', l__2), batch + (ell,), dtype)) # (…, ℓ)
         v_4 = np.divide(_138, d_e, out=_138)                    # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _140 = np.sqrt(v_4, out=v_4)                            # (…, ℓ)
-        _141 = np.expand_dims(_140, -1)                         # (…, ℓ, 1)
-        _142 = np.divide(_136, _141, out=_buf(workspace, ('EDTraining:f_142', l__2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        _143 = np.multiply(_142, gamma4_l_2, out=_buf(workspace, ('EDTraining:f_143', l__2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        sigma_4 = np.expand_dims(_140, -1)                      # (…, ℓ, 1)
+        x_hat_4 = np.divide(_136, sigma_4, out=_136)            # (…, ℓ, d_e)
+        _143 = np.multiply(x_hat_4, gamma4_l_2, out=_buf(workspace, ('EDTraining:f_143', l__2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         e_hat_4 = np.add(_143, beta4_l_2, out=_143)             # (…, ℓ, d_e)
         # EDTransformer 17 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^4_l, β^4_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         _145 = np.swapaxes(e_hat_4, -1, -2)                     # (…, d_e, ℓ)
@@ -514,7 +506,6 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         gamma5_l_2 = gamma5[l__2]                               # (d_e,)
         beta5_l_2 = beta5[l__2]                                 # (d_e,)
         _154 = np.swapaxes(X_5, -1, -2)                         # (…, ℓ, d_e)
-        shape_154 = _154.shape
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
         _155 = np.sum(_154, axis=-1, out=_buf(workspace, ('EDTraining:f_155', l__2 % 2), batch + (ell,), dtype)) # (…, ℓ)
         m_5 = np.divide(_155, d_e, out=_155)                    # (…, ℓ)
@@ -522,18 +513,17 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         _157 = np.expand_dims(m_5, -1)                          # (…, ℓ, 1)
         _158 = np.subtract(_154, _157, out=_buf(workspace, ('EDTraining:f_158', l__2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         _159 = np.multiply(_158, _158, out=_buf(workspace, ('EDTraining:f_159', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        shape_159 = _159.shape
         _160 = np.sum(_159, axis=-1, out=_buf(workspace, ('EDTraining:f_160', l__2), batch + (ell,), dtype)) # (…, ℓ)
         v_5 = np.divide(_160, d_e, out=_160)                    # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _162 = np.sqrt(v_5, out=v_5)                            # (…, ℓ)
-        _163 = np.expand_dims(_162, -1)                         # (…, ℓ, 1)
-        _164 = np.divide(_158, _163, out=_buf(workspace, ('EDTraining:f_164', l__2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        _165 = np.multiply(_164, gamma5_l_2, out=_buf(workspace, ('EDTraining:f_165', l__2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        sigma_5 = np.expand_dims(_162, -1)                      # (…, ℓ, 1)
+        x_hat_5 = np.divide(_158, sigma_5, out=_158)            # (…, ℓ, d_e)
+        _165 = np.multiply(x_hat_5, gamma5_l_2, out=_buf(workspace, ('EDTraining:f_165', l__2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         e_hat_5 = np.add(_165, beta5_l_2, out=_165)             # (…, ℓ, d_e)
         # EDTransformer 19 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^5_l, β^5_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         _167 = np.swapaxes(e_hat_5, -1, -2)                     # (…, d_e, ℓ)
-        saved_l__2.append((gamma5_l_2, _164, _163, _162, shape_159, _158, shape_154, W_mlp4_l_2, _149, _148, W_mlp3_l_2, _145, gamma4_l_2, _142, _141, _140, shape_137, _136, shape_132, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, _125, _122, Q_3, W_v_3_l_2, W_k_3_l_2, W_q_3_l_2, _111, gamma3_l_2, _107, _106, _105, shape_102, _101, shape_97, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, _90, _84, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2,))
+        saved_l__2.append((gamma5_l_2, x_hat_5, sigma_5, W_mlp4_l_2, _149, _148, W_mlp3_l_2, _145, gamma4_l_2, x_hat_4, sigma_4, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, _125, _122, Q_3, W_v_3_l_2, W_k_3_l_2, W_q_3_l_2, _111, gamma3_l_2, x_hat_3, sigma_3, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, _90, _84, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2,))
         X_2 = _167
     X_6 = X_2
     # EDTransformer 21 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ_x}
@@ -604,15 +594,15 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     g10003 = np.divide(g10002, _180, out=_buf(workspace, 'EDTraining:bg10003', batch + (-1 + ell,), dtype)) # (…, ℓ − 1)
     g10004 = _put_along(g10003, _179 - 1, shape_177, -1)        # (…, ℓ − 1, ℓ)
     g10005 = _put_along(g10004, _175 - 1, shape_176, -2)        # (…, 1, N_V, ℓ)
-    g10006 = np.squeeze(g10005, -3)                             # (…, N_V, ℓ)
+    d_P = np.squeeze(g10005, -3)                                # (…, N_V, ℓ)
     # EDTransformer 21 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ_x}
-    g10007 = _softmax_grad(g10006, P, -2, _buf(workspace, 'EDTraining:bg10007', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
+    g10007 = _softmax_grad(d_P, P, -2, _buf(workspace, 'EDTraining:bg10007', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
     g10008 = np.swapaxes(W_u, -1, -2)                           # (d_e, N_V)
-    g10009 = np.matmul(g10008, g10007, out=_buf(workspace, 'EDTraining:bg10009', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+    d_X_6 = np.matmul(g10008, g10007, out=_buf(workspace, 'EDTraining:bd_X_6', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
     g10010 = np.swapaxes(X_6, -1, -2)                           # (…, ℓ, d_e)
     g10011 = np.matmul(g10007, g10010, out=_buf(workspace, 'EDTraining:bg10011', batch + (N_V, d_e), dtype)) # (…, N_V, d_e)
-    g10012 = _sum_to(g10011, 2, ())                             # (N_V, d_e)
-    g10013 = g10009
+    d_W_u = _sum_to(g10011, 2, ())                              # (N_V, d_e)
+    g10013 = d_X_6
     d_W_q_2 = _buf(workspace, 'EDTraining:bd_W_q_2', params.W_q_2.shape, dtype)
     d_W_q_2.fill(0)
     d_b_q_2 = _buf(workspace, 'EDTraining:bd_b_q_2', params.b_q_2.shape, dtype)
@@ -665,263 +655,203 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     d_gamma5.fill(0)
     d_beta5 = _buf(workspace, 'EDTraining:bd_beta5', params.beta5.shape, dtype)
     d_beta5.fill(0)
-    g10225 = 0
+    g10153 = 0
     for l__2 in reversed(range(L_dec)):
-        gamma5_l_2, _164, _163, _162, shape_159, _158, shape_154, W_mlp4_l_2, _149, _148, W_mlp3_l_2, _145, gamma4_l_2, _142, _141, _140, shape_137, _136, shape_132, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, _125, _122, Q_3, W_v_3_l_2, W_k_3_l_2, W_q_3_l_2, _111, gamma3_l_2, _107, _106, _105, shape_102, _101, shape_97, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, _90, _84, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2, = saved_l__2[l__2]
+        gamma5_l_2, x_hat_5, sigma_5, W_mlp4_l_2, _149, _148, W_mlp3_l_2, _145, gamma4_l_2, x_hat_4, sigma_4, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, _125, _122, Q_3, W_v_3_l_2, W_k_3_l_2, W_q_3_l_2, _111, gamma3_l_2, x_hat_3, sigma_3, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, _90, _84, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2, = saved_l__2[l__2]
         # EDTransformer 19 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^5_l, β^5_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
-        g10014 = np.swapaxes(g10013, -1, -2)                    # (…, ℓ, d_e)
+        d_e_hat_5 = np.swapaxes(g10013, -1, -2)                 # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        g10015 = _sum_to(g10014, 1, ())                         # (d_e,)
-        g10016 = np.multiply(g10014, gamma5_l_2, out=_buf(workspace, ('EDTraining:bg10016', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10017 = np.multiply(g10014, _164, out=_buf(workspace, ('EDTraining:bg10017', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10018 = _sum_to(g10017, 1, ())                         # (d_e,)
-        g10019 = np.divide(g10016, _163, out=_buf(workspace, ('EDTraining:bg10019', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10020 = np.multiply(g10016, _164, out=_buf(workspace, ('EDTraining:bg10020', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10021 = np.divide(g10020, _163, out=g10020)            # (…, ℓ, d_e)
-        g10022 = np.negative(g10021, out=g10021)                # (…, ℓ, d_e)
-        g10023 = _sum_to(g10022, None, (-1,))                   # (…, ℓ, 1)
-        g10024 = np.squeeze(g10023, -1)                         # (…, ℓ)
-        g10025 = np.multiply(_162, 2.0, out=_buf(workspace, ('EDTraining:bg10025', l__2 % 2), batch + (ell,), dtype)) # (…, ℓ)
-        g10026 = np.divide(g10024, g10025, out=_buf(workspace, ('EDTraining:bg10026', l__2 % 2), batch + (ell,), dtype)) # (…, ℓ)
-        # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-        g10027 = np.divide(g10026, d_e, out=_buf(workspace, ('EDTraining:bg10027', l__2 % 2), batch + (ell,), dtype)) # (…, ℓ)
-        g10031 = np.broadcast_to(np.expand_dims(g10027, -1), shape_159) # (…, ℓ, d_e)
-        g10032 = np.multiply(_158, 2.0, out=_buf(workspace, ('EDTraining:bg10032', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10033 = np.multiply(g10031, g10032, out=g10032)        # (…, ℓ, d_e)
-        g10034 = np.add(g10019, g10033, out=g10019)             # (…, ℓ, d_e)
-        g10035 = np.negative(g10034, out=_buf(workspace, ('EDTraining:bg10035', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10036 = _sum_to(g10035, None, (-1,))                   # (…, ℓ, 1)
-        g10037 = np.squeeze(g10036, -1)                         # (…, ℓ)
-        # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        g10038 = np.divide(g10037, d_e, out=_buf(workspace, ('EDTraining:bg10038', l__2 % 2), batch + (ell,), dtype)) # (…, ℓ)
-        g10042 = np.broadcast_to(np.expand_dims(g10038, -1), shape_154) # (…, ℓ, d_e)
-        g10043 = np.add(g10034, g10042, out=_buf(workspace, ('EDTraining:bg10043', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_beta5_l_2 = _sum_to(d_e_hat_5, 1, ())                 # (d_e,)
+        d_x_hat_5 = np.multiply(d_e_hat_5, gamma5_l_2, out=_buf(workspace, ('EDTraining:bd_x_hat_5', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10017 = np.multiply(d_e_hat_5, x_hat_5, out=_buf(workspace, ('EDTraining:bg10017', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_gamma5_l_2 = _sum_to(g10017, 1, ())                   # (d_e,)
+        g10019 = _layer_norm_grad(d_x_hat_5, x_hat_5, sigma_5, -1, _buf(workspace, ('EDTraining:bg10019', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # EDTransformer 19 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^5_l, β^5_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
-        g10044 = np.swapaxes(g10043, -1, -2)                    # (…, d_e, ℓ)
+        d_X_5 = np.swapaxes(g10019, -1, -2)                     # (…, d_e, ℓ)
         # EDTransformer 18 X ← X + W^l_mlp4 ReLU(W^l_mlp3 X + b^l_mlp3 1^⊤) + b^l_mlp4 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ_x}
-        g10045 = _sum_to(g10044, 2, (-1,))                      # (d_e, 1)
-        g10046 = np.squeeze(g10045, -1)                         # (d_e,)
-        g10047 = np.swapaxes(W_mlp4_l_2, -1, -2)                # (d_mlp, d_e)
-        g10048 = np.matmul(g10047, g10044, out=_buf(workspace, ('EDTraining:bg10048', l__2 % 2), batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
-        g10049 = np.swapaxes(_149, -1, -2)                      # (…, ℓ, d_mlp)
-        g10050 = np.matmul(g10044, g10049, out=_buf(workspace, ('EDTraining:bg10050', l__2 % 2), batch + (d_e, d_mlp), dtype)) # (…, d_e, d_mlp)
-        g10051 = _sum_to(g10050, 2, ())                         # (d_e, d_mlp)
-        g10052 = (_148 > 0)                                     # (…, d_mlp, ℓ)
-        g10053 = np.multiply(g10048, g10052, out=_buf(workspace, ('EDTraining:bg10053', l__2 % 2), batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
-        g10054 = _sum_to(g10053, 2, (-1,))                      # (d_mlp, 1)
-        g10055 = np.squeeze(g10054, -1)                         # (d_mlp,)
-        g10056 = np.swapaxes(W_mlp3_l_2, -1, -2)                # (d_e, d_mlp)
-        g10057 = np.matmul(g10056, g10053, out=_buf(workspace, ('EDTraining:bg10057', l__2 % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-        g10058 = np.swapaxes(_145, -1, -2)                      # (…, ℓ, d_e)
-        g10059 = np.matmul(g10053, g10058, out=_buf(workspace, ('EDTraining:bg10059', l__2 % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
-        g10060 = _sum_to(g10059, 2, ())                         # (d_mlp, d_e)
-        g10061 = np.add(g10044, g10057, out=g10057)             # (…, d_e, ℓ)
+        g10021 = _sum_to(d_X_5, 2, (-1,))                       # (d_e, 1)
+        d_b_mlp4_l_2 = np.squeeze(g10021, -1)                   # (d_e,)
+        g10023 = np.swapaxes(W_mlp4_l_2, -1, -2)                # (d_mlp, d_e)
+        g10024 = np.matmul(g10023, d_X_5, out=_buf(workspace, ('EDTraining:bg10024', l__2 % 2), batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
+        g10025 = np.swapaxes(_149, -1, -2)                      # (…, ℓ, d_mlp)
+        g10026 = np.matmul(d_X_5, g10025, out=_buf(workspace, ('EDTraining:bg10026', l__2 % 2), batch + (d_e, d_mlp), dtype)) # (…, d_e, d_mlp)
+        d_W_mlp4_l_2 = _sum_to(g10026, 2, ())                   # (d_e, d_mlp)
+        g10028 = (_148 > 0)                                     # (…, d_mlp, ℓ)
+        g10029 = np.multiply(g10024, g10028, out=_buf(workspace, ('EDTraining:bg10029', l__2 % 2), batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
+        g10030 = _sum_to(g10029, 2, (-1,))                      # (d_mlp, 1)
+        d_b_mlp3_l_2 = np.squeeze(g10030, -1)                   # (d_mlp,)
+        g10032 = np.swapaxes(W_mlp3_l_2, -1, -2)                # (d_e, d_mlp)
+        g10033 = np.matmul(g10032, g10029, out=_buf(workspace, ('EDTraining:bg10033', l__2 % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        g10034 = np.swapaxes(_145, -1, -2)                      # (…, ℓ, d_e)
+        g10035 = np.matmul(g10029, g10034, out=_buf(workspace, ('EDTraining:bg10035', l__2 % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
+        d_W_mlp3_l_2 = _sum_to(g10035, 2, ())                   # (d_mlp, d_e)
+        g10037 = np.add(d_X_5, g10033, out=g10033)              # (…, d_e, ℓ)
         # EDTransformer 17 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^4_l, β^4_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
-        g10062 = np.swapaxes(g10061, -1, -2)                    # (…, ℓ, d_e)
+        d_e_hat_4 = np.swapaxes(g10037, -1, -2)                 # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        g10063 = _sum_to(g10062, 1, ())                         # (d_e,)
-        g10064 = np.multiply(g10062, gamma4_l_2, out=_buf(workspace, ('EDTraining:bg10064', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10065 = np.multiply(g10062, _142, out=_buf(workspace, ('EDTraining:bg10065', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10066 = _sum_to(g10065, 1, ())                         # (d_e,)
-        g10067 = np.divide(g10064, _141, out=_buf(workspace, ('EDTraining:bg10067', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10068 = np.multiply(g10064, _142, out=_buf(workspace, ('EDTraining:bg10068', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10069 = np.divide(g10068, _141, out=g10068)            # (…, ℓ, d_e)
-        g10070 = np.negative(g10069, out=g10069)                # (…, ℓ, d_e)
-        g10071 = _sum_to(g10070, None, (-1,))                   # (…, ℓ, 1)
-        g10072 = np.squeeze(g10071, -1)                         # (…, ℓ)
-        g10073 = np.multiply(_140, 2.0, out=_buf(workspace, ('EDTraining:bg10073', l__2 % 2), batch + (ell,), dtype)) # (…, ℓ)
-        g10074 = np.divide(g10072, g10073, out=_buf(workspace, ('EDTraining:bg10074', l__2 % 2), batch + (ell,), dtype)) # (…, ℓ)
-        # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-        g10075 = np.divide(g10074, d_e, out=_buf(workspace, ('EDTraining:bg10075', l__2 % 2), batch + (ell,), dtype)) # (…, ℓ)
-        g10079 = np.broadcast_to(np.expand_dims(g10075, -1), shape_137) # (…, ℓ, d_e)
-        g10080 = np.multiply(_136, 2.0, out=_buf(workspace, ('EDTraining:bg10080', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10081 = np.multiply(g10079, g10080, out=g10080)        # (…, ℓ, d_e)
-        g10082 = np.add(g10067, g10081, out=g10067)             # (…, ℓ, d_e)
-        g10083 = np.negative(g10082, out=_buf(workspace, ('EDTraining:bg10083', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10084 = _sum_to(g10083, None, (-1,))                   # (…, ℓ, 1)
-        g10085 = np.squeeze(g10084, -1)                         # (…, ℓ)
-        # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        g10086 = np.divide(g10085, d_e, out=_buf(workspace, ('EDTraining:bg10086', l__2 % 2), batch + (ell,), dtype)) # (…, ℓ)
-        g10090 = np.broadcast_to(np.expand_dims(g10086, -1), shape_132) # (…, ℓ, d_e)
-        g10091 = np.add(g10082, g10090, out=_buf(workspace, ('EDTraining:bg10091', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_beta4_l_2 = _sum_to(d_e_hat_4, 1, ())                 # (d_e,)
+        d_x_hat_4 = np.multiply(d_e_hat_4, gamma4_l_2, out=_buf(workspace, ('EDTraining:bd_x_hat_4', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10041 = np.multiply(d_e_hat_4, x_hat_4, out=_buf(workspace, ('EDTraining:bg10041', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_gamma4_l_2 = _sum_to(g10041, 1, ())                   # (d_e,)
+        g10043 = _layer_norm_grad(d_x_hat_4, x_hat_4, sigma_4, -1, _buf(workspace, ('EDTraining:bg10043', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # EDTransformer 17 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^4_l, β^4_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
-        g10092 = np.swapaxes(g10091, -1, -2)                    # (…, d_e, ℓ)
+        d_X_4 = np.swapaxes(g10043, -1, -2)                     # (…, d_e, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10093 = _sum_to(g10092, 2, (-1,))                      # (d_e, 1)
-        g10094 = np.squeeze(g10093, -1)                         # (d_e,)
-        g10095 = np.swapaxes(W_o_3_l_2, -1, -2)                 # (d_e, d_e)
-        g10096 = np.matmul(g10095, g10092, out=_buf(workspace, ('EDTraining:bg10096', l__2 % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-        g10097 = np.swapaxes(Y_3, -1, -2)                       # (…, ℓ, d_e)
-        g10098 = np.matmul(g10092, g10097, out=_buf(workspace, ('EDTraining:bg10098', l__2 % 2), batch + (d_e, d_e), dtype)) # (…, d_e, d_e)
-        g10099 = _sum_to(g10098, 2, ())                         # (d_e, d_e)
+        g10045 = _sum_to(d_X_4, 2, (-1,))                       # (d_e, 1)
+        d_b_o_3_l_2 = np.squeeze(g10045, -1)                    # (d_e,)
+        g10047 = np.swapaxes(W_o_3_l_2, -1, -2)                 # (d_e, d_e)
+        d_Y_3 = np.matmul(g10047, d_X_4, out=_buf(workspace, ('EDTraining:bd_Y_3', l__2 % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        g10049 = np.swapaxes(Y_3, -1, -2)                       # (…, ℓ, d_e)
+        g10050 = np.matmul(d_X_4, g10049, out=_buf(workspace, ('EDTraining:bg10050', l__2 % 2), batch + (d_e, d_e), dtype)) # (…, d_e, d_e)
+        d_W_o_3_l_2 = _sum_to(g10050, 2, ())                    # (d_e, d_e)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
-        g10100 = g10096.reshape(V_tilde_5_shape)                # (…, H, d_e/H, ℓ)
+        d_V_tilde_5 = d_Y_3.reshape(V_tilde_5_shape)            # (…, H, d_e/H, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10101 = np.swapaxes(V_3, -1, -2)                       # (…, H, ℓ_z, d_e/H)
-        g10102 = np.matmul(g10101, g10100, out=_buf(workspace, ('EDTraining:bg10102', l__2 % 2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
-        g10103 = np.swapaxes(_125, -1, -2)                      # (…, H, ℓ, ℓ_z)
-        g10104 = np.matmul(g10100, g10103, out=_buf(workspace, ('EDTraining:bg10104', l__2 % 2), batch + (H, d_e // H, ell_z), dtype)) # (…, H, d_e/H, ℓ_z)
-        g10105 = _softmax_grad(g10102, _125, -2, _buf(workspace, ('EDTraining:bg10105', l__2 % 2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
-        g10106 = np.divide(g10105, _88, out=_buf(workspace, ('EDTraining:bg10106', l__2 % 2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
+        g10053 = np.swapaxes(V_3, -1, -2)                       # (…, H, ℓ_z, d_e/H)
+        g10054 = np.matmul(g10053, d_V_tilde_5, out=_buf(workspace, ('EDTraining:bg10054', l__2 % 2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
+        g10055 = np.swapaxes(_125, -1, -2)                      # (…, H, ℓ, ℓ_z)
+        d_V_3 = np.matmul(d_V_tilde_5, g10055, out=_buf(workspace, ('EDTraining:bd_V_3', l__2 % 2), batch + (H, d_e // H, ell_z), dtype)) # (…, H, d_e/H, ℓ_z)
+        g10057 = _softmax_grad(g10054, _125, -2, _buf(workspace, ('EDTraining:bg10057', l__2 % 2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
+        d_S_3 = np.divide(g10057, _88, out=_buf(workspace, ('EDTraining:bd_S_3', l__2 % 2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        g10110 = np.swapaxes(_122, -1, -2)                      # (…, H, d_e/H, ℓ_z)
-        g10111 = np.matmul(g10110, g10106, out=_buf(workspace, ('EDTraining:bg10111', l__2 % 2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
-        g10112 = np.swapaxes(Q_3, -1, -2)                       # (…, H, ℓ, d_e/H)
-        g10113 = np.matmul(g10106, g10112, out=_buf(workspace, ('EDTraining:bg10113', l__2 % 2), batch + (H, ell_z, d_e // H), dtype)) # (…, H, ℓ_z, d_e/H)
-        g10114 = np.swapaxes(g10113, -1, -2)                    # (…, H, d_e/H, ℓ_z)
+        g10062 = np.swapaxes(_122, -1, -2)                      # (…, H, d_e/H, ℓ_z)
+        d_Q_3 = np.matmul(g10062, d_S_3, out=_buf(workspace, ('EDTraining:bd_Q_3', l__2 % 2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
+        g10064 = np.swapaxes(Q_3, -1, -2)                       # (…, H, ℓ, d_e/H)
+        g10065 = np.matmul(d_S_3, g10064, out=_buf(workspace, ('EDTraining:bg10065', l__2 % 2), batch + (H, ell_z, d_e // H), dtype)) # (…, H, ℓ_z, d_e/H)
+        d_K_3 = np.swapaxes(g10065, -1, -2)                     # (…, H, d_e/H, ℓ_z)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10115 = _sum_to(g10104, 3, (-1,))                      # (H, d_e/H, 1)
-        g10116 = np.squeeze(g10115, -1)                         # (H, d_e/H)
-        g10117 = np.swapaxes(W_v_3_l_2, -1, -2)                 # (H, d_e, d_e/H)
-        g10118 = np.matmul(g10117, g10104, out=_buf(workspace, ('EDTraining:bg10118', l__2 % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
-        g10119 = np.swapaxes(_115, -1, -2)                      # (…, 1, ℓ_z, d_e)
-        g10120 = np.matmul(g10104, g10119, out=_buf(workspace, ('EDTraining:bg10120', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10121 = _sum_to(g10120, 3, ())                         # (H, d_e/H, d_e)
-        g10122 = _sum_to(g10118, None, (-3,))                   # (…, 1, d_e, ℓ_z)
+        g10067 = _sum_to(d_V_3, 3, (-1,))                       # (H, d_e/H, 1)
+        d_b_v_3_l_2 = np.squeeze(g10067, -1)                    # (H, d_e/H)
+        g10069 = np.swapaxes(W_v_3_l_2, -1, -2)                 # (H, d_e, d_e/H)
+        g10070 = np.matmul(g10069, d_V_3, out=_buf(workspace, ('EDTraining:bg10070', l__2 % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10071 = np.swapaxes(_115, -1, -2)                      # (…, 1, ℓ_z, d_e)
+        g10072 = np.matmul(d_V_3, g10071, out=_buf(workspace, ('EDTraining:bg10072', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
+        d_W_v_3_l_2 = _sum_to(g10072, 3, ())                    # (H, d_e/H, d_e)
+        g10074 = _sum_to(g10070, None, (-3,))                   # (…, 1, d_e, ℓ_z)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10123 = _sum_to(g10114, 3, (-1,))                      # (H, d_e/H, 1)
-        g10124 = np.squeeze(g10123, -1)                         # (H, d_e/H)
-        g10125 = np.swapaxes(W_k_3_l_2, -1, -2)                 # (H, d_e, d_e/H)
-        g10126 = np.matmul(g10125, g10114, out=_buf(workspace, ('EDTraining:bg10126', l__2 % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
-        g10127 = np.swapaxes(_115, -1, -2)                      # (…, 1, ℓ_z, d_e)
-        g10128 = np.matmul(g10114, g10127, out=_buf(workspace, ('EDTraining:bg10128', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10129 = _sum_to(g10128, 3, ())                         # (H, d_e/H, d_e)
-        g10130 = _sum_to(g10126, None, (-3,))                   # (…, 1, d_e, ℓ_z)
-        g10131 = np.add(g10122, g10130, out=_buf(workspace, ('EDTraining:bg10131', l__2 % 2), batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
+        g10075 = _sum_to(d_K_3, 3, (-1,))                       # (H, d_e/H, 1)
+        d_b_k_3_l_2 = np.squeeze(g10075, -1)                    # (H, d_e/H)
+        g10077 = np.swapaxes(W_k_3_l_2, -1, -2)                 # (H, d_e, d_e/H)
+        g10078 = np.matmul(g10077, d_K_3, out=_buf(workspace, ('EDTraining:bg10078', l__2 % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10079 = np.swapaxes(_115, -1, -2)                      # (…, 1, ℓ_z, d_e)
+        g10080 = np.matmul(d_K_3, g10079, out=_buf(workspace, ('EDTraining:bg10080', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
+        d_W_k_3_l_2 = _sum_to(g10080, 3, ())                    # (H, d_e/H, d_e)
+        g10082 = _sum_to(g10078, None, (-3,))                   # (…, 1, d_e, ℓ_z)
+        g10083 = np.add(g10074, g10082, out=_buf(workspace, ('EDTraining:bg10083', l__2 % 2), batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10132 = _sum_to(g10111, 3, (-1,))                      # (H, d_e/H, 1)
-        g10133 = np.squeeze(g10132, -1)                         # (H, d_e/H)
-        g10134 = np.swapaxes(W_q_3_l_2, -1, -2)                 # (H, d_e, d_e/H)
-        g10135 = np.matmul(g10134, g10111, out=_buf(workspace, ('EDTraining:bg10135', l__2 % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10136 = np.swapaxes(_111, -1, -2)                      # (…, 1, ℓ, d_e)
-        g10137 = np.matmul(g10111, g10136, out=_buf(workspace, ('EDTraining:bg10137', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10138 = _sum_to(g10137, 3, ())                         # (H, d_e/H, d_e)
-        g10139 = _sum_to(g10135, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10140 = np.squeeze(g10139, -3)                         # (…, d_e, ℓ)
-        g10141 = np.add(g10092, g10140, out=_buf(workspace, ('EDTraining:bg10141', l__2 % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        g10084 = _sum_to(d_Q_3, 3, (-1,))                       # (H, d_e/H, 1)
+        d_b_q_3_l_2 = np.squeeze(g10084, -1)                    # (H, d_e/H)
+        g10086 = np.swapaxes(W_q_3_l_2, -1, -2)                 # (H, d_e, d_e/H)
+        g10087 = np.matmul(g10086, d_Q_3, out=_buf(workspace, ('EDTraining:bg10087', l__2 % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10088 = np.swapaxes(_111, -1, -2)                      # (…, 1, ℓ, d_e)
+        g10089 = np.matmul(d_Q_3, g10088, out=_buf(workspace, ('EDTraining:bg10089', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
+        d_W_q_3_l_2 = _sum_to(g10089, 3, ())                    # (H, d_e/H, d_e)
+        g10091 = _sum_to(g10087, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10092 = np.squeeze(g10091, -3)                         # (…, d_e, ℓ)
+        g10093 = np.add(d_X_4, g10092, out=_buf(workspace, ('EDTraining:bg10093', l__2 % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         # EDTransformer 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
-        g10142 = np.swapaxes(g10141, -1, -2)                    # (…, ℓ, d_e)
+        d_e_hat_3 = np.swapaxes(g10093, -1, -2)                 # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        g10143 = _sum_to(g10142, 1, ())                         # (d_e,)
-        g10144 = np.multiply(g10142, gamma3_l_2, out=_buf(workspace, ('EDTraining:bg10144', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10145 = np.multiply(g10142, _107, out=_buf(workspace, ('EDTraining:bg10145', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10146 = _sum_to(g10145, 1, ())                         # (d_e,)
-        g10147 = np.divide(g10144, _106, out=_buf(workspace, ('EDTraining:bg10147', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10148 = np.multiply(g10144, _107, out=_buf(workspace, ('EDTraining:bg10148', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10149 = np.divide(g10148, _106, out=g10148)            # (…, ℓ, d_e)
-        g10150 = np.negative(g10149, out=g10149)                # (…, ℓ, d_e)
-        g10151 = _sum_to(g10150, None, (-1,))                   # (…, ℓ, 1)
-        g10152 = np.squeeze(g10151, -1)                         # (…, ℓ)
-        g10153 = np.multiply(_105, 2.0, out=_buf(workspace, ('EDTraining:bg10153', l__2 % 2), batch + (ell,), dtype)) # (…, ℓ)
-        g10154 = np.divide(g10152, g10153, out=_buf(workspace, ('EDTraining:bg10154', l__2 % 2), batch + (ell,), dtype)) # (…, ℓ)
-        # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-        g10155 = np.divide(g10154, d_e, out=_buf(workspace, ('EDTraining:bg10155', l__2 % 2), batch + (ell,), dtype)) # (…, ℓ)
-        g10159 = np.broadcast_to(np.expand_dims(g10155, -1), shape_102) # (…, ℓ, d_e)
-        g10160 = np.multiply(_101, 2.0, out=_buf(workspace, ('EDTraining:bg10160', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10161 = np.multiply(g10159, g10160, out=g10160)        # (…, ℓ, d_e)
-        g10162 = np.add(g10147, g10161, out=g10147)             # (…, ℓ, d_e)
-        g10163 = np.negative(g10162, out=_buf(workspace, ('EDTraining:bg10163', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10164 = _sum_to(g10163, None, (-1,))                   # (…, ℓ, 1)
-        g10165 = np.squeeze(g10164, -1)                         # (…, ℓ)
-        # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        g10166 = np.divide(g10165, d_e, out=_buf(workspace, ('EDTraining:bg10166', l__2 % 2), batch + (ell,), dtype)) # (…, ℓ)
-        g10170 = np.broadcast_to(np.expand_dims(g10166, -1), shape_97) # (…, ℓ, d_e)
-        g10171 = np.add(g10162, g10170, out=_buf(workspace, ('EDTraining:bg10171', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_beta3_l_2 = _sum_to(d_e_hat_3, 1, ())                 # (d_e,)
+        d_x_hat_3 = np.multiply(d_e_hat_3, gamma3_l_2, out=_buf(workspace, ('EDTraining:bd_x_hat_3', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10097 = np.multiply(d_e_hat_3, x_hat_3, out=_buf(workspace, ('EDTraining:bg10097', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_gamma3_l_2 = _sum_to(g10097, 1, ())                   # (d_e,)
+        g10099 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, ('EDTraining:bg10099', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # EDTransformer 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
-        g10172 = np.swapaxes(g10171, -1, -2)                    # (…, d_e, ℓ)
+        d_X_3 = np.swapaxes(g10099, -1, -2)                     # (…, d_e, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10173 = _sum_to(g10172, 2, (-1,))                      # (d_e, 1)
-        g10174 = np.squeeze(g10173, -1)                         # (d_e,)
-        g10175 = np.swapaxes(W_o_2_l_2, -1, -2)                 # (d_e, d_e)
-        g10176 = np.matmul(g10175, g10172, out=_buf(workspace, ('EDTraining:bg10176', l__2 % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-        g10177 = np.swapaxes(Y_2, -1, -2)                       # (…, ℓ, d_e)
-        g10178 = np.matmul(g10172, g10177, out=_buf(workspace, ('EDTraining:bg10178', l__2 % 2), batch + (d_e, d_e), dtype)) # (…, d_e, d_e)
-        g10179 = _sum_to(g10178, 2, ())                         # (d_e, d_e)
+        g10101 = _sum_to(d_X_3, 2, (-1,))                       # (d_e, 1)
+        d_b_o_2_l_2 = np.squeeze(g10101, -1)                    # (d_e,)
+        g10103 = np.swapaxes(W_o_2_l_2, -1, -2)                 # (d_e, d_e)
+        d_Y_2 = np.matmul(g10103, d_X_3, out=_buf(workspace, ('EDTraining:bd_Y_2', l__2 % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        g10105 = np.swapaxes(Y_2, -1, -2)                       # (…, ℓ, d_e)
+        g10106 = np.matmul(d_X_3, g10105, out=_buf(workspace, ('EDTraining:bg10106', l__2 % 2), batch + (d_e, d_e), dtype)) # (…, d_e, d_e)
+        d_W_o_2_l_2 = _sum_to(g10106, 2, ())                    # (d_e, d_e)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
-        g10180 = g10176.reshape(V_tilde_3_shape)                # (…, H, d_e/H, ℓ)
+        d_V_tilde_3 = d_Y_2.reshape(V_tilde_3_shape)            # (…, H, d_e/H, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10181 = np.swapaxes(V_2, -1, -2)                       # (…, H, ℓ, d_e/H)
-        g10182 = np.matmul(g10181, g10180, out=_buf(workspace, ('EDTraining:bg10182', l__2 % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        g10183 = np.swapaxes(_90, -1, -2)                       # (…, H, ℓ, ℓ)
-        g10184 = np.matmul(g10180, g10183, out=_buf(workspace, ('EDTraining:bg10184', l__2 % 2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
-        g10185 = _softmax_grad(g10182, _90, -2, _buf(workspace, ('EDTraining:bg10185', l__2 % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        g10186 = np.divide(g10185, _88, out=_buf(workspace, ('EDTraining:bg10186', l__2 % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        g10109 = np.swapaxes(V_2, -1, -2)                       # (…, H, ℓ, d_e/H)
+        g10110 = np.matmul(g10109, d_V_tilde_3, out=_buf(workspace, ('EDTraining:bg10110', l__2 % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        g10111 = np.swapaxes(_90, -1, -2)                       # (…, H, ℓ, ℓ)
+        d_V_2 = np.matmul(d_V_tilde_3, g10111, out=_buf(workspace, ('EDTraining:bd_V_2', l__2 % 2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
+        g10113 = _softmax_grad(g10110, _90, -2, _buf(workspace, ('EDTraining:bg10113', l__2 % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        g10114 = np.divide(g10113, _88, out=_buf(workspace, ('EDTraining:bg10114', l__2 % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
-        g10191 = _where(_86, 0, g10186, _buf(workspace, ('EDTraining:bg10191', l__2 % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        d_S_2 = _where(_86, 0, g10114, _buf(workspace, ('EDTraining:bd_S_2', l__2 % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        g10192 = np.swapaxes(_84, -1, -2)                       # (…, H, d_e/H, ℓ)
-        g10193 = np.matmul(g10192, g10191, out=_buf(workspace, ('EDTraining:bg10193', l__2 % 2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
-        g10194 = np.swapaxes(Q_2, -1, -2)                       # (…, H, ℓ, d_e/H)
-        g10195 = np.matmul(g10191, g10194, out=_buf(workspace, ('EDTraining:bg10195', l__2 % 2), batch + (H, ell, d_e // H), dtype)) # (…, H, ℓ, d_e/H)
-        g10196 = np.swapaxes(g10195, -1, -2)                    # (…, H, d_e/H, ℓ)
+        g10120 = np.swapaxes(_84, -1, -2)                       # (…, H, d_e/H, ℓ)
+        d_Q_2 = np.matmul(g10120, d_S_2, out=_buf(workspace, ('EDTraining:bd_Q_2', l__2 % 2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
+        g10122 = np.swapaxes(Q_2, -1, -2)                       # (…, H, ℓ, d_e/H)
+        g10123 = np.matmul(d_S_2, g10122, out=_buf(workspace, ('EDTraining:bg10123', l__2 % 2), batch + (H, ell, d_e // H), dtype)) # (…, H, ℓ, d_e/H)
+        d_K_2 = np.swapaxes(g10123, -1, -2)                     # (…, H, d_e/H, ℓ)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10197 = _sum_to(g10184, 3, (-1,))                      # (H, d_e/H, 1)
-        g10198 = np.squeeze(g10197, -1)                         # (H, d_e/H)
-        g10199 = np.swapaxes(W_v_2_l_2, -1, -2)                 # (H, d_e, d_e/H)
-        g10200 = np.matmul(g10199, g10184, out=_buf(workspace, ('EDTraining:bg10200', l__2 % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10201 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10202 = np.matmul(g10184, g10201, out=_buf(workspace, ('EDTraining:bg10202', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10203 = _sum_to(g10202, 3, ())                         # (H, d_e/H, d_e)
-        g10204 = _sum_to(g10200, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10125 = _sum_to(d_V_2, 3, (-1,))                       # (H, d_e/H, 1)
+        d_b_v_2_l_2 = np.squeeze(g10125, -1)                    # (H, d_e/H)
+        g10127 = np.swapaxes(W_v_2_l_2, -1, -2)                 # (H, d_e, d_e/H)
+        g10128 = np.matmul(g10127, d_V_2, out=_buf(workspace, ('EDTraining:bg10128', l__2 % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10129 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ, d_e)
+        g10130 = np.matmul(d_V_2, g10129, out=_buf(workspace, ('EDTraining:bg10130', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
+        d_W_v_2_l_2 = _sum_to(g10130, 3, ())                    # (H, d_e/H, d_e)
+        g10132 = _sum_to(g10128, None, (-3,))                   # (…, 1, d_e, ℓ)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10205 = _sum_to(g10196, 3, (-1,))                      # (H, d_e/H, 1)
-        g10206 = np.squeeze(g10205, -1)                         # (H, d_e/H)
-        g10207 = np.swapaxes(W_k_2_l_2, -1, -2)                 # (H, d_e, d_e/H)
-        g10208 = np.matmul(g10207, g10196, out=_buf(workspace, ('EDTraining:bg10208', l__2 % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10209 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10210 = np.matmul(g10196, g10209, out=_buf(workspace, ('EDTraining:bg10210', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10211 = _sum_to(g10210, 3, ())                         # (H, d_e/H, d_e)
-        g10212 = _sum_to(g10208, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10213 = np.add(g10204, g10212, out=_buf(workspace, ('EDTraining:bg10213', l__2 % 2), batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
+        g10133 = _sum_to(d_K_2, 3, (-1,))                       # (H, d_e/H, 1)
+        d_b_k_2_l_2 = np.squeeze(g10133, -1)                    # (H, d_e/H)
+        g10135 = np.swapaxes(W_k_2_l_2, -1, -2)                 # (H, d_e, d_e/H)
+        g10136 = np.matmul(g10135, d_K_2, out=_buf(workspace, ('EDTraining:bg10136', l__2 % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10137 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ, d_e)
+        g10138 = np.matmul(d_K_2, g10137, out=_buf(workspace, ('EDTraining:bg10138', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
+        d_W_k_2_l_2 = _sum_to(g10138, 3, ())                    # (H, d_e/H, d_e)
+        g10140 = _sum_to(g10136, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10141 = np.add(g10132, g10140, out=_buf(workspace, ('EDTraining:bg10141', l__2 % 2), batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10214 = _sum_to(g10193, 3, (-1,))                      # (H, d_e/H, 1)
-        g10215 = np.squeeze(g10214, -1)                         # (H, d_e/H)
-        g10216 = np.swapaxes(W_q_2_l_2, -1, -2)                 # (H, d_e, d_e/H)
-        g10217 = np.matmul(g10216, g10193, out=_buf(workspace, ('EDTraining:bg10217', l__2 % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10218 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10219 = np.matmul(g10193, g10218, out=_buf(workspace, ('EDTraining:bg10219', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10220 = _sum_to(g10219, 3, ())                         # (H, d_e/H, d_e)
-        g10221 = _sum_to(g10217, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10222 = np.add(g10213, g10221, out=g10213)             # (…, 1, d_e, ℓ)
-        g10223 = np.squeeze(g10222, -3)                         # (…, d_e, ℓ)
-        g10224 = np.add(g10172, g10223, out=_buf(workspace, ('EDTraining:bg10224', l__2 % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-        d_W_q_2[l__2] += g10220
-        d_b_q_2[l__2] += g10215
-        d_W_k_2[l__2] += g10211
-        d_b_k_2[l__2] += g10206
-        d_W_v_2[l__2] += g10203
-        d_b_v_2[l__2] += g10198
-        d_W_o_2[l__2] += g10179
-        d_b_o_2[l__2] += g10174
-        d_gamma3[l__2] += g10146
-        d_beta3[l__2] += g10143
-        d_W_q_3[l__2] += g10138
-        d_b_q_3[l__2] += g10133
-        d_W_k_3[l__2] += g10129
-        d_b_k_3[l__2] += g10124
-        d_W_v_3[l__2] += g10121
-        d_b_v_3[l__2] += g10116
-        d_W_o_3[l__2] += g10099
-        d_b_o_3[l__2] += g10094
-        d_gamma4[l__2] += g10066
-        d_beta4[l__2] += g10063
-        d_W_mlp4[l__2] += g10051
-        d_W_mlp3[l__2] += g10060
-        d_b_mlp3[l__2] += g10055
-        d_b_mlp4[l__2] += g10046
-        d_gamma5[l__2] += g10018
-        d_beta5[l__2] += g10015
-        g10225 = g10225 + g10131
-        g10013 = g10224
+        g10142 = _sum_to(d_Q_2, 3, (-1,))                       # (H, d_e/H, 1)
+        d_b_q_2_l_2 = np.squeeze(g10142, -1)                    # (H, d_e/H)
+        g10144 = np.swapaxes(W_q_2_l_2, -1, -2)                 # (H, d_e, d_e/H)
+        g10145 = np.matmul(g10144, d_Q_2, out=_buf(workspace, ('EDTraining:bg10145', l__2 % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10146 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ, d_e)
+        g10147 = np.matmul(d_Q_2, g10146, out=_buf(workspace, ('EDTraining:bg10147', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
+        d_W_q_2_l_2 = _sum_to(g10147, 3, ())                    # (H, d_e/H, d_e)
+        g10149 = _sum_to(g10145, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10150 = np.add(g10141, g10149, out=g10141)             # (…, 1, d_e, ℓ)
+        g10151 = np.squeeze(g10150, -3)                         # (…, d_e, ℓ)
+        d_X_2 = np.add(d_X_3, g10151, out=_buf(workspace, ('EDTraining:bd_X_2', l__2 % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        d_W_q_2[l__2] += d_W_q_2_l_2
+        d_b_q_2[l__2] += d_b_q_2_l_2
+        d_W_k_2[l__2] += d_W_k_2_l_2
+        d_b_k_2[l__2] += d_b_k_2_l_2
+        d_W_v_2[l__2] += d_W_v_2_l_2
+        d_b_v_2[l__2] += d_b_v_2_l_2
+        d_W_o_2[l__2] += d_W_o_2_l_2
+        d_b_o_2[l__2] += d_b_o_2_l_2
+        d_gamma3[l__2] += d_gamma3_l_2
+        d_beta3[l__2] += d_beta3_l_2
+        d_W_q_3[l__2] += d_W_q_3_l_2
+        d_b_q_3[l__2] += d_b_q_3_l_2
+        d_W_k_3[l__2] += d_W_k_3_l_2
+        d_b_k_3[l__2] += d_b_k_3_l_2
+        d_W_v_3[l__2] += d_W_v_3_l_2
+        d_b_v_3[l__2] += d_b_v_3_l_2
+        d_W_o_3[l__2] += d_W_o_3_l_2
+        d_b_o_3[l__2] += d_b_o_3_l_2
+        d_gamma4[l__2] += d_gamma4_l_2
+        d_beta4[l__2] += d_beta4_l_2
+        d_W_mlp4[l__2] += d_W_mlp4_l_2
+        d_W_mlp3[l__2] += d_W_mlp3_l_2
+        d_b_mlp3[l__2] += d_b_mlp3_l_2
+        d_b_mlp4[l__2] += d_b_mlp4_l_2
+        d_gamma5[l__2] += d_gamma5_l_2
+        d_beta5[l__2] += d_beta5_l_2
+        g10153 = g10153 + g10083
+        g10013 = d_X_2
     # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-    g10226 = np.squeeze(g10225, -3)                             # (…, d_e, ℓ_z)
+    d_Z_5 = np.squeeze(g10153, -3)                              # (…, d_e, ℓ_z)
     # EDTransformer 12 X ← [e_1, e_2, …, e_{ℓ_x}] ▷ X ∈ ℝ^{d_e×ℓ_x}
-    g10227 = np.swapaxes(g10013, -1, -2)                        # (…, ℓ, d_e)
+    d_e_2 = np.swapaxes(g10013, -1, -2)                         # (…, ℓ, d_e)
     # EDTransformer 11 for t ∈ [ℓ_x] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
-    g10228 = _sum_to(g10227, 2, ())                             # (ℓ, d_e)
-    g10229 = _scatter_rows(g10228, _66 - 1, _4)                 # (ℓ_max, d_e)
-    g10230 = _scatter_rows(g10227, x_n - 1, _1)                 # (N_V, d_e)
-    g10231 = g10226
+    g10156 = _sum_to(d_e_2, 2, ())                              # (ℓ, d_e)
+    g10157 = _scatter_rows(g10156, _66 - 1, _4)                 # (ℓ_max, d_e)
+    g10158 = _scatter_rows(d_e_2, x_n - 1, _1)                  # (N_V, d_e)
+    g10159 = d_Z_5
     d_W_q = _buf(workspace, 'EDTraining:bd_W_q', params.W_q.shape, dtype)
     d_W_q.fill(0)
     d_b_q = _buf(workspace, 'EDTraining:bd_b_q', params.b_q.shape, dtype)
@@ -955,167 +885,127 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     d_beta2 = _buf(workspace, 'EDTraining:bd_beta2', params.beta2.shape, dtype)
     d_beta2.fill(0)
     for l_ in reversed(range(L_enc)):
-        gamma2_l, _61, _60, _59, shape_56, _55, shape_51, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, _39, _38, _37, shape_34, _33, shape_29, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l, = saved_l_[l_]
+        gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, x_hat, sigma, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l, = saved_l_[l_]
         # EDTransformer 8 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^2_l, β^2_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
-        g10232 = np.swapaxes(g10231, -1, -2)                    # (…, ℓ_z, d_e)
+        d_e_hat_2 = np.swapaxes(g10159, -1, -2)                 # (…, ℓ_z, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        g10233 = _sum_to(g10232, 1, ())                         # (d_e,)
-        g10234 = np.multiply(g10232, gamma2_l, out=_buf(workspace, ('EDTraining:bg10234', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10235 = np.multiply(g10232, _61, out=_buf(workspace, ('EDTraining:bg10235', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10236 = _sum_to(g10235, 1, ())                         # (d_e,)
-        g10237 = np.divide(g10234, _60, out=_buf(workspace, ('EDTraining:bg10237', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10238 = np.multiply(g10234, _61, out=_buf(workspace, ('EDTraining:bg10238', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10239 = np.divide(g10238, _60, out=g10238)             # (…, ℓ_z, d_e)
-        g10240 = np.negative(g10239, out=g10239)                # (…, ℓ_z, d_e)
-        g10241 = _sum_to(g10240, None, (-1,))                   # (…, ℓ_z, 1)
-        g10242 = np.squeeze(g10241, -1)                         # (…, ℓ_z)
-        g10243 = np.multiply(_59, 2.0, out=_buf(workspace, ('EDTraining:bg10243', l_ % 2), batch + (ell_z,), dtype)) # (…, ℓ_z)
-        g10244 = np.divide(g10242, g10243, out=_buf(workspace, ('EDTraining:bg10244', l_ % 2), batch + (ell_z,), dtype)) # (…, ℓ_z)
-        # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-        g10245 = np.divide(g10244, d_e, out=_buf(workspace, ('EDTraining:bg10245', l_ % 2), batch + (ell_z,), dtype)) # (…, ℓ_z)
-        g10249 = np.broadcast_to(np.expand_dims(g10245, -1), shape_56) # (…, ℓ_z, d_e)
-        g10250 = np.multiply(_55, 2.0, out=_buf(workspace, ('EDTraining:bg10250', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10251 = np.multiply(g10249, g10250, out=g10250)        # (…, ℓ_z, d_e)
-        g10252 = np.add(g10237, g10251, out=g10237)             # (…, ℓ_z, d_e)
-        g10253 = np.negative(g10252, out=_buf(workspace, ('EDTraining:bg10253', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10254 = _sum_to(g10253, None, (-1,))                   # (…, ℓ_z, 1)
-        g10255 = np.squeeze(g10254, -1)                         # (…, ℓ_z)
-        # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        g10256 = np.divide(g10255, d_e, out=_buf(workspace, ('EDTraining:bg10256', l_ % 2), batch + (ell_z,), dtype)) # (…, ℓ_z)
-        g10260 = np.broadcast_to(np.expand_dims(g10256, -1), shape_51) # (…, ℓ_z, d_e)
-        g10261 = np.add(g10252, g10260, out=_buf(workspace, ('EDTraining:bg10261', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        d_beta2_l = _sum_to(d_e_hat_2, 1, ())                   # (d_e,)
+        d_x_hat_2 = np.multiply(d_e_hat_2, gamma2_l, out=_buf(workspace, ('EDTraining:bd_x_hat_2', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        g10163 = np.multiply(d_e_hat_2, x_hat_2, out=_buf(workspace, ('EDTraining:bg10163', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        d_gamma2_l = _sum_to(g10163, 1, ())                     # (d_e,)
+        g10165 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, ('EDTraining:bg10165', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         # EDTransformer 8 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^2_l, β^2_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
-        g10262 = np.swapaxes(g10261, -1, -2)                    # (…, d_e, ℓ_z)
+        d_Z_4 = np.swapaxes(g10165, -1, -2)                     # (…, d_e, ℓ_z)
         # EDTransformer 7 Z ← Z + W^l_mlp2 ReLU(W^l_mlp1 Z + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ Z ∈ ℝ^{d_e×ℓ_z}
-        g10263 = _sum_to(g10262, 2, (-1,))                      # (d_e, 1)
-        g10264 = np.squeeze(g10263, -1)                         # (d_e,)
-        g10265 = np.swapaxes(W_mlp2_l, -1, -2)                  # (d_mlp, d_e)
-        g10266 = np.matmul(g10265, g10262, out=_buf(workspace, ('EDTraining:bg10266', l_ % 2), batch + (d_mlp, ell_z), dtype)) # (…, d_mlp, ℓ_z)
-        g10267 = np.swapaxes(_46, -1, -2)                       # (…, ℓ_z, d_mlp)
-        g10268 = np.matmul(g10262, g10267, out=_buf(workspace, ('EDTraining:bg10268', l_ % 2), batch + (d_e, d_mlp), dtype)) # (…, d_e, d_mlp)
-        g10269 = _sum_to(g10268, 2, ())                         # (d_e, d_mlp)
-        g10270 = (_45 > 0)                                      # (…, d_mlp, ℓ_z)
-        g10271 = np.multiply(g10266, g10270, out=_buf(workspace, ('EDTraining:bg10271', l_ % 2), batch + (d_mlp, ell_z), dtype)) # (…, d_mlp, ℓ_z)
-        g10272 = _sum_to(g10271, 2, (-1,))                      # (d_mlp, 1)
-        g10273 = np.squeeze(g10272, -1)                         # (d_mlp,)
-        g10274 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
-        g10275 = np.matmul(g10274, g10271, out=_buf(workspace, ('EDTraining:bg10275', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
-        g10276 = np.swapaxes(_42, -1, -2)                       # (…, ℓ_z, d_e)
-        g10277 = np.matmul(g10271, g10276, out=_buf(workspace, ('EDTraining:bg10277', l_ % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
-        g10278 = _sum_to(g10277, 2, ())                         # (d_mlp, d_e)
-        g10279 = np.add(g10262, g10275, out=g10275)             # (…, d_e, ℓ_z)
+        g10167 = _sum_to(d_Z_4, 2, (-1,))                       # (d_e, 1)
+        d_b_mlp2_l = np.squeeze(g10167, -1)                     # (d_e,)
+        g10169 = np.swapaxes(W_mlp2_l, -1, -2)                  # (d_mlp, d_e)
+        g10170 = np.matmul(g10169, d_Z_4, out=_buf(workspace, ('EDTraining:bg10170', l_ % 2), batch + (d_mlp, ell_z), dtype)) # (…, d_mlp, ℓ_z)
+        g10171 = np.swapaxes(_46, -1, -2)                       # (…, ℓ_z, d_mlp)
+        g10172 = np.matmul(d_Z_4, g10171, out=_buf(workspace, ('EDTraining:bg10172', l_ % 2), batch + (d_e, d_mlp), dtype)) # (…, d_e, d_mlp)
+        d_W_mlp2_l = _sum_to(g10172, 2, ())                     # (d_e, d_mlp)
+        g10174 = (_45 > 0)                                      # (…, d_mlp, ℓ_z)
+        g10175 = np.multiply(g10170, g10174, out=_buf(workspace, ('EDTraining:bg10175', l_ % 2), batch + (d_mlp, ell_z), dtype)) # (…, d_mlp, ℓ_z)
+        g10176 = _sum_to(g10175, 2, (-1,))                      # (d_mlp, 1)
+        d_b_mlp1_l = np.squeeze(g10176, -1)                     # (d_mlp,)
+        g10178 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
+        g10179 = np.matmul(g10178, g10175, out=_buf(workspace, ('EDTraining:bg10179', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
+        g10180 = np.swapaxes(_42, -1, -2)                       # (…, ℓ_z, d_e)
+        g10181 = np.matmul(g10175, g10180, out=_buf(workspace, ('EDTraining:bg10181', l_ % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
+        d_W_mlp1_l = _sum_to(g10181, 2, ())                     # (d_mlp, d_e)
+        g10183 = np.add(d_Z_4, g10179, out=g10179)              # (…, d_e, ℓ_z)
         # EDTransformer 6 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^1_l, β^1_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
-        g10280 = np.swapaxes(g10279, -1, -2)                    # (…, ℓ_z, d_e)
+        d_e_hat = np.swapaxes(g10183, -1, -2)                   # (…, ℓ_z, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        g10281 = _sum_to(g10280, 1, ())                         # (d_e,)
-        g10282 = np.multiply(g10280, gamma1_l, out=_buf(workspace, ('EDTraining:bg10282', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10283 = np.multiply(g10280, _39, out=_buf(workspace, ('EDTraining:bg10283', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10284 = _sum_to(g10283, 1, ())                         # (d_e,)
-        g10285 = np.divide(g10282, _38, out=_buf(workspace, ('EDTraining:bg10285', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10286 = np.multiply(g10282, _39, out=_buf(workspace, ('EDTraining:bg10286', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10287 = np.divide(g10286, _38, out=g10286)             # (…, ℓ_z, d_e)
-        g10288 = np.negative(g10287, out=g10287)                # (…, ℓ_z, d_e)
-        g10289 = _sum_to(g10288, None, (-1,))                   # (…, ℓ_z, 1)
-        g10290 = np.squeeze(g10289, -1)                         # (…, ℓ_z)
-        g10291 = np.multiply(_37, 2.0, out=_buf(workspace, ('EDTraining:bg10291', l_ % 2), batch + (ell_z,), dtype)) # (…, ℓ_z)
-        g10292 = np.divide(g10290, g10291, out=_buf(workspace, ('EDTraining:bg10292', l_ % 2), batch + (ell_z,), dtype)) # (…, ℓ_z)
-        # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-        g10293 = np.divide(g10292, d_e, out=_buf(workspace, ('EDTraining:bg10293', l_ % 2), batch + (ell_z,), dtype)) # (…, ℓ_z)
-        g10297 = np.broadcast_to(np.expand_dims(g10293, -1), shape_34) # (…, ℓ_z, d_e)
-        g10298 = np.multiply(_33, 2.0, out=_buf(workspace, ('EDTraining:bg10298', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10299 = np.multiply(g10297, g10298, out=g10298)        # (…, ℓ_z, d_e)
-        g10300 = np.add(g10285, g10299, out=g10285)             # (…, ℓ_z, d_e)
-        g10301 = np.negative(g10300, out=_buf(workspace, ('EDTraining:bg10301', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10302 = _sum_to(g10301, None, (-1,))                   # (…, ℓ_z, 1)
-        g10303 = np.squeeze(g10302, -1)                         # (…, ℓ_z)
-        # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        g10304 = np.divide(g10303, d_e, out=_buf(workspace, ('EDTraining:bg10304', l_ % 2), batch + (ell_z,), dtype)) # (…, ℓ_z)
-        g10308 = np.broadcast_to(np.expand_dims(g10304, -1), shape_29) # (…, ℓ_z, d_e)
-        g10309 = np.add(g10300, g10308, out=_buf(workspace, ('EDTraining:bg10309', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        d_beta1_l = _sum_to(d_e_hat, 1, ())                     # (d_e,)
+        d_x_hat = np.multiply(d_e_hat, gamma1_l, out=_buf(workspace, ('EDTraining:bd_x_hat', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        g10187 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, ('EDTraining:bg10187', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        d_gamma1_l = _sum_to(g10187, 1, ())                     # (d_e,)
+        g10189 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('EDTraining:bg10189', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         # EDTransformer 6 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^1_l, β^1_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
-        g10310 = np.swapaxes(g10309, -1, -2)                    # (…, d_e, ℓ_z)
+        d_Z_3 = np.swapaxes(g10189, -1, -2)                     # (…, d_e, ℓ_z)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10311 = _sum_to(g10310, 2, (-1,))                      # (d_e, 1)
-        g10312 = np.squeeze(g10311, -1)                         # (d_e,)
-        g10313 = np.swapaxes(W_o_l, -1, -2)                     # (d_e, d_e)
-        g10314 = np.matmul(g10313, g10310, out=_buf(workspace, ('EDTraining:bg10314', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
-        g10315 = np.swapaxes(Y, -1, -2)                         # (…, ℓ_z, d_e)
-        g10316 = np.matmul(g10310, g10315, out=_buf(workspace, ('EDTraining:bg10316', l_ % 2), batch + (d_e, d_e), dtype)) # (…, d_e, d_e)
-        g10317 = _sum_to(g10316, 2, ())                         # (d_e, d_e)
+        g10191 = _sum_to(d_Z_3, 2, (-1,))                       # (d_e, 1)
+        d_b_o_l = np.squeeze(g10191, -1)                        # (d_e,)
+        g10193 = np.swapaxes(W_o_l, -1, -2)                     # (d_e, d_e)
+        d_Y = np.matmul(g10193, d_Z_3, out=_buf(workspace, ('EDTraining:bd_Y', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
+        g10195 = np.swapaxes(Y, -1, -2)                         # (…, ℓ_z, d_e)
+        g10196 = np.matmul(d_Z_3, g10195, out=_buf(workspace, ('EDTraining:bg10196', l_ % 2), batch + (d_e, d_e), dtype)) # (…, d_e, d_e)
+        d_W_o_l = _sum_to(g10196, 2, ())                        # (d_e, d_e)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
-        g10318 = g10314.reshape(V_tilde_shape)                  # (…, H, d_e/H, ℓ_z)
+        d_V_tilde = d_Y.reshape(V_tilde_shape)                  # (…, H, d_e/H, ℓ_z)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10319 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ_z, d_e/H)
-        g10320 = np.matmul(g10319, g10318, out=_buf(workspace, ('EDTraining:bg10320', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
-        g10321 = np.swapaxes(_22, -1, -2)                       # (…, H, ℓ_z, ℓ_z)
-        g10322 = np.matmul(g10318, g10321, out=_buf(workspace, ('EDTraining:bg10322', l_ % 2), batch + (H, d_e // H, ell_z), dtype)) # (…, H, d_e/H, ℓ_z)
-        g10323 = _softmax_grad(g10320, _22, -2, _buf(workspace, ('EDTraining:bg10323', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
-        g10324 = np.divide(g10323, _20, out=_buf(workspace, ('EDTraining:bg10324', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
+        g10199 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ_z, d_e/H)
+        g10200 = np.matmul(g10199, d_V_tilde, out=_buf(workspace, ('EDTraining:bg10200', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
+        g10201 = np.swapaxes(_22, -1, -2)                       # (…, H, ℓ_z, ℓ_z)
+        d_V = np.matmul(d_V_tilde, g10201, out=_buf(workspace, ('EDTraining:bd_V', l_ % 2), batch + (H, d_e // H, ell_z), dtype)) # (…, H, d_e/H, ℓ_z)
+        g10203 = _softmax_grad(g10200, _22, -2, _buf(workspace, ('EDTraining:bg10203', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
+        d_S = np.divide(g10203, _20, out=_buf(workspace, ('EDTraining:bd_S', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        g10328 = np.swapaxes(_18, -1, -2)                       # (…, H, d_e/H, ℓ_z)
-        g10329 = np.matmul(g10328, g10324, out=_buf(workspace, ('EDTraining:bg10329', l_ % 2), batch + (H, d_e // H, ell_z), dtype)) # (…, H, d_e/H, ℓ_z)
-        g10330 = np.swapaxes(Q, -1, -2)                         # (…, H, ℓ_z, d_e/H)
-        g10331 = np.matmul(g10324, g10330, out=_buf(workspace, ('EDTraining:bg10331', l_ % 2), batch + (H, ell_z, d_e // H), dtype)) # (…, H, ℓ_z, d_e/H)
-        g10332 = np.swapaxes(g10331, -1, -2)                    # (…, H, d_e/H, ℓ_z)
+        g10208 = np.swapaxes(_18, -1, -2)                       # (…, H, d_e/H, ℓ_z)
+        d_Q = np.matmul(g10208, d_S, out=_buf(workspace, ('EDTraining:bd_Q', l_ % 2), batch + (H, d_e // H, ell_z), dtype)) # (…, H, d_e/H, ℓ_z)
+        g10210 = np.swapaxes(Q, -1, -2)                         # (…, H, ℓ_z, d_e/H)
+        g10211 = np.matmul(d_S, g10210, out=_buf(workspace, ('EDTraining:bg10211', l_ % 2), batch + (H, ell_z, d_e // H), dtype)) # (…, H, ℓ_z, d_e/H)
+        d_K = np.swapaxes(g10211, -1, -2)                       # (…, H, d_e/H, ℓ_z)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10333 = _sum_to(g10322, 3, (-1,))                      # (H, d_e/H, 1)
-        g10334 = np.squeeze(g10333, -1)                         # (H, d_e/H)
-        g10335 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_e/H)
-        g10336 = np.matmul(g10335, g10322, out=_buf(workspace, ('EDTraining:bg10336', l_ % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
-        g10337 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
-        g10338 = np.matmul(g10322, g10337, out=_buf(workspace, ('EDTraining:bg10338', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10339 = _sum_to(g10338, 3, ())                         # (H, d_e/H, d_e)
-        g10340 = _sum_to(g10336, None, (-3,))                   # (…, 1, d_e, ℓ_z)
+        g10213 = _sum_to(d_V, 3, (-1,))                         # (H, d_e/H, 1)
+        d_b_v_l = np.squeeze(g10213, -1)                        # (H, d_e/H)
+        g10215 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_e/H)
+        g10216 = np.matmul(g10215, d_V, out=_buf(workspace, ('EDTraining:bg10216', l_ % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10217 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
+        g10218 = np.matmul(d_V, g10217, out=_buf(workspace, ('EDTraining:bg10218', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
+        d_W_v_l = _sum_to(g10218, 3, ())                        # (H, d_e/H, d_e)
+        g10220 = _sum_to(g10216, None, (-3,))                   # (…, 1, d_e, ℓ_z)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10341 = _sum_to(g10332, 3, (-1,))                      # (H, d_e/H, 1)
-        g10342 = np.squeeze(g10341, -1)                         # (H, d_e/H)
-        g10343 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_e/H)
-        g10344 = np.matmul(g10343, g10332, out=_buf(workspace, ('EDTraining:bg10344', l_ % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
-        g10345 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
-        g10346 = np.matmul(g10332, g10345, out=_buf(workspace, ('EDTraining:bg10346', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10347 = _sum_to(g10346, 3, ())                         # (H, d_e/H, d_e)
-        g10348 = _sum_to(g10344, None, (-3,))                   # (…, 1, d_e, ℓ_z)
-        g10349 = np.add(g10340, g10348, out=_buf(workspace, ('EDTraining:bg10349', l_ % 2), batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
+        g10221 = _sum_to(d_K, 3, (-1,))                         # (H, d_e/H, 1)
+        d_b_k_l = np.squeeze(g10221, -1)                        # (H, d_e/H)
+        g10223 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_e/H)
+        g10224 = np.matmul(g10223, d_K, out=_buf(workspace, ('EDTraining:bg10224', l_ % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10225 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
+        g10226 = np.matmul(d_K, g10225, out=_buf(workspace, ('EDTraining:bg10226', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
+        d_W_k_l = _sum_to(g10226, 3, ())                        # (H, d_e/H, d_e)
+        g10228 = _sum_to(g10224, None, (-3,))                   # (…, 1, d_e, ℓ_z)
+        g10229 = np.add(g10220, g10228, out=_buf(workspace, ('EDTraining:bg10229', l_ % 2), batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10350 = _sum_to(g10329, 3, (-1,))                      # (H, d_e/H, 1)
-        g10351 = np.squeeze(g10350, -1)                         # (H, d_e/H)
-        g10352 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_e/H)
-        g10353 = np.matmul(g10352, g10329, out=_buf(workspace, ('EDTraining:bg10353', l_ % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
-        g10354 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
-        g10355 = np.matmul(g10329, g10354, out=_buf(workspace, ('EDTraining:bg10355', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10356 = _sum_to(g10355, 3, ())                         # (H, d_e/H, d_e)
-        g10357 = _sum_to(g10353, None, (-3,))                   # (…, 1, d_e, ℓ_z)
-        g10358 = np.add(g10349, g10357, out=g10349)             # (…, 1, d_e, ℓ_z)
-        g10359 = np.squeeze(g10358, -3)                         # (…, d_e, ℓ_z)
-        g10360 = np.add(g10310, g10359, out=_buf(workspace, ('EDTraining:bg10360', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
-        d_W_q[l_] += g10356
-        d_b_q[l_] += g10351
-        d_W_k[l_] += g10347
-        d_b_k[l_] += g10342
-        d_W_v[l_] += g10339
-        d_b_v[l_] += g10334
-        d_W_o[l_] += g10317
-        d_b_o[l_] += g10312
-        d_gamma1[l_] += g10284
-        d_beta1[l_] += g10281
-        d_W_mlp2[l_] += g10269
-        d_W_mlp1[l_] += g10278
-        d_b_mlp1[l_] += g10273
-        d_b_mlp2[l_] += g10264
-        d_gamma2[l_] += g10236
-        d_beta2[l_] += g10233
-        g10231 = g10360
+        g10230 = _sum_to(d_Q, 3, (-1,))                         # (H, d_e/H, 1)
+        d_b_q_l = np.squeeze(g10230, -1)                        # (H, d_e/H)
+        g10232 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_e/H)
+        g10233 = np.matmul(g10232, d_Q, out=_buf(workspace, ('EDTraining:bg10233', l_ % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10234 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
+        g10235 = np.matmul(d_Q, g10234, out=_buf(workspace, ('EDTraining:bg10235', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
+        d_W_q_l = _sum_to(g10235, 3, ())                        # (H, d_e/H, d_e)
+        g10237 = _sum_to(g10233, None, (-3,))                   # (…, 1, d_e, ℓ_z)
+        g10238 = np.add(g10229, g10237, out=g10229)             # (…, 1, d_e, ℓ_z)
+        g10239 = np.squeeze(g10238, -3)                         # (…, d_e, ℓ_z)
+        d_Z_2 = np.add(d_Z_3, g10239, out=_buf(workspace, ('EDTraining:bd_Z_2', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
+        d_W_q[l_] += d_W_q_l
+        d_b_q[l_] += d_b_q_l
+        d_W_k[l_] += d_W_k_l
+        d_b_k[l_] += d_b_k_l
+        d_W_v[l_] += d_W_v_l
+        d_b_v[l_] += d_b_v_l
+        d_W_o[l_] += d_W_o_l
+        d_b_o[l_] += d_b_o_l
+        d_gamma1[l_] += d_gamma1_l
+        d_beta1[l_] += d_beta1_l
+        d_W_mlp2[l_] += d_W_mlp2_l
+        d_W_mlp1[l_] += d_W_mlp1_l
+        d_b_mlp1[l_] += d_b_mlp1_l
+        d_b_mlp2[l_] += d_b_mlp2_l
+        d_gamma2[l_] += d_gamma2_l
+        d_beta2[l_] += d_beta2_l
+        g10159 = d_Z_2
     # EDTransformer 3 Z ← [e_1, e_2, …, e_{ℓ_z}] ▷ Z ∈ ℝ^{d_e×ℓ_z}
-    g10361 = np.swapaxes(g10231, -1, -2)                        # (…, ℓ_z, d_e)
+    d_e_3 = np.swapaxes(g10159, -1, -2)                         # (…, ℓ_z, d_e)
     # EDTransformer 2 for t ∈ [ℓ_z] : e_t ← W_e[:, z[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
-    g10362 = _sum_to(g10361, 2, ())                             # (ℓ_z, d_e)
-    g10363 = _scatter_rows(g10362, _3 - 1, _4)                  # (ℓ_max, d_e)
-    g10364 = np.add(g10229, g10363, out=g10229)                 # (ℓ_max, d_e)
-    g10365 = np.swapaxes(g10364, -1, -2)                        # (d_e, ℓ_max)
-    g10366 = _scatter_rows(g10361, z_n - 1, _1)                 # (N_V, d_e)
-    g10367 = np.add(g10230, g10366, out=g10230)                 # (N_V, d_e)
-    g10368 = np.swapaxes(g10367, -1, -2)                        # (d_e, N_V)
-    grads = Params(W_e=g10368, W_p=g10365, W_q=d_W_q, b_q=d_b_q, W_k=d_W_k, b_k=d_b_k, W_v=d_W_v, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o, gamma1=d_gamma1, beta1=d_beta1, gamma2=d_gamma2, beta2=d_beta2, W_mlp1=d_W_mlp1, b_mlp1=d_b_mlp1, W_mlp2=d_W_mlp2, b_mlp2=d_b_mlp2, W_q_2=d_W_q_2, b_q_2=d_b_q_2, W_k_2=d_W_k_2, b_k_2=d_b_k_2, W_v_2=d_W_v_2, b_v_2=d_b_v_2, W_o_2=d_W_o_2, b_o_2=d_b_o_2, W_q_3=d_W_q_3, b_q_3=d_b_q_3, W_k_3=d_W_k_3, b_k_3=d_b_k_3, W_v_3=d_W_v_3, b_v_3=d_b_v_3, W_o_3=d_W_o_3, b_o_3=d_b_o_3, gamma3=d_gamma3, beta3=d_beta3, gamma4=d_gamma4, beta4=d_beta4, gamma5=d_gamma5, beta5=d_beta5, W_mlp3=d_W_mlp3, b_mlp3=d_b_mlp3, W_mlp4=d_W_mlp4, b_mlp4=d_b_mlp4, W_u=g10012)
+    g10242 = _sum_to(d_e_3, 2, ())                              # (ℓ_z, d_e)
+    g10243 = _scatter_rows(g10242, _3 - 1, _4)                  # (ℓ_max, d_e)
+    g10244 = np.add(g10157, g10243, out=g10157)                 # (ℓ_max, d_e)
+    d_W_p = np.swapaxes(g10244, -1, -2)                         # (d_e, ℓ_max)
+    g10246 = _scatter_rows(d_e_3, z_n - 1, _1)                  # (N_V, d_e)
+    g10247 = np.add(g10158, g10246, out=g10158)                 # (N_V, d_e)
+    d_W_e = np.swapaxes(g10247, -1, -2)                         # (d_e, N_V)
+    grads = Params(W_e=d_W_e, W_p=d_W_p, W_q=d_W_q, b_q=d_b_q, W_k=d_W_k, b_k=d_b_k, W_v=d_W_v, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o, gamma1=d_gamma1, beta1=d_beta1, gamma2=d_gamma2, beta2=d_beta2, W_mlp1=d_W_mlp1, b_mlp1=d_b_mlp1, W_mlp2=d_W_mlp2, b_mlp2=d_b_mlp2, W_q_2=d_W_q_2, b_q_2=d_b_q_2, W_k_2=d_W_k_2, b_k_2=d_b_k_2, W_v_2=d_W_v_2, b_v_2=d_b_v_2, W_o_2=d_W_o_2, b_o_2=d_b_o_2, W_q_3=d_W_q_3, b_q_3=d_b_q_3, W_k_3=d_W_k_3, b_k_3=d_b_k_3, W_v_3=d_W_v_3, b_v_3=d_b_v_3, W_o_3=d_W_o_3, b_o_3=d_b_o_3, gamma3=d_gamma3, beta3=d_beta3, gamma4=d_gamma4, beta4=d_beta4, gamma5=d_gamma5, beta5=d_beta5, W_mlp3=d_W_mlp3, b_mlp3=d_b_mlp3, W_mlp4=d_W_mlp4, b_mlp4=d_b_mlp4, W_u=d_W_u)
     return grads, {}
 
 
@@ -1301,6 +1191,16 @@ def _gelu_grad(x):
 def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
+
+
+def _layer_norm_grad(g, y, s, axis, out=None):
+    """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
+    t = np.multiply(g, y, out=out)
+    gy = np.mean(t, axis=axis, keepdims=True)
+    t = np.multiply(y, gy, out=t)
+    t = np.subtract(g, t, out=t)
+    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    return np.divide(t, s, out=t)
 
 
 def _softmax_grad(g, y, axis, out=None):

@@ -316,7 +316,6 @@ def forward(config: Config, params: Params, z, x, workspace: dict | None = None)
         gamma1_l = gamma1[l_]                                   # (d_e,)
         beta1_l = beta1[l_]                                     # (d_e,)
         _29 = np.swapaxes(Z_3, -1, -2)                          # (…, ℓ_z, d_e)
-        shape_29 = _29.shape
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
         _30 = np.sum(_29, axis=-1, out=_buf(workspace, ('EDTransformer:f_30', l_ % 2), batch + (ell_z,), dtype)) # (…, ℓ_z)
         m = np.divide(_30, d_e, out=_30)                        # (…, ℓ_z)
@@ -324,14 +323,13 @@ def forward(config: Config, params: Params, z, x, workspace: dict | None = None)
         _32 = np.expand_dims(m, -1)                             # (…, ℓ_z, 1)
         _33 = np.subtract(_29, _32, out=_buf(workspace, ('EDTransformer:f_33', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         _34 = np.multiply(_33, _33, out=_buf(workspace, ('EDTransformer:f_34', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        shape_34 = _34.shape
         _35 = np.sum(_34, axis=-1, out=_buf(workspace, ('EDTransformer:f_35', l_), batch + (ell_z,), dtype)) # (…, ℓ_z)
         v = np.divide(_35, d_e, out=_35)                        # (…, ℓ_z)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _37 = np.sqrt(v, out=v)                                 # (…, ℓ_z)
-        _38 = np.expand_dims(_37, -1)                           # (…, ℓ_z, 1)
-        _39 = np.divide(_33, _38, out=_buf(workspace, ('EDTransformer:f_39', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        _40 = np.multiply(_39, gamma1_l, out=_buf(workspace, ('EDTransformer:f_40', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        sigma = np.expand_dims(_37, -1)                         # (…, ℓ_z, 1)
+        x_hat = np.divide(_33, sigma, out=_33)                  # (…, ℓ_z, d_e)
+        _40 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, ('EDTransformer:f_40', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         e_hat = np.add(_40, beta1_l, out=_40)                   # (…, ℓ_z, d_e)
         # 6 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^1_l, β^1_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         _42 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ_z)
@@ -352,7 +350,6 @@ def forward(config: Config, params: Params, z, x, workspace: dict | None = None)
         gamma2_l = gamma2[l_]                                   # (d_e,)
         beta2_l = beta2[l_]                                     # (d_e,)
         _51 = np.swapaxes(Z_4, -1, -2)                          # (…, ℓ_z, d_e)
-        shape_51 = _51.shape
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
         _52 = np.sum(_51, axis=-1, out=_buf(workspace, ('EDTransformer:f_52', l_ % 2), batch + (ell_z,), dtype)) # (…, ℓ_z)
         m_2 = np.divide(_52, d_e, out=_52)                      # (…, ℓ_z)
@@ -360,18 +357,17 @@ def forward(config: Config, params: Params, z, x, workspace: dict | None = None)
         _54 = np.expand_dims(m_2, -1)                           # (…, ℓ_z, 1)
         _55 = np.subtract(_51, _54, out=_buf(workspace, ('EDTransformer:f_55', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         _56 = np.multiply(_55, _55, out=_buf(workspace, ('EDTransformer:f_56', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        shape_56 = _56.shape
         _57 = np.sum(_56, axis=-1, out=_buf(workspace, ('EDTransformer:f_57', l_), batch + (ell_z,), dtype)) # (…, ℓ_z)
         v_2 = np.divide(_57, d_e, out=_57)                      # (…, ℓ_z)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _59 = np.sqrt(v_2, out=v_2)                             # (…, ℓ_z)
-        _60 = np.expand_dims(_59, -1)                           # (…, ℓ_z, 1)
-        _61 = np.divide(_55, _60, out=_buf(workspace, ('EDTransformer:f_61', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        _62 = np.multiply(_61, gamma2_l, out=_buf(workspace, ('EDTransformer:f_62', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        sigma_2 = np.expand_dims(_59, -1)                       # (…, ℓ_z, 1)
+        x_hat_2 = np.divide(_55, sigma_2, out=_55)              # (…, ℓ_z, d_e)
+        _62 = np.multiply(x_hat_2, gamma2_l, out=_buf(workspace, ('EDTransformer:f_62', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         e_hat_2 = np.add(_62, beta2_l, out=_62)                 # (…, ℓ_z, d_e)
         # 8 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^2_l, β^2_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         _64 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, ℓ_z)
-        saved_l_.append((gamma2_l, _61, _60, _59, shape_56, _55, shape_51, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, _39, _38, _37, shape_34, _33, shape_29, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l,))
+        saved_l_.append((gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, x_hat, sigma, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l,))
         Z_2 = _64
     Z_5 = Z_2
     # 11 for t ∈ [ℓ_x] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
@@ -440,7 +436,6 @@ def forward(config: Config, params: Params, z, x, workspace: dict | None = None)
         gamma3_l_2 = gamma3[l__2]                               # (d_e,)
         beta3_l_2 = beta3[l__2]                                 # (d_e,)
         _97 = np.swapaxes(X_3, -1, -2)                          # (…, ℓ_x, d_e)
-        shape_97 = _97.shape
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
         _98 = np.sum(_97, axis=-1, out=_buf(workspace, ('EDTransformer:f_98', l__2 % 2), batch + (ell_x,), dtype)) # (…, ℓ_x)
         m_3 = np.divide(_98, d_e, out=_98)                      # (…, ℓ_x)
@@ -448,14 +443,13 @@ def forward(config: Config, params: Params, z, x, workspace: dict | None = None)
         _100 = np.expand_dims(m_3, -1)                          # (…, ℓ_x, 1)
         _101 = np.subtract(_97, _100, out=_buf(workspace, ('EDTransformer:f_101', l__2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
         _102 = np.multiply(_101, _101, out=_buf(workspace, ('EDTransformer:f_102', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
-        shape_102 = _102.shape
         _103 = np.sum(_102, axis=-1, out=_buf(workspace, ('EDTransformer:f_103', l__2), batch + (ell_x,), dtype)) # (…, ℓ_x)
         v_3 = np.divide(_103, d_e, out=_103)                    # (…, ℓ_x)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _105 = np.sqrt(v_3, out=v_3)                            # (…, ℓ_x)
-        _106 = np.expand_dims(_105, -1)                         # (…, ℓ_x, 1)
-        _107 = np.divide(_101, _106, out=_buf(workspace, ('EDTransformer:f_107', l__2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
-        _108 = np.multiply(_107, gamma3_l_2, out=_buf(workspace, ('EDTransformer:f_108', l__2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
+        sigma_3 = np.expand_dims(_105, -1)                      # (…, ℓ_x, 1)
+        x_hat_3 = np.divide(_101, sigma_3, out=_101)            # (…, ℓ_x, d_e)
+        _108 = np.multiply(x_hat_3, gamma3_l_2, out=_buf(workspace, ('EDTransformer:f_108', l__2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
         e_hat_3 = np.add(_108, beta3_l_2, out=_108)             # (…, ℓ_x, d_e)
         # 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         _110 = np.swapaxes(e_hat_3, -1, -2)                     # (…, d_e, ℓ_x)
@@ -501,7 +495,6 @@ def forward(config: Config, params: Params, z, x, workspace: dict | None = None)
         gamma4_l_2 = gamma4[l__2]                               # (d_e,)
         beta4_l_2 = beta4[l__2]                                 # (d_e,)
         _132 = np.swapaxes(X_4, -1, -2)                         # (…, ℓ_x, d_e)
-        shape_132 = _132.shape
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
         _133 = np.sum(_132, axis=-1, out=_buf(workspace, ('EDTransformer:f_133', l__2 % 2), batch + (ell_x,), dtype)) # (…, ℓ_x)
         m_4 = np.divide(_133, d_e, out=_133)                    # (…, ℓ_x)
@@ -509,14 +502,13 @@ def forward(config: Config, params: Params, z, x, workspace: dict | None = None)
         _135 = np.expand_dims(m_4, -1)                          # (…, ℓ_x, 1)
         _136 = np.subtract(_132, _135, out=_buf(workspace, ('EDTransformer:f_136', l__2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
         _137 = np.multiply(_136, _136, out=_buf(workspace, ('EDTransformer:f_137', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
-        shape_137 = _137.shape
         _138 = np.sum(_137, axis=-1, out=_buf(workspace, ('EDTransformer:f_138', l__2), batch + (ell_x,), dtype)) # (…, ℓ_x)
         v_4 = np.divide(_138, d_e, out=_138)                    # (…, ℓ_x)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _140 = np.sqrt(v_4, out=v_4)                            # (…, ℓ_x)
-        _141 = np.expand_dims(_140, -1)                         # (…, ℓ_x, 1)
-        _142 = np.divide(_136, _141, out=_buf(workspace, ('EDTransformer:f_142', l__2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
-        _143 = np.multiply(_142, gamma4_l_2, out=_buf(workspace, ('EDTransformer:f_143', l__2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
+        sigma_4 = np.expand_dims(_140, -1)                      # (…, ℓ_x, 1)
+        x_hat_4 = np.divide(_136, sigma_4, out=_136)            # (…, ℓ_x, d_e)
+        _143 = np.multiply(x_hat_4, gamma4_l_2, out=_buf(workspace, ('EDTransformer:f_143', l__2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
         e_hat_4 = np.add(_143, beta4_l_2, out=_143)             # (…, ℓ_x, d_e)
         # 17 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^4_l, β^4_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         _145 = np.swapaxes(e_hat_4, -1, -2)                     # (…, d_e, ℓ_x)
@@ -537,7 +529,6 @@ def forward(config: Config, params: Params, z, x, workspace: dict | None = None)
         gamma5_l_2 = gamma5[l__2]                               # (d_e,)
         beta5_l_2 = beta5[l__2]                                 # (d_e,)
         _154 = np.swapaxes(X_5, -1, -2)                         # (…, ℓ_x, d_e)
-        shape_154 = _154.shape
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
         _155 = np.sum(_154, axis=-1, out=_buf(workspace, ('EDTransformer:f_155', l__2 % 2), batch + (ell_x,), dtype)) # (…, ℓ_x)
         m_5 = np.divide(_155, d_e, out=_155)                    # (…, ℓ_x)
@@ -545,18 +536,17 @@ def forward(config: Config, params: Params, z, x, workspace: dict | None = None)
         _157 = np.expand_dims(m_5, -1)                          # (…, ℓ_x, 1)
         _158 = np.subtract(_154, _157, out=_buf(workspace, ('EDTransformer:f_158', l__2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
         _159 = np.multiply(_158, _158, out=_buf(workspace, ('EDTransformer:f_159', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
-        shape_159 = _159.shape
         _160 = np.sum(_159, axis=-1, out=_buf(workspace, ('EDTransformer:f_160', l__2), batch + (ell_x,), dtype)) # (…, ℓ_x)
         v_5 = np.divide(_160, d_e, out=_160)                    # (…, ℓ_x)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _162 = np.sqrt(v_5, out=v_5)                            # (…, ℓ_x)
-        _163 = np.expand_dims(_162, -1)                         # (…, ℓ_x, 1)
-        _164 = np.divide(_158, _163, out=_buf(workspace, ('EDTransformer:f_164', l__2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
-        _165 = np.multiply(_164, gamma5_l_2, out=_buf(workspace, ('EDTransformer:f_165', l__2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
+        sigma_5 = np.expand_dims(_162, -1)                      # (…, ℓ_x, 1)
+        x_hat_5 = np.divide(_158, sigma_5, out=_158)            # (…, ℓ_x, d_e)
+        _165 = np.multiply(x_hat_5, gamma5_l_2, out=_buf(workspace, ('EDTransformer:f_165', l__2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
         e_hat_5 = np.add(_165, beta5_l_2, out=_165)             # (…, ℓ_x, d_e)
         # 19 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^5_l, β^5_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         _167 = np.swapaxes(e_hat_5, -1, -2)                     # (…, d_e, ℓ_x)
-        saved_l__2.append((gamma5_l_2, _164, _163, _162, shape_159, _158, shape_154, W_mlp4_l_2, _149, _148, W_mlp3_l_2, _145, gamma4_l_2, _142, _141, _140, shape_137, _136, shape_132, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, _125, _122, Q_3, W_v_3_l_2, W_k_3_l_2, W_q_3_l_2, _111, gamma3_l_2, _107, _106, _105, shape_102, _101, shape_97, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, _90, _84, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2,))
+        saved_l__2.append((gamma5_l_2, x_hat_5, sigma_5, W_mlp4_l_2, _149, _148, W_mlp3_l_2, _145, gamma4_l_2, x_hat_4, sigma_4, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, _125, _122, Q_3, W_v_3_l_2, W_k_3_l_2, W_q_3_l_2, _111, gamma3_l_2, x_hat_3, sigma_3, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, _90, _84, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2,))
         X_2 = _167
     X_6 = X_2
     # 21 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ_x}
@@ -600,11 +590,11 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     # 21 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ_x}
     g10001 = _softmax_grad(d_P, P, -2, _buf(workspace, 'EDTransformer:bg10001', batch + (N_V, ell_x), dtype)) # (…, N_V, ℓ_x)
     g10002 = np.swapaxes(W_u, -1, -2)                           # (d_e, N_V)
-    g10003 = np.matmul(g10002, g10001, out=_buf(workspace, 'EDTransformer:bg10003', batch + (d_e, ell_x), dtype)) # (…, d_e, ℓ_x)
+    d_X_6 = np.matmul(g10002, g10001, out=_buf(workspace, 'EDTransformer:bd_X_6', batch + (d_e, ell_x), dtype)) # (…, d_e, ℓ_x)
     g10004 = np.swapaxes(X_6, -1, -2)                           # (…, ℓ_x, d_e)
     g10005 = np.matmul(g10001, g10004, out=_buf(workspace, 'EDTransformer:bg10005', batch + (N_V, d_e), dtype)) # (…, N_V, d_e)
-    g10006 = _sum_to(g10005, 2, ())                             # (N_V, d_e)
-    g10007 = g10003
+    d_W_u = _sum_to(g10005, 2, ())                              # (N_V, d_e)
+    g10007 = d_X_6
     d_W_q_2 = _buf(workspace, 'EDTransformer:bd_W_q_2', params.W_q_2.shape, dtype)
     d_W_q_2.fill(0)
     d_b_q_2 = _buf(workspace, 'EDTransformer:bd_b_q_2', params.b_q_2.shape, dtype)
@@ -657,263 +647,203 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     d_gamma5.fill(0)
     d_beta5 = _buf(workspace, 'EDTransformer:bd_beta5', params.beta5.shape, dtype)
     d_beta5.fill(0)
-    g10219 = 0
+    g10147 = 0
     for l__2 in reversed(range(L_dec)):
-        gamma5_l_2, _164, _163, _162, shape_159, _158, shape_154, W_mlp4_l_2, _149, _148, W_mlp3_l_2, _145, gamma4_l_2, _142, _141, _140, shape_137, _136, shape_132, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, _125, _122, Q_3, W_v_3_l_2, W_k_3_l_2, W_q_3_l_2, _111, gamma3_l_2, _107, _106, _105, shape_102, _101, shape_97, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, _90, _84, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2, = saved_l__2[l__2]
+        gamma5_l_2, x_hat_5, sigma_5, W_mlp4_l_2, _149, _148, W_mlp3_l_2, _145, gamma4_l_2, x_hat_4, sigma_4, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, _125, _122, Q_3, W_v_3_l_2, W_k_3_l_2, W_q_3_l_2, _111, gamma3_l_2, x_hat_3, sigma_3, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, _90, _84, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2, = saved_l__2[l__2]
         # 19 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^5_l, β^5_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
-        g10008 = np.swapaxes(g10007, -1, -2)                    # (…, ℓ_x, d_e)
+        d_e_hat_5 = np.swapaxes(g10007, -1, -2)                 # (…, ℓ_x, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        g10009 = _sum_to(g10008, 1, ())                         # (d_e,)
-        g10010 = np.multiply(g10008, gamma5_l_2, out=_buf(workspace, ('EDTransformer:bg10010', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
-        g10011 = np.multiply(g10008, _164, out=_buf(workspace, ('EDTransformer:bg10011', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
-        g10012 = _sum_to(g10011, 1, ())                         # (d_e,)
-        g10013 = np.divide(g10010, _163, out=_buf(workspace, ('EDTransformer:bg10013', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
-        g10014 = np.multiply(g10010, _164, out=_buf(workspace, ('EDTransformer:bg10014', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
-        g10015 = np.divide(g10014, _163, out=g10014)            # (…, ℓ_x, d_e)
-        g10016 = np.negative(g10015, out=g10015)                # (…, ℓ_x, d_e)
-        g10017 = _sum_to(g10016, None, (-1,))                   # (…, ℓ_x, 1)
-        g10018 = np.squeeze(g10017, -1)                         # (…, ℓ_x)
-        g10019 = np.multiply(_162, 2.0, out=_buf(workspace, ('EDTransformer:bg10019', l__2 % 2), batch + (ell_x,), dtype)) # (…, ℓ_x)
-        g10020 = np.divide(g10018, g10019, out=_buf(workspace, ('EDTransformer:bg10020', l__2 % 2), batch + (ell_x,), dtype)) # (…, ℓ_x)
-        # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-        g10021 = np.divide(g10020, d_e, out=_buf(workspace, ('EDTransformer:bg10021', l__2 % 2), batch + (ell_x,), dtype)) # (…, ℓ_x)
-        g10025 = np.broadcast_to(np.expand_dims(g10021, -1), shape_159) # (…, ℓ_x, d_e)
-        g10026 = np.multiply(_158, 2.0, out=_buf(workspace, ('EDTransformer:bg10026', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
-        g10027 = np.multiply(g10025, g10026, out=g10026)        # (…, ℓ_x, d_e)
-        g10028 = np.add(g10013, g10027, out=g10013)             # (…, ℓ_x, d_e)
-        g10029 = np.negative(g10028, out=_buf(workspace, ('EDTransformer:bg10029', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
-        g10030 = _sum_to(g10029, None, (-1,))                   # (…, ℓ_x, 1)
-        g10031 = np.squeeze(g10030, -1)                         # (…, ℓ_x)
-        # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        g10032 = np.divide(g10031, d_e, out=_buf(workspace, ('EDTransformer:bg10032', l__2 % 2), batch + (ell_x,), dtype)) # (…, ℓ_x)
-        g10036 = np.broadcast_to(np.expand_dims(g10032, -1), shape_154) # (…, ℓ_x, d_e)
-        g10037 = np.add(g10028, g10036, out=_buf(workspace, ('EDTransformer:bg10037', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
+        d_beta5_l_2 = _sum_to(d_e_hat_5, 1, ())                 # (d_e,)
+        d_x_hat_5 = np.multiply(d_e_hat_5, gamma5_l_2, out=_buf(workspace, ('EDTransformer:bd_x_hat_5', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
+        g10011 = np.multiply(d_e_hat_5, x_hat_5, out=_buf(workspace, ('EDTransformer:bg10011', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
+        d_gamma5_l_2 = _sum_to(g10011, 1, ())                   # (d_e,)
+        g10013 = _layer_norm_grad(d_x_hat_5, x_hat_5, sigma_5, -1, _buf(workspace, ('EDTransformer:bg10013', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
         # 19 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^5_l, β^5_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
-        g10038 = np.swapaxes(g10037, -1, -2)                    # (…, d_e, ℓ_x)
+        d_X_5 = np.swapaxes(g10013, -1, -2)                     # (…, d_e, ℓ_x)
         # 18 X ← X + W^l_mlp4 ReLU(W^l_mlp3 X + b^l_mlp3 1^⊤) + b^l_mlp4 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ_x}
-        g10039 = _sum_to(g10038, 2, (-1,))                      # (d_e, 1)
-        g10040 = np.squeeze(g10039, -1)                         # (d_e,)
-        g10041 = np.swapaxes(W_mlp4_l_2, -1, -2)                # (d_mlp, d_e)
-        g10042 = np.matmul(g10041, g10038, out=_buf(workspace, ('EDTransformer:bg10042', l__2 % 2), batch + (d_mlp, ell_x), dtype)) # (…, d_mlp, ℓ_x)
-        g10043 = np.swapaxes(_149, -1, -2)                      # (…, ℓ_x, d_mlp)
-        g10044 = np.matmul(g10038, g10043, out=_buf(workspace, ('EDTransformer:bg10044', l__2 % 2), batch + (d_e, d_mlp), dtype)) # (…, d_e, d_mlp)
-        g10045 = _sum_to(g10044, 2, ())                         # (d_e, d_mlp)
-        g10046 = (_148 > 0)                                     # (…, d_mlp, ℓ_x)
-        g10047 = np.multiply(g10042, g10046, out=_buf(workspace, ('EDTransformer:bg10047', l__2 % 2), batch + (d_mlp, ell_x), dtype)) # (…, d_mlp, ℓ_x)
-        g10048 = _sum_to(g10047, 2, (-1,))                      # (d_mlp, 1)
-        g10049 = np.squeeze(g10048, -1)                         # (d_mlp,)
-        g10050 = np.swapaxes(W_mlp3_l_2, -1, -2)                # (d_e, d_mlp)
-        g10051 = np.matmul(g10050, g10047, out=_buf(workspace, ('EDTransformer:bg10051', l__2 % 2), batch + (d_e, ell_x), dtype)) # (…, d_e, ℓ_x)
-        g10052 = np.swapaxes(_145, -1, -2)                      # (…, ℓ_x, d_e)
-        g10053 = np.matmul(g10047, g10052, out=_buf(workspace, ('EDTransformer:bg10053', l__2 % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
-        g10054 = _sum_to(g10053, 2, ())                         # (d_mlp, d_e)
-        g10055 = np.add(g10038, g10051, out=g10051)             # (…, d_e, ℓ_x)
+        g10015 = _sum_to(d_X_5, 2, (-1,))                       # (d_e, 1)
+        d_b_mlp4_l_2 = np.squeeze(g10015, -1)                   # (d_e,)
+        g10017 = np.swapaxes(W_mlp4_l_2, -1, -2)                # (d_mlp, d_e)
+        g10018 = np.matmul(g10017, d_X_5, out=_buf(workspace, ('EDTransformer:bg10018', l__2 % 2), batch + (d_mlp, ell_x), dtype)) # (…, d_mlp, ℓ_x)
+        g10019 = np.swapaxes(_149, -1, -2)                      # (…, ℓ_x, d_mlp)
+        g10020 = np.matmul(d_X_5, g10019, out=_buf(workspace, ('EDTransformer:bg10020', l__2 % 2), batch + (d_e, d_mlp), dtype)) # (…, d_e, d_mlp)
+        d_W_mlp4_l_2 = _sum_to(g10020, 2, ())                   # (d_e, d_mlp)
+        g10022 = (_148 > 0)                                     # (…, d_mlp, ℓ_x)
+        g10023 = np.multiply(g10018, g10022, out=_buf(workspace, ('EDTransformer:bg10023', l__2 % 2), batch + (d_mlp, ell_x), dtype)) # (…, d_mlp, ℓ_x)
+        g10024 = _sum_to(g10023, 2, (-1,))                      # (d_mlp, 1)
+        d_b_mlp3_l_2 = np.squeeze(g10024, -1)                   # (d_mlp,)
+        g10026 = np.swapaxes(W_mlp3_l_2, -1, -2)                # (d_e, d_mlp)
+        g10027 = np.matmul(g10026, g10023, out=_buf(workspace, ('EDTransformer:bg10027', l__2 % 2), batch + (d_e, ell_x), dtype)) # (…, d_e, ℓ_x)
+        g10028 = np.swapaxes(_145, -1, -2)                      # (…, ℓ_x, d_e)
+        g10029 = np.matmul(g10023, g10028, out=_buf(workspace, ('EDTransformer:bg10029', l__2 % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
+        d_W_mlp3_l_2 = _sum_to(g10029, 2, ())                   # (d_mlp, d_e)
+        g10031 = np.add(d_X_5, g10027, out=g10027)              # (…, d_e, ℓ_x)
         # 17 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^4_l, β^4_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
-        g10056 = np.swapaxes(g10055, -1, -2)                    # (…, ℓ_x, d_e)
+        d_e_hat_4 = np.swapaxes(g10031, -1, -2)                 # (…, ℓ_x, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        g10057 = _sum_to(g10056, 1, ())                         # (d_e,)
-        g10058 = np.multiply(g10056, gamma4_l_2, out=_buf(workspace, ('EDTransformer:bg10058', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
-        g10059 = np.multiply(g10056, _142, out=_buf(workspace, ('EDTransformer:bg10059', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
-        g10060 = _sum_to(g10059, 1, ())                         # (d_e,)
-        g10061 = np.divide(g10058, _141, out=_buf(workspace, ('EDTransformer:bg10061', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
-        g10062 = np.multiply(g10058, _142, out=_buf(workspace, ('EDTransformer:bg10062', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
-        g10063 = np.divide(g10062, _141, out=g10062)            # (…, ℓ_x, d_e)
-        g10064 = np.negative(g10063, out=g10063)                # (…, ℓ_x, d_e)
-        g10065 = _sum_to(g10064, None, (-1,))                   # (…, ℓ_x, 1)
-        g10066 = np.squeeze(g10065, -1)                         # (…, ℓ_x)
-        g10067 = np.multiply(_140, 2.0, out=_buf(workspace, ('EDTransformer:bg10067', l__2 % 2), batch + (ell_x,), dtype)) # (…, ℓ_x)
-        g10068 = np.divide(g10066, g10067, out=_buf(workspace, ('EDTransformer:bg10068', l__2 % 2), batch + (ell_x,), dtype)) # (…, ℓ_x)
-        # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-        g10069 = np.divide(g10068, d_e, out=_buf(workspace, ('EDTransformer:bg10069', l__2 % 2), batch + (ell_x,), dtype)) # (…, ℓ_x)
-        g10073 = np.broadcast_to(np.expand_dims(g10069, -1), shape_137) # (…, ℓ_x, d_e)
-        g10074 = np.multiply(_136, 2.0, out=_buf(workspace, ('EDTransformer:bg10074', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
-        g10075 = np.multiply(g10073, g10074, out=g10074)        # (…, ℓ_x, d_e)
-        g10076 = np.add(g10061, g10075, out=g10061)             # (…, ℓ_x, d_e)
-        g10077 = np.negative(g10076, out=_buf(workspace, ('EDTransformer:bg10077', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
-        g10078 = _sum_to(g10077, None, (-1,))                   # (…, ℓ_x, 1)
-        g10079 = np.squeeze(g10078, -1)                         # (…, ℓ_x)
-        # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        g10080 = np.divide(g10079, d_e, out=_buf(workspace, ('EDTransformer:bg10080', l__2 % 2), batch + (ell_x,), dtype)) # (…, ℓ_x)
-        g10084 = np.broadcast_to(np.expand_dims(g10080, -1), shape_132) # (…, ℓ_x, d_e)
-        g10085 = np.add(g10076, g10084, out=_buf(workspace, ('EDTransformer:bg10085', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
+        d_beta4_l_2 = _sum_to(d_e_hat_4, 1, ())                 # (d_e,)
+        d_x_hat_4 = np.multiply(d_e_hat_4, gamma4_l_2, out=_buf(workspace, ('EDTransformer:bd_x_hat_4', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
+        g10035 = np.multiply(d_e_hat_4, x_hat_4, out=_buf(workspace, ('EDTransformer:bg10035', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
+        d_gamma4_l_2 = _sum_to(g10035, 1, ())                   # (d_e,)
+        g10037 = _layer_norm_grad(d_x_hat_4, x_hat_4, sigma_4, -1, _buf(workspace, ('EDTransformer:bg10037', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
         # 17 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^4_l, β^4_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
-        g10086 = np.swapaxes(g10085, -1, -2)                    # (…, d_e, ℓ_x)
+        d_X_4 = np.swapaxes(g10037, -1, -2)                     # (…, d_e, ℓ_x)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10087 = _sum_to(g10086, 2, (-1,))                      # (d_e, 1)
-        g10088 = np.squeeze(g10087, -1)                         # (d_e,)
-        g10089 = np.swapaxes(W_o_3_l_2, -1, -2)                 # (d_e, d_e)
-        g10090 = np.matmul(g10089, g10086, out=_buf(workspace, ('EDTransformer:bg10090', l__2 % 2), batch + (d_e, ell_x), dtype)) # (…, d_e, ℓ_x)
-        g10091 = np.swapaxes(Y_3, -1, -2)                       # (…, ℓ_x, d_e)
-        g10092 = np.matmul(g10086, g10091, out=_buf(workspace, ('EDTransformer:bg10092', l__2 % 2), batch + (d_e, d_e), dtype)) # (…, d_e, d_e)
-        g10093 = _sum_to(g10092, 2, ())                         # (d_e, d_e)
+        g10039 = _sum_to(d_X_4, 2, (-1,))                       # (d_e, 1)
+        d_b_o_3_l_2 = np.squeeze(g10039, -1)                    # (d_e,)
+        g10041 = np.swapaxes(W_o_3_l_2, -1, -2)                 # (d_e, d_e)
+        d_Y_3 = np.matmul(g10041, d_X_4, out=_buf(workspace, ('EDTransformer:bd_Y_3', l__2 % 2), batch + (d_e, ell_x), dtype)) # (…, d_e, ℓ_x)
+        g10043 = np.swapaxes(Y_3, -1, -2)                       # (…, ℓ_x, d_e)
+        g10044 = np.matmul(d_X_4, g10043, out=_buf(workspace, ('EDTransformer:bg10044', l__2 % 2), batch + (d_e, d_e), dtype)) # (…, d_e, d_e)
+        d_W_o_3_l_2 = _sum_to(g10044, 2, ())                    # (d_e, d_e)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
-        g10094 = g10090.reshape(V_tilde_5_shape)                # (…, H, d_e/H, ℓ_x)
+        d_V_tilde_5 = d_Y_3.reshape(V_tilde_5_shape)            # (…, H, d_e/H, ℓ_x)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10095 = np.swapaxes(V_3, -1, -2)                       # (…, H, ℓ_z, d_e/H)
-        g10096 = np.matmul(g10095, g10094, out=_buf(workspace, ('EDTransformer:bg10096', l__2 % 2), batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
-        g10097 = np.swapaxes(_125, -1, -2)                      # (…, H, ℓ_x, ℓ_z)
-        g10098 = np.matmul(g10094, g10097, out=_buf(workspace, ('EDTransformer:bg10098', l__2 % 2), batch + (H, d_e // H, ell_z), dtype)) # (…, H, d_e/H, ℓ_z)
-        g10099 = _softmax_grad(g10096, _125, -2, _buf(workspace, ('EDTransformer:bg10099', l__2 % 2), batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
-        g10100 = np.divide(g10099, _88, out=_buf(workspace, ('EDTransformer:bg10100', l__2 % 2), batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
+        g10047 = np.swapaxes(V_3, -1, -2)                       # (…, H, ℓ_z, d_e/H)
+        g10048 = np.matmul(g10047, d_V_tilde_5, out=_buf(workspace, ('EDTransformer:bg10048', l__2 % 2), batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
+        g10049 = np.swapaxes(_125, -1, -2)                      # (…, H, ℓ_x, ℓ_z)
+        d_V_3 = np.matmul(d_V_tilde_5, g10049, out=_buf(workspace, ('EDTransformer:bd_V_3', l__2 % 2), batch + (H, d_e // H, ell_z), dtype)) # (…, H, d_e/H, ℓ_z)
+        g10051 = _softmax_grad(g10048, _125, -2, _buf(workspace, ('EDTransformer:bg10051', l__2 % 2), batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
+        d_S_3 = np.divide(g10051, _88, out=_buf(workspace, ('EDTransformer:bd_S_3', l__2 % 2), batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        g10104 = np.swapaxes(_122, -1, -2)                      # (…, H, d_e/H, ℓ_z)
-        g10105 = np.matmul(g10104, g10100, out=_buf(workspace, ('EDTransformer:bg10105', l__2 % 2), batch + (H, d_e // H, ell_x), dtype)) # (…, H, d_e/H, ℓ_x)
-        g10106 = np.swapaxes(Q_3, -1, -2)                       # (…, H, ℓ_x, d_e/H)
-        g10107 = np.matmul(g10100, g10106, out=_buf(workspace, ('EDTransformer:bg10107', l__2 % 2), batch + (H, ell_z, d_e // H), dtype)) # (…, H, ℓ_z, d_e/H)
-        g10108 = np.swapaxes(g10107, -1, -2)                    # (…, H, d_e/H, ℓ_z)
+        g10056 = np.swapaxes(_122, -1, -2)                      # (…, H, d_e/H, ℓ_z)
+        d_Q_3 = np.matmul(g10056, d_S_3, out=_buf(workspace, ('EDTransformer:bd_Q_3', l__2 % 2), batch + (H, d_e // H, ell_x), dtype)) # (…, H, d_e/H, ℓ_x)
+        g10058 = np.swapaxes(Q_3, -1, -2)                       # (…, H, ℓ_x, d_e/H)
+        g10059 = np.matmul(d_S_3, g10058, out=_buf(workspace, ('EDTransformer:bg10059', l__2 % 2), batch + (H, ell_z, d_e // H), dtype)) # (…, H, ℓ_z, d_e/H)
+        d_K_3 = np.swapaxes(g10059, -1, -2)                     # (…, H, d_e/H, ℓ_z)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10109 = _sum_to(g10098, 3, (-1,))                      # (H, d_e/H, 1)
-        g10110 = np.squeeze(g10109, -1)                         # (H, d_e/H)
-        g10111 = np.swapaxes(W_v_3_l_2, -1, -2)                 # (H, d_e, d_e/H)
-        g10112 = np.matmul(g10111, g10098, out=_buf(workspace, ('EDTransformer:bg10112', l__2 % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
-        g10113 = np.swapaxes(_115, -1, -2)                      # (…, 1, ℓ_z, d_e)
-        g10114 = np.matmul(g10098, g10113, out=_buf(workspace, ('EDTransformer:bg10114', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10115 = _sum_to(g10114, 3, ())                         # (H, d_e/H, d_e)
-        g10116 = _sum_to(g10112, None, (-3,))                   # (…, 1, d_e, ℓ_z)
+        g10061 = _sum_to(d_V_3, 3, (-1,))                       # (H, d_e/H, 1)
+        d_b_v_3_l_2 = np.squeeze(g10061, -1)                    # (H, d_e/H)
+        g10063 = np.swapaxes(W_v_3_l_2, -1, -2)                 # (H, d_e, d_e/H)
+        g10064 = np.matmul(g10063, d_V_3, out=_buf(workspace, ('EDTransformer:bg10064', l__2 % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10065 = np.swapaxes(_115, -1, -2)                      # (…, 1, ℓ_z, d_e)
+        g10066 = np.matmul(d_V_3, g10065, out=_buf(workspace, ('EDTransformer:bg10066', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
+        d_W_v_3_l_2 = _sum_to(g10066, 3, ())                    # (H, d_e/H, d_e)
+        g10068 = _sum_to(g10064, None, (-3,))                   # (…, 1, d_e, ℓ_z)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10117 = _sum_to(g10108, 3, (-1,))                      # (H, d_e/H, 1)
-        g10118 = np.squeeze(g10117, -1)                         # (H, d_e/H)
-        g10119 = np.swapaxes(W_k_3_l_2, -1, -2)                 # (H, d_e, d_e/H)
-        g10120 = np.matmul(g10119, g10108, out=_buf(workspace, ('EDTransformer:bg10120', l__2 % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
-        g10121 = np.swapaxes(_115, -1, -2)                      # (…, 1, ℓ_z, d_e)
-        g10122 = np.matmul(g10108, g10121, out=_buf(workspace, ('EDTransformer:bg10122', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10123 = _sum_to(g10122, 3, ())                         # (H, d_e/H, d_e)
-        g10124 = _sum_to(g10120, None, (-3,))                   # (…, 1, d_e, ℓ_z)
-        g10125 = np.add(g10116, g10124, out=_buf(workspace, ('EDTransformer:bg10125', l__2 % 2), batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
+        g10069 = _sum_to(d_K_3, 3, (-1,))                       # (H, d_e/H, 1)
+        d_b_k_3_l_2 = np.squeeze(g10069, -1)                    # (H, d_e/H)
+        g10071 = np.swapaxes(W_k_3_l_2, -1, -2)                 # (H, d_e, d_e/H)
+        g10072 = np.matmul(g10071, d_K_3, out=_buf(workspace, ('EDTransformer:bg10072', l__2 % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10073 = np.swapaxes(_115, -1, -2)                      # (…, 1, ℓ_z, d_e)
+        g10074 = np.matmul(d_K_3, g10073, out=_buf(workspace, ('EDTransformer:bg10074', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
+        d_W_k_3_l_2 = _sum_to(g10074, 3, ())                    # (H, d_e/H, d_e)
+        g10076 = _sum_to(g10072, None, (-3,))                   # (…, 1, d_e, ℓ_z)
+        g10077 = np.add(g10068, g10076, out=_buf(workspace, ('EDTransformer:bg10077', l__2 % 2), batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10126 = _sum_to(g10105, 3, (-1,))                      # (H, d_e/H, 1)
-        g10127 = np.squeeze(g10126, -1)                         # (H, d_e/H)
-        g10128 = np.swapaxes(W_q_3_l_2, -1, -2)                 # (H, d_e, d_e/H)
-        g10129 = np.matmul(g10128, g10105, out=_buf(workspace, ('EDTransformer:bg10129', l__2 % 2), batch + (H, d_e, ell_x), dtype)) # (…, H, d_e, ℓ_x)
-        g10130 = np.swapaxes(_111, -1, -2)                      # (…, 1, ℓ_x, d_e)
-        g10131 = np.matmul(g10105, g10130, out=_buf(workspace, ('EDTransformer:bg10131', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10132 = _sum_to(g10131, 3, ())                         # (H, d_e/H, d_e)
-        g10133 = _sum_to(g10129, None, (-3,))                   # (…, 1, d_e, ℓ_x)
-        g10134 = np.squeeze(g10133, -3)                         # (…, d_e, ℓ_x)
-        g10135 = np.add(g10086, g10134, out=_buf(workspace, ('EDTransformer:bg10135', l__2 % 2), batch + (d_e, ell_x), dtype)) # (…, d_e, ℓ_x)
+        g10078 = _sum_to(d_Q_3, 3, (-1,))                       # (H, d_e/H, 1)
+        d_b_q_3_l_2 = np.squeeze(g10078, -1)                    # (H, d_e/H)
+        g10080 = np.swapaxes(W_q_3_l_2, -1, -2)                 # (H, d_e, d_e/H)
+        g10081 = np.matmul(g10080, d_Q_3, out=_buf(workspace, ('EDTransformer:bg10081', l__2 % 2), batch + (H, d_e, ell_x), dtype)) # (…, H, d_e, ℓ_x)
+        g10082 = np.swapaxes(_111, -1, -2)                      # (…, 1, ℓ_x, d_e)
+        g10083 = np.matmul(d_Q_3, g10082, out=_buf(workspace, ('EDTransformer:bg10083', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
+        d_W_q_3_l_2 = _sum_to(g10083, 3, ())                    # (H, d_e/H, d_e)
+        g10085 = _sum_to(g10081, None, (-3,))                   # (…, 1, d_e, ℓ_x)
+        g10086 = np.squeeze(g10085, -3)                         # (…, d_e, ℓ_x)
+        g10087 = np.add(d_X_4, g10086, out=_buf(workspace, ('EDTransformer:bg10087', l__2 % 2), batch + (d_e, ell_x), dtype)) # (…, d_e, ℓ_x)
         # 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
-        g10136 = np.swapaxes(g10135, -1, -2)                    # (…, ℓ_x, d_e)
+        d_e_hat_3 = np.swapaxes(g10087, -1, -2)                 # (…, ℓ_x, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        g10137 = _sum_to(g10136, 1, ())                         # (d_e,)
-        g10138 = np.multiply(g10136, gamma3_l_2, out=_buf(workspace, ('EDTransformer:bg10138', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
-        g10139 = np.multiply(g10136, _107, out=_buf(workspace, ('EDTransformer:bg10139', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
-        g10140 = _sum_to(g10139, 1, ())                         # (d_e,)
-        g10141 = np.divide(g10138, _106, out=_buf(workspace, ('EDTransformer:bg10141', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
-        g10142 = np.multiply(g10138, _107, out=_buf(workspace, ('EDTransformer:bg10142', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
-        g10143 = np.divide(g10142, _106, out=g10142)            # (…, ℓ_x, d_e)
-        g10144 = np.negative(g10143, out=g10143)                # (…, ℓ_x, d_e)
-        g10145 = _sum_to(g10144, None, (-1,))                   # (…, ℓ_x, 1)
-        g10146 = np.squeeze(g10145, -1)                         # (…, ℓ_x)
-        g10147 = np.multiply(_105, 2.0, out=_buf(workspace, ('EDTransformer:bg10147', l__2 % 2), batch + (ell_x,), dtype)) # (…, ℓ_x)
-        g10148 = np.divide(g10146, g10147, out=_buf(workspace, ('EDTransformer:bg10148', l__2 % 2), batch + (ell_x,), dtype)) # (…, ℓ_x)
-        # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-        g10149 = np.divide(g10148, d_e, out=_buf(workspace, ('EDTransformer:bg10149', l__2 % 2), batch + (ell_x,), dtype)) # (…, ℓ_x)
-        g10153 = np.broadcast_to(np.expand_dims(g10149, -1), shape_102) # (…, ℓ_x, d_e)
-        g10154 = np.multiply(_101, 2.0, out=_buf(workspace, ('EDTransformer:bg10154', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
-        g10155 = np.multiply(g10153, g10154, out=g10154)        # (…, ℓ_x, d_e)
-        g10156 = np.add(g10141, g10155, out=g10141)             # (…, ℓ_x, d_e)
-        g10157 = np.negative(g10156, out=_buf(workspace, ('EDTransformer:bg10157', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
-        g10158 = _sum_to(g10157, None, (-1,))                   # (…, ℓ_x, 1)
-        g10159 = np.squeeze(g10158, -1)                         # (…, ℓ_x)
-        # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        g10160 = np.divide(g10159, d_e, out=_buf(workspace, ('EDTransformer:bg10160', l__2 % 2), batch + (ell_x,), dtype)) # (…, ℓ_x)
-        g10164 = np.broadcast_to(np.expand_dims(g10160, -1), shape_97) # (…, ℓ_x, d_e)
-        g10165 = np.add(g10156, g10164, out=_buf(workspace, ('EDTransformer:bg10165', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
+        d_beta3_l_2 = _sum_to(d_e_hat_3, 1, ())                 # (d_e,)
+        d_x_hat_3 = np.multiply(d_e_hat_3, gamma3_l_2, out=_buf(workspace, ('EDTransformer:bd_x_hat_3', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
+        g10091 = np.multiply(d_e_hat_3, x_hat_3, out=_buf(workspace, ('EDTransformer:bg10091', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
+        d_gamma3_l_2 = _sum_to(g10091, 1, ())                   # (d_e,)
+        g10093 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, ('EDTransformer:bg10093', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
         # 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
-        g10166 = np.swapaxes(g10165, -1, -2)                    # (…, d_e, ℓ_x)
+        d_X_3 = np.swapaxes(g10093, -1, -2)                     # (…, d_e, ℓ_x)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10167 = _sum_to(g10166, 2, (-1,))                      # (d_e, 1)
-        g10168 = np.squeeze(g10167, -1)                         # (d_e,)
-        g10169 = np.swapaxes(W_o_2_l_2, -1, -2)                 # (d_e, d_e)
-        g10170 = np.matmul(g10169, g10166, out=_buf(workspace, ('EDTransformer:bg10170', l__2 % 2), batch + (d_e, ell_x), dtype)) # (…, d_e, ℓ_x)
-        g10171 = np.swapaxes(Y_2, -1, -2)                       # (…, ℓ_x, d_e)
-        g10172 = np.matmul(g10166, g10171, out=_buf(workspace, ('EDTransformer:bg10172', l__2 % 2), batch + (d_e, d_e), dtype)) # (…, d_e, d_e)
-        g10173 = _sum_to(g10172, 2, ())                         # (d_e, d_e)
+        g10095 = _sum_to(d_X_3, 2, (-1,))                       # (d_e, 1)
+        d_b_o_2_l_2 = np.squeeze(g10095, -1)                    # (d_e,)
+        g10097 = np.swapaxes(W_o_2_l_2, -1, -2)                 # (d_e, d_e)
+        d_Y_2 = np.matmul(g10097, d_X_3, out=_buf(workspace, ('EDTransformer:bd_Y_2', l__2 % 2), batch + (d_e, ell_x), dtype)) # (…, d_e, ℓ_x)
+        g10099 = np.swapaxes(Y_2, -1, -2)                       # (…, ℓ_x, d_e)
+        g10100 = np.matmul(d_X_3, g10099, out=_buf(workspace, ('EDTransformer:bg10100', l__2 % 2), batch + (d_e, d_e), dtype)) # (…, d_e, d_e)
+        d_W_o_2_l_2 = _sum_to(g10100, 2, ())                    # (d_e, d_e)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
-        g10174 = g10170.reshape(V_tilde_3_shape)                # (…, H, d_e/H, ℓ_x)
+        d_V_tilde_3 = d_Y_2.reshape(V_tilde_3_shape)            # (…, H, d_e/H, ℓ_x)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10175 = np.swapaxes(V_2, -1, -2)                       # (…, H, ℓ_x, d_e/H)
-        g10176 = np.matmul(g10175, g10174, out=_buf(workspace, ('EDTransformer:bg10176', l__2 % 2), batch + (H, ell_x, ell_x), dtype)) # (…, H, ℓ_x, ℓ_x)
-        g10177 = np.swapaxes(_90, -1, -2)                       # (…, H, ℓ_x, ℓ_x)
-        g10178 = np.matmul(g10174, g10177, out=_buf(workspace, ('EDTransformer:bg10178', l__2 % 2), batch + (H, d_e // H, ell_x), dtype)) # (…, H, d_e/H, ℓ_x)
-        g10179 = _softmax_grad(g10176, _90, -2, _buf(workspace, ('EDTransformer:bg10179', l__2 % 2), batch + (H, ell_x, ell_x), dtype)) # (…, H, ℓ_x, ℓ_x)
-        g10180 = np.divide(g10179, _88, out=_buf(workspace, ('EDTransformer:bg10180', l__2 % 2), batch + (H, ell_x, ell_x), dtype)) # (…, H, ℓ_x, ℓ_x)
+        g10103 = np.swapaxes(V_2, -1, -2)                       # (…, H, ℓ_x, d_e/H)
+        g10104 = np.matmul(g10103, d_V_tilde_3, out=_buf(workspace, ('EDTransformer:bg10104', l__2 % 2), batch + (H, ell_x, ell_x), dtype)) # (…, H, ℓ_x, ℓ_x)
+        g10105 = np.swapaxes(_90, -1, -2)                       # (…, H, ℓ_x, ℓ_x)
+        d_V_2 = np.matmul(d_V_tilde_3, g10105, out=_buf(workspace, ('EDTransformer:bd_V_2', l__2 % 2), batch + (H, d_e // H, ell_x), dtype)) # (…, H, d_e/H, ℓ_x)
+        g10107 = _softmax_grad(g10104, _90, -2, _buf(workspace, ('EDTransformer:bg10107', l__2 % 2), batch + (H, ell_x, ell_x), dtype)) # (…, H, ℓ_x, ℓ_x)
+        g10108 = np.divide(g10107, _88, out=_buf(workspace, ('EDTransformer:bg10108', l__2 % 2), batch + (H, ell_x, ell_x), dtype)) # (…, H, ℓ_x, ℓ_x)
         # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
-        g10185 = _where(_86, 0, g10180, _buf(workspace, ('EDTransformer:bg10185', l__2 % 2), batch + (H, ell_x, ell_x), dtype)) # (…, H, ℓ_x, ℓ_x)
+        d_S_2 = _where(_86, 0, g10108, _buf(workspace, ('EDTransformer:bd_S_2', l__2 % 2), batch + (H, ell_x, ell_x), dtype)) # (…, H, ℓ_x, ℓ_x)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        g10186 = np.swapaxes(_84, -1, -2)                       # (…, H, d_e/H, ℓ_x)
-        g10187 = np.matmul(g10186, g10185, out=_buf(workspace, ('EDTransformer:bg10187', l__2 % 2), batch + (H, d_e // H, ell_x), dtype)) # (…, H, d_e/H, ℓ_x)
-        g10188 = np.swapaxes(Q_2, -1, -2)                       # (…, H, ℓ_x, d_e/H)
-        g10189 = np.matmul(g10185, g10188, out=_buf(workspace, ('EDTransformer:bg10189', l__2 % 2), batch + (H, ell_x, d_e // H), dtype)) # (…, H, ℓ_x, d_e/H)
-        g10190 = np.swapaxes(g10189, -1, -2)                    # (…, H, d_e/H, ℓ_x)
+        g10114 = np.swapaxes(_84, -1, -2)                       # (…, H, d_e/H, ℓ_x)
+        d_Q_2 = np.matmul(g10114, d_S_2, out=_buf(workspace, ('EDTransformer:bd_Q_2', l__2 % 2), batch + (H, d_e // H, ell_x), dtype)) # (…, H, d_e/H, ℓ_x)
+        g10116 = np.swapaxes(Q_2, -1, -2)                       # (…, H, ℓ_x, d_e/H)
+        g10117 = np.matmul(d_S_2, g10116, out=_buf(workspace, ('EDTransformer:bg10117', l__2 % 2), batch + (H, ell_x, d_e // H), dtype)) # (…, H, ℓ_x, d_e/H)
+        d_K_2 = np.swapaxes(g10117, -1, -2)                     # (…, H, d_e/H, ℓ_x)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10191 = _sum_to(g10178, 3, (-1,))                      # (H, d_e/H, 1)
-        g10192 = np.squeeze(g10191, -1)                         # (H, d_e/H)
-        g10193 = np.swapaxes(W_v_2_l_2, -1, -2)                 # (H, d_e, d_e/H)
-        g10194 = np.matmul(g10193, g10178, out=_buf(workspace, ('EDTransformer:bg10194', l__2 % 2), batch + (H, d_e, ell_x), dtype)) # (…, H, d_e, ℓ_x)
-        g10195 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ_x, d_e)
-        g10196 = np.matmul(g10178, g10195, out=_buf(workspace, ('EDTransformer:bg10196', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10197 = _sum_to(g10196, 3, ())                         # (H, d_e/H, d_e)
-        g10198 = _sum_to(g10194, None, (-3,))                   # (…, 1, d_e, ℓ_x)
+        g10119 = _sum_to(d_V_2, 3, (-1,))                       # (H, d_e/H, 1)
+        d_b_v_2_l_2 = np.squeeze(g10119, -1)                    # (H, d_e/H)
+        g10121 = np.swapaxes(W_v_2_l_2, -1, -2)                 # (H, d_e, d_e/H)
+        g10122 = np.matmul(g10121, d_V_2, out=_buf(workspace, ('EDTransformer:bg10122', l__2 % 2), batch + (H, d_e, ell_x), dtype)) # (…, H, d_e, ℓ_x)
+        g10123 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ_x, d_e)
+        g10124 = np.matmul(d_V_2, g10123, out=_buf(workspace, ('EDTransformer:bg10124', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
+        d_W_v_2_l_2 = _sum_to(g10124, 3, ())                    # (H, d_e/H, d_e)
+        g10126 = _sum_to(g10122, None, (-3,))                   # (…, 1, d_e, ℓ_x)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10199 = _sum_to(g10190, 3, (-1,))                      # (H, d_e/H, 1)
-        g10200 = np.squeeze(g10199, -1)                         # (H, d_e/H)
-        g10201 = np.swapaxes(W_k_2_l_2, -1, -2)                 # (H, d_e, d_e/H)
-        g10202 = np.matmul(g10201, g10190, out=_buf(workspace, ('EDTransformer:bg10202', l__2 % 2), batch + (H, d_e, ell_x), dtype)) # (…, H, d_e, ℓ_x)
-        g10203 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ_x, d_e)
-        g10204 = np.matmul(g10190, g10203, out=_buf(workspace, ('EDTransformer:bg10204', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10205 = _sum_to(g10204, 3, ())                         # (H, d_e/H, d_e)
-        g10206 = _sum_to(g10202, None, (-3,))                   # (…, 1, d_e, ℓ_x)
-        g10207 = np.add(g10198, g10206, out=_buf(workspace, ('EDTransformer:bg10207', l__2 % 2), batch + (1, d_e, ell_x), dtype)) # (…, 1, d_e, ℓ_x)
+        g10127 = _sum_to(d_K_2, 3, (-1,))                       # (H, d_e/H, 1)
+        d_b_k_2_l_2 = np.squeeze(g10127, -1)                    # (H, d_e/H)
+        g10129 = np.swapaxes(W_k_2_l_2, -1, -2)                 # (H, d_e, d_e/H)
+        g10130 = np.matmul(g10129, d_K_2, out=_buf(workspace, ('EDTransformer:bg10130', l__2 % 2), batch + (H, d_e, ell_x), dtype)) # (…, H, d_e, ℓ_x)
+        g10131 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ_x, d_e)
+        g10132 = np.matmul(d_K_2, g10131, out=_buf(workspace, ('EDTransformer:bg10132', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
+        d_W_k_2_l_2 = _sum_to(g10132, 3, ())                    # (H, d_e/H, d_e)
+        g10134 = _sum_to(g10130, None, (-3,))                   # (…, 1, d_e, ℓ_x)
+        g10135 = np.add(g10126, g10134, out=_buf(workspace, ('EDTransformer:bg10135', l__2 % 2), batch + (1, d_e, ell_x), dtype)) # (…, 1, d_e, ℓ_x)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10208 = _sum_to(g10187, 3, (-1,))                      # (H, d_e/H, 1)
-        g10209 = np.squeeze(g10208, -1)                         # (H, d_e/H)
-        g10210 = np.swapaxes(W_q_2_l_2, -1, -2)                 # (H, d_e, d_e/H)
-        g10211 = np.matmul(g10210, g10187, out=_buf(workspace, ('EDTransformer:bg10211', l__2 % 2), batch + (H, d_e, ell_x), dtype)) # (…, H, d_e, ℓ_x)
-        g10212 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ_x, d_e)
-        g10213 = np.matmul(g10187, g10212, out=_buf(workspace, ('EDTransformer:bg10213', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10214 = _sum_to(g10213, 3, ())                         # (H, d_e/H, d_e)
-        g10215 = _sum_to(g10211, None, (-3,))                   # (…, 1, d_e, ℓ_x)
-        g10216 = np.add(g10207, g10215, out=g10207)             # (…, 1, d_e, ℓ_x)
-        g10217 = np.squeeze(g10216, -3)                         # (…, d_e, ℓ_x)
-        g10218 = np.add(g10166, g10217, out=_buf(workspace, ('EDTransformer:bg10218', l__2 % 2), batch + (d_e, ell_x), dtype)) # (…, d_e, ℓ_x)
-        d_W_q_2[l__2] += g10214
-        d_b_q_2[l__2] += g10209
-        d_W_k_2[l__2] += g10205
-        d_b_k_2[l__2] += g10200
-        d_W_v_2[l__2] += g10197
-        d_b_v_2[l__2] += g10192
-        d_W_o_2[l__2] += g10173
-        d_b_o_2[l__2] += g10168
-        d_gamma3[l__2] += g10140
-        d_beta3[l__2] += g10137
-        d_W_q_3[l__2] += g10132
-        d_b_q_3[l__2] += g10127
-        d_W_k_3[l__2] += g10123
-        d_b_k_3[l__2] += g10118
-        d_W_v_3[l__2] += g10115
-        d_b_v_3[l__2] += g10110
-        d_W_o_3[l__2] += g10093
-        d_b_o_3[l__2] += g10088
-        d_gamma4[l__2] += g10060
-        d_beta4[l__2] += g10057
-        d_W_mlp4[l__2] += g10045
-        d_W_mlp3[l__2] += g10054
-        d_b_mlp3[l__2] += g10049
-        d_b_mlp4[l__2] += g10040
-        d_gamma5[l__2] += g10012
-        d_beta5[l__2] += g10009
-        g10219 = g10219 + g10125
-        g10007 = g10218
+        g10136 = _sum_to(d_Q_2, 3, (-1,))                       # (H, d_e/H, 1)
+        d_b_q_2_l_2 = np.squeeze(g10136, -1)                    # (H, d_e/H)
+        g10138 = np.swapaxes(W_q_2_l_2, -1, -2)                 # (H, d_e, d_e/H)
+        g10139 = np.matmul(g10138, d_Q_2, out=_buf(workspace, ('EDTransformer:bg10139', l__2 % 2), batch + (H, d_e, ell_x), dtype)) # (…, H, d_e, ℓ_x)
+        g10140 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ_x, d_e)
+        g10141 = np.matmul(d_Q_2, g10140, out=_buf(workspace, ('EDTransformer:bg10141', l__2 % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
+        d_W_q_2_l_2 = _sum_to(g10141, 3, ())                    # (H, d_e/H, d_e)
+        g10143 = _sum_to(g10139, None, (-3,))                   # (…, 1, d_e, ℓ_x)
+        g10144 = np.add(g10135, g10143, out=g10135)             # (…, 1, d_e, ℓ_x)
+        g10145 = np.squeeze(g10144, -3)                         # (…, d_e, ℓ_x)
+        d_X_2 = np.add(d_X_3, g10145, out=_buf(workspace, ('EDTransformer:bd_X_2', l__2 % 2), batch + (d_e, ell_x), dtype)) # (…, d_e, ℓ_x)
+        d_W_q_2[l__2] += d_W_q_2_l_2
+        d_b_q_2[l__2] += d_b_q_2_l_2
+        d_W_k_2[l__2] += d_W_k_2_l_2
+        d_b_k_2[l__2] += d_b_k_2_l_2
+        d_W_v_2[l__2] += d_W_v_2_l_2
+        d_b_v_2[l__2] += d_b_v_2_l_2
+        d_W_o_2[l__2] += d_W_o_2_l_2
+        d_b_o_2[l__2] += d_b_o_2_l_2
+        d_gamma3[l__2] += d_gamma3_l_2
+        d_beta3[l__2] += d_beta3_l_2
+        d_W_q_3[l__2] += d_W_q_3_l_2
+        d_b_q_3[l__2] += d_b_q_3_l_2
+        d_W_k_3[l__2] += d_W_k_3_l_2
+        d_b_k_3[l__2] += d_b_k_3_l_2
+        d_W_v_3[l__2] += d_W_v_3_l_2
+        d_b_v_3[l__2] += d_b_v_3_l_2
+        d_W_o_3[l__2] += d_W_o_3_l_2
+        d_b_o_3[l__2] += d_b_o_3_l_2
+        d_gamma4[l__2] += d_gamma4_l_2
+        d_beta4[l__2] += d_beta4_l_2
+        d_W_mlp4[l__2] += d_W_mlp4_l_2
+        d_W_mlp3[l__2] += d_W_mlp3_l_2
+        d_b_mlp3[l__2] += d_b_mlp3_l_2
+        d_b_mlp4[l__2] += d_b_mlp4_l_2
+        d_gamma5[l__2] += d_gamma5_l_2
+        d_beta5[l__2] += d_beta5_l_2
+        g10147 = g10147 + g10077
+        g10007 = d_X_2
     # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-    g10220 = np.squeeze(g10219, -3)                             # (…, d_e, ℓ_z)
+    d_Z_5 = np.squeeze(g10147, -3)                              # (…, d_e, ℓ_z)
     # 12 X ← [e_1, e_2, …, e_{ℓ_x}] ▷ X ∈ ℝ^{d_e×ℓ_x}
-    g10221 = np.swapaxes(g10007, -1, -2)                        # (…, ℓ_x, d_e)
+    d_e_2 = np.swapaxes(g10007, -1, -2)                         # (…, ℓ_x, d_e)
     # 11 for t ∈ [ℓ_x] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
-    g10222 = _sum_to(g10221, 2, ())                             # (ℓ_x, d_e)
-    g10223 = _scatter_rows(g10222, _66 - 1, _4)                 # (ℓ_max, d_e)
-    g10224 = _scatter_rows(g10221, x - 1, _1)                   # (N_V, d_e)
-    g10225 = g10220
+    g10150 = _sum_to(d_e_2, 2, ())                              # (ℓ_x, d_e)
+    g10151 = _scatter_rows(g10150, _66 - 1, _4)                 # (ℓ_max, d_e)
+    g10152 = _scatter_rows(d_e_2, x - 1, _1)                    # (N_V, d_e)
+    g10153 = d_Z_5
     d_W_q = _buf(workspace, 'EDTransformer:bd_W_q', params.W_q.shape, dtype)
     d_W_q.fill(0)
     d_b_q = _buf(workspace, 'EDTransformer:bd_b_q', params.b_q.shape, dtype)
@@ -947,167 +877,127 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     d_beta2 = _buf(workspace, 'EDTransformer:bd_beta2', params.beta2.shape, dtype)
     d_beta2.fill(0)
     for l_ in reversed(range(L_enc)):
-        gamma2_l, _61, _60, _59, shape_56, _55, shape_51, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, _39, _38, _37, shape_34, _33, shape_29, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l, = saved_l_[l_]
+        gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, x_hat, sigma, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l, = saved_l_[l_]
         # 8 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^2_l, β^2_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
-        g10226 = np.swapaxes(g10225, -1, -2)                    # (…, ℓ_z, d_e)
+        d_e_hat_2 = np.swapaxes(g10153, -1, -2)                 # (…, ℓ_z, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        g10227 = _sum_to(g10226, 1, ())                         # (d_e,)
-        g10228 = np.multiply(g10226, gamma2_l, out=_buf(workspace, ('EDTransformer:bg10228', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10229 = np.multiply(g10226, _61, out=_buf(workspace, ('EDTransformer:bg10229', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10230 = _sum_to(g10229, 1, ())                         # (d_e,)
-        g10231 = np.divide(g10228, _60, out=_buf(workspace, ('EDTransformer:bg10231', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10232 = np.multiply(g10228, _61, out=_buf(workspace, ('EDTransformer:bg10232', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10233 = np.divide(g10232, _60, out=g10232)             # (…, ℓ_z, d_e)
-        g10234 = np.negative(g10233, out=g10233)                # (…, ℓ_z, d_e)
-        g10235 = _sum_to(g10234, None, (-1,))                   # (…, ℓ_z, 1)
-        g10236 = np.squeeze(g10235, -1)                         # (…, ℓ_z)
-        g10237 = np.multiply(_59, 2.0, out=_buf(workspace, ('EDTransformer:bg10237', l_ % 2), batch + (ell_z,), dtype)) # (…, ℓ_z)
-        g10238 = np.divide(g10236, g10237, out=_buf(workspace, ('EDTransformer:bg10238', l_ % 2), batch + (ell_z,), dtype)) # (…, ℓ_z)
-        # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-        g10239 = np.divide(g10238, d_e, out=_buf(workspace, ('EDTransformer:bg10239', l_ % 2), batch + (ell_z,), dtype)) # (…, ℓ_z)
-        g10243 = np.broadcast_to(np.expand_dims(g10239, -1), shape_56) # (…, ℓ_z, d_e)
-        g10244 = np.multiply(_55, 2.0, out=_buf(workspace, ('EDTransformer:bg10244', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10245 = np.multiply(g10243, g10244, out=g10244)        # (…, ℓ_z, d_e)
-        g10246 = np.add(g10231, g10245, out=g10231)             # (…, ℓ_z, d_e)
-        g10247 = np.negative(g10246, out=_buf(workspace, ('EDTransformer:bg10247', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10248 = _sum_to(g10247, None, (-1,))                   # (…, ℓ_z, 1)
-        g10249 = np.squeeze(g10248, -1)                         # (…, ℓ_z)
-        # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        g10250 = np.divide(g10249, d_e, out=_buf(workspace, ('EDTransformer:bg10250', l_ % 2), batch + (ell_z,), dtype)) # (…, ℓ_z)
-        g10254 = np.broadcast_to(np.expand_dims(g10250, -1), shape_51) # (…, ℓ_z, d_e)
-        g10255 = np.add(g10246, g10254, out=_buf(workspace, ('EDTransformer:bg10255', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        d_beta2_l = _sum_to(d_e_hat_2, 1, ())                   # (d_e,)
+        d_x_hat_2 = np.multiply(d_e_hat_2, gamma2_l, out=_buf(workspace, ('EDTransformer:bd_x_hat_2', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        g10157 = np.multiply(d_e_hat_2, x_hat_2, out=_buf(workspace, ('EDTransformer:bg10157', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        d_gamma2_l = _sum_to(g10157, 1, ())                     # (d_e,)
+        g10159 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, ('EDTransformer:bg10159', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         # 8 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^2_l, β^2_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
-        g10256 = np.swapaxes(g10255, -1, -2)                    # (…, d_e, ℓ_z)
+        d_Z_4 = np.swapaxes(g10159, -1, -2)                     # (…, d_e, ℓ_z)
         # 7 Z ← Z + W^l_mlp2 ReLU(W^l_mlp1 Z + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ Z ∈ ℝ^{d_e×ℓ_z}
-        g10257 = _sum_to(g10256, 2, (-1,))                      # (d_e, 1)
-        g10258 = np.squeeze(g10257, -1)                         # (d_e,)
-        g10259 = np.swapaxes(W_mlp2_l, -1, -2)                  # (d_mlp, d_e)
-        g10260 = np.matmul(g10259, g10256, out=_buf(workspace, ('EDTransformer:bg10260', l_ % 2), batch + (d_mlp, ell_z), dtype)) # (…, d_mlp, ℓ_z)
-        g10261 = np.swapaxes(_46, -1, -2)                       # (…, ℓ_z, d_mlp)
-        g10262 = np.matmul(g10256, g10261, out=_buf(workspace, ('EDTransformer:bg10262', l_ % 2), batch + (d_e, d_mlp), dtype)) # (…, d_e, d_mlp)
-        g10263 = _sum_to(g10262, 2, ())                         # (d_e, d_mlp)
-        g10264 = (_45 > 0)                                      # (…, d_mlp, ℓ_z)
-        g10265 = np.multiply(g10260, g10264, out=_buf(workspace, ('EDTransformer:bg10265', l_ % 2), batch + (d_mlp, ell_z), dtype)) # (…, d_mlp, ℓ_z)
-        g10266 = _sum_to(g10265, 2, (-1,))                      # (d_mlp, 1)
-        g10267 = np.squeeze(g10266, -1)                         # (d_mlp,)
-        g10268 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
-        g10269 = np.matmul(g10268, g10265, out=_buf(workspace, ('EDTransformer:bg10269', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
-        g10270 = np.swapaxes(_42, -1, -2)                       # (…, ℓ_z, d_e)
-        g10271 = np.matmul(g10265, g10270, out=_buf(workspace, ('EDTransformer:bg10271', l_ % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
-        g10272 = _sum_to(g10271, 2, ())                         # (d_mlp, d_e)
-        g10273 = np.add(g10256, g10269, out=g10269)             # (…, d_e, ℓ_z)
+        g10161 = _sum_to(d_Z_4, 2, (-1,))                       # (d_e, 1)
+        d_b_mlp2_l = np.squeeze(g10161, -1)                     # (d_e,)
+        g10163 = np.swapaxes(W_mlp2_l, -1, -2)                  # (d_mlp, d_e)
+        g10164 = np.matmul(g10163, d_Z_4, out=_buf(workspace, ('EDTransformer:bg10164', l_ % 2), batch + (d_mlp, ell_z), dtype)) # (…, d_mlp, ℓ_z)
+        g10165 = np.swapaxes(_46, -1, -2)                       # (…, ℓ_z, d_mlp)
+        g10166 = np.matmul(d_Z_4, g10165, out=_buf(workspace, ('EDTransformer:bg10166', l_ % 2), batch + (d_e, d_mlp), dtype)) # (…, d_e, d_mlp)
+        d_W_mlp2_l = _sum_to(g10166, 2, ())                     # (d_e, d_mlp)
+        g10168 = (_45 > 0)                                      # (…, d_mlp, ℓ_z)
+        g10169 = np.multiply(g10164, g10168, out=_buf(workspace, ('EDTransformer:bg10169', l_ % 2), batch + (d_mlp, ell_z), dtype)) # (…, d_mlp, ℓ_z)
+        g10170 = _sum_to(g10169, 2, (-1,))                      # (d_mlp, 1)
+        d_b_mlp1_l = np.squeeze(g10170, -1)                     # (d_mlp,)
+        g10172 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
+        g10173 = np.matmul(g10172, g10169, out=_buf(workspace, ('EDTransformer:bg10173', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
+        g10174 = np.swapaxes(_42, -1, -2)                       # (…, ℓ_z, d_e)
+        g10175 = np.matmul(g10169, g10174, out=_buf(workspace, ('EDTransformer:bg10175', l_ % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
+        d_W_mlp1_l = _sum_to(g10175, 2, ())                     # (d_mlp, d_e)
+        g10177 = np.add(d_Z_4, g10173, out=g10173)              # (…, d_e, ℓ_z)
         # 6 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^1_l, β^1_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
-        g10274 = np.swapaxes(g10273, -1, -2)                    # (…, ℓ_z, d_e)
+        d_e_hat = np.swapaxes(g10177, -1, -2)                   # (…, ℓ_z, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        g10275 = _sum_to(g10274, 1, ())                         # (d_e,)
-        g10276 = np.multiply(g10274, gamma1_l, out=_buf(workspace, ('EDTransformer:bg10276', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10277 = np.multiply(g10274, _39, out=_buf(workspace, ('EDTransformer:bg10277', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10278 = _sum_to(g10277, 1, ())                         # (d_e,)
-        g10279 = np.divide(g10276, _38, out=_buf(workspace, ('EDTransformer:bg10279', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10280 = np.multiply(g10276, _39, out=_buf(workspace, ('EDTransformer:bg10280', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10281 = np.divide(g10280, _38, out=g10280)             # (…, ℓ_z, d_e)
-        g10282 = np.negative(g10281, out=g10281)                # (…, ℓ_z, d_e)
-        g10283 = _sum_to(g10282, None, (-1,))                   # (…, ℓ_z, 1)
-        g10284 = np.squeeze(g10283, -1)                         # (…, ℓ_z)
-        g10285 = np.multiply(_37, 2.0, out=_buf(workspace, ('EDTransformer:bg10285', l_ % 2), batch + (ell_z,), dtype)) # (…, ℓ_z)
-        g10286 = np.divide(g10284, g10285, out=_buf(workspace, ('EDTransformer:bg10286', l_ % 2), batch + (ell_z,), dtype)) # (…, ℓ_z)
-        # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-        g10287 = np.divide(g10286, d_e, out=_buf(workspace, ('EDTransformer:bg10287', l_ % 2), batch + (ell_z,), dtype)) # (…, ℓ_z)
-        g10291 = np.broadcast_to(np.expand_dims(g10287, -1), shape_34) # (…, ℓ_z, d_e)
-        g10292 = np.multiply(_33, 2.0, out=_buf(workspace, ('EDTransformer:bg10292', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10293 = np.multiply(g10291, g10292, out=g10292)        # (…, ℓ_z, d_e)
-        g10294 = np.add(g10279, g10293, out=g10279)             # (…, ℓ_z, d_e)
-        g10295 = np.negative(g10294, out=_buf(workspace, ('EDTransformer:bg10295', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10296 = _sum_to(g10295, None, (-1,))                   # (…, ℓ_z, 1)
-        g10297 = np.squeeze(g10296, -1)                         # (…, ℓ_z)
-        # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        g10298 = np.divide(g10297, d_e, out=_buf(workspace, ('EDTransformer:bg10298', l_ % 2), batch + (ell_z,), dtype)) # (…, ℓ_z)
-        g10302 = np.broadcast_to(np.expand_dims(g10298, -1), shape_29) # (…, ℓ_z, d_e)
-        g10303 = np.add(g10294, g10302, out=_buf(workspace, ('EDTransformer:bg10303', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        d_beta1_l = _sum_to(d_e_hat, 1, ())                     # (d_e,)
+        d_x_hat = np.multiply(d_e_hat, gamma1_l, out=_buf(workspace, ('EDTransformer:bd_x_hat', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        g10181 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, ('EDTransformer:bg10181', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        d_gamma1_l = _sum_to(g10181, 1, ())                     # (d_e,)
+        g10183 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('EDTransformer:bg10183', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         # 6 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^1_l, β^1_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
-        g10304 = np.swapaxes(g10303, -1, -2)                    # (…, d_e, ℓ_z)
+        d_Z_3 = np.swapaxes(g10183, -1, -2)                     # (…, d_e, ℓ_z)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10305 = _sum_to(g10304, 2, (-1,))                      # (d_e, 1)
-        g10306 = np.squeeze(g10305, -1)                         # (d_e,)
-        g10307 = np.swapaxes(W_o_l, -1, -2)                     # (d_e, d_e)
-        g10308 = np.matmul(g10307, g10304, out=_buf(workspace, ('EDTransformer:bg10308', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
-        g10309 = np.swapaxes(Y, -1, -2)                         # (…, ℓ_z, d_e)
-        g10310 = np.matmul(g10304, g10309, out=_buf(workspace, ('EDTransformer:bg10310', l_ % 2), batch + (d_e, d_e), dtype)) # (…, d_e, d_e)
-        g10311 = _sum_to(g10310, 2, ())                         # (d_e, d_e)
+        g10185 = _sum_to(d_Z_3, 2, (-1,))                       # (d_e, 1)
+        d_b_o_l = np.squeeze(g10185, -1)                        # (d_e,)
+        g10187 = np.swapaxes(W_o_l, -1, -2)                     # (d_e, d_e)
+        d_Y = np.matmul(g10187, d_Z_3, out=_buf(workspace, ('EDTransformer:bd_Y', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
+        g10189 = np.swapaxes(Y, -1, -2)                         # (…, ℓ_z, d_e)
+        g10190 = np.matmul(d_Z_3, g10189, out=_buf(workspace, ('EDTransformer:bg10190', l_ % 2), batch + (d_e, d_e), dtype)) # (…, d_e, d_e)
+        d_W_o_l = _sum_to(g10190, 2, ())                        # (d_e, d_e)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
-        g10312 = g10308.reshape(V_tilde_shape)                  # (…, H, d_e/H, ℓ_z)
+        d_V_tilde = d_Y.reshape(V_tilde_shape)                  # (…, H, d_e/H, ℓ_z)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10313 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ_z, d_e/H)
-        g10314 = np.matmul(g10313, g10312, out=_buf(workspace, ('EDTransformer:bg10314', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
-        g10315 = np.swapaxes(_22, -1, -2)                       # (…, H, ℓ_z, ℓ_z)
-        g10316 = np.matmul(g10312, g10315, out=_buf(workspace, ('EDTransformer:bg10316', l_ % 2), batch + (H, d_e // H, ell_z), dtype)) # (…, H, d_e/H, ℓ_z)
-        g10317 = _softmax_grad(g10314, _22, -2, _buf(workspace, ('EDTransformer:bg10317', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
-        g10318 = np.divide(g10317, _20, out=_buf(workspace, ('EDTransformer:bg10318', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
+        g10193 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ_z, d_e/H)
+        g10194 = np.matmul(g10193, d_V_tilde, out=_buf(workspace, ('EDTransformer:bg10194', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
+        g10195 = np.swapaxes(_22, -1, -2)                       # (…, H, ℓ_z, ℓ_z)
+        d_V = np.matmul(d_V_tilde, g10195, out=_buf(workspace, ('EDTransformer:bd_V', l_ % 2), batch + (H, d_e // H, ell_z), dtype)) # (…, H, d_e/H, ℓ_z)
+        g10197 = _softmax_grad(g10194, _22, -2, _buf(workspace, ('EDTransformer:bg10197', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
+        d_S = np.divide(g10197, _20, out=_buf(workspace, ('EDTransformer:bd_S', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        g10322 = np.swapaxes(_18, -1, -2)                       # (…, H, d_e/H, ℓ_z)
-        g10323 = np.matmul(g10322, g10318, out=_buf(workspace, ('EDTransformer:bg10323', l_ % 2), batch + (H, d_e // H, ell_z), dtype)) # (…, H, d_e/H, ℓ_z)
-        g10324 = np.swapaxes(Q, -1, -2)                         # (…, H, ℓ_z, d_e/H)
-        g10325 = np.matmul(g10318, g10324, out=_buf(workspace, ('EDTransformer:bg10325', l_ % 2), batch + (H, ell_z, d_e // H), dtype)) # (…, H, ℓ_z, d_e/H)
-        g10326 = np.swapaxes(g10325, -1, -2)                    # (…, H, d_e/H, ℓ_z)
+        g10202 = np.swapaxes(_18, -1, -2)                       # (…, H, d_e/H, ℓ_z)
+        d_Q = np.matmul(g10202, d_S, out=_buf(workspace, ('EDTransformer:bd_Q', l_ % 2), batch + (H, d_e // H, ell_z), dtype)) # (…, H, d_e/H, ℓ_z)
+        g10204 = np.swapaxes(Q, -1, -2)                         # (…, H, ℓ_z, d_e/H)
+        g10205 = np.matmul(d_S, g10204, out=_buf(workspace, ('EDTransformer:bg10205', l_ % 2), batch + (H, ell_z, d_e // H), dtype)) # (…, H, ℓ_z, d_e/H)
+        d_K = np.swapaxes(g10205, -1, -2)                       # (…, H, d_e/H, ℓ_z)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10327 = _sum_to(g10316, 3, (-1,))                      # (H, d_e/H, 1)
-        g10328 = np.squeeze(g10327, -1)                         # (H, d_e/H)
-        g10329 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_e/H)
-        g10330 = np.matmul(g10329, g10316, out=_buf(workspace, ('EDTransformer:bg10330', l_ % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
-        g10331 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
-        g10332 = np.matmul(g10316, g10331, out=_buf(workspace, ('EDTransformer:bg10332', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10333 = _sum_to(g10332, 3, ())                         # (H, d_e/H, d_e)
-        g10334 = _sum_to(g10330, None, (-3,))                   # (…, 1, d_e, ℓ_z)
+        g10207 = _sum_to(d_V, 3, (-1,))                         # (H, d_e/H, 1)
+        d_b_v_l = np.squeeze(g10207, -1)                        # (H, d_e/H)
+        g10209 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_e/H)
+        g10210 = np.matmul(g10209, d_V, out=_buf(workspace, ('EDTransformer:bg10210', l_ % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10211 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
+        g10212 = np.matmul(d_V, g10211, out=_buf(workspace, ('EDTransformer:bg10212', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
+        d_W_v_l = _sum_to(g10212, 3, ())                        # (H, d_e/H, d_e)
+        g10214 = _sum_to(g10210, None, (-3,))                   # (…, 1, d_e, ℓ_z)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10335 = _sum_to(g10326, 3, (-1,))                      # (H, d_e/H, 1)
-        g10336 = np.squeeze(g10335, -1)                         # (H, d_e/H)
-        g10337 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_e/H)
-        g10338 = np.matmul(g10337, g10326, out=_buf(workspace, ('EDTransformer:bg10338', l_ % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
-        g10339 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
-        g10340 = np.matmul(g10326, g10339, out=_buf(workspace, ('EDTransformer:bg10340', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10341 = _sum_to(g10340, 3, ())                         # (H, d_e/H, d_e)
-        g10342 = _sum_to(g10338, None, (-3,))                   # (…, 1, d_e, ℓ_z)
-        g10343 = np.add(g10334, g10342, out=_buf(workspace, ('EDTransformer:bg10343', l_ % 2), batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
+        g10215 = _sum_to(d_K, 3, (-1,))                         # (H, d_e/H, 1)
+        d_b_k_l = np.squeeze(g10215, -1)                        # (H, d_e/H)
+        g10217 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_e/H)
+        g10218 = np.matmul(g10217, d_K, out=_buf(workspace, ('EDTransformer:bg10218', l_ % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10219 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
+        g10220 = np.matmul(d_K, g10219, out=_buf(workspace, ('EDTransformer:bg10220', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
+        d_W_k_l = _sum_to(g10220, 3, ())                        # (H, d_e/H, d_e)
+        g10222 = _sum_to(g10218, None, (-3,))                   # (…, 1, d_e, ℓ_z)
+        g10223 = np.add(g10214, g10222, out=_buf(workspace, ('EDTransformer:bg10223', l_ % 2), batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10344 = _sum_to(g10323, 3, (-1,))                      # (H, d_e/H, 1)
-        g10345 = np.squeeze(g10344, -1)                         # (H, d_e/H)
-        g10346 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_e/H)
-        g10347 = np.matmul(g10346, g10323, out=_buf(workspace, ('EDTransformer:bg10347', l_ % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
-        g10348 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
-        g10349 = np.matmul(g10323, g10348, out=_buf(workspace, ('EDTransformer:bg10349', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10350 = _sum_to(g10349, 3, ())                         # (H, d_e/H, d_e)
-        g10351 = _sum_to(g10347, None, (-3,))                   # (…, 1, d_e, ℓ_z)
-        g10352 = np.add(g10343, g10351, out=g10343)             # (…, 1, d_e, ℓ_z)
-        g10353 = np.squeeze(g10352, -3)                         # (…, d_e, ℓ_z)
-        g10354 = np.add(g10304, g10353, out=_buf(workspace, ('EDTransformer:bg10354', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
-        d_W_q[l_] += g10350
-        d_b_q[l_] += g10345
-        d_W_k[l_] += g10341
-        d_b_k[l_] += g10336
-        d_W_v[l_] += g10333
-        d_b_v[l_] += g10328
-        d_W_o[l_] += g10311
-        d_b_o[l_] += g10306
-        d_gamma1[l_] += g10278
-        d_beta1[l_] += g10275
-        d_W_mlp2[l_] += g10263
-        d_W_mlp1[l_] += g10272
-        d_b_mlp1[l_] += g10267
-        d_b_mlp2[l_] += g10258
-        d_gamma2[l_] += g10230
-        d_beta2[l_] += g10227
-        g10225 = g10354
+        g10224 = _sum_to(d_Q, 3, (-1,))                         # (H, d_e/H, 1)
+        d_b_q_l = np.squeeze(g10224, -1)                        # (H, d_e/H)
+        g10226 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_e/H)
+        g10227 = np.matmul(g10226, d_Q, out=_buf(workspace, ('EDTransformer:bg10227', l_ % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10228 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
+        g10229 = np.matmul(d_Q, g10228, out=_buf(workspace, ('EDTransformer:bg10229', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
+        d_W_q_l = _sum_to(g10229, 3, ())                        # (H, d_e/H, d_e)
+        g10231 = _sum_to(g10227, None, (-3,))                   # (…, 1, d_e, ℓ_z)
+        g10232 = np.add(g10223, g10231, out=g10223)             # (…, 1, d_e, ℓ_z)
+        g10233 = np.squeeze(g10232, -3)                         # (…, d_e, ℓ_z)
+        d_Z_2 = np.add(d_Z_3, g10233, out=_buf(workspace, ('EDTransformer:bd_Z_2', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
+        d_W_q[l_] += d_W_q_l
+        d_b_q[l_] += d_b_q_l
+        d_W_k[l_] += d_W_k_l
+        d_b_k[l_] += d_b_k_l
+        d_W_v[l_] += d_W_v_l
+        d_b_v[l_] += d_b_v_l
+        d_W_o[l_] += d_W_o_l
+        d_b_o[l_] += d_b_o_l
+        d_gamma1[l_] += d_gamma1_l
+        d_beta1[l_] += d_beta1_l
+        d_W_mlp2[l_] += d_W_mlp2_l
+        d_W_mlp1[l_] += d_W_mlp1_l
+        d_b_mlp1[l_] += d_b_mlp1_l
+        d_b_mlp2[l_] += d_b_mlp2_l
+        d_gamma2[l_] += d_gamma2_l
+        d_beta2[l_] += d_beta2_l
+        g10153 = d_Z_2
     # 3 Z ← [e_1, e_2, …, e_{ℓ_z}] ▷ Z ∈ ℝ^{d_e×ℓ_z}
-    g10355 = np.swapaxes(g10225, -1, -2)                        # (…, ℓ_z, d_e)
+    d_e_3 = np.swapaxes(g10153, -1, -2)                         # (…, ℓ_z, d_e)
     # 2 for t ∈ [ℓ_z] : e_t ← W_e[:, z[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
-    g10356 = _sum_to(g10355, 2, ())                             # (ℓ_z, d_e)
-    g10357 = _scatter_rows(g10356, _3 - 1, _4)                  # (ℓ_max, d_e)
-    g10358 = np.add(g10223, g10357, out=g10223)                 # (ℓ_max, d_e)
-    g10359 = np.swapaxes(g10358, -1, -2)                        # (d_e, ℓ_max)
-    g10360 = _scatter_rows(g10355, z - 1, _1)                   # (N_V, d_e)
-    g10361 = np.add(g10224, g10360, out=g10224)                 # (N_V, d_e)
-    g10362 = np.swapaxes(g10361, -1, -2)                        # (d_e, N_V)
-    grads = Params(W_e=g10362, W_p=g10359, W_q=d_W_q, b_q=d_b_q, W_k=d_W_k, b_k=d_b_k, W_v=d_W_v, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o, gamma1=d_gamma1, beta1=d_beta1, gamma2=d_gamma2, beta2=d_beta2, W_mlp1=d_W_mlp1, b_mlp1=d_b_mlp1, W_mlp2=d_W_mlp2, b_mlp2=d_b_mlp2, W_q_2=d_W_q_2, b_q_2=d_b_q_2, W_k_2=d_W_k_2, b_k_2=d_b_k_2, W_v_2=d_W_v_2, b_v_2=d_b_v_2, W_o_2=d_W_o_2, b_o_2=d_b_o_2, W_q_3=d_W_q_3, b_q_3=d_b_q_3, W_k_3=d_W_k_3, b_k_3=d_b_k_3, W_v_3=d_W_v_3, b_v_3=d_b_v_3, W_o_3=d_W_o_3, b_o_3=d_b_o_3, gamma3=d_gamma3, beta3=d_beta3, gamma4=d_gamma4, beta4=d_beta4, gamma5=d_gamma5, beta5=d_beta5, W_mlp3=d_W_mlp3, b_mlp3=d_b_mlp3, W_mlp4=d_W_mlp4, b_mlp4=d_b_mlp4, W_u=g10006)
+    g10236 = _sum_to(d_e_3, 2, ())                              # (ℓ_z, d_e)
+    g10237 = _scatter_rows(g10236, _3 - 1, _4)                  # (ℓ_max, d_e)
+    g10238 = np.add(g10151, g10237, out=g10151)                 # (ℓ_max, d_e)
+    d_W_p = np.swapaxes(g10238, -1, -2)                         # (d_e, ℓ_max)
+    g10240 = _scatter_rows(d_e_3, z - 1, _1)                    # (N_V, d_e)
+    g10241 = np.add(g10152, g10240, out=g10152)                 # (N_V, d_e)
+    d_W_e = np.swapaxes(g10241, -1, -2)                         # (d_e, N_V)
+    grads = Params(W_e=d_W_e, W_p=d_W_p, W_q=d_W_q, b_q=d_b_q, W_k=d_W_k, b_k=d_b_k, W_v=d_W_v, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o, gamma1=d_gamma1, beta1=d_beta1, gamma2=d_gamma2, beta2=d_beta2, W_mlp1=d_W_mlp1, b_mlp1=d_b_mlp1, W_mlp2=d_W_mlp2, b_mlp2=d_b_mlp2, W_q_2=d_W_q_2, b_q_2=d_b_q_2, W_k_2=d_W_k_2, b_k_2=d_b_k_2, W_v_2=d_W_v_2, b_v_2=d_b_v_2, W_o_2=d_W_o_2, b_o_2=d_b_o_2, W_q_3=d_W_q_3, b_q_3=d_b_q_3, W_k_3=d_W_k_3, b_k_3=d_b_k_3, W_v_3=d_W_v_3, b_v_3=d_b_v_3, W_o_3=d_W_o_3, b_o_3=d_b_o_3, gamma3=d_gamma3, beta3=d_beta3, gamma4=d_gamma4, beta4=d_beta4, gamma5=d_gamma5, beta5=d_beta5, W_mlp3=d_W_mlp3, b_mlp3=d_b_mlp3, W_mlp4=d_W_mlp4, b_mlp4=d_b_mlp4, W_u=d_W_u)
     return grads, {}
 
 
@@ -1270,6 +1160,16 @@ def _gelu_grad(x):
 def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
+
+
+def _layer_norm_grad(g, y, s, axis, out=None):
+    """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
+    t = np.multiply(g, y, out=out)
+    gy = np.mean(t, axis=axis, keepdims=True)
+    t = np.multiply(y, gy, out=t)
+    t = np.subtract(g, t, out=t)
+    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    return np.divide(t, s, out=t)
 
 
 def _softmax_grad(g, y, axis, out=None):

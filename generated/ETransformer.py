@@ -231,7 +231,6 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         gamma1_l = gamma1[l_]                                   # (d_e,)
         beta1_l = beta1[l_]                                     # (d_e,)
         _29 = np.swapaxes(X_3, -1, -2)                          # (…, ℓ, d_e)
-        shape_29 = _29.shape
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
         _30 = np.sum(_29, axis=-1, out=_buf(workspace, ('ETransformer:f_30', l_ % 2), batch + (ell,), dtype)) # (…, ℓ)
         m = np.divide(_30, d_e, out=_30)                        # (…, ℓ)
@@ -239,14 +238,13 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         _32 = np.expand_dims(m, -1)                             # (…, ℓ, 1)
         _33 = np.subtract(_29, _32, out=_buf(workspace, ('ETransformer:f_33', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         _34 = np.multiply(_33, _33, out=_buf(workspace, ('ETransformer:f_34', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        shape_34 = _34.shape
         _35 = np.sum(_34, axis=-1, out=_buf(workspace, ('ETransformer:f_35', l_), batch + (ell,), dtype)) # (…, ℓ)
         v = np.divide(_35, d_e, out=_35)                        # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _37 = np.sqrt(v, out=v)                                 # (…, ℓ)
-        _38 = np.expand_dims(_37, -1)                           # (…, ℓ, 1)
-        _39 = np.divide(_33, _38, out=_buf(workspace, ('ETransformer:f_39', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        _40 = np.multiply(_39, gamma1_l, out=_buf(workspace, ('ETransformer:f_40', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        sigma = np.expand_dims(_37, -1)                         # (…, ℓ, 1)
+        x_hat = np.divide(_33, sigma, out=_33)                  # (…, ℓ, d_e)
+        _40 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, ('ETransformer:f_40', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         e_hat = np.add(_40, beta1_l, out=_40)                   # (…, ℓ, d_e)
         # 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
         _42 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ)
@@ -267,7 +265,6 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         gamma2_l = gamma2[l_]                                   # (d_e,)
         beta2_l = beta2[l_]                                     # (d_e,)
         _51 = np.swapaxes(X_4, -1, -2)                          # (…, ℓ, d_e)
-        shape_51 = _51.shape
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
         _52 = np.sum(_51, axis=-1, out=_buf(workspace, ('ETransformer:f_52', l_ % 2), batch + (ell,), dtype)) # (…, ℓ)
         m_2 = np.divide(_52, d_e, out=_52)                      # (…, ℓ)
@@ -275,18 +272,17 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         _54 = np.expand_dims(m_2, -1)                           # (…, ℓ, 1)
         _55 = np.subtract(_51, _54, out=_buf(workspace, ('ETransformer:f_55', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         _56 = np.multiply(_55, _55, out=_buf(workspace, ('ETransformer:f_56', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        shape_56 = _56.shape
         _57 = np.sum(_56, axis=-1, out=_buf(workspace, ('ETransformer:f_57', l_), batch + (ell,), dtype)) # (…, ℓ)
         v_2 = np.divide(_57, d_e, out=_57)                      # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _59 = np.sqrt(v_2, out=v_2)                             # (…, ℓ)
-        _60 = np.expand_dims(_59, -1)                           # (…, ℓ, 1)
-        _61 = np.divide(_55, _60, out=_buf(workspace, ('ETransformer:f_61', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        _62 = np.multiply(_61, gamma2_l, out=_buf(workspace, ('ETransformer:f_62', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        sigma_2 = np.expand_dims(_59, -1)                       # (…, ℓ, 1)
+        x_hat_2 = np.divide(_55, sigma_2, out=_55)              # (…, ℓ, d_e)
+        _62 = np.multiply(x_hat_2, gamma2_l, out=_buf(workspace, ('ETransformer:f_62', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         e_hat_2 = np.add(_62, beta2_l, out=_62)                 # (…, ℓ, d_e)
         # 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
         _64 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, ℓ)
-        saved_l_.append((gamma2_l, _61, _60, _59, shape_56, _55, shape_51, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, _39, _38, _37, shape_34, _33, shape_29, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l,))
+        saved_l_.append((gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, x_hat, sigma, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l,))
         X_2 = _64
     X_5 = X_2
     # 10 X ← GELU(W_f X + b_f 1^⊤) ▷ X ∈ ℝ^{d_f×ℓ}
@@ -296,7 +292,6 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
     X_6 = _gelu(_67)                                            # (…, d_f, ℓ)
     # 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
     _69 = np.swapaxes(X_6, -1, -2)                              # (…, ℓ, d_f)
-    shape_69 = _69.shape
     # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
     _70 = np.sum(_69, axis=-1, out=_buf(workspace, 'ETransformer:f_70', batch + (ell,), dtype)) # (…, ℓ)
     m_3 = np.divide(_70, d_f, out=_70)                          # (…, ℓ)
@@ -304,21 +299,20 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
     _72 = np.expand_dims(m_3, -1)                               # (…, ℓ, 1)
     _73 = np.subtract(_69, _72, out=_buf(workspace, 'ETransformer:f_73', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     _74 = np.multiply(_73, _73, out=_buf(workspace, 'ETransformer:f_74', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
-    shape_74 = _74.shape
     _75 = np.sum(_74, axis=-1, out=_buf(workspace, 'ETransformer:f_75', batch + (ell,), dtype)) # (…, ℓ)
     v_3 = np.divide(_75, d_f, out=_75)                          # (…, ℓ)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
     _77 = np.sqrt(v_3, out=v_3)                                 # (…, ℓ)
-    _78 = np.expand_dims(_77, -1)                               # (…, ℓ, 1)
-    _79 = np.divide(_73, _78, out=_buf(workspace, 'ETransformer:f_79', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
-    _80 = np.multiply(_79, gamma, out=_buf(workspace, 'ETransformer:f_80', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    sigma_3 = np.expand_dims(_77, -1)                           # (…, ℓ, 1)
+    x_hat_3 = np.divide(_73, sigma_3, out=_73)                  # (…, ℓ, d_f)
+    _80 = np.multiply(x_hat_3, gamma, out=_buf(workspace, 'ETransformer:f_80', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     e_hat_3 = np.add(_80, beta, out=_80)                        # (…, ℓ, d_f)
     # 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
     _82 = np.swapaxes(e_hat_3, -1, -2)                          # (…, d_f, ℓ)
     # 12 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}; the paper declares W_u ∈ ℝ^{N_V×d_e}; here ℝ^{N_V×d_f}, so that W_u X is defined
     _83 = np.matmul(W_u, _82, out=_buf(workspace, 'ETransformer:f_83', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
     P = _softmax(_83, -2, _buf(workspace, 'ETransformer:fP', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
-    cache = {"N_V": N_V, "L": L, "H": H, "d_e": d_e, "d_mlp": d_mlp, "d_f": d_f, "ell": ell, "batch": batch, "dtype": dtype, "P": P, "_82": _82, "_79": _79, "_78": _78, "_77": _77, "shape_74": shape_74, "_73": _73, "shape_69": shape_69, "_67": _67, "X_5": X_5, "_20": _20, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l_": saved_l_}
+    cache = {"N_V": N_V, "L": L, "H": H, "d_e": d_e, "d_mlp": d_mlp, "d_f": d_f, "ell": ell, "batch": batch, "dtype": dtype, "P": P, "_82": _82, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_67": _67, "X_5": X_5, "_20": _20, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l_": saved_l_}
     return P, cache
 
 
@@ -341,12 +335,8 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     W_u = params.W_u
     _82 = cache["_82"]
     gamma = params.gamma
-    _79 = cache["_79"]
-    _78 = cache["_78"]
-    _77 = cache["_77"]
-    shape_74 = cache["shape_74"]
-    _73 = cache["_73"]
-    shape_69 = cache["shape_69"]
+    x_hat_3 = cache["x_hat_3"]
+    sigma_3 = cache["sigma_3"]
     _67 = cache["_67"]
     W_f = params.W_f
     X_5 = cache["X_5"]
@@ -362,48 +352,28 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     g10003 = np.matmul(g10002, g10001, out=_buf(workspace, 'ETransformer:bg10003', batch + (d_f, ell), dtype)) # (…, d_f, ℓ)
     g10004 = np.swapaxes(_82, -1, -2)                           # (…, ℓ, d_f)
     g10005 = np.matmul(g10001, g10004, out=_buf(workspace, 'ETransformer:bg10005', batch + (N_V, d_f), dtype)) # (…, N_V, d_f)
-    g10006 = _sum_to(g10005, 2, ())                             # (N_V, d_f)
+    d_W_u = _sum_to(g10005, 2, ())                              # (N_V, d_f)
     # 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
-    g10007 = np.swapaxes(g10003, -1, -2)                        # (…, ℓ, d_f)
+    d_e_hat_3 = np.swapaxes(g10003, -1, -2)                     # (…, ℓ, d_f)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-    g10008 = _sum_to(g10007, 1, ())                             # (d_f,)
-    g10009 = np.multiply(g10007, gamma, out=_buf(workspace, 'ETransformer:bg10009', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
-    g10010 = np.multiply(g10007, _79, out=_buf(workspace, 'ETransformer:bg10010', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
-    g10011 = _sum_to(g10010, 1, ())                             # (d_f,)
-    g10012 = np.divide(g10009, _78, out=_buf(workspace, 'ETransformer:bg10012', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
-    g10013 = np.multiply(g10009, _79, out=g10009)               # (…, ℓ, d_f)
-    g10014 = np.divide(g10013, _78, out=g10013)                 # (…, ℓ, d_f)
-    g10015 = np.negative(g10014, out=g10014)                    # (…, ℓ, d_f)
-    g10016 = _sum_to(g10015, None, (-1,))                       # (…, ℓ, 1)
-    g10017 = np.squeeze(g10016, -1)                             # (…, ℓ)
-    g10018 = np.multiply(_77, 2.0, out=_buf(workspace, 'ETransformer:bg10018', batch + (ell,), dtype)) # (…, ℓ)
-    g10019 = np.divide(g10017, g10018, out=_buf(workspace, 'ETransformer:bg10019', batch + (ell,), dtype)) # (…, ℓ)
-    # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-    g10020 = np.divide(g10019, d_f, out=g10019)                 # (…, ℓ)
-    g10024 = np.broadcast_to(np.expand_dims(g10020, -1), shape_74) # (…, ℓ, d_f)
-    g10025 = np.multiply(_73, 2.0, out=_buf(workspace, 'ETransformer:bg10025', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
-    g10026 = np.multiply(g10024, g10025, out=g10025)            # (…, ℓ, d_f)
-    g10027 = np.add(g10012, g10026, out=g10012)                 # (…, ℓ, d_f)
-    g10028 = np.negative(g10027, out=_buf(workspace, 'ETransformer:bg10028', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
-    g10029 = _sum_to(g10028, None, (-1,))                       # (…, ℓ, 1)
-    g10030 = np.squeeze(g10029, -1)                             # (…, ℓ)
-    # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-    g10031 = np.divide(g10030, d_f, out=_buf(workspace, 'ETransformer:bg10031', batch + (ell,), dtype)) # (…, ℓ)
-    g10035 = np.broadcast_to(np.expand_dims(g10031, -1), shape_69) # (…, ℓ, d_f)
-    g10036 = np.add(g10027, g10035, out=g10027)                 # (…, ℓ, d_f)
+    d_beta = _sum_to(d_e_hat_3, 1, ())                          # (d_f,)
+    d_x_hat_3 = np.multiply(d_e_hat_3, gamma, out=_buf(workspace, 'ETransformer:bd_x_hat_3', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    g10010 = np.multiply(d_e_hat_3, x_hat_3, out=_buf(workspace, 'ETransformer:bg10010', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    d_gamma = _sum_to(g10010, 1, ())                            # (d_f,)
+    g10012 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'ETransformer:bg10012', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     # 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
-    g10037 = np.swapaxes(g10036, -1, -2)                        # (…, d_f, ℓ)
+    d_X_6 = np.swapaxes(g10012, -1, -2)                         # (…, d_f, ℓ)
     # 10 X ← GELU(W_f X + b_f 1^⊤) ▷ X ∈ ℝ^{d_f×ℓ}
-    g10038 = _gelu_grad(_67)                                    # (…, d_f, ℓ)
-    g10039 = np.multiply(g10037, g10038, out=g10038)            # (…, d_f, ℓ)
-    g10040 = _sum_to(g10039, 2, (-1,))                          # (d_f, 1)
-    g10041 = np.squeeze(g10040, -1)                             # (d_f,)
-    g10042 = np.swapaxes(W_f, -1, -2)                           # (d_e, d_f)
-    g10043 = np.matmul(g10042, g10039, out=_buf(workspace, 'ETransformer:bg10043', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-    g10044 = np.swapaxes(X_5, -1, -2)                           # (…, ℓ, d_e)
-    g10045 = np.matmul(g10039, g10044, out=_buf(workspace, 'ETransformer:bg10045', batch + (d_f, d_e), dtype)) # (…, d_f, d_e)
-    g10046 = _sum_to(g10045, 2, ())                             # (d_f, d_e)
-    g10047 = g10043
+    g10014 = _gelu_grad(_67)                                    # (…, d_f, ℓ)
+    g10015 = np.multiply(d_X_6, g10014, out=g10014)             # (…, d_f, ℓ)
+    g10016 = _sum_to(g10015, 2, (-1,))                          # (d_f, 1)
+    d_b_f = np.squeeze(g10016, -1)                              # (d_f,)
+    g10018 = np.swapaxes(W_f, -1, -2)                           # (d_e, d_f)
+    d_X_5 = np.matmul(g10018, g10015, out=_buf(workspace, 'ETransformer:bd_X_5', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+    g10020 = np.swapaxes(X_5, -1, -2)                           # (…, ℓ, d_e)
+    g10021 = np.matmul(g10015, g10020, out=_buf(workspace, 'ETransformer:bg10021', batch + (d_f, d_e), dtype)) # (…, d_f, d_e)
+    d_W_f = _sum_to(g10021, 2, ())                              # (d_f, d_e)
+    g10023 = d_X_5
     d_W_q = _buf(workspace, 'ETransformer:bd_W_q', params.W_q.shape, dtype)
     d_W_q.fill(0)
     d_b_q = _buf(workspace, 'ETransformer:bd_b_q', params.b_q.shape, dtype)
@@ -437,165 +407,125 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     d_beta2 = _buf(workspace, 'ETransformer:bd_beta2', params.beta2.shape, dtype)
     d_beta2.fill(0)
     for l_ in reversed(range(L)):
-        gamma2_l, _61, _60, _59, shape_56, _55, shape_51, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, _39, _38, _37, shape_34, _33, shape_29, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l, = saved_l_[l_]
+        gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, x_hat, sigma, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l, = saved_l_[l_]
         # 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
-        g10048 = np.swapaxes(g10047, -1, -2)                    # (…, ℓ, d_e)
+        d_e_hat_2 = np.swapaxes(g10023, -1, -2)                 # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        g10049 = _sum_to(g10048, 1, ())                         # (d_e,)
-        g10050 = np.multiply(g10048, gamma2_l, out=_buf(workspace, ('ETransformer:bg10050', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10051 = np.multiply(g10048, _61, out=_buf(workspace, ('ETransformer:bg10051', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10052 = _sum_to(g10051, 1, ())                         # (d_e,)
-        g10053 = np.divide(g10050, _60, out=_buf(workspace, ('ETransformer:bg10053', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10054 = np.multiply(g10050, _61, out=_buf(workspace, ('ETransformer:bg10054', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10055 = np.divide(g10054, _60, out=g10054)             # (…, ℓ, d_e)
-        g10056 = np.negative(g10055, out=g10055)                # (…, ℓ, d_e)
-        g10057 = _sum_to(g10056, None, (-1,))                   # (…, ℓ, 1)
-        g10058 = np.squeeze(g10057, -1)                         # (…, ℓ)
-        g10059 = np.multiply(_59, 2.0, out=_buf(workspace, ('ETransformer:bg10059', l_ % 2), batch + (ell,), dtype)) # (…, ℓ)
-        g10060 = np.divide(g10058, g10059, out=_buf(workspace, ('ETransformer:bg10060', l_ % 2), batch + (ell,), dtype)) # (…, ℓ)
-        # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-        g10061 = np.divide(g10060, d_e, out=_buf(workspace, ('ETransformer:bg10061', l_ % 2), batch + (ell,), dtype)) # (…, ℓ)
-        g10065 = np.broadcast_to(np.expand_dims(g10061, -1), shape_56) # (…, ℓ, d_e)
-        g10066 = np.multiply(_55, 2.0, out=_buf(workspace, ('ETransformer:bg10066', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10067 = np.multiply(g10065, g10066, out=g10066)        # (…, ℓ, d_e)
-        g10068 = np.add(g10053, g10067, out=g10053)             # (…, ℓ, d_e)
-        g10069 = np.negative(g10068, out=_buf(workspace, ('ETransformer:bg10069', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10070 = _sum_to(g10069, None, (-1,))                   # (…, ℓ, 1)
-        g10071 = np.squeeze(g10070, -1)                         # (…, ℓ)
-        # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        g10072 = np.divide(g10071, d_e, out=_buf(workspace, ('ETransformer:bg10072', l_ % 2), batch + (ell,), dtype)) # (…, ℓ)
-        g10076 = np.broadcast_to(np.expand_dims(g10072, -1), shape_51) # (…, ℓ, d_e)
-        g10077 = np.add(g10068, g10076, out=_buf(workspace, ('ETransformer:bg10077', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_beta2_l = _sum_to(d_e_hat_2, 1, ())                   # (d_e,)
+        d_x_hat_2 = np.multiply(d_e_hat_2, gamma2_l, out=_buf(workspace, ('ETransformer:bd_x_hat_2', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10027 = np.multiply(d_e_hat_2, x_hat_2, out=_buf(workspace, ('ETransformer:bg10027', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_gamma2_l = _sum_to(g10027, 1, ())                     # (d_e,)
+        g10029 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, ('ETransformer:bg10029', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
-        g10078 = np.swapaxes(g10077, -1, -2)                    # (…, d_e, ℓ)
+        d_X_4 = np.swapaxes(g10029, -1, -2)                     # (…, d_e, ℓ)
         # 7 X ← X + W^l_mlp2 GELU(W^l_mlp1 X + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
-        g10079 = _sum_to(g10078, 2, (-1,))                      # (d_e, 1)
-        g10080 = np.squeeze(g10079, -1)                         # (d_e,)
-        g10081 = np.swapaxes(W_mlp2_l, -1, -2)                  # (d_mlp, d_e)
-        g10082 = np.matmul(g10081, g10078, out=_buf(workspace, ('ETransformer:bg10082', l_ % 2), batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
-        g10083 = np.swapaxes(_46, -1, -2)                       # (…, ℓ, d_mlp)
-        g10084 = np.matmul(g10078, g10083, out=_buf(workspace, ('ETransformer:bg10084', l_ % 2), batch + (d_e, d_mlp), dtype)) # (…, d_e, d_mlp)
-        g10085 = _sum_to(g10084, 2, ())                         # (d_e, d_mlp)
-        g10086 = _gelu_grad(_45)                                # (…, d_mlp, ℓ)
-        g10087 = np.multiply(g10082, g10086, out=g10086)        # (…, d_mlp, ℓ)
-        g10088 = _sum_to(g10087, 2, (-1,))                      # (d_mlp, 1)
-        g10089 = np.squeeze(g10088, -1)                         # (d_mlp,)
-        g10090 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
-        g10091 = np.matmul(g10090, g10087, out=_buf(workspace, ('ETransformer:bg10091', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-        g10092 = np.swapaxes(_42, -1, -2)                       # (…, ℓ, d_e)
-        g10093 = np.matmul(g10087, g10092, out=_buf(workspace, ('ETransformer:bg10093', l_ % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
-        g10094 = _sum_to(g10093, 2, ())                         # (d_mlp, d_e)
-        g10095 = np.add(g10078, g10091, out=g10091)             # (…, d_e, ℓ)
+        g10031 = _sum_to(d_X_4, 2, (-1,))                       # (d_e, 1)
+        d_b_mlp2_l = np.squeeze(g10031, -1)                     # (d_e,)
+        g10033 = np.swapaxes(W_mlp2_l, -1, -2)                  # (d_mlp, d_e)
+        g10034 = np.matmul(g10033, d_X_4, out=_buf(workspace, ('ETransformer:bg10034', l_ % 2), batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
+        g10035 = np.swapaxes(_46, -1, -2)                       # (…, ℓ, d_mlp)
+        g10036 = np.matmul(d_X_4, g10035, out=_buf(workspace, ('ETransformer:bg10036', l_ % 2), batch + (d_e, d_mlp), dtype)) # (…, d_e, d_mlp)
+        d_W_mlp2_l = _sum_to(g10036, 2, ())                     # (d_e, d_mlp)
+        g10038 = _gelu_grad(_45)                                # (…, d_mlp, ℓ)
+        g10039 = np.multiply(g10034, g10038, out=g10038)        # (…, d_mlp, ℓ)
+        g10040 = _sum_to(g10039, 2, (-1,))                      # (d_mlp, 1)
+        d_b_mlp1_l = np.squeeze(g10040, -1)                     # (d_mlp,)
+        g10042 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
+        g10043 = np.matmul(g10042, g10039, out=_buf(workspace, ('ETransformer:bg10043', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        g10044 = np.swapaxes(_42, -1, -2)                       # (…, ℓ, d_e)
+        g10045 = np.matmul(g10039, g10044, out=_buf(workspace, ('ETransformer:bg10045', l_ % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
+        d_W_mlp1_l = _sum_to(g10045, 2, ())                     # (d_mlp, d_e)
+        g10047 = np.add(d_X_4, g10043, out=g10043)              # (…, d_e, ℓ)
         # 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
-        g10096 = np.swapaxes(g10095, -1, -2)                    # (…, ℓ, d_e)
+        d_e_hat = np.swapaxes(g10047, -1, -2)                   # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        g10097 = _sum_to(g10096, 1, ())                         # (d_e,)
-        g10098 = np.multiply(g10096, gamma1_l, out=_buf(workspace, ('ETransformer:bg10098', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10099 = np.multiply(g10096, _39, out=_buf(workspace, ('ETransformer:bg10099', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10100 = _sum_to(g10099, 1, ())                         # (d_e,)
-        g10101 = np.divide(g10098, _38, out=_buf(workspace, ('ETransformer:bg10101', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10102 = np.multiply(g10098, _39, out=_buf(workspace, ('ETransformer:bg10102', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10103 = np.divide(g10102, _38, out=g10102)             # (…, ℓ, d_e)
-        g10104 = np.negative(g10103, out=g10103)                # (…, ℓ, d_e)
-        g10105 = _sum_to(g10104, None, (-1,))                   # (…, ℓ, 1)
-        g10106 = np.squeeze(g10105, -1)                         # (…, ℓ)
-        g10107 = np.multiply(_37, 2.0, out=_buf(workspace, ('ETransformer:bg10107', l_ % 2), batch + (ell,), dtype)) # (…, ℓ)
-        g10108 = np.divide(g10106, g10107, out=_buf(workspace, ('ETransformer:bg10108', l_ % 2), batch + (ell,), dtype)) # (…, ℓ)
-        # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-        g10109 = np.divide(g10108, d_e, out=_buf(workspace, ('ETransformer:bg10109', l_ % 2), batch + (ell,), dtype)) # (…, ℓ)
-        g10113 = np.broadcast_to(np.expand_dims(g10109, -1), shape_34) # (…, ℓ, d_e)
-        g10114 = np.multiply(_33, 2.0, out=_buf(workspace, ('ETransformer:bg10114', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10115 = np.multiply(g10113, g10114, out=g10114)        # (…, ℓ, d_e)
-        g10116 = np.add(g10101, g10115, out=g10101)             # (…, ℓ, d_e)
-        g10117 = np.negative(g10116, out=_buf(workspace, ('ETransformer:bg10117', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10118 = _sum_to(g10117, None, (-1,))                   # (…, ℓ, 1)
-        g10119 = np.squeeze(g10118, -1)                         # (…, ℓ)
-        # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        g10120 = np.divide(g10119, d_e, out=_buf(workspace, ('ETransformer:bg10120', l_ % 2), batch + (ell,), dtype)) # (…, ℓ)
-        g10124 = np.broadcast_to(np.expand_dims(g10120, -1), shape_29) # (…, ℓ, d_e)
-        g10125 = np.add(g10116, g10124, out=_buf(workspace, ('ETransformer:bg10125', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_beta1_l = _sum_to(d_e_hat, 1, ())                     # (d_e,)
+        d_x_hat = np.multiply(d_e_hat, gamma1_l, out=_buf(workspace, ('ETransformer:bd_x_hat', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10051 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, ('ETransformer:bg10051', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_gamma1_l = _sum_to(g10051, 1, ())                     # (d_e,)
+        g10053 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('ETransformer:bg10053', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
-        g10126 = np.swapaxes(g10125, -1, -2)                    # (…, d_e, ℓ)
+        d_X_3 = np.swapaxes(g10053, -1, -2)                     # (…, d_e, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10127 = _sum_to(g10126, 2, (-1,))                      # (d_e, 1)
-        g10128 = np.squeeze(g10127, -1)                         # (d_e,)
-        g10129 = np.swapaxes(W_o_l, -1, -2)                     # (d_e, d_e)
-        g10130 = np.matmul(g10129, g10126, out=_buf(workspace, ('ETransformer:bg10130', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-        g10131 = np.swapaxes(Y, -1, -2)                         # (…, ℓ, d_e)
-        g10132 = np.matmul(g10126, g10131, out=_buf(workspace, ('ETransformer:bg10132', l_ % 2), batch + (d_e, d_e), dtype)) # (…, d_e, d_e)
-        g10133 = _sum_to(g10132, 2, ())                         # (d_e, d_e)
+        g10055 = _sum_to(d_X_3, 2, (-1,))                       # (d_e, 1)
+        d_b_o_l = np.squeeze(g10055, -1)                        # (d_e,)
+        g10057 = np.swapaxes(W_o_l, -1, -2)                     # (d_e, d_e)
+        d_Y = np.matmul(g10057, d_X_3, out=_buf(workspace, ('ETransformer:bd_Y', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        g10059 = np.swapaxes(Y, -1, -2)                         # (…, ℓ, d_e)
+        g10060 = np.matmul(d_X_3, g10059, out=_buf(workspace, ('ETransformer:bg10060', l_ % 2), batch + (d_e, d_e), dtype)) # (…, d_e, d_e)
+        d_W_o_l = _sum_to(g10060, 2, ())                        # (d_e, d_e)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
-        g10134 = g10130.reshape(V_tilde_shape)                  # (…, H, d_e/H, ℓ)
+        d_V_tilde = d_Y.reshape(V_tilde_shape)                  # (…, H, d_e/H, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10135 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ, d_e/H)
-        g10136 = np.matmul(g10135, g10134, out=_buf(workspace, ('ETransformer:bg10136', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        g10137 = np.swapaxes(_22, -1, -2)                       # (…, H, ℓ, ℓ)
-        g10138 = np.matmul(g10134, g10137, out=_buf(workspace, ('ETransformer:bg10138', l_ % 2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
-        g10139 = _softmax_grad(g10136, _22, -2, _buf(workspace, ('ETransformer:bg10139', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        g10140 = np.divide(g10139, _20, out=_buf(workspace, ('ETransformer:bg10140', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        g10063 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ, d_e/H)
+        g10064 = np.matmul(g10063, d_V_tilde, out=_buf(workspace, ('ETransformer:bg10064', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        g10065 = np.swapaxes(_22, -1, -2)                       # (…, H, ℓ, ℓ)
+        d_V = np.matmul(d_V_tilde, g10065, out=_buf(workspace, ('ETransformer:bd_V', l_ % 2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
+        g10067 = _softmax_grad(g10064, _22, -2, _buf(workspace, ('ETransformer:bg10067', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        d_S = np.divide(g10067, _20, out=_buf(workspace, ('ETransformer:bd_S', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        g10144 = np.swapaxes(_18, -1, -2)                       # (…, H, d_e/H, ℓ)
-        g10145 = np.matmul(g10144, g10140, out=_buf(workspace, ('ETransformer:bg10145', l_ % 2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
-        g10146 = np.swapaxes(Q, -1, -2)                         # (…, H, ℓ, d_e/H)
-        g10147 = np.matmul(g10140, g10146, out=_buf(workspace, ('ETransformer:bg10147', l_ % 2), batch + (H, ell, d_e // H), dtype)) # (…, H, ℓ, d_e/H)
-        g10148 = np.swapaxes(g10147, -1, -2)                    # (…, H, d_e/H, ℓ)
+        g10072 = np.swapaxes(_18, -1, -2)                       # (…, H, d_e/H, ℓ)
+        d_Q = np.matmul(g10072, d_S, out=_buf(workspace, ('ETransformer:bd_Q', l_ % 2), batch + (H, d_e // H, ell), dtype)) # (…, H, d_e/H, ℓ)
+        g10074 = np.swapaxes(Q, -1, -2)                         # (…, H, ℓ, d_e/H)
+        g10075 = np.matmul(d_S, g10074, out=_buf(workspace, ('ETransformer:bg10075', l_ % 2), batch + (H, ell, d_e // H), dtype)) # (…, H, ℓ, d_e/H)
+        d_K = np.swapaxes(g10075, -1, -2)                       # (…, H, d_e/H, ℓ)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10149 = _sum_to(g10138, 3, (-1,))                      # (H, d_e/H, 1)
-        g10150 = np.squeeze(g10149, -1)                         # (H, d_e/H)
-        g10151 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_e/H)
-        g10152 = np.matmul(g10151, g10138, out=_buf(workspace, ('ETransformer:bg10152', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10153 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ, d_e)
-        g10154 = np.matmul(g10138, g10153, out=_buf(workspace, ('ETransformer:bg10154', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10155 = _sum_to(g10154, 3, ())                         # (H, d_e/H, d_e)
-        g10156 = _sum_to(g10152, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10077 = _sum_to(d_V, 3, (-1,))                         # (H, d_e/H, 1)
+        d_b_v_l = np.squeeze(g10077, -1)                        # (H, d_e/H)
+        g10079 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_e/H)
+        g10080 = np.matmul(g10079, d_V, out=_buf(workspace, ('ETransformer:bg10080', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10081 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ, d_e)
+        g10082 = np.matmul(d_V, g10081, out=_buf(workspace, ('ETransformer:bg10082', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
+        d_W_v_l = _sum_to(g10082, 3, ())                        # (H, d_e/H, d_e)
+        g10084 = _sum_to(g10080, None, (-3,))                   # (…, 1, d_e, ℓ)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10157 = _sum_to(g10148, 3, (-1,))                      # (H, d_e/H, 1)
-        g10158 = np.squeeze(g10157, -1)                         # (H, d_e/H)
-        g10159 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_e/H)
-        g10160 = np.matmul(g10159, g10148, out=_buf(workspace, ('ETransformer:bg10160', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10161 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ, d_e)
-        g10162 = np.matmul(g10148, g10161, out=_buf(workspace, ('ETransformer:bg10162', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10163 = _sum_to(g10162, 3, ())                         # (H, d_e/H, d_e)
-        g10164 = _sum_to(g10160, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10165 = np.add(g10156, g10164, out=_buf(workspace, ('ETransformer:bg10165', l_ % 2), batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
+        g10085 = _sum_to(d_K, 3, (-1,))                         # (H, d_e/H, 1)
+        d_b_k_l = np.squeeze(g10085, -1)                        # (H, d_e/H)
+        g10087 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_e/H)
+        g10088 = np.matmul(g10087, d_K, out=_buf(workspace, ('ETransformer:bg10088', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10089 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ, d_e)
+        g10090 = np.matmul(d_K, g10089, out=_buf(workspace, ('ETransformer:bg10090', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
+        d_W_k_l = _sum_to(g10090, 3, ())                        # (H, d_e/H, d_e)
+        g10092 = _sum_to(g10088, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10093 = np.add(g10084, g10092, out=_buf(workspace, ('ETransformer:bg10093', l_ % 2), batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10166 = _sum_to(g10145, 3, (-1,))                      # (H, d_e/H, 1)
-        g10167 = np.squeeze(g10166, -1)                         # (H, d_e/H)
-        g10168 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_e/H)
-        g10169 = np.matmul(g10168, g10145, out=_buf(workspace, ('ETransformer:bg10169', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10170 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ, d_e)
-        g10171 = np.matmul(g10145, g10170, out=_buf(workspace, ('ETransformer:bg10171', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
-        g10172 = _sum_to(g10171, 3, ())                         # (H, d_e/H, d_e)
-        g10173 = _sum_to(g10169, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10174 = np.add(g10165, g10173, out=g10165)             # (…, 1, d_e, ℓ)
-        g10175 = np.squeeze(g10174, -3)                         # (…, d_e, ℓ)
-        g10176 = np.add(g10126, g10175, out=_buf(workspace, ('ETransformer:bg10176', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-        d_W_q[l_] += g10172
-        d_b_q[l_] += g10167
-        d_W_k[l_] += g10163
-        d_b_k[l_] += g10158
-        d_W_v[l_] += g10155
-        d_b_v[l_] += g10150
-        d_W_o[l_] += g10133
-        d_b_o[l_] += g10128
-        d_gamma1[l_] += g10100
-        d_beta1[l_] += g10097
-        d_W_mlp2[l_] += g10085
-        d_W_mlp1[l_] += g10094
-        d_b_mlp1[l_] += g10089
-        d_b_mlp2[l_] += g10080
-        d_gamma2[l_] += g10052
-        d_beta2[l_] += g10049
-        g10047 = g10176
+        g10094 = _sum_to(d_Q, 3, (-1,))                         # (H, d_e/H, 1)
+        d_b_q_l = np.squeeze(g10094, -1)                        # (H, d_e/H)
+        g10096 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_e/H)
+        g10097 = np.matmul(g10096, d_Q, out=_buf(workspace, ('ETransformer:bg10097', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10098 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ, d_e)
+        g10099 = np.matmul(d_Q, g10098, out=_buf(workspace, ('ETransformer:bg10099', l_ % 2), batch + (H, d_e // H, d_e), dtype)) # (…, H, d_e/H, d_e)
+        d_W_q_l = _sum_to(g10099, 3, ())                        # (H, d_e/H, d_e)
+        g10101 = _sum_to(g10097, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10102 = np.add(g10093, g10101, out=g10093)             # (…, 1, d_e, ℓ)
+        g10103 = np.squeeze(g10102, -3)                         # (…, d_e, ℓ)
+        d_X_2 = np.add(d_X_3, g10103, out=_buf(workspace, ('ETransformer:bd_X_2', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        d_W_q[l_] += d_W_q_l
+        d_b_q[l_] += d_b_q_l
+        d_W_k[l_] += d_W_k_l
+        d_b_k[l_] += d_b_k_l
+        d_W_v[l_] += d_W_v_l
+        d_b_v[l_] += d_b_v_l
+        d_W_o[l_] += d_W_o_l
+        d_b_o[l_] += d_b_o_l
+        d_gamma1[l_] += d_gamma1_l
+        d_beta1[l_] += d_beta1_l
+        d_W_mlp2[l_] += d_W_mlp2_l
+        d_W_mlp1[l_] += d_W_mlp1_l
+        d_b_mlp1[l_] += d_b_mlp1_l
+        d_b_mlp2[l_] += d_b_mlp2_l
+        d_gamma2[l_] += d_gamma2_l
+        d_beta2[l_] += d_beta2_l
+        g10023 = d_X_2
     # 3 X ← [e_1, e_2, …, e_ℓ] ▷ X ∈ ℝ^{d_e×ℓ}
-    g10177 = np.swapaxes(g10047, -1, -2)                        # (…, ℓ, d_e)
+    d_e_2 = np.swapaxes(g10023, -1, -2)                         # (…, ℓ, d_e)
     # 2 for t ∈ [ℓ] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
-    g10178 = _sum_to(g10177, 2, ())                             # (ℓ, d_e)
-    g10179 = _scatter_rows(g10178, _3 - 1, _4)                  # (ℓ_max, d_e)
-    g10180 = np.swapaxes(g10179, -1, -2)                        # (d_e, ℓ_max)
-    g10181 = _scatter_rows(g10177, x - 1, _1)                   # (N_V, d_e)
-    g10182 = np.swapaxes(g10181, -1, -2)                        # (d_e, N_V)
-    grads = Params(W_e=g10182, W_p=g10180, W_q=d_W_q, b_q=d_b_q, W_k=d_W_k, b_k=d_b_k, W_v=d_W_v, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o, gamma1=d_gamma1, beta1=d_beta1, gamma2=d_gamma2, beta2=d_beta2, W_mlp1=d_W_mlp1, b_mlp1=d_b_mlp1, W_mlp2=d_W_mlp2, b_mlp2=d_b_mlp2, W_f=g10046, b_f=g10041, gamma=g10011, beta=g10008, W_u=g10006)
+    g10106 = _sum_to(d_e_2, 2, ())                              # (ℓ, d_e)
+    g10107 = _scatter_rows(g10106, _3 - 1, _4)                  # (ℓ_max, d_e)
+    d_W_p = np.swapaxes(g10107, -1, -2)                         # (d_e, ℓ_max)
+    g10109 = _scatter_rows(d_e_2, x - 1, _1)                    # (N_V, d_e)
+    d_W_e = np.swapaxes(g10109, -1, -2)                         # (d_e, N_V)
+    grads = Params(W_e=d_W_e, W_p=d_W_p, W_q=d_W_q, b_q=d_b_q, W_k=d_W_k, b_k=d_b_k, W_v=d_W_v, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o, gamma1=d_gamma1, beta1=d_beta1, gamma2=d_gamma2, beta2=d_beta2, W_mlp1=d_W_mlp1, b_mlp1=d_b_mlp1, W_mlp2=d_W_mlp2, b_mlp2=d_b_mlp2, W_f=d_W_f, b_f=d_b_f, gamma=d_gamma, beta=d_beta, W_u=d_W_u)
     return grads, {}
 
 
@@ -758,6 +688,16 @@ def _gelu_grad(x):
 def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
+
+
+def _layer_norm_grad(g, y, s, axis, out=None):
+    """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
+    t = np.multiply(g, y, out=out)
+    gy = np.mean(t, axis=axis, keepdims=True)
+    t = np.multiply(y, gy, out=t)
+    t = np.subtract(g, t, out=t)
+    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    return np.divide(t, s, out=t)
 
 
 def _softmax_grad(g, y, axis, out=None):

@@ -91,16 +91,16 @@ def backward(config: Config, params: Params, cache: dict, d_y, workspace: dict |
     g10003 = np.multiply(_6, _6, out=_buf(workspace, 'GELU_tanh:bg10003', batch + (D,), dtype)) # (…, D)
     g10004 = np.subtract(1.0, g10003, out=_buf(workspace, 'GELU_tanh:bg10004', batch + (D,), dtype)) # (…, D)
     g10005 = np.multiply(g10002, g10004, out=g10002)            # (…, D)
-    g10007 = np.multiply(g10005, 0.7978845608028654, out=g10005) # (…, D)
-    g10009 = np.multiply(g10007, 0.044715, out=_buf(workspace, 'GELU_tanh:bg10009', batch + (D,), dtype)) # (…, D)
+    d_x = np.multiply(g10005, 0.7978845608028654, out=g10005)   # (…, D)
+    g10009 = np.multiply(d_x, 0.044715, out=_buf(workspace, 'GELU_tanh:bg10009', batch + (D,), dtype)) # (…, D)
     g10010 = x * x                                              # (…, D)
     g10011 = np.multiply(g10010, 3, out=_buf(workspace, 'GELU_tanh:bg10011', batch + (D,), dtype)) # (…, D)
     g10012 = np.multiply(g10009, g10011, out=g10009)            # (…, D)
-    g10013 = np.add(g10007, g10012, out=g10007)                 # (…, D)
+    d_x_2 = np.add(d_x, g10012, out=d_x)                        # (…, D)
     g10015 = np.multiply(g10001, 0.5, out=g10001)               # (…, D)
-    g10016 = np.add(g10013, g10015, out=g10013)                 # (…, D)
+    d_x_3 = np.add(d_x_2, g10015, out=d_x_2)                    # (…, D)
     grads = Params()
-    return grads, {"x": g10016}
+    return grads, {"x": d_x_3}
 
 
 def _check_input(name, value, shape, kind, lo, hi, card_set):
@@ -262,6 +262,16 @@ def _gelu_grad(x):
 def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
+
+
+def _layer_norm_grad(g, y, s, axis, out=None):
+    """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
+    t = np.multiply(g, y, out=out)
+    gy = np.mean(t, axis=axis, keepdims=True)
+    t = np.multiply(y, gy, out=t)
+    t = np.subtract(g, t, out=t)
+    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    return np.divide(t, s, out=t)
 
 
 def _softmax_grad(g, y, axis, out=None):

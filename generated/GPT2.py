@@ -159,7 +159,6 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
     e_2 = e
     saved_ell = []
     for ell in range(N):
-        e_2_shape = e_2.shape
         # 3 e ← GPT2Block(e | θ_ℓ) ▷ e ∈ ℝ^{T×D}
         gamma_1_ell = gamma_1[ell]                              # (D,)
         beta_1_ell = beta_1[ell]                                # (D,)
@@ -180,15 +179,14 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
         _6 = np.expand_dims(m, -1)                              # (…, T, 1)
         _7 = np.subtract(e_2, _6, out=_buf(workspace, ('GPT2:f_7', ell), batch + (T, D), dtype)) # (…, T, D)
         _8 = np.multiply(_7, _7, out=_buf(workspace, ('GPT2:f_8', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        shape_8 = _8.shape
         _9 = np.sum(_8, axis=-1, out=_buf(workspace, ('GPT2:f_9', ell), batch + (T,), dtype)) # (…, T)
         v = np.divide(_9, D, out=_9)                            # (…, T)
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
         _11 = np.add(v, 1e-05, out=v)                           # (…, T)
         _12 = np.sqrt(_11, out=_11)                             # (…, T)
-        _13 = np.expand_dims(_12, -1)                           # (…, T, 1)
-        _14 = np.divide(_7, _13, out=_buf(workspace, ('GPT2:f_14', ell), batch + (T, D), dtype)) # (…, T, D)
-        _15 = np.multiply(_14, gamma_1_ell, out=_buf(workspace, ('GPT2:f_15', ell), batch + (T, D), dtype)) # (…, T, D)
+        sigma = np.expand_dims(_12, -1)                         # (…, T, 1)
+        x_hat = np.divide(_7, sigma, out=_7)                    # (…, T, D)
+        _15 = np.multiply(x_hat, gamma_1_ell, out=_buf(workspace, ('GPT2:f_15', ell), batch + (T, D), dtype)) # (…, T, D)
         e_hat = np.add(_15, beta_1_ell, out=_15)                # (…, T, D)
         # CausalSelfAttention 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
         _17 = np.matmul(e_hat, W_qkv_ell, out=_buf(workspace, ('GPT2:f_17', ell), batch + (T, 3*D), dtype)) # (…, T, 3·D)
@@ -227,7 +225,6 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
         V_tilde = np.add(_42, b_o_ell, out=_42)                 # (…, T, D)
         # GPT2Block 1 e ← e + CausalSelfAttention(LayerNorm(e | γ_1, β_1) | θ_attn) ▷ e ∈ ℝ^{T×D}
         e_3 = np.add(e_2, V_tilde, out=V_tilde)                 # (…, T, D)
-        e_3_shape = e_3.shape
         # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
         _45 = np.sum(e_3, axis=-1, out=_buf(workspace, ('GPT2:f_45', ell % 2), batch + (T,), dtype)) # (…, T)
         m_2 = np.divide(_45, D, out=_45)                        # (…, T)
@@ -235,15 +232,14 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
         _47 = np.expand_dims(m_2, -1)                           # (…, T, 1)
         _48 = np.subtract(e_3, _47, out=_buf(workspace, ('GPT2:f_48', ell), batch + (T, D), dtype)) # (…, T, D)
         _49 = np.multiply(_48, _48, out=_buf(workspace, ('GPT2:f_49', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        shape_49 = _49.shape
         _50 = np.sum(_49, axis=-1, out=_buf(workspace, ('GPT2:f_50', ell), batch + (T,), dtype)) # (…, T)
         v_2 = np.divide(_50, D, out=_50)                        # (…, T)
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
         _52 = np.add(v_2, 1e-05, out=v_2)                       # (…, T)
         _53 = np.sqrt(_52, out=_52)                             # (…, T)
-        _54 = np.expand_dims(_53, -1)                           # (…, T, 1)
-        _55 = np.divide(_48, _54, out=_buf(workspace, ('GPT2:f_55', ell), batch + (T, D), dtype)) # (…, T, D)
-        _56 = np.multiply(_55, gamma_2_ell, out=_buf(workspace, ('GPT2:f_56', ell), batch + (T, D), dtype)) # (…, T, D)
+        sigma_2 = np.expand_dims(_53, -1)                       # (…, T, 1)
+        x_hat_2 = np.divide(_48, sigma_2, out=_48)              # (…, T, D)
+        _56 = np.multiply(x_hat_2, gamma_2_ell, out=_buf(workspace, ('GPT2:f_56', ell), batch + (T, D), dtype)) # (…, T, D)
         e_hat_2 = np.add(_56, beta_2_ell, out=_56)              # (…, T, D)
         # MLP 1 U ← GELU_tanh(X W_fc + b_fc) ▷ U ∈ ℝ^{T×D_f}
         _58 = np.matmul(e_hat_2, W_fc_ell, out=_buf(workspace, ('GPT2:f_58', ell), batch + (T, D_f), dtype)) # (…, T, D_f)
@@ -261,11 +257,10 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
         _68 = np.matmul(y, W_proj_ell, out=_buf(workspace, ('GPT2:f_68', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         Y_3 = np.add(_68, b_proj_ell, out=_68)                  # (…, T, D)
         # GPT2Block 2 e ← e + MLP(LayerNorm(e | γ_2, β_2) | θ_mlp) ▷ e ∈ ℝ^{T×D}
-        e_4 = np.add(e_3, Y_3, out=Y_3)                         # (…, T, D)
-        saved_ell.append((y, W_proj_ell, _66, _60, _65, _59, e_hat_2, W_fc_ell, gamma_2_ell, _55, _54, _53, shape_49, _48, e_3_shape, Y_2, W_o_ell, shape_40, _38, V_2, Q, _28, shape_25, A_shape, shape_22, shape_19, e_hat, W_qkv_ell, gamma_1_ell, _14, _13, _12, shape_8, _7, e_2_shape,))
+        e_4 = np.add(e_3, Y_3, out=e_3)                         # (…, T, D)
+        saved_ell.append((y, W_proj_ell, _66, _60, _65, _59, e_hat_2, W_fc_ell, gamma_2_ell, x_hat_2, sigma_2, Y_2, W_o_ell, shape_40, _38, V_2, Q, _28, shape_25, A_shape, shape_22, shape_19, e_hat, W_qkv_ell, gamma_1_ell, x_hat, sigma,))
         e_2 = e_4
     e_5 = e_2
-    e_5_shape = e_5.shape
     # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
     _71 = np.sum(e_5, axis=-1, out=_buf(workspace, 'GPT2:f_71', batch + (T,), dtype)) # (…, T)
     m_3 = np.divide(_71, D, out=_71)                            # (…, T)
@@ -273,20 +268,19 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
     _73 = np.expand_dims(m_3, -1)                               # (…, T, 1)
     _74 = np.subtract(e_5, _73, out=_buf(workspace, 'GPT2:f_74', batch + (T, D), dtype)) # (…, T, D)
     _75 = np.multiply(_74, _74, out=_buf(workspace, 'GPT2:f_75', batch + (T, D), dtype)) # (…, T, D)
-    shape_75 = _75.shape
     _76 = np.sum(_75, axis=-1, out=_buf(workspace, 'GPT2:f_76', batch + (T,), dtype)) # (…, T)
     v_3 = np.divide(_76, D, out=_76)                            # (…, T)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     _78 = np.add(v_3, 1e-05, out=v_3)                           # (…, T)
     _79 = np.sqrt(_78, out=_78)                                 # (…, T)
-    _80 = np.expand_dims(_79, -1)                               # (…, T, 1)
-    _81 = np.divide(_74, _80, out=_buf(workspace, 'GPT2:f_81', batch + (T, D), dtype)) # (…, T, D)
-    _82 = np.multiply(_81, gamma_f, out=_buf(workspace, 'GPT2:f_82', batch + (T, D), dtype)) # (…, T, D)
+    sigma_3 = np.expand_dims(_79, -1)                           # (…, T, 1)
+    x_hat_3 = np.divide(_74, sigma_3, out=_74)                  # (…, T, D)
+    _82 = np.multiply(x_hat_3, gamma_f, out=_buf(workspace, 'GPT2:f_82', batch + (T, D), dtype)) # (…, T, D)
     e_hat_3 = np.add(_82, beta_f, out=_82)                      # (…, T, D)
     # 6 return P = e · W_e^⊤ ▷ P ∈ ℝ^{T×V}
     _84 = np.swapaxes(W_e, -1, -2)                              # (D, V)
     P = np.matmul(e_hat_3, _84, out=_buf(workspace, 'GPT2:fP', batch + (T, V), dtype)) # (…, T, V)
-    cache = {"V": V, "D": D, "H": H, "D_f": D_f, "N": N, "ctx": ctx, "T": T, "batch": batch, "dtype": dtype, "e_hat_3": e_hat_3, "_84": _84, "_81": _81, "_80": _80, "_79": _79, "shape_75": shape_75, "_74": _74, "e_5_shape": e_5_shape, "_36": _36, "_31": _31, "W_p_shape": W_p_shape, "x": x, "p_start": p_start, "saved_ell": saved_ell}
+    cache = {"V": V, "D": D, "H": H, "D_f": D_f, "N": N, "ctx": ctx, "T": T, "batch": batch, "dtype": dtype, "e_hat_3": e_hat_3, "_84": _84, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_36": _36, "_31": _31, "W_p_shape": W_p_shape, "x": x, "p_start": p_start, "saved_ell": saved_ell}
     return P, cache
 
 
@@ -308,12 +302,8 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     e_hat_3 = cache["e_hat_3"]
     _84 = cache["_84"]
     gamma_f = params.gamma_f
-    _81 = cache["_81"]
-    _80 = cache["_80"]
-    _79 = cache["_79"]
-    shape_75 = cache["shape_75"]
-    _74 = cache["_74"]
-    e_5_shape = cache["e_5_shape"]
+    x_hat_3 = cache["x_hat_3"]
+    sigma_3 = cache["sigma_3"]
     _36 = cache["_36"]
     _31 = cache["_31"]
     W_p_shape = cache["W_p_shape"]
@@ -324,35 +314,15 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     # 6 return P = e · W_e^⊤ ▷ P ∈ ℝ^{T×V}
     g10001 = _wgrad(e_hat_3, d_P, _buf(workspace, 'GPT2:bg10001', (D, V), dtype)) # (D, V)
     g10002 = np.swapaxes(_84, -1, -2)                           # (V, D)
-    g10003 = np.matmul(d_P, g10002, out=_buf(workspace, 'GPT2:bg10003', batch + (T, D), dtype)) # (…, T, D)
-    g10004 = np.swapaxes(g10001, -1, -2)                        # (V, D)
+    d_e_hat_3 = np.matmul(d_P, g10002, out=_buf(workspace, 'GPT2:bd_e_hat_3', batch + (T, D), dtype)) # (…, T, D)
+    d_W_e = np.swapaxes(g10001, -1, -2)                         # (V, D)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-    g10005 = _sum_to(g10003, 1, ())                             # (D,)
-    g10006 = np.multiply(g10003, gamma_f, out=_buf(workspace, 'GPT2:bg10006', batch + (T, D), dtype)) # (…, T, D)
-    g10007 = np.multiply(g10003, _81, out=_buf(workspace, 'GPT2:bg10007', batch + (T, D), dtype)) # (…, T, D)
-    g10008 = _sum_to(g10007, 1, ())                             # (D,)
-    g10009 = np.divide(g10006, _80, out=_buf(workspace, 'GPT2:bg10009', batch + (T, D), dtype)) # (…, T, D)
-    g10010 = np.multiply(g10006, _81, out=g10006)               # (…, T, D)
-    g10011 = np.divide(g10010, _80, out=g10010)                 # (…, T, D)
-    g10012 = np.negative(g10011, out=g10011)                    # (…, T, D)
-    g10013 = _sum_to(g10012, None, (-1,))                       # (…, T, 1)
-    g10014 = np.squeeze(g10013, -1)                             # (…, T)
-    g10015 = np.multiply(_79, 2.0, out=_buf(workspace, 'GPT2:bg10015', batch + (T,), dtype)) # (…, T)
-    g10016 = np.divide(g10014, g10015, out=_buf(workspace, 'GPT2:bg10016', batch + (T,), dtype)) # (…, T)
-    # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
-    g10017 = np.divide(g10016, D, out=g10016)                   # (…, T)
-    g10021 = np.broadcast_to(np.expand_dims(g10017, -1), shape_75) # (…, T, D)
-    g10022 = np.multiply(_74, 2.0, out=_buf(workspace, 'GPT2:bg10022', batch + (T, D), dtype)) # (…, T, D)
-    g10023 = np.multiply(g10021, g10022, out=g10022)            # (…, T, D)
-    g10024 = np.add(g10009, g10023, out=g10009)                 # (…, T, D)
-    g10025 = np.negative(g10024, out=_buf(workspace, 'GPT2:bg10025', batch + (T, D), dtype)) # (…, T, D)
-    g10026 = _sum_to(g10025, None, (-1,))                       # (…, T, 1)
-    g10027 = np.squeeze(g10026, -1)                             # (…, T)
-    # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
-    g10028 = np.divide(g10027, D, out=_buf(workspace, 'GPT2:bg10028', batch + (T,), dtype)) # (…, T)
-    g10032 = np.broadcast_to(np.expand_dims(g10028, -1), e_5_shape) # (…, T, D)
-    g10033 = np.add(g10024, g10032, out=g10024)                 # (…, T, D)
-    g10034 = g10033
+    d_beta_f = _sum_to(d_e_hat_3, 1, ())                        # (D,)
+    d_x_hat_3 = np.multiply(d_e_hat_3, gamma_f, out=_buf(workspace, 'GPT2:bd_x_hat_3', batch + (T, D), dtype)) # (…, T, D)
+    g10007 = np.multiply(d_e_hat_3, x_hat_3, out=_buf(workspace, 'GPT2:bg10007', batch + (T, D), dtype)) # (…, T, D)
+    d_gamma_f = _sum_to(g10007, 1, ())                          # (D,)
+    d_e_5 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'GPT2:bd_e_5', batch + (T, D), dtype)) # (…, T, D)
+    g10010 = d_e_5
     d_gamma_1 = _buf(workspace, 'GPT2:bd_gamma_1', params.gamma_1.shape, dtype)
     d_gamma_1.fill(0)
     d_beta_1 = _buf(workspace, 'GPT2:bd_beta_1', params.beta_1.shape, dtype)
@@ -378,144 +348,104 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     d_b_proj = _buf(workspace, 'GPT2:bd_b_proj', params.b_proj.shape, dtype)
     d_b_proj.fill(0)
     for ell in reversed(range(N)):
-        y, W_proj_ell, _66, _60, _65, _59, e_hat_2, W_fc_ell, gamma_2_ell, _55, _54, _53, shape_49, _48, e_3_shape, Y_2, W_o_ell, shape_40, _38, V_2, Q, _28, shape_25, A_shape, shape_22, shape_19, e_hat, W_qkv_ell, gamma_1_ell, _14, _13, _12, shape_8, _7, e_2_shape, = saved_ell[ell]
+        y, W_proj_ell, _66, _60, _65, _59, e_hat_2, W_fc_ell, gamma_2_ell, x_hat_2, sigma_2, Y_2, W_o_ell, shape_40, _38, V_2, Q, _28, shape_25, A_shape, shape_22, shape_19, e_hat, W_qkv_ell, gamma_1_ell, x_hat, sigma, = saved_ell[ell]
         # MLP 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
-        g10035 = _sum_to(g10034, 1, ())                         # (D,)
-        g10036 = _wgrad(y, g10034, _buf(workspace, ('GPT2:bg10036', ell % 2), (D_f, D), dtype)) # (D_f, D)
-        g10037 = np.swapaxes(W_proj_ell, -1, -2)                # (D, D_f)
-        g10038 = np.matmul(g10034, g10037, out=_buf(workspace, ('GPT2:bg10038', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
+        d_b_proj_ell = _sum_to(g10010, 1, ())                   # (D,)
+        d_W_proj_ell = _wgrad(y, g10010, _buf(workspace, ('GPT2:bd_W_proj_ell', ell % 2), (D_f, D), dtype)) # (D_f, D)
+        g10013 = np.swapaxes(W_proj_ell, -1, -2)                # (D, D_f)
+        d_y = np.matmul(g10010, g10013, out=_buf(workspace, ('GPT2:bd_y', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
         # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-        g10039 = np.multiply(g10038, _66, out=_buf(workspace, ('GPT2:bg10039', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
-        g10040 = np.multiply(g10038, _60, out=_buf(workspace, ('GPT2:bg10040', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
-        g10041 = np.multiply(_65, _65, out=_buf(workspace, ('GPT2:bg10041', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
-        g10042 = np.subtract(1.0, g10041, out=_buf(workspace, ('GPT2:bg10042', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
-        g10043 = np.multiply(g10040, g10042, out=g10042)        # (…, T, D_f)
-        g10045 = np.multiply(g10043, 0.7978845608028654, out=_buf(workspace, ('GPT2:bg10045', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
-        g10047 = np.multiply(g10045, 0.044715, out=_buf(workspace, ('GPT2:bg10047', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
-        g10048 = _59 * _59                                      # (…, T, D_f)
-        g10049 = np.multiply(g10048, 3, out=_buf(workspace, ('GPT2:bg10049', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
-        g10050 = np.multiply(g10047, g10049, out=g10049)        # (…, T, D_f)
-        g10051 = np.add(g10045, g10050, out=g10050)             # (…, T, D_f)
-        g10053 = np.multiply(g10039, 0.5, out=_buf(workspace, ('GPT2:bg10053', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
-        g10054 = np.add(g10051, g10053, out=g10051)             # (…, T, D_f)
+        g10015 = np.multiply(d_y, _66, out=_buf(workspace, ('GPT2:bg10015', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
+        g10016 = np.multiply(d_y, _60, out=_buf(workspace, ('GPT2:bg10016', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
+        g10017 = np.multiply(_65, _65, out=_buf(workspace, ('GPT2:bg10017', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
+        g10018 = np.subtract(1.0, g10017, out=_buf(workspace, ('GPT2:bg10018', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
+        g10019 = np.multiply(g10016, g10018, out=g10018)        # (…, T, D_f)
+        g10021 = np.multiply(g10019, 0.7978845608028654, out=_buf(workspace, ('GPT2:bg10021', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
+        g10023 = np.multiply(g10021, 0.044715, out=_buf(workspace, ('GPT2:bg10023', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
+        g10024 = _59 * _59                                      # (…, T, D_f)
+        g10025 = np.multiply(g10024, 3, out=_buf(workspace, ('GPT2:bg10025', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
+        g10026 = np.multiply(g10023, g10025, out=g10025)        # (…, T, D_f)
+        g10027 = np.add(g10021, g10026, out=g10026)             # (…, T, D_f)
+        g10029 = np.multiply(g10015, 0.5, out=_buf(workspace, ('GPT2:bg10029', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
+        g10030 = np.add(g10027, g10029, out=g10027)             # (…, T, D_f)
         # MLP 1 U ← GELU_tanh(X W_fc + b_fc) ▷ U ∈ ℝ^{T×D_f}
-        g10055 = _sum_to(g10054, 1, ())                         # (D_f,)
-        g10056 = _wgrad(e_hat_2, g10054, _buf(workspace, ('GPT2:bg10056', ell % 2), (D, D_f), dtype)) # (D, D_f)
-        g10057 = np.swapaxes(W_fc_ell, -1, -2)                  # (D_f, D)
-        g10058 = np.matmul(g10054, g10057, out=_buf(workspace, ('GPT2:bg10058', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_b_fc_ell = _sum_to(g10030, 1, ())                     # (D_f,)
+        d_W_fc_ell = _wgrad(e_hat_2, g10030, _buf(workspace, ('GPT2:bd_W_fc_ell', ell % 2), (D, D_f), dtype)) # (D, D_f)
+        g10033 = np.swapaxes(W_fc_ell, -1, -2)                  # (D_f, D)
+        d_e_hat_2 = np.matmul(g10030, g10033, out=_buf(workspace, ('GPT2:bd_e_hat_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-        g10059 = _sum_to(g10058, 1, ())                         # (D,)
-        g10060 = np.multiply(g10058, gamma_2_ell, out=_buf(workspace, ('GPT2:bg10060', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10061 = np.multiply(g10058, _55, out=_buf(workspace, ('GPT2:bg10061', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10062 = _sum_to(g10061, 1, ())                         # (D,)
-        g10063 = np.divide(g10060, _54, out=_buf(workspace, ('GPT2:bg10063', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10064 = np.multiply(g10060, _55, out=_buf(workspace, ('GPT2:bg10064', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10065 = np.divide(g10064, _54, out=g10064)             # (…, T, D)
-        g10066 = np.negative(g10065, out=g10065)                # (…, T, D)
-        g10067 = _sum_to(g10066, None, (-1,))                   # (…, T, 1)
-        g10068 = np.squeeze(g10067, -1)                         # (…, T)
-        g10069 = np.multiply(_53, 2.0, out=_buf(workspace, ('GPT2:bg10069', ell % 2), batch + (T,), dtype)) # (…, T)
-        g10070 = np.divide(g10068, g10069, out=_buf(workspace, ('GPT2:bg10070', ell % 2), batch + (T,), dtype)) # (…, T)
-        # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
-        g10071 = np.divide(g10070, D, out=_buf(workspace, ('GPT2:bg10071', ell % 2), batch + (T,), dtype)) # (…, T)
-        g10075 = np.broadcast_to(np.expand_dims(g10071, -1), shape_49) # (…, T, D)
-        g10076 = np.multiply(_48, 2.0, out=_buf(workspace, ('GPT2:bg10076', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10077 = np.multiply(g10075, g10076, out=g10076)        # (…, T, D)
-        g10078 = np.add(g10063, g10077, out=g10063)             # (…, T, D)
-        g10079 = np.negative(g10078, out=_buf(workspace, ('GPT2:bg10079', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10080 = np.add(g10034, g10078, out=_buf(workspace, ('GPT2:bg10080', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10081 = _sum_to(g10079, None, (-1,))                   # (…, T, 1)
-        g10082 = np.squeeze(g10081, -1)                         # (…, T)
-        # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
-        g10083 = np.divide(g10082, D, out=_buf(workspace, ('GPT2:bg10083', ell % 2), batch + (T,), dtype)) # (…, T)
-        g10087 = np.broadcast_to(np.expand_dims(g10083, -1), e_3_shape) # (…, T, D)
-        g10088 = np.add(g10080, g10087, out=g10080)             # (…, T, D)
+        d_beta_2_ell = _sum_to(d_e_hat_2, 1, ())                # (D,)
+        d_x_hat_2 = np.multiply(d_e_hat_2, gamma_2_ell, out=_buf(workspace, ('GPT2:bd_x_hat_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        g10037 = np.multiply(d_e_hat_2, x_hat_2, out=_buf(workspace, ('GPT2:bg10037', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_gamma_2_ell = _sum_to(g10037, 1, ())                  # (D,)
+        g10039 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, ('GPT2:bg10039', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_e_3 = np.add(g10010, g10039, out=g10039)              # (…, T, D)
         # CausalSelfAttention 11 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
-        g10089 = _sum_to(g10088, 1, ())                         # (D,)
-        g10090 = _wgrad(Y_2, g10088, _buf(workspace, ('GPT2:bg10090', ell % 2), (D, D), dtype)) # (D, D)
-        g10091 = np.swapaxes(W_o_ell, -1, -2)                   # (D, D)
-        g10092 = np.matmul(g10088, g10091, out=_buf(workspace, ('GPT2:bg10092', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_b_o_ell = _sum_to(d_e_3, 1, ())                       # (D,)
+        d_W_o_ell = _wgrad(Y_2, d_e_3, _buf(workspace, ('GPT2:bd_W_o_ell', ell % 2), (D, D), dtype)) # (D, D)
+        g10043 = np.swapaxes(W_o_ell, -1, -2)                   # (D, D)
+        d_Y_2 = np.matmul(d_e_3, g10043, out=_buf(workspace, ('GPT2:bd_Y_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         # CausalSelfAttention 10 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
-        g10093 = g10092.reshape(shape_40)                       # (…, T, H, D/H)
-        g10094 = _permute(g10093, (-2, -3, -1))                 # (…, H, T, D/H)
+        g10045 = d_Y_2.reshape(shape_40)                        # (…, T, H, D/H)
+        d_Y = _permute(g10045, (-2, -3, -1))                    # (…, H, T, D/H)
         # CausalSelfAttention 8 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-        g10095 = np.swapaxes(_38, -1, -2)                       # (…, H, T, T)
-        g10096 = np.matmul(g10095, g10094, out=_buf(workspace, ('GPT2:bg10096', ell % 2), batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-        g10097 = np.swapaxes(V_2, -1, -2)                       # (…, H, D/H, T)
-        g10098 = np.matmul(g10094, g10097, out=_buf(workspace, ('GPT2:bg10098', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
-        g10099 = _softmax_grad(g10098, _38, -1, _buf(workspace, ('GPT2:bg10099', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
+        g10047 = np.swapaxes(_38, -1, -2)                       # (…, H, T, T)
+        d_V_2 = np.matmul(g10047, d_Y, out=_buf(workspace, ('GPT2:bd_V_2', ell % 2), batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+        g10049 = np.swapaxes(V_2, -1, -2)                       # (…, H, D/H, T)
+        g10050 = np.matmul(d_Y, g10049, out=_buf(workspace, ('GPT2:bg10050', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
+        g10051 = _softmax_grad(g10050, _38, -1, _buf(workspace, ('GPT2:bg10051', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
         # CausalSelfAttention 7 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
-        g10101 = _where(_36, 0, g10099, _buf(workspace, ('GPT2:bg10101', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
+        d_S = _where(_36, 0, g10051, _buf(workspace, ('GPT2:bd_S', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
         # CausalSelfAttention 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
-        g10102 = np.divide(g10101, _31, out=_buf(workspace, ('GPT2:bg10102', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
-        g10106 = np.swapaxes(Q, -1, -2)                         # (…, H, D/H, T)
-        g10107 = np.matmul(g10106, g10102, out=_buf(workspace, ('GPT2:bg10107', ell % 2), batch + (H, D // H, T), dtype)) # (…, H, D/H, T)
-        g10108 = np.swapaxes(_28, -1, -2)                       # (…, H, T, D/H)
-        g10109 = np.matmul(g10102, g10108, out=_buf(workspace, ('GPT2:bg10109', ell % 2), batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-        g10110 = np.swapaxes(g10107, -1, -2)                    # (…, H, T, D/H)
+        g10054 = np.divide(d_S, _31, out=_buf(workspace, ('GPT2:bg10054', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
+        g10058 = np.swapaxes(Q, -1, -2)                         # (…, H, D/H, T)
+        g10059 = np.matmul(g10058, g10054, out=_buf(workspace, ('GPT2:bg10059', ell % 2), batch + (H, D // H, T), dtype)) # (…, H, D/H, T)
+        g10060 = np.swapaxes(_28, -1, -2)                       # (…, H, T, D/H)
+        d_Q = np.matmul(g10054, g10060, out=_buf(workspace, ('GPT2:bd_Q', ell % 2), batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+        d_K = np.swapaxes(g10059, -1, -2)                       # (…, H, T, D/H)
         # CausalSelfAttention 5 V_h ← A[:, 2 · D + h · D / H : 2 · D + (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
-        g10111 = _permute(g10096, (-2, -3, -1))                 # (…, T, H, D/H)
-        g10112 = g10111.reshape(shape_25)                       # (…, T, D)
-        g10113 = _unslice(g10112, A_shape, -1, 2*D, 3*D, _buf(workspace, ('GPT2:bg10113', ell % 2), batch + (T, 3*D), dtype)) # (…, T, 3·D)
+        g10063 = _permute(d_V_2, (-2, -3, -1))                  # (…, T, H, D/H)
+        g10064 = g10063.reshape(shape_25)                       # (…, T, D)
+        d_A = _unslice(g10064, A_shape, -1, 2*D, 3*D, _buf(workspace, ('GPT2:bd_A', ell % 2), batch + (T, 3*D), dtype)) # (…, T, 3·D)
         # CausalSelfAttention 4 K_h ← A[:, D + h · D / H : D + (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
-        g10114 = _permute(g10110, (-2, -3, -1))                 # (…, T, H, D/H)
-        g10115 = g10114.reshape(shape_22)                       # (…, T, D)
-        g10117 = _slice_add(g10113, g10115, -1, D, 2*D)         # (…, T, 3·D)
+        g10066 = _permute(d_K, (-2, -3, -1))                    # (…, T, H, D/H)
+        g10067 = g10066.reshape(shape_22)                       # (…, T, D)
+        d_A_2 = _slice_add(d_A, g10067, -1, D, 2*D)             # (…, T, 3·D)
         # CausalSelfAttention 3 Q_h ← A[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
-        g10118 = _permute(g10109, (-2, -3, -1))                 # (…, T, H, D/H)
-        g10119 = g10118.reshape(shape_19)                       # (…, T, D)
-        g10121 = _slice_add(g10117, g10119, -1, 0, D)           # (…, T, 3·D)
+        g10070 = _permute(d_Q, (-2, -3, -1))                    # (…, T, H, D/H)
+        g10071 = g10070.reshape(shape_19)                       # (…, T, D)
+        d_A_3 = _slice_add(d_A_2, g10071, -1, 0, D)             # (…, T, 3·D)
         # CausalSelfAttention 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
-        g10122 = _sum_to(g10121, 1, ())                         # (3·D,)
-        g10123 = _wgrad(e_hat, g10121, _buf(workspace, ('GPT2:bg10123', ell % 2), (D, 3*D), dtype)) # (D, 3·D)
-        g10124 = np.swapaxes(W_qkv_ell, -1, -2)                 # (3·D, D)
-        g10125 = np.matmul(g10121, g10124, out=_buf(workspace, ('GPT2:bg10125', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_b_qkv_ell = _sum_to(d_A_3, 1, ())                     # (3·D,)
+        d_W_qkv_ell = _wgrad(e_hat, d_A_3, _buf(workspace, ('GPT2:bd_W_qkv_ell', ell % 2), (D, 3*D), dtype)) # (D, 3·D)
+        g10076 = np.swapaxes(W_qkv_ell, -1, -2)                 # (3·D, D)
+        d_e_hat = np.matmul(d_A_3, g10076, out=_buf(workspace, ('GPT2:bd_e_hat', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-        g10126 = _sum_to(g10125, 1, ())                         # (D,)
-        g10127 = np.multiply(g10125, gamma_1_ell, out=_buf(workspace, ('GPT2:bg10127', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10128 = np.multiply(g10125, _14, out=_buf(workspace, ('GPT2:bg10128', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10129 = _sum_to(g10128, 1, ())                         # (D,)
-        g10130 = np.divide(g10127, _13, out=_buf(workspace, ('GPT2:bg10130', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10131 = np.multiply(g10127, _14, out=_buf(workspace, ('GPT2:bg10131', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10132 = np.divide(g10131, _13, out=g10131)             # (…, T, D)
-        g10133 = np.negative(g10132, out=g10132)                # (…, T, D)
-        g10134 = _sum_to(g10133, None, (-1,))                   # (…, T, 1)
-        g10135 = np.squeeze(g10134, -1)                         # (…, T)
-        g10136 = np.multiply(_12, 2.0, out=_buf(workspace, ('GPT2:bg10136', ell % 2), batch + (T,), dtype)) # (…, T)
-        g10137 = np.divide(g10135, g10136, out=_buf(workspace, ('GPT2:bg10137', ell % 2), batch + (T,), dtype)) # (…, T)
-        # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
-        g10138 = np.divide(g10137, D, out=_buf(workspace, ('GPT2:bg10138', ell % 2), batch + (T,), dtype)) # (…, T)
-        g10142 = np.broadcast_to(np.expand_dims(g10138, -1), shape_8) # (…, T, D)
-        g10143 = np.multiply(_7, 2.0, out=_buf(workspace, ('GPT2:bg10143', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10144 = np.multiply(g10142, g10143, out=g10143)        # (…, T, D)
-        g10145 = np.add(g10130, g10144, out=g10130)             # (…, T, D)
-        g10146 = np.negative(g10145, out=_buf(workspace, ('GPT2:bg10146', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10147 = np.add(g10088, g10145, out=_buf(workspace, ('GPT2:bg10147', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10148 = _sum_to(g10146, None, (-1,))                   # (…, T, 1)
-        g10149 = np.squeeze(g10148, -1)                         # (…, T)
-        # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
-        g10150 = np.divide(g10149, D, out=_buf(workspace, ('GPT2:bg10150', ell % 2), batch + (T,), dtype)) # (…, T)
-        g10154 = np.broadcast_to(np.expand_dims(g10150, -1), e_2_shape) # (…, T, D)
-        g10155 = np.add(g10147, g10154, out=g10147)             # (…, T, D)
-        d_gamma_1[ell] += g10129
-        d_beta_1[ell] += g10126
-        d_W_qkv[ell] += g10123
-        d_b_qkv[ell] += g10122
-        d_W_o[ell] += g10090
-        d_b_o[ell] += g10089
-        d_gamma_2[ell] += g10062
-        d_beta_2[ell] += g10059
-        d_W_fc[ell] += g10056
-        d_b_fc[ell] += g10055
-        d_W_proj[ell] += g10036
-        d_b_proj[ell] += g10035
-        g10034 = g10155
+        d_beta_1_ell = _sum_to(d_e_hat, 1, ())                  # (D,)
+        d_x_hat = np.multiply(d_e_hat, gamma_1_ell, out=_buf(workspace, ('GPT2:bd_x_hat', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        g10080 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, ('GPT2:bg10080', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_gamma_1_ell = _sum_to(g10080, 1, ())                  # (D,)
+        g10082 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('GPT2:bg10082', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_e_2 = np.add(d_e_3, g10082, out=g10082)               # (…, T, D)
+        d_gamma_1[ell] += d_gamma_1_ell
+        d_beta_1[ell] += d_beta_1_ell
+        d_W_qkv[ell] += d_W_qkv_ell
+        d_b_qkv[ell] += d_b_qkv_ell
+        d_W_o[ell] += d_W_o_ell
+        d_b_o[ell] += d_b_o_ell
+        d_gamma_2[ell] += d_gamma_2_ell
+        d_beta_2[ell] += d_beta_2_ell
+        d_W_fc[ell] += d_W_fc_ell
+        d_b_fc[ell] += d_b_fc_ell
+        d_W_proj[ell] += d_W_proj_ell
+        d_b_proj[ell] += d_b_proj_ell
+        g10010 = d_e_2
     # 1 e ← W_e[x] + W_p[p_start : p_start + T] ▷ e ∈ ℝ^{T×D}
-    g10156 = _sum_to(g10034, 2, ())                             # (T, D)
-    g10157 = _unslice(g10156, W_p_shape, -2, p_start, T + p_start, _buf(workspace, 'GPT2:bg10157', (ctx, D), dtype)) # (ctx, D)
-    g10158 = _scatter_rows(g10034, x, W_e)                      # (V, D)
-    g10159 = np.add(g10004, g10158, out=g10158)                 # (V, D)
-    grads = Params(W_e=g10159, W_p=g10157, gamma_1=d_gamma_1, beta_1=d_beta_1, W_qkv=d_W_qkv, b_qkv=d_b_qkv, W_o=d_W_o, b_o=d_b_o, gamma_2=d_gamma_2, beta_2=d_beta_2, W_fc=d_W_fc, b_fc=d_b_fc, W_proj=d_W_proj, b_proj=d_b_proj, gamma_f=g10008, beta_f=g10005)
+    g10084 = _sum_to(g10010, 2, ())                             # (T, D)
+    d_W_p = _unslice(g10084, W_p_shape, -2, p_start, T + p_start, _buf(workspace, 'GPT2:bd_W_p', (ctx, D), dtype)) # (ctx, D)
+    g10086 = _scatter_rows(g10010, x, W_e)                      # (V, D)
+    d_W_e_2 = np.add(d_W_e, g10086, out=g10086)                 # (V, D)
+    grads = Params(W_e=d_W_e_2, W_p=d_W_p, gamma_1=d_gamma_1, beta_1=d_beta_1, W_qkv=d_W_qkv, b_qkv=d_b_qkv, W_o=d_W_o, b_o=d_b_o, gamma_2=d_gamma_2, beta_2=d_beta_2, W_fc=d_W_fc, b_fc=d_b_fc, W_proj=d_W_proj, b_proj=d_b_proj, gamma_f=d_gamma_f, beta_f=d_beta_f)
     return grads, {}
 
 
@@ -678,6 +608,16 @@ def _gelu_grad(x):
 def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
+
+
+def _layer_norm_grad(g, y, s, axis, out=None):
+    """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
+    t = np.multiply(g, y, out=out)
+    gy = np.mean(t, axis=axis, keepdims=True)
+    t = np.multiply(y, gy, out=t)
+    t = np.subtract(g, t, out=t)
+    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    return np.divide(t, s, out=t)
 
 
 def _softmax_grad(g, y, axis, out=None):

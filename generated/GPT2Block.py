@@ -107,7 +107,6 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     b_fc = params.b_fc
     W_proj = params.W_proj
     b_proj = params.b_proj
-    e_shape = e.shape
     _check_input('e', e, (None, D, ), 'f', None, None, 'ℝ^{T×D}')
     _check_params(params, {'gamma_1': (D, ), 'beta_1': (D, ), 'W_qkv': (D, 3*D, ), 'b_qkv': (3*D, ), 'W_o': (D, D, ), 'b_o': (D, ), 'gamma_2': (D, ), 'beta_2': (D, ), 'W_fc': (D, D_f, ), 'b_fc': (D_f, ), 'W_proj': (D_f, D, ), 'b_proj': (D, )})
     _check_divides('D/H', D, H, 'D', 'H')
@@ -120,15 +119,14 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     _3 = np.expand_dims(m, -1)                                  # (…, T, 1)
     _4 = np.subtract(e, _3, out=_buf(workspace, 'GPT2Block:f_4', batch + (T, D), dtype)) # (…, T, D)
     _5 = np.multiply(_4, _4, out=_buf(workspace, 'GPT2Block:f_5', batch + (T, D), dtype)) # (…, T, D)
-    shape_5 = _5.shape
     _6 = np.sum(_5, axis=-1, out=_buf(workspace, 'GPT2Block:f_6', batch + (T,), dtype)) # (…, T)
     v = np.divide(_6, D, out=_6)                                # (…, T)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     _8 = np.add(v, 1e-05, out=v)                                # (…, T)
     _9 = np.sqrt(_8, out=_8)                                    # (…, T)
-    _10 = np.expand_dims(_9, -1)                                # (…, T, 1)
-    _11 = np.divide(_4, _10, out=_buf(workspace, 'GPT2Block:f_11', batch + (T, D), dtype)) # (…, T, D)
-    _12 = np.multiply(_11, gamma_1, out=_buf(workspace, 'GPT2Block:f_12', batch + (T, D), dtype)) # (…, T, D)
+    sigma = np.expand_dims(_9, -1)                              # (…, T, 1)
+    x_hat = np.divide(_4, sigma, out=_4)                        # (…, T, D)
+    _12 = np.multiply(x_hat, gamma_1, out=_buf(workspace, 'GPT2Block:f_12', batch + (T, D), dtype)) # (…, T, D)
     e_hat = np.add(_12, beta_1, out=_12)                        # (…, T, D)
     # CausalSelfAttention 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
     _14 = np.matmul(e_hat, W_qkv, out=_buf(workspace, 'GPT2Block:f_14', batch + (T, 3*D), dtype)) # (…, T, 3·D)
@@ -173,7 +171,6 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     V_tilde = np.add(_39, b_o, out=_39)                         # (…, T, D)
     # 1 e ← e + CausalSelfAttention(LayerNorm(e | γ_1, β_1) | θ_attn) ▷ e ∈ ℝ^{T×D}
     e_2 = np.add(e, V_tilde, out=V_tilde)                       # (…, T, D)
-    e_2_shape = e_2.shape
     # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
     _42 = np.sum(e_2, axis=-1, out=_buf(workspace, 'GPT2Block:f_42', batch + (T,), dtype)) # (…, T)
     m_2 = np.divide(_42, D, out=_42)                            # (…, T)
@@ -181,15 +178,14 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     _44 = np.expand_dims(m_2, -1)                               # (…, T, 1)
     _45 = np.subtract(e_2, _44, out=_buf(workspace, 'GPT2Block:f_45', batch + (T, D), dtype)) # (…, T, D)
     _46 = np.multiply(_45, _45, out=_buf(workspace, 'GPT2Block:f_46', batch + (T, D), dtype)) # (…, T, D)
-    shape_46 = _46.shape
     _47 = np.sum(_46, axis=-1, out=_buf(workspace, 'GPT2Block:f_47', batch + (T,), dtype)) # (…, T)
     v_2 = np.divide(_47, D, out=_47)                            # (…, T)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     _49 = np.add(v_2, 1e-05, out=v_2)                           # (…, T)
     _50 = np.sqrt(_49, out=_49)                                 # (…, T)
-    _51 = np.expand_dims(_50, -1)                               # (…, T, 1)
-    _52 = np.divide(_45, _51, out=_buf(workspace, 'GPT2Block:f_52', batch + (T, D), dtype)) # (…, T, D)
-    _53 = np.multiply(_52, gamma_2, out=_buf(workspace, 'GPT2Block:f_53', batch + (T, D), dtype)) # (…, T, D)
+    sigma_2 = np.expand_dims(_50, -1)                           # (…, T, 1)
+    x_hat_2 = np.divide(_45, sigma_2, out=_45)                  # (…, T, D)
+    _53 = np.multiply(x_hat_2, gamma_2, out=_buf(workspace, 'GPT2Block:f_53', batch + (T, D), dtype)) # (…, T, D)
     e_hat_2 = np.add(_53, beta_2, out=_53)                      # (…, T, D)
     # MLP 1 U ← GELU_tanh(X W_fc + b_fc) ▷ U ∈ ℝ^{T×D_f}
     _55 = np.matmul(e_hat_2, W_fc, out=_buf(workspace, 'GPT2Block:f_55', batch + (T, D_f), dtype)) # (…, T, D_f)
@@ -207,8 +203,8 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     _65 = np.matmul(y, W_proj, out=_buf(workspace, 'GPT2Block:f_65', batch + (T, D), dtype)) # (…, T, D)
     Y_3 = np.add(_65, b_proj, out=_65)                          # (…, T, D)
     # 2 e ← e + MLP(LayerNorm(e | γ_2, β_2) | θ_mlp) ▷ e ∈ ℝ^{T×D}
-    e_3 = np.add(e_2, Y_3, out=Y_3)                             # (…, T, D)
-    cache = {"D": D, "H": H, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "y": y, "_63": _63, "_57": _57, "_62": _62, "_56": _56, "e_hat_2": e_hat_2, "_52": _52, "_51": _51, "_50": _50, "shape_46": shape_46, "_45": _45, "e_2_shape": e_2_shape, "Y_2": Y_2, "shape_37": shape_37, "_35": _35, "V": V, "_33": _33, "_28": _28, "Q": Q, "_25": _25, "shape_22": shape_22, "A_shape": A_shape, "shape_19": shape_19, "shape_16": shape_16, "e_hat": e_hat, "_11": _11, "_10": _10, "_9": _9, "shape_5": shape_5, "_4": _4, "e_shape": e_shape}
+    e_3 = np.add(e_2, Y_3, out=e_2)                             # (…, T, D)
+    cache = {"D": D, "H": H, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "y": y, "_63": _63, "_57": _57, "_62": _62, "_56": _56, "e_hat_2": e_hat_2, "x_hat_2": x_hat_2, "sigma_2": sigma_2, "Y_2": Y_2, "shape_37": shape_37, "_35": _35, "V": V, "_33": _33, "_28": _28, "Q": Q, "_25": _25, "shape_22": shape_22, "A_shape": A_shape, "shape_19": shape_19, "shape_16": shape_16, "e_hat": e_hat, "x_hat": x_hat, "sigma": sigma}
     return e_3, cache
 
 
@@ -233,12 +229,8 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     e_hat_2 = cache["e_hat_2"]
     W_fc = params.W_fc
     gamma_2 = params.gamma_2
-    _52 = cache["_52"]
-    _51 = cache["_51"]
-    _50 = cache["_50"]
-    shape_46 = cache["shape_46"]
-    _45 = cache["_45"]
-    e_2_shape = cache["e_2_shape"]
+    x_hat_2 = cache["x_hat_2"]
+    sigma_2 = cache["sigma_2"]
     Y_2 = cache["Y_2"]
     W_o = params.W_o
     shape_37 = cache["shape_37"]
@@ -255,20 +247,16 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     e_hat = cache["e_hat"]
     W_qkv = params.W_qkv
     gamma_1 = params.gamma_1
-    _11 = cache["_11"]
-    _10 = cache["_10"]
-    _9 = cache["_9"]
-    shape_5 = cache["shape_5"]
-    _4 = cache["_4"]
-    e_shape = cache["e_shape"]
+    x_hat = cache["x_hat"]
+    sigma = cache["sigma"]
     # MLP 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
-    g10001 = _sum_to(d_e_hat, 1, ())                            # (D,)
-    g10002 = _wgrad(y, d_e_hat, _buf(workspace, 'GPT2Block:bg10002', (D_f, D), dtype)) # (D_f, D)
+    d_b_proj = _sum_to(d_e_hat, 1, ())                          # (D,)
+    d_W_proj = _wgrad(y, d_e_hat, _buf(workspace, 'GPT2Block:bd_W_proj', (D_f, D), dtype)) # (D_f, D)
     g10003 = np.swapaxes(W_proj, -1, -2)                        # (D, D_f)
-    g10004 = np.matmul(d_e_hat, g10003, out=_buf(workspace, 'GPT2Block:bg10004', batch + (T, D_f), dtype)) # (…, T, D_f)
+    d_y = np.matmul(d_e_hat, g10003, out=_buf(workspace, 'GPT2Block:bd_y', batch + (T, D_f), dtype)) # (…, T, D_f)
     # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-    g10005 = np.multiply(g10004, _63, out=_buf(workspace, 'GPT2Block:bg10005', batch + (T, D_f), dtype)) # (…, T, D_f)
-    g10006 = np.multiply(g10004, _57, out=g10004)               # (…, T, D_f)
+    g10005 = np.multiply(d_y, _63, out=_buf(workspace, 'GPT2Block:bg10005', batch + (T, D_f), dtype)) # (…, T, D_f)
+    g10006 = np.multiply(d_y, _57, out=d_y)                     # (…, T, D_f)
     g10007 = np.multiply(_62, _62, out=_buf(workspace, 'GPT2Block:bg10007', batch + (T, D_f), dtype)) # (…, T, D_f)
     g10008 = np.subtract(1.0, g10007, out=_buf(workspace, 'GPT2Block:bg10008', batch + (T, D_f), dtype)) # (…, T, D_f)
     g10009 = np.multiply(g10006, g10008, out=g10006)            # (…, T, D_f)
@@ -281,106 +269,66 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     g10019 = np.multiply(g10005, 0.5, out=g10005)               # (…, T, D_f)
     g10020 = np.add(g10017, g10019, out=g10017)                 # (…, T, D_f)
     # MLP 1 U ← GELU_tanh(X W_fc + b_fc) ▷ U ∈ ℝ^{T×D_f}
-    g10021 = _sum_to(g10020, 1, ())                             # (D_f,)
-    g10022 = _wgrad(e_hat_2, g10020, _buf(workspace, 'GPT2Block:bg10022', (D, D_f), dtype)) # (D, D_f)
+    d_b_fc = _sum_to(g10020, 1, ())                             # (D_f,)
+    d_W_fc = _wgrad(e_hat_2, g10020, _buf(workspace, 'GPT2Block:bd_W_fc', (D, D_f), dtype)) # (D, D_f)
     g10023 = np.swapaxes(W_fc, -1, -2)                          # (D_f, D)
-    g10024 = np.matmul(g10020, g10023, out=_buf(workspace, 'GPT2Block:bg10024', batch + (T, D), dtype)) # (…, T, D)
+    d_e_hat_2 = np.matmul(g10020, g10023, out=_buf(workspace, 'GPT2Block:bd_e_hat_2', batch + (T, D), dtype)) # (…, T, D)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-    g10025 = _sum_to(g10024, 1, ())                             # (D,)
-    g10026 = np.multiply(g10024, gamma_2, out=_buf(workspace, 'GPT2Block:bg10026', batch + (T, D), dtype)) # (…, T, D)
-    g10027 = np.multiply(g10024, _52, out=_buf(workspace, 'GPT2Block:bg10027', batch + (T, D), dtype)) # (…, T, D)
-    g10028 = _sum_to(g10027, 1, ())                             # (D,)
-    g10029 = np.divide(g10026, _51, out=_buf(workspace, 'GPT2Block:bg10029', batch + (T, D), dtype)) # (…, T, D)
-    g10030 = np.multiply(g10026, _52, out=g10026)               # (…, T, D)
-    g10031 = np.divide(g10030, _51, out=g10030)                 # (…, T, D)
-    g10032 = np.negative(g10031, out=g10031)                    # (…, T, D)
-    g10033 = _sum_to(g10032, None, (-1,))                       # (…, T, 1)
-    g10034 = np.squeeze(g10033, -1)                             # (…, T)
-    g10035 = np.multiply(_50, 2.0, out=_buf(workspace, 'GPT2Block:bg10035', batch + (T,), dtype)) # (…, T)
-    g10036 = np.divide(g10034, g10035, out=_buf(workspace, 'GPT2Block:bg10036', batch + (T,), dtype)) # (…, T)
-    # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
-    g10037 = np.divide(g10036, D, out=g10036)                   # (…, T)
-    g10041 = np.broadcast_to(np.expand_dims(g10037, -1), shape_46) # (…, T, D)
-    g10042 = np.multiply(_45, 2.0, out=_buf(workspace, 'GPT2Block:bg10042', batch + (T, D), dtype)) # (…, T, D)
-    g10043 = np.multiply(g10041, g10042, out=g10042)            # (…, T, D)
-    g10044 = np.add(g10029, g10043, out=g10029)                 # (…, T, D)
-    g10045 = np.negative(g10044, out=_buf(workspace, 'GPT2Block:bg10045', batch + (T, D), dtype)) # (…, T, D)
-    g10046 = np.add(d_e_hat, g10044, out=g10044)                # (…, T, D)
-    g10047 = _sum_to(g10045, None, (-1,))                       # (…, T, 1)
-    g10048 = np.squeeze(g10047, -1)                             # (…, T)
-    # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
-    g10049 = np.divide(g10048, D, out=_buf(workspace, 'GPT2Block:bg10049', batch + (T,), dtype)) # (…, T)
-    g10053 = np.broadcast_to(np.expand_dims(g10049, -1), e_2_shape) # (…, T, D)
-    g10054 = np.add(g10046, g10053, out=g10046)                 # (…, T, D)
+    d_beta_2 = _sum_to(d_e_hat_2, 1, ())                        # (D,)
+    d_x_hat_2 = np.multiply(d_e_hat_2, gamma_2, out=_buf(workspace, 'GPT2Block:bd_x_hat_2', batch + (T, D), dtype)) # (…, T, D)
+    g10027 = np.multiply(d_e_hat_2, x_hat_2, out=_buf(workspace, 'GPT2Block:bg10027', batch + (T, D), dtype)) # (…, T, D)
+    d_gamma_2 = _sum_to(g10027, 1, ())                          # (D,)
+    g10029 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, 'GPT2Block:bg10029', batch + (T, D), dtype)) # (…, T, D)
+    d_e_2 = np.add(d_e_hat, g10029, out=g10029)                 # (…, T, D)
     # CausalSelfAttention 11 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
-    g10055 = _sum_to(g10054, 1, ())                             # (D,)
-    g10056 = _wgrad(Y_2, g10054, _buf(workspace, 'GPT2Block:bg10056', (D, D), dtype)) # (D, D)
-    g10057 = np.swapaxes(W_o, -1, -2)                           # (D, D)
-    g10058 = np.matmul(g10054, g10057, out=_buf(workspace, 'GPT2Block:bg10058', batch + (T, D), dtype)) # (…, T, D)
+    d_b_o = _sum_to(d_e_2, 1, ())                               # (D,)
+    d_W_o = _wgrad(Y_2, d_e_2, _buf(workspace, 'GPT2Block:bd_W_o', (D, D), dtype)) # (D, D)
+    g10033 = np.swapaxes(W_o, -1, -2)                           # (D, D)
+    d_Y_2 = np.matmul(d_e_2, g10033, out=_buf(workspace, 'GPT2Block:bd_Y_2', batch + (T, D), dtype)) # (…, T, D)
     # CausalSelfAttention 10 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
-    g10059 = g10058.reshape(shape_37)                           # (…, T, H, D/H)
-    g10060 = _permute(g10059, (-2, -3, -1))                     # (…, H, T, D/H)
+    g10035 = d_Y_2.reshape(shape_37)                            # (…, T, H, D/H)
+    d_Y = _permute(g10035, (-2, -3, -1))                        # (…, H, T, D/H)
     # CausalSelfAttention 8 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-    g10061 = np.swapaxes(_35, -1, -2)                           # (…, H, T, T)
-    g10062 = np.matmul(g10061, g10060, out=_buf(workspace, 'GPT2Block:bg10062', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    g10063 = np.swapaxes(V, -1, -2)                             # (…, H, D/H, T)
-    g10064 = np.matmul(g10060, g10063, out=_buf(workspace, 'GPT2Block:bg10064', batch + (H, T, T), dtype)) # (…, H, T, T)
-    g10065 = _softmax_grad(g10064, _35, -1, _buf(workspace, 'GPT2Block:bg10065', batch + (H, T, T), dtype)) # (…, H, T, T)
+    g10037 = np.swapaxes(_35, -1, -2)                           # (…, H, T, T)
+    d_V = np.matmul(g10037, d_Y, out=_buf(workspace, 'GPT2Block:bd_V', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10039 = np.swapaxes(V, -1, -2)                             # (…, H, D/H, T)
+    g10040 = np.matmul(d_Y, g10039, out=_buf(workspace, 'GPT2Block:bg10040', batch + (H, T, T), dtype)) # (…, H, T, T)
+    g10041 = _softmax_grad(g10040, _35, -1, _buf(workspace, 'GPT2Block:bg10041', batch + (H, T, T), dtype)) # (…, H, T, T)
     # CausalSelfAttention 7 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
-    g10067 = _zero_where(g10065, _33)                           # (…, H, T, T)
+    d_S = _zero_where(g10041, _33)                              # (…, H, T, T)
     # CausalSelfAttention 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
-    g10068 = np.divide(g10067, _28, out=g10067)                 # (…, H, T, T)
-    g10072 = np.swapaxes(Q, -1, -2)                             # (…, H, D/H, T)
-    g10073 = np.matmul(g10072, g10068, out=_buf(workspace, 'GPT2Block:bg10073', batch + (H, D // H, T), dtype)) # (…, H, D/H, T)
-    g10074 = np.swapaxes(_25, -1, -2)                           # (…, H, T, D/H)
-    g10075 = np.matmul(g10068, g10074, out=_buf(workspace, 'GPT2Block:bg10075', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    g10076 = np.swapaxes(g10073, -1, -2)                        # (…, H, T, D/H)
+    g10044 = np.divide(d_S, _28, out=d_S)                       # (…, H, T, T)
+    g10048 = np.swapaxes(Q, -1, -2)                             # (…, H, D/H, T)
+    g10049 = np.matmul(g10048, g10044, out=_buf(workspace, 'GPT2Block:bg10049', batch + (H, D // H, T), dtype)) # (…, H, D/H, T)
+    g10050 = np.swapaxes(_25, -1, -2)                           # (…, H, T, D/H)
+    d_Q = np.matmul(g10044, g10050, out=_buf(workspace, 'GPT2Block:bd_Q', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    d_K = np.swapaxes(g10049, -1, -2)                           # (…, H, T, D/H)
     # CausalSelfAttention 5 V_h ← A[:, 2 · D + h · D / H : 2 · D + (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
-    g10077 = _permute(g10062, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10078 = g10077.reshape(shape_22)                           # (…, T, D)
-    g10079 = _unslice(g10078, A_shape, -1, 2*D, 3*D, _buf(workspace, 'GPT2Block:bg10079', batch + (T, 3*D), dtype)) # (…, T, 3·D)
+    g10053 = _permute(d_V, (-2, -3, -1))                        # (…, T, H, D/H)
+    g10054 = g10053.reshape(shape_22)                           # (…, T, D)
+    d_A = _unslice(g10054, A_shape, -1, 2*D, 3*D, _buf(workspace, 'GPT2Block:bd_A', batch + (T, 3*D), dtype)) # (…, T, 3·D)
     # CausalSelfAttention 4 K_h ← A[:, D + h · D / H : D + (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
-    g10080 = _permute(g10076, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10081 = g10080.reshape(shape_19)                           # (…, T, D)
-    g10083 = _slice_add(g10079, g10081, -1, D, 2*D)             # (…, T, 3·D)
+    g10056 = _permute(d_K, (-2, -3, -1))                        # (…, T, H, D/H)
+    g10057 = g10056.reshape(shape_19)                           # (…, T, D)
+    d_A_2 = _slice_add(d_A, g10057, -1, D, 2*D)                 # (…, T, 3·D)
     # CausalSelfAttention 3 Q_h ← A[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
-    g10084 = _permute(g10075, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10085 = g10084.reshape(shape_16)                           # (…, T, D)
-    g10087 = _slice_add(g10083, g10085, -1, 0, D)               # (…, T, 3·D)
+    g10060 = _permute(d_Q, (-2, -3, -1))                        # (…, T, H, D/H)
+    g10061 = g10060.reshape(shape_16)                           # (…, T, D)
+    d_A_3 = _slice_add(d_A_2, g10061, -1, 0, D)                 # (…, T, 3·D)
     # CausalSelfAttention 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
-    g10088 = _sum_to(g10087, 1, ())                             # (3·D,)
-    g10089 = _wgrad(e_hat, g10087, _buf(workspace, 'GPT2Block:bg10089', (D, 3*D), dtype)) # (D, 3·D)
-    g10090 = np.swapaxes(W_qkv, -1, -2)                         # (3·D, D)
-    g10091 = np.matmul(g10087, g10090, out=_buf(workspace, 'GPT2Block:bg10091', batch + (T, D), dtype)) # (…, T, D)
+    d_b_qkv = _sum_to(d_A_3, 1, ())                             # (3·D,)
+    d_W_qkv = _wgrad(e_hat, d_A_3, _buf(workspace, 'GPT2Block:bd_W_qkv', (D, 3*D), dtype)) # (D, 3·D)
+    g10066 = np.swapaxes(W_qkv, -1, -2)                         # (3·D, D)
+    d_e_hat_3 = np.matmul(d_A_3, g10066, out=_buf(workspace, 'GPT2Block:bd_e_hat_3', batch + (T, D), dtype)) # (…, T, D)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-    g10092 = _sum_to(g10091, 1, ())                             # (D,)
-    g10093 = np.multiply(g10091, gamma_1, out=_buf(workspace, 'GPT2Block:bg10093', batch + (T, D), dtype)) # (…, T, D)
-    g10094 = np.multiply(g10091, _11, out=_buf(workspace, 'GPT2Block:bg10094', batch + (T, D), dtype)) # (…, T, D)
-    g10095 = _sum_to(g10094, 1, ())                             # (D,)
-    g10096 = np.divide(g10093, _10, out=_buf(workspace, 'GPT2Block:bg10096', batch + (T, D), dtype)) # (…, T, D)
-    g10097 = np.multiply(g10093, _11, out=g10093)               # (…, T, D)
-    g10098 = np.divide(g10097, _10, out=g10097)                 # (…, T, D)
-    g10099 = np.negative(g10098, out=g10098)                    # (…, T, D)
-    g10100 = _sum_to(g10099, None, (-1,))                       # (…, T, 1)
-    g10101 = np.squeeze(g10100, -1)                             # (…, T)
-    g10102 = np.multiply(_9, 2.0, out=_buf(workspace, 'GPT2Block:bg10102', batch + (T,), dtype)) # (…, T)
-    g10103 = np.divide(g10101, g10102, out=_buf(workspace, 'GPT2Block:bg10103', batch + (T,), dtype)) # (…, T)
-    # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
-    g10104 = np.divide(g10103, D, out=g10103)                   # (…, T)
-    g10108 = np.broadcast_to(np.expand_dims(g10104, -1), shape_5) # (…, T, D)
-    g10109 = np.multiply(_4, 2.0, out=_buf(workspace, 'GPT2Block:bg10109', batch + (T, D), dtype)) # (…, T, D)
-    g10110 = np.multiply(g10108, g10109, out=g10109)            # (…, T, D)
-    g10111 = np.add(g10096, g10110, out=g10096)                 # (…, T, D)
-    g10112 = np.negative(g10111, out=_buf(workspace, 'GPT2Block:bg10112', batch + (T, D), dtype)) # (…, T, D)
-    g10113 = np.add(g10054, g10111, out=g10111)                 # (…, T, D)
-    g10114 = _sum_to(g10112, None, (-1,))                       # (…, T, 1)
-    g10115 = np.squeeze(g10114, -1)                             # (…, T)
-    # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
-    g10116 = np.divide(g10115, D, out=_buf(workspace, 'GPT2Block:bg10116', batch + (T,), dtype)) # (…, T)
-    g10120 = np.broadcast_to(np.expand_dims(g10116, -1), e_shape) # (…, T, D)
-    g10121 = np.add(g10113, g10120, out=g10113)                 # (…, T, D)
-    grads = Params(gamma_1=g10095, beta_1=g10092, W_qkv=g10089, b_qkv=g10088, W_o=g10056, b_o=g10055, gamma_2=g10028, beta_2=g10025, W_fc=g10022, b_fc=g10021, W_proj=g10002, b_proj=g10001)
-    return grads, {"e": g10121}
+    d_beta_1 = _sum_to(d_e_hat_3, 1, ())                        # (D,)
+    d_x_hat = np.multiply(d_e_hat_3, gamma_1, out=_buf(workspace, 'GPT2Block:bd_x_hat', batch + (T, D), dtype)) # (…, T, D)
+    g10070 = np.multiply(d_e_hat_3, x_hat, out=_buf(workspace, 'GPT2Block:bg10070', batch + (T, D), dtype)) # (…, T, D)
+    d_gamma_1 = _sum_to(g10070, 1, ())                          # (D,)
+    g10072 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'GPT2Block:bg10072', batch + (T, D), dtype)) # (…, T, D)
+    d_e = np.add(d_e_2, g10072, out=g10072)                     # (…, T, D)
+    grads = Params(gamma_1=d_gamma_1, beta_1=d_beta_1, W_qkv=d_W_qkv, b_qkv=d_b_qkv, W_o=d_W_o, b_o=d_b_o, gamma_2=d_gamma_2, beta_2=d_beta_2, W_fc=d_W_fc, b_fc=d_b_fc, W_proj=d_W_proj, b_proj=d_b_proj)
+    return grads, {"e": d_e}
 
 
 def _check_input(name, value, shape, kind, lo, hi, card_set):
@@ -542,6 +490,16 @@ def _gelu_grad(x):
 def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
+
+
+def _layer_norm_grad(g, y, s, axis, out=None):
+    """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
+    t = np.multiply(g, y, out=out)
+    gy = np.mean(t, axis=axis, keepdims=True)
+    t = np.multiply(y, gy, out=t)
+    t = np.subtract(g, t, out=t)
+    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    return np.divide(t, s, out=t)
 
 
 def _softmax_grad(g, y, axis, out=None):

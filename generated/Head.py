@@ -130,36 +130,36 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     W_k = params.W_k
     # 7 return Y = A V ▷ Y ∈ ℝ^{T×d_h}
     g10001 = np.swapaxes(A, -1, -2)                             # (…, T, T)
-    g10002 = np.matmul(g10001, d_Y, out=_buf(workspace, 'Head:bg10002', batch + (T, d_h), dtype)) # (…, T, d_h)
+    d_V = np.matmul(g10001, d_Y, out=_buf(workspace, 'Head:bd_V', batch + (T, d_h), dtype)) # (…, T, d_h)
     g10003 = np.swapaxes(V, -1, -2)                             # (…, d_h, T)
-    g10004 = np.matmul(d_Y, g10003, out=_buf(workspace, 'Head:bg10004', batch + (T, T), dtype)) # (…, T, T)
+    d_A = np.matmul(d_Y, g10003, out=_buf(workspace, 'Head:bd_A', batch + (T, T), dtype)) # (…, T, T)
     # 6 A ← softmax(S) ▷ A ∈ ℝ^{T×T}; each row sums to 1
-    g10005 = _softmax_grad(g10004, A, -1, _buf(workspace, 'Head:bg10005', batch + (T, T), dtype)) # (…, T, T)
+    g10005 = _softmax_grad(d_A, A, -1, _buf(workspace, 'Head:bg10005', batch + (T, T), dtype)) # (…, T, T)
     # 5 ∀t, u: if u > t then S[t, u] ← −∞ ▷ S ∈ ℝ^{T×T}; causal mask: no attending to future tokens
-    g10007 = _zero_where(g10005, _11)                           # (…, T, T)
+    d_S = _zero_where(g10005, _11)                              # (…, T, T)
     # 4 S ← Q K^⊤ / √d_h ▷ S ∈ ℝ^{T×T}; S[t, u]: affinity of query t with key u
-    g10008 = np.divide(g10007, _6, out=g10007)                  # (…, T, T)
+    g10008 = np.divide(d_S, _6, out=d_S)                        # (…, T, T)
     g10012 = np.swapaxes(Q, -1, -2)                             # (…, d_h, T)
     g10013 = np.matmul(g10012, g10008, out=_buf(workspace, 'Head:bg10013', batch + (d_h, T), dtype)) # (…, d_h, T)
     g10014 = np.swapaxes(_4, -1, -2)                            # (…, T, d_h)
-    g10015 = np.matmul(g10008, g10014, out=_buf(workspace, 'Head:bg10015', batch + (T, d_h), dtype)) # (…, T, d_h)
-    g10016 = np.swapaxes(g10013, -1, -2)                        # (…, T, d_h)
+    d_Q = np.matmul(g10008, g10014, out=_buf(workspace, 'Head:bd_Q', batch + (T, d_h), dtype)) # (…, T, d_h)
+    d_K = np.swapaxes(g10013, -1, -2)                           # (…, T, d_h)
     # 3 V ← X W_v ▷ V ∈ ℝ^{T×d_h}; what each token communicates
-    g10017 = _wgrad(X, g10002, _buf(workspace, 'Head:bg10017', (D, d_h), dtype)) # (D, d_h)
+    d_W_v = _wgrad(X, d_V, _buf(workspace, 'Head:bd_W_v', (D, d_h), dtype)) # (D, d_h)
     g10018 = np.swapaxes(W_v, -1, -2)                           # (d_h, D)
-    g10019 = np.matmul(g10002, g10018, out=_buf(workspace, 'Head:bg10019', batch + (T, D), dtype)) # (…, T, D)
+    d_X = np.matmul(d_V, g10018, out=_buf(workspace, 'Head:bd_X', batch + (T, D), dtype)) # (…, T, D)
     # 2 Q ← X W_q ▷ Q ∈ ℝ^{T×d_h}; what each token looks for
-    g10020 = _wgrad(X, g10015, _buf(workspace, 'Head:bg10020', (D, d_h), dtype)) # (D, d_h)
+    d_W_q = _wgrad(X, d_Q, _buf(workspace, 'Head:bd_W_q', (D, d_h), dtype)) # (D, d_h)
     g10021 = np.swapaxes(W_q, -1, -2)                           # (d_h, D)
-    g10022 = np.matmul(g10015, g10021, out=_buf(workspace, 'Head:bg10022', batch + (T, D), dtype)) # (…, T, D)
-    g10023 = np.add(g10019, g10022, out=g10019)                 # (…, T, D)
+    g10022 = np.matmul(d_Q, g10021, out=_buf(workspace, 'Head:bg10022', batch + (T, D), dtype)) # (…, T, D)
+    d_X_2 = np.add(d_X, g10022, out=d_X)                        # (…, T, D)
     # 1 K ← X W_k ▷ K ∈ ℝ^{T×d_h}; what each token contains
-    g10024 = _wgrad(X, g10016, _buf(workspace, 'Head:bg10024', (D, d_h), dtype)) # (D, d_h)
+    d_W_k = _wgrad(X, d_K, _buf(workspace, 'Head:bd_W_k', (D, d_h), dtype)) # (D, d_h)
     g10025 = np.swapaxes(W_k, -1, -2)                           # (d_h, D)
-    g10026 = np.matmul(g10016, g10025, out=_buf(workspace, 'Head:bg10026', batch + (T, D), dtype)) # (…, T, D)
-    g10027 = np.add(g10023, g10026, out=g10023)                 # (…, T, D)
-    grads = Params(W_k=g10024, W_q=g10020, W_v=g10017)
-    return grads, {"X": g10027}
+    g10026 = np.matmul(d_K, g10025, out=_buf(workspace, 'Head:bg10026', batch + (T, D), dtype)) # (…, T, D)
+    d_X_3 = np.add(d_X_2, g10026, out=d_X_2)                    # (…, T, D)
+    grads = Params(W_k=d_W_k, W_q=d_W_q, W_v=d_W_v)
+    return grads, {"X": d_X_3}
 
 
 def _check_input(name, value, shape, kind, lo, hi, card_set):
@@ -321,6 +321,16 @@ def _gelu_grad(x):
 def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
+
+
+def _layer_norm_grad(g, y, s, axis, out=None):
+    """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
+    t = np.multiply(g, y, out=out)
+    gy = np.mean(t, axis=axis, keepdims=True)
+    t = np.multiply(y, gy, out=t)
+    t = np.subtract(g, t, out=t)
+    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    return np.divide(t, s, out=t)
 
 
 def _softmax_grad(g, y, axis, out=None):

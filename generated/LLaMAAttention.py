@@ -172,55 +172,55 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     W_k = params.W_k
     W_q = params.W_q
     # 13 return Ṽ = Y W_o ▷ Ṽ ∈ ℝ^{T×D}
-    g10001 = _wgrad(Y_2, d_V_tilde, _buf(workspace, 'LLaMAAttention:bg10001', (D, D), dtype)) # (D, D)
+    d_W_o = _wgrad(Y_2, d_V_tilde, _buf(workspace, 'LLaMAAttention:bd_W_o', (D, D), dtype)) # (D, D)
     g10002 = np.swapaxes(W_o, -1, -2)                           # (D, D)
-    g10003 = np.matmul(d_V_tilde, g10002, out=_buf(workspace, 'LLaMAAttention:bg10003', batch + (T, D), dtype)) # (…, T, D)
+    d_Y_2 = np.matmul(d_V_tilde, g10002, out=_buf(workspace, 'LLaMAAttention:bd_Y_2', batch + (T, D), dtype)) # (…, T, D)
     # 12 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
-    g10004 = g10003.reshape(shape_25)                           # (…, T, H, D/H)
-    g10005 = _permute(g10004, (-2, -3, -1))                     # (…, H, T, D/H)
+    g10004 = d_Y_2.reshape(shape_25)                            # (…, T, H, D/H)
+    d_Y = _permute(g10004, (-2, -3, -1))                        # (…, H, T, D/H)
     # 10 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
     g10006 = np.swapaxes(_23, -1, -2)                           # (…, H, T, T)
-    g10007 = np.matmul(g10006, g10005, out=_buf(workspace, 'LLaMAAttention:bg10007', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    d_V_2 = np.matmul(g10006, d_Y, out=_buf(workspace, 'LLaMAAttention:bd_V_2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10008 = np.swapaxes(V_2, -1, -2)                           # (…, H, D/H, T)
-    g10009 = np.matmul(g10005, g10008, out=_buf(workspace, 'LLaMAAttention:bg10009', batch + (H, T, T), dtype)) # (…, H, T, T)
+    g10009 = np.matmul(d_Y, g10008, out=_buf(workspace, 'LLaMAAttention:bg10009', batch + (H, T, T), dtype)) # (…, H, T, T)
     g10010 = _softmax_grad(g10009, _23, -1, _buf(workspace, 'LLaMAAttention:bg10010', batch + (H, T, T), dtype)) # (…, H, T, T)
     # 9 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
-    g10012 = _zero_where(g10010, _21)                           # (…, H, T, T)
+    d_S = _zero_where(g10010, _21)                              # (…, H, T, T)
     # 8 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}
-    g10013 = np.divide(g10012, _16, out=g10012)                 # (…, H, T, T)
+    g10013 = np.divide(d_S, _16, out=d_S)                       # (…, H, T, T)
     g10017 = np.swapaxes(Q_2, -1, -2)                           # (…, H, D/H, T)
     g10018 = np.matmul(g10017, g10013, out=_buf(workspace, 'LLaMAAttention:bg10018', batch + (H, D // H, T), dtype)) # (…, H, D/H, T)
     g10019 = np.swapaxes(_13, -1, -2)                           # (…, H, T, D/H)
-    g10020 = np.matmul(g10013, g10019, out=_buf(workspace, 'LLaMAAttention:bg10020', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    g10021 = np.swapaxes(g10018, -1, -2)                        # (…, H, T, D/H)
+    d_Q_2 = np.matmul(g10013, g10019, out=_buf(workspace, 'LLaMAAttention:bd_Q_2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    d_K_2 = np.swapaxes(g10018, -1, -2)                         # (…, H, T, D/H)
     # 7 V_h ← V[:, h · D / H : (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
-    g10022 = _permute(g10007, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10022 = _permute(d_V_2, (-2, -3, -1))                      # (…, T, H, D/H)
     g10023 = g10022.reshape(shape_10)                           # (…, T, D)
-    g10024 = _unslice(g10023, V_shape, -1, 0, D, _buf(workspace, 'LLaMAAttention:bg10024', batch + (T, D), dtype)) # (…, T, D)
+    d_V = _unslice(g10023, V_shape, -1, 0, D, _buf(workspace, 'LLaMAAttention:bd_V', batch + (T, D), dtype)) # (…, T, D)
     # 6 K_h ← K[:, h · D / H : (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
-    g10025 = _permute(g10021, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10025 = _permute(d_K_2, (-2, -3, -1))                      # (…, T, H, D/H)
     g10026 = g10025.reshape(shape_7)                            # (…, T, D)
-    g10027 = _unslice(g10026, K_shape, -1, 0, D, _buf(workspace, 'LLaMAAttention:bg10027', batch + (T, D), dtype)) # (…, T, D)
+    d_K = _unslice(g10026, K_shape, -1, 0, D, _buf(workspace, 'LLaMAAttention:bd_K', batch + (T, D), dtype)) # (…, T, D)
     # 5 Q_h ← Q[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
-    g10028 = _permute(g10020, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10028 = _permute(d_Q_2, (-2, -3, -1))                      # (…, T, H, D/H)
     g10029 = g10028.reshape(shape_4)                            # (…, T, D)
-    g10030 = _unslice(g10029, Q_shape, -1, 0, D, _buf(workspace, 'LLaMAAttention:bg10030', batch + (T, D), dtype)) # (…, T, D)
+    d_Q = _unslice(g10029, Q_shape, -1, 0, D, _buf(workspace, 'LLaMAAttention:bd_Q', batch + (T, D), dtype)) # (…, T, D)
     # 3 V ← X W_v ▷ V ∈ ℝ^{T×D}
-    g10031 = _wgrad(X, g10024, _buf(workspace, 'LLaMAAttention:bg10031', (D, D), dtype)) # (D, D)
+    d_W_v = _wgrad(X, d_V, _buf(workspace, 'LLaMAAttention:bd_W_v', (D, D), dtype)) # (D, D)
     g10032 = np.swapaxes(W_v, -1, -2)                           # (D, D)
-    g10033 = np.matmul(g10024, g10032, out=_buf(workspace, 'LLaMAAttention:bg10033', batch + (T, D), dtype)) # (…, T, D)
+    d_X = np.matmul(d_V, g10032, out=_buf(workspace, 'LLaMAAttention:bd_X', batch + (T, D), dtype)) # (…, T, D)
     # 2 K ← X W_k ▷ K ∈ ℝ^{T×D}
-    g10034 = _wgrad(X, g10027, _buf(workspace, 'LLaMAAttention:bg10034', (D, D), dtype)) # (D, D)
+    d_W_k = _wgrad(X, d_K, _buf(workspace, 'LLaMAAttention:bd_W_k', (D, D), dtype)) # (D, D)
     g10035 = np.swapaxes(W_k, -1, -2)                           # (D, D)
-    g10036 = np.matmul(g10027, g10035, out=_buf(workspace, 'LLaMAAttention:bg10036', batch + (T, D), dtype)) # (…, T, D)
-    g10037 = np.add(g10033, g10036, out=g10033)                 # (…, T, D)
+    g10036 = np.matmul(d_K, g10035, out=_buf(workspace, 'LLaMAAttention:bg10036', batch + (T, D), dtype)) # (…, T, D)
+    d_X_2 = np.add(d_X, g10036, out=d_X)                        # (…, T, D)
     # 1 Q ← X W_q ▷ Q ∈ ℝ^{T×D}
-    g10038 = _wgrad(X, g10030, _buf(workspace, 'LLaMAAttention:bg10038', (D, D), dtype)) # (D, D)
+    d_W_q = _wgrad(X, d_Q, _buf(workspace, 'LLaMAAttention:bd_W_q', (D, D), dtype)) # (D, D)
     g10039 = np.swapaxes(W_q, -1, -2)                           # (D, D)
-    g10040 = np.matmul(g10030, g10039, out=_buf(workspace, 'LLaMAAttention:bg10040', batch + (T, D), dtype)) # (…, T, D)
-    g10041 = np.add(g10037, g10040, out=g10037)                 # (…, T, D)
-    grads = Params(W_q=g10038, W_k=g10034, W_v=g10031, W_o=g10001)
-    return grads, {"X": g10041}
+    g10040 = np.matmul(d_Q, g10039, out=_buf(workspace, 'LLaMAAttention:bg10040', batch + (T, D), dtype)) # (…, T, D)
+    d_X_3 = np.add(d_X_2, g10040, out=d_X_2)                    # (…, T, D)
+    grads = Params(W_q=d_W_q, W_k=d_W_k, W_v=d_W_v, W_o=d_W_o)
+    return grads, {"X": d_X_3}
 
 
 def _check_input(name, value, shape, kind, lo, hi, card_set):
@@ -382,6 +382,16 @@ def _gelu_grad(x):
 def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
+
+
+def _layer_norm_grad(g, y, s, axis, out=None):
+    """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
+    t = np.multiply(g, y, out=out)
+    gy = np.mean(t, axis=axis, keepdims=True)
+    t = np.multiply(y, gy, out=t)
+    t = np.subtract(g, t, out=t)
+    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    return np.divide(t, s, out=t)
 
 
 def _softmax_grad(g, y, axis, out=None):

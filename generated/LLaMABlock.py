@@ -236,108 +236,108 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     shape_1 = cache["shape_1"]
     e = cache["e"]
     # SwiGLU 1 return Y = (SiLU(X W_1) ⊙ X W_3) W_2 ▷ Y ∈ ℝ^{T×D}
-    g10001 = _wgrad(_48, d_e_hat, _buf(workspace, 'LLaMABlock:bg10001', (D_f, D), dtype)) # (D_f, D)
+    d_W_2 = _wgrad(_48, d_e_hat, _buf(workspace, 'LLaMABlock:bd_W_2', (D_f, D), dtype)) # (D_f, D)
     g10002 = np.swapaxes(W_2, -1, -2)                           # (D, D_f)
     g10003 = np.matmul(d_e_hat, g10002, out=_buf(workspace, 'LLaMABlock:bg10003', batch + (T, D_f), dtype)) # (…, T, D_f)
     g10004 = np.multiply(g10003, _47, out=_buf(workspace, 'LLaMABlock:bg10004', batch + (T, D_f), dtype)) # (…, T, D_f)
     g10005 = np.multiply(g10003, _46, out=g10003)               # (…, T, D_f)
-    g10006 = _wgrad(e_hat_2, g10005, _buf(workspace, 'LLaMABlock:bg10006', (D, D_f), dtype)) # (D, D_f)
+    d_W_3 = _wgrad(e_hat_2, g10005, _buf(workspace, 'LLaMABlock:bd_W_3', (D, D_f), dtype)) # (D, D_f)
     g10007 = np.swapaxes(W_3, -1, -2)                           # (D_f, D)
-    g10008 = np.matmul(g10005, g10007, out=_buf(workspace, 'LLaMABlock:bg10008', batch + (T, D), dtype)) # (…, T, D)
+    d_e_hat_2 = np.matmul(g10005, g10007, out=_buf(workspace, 'LLaMABlock:bd_e_hat_2', batch + (T, D), dtype)) # (…, T, D)
     g10009 = _silu_grad(_45)                                    # (…, T, D_f)
     g10010 = np.multiply(g10004, g10009, out=g10004)            # (…, T, D_f)
-    g10011 = _wgrad(e_hat_2, g10010, _buf(workspace, 'LLaMABlock:bg10011', (D, D_f), dtype)) # (D, D_f)
+    d_W_1 = _wgrad(e_hat_2, g10010, _buf(workspace, 'LLaMABlock:bd_W_1', (D, D_f), dtype)) # (D, D_f)
     g10012 = np.swapaxes(W_1, -1, -2)                           # (D_f, D)
     g10013 = np.matmul(g10010, g10012, out=_buf(workspace, 'LLaMABlock:bg10013', batch + (T, D), dtype)) # (…, T, D)
-    g10014 = np.add(g10008, g10013, out=g10008)                 # (…, T, D)
+    d_e_hat_2_2 = np.add(d_e_hat_2, g10013, out=d_e_hat_2)      # (…, T, D)
     # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
-    g10015 = np.multiply(g10014, g_2, out=_buf(workspace, 'LLaMABlock:bg10015', batch + (T, D), dtype)) # (…, T, D)
-    g10016 = np.multiply(g10014, _43, out=g10014)               # (…, T, D)
-    g10017 = _sum_to(g10016, 1, ())                             # (D,)
+    g10015 = np.multiply(d_e_hat_2_2, g_2, out=_buf(workspace, 'LLaMABlock:bg10015', batch + (T, D), dtype)) # (…, T, D)
+    g10016 = np.multiply(d_e_hat_2_2, _43, out=d_e_hat_2_2)     # (…, T, D)
+    d_g_2 = _sum_to(g10016, 1, ())                              # (D,)
     g10018 = np.divide(g10015, _42, out=_buf(workspace, 'LLaMABlock:bg10018', batch + (T, D), dtype)) # (…, T, D)
     g10019 = np.multiply(g10015, _43, out=g10015)               # (…, T, D)
     g10020 = np.divide(g10019, _42, out=g10019)                 # (…, T, D)
     g10021 = np.negative(g10020, out=g10020)                    # (…, T, D)
-    g10022 = np.add(d_e_hat, g10018, out=g10018)                # (…, T, D)
+    d_e_2 = np.add(d_e_hat, g10018, out=g10018)                 # (…, T, D)
     g10023 = _sum_to(g10021, None, (-1,))                       # (…, T, 1)
-    g10024 = np.squeeze(g10023, -1)                             # (…, T)
+    d_r_2 = np.squeeze(g10023, -1)                              # (…, T)
     # RMSNorm 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
     g10025 = np.multiply(r_2, 2.0, out=_buf(workspace, 'LLaMABlock:bg10025', batch + (T,), dtype)) # (…, T)
-    g10026 = np.divide(g10024, g10025, out=_buf(workspace, 'LLaMABlock:bg10026', batch + (T,), dtype)) # (…, T)
+    g10026 = np.divide(d_r_2, g10025, out=_buf(workspace, 'LLaMABlock:bg10026', batch + (T,), dtype)) # (…, T)
     g10027 = np.divide(g10026, D, out=g10026)                   # (…, T)
     g10031 = np.broadcast_to(np.expand_dims(g10027, -1), shape_37) # (…, T, D)
     g10032 = np.multiply(e_2, 2.0, out=_buf(workspace, 'LLaMABlock:bg10032', batch + (T, D), dtype)) # (…, T, D)
     g10033 = np.multiply(g10031, g10032, out=g10032)            # (…, T, D)
-    g10034 = np.add(g10022, g10033, out=g10022)                 # (…, T, D)
+    d_e_2_2 = np.add(d_e_2, g10033, out=d_e_2)                  # (…, T, D)
     # LLaMAAttention 13 return Ṽ = Y W_o ▷ Ṽ ∈ ℝ^{T×D}
-    g10035 = _wgrad(Y_2, g10034, _buf(workspace, 'LLaMABlock:bg10035', (D, D), dtype)) # (D, D)
+    d_W_o = _wgrad(Y_2, d_e_2_2, _buf(workspace, 'LLaMABlock:bd_W_o', (D, D), dtype)) # (D, D)
     g10036 = np.swapaxes(W_o, -1, -2)                           # (D, D)
-    g10037 = np.matmul(g10034, g10036, out=_buf(workspace, 'LLaMABlock:bg10037', batch + (T, D), dtype)) # (…, T, D)
+    d_Y_2 = np.matmul(d_e_2_2, g10036, out=_buf(workspace, 'LLaMABlock:bd_Y_2', batch + (T, D), dtype)) # (…, T, D)
     # LLaMAAttention 12 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
-    g10038 = g10037.reshape(shape_33)                           # (…, T, H, D/H)
-    g10039 = _permute(g10038, (-2, -3, -1))                     # (…, H, T, D/H)
+    g10038 = d_Y_2.reshape(shape_33)                            # (…, T, H, D/H)
+    d_Y = _permute(g10038, (-2, -3, -1))                        # (…, H, T, D/H)
     # LLaMAAttention 10 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
     g10040 = np.swapaxes(_31, -1, -2)                           # (…, H, T, T)
-    g10041 = np.matmul(g10040, g10039, out=_buf(workspace, 'LLaMABlock:bg10041', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    d_V_2 = np.matmul(g10040, d_Y, out=_buf(workspace, 'LLaMABlock:bd_V_2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10042 = np.swapaxes(V_2, -1, -2)                           # (…, H, D/H, T)
-    g10043 = np.matmul(g10039, g10042, out=_buf(workspace, 'LLaMABlock:bg10043', batch + (H, T, T), dtype)) # (…, H, T, T)
+    g10043 = np.matmul(d_Y, g10042, out=_buf(workspace, 'LLaMABlock:bg10043', batch + (H, T, T), dtype)) # (…, H, T, T)
     g10044 = _softmax_grad(g10043, _31, -1, _buf(workspace, 'LLaMABlock:bg10044', batch + (H, T, T), dtype)) # (…, H, T, T)
     # LLaMAAttention 9 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
-    g10046 = _zero_where(g10044, _29)                           # (…, H, T, T)
+    d_S = _zero_where(g10044, _29)                              # (…, H, T, T)
     # LLaMAAttention 8 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}
-    g10047 = np.divide(g10046, _24, out=g10046)                 # (…, H, T, T)
+    g10047 = np.divide(d_S, _24, out=d_S)                       # (…, H, T, T)
     g10051 = np.swapaxes(Q_2, -1, -2)                           # (…, H, D/H, T)
     g10052 = np.matmul(g10051, g10047, out=_buf(workspace, 'LLaMABlock:bg10052', batch + (H, D // H, T), dtype)) # (…, H, D/H, T)
     g10053 = np.swapaxes(_21, -1, -2)                           # (…, H, T, D/H)
-    g10054 = np.matmul(g10047, g10053, out=_buf(workspace, 'LLaMABlock:bg10054', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    g10055 = np.swapaxes(g10052, -1, -2)                        # (…, H, T, D/H)
+    d_Q_2 = np.matmul(g10047, g10053, out=_buf(workspace, 'LLaMABlock:bd_Q_2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    d_K_2 = np.swapaxes(g10052, -1, -2)                         # (…, H, T, D/H)
     # LLaMAAttention 7 V_h ← V[:, h · D / H : (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
-    g10056 = _permute(g10041, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10056 = _permute(d_V_2, (-2, -3, -1))                      # (…, T, H, D/H)
     g10057 = g10056.reshape(shape_18)                           # (…, T, D)
-    g10058 = _unslice(g10057, V_shape, -1, 0, D, _buf(workspace, 'LLaMABlock:bg10058', batch + (T, D), dtype)) # (…, T, D)
+    d_V = _unslice(g10057, V_shape, -1, 0, D, _buf(workspace, 'LLaMABlock:bd_V', batch + (T, D), dtype)) # (…, T, D)
     # LLaMAAttention 6 K_h ← K[:, h · D / H : (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
-    g10059 = _permute(g10055, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10059 = _permute(d_K_2, (-2, -3, -1))                      # (…, T, H, D/H)
     g10060 = g10059.reshape(shape_15)                           # (…, T, D)
-    g10061 = _unslice(g10060, K_shape, -1, 0, D, _buf(workspace, 'LLaMABlock:bg10061', batch + (T, D), dtype)) # (…, T, D)
+    d_K = _unslice(g10060, K_shape, -1, 0, D, _buf(workspace, 'LLaMABlock:bd_K', batch + (T, D), dtype)) # (…, T, D)
     # LLaMAAttention 5 Q_h ← Q[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
-    g10062 = _permute(g10054, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10062 = _permute(d_Q_2, (-2, -3, -1))                      # (…, T, H, D/H)
     g10063 = g10062.reshape(shape_12)                           # (…, T, D)
-    g10064 = _unslice(g10063, Q_shape, -1, 0, D, _buf(workspace, 'LLaMABlock:bg10064', batch + (T, D), dtype)) # (…, T, D)
+    d_Q = _unslice(g10063, Q_shape, -1, 0, D, _buf(workspace, 'LLaMABlock:bd_Q', batch + (T, D), dtype)) # (…, T, D)
     # LLaMAAttention 3 V ← X W_v ▷ V ∈ ℝ^{T×D}
-    g10065 = _wgrad(e_hat, g10058, _buf(workspace, 'LLaMABlock:bg10065', (D, D), dtype)) # (D, D)
+    d_W_v = _wgrad(e_hat, d_V, _buf(workspace, 'LLaMABlock:bd_W_v', (D, D), dtype)) # (D, D)
     g10066 = np.swapaxes(W_v, -1, -2)                           # (D, D)
-    g10067 = np.matmul(g10058, g10066, out=_buf(workspace, 'LLaMABlock:bg10067', batch + (T, D), dtype)) # (…, T, D)
+    d_e_hat_3 = np.matmul(d_V, g10066, out=_buf(workspace, 'LLaMABlock:bd_e_hat_3', batch + (T, D), dtype)) # (…, T, D)
     # LLaMAAttention 2 K ← X W_k ▷ K ∈ ℝ^{T×D}
-    g10068 = _wgrad(e_hat, g10061, _buf(workspace, 'LLaMABlock:bg10068', (D, D), dtype)) # (D, D)
+    d_W_k = _wgrad(e_hat, d_K, _buf(workspace, 'LLaMABlock:bd_W_k', (D, D), dtype)) # (D, D)
     g10069 = np.swapaxes(W_k, -1, -2)                           # (D, D)
-    g10070 = np.matmul(g10061, g10069, out=_buf(workspace, 'LLaMABlock:bg10070', batch + (T, D), dtype)) # (…, T, D)
-    g10071 = np.add(g10067, g10070, out=g10067)                 # (…, T, D)
+    g10070 = np.matmul(d_K, g10069, out=_buf(workspace, 'LLaMABlock:bg10070', batch + (T, D), dtype)) # (…, T, D)
+    d_e_hat_4 = np.add(d_e_hat_3, g10070, out=d_e_hat_3)        # (…, T, D)
     # LLaMAAttention 1 Q ← X W_q ▷ Q ∈ ℝ^{T×D}
-    g10072 = _wgrad(e_hat, g10064, _buf(workspace, 'LLaMABlock:bg10072', (D, D), dtype)) # (D, D)
+    d_W_q = _wgrad(e_hat, d_Q, _buf(workspace, 'LLaMABlock:bd_W_q', (D, D), dtype)) # (D, D)
     g10073 = np.swapaxes(W_q, -1, -2)                           # (D, D)
-    g10074 = np.matmul(g10064, g10073, out=_buf(workspace, 'LLaMABlock:bg10074', batch + (T, D), dtype)) # (…, T, D)
-    g10075 = np.add(g10071, g10074, out=g10071)                 # (…, T, D)
+    g10074 = np.matmul(d_Q, g10073, out=_buf(workspace, 'LLaMABlock:bg10074', batch + (T, D), dtype)) # (…, T, D)
+    d_e_hat_5 = np.add(d_e_hat_4, g10074, out=d_e_hat_4)        # (…, T, D)
     # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
-    g10076 = np.multiply(g10075, g_1, out=_buf(workspace, 'LLaMABlock:bg10076', batch + (T, D), dtype)) # (…, T, D)
-    g10077 = np.multiply(g10075, _7, out=g10075)                # (…, T, D)
-    g10078 = _sum_to(g10077, 1, ())                             # (D,)
+    g10076 = np.multiply(d_e_hat_5, g_1, out=_buf(workspace, 'LLaMABlock:bg10076', batch + (T, D), dtype)) # (…, T, D)
+    g10077 = np.multiply(d_e_hat_5, _7, out=d_e_hat_5)          # (…, T, D)
+    d_g_1 = _sum_to(g10077, 1, ())                              # (D,)
     g10079 = np.divide(g10076, _6, out=_buf(workspace, 'LLaMABlock:bg10079', batch + (T, D), dtype)) # (…, T, D)
     g10080 = np.multiply(g10076, _7, out=g10076)                # (…, T, D)
     g10081 = np.divide(g10080, _6, out=g10080)                  # (…, T, D)
     g10082 = np.negative(g10081, out=g10081)                    # (…, T, D)
-    g10083 = np.add(g10034, g10079, out=g10034)                 # (…, T, D)
+    d_e = np.add(d_e_2_2, g10079, out=d_e_2_2)                  # (…, T, D)
     g10084 = _sum_to(g10082, None, (-1,))                       # (…, T, 1)
-    g10085 = np.squeeze(g10084, -1)                             # (…, T)
+    d_r = np.squeeze(g10084, -1)                                # (…, T)
     # RMSNorm 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
     g10086 = np.multiply(r, 2.0, out=_buf(workspace, 'LLaMABlock:bg10086', batch + (T,), dtype)) # (…, T)
-    g10087 = np.divide(g10085, g10086, out=_buf(workspace, 'LLaMABlock:bg10087', batch + (T,), dtype)) # (…, T)
+    g10087 = np.divide(d_r, g10086, out=_buf(workspace, 'LLaMABlock:bg10087', batch + (T,), dtype)) # (…, T)
     g10088 = np.divide(g10087, D, out=g10087)                   # (…, T)
     g10092 = np.broadcast_to(np.expand_dims(g10088, -1), shape_1) # (…, T, D)
     g10093 = np.multiply(e, 2.0, out=_buf(workspace, 'LLaMABlock:bg10093', batch + (T, D), dtype)) # (…, T, D)
     g10094 = np.multiply(g10092, g10093, out=g10093)            # (…, T, D)
-    g10095 = np.add(g10083, g10094, out=g10083)                 # (…, T, D)
-    grads = Params(g_1=g10078, W_q=g10072, W_k=g10068, W_v=g10065, W_o=g10035, g_2=g10017, W_1=g10011, W_3=g10006, W_2=g10001)
-    return grads, {"e": g10095}
+    d_e_3 = np.add(d_e, g10094, out=d_e)                        # (…, T, D)
+    grads = Params(g_1=d_g_1, W_q=d_W_q, W_k=d_W_k, W_v=d_W_v, W_o=d_W_o, g_2=d_g_2, W_1=d_W_1, W_3=d_W_3, W_2=d_W_2)
+    return grads, {"e": d_e_3}
 
 
 def _check_input(name, value, shape, kind, lo, hi, card_set):
@@ -499,6 +499,16 @@ def _gelu_grad(x):
 def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
+
+
+def _layer_norm_grad(g, y, s, axis, out=None):
+    """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
+    t = np.multiply(g, y, out=out)
+    gy = np.mean(t, axis=axis, keepdims=True)
+    t = np.multiply(y, gy, out=t)
+    t = np.subtract(g, t, out=t)
+    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    return np.divide(t, s, out=t)
 
 
 def _softmax_grad(g, y, axis, out=None):

@@ -68,7 +68,6 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     eps = config.eps
     gamma = params.gamma
     beta = params.beta
-    e_shape = e.shape
     _check_input('e', e, (None, ), 'f', None, None, 'ℝ^D')
     _check_params(params, {'gamma': (None, ), 'beta': (None, )})
     dtype = np.result_type(gamma)
@@ -80,17 +79,16 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     _3 = np.expand_dims(m, -1)                                  # (…, 1)
     _4 = np.subtract(e, _3, out=_buf(workspace, 'LayerNorm:f_4', batch + (D,), dtype)) # (…, D)
     _5 = np.multiply(_4, _4, out=_buf(workspace, 'LayerNorm:f_5', batch + (D,), dtype)) # (…, D)
-    shape_5 = _5.shape
     _6 = np.sum(_5, axis=-1, out=_buf(workspace, 'LayerNorm:f_6', batch + (), dtype)) # (…,)
     v = np.divide(_6, D, out=_buf(workspace, 'LayerNorm:fv', batch + (), dtype)) # (…,)
     # 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     _8 = np.add(v, eps, out=_buf(workspace, 'LayerNorm:f_8', batch + (), dtype)) # (…,)
     _9 = np.sqrt(_8, out=_buf(workspace, 'LayerNorm:f_9', batch + (), dtype)) # (…,)
-    _10 = np.expand_dims(_9, -1)                                # (…, 1)
-    _11 = np.divide(_4, _10, out=_buf(workspace, 'LayerNorm:f_11', batch + (D,), dtype)) # (…, D)
-    _12 = np.multiply(_11, gamma, out=_buf(workspace, 'LayerNorm:f_12', batch + (D,), dtype)) # (…, D)
+    sigma = np.expand_dims(_9, -1)                              # (…, 1)
+    x_hat = np.divide(_4, sigma, out=_4)                        # (…, D)
+    _12 = np.multiply(x_hat, gamma, out=_buf(workspace, 'LayerNorm:f_12', batch + (D,), dtype)) # (…, D)
     e_hat = np.add(_12, beta, out=_12)                          # (…, D)
-    cache = {"D": D, "batch": batch, "dtype": dtype, "_11": _11, "_10": _10, "_9": _9, "shape_5": shape_5, "_4": _4, "e_shape": e_shape}
+    cache = {"D": D, "batch": batch, "dtype": dtype, "x_hat": x_hat, "sigma": sigma}
     return e_hat, cache
 
 
@@ -104,40 +102,16 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     batch = cache["batch"]
     dtype = cache["dtype"]
     gamma = params.gamma
-    _11 = cache["_11"]
-    _10 = cache["_10"]
-    _9 = cache["_9"]
-    shape_5 = cache["shape_5"]
-    _4 = cache["_4"]
-    e_shape = cache["e_shape"]
+    x_hat = cache["x_hat"]
+    sigma = cache["sigma"]
     # 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-    g10001 = _sum_to(d_e_hat, 1, ())                            # (D,)
-    g10002 = np.multiply(d_e_hat, gamma, out=_buf(workspace, 'LayerNorm:bg10002', batch + (D,), dtype)) # (…, D)
-    g10003 = np.multiply(d_e_hat, _11, out=_buf(workspace, 'LayerNorm:bg10003', batch + (D,), dtype)) # (…, D)
-    g10004 = _sum_to(g10003, 1, ())                             # (D,)
-    g10005 = np.divide(g10002, _10, out=_buf(workspace, 'LayerNorm:bg10005', batch + (D,), dtype)) # (…, D)
-    g10006 = np.multiply(g10002, _11, out=g10002)               # (…, D)
-    g10007 = np.divide(g10006, _10, out=g10006)                 # (…, D)
-    g10008 = np.negative(g10007, out=g10007)                    # (…, D)
-    g10009 = _sum_to(g10008, None, (-1,))                       # (…, 1)
-    g10010 = np.squeeze(g10009, -1)                             # (…,)
-    g10011 = np.multiply(_9, 2.0, out=_buf(workspace, 'LayerNorm:bg10011', batch + (), dtype)) # (…,)
-    g10012 = np.divide(g10010, g10011, out=_buf(workspace, 'LayerNorm:bg10012', batch + (), dtype)) # (…,)
-    # 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
-    g10013 = np.divide(g10012, D, out=_buf(workspace, 'LayerNorm:bg10013', batch + (), dtype)) # (…,)
-    g10017 = np.broadcast_to(np.expand_dims(g10013, -1), shape_5) # (…, D)
-    g10018 = np.multiply(_4, 2.0, out=_buf(workspace, 'LayerNorm:bg10018', batch + (D,), dtype)) # (…, D)
-    g10019 = np.multiply(g10017, g10018, out=g10018)            # (…, D)
-    g10020 = np.add(g10005, g10019, out=g10005)                 # (…, D)
-    g10021 = np.negative(g10020, out=_buf(workspace, 'LayerNorm:bg10021', batch + (D,), dtype)) # (…, D)
-    g10022 = _sum_to(g10021, None, (-1,))                       # (…, 1)
-    g10023 = np.squeeze(g10022, -1)                             # (…,)
-    # 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
-    g10024 = np.divide(g10023, D, out=_buf(workspace, 'LayerNorm:bg10024', batch + (), dtype)) # (…,)
-    g10028 = np.broadcast_to(np.expand_dims(g10024, -1), e_shape) # (…, D)
-    g10029 = np.add(g10020, g10028, out=g10020)                 # (…, D)
-    grads = Params(gamma=g10004, beta=g10001)
-    return grads, {"e": g10029}
+    d_beta = _sum_to(d_e_hat, 1, ())                            # (D,)
+    d_x_hat = np.multiply(d_e_hat, gamma, out=_buf(workspace, 'LayerNorm:bd_x_hat', batch + (D,), dtype)) # (…, D)
+    g10003 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, 'LayerNorm:bg10003', batch + (D,), dtype)) # (…, D)
+    d_gamma = _sum_to(g10003, 1, ())                            # (D,)
+    d_e = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'LayerNorm:bd_e', batch + (D,), dtype)) # (…, D)
+    grads = Params(gamma=d_gamma, beta=d_beta)
+    return grads, {"e": d_e}
 
 
 def _check_input(name, value, shape, kind, lo, hi, card_set):
@@ -299,6 +273,16 @@ def _gelu_grad(x):
 def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
+
+
+def _layer_norm_grad(g, y, s, axis, out=None):
+    """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
+    t = np.multiply(g, y, out=out)
+    gy = np.mean(t, axis=axis, keepdims=True)
+    t = np.multiply(y, gy, out=t)
+    t = np.subtract(g, t, out=t)
+    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    return np.divide(t, s, out=t)
 
 
 def _softmax_grad(g, y, axis, out=None):

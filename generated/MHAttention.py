@@ -191,61 +191,61 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     _1 = cache["_1"]
     # 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
     g10001 = _sum_to(d_V_tilde, 2, (-1,))                       # (d_out, 1)
-    g10002 = np.squeeze(g10001, -1)                             # (d_out,)
+    d_b_o = np.squeeze(g10001, -1)                              # (d_out,)
     g10003 = np.swapaxes(W_o, -1, -2)                           # (H·d_mid, d_out)
-    g10004 = np.matmul(g10003, d_V_tilde, out=_buf(workspace, 'MHAttention:bg10004', batch + (H*d_mid, ell_x), dtype)) # (…, H·d_mid, ℓ_x)
+    d_Y = np.matmul(g10003, d_V_tilde, out=_buf(workspace, 'MHAttention:bd_Y', batch + (H*d_mid, ell_x), dtype)) # (…, H·d_mid, ℓ_x)
     g10005 = np.swapaxes(Y, -1, -2)                             # (…, ℓ_x, H·d_mid)
     g10006 = np.matmul(d_V_tilde, g10005, out=_buf(workspace, 'MHAttention:bg10006', batch + (d_out, H*d_mid), dtype)) # (…, d_out, H·d_mid)
-    g10007 = _sum_to(g10006, 2, ())                             # (d_out, H·d_mid)
+    d_W_o = _sum_to(g10006, 2, ())                              # (d_out, H·d_mid)
     # 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
-    g10008 = g10004.reshape(V_tilde_shape)                      # (…, H, d_mid, ℓ_x)
+    d_V_tilde_2 = d_Y.reshape(V_tilde_shape)                    # (…, H, d_mid, ℓ_x)
     # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
     g10009 = np.swapaxes(V, -1, -2)                             # (…, H, ℓ_z, d_mid)
-    g10010 = np.matmul(g10009, g10008, out=_buf(workspace, 'MHAttention:bg10010', batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
+    g10010 = np.matmul(g10009, d_V_tilde_2, out=_buf(workspace, 'MHAttention:bg10010', batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
     g10011 = np.swapaxes(_18, -1, -2)                           # (…, H, ℓ_x, ℓ_z)
-    g10012 = np.matmul(g10008, g10011, out=_buf(workspace, 'MHAttention:bg10012', batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
+    d_V = np.matmul(d_V_tilde_2, g10011, out=_buf(workspace, 'MHAttention:bd_V', batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
     g10013 = _softmax_grad(g10010, _18, -2, _buf(workspace, 'MHAttention:bg10013', batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
     g10014 = np.divide(g10013, _16, out=g10013)                 # (…, H, ℓ_z, ℓ_x)
     # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
-    g10019 = _zero_where(g10014, _14)                           # (…, H, ℓ_z, ℓ_x)
+    d_S = _zero_where(g10014, _14)                              # (…, H, ℓ_z, ℓ_x)
     # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
     g10020 = np.swapaxes(_12, -1, -2)                           # (…, H, d_attn, ℓ_z)
-    g10021 = np.matmul(g10020, g10019, out=_buf(workspace, 'MHAttention:bg10021', batch + (H, d_attn, ell_x), dtype)) # (…, H, d_attn, ℓ_x)
+    d_Q = np.matmul(g10020, d_S, out=_buf(workspace, 'MHAttention:bd_Q', batch + (H, d_attn, ell_x), dtype)) # (…, H, d_attn, ℓ_x)
     g10022 = np.swapaxes(Q, -1, -2)                             # (…, H, ℓ_x, d_attn)
-    g10023 = np.matmul(g10019, g10022, out=_buf(workspace, 'MHAttention:bg10023', batch + (H, ell_z, d_attn), dtype)) # (…, H, ℓ_z, d_attn)
-    g10024 = np.swapaxes(g10023, -1, -2)                        # (…, H, d_attn, ℓ_z)
+    g10023 = np.matmul(d_S, g10022, out=_buf(workspace, 'MHAttention:bg10023', batch + (H, ell_z, d_attn), dtype)) # (…, H, ℓ_z, d_attn)
+    d_K = np.swapaxes(g10023, -1, -2)                           # (…, H, d_attn, ℓ_z)
     # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-    g10025 = _sum_to(g10012, 3, (-1,))                          # (H, d_mid, 1)
-    g10026 = np.squeeze(g10025, -1)                             # (H, d_mid)
+    g10025 = _sum_to(d_V, 3, (-1,))                             # (H, d_mid, 1)
+    d_b_v = np.squeeze(g10025, -1)                              # (H, d_mid)
     g10027 = np.swapaxes(W_v, -1, -2)                           # (H, d_z, d_mid)
-    g10028 = np.matmul(g10027, g10012, out=_buf(workspace, 'MHAttention:bg10028', batch + (H, d_z, ell_z), dtype)) # (…, H, d_z, ℓ_z)
+    g10028 = np.matmul(g10027, d_V, out=_buf(workspace, 'MHAttention:bg10028', batch + (H, d_z, ell_z), dtype)) # (…, H, d_z, ℓ_z)
     g10029 = np.swapaxes(_5, -1, -2)                            # (…, 1, ℓ_z, d_z)
-    g10030 = np.matmul(g10012, g10029, out=_buf(workspace, 'MHAttention:bg10030', batch + (H, d_mid, d_z), dtype)) # (…, H, d_mid, d_z)
-    g10031 = _sum_to(g10030, 3, ())                             # (H, d_mid, d_z)
+    g10030 = np.matmul(d_V, g10029, out=_buf(workspace, 'MHAttention:bg10030', batch + (H, d_mid, d_z), dtype)) # (…, H, d_mid, d_z)
+    d_W_v = _sum_to(g10030, 3, ())                              # (H, d_mid, d_z)
     g10032 = _sum_to(g10028, None, (-3,))                       # (…, 1, d_z, ℓ_z)
     # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-    g10033 = _sum_to(g10024, 3, (-1,))                          # (H, d_attn, 1)
-    g10034 = np.squeeze(g10033, -1)                             # (H, d_attn)
+    g10033 = _sum_to(d_K, 3, (-1,))                             # (H, d_attn, 1)
+    d_b_k = np.squeeze(g10033, -1)                              # (H, d_attn)
     g10035 = np.swapaxes(W_k, -1, -2)                           # (H, d_z, d_attn)
-    g10036 = np.matmul(g10035, g10024, out=_buf(workspace, 'MHAttention:bg10036', batch + (H, d_z, ell_z), dtype)) # (…, H, d_z, ℓ_z)
+    g10036 = np.matmul(g10035, d_K, out=_buf(workspace, 'MHAttention:bg10036', batch + (H, d_z, ell_z), dtype)) # (…, H, d_z, ℓ_z)
     g10037 = np.swapaxes(_5, -1, -2)                            # (…, 1, ℓ_z, d_z)
-    g10038 = np.matmul(g10024, g10037, out=_buf(workspace, 'MHAttention:bg10038', batch + (H, d_attn, d_z), dtype)) # (…, H, d_attn, d_z)
-    g10039 = _sum_to(g10038, 3, ())                             # (H, d_attn, d_z)
+    g10038 = np.matmul(d_K, g10037, out=_buf(workspace, 'MHAttention:bg10038', batch + (H, d_attn, d_z), dtype)) # (…, H, d_attn, d_z)
+    d_W_k = _sum_to(g10038, 3, ())                              # (H, d_attn, d_z)
     g10040 = _sum_to(g10036, None, (-3,))                       # (…, 1, d_z, ℓ_z)
     g10041 = np.add(g10032, g10040, out=_buf(workspace, 'MHAttention:bg10041', batch + (1, d_z, ell_z), dtype)) # (…, 1, d_z, ℓ_z)
-    g10042 = np.squeeze(g10041, -3)                             # (…, d_z, ℓ_z)
+    d_Z = np.squeeze(g10041, -3)                                # (…, d_z, ℓ_z)
     # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-    g10043 = _sum_to(g10021, 3, (-1,))                          # (H, d_attn, 1)
-    g10044 = np.squeeze(g10043, -1)                             # (H, d_attn)
+    g10043 = _sum_to(d_Q, 3, (-1,))                             # (H, d_attn, 1)
+    d_b_q = np.squeeze(g10043, -1)                              # (H, d_attn)
     g10045 = np.swapaxes(W_q, -1, -2)                           # (H, d_x, d_attn)
-    g10046 = np.matmul(g10045, g10021, out=_buf(workspace, 'MHAttention:bg10046', batch + (H, d_x, ell_x), dtype)) # (…, H, d_x, ℓ_x)
+    g10046 = np.matmul(g10045, d_Q, out=_buf(workspace, 'MHAttention:bg10046', batch + (H, d_x, ell_x), dtype)) # (…, H, d_x, ℓ_x)
     g10047 = np.swapaxes(_1, -1, -2)                            # (…, 1, ℓ_x, d_x)
-    g10048 = np.matmul(g10021, g10047, out=_buf(workspace, 'MHAttention:bg10048', batch + (H, d_attn, d_x), dtype)) # (…, H, d_attn, d_x)
-    g10049 = _sum_to(g10048, 3, ())                             # (H, d_attn, d_x)
+    g10048 = np.matmul(d_Q, g10047, out=_buf(workspace, 'MHAttention:bg10048', batch + (H, d_attn, d_x), dtype)) # (…, H, d_attn, d_x)
+    d_W_q = _sum_to(g10048, 3, ())                              # (H, d_attn, d_x)
     g10050 = _sum_to(g10046, None, (-3,))                       # (…, 1, d_x, ℓ_x)
-    g10051 = np.squeeze(g10050, -3)                             # (…, d_x, ℓ_x)
-    grads = Params(W_q=g10049, b_q=g10044, W_k=g10039, b_k=g10034, W_v=g10031, b_v=g10026, W_o=g10007, b_o=g10002)
-    return grads, {"X": g10051, "Z": g10042}
+    d_X = np.squeeze(g10050, -3)                                # (…, d_x, ℓ_x)
+    grads = Params(W_q=d_W_q, b_q=d_b_q, W_k=d_W_k, b_k=d_b_k, W_v=d_W_v, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o)
+    return grads, {"X": d_X, "Z": d_Z}
 
 
 def _check_input(name, value, shape, kind, lo, hi, card_set):
@@ -407,6 +407,16 @@ def _gelu_grad(x):
 def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
+
+
+def _layer_norm_grad(g, y, s, axis, out=None):
+    """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
+    t = np.multiply(g, y, out=out)
+    gy = np.mean(t, axis=axis, keepdims=True)
+    t = np.multiply(y, gy, out=t)
+    t = np.subtract(g, t, out=t)
+    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    return np.divide(t, s, out=t)
 
 
 def _softmax_grad(g, y, axis, out=None):

@@ -122,13 +122,13 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     X = cache["X"]
     W_fc = params.W_fc
     # 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
-    g10001 = _sum_to(d_Y, 1, ())                                # (D,)
-    g10002 = _wgrad(y, d_Y, _buf(workspace, 'MLP:bg10002', (D_f, D), dtype)) # (D_f, D)
+    d_b_proj = _sum_to(d_Y, 1, ())                              # (D,)
+    d_W_proj = _wgrad(y, d_Y, _buf(workspace, 'MLP:bd_W_proj', (D_f, D), dtype)) # (D_f, D)
     g10003 = np.swapaxes(W_proj, -1, -2)                        # (D, D_f)
-    g10004 = np.matmul(d_Y, g10003, out=_buf(workspace, 'MLP:bg10004', batch + (T, D_f), dtype)) # (…, T, D_f)
+    d_y = np.matmul(d_Y, g10003, out=_buf(workspace, 'MLP:bd_y', batch + (T, D_f), dtype)) # (…, T, D_f)
     # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-    g10005 = np.multiply(g10004, _9, out=_buf(workspace, 'MLP:bg10005', batch + (T, D_f), dtype)) # (…, T, D_f)
-    g10006 = np.multiply(g10004, _3, out=g10004)                # (…, T, D_f)
+    g10005 = np.multiply(d_y, _9, out=_buf(workspace, 'MLP:bg10005', batch + (T, D_f), dtype)) # (…, T, D_f)
+    g10006 = np.multiply(d_y, _3, out=d_y)                      # (…, T, D_f)
     g10007 = np.multiply(_8, _8, out=_buf(workspace, 'MLP:bg10007', batch + (T, D_f), dtype)) # (…, T, D_f)
     g10008 = np.subtract(1.0, g10007, out=_buf(workspace, 'MLP:bg10008', batch + (T, D_f), dtype)) # (…, T, D_f)
     g10009 = np.multiply(g10006, g10008, out=g10006)            # (…, T, D_f)
@@ -141,12 +141,12 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     g10019 = np.multiply(g10005, 0.5, out=g10005)               # (…, T, D_f)
     g10020 = np.add(g10017, g10019, out=g10017)                 # (…, T, D_f)
     # 1 U ← GELU_tanh(X W_fc + b_fc) ▷ U ∈ ℝ^{T×D_f}
-    g10021 = _sum_to(g10020, 1, ())                             # (D_f,)
-    g10022 = _wgrad(X, g10020, _buf(workspace, 'MLP:bg10022', (D, D_f), dtype)) # (D, D_f)
+    d_b_fc = _sum_to(g10020, 1, ())                             # (D_f,)
+    d_W_fc = _wgrad(X, g10020, _buf(workspace, 'MLP:bd_W_fc', (D, D_f), dtype)) # (D, D_f)
     g10023 = np.swapaxes(W_fc, -1, -2)                          # (D_f, D)
-    g10024 = np.matmul(g10020, g10023, out=_buf(workspace, 'MLP:bg10024', batch + (T, D), dtype)) # (…, T, D)
-    grads = Params(W_fc=g10022, b_fc=g10021, W_proj=g10002, b_proj=g10001)
-    return grads, {"X": g10024}
+    d_X = np.matmul(g10020, g10023, out=_buf(workspace, 'MLP:bd_X', batch + (T, D), dtype)) # (…, T, D)
+    grads = Params(W_fc=d_W_fc, b_fc=d_b_fc, W_proj=d_W_proj, b_proj=d_b_proj)
+    return grads, {"X": d_X}
 
 
 def _check_input(name, value, shape, kind, lo, hi, card_set):
@@ -308,6 +308,16 @@ def _gelu_grad(x):
 def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
+
+
+def _layer_norm_grad(g, y, s, axis, out=None):
+    """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
+    t = np.multiply(g, y, out=out)
+    gy = np.mean(t, axis=axis, keepdims=True)
+    t = np.multiply(y, gy, out=t)
+    t = np.subtract(g, t, out=t)
+    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    return np.divide(t, s, out=t)
 
 
 def _softmax_grad(g, y, axis, out=None):

@@ -101,23 +101,23 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     # 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
     g10001 = np.multiply(d_e_hat, g, out=_buf(workspace, 'RMSNorm:bg10001', batch + (D,), dtype)) # (…, D)
     g10002 = np.multiply(d_e_hat, _7, out=_buf(workspace, 'RMSNorm:bg10002', batch + (D,), dtype)) # (…, D)
-    g10003 = _sum_to(g10002, 1, ())                             # (D,)
-    g10004 = np.divide(g10001, _6, out=_buf(workspace, 'RMSNorm:bg10004', batch + (D,), dtype)) # (…, D)
+    d_g = _sum_to(g10002, 1, ())                                # (D,)
+    d_e = np.divide(g10001, _6, out=_buf(workspace, 'RMSNorm:bd_e', batch + (D,), dtype)) # (…, D)
     g10005 = np.multiply(g10001, _7, out=g10001)                # (…, D)
     g10006 = np.divide(g10005, _6, out=g10005)                  # (…, D)
     g10007 = np.negative(g10006, out=g10006)                    # (…, D)
     g10008 = _sum_to(g10007, None, (-1,))                       # (…, 1)
-    g10009 = np.squeeze(g10008, -1)                             # (…,)
+    d_r = np.squeeze(g10008, -1)                                # (…,)
     # 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
     g10010 = np.multiply(r, 2.0, out=_buf(workspace, 'RMSNorm:bg10010', batch + (), dtype)) # (…,)
-    g10011 = np.divide(g10009, g10010, out=_buf(workspace, 'RMSNorm:bg10011', batch + (), dtype)) # (…,)
+    g10011 = np.divide(d_r, g10010, out=_buf(workspace, 'RMSNorm:bg10011', batch + (), dtype)) # (…,)
     g10012 = np.divide(g10011, D, out=_buf(workspace, 'RMSNorm:bg10012', batch + (), dtype)) # (…,)
     g10016 = np.broadcast_to(np.expand_dims(g10012, -1), shape_1) # (…, D)
     g10017 = np.multiply(e, 2.0, out=_buf(workspace, 'RMSNorm:bg10017', batch + (D,), dtype)) # (…, D)
     g10018 = np.multiply(g10016, g10017, out=g10017)            # (…, D)
-    g10019 = np.add(g10004, g10018, out=g10004)                 # (…, D)
-    grads = Params(g=g10003)
-    return grads, {"e": g10019}
+    d_e_2 = np.add(d_e, g10018, out=d_e)                        # (…, D)
+    grads = Params(g=d_g)
+    return grads, {"e": d_e_2}
 
 
 def _check_input(name, value, shape, kind, lo, hi, card_set):
@@ -279,6 +279,16 @@ def _gelu_grad(x):
 def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
+
+
+def _layer_norm_grad(g, y, s, axis, out=None):
+    """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
+    t = np.multiply(g, y, out=out)
+    gy = np.mean(t, axis=axis, keepdims=True)
+    t = np.multiply(y, gy, out=t)
+    t = np.subtract(g, t, out=t)
+    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    return np.divide(t, s, out=t)
 
 
 def _softmax_grad(g, y, axis, out=None):

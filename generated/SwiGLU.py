@@ -107,22 +107,22 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     _1 = cache["_1"]
     W_1 = params.W_1
     # 1 return Y = (SiLU(X W_1) ⊙ X W_3) W_2 ▷ Y ∈ ℝ^{T×D}
-    g10001 = _wgrad(_4, d_Y, _buf(workspace, 'SwiGLU:bg10001', (D_f, D), dtype)) # (D_f, D)
+    d_W_2 = _wgrad(_4, d_Y, _buf(workspace, 'SwiGLU:bd_W_2', (D_f, D), dtype)) # (D_f, D)
     g10002 = np.swapaxes(W_2, -1, -2)                           # (D, D_f)
     g10003 = np.matmul(d_Y, g10002, out=_buf(workspace, 'SwiGLU:bg10003', batch + (T, D_f), dtype)) # (…, T, D_f)
     g10004 = np.multiply(g10003, _3, out=_buf(workspace, 'SwiGLU:bg10004', batch + (T, D_f), dtype)) # (…, T, D_f)
     g10005 = np.multiply(g10003, _2, out=g10003)                # (…, T, D_f)
-    g10006 = _wgrad(X, g10005, _buf(workspace, 'SwiGLU:bg10006', (D, D_f), dtype)) # (D, D_f)
+    d_W_3 = _wgrad(X, g10005, _buf(workspace, 'SwiGLU:bd_W_3', (D, D_f), dtype)) # (D, D_f)
     g10007 = np.swapaxes(W_3, -1, -2)                           # (D_f, D)
-    g10008 = np.matmul(g10005, g10007, out=_buf(workspace, 'SwiGLU:bg10008', batch + (T, D), dtype)) # (…, T, D)
+    d_X = np.matmul(g10005, g10007, out=_buf(workspace, 'SwiGLU:bd_X', batch + (T, D), dtype)) # (…, T, D)
     g10009 = _silu_grad(_1)                                     # (…, T, D_f)
     g10010 = np.multiply(g10004, g10009, out=g10004)            # (…, T, D_f)
-    g10011 = _wgrad(X, g10010, _buf(workspace, 'SwiGLU:bg10011', (D, D_f), dtype)) # (D, D_f)
+    d_W_1 = _wgrad(X, g10010, _buf(workspace, 'SwiGLU:bd_W_1', (D, D_f), dtype)) # (D, D_f)
     g10012 = np.swapaxes(W_1, -1, -2)                           # (D_f, D)
     g10013 = np.matmul(g10010, g10012, out=_buf(workspace, 'SwiGLU:bg10013', batch + (T, D), dtype)) # (…, T, D)
-    g10014 = np.add(g10008, g10013, out=g10008)                 # (…, T, D)
-    grads = Params(W_1=g10011, W_3=g10006, W_2=g10001)
-    return grads, {"X": g10014}
+    d_X_2 = np.add(d_X, g10013, out=d_X)                        # (…, T, D)
+    grads = Params(W_1=d_W_1, W_3=d_W_3, W_2=d_W_2)
+    return grads, {"X": d_X_2}
 
 
 def _check_input(name, value, shape, kind, lo, hi, card_set):
@@ -284,6 +284,16 @@ def _gelu_grad(x):
 def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
+
+
+def _layer_norm_grad(g, y, s, axis, out=None):
+    """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
+    t = np.multiply(g, y, out=out)
+    gy = np.mean(t, axis=axis, keepdims=True)
+    t = np.multiply(y, gy, out=t)
+    t = np.subtract(g, t, out=t)
+    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    return np.divide(t, s, out=t)
 
 
 def _softmax_grad(g, y, axis, out=None):

@@ -94,9 +94,9 @@ def backward(config: Config, params: Params, cache: dict, d_L, workspace: dict |
     g10005 = np.negative(g10001, out=_buf(workspace, 'cross_entropy:bg10005', batch + (), dtype)) # (…,)
     g10006 = np.broadcast_to(np.expand_dims(g10005, -1), shape_3) # (…, T)
     g10007 = _put_along(g10006, _2, shape_1, -1)                # (…, T, V)
-    g10008 = g10007 - np.exp(_1) * np.sum(g10007, axis=-1, keepdims=True) # (…, T, V)
+    d_P = g10007 - np.exp(_1) * np.sum(g10007, axis=-1, keepdims=True) # (…, T, V)
     grads = Params()
-    return grads, {"P": g10008}
+    return grads, {"P": d_P}
 
 
 def _check_input(name, value, shape, kind, lo, hi, card_set):
@@ -258,6 +258,16 @@ def _gelu_grad(x):
 def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
+
+
+def _layer_norm_grad(g, y, s, axis, out=None):
+    """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
+    t = np.multiply(g, y, out=out)
+    gy = np.mean(t, axis=axis, keepdims=True)
+    t = np.multiply(y, gy, out=t)
+    t = np.subtract(g, t, out=t)
+    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    return np.divide(t, s, out=t)
 
 
 def _softmax_grad(g, y, axis, out=None):

@@ -65,7 +65,6 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     d_e = e.shape[-1]
     gamma = params.gamma
     beta = params.beta
-    e_shape = e.shape
     _check_input('e', e, (None, ), 'f', None, None, 'ℝ^{d_e}')
     _check_params(params, {'gamma': (None, ), 'beta': (None, )})
     dtype = np.result_type(gamma)
@@ -77,16 +76,15 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     _3 = np.expand_dims(m, -1)                                  # (…, 1)
     _4 = np.subtract(e, _3, out=_buf(workspace, 'layer_norm:f_4', batch + (d_e,), dtype)) # (…, d_e)
     _5 = np.multiply(_4, _4, out=_buf(workspace, 'layer_norm:f_5', batch + (d_e,), dtype)) # (…, d_e)
-    shape_5 = _5.shape
     _6 = np.sum(_5, axis=-1, out=_buf(workspace, 'layer_norm:f_6', batch + (), dtype)) # (…,)
     v = np.divide(_6, d_e, out=_buf(workspace, 'layer_norm:fv', batch + (), dtype)) # (…,)
     # 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
     _8 = np.sqrt(v, out=_buf(workspace, 'layer_norm:f_8', batch + (), dtype)) # (…,)
-    _9 = np.expand_dims(_8, -1)                                 # (…, 1)
-    _10 = np.divide(_4, _9, out=_buf(workspace, 'layer_norm:f_10', batch + (d_e,), dtype)) # (…, d_e)
-    _11 = np.multiply(_10, gamma, out=_buf(workspace, 'layer_norm:f_11', batch + (d_e,), dtype)) # (…, d_e)
+    sigma = np.expand_dims(_8, -1)                              # (…, 1)
+    x_hat = np.divide(_4, sigma, out=_4)                        # (…, d_e)
+    _11 = np.multiply(x_hat, gamma, out=_buf(workspace, 'layer_norm:f_11', batch + (d_e,), dtype)) # (…, d_e)
     e_hat = np.add(_11, beta, out=_11)                          # (…, d_e)
-    cache = {"d_e": d_e, "batch": batch, "dtype": dtype, "_10": _10, "_9": _9, "_8": _8, "shape_5": shape_5, "_4": _4, "e_shape": e_shape}
+    cache = {"d_e": d_e, "batch": batch, "dtype": dtype, "x_hat": x_hat, "sigma": sigma}
     return e_hat, cache
 
 
@@ -100,40 +98,16 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     batch = cache["batch"]
     dtype = cache["dtype"]
     gamma = params.gamma
-    _10 = cache["_10"]
-    _9 = cache["_9"]
-    _8 = cache["_8"]
-    shape_5 = cache["shape_5"]
-    _4 = cache["_4"]
-    e_shape = cache["e_shape"]
+    x_hat = cache["x_hat"]
+    sigma = cache["sigma"]
     # 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-    g10001 = _sum_to(d_e_hat, 1, ())                            # (d_e,)
-    g10002 = np.multiply(d_e_hat, gamma, out=_buf(workspace, 'layer_norm:bg10002', batch + (d_e,), dtype)) # (…, d_e)
-    g10003 = np.multiply(d_e_hat, _10, out=_buf(workspace, 'layer_norm:bg10003', batch + (d_e,), dtype)) # (…, d_e)
-    g10004 = _sum_to(g10003, 1, ())                             # (d_e,)
-    g10005 = np.divide(g10002, _9, out=_buf(workspace, 'layer_norm:bg10005', batch + (d_e,), dtype)) # (…, d_e)
-    g10006 = np.multiply(g10002, _10, out=g10002)               # (…, d_e)
-    g10007 = np.divide(g10006, _9, out=g10006)                  # (…, d_e)
-    g10008 = np.negative(g10007, out=g10007)                    # (…, d_e)
-    g10009 = _sum_to(g10008, None, (-1,))                       # (…, 1)
-    g10010 = np.squeeze(g10009, -1)                             # (…,)
-    g10011 = np.multiply(_8, 2.0, out=_buf(workspace, 'layer_norm:bg10011', batch + (), dtype)) # (…,)
-    g10012 = np.divide(g10010, g10011, out=_buf(workspace, 'layer_norm:bg10012', batch + (), dtype)) # (…,)
-    # 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
-    g10013 = np.divide(g10012, d_e, out=_buf(workspace, 'layer_norm:bg10013', batch + (), dtype)) # (…,)
-    g10017 = np.broadcast_to(np.expand_dims(g10013, -1), shape_5) # (…, d_e)
-    g10018 = np.multiply(_4, 2.0, out=_buf(workspace, 'layer_norm:bg10018', batch + (d_e,), dtype)) # (…, d_e)
-    g10019 = np.multiply(g10017, g10018, out=g10018)            # (…, d_e)
-    g10020 = np.add(g10005, g10019, out=g10005)                 # (…, d_e)
-    g10021 = np.negative(g10020, out=_buf(workspace, 'layer_norm:bg10021', batch + (d_e,), dtype)) # (…, d_e)
-    g10022 = _sum_to(g10021, None, (-1,))                       # (…, 1)
-    g10023 = np.squeeze(g10022, -1)                             # (…,)
-    # 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-    g10024 = np.divide(g10023, d_e, out=_buf(workspace, 'layer_norm:bg10024', batch + (), dtype)) # (…,)
-    g10028 = np.broadcast_to(np.expand_dims(g10024, -1), e_shape) # (…, d_e)
-    g10029 = np.add(g10020, g10028, out=g10020)                 # (…, d_e)
-    grads = Params(gamma=g10004, beta=g10001)
-    return grads, {"e": g10029}
+    d_beta = _sum_to(d_e_hat, 1, ())                            # (d_e,)
+    d_x_hat = np.multiply(d_e_hat, gamma, out=_buf(workspace, 'layer_norm:bd_x_hat', batch + (d_e,), dtype)) # (…, d_e)
+    g10003 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, 'layer_norm:bg10003', batch + (d_e,), dtype)) # (…, d_e)
+    d_gamma = _sum_to(g10003, 1, ())                            # (d_e,)
+    d_e_2 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'layer_norm:bd_e_2', batch + (d_e,), dtype)) # (…, d_e)
+    grads = Params(gamma=d_gamma, beta=d_beta)
+    return grads, {"e": d_e_2}
 
 
 def _check_input(name, value, shape, kind, lo, hi, card_set):
@@ -295,6 +269,16 @@ def _gelu_grad(x):
 def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
+
+
+def _layer_norm_grad(g, y, s, axis, out=None):
+    """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
+    t = np.multiply(g, y, out=out)
+    gy = np.mean(t, axis=axis, keepdims=True)
+    t = np.multiply(y, gy, out=t)
+    t = np.subtract(g, t, out=t)
+    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    return np.divide(t, s, out=t)
 
 
 def _softmax_grad(g, y, axis, out=None):

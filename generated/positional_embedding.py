@@ -84,8 +84,8 @@ def backward(config: Config, params: Params, cache: dict, d_e_p, workspace: dict
     _1 = cache["_1"]
     # 1 return e_p = W_p[:, ℓ] ▷ e_p ∈ ℝ^{d_e}
     g10001 = _scatter_rows(d_e_p, ell - 1, _1)                  # (ℓ_max, d_e)
-    g10002 = np.swapaxes(g10001, -1, -2)                        # (d_e, ℓ_max)
-    grads = Params(W_p=g10002)
+    d_W_p = np.swapaxes(g10001, -1, -2)                         # (d_e, ℓ_max)
+    grads = Params(W_p=d_W_p)
     return grads, {}
 
 
@@ -248,6 +248,16 @@ def _gelu_grad(x):
 def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
+
+
+def _layer_norm_grad(g, y, s, axis, out=None):
+    """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
+    t = np.multiply(g, y, out=out)
+    gy = np.mean(t, axis=axis, keepdims=True)
+    t = np.multiply(y, gy, out=t)
+    t = np.subtract(g, t, out=t)
+    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    return np.divide(t, s, out=t)
 
 
 def _softmax_grad(g, y, axis, out=None):

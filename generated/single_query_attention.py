@@ -155,12 +155,12 @@ def backward(config: Config, params: Params, cache: dict, d_v_tilde, workspace: 
     # 5 return ṽ = Σ_{t=1}^{T} α_t v_t ▷ ṽ ∈ ℝ^{d_out}
     g10001 = np.broadcast_to(np.expand_dims(d_v_tilde, -2), shape_16) # (…, T, d_out)
     g10002 = np.multiply(g10001, v, out=_buf(workspace, 'single_query_attention:bg10002', batch + (T, d_out), dtype)) # (…, T, d_out)
-    g10003 = np.multiply(g10001, _15, out=_buf(workspace, 'single_query_attention:bg10003', batch + (T, d_out), dtype)) # (…, T, d_out)
+    d_v = np.multiply(g10001, _15, out=_buf(workspace, 'single_query_attention:bd_v', batch + (T, d_out), dtype)) # (…, T, d_out)
     g10004 = _sum_to(g10002, None, (-1,))                       # (…, T, 1)
-    g10005 = np.squeeze(g10004, -1)                             # (…, T)
+    d_alpha = np.squeeze(g10004, -1)                            # (…, T)
     # 4 ∀t: α_t ← exp(q^⊤ k_t / √d_attn) / Σ_u exp(q^⊤ k_u / √d_attn) ▷ α_t ∈ ℝ
-    g10006 = np.divide(g10005, _13, out=_buf(workspace, 'single_query_attention:bg10006', batch + (T,), dtype)) # (…, T)
-    g10007 = np.multiply(g10005, alpha, out=_buf(workspace, 'single_query_attention:bg10007', batch + (T,), dtype)) # (…, T)
+    g10006 = np.divide(d_alpha, _13, out=_buf(workspace, 'single_query_attention:bg10006', batch + (T,), dtype)) # (…, T)
+    g10007 = np.multiply(d_alpha, alpha, out=_buf(workspace, 'single_query_attention:bg10007', batch + (T,), dtype)) # (…, T)
     g10008 = np.divide(g10007, _13, out=g10007)                 # (…, T)
     g10009 = np.negative(g10008, out=g10008)                    # (…, T)
     g10010 = _sum_to(g10009, None, (-1,))                       # (…, 1)
@@ -172,30 +172,30 @@ def backward(config: Config, params: Params, cache: dict, d_v_tilde, workspace: 
     g10019 = np.expand_dims(g10015, -1)                         # (…, T, 1)
     g10020 = np.multiply(g10019, k, out=_buf(workspace, 'single_query_attention:bg10020', batch + (T, d_attn), dtype)) # (…, T, d_attn)
     g10021 = np.expand_dims(g10015, -1)                         # (…, T, 1)
-    g10022 = np.multiply(g10021, _7, out=_buf(workspace, 'single_query_attention:bg10022', batch + (T, d_attn), dtype)) # (…, T, d_attn)
+    d_k = np.multiply(g10021, _7, out=_buf(workspace, 'single_query_attention:bd_k', batch + (T, d_attn), dtype)) # (…, T, d_attn)
     g10023 = _sum_to(g10020, None, (-2,))                       # (…, 1, d_attn)
-    g10024 = np.squeeze(g10023, -2)                             # (…, d_attn)
+    d_q = np.squeeze(g10023, -2)                                # (…, d_attn)
     # 3 ∀t: v_t ← W_v e_t + b_v ▷ v_t ∈ ℝ^{d_out}
-    g10025 = _sum_to(g10003, 1, ())                             # (d_out,)
-    g10026 = g10003[..., :, None] * e_t[..., None, :]           # (…, T, d_out, d_in)
+    d_b_v = _sum_to(d_v, 1, ())                                 # (d_out,)
+    g10026 = d_v[..., :, None] * e_t[..., None, :]              # (…, T, d_out, d_in)
     g10027 = np.swapaxes(W_v, -1, -2)                           # (d_in, d_out)
-    g10028 = (g10027 @ g10003[..., None])[..., 0]               # (…, T, d_in)
-    g10029 = _sum_to(g10026, 2, ())                             # (d_out, d_in)
+    d_e_t = (g10027 @ d_v[..., None])[..., 0]                   # (…, T, d_in)
+    d_W_v = _sum_to(g10026, 2, ())                              # (d_out, d_in)
     # 2 ∀t: k_t ← W_k e_t + b_k ▷ k_t ∈ ℝ^{d_attn}
-    g10030 = _sum_to(g10022, 1, ())                             # (d_attn,)
-    g10031 = g10022[..., :, None] * e_t[..., None, :]           # (…, T, d_attn, d_in)
+    d_b_k = _sum_to(d_k, 1, ())                                 # (d_attn,)
+    g10031 = d_k[..., :, None] * e_t[..., None, :]              # (…, T, d_attn, d_in)
     g10032 = np.swapaxes(W_k, -1, -2)                           # (d_in, d_attn)
-    g10033 = (g10032 @ g10022[..., None])[..., 0]               # (…, T, d_in)
-    g10034 = _sum_to(g10031, 2, ())                             # (d_attn, d_in)
-    g10035 = np.add(g10028, g10033, out=g10028)                 # (…, T, d_in)
+    g10033 = (g10032 @ d_k[..., None])[..., 0]                  # (…, T, d_in)
+    d_W_k = _sum_to(g10031, 2, ())                              # (d_attn, d_in)
+    d_e_t_2 = np.add(d_e_t, g10033, out=d_e_t)                  # (…, T, d_in)
     # 1 q ← W_q e + b_q ▷ q ∈ ℝ^{d_attn}
-    g10036 = _sum_to(g10024, 1, ())                             # (d_attn,)
-    g10037 = g10024[..., :, None] * e[..., None, :]             # (…, d_attn, d_in)
+    d_b_q = _sum_to(d_q, 1, ())                                 # (d_attn,)
+    g10037 = d_q[..., :, None] * e[..., None, :]                # (…, d_attn, d_in)
     g10038 = np.swapaxes(W_q, -1, -2)                           # (d_in, d_attn)
-    g10039 = (g10038 @ g10024[..., None])[..., 0]               # (…, d_in)
-    g10040 = _sum_to(g10037, 2, ())                             # (d_attn, d_in)
-    grads = Params(W_q=g10040, W_k=g10034, b_q=g10036, b_k=g10030, W_v=g10029, b_v=g10025)
-    return grads, {"e": g10039, "e_t": g10035}
+    d_e = (g10038 @ d_q[..., None])[..., 0]                     # (…, d_in)
+    d_W_q = _sum_to(g10037, 2, ())                              # (d_attn, d_in)
+    grads = Params(W_q=d_W_q, W_k=d_W_k, b_q=d_b_q, b_k=d_b_k, W_v=d_W_v, b_v=d_b_v)
+    return grads, {"e": d_e, "e_t": d_e_t_2}
 
 
 def _check_input(name, value, shape, kind, lo, hi, card_set):
@@ -357,6 +357,16 @@ def _gelu_grad(x):
 def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
+
+
+def _layer_norm_grad(g, y, s, axis, out=None):
+    """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
+    t = np.multiply(g, y, out=out)
+    gy = np.mean(t, axis=axis, keepdims=True)
+    t = np.multiply(y, gy, out=t)
+    t = np.subtract(g, t, out=t)
+    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    return np.divide(t, s, out=t)
 
 
 def _softmax_grad(g, y, axis, out=None):

@@ -90,10 +90,10 @@ def backward(config: Config, params: Params, cache: dict, d_p, workspace: dict |
     g10001 = _softmax_grad(d_p, p, -1, _buf(workspace, 'unembedding:bg10001', batch + (N_V,), dtype)) # (…, N_V)
     g10002 = g10001[..., :, None] * e[..., None, :]             # (…, N_V, d_e)
     g10003 = np.swapaxes(W_u, -1, -2)                           # (d_e, N_V)
-    g10004 = (g10003 @ g10001[..., None])[..., 0]               # (…, d_e)
-    g10005 = _sum_to(g10002, 2, ())                             # (N_V, d_e)
-    grads = Params(W_u=g10005)
-    return grads, {"e": g10004}
+    d_e_2 = (g10003 @ g10001[..., None])[..., 0]                # (…, d_e)
+    d_W_u = _sum_to(g10002, 2, ())                              # (N_V, d_e)
+    grads = Params(W_u=d_W_u)
+    return grads, {"e": d_e_2}
 
 
 def _check_input(name, value, shape, kind, lo, hi, card_set):
@@ -255,6 +255,16 @@ def _gelu_grad(x):
 def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
+
+
+def _layer_norm_grad(g, y, s, axis, out=None):
+    """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
+    t = np.multiply(g, y, out=out)
+    gy = np.mean(t, axis=axis, keepdims=True)
+    t = np.multiply(y, gy, out=t)
+    t = np.subtract(g, t, out=t)
+    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    return np.divide(t, s, out=t)
 
 
 def _softmax_grad(g, y, axis, out=None):

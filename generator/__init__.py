@@ -1,13 +1,13 @@
 """cardgen: compile algorithm cards (Phuong & Hutter style pseudocode) into NumPy.
 
 The public API (``load``, ``loads``, ``render``, ``build``, ``Card``, …) is ``cardgen.api``'s,
-importable from here; it is imported on first use, so ``cardgen --help`` stays quick.
+importable from here; it is imported on first use, so ``cardgen --help`` stays quick (and so are
+``parse``, ``parse_file`` and ``CardError``: the parser loads lark).
 """
 
 import sys
 
-from .lang.errors import CardError
-from .lang.parse import MAX_DEPTH, parse, parse_file
+from .lang.limits import MAX_DEPTH
 
 # Each stage walks an expression recursively, a few frames per level, and cards
 # may nest up to MAX_DEPTH levels (a long sum is as deep as it is long).
@@ -22,4 +22,10 @@ def __getattr__(name: str):
     if name in API:
         from . import api
         return getattr(api, name)
+    if name == "CardError":
+        from .lang.errors import CardError
+        return CardError
+    if name in ("parse", "parse_file"):
+        from .lang import parse
+        return getattr(parse, name)
     raise AttributeError(f"module 'cardgen' has no attribute {name!r}")

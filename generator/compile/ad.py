@@ -11,11 +11,13 @@ over the per-layer values the forward saved.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from ..lang.errors import CardError
-from ..lang.shapes import Poly
+from ..lang.shapes import Poly, poly_text
 from .core import Loop, Op, Program, Value, walk
+from .naming import ascii_name, grad_name
 
 ONE = Poly.const(1)
 NO_GRAD_PRIMS = {"iota", "const", "le", "lt", "ge", "gt", "eq", "ne", "not"}
@@ -118,6 +120,7 @@ class Builder:
         self.block: list = []
         self.step = None
         self.shape_of: dict[str, str] = {}
+        self.renamed: dict[str, str] = {}  # numbered gradient -> the card's name for it (name_after)
 
     def lay(self, x) -> Value:
         """A value's layout; names the forward never defined are scalars (D, ε, 2.0)."""
@@ -262,14 +265,16 @@ def differentiate(prog: Program, names, out_grads) -> Backward:
         layout[op.out] = Value(op.out, op.shape, op.batched, op.kind)
     register_loops(prog.body, layout)
     needs = needs_grad(prog)
+    name_composites(prog.body, Builder(layout, names), needs, {o.name for o in prog.outputs})
     b = Builder(layout, names)
     grads: dict[str, str] = {}
     out_grads = [out_grads] if isinstance(out_grads, str) else list(out_grads)
+    names.taken |= set(out_grads)  # the backward's arguments (d_P): no gradient may take their names
     for out, g0 in zip(prog.outputs, out_grads, strict=True):
         layout[g0] = Value(g0, out.shape, out.batched)
         grads[out.name] = g0
     loops_saved: dict[str, list[str]] = {}
-    backprop(prog.body, grads, b, needs, loops_saved)
+    backprop(prog.body, grads, b, needs, loops_saved, {o.name for o in prog.outputs})
     param_grads = {p.name: grads.get(p.name) for p in prog.params}
     input_grads = {v.name: grads[v.name] for v in prog.inputs if v.kind == "real" and v.name in grads}
     roots = {g for g in list(param_grads.values()) + list(input_grads.values()) if g}
@@ -379,19 +384,173 @@ def accumulate(grads, b: Builder, x, contrib):
             # Slices of one array (Q, K, V of A): write each piece into one gradient, no zeros and adds
             b.block.pop()
             grads[x] = b.new("slice_add", (grads[x], last.args[0]), last.attr, like=grads[x])
-            return
-        grads[x] = b.add(grads[x], contrib)
+        else:
+            grads[x] = b.add(grads[x], contrib)
     else:
         grads[x] = contrib
+    grads[x] = name_after(grads, b, x, grads[x])
 
 
-def backprop(body, grads, b: Builder, needs, loops_saved):
+TEMP_GRAD = re.compile(r"g\d+")
+RENAME_WINDOW = 8  # a rule makes a few ops; looking further back would make naming quadratic
+
+
+def name_after(grads, b: Builder, x: str, g: str) -> str:
+    """Call the gradient of a value the card names after it (``d_m``, ``d_e_hat``, ``d_W_fc``),
+    not ``g10023``, when one of the last few ops of this block defines it: it is renamed there and
+    in the ops after it, and so are the gradients that share it (``v + ε`` has ``v``'s). Values the
+    compiler made up (``_17``) keep their numbered gradients."""
+    if x.startswith("_") or not TEMP_GRAD.fullmatch(g):
+        return g
+    recent = b.block[-RENAME_WINDOW:]
+    at = next((i for i in range(len(recent) - 1, -1, -1) if getattr(recent[i], "out", None) == g), None)
+    if at is None or not all(isinstance(op, Op) for op in recent[at:]):
+        return g
+    name = b.names.fresh(grad_name(x))
+    recent[at].out = name
+    for op in recent[at + 1:]:
+        op.args = tuple(name if a == g else a for a in op.args)
+    v = b.layout.pop(g)
+    b.layout[name] = Value(name, v.shape, v.batched, v.kind)
+    for k, held in grads.items():
+        if held == g:
+            grads[k] = name
+    b.renamed[g] = name  # a rule's other shares may still hold the old name
+    return name
+
+
+# ------------------------------------------------------------ composite ops in closed form
+# A composite the card spells out step by step (layer norm: mean, centre, variance, √, divide) has
+# a textbook derivative that is shorter than the chain rule through its steps, in passes over the
+# data and in what the forward must save. Each entry finds the composite ending at an op and gives
+# (the input it differentiates to, the fused backward op's prim, its arguments, its attributes).
+def layer_norm_at(op: Op, defs: dict, uses, needs, b: Builder):
+    """``x̂ = (e − m) / √(v + ε)`` with ``m`` the mean of ``e`` and ``v`` the mean of ``(e − m)²`` over
+    one axis (ε optional): ``d_e = (d_x̂ − mean d_x̂ − x̂ ⊙ mean(d_x̂ ⊙ x̂)) / √(v + ε)``. Only when
+    every value in between is used by the composite alone, so nothing else needs its gradient."""
+    def d(name, *prims):
+        o = defs.get(name)
+        return o if o is not None and o.prim in prims else None
+
+    def mean_of(name, axis):
+        """``Σ_axis x / N`` with N the axis' length: the summed ``x``, or None."""
+        div = d(name, "div")
+        total = d(div.args[0], "sum") if div else None
+        if total is None or total.attr[0] != (axis,) or div.args[1] in needs:
+            return None
+        x = total.args[0]
+        size = b.lay(x).shape[axis] if len(b.lay(x).shape) >= -axis else None
+        if size is None or ascii_name(poly_text(size)) != div.args[1]:
+            return None
+        return x, (div.out, total.out)
+
+    if op.prim != "div":
+        return None
+    centred, s_exp = op.args
+    spread = d(s_exp, "expand")
+    sq = d(spread.args[0], "sqrt") if spread and len(spread.attr[0]) == 1 else None
+    if sq is None:
+        return None
+    axis = spread.attr[0][0]
+    inner, chain = sq.args[0], [spread.out, sq.out]
+    plus = d(inner, "add")
+    if plus is not None:
+        eps = plus.args[1]
+        if eps in needs or b.lay(eps).shape or b.lay(eps).batched:
+            return None
+        inner, chain = plus.args[0], chain + [plus.out]
+    var = mean_of(inner, axis)
+    sub = d(centred, "sub")
+    if var is None or sub is None:
+        return None
+    sq_op = d(var[0], "square", "mul")
+    if sq_op is None or any(a != centred for a in sq_op.args):
+        return None
+    m_exp = d(sub.args[1], "expand")
+    mean = mean_of(m_exp.args[0], axis) if m_exp and m_exp.attr[0] == (axis,) else None
+    e = sub.args[0]
+    if mean is None or mean[0] != e:
+        return None
+    inside = chain + [inner, sq_op.out, *var[1], m_exp.out, *mean[1]]
+    counts = {centred: 1 + len(sq_op.args)}  # the centred values feed the square and the division
+    if any(uses.get(n, 0) != counts.get(n, 1) for n in [centred, *inside]):
+        return None
+    return e, "layer_norm_grad", (op.out, s_exp), (axis,)
+
+
+COMPOSITES = [layer_norm_at]
+
+
+# The values a closed-form rule reads get the textbook's names, in the forward and the backward
+# (x_hat, sigma: what `render --memory` lists as saved), when the compiler made them up (_11).
+COMPOSITE_NAMES = {"layer_norm_grad": ("x_hat", "sigma")}
+FORWARD_TEMP = re.compile(r"_\d+")
+
+
+def name_composites(body, b: Builder, needs: set[str], escapes) -> None:
+    defs = {x.out: x for x in body if isinstance(x, Op)}
+    uses = body_uses(body)
+    for n in escapes:
+        uses[n] = uses.get(n, 0) + 1
+    renames: dict[str, str] = {}
+    for item in body:
+        if isinstance(item, Loop):
+            name_composites(item.body, b, needs,
+                            {res for _, _, res in item.carried} | {res for _, res in item.outs})
+            continue
+        found = next((f for f in (rule(item, defs, uses, needs, b) for rule in COMPOSITES) if f), None)
+        if found is None or found[1] not in COMPOSITE_NAMES or item.out in escapes:
+            continue
+        for old, word in zip((item.out, *found[2][1:]), COMPOSITE_NAMES[found[1]], strict=False):
+            if FORWARD_TEMP.fullmatch(old) and old not in renames:
+                renames[old] = b.names.fresh(word)
+    if not renames:
+        return
+    for op in walk(body):
+        op.out = renames.get(op.out, op.out)
+        op.args = tuple(renames.get(a, a) for a in op.args)
+    for x in body:
+        if isinstance(x, Loop):
+            x.carried = [(renames.get(o, o), i, r) for o, i, r in x.carried]
+    for old, new in renames.items():
+        v = b.layout.pop(old)
+        b.layout[new] = Value(new, v.shape, v.batched, v.kind)
+        if old in needs:
+            needs.add(new)
+
+
+def body_uses(body) -> dict[str, int]:
+    """How many times each name is read in ``body`` (loops included)."""
+    counts: dict[str, int] = {}
+    for op in walk(body):
+        for a in op.args:
+            counts[a] = counts.get(a, 0) + 1
+    for x in body:
+        if isinstance(x, Loop):
+            for outer, _, _ in x.carried:
+                counts[outer] = counts.get(outer, 0) + 1
+    return counts
+
+
+def backprop(body, grads, b: Builder, needs, loops_saved, escapes=frozenset()):
+    """``escapes``: names read after ``body`` (outputs, a loop's carried values): never fused away."""
+    defs = {x.out: x for x in body if isinstance(x, Op)}
+    uses = body_uses(body)
+    for n in escapes:
+        uses[n] = uses.get(n, 0) + 1
     for item in reversed(body):
         if isinstance(item, Loop):
             backprop_loop(item, grads, b, needs, loops_saved)
             continue
         op = item
         if op.out not in grads or op.prim in NO_GRAD_PRIMS:
+            continue
+        fused = next((f for f in (rule(op, defs, uses, needs, b) for rule in COMPOSITES) if f), None)
+        if fused is not None and fused[0] in needs:
+            target, prim, args, attr = fused
+            b.step = op.step
+            contrib = b.new(prim, (grads[op.out], *args), attr, like=op.out)
+            accumulate(grads, b, target, contrib)
             continue
         rule = VJP.get(op.prim)
         if rule is None:
@@ -400,7 +559,7 @@ def backprop(body, grads, b: Builder, needs, loops_saved):
         contribs = rule(b, op, grads[op.out], *op.args)
         for x, c in zip(op.args, contribs, strict=True):
             if c is not None and x in needs:
-                accumulate(grads, b, x, c)
+                accumulate(grads, b, x, b.renamed.get(c, c))
 
 
 def backprop_loop(loop: Loop, grads, b: Builder, needs, loops_saved):
@@ -430,7 +589,8 @@ def backprop_loop(loop: Loop, grads, b: Builder, needs, loops_saved):
         accumulate(body_grads, b, v, b.new("index", (g,), (loop.var, axis), like=v))
     # Values read in the body but defined outside it accumulate across layers.
     defined = defined_in(loop.body)
-    backprop(loop.body, body_grads, b, needs, loops_saved)
+    escapes = {res for _, _, res in loop.carried} | {res for _, res in loop.outs}
+    backprop(loop.body, body_grads, b, needs, loops_saved, escapes)
     inner_block = b.block
     b.block = outer_block
     fwd_inner = defined | {inner for _, inner, _ in loop.carried}

@@ -28,8 +28,8 @@ VIEWS = {"transpose", "expand", "reshape", "slice", "index", "copy", "broadcast"
 # Ops whose result is a fresh array that nothing else refers to.
 OWNING = set(UFUNC) | {"matmul", "softmax", "log_softmax", "sum", "max", "take", "square", "pow", "powv",
                        "relu", "sigmoid", "silu", "gelu", "where", "scale", "one_minus", "softmax_grad",
-                       "log_softmax_grad", "silu_grad", "gelu_grad", "wgrad", "outer", "unslice", "scatter",
-                       "put_along", "unpick", "select_grad", "maximum"}
+                       "layer_norm_grad", "log_softmax_grad", "silu_grad", "gelu_grad", "wgrad", "outer", "unslice",
+                       "scatter", "put_along", "unpick", "select_grad", "maximum"}
 
 
 def plan(body: list, keep: set[str]) -> dict[int, int]:

@@ -306,6 +306,7 @@ PRINT.update({
     "silu_grad": lambda op, a: f"_silu_grad({a})",
     "gelu_grad": lambda op, a: f"_gelu_grad({a})",
     "softmax_grad": lambda op, g, y: f"_softmax_grad({g}, {y}, {op.attr[0]})",
+    "layer_norm_grad": lambda op, g, y, s: f"_layer_norm_grad({g}, {y}, {s}, {op.attr[0]})",
     "log_softmax_grad": lambda op, g, y: f"{g} - np.exp({y}) * np.sum({g}, axis={op.attr[0]}, keepdims=True)",
     "unsum": lambda op, g, s: f"np.broadcast_to(np.expand_dims({g}, {_axes(op.attr[0])}), {s})",
     "squeeze": lambda op, g: f"np.squeeze({g}, {_axes(op.attr[0])})",
@@ -338,6 +339,16 @@ def _gelu_grad(x):
 def _wgrad(x, g, out=None):
     """x^T g summed over all leading axes, as one matrix product."""
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
+
+
+def _layer_norm_grad(g, y, s, axis, out=None):
+    """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
+    t = np.multiply(g, y, out=out)
+    gy = np.mean(t, axis=axis, keepdims=True)
+    t = np.multiply(y, gy, out=t)
+    t = np.subtract(g, t, out=t)
+    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    return np.divide(t, s, out=t)
 
 
 def _softmax_grad(g, y, axis, out=None):
@@ -426,6 +437,7 @@ OUT = {
     "softmax": lambda op, args, out: f"_softmax({args[0]}, {op.attr[0]}, {out})",
     "log_softmax": lambda op, args, out: f"_log_softmax({args[0]}, {op.attr[0]}, {out})",
     "softmax_grad": lambda op, args, out: f"_softmax_grad({args[0]}, {args[1]}, {op.attr[0]}, {out})",
+    "layer_norm_grad": lambda op, args, out: f"_layer_norm_grad({args[0]}, {args[1]}, {args[2]}, {op.attr[0]}, {out})",
     "wgrad": lambda op, args, out: f"_wgrad({args[0]}, {args[1]}, {out})",
     "sum": lambda op, args, out: f"np.sum({args[0]}, axis={_axes(op.attr[0])}, out={out})",
     "scale": lambda op, args, out: f"np.multiply({args[0]}, {op.attr[0]!r}, out={out})",

@@ -4,7 +4,9 @@ for it, with shapes and bytes (`cardgen render --memory`)."""
 
 from __future__ import annotations
 
-from ..compile.ad import BLoop, differentiate
+import re
+
+from ..compile.ad import BLoop, differentiate, walk_all
 from ..compile.core import Op
 from ..compile.lower import lower
 from ..lang.check import Checked, Library
@@ -18,7 +20,8 @@ MATH = {
     "matmul": "{0} · {1}", "wgrad": "Σ_batch {0}^⊤ · {1}", "outer": "{0} {1}^⊤",
     "transpose": "{0}^⊤", "expand": "{0}", "squeeze": "{0}", "sum_to": "Σ_broadcast {0}",
     "unsum": "broadcast({0})", "broadcast_like": "broadcast({0})", "reshape_to": "reshape({0})",
-    "softmax_grad": "{1} ⊙ ({0} − Σ({0} ⊙ {1}))", "log_softmax_grad": "{0} − exp({1}) ⊙ Σ {0}",
+    "softmax_grad": "{1} ⊙ ({0} − Σ({0} ⊙ {1}))",
+    "layer_norm_grad": "({0} − mean {0} − {1} ⊙ mean({0} ⊙ {1})) / {2}", "log_softmax_grad": "{0} − exp({1}) ⊙ Σ {0}",
     "gelu_grad": "GELU′({0})", "silu_grad": "SiLU′({0})", "sin": "sin({0})", "cos": "cos({0})",
     "unslice": "pad({0})", "scatter": "scatter_add({0} into rows {1})", "put_along": "scatter({0} at {1})",
     "unpick": "pad({0})",
@@ -28,12 +31,39 @@ MATH = {
 }
 
 
-def op_math(op: Op) -> str:
+def op_math(op: Op, inline: dict[str, str] | None = None) -> str:
+    """The op as maths; ``inline``: names to print as the expression that made them."""
     fmt = MATH.get(op.prim, op.prim + "(" + ", ".join(f"{{{i}}}" for i in range(len(op.args))) + ")")
     attrs = {f"a{i}": a for i, a in enumerate(op.attr)}
     if op.prim == "select_grad" and not op.attr[0]:
         fmt = "{0} ? 0 : {1}"
-    return fmt.format(*op.args, **attrs)
+    inline = inline or {}
+    return fmt.format(*(f"({inline[a]})" if a in inline else a for a in op.args), **attrs)
+
+
+NUMBERED = re.compile(r"g\d+")
+
+
+def inlinable(bwd) -> set[str]:
+    """Numbered backward values read once, by a later op of the same block: printed inside that
+    op's step (``d_γ ← Σ (d_ê ⊙ x̂)``) rather than as a step of their own."""
+    reads: dict[str, int] = {}
+    for op in walk_all(bwd.body):
+        for a in op.args:
+            reads[a] = reads.get(a, 0) + 1
+    kept = set(bwd.param_grads.values()) | set(bwd.input_grads.values())
+    for item in walk_loops(bwd.body):  # a loop's bookkeeping reads names too
+        kept |= set(item.body_grads.values()) | set(item.carry.values()) | {g for _, g in item.seeds}
+        kept |= {g for pair in item.closure.values() for g in (pair if isinstance(pair, tuple) else (pair,))}
+    return {op.out for op in walk_all(bwd.body)
+            if NUMBERED.fullmatch(op.out) and reads.get(op.out) == 1 and op.out not in kept}
+
+
+def walk_loops(body):
+    for item in body:
+        if isinstance(item, BLoop):
+            yield item
+            yield from walk_loops(item.body)
 
 
 def shape_text(shape, batched: bool) -> str:
@@ -57,6 +87,8 @@ def backward_text(checked: Checked, lib: Library) -> str:
         lines.append(f"Output: d_{p.name} ∈ {shape_text(p.shape, False)} — as {'.'.join(prog.param_paths[p.name])}"
                      + ("" if g else " (zero: the output does not depend on it)"))
     n = [0]
+    fold = inlinable(bwd)
+    inline: dict[str, str] = {}
 
     def emit(items, depth):
         for item in items:
@@ -71,9 +103,11 @@ def backward_text(checked: Checked, lib: Library) -> str:
                                  f" ← {item.body_grads[per_layer]}")
                 n[0] += 1
                 lines.append(f"{n[0]:>3} {'  ' * depth}end")
+            elif item.out in fold:
+                inline[item.out] = op_math(item, inline)
             else:
                 n[0] += 1
-                text = f"{n[0]:>3} {'  ' * depth}{item.out} ← {op_math(item)}"
+                text = f"{n[0]:>3} {'  ' * depth}{item.out} ← {op_math(item, inline)}"
                 lines.append(f"{text:<56}  ▷ {shape_text(item.shape, item.batched)}")
     emit(bwd.body, 0)
     return "\n".join(lines) + "\n"

@@ -93,11 +93,19 @@ def search_path(card_path: str | os.PathLike | None = None, extra: list[str] | N
     return out
 
 
-def library_for(path: str | os.PathLike | None = None, extra: list[str] | None = None) -> Library:
-    """A Library over the search path of the card at ``path``."""
+def library_for(path: str | os.PathLike | None = None, extra: list[str] | None = None,
+                shared: dict | None = None) -> Library:
+    """A Library over the search path of the card at ``path``. With ``shared`` (a dict kept for one
+    invocation), cards with the same search path share one Library, so each callee is parsed and
+    checked once, not once per card that calls it."""
     entries = search_path(path, extra)
+    key = tuple(os.path.normcase(os.path.abspath(e.folder)) for e in entries)
+    if shared is not None and key in shared:
+        return shared[key]
     lib = Library(folders=[str(e.folder) for e in entries])
     lib.origins = {str(e.folder): e.origin for e in entries}
+    if shared is not None:
+        shared[key] = lib
     return lib
 
 
@@ -157,14 +165,17 @@ def where(lib: Library, name: str) -> str | None:
 def load(path: str, lib: Library | None = None) -> tuple[Card, Checked]:
     """Parse and check one card (``-``: standard input; a bare name: found on the search path)."""
     path = resolve(path)
+    lib = lib or library_for(path)
     if path == "-":
         card = parse_stream(sys.stdin.buffer, "<stdin>")
     else:
-        card = parse_file(path)
-    lib = lib or library_for(path)
-    if path == "-" or lib.card(card.name) is None or lib.card(card.name).source != card.source:
+        known = lib.cards.get(Path(path).stem)  # parsed already, as a callee of an earlier card
+        card = known if known is not None and known.path == str(Path(path)) else parse_file(path)
+    old = lib.cards.get(card.name)
+    if old is None or old.source != card.source:
         lib.cards[card.name] = card
-        lib.done.pop(card.name, None)
+        if old is not None:  # cards checked against the old text may differ now
+            lib.done.clear()
     return card, check(card, lib)
 
 
@@ -173,19 +184,21 @@ def diagnose(path: str, lib: Library | None = None, text: str | None = None) -> 
     alone, or all the checker's errors in source order. The card checked as far as it goes, if it parsed."""
     if text is None:
         path = resolve(path)
+    lib = lib or library_for(path)
     try:
         if text is not None:
             card = parse(text, path)
         elif path == "-":
             card = parse_stream(sys.stdin.buffer, "<stdin>")
         else:
-            card = parse_file(path)
+            known = lib.cards.get(Path(path).stem)  # parsed already, as a callee of an earlier card
+            card = known if known is not None and known.path == str(Path(path)) else parse_file(path)
     except CardError as e:
         return None, [e.located(path, text or "")]
-    lib = lib or library_for(path)
-    known = lib.card(card.name) if text is None and path != "-" else None
-    if known is None or known.source != card.source:
+    old = lib.cards.get(card.name)
+    if old is None or old.source != card.source:
         lib.cards[card.name] = card
-        lib.done.pop(card.name, None)
+        if old is not None:  # cards checked against the old text may differ now
+            lib.done.clear()
     checked = check_all(card, lib)
     return checked, list(checked.errors)

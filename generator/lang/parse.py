@@ -7,10 +7,15 @@ below is one small method per grammar alias.
 
 from __future__ import annotations
 
+import hashlib
+import io
+import os
 import re
+import sys
 import unicodedata
 from functools import cache, lru_cache
 from importlib import resources
+from pathlib import Path
 
 import lark
 from lark import Token, v_args
@@ -18,9 +23,10 @@ from lark.visitors import Transformer_NonRecursive
 
 from . import ir
 from .errors import CardError
+from .files import atomic_write
 from .ir import Card, Claim, Convention, Decl, Expr, Group, Pos, Set, Step
+from .limits import MAX_DEPTH
 
-MAX_DEPTH = 2000  # parse trees deeper than this are refused (later stages recurse)
 # Parsing and checking take about 20 µs of CPU a character (Lark is half of
 # it), so a card this long is answered in under half a second, under a second
 # on a busy machine; the longest card in cards/ has 4,136 characters.
@@ -82,12 +88,88 @@ class BracketPostLex:
             yield tok
 
 
+PARSER_OPTIONS = {"parser": "lalr", "lexer": "contextual", "propagate_positions": True,
+                  "start": ["start", "claim_start", "dim_start"], "maybe_placeholders": False}
+
+
 @cache
 def _parser() -> lark.Lark:
     text = resources.files("cardgen.grammar").joinpath("card.lark").read_text("utf-8")
-    return lark.Lark(text, parser="lalr", lexer="contextual", propagate_positions=True,
-                     start=["start", "claim_start", "dim_start"], maybe_placeholders=False,
-                     postlex=BracketPostLex())
+    return cached_parser(text, cache_dir())
+
+
+def _build_parser(grammar: str) -> lark.Lark:
+    return lark.Lark(grammar, postlex=BracketPostLex(), **PARSER_OPTIONS)
+
+
+# ------------------------------------------------------------ parser cache
+# Building the LALR tables takes ~0.4 s of CPU, most of a `cardgen check`; loading them takes
+# ~20 ms. The cache file is named by, and starts with, a hash of everything the tables depend
+# on (the grammar's text, the options, Lark's and Python's versions), so a changed grammar is a
+# different file and a file that does not start with the current key is never used.
+def cache_dir() -> Path | None:
+    """Where the built parser is kept between runs: ``$CARDGEN_CACHE_DIR`` (``off``: nowhere),
+    else ``$XDG_CACHE_HOME/cardgen``, else ``~/.cache/cardgen``."""
+    env = os.environ.get("CARDGEN_CACHE_DIR")
+    if env is not None:
+        return None if env in ("", "off") else Path(env)
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):  # unset, or relative (which the XDG spec says to ignore)
+        home = os.path.expanduser("~")
+        if not os.path.isabs(home):  # no home at all: no cache, rather than one in the current folder
+            return None
+        base = os.path.join(home, ".cache")
+    return Path(base) / "cardgen"
+
+
+def parser_key(grammar: str) -> str:
+    parts = [grammar, repr(sorted(PARSER_OPTIONS.items())), lark.__version__, sys.version]
+    return hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()
+
+
+def cached_parser(grammar: str, folder: Path | None) -> lark.Lark:
+    """The parser for ``grammar``, loaded from ``folder`` when a file there was built from this
+    very grammar, else built (and saved there for the next run). The cache is an optimisation
+    only: a folder that cannot be used, or a damaged or foreign file, means building afresh."""
+    if folder is None:
+        return _build_parser(grammar)
+    key = parser_key(grammar).encode("ascii")
+    path = folder / f"parser-{key[:32].decode()}.lark.pickle"
+    data = _read_private(path)
+    if data is not None and data.startswith(key + b"\n"):
+        try:
+            return lark.Lark.load(io.BytesIO(data[len(key) + 1:]))
+        except Exception:  # noqa: BLE001 - written by an older Lark, or damaged: build it again
+            pass
+    parser = _build_parser(grammar)
+    buf = io.BytesIO(key + b"\n")
+    buf.seek(0, io.SEEK_END)
+    parser.save(buf)
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if _private(folder):
+            atomic_write(path, buf.getvalue(), 0o600)
+    except OSError:
+        pass  # a read-only home, a full disk: run without the cache
+    return parser
+
+
+def _private(path: Path) -> bool:
+    """Ours, and nobody else can write to it: the cache is unpickled, so it must be trusted."""
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    return st.st_uid == os.getuid() and not st.st_mode & 0o022
+
+
+def _read_private(path: Path) -> bytes | None:
+    if not (_private(path.parent) and _private(path)):
+        return None
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 def _pos_of(x) -> Pos | None:

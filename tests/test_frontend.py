@@ -1,0 +1,163 @@
+"""The front end answers at typing speed: the parser is cached between runs and never served stale,
+each card is parsed and checked once per invocation, and `cardgen --help` loads nothing heavy.
+(The timings themselves are in benchmarks/frontend.py; these tests hold the mechanisms.)"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from importlib import resources
+
+import pytest
+from click.testing import CliRunner
+
+from cardgen.cli import main
+from cardgen.lang import parse as parse_mod
+from cardgen.lang.errors import CardError
+
+from .conftest import CARDS
+
+GRAMMAR = resources.files("cardgen.grammar").joinpath("card.lark").read_text("utf-8")
+CARD = """algorithm y ← twice(x)
+  "Doubles x."
+  input  x ∈ ℝ^D
+  output y ∈ ℝ^D
+  hyper  D ∈ ℕ
+  1 z {arrow} 2 x
+  2 return y = z
+"""
+
+
+@pytest.fixture
+def builds(monkeypatch):
+    """Counts the parsers built from a grammar (not loaded from the cache)."""
+    count = []
+    real = parse_mod._build_parser
+
+    def counting(grammar):
+        count.append(grammar)
+        return real(grammar)
+    monkeypatch.setattr(parse_mod, "_build_parser", counting)
+    return count
+
+
+def parses(parser, text: str) -> bool:
+    try:
+        parser.parse(text, start="start")
+        return True
+    except Exception:  # noqa: BLE001 - any Lark error: the text is not in this grammar
+        return False
+
+
+def test_the_cache_serves_the_same_grammar_without_building(tmp_path, builds):
+    first = parse_mod.cached_parser(GRAMMAR, tmp_path)
+    again = parse_mod.cached_parser(GRAMMAR, tmp_path)
+    assert len(builds) == 1, "the second parser must come from the cache"
+    assert len(list(tmp_path.iterdir())) == 1
+    text = CARD.format(arrow="←")
+    assert first.parse(text, start="start") == again.parse(text, start="start")
+    assert [t.name for t in again.terminals] == [t.name for t in first.terminals]
+
+
+def test_a_changed_grammar_is_built_afresh_never_served_stale(tmp_path, builds):
+    old = parse_mod.cached_parser(GRAMMAR, tmp_path)
+    assert 'ARROW: "←" | "<-"' in GRAMMAR
+    changed = GRAMMAR.replace('ARROW: "←" | "<-"', 'ARROW: "←" | "<-" | ":="')
+    new = parse_mod.cached_parser(changed, tmp_path)
+    assert len(builds) == 2
+    text = CARD.format(arrow=":=")
+    assert parses(new, text) and not parses(old, text)
+    # and each grammar keeps getting its own parser from the same folder
+    assert parses(parse_mod.cached_parser(changed, tmp_path), text)
+    assert not parses(parse_mod.cached_parser(GRAMMAR, tmp_path), text)
+    assert len(builds) == 2
+
+
+def test_a_damaged_or_foreign_cache_file_is_rebuilt(tmp_path, builds):
+    parse_mod.cached_parser(GRAMMAR, tmp_path)
+    (path,) = tmp_path.iterdir()
+    key = parse_mod.parser_key(GRAMMAR).encode()
+    for damage in (path.read_bytes()[:1000], key + b"\nnot a pickle", b"another grammar's key\n"):
+        path.write_bytes(damage)
+        parser = parse_mod.cached_parser(GRAMMAR, tmp_path)
+        assert parses(parser, CARD.format(arrow="←"))
+    assert len(builds) == 4
+    assert path.read_bytes().startswith(key + b"\n")  # and the good one is back in place
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX permissions")
+def test_a_cache_others_can_write_is_not_trusted(tmp_path, builds):
+    parse_mod.cached_parser(GRAMMAR, tmp_path)
+    (path,) = tmp_path.iterdir()
+    assert path.stat().st_mode & 0o777 == 0o600
+    path.chmod(0o666)  # it is unpickled: a file anyone could have written is never read
+    parse_mod.cached_parser(GRAMMAR, tmp_path)
+    assert len(builds) == 2
+
+
+def test_an_unusable_cache_folder_only_costs_time(tmp_path, builds):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    parser = parse_mod.cached_parser(GRAMMAR, blocker / "cache")
+    assert parses(parser, CARD.format(arrow="←"))
+
+
+def test_cache_folder_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("CARDGEN_CACHE_DIR", "off")
+    assert parse_mod.cache_dir() is None
+    monkeypatch.setenv("CARDGEN_CACHE_DIR", str(tmp_path))
+    assert parse_mod.cache_dir() == tmp_path
+    monkeypatch.delenv("CARDGEN_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert parse_mod.cache_dir() == tmp_path / "cardgen"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # the XDG spec: ignore a relative path
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert parse_mod.cache_dir() == tmp_path / ".cache" / "cardgen"
+
+
+def test_check_parses_and_checks_each_card_once(monkeypatch):
+    """`cardgen check cards/` shares one Library: a callee is parsed once, not once per caller."""
+    parsed = []
+    real = parse_mod.parse
+
+    def counting(text, path="<card>"):
+        parsed.append(path)
+        return real(text, path)
+    monkeypatch.setattr(parse_mod, "parse", counting)
+    res = CliRunner().invoke(main, ["check", "cards/"])
+    assert res.exit_code == 0, res.output
+    assert sorted(parsed) == sorted(f"cards/{p.name}" for p in CARDS)
+
+
+def test_check_still_reports_each_bad_card(tmp_path):
+    (tmp_path / "a.card").write_text(CARD.format(arrow="←").replace("2 x", "2 w"), "utf-8")
+    (tmp_path / "b.card").write_text(CARD.format(arrow="←").replace("twice", "thrice"), "utf-8")
+    res = CliRunner().invoke(main, ["check", str(tmp_path)])
+    assert res.exit_code == 1
+    assert "a.card:6" in res.output and "1 of 2 cards failed" in res.output
+
+
+def test_a_card_beside_its_callee_is_checked_against_the_new_text(tmp_path):
+    """Two files defining one algorithm in one folder: the later one replaces the earlier in the
+    shared library, and nothing checked against the earlier text is reused."""
+    good = CARD.format(arrow="←")
+    (tmp_path / "a.card").write_text(good, "utf-8")
+    (tmp_path / "b.card").write_text(good.replace("2 x", "2 q"), "utf-8")
+    res = CliRunner().invoke(main, ["check", str(tmp_path)])
+    assert res.exit_code == 1 and "b.card:6" in res.output
+
+
+def test_help_loads_no_parser_numpy_or_jinja2():
+    code = ("import sys\nfrom cardgen.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'lark', 'numpy', 'jinja2', 'pygments'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_cardgen_still_exports_parse_lazily():
+    import cardgen
+    assert cardgen.parse is parse_mod.parse and cardgen.CardError is CardError
+    with pytest.raises(AttributeError):
+        cardgen.no_such_name  # noqa: B018
