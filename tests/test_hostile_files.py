@@ -18,8 +18,8 @@ def test_build_writes_nothing_when_a_module_does_not_compile(tmp_path, monkeypat
     (tmp_path / "b.card").write_text(module_card("B"), "utf-8")
     real = verify.module_source
 
-    def broken(checked, lib, path):
-        src = real(checked, lib, path)
+    def broken(checked, lib, path, **kw):
+        src = real(checked, lib, path, **kw)
         return src + ('\n"""\n' if checked.card.name == "B" else "")
     monkeypatch.setattr(verify, "module_source", broken)
     r = CliRunner().invoke(main, ["build", str(tmp_path / "a.card"), str(tmp_path / "b.card"), "-o",
