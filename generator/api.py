@@ -157,9 +157,11 @@ def render(card: Card, format: str = "text", full: bool = False, values: dict | 
 def module_text(card: Card, target: str = "numpy") -> str:
     """The generated module's source, as ``cardgen build`` writes it."""
     from .compile.emit import module_source
-    if target != "numpy":
-        raise CardError(f"unknown target {target!r}: this cardgen emits numpy")
-    return module_source(card.checked, card.library, display_path(card.path) if card.path else "<string>")
+    from .compile.targets import TARGETS
+    if target not in TARGETS:
+        raise CardError(f"unknown target {target!r}: cardgen emits {' or '.join(TARGETS)}")
+    return module_source(card.checked, card.library, display_path(card.path) if card.path else "<string>",
+                         target=target)
 
 
 def compile_card(card: Card, target: str = "numpy") -> types.ModuleType:
@@ -185,7 +187,7 @@ def compile_card(card: Card, target: str = "numpy") -> types.ModuleType:
     return mod
 
 
-def build(sources, out_dir: str | os.PathLike = "generated") -> list[Path]:
+def build(sources, out_dir: str | os.PathLike = "generated", target: str = "numpy") -> list[Path]:
     """Write the module of every model card among ``sources`` (files, folders or names) into
     ``out_dir``; returns the files written or already current. Wrapper cards that have no module
     (training and inference loops cardgen does not compile) are left out."""
@@ -197,7 +199,7 @@ def build(sources, out_dir: str | os.PathLike = "generated") -> list[Path]:
     for f in card_paths([sources] if isinstance(sources, str | os.PathLike) else sources):
         card = load(f)
         try:
-            text = module_text(card)
+            text = module_text(card, target)
         except LoweringError:
             if wrapper_kind(card.ir) is not None:
                 continue

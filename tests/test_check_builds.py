@@ -143,12 +143,18 @@ def test_exit_codes(tmp_path, monkeypatch):
 
 
 def test_a_generated_module_refusing_its_inputs_is_an_input_error():
-    """--set values the card's sizes cannot take reach the module, which refuses them in the card's
-    terms: exit 1 and that message, not "internal error" (exit 3)."""
+    """--set values the card's sizes cannot take are refused in the card's terms (exit 1, at the step
+    whose size they break), not as "internal error" (exit 3); and the module itself, called with
+    them directly, refuses them in the card's terms too."""
     r = cli("gradcheck", ROOT / "cards" / "CausalSelfAttention.card", "--set", "D=6", "--set", "H=4")
     assert r.exit_code == 1, r.output
-    assert "cardgen: error: D/H must be a whole number, but D = 6 is not a multiple of H = 4" in r.output
+    assert "CausalSelfAttention.card:14:14: error:" in r.output and "hint: H must divide D" in r.output
     assert "internal error" not in r.output
+    import cardgen
+    mod = cardgen.load(ROOT / "cards" / "CausalSelfAttention.card").compile()
+    with pytest.raises(ValueError, match="D/H must be a whole number, but D = 6 is not a multiple of H = 4"):
+        config = mod.Config(D=6, H=4)
+        mod.forward(config, mod.init_params(config, np.random.default_rng(0)), np.zeros((3, 6)))
 
 
 def test_a_bug_in_lowering_exits_3_at_the_step(tmp_path, monkeypatch):
@@ -245,3 +251,15 @@ def test_a_length_the_card_computes_must_not_be_negative():
     params = mod.init_params(cfg, np.random.default_rng(0), np.float64)
     with pytest.raises(ValueError, match=r"ℓ − 1 is -1 here \(ℓ = 0\), a negative length: the inputs or sizes"):
         mod.forward(cfg, params, np.zeros((2, 0), np.int64))
+
+
+def test_gradcheck_is_not_fooled_by_a_kink_in_its_stencil():
+    """EDTransformer with two declarations swapped drew other weights, and a ReLU input landed within
+    the five-point stencil's reach of 0: gradcheck failed a right gradient (1.9e-2; scripts/fuzz_build.py)."""
+    from cardgen.compile.gradcheck import EPS, derivative, relative_error
+
+    def relu(h):
+        return max(0.0, h + 1.5 * EPS)  # the kink at −1.5·EPS: inside the stencil (±2·EPS), slope 1 at 0
+    assert abs(derivative(relu) - 1.0) > TOL  # the plain stencil is fooled
+    assert relative_error(relu, 1.0, 1e-4) <= TOL  # a smaller step is not
+    assert relative_error(relu, 2.0, 1e-4) > 0.1  # and a wrong gradient fails at every step

@@ -16,8 +16,8 @@ from pathlib import Path
 from .conftest import ROOT
 
 SRC = ROOT / "generator"
-LAYERS = [("__main__",), ("cli",), ("lsp", "pytest_plugin"), ("api",), ("docs", "train"), ("compile", "semantics"),
-          ("lang",)]
+LAYERS = [("__main__",), ("cli",), ("lsp", "pytest_plugin"), ("api",), ("docs", "train", "torch"),
+          ("compile", "semantics"), ("lang",)]
 RANK = {pkg: i for i, layer in enumerate(LAYERS) for pkg in layer}
 
 
@@ -93,3 +93,11 @@ def test_no_import_cycles():
     for m in graph:
         if m not in state:
             visit(m)
+
+
+def test_every_package_ships():
+    """A package folder missing from pyproject's list would be left out of the wheel."""
+    import tomllib
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["tool"]["setuptools"]["packages"])
+    found = {".".join(("cardgen",) + p.parent.relative_to(SRC).parts) for p in SRC.rglob("__init__.py")}
+    assert found <= listed, f"add {sorted(found - listed)} to [tool.setuptools] packages"
