@@ -463,6 +463,9 @@ def main():
                         help="time a whole training step: forward, loss, backward and the AdamW update "
                              "(generated: cardgen.train.trainer.Trainer with the AdamW card; "
                              "pytorch: torch.optim.AdamW)")
+    parser.add_argument("--engines", action="store_true",
+                        help="add the array-API modules (--target array-api) on PyTorch eager and under jax.jit "
+                             "(benchmarks/engines_gpt2.py)")
     parser.add_argument("--profile", action="store_true",
                         help="instead of timing, profile 5 generated steps (cProfile, then per line)")
     args = parser.parse_args()
@@ -499,6 +502,12 @@ def main():
         "pytorch": lambda: torch_step(model, tokens),
         "hand-numpy": lambda: hand_numpy_step(params, x),
     }
+    if args.engines:  # the same step, array-API target, on other engines; agreement checked first
+        import engines_gpt2
+        more = {"xp-torch": engines_gpt2.torch_step(cfg, params, x),
+                "xp-jax-jit": engines_gpt2.jax_step(cfg, params, x)}
+        check_agreement({"generated": lambda: generated_step(cfg, params, x), **more})
+        steps.update({name: (lambda s=s: s()[0]) for name, s in more.items()})
     if args.check_cost:
         measure_check_cost(cfg, params, x)
         return

@@ -645,8 +645,21 @@ def _check_length(text, value, sizes):
 
 
 def _check_params(params, shapes):
+    """ValueError for a parameter of the wrong shape, or not float32/float64 (float16 would lose the
+    gradient, complex would compute something else), or of another dtype than the first."""
+    first = None
     for field, want in shapes.items():
-        got = np.shape(getattr(params, field))
+        value = getattr(params, field)
+        dtype = np.asarray(value).dtype
+        if dtype != np.float32 and dtype != np.float64:
+            raise ValueError(f"params.{field} is {dtype}: generated modules compute in float32 or float64 "
+                             "(convert with .astype(np.float32))")
+        if first is None:
+            first = field, dtype
+        elif dtype != first[1]:
+            raise ValueError(f"params.{field} is {dtype} but params.{first[0]} is {first[1]}: the parameters "
+                             "share one dtype, which the whole computation follows")
+        got = np.shape(value)
         if len(got) != len(want) or any(w is not None and g != w for g, w in zip(got, want, strict=True)):
             raise ValueError(f"params.{field} has shape {got}, but the config asks for {want}")
 

@@ -157,9 +157,11 @@ def render(card: Card, format: str = "text", full: bool = False, values: dict | 
 def module_text(card: Card, target: str = "numpy") -> str:
     """The generated module's source, as ``cardgen build`` writes it."""
     from .compile.emit import module_source
-    if target != "numpy":
-        raise CardError(f"unknown target {target!r}: this cardgen emits numpy")
-    return module_source(card.checked, card.library, display_path(card.path) if card.path else "<string>")
+    from .compile.targets import TARGETS
+    if target not in TARGETS:
+        raise CardError(f"unknown target {target!r}: cardgen emits {' or '.join(TARGETS)}")
+    return module_source(card.checked, card.library, display_path(card.path) if card.path else "<string>",
+                         target=target)
 
 
 def compile_card(card: Card, target: str = "numpy") -> types.ModuleType:
@@ -185,27 +187,32 @@ def compile_card(card: Card, target: str = "numpy") -> types.ModuleType:
     return mod
 
 
-def build(sources, out_dir: str | os.PathLike = "generated") -> list[Path]:
+def build(sources, out_dir: str | os.PathLike = "generated", target: str = "numpy") -> list[Path]:
     """Write the module of every model card among ``sources`` (files, folders or names) into
     ``out_dir``; returns the files written or already current. Wrapper cards that have no module
     (training and inference loops cardgen does not compile) are left out."""
     from .compile.lower import LoweringError, wrapper_kind
-    from .lang.files import atomic_write
+    from .compile.outputs import add_module, check_compiles
+    from .lang.files import atomic_write, holds, inside
     out = Path(out_dir)
-    done = []
+    modules: dict[str, tuple[str, str]] = {}
     for f in card_paths([sources] if isinstance(sources, str | os.PathLike) else sources):
         card = load(f)
         try:
-            text = module_text(card)
+            text = module_text(card, target)
         except LoweringError:
             if wrapper_kind(card.ir) is not None:
                 continue
             raise
+        add_module(modules, card.name, str(f), text, out)
+    check_compiles(modules, out)
+    done = []
+    for name, (_, text) in modules.items():
         out.mkdir(parents=True, exist_ok=True)
-        target = out / f"{card.name}.py"
-        if not target.exists() or target.read_text("utf-8") != text:
+        target = inside(out, name)
+        if not holds(target, text.encode("utf-8")):
             atomic_write(target, text)
-        done.append(target)
+        done.append(out / name)
     return done
 
 

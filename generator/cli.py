@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -11,9 +12,12 @@ from .docs.report import param_count_line, render_card
 from .lang import load as search
 from .lang.check import Checked, Library
 from .lang.check_call import callees
+from .lang.diagnostics import FORMATS, text_report
 from .lang.errors import CardError
-from .lang.load import card_paths, display_path, library_for, load, where
+from .lang.files import atomic_write, holds, inside, read_plain, remove_leftovers
+from .lang.load import card_paths, diagnose, display_path, library_for, load, where
 from .lang.render import card_text
+from .lang.values import check_values
 
 
 def fail(err: Exception) -> None:
@@ -50,6 +54,10 @@ def guarded(fn):
         except RecursionError:
             click.echo("cardgen: error: the input is nested too deeply to process", err=True)
             sys.exit(1)
+        except MemoryError as e:  # sizes the user chose (--set), not a bug
+            click.echo(f"cardgen: error: out of memory{': ' + str(e) if str(e) else ''}\n"
+                       "  hint: smaller sizes (--set NAME=VALUE)", err=True)
+            sys.exit(1)
         except (OSError, UnicodeError) as e:
             click.echo(f"cardgen: error: {e}", err=True)
             sys.exit(1)
@@ -72,43 +80,55 @@ def main():
 
 @main.command("check")
 @click.argument("paths", nargs=-1, required=True)
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="text", show_default=True,
+              help="json: one object per error; github: workflow annotations; sarif: SARIF 2.1.0 for code scanning.")
 @click.option("-v", "--verbose", is_flag=True, help="Say where each card a card calls was found on the search path.")
 @guarded
-def check_cmd(paths, verbose):
-    """Parse and type-check cards (files, folders or names on the search path)."""
-    bad = 0
+def check_cmd(paths, fmt, verbose):
+    """Parse and type-check cards (files, folders or names on the search path); report every error of
+    every file."""
     files = card_paths(paths)
     if not files:
         raise CardError(f"no .card files in {', '.join(paths)}")
     from .compile.verify import buildable
+    errors, bad = [], 0
     libs: dict[Path, Library] = {}  # one per folder: a card beside the others is parsed once
     for f in files:
-        try:
-            lib = libs.setdefault(Path(f).parent, library_for(str(f)))
-            card, checked = load(str(f), lib)
-            buildable(checked, lib)  # what build would refuse, check refuses
-        except CardError as e:
-            fail(e)
-            bad += 1
-            continue
-        if verbose:
-            click.echo(f"{display_path(f)}: {card.name}")
-            for name in callees(card):
+        lib = libs.setdefault(Path(f).parent, library_for(str(f)))
+        checked, errs = diagnose(str(f), lib)
+        if not errs:
+            try:
+                buildable(checked, lib)  # what build would refuse, check refuses
+            except CardError as e:
+                errs = [e]
+        errors += errs
+        bad += bool(errs)
+        if verbose and checked is not None:
+            click.echo(f"{display_path(f)}: {checked.card.name}", err=fmt != "text")
+            for name in callees(checked.card):
                 found = where(lib, name)
                 if found is not None:
-                    click.echo(f"  calls {name}: {found}")
+                    click.echo(f"  calls {name}: {found}", err=fmt != "text")
     n = len(files)
+    if fmt == "text":
+        click.echo(text_report(errors), err=True, nl=False)
+        if bad:
+            click.echo(f"{bad} of {n} card{'s' if n != 1 else ''} failed "
+                       f"({len(errors)} error{'s' if len(errors) != 1 else ''})", err=True)
+        else:
+            click.echo(f"{n} card{'s' if n != 1 else ''} ok")
+    else:
+        click.echo(FORMATS[fmt](errors), nl=False)
     if bad:
-        click.echo(f"{bad} of {n} card{'s' if n != 1 else ''} failed", err=True)
         sys.exit(1)
-    click.echo(f"{n} card{'s' if n != 1 else ''} ok")
 
 
 @main.command("fmt")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--check", "check_only", is_flag=True, help="Exit 1 if any file would change; change nothing.")
+@click.option("--diff", "show_diff", is_flag=True, help="Print what would change as a unified diff.")
 @guarded
-def fmt_cmd(paths, check_only):
+def fmt_cmd(paths, check_only, show_diff):
     """Rewrite cards in canonical form (``-`` reads standard input)."""
     if paths == ("-",):
         card, checked = load("-")
@@ -121,18 +141,25 @@ def fmt_cmd(paths, check_only):
         old = f.read_text("utf-8")
         if new != old:
             stale.append(f)
+            if show_diff:
+                click.echo(unified_diff(old, new, str(f)), nl=False)
             if not check_only:
-                write_atomic(f, new)
+                atomic_write(f, new)
+    for folder in dict.fromkeys(Path(f).parent for f in stale):
+        if not check_only:
+            remove_leftovers(folder)  # of a fmt that was killed: ours, never followed
     for f in stale:
         click.echo(f"{'would reformat' if check_only else 'reformatted'} {f}")
     if check_only and stale:
         sys.exit(1)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, "utf-8")
-    tmp.replace(path)
+def unified_diff(old: str | None, new: str, name: str) -> str:
+    """``old`` → ``new`` as ``diff -u`` prints it (``old`` None: the file does not exist yet)."""
+    import difflib
+    lines = difflib.unified_diff((old or "").splitlines(keepends=True), new.splitlines(keepends=True),
+                                 f"a/{name}" if old is not None else "/dev/null", f"b/{name}")
+    return "".join(x if x.endswith("\n") else x + "\n\\ No newline at end of file\n" for x in lines)
 
 
 @main.command("render")
@@ -157,13 +184,14 @@ def render_cmd(card, fmt, standalone, full, sets, backward, memory):
     values = parse_sets(sets)
     lib = library_for(card)
     c, checked = load(card, lib)
+    check_values(checked, values, extra=("B", "dtype") if memory else (), lib=lib)
     if backward or memory:
         from .docs.derived import backward_text, memory_text
         if backward:
             click.echo(backward_text(checked, lib), nl=False)
         if memory:
-            itemsize = 8 if str(values.pop("dtype", "")) in ("64", "float64") else 4
-            batch = int(values.pop("B", 1))
+            itemsize = memory_itemsize(values.pop("dtype", "32"))
+            batch = memory_batch(values.pop("B", 1))
             click.echo(memory_text(checked, lib, values, batch, itemsize), nl=False)
         return
     order = [checked]
@@ -194,8 +222,24 @@ def parse_sets(sets) -> dict[str, float]:
             num = float(val)
         except ValueError:
             raise CardError(f"--set {name}: {val!r} is not a number") from None
+        if not math.isfinite(num):
+            raise CardError(f"--set {name}: {val!r} is not a finite number")
         values[name.strip()] = int(num) if num.is_integer() else num
     return values
+
+
+def memory_itemsize(dtype) -> int:
+    """--set dtype=… for `render --memory`: bytes a number."""
+    sizes = {"16": 2, "32": 4, "64": 8}
+    if str(dtype) not in sizes:
+        raise CardError(f"--set dtype: {dtype!r} is not a float type", hint="float16, float32 or float64")
+    return sizes[str(dtype)]
+
+
+def memory_batch(b) -> int:
+    if b != int(b) or b < 1:
+        raise CardError(f"--set B={b}: the batch size must be a whole number of at least 1")
+    return int(b)
 
 
 def sub_algorithms(root: Checked, lib: Library) -> list[Checked]:
@@ -220,25 +264,30 @@ GENERATED_HEADER = "# Code generated by cardgen from "
 
 @main.command("build")
 @click.argument("paths", nargs=-1)
-@click.option("-o", "--out", "out_dir", default="generated", show_default=True, help="Folder for the modules.")
+@click.option("-o", "--out", "out_dir", default=None,
+              help="Folder for the modules (default: generated/; generated/array_api/ for --target array-api).")
 @click.option("--check", "check_only", is_flag=True, help="Exit 1 if a generated module is stale; write nothing.")
+@click.option("--diff", "show_diff", is_flag=True, help="Print how each stale module would change, as a unified diff.")
 @click.option("--force", is_flag=True, help="Overwrite files that cardgen did not generate.")
+@click.option("--target", "target_kind", type=click.Choice(["numpy", "array-api"]), default="numpy", show_default=True,
+              help="numpy: NumPy only, in place; array-api: NumPy, PyTorch, JAX or CuPy arrays (array_api_compat).")
 @guarded
-def build_cmd(paths, out_dir, check_only, force):
-    """Generate a NumPy module (forward, backward, init) for every model card."""
+def build_cmd(paths, out_dir, check_only, show_diff, force, target_kind):
+    """Generate a module (forward, backward, init) for every model card."""
+    if out_dir is not None and not out_dir.strip():
+        raise CardError("-o/--out: the output folder's name is empty")
     from .compile.lower import LoweringError
+    from .compile.outputs import add_module, check_compiles
     from .compile.verify import module_text
     files = card_paths(paths or ("cards",))
-    out = Path(out_dir)
+    out = Path(out_dir or ("generated" if target_kind == "numpy" else "generated/array_api"))
     stale, written, skipped, failed = [], 0, [], 0
-    if not check_only and out.is_dir():
-        for leftover in out.glob(".*.py.tmp"):  # from a build that was killed: ours to remove
-            leftover.unlink()
+    modules: dict[str, tuple[str, str]] = {}  # file name -> (card file, module text)
     for f in files:
         lib = library_for(str(f))
         try:
             card, checked = load(str(f), lib)
-            text = module_text(checked, lib, display_path(f))
+            text = module_text(checked, lib, display_path(f), target=target_kind)
         except LoweringError as e:
             from .compile.lower import wrapper_kind
             if wrapper_kind(card) is not None:  # a wrapper cardgen cannot compile yet: say why, go on
@@ -251,18 +300,28 @@ def build_cmd(paths, out_dir, check_only, force):
             fail(e)
             failed += 1
             continue
-        target = out / f"{card.name}.py"
-        old = target.read_text("utf-8") if target.exists() else None
-        if old == text:
+        add_module(modules, card.name, str(f), text, out)
+    check_compiles(modules, out)  # every module compiles, or none is written
+    if not check_only and out.is_dir():
+        remove_leftovers(out)  # from a build that was killed: ours, and never followed
+        for leftover in out.glob(".*.py.tmp"):  # the fixed names of older cardgens
+            leftover.unlink()
+    for name, (_, text) in modules.items():
+        target = out / name
+        if holds(target, text.encode("utf-8")):
             continue
+        if show_diff:
+            old = target.read_text("utf-8") if target.is_file() else None
+            click.echo(unified_diff(old, text, target.as_posix()), nl=False)
         if check_only:
             stale.append(target)
             continue
-        if old is not None and not old.startswith(GENERATED_HEADER) and not force:
+        head = read_plain(target, len(GENERATED_HEADER))
+        if (head is not None and head != GENERATED_HEADER.encode() or target.is_symlink()) and not force:
             raise CardError(f"{target} exists and was not generated by cardgen; not overwriting it "
                             "(use --force)")
         out.mkdir(parents=True, exist_ok=True)
-        write_atomic(target, text)
+        atomic_write(inside(out, name) if not target.is_symlink() else target, text)
         written += 1
     for f, why in skipped:
         click.echo(f"skipped {f}: {why.split('error: ')[-1]}", err=True)
@@ -286,6 +345,8 @@ def build_cmd(paths, out_dir, check_only, force):
 @guarded
 def docs_cmd(paths, out_dir, force):
     """Write a static HTML book: an index and a page per card (default cards/), math typeset offline."""
+    if not out_dir.strip():
+        raise CardError("-o/--out: the output folder's name is empty")
     from .docs.book import write_book
     files = card_paths(paths or ("cards",))
     n = write_book(files, Path(out_dir), force)
@@ -295,17 +356,18 @@ def docs_cmd(paths, out_dir, force):
 @main.command("gradcheck")
 @click.argument("paths", nargs=-1)
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="A dimension's size (default: small).")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @guarded
 def gradcheck_cmd(paths, sets, seed):
     """Check derived gradients against float64 finite differences."""
     from .compile.gradcheck import TOL, gradcheck
     from .compile.lower import LoweringError
-    values = {k: int(v) for k, v in parse_sets(sets).items() if k != "dtype"}
+    values = parse_sets(sets)
     bad = 0
     for f in card_paths(paths or ("cards",)):
         lib = library_for(str(f))
         card, checked = load(str(f), lib)
+        check_values(checked, values, lib=lib)
         try:
             res = gradcheck(checked, lib, values, seed)
         except LoweringError:
@@ -361,10 +423,28 @@ MAX_BYTES = click.option("--max-bytes", default=16 * 2**30, show_default=True, t
 @click.option("--save-every", default=100, show_default=True, type=POSITIVE,
               help="Steps between checkpoints (kill -9 loses at most this many).")
 @click.option("--log-scale", is_flag=True, help="Draw loss.png with a logarithmic loss axis.")
+@click.option("--engine", type=click.Choice(["numpy", "torch"]), default="numpy", show_default=True,
+              help="torch: the card as a cardgen.torch module and torch.optim.AdamW, data-parallel "
+                   "(torch.distributed) over --nproc processes or under torchrun.")
+@click.option("--nproc", default=1, show_default=True, type=POSITIVE,
+              help="With --engine torch: processes on this machine.")
 @guarded
 def train_cmd(card, data, steps, batch, seq, lr, lr_min, warmup, weight_decay, clip, accumulate, sets, out_dir,
-              resume, force, seed, dtype, eval_every, save_every, log_scale):
+              resume, force, seed, dtype, eval_every, save_every, log_scale, engine, nproc):
     """Train a model card on bytes of text with AdamW; SIGINT/SIGTERM save, --resume continues exactly."""
+    if engine == "torch":  # cardgen.torch.ddp: the card in PyTorch, data-parallel on torch.distributed
+        unused = given_options(["lr_min", "warmup", "clip", "accumulate", "resume", "force", "eval_every",
+                                "save_every", "log_scale"])
+        if unused:
+            raise CardError(f"--engine torch takes a constant --lr, no clipping, checkpoints or validation: "
+                            f"drop {', '.join('--' + n.replace('_', '-') for n in unused)}")
+        from .torch.ddp import train_command
+        from .train.commands import read_data
+        out = train_command(search.resolve(card), read_data(data)[0], steps=steps, batch=batch, seq=seq, lr=lr,
+                            weight_decay=weight_decay, values=parse_sets(sets), out_dir=out_dir, seed=seed,
+                            nproc=nproc, dtype=dtype)
+        click.echo(f"saved {out / 'weights.npz'}, {out / 'log.csv'}")
+        return
     from .train.commands import train
     from .train.run import Settings
     given = given_options(["steps", "batch", "seq", "lr", "lr_min", "warmup", "weight_decay", "clip", "accumulate",
@@ -417,6 +497,16 @@ def export_hf_cmd(checkpoint, folder, max_bytes):
     from .train.commands import export_hf
     paths = export_hf(checkpoint, folder, max_bytes)
     click.echo("wrote " + ", ".join(map(str, paths)))
+
+
+@main.command("lsp")
+def lsp_cmd():
+    """Run the language server on standard input and output (for editors)."""
+    try:
+        from .lsp.server import main as serve
+    except ImportError as e:
+        raise click.ClickException(f"the language server needs pygls: pip install 'cardgen[lsp]' ({e})") from None
+    serve()
 
 
 def _search_path_option(ctx, param, value):

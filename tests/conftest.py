@@ -1,6 +1,7 @@
 """Every test that takes ``card_path`` runs once per card in cards/: a new card
 gets every test for free."""
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -72,3 +73,24 @@ def load_generated(name: str):
     sys.modules[mod_name] = mod
     spec.loader.exec_module(mod)
     return mod
+
+
+def swap(x, old: str, new: str):
+    """``x`` (IR) with ``old`` replaced by ``new`` in every string: IR no parser would give, to
+    test each output's own escaping apart from the grammar's restrictions on names."""
+    if isinstance(x, str):
+        return x.replace(old, new)
+    if isinstance(x, (tuple, list)):
+        return type(x)(swap(v, old, new) for v in x)
+    if isinstance(x, dict):
+        return {swap(k, old, new): swap(v, old, new) for k, v in x.items()}
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return dataclasses.replace(x, **{f.name: swap(getattr(x, f.name), old, new)
+                                         for f in dataclasses.fields(x) if f.init})
+    return x
+
+
+def module_card(name: str) -> str:
+    """A small model card named ``name``, for tests of what is done with a card's name."""
+    return (f"algorithm y ← {name}(x | W)\n  convention rows, 0-based\n  input  x ∈ ℝ^{{n}}\n  output y ∈ ℝ^{{n}}\n"
+            f"  hyper  n ∈ ℕ\n  param  W ∈ ℝ^{{n}}\n  1 return y = x ⊙ W\n")

@@ -143,12 +143,18 @@ def test_exit_codes(tmp_path, monkeypatch):
 
 
 def test_a_generated_module_refusing_its_inputs_is_an_input_error():
-    """--set values the card's sizes cannot take reach the module, which refuses them in the card's
-    terms: exit 1 and that message, not "internal error" (exit 3)."""
+    """--set values the card's sizes cannot take are refused in the card's terms (exit 1, at the step
+    whose size they break), not as "internal error" (exit 3); and the module itself, called with
+    them directly, refuses them in the card's terms too."""
     r = cli("gradcheck", ROOT / "cards" / "CausalSelfAttention.card", "--set", "D=6", "--set", "H=4")
     assert r.exit_code == 1, r.output
-    assert "cardgen: error: D/H must be a whole number, but D = 6 is not a multiple of H = 4" in r.output
+    assert "CausalSelfAttention.card:14:14: error:" in r.output and "hint: H must divide D" in r.output
     assert "internal error" not in r.output
+    import cardgen
+    mod = cardgen.load(ROOT / "cards" / "CausalSelfAttention.card").compile()
+    with pytest.raises(ValueError, match="D/H must be a whole number, but D = 6 is not a multiple of H = 4"):
+        config = mod.Config(D=6, H=4)
+        mod.forward(config, mod.init_params(config, np.random.default_rng(0)), np.zeros((3, 6)))
 
 
 def test_a_bug_in_lowering_exits_3_at_the_step(tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from cardgen.cli import main
 
-from .conftest import ROOT, require
+from .conftest import ROOT, require, swap
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Without the background-networking flags chromium reaches out at start-up, and the closed network refuses it.
@@ -47,11 +47,30 @@ def book(tmp_path_factory):
     return out
 
 
+# A name the grammar refuses (W_{QQ} is swapped for it in the IR), to test the book's own escaping.
+EVIL_NAME = "</span><script>alert(4)</script>`{{ 7*7 }}` $x$ \\y{z} %&#~^_\u2028<!--"
+
+
 @pytest.fixture(scope="module")
 def hostile_book(tmp_path_factory):
+    import cardgen.docs.book as book_module
+    from cardgen.lang.check import check
+
     work = tmp_path_factory.mktemp("hostile")
     (work / "evil.card").write_text(HOSTILE, "utf-8")
-    r = docs(work / "evil.card", "-o", work / "book")
+    (work / "named.card").write_text(HOSTILE.replace("evil(x | W)", "named(x | W_{QQ})")
+                                     .replace("param  W ", "param  W_{QQ} ").replace("W x", "W_{QQ} x"), "utf-8")
+    real = book_module.load
+
+    def load(path, lib=None):  # the named card, with its name swapped in after parsing
+        card, checked = real(path, lib)
+        if card.name != "named":
+            return card, checked
+        card = swap(card, "QQ", EVIL_NAME)
+        return card, check(card, lib)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(book_module, "load", load)
+        r = docs(work / "evil.card", work / "named.card", "-o", work / "book")
     assert r.exit_code == 0, r.output
     return work / "book"
 
@@ -103,7 +122,7 @@ def test_every_page_loads_offline_with_its_math_typeset(book, hostile_book, tmp_
         chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = chromium.new_page(viewport={"width": 1100, "height": 1300})
-            problems, links = visit_all(page, pages + [hostile_book / "cards" / "evil.html"])
+            problems, links = visit_all(page, pages + [hostile_book / "cards" / f"{n}.html" for n in ("evil", "named")])
             page.goto((book / "cards" / "GPT2.html").as_uri())
             page.evaluate("document.fonts.ready.then(() => true)")
             shot = tmp_path / "book-GPT2.png"
@@ -156,6 +175,8 @@ def test_card_text_stays_text(hostile_book):
         assert "<script>alert" not in text and "<img" not in text
         assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in text
     assert "{{ 7*7 }} {% raw %}" in page  # not a template
+    named = (hostile_book / "cards" / "named.html").read_text("utf-8")
+    assert "alert(4)" in named and "<script>alert(4)" not in named and "</span><script>" not in named
     assert '<span class="call missing" title="not in this book">layer_norm</span>' in page
 
 

@@ -1,7 +1,7 @@
 """The packages' import contract: imports go one way, down the pipeline's layers, and no two
 modules import each other in a circle (import-linter's `layers` and `independence`, as a test).
 
-    __main__ -> cli -> api -> {docs, train} -> {compile, semantics} -> lang
+    __main__ -> cli -> lsp -> api -> {docs, train} -> {compile, semantics} -> lang
 
 A layer may import any layer below it; packages on one layer import neither each other nor up.
 Imports under ``if TYPE_CHECKING:`` are annotations only and never run, so they are left out of
@@ -16,7 +16,8 @@ from pathlib import Path
 from .conftest import ROOT
 
 SRC = ROOT / "generator"
-LAYERS = [("__main__",), ("cli",), ("api",), ("docs", "train"), ("compile", "semantics"), ("lang",)]
+LAYERS = [("__main__",), ("cli",), ("lsp", "pytest_plugin"), ("api",), ("docs", "train", "torch"),
+          ("compile", "semantics"), ("lang",)]
 RANK = {pkg: i for i, layer in enumerate(LAYERS) for pkg in layer}
 
 
@@ -92,3 +93,11 @@ def test_no_import_cycles():
     for m in graph:
         if m not in state:
             visit(m)
+
+
+def test_every_package_ships():
+    """A package folder missing from pyproject's list would be left out of the wheel."""
+    import tomllib
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["tool"]["setuptools"]["packages"])
+    found = {".".join(("cardgen",) + p.parent.relative_to(SRC).parts) for p in SRC.rglob("__init__.py")}
+    assert found <= listed, f"add {sorted(found - listed)} to [tool.setuptools] packages"

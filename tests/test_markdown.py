@@ -24,7 +24,7 @@ from cardgen import parse, parse_file
 from cardgen.docs.latex import markdown, math_text, md_text
 from cardgen.lang.check import Library, check
 
-from .conftest import ROOT, require
+from .conftest import ROOT, require, swap
 
 KATEX = ROOT / "generator" / "docs" / "assets" / "katex" / "katex.min.js"
 
@@ -45,6 +45,16 @@ HOSTILE = r"""algorithm y ← hostile(x | w)
   ▷ a remark with $math$, 50% & more}
   2 return y
 """.replace("SEP", "\u2028")
+
+
+# Names no parser makes (the grammar keeps these characters out): built by hand, so the
+# escaping of names in formulas is tested on its own.  A backtick would close `$`…`$`.
+NAME_PAYLOADS = ["a`b` **c** [d](e) <i>f</i>", "$g$ \\h{i} %&#~^_", "j}{k\n\nl\u2028m", "``` $$ ` \\"]
+
+
+def named_card(payload: str):
+    text = HOSTILE.replace("| w)", "| w_{QQ})").replace("param  w ", "param  w_{QQ} ").replace("⊙ w ", "⊙ w_{QQ} ")
+    return swap(parse(text), "QQ", payload)
 
 
 def card_page(card):
@@ -119,11 +129,21 @@ def test_a_hostile_card_reads_right_on_github():
     assert "$5 and $6" in prose(cmarkgfm.github_flavored_markdown_to_html(md))
 
 
+@pytest.mark.parametrize("payload", NAME_PAYLOADS)
+def test_a_name_with_markdown_in_it_stays_in_its_formula(payload):
+    card = named_card(payload)
+    md = card_page(card)
+    check_github_rules(card, md)
+    page = cmarkgfm.github_flavored_markdown_to_html(md)
+    assert sum("\\in \\mathbb{R}^{n}" in f and "w" in f for f, _ in formulas_in_html(page)) >= 1
+
+
 def test_every_formula_typesets():
     """All cards' formulas and the hostile card's, in one KaTeX run."""
     lib = Library(folders=[str(ROOT / "cards")])
     pages = {p.stem: markdown(check(parse_file(p), lib)) for p in sorted((ROOT / "cards").glob("*.card"))}
     pages["hostile"] = card_page(parse(HOSTILE))
+    pages.update({f"hostile name {i}": card_page(named_card(p)) for i, p in enumerate(NAME_PAYLOADS)})
     items = [(name, f) for name, md in pages.items() for f in formulas_in_source(md)]
     verdicts = typeset([f for _, f in items])
     bad = [f"{name}: {err}\n    {tex[:200]}" for (name, (tex, _)), err in zip(items, verdicts, strict=True) if err]

@@ -1,8 +1,9 @@
 """Every primitive has its row in every stage's table.
 
 Card IR ops: a shape rule in check (``x_<op>``), a printer in render and in
-LaTeX (``op_<op>``).  Core IR primitives: a NumPy printer (``npcode.PRINT``)
-and, unless they carry no gradient, a VJP rule (``ad.VJP``).  A new primitive
+LaTeX (``op_<op>``).  Core IR primitives: a printer in every target's table
+(``npcode.PRINT`` for NumPy, ``xpcode.PRINT`` for the array API) and, unless
+they carry no gradient, a VJP rule (``ad.VJP``).  A new primitive
 missing from one table fails here, not in a user's build."""
 
 from cardgen import parse_file
@@ -10,6 +11,7 @@ from cardgen.compile.ad import NO_GRAD_PRIMS, VJP, differentiate, walk_all
 from cardgen.compile.emit import output_names
 from cardgen.compile.lower import LoweringError, lower
 from cardgen.compile.npcode import PRINT
+from cardgen.compile.targets import TARGETS
 from cardgen.docs.latex import TexPrinter
 from cardgen.lang.check import Checker, check
 from cardgen.lang.ir import Expr, Step
@@ -45,6 +47,12 @@ def test_vjp_rules_build_only_printable_primitives():
     assert not set(VJP) & NO_GRAD_PRIMS
 
 
+def test_every_target_prints_every_primitive():
+    assert TARGETS["numpy"].table is PRINT
+    for name, target in TARGETS.items():
+        assert set(target.table) == set(PRINT), (name, sorted(set(PRINT) ^ set(target.table)))
+
+
 def test_lowered_and_derived_primitives_are_in_the_tables(card_path, library):
     checked = check(parse_file(card_path), library)
     try:
@@ -52,11 +60,13 @@ def test_lowered_and_derived_primitives_are_in_the_tables(card_path, library):
     except LoweringError:
         return  # a wrapper cardgen does not compile yet; build says why, test_generated covers it
     forward = {op.prim for op in walk_all(prog.body)}
-    assert forward <= set(PRINT), sorted(forward - set(PRINT))
+    for target in TARGETS.values():
+        assert forward <= set(target.table), (target.name, sorted(forward - set(target.table)))
     names = prog.names
     names.count = 10_000
     bwd = differentiate(prog, names, [names.fresh("d_" + o) for o in output_names(prog, checked)])
     backward = {op.prim for op in walk_all(bwd.body)}
-    assert backward <= set(PRINT), sorted(backward - set(PRINT))
+    for target in TARGETS.values():
+        assert backward <= set(target.table), (target.name, sorted(backward - set(target.table)))
     # (A forward primitive without a VJP rule is fine where no gradient flows through it:
     # differentiate raises NoDerivativeError, at the card step, where one does.)

@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from cardgen import parse
 from cardgen.cli import main
 from cardgen.docs.report import param_count_line
 from cardgen.docs.texbox import box, document, tex_text
-from cardgen.lang.check import Library
+from cardgen.lang.check import Library, check
 
-from .conftest import CARDS, ROOT, require
+from .conftest import CARDS, ROOT, require, swap
 
 # pdflatex reports a glyph it lacks only as "Missing character" in the log,
 # and goes on: that fails the test as much as an error does.
@@ -105,7 +106,9 @@ def test_options_that_do_not_go_with_tex_are_errors():
     assert r.exit_code == 1 and "--backward and --memory print text" in r.output
 
 
-# Card text and a name that would be TeX if pasted in as they are (a STRING unquotes \\ to \).
+# Card text that would be TeX if pasted in as it is (a STRING unquotes \\ to \), and a name that
+# would be too: the grammar keeps such characters out of names (W_{QQ} here), so the name is
+# put into the IR by hand, to test the box's own escaping.
 EVIL = r"""algorithm y ← evil(x | ж)
   "}\\end{document} \\input{/etc/passwd} 100% $x$ # & _ ^ ~ {} <> | -- '' `` γ ∈ ℝ^T ⊙ 😀 é ŷ θ̂"
   convention rows, 0-based
@@ -113,16 +116,15 @@ EVIL = r"""algorithm y ← evil(x | ж)
   output y ∈ ℝ^{n}   "}\\end{algorithmic}\\end{algorithm}"
   hyper  n ∈ ℕ       "\\csname end\\endcsname \\def\\x{} ^^M"
   param  ж ∈ ℝ^{n}   "a Cyrillic name"
-  param  W_{\input /etc/passwd %$#&~^} ∈ ℝ^{n}  "a script may hold anything but braces"
-  1 y ← x ⊙ ж ⊙ W_{\input /etc/passwd %$#&~^}  ▷ y ∈ ℝ^n; \end{document} % \input{/etc/passwd}
+  param  W_{QQ} ∈ ℝ^{n}  "a name holding TeX"
+  1 y ← x ⊙ ж ⊙ W_{QQ}  ▷ y ∈ ℝ^n; \end{document} % \input{/etc/passwd}
   2 return y
 """
 
 
 def test_hostile_card_text_compiles_and_prints_literally(pdflatex, tmp_path):
-    card = tmp_path / "evil.card"
-    card.write_text(EVIL, "utf-8")
-    tex = render(str(card), "--format", "tex", "--standalone")
+    card = swap(parse(EVIL, "evil.card"), "QQ", "\\input /etc/passwd %$#&~^`{}\u2028")
+    tex = document([box(check(card, Library(cards={card.name: card})), None)])
     assert tex.isascii()
     rc, log = compile_tex(pdflatex, tmp_path, "evil", tex)
     assert problems(rc, log) is None, problems(rc, log)
@@ -133,7 +135,7 @@ def test_hostile_card_text_compiles_and_prints_literally(pdflatex, tmp_path):
         flat = " ".join(text.split())  # (OT1's \_ is a drawn rule, which pdftotext cannot see)
         for s in [r"}\end{document} \input{/etc/passwd} 100% $x$ # &", r"\input{/etc/passwd}% the rest",
                   r"}\end{algorithmic}\end{algorithm}", r"\end{document} % \input{/etc/passwd}",
-                  "[U+1F600]", "[U+0436]"]:
+                  "[U+1F600]", "[U+0436]", "[U+2028]"]:
             assert s in flat, s
 
 

@@ -346,11 +346,10 @@ def needs_grad(prog: Program) -> set[str]:
                 for outer, inner, _ in x.carried:
                     if outer in need:
                         need.add(inner)
-                for _ in range(2):  # a value carried round the loop
-                    visit(x.body)
-                    for _, inner, res in x.carried:
-                        if res in need:
-                            need.add(inner)
+                visit(x.body)
+                for _, inner, res in x.carried:  # a value carried round the loop: the next pass sees it
+                    if res in need:
+                        need.add(inner)
                 for res_outer, res in x.outs:
                     if res in need:
                         need.add(res_outer)
@@ -360,7 +359,13 @@ def needs_grad(prog: Program) -> set[str]:
             elif x.prim not in NO_GRAD_PRIMS and any(a in need for a in x.args):
                 if x.kind == "real":
                     need.add(x.out)
-    visit(prog.body)
+    # Passes over the whole program, each loop body once a pass, until nothing changes: linear
+    # work a pass, and few passes (a dependency carried round a loop takes one more), where
+    # visiting each body twice per loop doubled the work at every level of nesting.
+    size = -1
+    while size != len(need):
+        size = len(need)
+        visit(prog.body)
     return need
 
 
@@ -424,7 +429,7 @@ def backprop_loop(loop: Loop, grads, b: Builder, needs, loops_saved):
     for g, v, axis in stacked:  # Y[t] ← h: row t of d_Y flows into that step's h
         accumulate(body_grads, b, v, b.new("index", (g,), (loop.var, axis), like=v))
     # Values read in the body but defined outside it accumulate across layers.
-    defined = {op.out for op in walk(loop.body)}
+    defined = defined_in(loop.body)
     backprop(loop.body, body_grads, b, needs, loops_saved)
     inner_block = b.block
     b.block = outer_block
@@ -468,6 +473,18 @@ def backprop_loop(loop: Loop, grads, b: Builder, needs, loops_saved):
         b.layout[name] = b.layout[x]
         closure[x] = (g, name)
         accumulate(grads, b, x, name)
+
+
+def defined_in(body) -> set[str]:
+    """Every value a loop body defines: its ops' results, and the results and carried values of
+    the loops inside it (an inner loop's result read later in the body is saved per layer too)."""
+    out = set()
+    for x in body:
+        if isinstance(x, Loop):
+            out |= defined_in(x.body) | {r for r, _ in x.outs} | {i for _, i, _ in x.carried}
+        else:
+            out.add(x.out)
+    return out
 
 
 @dataclass

@@ -1,8 +1,9 @@
-"""Checked card -> a NumPy module: forward, derived backward, parameter init.
+"""Checked card -> a module: forward, derived backward, parameter init.
 
 Jinja2 lays the module out (``templates/module.py.j2``); the statements come
-from the core IR, one line per op, printed by ``npcode.PRINT``.  The only
-module that imports jinja2.
+from the core IR, one line per op, printed by the target's table
+(``targets.py``: ``npcode.PRINT`` for NumPy, ``xpcode.PRINT`` for the array
+API).  The only module that imports jinja2.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import re
 from fractions import Fraction
-from pathlib import Path
 
 import jinja2
 
@@ -20,10 +20,12 @@ from ..lang.render import pseudocode
 from ..lang.shapes import Poly, poly_text
 from .ad import Backward, BLoop, NoDerivativeError, differentiate
 from .core import Loop, Op, Program, walk
-from .lower import lower
+from .lower import LoweringError, lower
 from .memory import holders, inplace_expr, plan
 from .naming import ascii_name
-from .npcode import BACKWARD_HELPERS, HELPERS, at_index, op_expr, out_expr, py_dim
+from .npcode import at_index, py_dim
+from .pytext import comment, docstring, header_path, number
+from .targets import DEFAULT, TARGETS, Target
 from .wrappers import wrapper_code
 
 COMMENT_COL = 60
@@ -41,22 +43,12 @@ def shape_comment(shape, batched: bool) -> str:
     return "(" + ", ".join(dims) + (",)" if len(dims) == 1 else ")")
 
 
-def docstring_text(text: str) -> str:
-    """Card text inside a triple-quoted docstring: no escape sequence, nothing that ends it."""
-    text = text.replace("\\", "\\\\").replace('"""', "'''")
-    return text + " " if text.endswith('"') else text
-
-
-def safe_comment(text: str) -> str:
-    """Card text inside a # comment: one line, nothing that ends the comment."""
-    return " ".join(text.replace("\x00", "").split())
-
-
 class Writer:
     """Turns a body of core ops (and loops) into indented Python lines."""
 
     def __init__(self, card_lines: dict[str, str], inplace: dict[int, int] | None = None, side: str = "f",
-                 card: str = ""):
+                 card: str = "", target: Target = TARGETS[DEFAULT]):
+        self.target = target
         self.lines: list[str] = []
         self.card_lines = card_lines
         self.last_step = None
@@ -80,19 +72,19 @@ class Writer:
         if step and step != self.last_step:
             text = self.card_lines.get(step)
             if text:
-                self.lines.append(indent + "# " + safe_comment(text))
+                self.lines.append(indent + "# " + comment(text))
             self.last_step = step
 
     def op(self, op: Op, indent: str, shape_names: dict[str, str]):
         self.note_step(op.step, indent)
         k = self.inplace.get(id(op))
         expr = inplace_expr(op, k) if k is not None else None
-        if expr is None and op.kind == "real" and (op.shape or op.batched):
-            expr = out_expr(op, self.buffer(op))
-        code = f"{indent}{op.out} = {expr or op_expr(op)}"
-        comment = shape_comment(op.shape, op.batched)
+        if expr is None and self.target.in_place and op.kind == "real" and (op.shape or op.batched):
+            expr = self.target.out_expr(op, self.buffer(op))
+        code = f"{indent}{op.out} = {expr or self.target.op_expr(op)}"
+        shape = comment(shape_comment(op.shape, op.batched))
         pad = max(1, COMMENT_COL - len(code))
-        self.lines.append(code + " " * pad + "# " + comment)
+        self.lines.append(code + " " * pad + "# " + shape)
         if op.out in shape_names:
             self.lines.append(f"{indent}{shape_names[op.out]} = {op.out}.shape")
 
@@ -118,9 +110,20 @@ def card_line_map(checked: Checked, lib: Library) -> dict[str, str]:
     return out
 
 
-def module_source(checked: Checked, lib: Library, source_path: str) -> str:
-    """The generated module for one card, as text."""
+def module_source(checked: Checked, lib: Library, source_path: str, target: str = DEFAULT) -> str:
+    """The generated module for one card, as text, for a target of ``targets.TARGETS``."""
+    try:
+        return _module_source(checked, lib, source_path, target)
+    except CardError as e:  # a rule that knew the node but not the file
+        raise e.located(checked.card.path, checked.card.source) from None
+
+
+def _module_source(checked: Checked, lib: Library, source_path: str, target: str) -> str:
+    tg = TARGETS[target]
     prog = lower(checked, lib)
+    if prog.wrapper and not tg.in_place:
+        raise LoweringError(f"the {target} target compiles model cards; {checked.card.name} is a {prog.wrapper} "
+                            "card: build it for the numpy target", checked.card.pos)
     names = prog.names
     names.count = 10_000  # backward temporaries never meet forward ones
     try:
@@ -130,44 +133,44 @@ def module_source(checked: Checked, lib: Library, source_path: str) -> str:
     card = checked.card
     shape_names = {x: s for s, x in bwd.shapes}
     card_lines = card_line_map(checked, lib)
-    back = drop_unused(backward_lines(prog, bwd, card_lines))
+    back = drop_unused(backward_lines(prog, bwd, card_lines, tg))
     needed = {m.group(1) for line in back if (m := re.match(r'\s*(\w+) = cache\["', line))}
-    fwd = forward_lines(prog, bwd, shape_names, card_lines, needed)
+    fwd = forward_lines(prog, bwd, shape_names, card_lines, needed, tg)
     hypers = config_fields(checked, prog)
     have = {h["field"] for h in hypers}
     for s, how in prog.dims.items():  # a wrapper's model sizes (d_e, L, …) are configured too
         field = how.removeprefix("config.")
         if how.startswith("config.") and field not in have:
             hypers.insert(0, {"field": field, "type": "int", "default": None,
-                              "comment": safe_comment(f"{s} — a size of the model the card trains or runs")})
+                              "comment": comment(f"{s} — a size of the model the card trains or runs")})
             have.add(field)
     for s in param_dims(prog):
         hypers.insert(0, {"field": ascii_name(s), "type": "int", "default": None,
-                          "comment": safe_comment(f"{s} — length of an input axis; sizes parameters")})
+                          "comment": comment(f"{s} — length of an input axis; sizes parameters")})
     params = param_fields(checked, prog)
     inputs = [v.name for v in prog.inputs]
-    helpers = HELPERS + BACKWARD_HELPERS
     text = pseudocode(card, checked.claims)
     out_name = ", ".join(output_names(prog, checked))
     tmpl = _env().get_template("module.py.j2")
     return tmpl.render(
-        source=source_path, sha=hashlib.sha256(card.source.encode("utf-8")).hexdigest(),
-        name=card.name, purpose=docstring_text(safe_comment(card.purpose or card.name)),
-        card_text=docstring_text("\n".join("    " + line if line else "" for line in text.splitlines())),
+        source=header_path(source_path), sha=hashlib.sha256(card.source.encode("utf-8")).hexdigest(),
+        name=docstring(comment(card.name)), purpose=docstring(comment(card.purpose or card.name)),
+        card_text=docstring("\n".join("    " + line if line else "" for line in text.removesuffix("\n").split("\n"))),
         input_list=", ".join(inputs), input_args=", ".join(inputs), output=out_name,
         output_grad=", ".join(bwd.output_grads),
         hypers=hypers, params=params, init_dims=init_dims(prog),
-        signature=safe_comment(f"{', '.join(card.outputs)} ← {card.name}(...)"),
-        input_docs=[f"{v.name}: {shape_comment(v.shape, v.batched)} {'token ids' if v.kind == 'int' else ''}"
-                    .rstrip() for v in prog.inputs],
-        output_shape=", ".join(shape_comment(o.shape, o.batched) for o in prog.outputs),
+        signature=docstring(comment(f"{', '.join(card.outputs)} ← {card.name}(...)")),
+        input_docs=[docstring(comment(f"{v.name}: {shape_comment(v.shape, v.batched)} "
+                                      f"{'token ids' if v.kind == 'int' else ''}")) for v in prog.inputs],
+        output_shape=docstring(comment(", ".join(shape_comment(o.shape, o.batched) for o in prog.outputs))),
         forward=drop_unused(fwd + [f"return {', '.join(o.name for o in prog.outputs)}, cache"]),
-        backward=back, helpers=helpers, extra=wrapper_code(prog, checked),
+        backward=back, helpers=tg.helpers, extra=wrapper_code(prog, checked), target=target,
     )
 
 
 SETUP = re.compile(r"^(\s*)(\w+) = (config\.\w+|cache\[\"\w+\"\]|params\.\w+|[\w.]+\.shape(\[-?\d+\])?"
-                   r"|np\.result_type\(\w+\)|np\.shape\(.*\)\[.*\]|\(\))$")
+                   r"|np\.result_type\(\w+\)|np\.shape\(.*\)\[.*\]|\(\)"
+                   r"|\w+\.dtype|tuple\(\w+\.shape\[.*\]\)|array_namespace\(.*\)|_device\(\w+\)|None)$")
 
 
 def drop_unused(lines: list[str]) -> list[str]:
@@ -178,7 +181,7 @@ def drop_unused(lines: list[str]) -> list[str]:
     kept = []
     for line in lines:
         m = SETUP.match(line)
-        word = rf"\b{re.escape(m.group(2))}\b" if m else ""
+        word = rf"(?<![\w.]){re.escape(m.group(2))}\b" if m else ""  # x.dtype is no use of dtype
         if m and len(re.findall(word, text)) == len(re.findall(word, code(line))):
             continue  # read nowhere but on its own line
         kept.append(line)
@@ -228,12 +231,13 @@ def param_dims(prog: Program) -> list[str]:
     return [s for s, how in prog.dims.items() if s in used and not how.startswith("config.")]
 
 
-def forward_lines(prog: Program, bwd: Backward, shape_names, card_lines, needed: set[str]) -> list[str]:
+def forward_lines(prog: Program, bwd: Backward, shape_names, card_lines, needed: set[str],
+                  target: Target = TARGETS[DEFAULT]) -> list[str]:
     for item in prog.body:
         if isinstance(item, Loop):
             item.saved_names = bwd.saved_in_loops.get(item.var, [])
     keep = set(saved_names(prog, bwd)) | {v.name for v in prog.outputs} | set(shape_names)
-    w = Writer(card_lines, plan(prog.body, keep), card=prog.name)
+    w = Writer(card_lines, plan(prog.body, keep) if target.in_place else {}, card=prog.name, target=target)
     w.lines += dim_lines(prog)
     for _h, local in prog.hyper_names.items():
         if local not in {ascii_name(s) for s in prog.dims}:
@@ -243,18 +247,22 @@ def forward_lines(prog: Program, bwd: Backward, shape_names, card_lines, needed:
     for v in prog.inputs + prog.params:
         if v.name in shape_names:
             w.lines.append(f"{shape_names[v.name]} = {v.name}.shape")
-    w.lines += check_lines(prog)
-    w.lines += layout_lines(prog)
+    if not target.in_place:  # the namespace of the arrays given: NumPy, PyTorch, JAX, CuPy, …
+        arrays = [v.name for v in prog.inputs if v.shape or v.batched]
+        w.lines.append(f"xp = array_namespace({', '.join(arrays + ['*vars(params).values()'])})")
+    w.lines += check_lines(prog, target)
+    w.lines += layout_lines(prog, target)
     body(prog.body, w, "", shape_names, bwd)
     saved = saved_names(prog, bwd)
     dims = [ascii_name(s) for s in prog.dims]
-    items = [f'"{n}": {n}' for n in dims + ["batch", "dtype"] + saved + [f"saved_{v}" for v in bwd.saved_in_loops]
+    layout = ["batch", "dtype"] + ([] if target.in_place else ["device"])
+    items = [f'"{n}": {n}' for n in dims + layout + saved + [f"saved_{v}" for v in bwd.saved_in_loops]
              if n in needed]  # what the backward reads, and nothing else
     w.lines.append("cache = {" + ", ".join(items) + "}")
     return w.lines
 
 
-def check_lines(prog: Program) -> list[str]:
+def check_lines(prog: Program, target: Target = TARGETS[DEFAULT]) -> list[str]:
     """Reject wrong inputs and parameters with a message in the card's terms, before any work."""
     from ..lang.render import set_text
     config_dims = {s for s, how in prog.dims.items() if how.startswith("config.")}
@@ -268,10 +276,11 @@ def check_lines(prog: Program) -> list[str]:
         if v.name in prog.token_bounds:
             lo, hi = str(prog.base), py_dim(prog.token_bounds[v.name] - Poly.const(1 - prog.base))
         kind = {"int": "i", "bool": "b"}.get(v.kind, "f")
-        lines.append(f"_check_input({v.name!r}, {v.name}, {expected(v.shape)}, {kind!r}, {lo}, {hi}, "
+        xp = "" if target.in_place else "xp, "
+        lines.append(f"_check_input({xp}{v.name!r}, {v.name}, {expected(v.shape)}, {kind!r}, {lo}, {hi}, "
                      f"{decl!r})")
         if v.kind == "bool":  # a mask given as 0/1 numbers
-            lines.append(f"{v.name} = _as_mask({v.name!r}, {v.name}, {decl!r})")
+            lines.append(f"{v.name} = _as_mask({xp}{v.name!r}, {v.name}, {decl!r})")
     shapes = ", ".join(f"{p.name!r}: {expected(p.shape)}" for p in prog.params)
     if prog.params:
         lines.append(f"_check_params(params, {{{shapes}}})")
@@ -307,11 +316,16 @@ def division_checks(prog: Program) -> list[str]:
     return lines
 
 
-def layout_lines(prog: Program) -> list[str]:
+def layout_lines(prog: Program, target: Target = TARGETS[DEFAULT]) -> list[str]:
     """The batch axes and the float dtype, which size every workspace buffer."""
     reals = [v for v in prog.params + prog.inputs if v.kind == "real"]
-    dtype = f"np.result_type({reals[0].name})" if reals else "np.float64"
     batched = next((v for v in prog.inputs if v.batched), None)
+    if not target.in_place:
+        dtype = f"{reals[0].name}.dtype" if reals else "xp.float64"
+        batch = f"tuple({batched.name}.shape[:{batched.name}.ndim - {len(batched.shape)}])" if batched else "()"
+        device = f"_device({reals[0].name})" if reals else "None"  # arrays made here go beside the inputs
+        return [f"dtype = {dtype}", f"device = {device}", f"batch = {batch}"]
+    dtype = f"np.result_type({reals[0].name})" if reals else "np.float64"
     batch = f"np.shape({batched.name})[:np.ndim({batched.name}) - {len(batched.shape)}]" if batched else "()"
     return [f"dtype = {dtype}", f"batch = {batch}"]
 
@@ -353,7 +367,8 @@ def loop(lp: Loop, w: Writer, indent: str, shape_names, bwd: Backward):
         batched = bwd.values[v].batched
         shape = ", ".join(py_dim(d) for d in dims) + ("," if len(dims) == 1 else "")
         key = repr(f"{w.side}{whole}")
-        w.lines.append(f"{indent}{whole} = _buf(workspace, {key}, {'batch + ' if batched else ''}({shape}), dtype)")
+        w.lines.append(f"{indent}{whole} = _buf(workspace, {key}, {'batch + ' if batched else ''}({shape}), dtype)"
+                       if w.target.in_place else f"{indent}{whole} = []  # one step at a time, stacked after the loop")
     w.lines.append(f"{indent}for {lp.var} in range({py_dim(lp.count)}):")
     keep = holders(lp.body, w.inplace, saved)
     # A layer that saves (a view of) its input keeps the previous layer's output alive too.
@@ -364,11 +379,15 @@ def loop(lp: Loop, w: Writer, indent: str, shape_names, bwd: Backward):
             w.lines.append(f"{indent}    {shape_names[inner]} = {inner}.shape")
     body(lp.body, w, indent + "    ", shape_names, bwd)
     for whole, v, axis, dims in lp.stacks:
-        w.lines.append(f"{indent}    {whole}[{at_index(lp.var, axis, len(dims), True)}] = {v}")
+        w.lines.append(f"{indent}    {whole}[{at_index(lp.var, axis, len(dims), True)}] = {v}" if w.target.in_place
+                       else f"{indent}    {whole}.append({v})")
     if saved:
         w.lines.append(f"{indent}    saved_{lp.var}.append(({', '.join(saved)},))")
     for _, inner, res in lp.carried:
         w.lines.append(f"{indent}    {inner} = {res}")
+    if not w.target.in_place:
+        for whole, _v, axis, _dims in lp.stacks:
+            w.lines.append(f"{indent}{whole} = xp.stack({whole}, axis={axis})")
     for new, res in lp.outs:
         inner = next(i for o, i, r in lp.carried if r == res)
         w.lines.append(f"{indent}{new} = {inner}")
@@ -381,16 +400,19 @@ def loop(lp: Loop, w: Writer, indent: str, shape_names, bwd: Backward):
     w.loop_var = None
 
 
-def backward_lines(prog: Program, bwd: Backward, card_lines) -> list[str]:
+def backward_lines(prog: Program, bwd: Backward, card_lines, target: Target = TARGETS[DEFAULT]) -> list[str]:
     keep = {g for g in list(bwd.param_grads.values()) + list(bwd.input_grads.values()) if g}
-    w = Writer(card_lines, plan(bwd.body, keep), side="b", card=prog.name)
+    w = Writer(card_lines, plan(bwd.body, keep) if target.in_place else {}, side="b", card=prog.name, target=target)
     w.params = {p.name for p in prog.params}
+    if not target.in_place:
+        w.lines.append(f"xp = array_namespace({', '.join(bwd.output_grads)})")
     dims = [ascii_name(s) for s in prog.dims]
     saved = saved_names(prog, bwd)
     for _h, local in prog.hyper_names.items():
         if local not in dims:
             w.lines.append(f"{local} = config.{local}")
-    for n in dims + ["batch", "dtype"] + saved + [f"saved_{v}" for v in bwd.saved_in_loops]:
+    layout = ["batch", "dtype"] + ([] if target.in_place else ["device"])
+    for n in dims + layout + saved + [f"saved_{v}" for v in bwd.saved_in_loops]:
         if n in {p.name for p in prog.params}:
             w.lines.append(f"{n} = params.{n}")
         else:
@@ -399,7 +421,8 @@ def backward_lines(prog: Program, bwd: Backward, card_lines) -> list[str]:
     grads = []
     for p in prog.params:
         g = bwd.param_grads.get(p.name)
-        grads.append(f"{p.name}={g if g else f'np.zeros_like(params.{p.name})'}")
+        zeros = "np.zeros_like" if target.in_place else "xp.zeros_like"
+        grads.append(f"{p.name}={g if g else f'{zeros}(params.{p.name})'}")
     w.lines.append("grads = Params(" + ", ".join(grads) + ")")
     ins = ", ".join(f'"{k}": {v}' for k, v in bwd.input_grads.items())
     w.lines.append("return grads, {" + ins + "}")
@@ -419,13 +442,18 @@ def bloop(bl: BLoop, w: Writer, indent: str, bwd: Backward):
     for res, g in bl.seeds:
         w.lines.append(f"{indent}{bl.carry[res]} = {g}")
     seeded = {res for res, _ in bl.seeds}
+    zeros = "np.zeros({}, dtype)" if w.target.in_place else "xp.zeros({}, dtype=dtype, device=device)"
     for res, name in bl.carry.items():
         if res not in seeded:
-            w.lines.append(f"{indent}{name} = np.zeros({bl.zeros[res]}, dtype)")
+            w.lines.append(f"{indent}{name} = {zeros.format(bl.zeros[res])}")
+    stack_axes = {bl.stacked_grads[stacked]: bl.slice_axes[per_layer] for per_layer, stacked in bl.sliced.items()}
     for stacked, grad in bl.stacked_grads.items():
-        shape = f"params.{stacked}.shape" if stacked in w.params else bl.stacked_shapes[stacked]
-        w.lines.append(f"{indent}{grad} = _buf(workspace, {w.side + grad!r}, {shape}, dtype)")
-        w.lines.append(f"{indent}{grad}.fill(0)")
+        if w.target.in_place:
+            shape = f"params.{stacked}.shape" if stacked in w.params else bl.stacked_shapes[stacked]
+            w.lines.append(f"{indent}{grad} = _buf(workspace, {w.side + grad!r}, {shape}, dtype)")
+            w.lines.append(f"{indent}{grad}.fill(0)")
+        else:  # one gradient per step in a list, stacked after the loop: no writes into an array
+            w.lines.append(f"{indent}{grad} = [0] * {py_dim(lp.count)}")
     for _, acc in bl.closure.values():
         w.lines.append(f"{indent}{acc} = 0")
     w.lines.append(f"{indent}for {lp.var} in reversed(range({py_dim(lp.count)})):")
@@ -435,15 +463,22 @@ def bloop(bl: BLoop, w: Writer, indent: str, bwd: Backward):
         w.lines.append(f"{inner}{', '.join(bl.saved)}, = saved_{lp.var}[{lp.var}]")
     bbody(bl.body, w, inner, bwd)
     for per_layer, stacked in bl.sliced.items():
-        at = at_index(lp.var, bl.slice_axes[per_layer], len(bwd.values[stacked].shape), stacked not in w.params)
-        w.lines.append(f"{inner}{bl.stacked_grads[stacked]}[{at}] += {bl.body_grads[per_layer]}")
+        grad = bl.stacked_grads[stacked]
+        if w.target.in_place:
+            at = at_index(lp.var, bl.slice_axes[per_layer], len(bwd.values[stacked].shape), stacked not in w.params)
+            w.lines.append(f"{inner}{grad}[{at}] += {bl.body_grads[per_layer]}")
+        else:
+            w.lines.append(f"{inner}{grad}[{lp.var}] = {grad}[{lp.var}] + {bl.body_grads[per_layer]}")
     for _x, (g, acc) in bl.closure.items():
         w.lines.append(f"{inner}{acc} = {acc} + {g}")
     for _outer, inner_name, res in lp.carried:
         if inner_name in bl.body_grads and res in bl.carry:
             w.lines.append(f"{inner}{bl.carry[res]} = {bl.body_grads[inner_name]}")
         elif res in bl.carry:
-            w.lines.append(f"{inner}{bl.carry[res]} = np.zeros({bl.zeros[res]}, dtype)")
+            w.lines.append(f"{inner}{bl.carry[res]} = {zeros.format(bl.zeros[res])}")
+    if not w.target.in_place:
+        for grad, axis in stack_axes.items():
+            w.lines.append(f"{indent}{grad} = xp.stack({grad}, axis={axis})")
     w.last_step = None
     w.loop_var = None
 
@@ -468,11 +503,11 @@ def config_fields(checked: Checked, prog: Program) -> list[dict]:
                 if t is not None and t.value is not None and t.value.constant is not None:
                     default = str(int(t.value.constant))
                 elif d.default.op == "num":
-                    default = repr(float(d.default.attr)) if not integral else d.default.attr
+                    default = number(d.default.attr, integral)
             desc = f" — {d.desc}" if d.desc else ""
             out.append({"field": field, "type": "int" if integral else "bool" if boolean else "float",
                         "default": default,
-                        "comment": safe_comment(f"{n}{desc}")})
+                        "comment": comment(f"{n}{desc}")})
     out.sort(key=lambda h: h["default"] is not None)  # fields with defaults last
     return out
 
@@ -489,13 +524,7 @@ def param_fields(checked: Checked, prog: Program) -> list[dict]:
             init = f"np.zeros(({shape},), dtype=dtype)"
         else:
             init = f"(0.02 * rng.standard_normal(({shape},))).astype(dtype)"
-        comment = ".".join(path) + " " + shape_comment(v.shape, False)
-        out.append({"field": v.name, "init": init, "comment": safe_comment(comment)})
+        note = ".".join(path) + " " + shape_comment(v.shape, False)
+        out.append({"field": v.name, "init": init, "comment": comment(note)})
     return out
 
-
-def write_module(checked: Checked, lib: Library, out_dir: Path, source_path: str) -> Path:
-    text = module_source(checked, lib, source_path)
-    path = out_dir / f"{checked.card.name}.py"
-    path.write_text(text, "utf-8")
-    return path

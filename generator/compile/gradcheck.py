@@ -38,12 +38,14 @@ def relative_error(f, ana: float, floor: float) -> float:
     return err
 
 
-def load_module(checked: Checked, lib: Library, source_path: str | None = None) -> types.ModuleType:
-    """Generate a card's module and import it, without writing a file."""
-    name = f"cardgen_generated_{ascii_name(checked.card.name)}"
-    src = module_source(checked, lib, source_path or f"cards/{checked.card.name}.card")
+def load_module(checked: Checked, lib: Library, source_path: str | None = None,
+                target: str = "numpy") -> types.ModuleType:
+    """Generate a card's module (for a target of ``targets.TARGETS``) and import it, without writing a file."""
+    suffix = "" if target == "numpy" else "_" + target.replace("-", "_")
+    name = f"cardgen_generated_{ascii_name(checked.card.name)}{suffix}"
+    src = module_source(checked, lib, source_path or f"cards/{checked.card.name}.card", target=target)
     mod = types.ModuleType(name)
-    mod.__file__ = f"<cardgen:{checked.card.name}>"
+    mod.__file__ = f"<cardgen:{ascii_name(checked.card.name)}>"
     sys.modules[name] = mod  # dataclasses look their module up here
     exec(compile(src, mod.__file__, "exec"), mod.__dict__)
     return mod

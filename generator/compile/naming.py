@@ -36,7 +36,7 @@ def ascii_name(text: str) -> str:
             if out and out[-1] and out[-1][-1].isalnum() and word and not word.startswith("_"):
                 word = "_" + word
             out.append(word)
-        elif ch == "^":
+        elif ch in "^{}":  # a script's marks: e_{ℓ_z} -> e_ell_z
             continue
         elif ch.isascii() and (ch.isalnum() or ch == "_"):
             out.append(ch)
@@ -77,3 +77,14 @@ class Names:
 
 def grad_name(value: str) -> str:
     return GRAD_PREFIX + value.lstrip("_") if not value.startswith("_") else "d" + value
+
+
+# Names Windows keeps for devices, in any case and with any extension.
+DEVICES = {"con", "prn", "aux", "nul"} | {f"{k}{i}" for k in ("com", "lpt") for i in range(1, 10)}
+
+
+def file_stem(card_name: str) -> str:
+    """The file name (without extension) of a card's outputs: its ASCII identifier, so never a
+    path, a dot name or a device; two cards on one stem are the caller's to refuse."""
+    stem = ascii_name(card_name)
+    return stem + "_" if stem.casefold() in DEVICES else stem

@@ -20,10 +20,10 @@ class InternalError(Exception):
     """An exception that is not a refusal, raised while compiling a card's step."""
 
 
-def module_text(checked: Checked, lib: Library, source_path: str) -> str:
+def module_text(checked: Checked, lib: Library, source_path: str, target: str = "numpy") -> str:
     """``emit.module_source``, with a bug located at the card step it happened in."""
     try:
-        return module_source(checked, lib, source_path)
+        return module_source(checked, lib, source_path, target=target)
     except (CardError, RecursionError):
         raise
     except Exception as e:

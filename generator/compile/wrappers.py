@@ -11,6 +11,7 @@ from ..lang.ir import Expr
 from ..lang.render import expr_text
 from .naming import ascii_name
 from .npcode import py_dim
+from .pytext import comment, docstring, number
 
 
 def wrapper_code(prog, checked) -> str:
@@ -33,7 +34,7 @@ def _coefficient(update: Expr, theta: str) -> str:
         if c.op == "name":
             return f"config.{ascii_name(c.attr)}"
         if c.op == "num":
-            return c.attr
+            return number(c.attr)
     if step.op == "grad":
         return "1.0"
     raise CardError(f"cardgen compiles updates of the form {theta} ← {theta} − η · ∇loss({theta})", update.pos)
@@ -62,8 +63,8 @@ def training_code(prog, checked) -> str:
                               "strict=True):" if len(ins) > 1 else f"{pad}for {ins[0]} in data:")
         else:
             count = _config_names(py_dim(checked.types[id(loop.domain[-1])].value), prog) if loop.domain else "1"
-            times = expr_text(loop.domain[-1])
-            code_loops.append(f"{pad}for _{ascii_name(loop.var)} in range({count}):  # {loop.var}: {times} times")
+            note = comment(f"{loop.var}: {expr_text(loop.domain[-1])} times")
+            code_loops.append(f"{pad}for _{ascii_name(loop.var)} in range({count}):  # {note}")
         depth += 1
     data_doc = "data: a list of token sequences (1-D arrays)" if len(ins) == 1 else \
         f"data: a tuple of {len(ins)} lists of token sequences ({', '.join(ins)})"
@@ -71,7 +72,7 @@ def training_code(prog, checked) -> str:
     return f'''
 
 def train_step(config: Config, params: Params, {args}, workspace: dict | None = None) -> float:
-    """Line {line} of the card, {theta} ← {theta} − η · ∇loss({theta}): one update of every parameter
+    """Line {line} of the card, {doc(theta)} ← {doc(theta)} − η · ∇loss({doc(theta)}): one update of every parameter
     (in place), on a batch of sequences ({args}: (B, ℓ) token ids) with the gradient of the
     mean of their losses.  Returns that mean loss."""
     loss, cache = forward(config, params, {args}, workspace=workspace)
@@ -84,7 +85,7 @@ def train_step(config: Config, params: Params, {args}, workspace: dict | None = 
 
 
 def train(config: Config, params: Params, data, workspace: dict | None = None) -> list[float]:
-    """The card's loops around that step ({', '.join(f'{loop.var}' for loop, _ in loops)}): one update per
+    """The card's loops around that step ({doc(', '.join(loop.var for loop, _ in loops))}): one update per
     sequence, in order, as the card says.  {data_doc}.  Returns the losses."""
     losses = []
 {chr(10).join(code_loops)}
@@ -117,7 +118,8 @@ def inference_code(prog, checked) -> str:
     temperature = None
     if weights.op == "pow" and weights.args[1].op == "div" and weights.args[1].args[0] == Expr("num", (), "1"):
         t = weights.args[1].args[1]
-        temperature = f"config.{ascii_name(t.attr)}" if t.op == "name" else t.attr
+        temperature = f"config.{ascii_name(t.attr)}" if t.op == "name" else number(t.attr) if t.op == "num" \
+            else None  # anything else: the error below
     if temperature is None:
         raise CardError(f"cardgen compiles sampling of the form y ∼ q ∝ p^{{1/τ}}, not {expr_text(weights)}",
                         sample.pos)
@@ -130,7 +132,7 @@ def inference_code(prog, checked) -> str:
 
 def generate(config: Config, params: Params, prompt, n_tokens: int | None = None, temperature: float | None = None,
              rng: np.random.Generator | None = None, context: int | None = None):
-    """The card's loop: n_tokens times (default: the card's {expr_text(loop.domain[-1])}), run the model on the
+    """The card's loop: n_tokens times (default: the card's {doc(expr_text(loop.domain[-1]))}), run the model on the
     text so far, take the distribution p at the newest position, sample y ∼ q ∝ p^{{1/τ}} (temperature
     τ; 0 takes the most likely token) and append it.  The model sees the last `context` tokens only,
     so the text may outgrow its positions (default: {ctx or "all"}).  prompt: (…, ℓ) token ids.
@@ -162,3 +164,8 @@ def _walk(steps):
     for s in steps:
         yield s
         yield from _walk(s.body)
+
+
+def doc(text: str) -> str:
+    """Card text for a docstring of these functions: one line, escaped."""
+    return docstring(comment(text))

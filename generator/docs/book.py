@@ -13,7 +13,6 @@ broken card stops the command with nothing written.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -26,9 +25,11 @@ from pygments.lexers import PythonLexer
 
 from ..compile.emit import module_source
 from ..compile.lower import LoweringError, lower, wrapper_kind
+from ..compile.naming import file_stem
 from ..lang.check import Checked, Library
 from ..lang.check_call import callees
 from ..lang.errors import CardError
+from ..lang.files import atomic_write, holds, inside, read_plain, remove_leftovers
 from ..lang.load import display_path, library_for, load
 from .derived import backward_text, memory_rows
 from .highlight import CardLexer
@@ -83,26 +84,27 @@ class Page:
 
 
 def page_file(name: str) -> str:
-    return f"cards/{name}.html"
+    return f"cards/{file_stem(name)}.html"
 
 
 def href(name: str) -> str:
     """A sibling card page's address from a card page."""
-    return quote(f"{name}.html")
+    return quote(f"{file_stem(name)}.html")
 
 
 def load_pages(files: list[Path]) -> dict[str, Page]:
     pages: dict[str, Page] = {}
+    paths: dict[str, Path] = {}  # card name -> its file, as given (for errors)
     libs: dict[Path, Library] = {}  # one per folder: each card beside it is parsed and checked once
     for f in files:
         folder = Path(f).parent
         lib = libs[folder] = libs.get(folder) or library_for(str(f))
         card, checked = load(str(f), lib)
-        same = [n for n in pages if n.casefold() == card.name.casefold()]
-        if same:  # one page file on a case-insensitive file system (macOS, Windows)
-            other = pages[same[0]].source_path
-            raise CardError(f"two cards would share the page {page_file(card.name)}: {same[0]} ({other}) and "
-                            f"{card.name} ({f})", hint="rename one of them")
+        same = [n for n in pages if page_file(n).casefold() == page_file(card.name).casefold()]
+        if same:  # one page file (on a case-insensitive file system too: macOS, Windows)
+            raise CardError(f"two cards would share the page {page_file(card.name)}: {same[0]} ({paths[same[0]]}) "
+                            f"and {card.name} ({f})", hint="rename one of them")
+        paths[card.name] = f
         page = Page(card.name, page_file(card.name), display_path(f), wrapper_kind(card) or "model", checked, lib)
         try:
             lower(checked, lib)
@@ -185,19 +187,18 @@ def write_book(files: list[Path], out_dir: Path, force: bool = False) -> int:
         raise CardError("no .card files to make a book of")
     index = out_dir / "index.html"
     if not force and out_dir.is_dir() and any(out_dir.iterdir()) and \
-            not (index.is_file() and MARK in index.read_text("utf-8", "replace")):
+            MARK.encode() not in (read_plain(index, 4096) or b""):
         raise CardError(f"{out_dir} holds files and no cardgen book; not writing into it "
                         "(choose an empty folder, or use --force)")
     content = book_files(files)  # all of it first: a broken card leaves no half-written book
+    targets = {rel: inside(out_dir, rel) for rel in content}  # every path checked before any write
+    for folder in sorted({t.parent for t in targets.values()}):
+        if folder.is_dir():
+            remove_leftovers(folder)  # of a killed run: ours, never followed
     for rel, data in sorted(content.items()):
-        target = out_dir / rel
-        if target.is_file() and target.read_bytes() == data:
+        target = targets[rel]
+        if holds(target, data):
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        try:
-            tmp.write_bytes(data)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+        atomic_write(target, data)
     return sum(rel.startswith("cards/") for rel in content)

@@ -37,7 +37,7 @@ def tex_symbol(text: str) -> str:
         elif unicodedata.category(ch) == "Mn":
             continue
         else:
-            out.append(ch)
+            out.append(name_char(ch))
     s = "".join(out).strip()
     plain = re.fullmatch(r"[A-Za-z][A-Za-z0-9]+", s)
     return rf"\mathrm{{{s}}}" if plain else s
@@ -78,11 +78,24 @@ TEXT_SPECIAL = {"\\": r"\backslash", "{": r"\{", "}": r"\}", "$": r"\$", "%": r"
                 "&": r"\&", "_": r"\_", "^": r"\hat{}", "~": r"\sim"}
 
 
+def name_char(c: str) -> str:
+    """One character of a name in math.  The grammar lets only letters, digits and a few signs
+    into names; this keeps anything else literal too (IR built by hand): TeX's specials as macros,
+    a backtick (which would close Markdown's $`…`$) as an accent, invisible ones by code point."""
+    if c in TEXT_SPECIAL:
+        return "{" + TEXT_SPECIAL[c] + "}"
+    if c == "`":
+        return r"{\grave{}}"
+    if not c.isprintable() or unicodedata.category(c) in ("Zl", "Zp"):
+        return rf"\text{{[U+{ord(c):04X}]}}"
+    return c
+
+
 def tex_script(v: str) -> str:
     parts = [p for p in re.split(r"([^\w′]+)", v) if p]
-    if len(parts) > 1 or "_" in v:  # names and signs: x_{1:N_data}, e_{ℓ_z}, Y_{H−1}
+    if len(parts) > 1 or "_" in v or not re.fullmatch(r"[\w′]*", v):  # names and signs: x_{1:N_data}, Y_{H−1}
         return "".join(tex_name(p) if p[:1].isalpha() else "".join(
-            "{" + TEXT_SPECIAL[c] + "}" if c in TEXT_SPECIAL else "-" if c == "−" else c for c in p) for p in parts)
+            "-" if c == "−" else name_char(c) for c in p) for p in parts)
     s = "".join(GREEK.get(c, c) + (" " if c in GREEK and GREEK[c].startswith("\\") else "") for c in v)
     return rf"\mathrm{{{s}}}" if re.fullmatch(r"[A-Za-z]{2,}[0-9]*", s) else s.strip()
 

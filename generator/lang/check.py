@@ -55,6 +55,7 @@ class Checked:
     types: dict[int, Type] = field(default_factory=dict)
     claims: dict[int, Claim] = field(default_factory=dict)
     symbols: tuple[str, ...] = ()  # dimension names declared by the card
+    errors: list[CardError] = field(default_factory=list)  # every mistake, in source order
 
     def param_names(self) -> list[str]:
         return [n for d in self.card.decls if d.role == "param" for n in d.names]
@@ -66,7 +67,7 @@ class Library:
     def __init__(self, cards: dict[str, Card] | None = None, folders=()):
         self.cards = dict(cards or {})
         self.folders = list(folders)
-        self.done: dict[str, Checked] = {}
+        self.done: dict[str, Checked] = {}  # checked cards, with their errors if they have some
         self.active: list[str] = []
         self.origins: dict[str, str] = {}  # folder -> the search-path entry it came from (lang/load.py)
 
@@ -90,6 +91,14 @@ class Library:
         return self.cards.get(name)
 
     def checked(self, name: str) -> Checked | None:
+        """The card checked, or its first error raised."""
+        ch = self.diagnose(name)
+        if ch is not None and ch.errors:
+            raise ch.errors[0]
+        return ch
+
+    def diagnose(self, name: str) -> Checked | None:
+        """The card checked as far as it goes, with all of its errors in ``errors``."""
         if name in self.done:
             return self.done[name]
         card = self.card(name)
@@ -100,24 +109,44 @@ class Library:
             raise CardError(f"algorithms call each other in a cycle: {chain}")
         self.active.append(name)
         try:
-            self.done[name] = Checker(card, self).run()
-        except CardError as e:
-            raise e.located(card.path, card.source) from None
+            ch = Checker(card, self).run()
         finally:
             self.active.pop()
-        return self.done[name]
+        ch.errors = [e.located(card.path, card.source) for e in ch.errors]
+        self.done[name] = ch
+        return ch
 
 
 def check(card: Card, library: Library | None = None) -> Checked:
-    """Type-check ``card``; sub-algorithms come from ``library``."""
+    """Type-check ``card``; sub-algorithms come from ``library``. Raises the card's first error."""
+    ch = check_all(card, library)
+    if ch.errors:
+        raise ch.errors[0]
+    return ch
+
+
+def check_all(card: Card, library: Library | None = None) -> Checked:
+    """Type-check ``card`` as far as it goes: every error is in ``errors``, none is raised."""
     lib = library or Library()
     lib.cards.setdefault(card.name, card)
     try:
         if lib.cards[card.name] is card:
-            return lib.checked(card.name)
-        return Checker(card, lib).run()
-    except CardError as e:
-        raise e.located(card.path, card.source) from None
+            return lib.diagnose(card.name)
+        ch = Checker(card, lib).run()
+    except CardError as e:  # a cycle of calls through this card
+        ch = Checked(card, {}, errors=[e])
+    ch.errors = [e.located(card.path, card.source) for e in ch.errors]
+    return ch
+
+
+class FollowOnError(CardError):
+    """A use of a name whose definition already failed: the error was reported there, once."""
+
+    def __init__(self):
+        super().__init__("follows from an earlier error")
+
+
+UNKNOWN = "unknown"  # the role of a name whose declaration or defining step failed
 
 
 class Checker(ExprRules, CallRules):
@@ -133,6 +162,26 @@ class Checker(ExprRules, CallRules):
         self.fresh_n = 0
         self.produced: set[str] = set()
         self.pending: dict[str, Decl] = {}  # output dimensions a step must define
+        self.errors: list[CardError] = []
+
+    @contextlib.contextmanager
+    def recover(self, names=()):
+        """Record an error and go on; ``names`` (those the failed part defines) become unknown, so
+        that uses of them are skipped silently instead of reported again."""
+        try:
+            yield
+        except CardError as e:
+            if not isinstance(e, FollowOnError):
+                self.errors.append(e)
+            for n in names:
+                self.env[n] = Binding(UNKNOWN, REAL)
+                self.produced.add(n)
+                self.pending.pop(n, None)
+
+    def known(self, b: Binding) -> Binding:
+        if b.role == UNKNOWN:
+            raise FollowOnError()
+        return b
 
     # ------------------------------------------------------------ helpers
     def err(self, msg: str, node=None, hint: str | None = None):
@@ -215,21 +264,23 @@ class Checker(ExprRules, CallRules):
         self.signature()
         self.steps(self.card.steps)
         for n, d in self.pending.items():
-            self.err(f"dimension {n} of output {d.names[0]} is never defined", d,
-                     hint=f"bind it in a step, e.g. {n} ← length(x)")
+            with self.recover():
+                self.err(f"dimension {n} of output {d.names[0]} is never defined", d,
+                         hint=f"bind it in a step, e.g. {n} ← length(x)")
         for d in self.card.decls:
             if d.role == "output":
                 for n in d.names:
                     if n not in self.produced:
-                        self.err(f"output {n} is never computed", d,
-                                 hint=f"end with `return {n} = …`")
-        with self.sizes_at(self.card):
+                        with self.recover():
+                            self.err(f"output {n} is never computed", d,
+                                     hint=f"end with `return {n} = …`")
+        with self.recover(), self.sizes_at(self.card):
             for b in self.env.values():  # what unification learned, written into every type
                 b.type = self.rtype(b.type)
                 b.over = tuple(self.res(o) for o in b.over)
             self.types = {k: self.rtype(t) for k, t in self.types.items()}
         symbols = tuple(n for n, b in self.env.items() if b.role in ("hyper", "dim") and b.type.value)
-        return Checked(self.card, self.env, self.types, self.claims, symbols)
+        return Checked(self.card, self.env, self.types, self.claims, symbols, self.errors)
 
     # -------------------------------------------------------- declarations
     def declarations(self):
@@ -242,15 +293,17 @@ class Checker(ExprRules, CallRules):
                         where = f"first declared on line {seen[n].pos.line}"
                     elif seen[n] is d:
                         where = f"{n} appears twice in this declaration"
-                    self.err(f"{n} is declared twice", d, hint=where)
+                    with self.recover():
+                        self.err(f"{n} is declared twice", d, hint=where)
                 seen[n] = d
         for d in self.card.decls:  # hyperparameters first: they name dimensions
             if d.role == "hyper" and isinstance(d.set, Set) and not d.set.shape and not d.set.seq:
                 for n in d.names:
-                    t = self.set_type(d.set, d, new_dims=False)
-                    if t.kind in INTEGRAL:
-                        t = replace(t, value=Poly.sym(n))
-                    self.bind(n, Binding("hyper", t, d, pos=d.pos))
+                    with self.recover([n]):
+                        t = self.set_type(d.set, d, new_dims=False)
+                        if t.kind in INTEGRAL:
+                            t = replace(t, value=Poly.sym(n))
+                        self.bind(n, Binding("hyper", t, d, pos=d.pos))
         for d in self.card.decls:
             if d.role == "input":
                 self.declare(d, new_dims=True)
@@ -268,12 +321,17 @@ class Checker(ExprRules, CallRules):
                     self.pending[n] = d
         for d in self.card.decls:
             if d.default is not None:
-                self.check_default(d)
+                with self.recover():
+                    self.check_default(d)
 
     def bind(self, name: str, b: Binding):
         self.env[name] = b
 
     def declare(self, d: Decl, new_dims: bool):
+        with self.recover(d.names):
+            self.declare_names(d, new_dims)
+
+    def declare_names(self, d: Decl, new_dims: bool):
         over = ()
         if d.over is not None:
             var, bound = d.over
@@ -357,6 +415,8 @@ class Checker(ExprRules, CallRules):
                 self.err(f"a dimension must be a whole number, not {e.attr}", e)
         if op == "name":
             b = self.env.get(e.attr)
+            if b is not None:
+                self.known(b)
             if b is None and new_dims:
                 self.bind(e.attr, Binding("dim", replace(NAT, value=Poly.sym(e.attr)), pos=e.pos))
                 return Poly.sym(e.attr)
@@ -406,23 +466,27 @@ class Checker(ExprRules, CallRules):
     def signature(self):
         c = self.card
         for n in c.outputs:
-            if n not in self.env or self.env[n].role != "output":
-                self.err(f"the signature returns {n}, which is not declared as an output", c,
-                         hint=f"add `output {n} ∈ …`")
+            if n not in self.env or self.env[n].role not in ("output", UNKNOWN):
+                with self.recover():
+                    self.err(f"the signature returns {n}, which is not declared as an output", c,
+                             hint=f"add `output {n} ∈ …`")
         for n in c.inputs:
-            if self.lookup_signature(n) != "input":
-                self.err(f"the signature takes {n}, which is not declared as an input", c,
-                         hint=f"add `input {n} ∈ …`")
+            if self.lookup_signature(n) not in ("input", UNKNOWN):
+                with self.recover():
+                    self.err(f"the signature takes {n}, which is not declared as an input", c,
+                             hint=f"add `input {n} ∈ …`")
         undeclared = [n for n in c.bar if self.lookup_signature(n) is None]
         if len(undeclared) > 1:
-            self.err(f"{', '.join(undeclared)} are not declared", c,
-                     hint="one undeclared name after | may stand for all parameters (θ); declare the rest")
+            with self.recover():
+                self.err(f"{', '.join(undeclared)} are not declared", c,
+                         hint="one undeclared name after | may stand for all parameters (θ); declare the rest")
         for n in undeclared:
             self.bind(n, Binding("group", Type("group", group=(c.name, ())), pos=c.pos))
         for d in c.decls:
             if d.role == "input" and not any(self.signature_match(s, n) for s in c.inputs for n in d.names):
-                self.err(f"input {d.names[0]} is declared but not in the signature", d,
-                         hint=f"add it: `{signature_hint(c, d.names[0])}`")
+                with self.recover():
+                    self.err(f"input {d.names[0]} is declared but not in the signature", d,
+                             hint=f"add it: `{signature_hint(c, d.names[0])}`")
 
     def lookup_signature(self, n: str) -> str | None:
         if n in self.env:
@@ -449,10 +513,10 @@ class Checker(ExprRules, CallRules):
             key = join_name(base, [(k, "□" if v in self.ranges else v) for k, v in scripts])
             idx = [v for _, v in scripts if v in self.ranges]
             if key in self.env:
-                self.check_extent(text, self.env[key], idx, node)
+                self.check_extent(text, self.known(self.env[key]), idx, node)
                 return self.env[key], idx
         if text in self.env:
-            return self.env[text], []
+            return self.known(self.env[text]), []
         if text in CONSTANTS and CONSTANTS[text] is not None:
             return Binding("const", CONSTANTS[text]), []
         pool = [n for n in self.env if "□" not in n] + [n.replace("□", "t") for n in self.env if "□" in n]
@@ -482,7 +546,8 @@ class Checker(ExprRules, CallRules):
 
     def steps(self, steps):
         for st in steps:
-            self.step(st)
+            with self.recover(_targets(st, self.ranges)):
+                self.step(st)
 
     def step(self, st: Step):
         with self.sizes_at(st):  # comparing shapes can grow one too (a difference)
@@ -607,6 +672,8 @@ class Checker(ExprRules, CallRules):
                 inferred = Claim(name, to_set(t))
             except Exception:  # a shape the card notation cannot write (a negative length)
                 inferred = None
+        if inferred is not None:  # kept even when the card's own claim is wrong: editors offer it
+            self.claims[id(st)] = inferred
         if st.claim is not None:
             c = st.claim
             base, scripts = split_name(c.name)
@@ -620,8 +687,6 @@ class Checker(ExprRules, CallRules):
             if not same or not kinds_ok:
                 self.err(f"the comment claims {c.name} ∈ {set_text(c.set)} but this step computes "
                          f"{self.show(t)}", c)
-        if inferred is not None:
-            self.claims[id(st)] = inferred
 
     def s_if(self, st: Step):
         c = self.expr(st.cond)
@@ -732,6 +797,27 @@ class _Scope:
             else:
                 self.ch.env[v] = b
         return False
+
+
+def _targets(st: Step, bound) -> list[str]:
+    """The names a step and the steps inside it assign: ``k_t`` under a bound ``t`` is the family
+    ``k_□``; a function ``P(θ) ← …`` is ``P``."""
+    bound = {*bound, *([st.var] if st.var else []), *st.vars}
+    out = [st.dist] if st.dist else []
+    t = st.target
+    if t is not None and t.op == "index":
+        t = t.args[0]
+    if t is not None and t.op == "call":
+        out.append(t.attr[0])
+    elif t is not None and t.op == "name":
+        base, scripts = split_name(t.attr)
+        if any(v in bound for _, v in scripts):
+            out.append(join_name(base, [(k, "□" if v in bound else v) for k, v in scripts]))
+        else:
+            out.append(t.attr)
+    for b in st.body:
+        out += _targets(b, bound)
+    return out
 
 
 def _step_exprs(st: Step) -> Expr:

@@ -37,6 +37,8 @@ class CallRules:
 
     def x_call(self, e):
         fname, n_in = e.attr
+        if fname in self.env:
+            self.known(self.env[fname])
         if fname in self.env and self.env[fname].role == "func":
             return self.call_func(fname, e)
         if fname in BUILTINS and fname not in self.env:

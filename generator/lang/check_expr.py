@@ -263,6 +263,8 @@ class ExprRules:
                     key = join_name(base, [(k, "□" if v == var or v in self.ranges else v)
                                            for k, v in scripts])
                     b = self.env.get(key)
+                    if b is not None:
+                        self.known(b)
                     if b is not None and b.over:
                         pos = [v for _, v in scripts if v == var or v in self.ranges].index(var)
                         found.append(b.over[pos])
@@ -378,6 +380,8 @@ class ExprRules:
             self.err(f"an ellipsis list holds members of one family, not {', '.join(sorted(keys))}", e)
         key = keys.pop()
         b = self.env.get(key)
+        if b is not None:
+            self.known(b)
         if b is None or not b.over:
             self.err(f"no family {key.replace('□', '•')} is defined", items[0],
                      hint="define it first, e.g. for t ∈ [ℓ] : e_t ← …")

@@ -21,10 +21,10 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .check import Checked, Library, check
+from .check import Checked, Library, check, check_all
 from .errors import CardError
 from .ir import Card
-from .parse import parse_file, parse_stream
+from .parse import parse, parse_file, parse_stream
 
 ENV_VAR = "CARDGEN_PATH"
 
@@ -166,3 +166,26 @@ def load(path: str, lib: Library | None = None) -> tuple[Card, Checked]:
         lib.cards[card.name] = card
         lib.done.pop(card.name, None)
     return card, check(card, lib)
+
+
+def diagnose(path: str, lib: Library | None = None, text: str | None = None) -> tuple[Checked | None, list[CardError]]:
+    """Every error of one card (``text``: its unsaved contents, as an editor has them): a parse error
+    alone, or all the checker's errors in source order. The card checked as far as it goes, if it parsed."""
+    if text is None:
+        path = resolve(path)
+    try:
+        if text is not None:
+            card = parse(text, path)
+        elif path == "-":
+            card = parse_stream(sys.stdin.buffer, "<stdin>")
+        else:
+            card = parse_file(path)
+    except CardError as e:
+        return None, [e.located(path, text or "")]
+    lib = lib or library_for(path)
+    known = lib.card(card.name) if text is None and path != "-" else None
+    if known is None or known.source != card.source:
+        lib.cards[card.name] = card
+        lib.done.pop(card.name, None)
+    checked = check_all(card, lib)
+    return checked, list(checked.errors)

@@ -18,7 +18,10 @@ def split_name(text: str) -> tuple[str, list[tuple[str, str]]]:
     if not m:
         return text, []
     base, rest = text[: m.start()], text[m.start():]
-    return base, [(k, v[1:-1] if v.startswith("{") else v) for k, v in SCRIPT_RE.findall(rest)]
+    found = SCRIPT_RE.findall(rest)
+    if "".join(k + v for k, v in found) != rest:  # not a name the grammar makes (IR built by hand):
+        return text, []                          # one base, every character kept
+    return base, [(k, v[1:-1] if v.startswith("{") else v) for k, v in found]
 
 
 def join_name(base: str, scripts) -> str:

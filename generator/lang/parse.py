@@ -8,6 +8,7 @@ below is one small method per grammar alias.
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import cache, lru_cache
 from importlib import resources
 
@@ -516,8 +517,39 @@ def _expected_words(expected) -> str:
     return ", ".join(words) if words else "something else"
 
 
+# What a braced subscript may hold besides letters and digits (grammar/card.lark's _SCRIPT).
+SCRIPT_SYMBOLS = "_^:,=+−-· ′"
+
+
+def _bad_name_char(text: str, line: int, col: int) -> CardError | None:
+    """At ``line:col`` a name's braced script ``_{…}`` did not lex: point at the first
+    character a name cannot hold (a quote, a slash, a line separator…), not at the ``_``."""
+    lines = text.split("\n")
+    if not 0 < line <= len(lines):
+        return None
+    s, i = lines[line - 1], col - 1
+    while i < len(s) and s[i:i + 2] != "_{" and (s[i].isalnum() or s[i] in "_^′"):
+        i += 1  # the error may be at the start of the name (a call name that did not lex)
+    if not (s[i:i + 2] == "_{" and i > 0 and (s[i - 1].isalnum() or s[i - 1] == "′")):
+        return None
+    for j in range(i + 2, len(s)):
+        ch = s[j]
+        if ch == "}":
+            return None
+        if not (ch.isalnum() or ch in SCRIPT_SYMBOLS or unicodedata.category(ch) == "Mn"):
+            shown = f"'{ch}'" if ch.isprintable() else f"U+{ord(ch):04X}"
+            return CardError(f"a name cannot hold {shown}", Pos(line, j + 1, line, j + 2),
+                             hint="a name is letters and digits with _ and ^ scripts (W_e, e_{ℓ_z}, "
+                                  "x_{1:N}); other text belongs in a \"description\" or a ▷ comment")
+    return None
+
+
 def _lark_error(e: Exception, line: int | None = None, text: str = "") -> CardError:
     from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
+    if isinstance(e, (UnexpectedCharacters, UnexpectedToken)) and text:
+        at = (e.token.line, e.token.column) if isinstance(e, UnexpectedToken) else (e.line, e.column)
+        if at[0] is not None and at[1] is not None and (bad := _bad_name_char(text, line or at[0], at[1])):
+            return bad
     if isinstance(e, UnexpectedToken):
         tok = e.token
         stray = _stray_end(tok, text)
@@ -584,6 +616,9 @@ def _char_hint(ch: str) -> str | None:
         return "names start with a letter"
     if ch == "\t":
         return None
+    if unicodedata.category(ch) in ("Zl", "Zp") or ch in "\r\x85\x0b\x0c":
+        return (f"U+{ord(ch):04X} is not a line break in a card (only \\n is); it may appear in a "
+                '"description" or a ▷ comment, nowhere else')
     if not ch.isprintable():
         return "the file contains a control character; is it a text file?"
     return None
@@ -607,6 +642,11 @@ def _parse(text: str, path: str) -> Card:
         col = at - (text.rfind("\n", 0, at) + 1) + 1
         raise CardError("the file contains NUL bytes; a card is UTF-8 text", Pos(ln, col, ln, col + 1),
                         hint="is this a binary file?")
+    if lone := re.search("[\ud800-\udfff]", text):  # only a str made in Python holds one; no file can
+        at = lone.start()
+        ln, col = text.count("\n", 0, at) + 1, at - (text.rfind("\n", 0, at) + 1) + 1
+        raise CardError(f"U+{ord(text[at]):04X} is half of a UTF-16 surrogate pair, not a character; a card is "
+                        "UTF-8 text", Pos(ln, col, ln, col + 1))
     if not text.strip():
         raise CardError("the file is empty; a card starts with `algorithm Y ← name(inputs | parameters)`",
                         Pos(1, 1, 1, 1))
