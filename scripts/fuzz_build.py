@@ -83,7 +83,8 @@ def main(argv=None) -> int:
     tried = sum(counts.values())
     print(f"{tried} inputs (seed {args.seed}, {time.process_time() - start:.0f} s of CPU): "
           f"{counts.get('checker', 0)} refused by the checker, {counts.get('lowering', 0)} refused by "
-          f"lowering, {counts.get('wrapper', 0)} wrappers skipped, {counts.get('ok', 0)} compiled and "
+          f"lowering, {counts.get('wrapper', 0)} wrappers skipped, {counts.get('input', 0)} refused gradcheck's "
+          f"sizes in the card's terms, {counts.get('ok', 0)} compiled and "
           f"gradchecked; {counts.get('BUG', 0)} bugs, {counts.get('RUN', 0)} run-time errors, "
           f"{counts.get('GRAD', 0)} gradients over tolerance")
     return 1 if any(counts.get(k) for k in ("BUG", "RUN", "GRAD")) else 0
