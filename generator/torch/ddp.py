@@ -101,7 +101,9 @@ def worker(rank: int, world: int, run: Run, init: str | None = None) -> list[flo
                   flush=True)
     if rank == 0 and run.out is not None:
         save(card, losses, Path(run.out), world)
-    if world > 1:
+    if world > 1:  # all ranks done (rank 0 may still be saving) before the group goes: gloo aborts otherwise
+        dist.barrier()
+        del model
         dist.destroy_process_group()
     return losses
 
