@@ -173,14 +173,8 @@ def compile_card(card: Card, target: str = "numpy") -> types.ModuleType:
     name = f"cardgen_generated_{ascii_name(card.name)}_{digest}"
     if name in sys.modules:
         return sys.modules[name]
-    mod = types.ModuleType(name, f"{card.name}, compiled by cardgen")
-    mod.__file__ = f"<cardgen:{card.name}:{digest}>"
-    sys.modules[name] = mod  # dataclasses look their module up here
-    try:
-        exec(compile(src, mod.__file__, "exec"), mod.__dict__)
-    except BaseException:
-        del sys.modules[name]
-        raise
+    from .compile.gradcheck import import_source
+    mod = import_source(name, src, f"<cardgen:{card.name}:{digest}>")
     mod.card = card
     mod._repr_markdown_ = card._repr_markdown_
     mod._repr_latex_ = card._repr_latex_

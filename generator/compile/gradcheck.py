@@ -38,17 +38,27 @@ def relative_error(f, ana: float, floor: float) -> float:
     return err
 
 
+def import_source(name: str, src: str, file: str) -> types.ModuleType:
+    """Import generated source as the module ``name``, from memory. It is registered in sys.modules
+    (dataclasses look their module up there), and taken out again if it fails to run."""
+    mod = types.ModuleType(name)
+    mod.__file__ = file
+    sys.modules[name] = mod
+    try:
+        exec(compile(src, file, "exec"), mod.__dict__)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return mod
+
+
 def load_module(checked: Checked, lib: Library, source_path: str | None = None,
                 target: str = "numpy") -> types.ModuleType:
     """Generate a card's module (for a target of ``targets.TARGETS``) and import it, without writing a file."""
     suffix = "" if target == "numpy" else "_" + target.replace("-", "_")
     name = f"cardgen_generated_{ascii_name(checked.card.name)}{suffix}"
     src = module_source(checked, lib, source_path or f"cards/{checked.card.name}.card", target=target)
-    mod = types.ModuleType(name)
-    mod.__file__ = f"<cardgen:{ascii_name(checked.card.name)}>"
-    sys.modules[name] = mod  # dataclasses look their module up here
-    exec(compile(src, mod.__file__, "exec"), mod.__dict__)
-    return mod
+    return import_source(name, src, f"<cardgen:{ascii_name(checked.card.name)}>")
 
 
 def small_sizes(checked: Checked, lib: Library, given: dict[str, int]) -> dict[str, int]:

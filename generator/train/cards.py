@@ -10,11 +10,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-import sys
 import types
 
 from ..compile.core import walk
 from ..compile.emit import module_source
+from ..compile.gradcheck import import_source
 from ..compile.lower import lower
 from ..compile.naming import ascii_name
 from ..lang.check import Checked, Library, check
@@ -175,15 +175,7 @@ def load_module(checked: Checked, lib: Library) -> types.ModuleType:
     if key not in _MODULES:
         name = f"cardgen_train_{ascii_name(checked.card.name)}_{key[:16]}"
         src = module_source(checked, lib, f"{checked.card.name}.card")
-        mod = types.ModuleType(name)
-        mod.__file__ = f"<cardgen:{checked.card.name}:{key[:16]}>"
-        sys.modules[name] = mod  # dataclasses look their module up here
-        try:
-            exec(compile(src, mod.__file__, "exec"), mod.__dict__)
-        except BaseException:
-            del sys.modules[name]
-            raise
-        _MODULES[key] = mod
+        _MODULES[key] = import_source(name, src, f"<cardgen:{checked.card.name}:{key[:16]}>")
     return _MODULES[key]
 
 
