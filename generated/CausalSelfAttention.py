@@ -124,8 +124,8 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     _20 = _17 > _19                                             # (T, T)
     _21 = _fill_where(S, _20, -np.inf)                          # (…, H, T, T)
     # 8 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-    _22 = _softmax(_21, -1, _buf(workspace, 'CausalSelfAttention:f_22', batch + (H, T, T), dtype)) # (…, H, T, T)
-    Y = np.matmul(_22, V, out=_buf(workspace, 'CausalSelfAttention:fY', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    softmax_S = _softmax(_21, -1, _buf(workspace, 'CausalSelfAttention:fsoftmax_S', batch + (H, T, T), dtype)) # (…, H, T, T)
+    Y = np.matmul(softmax_S, V, out=_buf(workspace, 'CausalSelfAttention:fY', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     # 10 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     _24 = _permute(Y, (-2, -3, -1))                             # (…, T, H, D/H)
     shape_24 = _24.shape
@@ -133,7 +133,7 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     # 11 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
     _26 = np.matmul(Y_2, W_o, out=_buf(workspace, 'CausalSelfAttention:f_26', batch + (T, D), dtype)) # (…, T, D)
     V_tilde = np.add(_26, b_o, out=_26)                         # (…, T, D)
-    cache = {"D": D, "H": H, "T": T, "batch": batch, "dtype": dtype, "Y_2": Y_2, "shape_24": shape_24, "_22": _22, "V": V, "_20": _20, "_15": _15, "Q": Q, "_12": _12, "shape_9": shape_9, "A_shape": A_shape, "shape_6": shape_6, "shape_3": shape_3, "X": X}
+    cache = {"D": D, "H": H, "T": T, "batch": batch, "dtype": dtype, "Y_2": Y_2, "shape_24": shape_24, "softmax_S": softmax_S, "V": V, "K": K, "_15": _15, "Q": Q, "shape_9": shape_9, "A_shape": A_shape, "shape_6": shape_6, "shape_3": shape_3, "X": X}
     return V_tilde, cache
 
 
@@ -151,12 +151,11 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     Y_2 = cache["Y_2"]
     W_o = params.W_o
     shape_24 = cache["shape_24"]
-    _22 = cache["_22"]
+    softmax_S = cache["softmax_S"]
     V = cache["V"]
-    _20 = cache["_20"]
+    K = cache["K"]
     _15 = cache["_15"]
     Q = cache["Q"]
-    _12 = cache["_12"]
     shape_9 = cache["shape_9"]
     A_shape = cache["A_shape"]
     shape_6 = cache["shape_6"]
@@ -172,37 +171,34 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     g10005 = d_Y_2.reshape(shape_24)                            # (…, T, H, D/H)
     d_Y = _permute(g10005, (-2, -3, -1))                        # (…, H, T, D/H)
     # 8 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-    g10007 = np.swapaxes(_22, -1, -2)                           # (…, H, T, T)
+    g10007 = np.swapaxes(softmax_S, -1, -2)                     # (…, H, T, T)
     d_V = np.matmul(g10007, d_Y, out=_buf(workspace, 'CausalSelfAttention:bd_V', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10009 = np.swapaxes(V, -1, -2)                             # (…, H, D/H, T)
-    g10010 = np.matmul(d_Y, g10009, out=_buf(workspace, 'CausalSelfAttention:bg10010', batch + (H, T, T), dtype)) # (…, H, T, T)
-    g10011 = _softmax_grad(g10010, _22, -1, _buf(workspace, 'CausalSelfAttention:bg10011', batch + (H, T, T), dtype)) # (…, H, T, T)
-    # 7 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
-    d_S = _zero_where(g10011, _20)                              # (…, H, T, T)
+    d_softmax_S = np.matmul(d_Y, g10009, out=_buf(workspace, 'CausalSelfAttention:bd_softmax_S', batch + (H, T, T), dtype)) # (…, H, T, T)
+    d_S = _softmax_grad(d_softmax_S, softmax_S, -1, _buf(workspace, 'CausalSelfAttention:bd_S', batch + (H, T, T), dtype)) # (…, H, T, T)
     # 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
-    g10014 = np.divide(d_S, _15, out=d_S)                       # (…, H, T, T)
-    g10018 = np.swapaxes(Q, -1, -2)                             # (…, H, D/H, T)
-    g10019 = np.matmul(g10018, g10014, out=_buf(workspace, 'CausalSelfAttention:bg10019', batch + (H, D // H, T), dtype)) # (…, H, D/H, T)
-    g10020 = np.swapaxes(_12, -1, -2)                           # (…, H, T, D/H)
-    d_Q = np.matmul(g10014, g10020, out=_buf(workspace, 'CausalSelfAttention:bd_Q', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    d_K = np.swapaxes(g10019, -1, -2)                           # (…, H, T, D/H)
+    g10018 = np.matmul(d_S, K, out=_buf(workspace, 'CausalSelfAttention:bg10018', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    d_Q = np.divide(g10018, _15, out=g10018)                    # (…, H, T, D/H)
+    g10021 = np.swapaxes(d_S, -1, -2)                           # (…, H, T, T)
+    g10022 = np.matmul(g10021, Q, out=_buf(workspace, 'CausalSelfAttention:bg10022', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    d_K = np.divide(g10022, _15, out=g10022)                    # (…, H, T, D/H)
     # 5 V_h ← A[:, 2 · D + h · D / H : 2 · D + (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
-    g10023 = _permute(d_V, (-2, -3, -1))                        # (…, T, H, D/H)
-    g10024 = g10023.reshape(shape_9)                            # (…, T, D)
-    d_A = _unslice(g10024, A_shape, -1, 2*D, 3*D, _buf(workspace, 'CausalSelfAttention:bd_A', batch + (T, 3*D), dtype)) # (…, T, 3·D)
+    g10024 = _permute(d_V, (-2, -3, -1))                        # (…, T, H, D/H)
+    g10025 = g10024.reshape(shape_9)                            # (…, T, D)
+    d_A = _unslice(g10025, A_shape, -1, 2*D, 3*D, _buf(workspace, 'CausalSelfAttention:bd_A', batch + (T, 3*D), dtype)) # (…, T, 3·D)
     # 4 K_h ← A[:, D + h · D / H : D + (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
-    g10026 = _permute(d_K, (-2, -3, -1))                        # (…, T, H, D/H)
-    g10027 = g10026.reshape(shape_6)                            # (…, T, D)
-    d_A_2 = _slice_add(d_A, g10027, -1, D, 2*D)                 # (…, T, 3·D)
+    g10027 = _permute(d_K, (-2, -3, -1))                        # (…, T, H, D/H)
+    g10028 = g10027.reshape(shape_6)                            # (…, T, D)
+    d_A_2 = _slice_add(d_A, g10028, -1, D, 2*D)                 # (…, T, 3·D)
     # 3 Q_h ← A[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
-    g10030 = _permute(d_Q, (-2, -3, -1))                        # (…, T, H, D/H)
-    g10031 = g10030.reshape(shape_3)                            # (…, T, D)
-    d_A_3 = _slice_add(d_A_2, g10031, -1, 0, D)                 # (…, T, 3·D)
+    g10031 = _permute(d_Q, (-2, -3, -1))                        # (…, T, H, D/H)
+    g10032 = g10031.reshape(shape_3)                            # (…, T, D)
+    d_A_3 = _slice_add(d_A_2, g10032, -1, 0, D)                 # (…, T, 3·D)
     # 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
     d_b_qkv = _sum_to(d_A_3, 1, ())                             # (3·D,)
     d_W_qkv = _wgrad(X, d_A_3, _buf(workspace, 'CausalSelfAttention:bd_W_qkv', (D, 3*D), dtype)) # (D, 3·D)
-    g10036 = np.swapaxes(W_qkv, -1, -2)                         # (3·D, D)
-    d_X = np.matmul(d_A_3, g10036, out=_buf(workspace, 'CausalSelfAttention:bd_X', batch + (T, D), dtype)) # (…, T, D)
+    g10037 = np.swapaxes(W_qkv, -1, -2)                         # (3·D, D)
+    d_X = np.matmul(d_A_3, g10037, out=_buf(workspace, 'CausalSelfAttention:bd_X', batch + (T, D), dtype)) # (…, T, D)
     grads = Params(W_qkv=d_W_qkv, b_qkv=d_b_qkv, W_o=d_W_o, b_o=d_b_o)
     return grads, {"X": d_X}
 
@@ -448,6 +444,24 @@ def _layer_norm_grad(g, y, s, axis, out=None):
     t = np.subtract(g, t, out=t)
     t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
     return np.divide(t, s, out=t)
+
+
+def _gelu_tanh_grad(g, x, t, a, c, k, out=None):
+    """d_x of y = a x (1 + t), t = tanh(c (x + k x³)), from g = d_y: g ⊙ a ((1 + t) + c x (1 + 3k x²)(1 − t²)),
+    in place in one array and one temporary (the chain rule through the steps takes a dozen)."""
+    r = np.multiply(x, x, out=out)
+    r *= 3.0 * k * c
+    r += c
+    r *= x
+    s = np.multiply(t, t)
+    np.subtract(1.0, s, out=s)
+    r *= s
+    r += t
+    r += 1.0
+    r *= g
+    if a != 1.0:
+        r *= a
+    return r
 
 
 def _softmax_grad(g, y, axis, out=None):

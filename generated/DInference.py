@@ -236,8 +236,8 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         _39 = _fill_where(S, _38, -np.inf)                      # (…, H, len_x, len_x)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _41 = np.divide(_39, _40, out=_39)                      # (…, H, len_x, len_x)
-        _42 = _softmax(_41, -2, _buf(workspace, ('DInference:f_42', l_), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
-        V_tilde = np.matmul(V, _42, out=_buf(workspace, ('DInference:fV_tilde', l_), batch + (H, d_mid, len_x), dtype)) # (…, H, d_mid, len_x)
+        softmax_S = _softmax(_41, -2, _buf(workspace, ('DInference:fsoftmax_S', l_), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
+        V_tilde = np.matmul(V, softmax_S, out=_buf(workspace, ('DInference:fV_tilde', l_), batch + (H, d_mid, len_x), dtype)) # (…, H, d_mid, len_x)
         V_tilde_shape = V_tilde.shape
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         Y = V_tilde.reshape(V_tilde.shape[:-3] + (H*d_mid,) + V_tilde.shape[-3 + 2:]) # (…, H·d_mid, len_x)
@@ -281,7 +281,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         b_mlp2_l = b_mlp2[l_]                                   # (d_e,)
         _69 = np.expand_dims(b_mlp2_l, -1)                      # (d_e, 1)
         X_4 = np.add(_68, _69, out=_68)                         # (…, d_e, len_x)
-        saved_l_.append((W_mlp2_l, _66, _65, W_mlp1_l, _62, gamma2_l, x_hat_2, sigma_2, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, x_hat, sigma,))
+        saved_l_.append((W_mlp2_l, _66, _65, e_hat_2, W_mlp1_l, gamma2_l, x_hat_2, sigma_2, W_o_l, Y, V_tilde_shape, V, softmax_S, K, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, x_hat, sigma,))
         X_2 = X_4
     X_5 = X_2
     # DTransformer 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
@@ -306,7 +306,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
     # DTransformer 11 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}
     _85 = np.matmul(W_u, _84, out=_buf(workspace, 'DInference:f_85', batch + (N_V, len_x), dtype)) # (…, N_V, len_x)
     P = _softmax(_85, -2, _buf(workspace, 'DInference:fP', batch + (N_V, len_x), dtype)) # (…, N_V, len_x)
-    cache = {"N_V": N_V, "len_x": len_x, "H": H, "L": L, "d_attn": d_attn, "d_e": d_e, "d_mid": d_mid, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "P": P, "_84": _84, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_40": _40, "_38": _38, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l_": saved_l_}
+    cache = {"N_V": N_V, "len_x": len_x, "H": H, "L": L, "d_attn": d_attn, "d_e": d_e, "d_mid": d_mid, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "P": P, "e_hat_3": e_hat_3, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_40": _40, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l_": saved_l_}
     return P, cache
 
 
@@ -327,13 +327,12 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     batch = cache["batch"]
     dtype = cache["dtype"]
     P = cache["P"]
+    e_hat_3 = cache["e_hat_3"]
     W_u = params.W_u
-    _84 = cache["_84"]
     gamma = params.gamma
     x_hat_3 = cache["x_hat_3"]
     sigma_3 = cache["sigma_3"]
     _40 = cache["_40"]
-    _38 = cache["_38"]
     _3 = cache["_3"]
     _4 = cache["_4"]
     x = cache["x"]
@@ -341,13 +340,11 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     saved_l_ = cache["saved_l_"]
     # DTransformer 11 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}
     g10001 = _softmax_grad(d_P, P, -2, _buf(workspace, 'DInference:bg10001', batch + (N_V, len_x), dtype)) # (…, N_V, len_x)
-    g10002 = np.swapaxes(W_u, -1, -2)                           # (d_e, N_V)
-    g10003 = np.matmul(g10002, g10001, out=_buf(workspace, 'DInference:bg10003', batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
-    g10004 = np.swapaxes(_84, -1, -2)                           # (…, len_x, d_e)
-    g10005 = np.matmul(g10001, g10004, out=_buf(workspace, 'DInference:bg10005', batch + (N_V, d_e), dtype)) # (…, N_V, d_e)
-    d_W_u = _sum_to(g10005, 2, ())                              # (N_V, d_e)
+    g10004 = np.matmul(g10001, e_hat_3, out=_buf(workspace, 'DInference:bg10004', batch + (N_V, d_e), dtype)) # (…, N_V, d_e)
+    d_W_u = _sum_to(g10004, 2, ())                              # (N_V, d_e)
     # DTransformer 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
-    d_e_hat_3 = np.swapaxes(g10003, -1, -2)                     # (…, len_x, d_e)
+    g10006 = np.swapaxes(g10001, -1, -2)                        # (…, len_x, N_V)
+    d_e_hat_3 = np.matmul(g10006, W_u, out=_buf(workspace, 'DInference:bd_e_hat_3', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
     d_beta = _sum_to(d_e_hat_3, 1, ())                          # (d_e,)
     d_x_hat_3 = np.multiply(d_e_hat_3, gamma, out=_buf(workspace, 'DInference:bd_x_hat_3', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
@@ -390,7 +387,7 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     d_b_mlp2 = _buf(workspace, 'DInference:bd_b_mlp2', params.b_mlp2.shape, dtype)
     d_b_mlp2.fill(0)
     for l_ in reversed(range(L)):
-        W_mlp2_l, _66, _65, W_mlp1_l, _62, gamma2_l, x_hat_2, sigma_2, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, x_hat, sigma, = saved_l_[l_]
+        W_mlp2_l, _66, _65, e_hat_2, W_mlp1_l, gamma2_l, x_hat_2, sigma_2, W_o_l, Y, V_tilde_shape, V, softmax_S, K, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, x_hat, sigma, = saved_l_[l_]
         # DTransformer 8 X ← X + W^l_mlp2 GELU(W^l_mlp1 X̃ + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
         g10015 = _sum_to(g10014, 2, (-1,))                      # (d_e, 1)
         d_b_mlp2_l = np.squeeze(g10015, -1)                     # (d_e,)
@@ -403,13 +400,11 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         g10023 = np.multiply(g10018, g10022, out=g10022)        # (…, d_mlp, len_x)
         g10024 = _sum_to(g10023, 2, (-1,))                      # (d_mlp, 1)
         d_b_mlp1_l = np.squeeze(g10024, -1)                     # (d_mlp,)
-        g10026 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
-        g10027 = np.matmul(g10026, g10023, out=_buf(workspace, ('DInference:bg10027', l_ % 2), batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
-        g10028 = np.swapaxes(_62, -1, -2)                       # (…, len_x, d_e)
-        g10029 = np.matmul(g10023, g10028, out=_buf(workspace, ('DInference:bg10029', l_ % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
-        d_W_mlp1_l = _sum_to(g10029, 2, ())                     # (d_mlp, d_e)
+        g10028 = np.matmul(g10023, e_hat_2, out=_buf(workspace, ('DInference:bg10028', l_ % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
+        d_W_mlp1_l = _sum_to(g10028, 2, ())                     # (d_mlp, d_e)
         # DTransformer 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
-        d_e_hat_2 = np.swapaxes(g10027, -1, -2)                 # (…, len_x, d_e)
+        g10030 = np.swapaxes(g10023, -1, -2)                    # (…, len_x, d_mlp)
+        d_e_hat_2 = np.matmul(g10030, W_mlp1_l, out=_buf(workspace, ('DInference:bd_e_hat_2', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta2_l = _sum_to(d_e_hat_2, 1, ())                   # (d_e,)
         d_x_hat_2 = np.multiply(d_e_hat_2, gamma2_l, out=_buf(workspace, ('DInference:bd_x_hat_2', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
@@ -431,60 +426,56 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         d_V_tilde = d_Y.reshape(V_tilde_shape)                  # (…, H, d_mid, len_x)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10047 = np.swapaxes(V, -1, -2)                         # (…, H, len_x, d_mid)
-        g10048 = np.matmul(g10047, d_V_tilde, out=_buf(workspace, ('DInference:bg10048', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
-        g10049 = np.swapaxes(_42, -1, -2)                       # (…, H, len_x, len_x)
+        d_softmax_S = np.matmul(g10047, d_V_tilde, out=_buf(workspace, ('DInference:bd_softmax_S', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
+        g10049 = np.swapaxes(softmax_S, -1, -2)                 # (…, H, len_x, len_x)
         d_V = np.matmul(d_V_tilde, g10049, out=_buf(workspace, ('DInference:bd_V', l_ % 2), batch + (H, d_mid, len_x), dtype)) # (…, H, d_mid, len_x)
-        g10051 = _softmax_grad(g10048, _42, -2, _buf(workspace, ('DInference:bg10051', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
-        g10052 = np.divide(g10051, _40, out=_buf(workspace, ('DInference:bg10052', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
-        # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
-        d_S = _where(_38, 0, g10052, _buf(workspace, ('DInference:bd_S', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
+        g10051 = _softmax_grad(d_softmax_S, softmax_S, -2, _buf(workspace, ('DInference:bg10051', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
+        d_S = np.divide(g10051, _40, out=_buf(workspace, ('DInference:bd_S', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        g10058 = np.swapaxes(_36, -1, -2)                       # (…, H, d_attn, len_x)
-        d_Q = np.matmul(g10058, d_S, out=_buf(workspace, ('DInference:bd_Q', l_ % 2), batch + (H, d_attn, len_x), dtype)) # (…, H, d_attn, len_x)
-        g10060 = np.swapaxes(Q, -1, -2)                         # (…, H, len_x, d_attn)
-        g10061 = np.matmul(d_S, g10060, out=_buf(workspace, ('DInference:bg10061', l_ % 2), batch + (H, len_x, d_attn), dtype)) # (…, H, len_x, d_attn)
-        d_K = np.swapaxes(g10061, -1, -2)                       # (…, H, d_attn, len_x)
+        d_Q = np.matmul(K, d_S, out=_buf(workspace, ('DInference:bd_Q', l_ % 2), batch + (H, d_attn, len_x), dtype)) # (…, H, d_attn, len_x)
+        g10059 = np.swapaxes(d_S, -1, -2)                       # (…, H, len_x, len_x)
+        d_K = np.matmul(Q, g10059, out=_buf(workspace, ('DInference:bd_K', l_ % 2), batch + (H, d_attn, len_x), dtype)) # (…, H, d_attn, len_x)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10063 = _sum_to(d_V, 3, (-1,))                         # (H, d_mid, 1)
-        d_b_v_l = np.squeeze(g10063, -1)                        # (H, d_mid)
-        g10065 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
-        g10066 = np.matmul(g10065, d_V, out=_buf(workspace, ('DInference:bg10066', l_ % 2), batch + (H, d_e, len_x), dtype)) # (…, H, d_e, len_x)
-        g10067 = np.swapaxes(_26, -1, -2)                       # (…, 1, len_x, d_e)
-        g10068 = np.matmul(d_V, g10067, out=_buf(workspace, ('DInference:bg10068', l_ % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
-        d_W_v_l = _sum_to(g10068, 3, ())                        # (H, d_mid, d_e)
-        g10070 = _sum_to(g10066, None, (-3,))                   # (…, 1, d_e, len_x)
+        g10061 = _sum_to(d_V, 3, (-1,))                         # (H, d_mid, 1)
+        d_b_v_l = np.squeeze(g10061, -1)                        # (H, d_mid)
+        g10063 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
+        g10064 = np.matmul(g10063, d_V, out=_buf(workspace, ('DInference:bg10064', l_ % 2), batch + (H, d_e, len_x), dtype)) # (…, H, d_e, len_x)
+        g10065 = np.swapaxes(_26, -1, -2)                       # (…, 1, len_x, d_e)
+        g10066 = np.matmul(d_V, g10065, out=_buf(workspace, ('DInference:bg10066', l_ % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        d_W_v_l = _sum_to(g10066, 3, ())                        # (H, d_mid, d_e)
+        g10068 = _sum_to(g10064, None, (-3,))                   # (…, 1, d_e, len_x)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10071 = _sum_to(d_K, 3, (-1,))                         # (H, d_attn, 1)
-        d_b_k_l = np.squeeze(g10071, -1)                        # (H, d_attn)
-        g10073 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
-        g10074 = np.matmul(g10073, d_K, out=_buf(workspace, ('DInference:bg10074', l_ % 2), batch + (H, d_e, len_x), dtype)) # (…, H, d_e, len_x)
-        g10075 = np.swapaxes(_26, -1, -2)                       # (…, 1, len_x, d_e)
-        g10076 = np.matmul(d_K, g10075, out=_buf(workspace, ('DInference:bg10076', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_k_l = _sum_to(g10076, 3, ())                        # (H, d_attn, d_e)
-        g10078 = _sum_to(g10074, None, (-3,))                   # (…, 1, d_e, len_x)
-        g10079 = np.add(g10070, g10078, out=_buf(workspace, ('DInference:bg10079', l_ % 2), batch + (1, d_e, len_x), dtype)) # (…, 1, d_e, len_x)
+        g10069 = _sum_to(d_K, 3, (-1,))                         # (H, d_attn, 1)
+        d_b_k_l = np.squeeze(g10069, -1)                        # (H, d_attn)
+        g10071 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
+        g10072 = np.matmul(g10071, d_K, out=_buf(workspace, ('DInference:bg10072', l_ % 2), batch + (H, d_e, len_x), dtype)) # (…, H, d_e, len_x)
+        g10073 = np.swapaxes(_26, -1, -2)                       # (…, 1, len_x, d_e)
+        g10074 = np.matmul(d_K, g10073, out=_buf(workspace, ('DInference:bg10074', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_k_l = _sum_to(g10074, 3, ())                        # (H, d_attn, d_e)
+        g10076 = _sum_to(g10072, None, (-3,))                   # (…, 1, d_e, len_x)
+        g10077 = np.add(g10068, g10076, out=_buf(workspace, ('DInference:bg10077', l_ % 2), batch + (1, d_e, len_x), dtype)) # (…, 1, d_e, len_x)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10080 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
-        d_b_q_l = np.squeeze(g10080, -1)                        # (H, d_attn)
-        g10082 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
-        g10083 = np.matmul(g10082, d_Q, out=_buf(workspace, ('DInference:bg10083', l_ % 2), batch + (H, d_e, len_x), dtype)) # (…, H, d_e, len_x)
-        g10084 = np.swapaxes(_26, -1, -2)                       # (…, 1, len_x, d_e)
-        g10085 = np.matmul(d_Q, g10084, out=_buf(workspace, ('DInference:bg10085', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_q_l = _sum_to(g10085, 3, ())                        # (H, d_attn, d_e)
-        g10087 = _sum_to(g10083, None, (-3,))                   # (…, 1, d_e, len_x)
-        g10088 = np.add(g10079, g10087, out=g10079)             # (…, 1, d_e, len_x)
-        g10089 = np.squeeze(g10088, -3)                         # (…, d_e, len_x)
+        g10078 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
+        d_b_q_l = np.squeeze(g10078, -1)                        # (H, d_attn)
+        g10080 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
+        g10081 = np.matmul(g10080, d_Q, out=_buf(workspace, ('DInference:bg10081', l_ % 2), batch + (H, d_e, len_x), dtype)) # (…, H, d_e, len_x)
+        g10082 = np.swapaxes(_26, -1, -2)                       # (…, 1, len_x, d_e)
+        g10083 = np.matmul(d_Q, g10082, out=_buf(workspace, ('DInference:bg10083', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_q_l = _sum_to(g10083, 3, ())                        # (H, d_attn, d_e)
+        g10085 = _sum_to(g10081, None, (-3,))                   # (…, 1, d_e, len_x)
+        g10086 = np.add(g10077, g10085, out=g10077)             # (…, 1, d_e, len_x)
+        g10087 = np.squeeze(g10086, -3)                         # (…, d_e, len_x)
         # DTransformer 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
-        d_e_hat = np.swapaxes(g10089, -1, -2)                   # (…, len_x, d_e)
+        d_e_hat = np.swapaxes(g10087, -1, -2)                   # (…, len_x, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta1_l = _sum_to(d_e_hat, 1, ())                     # (d_e,)
         d_x_hat = np.multiply(d_e_hat, gamma1_l, out=_buf(workspace, ('DInference:bd_x_hat', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-        g10093 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, ('DInference:bg10093', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-        d_gamma1_l = _sum_to(g10093, 1, ())                     # (d_e,)
-        g10095 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('DInference:bg10095', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        g10091 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, ('DInference:bg10091', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        d_gamma1_l = _sum_to(g10091, 1, ())                     # (d_e,)
+        g10093 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('DInference:bg10093', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         # DTransformer 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
-        g10096 = np.swapaxes(g10095, -1, -2)                    # (…, d_e, len_x)
-        d_X_2 = np.add(d_X_3, g10096, out=_buf(workspace, ('DInference:bd_X_2', l_ % 2), batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
+        g10094 = np.swapaxes(g10093, -1, -2)                    # (…, d_e, len_x)
+        d_X_2 = np.add(d_X_3, g10094, out=_buf(workspace, ('DInference:bd_X_2', l_ % 2), batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
         d_gamma1[l_] += d_gamma1_l
         d_beta1[l_] += d_beta1_l
         d_W_q[l_] += d_W_q_l
@@ -505,11 +496,11 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     # DTransformer 3 X ← [e_1, e_2, …, e_ℓ] ▷ X ∈ ℝ^{d_e×ℓ}
     d_e_2 = np.swapaxes(g10014, -1, -2)                         # (…, len_x, d_e)
     # DTransformer 2 for t ∈ [ℓ] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
-    g10099 = _sum_to(d_e_2, 2, ())                              # (len_x, d_e)
-    g10100 = _scatter_rows(g10099, _3 - 1, _4)                  # (ℓ_max, d_e)
-    d_W_p = np.swapaxes(g10100, -1, -2)                         # (d_e, ℓ_max)
-    g10102 = _scatter_rows(d_e_2, x - 1, _1)                    # (N_V, d_e)
-    d_W_e = np.swapaxes(g10102, -1, -2)                         # (d_e, N_V)
+    g10097 = _sum_to(d_e_2, 2, ())                              # (len_x, d_e)
+    g10098 = _scatter_rows(g10097, _3 - 1, _4)                  # (ℓ_max, d_e)
+    d_W_p = np.swapaxes(g10098, -1, -2)                         # (d_e, ℓ_max)
+    g10100 = _scatter_rows(d_e_2, x - 1, _1)                    # (N_V, d_e)
+    d_W_e = np.swapaxes(g10100, -1, -2)                         # (d_e, N_V)
     grads = Params(W_e=d_W_e, W_p=d_W_p, W_q=d_W_q, b_q=d_b_q, W_k=d_W_k, b_k=d_b_k, W_v=d_W_v, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o, gamma1=d_gamma1, beta1=d_beta1, gamma2=d_gamma2, beta2=d_beta2, W_mlp1=d_W_mlp1, b_mlp1=d_b_mlp1, W_mlp2=d_W_mlp2, b_mlp2=d_b_mlp2, gamma=d_gamma, beta=d_beta, W_u=d_W_u)
     return grads, {}
 
@@ -784,6 +775,24 @@ def _layer_norm_grad(g, y, s, axis, out=None):
     t = np.subtract(g, t, out=t)
     t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
     return np.divide(t, s, out=t)
+
+
+def _gelu_tanh_grad(g, x, t, a, c, k, out=None):
+    """d_x of y = a x (1 + t), t = tanh(c (x + k x³)), from g = d_y: g ⊙ a ((1 + t) + c x (1 + 3k x²)(1 − t²)),
+    in place in one array and one temporary (the chain rule through the steps takes a dozen)."""
+    r = np.multiply(x, x, out=out)
+    r *= 3.0 * k * c
+    r += c
+    r *= x
+    s = np.multiply(t, t)
+    np.subtract(1.0, s, out=s)
+    r *= s
+    r += t
+    r += 1.0
+    r *= g
+    if a != 1.0:
+        r *= a
+    return r
 
 
 def _softmax_grad(g, y, axis, out=None):

@@ -240,8 +240,8 @@ def forward(config: Config, params: Params, x_n, workspace: dict | None = None):
         _39 = _fill_where(S, _38, -np.inf)                      # (…, H, ℓ, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _41 = np.divide(_39, _40, out=_39)                      # (…, H, ℓ, ℓ)
-        _42 = _softmax(_41, -2, _buf(workspace, ('DTraining:f_42', l_), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        V_tilde = np.matmul(V, _42, out=_buf(workspace, ('DTraining:fV_tilde', l_), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
+        softmax_S = _softmax(_41, -2, _buf(workspace, ('DTraining:fsoftmax_S', l_), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        V_tilde = np.matmul(V, softmax_S, out=_buf(workspace, ('DTraining:fV_tilde', l_), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
         V_tilde_shape = V_tilde.shape
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         Y = V_tilde.reshape(V_tilde.shape[:-3] + (H*d_mid,) + V_tilde.shape[-3 + 2:]) # (…, H·d_mid, ℓ)
@@ -285,7 +285,7 @@ def forward(config: Config, params: Params, x_n, workspace: dict | None = None):
         b_mlp2_l = b_mlp2[l_]                                   # (d_e,)
         _69 = np.expand_dims(b_mlp2_l, -1)                      # (d_e, 1)
         X_4 = np.add(_68, _69, out=_68)                         # (…, d_e, ℓ)
-        saved_l_.append((W_mlp2_l, _66, _65, W_mlp1_l, _62, gamma2_l, x_hat_2, sigma_2, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, x_hat, sigma,))
+        saved_l_.append((W_mlp2_l, _66, _65, e_hat_2, W_mlp1_l, gamma2_l, x_hat_2, sigma_2, W_o_l, Y, V_tilde_shape, V, softmax_S, K, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, x_hat, sigma,))
         X_2 = X_4
     X_5 = X_2
     # DTransformer 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
@@ -328,7 +328,7 @@ def forward(config: Config, params: Params, x_n, workspace: dict | None = None):
     shape_98 = _98.shape
     _99 = np.sum(_98, axis=-1, out=_buf(workspace, 'DTraining:f_99', batch + (), dtype)) # (…,)
     _100 = np.negative(_99, out=_buf(workspace, 'DTraining:f_100', batch + (), dtype)) # (…,)
-    cache = {"N_V": N_V, "ell": ell, "H": H, "L": L, "d_attn": d_attn, "d_e": d_e, "d_mid": d_mid, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "shape_98": shape_98, "_97": _97, "_96": _96, "shape_94": shape_94, "_92": _92, "shape_93": shape_93, "P": P, "_84": _84, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_40": _40, "_38": _38, "_3": _3, "_4": _4, "x_n": x_n, "_1": _1, "saved_l_": saved_l_}
+    cache = {"N_V": N_V, "ell": ell, "H": H, "L": L, "d_attn": d_attn, "d_e": d_e, "d_mid": d_mid, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "shape_98": shape_98, "_97": _97, "_96": _96, "shape_94": shape_94, "_92": _92, "shape_93": shape_93, "P": P, "e_hat_3": e_hat_3, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_40": _40, "_3": _3, "_4": _4, "x_n": x_n, "_1": _1, "saved_l_": saved_l_}
     return _100, cache
 
 
@@ -355,13 +355,12 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     _92 = cache["_92"]
     shape_93 = cache["shape_93"]
     P = cache["P"]
+    e_hat_3 = cache["e_hat_3"]
     W_u = params.W_u
-    _84 = cache["_84"]
     gamma = params.gamma
     x_hat_3 = cache["x_hat_3"]
     sigma_3 = cache["sigma_3"]
     _40 = cache["_40"]
-    _38 = cache["_38"]
     _3 = cache["_3"]
     _4 = cache["_4"]
     x_n = cache["x_n"]
@@ -376,13 +375,11 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     d_P = np.squeeze(g10005, -3)                                # (…, N_V, ℓ)
     # DTransformer 11 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}
     g10007 = _softmax_grad(d_P, P, -2, _buf(workspace, 'DTraining:bg10007', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
-    g10008 = np.swapaxes(W_u, -1, -2)                           # (d_e, N_V)
-    g10009 = np.matmul(g10008, g10007, out=_buf(workspace, 'DTraining:bg10009', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-    g10010 = np.swapaxes(_84, -1, -2)                           # (…, ℓ, d_e)
-    g10011 = np.matmul(g10007, g10010, out=_buf(workspace, 'DTraining:bg10011', batch + (N_V, d_e), dtype)) # (…, N_V, d_e)
-    d_W_u = _sum_to(g10011, 2, ())                              # (N_V, d_e)
+    g10010 = np.matmul(g10007, e_hat_3, out=_buf(workspace, 'DTraining:bg10010', batch + (N_V, d_e), dtype)) # (…, N_V, d_e)
+    d_W_u = _sum_to(g10010, 2, ())                              # (N_V, d_e)
     # DTransformer 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
-    d_e_hat_3 = np.swapaxes(g10009, -1, -2)                     # (…, ℓ, d_e)
+    g10012 = np.swapaxes(g10007, -1, -2)                        # (…, ℓ, N_V)
+    d_e_hat_3 = np.matmul(g10012, W_u, out=_buf(workspace, 'DTraining:bd_e_hat_3', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
     d_beta = _sum_to(d_e_hat_3, 1, ())                          # (d_e,)
     d_x_hat_3 = np.multiply(d_e_hat_3, gamma, out=_buf(workspace, 'DTraining:bd_x_hat_3', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
@@ -425,7 +422,7 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     d_b_mlp2 = _buf(workspace, 'DTraining:bd_b_mlp2', params.b_mlp2.shape, dtype)
     d_b_mlp2.fill(0)
     for l_ in reversed(range(L)):
-        W_mlp2_l, _66, _65, W_mlp1_l, _62, gamma2_l, x_hat_2, sigma_2, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, x_hat, sigma, = saved_l_[l_]
+        W_mlp2_l, _66, _65, e_hat_2, W_mlp1_l, gamma2_l, x_hat_2, sigma_2, W_o_l, Y, V_tilde_shape, V, softmax_S, K, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, x_hat, sigma, = saved_l_[l_]
         # DTransformer 8 X ← X + W^l_mlp2 GELU(W^l_mlp1 X̃ + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
         g10021 = _sum_to(g10020, 2, (-1,))                      # (d_e, 1)
         d_b_mlp2_l = np.squeeze(g10021, -1)                     # (d_e,)
@@ -438,13 +435,11 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
         g10029 = np.multiply(g10024, g10028, out=g10028)        # (…, d_mlp, ℓ)
         g10030 = _sum_to(g10029, 2, (-1,))                      # (d_mlp, 1)
         d_b_mlp1_l = np.squeeze(g10030, -1)                     # (d_mlp,)
-        g10032 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
-        g10033 = np.matmul(g10032, g10029, out=_buf(workspace, ('DTraining:bg10033', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-        g10034 = np.swapaxes(_62, -1, -2)                       # (…, ℓ, d_e)
-        g10035 = np.matmul(g10029, g10034, out=_buf(workspace, ('DTraining:bg10035', l_ % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
-        d_W_mlp1_l = _sum_to(g10035, 2, ())                     # (d_mlp, d_e)
+        g10034 = np.matmul(g10029, e_hat_2, out=_buf(workspace, ('DTraining:bg10034', l_ % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
+        d_W_mlp1_l = _sum_to(g10034, 2, ())                     # (d_mlp, d_e)
         # DTransformer 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
-        d_e_hat_2 = np.swapaxes(g10033, -1, -2)                 # (…, ℓ, d_e)
+        g10036 = np.swapaxes(g10029, -1, -2)                    # (…, ℓ, d_mlp)
+        d_e_hat_2 = np.matmul(g10036, W_mlp1_l, out=_buf(workspace, ('DTraining:bd_e_hat_2', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta2_l = _sum_to(d_e_hat_2, 1, ())                   # (d_e,)
         d_x_hat_2 = np.multiply(d_e_hat_2, gamma2_l, out=_buf(workspace, ('DTraining:bd_x_hat_2', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
@@ -466,60 +461,56 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
         d_V_tilde = d_Y.reshape(V_tilde_shape)                  # (…, H, d_mid, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10053 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ, d_mid)
-        g10054 = np.matmul(g10053, d_V_tilde, out=_buf(workspace, ('DTraining:bg10054', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        g10055 = np.swapaxes(_42, -1, -2)                       # (…, H, ℓ, ℓ)
+        d_softmax_S = np.matmul(g10053, d_V_tilde, out=_buf(workspace, ('DTraining:bd_softmax_S', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        g10055 = np.swapaxes(softmax_S, -1, -2)                 # (…, H, ℓ, ℓ)
         d_V = np.matmul(d_V_tilde, g10055, out=_buf(workspace, ('DTraining:bd_V', l_ % 2), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
-        g10057 = _softmax_grad(g10054, _42, -2, _buf(workspace, ('DTraining:bg10057', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        g10058 = np.divide(g10057, _40, out=_buf(workspace, ('DTraining:bg10058', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
-        d_S = _where(_38, 0, g10058, _buf(workspace, ('DTraining:bd_S', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        g10057 = _softmax_grad(d_softmax_S, softmax_S, -2, _buf(workspace, ('DTraining:bg10057', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        d_S = np.divide(g10057, _40, out=_buf(workspace, ('DTraining:bd_S', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        g10064 = np.swapaxes(_36, -1, -2)                       # (…, H, d_attn, ℓ)
-        d_Q = np.matmul(g10064, d_S, out=_buf(workspace, ('DTraining:bd_Q', l_ % 2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
-        g10066 = np.swapaxes(Q, -1, -2)                         # (…, H, ℓ, d_attn)
-        g10067 = np.matmul(d_S, g10066, out=_buf(workspace, ('DTraining:bg10067', l_ % 2), batch + (H, ell, d_attn), dtype)) # (…, H, ℓ, d_attn)
-        d_K = np.swapaxes(g10067, -1, -2)                       # (…, H, d_attn, ℓ)
+        d_Q = np.matmul(K, d_S, out=_buf(workspace, ('DTraining:bd_Q', l_ % 2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        g10065 = np.swapaxes(d_S, -1, -2)                       # (…, H, ℓ, ℓ)
+        d_K = np.matmul(Q, g10065, out=_buf(workspace, ('DTraining:bd_K', l_ % 2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10069 = _sum_to(d_V, 3, (-1,))                         # (H, d_mid, 1)
-        d_b_v_l = np.squeeze(g10069, -1)                        # (H, d_mid)
-        g10071 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
-        g10072 = np.matmul(g10071, d_V, out=_buf(workspace, ('DTraining:bg10072', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10073 = np.swapaxes(_26, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10074 = np.matmul(d_V, g10073, out=_buf(workspace, ('DTraining:bg10074', l_ % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
-        d_W_v_l = _sum_to(g10074, 3, ())                        # (H, d_mid, d_e)
-        g10076 = _sum_to(g10072, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10067 = _sum_to(d_V, 3, (-1,))                         # (H, d_mid, 1)
+        d_b_v_l = np.squeeze(g10067, -1)                        # (H, d_mid)
+        g10069 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
+        g10070 = np.matmul(g10069, d_V, out=_buf(workspace, ('DTraining:bg10070', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10071 = np.swapaxes(_26, -1, -2)                       # (…, 1, ℓ, d_e)
+        g10072 = np.matmul(d_V, g10071, out=_buf(workspace, ('DTraining:bg10072', l_ % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        d_W_v_l = _sum_to(g10072, 3, ())                        # (H, d_mid, d_e)
+        g10074 = _sum_to(g10070, None, (-3,))                   # (…, 1, d_e, ℓ)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10077 = _sum_to(d_K, 3, (-1,))                         # (H, d_attn, 1)
-        d_b_k_l = np.squeeze(g10077, -1)                        # (H, d_attn)
-        g10079 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
-        g10080 = np.matmul(g10079, d_K, out=_buf(workspace, ('DTraining:bg10080', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10081 = np.swapaxes(_26, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10082 = np.matmul(d_K, g10081, out=_buf(workspace, ('DTraining:bg10082', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_k_l = _sum_to(g10082, 3, ())                        # (H, d_attn, d_e)
-        g10084 = _sum_to(g10080, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10085 = np.add(g10076, g10084, out=_buf(workspace, ('DTraining:bg10085', l_ % 2), batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
+        g10075 = _sum_to(d_K, 3, (-1,))                         # (H, d_attn, 1)
+        d_b_k_l = np.squeeze(g10075, -1)                        # (H, d_attn)
+        g10077 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
+        g10078 = np.matmul(g10077, d_K, out=_buf(workspace, ('DTraining:bg10078', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10079 = np.swapaxes(_26, -1, -2)                       # (…, 1, ℓ, d_e)
+        g10080 = np.matmul(d_K, g10079, out=_buf(workspace, ('DTraining:bg10080', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_k_l = _sum_to(g10080, 3, ())                        # (H, d_attn, d_e)
+        g10082 = _sum_to(g10078, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10083 = np.add(g10074, g10082, out=_buf(workspace, ('DTraining:bg10083', l_ % 2), batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10086 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
-        d_b_q_l = np.squeeze(g10086, -1)                        # (H, d_attn)
-        g10088 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
-        g10089 = np.matmul(g10088, d_Q, out=_buf(workspace, ('DTraining:bg10089', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10090 = np.swapaxes(_26, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10091 = np.matmul(d_Q, g10090, out=_buf(workspace, ('DTraining:bg10091', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_q_l = _sum_to(g10091, 3, ())                        # (H, d_attn, d_e)
-        g10093 = _sum_to(g10089, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10094 = np.add(g10085, g10093, out=g10085)             # (…, 1, d_e, ℓ)
-        g10095 = np.squeeze(g10094, -3)                         # (…, d_e, ℓ)
+        g10084 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
+        d_b_q_l = np.squeeze(g10084, -1)                        # (H, d_attn)
+        g10086 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
+        g10087 = np.matmul(g10086, d_Q, out=_buf(workspace, ('DTraining:bg10087', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10088 = np.swapaxes(_26, -1, -2)                       # (…, 1, ℓ, d_e)
+        g10089 = np.matmul(d_Q, g10088, out=_buf(workspace, ('DTraining:bg10089', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_q_l = _sum_to(g10089, 3, ())                        # (H, d_attn, d_e)
+        g10091 = _sum_to(g10087, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10092 = np.add(g10083, g10091, out=g10083)             # (…, 1, d_e, ℓ)
+        g10093 = np.squeeze(g10092, -3)                         # (…, d_e, ℓ)
         # DTransformer 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
-        d_e_hat = np.swapaxes(g10095, -1, -2)                   # (…, ℓ, d_e)
+        d_e_hat = np.swapaxes(g10093, -1, -2)                   # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta1_l = _sum_to(d_e_hat, 1, ())                     # (d_e,)
         d_x_hat = np.multiply(d_e_hat, gamma1_l, out=_buf(workspace, ('DTraining:bd_x_hat', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10099 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, ('DTraining:bg10099', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        d_gamma1_l = _sum_to(g10099, 1, ())                     # (d_e,)
-        g10101 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('DTraining:bg10101', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10097 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, ('DTraining:bg10097', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_gamma1_l = _sum_to(g10097, 1, ())                     # (d_e,)
+        g10099 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('DTraining:bg10099', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # DTransformer 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
-        g10102 = np.swapaxes(g10101, -1, -2)                    # (…, d_e, ℓ)
-        d_X_2 = np.add(d_X_3, g10102, out=_buf(workspace, ('DTraining:bd_X_2', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        g10100 = np.swapaxes(g10099, -1, -2)                    # (…, d_e, ℓ)
+        d_X_2 = np.add(d_X_3, g10100, out=_buf(workspace, ('DTraining:bd_X_2', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         d_gamma1[l_] += d_gamma1_l
         d_beta1[l_] += d_beta1_l
         d_W_q[l_] += d_W_q_l
@@ -540,11 +531,11 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     # DTransformer 3 X ← [e_1, e_2, …, e_ℓ] ▷ X ∈ ℝ^{d_e×ℓ}
     d_e_2 = np.swapaxes(g10020, -1, -2)                         # (…, ℓ, d_e)
     # DTransformer 2 for t ∈ [ℓ] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
-    g10105 = _sum_to(d_e_2, 2, ())                              # (ℓ, d_e)
-    g10106 = _scatter_rows(g10105, _3 - 1, _4)                  # (ℓ_max, d_e)
-    d_W_p = np.swapaxes(g10106, -1, -2)                         # (d_e, ℓ_max)
-    g10108 = _scatter_rows(d_e_2, x_n - 1, _1)                  # (N_V, d_e)
-    d_W_e = np.swapaxes(g10108, -1, -2)                         # (d_e, N_V)
+    g10103 = _sum_to(d_e_2, 2, ())                              # (ℓ, d_e)
+    g10104 = _scatter_rows(g10103, _3 - 1, _4)                  # (ℓ_max, d_e)
+    d_W_p = np.swapaxes(g10104, -1, -2)                         # (d_e, ℓ_max)
+    g10106 = _scatter_rows(d_e_2, x_n - 1, _1)                  # (N_V, d_e)
+    d_W_e = np.swapaxes(g10106, -1, -2)                         # (d_e, N_V)
     grads = Params(W_e=d_W_e, W_p=d_W_p, W_q=d_W_q, b_q=d_b_q, W_k=d_W_k, b_k=d_b_k, W_v=d_W_v, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o, gamma1=d_gamma1, beta1=d_beta1, gamma2=d_gamma2, beta2=d_beta2, W_mlp1=d_W_mlp1, b_mlp1=d_b_mlp1, W_mlp2=d_W_mlp2, b_mlp2=d_b_mlp2, gamma=d_gamma, beta=d_beta, W_u=d_W_u)
     return grads, {}
 
@@ -813,6 +804,24 @@ def _layer_norm_grad(g, y, s, axis, out=None):
     t = np.subtract(g, t, out=t)
     t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
     return np.divide(t, s, out=t)
+
+
+def _gelu_tanh_grad(g, x, t, a, c, k, out=None):
+    """d_x of y = a x (1 + t), t = tanh(c (x + k x³)), from g = d_y: g ⊙ a ((1 + t) + c x (1 + 3k x²)(1 − t²)),
+    in place in one array and one temporary (the chain rule through the steps takes a dozen)."""
+    r = np.multiply(x, x, out=out)
+    r *= 3.0 * k * c
+    r += c
+    r *= x
+    s = np.multiply(t, t)
+    np.subtract(1.0, s, out=s)
+    r *= s
+    r += t
+    r += 1.0
+    r *= g
+    if a != 1.0:
+        r *= a
+    return r
 
 
 def _softmax_grad(g, y, axis, out=None):

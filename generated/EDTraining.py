@@ -289,8 +289,8 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         S = np.matmul(_18, Q, out=_buf(workspace, ('EDTraining:fS', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _21 = np.divide(S, _20, out=S)                          # (…, H, ℓ_z, ℓ_z)
-        _22 = _softmax(_21, -2, _buf(workspace, ('EDTraining:f_22', l_), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
-        V_tilde = np.matmul(V, _22, out=_buf(workspace, ('EDTraining:fV_tilde', l_), batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
+        softmax_S = _softmax(_21, -2, _buf(workspace, ('EDTraining:fsoftmax_S', l_), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
+        V_tilde = np.matmul(V, softmax_S, out=_buf(workspace, ('EDTraining:fV_tilde', l_), batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
         V_tilde_shape = V_tilde.shape
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         Y = V_tilde.reshape(V_tilde.shape[:-3] + (H*d_mid,) + V_tilde.shape[-3 + 2:]) # (…, H·d_mid, ℓ_z)
@@ -355,7 +355,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         e_hat_2 = np.add(_62, beta2_l, out=_62)                 # (…, ℓ_z, d_e)
         # EDTransformer 8 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^2_l, β^2_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         _64 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, ℓ_z)
-        saved_l_.append((gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, x_hat, sigma, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l,))
+        saved_l_.append((gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, e_hat, gamma1_l, x_hat, sigma, W_o_l, Y, V_tilde_shape, V, softmax_S, K, Q, W_v_l, _8, W_k_l, W_q_l,))
         Z_2 = _64
     Z_5 = Z_2
     # EDTransformer 11 for t ∈ [ℓ_x] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
@@ -409,8 +409,8 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         _87 = _fill_where(S_2, _86, -np.inf)                    # (…, H, ℓ, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _89 = np.divide(_87, _88, out=_87)                      # (…, H, ℓ, ℓ)
-        _90 = _softmax(_89, -2, _buf(workspace, ('EDTraining:f_90', l__2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        V_tilde_3 = np.matmul(V_2, _90, out=_buf(workspace, ('EDTraining:fV_tilde_3', l__2), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
+        softmax_S_2 = _softmax(_89, -2, _buf(workspace, ('EDTraining:fsoftmax_S_2', l__2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        V_tilde_3 = np.matmul(V_2, softmax_S_2, out=_buf(workspace, ('EDTraining:fV_tilde_3', l__2), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
         V_tilde_3_shape = V_tilde_3.shape
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         Y_2 = V_tilde_3.reshape(V_tilde_3.shape[:-3] + (H*d_mid,) + V_tilde_3.shape[-3 + 2:]) # (…, H·d_mid, ℓ)
@@ -468,8 +468,8 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         S_3 = np.matmul(_122, Q_3, out=_buf(workspace, ('EDTraining:fS_3', l__2 % 2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _124 = np.divide(S_3, _88, out=S_3)                     # (…, H, ℓ_z, ℓ)
-        _125 = _softmax(_124, -2, _buf(workspace, ('EDTraining:f_125', l__2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
-        V_tilde_5 = np.matmul(V_3, _125, out=_buf(workspace, ('EDTraining:fV_tilde_5', l__2), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
+        softmax_S_3 = _softmax(_124, -2, _buf(workspace, ('EDTraining:fsoftmax_S_3', l__2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
+        V_tilde_5 = np.matmul(V_3, softmax_S_3, out=_buf(workspace, ('EDTraining:fV_tilde_5', l__2), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
         V_tilde_5_shape = V_tilde_5.shape
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         Y_3 = V_tilde_5.reshape(V_tilde_5.shape[:-3] + (H*d_mid,) + V_tilde_5.shape[-3 + 2:]) # (…, H·d_mid, ℓ)
@@ -534,7 +534,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         e_hat_5 = np.add(_165, beta5_l_2, out=_165)             # (…, ℓ, d_e)
         # EDTransformer 19 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^5_l, β^5_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         _167 = np.swapaxes(e_hat_5, -1, -2)                     # (…, d_e, ℓ)
-        saved_l__2.append((gamma5_l_2, x_hat_5, sigma_5, W_mlp4_l_2, _149, _148, W_mlp3_l_2, _145, gamma4_l_2, x_hat_4, sigma_4, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, _125, _122, Q_3, W_v_3_l_2, W_k_3_l_2, W_q_3_l_2, _111, gamma3_l_2, x_hat_3, sigma_3, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, _90, _84, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2,))
+        saved_l__2.append((gamma5_l_2, x_hat_5, sigma_5, W_mlp4_l_2, _149, _148, W_mlp3_l_2, e_hat_4, gamma4_l_2, x_hat_4, sigma_4, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, softmax_S_3, K_3, Q_3, W_v_3_l_2, W_k_3_l_2, W_q_3_l_2, _111, gamma3_l_2, x_hat_3, sigma_3, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, softmax_S_2, K_2, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2,))
         X_2 = _167
     X_6 = X_2
     # EDTransformer 21 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ_x}
@@ -558,7 +558,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
     shape_181 = _181.shape
     _182 = np.sum(_181, axis=-1, out=_buf(workspace, 'EDTraining:f_182', batch + (), dtype)) # (…,)
     _183 = np.negative(_182, out=_buf(workspace, 'EDTraining:f_183', batch + (), dtype)) # (…,)
-    cache = {"N_V": N_V, "ell_z": ell_z, "ell": ell, "H": H, "L_dec": L_dec, "L_enc": L_enc, "d_attn": d_attn, "d_e": d_e, "d_mid": d_mid, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "shape_181": shape_181, "_180": _180, "_179": _179, "shape_177": shape_177, "_175": _175, "shape_176": shape_176, "P": P, "X_6": X_6, "_88": _88, "_115": _115, "_86": _86, "_66": _66, "_4": _4, "x_n": x_n, "_1": _1, "_20": _20, "_3": _3, "z_n": z_n, "saved_l__2": saved_l__2, "saved_l_": saved_l_}
+    cache = {"N_V": N_V, "ell_z": ell_z, "ell": ell, "H": H, "L_dec": L_dec, "L_enc": L_enc, "d_attn": d_attn, "d_e": d_e, "d_mid": d_mid, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "shape_181": shape_181, "_180": _180, "_179": _179, "shape_177": shape_177, "_175": _175, "shape_176": shape_176, "P": P, "X_6": X_6, "_88": _88, "_115": _115, "_66": _66, "_4": _4, "x_n": x_n, "_1": _1, "_20": _20, "_3": _3, "z_n": z_n, "saved_l__2": saved_l__2, "saved_l_": saved_l_}
     return _183, cache
 
 
@@ -591,7 +591,6 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     X_6 = cache["X_6"]
     _88 = cache["_88"]
     _115 = cache["_115"]
-    _86 = cache["_86"]
     _66 = cache["_66"]
     _4 = cache["_4"]
     x_n = cache["x_n"]
@@ -668,9 +667,9 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     d_gamma5.fill(0)
     d_beta5 = _buf(workspace, 'EDTraining:bd_beta5', params.beta5.shape, dtype)
     d_beta5.fill(0)
-    g10153 = 0
+    g10150 = 0
     for l__2 in reversed(range(L_dec)):
-        gamma5_l_2, x_hat_5, sigma_5, W_mlp4_l_2, _149, _148, W_mlp3_l_2, _145, gamma4_l_2, x_hat_4, sigma_4, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, _125, _122, Q_3, W_v_3_l_2, W_k_3_l_2, W_q_3_l_2, _111, gamma3_l_2, x_hat_3, sigma_3, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, _90, _84, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2, = saved_l__2[l__2]
+        gamma5_l_2, x_hat_5, sigma_5, W_mlp4_l_2, _149, _148, W_mlp3_l_2, e_hat_4, gamma4_l_2, x_hat_4, sigma_4, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, softmax_S_3, K_3, Q_3, W_v_3_l_2, W_k_3_l_2, W_q_3_l_2, _111, gamma3_l_2, x_hat_3, sigma_3, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, softmax_S_2, K_2, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2, = saved_l__2[l__2]
         # EDTransformer 19 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^5_l, β^5_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         d_e_hat_5 = np.swapaxes(g10013, -1, -2)                 # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
@@ -695,139 +694,132 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
         d_b_mlp3_l_2 = np.squeeze(g10030, -1)                   # (d_mlp,)
         g10032 = np.swapaxes(W_mlp3_l_2, -1, -2)                # (d_e, d_mlp)
         g10033 = np.matmul(g10032, g10029, out=_buf(workspace, ('EDTraining:bg10033', l__2 % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-        g10034 = np.swapaxes(_145, -1, -2)                      # (…, ℓ, d_e)
-        g10035 = np.matmul(g10029, g10034, out=_buf(workspace, ('EDTraining:bg10035', l__2 % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
-        d_W_mlp3_l_2 = _sum_to(g10035, 2, ())                   # (d_mlp, d_e)
-        g10037 = np.add(d_X_5, g10033, out=g10033)              # (…, d_e, ℓ)
+        g10034 = np.matmul(g10029, e_hat_4, out=_buf(workspace, ('EDTraining:bg10034', l__2 % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
+        d_W_mlp3_l_2 = _sum_to(g10034, 2, ())                   # (d_mlp, d_e)
+        g10036 = np.add(d_X_5, g10033, out=g10033)              # (…, d_e, ℓ)
         # EDTransformer 17 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^4_l, β^4_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
-        d_e_hat_4 = np.swapaxes(g10037, -1, -2)                 # (…, ℓ, d_e)
+        d_e_hat_4 = np.swapaxes(g10036, -1, -2)                 # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta4_l_2 = _sum_to(d_e_hat_4, 1, ())                 # (d_e,)
         d_x_hat_4 = np.multiply(d_e_hat_4, gamma4_l_2, out=_buf(workspace, ('EDTraining:bd_x_hat_4', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10041 = np.multiply(d_e_hat_4, x_hat_4, out=_buf(workspace, ('EDTraining:bg10041', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        d_gamma4_l_2 = _sum_to(g10041, 1, ())                   # (d_e,)
-        g10043 = _layer_norm_grad(d_x_hat_4, x_hat_4, sigma_4, -1, _buf(workspace, ('EDTraining:bg10043', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10040 = np.multiply(d_e_hat_4, x_hat_4, out=_buf(workspace, ('EDTraining:bg10040', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_gamma4_l_2 = _sum_to(g10040, 1, ())                   # (d_e,)
+        g10042 = _layer_norm_grad(d_x_hat_4, x_hat_4, sigma_4, -1, _buf(workspace, ('EDTraining:bg10042', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # EDTransformer 17 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^4_l, β^4_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
-        d_X_4 = np.swapaxes(g10043, -1, -2)                     # (…, d_e, ℓ)
+        d_X_4 = np.swapaxes(g10042, -1, -2)                     # (…, d_e, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10045 = _sum_to(d_X_4, 2, (-1,))                       # (d_e, 1)
-        d_b_o_3_l_2 = np.squeeze(g10045, -1)                    # (d_e,)
-        g10047 = np.swapaxes(W_o_3_l_2, -1, -2)                 # (H·d_mid, d_e)
-        d_Y_3 = np.matmul(g10047, d_X_4, out=_buf(workspace, ('EDTraining:bd_Y_3', l__2 % 2), batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
-        g10049 = np.swapaxes(Y_3, -1, -2)                       # (…, ℓ, H·d_mid)
-        g10050 = np.matmul(d_X_4, g10049, out=_buf(workspace, ('EDTraining:bg10050', l__2 % 2), batch + (d_e, H*d_mid), dtype)) # (…, d_e, H·d_mid)
-        d_W_o_3_l_2 = _sum_to(g10050, 2, ())                    # (d_e, H·d_mid)
+        g10044 = _sum_to(d_X_4, 2, (-1,))                       # (d_e, 1)
+        d_b_o_3_l_2 = np.squeeze(g10044, -1)                    # (d_e,)
+        g10046 = np.swapaxes(W_o_3_l_2, -1, -2)                 # (H·d_mid, d_e)
+        d_Y_3 = np.matmul(g10046, d_X_4, out=_buf(workspace, ('EDTraining:bd_Y_3', l__2 % 2), batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
+        g10048 = np.swapaxes(Y_3, -1, -2)                       # (…, ℓ, H·d_mid)
+        g10049 = np.matmul(d_X_4, g10048, out=_buf(workspace, ('EDTraining:bg10049', l__2 % 2), batch + (d_e, H*d_mid), dtype)) # (…, d_e, H·d_mid)
+        d_W_o_3_l_2 = _sum_to(g10049, 2, ())                    # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         d_V_tilde_5 = d_Y_3.reshape(V_tilde_5_shape)            # (…, H, d_mid, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10053 = np.swapaxes(V_3, -1, -2)                       # (…, H, ℓ_z, d_mid)
-        g10054 = np.matmul(g10053, d_V_tilde_5, out=_buf(workspace, ('EDTraining:bg10054', l__2 % 2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
-        g10055 = np.swapaxes(_125, -1, -2)                      # (…, H, ℓ, ℓ_z)
-        d_V_3 = np.matmul(d_V_tilde_5, g10055, out=_buf(workspace, ('EDTraining:bd_V_3', l__2 % 2), batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
-        g10057 = _softmax_grad(g10054, _125, -2, _buf(workspace, ('EDTraining:bg10057', l__2 % 2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
-        d_S_3 = np.divide(g10057, _88, out=_buf(workspace, ('EDTraining:bd_S_3', l__2 % 2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
+        g10052 = np.swapaxes(V_3, -1, -2)                       # (…, H, ℓ_z, d_mid)
+        d_softmax_S_3 = np.matmul(g10052, d_V_tilde_5, out=_buf(workspace, ('EDTraining:bd_softmax_S_3', l__2 % 2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
+        g10054 = np.swapaxes(softmax_S_3, -1, -2)               # (…, H, ℓ, ℓ_z)
+        d_V_3 = np.matmul(d_V_tilde_5, g10054, out=_buf(workspace, ('EDTraining:bd_V_3', l__2 % 2), batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
+        g10056 = _softmax_grad(d_softmax_S_3, softmax_S_3, -2, _buf(workspace, ('EDTraining:bg10056', l__2 % 2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
+        d_S_3 = np.divide(g10056, _88, out=_buf(workspace, ('EDTraining:bd_S_3', l__2 % 2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        g10062 = np.swapaxes(_122, -1, -2)                      # (…, H, d_attn, ℓ_z)
-        d_Q_3 = np.matmul(g10062, d_S_3, out=_buf(workspace, ('EDTraining:bd_Q_3', l__2 % 2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
-        g10064 = np.swapaxes(Q_3, -1, -2)                       # (…, H, ℓ, d_attn)
-        g10065 = np.matmul(d_S_3, g10064, out=_buf(workspace, ('EDTraining:bg10065', l__2 % 2), batch + (H, ell_z, d_attn), dtype)) # (…, H, ℓ_z, d_attn)
-        d_K_3 = np.swapaxes(g10065, -1, -2)                     # (…, H, d_attn, ℓ_z)
+        d_Q_3 = np.matmul(K_3, d_S_3, out=_buf(workspace, ('EDTraining:bd_Q_3', l__2 % 2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        g10064 = np.swapaxes(d_S_3, -1, -2)                     # (…, H, ℓ, ℓ_z)
+        d_K_3 = np.matmul(Q_3, g10064, out=_buf(workspace, ('EDTraining:bd_K_3', l__2 % 2), batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10067 = _sum_to(d_V_3, 3, (-1,))                       # (H, d_mid, 1)
-        d_b_v_3_l_2 = np.squeeze(g10067, -1)                    # (H, d_mid)
-        g10069 = np.swapaxes(W_v_3_l_2, -1, -2)                 # (H, d_e, d_mid)
-        g10070 = np.matmul(g10069, d_V_3, out=_buf(workspace, ('EDTraining:bg10070', l__2 % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
-        g10071 = np.swapaxes(_115, -1, -2)                      # (…, 1, ℓ_z, d_e)
-        g10072 = np.matmul(d_V_3, g10071, out=_buf(workspace, ('EDTraining:bg10072', l__2 % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
-        d_W_v_3_l_2 = _sum_to(g10072, 3, ())                    # (H, d_mid, d_e)
-        g10074 = _sum_to(g10070, None, (-3,))                   # (…, 1, d_e, ℓ_z)
+        g10066 = _sum_to(d_V_3, 3, (-1,))                       # (H, d_mid, 1)
+        d_b_v_3_l_2 = np.squeeze(g10066, -1)                    # (H, d_mid)
+        g10068 = np.swapaxes(W_v_3_l_2, -1, -2)                 # (H, d_e, d_mid)
+        g10069 = np.matmul(g10068, d_V_3, out=_buf(workspace, ('EDTraining:bg10069', l__2 % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10070 = np.swapaxes(_115, -1, -2)                      # (…, 1, ℓ_z, d_e)
+        g10071 = np.matmul(d_V_3, g10070, out=_buf(workspace, ('EDTraining:bg10071', l__2 % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        d_W_v_3_l_2 = _sum_to(g10071, 3, ())                    # (H, d_mid, d_e)
+        g10073 = _sum_to(g10069, None, (-3,))                   # (…, 1, d_e, ℓ_z)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10075 = _sum_to(d_K_3, 3, (-1,))                       # (H, d_attn, 1)
-        d_b_k_3_l_2 = np.squeeze(g10075, -1)                    # (H, d_attn)
-        g10077 = np.swapaxes(W_k_3_l_2, -1, -2)                 # (H, d_e, d_attn)
-        g10078 = np.matmul(g10077, d_K_3, out=_buf(workspace, ('EDTraining:bg10078', l__2 % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
-        g10079 = np.swapaxes(_115, -1, -2)                      # (…, 1, ℓ_z, d_e)
-        g10080 = np.matmul(d_K_3, g10079, out=_buf(workspace, ('EDTraining:bg10080', l__2 % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_k_3_l_2 = _sum_to(g10080, 3, ())                    # (H, d_attn, d_e)
-        g10082 = _sum_to(g10078, None, (-3,))                   # (…, 1, d_e, ℓ_z)
-        g10083 = np.add(g10074, g10082, out=_buf(workspace, ('EDTraining:bg10083', l__2 % 2), batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
+        g10074 = _sum_to(d_K_3, 3, (-1,))                       # (H, d_attn, 1)
+        d_b_k_3_l_2 = np.squeeze(g10074, -1)                    # (H, d_attn)
+        g10076 = np.swapaxes(W_k_3_l_2, -1, -2)                 # (H, d_e, d_attn)
+        g10077 = np.matmul(g10076, d_K_3, out=_buf(workspace, ('EDTraining:bg10077', l__2 % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10078 = np.swapaxes(_115, -1, -2)                      # (…, 1, ℓ_z, d_e)
+        g10079 = np.matmul(d_K_3, g10078, out=_buf(workspace, ('EDTraining:bg10079', l__2 % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_k_3_l_2 = _sum_to(g10079, 3, ())                    # (H, d_attn, d_e)
+        g10081 = _sum_to(g10077, None, (-3,))                   # (…, 1, d_e, ℓ_z)
+        g10082 = np.add(g10073, g10081, out=_buf(workspace, ('EDTraining:bg10082', l__2 % 2), batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10084 = _sum_to(d_Q_3, 3, (-1,))                       # (H, d_attn, 1)
-        d_b_q_3_l_2 = np.squeeze(g10084, -1)                    # (H, d_attn)
-        g10086 = np.swapaxes(W_q_3_l_2, -1, -2)                 # (H, d_e, d_attn)
-        g10087 = np.matmul(g10086, d_Q_3, out=_buf(workspace, ('EDTraining:bg10087', l__2 % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10088 = np.swapaxes(_111, -1, -2)                      # (…, 1, ℓ, d_e)
-        g10089 = np.matmul(d_Q_3, g10088, out=_buf(workspace, ('EDTraining:bg10089', l__2 % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_q_3_l_2 = _sum_to(g10089, 3, ())                    # (H, d_attn, d_e)
-        g10091 = _sum_to(g10087, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10092 = np.squeeze(g10091, -3)                         # (…, d_e, ℓ)
-        g10093 = np.add(d_X_4, g10092, out=_buf(workspace, ('EDTraining:bg10093', l__2 % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        g10083 = _sum_to(d_Q_3, 3, (-1,))                       # (H, d_attn, 1)
+        d_b_q_3_l_2 = np.squeeze(g10083, -1)                    # (H, d_attn)
+        g10085 = np.swapaxes(W_q_3_l_2, -1, -2)                 # (H, d_e, d_attn)
+        g10086 = np.matmul(g10085, d_Q_3, out=_buf(workspace, ('EDTraining:bg10086', l__2 % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10087 = np.swapaxes(_111, -1, -2)                      # (…, 1, ℓ, d_e)
+        g10088 = np.matmul(d_Q_3, g10087, out=_buf(workspace, ('EDTraining:bg10088', l__2 % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_q_3_l_2 = _sum_to(g10088, 3, ())                    # (H, d_attn, d_e)
+        g10090 = _sum_to(g10086, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10091 = np.squeeze(g10090, -3)                         # (…, d_e, ℓ)
+        g10092 = np.add(d_X_4, g10091, out=_buf(workspace, ('EDTraining:bg10092', l__2 % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         # EDTransformer 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
-        d_e_hat_3 = np.swapaxes(g10093, -1, -2)                 # (…, ℓ, d_e)
+        d_e_hat_3 = np.swapaxes(g10092, -1, -2)                 # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta3_l_2 = _sum_to(d_e_hat_3, 1, ())                 # (d_e,)
         d_x_hat_3 = np.multiply(d_e_hat_3, gamma3_l_2, out=_buf(workspace, ('EDTraining:bd_x_hat_3', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10097 = np.multiply(d_e_hat_3, x_hat_3, out=_buf(workspace, ('EDTraining:bg10097', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        d_gamma3_l_2 = _sum_to(g10097, 1, ())                   # (d_e,)
-        g10099 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, ('EDTraining:bg10099', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10096 = np.multiply(d_e_hat_3, x_hat_3, out=_buf(workspace, ('EDTraining:bg10096', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_gamma3_l_2 = _sum_to(g10096, 1, ())                   # (d_e,)
+        g10098 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, ('EDTraining:bg10098', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # EDTransformer 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
-        d_X_3 = np.swapaxes(g10099, -1, -2)                     # (…, d_e, ℓ)
+        d_X_3 = np.swapaxes(g10098, -1, -2)                     # (…, d_e, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10101 = _sum_to(d_X_3, 2, (-1,))                       # (d_e, 1)
-        d_b_o_2_l_2 = np.squeeze(g10101, -1)                    # (d_e,)
-        g10103 = np.swapaxes(W_o_2_l_2, -1, -2)                 # (H·d_mid, d_e)
-        d_Y_2 = np.matmul(g10103, d_X_3, out=_buf(workspace, ('EDTraining:bd_Y_2', l__2 % 2), batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
-        g10105 = np.swapaxes(Y_2, -1, -2)                       # (…, ℓ, H·d_mid)
-        g10106 = np.matmul(d_X_3, g10105, out=_buf(workspace, ('EDTraining:bg10106', l__2 % 2), batch + (d_e, H*d_mid), dtype)) # (…, d_e, H·d_mid)
-        d_W_o_2_l_2 = _sum_to(g10106, 2, ())                    # (d_e, H·d_mid)
+        g10100 = _sum_to(d_X_3, 2, (-1,))                       # (d_e, 1)
+        d_b_o_2_l_2 = np.squeeze(g10100, -1)                    # (d_e,)
+        g10102 = np.swapaxes(W_o_2_l_2, -1, -2)                 # (H·d_mid, d_e)
+        d_Y_2 = np.matmul(g10102, d_X_3, out=_buf(workspace, ('EDTraining:bd_Y_2', l__2 % 2), batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
+        g10104 = np.swapaxes(Y_2, -1, -2)                       # (…, ℓ, H·d_mid)
+        g10105 = np.matmul(d_X_3, g10104, out=_buf(workspace, ('EDTraining:bg10105', l__2 % 2), batch + (d_e, H*d_mid), dtype)) # (…, d_e, H·d_mid)
+        d_W_o_2_l_2 = _sum_to(g10105, 2, ())                    # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         d_V_tilde_3 = d_Y_2.reshape(V_tilde_3_shape)            # (…, H, d_mid, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10109 = np.swapaxes(V_2, -1, -2)                       # (…, H, ℓ, d_mid)
-        g10110 = np.matmul(g10109, d_V_tilde_3, out=_buf(workspace, ('EDTraining:bg10110', l__2 % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        g10111 = np.swapaxes(_90, -1, -2)                       # (…, H, ℓ, ℓ)
-        d_V_2 = np.matmul(d_V_tilde_3, g10111, out=_buf(workspace, ('EDTraining:bd_V_2', l__2 % 2), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
-        g10113 = _softmax_grad(g10110, _90, -2, _buf(workspace, ('EDTraining:bg10113', l__2 % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        g10114 = np.divide(g10113, _88, out=_buf(workspace, ('EDTraining:bg10114', l__2 % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
-        d_S_2 = _where(_86, 0, g10114, _buf(workspace, ('EDTraining:bd_S_2', l__2 % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        g10108 = np.swapaxes(V_2, -1, -2)                       # (…, H, ℓ, d_mid)
+        d_softmax_S_2 = np.matmul(g10108, d_V_tilde_3, out=_buf(workspace, ('EDTraining:bd_softmax_S_2', l__2 % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        g10110 = np.swapaxes(softmax_S_2, -1, -2)               # (…, H, ℓ, ℓ)
+        d_V_2 = np.matmul(d_V_tilde_3, g10110, out=_buf(workspace, ('EDTraining:bd_V_2', l__2 % 2), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
+        g10112 = _softmax_grad(d_softmax_S_2, softmax_S_2, -2, _buf(workspace, ('EDTraining:bg10112', l__2 % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        d_S_2 = np.divide(g10112, _88, out=_buf(workspace, ('EDTraining:bd_S_2', l__2 % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        g10120 = np.swapaxes(_84, -1, -2)                       # (…, H, d_attn, ℓ)
-        d_Q_2 = np.matmul(g10120, d_S_2, out=_buf(workspace, ('EDTraining:bd_Q_2', l__2 % 2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
-        g10122 = np.swapaxes(Q_2, -1, -2)                       # (…, H, ℓ, d_attn)
-        g10123 = np.matmul(d_S_2, g10122, out=_buf(workspace, ('EDTraining:bg10123', l__2 % 2), batch + (H, ell, d_attn), dtype)) # (…, H, ℓ, d_attn)
-        d_K_2 = np.swapaxes(g10123, -1, -2)                     # (…, H, d_attn, ℓ)
+        d_Q_2 = np.matmul(K_2, d_S_2, out=_buf(workspace, ('EDTraining:bd_Q_2', l__2 % 2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        g10120 = np.swapaxes(d_S_2, -1, -2)                     # (…, H, ℓ, ℓ)
+        d_K_2 = np.matmul(Q_2, g10120, out=_buf(workspace, ('EDTraining:bd_K_2', l__2 % 2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10125 = _sum_to(d_V_2, 3, (-1,))                       # (H, d_mid, 1)
-        d_b_v_2_l_2 = np.squeeze(g10125, -1)                    # (H, d_mid)
-        g10127 = np.swapaxes(W_v_2_l_2, -1, -2)                 # (H, d_e, d_mid)
-        g10128 = np.matmul(g10127, d_V_2, out=_buf(workspace, ('EDTraining:bg10128', l__2 % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10129 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10130 = np.matmul(d_V_2, g10129, out=_buf(workspace, ('EDTraining:bg10130', l__2 % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
-        d_W_v_2_l_2 = _sum_to(g10130, 3, ())                    # (H, d_mid, d_e)
-        g10132 = _sum_to(g10128, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10122 = _sum_to(d_V_2, 3, (-1,))                       # (H, d_mid, 1)
+        d_b_v_2_l_2 = np.squeeze(g10122, -1)                    # (H, d_mid)
+        g10124 = np.swapaxes(W_v_2_l_2, -1, -2)                 # (H, d_e, d_mid)
+        g10125 = np.matmul(g10124, d_V_2, out=_buf(workspace, ('EDTraining:bg10125', l__2 % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10126 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ, d_e)
+        g10127 = np.matmul(d_V_2, g10126, out=_buf(workspace, ('EDTraining:bg10127', l__2 % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        d_W_v_2_l_2 = _sum_to(g10127, 3, ())                    # (H, d_mid, d_e)
+        g10129 = _sum_to(g10125, None, (-3,))                   # (…, 1, d_e, ℓ)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10133 = _sum_to(d_K_2, 3, (-1,))                       # (H, d_attn, 1)
-        d_b_k_2_l_2 = np.squeeze(g10133, -1)                    # (H, d_attn)
-        g10135 = np.swapaxes(W_k_2_l_2, -1, -2)                 # (H, d_e, d_attn)
-        g10136 = np.matmul(g10135, d_K_2, out=_buf(workspace, ('EDTraining:bg10136', l__2 % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10137 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10138 = np.matmul(d_K_2, g10137, out=_buf(workspace, ('EDTraining:bg10138', l__2 % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_k_2_l_2 = _sum_to(g10138, 3, ())                    # (H, d_attn, d_e)
-        g10140 = _sum_to(g10136, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10141 = np.add(g10132, g10140, out=_buf(workspace, ('EDTraining:bg10141', l__2 % 2), batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
+        g10130 = _sum_to(d_K_2, 3, (-1,))                       # (H, d_attn, 1)
+        d_b_k_2_l_2 = np.squeeze(g10130, -1)                    # (H, d_attn)
+        g10132 = np.swapaxes(W_k_2_l_2, -1, -2)                 # (H, d_e, d_attn)
+        g10133 = np.matmul(g10132, d_K_2, out=_buf(workspace, ('EDTraining:bg10133', l__2 % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10134 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ, d_e)
+        g10135 = np.matmul(d_K_2, g10134, out=_buf(workspace, ('EDTraining:bg10135', l__2 % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_k_2_l_2 = _sum_to(g10135, 3, ())                    # (H, d_attn, d_e)
+        g10137 = _sum_to(g10133, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10138 = np.add(g10129, g10137, out=_buf(workspace, ('EDTraining:bg10138', l__2 % 2), batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10142 = _sum_to(d_Q_2, 3, (-1,))                       # (H, d_attn, 1)
-        d_b_q_2_l_2 = np.squeeze(g10142, -1)                    # (H, d_attn)
-        g10144 = np.swapaxes(W_q_2_l_2, -1, -2)                 # (H, d_e, d_attn)
-        g10145 = np.matmul(g10144, d_Q_2, out=_buf(workspace, ('EDTraining:bg10145', l__2 % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10146 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10147 = np.matmul(d_Q_2, g10146, out=_buf(workspace, ('EDTraining:bg10147', l__2 % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_q_2_l_2 = _sum_to(g10147, 3, ())                    # (H, d_attn, d_e)
-        g10149 = _sum_to(g10145, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10150 = np.add(g10141, g10149, out=g10141)             # (…, 1, d_e, ℓ)
-        g10151 = np.squeeze(g10150, -3)                         # (…, d_e, ℓ)
-        d_X_2 = np.add(d_X_3, g10151, out=_buf(workspace, ('EDTraining:bd_X_2', l__2 % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        g10139 = _sum_to(d_Q_2, 3, (-1,))                       # (H, d_attn, 1)
+        d_b_q_2_l_2 = np.squeeze(g10139, -1)                    # (H, d_attn)
+        g10141 = np.swapaxes(W_q_2_l_2, -1, -2)                 # (H, d_e, d_attn)
+        g10142 = np.matmul(g10141, d_Q_2, out=_buf(workspace, ('EDTraining:bg10142', l__2 % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10143 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ, d_e)
+        g10144 = np.matmul(d_Q_2, g10143, out=_buf(workspace, ('EDTraining:bg10144', l__2 % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_q_2_l_2 = _sum_to(g10144, 3, ())                    # (H, d_attn, d_e)
+        g10146 = _sum_to(g10142, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10147 = np.add(g10138, g10146, out=g10138)             # (…, 1, d_e, ℓ)
+        g10148 = np.squeeze(g10147, -3)                         # (…, d_e, ℓ)
+        d_X_2 = np.add(d_X_3, g10148, out=_buf(workspace, ('EDTraining:bd_X_2', l__2 % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         d_W_q_2[l__2] += d_W_q_2_l_2
         d_b_q_2[l__2] += d_b_q_2_l_2
         d_W_k_2[l__2] += d_W_k_2_l_2
@@ -854,17 +846,17 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
         d_b_mlp4[l__2] += d_b_mlp4_l_2
         d_gamma5[l__2] += d_gamma5_l_2
         d_beta5[l__2] += d_beta5_l_2
-        g10153 = g10153 + g10083
+        g10150 = g10150 + g10082
         g10013 = d_X_2
     # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-    d_Z_5 = np.squeeze(g10153, -3)                              # (…, d_e, ℓ_z)
+    d_Z_5 = np.squeeze(g10150, -3)                              # (…, d_e, ℓ_z)
     # EDTransformer 12 X ← [e_1, e_2, …, e_{ℓ_x}] ▷ X ∈ ℝ^{d_e×ℓ_x}
     d_e_2 = np.swapaxes(g10013, -1, -2)                         # (…, ℓ, d_e)
     # EDTransformer 11 for t ∈ [ℓ_x] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
-    g10156 = _sum_to(d_e_2, 2, ())                              # (ℓ, d_e)
-    g10157 = _scatter_rows(g10156, _66 - 1, _4)                 # (ℓ_max, d_e)
-    g10158 = _scatter_rows(d_e_2, x_n - 1, _1)                  # (N_V, d_e)
-    g10159 = d_Z_5
+    g10153 = _sum_to(d_e_2, 2, ())                              # (ℓ, d_e)
+    g10154 = _scatter_rows(g10153, _66 - 1, _4)                 # (ℓ_max, d_e)
+    g10155 = _scatter_rows(d_e_2, x_n - 1, _1)                  # (N_V, d_e)
+    g10156 = d_Z_5
     d_W_q = _buf(workspace, 'EDTraining:bd_W_q', params.W_q.shape, dtype)
     d_W_q.fill(0)
     d_b_q = _buf(workspace, 'EDTraining:bd_b_q', params.b_q.shape, dtype)
@@ -898,99 +890,96 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     d_beta2 = _buf(workspace, 'EDTraining:bd_beta2', params.beta2.shape, dtype)
     d_beta2.fill(0)
     for l_ in reversed(range(L_enc)):
-        gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, x_hat, sigma, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l, = saved_l_[l_]
+        gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, e_hat, gamma1_l, x_hat, sigma, W_o_l, Y, V_tilde_shape, V, softmax_S, K, Q, W_v_l, _8, W_k_l, W_q_l, = saved_l_[l_]
         # EDTransformer 8 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^2_l, β^2_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
-        d_e_hat_2 = np.swapaxes(g10159, -1, -2)                 # (…, ℓ_z, d_e)
+        d_e_hat_2 = np.swapaxes(g10156, -1, -2)                 # (…, ℓ_z, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta2_l = _sum_to(d_e_hat_2, 1, ())                   # (d_e,)
         d_x_hat_2 = np.multiply(d_e_hat_2, gamma2_l, out=_buf(workspace, ('EDTraining:bd_x_hat_2', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10163 = np.multiply(d_e_hat_2, x_hat_2, out=_buf(workspace, ('EDTraining:bg10163', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        d_gamma2_l = _sum_to(g10163, 1, ())                     # (d_e,)
-        g10165 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, ('EDTraining:bg10165', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        g10160 = np.multiply(d_e_hat_2, x_hat_2, out=_buf(workspace, ('EDTraining:bg10160', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        d_gamma2_l = _sum_to(g10160, 1, ())                     # (d_e,)
+        g10162 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, ('EDTraining:bg10162', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         # EDTransformer 8 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^2_l, β^2_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
-        d_Z_4 = np.swapaxes(g10165, -1, -2)                     # (…, d_e, ℓ_z)
+        d_Z_4 = np.swapaxes(g10162, -1, -2)                     # (…, d_e, ℓ_z)
         # EDTransformer 7 Z ← Z + W^l_mlp2 ReLU(W^l_mlp1 Z + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ Z ∈ ℝ^{d_e×ℓ_z}
-        g10167 = _sum_to(d_Z_4, 2, (-1,))                       # (d_e, 1)
-        d_b_mlp2_l = np.squeeze(g10167, -1)                     # (d_e,)
-        g10169 = np.swapaxes(W_mlp2_l, -1, -2)                  # (d_mlp, d_e)
-        g10170 = np.matmul(g10169, d_Z_4, out=_buf(workspace, ('EDTraining:bg10170', l_ % 2), batch + (d_mlp, ell_z), dtype)) # (…, d_mlp, ℓ_z)
-        g10171 = np.swapaxes(_46, -1, -2)                       # (…, ℓ_z, d_mlp)
-        g10172 = np.matmul(d_Z_4, g10171, out=_buf(workspace, ('EDTraining:bg10172', l_ % 2), batch + (d_e, d_mlp), dtype)) # (…, d_e, d_mlp)
-        d_W_mlp2_l = _sum_to(g10172, 2, ())                     # (d_e, d_mlp)
-        g10174 = (_45 > 0)                                      # (…, d_mlp, ℓ_z)
-        g10175 = np.multiply(g10170, g10174, out=_buf(workspace, ('EDTraining:bg10175', l_ % 2), batch + (d_mlp, ell_z), dtype)) # (…, d_mlp, ℓ_z)
-        g10176 = _sum_to(g10175, 2, (-1,))                      # (d_mlp, 1)
-        d_b_mlp1_l = np.squeeze(g10176, -1)                     # (d_mlp,)
-        g10178 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
-        g10179 = np.matmul(g10178, g10175, out=_buf(workspace, ('EDTraining:bg10179', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
-        g10180 = np.swapaxes(_42, -1, -2)                       # (…, ℓ_z, d_e)
-        g10181 = np.matmul(g10175, g10180, out=_buf(workspace, ('EDTraining:bg10181', l_ % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
-        d_W_mlp1_l = _sum_to(g10181, 2, ())                     # (d_mlp, d_e)
-        g10183 = np.add(d_Z_4, g10179, out=g10179)              # (…, d_e, ℓ_z)
+        g10164 = _sum_to(d_Z_4, 2, (-1,))                       # (d_e, 1)
+        d_b_mlp2_l = np.squeeze(g10164, -1)                     # (d_e,)
+        g10166 = np.swapaxes(W_mlp2_l, -1, -2)                  # (d_mlp, d_e)
+        g10167 = np.matmul(g10166, d_Z_4, out=_buf(workspace, ('EDTraining:bg10167', l_ % 2), batch + (d_mlp, ell_z), dtype)) # (…, d_mlp, ℓ_z)
+        g10168 = np.swapaxes(_46, -1, -2)                       # (…, ℓ_z, d_mlp)
+        g10169 = np.matmul(d_Z_4, g10168, out=_buf(workspace, ('EDTraining:bg10169', l_ % 2), batch + (d_e, d_mlp), dtype)) # (…, d_e, d_mlp)
+        d_W_mlp2_l = _sum_to(g10169, 2, ())                     # (d_e, d_mlp)
+        g10171 = (_45 > 0)                                      # (…, d_mlp, ℓ_z)
+        g10172 = np.multiply(g10167, g10171, out=_buf(workspace, ('EDTraining:bg10172', l_ % 2), batch + (d_mlp, ell_z), dtype)) # (…, d_mlp, ℓ_z)
+        g10173 = _sum_to(g10172, 2, (-1,))                      # (d_mlp, 1)
+        d_b_mlp1_l = np.squeeze(g10173, -1)                     # (d_mlp,)
+        g10175 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
+        g10176 = np.matmul(g10175, g10172, out=_buf(workspace, ('EDTraining:bg10176', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
+        g10177 = np.matmul(g10172, e_hat, out=_buf(workspace, ('EDTraining:bg10177', l_ % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
+        d_W_mlp1_l = _sum_to(g10177, 2, ())                     # (d_mlp, d_e)
+        g10179 = np.add(d_Z_4, g10176, out=g10176)              # (…, d_e, ℓ_z)
         # EDTransformer 6 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^1_l, β^1_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
-        d_e_hat = np.swapaxes(g10183, -1, -2)                   # (…, ℓ_z, d_e)
+        d_e_hat = np.swapaxes(g10179, -1, -2)                   # (…, ℓ_z, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta1_l = _sum_to(d_e_hat, 1, ())                     # (d_e,)
         d_x_hat = np.multiply(d_e_hat, gamma1_l, out=_buf(workspace, ('EDTraining:bd_x_hat', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10187 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, ('EDTraining:bg10187', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        d_gamma1_l = _sum_to(g10187, 1, ())                     # (d_e,)
-        g10189 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('EDTraining:bg10189', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        g10183 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, ('EDTraining:bg10183', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        d_gamma1_l = _sum_to(g10183, 1, ())                     # (d_e,)
+        g10185 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('EDTraining:bg10185', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         # EDTransformer 6 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^1_l, β^1_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
-        d_Z_3 = np.swapaxes(g10189, -1, -2)                     # (…, d_e, ℓ_z)
+        d_Z_3 = np.swapaxes(g10185, -1, -2)                     # (…, d_e, ℓ_z)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10191 = _sum_to(d_Z_3, 2, (-1,))                       # (d_e, 1)
-        d_b_o_l = np.squeeze(g10191, -1)                        # (d_e,)
-        g10193 = np.swapaxes(W_o_l, -1, -2)                     # (H·d_mid, d_e)
-        d_Y = np.matmul(g10193, d_Z_3, out=_buf(workspace, ('EDTraining:bd_Y', l_ % 2), batch + (H*d_mid, ell_z), dtype)) # (…, H·d_mid, ℓ_z)
-        g10195 = np.swapaxes(Y, -1, -2)                         # (…, ℓ_z, H·d_mid)
-        g10196 = np.matmul(d_Z_3, g10195, out=_buf(workspace, ('EDTraining:bg10196', l_ % 2), batch + (d_e, H*d_mid), dtype)) # (…, d_e, H·d_mid)
-        d_W_o_l = _sum_to(g10196, 2, ())                        # (d_e, H·d_mid)
+        g10187 = _sum_to(d_Z_3, 2, (-1,))                       # (d_e, 1)
+        d_b_o_l = np.squeeze(g10187, -1)                        # (d_e,)
+        g10189 = np.swapaxes(W_o_l, -1, -2)                     # (H·d_mid, d_e)
+        d_Y = np.matmul(g10189, d_Z_3, out=_buf(workspace, ('EDTraining:bd_Y', l_ % 2), batch + (H*d_mid, ell_z), dtype)) # (…, H·d_mid, ℓ_z)
+        g10191 = np.swapaxes(Y, -1, -2)                         # (…, ℓ_z, H·d_mid)
+        g10192 = np.matmul(d_Z_3, g10191, out=_buf(workspace, ('EDTraining:bg10192', l_ % 2), batch + (d_e, H*d_mid), dtype)) # (…, d_e, H·d_mid)
+        d_W_o_l = _sum_to(g10192, 2, ())                        # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         d_V_tilde = d_Y.reshape(V_tilde_shape)                  # (…, H, d_mid, ℓ_z)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10199 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ_z, d_mid)
-        g10200 = np.matmul(g10199, d_V_tilde, out=_buf(workspace, ('EDTraining:bg10200', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
-        g10201 = np.swapaxes(_22, -1, -2)                       # (…, H, ℓ_z, ℓ_z)
-        d_V = np.matmul(d_V_tilde, g10201, out=_buf(workspace, ('EDTraining:bd_V', l_ % 2), batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
-        g10203 = _softmax_grad(g10200, _22, -2, _buf(workspace, ('EDTraining:bg10203', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
-        d_S = np.divide(g10203, _20, out=_buf(workspace, ('EDTraining:bd_S', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
+        g10195 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ_z, d_mid)
+        d_softmax_S = np.matmul(g10195, d_V_tilde, out=_buf(workspace, ('EDTraining:bd_softmax_S', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
+        g10197 = np.swapaxes(softmax_S, -1, -2)                 # (…, H, ℓ_z, ℓ_z)
+        d_V = np.matmul(d_V_tilde, g10197, out=_buf(workspace, ('EDTraining:bd_V', l_ % 2), batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
+        g10199 = _softmax_grad(d_softmax_S, softmax_S, -2, _buf(workspace, ('EDTraining:bg10199', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
+        d_S = np.divide(g10199, _20, out=_buf(workspace, ('EDTraining:bd_S', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        g10208 = np.swapaxes(_18, -1, -2)                       # (…, H, d_attn, ℓ_z)
-        d_Q = np.matmul(g10208, d_S, out=_buf(workspace, ('EDTraining:bd_Q', l_ % 2), batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
-        g10210 = np.swapaxes(Q, -1, -2)                         # (…, H, ℓ_z, d_attn)
-        g10211 = np.matmul(d_S, g10210, out=_buf(workspace, ('EDTraining:bg10211', l_ % 2), batch + (H, ell_z, d_attn), dtype)) # (…, H, ℓ_z, d_attn)
-        d_K = np.swapaxes(g10211, -1, -2)                       # (…, H, d_attn, ℓ_z)
+        d_Q = np.matmul(K, d_S, out=_buf(workspace, ('EDTraining:bd_Q', l_ % 2), batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
+        g10207 = np.swapaxes(d_S, -1, -2)                       # (…, H, ℓ_z, ℓ_z)
+        d_K = np.matmul(Q, g10207, out=_buf(workspace, ('EDTraining:bd_K', l_ % 2), batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10213 = _sum_to(d_V, 3, (-1,))                         # (H, d_mid, 1)
-        d_b_v_l = np.squeeze(g10213, -1)                        # (H, d_mid)
-        g10215 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
-        g10216 = np.matmul(g10215, d_V, out=_buf(workspace, ('EDTraining:bg10216', l_ % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
-        g10217 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
-        g10218 = np.matmul(d_V, g10217, out=_buf(workspace, ('EDTraining:bg10218', l_ % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
-        d_W_v_l = _sum_to(g10218, 3, ())                        # (H, d_mid, d_e)
-        g10220 = _sum_to(g10216, None, (-3,))                   # (…, 1, d_e, ℓ_z)
+        g10209 = _sum_to(d_V, 3, (-1,))                         # (H, d_mid, 1)
+        d_b_v_l = np.squeeze(g10209, -1)                        # (H, d_mid)
+        g10211 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
+        g10212 = np.matmul(g10211, d_V, out=_buf(workspace, ('EDTraining:bg10212', l_ % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10213 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
+        g10214 = np.matmul(d_V, g10213, out=_buf(workspace, ('EDTraining:bg10214', l_ % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        d_W_v_l = _sum_to(g10214, 3, ())                        # (H, d_mid, d_e)
+        g10216 = _sum_to(g10212, None, (-3,))                   # (…, 1, d_e, ℓ_z)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10221 = _sum_to(d_K, 3, (-1,))                         # (H, d_attn, 1)
-        d_b_k_l = np.squeeze(g10221, -1)                        # (H, d_attn)
-        g10223 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
-        g10224 = np.matmul(g10223, d_K, out=_buf(workspace, ('EDTraining:bg10224', l_ % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
-        g10225 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
-        g10226 = np.matmul(d_K, g10225, out=_buf(workspace, ('EDTraining:bg10226', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_k_l = _sum_to(g10226, 3, ())                        # (H, d_attn, d_e)
-        g10228 = _sum_to(g10224, None, (-3,))                   # (…, 1, d_e, ℓ_z)
-        g10229 = np.add(g10220, g10228, out=_buf(workspace, ('EDTraining:bg10229', l_ % 2), batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
+        g10217 = _sum_to(d_K, 3, (-1,))                         # (H, d_attn, 1)
+        d_b_k_l = np.squeeze(g10217, -1)                        # (H, d_attn)
+        g10219 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
+        g10220 = np.matmul(g10219, d_K, out=_buf(workspace, ('EDTraining:bg10220', l_ % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10221 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
+        g10222 = np.matmul(d_K, g10221, out=_buf(workspace, ('EDTraining:bg10222', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_k_l = _sum_to(g10222, 3, ())                        # (H, d_attn, d_e)
+        g10224 = _sum_to(g10220, None, (-3,))                   # (…, 1, d_e, ℓ_z)
+        g10225 = np.add(g10216, g10224, out=_buf(workspace, ('EDTraining:bg10225', l_ % 2), batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10230 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
-        d_b_q_l = np.squeeze(g10230, -1)                        # (H, d_attn)
-        g10232 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
-        g10233 = np.matmul(g10232, d_Q, out=_buf(workspace, ('EDTraining:bg10233', l_ % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
-        g10234 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
-        g10235 = np.matmul(d_Q, g10234, out=_buf(workspace, ('EDTraining:bg10235', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_q_l = _sum_to(g10235, 3, ())                        # (H, d_attn, d_e)
-        g10237 = _sum_to(g10233, None, (-3,))                   # (…, 1, d_e, ℓ_z)
-        g10238 = np.add(g10229, g10237, out=g10229)             # (…, 1, d_e, ℓ_z)
-        g10239 = np.squeeze(g10238, -3)                         # (…, d_e, ℓ_z)
-        d_Z_2 = np.add(d_Z_3, g10239, out=_buf(workspace, ('EDTraining:bd_Z_2', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
+        g10226 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
+        d_b_q_l = np.squeeze(g10226, -1)                        # (H, d_attn)
+        g10228 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
+        g10229 = np.matmul(g10228, d_Q, out=_buf(workspace, ('EDTraining:bg10229', l_ % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10230 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
+        g10231 = np.matmul(d_Q, g10230, out=_buf(workspace, ('EDTraining:bg10231', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_q_l = _sum_to(g10231, 3, ())                        # (H, d_attn, d_e)
+        g10233 = _sum_to(g10229, None, (-3,))                   # (…, 1, d_e, ℓ_z)
+        g10234 = np.add(g10225, g10233, out=g10225)             # (…, 1, d_e, ℓ_z)
+        g10235 = np.squeeze(g10234, -3)                         # (…, d_e, ℓ_z)
+        d_Z_2 = np.add(d_Z_3, g10235, out=_buf(workspace, ('EDTraining:bd_Z_2', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
         d_W_q[l_] += d_W_q_l
         d_b_q[l_] += d_b_q_l
         d_W_k[l_] += d_W_k_l
@@ -1007,17 +996,17 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
         d_b_mlp2[l_] += d_b_mlp2_l
         d_gamma2[l_] += d_gamma2_l
         d_beta2[l_] += d_beta2_l
-        g10159 = d_Z_2
+        g10156 = d_Z_2
     # EDTransformer 3 Z ← [e_1, e_2, …, e_{ℓ_z}] ▷ Z ∈ ℝ^{d_e×ℓ_z}
-    d_e_3 = np.swapaxes(g10159, -1, -2)                         # (…, ℓ_z, d_e)
+    d_e_3 = np.swapaxes(g10156, -1, -2)                         # (…, ℓ_z, d_e)
     # EDTransformer 2 for t ∈ [ℓ_z] : e_t ← W_e[:, z[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
-    g10242 = _sum_to(d_e_3, 2, ())                              # (ℓ_z, d_e)
-    g10243 = _scatter_rows(g10242, _3 - 1, _4)                  # (ℓ_max, d_e)
-    g10244 = np.add(g10157, g10243, out=g10157)                 # (ℓ_max, d_e)
-    d_W_p = np.swapaxes(g10244, -1, -2)                         # (d_e, ℓ_max)
-    g10246 = _scatter_rows(d_e_3, z_n - 1, _1)                  # (N_V, d_e)
-    g10247 = np.add(g10158, g10246, out=g10158)                 # (N_V, d_e)
-    d_W_e = np.swapaxes(g10247, -1, -2)                         # (d_e, N_V)
+    g10238 = _sum_to(d_e_3, 2, ())                              # (ℓ_z, d_e)
+    g10239 = _scatter_rows(g10238, _3 - 1, _4)                  # (ℓ_max, d_e)
+    g10240 = np.add(g10154, g10239, out=g10154)                 # (ℓ_max, d_e)
+    d_W_p = np.swapaxes(g10240, -1, -2)                         # (d_e, ℓ_max)
+    g10242 = _scatter_rows(d_e_3, z_n - 1, _1)                  # (N_V, d_e)
+    g10243 = np.add(g10155, g10242, out=g10155)                 # (N_V, d_e)
+    d_W_e = np.swapaxes(g10243, -1, -2)                         # (d_e, N_V)
     grads = Params(W_e=d_W_e, W_p=d_W_p, W_q=d_W_q, b_q=d_b_q, W_k=d_W_k, b_k=d_b_k, W_v=d_W_v, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o, gamma1=d_gamma1, beta1=d_beta1, gamma2=d_gamma2, beta2=d_beta2, W_mlp1=d_W_mlp1, b_mlp1=d_b_mlp1, W_mlp2=d_W_mlp2, b_mlp2=d_b_mlp2, W_q_2=d_W_q_2, b_q_2=d_b_q_2, W_k_2=d_W_k_2, b_k_2=d_b_k_2, W_v_2=d_W_v_2, b_v_2=d_b_v_2, W_o_2=d_W_o_2, b_o_2=d_b_o_2, W_q_3=d_W_q_3, b_q_3=d_b_q_3, W_k_3=d_W_k_3, b_k_3=d_b_k_3, W_v_3=d_W_v_3, b_v_3=d_b_v_3, W_o_3=d_W_o_3, b_o_3=d_b_o_3, gamma3=d_gamma3, beta3=d_beta3, gamma4=d_gamma4, beta4=d_beta4, gamma5=d_gamma5, beta5=d_beta5, W_mlp3=d_W_mlp3, b_mlp3=d_b_mlp3, W_mlp4=d_W_mlp4, b_mlp4=d_b_mlp4, W_u=d_W_u)
     return grads, {}
 
@@ -1286,6 +1275,24 @@ def _layer_norm_grad(g, y, s, axis, out=None):
     t = np.subtract(g, t, out=t)
     t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
     return np.divide(t, s, out=t)
+
+
+def _gelu_tanh_grad(g, x, t, a, c, k, out=None):
+    """d_x of y = a x (1 + t), t = tanh(c (x + k x³)), from g = d_y: g ⊙ a ((1 + t) + c x (1 + 3k x²)(1 − t²)),
+    in place in one array and one temporary (the chain rule through the steps takes a dozen)."""
+    r = np.multiply(x, x, out=out)
+    r *= 3.0 * k * c
+    r += c
+    r *= x
+    s = np.multiply(t, t)
+    np.subtract(1.0, s, out=s)
+    r *= s
+    r += t
+    r += 1.0
+    r *= g
+    if a != 1.0:
+        r *= a
+    return r
 
 
 def _softmax_grad(g, y, axis, out=None):

@@ -228,8 +228,8 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         S = np.matmul(_18, Q, out=_buf(workspace, ('ETransformer:fS', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _21 = np.divide(S, _20, out=S)                          # (…, H, ℓ, ℓ)
-        _22 = _softmax(_21, -2, _buf(workspace, ('ETransformer:f_22', l_), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        V_tilde = np.matmul(V, _22, out=_buf(workspace, ('ETransformer:fV_tilde', l_), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
+        softmax_S = _softmax(_21, -2, _buf(workspace, ('ETransformer:fsoftmax_S', l_), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        V_tilde = np.matmul(V, softmax_S, out=_buf(workspace, ('ETransformer:fV_tilde', l_), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
         V_tilde_shape = V_tilde.shape
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         Y = V_tilde.reshape(V_tilde.shape[:-3] + (H*d_mid,) + V_tilde.shape[-3 + 2:]) # (…, H·d_mid, ℓ)
@@ -294,7 +294,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         e_hat_2 = np.add(_62, beta2_l, out=_62)                 # (…, ℓ, d_e)
         # 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
         _64 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, ℓ)
-        saved_l_.append((gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, x_hat, sigma, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l,))
+        saved_l_.append((gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, e_hat, gamma1_l, x_hat, sigma, W_o_l, Y, V_tilde_shape, V, softmax_S, K, Q, W_v_l, _8, W_k_l, W_q_l,))
         X_2 = _64
     X_5 = X_2
     # 10 X ← GELU(W_f X + b_f 1^⊤) ▷ X ∈ ℝ^{d_f×ℓ}
@@ -324,7 +324,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
     # 12 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}; the paper declares W_u ∈ ℝ^{N_V×d_e}; here ℝ^{N_V×d_f}, so that W_u X is defined
     _83 = np.matmul(W_u, _82, out=_buf(workspace, 'ETransformer:f_83', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
     P = _softmax(_83, -2, _buf(workspace, 'ETransformer:fP', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
-    cache = {"N_V": N_V, "L": L, "H": H, "d_e": d_e, "d_mlp": d_mlp, "d_f": d_f, "d_attn": d_attn, "d_mid": d_mid, "ell": ell, "batch": batch, "dtype": dtype, "P": P, "_82": _82, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_67": _67, "X_5": X_5, "_20": _20, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l_": saved_l_}
+    cache = {"N_V": N_V, "L": L, "H": H, "d_e": d_e, "d_mlp": d_mlp, "d_f": d_f, "d_attn": d_attn, "d_mid": d_mid, "ell": ell, "batch": batch, "dtype": dtype, "P": P, "e_hat_3": e_hat_3, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_67": _67, "X_5": X_5, "_20": _20, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l_": saved_l_}
     return P, cache
 
 
@@ -346,8 +346,8 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     batch = cache["batch"]
     dtype = cache["dtype"]
     P = cache["P"]
+    e_hat_3 = cache["e_hat_3"]
     W_u = params.W_u
-    _82 = cache["_82"]
     gamma = params.gamma
     x_hat_3 = cache["x_hat_3"]
     sigma_3 = cache["sigma_3"]
@@ -362,13 +362,11 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     saved_l_ = cache["saved_l_"]
     # 12 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}; the paper declares W_u ∈ ℝ^{N_V×d_e}; here ℝ^{N_V×d_f}, so that W_u X is defined
     g10001 = _softmax_grad(d_P, P, -2, _buf(workspace, 'ETransformer:bg10001', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
-    g10002 = np.swapaxes(W_u, -1, -2)                           # (d_f, N_V)
-    g10003 = np.matmul(g10002, g10001, out=_buf(workspace, 'ETransformer:bg10003', batch + (d_f, ell), dtype)) # (…, d_f, ℓ)
-    g10004 = np.swapaxes(_82, -1, -2)                           # (…, ℓ, d_f)
-    g10005 = np.matmul(g10001, g10004, out=_buf(workspace, 'ETransformer:bg10005', batch + (N_V, d_f), dtype)) # (…, N_V, d_f)
-    d_W_u = _sum_to(g10005, 2, ())                              # (N_V, d_f)
+    g10004 = np.matmul(g10001, e_hat_3, out=_buf(workspace, 'ETransformer:bg10004', batch + (N_V, d_f), dtype)) # (…, N_V, d_f)
+    d_W_u = _sum_to(g10004, 2, ())                              # (N_V, d_f)
     # 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
-    d_e_hat_3 = np.swapaxes(g10003, -1, -2)                     # (…, ℓ, d_f)
+    g10006 = np.swapaxes(g10001, -1, -2)                        # (…, ℓ, N_V)
+    d_e_hat_3 = np.matmul(g10006, W_u, out=_buf(workspace, 'ETransformer:bd_e_hat_3', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
     d_beta = _sum_to(d_e_hat_3, 1, ())                          # (d_f,)
     d_x_hat_3 = np.multiply(d_e_hat_3, gamma, out=_buf(workspace, 'ETransformer:bd_x_hat_3', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
@@ -421,7 +419,7 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     d_beta2 = _buf(workspace, 'ETransformer:bd_beta2', params.beta2.shape, dtype)
     d_beta2.fill(0)
     for l_ in reversed(range(L)):
-        gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, x_hat, sigma, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l, = saved_l_[l_]
+        gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, e_hat, gamma1_l, x_hat, sigma, W_o_l, Y, V_tilde_shape, V, softmax_S, K, Q, W_v_l, _8, W_k_l, W_q_l, = saved_l_[l_]
         # 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
         d_e_hat_2 = np.swapaxes(g10023, -1, -2)                 # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
@@ -446,74 +444,71 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         d_b_mlp1_l = np.squeeze(g10040, -1)                     # (d_mlp,)
         g10042 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
         g10043 = np.matmul(g10042, g10039, out=_buf(workspace, ('ETransformer:bg10043', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-        g10044 = np.swapaxes(_42, -1, -2)                       # (…, ℓ, d_e)
-        g10045 = np.matmul(g10039, g10044, out=_buf(workspace, ('ETransformer:bg10045', l_ % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
-        d_W_mlp1_l = _sum_to(g10045, 2, ())                     # (d_mlp, d_e)
-        g10047 = np.add(d_X_4, g10043, out=g10043)              # (…, d_e, ℓ)
+        g10044 = np.matmul(g10039, e_hat, out=_buf(workspace, ('ETransformer:bg10044', l_ % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
+        d_W_mlp1_l = _sum_to(g10044, 2, ())                     # (d_mlp, d_e)
+        g10046 = np.add(d_X_4, g10043, out=g10043)              # (…, d_e, ℓ)
         # 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
-        d_e_hat = np.swapaxes(g10047, -1, -2)                   # (…, ℓ, d_e)
+        d_e_hat = np.swapaxes(g10046, -1, -2)                   # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta1_l = _sum_to(d_e_hat, 1, ())                     # (d_e,)
         d_x_hat = np.multiply(d_e_hat, gamma1_l, out=_buf(workspace, ('ETransformer:bd_x_hat', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10051 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, ('ETransformer:bg10051', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        d_gamma1_l = _sum_to(g10051, 1, ())                     # (d_e,)
-        g10053 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('ETransformer:bg10053', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10050 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, ('ETransformer:bg10050', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_gamma1_l = _sum_to(g10050, 1, ())                     # (d_e,)
+        g10052 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('ETransformer:bg10052', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
-        d_X_3 = np.swapaxes(g10053, -1, -2)                     # (…, d_e, ℓ)
+        d_X_3 = np.swapaxes(g10052, -1, -2)                     # (…, d_e, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10055 = _sum_to(d_X_3, 2, (-1,))                       # (d_e, 1)
-        d_b_o_l = np.squeeze(g10055, -1)                        # (d_e,)
-        g10057 = np.swapaxes(W_o_l, -1, -2)                     # (H·d_mid, d_e)
-        d_Y = np.matmul(g10057, d_X_3, out=_buf(workspace, ('ETransformer:bd_Y', l_ % 2), batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
-        g10059 = np.swapaxes(Y, -1, -2)                         # (…, ℓ, H·d_mid)
-        g10060 = np.matmul(d_X_3, g10059, out=_buf(workspace, ('ETransformer:bg10060', l_ % 2), batch + (d_e, H*d_mid), dtype)) # (…, d_e, H·d_mid)
-        d_W_o_l = _sum_to(g10060, 2, ())                        # (d_e, H·d_mid)
+        g10054 = _sum_to(d_X_3, 2, (-1,))                       # (d_e, 1)
+        d_b_o_l = np.squeeze(g10054, -1)                        # (d_e,)
+        g10056 = np.swapaxes(W_o_l, -1, -2)                     # (H·d_mid, d_e)
+        d_Y = np.matmul(g10056, d_X_3, out=_buf(workspace, ('ETransformer:bd_Y', l_ % 2), batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
+        g10058 = np.swapaxes(Y, -1, -2)                         # (…, ℓ, H·d_mid)
+        g10059 = np.matmul(d_X_3, g10058, out=_buf(workspace, ('ETransformer:bg10059', l_ % 2), batch + (d_e, H*d_mid), dtype)) # (…, d_e, H·d_mid)
+        d_W_o_l = _sum_to(g10059, 2, ())                        # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         d_V_tilde = d_Y.reshape(V_tilde_shape)                  # (…, H, d_mid, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10063 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ, d_mid)
-        g10064 = np.matmul(g10063, d_V_tilde, out=_buf(workspace, ('ETransformer:bg10064', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        g10065 = np.swapaxes(_22, -1, -2)                       # (…, H, ℓ, ℓ)
-        d_V = np.matmul(d_V_tilde, g10065, out=_buf(workspace, ('ETransformer:bd_V', l_ % 2), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
-        g10067 = _softmax_grad(g10064, _22, -2, _buf(workspace, ('ETransformer:bg10067', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        d_S = np.divide(g10067, _20, out=_buf(workspace, ('ETransformer:bd_S', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        g10062 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ, d_mid)
+        d_softmax_S = np.matmul(g10062, d_V_tilde, out=_buf(workspace, ('ETransformer:bd_softmax_S', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        g10064 = np.swapaxes(softmax_S, -1, -2)                 # (…, H, ℓ, ℓ)
+        d_V = np.matmul(d_V_tilde, g10064, out=_buf(workspace, ('ETransformer:bd_V', l_ % 2), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
+        g10066 = _softmax_grad(d_softmax_S, softmax_S, -2, _buf(workspace, ('ETransformer:bg10066', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        d_S = np.divide(g10066, _20, out=_buf(workspace, ('ETransformer:bd_S', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        g10072 = np.swapaxes(_18, -1, -2)                       # (…, H, d_attn, ℓ)
-        d_Q = np.matmul(g10072, d_S, out=_buf(workspace, ('ETransformer:bd_Q', l_ % 2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
-        g10074 = np.swapaxes(Q, -1, -2)                         # (…, H, ℓ, d_attn)
-        g10075 = np.matmul(d_S, g10074, out=_buf(workspace, ('ETransformer:bg10075', l_ % 2), batch + (H, ell, d_attn), dtype)) # (…, H, ℓ, d_attn)
-        d_K = np.swapaxes(g10075, -1, -2)                       # (…, H, d_attn, ℓ)
+        d_Q = np.matmul(K, d_S, out=_buf(workspace, ('ETransformer:bd_Q', l_ % 2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        g10074 = np.swapaxes(d_S, -1, -2)                       # (…, H, ℓ, ℓ)
+        d_K = np.matmul(Q, g10074, out=_buf(workspace, ('ETransformer:bd_K', l_ % 2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10077 = _sum_to(d_V, 3, (-1,))                         # (H, d_mid, 1)
-        d_b_v_l = np.squeeze(g10077, -1)                        # (H, d_mid)
-        g10079 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
-        g10080 = np.matmul(g10079, d_V, out=_buf(workspace, ('ETransformer:bg10080', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10081 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ, d_e)
-        g10082 = np.matmul(d_V, g10081, out=_buf(workspace, ('ETransformer:bg10082', l_ % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
-        d_W_v_l = _sum_to(g10082, 3, ())                        # (H, d_mid, d_e)
-        g10084 = _sum_to(g10080, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10076 = _sum_to(d_V, 3, (-1,))                         # (H, d_mid, 1)
+        d_b_v_l = np.squeeze(g10076, -1)                        # (H, d_mid)
+        g10078 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
+        g10079 = np.matmul(g10078, d_V, out=_buf(workspace, ('ETransformer:bg10079', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10080 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ, d_e)
+        g10081 = np.matmul(d_V, g10080, out=_buf(workspace, ('ETransformer:bg10081', l_ % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        d_W_v_l = _sum_to(g10081, 3, ())                        # (H, d_mid, d_e)
+        g10083 = _sum_to(g10079, None, (-3,))                   # (…, 1, d_e, ℓ)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10085 = _sum_to(d_K, 3, (-1,))                         # (H, d_attn, 1)
-        d_b_k_l = np.squeeze(g10085, -1)                        # (H, d_attn)
-        g10087 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
-        g10088 = np.matmul(g10087, d_K, out=_buf(workspace, ('ETransformer:bg10088', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10089 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ, d_e)
-        g10090 = np.matmul(d_K, g10089, out=_buf(workspace, ('ETransformer:bg10090', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_k_l = _sum_to(g10090, 3, ())                        # (H, d_attn, d_e)
-        g10092 = _sum_to(g10088, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10093 = np.add(g10084, g10092, out=_buf(workspace, ('ETransformer:bg10093', l_ % 2), batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
+        g10084 = _sum_to(d_K, 3, (-1,))                         # (H, d_attn, 1)
+        d_b_k_l = np.squeeze(g10084, -1)                        # (H, d_attn)
+        g10086 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
+        g10087 = np.matmul(g10086, d_K, out=_buf(workspace, ('ETransformer:bg10087', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10088 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ, d_e)
+        g10089 = np.matmul(d_K, g10088, out=_buf(workspace, ('ETransformer:bg10089', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_k_l = _sum_to(g10089, 3, ())                        # (H, d_attn, d_e)
+        g10091 = _sum_to(g10087, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10092 = np.add(g10083, g10091, out=_buf(workspace, ('ETransformer:bg10092', l_ % 2), batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10094 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
-        d_b_q_l = np.squeeze(g10094, -1)                        # (H, d_attn)
-        g10096 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
-        g10097 = np.matmul(g10096, d_Q, out=_buf(workspace, ('ETransformer:bg10097', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10098 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ, d_e)
-        g10099 = np.matmul(d_Q, g10098, out=_buf(workspace, ('ETransformer:bg10099', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_q_l = _sum_to(g10099, 3, ())                        # (H, d_attn, d_e)
-        g10101 = _sum_to(g10097, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10102 = np.add(g10093, g10101, out=g10093)             # (…, 1, d_e, ℓ)
-        g10103 = np.squeeze(g10102, -3)                         # (…, d_e, ℓ)
-        d_X_2 = np.add(d_X_3, g10103, out=_buf(workspace, ('ETransformer:bd_X_2', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        g10093 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
+        d_b_q_l = np.squeeze(g10093, -1)                        # (H, d_attn)
+        g10095 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
+        g10096 = np.matmul(g10095, d_Q, out=_buf(workspace, ('ETransformer:bg10096', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10097 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ, d_e)
+        g10098 = np.matmul(d_Q, g10097, out=_buf(workspace, ('ETransformer:bg10098', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_q_l = _sum_to(g10098, 3, ())                        # (H, d_attn, d_e)
+        g10100 = _sum_to(g10096, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10101 = np.add(g10092, g10100, out=g10092)             # (…, 1, d_e, ℓ)
+        g10102 = np.squeeze(g10101, -3)                         # (…, d_e, ℓ)
+        d_X_2 = np.add(d_X_3, g10102, out=_buf(workspace, ('ETransformer:bd_X_2', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         d_W_q[l_] += d_W_q_l
         d_b_q[l_] += d_b_q_l
         d_W_k[l_] += d_W_k_l
@@ -534,11 +529,11 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     # 3 X ← [e_1, e_2, …, e_ℓ] ▷ X ∈ ℝ^{d_e×ℓ}
     d_e_2 = np.swapaxes(g10023, -1, -2)                         # (…, ℓ, d_e)
     # 2 for t ∈ [ℓ] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
-    g10106 = _sum_to(d_e_2, 2, ())                              # (ℓ, d_e)
-    g10107 = _scatter_rows(g10106, _3 - 1, _4)                  # (ℓ_max, d_e)
-    d_W_p = np.swapaxes(g10107, -1, -2)                         # (d_e, ℓ_max)
-    g10109 = _scatter_rows(d_e_2, x - 1, _1)                    # (N_V, d_e)
-    d_W_e = np.swapaxes(g10109, -1, -2)                         # (d_e, N_V)
+    g10105 = _sum_to(d_e_2, 2, ())                              # (ℓ, d_e)
+    g10106 = _scatter_rows(g10105, _3 - 1, _4)                  # (ℓ_max, d_e)
+    d_W_p = np.swapaxes(g10106, -1, -2)                         # (d_e, ℓ_max)
+    g10108 = _scatter_rows(d_e_2, x - 1, _1)                    # (N_V, d_e)
+    d_W_e = np.swapaxes(g10108, -1, -2)                         # (d_e, N_V)
     grads = Params(W_e=d_W_e, W_p=d_W_p, W_q=d_W_q, b_q=d_b_q, W_k=d_W_k, b_k=d_b_k, W_v=d_W_v, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o, gamma1=d_gamma1, beta1=d_beta1, gamma2=d_gamma2, beta2=d_beta2, W_mlp1=d_W_mlp1, b_mlp1=d_b_mlp1, W_mlp2=d_W_mlp2, b_mlp2=d_b_mlp2, W_f=d_W_f, b_f=d_b_f, gamma=d_gamma, beta=d_beta, W_u=d_W_u)
     return grads, {}
 
@@ -784,6 +779,24 @@ def _layer_norm_grad(g, y, s, axis, out=None):
     t = np.subtract(g, t, out=t)
     t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
     return np.divide(t, s, out=t)
+
+
+def _gelu_tanh_grad(g, x, t, a, c, k, out=None):
+    """d_x of y = a x (1 + t), t = tanh(c (x + k x³)), from g = d_y: g ⊙ a ((1 + t) + c x (1 + 3k x²)(1 − t²)),
+    in place in one array and one temporary (the chain rule through the steps takes a dozen)."""
+    r = np.multiply(x, x, out=out)
+    r *= 3.0 * k * c
+    r += c
+    r *= x
+    s = np.multiply(t, t)
+    np.subtract(1.0, s, out=s)
+    r *= s
+    r += t
+    r += 1.0
+    r *= g
+    if a != 1.0:
+        r *= a
+    return r
 
 
 def _softmax_grad(g, y, axis, out=None):

@@ -103,7 +103,7 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     A = _softmax(_12, -1, _buf(workspace, 'Head:fA', batch + (T, T), dtype)) # (…, T, T)
     # 7 return Y = A V ▷ Y ∈ ℝ^{T×d_h}
     Y = np.matmul(A, V, out=_buf(workspace, 'Head:fY', batch + (T, d_h), dtype)) # (…, T, d_h)
-    cache = {"D": D, "d_h": d_h, "T": T, "batch": batch, "dtype": dtype, "A": A, "V": V, "_11": _11, "_6": _6, "Q": Q, "_4": _4, "X": X}
+    cache = {"D": D, "d_h": d_h, "T": T, "batch": batch, "dtype": dtype, "A": A, "X": X, "K": K, "_6": _6}
     return Y, cache
 
 
@@ -119,45 +119,42 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     batch = cache["batch"]
     dtype = cache["dtype"]
     A = cache["A"]
-    V = cache["V"]
-    _11 = cache["_11"]
-    _6 = cache["_6"]
-    Q = cache["Q"]
-    _4 = cache["_4"]
-    X = cache["X"]
     W_v = params.W_v
+    X = cache["X"]
+    K = cache["K"]
+    _6 = cache["_6"]
     W_q = params.W_q
     W_k = params.W_k
     # 7 return Y = A V ▷ Y ∈ ℝ^{T×d_h}
     g10001 = np.swapaxes(A, -1, -2)                             # (…, T, T)
     d_V = np.matmul(g10001, d_Y, out=_buf(workspace, 'Head:bd_V', batch + (T, d_h), dtype)) # (…, T, d_h)
-    g10003 = np.swapaxes(V, -1, -2)                             # (…, d_h, T)
-    d_A = np.matmul(d_Y, g10003, out=_buf(workspace, 'Head:bd_A', batch + (T, T), dtype)) # (…, T, T)
+    g10003 = np.swapaxes(W_v, -1, -2)                           # (d_h, D)
+    g10004 = np.swapaxes(X, -1, -2)                             # (…, D, T)
+    g10005 = np.matmul(g10003, g10004, out=_buf(workspace, 'Head:bg10005', batch + (d_h, T), dtype)) # (…, d_h, T)
+    d_A = np.matmul(d_Y, g10005, out=_buf(workspace, 'Head:bd_A', batch + (T, T), dtype)) # (…, T, T)
     # 6 A ← softmax(S) ▷ A ∈ ℝ^{T×T}; each row sums to 1
-    g10005 = _softmax_grad(d_A, A, -1, _buf(workspace, 'Head:bg10005', batch + (T, T), dtype)) # (…, T, T)
-    # 5 ∀t, u: if u > t then S[t, u] ← −∞ ▷ S ∈ ℝ^{T×T}; causal mask: no attending to future tokens
-    d_S = _zero_where(g10005, _11)                              # (…, T, T)
+    d_S = _softmax_grad(d_A, A, -1, _buf(workspace, 'Head:bd_S', batch + (T, T), dtype)) # (…, T, T)
     # 4 S ← Q K^⊤ / √d_h ▷ S ∈ ℝ^{T×T}; S[t, u]: affinity of query t with key u
-    g10008 = np.divide(d_S, _6, out=d_S)                        # (…, T, T)
-    g10012 = np.swapaxes(Q, -1, -2)                             # (…, d_h, T)
-    g10013 = np.matmul(g10012, g10008, out=_buf(workspace, 'Head:bg10013', batch + (d_h, T), dtype)) # (…, d_h, T)
-    g10014 = np.swapaxes(_4, -1, -2)                            # (…, T, d_h)
-    d_Q = np.matmul(g10008, g10014, out=_buf(workspace, 'Head:bd_Q', batch + (T, d_h), dtype)) # (…, T, d_h)
-    d_K = np.swapaxes(g10013, -1, -2)                           # (…, T, d_h)
+    g10016 = np.matmul(d_S, K, out=_buf(workspace, 'Head:bg10016', batch + (T, d_h), dtype)) # (…, T, d_h)
+    d_Q = np.divide(g10016, _6, out=g10016)                     # (…, T, d_h)
+    g10019 = np.swapaxes(d_S, -1, -2)                           # (…, T, T)
+    g10020 = np.matmul(X, W_q, out=_buf(workspace, 'Head:bg10020', batch + (T, d_h), dtype)) # (…, T, d_h)
+    g10021 = np.matmul(g10019, g10020, out=_buf(workspace, 'Head:bg10021', batch + (T, d_h), dtype)) # (…, T, d_h)
+    d_K = np.divide(g10021, _6, out=g10021)                     # (…, T, d_h)
     # 3 V ← X W_v ▷ V ∈ ℝ^{T×d_h}; what each token communicates
     d_W_v = _wgrad(X, d_V, _buf(workspace, 'Head:bd_W_v', (D, d_h), dtype)) # (D, d_h)
-    g10018 = np.swapaxes(W_v, -1, -2)                           # (d_h, D)
-    d_X = np.matmul(d_V, g10018, out=_buf(workspace, 'Head:bd_X', batch + (T, D), dtype)) # (…, T, D)
+    g10024 = np.swapaxes(W_v, -1, -2)                           # (d_h, D)
+    d_X = np.matmul(d_V, g10024, out=_buf(workspace, 'Head:bd_X', batch + (T, D), dtype)) # (…, T, D)
     # 2 Q ← X W_q ▷ Q ∈ ℝ^{T×d_h}; what each token looks for
     d_W_q = _wgrad(X, d_Q, _buf(workspace, 'Head:bd_W_q', (D, d_h), dtype)) # (D, d_h)
-    g10021 = np.swapaxes(W_q, -1, -2)                           # (d_h, D)
-    g10022 = np.matmul(d_Q, g10021, out=_buf(workspace, 'Head:bg10022', batch + (T, D), dtype)) # (…, T, D)
-    d_X_2 = np.add(d_X, g10022, out=d_X)                        # (…, T, D)
+    g10027 = np.swapaxes(W_q, -1, -2)                           # (d_h, D)
+    g10028 = np.matmul(d_Q, g10027, out=_buf(workspace, 'Head:bg10028', batch + (T, D), dtype)) # (…, T, D)
+    d_X_2 = np.add(d_X, g10028, out=d_X)                        # (…, T, D)
     # 1 K ← X W_k ▷ K ∈ ℝ^{T×d_h}; what each token contains
     d_W_k = _wgrad(X, d_K, _buf(workspace, 'Head:bd_W_k', (D, d_h), dtype)) # (D, d_h)
-    g10025 = np.swapaxes(W_k, -1, -2)                           # (d_h, D)
-    g10026 = np.matmul(d_K, g10025, out=_buf(workspace, 'Head:bg10026', batch + (T, D), dtype)) # (…, T, D)
-    d_X_3 = np.add(d_X_2, g10026, out=d_X_2)                    # (…, T, D)
+    g10031 = np.swapaxes(W_k, -1, -2)                           # (d_h, D)
+    g10032 = np.matmul(d_K, g10031, out=_buf(workspace, 'Head:bg10032', batch + (T, D), dtype)) # (…, T, D)
+    d_X_3 = np.add(d_X_2, g10032, out=d_X_2)                    # (…, T, D)
     grads = Params(W_k=d_W_k, W_q=d_W_q, W_v=d_W_v)
     return grads, {"X": d_X_3}
 
@@ -403,6 +400,24 @@ def _layer_norm_grad(g, y, s, axis, out=None):
     t = np.subtract(g, t, out=t)
     t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
     return np.divide(t, s, out=t)
+
+
+def _gelu_tanh_grad(g, x, t, a, c, k, out=None):
+    """d_x of y = a x (1 + t), t = tanh(c (x + k x³)), from g = d_y: g ⊙ a ((1 + t) + c x (1 + 3k x²)(1 − t²)),
+    in place in one array and one temporary (the chain rule through the steps takes a dozen)."""
+    r = np.multiply(x, x, out=out)
+    r *= 3.0 * k * c
+    r += c
+    r *= x
+    s = np.multiply(t, t)
+    np.subtract(1.0, s, out=s)
+    r *= s
+    r += t
+    r += 1.0
+    r *= g
+    if a != 1.0:
+        r *= a
+    return r
 
 
 def _softmax_grad(g, y, axis, out=None):

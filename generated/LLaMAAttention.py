@@ -129,15 +129,15 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     _21 = _18 > _20                                             # (T, T)
     _22 = _fill_where(S, _21, -np.inf)                          # (…, H, T, T)
     # 10 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-    _23 = _softmax(_22, -1, _buf(workspace, 'LLaMAAttention:f_23', batch + (H, T, T), dtype)) # (…, H, T, T)
-    Y = np.matmul(_23, V_2, out=_buf(workspace, 'LLaMAAttention:fY', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    softmax_S = _softmax(_22, -1, _buf(workspace, 'LLaMAAttention:fsoftmax_S', batch + (H, T, T), dtype)) # (…, H, T, T)
+    Y = np.matmul(softmax_S, V_2, out=_buf(workspace, 'LLaMAAttention:fY', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     # 12 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     _25 = _permute(Y, (-2, -3, -1))                             # (…, T, H, D/H)
     shape_25 = _25.shape
     Y_2 = _25.reshape(_25.shape[:-2] + (D,))                    # (…, T, D)
     # 13 return Ṽ = Y W_o ▷ Ṽ ∈ ℝ^{T×D}
     V_tilde = np.matmul(Y_2, W_o, out=_buf(workspace, 'LLaMAAttention:fV_tilde', batch + (T, D), dtype)) # (…, T, D)
-    cache = {"D": D, "H": H, "T": T, "batch": batch, "dtype": dtype, "Y_2": Y_2, "shape_25": shape_25, "_23": _23, "V_2": V_2, "_21": _21, "_16": _16, "Q_2": Q_2, "_13": _13, "shape_10": shape_10, "V_shape": V_shape, "shape_7": shape_7, "K_shape": K_shape, "shape_4": shape_4, "Q_shape": Q_shape, "X": X}
+    cache = {"D": D, "H": H, "T": T, "batch": batch, "dtype": dtype, "Y_2": Y_2, "shape_25": shape_25, "softmax_S": softmax_S, "V_2": V_2, "K_2": K_2, "_16": _16, "Q_2": Q_2, "shape_10": shape_10, "V_shape": V_shape, "shape_7": shape_7, "K_shape": K_shape, "shape_4": shape_4, "Q_shape": Q_shape, "X": X}
     return V_tilde, cache
 
 
@@ -155,12 +155,11 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     Y_2 = cache["Y_2"]
     W_o = params.W_o
     shape_25 = cache["shape_25"]
-    _23 = cache["_23"]
+    softmax_S = cache["softmax_S"]
     V_2 = cache["V_2"]
-    _21 = cache["_21"]
+    K_2 = cache["K_2"]
     _16 = cache["_16"]
     Q_2 = cache["Q_2"]
-    _13 = cache["_13"]
     shape_10 = cache["shape_10"]
     V_shape = cache["V_shape"]
     shape_7 = cache["shape_7"]
@@ -179,46 +178,43 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     g10004 = d_Y_2.reshape(shape_25)                            # (…, T, H, D/H)
     d_Y = _permute(g10004, (-2, -3, -1))                        # (…, H, T, D/H)
     # 10 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-    g10006 = np.swapaxes(_23, -1, -2)                           # (…, H, T, T)
+    g10006 = np.swapaxes(softmax_S, -1, -2)                     # (…, H, T, T)
     d_V_2 = np.matmul(g10006, d_Y, out=_buf(workspace, 'LLaMAAttention:bd_V_2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10008 = np.swapaxes(V_2, -1, -2)                           # (…, H, D/H, T)
-    g10009 = np.matmul(d_Y, g10008, out=_buf(workspace, 'LLaMAAttention:bg10009', batch + (H, T, T), dtype)) # (…, H, T, T)
-    g10010 = _softmax_grad(g10009, _23, -1, _buf(workspace, 'LLaMAAttention:bg10010', batch + (H, T, T), dtype)) # (…, H, T, T)
-    # 9 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
-    d_S = _zero_where(g10010, _21)                              # (…, H, T, T)
+    d_softmax_S = np.matmul(d_Y, g10008, out=_buf(workspace, 'LLaMAAttention:bd_softmax_S', batch + (H, T, T), dtype)) # (…, H, T, T)
+    d_S = _softmax_grad(d_softmax_S, softmax_S, -1, _buf(workspace, 'LLaMAAttention:bd_S', batch + (H, T, T), dtype)) # (…, H, T, T)
     # 8 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}
-    g10013 = np.divide(d_S, _16, out=d_S)                       # (…, H, T, T)
-    g10017 = np.swapaxes(Q_2, -1, -2)                           # (…, H, D/H, T)
-    g10018 = np.matmul(g10017, g10013, out=_buf(workspace, 'LLaMAAttention:bg10018', batch + (H, D // H, T), dtype)) # (…, H, D/H, T)
-    g10019 = np.swapaxes(_13, -1, -2)                           # (…, H, T, D/H)
-    d_Q_2 = np.matmul(g10013, g10019, out=_buf(workspace, 'LLaMAAttention:bd_Q_2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    d_K_2 = np.swapaxes(g10018, -1, -2)                         # (…, H, T, D/H)
+    g10017 = np.matmul(d_S, K_2, out=_buf(workspace, 'LLaMAAttention:bg10017', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    d_Q_2 = np.divide(g10017, _16, out=g10017)                  # (…, H, T, D/H)
+    g10020 = np.swapaxes(d_S, -1, -2)                           # (…, H, T, T)
+    g10021 = np.matmul(g10020, Q_2, out=_buf(workspace, 'LLaMAAttention:bg10021', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    d_K_2 = np.divide(g10021, _16, out=g10021)                  # (…, H, T, D/H)
     # 7 V_h ← V[:, h · D / H : (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
-    g10022 = _permute(d_V_2, (-2, -3, -1))                      # (…, T, H, D/H)
-    g10023 = g10022.reshape(shape_10)                           # (…, T, D)
-    d_V = _unslice(g10023, V_shape, -1, 0, D, _buf(workspace, 'LLaMAAttention:bd_V', batch + (T, D), dtype)) # (…, T, D)
+    g10023 = _permute(d_V_2, (-2, -3, -1))                      # (…, T, H, D/H)
+    g10024 = g10023.reshape(shape_10)                           # (…, T, D)
+    d_V = _unslice(g10024, V_shape, -1, 0, D, _buf(workspace, 'LLaMAAttention:bd_V', batch + (T, D), dtype)) # (…, T, D)
     # 6 K_h ← K[:, h · D / H : (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
-    g10025 = _permute(d_K_2, (-2, -3, -1))                      # (…, T, H, D/H)
-    g10026 = g10025.reshape(shape_7)                            # (…, T, D)
-    d_K = _unslice(g10026, K_shape, -1, 0, D, _buf(workspace, 'LLaMAAttention:bd_K', batch + (T, D), dtype)) # (…, T, D)
+    g10026 = _permute(d_K_2, (-2, -3, -1))                      # (…, T, H, D/H)
+    g10027 = g10026.reshape(shape_7)                            # (…, T, D)
+    d_K = _unslice(g10027, K_shape, -1, 0, D, _buf(workspace, 'LLaMAAttention:bd_K', batch + (T, D), dtype)) # (…, T, D)
     # 5 Q_h ← Q[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
-    g10028 = _permute(d_Q_2, (-2, -3, -1))                      # (…, T, H, D/H)
-    g10029 = g10028.reshape(shape_4)                            # (…, T, D)
-    d_Q = _unslice(g10029, Q_shape, -1, 0, D, _buf(workspace, 'LLaMAAttention:bd_Q', batch + (T, D), dtype)) # (…, T, D)
+    g10029 = _permute(d_Q_2, (-2, -3, -1))                      # (…, T, H, D/H)
+    g10030 = g10029.reshape(shape_4)                            # (…, T, D)
+    d_Q = _unslice(g10030, Q_shape, -1, 0, D, _buf(workspace, 'LLaMAAttention:bd_Q', batch + (T, D), dtype)) # (…, T, D)
     # 3 V ← X W_v ▷ V ∈ ℝ^{T×D}
     d_W_v = _wgrad(X, d_V, _buf(workspace, 'LLaMAAttention:bd_W_v', (D, D), dtype)) # (D, D)
-    g10032 = np.swapaxes(W_v, -1, -2)                           # (D, D)
-    d_X = np.matmul(d_V, g10032, out=_buf(workspace, 'LLaMAAttention:bd_X', batch + (T, D), dtype)) # (…, T, D)
+    g10033 = np.swapaxes(W_v, -1, -2)                           # (D, D)
+    d_X = np.matmul(d_V, g10033, out=_buf(workspace, 'LLaMAAttention:bd_X', batch + (T, D), dtype)) # (…, T, D)
     # 2 K ← X W_k ▷ K ∈ ℝ^{T×D}
     d_W_k = _wgrad(X, d_K, _buf(workspace, 'LLaMAAttention:bd_W_k', (D, D), dtype)) # (D, D)
-    g10035 = np.swapaxes(W_k, -1, -2)                           # (D, D)
-    g10036 = np.matmul(d_K, g10035, out=_buf(workspace, 'LLaMAAttention:bg10036', batch + (T, D), dtype)) # (…, T, D)
-    d_X_2 = np.add(d_X, g10036, out=d_X)                        # (…, T, D)
+    g10036 = np.swapaxes(W_k, -1, -2)                           # (D, D)
+    g10037 = np.matmul(d_K, g10036, out=_buf(workspace, 'LLaMAAttention:bg10037', batch + (T, D), dtype)) # (…, T, D)
+    d_X_2 = np.add(d_X, g10037, out=d_X)                        # (…, T, D)
     # 1 Q ← X W_q ▷ Q ∈ ℝ^{T×D}
     d_W_q = _wgrad(X, d_Q, _buf(workspace, 'LLaMAAttention:bd_W_q', (D, D), dtype)) # (D, D)
-    g10039 = np.swapaxes(W_q, -1, -2)                           # (D, D)
-    g10040 = np.matmul(d_Q, g10039, out=_buf(workspace, 'LLaMAAttention:bg10040', batch + (T, D), dtype)) # (…, T, D)
-    d_X_3 = np.add(d_X_2, g10040, out=d_X_2)                    # (…, T, D)
+    g10040 = np.swapaxes(W_q, -1, -2)                           # (D, D)
+    g10041 = np.matmul(d_Q, g10040, out=_buf(workspace, 'LLaMAAttention:bg10041', batch + (T, D), dtype)) # (…, T, D)
+    d_X_3 = np.add(d_X_2, g10041, out=d_X_2)                    # (…, T, D)
     grads = Params(W_q=d_W_q, W_k=d_W_k, W_v=d_W_v, W_o=d_W_o)
     return grads, {"X": d_X_3}
 
@@ -464,6 +460,24 @@ def _layer_norm_grad(g, y, s, axis, out=None):
     t = np.subtract(g, t, out=t)
     t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
     return np.divide(t, s, out=t)
+
+
+def _gelu_tanh_grad(g, x, t, a, c, k, out=None):
+    """d_x of y = a x (1 + t), t = tanh(c (x + k x³)), from g = d_y: g ⊙ a ((1 + t) + c x (1 + 3k x²)(1 − t²)),
+    in place in one array and one temporary (the chain rule through the steps takes a dozen)."""
+    r = np.multiply(x, x, out=out)
+    r *= 3.0 * k * c
+    r += c
+    r *= x
+    s = np.multiply(t, t)
+    np.subtract(1.0, s, out=s)
+    r *= s
+    r += t
+    r += 1.0
+    r *= g
+    if a != 1.0:
+        r *= a
+    return r
 
 
 def _softmax_grad(g, y, axis, out=None):

@@ -151,8 +151,8 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     _29 = _26 > _28                                             # (T, T)
     _30 = _fill_where(S, _29, -np.inf)                          # (…, H, T, T)
     # LLaMAAttention 10 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-    _31 = _softmax(_30, -1, _buf(workspace, 'LLaMABlock:f_31', batch + (H, T, T), dtype)) # (…, H, T, T)
-    Y = np.matmul(_31, V_2, out=_buf(workspace, 'LLaMABlock:fY', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    softmax_S = _softmax(_30, -1, _buf(workspace, 'LLaMABlock:fsoftmax_S', batch + (H, T, T), dtype)) # (…, H, T, T)
+    Y = np.matmul(softmax_S, V_2, out=_buf(workspace, 'LLaMABlock:fY', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     # LLaMAAttention 12 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     _33 = _permute(Y, (-2, -3, -1))                             # (…, T, H, D/H)
     shape_33 = _33.shape
@@ -180,7 +180,7 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     Y_3 = np.matmul(_48, W_2, out=_buf(workspace, 'LLaMABlock:fY_3', batch + (T, D), dtype)) # (…, T, D)
     # 2 e ← e + SwiGLU(RMSNorm(e | g_2) | θ_mlp) ▷ e ∈ ℝ^{T×D}
     e_3 = np.add(e_2, Y_3, out=Y_3)                             # (…, T, D)
-    cache = {"D": D, "H": H, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "_48": _48, "_47": _47, "_46": _46, "e_hat_2": e_hat_2, "_45": _45, "_43": _43, "_42": _42, "r_2": r_2, "shape_37": shape_37, "e_2": e_2, "Y_2": Y_2, "shape_33": shape_33, "_31": _31, "V_2": V_2, "_29": _29, "_24": _24, "Q_2": Q_2, "_21": _21, "shape_18": shape_18, "V_shape": V_shape, "shape_15": shape_15, "K_shape": K_shape, "shape_12": shape_12, "Q_shape": Q_shape, "e_hat": e_hat, "_7": _7, "_6": _6, "r": r, "shape_1": shape_1, "e": e}
+    cache = {"D": D, "H": H, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "_48": _48, "_47": _47, "_46": _46, "e_hat_2": e_hat_2, "_45": _45, "_43": _43, "_42": _42, "r_2": r_2, "shape_37": shape_37, "e_2": e_2, "Y_2": Y_2, "shape_33": shape_33, "softmax_S": softmax_S, "V_2": V_2, "K_2": K_2, "_24": _24, "Q_2": Q_2, "shape_18": shape_18, "V_shape": V_shape, "shape_15": shape_15, "K_shape": K_shape, "shape_12": shape_12, "Q_shape": Q_shape, "e_hat": e_hat, "_7": _7, "_6": _6, "r": r, "shape_1": shape_1, "e": e}
     return e_3, cache
 
 
@@ -213,12 +213,11 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     Y_2 = cache["Y_2"]
     W_o = params.W_o
     shape_33 = cache["shape_33"]
-    _31 = cache["_31"]
+    softmax_S = cache["softmax_S"]
     V_2 = cache["V_2"]
-    _29 = cache["_29"]
+    K_2 = cache["K_2"]
     _24 = cache["_24"]
     Q_2 = cache["Q_2"]
-    _21 = cache["_21"]
     shape_18 = cache["shape_18"]
     V_shape = cache["V_shape"]
     shape_15 = cache["shape_15"]
@@ -277,65 +276,62 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     g10038 = d_Y_2.reshape(shape_33)                            # (…, T, H, D/H)
     d_Y = _permute(g10038, (-2, -3, -1))                        # (…, H, T, D/H)
     # LLaMAAttention 10 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-    g10040 = np.swapaxes(_31, -1, -2)                           # (…, H, T, T)
+    g10040 = np.swapaxes(softmax_S, -1, -2)                     # (…, H, T, T)
     d_V_2 = np.matmul(g10040, d_Y, out=_buf(workspace, 'LLaMABlock:bd_V_2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10042 = np.swapaxes(V_2, -1, -2)                           # (…, H, D/H, T)
-    g10043 = np.matmul(d_Y, g10042, out=_buf(workspace, 'LLaMABlock:bg10043', batch + (H, T, T), dtype)) # (…, H, T, T)
-    g10044 = _softmax_grad(g10043, _31, -1, _buf(workspace, 'LLaMABlock:bg10044', batch + (H, T, T), dtype)) # (…, H, T, T)
-    # LLaMAAttention 9 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
-    d_S = _zero_where(g10044, _29)                              # (…, H, T, T)
+    d_softmax_S = np.matmul(d_Y, g10042, out=_buf(workspace, 'LLaMABlock:bd_softmax_S', batch + (H, T, T), dtype)) # (…, H, T, T)
+    d_S = _softmax_grad(d_softmax_S, softmax_S, -1, _buf(workspace, 'LLaMABlock:bd_S', batch + (H, T, T), dtype)) # (…, H, T, T)
     # LLaMAAttention 8 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}
-    g10047 = np.divide(d_S, _24, out=d_S)                       # (…, H, T, T)
-    g10051 = np.swapaxes(Q_2, -1, -2)                           # (…, H, D/H, T)
-    g10052 = np.matmul(g10051, g10047, out=_buf(workspace, 'LLaMABlock:bg10052', batch + (H, D // H, T), dtype)) # (…, H, D/H, T)
-    g10053 = np.swapaxes(_21, -1, -2)                           # (…, H, T, D/H)
-    d_Q_2 = np.matmul(g10047, g10053, out=_buf(workspace, 'LLaMABlock:bd_Q_2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    d_K_2 = np.swapaxes(g10052, -1, -2)                         # (…, H, T, D/H)
+    g10051 = np.matmul(d_S, K_2, out=_buf(workspace, 'LLaMABlock:bg10051', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    d_Q_2 = np.divide(g10051, _24, out=g10051)                  # (…, H, T, D/H)
+    g10054 = np.swapaxes(d_S, -1, -2)                           # (…, H, T, T)
+    g10055 = np.matmul(g10054, Q_2, out=_buf(workspace, 'LLaMABlock:bg10055', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    d_K_2 = np.divide(g10055, _24, out=g10055)                  # (…, H, T, D/H)
     # LLaMAAttention 7 V_h ← V[:, h · D / H : (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
-    g10056 = _permute(d_V_2, (-2, -3, -1))                      # (…, T, H, D/H)
-    g10057 = g10056.reshape(shape_18)                           # (…, T, D)
-    d_V = _unslice(g10057, V_shape, -1, 0, D, _buf(workspace, 'LLaMABlock:bd_V', batch + (T, D), dtype)) # (…, T, D)
+    g10057 = _permute(d_V_2, (-2, -3, -1))                      # (…, T, H, D/H)
+    g10058 = g10057.reshape(shape_18)                           # (…, T, D)
+    d_V = _unslice(g10058, V_shape, -1, 0, D, _buf(workspace, 'LLaMABlock:bd_V', batch + (T, D), dtype)) # (…, T, D)
     # LLaMAAttention 6 K_h ← K[:, h · D / H : (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
-    g10059 = _permute(d_K_2, (-2, -3, -1))                      # (…, T, H, D/H)
-    g10060 = g10059.reshape(shape_15)                           # (…, T, D)
-    d_K = _unslice(g10060, K_shape, -1, 0, D, _buf(workspace, 'LLaMABlock:bd_K', batch + (T, D), dtype)) # (…, T, D)
+    g10060 = _permute(d_K_2, (-2, -3, -1))                      # (…, T, H, D/H)
+    g10061 = g10060.reshape(shape_15)                           # (…, T, D)
+    d_K = _unslice(g10061, K_shape, -1, 0, D, _buf(workspace, 'LLaMABlock:bd_K', batch + (T, D), dtype)) # (…, T, D)
     # LLaMAAttention 5 Q_h ← Q[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
-    g10062 = _permute(d_Q_2, (-2, -3, -1))                      # (…, T, H, D/H)
-    g10063 = g10062.reshape(shape_12)                           # (…, T, D)
-    d_Q = _unslice(g10063, Q_shape, -1, 0, D, _buf(workspace, 'LLaMABlock:bd_Q', batch + (T, D), dtype)) # (…, T, D)
+    g10063 = _permute(d_Q_2, (-2, -3, -1))                      # (…, T, H, D/H)
+    g10064 = g10063.reshape(shape_12)                           # (…, T, D)
+    d_Q = _unslice(g10064, Q_shape, -1, 0, D, _buf(workspace, 'LLaMABlock:bd_Q', batch + (T, D), dtype)) # (…, T, D)
     # LLaMAAttention 3 V ← X W_v ▷ V ∈ ℝ^{T×D}
     d_W_v = _wgrad(e_hat, d_V, _buf(workspace, 'LLaMABlock:bd_W_v', (D, D), dtype)) # (D, D)
-    g10066 = np.swapaxes(W_v, -1, -2)                           # (D, D)
-    d_e_hat_3 = np.matmul(d_V, g10066, out=_buf(workspace, 'LLaMABlock:bd_e_hat_3', batch + (T, D), dtype)) # (…, T, D)
+    g10067 = np.swapaxes(W_v, -1, -2)                           # (D, D)
+    d_e_hat_3 = np.matmul(d_V, g10067, out=_buf(workspace, 'LLaMABlock:bd_e_hat_3', batch + (T, D), dtype)) # (…, T, D)
     # LLaMAAttention 2 K ← X W_k ▷ K ∈ ℝ^{T×D}
     d_W_k = _wgrad(e_hat, d_K, _buf(workspace, 'LLaMABlock:bd_W_k', (D, D), dtype)) # (D, D)
-    g10069 = np.swapaxes(W_k, -1, -2)                           # (D, D)
-    g10070 = np.matmul(d_K, g10069, out=_buf(workspace, 'LLaMABlock:bg10070', batch + (T, D), dtype)) # (…, T, D)
-    d_e_hat_4 = np.add(d_e_hat_3, g10070, out=d_e_hat_3)        # (…, T, D)
+    g10070 = np.swapaxes(W_k, -1, -2)                           # (D, D)
+    g10071 = np.matmul(d_K, g10070, out=_buf(workspace, 'LLaMABlock:bg10071', batch + (T, D), dtype)) # (…, T, D)
+    d_e_hat_4 = np.add(d_e_hat_3, g10071, out=d_e_hat_3)        # (…, T, D)
     # LLaMAAttention 1 Q ← X W_q ▷ Q ∈ ℝ^{T×D}
     d_W_q = _wgrad(e_hat, d_Q, _buf(workspace, 'LLaMABlock:bd_W_q', (D, D), dtype)) # (D, D)
-    g10073 = np.swapaxes(W_q, -1, -2)                           # (D, D)
-    g10074 = np.matmul(d_Q, g10073, out=_buf(workspace, 'LLaMABlock:bg10074', batch + (T, D), dtype)) # (…, T, D)
-    d_e_hat_5 = np.add(d_e_hat_4, g10074, out=d_e_hat_4)        # (…, T, D)
+    g10074 = np.swapaxes(W_q, -1, -2)                           # (D, D)
+    g10075 = np.matmul(d_Q, g10074, out=_buf(workspace, 'LLaMABlock:bg10075', batch + (T, D), dtype)) # (…, T, D)
+    d_e_hat_5 = np.add(d_e_hat_4, g10075, out=d_e_hat_4)        # (…, T, D)
     # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
-    g10076 = np.multiply(d_e_hat_5, g_1, out=_buf(workspace, 'LLaMABlock:bg10076', batch + (T, D), dtype)) # (…, T, D)
-    g10077 = np.multiply(d_e_hat_5, _7, out=d_e_hat_5)          # (…, T, D)
-    d_g_1 = _sum_to(g10077, 1, ())                              # (D,)
-    g10079 = np.divide(g10076, _6, out=_buf(workspace, 'LLaMABlock:bg10079', batch + (T, D), dtype)) # (…, T, D)
-    g10080 = np.multiply(g10076, _7, out=g10076)                # (…, T, D)
-    g10081 = np.divide(g10080, _6, out=g10080)                  # (…, T, D)
-    g10082 = np.negative(g10081, out=g10081)                    # (…, T, D)
-    d_e = np.add(d_e_2_2, g10079, out=d_e_2_2)                  # (…, T, D)
-    g10084 = _sum_to(g10082, None, (-1,))                       # (…, T, 1)
-    d_r = np.squeeze(g10084, -1)                                # (…, T)
+    g10077 = np.multiply(d_e_hat_5, g_1, out=_buf(workspace, 'LLaMABlock:bg10077', batch + (T, D), dtype)) # (…, T, D)
+    g10078 = np.multiply(d_e_hat_5, _7, out=d_e_hat_5)          # (…, T, D)
+    d_g_1 = _sum_to(g10078, 1, ())                              # (D,)
+    g10080 = np.divide(g10077, _6, out=_buf(workspace, 'LLaMABlock:bg10080', batch + (T, D), dtype)) # (…, T, D)
+    g10081 = np.multiply(g10077, _7, out=g10077)                # (…, T, D)
+    g10082 = np.divide(g10081, _6, out=g10081)                  # (…, T, D)
+    g10083 = np.negative(g10082, out=g10082)                    # (…, T, D)
+    d_e = np.add(d_e_2_2, g10080, out=d_e_2_2)                  # (…, T, D)
+    g10085 = _sum_to(g10083, None, (-1,))                       # (…, T, 1)
+    d_r = np.squeeze(g10085, -1)                                # (…, T)
     # RMSNorm 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
-    g10086 = np.multiply(r, 2.0, out=_buf(workspace, 'LLaMABlock:bg10086', batch + (T,), dtype)) # (…, T)
-    g10087 = np.divide(d_r, g10086, out=_buf(workspace, 'LLaMABlock:bg10087', batch + (T,), dtype)) # (…, T)
-    g10088 = np.divide(g10087, D, out=g10087)                   # (…, T)
-    g10092 = np.broadcast_to(np.expand_dims(g10088, -1), shape_1) # (…, T, D)
-    g10093 = np.multiply(e, 2.0, out=_buf(workspace, 'LLaMABlock:bg10093', batch + (T, D), dtype)) # (…, T, D)
-    g10094 = np.multiply(g10092, g10093, out=g10093)            # (…, T, D)
-    d_e_3 = np.add(d_e, g10094, out=d_e)                        # (…, T, D)
+    g10087 = np.multiply(r, 2.0, out=_buf(workspace, 'LLaMABlock:bg10087', batch + (T,), dtype)) # (…, T)
+    g10088 = np.divide(d_r, g10087, out=_buf(workspace, 'LLaMABlock:bg10088', batch + (T,), dtype)) # (…, T)
+    g10089 = np.divide(g10088, D, out=g10088)                   # (…, T)
+    g10093 = np.broadcast_to(np.expand_dims(g10089, -1), shape_1) # (…, T, D)
+    g10094 = np.multiply(e, 2.0, out=_buf(workspace, 'LLaMABlock:bg10094', batch + (T, D), dtype)) # (…, T, D)
+    g10095 = np.multiply(g10093, g10094, out=g10094)            # (…, T, D)
+    d_e_3 = np.add(d_e, g10095, out=d_e)                        # (…, T, D)
     grads = Params(g_1=d_g_1, W_q=d_W_q, W_k=d_W_k, W_v=d_W_v, W_o=d_W_o, g_2=d_g_2, W_1=d_W_1, W_3=d_W_3, W_2=d_W_2)
     return grads, {"e": d_e_3}
 
@@ -581,6 +577,24 @@ def _layer_norm_grad(g, y, s, axis, out=None):
     t = np.subtract(g, t, out=t)
     t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
     return np.divide(t, s, out=t)
+
+
+def _gelu_tanh_grad(g, x, t, a, c, k, out=None):
+    """d_x of y = a x (1 + t), t = tanh(c (x + k x³)), from g = d_y: g ⊙ a ((1 + t) + c x (1 + 3k x²)(1 − t²)),
+    in place in one array and one temporary (the chain rule through the steps takes a dozen)."""
+    r = np.multiply(x, x, out=out)
+    r *= 3.0 * k * c
+    r += c
+    r *= x
+    s = np.multiply(t, t)
+    np.subtract(1.0, s, out=s)
+    r *= s
+    r += t
+    r += 1.0
+    r *= g
+    if a != 1.0:
+        r *= a
+    return r
 
 
 def _softmax_grad(g, y, axis, out=None):

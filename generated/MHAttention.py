@@ -146,8 +146,8 @@ def forward(config: Config, params: Params, X, Z, Mask, workspace: dict | None =
     # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
     _16 = math.sqrt(d_attn)                                     # ()
     _17 = np.divide(_15, _16, out=_15)                          # (…, H, ℓ_z, ℓ_x)
-    _18 = _softmax(_17, -2, _buf(workspace, 'MHAttention:f_18', batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
-    V_tilde = np.matmul(V, _18, out=_buf(workspace, 'MHAttention:fV_tilde', batch + (H, d_mid, ell_x), dtype)) # (…, H, d_mid, ℓ_x)
+    softmax_S = _softmax(_17, -2, _buf(workspace, 'MHAttention:fsoftmax_S', batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
+    V_tilde = np.matmul(V, softmax_S, out=_buf(workspace, 'MHAttention:fV_tilde', batch + (H, d_mid, ell_x), dtype)) # (…, H, d_mid, ℓ_x)
     V_tilde_shape = V_tilde.shape
     # 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
     Y = V_tilde.reshape(V_tilde.shape[:-3] + (H*d_mid,) + V_tilde.shape[-3 + 2:]) # (…, H·d_mid, ℓ_x)
@@ -155,7 +155,7 @@ def forward(config: Config, params: Params, X, Z, Mask, workspace: dict | None =
     _21 = np.matmul(W_o, Y, out=_buf(workspace, 'MHAttention:f_21', batch + (d_out, ell_x), dtype)) # (…, d_out, ℓ_x)
     _22 = np.expand_dims(b_o, -1)                               # (d_out, 1)
     V_tilde_2 = np.add(_21, _22, out=_21)                       # (…, d_out, ℓ_x)
-    cache = {"H": H, "d_attn": d_attn, "d_mid": d_mid, "d_out": d_out, "d_x": d_x, "ell_x": ell_x, "d_z": d_z, "ell_z": ell_z, "batch": batch, "dtype": dtype, "Y": Y, "V_tilde_shape": V_tilde_shape, "V": V, "_18": _18, "_16": _16, "_14": _14, "_12": _12, "Q": Q, "_5": _5, "_1": _1}
+    cache = {"H": H, "d_attn": d_attn, "d_mid": d_mid, "d_out": d_out, "d_x": d_x, "ell_x": ell_x, "d_z": d_z, "ell_z": ell_z, "batch": batch, "dtype": dtype, "Y": Y, "V_tilde_shape": V_tilde_shape, "V": V, "softmax_S": softmax_S, "_16": _16, "K": K, "Q": Q, "_5": _5, "_1": _1}
     return V_tilde_2, cache
 
 
@@ -179,10 +179,9 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     Y = cache["Y"]
     V_tilde_shape = cache["V_tilde_shape"]
     V = cache["V"]
-    _18 = cache["_18"]
+    softmax_S = cache["softmax_S"]
     _16 = cache["_16"]
-    _14 = cache["_14"]
-    _12 = cache["_12"]
+    K = cache["K"]
     Q = cache["Q"]
     W_v = params.W_v
     _5 = cache["_5"]
@@ -201,49 +200,45 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     d_V_tilde_2 = d_Y.reshape(V_tilde_shape)                    # (…, H, d_mid, ℓ_x)
     # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
     g10009 = np.swapaxes(V, -1, -2)                             # (…, H, ℓ_z, d_mid)
-    g10010 = np.matmul(g10009, d_V_tilde_2, out=_buf(workspace, 'MHAttention:bg10010', batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
-    g10011 = np.swapaxes(_18, -1, -2)                           # (…, H, ℓ_x, ℓ_z)
+    d_softmax_S = np.matmul(g10009, d_V_tilde_2, out=_buf(workspace, 'MHAttention:bd_softmax_S', batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
+    g10011 = np.swapaxes(softmax_S, -1, -2)                     # (…, H, ℓ_x, ℓ_z)
     d_V = np.matmul(d_V_tilde_2, g10011, out=_buf(workspace, 'MHAttention:bd_V', batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
-    g10013 = _softmax_grad(g10010, _18, -2, _buf(workspace, 'MHAttention:bg10013', batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
-    g10014 = np.divide(g10013, _16, out=g10013)                 # (…, H, ℓ_z, ℓ_x)
-    # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
-    d_S = _zero_where(g10014, _14)                              # (…, H, ℓ_z, ℓ_x)
+    g10013 = _softmax_grad(d_softmax_S, softmax_S, -2, _buf(workspace, 'MHAttention:bg10013', batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
+    d_S = np.divide(g10013, _16, out=g10013)                    # (…, H, ℓ_z, ℓ_x)
     # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-    g10020 = np.swapaxes(_12, -1, -2)                           # (…, H, d_attn, ℓ_z)
-    d_Q = np.matmul(g10020, d_S, out=_buf(workspace, 'MHAttention:bd_Q', batch + (H, d_attn, ell_x), dtype)) # (…, H, d_attn, ℓ_x)
-    g10022 = np.swapaxes(Q, -1, -2)                             # (…, H, ℓ_x, d_attn)
-    g10023 = np.matmul(d_S, g10022, out=_buf(workspace, 'MHAttention:bg10023', batch + (H, ell_z, d_attn), dtype)) # (…, H, ℓ_z, d_attn)
-    d_K = np.swapaxes(g10023, -1, -2)                           # (…, H, d_attn, ℓ_z)
+    d_Q = np.matmul(K, d_S, out=_buf(workspace, 'MHAttention:bd_Q', batch + (H, d_attn, ell_x), dtype)) # (…, H, d_attn, ℓ_x)
+    g10021 = np.swapaxes(d_S, -1, -2)                           # (…, H, ℓ_x, ℓ_z)
+    d_K = np.matmul(Q, g10021, out=_buf(workspace, 'MHAttention:bd_K', batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
     # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-    g10025 = _sum_to(d_V, 3, (-1,))                             # (H, d_mid, 1)
-    d_b_v = np.squeeze(g10025, -1)                              # (H, d_mid)
-    g10027 = np.swapaxes(W_v, -1, -2)                           # (H, d_z, d_mid)
-    g10028 = np.matmul(g10027, d_V, out=_buf(workspace, 'MHAttention:bg10028', batch + (H, d_z, ell_z), dtype)) # (…, H, d_z, ℓ_z)
-    g10029 = np.swapaxes(_5, -1, -2)                            # (…, 1, ℓ_z, d_z)
-    g10030 = np.matmul(d_V, g10029, out=_buf(workspace, 'MHAttention:bg10030', batch + (H, d_mid, d_z), dtype)) # (…, H, d_mid, d_z)
-    d_W_v = _sum_to(g10030, 3, ())                              # (H, d_mid, d_z)
-    g10032 = _sum_to(g10028, None, (-3,))                       # (…, 1, d_z, ℓ_z)
+    g10023 = _sum_to(d_V, 3, (-1,))                             # (H, d_mid, 1)
+    d_b_v = np.squeeze(g10023, -1)                              # (H, d_mid)
+    g10025 = np.swapaxes(W_v, -1, -2)                           # (H, d_z, d_mid)
+    g10026 = np.matmul(g10025, d_V, out=_buf(workspace, 'MHAttention:bg10026', batch + (H, d_z, ell_z), dtype)) # (…, H, d_z, ℓ_z)
+    g10027 = np.swapaxes(_5, -1, -2)                            # (…, 1, ℓ_z, d_z)
+    g10028 = np.matmul(d_V, g10027, out=_buf(workspace, 'MHAttention:bg10028', batch + (H, d_mid, d_z), dtype)) # (…, H, d_mid, d_z)
+    d_W_v = _sum_to(g10028, 3, ())                              # (H, d_mid, d_z)
+    g10030 = _sum_to(g10026, None, (-3,))                       # (…, 1, d_z, ℓ_z)
     # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-    g10033 = _sum_to(d_K, 3, (-1,))                             # (H, d_attn, 1)
-    d_b_k = np.squeeze(g10033, -1)                              # (H, d_attn)
-    g10035 = np.swapaxes(W_k, -1, -2)                           # (H, d_z, d_attn)
-    g10036 = np.matmul(g10035, d_K, out=_buf(workspace, 'MHAttention:bg10036', batch + (H, d_z, ell_z), dtype)) # (…, H, d_z, ℓ_z)
-    g10037 = np.swapaxes(_5, -1, -2)                            # (…, 1, ℓ_z, d_z)
-    g10038 = np.matmul(d_K, g10037, out=_buf(workspace, 'MHAttention:bg10038', batch + (H, d_attn, d_z), dtype)) # (…, H, d_attn, d_z)
-    d_W_k = _sum_to(g10038, 3, ())                              # (H, d_attn, d_z)
-    g10040 = _sum_to(g10036, None, (-3,))                       # (…, 1, d_z, ℓ_z)
-    g10041 = np.add(g10032, g10040, out=_buf(workspace, 'MHAttention:bg10041', batch + (1, d_z, ell_z), dtype)) # (…, 1, d_z, ℓ_z)
-    d_Z = np.squeeze(g10041, -3)                                # (…, d_z, ℓ_z)
+    g10031 = _sum_to(d_K, 3, (-1,))                             # (H, d_attn, 1)
+    d_b_k = np.squeeze(g10031, -1)                              # (H, d_attn)
+    g10033 = np.swapaxes(W_k, -1, -2)                           # (H, d_z, d_attn)
+    g10034 = np.matmul(g10033, d_K, out=_buf(workspace, 'MHAttention:bg10034', batch + (H, d_z, ell_z), dtype)) # (…, H, d_z, ℓ_z)
+    g10035 = np.swapaxes(_5, -1, -2)                            # (…, 1, ℓ_z, d_z)
+    g10036 = np.matmul(d_K, g10035, out=_buf(workspace, 'MHAttention:bg10036', batch + (H, d_attn, d_z), dtype)) # (…, H, d_attn, d_z)
+    d_W_k = _sum_to(g10036, 3, ())                              # (H, d_attn, d_z)
+    g10038 = _sum_to(g10034, None, (-3,))                       # (…, 1, d_z, ℓ_z)
+    g10039 = np.add(g10030, g10038, out=_buf(workspace, 'MHAttention:bg10039', batch + (1, d_z, ell_z), dtype)) # (…, 1, d_z, ℓ_z)
+    d_Z = np.squeeze(g10039, -3)                                # (…, d_z, ℓ_z)
     # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-    g10043 = _sum_to(d_Q, 3, (-1,))                             # (H, d_attn, 1)
-    d_b_q = np.squeeze(g10043, -1)                              # (H, d_attn)
-    g10045 = np.swapaxes(W_q, -1, -2)                           # (H, d_x, d_attn)
-    g10046 = np.matmul(g10045, d_Q, out=_buf(workspace, 'MHAttention:bg10046', batch + (H, d_x, ell_x), dtype)) # (…, H, d_x, ℓ_x)
-    g10047 = np.swapaxes(_1, -1, -2)                            # (…, 1, ℓ_x, d_x)
-    g10048 = np.matmul(d_Q, g10047, out=_buf(workspace, 'MHAttention:bg10048', batch + (H, d_attn, d_x), dtype)) # (…, H, d_attn, d_x)
-    d_W_q = _sum_to(g10048, 3, ())                              # (H, d_attn, d_x)
-    g10050 = _sum_to(g10046, None, (-3,))                       # (…, 1, d_x, ℓ_x)
-    d_X = np.squeeze(g10050, -3)                                # (…, d_x, ℓ_x)
+    g10041 = _sum_to(d_Q, 3, (-1,))                             # (H, d_attn, 1)
+    d_b_q = np.squeeze(g10041, -1)                              # (H, d_attn)
+    g10043 = np.swapaxes(W_q, -1, -2)                           # (H, d_x, d_attn)
+    g10044 = np.matmul(g10043, d_Q, out=_buf(workspace, 'MHAttention:bg10044', batch + (H, d_x, ell_x), dtype)) # (…, H, d_x, ℓ_x)
+    g10045 = np.swapaxes(_1, -1, -2)                            # (…, 1, ℓ_x, d_x)
+    g10046 = np.matmul(d_Q, g10045, out=_buf(workspace, 'MHAttention:bg10046', batch + (H, d_attn, d_x), dtype)) # (…, H, d_attn, d_x)
+    d_W_q = _sum_to(g10046, 3, ())                              # (H, d_attn, d_x)
+    g10048 = _sum_to(g10044, None, (-3,))                       # (…, 1, d_x, ℓ_x)
+    d_X = np.squeeze(g10048, -3)                                # (…, d_x, ℓ_x)
     grads = Params(W_q=d_W_q, b_q=d_b_q, W_k=d_W_k, b_k=d_b_k, W_v=d_W_v, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o)
     return grads, {"X": d_X, "Z": d_Z}
 
@@ -489,6 +484,24 @@ def _layer_norm_grad(g, y, s, axis, out=None):
     t = np.subtract(g, t, out=t)
     t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
     return np.divide(t, s, out=t)
+
+
+def _gelu_tanh_grad(g, x, t, a, c, k, out=None):
+    """d_x of y = a x (1 + t), t = tanh(c (x + k x³)), from g = d_y: g ⊙ a ((1 + t) + c x (1 + 3k x²)(1 − t²)),
+    in place in one array and one temporary (the chain rule through the steps takes a dozen)."""
+    r = np.multiply(x, x, out=out)
+    r *= 3.0 * k * c
+    r += c
+    r *= x
+    s = np.multiply(t, t)
+    np.subtract(1.0, s, out=s)
+    r *= s
+    r += t
+    r += 1.0
+    r *= g
+    if a != 1.0:
+        r *= a
+    return r
 
 
 def _softmax_grad(g, y, axis, out=None):

@@ -30,6 +30,7 @@ VIEWS = {"transpose", "expand", "reshape", "slice", "index", "copy", "broadcast"
 OWNING = set(UFUNC) | {"matmul", "softmax", "log_softmax", "sum", "max", "take", "square", "pow", "powv",
                        "relu", "sigmoid", "silu", "gelu", "where", "scale", "one_minus", "softmax_grad",
                        "layer_norm_grad", "log_softmax_grad", "silu_grad", "gelu_grad", "wgrad", "outer", "unslice",
+                       "gelu_tanh_grad",
                        "scatter", "put_along", "unpick", "select_grad", "maximum", "concat"}
 
 
