@@ -114,15 +114,15 @@ def forward(config: Config, params: Params, X, Z, Mask, workspace: dict | None =
     # 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
     _1 = np.matmul(W_q, X, out=_buf(workspace, 'Attention:f_1', batch + (d_attn, ell_x), dtype)) # (…, d_attn, ℓ_x)
     _2 = np.expand_dims(b_q, -1)                                # (d_attn, 1)
-    Q = np.add(_1, _2, out=_1)                                  # (…, d_attn, ℓ_x)
+    Q = _threaded(np.add, _1, _2, out=_1)                       # (…, d_attn, ℓ_x)
     # 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
     _4 = np.matmul(W_k, Z, out=_buf(workspace, 'Attention:f_4', batch + (d_attn, ell_z), dtype)) # (…, d_attn, ℓ_z)
     _5 = np.expand_dims(b_k, -1)                                # (d_attn, 1)
-    K = np.add(_4, _5, out=_4)                                  # (…, d_attn, ℓ_z)
+    K = _threaded(np.add, _4, _5, out=_4)                       # (…, d_attn, ℓ_z)
     # 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
     _7 = np.matmul(W_v, Z, out=_buf(workspace, 'Attention:f_7', batch + (d_out, ell_z), dtype)) # (…, d_out, ℓ_z)
     _8 = np.expand_dims(b_v, -1)                                # (d_out, 1)
-    V = np.add(_7, _8, out=_7)                                  # (…, d_out, ℓ_z)
+    V = _threaded(np.add, _7, _8, out=_7)                       # (…, d_out, ℓ_z)
     # 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
     _10 = np.swapaxes(K, -1, -2)                                # (…, ℓ_z, d_attn)
     S = np.matmul(_10, Q, out=_buf(workspace, 'Attention:fS', batch + (ell_z, ell_x), dtype)) # (…, ℓ_z, ℓ_x)
@@ -131,7 +131,7 @@ def forward(config: Config, params: Params, X, Z, Mask, workspace: dict | None =
     _13 = _fill_where(S, _12, -np.inf)                          # (…, ℓ_z, ℓ_x)
     # 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
     _14 = math.sqrt(d_attn)                                     # ()
-    _15 = np.divide(_13, _14, out=_13)                          # (…, ℓ_z, ℓ_x)
+    _15 = _threaded(np.divide, _13, _14, out=_13)               # (…, ℓ_z, ℓ_x)
     softmax_S = _softmax(_15, -2, _buf(workspace, 'Attention:fsoftmax_S', batch + (ell_z, ell_x), dtype)) # (…, ℓ_z, ℓ_x)
     V_tilde = np.matmul(V, softmax_S, out=_buf(workspace, 'Attention:fV_tilde', batch + (d_out, ell_x), dtype)) # (…, d_out, ℓ_x)
     cache = {"d_attn": d_attn, "d_out": d_out, "d_x": d_x, "ell_x": ell_x, "d_z": d_z, "ell_z": ell_z, "batch": batch, "dtype": dtype, "V": V, "softmax_S": softmax_S, "_14": _14, "K": K, "Q": Q, "Z": Z, "X": X}
@@ -168,7 +168,7 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     g10003 = np.swapaxes(softmax_S, -1, -2)                     # (…, ℓ_x, ℓ_z)
     d_V = np.matmul(d_V_tilde, g10003, out=_buf(workspace, 'Attention:bd_V', batch + (d_out, ell_z), dtype)) # (…, d_out, ℓ_z)
     g10005 = _softmax_grad(d_softmax_S, softmax_S, -2, _buf(workspace, 'Attention:bg10005', batch + (ell_z, ell_x), dtype)) # (…, ℓ_z, ℓ_x)
-    d_S = np.divide(g10005, _14, out=g10005)                    # (…, ℓ_z, ℓ_x)
+    d_S = _threaded(np.divide, g10005, _14, out=g10005)         # (…, ℓ_z, ℓ_x)
     # 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
     d_Q = np.matmul(K, d_S, out=_buf(workspace, 'Attention:bd_Q', batch + (d_attn, ell_x), dtype)) # (…, d_attn, ℓ_x)
     g10013 = np.swapaxes(d_S, -1, -2)                           # (…, ℓ_x, ℓ_z)
@@ -189,7 +189,7 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     g10026 = np.swapaxes(Z, -1, -2)                             # (…, ℓ_z, d_z)
     g10027 = np.matmul(d_K, g10026, out=_buf(workspace, 'Attention:bg10027', batch + (d_attn, d_z), dtype)) # (…, d_attn, d_z)
     d_W_k = _sum_to(g10027, 2, ())                              # (d_attn, d_z)
-    d_Z_2 = np.add(d_Z, g10025, out=d_Z)                        # (…, d_z, ℓ_z)
+    d_Z_2 = _threaded(np.add, d_Z, g10025, out=d_Z)             # (…, d_z, ℓ_z)
     # 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
     g10030 = _sum_to(d_Q, 2, (-1,))                             # (d_attn, 1)
     d_b_q = np.squeeze(g10030, -1)                              # (d_attn,)
@@ -289,7 +289,7 @@ def _buf(workspace, key, shape, dtype):
 # The closed-form helpers below make several passes over big arrays; they run on as many threads as
 # BLAS does, each on a block of rows (NumPy's ufuncs release the GIL). CARDGEN_THREADS sets how many
 # (default: the usable cores). Rows are independent, so the numbers are those of one thread.
-_PARALLEL_MIN = 1 << 16  # elements below which one thread is faster than handing out blocks
+_PARALLEL_MIN = 1 << 18  # elements (1 MiB of float32) below which one thread beats handing out blocks
 _POOL = {}
 
 
@@ -301,25 +301,40 @@ def _threads():
 
 
 def _rows(f, out, axis, *args):
-    """f(out, axis, *args) block by block along out's first axis (not the axis f reduces over):
-    the arrays among args with that axis are cut alike, the others (broadcast) passed whole."""
-    n = min(_threads(), out.shape[0]) if out.ndim >= 2 and axis % out.ndim != 0 else 1
-    if n < 2 or out.size < _PARALLEL_MIN:
+    """f(out, axis, *args) block by block along an axis of out that f does not reduce over, one block
+    per thread; the arrays among args that have that axis are cut alike, the others (broadcast)
+    passed whole."""
+    n = _threads() if out.size >= _PARALLEL_MIN else 1
+    reduced = None if axis is None else axis % out.ndim
+    cut = next((a for a in range(out.ndim) if out.shape[a] >= n and a != reduced), None)
+    if n < 2 or cut is None:
         f(out, axis, *args)
         return out
     key = os.getpid(), n  # a forked child has none of its parent's threads: it starts its own pool
     if key not in _POOL:
         _POOL.clear()
-        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix="cardgen")
-    cuts = [out.shape[0] * i // n for i in range(n + 1)]
+        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n - 1, thread_name_prefix="cardgen")
+    bounds = [out.shape[cut] * i // n for i in range(n + 1)]
+
+    def part(a, lo, hi):
+        k = cut - (out.ndim - np.ndim(a))  # the same axis, counted in a (broadcasting aligns the ends)
+        if k < 0 or np.shape(a)[k] != out.shape[cut]:
+            return a
+        return a[(slice(None),) * k + (slice(lo, hi),)]
 
     def block(i):
-        lo, hi = cuts[i], cuts[i + 1]
-        f(out[lo:hi], axis, *(a[lo:hi] if np.ndim(a) == out.ndim and np.shape(a)[0] == out.shape[0] else a
-                              for a in args))
-    for done in [_POOL[key].submit(block, i) for i in range(n)]:
+        lo, hi = bounds[i], bounds[i + 1]
+        f(part(out, lo, hi), axis, *(part(a, lo, hi) for a in args))
+    others = [_POOL[key].submit(block, i) for i in range(1, n)]
+    block(0)  # this thread takes a block too: one hand-over fewer
+    for done in others:
         done.result()
     return out
+
+
+def _threaded(ufunc, *args, out):
+    """ufunc(*args, out=out), on every thread for a big array (NumPy's own ufuncs use one)."""
+    return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
 
 
 def _softmax(x, axis, out=None):

@@ -96,7 +96,7 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     batch = np.shape(X)[:np.ndim(X) - 2]
     # 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
     _1 = np.matmul(X, W_qkv, out=_buf(workspace, 'CausalSelfAttention:f_1', batch + (T, 3*D), dtype)) # (…, T, 3·D)
-    A = np.add(_1, b_qkv, out=_1)                               # (…, T, 3·D)
+    A = _threaded(np.add, _1, b_qkv, out=_1)                    # (…, T, 3·D)
     A_shape = A.shape
     # 3 Q_h ← A[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
     _3 = _slice_in(A, -1, 0, D, 'CausalSelfAttention.card, line 14') # (…, T, D)
@@ -118,7 +118,7 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     _13 = np.matmul(Q, _12, out=_buf(workspace, 'CausalSelfAttention:f_13', batch + (H, T, T), dtype)) # (…, H, T, T)
     _14 = D / H                                                 # ()
     _15 = math.sqrt(_14)                                        # ()
-    S = np.divide(_13, _15, out=_13)                            # (…, H, T, T)
+    S = _threaded(np.divide, _13, _15, out=_13)                 # (…, H, T, T)
     # 7 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
     _17 = np.arange(0, T)                                       # (T,)
     _18 = np.arange(0, T)                                       # (T,)
@@ -134,7 +134,7 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     Y_2 = _24.reshape(_24.shape[:-2] + (D,))                    # (…, T, D)
     # 11 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
     _26 = np.matmul(Y_2, W_o, out=_buf(workspace, 'CausalSelfAttention:f_26', batch + (T, D), dtype)) # (…, T, D)
-    V_tilde = np.add(_26, b_o, out=_26)                         # (…, T, D)
+    V_tilde = _threaded(np.add, _26, b_o, out=_26)              # (…, T, D)
     cache = {"D": D, "H": H, "T": T, "batch": batch, "dtype": dtype, "Y_2": Y_2, "shape_24": shape_24, "softmax_S": softmax_S, "V": V, "K": K, "_15": _15, "Q": Q, "shape_9": shape_9, "A_shape": A_shape, "shape_6": shape_6, "shape_3": shape_3, "X": X}
     return V_tilde, cache
 
@@ -180,10 +180,10 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     d_S = _softmax_grad(d_softmax_S, softmax_S, -1, _buf(workspace, 'CausalSelfAttention:bd_S', batch + (H, T, T), dtype)) # (…, H, T, T)
     # 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
     g10018 = np.matmul(d_S, K, out=_buf(workspace, 'CausalSelfAttention:bg10018', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    d_Q = np.divide(g10018, _15, out=g10018)                    # (…, H, T, D/H)
+    d_Q = _threaded(np.divide, g10018, _15, out=g10018)         # (…, H, T, D/H)
     g10021 = np.swapaxes(d_S, -1, -2)                           # (…, H, T, T)
     g10022 = np.matmul(g10021, Q, out=_buf(workspace, 'CausalSelfAttention:bg10022', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    d_K = np.divide(g10022, _15, out=g10022)                    # (…, H, T, D/H)
+    d_K = _threaded(np.divide, g10022, _15, out=g10022)         # (…, H, T, D/H)
     # 5 V_h ← A[:, 2 · D + h · D / H : 2 · D + (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
     g10024 = _permute(d_V, (-2, -3, -1))                        # (…, T, H, D/H)
     g10025 = g10024.reshape(shape_9)                            # (…, T, D)
@@ -292,7 +292,7 @@ def _buf(workspace, key, shape, dtype):
 # The closed-form helpers below make several passes over big arrays; they run on as many threads as
 # BLAS does, each on a block of rows (NumPy's ufuncs release the GIL). CARDGEN_THREADS sets how many
 # (default: the usable cores). Rows are independent, so the numbers are those of one thread.
-_PARALLEL_MIN = 1 << 16  # elements below which one thread is faster than handing out blocks
+_PARALLEL_MIN = 1 << 18  # elements (1 MiB of float32) below which one thread beats handing out blocks
 _POOL = {}
 
 
@@ -304,25 +304,40 @@ def _threads():
 
 
 def _rows(f, out, axis, *args):
-    """f(out, axis, *args) block by block along out's first axis (not the axis f reduces over):
-    the arrays among args with that axis are cut alike, the others (broadcast) passed whole."""
-    n = min(_threads(), out.shape[0]) if out.ndim >= 2 and axis % out.ndim != 0 else 1
-    if n < 2 or out.size < _PARALLEL_MIN:
+    """f(out, axis, *args) block by block along an axis of out that f does not reduce over, one block
+    per thread; the arrays among args that have that axis are cut alike, the others (broadcast)
+    passed whole."""
+    n = _threads() if out.size >= _PARALLEL_MIN else 1
+    reduced = None if axis is None else axis % out.ndim
+    cut = next((a for a in range(out.ndim) if out.shape[a] >= n and a != reduced), None)
+    if n < 2 or cut is None:
         f(out, axis, *args)
         return out
     key = os.getpid(), n  # a forked child has none of its parent's threads: it starts its own pool
     if key not in _POOL:
         _POOL.clear()
-        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix="cardgen")
-    cuts = [out.shape[0] * i // n for i in range(n + 1)]
+        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n - 1, thread_name_prefix="cardgen")
+    bounds = [out.shape[cut] * i // n for i in range(n + 1)]
+
+    def part(a, lo, hi):
+        k = cut - (out.ndim - np.ndim(a))  # the same axis, counted in a (broadcasting aligns the ends)
+        if k < 0 or np.shape(a)[k] != out.shape[cut]:
+            return a
+        return a[(slice(None),) * k + (slice(lo, hi),)]
 
     def block(i):
-        lo, hi = cuts[i], cuts[i + 1]
-        f(out[lo:hi], axis, *(a[lo:hi] if np.ndim(a) == out.ndim and np.shape(a)[0] == out.shape[0] else a
-                              for a in args))
-    for done in [_POOL[key].submit(block, i) for i in range(n)]:
+        lo, hi = bounds[i], bounds[i + 1]
+        f(part(out, lo, hi), axis, *(part(a, lo, hi) for a in args))
+    others = [_POOL[key].submit(block, i) for i in range(1, n)]
+    block(0)  # this thread takes a block too: one hand-over fewer
+    for done in others:
         done.result()
     return out
+
+
+def _threaded(ufunc, *args, out):
+    """ufunc(*args, out=out), on every thread for a big array (NumPy's own ufuncs use one)."""
+    return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
 
 
 def _softmax(x, axis, out=None):

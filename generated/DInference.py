@@ -172,7 +172,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
     _3 = np.arange(1, 1 + len_x)                                # (len_x,)
     _4 = np.swapaxes(W_p, -1, -2)                               # (ℓ_max, d_e)
     _5 = _4[_3 - 1]                                             # (len_x, d_e)
-    e = np.add(_2, _5, out=_2)                                  # (…, len_x, d_e)
+    e = _threaded(np.add, _2, _5, out=_2)                       # (…, len_x, d_e)
     # DTransformer 3 X ← [e_1, e_2, …, e_ℓ] ▷ X ∈ ℝ^{d_e×ℓ}
     X = np.swapaxes(e, -1, -2)                                  # (…, d_e, len_x)
     # DTransformer 6 X ← X + MHAttention(X̃ | 𝓦_l, Mask[t, t′] = [[t ≤ t′]]) ▷ X ∈ ℝ^{d_e×ℓ}
@@ -194,19 +194,19 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         _8 = np.swapaxes(X_2, -1, -2)                           # (…, len_x, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
         _9 = np.sum(_8, axis=-1, out=_buf(workspace, ('DInference:f_9', l_ % 2), batch + (len_x,), dtype)) # (…, len_x)
-        m = np.divide(_9, d_e, out=_9)                          # (…, len_x)
+        m = _threaded(np.divide, _9, d_e, out=_9)               # (…, len_x)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _11 = np.expand_dims(m, -1)                             # (…, len_x, 1)
-        _12 = np.subtract(_8, _11, out=_buf(workspace, ('DInference:f_12', l_), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-        _13 = np.multiply(_12, _12, out=_buf(workspace, ('DInference:f_13', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        _12 = _threaded(np.subtract, _8, _11, out=_buf(workspace, ('DInference:f_12', l_), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        _13 = _threaded(np.multiply, _12, _12, out=_buf(workspace, ('DInference:f_13', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         _14 = np.sum(_13, axis=-1, out=_buf(workspace, ('DInference:f_14', l_), batch + (len_x,), dtype)) # (…, len_x)
-        v = np.divide(_14, d_e, out=_14)                        # (…, len_x)
+        v = _threaded(np.divide, _14, d_e, out=_14)             # (…, len_x)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        _16 = np.sqrt(v, out=v)                                 # (…, len_x)
+        _16 = _threaded(np.sqrt, v, out=v)                      # (…, len_x)
         sigma = np.expand_dims(_16, -1)                         # (…, len_x, 1)
-        x_hat = np.divide(_12, sigma, out=_12)                  # (…, len_x, d_e)
-        _19 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, ('DInference:f_19', l_), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-        e_hat = np.add(_19, beta1_l, out=_19)                   # (…, len_x, d_e)
+        x_hat = _threaded(np.divide, _12, sigma, out=_12)       # (…, len_x, d_e)
+        _19 = _threaded(np.multiply, x_hat, gamma1_l, out=_buf(workspace, ('DInference:f_19', l_), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        e_hat = _threaded(np.add, _19, beta1_l, out=_19)        # (…, len_x, d_e)
         # DTransformer 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         _21 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, len_x)
         # DTransformer 6 X ← X + MHAttention(X̃ | 𝓦_l, Mask[t, t′] = [[t ≤ t′]]) ▷ X ∈ ℝ^{d_e×ℓ}
@@ -222,22 +222,22 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         _26 = np.expand_dims(_21, -3)                           # (…, 1, d_e, len_x)
         _27 = np.matmul(W_q_l, _26, out=_buf(workspace, ('DInference:f_27', l_), batch + (H, d_attn, len_x), dtype)) # (…, H, d_attn, len_x)
         _28 = np.expand_dims(b_q_l, -1)                         # (H, d_attn, 1)
-        Q = np.add(_27, _28, out=_27)                           # (…, H, d_attn, len_x)
+        Q = _threaded(np.add, _27, _28, out=_27)                # (…, H, d_attn, len_x)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
         _30 = np.matmul(W_k_l, _26, out=_buf(workspace, ('DInference:f_30', l_), batch + (H, d_attn, len_x), dtype)) # (…, H, d_attn, len_x)
         _31 = np.expand_dims(b_k_l, -1)                         # (H, d_attn, 1)
-        K = np.add(_30, _31, out=_30)                           # (…, H, d_attn, len_x)
+        K = _threaded(np.add, _30, _31, out=_30)                # (…, H, d_attn, len_x)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
         _33 = np.matmul(W_v_l, _26, out=_buf(workspace, ('DInference:f_33', l_), batch + (H, d_mid, len_x), dtype)) # (…, H, d_mid, len_x)
         _34 = np.expand_dims(b_v_l, -1)                         # (H, d_mid, 1)
-        V = np.add(_33, _34, out=_33)                           # (…, H, d_mid, len_x)
+        V = _threaded(np.add, _33, _34, out=_33)                # (…, H, d_mid, len_x)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         _36 = np.swapaxes(K, -1, -2)                            # (…, H, len_x, d_attn)
         S = np.matmul(_36, Q, out=_buf(workspace, ('DInference:fS', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
         # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
         _39 = _fill_where(S, _38, -np.inf)                      # (…, H, len_x, len_x)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _41 = np.divide(_39, _40, out=_39)                      # (…, H, len_x, len_x)
+        _41 = _threaded(np.divide, _39, _40, out=_39)           # (…, H, len_x, len_x)
         softmax_S = _softmax(_41, -2, _buf(workspace, ('DInference:fsoftmax_S', l_), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
         V_tilde = np.matmul(V, softmax_S, out=_buf(workspace, ('DInference:fV_tilde', l_), batch + (H, d_mid, len_x), dtype)) # (…, H, d_mid, len_x)
         V_tilde_shape = V_tilde.shape
@@ -246,28 +246,28 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _45 = np.matmul(W_o_l, Y, out=_buf(workspace, ('DInference:f_45', l_ % 2), batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
         _46 = np.expand_dims(b_o_l, -1)                         # (d_e, 1)
-        V_tilde_2 = np.add(_45, _46, out=_45)                   # (…, d_e, len_x)
+        V_tilde_2 = _threaded(np.add, _45, _46, out=_45)        # (…, d_e, len_x)
         # DTransformer 6 X ← X + MHAttention(X̃ | 𝓦_l, Mask[t, t′] = [[t ≤ t′]]) ▷ X ∈ ℝ^{d_e×ℓ}
-        X_3 = np.add(X_2, V_tilde_2, out=V_tilde_2)             # (…, d_e, len_x)
+        X_3 = _threaded(np.add, X_2, V_tilde_2, out=V_tilde_2)  # (…, d_e, len_x)
         # DTransformer 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         gamma2_l = gamma2[l_]                                   # (d_e,)
         beta2_l = beta2[l_]                                     # (d_e,)
         _49 = np.swapaxes(X_3, -1, -2)                          # (…, len_x, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
         _50 = np.sum(_49, axis=-1, out=_buf(workspace, ('DInference:f_50', l_ % 2), batch + (len_x,), dtype)) # (…, len_x)
-        m_2 = np.divide(_50, d_e, out=_50)                      # (…, len_x)
+        m_2 = _threaded(np.divide, _50, d_e, out=_50)           # (…, len_x)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _52 = np.expand_dims(m_2, -1)                           # (…, len_x, 1)
-        _53 = np.subtract(_49, _52, out=_buf(workspace, ('DInference:f_53', l_), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-        _54 = np.multiply(_53, _53, out=_buf(workspace, ('DInference:f_54', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        _53 = _threaded(np.subtract, _49, _52, out=_buf(workspace, ('DInference:f_53', l_), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        _54 = _threaded(np.multiply, _53, _53, out=_buf(workspace, ('DInference:f_54', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         _55 = np.sum(_54, axis=-1, out=_buf(workspace, ('DInference:f_55', l_), batch + (len_x,), dtype)) # (…, len_x)
-        v_2 = np.divide(_55, d_e, out=_55)                      # (…, len_x)
+        v_2 = _threaded(np.divide, _55, d_e, out=_55)           # (…, len_x)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        _57 = np.sqrt(v_2, out=v_2)                             # (…, len_x)
+        _57 = _threaded(np.sqrt, v_2, out=v_2)                  # (…, len_x)
         sigma_2 = np.expand_dims(_57, -1)                       # (…, len_x, 1)
-        x_hat_2 = np.divide(_53, sigma_2, out=_53)              # (…, len_x, d_e)
-        _60 = np.multiply(x_hat_2, gamma2_l, out=_buf(workspace, ('DInference:f_60', l_), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-        e_hat_2 = np.add(_60, beta2_l, out=_60)                 # (…, len_x, d_e)
+        x_hat_2 = _threaded(np.divide, _53, sigma_2, out=_53)   # (…, len_x, d_e)
+        _60 = _threaded(np.multiply, x_hat_2, gamma2_l, out=_buf(workspace, ('DInference:f_60', l_), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        e_hat_2 = _threaded(np.add, _60, beta2_l, out=_60)      # (…, len_x, d_e)
         # DTransformer 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         _62 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, len_x)
         # DTransformer 8 X ← X + W^l_mlp2 GELU(W^l_mlp1 X̃ + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
@@ -276,13 +276,13 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         _63 = np.matmul(W_mlp1_l, _62, out=_buf(workspace, ('DInference:f_63', l_), batch + (d_mlp, len_x), dtype)) # (…, d_mlp, len_x)
         b_mlp1_l = b_mlp1[l_]                                   # (d_mlp,)
         _64 = np.expand_dims(b_mlp1_l, -1)                      # (d_mlp, 1)
-        _65 = np.add(_63, _64, out=_63)                         # (…, d_mlp, len_x)
+        _65 = _threaded(np.add, _63, _64, out=_63)              # (…, d_mlp, len_x)
         _66 = _gelu(_65)                                        # (…, d_mlp, len_x)
         _67 = np.matmul(W_mlp2_l, _66, out=_buf(workspace, ('DInference:f_67', l_ % 2), batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
-        _68 = np.add(X_3, _67, out=X_3)                         # (…, d_e, len_x)
+        _68 = _threaded(np.add, X_3, _67, out=X_3)              # (…, d_e, len_x)
         b_mlp2_l = b_mlp2[l_]                                   # (d_e,)
         _69 = np.expand_dims(b_mlp2_l, -1)                      # (d_e, 1)
-        X_4 = np.add(_68, _69, out=_68)                         # (…, d_e, len_x)
+        X_4 = _threaded(np.add, _68, _69, out=_68)              # (…, d_e, len_x)
         saved_l_.append((W_mlp2_l, _66, _65, e_hat_2, W_mlp1_l, gamma2_l, x_hat_2, sigma_2, W_o_l, Y, V_tilde_shape, V, softmax_S, K, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, x_hat, sigma,))
         X_2 = X_4
     X_5 = X_2
@@ -290,19 +290,19 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
     _71 = np.swapaxes(X_5, -1, -2)                              # (…, len_x, d_e)
     # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
     _72 = np.sum(_71, axis=-1, out=_buf(workspace, 'DInference:f_72', batch + (len_x,), dtype)) # (…, len_x)
-    m_3 = np.divide(_72, d_e, out=_72)                          # (…, len_x)
+    m_3 = _threaded(np.divide, _72, d_e, out=_72)               # (…, len_x)
     # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
     _74 = np.expand_dims(m_3, -1)                               # (…, len_x, 1)
-    _75 = np.subtract(_71, _74, out=_buf(workspace, 'DInference:f_75', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-    _76 = np.multiply(_75, _75, out=_buf(workspace, 'DInference:f_76', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+    _75 = _threaded(np.subtract, _71, _74, out=_buf(workspace, 'DInference:f_75', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+    _76 = _threaded(np.multiply, _75, _75, out=_buf(workspace, 'DInference:f_76', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
     _77 = np.sum(_76, axis=-1, out=_buf(workspace, 'DInference:f_77', batch + (len_x,), dtype)) # (…, len_x)
-    v_3 = np.divide(_77, d_e, out=_77)                          # (…, len_x)
+    v_3 = _threaded(np.divide, _77, d_e, out=_77)               # (…, len_x)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-    _79 = np.sqrt(v_3, out=v_3)                                 # (…, len_x)
+    _79 = _threaded(np.sqrt, v_3, out=v_3)                      # (…, len_x)
     sigma_3 = np.expand_dims(_79, -1)                           # (…, len_x, 1)
-    x_hat_3 = np.divide(_75, sigma_3, out=_75)                  # (…, len_x, d_e)
-    _82 = np.multiply(x_hat_3, gamma, out=_buf(workspace, 'DInference:f_82', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-    e_hat_3 = np.add(_82, beta, out=_82)                        # (…, len_x, d_e)
+    x_hat_3 = _threaded(np.divide, _75, sigma_3, out=_75)       # (…, len_x, d_e)
+    _82 = _threaded(np.multiply, x_hat_3, gamma, out=_buf(workspace, 'DInference:f_82', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+    e_hat_3 = _threaded(np.add, _82, beta, out=_82)             # (…, len_x, d_e)
     # DTransformer 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
     _84 = np.swapaxes(e_hat_3, -1, -2)                          # (…, d_e, len_x)
     # DTransformer 11 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}
@@ -349,8 +349,8 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     d_e_hat_3 = np.matmul(g10006, W_u, out=_buf(workspace, 'DInference:bd_e_hat_3', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
     d_beta = _sum_to(d_e_hat_3, 1, ())                          # (d_e,)
-    d_x_hat_3 = np.multiply(d_e_hat_3, gamma, out=_buf(workspace, 'DInference:bd_x_hat_3', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-    g10010 = np.multiply(d_e_hat_3, x_hat_3, out=_buf(workspace, 'DInference:bg10010', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+    d_x_hat_3 = _threaded(np.multiply, d_e_hat_3, gamma, out=_buf(workspace, 'DInference:bd_x_hat_3', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+    g10010 = _threaded(np.multiply, d_e_hat_3, x_hat_3, out=_buf(workspace, 'DInference:bg10010', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
     d_gamma = _sum_to(g10010, 1, ())                            # (d_e,)
     g10012 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'DInference:bg10012', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
     # DTransformer 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
@@ -399,7 +399,7 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         g10020 = np.matmul(g10014, g10019, out=_buf(workspace, ('DInference:bg10020', l_ % 2), batch + (d_e, d_mlp), dtype)) # (…, d_e, d_mlp)
         d_W_mlp2_l = _sum_to(g10020, 2, ())                     # (d_e, d_mlp)
         g10022 = _gelu_grad(_65)                                # (…, d_mlp, len_x)
-        g10023 = np.multiply(g10018, g10022, out=g10022)        # (…, d_mlp, len_x)
+        g10023 = _threaded(np.multiply, g10018, g10022, out=g10022) # (…, d_mlp, len_x)
         g10024 = _sum_to(g10023, 2, (-1,))                      # (d_mlp, 1)
         d_b_mlp1_l = np.squeeze(g10024, -1)                     # (d_mlp,)
         g10028 = np.matmul(g10023, e_hat_2, out=_buf(workspace, ('DInference:bg10028', l_ % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
@@ -409,13 +409,13 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         d_e_hat_2 = np.matmul(g10030, W_mlp1_l, out=_buf(workspace, ('DInference:bd_e_hat_2', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta2_l = _sum_to(d_e_hat_2, 1, ())                   # (d_e,)
-        d_x_hat_2 = np.multiply(d_e_hat_2, gamma2_l, out=_buf(workspace, ('DInference:bd_x_hat_2', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-        g10034 = np.multiply(d_e_hat_2, x_hat_2, out=_buf(workspace, ('DInference:bg10034', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        d_x_hat_2 = _threaded(np.multiply, d_e_hat_2, gamma2_l, out=_buf(workspace, ('DInference:bd_x_hat_2', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        g10034 = _threaded(np.multiply, d_e_hat_2, x_hat_2, out=_buf(workspace, ('DInference:bg10034', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         d_gamma2_l = _sum_to(g10034, 1, ())                     # (d_e,)
         g10036 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, ('DInference:bg10036', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         # DTransformer 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         g10037 = np.swapaxes(g10036, -1, -2)                    # (…, d_e, len_x)
-        d_X_3 = np.add(g10014, g10037, out=_buf(workspace, ('DInference:bd_X_3', l_ % 2), batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
+        d_X_3 = _threaded(np.add, g10014, g10037, out=_buf(workspace, ('DInference:bd_X_3', l_ % 2), batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10039 = _sum_to(d_X_3, 2, (-1,))                       # (d_e, 1)
         d_b_o_l = np.squeeze(g10039, -1)                        # (d_e,)
@@ -432,7 +432,7 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         g10049 = np.swapaxes(softmax_S, -1, -2)                 # (…, H, len_x, len_x)
         d_V = np.matmul(d_V_tilde, g10049, out=_buf(workspace, ('DInference:bd_V', l_ % 2), batch + (H, d_mid, len_x), dtype)) # (…, H, d_mid, len_x)
         g10051 = _softmax_grad(d_softmax_S, softmax_S, -2, _buf(workspace, ('DInference:bg10051', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
-        d_S = np.divide(g10051, _40, out=_buf(workspace, ('DInference:bd_S', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
+        d_S = _threaded(np.divide, g10051, _40, out=_buf(workspace, ('DInference:bd_S', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         d_Q = np.matmul(K, d_S, out=_buf(workspace, ('DInference:bd_Q', l_ % 2), batch + (H, d_attn, len_x), dtype)) # (…, H, d_attn, len_x)
         g10059 = np.swapaxes(d_S, -1, -2)                       # (…, H, len_x, len_x)
@@ -455,7 +455,7 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         g10074 = np.matmul(d_K, g10073, out=_buf(workspace, ('DInference:bg10074', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         d_W_k_l = _sum_to(g10074, 3, ())                        # (H, d_attn, d_e)
         g10076 = _sum_to(g10072, None, (-3,))                   # (…, 1, d_e, len_x)
-        g10077 = np.add(g10068, g10076, out=_buf(workspace, ('DInference:bg10077', l_ % 2), batch + (1, d_e, len_x), dtype)) # (…, 1, d_e, len_x)
+        g10077 = _threaded(np.add, g10068, g10076, out=_buf(workspace, ('DInference:bg10077', l_ % 2), batch + (1, d_e, len_x), dtype)) # (…, 1, d_e, len_x)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
         g10078 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
         d_b_q_l = np.squeeze(g10078, -1)                        # (H, d_attn)
@@ -465,19 +465,19 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         g10083 = np.matmul(d_Q, g10082, out=_buf(workspace, ('DInference:bg10083', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         d_W_q_l = _sum_to(g10083, 3, ())                        # (H, d_attn, d_e)
         g10085 = _sum_to(g10081, None, (-3,))                   # (…, 1, d_e, len_x)
-        g10086 = np.add(g10077, g10085, out=g10077)             # (…, 1, d_e, len_x)
+        g10086 = _threaded(np.add, g10077, g10085, out=g10077)  # (…, 1, d_e, len_x)
         g10087 = np.squeeze(g10086, -3)                         # (…, d_e, len_x)
         # DTransformer 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         d_e_hat = np.swapaxes(g10087, -1, -2)                   # (…, len_x, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta1_l = _sum_to(d_e_hat, 1, ())                     # (d_e,)
-        d_x_hat = np.multiply(d_e_hat, gamma1_l, out=_buf(workspace, ('DInference:bd_x_hat', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-        g10091 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, ('DInference:bg10091', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        d_x_hat = _threaded(np.multiply, d_e_hat, gamma1_l, out=_buf(workspace, ('DInference:bd_x_hat', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        g10091 = _threaded(np.multiply, d_e_hat, x_hat, out=_buf(workspace, ('DInference:bg10091', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         d_gamma1_l = _sum_to(g10091, 1, ())                     # (d_e,)
         g10093 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('DInference:bg10093', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         # DTransformer 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         g10094 = np.swapaxes(g10093, -1, -2)                    # (…, d_e, len_x)
-        d_X_2 = np.add(d_X_3, g10094, out=_buf(workspace, ('DInference:bd_X_2', l_ % 2), batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
+        d_X_2 = _threaded(np.add, d_X_3, g10094, out=_buf(workspace, ('DInference:bd_X_2', l_ % 2), batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
         d_gamma1[l_] += d_gamma1_l
         d_beta1[l_] += d_beta1_l
         d_W_q[l_] += d_W_q_l
@@ -623,7 +623,7 @@ def _buf(workspace, key, shape, dtype):
 # The closed-form helpers below make several passes over big arrays; they run on as many threads as
 # BLAS does, each on a block of rows (NumPy's ufuncs release the GIL). CARDGEN_THREADS sets how many
 # (default: the usable cores). Rows are independent, so the numbers are those of one thread.
-_PARALLEL_MIN = 1 << 16  # elements below which one thread is faster than handing out blocks
+_PARALLEL_MIN = 1 << 18  # elements (1 MiB of float32) below which one thread beats handing out blocks
 _POOL = {}
 
 
@@ -635,25 +635,40 @@ def _threads():
 
 
 def _rows(f, out, axis, *args):
-    """f(out, axis, *args) block by block along out's first axis (not the axis f reduces over):
-    the arrays among args with that axis are cut alike, the others (broadcast) passed whole."""
-    n = min(_threads(), out.shape[0]) if out.ndim >= 2 and axis % out.ndim != 0 else 1
-    if n < 2 or out.size < _PARALLEL_MIN:
+    """f(out, axis, *args) block by block along an axis of out that f does not reduce over, one block
+    per thread; the arrays among args that have that axis are cut alike, the others (broadcast)
+    passed whole."""
+    n = _threads() if out.size >= _PARALLEL_MIN else 1
+    reduced = None if axis is None else axis % out.ndim
+    cut = next((a for a in range(out.ndim) if out.shape[a] >= n and a != reduced), None)
+    if n < 2 or cut is None:
         f(out, axis, *args)
         return out
     key = os.getpid(), n  # a forked child has none of its parent's threads: it starts its own pool
     if key not in _POOL:
         _POOL.clear()
-        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix="cardgen")
-    cuts = [out.shape[0] * i // n for i in range(n + 1)]
+        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n - 1, thread_name_prefix="cardgen")
+    bounds = [out.shape[cut] * i // n for i in range(n + 1)]
+
+    def part(a, lo, hi):
+        k = cut - (out.ndim - np.ndim(a))  # the same axis, counted in a (broadcasting aligns the ends)
+        if k < 0 or np.shape(a)[k] != out.shape[cut]:
+            return a
+        return a[(slice(None),) * k + (slice(lo, hi),)]
 
     def block(i):
-        lo, hi = cuts[i], cuts[i + 1]
-        f(out[lo:hi], axis, *(a[lo:hi] if np.ndim(a) == out.ndim and np.shape(a)[0] == out.shape[0] else a
-                              for a in args))
-    for done in [_POOL[key].submit(block, i) for i in range(n)]:
+        lo, hi = bounds[i], bounds[i + 1]
+        f(part(out, lo, hi), axis, *(part(a, lo, hi) for a in args))
+    others = [_POOL[key].submit(block, i) for i in range(1, n)]
+    block(0)  # this thread takes a block too: one hand-over fewer
+    for done in others:
         done.result()
     return out
+
+
+def _threaded(ufunc, *args, out):
+    """ufunc(*args, out=out), on every thread for a big array (NumPy's own ufuncs use one)."""
+    return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
 
 
 def _softmax(x, axis, out=None):

@@ -279,7 +279,7 @@ def forward(config: Config, params: Params, z, x, workspace: dict | None = None)
     _3 = np.arange(1, 1 + ell_z)                                # (ℓ_z,)
     _4 = np.swapaxes(W_p, -1, -2)                               # (ℓ_max, d_e)
     _5 = _4[_3 - 1]                                             # (ℓ_z, d_e)
-    e = np.add(_2, _5, out=_2)                                  # (…, ℓ_z, d_e)
+    e = _threaded(np.add, _2, _5, out=_2)                       # (…, ℓ_z, d_e)
     # 3 Z ← [e_1, e_2, …, e_{ℓ_z}] ▷ Z ∈ ℝ^{d_e×ℓ_z}
     Z = np.swapaxes(e, -1, -2)                                  # (…, d_e, ℓ_z)
     # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
@@ -301,20 +301,20 @@ def forward(config: Config, params: Params, z, x, workspace: dict | None = None)
         _8 = np.expand_dims(Z_2, -3)                            # (…, 1, d_e, ℓ_z)
         _9 = np.matmul(W_q_l, _8, out=_buf(workspace, ('EDTransformer:f_9', l_), batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
         _10 = np.expand_dims(b_q_l, -1)                         # (H, d_attn, 1)
-        Q = np.add(_9, _10, out=_9)                             # (…, H, d_attn, ℓ_z)
+        Q = _threaded(np.add, _9, _10, out=_9)                  # (…, H, d_attn, ℓ_z)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
         _12 = np.matmul(W_k_l, _8, out=_buf(workspace, ('EDTransformer:f_12', l_), batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
         _13 = np.expand_dims(b_k_l, -1)                         # (H, d_attn, 1)
-        K = np.add(_12, _13, out=_12)                           # (…, H, d_attn, ℓ_z)
+        K = _threaded(np.add, _12, _13, out=_12)                # (…, H, d_attn, ℓ_z)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
         _15 = np.matmul(W_v_l, _8, out=_buf(workspace, ('EDTransformer:f_15', l_), batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
         _16 = np.expand_dims(b_v_l, -1)                         # (H, d_mid, 1)
-        V = np.add(_15, _16, out=_15)                           # (…, H, d_mid, ℓ_z)
+        V = _threaded(np.add, _15, _16, out=_15)                # (…, H, d_mid, ℓ_z)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         _18 = np.swapaxes(K, -1, -2)                            # (…, H, ℓ_z, d_attn)
         S = np.matmul(_18, Q, out=_buf(workspace, ('EDTransformer:fS', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _21 = np.divide(S, _20, out=S)                          # (…, H, ℓ_z, ℓ_z)
+        _21 = _threaded(np.divide, S, _20, out=S)               # (…, H, ℓ_z, ℓ_z)
         softmax_S = _softmax(_21, -2, _buf(workspace, ('EDTransformer:fsoftmax_S', l_), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
         V_tilde = np.matmul(V, softmax_S, out=_buf(workspace, ('EDTransformer:fV_tilde', l_), batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
         V_tilde_shape = V_tilde.shape
@@ -323,28 +323,28 @@ def forward(config: Config, params: Params, z, x, workspace: dict | None = None)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _25 = np.matmul(W_o_l, Y, out=_buf(workspace, ('EDTransformer:f_25', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
         _26 = np.expand_dims(b_o_l, -1)                         # (d_e, 1)
-        V_tilde_2 = np.add(_25, _26, out=_25)                   # (…, d_e, ℓ_z)
+        V_tilde_2 = _threaded(np.add, _25, _26, out=_25)        # (…, d_e, ℓ_z)
         # 5 Z ← Z + MHAttention(Z | 𝓦^enc_l, Mask = 1) ▷ Z ∈ ℝ^{d_e×ℓ_z}
-        Z_3 = np.add(Z_2, V_tilde_2, out=V_tilde_2)             # (…, d_e, ℓ_z)
+        Z_3 = _threaded(np.add, Z_2, V_tilde_2, out=V_tilde_2)  # (…, d_e, ℓ_z)
         # 6 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^1_l, β^1_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         gamma1_l = gamma1[l_]                                   # (d_e,)
         beta1_l = beta1[l_]                                     # (d_e,)
         _29 = np.swapaxes(Z_3, -1, -2)                          # (…, ℓ_z, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
         _30 = np.sum(_29, axis=-1, out=_buf(workspace, ('EDTransformer:f_30', l_ % 2), batch + (ell_z,), dtype)) # (…, ℓ_z)
-        m = np.divide(_30, d_e, out=_30)                        # (…, ℓ_z)
+        m = _threaded(np.divide, _30, d_e, out=_30)             # (…, ℓ_z)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _32 = np.expand_dims(m, -1)                             # (…, ℓ_z, 1)
-        _33 = np.subtract(_29, _32, out=_buf(workspace, ('EDTransformer:f_33', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        _34 = np.multiply(_33, _33, out=_buf(workspace, ('EDTransformer:f_34', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        _33 = _threaded(np.subtract, _29, _32, out=_buf(workspace, ('EDTransformer:f_33', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        _34 = _threaded(np.multiply, _33, _33, out=_buf(workspace, ('EDTransformer:f_34', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         _35 = np.sum(_34, axis=-1, out=_buf(workspace, ('EDTransformer:f_35', l_), batch + (ell_z,), dtype)) # (…, ℓ_z)
-        v = np.divide(_35, d_e, out=_35)                        # (…, ℓ_z)
+        v = _threaded(np.divide, _35, d_e, out=_35)             # (…, ℓ_z)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        _37 = np.sqrt(v, out=v)                                 # (…, ℓ_z)
+        _37 = _threaded(np.sqrt, v, out=v)                      # (…, ℓ_z)
         sigma = np.expand_dims(_37, -1)                         # (…, ℓ_z, 1)
-        x_hat = np.divide(_33, sigma, out=_33)                  # (…, ℓ_z, d_e)
-        _40 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, ('EDTransformer:f_40', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        e_hat = np.add(_40, beta1_l, out=_40)                   # (…, ℓ_z, d_e)
+        x_hat = _threaded(np.divide, _33, sigma, out=_33)       # (…, ℓ_z, d_e)
+        _40 = _threaded(np.multiply, x_hat, gamma1_l, out=_buf(workspace, ('EDTransformer:f_40', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        e_hat = _threaded(np.add, _40, beta1_l, out=_40)        # (…, ℓ_z, d_e)
         # 6 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^1_l, β^1_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         _42 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ_z)
         # 7 Z ← Z + W^l_mlp2 ReLU(W^l_mlp1 Z + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ Z ∈ ℝ^{d_e×ℓ_z}
@@ -353,32 +353,32 @@ def forward(config: Config, params: Params, z, x, workspace: dict | None = None)
         _43 = np.matmul(W_mlp1_l, _42, out=_buf(workspace, ('EDTransformer:f_43', l_), batch + (d_mlp, ell_z), dtype)) # (…, d_mlp, ℓ_z)
         b_mlp1_l = b_mlp1[l_]                                   # (d_mlp,)
         _44 = np.expand_dims(b_mlp1_l, -1)                      # (d_mlp, 1)
-        _45 = np.add(_43, _44, out=_43)                         # (…, d_mlp, ℓ_z)
+        _45 = _threaded(np.add, _43, _44, out=_43)              # (…, d_mlp, ℓ_z)
         _46 = np.maximum(_45, 0)                                # (…, d_mlp, ℓ_z)
         _47 = np.matmul(W_mlp2_l, _46, out=_buf(workspace, ('EDTransformer:f_47', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
-        _48 = np.add(_42, _47, out=_47)                         # (…, d_e, ℓ_z)
+        _48 = _threaded(np.add, _42, _47, out=_47)              # (…, d_e, ℓ_z)
         b_mlp2_l = b_mlp2[l_]                                   # (d_e,)
         _49 = np.expand_dims(b_mlp2_l, -1)                      # (d_e, 1)
-        Z_4 = np.add(_48, _49, out=_48)                         # (…, d_e, ℓ_z)
+        Z_4 = _threaded(np.add, _48, _49, out=_48)              # (…, d_e, ℓ_z)
         # 8 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^2_l, β^2_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         gamma2_l = gamma2[l_]                                   # (d_e,)
         beta2_l = beta2[l_]                                     # (d_e,)
         _51 = np.swapaxes(Z_4, -1, -2)                          # (…, ℓ_z, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
         _52 = np.sum(_51, axis=-1, out=_buf(workspace, ('EDTransformer:f_52', l_ % 2), batch + (ell_z,), dtype)) # (…, ℓ_z)
-        m_2 = np.divide(_52, d_e, out=_52)                      # (…, ℓ_z)
+        m_2 = _threaded(np.divide, _52, d_e, out=_52)           # (…, ℓ_z)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _54 = np.expand_dims(m_2, -1)                           # (…, ℓ_z, 1)
-        _55 = np.subtract(_51, _54, out=_buf(workspace, ('EDTransformer:f_55', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        _56 = np.multiply(_55, _55, out=_buf(workspace, ('EDTransformer:f_56', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        _55 = _threaded(np.subtract, _51, _54, out=_buf(workspace, ('EDTransformer:f_55', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        _56 = _threaded(np.multiply, _55, _55, out=_buf(workspace, ('EDTransformer:f_56', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         _57 = np.sum(_56, axis=-1, out=_buf(workspace, ('EDTransformer:f_57', l_), batch + (ell_z,), dtype)) # (…, ℓ_z)
-        v_2 = np.divide(_57, d_e, out=_57)                      # (…, ℓ_z)
+        v_2 = _threaded(np.divide, _57, d_e, out=_57)           # (…, ℓ_z)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        _59 = np.sqrt(v_2, out=v_2)                             # (…, ℓ_z)
+        _59 = _threaded(np.sqrt, v_2, out=v_2)                  # (…, ℓ_z)
         sigma_2 = np.expand_dims(_59, -1)                       # (…, ℓ_z, 1)
-        x_hat_2 = np.divide(_55, sigma_2, out=_55)              # (…, ℓ_z, d_e)
-        _62 = np.multiply(x_hat_2, gamma2_l, out=_buf(workspace, ('EDTransformer:f_62', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        e_hat_2 = np.add(_62, beta2_l, out=_62)                 # (…, ℓ_z, d_e)
+        x_hat_2 = _threaded(np.divide, _55, sigma_2, out=_55)   # (…, ℓ_z, d_e)
+        _62 = _threaded(np.multiply, x_hat_2, gamma2_l, out=_buf(workspace, ('EDTransformer:f_62', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        e_hat_2 = _threaded(np.add, _62, beta2_l, out=_62)      # (…, ℓ_z, d_e)
         # 8 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^2_l, β^2_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         _64 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, ℓ_z)
         saved_l_.append((gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, e_hat, gamma1_l, x_hat, sigma, W_o_l, Y, V_tilde_shape, V, softmax_S, K, Q, W_v_l, _8, W_k_l, W_q_l,))
@@ -388,7 +388,7 @@ def forward(config: Config, params: Params, z, x, workspace: dict | None = None)
     _65 = _1[x - 1]                                             # (…, ℓ_x, d_e)
     _66 = np.arange(1, 1 + ell_x)                               # (ℓ_x,)
     _67 = _4[_66 - 1]                                           # (ℓ_x, d_e)
-    e_2 = np.add(_65, _67, out=_65)                             # (…, ℓ_x, d_e)
+    e_2 = _threaded(np.add, _65, _67, out=_65)                  # (…, ℓ_x, d_e)
     # 12 X ← [e_1, e_2, …, e_{ℓ_x}] ▷ X ∈ ℝ^{d_e×ℓ_x}
     X = np.swapaxes(e_2, -1, -2)                                # (…, d_e, ℓ_x)
     # 14 X ← X + MHAttention(X | 𝓦^dec_l, Mask[t, t′] = [[t ≤ t′]]) ▷ X ∈ ℝ^{d_e×ℓ_x}
@@ -419,22 +419,22 @@ def forward(config: Config, params: Params, z, x, workspace: dict | None = None)
         _74 = np.expand_dims(X_2, -3)                           # (…, 1, d_e, ℓ_x)
         _75 = np.matmul(W_q_2_l_2, _74, out=_buf(workspace, ('EDTransformer:f_75', l__2), batch + (H, d_attn, ell_x), dtype)) # (…, H, d_attn, ℓ_x)
         _76 = np.expand_dims(b_q_2_l_2, -1)                     # (H, d_attn, 1)
-        Q_2 = np.add(_75, _76, out=_75)                         # (…, H, d_attn, ℓ_x)
+        Q_2 = _threaded(np.add, _75, _76, out=_75)              # (…, H, d_attn, ℓ_x)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
         _78 = np.matmul(W_k_2_l_2, _74, out=_buf(workspace, ('EDTransformer:f_78', l__2), batch + (H, d_attn, ell_x), dtype)) # (…, H, d_attn, ℓ_x)
         _79 = np.expand_dims(b_k_2_l_2, -1)                     # (H, d_attn, 1)
-        K_2 = np.add(_78, _79, out=_78)                         # (…, H, d_attn, ℓ_x)
+        K_2 = _threaded(np.add, _78, _79, out=_78)              # (…, H, d_attn, ℓ_x)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
         _81 = np.matmul(W_v_2_l_2, _74, out=_buf(workspace, ('EDTransformer:f_81', l__2), batch + (H, d_mid, ell_x), dtype)) # (…, H, d_mid, ℓ_x)
         _82 = np.expand_dims(b_v_2_l_2, -1)                     # (H, d_mid, 1)
-        V_2 = np.add(_81, _82, out=_81)                         # (…, H, d_mid, ℓ_x)
+        V_2 = _threaded(np.add, _81, _82, out=_81)              # (…, H, d_mid, ℓ_x)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         _84 = np.swapaxes(K_2, -1, -2)                          # (…, H, ℓ_x, d_attn)
         S_2 = np.matmul(_84, Q_2, out=_buf(workspace, ('EDTransformer:fS_2', l__2 % 2), batch + (H, ell_x, ell_x), dtype)) # (…, H, ℓ_x, ℓ_x)
         # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
         _87 = _fill_where(S_2, _86, -np.inf)                    # (…, H, ℓ_x, ℓ_x)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _89 = np.divide(_87, _88, out=_87)                      # (…, H, ℓ_x, ℓ_x)
+        _89 = _threaded(np.divide, _87, _88, out=_87)           # (…, H, ℓ_x, ℓ_x)
         softmax_S_2 = _softmax(_89, -2, _buf(workspace, ('EDTransformer:fsoftmax_S_2', l__2), batch + (H, ell_x, ell_x), dtype)) # (…, H, ℓ_x, ℓ_x)
         V_tilde_3 = np.matmul(V_2, softmax_S_2, out=_buf(workspace, ('EDTransformer:fV_tilde_3', l__2), batch + (H, d_mid, ell_x), dtype)) # (…, H, d_mid, ℓ_x)
         V_tilde_3_shape = V_tilde_3.shape
@@ -443,28 +443,28 @@ def forward(config: Config, params: Params, z, x, workspace: dict | None = None)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _93 = np.matmul(W_o_2_l_2, Y_2, out=_buf(workspace, ('EDTransformer:f_93', l__2 % 2), batch + (d_e, ell_x), dtype)) # (…, d_e, ℓ_x)
         _94 = np.expand_dims(b_o_2_l_2, -1)                     # (d_e, 1)
-        V_tilde_4 = np.add(_93, _94, out=_93)                   # (…, d_e, ℓ_x)
+        V_tilde_4 = _threaded(np.add, _93, _94, out=_93)        # (…, d_e, ℓ_x)
         # 14 X ← X + MHAttention(X | 𝓦^dec_l, Mask[t, t′] = [[t ≤ t′]]) ▷ X ∈ ℝ^{d_e×ℓ_x}
-        X_3 = np.add(X_2, V_tilde_4, out=V_tilde_4)             # (…, d_e, ℓ_x)
+        X_3 = _threaded(np.add, X_2, V_tilde_4, out=V_tilde_4)  # (…, d_e, ℓ_x)
         # 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         gamma3_l_2 = gamma3[l__2]                               # (d_e,)
         beta3_l_2 = beta3[l__2]                                 # (d_e,)
         _97 = np.swapaxes(X_3, -1, -2)                          # (…, ℓ_x, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
         _98 = np.sum(_97, axis=-1, out=_buf(workspace, ('EDTransformer:f_98', l__2 % 2), batch + (ell_x,), dtype)) # (…, ℓ_x)
-        m_3 = np.divide(_98, d_e, out=_98)                      # (…, ℓ_x)
+        m_3 = _threaded(np.divide, _98, d_e, out=_98)           # (…, ℓ_x)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _100 = np.expand_dims(m_3, -1)                          # (…, ℓ_x, 1)
-        _101 = np.subtract(_97, _100, out=_buf(workspace, ('EDTransformer:f_101', l__2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
-        _102 = np.multiply(_101, _101, out=_buf(workspace, ('EDTransformer:f_102', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
+        _101 = _threaded(np.subtract, _97, _100, out=_buf(workspace, ('EDTransformer:f_101', l__2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
+        _102 = _threaded(np.multiply, _101, _101, out=_buf(workspace, ('EDTransformer:f_102', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
         _103 = np.sum(_102, axis=-1, out=_buf(workspace, ('EDTransformer:f_103', l__2), batch + (ell_x,), dtype)) # (…, ℓ_x)
-        v_3 = np.divide(_103, d_e, out=_103)                    # (…, ℓ_x)
+        v_3 = _threaded(np.divide, _103, d_e, out=_103)         # (…, ℓ_x)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        _105 = np.sqrt(v_3, out=v_3)                            # (…, ℓ_x)
+        _105 = _threaded(np.sqrt, v_3, out=v_3)                 # (…, ℓ_x)
         sigma_3 = np.expand_dims(_105, -1)                      # (…, ℓ_x, 1)
-        x_hat_3 = np.divide(_101, sigma_3, out=_101)            # (…, ℓ_x, d_e)
-        _108 = np.multiply(x_hat_3, gamma3_l_2, out=_buf(workspace, ('EDTransformer:f_108', l__2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
-        e_hat_3 = np.add(_108, beta3_l_2, out=_108)             # (…, ℓ_x, d_e)
+        x_hat_3 = _threaded(np.divide, _101, sigma_3, out=_101) # (…, ℓ_x, d_e)
+        _108 = _threaded(np.multiply, x_hat_3, gamma3_l_2, out=_buf(workspace, ('EDTransformer:f_108', l__2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
+        e_hat_3 = _threaded(np.add, _108, beta3_l_2, out=_108)  # (…, ℓ_x, d_e)
         # 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         _110 = np.swapaxes(e_hat_3, -1, -2)                     # (…, d_e, ℓ_x)
         # 16 X ← X + MHAttention(X, Z | 𝓦^ed_l, Mask = 1) ▷ X ∈ ℝ^{d_e×ℓ_x}
@@ -480,20 +480,20 @@ def forward(config: Config, params: Params, z, x, workspace: dict | None = None)
         _111 = np.expand_dims(_110, -3)                         # (…, 1, d_e, ℓ_x)
         _112 = np.matmul(W_q_3_l_2, _111, out=_buf(workspace, ('EDTransformer:f_112', l__2), batch + (H, d_attn, ell_x), dtype)) # (…, H, d_attn, ℓ_x)
         _113 = np.expand_dims(b_q_3_l_2, -1)                    # (H, d_attn, 1)
-        Q_3 = np.add(_112, _113, out=_112)                      # (…, H, d_attn, ℓ_x)
+        Q_3 = _threaded(np.add, _112, _113, out=_112)           # (…, H, d_attn, ℓ_x)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
         _116 = np.matmul(W_k_3_l_2, _115, out=_buf(workspace, ('EDTransformer:f_116', l__2), batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
         _117 = np.expand_dims(b_k_3_l_2, -1)                    # (H, d_attn, 1)
-        K_3 = np.add(_116, _117, out=_116)                      # (…, H, d_attn, ℓ_z)
+        K_3 = _threaded(np.add, _116, _117, out=_116)           # (…, H, d_attn, ℓ_z)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
         _119 = np.matmul(W_v_3_l_2, _115, out=_buf(workspace, ('EDTransformer:f_119', l__2), batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
         _120 = np.expand_dims(b_v_3_l_2, -1)                    # (H, d_mid, 1)
-        V_3 = np.add(_119, _120, out=_119)                      # (…, H, d_mid, ℓ_z)
+        V_3 = _threaded(np.add, _119, _120, out=_119)           # (…, H, d_mid, ℓ_z)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         _122 = np.swapaxes(K_3, -1, -2)                         # (…, H, ℓ_z, d_attn)
         S_3 = np.matmul(_122, Q_3, out=_buf(workspace, ('EDTransformer:fS_3', l__2 % 2), batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _124 = np.divide(S_3, _88, out=S_3)                     # (…, H, ℓ_z, ℓ_x)
+        _124 = _threaded(np.divide, S_3, _88, out=S_3)          # (…, H, ℓ_z, ℓ_x)
         softmax_S_3 = _softmax(_124, -2, _buf(workspace, ('EDTransformer:fsoftmax_S_3', l__2), batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
         V_tilde_5 = np.matmul(V_3, softmax_S_3, out=_buf(workspace, ('EDTransformer:fV_tilde_5', l__2), batch + (H, d_mid, ell_x), dtype)) # (…, H, d_mid, ℓ_x)
         V_tilde_5_shape = V_tilde_5.shape
@@ -502,28 +502,28 @@ def forward(config: Config, params: Params, z, x, workspace: dict | None = None)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _128 = np.matmul(W_o_3_l_2, Y_3, out=_buf(workspace, ('EDTransformer:f_128', l__2 % 2), batch + (d_e, ell_x), dtype)) # (…, d_e, ℓ_x)
         _129 = np.expand_dims(b_o_3_l_2, -1)                    # (d_e, 1)
-        V_tilde_6 = np.add(_128, _129, out=_128)                # (…, d_e, ℓ_x)
+        V_tilde_6 = _threaded(np.add, _128, _129, out=_128)     # (…, d_e, ℓ_x)
         # 16 X ← X + MHAttention(X, Z | 𝓦^ed_l, Mask = 1) ▷ X ∈ ℝ^{d_e×ℓ_x}
-        X_4 = np.add(_110, V_tilde_6, out=V_tilde_6)            # (…, d_e, ℓ_x)
+        X_4 = _threaded(np.add, _110, V_tilde_6, out=V_tilde_6) # (…, d_e, ℓ_x)
         # 17 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^4_l, β^4_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         gamma4_l_2 = gamma4[l__2]                               # (d_e,)
         beta4_l_2 = beta4[l__2]                                 # (d_e,)
         _132 = np.swapaxes(X_4, -1, -2)                         # (…, ℓ_x, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
         _133 = np.sum(_132, axis=-1, out=_buf(workspace, ('EDTransformer:f_133', l__2 % 2), batch + (ell_x,), dtype)) # (…, ℓ_x)
-        m_4 = np.divide(_133, d_e, out=_133)                    # (…, ℓ_x)
+        m_4 = _threaded(np.divide, _133, d_e, out=_133)         # (…, ℓ_x)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _135 = np.expand_dims(m_4, -1)                          # (…, ℓ_x, 1)
-        _136 = np.subtract(_132, _135, out=_buf(workspace, ('EDTransformer:f_136', l__2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
-        _137 = np.multiply(_136, _136, out=_buf(workspace, ('EDTransformer:f_137', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
+        _136 = _threaded(np.subtract, _132, _135, out=_buf(workspace, ('EDTransformer:f_136', l__2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
+        _137 = _threaded(np.multiply, _136, _136, out=_buf(workspace, ('EDTransformer:f_137', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
         _138 = np.sum(_137, axis=-1, out=_buf(workspace, ('EDTransformer:f_138', l__2), batch + (ell_x,), dtype)) # (…, ℓ_x)
-        v_4 = np.divide(_138, d_e, out=_138)                    # (…, ℓ_x)
+        v_4 = _threaded(np.divide, _138, d_e, out=_138)         # (…, ℓ_x)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        _140 = np.sqrt(v_4, out=v_4)                            # (…, ℓ_x)
+        _140 = _threaded(np.sqrt, v_4, out=v_4)                 # (…, ℓ_x)
         sigma_4 = np.expand_dims(_140, -1)                      # (…, ℓ_x, 1)
-        x_hat_4 = np.divide(_136, sigma_4, out=_136)            # (…, ℓ_x, d_e)
-        _143 = np.multiply(x_hat_4, gamma4_l_2, out=_buf(workspace, ('EDTransformer:f_143', l__2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
-        e_hat_4 = np.add(_143, beta4_l_2, out=_143)             # (…, ℓ_x, d_e)
+        x_hat_4 = _threaded(np.divide, _136, sigma_4, out=_136) # (…, ℓ_x, d_e)
+        _143 = _threaded(np.multiply, x_hat_4, gamma4_l_2, out=_buf(workspace, ('EDTransformer:f_143', l__2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
+        e_hat_4 = _threaded(np.add, _143, beta4_l_2, out=_143)  # (…, ℓ_x, d_e)
         # 17 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^4_l, β^4_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         _145 = np.swapaxes(e_hat_4, -1, -2)                     # (…, d_e, ℓ_x)
         # 18 X ← X + W^l_mlp4 ReLU(W^l_mlp3 X + b^l_mlp3 1^⊤) + b^l_mlp4 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ_x}
@@ -532,32 +532,32 @@ def forward(config: Config, params: Params, z, x, workspace: dict | None = None)
         _146 = np.matmul(W_mlp3_l_2, _145, out=_buf(workspace, ('EDTransformer:f_146', l__2), batch + (d_mlp, ell_x), dtype)) # (…, d_mlp, ℓ_x)
         b_mlp3_l_2 = b_mlp3[l__2]                               # (d_mlp,)
         _147 = np.expand_dims(b_mlp3_l_2, -1)                   # (d_mlp, 1)
-        _148 = np.add(_146, _147, out=_146)                     # (…, d_mlp, ℓ_x)
+        _148 = _threaded(np.add, _146, _147, out=_146)          # (…, d_mlp, ℓ_x)
         _149 = np.maximum(_148, 0)                              # (…, d_mlp, ℓ_x)
         _150 = np.matmul(W_mlp4_l_2, _149, out=_buf(workspace, ('EDTransformer:f_150', l__2 % 2), batch + (d_e, ell_x), dtype)) # (…, d_e, ℓ_x)
-        _151 = np.add(_145, _150, out=_150)                     # (…, d_e, ℓ_x)
+        _151 = _threaded(np.add, _145, _150, out=_150)          # (…, d_e, ℓ_x)
         b_mlp4_l_2 = b_mlp4[l__2]                               # (d_e,)
         _152 = np.expand_dims(b_mlp4_l_2, -1)                   # (d_e, 1)
-        X_5 = np.add(_151, _152, out=_151)                      # (…, d_e, ℓ_x)
+        X_5 = _threaded(np.add, _151, _152, out=_151)           # (…, d_e, ℓ_x)
         # 19 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^5_l, β^5_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         gamma5_l_2 = gamma5[l__2]                               # (d_e,)
         beta5_l_2 = beta5[l__2]                                 # (d_e,)
         _154 = np.swapaxes(X_5, -1, -2)                         # (…, ℓ_x, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
         _155 = np.sum(_154, axis=-1, out=_buf(workspace, ('EDTransformer:f_155', l__2 % 2), batch + (ell_x,), dtype)) # (…, ℓ_x)
-        m_5 = np.divide(_155, d_e, out=_155)                    # (…, ℓ_x)
+        m_5 = _threaded(np.divide, _155, d_e, out=_155)         # (…, ℓ_x)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _157 = np.expand_dims(m_5, -1)                          # (…, ℓ_x, 1)
-        _158 = np.subtract(_154, _157, out=_buf(workspace, ('EDTransformer:f_158', l__2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
-        _159 = np.multiply(_158, _158, out=_buf(workspace, ('EDTransformer:f_159', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
+        _158 = _threaded(np.subtract, _154, _157, out=_buf(workspace, ('EDTransformer:f_158', l__2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
+        _159 = _threaded(np.multiply, _158, _158, out=_buf(workspace, ('EDTransformer:f_159', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
         _160 = np.sum(_159, axis=-1, out=_buf(workspace, ('EDTransformer:f_160', l__2), batch + (ell_x,), dtype)) # (…, ℓ_x)
-        v_5 = np.divide(_160, d_e, out=_160)                    # (…, ℓ_x)
+        v_5 = _threaded(np.divide, _160, d_e, out=_160)         # (…, ℓ_x)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        _162 = np.sqrt(v_5, out=v_5)                            # (…, ℓ_x)
+        _162 = _threaded(np.sqrt, v_5, out=v_5)                 # (…, ℓ_x)
         sigma_5 = np.expand_dims(_162, -1)                      # (…, ℓ_x, 1)
-        x_hat_5 = np.divide(_158, sigma_5, out=_158)            # (…, ℓ_x, d_e)
-        _165 = np.multiply(x_hat_5, gamma5_l_2, out=_buf(workspace, ('EDTransformer:f_165', l__2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
-        e_hat_5 = np.add(_165, beta5_l_2, out=_165)             # (…, ℓ_x, d_e)
+        x_hat_5 = _threaded(np.divide, _158, sigma_5, out=_158) # (…, ℓ_x, d_e)
+        _165 = _threaded(np.multiply, x_hat_5, gamma5_l_2, out=_buf(workspace, ('EDTransformer:f_165', l__2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
+        e_hat_5 = _threaded(np.add, _165, beta5_l_2, out=_165)  # (…, ℓ_x, d_e)
         # 19 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^5_l, β^5_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         _167 = np.swapaxes(e_hat_5, -1, -2)                     # (…, d_e, ℓ_x)
         saved_l__2.append((gamma5_l_2, x_hat_5, sigma_5, W_mlp4_l_2, _149, _148, W_mlp3_l_2, e_hat_4, gamma4_l_2, x_hat_4, sigma_4, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, softmax_S_3, K_3, Q_3, W_v_3_l_2, W_k_3_l_2, W_q_3_l_2, _111, gamma3_l_2, x_hat_3, sigma_3, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, softmax_S_2, K_2, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2,))
@@ -669,8 +669,8 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         d_e_hat_5 = np.swapaxes(g10007, -1, -2)                 # (…, ℓ_x, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta5_l_2 = _sum_to(d_e_hat_5, 1, ())                 # (d_e,)
-        d_x_hat_5 = np.multiply(d_e_hat_5, gamma5_l_2, out=_buf(workspace, ('EDTransformer:bd_x_hat_5', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
-        g10011 = np.multiply(d_e_hat_5, x_hat_5, out=_buf(workspace, ('EDTransformer:bg10011', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
+        d_x_hat_5 = _threaded(np.multiply, d_e_hat_5, gamma5_l_2, out=_buf(workspace, ('EDTransformer:bd_x_hat_5', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
+        g10011 = _threaded(np.multiply, d_e_hat_5, x_hat_5, out=_buf(workspace, ('EDTransformer:bg10011', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
         d_gamma5_l_2 = _sum_to(g10011, 1, ())                   # (d_e,)
         g10013 = _layer_norm_grad(d_x_hat_5, x_hat_5, sigma_5, -1, _buf(workspace, ('EDTransformer:bg10013', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
         # 19 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^5_l, β^5_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
@@ -684,20 +684,20 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         g10020 = np.matmul(d_X_5, g10019, out=_buf(workspace, ('EDTransformer:bg10020', l__2 % 2), batch + (d_e, d_mlp), dtype)) # (…, d_e, d_mlp)
         d_W_mlp4_l_2 = _sum_to(g10020, 2, ())                   # (d_e, d_mlp)
         g10022 = (_148 > 0)                                     # (…, d_mlp, ℓ_x)
-        g10023 = np.multiply(g10018, g10022, out=_buf(workspace, ('EDTransformer:bg10023', l__2 % 2), batch + (d_mlp, ell_x), dtype)) # (…, d_mlp, ℓ_x)
+        g10023 = _threaded(np.multiply, g10018, g10022, out=_buf(workspace, ('EDTransformer:bg10023', l__2 % 2), batch + (d_mlp, ell_x), dtype)) # (…, d_mlp, ℓ_x)
         g10024 = _sum_to(g10023, 2, (-1,))                      # (d_mlp, 1)
         d_b_mlp3_l_2 = np.squeeze(g10024, -1)                   # (d_mlp,)
         g10026 = np.swapaxes(W_mlp3_l_2, -1, -2)                # (d_e, d_mlp)
         g10027 = np.matmul(g10026, g10023, out=_buf(workspace, ('EDTransformer:bg10027', l__2 % 2), batch + (d_e, ell_x), dtype)) # (…, d_e, ℓ_x)
         g10028 = np.matmul(g10023, e_hat_4, out=_buf(workspace, ('EDTransformer:bg10028', l__2 % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
         d_W_mlp3_l_2 = _sum_to(g10028, 2, ())                   # (d_mlp, d_e)
-        g10030 = np.add(d_X_5, g10027, out=g10027)              # (…, d_e, ℓ_x)
+        g10030 = _threaded(np.add, d_X_5, g10027, out=g10027)   # (…, d_e, ℓ_x)
         # 17 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^4_l, β^4_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         d_e_hat_4 = np.swapaxes(g10030, -1, -2)                 # (…, ℓ_x, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta4_l_2 = _sum_to(d_e_hat_4, 1, ())                 # (d_e,)
-        d_x_hat_4 = np.multiply(d_e_hat_4, gamma4_l_2, out=_buf(workspace, ('EDTransformer:bd_x_hat_4', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
-        g10034 = np.multiply(d_e_hat_4, x_hat_4, out=_buf(workspace, ('EDTransformer:bg10034', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
+        d_x_hat_4 = _threaded(np.multiply, d_e_hat_4, gamma4_l_2, out=_buf(workspace, ('EDTransformer:bd_x_hat_4', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
+        g10034 = _threaded(np.multiply, d_e_hat_4, x_hat_4, out=_buf(workspace, ('EDTransformer:bg10034', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
         d_gamma4_l_2 = _sum_to(g10034, 1, ())                   # (d_e,)
         g10036 = _layer_norm_grad(d_x_hat_4, x_hat_4, sigma_4, -1, _buf(workspace, ('EDTransformer:bg10036', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
         # 17 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^4_l, β^4_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
@@ -718,7 +718,7 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         g10048 = np.swapaxes(softmax_S_3, -1, -2)               # (…, H, ℓ_x, ℓ_z)
         d_V_3 = np.matmul(d_V_tilde_5, g10048, out=_buf(workspace, ('EDTransformer:bd_V_3', l__2 % 2), batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
         g10050 = _softmax_grad(d_softmax_S_3, softmax_S_3, -2, _buf(workspace, ('EDTransformer:bg10050', l__2 % 2), batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
-        d_S_3 = np.divide(g10050, _88, out=_buf(workspace, ('EDTransformer:bd_S_3', l__2 % 2), batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
+        d_S_3 = _threaded(np.divide, g10050, _88, out=_buf(workspace, ('EDTransformer:bd_S_3', l__2 % 2), batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         d_Q_3 = np.matmul(K_3, d_S_3, out=_buf(workspace, ('EDTransformer:bd_Q_3', l__2 % 2), batch + (H, d_attn, ell_x), dtype)) # (…, H, d_attn, ℓ_x)
         g10058 = np.swapaxes(d_S_3, -1, -2)                     # (…, H, ℓ_x, ℓ_z)
@@ -741,7 +741,7 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         g10073 = np.matmul(d_K_3, g10072, out=_buf(workspace, ('EDTransformer:bg10073', l__2 % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         d_W_k_3_l_2 = _sum_to(g10073, 3, ())                    # (H, d_attn, d_e)
         g10075 = _sum_to(g10071, None, (-3,))                   # (…, 1, d_e, ℓ_z)
-        g10076 = np.add(g10067, g10075, out=_buf(workspace, ('EDTransformer:bg10076', l__2 % 2), batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
+        g10076 = _threaded(np.add, g10067, g10075, out=_buf(workspace, ('EDTransformer:bg10076', l__2 % 2), batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
         g10077 = _sum_to(d_Q_3, 3, (-1,))                       # (H, d_attn, 1)
         d_b_q_3_l_2 = np.squeeze(g10077, -1)                    # (H, d_attn)
@@ -752,13 +752,13 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         d_W_q_3_l_2 = _sum_to(g10082, 3, ())                    # (H, d_attn, d_e)
         g10084 = _sum_to(g10080, None, (-3,))                   # (…, 1, d_e, ℓ_x)
         g10085 = np.squeeze(g10084, -3)                         # (…, d_e, ℓ_x)
-        g10086 = np.add(d_X_4, g10085, out=_buf(workspace, ('EDTransformer:bg10086', l__2 % 2), batch + (d_e, ell_x), dtype)) # (…, d_e, ℓ_x)
+        g10086 = _threaded(np.add, d_X_4, g10085, out=_buf(workspace, ('EDTransformer:bg10086', l__2 % 2), batch + (d_e, ell_x), dtype)) # (…, d_e, ℓ_x)
         # 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         d_e_hat_3 = np.swapaxes(g10086, -1, -2)                 # (…, ℓ_x, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta3_l_2 = _sum_to(d_e_hat_3, 1, ())                 # (d_e,)
-        d_x_hat_3 = np.multiply(d_e_hat_3, gamma3_l_2, out=_buf(workspace, ('EDTransformer:bd_x_hat_3', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
-        g10090 = np.multiply(d_e_hat_3, x_hat_3, out=_buf(workspace, ('EDTransformer:bg10090', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
+        d_x_hat_3 = _threaded(np.multiply, d_e_hat_3, gamma3_l_2, out=_buf(workspace, ('EDTransformer:bd_x_hat_3', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
+        g10090 = _threaded(np.multiply, d_e_hat_3, x_hat_3, out=_buf(workspace, ('EDTransformer:bg10090', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
         d_gamma3_l_2 = _sum_to(g10090, 1, ())                   # (d_e,)
         g10092 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, ('EDTransformer:bg10092', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
         # 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
@@ -779,7 +779,7 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         g10104 = np.swapaxes(softmax_S_2, -1, -2)               # (…, H, ℓ_x, ℓ_x)
         d_V_2 = np.matmul(d_V_tilde_3, g10104, out=_buf(workspace, ('EDTransformer:bd_V_2', l__2 % 2), batch + (H, d_mid, ell_x), dtype)) # (…, H, d_mid, ℓ_x)
         g10106 = _softmax_grad(d_softmax_S_2, softmax_S_2, -2, _buf(workspace, ('EDTransformer:bg10106', l__2 % 2), batch + (H, ell_x, ell_x), dtype)) # (…, H, ℓ_x, ℓ_x)
-        d_S_2 = np.divide(g10106, _88, out=_buf(workspace, ('EDTransformer:bd_S_2', l__2 % 2), batch + (H, ell_x, ell_x), dtype)) # (…, H, ℓ_x, ℓ_x)
+        d_S_2 = _threaded(np.divide, g10106, _88, out=_buf(workspace, ('EDTransformer:bd_S_2', l__2 % 2), batch + (H, ell_x, ell_x), dtype)) # (…, H, ℓ_x, ℓ_x)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         d_Q_2 = np.matmul(K_2, d_S_2, out=_buf(workspace, ('EDTransformer:bd_Q_2', l__2 % 2), batch + (H, d_attn, ell_x), dtype)) # (…, H, d_attn, ℓ_x)
         g10114 = np.swapaxes(d_S_2, -1, -2)                     # (…, H, ℓ_x, ℓ_x)
@@ -802,7 +802,7 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         g10129 = np.matmul(d_K_2, g10128, out=_buf(workspace, ('EDTransformer:bg10129', l__2 % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         d_W_k_2_l_2 = _sum_to(g10129, 3, ())                    # (H, d_attn, d_e)
         g10131 = _sum_to(g10127, None, (-3,))                   # (…, 1, d_e, ℓ_x)
-        g10132 = np.add(g10123, g10131, out=_buf(workspace, ('EDTransformer:bg10132', l__2 % 2), batch + (1, d_e, ell_x), dtype)) # (…, 1, d_e, ℓ_x)
+        g10132 = _threaded(np.add, g10123, g10131, out=_buf(workspace, ('EDTransformer:bg10132', l__2 % 2), batch + (1, d_e, ell_x), dtype)) # (…, 1, d_e, ℓ_x)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
         g10133 = _sum_to(d_Q_2, 3, (-1,))                       # (H, d_attn, 1)
         d_b_q_2_l_2 = np.squeeze(g10133, -1)                    # (H, d_attn)
@@ -812,9 +812,9 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         g10138 = np.matmul(d_Q_2, g10137, out=_buf(workspace, ('EDTransformer:bg10138', l__2 % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         d_W_q_2_l_2 = _sum_to(g10138, 3, ())                    # (H, d_attn, d_e)
         g10140 = _sum_to(g10136, None, (-3,))                   # (…, 1, d_e, ℓ_x)
-        g10141 = np.add(g10132, g10140, out=g10132)             # (…, 1, d_e, ℓ_x)
+        g10141 = _threaded(np.add, g10132, g10140, out=g10132)  # (…, 1, d_e, ℓ_x)
         g10142 = np.squeeze(g10141, -3)                         # (…, d_e, ℓ_x)
-        d_X_2 = np.add(d_X_3, g10142, out=_buf(workspace, ('EDTransformer:bd_X_2', l__2 % 2), batch + (d_e, ell_x), dtype)) # (…, d_e, ℓ_x)
+        d_X_2 = _threaded(np.add, d_X_3, g10142, out=_buf(workspace, ('EDTransformer:bd_X_2', l__2 % 2), batch + (d_e, ell_x), dtype)) # (…, d_e, ℓ_x)
         d_W_q_2[l__2] += d_W_q_2_l_2
         d_b_q_2[l__2] += d_b_q_2_l_2
         d_W_k_2[l__2] += d_W_k_2_l_2
@@ -890,8 +890,8 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         d_e_hat_2 = np.swapaxes(g10150, -1, -2)                 # (…, ℓ_z, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta2_l = _sum_to(d_e_hat_2, 1, ())                   # (d_e,)
-        d_x_hat_2 = np.multiply(d_e_hat_2, gamma2_l, out=_buf(workspace, ('EDTransformer:bd_x_hat_2', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10154 = np.multiply(d_e_hat_2, x_hat_2, out=_buf(workspace, ('EDTransformer:bg10154', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        d_x_hat_2 = _threaded(np.multiply, d_e_hat_2, gamma2_l, out=_buf(workspace, ('EDTransformer:bd_x_hat_2', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        g10154 = _threaded(np.multiply, d_e_hat_2, x_hat_2, out=_buf(workspace, ('EDTransformer:bg10154', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         d_gamma2_l = _sum_to(g10154, 1, ())                     # (d_e,)
         g10156 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, ('EDTransformer:bg10156', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         # 8 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^2_l, β^2_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
@@ -905,20 +905,20 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         g10163 = np.matmul(d_Z_4, g10162, out=_buf(workspace, ('EDTransformer:bg10163', l_ % 2), batch + (d_e, d_mlp), dtype)) # (…, d_e, d_mlp)
         d_W_mlp2_l = _sum_to(g10163, 2, ())                     # (d_e, d_mlp)
         g10165 = (_45 > 0)                                      # (…, d_mlp, ℓ_z)
-        g10166 = np.multiply(g10161, g10165, out=_buf(workspace, ('EDTransformer:bg10166', l_ % 2), batch + (d_mlp, ell_z), dtype)) # (…, d_mlp, ℓ_z)
+        g10166 = _threaded(np.multiply, g10161, g10165, out=_buf(workspace, ('EDTransformer:bg10166', l_ % 2), batch + (d_mlp, ell_z), dtype)) # (…, d_mlp, ℓ_z)
         g10167 = _sum_to(g10166, 2, (-1,))                      # (d_mlp, 1)
         d_b_mlp1_l = np.squeeze(g10167, -1)                     # (d_mlp,)
         g10169 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
         g10170 = np.matmul(g10169, g10166, out=_buf(workspace, ('EDTransformer:bg10170', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
         g10171 = np.matmul(g10166, e_hat, out=_buf(workspace, ('EDTransformer:bg10171', l_ % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
         d_W_mlp1_l = _sum_to(g10171, 2, ())                     # (d_mlp, d_e)
-        g10173 = np.add(d_Z_4, g10170, out=g10170)              # (…, d_e, ℓ_z)
+        g10173 = _threaded(np.add, d_Z_4, g10170, out=g10170)   # (…, d_e, ℓ_z)
         # 6 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^1_l, β^1_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         d_e_hat = np.swapaxes(g10173, -1, -2)                   # (…, ℓ_z, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta1_l = _sum_to(d_e_hat, 1, ())                     # (d_e,)
-        d_x_hat = np.multiply(d_e_hat, gamma1_l, out=_buf(workspace, ('EDTransformer:bd_x_hat', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10177 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, ('EDTransformer:bg10177', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        d_x_hat = _threaded(np.multiply, d_e_hat, gamma1_l, out=_buf(workspace, ('EDTransformer:bd_x_hat', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        g10177 = _threaded(np.multiply, d_e_hat, x_hat, out=_buf(workspace, ('EDTransformer:bg10177', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         d_gamma1_l = _sum_to(g10177, 1, ())                     # (d_e,)
         g10179 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('EDTransformer:bg10179', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         # 6 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^1_l, β^1_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
@@ -939,7 +939,7 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         g10191 = np.swapaxes(softmax_S, -1, -2)                 # (…, H, ℓ_z, ℓ_z)
         d_V = np.matmul(d_V_tilde, g10191, out=_buf(workspace, ('EDTransformer:bd_V', l_ % 2), batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
         g10193 = _softmax_grad(d_softmax_S, softmax_S, -2, _buf(workspace, ('EDTransformer:bg10193', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
-        d_S = np.divide(g10193, _20, out=_buf(workspace, ('EDTransformer:bd_S', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
+        d_S = _threaded(np.divide, g10193, _20, out=_buf(workspace, ('EDTransformer:bd_S', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         d_Q = np.matmul(K, d_S, out=_buf(workspace, ('EDTransformer:bd_Q', l_ % 2), batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
         g10201 = np.swapaxes(d_S, -1, -2)                       # (…, H, ℓ_z, ℓ_z)
@@ -962,7 +962,7 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         g10216 = np.matmul(d_K, g10215, out=_buf(workspace, ('EDTransformer:bg10216', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         d_W_k_l = _sum_to(g10216, 3, ())                        # (H, d_attn, d_e)
         g10218 = _sum_to(g10214, None, (-3,))                   # (…, 1, d_e, ℓ_z)
-        g10219 = np.add(g10210, g10218, out=_buf(workspace, ('EDTransformer:bg10219', l_ % 2), batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
+        g10219 = _threaded(np.add, g10210, g10218, out=_buf(workspace, ('EDTransformer:bg10219', l_ % 2), batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
         g10220 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
         d_b_q_l = np.squeeze(g10220, -1)                        # (H, d_attn)
@@ -972,9 +972,9 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         g10225 = np.matmul(d_Q, g10224, out=_buf(workspace, ('EDTransformer:bg10225', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         d_W_q_l = _sum_to(g10225, 3, ())                        # (H, d_attn, d_e)
         g10227 = _sum_to(g10223, None, (-3,))                   # (…, 1, d_e, ℓ_z)
-        g10228 = np.add(g10219, g10227, out=g10219)             # (…, 1, d_e, ℓ_z)
+        g10228 = _threaded(np.add, g10219, g10227, out=g10219)  # (…, 1, d_e, ℓ_z)
         g10229 = np.squeeze(g10228, -3)                         # (…, d_e, ℓ_z)
-        d_Z_2 = np.add(d_Z_3, g10229, out=_buf(workspace, ('EDTransformer:bd_Z_2', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
+        d_Z_2 = _threaded(np.add, d_Z_3, g10229, out=_buf(workspace, ('EDTransformer:bd_Z_2', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
         d_W_q[l_] += d_W_q_l
         d_b_q[l_] += d_b_q_l
         d_W_k[l_] += d_W_k_l
@@ -1093,7 +1093,7 @@ def _buf(workspace, key, shape, dtype):
 # The closed-form helpers below make several passes over big arrays; they run on as many threads as
 # BLAS does, each on a block of rows (NumPy's ufuncs release the GIL). CARDGEN_THREADS sets how many
 # (default: the usable cores). Rows are independent, so the numbers are those of one thread.
-_PARALLEL_MIN = 1 << 16  # elements below which one thread is faster than handing out blocks
+_PARALLEL_MIN = 1 << 18  # elements (1 MiB of float32) below which one thread beats handing out blocks
 _POOL = {}
 
 
@@ -1105,25 +1105,40 @@ def _threads():
 
 
 def _rows(f, out, axis, *args):
-    """f(out, axis, *args) block by block along out's first axis (not the axis f reduces over):
-    the arrays among args with that axis are cut alike, the others (broadcast) passed whole."""
-    n = min(_threads(), out.shape[0]) if out.ndim >= 2 and axis % out.ndim != 0 else 1
-    if n < 2 or out.size < _PARALLEL_MIN:
+    """f(out, axis, *args) block by block along an axis of out that f does not reduce over, one block
+    per thread; the arrays among args that have that axis are cut alike, the others (broadcast)
+    passed whole."""
+    n = _threads() if out.size >= _PARALLEL_MIN else 1
+    reduced = None if axis is None else axis % out.ndim
+    cut = next((a for a in range(out.ndim) if out.shape[a] >= n and a != reduced), None)
+    if n < 2 or cut is None:
         f(out, axis, *args)
         return out
     key = os.getpid(), n  # a forked child has none of its parent's threads: it starts its own pool
     if key not in _POOL:
         _POOL.clear()
-        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix="cardgen")
-    cuts = [out.shape[0] * i // n for i in range(n + 1)]
+        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n - 1, thread_name_prefix="cardgen")
+    bounds = [out.shape[cut] * i // n for i in range(n + 1)]
+
+    def part(a, lo, hi):
+        k = cut - (out.ndim - np.ndim(a))  # the same axis, counted in a (broadcasting aligns the ends)
+        if k < 0 or np.shape(a)[k] != out.shape[cut]:
+            return a
+        return a[(slice(None),) * k + (slice(lo, hi),)]
 
     def block(i):
-        lo, hi = cuts[i], cuts[i + 1]
-        f(out[lo:hi], axis, *(a[lo:hi] if np.ndim(a) == out.ndim and np.shape(a)[0] == out.shape[0] else a
-                              for a in args))
-    for done in [_POOL[key].submit(block, i) for i in range(n)]:
+        lo, hi = bounds[i], bounds[i + 1]
+        f(part(out, lo, hi), axis, *(part(a, lo, hi) for a in args))
+    others = [_POOL[key].submit(block, i) for i in range(1, n)]
+    block(0)  # this thread takes a block too: one hand-over fewer
+    for done in others:
         done.result()
     return out
+
+
+def _threaded(ufunc, *args, out):
+    """ufunc(*args, out=out), on every thread for a big array (NumPy's own ufuncs use one)."""
+    return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
 
 
 def _softmax(x, axis, out=None):

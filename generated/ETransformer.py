@@ -194,7 +194,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
     _3 = np.arange(1, 1 + ell)                                  # (ℓ,)
     _4 = np.swapaxes(W_p, -1, -2)                               # (ℓ_max, d_e)
     _5 = _4[_3 - 1]                                             # (ℓ, d_e)
-    e = np.add(_2, _5, out=_2)                                  # (…, ℓ, d_e)
+    e = _threaded(np.add, _2, _5, out=_2)                       # (…, ℓ, d_e)
     # 3 X ← [e_1, e_2, …, e_ℓ] ▷ X ∈ ℝ^{d_e×ℓ}
     X = np.swapaxes(e, -1, -2)                                  # (…, d_e, ℓ)
     # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
@@ -216,20 +216,20 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         _8 = np.expand_dims(X_2, -3)                            # (…, 1, d_e, ℓ)
         _9 = np.matmul(W_q_l, _8, out=_buf(workspace, ('ETransformer:f_9', l_), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
         _10 = np.expand_dims(b_q_l, -1)                         # (H, d_attn, 1)
-        Q = np.add(_9, _10, out=_9)                             # (…, H, d_attn, ℓ)
+        Q = _threaded(np.add, _9, _10, out=_9)                  # (…, H, d_attn, ℓ)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
         _12 = np.matmul(W_k_l, _8, out=_buf(workspace, ('ETransformer:f_12', l_), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
         _13 = np.expand_dims(b_k_l, -1)                         # (H, d_attn, 1)
-        K = np.add(_12, _13, out=_12)                           # (…, H, d_attn, ℓ)
+        K = _threaded(np.add, _12, _13, out=_12)                # (…, H, d_attn, ℓ)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
         _15 = np.matmul(W_v_l, _8, out=_buf(workspace, ('ETransformer:f_15', l_), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
         _16 = np.expand_dims(b_v_l, -1)                         # (H, d_mid, 1)
-        V = np.add(_15, _16, out=_15)                           # (…, H, d_mid, ℓ)
+        V = _threaded(np.add, _15, _16, out=_15)                # (…, H, d_mid, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         _18 = np.swapaxes(K, -1, -2)                            # (…, H, ℓ, d_attn)
         S = np.matmul(_18, Q, out=_buf(workspace, ('ETransformer:fS', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _21 = np.divide(S, _20, out=S)                          # (…, H, ℓ, ℓ)
+        _21 = _threaded(np.divide, S, _20, out=S)               # (…, H, ℓ, ℓ)
         softmax_S = _softmax(_21, -2, _buf(workspace, ('ETransformer:fsoftmax_S', l_), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         V_tilde = np.matmul(V, softmax_S, out=_buf(workspace, ('ETransformer:fV_tilde', l_), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
         V_tilde_shape = V_tilde.shape
@@ -238,28 +238,28 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _25 = np.matmul(W_o_l, Y, out=_buf(workspace, ('ETransformer:f_25', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         _26 = np.expand_dims(b_o_l, -1)                         # (d_e, 1)
-        V_tilde_2 = np.add(_25, _26, out=_25)                   # (…, d_e, ℓ)
+        V_tilde_2 = _threaded(np.add, _25, _26, out=_25)        # (…, d_e, ℓ)
         # 5 X ← X + MHAttention(X | 𝓦_l, Mask = 1) ▷ X ∈ ℝ^{d_e×ℓ}
-        X_3 = np.add(X_2, V_tilde_2, out=V_tilde_2)             # (…, d_e, ℓ)
+        X_3 = _threaded(np.add, X_2, V_tilde_2, out=V_tilde_2)  # (…, d_e, ℓ)
         # 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
         gamma1_l = gamma1[l_]                                   # (d_e,)
         beta1_l = beta1[l_]                                     # (d_e,)
         _29 = np.swapaxes(X_3, -1, -2)                          # (…, ℓ, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
         _30 = np.sum(_29, axis=-1, out=_buf(workspace, ('ETransformer:f_30', l_ % 2), batch + (ell,), dtype)) # (…, ℓ)
-        m = np.divide(_30, d_e, out=_30)                        # (…, ℓ)
+        m = _threaded(np.divide, _30, d_e, out=_30)             # (…, ℓ)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _32 = np.expand_dims(m, -1)                             # (…, ℓ, 1)
-        _33 = np.subtract(_29, _32, out=_buf(workspace, ('ETransformer:f_33', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        _34 = np.multiply(_33, _33, out=_buf(workspace, ('ETransformer:f_34', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _33 = _threaded(np.subtract, _29, _32, out=_buf(workspace, ('ETransformer:f_33', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _34 = _threaded(np.multiply, _33, _33, out=_buf(workspace, ('ETransformer:f_34', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         _35 = np.sum(_34, axis=-1, out=_buf(workspace, ('ETransformer:f_35', l_), batch + (ell,), dtype)) # (…, ℓ)
-        v = np.divide(_35, d_e, out=_35)                        # (…, ℓ)
+        v = _threaded(np.divide, _35, d_e, out=_35)             # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        _37 = np.sqrt(v, out=v)                                 # (…, ℓ)
+        _37 = _threaded(np.sqrt, v, out=v)                      # (…, ℓ)
         sigma = np.expand_dims(_37, -1)                         # (…, ℓ, 1)
-        x_hat = np.divide(_33, sigma, out=_33)                  # (…, ℓ, d_e)
-        _40 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, ('ETransformer:f_40', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        e_hat = np.add(_40, beta1_l, out=_40)                   # (…, ℓ, d_e)
+        x_hat = _threaded(np.divide, _33, sigma, out=_33)       # (…, ℓ, d_e)
+        _40 = _threaded(np.multiply, x_hat, gamma1_l, out=_buf(workspace, ('ETransformer:f_40', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        e_hat = _threaded(np.add, _40, beta1_l, out=_40)        # (…, ℓ, d_e)
         # 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
         _42 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ)
         # 7 X ← X + W^l_mlp2 GELU(W^l_mlp1 X + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
@@ -268,32 +268,32 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         _43 = np.matmul(W_mlp1_l, _42, out=_buf(workspace, ('ETransformer:f_43', l_), batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
         b_mlp1_l = b_mlp1[l_]                                   # (d_mlp,)
         _44 = np.expand_dims(b_mlp1_l, -1)                      # (d_mlp, 1)
-        _45 = np.add(_43, _44, out=_43)                         # (…, d_mlp, ℓ)
+        _45 = _threaded(np.add, _43, _44, out=_43)              # (…, d_mlp, ℓ)
         _46 = _gelu(_45)                                        # (…, d_mlp, ℓ)
         _47 = np.matmul(W_mlp2_l, _46, out=_buf(workspace, ('ETransformer:f_47', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-        _48 = np.add(_42, _47, out=_47)                         # (…, d_e, ℓ)
+        _48 = _threaded(np.add, _42, _47, out=_47)              # (…, d_e, ℓ)
         b_mlp2_l = b_mlp2[l_]                                   # (d_e,)
         _49 = np.expand_dims(b_mlp2_l, -1)                      # (d_e, 1)
-        X_4 = np.add(_48, _49, out=_48)                         # (…, d_e, ℓ)
+        X_4 = _threaded(np.add, _48, _49, out=_48)              # (…, d_e, ℓ)
         # 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
         gamma2_l = gamma2[l_]                                   # (d_e,)
         beta2_l = beta2[l_]                                     # (d_e,)
         _51 = np.swapaxes(X_4, -1, -2)                          # (…, ℓ, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
         _52 = np.sum(_51, axis=-1, out=_buf(workspace, ('ETransformer:f_52', l_ % 2), batch + (ell,), dtype)) # (…, ℓ)
-        m_2 = np.divide(_52, d_e, out=_52)                      # (…, ℓ)
+        m_2 = _threaded(np.divide, _52, d_e, out=_52)           # (…, ℓ)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _54 = np.expand_dims(m_2, -1)                           # (…, ℓ, 1)
-        _55 = np.subtract(_51, _54, out=_buf(workspace, ('ETransformer:f_55', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        _56 = np.multiply(_55, _55, out=_buf(workspace, ('ETransformer:f_56', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _55 = _threaded(np.subtract, _51, _54, out=_buf(workspace, ('ETransformer:f_55', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _56 = _threaded(np.multiply, _55, _55, out=_buf(workspace, ('ETransformer:f_56', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         _57 = np.sum(_56, axis=-1, out=_buf(workspace, ('ETransformer:f_57', l_), batch + (ell,), dtype)) # (…, ℓ)
-        v_2 = np.divide(_57, d_e, out=_57)                      # (…, ℓ)
+        v_2 = _threaded(np.divide, _57, d_e, out=_57)           # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        _59 = np.sqrt(v_2, out=v_2)                             # (…, ℓ)
+        _59 = _threaded(np.sqrt, v_2, out=v_2)                  # (…, ℓ)
         sigma_2 = np.expand_dims(_59, -1)                       # (…, ℓ, 1)
-        x_hat_2 = np.divide(_55, sigma_2, out=_55)              # (…, ℓ, d_e)
-        _62 = np.multiply(x_hat_2, gamma2_l, out=_buf(workspace, ('ETransformer:f_62', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        e_hat_2 = np.add(_62, beta2_l, out=_62)                 # (…, ℓ, d_e)
+        x_hat_2 = _threaded(np.divide, _55, sigma_2, out=_55)   # (…, ℓ, d_e)
+        _62 = _threaded(np.multiply, x_hat_2, gamma2_l, out=_buf(workspace, ('ETransformer:f_62', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        e_hat_2 = _threaded(np.add, _62, beta2_l, out=_62)      # (…, ℓ, d_e)
         # 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
         _64 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, ℓ)
         saved_l_.append((gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, e_hat, gamma1_l, x_hat, sigma, W_o_l, Y, V_tilde_shape, V, softmax_S, K, Q, W_v_l, _8, W_k_l, W_q_l,))
@@ -302,25 +302,25 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
     # 10 X ← GELU(W_f X + b_f 1^⊤) ▷ X ∈ ℝ^{d_f×ℓ}
     _65 = np.matmul(W_f, X_5, out=_buf(workspace, 'ETransformer:f_65', batch + (d_f, ell), dtype)) # (…, d_f, ℓ)
     _66 = np.expand_dims(b_f, -1)                               # (d_f, 1)
-    _67 = np.add(_65, _66, out=_65)                             # (…, d_f, ℓ)
+    _67 = _threaded(np.add, _65, _66, out=_65)                  # (…, d_f, ℓ)
     X_6 = _gelu(_67)                                            # (…, d_f, ℓ)
     # 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
     _69 = np.swapaxes(X_6, -1, -2)                              # (…, ℓ, d_f)
     # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
     _70 = np.sum(_69, axis=-1, out=_buf(workspace, 'ETransformer:f_70', batch + (ell,), dtype)) # (…, ℓ)
-    m_3 = np.divide(_70, d_f, out=_70)                          # (…, ℓ)
+    m_3 = _threaded(np.divide, _70, d_f, out=_70)               # (…, ℓ)
     # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
     _72 = np.expand_dims(m_3, -1)                               # (…, ℓ, 1)
-    _73 = np.subtract(_69, _72, out=_buf(workspace, 'ETransformer:f_73', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
-    _74 = np.multiply(_73, _73, out=_buf(workspace, 'ETransformer:f_74', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    _73 = _threaded(np.subtract, _69, _72, out=_buf(workspace, 'ETransformer:f_73', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    _74 = _threaded(np.multiply, _73, _73, out=_buf(workspace, 'ETransformer:f_74', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     _75 = np.sum(_74, axis=-1, out=_buf(workspace, 'ETransformer:f_75', batch + (ell,), dtype)) # (…, ℓ)
-    v_3 = np.divide(_75, d_f, out=_75)                          # (…, ℓ)
+    v_3 = _threaded(np.divide, _75, d_f, out=_75)               # (…, ℓ)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-    _77 = np.sqrt(v_3, out=v_3)                                 # (…, ℓ)
+    _77 = _threaded(np.sqrt, v_3, out=v_3)                      # (…, ℓ)
     sigma_3 = np.expand_dims(_77, -1)                           # (…, ℓ, 1)
-    x_hat_3 = np.divide(_73, sigma_3, out=_73)                  # (…, ℓ, d_f)
-    _80 = np.multiply(x_hat_3, gamma, out=_buf(workspace, 'ETransformer:f_80', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
-    e_hat_3 = np.add(_80, beta, out=_80)                        # (…, ℓ, d_f)
+    x_hat_3 = _threaded(np.divide, _73, sigma_3, out=_73)       # (…, ℓ, d_f)
+    _80 = _threaded(np.multiply, x_hat_3, gamma, out=_buf(workspace, 'ETransformer:f_80', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    e_hat_3 = _threaded(np.add, _80, beta, out=_80)             # (…, ℓ, d_f)
     # 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
     _82 = np.swapaxes(e_hat_3, -1, -2)                          # (…, d_f, ℓ)
     # 12 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}; the paper declares W_u ∈ ℝ^{N_V×d_e}; here ℝ^{N_V×d_f}, so that W_u X is defined
@@ -371,15 +371,15 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     d_e_hat_3 = np.matmul(g10006, W_u, out=_buf(workspace, 'ETransformer:bd_e_hat_3', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
     d_beta = _sum_to(d_e_hat_3, 1, ())                          # (d_f,)
-    d_x_hat_3 = np.multiply(d_e_hat_3, gamma, out=_buf(workspace, 'ETransformer:bd_x_hat_3', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
-    g10010 = np.multiply(d_e_hat_3, x_hat_3, out=_buf(workspace, 'ETransformer:bg10010', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    d_x_hat_3 = _threaded(np.multiply, d_e_hat_3, gamma, out=_buf(workspace, 'ETransformer:bd_x_hat_3', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    g10010 = _threaded(np.multiply, d_e_hat_3, x_hat_3, out=_buf(workspace, 'ETransformer:bg10010', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     d_gamma = _sum_to(g10010, 1, ())                            # (d_f,)
     g10012 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'ETransformer:bg10012', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     # 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
     d_X_6 = np.swapaxes(g10012, -1, -2)                         # (…, d_f, ℓ)
     # 10 X ← GELU(W_f X + b_f 1^⊤) ▷ X ∈ ℝ^{d_f×ℓ}
     g10014 = _gelu_grad(_67)                                    # (…, d_f, ℓ)
-    g10015 = np.multiply(d_X_6, g10014, out=g10014)             # (…, d_f, ℓ)
+    g10015 = _threaded(np.multiply, d_X_6, g10014, out=g10014)  # (…, d_f, ℓ)
     g10016 = _sum_to(g10015, 2, (-1,))                          # (d_f, 1)
     d_b_f = np.squeeze(g10016, -1)                              # (d_f,)
     g10018 = np.swapaxes(W_f, -1, -2)                           # (d_e, d_f)
@@ -426,8 +426,8 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         d_e_hat_2 = np.swapaxes(g10023, -1, -2)                 # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta2_l = _sum_to(d_e_hat_2, 1, ())                   # (d_e,)
-        d_x_hat_2 = np.multiply(d_e_hat_2, gamma2_l, out=_buf(workspace, ('ETransformer:bd_x_hat_2', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10027 = np.multiply(d_e_hat_2, x_hat_2, out=_buf(workspace, ('ETransformer:bg10027', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_x_hat_2 = _threaded(np.multiply, d_e_hat_2, gamma2_l, out=_buf(workspace, ('ETransformer:bd_x_hat_2', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10027 = _threaded(np.multiply, d_e_hat_2, x_hat_2, out=_buf(workspace, ('ETransformer:bg10027', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         d_gamma2_l = _sum_to(g10027, 1, ())                     # (d_e,)
         g10029 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, ('ETransformer:bg10029', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
@@ -441,20 +441,20 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         g10036 = np.matmul(d_X_4, g10035, out=_buf(workspace, ('ETransformer:bg10036', l_ % 2), batch + (d_e, d_mlp), dtype)) # (…, d_e, d_mlp)
         d_W_mlp2_l = _sum_to(g10036, 2, ())                     # (d_e, d_mlp)
         g10038 = _gelu_grad(_45)                                # (…, d_mlp, ℓ)
-        g10039 = np.multiply(g10034, g10038, out=g10038)        # (…, d_mlp, ℓ)
+        g10039 = _threaded(np.multiply, g10034, g10038, out=g10038) # (…, d_mlp, ℓ)
         g10040 = _sum_to(g10039, 2, (-1,))                      # (d_mlp, 1)
         d_b_mlp1_l = np.squeeze(g10040, -1)                     # (d_mlp,)
         g10042 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
         g10043 = np.matmul(g10042, g10039, out=_buf(workspace, ('ETransformer:bg10043', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         g10044 = np.matmul(g10039, e_hat, out=_buf(workspace, ('ETransformer:bg10044', l_ % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
         d_W_mlp1_l = _sum_to(g10044, 2, ())                     # (d_mlp, d_e)
-        g10046 = np.add(d_X_4, g10043, out=g10043)              # (…, d_e, ℓ)
+        g10046 = _threaded(np.add, d_X_4, g10043, out=g10043)   # (…, d_e, ℓ)
         # 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
         d_e_hat = np.swapaxes(g10046, -1, -2)                   # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta1_l = _sum_to(d_e_hat, 1, ())                     # (d_e,)
-        d_x_hat = np.multiply(d_e_hat, gamma1_l, out=_buf(workspace, ('ETransformer:bd_x_hat', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10050 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, ('ETransformer:bg10050', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_x_hat = _threaded(np.multiply, d_e_hat, gamma1_l, out=_buf(workspace, ('ETransformer:bd_x_hat', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10050 = _threaded(np.multiply, d_e_hat, x_hat, out=_buf(workspace, ('ETransformer:bg10050', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         d_gamma1_l = _sum_to(g10050, 1, ())                     # (d_e,)
         g10052 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('ETransformer:bg10052', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
@@ -475,7 +475,7 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         g10064 = np.swapaxes(softmax_S, -1, -2)                 # (…, H, ℓ, ℓ)
         d_V = np.matmul(d_V_tilde, g10064, out=_buf(workspace, ('ETransformer:bd_V', l_ % 2), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
         g10066 = _softmax_grad(d_softmax_S, softmax_S, -2, _buf(workspace, ('ETransformer:bg10066', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        d_S = np.divide(g10066, _20, out=_buf(workspace, ('ETransformer:bd_S', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        d_S = _threaded(np.divide, g10066, _20, out=_buf(workspace, ('ETransformer:bd_S', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         d_Q = np.matmul(K, d_S, out=_buf(workspace, ('ETransformer:bd_Q', l_ % 2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
         g10074 = np.swapaxes(d_S, -1, -2)                       # (…, H, ℓ, ℓ)
@@ -498,7 +498,7 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         g10089 = np.matmul(d_K, g10088, out=_buf(workspace, ('ETransformer:bg10089', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         d_W_k_l = _sum_to(g10089, 3, ())                        # (H, d_attn, d_e)
         g10091 = _sum_to(g10087, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10092 = np.add(g10083, g10091, out=_buf(workspace, ('ETransformer:bg10092', l_ % 2), batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
+        g10092 = _threaded(np.add, g10083, g10091, out=_buf(workspace, ('ETransformer:bg10092', l_ % 2), batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
         g10093 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
         d_b_q_l = np.squeeze(g10093, -1)                        # (H, d_attn)
@@ -508,9 +508,9 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         g10098 = np.matmul(d_Q, g10097, out=_buf(workspace, ('ETransformer:bg10098', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         d_W_q_l = _sum_to(g10098, 3, ())                        # (H, d_attn, d_e)
         g10100 = _sum_to(g10096, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10101 = np.add(g10092, g10100, out=g10092)             # (…, 1, d_e, ℓ)
+        g10101 = _threaded(np.add, g10092, g10100, out=g10092)  # (…, 1, d_e, ℓ)
         g10102 = np.squeeze(g10101, -3)                         # (…, d_e, ℓ)
-        d_X_2 = np.add(d_X_3, g10102, out=_buf(workspace, ('ETransformer:bd_X_2', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        d_X_2 = _threaded(np.add, d_X_3, g10102, out=_buf(workspace, ('ETransformer:bd_X_2', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         d_W_q[l_] += d_W_q_l
         d_b_q[l_] += d_b_q_l
         d_W_k[l_] += d_W_k_l
@@ -627,7 +627,7 @@ def _buf(workspace, key, shape, dtype):
 # The closed-form helpers below make several passes over big arrays; they run on as many threads as
 # BLAS does, each on a block of rows (NumPy's ufuncs release the GIL). CARDGEN_THREADS sets how many
 # (default: the usable cores). Rows are independent, so the numbers are those of one thread.
-_PARALLEL_MIN = 1 << 16  # elements below which one thread is faster than handing out blocks
+_PARALLEL_MIN = 1 << 18  # elements (1 MiB of float32) below which one thread beats handing out blocks
 _POOL = {}
 
 
@@ -639,25 +639,40 @@ def _threads():
 
 
 def _rows(f, out, axis, *args):
-    """f(out, axis, *args) block by block along out's first axis (not the axis f reduces over):
-    the arrays among args with that axis are cut alike, the others (broadcast) passed whole."""
-    n = min(_threads(), out.shape[0]) if out.ndim >= 2 and axis % out.ndim != 0 else 1
-    if n < 2 or out.size < _PARALLEL_MIN:
+    """f(out, axis, *args) block by block along an axis of out that f does not reduce over, one block
+    per thread; the arrays among args that have that axis are cut alike, the others (broadcast)
+    passed whole."""
+    n = _threads() if out.size >= _PARALLEL_MIN else 1
+    reduced = None if axis is None else axis % out.ndim
+    cut = next((a for a in range(out.ndim) if out.shape[a] >= n and a != reduced), None)
+    if n < 2 or cut is None:
         f(out, axis, *args)
         return out
     key = os.getpid(), n  # a forked child has none of its parent's threads: it starts its own pool
     if key not in _POOL:
         _POOL.clear()
-        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix="cardgen")
-    cuts = [out.shape[0] * i // n for i in range(n + 1)]
+        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n - 1, thread_name_prefix="cardgen")
+    bounds = [out.shape[cut] * i // n for i in range(n + 1)]
+
+    def part(a, lo, hi):
+        k = cut - (out.ndim - np.ndim(a))  # the same axis, counted in a (broadcasting aligns the ends)
+        if k < 0 or np.shape(a)[k] != out.shape[cut]:
+            return a
+        return a[(slice(None),) * k + (slice(lo, hi),)]
 
     def block(i):
-        lo, hi = cuts[i], cuts[i + 1]
-        f(out[lo:hi], axis, *(a[lo:hi] if np.ndim(a) == out.ndim and np.shape(a)[0] == out.shape[0] else a
-                              for a in args))
-    for done in [_POOL[key].submit(block, i) for i in range(n)]:
+        lo, hi = bounds[i], bounds[i + 1]
+        f(part(out, lo, hi), axis, *(part(a, lo, hi) for a in args))
+    others = [_POOL[key].submit(block, i) for i in range(1, n)]
+    block(0)  # this thread takes a block too: one hand-over fewer
+    for done in others:
         done.result()
     return out
+
+
+def _threaded(ufunc, *args, out):
+    """ufunc(*args, out=out), on every thread for a big array (NumPy's own ufuncs use one)."""
+    return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
 
 
 def _softmax(x, axis, out=None):

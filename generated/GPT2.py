@@ -153,7 +153,7 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
     # 1 e ← W_e[x] + W_p[p_start : p_start + T] ▷ e ∈ ℝ^{T×D}
     _1 = W_e[x]                                                 # (…, T, D)
     _2 = _slice_in(W_p, -2, p_start, T + p_start, 'GPT2.card, line 22') # (T, D)
-    e = np.add(_1, _2, out=_1)                                  # (…, T, D)
+    e = _threaded(np.add, _1, _2, out=_1)                       # (…, T, D)
     # CausalSelfAttention 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
     _30 = D / H                                                 # ()
     _31 = math.sqrt(_30)                                        # ()
@@ -181,23 +181,23 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
         b_proj_ell = b_proj[ell]                                # (D,)
         # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
         _4 = np.sum(e_2, axis=-1, out=_buf(workspace, ('GPT2:f_4', ell % 2), batch + (T,), dtype)) # (…, T)
-        m = np.divide(_4, D, out=_4)                            # (…, T)
+        m = _threaded(np.divide, _4, D, out=_4)                 # (…, T)
         # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
         _6 = np.expand_dims(m, -1)                              # (…, T, 1)
-        _7 = np.subtract(e_2, _6, out=_buf(workspace, ('GPT2:f_7', ell), batch + (T, D), dtype)) # (…, T, D)
-        _8 = np.multiply(_7, _7, out=_buf(workspace, ('GPT2:f_8', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        _7 = _threaded(np.subtract, e_2, _6, out=_buf(workspace, ('GPT2:f_7', ell), batch + (T, D), dtype)) # (…, T, D)
+        _8 = _threaded(np.multiply, _7, _7, out=_buf(workspace, ('GPT2:f_8', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         _9 = np.sum(_8, axis=-1, out=_buf(workspace, ('GPT2:f_9', ell), batch + (T,), dtype)) # (…, T)
-        v = np.divide(_9, D, out=_9)                            # (…, T)
+        v = _threaded(np.divide, _9, D, out=_9)                 # (…, T)
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-        _11 = np.add(v, 1e-05, out=v)                           # (…, T)
-        _12 = np.sqrt(_11, out=_11)                             # (…, T)
+        _11 = _threaded(np.add, v, 1e-05, out=v)                # (…, T)
+        _12 = _threaded(np.sqrt, _11, out=_11)                  # (…, T)
         sigma = np.expand_dims(_12, -1)                         # (…, T, 1)
-        x_hat = np.divide(_7, sigma, out=_7)                    # (…, T, D)
-        _15 = np.multiply(x_hat, gamma_1_ell, out=_buf(workspace, ('GPT2:f_15', ell), batch + (T, D), dtype)) # (…, T, D)
-        e_hat = np.add(_15, beta_1_ell, out=_15)                # (…, T, D)
+        x_hat = _threaded(np.divide, _7, sigma, out=_7)         # (…, T, D)
+        _15 = _threaded(np.multiply, x_hat, gamma_1_ell, out=_buf(workspace, ('GPT2:f_15', ell), batch + (T, D), dtype)) # (…, T, D)
+        e_hat = _threaded(np.add, _15, beta_1_ell, out=_15)     # (…, T, D)
         # CausalSelfAttention 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
         _17 = np.matmul(e_hat, W_qkv_ell, out=_buf(workspace, ('GPT2:f_17', ell), batch + (T, 3*D), dtype)) # (…, T, 3·D)
-        A = np.add(_17, b_qkv_ell, out=_17)                     # (…, T, 3·D)
+        A = _threaded(np.add, _17, b_qkv_ell, out=_17)          # (…, T, 3·D)
         A_shape = A.shape
         # CausalSelfAttention 3 Q_h ← A[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
         _19 = _slice_in(A, -1, 0, D, 'CausalSelfAttention.card, line 14') # (…, T, D)
@@ -217,7 +217,7 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
         # CausalSelfAttention 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
         _28 = np.swapaxes(K, -1, -2)                            # (…, H, D/H, T)
         _29 = np.matmul(Q, _28, out=_buf(workspace, ('GPT2:f_29', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
-        S = np.divide(_29, _31, out=_29)                        # (…, H, T, T)
+        S = _threaded(np.divide, _29, _31, out=_29)             # (…, H, T, T)
         # CausalSelfAttention 7 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
         _37 = _fill_where(S, _36, -np.inf)                      # (…, H, T, T)
         # CausalSelfAttention 8 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
@@ -229,61 +229,61 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
         Y_2 = _40.reshape(_40.shape[:-2] + (D,))                # (…, T, D)
         # CausalSelfAttention 11 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
         _42 = np.matmul(Y_2, W_o_ell, out=_buf(workspace, ('GPT2:f_42', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        V_tilde = np.add(_42, b_o_ell, out=_42)                 # (…, T, D)
+        V_tilde = _threaded(np.add, _42, b_o_ell, out=_42)      # (…, T, D)
         # GPT2Block 1 e ← e + CausalSelfAttention(LayerNorm(e | γ_1, β_1) | θ_attn) ▷ e ∈ ℝ^{T×D}
-        e_3 = np.add(e_2, V_tilde, out=V_tilde)                 # (…, T, D)
+        e_3 = _threaded(np.add, e_2, V_tilde, out=V_tilde)      # (…, T, D)
         # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
         _45 = np.sum(e_3, axis=-1, out=_buf(workspace, ('GPT2:f_45', ell % 2), batch + (T,), dtype)) # (…, T)
-        m_2 = np.divide(_45, D, out=_45)                        # (…, T)
+        m_2 = _threaded(np.divide, _45, D, out=_45)             # (…, T)
         # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
         _47 = np.expand_dims(m_2, -1)                           # (…, T, 1)
-        _48 = np.subtract(e_3, _47, out=_buf(workspace, ('GPT2:f_48', ell), batch + (T, D), dtype)) # (…, T, D)
-        _49 = np.multiply(_48, _48, out=_buf(workspace, ('GPT2:f_49', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        _48 = _threaded(np.subtract, e_3, _47, out=_buf(workspace, ('GPT2:f_48', ell), batch + (T, D), dtype)) # (…, T, D)
+        _49 = _threaded(np.multiply, _48, _48, out=_buf(workspace, ('GPT2:f_49', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         _50 = np.sum(_49, axis=-1, out=_buf(workspace, ('GPT2:f_50', ell), batch + (T,), dtype)) # (…, T)
-        v_2 = np.divide(_50, D, out=_50)                        # (…, T)
+        v_2 = _threaded(np.divide, _50, D, out=_50)             # (…, T)
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-        _52 = np.add(v_2, 1e-05, out=v_2)                       # (…, T)
-        _53 = np.sqrt(_52, out=_52)                             # (…, T)
+        _52 = _threaded(np.add, v_2, 1e-05, out=v_2)            # (…, T)
+        _53 = _threaded(np.sqrt, _52, out=_52)                  # (…, T)
         sigma_2 = np.expand_dims(_53, -1)                       # (…, T, 1)
-        x_hat_2 = np.divide(_48, sigma_2, out=_48)              # (…, T, D)
-        _56 = np.multiply(x_hat_2, gamma_2_ell, out=_buf(workspace, ('GPT2:f_56', ell), batch + (T, D), dtype)) # (…, T, D)
-        e_hat_2 = np.add(_56, beta_2_ell, out=_56)              # (…, T, D)
+        x_hat_2 = _threaded(np.divide, _48, sigma_2, out=_48)   # (…, T, D)
+        _56 = _threaded(np.multiply, x_hat_2, gamma_2_ell, out=_buf(workspace, ('GPT2:f_56', ell), batch + (T, D), dtype)) # (…, T, D)
+        e_hat_2 = _threaded(np.add, _56, beta_2_ell, out=_56)   # (…, T, D)
         # MLP 1 U ← GELU_tanh(X W_fc + b_fc) ▷ U ∈ ℝ^{T×D_f}
         _58 = np.matmul(e_hat_2, W_fc_ell, out=_buf(workspace, ('GPT2:f_58', ell), batch + (T, D_f), dtype)) # (…, T, D_f)
-        u = np.add(_58, b_fc_ell, out=_58)                      # (…, T, D_f)
+        u = _threaded(np.add, _58, b_fc_ell, out=_58)           # (…, T, D_f)
         # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-        _60 = np.multiply(0.5, u, out=_buf(workspace, ('GPT2:f_60', ell), batch + (T, D_f), dtype)) # (…, T, D_f)
+        _60 = _threaded(np.multiply, 0.5, u, out=_buf(workspace, ('GPT2:f_60', ell), batch + (T, D_f), dtype)) # (…, T, D_f)
         _61 = u * u * u                                         # (…, T, D_f)
-        _62 = np.multiply(0.044715, _61, out=_61)               # (…, T, D_f)
-        _63 = np.add(u, _62, out=_62)                           # (…, T, D_f)
-        _64 = np.multiply(0.7978845608028654, _63, out=_63)     # (…, T, D_f)
-        tanh_u = np.tanh(_64, out=_64)                          # (…, T, D_f)
-        _66 = np.add(1, tanh_u, out=_buf(workspace, ('GPT2:f_66', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
-        y = np.multiply(_60, _66, out=_60)                      # (…, T, D_f)
+        _62 = _threaded(np.multiply, 0.044715, _61, out=_61)    # (…, T, D_f)
+        _63 = _threaded(np.add, u, _62, out=_62)                # (…, T, D_f)
+        _64 = _threaded(np.multiply, 0.7978845608028654, _63, out=_63) # (…, T, D_f)
+        tanh_u = _threaded(np.tanh, _64, out=_64)               # (…, T, D_f)
+        _66 = _threaded(np.add, 1, tanh_u, out=_buf(workspace, ('GPT2:f_66', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
+        y = _threaded(np.multiply, _60, _66, out=_60)           # (…, T, D_f)
         # MLP 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
         _68 = np.matmul(y, W_proj_ell, out=_buf(workspace, ('GPT2:f_68', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        Y_3 = np.add(_68, b_proj_ell, out=_68)                  # (…, T, D)
+        Y_3 = _threaded(np.add, _68, b_proj_ell, out=_68)       # (…, T, D)
         # GPT2Block 2 e ← e + MLP(LayerNorm(e | γ_2, β_2) | θ_mlp) ▷ e ∈ ℝ^{T×D}
-        e_4 = np.add(e_3, Y_3, out=e_3)                         # (…, T, D)
+        e_4 = _threaded(np.add, e_3, Y_3, out=e_3)              # (…, T, D)
         saved_ell.append((y, W_proj_ell, u, tanh_u, e_hat_2, W_fc_ell, gamma_2_ell, x_hat_2, sigma_2, Y_2, W_o_ell, shape_40, softmax_S, V_2, K, Q, shape_25, A_shape, shape_22, shape_19, e_hat, W_qkv_ell, gamma_1_ell, x_hat, sigma,))
         e_2 = e_4
     e_5 = e_2
     # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
     _71 = np.sum(e_5, axis=-1, out=_buf(workspace, 'GPT2:f_71', batch + (T,), dtype)) # (…, T)
-    m_3 = np.divide(_71, D, out=_71)                            # (…, T)
+    m_3 = _threaded(np.divide, _71, D, out=_71)                 # (…, T)
     # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
     _73 = np.expand_dims(m_3, -1)                               # (…, T, 1)
-    _74 = np.subtract(e_5, _73, out=_buf(workspace, 'GPT2:f_74', batch + (T, D), dtype)) # (…, T, D)
-    _75 = np.multiply(_74, _74, out=_buf(workspace, 'GPT2:f_75', batch + (T, D), dtype)) # (…, T, D)
+    _74 = _threaded(np.subtract, e_5, _73, out=_buf(workspace, 'GPT2:f_74', batch + (T, D), dtype)) # (…, T, D)
+    _75 = _threaded(np.multiply, _74, _74, out=_buf(workspace, 'GPT2:f_75', batch + (T, D), dtype)) # (…, T, D)
     _76 = np.sum(_75, axis=-1, out=_buf(workspace, 'GPT2:f_76', batch + (T,), dtype)) # (…, T)
-    v_3 = np.divide(_76, D, out=_76)                            # (…, T)
+    v_3 = _threaded(np.divide, _76, D, out=_76)                 # (…, T)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-    _78 = np.add(v_3, 1e-05, out=v_3)                           # (…, T)
-    _79 = np.sqrt(_78, out=_78)                                 # (…, T)
+    _78 = _threaded(np.add, v_3, 1e-05, out=v_3)                # (…, T)
+    _79 = _threaded(np.sqrt, _78, out=_78)                      # (…, T)
     sigma_3 = np.expand_dims(_79, -1)                           # (…, T, 1)
-    x_hat_3 = np.divide(_74, sigma_3, out=_74)                  # (…, T, D)
-    _82 = np.multiply(x_hat_3, gamma_f, out=_buf(workspace, 'GPT2:f_82', batch + (T, D), dtype)) # (…, T, D)
-    e_hat_3 = np.add(_82, beta_f, out=_82)                      # (…, T, D)
+    x_hat_3 = _threaded(np.divide, _74, sigma_3, out=_74)       # (…, T, D)
+    _82 = _threaded(np.multiply, x_hat_3, gamma_f, out=_buf(workspace, 'GPT2:f_82', batch + (T, D), dtype)) # (…, T, D)
+    e_hat_3 = _threaded(np.add, _82, beta_f, out=_82)           # (…, T, D)
     # 6 return P = e · W_e^⊤ ▷ P ∈ ℝ^{T×V}
     _84 = np.swapaxes(W_e, -1, -2)                              # (D, V)
     P = np.matmul(e_hat_3, _84, out=_buf(workspace, 'GPT2:fP', batch + (T, V), dtype)) # (…, T, V)
@@ -321,8 +321,8 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     d_W_e = _wgrad(d_P, e_hat_3, _buf(workspace, 'GPT2:bd_W_e', (V, D), dtype)) # (V, D)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     d_beta_f = _sum_to(d_e_hat_3, 1, ())                        # (D,)
-    d_x_hat_3 = np.multiply(d_e_hat_3, gamma_f, out=_buf(workspace, 'GPT2:bd_x_hat_3', batch + (T, D), dtype)) # (…, T, D)
-    g10006 = np.multiply(d_e_hat_3, x_hat_3, out=_buf(workspace, 'GPT2:bg10006', batch + (T, D), dtype)) # (…, T, D)
+    d_x_hat_3 = _threaded(np.multiply, d_e_hat_3, gamma_f, out=_buf(workspace, 'GPT2:bd_x_hat_3', batch + (T, D), dtype)) # (…, T, D)
+    g10006 = _threaded(np.multiply, d_e_hat_3, x_hat_3, out=_buf(workspace, 'GPT2:bg10006', batch + (T, D), dtype)) # (…, T, D)
     d_gamma_f = _sum_to(g10006, 1, ())                          # (D,)
     d_e_5 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'GPT2:bd_e_5', batch + (T, D), dtype)) # (…, T, D)
     g10009 = d_e_5
@@ -366,11 +366,11 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         d_e_hat_2 = np.matmul(d_u, g10017, out=_buf(workspace, ('GPT2:bd_e_hat_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
         d_beta_2_ell = _sum_to(d_e_hat_2, 1, ())                # (D,)
-        d_x_hat_2 = np.multiply(d_e_hat_2, gamma_2_ell, out=_buf(workspace, ('GPT2:bd_x_hat_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10021 = np.multiply(d_e_hat_2, x_hat_2, out=_buf(workspace, ('GPT2:bg10021', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_x_hat_2 = _threaded(np.multiply, d_e_hat_2, gamma_2_ell, out=_buf(workspace, ('GPT2:bd_x_hat_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        g10021 = _threaded(np.multiply, d_e_hat_2, x_hat_2, out=_buf(workspace, ('GPT2:bg10021', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         d_gamma_2_ell = _sum_to(g10021, 1, ())                  # (D,)
         g10023 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, ('GPT2:bg10023', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        d_e_3 = np.add(g10009, g10023, out=g10023)              # (…, T, D)
+        d_e_3 = _threaded(np.add, g10009, g10023, out=g10023)   # (…, T, D)
         # CausalSelfAttention 11 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
         d_b_o_ell = _sum_to(d_e_3, 1, ())                       # (D,)
         d_W_o_ell = _wgrad(Y_2, d_e_3, _buf(workspace, ('GPT2:bd_W_o_ell', ell % 2), (D, D), dtype)) # (D, D)
@@ -387,10 +387,10 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         d_S = _softmax_grad(d_softmax_S, softmax_S, -1, _buf(workspace, ('GPT2:bd_S', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
         # CausalSelfAttention 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
         g10042 = np.matmul(d_S, K, out=_buf(workspace, ('GPT2:bg10042', ell % 2), batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-        d_Q = np.divide(g10042, _31, out=g10042)                # (…, H, T, D/H)
+        d_Q = _threaded(np.divide, g10042, _31, out=g10042)     # (…, H, T, D/H)
         g10045 = np.swapaxes(d_S, -1, -2)                       # (…, H, T, T)
         g10046 = np.matmul(g10045, Q, out=_buf(workspace, ('GPT2:bg10046', ell % 2), batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-        d_K = np.divide(g10046, _31, out=g10046)                # (…, H, T, D/H)
+        d_K = _threaded(np.divide, g10046, _31, out=g10046)     # (…, H, T, D/H)
         # CausalSelfAttention 5 V_h ← A[:, 2 · D + h · D / H : 2 · D + (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
         g10048 = _permute(d_V_2, (-2, -3, -1))                  # (…, T, H, D/H)
         g10049 = g10048.reshape(shape_25)                       # (…, T, D)
@@ -410,11 +410,11 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         d_e_hat = np.matmul(d_A_3, g10061, out=_buf(workspace, ('GPT2:bd_e_hat', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
         d_beta_1_ell = _sum_to(d_e_hat, 1, ())                  # (D,)
-        d_x_hat = np.multiply(d_e_hat, gamma_1_ell, out=_buf(workspace, ('GPT2:bd_x_hat', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10065 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, ('GPT2:bg10065', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_x_hat = _threaded(np.multiply, d_e_hat, gamma_1_ell, out=_buf(workspace, ('GPT2:bd_x_hat', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        g10065 = _threaded(np.multiply, d_e_hat, x_hat, out=_buf(workspace, ('GPT2:bg10065', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         d_gamma_1_ell = _sum_to(g10065, 1, ())                  # (D,)
         g10067 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('GPT2:bg10067', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        d_e_2 = np.add(d_e_3, g10067, out=g10067)               # (…, T, D)
+        d_e_2 = _threaded(np.add, d_e_3, g10067, out=g10067)    # (…, T, D)
         d_gamma_1[ell] += d_gamma_1_ell
         d_beta_1[ell] += d_beta_1_ell
         d_W_qkv[ell] += d_W_qkv_ell
@@ -524,7 +524,7 @@ def _buf(workspace, key, shape, dtype):
 # The closed-form helpers below make several passes over big arrays; they run on as many threads as
 # BLAS does, each on a block of rows (NumPy's ufuncs release the GIL). CARDGEN_THREADS sets how many
 # (default: the usable cores). Rows are independent, so the numbers are those of one thread.
-_PARALLEL_MIN = 1 << 16  # elements below which one thread is faster than handing out blocks
+_PARALLEL_MIN = 1 << 18  # elements (1 MiB of float32) below which one thread beats handing out blocks
 _POOL = {}
 
 
@@ -536,25 +536,40 @@ def _threads():
 
 
 def _rows(f, out, axis, *args):
-    """f(out, axis, *args) block by block along out's first axis (not the axis f reduces over):
-    the arrays among args with that axis are cut alike, the others (broadcast) passed whole."""
-    n = min(_threads(), out.shape[0]) if out.ndim >= 2 and axis % out.ndim != 0 else 1
-    if n < 2 or out.size < _PARALLEL_MIN:
+    """f(out, axis, *args) block by block along an axis of out that f does not reduce over, one block
+    per thread; the arrays among args that have that axis are cut alike, the others (broadcast)
+    passed whole."""
+    n = _threads() if out.size >= _PARALLEL_MIN else 1
+    reduced = None if axis is None else axis % out.ndim
+    cut = next((a for a in range(out.ndim) if out.shape[a] >= n and a != reduced), None)
+    if n < 2 or cut is None:
         f(out, axis, *args)
         return out
     key = os.getpid(), n  # a forked child has none of its parent's threads: it starts its own pool
     if key not in _POOL:
         _POOL.clear()
-        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix="cardgen")
-    cuts = [out.shape[0] * i // n for i in range(n + 1)]
+        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n - 1, thread_name_prefix="cardgen")
+    bounds = [out.shape[cut] * i // n for i in range(n + 1)]
+
+    def part(a, lo, hi):
+        k = cut - (out.ndim - np.ndim(a))  # the same axis, counted in a (broadcasting aligns the ends)
+        if k < 0 or np.shape(a)[k] != out.shape[cut]:
+            return a
+        return a[(slice(None),) * k + (slice(lo, hi),)]
 
     def block(i):
-        lo, hi = cuts[i], cuts[i + 1]
-        f(out[lo:hi], axis, *(a[lo:hi] if np.ndim(a) == out.ndim and np.shape(a)[0] == out.shape[0] else a
-                              for a in args))
-    for done in [_POOL[key].submit(block, i) for i in range(n)]:
+        lo, hi = bounds[i], bounds[i + 1]
+        f(part(out, lo, hi), axis, *(part(a, lo, hi) for a in args))
+    others = [_POOL[key].submit(block, i) for i in range(1, n)]
+    block(0)  # this thread takes a block too: one hand-over fewer
+    for done in others:
         done.result()
     return out
+
+
+def _threaded(ufunc, *args, out):
+    """ufunc(*args, out=out), on every thread for a big array (NumPy's own ufuncs use one)."""
+    return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
 
 
 def _softmax(x, axis, out=None):

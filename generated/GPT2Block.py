@@ -116,23 +116,23 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     batch = np.shape(e)[:np.ndim(e) - 2]
     # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
     _1 = np.sum(e, axis=-1, out=_buf(workspace, 'GPT2Block:f_1', batch + (T,), dtype)) # (…, T)
-    m = np.divide(_1, D, out=_1)                                # (…, T)
+    m = _threaded(np.divide, _1, D, out=_1)                     # (…, T)
     # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
     _3 = np.expand_dims(m, -1)                                  # (…, T, 1)
-    _4 = np.subtract(e, _3, out=_buf(workspace, 'GPT2Block:f_4', batch + (T, D), dtype)) # (…, T, D)
-    _5 = np.multiply(_4, _4, out=_buf(workspace, 'GPT2Block:f_5', batch + (T, D), dtype)) # (…, T, D)
+    _4 = _threaded(np.subtract, e, _3, out=_buf(workspace, 'GPT2Block:f_4', batch + (T, D), dtype)) # (…, T, D)
+    _5 = _threaded(np.multiply, _4, _4, out=_buf(workspace, 'GPT2Block:f_5', batch + (T, D), dtype)) # (…, T, D)
     _6 = np.sum(_5, axis=-1, out=_buf(workspace, 'GPT2Block:f_6', batch + (T,), dtype)) # (…, T)
-    v = np.divide(_6, D, out=_6)                                # (…, T)
+    v = _threaded(np.divide, _6, D, out=_6)                     # (…, T)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-    _8 = np.add(v, 1e-05, out=v)                                # (…, T)
-    _9 = np.sqrt(_8, out=_8)                                    # (…, T)
+    _8 = _threaded(np.add, v, 1e-05, out=v)                     # (…, T)
+    _9 = _threaded(np.sqrt, _8, out=_8)                         # (…, T)
     sigma = np.expand_dims(_9, -1)                              # (…, T, 1)
-    x_hat = np.divide(_4, sigma, out=_4)                        # (…, T, D)
-    _12 = np.multiply(x_hat, gamma_1, out=_buf(workspace, 'GPT2Block:f_12', batch + (T, D), dtype)) # (…, T, D)
-    e_hat = np.add(_12, beta_1, out=_12)                        # (…, T, D)
+    x_hat = _threaded(np.divide, _4, sigma, out=_4)             # (…, T, D)
+    _12 = _threaded(np.multiply, x_hat, gamma_1, out=_buf(workspace, 'GPT2Block:f_12', batch + (T, D), dtype)) # (…, T, D)
+    e_hat = _threaded(np.add, _12, beta_1, out=_12)             # (…, T, D)
     # CausalSelfAttention 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
     _14 = np.matmul(e_hat, W_qkv, out=_buf(workspace, 'GPT2Block:f_14', batch + (T, 3*D), dtype)) # (…, T, 3·D)
-    A = np.add(_14, b_qkv, out=_14)                             # (…, T, 3·D)
+    A = _threaded(np.add, _14, b_qkv, out=_14)                  # (…, T, 3·D)
     A_shape = A.shape
     # CausalSelfAttention 3 Q_h ← A[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
     _16 = _slice_in(A, -1, 0, D, 'CausalSelfAttention.card, line 14') # (…, T, D)
@@ -154,7 +154,7 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     _26 = np.matmul(Q, _25, out=_buf(workspace, 'GPT2Block:f_26', batch + (H, T, T), dtype)) # (…, H, T, T)
     _27 = D / H                                                 # ()
     _28 = math.sqrt(_27)                                        # ()
-    S = np.divide(_26, _28, out=_26)                            # (…, H, T, T)
+    S = _threaded(np.divide, _26, _28, out=_26)                 # (…, H, T, T)
     # CausalSelfAttention 7 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
     _30 = np.arange(0, T)                                       # (T,)
     _31 = np.arange(0, T)                                       # (T,)
@@ -170,42 +170,42 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     Y_2 = _37.reshape(_37.shape[:-2] + (D,))                    # (…, T, D)
     # CausalSelfAttention 11 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
     _39 = np.matmul(Y_2, W_o, out=_buf(workspace, 'GPT2Block:f_39', batch + (T, D), dtype)) # (…, T, D)
-    V_tilde = np.add(_39, b_o, out=_39)                         # (…, T, D)
+    V_tilde = _threaded(np.add, _39, b_o, out=_39)              # (…, T, D)
     # 1 e ← e + CausalSelfAttention(LayerNorm(e | γ_1, β_1) | θ_attn) ▷ e ∈ ℝ^{T×D}
-    e_2 = np.add(e, V_tilde, out=V_tilde)                       # (…, T, D)
+    e_2 = _threaded(np.add, e, V_tilde, out=V_tilde)            # (…, T, D)
     # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
     _42 = np.sum(e_2, axis=-1, out=_buf(workspace, 'GPT2Block:f_42', batch + (T,), dtype)) # (…, T)
-    m_2 = np.divide(_42, D, out=_42)                            # (…, T)
+    m_2 = _threaded(np.divide, _42, D, out=_42)                 # (…, T)
     # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
     _44 = np.expand_dims(m_2, -1)                               # (…, T, 1)
-    _45 = np.subtract(e_2, _44, out=_buf(workspace, 'GPT2Block:f_45', batch + (T, D), dtype)) # (…, T, D)
-    _46 = np.multiply(_45, _45, out=_buf(workspace, 'GPT2Block:f_46', batch + (T, D), dtype)) # (…, T, D)
+    _45 = _threaded(np.subtract, e_2, _44, out=_buf(workspace, 'GPT2Block:f_45', batch + (T, D), dtype)) # (…, T, D)
+    _46 = _threaded(np.multiply, _45, _45, out=_buf(workspace, 'GPT2Block:f_46', batch + (T, D), dtype)) # (…, T, D)
     _47 = np.sum(_46, axis=-1, out=_buf(workspace, 'GPT2Block:f_47', batch + (T,), dtype)) # (…, T)
-    v_2 = np.divide(_47, D, out=_47)                            # (…, T)
+    v_2 = _threaded(np.divide, _47, D, out=_47)                 # (…, T)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-    _49 = np.add(v_2, 1e-05, out=v_2)                           # (…, T)
-    _50 = np.sqrt(_49, out=_49)                                 # (…, T)
+    _49 = _threaded(np.add, v_2, 1e-05, out=v_2)                # (…, T)
+    _50 = _threaded(np.sqrt, _49, out=_49)                      # (…, T)
     sigma_2 = np.expand_dims(_50, -1)                           # (…, T, 1)
-    x_hat_2 = np.divide(_45, sigma_2, out=_45)                  # (…, T, D)
-    _53 = np.multiply(x_hat_2, gamma_2, out=_buf(workspace, 'GPT2Block:f_53', batch + (T, D), dtype)) # (…, T, D)
-    e_hat_2 = np.add(_53, beta_2, out=_53)                      # (…, T, D)
+    x_hat_2 = _threaded(np.divide, _45, sigma_2, out=_45)       # (…, T, D)
+    _53 = _threaded(np.multiply, x_hat_2, gamma_2, out=_buf(workspace, 'GPT2Block:f_53', batch + (T, D), dtype)) # (…, T, D)
+    e_hat_2 = _threaded(np.add, _53, beta_2, out=_53)           # (…, T, D)
     # MLP 1 U ← GELU_tanh(X W_fc + b_fc) ▷ U ∈ ℝ^{T×D_f}
     _55 = np.matmul(e_hat_2, W_fc, out=_buf(workspace, 'GPT2Block:f_55', batch + (T, D_f), dtype)) # (…, T, D_f)
-    u = np.add(_55, b_fc, out=_55)                              # (…, T, D_f)
+    u = _threaded(np.add, _55, b_fc, out=_55)                   # (…, T, D_f)
     # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-    _57 = np.multiply(0.5, u, out=_buf(workspace, 'GPT2Block:f_57', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _57 = _threaded(np.multiply, 0.5, u, out=_buf(workspace, 'GPT2Block:f_57', batch + (T, D_f), dtype)) # (…, T, D_f)
     _58 = u * u * u                                             # (…, T, D_f)
-    _59 = np.multiply(0.044715, _58, out=_58)                   # (…, T, D_f)
-    _60 = np.add(u, _59, out=_59)                               # (…, T, D_f)
-    _61 = np.multiply(0.7978845608028654, _60, out=_60)         # (…, T, D_f)
-    tanh_u = np.tanh(_61, out=_61)                              # (…, T, D_f)
-    _63 = np.add(1, tanh_u, out=_buf(workspace, 'GPT2Block:f_63', batch + (T, D_f), dtype)) # (…, T, D_f)
-    y = np.multiply(_57, _63, out=_57)                          # (…, T, D_f)
+    _59 = _threaded(np.multiply, 0.044715, _58, out=_58)        # (…, T, D_f)
+    _60 = _threaded(np.add, u, _59, out=_59)                    # (…, T, D_f)
+    _61 = _threaded(np.multiply, 0.7978845608028654, _60, out=_60) # (…, T, D_f)
+    tanh_u = _threaded(np.tanh, _61, out=_61)                   # (…, T, D_f)
+    _63 = _threaded(np.add, 1, tanh_u, out=_buf(workspace, 'GPT2Block:f_63', batch + (T, D_f), dtype)) # (…, T, D_f)
+    y = _threaded(np.multiply, _57, _63, out=_57)               # (…, T, D_f)
     # MLP 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
     _65 = np.matmul(y, W_proj, out=_buf(workspace, 'GPT2Block:f_65', batch + (T, D), dtype)) # (…, T, D)
-    Y_3 = np.add(_65, b_proj, out=_65)                          # (…, T, D)
+    Y_3 = _threaded(np.add, _65, b_proj, out=_65)               # (…, T, D)
     # 2 e ← e + MLP(LayerNorm(e | γ_2, β_2) | θ_mlp) ▷ e ∈ ℝ^{T×D}
-    e_3 = np.add(e_2, Y_3, out=e_2)                             # (…, T, D)
+    e_3 = _threaded(np.add, e_2, Y_3, out=e_2)                  # (…, T, D)
     cache = {"D": D, "H": H, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "y": y, "u": u, "tanh_u": tanh_u, "e_hat_2": e_hat_2, "x_hat_2": x_hat_2, "sigma_2": sigma_2, "Y_2": Y_2, "shape_37": shape_37, "softmax_S": softmax_S, "V": V, "K": K, "_28": _28, "Q": Q, "shape_22": shape_22, "A_shape": A_shape, "shape_19": shape_19, "shape_16": shape_16, "e_hat": e_hat, "x_hat": x_hat, "sigma": sigma}
     return e_3, cache
 
@@ -262,11 +262,11 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     d_e_hat_2 = np.matmul(d_u, g10008, out=_buf(workspace, 'GPT2Block:bd_e_hat_2', batch + (T, D), dtype)) # (…, T, D)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     d_beta_2 = _sum_to(d_e_hat_2, 1, ())                        # (D,)
-    d_x_hat_2 = np.multiply(d_e_hat_2, gamma_2, out=_buf(workspace, 'GPT2Block:bd_x_hat_2', batch + (T, D), dtype)) # (…, T, D)
-    g10012 = np.multiply(d_e_hat_2, x_hat_2, out=_buf(workspace, 'GPT2Block:bg10012', batch + (T, D), dtype)) # (…, T, D)
+    d_x_hat_2 = _threaded(np.multiply, d_e_hat_2, gamma_2, out=_buf(workspace, 'GPT2Block:bd_x_hat_2', batch + (T, D), dtype)) # (…, T, D)
+    g10012 = _threaded(np.multiply, d_e_hat_2, x_hat_2, out=_buf(workspace, 'GPT2Block:bg10012', batch + (T, D), dtype)) # (…, T, D)
     d_gamma_2 = _sum_to(g10012, 1, ())                          # (D,)
     g10014 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, 'GPT2Block:bg10014', batch + (T, D), dtype)) # (…, T, D)
-    d_e_2 = np.add(d_e_hat, g10014, out=g10014)                 # (…, T, D)
+    d_e_2 = _threaded(np.add, d_e_hat, g10014, out=g10014)      # (…, T, D)
     # CausalSelfAttention 11 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
     d_b_o = _sum_to(d_e_2, 1, ())                               # (D,)
     d_W_o = _wgrad(Y_2, d_e_2, _buf(workspace, 'GPT2Block:bd_W_o', (D, D), dtype)) # (D, D)
@@ -283,10 +283,10 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     d_S = _softmax_grad(d_softmax_S, softmax_S, -1, _buf(workspace, 'GPT2Block:bd_S', batch + (H, T, T), dtype)) # (…, H, T, T)
     # CausalSelfAttention 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
     g10033 = np.matmul(d_S, K, out=_buf(workspace, 'GPT2Block:bg10033', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    d_Q = np.divide(g10033, _28, out=g10033)                    # (…, H, T, D/H)
+    d_Q = _threaded(np.divide, g10033, _28, out=g10033)         # (…, H, T, D/H)
     g10036 = np.swapaxes(d_S, -1, -2)                           # (…, H, T, T)
     g10037 = np.matmul(g10036, Q, out=_buf(workspace, 'GPT2Block:bg10037', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    d_K = np.divide(g10037, _28, out=g10037)                    # (…, H, T, D/H)
+    d_K = _threaded(np.divide, g10037, _28, out=g10037)         # (…, H, T, D/H)
     # CausalSelfAttention 5 V_h ← A[:, 2 · D + h · D / H : 2 · D + (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
     g10039 = _permute(d_V, (-2, -3, -1))                        # (…, T, H, D/H)
     g10040 = g10039.reshape(shape_22)                           # (…, T, D)
@@ -306,11 +306,11 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     d_e_hat_3 = np.matmul(d_A_3, g10052, out=_buf(workspace, 'GPT2Block:bd_e_hat_3', batch + (T, D), dtype)) # (…, T, D)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     d_beta_1 = _sum_to(d_e_hat_3, 1, ())                        # (D,)
-    d_x_hat = np.multiply(d_e_hat_3, gamma_1, out=_buf(workspace, 'GPT2Block:bd_x_hat', batch + (T, D), dtype)) # (…, T, D)
-    g10056 = np.multiply(d_e_hat_3, x_hat, out=_buf(workspace, 'GPT2Block:bg10056', batch + (T, D), dtype)) # (…, T, D)
+    d_x_hat = _threaded(np.multiply, d_e_hat_3, gamma_1, out=_buf(workspace, 'GPT2Block:bd_x_hat', batch + (T, D), dtype)) # (…, T, D)
+    g10056 = _threaded(np.multiply, d_e_hat_3, x_hat, out=_buf(workspace, 'GPT2Block:bg10056', batch + (T, D), dtype)) # (…, T, D)
     d_gamma_1 = _sum_to(g10056, 1, ())                          # (D,)
     g10058 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'GPT2Block:bg10058', batch + (T, D), dtype)) # (…, T, D)
-    d_e = np.add(d_e_2, g10058, out=g10058)                     # (…, T, D)
+    d_e = _threaded(np.add, d_e_2, g10058, out=g10058)          # (…, T, D)
     grads = Params(gamma_1=d_gamma_1, beta_1=d_beta_1, W_qkv=d_W_qkv, b_qkv=d_b_qkv, W_o=d_W_o, b_o=d_b_o, gamma_2=d_gamma_2, beta_2=d_beta_2, W_fc=d_W_fc, b_fc=d_b_fc, W_proj=d_W_proj, b_proj=d_b_proj)
     return grads, {"e": d_e}
 
@@ -402,7 +402,7 @@ def _buf(workspace, key, shape, dtype):
 # The closed-form helpers below make several passes over big arrays; they run on as many threads as
 # BLAS does, each on a block of rows (NumPy's ufuncs release the GIL). CARDGEN_THREADS sets how many
 # (default: the usable cores). Rows are independent, so the numbers are those of one thread.
-_PARALLEL_MIN = 1 << 16  # elements below which one thread is faster than handing out blocks
+_PARALLEL_MIN = 1 << 18  # elements (1 MiB of float32) below which one thread beats handing out blocks
 _POOL = {}
 
 
@@ -414,25 +414,40 @@ def _threads():
 
 
 def _rows(f, out, axis, *args):
-    """f(out, axis, *args) block by block along out's first axis (not the axis f reduces over):
-    the arrays among args with that axis are cut alike, the others (broadcast) passed whole."""
-    n = min(_threads(), out.shape[0]) if out.ndim >= 2 and axis % out.ndim != 0 else 1
-    if n < 2 or out.size < _PARALLEL_MIN:
+    """f(out, axis, *args) block by block along an axis of out that f does not reduce over, one block
+    per thread; the arrays among args that have that axis are cut alike, the others (broadcast)
+    passed whole."""
+    n = _threads() if out.size >= _PARALLEL_MIN else 1
+    reduced = None if axis is None else axis % out.ndim
+    cut = next((a for a in range(out.ndim) if out.shape[a] >= n and a != reduced), None)
+    if n < 2 or cut is None:
         f(out, axis, *args)
         return out
     key = os.getpid(), n  # a forked child has none of its parent's threads: it starts its own pool
     if key not in _POOL:
         _POOL.clear()
-        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix="cardgen")
-    cuts = [out.shape[0] * i // n for i in range(n + 1)]
+        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n - 1, thread_name_prefix="cardgen")
+    bounds = [out.shape[cut] * i // n for i in range(n + 1)]
+
+    def part(a, lo, hi):
+        k = cut - (out.ndim - np.ndim(a))  # the same axis, counted in a (broadcasting aligns the ends)
+        if k < 0 or np.shape(a)[k] != out.shape[cut]:
+            return a
+        return a[(slice(None),) * k + (slice(lo, hi),)]
 
     def block(i):
-        lo, hi = cuts[i], cuts[i + 1]
-        f(out[lo:hi], axis, *(a[lo:hi] if np.ndim(a) == out.ndim and np.shape(a)[0] == out.shape[0] else a
-                              for a in args))
-    for done in [_POOL[key].submit(block, i) for i in range(n)]:
+        lo, hi = bounds[i], bounds[i + 1]
+        f(part(out, lo, hi), axis, *(part(a, lo, hi) for a in args))
+    others = [_POOL[key].submit(block, i) for i in range(1, n)]
+    block(0)  # this thread takes a block too: one hand-over fewer
+    for done in others:
         done.result()
     return out
+
+
+def _threaded(ufunc, *args, out):
+    """ufunc(*args, out=out), on every thread for a big array (NumPy's own ufuncs use one)."""
+    return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
 
 
 def _softmax(x, axis, out=None):

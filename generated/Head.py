@@ -94,7 +94,7 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     _4 = np.swapaxes(K, -1, -2)                                 # (…, d_h, T)
     _5 = np.matmul(Q, _4, out=_buf(workspace, 'Head:f_5', batch + (T, T), dtype)) # (…, T, T)
     _6 = math.sqrt(d_h)                                         # ()
-    S = np.divide(_5, _6, out=_5)                               # (…, T, T)
+    S = _threaded(np.divide, _5, _6, out=_5)                    # (…, T, T)
     # 5 ∀t, u: if u > t then S[t, u] ← −∞ ▷ S ∈ ℝ^{T×T}; causal mask: no attending to future tokens
     _8 = np.arange(0, T)                                        # (T,)
     _9 = np.arange(0, T)                                        # (T,)
@@ -138,11 +138,11 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     d_S = _softmax_grad(d_A, A, -1, _buf(workspace, 'Head:bd_S', batch + (T, T), dtype)) # (…, T, T)
     # 4 S ← Q K^⊤ / √d_h ▷ S ∈ ℝ^{T×T}; S[t, u]: affinity of query t with key u
     g10016 = np.matmul(d_S, K, out=_buf(workspace, 'Head:bg10016', batch + (T, d_h), dtype)) # (…, T, d_h)
-    d_Q = np.divide(g10016, _6, out=g10016)                     # (…, T, d_h)
+    d_Q = _threaded(np.divide, g10016, _6, out=g10016)          # (…, T, d_h)
     g10019 = np.swapaxes(d_S, -1, -2)                           # (…, T, T)
     g10020 = np.matmul(X, W_q, out=_buf(workspace, 'Head:bg10020', batch + (T, d_h), dtype)) # (…, T, d_h)
     g10021 = np.matmul(g10019, g10020, out=_buf(workspace, 'Head:bg10021', batch + (T, d_h), dtype)) # (…, T, d_h)
-    d_K = np.divide(g10021, _6, out=g10021)                     # (…, T, d_h)
+    d_K = _threaded(np.divide, g10021, _6, out=g10021)          # (…, T, d_h)
     # 3 V ← X W_v ▷ V ∈ ℝ^{T×d_h}; what each token communicates
     d_W_v = _wgrad(X, d_V, _buf(workspace, 'Head:bd_W_v', (D, d_h), dtype)) # (D, d_h)
     g10024 = np.swapaxes(W_v, -1, -2)                           # (d_h, D)
@@ -151,12 +151,12 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     d_W_q = _wgrad(X, d_Q, _buf(workspace, 'Head:bd_W_q', (D, d_h), dtype)) # (D, d_h)
     g10027 = np.swapaxes(W_q, -1, -2)                           # (d_h, D)
     g10028 = np.matmul(d_Q, g10027, out=_buf(workspace, 'Head:bg10028', batch + (T, D), dtype)) # (…, T, D)
-    d_X_2 = np.add(d_X, g10028, out=d_X)                        # (…, T, D)
+    d_X_2 = _threaded(np.add, d_X, g10028, out=d_X)             # (…, T, D)
     # 1 K ← X W_k ▷ K ∈ ℝ^{T×d_h}; what each token contains
     d_W_k = _wgrad(X, d_K, _buf(workspace, 'Head:bd_W_k', (D, d_h), dtype)) # (D, d_h)
     g10031 = np.swapaxes(W_k, -1, -2)                           # (d_h, D)
     g10032 = np.matmul(d_K, g10031, out=_buf(workspace, 'Head:bg10032', batch + (T, D), dtype)) # (…, T, D)
-    d_X_3 = np.add(d_X_2, g10032, out=d_X_2)                    # (…, T, D)
+    d_X_3 = _threaded(np.add, d_X_2, g10032, out=d_X_2)         # (…, T, D)
     grads = Params(W_k=d_W_k, W_q=d_W_q, W_v=d_W_v)
     return grads, {"X": d_X_3}
 
@@ -248,7 +248,7 @@ def _buf(workspace, key, shape, dtype):
 # The closed-form helpers below make several passes over big arrays; they run on as many threads as
 # BLAS does, each on a block of rows (NumPy's ufuncs release the GIL). CARDGEN_THREADS sets how many
 # (default: the usable cores). Rows are independent, so the numbers are those of one thread.
-_PARALLEL_MIN = 1 << 16  # elements below which one thread is faster than handing out blocks
+_PARALLEL_MIN = 1 << 18  # elements (1 MiB of float32) below which one thread beats handing out blocks
 _POOL = {}
 
 
@@ -260,25 +260,40 @@ def _threads():
 
 
 def _rows(f, out, axis, *args):
-    """f(out, axis, *args) block by block along out's first axis (not the axis f reduces over):
-    the arrays among args with that axis are cut alike, the others (broadcast) passed whole."""
-    n = min(_threads(), out.shape[0]) if out.ndim >= 2 and axis % out.ndim != 0 else 1
-    if n < 2 or out.size < _PARALLEL_MIN:
+    """f(out, axis, *args) block by block along an axis of out that f does not reduce over, one block
+    per thread; the arrays among args that have that axis are cut alike, the others (broadcast)
+    passed whole."""
+    n = _threads() if out.size >= _PARALLEL_MIN else 1
+    reduced = None if axis is None else axis % out.ndim
+    cut = next((a for a in range(out.ndim) if out.shape[a] >= n and a != reduced), None)
+    if n < 2 or cut is None:
         f(out, axis, *args)
         return out
     key = os.getpid(), n  # a forked child has none of its parent's threads: it starts its own pool
     if key not in _POOL:
         _POOL.clear()
-        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix="cardgen")
-    cuts = [out.shape[0] * i // n for i in range(n + 1)]
+        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n - 1, thread_name_prefix="cardgen")
+    bounds = [out.shape[cut] * i // n for i in range(n + 1)]
+
+    def part(a, lo, hi):
+        k = cut - (out.ndim - np.ndim(a))  # the same axis, counted in a (broadcasting aligns the ends)
+        if k < 0 or np.shape(a)[k] != out.shape[cut]:
+            return a
+        return a[(slice(None),) * k + (slice(lo, hi),)]
 
     def block(i):
-        lo, hi = cuts[i], cuts[i + 1]
-        f(out[lo:hi], axis, *(a[lo:hi] if np.ndim(a) == out.ndim and np.shape(a)[0] == out.shape[0] else a
-                              for a in args))
-    for done in [_POOL[key].submit(block, i) for i in range(n)]:
+        lo, hi = bounds[i], bounds[i + 1]
+        f(part(out, lo, hi), axis, *(part(a, lo, hi) for a in args))
+    others = [_POOL[key].submit(block, i) for i in range(1, n)]
+    block(0)  # this thread takes a block too: one hand-over fewer
+    for done in others:
         done.result()
     return out
+
+
+def _threaded(ufunc, *args, out):
+    """ufunc(*args, out=out), on every thread for a big array (NumPy's own ufuncs use one)."""
+    return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
 
 
 def _softmax(x, axis, out=None):

@@ -123,7 +123,7 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     _14 = np.matmul(Q_2, _13, out=_buf(workspace, 'LLaMAAttention:f_14', batch + (H, T, T), dtype)) # (…, H, T, T)
     _15 = D / H                                                 # ()
     _16 = math.sqrt(_15)                                        # ()
-    S = np.divide(_14, _16, out=_14)                            # (…, H, T, T)
+    S = _threaded(np.divide, _14, _16, out=_14)                 # (…, H, T, T)
     # 9 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
     _18 = np.arange(0, T)                                       # (T,)
     _19 = np.arange(0, T)                                       # (T,)
@@ -187,10 +187,10 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     d_S = _softmax_grad(d_softmax_S, softmax_S, -1, _buf(workspace, 'LLaMAAttention:bd_S', batch + (H, T, T), dtype)) # (…, H, T, T)
     # 8 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}
     g10017 = np.matmul(d_S, K_2, out=_buf(workspace, 'LLaMAAttention:bg10017', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    d_Q_2 = np.divide(g10017, _16, out=g10017)                  # (…, H, T, D/H)
+    d_Q_2 = _threaded(np.divide, g10017, _16, out=g10017)       # (…, H, T, D/H)
     g10020 = np.swapaxes(d_S, -1, -2)                           # (…, H, T, T)
     g10021 = np.matmul(g10020, Q_2, out=_buf(workspace, 'LLaMAAttention:bg10021', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    d_K_2 = np.divide(g10021, _16, out=g10021)                  # (…, H, T, D/H)
+    d_K_2 = _threaded(np.divide, g10021, _16, out=g10021)       # (…, H, T, D/H)
     # 7 V_h ← V[:, h · D / H : (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
     g10023 = _permute(d_V_2, (-2, -3, -1))                      # (…, T, H, D/H)
     g10024 = g10023.reshape(shape_10)                           # (…, T, D)
@@ -211,12 +211,12 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     d_W_k = _wgrad(X, d_K, _buf(workspace, 'LLaMAAttention:bd_W_k', (D, D), dtype)) # (D, D)
     g10036 = np.swapaxes(W_k, -1, -2)                           # (D, D)
     g10037 = np.matmul(d_K, g10036, out=_buf(workspace, 'LLaMAAttention:bg10037', batch + (T, D), dtype)) # (…, T, D)
-    d_X_2 = np.add(d_X, g10037, out=d_X)                        # (…, T, D)
+    d_X_2 = _threaded(np.add, d_X, g10037, out=d_X)             # (…, T, D)
     # 1 Q ← X W_q ▷ Q ∈ ℝ^{T×D}
     d_W_q = _wgrad(X, d_Q, _buf(workspace, 'LLaMAAttention:bd_W_q', (D, D), dtype)) # (D, D)
     g10040 = np.swapaxes(W_q, -1, -2)                           # (D, D)
     g10041 = np.matmul(d_Q, g10040, out=_buf(workspace, 'LLaMAAttention:bg10041', batch + (T, D), dtype)) # (…, T, D)
-    d_X_3 = np.add(d_X_2, g10041, out=d_X_2)                    # (…, T, D)
+    d_X_3 = _threaded(np.add, d_X_2, g10041, out=d_X_2)         # (…, T, D)
     grads = Params(W_q=d_W_q, W_k=d_W_k, W_v=d_W_v, W_o=d_W_o)
     return grads, {"X": d_X_3}
 
@@ -308,7 +308,7 @@ def _buf(workspace, key, shape, dtype):
 # The closed-form helpers below make several passes over big arrays; they run on as many threads as
 # BLAS does, each on a block of rows (NumPy's ufuncs release the GIL). CARDGEN_THREADS sets how many
 # (default: the usable cores). Rows are independent, so the numbers are those of one thread.
-_PARALLEL_MIN = 1 << 16  # elements below which one thread is faster than handing out blocks
+_PARALLEL_MIN = 1 << 18  # elements (1 MiB of float32) below which one thread beats handing out blocks
 _POOL = {}
 
 
@@ -320,25 +320,40 @@ def _threads():
 
 
 def _rows(f, out, axis, *args):
-    """f(out, axis, *args) block by block along out's first axis (not the axis f reduces over):
-    the arrays among args with that axis are cut alike, the others (broadcast) passed whole."""
-    n = min(_threads(), out.shape[0]) if out.ndim >= 2 and axis % out.ndim != 0 else 1
-    if n < 2 or out.size < _PARALLEL_MIN:
+    """f(out, axis, *args) block by block along an axis of out that f does not reduce over, one block
+    per thread; the arrays among args that have that axis are cut alike, the others (broadcast)
+    passed whole."""
+    n = _threads() if out.size >= _PARALLEL_MIN else 1
+    reduced = None if axis is None else axis % out.ndim
+    cut = next((a for a in range(out.ndim) if out.shape[a] >= n and a != reduced), None)
+    if n < 2 or cut is None:
         f(out, axis, *args)
         return out
     key = os.getpid(), n  # a forked child has none of its parent's threads: it starts its own pool
     if key not in _POOL:
         _POOL.clear()
-        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix="cardgen")
-    cuts = [out.shape[0] * i // n for i in range(n + 1)]
+        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n - 1, thread_name_prefix="cardgen")
+    bounds = [out.shape[cut] * i // n for i in range(n + 1)]
+
+    def part(a, lo, hi):
+        k = cut - (out.ndim - np.ndim(a))  # the same axis, counted in a (broadcasting aligns the ends)
+        if k < 0 or np.shape(a)[k] != out.shape[cut]:
+            return a
+        return a[(slice(None),) * k + (slice(lo, hi),)]
 
     def block(i):
-        lo, hi = cuts[i], cuts[i + 1]
-        f(out[lo:hi], axis, *(a[lo:hi] if np.ndim(a) == out.ndim and np.shape(a)[0] == out.shape[0] else a
-                              for a in args))
-    for done in [_POOL[key].submit(block, i) for i in range(n)]:
+        lo, hi = bounds[i], bounds[i + 1]
+        f(part(out, lo, hi), axis, *(part(a, lo, hi) for a in args))
+    others = [_POOL[key].submit(block, i) for i in range(1, n)]
+    block(0)  # this thread takes a block too: one hand-over fewer
+    for done in others:
         done.result()
     return out
+
+
+def _threaded(ufunc, *args, out):
+    """ufunc(*args, out=out), on every thread for a big array (NumPy's own ufuncs use one)."""
+    return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
 
 
 def _softmax(x, axis, out=None):

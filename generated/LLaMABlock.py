@@ -106,16 +106,16 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     dtype = np.result_type(g_1)
     batch = np.shape(e)[:np.ndim(e) - 2]
     # RMSNorm 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
-    _1 = np.multiply(e, e, out=_buf(workspace, 'LLaMABlock:f_1', batch + (T, D), dtype)) # (…, T, D)
+    _1 = _threaded(np.multiply, e, e, out=_buf(workspace, 'LLaMABlock:f_1', batch + (T, D), dtype)) # (…, T, D)
     shape_1 = _1.shape
     _2 = np.sum(_1, axis=-1, out=_buf(workspace, 'LLaMABlock:f_2', batch + (T,), dtype)) # (…, T)
-    _3 = np.divide(_2, D, out=_2)                               # (…, T)
-    _4 = np.add(_3, 1e-06, out=_3)                              # (…, T)
-    r = np.sqrt(_4, out=_4)                                     # (…, T)
+    _3 = _threaded(np.divide, _2, D, out=_2)                    # (…, T)
+    _4 = _threaded(np.add, _3, 1e-06, out=_3)                   # (…, T)
+    r = _threaded(np.sqrt, _4, out=_4)                          # (…, T)
     # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
     _6 = np.expand_dims(r, -1)                                  # (…, T, 1)
-    _7 = np.divide(e, _6, out=_buf(workspace, 'LLaMABlock:f_7', batch + (T, D), dtype)) # (…, T, D)
-    e_hat = np.multiply(_7, g_1, out=_buf(workspace, 'LLaMABlock:fe_hat', batch + (T, D), dtype)) # (…, T, D)
+    _7 = _threaded(np.divide, e, _6, out=_buf(workspace, 'LLaMABlock:f_7', batch + (T, D), dtype)) # (…, T, D)
+    e_hat = _threaded(np.multiply, _7, g_1, out=_buf(workspace, 'LLaMABlock:fe_hat', batch + (T, D), dtype)) # (…, T, D)
     # LLaMAAttention 1 Q ← X W_q ▷ Q ∈ ℝ^{T×D}
     Q = np.matmul(e_hat, W_q, out=_buf(workspace, 'LLaMABlock:fQ', batch + (T, D), dtype)) # (…, T, D)
     Q_shape = Q.shape
@@ -145,7 +145,7 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     _22 = np.matmul(Q_2, _21, out=_buf(workspace, 'LLaMABlock:f_22', batch + (H, T, T), dtype)) # (…, H, T, T)
     _23 = D / H                                                 # ()
     _24 = math.sqrt(_23)                                        # ()
-    S = np.divide(_22, _24, out=_22)                            # (…, H, T, T)
+    S = _threaded(np.divide, _22, _24, out=_22)                 # (…, H, T, T)
     # LLaMAAttention 9 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
     _26 = np.arange(0, T)                                       # (T,)
     _27 = np.arange(0, T)                                       # (T,)
@@ -162,26 +162,26 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     # LLaMAAttention 13 return Ṽ = Y W_o ▷ Ṽ ∈ ℝ^{T×D}
     V_tilde = np.matmul(Y_2, W_o, out=_buf(workspace, 'LLaMABlock:fV_tilde', batch + (T, D), dtype)) # (…, T, D)
     # 1 e ← e + LLaMAAttention(RMSNorm(e | g_1) | θ_attn) ▷ e ∈ ℝ^{T×D}
-    e_2 = np.add(e, V_tilde, out=V_tilde)                       # (…, T, D)
+    e_2 = _threaded(np.add, e, V_tilde, out=V_tilde)            # (…, T, D)
     # RMSNorm 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
-    _37 = np.multiply(e_2, e_2, out=_buf(workspace, 'LLaMABlock:f_37', batch + (T, D), dtype)) # (…, T, D)
+    _37 = _threaded(np.multiply, e_2, e_2, out=_buf(workspace, 'LLaMABlock:f_37', batch + (T, D), dtype)) # (…, T, D)
     shape_37 = _37.shape
     _38 = np.sum(_37, axis=-1, out=_buf(workspace, 'LLaMABlock:f_38', batch + (T,), dtype)) # (…, T)
-    _39 = np.divide(_38, D, out=_38)                            # (…, T)
-    _40 = np.add(_39, 1e-06, out=_39)                           # (…, T)
-    r_2 = np.sqrt(_40, out=_40)                                 # (…, T)
+    _39 = _threaded(np.divide, _38, D, out=_38)                 # (…, T)
+    _40 = _threaded(np.add, _39, 1e-06, out=_39)                # (…, T)
+    r_2 = _threaded(np.sqrt, _40, out=_40)                      # (…, T)
     # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
     _42 = np.expand_dims(r_2, -1)                               # (…, T, 1)
-    _43 = np.divide(e_2, _42, out=_buf(workspace, 'LLaMABlock:f_43', batch + (T, D), dtype)) # (…, T, D)
-    e_hat_2 = np.multiply(_43, g_2, out=_buf(workspace, 'LLaMABlock:fe_hat_2', batch + (T, D), dtype)) # (…, T, D)
+    _43 = _threaded(np.divide, e_2, _42, out=_buf(workspace, 'LLaMABlock:f_43', batch + (T, D), dtype)) # (…, T, D)
+    e_hat_2 = _threaded(np.multiply, _43, g_2, out=_buf(workspace, 'LLaMABlock:fe_hat_2', batch + (T, D), dtype)) # (…, T, D)
     # SwiGLU 1 return Y = (SiLU(X W_1) ⊙ X W_3) W_2 ▷ Y ∈ ℝ^{T×D}
     _45 = np.matmul(e_hat_2, W_1, out=_buf(workspace, 'LLaMABlock:f_45', batch + (T, D_f), dtype)) # (…, T, D_f)
     _46 = _45 * _sigmoid(_45)                                   # (…, T, D_f)
     _47 = np.matmul(e_hat_2, W_3, out=_buf(workspace, 'LLaMABlock:f_47', batch + (T, D_f), dtype)) # (…, T, D_f)
-    _48 = np.multiply(_46, _47, out=_buf(workspace, 'LLaMABlock:f_48', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _48 = _threaded(np.multiply, _46, _47, out=_buf(workspace, 'LLaMABlock:f_48', batch + (T, D_f), dtype)) # (…, T, D_f)
     Y_3 = np.matmul(_48, W_2, out=_buf(workspace, 'LLaMABlock:fY_3', batch + (T, D), dtype)) # (…, T, D)
     # 2 e ← e + SwiGLU(RMSNorm(e | g_2) | θ_mlp) ▷ e ∈ ℝ^{T×D}
-    e_3 = np.add(e_2, Y_3, out=Y_3)                             # (…, T, D)
+    e_3 = _threaded(np.add, e_2, Y_3, out=Y_3)                  # (…, T, D)
     cache = {"D": D, "H": H, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "_48": _48, "_47": _47, "_46": _46, "e_hat_2": e_hat_2, "_45": _45, "_43": _43, "_42": _42, "r_2": r_2, "shape_37": shape_37, "e_2": e_2, "Y_2": Y_2, "shape_33": shape_33, "softmax_S": softmax_S, "V_2": V_2, "K_2": K_2, "_24": _24, "Q_2": Q_2, "shape_18": shape_18, "V_shape": V_shape, "shape_15": shape_15, "K_shape": K_shape, "shape_12": shape_12, "Q_shape": Q_shape, "e_hat": e_hat, "_7": _7, "_6": _6, "r": r, "shape_1": shape_1, "e": e}
     return e_3, cache
 
@@ -240,36 +240,36 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     d_W_2 = _wgrad(_48, d_e_hat, _buf(workspace, 'LLaMABlock:bd_W_2', (D_f, D), dtype)) # (D_f, D)
     g10002 = np.swapaxes(W_2, -1, -2)                           # (D, D_f)
     g10003 = np.matmul(d_e_hat, g10002, out=_buf(workspace, 'LLaMABlock:bg10003', batch + (T, D_f), dtype)) # (…, T, D_f)
-    g10004 = np.multiply(g10003, _47, out=_buf(workspace, 'LLaMABlock:bg10004', batch + (T, D_f), dtype)) # (…, T, D_f)
-    g10005 = np.multiply(g10003, _46, out=g10003)               # (…, T, D_f)
+    g10004 = _threaded(np.multiply, g10003, _47, out=_buf(workspace, 'LLaMABlock:bg10004', batch + (T, D_f), dtype)) # (…, T, D_f)
+    g10005 = _threaded(np.multiply, g10003, _46, out=g10003)    # (…, T, D_f)
     d_W_3 = _wgrad(e_hat_2, g10005, _buf(workspace, 'LLaMABlock:bd_W_3', (D, D_f), dtype)) # (D, D_f)
     g10007 = np.swapaxes(W_3, -1, -2)                           # (D_f, D)
     d_e_hat_2 = np.matmul(g10005, g10007, out=_buf(workspace, 'LLaMABlock:bd_e_hat_2', batch + (T, D), dtype)) # (…, T, D)
     g10009 = _silu_grad(_45)                                    # (…, T, D_f)
-    g10010 = np.multiply(g10004, g10009, out=g10004)            # (…, T, D_f)
+    g10010 = _threaded(np.multiply, g10004, g10009, out=g10004) # (…, T, D_f)
     d_W_1 = _wgrad(e_hat_2, g10010, _buf(workspace, 'LLaMABlock:bd_W_1', (D, D_f), dtype)) # (D, D_f)
     g10012 = np.swapaxes(W_1, -1, -2)                           # (D_f, D)
     g10013 = np.matmul(g10010, g10012, out=_buf(workspace, 'LLaMABlock:bg10013', batch + (T, D), dtype)) # (…, T, D)
-    d_e_hat_2_2 = np.add(d_e_hat_2, g10013, out=d_e_hat_2)      # (…, T, D)
+    d_e_hat_2_2 = _threaded(np.add, d_e_hat_2, g10013, out=d_e_hat_2) # (…, T, D)
     # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
-    g10015 = np.multiply(d_e_hat_2_2, g_2, out=_buf(workspace, 'LLaMABlock:bg10015', batch + (T, D), dtype)) # (…, T, D)
-    g10016 = np.multiply(d_e_hat_2_2, _43, out=d_e_hat_2_2)     # (…, T, D)
+    g10015 = _threaded(np.multiply, d_e_hat_2_2, g_2, out=_buf(workspace, 'LLaMABlock:bg10015', batch + (T, D), dtype)) # (…, T, D)
+    g10016 = _threaded(np.multiply, d_e_hat_2_2, _43, out=d_e_hat_2_2) # (…, T, D)
     d_g_2 = _sum_to(g10016, 1, ())                              # (D,)
-    g10018 = np.divide(g10015, _42, out=_buf(workspace, 'LLaMABlock:bg10018', batch + (T, D), dtype)) # (…, T, D)
-    g10019 = np.multiply(g10015, _43, out=g10015)               # (…, T, D)
-    g10020 = np.divide(g10019, _42, out=g10019)                 # (…, T, D)
-    g10021 = np.negative(g10020, out=g10020)                    # (…, T, D)
-    d_e_2 = np.add(d_e_hat, g10018, out=g10018)                 # (…, T, D)
+    g10018 = _threaded(np.divide, g10015, _42, out=_buf(workspace, 'LLaMABlock:bg10018', batch + (T, D), dtype)) # (…, T, D)
+    g10019 = _threaded(np.multiply, g10015, _43, out=g10015)    # (…, T, D)
+    g10020 = _threaded(np.divide, g10019, _42, out=g10019)      # (…, T, D)
+    g10021 = _threaded(np.negative, g10020, out=g10020)         # (…, T, D)
+    d_e_2 = _threaded(np.add, d_e_hat, g10018, out=g10018)      # (…, T, D)
     g10023 = _sum_to(g10021, None, (-1,))                       # (…, T, 1)
     d_r_2 = np.squeeze(g10023, -1)                              # (…, T)
     # RMSNorm 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
     g10025 = np.multiply(r_2, 2.0, out=_buf(workspace, 'LLaMABlock:bg10025', batch + (T,), dtype)) # (…, T)
-    g10026 = np.divide(d_r_2, g10025, out=_buf(workspace, 'LLaMABlock:bg10026', batch + (T,), dtype)) # (…, T)
-    g10027 = np.divide(g10026, D, out=g10026)                   # (…, T)
+    g10026 = _threaded(np.divide, d_r_2, g10025, out=_buf(workspace, 'LLaMABlock:bg10026', batch + (T,), dtype)) # (…, T)
+    g10027 = _threaded(np.divide, g10026, D, out=g10026)        # (…, T)
     g10031 = np.broadcast_to(np.expand_dims(g10027, -1), shape_37) # (…, T, D)
     g10032 = np.multiply(e_2, 2.0, out=_buf(workspace, 'LLaMABlock:bg10032', batch + (T, D), dtype)) # (…, T, D)
-    g10033 = np.multiply(g10031, g10032, out=g10032)            # (…, T, D)
-    d_e_2_2 = np.add(d_e_2, g10033, out=d_e_2)                  # (…, T, D)
+    g10033 = _threaded(np.multiply, g10031, g10032, out=g10032) # (…, T, D)
+    d_e_2_2 = _threaded(np.add, d_e_2, g10033, out=d_e_2)       # (…, T, D)
     # LLaMAAttention 13 return Ṽ = Y W_o ▷ Ṽ ∈ ℝ^{T×D}
     d_W_o = _wgrad(Y_2, d_e_2_2, _buf(workspace, 'LLaMABlock:bd_W_o', (D, D), dtype)) # (D, D)
     g10036 = np.swapaxes(W_o, -1, -2)                           # (D, D)
@@ -285,10 +285,10 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     d_S = _softmax_grad(d_softmax_S, softmax_S, -1, _buf(workspace, 'LLaMABlock:bd_S', batch + (H, T, T), dtype)) # (…, H, T, T)
     # LLaMAAttention 8 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}
     g10051 = np.matmul(d_S, K_2, out=_buf(workspace, 'LLaMABlock:bg10051', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    d_Q_2 = np.divide(g10051, _24, out=g10051)                  # (…, H, T, D/H)
+    d_Q_2 = _threaded(np.divide, g10051, _24, out=g10051)       # (…, H, T, D/H)
     g10054 = np.swapaxes(d_S, -1, -2)                           # (…, H, T, T)
     g10055 = np.matmul(g10054, Q_2, out=_buf(workspace, 'LLaMABlock:bg10055', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    d_K_2 = np.divide(g10055, _24, out=g10055)                  # (…, H, T, D/H)
+    d_K_2 = _threaded(np.divide, g10055, _24, out=g10055)       # (…, H, T, D/H)
     # LLaMAAttention 7 V_h ← V[:, h · D / H : (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
     g10057 = _permute(d_V_2, (-2, -3, -1))                      # (…, T, H, D/H)
     g10058 = g10057.reshape(shape_18)                           # (…, T, D)
@@ -309,31 +309,31 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     d_W_k = _wgrad(e_hat, d_K, _buf(workspace, 'LLaMABlock:bd_W_k', (D, D), dtype)) # (D, D)
     g10070 = np.swapaxes(W_k, -1, -2)                           # (D, D)
     g10071 = np.matmul(d_K, g10070, out=_buf(workspace, 'LLaMABlock:bg10071', batch + (T, D), dtype)) # (…, T, D)
-    d_e_hat_4 = np.add(d_e_hat_3, g10071, out=d_e_hat_3)        # (…, T, D)
+    d_e_hat_4 = _threaded(np.add, d_e_hat_3, g10071, out=d_e_hat_3) # (…, T, D)
     # LLaMAAttention 1 Q ← X W_q ▷ Q ∈ ℝ^{T×D}
     d_W_q = _wgrad(e_hat, d_Q, _buf(workspace, 'LLaMABlock:bd_W_q', (D, D), dtype)) # (D, D)
     g10074 = np.swapaxes(W_q, -1, -2)                           # (D, D)
     g10075 = np.matmul(d_Q, g10074, out=_buf(workspace, 'LLaMABlock:bg10075', batch + (T, D), dtype)) # (…, T, D)
-    d_e_hat_5 = np.add(d_e_hat_4, g10075, out=d_e_hat_4)        # (…, T, D)
+    d_e_hat_5 = _threaded(np.add, d_e_hat_4, g10075, out=d_e_hat_4) # (…, T, D)
     # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
-    g10077 = np.multiply(d_e_hat_5, g_1, out=_buf(workspace, 'LLaMABlock:bg10077', batch + (T, D), dtype)) # (…, T, D)
-    g10078 = np.multiply(d_e_hat_5, _7, out=d_e_hat_5)          # (…, T, D)
+    g10077 = _threaded(np.multiply, d_e_hat_5, g_1, out=_buf(workspace, 'LLaMABlock:bg10077', batch + (T, D), dtype)) # (…, T, D)
+    g10078 = _threaded(np.multiply, d_e_hat_5, _7, out=d_e_hat_5) # (…, T, D)
     d_g_1 = _sum_to(g10078, 1, ())                              # (D,)
-    g10080 = np.divide(g10077, _6, out=_buf(workspace, 'LLaMABlock:bg10080', batch + (T, D), dtype)) # (…, T, D)
-    g10081 = np.multiply(g10077, _7, out=g10077)                # (…, T, D)
-    g10082 = np.divide(g10081, _6, out=g10081)                  # (…, T, D)
-    g10083 = np.negative(g10082, out=g10082)                    # (…, T, D)
-    d_e = np.add(d_e_2_2, g10080, out=d_e_2_2)                  # (…, T, D)
+    g10080 = _threaded(np.divide, g10077, _6, out=_buf(workspace, 'LLaMABlock:bg10080', batch + (T, D), dtype)) # (…, T, D)
+    g10081 = _threaded(np.multiply, g10077, _7, out=g10077)     # (…, T, D)
+    g10082 = _threaded(np.divide, g10081, _6, out=g10081)       # (…, T, D)
+    g10083 = _threaded(np.negative, g10082, out=g10082)         # (…, T, D)
+    d_e = _threaded(np.add, d_e_2_2, g10080, out=d_e_2_2)       # (…, T, D)
     g10085 = _sum_to(g10083, None, (-1,))                       # (…, T, 1)
     d_r = np.squeeze(g10085, -1)                                # (…, T)
     # RMSNorm 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
     g10087 = np.multiply(r, 2.0, out=_buf(workspace, 'LLaMABlock:bg10087', batch + (T,), dtype)) # (…, T)
-    g10088 = np.divide(d_r, g10087, out=_buf(workspace, 'LLaMABlock:bg10088', batch + (T,), dtype)) # (…, T)
-    g10089 = np.divide(g10088, D, out=g10088)                   # (…, T)
+    g10088 = _threaded(np.divide, d_r, g10087, out=_buf(workspace, 'LLaMABlock:bg10088', batch + (T,), dtype)) # (…, T)
+    g10089 = _threaded(np.divide, g10088, D, out=g10088)        # (…, T)
     g10093 = np.broadcast_to(np.expand_dims(g10089, -1), shape_1) # (…, T, D)
     g10094 = np.multiply(e, 2.0, out=_buf(workspace, 'LLaMABlock:bg10094', batch + (T, D), dtype)) # (…, T, D)
-    g10095 = np.multiply(g10093, g10094, out=g10094)            # (…, T, D)
-    d_e_3 = np.add(d_e, g10095, out=d_e)                        # (…, T, D)
+    g10095 = _threaded(np.multiply, g10093, g10094, out=g10094) # (…, T, D)
+    d_e_3 = _threaded(np.add, d_e, g10095, out=d_e)             # (…, T, D)
     grads = Params(g_1=d_g_1, W_q=d_W_q, W_k=d_W_k, W_v=d_W_v, W_o=d_W_o, g_2=d_g_2, W_1=d_W_1, W_3=d_W_3, W_2=d_W_2)
     return grads, {"e": d_e_3}
 
@@ -425,7 +425,7 @@ def _buf(workspace, key, shape, dtype):
 # The closed-form helpers below make several passes over big arrays; they run on as many threads as
 # BLAS does, each on a block of rows (NumPy's ufuncs release the GIL). CARDGEN_THREADS sets how many
 # (default: the usable cores). Rows are independent, so the numbers are those of one thread.
-_PARALLEL_MIN = 1 << 16  # elements below which one thread is faster than handing out blocks
+_PARALLEL_MIN = 1 << 18  # elements (1 MiB of float32) below which one thread beats handing out blocks
 _POOL = {}
 
 
@@ -437,25 +437,40 @@ def _threads():
 
 
 def _rows(f, out, axis, *args):
-    """f(out, axis, *args) block by block along out's first axis (not the axis f reduces over):
-    the arrays among args with that axis are cut alike, the others (broadcast) passed whole."""
-    n = min(_threads(), out.shape[0]) if out.ndim >= 2 and axis % out.ndim != 0 else 1
-    if n < 2 or out.size < _PARALLEL_MIN:
+    """f(out, axis, *args) block by block along an axis of out that f does not reduce over, one block
+    per thread; the arrays among args that have that axis are cut alike, the others (broadcast)
+    passed whole."""
+    n = _threads() if out.size >= _PARALLEL_MIN else 1
+    reduced = None if axis is None else axis % out.ndim
+    cut = next((a for a in range(out.ndim) if out.shape[a] >= n and a != reduced), None)
+    if n < 2 or cut is None:
         f(out, axis, *args)
         return out
     key = os.getpid(), n  # a forked child has none of its parent's threads: it starts its own pool
     if key not in _POOL:
         _POOL.clear()
-        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix="cardgen")
-    cuts = [out.shape[0] * i // n for i in range(n + 1)]
+        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n - 1, thread_name_prefix="cardgen")
+    bounds = [out.shape[cut] * i // n for i in range(n + 1)]
+
+    def part(a, lo, hi):
+        k = cut - (out.ndim - np.ndim(a))  # the same axis, counted in a (broadcasting aligns the ends)
+        if k < 0 or np.shape(a)[k] != out.shape[cut]:
+            return a
+        return a[(slice(None),) * k + (slice(lo, hi),)]
 
     def block(i):
-        lo, hi = cuts[i], cuts[i + 1]
-        f(out[lo:hi], axis, *(a[lo:hi] if np.ndim(a) == out.ndim and np.shape(a)[0] == out.shape[0] else a
-                              for a in args))
-    for done in [_POOL[key].submit(block, i) for i in range(n)]:
+        lo, hi = bounds[i], bounds[i + 1]
+        f(part(out, lo, hi), axis, *(part(a, lo, hi) for a in args))
+    others = [_POOL[key].submit(block, i) for i in range(1, n)]
+    block(0)  # this thread takes a block too: one hand-over fewer
+    for done in others:
         done.result()
     return out
+
+
+def _threaded(ufunc, *args, out):
+    """ufunc(*args, out=out), on every thread for a big array (NumPy's own ufuncs use one)."""
+    return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
 
 
 def _softmax(x, axis, out=None):

@@ -79,17 +79,17 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     m = np.divide(_1, D, out=_buf(workspace, 'LayerNorm:fm', batch + (), dtype)) # (…,)
     # 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
     _3 = np.expand_dims(m, -1)                                  # (…, 1)
-    _4 = np.subtract(e, _3, out=_buf(workspace, 'LayerNorm:f_4', batch + (D,), dtype)) # (…, D)
-    _5 = np.multiply(_4, _4, out=_buf(workspace, 'LayerNorm:f_5', batch + (D,), dtype)) # (…, D)
+    _4 = _threaded(np.subtract, e, _3, out=_buf(workspace, 'LayerNorm:f_4', batch + (D,), dtype)) # (…, D)
+    _5 = _threaded(np.multiply, _4, _4, out=_buf(workspace, 'LayerNorm:f_5', batch + (D,), dtype)) # (…, D)
     _6 = np.sum(_5, axis=-1, out=_buf(workspace, 'LayerNorm:f_6', batch + (), dtype)) # (…,)
     v = np.divide(_6, D, out=_buf(workspace, 'LayerNorm:fv', batch + (), dtype)) # (…,)
     # 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     _8 = np.add(v, eps, out=_buf(workspace, 'LayerNorm:f_8', batch + (), dtype)) # (…,)
     _9 = np.sqrt(_8, out=_buf(workspace, 'LayerNorm:f_9', batch + (), dtype)) # (…,)
     sigma = np.expand_dims(_9, -1)                              # (…, 1)
-    x_hat = np.divide(_4, sigma, out=_4)                        # (…, D)
-    _12 = np.multiply(x_hat, gamma, out=_buf(workspace, 'LayerNorm:f_12', batch + (D,), dtype)) # (…, D)
-    e_hat = np.add(_12, beta, out=_12)                          # (…, D)
+    x_hat = _threaded(np.divide, _4, sigma, out=_4)             # (…, D)
+    _12 = _threaded(np.multiply, x_hat, gamma, out=_buf(workspace, 'LayerNorm:f_12', batch + (D,), dtype)) # (…, D)
+    e_hat = _threaded(np.add, _12, beta, out=_12)               # (…, D)
     cache = {"D": D, "batch": batch, "dtype": dtype, "x_hat": x_hat, "sigma": sigma}
     return e_hat, cache
 
@@ -108,8 +108,8 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     sigma = cache["sigma"]
     # 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     d_beta = _sum_to(d_e_hat, 1, ())                            # (D,)
-    d_x_hat = np.multiply(d_e_hat, gamma, out=_buf(workspace, 'LayerNorm:bd_x_hat', batch + (D,), dtype)) # (…, D)
-    g10003 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, 'LayerNorm:bg10003', batch + (D,), dtype)) # (…, D)
+    d_x_hat = _threaded(np.multiply, d_e_hat, gamma, out=_buf(workspace, 'LayerNorm:bd_x_hat', batch + (D,), dtype)) # (…, D)
+    g10003 = _threaded(np.multiply, d_e_hat, x_hat, out=_buf(workspace, 'LayerNorm:bg10003', batch + (D,), dtype)) # (…, D)
     d_gamma = _sum_to(g10003, 1, ())                            # (D,)
     d_e = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'LayerNorm:bd_e', batch + (D,), dtype)) # (…, D)
     grads = Params(gamma=d_gamma, beta=d_beta)
@@ -203,7 +203,7 @@ def _buf(workspace, key, shape, dtype):
 # The closed-form helpers below make several passes over big arrays; they run on as many threads as
 # BLAS does, each on a block of rows (NumPy's ufuncs release the GIL). CARDGEN_THREADS sets how many
 # (default: the usable cores). Rows are independent, so the numbers are those of one thread.
-_PARALLEL_MIN = 1 << 16  # elements below which one thread is faster than handing out blocks
+_PARALLEL_MIN = 1 << 18  # elements (1 MiB of float32) below which one thread beats handing out blocks
 _POOL = {}
 
 
@@ -215,25 +215,40 @@ def _threads():
 
 
 def _rows(f, out, axis, *args):
-    """f(out, axis, *args) block by block along out's first axis (not the axis f reduces over):
-    the arrays among args with that axis are cut alike, the others (broadcast) passed whole."""
-    n = min(_threads(), out.shape[0]) if out.ndim >= 2 and axis % out.ndim != 0 else 1
-    if n < 2 or out.size < _PARALLEL_MIN:
+    """f(out, axis, *args) block by block along an axis of out that f does not reduce over, one block
+    per thread; the arrays among args that have that axis are cut alike, the others (broadcast)
+    passed whole."""
+    n = _threads() if out.size >= _PARALLEL_MIN else 1
+    reduced = None if axis is None else axis % out.ndim
+    cut = next((a for a in range(out.ndim) if out.shape[a] >= n and a != reduced), None)
+    if n < 2 or cut is None:
         f(out, axis, *args)
         return out
     key = os.getpid(), n  # a forked child has none of its parent's threads: it starts its own pool
     if key not in _POOL:
         _POOL.clear()
-        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix="cardgen")
-    cuts = [out.shape[0] * i // n for i in range(n + 1)]
+        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n - 1, thread_name_prefix="cardgen")
+    bounds = [out.shape[cut] * i // n for i in range(n + 1)]
+
+    def part(a, lo, hi):
+        k = cut - (out.ndim - np.ndim(a))  # the same axis, counted in a (broadcasting aligns the ends)
+        if k < 0 or np.shape(a)[k] != out.shape[cut]:
+            return a
+        return a[(slice(None),) * k + (slice(lo, hi),)]
 
     def block(i):
-        lo, hi = cuts[i], cuts[i + 1]
-        f(out[lo:hi], axis, *(a[lo:hi] if np.ndim(a) == out.ndim and np.shape(a)[0] == out.shape[0] else a
-                              for a in args))
-    for done in [_POOL[key].submit(block, i) for i in range(n)]:
+        lo, hi = bounds[i], bounds[i + 1]
+        f(part(out, lo, hi), axis, *(part(a, lo, hi) for a in args))
+    others = [_POOL[key].submit(block, i) for i in range(1, n)]
+    block(0)  # this thread takes a block too: one hand-over fewer
+    for done in others:
         done.result()
     return out
+
+
+def _threaded(ufunc, *args, out):
+    """ufunc(*args, out=out), on every thread for a big array (NumPy's own ufuncs use one)."""
+    return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
 
 
 def _softmax(x, axis, out=None):

@@ -129,16 +129,16 @@ def forward(config: Config, params: Params, X, Z, Mask, workspace: dict | None =
     _1 = np.expand_dims(X, -3)                                  # (…, 1, d_x, ℓ_x)
     _2 = np.matmul(W_q, _1, out=_buf(workspace, 'MHAttention:f_2', batch + (H, d_attn, ell_x), dtype)) # (…, H, d_attn, ℓ_x)
     _3 = np.expand_dims(b_q, -1)                                # (H, d_attn, 1)
-    Q = np.add(_2, _3, out=_2)                                  # (…, H, d_attn, ℓ_x)
+    Q = _threaded(np.add, _2, _3, out=_2)                       # (…, H, d_attn, ℓ_x)
     # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
     _5 = np.expand_dims(Z, -3)                                  # (…, 1, d_z, ℓ_z)
     _6 = np.matmul(W_k, _5, out=_buf(workspace, 'MHAttention:f_6', batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
     _7 = np.expand_dims(b_k, -1)                                # (H, d_attn, 1)
-    K = np.add(_6, _7, out=_6)                                  # (…, H, d_attn, ℓ_z)
+    K = _threaded(np.add, _6, _7, out=_6)                       # (…, H, d_attn, ℓ_z)
     # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
     _9 = np.matmul(W_v, _5, out=_buf(workspace, 'MHAttention:f_9', batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
     _10 = np.expand_dims(b_v, -1)                               # (H, d_mid, 1)
-    V = np.add(_9, _10, out=_9)                                 # (…, H, d_mid, ℓ_z)
+    V = _threaded(np.add, _9, _10, out=_9)                      # (…, H, d_mid, ℓ_z)
     # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
     _12 = np.swapaxes(K, -1, -2)                                # (…, H, ℓ_z, d_attn)
     S = np.matmul(_12, Q, out=_buf(workspace, 'MHAttention:fS', batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
@@ -147,7 +147,7 @@ def forward(config: Config, params: Params, X, Z, Mask, workspace: dict | None =
     _15 = _fill_where(S, _14, -np.inf)                          # (…, H, ℓ_z, ℓ_x)
     # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
     _16 = math.sqrt(d_attn)                                     # ()
-    _17 = np.divide(_15, _16, out=_15)                          # (…, H, ℓ_z, ℓ_x)
+    _17 = _threaded(np.divide, _15, _16, out=_15)               # (…, H, ℓ_z, ℓ_x)
     softmax_S = _softmax(_17, -2, _buf(workspace, 'MHAttention:fsoftmax_S', batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
     V_tilde = np.matmul(V, softmax_S, out=_buf(workspace, 'MHAttention:fV_tilde', batch + (H, d_mid, ell_x), dtype)) # (…, H, d_mid, ℓ_x)
     V_tilde_shape = V_tilde.shape
@@ -156,7 +156,7 @@ def forward(config: Config, params: Params, X, Z, Mask, workspace: dict | None =
     # 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
     _21 = np.matmul(W_o, Y, out=_buf(workspace, 'MHAttention:f_21', batch + (d_out, ell_x), dtype)) # (…, d_out, ℓ_x)
     _22 = np.expand_dims(b_o, -1)                               # (d_out, 1)
-    V_tilde_2 = np.add(_21, _22, out=_21)                       # (…, d_out, ℓ_x)
+    V_tilde_2 = _threaded(np.add, _21, _22, out=_21)            # (…, d_out, ℓ_x)
     cache = {"H": H, "d_attn": d_attn, "d_mid": d_mid, "d_out": d_out, "d_x": d_x, "ell_x": ell_x, "d_z": d_z, "ell_z": ell_z, "batch": batch, "dtype": dtype, "Y": Y, "V_tilde_shape": V_tilde_shape, "V": V, "softmax_S": softmax_S, "_16": _16, "K": K, "Q": Q, "_5": _5, "_1": _1}
     return V_tilde_2, cache
 
@@ -206,7 +206,7 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     g10011 = np.swapaxes(softmax_S, -1, -2)                     # (…, H, ℓ_x, ℓ_z)
     d_V = np.matmul(d_V_tilde_2, g10011, out=_buf(workspace, 'MHAttention:bd_V', batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
     g10013 = _softmax_grad(d_softmax_S, softmax_S, -2, _buf(workspace, 'MHAttention:bg10013', batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
-    d_S = np.divide(g10013, _16, out=g10013)                    # (…, H, ℓ_z, ℓ_x)
+    d_S = _threaded(np.divide, g10013, _16, out=g10013)         # (…, H, ℓ_z, ℓ_x)
     # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
     d_Q = np.matmul(K, d_S, out=_buf(workspace, 'MHAttention:bd_Q', batch + (H, d_attn, ell_x), dtype)) # (…, H, d_attn, ℓ_x)
     g10021 = np.swapaxes(d_S, -1, -2)                           # (…, H, ℓ_x, ℓ_z)
@@ -229,7 +229,7 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     g10036 = np.matmul(d_K, g10035, out=_buf(workspace, 'MHAttention:bg10036', batch + (H, d_attn, d_z), dtype)) # (…, H, d_attn, d_z)
     d_W_k = _sum_to(g10036, 3, ())                              # (H, d_attn, d_z)
     g10038 = _sum_to(g10034, None, (-3,))                       # (…, 1, d_z, ℓ_z)
-    g10039 = np.add(g10030, g10038, out=_buf(workspace, 'MHAttention:bg10039', batch + (1, d_z, ell_z), dtype)) # (…, 1, d_z, ℓ_z)
+    g10039 = _threaded(np.add, g10030, g10038, out=_buf(workspace, 'MHAttention:bg10039', batch + (1, d_z, ell_z), dtype)) # (…, 1, d_z, ℓ_z)
     d_Z = np.squeeze(g10039, -3)                                # (…, d_z, ℓ_z)
     # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
     g10041 = _sum_to(d_Q, 3, (-1,))                             # (H, d_attn, 1)
@@ -332,7 +332,7 @@ def _buf(workspace, key, shape, dtype):
 # The closed-form helpers below make several passes over big arrays; they run on as many threads as
 # BLAS does, each on a block of rows (NumPy's ufuncs release the GIL). CARDGEN_THREADS sets how many
 # (default: the usable cores). Rows are independent, so the numbers are those of one thread.
-_PARALLEL_MIN = 1 << 16  # elements below which one thread is faster than handing out blocks
+_PARALLEL_MIN = 1 << 18  # elements (1 MiB of float32) below which one thread beats handing out blocks
 _POOL = {}
 
 
@@ -344,25 +344,40 @@ def _threads():
 
 
 def _rows(f, out, axis, *args):
-    """f(out, axis, *args) block by block along out's first axis (not the axis f reduces over):
-    the arrays among args with that axis are cut alike, the others (broadcast) passed whole."""
-    n = min(_threads(), out.shape[0]) if out.ndim >= 2 and axis % out.ndim != 0 else 1
-    if n < 2 or out.size < _PARALLEL_MIN:
+    """f(out, axis, *args) block by block along an axis of out that f does not reduce over, one block
+    per thread; the arrays among args that have that axis are cut alike, the others (broadcast)
+    passed whole."""
+    n = _threads() if out.size >= _PARALLEL_MIN else 1
+    reduced = None if axis is None else axis % out.ndim
+    cut = next((a for a in range(out.ndim) if out.shape[a] >= n and a != reduced), None)
+    if n < 2 or cut is None:
         f(out, axis, *args)
         return out
     key = os.getpid(), n  # a forked child has none of its parent's threads: it starts its own pool
     if key not in _POOL:
         _POOL.clear()
-        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix="cardgen")
-    cuts = [out.shape[0] * i // n for i in range(n + 1)]
+        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n - 1, thread_name_prefix="cardgen")
+    bounds = [out.shape[cut] * i // n for i in range(n + 1)]
+
+    def part(a, lo, hi):
+        k = cut - (out.ndim - np.ndim(a))  # the same axis, counted in a (broadcasting aligns the ends)
+        if k < 0 or np.shape(a)[k] != out.shape[cut]:
+            return a
+        return a[(slice(None),) * k + (slice(lo, hi),)]
 
     def block(i):
-        lo, hi = cuts[i], cuts[i + 1]
-        f(out[lo:hi], axis, *(a[lo:hi] if np.ndim(a) == out.ndim and np.shape(a)[0] == out.shape[0] else a
-                              for a in args))
-    for done in [_POOL[key].submit(block, i) for i in range(n)]:
+        lo, hi = bounds[i], bounds[i + 1]
+        f(part(out, lo, hi), axis, *(part(a, lo, hi) for a in args))
+    others = [_POOL[key].submit(block, i) for i in range(1, n)]
+    block(0)  # this thread takes a block too: one hand-over fewer
+    for done in others:
         done.result()
     return out
+
+
+def _threaded(ufunc, *args, out):
+    """ufunc(*args, out=out), on every thread for a big array (NumPy's own ufuncs use one)."""
+    return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
 
 
 def _softmax(x, axis, out=None):

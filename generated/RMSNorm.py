@@ -71,7 +71,7 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     dtype = np.result_type(g)
     batch = np.shape(e)[:np.ndim(e) - 1]
     # 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
-    _1 = np.multiply(e, e, out=_buf(workspace, 'RMSNorm:f_1', batch + (D,), dtype)) # (…, D)
+    _1 = _threaded(np.multiply, e, e, out=_buf(workspace, 'RMSNorm:f_1', batch + (D,), dtype)) # (…, D)
     shape_1 = _1.shape
     _2 = np.sum(_1, axis=-1, out=_buf(workspace, 'RMSNorm:f_2', batch + (), dtype)) # (…,)
     _3 = np.divide(_2, D, out=_buf(workspace, 'RMSNorm:f_3', batch + (), dtype)) # (…,)
@@ -79,8 +79,8 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     r = np.sqrt(_4, out=_buf(workspace, 'RMSNorm:fr', batch + (), dtype)) # (…,)
     # 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
     _6 = np.expand_dims(r, -1)                                  # (…, 1)
-    _7 = np.divide(e, _6, out=_buf(workspace, 'RMSNorm:f_7', batch + (D,), dtype)) # (…, D)
-    e_hat = np.multiply(_7, g, out=_buf(workspace, 'RMSNorm:fe_hat', batch + (D,), dtype)) # (…, D)
+    _7 = _threaded(np.divide, e, _6, out=_buf(workspace, 'RMSNorm:f_7', batch + (D,), dtype)) # (…, D)
+    e_hat = _threaded(np.multiply, _7, g, out=_buf(workspace, 'RMSNorm:fe_hat', batch + (D,), dtype)) # (…, D)
     cache = {"D": D, "batch": batch, "dtype": dtype, "_7": _7, "_6": _6, "r": r, "shape_1": shape_1, "e": e}
     return e_hat, cache
 
@@ -101,13 +101,13 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     shape_1 = cache["shape_1"]
     e = cache["e"]
     # 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
-    g10001 = np.multiply(d_e_hat, g, out=_buf(workspace, 'RMSNorm:bg10001', batch + (D,), dtype)) # (…, D)
-    g10002 = np.multiply(d_e_hat, _7, out=_buf(workspace, 'RMSNorm:bg10002', batch + (D,), dtype)) # (…, D)
+    g10001 = _threaded(np.multiply, d_e_hat, g, out=_buf(workspace, 'RMSNorm:bg10001', batch + (D,), dtype)) # (…, D)
+    g10002 = _threaded(np.multiply, d_e_hat, _7, out=_buf(workspace, 'RMSNorm:bg10002', batch + (D,), dtype)) # (…, D)
     d_g = _sum_to(g10002, 1, ())                                # (D,)
-    d_e = np.divide(g10001, _6, out=_buf(workspace, 'RMSNorm:bd_e', batch + (D,), dtype)) # (…, D)
-    g10005 = np.multiply(g10001, _7, out=g10001)                # (…, D)
-    g10006 = np.divide(g10005, _6, out=g10005)                  # (…, D)
-    g10007 = np.negative(g10006, out=g10006)                    # (…, D)
+    d_e = _threaded(np.divide, g10001, _6, out=_buf(workspace, 'RMSNorm:bd_e', batch + (D,), dtype)) # (…, D)
+    g10005 = _threaded(np.multiply, g10001, _7, out=g10001)     # (…, D)
+    g10006 = _threaded(np.divide, g10005, _6, out=g10005)       # (…, D)
+    g10007 = _threaded(np.negative, g10006, out=g10006)         # (…, D)
     g10008 = _sum_to(g10007, None, (-1,))                       # (…, 1)
     d_r = np.squeeze(g10008, -1)                                # (…,)
     # 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
@@ -116,8 +116,8 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     g10012 = np.divide(g10011, D, out=_buf(workspace, 'RMSNorm:bg10012', batch + (), dtype)) # (…,)
     g10016 = np.broadcast_to(np.expand_dims(g10012, -1), shape_1) # (…, D)
     g10017 = np.multiply(e, 2.0, out=_buf(workspace, 'RMSNorm:bg10017', batch + (D,), dtype)) # (…, D)
-    g10018 = np.multiply(g10016, g10017, out=g10017)            # (…, D)
-    d_e_2 = np.add(d_e, g10018, out=d_e)                        # (…, D)
+    g10018 = _threaded(np.multiply, g10016, g10017, out=g10017) # (…, D)
+    d_e_2 = _threaded(np.add, d_e, g10018, out=d_e)             # (…, D)
     grads = Params(g=d_g)
     return grads, {"e": d_e_2}
 
@@ -209,7 +209,7 @@ def _buf(workspace, key, shape, dtype):
 # The closed-form helpers below make several passes over big arrays; they run on as many threads as
 # BLAS does, each on a block of rows (NumPy's ufuncs release the GIL). CARDGEN_THREADS sets how many
 # (default: the usable cores). Rows are independent, so the numbers are those of one thread.
-_PARALLEL_MIN = 1 << 16  # elements below which one thread is faster than handing out blocks
+_PARALLEL_MIN = 1 << 18  # elements (1 MiB of float32) below which one thread beats handing out blocks
 _POOL = {}
 
 
@@ -221,25 +221,40 @@ def _threads():
 
 
 def _rows(f, out, axis, *args):
-    """f(out, axis, *args) block by block along out's first axis (not the axis f reduces over):
-    the arrays among args with that axis are cut alike, the others (broadcast) passed whole."""
-    n = min(_threads(), out.shape[0]) if out.ndim >= 2 and axis % out.ndim != 0 else 1
-    if n < 2 or out.size < _PARALLEL_MIN:
+    """f(out, axis, *args) block by block along an axis of out that f does not reduce over, one block
+    per thread; the arrays among args that have that axis are cut alike, the others (broadcast)
+    passed whole."""
+    n = _threads() if out.size >= _PARALLEL_MIN else 1
+    reduced = None if axis is None else axis % out.ndim
+    cut = next((a for a in range(out.ndim) if out.shape[a] >= n and a != reduced), None)
+    if n < 2 or cut is None:
         f(out, axis, *args)
         return out
     key = os.getpid(), n  # a forked child has none of its parent's threads: it starts its own pool
     if key not in _POOL:
         _POOL.clear()
-        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix="cardgen")
-    cuts = [out.shape[0] * i // n for i in range(n + 1)]
+        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n - 1, thread_name_prefix="cardgen")
+    bounds = [out.shape[cut] * i // n for i in range(n + 1)]
+
+    def part(a, lo, hi):
+        k = cut - (out.ndim - np.ndim(a))  # the same axis, counted in a (broadcasting aligns the ends)
+        if k < 0 or np.shape(a)[k] != out.shape[cut]:
+            return a
+        return a[(slice(None),) * k + (slice(lo, hi),)]
 
     def block(i):
-        lo, hi = cuts[i], cuts[i + 1]
-        f(out[lo:hi], axis, *(a[lo:hi] if np.ndim(a) == out.ndim and np.shape(a)[0] == out.shape[0] else a
-                              for a in args))
-    for done in [_POOL[key].submit(block, i) for i in range(n)]:
+        lo, hi = bounds[i], bounds[i + 1]
+        f(part(out, lo, hi), axis, *(part(a, lo, hi) for a in args))
+    others = [_POOL[key].submit(block, i) for i in range(1, n)]
+    block(0)  # this thread takes a block too: one hand-over fewer
+    for done in others:
         done.result()
     return out
+
+
+def _threaded(ufunc, *args, out):
+    """ufunc(*args, out=out), on every thread for a big array (NumPy's own ufuncs use one)."""
+    return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
 
 
 def _softmax(x, axis, out=None):

@@ -83,7 +83,7 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     _1 = np.matmul(X, W_1, out=_buf(workspace, 'SwiGLU:f_1', batch + (T, D_f), dtype)) # (…, T, D_f)
     _2 = _1 * _sigmoid(_1)                                      # (…, T, D_f)
     _3 = np.matmul(X, W_3, out=_buf(workspace, 'SwiGLU:f_3', batch + (T, D_f), dtype)) # (…, T, D_f)
-    _4 = np.multiply(_2, _3, out=_buf(workspace, 'SwiGLU:f_4', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _4 = _threaded(np.multiply, _2, _3, out=_buf(workspace, 'SwiGLU:f_4', batch + (T, D_f), dtype)) # (…, T, D_f)
     Y = np.matmul(_4, W_2, out=_buf(workspace, 'SwiGLU:fY', batch + (T, D), dtype)) # (…, T, D)
     cache = {"D": D, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "_4": _4, "_3": _3, "_2": _2, "X": X, "_1": _1}
     return Y, cache
@@ -112,17 +112,17 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     d_W_2 = _wgrad(_4, d_Y, _buf(workspace, 'SwiGLU:bd_W_2', (D_f, D), dtype)) # (D_f, D)
     g10002 = np.swapaxes(W_2, -1, -2)                           # (D, D_f)
     g10003 = np.matmul(d_Y, g10002, out=_buf(workspace, 'SwiGLU:bg10003', batch + (T, D_f), dtype)) # (…, T, D_f)
-    g10004 = np.multiply(g10003, _3, out=_buf(workspace, 'SwiGLU:bg10004', batch + (T, D_f), dtype)) # (…, T, D_f)
-    g10005 = np.multiply(g10003, _2, out=g10003)                # (…, T, D_f)
+    g10004 = _threaded(np.multiply, g10003, _3, out=_buf(workspace, 'SwiGLU:bg10004', batch + (T, D_f), dtype)) # (…, T, D_f)
+    g10005 = _threaded(np.multiply, g10003, _2, out=g10003)     # (…, T, D_f)
     d_W_3 = _wgrad(X, g10005, _buf(workspace, 'SwiGLU:bd_W_3', (D, D_f), dtype)) # (D, D_f)
     g10007 = np.swapaxes(W_3, -1, -2)                           # (D_f, D)
     d_X = np.matmul(g10005, g10007, out=_buf(workspace, 'SwiGLU:bd_X', batch + (T, D), dtype)) # (…, T, D)
     g10009 = _silu_grad(_1)                                     # (…, T, D_f)
-    g10010 = np.multiply(g10004, g10009, out=g10004)            # (…, T, D_f)
+    g10010 = _threaded(np.multiply, g10004, g10009, out=g10004) # (…, T, D_f)
     d_W_1 = _wgrad(X, g10010, _buf(workspace, 'SwiGLU:bd_W_1', (D, D_f), dtype)) # (D, D_f)
     g10012 = np.swapaxes(W_1, -1, -2)                           # (D_f, D)
     g10013 = np.matmul(g10010, g10012, out=_buf(workspace, 'SwiGLU:bg10013', batch + (T, D), dtype)) # (…, T, D)
-    d_X_2 = np.add(d_X, g10013, out=d_X)                        # (…, T, D)
+    d_X_2 = _threaded(np.add, d_X, g10013, out=d_X)             # (…, T, D)
     grads = Params(W_1=d_W_1, W_3=d_W_3, W_2=d_W_2)
     return grads, {"X": d_X_2}
 
@@ -214,7 +214,7 @@ def _buf(workspace, key, shape, dtype):
 # The closed-form helpers below make several passes over big arrays; they run on as many threads as
 # BLAS does, each on a block of rows (NumPy's ufuncs release the GIL). CARDGEN_THREADS sets how many
 # (default: the usable cores). Rows are independent, so the numbers are those of one thread.
-_PARALLEL_MIN = 1 << 16  # elements below which one thread is faster than handing out blocks
+_PARALLEL_MIN = 1 << 18  # elements (1 MiB of float32) below which one thread beats handing out blocks
 _POOL = {}
 
 
@@ -226,25 +226,40 @@ def _threads():
 
 
 def _rows(f, out, axis, *args):
-    """f(out, axis, *args) block by block along out's first axis (not the axis f reduces over):
-    the arrays among args with that axis are cut alike, the others (broadcast) passed whole."""
-    n = min(_threads(), out.shape[0]) if out.ndim >= 2 and axis % out.ndim != 0 else 1
-    if n < 2 or out.size < _PARALLEL_MIN:
+    """f(out, axis, *args) block by block along an axis of out that f does not reduce over, one block
+    per thread; the arrays among args that have that axis are cut alike, the others (broadcast)
+    passed whole."""
+    n = _threads() if out.size >= _PARALLEL_MIN else 1
+    reduced = None if axis is None else axis % out.ndim
+    cut = next((a for a in range(out.ndim) if out.shape[a] >= n and a != reduced), None)
+    if n < 2 or cut is None:
         f(out, axis, *args)
         return out
     key = os.getpid(), n  # a forked child has none of its parent's threads: it starts its own pool
     if key not in _POOL:
         _POOL.clear()
-        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix="cardgen")
-    cuts = [out.shape[0] * i // n for i in range(n + 1)]
+        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n - 1, thread_name_prefix="cardgen")
+    bounds = [out.shape[cut] * i // n for i in range(n + 1)]
+
+    def part(a, lo, hi):
+        k = cut - (out.ndim - np.ndim(a))  # the same axis, counted in a (broadcasting aligns the ends)
+        if k < 0 or np.shape(a)[k] != out.shape[cut]:
+            return a
+        return a[(slice(None),) * k + (slice(lo, hi),)]
 
     def block(i):
-        lo, hi = cuts[i], cuts[i + 1]
-        f(out[lo:hi], axis, *(a[lo:hi] if np.ndim(a) == out.ndim and np.shape(a)[0] == out.shape[0] else a
-                              for a in args))
-    for done in [_POOL[key].submit(block, i) for i in range(n)]:
+        lo, hi = bounds[i], bounds[i + 1]
+        f(part(out, lo, hi), axis, *(part(a, lo, hi) for a in args))
+    others = [_POOL[key].submit(block, i) for i in range(1, n)]
+    block(0)  # this thread takes a block too: one hand-over fewer
+    for done in others:
         done.result()
     return out
+
+
+def _threaded(ufunc, *args, out):
+    """ufunc(*args, out=out), on every thread for a big array (NumPy's own ufuncs use one)."""
+    return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
 
 
 def _softmax(x, axis, out=None):

@@ -188,7 +188,7 @@ def _buf(workspace, key, shape, dtype):
 # The closed-form helpers below make several passes over big arrays; they run on as many threads as
 # BLAS does, each on a block of rows (NumPy's ufuncs release the GIL). CARDGEN_THREADS sets how many
 # (default: the usable cores). Rows are independent, so the numbers are those of one thread.
-_PARALLEL_MIN = 1 << 16  # elements below which one thread is faster than handing out blocks
+_PARALLEL_MIN = 1 << 18  # elements (1 MiB of float32) below which one thread beats handing out blocks
 _POOL = {}
 
 
@@ -200,25 +200,40 @@ def _threads():
 
 
 def _rows(f, out, axis, *args):
-    """f(out, axis, *args) block by block along out's first axis (not the axis f reduces over):
-    the arrays among args with that axis are cut alike, the others (broadcast) passed whole."""
-    n = min(_threads(), out.shape[0]) if out.ndim >= 2 and axis % out.ndim != 0 else 1
-    if n < 2 or out.size < _PARALLEL_MIN:
+    """f(out, axis, *args) block by block along an axis of out that f does not reduce over, one block
+    per thread; the arrays among args that have that axis are cut alike, the others (broadcast)
+    passed whole."""
+    n = _threads() if out.size >= _PARALLEL_MIN else 1
+    reduced = None if axis is None else axis % out.ndim
+    cut = next((a for a in range(out.ndim) if out.shape[a] >= n and a != reduced), None)
+    if n < 2 or cut is None:
         f(out, axis, *args)
         return out
     key = os.getpid(), n  # a forked child has none of its parent's threads: it starts its own pool
     if key not in _POOL:
         _POOL.clear()
-        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix="cardgen")
-    cuts = [out.shape[0] * i // n for i in range(n + 1)]
+        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n - 1, thread_name_prefix="cardgen")
+    bounds = [out.shape[cut] * i // n for i in range(n + 1)]
+
+    def part(a, lo, hi):
+        k = cut - (out.ndim - np.ndim(a))  # the same axis, counted in a (broadcasting aligns the ends)
+        if k < 0 or np.shape(a)[k] != out.shape[cut]:
+            return a
+        return a[(slice(None),) * k + (slice(lo, hi),)]
 
     def block(i):
-        lo, hi = cuts[i], cuts[i + 1]
-        f(out[lo:hi], axis, *(a[lo:hi] if np.ndim(a) == out.ndim and np.shape(a)[0] == out.shape[0] else a
-                              for a in args))
-    for done in [_POOL[key].submit(block, i) for i in range(n)]:
+        lo, hi = bounds[i], bounds[i + 1]
+        f(part(out, lo, hi), axis, *(part(a, lo, hi) for a in args))
+    others = [_POOL[key].submit(block, i) for i in range(1, n)]
+    block(0)  # this thread takes a block too: one hand-over fewer
+    for done in others:
         done.result()
     return out
+
+
+def _threaded(ufunc, *args, out):
+    """ufunc(*args, out=out), on every thread for a big array (NumPy's own ufuncs use one)."""
+    return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
 
 
 def _softmax(x, axis, out=None):

@@ -137,4 +137,6 @@ def inplace_expr(op: Op, k: int) -> str:
         c, g = op.args
         return f"_zero_where({g}, ~{c})" if op.attr[0] else f"_zero_where({g}, {c})"
     args = ", ".join(op.args)
+    if op.batched and op.shape:  # activations: big enough to share among threads (_threaded decides)
+        return f"_threaded({UFUNC[op.prim]}, {args}, out={op.args[k]})"
     return f"{UFUNC[op.prim]}({args}, out={op.args[k]})"
