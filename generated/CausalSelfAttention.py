@@ -121,8 +121,7 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     S = _threaded(np.divide, _13, _15, out=_13)                 # (…, H, T, T)
     # 7 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
     _17 = np.arange(0, T)                                       # (T,)
-    _18 = np.arange(0, T)                                       # (T,)
-    _19 = np.expand_dims(_18, -1)                               # (T, 1)
+    _19 = np.expand_dims(_17, -1)                               # (T, 1)
     _20 = _17 > _19                                             # (T, T)
     _21 = _fill_where(S, _20, -np.inf)                          # (…, H, T, T)
     # 8 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}

@@ -176,10 +176,8 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
     # DTransformer 3 X ← [e_1, e_2, …, e_ℓ] ▷ X ∈ ℝ^{d_e×ℓ}
     X = np.swapaxes(e, -1, -2)                                  # (…, d_e, len_x)
     # DTransformer 6 X ← X + MHAttention(X̃ | 𝓦_l, Mask[t, t′] = [[t ≤ t′]]) ▷ X ∈ ℝ^{d_e×ℓ}
-    _22 = np.arange(1, 1 + len_x)                               # (len_x,)
-    _23 = np.arange(1, 1 + len_x)                               # (len_x,)
-    _24 = np.expand_dims(_22, -1)                               # (len_x, 1)
-    _25 = _24 <= _23                                            # (len_x, len_x)
+    _24 = np.expand_dims(_3, -1)                                # (len_x, 1)
+    _25 = _24 <= _3                                             # (len_x, len_x)
     # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
     _38 = ~_25                                                  # (len_x, len_x)
     # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}

@@ -180,10 +180,8 @@ def forward(config: Config, params: Params, x_n, workspace: dict | None = None):
     # DTransformer 3 X ← [e_1, e_2, …, e_ℓ] ▷ X ∈ ℝ^{d_e×ℓ}
     X = np.swapaxes(e, -1, -2)                                  # (…, d_e, ℓ)
     # DTransformer 6 X ← X + MHAttention(X̃ | 𝓦_l, Mask[t, t′] = [[t ≤ t′]]) ▷ X ∈ ℝ^{d_e×ℓ}
-    _22 = np.arange(1, 1 + ell)                                 # (ℓ,)
-    _23 = np.arange(1, 1 + ell)                                 # (ℓ,)
-    _24 = np.expand_dims(_22, -1)                               # (ℓ, 1)
-    _25 = _24 <= _23                                            # (ℓ, ℓ)
+    _24 = np.expand_dims(_3, -1)                                # (ℓ, 1)
+    _25 = _24 <= _3                                             # (ℓ, ℓ)
     # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
     _38 = ~_25                                                  # (ℓ, ℓ)
     # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
@@ -323,8 +321,7 @@ def forward(config: Config, params: Params, x_n, workspace: dict | None = None):
     shape_93 = _93.shape
     _94 = _take_along(_93, _92 - 1, -2)                         # (…, ℓ − 1, ℓ)
     shape_94 = _94.shape
-    _95 = np.arange(1, ell)                                     # (ℓ − 1,)
-    _96 = np.expand_dims(_95, -1)                               # (ℓ − 1, 1)
+    _96 = np.expand_dims(_87, -1)                               # (ℓ − 1, 1)
     _97 = _take_along(_94, _96 - 1, -1)                         # (…, ℓ − 1)
     _98 = _threaded(np.log, _97, out=_buf(workspace, 'DTraining:f_98', batch + (-1 + ell,), dtype)) # (…, ℓ − 1)
     shape_98 = _98.shape

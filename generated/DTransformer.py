@@ -186,10 +186,8 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
     # 3 X ← [e_1, e_2, …, e_ℓ] ▷ X ∈ ℝ^{d_e×ℓ}
     X = np.swapaxes(e, -1, -2)                                  # (…, d_e, ℓ)
     # 6 X ← X + MHAttention(X̃ | 𝓦_l, Mask[t, t′] = [[t ≤ t′]]) ▷ X ∈ ℝ^{d_e×ℓ}
-    _22 = np.arange(1, 1 + ell)                                 # (ℓ,)
-    _23 = np.arange(1, 1 + ell)                                 # (ℓ,)
-    _24 = np.expand_dims(_22, -1)                               # (ℓ, 1)
-    _25 = _24 <= _23                                            # (ℓ, ℓ)
+    _24 = np.expand_dims(_3, -1)                                # (ℓ, 1)
+    _25 = _24 <= _3                                             # (ℓ, ℓ)
     # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
     _38 = ~_25                                                  # (ℓ, ℓ)
     # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}

@@ -368,14 +368,10 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
     # EDTransformer 12 X ← [e_1, e_2, …, e_{ℓ_x}] ▷ X ∈ ℝ^{d_e×ℓ_x}
     X = np.swapaxes(e_2, -1, -2)                                # (…, d_e, ℓ)
     # EDTransformer 14 X ← X + MHAttention(X | 𝓦^dec_l, Mask[t, t′] = [[t ≤ t′]]) ▷ X ∈ ℝ^{d_e×ℓ_x}
-    _70 = np.arange(1, 1 + ell)                                 # (ℓ,)
-    _71 = np.arange(1, 1 + ell)                                 # (ℓ,)
-    _72 = np.expand_dims(_70, -1)                               # (ℓ, 1)
-    _73 = _72 <= _71                                            # (ℓ, ℓ)
+    _72 = np.expand_dims(_66, -1)                               # (ℓ, 1)
+    _73 = _72 <= _66                                            # (ℓ, ℓ)
     # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
     _86 = ~_73                                                  # (ℓ, ℓ)
-    # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-    _88 = math.sqrt(d_attn)                                     # ()
     # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
     _115 = np.expand_dims(Z_5, -3)                              # (…, 1, d_e, ℓ_z)
     # EDTransformer 13 for l = 1, 2, …, L_dec do ▷ the paper writes "for i = 1, 2, …, L_dec" but its body uses l
@@ -410,7 +406,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
         _87 = _fill_where(S_2, _86, -np.inf)                    # (…, H, ℓ, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _89 = _threaded(np.divide, _87, _88, out=_87)           # (…, H, ℓ, ℓ)
+        _89 = _threaded(np.divide, _87, _20, out=_87)           # (…, H, ℓ, ℓ)
         softmax_S_2 = _softmax(_89, -2, _buf(workspace, ('EDTraining:fsoftmax_S_2', l__2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         V_tilde_3 = np.matmul(V_2, softmax_S_2, out=_buf(workspace, ('EDTraining:fV_tilde_3', l__2), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
         V_tilde_3_shape = V_tilde_3.shape
@@ -469,7 +465,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         _122 = np.swapaxes(K_3, -1, -2)                         # (…, H, ℓ_z, d_attn)
         S_3 = np.matmul(_122, Q_3, out=_buf(workspace, ('EDTraining:fS_3', l__2 % 2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _124 = _threaded(np.divide, S_3, _88, out=S_3)          # (…, H, ℓ_z, ℓ)
+        _124 = _threaded(np.divide, S_3, _20, out=S_3)          # (…, H, ℓ_z, ℓ)
         softmax_S_3 = _softmax(_124, -2, _buf(workspace, ('EDTraining:fsoftmax_S_3', l__2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
         V_tilde_5 = np.matmul(V_3, softmax_S_3, out=_buf(workspace, ('EDTraining:fV_tilde_5', l__2), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
         V_tilde_5_shape = V_tilde_5.shape
@@ -553,14 +549,13 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
     shape_176 = _176.shape
     _177 = _take_along(_176, _175 - 1, -2)                      # (…, ℓ − 1, ℓ)
     shape_177 = _177.shape
-    _178 = np.arange(1, ell)                                    # (ℓ − 1,)
-    _179 = np.expand_dims(_178, -1)                             # (ℓ − 1, 1)
+    _179 = np.expand_dims(_170, -1)                             # (ℓ − 1, 1)
     _180 = _take_along(_177, _179 - 1, -1)                      # (…, ℓ − 1)
     _181 = _threaded(np.log, _180, out=_buf(workspace, 'EDTraining:f_181', batch + (-1 + ell,), dtype)) # (…, ℓ − 1)
     shape_181 = _181.shape
     _182 = np.sum(_181, axis=-1, out=_buf(workspace, 'EDTraining:f_182', batch + (), dtype)) # (…,)
     _183 = np.negative(_182, out=_buf(workspace, 'EDTraining:f_183', batch + (), dtype)) # (…,)
-    cache = {"N_V": N_V, "ell_z": ell_z, "ell": ell, "H": H, "L_dec": L_dec, "L_enc": L_enc, "d_attn": d_attn, "d_e": d_e, "d_mid": d_mid, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "shape_181": shape_181, "_180": _180, "_179": _179, "shape_177": shape_177, "_175": _175, "shape_176": shape_176, "P": P, "X_6": X_6, "_88": _88, "_115": _115, "_66": _66, "_4": _4, "x_n": x_n, "_1": _1, "_20": _20, "_3": _3, "z_n": z_n, "saved_l__2": saved_l__2, "saved_l_": saved_l_}
+    cache = {"N_V": N_V, "ell_z": ell_z, "ell": ell, "H": H, "L_dec": L_dec, "L_enc": L_enc, "d_attn": d_attn, "d_e": d_e, "d_mid": d_mid, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "shape_181": shape_181, "_180": _180, "_179": _179, "shape_177": shape_177, "_175": _175, "shape_176": shape_176, "P": P, "X_6": X_6, "_20": _20, "_115": _115, "_66": _66, "_4": _4, "x_n": x_n, "_1": _1, "_3": _3, "z_n": z_n, "saved_l__2": saved_l__2, "saved_l_": saved_l_}
     return _183, cache
 
 
@@ -591,13 +586,12 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     P = cache["P"]
     W_u = params.W_u
     X_6 = cache["X_6"]
-    _88 = cache["_88"]
+    _20 = cache["_20"]
     _115 = cache["_115"]
     _66 = cache["_66"]
     _4 = cache["_4"]
     x_n = cache["x_n"]
     _1 = cache["_1"]
-    _20 = cache["_20"]
     _3 = cache["_3"]
     z_n = cache["z_n"]
     saved_l__2 = cache["saved_l__2"]
@@ -725,7 +719,7 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
         g10054 = np.swapaxes(softmax_S_3, -1, -2)               # (…, H, ℓ, ℓ_z)
         d_V_3 = np.matmul(d_V_tilde_5, g10054, out=_buf(workspace, ('EDTraining:bd_V_3', l__2 % 2), batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
         g10056 = _softmax_grad(d_softmax_S_3, softmax_S_3, -2, _buf(workspace, ('EDTraining:bg10056', l__2 % 2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
-        d_S_3 = _threaded(np.divide, g10056, _88, out=_buf(workspace, ('EDTraining:bd_S_3', l__2 % 2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
+        d_S_3 = _threaded(np.divide, g10056, _20, out=_buf(workspace, ('EDTraining:bd_S_3', l__2 % 2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         d_Q_3 = np.matmul(K_3, d_S_3, out=_buf(workspace, ('EDTraining:bd_Q_3', l__2 % 2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
         g10064 = np.swapaxes(d_S_3, -1, -2)                     # (…, H, ℓ, ℓ_z)
@@ -786,7 +780,7 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
         g10110 = np.swapaxes(softmax_S_2, -1, -2)               # (…, H, ℓ, ℓ)
         d_V_2 = np.matmul(d_V_tilde_3, g10110, out=_buf(workspace, ('EDTraining:bd_V_2', l__2 % 2), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
         g10112 = _softmax_grad(d_softmax_S_2, softmax_S_2, -2, _buf(workspace, ('EDTraining:bg10112', l__2 % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        d_S_2 = _threaded(np.divide, g10112, _88, out=_buf(workspace, ('EDTraining:bd_S_2', l__2 % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        d_S_2 = _threaded(np.divide, g10112, _20, out=_buf(workspace, ('EDTraining:bd_S_2', l__2 % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         d_Q_2 = np.matmul(K_2, d_S_2, out=_buf(workspace, ('EDTraining:bd_Q_2', l__2 % 2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
         g10120 = np.swapaxes(d_S_2, -1, -2)                     # (…, H, ℓ, ℓ)

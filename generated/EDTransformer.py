@@ -392,14 +392,10 @@ def forward(config: Config, params: Params, z, x, workspace: dict | None = None)
     # 12 X ← [e_1, e_2, …, e_{ℓ_x}] ▷ X ∈ ℝ^{d_e×ℓ_x}
     X = np.swapaxes(e_2, -1, -2)                                # (…, d_e, ℓ_x)
     # 14 X ← X + MHAttention(X | 𝓦^dec_l, Mask[t, t′] = [[t ≤ t′]]) ▷ X ∈ ℝ^{d_e×ℓ_x}
-    _70 = np.arange(1, 1 + ell_x)                               # (ℓ_x,)
-    _71 = np.arange(1, 1 + ell_x)                               # (ℓ_x,)
-    _72 = np.expand_dims(_70, -1)                               # (ℓ_x, 1)
-    _73 = _72 <= _71                                            # (ℓ_x, ℓ_x)
+    _72 = np.expand_dims(_66, -1)                               # (ℓ_x, 1)
+    _73 = _72 <= _66                                            # (ℓ_x, ℓ_x)
     # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
     _86 = ~_73                                                  # (ℓ_x, ℓ_x)
-    # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-    _88 = math.sqrt(d_attn)                                     # ()
     # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
     _115 = np.expand_dims(Z_5, -3)                              # (…, 1, d_e, ℓ_z)
     # 13 for l = 1, 2, …, L_dec do ▷ the paper writes "for i = 1, 2, …, L_dec" but its body uses l
@@ -434,7 +430,7 @@ def forward(config: Config, params: Params, z, x, workspace: dict | None = None)
         # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
         _87 = _fill_where(S_2, _86, -np.inf)                    # (…, H, ℓ_x, ℓ_x)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _89 = _threaded(np.divide, _87, _88, out=_87)           # (…, H, ℓ_x, ℓ_x)
+        _89 = _threaded(np.divide, _87, _20, out=_87)           # (…, H, ℓ_x, ℓ_x)
         softmax_S_2 = _softmax(_89, -2, _buf(workspace, ('EDTransformer:fsoftmax_S_2', l__2), batch + (H, ell_x, ell_x), dtype)) # (…, H, ℓ_x, ℓ_x)
         V_tilde_3 = np.matmul(V_2, softmax_S_2, out=_buf(workspace, ('EDTransformer:fV_tilde_3', l__2), batch + (H, d_mid, ell_x), dtype)) # (…, H, d_mid, ℓ_x)
         V_tilde_3_shape = V_tilde_3.shape
@@ -493,7 +489,7 @@ def forward(config: Config, params: Params, z, x, workspace: dict | None = None)
         _122 = np.swapaxes(K_3, -1, -2)                         # (…, H, ℓ_z, d_attn)
         S_3 = np.matmul(_122, Q_3, out=_buf(workspace, ('EDTransformer:fS_3', l__2 % 2), batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _124 = _threaded(np.divide, S_3, _88, out=S_3)          # (…, H, ℓ_z, ℓ_x)
+        _124 = _threaded(np.divide, S_3, _20, out=S_3)          # (…, H, ℓ_z, ℓ_x)
         softmax_S_3 = _softmax(_124, -2, _buf(workspace, ('EDTransformer:fsoftmax_S_3', l__2), batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
         V_tilde_5 = np.matmul(V_3, softmax_S_3, out=_buf(workspace, ('EDTransformer:fV_tilde_5', l__2), batch + (H, d_mid, ell_x), dtype)) # (…, H, d_mid, ℓ_x)
         V_tilde_5_shape = V_tilde_5.shape
@@ -566,7 +562,7 @@ def forward(config: Config, params: Params, z, x, workspace: dict | None = None)
     # 21 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ_x}
     _168 = np.matmul(W_u, X_6, out=_buf(workspace, 'EDTransformer:f_168', batch + (N_V, ell_x), dtype)) # (…, N_V, ℓ_x)
     P = _softmax(_168, -2, _buf(workspace, 'EDTransformer:fP', batch + (N_V, ell_x), dtype)) # (…, N_V, ℓ_x)
-    cache = {"N_V": N_V, "L_enc": L_enc, "L_dec": L_dec, "H": H, "d_e": d_e, "d_mlp": d_mlp, "d_attn": d_attn, "d_mid": d_mid, "ell_z": ell_z, "ell_x": ell_x, "batch": batch, "dtype": dtype, "P": P, "X_6": X_6, "_88": _88, "_115": _115, "_66": _66, "_4": _4, "x": x, "_1": _1, "_20": _20, "_3": _3, "z": z, "saved_l__2": saved_l__2, "saved_l_": saved_l_}
+    cache = {"N_V": N_V, "L_enc": L_enc, "L_dec": L_dec, "H": H, "d_e": d_e, "d_mlp": d_mlp, "d_attn": d_attn, "d_mid": d_mid, "ell_z": ell_z, "ell_x": ell_x, "batch": batch, "dtype": dtype, "P": P, "X_6": X_6, "_20": _20, "_115": _115, "_66": _66, "_4": _4, "x": x, "_1": _1, "_3": _3, "z": z, "saved_l__2": saved_l__2, "saved_l_": saved_l_}
     return P, cache
 
 
@@ -591,13 +587,12 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     P = cache["P"]
     W_u = params.W_u
     X_6 = cache["X_6"]
-    _88 = cache["_88"]
+    _20 = cache["_20"]
     _115 = cache["_115"]
     _66 = cache["_66"]
     _4 = cache["_4"]
     x = cache["x"]
     _1 = cache["_1"]
-    _20 = cache["_20"]
     _3 = cache["_3"]
     z = cache["z"]
     saved_l__2 = cache["saved_l__2"]
@@ -718,7 +713,7 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         g10048 = np.swapaxes(softmax_S_3, -1, -2)               # (…, H, ℓ_x, ℓ_z)
         d_V_3 = np.matmul(d_V_tilde_5, g10048, out=_buf(workspace, ('EDTransformer:bd_V_3', l__2 % 2), batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
         g10050 = _softmax_grad(d_softmax_S_3, softmax_S_3, -2, _buf(workspace, ('EDTransformer:bg10050', l__2 % 2), batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
-        d_S_3 = _threaded(np.divide, g10050, _88, out=_buf(workspace, ('EDTransformer:bd_S_3', l__2 % 2), batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
+        d_S_3 = _threaded(np.divide, g10050, _20, out=_buf(workspace, ('EDTransformer:bd_S_3', l__2 % 2), batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         d_Q_3 = np.matmul(K_3, d_S_3, out=_buf(workspace, ('EDTransformer:bd_Q_3', l__2 % 2), batch + (H, d_attn, ell_x), dtype)) # (…, H, d_attn, ℓ_x)
         g10058 = np.swapaxes(d_S_3, -1, -2)                     # (…, H, ℓ_x, ℓ_z)
@@ -779,7 +774,7 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         g10104 = np.swapaxes(softmax_S_2, -1, -2)               # (…, H, ℓ_x, ℓ_x)
         d_V_2 = np.matmul(d_V_tilde_3, g10104, out=_buf(workspace, ('EDTransformer:bd_V_2', l__2 % 2), batch + (H, d_mid, ell_x), dtype)) # (…, H, d_mid, ℓ_x)
         g10106 = _softmax_grad(d_softmax_S_2, softmax_S_2, -2, _buf(workspace, ('EDTransformer:bg10106', l__2 % 2), batch + (H, ell_x, ell_x), dtype)) # (…, H, ℓ_x, ℓ_x)
-        d_S_2 = _threaded(np.divide, g10106, _88, out=_buf(workspace, ('EDTransformer:bd_S_2', l__2 % 2), batch + (H, ell_x, ell_x), dtype)) # (…, H, ℓ_x, ℓ_x)
+        d_S_2 = _threaded(np.divide, g10106, _20, out=_buf(workspace, ('EDTransformer:bd_S_2', l__2 % 2), batch + (H, ell_x, ell_x), dtype)) # (…, H, ℓ_x, ℓ_x)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         d_Q_2 = np.matmul(K_2, d_S_2, out=_buf(workspace, ('EDTransformer:bd_Q_2', l__2 % 2), batch + (H, d_attn, ell_x), dtype)) # (…, H, d_attn, ℓ_x)
         g10114 = np.swapaxes(d_S_2, -1, -2)                     # (…, H, ℓ_x, ℓ_x)

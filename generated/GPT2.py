@@ -159,8 +159,7 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
     _31 = math.sqrt(_30)                                        # ()
     # CausalSelfAttention 7 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
     _33 = np.arange(0, T)                                       # (T,)
-    _34 = np.arange(0, T)                                       # (T,)
-    _35 = np.expand_dims(_34, -1)                               # (T, 1)
+    _35 = np.expand_dims(_33, -1)                               # (T, 1)
     _36 = _33 > _35                                             # (T, T)
     # 2 for ℓ ∈ [N] do
     e_2 = e

@@ -157,8 +157,7 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     S = _threaded(np.divide, _26, _28, out=_26)                 # (…, H, T, T)
     # CausalSelfAttention 7 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
     _30 = np.arange(0, T)                                       # (T,)
-    _31 = np.arange(0, T)                                       # (T,)
-    _32 = np.expand_dims(_31, -1)                               # (T, 1)
+    _32 = np.expand_dims(_30, -1)                               # (T, 1)
     _33 = _30 > _32                                             # (T, T)
     _34 = _fill_where(S, _33, -np.inf)                          # (…, H, T, T)
     # CausalSelfAttention 8 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}

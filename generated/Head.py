@@ -97,8 +97,7 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     S = _threaded(np.divide, _5, _6, out=_5)                    # (…, T, T)
     # 5 ∀t, u: if u > t then S[t, u] ← −∞ ▷ S ∈ ℝ^{T×T}; causal mask: no attending to future tokens
     _8 = np.arange(0, T)                                        # (T,)
-    _9 = np.arange(0, T)                                        # (T,)
-    _10 = np.expand_dims(_9, -1)                                # (T, 1)
+    _10 = np.expand_dims(_8, -1)                                # (T, 1)
     _11 = _8 > _10                                              # (T, T)
     _12 = _fill_where(S, _11, -np.inf)                          # (…, T, T)
     # 6 A ← softmax(S) ▷ A ∈ ℝ^{T×T}; each row sums to 1

@@ -126,8 +126,7 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     S = _threaded(np.divide, _14, _16, out=_14)                 # (…, H, T, T)
     # 9 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
     _18 = np.arange(0, T)                                       # (T,)
-    _19 = np.arange(0, T)                                       # (T,)
-    _20 = np.expand_dims(_19, -1)                               # (T, 1)
+    _20 = np.expand_dims(_18, -1)                               # (T, 1)
     _21 = _18 > _20                                             # (T, T)
     _22 = _fill_where(S, _21, -np.inf)                          # (…, H, T, T)
     # 10 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}

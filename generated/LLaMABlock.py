@@ -148,8 +148,7 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     S = _threaded(np.divide, _22, _24, out=_22)                 # (…, H, T, T)
     # LLaMAAttention 9 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
     _26 = np.arange(0, T)                                       # (T,)
-    _27 = np.arange(0, T)                                       # (T,)
-    _28 = np.expand_dims(_27, -1)                               # (T, 1)
+    _28 = np.expand_dims(_26, -1)                               # (T, 1)
     _29 = _26 > _28                                             # (T, T)
     _30 = _fill_where(S, _29, -np.inf)                          # (…, H, T, T)
     # LLaMAAttention 10 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
