@@ -63,7 +63,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
     batch = np.shape(x)[:np.ndim(x) - 1]
     # 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
     _1 = _threaded(np.multiply, 0.5, x, out=_buf(workspace, 'GELU_tanh:f_1', batch + (D,), dtype)) # (…, D)
-    _2 = x * x * x                                              # (…, D)
+    _2 = _power(x, 3, _buf(workspace, 'GELU_tanh:f_2', batch + (D,), dtype)) # (…, D)
     _3 = _threaded(np.multiply, 0.044715, _2, out=_2)           # (…, D)
     _4 = _threaded(np.add, x, _3, out=_3)                       # (…, D)
     _5 = _threaded(np.multiply, 0.7978845608028654, _4, out=_4) # (…, D)
@@ -224,6 +224,14 @@ def _rows(f, out, axis, *args):
 def _threaded(ufunc, *args, out):
     """ufunc(*args, out=out), on every thread for a big array (NumPy's own ufuncs use one)."""
     return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
+
+
+def _power(x, n, out):
+    """x**n for a small whole n, as products written into out, on every thread for a big array."""
+    _threaded(np.multiply, x, x, out=out)
+    for _ in range(n - 2):
+        _threaded(np.multiply, out, x, out=out)
+    return out
 
 
 def _softmax(x, axis, out=None):

@@ -252,7 +252,7 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
         u = _threaded(np.add, _58, b_fc_ell, out=_58)           # (…, T, D_f)
         # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
         _60 = _threaded(np.multiply, 0.5, u, out=_buf(workspace, ('GPT2:f_60', ell), batch + (T, D_f), dtype)) # (…, T, D_f)
-        _61 = u * u * u                                         # (…, T, D_f)
+        _61 = _power(u, 3, _buf(workspace, ('GPT2:f_61', ell), batch + (T, D_f), dtype)) # (…, T, D_f)
         _62 = _threaded(np.multiply, 0.044715, _61, out=_61)    # (…, T, D_f)
         _63 = _threaded(np.add, u, _62, out=_62)                # (…, T, D_f)
         _64 = _threaded(np.multiply, 0.7978845608028654, _63, out=_63) # (…, T, D_f)
@@ -569,6 +569,14 @@ def _rows(f, out, axis, *args):
 def _threaded(ufunc, *args, out):
     """ufunc(*args, out=out), on every thread for a big array (NumPy's own ufuncs use one)."""
     return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
+
+
+def _power(x, n, out):
+    """x**n for a small whole n, as products written into out, on every thread for a big array."""
+    _threaded(np.multiply, x, x, out=out)
+    for _ in range(n - 2):
+        _threaded(np.multiply, out, x, out=out)
+    return out
 
 
 def _softmax(x, axis, out=None):

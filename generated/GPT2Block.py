@@ -193,7 +193,7 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     u = _threaded(np.add, _55, b_fc, out=_55)                   # (…, T, D_f)
     # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
     _57 = _threaded(np.multiply, 0.5, u, out=_buf(workspace, 'GPT2Block:f_57', batch + (T, D_f), dtype)) # (…, T, D_f)
-    _58 = u * u * u                                             # (…, T, D_f)
+    _58 = _power(u, 3, _buf(workspace, 'GPT2Block:f_58', batch + (T, D_f), dtype)) # (…, T, D_f)
     _59 = _threaded(np.multiply, 0.044715, _58, out=_58)        # (…, T, D_f)
     _60 = _threaded(np.add, u, _59, out=_59)                    # (…, T, D_f)
     _61 = _threaded(np.multiply, 0.7978845608028654, _60, out=_60) # (…, T, D_f)
@@ -447,6 +447,14 @@ def _rows(f, out, axis, *args):
 def _threaded(ufunc, *args, out):
     """ufunc(*args, out=out), on every thread for a big array (NumPy's own ufuncs use one)."""
     return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
+
+
+def _power(x, n, out):
+    """x**n for a small whole n, as products written into out, on every thread for a big array."""
+    _threaded(np.multiply, x, x, out=out)
+    for _ in range(n - 2):
+        _threaded(np.multiply, out, x, out=out)
+    return out
 
 
 def _softmax(x, axis, out=None):

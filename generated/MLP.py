@@ -90,7 +90,7 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     u = _threaded(np.add, _1, b_fc, out=_1)                     # (…, T, D_f)
     # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
     _3 = _threaded(np.multiply, 0.5, u, out=_buf(workspace, 'MLP:f_3', batch + (T, D_f), dtype)) # (…, T, D_f)
-    _4 = u * u * u                                              # (…, T, D_f)
+    _4 = _power(u, 3, _buf(workspace, 'MLP:f_4', batch + (T, D_f), dtype)) # (…, T, D_f)
     _5 = _threaded(np.multiply, 0.044715, _4, out=_4)           # (…, T, D_f)
     _6 = _threaded(np.add, u, _5, out=_5)                       # (…, T, D_f)
     _7 = _threaded(np.multiply, 0.7978845608028654, _6, out=_6) # (…, T, D_f)
@@ -270,6 +270,14 @@ def _rows(f, out, axis, *args):
 def _threaded(ufunc, *args, out):
     """ufunc(*args, out=out), on every thread for a big array (NumPy's own ufuncs use one)."""
     return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
+
+
+def _power(x, n, out):
+    """x**n for a small whole n, as products written into out, on every thread for a big array."""
+    _threaded(np.multiply, x, x, out=out)
+    for _ in range(n - 2):
+        _threaded(np.multiply, out, x, out=out)
+    return out
 
 
 def _softmax(x, axis, out=None):

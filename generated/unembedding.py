@@ -233,6 +233,14 @@ def _threaded(ufunc, *args, out):
     return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
 
 
+def _power(x, n, out):
+    """x**n for a small whole n, as products written into out, on every thread for a big array."""
+    _threaded(np.multiply, x, x, out=out)
+    for _ in range(n - 2):
+        _threaded(np.multiply, out, x, out=out)
+    return out
+
+
 def _softmax(x, axis, out=None):
     """Stable softmax; a row that is all −∞ (fully masked) gives zeros, not NaN."""
     return _rows(_softmax_rows, np.empty_like(x) if out is None else out, axis, x)

@@ -291,6 +291,14 @@ def _threaded(ufunc, *args, out):
     return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
 
 
+def _power(x, n, out):
+    """x**n for a small whole n, as products written into out, on every thread for a big array."""
+    _threaded(np.multiply, x, x, out=out)
+    for _ in range(n - 2):
+        _threaded(np.multiply, out, x, out=out)
+    return out
+
+
 def _softmax(x, axis, out=None):
     """Stable softmax; a row that is all −∞ (fully masked) gives zeros, not NaN."""
     return _rows(_softmax_rows, np.empty_like(x) if out is None else out, axis, x)
@@ -621,6 +629,9 @@ OUT = {
     "sum": lambda op, args, out: f"np.sum({args[0]}, axis={_axes(op.attr[0])}, out={out})",
     "scale": lambda op, args, out: f"np.multiply({args[0]}, {op.attr[0]!r}, out={out})",
     "one_minus": lambda op, args, out: f"np.subtract(1.0, {args[0]}, out={out})",
+    "pow": lambda op, args, out: (f"_power({args[0]}, {int(op.attr[0])}, {out})"
+                                  if op.batched and op.shape and float(op.attr[0]) == int(op.attr[0])
+                                  and 2 <= int(op.attr[0]) <= 4 else None),
     "square": lambda op, args, out: _ufunc_out(Op(op.out, "mul", (args[0], args[0]), (), op.shape, op.batched),
                                                (args[0], args[0]), out),
     "where": lambda op, args, out: f"_where({args[0]}, {args[1]}, {args[2]}, {out})",
