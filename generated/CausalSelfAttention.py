@@ -100,17 +100,14 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     A_shape = A.shape
     # 3 Q_h ← A[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
     _3 = _slice_in(A, -1, 0, D, 'CausalSelfAttention.card, line 14') # (…, T, D)
-    shape_3 = _3.shape
     _4 = _3.reshape(_3.shape[:-1] + (H, D // H,))               # (…, T, H, D/H)
     Q = _permute(_4, (-2, -3, -1))                              # (…, H, T, D/H)
     # 4 K_h ← A[:, D + h · D / H : D + (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
     _6 = _slice_in(A, -1, D, 2*D, 'CausalSelfAttention.card, line 15') # (…, T, D)
-    shape_6 = _6.shape
     _7 = _6.reshape(_6.shape[:-1] + (H, D // H,))               # (…, T, H, D/H)
     K = _permute(_7, (-2, -3, -1))                              # (…, H, T, D/H)
     # 5 V_h ← A[:, 2 · D + h · D / H : 2 · D + (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
     _9 = _slice_in(A, -1, 2*D, 3*D, 'CausalSelfAttention.card, line 16') # (…, T, D)
-    shape_9 = _9.shape
     _10 = _9.reshape(_9.shape[:-1] + (H, D // H,))              # (…, T, H, D/H)
     V = _permute(_10, (-2, -3, -1))                             # (…, H, T, D/H)
     # 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
@@ -134,7 +131,7 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     # 11 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
     _26 = np.matmul(Y_2, W_o, out=_buf(workspace, 'CausalSelfAttention:f_26', batch + (T, D), dtype)) # (…, T, D)
     V_tilde = _threaded(np.add, _26, b_o, out=_26)              # (…, T, D)
-    cache = {"D": D, "H": H, "T": T, "batch": batch, "dtype": dtype, "Y_2": Y_2, "shape_24": shape_24, "softmax_S": softmax_S, "V": V, "K": K, "_15": _15, "Q": Q, "shape_9": shape_9, "A_shape": A_shape, "shape_6": shape_6, "shape_3": shape_3, "X": X}
+    cache = {"D": D, "H": H, "T": T, "batch": batch, "dtype": dtype, "Y_2": Y_2, "shape_24": shape_24, "softmax_S": softmax_S, "V": V, "K": K, "_15": _15, "Q": Q, "A_shape": A_shape, "X": X}
     return V_tilde, cache
 
 
@@ -157,10 +154,7 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     K = cache["K"]
     _15 = cache["_15"]
     Q = cache["Q"]
-    shape_9 = cache["shape_9"]
     A_shape = cache["A_shape"]
-    shape_6 = cache["shape_6"]
-    shape_3 = cache["shape_3"]
     X = cache["X"]
     W_qkv = params.W_qkv
     # 11 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
@@ -185,16 +179,13 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     d_K = _threaded(np.divide, g10022, _15, out=g10022)         # (…, H, T, D/H)
     # 5 V_h ← A[:, 2 · D + h · D / H : 2 · D + (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
     g10024 = _permute(d_V, (-2, -3, -1))                        # (…, T, H, D/H)
-    g10025 = g10024.reshape(shape_9)                            # (…, T, D)
-    d_A = _unslice(g10025, A_shape, -1, 2*D, 3*D, _buf(workspace, 'CausalSelfAttention:bd_A', batch + (T, 3*D), dtype)) # (…, T, 3·D)
+    d_A = _unslice(g10024, A_shape, -1, 2*D, 3*D, _buf(workspace, 'CausalSelfAttention:bd_A', batch + (T, 3*D), dtype)) # (…, T, 3·D)
     # 4 K_h ← A[:, D + h · D / H : D + (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
     g10027 = _permute(d_K, (-2, -3, -1))                        # (…, T, H, D/H)
-    g10028 = g10027.reshape(shape_6)                            # (…, T, D)
-    d_A_2 = _slice_add(d_A, g10028, -1, D, 2*D)                 # (…, T, 3·D)
+    d_A_2 = _slice_add(d_A, g10027, -1, D, 2*D)                 # (…, T, 3·D)
     # 3 Q_h ← A[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
     g10031 = _permute(d_Q, (-2, -3, -1))                        # (…, T, H, D/H)
-    g10032 = g10031.reshape(shape_3)                            # (…, T, D)
-    d_A_3 = _slice_add(d_A_2, g10032, -1, 0, D)                 # (…, T, 3·D)
+    d_A_3 = _slice_add(d_A_2, g10031, -1, 0, D)                 # (…, T, 3·D)
     # 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
     d_b_qkv = _sum_to(d_A_3, 1, ())                             # (3·D,)
     d_W_qkv = _wgrad(X, d_A_3, _buf(workspace, 'CausalSelfAttention:bd_W_qkv', (D, 3*D), dtype)) # (D, 3·D)
@@ -552,15 +543,27 @@ def _softmax_grad_rows(t, axis, g, y):
 
 
 def _unslice(g, shape, axis, lo, hi, out=None):
-    out = np.zeros(shape, dtype=g.dtype) if out is None else out
-    if out.shape != tuple(shape):
-        out = np.zeros(shape, dtype=g.dtype)
-    else:
-        out.fill(0)
+    """Zeros of shape with g at […, lo:hi, …] along axis (out: an array to write it into)."""
+    if out is None or out.shape != tuple(shape):
+        out = np.empty(shape, dtype=g.dtype)
     index = [slice(None)] * len(shape)
+    for a, b in ((0, lo), (hi, shape[axis])):  # zeros around the slice only: it is written next
+        index[axis] = slice(a, b)
+        out[tuple(index)] = 0
     index[axis] = slice(lo, hi)
-    out[tuple(index)] = g
+    np.copyto(*_region(out[tuple(index)], g))
     return out
+
+
+def _region(region, g):
+    """(destination, g) for writing g into region: g may come in another shape of the same size
+    (the heads of a gradient before they are joined), written through a view of region if it can."""
+    if np.shape(g) == region.shape or np.size(g) != region.size:
+        return region, g
+    try:
+        return np.reshape(region, np.shape(g), copy=False), g
+    except ValueError:  # no view of region has g's shape: copy g into region's
+        return region, np.reshape(g, region.shape)
 
 
 def _fill_where(b, c, a):
@@ -579,7 +582,8 @@ def _slice_add(acc, g, axis, lo, hi):
     """acc with g added into acc[…, lo:hi, …] (in place: acc is a fresh gradient)."""
     index = [slice(None)] * acc.ndim
     index[axis] = slice(lo, hi)
-    acc[tuple(index)] += g
+    region, g = _region(acc[tuple(index)], g)
+    region += g
     return acc
 
 

@@ -200,17 +200,14 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
         A_shape = A.shape
         # CausalSelfAttention 3 Q_h ← A[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
         _19 = _slice_in(A, -1, 0, D, 'CausalSelfAttention.card, line 14') # (…, T, D)
-        shape_19 = _19.shape
         _20 = _19.reshape(_19.shape[:-1] + (H, D // H,))        # (…, T, H, D/H)
         Q = _permute(_20, (-2, -3, -1))                         # (…, H, T, D/H)
         # CausalSelfAttention 4 K_h ← A[:, D + h · D / H : D + (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
         _22 = _slice_in(A, -1, D, 2*D, 'CausalSelfAttention.card, line 15') # (…, T, D)
-        shape_22 = _22.shape
         _23 = _22.reshape(_22.shape[:-1] + (H, D // H,))        # (…, T, H, D/H)
         K = _permute(_23, (-2, -3, -1))                         # (…, H, T, D/H)
         # CausalSelfAttention 5 V_h ← A[:, 2 · D + h · D / H : 2 · D + (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
         _25 = _slice_in(A, -1, 2*D, 3*D, 'CausalSelfAttention.card, line 16') # (…, T, D)
-        shape_25 = _25.shape
         _26 = _25.reshape(_25.shape[:-1] + (H, D // H,))        # (…, T, H, D/H)
         V_2 = _permute(_26, (-2, -3, -1))                       # (…, H, T, D/H)
         # CausalSelfAttention 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
@@ -264,7 +261,7 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
         Y_3 = _threaded(np.add, _68, b_proj_ell, out=_68)       # (…, T, D)
         # GPT2Block 2 e ← e + MLP(LayerNorm(e | γ_2, β_2) | θ_mlp) ▷ e ∈ ℝ^{T×D}
         e_4 = _threaded(np.add, e_3, Y_3, out=e_3)              # (…, T, D)
-        saved_ell.append((y, W_proj_ell, u, tanh_u, e_hat_2, W_fc_ell, gamma_2_ell, x_hat_2, sigma_2, Y_2, W_o_ell, shape_40, softmax_S, V_2, K, Q, shape_25, A_shape, shape_22, shape_19, e_hat, W_qkv_ell, gamma_1_ell, x_hat, sigma,))
+        saved_ell.append((y, W_proj_ell, u, tanh_u, e_hat_2, W_fc_ell, gamma_2_ell, x_hat_2, sigma_2, Y_2, W_o_ell, shape_40, softmax_S, V_2, K, Q, A_shape, e_hat, W_qkv_ell, gamma_1_ell, x_hat, sigma,))
         e_2 = e_4
     e_5 = e_2
     # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
@@ -350,7 +347,7 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     d_b_proj = _buf(workspace, 'GPT2:bd_b_proj', params.b_proj.shape, dtype)
     d_b_proj.fill(0)
     for ell in reversed(range(N)):
-        y, W_proj_ell, u, tanh_u, e_hat_2, W_fc_ell, gamma_2_ell, x_hat_2, sigma_2, Y_2, W_o_ell, shape_40, softmax_S, V_2, K, Q, shape_25, A_shape, shape_22, shape_19, e_hat, W_qkv_ell, gamma_1_ell, x_hat, sigma, = saved_ell[ell]
+        y, W_proj_ell, u, tanh_u, e_hat_2, W_fc_ell, gamma_2_ell, x_hat_2, sigma_2, Y_2, W_o_ell, shape_40, softmax_S, V_2, K, Q, A_shape, e_hat, W_qkv_ell, gamma_1_ell, x_hat, sigma, = saved_ell[ell]
         # MLP 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
         d_b_proj_ell = _sum_to(g10009, 1, ())                   # (D,)
         d_W_proj_ell = _wgrad(y, g10009, _buf(workspace, ('GPT2:bd_W_proj_ell', ell % 2), (D_f, D), dtype)) # (D_f, D)
@@ -392,16 +389,13 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         d_K = _threaded(np.divide, g10046, _31, out=g10046)     # (…, H, T, D/H)
         # CausalSelfAttention 5 V_h ← A[:, 2 · D + h · D / H : 2 · D + (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
         g10048 = _permute(d_V_2, (-2, -3, -1))                  # (…, T, H, D/H)
-        g10049 = g10048.reshape(shape_25)                       # (…, T, D)
-        d_A = _unslice(g10049, A_shape, -1, 2*D, 3*D, _buf(workspace, ('GPT2:bd_A', ell % 2), batch + (T, 3*D), dtype)) # (…, T, 3·D)
+        d_A = _unslice(g10048, A_shape, -1, 2*D, 3*D, _buf(workspace, ('GPT2:bd_A', ell % 2), batch + (T, 3*D), dtype)) # (…, T, 3·D)
         # CausalSelfAttention 4 K_h ← A[:, D + h · D / H : D + (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
         g10051 = _permute(d_K, (-2, -3, -1))                    # (…, T, H, D/H)
-        g10052 = g10051.reshape(shape_22)                       # (…, T, D)
-        d_A_2 = _slice_add(d_A, g10052, -1, D, 2*D)             # (…, T, 3·D)
+        d_A_2 = _slice_add(d_A, g10051, -1, D, 2*D)             # (…, T, 3·D)
         # CausalSelfAttention 3 Q_h ← A[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
         g10055 = _permute(d_Q, (-2, -3, -1))                    # (…, T, H, D/H)
-        g10056 = g10055.reshape(shape_19)                       # (…, T, D)
-        d_A_3 = _slice_add(d_A_2, g10056, -1, 0, D)             # (…, T, 3·D)
+        d_A_3 = _slice_add(d_A_2, g10055, -1, 0, D)             # (…, T, 3·D)
         # CausalSelfAttention 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
         d_b_qkv_ell = _sum_to(d_A_3, 1, ())                     # (3·D,)
         d_W_qkv_ell = _wgrad(e_hat, d_A_3, _buf(workspace, ('GPT2:bd_W_qkv_ell', ell % 2), (D, 3*D), dtype)) # (D, 3·D)
@@ -784,15 +778,27 @@ def _softmax_grad_rows(t, axis, g, y):
 
 
 def _unslice(g, shape, axis, lo, hi, out=None):
-    out = np.zeros(shape, dtype=g.dtype) if out is None else out
-    if out.shape != tuple(shape):
-        out = np.zeros(shape, dtype=g.dtype)
-    else:
-        out.fill(0)
+    """Zeros of shape with g at […, lo:hi, …] along axis (out: an array to write it into)."""
+    if out is None or out.shape != tuple(shape):
+        out = np.empty(shape, dtype=g.dtype)
     index = [slice(None)] * len(shape)
+    for a, b in ((0, lo), (hi, shape[axis])):  # zeros around the slice only: it is written next
+        index[axis] = slice(a, b)
+        out[tuple(index)] = 0
     index[axis] = slice(lo, hi)
-    out[tuple(index)] = g
+    np.copyto(*_region(out[tuple(index)], g))
     return out
+
+
+def _region(region, g):
+    """(destination, g) for writing g into region: g may come in another shape of the same size
+    (the heads of a gradient before they are joined), written through a view of region if it can."""
+    if np.shape(g) == region.shape or np.size(g) != region.size:
+        return region, g
+    try:
+        return np.reshape(region, np.shape(g), copy=False), g
+    except ValueError:  # no view of region has g's shape: copy g into region's
+        return region, np.reshape(g, region.shape)
 
 
 def _fill_where(b, c, a):
@@ -811,7 +817,8 @@ def _slice_add(acc, g, axis, lo, hi):
     """acc with g added into acc[…, lo:hi, …] (in place: acc is a fresh gradient)."""
     index = [slice(None)] * acc.ndim
     index[axis] = slice(lo, hi)
-    acc[tuple(index)] += g
+    region, g = _region(acc[tuple(index)], g)
+    region += g
     return acc
 
 

@@ -136,17 +136,14 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     A_shape = A.shape
     # CausalSelfAttention 3 Q_h ← A[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
     _16 = _slice_in(A, -1, 0, D, 'CausalSelfAttention.card, line 14') # (…, T, D)
-    shape_16 = _16.shape
     _17 = _16.reshape(_16.shape[:-1] + (H, D // H,))            # (…, T, H, D/H)
     Q = _permute(_17, (-2, -3, -1))                             # (…, H, T, D/H)
     # CausalSelfAttention 4 K_h ← A[:, D + h · D / H : D + (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
     _19 = _slice_in(A, -1, D, 2*D, 'CausalSelfAttention.card, line 15') # (…, T, D)
-    shape_19 = _19.shape
     _20 = _19.reshape(_19.shape[:-1] + (H, D // H,))            # (…, T, H, D/H)
     K = _permute(_20, (-2, -3, -1))                             # (…, H, T, D/H)
     # CausalSelfAttention 5 V_h ← A[:, 2 · D + h · D / H : 2 · D + (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
     _22 = _slice_in(A, -1, 2*D, 3*D, 'CausalSelfAttention.card, line 16') # (…, T, D)
-    shape_22 = _22.shape
     _23 = _22.reshape(_22.shape[:-1] + (H, D // H,))            # (…, T, H, D/H)
     V = _permute(_23, (-2, -3, -1))                             # (…, H, T, D/H)
     # CausalSelfAttention 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
@@ -205,7 +202,7 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     Y_3 = _threaded(np.add, _65, b_proj, out=_65)               # (…, T, D)
     # 2 e ← e + MLP(LayerNorm(e | γ_2, β_2) | θ_mlp) ▷ e ∈ ℝ^{T×D}
     e_3 = _threaded(np.add, e_2, Y_3, out=e_2)                  # (…, T, D)
-    cache = {"D": D, "H": H, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "y": y, "u": u, "tanh_u": tanh_u, "e_hat_2": e_hat_2, "x_hat_2": x_hat_2, "sigma_2": sigma_2, "Y_2": Y_2, "shape_37": shape_37, "softmax_S": softmax_S, "V": V, "K": K, "_28": _28, "Q": Q, "shape_22": shape_22, "A_shape": A_shape, "shape_19": shape_19, "shape_16": shape_16, "e_hat": e_hat, "x_hat": x_hat, "sigma": sigma}
+    cache = {"D": D, "H": H, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "y": y, "u": u, "tanh_u": tanh_u, "e_hat_2": e_hat_2, "x_hat_2": x_hat_2, "sigma_2": sigma_2, "Y_2": Y_2, "shape_37": shape_37, "softmax_S": softmax_S, "V": V, "K": K, "_28": _28, "Q": Q, "A_shape": A_shape, "e_hat": e_hat, "x_hat": x_hat, "sigma": sigma}
     return e_3, cache
 
 
@@ -238,10 +235,7 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     K = cache["K"]
     _28 = cache["_28"]
     Q = cache["Q"]
-    shape_22 = cache["shape_22"]
     A_shape = cache["A_shape"]
-    shape_19 = cache["shape_19"]
-    shape_16 = cache["shape_16"]
     e_hat = cache["e_hat"]
     W_qkv = params.W_qkv
     gamma_1 = params.gamma_1
@@ -288,16 +282,13 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     d_K = _threaded(np.divide, g10037, _28, out=g10037)         # (…, H, T, D/H)
     # CausalSelfAttention 5 V_h ← A[:, 2 · D + h · D / H : 2 · D + (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
     g10039 = _permute(d_V, (-2, -3, -1))                        # (…, T, H, D/H)
-    g10040 = g10039.reshape(shape_22)                           # (…, T, D)
-    d_A = _unslice(g10040, A_shape, -1, 2*D, 3*D, _buf(workspace, 'GPT2Block:bd_A', batch + (T, 3*D), dtype)) # (…, T, 3·D)
+    d_A = _unslice(g10039, A_shape, -1, 2*D, 3*D, _buf(workspace, 'GPT2Block:bd_A', batch + (T, 3*D), dtype)) # (…, T, 3·D)
     # CausalSelfAttention 4 K_h ← A[:, D + h · D / H : D + (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
     g10042 = _permute(d_K, (-2, -3, -1))                        # (…, T, H, D/H)
-    g10043 = g10042.reshape(shape_19)                           # (…, T, D)
-    d_A_2 = _slice_add(d_A, g10043, -1, D, 2*D)                 # (…, T, 3·D)
+    d_A_2 = _slice_add(d_A, g10042, -1, D, 2*D)                 # (…, T, 3·D)
     # CausalSelfAttention 3 Q_h ← A[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
     g10046 = _permute(d_Q, (-2, -3, -1))                        # (…, T, H, D/H)
-    g10047 = g10046.reshape(shape_16)                           # (…, T, D)
-    d_A_3 = _slice_add(d_A_2, g10047, -1, 0, D)                 # (…, T, 3·D)
+    d_A_3 = _slice_add(d_A_2, g10046, -1, 0, D)                 # (…, T, 3·D)
     # CausalSelfAttention 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
     d_b_qkv = _sum_to(d_A_3, 1, ())                             # (3·D,)
     d_W_qkv = _wgrad(e_hat, d_A_3, _buf(workspace, 'GPT2Block:bd_W_qkv', (D, 3*D), dtype)) # (D, 3·D)
@@ -662,15 +653,27 @@ def _softmax_grad_rows(t, axis, g, y):
 
 
 def _unslice(g, shape, axis, lo, hi, out=None):
-    out = np.zeros(shape, dtype=g.dtype) if out is None else out
-    if out.shape != tuple(shape):
-        out = np.zeros(shape, dtype=g.dtype)
-    else:
-        out.fill(0)
+    """Zeros of shape with g at […, lo:hi, …] along axis (out: an array to write it into)."""
+    if out is None or out.shape != tuple(shape):
+        out = np.empty(shape, dtype=g.dtype)
     index = [slice(None)] * len(shape)
+    for a, b in ((0, lo), (hi, shape[axis])):  # zeros around the slice only: it is written next
+        index[axis] = slice(a, b)
+        out[tuple(index)] = 0
     index[axis] = slice(lo, hi)
-    out[tuple(index)] = g
+    np.copyto(*_region(out[tuple(index)], g))
     return out
+
+
+def _region(region, g):
+    """(destination, g) for writing g into region: g may come in another shape of the same size
+    (the heads of a gradient before they are joined), written through a view of region if it can."""
+    if np.shape(g) == region.shape or np.size(g) != region.size:
+        return region, g
+    try:
+        return np.reshape(region, np.shape(g), copy=False), g
+    except ValueError:  # no view of region has g's shape: copy g into region's
+        return region, np.reshape(g, region.shape)
 
 
 def _fill_where(b, c, a):
@@ -689,7 +692,8 @@ def _slice_add(acc, g, axis, lo, hi):
     """acc with g added into acc[…, lo:hi, …] (in place: acc is a fresh gradient)."""
     index = [slice(None)] * acc.ndim
     index[axis] = slice(lo, hi)
-    acc[tuple(index)] += g
+    region, g = _region(acc[tuple(index)], g)
+    region += g
     return acc
 
 

@@ -105,17 +105,14 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     V_shape = V.shape
     # 5 Q_h ← Q[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
     _4 = _slice_in(Q, -1, 0, D, 'LLaMAAttention.card, line 14') # (…, T, D)
-    shape_4 = _4.shape
     _5 = _4.reshape(_4.shape[:-1] + (H, D // H,))               # (…, T, H, D/H)
     Q_2 = _permute(_5, (-2, -3, -1))                            # (…, H, T, D/H)
     # 6 K_h ← K[:, h · D / H : (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
     _7 = _slice_in(K, -1, 0, D, 'LLaMAAttention.card, line 15') # (…, T, D)
-    shape_7 = _7.shape
     _8 = _7.reshape(_7.shape[:-1] + (H, D // H,))               # (…, T, H, D/H)
     K_2 = _permute(_8, (-2, -3, -1))                            # (…, H, T, D/H)
     # 7 V_h ← V[:, h · D / H : (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
     _10 = _slice_in(V, -1, 0, D, 'LLaMAAttention.card, line 16') # (…, T, D)
-    shape_10 = _10.shape
     _11 = _10.reshape(_10.shape[:-1] + (H, D // H,))            # (…, T, H, D/H)
     V_2 = _permute(_11, (-2, -3, -1))                           # (…, H, T, D/H)
     # 8 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}
@@ -138,7 +135,7 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     Y_2 = _25.reshape(_25.shape[:-2] + (D,))                    # (…, T, D)
     # 13 return Ṽ = Y W_o ▷ Ṽ ∈ ℝ^{T×D}
     V_tilde = np.matmul(Y_2, W_o, out=_buf(workspace, 'LLaMAAttention:fV_tilde', batch + (T, D), dtype)) # (…, T, D)
-    cache = {"D": D, "H": H, "T": T, "batch": batch, "dtype": dtype, "Y_2": Y_2, "shape_25": shape_25, "softmax_S": softmax_S, "V_2": V_2, "K_2": K_2, "_16": _16, "Q_2": Q_2, "shape_10": shape_10, "V_shape": V_shape, "shape_7": shape_7, "K_shape": K_shape, "shape_4": shape_4, "Q_shape": Q_shape, "X": X}
+    cache = {"D": D, "H": H, "T": T, "batch": batch, "dtype": dtype, "Y_2": Y_2, "shape_25": shape_25, "softmax_S": softmax_S, "V_2": V_2, "K_2": K_2, "_16": _16, "Q_2": Q_2, "V_shape": V_shape, "K_shape": K_shape, "Q_shape": Q_shape, "X": X}
     return V_tilde, cache
 
 
@@ -161,11 +158,8 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     K_2 = cache["K_2"]
     _16 = cache["_16"]
     Q_2 = cache["Q_2"]
-    shape_10 = cache["shape_10"]
     V_shape = cache["V_shape"]
-    shape_7 = cache["shape_7"]
     K_shape = cache["K_shape"]
-    shape_4 = cache["shape_4"]
     Q_shape = cache["Q_shape"]
     X = cache["X"]
     W_v = params.W_v
@@ -192,16 +186,13 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     d_K_2 = _threaded(np.divide, g10021, _16, out=g10021)       # (…, H, T, D/H)
     # 7 V_h ← V[:, h · D / H : (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
     g10023 = _permute(d_V_2, (-2, -3, -1))                      # (…, T, H, D/H)
-    g10024 = g10023.reshape(shape_10)                           # (…, T, D)
-    d_V = _unslice(g10024, V_shape, -1, 0, D, _buf(workspace, 'LLaMAAttention:bd_V', batch + (T, D), dtype)) # (…, T, D)
+    d_V = _unslice(g10023, V_shape, -1, 0, D, _buf(workspace, 'LLaMAAttention:bd_V', batch + (T, D), dtype)) # (…, T, D)
     # 6 K_h ← K[:, h · D / H : (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
     g10026 = _permute(d_K_2, (-2, -3, -1))                      # (…, T, H, D/H)
-    g10027 = g10026.reshape(shape_7)                            # (…, T, D)
-    d_K = _unslice(g10027, K_shape, -1, 0, D, _buf(workspace, 'LLaMAAttention:bd_K', batch + (T, D), dtype)) # (…, T, D)
+    d_K = _unslice(g10026, K_shape, -1, 0, D, _buf(workspace, 'LLaMAAttention:bd_K', batch + (T, D), dtype)) # (…, T, D)
     # 5 Q_h ← Q[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
     g10029 = _permute(d_Q_2, (-2, -3, -1))                      # (…, T, H, D/H)
-    g10030 = g10029.reshape(shape_4)                            # (…, T, D)
-    d_Q = _unslice(g10030, Q_shape, -1, 0, D, _buf(workspace, 'LLaMAAttention:bd_Q', batch + (T, D), dtype)) # (…, T, D)
+    d_Q = _unslice(g10029, Q_shape, -1, 0, D, _buf(workspace, 'LLaMAAttention:bd_Q', batch + (T, D), dtype)) # (…, T, D)
     # 3 V ← X W_v ▷ V ∈ ℝ^{T×D}
     d_W_v = _wgrad(X, d_V, _buf(workspace, 'LLaMAAttention:bd_W_v', (D, D), dtype)) # (D, D)
     g10033 = np.swapaxes(W_v, -1, -2)                           # (D, D)
@@ -568,15 +559,27 @@ def _softmax_grad_rows(t, axis, g, y):
 
 
 def _unslice(g, shape, axis, lo, hi, out=None):
-    out = np.zeros(shape, dtype=g.dtype) if out is None else out
-    if out.shape != tuple(shape):
-        out = np.zeros(shape, dtype=g.dtype)
-    else:
-        out.fill(0)
+    """Zeros of shape with g at […, lo:hi, …] along axis (out: an array to write it into)."""
+    if out is None or out.shape != tuple(shape):
+        out = np.empty(shape, dtype=g.dtype)
     index = [slice(None)] * len(shape)
+    for a, b in ((0, lo), (hi, shape[axis])):  # zeros around the slice only: it is written next
+        index[axis] = slice(a, b)
+        out[tuple(index)] = 0
     index[axis] = slice(lo, hi)
-    out[tuple(index)] = g
+    np.copyto(*_region(out[tuple(index)], g))
     return out
+
+
+def _region(region, g):
+    """(destination, g) for writing g into region: g may come in another shape of the same size
+    (the heads of a gradient before they are joined), written through a view of region if it can."""
+    if np.shape(g) == region.shape or np.size(g) != region.size:
+        return region, g
+    try:
+        return np.reshape(region, np.shape(g), copy=False), g
+    except ValueError:  # no view of region has g's shape: copy g into region's
+        return region, np.reshape(g, region.shape)
 
 
 def _fill_where(b, c, a):
@@ -595,7 +598,8 @@ def _slice_add(acc, g, axis, lo, hi):
     """acc with g added into acc[…, lo:hi, …] (in place: acc is a fresh gradient)."""
     index = [slice(None)] * acc.ndim
     index[axis] = slice(lo, hi)
-    acc[tuple(index)] += g
+    region, g = _region(acc[tuple(index)], g)
+    region += g
     return acc
 
 

@@ -127,17 +127,14 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     V_shape = V.shape
     # LLaMAAttention 5 Q_h ← Q[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
     _12 = _slice_in(Q, -1, 0, D, 'LLaMAAttention.card, line 14') # (…, T, D)
-    shape_12 = _12.shape
     _13 = _12.reshape(_12.shape[:-1] + (H, D // H,))            # (…, T, H, D/H)
     Q_2 = _permute(_13, (-2, -3, -1))                           # (…, H, T, D/H)
     # LLaMAAttention 6 K_h ← K[:, h · D / H : (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
     _15 = _slice_in(K, -1, 0, D, 'LLaMAAttention.card, line 15') # (…, T, D)
-    shape_15 = _15.shape
     _16 = _15.reshape(_15.shape[:-1] + (H, D // H,))            # (…, T, H, D/H)
     K_2 = _permute(_16, (-2, -3, -1))                           # (…, H, T, D/H)
     # LLaMAAttention 7 V_h ← V[:, h · D / H : (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
     _18 = _slice_in(V, -1, 0, D, 'LLaMAAttention.card, line 16') # (…, T, D)
-    shape_18 = _18.shape
     _19 = _18.reshape(_18.shape[:-1] + (H, D // H,))            # (…, T, H, D/H)
     V_2 = _permute(_19, (-2, -3, -1))                           # (…, H, T, D/H)
     # LLaMAAttention 8 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}
@@ -181,7 +178,7 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     Y_3 = np.matmul(_48, W_2, out=_buf(workspace, 'LLaMABlock:fY_3', batch + (T, D), dtype)) # (…, T, D)
     # 2 e ← e + SwiGLU(RMSNorm(e | g_2) | θ_mlp) ▷ e ∈ ℝ^{T×D}
     e_3 = _threaded(np.add, e_2, Y_3, out=Y_3)                  # (…, T, D)
-    cache = {"D": D, "H": H, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "_48": _48, "_47": _47, "_46": _46, "e_hat_2": e_hat_2, "_45": _45, "_43": _43, "_42": _42, "r_2": r_2, "shape_37": shape_37, "e_2": e_2, "Y_2": Y_2, "shape_33": shape_33, "softmax_S": softmax_S, "V_2": V_2, "K_2": K_2, "_24": _24, "Q_2": Q_2, "shape_18": shape_18, "V_shape": V_shape, "shape_15": shape_15, "K_shape": K_shape, "shape_12": shape_12, "Q_shape": Q_shape, "e_hat": e_hat, "_7": _7, "_6": _6, "r": r, "shape_1": shape_1, "e": e}
+    cache = {"D": D, "H": H, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "_48": _48, "_47": _47, "_46": _46, "e_hat_2": e_hat_2, "_45": _45, "_43": _43, "_42": _42, "r_2": r_2, "shape_37": shape_37, "e_2": e_2, "Y_2": Y_2, "shape_33": shape_33, "softmax_S": softmax_S, "V_2": V_2, "K_2": K_2, "_24": _24, "Q_2": Q_2, "V_shape": V_shape, "K_shape": K_shape, "Q_shape": Q_shape, "e_hat": e_hat, "_7": _7, "_6": _6, "r": r, "shape_1": shape_1, "e": e}
     return e_3, cache
 
 
@@ -219,11 +216,8 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     K_2 = cache["K_2"]
     _24 = cache["_24"]
     Q_2 = cache["Q_2"]
-    shape_18 = cache["shape_18"]
     V_shape = cache["V_shape"]
-    shape_15 = cache["shape_15"]
     K_shape = cache["K_shape"]
-    shape_12 = cache["shape_12"]
     Q_shape = cache["Q_shape"]
     e_hat = cache["e_hat"]
     W_v = params.W_v
@@ -290,16 +284,13 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     d_K_2 = _threaded(np.divide, g10055, _24, out=g10055)       # (…, H, T, D/H)
     # LLaMAAttention 7 V_h ← V[:, h · D / H : (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
     g10057 = _permute(d_V_2, (-2, -3, -1))                      # (…, T, H, D/H)
-    g10058 = g10057.reshape(shape_18)                           # (…, T, D)
-    d_V = _unslice(g10058, V_shape, -1, 0, D, _buf(workspace, 'LLaMABlock:bd_V', batch + (T, D), dtype)) # (…, T, D)
+    d_V = _unslice(g10057, V_shape, -1, 0, D, _buf(workspace, 'LLaMABlock:bd_V', batch + (T, D), dtype)) # (…, T, D)
     # LLaMAAttention 6 K_h ← K[:, h · D / H : (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
     g10060 = _permute(d_K_2, (-2, -3, -1))                      # (…, T, H, D/H)
-    g10061 = g10060.reshape(shape_15)                           # (…, T, D)
-    d_K = _unslice(g10061, K_shape, -1, 0, D, _buf(workspace, 'LLaMABlock:bd_K', batch + (T, D), dtype)) # (…, T, D)
+    d_K = _unslice(g10060, K_shape, -1, 0, D, _buf(workspace, 'LLaMABlock:bd_K', batch + (T, D), dtype)) # (…, T, D)
     # LLaMAAttention 5 Q_h ← Q[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
     g10063 = _permute(d_Q_2, (-2, -3, -1))                      # (…, T, H, D/H)
-    g10064 = g10063.reshape(shape_12)                           # (…, T, D)
-    d_Q = _unslice(g10064, Q_shape, -1, 0, D, _buf(workspace, 'LLaMABlock:bd_Q', batch + (T, D), dtype)) # (…, T, D)
+    d_Q = _unslice(g10063, Q_shape, -1, 0, D, _buf(workspace, 'LLaMABlock:bd_Q', batch + (T, D), dtype)) # (…, T, D)
     # LLaMAAttention 3 V ← X W_v ▷ V ∈ ℝ^{T×D}
     d_W_v = _wgrad(e_hat, d_V, _buf(workspace, 'LLaMABlock:bd_W_v', (D, D), dtype)) # (D, D)
     g10067 = np.swapaxes(W_v, -1, -2)                           # (D, D)
@@ -685,15 +676,27 @@ def _softmax_grad_rows(t, axis, g, y):
 
 
 def _unslice(g, shape, axis, lo, hi, out=None):
-    out = np.zeros(shape, dtype=g.dtype) if out is None else out
-    if out.shape != tuple(shape):
-        out = np.zeros(shape, dtype=g.dtype)
-    else:
-        out.fill(0)
+    """Zeros of shape with g at […, lo:hi, …] along axis (out: an array to write it into)."""
+    if out is None or out.shape != tuple(shape):
+        out = np.empty(shape, dtype=g.dtype)
     index = [slice(None)] * len(shape)
+    for a, b in ((0, lo), (hi, shape[axis])):  # zeros around the slice only: it is written next
+        index[axis] = slice(a, b)
+        out[tuple(index)] = 0
     index[axis] = slice(lo, hi)
-    out[tuple(index)] = g
+    np.copyto(*_region(out[tuple(index)], g))
     return out
+
+
+def _region(region, g):
+    """(destination, g) for writing g into region: g may come in another shape of the same size
+    (the heads of a gradient before they are joined), written through a view of region if it can."""
+    if np.shape(g) == region.shape or np.size(g) != region.size:
+        return region, g
+    try:
+        return np.reshape(region, np.shape(g), copy=False), g
+    except ValueError:  # no view of region has g's shape: copy g into region's
+        return region, np.reshape(g, region.shape)
 
 
 def _fill_where(b, c, a):
@@ -712,7 +715,8 @@ def _slice_add(acc, g, axis, lo, hi):
     """acc with g added into acc[…, lo:hi, …] (in place: acc is a fresh gradient)."""
     index = [slice(None)] * acc.ndim
     index[axis] = slice(lo, hi)
-    acc[tuple(index)] += g
+    region, g = _region(acc[tuple(index)], g)
+    region += g
     return acc
 
 

@@ -548,15 +548,27 @@ def _softmax_grad_rows(t, axis, g, y):
 
 
 def _unslice(g, shape, axis, lo, hi, out=None):
-    out = np.zeros(shape, dtype=g.dtype) if out is None else out
-    if out.shape != tuple(shape):
-        out = np.zeros(shape, dtype=g.dtype)
-    else:
-        out.fill(0)
+    """Zeros of shape with g at […, lo:hi, …] along axis (out: an array to write it into)."""
+    if out is None or out.shape != tuple(shape):
+        out = np.empty(shape, dtype=g.dtype)
     index = [slice(None)] * len(shape)
+    for a, b in ((0, lo), (hi, shape[axis])):  # zeros around the slice only: it is written next
+        index[axis] = slice(a, b)
+        out[tuple(index)] = 0
     index[axis] = slice(lo, hi)
-    out[tuple(index)] = g
+    np.copyto(*_region(out[tuple(index)], g))
     return out
+
+
+def _region(region, g):
+    """(destination, g) for writing g into region: g may come in another shape of the same size
+    (the heads of a gradient before they are joined), written through a view of region if it can."""
+    if np.shape(g) == region.shape or np.size(g) != region.size:
+        return region, g
+    try:
+        return np.reshape(region, np.shape(g), copy=False), g
+    except ValueError:  # no view of region has g's shape: copy g into region's
+        return region, np.reshape(g, region.shape)
 
 
 def _fill_where(b, c, a):
@@ -575,7 +587,8 @@ def _slice_add(acc, g, axis, lo, hi):
     """acc with g added into acc[…, lo:hi, …] (in place: acc is a fresh gradient)."""
     index = [slice(None)] * acc.ndim
     index[axis] = slice(lo, hi)
-    acc[tuple(index)] += g
+    region, g = _region(acc[tuple(index)], g)
+    region += g
     return acc
 
 

@@ -300,6 +300,11 @@ class Builder:
         return self.new("reshape_to", (g, self.shape(x)), like=x)
 
     def unslice(self, g, x, attr):
+        src = self.defs.get(g)
+        if src is not None and src.prim == "reshape_to" and TEMP_GRAD.fullmatch(g):
+            # a head-split gradient (reshape of a transpose) goes straight into its slice of d_A,
+            # through a view, not first into a copy of its own: the slice has the reshape's size
+            g = src.args[0]
         return self.new("unslice", (g, self.shape(x)), attr, like=x)
 
     def scatter(self, g, j, table, off):

@@ -386,8 +386,12 @@ def _layer_norm_grad(xp, g, y, s, axis):
 
 
 def _unslice(xp, g, shape, axis, lo, hi):
-    """Zeros of shape with g at […, lo:hi, …] along axis, built by joining (no writes)."""
+    """Zeros of shape with g at […, lo:hi, …] along axis, built by joining (no writes); g may come
+    in another shape of the slice's size (the heads of a gradient before they are joined)."""
     axis = axis % len(shape)
+    region = tuple(shape[:axis]) + (hi - lo,) + tuple(shape[axis + 1:])
+    if tuple(g.shape) != region and math.prod(g.shape) == math.prod(region):
+        g = xp.reshape(g, region)
     parts = []
     for n in (lo, shape[axis] - hi):
         parts.append(xp.zeros(tuple(shape[:axis]) + (n,) + tuple(shape[axis + 1:]), dtype=g.dtype, device=_device(g)))
