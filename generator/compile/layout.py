@@ -169,10 +169,12 @@ class Layout:
     def fold(self, prim: str, a: AV, b: AV) -> AV:
         x, y = a.const, b.const
         val = {"add": lambda: x + y, "sub": lambda: x - y, "mul": lambda: x * y,
-               "div": lambda: x / y}.get(prim)
-        if val is None:
+               "div": lambda: x / y, "floordiv": lambda: x // y if y else None,
+               "mod": lambda: x % y if y else None}.get(prim)
+        out = val() if val is not None else None
+        if out is None:
             return self.binary(prim, self.materialize(a), b)
-        return const(val())
+        return const(out)
 
     # ------------------------------------------------------------- sizes
     def dim(self, p: Poly) -> Poly:

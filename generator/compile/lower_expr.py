@@ -22,7 +22,7 @@ from ..lang.check import BUILTINS, join_name, split_name
 from ..lang.errors import CardError
 from ..lang.ir import Expr
 from ..lang.render import expr_text
-from ..lang.shapes import Poly
+from ..lang.shapes import ATOMS, Poly, poly_text
 from ..lang.types import INTEGRAL
 from .core import Op
 from .layout import AV, ONE, Mapped, Members, ParamGroup, common_ones, const
@@ -148,6 +148,20 @@ class ExprLowering:
 
     def x_div(self, e):
         return self.binary("div", *map(self.value, e.args))
+
+    def x_floordiv(self, e):
+        return self.whole(e, "floordiv")
+
+    def x_mod(self, e):
+        return self.whole(e, "mod")
+
+    def whole(self, e, prim: str) -> AV:
+        """⌊a / b⌋, a mod b of whole numbers: sizes alone fold into one dimension expression."""
+        t = self.ch.types.get(id(e))
+        if t is not None and t.value is not None and not (set(t.value.symbols()) & set(self.scope)):
+            return self.dim_value(t.value)
+        a, b = (self.number(self.value(x)) for x in e.args)
+        return self.binary(prim, a, b, kind="int")
 
     def x_neg(self, e):
         a = self.number(self.value(e.args[0]))
@@ -331,8 +345,10 @@ class ExprLowering:
             hi = a.dims[i] + Poly.const(self.base - 1 if self.base else 0)
         if lo is None or hi is None:
             self.err("cardgen cannot compile this slice", e)
-        mapped_in = [v for v in self.scope if v in lo.symbols()]
         width = hi - lo + Poly.const(1 if self.base == 1 else 0)
+        if any(_moves(x, self.scope) for x in lo.atoms()):
+            return self.slice_by_block(a, i, lo_t.value, width, lo_e, e)
+        mapped_in = [v for v in self.scope if v in lo.symbols()]
         if mapped_in:  # A[:, h·w : (h+1)·w] with h mapped: split the axis into (h, w)
             if len(mapped_in) > 1:
                 self.err(f"this slice moves with {len(mapped_in)} loop indices ({', '.join(mapped_in)}); cardgen "
@@ -353,6 +369,39 @@ class ExprLowering:
             b = replace(moved, mapped=moved.mapped + (var,), dims=moved.dims[1:])
             return self.permute(b, self.canon_order(b.mapped))
         return self.slice_plain(a, i, lo, hi + Poly.const(1 if self.base == 1 else 0))
+
+    def slice_by_block(self, a: AV, i: int, lo_raw: Poly, width: Poly, lo_e: Expr, e) -> AV:
+        """K[:, ⌊h·G/H⌋·w : (⌊h·G/H⌋ + 1)·w] with h mapped: the axis split into blocks of w, and
+        each h reads block ⌊h·G/H⌋ (a gather along the block axis; no block is computed twice)."""
+        found = [x for x in lo_raw.atoms() if _moves(x, self.scope)]
+        if len(found) != 1:
+            self.err("cardgen compiles a slice that moves with ⌊…⌋ or mod of a loop index as "
+                     "A[:, g·w : (g + 1)·w], one such g", e)
+        (atom,) = found
+        per = Poly(tuple((tuple((s, p) for s, p in m if s != atom), c) for m, c in lo_raw.terms
+                         if (atom, 1) in m))
+        rest = lo_raw - per * Poly.sym(atom)
+        step, start = self.dim(per), self.dim(rest) - Poly.const(self.base)
+        if step != width or any(v in self.scope for v in start.symbols() + step.symbols()):
+            self.err("a slice that moves with an index must step by its own width: "
+                     "A[:, g·w : (g + 1)·w]", e)
+        offset = start.divide(width)
+        n = a.dims[i].divide(width)
+        if offset is None or offset.constant is None or offset.constant.denominator != 1 or n is None \
+                or any(c.denominator != 1 or any(p < 0 for _, p in m) for m, c in n.terms):
+            self.err(f"cardgen splits this axis ({poly_text(a.dims[i])}) into whole slices of "
+                     f"{poly_text(width)}, starting on a slice's edge", e)
+        node = next((x for x in _walk(lo_e) if x.op in ("floordiv", "mod")
+                     and getattr(self.ch.types.get(id(x)), "value", None) == Poly.sym(atom)), None)
+        if node is None:
+            self.err("cardgen cannot compile this slice", e)
+        block = self.number(self.value(node))
+        if offset.constant:
+            block = self.binary("add", block, const(int(offset.constant)))
+        split = self.op("reshape", (a,), (i - len(a.dims), (n, width)), a,
+                        dims=a.dims[:i] + (n, width) + a.dims[i + 1:])
+        return self.take_along(split, i, block, node) if block.const is None else \
+            self.op("pick", (split,), (i - len(split.dims), int(block.const)), split, dims=a.dims)
 
     def slice_plain(self, a: AV, i: int, lo: Poly, stop: Poly) -> AV:
         b = Poly.const(self.base)
@@ -495,6 +544,18 @@ class ExprLowering:
         if not found:
             self.err(f"cannot tell what {var} ranges over", body)
         return found[0]
+
+
+def _moves(atom: str, scope) -> bool:
+    """Whether an atom (⌊h·G/H⌋) depends on a mapped index."""
+    _, a, b = ATOMS[atom]
+    return bool(set(a.symbols() + b.symbols()) & set(scope))
+
+
+def _walk(e: Expr):
+    yield e
+    for a in e.args:
+        yield from _walk(a)
 
 
 def _replace_inner(e: Expr, new: Expr) -> Expr:

@@ -7,7 +7,7 @@ number of leading batch axes.
 
 from __future__ import annotations
 
-from ..lang.shapes import Poly
+from ..lang.shapes import ATOMS, Poly
 from .core import Op
 from .naming import ascii_name
 
@@ -18,8 +18,8 @@ def py_dim(p: Poly) -> str:
         return "0"
     parts = []
     for m, c in sorted(p.terms):
-        num = [ascii_name(s) for s, e in m for _ in range(max(e, 0))]
-        den = [ascii_name(s) for s, e in m for _ in range(max(-e, 0))]
+        num = [_dim_name(s) for s, e in m for _ in range(max(e, 0))]
+        den = [_dim_name(s) for s, e in m for _ in range(max(-e, 0))]
         coef = c.numerator
         text = "*".join(([str(abs(coef))] if abs(coef) != 1 or not num else []) + num)
         denom = c.denominator
@@ -31,6 +31,15 @@ def py_dim(p: Poly) -> str:
     for sign, text in parts[1:]:
         out += f" {sign} {text}"
     return out
+
+
+def _dim_name(s: str) -> str:
+    """A dimension name, or an atom (⌊a/b⌋, a mod b) as Python's // and %, which floor alike."""
+    if s not in ATOMS:
+        return ascii_name(s)
+    op, a, b = ATOMS[s]
+    x, y = (t if t.isidentifier() or t.isdigit() else f"({t})" for t in (py_dim(a), py_dim(b)))
+    return f"({x} {'//' if op == 'floordiv' else '%'} {y})"
 
 
 def _pow(a: str, c) -> str:
@@ -88,6 +97,8 @@ PRINT = {
     "sub": lambda op, a, b: f"{a} - {b}",
     "mul": lambda op, a, b: f"{a} * {b}",
     "div": lambda op, a, b: f"{a} / {b}",
+    "floordiv": lambda op, a, b: f"{a} // {b}",
+    "mod": lambda op, a, b: f"{a} % {b}",
     "powv": lambda op, a, b: f"{a} ** {b}",
     "maximum": lambda op, a, b: f"np.maximum({a}, {b})",
     "minimum": lambda op, a, b: f"np.minimum({a}, {b})",

@@ -67,6 +67,8 @@ PRINT = {
     "iota": lambda op: f"xp.arange({py_dim(op.attr[0])}, {py_dim(op.attr[0] + op.shape[0])}, device=device)",
     "add": lambda op, a, b: f"{a} + {b}",
     "sub": lambda op, a, b: f"{a} - {b}",
+    "floordiv": lambda op, a, b: f"{a} // {b}",
+    "mod": lambda op, a, b: f"{a} % {b}",
     "mul": lambda op, a, b: f"{a} * {b}",
     "div": lambda op, a, b: f"{a} / {b}",
     "powv": lambda op, a, b: f"{a} ** {b}",

@@ -440,6 +440,9 @@ class Checker(ExprRules, CallRules):
             if q is None:
                 self.err("a dimension can only be divided by a product of names", e)
             return q
+        if op in ("floordiv", "mod"):
+            a, c = (self.dim(x, new_dims) for x in e.args)
+            return a.floordiv(c) if op == "floordiv" else a.mod(c)
         self.err(f"{expr_text(e)} is not a dimension", e)
 
     def group_type(self, g: Group, d: Decl) -> Type:

@@ -91,6 +91,25 @@ class ExprRules:
     def x_div(self, e):
         return self.arith(e, "divide")
 
+    def x_floordiv(self, e):
+        return self.whole_arith(e, "⌊a / b⌋", Poly.floordiv)
+
+    def x_mod(self, e):
+        return self.whole_arith(e, "a mod b", Poly.mod)
+
+    def whole_arith(self, e, what: str, fold) -> Type:
+        """⌊a / b⌋ and a mod b: whole numbers in, a whole number out (an index, a slice bound)."""
+        a, b = (self.expr(x) for x in e.args)
+        for x, t in zip(e.args, (a, b), strict=True):
+            if t.kind not in INTEGRAL:
+                self.err(f"{what} takes whole numbers; {expr_text(x)} is {self.show(t)}", x,
+                         hint="an index, a size or a loop variable; for real numbers write a / b")
+        if b.value is not None and b.value.constant == 0:
+            self.err(f"{what} divides by zero", e.args[1], hint="the divisor must be a nonzero whole number")
+        t = self.broadcast(a, b, e, "divide")
+        value = fold(a.value, b.value) if a.value is not None and b.value is not None and not t.shape else None
+        return Type(numeric_join(a, b), t.shape, value=value)
+
     def broadcast(self, a: Type, b: Type, e, verb: str) -> Type:
         sa, sb = list(a.shape), list(b.shape)
         out = []

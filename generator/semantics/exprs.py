@@ -55,6 +55,29 @@ class ExprRules:
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.divide(a, b) if np.ndim(a) or np.ndim(b) else _scalar_div(float(a), float(b))
 
+    def x_floordiv(self, e):
+        a, b = self.whole_operands(e, "⌊a / b⌋")
+        return np.floor_divide(a, b) if np.ndim(a) or np.ndim(b) else int(a) // int(b)
+
+    def x_mod(self, e):
+        a, b = self.whole_operands(e, "a mod b")
+        return np.mod(a, b) if np.ndim(a) or np.ndim(b) else int(a) % int(b)
+
+    def whole_operands(self, e, what: str):
+        """Whole numbers, by definition: ⌊a / b⌋ = the greatest integer ≤ a/b; a mod b = a − b⌊a / b⌋."""
+        out = []
+        for x in e.args:
+            v = number(self.value(x))
+            arr = np.asarray(v)
+            if arr.dtype.kind == "f" and np.all(arr == np.round(arr)):
+                v = arr.astype(np.int64) if arr.ndim else int(arr)
+            elif arr.dtype.kind not in "iu":
+                self.err(f"{what} takes whole numbers; {expr_text(x)} = {arr.tolist()}", x)
+            out.append(v)
+        if np.any(np.asarray(out[1]) == 0):
+            self.err(f"{what} divides by zero: {expr_text(e.args[1])} = 0", e.args[1])
+        return out
+
     def operands(self, e):
         return tuple(number(self.value(x)) for x in e.args)
 
