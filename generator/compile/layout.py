@@ -181,15 +181,13 @@ class Layout:
         return p.subst(self.subst)
 
     def dim_value(self, p: Poly) -> AV:
-        """A dimension as a run-time number."""
+        """A dimension in this lowering's names (already through ``dim``) as a run-time number."""
+        from .npcode import py_dim
         c = p.constant
         if c is not None:
             return const(int(c) if c.denominator == 1 else float(c))
-        return AV(self.dim_expr(p), kind="int")
+        return AV(py_dim(p), kind="int")
 
-    def dim_expr(self, p: Poly) -> str:
-        from .npcode import py_dim
-        return py_dim(self.dim(p))
 
     # ------------------------------------------------------- mapped axes
     def unmap(self, v: AV, idx: list[str]) -> AV:

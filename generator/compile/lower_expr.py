@@ -26,6 +26,7 @@ from ..lang.shapes import ATOMS, Poly, poly_text
 from ..lang.types import INTEGRAL
 from .core import Op
 from .layout import AV, ONE, Mapped, Members, ParamGroup, common_ones, const
+from .npcode import py_dim
 
 # Built-in functions -> core primitives: element-wise, reductions, and max/min of two arguments.
 UNARY = {"exp": "exp", "log": "log", "tanh": "tanh", "GELU": "gelu", "ReLU": "relu", "SiLU": "silu",
@@ -59,7 +60,7 @@ class ExprLowering:
             return AV("np.pi", kind="real", const=3.141592653589793)
         b = self.ch.env.get(text)
         if b is not None and b.type.value is not None and not b.type.shape:
-            return self.dim_value(b.type.value)  # a dimension used as a number: d_e, T
+            return self.dim_value(self.dim(b.type.value))  # a dimension used as a number: d_e, T
         self.err(f"cannot lower {text}", node)
 
     def members(self, group: Members, idx: list[str], node) -> ParamGroup:
@@ -159,7 +160,7 @@ class ExprLowering:
         """⌊a / b⌋, a mod b of whole numbers: sizes alone fold into one dimension expression."""
         t = self.ch.types.get(id(e))
         if t is not None and t.value is not None and not (set(t.value.symbols()) & set(self.scope)):
-            return self.dim_value(t.value)
+            return self.dim_value(self.dim(t.value))
         a, b = (self.number(self.value(x)) for x in e.args)
         return self.binary(prim, a, b, kind="int")
 
@@ -405,7 +406,7 @@ class ExprLowering:
 
     def slice_plain(self, a: AV, i: int, lo: Poly, stop: Poly) -> AV:
         b = Poly.const(self.base)
-        return self.op("slice", (a,), (i - len(a.dims), self.dim_expr(lo - b), self.dim_expr(stop - b)), a,
+        return self.op("slice", (a,), (i - len(a.dims), py_dim(lo - b), py_dim(stop - b)), a,
                        dims=a.dims[:i] + (stop - lo,) + a.dims[i + 1:])
 
     # ---------------------------------------------------------------- lists
