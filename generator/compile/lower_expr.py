@@ -253,8 +253,11 @@ class ExprLowering:
         if form == "span":
             t_lo = self.ch.types.get(id(bounds[0]))
             t_hi = self.ch.types.get(id(bounds[1]))
-            first = self.dim(t_lo.value)
-            count = self.dim(t_hi.value - t_lo.value + ONE)
+            lo, hi = self.dim(t_lo.value), self.dim(t_hi.value)
+            moving = [(b, p) for b, p in zip(bounds, (lo, hi), strict=True) if set(p.symbols()) & set(self.scope)]
+            if moving:
+                return self.ragged_sum(e, lo, hi, moving)
+            first, count = lo, hi - lo + ONE
         elif form == "implicit":
             first, count = Poly.const(self.base), None
         else:
@@ -265,6 +268,34 @@ class ExprLowering:
             if var not in v.mapped:
                 n = self.extents[var]
                 return self.binary("mul", v, self.dim_value(n))
+            v = self.permute(v, tuple(x for x in v.mapped if x != var) + (var,))
+            return self.op("sum", (v,), ((-len(v.dims) - 1,),), v, mapped=v.mapped[:-1])
+
+    def ragged_sum(self, e, lo: Poly, hi: Poly, moving) -> AV:
+        """Σ_{u=0}^{t} under an index t: the sum over the widest range t reaches, terms outside
+        u's own range masked to 0 (a triangle of a square, as a causal mask is)."""
+        var, _ = e.attr
+        body = e.args[0]
+        ends = {v: (self.firsts.get(v, Poly.const(self.base)), self.extents[v]) for v in self.scope}
+        widest = []
+        for p, low in ((lo, True), (hi, False)):
+            syms = [v for v in p.symbols() if v in ends]
+            if len(syms) > 1 or syms and not _grows_with(p, syms[0]):
+                self.err("cardgen compiles a Σ whose range moves with an index (Σ_{u=0}^{t}) when each bound "
+                         "grows with at most one index", e)
+            if not syms:
+                widest.append(p)
+                continue
+            first, count = ends[syms[0]]
+            widest.append(p.subst({syms[0]: first if low else first + count - ONE}))
+        first, count = widest[0], widest[1] - widest[0] + ONE
+        with Mapped(self, var, first, count, body):
+            v = self.value(body)
+            u = self.lookup(var, e)
+            for node, _p in moving:
+                edge = self.value(node)
+                keep = self.binary("ge" if node is e.args[1] else "le", u, edge, kind="bool")
+                v = self.select(keep, self.materialize(v) if v.const is not None else v, const(0.0))
             v = self.permute(v, tuple(x for x in v.mapped if x != var) + (var,))
             return self.op("sum", (v,), ((-len(v.dims) - 1,),), v, mapped=v.mapped[:-1])
 
@@ -545,6 +576,11 @@ class ExprLowering:
         if not found:
             self.err(f"cannot tell what {var} ranges over", body)
         return found[0]
+
+
+def _grows_with(p: Poly, var: str) -> bool:
+    """``p`` is c·var + (terms without var), c > 0: smallest at var's first value, largest at its last."""
+    return all(c > 0 and m == ((var, 1),) for m, c in p.terms if any(x == var for x, _ in m))
 
 
 def _moves(atom: str, scope) -> bool:

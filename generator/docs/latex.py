@@ -203,7 +203,7 @@ class TexPrinter(Printer):
             sub = rf"_{{{v} \in {self.show(bounds[0])}}}"
         else:
             sub = f"_{{{v}={self.show(bounds[0])}}}^{{{self.show(bounds[1])}}}"
-        return r"\sum" + sub + " " + self.at(body, 5)
+        return r"\sum" + sub + " " + (self.show(body) if body.op == "sum" else self.at(body, 5))
 
 
 def tex(e: Expr) -> str:

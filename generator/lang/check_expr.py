@@ -21,9 +21,39 @@ from .check_call import BUILTINS
 from .errors import CardError
 from .ir import Expr
 from .names import join_name, split_name
-from .render import expr_text
+from .render import INFIX, expr_text
 from .shapes import Poly, poly_brief
 from .types import BROADCAST, INTEGRAL, NAT, REAL, Type, numeric_join
+
+# Ops with two operands: a Σ that ends the left one does not reach into the right one.
+BINARY_OPS = ("add", "sub", "mul", "div", "matmul", "juxt", "mod", "cmp")
+
+
+def _trailing_sums(e: Expr):
+    """The Σs whose bodies end where ``e`` ends (``x + Σ_i Σ_j a``: Σ_i, Σ_j)."""
+    while True:
+        if e.op == "sum":
+            yield e
+            e = e.args[0]
+        elif e.op in BINARY_OPS or e.op == "neg":
+            e = e.args[-1] if e.op != "neg" else e.args[0]
+        else:
+            return
+
+
+def _free_use(e: Expr, var: str) -> Expr | None:
+    """The first place ``e`` reads the index ``var`` (``i``, ``b_i``, ``X[i]``) not bound by a Σ of its own."""
+    if e.op == "sum" and e.attr[0] == var:
+        return next((u for b in e.args[1:] if (u := _free_use(b, var)) is not None), None)
+    if e.op == "name" and (e.attr == var or any(v == var for _, v in split_name(e.attr)[1])):
+        return e
+    if e.op == "index" and any(_free_use(a, var) is not None for a in e.args[1:]):
+        return e
+    for a in e.args:
+        u = _free_use(a, var)
+        if u is not None:
+            return u
+    return None
 
 
 class ExprRules:
@@ -33,10 +63,28 @@ class ExprRules:
         rule = getattr(self, "x_" + e.op, None)
         if rule is None:
             self.err(f"{expr_text(e)} cannot be used here", e)
+        if e.op in BINARY_OPS:
+            self.sum_reach(e)
         with self.sizes_at(e):  # the innermost expression that grew a dimension too large
             t = self.rtype(rule(e))
         self.types[id(e)] = t
         return t
+
+    def sum_reach(self, e: Expr):
+        """``Σ_i a_i + b_i``: Σ takes only ``a_i``, so the ``i`` of ``b_i`` is no longer its index.
+        Said at ``b_i``, with the parentheses that were likely meant, before it reads as another name."""
+        left, right = e.args[0], e.args[-1]
+        for s in reversed(list(_trailing_sums(left))):  # the innermost first: its parentheses come first
+            var = s.attr[0]
+            if var in self.ranges:
+                continue  # the same name is bound outside the Σ as well: b_i means that i
+            use = _free_use(right, var)
+            if use is not None:
+                op = "a product" if e.op == "juxt" else e.attr if e.op == "cmp" else INFIX[e.op].strip()
+                meant = Expr("sum", (Expr(e.op, (s.args[0], right), e.attr), *s.args[1:]), s.attr)
+                self.err(f"{expr_text(use)} uses {var}, the index of the Σ before it, but that Σ ends at "
+                         f"`{op}`: it sums only {expr_text(s.args[0])}", use,
+                         hint=f"Σ binds tighter than {op}; to sum both, add parentheses: {expr_text(meant)}")
 
     def x_name(self, e):
         b, idx = self.resolve(e.attr, e)

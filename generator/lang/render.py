@@ -143,7 +143,7 @@ class Printer:
             sub = "{" + f"{var}∈{self.show(bounds[0])}" + "}"
         else:
             sub = "{" + f"{var}={self.show(bounds[0])}" + "}^{" + self.show(bounds[1]) + "}"
-        return f"Σ_{sub} " + self.at(body, 5)
+        return f"Σ_{sub} " + (self.show(body) if body.op == "sum" else self.at(body, 5))
 
 
 def _mixed(e: Expr, a: Expr) -> int:
