@@ -79,9 +79,15 @@ class ExprLowering:
             return ParamGroup(fam.card, {k: self.member(v, idx, node) for k, v in fam.leaves.items()})
         if isinstance(fam, Members):
             return fam  # its members are looked up by name, where it is used
-        if len(idx) > 1:
-            self.err(f"{expr_text(node)} picks a member of a family by {len(idx)} indices ({', '.join(idx)}); "
-                     "cardgen compiles families with one index (Y_h)", node)
+        if len(set(idx)) < len(idx):
+            self.err(f"{expr_text(node)} names one index twice; cardgen reads a family member by distinct "
+                     "indices", node)
+        if len(idx) > 1:  # P^i_t: the family's leading axes are i's and t's
+            if any(v in self.seq for v in idx):
+                self.err(f"{expr_text(node)} picks a member by the index of a loop that carries values; "
+                         "cardgen reads such a family by that index alone", node)
+            a = replace(fam, mapped=fam.mapped + tuple(idx), dims=fam.dims[len(idx):])
+            return self.permute(a, self.canon_order(a.mapped))
         (var,) = idx
         if var in self.seq:
             return self.op("index", (fam,), (self.seq[var], -len(fam.dims)), fam, dims=fam.dims[1:],
@@ -382,23 +388,29 @@ class ExprLowering:
             return self.slice_by_block(a, i, lo_t.value, width, lo_e, e)
         mapped_in = [v for v in self.scope if v in lo.symbols()]
         if mapped_in:  # A[:, h·w : (h+1)·w] with h mapped: split the axis into (h, w)
-            if len(mapped_in) > 1:
-                self.err(f"this slice moves with {len(mapped_in)} loop indices ({', '.join(mapped_in)}); cardgen "
-                         "splits an axis by one index: slice by the outer index first (A_g ← A[:, g·w : (g+1)·w]), "
-                         "then by the inner one", e)
-            (var,) = mapped_in
-            first = self.firsts.get(var, Poly.const(self.base))
-            start = lo.subst({var: first})  # where the first index's slice starts; then a step per index
-            step = lo.subst({var: first + ONE}) - start  # (h − 1)·D/H + 1 for h from 1 steps by D/H too
-            if step != width or var in width.symbols() or start + (Poly.sym(var) - first) * step != lo:
-                self.err("a slice that moves with an index must step by its own width", e)
-            whole = self.slice_plain(a, i, start, start + width * self.extents[var])
-            n = self.extents[var]
-            split = self.op("reshape", (whole,), (i - len(whole.dims), (n, width)), whole,
-                            dims=whole.dims[:i] + (n, width) + whole.dims[i + 1:])
-            perm = [i] + [k for k in range(len(split.dims)) if k != i]
+            firsts = {v: self.firsts.get(v, Poly.const(self.base)) for v in mapped_in}
+            start = lo.subst(firsts)  # where the first indices' slice starts; then a step per index
+            steps = {v: lo.subst({**firsts, v: firsts[v] + ONE}) - start for v in mapped_in}
+            moved_lo = start
+            for v in mapped_in:
+                moved_lo = moved_lo + (Poly.sym(v) - firsts[v]) * steps[v]
+            order = _nesting(steps, width, self.extents)
+            if moved_lo != lo or order is None or any(v in width.symbols() for v in mapped_in):
+                self.err("a slice that moves with an index must step by its own width", e,
+                         hint="with several indices, the inner one steps by the width and each outer one by "
+                              "the inner ones' whole span: A[:, (g·J + j)·w : (g·J + j + 1)·w]"
+                         if len(mapped_in) > 1 else None)
+            counts = tuple(self.extents[v] for v in order)
+            span = width
+            for n in counts:
+                span = span * n
+            whole = self.slice_plain(a, i, start, start + span)
+            split = self.op("reshape", (whole,), (i - len(whole.dims), (*counts, width)), whole,
+                            dims=whole.dims[:i] + counts + (width,) + whole.dims[i + 1:])
+            k = len(order)
+            perm = list(range(i, i + k)) + [x for x in range(len(split.dims)) if not i <= x < i + k]
             moved = self.permute(split, split.mapped, perm)
-            b = replace(moved, mapped=moved.mapped + (var,), dims=moved.dims[1:])
+            b = replace(moved, mapped=moved.mapped + tuple(order), dims=moved.dims[k:])
             return self.permute(b, self.canon_order(b.mapped))
         return self.slice_plain(a, i, lo, hi + Poly.const(1 if self.base == 1 else 0))
 
@@ -446,8 +458,12 @@ class ExprLowering:
         if len(items) == len(e.args):
             return self.join(e)
         base, scripts = split_name(items[0].attr)
-        key = join_name(base, scripts[:-1] + [(scripts[-1][0], "□")])
+        fixed = [v for _, v in scripts[:-1] if v in self.scope]  # [Y^g_0, …, Y^g_{H−1}] under g
+        key = join_name(base, [(k, "□" if v in self.scope else v) for k, v in scripts[:-1]] + [(scripts[-1][0], "□")])
         fam = self.env[key]
+        if fixed:  # the fixed indices' axes (first) are read as theirs; the listed one is next
+            fam = self.permute(replace(fam, mapped=fam.mapped + tuple(fixed), dims=fam.dims[len(fixed):]),
+                               self.canon_order(fam.mapped + tuple(fixed)))
         m = fam.dims[1:]
         n = fam.dims[0]
         if len(m) == 1 and e.attr == ",":  # vectors as columns: (d, n)
@@ -555,10 +571,14 @@ class ExprLowering:
             if x.op == "name":
                 base, scripts = split_name(x.attr)
                 if any(v == var for _, v in scripts):
-                    key = join_name(base, [(k, "□" if v == var or v in self.scope else v) for k, v in scripts])
-                    fam = self.env.get(key)
-                    if isinstance(fam, AV) and fam.dims:
-                        found.append(fam.dims[0])
+                    # the other scripts: indices in scope, or (∀g, j: … Y^g_j) one put in scope later
+                    for slot in (lambda v: v == var or v in self.scope,
+                                 lambda v: v == var or v in self.scope or v not in self.env and v.isidentifier()):
+                        key = join_name(base, [(k, "□" if slot(v) else v) for k, v in scripts])
+                        fam = self.env.get(key)
+                        if isinstance(fam, AV) and fam.dims:
+                            found.append(fam.dims[[v for _, v in scripts if slot(v)].index(var)])
+                            break
             if x.op == "index":
                 for i, a in enumerate(x.args[1:]):
                     if a == Expr("name", (), var):
@@ -576,6 +596,20 @@ class ExprLowering:
         if not found:
             self.err(f"cannot tell what {var} ranges over", body)
         return found[0]
+
+
+def _nesting(steps: dict, width: Poly, extents: dict) -> list[str] | None:
+    """The indices of a moving slice, outermost first, when they nest: the innermost steps by the
+    slice's width and each outer one by the whole span of those inside it (g·J·w + j·w); else None."""
+    order, span, left = [], width, dict(steps)
+    while left:
+        nxt = next((v for v, st in left.items() if st == span), None)
+        if nxt is None:
+            return None
+        order.insert(0, nxt)
+        span = span * extents[nxt]
+        del left[nxt]
+    return order
 
 
 def _grows_with(p: Poly, var: str) -> bool:

@@ -327,14 +327,15 @@ class ExprRules:
             if x.op == "name":
                 base, scripts = split_name(x.attr)
                 if any(v == var for _, v in scripts):
-                    key = join_name(base, [(k, "□" if v == var or v in self.ranges else v)
-                                           for k, v in scripts])
-                    b = self.env.get(key)
-                    if b is not None:
-                        self.known(b)
-                    if b is not None and b.over:
-                        pos = [v for _, v in scripts if v == var or v in self.ranges].index(var)
-                        found.append(b.over[pos])
+                    # the other scripts: indices bound already, or (Σ_g Σ_j V^g_j) one bound later
+                    for slot in (lambda v: v == var or v in self.ranges,
+                                 lambda v: v == var or v in self.ranges or v not in self.env and v.isidentifier()):
+                        key = join_name(base, [(k, "□" if slot(v) else v) for k, v in scripts])
+                        b = self.env.get(key)
+                        if b is not None and b.over:
+                            self.known(b)
+                            found.append(b.over[[v for _, v in scripts if slot(v)].index(var)])
+                            break
             if x.op == "index":
                 base = x.args[0]
                 for i, a in enumerate(x.args[1:]):
@@ -446,7 +447,8 @@ class ExprRules:
             base, scripts = split_name(x.attr)
             if not scripts:
                 self.err(f"{x.attr} has no index script", x)
-            keys.add(join_name(base, scripts[:-1] + [(scripts[-1][0], "□")]))
+            keys.add(join_name(base, [(k, "□" if v in self.ranges else v) for k, v in scripts[:-1]]
+                               + [(scripts[-1][0], "□")]))
             idxs.append((x, scripts[-1][1]))
         if len(keys) != 1:
             self.err(f"an ellipsis list holds members of one family, not {', '.join(sorted(keys))}", e)
@@ -457,7 +459,12 @@ class ExprRules:
         if b is None or not b.over:
             self.err(f"no family {key.replace('□', '•')} is defined", items[0],
                      hint="define it first, e.g. for t ∈ [ℓ] : e_t ← …")
-        n = b.over[0]
+        fixed = [v for _, v in split_name(items[0].attr)[1][:-1] if v in self.ranges]
+        if len(fixed) != len(b.over) - 1:
+            self.err(f"{key.replace('□', '•')} has {len(b.over)} indices: a list runs over the last one, "
+                     "every other one an index bound outside the list", items[0])
+        self.check_extent(items[0].attr, b, fixed, items[0])
+        n = b.over[-1]
         (first, first_s), (last, last_s) = idxs[0], idxs[-1]
         want_first, want_last = Poly.const(self.base), n - Poly.const(1 - self.base)
         from .parse import parse_dim

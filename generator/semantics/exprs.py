@@ -212,11 +212,12 @@ class ExprRules:
 
     def family_list(self, items, sep: str, e):
         base, scripts = split_name(items[0].attr)
-        key = join_name(base, scripts[:-1] + [(scripts[-1][0], "□")])
+        fixed = tuple(self.idx[v] for _, v in scripts[:-1] if v in self.idx)  # [Y^g_0, …, Y^g_{H−1}] under g
+        key = join_name(base, [(k, "□" if v in self.idx else v) for k, v in scripts[:-1]] + [(scripts[-1][0], "□")])
         fam = self.env.get(key)
         if not isinstance(fam, dict):
             self.err(f"no family {key.replace('□', '•')} here", e)
-        members = [np.asarray(fam[k]) for k in sorted(fam)]
+        members = [np.asarray(fam[k]) for k in sorted(fam) if k[:len(fixed)] == fixed]
         if members[0].ndim == 0:
             return np.array(members)
         if members[0].ndim == 1:

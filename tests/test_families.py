@@ -1,0 +1,83 @@
+"""Families with several indices (Y^g_j ← … under g and j, P^i_t under ∀i, t): checked,
+compiled, differentiated and interpreted alike; lists of such a family with every index but
+the last bound (``[Y^g_0, …, Y^g_{J−1}]`` under g); slices that move with several loop indices
+(``Z[:, (g·J + j)·w : (g·J + j + 1)·w]``).  The cards in tests/differential_cases/
+(TwoIndexHeads, TwoIndexFamily) are compared with the interpreter by test_differential.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cardgen
+from cardgen import CardError, parse
+from cardgen.api import interpret
+from cardgen.compile.gradcheck import gradcheck, load_module
+from cardgen.lang.check import Library, check
+
+from .conftest import ROOT
+
+HEADER = ("algorithm Y ← F(X | W)\n  convention rows, 0-based\n  input  X ∈ ℝ^{T×D}\n  output Y ∈ ℝ^{T×D}\n"
+          "  hyper  D, G, J ∈ ℕ\n  param  W ∈ ℝ^{D×D}\n")
+
+
+# g and j step by the same width: the slices overlap, no reshape makes them
+MOVING = ("  1 for g ∈ [G] do\n"
+          "  2   for j ∈ [J] : V^g_j ← X[:, (g + j) · D / (G · J) : (g + j + 1) · D / (G · J)]\n"
+          "  3 end\n  4 return Y = X + Σ_g Σ_j V^g_j[:, 0 : 1]\n")
+
+
+def checked(steps: str):
+    c = parse(HEADER + steps)
+    lib = Library(cards={"F": c})
+    return check(c, lib), lib
+
+
+def test_two_index_card_renders_and_reads_back():
+    src = (ROOT / "tests" / "differential_cases" / "TwoIndexHeads.card").read_text("utf-8")
+    c = cardgen.loads(src)
+    text = c.render("text")
+    assert "Y^g_j ∈ ℝ^{T×D/(G·J)}" in text and "[Y^g_0, Y^g_1, …, Y^g_{J−1}]" in text
+    assert parse(text) == parse(src)
+    assert r"\sum_{g} \sum_{j}" in c.render("tex")
+
+
+def test_grouped_heads_by_two_indices_match_numpy():
+    ch, lib = checked(
+        "  1 Z ← X W\n"
+        "  2 for g ∈ [G] do\n"
+        "  3   for j ∈ [J] : V^g_j ← tanh(Z[:, (g · J + j) · D / (G · J) : (g · J + j + 1) · D / (G · J)])\n"
+        "  4   U_g ← [V^g_0, V^g_1, …, V^g_{J−1}] ⊙ (1 + g)\n"
+        "  5 end\n"
+        "  6 return Y = [U_0, U_1, …, U_{G−1}]\n")
+    mod = load_module(ch, lib)
+    cfg = mod.Config(D=12, G=2, J=3)
+    rng = np.random.default_rng(0)
+    p = mod.init_params(cfg, rng, np.float64)
+    X = rng.standard_normal((4, 12))
+    y, _ = mod.forward(cfg, p, X)
+    z = np.tanh(X @ p.W)
+    want = np.concatenate([z[:, 6 * g:6 * (g + 1)] * (1 + g) for g in range(2)], -1)
+    assert np.allclose(y, want, rtol=1e-14, atol=1e-14)
+    got = interpret(ch.card, {"X": X}, {"W": p.W}, {"G": 2, "J": 3, "D": 12}, lib=lib)["Y"]
+    assert np.allclose(got, want, rtol=1e-14, atol=1e-14)
+    assert gradcheck(ch, lib, {"D": 12, "G": 2, "J": 3}).worst < 1e-6
+
+
+@pytest.mark.parametrize("steps, message", [
+    (MOVING, "must step by its own width"),
+    ("  1 ∀i, t: P^i_t ← X[t, i]\n  2 return Y = X ⊙ Σ_i P^i_i\n", "names one index twice"),
+    ("  1 for g ∈ [G] do\n  2   for j ∈ [J] : V^g_j ← X[:, j · D / J : (j + 1) · D / J]\n  3 end\n"
+     "  4 return Y = [V^0_0, V^0_1, …, V^0_{J−1}]\n", "no family V^0_• is defined"),
+])
+def test_misuse_is_an_error_at_its_place(steps, message):
+    with pytest.raises(CardError) as e:
+        load_module(*checked(steps))
+    assert message in e.value.message
+    assert e.value.pos is not None and e.value.pos.line >= 7
+
+
+def test_moving_slice_hint_shows_the_nesting():
+    with pytest.raises(CardError) as e:
+        load_module(*checked(MOVING))
+    assert "A[:, (g·J + j)·w : (g·J + j + 1)·w]" in e.value.hint
