@@ -67,8 +67,8 @@ def test_grouped_heads_by_two_indices_match_numpy():
 @pytest.mark.parametrize("steps, message", [
     (MOVING, "must step by its own width"),
     ("  1 ∀i, t: P^i_t ← X[t, i]\n  2 return Y = X ⊙ Σ_i P^i_i\n", "names one index twice"),
-    ("  1 for g ∈ [G] do\n  2   for j ∈ [J] : V^g_j ← X[:, j · D / J : (j + 1) · D / J]\n  3 end\n"
-     "  4 return Y = [V^0_0, V^0_1, …, V^0_{J−1}]\n", "no family V^0_• is defined"),
+    ("  1 for g ∈ [3] do\n  2   for j ∈ [J] : V^g_j ← X[:, j · D / J : (j + 1) · D / J]\n  3 end\n"
+     "  4 return Y = [V^5_0, V^5_1, …, V^5_{J−1}]\n", "picks member 5 of an index that runs 0…2"),
 ])
 def test_misuse_is_an_error_at_its_place(steps, message):
     with pytest.raises(CardError) as e:
@@ -81,3 +81,18 @@ def test_moving_slice_hint_shows_the_nesting():
     with pytest.raises(CardError) as e:
         load_module(*checked(MOVING))
     assert "A[:, (g·J + j)·w : (g·J + j + 1)·w]" in e.value.hint
+
+
+def test_a_list_with_a_whole_number_fixed_picks_that_member():
+    ch, lib = checked("  1 for g ∈ [G] do\n  2   for j ∈ [J] : V^g_j ← (g + 1) ⊙ X[:, j · D / J : (j + 1) · D / J]\n"
+                      "  3 end\n  4 return Y = [V^1_0, V^1_1, …, V^1_{J−1}] W\n")
+    mod = load_module(ch, lib)
+    cfg = mod.Config(D=6, G=3, J=2)
+    rng = np.random.default_rng(2)
+    p = mod.init_params(cfg, rng, np.float64)
+    X = rng.standard_normal((4, 6))
+    y, _ = mod.forward(cfg, p, X)
+    assert np.allclose(y, 2 * X @ p.W, rtol=1e-14, atol=1e-14)
+    got = interpret(ch.card, {"X": X}, {"W": p.W}, {"G": 3, "J": 2, "D": 6}, lib=lib)["Y"]
+    assert np.allclose(got, y, rtol=1e-14, atol=1e-14)
+    assert gradcheck(ch, lib, {"D": 6, "G": 3, "J": 2}).worst < 1e-6

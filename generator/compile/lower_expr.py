@@ -21,6 +21,7 @@ from dataclasses import replace
 from ..lang.check import BUILTINS, join_name, split_name
 from ..lang.errors import CardError
 from ..lang.ir import Expr
+from ..lang.names import list_family
 from ..lang.render import expr_text
 from ..lang.shapes import ATOMS, Poly, poly_text
 from ..lang.types import INTEGRAL
@@ -457,13 +458,14 @@ class ExprLowering:
         items = [x for x in e.args if x.op != "ellipsis"]
         if len(items) == len(e.args):
             return self.join(e)
-        base, scripts = split_name(items[0].attr)
-        fixed = [v for _, v in scripts[:-1] if v in self.scope]  # [Y^g_0, …, Y^g_{H−1}] under g
-        key = join_name(base, [(k, "□" if v in self.scope else v) for k, v in scripts[:-1]] + [(scripts[-1][0], "□")])
+        key, fixed = list_family(items[0].attr, lambda v: v in self.scope, self.env)  # [Y^g_0, …] under g
         fam = self.env[key]
-        if fixed:  # the fixed indices' axes (first) are read as theirs; the listed one is next
-            fam = self.permute(replace(fam, mapped=fam.mapped + tuple(fixed), dims=fam.dims[len(fixed):]),
-                               self.canon_order(fam.mapped + tuple(fixed)))
+        for v in fixed:  # the fixed indices' axes come first: a bound one is read as its axis, a number picks
+            if v.isdigit():
+                fam = self.op("pick", (fam,), (-len(fam.dims), int(v) - self.base), fam, dims=fam.dims[1:])
+            else:
+                fam = replace(fam, mapped=fam.mapped + (v,), dims=fam.dims[1:])
+        fam = self.permute(fam, self.canon_order(fam.mapped))
         m = fam.dims[1:]
         n = fam.dims[0]
         if len(m) == 1 and e.attr == ",":  # vectors as columns: (d, n)

@@ -20,7 +20,7 @@ from . import ir
 from .check_call import BUILTINS
 from .errors import CardError
 from .ir import Expr
-from .names import join_name, split_name
+from .names import join_name, list_family, split_name
 from .render import INFIX, expr_text
 from .shapes import Poly, poly_brief
 from .types import BROADCAST, INTEGRAL, NAT, REAL, Type, numeric_join
@@ -447,8 +447,7 @@ class ExprRules:
             base, scripts = split_name(x.attr)
             if not scripts:
                 self.err(f"{x.attr} has no index script", x)
-            keys.add(join_name(base, [(k, "□" if v in self.ranges else v) for k, v in scripts[:-1]]
-                               + [(scripts[-1][0], "□")]))
+            keys.add(list_family(x.attr, lambda v: v in self.ranges, self.env)[0])
             idxs.append((x, scripts[-1][1]))
         if len(keys) != 1:
             self.err(f"an ellipsis list holds members of one family, not {', '.join(sorted(keys))}", e)
@@ -459,11 +458,16 @@ class ExprRules:
         if b is None or not b.over:
             self.err(f"no family {key.replace('□', '•')} is defined", items[0],
                      hint="define it first, e.g. for t ∈ [ℓ] : e_t ← …")
-        fixed = [v for _, v in split_name(items[0].attr)[1][:-1] if v in self.ranges]
+        fixed = list_family(items[0].attr, lambda v: v in self.ranges, self.env)[1]
         if len(fixed) != len(b.over) - 1:
             self.err(f"{key.replace('□', '•')} has {len(b.over)} indices: a list runs over the last one, "
-                     "every other one an index bound outside the list", items[0])
-        self.check_extent(items[0].attr, b, fixed, items[0])
+                     "every other one an index bound outside the list or a whole number", items[0])
+        for v, n in zip(fixed, b.over, strict=False):
+            if v.isdigit() and (self.res(n).constant is not None and int(v) - self.base >= self.res(n).constant
+                                or int(v) < self.base):
+                self.err(f"{items[0].attr} picks member {v} of an index that runs "
+                         f"{self.base}…{poly_brief(self.res(n - Poly.const(1 - self.base)))}", items[0])
+        self.check_extent(items[0].attr, b, [v for v in fixed if not v.isdigit()], items[0])
         n = b.over[-1]
         (first, first_s), (last, last_s) = idxs[0], idxs[-1]
         want_first, want_last = Poly.const(self.base), n - Poly.const(1 - self.base)

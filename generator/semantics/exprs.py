@@ -10,7 +10,7 @@ from fractions import Fraction
 import numpy as np
 
 from ..lang.ir import Expr
-from ..lang.names import join_name, split_name
+from ..lang.names import list_family
 from ..lang.render import expr_text
 from .builtins import ELEMENTWISE
 from .values import number
@@ -211,9 +211,8 @@ class ExprRules:
         return _join([np.asarray(number(self.value(x))) for x in items], e.attr)
 
     def family_list(self, items, sep: str, e):
-        base, scripts = split_name(items[0].attr)
-        fixed = tuple(self.idx[v] for _, v in scripts[:-1] if v in self.idx)  # [Y^g_0, …, Y^g_{H−1}] under g
-        key = join_name(base, [(k, "□" if v in self.idx else v) for k, v in scripts[:-1]] + [(scripts[-1][0], "□")])
+        key, by = list_family(items[0].attr, lambda v: v in self.idx, self.env)  # [Y^g_0, …, Y^g_{H−1}]
+        fixed = tuple(self.idx[v] if v in self.idx else int(v) for v in by)
         fam = self.env.get(key)
         if not isinstance(fam, dict):
             self.err(f"no family {key.replace('□', '•')} here", e)
