@@ -96,3 +96,35 @@ def test_a_list_with_a_whole_number_fixed_picks_that_member():
     got = interpret(ch.card, {"X": X}, {"W": p.W}, {"G": 3, "J": 2, "D": 6}, lib=lib)["Y"]
     assert np.allclose(got, y, rtol=1e-14, atol=1e-14)
     assert gradcheck(ch, lib, {"D": 6, "G": 3, "J": 2}).worst < 1e-6
+
+
+def test_a_parameter_repeated_over_two_indices_is_one_array():
+    path = ROOT / "tests" / "differential_cases" / "HeadsPerLayer.card"
+    c = cardgen.load(str(path))
+    text = c.render("text")
+    assert "W^h_ℓ ∈ ℝ^{D×D/H} for h ∈ [H], ℓ ∈ [N]" in text
+    assert parse(text) == parse(path.read_text("utf-8"))
+    assert r"h \in [H],\ \ell \in [N]" in c.render("tex")
+    assert "Parameter count: 192 at D=8, H=2, N=3" in cardgen.render(c, "text", values={"D": 8, "H": 2, "N": 3})
+    mod = c.compile()
+    cfg = mod.Config(D=8, H=2, N=3)
+    p = mod.init_params(cfg, np.random.default_rng(0), np.float64)
+    assert p.W.shape == (2, 3, 8, 4)
+    X = np.random.default_rng(1).standard_normal((5, 8))
+    y, _ = mod.forward(cfg, p, X)
+    for layer in range(3):
+        X = X + np.concatenate([np.tanh(X @ p.W[h, layer]) for h in range(2)], -1) / 2
+    assert np.allclose(y, X, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("decl, message", [
+    ("param  W^h_ℓ ∈ ℝ^{D×D} for ℓ ∈ [N], h ∈ [H]", "its scripts name them in that order"),
+    ("param  W^h_ℓ ∈ ℝ^{D×D} for h ∈ [H], h ∈ [N]", "repeats over each index once"),
+    ("param  W^h ∈ ℝ^{D×D} for h ∈ [H], ℓ ∈ [N]", "has no script ℓ"),
+])
+def test_a_declaration_over_two_indices_names_them_in_its_scripts(decl, message):
+    src = (f"algorithm Y ← F(X | W)\n  convention rows, 0-based\n  input  X ∈ ℝ^{{T×D}}\n  output Y ∈ ℝ^{{T×D}}\n"
+           f"  hyper  D, H, N ∈ ℕ\n  {decl}\n  1 return Y = X\n")
+    with pytest.raises(CardError) as e:
+        check(parse(src), Library())
+    assert message in e.value.message and e.value.pos.line == 6

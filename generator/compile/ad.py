@@ -27,6 +27,14 @@ def swap(b, x):
     return b.transpose(x)
 
 
+def _broadcast_lead(a: tuple, b: tuple) -> tuple:
+    """The batch axes of a matrix product, NumPy's rule: right-aligned, a size-1 axis takes the other's
+    ((1, T, D)ᵀ times (H, T, w): H, not 1)."""
+    n = max(len(a), len(b))
+    a, b = (None,) * (n - len(a)) + a, (None,) * (n - len(b)) + b
+    return tuple(y if x is None or x == ONE and y is not None else x for x, y in zip(a, b, strict=True))
+
+
 def mm_vjp(b, op, g, x, y):
     mode = op.attr[0]
     if mode == "mm":
@@ -207,7 +215,7 @@ class Builder:
         sa, sb = la.shape, lb.shape
         lead_a = sa[: len(sa) - (1 if mode[0] == "v" else 2)]
         lead_b = sb[: len(sb) - (1 if mode[1] == "v" else 2)]
-        lead = lead_a if len(lead_a) >= len(lead_b) else lead_b
+        lead = _broadcast_lead(tuple(lead_a), tuple(lead_b))
         shape = tuple(lead) + ((sa[-2],) if mode[0] == "m" else ()) + ((sb[-1],) if mode[1] == "m" else ())
         return self.new("matmul", (a, b), (mode,), shape=shape, batched=la.batched or lb.batched)
 

@@ -243,10 +243,10 @@ def ascii_path(key: str) -> str:
 
 
 def _key(n: str, d) -> str:
-    if d.over is None:
+    if not d.over:
         return n
     base, scripts = split_name(n)
-    return join_name(base, [(k, "□" if v == d.over[0] else v) for k, v in scripts])
+    return join_name(base, [(k, "□" if v in dict(d.over) else v) for k, v in scripts])
 
 
 def param_tree(checked: Checked, lib: Library, key: str, d, names: Names, params: list, paths: dict,
@@ -259,7 +259,7 @@ def param_tree(checked: Checked, lib: Library, key: str, d, names: Names, params
     over = tuple(o.subst(sub) for o in b.over)
     if isinstance(d.set, Group):
         if d.set.card is None:  # a members group: its members are declared on their own
-            return Members(d.set.members, d.over[0] if d.over else None)
+            return Members(d.set.members, d.over[0][0] if d.over else None)
         callee = lib.checked(d.set.card)
         g = b.type.group
         inner = {k: v.subst(sub) for k, v in (dict(g[1]) if isinstance(g, tuple) and len(g) == 2 else {}).items()}

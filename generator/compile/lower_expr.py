@@ -83,11 +83,16 @@ class ExprLowering:
         if len(set(idx)) < len(idx):
             self.err(f"{expr_text(node)} names one index twice; cardgen reads a family member by distinct "
                      "indices", node)
-        if len(idx) > 1:  # P^i_t: the family's leading axes are i's and t's
-            if any(v in self.seq for v in idx):
-                self.err(f"{expr_text(node)} picks a member by the index of a loop that carries values; "
-                         "cardgen reads such a family by that index alone", node)
-            a = replace(fam, mapped=fam.mapped + tuple(idx), dims=fam.dims[len(idx):])
+        if len(idx) > 1:  # P^i_t, W^h_ℓ: the family's leading axes, one per index in script order
+            mapped = []
+            for var in idx:
+                at = len(mapped)  # the own axis this index's slot is now
+                if var in self.seq:  # the layer loop's step: that member, a view
+                    fam = self.op("index", (fam,), (self.seq[var], at - len(fam.dims)), fam,
+                                  dims=fam.dims[:at] + fam.dims[at + 1:])
+                else:
+                    mapped.append(var)
+            a = replace(fam, mapped=fam.mapped + tuple(mapped), dims=fam.dims[len(mapped):])
             return self.permute(a, self.canon_order(a.mapped))
         (var,) = idx
         if var in self.seq:

@@ -243,8 +243,8 @@ def tex_decl(d) -> str:
     s = names + rel + tex_set(d.set)
     if d.default is not None:
         s += " = " + tex(d.default)
-    if d.over is not None:
-        s += rf",\ {tex_name(d.over[0])} \in [{tex(d.over[1])}]"
+    for v, n in d.over:
+        s += rf",\ {tex_name(v)} \in [{tex(n)}]"
     return s
 
 

@@ -428,7 +428,8 @@ class ToIR(Transformer_NonRecursive):
         role = ROLES[str(c[0])]
         names = c[1]
         st = c[3]
-        default = over = desc = None
+        default = desc = None
+        over = ()
         for x in c[4:]:
             kind, val = x
             if kind == "default":
@@ -441,7 +442,7 @@ class ToIR(Transformer_NonRecursive):
 
     def group_decl(self, m, c):
         role = ROLES[str(c[0])]
-        over = desc = None
+        over, desc = (), None
         for kind, val in c[3:]:
             if kind == "over":
                 over = val
@@ -467,7 +468,8 @@ class ToIR(Transformer_NonRecursive):
         return ("default", c[0])
 
     def over(self, m, c):
-        return ("over", (str(c[1]), _exprs(c)[0]))
+        names = [str(t) for t in _tok(c, "NAME")]
+        return ("over", tuple(zip(names, _exprs(c), strict=True)))
 
     def desc(self, m, c):
         t = c[0]

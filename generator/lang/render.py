@@ -224,8 +224,8 @@ def decl_body(d: Decl) -> str:
         s = f"{names} ∈ {set_text(d.set)}"
         if d.default is not None:
             s += f" = {expr_text(d.default)}"
-    if d.over is not None:
-        s += f" for {d.over[0]} ∈ [{expr_text(d.over[1])}]"
+    if d.over:
+        s += " for " + ", ".join(f"{v} ∈ [{expr_text(n)}]" for v, n in d.over)
     return s
 
 

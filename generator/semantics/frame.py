@@ -77,7 +77,7 @@ class Frame(ExprRules, CallRules):
                     if n in inputs:
                         env[key] = as_family(inputs[n], self.ch.env[key], self.base)
                 elif d.role == "param" and isinstance(d.set, Group) and d.set.card is None:
-                    env[key] = MembersDecl(d.set.members, d.over[0] if d.over else None)
+                    env[key] = MembersDecl(d.set.members, d.over[0][0] if d.over else None)
                 elif key in values:
                     env[key] = values[key]
         for n in card.bar:  # θ standing for all of the card's parameters
