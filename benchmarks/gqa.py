@@ -1,8 +1,9 @@
 """Grouped-query attention, before and after integer division: the corpus card
-(cards/LLaMAAttention.card: query head h slices key/value head ⌊h·H_kv/H⌋) against the
-form a card had to take without ⌊…⌋ (every query head sums all H_kv key/value heads, an
-Iverson bracket keeping its own: H·H_kv head-sized products where H suffice).  Forward
-plus backward of the generated code, medians of interleaved runs.
+(cards/LLaMAAttention.card: query head h slices key/value head ⌊h·H_kv/H⌋) against the two
+forms a card had to take without ⌊…⌋: every query head sums all H_kv key/value heads, an
+Iverson bracket keeping its own, either before the scores (H·H_kv head-sized key and value
+sums) or over the scores (H·H_kv score products where H suffice).  Forward plus backward of
+the generated code, medians of interleaved runs.
 
     python benchmarks/gqa.py [--rounds 9] [--T 128] [--D 512] [--H 8] [--H_kv 2] [--B 4]
 """
@@ -52,6 +53,14 @@ MASKED = """algorithm Ṽ ← GQAMasked(X, C, S | W_q, W_k, W_v, W_o)
 """
 
 
+# The issue's form: every query head scores against every key head, the bracket keeping its own
+# (H·H_kv score products of T×T where H suffice).
+SCORES = MASKED.replace("GQAMasked(", "GQAScores(").replace(
+    "  10   K_h ← Σ_{g=0}^{H_kv − 1} ([[g · H ≤ h · H_kv]] ⊙ [[h · H_kv < (g + 1) · H]] ⊙ R_g)\n", "").replace(
+    "  12   A_h ← Q_h K_h^⊤ / √(D / H)\n",
+    "  12   A_h ← Σ_{g=0}^{H_kv − 1} ([[g · H ≤ h · H_kv]] ⊙ [[h · H_kv < (g + 1) · H]] ⊙ Q_h R_g^⊤) / √(D / H)\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=9)
@@ -60,24 +69,23 @@ def main() -> None:
     args = ap.parse_args()
     lib = Library(folders=[str(ROOT / "cards")])
     after = lib.checked("LLaMAAttention")
-    card = parse(MASKED)
-    lib_before = Library(cards={"GQAMasked": card}, folders=[str(ROOT / "cards")])
-    before = check(card, lib_before)
+    masked, scores = parse(MASKED), parse(SCORES)
+    lib_before = Library(cards={"GQAMasked": masked, "GQAScores": scores}, folders=[str(ROOT / "cards")])
     w = args.D // args.H
     rng = np.random.default_rng(0)
     X = rng.standard_normal((args.B, args.T, args.D))
     angle = np.arange(args.T)[:, None] * 500000.0 ** (-np.arange(0, w, 2) / w)
     C, S = np.cos(np.concatenate([angle, angle], -1)), np.sin(np.concatenate([angle, angle], -1))
     runs = {}
-    for label, ch, lb in (("⌊h·H_kv/H⌋ slices", after, lib), ("Iverson sums", before, lib_before)):
+    for label, ch, lb in (("⌊h·H_kv/H⌋ slices", after, lib),
+                          ("Iverson K/V sums", check(masked, lib_before), lib_before),
+                          ("Iverson score sums", check(scores, lib_before), lib_before)):
         mod = load_module(ch, lb)
         cfg = mod.Config(D=args.D, H=args.H, H_kv=args.H_kv)
         params = mod.init_params(cfg, np.random.default_rng(1), np.float64)
         runs[label] = (mod, cfg, params)
-    (m1, c1, p1), (m2, c2, p2) = runs.values()
-    y1, _ = m1.forward(c1, p1, X, C, S)
-    y2, _ = m2.forward(c2, p2, X, C, S)
-    assert np.allclose(y1, y2, rtol=1e-10, atol=1e-12), "the two cards disagree"
+    outs = [mod.forward(cfg, params, X, C, S)[0] for mod, cfg, params in runs.values()]
+    assert all(np.allclose(y, outs[0], rtol=1e-10, atol=1e-12) for y in outs), "the cards disagree"
 
     def step(mod, cfg, params):
         y, cache = mod.forward(cfg, params, X, C, S)
@@ -91,11 +99,14 @@ def main() -> None:
     print(f"B={args.B} T={args.T} D={args.D} H={args.H} H_kv={args.H_kv}, float64, forward + backward:")
     for k, v in med.items():
         print(f"  {k:20s} {v * 1e3:8.1f} ms")
-    ratio = statistics.median([b / a for a, b in zip(*times.values(), strict=True)])
-    print(f"  Iverson / slices: median {ratio:.2f}×")
-    per_head = args.B * args.T * w
-    print(f"  key/value head entries read per step: slices {args.H * per_head:,} (one head each), "
-          f"Iverson {args.H * args.H_kv * per_head:,} (every head, H_kv = {args.H_kv} times)")
+    first, *others = times
+    for k in others:
+        ratio = statistics.median([b / a for a, b in zip(times[first], times[k], strict=True)])
+        print(f"  {k} / slices: median of the rounds' ratios {ratio:.2f}×")
+    t, w = args.T, args.D // args.H
+    print(f"  score products (T×T, inner width {w}): slices {args.H}, Iverson score sums {args.H * args.H_kv}; "
+          f"key/value entries formed: slices {args.H * t * w:,}, Iverson K/V sums {args.H * args.H_kv * t * w:,} "
+          "(a batch element)")
 
 
 if __name__ == "__main__":
