@@ -71,3 +71,11 @@ def test_an_index_bound_outside_the_sum_is_no_mistake():
     c = parse("algorithm Y ← F(A)\n  convention rows, 0-based\n  input  A ∈ ℝ^{T×D}\n  output Y ∈ ℝ^{T×D}\n"
               "  1 ∀t, i: Y[t, i] ← Σ_{u=0}^{T − 1} A[u, i] + A[t, i]\n  2 return Y\n")
     check(c, Library(cards={"F": c}))
+
+
+def test_a_name_that_only_looks_indexed_is_not_the_sums_index():
+    """b_t declared as it is (an input named b_t) is no use of the Σ's t."""
+    src = ("algorithm y ← F(A, b_t)\n  convention rows, 0-based\n  input  A ∈ ℝ^{T×D}\n  input  b_t ∈ ℝ\n"
+           "  output y ∈ ℝ\n  1 return y = Σ_{t=0}^{T − 1} A[t, 0] + b_t\n")
+    c = parse(src)
+    check(c, Library(cards={"F": c}))

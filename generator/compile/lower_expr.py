@@ -451,7 +451,8 @@ class ExprLowering:
         split = self.op("reshape", (a,), (i - len(a.dims), (n, width)), a,
                         dims=a.dims[:i] + (n, width) + a.dims[i + 1:])
         return self.take_along(split, i, block, node) if block.const is None else \
-            self.op("pick", (split,), (i - len(split.dims), int(block.const)), split, dims=a.dims)
+            self.op("pick", (split,), (i - len(split.dims), int(block.const)), split,
+                    dims=a.dims[:i] + (width,) + a.dims[i + 1:])
 
     def slice_plain(self, a: AV, i: int, lo: Poly, stop: Poly) -> AV:
         b = Poly.const(self.base)

@@ -41,16 +41,17 @@ def _trailing_sums(e: Expr):
             return
 
 
-def _free_use(e: Expr, var: str) -> Expr | None:
-    """The first place ``e`` reads the index ``var`` (``i``, ``b_i``, ``X[i]``) not bound by a Σ of its own."""
+def _free_use(e: Expr, var: str, defined) -> Expr | None:
+    """The first place ``e`` reads the index ``var`` (``i``, ``b_i``, ``X[i]``) not bound by a Σ of its own;
+    a name the card defines as it is (a parameter ``W_i``) is no use of ``i``."""
     if e.op == "sum" and e.attr[0] == var:
-        return next((u for b in e.args[1:] if (u := _free_use(b, var)) is not None), None)
-    if e.op == "name" and (e.attr == var or any(v == var for _, v in split_name(e.attr)[1])):
+        return next((u for b in e.args[1:] if (u := _free_use(b, var, defined)) is not None), None)
+    if e.op == "name" and not defined(e.attr) and (e.attr == var or any(v == var for _, v in split_name(e.attr)[1])):
         return e
-    if e.op == "index" and any(_free_use(a, var) is not None for a in e.args[1:]):
+    if e.op == "index" and any(_free_use(a, var, defined) is not None for a in e.args[1:]):
         return e
     for a in e.args:
-        u = _free_use(a, var)
+        u = _free_use(a, var, defined)
         if u is not None:
             return u
     return None
@@ -78,7 +79,7 @@ class ExprRules:
             var = s.attr[0]
             if var in self.ranges:
                 continue  # the same name is bound outside the Σ as well: b_i means that i
-            use = _free_use(right, var)
+            use = _free_use(right, var, lambda n: n in self.env)
             if use is not None:
                 op = "a product" if e.op == "juxt" else e.attr if e.op == "cmp" else INFIX[e.op].strip()
                 meant = Expr("sum", (Expr(e.op, (s.args[0], right), e.attr), *s.args[1:]), s.attr)
