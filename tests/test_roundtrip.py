@@ -24,7 +24,8 @@ def test_corpus_is_complete():
              "DTransformer", "EDTraining", "ETraining", "DTraining", "DInference", "EDInference"}
     gpt2 = {"GPT2", "GPT2Block", "LayerNorm", "CausalSelfAttention", "MLP", "GELU_tanh",
             "cross_entropy", "AdamW", "Bigram", "Head", "RMSNorm", "LLaMABlock"}
-    assert paper <= names and gpt2 <= names
+    recurrences = {"RNN", "LSTM", "GRU"}
+    assert paper <= names and gpt2 <= names and recurrences <= names
 
 
 def test_file_name_is_card_name(card_path):
