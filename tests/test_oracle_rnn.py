@@ -84,3 +84,14 @@ def test_the_last_column_is_torch_final_state():
             getattr(layer, hf).copy_(torch.from_numpy(getattr(params, card)))
     _, (h_n, _c_n) = layer(torch.from_numpy(X), (torch.from_numpy(h0[None]), torch.from_numpy(c0[None])))
     assert rel(Y[:, -1], h_n[0].detach()) <= 1e-12
+
+
+def test_the_derived_backward_runs_through_time_in_reverse():
+    """`render --backward` of a recurrence: a loop over time steps, not over layers."""
+    from click.testing import CliRunner
+
+    from cardgen.cli import main
+    r = CliRunner().invoke(main, ["render", "--backward", "cards/LSTM.card"])
+    assert r.exit_code == 0, r.output
+    assert "for t = ℓ, …, 1 do  ▷ in reverse, reading what iteration t saved" in r.output
+    assert "layer" not in r.output
