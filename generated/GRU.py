@@ -158,10 +158,10 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     g10001 = np.zeros(h_3_shape, dtype)
     d_X = _buf(workspace, 'GRU:bd_X', X_shape, dtype)
     d_X.fill(0)
-    g10042 = 0
-    g10043 = 0
-    g10044 = 0
-    g10045 = 0
+    d_b_h_2 = 0
+    d_W_h_2 = 0
+    d_b_x_2 = 0
+    d_W_x_2 = 0
     for t in reversed(range(ell)):
         h, z, n, _19, _15, r, C_shape, A_shape, _1, = saved_t[t]
         g10002 = d_Y[..., t]                                    # (…, d_h)
@@ -207,12 +207,12 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
         g10040 = (g10039 @ d_A_3[..., None])[..., 0]            # (…, d_x)
         d_W_x = _sum_to(g10038, 2, ())                          # (3·d_h, d_x)
         d_X[..., t] += g10040
-        g10042 = g10042 + d_b_h
-        g10043 = g10043 + d_W_h
-        g10044 = g10044 + d_b_x
-        g10045 = g10045 + d_W_x
+        d_b_h_2 = d_b_h_2 + d_b_h
+        d_W_h_2 = d_W_h_2 + d_W_h
+        d_b_x_2 = d_b_x_2 + d_b_x
+        d_W_x_2 = d_W_x_2 + d_W_x
         g10001 = d_h_4
-    grads = Params(W_x=g10045, b_x=g10044, W_h=g10043, b_h=g10042)
+    grads = Params(W_x=d_W_x_2, b_x=d_b_x_2, W_h=d_W_h_2, b_h=d_b_h_2)
     return grads, {"X": d_X, "h_0": g10001}
 
 

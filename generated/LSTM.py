@@ -166,10 +166,10 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     g10002 = np.zeros(h_3_shape, dtype)
     d_X = _buf(workspace, 'LSTM:bd_X', X_shape, dtype)
     d_X.fill(0)
-    g10044 = 0
-    g10045 = 0
-    g10046 = 0
-    g10047 = 0
+    d_b_h_2 = 0
+    d_W_h_2 = 0
+    d_b_x_2 = 0
+    d_W_x_2 = 0
     for t in reversed(range(ell)):
         _18, o, g, i, c, f, A_shape, h, _1, = saved_t[t]
         g10003 = d_Y[..., t]                                    # (…, d_h)
@@ -218,13 +218,13 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
         g10042 = (g10041 @ d_A_4[..., None])[..., 0]            # (…, d_x)
         d_W_x = _sum_to(g10040, 2, ())                          # (4·d_h, d_x)
         d_X[..., t] += g10042
-        g10044 = g10044 + d_b_h
-        g10045 = g10045 + d_W_h
-        g10046 = g10046 + d_b_x
-        g10047 = g10047 + d_W_x
+        d_b_h_2 = d_b_h_2 + d_b_h
+        d_W_h_2 = d_W_h_2 + d_W_h
+        d_b_x_2 = d_b_x_2 + d_b_x
+        d_W_x_2 = d_W_x_2 + d_W_x
         g10001 = d_c
         g10002 = d_h_3
-    grads = Params(W_x=g10047, b_x=g10046, W_h=g10045, b_h=g10044)
+    grads = Params(W_x=d_W_x_2, b_x=d_b_x_2, W_h=d_W_h_2, b_h=d_b_h_2)
     return grads, {"X": d_X, "h_0": g10002, "c_0": g10001}
 
 

@@ -131,10 +131,10 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     g10001 = np.zeros(h_3_shape, dtype)
     d_X = _buf(workspace, 'RNN:bd_X', X_shape, dtype)
     d_X.fill(0)
-    g10017 = 0
-    g10018 = 0
-    g10019 = 0
-    g10020 = 0
+    d_b_h_2 = 0
+    d_W_h_2 = 0
+    d_b_x_2 = 0
+    d_W_x_2 = 0
     for t in reversed(range(ell)):
         h_2, h, _1, = saved_t[t]
         g10002 = d_Y[..., t]                                    # (…, d_h)
@@ -154,12 +154,12 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
         g10015 = (g10014 @ g10006[..., None])[..., 0]           # (…, d_x)
         d_W_x = _sum_to(g10013, 2, ())                          # (d_h, d_x)
         d_X[..., t] += g10015
-        g10017 = g10017 + d_b_h
-        g10018 = g10018 + d_W_h
-        g10019 = g10019 + d_b_x
-        g10020 = g10020 + d_W_x
+        d_b_h_2 = d_b_h_2 + d_b_h
+        d_W_h_2 = d_W_h_2 + d_W_h
+        d_b_x_2 = d_b_x_2 + d_b_x
+        d_W_x_2 = d_W_x_2 + d_W_x
         g10001 = d_h_3
-    grads = Params(W_x=g10020, b_x=g10019, W_h=g10018, b_h=g10017)
+    grads = Params(W_x=d_W_x_2, b_x=d_b_x_2, W_h=d_W_h_2, b_h=d_b_h_2)
     return grads, {"X": d_X, "h_0": g10001}
 
 
