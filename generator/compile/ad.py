@@ -655,8 +655,8 @@ def backprop_loop(loop: Loop, grads, b: Builder, needs, loops_saved):
         bl.stacked_grads[whole] = name
         bl.stacked_shapes[whole] = b.shape(whole)
         accumulate(grads, b, whole, name)
-    for x, g in closure.items():
-        name = b.names.temp().replace("_", "g", 1)
+    for x, g in closure.items():  # what the steps add up: d_W_h_2 = Σ_t d_W_h, named after W_h where it can be
+        name = b.names.temp().replace("_", "g", 1) if x.startswith("_") else b.names.fresh(grad_name(x))
         b.layout[name] = b.layout[x]
         closure[x] = (g, name)
         accumulate(grads, b, x, name)

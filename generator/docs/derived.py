@@ -95,7 +95,7 @@ def backward_text(checked: Checked, lib: Library) -> str:
             if isinstance(item, BLoop):
                 n[0] += 1
                 lines.append(f"{n[0]:>3} {'  ' * depth}for {item.loop.var} = {poly_text(item.loop.count)}, …, 1 do"
-                             "  ▷ layers in reverse, reading what layer ℓ saved")
+                             f"  ▷ in reverse, reading what iteration {item.loop.var} saved")  # layers or time steps
                 emit(item.body, depth + 1)
                 for per_layer, stacked in item.sliced.items():
                     n[0] += 1
