@@ -568,7 +568,7 @@ def train(config: Config, params: Params, data, workspace: dict | None = None) -
     losses = []
     for _i in range(config.N_epochs):  # i: N_epochs times
         for x_n in data:
-            losses.append(train_step(config, params, np.asarray(x_n)[None], workspace))
+            losses.append(train_step(config, params, np.asarray(x_n)[None], workspace=workspace))
     return losses
 
 

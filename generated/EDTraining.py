@@ -1041,7 +1041,7 @@ def train(config: Config, params: Params, data, workspace: dict | None = None) -
     losses = []
     for _i in range(config.N_epochs):  # i: N_epochs times
         for z_n, x_n in zip(data[0], data[1], strict=True):
-            losses.append(train_step(config, params, np.asarray(z_n)[None], np.asarray(x_n)[None], workspace))
+            losses.append(train_step(config, params, np.asarray(z_n)[None], np.asarray(x_n)[None], workspace=workspace))
     return losses
 
 

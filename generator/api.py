@@ -183,21 +183,15 @@ def compile_card(card: Card, target: str = "numpy") -> types.ModuleType:
 
 def build(sources, out_dir: str | os.PathLike = "generated", target: str = "numpy") -> list[Path]:
     """Write the module of every model card among ``sources`` (files, folders or names) into
-    ``out_dir``; returns the files written or already current. Wrapper cards that have no module
-    (training and inference loops cardgen does not compile) are left out."""
-    from .compile.lower import LoweringError, wrapper_kind
+    ``out_dir``; returns the files written or already current. Every card has a module (a training
+    or inference card: its loss or model call, and its loop); one cardgen cannot compile raises."""
     from .compile.outputs import add_module, check_compiles
     from .lang.files import atomic_write, holds, inside
     out, kind = Path(out_dir), target  # (the loop names each file it writes `target`)
     modules: dict[str, tuple[str, str]] = {}
     for f in card_paths([sources] if isinstance(sources, str | os.PathLike) else sources):
         card = load(f)
-        try:
-            text = module_text(card, kind)
-        except LoweringError:
-            if wrapper_kind(card.ir) is not None:
-                continue
-            raise
+        text = module_text(card, kind)
         add_module(modules, card.name, str(f), text, out)
     check_compiles(modules, out)
     done = []

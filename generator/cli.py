@@ -279,12 +279,11 @@ def build_cmd(paths, out_dir, check_only, show_diff, force, target_kind):
     from .lang.load import card_paths, display_path, library_for, load
     if out_dir is not None and not out_dir.strip():
         raise CardError("-o/--out: the output folder's name is empty")
-    from .compile.lower import LoweringError
     from .compile.outputs import add_module, check_compiles
     from .compile.verify import module_text
     files = card_paths(paths or ("cards",))
     out = Path(out_dir or ("generated" if target_kind == "numpy" else "generated/array_api"))
-    stale, written, skipped, failed = [], 0, [], 0
+    stale, written, failed = [], 0, 0
     modules: dict[str, tuple[str, str]] = {}  # file name -> (card file, module text)
     libs: dict = {}
     for f in files:
@@ -292,14 +291,6 @@ def build_cmd(paths, out_dir, check_only, show_diff, force, target_kind):
         try:
             card, checked = load(str(f), lib)
             text = module_text(checked, lib, display_path(f), target=target_kind)
-        except LoweringError as e:
-            from .compile.lower import wrapper_kind
-            if wrapper_kind(card) is not None:  # a wrapper cardgen cannot compile yet: say why, go on
-                skipped.append((f, e.message))
-                continue
-            fail(e)
-            failed += 1
-            continue
         except CardError as e:
             fail(e)
             failed += 1
@@ -327,19 +318,16 @@ def build_cmd(paths, out_dir, check_only, show_diff, force, target_kind):
         out.mkdir(parents=True, exist_ok=True)
         atomic_write(inside(out, name) if not target.is_symlink() else target, text)
         written += 1
-    for f, why in skipped:
-        click.echo(f"skipped {f}: {why.split('error: ')[-1]}", err=True)
     if check_only:
         for t in stale:
             click.echo(f"stale: {t} (run `cardgen build`)")
         if stale or failed:
             sys.exit(1)
-        click.echo(f"{len(files) - len(skipped) - failed} generated modules are current")
+        click.echo(f"{len(files) - failed} generated modules are current")
         return
     if failed:
         sys.exit(1)
-    click.echo(f"wrote {written} module{'s' if written != 1 else ''} to {out}/ "
-               f"({len(files) - len(skipped)} cards compiled; {len(skipped)} training/inference wrappers have none)")
+    click.echo(f"wrote {written} module{'s' if written != 1 else ''} to {out}/ ({len(files)} cards compiled)")
 
 
 @main.command("docs")
@@ -375,7 +363,6 @@ def primitives_cmd():
 def gradcheck_cmd(paths, sets, config, seed):
     """Check derived gradients against float64 finite differences."""
     from .compile.gradcheck import TOL, gradcheck
-    from .compile.lower import LoweringError
     from .lang.configs import chosen_values, settable_names
     from .lang.load import card_paths, library_for, load
     from .lang.values import check_values
@@ -387,13 +374,7 @@ def gradcheck_cmd(paths, sets, config, seed):
     for lib, card, checked in loaded:
         values = chosen_values(card, config, given, known)
         check_values(checked, values, extra=others(values, checked, lib), lib=lib)
-        try:
-            res = gradcheck(checked, lib, values, seed)
-        except LoweringError:
-            from .compile.lower import wrapper_kind
-            if wrapper_kind(card) is not None:  # a wrapper cardgen does not compile: nothing to check
-                continue
-            raise
+        res = gradcheck(checked, lib, values, seed)
         worst = res.worst
         verdict = "ok" if worst <= TOL else "FAIL"
         bad += worst > TOL

@@ -20,7 +20,7 @@ from .core import Loop, Op, Program, Value, walk
 from .naming import ascii_name, grad_name
 
 ONE = Poly.const(1)
-NO_GRAD_PRIMS = {"iota", "const", "le", "lt", "ge", "gt", "eq", "ne", "not"}
+NO_GRAD_PRIMS = {"iota", "const", "draw", "le", "lt", "ge", "gt", "eq", "ne", "not"}
 
 
 def swap(b, x):

@@ -81,8 +81,15 @@ def _slice(op: Op, a: str) -> str:
     return f"{a}[..., {idx}]"
 
 
+def draw_shape(op: Op) -> str:
+    """The shape of a draw (every example's, every element's): ``batch + (ℓ, …)``."""
+    dims = ", ".join(py_dim(d) for d in op.shape) + ("," if len(op.shape) == 1 else "")
+    return f"batch + ({dims})" if op.batched else f"({dims})"
+
+
 PRINT = {
     "const": lambda op: f"np.asarray({op.attr[0]})",
+    "draw": lambda op: f"rng.random({draw_shape(op)})",  # float64 draws whatever the dtype: one stream
     "iota": lambda op: f"np.arange({py_dim(op.attr[0])}, {py_dim(op.attr[0] + op.shape[0])})",
     "add": lambda op, a, b: f"{a} + {b}",
     "sub": lambda op, a, b: f"{a} - {b}",
