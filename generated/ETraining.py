@@ -279,7 +279,7 @@ def forward(config: Config, params: Params, x_n, rng: np.random.Generator | None
         b_mlp1_l = b_mlp1[l_]                                   # (d_mlp,)
         _47 = np.expand_dims(b_mlp1_l, -1)                      # (d_mlp, 1)
         _48 = np.add(_46, _47, out=_46)                         # (…, d_mlp, ℓ)
-        _49 = _gelu(_48)                                        # (…, d_mlp, ℓ)
+        _49 = _gelu(_48, _buf(workspace, ('ETraining:f_49', l_), batch + (d_mlp, ell), dtype), workspace) # (…, d_mlp, ℓ)
         _50 = np.matmul(W_mlp2_l, _49, out=_buf(workspace, ('ETraining:f_50', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         _51 = np.add(_45, _50, out=_50)                         # (…, d_e, ℓ)
         b_mlp2_l = b_mlp2[l_]                                   # (d_e,)
@@ -313,7 +313,7 @@ def forward(config: Config, params: Params, x_n, rng: np.random.Generator | None
     _68 = np.matmul(W_f, X_5, out=_buf(workspace, 'ETraining:f_68', batch + (d_f, ell), dtype)) # (…, d_f, ℓ)
     _69 = np.expand_dims(b_f, -1)                               # (d_f, 1)
     _70 = np.add(_68, _69, out=_68)                             # (…, d_f, ℓ)
-    X_6 = _gelu(_70)                                            # (…, d_f, ℓ)
+    X_6 = _gelu(_70, _buf(workspace, 'ETraining:fX_6', batch + (d_f, ell), dtype), workspace) # (…, d_f, ℓ)
     # ETransformer 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
     _72 = np.swapaxes(X_6, -1, -2)                              # (…, ℓ, d_f)
     # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
@@ -350,7 +350,7 @@ def forward(config: Config, params: Params, x_n, rng: np.random.Generator | None
     shape_95 = _95.shape
     _96 = np.sum(_95, axis=-1, out=_buf(workspace, 'ETraining:f_96', batch + (), dtype)) # (…,)
     _97 = np.negative(_96, out=_buf(workspace, 'ETraining:f_97', batch + (), dtype)) # (…,)
-    cache = {"N_V": N_V, "ell": ell, "H": H, "L": L, "d_attn": d_attn, "d_e": d_e, "d_f": d_f, "d_mid": d_mid, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "shape_95": shape_95, "T_tilde": T_tilde, "_93": _93, "_92": _92, "shape_90": shape_90, "_88": _88, "shape_89": shape_89, "P": P, "_85": _85, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_70": _70, "X_5": X_5, "_23": _23, "_6": _6, "_7": _7, "_2": _2, "_4": _4, "saved_l_": saved_l_}
+    cache = {"N_V": N_V, "ell": ell, "H": H, "L": L, "d_attn": d_attn, "d_e": d_e, "d_f": d_f, "d_mid": d_mid, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "shape_95": shape_95, "T_tilde": T_tilde, "_93": _93, "_92": _92, "shape_90": shape_90, "_88": _88, "shape_89": shape_89, "P": P, "_85": _85, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_70": _70, "X_6": X_6, "X_5": X_5, "_23": _23, "_6": _6, "_7": _7, "_2": _2, "_4": _4, "saved_l_": saved_l_}
     return _97, cache
 
 
@@ -385,6 +385,7 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     x_hat_3 = cache["x_hat_3"]
     sigma_3 = cache["sigma_3"]
     _70 = cache["_70"]
+    X_6 = cache["X_6"]
     W_f = params.W_f
     X_5 = cache["X_5"]
     _23 = cache["_23"]
@@ -419,16 +420,15 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     # ETransformer 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
     d_X_6 = np.swapaxes(g10020, -1, -2)                         # (…, d_f, ℓ)
     # ETransformer 10 X ← GELU(W_f X + b_f 1^⊤) ▷ X ∈ ℝ^{d_f×ℓ}
-    g10022 = _gelu_grad(_70)                                    # (…, d_f, ℓ)
-    g10023 = np.multiply(d_X_6, g10022, out=g10022)             # (…, d_f, ℓ)
-    g10024 = _sum_to(g10023, 2, (-1,))                          # (d_f, 1)
-    d_b_f = np.squeeze(g10024, -1)                              # (d_f,)
-    g10026 = np.swapaxes(W_f, -1, -2)                           # (d_e, d_f)
-    d_X_5 = np.matmul(g10026, g10023, out=_buf(workspace, 'ETraining:bd_X_5', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-    g10028 = np.swapaxes(X_5, -1, -2)                           # (…, ℓ, d_e)
-    g10029 = np.matmul(g10023, g10028, out=_buf(workspace, 'ETraining:bg10029', batch + (d_f, d_e), dtype)) # (…, d_f, d_e)
-    d_W_f = _sum_to(g10029, 2, ())                              # (d_f, d_e)
-    g10031 = d_X_5
+    g10022 = _gelu_grad(d_X_6, _70, X_6, _buf(workspace, 'ETraining:bg10022', batch + (d_f, ell), dtype), workspace) # (…, d_f, ℓ)
+    g10023 = _sum_to(g10022, 2, (-1,))                          # (d_f, 1)
+    d_b_f = np.squeeze(g10023, -1)                              # (d_f,)
+    g10025 = np.swapaxes(W_f, -1, -2)                           # (d_e, d_f)
+    d_X_5 = np.matmul(g10025, g10022, out=_buf(workspace, 'ETraining:bd_X_5', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+    g10027 = np.swapaxes(X_5, -1, -2)                           # (…, ℓ, d_e)
+    g10028 = np.matmul(g10022, g10027, out=_buf(workspace, 'ETraining:bg10028', batch + (d_f, d_e), dtype)) # (…, d_f, d_e)
+    d_W_f = _sum_to(g10028, 2, ())                              # (d_f, d_e)
+    g10030 = d_X_5
     d_W_q = _buf(workspace, 'ETraining:bd_W_q', params.W_q.shape, dtype)
     d_W_q.fill(0)
     d_b_q = _buf(workspace, 'ETraining:bd_b_q', params.b_q.shape, dtype)
@@ -464,97 +464,96 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     for l_ in reversed(range(L)):
         gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _49, _48, W_mlp1_l, _45, gamma1_l, x_hat, sigma, W_o_l, Y, V_tilde_shape, V, _25, _21, Q, W_v_l, _11, W_k_l, W_q_l, = saved_l_[l_]
         # ETransformer 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
-        d_e_hat_2 = np.swapaxes(g10031, -1, -2)                 # (…, ℓ, d_e)
+        d_e_hat_2 = np.swapaxes(g10030, -1, -2)                 # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta2_l = _sum_to(d_e_hat_2, 1, ())                   # (d_e,)
         d_x_hat_2 = np.multiply(d_e_hat_2, gamma2_l, out=_buf(workspace, ('ETraining:bd_x_hat_2', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10035 = np.multiply(d_e_hat_2, x_hat_2, out=_buf(workspace, ('ETraining:bg10035', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        d_gamma2_l = _sum_to(g10035, 1, ())                     # (d_e,)
-        g10037 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, ('ETraining:bg10037', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10034 = np.multiply(d_e_hat_2, x_hat_2, out=_buf(workspace, ('ETraining:bg10034', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_gamma2_l = _sum_to(g10034, 1, ())                     # (d_e,)
+        g10036 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, ('ETraining:bg10036', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # ETransformer 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
-        d_X_4 = np.swapaxes(g10037, -1, -2)                     # (…, d_e, ℓ)
+        d_X_4 = np.swapaxes(g10036, -1, -2)                     # (…, d_e, ℓ)
         # ETransformer 7 X ← X + W^l_mlp2 GELU(W^l_mlp1 X + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
-        g10039 = _sum_to(d_X_4, 2, (-1,))                       # (d_e, 1)
-        d_b_mlp2_l = np.squeeze(g10039, -1)                     # (d_e,)
-        g10041 = np.swapaxes(W_mlp2_l, -1, -2)                  # (d_mlp, d_e)
-        g10042 = np.matmul(g10041, d_X_4, out=_buf(workspace, ('ETraining:bg10042', l_ % 2), batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
-        g10043 = np.swapaxes(_49, -1, -2)                       # (…, ℓ, d_mlp)
-        g10044 = np.matmul(d_X_4, g10043, out=_buf(workspace, ('ETraining:bg10044', l_ % 2), batch + (d_e, d_mlp), dtype)) # (…, d_e, d_mlp)
-        d_W_mlp2_l = _sum_to(g10044, 2, ())                     # (d_e, d_mlp)
-        g10046 = _gelu_grad(_48)                                # (…, d_mlp, ℓ)
-        g10047 = np.multiply(g10042, g10046, out=g10046)        # (…, d_mlp, ℓ)
-        g10048 = _sum_to(g10047, 2, (-1,))                      # (d_mlp, 1)
-        d_b_mlp1_l = np.squeeze(g10048, -1)                     # (d_mlp,)
-        g10050 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
-        g10051 = np.matmul(g10050, g10047, out=_buf(workspace, ('ETraining:bg10051', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-        g10052 = np.swapaxes(_45, -1, -2)                       # (…, ℓ, d_e)
-        g10053 = np.matmul(g10047, g10052, out=_buf(workspace, ('ETraining:bg10053', l_ % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
-        d_W_mlp1_l = _sum_to(g10053, 2, ())                     # (d_mlp, d_e)
-        g10055 = np.add(d_X_4, g10051, out=g10051)              # (…, d_e, ℓ)
+        g10038 = _sum_to(d_X_4, 2, (-1,))                       # (d_e, 1)
+        d_b_mlp2_l = np.squeeze(g10038, -1)                     # (d_e,)
+        g10040 = np.swapaxes(W_mlp2_l, -1, -2)                  # (d_mlp, d_e)
+        g10041 = np.matmul(g10040, d_X_4, out=_buf(workspace, ('ETraining:bg10041', l_ % 2), batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
+        g10042 = np.swapaxes(_49, -1, -2)                       # (…, ℓ, d_mlp)
+        g10043 = np.matmul(d_X_4, g10042, out=_buf(workspace, ('ETraining:bg10043', l_ % 2), batch + (d_e, d_mlp), dtype)) # (…, d_e, d_mlp)
+        d_W_mlp2_l = _sum_to(g10043, 2, ())                     # (d_e, d_mlp)
+        g10045 = _gelu_grad(g10041, _48, _49, _buf(workspace, ('ETraining:bg10045', l_ % 2), batch + (d_mlp, ell), dtype), workspace) # (…, d_mlp, ℓ)
+        g10046 = _sum_to(g10045, 2, (-1,))                      # (d_mlp, 1)
+        d_b_mlp1_l = np.squeeze(g10046, -1)                     # (d_mlp,)
+        g10048 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
+        g10049 = np.matmul(g10048, g10045, out=_buf(workspace, ('ETraining:bg10049', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        g10050 = np.swapaxes(_45, -1, -2)                       # (…, ℓ, d_e)
+        g10051 = np.matmul(g10045, g10050, out=_buf(workspace, ('ETraining:bg10051', l_ % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
+        d_W_mlp1_l = _sum_to(g10051, 2, ())                     # (d_mlp, d_e)
+        g10053 = np.add(d_X_4, g10049, out=g10049)              # (…, d_e, ℓ)
         # ETransformer 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
-        d_e_hat = np.swapaxes(g10055, -1, -2)                   # (…, ℓ, d_e)
+        d_e_hat = np.swapaxes(g10053, -1, -2)                   # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta1_l = _sum_to(d_e_hat, 1, ())                     # (d_e,)
         d_x_hat = np.multiply(d_e_hat, gamma1_l, out=_buf(workspace, ('ETraining:bd_x_hat', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10059 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, ('ETraining:bg10059', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        d_gamma1_l = _sum_to(g10059, 1, ())                     # (d_e,)
-        g10061 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('ETraining:bg10061', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10057 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, ('ETraining:bg10057', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_gamma1_l = _sum_to(g10057, 1, ())                     # (d_e,)
+        g10059 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('ETraining:bg10059', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # ETransformer 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
-        d_X_3 = np.swapaxes(g10061, -1, -2)                     # (…, d_e, ℓ)
+        d_X_3 = np.swapaxes(g10059, -1, -2)                     # (…, d_e, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10063 = _sum_to(d_X_3, 2, (-1,))                       # (d_e, 1)
-        d_b_o_l = np.squeeze(g10063, -1)                        # (d_e,)
-        g10065 = np.swapaxes(W_o_l, -1, -2)                     # (H·d_mid, d_e)
-        d_Y = np.matmul(g10065, d_X_3, out=_buf(workspace, ('ETraining:bd_Y', l_ % 2), batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
-        g10067 = np.swapaxes(Y, -1, -2)                         # (…, ℓ, H·d_mid)
-        g10068 = np.matmul(d_X_3, g10067, out=_buf(workspace, ('ETraining:bg10068', l_ % 2), batch + (d_e, H*d_mid), dtype)) # (…, d_e, H·d_mid)
-        d_W_o_l = _sum_to(g10068, 2, ())                        # (d_e, H·d_mid)
+        g10061 = _sum_to(d_X_3, 2, (-1,))                       # (d_e, 1)
+        d_b_o_l = np.squeeze(g10061, -1)                        # (d_e,)
+        g10063 = np.swapaxes(W_o_l, -1, -2)                     # (H·d_mid, d_e)
+        d_Y = np.matmul(g10063, d_X_3, out=_buf(workspace, ('ETraining:bd_Y', l_ % 2), batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
+        g10065 = np.swapaxes(Y, -1, -2)                         # (…, ℓ, H·d_mid)
+        g10066 = np.matmul(d_X_3, g10065, out=_buf(workspace, ('ETraining:bg10066', l_ % 2), batch + (d_e, H*d_mid), dtype)) # (…, d_e, H·d_mid)
+        d_W_o_l = _sum_to(g10066, 2, ())                        # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         d_V_tilde = d_Y.reshape(V_tilde_shape)                  # (…, H, d_mid, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10071 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ, d_mid)
-        g10072 = np.matmul(g10071, d_V_tilde, out=_buf(workspace, ('ETraining:bg10072', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        g10073 = np.swapaxes(_25, -1, -2)                       # (…, H, ℓ, ℓ)
-        d_V = np.matmul(d_V_tilde, g10073, out=_buf(workspace, ('ETraining:bd_V', l_ % 2), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
-        g10075 = _softmax_grad(g10072, _25, -2, _buf(workspace, ('ETraining:bg10075', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        d_S = np.divide(g10075, _23, out=_buf(workspace, ('ETraining:bd_S', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        g10069 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ, d_mid)
+        g10070 = np.matmul(g10069, d_V_tilde, out=_buf(workspace, ('ETraining:bg10070', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        g10071 = np.swapaxes(_25, -1, -2)                       # (…, H, ℓ, ℓ)
+        d_V = np.matmul(d_V_tilde, g10071, out=_buf(workspace, ('ETraining:bd_V', l_ % 2), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
+        g10073 = _softmax_grad(g10070, _25, -2, _buf(workspace, ('ETraining:bg10073', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        d_S = np.divide(g10073, _23, out=_buf(workspace, ('ETraining:bd_S', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        g10080 = np.swapaxes(_21, -1, -2)                       # (…, H, d_attn, ℓ)
-        d_Q = np.matmul(g10080, d_S, out=_buf(workspace, ('ETraining:bd_Q', l_ % 2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
-        g10082 = np.swapaxes(Q, -1, -2)                         # (…, H, ℓ, d_attn)
-        g10083 = np.matmul(d_S, g10082, out=_buf(workspace, ('ETraining:bg10083', l_ % 2), batch + (H, ell, d_attn), dtype)) # (…, H, ℓ, d_attn)
-        d_K = np.swapaxes(g10083, -1, -2)                       # (…, H, d_attn, ℓ)
+        g10078 = np.swapaxes(_21, -1, -2)                       # (…, H, d_attn, ℓ)
+        d_Q = np.matmul(g10078, d_S, out=_buf(workspace, ('ETraining:bd_Q', l_ % 2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        g10080 = np.swapaxes(Q, -1, -2)                         # (…, H, ℓ, d_attn)
+        g10081 = np.matmul(d_S, g10080, out=_buf(workspace, ('ETraining:bg10081', l_ % 2), batch + (H, ell, d_attn), dtype)) # (…, H, ℓ, d_attn)
+        d_K = np.swapaxes(g10081, -1, -2)                       # (…, H, d_attn, ℓ)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10085 = _sum_to(d_V, 3, (-1,))                         # (H, d_mid, 1)
-        d_b_v_l = np.squeeze(g10085, -1)                        # (H, d_mid)
-        g10087 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
-        g10088 = np.matmul(g10087, d_V, out=_buf(workspace, ('ETraining:bg10088', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10089 = np.swapaxes(_11, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10090 = np.matmul(d_V, g10089, out=_buf(workspace, ('ETraining:bg10090', l_ % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
-        d_W_v_l = _sum_to(g10090, 3, ())                        # (H, d_mid, d_e)
-        g10092 = _sum_to(g10088, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10083 = _sum_to(d_V, 3, (-1,))                         # (H, d_mid, 1)
+        d_b_v_l = np.squeeze(g10083, -1)                        # (H, d_mid)
+        g10085 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
+        g10086 = np.matmul(g10085, d_V, out=_buf(workspace, ('ETraining:bg10086', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10087 = np.swapaxes(_11, -1, -2)                       # (…, 1, ℓ, d_e)
+        g10088 = np.matmul(d_V, g10087, out=_buf(workspace, ('ETraining:bg10088', l_ % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        d_W_v_l = _sum_to(g10088, 3, ())                        # (H, d_mid, d_e)
+        g10090 = _sum_to(g10086, None, (-3,))                   # (…, 1, d_e, ℓ)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10093 = _sum_to(d_K, 3, (-1,))                         # (H, d_attn, 1)
-        d_b_k_l = np.squeeze(g10093, -1)                        # (H, d_attn)
-        g10095 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
-        g10096 = np.matmul(g10095, d_K, out=_buf(workspace, ('ETraining:bg10096', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10097 = np.swapaxes(_11, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10098 = np.matmul(d_K, g10097, out=_buf(workspace, ('ETraining:bg10098', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_k_l = _sum_to(g10098, 3, ())                        # (H, d_attn, d_e)
-        g10100 = _sum_to(g10096, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10101 = np.add(g10092, g10100, out=_buf(workspace, ('ETraining:bg10101', l_ % 2), batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
+        g10091 = _sum_to(d_K, 3, (-1,))                         # (H, d_attn, 1)
+        d_b_k_l = np.squeeze(g10091, -1)                        # (H, d_attn)
+        g10093 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
+        g10094 = np.matmul(g10093, d_K, out=_buf(workspace, ('ETraining:bg10094', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10095 = np.swapaxes(_11, -1, -2)                       # (…, 1, ℓ, d_e)
+        g10096 = np.matmul(d_K, g10095, out=_buf(workspace, ('ETraining:bg10096', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_k_l = _sum_to(g10096, 3, ())                        # (H, d_attn, d_e)
+        g10098 = _sum_to(g10094, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10099 = np.add(g10090, g10098, out=_buf(workspace, ('ETraining:bg10099', l_ % 2), batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10102 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
-        d_b_q_l = np.squeeze(g10102, -1)                        # (H, d_attn)
-        g10104 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
-        g10105 = np.matmul(g10104, d_Q, out=_buf(workspace, ('ETraining:bg10105', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10106 = np.swapaxes(_11, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10107 = np.matmul(d_Q, g10106, out=_buf(workspace, ('ETraining:bg10107', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_q_l = _sum_to(g10107, 3, ())                        # (H, d_attn, d_e)
-        g10109 = _sum_to(g10105, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10110 = np.add(g10101, g10109, out=g10101)             # (…, 1, d_e, ℓ)
-        g10111 = np.squeeze(g10110, -3)                         # (…, d_e, ℓ)
-        d_X_2 = np.add(d_X_3, g10111, out=_buf(workspace, ('ETraining:bd_X_2', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        g10100 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
+        d_b_q_l = np.squeeze(g10100, -1)                        # (H, d_attn)
+        g10102 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
+        g10103 = np.matmul(g10102, d_Q, out=_buf(workspace, ('ETraining:bg10103', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10104 = np.swapaxes(_11, -1, -2)                       # (…, 1, ℓ, d_e)
+        g10105 = np.matmul(d_Q, g10104, out=_buf(workspace, ('ETraining:bg10105', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_q_l = _sum_to(g10105, 3, ())                        # (H, d_attn, d_e)
+        g10107 = _sum_to(g10103, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10108 = np.add(g10099, g10107, out=g10099)             # (…, 1, d_e, ℓ)
+        g10109 = np.squeeze(g10108, -3)                         # (…, d_e, ℓ)
+        d_X_2 = np.add(d_X_3, g10109, out=_buf(workspace, ('ETraining:bd_X_2', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         d_W_q[l_] += d_W_q_l
         d_b_q[l_] += d_b_q_l
         d_W_k[l_] += d_W_k_l
@@ -571,15 +570,15 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
         d_b_mlp2[l_] += d_b_mlp2_l
         d_gamma2[l_] += d_gamma2_l
         d_beta2[l_] += d_beta2_l
-        g10031 = d_X_2
+        g10030 = d_X_2
     # ETransformer 3 X ← [e_1, e_2, …, e_ℓ] ▷ X ∈ ℝ^{d_e×ℓ}
-    d_e_2 = np.swapaxes(g10031, -1, -2)                         # (…, ℓ, d_e)
+    d_e_2 = np.swapaxes(g10030, -1, -2)                         # (…, ℓ, d_e)
     # ETransformer 2 for t ∈ [ℓ] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
-    g10114 = _sum_to(d_e_2, 2, ())                              # (ℓ, d_e)
-    g10115 = _scatter_rows(g10114, _6 - 1, _7)                  # (ℓ_max, d_e)
-    d_W_p = np.swapaxes(g10115, -1, -2)                         # (d_e, ℓ_max)
-    g10117 = _scatter_rows(d_e_2, _2 - 1, _4)                   # (N_V, d_e)
-    d_W_e = np.swapaxes(g10117, -1, -2)                         # (d_e, N_V)
+    g10112 = _sum_to(d_e_2, 2, ())                              # (ℓ, d_e)
+    g10113 = _scatter_rows(g10112, _6 - 1, _7)                  # (ℓ_max, d_e)
+    d_W_p = np.swapaxes(g10113, -1, -2)                         # (d_e, ℓ_max)
+    g10115 = _scatter_rows(d_e_2, _2 - 1, _4)                   # (N_V, d_e)
+    d_W_e = np.swapaxes(g10115, -1, -2)                         # (d_e, N_V)
     grads = Params(W_e=d_W_e, W_p=d_W_p, W_q=d_W_q, b_q=d_b_q, W_k=d_W_k, b_k=d_b_k, W_v=d_W_v, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o, gamma1=d_gamma1, beta1=d_beta1, gamma2=d_gamma2, beta2=d_beta2, W_mlp1=d_W_mlp1, b_mlp1=d_b_mlp1, W_mlp2=d_W_mlp2, b_mlp2=d_b_mlp2, W_f=d_W_f, b_f=d_b_f, gamma=d_gamma, beta=d_beta, W_u=d_W_u)
     return grads, {}
 
@@ -740,37 +739,82 @@ _ERF_LARGE = (
 _ERF_MID, _ERF_HALF = 0.4758771929824561, 0.22587719298245615
 
 
-def _horner(coefficients, v):
-    p = coefficients[-1] * v
+def _horner(coefficients, v, out):
+    """Σ c_k v^k into out (not v), in place: one array for the whole evaluation."""
+    np.multiply(v, coefficients[-1], out=out)
     for c in coefficients[-2:0:-1]:
-        p += c
-        p *= v
-    p += coefficients[0]
-    return p
+        out += c
+        out *= v
+    out += coefficients[0]
+    return out
 
 
-def _erf(x):
-    s = np.clip(x, -_ERF_SPLIT, _ERF_SPLIT)
-    small = _horner(_ERF_SMALL, np.square(s))
-    small *= s
-    small += s
-    a = np.abs(x)
-    b = np.clip(a, _ERF_SPLIT, 6.0)
-    v = np.add(b, 2.0)
-    np.divide(2.0, v, out=v)
-    v -= _ERF_MID
-    v /= _ERF_HALF
-    large = _horner(_ERF_LARGE, v)
+def _scratch(workspace, shape, dtype, n):
+    """n work arrays for a helper, kept in the workspace (shared by every helper: each uses them
+    only while it runs); fresh ones without a workspace."""
+    return [_buf(workspace, ("_scratch", i), shape, dtype) for i in range(n)]
+
+
+def _erf(x, out=None, workspace=None):
+    """Both pieces on clamped copies of x, joined by exact 0/1 weights: a select (np.where) with a
+    data-dependent mask costs ~20 element-wise passes, an arithmetic join three.  Three work arrays."""
+    x = np.asarray(x)
+    dtype = np.result_type(x, np.float32)
+    out = np.empty(x.shape, dtype) if out is None else out
+    b, v, large = _scratch(workspace, x.shape, dtype, 3)
+    np.abs(x, out=b)
+    np.clip(b, _ERF_SPLIT, 6.0, out=b)
+    np.add(b, 2.0, out=v)
+    np.divide(2.0 / _ERF_HALF, v, out=v)
+    v -= _ERF_MID / _ERF_HALF
+    _horner(_ERF_LARGE, v, large)
     np.square(b, out=b)
     np.negative(b, out=b)
     large *= np.exp(b, out=b)
     np.subtract(1.0, large, out=large)
     np.copysign(large, x, out=large)
-    return np.where(a < _ERF_SPLIT, small, large)
+    np.clip(x, -_ERF_SPLIT, _ERF_SPLIT, out=b)  # the last read of x: out may be x itself
+    np.square(b, out=v)
+    small = _horner(_ERF_SMALL, v, out)
+    small *= b
+    small += b
+    np.abs(b, out=v)
+    np.less(v, _ERF_SPLIT, out=v)  # 1 where |x| < SPLIT (NaN: 0, and NaN·0 keeps it NaN)
+    small *= v
+    np.subtract(1.0, v, out=v)
+    large *= v
+    small += large  # one of the two terms is ±0: the sum is the other, exactly (−0 + −0 for x = −0)
+    return small
 
 
-def _gelu(x):
-    return 0.5 * x * (1.0 + _erf(x * 0.7071067811865476))
+# float32: Φ(x) = ½ + c·N(c²)/D(c²), c = x clamped to ±4√2 (Φ is 1 in float32 beyond), a rational fit
+# (scripts/erf_fit.py): 20 passes instead of erf's 60, within 2.2·10⁻⁷ of Φ (float32 spacing of 1: 6·10⁻⁸).
+_PHI32_CLAMP = 5.656854249492381
+_PHI32_N = (
+    0.39894226993523063, 0.035831378976121465, 0.004501072772993772, 0.000168013365171882,
+    3.1556806144701803e-06, -2.129746566811348e-08, 1.0636697546763609e-10,
+)
+_PHI32_D = (1.0, 0.25648193193441804, 0.029031524799142488, 0.001821659471016465, 6.0973191060033246e-05)
+
+
+def _gelu(x, out=None, workspace=None):
+    """x Φ(x), Φ(x) = (1 + erf(x/√2)) / 2; out must not be x."""
+    if np.result_type(x) == np.float32:
+        out = np.empty(np.shape(x), np.float32) if out is None else out
+        c, t, den = _scratch(workspace, np.shape(x), np.float32, 3)
+        np.clip(x, -_PHI32_CLAMP, _PHI32_CLAMP, out=c)
+        np.square(c, out=t)
+        _horner(_PHI32_N, t, out)
+        out *= c
+        out /= _horner(_PHI32_D, t, den)
+        out += 0.5
+        out *= x
+        return out
+    out = _erf(np.multiply(x, 0.7071067811865476, out=out), out, workspace)
+    out += 1.0
+    out *= x
+    out *= 0.5
+    return out
 
 
 def _concat(parts, axis):
@@ -814,10 +858,25 @@ def _silu_grad(x):
     return s * (1.0 + x * (1.0 - s))
 
 
-def _gelu_grad(x):
-    cdf = 0.5 * (1.0 + _erf(x * 0.7071067811865476))
-    pdf = np.exp(-0.5 * x * x) * 0.3989422804014327
-    return cdf + x * pdf
+def _gelu_grad(g, x, y, out=None, workspace=None):
+    """g · GELU'(x) = g · (Φ(x) + x φ(x)), with Φ(x) = y / x from the forward's y = x Φ(x): no
+    second erf.  Where |x| < 1e-30 (0, or tiny enough that x Φ(x) loses digits) Φ is ½."""
+    out = np.empty(np.broadcast_shapes(np.shape(g), np.shape(x)), np.result_type(g, x)) if out is None else out
+    t, tiny = _scratch(workspace, np.shape(x), np.result_type(x), 2)
+    np.abs(x, out=tiny)
+    np.less(tiny, 1e-30, out=tiny)  # 1 where x is (nearly) 0
+    np.square(x, out=t)
+    np.multiply(t, -0.5, out=out)
+    np.exp(out, out=out)
+    out *= t
+    out *= 0.3989422804014327  # x² φ(x)
+    out += y
+    np.add(x, tiny, out=t)  # x, or 1 where x is 0: y / 1 = 0 there, and ½ is added
+    out /= t
+    tiny *= 0.5
+    out += tiny
+    out *= g
+    return out
 
 
 def _concat_part(g, axis, i, shapes):

@@ -184,13 +184,17 @@ def compile_card(card: Card, target: str = "numpy") -> types.ModuleType:
 def build(sources, out_dir: str | os.PathLike = "generated", target: str = "numpy") -> list[Path]:
     """Write the module of every model card among ``sources`` (files, folders or names) into
     ``out_dir``; returns the files written or already current. Every card has a module (a training
-    or inference card: its loss or model call, and its loop); one cardgen cannot compile raises."""
+    or inference card: its loss or model call, and its loop, for the numpy target only); one cardgen
+    cannot compile raises."""
+    from .compile.lower import wrapper_kind
     from .compile.outputs import add_module, check_compiles
     from .lang.files import atomic_write, holds, inside
     out, kind = Path(out_dir), target  # (the loop names each file it writes `target`)
     modules: dict[str, tuple[str, str]] = {}
     for f in card_paths([sources] if isinstance(sources, str | os.PathLike) else sources):
         card = load(f)
+        if kind != "numpy" and wrapper_kind(card.ir) is not None:
+            continue  # a training or inference card's loops are NumPy's: left out of another target
         text = module_text(card, kind)
         add_module(modules, card.name, str(f), text, out)
     check_compiles(modules, out)

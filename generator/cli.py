@@ -283,13 +283,17 @@ def build_cmd(paths, out_dir, check_only, show_diff, force, target_kind):
     from .compile.verify import module_text
     files = card_paths(paths or ("cards",))
     out = Path(out_dir or ("generated" if target_kind == "numpy" else "generated/array_api"))
-    stale, written, failed = [], 0, 0
+    from .compile.lower import wrapper_kind
+    stale, written, failed, skipped = [], 0, 0, []
     modules: dict[str, tuple[str, str]] = {}  # file name -> (card file, module text)
     libs: dict = {}
     for f in files:
         lib = library_for(str(f), shared=libs)
         try:
             card, checked = load(str(f), lib)
+            if target_kind != "numpy" and wrapper_kind(card) is not None:  # their loops are NumPy's
+                skipped.append(f)
+                continue
             text = module_text(checked, lib, display_path(f), target=target_kind)
         except CardError as e:
             fail(e)
@@ -318,16 +322,20 @@ def build_cmd(paths, out_dir, check_only, show_diff, force, target_kind):
         out.mkdir(parents=True, exist_ok=True)
         atomic_write(inside(out, name) if not target.is_symlink() else target, text)
         written += 1
+    for f in skipped:
+        click.echo(f"skipped {f}: the {target_kind} target compiles model cards; training and inference cards "
+                   "are built for numpy", err=True)
     if check_only:
         for t in stale:
             click.echo(f"stale: {t} (run `cardgen build`)")
         if stale or failed:
             sys.exit(1)
-        click.echo(f"{len(files) - failed} generated modules are current")
+        click.echo(f"{len(files) - len(skipped) - failed} generated modules are current")
         return
     if failed:
         sys.exit(1)
-    click.echo(f"wrote {written} module{'s' if written != 1 else ''} to {out}/ ({len(files)} cards compiled)")
+    compiled = len(files) - len(skipped)
+    click.echo(f"wrote {written} module{'s' if written != 1 else ''} to {out}/ ({compiled} cards compiled)")
 
 
 @main.command("docs")

@@ -119,7 +119,7 @@ PRINT.update({
     "one_minus": lambda op, a: f"1.0 - {a}",
     "positive": lambda op, a: f"xp.astype({a} > 0, {a}.dtype)",
     "silu_grad": lambda op, a: f"_silu_grad(xp, {a})",
-    "gelu_grad": lambda op, a: f"_gelu_grad(xp, {a})",
+    "gelu_grad": lambda op, g, x, y: f"{g} * _gelu_grad(xp, {x})",
     "softmax_grad": lambda op, g, y: f"_softmax_grad(xp, {g}, {y}, {op.attr[0]})",
     "layer_norm_grad": lambda op, g, y, s: f"_layer_norm_grad(xp, {g}, {y}, {s}, {op.attr[0]})",
     "log_softmax_grad": lambda op, g, y: f"{g} - xp.exp({y}) * xp.sum({g}, axis={op.attr[0]}, keepdims=True)",
