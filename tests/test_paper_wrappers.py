@@ -182,3 +182,27 @@ def test_edinference_greedy_batches_and_bounds():
     assert 2 <= len(out) <= 10
     want = reference_edinference(short, zs[0][:4], 0, small.bos_token, small.eos_token, None, max_tokens=3)
     assert out[: len(want)].tolist() == want
+
+
+# ------------------------------------------------------------------ what cardgen refuses, at its place
+
+def test_a_wrapper_loop_cardgen_does_not_compile_is_refused_by_check_and_build(tmp_path):
+    """No card is skipped any more: an inference loop of another form (here x̂ ← [y, x̂], prepending)
+    is an error at its line, from `check` and from `build` alike."""
+    from click.testing import CliRunner
+
+    from cardgen.cli import main
+
+    from .conftest import ROOT
+    text = (ROOT / "cards" / "EDInference.card").read_text("utf-8").replace("x̂ ← [x̂, y]", "x̂ ← [y, x̂]")
+    (tmp_path / "EDInference.card").write_text(text, "utf-8")
+    for f in (ROOT / "cards").glob("*.card"):
+        if f.name != "EDInference.card":
+            (tmp_path / f.name).write_text(f.read_text("utf-8"), "utf-8")
+    card = str(tmp_path / "EDInference.card")
+    for args in (["check", card], ["build", card, "-o", str(tmp_path / "out")]):
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 1, r.output
+        assert "EDInference.card:13:" in r.output and "while loop as x̂ ← [bos]" in r.output, r.output
+        assert "skipped" not in r.output
+    assert not (tmp_path / "out").exists()
