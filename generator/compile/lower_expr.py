@@ -262,8 +262,9 @@ class ExprLowering:
     # -------------------------------------------------------------- chance
     def x_choose(self, e):
         """``a with probability p else b``: one uniform draw per element of every example and of
-        every index in scope (each iteration of a loop draws anew), from forward's ``rng``, in the
-        order the interpreter draws them (examples, then loop indices outermost first, then axes)."""
+        every index in scope (each iteration of a loop draws anew), from forward's ``rng``, as one
+        array laid out [examples…, loop indices outermost first, axes…]: for a card with one such
+        draw, the order in which the interpreter draws, example by example."""
         a, p, b = map(self.value, e.args)
         if p.rank or p.batched:
             self.err("a probability must be one number", e.args[1])
