@@ -275,7 +275,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         b_mlp1_l = b_mlp1[l_]                                   # (d_mlp,)
         _64 = np.expand_dims(b_mlp1_l, -1)                      # (d_mlp, 1)
         _65 = np.add(_63, _64, out=_63)                         # (…, d_mlp, len_x)
-        _66 = _gelu(_65)                                        # (…, d_mlp, len_x)
+        _66 = _gelu(_65, _buf(workspace, ('DInference:f_66', l_), batch + (d_mlp, len_x), dtype), workspace) # (…, d_mlp, len_x)
         _67 = np.matmul(W_mlp2_l, _66, out=_buf(workspace, ('DInference:f_67', l_ % 2), batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
         _68 = np.add(X_3, _67, out=X_3)                         # (…, d_e, len_x)
         b_mlp2_l = b_mlp2[l_]                                   # (d_e,)
@@ -399,92 +399,91 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         g10019 = np.swapaxes(_66, -1, -2)                       # (…, len_x, d_mlp)
         g10020 = np.matmul(g10014, g10019, out=_buf(workspace, ('DInference:bg10020', l_ % 2), batch + (d_e, d_mlp), dtype)) # (…, d_e, d_mlp)
         d_W_mlp2_l = _sum_to(g10020, 2, ())                     # (d_e, d_mlp)
-        g10022 = _gelu_grad(_65)                                # (…, d_mlp, len_x)
-        g10023 = np.multiply(g10018, g10022, out=g10022)        # (…, d_mlp, len_x)
-        g10024 = _sum_to(g10023, 2, (-1,))                      # (d_mlp, 1)
-        d_b_mlp1_l = np.squeeze(g10024, -1)                     # (d_mlp,)
-        g10026 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
-        g10027 = np.matmul(g10026, g10023, out=_buf(workspace, ('DInference:bg10027', l_ % 2), batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
-        g10028 = np.swapaxes(_62, -1, -2)                       # (…, len_x, d_e)
-        g10029 = np.matmul(g10023, g10028, out=_buf(workspace, ('DInference:bg10029', l_ % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
-        d_W_mlp1_l = _sum_to(g10029, 2, ())                     # (d_mlp, d_e)
+        g10022 = _gelu_grad(g10018, _65, _66, _buf(workspace, ('DInference:bg10022', l_ % 2), batch + (d_mlp, len_x), dtype), workspace) # (…, d_mlp, len_x)
+        g10023 = _sum_to(g10022, 2, (-1,))                      # (d_mlp, 1)
+        d_b_mlp1_l = np.squeeze(g10023, -1)                     # (d_mlp,)
+        g10025 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
+        g10026 = np.matmul(g10025, g10022, out=_buf(workspace, ('DInference:bg10026', l_ % 2), batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
+        g10027 = np.swapaxes(_62, -1, -2)                       # (…, len_x, d_e)
+        g10028 = np.matmul(g10022, g10027, out=_buf(workspace, ('DInference:bg10028', l_ % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
+        d_W_mlp1_l = _sum_to(g10028, 2, ())                     # (d_mlp, d_e)
         # DTransformer 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
-        d_e_hat_2 = np.swapaxes(g10027, -1, -2)                 # (…, len_x, d_e)
+        d_e_hat_2 = np.swapaxes(g10026, -1, -2)                 # (…, len_x, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta2_l = _sum_to(d_e_hat_2, 1, ())                   # (d_e,)
         d_x_hat_2 = np.multiply(d_e_hat_2, gamma2_l, out=_buf(workspace, ('DInference:bd_x_hat_2', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-        g10034 = np.multiply(d_e_hat_2, x_hat_2, out=_buf(workspace, ('DInference:bg10034', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-        d_gamma2_l = _sum_to(g10034, 1, ())                     # (d_e,)
-        g10036 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, ('DInference:bg10036', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        g10033 = np.multiply(d_e_hat_2, x_hat_2, out=_buf(workspace, ('DInference:bg10033', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        d_gamma2_l = _sum_to(g10033, 1, ())                     # (d_e,)
+        g10035 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, ('DInference:bg10035', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         # DTransformer 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
-        g10037 = np.swapaxes(g10036, -1, -2)                    # (…, d_e, len_x)
-        d_X_3 = np.add(g10014, g10037, out=_buf(workspace, ('DInference:bd_X_3', l_ % 2), batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
+        g10036 = np.swapaxes(g10035, -1, -2)                    # (…, d_e, len_x)
+        d_X_3 = np.add(g10014, g10036, out=_buf(workspace, ('DInference:bd_X_3', l_ % 2), batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10039 = _sum_to(d_X_3, 2, (-1,))                       # (d_e, 1)
-        d_b_o_l = np.squeeze(g10039, -1)                        # (d_e,)
-        g10041 = np.swapaxes(W_o_l, -1, -2)                     # (H·d_mid, d_e)
-        d_Y = np.matmul(g10041, d_X_3, out=_buf(workspace, ('DInference:bd_Y', l_ % 2), batch + (H*d_mid, len_x), dtype)) # (…, H·d_mid, len_x)
-        g10043 = np.swapaxes(Y, -1, -2)                         # (…, len_x, H·d_mid)
-        g10044 = np.matmul(d_X_3, g10043, out=_buf(workspace, ('DInference:bg10044', l_ % 2), batch + (d_e, H*d_mid), dtype)) # (…, d_e, H·d_mid)
-        d_W_o_l = _sum_to(g10044, 2, ())                        # (d_e, H·d_mid)
+        g10038 = _sum_to(d_X_3, 2, (-1,))                       # (d_e, 1)
+        d_b_o_l = np.squeeze(g10038, -1)                        # (d_e,)
+        g10040 = np.swapaxes(W_o_l, -1, -2)                     # (H·d_mid, d_e)
+        d_Y = np.matmul(g10040, d_X_3, out=_buf(workspace, ('DInference:bd_Y', l_ % 2), batch + (H*d_mid, len_x), dtype)) # (…, H·d_mid, len_x)
+        g10042 = np.swapaxes(Y, -1, -2)                         # (…, len_x, H·d_mid)
+        g10043 = np.matmul(d_X_3, g10042, out=_buf(workspace, ('DInference:bg10043', l_ % 2), batch + (d_e, H*d_mid), dtype)) # (…, d_e, H·d_mid)
+        d_W_o_l = _sum_to(g10043, 2, ())                        # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         d_V_tilde = d_Y.reshape(V_tilde_shape)                  # (…, H, d_mid, len_x)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10047 = np.swapaxes(V, -1, -2)                         # (…, H, len_x, d_mid)
-        g10048 = np.matmul(g10047, d_V_tilde, out=_buf(workspace, ('DInference:bg10048', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
-        g10049 = np.swapaxes(_42, -1, -2)                       # (…, H, len_x, len_x)
-        d_V = np.matmul(d_V_tilde, g10049, out=_buf(workspace, ('DInference:bd_V', l_ % 2), batch + (H, d_mid, len_x), dtype)) # (…, H, d_mid, len_x)
-        g10051 = _softmax_grad(g10048, _42, -2, _buf(workspace, ('DInference:bg10051', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
-        g10052 = np.divide(g10051, _40, out=_buf(workspace, ('DInference:bg10052', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
+        g10046 = np.swapaxes(V, -1, -2)                         # (…, H, len_x, d_mid)
+        g10047 = np.matmul(g10046, d_V_tilde, out=_buf(workspace, ('DInference:bg10047', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
+        g10048 = np.swapaxes(_42, -1, -2)                       # (…, H, len_x, len_x)
+        d_V = np.matmul(d_V_tilde, g10048, out=_buf(workspace, ('DInference:bd_V', l_ % 2), batch + (H, d_mid, len_x), dtype)) # (…, H, d_mid, len_x)
+        g10050 = _softmax_grad(g10047, _42, -2, _buf(workspace, ('DInference:bg10050', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
+        g10051 = np.divide(g10050, _40, out=_buf(workspace, ('DInference:bg10051', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
         # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
-        d_S = _where(_38, 0, g10052, _buf(workspace, ('DInference:bd_S', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
+        d_S = _where(_38, 0, g10051, _buf(workspace, ('DInference:bd_S', l_ % 2), batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        g10058 = np.swapaxes(_36, -1, -2)                       # (…, H, d_attn, len_x)
-        d_Q = np.matmul(g10058, d_S, out=_buf(workspace, ('DInference:bd_Q', l_ % 2), batch + (H, d_attn, len_x), dtype)) # (…, H, d_attn, len_x)
-        g10060 = np.swapaxes(Q, -1, -2)                         # (…, H, len_x, d_attn)
-        g10061 = np.matmul(d_S, g10060, out=_buf(workspace, ('DInference:bg10061', l_ % 2), batch + (H, len_x, d_attn), dtype)) # (…, H, len_x, d_attn)
-        d_K = np.swapaxes(g10061, -1, -2)                       # (…, H, d_attn, len_x)
+        g10057 = np.swapaxes(_36, -1, -2)                       # (…, H, d_attn, len_x)
+        d_Q = np.matmul(g10057, d_S, out=_buf(workspace, ('DInference:bd_Q', l_ % 2), batch + (H, d_attn, len_x), dtype)) # (…, H, d_attn, len_x)
+        g10059 = np.swapaxes(Q, -1, -2)                         # (…, H, len_x, d_attn)
+        g10060 = np.matmul(d_S, g10059, out=_buf(workspace, ('DInference:bg10060', l_ % 2), batch + (H, len_x, d_attn), dtype)) # (…, H, len_x, d_attn)
+        d_K = np.swapaxes(g10060, -1, -2)                       # (…, H, d_attn, len_x)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10063 = _sum_to(d_V, 3, (-1,))                         # (H, d_mid, 1)
-        d_b_v_l = np.squeeze(g10063, -1)                        # (H, d_mid)
-        g10065 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
-        g10066 = np.matmul(g10065, d_V, out=_buf(workspace, ('DInference:bg10066', l_ % 2), batch + (H, d_e, len_x), dtype)) # (…, H, d_e, len_x)
-        g10067 = np.swapaxes(_26, -1, -2)                       # (…, 1, len_x, d_e)
-        g10068 = np.matmul(d_V, g10067, out=_buf(workspace, ('DInference:bg10068', l_ % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
-        d_W_v_l = _sum_to(g10068, 3, ())                        # (H, d_mid, d_e)
-        g10070 = _sum_to(g10066, None, (-3,))                   # (…, 1, d_e, len_x)
+        g10062 = _sum_to(d_V, 3, (-1,))                         # (H, d_mid, 1)
+        d_b_v_l = np.squeeze(g10062, -1)                        # (H, d_mid)
+        g10064 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
+        g10065 = np.matmul(g10064, d_V, out=_buf(workspace, ('DInference:bg10065', l_ % 2), batch + (H, d_e, len_x), dtype)) # (…, H, d_e, len_x)
+        g10066 = np.swapaxes(_26, -1, -2)                       # (…, 1, len_x, d_e)
+        g10067 = np.matmul(d_V, g10066, out=_buf(workspace, ('DInference:bg10067', l_ % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        d_W_v_l = _sum_to(g10067, 3, ())                        # (H, d_mid, d_e)
+        g10069 = _sum_to(g10065, None, (-3,))                   # (…, 1, d_e, len_x)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10071 = _sum_to(d_K, 3, (-1,))                         # (H, d_attn, 1)
-        d_b_k_l = np.squeeze(g10071, -1)                        # (H, d_attn)
-        g10073 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
-        g10074 = np.matmul(g10073, d_K, out=_buf(workspace, ('DInference:bg10074', l_ % 2), batch + (H, d_e, len_x), dtype)) # (…, H, d_e, len_x)
-        g10075 = np.swapaxes(_26, -1, -2)                       # (…, 1, len_x, d_e)
-        g10076 = np.matmul(d_K, g10075, out=_buf(workspace, ('DInference:bg10076', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_k_l = _sum_to(g10076, 3, ())                        # (H, d_attn, d_e)
-        g10078 = _sum_to(g10074, None, (-3,))                   # (…, 1, d_e, len_x)
-        g10079 = np.add(g10070, g10078, out=_buf(workspace, ('DInference:bg10079', l_ % 2), batch + (1, d_e, len_x), dtype)) # (…, 1, d_e, len_x)
+        g10070 = _sum_to(d_K, 3, (-1,))                         # (H, d_attn, 1)
+        d_b_k_l = np.squeeze(g10070, -1)                        # (H, d_attn)
+        g10072 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
+        g10073 = np.matmul(g10072, d_K, out=_buf(workspace, ('DInference:bg10073', l_ % 2), batch + (H, d_e, len_x), dtype)) # (…, H, d_e, len_x)
+        g10074 = np.swapaxes(_26, -1, -2)                       # (…, 1, len_x, d_e)
+        g10075 = np.matmul(d_K, g10074, out=_buf(workspace, ('DInference:bg10075', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_k_l = _sum_to(g10075, 3, ())                        # (H, d_attn, d_e)
+        g10077 = _sum_to(g10073, None, (-3,))                   # (…, 1, d_e, len_x)
+        g10078 = np.add(g10069, g10077, out=_buf(workspace, ('DInference:bg10078', l_ % 2), batch + (1, d_e, len_x), dtype)) # (…, 1, d_e, len_x)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10080 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
-        d_b_q_l = np.squeeze(g10080, -1)                        # (H, d_attn)
-        g10082 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
-        g10083 = np.matmul(g10082, d_Q, out=_buf(workspace, ('DInference:bg10083', l_ % 2), batch + (H, d_e, len_x), dtype)) # (…, H, d_e, len_x)
-        g10084 = np.swapaxes(_26, -1, -2)                       # (…, 1, len_x, d_e)
-        g10085 = np.matmul(d_Q, g10084, out=_buf(workspace, ('DInference:bg10085', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_q_l = _sum_to(g10085, 3, ())                        # (H, d_attn, d_e)
-        g10087 = _sum_to(g10083, None, (-3,))                   # (…, 1, d_e, len_x)
-        g10088 = np.add(g10079, g10087, out=g10079)             # (…, 1, d_e, len_x)
-        g10089 = np.squeeze(g10088, -3)                         # (…, d_e, len_x)
+        g10079 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
+        d_b_q_l = np.squeeze(g10079, -1)                        # (H, d_attn)
+        g10081 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
+        g10082 = np.matmul(g10081, d_Q, out=_buf(workspace, ('DInference:bg10082', l_ % 2), batch + (H, d_e, len_x), dtype)) # (…, H, d_e, len_x)
+        g10083 = np.swapaxes(_26, -1, -2)                       # (…, 1, len_x, d_e)
+        g10084 = np.matmul(d_Q, g10083, out=_buf(workspace, ('DInference:bg10084', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_q_l = _sum_to(g10084, 3, ())                        # (H, d_attn, d_e)
+        g10086 = _sum_to(g10082, None, (-3,))                   # (…, 1, d_e, len_x)
+        g10087 = np.add(g10078, g10086, out=g10078)             # (…, 1, d_e, len_x)
+        g10088 = np.squeeze(g10087, -3)                         # (…, d_e, len_x)
         # DTransformer 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
-        d_e_hat = np.swapaxes(g10089, -1, -2)                   # (…, len_x, d_e)
+        d_e_hat = np.swapaxes(g10088, -1, -2)                   # (…, len_x, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta1_l = _sum_to(d_e_hat, 1, ())                     # (d_e,)
         d_x_hat = np.multiply(d_e_hat, gamma1_l, out=_buf(workspace, ('DInference:bd_x_hat', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-        g10093 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, ('DInference:bg10093', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-        d_gamma1_l = _sum_to(g10093, 1, ())                     # (d_e,)
-        g10095 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('DInference:bg10095', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        g10092 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, ('DInference:bg10092', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        d_gamma1_l = _sum_to(g10092, 1, ())                     # (d_e,)
+        g10094 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('DInference:bg10094', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         # DTransformer 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
-        g10096 = np.swapaxes(g10095, -1, -2)                    # (…, d_e, len_x)
-        d_X_2 = np.add(d_X_3, g10096, out=_buf(workspace, ('DInference:bd_X_2', l_ % 2), batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
+        g10095 = np.swapaxes(g10094, -1, -2)                    # (…, d_e, len_x)
+        d_X_2 = np.add(d_X_3, g10095, out=_buf(workspace, ('DInference:bd_X_2', l_ % 2), batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
         d_gamma1[l_] += d_gamma1_l
         d_beta1[l_] += d_beta1_l
         d_W_q[l_] += d_W_q_l
@@ -505,11 +504,11 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     # DTransformer 3 X ← [e_1, e_2, …, e_ℓ] ▷ X ∈ ℝ^{d_e×ℓ}
     d_e_2 = np.swapaxes(g10014, -1, -2)                         # (…, len_x, d_e)
     # DTransformer 2 for t ∈ [ℓ] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
-    g10099 = _sum_to(d_e_2, 2, ())                              # (len_x, d_e)
-    g10100 = _scatter_rows(g10099, _3 - 1, _4)                  # (ℓ_max, d_e)
-    d_W_p = np.swapaxes(g10100, -1, -2)                         # (d_e, ℓ_max)
-    g10102 = _scatter_rows(d_e_2, x - 1, _1)                    # (N_V, d_e)
-    d_W_e = np.swapaxes(g10102, -1, -2)                         # (d_e, N_V)
+    g10098 = _sum_to(d_e_2, 2, ())                              # (len_x, d_e)
+    g10099 = _scatter_rows(g10098, _3 - 1, _4)                  # (ℓ_max, d_e)
+    d_W_p = np.swapaxes(g10099, -1, -2)                         # (d_e, ℓ_max)
+    g10101 = _scatter_rows(d_e_2, x - 1, _1)                    # (N_V, d_e)
+    d_W_e = np.swapaxes(g10101, -1, -2)                         # (d_e, N_V)
     grads = Params(W_e=d_W_e, W_p=d_W_p, W_q=d_W_q, b_q=d_b_q, W_k=d_W_k, b_k=d_b_k, W_v=d_W_v, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o, gamma1=d_gamma1, beta1=d_beta1, gamma2=d_gamma2, beta2=d_beta2, W_mlp1=d_W_mlp1, b_mlp1=d_b_mlp1, W_mlp2=d_W_mlp2, b_mlp2=d_b_mlp2, gamma=d_gamma, beta=d_beta, W_u=d_W_u)
     return grads, {}
 
@@ -672,37 +671,82 @@ _ERF_LARGE = (
 _ERF_MID, _ERF_HALF = 0.4758771929824561, 0.22587719298245615
 
 
-def _horner(coefficients, v):
-    p = coefficients[-1] * v
+def _horner(coefficients, v, out):
+    """Σ c_k v^k into out (not v), in place: one array for the whole evaluation."""
+    np.multiply(v, coefficients[-1], out=out)
     for c in coefficients[-2:0:-1]:
-        p += c
-        p *= v
-    p += coefficients[0]
-    return p
+        out += c
+        out *= v
+    out += coefficients[0]
+    return out
 
 
-def _erf(x):
-    s = np.clip(x, -_ERF_SPLIT, _ERF_SPLIT)
-    small = _horner(_ERF_SMALL, np.square(s))
-    small *= s
-    small += s
-    a = np.abs(x)
-    b = np.clip(a, _ERF_SPLIT, 6.0)
-    v = np.add(b, 2.0)
-    np.divide(2.0, v, out=v)
-    v -= _ERF_MID
-    v /= _ERF_HALF
-    large = _horner(_ERF_LARGE, v)
+def _scratch(workspace, shape, dtype, n):
+    """n work arrays for a helper, kept in the workspace (shared by every helper: each uses them
+    only while it runs); fresh ones without a workspace."""
+    return [_buf(workspace, ("_scratch", i), shape, dtype) for i in range(n)]
+
+
+def _erf(x, out=None, workspace=None):
+    """Both pieces on clamped copies of x, joined by exact 0/1 weights: a select (np.where) with a
+    data-dependent mask costs ~20 element-wise passes, an arithmetic join three.  Three work arrays."""
+    x = np.asarray(x)
+    dtype = np.result_type(x, np.float32)
+    out = np.empty(x.shape, dtype) if out is None else out
+    b, v, large = _scratch(workspace, x.shape, dtype, 3)
+    np.abs(x, out=b)
+    np.clip(b, _ERF_SPLIT, 6.0, out=b)
+    np.add(b, 2.0, out=v)
+    np.divide(2.0 / _ERF_HALF, v, out=v)
+    v -= _ERF_MID / _ERF_HALF
+    _horner(_ERF_LARGE, v, large)
     np.square(b, out=b)
     np.negative(b, out=b)
     large *= np.exp(b, out=b)
     np.subtract(1.0, large, out=large)
     np.copysign(large, x, out=large)
-    return np.where(a < _ERF_SPLIT, small, large)
+    np.clip(x, -_ERF_SPLIT, _ERF_SPLIT, out=b)  # the last read of x: out may be x itself
+    np.square(b, out=v)
+    small = _horner(_ERF_SMALL, v, out)
+    small *= b
+    small += b
+    np.abs(b, out=v)
+    np.less(v, _ERF_SPLIT, out=v)  # 1 where |x| < SPLIT (NaN: 0, and NaN·0 keeps it NaN)
+    small *= v
+    np.subtract(1.0, v, out=v)
+    large *= v
+    small += large  # one of the two terms is ±0: the sum is the other, exactly (−0 + −0 for x = −0)
+    return small
 
 
-def _gelu(x):
-    return 0.5 * x * (1.0 + _erf(x * 0.7071067811865476))
+# float32: Φ(x) = ½ + c·N(c²)/D(c²), c = x clamped to ±4√2 (Φ is 1 in float32 beyond), a rational fit
+# (scripts/erf_fit.py): 20 passes instead of erf's 60, within 2.2·10⁻⁷ of Φ (float32 spacing of 1: 6·10⁻⁸).
+_PHI32_CLAMP = 5.656854249492381
+_PHI32_N = (
+    0.39894226993523063, 0.035831378976121465, 0.004501072772993772, 0.000168013365171882,
+    3.1556806144701803e-06, -2.129746566811348e-08, 1.0636697546763609e-10,
+)
+_PHI32_D = (1.0, 0.25648193193441804, 0.029031524799142488, 0.001821659471016465, 6.0973191060033246e-05)
+
+
+def _gelu(x, out=None, workspace=None):
+    """x Φ(x), Φ(x) = (1 + erf(x/√2)) / 2; out must not be x."""
+    if np.result_type(x) == np.float32:
+        out = np.empty(np.shape(x), np.float32) if out is None else out
+        c, t, den = _scratch(workspace, np.shape(x), np.float32, 3)
+        np.clip(x, -_PHI32_CLAMP, _PHI32_CLAMP, out=c)
+        np.square(c, out=t)
+        _horner(_PHI32_N, t, out)
+        out *= c
+        out /= _horner(_PHI32_D, t, den)
+        out += 0.5
+        out *= x
+        return out
+    out = _erf(np.multiply(x, 0.7071067811865476, out=out), out, workspace)
+    out += 1.0
+    out *= x
+    out *= 0.5
+    return out
 
 
 def _concat(parts, axis):
@@ -746,10 +790,25 @@ def _silu_grad(x):
     return s * (1.0 + x * (1.0 - s))
 
 
-def _gelu_grad(x):
-    cdf = 0.5 * (1.0 + _erf(x * 0.7071067811865476))
-    pdf = np.exp(-0.5 * x * x) * 0.3989422804014327
-    return cdf + x * pdf
+def _gelu_grad(g, x, y, out=None, workspace=None):
+    """g · GELU'(x) = g · (Φ(x) + x φ(x)), with Φ(x) = y / x from the forward's y = x Φ(x): no
+    second erf.  Where |x| < 1e-30 (0, or tiny enough that x Φ(x) loses digits) Φ is ½."""
+    out = np.empty(np.broadcast_shapes(np.shape(g), np.shape(x)), np.result_type(g, x)) if out is None else out
+    t, tiny = _scratch(workspace, np.shape(x), np.result_type(x), 2)
+    np.abs(x, out=tiny)
+    np.less(tiny, 1e-30, out=tiny)  # 1 where x is (nearly) 0
+    np.square(x, out=t)
+    np.multiply(t, -0.5, out=out)
+    np.exp(out, out=out)
+    out *= t
+    out *= 0.3989422804014327  # x² φ(x)
+    out += y
+    np.add(x, tiny, out=t)  # x, or 1 where x is 0: y / 1 = 0 there, and ½ is added
+    out /= t
+    tiny *= 0.5
+    out += tiny
+    out *= g
+    return out
 
 
 def _concat_part(g, axis, i, shapes):

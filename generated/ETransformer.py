@@ -267,7 +267,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         b_mlp1_l = b_mlp1[l_]                                   # (d_mlp,)
         _44 = np.expand_dims(b_mlp1_l, -1)                      # (d_mlp, 1)
         _45 = np.add(_43, _44, out=_43)                         # (…, d_mlp, ℓ)
-        _46 = _gelu(_45)                                        # (…, d_mlp, ℓ)
+        _46 = _gelu(_45, _buf(workspace, ('ETransformer:f_46', l_), batch + (d_mlp, ell), dtype), workspace) # (…, d_mlp, ℓ)
         _47 = np.matmul(W_mlp2_l, _46, out=_buf(workspace, ('ETransformer:f_47', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         _48 = np.add(_42, _47, out=_47)                         # (…, d_e, ℓ)
         b_mlp2_l = b_mlp2[l_]                                   # (d_e,)
@@ -301,7 +301,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
     _65 = np.matmul(W_f, X_5, out=_buf(workspace, 'ETransformer:f_65', batch + (d_f, ell), dtype)) # (…, d_f, ℓ)
     _66 = np.expand_dims(b_f, -1)                               # (d_f, 1)
     _67 = np.add(_65, _66, out=_65)                             # (…, d_f, ℓ)
-    X_6 = _gelu(_67)                                            # (…, d_f, ℓ)
+    X_6 = _gelu(_67, _buf(workspace, 'ETransformer:fX_6', batch + (d_f, ell), dtype), workspace) # (…, d_f, ℓ)
     # 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
     _69 = np.swapaxes(X_6, -1, -2)                              # (…, ℓ, d_f)
     # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
@@ -324,7 +324,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
     # 12 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}; the paper declares W_u ∈ ℝ^{N_V×d_e}; here ℝ^{N_V×d_f}, so that W_u X is defined
     _83 = np.matmul(W_u, _82, out=_buf(workspace, 'ETransformer:f_83', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
     P = _softmax(_83, -2, _buf(workspace, 'ETransformer:fP', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
-    cache = {"N_V": N_V, "L": L, "H": H, "d_e": d_e, "d_mlp": d_mlp, "d_f": d_f, "d_attn": d_attn, "d_mid": d_mid, "ell": ell, "batch": batch, "dtype": dtype, "P": P, "_82": _82, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_67": _67, "X_5": X_5, "_20": _20, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l_": saved_l_}
+    cache = {"N_V": N_V, "L": L, "H": H, "d_e": d_e, "d_mlp": d_mlp, "d_f": d_f, "d_attn": d_attn, "d_mid": d_mid, "ell": ell, "batch": batch, "dtype": dtype, "P": P, "_82": _82, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_67": _67, "X_6": X_6, "X_5": X_5, "_20": _20, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l_": saved_l_}
     return P, cache
 
 
@@ -352,6 +352,7 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     x_hat_3 = cache["x_hat_3"]
     sigma_3 = cache["sigma_3"]
     _67 = cache["_67"]
+    X_6 = cache["X_6"]
     W_f = params.W_f
     X_5 = cache["X_5"]
     _20 = cache["_20"]
@@ -378,16 +379,15 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     # 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
     d_X_6 = np.swapaxes(g10012, -1, -2)                         # (…, d_f, ℓ)
     # 10 X ← GELU(W_f X + b_f 1^⊤) ▷ X ∈ ℝ^{d_f×ℓ}
-    g10014 = _gelu_grad(_67)                                    # (…, d_f, ℓ)
-    g10015 = np.multiply(d_X_6, g10014, out=g10014)             # (…, d_f, ℓ)
-    g10016 = _sum_to(g10015, 2, (-1,))                          # (d_f, 1)
-    d_b_f = np.squeeze(g10016, -1)                              # (d_f,)
-    g10018 = np.swapaxes(W_f, -1, -2)                           # (d_e, d_f)
-    d_X_5 = np.matmul(g10018, g10015, out=_buf(workspace, 'ETransformer:bd_X_5', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-    g10020 = np.swapaxes(X_5, -1, -2)                           # (…, ℓ, d_e)
-    g10021 = np.matmul(g10015, g10020, out=_buf(workspace, 'ETransformer:bg10021', batch + (d_f, d_e), dtype)) # (…, d_f, d_e)
-    d_W_f = _sum_to(g10021, 2, ())                              # (d_f, d_e)
-    g10023 = d_X_5
+    g10014 = _gelu_grad(d_X_6, _67, X_6, _buf(workspace, 'ETransformer:bg10014', batch + (d_f, ell), dtype), workspace) # (…, d_f, ℓ)
+    g10015 = _sum_to(g10014, 2, (-1,))                          # (d_f, 1)
+    d_b_f = np.squeeze(g10015, -1)                              # (d_f,)
+    g10017 = np.swapaxes(W_f, -1, -2)                           # (d_e, d_f)
+    d_X_5 = np.matmul(g10017, g10014, out=_buf(workspace, 'ETransformer:bd_X_5', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+    g10019 = np.swapaxes(X_5, -1, -2)                           # (…, ℓ, d_e)
+    g10020 = np.matmul(g10014, g10019, out=_buf(workspace, 'ETransformer:bg10020', batch + (d_f, d_e), dtype)) # (…, d_f, d_e)
+    d_W_f = _sum_to(g10020, 2, ())                              # (d_f, d_e)
+    g10022 = d_X_5
     d_W_q = _buf(workspace, 'ETransformer:bd_W_q', params.W_q.shape, dtype)
     d_W_q.fill(0)
     d_b_q = _buf(workspace, 'ETransformer:bd_b_q', params.b_q.shape, dtype)
@@ -423,97 +423,96 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     for l_ in reversed(range(L)):
         gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, x_hat, sigma, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l, = saved_l_[l_]
         # 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
-        d_e_hat_2 = np.swapaxes(g10023, -1, -2)                 # (…, ℓ, d_e)
+        d_e_hat_2 = np.swapaxes(g10022, -1, -2)                 # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta2_l = _sum_to(d_e_hat_2, 1, ())                   # (d_e,)
         d_x_hat_2 = np.multiply(d_e_hat_2, gamma2_l, out=_buf(workspace, ('ETransformer:bd_x_hat_2', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10027 = np.multiply(d_e_hat_2, x_hat_2, out=_buf(workspace, ('ETransformer:bg10027', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        d_gamma2_l = _sum_to(g10027, 1, ())                     # (d_e,)
-        g10029 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, ('ETransformer:bg10029', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10026 = np.multiply(d_e_hat_2, x_hat_2, out=_buf(workspace, ('ETransformer:bg10026', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_gamma2_l = _sum_to(g10026, 1, ())                     # (d_e,)
+        g10028 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, ('ETransformer:bg10028', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
-        d_X_4 = np.swapaxes(g10029, -1, -2)                     # (…, d_e, ℓ)
+        d_X_4 = np.swapaxes(g10028, -1, -2)                     # (…, d_e, ℓ)
         # 7 X ← X + W^l_mlp2 GELU(W^l_mlp1 X + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
-        g10031 = _sum_to(d_X_4, 2, (-1,))                       # (d_e, 1)
-        d_b_mlp2_l = np.squeeze(g10031, -1)                     # (d_e,)
-        g10033 = np.swapaxes(W_mlp2_l, -1, -2)                  # (d_mlp, d_e)
-        g10034 = np.matmul(g10033, d_X_4, out=_buf(workspace, ('ETransformer:bg10034', l_ % 2), batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
-        g10035 = np.swapaxes(_46, -1, -2)                       # (…, ℓ, d_mlp)
-        g10036 = np.matmul(d_X_4, g10035, out=_buf(workspace, ('ETransformer:bg10036', l_ % 2), batch + (d_e, d_mlp), dtype)) # (…, d_e, d_mlp)
-        d_W_mlp2_l = _sum_to(g10036, 2, ())                     # (d_e, d_mlp)
-        g10038 = _gelu_grad(_45)                                # (…, d_mlp, ℓ)
-        g10039 = np.multiply(g10034, g10038, out=g10038)        # (…, d_mlp, ℓ)
-        g10040 = _sum_to(g10039, 2, (-1,))                      # (d_mlp, 1)
-        d_b_mlp1_l = np.squeeze(g10040, -1)                     # (d_mlp,)
-        g10042 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
-        g10043 = np.matmul(g10042, g10039, out=_buf(workspace, ('ETransformer:bg10043', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-        g10044 = np.swapaxes(_42, -1, -2)                       # (…, ℓ, d_e)
-        g10045 = np.matmul(g10039, g10044, out=_buf(workspace, ('ETransformer:bg10045', l_ % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
-        d_W_mlp1_l = _sum_to(g10045, 2, ())                     # (d_mlp, d_e)
-        g10047 = np.add(d_X_4, g10043, out=g10043)              # (…, d_e, ℓ)
+        g10030 = _sum_to(d_X_4, 2, (-1,))                       # (d_e, 1)
+        d_b_mlp2_l = np.squeeze(g10030, -1)                     # (d_e,)
+        g10032 = np.swapaxes(W_mlp2_l, -1, -2)                  # (d_mlp, d_e)
+        g10033 = np.matmul(g10032, d_X_4, out=_buf(workspace, ('ETransformer:bg10033', l_ % 2), batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
+        g10034 = np.swapaxes(_46, -1, -2)                       # (…, ℓ, d_mlp)
+        g10035 = np.matmul(d_X_4, g10034, out=_buf(workspace, ('ETransformer:bg10035', l_ % 2), batch + (d_e, d_mlp), dtype)) # (…, d_e, d_mlp)
+        d_W_mlp2_l = _sum_to(g10035, 2, ())                     # (d_e, d_mlp)
+        g10037 = _gelu_grad(g10033, _45, _46, _buf(workspace, ('ETransformer:bg10037', l_ % 2), batch + (d_mlp, ell), dtype), workspace) # (…, d_mlp, ℓ)
+        g10038 = _sum_to(g10037, 2, (-1,))                      # (d_mlp, 1)
+        d_b_mlp1_l = np.squeeze(g10038, -1)                     # (d_mlp,)
+        g10040 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
+        g10041 = np.matmul(g10040, g10037, out=_buf(workspace, ('ETransformer:bg10041', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        g10042 = np.swapaxes(_42, -1, -2)                       # (…, ℓ, d_e)
+        g10043 = np.matmul(g10037, g10042, out=_buf(workspace, ('ETransformer:bg10043', l_ % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
+        d_W_mlp1_l = _sum_to(g10043, 2, ())                     # (d_mlp, d_e)
+        g10045 = np.add(d_X_4, g10041, out=g10041)              # (…, d_e, ℓ)
         # 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
-        d_e_hat = np.swapaxes(g10047, -1, -2)                   # (…, ℓ, d_e)
+        d_e_hat = np.swapaxes(g10045, -1, -2)                   # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta1_l = _sum_to(d_e_hat, 1, ())                     # (d_e,)
         d_x_hat = np.multiply(d_e_hat, gamma1_l, out=_buf(workspace, ('ETransformer:bd_x_hat', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10051 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, ('ETransformer:bg10051', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        d_gamma1_l = _sum_to(g10051, 1, ())                     # (d_e,)
-        g10053 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('ETransformer:bg10053', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10049 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, ('ETransformer:bg10049', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_gamma1_l = _sum_to(g10049, 1, ())                     # (d_e,)
+        g10051 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('ETransformer:bg10051', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
-        d_X_3 = np.swapaxes(g10053, -1, -2)                     # (…, d_e, ℓ)
+        d_X_3 = np.swapaxes(g10051, -1, -2)                     # (…, d_e, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10055 = _sum_to(d_X_3, 2, (-1,))                       # (d_e, 1)
-        d_b_o_l = np.squeeze(g10055, -1)                        # (d_e,)
-        g10057 = np.swapaxes(W_o_l, -1, -2)                     # (H·d_mid, d_e)
-        d_Y = np.matmul(g10057, d_X_3, out=_buf(workspace, ('ETransformer:bd_Y', l_ % 2), batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
-        g10059 = np.swapaxes(Y, -1, -2)                         # (…, ℓ, H·d_mid)
-        g10060 = np.matmul(d_X_3, g10059, out=_buf(workspace, ('ETransformer:bg10060', l_ % 2), batch + (d_e, H*d_mid), dtype)) # (…, d_e, H·d_mid)
-        d_W_o_l = _sum_to(g10060, 2, ())                        # (d_e, H·d_mid)
+        g10053 = _sum_to(d_X_3, 2, (-1,))                       # (d_e, 1)
+        d_b_o_l = np.squeeze(g10053, -1)                        # (d_e,)
+        g10055 = np.swapaxes(W_o_l, -1, -2)                     # (H·d_mid, d_e)
+        d_Y = np.matmul(g10055, d_X_3, out=_buf(workspace, ('ETransformer:bd_Y', l_ % 2), batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
+        g10057 = np.swapaxes(Y, -1, -2)                         # (…, ℓ, H·d_mid)
+        g10058 = np.matmul(d_X_3, g10057, out=_buf(workspace, ('ETransformer:bg10058', l_ % 2), batch + (d_e, H*d_mid), dtype)) # (…, d_e, H·d_mid)
+        d_W_o_l = _sum_to(g10058, 2, ())                        # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         d_V_tilde = d_Y.reshape(V_tilde_shape)                  # (…, H, d_mid, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10063 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ, d_mid)
-        g10064 = np.matmul(g10063, d_V_tilde, out=_buf(workspace, ('ETransformer:bg10064', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        g10065 = np.swapaxes(_22, -1, -2)                       # (…, H, ℓ, ℓ)
-        d_V = np.matmul(d_V_tilde, g10065, out=_buf(workspace, ('ETransformer:bd_V', l_ % 2), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
-        g10067 = _softmax_grad(g10064, _22, -2, _buf(workspace, ('ETransformer:bg10067', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        d_S = np.divide(g10067, _20, out=_buf(workspace, ('ETransformer:bd_S', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        g10061 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ, d_mid)
+        g10062 = np.matmul(g10061, d_V_tilde, out=_buf(workspace, ('ETransformer:bg10062', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        g10063 = np.swapaxes(_22, -1, -2)                       # (…, H, ℓ, ℓ)
+        d_V = np.matmul(d_V_tilde, g10063, out=_buf(workspace, ('ETransformer:bd_V', l_ % 2), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
+        g10065 = _softmax_grad(g10062, _22, -2, _buf(workspace, ('ETransformer:bg10065', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        d_S = np.divide(g10065, _20, out=_buf(workspace, ('ETransformer:bd_S', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        g10072 = np.swapaxes(_18, -1, -2)                       # (…, H, d_attn, ℓ)
-        d_Q = np.matmul(g10072, d_S, out=_buf(workspace, ('ETransformer:bd_Q', l_ % 2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
-        g10074 = np.swapaxes(Q, -1, -2)                         # (…, H, ℓ, d_attn)
-        g10075 = np.matmul(d_S, g10074, out=_buf(workspace, ('ETransformer:bg10075', l_ % 2), batch + (H, ell, d_attn), dtype)) # (…, H, ℓ, d_attn)
-        d_K = np.swapaxes(g10075, -1, -2)                       # (…, H, d_attn, ℓ)
+        g10070 = np.swapaxes(_18, -1, -2)                       # (…, H, d_attn, ℓ)
+        d_Q = np.matmul(g10070, d_S, out=_buf(workspace, ('ETransformer:bd_Q', l_ % 2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        g10072 = np.swapaxes(Q, -1, -2)                         # (…, H, ℓ, d_attn)
+        g10073 = np.matmul(d_S, g10072, out=_buf(workspace, ('ETransformer:bg10073', l_ % 2), batch + (H, ell, d_attn), dtype)) # (…, H, ℓ, d_attn)
+        d_K = np.swapaxes(g10073, -1, -2)                       # (…, H, d_attn, ℓ)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10077 = _sum_to(d_V, 3, (-1,))                         # (H, d_mid, 1)
-        d_b_v_l = np.squeeze(g10077, -1)                        # (H, d_mid)
-        g10079 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
-        g10080 = np.matmul(g10079, d_V, out=_buf(workspace, ('ETransformer:bg10080', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10081 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ, d_e)
-        g10082 = np.matmul(d_V, g10081, out=_buf(workspace, ('ETransformer:bg10082', l_ % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
-        d_W_v_l = _sum_to(g10082, 3, ())                        # (H, d_mid, d_e)
-        g10084 = _sum_to(g10080, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10075 = _sum_to(d_V, 3, (-1,))                         # (H, d_mid, 1)
+        d_b_v_l = np.squeeze(g10075, -1)                        # (H, d_mid)
+        g10077 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
+        g10078 = np.matmul(g10077, d_V, out=_buf(workspace, ('ETransformer:bg10078', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10079 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ, d_e)
+        g10080 = np.matmul(d_V, g10079, out=_buf(workspace, ('ETransformer:bg10080', l_ % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        d_W_v_l = _sum_to(g10080, 3, ())                        # (H, d_mid, d_e)
+        g10082 = _sum_to(g10078, None, (-3,))                   # (…, 1, d_e, ℓ)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10085 = _sum_to(d_K, 3, (-1,))                         # (H, d_attn, 1)
-        d_b_k_l = np.squeeze(g10085, -1)                        # (H, d_attn)
-        g10087 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
-        g10088 = np.matmul(g10087, d_K, out=_buf(workspace, ('ETransformer:bg10088', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10089 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ, d_e)
-        g10090 = np.matmul(d_K, g10089, out=_buf(workspace, ('ETransformer:bg10090', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_k_l = _sum_to(g10090, 3, ())                        # (H, d_attn, d_e)
-        g10092 = _sum_to(g10088, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10093 = np.add(g10084, g10092, out=_buf(workspace, ('ETransformer:bg10093', l_ % 2), batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
+        g10083 = _sum_to(d_K, 3, (-1,))                         # (H, d_attn, 1)
+        d_b_k_l = np.squeeze(g10083, -1)                        # (H, d_attn)
+        g10085 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
+        g10086 = np.matmul(g10085, d_K, out=_buf(workspace, ('ETransformer:bg10086', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10087 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ, d_e)
+        g10088 = np.matmul(d_K, g10087, out=_buf(workspace, ('ETransformer:bg10088', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_k_l = _sum_to(g10088, 3, ())                        # (H, d_attn, d_e)
+        g10090 = _sum_to(g10086, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10091 = np.add(g10082, g10090, out=_buf(workspace, ('ETransformer:bg10091', l_ % 2), batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10094 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
-        d_b_q_l = np.squeeze(g10094, -1)                        # (H, d_attn)
-        g10096 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
-        g10097 = np.matmul(g10096, d_Q, out=_buf(workspace, ('ETransformer:bg10097', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10098 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ, d_e)
-        g10099 = np.matmul(d_Q, g10098, out=_buf(workspace, ('ETransformer:bg10099', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_q_l = _sum_to(g10099, 3, ())                        # (H, d_attn, d_e)
-        g10101 = _sum_to(g10097, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10102 = np.add(g10093, g10101, out=g10093)             # (…, 1, d_e, ℓ)
-        g10103 = np.squeeze(g10102, -3)                         # (…, d_e, ℓ)
-        d_X_2 = np.add(d_X_3, g10103, out=_buf(workspace, ('ETransformer:bd_X_2', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        g10092 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
+        d_b_q_l = np.squeeze(g10092, -1)                        # (H, d_attn)
+        g10094 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
+        g10095 = np.matmul(g10094, d_Q, out=_buf(workspace, ('ETransformer:bg10095', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10096 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ, d_e)
+        g10097 = np.matmul(d_Q, g10096, out=_buf(workspace, ('ETransformer:bg10097', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_q_l = _sum_to(g10097, 3, ())                        # (H, d_attn, d_e)
+        g10099 = _sum_to(g10095, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10100 = np.add(g10091, g10099, out=g10091)             # (…, 1, d_e, ℓ)
+        g10101 = np.squeeze(g10100, -3)                         # (…, d_e, ℓ)
+        d_X_2 = np.add(d_X_3, g10101, out=_buf(workspace, ('ETransformer:bd_X_2', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         d_W_q[l_] += d_W_q_l
         d_b_q[l_] += d_b_q_l
         d_W_k[l_] += d_W_k_l
@@ -530,15 +529,15 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         d_b_mlp2[l_] += d_b_mlp2_l
         d_gamma2[l_] += d_gamma2_l
         d_beta2[l_] += d_beta2_l
-        g10023 = d_X_2
+        g10022 = d_X_2
     # 3 X ← [e_1, e_2, …, e_ℓ] ▷ X ∈ ℝ^{d_e×ℓ}
-    d_e_2 = np.swapaxes(g10023, -1, -2)                         # (…, ℓ, d_e)
+    d_e_2 = np.swapaxes(g10022, -1, -2)                         # (…, ℓ, d_e)
     # 2 for t ∈ [ℓ] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
-    g10106 = _sum_to(d_e_2, 2, ())                              # (ℓ, d_e)
-    g10107 = _scatter_rows(g10106, _3 - 1, _4)                  # (ℓ_max, d_e)
-    d_W_p = np.swapaxes(g10107, -1, -2)                         # (d_e, ℓ_max)
-    g10109 = _scatter_rows(d_e_2, x - 1, _1)                    # (N_V, d_e)
-    d_W_e = np.swapaxes(g10109, -1, -2)                         # (d_e, N_V)
+    g10104 = _sum_to(d_e_2, 2, ())                              # (ℓ, d_e)
+    g10105 = _scatter_rows(g10104, _3 - 1, _4)                  # (ℓ_max, d_e)
+    d_W_p = np.swapaxes(g10105, -1, -2)                         # (d_e, ℓ_max)
+    g10107 = _scatter_rows(d_e_2, x - 1, _1)                    # (N_V, d_e)
+    d_W_e = np.swapaxes(g10107, -1, -2)                         # (d_e, N_V)
     grads = Params(W_e=d_W_e, W_p=d_W_p, W_q=d_W_q, b_q=d_b_q, W_k=d_W_k, b_k=d_b_k, W_v=d_W_v, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o, gamma1=d_gamma1, beta1=d_beta1, gamma2=d_gamma2, beta2=d_beta2, W_mlp1=d_W_mlp1, b_mlp1=d_b_mlp1, W_mlp2=d_W_mlp2, b_mlp2=d_b_mlp2, W_f=d_W_f, b_f=d_b_f, gamma=d_gamma, beta=d_beta, W_u=d_W_u)
     return grads, {}
 
@@ -672,37 +671,82 @@ _ERF_LARGE = (
 _ERF_MID, _ERF_HALF = 0.4758771929824561, 0.22587719298245615
 
 
-def _horner(coefficients, v):
-    p = coefficients[-1] * v
+def _horner(coefficients, v, out):
+    """Σ c_k v^k into out (not v), in place: one array for the whole evaluation."""
+    np.multiply(v, coefficients[-1], out=out)
     for c in coefficients[-2:0:-1]:
-        p += c
-        p *= v
-    p += coefficients[0]
-    return p
+        out += c
+        out *= v
+    out += coefficients[0]
+    return out
 
 
-def _erf(x):
-    s = np.clip(x, -_ERF_SPLIT, _ERF_SPLIT)
-    small = _horner(_ERF_SMALL, np.square(s))
-    small *= s
-    small += s
-    a = np.abs(x)
-    b = np.clip(a, _ERF_SPLIT, 6.0)
-    v = np.add(b, 2.0)
-    np.divide(2.0, v, out=v)
-    v -= _ERF_MID
-    v /= _ERF_HALF
-    large = _horner(_ERF_LARGE, v)
+def _scratch(workspace, shape, dtype, n):
+    """n work arrays for a helper, kept in the workspace (shared by every helper: each uses them
+    only while it runs); fresh ones without a workspace."""
+    return [_buf(workspace, ("_scratch", i), shape, dtype) for i in range(n)]
+
+
+def _erf(x, out=None, workspace=None):
+    """Both pieces on clamped copies of x, joined by exact 0/1 weights: a select (np.where) with a
+    data-dependent mask costs ~20 element-wise passes, an arithmetic join three.  Three work arrays."""
+    x = np.asarray(x)
+    dtype = np.result_type(x, np.float32)
+    out = np.empty(x.shape, dtype) if out is None else out
+    b, v, large = _scratch(workspace, x.shape, dtype, 3)
+    np.abs(x, out=b)
+    np.clip(b, _ERF_SPLIT, 6.0, out=b)
+    np.add(b, 2.0, out=v)
+    np.divide(2.0 / _ERF_HALF, v, out=v)
+    v -= _ERF_MID / _ERF_HALF
+    _horner(_ERF_LARGE, v, large)
     np.square(b, out=b)
     np.negative(b, out=b)
     large *= np.exp(b, out=b)
     np.subtract(1.0, large, out=large)
     np.copysign(large, x, out=large)
-    return np.where(a < _ERF_SPLIT, small, large)
+    np.clip(x, -_ERF_SPLIT, _ERF_SPLIT, out=b)  # the last read of x: out may be x itself
+    np.square(b, out=v)
+    small = _horner(_ERF_SMALL, v, out)
+    small *= b
+    small += b
+    np.abs(b, out=v)
+    np.less(v, _ERF_SPLIT, out=v)  # 1 where |x| < SPLIT (NaN: 0, and NaN·0 keeps it NaN)
+    small *= v
+    np.subtract(1.0, v, out=v)
+    large *= v
+    small += large  # one of the two terms is ±0: the sum is the other, exactly (−0 + −0 for x = −0)
+    return small
 
 
-def _gelu(x):
-    return 0.5 * x * (1.0 + _erf(x * 0.7071067811865476))
+# float32: Φ(x) = ½ + c·N(c²)/D(c²), c = x clamped to ±4√2 (Φ is 1 in float32 beyond), a rational fit
+# (scripts/erf_fit.py): 20 passes instead of erf's 60, within 2.2·10⁻⁷ of Φ (float32 spacing of 1: 6·10⁻⁸).
+_PHI32_CLAMP = 5.656854249492381
+_PHI32_N = (
+    0.39894226993523063, 0.035831378976121465, 0.004501072772993772, 0.000168013365171882,
+    3.1556806144701803e-06, -2.129746566811348e-08, 1.0636697546763609e-10,
+)
+_PHI32_D = (1.0, 0.25648193193441804, 0.029031524799142488, 0.001821659471016465, 6.0973191060033246e-05)
+
+
+def _gelu(x, out=None, workspace=None):
+    """x Φ(x), Φ(x) = (1 + erf(x/√2)) / 2; out must not be x."""
+    if np.result_type(x) == np.float32:
+        out = np.empty(np.shape(x), np.float32) if out is None else out
+        c, t, den = _scratch(workspace, np.shape(x), np.float32, 3)
+        np.clip(x, -_PHI32_CLAMP, _PHI32_CLAMP, out=c)
+        np.square(c, out=t)
+        _horner(_PHI32_N, t, out)
+        out *= c
+        out /= _horner(_PHI32_D, t, den)
+        out += 0.5
+        out *= x
+        return out
+    out = _erf(np.multiply(x, 0.7071067811865476, out=out), out, workspace)
+    out += 1.0
+    out *= x
+    out *= 0.5
+    return out
 
 
 def _concat(parts, axis):
@@ -746,10 +790,25 @@ def _silu_grad(x):
     return s * (1.0 + x * (1.0 - s))
 
 
-def _gelu_grad(x):
-    cdf = 0.5 * (1.0 + _erf(x * 0.7071067811865476))
-    pdf = np.exp(-0.5 * x * x) * 0.3989422804014327
-    return cdf + x * pdf
+def _gelu_grad(g, x, y, out=None, workspace=None):
+    """g · GELU'(x) = g · (Φ(x) + x φ(x)), with Φ(x) = y / x from the forward's y = x Φ(x): no
+    second erf.  Where |x| < 1e-30 (0, or tiny enough that x Φ(x) loses digits) Φ is ½."""
+    out = np.empty(np.broadcast_shapes(np.shape(g), np.shape(x)), np.result_type(g, x)) if out is None else out
+    t, tiny = _scratch(workspace, np.shape(x), np.result_type(x), 2)
+    np.abs(x, out=tiny)
+    np.less(tiny, 1e-30, out=tiny)  # 1 where x is (nearly) 0
+    np.square(x, out=t)
+    np.multiply(t, -0.5, out=out)
+    np.exp(out, out=out)
+    out *= t
+    out *= 0.3989422804014327  # x² φ(x)
+    out += y
+    np.add(x, tiny, out=t)  # x, or 1 where x is 0: y / 1 = 0 there, and ½ is added
+    out /= t
+    tiny *= 0.5
+    out += tiny
+    out *= g
+    return out
 
 
 def _concat_part(g, axis, i, shapes):

@@ -20,7 +20,7 @@ from .core import Loop, Op, Program, Value, walk
 from .naming import ascii_name, grad_name
 
 ONE = Poly.const(1)
-NO_GRAD_PRIMS = {"iota", "const", "le", "lt", "ge", "gt", "eq", "ne", "not", "floordiv", "mod"}
+NO_GRAD_PRIMS = {"iota", "const", "draw", "le", "lt", "ge", "gt", "eq", "ne", "not", "floordiv", "mod"}
 
 
 def swap(b, x):
@@ -63,7 +63,7 @@ VJP = {
     "relu": lambda b, op, g, x: (b.mul(g, b.positive(x)),),
     "sigmoid": lambda b, op, g, x: (b.mul(g, b.mul(op.out, b.one_minus(op.out))),),
     "silu": lambda b, op, g, x: (b.mul(g, b.unary("silu_grad", x)),),
-    "gelu": lambda b, op, g, x: (b.mul(g, b.unary("gelu_grad", x)),),
+    "gelu": lambda b, op, g, x: (b.new("gelu_grad", (g, x, op.out), like=g),),  # Φ(x) = y / x: no second erf
     "sin": lambda b, op, g, x: (b.mul(g, b.unary("cos", x)),),
     "cos": lambda b, op, g, x: (b.neg(b.mul(g, b.unary("sin", x))),),
     "softmax": lambda b, op, g, x: (b.fused("softmax_grad", g, op.out, op.attr),),

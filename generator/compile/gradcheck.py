@@ -76,8 +76,9 @@ def small_sizes(checked: Checked, lib: Library, given: dict[str, int]) -> dict[s
     pool = iter([6, 4, 8, 10, 12, 14, 16, 18, 20, 22, 24])
     inputs_dims = {s for v in prog.inputs for d in v.shape for s in d.symbols()}
     for sym in prog.dims:
-        if sym in sizes:
-            continue
+        b = checked.env.get(sym)
+        if sym in sizes or b is not None and b.role == "hyper" and b.type.kind == "span":
+            continue  # a token (mask_token ∈ [N_V]) is no size: it keeps its default, inside the vocabulary
         if sym in divisors:
             sizes[sym] = 2
         elif sym in inputs_dims and not prog.dims[sym].startswith("config.") and sym not in dividends:

@@ -272,11 +272,17 @@ class ExprLowering:
             first, count = lo, hi - lo + ONE
         elif form == "implicit":
             first, count = Poly.const(self.base), None
-        else:
-            self.err("Σ over a set appears only in training cards, which have no module of their own "
-                     "(`cardgen train` runs training)", e)
+        else:  # Σ_{t∈T̃}: over the positions of [n] the set holds, a sum with the others masked out
+            members = self.value(bounds[0])
+            if members.kind != "bool" or not members.dims:
+                self.err(f"cardgen sums over a set built as {{t ∈ [n] : …}}; {expr_text(bounds[0])} is not one",
+                         bounds[0])
+            first, count = Poly.const(self.base), members.dims[-1]
         with Mapped(self, var, first, count, body):
             v = self.value(body)
+            if form == "in":
+                inside = self.index_axis(members, len(members.dims) - 1, Expr("name", (), var), e)
+                v = self.select(inside, v, const(0))
             if var not in v.mapped:
                 n = self.extents[var]
                 return self.binary("mul", v, self.dim_value(n))
@@ -311,6 +317,37 @@ class ExprLowering:
             v = self.permute(v, tuple(x for x in v.mapped if x != var) + (var,))
             return self.op("sum", (v,), ((-len(v.dims) - 1,),), v, mapped=v.mapped[:-1])
 
+    # -------------------------------------------------------------- chance
+    def x_choose(self, e):
+        """``a with probability p else b``: one uniform draw per element of every example and of
+        every index in scope (each iteration of a loop draws anew), from forward's ``rng``, as one
+        array laid out [examples…, loop indices outermost first, axes…]: for a card with one such
+        draw, the order in which the interpreter draws, example by example."""
+        a, p, b = map(self.value, e.args)
+        if p.rank or p.batched:
+            self.err("a probability must be one number", e.args[1])
+        (a2, b2), _, dims = self.align(a, b)
+        mapped = self.canon_order(self.scope)
+        u = self.names.fresh("u")  # its own name in attr: two draws are never one memoised op
+        draw = self.op("draw", (), (u,), AV("", (), ()), mapped=mapped, dims=dims, kind="real", batched=True,
+                       ones=(), name=u)
+        pick = self.binary("lt", draw, p, kind="bool")
+        (c3, a3, b3), mapped, dims = self.align(pick, a, b)
+        kind = a.kind if a.kind == b.kind else "real"
+        return self.op("where", (c3, a3, b3), (), c3, mapped=mapped, dims=dims, kind=kind, batched=True, ones=())
+
+    def x_set_builder(self, e):
+        """``{t ∈ [n] : cond}`` as a true/false array over [n] (the checker's ``subset``)."""
+        rng, cond = e.args
+        n = self.dim(self.ch.types[id(rng)].value)
+        with Mapped(self, e.attr, Poly.const(self.base), n, cond):
+            c = self.value(cond)
+            if e.attr not in c.mapped:  # a test that does not read t: every position, or none
+                every = self.binary("ge", self.iota(e.attr), const(self.base), kind="bool")
+                c = self.op("where", tuple(self.align(c, every, const(False))[0]), (), every,
+                            mapped=(e.attr,), dims=(), kind="bool", batched=c.batched)
+            return self.unmap(c, [e.attr])
+
     # --------------------------------------------------------------- index
     def x_index(self, e):
         base, *idx = e.args
@@ -330,8 +367,8 @@ class ExprLowering:
             if lo.op == "none" and hi.op == "none":
                 return a
             return self.slice_axis(a, i, lo, hi, e)
-        if ix.op == "name" and ix.attr in self.scope and self.axis_is_full(a, i, ix.attr):
-            var = ix.attr  # X[:, t] with t mapped: axis i is t's axis
+        if ix.op == "name" and ix.attr in self.scope and ix.attr not in a.mapped and self.axis_is_full(a, i, ix.attr):
+            var = ix.attr  # X[:, t] with t mapped: axis i is t's axis (P[x[t], t], where a has t already: a pick)
             perm = [i] + [k for k in range(len(a.dims)) if k != i]
             moved = self.permute(a, a.mapped, perm) if i != 0 else a
             b = replace(moved, mapped=moved.mapped + (var,), dims=moved.dims[1:])
