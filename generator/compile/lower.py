@@ -23,6 +23,7 @@ from ..lang.ir import Card, Expr, Group, Step
 from ..lang.shapes import Poly
 from ..lang.types import INTEGRAL
 from .core import Loop, Program, Value
+from .cse import cse
 from .inline import Inlining
 from .layout import AV, ONE, Layout, Members, ParamGroup
 from .lower_expr import ExprLowering
@@ -182,7 +183,7 @@ def lower(checked: Checked, lib: Library) -> Program:
         dims.setdefault(sym, f"config.{ascii_name_of(sym)}")  # a model card's sizes, for a wrapper
     from .naming import ascii_name
     names.taken |= {ascii_name(d) for d in dims} | {ascii_name(n) for n in checked.env}
-    block = hoist(block)
+    block = cse(hoist(block), {o.name for o in outputs})
     prog = Program(card.name, inputs, params, paths, hypers, dims, block, outputs)
     prog.names = names
     prog.base = card.convention.base
