@@ -29,7 +29,8 @@ from .layout import AV, ONE, Mapped, Members, ParamGroup, common_ones, const
 
 # Built-in functions -> core primitives: element-wise, reductions, and max/min of two arguments.
 UNARY = {"exp": "exp", "log": "log", "tanh": "tanh", "GELU": "gelu", "ReLU": "relu", "SiLU": "silu",
-         "σ": "sigmoid", "sigmoid": "sigmoid", "sqrt": "sqrt", "abs": "abs", "sin": "sin", "cos": "cos", "erf": "erf"}
+         "σ": "sigmoid", "sigmoid": "sigmoid", "sqrt": "sqrt", "abs": "abs", "sin": "sin", "cos": "cos", "erf": "erf",
+         "round": "round"}
 REDUCE = {"max": "max", "min": "min", "mean": "mean"}
 BINARY = {"max": "maximum", "min": "minimum"}
 

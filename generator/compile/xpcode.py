@@ -103,7 +103,7 @@ PRINT = {
                                 f"({', '.join(py_dim(d) for d in op.attr[1])},), {-op.attr[2]})"),
 }
 PRINT.update({name: lambda op, a, fn=f"xp.{name}": f"{fn}({a})"
-              for name in ("exp", "log", "tanh", "sqrt", "abs", "sin", "cos", "sign")})
+              for name in ("exp", "log", "tanh", "sqrt", "abs", "sin", "cos", "sign", "round")})
 PRINT.update({
     "erf": lambda op, a: f"_erf(xp, {a})",
     "mean": lambda op, a: f"xp.mean({a}, axis={_axes(op.attr[0])})",

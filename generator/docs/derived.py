@@ -22,7 +22,7 @@ MATH = {
     "unsum": "broadcast({0})", "broadcast_like": "broadcast({0})", "reshape_to": "reshape({0})",
     "softmax_grad": "{1} ⊙ ({0} − Σ({0} ⊙ {1}))",
     "layer_norm_grad": "({0} − mean {0} − {1} ⊙ mean({0} ⊙ {1})) / {2}", "log_softmax_grad": "{0} − exp({1}) ⊙ Σ {0}",
-    "gelu_grad": "GELU′({0})", "silu_grad": "SiLU′({0})", "sin": "sin({0})", "cos": "cos({0})",
+    "gelu_grad": "GELU′({0})", "silu_grad": "SiLU′({0})", "sin": "sin({0})", "round": "round({0})", "cos": "cos({0})",
     "unslice": "pad({0})", "scatter": "scatter_add({0} into rows {1})", "put_along": "scatter({0} at {1})",
     "unpick": "pad({0})",
     "slice_add": "{0} with {1} added into a slice", "select_grad": "{0} ? {1} : 0", "copy": "{0}",

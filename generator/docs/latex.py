@@ -24,7 +24,7 @@ ACCENTS = {"\u0302": r"\hat", "\u0303": r"\tilde", "\u0304": r"\bar", "\u0307": 
 TEX_INFIX = {"add": " + ", "sub": " - ", "matmul": r" \cdot ", "mul": r" \odot ", "div": " / "}
 TEX_PREFIX = {"neg": "-", "not": r"\neg ", "grad": r"\nabla "}
 FUNCS = {"exp", "log", "tanh", "softmax", "GELU", "ReLU", "SiLU", "max", "length", "sqrt", "abs", "erf", "min",
-         "mean", "sin", "cos", "sigmoid"}
+         "mean", "sin", "cos", "sigmoid", "round"}
 
 
 def tex_symbol(text: str) -> str:
