@@ -253,3 +253,21 @@ def test_the_estimator_s_exact_gradients_agree_with_the_interpreter():
     assert report.grads["X"] <= GRAD_TOL and report.grads["b"] <= GRAD_TOL
     assert report.grads["W"] > GRAD_TOL
     assert report.problems() == []
+
+
+# ------------------------------------------------------ documentation forms
+def test_markdown_and_latex_show_the_rule_numbered_on():
+    card = loads(QUANT, "q.card")
+    md = card.render("md")
+    assert "**Backward:** straight-through — round has derivative zero" in md
+    assert r"5 & d_{b} \leftarrow \sum_{t=0}^{T - 1} d_{Y}[t]" in md
+    tex = card.render("tex")
+    assert r"\Statex \textbf{Backward:} straight-through --- round" in tex
+    assert tex.index("Backward:") < tex.index(r"\State $d_{X} \leftarrow")
+
+
+def test_render_backward_names_the_rule():
+    r = CliRunner().invoke(main, ["render", "--backward", str(CARDS / "cross_entropy.card")])
+    assert r.exit_code == 0
+    assert "/* Through cross_entropy: its own backward rule, not derived. */" in r.output
+    assert "d_P ← " in r.output

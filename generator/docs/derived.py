@@ -80,6 +80,9 @@ def backward_text(checked: Checked, lib: Library) -> str:
     card = checked.card
     lines = [f"Algorithm: ∇ ← {card.name}.backward({', '.join('d_' + o for o in outs)} | θ)",
              f"/* Reverse-mode derivative of {card.name}, derived by cardgen; B is the batch. */"]
+    for name, ste in dict((r.card, r.straight_through) for r in prog.rules).items():
+        lines.append(f"/* Through {name}: its own backward rule, not derived"
+                     + (" (a straight-through estimator: deliberately not the true gradient)" if ste else "") + ". */")
     for o, v in zip(outs, prog.outputs, strict=True):
         lines.append(f"Input: d_{o} ∈ {shape_text(v.shape, v.batched)} — gradient of the loss with respect to {o}")
     for p in prog.params:
