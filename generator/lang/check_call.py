@@ -314,4 +314,6 @@ def callees(card: Card) -> list[str]:
         if isinstance(d.set, Group) and d.set.card:
             add(d.set.card)
     walk_steps(card.steps)
+    if card.rule is not None:  # a backward rule may call cards too
+        walk_steps(card.rule.steps)
     return out
