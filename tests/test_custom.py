@@ -271,3 +271,53 @@ def test_render_backward_names_the_rule():
     assert r.exit_code == 0
     assert "/* Through cross_entropy: its own backward rule, not derived. */" in r.output
     assert "d_P ← " in r.output
+
+
+STACK = """algorithm Y ← QStack(X | θ)
+  convention rows, 0-based
+  input  X ∈ ℝ^{T×D}
+  output Y ∈ ℝ^{T×D}
+  hyper  T, D, N ∈ ℕ
+  param  W_ℓ ∈ ℝ^{D×D} for ℓ ∈ [N]
+  param  b_ℓ ∈ ℝ^D for ℓ ∈ [N]
+  1 Y ← X
+  2 for ℓ = 0, 1, …, N − 1 do
+  3   Y ← tanh(QuantLinear(Y | W_ℓ, b_ℓ))
+  4 end
+  5 return Y
+"""
+
+
+def test_a_rule_inside_a_loop_over_layers_runs_once_per_layer():
+    res = gradcheck(*checked_of(STACK, "s.card"))
+    assert res.rules == ("QuantLinear",) and res.status("W") == "straight-through"
+    assert res.errors["b"] < 1e-8 and res.errors["X"] < 1e-6
+
+
+def test_a_rule_card_mapped_over_an_index_is_refused_at_the_call():
+    vec = """algorithm y ← QVec(x | w)
+  convention rows, 0-based
+  input  x ∈ ℝ^{D}
+  output y ∈ ℝ^{D}
+  param  w ∈ ℝ^D
+  1 return y = x ⊙ w
+  backward
+  2 d_x ← d_y ⊙ w
+  3 d_w ← d_y ⊙ x
+"""
+    caller = """algorithm Y ← QMap(X | w)
+  convention rows, 0-based
+  input  X ∈ ℝ^{T×D}
+  output Y ∈ ℝ^{T×D}
+  param  w ∈ ℝ^D
+  1 return Y = QVec(X | w)
+"""
+    from cardgen.compile.verify import buildable
+    lib = Library(cards={"QVec": parse(vec, "QVec.card")})
+    checked = check_all(parse(caller, "QMap.card"), lib)
+    assert checked.errors == []
+    with pytest.raises(CardError) as err:
+        buildable(checked, lib)
+    e = err.value
+    assert "QVec states its own backward rule, and this call maps it over an index" in e.message
+    assert (e.pos.line, e.pos.col) == (6, 16) and "call the card on the whole array" in e.hint

@@ -106,9 +106,11 @@ def record(regions: list, region: Region) -> None:
 
 
 def covered(item, replaced: set[str]) -> bool:
-    """A forward op or loop that a rule stands for: the derived backward skips it."""
+    """A forward op or loop that a rule stands for: the derived backward skips it.  A loop is the
+    rule's when all of it is (a loop inside the card); a loop around the call is not."""
     if isinstance(item, Loop):
-        return any(op.out in replaced for op in walk(item.body))
+        ops = [op.out for op in walk(item.body)]
+        return bool(ops) and all(out in replaced for out in ops)
     return item.out in replaced
 
 

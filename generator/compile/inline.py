@@ -88,6 +88,10 @@ class Inlining:
                 t = b.type
                 if t.value is None or t.kind == "real":
                     child.env[n] = child.value(b.decl.default)
+        if cc.rule is not None and (extra or any(isinstance(v, AV) and v.mapped for v in child.env.values())):
+            self.err(f"{cc.name} states its own backward rule, and this call maps it over an index", e,
+                     hint="cardgen applies a backward rule to a whole-array call: call the card on the whole "
+                          f"array, or drop the `backward` of {cc.name}")
         start = len(child.block)
         out = child.body(cc.steps)
         if cc.rule is not None:
