@@ -537,6 +537,8 @@ def name_composites(body, b: Builder, needs: set[str], escapes) -> None:
     for op in walk(body):
         op.out = renames.get(op.out, op.out)
         op.args = tuple(renames.get(a, a) for a in op.args)
+    for region in b.rules.values():  # a rule may read a renamed value (the x̂ a caller passed it)
+        custom.rename(region, renames)
     for x in body:
         if isinstance(x, Loop):
             x.carried = [(renames.get(o, o), i, r) for o, i, r in x.carried]

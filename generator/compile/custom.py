@@ -114,6 +114,15 @@ def covered(item, replaced: set[str]) -> bool:
     return item.out in replaced
 
 
+def rename(region: Region, renames: dict[str, str]) -> None:
+    """Forward values renamed after lowering (ad.name_composites), in the rule too."""
+    for op in region.body:
+        op.args = tuple(renames.get(a, a) for a in op.args)
+    region.seeds = [(renames.get(out, out), seed) for out, seed in region.seeds]
+    region.grads = [(renames.get(x, x), g) for x, g in region.grads]
+    region.forward = {renames.get(n, n) for n in region.forward}
+
+
 def apply_rule(region: Region, grads: dict, b, needs, accumulate) -> None:
     """The rule's ops, on the gradients of the region's outputs, into the backward being built."""
     if not any(out in grads for out, _ in region.seeds):
