@@ -57,6 +57,12 @@ def _slice(op: Op, a: str) -> str:
     return f"{a}[..., {lo}:{hi}" + (", " + before if before else "") + "]"
 
 
+def _number(op: Op, i: int, a: str) -> str:
+    """Operand i of + or −, as a number: the array API has no arithmetic on booleans (``attr``
+    names the boolean operands, lower_expr.plus)."""
+    return f"xp.astype({a}, dtype)" if op.attr and i in op.attr[0] else a
+
+
 def _offset(j: str, k) -> str:
     return f"{j} - {k}" if k else j
 
@@ -65,8 +71,8 @@ PRINT = {
     "const": lambda op: (f"xp.asarray({op.attr[0]}, dtype=dtype, device=device)" if op.kind == "real"
                          else f"xp.asarray({op.attr[0]}, device=device)"),
     "iota": lambda op: f"xp.arange({py_dim(op.attr[0])}, {py_dim(op.attr[0] + op.shape[0])}, device=device)",
-    "add": lambda op, a, b: f"{a} + {b}",
-    "sub": lambda op, a, b: f"{a} - {b}",
+    "add": lambda op, a, b: f"{_number(op, 0, a)} + {_number(op, 1, b)}",
+    "sub": lambda op, a, b: f"{_number(op, 0, a)} - {_number(op, 1, b)}",
     "mul": lambda op, a, b: f"{a} * {b}",
     "div": lambda op, a, b: f"{a} / {b}",
     "powv": lambda op, a, b: f"{a} ** {b}",
