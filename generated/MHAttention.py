@@ -194,9 +194,9 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     d_b_o = np.squeeze(g10001, -1)                              # (d_out,)
     g10003 = np.swapaxes(W_o, -1, -2)                           # (H·d_mid, d_out)
     d_Y = np.matmul(g10003, d_V_tilde, out=_buf(workspace, 'MHAttention:bd_Y', batch + (H*d_mid, ell_x), dtype)) # (…, H·d_mid, ℓ_x)
-    g10005 = np.swapaxes(Y, -1, -2)                             # (…, ℓ_x, H·d_mid)
-    g10006 = np.matmul(d_V_tilde, g10005, out=_buf(workspace, 'MHAttention:bg10006', batch + (d_out, H*d_mid), dtype)) # (…, d_out, H·d_mid)
-    d_W_o = _sum_to(g10006, 2, ())                              # (d_out, H·d_mid)
+    g10005 = np.swapaxes(d_V_tilde, -1, -2)                     # (…, ℓ_x, d_out)
+    g10006 = np.swapaxes(Y, -1, -2)                             # (…, ℓ_x, H·d_mid)
+    d_W_o = _wgrad(g10005, g10006, _buf(workspace, 'MHAttention:bd_W_o', (d_out, H*d_mid), dtype)) # (d_out, H·d_mid)
     # 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
     d_V_tilde_2 = d_Y.reshape(V_tilde_shape)                    # (…, H, d_mid, ℓ_x)
     # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from ..lang.errors import CardError
 from ..lang.shapes import Poly, poly_text
-from .core import Loop, Op, Program, Value, walk
+from .core import Loop, Op, Program, Value, matmul_attr, walk
 from .naming import ascii_name, grad_name
 
 ONE = Poly.const(1)
@@ -28,14 +28,20 @@ def swap(b, x):
 
 
 def mm_vjp(b, op, g, x, y):
+    # A weight shared by every example gets its gradient summed over the batch inside one
+    # matrix product (wgrad), never as a matrix per example summed afterwards.
     mode = op.attr[0]
     if mode == "mm":
         dy = b.wgrad(x, g, y) if b.is_weight(y, x) else b.matmul(swap(b, x), g, "mm")
-        return b.matmul(g, swap(b, y), "mm"), dy
-    if mode == "mv":
-        return b.outer(g, y), b.matmul(swap(b, x), g, "mv")
-    if mode == "vm":
-        return b.matmul(y, g, "mv"), b.outer(x, g)
+        # W X (the paper's columns): d_W = Σ g X^⊤, the rows of g^⊤ against the rows of X^⊤
+        dx = b.wgrad(swap(b, g), swap(b, y), x) if b.is_weight(x, y) and b.lay(g).batched \
+            else b.matmul(g, swap(b, y), "mm")
+        return dx, dy
+    if mode == "mv":  # W x: d_W = Σ g x^⊤
+        dx = b.wgrad(g, y, x) if b.rows_weight(x, y, g) else b.outer(g, y)
+        return dx, b.matmul(g, x, "vm") if b.single(x) else b.matmul(swap(b, x), g, "mv")
+    if mode == "vm":  # x W: d_W = Σ x g^⊤
+        return b.matmul(y, g, "mv"), b.wgrad(x, g, y) if b.rows_weight(y, x, g) else b.outer(x, g)
     return b.mul(g, y, expand=True), b.mul(g, x, expand=True)
 
 
@@ -209,11 +215,21 @@ class Builder:
         lead_b = sb[: len(sb) - (1 if mode[1] == "v" else 2)]
         lead = lead_a if len(lead_a) >= len(lead_b) else lead_b
         shape = tuple(lead) + ((sa[-2],) if mode[0] == "m" else ()) + ((sb[-1],) if mode[1] == "m" else ())
-        return self.new("matmul", (a, b), (mode,), shape=shape, batched=la.batched or lb.batched)
+        return self.new("matmul", (a, b), matmul_attr(mode, self.single(a), self.single(b)), shape=shape,
+                        batched=la.batched or lb.batched)
+
+    def single(self, w) -> bool:
+        """One matrix for every example: no batch axes, no axes but its own two."""
+        lw = self.lay(w)
+        return not lw.batched and len(lw.shape) == 2
 
     def is_weight(self, w, x) -> bool:
-        lw, lx = self.lay(w), self.lay(x)
-        return not lw.batched and len(lw.shape) == 2 and lx.batched
+        return self.single(w) and self.lay(x).batched
+
+    def rows_weight(self, w, v, g) -> bool:
+        """W in W v or v W, v batched: its gradient sums g ⊗ v over rows that line up one to one."""
+        lv, lg = self.lay(v), self.lay(g)
+        return self.is_weight(w, v) and lg.batched and lv.shape[:-1] == lg.shape[:-1]
 
     def wgrad(self, x, g, w):
         """x^⊤ g summed over every leading axis, as one matrix product."""
