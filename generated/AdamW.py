@@ -121,7 +121,7 @@ def forward(config: Config, params: Params, theta, g, m, v, t, workspace: dict |
     _21 = np.add(_20, eps, out=_buf(workspace, 'AdamW:f_21', batch + (n,), dtype)) # (…, n)
     _22 = np.divide(_19, _21, out=_19)                          # (…, n)
     theta_prime = np.subtract(theta_2, _22, out=theta_2)        # (…, n)
-    cache = {"n": n, "batch": batch, "dtype": dtype, "_21": _21, "_22": _22, "_20": _20, "_17": _17, "_14": _14, "g": g, "_10": _10, "_9": _9, "_5": _5, "_1": _1}
+    cache = {"n": n, "batch": batch, "dtype": dtype, "_20": _20, "_22": _22, "_17": _17, "_14": _14, "g": g, "_10": _10, "_9": _9, "_5": _5, "_1": _1}
     return theta_prime, m_prime, v_prime, cache
 
 
@@ -134,12 +134,12 @@ def backward(config: Config, params: Params, cache: dict, d_theta_prime, d_m_pri
     eta = config.eta
     beta_1 = config.beta_1
     beta_2 = config.beta_2
+    eps = config.eps
     n = cache["n"]
     batch = cache["batch"]
     dtype = cache["dtype"]
-    _21 = cache["_21"]
-    _22 = cache["_22"]
     _20 = cache["_20"]
+    _22 = cache["_22"]
     _17 = cache["_17"]
     _14 = cache["_14"]
     g = cache["g"]
@@ -148,6 +148,7 @@ def backward(config: Config, params: Params, cache: dict, d_theta_prime, d_m_pri
     _5 = cache["_5"]
     _1 = cache["_1"]
     # 6 return θ′ = θ − η m̂ / (√v̂ + ε) ▷ θ′ ∈ ℝ^n
+    _21 = np.add(_20, eps, out=_buf(workspace, 'AdamW:b_21', batch + (n,), dtype)) # (…, n)
     g10001 = np.negative(d_theta_prime, out=_buf(workspace, 'AdamW:bg10001', batch + (n,), dtype)) # (…, n)
     g10002 = np.divide(g10001, _21, out=_buf(workspace, 'AdamW:bg10002', batch + (n,), dtype)) # (…, n)
     g10003 = np.multiply(g10001, _22, out=g10001)               # (…, n)

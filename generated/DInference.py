@@ -203,7 +203,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         _16 = np.sqrt(v, out=v)                                 # (…, len_x)
         sigma = np.expand_dims(_16, -1)                         # (…, len_x, 1)
         x_hat = np.divide(_12, sigma, out=_12)                  # (…, len_x, d_e)
-        _19 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, ('DInference:f_19', l_), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        _19 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, ('DInference:f_19', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         e_hat = np.add(_19, beta1_l, out=_19)                   # (…, len_x, d_e)
         # DTransformer 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         _21 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, len_x)
@@ -264,7 +264,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         _57 = np.sqrt(v_2, out=v_2)                             # (…, len_x)
         sigma_2 = np.expand_dims(_57, -1)                       # (…, len_x, 1)
         x_hat_2 = np.divide(_53, sigma_2, out=_53)              # (…, len_x, d_e)
-        _60 = np.multiply(x_hat_2, gamma2_l, out=_buf(workspace, ('DInference:f_60', l_), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        _60 = np.multiply(x_hat_2, gamma2_l, out=_buf(workspace, ('DInference:f_60', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         e_hat_2 = np.add(_60, beta2_l, out=_60)                 # (…, len_x, d_e)
         # DTransformer 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         _62 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, len_x)
@@ -281,7 +281,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         b_mlp2_l = b_mlp2[l_]                                   # (d_e,)
         _69 = np.expand_dims(b_mlp2_l, -1)                      # (d_e, 1)
         X_4 = np.add(_68, _69, out=_68)                         # (…, d_e, len_x)
-        saved_l_.append((W_mlp2_l, _66, _65, W_mlp1_l, _62, gamma2_l, x_hat_2, sigma_2, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, x_hat, sigma,))
+        saved_l_.append((x_hat, gamma1_l, beta1_l, x_hat_2, gamma2_l, beta2_l, W_mlp2_l, _66, _65, W_mlp1_l, sigma_2, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, W_k_l, W_q_l, sigma,))
         X_2 = X_4
     X_5 = X_2
     # DTransformer 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
@@ -306,7 +306,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
     # DTransformer 11 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}
     _85 = np.matmul(W_u, _84, out=_buf(workspace, 'DInference:f_85', batch + (N_V, len_x), dtype)) # (…, N_V, len_x)
     P = _softmax(_85, -2, _buf(workspace, 'DInference:fP', batch + (N_V, len_x), dtype)) # (…, N_V, len_x)
-    cache = {"N_V": N_V, "len_x": len_x, "H": H, "L": L, "d_attn": d_attn, "d_e": d_e, "d_mid": d_mid, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "P": P, "_84": _84, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_40": _40, "_38": _38, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l_": saved_l_}
+    cache = {"N_V": N_V, "len_x": len_x, "H": H, "L": L, "d_attn": d_attn, "d_e": d_e, "d_mid": d_mid, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "x_hat_3": x_hat_3, "P": P, "sigma_3": sigma_3, "_40": _40, "_38": _38, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l_": saved_l_}
     return P, cache
 
 
@@ -326,11 +326,11 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     d_mlp = cache["d_mlp"]
     batch = cache["batch"]
     dtype = cache["dtype"]
+    x_hat_3 = cache["x_hat_3"]
+    gamma = params.gamma
+    beta = params.beta
     P = cache["P"]
     W_u = params.W_u
-    _84 = cache["_84"]
-    gamma = params.gamma
-    x_hat_3 = cache["x_hat_3"]
     sigma_3 = cache["sigma_3"]
     _40 = cache["_40"]
     _38 = cache["_38"]
@@ -339,6 +339,11 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     x = cache["x"]
     _1 = cache["_1"]
     saved_l_ = cache["saved_l_"]
+    # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
+    _82 = np.multiply(x_hat_3, gamma, out=_buf(workspace, 'DInference:b_82', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+    e_hat_3 = np.add(_82, beta, out=_82)                        # (…, len_x, d_e)
+    # DTransformer 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
+    _84 = np.swapaxes(e_hat_3, -1, -2)                          # (…, d_e, len_x)
     # DTransformer 11 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}
     g10001 = _softmax_grad(d_P, P, -2, _buf(workspace, 'DInference:bg10001', batch + (N_V, len_x), dtype)) # (…, N_V, len_x)
     g10002 = np.swapaxes(W_u, -1, -2)                           # (d_e, N_V)
@@ -390,7 +395,19 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     d_b_mlp2 = _buf(workspace, 'DInference:bd_b_mlp2', params.b_mlp2.shape, dtype)
     d_b_mlp2.fill(0)
     for l_ in reversed(range(L)):
-        W_mlp2_l, _66, _65, W_mlp1_l, _62, gamma2_l, x_hat_2, sigma_2, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, x_hat, sigma, = saved_l_[l_]
+        x_hat, gamma1_l, beta1_l, x_hat_2, gamma2_l, beta2_l, W_mlp2_l, _66, _65, W_mlp1_l, sigma_2, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, W_k_l, W_q_l, sigma, = saved_l_[l_]
+        # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
+        _19 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, ('DInference:b_19', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        e_hat = np.add(_19, beta1_l, out=_19)                   # (…, len_x, d_e)
+        # DTransformer 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
+        _21 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, len_x)
+        # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
+        _26 = np.expand_dims(_21, -3)                           # (…, 1, d_e, len_x)
+        # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
+        _60 = np.multiply(x_hat_2, gamma2_l, out=_buf(workspace, ('DInference:b_60', l_ % 2), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        e_hat_2 = np.add(_60, beta2_l, out=_60)                 # (…, len_x, d_e)
+        # DTransformer 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
+        _62 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, len_x)
         # DTransformer 8 X ← X + W^l_mlp2 GELU(W^l_mlp1 X̃ + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
         g10015 = _sum_to(g10014, 2, (-1,))                      # (d_e, 1)
         d_b_mlp2_l = np.squeeze(g10015, -1)                     # (d_e,)

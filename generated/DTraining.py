@@ -207,7 +207,7 @@ def forward(config: Config, params: Params, x_n, workspace: dict | None = None):
         _16 = np.sqrt(v, out=v)                                 # (…, ℓ)
         sigma = np.expand_dims(_16, -1)                         # (…, ℓ, 1)
         x_hat = np.divide(_12, sigma, out=_12)                  # (…, ℓ, d_e)
-        _19 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, ('DTraining:f_19', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _19 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, ('DTraining:f_19', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         e_hat = np.add(_19, beta1_l, out=_19)                   # (…, ℓ, d_e)
         # DTransformer 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         _21 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ)
@@ -268,7 +268,7 @@ def forward(config: Config, params: Params, x_n, workspace: dict | None = None):
         _57 = np.sqrt(v_2, out=v_2)                             # (…, ℓ)
         sigma_2 = np.expand_dims(_57, -1)                       # (…, ℓ, 1)
         x_hat_2 = np.divide(_53, sigma_2, out=_53)              # (…, ℓ, d_e)
-        _60 = np.multiply(x_hat_2, gamma2_l, out=_buf(workspace, ('DTraining:f_60', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _60 = np.multiply(x_hat_2, gamma2_l, out=_buf(workspace, ('DTraining:f_60', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         e_hat_2 = np.add(_60, beta2_l, out=_60)                 # (…, ℓ, d_e)
         # DTransformer 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         _62 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, ℓ)
@@ -285,7 +285,7 @@ def forward(config: Config, params: Params, x_n, workspace: dict | None = None):
         b_mlp2_l = b_mlp2[l_]                                   # (d_e,)
         _69 = np.expand_dims(b_mlp2_l, -1)                      # (d_e, 1)
         X_4 = np.add(_68, _69, out=_68)                         # (…, d_e, ℓ)
-        saved_l_.append((W_mlp2_l, _66, _65, W_mlp1_l, _62, gamma2_l, x_hat_2, sigma_2, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, x_hat, sigma,))
+        saved_l_.append((x_hat, gamma1_l, beta1_l, x_hat_2, gamma2_l, beta2_l, W_mlp2_l, _66, _65, W_mlp1_l, sigma_2, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, W_k_l, W_q_l, sigma,))
         X_2 = X_4
     X_5 = X_2
     # DTransformer 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
@@ -328,7 +328,7 @@ def forward(config: Config, params: Params, x_n, workspace: dict | None = None):
     shape_98 = _98.shape
     _99 = np.sum(_98, axis=-1, out=_buf(workspace, 'DTraining:f_99', batch + (), dtype)) # (…,)
     _100 = np.negative(_99, out=_buf(workspace, 'DTraining:f_100', batch + (), dtype)) # (…,)
-    cache = {"N_V": N_V, "ell": ell, "H": H, "L": L, "d_attn": d_attn, "d_e": d_e, "d_mid": d_mid, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "shape_98": shape_98, "_97": _97, "_96": _96, "shape_94": shape_94, "_92": _92, "shape_93": shape_93, "P": P, "_84": _84, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_40": _40, "_38": _38, "_3": _3, "_4": _4, "x_n": x_n, "_1": _1, "saved_l_": saved_l_}
+    cache = {"N_V": N_V, "ell": ell, "H": H, "L": L, "d_attn": d_attn, "d_e": d_e, "d_mid": d_mid, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "x_hat_3": x_hat_3, "shape_98": shape_98, "_97": _97, "_96": _96, "shape_94": shape_94, "_92": _92, "shape_93": shape_93, "P": P, "sigma_3": sigma_3, "_40": _40, "_38": _38, "_3": _3, "_4": _4, "x_n": x_n, "_1": _1, "saved_l_": saved_l_}
     return _100, cache
 
 
@@ -348,6 +348,9 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     d_mlp = cache["d_mlp"]
     batch = cache["batch"]
     dtype = cache["dtype"]
+    x_hat_3 = cache["x_hat_3"]
+    gamma = params.gamma
+    beta = params.beta
     shape_98 = cache["shape_98"]
     _97 = cache["_97"]
     _96 = cache["_96"]
@@ -356,9 +359,6 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     shape_93 = cache["shape_93"]
     P = cache["P"]
     W_u = params.W_u
-    _84 = cache["_84"]
-    gamma = params.gamma
-    x_hat_3 = cache["x_hat_3"]
     sigma_3 = cache["sigma_3"]
     _40 = cache["_40"]
     _38 = cache["_38"]
@@ -367,6 +367,11 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     x_n = cache["x_n"]
     _1 = cache["_1"]
     saved_l_ = cache["saved_l_"]
+    # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
+    _82 = np.multiply(x_hat_3, gamma, out=_buf(workspace, 'DTraining:b_82', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+    e_hat_3 = np.add(_82, beta, out=_82)                        # (…, ℓ, d_e)
+    # DTransformer 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
+    _84 = np.swapaxes(e_hat_3, -1, -2)                          # (…, d_e, ℓ)
     # 5 loss(θ) ← −Σ_{t=1}^{ℓ − 1} log P(θ)[x_n[t + 1], t]
     g10001 = np.negative(d_loss, out=_buf(workspace, 'DTraining:bg10001', batch + (), dtype)) # (…,)
     g10002 = np.broadcast_to(np.expand_dims(g10001, -1), shape_98) # (…, ℓ − 1)
@@ -425,7 +430,19 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     d_b_mlp2 = _buf(workspace, 'DTraining:bd_b_mlp2', params.b_mlp2.shape, dtype)
     d_b_mlp2.fill(0)
     for l_ in reversed(range(L)):
-        W_mlp2_l, _66, _65, W_mlp1_l, _62, gamma2_l, x_hat_2, sigma_2, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, x_hat, sigma, = saved_l_[l_]
+        x_hat, gamma1_l, beta1_l, x_hat_2, gamma2_l, beta2_l, W_mlp2_l, _66, _65, W_mlp1_l, sigma_2, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, W_k_l, W_q_l, sigma, = saved_l_[l_]
+        # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
+        _19 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, ('DTraining:b_19', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        e_hat = np.add(_19, beta1_l, out=_19)                   # (…, ℓ, d_e)
+        # DTransformer 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
+        _21 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ)
+        # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
+        _26 = np.expand_dims(_21, -3)                           # (…, 1, d_e, ℓ)
+        # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
+        _60 = np.multiply(x_hat_2, gamma2_l, out=_buf(workspace, ('DTraining:b_60', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        e_hat_2 = np.add(_60, beta2_l, out=_60)                 # (…, ℓ, d_e)
+        # DTransformer 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
+        _62 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, ℓ)
         # DTransformer 8 X ← X + W^l_mlp2 GELU(W^l_mlp1 X̃ + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
         g10021 = _sum_to(g10020, 2, (-1,))                      # (d_e, 1)
         d_b_mlp2_l = np.squeeze(g10021, -1)                     # (d_e,)

@@ -213,7 +213,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         _16 = np.sqrt(v, out=v)                                 # (…, ℓ)
         sigma = np.expand_dims(_16, -1)                         # (…, ℓ, 1)
         x_hat = np.divide(_12, sigma, out=_12)                  # (…, ℓ, d_e)
-        _19 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, ('DTransformer:f_19', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _19 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, ('DTransformer:f_19', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         e_hat = np.add(_19, beta1_l, out=_19)                   # (…, ℓ, d_e)
         # 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         _21 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ)
@@ -274,7 +274,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         _57 = np.sqrt(v_2, out=v_2)                             # (…, ℓ)
         sigma_2 = np.expand_dims(_57, -1)                       # (…, ℓ, 1)
         x_hat_2 = np.divide(_53, sigma_2, out=_53)              # (…, ℓ, d_e)
-        _60 = np.multiply(x_hat_2, gamma2_l, out=_buf(workspace, ('DTransformer:f_60', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _60 = np.multiply(x_hat_2, gamma2_l, out=_buf(workspace, ('DTransformer:f_60', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         e_hat_2 = np.add(_60, beta2_l, out=_60)                 # (…, ℓ, d_e)
         # 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         _62 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, ℓ)
@@ -291,7 +291,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         b_mlp2_l = b_mlp2[l_]                                   # (d_e,)
         _69 = np.expand_dims(b_mlp2_l, -1)                      # (d_e, 1)
         X_4 = np.add(_68, _69, out=_68)                         # (…, d_e, ℓ)
-        saved_l_.append((W_mlp2_l, _66, _65, W_mlp1_l, _62, gamma2_l, x_hat_2, sigma_2, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, x_hat, sigma,))
+        saved_l_.append((x_hat, gamma1_l, beta1_l, x_hat_2, gamma2_l, beta2_l, W_mlp2_l, _66, _65, W_mlp1_l, sigma_2, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, W_k_l, W_q_l, sigma,))
         X_2 = X_4
     X_5 = X_2
     # 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
@@ -316,7 +316,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
     # 11 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}
     _85 = np.matmul(W_u, _84, out=_buf(workspace, 'DTransformer:f_85', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
     P = _softmax(_85, -2, _buf(workspace, 'DTransformer:fP', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
-    cache = {"N_V": N_V, "L": L, "H": H, "d_e": d_e, "d_mlp": d_mlp, "d_attn": d_attn, "d_mid": d_mid, "ell": ell, "batch": batch, "dtype": dtype, "P": P, "_84": _84, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_40": _40, "_38": _38, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l_": saved_l_}
+    cache = {"N_V": N_V, "L": L, "H": H, "d_e": d_e, "d_mlp": d_mlp, "d_attn": d_attn, "d_mid": d_mid, "ell": ell, "batch": batch, "dtype": dtype, "x_hat_3": x_hat_3, "P": P, "sigma_3": sigma_3, "_40": _40, "_38": _38, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l_": saved_l_}
     return P, cache
 
 
@@ -336,11 +336,11 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     ell = cache["ell"]
     batch = cache["batch"]
     dtype = cache["dtype"]
+    x_hat_3 = cache["x_hat_3"]
+    gamma = params.gamma
+    beta = params.beta
     P = cache["P"]
     W_u = params.W_u
-    _84 = cache["_84"]
-    gamma = params.gamma
-    x_hat_3 = cache["x_hat_3"]
     sigma_3 = cache["sigma_3"]
     _40 = cache["_40"]
     _38 = cache["_38"]
@@ -349,6 +349,11 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     x = cache["x"]
     _1 = cache["_1"]
     saved_l_ = cache["saved_l_"]
+    # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
+    _82 = np.multiply(x_hat_3, gamma, out=_buf(workspace, 'DTransformer:b_82', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+    e_hat_3 = np.add(_82, beta, out=_82)                        # (…, ℓ, d_e)
+    # 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
+    _84 = np.swapaxes(e_hat_3, -1, -2)                          # (…, d_e, ℓ)
     # 11 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}
     g10001 = _softmax_grad(d_P, P, -2, _buf(workspace, 'DTransformer:bg10001', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
     g10002 = np.swapaxes(W_u, -1, -2)                           # (d_e, N_V)
@@ -400,7 +405,19 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     d_b_mlp2 = _buf(workspace, 'DTransformer:bd_b_mlp2', params.b_mlp2.shape, dtype)
     d_b_mlp2.fill(0)
     for l_ in reversed(range(L)):
-        W_mlp2_l, _66, _65, W_mlp1_l, _62, gamma2_l, x_hat_2, sigma_2, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, x_hat, sigma, = saved_l_[l_]
+        x_hat, gamma1_l, beta1_l, x_hat_2, gamma2_l, beta2_l, W_mlp2_l, _66, _65, W_mlp1_l, sigma_2, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, W_k_l, W_q_l, sigma, = saved_l_[l_]
+        # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
+        _19 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, ('DTransformer:b_19', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        e_hat = np.add(_19, beta1_l, out=_19)                   # (…, ℓ, d_e)
+        # 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
+        _21 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ)
+        # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
+        _26 = np.expand_dims(_21, -3)                           # (…, 1, d_e, ℓ)
+        # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
+        _60 = np.multiply(x_hat_2, gamma2_l, out=_buf(workspace, ('DTransformer:b_60', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        e_hat_2 = np.add(_60, beta2_l, out=_60)                 # (…, ℓ, d_e)
+        # 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
+        _62 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, ℓ)
         # 8 X ← X + W^l_mlp2 GELU(W^l_mlp1 X̃ + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
         g10015 = _sum_to(g10014, 2, (-1,))                      # (d_e, 1)
         d_b_mlp2_l = np.squeeze(g10015, -1)                     # (d_e,)

@@ -341,7 +341,7 @@ def forward(config: Config, params: Params, z, x, workspace: dict | None = None)
         _37 = np.sqrt(v, out=v)                                 # (…, ℓ_z)
         sigma = np.expand_dims(_37, -1)                         # (…, ℓ_z, 1)
         x_hat = np.divide(_33, sigma, out=_33)                  # (…, ℓ_z, d_e)
-        _40 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, ('EDTransformer:f_40', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        _40 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, ('EDTransformer:f_40', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         e_hat = np.add(_40, beta1_l, out=_40)                   # (…, ℓ_z, d_e)
         # 6 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^1_l, β^1_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         _42 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ_z)
@@ -379,7 +379,7 @@ def forward(config: Config, params: Params, z, x, workspace: dict | None = None)
         e_hat_2 = np.add(_62, beta2_l, out=_62)                 # (…, ℓ_z, d_e)
         # 8 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^2_l, β^2_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         _64 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, ℓ_z)
-        saved_l_.append((gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, x_hat, sigma, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l,))
+        saved_l_.append((x_hat, gamma1_l, beta1_l, gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, sigma, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l,))
         Z_2 = _64
     Z_5 = Z_2
     # 11 for t ∈ [ℓ_x] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
@@ -461,7 +461,7 @@ def forward(config: Config, params: Params, z, x, workspace: dict | None = None)
         _105 = np.sqrt(v_3, out=v_3)                            # (…, ℓ_x)
         sigma_3 = np.expand_dims(_105, -1)                      # (…, ℓ_x, 1)
         x_hat_3 = np.divide(_101, sigma_3, out=_101)            # (…, ℓ_x, d_e)
-        _108 = np.multiply(x_hat_3, gamma3_l_2, out=_buf(workspace, ('EDTransformer:f_108', l__2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
+        _108 = np.multiply(x_hat_3, gamma3_l_2, out=_buf(workspace, ('EDTransformer:f_108', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
         e_hat_3 = np.add(_108, beta3_l_2, out=_108)             # (…, ℓ_x, d_e)
         # 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         _110 = np.swapaxes(e_hat_3, -1, -2)                     # (…, d_e, ℓ_x)
@@ -520,7 +520,7 @@ def forward(config: Config, params: Params, z, x, workspace: dict | None = None)
         _140 = np.sqrt(v_4, out=v_4)                            # (…, ℓ_x)
         sigma_4 = np.expand_dims(_140, -1)                      # (…, ℓ_x, 1)
         x_hat_4 = np.divide(_136, sigma_4, out=_136)            # (…, ℓ_x, d_e)
-        _143 = np.multiply(x_hat_4, gamma4_l_2, out=_buf(workspace, ('EDTransformer:f_143', l__2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
+        _143 = np.multiply(x_hat_4, gamma4_l_2, out=_buf(workspace, ('EDTransformer:f_143', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
         e_hat_4 = np.add(_143, beta4_l_2, out=_143)             # (…, ℓ_x, d_e)
         # 17 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^4_l, β^4_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         _145 = np.swapaxes(e_hat_4, -1, -2)                     # (…, d_e, ℓ_x)
@@ -558,7 +558,7 @@ def forward(config: Config, params: Params, z, x, workspace: dict | None = None)
         e_hat_5 = np.add(_165, beta5_l_2, out=_165)             # (…, ℓ_x, d_e)
         # 19 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^5_l, β^5_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         _167 = np.swapaxes(e_hat_5, -1, -2)                     # (…, d_e, ℓ_x)
-        saved_l__2.append((gamma5_l_2, x_hat_5, sigma_5, W_mlp4_l_2, _149, _148, W_mlp3_l_2, _145, gamma4_l_2, x_hat_4, sigma_4, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, _125, _122, Q_3, W_v_3_l_2, W_k_3_l_2, W_q_3_l_2, _111, gamma3_l_2, x_hat_3, sigma_3, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, _90, _84, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2,))
+        saved_l__2.append((x_hat_3, gamma3_l_2, beta3_l_2, x_hat_4, gamma4_l_2, beta4_l_2, gamma5_l_2, x_hat_5, sigma_5, W_mlp4_l_2, _149, _148, W_mlp3_l_2, sigma_4, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, _125, _122, Q_3, W_v_3_l_2, W_k_3_l_2, W_q_3_l_2, sigma_3, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, _90, _84, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2,))
         X_2 = _167
     X_6 = X_2
     # 21 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ_x}
@@ -663,7 +663,19 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     d_beta5.fill(0)
     g10147 = 0
     for l__2 in reversed(range(L_dec)):
-        gamma5_l_2, x_hat_5, sigma_5, W_mlp4_l_2, _149, _148, W_mlp3_l_2, _145, gamma4_l_2, x_hat_4, sigma_4, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, _125, _122, Q_3, W_v_3_l_2, W_k_3_l_2, W_q_3_l_2, _111, gamma3_l_2, x_hat_3, sigma_3, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, _90, _84, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2, = saved_l__2[l__2]
+        x_hat_3, gamma3_l_2, beta3_l_2, x_hat_4, gamma4_l_2, beta4_l_2, gamma5_l_2, x_hat_5, sigma_5, W_mlp4_l_2, _149, _148, W_mlp3_l_2, sigma_4, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, _125, _122, Q_3, W_v_3_l_2, W_k_3_l_2, W_q_3_l_2, sigma_3, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, _90, _84, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2, = saved_l__2[l__2]
+        # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
+        _108 = np.multiply(x_hat_3, gamma3_l_2, out=_buf(workspace, ('EDTransformer:b_108', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
+        e_hat_3 = np.add(_108, beta3_l_2, out=_108)             # (…, ℓ_x, d_e)
+        # 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
+        _110 = np.swapaxes(e_hat_3, -1, -2)                     # (…, d_e, ℓ_x)
+        # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
+        _111 = np.expand_dims(_110, -3)                         # (…, 1, d_e, ℓ_x)
+        # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
+        _143 = np.multiply(x_hat_4, gamma4_l_2, out=_buf(workspace, ('EDTransformer:b_143', l__2 % 2), batch + (ell_x, d_e), dtype)) # (…, ℓ_x, d_e)
+        e_hat_4 = np.add(_143, beta4_l_2, out=_143)             # (…, ℓ_x, d_e)
+        # 17 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^4_l, β^4_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
+        _145 = np.swapaxes(e_hat_4, -1, -2)                     # (…, d_e, ℓ_x)
         # 19 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^5_l, β^5_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         d_e_hat_5 = np.swapaxes(g10007, -1, -2)                 # (…, ℓ_x, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
@@ -891,7 +903,12 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     d_beta2 = _buf(workspace, 'EDTransformer:bd_beta2', params.beta2.shape, dtype)
     d_beta2.fill(0)
     for l_ in reversed(range(L_enc)):
-        gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, x_hat, sigma, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l, = saved_l_[l_]
+        x_hat, gamma1_l, beta1_l, gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, sigma, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l, = saved_l_[l_]
+        # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
+        _40 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, ('EDTransformer:b_40', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        e_hat = np.add(_40, beta1_l, out=_40)                   # (…, ℓ_z, d_e)
+        # 6 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^1_l, β^1_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
+        _42 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ_z)
         # 8 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^2_l, β^2_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         d_e_hat_2 = np.swapaxes(g10153, -1, -2)                 # (…, ℓ_z, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}

@@ -256,7 +256,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         _37 = np.sqrt(v, out=v)                                 # (…, ℓ)
         sigma = np.expand_dims(_37, -1)                         # (…, ℓ, 1)
         x_hat = np.divide(_33, sigma, out=_33)                  # (…, ℓ, d_e)
-        _40 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, ('ETransformer:f_40', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _40 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, ('ETransformer:f_40', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         e_hat = np.add(_40, beta1_l, out=_40)                   # (…, ℓ, d_e)
         # 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
         _42 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ)
@@ -294,7 +294,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         e_hat_2 = np.add(_62, beta2_l, out=_62)                 # (…, ℓ, d_e)
         # 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
         _64 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, ℓ)
-        saved_l_.append((gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, x_hat, sigma, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l,))
+        saved_l_.append((x_hat, gamma1_l, beta1_l, gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, sigma, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l,))
         X_2 = _64
     X_5 = X_2
     # 10 X ← GELU(W_f X + b_f 1^⊤) ▷ X ∈ ℝ^{d_f×ℓ}
@@ -324,7 +324,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
     # 12 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}; the paper declares W_u ∈ ℝ^{N_V×d_e}; here ℝ^{N_V×d_f}, so that W_u X is defined
     _83 = np.matmul(W_u, _82, out=_buf(workspace, 'ETransformer:f_83', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
     P = _softmax(_83, -2, _buf(workspace, 'ETransformer:fP', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
-    cache = {"N_V": N_V, "L": L, "H": H, "d_e": d_e, "d_mlp": d_mlp, "d_f": d_f, "d_attn": d_attn, "d_mid": d_mid, "ell": ell, "batch": batch, "dtype": dtype, "P": P, "_82": _82, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_67": _67, "X_5": X_5, "_20": _20, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l_": saved_l_}
+    cache = {"N_V": N_V, "L": L, "H": H, "d_e": d_e, "d_mlp": d_mlp, "d_f": d_f, "d_attn": d_attn, "d_mid": d_mid, "ell": ell, "batch": batch, "dtype": dtype, "x_hat_3": x_hat_3, "P": P, "sigma_3": sigma_3, "_67": _67, "X_5": X_5, "_20": _20, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l_": saved_l_}
     return P, cache
 
 
@@ -345,11 +345,11 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     ell = cache["ell"]
     batch = cache["batch"]
     dtype = cache["dtype"]
+    x_hat_3 = cache["x_hat_3"]
+    gamma = params.gamma
+    beta = params.beta
     P = cache["P"]
     W_u = params.W_u
-    _82 = cache["_82"]
-    gamma = params.gamma
-    x_hat_3 = cache["x_hat_3"]
     sigma_3 = cache["sigma_3"]
     _67 = cache["_67"]
     W_f = params.W_f
@@ -360,6 +360,11 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     x = cache["x"]
     _1 = cache["_1"]
     saved_l_ = cache["saved_l_"]
+    # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
+    _80 = np.multiply(x_hat_3, gamma, out=_buf(workspace, 'ETransformer:b_80', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    e_hat_3 = np.add(_80, beta, out=_80)                        # (…, ℓ, d_f)
+    # 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
+    _82 = np.swapaxes(e_hat_3, -1, -2)                          # (…, d_f, ℓ)
     # 12 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}; the paper declares W_u ∈ ℝ^{N_V×d_e}; here ℝ^{N_V×d_f}, so that W_u X is defined
     g10001 = _softmax_grad(d_P, P, -2, _buf(workspace, 'ETransformer:bg10001', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
     g10002 = np.swapaxes(W_u, -1, -2)                           # (d_f, N_V)
@@ -421,7 +426,12 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     d_beta2 = _buf(workspace, 'ETransformer:bd_beta2', params.beta2.shape, dtype)
     d_beta2.fill(0)
     for l_ in reversed(range(L)):
-        gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, _42, gamma1_l, x_hat, sigma, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l, = saved_l_[l_]
+        x_hat, gamma1_l, beta1_l, gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, sigma, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l, = saved_l_[l_]
+        # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
+        _40 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, ('ETransformer:b_40', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        e_hat = np.add(_40, beta1_l, out=_40)                   # (…, ℓ, d_e)
+        # 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
+        _42 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ)
         # 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
         d_e_hat_2 = np.swapaxes(g10023, -1, -2)                 # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}

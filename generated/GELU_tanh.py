@@ -67,8 +67,8 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
     _5 = np.multiply(0.7978845608028654, _4, out=_4)            # (…, D)
     _6 = np.tanh(_5, out=_5)                                    # (…, D)
     _7 = np.add(1, _6, out=_buf(workspace, 'GELU_tanh:f_7', batch + (D,), dtype)) # (…, D)
-    y = np.multiply(_1, _7, out=_buf(workspace, 'GELU_tanh:fy', batch + (D,), dtype)) # (…, D)
-    cache = {"D": D, "batch": batch, "dtype": dtype, "_7": _7, "_1": _1, "_6": _6, "x": x}
+    y = np.multiply(_1, _7, out=_7)                             # (…, D)
+    cache = {"D": D, "batch": batch, "dtype": dtype, "_6": _6, "_1": _1, "x": x}
     return y, cache
 
 
@@ -81,12 +81,12 @@ def backward(config: Config, params: Params, cache: dict, d_y, workspace: dict |
     D = cache["D"]
     batch = cache["batch"]
     dtype = cache["dtype"]
-    _7 = cache["_7"]
-    _1 = cache["_1"]
     _6 = cache["_6"]
+    _1 = cache["_1"]
     x = cache["x"]
     # 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-    g10001 = np.multiply(d_y, _7, out=_buf(workspace, 'GELU_tanh:bg10001', batch + (D,), dtype)) # (…, D)
+    _7 = np.add(1, _6, out=_buf(workspace, 'GELU_tanh:b_7', batch + (D,), dtype)) # (…, D)
+    g10001 = np.multiply(d_y, _7, out=_7)                       # (…, D)
     g10002 = np.multiply(d_y, _1, out=_buf(workspace, 'GELU_tanh:bg10002', batch + (D,), dtype)) # (…, D)
     g10003 = np.multiply(_6, _6, out=_buf(workspace, 'GELU_tanh:bg10003', batch + (D,), dtype)) # (…, D)
     g10004 = np.subtract(1.0, g10003, out=_buf(workspace, 'GELU_tanh:bg10004', batch + (D,), dtype)) # (…, D)

@@ -191,7 +191,7 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
         _12 = np.sqrt(_11, out=_11)                             # (…, T)
         sigma = np.expand_dims(_12, -1)                         # (…, T, 1)
         x_hat = np.divide(_7, sigma, out=_7)                    # (…, T, D)
-        _15 = np.multiply(x_hat, gamma_1_ell, out=_buf(workspace, ('GPT2:f_15', ell), batch + (T, D), dtype)) # (…, T, D)
+        _15 = np.multiply(x_hat, gamma_1_ell, out=_buf(workspace, ('GPT2:f_15', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         e_hat = np.add(_15, beta_1_ell, out=_15)                # (…, T, D)
         # CausalSelfAttention 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
         _17 = np.matmul(e_hat, W_qkv_ell, out=_buf(workspace, ('GPT2:f_17', ell), batch + (T, 3*D), dtype)) # (…, T, 3·D)
@@ -244,26 +244,26 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
         _53 = np.sqrt(_52, out=_52)                             # (…, T)
         sigma_2 = np.expand_dims(_53, -1)                       # (…, T, 1)
         x_hat_2 = np.divide(_48, sigma_2, out=_48)              # (…, T, D)
-        _56 = np.multiply(x_hat_2, gamma_2_ell, out=_buf(workspace, ('GPT2:f_56', ell), batch + (T, D), dtype)) # (…, T, D)
+        _56 = np.multiply(x_hat_2, gamma_2_ell, out=_buf(workspace, ('GPT2:f_56', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         e_hat_2 = np.add(_56, beta_2_ell, out=_56)              # (…, T, D)
         # MLP 1 U ← GELU_tanh(X W_fc + b_fc) ▷ U ∈ ℝ^{T×D_f}
         _58 = np.matmul(e_hat_2, W_fc_ell, out=_buf(workspace, ('GPT2:f_58', ell), batch + (T, D_f), dtype)) # (…, T, D_f)
         _59 = np.add(_58, b_fc_ell, out=_58)                    # (…, T, D_f)
         # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-        _60 = np.multiply(0.5, _59, out=_buf(workspace, ('GPT2:f_60', ell), batch + (T, D_f), dtype)) # (…, T, D_f)
+        _60 = np.multiply(0.5, _59, out=_buf(workspace, ('GPT2:f_60', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
         _61 = _59 * _59 * _59                                   # (…, T, D_f)
         _62 = np.multiply(0.044715, _61, out=_61)               # (…, T, D_f)
         _63 = np.add(_59, _62, out=_62)                         # (…, T, D_f)
         _64 = np.multiply(0.7978845608028654, _63, out=_63)     # (…, T, D_f)
         _65 = np.tanh(_64, out=_64)                             # (…, T, D_f)
-        _66 = np.add(1, _65, out=_buf(workspace, ('GPT2:f_66', ell), batch + (T, D_f), dtype)) # (…, T, D_f)
-        y = np.multiply(_60, _66, out=_buf(workspace, ('GPT2:fy', ell), batch + (T, D_f), dtype)) # (…, T, D_f)
+        _66 = np.add(1, _65, out=_buf(workspace, ('GPT2:f_66', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
+        y = np.multiply(_60, _66, out=_60)                      # (…, T, D_f)
         # MLP 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
         _68 = np.matmul(y, W_proj_ell, out=_buf(workspace, ('GPT2:f_68', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         Y_3 = np.add(_68, b_proj_ell, out=_68)                  # (…, T, D)
         # GPT2Block 2 e ← e + MLP(LayerNorm(e | γ_2, β_2) | θ_mlp) ▷ e ∈ ℝ^{T×D}
         e_4 = np.add(e_3, Y_3, out=e_3)                         # (…, T, D)
-        saved_ell.append((y, W_proj_ell, _66, _60, _65, _59, e_hat_2, W_fc_ell, gamma_2_ell, x_hat_2, sigma_2, Y_2, W_o_ell, shape_40, _38, V_2, Q, _28, shape_25, A_shape, shape_22, shape_19, e_hat, W_qkv_ell, gamma_1_ell, x_hat, sigma,))
+        saved_ell.append((x_hat, gamma_1_ell, beta_1_ell, x_hat_2, gamma_2_ell, beta_2_ell, _59, _65, W_proj_ell, W_fc_ell, sigma_2, Y_2, W_o_ell, shape_40, _38, V_2, Q, _28, shape_25, A_shape, shape_22, shape_19, W_qkv_ell, sigma,))
         e_2 = e_4
     e_5 = e_2
     # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
@@ -285,7 +285,7 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
     # 6 return P = e · W_e^⊤ ▷ P ∈ ℝ^{T×V}
     _84 = np.swapaxes(W_e, -1, -2)                              # (D, V)
     P = np.matmul(e_hat_3, _84, out=_buf(workspace, 'GPT2:fP', batch + (T, V), dtype)) # (…, T, V)
-    cache = {"V": V, "D": D, "H": H, "D_f": D_f, "N": N, "ctx": ctx, "T": T, "batch": batch, "dtype": dtype, "e_hat_3": e_hat_3, "_84": _84, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_36": _36, "_31": _31, "W_p_shape": W_p_shape, "x": x, "p_start": p_start, "saved_ell": saved_ell}
+    cache = {"V": V, "D": D, "H": H, "D_f": D_f, "N": N, "ctx": ctx, "T": T, "batch": batch, "dtype": dtype, "x_hat_3": x_hat_3, "_84": _84, "sigma_3": sigma_3, "_36": _36, "_31": _31, "W_p_shape": W_p_shape, "x": x, "p_start": p_start, "saved_ell": saved_ell}
     return P, cache
 
 
@@ -304,10 +304,10 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     T = cache["T"]
     batch = cache["batch"]
     dtype = cache["dtype"]
-    e_hat_3 = cache["e_hat_3"]
-    _84 = cache["_84"]
-    gamma_f = params.gamma_f
     x_hat_3 = cache["x_hat_3"]
+    gamma_f = params.gamma_f
+    beta_f = params.beta_f
+    _84 = cache["_84"]
     sigma_3 = cache["sigma_3"]
     _36 = cache["_36"]
     _31 = cache["_31"]
@@ -316,6 +316,9 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     W_e = params.W_e
     p_start = cache["p_start"]
     saved_ell = cache["saved_ell"]
+    # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
+    _82 = np.multiply(x_hat_3, gamma_f, out=_buf(workspace, 'GPT2:b_82', batch + (T, D), dtype)) # (…, T, D)
+    e_hat_3 = np.add(_82, beta_f, out=_82)                      # (…, T, D)
     # 6 return P = e · W_e^⊤ ▷ P ∈ ℝ^{T×V}
     g10001 = _wgrad(e_hat_3, d_P, _buf(workspace, 'GPT2:bg10001', (D, V), dtype)) # (D, V)
     g10002 = np.swapaxes(_84, -1, -2)                           # (V, D)
@@ -353,15 +356,23 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     d_b_proj = _buf(workspace, 'GPT2:bd_b_proj', params.b_proj.shape, dtype)
     d_b_proj.fill(0)
     for ell in reversed(range(N)):
-        y, W_proj_ell, _66, _60, _65, _59, e_hat_2, W_fc_ell, gamma_2_ell, x_hat_2, sigma_2, Y_2, W_o_ell, shape_40, _38, V_2, Q, _28, shape_25, A_shape, shape_22, shape_19, e_hat, W_qkv_ell, gamma_1_ell, x_hat, sigma, = saved_ell[ell]
+        x_hat, gamma_1_ell, beta_1_ell, x_hat_2, gamma_2_ell, beta_2_ell, _59, _65, W_proj_ell, W_fc_ell, sigma_2, Y_2, W_o_ell, shape_40, _38, V_2, Q, _28, shape_25, A_shape, shape_22, shape_19, W_qkv_ell, sigma, = saved_ell[ell]
+        _15 = np.multiply(x_hat, gamma_1_ell, out=_buf(workspace, ('GPT2:b_15', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        e_hat = np.add(_15, beta_1_ell, out=_15)                # (…, T, D)
+        _56 = np.multiply(x_hat_2, gamma_2_ell, out=_buf(workspace, ('GPT2:b_56', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        e_hat_2 = np.add(_56, beta_2_ell, out=_56)              # (…, T, D)
+        # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
+        _60 = np.multiply(0.5, _59, out=_buf(workspace, ('GPT2:b_60', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
+        _66 = np.add(1, _65, out=_buf(workspace, ('GPT2:b_66', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
+        y = np.multiply(_60, _66, out=_buf(workspace, ('GPT2:by', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
         # MLP 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
         d_b_proj_ell = _sum_to(g10010, 1, ())                   # (D,)
         d_W_proj_ell = _wgrad(y, g10010, _buf(workspace, ('GPT2:bd_W_proj_ell', ell % 2), (D_f, D), dtype)) # (D_f, D)
         g10013 = np.swapaxes(W_proj_ell, -1, -2)                # (D, D_f)
         d_y = np.matmul(g10010, g10013, out=_buf(workspace, ('GPT2:bd_y', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
         # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-        g10015 = np.multiply(d_y, _66, out=_buf(workspace, ('GPT2:bg10015', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
-        g10016 = np.multiply(d_y, _60, out=_buf(workspace, ('GPT2:bg10016', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
+        g10015 = np.multiply(d_y, _66, out=_66)                 # (…, T, D_f)
+        g10016 = np.multiply(d_y, _60, out=_60)                 # (…, T, D_f)
         g10017 = np.multiply(_65, _65, out=_buf(workspace, ('GPT2:bg10017', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
         g10018 = np.subtract(1.0, g10017, out=_buf(workspace, ('GPT2:bg10018', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
         g10019 = np.multiply(g10016, g10018, out=g10018)        # (…, T, D_f)

@@ -198,13 +198,13 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     _61 = np.multiply(0.7978845608028654, _60, out=_60)         # (…, T, D_f)
     _62 = np.tanh(_61, out=_61)                                 # (…, T, D_f)
     _63 = np.add(1, _62, out=_buf(workspace, 'GPT2Block:f_63', batch + (T, D_f), dtype)) # (…, T, D_f)
-    y = np.multiply(_57, _63, out=_buf(workspace, 'GPT2Block:fy', batch + (T, D_f), dtype)) # (…, T, D_f)
+    y = np.multiply(_57, _63, out=_57)                          # (…, T, D_f)
     # MLP 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
     _65 = np.matmul(y, W_proj, out=_buf(workspace, 'GPT2Block:f_65', batch + (T, D), dtype)) # (…, T, D)
     Y_3 = np.add(_65, b_proj, out=_65)                          # (…, T, D)
     # 2 e ← e + MLP(LayerNorm(e | γ_2, β_2) | θ_mlp) ▷ e ∈ ℝ^{T×D}
     e_3 = np.add(e_2, Y_3, out=e_2)                             # (…, T, D)
-    cache = {"D": D, "H": H, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "y": y, "_63": _63, "_57": _57, "_62": _62, "_56": _56, "e_hat_2": e_hat_2, "x_hat_2": x_hat_2, "sigma_2": sigma_2, "Y_2": Y_2, "shape_37": shape_37, "_35": _35, "V": V, "_33": _33, "_28": _28, "Q": Q, "_25": _25, "shape_22": shape_22, "A_shape": A_shape, "shape_19": shape_19, "shape_16": shape_16, "e_hat": e_hat, "x_hat": x_hat, "sigma": sigma}
+    cache = {"D": D, "H": H, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "x_hat": x_hat, "x_hat_2": x_hat_2, "_56": _56, "_62": _62, "sigma_2": sigma_2, "Y_2": Y_2, "shape_37": shape_37, "_35": _35, "V": V, "_33": _33, "_28": _28, "Q": Q, "_25": _25, "shape_22": shape_22, "A_shape": A_shape, "shape_19": shape_19, "shape_16": shape_16, "sigma": sigma}
     return e_3, cache
 
 
@@ -220,16 +220,16 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     T = cache["T"]
     batch = cache["batch"]
     dtype = cache["dtype"]
-    y = cache["y"]
-    W_proj = params.W_proj
-    _63 = cache["_63"]
-    _57 = cache["_57"]
-    _62 = cache["_62"]
-    _56 = cache["_56"]
-    e_hat_2 = cache["e_hat_2"]
-    W_fc = params.W_fc
-    gamma_2 = params.gamma_2
+    x_hat = cache["x_hat"]
+    gamma_1 = params.gamma_1
+    beta_1 = params.beta_1
     x_hat_2 = cache["x_hat_2"]
+    gamma_2 = params.gamma_2
+    beta_2 = params.beta_2
+    _56 = cache["_56"]
+    _62 = cache["_62"]
+    W_proj = params.W_proj
+    W_fc = params.W_fc
     sigma_2 = cache["sigma_2"]
     Y_2 = cache["Y_2"]
     W_o = params.W_o
@@ -244,18 +244,24 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     A_shape = cache["A_shape"]
     shape_19 = cache["shape_19"]
     shape_16 = cache["shape_16"]
-    e_hat = cache["e_hat"]
     W_qkv = params.W_qkv
-    gamma_1 = params.gamma_1
-    x_hat = cache["x_hat"]
     sigma = cache["sigma"]
+    # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
+    _12 = np.multiply(x_hat, gamma_1, out=_buf(workspace, 'GPT2Block:b_12', batch + (T, D), dtype)) # (…, T, D)
+    e_hat = np.add(_12, beta_1, out=_12)                        # (…, T, D)
+    _53 = np.multiply(x_hat_2, gamma_2, out=_buf(workspace, 'GPT2Block:b_53', batch + (T, D), dtype)) # (…, T, D)
+    e_hat_2 = np.add(_53, beta_2, out=_53)                      # (…, T, D)
+    # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
+    _57 = np.multiply(0.5, _56, out=_buf(workspace, 'GPT2Block:b_57', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _63 = np.add(1, _62, out=_buf(workspace, 'GPT2Block:b_63', batch + (T, D_f), dtype)) # (…, T, D_f)
+    y = np.multiply(_57, _63, out=_buf(workspace, 'GPT2Block:by', batch + (T, D_f), dtype)) # (…, T, D_f)
     # MLP 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
     d_b_proj = _sum_to(d_e_hat, 1, ())                          # (D,)
     d_W_proj = _wgrad(y, d_e_hat, _buf(workspace, 'GPT2Block:bd_W_proj', (D_f, D), dtype)) # (D_f, D)
     g10003 = np.swapaxes(W_proj, -1, -2)                        # (D, D_f)
     d_y = np.matmul(d_e_hat, g10003, out=_buf(workspace, 'GPT2Block:bd_y', batch + (T, D_f), dtype)) # (…, T, D_f)
     # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-    g10005 = np.multiply(d_y, _63, out=_buf(workspace, 'GPT2Block:bg10005', batch + (T, D_f), dtype)) # (…, T, D_f)
+    g10005 = np.multiply(d_y, _63, out=_63)                     # (…, T, D_f)
     g10006 = np.multiply(d_y, _57, out=d_y)                     # (…, T, D_f)
     g10007 = np.multiply(_62, _62, out=_buf(workspace, 'GPT2Block:bg10007', batch + (T, D_f), dtype)) # (…, T, D_f)
     g10008 = np.subtract(1.0, g10007, out=_buf(workspace, 'GPT2Block:bg10008', batch + (T, D_f), dtype)) # (…, T, D_f)

@@ -171,7 +171,7 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
     _42 = np.expand_dims(r_2, -1)                               # (…, T, 1)
     _43 = np.divide(e_2, _42, out=_buf(workspace, 'LLaMABlock:f_43', batch + (T, D), dtype)) # (…, T, D)
-    e_hat_2 = np.multiply(_43, g_2, out=_buf(workspace, 'LLaMABlock:fe_hat_2', batch + (T, D), dtype)) # (…, T, D)
+    e_hat_2 = np.multiply(_43, g_2, out=_43)                    # (…, T, D)
     # SwiGLU 1 return Y = (SiLU(X W_1) ⊙ X W_3) W_2 ▷ Y ∈ ℝ^{T×D}
     _45 = np.matmul(e_hat_2, W_1, out=_buf(workspace, 'LLaMABlock:f_45', batch + (T, D_f), dtype)) # (…, T, D_f)
     _46 = _45 * _sigmoid(_45)                                   # (…, T, D_f)
@@ -180,7 +180,7 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     Y_3 = np.matmul(_48, W_2, out=_buf(workspace, 'LLaMABlock:fY_3', batch + (T, D), dtype)) # (…, T, D)
     # 2 e ← e + SwiGLU(RMSNorm(e | g_2) | θ_mlp) ▷ e ∈ ℝ^{T×D}
     e_3 = np.add(e_2, Y_3, out=Y_3)                             # (…, T, D)
-    cache = {"D": D, "H": H, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "_48": _48, "_47": _47, "_46": _46, "e_hat_2": e_hat_2, "_45": _45, "_43": _43, "_42": _42, "r_2": r_2, "shape_37": shape_37, "e_2": e_2, "Y_2": Y_2, "shape_33": shape_33, "_31": _31, "V_2": V_2, "_29": _29, "_24": _24, "Q_2": Q_2, "_21": _21, "shape_18": shape_18, "V_shape": V_shape, "shape_15": shape_15, "K_shape": K_shape, "shape_12": shape_12, "Q_shape": Q_shape, "e_hat": e_hat, "_7": _7, "_6": _6, "r": r, "shape_1": shape_1, "e": e}
+    cache = {"D": D, "H": H, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "r": r, "_7": _7, "r_2": r_2, "e_2": e_2, "_46": _46, "_47": _47, "_45": _45, "shape_37": shape_37, "Y_2": Y_2, "shape_33": shape_33, "_31": _31, "V_2": V_2, "_29": _29, "_24": _24, "Q_2": Q_2, "_21": _21, "shape_18": shape_18, "V_shape": V_shape, "shape_15": shape_15, "K_shape": K_shape, "shape_12": shape_12, "Q_shape": Q_shape, "shape_1": shape_1, "e": e}
     return e_3, cache
 
 
@@ -196,20 +196,19 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     T = cache["T"]
     batch = cache["batch"]
     dtype = cache["dtype"]
-    _48 = cache["_48"]
-    W_2 = params.W_2
-    _47 = cache["_47"]
+    r = cache["r"]
+    _7 = cache["_7"]
+    g_1 = params.g_1
+    r_2 = cache["r_2"]
+    e_2 = cache["e_2"]
+    g_2 = params.g_2
     _46 = cache["_46"]
-    e_hat_2 = cache["e_hat_2"]
+    _47 = cache["_47"]
+    W_2 = params.W_2
     W_3 = params.W_3
     _45 = cache["_45"]
     W_1 = params.W_1
-    g_2 = params.g_2
-    _43 = cache["_43"]
-    _42 = cache["_42"]
-    r_2 = cache["r_2"]
     shape_37 = cache["shape_37"]
-    e_2 = cache["e_2"]
     Y_2 = cache["Y_2"]
     W_o = params.W_o
     shape_33 = cache["shape_33"]
@@ -225,17 +224,19 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     K_shape = cache["K_shape"]
     shape_12 = cache["shape_12"]
     Q_shape = cache["Q_shape"]
-    e_hat = cache["e_hat"]
     W_v = params.W_v
     W_k = params.W_k
     W_q = params.W_q
-    g_1 = params.g_1
-    _7 = cache["_7"]
-    _6 = cache["_6"]
-    r = cache["r"]
     shape_1 = cache["shape_1"]
     e = cache["e"]
+    # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
+    _6 = np.expand_dims(r, -1)                                  # (…, T, 1)
+    e_hat = np.multiply(_7, g_1, out=_buf(workspace, 'LLaMABlock:be_hat', batch + (T, D), dtype)) # (…, T, D)
+    _42 = np.expand_dims(r_2, -1)                               # (…, T, 1)
+    _43 = np.divide(e_2, _42, out=_buf(workspace, 'LLaMABlock:b_43', batch + (T, D), dtype)) # (…, T, D)
+    e_hat_2 = np.multiply(_43, g_2, out=_buf(workspace, 'LLaMABlock:be_hat_2', batch + (T, D), dtype)) # (…, T, D)
     # SwiGLU 1 return Y = (SiLU(X W_1) ⊙ X W_3) W_2 ▷ Y ∈ ℝ^{T×D}
+    _48 = np.multiply(_46, _47, out=_buf(workspace, 'LLaMABlock:b_48', batch + (T, D_f), dtype)) # (…, T, D_f)
     d_W_2 = _wgrad(_48, d_e_hat, _buf(workspace, 'LLaMABlock:bd_W_2', (D_f, D), dtype)) # (D_f, D)
     g10002 = np.swapaxes(W_2, -1, -2)                           # (D, D_f)
     g10003 = np.matmul(d_e_hat, g10002, out=_buf(workspace, 'LLaMABlock:bg10003', batch + (T, D_f), dtype)) # (…, T, D_f)

@@ -94,11 +94,11 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     _7 = np.multiply(0.7978845608028654, _6, out=_6)            # (…, T, D_f)
     _8 = np.tanh(_7, out=_7)                                    # (…, T, D_f)
     _9 = np.add(1, _8, out=_buf(workspace, 'MLP:f_9', batch + (T, D_f), dtype)) # (…, T, D_f)
-    y = np.multiply(_3, _9, out=_buf(workspace, 'MLP:fy', batch + (T, D_f), dtype)) # (…, T, D_f)
+    y = np.multiply(_3, _9, out=_3)                             # (…, T, D_f)
     # 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
     _11 = np.matmul(y, W_proj, out=_buf(workspace, 'MLP:f_11', batch + (T, D), dtype)) # (…, T, D)
     Y = np.add(_11, b_proj, out=_11)                            # (…, T, D)
-    cache = {"D": D, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "y": y, "_9": _9, "_3": _3, "_8": _8, "_2": _2, "X": X}
+    cache = {"D": D, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "_2": _2, "_8": _8, "X": X}
     return Y, cache
 
 
@@ -113,21 +113,22 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     T = cache["T"]
     batch = cache["batch"]
     dtype = cache["dtype"]
-    y = cache["y"]
-    W_proj = params.W_proj
-    _9 = cache["_9"]
-    _3 = cache["_3"]
-    _8 = cache["_8"]
     _2 = cache["_2"]
+    _8 = cache["_8"]
+    W_proj = params.W_proj
     X = cache["X"]
     W_fc = params.W_fc
+    # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
+    _3 = np.multiply(0.5, _2, out=_buf(workspace, 'MLP:b_3', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _9 = np.add(1, _8, out=_buf(workspace, 'MLP:b_9', batch + (T, D_f), dtype)) # (…, T, D_f)
+    y = np.multiply(_3, _9, out=_buf(workspace, 'MLP:by', batch + (T, D_f), dtype)) # (…, T, D_f)
     # 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
     d_b_proj = _sum_to(d_Y, 1, ())                              # (D,)
     d_W_proj = _wgrad(y, d_Y, _buf(workspace, 'MLP:bd_W_proj', (D_f, D), dtype)) # (D_f, D)
     g10003 = np.swapaxes(W_proj, -1, -2)                        # (D, D_f)
     d_y = np.matmul(d_Y, g10003, out=_buf(workspace, 'MLP:bd_y', batch + (T, D_f), dtype)) # (…, T, D_f)
     # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-    g10005 = np.multiply(d_y, _9, out=_buf(workspace, 'MLP:bg10005', batch + (T, D_f), dtype)) # (…, T, D_f)
+    g10005 = np.multiply(d_y, _9, out=_9)                       # (…, T, D_f)
     g10006 = np.multiply(d_y, _3, out=d_y)                      # (…, T, D_f)
     g10007 = np.multiply(_8, _8, out=_buf(workspace, 'MLP:bg10007', batch + (T, D_f), dtype)) # (…, T, D_f)
     g10008 = np.subtract(1.0, g10007, out=_buf(workspace, 'MLP:bg10008', batch + (T, D_f), dtype)) # (…, T, D_f)

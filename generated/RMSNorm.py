@@ -79,7 +79,7 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     _6 = np.expand_dims(r, -1)                                  # (…, 1)
     _7 = np.divide(e, _6, out=_buf(workspace, 'RMSNorm:f_7', batch + (D,), dtype)) # (…, D)
     e_hat = np.multiply(_7, g, out=_buf(workspace, 'RMSNorm:fe_hat', batch + (D,), dtype)) # (…, D)
-    cache = {"D": D, "batch": batch, "dtype": dtype, "_7": _7, "_6": _6, "r": r, "shape_1": shape_1, "e": e}
+    cache = {"D": D, "batch": batch, "dtype": dtype, "r": r, "_7": _7, "shape_1": shape_1, "e": e}
     return e_hat, cache
 
 
@@ -92,13 +92,13 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     D = cache["D"]
     batch = cache["batch"]
     dtype = cache["dtype"]
+    r = cache["r"]
     g = params.g
     _7 = cache["_7"]
-    _6 = cache["_6"]
-    r = cache["r"]
     shape_1 = cache["shape_1"]
     e = cache["e"]
     # 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
+    _6 = np.expand_dims(r, -1)                                  # (…, 1)
     g10001 = np.multiply(d_e_hat, g, out=_buf(workspace, 'RMSNorm:bg10001', batch + (D,), dtype)) # (…, D)
     g10002 = np.multiply(d_e_hat, _7, out=_buf(workspace, 'RMSNorm:bg10002', batch + (D,), dtype)) # (…, D)
     d_g = _sum_to(g10002, 1, ())                                # (D,)

@@ -83,7 +83,7 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     _3 = np.matmul(X, W_3, out=_buf(workspace, 'SwiGLU:f_3', batch + (T, D_f), dtype)) # (…, T, D_f)
     _4 = np.multiply(_2, _3, out=_buf(workspace, 'SwiGLU:f_4', batch + (T, D_f), dtype)) # (…, T, D_f)
     Y = np.matmul(_4, W_2, out=_buf(workspace, 'SwiGLU:fY', batch + (T, D), dtype)) # (…, T, D)
-    cache = {"D": D, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "_4": _4, "_3": _3, "_2": _2, "X": X, "_1": _1}
+    cache = {"D": D, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "_2": _2, "_3": _3, "X": X, "_1": _1}
     return Y, cache
 
 
@@ -98,15 +98,15 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     T = cache["T"]
     batch = cache["batch"]
     dtype = cache["dtype"]
-    _4 = cache["_4"]
-    W_2 = params.W_2
-    _3 = cache["_3"]
     _2 = cache["_2"]
+    _3 = cache["_3"]
+    W_2 = params.W_2
     X = cache["X"]
     W_3 = params.W_3
     _1 = cache["_1"]
     W_1 = params.W_1
     # 1 return Y = (SiLU(X W_1) ⊙ X W_3) W_2 ▷ Y ∈ ℝ^{T×D}
+    _4 = np.multiply(_2, _3, out=_buf(workspace, 'SwiGLU:b_4', batch + (T, D_f), dtype)) # (…, T, D_f)
     d_W_2 = _wgrad(_4, d_Y, _buf(workspace, 'SwiGLU:bd_W_2', (D_f, D), dtype)) # (D_f, D)
     g10002 = np.swapaxes(W_2, -1, -2)                           # (D, D_f)
     g10003 = np.matmul(d_Y, g10002, out=_buf(workspace, 'SwiGLU:bg10003', batch + (T, D_f), dtype)) # (…, T, D_f)

@@ -123,7 +123,7 @@ def forward(config: Config, params: Params, e, e_t, workspace: dict | None = Non
     _16 = np.multiply(_15, v, out=_buf(workspace, 'single_query_attention:f_16', batch + (T, d_out), dtype)) # (…, T, d_out)
     shape_16 = _16.shape
     v_tilde = np.sum(_16, axis=-2, out=_buf(workspace, 'single_query_attention:fv_tilde', batch + (d_out,), dtype)) # (…, d_out)
-    cache = {"T": T, "d_attn": d_attn, "d_out": d_out, "d_in": d_in, "batch": batch, "dtype": dtype, "shape_16": shape_16, "v": v, "_15": _15, "_13": _13, "alpha": alpha, "shape_11": shape_11, "_11": _11, "_9": _9, "k": k, "_7": _7, "e_t": e_t, "e": e}
+    cache = {"T": T, "d_attn": d_attn, "d_out": d_out, "d_in": d_in, "batch": batch, "dtype": dtype, "_11": _11, "_13": _13, "shape_16": shape_16, "v": v, "shape_11": shape_11, "_9": _9, "k": k, "_7": _7, "e_t": e_t, "e": e}
     return v_tilde, cache
 
 
@@ -139,13 +139,11 @@ def backward(config: Config, params: Params, cache: dict, d_v_tilde, workspace: 
     d_in = cache["d_in"]
     batch = cache["batch"]
     dtype = cache["dtype"]
+    _11 = cache["_11"]
+    _13 = cache["_13"]
     shape_16 = cache["shape_16"]
     v = cache["v"]
-    _15 = cache["_15"]
-    _13 = cache["_13"]
-    alpha = cache["alpha"]
     shape_11 = cache["shape_11"]
-    _11 = cache["_11"]
     _9 = cache["_9"]
     k = cache["k"]
     _7 = cache["_7"]
@@ -154,7 +152,10 @@ def backward(config: Config, params: Params, cache: dict, d_v_tilde, workspace: 
     W_k = params.W_k
     e = cache["e"]
     W_q = params.W_q
+    # 4 ∀t: α_t ← exp(q^⊤ k_t / √d_attn) / Σ_u exp(q^⊤ k_u / √d_attn) ▷ α_t ∈ ℝ
+    alpha = np.divide(_11, _13, out=_buf(workspace, 'single_query_attention:balpha', batch + (T,), dtype)) # (…, T)
     # 5 return ṽ = Σ_{t=1}^{T} α_t v_t ▷ ṽ ∈ ℝ^{d_out}
+    _15 = np.expand_dims(alpha, -1)                             # (…, T, 1)
     g10001 = np.broadcast_to(np.expand_dims(d_v_tilde, -2), shape_16) # (…, T, d_out)
     g10002 = np.multiply(g10001, v, out=_buf(workspace, 'single_query_attention:bg10002', batch + (T, d_out), dtype)) # (…, T, d_out)
     d_v = np.multiply(g10001, _15, out=_buf(workspace, 'single_query_attention:bd_v', batch + (T, d_out), dtype)) # (…, T, d_out)
@@ -162,7 +163,7 @@ def backward(config: Config, params: Params, cache: dict, d_v_tilde, workspace: 
     d_alpha = np.squeeze(g10004, -1)                            # (…, T)
     # 4 ∀t: α_t ← exp(q^⊤ k_t / √d_attn) / Σ_u exp(q^⊤ k_u / √d_attn) ▷ α_t ∈ ℝ
     g10006 = np.divide(d_alpha, _13, out=_buf(workspace, 'single_query_attention:bg10006', batch + (T,), dtype)) # (…, T)
-    g10007 = np.multiply(d_alpha, alpha, out=_buf(workspace, 'single_query_attention:bg10007', batch + (T,), dtype)) # (…, T)
+    g10007 = np.multiply(d_alpha, alpha, out=alpha)             # (…, T)
     g10008 = np.divide(g10007, _13, out=g10007)                 # (…, T)
     g10009 = np.negative(g10008, out=g10008)                    # (…, T)
     g10010 = _sum_to(g10009, None, (-1,))                       # (…, 1)

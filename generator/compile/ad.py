@@ -18,6 +18,7 @@ from ..lang.errors import CardError
 from ..lang.shapes import Poly, poly_text
 from .core import Loop, Op, Program, Value, matmul_attr, walk
 from .naming import ascii_name, grad_name
+from .remat import rematerialize
 
 ONE = Poly.const(1)
 NO_GRAD_PRIMS = {"iota", "const", "le", "lt", "ge", "gt", "eq", "ne", "not"}
@@ -313,7 +314,7 @@ def differentiate(prog: Program, names, out_grads) -> Backward:
     param_grads = {p.name: grads.get(p.name) for p in prog.params}
     input_grads = {v.name: grads[v.name] for v in prog.inputs if v.kind == "real" and v.name in grads}
     roots = {g for g in list(param_grads.values()) + list(input_grads.values()) if g}
-    b.block = dce(b.block, roots)
+    b.block = rematerialize(dce(b.block, roots), prog.body, layout, BLoop)
     for item in b.block:  # what each layer must save, now that dead ops are gone
         if isinstance(item, BLoop):
             item.saved = reads(item.body, item.fwd_inner)
@@ -323,11 +324,7 @@ def differentiate(prog: Program, names, out_grads) -> Backward:
     forward_names |= {whole for x in prog.body if isinstance(x, Loop) for whole, *_ in x.stacks}
     forward_names |= {s for x, s in b.shape_of.items() if x in forward_names}
     in_loops = {n for names_ in loops_saved.values() for n in names_}
-    read = []
-    for op in walk_all(b.block):
-        for a in op.args:
-            if a in forward_names and a not in read and a not in in_loops:
-                read.append(a)
+    read = reads(b.block, forward_names - in_loops)
     shapes = [(s, x) for x, s in b.shape_of.items()]
     return Backward(b.block, read, loops_saved, shapes, param_grads, input_grads, out_grads, layout)
 
@@ -703,9 +700,11 @@ class BLoop:
 
 
 def reads(body, among) -> list[str]:
-    out = []
+    """The names of ``among`` the body reads before (or without) making them itself."""
+    out, made = [], set()
     for op in walk_all(body):
         for a in op.args:
-            if a in among and a not in out:
+            if a in among and a not in out and a not in made:
                 out.append(a)
+        made.add(op.out)
     return out
