@@ -59,14 +59,17 @@ class Writer:
         self.side = f"{card}:{side}"  # keys never meet another card's, or the other pass's
         self.loop_var: str | None = None
         self.per_layer: set[str] = set()  # values kept for every layer (saved for the backward)
+        self.alternate: set[str] | None = None  # values a layer hands to the next (None: every value)
         self.params: set[str] = set()  # parameter names (a stacked gradient is shaped like params.X)
 
     def buffer(self, op: Op) -> str:
         """The workspace array an op writes into: one per value; inside a layer loop one per
         layer for values kept across layers, else two that alternate between layers."""
         key = repr(f"{self.side}{op.out}")
-        if self.loop_var is not None:
-            key = f"({key}, {self.loop_var if op.out in self.per_layer else self.loop_var + ' % 2'})"
+        if self.loop_var is not None and op.out in self.per_layer:
+            key = f"({key}, {self.loop_var})"
+        elif self.loop_var is not None and (self.alternate is None or op.out in self.alternate):
+            key = f"({key}, {self.loop_var} % 2)"  # two that alternate: the next layer reads this one's
         dims = ", ".join(py_dim(d) for d in op.shape) + ("," if len(op.shape) == 1 else "")
         shape = f"batch + ({dims})" if op.batched else f"({dims})"
         return f"_buf(workspace, {key}, {shape}, dtype)"
@@ -386,6 +389,8 @@ def loop(lp: Loop, w: Writer, indent: str, shape_names, bwd: Backward):
     # A layer that saves (a view of) its input keeps the previous layer's output alive too.
     keep = holders(lp.body, w.inplace, keep | {res for _, inner, res in lp.carried if inner in keep})
     w.loop_var, w.per_layer = lp.var, keep
+    if all(isinstance(x, Op) for x in lp.body):  # what dies within its layer needs one array, not two
+        w.alternate = holders(lp.body, w.inplace, {res for _, _, res in lp.carried})
     for _, inner, _ in lp.carried:
         if inner in shape_names:
             w.lines.append(f"{indent}    {shape_names[inner]} = {inner}.shape")
@@ -409,7 +414,7 @@ def loop(lp: Loop, w: Writer, indent: str, shape_names, bwd: Backward):
         if whole in shape_names:
             w.lines.append(f"{indent}{shape_names[whole]} = {whole}.shape")
     w.last_step = None
-    w.loop_var = None
+    w.loop_var, w.alternate = None, None
 
 
 def backward_lines(prog: Program, bwd: Backward, card_lines, target: Target = TARGETS[DEFAULT]) -> list[str]:
@@ -470,6 +475,9 @@ def bloop(bl: BLoop, w: Writer, indent: str, bwd: Backward):
         w.lines.append(f"{indent}{acc} = 0")
     w.lines.append(f"{indent}for {lp.var} in reversed(range({py_dim(lp.count)})):")
     w.loop_var, w.per_layer = lp.var, set()
+    if all(isinstance(x, Op) for x in bl.body):  # what dies within its layer needs one array, not two
+        handed = {bl.body_grads[i] for _, i, res in lp.carried if i in bl.body_grads and res in bl.carry}
+        w.alternate = holders(bl.body, w.inplace, handed)
     inner = indent + "    "
     if bl.saved:
         w.lines.append(f"{inner}{', '.join(bl.saved)}, = saved_{lp.var}[{lp.var}]")
@@ -492,7 +500,7 @@ def bloop(bl: BLoop, w: Writer, indent: str, bwd: Backward):
         for grad, axis in stack_axes.items():
             w.lines.append(f"{indent}{grad} = xp.stack({grad}, axis={axis})")
     w.last_step = None
-    w.loop_var = None
+    w.loop_var, w.alternate = None, None
 
 
 def config_fields(checked: Checked, prog: Program) -> list[dict]:
