@@ -112,15 +112,15 @@ def forward(config: Config, params: Params, X, Z, Mask, workspace: dict | None =
     dtype = np.result_type(W_q)
     batch = np.shape(X)[:np.ndim(X) - 2]
     # 1 Q ← X W_q + b_q ▷ Q ∈ ℝ^{T×D}; queries, all heads
-    _1 = np.matmul(X, W_q, out=_buf(workspace, 'BARTAttention:f_1', batch + (T, D), dtype)) # (…, T, D)
+    _1 = np.matmul(X, W_q, out=_buf(workspace, 'BARTAttention:f@1.1.1', batch + (T, D), dtype)) # (…, T, D)
     Q = np.add(_1, b_q, out=_1)                                 # (…, T, D)
     Q_shape = Q.shape
     # 2 K ← Z W_k + b_k ▷ K ∈ ℝ^{T_z×D}; keys
-    _3 = np.matmul(Z, W_k, out=_buf(workspace, 'BARTAttention:f_3', batch + (T_z, D), dtype)) # (…, T_z, D)
+    _3 = np.matmul(Z, W_k, out=_buf(workspace, 'BARTAttention:f@1.2.1', batch + (T_z, D), dtype)) # (…, T_z, D)
     K = np.add(_3, b_k, out=_3)                                 # (…, T_z, D)
     K_shape = K.shape
     # 3 V ← Z W_v + b_v ▷ V ∈ ℝ^{T_z×D}; values
-    _5 = np.matmul(Z, W_v, out=_buf(workspace, 'BARTAttention:f_5', batch + (T_z, D), dtype)) # (…, T_z, D)
+    _5 = np.matmul(Z, W_v, out=_buf(workspace, 'BARTAttention:f@1.2.2', batch + (T_z, D), dtype)) # (…, T_z, D)
     V = np.add(_5, b_v, out=_5)                                 # (…, T_z, D)
     V_shape = V.shape
     # 5 S_h ← Q[:, h · D / H : (h + 1) · D / H] K[:, h · D / H : (h + 1) · D / H]^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T_z}; score of query t against key u
@@ -133,7 +133,7 @@ def forward(config: Config, params: Params, X, Z, Mask, workspace: dict | None =
     _11 = _10.reshape(_10.shape[:-1] + (H, D // H,))            # (…, T_z, H, D/H)
     _12 = _permute(_11, (-2, -3, -1))                           # (…, H, T_z, D/H)
     _13 = np.swapaxes(_12, -1, -2)                              # (…, H, D/H, T_z)
-    _14 = np.matmul(_9, _13, out=_buf(workspace, 'BARTAttention:f_14', batch + (H, T, T_z), dtype)) # (…, H, T, T_z)
+    _14 = np.matmul(_9, _13, out=_buf(workspace, 'BARTAttention:f@1.3.1', batch + (H, T, T_z), dtype)) # (…, H, T, T_z)
     _15 = D / H                                                 # ()
     _16 = math.sqrt(_15)                                        # ()
     S = np.divide(_14, _16, out=_14)                            # (…, H, T, T_z)
@@ -141,18 +141,18 @@ def forward(config: Config, params: Params, X, Z, Mask, workspace: dict | None =
     _18 = ~Mask                                                 # (T, T_z)
     _19 = _fill_where(S, _18, -np.inf)                          # (…, H, T, T_z)
     # 7 Y_h ← softmax(S_h) V[:, h · D / H : (h + 1) · D / H] ▷ Y_h ∈ ℝ^{T×D/H}
-    _20 = _softmax(_19, -1, _buf(workspace, 'BARTAttention:f_20', batch + (H, T, T_z), dtype)) # (…, H, T, T_z)
+    _20 = _softmax(_19, -1, _buf(workspace, 'BARTAttention:f@1.3.2', batch + (H, T, T_z), dtype)) # (…, H, T, T_z)
     _21 = _slice_in(V, -1, 0, D, 'BARTAttention.card, line 20') # (…, T_z, D)
     shape_21 = _21.shape
     _22 = _21.reshape(_21.shape[:-1] + (H, D // H,))            # (…, T_z, H, D/H)
     _23 = _permute(_22, (-2, -3, -1))                           # (…, H, T_z, D/H)
-    Y = np.matmul(_20, _23, out=_buf(workspace, 'BARTAttention:fY', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    Y = np.matmul(_20, _23, out=_buf(workspace, 'BARTAttention:f@1.5.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     # 9 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     _25 = _permute(Y, (-2, -3, -1))                             # (…, T, H, D/H)
     shape_25 = _25.shape
     Y_2 = _25.reshape(_25.shape[:-2] + (D,))                    # (…, T, D)
     # 10 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
-    _27 = np.matmul(Y_2, W_o, out=_buf(workspace, 'BARTAttention:f_27', batch + (T, D), dtype)) # (…, T, D)
+    _27 = np.matmul(Y_2, W_o, out=_buf(workspace, 'BARTAttention:f@1.1.2', batch + (T, D), dtype)) # (…, T, D)
     V_tilde = np.add(_27, b_o, out=_27)                         # (…, T, D)
     cache = {"D": D, "H": H, "T": T, "T_z": T_z, "batch": batch, "dtype": dtype, "Y_2": Y_2, "shape_25": shape_25, "_20": _20, "_23": _23, "shape_21": shape_21, "V_shape": V_shape, "_18": _18, "_16": _16, "_9": _9, "_13": _13, "shape_10": shape_10, "K_shape": K_shape, "shape_7": shape_7, "Q_shape": Q_shape, "Z": Z, "X": X}
     return V_tilde, cache
@@ -192,52 +192,52 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     W_q = params.W_q
     # 10 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
     d_b_o = _sum_to(d_V_tilde, 1, ())                           # (D,)
-    d_W_o = _wgrad(Y_2, d_V_tilde, _buf(workspace, 'BARTAttention:bd_W_o', (D, D), dtype)) # (D, D)
+    d_W_o = _wgrad(Y_2, d_V_tilde, _buf(workspace, 'BARTAttention:b@1.1.1', (D, D), dtype)) # (D, D)
     g10003 = np.swapaxes(W_o, -1, -2)                           # (D, D)
-    d_Y_2 = np.matmul(d_V_tilde, g10003, out=_buf(workspace, 'BARTAttention:bd_Y_2', batch + (T, D), dtype)) # (…, T, D)
+    d_Y_2 = np.matmul(d_V_tilde, g10003, out=_buf(workspace, 'BARTAttention:b@1.2.1', batch + (T, D), dtype)) # (…, T, D)
     # 9 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     g10005 = d_Y_2.reshape(shape_25)                            # (…, T, H, D/H)
     d_Y = _permute(g10005, (-2, -3, -1))                        # (…, H, T, D/H)
     # 7 Y_h ← softmax(S_h) V[:, h · D / H : (h + 1) · D / H] ▷ Y_h ∈ ℝ^{T×D/H}
     g10007 = np.swapaxes(_20, -1, -2)                           # (…, H, T_z, T)
-    g10008 = np.matmul(g10007, d_Y, out=_buf(workspace, 'BARTAttention:bg10008', batch + (H, T_z, D // H), dtype)) # (…, H, T_z, D/H)
+    g10008 = np.matmul(g10007, d_Y, out=_buf(workspace, 'BARTAttention:b@1.3.1', batch + (H, T_z, D // H), dtype)) # (…, H, T_z, D/H)
     g10009 = np.swapaxes(_23, -1, -2)                           # (…, H, D/H, T_z)
-    g10010 = np.matmul(d_Y, g10009, out=_buf(workspace, 'BARTAttention:bg10010', batch + (H, T, T_z), dtype)) # (…, H, T, T_z)
+    g10010 = np.matmul(d_Y, g10009, out=_buf(workspace, 'BARTAttention:b@1.4.1', batch + (H, T, T_z), dtype)) # (…, H, T, T_z)
     g10011 = _permute(g10008, (-2, -3, -1))                     # (…, T_z, H, D/H)
     g10012 = g10011.reshape(shape_21)                           # (…, T_z, D)
-    d_V = _unslice(g10012, V_shape, -1, 0, D, _buf(workspace, 'BARTAttention:bd_V', batch + (T_z, D), dtype)) # (…, T_z, D)
-    g10014 = _softmax_grad(g10010, _20, -1, _buf(workspace, 'BARTAttention:bg10014', batch + (H, T, T_z), dtype)) # (…, H, T, T_z)
+    d_V = _unslice(g10012, V_shape, -1, 0, D, _buf(workspace, 'BARTAttention:b@1.5.1', batch + (T_z, D), dtype)) # (…, T_z, D)
+    g10014 = _softmax_grad(g10010, _20, -1, _buf(workspace, 'BARTAttention:b@1.4.2', batch + (H, T, T_z), dtype)) # (…, H, T, T_z)
     # 6 ∀t, u: if ¬Mask[t, u] then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T_z}
     d_S = _zero_where(g10014, _18)                              # (…, H, T, T_z)
     # 5 S_h ← Q[:, h · D / H : (h + 1) · D / H] K[:, h · D / H : (h + 1) · D / H]^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T_z}; score of query t against key u
     g10017 = np.divide(d_S, _16, out=d_S)                       # (…, H, T, T_z)
     g10021 = np.swapaxes(_9, -1, -2)                            # (…, H, D/H, T)
-    g10022 = np.matmul(g10021, g10017, out=_buf(workspace, 'BARTAttention:bg10022', batch + (H, D // H, T_z), dtype)) # (…, H, D/H, T_z)
+    g10022 = np.matmul(g10021, g10017, out=_buf(workspace, 'BARTAttention:b@1.6.1', batch + (H, D // H, T_z), dtype)) # (…, H, D/H, T_z)
     g10023 = np.swapaxes(_13, -1, -2)                           # (…, H, T_z, D/H)
-    g10024 = np.matmul(g10017, g10023, out=_buf(workspace, 'BARTAttention:bg10024', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10024 = np.matmul(g10017, g10023, out=_buf(workspace, 'BARTAttention:b@1.7.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10025 = np.swapaxes(g10022, -1, -2)                        # (…, H, T_z, D/H)
     g10026 = _permute(g10025, (-2, -3, -1))                     # (…, T_z, H, D/H)
     g10027 = g10026.reshape(shape_10)                           # (…, T_z, D)
-    d_K = _unslice(g10027, K_shape, -1, 0, D, _buf(workspace, 'BARTAttention:bd_K', batch + (T_z, D), dtype)) # (…, T_z, D)
+    d_K = _unslice(g10027, K_shape, -1, 0, D, _buf(workspace, 'BARTAttention:b@1.5.2', batch + (T_z, D), dtype)) # (…, T_z, D)
     g10029 = _permute(g10024, (-2, -3, -1))                     # (…, T, H, D/H)
     g10030 = g10029.reshape(shape_7)                            # (…, T, D)
-    d_Q = _unslice(g10030, Q_shape, -1, 0, D, _buf(workspace, 'BARTAttention:bd_Q', batch + (T, D), dtype)) # (…, T, D)
+    d_Q = _unslice(g10030, Q_shape, -1, 0, D, _buf(workspace, 'BARTAttention:b@1.2.1', batch + (T, D), dtype)) # (…, T, D)
     # 3 V ← Z W_v + b_v ▷ V ∈ ℝ^{T_z×D}; values
     d_b_v = _sum_to(d_V, 1, ())                                 # (D,)
-    d_W_v = _wgrad(Z, d_V, _buf(workspace, 'BARTAttention:bd_W_v', (D, D), dtype)) # (D, D)
+    d_W_v = _wgrad(Z, d_V, _buf(workspace, 'BARTAttention:b@1.1.2', (D, D), dtype)) # (D, D)
     g10034 = np.swapaxes(W_v, -1, -2)                           # (D, D)
-    d_Z = np.matmul(d_V, g10034, out=_buf(workspace, 'BARTAttention:bd_Z', batch + (T_z, D), dtype)) # (…, T_z, D)
+    d_Z = np.matmul(d_V, g10034, out=_buf(workspace, 'BARTAttention:b@1.5.3', batch + (T_z, D), dtype)) # (…, T_z, D)
     # 2 K ← Z W_k + b_k ▷ K ∈ ℝ^{T_z×D}; keys
     d_b_k = _sum_to(d_K, 1, ())                                 # (D,)
-    d_W_k = _wgrad(Z, d_K, _buf(workspace, 'BARTAttention:bd_W_k', (D, D), dtype)) # (D, D)
+    d_W_k = _wgrad(Z, d_K, _buf(workspace, 'BARTAttention:b@1.1.3', (D, D), dtype)) # (D, D)
     g10038 = np.swapaxes(W_k, -1, -2)                           # (D, D)
-    g10039 = np.matmul(d_K, g10038, out=_buf(workspace, 'BARTAttention:bg10039', batch + (T_z, D), dtype)) # (…, T_z, D)
+    g10039 = np.matmul(d_K, g10038, out=_buf(workspace, 'BARTAttention:b@1.5.4', batch + (T_z, D), dtype)) # (…, T_z, D)
     d_Z_2 = np.add(d_Z, g10039, out=d_Z)                        # (…, T_z, D)
     # 1 Q ← X W_q + b_q ▷ Q ∈ ℝ^{T×D}; queries, all heads
     d_b_q = _sum_to(d_Q, 1, ())                                 # (D,)
-    d_W_q = _wgrad(X, d_Q, _buf(workspace, 'BARTAttention:bd_W_q', (D, D), dtype)) # (D, D)
+    d_W_q = _wgrad(X, d_Q, _buf(workspace, 'BARTAttention:b@1.1.4', (D, D), dtype)) # (D, D)
     g10043 = np.swapaxes(W_q, -1, -2)                           # (D, D)
-    d_X = np.matmul(d_Q, g10043, out=_buf(workspace, 'BARTAttention:bd_X', batch + (T, D), dtype)) # (…, T, D)
+    d_X = np.matmul(d_Q, g10043, out=_buf(workspace, 'BARTAttention:b@1.2.2', batch + (T, D), dtype)) # (…, T, D)
     grads = Params(W_q=d_W_q, W_k=d_W_k, W_v=d_W_v, b_q=d_b_q, b_k=d_b_k, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o)
     return grads, {"X": d_X, "Z": d_Z_2}
 

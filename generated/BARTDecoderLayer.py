@@ -172,15 +172,15 @@ def forward(config: Config, params: Params, X, Z, workspace: dict | None = None)
     _3 = np.expand_dims(_2, -1)                                 # (T, 1)
     _4 = _1 <= _3                                               # (T, T)
     # BARTAttention 1 Q ← X W_q + b_q ▷ Q ∈ ℝ^{T×D}; queries, all heads
-    _5 = np.matmul(X, W_q, out=_buf(workspace, 'BARTDecoderLayer:f_5', batch + (T, D), dtype)) # (…, T, D)
+    _5 = np.matmul(X, W_q, out=_buf(workspace, 'BARTDecoderLayer:f@1.1.1', batch + (T, D), dtype)) # (…, T, D)
     Q = np.add(_5, b_q, out=_5)                                 # (…, T, D)
     Q_shape = Q.shape
     # BARTAttention 2 K ← Z W_k + b_k ▷ K ∈ ℝ^{T_z×D}; keys
-    _7 = np.matmul(X, W_k, out=_buf(workspace, 'BARTDecoderLayer:f_7', batch + (T, D), dtype)) # (…, T, D)
+    _7 = np.matmul(X, W_k, out=_buf(workspace, 'BARTDecoderLayer:f@1.1.2', batch + (T, D), dtype)) # (…, T, D)
     K = np.add(_7, b_k, out=_7)                                 # (…, T, D)
     K_shape = K.shape
     # BARTAttention 3 V ← Z W_v + b_v ▷ V ∈ ℝ^{T_z×D}; values
-    _9 = np.matmul(X, W_v, out=_buf(workspace, 'BARTDecoderLayer:f_9', batch + (T, D), dtype)) # (…, T, D)
+    _9 = np.matmul(X, W_v, out=_buf(workspace, 'BARTDecoderLayer:f@1.1.3', batch + (T, D), dtype)) # (…, T, D)
     V = np.add(_9, b_v, out=_9)                                 # (…, T, D)
     V_shape = V.shape
     # BARTAttention 5 S_h ← Q[:, h · D / H : (h + 1) · D / H] K[:, h · D / H : (h + 1) · D / H]^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T_z}; score of query t against key u
@@ -193,7 +193,7 @@ def forward(config: Config, params: Params, X, Z, workspace: dict | None = None)
     _15 = _14.reshape(_14.shape[:-1] + (H, D // H,))            # (…, T, H, D/H)
     _16 = _permute(_15, (-2, -3, -1))                           # (…, H, T, D/H)
     _17 = np.swapaxes(_16, -1, -2)                              # (…, H, D/H, T)
-    _18 = np.matmul(_13, _17, out=_buf(workspace, 'BARTDecoderLayer:f_18', batch + (H, T, T), dtype)) # (…, H, T, T)
+    _18 = np.matmul(_13, _17, out=_buf(workspace, 'BARTDecoderLayer:f@1.2.1', batch + (H, T, T), dtype)) # (…, H, T, T)
     _19 = D / H                                                 # ()
     _20 = math.sqrt(_19)                                        # ()
     S = np.divide(_18, _20, out=_18)                            # (…, H, T, T)
@@ -201,47 +201,47 @@ def forward(config: Config, params: Params, X, Z, workspace: dict | None = None)
     _22 = ~_4                                                   # (T, T)
     _23 = _fill_where(S, _22, -np.inf)                          # (…, H, T, T)
     # BARTAttention 7 Y_h ← softmax(S_h) V[:, h · D / H : (h + 1) · D / H] ▷ Y_h ∈ ℝ^{T×D/H}
-    _24 = _softmax(_23, -1, _buf(workspace, 'BARTDecoderLayer:f_24', batch + (H, T, T), dtype)) # (…, H, T, T)
+    _24 = _softmax(_23, -1, _buf(workspace, 'BARTDecoderLayer:f@1.2.2', batch + (H, T, T), dtype)) # (…, H, T, T)
     _25 = _slice_in(V, -1, 0, D, 'BARTAttention.card, line 20') # (…, T, D)
     shape_25 = _25.shape
     _26 = _25.reshape(_25.shape[:-1] + (H, D // H,))            # (…, T, H, D/H)
     _27 = _permute(_26, (-2, -3, -1))                           # (…, H, T, D/H)
-    Y = np.matmul(_24, _27, out=_buf(workspace, 'BARTDecoderLayer:fY', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    Y = np.matmul(_24, _27, out=_buf(workspace, 'BARTDecoderLayer:f@1.4.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     # BARTAttention 9 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     _29 = _permute(Y, (-2, -3, -1))                             # (…, T, H, D/H)
     shape_29 = _29.shape
     Y_2 = _29.reshape(_29.shape[:-2] + (D,))                    # (…, T, D)
     # BARTAttention 10 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
-    _31 = np.matmul(Y_2, W_o, out=_buf(workspace, 'BARTDecoderLayer:f_31', batch + (T, D), dtype)) # (…, T, D)
+    _31 = np.matmul(Y_2, W_o, out=_buf(workspace, 'BARTDecoderLayer:f@1.1.4', batch + (T, D), dtype)) # (…, T, D)
     V_tilde = np.add(_31, b_o, out=_31)                         # (…, T, D)
     # 1 X ← LayerNorm(X + BARTAttention(X | θ_self, Mask[t, u] = [[u ≤ t]]) | γ_1, β_1) ▷ X ∈ ℝ^{T×D}; token t sees tokens u ≤ t
     _33 = np.add(X, V_tilde, out=V_tilde)                       # (…, T, D)
     # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
-    _34 = np.sum(_33, axis=-1, out=_buf(workspace, 'BARTDecoderLayer:f_34', batch + (T,), dtype)) # (…, T)
+    _34 = np.sum(_33, axis=-1, out=_buf(workspace, 'BARTDecoderLayer:f@1.5.1', batch + (T,), dtype)) # (…, T)
     m = np.divide(_34, D, out=_34)                              # (…, T)
     # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
     _36 = np.expand_dims(m, -1)                                 # (…, T, 1)
     _37 = np.subtract(_33, _36, out=_33)                        # (…, T, D)
-    _38 = np.multiply(_37, _37, out=_buf(workspace, 'BARTDecoderLayer:f_38', batch + (T, D), dtype)) # (…, T, D)
-    _39 = np.sum(_38, axis=-1, out=_buf(workspace, 'BARTDecoderLayer:f_39', batch + (T,), dtype)) # (…, T)
+    _38 = np.multiply(_37, _37, out=_buf(workspace, 'BARTDecoderLayer:f@1.1.5', batch + (T, D), dtype)) # (…, T, D)
+    _39 = np.sum(_38, axis=-1, out=_buf(workspace, 'BARTDecoderLayer:f@1.5.1', batch + (T,), dtype)) # (…, T)
     v = np.divide(_39, D, out=_39)                              # (…, T)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     _41 = np.add(v, 1e-05, out=v)                               # (…, T)
     _42 = np.sqrt(_41, out=_41)                                 # (…, T)
     sigma = np.expand_dims(_42, -1)                             # (…, T, 1)
     x_hat = np.divide(_37, sigma, out=_37)                      # (…, T, D)
-    _45 = np.multiply(x_hat, gamma_1, out=_buf(workspace, 'BARTDecoderLayer:f_45', batch + (T, D), dtype)) # (…, T, D)
+    _45 = np.multiply(x_hat, gamma_1, out=_buf(workspace, 'BARTDecoderLayer:f@1.1.5', batch + (T, D), dtype)) # (…, T, D)
     e_hat = np.add(_45, beta_1, out=_45)                        # (…, T, D)
     # BARTAttention 1 Q ← X W_q + b_q ▷ Q ∈ ℝ^{T×D}; queries, all heads
-    _47 = np.matmul(e_hat, W_q_2, out=_buf(workspace, 'BARTDecoderLayer:f_47', batch + (T, D), dtype)) # (…, T, D)
+    _47 = np.matmul(e_hat, W_q_2, out=_buf(workspace, 'BARTDecoderLayer:f@1.1.6', batch + (T, D), dtype)) # (…, T, D)
     Q_2 = np.add(_47, b_q_2, out=_47)                           # (…, T, D)
     Q_2_shape = Q_2.shape
     # BARTAttention 2 K ← Z W_k + b_k ▷ K ∈ ℝ^{T_z×D}; keys
-    _49 = np.matmul(Z, W_k_2, out=_buf(workspace, 'BARTDecoderLayer:f_49', batch + (T_z, D), dtype)) # (…, T_z, D)
+    _49 = np.matmul(Z, W_k_2, out=_buf(workspace, 'BARTDecoderLayer:f@1.6.1', batch + (T_z, D), dtype)) # (…, T_z, D)
     K_2 = np.add(_49, b_k_2, out=_49)                           # (…, T_z, D)
     K_2_shape = K_2.shape
     # BARTAttention 3 V ← Z W_v + b_v ▷ V ∈ ℝ^{T_z×D}; values
-    _51 = np.matmul(Z, W_v_2, out=_buf(workspace, 'BARTDecoderLayer:f_51', batch + (T_z, D), dtype)) # (…, T_z, D)
+    _51 = np.matmul(Z, W_v_2, out=_buf(workspace, 'BARTDecoderLayer:f@1.6.2', batch + (T_z, D), dtype)) # (…, T_z, D)
     V_2 = np.add(_51, b_v_2, out=_51)                           # (…, T_z, D)
     V_2_shape = V_2.shape
     # BARTAttention 5 S_h ← Q[:, h · D / H : (h + 1) · D / H] K[:, h · D / H : (h + 1) · D / H]^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T_z}; score of query t against key u
@@ -254,65 +254,65 @@ def forward(config: Config, params: Params, X, Z, workspace: dict | None = None)
     _57 = _56.reshape(_56.shape[:-1] + (H, D // H,))            # (…, T_z, H, D/H)
     _58 = _permute(_57, (-2, -3, -1))                           # (…, H, T_z, D/H)
     _59 = np.swapaxes(_58, -1, -2)                              # (…, H, D/H, T_z)
-    _60 = np.matmul(_55, _59, out=_buf(workspace, 'BARTDecoderLayer:f_60', batch + (H, T, T_z), dtype)) # (…, H, T, T_z)
+    _60 = np.matmul(_55, _59, out=_buf(workspace, 'BARTDecoderLayer:f@1.7.1', batch + (H, T, T_z), dtype)) # (…, H, T, T_z)
     S_2 = np.divide(_60, _20, out=_60)                          # (…, H, T, T_z)
     # BARTAttention 7 Y_h ← softmax(S_h) V[:, h · D / H : (h + 1) · D / H] ▷ Y_h ∈ ℝ^{T×D/H}
-    _62 = _softmax(S_2, -1, _buf(workspace, 'BARTDecoderLayer:f_62', batch + (H, T, T_z), dtype)) # (…, H, T, T_z)
+    _62 = _softmax(S_2, -1, _buf(workspace, 'BARTDecoderLayer:f@1.7.2', batch + (H, T, T_z), dtype)) # (…, H, T, T_z)
     _63 = _slice_in(V_2, -1, 0, D, 'BARTAttention.card, line 20') # (…, T_z, D)
     shape_63 = _63.shape
     _64 = _63.reshape(_63.shape[:-1] + (H, D // H,))            # (…, T_z, H, D/H)
     _65 = _permute(_64, (-2, -3, -1))                           # (…, H, T_z, D/H)
-    Y_3 = np.matmul(_62, _65, out=_buf(workspace, 'BARTDecoderLayer:fY_3', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    Y_3 = np.matmul(_62, _65, out=_buf(workspace, 'BARTDecoderLayer:f@1.4.2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     # BARTAttention 9 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     _67 = _permute(Y_3, (-2, -3, -1))                           # (…, T, H, D/H)
     shape_67 = _67.shape
     Y_4 = _67.reshape(_67.shape[:-2] + (D,))                    # (…, T, D)
     # BARTAttention 10 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
-    _69 = np.matmul(Y_4, W_o_2, out=_buf(workspace, 'BARTDecoderLayer:f_69', batch + (T, D), dtype)) # (…, T, D)
+    _69 = np.matmul(Y_4, W_o_2, out=_buf(workspace, 'BARTDecoderLayer:f@1.1.7', batch + (T, D), dtype)) # (…, T, D)
     V_tilde_2 = np.add(_69, b_o_2, out=_69)                     # (…, T, D)
     # 2 X ← LayerNorm(X + BARTAttention(X, Z | θ_cross, Mask = 1) | γ_2, β_2) ▷ X ∈ ℝ^{T×D}; every token sees the whole source
     _71 = np.add(e_hat, V_tilde_2, out=e_hat)                   # (…, T, D)
     # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
-    _72 = np.sum(_71, axis=-1, out=_buf(workspace, 'BARTDecoderLayer:f_72', batch + (T,), dtype)) # (…, T)
+    _72 = np.sum(_71, axis=-1, out=_buf(workspace, 'BARTDecoderLayer:f@1.5.2', batch + (T,), dtype)) # (…, T)
     m_2 = np.divide(_72, D, out=_72)                            # (…, T)
     # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
     _74 = np.expand_dims(m_2, -1)                               # (…, T, 1)
     _75 = np.subtract(_71, _74, out=_71)                        # (…, T, D)
-    _76 = np.multiply(_75, _75, out=_buf(workspace, 'BARTDecoderLayer:f_76', batch + (T, D), dtype)) # (…, T, D)
-    _77 = np.sum(_76, axis=-1, out=_buf(workspace, 'BARTDecoderLayer:f_77', batch + (T,), dtype)) # (…, T)
+    _76 = np.multiply(_75, _75, out=_buf(workspace, 'BARTDecoderLayer:f@1.1.7', batch + (T, D), dtype)) # (…, T, D)
+    _77 = np.sum(_76, axis=-1, out=_buf(workspace, 'BARTDecoderLayer:f@1.5.2', batch + (T,), dtype)) # (…, T)
     v_2 = np.divide(_77, D, out=_77)                            # (…, T)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     _79 = np.add(v_2, 1e-05, out=v_2)                           # (…, T)
     _80 = np.sqrt(_79, out=_79)                                 # (…, T)
     sigma_2 = np.expand_dims(_80, -1)                           # (…, T, 1)
     x_hat_2 = np.divide(_75, sigma_2, out=_75)                  # (…, T, D)
-    _83 = np.multiply(x_hat_2, gamma_2, out=_buf(workspace, 'BARTDecoderLayer:f_83', batch + (T, D), dtype)) # (…, T, D)
+    _83 = np.multiply(x_hat_2, gamma_2, out=_buf(workspace, 'BARTDecoderLayer:f@1.1.7', batch + (T, D), dtype)) # (…, T, D)
     e_hat_2 = np.add(_83, beta_2, out=_83)                      # (…, T, D)
     # 3 U ← GELU(X W_1 + b_1) ▷ U ∈ ℝ^{T×D_f}; exact GELU, x Φ(x)
-    _85 = np.matmul(e_hat_2, W_1, out=_buf(workspace, 'BARTDecoderLayer:f_85', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _85 = np.matmul(e_hat_2, W_1, out=_buf(workspace, 'BARTDecoderLayer:f@1.8.1', batch + (T, D_f), dtype)) # (…, T, D_f)
     _86 = np.add(_85, b_1, out=_85)                             # (…, T, D_f)
     U = _gelu(_86)                                              # (…, T, D_f)
     # 4 return Y = LayerNorm(X + U W_2 + b_2 | γ_3, β_3) ▷ Y ∈ ℝ^{T×D}
-    _88 = np.matmul(U, W_2, out=_buf(workspace, 'BARTDecoderLayer:f_88', batch + (T, D), dtype)) # (…, T, D)
+    _88 = np.matmul(U, W_2, out=_buf(workspace, 'BARTDecoderLayer:f@1.1.8', batch + (T, D), dtype)) # (…, T, D)
     _89 = np.add(e_hat_2, _88, out=e_hat_2)                     # (…, T, D)
     _90 = np.add(_89, b_2, out=_89)                             # (…, T, D)
     # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
-    _91 = np.sum(_90, axis=-1, out=_buf(workspace, 'BARTDecoderLayer:f_91', batch + (T,), dtype)) # (…, T)
+    _91 = np.sum(_90, axis=-1, out=_buf(workspace, 'BARTDecoderLayer:f@1.5.3', batch + (T,), dtype)) # (…, T)
     m_3 = np.divide(_91, D, out=_91)                            # (…, T)
     # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
     _93 = np.expand_dims(m_3, -1)                               # (…, T, 1)
     _94 = np.subtract(_90, _93, out=_90)                        # (…, T, D)
-    _95 = np.multiply(_94, _94, out=_buf(workspace, 'BARTDecoderLayer:f_95', batch + (T, D), dtype)) # (…, T, D)
-    _96 = np.sum(_95, axis=-1, out=_buf(workspace, 'BARTDecoderLayer:f_96', batch + (T,), dtype)) # (…, T)
+    _95 = np.multiply(_94, _94, out=_buf(workspace, 'BARTDecoderLayer:f@1.1.8', batch + (T, D), dtype)) # (…, T, D)
+    _96 = np.sum(_95, axis=-1, out=_buf(workspace, 'BARTDecoderLayer:f@1.5.3', batch + (T,), dtype)) # (…, T)
     v_3 = np.divide(_96, D, out=_96)                            # (…, T)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     _98 = np.add(v_3, 1e-05, out=v_3)                           # (…, T)
     _99 = np.sqrt(_98, out=_98)                                 # (…, T)
     sigma_3 = np.expand_dims(_99, -1)                           # (…, T, 1)
     x_hat_3 = np.divide(_94, sigma_3, out=_94)                  # (…, T, D)
-    _102 = np.multiply(x_hat_3, gamma_3, out=_buf(workspace, 'BARTDecoderLayer:f_102', batch + (T, D), dtype)) # (…, T, D)
+    _102 = np.multiply(x_hat_3, gamma_3, out=_buf(workspace, 'BARTDecoderLayer:f@1.1.8', batch + (T, D), dtype)) # (…, T, D)
     e_hat_3 = np.add(_102, beta_3, out=_102)                    # (…, T, D)
-    cache = {"D": D, "H": H, "D_f": D_f, "T": T, "T_z": T_z, "batch": batch, "dtype": dtype, "x_hat": x_hat, "x_hat_2": x_hat_2, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "U": U, "_86": _86, "sigma_2": sigma_2, "Y_4": Y_4, "shape_67": shape_67, "_62": _62, "_65": _65, "shape_63": shape_63, "V_2_shape": V_2_shape, "_20": _20, "_55": _55, "_59": _59, "shape_56": shape_56, "K_2_shape": K_2_shape, "shape_53": shape_53, "Q_2_shape": Q_2_shape, "Z": Z, "sigma": sigma, "Y_2": Y_2, "shape_29": shape_29, "_24": _24, "_27": _27, "shape_25": shape_25, "V_shape": V_shape, "_22": _22, "_13": _13, "_17": _17, "shape_14": shape_14, "K_shape": K_shape, "shape_11": shape_11, "Q_shape": Q_shape, "X": X}
+    cache = {"D": D, "H": H, "D_f": D_f, "T": T, "T_z": T_z, "batch": batch, "dtype": dtype, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "U": U, "_86": _86, "x_hat_2": x_hat_2, "sigma_2": sigma_2, "Y_4": Y_4, "shape_67": shape_67, "_62": _62, "_65": _65, "shape_63": shape_63, "V_2_shape": V_2_shape, "_20": _20, "_55": _55, "_59": _59, "shape_56": shape_56, "K_2_shape": K_2_shape, "shape_53": shape_53, "Q_2_shape": Q_2_shape, "Z": Z, "x_hat": x_hat, "sigma": sigma, "Y_2": Y_2, "shape_29": shape_29, "_24": _24, "_27": _27, "shape_25": shape_25, "V_shape": V_shape, "_22": _22, "_13": _13, "_17": _17, "shape_14": shape_14, "K_shape": K_shape, "shape_11": shape_11, "Q_shape": Q_shape, "X": X}
     return e_hat_3, cache
 
 
@@ -329,18 +329,15 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     T_z = cache["T_z"]
     batch = cache["batch"]
     dtype = cache["dtype"]
-    x_hat = cache["x_hat"]
-    gamma_1 = params.gamma_1
-    beta_1 = params.beta_1
-    x_hat_2 = cache["x_hat_2"]
-    gamma_2 = params.gamma_2
-    beta_2 = params.beta_2
     gamma_3 = params.gamma_3
     x_hat_3 = cache["x_hat_3"]
     sigma_3 = cache["sigma_3"]
     U = cache["U"]
     W_2 = params.W_2
     _86 = cache["_86"]
+    x_hat_2 = cache["x_hat_2"]
+    gamma_2 = params.gamma_2
+    beta_2 = params.beta_2
     W_1 = params.W_1
     sigma_2 = cache["sigma_2"]
     Y_4 = cache["Y_4"]
@@ -360,6 +357,9 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     Z = cache["Z"]
     W_v_2 = params.W_v_2
     W_k_2 = params.W_k_2
+    x_hat = cache["x_hat"]
+    gamma_1 = params.gamma_1
+    beta_1 = params.beta_1
     W_q_2 = params.W_q_2
     sigma = cache["sigma"]
     Y_2 = cache["Y_2"]
@@ -381,136 +381,140 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     W_k = params.W_k
     W_q = params.W_q
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-    _45 = np.multiply(x_hat, gamma_1, out=_buf(workspace, 'BARTDecoderLayer:b_45', batch + (T, D), dtype)) # (…, T, D)
-    e_hat = np.add(_45, beta_1, out=_45)                        # (…, T, D)
-    _83 = np.multiply(x_hat_2, gamma_2, out=_buf(workspace, 'BARTDecoderLayer:b_83', batch + (T, D), dtype)) # (…, T, D)
-    e_hat_2 = np.add(_83, beta_2, out=_83)                      # (…, T, D)
     d_beta_3 = _sum_to(d_Y, 1, ())                              # (D,)
-    d_x_hat_3 = np.multiply(d_Y, gamma_3, out=_buf(workspace, 'BARTDecoderLayer:bd_x_hat_3', batch + (T, D), dtype)) # (…, T, D)
-    g10003 = np.multiply(d_Y, x_hat_3, out=_buf(workspace, 'BARTDecoderLayer:bg10003', batch + (T, D), dtype)) # (…, T, D)
+    d_x_hat_3 = np.multiply(d_Y, gamma_3, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.1', batch + (T, D), dtype)) # (…, T, D)
+    g10003 = np.multiply(d_Y, x_hat_3, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.2', batch + (T, D), dtype)) # (…, T, D)
     d_gamma_3 = _sum_to(g10003, 1, ())                          # (D,)
-    d_e_hat_2 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'BARTDecoderLayer:bd_e_hat_2', batch + (T, D), dtype)) # (…, T, D)
+    d_e_hat_2 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'BARTDecoderLayer:b@1.1.3', batch + (T, D), dtype)) # (…, T, D)
     # 4 return Y = LayerNorm(X + U W_2 + b_2 | γ_3, β_3) ▷ Y ∈ ℝ^{T×D}
     d_b_2 = _sum_to(d_e_hat_2, 1, ())                           # (D,)
-    d_W_2 = _wgrad(U, d_e_hat_2, _buf(workspace, 'BARTDecoderLayer:bd_W_2', (D_f, D), dtype)) # (D_f, D)
+    d_W_2 = _wgrad(U, d_e_hat_2, _buf(workspace, 'BARTDecoderLayer:b@1.2.1', (D_f, D), dtype)) # (D_f, D)
     g10008 = np.swapaxes(W_2, -1, -2)                           # (D, D_f)
-    d_U = np.matmul(d_e_hat_2, g10008, out=_buf(workspace, 'BARTDecoderLayer:bd_U', batch + (T, D_f), dtype)) # (…, T, D_f)
+    d_U = np.matmul(d_e_hat_2, g10008, out=_buf(workspace, 'BARTDecoderLayer:b@1.3.1', batch + (T, D_f), dtype)) # (…, T, D_f)
     # 3 U ← GELU(X W_1 + b_1) ▷ U ∈ ℝ^{T×D_f}; exact GELU, x Φ(x)
     g10010 = _gelu_grad(_86)                                    # (…, T, D_f)
     g10011 = np.multiply(d_U, g10010, out=d_U)                  # (…, T, D_f)
     d_b_1 = _sum_to(g10011, 1, ())                              # (D_f,)
-    d_W_1 = _wgrad(e_hat_2, g10011, _buf(workspace, 'BARTDecoderLayer:bd_W_1', (D, D_f), dtype)) # (D, D_f)
+    # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
+    _83 = np.multiply(x_hat_2, gamma_2, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.1', batch + (T, D), dtype)) # (…, T, D)
+    e_hat_2 = np.add(_83, beta_2, out=_83)                      # (…, T, D)
+    # 3 U ← GELU(X W_1 + b_1) ▷ U ∈ ℝ^{T×D_f}; exact GELU, x Φ(x)
+    d_W_1 = _wgrad(e_hat_2, g10011, _buf(workspace, 'BARTDecoderLayer:b@1.4.1', (D, D_f), dtype)) # (D, D_f)
     g10014 = np.swapaxes(W_1, -1, -2)                           # (D_f, D)
-    g10015 = np.matmul(g10011, g10014, out=_buf(workspace, 'BARTDecoderLayer:bg10015', batch + (T, D), dtype)) # (…, T, D)
+    g10015 = np.matmul(g10011, g10014, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.1', batch + (T, D), dtype)) # (…, T, D)
     d_e_hat_2_2 = np.add(d_e_hat_2, g10015, out=g10015)         # (…, T, D)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     d_beta_2 = _sum_to(d_e_hat_2_2, 1, ())                      # (D,)
-    d_x_hat_2 = np.multiply(d_e_hat_2_2, gamma_2, out=_buf(workspace, 'BARTDecoderLayer:bd_x_hat_2', batch + (T, D), dtype)) # (…, T, D)
-    g10019 = np.multiply(d_e_hat_2_2, x_hat_2, out=_buf(workspace, 'BARTDecoderLayer:bg10019', batch + (T, D), dtype)) # (…, T, D)
+    d_x_hat_2 = np.multiply(d_e_hat_2_2, gamma_2, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.4', batch + (T, D), dtype)) # (…, T, D)
+    g10019 = np.multiply(d_e_hat_2_2, x_hat_2, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.5', batch + (T, D), dtype)) # (…, T, D)
     d_gamma_2 = _sum_to(g10019, 1, ())                          # (D,)
-    d_e_hat = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, 'BARTDecoderLayer:bd_e_hat', batch + (T, D), dtype)) # (…, T, D)
+    d_e_hat = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, 'BARTDecoderLayer:b@1.1.6', batch + (T, D), dtype)) # (…, T, D)
     # BARTAttention 10 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
     d_b_o_2 = _sum_to(d_e_hat, 1, ())                           # (D,)
-    d_W_o_2 = _wgrad(Y_4, d_e_hat, _buf(workspace, 'BARTDecoderLayer:bd_W_o_2', (D, D), dtype)) # (D, D)
+    d_W_o_2 = _wgrad(Y_4, d_e_hat, _buf(workspace, 'BARTDecoderLayer:b@1.5.1', (D, D), dtype)) # (D, D)
     g10024 = np.swapaxes(W_o_2, -1, -2)                         # (D, D)
-    d_Y_4 = np.matmul(d_e_hat, g10024, out=_buf(workspace, 'BARTDecoderLayer:bd_Y_4', batch + (T, D), dtype)) # (…, T, D)
+    d_Y_4 = np.matmul(d_e_hat, g10024, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.4', batch + (T, D), dtype)) # (…, T, D)
     # BARTAttention 9 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     g10026 = d_Y_4.reshape(shape_67)                            # (…, T, H, D/H)
     d_Y_3 = _permute(g10026, (-2, -3, -1))                      # (…, H, T, D/H)
     # BARTAttention 7 Y_h ← softmax(S_h) V[:, h · D / H : (h + 1) · D / H] ▷ Y_h ∈ ℝ^{T×D/H}
     g10028 = np.swapaxes(_62, -1, -2)                           # (…, H, T_z, T)
-    g10029 = np.matmul(g10028, d_Y_3, out=_buf(workspace, 'BARTDecoderLayer:bg10029', batch + (H, T_z, D // H), dtype)) # (…, H, T_z, D/H)
+    g10029 = np.matmul(g10028, d_Y_3, out=_buf(workspace, 'BARTDecoderLayer:b@1.6.1', batch + (H, T_z, D // H), dtype)) # (…, H, T_z, D/H)
     g10030 = np.swapaxes(_65, -1, -2)                           # (…, H, D/H, T_z)
-    g10031 = np.matmul(d_Y_3, g10030, out=_buf(workspace, 'BARTDecoderLayer:bg10031', batch + (H, T, T_z), dtype)) # (…, H, T, T_z)
+    g10031 = np.matmul(d_Y_3, g10030, out=_buf(workspace, 'BARTDecoderLayer:b@1.7.1', batch + (H, T, T_z), dtype)) # (…, H, T, T_z)
     g10032 = _permute(g10029, (-2, -3, -1))                     # (…, T_z, H, D/H)
     g10033 = g10032.reshape(shape_63)                           # (…, T_z, D)
-    d_V_2 = _unslice(g10033, V_2_shape, -1, 0, D, _buf(workspace, 'BARTDecoderLayer:bd_V_2', batch + (T_z, D), dtype)) # (…, T_z, D)
-    d_S_2 = _softmax_grad(g10031, _62, -1, _buf(workspace, 'BARTDecoderLayer:bd_S_2', batch + (H, T, T_z), dtype)) # (…, H, T, T_z)
+    d_V_2 = _unslice(g10033, V_2_shape, -1, 0, D, _buf(workspace, 'BARTDecoderLayer:b@1.8.1', batch + (T_z, D), dtype)) # (…, T_z, D)
+    d_S_2 = _softmax_grad(g10031, _62, -1, _buf(workspace, 'BARTDecoderLayer:b@1.7.2', batch + (H, T, T_z), dtype)) # (…, H, T, T_z)
     # BARTAttention 5 S_h ← Q[:, h · D / H : (h + 1) · D / H] K[:, h · D / H : (h + 1) · D / H]^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T_z}; score of query t against key u
     g10036 = np.divide(d_S_2, _20, out=d_S_2)                   # (…, H, T, T_z)
     g10040 = np.swapaxes(_55, -1, -2)                           # (…, H, D/H, T)
-    g10041 = np.matmul(g10040, g10036, out=_buf(workspace, 'BARTDecoderLayer:bg10041', batch + (H, D // H, T_z), dtype)) # (…, H, D/H, T_z)
+    g10041 = np.matmul(g10040, g10036, out=_buf(workspace, 'BARTDecoderLayer:b@1.9.1', batch + (H, D // H, T_z), dtype)) # (…, H, D/H, T_z)
     g10042 = np.swapaxes(_59, -1, -2)                           # (…, H, T_z, D/H)
-    g10043 = np.matmul(g10036, g10042, out=_buf(workspace, 'BARTDecoderLayer:bg10043', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10043 = np.matmul(g10036, g10042, out=_buf(workspace, 'BARTDecoderLayer:b@1.10.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10044 = np.swapaxes(g10041, -1, -2)                        # (…, H, T_z, D/H)
     g10045 = _permute(g10044, (-2, -3, -1))                     # (…, T_z, H, D/H)
     g10046 = g10045.reshape(shape_56)                           # (…, T_z, D)
-    d_K_2 = _unslice(g10046, K_2_shape, -1, 0, D, _buf(workspace, 'BARTDecoderLayer:bd_K_2', batch + (T_z, D), dtype)) # (…, T_z, D)
+    d_K_2 = _unslice(g10046, K_2_shape, -1, 0, D, _buf(workspace, 'BARTDecoderLayer:b@1.8.2', batch + (T_z, D), dtype)) # (…, T_z, D)
     g10048 = _permute(g10043, (-2, -3, -1))                     # (…, T, H, D/H)
     g10049 = g10048.reshape(shape_53)                           # (…, T, D)
-    d_Q_2 = _unslice(g10049, Q_2_shape, -1, 0, D, _buf(workspace, 'BARTDecoderLayer:bd_Q_2', batch + (T, D), dtype)) # (…, T, D)
+    d_Q_2 = _unslice(g10049, Q_2_shape, -1, 0, D, _buf(workspace, 'BARTDecoderLayer:b@1.1.4', batch + (T, D), dtype)) # (…, T, D)
     # BARTAttention 3 V ← Z W_v + b_v ▷ V ∈ ℝ^{T_z×D}; values
     d_b_v_2 = _sum_to(d_V_2, 1, ())                             # (D,)
-    d_W_v_2 = _wgrad(Z, d_V_2, _buf(workspace, 'BARTDecoderLayer:bd_W_v_2', (D, D), dtype)) # (D, D)
+    d_W_v_2 = _wgrad(Z, d_V_2, _buf(workspace, 'BARTDecoderLayer:b@1.5.2', (D, D), dtype)) # (D, D)
     g10053 = np.swapaxes(W_v_2, -1, -2)                         # (D, D)
-    d_Z = np.matmul(d_V_2, g10053, out=_buf(workspace, 'BARTDecoderLayer:bd_Z', batch + (T_z, D), dtype)) # (…, T_z, D)
+    d_Z = np.matmul(d_V_2, g10053, out=_buf(workspace, 'BARTDecoderLayer:b@1.8.3', batch + (T_z, D), dtype)) # (…, T_z, D)
     # BARTAttention 2 K ← Z W_k + b_k ▷ K ∈ ℝ^{T_z×D}; keys
     d_b_k_2 = _sum_to(d_K_2, 1, ())                             # (D,)
-    d_W_k_2 = _wgrad(Z, d_K_2, _buf(workspace, 'BARTDecoderLayer:bd_W_k_2', (D, D), dtype)) # (D, D)
+    d_W_k_2 = _wgrad(Z, d_K_2, _buf(workspace, 'BARTDecoderLayer:b@1.5.3', (D, D), dtype)) # (D, D)
     g10057 = np.swapaxes(W_k_2, -1, -2)                         # (D, D)
-    g10058 = np.matmul(d_K_2, g10057, out=_buf(workspace, 'BARTDecoderLayer:bg10058', batch + (T_z, D), dtype)) # (…, T_z, D)
+    g10058 = np.matmul(d_K_2, g10057, out=_buf(workspace, 'BARTDecoderLayer:b@1.8.4', batch + (T_z, D), dtype)) # (…, T_z, D)
     d_Z_2 = np.add(d_Z, g10058, out=d_Z)                        # (…, T_z, D)
     # BARTAttention 1 Q ← X W_q + b_q ▷ Q ∈ ℝ^{T×D}; queries, all heads
     d_b_q_2 = _sum_to(d_Q_2, 1, ())                             # (D,)
-    d_W_q_2 = _wgrad(e_hat, d_Q_2, _buf(workspace, 'BARTDecoderLayer:bd_W_q_2', (D, D), dtype)) # (D, D)
+    # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
+    _45 = np.multiply(x_hat, gamma_1, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.7', batch + (T, D), dtype)) # (…, T, D)
+    e_hat = np.add(_45, beta_1, out=_45)                        # (…, T, D)
+    # BARTAttention 1 Q ← X W_q + b_q ▷ Q ∈ ℝ^{T×D}; queries, all heads
+    d_W_q_2 = _wgrad(e_hat, d_Q_2, _buf(workspace, 'BARTDecoderLayer:b@1.5.4', (D, D), dtype)) # (D, D)
     g10062 = np.swapaxes(W_q_2, -1, -2)                         # (D, D)
-    g10063 = np.matmul(d_Q_2, g10062, out=_buf(workspace, 'BARTDecoderLayer:bg10063', batch + (T, D), dtype)) # (…, T, D)
+    g10063 = np.matmul(d_Q_2, g10062, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.7', batch + (T, D), dtype)) # (…, T, D)
     d_e_hat_3 = np.add(d_e_hat, g10063, out=g10063)             # (…, T, D)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     d_beta_1 = _sum_to(d_e_hat_3, 1, ())                        # (D,)
-    d_x_hat = np.multiply(d_e_hat_3, gamma_1, out=_buf(workspace, 'BARTDecoderLayer:bd_x_hat', batch + (T, D), dtype)) # (…, T, D)
-    g10067 = np.multiply(d_e_hat_3, x_hat, out=_buf(workspace, 'BARTDecoderLayer:bg10067', batch + (T, D), dtype)) # (…, T, D)
+    d_x_hat = np.multiply(d_e_hat_3, gamma_1, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.8', batch + (T, D), dtype)) # (…, T, D)
+    g10067 = np.multiply(d_e_hat_3, x_hat, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.9', batch + (T, D), dtype)) # (…, T, D)
     d_gamma_1 = _sum_to(g10067, 1, ())                          # (D,)
-    d_X = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'BARTDecoderLayer:bd_X', batch + (T, D), dtype)) # (…, T, D)
+    d_X = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'BARTDecoderLayer:b@1.1.10', batch + (T, D), dtype)) # (…, T, D)
     # BARTAttention 10 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
     d_b_o = _sum_to(d_X, 1, ())                                 # (D,)
-    d_W_o = _wgrad(Y_2, d_X, _buf(workspace, 'BARTDecoderLayer:bd_W_o', (D, D), dtype)) # (D, D)
+    d_W_o = _wgrad(Y_2, d_X, _buf(workspace, 'BARTDecoderLayer:b@1.5.5', (D, D), dtype)) # (D, D)
     g10072 = np.swapaxes(W_o, -1, -2)                           # (D, D)
-    d_Y_2 = np.matmul(d_X, g10072, out=_buf(workspace, 'BARTDecoderLayer:bd_Y_2', batch + (T, D), dtype)) # (…, T, D)
+    d_Y_2 = np.matmul(d_X, g10072, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.8', batch + (T, D), dtype)) # (…, T, D)
     # BARTAttention 9 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     g10074 = d_Y_2.reshape(shape_29)                            # (…, T, H, D/H)
     d_Y_5 = _permute(g10074, (-2, -3, -1))                      # (…, H, T, D/H)
     # BARTAttention 7 Y_h ← softmax(S_h) V[:, h · D / H : (h + 1) · D / H] ▷ Y_h ∈ ℝ^{T×D/H}
     g10076 = np.swapaxes(_24, -1, -2)                           # (…, H, T, T)
-    g10077 = np.matmul(g10076, d_Y_5, out=_buf(workspace, 'BARTDecoderLayer:bg10077', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10077 = np.matmul(g10076, d_Y_5, out=_buf(workspace, 'BARTDecoderLayer:b@1.10.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10078 = np.swapaxes(_27, -1, -2)                           # (…, H, D/H, T)
-    g10079 = np.matmul(d_Y_5, g10078, out=_buf(workspace, 'BARTDecoderLayer:bg10079', batch + (H, T, T), dtype)) # (…, H, T, T)
+    g10079 = np.matmul(d_Y_5, g10078, out=_buf(workspace, 'BARTDecoderLayer:b@1.11.1', batch + (H, T, T), dtype)) # (…, H, T, T)
     g10080 = _permute(g10077, (-2, -3, -1))                     # (…, T, H, D/H)
     g10081 = g10080.reshape(shape_25)                           # (…, T, D)
-    d_V = _unslice(g10081, V_shape, -1, 0, D, _buf(workspace, 'BARTDecoderLayer:bd_V', batch + (T, D), dtype)) # (…, T, D)
-    g10083 = _softmax_grad(g10079, _24, -1, _buf(workspace, 'BARTDecoderLayer:bg10083', batch + (H, T, T), dtype)) # (…, H, T, T)
+    d_V = _unslice(g10081, V_shape, -1, 0, D, _buf(workspace, 'BARTDecoderLayer:b@1.1.8', batch + (T, D), dtype)) # (…, T, D)
+    g10083 = _softmax_grad(g10079, _24, -1, _buf(workspace, 'BARTDecoderLayer:b@1.11.2', batch + (H, T, T), dtype)) # (…, H, T, T)
     # BARTAttention 6 ∀t, u: if ¬Mask[t, u] then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T_z}
     d_S = _zero_where(g10083, _22)                              # (…, H, T, T)
     # BARTAttention 5 S_h ← Q[:, h · D / H : (h + 1) · D / H] K[:, h · D / H : (h + 1) · D / H]^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T_z}; score of query t against key u
     g10086 = np.divide(d_S, _20, out=d_S)                       # (…, H, T, T)
     g10090 = np.swapaxes(_13, -1, -2)                           # (…, H, D/H, T)
-    g10091 = np.matmul(g10090, g10086, out=_buf(workspace, 'BARTDecoderLayer:bg10091', batch + (H, D // H, T), dtype)) # (…, H, D/H, T)
+    g10091 = np.matmul(g10090, g10086, out=_buf(workspace, 'BARTDecoderLayer:b@1.12.1', batch + (H, D // H, T), dtype)) # (…, H, D/H, T)
     g10092 = np.swapaxes(_17, -1, -2)                           # (…, H, T, D/H)
-    g10093 = np.matmul(g10086, g10092, out=_buf(workspace, 'BARTDecoderLayer:bg10093', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10093 = np.matmul(g10086, g10092, out=_buf(workspace, 'BARTDecoderLayer:b@1.10.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10094 = np.swapaxes(g10091, -1, -2)                        # (…, H, T, D/H)
     g10095 = _permute(g10094, (-2, -3, -1))                     # (…, T, H, D/H)
     g10096 = g10095.reshape(shape_14)                           # (…, T, D)
-    d_K = _unslice(g10096, K_shape, -1, 0, D, _buf(workspace, 'BARTDecoderLayer:bd_K', batch + (T, D), dtype)) # (…, T, D)
+    d_K = _unslice(g10096, K_shape, -1, 0, D, _buf(workspace, 'BARTDecoderLayer:b@1.1.11', batch + (T, D), dtype)) # (…, T, D)
     g10098 = _permute(g10093, (-2, -3, -1))                     # (…, T, H, D/H)
     g10099 = g10098.reshape(shape_11)                           # (…, T, D)
-    d_Q = _unslice(g10099, Q_shape, -1, 0, D, _buf(workspace, 'BARTDecoderLayer:bd_Q', batch + (T, D), dtype)) # (…, T, D)
+    d_Q = _unslice(g10099, Q_shape, -1, 0, D, _buf(workspace, 'BARTDecoderLayer:b@1.1.12', batch + (T, D), dtype)) # (…, T, D)
     # BARTAttention 3 V ← Z W_v + b_v ▷ V ∈ ℝ^{T_z×D}; values
     d_b_v = _sum_to(d_V, 1, ())                                 # (D,)
-    d_W_v = _wgrad(X, d_V, _buf(workspace, 'BARTDecoderLayer:bd_W_v', (D, D), dtype)) # (D, D)
+    d_W_v = _wgrad(X, d_V, _buf(workspace, 'BARTDecoderLayer:b@1.5.6', (D, D), dtype)) # (D, D)
     g10103 = np.swapaxes(W_v, -1, -2)                           # (D, D)
-    g10104 = np.matmul(d_V, g10103, out=_buf(workspace, 'BARTDecoderLayer:bg10104', batch + (T, D), dtype)) # (…, T, D)
+    g10104 = np.matmul(d_V, g10103, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.13', batch + (T, D), dtype)) # (…, T, D)
     d_X_2 = np.add(d_X, g10104, out=g10104)                     # (…, T, D)
     # BARTAttention 2 K ← Z W_k + b_k ▷ K ∈ ℝ^{T_z×D}; keys
     d_b_k = _sum_to(d_K, 1, ())                                 # (D,)
-    d_W_k = _wgrad(X, d_K, _buf(workspace, 'BARTDecoderLayer:bd_W_k', (D, D), dtype)) # (D, D)
+    d_W_k = _wgrad(X, d_K, _buf(workspace, 'BARTDecoderLayer:b@1.5.7', (D, D), dtype)) # (D, D)
     g10108 = np.swapaxes(W_k, -1, -2)                           # (D, D)
-    g10109 = np.matmul(d_K, g10108, out=_buf(workspace, 'BARTDecoderLayer:bg10109', batch + (T, D), dtype)) # (…, T, D)
+    g10109 = np.matmul(d_K, g10108, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.14', batch + (T, D), dtype)) # (…, T, D)
     d_X_3 = np.add(d_X_2, g10109, out=d_X_2)                    # (…, T, D)
     # BARTAttention 1 Q ← X W_q + b_q ▷ Q ∈ ℝ^{T×D}; queries, all heads
     d_b_q = _sum_to(d_Q, 1, ())                                 # (D,)
-    d_W_q = _wgrad(X, d_Q, _buf(workspace, 'BARTDecoderLayer:bd_W_q', (D, D), dtype)) # (D, D)
+    d_W_q = _wgrad(X, d_Q, _buf(workspace, 'BARTDecoderLayer:b@1.5.8', (D, D), dtype)) # (D, D)
     g10113 = np.swapaxes(W_q, -1, -2)                           # (D, D)
-    g10114 = np.matmul(d_Q, g10113, out=_buf(workspace, 'BARTDecoderLayer:bg10114', batch + (T, D), dtype)) # (…, T, D)
+    g10114 = np.matmul(d_Q, g10113, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.14', batch + (T, D), dtype)) # (…, T, D)
     d_X_4 = np.add(d_X_3, g10114, out=d_X_3)                    # (…, T, D)
     grads = Params(W_q=d_W_q, W_k=d_W_k, W_v=d_W_v, b_q=d_b_q, b_k=d_b_k, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o, gamma_1=d_gamma_1, beta_1=d_beta_1, W_q_2=d_W_q_2, W_k_2=d_W_k_2, W_v_2=d_W_v_2, b_q_2=d_b_q_2, b_k_2=d_b_k_2, b_v_2=d_b_v_2, W_o_2=d_W_o_2, b_o_2=d_b_o_2, gamma_2=d_gamma_2, beta_2=d_beta_2, W_1=d_W_1, b_1=d_b_1, W_2=d_W_2, b_2=d_b_2, gamma_3=d_gamma_3, beta_3=d_beta_3)
     return grads, {"X": d_X_4, "Z": d_Z_2}

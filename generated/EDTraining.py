@@ -241,6 +241,22 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
     W_mlp4 = params.W_mlp4
     b_mlp4 = params.b_mlp4
     W_u = params.W_u
+    W_q_shape = W_q.shape
+    b_q_shape = b_q.shape
+    W_k_shape = W_k.shape
+    b_k_shape = b_k.shape
+    W_v_shape = W_v.shape
+    b_v_shape = b_v.shape
+    W_o_shape = W_o.shape
+    b_o_shape = b_o.shape
+    gamma1_shape = gamma1.shape
+    beta1_shape = beta1.shape
+    gamma2_shape = gamma2.shape
+    beta2_shape = beta2.shape
+    W_mlp1_shape = W_mlp1.shape
+    b_mlp1_shape = b_mlp1.shape
+    W_mlp2_shape = W_mlp2.shape
+    b_mlp2_shape = b_mlp2.shape
     _check_input('z_n', z_n, (None, ), 'i', 1, N_V, '[N_V]*')
     _check_input('x_n', x_n, (None, ), 'i', 1, N_V, '[N_V]*')
     _check_params(params, {'W_e': (d_e, N_V, ), 'W_p': (d_e, ell_max, ), 'W_q': (L_enc, H, d_attn, d_e, ), 'b_q': (L_enc, H, d_attn, ), 'W_k': (L_enc, H, d_attn, d_e, ), 'b_k': (L_enc, H, d_attn, ), 'W_v': (L_enc, H, d_mid, d_e, ), 'b_v': (L_enc, H, d_mid, ), 'W_o': (L_enc, d_e, H*d_mid, ), 'b_o': (L_enc, d_e, ), 'gamma1': (L_enc, d_e, ), 'beta1': (L_enc, d_e, ), 'gamma2': (L_enc, d_e, ), 'beta2': (L_enc, d_e, ), 'W_mlp1': (L_enc, d_mlp, d_e, ), 'b_mlp1': (L_enc, d_mlp, ), 'W_mlp2': (L_enc, d_e, d_mlp, ), 'b_mlp2': (L_enc, d_e, ), 'W_q_2': (L_dec, H, d_attn, d_e, ), 'b_q_2': (L_dec, H, d_attn, ), 'W_k_2': (L_dec, H, d_attn, d_e, ), 'b_k_2': (L_dec, H, d_attn, ), 'W_v_2': (L_dec, H, d_mid, d_e, ), 'b_v_2': (L_dec, H, d_mid, ), 'W_o_2': (L_dec, d_e, H*d_mid, ), 'b_o_2': (L_dec, d_e, ), 'W_q_3': (L_dec, H, d_attn, d_e, ), 'b_q_3': (L_dec, H, d_attn, ), 'W_k_3': (L_dec, H, d_attn, d_e, ), 'b_k_3': (L_dec, H, d_attn, ), 'W_v_3': (L_dec, H, d_mid, d_e, ), 'b_v_3': (L_dec, H, d_mid, ), 'W_o_3': (L_dec, d_e, H*d_mid, ), 'b_o_3': (L_dec, d_e, ), 'gamma3': (L_dec, d_e, ), 'beta3': (L_dec, d_e, ), 'gamma4': (L_dec, d_e, ), 'beta4': (L_dec, d_e, ), 'gamma5': (L_dec, d_e, ), 'beta5': (L_dec, d_e, ), 'W_mlp3': (L_dec, d_mlp, d_e, ), 'b_mlp3': (L_dec, d_mlp, ), 'W_mlp4': (L_dec, d_e, d_mlp, ), 'b_mlp4': (L_dec, d_e, ), 'W_u': (N_V, d_e, )})
@@ -286,7 +302,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         V = np.add(_15, _16, out=_15)                           # (…, H, d_mid, ℓ_z)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         _18 = np.swapaxes(K, -1, -2)                            # (…, H, ℓ_z, d_attn)
-        S = np.matmul(_18, Q, out=_buf(workspace, 'EDTraining:fS', batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
+        S = np.matmul(_18, Q, out=_buf(workspace, 'EDTraining:f@2.1.1', batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _21 = np.divide(S, _20, out=S)                          # (…, H, ℓ_z, ℓ_z)
         _22 = _softmax(_21, -2, _buf(workspace, ('EDTraining:f_22', l_), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
@@ -295,7 +311,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         Y = V_tilde.reshape(V_tilde.shape[:-3] + (H*d_mid,) + V_tilde.shape[-3 + 2:]) # (…, H·d_mid, ℓ_z)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _25 = np.matmul(W_o_l, Y, out=_buf(workspace, 'EDTraining:f_25', batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
+        _25 = np.matmul(W_o_l, Y, out=_buf(workspace, 'EDTraining:f@2.2.1', batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
         _26 = np.expand_dims(b_o_l, -1)                         # (d_e, 1)
         V_tilde_2 = np.add(_25, _26, out=_25)                   # (…, d_e, ℓ_z)
         # EDTransformer 5 Z ← Z + MHAttention(Z | 𝓦^enc_l, Mask = 1) ▷ Z ∈ ℝ^{d_e×ℓ_z}
@@ -305,19 +321,19 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         beta1_l = beta1[l_]                                     # (d_e,)
         _29 = np.swapaxes(Z_3, -1, -2)                          # (…, ℓ_z, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _30 = np.sum(_29, axis=-1, out=_buf(workspace, 'EDTraining:f_30', batch + (ell_z,), dtype)) # (…, ℓ_z)
+        _30 = np.sum(_29, axis=-1, out=_buf(workspace, 'EDTraining:f@2.3.1', batch + (ell_z,), dtype)) # (…, ℓ_z)
         m = np.divide(_30, d_e, out=_30)                        # (…, ℓ_z)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _32 = np.expand_dims(m, -1)                             # (…, ℓ_z, 1)
         _33 = np.subtract(_29, _32, out=_buf(workspace, ('EDTraining:f_33', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        _34 = np.multiply(_33, _33, out=_buf(workspace, 'EDTraining:f_34', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        _34 = np.multiply(_33, _33, out=_buf(workspace, 'EDTraining:f@2.4.1', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         _35 = np.sum(_34, axis=-1, out=_buf(workspace, ('EDTraining:f_35', l_), batch + (ell_z,), dtype)) # (…, ℓ_z)
         v = np.divide(_35, d_e, out=_35)                        # (…, ℓ_z)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _37 = np.sqrt(v, out=v)                                 # (…, ℓ_z)
         sigma = np.expand_dims(_37, -1)                         # (…, ℓ_z, 1)
         x_hat = np.divide(_33, sigma, out=_33)                  # (…, ℓ_z, d_e)
-        _40 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, 'EDTraining:f_40', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        _40 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, 'EDTraining:f@2.4.1', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         e_hat = np.add(_40, beta1_l, out=_40)                   # (…, ℓ_z, d_e)
         # EDTransformer 6 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^1_l, β^1_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         _42 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ_z)
@@ -329,7 +345,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         _44 = np.expand_dims(b_mlp1_l, -1)                      # (d_mlp, 1)
         _45 = np.add(_43, _44, out=_43)                         # (…, d_mlp, ℓ_z)
         _46 = np.maximum(_45, 0)                                # (…, d_mlp, ℓ_z)
-        _47 = np.matmul(W_mlp2_l, _46, out=_buf(workspace, 'EDTraining:f_47', batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
+        _47 = np.matmul(W_mlp2_l, _46, out=_buf(workspace, 'EDTraining:f@2.2.1', batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
         _48 = np.add(_42, _47, out=_47)                         # (…, d_e, ℓ_z)
         b_mlp2_l = b_mlp2[l_]                                   # (d_e,)
         _49 = np.expand_dims(b_mlp2_l, -1)                      # (d_e, 1)
@@ -339,12 +355,12 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         beta2_l = beta2[l_]                                     # (d_e,)
         _51 = np.swapaxes(Z_4, -1, -2)                          # (…, ℓ_z, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _52 = np.sum(_51, axis=-1, out=_buf(workspace, 'EDTraining:f_52', batch + (ell_z,), dtype)) # (…, ℓ_z)
+        _52 = np.sum(_51, axis=-1, out=_buf(workspace, 'EDTraining:f@2.3.1', batch + (ell_z,), dtype)) # (…, ℓ_z)
         m_2 = np.divide(_52, d_e, out=_52)                      # (…, ℓ_z)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _54 = np.expand_dims(m_2, -1)                           # (…, ℓ_z, 1)
         _55 = np.subtract(_51, _54, out=_buf(workspace, ('EDTraining:f_55', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        _56 = np.multiply(_55, _55, out=_buf(workspace, 'EDTraining:f_56', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        _56 = np.multiply(_55, _55, out=_buf(workspace, 'EDTraining:f@2.4.1', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         _57 = np.sum(_56, axis=-1, out=_buf(workspace, ('EDTraining:f_57', l_), batch + (ell_z,), dtype)) # (…, ℓ_z)
         v_2 = np.divide(_57, d_e, out=_57)                      # (…, ℓ_z)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
@@ -355,7 +371,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         e_hat_2 = np.add(_62, beta2_l, out=_62)                 # (…, ℓ_z, d_e)
         # EDTransformer 8 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^2_l, β^2_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         _64 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, ℓ_z)
-        saved_l_.append((x_hat, gamma1_l, beta1_l, gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, sigma, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l,))
+        saved_l_.append((gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, x_hat, gamma1_l, beta1_l, sigma, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l,))
         Z_2 = _64
     Z_5 = Z_2
     # EDTransformer 11 for t ∈ [ℓ_x] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
@@ -404,7 +420,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         V_2 = np.add(_81, _82, out=_81)                         # (…, H, d_mid, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         _84 = np.swapaxes(K_2, -1, -2)                          # (…, H, ℓ, d_attn)
-        S_2 = np.matmul(_84, Q_2, out=_buf(workspace, 'EDTraining:fS_2', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        S_2 = np.matmul(_84, Q_2, out=_buf(workspace, 'EDTraining:f@3.1.1', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
         _87 = _fill_where(S_2, _86, -np.inf)                    # (…, H, ℓ, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
@@ -415,7 +431,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         Y_2 = V_tilde_3.reshape(V_tilde_3.shape[:-3] + (H*d_mid,) + V_tilde_3.shape[-3 + 2:]) # (…, H·d_mid, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _93 = np.matmul(W_o_2_l_2, Y_2, out=_buf(workspace, 'EDTraining:f_93', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        _93 = np.matmul(W_o_2_l_2, Y_2, out=_buf(workspace, 'EDTraining:f@3.2.1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         _94 = np.expand_dims(b_o_2_l_2, -1)                     # (d_e, 1)
         V_tilde_4 = np.add(_93, _94, out=_93)                   # (…, d_e, ℓ)
         # EDTransformer 14 X ← X + MHAttention(X | 𝓦^dec_l, Mask[t, t′] = [[t ≤ t′]]) ▷ X ∈ ℝ^{d_e×ℓ_x}
@@ -425,19 +441,19 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         beta3_l_2 = beta3[l__2]                                 # (d_e,)
         _97 = np.swapaxes(X_3, -1, -2)                          # (…, ℓ, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _98 = np.sum(_97, axis=-1, out=_buf(workspace, 'EDTraining:f_98', batch + (ell,), dtype)) # (…, ℓ)
+        _98 = np.sum(_97, axis=-1, out=_buf(workspace, 'EDTraining:f@3.3.1', batch + (ell,), dtype)) # (…, ℓ)
         m_3 = np.divide(_98, d_e, out=_98)                      # (…, ℓ)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _100 = np.expand_dims(m_3, -1)                          # (…, ℓ, 1)
         _101 = np.subtract(_97, _100, out=_buf(workspace, ('EDTraining:f_101', l__2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        _102 = np.multiply(_101, _101, out=_buf(workspace, 'EDTraining:f_102', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _102 = np.multiply(_101, _101, out=_buf(workspace, 'EDTraining:f@3.4.1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         _103 = np.sum(_102, axis=-1, out=_buf(workspace, ('EDTraining:f_103', l__2), batch + (ell,), dtype)) # (…, ℓ)
         v_3 = np.divide(_103, d_e, out=_103)                    # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _105 = np.sqrt(v_3, out=v_3)                            # (…, ℓ)
         sigma_3 = np.expand_dims(_105, -1)                      # (…, ℓ, 1)
         x_hat_3 = np.divide(_101, sigma_3, out=_101)            # (…, ℓ, d_e)
-        _108 = np.multiply(x_hat_3, gamma3_l_2, out=_buf(workspace, 'EDTraining:f_108', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _108 = np.multiply(x_hat_3, gamma3_l_2, out=_buf(workspace, 'EDTraining:f@3.4.1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         e_hat_3 = np.add(_108, beta3_l_2, out=_108)             # (…, ℓ, d_e)
         # EDTransformer 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         _110 = np.swapaxes(e_hat_3, -1, -2)                     # (…, d_e, ℓ)
@@ -465,7 +481,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         V_3 = np.add(_119, _120, out=_119)                      # (…, H, d_mid, ℓ_z)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         _122 = np.swapaxes(K_3, -1, -2)                         # (…, H, ℓ_z, d_attn)
-        S_3 = np.matmul(_122, Q_3, out=_buf(workspace, 'EDTraining:fS_3', batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
+        S_3 = np.matmul(_122, Q_3, out=_buf(workspace, 'EDTraining:f@3.5.1', batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _124 = np.divide(S_3, _88, out=S_3)                     # (…, H, ℓ_z, ℓ)
         _125 = _softmax(_124, -2, _buf(workspace, ('EDTraining:f_125', l__2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
@@ -474,7 +490,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         Y_3 = V_tilde_5.reshape(V_tilde_5.shape[:-3] + (H*d_mid,) + V_tilde_5.shape[-3 + 2:]) # (…, H·d_mid, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _128 = np.matmul(W_o_3_l_2, Y_3, out=_buf(workspace, 'EDTraining:f_128', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        _128 = np.matmul(W_o_3_l_2, Y_3, out=_buf(workspace, 'EDTraining:f@3.2.1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         _129 = np.expand_dims(b_o_3_l_2, -1)                    # (d_e, 1)
         V_tilde_6 = np.add(_128, _129, out=_128)                # (…, d_e, ℓ)
         # EDTransformer 16 X ← X + MHAttention(X, Z | 𝓦^ed_l, Mask = 1) ▷ X ∈ ℝ^{d_e×ℓ_x}
@@ -484,19 +500,19 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         beta4_l_2 = beta4[l__2]                                 # (d_e,)
         _132 = np.swapaxes(X_4, -1, -2)                         # (…, ℓ, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _133 = np.sum(_132, axis=-1, out=_buf(workspace, 'EDTraining:f_133', batch + (ell,), dtype)) # (…, ℓ)
+        _133 = np.sum(_132, axis=-1, out=_buf(workspace, 'EDTraining:f@3.3.1', batch + (ell,), dtype)) # (…, ℓ)
         m_4 = np.divide(_133, d_e, out=_133)                    # (…, ℓ)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _135 = np.expand_dims(m_4, -1)                          # (…, ℓ, 1)
         _136 = np.subtract(_132, _135, out=_buf(workspace, ('EDTraining:f_136', l__2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        _137 = np.multiply(_136, _136, out=_buf(workspace, 'EDTraining:f_137', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _137 = np.multiply(_136, _136, out=_buf(workspace, 'EDTraining:f@3.4.1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         _138 = np.sum(_137, axis=-1, out=_buf(workspace, ('EDTraining:f_138', l__2), batch + (ell,), dtype)) # (…, ℓ)
         v_4 = np.divide(_138, d_e, out=_138)                    # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _140 = np.sqrt(v_4, out=v_4)                            # (…, ℓ)
         sigma_4 = np.expand_dims(_140, -1)                      # (…, ℓ, 1)
         x_hat_4 = np.divide(_136, sigma_4, out=_136)            # (…, ℓ, d_e)
-        _143 = np.multiply(x_hat_4, gamma4_l_2, out=_buf(workspace, 'EDTraining:f_143', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _143 = np.multiply(x_hat_4, gamma4_l_2, out=_buf(workspace, 'EDTraining:f@3.4.1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         e_hat_4 = np.add(_143, beta4_l_2, out=_143)             # (…, ℓ, d_e)
         # EDTransformer 17 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^4_l, β^4_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         _145 = np.swapaxes(e_hat_4, -1, -2)                     # (…, d_e, ℓ)
@@ -508,7 +524,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         _147 = np.expand_dims(b_mlp3_l_2, -1)                   # (d_mlp, 1)
         _148 = np.add(_146, _147, out=_146)                     # (…, d_mlp, ℓ)
         _149 = np.maximum(_148, 0)                              # (…, d_mlp, ℓ)
-        _150 = np.matmul(W_mlp4_l_2, _149, out=_buf(workspace, 'EDTraining:f_150', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        _150 = np.matmul(W_mlp4_l_2, _149, out=_buf(workspace, 'EDTraining:f@3.2.1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         _151 = np.add(_145, _150, out=_150)                     # (…, d_e, ℓ)
         b_mlp4_l_2 = b_mlp4[l__2]                               # (d_e,)
         _152 = np.expand_dims(b_mlp4_l_2, -1)                   # (d_e, 1)
@@ -518,12 +534,12 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         beta5_l_2 = beta5[l__2]                                 # (d_e,)
         _154 = np.swapaxes(X_5, -1, -2)                         # (…, ℓ, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _155 = np.sum(_154, axis=-1, out=_buf(workspace, 'EDTraining:f_155', batch + (ell,), dtype)) # (…, ℓ)
+        _155 = np.sum(_154, axis=-1, out=_buf(workspace, 'EDTraining:f@3.3.1', batch + (ell,), dtype)) # (…, ℓ)
         m_5 = np.divide(_155, d_e, out=_155)                    # (…, ℓ)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _157 = np.expand_dims(m_5, -1)                          # (…, ℓ, 1)
         _158 = np.subtract(_154, _157, out=_buf(workspace, ('EDTraining:f_158', l__2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        _159 = np.multiply(_158, _158, out=_buf(workspace, 'EDTraining:f_159', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _159 = np.multiply(_158, _158, out=_buf(workspace, 'EDTraining:f@3.4.1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         _160 = np.sum(_159, axis=-1, out=_buf(workspace, ('EDTraining:f_160', l__2), batch + (ell,), dtype)) # (…, ℓ)
         v_5 = np.divide(_160, d_e, out=_160)                    # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
@@ -534,12 +550,12 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         e_hat_5 = np.add(_165, beta5_l_2, out=_165)             # (…, ℓ, d_e)
         # EDTransformer 19 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^5_l, β^5_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         _167 = np.swapaxes(e_hat_5, -1, -2)                     # (…, d_e, ℓ)
-        saved_l__2.append((x_hat_3, gamma3_l_2, beta3_l_2, x_hat_4, gamma4_l_2, beta4_l_2, gamma5_l_2, x_hat_5, sigma_5, W_mlp4_l_2, _149, _148, W_mlp3_l_2, sigma_4, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, _125, _122, Q_3, W_v_3_l_2, W_k_3_l_2, W_q_3_l_2, sigma_3, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, _90, _84, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2,))
+        saved_l__2.append((gamma5_l_2, x_hat_5, sigma_5, W_mlp4_l_2, _149, _148, W_mlp3_l_2, x_hat_4, gamma4_l_2, beta4_l_2, sigma_4, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, _125, _122, Q_3, W_v_3_l_2, W_k_3_l_2, W_q_3_l_2, x_hat_3, gamma3_l_2, beta3_l_2, sigma_3, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, _90, _84, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2,))
         X_2 = _167
     X_6 = X_2
     # EDTransformer 21 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ_x}
-    _168 = np.matmul(W_u, X_6, out=_buf(workspace, 'EDTraining:f_168', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
-    P = _softmax(_168, -2, _buf(workspace, 'EDTraining:fP', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
+    _168 = np.matmul(W_u, X_6, out=_buf(workspace, 'EDTraining:f@1.6.1', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
+    P = _softmax(_168, -2, _buf(workspace, 'EDTraining:f@1.6.2', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
     # 5 loss(θ) ← −Σ_{t=1}^{ℓ − 1} log P(θ)[x_n[t + 1], t]
     _170 = np.arange(1, ell)                                    # (ℓ − 1,)
     _171 = _170 + 1                                             # (ℓ − 1,)
@@ -554,11 +570,11 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
     _178 = np.arange(1, ell)                                    # (ℓ − 1,)
     _179 = np.expand_dims(_178, -1)                             # (ℓ − 1, 1)
     _180 = _take_along(_177, _179 - 1, -1)                      # (…, ℓ − 1)
-    _181 = np.log(_180, out=_buf(workspace, 'EDTraining:f_181', batch + (-1 + ell,), dtype)) # (…, ℓ − 1)
+    _181 = np.log(_180, out=_buf(workspace, 'EDTraining:f@1.7.1', batch + (-1 + ell,), dtype)) # (…, ℓ − 1)
     shape_181 = _181.shape
-    _182 = np.sum(_181, axis=-1, out=_buf(workspace, 'EDTraining:f_182', batch + (), dtype)) # (…,)
-    _183 = np.negative(_182, out=_buf(workspace, 'EDTraining:f_183', batch + (), dtype)) # (…,)
-    cache = {"N_V": N_V, "ell_z": ell_z, "ell": ell, "H": H, "L_dec": L_dec, "L_enc": L_enc, "d_attn": d_attn, "d_e": d_e, "d_mid": d_mid, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "shape_181": shape_181, "_180": _180, "_179": _179, "shape_177": shape_177, "_175": _175, "shape_176": shape_176, "P": P, "X_6": X_6, "_88": _88, "_115": _115, "_86": _86, "_66": _66, "_4": _4, "x_n": x_n, "_1": _1, "_20": _20, "_3": _3, "z_n": z_n, "saved_l__2": saved_l__2, "saved_l_": saved_l_}
+    _182 = np.sum(_181, axis=-1, out=_buf(workspace, 'EDTraining:f@1.8.1', batch + (), dtype)) # (…,)
+    _183 = np.negative(_182, out=_buf(workspace, 'EDTraining:f@1.8.2', batch + (), dtype)) # (…,)
+    cache = {"N_V": N_V, "ell_z": ell_z, "ell": ell, "H": H, "L_dec": L_dec, "L_enc": L_enc, "d_attn": d_attn, "d_e": d_e, "d_mid": d_mid, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "shape_181": shape_181, "_180": _180, "_179": _179, "shape_177": shape_177, "_175": _175, "shape_176": shape_176, "P": P, "X_6": X_6, "_88": _88, "_115": _115, "_86": _86, "_66": _66, "_4": _4, "x_n": x_n, "_1": _1, "_20": _20, "_3": _3, "z_n": z_n, "W_q_shape": W_q_shape, "b_q_shape": b_q_shape, "W_k_shape": W_k_shape, "b_k_shape": b_k_shape, "W_v_shape": W_v_shape, "b_v_shape": b_v_shape, "W_o_shape": W_o_shape, "b_o_shape": b_o_shape, "gamma1_shape": gamma1_shape, "beta1_shape": beta1_shape, "W_mlp2_shape": W_mlp2_shape, "W_mlp1_shape": W_mlp1_shape, "b_mlp1_shape": b_mlp1_shape, "b_mlp2_shape": b_mlp2_shape, "gamma2_shape": gamma2_shape, "beta2_shape": beta2_shape, "saved_l__2": saved_l__2, "saved_l_": saved_l_}
     return _183, cache
 
 
@@ -599,22 +615,38 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     _20 = cache["_20"]
     _3 = cache["_3"]
     z_n = cache["z_n"]
+    W_q_shape = cache["W_q_shape"]
+    b_q_shape = cache["b_q_shape"]
+    W_k_shape = cache["W_k_shape"]
+    b_k_shape = cache["b_k_shape"]
+    W_v_shape = cache["W_v_shape"]
+    b_v_shape = cache["b_v_shape"]
+    W_o_shape = cache["W_o_shape"]
+    b_o_shape = cache["b_o_shape"]
+    gamma1_shape = cache["gamma1_shape"]
+    beta1_shape = cache["beta1_shape"]
+    W_mlp2_shape = cache["W_mlp2_shape"]
+    W_mlp1_shape = cache["W_mlp1_shape"]
+    b_mlp1_shape = cache["b_mlp1_shape"]
+    b_mlp2_shape = cache["b_mlp2_shape"]
+    gamma2_shape = cache["gamma2_shape"]
+    beta2_shape = cache["beta2_shape"]
     saved_l__2 = cache["saved_l__2"]
     saved_l_ = cache["saved_l_"]
     # 5 loss(θ) ← −Σ_{t=1}^{ℓ − 1} log P(θ)[x_n[t + 1], t]
-    g10001 = np.negative(d_loss, out=_buf(workspace, 'EDTraining:bg10001', batch + (), dtype)) # (…,)
+    g10001 = np.negative(d_loss, out=_buf(workspace, 'EDTraining:b@1.1.1', batch + (), dtype)) # (…,)
     g10002 = np.broadcast_to(np.expand_dims(g10001, -1), shape_181) # (…, ℓ − 1)
-    g10003 = np.divide(g10002, _180, out=_buf(workspace, 'EDTraining:bg10003', batch + (-1 + ell,), dtype)) # (…, ℓ − 1)
+    g10003 = np.divide(g10002, _180, out=_buf(workspace, 'EDTraining:b@1.2.1', batch + (-1 + ell,), dtype)) # (…, ℓ − 1)
     g10004 = _put_along(g10003, _179 - 1, shape_177, -1)        # (…, ℓ − 1, ℓ)
     g10005 = _put_along(g10004, _175 - 1, shape_176, -2)        # (…, 1, N_V, ℓ)
     d_P = np.squeeze(g10005, -3)                                # (…, N_V, ℓ)
     # EDTransformer 21 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ_x}
-    g10007 = _softmax_grad(d_P, P, -2, _buf(workspace, 'EDTraining:bg10007', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
+    g10007 = _softmax_grad(d_P, P, -2, _buf(workspace, 'EDTraining:b@1.5.1', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
     g10008 = np.swapaxes(W_u, -1, -2)                           # (d_e, N_V)
-    d_X_6 = np.matmul(g10008, g10007, out=_buf(workspace, 'EDTraining:bd_X_6', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+    d_X_6 = np.matmul(g10008, g10007, out=_buf(workspace, 'EDTraining:b@1.6.1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
     g10010 = np.swapaxes(g10007, -1, -2)                        # (…, ℓ, N_V)
     g10011 = np.swapaxes(X_6, -1, -2)                           # (…, ℓ, d_e)
-    d_W_u = _wgrad(g10010, g10011, _buf(workspace, 'EDTraining:bd_W_u', (N_V, d_e), dtype)) # (N_V, d_e)
+    d_W_u = _wgrad(g10010, g10011, _buf(workspace, 'EDTraining:b@1.7.1', (N_V, d_e), dtype)) # (N_V, d_e)
     g10013 = d_X_6
     d_W_q_2 = _buf(workspace, 'EDTraining:bd_W_q_2', params.W_q_2.shape, dtype)
     d_W_q_2.fill(0)
@@ -670,202 +702,203 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     d_beta5.fill(0)
     g10153 = 0
     for l__2 in reversed(range(L_dec)):
-        x_hat_3, gamma3_l_2, beta3_l_2, x_hat_4, gamma4_l_2, beta4_l_2, gamma5_l_2, x_hat_5, sigma_5, W_mlp4_l_2, _149, _148, W_mlp3_l_2, sigma_4, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, _125, _122, Q_3, W_v_3_l_2, W_k_3_l_2, W_q_3_l_2, sigma_3, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, _90, _84, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2, = saved_l__2[l__2]
-        # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        _108 = np.multiply(x_hat_3, gamma3_l_2, out=_buf(workspace, 'EDTraining:b_108', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        e_hat_3 = np.add(_108, beta3_l_2, out=_108)             # (…, ℓ, d_e)
-        # EDTransformer 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
-        _110 = np.swapaxes(e_hat_3, -1, -2)                     # (…, d_e, ℓ)
-        # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        _111 = np.expand_dims(_110, -3)                         # (…, 1, d_e, ℓ)
-        # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        _143 = np.multiply(x_hat_4, gamma4_l_2, out=_buf(workspace, 'EDTraining:b_143', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        e_hat_4 = np.add(_143, beta4_l_2, out=_143)             # (…, ℓ, d_e)
-        # EDTransformer 17 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^4_l, β^4_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
-        _145 = np.swapaxes(e_hat_4, -1, -2)                     # (…, d_e, ℓ)
+        gamma5_l_2, x_hat_5, sigma_5, W_mlp4_l_2, _149, _148, W_mlp3_l_2, x_hat_4, gamma4_l_2, beta4_l_2, sigma_4, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, _125, _122, Q_3, W_v_3_l_2, W_k_3_l_2, W_q_3_l_2, x_hat_3, gamma3_l_2, beta3_l_2, sigma_3, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, _90, _84, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2, = saved_l__2[l__2]
         # EDTransformer 19 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^5_l, β^5_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         d_e_hat_5 = np.swapaxes(g10013, -1, -2)                 # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta5_l_2 = _sum_to(d_e_hat_5, 1, ())                 # (d_e,)
-        d_x_hat_5 = np.multiply(d_e_hat_5, gamma5_l_2, out=_buf(workspace, 'EDTraining:bd_x_hat_5', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10017 = np.multiply(d_e_hat_5, x_hat_5, out=_buf(workspace, 'EDTraining:bg10017', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_x_hat_5 = np.multiply(d_e_hat_5, gamma5_l_2, out=_buf(workspace, 'EDTraining:b@2.1.1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10017 = np.multiply(d_e_hat_5, x_hat_5, out=_buf(workspace, 'EDTraining:b@2.1.2', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         d_gamma5_l_2 = _sum_to(g10017, 1, ())                   # (d_e,)
-        g10019 = _layer_norm_grad(d_x_hat_5, x_hat_5, sigma_5, -1, _buf(workspace, 'EDTraining:bg10019', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10019 = _layer_norm_grad(d_x_hat_5, x_hat_5, sigma_5, -1, _buf(workspace, 'EDTraining:b@2.1.3', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # EDTransformer 19 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^5_l, β^5_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         d_X_5 = np.swapaxes(g10019, -1, -2)                     # (…, d_e, ℓ)
         # EDTransformer 18 X ← X + W^l_mlp4 ReLU(W^l_mlp3 X + b^l_mlp3 1^⊤) + b^l_mlp4 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ_x}
         g10021 = _sum_to(d_X_5, 2, (-1,))                       # (d_e, 1)
         d_b_mlp4_l_2 = np.squeeze(g10021, -1)                   # (d_e,)
         g10023 = np.swapaxes(W_mlp4_l_2, -1, -2)                # (d_mlp, d_e)
-        g10024 = np.matmul(g10023, d_X_5, out=_buf(workspace, 'EDTraining:bg10024', batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
+        g10024 = np.matmul(g10023, d_X_5, out=_buf(workspace, 'EDTraining:b@2.2.1', batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
         g10025 = np.swapaxes(d_X_5, -1, -2)                     # (…, ℓ, d_e)
         g10026 = np.swapaxes(_149, -1, -2)                      # (…, ℓ, d_mlp)
-        d_W_mlp4_l_2 = _wgrad(g10025, g10026, _buf(workspace, 'EDTraining:bd_W_mlp4_l_2', (d_e, d_mlp), dtype)) # (d_e, d_mlp)
+        d_W_mlp4_l_2 = _wgrad(g10025, g10026, _buf(workspace, 'EDTraining:b@2.3.1', (d_e, d_mlp), dtype)) # (d_e, d_mlp)
         g10028 = (_148 > 0)                                     # (…, d_mlp, ℓ)
-        g10029 = np.multiply(g10024, g10028, out=_buf(workspace, 'EDTraining:bg10029', batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
+        g10029 = np.multiply(g10024, g10028, out=_buf(workspace, 'EDTraining:b@2.2.2', batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
         g10030 = _sum_to(g10029, 2, (-1,))                      # (d_mlp, 1)
         d_b_mlp3_l_2 = np.squeeze(g10030, -1)                   # (d_mlp,)
         g10032 = np.swapaxes(W_mlp3_l_2, -1, -2)                # (d_e, d_mlp)
-        g10033 = np.matmul(g10032, g10029, out=_buf(workspace, 'EDTraining:bg10033', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        g10033 = np.matmul(g10032, g10029, out=_buf(workspace, 'EDTraining:b@2.4.1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         g10034 = np.swapaxes(g10029, -1, -2)                    # (…, ℓ, d_mlp)
+        # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
+        _143 = np.multiply(x_hat_4, gamma4_l_2, out=_buf(workspace, 'EDTraining:b@2.1.4', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        e_hat_4 = np.add(_143, beta4_l_2, out=_143)             # (…, ℓ, d_e)
+        # EDTransformer 17 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^4_l, β^4_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
+        _145 = np.swapaxes(e_hat_4, -1, -2)                     # (…, d_e, ℓ)
+        # EDTransformer 18 X ← X + W^l_mlp4 ReLU(W^l_mlp3 X + b^l_mlp3 1^⊤) + b^l_mlp4 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ_x}
         g10035 = np.swapaxes(_145, -1, -2)                      # (…, ℓ, d_e)
-        d_W_mlp3_l_2 = _wgrad(g10034, g10035, _buf(workspace, 'EDTraining:bd_W_mlp3_l_2', (d_mlp, d_e), dtype)) # (d_mlp, d_e)
+        d_W_mlp3_l_2 = _wgrad(g10034, g10035, _buf(workspace, 'EDTraining:b@2.5.1', (d_mlp, d_e), dtype)) # (d_mlp, d_e)
         g10037 = np.add(d_X_5, g10033, out=g10033)              # (…, d_e, ℓ)
         # EDTransformer 17 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^4_l, β^4_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         d_e_hat_4 = np.swapaxes(g10037, -1, -2)                 # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta4_l_2 = _sum_to(d_e_hat_4, 1, ())                 # (d_e,)
-        d_x_hat_4 = np.multiply(d_e_hat_4, gamma4_l_2, out=_buf(workspace, 'EDTraining:bd_x_hat_4', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10041 = np.multiply(d_e_hat_4, x_hat_4, out=_buf(workspace, 'EDTraining:bg10041', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_x_hat_4 = np.multiply(d_e_hat_4, gamma4_l_2, out=_buf(workspace, 'EDTraining:b@2.1.4', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10041 = np.multiply(d_e_hat_4, x_hat_4, out=_buf(workspace, 'EDTraining:b@2.1.5', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         d_gamma4_l_2 = _sum_to(g10041, 1, ())                   # (d_e,)
-        g10043 = _layer_norm_grad(d_x_hat_4, x_hat_4, sigma_4, -1, _buf(workspace, 'EDTraining:bg10043', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10043 = _layer_norm_grad(d_x_hat_4, x_hat_4, sigma_4, -1, _buf(workspace, 'EDTraining:b@2.1.6', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # EDTransformer 17 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^4_l, β^4_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         d_X_4 = np.swapaxes(g10043, -1, -2)                     # (…, d_e, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10045 = _sum_to(d_X_4, 2, (-1,))                       # (d_e, 1)
         d_b_o_3_l_2 = np.squeeze(g10045, -1)                    # (d_e,)
         g10047 = np.swapaxes(W_o_3_l_2, -1, -2)                 # (H·d_mid, d_e)
-        d_Y_3 = np.matmul(g10047, d_X_4, out=_buf(workspace, 'EDTraining:bd_Y_3', batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
+        d_Y_3 = np.matmul(g10047, d_X_4, out=_buf(workspace, 'EDTraining:b@2.6.1', batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
         g10049 = np.swapaxes(d_X_4, -1, -2)                     # (…, ℓ, d_e)
         g10050 = np.swapaxes(Y_3, -1, -2)                       # (…, ℓ, H·d_mid)
-        d_W_o_3_l_2 = _wgrad(g10049, g10050, _buf(workspace, 'EDTraining:bd_W_o_3_l_2', (d_e, H*d_mid), dtype)) # (d_e, H·d_mid)
+        d_W_o_3_l_2 = _wgrad(g10049, g10050, _buf(workspace, 'EDTraining:b@2.7.1', (d_e, H*d_mid), dtype)) # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         d_V_tilde_5 = d_Y_3.reshape(V_tilde_5_shape)            # (…, H, d_mid, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10053 = np.swapaxes(V_3, -1, -2)                       # (…, H, ℓ_z, d_mid)
-        g10054 = np.matmul(g10053, d_V_tilde_5, out=_buf(workspace, 'EDTraining:bg10054', batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
+        g10054 = np.matmul(g10053, d_V_tilde_5, out=_buf(workspace, 'EDTraining:b@2.8.1', batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
         g10055 = np.swapaxes(_125, -1, -2)                      # (…, H, ℓ, ℓ_z)
-        d_V_3 = np.matmul(d_V_tilde_5, g10055, out=_buf(workspace, 'EDTraining:bd_V_3', batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
-        g10057 = _softmax_grad(g10054, _125, -2, _buf(workspace, 'EDTraining:bg10057', batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
-        d_S_3 = np.divide(g10057, _88, out=_buf(workspace, 'EDTraining:bd_S_3', batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
+        d_V_3 = np.matmul(d_V_tilde_5, g10055, out=_buf(workspace, 'EDTraining:b@2.9.1', batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
+        g10057 = _softmax_grad(g10054, _125, -2, _buf(workspace, 'EDTraining:b@2.8.2', batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
+        d_S_3 = np.divide(g10057, _88, out=_buf(workspace, 'EDTraining:b@2.8.3', batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         g10062 = np.swapaxes(_122, -1, -2)                      # (…, H, d_attn, ℓ_z)
-        d_Q_3 = np.matmul(g10062, d_S_3, out=_buf(workspace, 'EDTraining:bd_Q_3', batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        d_Q_3 = np.matmul(g10062, d_S_3, out=_buf(workspace, 'EDTraining:b@2.10.1', batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
         g10064 = np.swapaxes(Q_3, -1, -2)                       # (…, H, ℓ, d_attn)
-        g10065 = np.matmul(d_S_3, g10064, out=_buf(workspace, 'EDTraining:bg10065', batch + (H, ell_z, d_attn), dtype)) # (…, H, ℓ_z, d_attn)
+        g10065 = np.matmul(d_S_3, g10064, out=_buf(workspace, 'EDTraining:b@2.11.1', batch + (H, ell_z, d_attn), dtype)) # (…, H, ℓ_z, d_attn)
         d_K_3 = np.swapaxes(g10065, -1, -2)                     # (…, H, d_attn, ℓ_z)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
         g10067 = _sum_to(d_V_3, 3, (-1,))                       # (H, d_mid, 1)
         d_b_v_3_l_2 = np.squeeze(g10067, -1)                    # (H, d_mid)
         g10069 = np.swapaxes(W_v_3_l_2, -1, -2)                 # (H, d_e, d_mid)
-        g10070 = np.matmul(g10069, d_V_3, out=_buf(workspace, 'EDTraining:bg10070', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10070 = np.matmul(g10069, d_V_3, out=_buf(workspace, 'EDTraining:b@2.12.1', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
         g10071 = np.swapaxes(_115, -1, -2)                      # (…, 1, ℓ_z, d_e)
-        g10072 = np.matmul(d_V_3, g10071, out=_buf(workspace, 'EDTraining:bg10072', batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        g10072 = np.matmul(d_V_3, g10071, out=_buf(workspace, 'EDTraining:b@2.13.1', batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
         d_W_v_3_l_2 = _sum_to(g10072, 3, ())                    # (H, d_mid, d_e)
         g10074 = _sum_to(g10070, None, (-3,))                   # (…, 1, d_e, ℓ_z)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
         g10075 = _sum_to(d_K_3, 3, (-1,))                       # (H, d_attn, 1)
         d_b_k_3_l_2 = np.squeeze(g10075, -1)                    # (H, d_attn)
         g10077 = np.swapaxes(W_k_3_l_2, -1, -2)                 # (H, d_e, d_attn)
-        g10078 = np.matmul(g10077, d_K_3, out=_buf(workspace, 'EDTraining:bg10078', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10078 = np.matmul(g10077, d_K_3, out=_buf(workspace, 'EDTraining:b@2.12.2', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
         g10079 = np.swapaxes(_115, -1, -2)                      # (…, 1, ℓ_z, d_e)
-        g10080 = np.matmul(d_K_3, g10079, out=_buf(workspace, 'EDTraining:bg10080', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        g10080 = np.matmul(d_K_3, g10079, out=_buf(workspace, 'EDTraining:b@2.14.1', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         d_W_k_3_l_2 = _sum_to(g10080, 3, ())                    # (H, d_attn, d_e)
         g10082 = _sum_to(g10078, None, (-3,))                   # (…, 1, d_e, ℓ_z)
-        g10083 = np.add(g10074, g10082, out=_buf(workspace, 'EDTraining:bg10083', batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
+        g10083 = np.add(g10074, g10082, out=_buf(workspace, 'EDTraining:b@2.15.1', batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
         g10084 = _sum_to(d_Q_3, 3, (-1,))                       # (H, d_attn, 1)
         d_b_q_3_l_2 = np.squeeze(g10084, -1)                    # (H, d_attn)
         g10086 = np.swapaxes(W_q_3_l_2, -1, -2)                 # (H, d_e, d_attn)
-        g10087 = np.matmul(g10086, d_Q_3, out=_buf(workspace, 'EDTraining:bg10087', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10087 = np.matmul(g10086, d_Q_3, out=_buf(workspace, 'EDTraining:b@2.16.1', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
+        _108 = np.multiply(x_hat_3, gamma3_l_2, out=_buf(workspace, 'EDTraining:b@2.1.7', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        e_hat_3 = np.add(_108, beta3_l_2, out=_108)             # (…, ℓ, d_e)
+        # EDTransformer 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
+        _110 = np.swapaxes(e_hat_3, -1, -2)                     # (…, d_e, ℓ)
+        # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
+        _111 = np.expand_dims(_110, -3)                         # (…, 1, d_e, ℓ)
         g10088 = np.swapaxes(_111, -1, -2)                      # (…, 1, ℓ, d_e)
-        g10089 = np.matmul(d_Q_3, g10088, out=_buf(workspace, 'EDTraining:bg10089', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        g10089 = np.matmul(d_Q_3, g10088, out=_buf(workspace, 'EDTraining:b@2.14.2', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         d_W_q_3_l_2 = _sum_to(g10089, 3, ())                    # (H, d_attn, d_e)
         g10091 = _sum_to(g10087, None, (-3,))                   # (…, 1, d_e, ℓ)
         g10092 = np.squeeze(g10091, -3)                         # (…, d_e, ℓ)
-        g10093 = np.add(d_X_4, g10092, out=_buf(workspace, 'EDTraining:bg10093', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        g10093 = np.add(d_X_4, g10092, out=_buf(workspace, 'EDTraining:b@2.4.2', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         # EDTransformer 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         d_e_hat_3 = np.swapaxes(g10093, -1, -2)                 # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta3_l_2 = _sum_to(d_e_hat_3, 1, ())                 # (d_e,)
-        d_x_hat_3 = np.multiply(d_e_hat_3, gamma3_l_2, out=_buf(workspace, 'EDTraining:bd_x_hat_3', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10097 = np.multiply(d_e_hat_3, x_hat_3, out=_buf(workspace, 'EDTraining:bg10097', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_x_hat_3 = np.multiply(d_e_hat_3, gamma3_l_2, out=_buf(workspace, 'EDTraining:b@2.1.7', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10097 = np.multiply(d_e_hat_3, x_hat_3, out=_buf(workspace, 'EDTraining:b@2.1.8', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         d_gamma3_l_2 = _sum_to(g10097, 1, ())                   # (d_e,)
-        g10099 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'EDTraining:bg10099', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10099 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'EDTraining:b@2.1.9', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # EDTransformer 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         d_X_3 = np.swapaxes(g10099, -1, -2)                     # (…, d_e, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10101 = _sum_to(d_X_3, 2, (-1,))                       # (d_e, 1)
         d_b_o_2_l_2 = np.squeeze(g10101, -1)                    # (d_e,)
         g10103 = np.swapaxes(W_o_2_l_2, -1, -2)                 # (H·d_mid, d_e)
-        d_Y_2 = np.matmul(g10103, d_X_3, out=_buf(workspace, 'EDTraining:bd_Y_2', batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
+        d_Y_2 = np.matmul(g10103, d_X_3, out=_buf(workspace, 'EDTraining:b@2.6.2', batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
         g10105 = np.swapaxes(d_X_3, -1, -2)                     # (…, ℓ, d_e)
         g10106 = np.swapaxes(Y_2, -1, -2)                       # (…, ℓ, H·d_mid)
-        d_W_o_2_l_2 = _wgrad(g10105, g10106, _buf(workspace, 'EDTraining:bd_W_o_2_l_2', (d_e, H*d_mid), dtype)) # (d_e, H·d_mid)
+        d_W_o_2_l_2 = _wgrad(g10105, g10106, _buf(workspace, 'EDTraining:b@2.7.2', (d_e, H*d_mid), dtype)) # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         d_V_tilde_3 = d_Y_2.reshape(V_tilde_3_shape)            # (…, H, d_mid, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10109 = np.swapaxes(V_2, -1, -2)                       # (…, H, ℓ, d_mid)
-        g10110 = np.matmul(g10109, d_V_tilde_3, out=_buf(workspace, 'EDTraining:bg10110', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        g10110 = np.matmul(g10109, d_V_tilde_3, out=_buf(workspace, 'EDTraining:b@2.17.1', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         g10111 = np.swapaxes(_90, -1, -2)                       # (…, H, ℓ, ℓ)
-        d_V_2 = np.matmul(d_V_tilde_3, g10111, out=_buf(workspace, 'EDTraining:bd_V_2', batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
-        g10113 = _softmax_grad(g10110, _90, -2, _buf(workspace, 'EDTraining:bg10113', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        g10114 = np.divide(g10113, _88, out=_buf(workspace, 'EDTraining:bg10114', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        d_V_2 = np.matmul(d_V_tilde_3, g10111, out=_buf(workspace, 'EDTraining:b@2.18.1', batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
+        g10113 = _softmax_grad(g10110, _90, -2, _buf(workspace, 'EDTraining:b@2.17.2', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        g10114 = np.divide(g10113, _88, out=_buf(workspace, 'EDTraining:b@2.17.3', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
-        d_S_2 = _where(_86, 0, g10114, _buf(workspace, 'EDTraining:bd_S_2', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        d_S_2 = _where(_86, 0, g10114, _buf(workspace, 'EDTraining:b@2.17.4', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         g10120 = np.swapaxes(_84, -1, -2)                       # (…, H, d_attn, ℓ)
-        d_Q_2 = np.matmul(g10120, d_S_2, out=_buf(workspace, 'EDTraining:bd_Q_2', batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        d_Q_2 = np.matmul(g10120, d_S_2, out=_buf(workspace, 'EDTraining:b@2.10.2', batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
         g10122 = np.swapaxes(Q_2, -1, -2)                       # (…, H, ℓ, d_attn)
-        g10123 = np.matmul(d_S_2, g10122, out=_buf(workspace, 'EDTraining:bg10123', batch + (H, ell, d_attn), dtype)) # (…, H, ℓ, d_attn)
+        g10123 = np.matmul(d_S_2, g10122, out=_buf(workspace, 'EDTraining:b@2.19.1', batch + (H, ell, d_attn), dtype)) # (…, H, ℓ, d_attn)
         d_K_2 = np.swapaxes(g10123, -1, -2)                     # (…, H, d_attn, ℓ)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
         g10125 = _sum_to(d_V_2, 3, (-1,))                       # (H, d_mid, 1)
         d_b_v_2_l_2 = np.squeeze(g10125, -1)                    # (H, d_mid)
         g10127 = np.swapaxes(W_v_2_l_2, -1, -2)                 # (H, d_e, d_mid)
-        g10128 = np.matmul(g10127, d_V_2, out=_buf(workspace, 'EDTraining:bg10128', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10128 = np.matmul(g10127, d_V_2, out=_buf(workspace, 'EDTraining:b@2.16.2', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
         g10129 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10130 = np.matmul(d_V_2, g10129, out=_buf(workspace, 'EDTraining:bg10130', batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        g10130 = np.matmul(d_V_2, g10129, out=_buf(workspace, 'EDTraining:b@2.13.2', batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
         d_W_v_2_l_2 = _sum_to(g10130, 3, ())                    # (H, d_mid, d_e)
         g10132 = _sum_to(g10128, None, (-3,))                   # (…, 1, d_e, ℓ)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
         g10133 = _sum_to(d_K_2, 3, (-1,))                       # (H, d_attn, 1)
         d_b_k_2_l_2 = np.squeeze(g10133, -1)                    # (H, d_attn)
         g10135 = np.swapaxes(W_k_2_l_2, -1, -2)                 # (H, d_e, d_attn)
-        g10136 = np.matmul(g10135, d_K_2, out=_buf(workspace, 'EDTraining:bg10136', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10136 = np.matmul(g10135, d_K_2, out=_buf(workspace, 'EDTraining:b@2.16.3', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
         g10137 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10138 = np.matmul(d_K_2, g10137, out=_buf(workspace, 'EDTraining:bg10138', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        g10138 = np.matmul(d_K_2, g10137, out=_buf(workspace, 'EDTraining:b@2.14.3', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         d_W_k_2_l_2 = _sum_to(g10138, 3, ())                    # (H, d_attn, d_e)
         g10140 = _sum_to(g10136, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10141 = np.add(g10132, g10140, out=_buf(workspace, 'EDTraining:bg10141', batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
+        g10141 = np.add(g10132, g10140, out=_buf(workspace, 'EDTraining:b@2.20.1', batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
         g10142 = _sum_to(d_Q_2, 3, (-1,))                       # (H, d_attn, 1)
         d_b_q_2_l_2 = np.squeeze(g10142, -1)                    # (H, d_attn)
         g10144 = np.swapaxes(W_q_2_l_2, -1, -2)                 # (H, d_e, d_attn)
-        g10145 = np.matmul(g10144, d_Q_2, out=_buf(workspace, 'EDTraining:bg10145', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10145 = np.matmul(g10144, d_Q_2, out=_buf(workspace, 'EDTraining:b@2.16.3', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
         g10146 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10147 = np.matmul(d_Q_2, g10146, out=_buf(workspace, 'EDTraining:bg10147', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        g10147 = np.matmul(d_Q_2, g10146, out=_buf(workspace, 'EDTraining:b@2.14.4', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         d_W_q_2_l_2 = _sum_to(g10147, 3, ())                    # (H, d_attn, d_e)
         g10149 = _sum_to(g10145, None, (-3,))                   # (…, 1, d_e, ℓ)
         g10150 = np.add(g10141, g10149, out=g10141)             # (…, 1, d_e, ℓ)
         g10151 = np.squeeze(g10150, -3)                         # (…, d_e, ℓ)
         d_X_2 = np.add(d_X_3, g10151, out=_buf(workspace, ('EDTraining:bd_X_2', l__2 % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-        d_W_q_2[l__2] += d_W_q_2_l_2
-        d_b_q_2[l__2] += d_b_q_2_l_2
-        d_W_k_2[l__2] += d_W_k_2_l_2
-        d_b_k_2[l__2] += d_b_k_2_l_2
-        d_W_v_2[l__2] += d_W_v_2_l_2
-        d_b_v_2[l__2] += d_b_v_2_l_2
-        d_W_o_2[l__2] += d_W_o_2_l_2
-        d_b_o_2[l__2] += d_b_o_2_l_2
-        d_gamma3[l__2] += d_gamma3_l_2
-        d_beta3[l__2] += d_beta3_l_2
-        d_W_q_3[l__2] += d_W_q_3_l_2
-        d_b_q_3[l__2] += d_b_q_3_l_2
-        d_W_k_3[l__2] += d_W_k_3_l_2
-        d_b_k_3[l__2] += d_b_k_3_l_2
-        d_W_v_3[l__2] += d_W_v_3_l_2
-        d_b_v_3[l__2] += d_b_v_3_l_2
-        d_W_o_3[l__2] += d_W_o_3_l_2
-        d_b_o_3[l__2] += d_b_o_3_l_2
-        d_gamma4[l__2] += d_gamma4_l_2
-        d_beta4[l__2] += d_beta4_l_2
-        d_W_mlp4[l__2] += d_W_mlp4_l_2
-        d_W_mlp3[l__2] += d_W_mlp3_l_2
-        d_b_mlp3[l__2] += d_b_mlp3_l_2
-        d_b_mlp4[l__2] += d_b_mlp4_l_2
-        d_gamma5[l__2] += d_gamma5_l_2
-        d_beta5[l__2] += d_beta5_l_2
+        d_W_q_2[..., l__2, :, :, :] += d_W_q_2_l_2
+        d_b_q_2[..., l__2, :, :] += d_b_q_2_l_2
+        d_W_k_2[..., l__2, :, :, :] += d_W_k_2_l_2
+        d_b_k_2[..., l__2, :, :] += d_b_k_2_l_2
+        d_W_v_2[..., l__2, :, :, :] += d_W_v_2_l_2
+        d_b_v_2[..., l__2, :, :] += d_b_v_2_l_2
+        d_W_o_2[..., l__2, :, :] += d_W_o_2_l_2
+        d_b_o_2[..., l__2, :] += d_b_o_2_l_2
+        d_gamma3[..., l__2, :] += d_gamma3_l_2
+        d_beta3[..., l__2, :] += d_beta3_l_2
+        d_W_q_3[..., l__2, :, :, :] += d_W_q_3_l_2
+        d_b_q_3[..., l__2, :, :] += d_b_q_3_l_2
+        d_W_k_3[..., l__2, :, :, :] += d_W_k_3_l_2
+        d_b_k_3[..., l__2, :, :] += d_b_k_3_l_2
+        d_W_v_3[..., l__2, :, :, :] += d_W_v_3_l_2
+        d_b_v_3[..., l__2, :, :] += d_b_v_3_l_2
+        d_W_o_3[..., l__2, :, :] += d_W_o_3_l_2
+        d_b_o_3[..., l__2, :] += d_b_o_3_l_2
+        d_gamma4[..., l__2, :] += d_gamma4_l_2
+        d_beta4[..., l__2, :] += d_beta4_l_2
+        d_W_mlp4[..., l__2, :, :] += d_W_mlp4_l_2
+        d_W_mlp3[..., l__2, :, :] += d_W_mlp3_l_2
+        d_b_mlp3[..., l__2, :] += d_b_mlp3_l_2
+        d_b_mlp4[..., l__2, :] += d_b_mlp4_l_2
+        d_gamma5[..., l__2, :] += d_gamma5_l_2
+        d_beta5[..., l__2, :] += d_beta5_l_2
         g10153 = g10153 + g10083
         g10013 = d_X_2
     # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
@@ -877,153 +910,154 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     g10157 = _scatter_rows(g10156, _66 - 1, _4)                 # (ℓ_max, d_e)
     g10158 = _scatter_rows(d_e_2, x_n - 1, _1)                  # (N_V, d_e)
     g10159 = d_Z_5
-    d_W_q = _buf(workspace, 'EDTraining:bd_W_q', params.W_q.shape, dtype)
+    d_W_q = _buf(workspace, 'EDTraining:bd_W_q', W_q_shape, dtype)
     d_W_q.fill(0)
-    d_b_q = _buf(workspace, 'EDTraining:bd_b_q', params.b_q.shape, dtype)
+    d_b_q = _buf(workspace, 'EDTraining:bd_b_q', b_q_shape, dtype)
     d_b_q.fill(0)
-    d_W_k = _buf(workspace, 'EDTraining:bd_W_k', params.W_k.shape, dtype)
+    d_W_k = _buf(workspace, 'EDTraining:bd_W_k', W_k_shape, dtype)
     d_W_k.fill(0)
-    d_b_k = _buf(workspace, 'EDTraining:bd_b_k', params.b_k.shape, dtype)
+    d_b_k = _buf(workspace, 'EDTraining:bd_b_k', b_k_shape, dtype)
     d_b_k.fill(0)
-    d_W_v = _buf(workspace, 'EDTraining:bd_W_v', params.W_v.shape, dtype)
+    d_W_v = _buf(workspace, 'EDTraining:bd_W_v', W_v_shape, dtype)
     d_W_v.fill(0)
-    d_b_v = _buf(workspace, 'EDTraining:bd_b_v', params.b_v.shape, dtype)
+    d_b_v = _buf(workspace, 'EDTraining:bd_b_v', b_v_shape, dtype)
     d_b_v.fill(0)
-    d_W_o = _buf(workspace, 'EDTraining:bd_W_o', params.W_o.shape, dtype)
+    d_W_o = _buf(workspace, 'EDTraining:bd_W_o', W_o_shape, dtype)
     d_W_o.fill(0)
-    d_b_o = _buf(workspace, 'EDTraining:bd_b_o', params.b_o.shape, dtype)
+    d_b_o = _buf(workspace, 'EDTraining:bd_b_o', b_o_shape, dtype)
     d_b_o.fill(0)
-    d_gamma1 = _buf(workspace, 'EDTraining:bd_gamma1', params.gamma1.shape, dtype)
+    d_gamma1 = _buf(workspace, 'EDTraining:bd_gamma1', gamma1_shape, dtype)
     d_gamma1.fill(0)
-    d_beta1 = _buf(workspace, 'EDTraining:bd_beta1', params.beta1.shape, dtype)
+    d_beta1 = _buf(workspace, 'EDTraining:bd_beta1', beta1_shape, dtype)
     d_beta1.fill(0)
-    d_W_mlp2 = _buf(workspace, 'EDTraining:bd_W_mlp2', params.W_mlp2.shape, dtype)
+    d_W_mlp2 = _buf(workspace, 'EDTraining:bd_W_mlp2', W_mlp2_shape, dtype)
     d_W_mlp2.fill(0)
-    d_W_mlp1 = _buf(workspace, 'EDTraining:bd_W_mlp1', params.W_mlp1.shape, dtype)
+    d_W_mlp1 = _buf(workspace, 'EDTraining:bd_W_mlp1', W_mlp1_shape, dtype)
     d_W_mlp1.fill(0)
-    d_b_mlp1 = _buf(workspace, 'EDTraining:bd_b_mlp1', params.b_mlp1.shape, dtype)
+    d_b_mlp1 = _buf(workspace, 'EDTraining:bd_b_mlp1', b_mlp1_shape, dtype)
     d_b_mlp1.fill(0)
-    d_b_mlp2 = _buf(workspace, 'EDTraining:bd_b_mlp2', params.b_mlp2.shape, dtype)
+    d_b_mlp2 = _buf(workspace, 'EDTraining:bd_b_mlp2', b_mlp2_shape, dtype)
     d_b_mlp2.fill(0)
-    d_gamma2 = _buf(workspace, 'EDTraining:bd_gamma2', params.gamma2.shape, dtype)
+    d_gamma2 = _buf(workspace, 'EDTraining:bd_gamma2', gamma2_shape, dtype)
     d_gamma2.fill(0)
-    d_beta2 = _buf(workspace, 'EDTraining:bd_beta2', params.beta2.shape, dtype)
+    d_beta2 = _buf(workspace, 'EDTraining:bd_beta2', beta2_shape, dtype)
     d_beta2.fill(0)
     for l_ in reversed(range(L_enc)):
-        x_hat, gamma1_l, beta1_l, gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, sigma, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l, = saved_l_[l_]
-        # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        _40 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, 'EDTraining:b_40', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        e_hat = np.add(_40, beta1_l, out=_40)                   # (…, ℓ_z, d_e)
-        # EDTransformer 6 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^1_l, β^1_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
-        _42 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ_z)
+        gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, x_hat, gamma1_l, beta1_l, sigma, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l, = saved_l_[l_]
         # EDTransformer 8 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^2_l, β^2_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         d_e_hat_2 = np.swapaxes(g10159, -1, -2)                 # (…, ℓ_z, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta2_l = _sum_to(d_e_hat_2, 1, ())                   # (d_e,)
-        d_x_hat_2 = np.multiply(d_e_hat_2, gamma2_l, out=_buf(workspace, 'EDTraining:bd_x_hat_2', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10163 = np.multiply(d_e_hat_2, x_hat_2, out=_buf(workspace, 'EDTraining:bg10163', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        d_x_hat_2 = np.multiply(d_e_hat_2, gamma2_l, out=_buf(workspace, 'EDTraining:b@3.1.1', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        g10163 = np.multiply(d_e_hat_2, x_hat_2, out=_buf(workspace, 'EDTraining:b@3.1.2', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         d_gamma2_l = _sum_to(g10163, 1, ())                     # (d_e,)
-        g10165 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, 'EDTraining:bg10165', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        g10165 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, 'EDTraining:b@3.1.3', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         # EDTransformer 8 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^2_l, β^2_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         d_Z_4 = np.swapaxes(g10165, -1, -2)                     # (…, d_e, ℓ_z)
         # EDTransformer 7 Z ← Z + W^l_mlp2 ReLU(W^l_mlp1 Z + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ Z ∈ ℝ^{d_e×ℓ_z}
         g10167 = _sum_to(d_Z_4, 2, (-1,))                       # (d_e, 1)
         d_b_mlp2_l = np.squeeze(g10167, -1)                     # (d_e,)
         g10169 = np.swapaxes(W_mlp2_l, -1, -2)                  # (d_mlp, d_e)
-        g10170 = np.matmul(g10169, d_Z_4, out=_buf(workspace, 'EDTraining:bg10170', batch + (d_mlp, ell_z), dtype)) # (…, d_mlp, ℓ_z)
+        g10170 = np.matmul(g10169, d_Z_4, out=_buf(workspace, 'EDTraining:b@3.2.1', batch + (d_mlp, ell_z), dtype)) # (…, d_mlp, ℓ_z)
         g10171 = np.swapaxes(d_Z_4, -1, -2)                     # (…, ℓ_z, d_e)
         g10172 = np.swapaxes(_46, -1, -2)                       # (…, ℓ_z, d_mlp)
-        d_W_mlp2_l = _wgrad(g10171, g10172, _buf(workspace, 'EDTraining:bd_W_mlp2_l', (d_e, d_mlp), dtype)) # (d_e, d_mlp)
+        d_W_mlp2_l = _wgrad(g10171, g10172, _buf(workspace, 'EDTraining:b@3.3.1', (d_e, d_mlp), dtype)) # (d_e, d_mlp)
         g10174 = (_45 > 0)                                      # (…, d_mlp, ℓ_z)
-        g10175 = np.multiply(g10170, g10174, out=_buf(workspace, 'EDTraining:bg10175', batch + (d_mlp, ell_z), dtype)) # (…, d_mlp, ℓ_z)
+        g10175 = np.multiply(g10170, g10174, out=_buf(workspace, 'EDTraining:b@3.2.2', batch + (d_mlp, ell_z), dtype)) # (…, d_mlp, ℓ_z)
         g10176 = _sum_to(g10175, 2, (-1,))                      # (d_mlp, 1)
         d_b_mlp1_l = np.squeeze(g10176, -1)                     # (d_mlp,)
         g10178 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
-        g10179 = np.matmul(g10178, g10175, out=_buf(workspace, 'EDTraining:bg10179', batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
+        g10179 = np.matmul(g10178, g10175, out=_buf(workspace, 'EDTraining:b@3.4.1', batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
         g10180 = np.swapaxes(g10175, -1, -2)                    # (…, ℓ_z, d_mlp)
+        # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
+        _40 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, 'EDTraining:b@3.1.4', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        e_hat = np.add(_40, beta1_l, out=_40)                   # (…, ℓ_z, d_e)
+        # EDTransformer 6 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^1_l, β^1_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
+        _42 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ_z)
+        # EDTransformer 7 Z ← Z + W^l_mlp2 ReLU(W^l_mlp1 Z + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ Z ∈ ℝ^{d_e×ℓ_z}
         g10181 = np.swapaxes(_42, -1, -2)                       # (…, ℓ_z, d_e)
-        d_W_mlp1_l = _wgrad(g10180, g10181, _buf(workspace, 'EDTraining:bd_W_mlp1_l', (d_mlp, d_e), dtype)) # (d_mlp, d_e)
+        d_W_mlp1_l = _wgrad(g10180, g10181, _buf(workspace, 'EDTraining:b@3.5.1', (d_mlp, d_e), dtype)) # (d_mlp, d_e)
         g10183 = np.add(d_Z_4, g10179, out=g10179)              # (…, d_e, ℓ_z)
         # EDTransformer 6 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^1_l, β^1_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         d_e_hat = np.swapaxes(g10183, -1, -2)                   # (…, ℓ_z, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta1_l = _sum_to(d_e_hat, 1, ())                     # (d_e,)
-        d_x_hat = np.multiply(d_e_hat, gamma1_l, out=_buf(workspace, 'EDTraining:bd_x_hat', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10187 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, 'EDTraining:bg10187', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        d_x_hat = np.multiply(d_e_hat, gamma1_l, out=_buf(workspace, 'EDTraining:b@3.1.4', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        g10187 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, 'EDTraining:b@3.1.5', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         d_gamma1_l = _sum_to(g10187, 1, ())                     # (d_e,)
-        g10189 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'EDTraining:bg10189', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        g10189 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'EDTraining:b@3.1.6', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         # EDTransformer 6 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^1_l, β^1_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         d_Z_3 = np.swapaxes(g10189, -1, -2)                     # (…, d_e, ℓ_z)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10191 = _sum_to(d_Z_3, 2, (-1,))                       # (d_e, 1)
         d_b_o_l = np.squeeze(g10191, -1)                        # (d_e,)
         g10193 = np.swapaxes(W_o_l, -1, -2)                     # (H·d_mid, d_e)
-        d_Y = np.matmul(g10193, d_Z_3, out=_buf(workspace, 'EDTraining:bd_Y', batch + (H*d_mid, ell_z), dtype)) # (…, H·d_mid, ℓ_z)
+        d_Y = np.matmul(g10193, d_Z_3, out=_buf(workspace, 'EDTraining:b@3.6.1', batch + (H*d_mid, ell_z), dtype)) # (…, H·d_mid, ℓ_z)
         g10195 = np.swapaxes(d_Z_3, -1, -2)                     # (…, ℓ_z, d_e)
         g10196 = np.swapaxes(Y, -1, -2)                         # (…, ℓ_z, H·d_mid)
-        d_W_o_l = _wgrad(g10195, g10196, _buf(workspace, 'EDTraining:bd_W_o_l', (d_e, H*d_mid), dtype)) # (d_e, H·d_mid)
+        d_W_o_l = _wgrad(g10195, g10196, _buf(workspace, 'EDTraining:b@3.7.1', (d_e, H*d_mid), dtype)) # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         d_V_tilde = d_Y.reshape(V_tilde_shape)                  # (…, H, d_mid, ℓ_z)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10199 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ_z, d_mid)
-        g10200 = np.matmul(g10199, d_V_tilde, out=_buf(workspace, 'EDTraining:bg10200', batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
+        g10200 = np.matmul(g10199, d_V_tilde, out=_buf(workspace, 'EDTraining:b@3.8.1', batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
         g10201 = np.swapaxes(_22, -1, -2)                       # (…, H, ℓ_z, ℓ_z)
-        d_V = np.matmul(d_V_tilde, g10201, out=_buf(workspace, 'EDTraining:bd_V', batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
-        g10203 = _softmax_grad(g10200, _22, -2, _buf(workspace, 'EDTraining:bg10203', batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
-        d_S = np.divide(g10203, _20, out=_buf(workspace, 'EDTraining:bd_S', batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
+        d_V = np.matmul(d_V_tilde, g10201, out=_buf(workspace, 'EDTraining:b@3.9.1', batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
+        g10203 = _softmax_grad(g10200, _22, -2, _buf(workspace, 'EDTraining:b@3.8.2', batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
+        d_S = np.divide(g10203, _20, out=_buf(workspace, 'EDTraining:b@3.8.3', batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         g10208 = np.swapaxes(_18, -1, -2)                       # (…, H, d_attn, ℓ_z)
-        d_Q = np.matmul(g10208, d_S, out=_buf(workspace, 'EDTraining:bd_Q', batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
+        d_Q = np.matmul(g10208, d_S, out=_buf(workspace, 'EDTraining:b@3.10.1', batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
         g10210 = np.swapaxes(Q, -1, -2)                         # (…, H, ℓ_z, d_attn)
-        g10211 = np.matmul(d_S, g10210, out=_buf(workspace, 'EDTraining:bg10211', batch + (H, ell_z, d_attn), dtype)) # (…, H, ℓ_z, d_attn)
+        g10211 = np.matmul(d_S, g10210, out=_buf(workspace, 'EDTraining:b@3.11.1', batch + (H, ell_z, d_attn), dtype)) # (…, H, ℓ_z, d_attn)
         d_K = np.swapaxes(g10211, -1, -2)                       # (…, H, d_attn, ℓ_z)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
         g10213 = _sum_to(d_V, 3, (-1,))                         # (H, d_mid, 1)
         d_b_v_l = np.squeeze(g10213, -1)                        # (H, d_mid)
         g10215 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
-        g10216 = np.matmul(g10215, d_V, out=_buf(workspace, 'EDTraining:bg10216', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10216 = np.matmul(g10215, d_V, out=_buf(workspace, 'EDTraining:b@3.12.1', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
         g10217 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
-        g10218 = np.matmul(d_V, g10217, out=_buf(workspace, 'EDTraining:bg10218', batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        g10218 = np.matmul(d_V, g10217, out=_buf(workspace, 'EDTraining:b@3.13.1', batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
         d_W_v_l = _sum_to(g10218, 3, ())                        # (H, d_mid, d_e)
         g10220 = _sum_to(g10216, None, (-3,))                   # (…, 1, d_e, ℓ_z)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
         g10221 = _sum_to(d_K, 3, (-1,))                         # (H, d_attn, 1)
         d_b_k_l = np.squeeze(g10221, -1)                        # (H, d_attn)
         g10223 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
-        g10224 = np.matmul(g10223, d_K, out=_buf(workspace, 'EDTraining:bg10224', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10224 = np.matmul(g10223, d_K, out=_buf(workspace, 'EDTraining:b@3.12.2', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
         g10225 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
-        g10226 = np.matmul(d_K, g10225, out=_buf(workspace, 'EDTraining:bg10226', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        g10226 = np.matmul(d_K, g10225, out=_buf(workspace, 'EDTraining:b@3.14.1', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         d_W_k_l = _sum_to(g10226, 3, ())                        # (H, d_attn, d_e)
         g10228 = _sum_to(g10224, None, (-3,))                   # (…, 1, d_e, ℓ_z)
-        g10229 = np.add(g10220, g10228, out=_buf(workspace, 'EDTraining:bg10229', batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
+        g10229 = np.add(g10220, g10228, out=_buf(workspace, 'EDTraining:b@3.15.1', batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
         g10230 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
         d_b_q_l = np.squeeze(g10230, -1)                        # (H, d_attn)
         g10232 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
-        g10233 = np.matmul(g10232, d_Q, out=_buf(workspace, 'EDTraining:bg10233', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10233 = np.matmul(g10232, d_Q, out=_buf(workspace, 'EDTraining:b@3.12.2', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
         g10234 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
-        g10235 = np.matmul(d_Q, g10234, out=_buf(workspace, 'EDTraining:bg10235', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        g10235 = np.matmul(d_Q, g10234, out=_buf(workspace, 'EDTraining:b@3.14.2', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         d_W_q_l = _sum_to(g10235, 3, ())                        # (H, d_attn, d_e)
         g10237 = _sum_to(g10233, None, (-3,))                   # (…, 1, d_e, ℓ_z)
         g10238 = np.add(g10229, g10237, out=g10229)             # (…, 1, d_e, ℓ_z)
         g10239 = np.squeeze(g10238, -3)                         # (…, d_e, ℓ_z)
         d_Z_2 = np.add(d_Z_3, g10239, out=_buf(workspace, ('EDTraining:bd_Z_2', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
-        d_W_q[l_] += d_W_q_l
-        d_b_q[l_] += d_b_q_l
-        d_W_k[l_] += d_W_k_l
-        d_b_k[l_] += d_b_k_l
-        d_W_v[l_] += d_W_v_l
-        d_b_v[l_] += d_b_v_l
-        d_W_o[l_] += d_W_o_l
-        d_b_o[l_] += d_b_o_l
-        d_gamma1[l_] += d_gamma1_l
-        d_beta1[l_] += d_beta1_l
-        d_W_mlp2[l_] += d_W_mlp2_l
-        d_W_mlp1[l_] += d_W_mlp1_l
-        d_b_mlp1[l_] += d_b_mlp1_l
-        d_b_mlp2[l_] += d_b_mlp2_l
-        d_gamma2[l_] += d_gamma2_l
-        d_beta2[l_] += d_beta2_l
+        d_W_q[..., l_, :, :, :] += d_W_q_l
+        d_b_q[..., l_, :, :] += d_b_q_l
+        d_W_k[..., l_, :, :, :] += d_W_k_l
+        d_b_k[..., l_, :, :] += d_b_k_l
+        d_W_v[..., l_, :, :, :] += d_W_v_l
+        d_b_v[..., l_, :, :] += d_b_v_l
+        d_W_o[..., l_, :, :] += d_W_o_l
+        d_b_o[..., l_, :] += d_b_o_l
+        d_gamma1[..., l_, :] += d_gamma1_l
+        d_beta1[..., l_, :] += d_beta1_l
+        d_W_mlp2[..., l_, :, :] += d_W_mlp2_l
+        d_W_mlp1[..., l_, :, :] += d_W_mlp1_l
+        d_b_mlp1[..., l_, :] += d_b_mlp1_l
+        d_b_mlp2[..., l_, :] += d_b_mlp2_l
+        d_gamma2[..., l_, :] += d_gamma2_l
+        d_beta2[..., l_, :] += d_beta2_l
         g10159 = d_Z_2
     # EDTransformer 3 Z ← [e_1, e_2, …, e_{ℓ_z}] ▷ Z ∈ ℝ^{d_e×ℓ_z}
     d_e_3 = np.swapaxes(g10159, -1, -2)                         # (…, ℓ_z, d_e)

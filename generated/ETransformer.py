@@ -225,7 +225,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         V = np.add(_15, _16, out=_15)                           # (…, H, d_mid, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         _18 = np.swapaxes(K, -1, -2)                            # (…, H, ℓ, d_attn)
-        S = np.matmul(_18, Q, out=_buf(workspace, 'ETransformer:fS', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        S = np.matmul(_18, Q, out=_buf(workspace, 'ETransformer:f@2.1.1', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _21 = np.divide(S, _20, out=S)                          # (…, H, ℓ, ℓ)
         _22 = _softmax(_21, -2, _buf(workspace, ('ETransformer:f_22', l_), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
@@ -234,7 +234,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         Y = V_tilde.reshape(V_tilde.shape[:-3] + (H*d_mid,) + V_tilde.shape[-3 + 2:]) # (…, H·d_mid, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _25 = np.matmul(W_o_l, Y, out=_buf(workspace, 'ETransformer:f_25', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        _25 = np.matmul(W_o_l, Y, out=_buf(workspace, 'ETransformer:f@2.2.1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         _26 = np.expand_dims(b_o_l, -1)                         # (d_e, 1)
         V_tilde_2 = np.add(_25, _26, out=_25)                   # (…, d_e, ℓ)
         # 5 X ← X + MHAttention(X | 𝓦_l, Mask = 1) ▷ X ∈ ℝ^{d_e×ℓ}
@@ -244,19 +244,19 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         beta1_l = beta1[l_]                                     # (d_e,)
         _29 = np.swapaxes(X_3, -1, -2)                          # (…, ℓ, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _30 = np.sum(_29, axis=-1, out=_buf(workspace, 'ETransformer:f_30', batch + (ell,), dtype)) # (…, ℓ)
+        _30 = np.sum(_29, axis=-1, out=_buf(workspace, 'ETransformer:f@2.3.1', batch + (ell,), dtype)) # (…, ℓ)
         m = np.divide(_30, d_e, out=_30)                        # (…, ℓ)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _32 = np.expand_dims(m, -1)                             # (…, ℓ, 1)
         _33 = np.subtract(_29, _32, out=_buf(workspace, ('ETransformer:f_33', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        _34 = np.multiply(_33, _33, out=_buf(workspace, 'ETransformer:f_34', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _34 = np.multiply(_33, _33, out=_buf(workspace, 'ETransformer:f@2.4.1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         _35 = np.sum(_34, axis=-1, out=_buf(workspace, ('ETransformer:f_35', l_), batch + (ell,), dtype)) # (…, ℓ)
         v = np.divide(_35, d_e, out=_35)                        # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _37 = np.sqrt(v, out=v)                                 # (…, ℓ)
         sigma = np.expand_dims(_37, -1)                         # (…, ℓ, 1)
         x_hat = np.divide(_33, sigma, out=_33)                  # (…, ℓ, d_e)
-        _40 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, 'ETransformer:f_40', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _40 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, 'ETransformer:f@2.4.1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         e_hat = np.add(_40, beta1_l, out=_40)                   # (…, ℓ, d_e)
         # 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
         _42 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ)
@@ -268,7 +268,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         _44 = np.expand_dims(b_mlp1_l, -1)                      # (d_mlp, 1)
         _45 = np.add(_43, _44, out=_43)                         # (…, d_mlp, ℓ)
         _46 = _gelu(_45)                                        # (…, d_mlp, ℓ)
-        _47 = np.matmul(W_mlp2_l, _46, out=_buf(workspace, 'ETransformer:f_47', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        _47 = np.matmul(W_mlp2_l, _46, out=_buf(workspace, 'ETransformer:f@2.2.1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         _48 = np.add(_42, _47, out=_47)                         # (…, d_e, ℓ)
         b_mlp2_l = b_mlp2[l_]                                   # (d_e,)
         _49 = np.expand_dims(b_mlp2_l, -1)                      # (d_e, 1)
@@ -278,12 +278,12 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         beta2_l = beta2[l_]                                     # (d_e,)
         _51 = np.swapaxes(X_4, -1, -2)                          # (…, ℓ, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _52 = np.sum(_51, axis=-1, out=_buf(workspace, 'ETransformer:f_52', batch + (ell,), dtype)) # (…, ℓ)
+        _52 = np.sum(_51, axis=-1, out=_buf(workspace, 'ETransformer:f@2.3.1', batch + (ell,), dtype)) # (…, ℓ)
         m_2 = np.divide(_52, d_e, out=_52)                      # (…, ℓ)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _54 = np.expand_dims(m_2, -1)                           # (…, ℓ, 1)
         _55 = np.subtract(_51, _54, out=_buf(workspace, ('ETransformer:f_55', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        _56 = np.multiply(_55, _55, out=_buf(workspace, 'ETransformer:f_56', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _56 = np.multiply(_55, _55, out=_buf(workspace, 'ETransformer:f@2.4.1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         _57 = np.sum(_56, axis=-1, out=_buf(workspace, ('ETransformer:f_57', l_), batch + (ell,), dtype)) # (…, ℓ)
         v_2 = np.divide(_57, d_e, out=_57)                      # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
@@ -294,37 +294,37 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         e_hat_2 = np.add(_62, beta2_l, out=_62)                 # (…, ℓ, d_e)
         # 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
         _64 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, ℓ)
-        saved_l_.append((x_hat, gamma1_l, beta1_l, gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, sigma, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l,))
+        saved_l_.append((gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, x_hat, gamma1_l, beta1_l, sigma, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l,))
         X_2 = _64
     X_5 = X_2
     # 10 X ← GELU(W_f X + b_f 1^⊤) ▷ X ∈ ℝ^{d_f×ℓ}
-    _65 = np.matmul(W_f, X_5, out=_buf(workspace, 'ETransformer:f_65', batch + (d_f, ell), dtype)) # (…, d_f, ℓ)
+    _65 = np.matmul(W_f, X_5, out=_buf(workspace, 'ETransformer:f@1.4.1', batch + (d_f, ell), dtype)) # (…, d_f, ℓ)
     _66 = np.expand_dims(b_f, -1)                               # (d_f, 1)
     _67 = np.add(_65, _66, out=_65)                             # (…, d_f, ℓ)
     X_6 = _gelu(_67)                                            # (…, d_f, ℓ)
     # 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
     _69 = np.swapaxes(X_6, -1, -2)                              # (…, ℓ, d_f)
     # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-    _70 = np.sum(_69, axis=-1, out=_buf(workspace, 'ETransformer:f_70', batch + (ell,), dtype)) # (…, ℓ)
+    _70 = np.sum(_69, axis=-1, out=_buf(workspace, 'ETransformer:f@1.5.1', batch + (ell,), dtype)) # (…, ℓ)
     m_3 = np.divide(_70, d_f, out=_70)                          # (…, ℓ)
     # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
     _72 = np.expand_dims(m_3, -1)                               # (…, ℓ, 1)
-    _73 = np.subtract(_69, _72, out=_buf(workspace, 'ETransformer:f_73', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
-    _74 = np.multiply(_73, _73, out=_buf(workspace, 'ETransformer:f_74', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
-    _75 = np.sum(_74, axis=-1, out=_buf(workspace, 'ETransformer:f_75', batch + (ell,), dtype)) # (…, ℓ)
+    _73 = np.subtract(_69, _72, out=_buf(workspace, 'ETransformer:f@1.6.1', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    _74 = np.multiply(_73, _73, out=_buf(workspace, 'ETransformer:f@1.6.2', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    _75 = np.sum(_74, axis=-1, out=_buf(workspace, 'ETransformer:f@1.5.1', batch + (ell,), dtype)) # (…, ℓ)
     v_3 = np.divide(_75, d_f, out=_75)                          # (…, ℓ)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
     _77 = np.sqrt(v_3, out=v_3)                                 # (…, ℓ)
     sigma_3 = np.expand_dims(_77, -1)                           # (…, ℓ, 1)
     x_hat_3 = np.divide(_73, sigma_3, out=_73)                  # (…, ℓ, d_f)
-    _80 = np.multiply(x_hat_3, gamma, out=_buf(workspace, 'ETransformer:f_80', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    _80 = np.multiply(x_hat_3, gamma, out=_buf(workspace, 'ETransformer:f@1.6.2', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     e_hat_3 = np.add(_80, beta, out=_80)                        # (…, ℓ, d_f)
     # 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
     _82 = np.swapaxes(e_hat_3, -1, -2)                          # (…, d_f, ℓ)
     # 12 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}; the paper declares W_u ∈ ℝ^{N_V×d_e}; here ℝ^{N_V×d_f}, so that W_u X is defined
-    _83 = np.matmul(W_u, _82, out=_buf(workspace, 'ETransformer:f_83', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
-    P = _softmax(_83, -2, _buf(workspace, 'ETransformer:fP', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
-    cache = {"N_V": N_V, "L": L, "H": H, "d_e": d_e, "d_mlp": d_mlp, "d_f": d_f, "d_attn": d_attn, "d_mid": d_mid, "ell": ell, "batch": batch, "dtype": dtype, "x_hat_3": x_hat_3, "P": P, "sigma_3": sigma_3, "_67": _67, "X_5": X_5, "_20": _20, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l_": saved_l_}
+    _83 = np.matmul(W_u, _82, out=_buf(workspace, 'ETransformer:f@1.7.1', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
+    P = _softmax(_83, -2, _buf(workspace, 'ETransformer:f@1.7.2', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
+    cache = {"N_V": N_V, "L": L, "H": H, "d_e": d_e, "d_mlp": d_mlp, "d_f": d_f, "d_attn": d_attn, "d_mid": d_mid, "ell": ell, "batch": batch, "dtype": dtype, "P": P, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_67": _67, "X_5": X_5, "_20": _20, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l_": saved_l_}
     return P, cache
 
 
@@ -345,11 +345,11 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     ell = cache["ell"]
     batch = cache["batch"]
     dtype = cache["dtype"]
+    P = cache["P"]
+    W_u = params.W_u
     x_hat_3 = cache["x_hat_3"]
     gamma = params.gamma
     beta = params.beta
-    P = cache["P"]
-    W_u = params.W_u
     sigma_3 = cache["sigma_3"]
     _67 = cache["_67"]
     W_f = params.W_f
@@ -360,26 +360,27 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     x = cache["x"]
     _1 = cache["_1"]
     saved_l_ = cache["saved_l_"]
+    # 12 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}; the paper declares W_u ∈ ℝ^{N_V×d_e}; here ℝ^{N_V×d_f}, so that W_u X is defined
+    g10001 = _softmax_grad(d_P, P, -2, _buf(workspace, 'ETransformer:b@1.1.1', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
+    g10002 = np.swapaxes(W_u, -1, -2)                           # (d_f, N_V)
+    g10003 = np.matmul(g10002, g10001, out=_buf(workspace, 'ETransformer:b@1.2.1', batch + (d_f, ell), dtype)) # (…, d_f, ℓ)
+    g10004 = np.swapaxes(g10001, -1, -2)                        # (…, ℓ, N_V)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-    _80 = np.multiply(x_hat_3, gamma, out=_buf(workspace, 'ETransformer:b_80', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    _80 = np.multiply(x_hat_3, gamma, out=_buf(workspace, 'ETransformer:b@1.3.1', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     e_hat_3 = np.add(_80, beta, out=_80)                        # (…, ℓ, d_f)
     # 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
     _82 = np.swapaxes(e_hat_3, -1, -2)                          # (…, d_f, ℓ)
     # 12 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}; the paper declares W_u ∈ ℝ^{N_V×d_e}; here ℝ^{N_V×d_f}, so that W_u X is defined
-    g10001 = _softmax_grad(d_P, P, -2, _buf(workspace, 'ETransformer:bg10001', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
-    g10002 = np.swapaxes(W_u, -1, -2)                           # (d_f, N_V)
-    g10003 = np.matmul(g10002, g10001, out=_buf(workspace, 'ETransformer:bg10003', batch + (d_f, ell), dtype)) # (…, d_f, ℓ)
-    g10004 = np.swapaxes(g10001, -1, -2)                        # (…, ℓ, N_V)
     g10005 = np.swapaxes(_82, -1, -2)                           # (…, ℓ, d_f)
-    d_W_u = _wgrad(g10004, g10005, _buf(workspace, 'ETransformer:bd_W_u', (N_V, d_f), dtype)) # (N_V, d_f)
+    d_W_u = _wgrad(g10004, g10005, _buf(workspace, 'ETransformer:b@1.4.1', (N_V, d_f), dtype)) # (N_V, d_f)
     # 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
     d_e_hat_3 = np.swapaxes(g10003, -1, -2)                     # (…, ℓ, d_f)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
     d_beta = _sum_to(d_e_hat_3, 1, ())                          # (d_f,)
-    d_x_hat_3 = np.multiply(d_e_hat_3, gamma, out=_buf(workspace, 'ETransformer:bd_x_hat_3', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
-    g10010 = np.multiply(d_e_hat_3, x_hat_3, out=_buf(workspace, 'ETransformer:bg10010', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    d_x_hat_3 = np.multiply(d_e_hat_3, gamma, out=_buf(workspace, 'ETransformer:b@1.3.1', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    g10010 = np.multiply(d_e_hat_3, x_hat_3, out=_buf(workspace, 'ETransformer:b@1.3.2', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     d_gamma = _sum_to(g10010, 1, ())                            # (d_f,)
-    g10012 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'ETransformer:bg10012', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    g10012 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'ETransformer:b@1.3.3', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     # 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
     d_X_6 = np.swapaxes(g10012, -1, -2)                         # (…, d_f, ℓ)
     # 10 X ← GELU(W_f X + b_f 1^⊤) ▷ X ∈ ℝ^{d_f×ℓ}
@@ -388,10 +389,10 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     g10016 = _sum_to(g10015, 2, (-1,))                          # (d_f, 1)
     d_b_f = np.squeeze(g10016, -1)                              # (d_f,)
     g10018 = np.swapaxes(W_f, -1, -2)                           # (d_e, d_f)
-    d_X_5 = np.matmul(g10018, g10015, out=_buf(workspace, 'ETransformer:bd_X_5', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+    d_X_5 = np.matmul(g10018, g10015, out=_buf(workspace, 'ETransformer:b@1.5.1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
     g10020 = np.swapaxes(g10015, -1, -2)                        # (…, ℓ, d_f)
     g10021 = np.swapaxes(X_5, -1, -2)                           # (…, ℓ, d_e)
-    d_W_f = _wgrad(g10020, g10021, _buf(workspace, 'ETransformer:bd_W_f', (d_f, d_e), dtype)) # (d_f, d_e)
+    d_W_f = _wgrad(g10020, g10021, _buf(workspace, 'ETransformer:b@1.6.1', (d_f, d_e), dtype)) # (d_f, d_e)
     g10023 = d_X_5
     d_W_q = _buf(workspace, 'ETransformer:bd_W_q', params.W_q.shape, dtype)
     d_W_q.fill(0)
@@ -426,120 +427,121 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     d_beta2 = _buf(workspace, 'ETransformer:bd_beta2', params.beta2.shape, dtype)
     d_beta2.fill(0)
     for l_ in reversed(range(L)):
-        x_hat, gamma1_l, beta1_l, gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, sigma, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l, = saved_l_[l_]
-        # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        _40 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, 'ETransformer:b_40', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        e_hat = np.add(_40, beta1_l, out=_40)                   # (…, ℓ, d_e)
-        # 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
-        _42 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ)
+        gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, x_hat, gamma1_l, beta1_l, sigma, W_o_l, Y, V_tilde_shape, V, _22, _18, Q, W_v_l, _8, W_k_l, W_q_l, = saved_l_[l_]
         # 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
         d_e_hat_2 = np.swapaxes(g10023, -1, -2)                 # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta2_l = _sum_to(d_e_hat_2, 1, ())                   # (d_e,)
-        d_x_hat_2 = np.multiply(d_e_hat_2, gamma2_l, out=_buf(workspace, 'ETransformer:bd_x_hat_2', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10027 = np.multiply(d_e_hat_2, x_hat_2, out=_buf(workspace, 'ETransformer:bg10027', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_x_hat_2 = np.multiply(d_e_hat_2, gamma2_l, out=_buf(workspace, 'ETransformer:b@2.1.1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10027 = np.multiply(d_e_hat_2, x_hat_2, out=_buf(workspace, 'ETransformer:b@2.1.2', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         d_gamma2_l = _sum_to(g10027, 1, ())                     # (d_e,)
-        g10029 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, 'ETransformer:bg10029', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10029 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, 'ETransformer:b@2.1.3', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
         d_X_4 = np.swapaxes(g10029, -1, -2)                     # (…, d_e, ℓ)
         # 7 X ← X + W^l_mlp2 GELU(W^l_mlp1 X + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
         g10031 = _sum_to(d_X_4, 2, (-1,))                       # (d_e, 1)
         d_b_mlp2_l = np.squeeze(g10031, -1)                     # (d_e,)
         g10033 = np.swapaxes(W_mlp2_l, -1, -2)                  # (d_mlp, d_e)
-        g10034 = np.matmul(g10033, d_X_4, out=_buf(workspace, 'ETransformer:bg10034', batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
+        g10034 = np.matmul(g10033, d_X_4, out=_buf(workspace, 'ETransformer:b@2.2.1', batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
         g10035 = np.swapaxes(d_X_4, -1, -2)                     # (…, ℓ, d_e)
         g10036 = np.swapaxes(_46, -1, -2)                       # (…, ℓ, d_mlp)
-        d_W_mlp2_l = _wgrad(g10035, g10036, _buf(workspace, 'ETransformer:bd_W_mlp2_l', (d_e, d_mlp), dtype)) # (d_e, d_mlp)
+        d_W_mlp2_l = _wgrad(g10035, g10036, _buf(workspace, 'ETransformer:b@2.3.1', (d_e, d_mlp), dtype)) # (d_e, d_mlp)
         g10038 = _gelu_grad(_45)                                # (…, d_mlp, ℓ)
         g10039 = np.multiply(g10034, g10038, out=g10038)        # (…, d_mlp, ℓ)
         g10040 = _sum_to(g10039, 2, (-1,))                      # (d_mlp, 1)
         d_b_mlp1_l = np.squeeze(g10040, -1)                     # (d_mlp,)
         g10042 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
-        g10043 = np.matmul(g10042, g10039, out=_buf(workspace, 'ETransformer:bg10043', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        g10043 = np.matmul(g10042, g10039, out=_buf(workspace, 'ETransformer:b@2.4.1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         g10044 = np.swapaxes(g10039, -1, -2)                    # (…, ℓ, d_mlp)
+        # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
+        _40 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, 'ETransformer:b@2.1.4', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        e_hat = np.add(_40, beta1_l, out=_40)                   # (…, ℓ, d_e)
+        # 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
+        _42 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ)
+        # 7 X ← X + W^l_mlp2 GELU(W^l_mlp1 X + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
         g10045 = np.swapaxes(_42, -1, -2)                       # (…, ℓ, d_e)
-        d_W_mlp1_l = _wgrad(g10044, g10045, _buf(workspace, 'ETransformer:bd_W_mlp1_l', (d_mlp, d_e), dtype)) # (d_mlp, d_e)
+        d_W_mlp1_l = _wgrad(g10044, g10045, _buf(workspace, 'ETransformer:b@2.5.1', (d_mlp, d_e), dtype)) # (d_mlp, d_e)
         g10047 = np.add(d_X_4, g10043, out=g10043)              # (…, d_e, ℓ)
         # 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
         d_e_hat = np.swapaxes(g10047, -1, -2)                   # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta1_l = _sum_to(d_e_hat, 1, ())                     # (d_e,)
-        d_x_hat = np.multiply(d_e_hat, gamma1_l, out=_buf(workspace, 'ETransformer:bd_x_hat', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10051 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, 'ETransformer:bg10051', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_x_hat = np.multiply(d_e_hat, gamma1_l, out=_buf(workspace, 'ETransformer:b@2.1.4', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10051 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, 'ETransformer:b@2.1.5', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         d_gamma1_l = _sum_to(g10051, 1, ())                     # (d_e,)
-        g10053 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'ETransformer:bg10053', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10053 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'ETransformer:b@2.1.6', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
         d_X_3 = np.swapaxes(g10053, -1, -2)                     # (…, d_e, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10055 = _sum_to(d_X_3, 2, (-1,))                       # (d_e, 1)
         d_b_o_l = np.squeeze(g10055, -1)                        # (d_e,)
         g10057 = np.swapaxes(W_o_l, -1, -2)                     # (H·d_mid, d_e)
-        d_Y = np.matmul(g10057, d_X_3, out=_buf(workspace, 'ETransformer:bd_Y', batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
+        d_Y = np.matmul(g10057, d_X_3, out=_buf(workspace, 'ETransformer:b@2.6.1', batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
         g10059 = np.swapaxes(d_X_3, -1, -2)                     # (…, ℓ, d_e)
         g10060 = np.swapaxes(Y, -1, -2)                         # (…, ℓ, H·d_mid)
-        d_W_o_l = _wgrad(g10059, g10060, _buf(workspace, 'ETransformer:bd_W_o_l', (d_e, H*d_mid), dtype)) # (d_e, H·d_mid)
+        d_W_o_l = _wgrad(g10059, g10060, _buf(workspace, 'ETransformer:b@2.7.1', (d_e, H*d_mid), dtype)) # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         d_V_tilde = d_Y.reshape(V_tilde_shape)                  # (…, H, d_mid, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10063 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ, d_mid)
-        g10064 = np.matmul(g10063, d_V_tilde, out=_buf(workspace, 'ETransformer:bg10064', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        g10064 = np.matmul(g10063, d_V_tilde, out=_buf(workspace, 'ETransformer:b@2.8.1', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         g10065 = np.swapaxes(_22, -1, -2)                       # (…, H, ℓ, ℓ)
-        d_V = np.matmul(d_V_tilde, g10065, out=_buf(workspace, 'ETransformer:bd_V', batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
-        g10067 = _softmax_grad(g10064, _22, -2, _buf(workspace, 'ETransformer:bg10067', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        d_S = np.divide(g10067, _20, out=_buf(workspace, 'ETransformer:bd_S', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        d_V = np.matmul(d_V_tilde, g10065, out=_buf(workspace, 'ETransformer:b@2.9.1', batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
+        g10067 = _softmax_grad(g10064, _22, -2, _buf(workspace, 'ETransformer:b@2.8.2', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        d_S = np.divide(g10067, _20, out=_buf(workspace, 'ETransformer:b@2.8.3', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         g10072 = np.swapaxes(_18, -1, -2)                       # (…, H, d_attn, ℓ)
-        d_Q = np.matmul(g10072, d_S, out=_buf(workspace, 'ETransformer:bd_Q', batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        d_Q = np.matmul(g10072, d_S, out=_buf(workspace, 'ETransformer:b@2.10.1', batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
         g10074 = np.swapaxes(Q, -1, -2)                         # (…, H, ℓ, d_attn)
-        g10075 = np.matmul(d_S, g10074, out=_buf(workspace, 'ETransformer:bg10075', batch + (H, ell, d_attn), dtype)) # (…, H, ℓ, d_attn)
+        g10075 = np.matmul(d_S, g10074, out=_buf(workspace, 'ETransformer:b@2.11.1', batch + (H, ell, d_attn), dtype)) # (…, H, ℓ, d_attn)
         d_K = np.swapaxes(g10075, -1, -2)                       # (…, H, d_attn, ℓ)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
         g10077 = _sum_to(d_V, 3, (-1,))                         # (H, d_mid, 1)
         d_b_v_l = np.squeeze(g10077, -1)                        # (H, d_mid)
         g10079 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
-        g10080 = np.matmul(g10079, d_V, out=_buf(workspace, 'ETransformer:bg10080', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10080 = np.matmul(g10079, d_V, out=_buf(workspace, 'ETransformer:b@2.12.1', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
         g10081 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ, d_e)
-        g10082 = np.matmul(d_V, g10081, out=_buf(workspace, 'ETransformer:bg10082', batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        g10082 = np.matmul(d_V, g10081, out=_buf(workspace, 'ETransformer:b@2.13.1', batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
         d_W_v_l = _sum_to(g10082, 3, ())                        # (H, d_mid, d_e)
         g10084 = _sum_to(g10080, None, (-3,))                   # (…, 1, d_e, ℓ)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
         g10085 = _sum_to(d_K, 3, (-1,))                         # (H, d_attn, 1)
         d_b_k_l = np.squeeze(g10085, -1)                        # (H, d_attn)
         g10087 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
-        g10088 = np.matmul(g10087, d_K, out=_buf(workspace, 'ETransformer:bg10088', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10088 = np.matmul(g10087, d_K, out=_buf(workspace, 'ETransformer:b@2.12.2', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
         g10089 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ, d_e)
-        g10090 = np.matmul(d_K, g10089, out=_buf(workspace, 'ETransformer:bg10090', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        g10090 = np.matmul(d_K, g10089, out=_buf(workspace, 'ETransformer:b@2.14.1', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         d_W_k_l = _sum_to(g10090, 3, ())                        # (H, d_attn, d_e)
         g10092 = _sum_to(g10088, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10093 = np.add(g10084, g10092, out=_buf(workspace, 'ETransformer:bg10093', batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
+        g10093 = np.add(g10084, g10092, out=_buf(workspace, 'ETransformer:b@2.15.1', batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
         g10094 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
         d_b_q_l = np.squeeze(g10094, -1)                        # (H, d_attn)
         g10096 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
-        g10097 = np.matmul(g10096, d_Q, out=_buf(workspace, 'ETransformer:bg10097', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10097 = np.matmul(g10096, d_Q, out=_buf(workspace, 'ETransformer:b@2.12.2', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
         g10098 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ, d_e)
-        g10099 = np.matmul(d_Q, g10098, out=_buf(workspace, 'ETransformer:bg10099', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        g10099 = np.matmul(d_Q, g10098, out=_buf(workspace, 'ETransformer:b@2.14.2', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         d_W_q_l = _sum_to(g10099, 3, ())                        # (H, d_attn, d_e)
         g10101 = _sum_to(g10097, None, (-3,))                   # (…, 1, d_e, ℓ)
         g10102 = np.add(g10093, g10101, out=g10093)             # (…, 1, d_e, ℓ)
         g10103 = np.squeeze(g10102, -3)                         # (…, d_e, ℓ)
         d_X_2 = np.add(d_X_3, g10103, out=_buf(workspace, ('ETransformer:bd_X_2', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-        d_W_q[l_] += d_W_q_l
-        d_b_q[l_] += d_b_q_l
-        d_W_k[l_] += d_W_k_l
-        d_b_k[l_] += d_b_k_l
-        d_W_v[l_] += d_W_v_l
-        d_b_v[l_] += d_b_v_l
-        d_W_o[l_] += d_W_o_l
-        d_b_o[l_] += d_b_o_l
-        d_gamma1[l_] += d_gamma1_l
-        d_beta1[l_] += d_beta1_l
-        d_W_mlp2[l_] += d_W_mlp2_l
-        d_W_mlp1[l_] += d_W_mlp1_l
-        d_b_mlp1[l_] += d_b_mlp1_l
-        d_b_mlp2[l_] += d_b_mlp2_l
-        d_gamma2[l_] += d_gamma2_l
-        d_beta2[l_] += d_beta2_l
+        d_W_q[..., l_, :, :, :] += d_W_q_l
+        d_b_q[..., l_, :, :] += d_b_q_l
+        d_W_k[..., l_, :, :, :] += d_W_k_l
+        d_b_k[..., l_, :, :] += d_b_k_l
+        d_W_v[..., l_, :, :, :] += d_W_v_l
+        d_b_v[..., l_, :, :] += d_b_v_l
+        d_W_o[..., l_, :, :] += d_W_o_l
+        d_b_o[..., l_, :] += d_b_o_l
+        d_gamma1[..., l_, :] += d_gamma1_l
+        d_beta1[..., l_, :] += d_beta1_l
+        d_W_mlp2[..., l_, :, :] += d_W_mlp2_l
+        d_W_mlp1[..., l_, :, :] += d_W_mlp1_l
+        d_b_mlp1[..., l_, :] += d_b_mlp1_l
+        d_b_mlp2[..., l_, :] += d_b_mlp2_l
+        d_gamma2[..., l_, :] += d_gamma2_l
+        d_beta2[..., l_, :] += d_beta2_l
         g10023 = d_X_2
     # 3 X ← [e_1, e_2, …, e_ℓ] ▷ X ∈ ℝ^{d_e×ℓ}
     d_e_2 = np.swapaxes(g10023, -1, -2)                         # (…, ℓ, d_e)

@@ -60,13 +60,13 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
     dtype = np.result_type(x)
     batch = np.shape(x)[:np.ndim(x) - 1]
     # 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-    _1 = np.multiply(0.5, x, out=_buf(workspace, 'GELU_tanh:f_1', batch + (D,), dtype)) # (…, D)
+    _1 = np.multiply(0.5, x, out=_buf(workspace, 'GELU_tanh:f@1.1.1', batch + (D,), dtype)) # (…, D)
     _2 = x * x * x                                              # (…, D)
     _3 = np.multiply(0.044715, _2, out=_2)                      # (…, D)
     _4 = np.add(x, _3, out=_3)                                  # (…, D)
     _5 = np.multiply(0.7978845608028654, _4, out=_4)            # (…, D)
     _6 = np.tanh(_5, out=_5)                                    # (…, D)
-    _7 = np.add(1, _6, out=_buf(workspace, 'GELU_tanh:f_7', batch + (D,), dtype)) # (…, D)
+    _7 = np.add(1, _6, out=_buf(workspace, 'GELU_tanh:f@1.1.3', batch + (D,), dtype)) # (…, D)
     y = np.multiply(_1, _7, out=_7)                             # (…, D)
     cache = {"D": D, "batch": batch, "dtype": dtype, "_6": _6, "_1": _1, "x": x}
     return y, cache
@@ -85,16 +85,16 @@ def backward(config: Config, params: Params, cache: dict, d_y, workspace: dict |
     _1 = cache["_1"]
     x = cache["x"]
     # 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-    _7 = np.add(1, _6, out=_buf(workspace, 'GELU_tanh:b_7', batch + (D,), dtype)) # (…, D)
+    _7 = np.add(1, _6, out=_buf(workspace, 'GELU_tanh:b@1.1.1', batch + (D,), dtype)) # (…, D)
     g10001 = np.multiply(d_y, _7, out=_7)                       # (…, D)
-    g10002 = np.multiply(d_y, _1, out=_buf(workspace, 'GELU_tanh:bg10002', batch + (D,), dtype)) # (…, D)
-    g10003 = np.multiply(_6, _6, out=_buf(workspace, 'GELU_tanh:bg10003', batch + (D,), dtype)) # (…, D)
-    g10004 = np.subtract(1.0, g10003, out=_buf(workspace, 'GELU_tanh:bg10004', batch + (D,), dtype)) # (…, D)
+    g10002 = np.multiply(d_y, _1, out=_buf(workspace, 'GELU_tanh:b@1.1.2', batch + (D,), dtype)) # (…, D)
+    g10003 = np.multiply(_6, _6, out=_buf(workspace, 'GELU_tanh:b@1.1.3', batch + (D,), dtype)) # (…, D)
+    g10004 = np.subtract(1.0, g10003, out=_buf(workspace, 'GELU_tanh:b@1.1.4', batch + (D,), dtype)) # (…, D)
     g10005 = np.multiply(g10002, g10004, out=g10002)            # (…, D)
     d_x = np.multiply(g10005, 0.7978845608028654, out=g10005)   # (…, D)
-    g10009 = np.multiply(d_x, 0.044715, out=_buf(workspace, 'GELU_tanh:bg10009', batch + (D,), dtype)) # (…, D)
+    g10009 = np.multiply(d_x, 0.044715, out=_buf(workspace, 'GELU_tanh:b@1.1.4', batch + (D,), dtype)) # (…, D)
     g10010 = x * x                                              # (…, D)
-    g10011 = np.multiply(g10010, 3, out=_buf(workspace, 'GELU_tanh:bg10011', batch + (D,), dtype)) # (…, D)
+    g10011 = np.multiply(g10010, 3, out=_buf(workspace, 'GELU_tanh:b@1.1.5', batch + (D,), dtype)) # (…, D)
     g10012 = np.multiply(g10009, g10011, out=g10009)            # (…, D)
     d_x_2 = np.add(d_x, g10012, out=d_x)                        # (…, D)
     g10015 = np.multiply(g10001, 0.5, out=g10001)               # (…, D)

@@ -178,12 +178,12 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
         W_proj_ell = W_proj[ell]                                # (D_f, D)
         b_proj_ell = b_proj[ell]                                # (D,)
         # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
-        _4 = np.sum(e_2, axis=-1, out=_buf(workspace, 'GPT2:f_4', batch + (T,), dtype)) # (…, T)
+        _4 = np.sum(e_2, axis=-1, out=_buf(workspace, 'GPT2:f@2.1.1', batch + (T,), dtype)) # (…, T)
         m = np.divide(_4, D, out=_4)                            # (…, T)
         # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
         _6 = np.expand_dims(m, -1)                              # (…, T, 1)
         _7 = np.subtract(e_2, _6, out=_buf(workspace, ('GPT2:f_7', ell), batch + (T, D), dtype)) # (…, T, D)
-        _8 = np.multiply(_7, _7, out=_buf(workspace, 'GPT2:f_8', batch + (T, D), dtype)) # (…, T, D)
+        _8 = np.multiply(_7, _7, out=_buf(workspace, 'GPT2:f@2.2.1', batch + (T, D), dtype)) # (…, T, D)
         _9 = np.sum(_8, axis=-1, out=_buf(workspace, ('GPT2:f_9', ell), batch + (T,), dtype)) # (…, T)
         v = np.divide(_9, D, out=_9)                            # (…, T)
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
@@ -191,7 +191,7 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
         _12 = np.sqrt(_11, out=_11)                             # (…, T)
         sigma = np.expand_dims(_12, -1)                         # (…, T, 1)
         x_hat = np.divide(_7, sigma, out=_7)                    # (…, T, D)
-        _15 = np.multiply(x_hat, gamma_1_ell, out=_buf(workspace, 'GPT2:f_15', batch + (T, D), dtype)) # (…, T, D)
+        _15 = np.multiply(x_hat, gamma_1_ell, out=_buf(workspace, 'GPT2:f@2.2.1', batch + (T, D), dtype)) # (…, T, D)
         e_hat = np.add(_15, beta_1_ell, out=_15)                # (…, T, D)
         # CausalSelfAttention 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
         _17 = np.matmul(e_hat, W_qkv_ell, out=_buf(workspace, ('GPT2:f_17', ell), batch + (T, 3*D), dtype)) # (…, T, 3·D)
@@ -214,7 +214,7 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
         V_2 = _permute(_26, (-2, -3, -1))                       # (…, H, T, D/H)
         # CausalSelfAttention 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
         _28 = np.swapaxes(K, -1, -2)                            # (…, H, D/H, T)
-        _29 = np.matmul(Q, _28, out=_buf(workspace, 'GPT2:f_29', batch + (H, T, T), dtype)) # (…, H, T, T)
+        _29 = np.matmul(Q, _28, out=_buf(workspace, 'GPT2:f@2.3.1', batch + (H, T, T), dtype)) # (…, H, T, T)
         S = np.divide(_29, _31, out=_29)                        # (…, H, T, T)
         # CausalSelfAttention 7 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
         _37 = _fill_where(S, _36, -np.inf)                      # (…, H, T, T)
@@ -231,12 +231,12 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
         # GPT2Block 1 e ← e + CausalSelfAttention(LayerNorm(e | γ_1, β_1) | θ_attn) ▷ e ∈ ℝ^{T×D}
         e_3 = np.add(e_2, V_tilde, out=V_tilde)                 # (…, T, D)
         # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
-        _45 = np.sum(e_3, axis=-1, out=_buf(workspace, 'GPT2:f_45', batch + (T,), dtype)) # (…, T)
+        _45 = np.sum(e_3, axis=-1, out=_buf(workspace, 'GPT2:f@2.1.1', batch + (T,), dtype)) # (…, T)
         m_2 = np.divide(_45, D, out=_45)                        # (…, T)
         # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
         _47 = np.expand_dims(m_2, -1)                           # (…, T, 1)
         _48 = np.subtract(e_3, _47, out=_buf(workspace, ('GPT2:f_48', ell), batch + (T, D), dtype)) # (…, T, D)
-        _49 = np.multiply(_48, _48, out=_buf(workspace, 'GPT2:f_49', batch + (T, D), dtype)) # (…, T, D)
+        _49 = np.multiply(_48, _48, out=_buf(workspace, 'GPT2:f@2.2.1', batch + (T, D), dtype)) # (…, T, D)
         _50 = np.sum(_49, axis=-1, out=_buf(workspace, ('GPT2:f_50', ell), batch + (T,), dtype)) # (…, T)
         v_2 = np.divide(_50, D, out=_50)                        # (…, T)
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
@@ -244,47 +244,47 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
         _53 = np.sqrt(_52, out=_52)                             # (…, T)
         sigma_2 = np.expand_dims(_53, -1)                       # (…, T, 1)
         x_hat_2 = np.divide(_48, sigma_2, out=_48)              # (…, T, D)
-        _56 = np.multiply(x_hat_2, gamma_2_ell, out=_buf(workspace, 'GPT2:f_56', batch + (T, D), dtype)) # (…, T, D)
+        _56 = np.multiply(x_hat_2, gamma_2_ell, out=_buf(workspace, 'GPT2:f@2.2.1', batch + (T, D), dtype)) # (…, T, D)
         e_hat_2 = np.add(_56, beta_2_ell, out=_56)              # (…, T, D)
         # MLP 1 U ← GELU_tanh(X W_fc + b_fc) ▷ U ∈ ℝ^{T×D_f}
         _58 = np.matmul(e_hat_2, W_fc_ell, out=_buf(workspace, ('GPT2:f_58', ell), batch + (T, D_f), dtype)) # (…, T, D_f)
         _59 = np.add(_58, b_fc_ell, out=_58)                    # (…, T, D_f)
         # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-        _60 = np.multiply(0.5, _59, out=_buf(workspace, 'GPT2:f_60', batch + (T, D_f), dtype)) # (…, T, D_f)
+        _60 = np.multiply(0.5, _59, out=_buf(workspace, 'GPT2:f@2.4.1', batch + (T, D_f), dtype)) # (…, T, D_f)
         _61 = _59 * _59 * _59                                   # (…, T, D_f)
         _62 = np.multiply(0.044715, _61, out=_61)               # (…, T, D_f)
         _63 = np.add(_59, _62, out=_62)                         # (…, T, D_f)
         _64 = np.multiply(0.7978845608028654, _63, out=_63)     # (…, T, D_f)
         _65 = np.tanh(_64, out=_64)                             # (…, T, D_f)
-        _66 = np.add(1, _65, out=_buf(workspace, 'GPT2:f_66', batch + (T, D_f), dtype)) # (…, T, D_f)
+        _66 = np.add(1, _65, out=_buf(workspace, 'GPT2:f@2.4.2', batch + (T, D_f), dtype)) # (…, T, D_f)
         y = np.multiply(_60, _66, out=_60)                      # (…, T, D_f)
         # MLP 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
-        _68 = np.matmul(y, W_proj_ell, out=_buf(workspace, 'GPT2:f_68', batch + (T, D), dtype)) # (…, T, D)
+        _68 = np.matmul(y, W_proj_ell, out=_buf(workspace, 'GPT2:f@2.2.1', batch + (T, D), dtype)) # (…, T, D)
         Y_3 = np.add(_68, b_proj_ell, out=_68)                  # (…, T, D)
         # GPT2Block 2 e ← e + MLP(LayerNorm(e | γ_2, β_2) | θ_mlp) ▷ e ∈ ℝ^{T×D}
         e_4 = np.add(e_3, Y_3, out=e_3)                         # (…, T, D)
-        saved_ell.append((x_hat, gamma_1_ell, beta_1_ell, x_hat_2, gamma_2_ell, beta_2_ell, _59, _65, W_proj_ell, W_fc_ell, sigma_2, Y_2, W_o_ell, shape_40, _38, V_2, Q, _28, shape_25, A_shape, shape_22, shape_19, W_qkv_ell, sigma,))
+        saved_ell.append((_59, _65, W_proj_ell, x_hat_2, gamma_2_ell, beta_2_ell, W_fc_ell, sigma_2, Y_2, W_o_ell, shape_40, _38, V_2, Q, _28, shape_25, A_shape, shape_22, shape_19, x_hat, gamma_1_ell, beta_1_ell, W_qkv_ell, sigma,))
         e_2 = e_4
     e_5 = e_2
     # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
-    _71 = np.sum(e_5, axis=-1, out=_buf(workspace, 'GPT2:f_71', batch + (T,), dtype)) # (…, T)
+    _71 = np.sum(e_5, axis=-1, out=_buf(workspace, 'GPT2:f@1.3.1', batch + (T,), dtype)) # (…, T)
     m_3 = np.divide(_71, D, out=_71)                            # (…, T)
     # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
     _73 = np.expand_dims(m_3, -1)                               # (…, T, 1)
-    _74 = np.subtract(e_5, _73, out=_buf(workspace, 'GPT2:f_74', batch + (T, D), dtype)) # (…, T, D)
-    _75 = np.multiply(_74, _74, out=_buf(workspace, 'GPT2:f_75', batch + (T, D), dtype)) # (…, T, D)
-    _76 = np.sum(_75, axis=-1, out=_buf(workspace, 'GPT2:f_76', batch + (T,), dtype)) # (…, T)
+    _74 = np.subtract(e_5, _73, out=_buf(workspace, 'GPT2:f@1.1.1', batch + (T, D), dtype)) # (…, T, D)
+    _75 = np.multiply(_74, _74, out=_buf(workspace, 'GPT2:f@1.1.2', batch + (T, D), dtype)) # (…, T, D)
+    _76 = np.sum(_75, axis=-1, out=_buf(workspace, 'GPT2:f@1.3.1', batch + (T,), dtype)) # (…, T)
     v_3 = np.divide(_76, D, out=_76)                            # (…, T)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     _78 = np.add(v_3, 1e-05, out=v_3)                           # (…, T)
     _79 = np.sqrt(_78, out=_78)                                 # (…, T)
     sigma_3 = np.expand_dims(_79, -1)                           # (…, T, 1)
     x_hat_3 = np.divide(_74, sigma_3, out=_74)                  # (…, T, D)
-    _82 = np.multiply(x_hat_3, gamma_f, out=_buf(workspace, 'GPT2:f_82', batch + (T, D), dtype)) # (…, T, D)
+    _82 = np.multiply(x_hat_3, gamma_f, out=_buf(workspace, 'GPT2:f@1.1.2', batch + (T, D), dtype)) # (…, T, D)
     e_hat_3 = np.add(_82, beta_f, out=_82)                      # (…, T, D)
     # 6 return P = e · W_e^⊤ ▷ P ∈ ℝ^{T×V}
     _84 = np.swapaxes(W_e, -1, -2)                              # (D, V)
-    P = np.matmul(e_hat_3, _84, out=_buf(workspace, 'GPT2:fP', batch + (T, V), dtype)) # (…, T, V)
+    P = np.matmul(e_hat_3, _84, out=_buf(workspace, 'GPT2:f@1.4.1', batch + (T, V), dtype)) # (…, T, V)
     cache = {"V": V, "D": D, "H": H, "D_f": D_f, "N": N, "ctx": ctx, "T": T, "batch": batch, "dtype": dtype, "x_hat_3": x_hat_3, "_84": _84, "sigma_3": sigma_3, "_36": _36, "_31": _31, "W_p_shape": W_p_shape, "x": x, "p_start": p_start, "saved_ell": saved_ell}
     return P, cache
 
@@ -317,19 +317,19 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     p_start = cache["p_start"]
     saved_ell = cache["saved_ell"]
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-    _82 = np.multiply(x_hat_3, gamma_f, out=_buf(workspace, 'GPT2:b_82', batch + (T, D), dtype)) # (…, T, D)
+    _82 = np.multiply(x_hat_3, gamma_f, out=_buf(workspace, 'GPT2:b@1.1.1', batch + (T, D), dtype)) # (…, T, D)
     e_hat_3 = np.add(_82, beta_f, out=_82)                      # (…, T, D)
     # 6 return P = e · W_e^⊤ ▷ P ∈ ℝ^{T×V}
-    g10001 = _wgrad(e_hat_3, d_P, _buf(workspace, 'GPT2:bg10001', (D, V), dtype)) # (D, V)
+    g10001 = _wgrad(e_hat_3, d_P, _buf(workspace, 'GPT2:b@1.2.1', (D, V), dtype)) # (D, V)
     g10002 = np.swapaxes(_84, -1, -2)                           # (V, D)
-    d_e_hat_3 = np.matmul(d_P, g10002, out=_buf(workspace, 'GPT2:bd_e_hat_3', batch + (T, D), dtype)) # (…, T, D)
+    d_e_hat_3 = np.matmul(d_P, g10002, out=_buf(workspace, 'GPT2:b@1.1.1', batch + (T, D), dtype)) # (…, T, D)
     d_W_e = np.swapaxes(g10001, -1, -2)                         # (V, D)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     d_beta_f = _sum_to(d_e_hat_3, 1, ())                        # (D,)
-    d_x_hat_3 = np.multiply(d_e_hat_3, gamma_f, out=_buf(workspace, 'GPT2:bd_x_hat_3', batch + (T, D), dtype)) # (…, T, D)
-    g10007 = np.multiply(d_e_hat_3, x_hat_3, out=_buf(workspace, 'GPT2:bg10007', batch + (T, D), dtype)) # (…, T, D)
+    d_x_hat_3 = np.multiply(d_e_hat_3, gamma_f, out=_buf(workspace, 'GPT2:b@1.1.2', batch + (T, D), dtype)) # (…, T, D)
+    g10007 = np.multiply(d_e_hat_3, x_hat_3, out=_buf(workspace, 'GPT2:b@1.1.3', batch + (T, D), dtype)) # (…, T, D)
     d_gamma_f = _sum_to(g10007, 1, ())                          # (D,)
-    d_e_5 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'GPT2:bd_e_5', batch + (T, D), dtype)) # (…, T, D)
+    d_e_5 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'GPT2:b@1.1.4', batch + (T, D), dtype)) # (…, T, D)
     g10010 = d_e_5
     d_gamma_1 = _buf(workspace, 'GPT2:bd_gamma_1', params.gamma_1.shape, dtype)
     d_gamma_1.fill(0)
@@ -356,73 +356,74 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     d_b_proj = _buf(workspace, 'GPT2:bd_b_proj', params.b_proj.shape, dtype)
     d_b_proj.fill(0)
     for ell in reversed(range(N)):
-        x_hat, gamma_1_ell, beta_1_ell, x_hat_2, gamma_2_ell, beta_2_ell, _59, _65, W_proj_ell, W_fc_ell, sigma_2, Y_2, W_o_ell, shape_40, _38, V_2, Q, _28, shape_25, A_shape, shape_22, shape_19, W_qkv_ell, sigma, = saved_ell[ell]
-        _15 = np.multiply(x_hat, gamma_1_ell, out=_buf(workspace, 'GPT2:b_15', batch + (T, D), dtype)) # (…, T, D)
-        e_hat = np.add(_15, beta_1_ell, out=_15)                # (…, T, D)
-        _56 = np.multiply(x_hat_2, gamma_2_ell, out=_buf(workspace, 'GPT2:b_56', batch + (T, D), dtype)) # (…, T, D)
-        e_hat_2 = np.add(_56, beta_2_ell, out=_56)              # (…, T, D)
-        # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-        _60 = np.multiply(0.5, _59, out=_buf(workspace, 'GPT2:b_60', batch + (T, D_f), dtype)) # (…, T, D_f)
-        _66 = np.add(1, _65, out=_buf(workspace, 'GPT2:b_66', batch + (T, D_f), dtype)) # (…, T, D_f)
-        y = np.multiply(_60, _66, out=_buf(workspace, 'GPT2:by', batch + (T, D_f), dtype)) # (…, T, D_f)
+        _59, _65, W_proj_ell, x_hat_2, gamma_2_ell, beta_2_ell, W_fc_ell, sigma_2, Y_2, W_o_ell, shape_40, _38, V_2, Q, _28, shape_25, A_shape, shape_22, shape_19, x_hat, gamma_1_ell, beta_1_ell, W_qkv_ell, sigma, = saved_ell[ell]
         # MLP 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
         d_b_proj_ell = _sum_to(g10010, 1, ())                   # (D,)
-        d_W_proj_ell = _wgrad(y, g10010, _buf(workspace, 'GPT2:bd_W_proj_ell', (D_f, D), dtype)) # (D_f, D)
+        # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
+        _60 = np.multiply(0.5, _59, out=_buf(workspace, 'GPT2:b@2.1.1', batch + (T, D_f), dtype)) # (…, T, D_f)
+        _66 = np.add(1, _65, out=_buf(workspace, 'GPT2:b@2.1.2', batch + (T, D_f), dtype)) # (…, T, D_f)
+        y = np.multiply(_60, _66, out=_buf(workspace, 'GPT2:b@2.1.3', batch + (T, D_f), dtype)) # (…, T, D_f)
+        # MLP 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
+        d_W_proj_ell = _wgrad(y, g10010, _buf(workspace, 'GPT2:b@2.2.1', (D_f, D), dtype)) # (D_f, D)
         g10013 = np.swapaxes(W_proj_ell, -1, -2)                # (D, D_f)
-        d_y = np.matmul(g10010, g10013, out=_buf(workspace, 'GPT2:bd_y', batch + (T, D_f), dtype)) # (…, T, D_f)
+        d_y = np.matmul(g10010, g10013, out=_buf(workspace, 'GPT2:b@2.1.3', batch + (T, D_f), dtype)) # (…, T, D_f)
         # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
         g10015 = np.multiply(d_y, _66, out=_66)                 # (…, T, D_f)
         g10016 = np.multiply(d_y, _60, out=_60)                 # (…, T, D_f)
-        g10017 = np.multiply(_65, _65, out=_buf(workspace, 'GPT2:bg10017', batch + (T, D_f), dtype)) # (…, T, D_f)
-        g10018 = np.subtract(1.0, g10017, out=_buf(workspace, 'GPT2:bg10018', batch + (T, D_f), dtype)) # (…, T, D_f)
+        g10017 = np.multiply(_65, _65, out=_buf(workspace, 'GPT2:b@2.1.4', batch + (T, D_f), dtype)) # (…, T, D_f)
+        g10018 = np.subtract(1.0, g10017, out=_buf(workspace, 'GPT2:b@2.1.5', batch + (T, D_f), dtype)) # (…, T, D_f)
         g10019 = np.multiply(g10016, g10018, out=g10018)        # (…, T, D_f)
-        g10021 = np.multiply(g10019, 0.7978845608028654, out=_buf(workspace, 'GPT2:bg10021', batch + (T, D_f), dtype)) # (…, T, D_f)
-        g10023 = np.multiply(g10021, 0.044715, out=_buf(workspace, 'GPT2:bg10023', batch + (T, D_f), dtype)) # (…, T, D_f)
+        g10021 = np.multiply(g10019, 0.7978845608028654, out=_buf(workspace, 'GPT2:b@2.1.4', batch + (T, D_f), dtype)) # (…, T, D_f)
+        g10023 = np.multiply(g10021, 0.044715, out=_buf(workspace, 'GPT2:b@2.1.6', batch + (T, D_f), dtype)) # (…, T, D_f)
         g10024 = _59 * _59                                      # (…, T, D_f)
-        g10025 = np.multiply(g10024, 3, out=_buf(workspace, 'GPT2:bg10025', batch + (T, D_f), dtype)) # (…, T, D_f)
+        g10025 = np.multiply(g10024, 3, out=_buf(workspace, 'GPT2:b@2.1.8', batch + (T, D_f), dtype)) # (…, T, D_f)
         g10026 = np.multiply(g10023, g10025, out=g10025)        # (…, T, D_f)
         g10027 = np.add(g10021, g10026, out=g10026)             # (…, T, D_f)
-        g10029 = np.multiply(g10015, 0.5, out=_buf(workspace, 'GPT2:bg10029', batch + (T, D_f), dtype)) # (…, T, D_f)
+        g10029 = np.multiply(g10015, 0.5, out=_buf(workspace, 'GPT2:b@2.1.7', batch + (T, D_f), dtype)) # (…, T, D_f)
         g10030 = np.add(g10027, g10029, out=g10027)             # (…, T, D_f)
         # MLP 1 U ← GELU_tanh(X W_fc + b_fc) ▷ U ∈ ℝ^{T×D_f}
         d_b_fc_ell = _sum_to(g10030, 1, ())                     # (D_f,)
-        d_W_fc_ell = _wgrad(e_hat_2, g10030, _buf(workspace, 'GPT2:bd_W_fc_ell', (D, D_f), dtype)) # (D, D_f)
+        # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
+        _56 = np.multiply(x_hat_2, gamma_2_ell, out=_buf(workspace, 'GPT2:b@2.3.1', batch + (T, D), dtype)) # (…, T, D)
+        e_hat_2 = np.add(_56, beta_2_ell, out=_56)              # (…, T, D)
+        # MLP 1 U ← GELU_tanh(X W_fc + b_fc) ▷ U ∈ ℝ^{T×D_f}
+        d_W_fc_ell = _wgrad(e_hat_2, g10030, _buf(workspace, 'GPT2:b@2.4.1', (D, D_f), dtype)) # (D, D_f)
         g10033 = np.swapaxes(W_fc_ell, -1, -2)                  # (D_f, D)
-        d_e_hat_2 = np.matmul(g10030, g10033, out=_buf(workspace, 'GPT2:bd_e_hat_2', batch + (T, D), dtype)) # (…, T, D)
+        d_e_hat_2 = np.matmul(g10030, g10033, out=_buf(workspace, 'GPT2:b@2.3.1', batch + (T, D), dtype)) # (…, T, D)
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
         d_beta_2_ell = _sum_to(d_e_hat_2, 1, ())                # (D,)
-        d_x_hat_2 = np.multiply(d_e_hat_2, gamma_2_ell, out=_buf(workspace, 'GPT2:bd_x_hat_2', batch + (T, D), dtype)) # (…, T, D)
-        g10037 = np.multiply(d_e_hat_2, x_hat_2, out=_buf(workspace, 'GPT2:bg10037', batch + (T, D), dtype)) # (…, T, D)
+        d_x_hat_2 = np.multiply(d_e_hat_2, gamma_2_ell, out=_buf(workspace, 'GPT2:b@2.3.2', batch + (T, D), dtype)) # (…, T, D)
+        g10037 = np.multiply(d_e_hat_2, x_hat_2, out=_buf(workspace, 'GPT2:b@2.3.3', batch + (T, D), dtype)) # (…, T, D)
         d_gamma_2_ell = _sum_to(g10037, 1, ())                  # (D,)
-        g10039 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, 'GPT2:bg10039', batch + (T, D), dtype)) # (…, T, D)
+        g10039 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, 'GPT2:b@2.3.4', batch + (T, D), dtype)) # (…, T, D)
         d_e_3 = np.add(g10010, g10039, out=g10039)              # (…, T, D)
         # CausalSelfAttention 11 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
         d_b_o_ell = _sum_to(d_e_3, 1, ())                       # (D,)
-        d_W_o_ell = _wgrad(Y_2, d_e_3, _buf(workspace, 'GPT2:bd_W_o_ell', (D, D), dtype)) # (D, D)
+        d_W_o_ell = _wgrad(Y_2, d_e_3, _buf(workspace, 'GPT2:b@2.5.1', (D, D), dtype)) # (D, D)
         g10043 = np.swapaxes(W_o_ell, -1, -2)                   # (D, D)
-        d_Y_2 = np.matmul(d_e_3, g10043, out=_buf(workspace, 'GPT2:bd_Y_2', batch + (T, D), dtype)) # (…, T, D)
+        d_Y_2 = np.matmul(d_e_3, g10043, out=_buf(workspace, 'GPT2:b@2.3.5', batch + (T, D), dtype)) # (…, T, D)
         # CausalSelfAttention 10 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
         g10045 = d_Y_2.reshape(shape_40)                        # (…, T, H, D/H)
         d_Y = _permute(g10045, (-2, -3, -1))                    # (…, H, T, D/H)
         # CausalSelfAttention 8 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
         g10047 = np.swapaxes(_38, -1, -2)                       # (…, H, T, T)
-        d_V_2 = np.matmul(g10047, d_Y, out=_buf(workspace, 'GPT2:bd_V_2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+        d_V_2 = np.matmul(g10047, d_Y, out=_buf(workspace, 'GPT2:b@2.6.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
         g10049 = np.swapaxes(V_2, -1, -2)                       # (…, H, D/H, T)
-        g10050 = np.matmul(d_Y, g10049, out=_buf(workspace, 'GPT2:bg10050', batch + (H, T, T), dtype)) # (…, H, T, T)
-        g10051 = _softmax_grad(g10050, _38, -1, _buf(workspace, 'GPT2:bg10051', batch + (H, T, T), dtype)) # (…, H, T, T)
+        g10050 = np.matmul(d_Y, g10049, out=_buf(workspace, 'GPT2:b@2.7.1', batch + (H, T, T), dtype)) # (…, H, T, T)
+        g10051 = _softmax_grad(g10050, _38, -1, _buf(workspace, 'GPT2:b@2.7.2', batch + (H, T, T), dtype)) # (…, H, T, T)
         # CausalSelfAttention 7 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
-        d_S = _where(_36, 0, g10051, _buf(workspace, 'GPT2:bd_S', batch + (H, T, T), dtype)) # (…, H, T, T)
+        d_S = _where(_36, 0, g10051, _buf(workspace, 'GPT2:b@2.7.3', batch + (H, T, T), dtype)) # (…, H, T, T)
         # CausalSelfAttention 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
-        g10054 = np.divide(d_S, _31, out=_buf(workspace, 'GPT2:bg10054', batch + (H, T, T), dtype)) # (…, H, T, T)
+        g10054 = np.divide(d_S, _31, out=_buf(workspace, 'GPT2:b@2.7.4', batch + (H, T, T), dtype)) # (…, H, T, T)
         g10058 = np.swapaxes(Q, -1, -2)                         # (…, H, D/H, T)
-        g10059 = np.matmul(g10058, g10054, out=_buf(workspace, 'GPT2:bg10059', batch + (H, D // H, T), dtype)) # (…, H, D/H, T)
+        g10059 = np.matmul(g10058, g10054, out=_buf(workspace, 'GPT2:b@2.8.1', batch + (H, D // H, T), dtype)) # (…, H, D/H, T)
         g10060 = np.swapaxes(_28, -1, -2)                       # (…, H, T, D/H)
-        d_Q = np.matmul(g10054, g10060, out=_buf(workspace, 'GPT2:bd_Q', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+        d_Q = np.matmul(g10054, g10060, out=_buf(workspace, 'GPT2:b@2.6.2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
         d_K = np.swapaxes(g10059, -1, -2)                       # (…, H, T, D/H)
         # CausalSelfAttention 5 V_h ← A[:, 2 · D + h · D / H : 2 · D + (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
         g10063 = _permute(d_V_2, (-2, -3, -1))                  # (…, T, H, D/H)
         g10064 = g10063.reshape(shape_25)                       # (…, T, D)
-        d_A = _unslice(g10064, A_shape, -1, 2*D, 3*D, _buf(workspace, 'GPT2:bd_A', batch + (T, 3*D), dtype)) # (…, T, 3·D)
+        d_A = _unslice(g10064, A_shape, -1, 2*D, 3*D, _buf(workspace, 'GPT2:b@2.9.1', batch + (T, 3*D), dtype)) # (…, T, 3·D)
         # CausalSelfAttention 4 K_h ← A[:, D + h · D / H : D + (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
         g10066 = _permute(d_K, (-2, -3, -1))                    # (…, T, H, D/H)
         g10067 = g10066.reshape(shape_22)                       # (…, T, D)
@@ -433,32 +434,36 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         d_A_3 = _slice_add(d_A_2, g10071, -1, 0, D)             # (…, T, 3·D)
         # CausalSelfAttention 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
         d_b_qkv_ell = _sum_to(d_A_3, 1, ())                     # (3·D,)
-        d_W_qkv_ell = _wgrad(e_hat, d_A_3, _buf(workspace, 'GPT2:bd_W_qkv_ell', (D, 3*D), dtype)) # (D, 3·D)
+        # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
+        _15 = np.multiply(x_hat, gamma_1_ell, out=_buf(workspace, 'GPT2:b@2.3.6', batch + (T, D), dtype)) # (…, T, D)
+        e_hat = np.add(_15, beta_1_ell, out=_15)                # (…, T, D)
+        # CausalSelfAttention 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
+        d_W_qkv_ell = _wgrad(e_hat, d_A_3, _buf(workspace, 'GPT2:b@2.10.1', (D, 3*D), dtype)) # (D, 3·D)
         g10076 = np.swapaxes(W_qkv_ell, -1, -2)                 # (3·D, D)
-        d_e_hat = np.matmul(d_A_3, g10076, out=_buf(workspace, 'GPT2:bd_e_hat', batch + (T, D), dtype)) # (…, T, D)
+        d_e_hat = np.matmul(d_A_3, g10076, out=_buf(workspace, 'GPT2:b@2.3.6', batch + (T, D), dtype)) # (…, T, D)
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
         d_beta_1_ell = _sum_to(d_e_hat, 1, ())                  # (D,)
-        d_x_hat = np.multiply(d_e_hat, gamma_1_ell, out=_buf(workspace, 'GPT2:bd_x_hat', batch + (T, D), dtype)) # (…, T, D)
-        g10080 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, 'GPT2:bg10080', batch + (T, D), dtype)) # (…, T, D)
+        d_x_hat = np.multiply(d_e_hat, gamma_1_ell, out=_buf(workspace, 'GPT2:b@2.3.7', batch + (T, D), dtype)) # (…, T, D)
+        g10080 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, 'GPT2:b@2.3.8', batch + (T, D), dtype)) # (…, T, D)
         d_gamma_1_ell = _sum_to(g10080, 1, ())                  # (D,)
         g10082 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('GPT2:bg10082', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         d_e_2 = np.add(d_e_3, g10082, out=g10082)               # (…, T, D)
-        d_gamma_1[ell] += d_gamma_1_ell
-        d_beta_1[ell] += d_beta_1_ell
-        d_W_qkv[ell] += d_W_qkv_ell
-        d_b_qkv[ell] += d_b_qkv_ell
-        d_W_o[ell] += d_W_o_ell
-        d_b_o[ell] += d_b_o_ell
-        d_gamma_2[ell] += d_gamma_2_ell
-        d_beta_2[ell] += d_beta_2_ell
-        d_W_fc[ell] += d_W_fc_ell
-        d_b_fc[ell] += d_b_fc_ell
-        d_W_proj[ell] += d_W_proj_ell
-        d_b_proj[ell] += d_b_proj_ell
+        d_gamma_1[..., ell, :] += d_gamma_1_ell
+        d_beta_1[..., ell, :] += d_beta_1_ell
+        d_W_qkv[..., ell, :, :] += d_W_qkv_ell
+        d_b_qkv[..., ell, :] += d_b_qkv_ell
+        d_W_o[..., ell, :, :] += d_W_o_ell
+        d_b_o[..., ell, :] += d_b_o_ell
+        d_gamma_2[..., ell, :] += d_gamma_2_ell
+        d_beta_2[..., ell, :] += d_beta_2_ell
+        d_W_fc[..., ell, :, :] += d_W_fc_ell
+        d_b_fc[..., ell, :] += d_b_fc_ell
+        d_W_proj[..., ell, :, :] += d_W_proj_ell
+        d_b_proj[..., ell, :] += d_b_proj_ell
         g10010 = d_e_2
     # 1 e ← W_e[x] + W_p[p_start : p_start + T] ▷ e ∈ ℝ^{T×D}
     g10084 = _sum_to(g10010, 2, ())                             # (T, D)
-    d_W_p = _unslice(g10084, W_p_shape, -2, p_start, T + p_start, _buf(workspace, 'GPT2:bd_W_p', (ctx, D), dtype)) # (ctx, D)
+    d_W_p = _unslice(g10084, W_p_shape, -2, p_start, T + p_start, _buf(workspace, 'GPT2:b@1.3.1', (ctx, D), dtype)) # (ctx, D)
     g10086 = _scatter_rows(g10010, x, W_e)                      # (V, D)
     d_W_e_2 = np.add(d_W_e, g10086, out=g10086)                 # (V, D)
     grads = Params(W_e=d_W_e_2, W_p=d_W_p, gamma_1=d_gamma_1, beta_1=d_beta_1, W_qkv=d_W_qkv, b_qkv=d_b_qkv, W_o=d_W_o, b_o=d_b_o, gamma_2=d_gamma_2, beta_2=d_beta_2, W_fc=d_W_fc, b_fc=d_b_fc, W_proj=d_W_proj, b_proj=d_b_proj, gamma_f=d_gamma_f, beta_f=d_beta_f)

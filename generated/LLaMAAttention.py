@@ -93,13 +93,13 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     dtype = np.result_type(W_q)
     batch = np.shape(X)[:np.ndim(X) - 2]
     # 1 Q ← X W_q ▷ Q ∈ ℝ^{T×D}
-    Q = np.matmul(X, W_q, out=_buf(workspace, 'LLaMAAttention:fQ', batch + (T, D), dtype)) # (…, T, D)
+    Q = np.matmul(X, W_q, out=_buf(workspace, 'LLaMAAttention:f@1.1.1', batch + (T, D), dtype)) # (…, T, D)
     Q_shape = Q.shape
     # 2 K ← X W_k ▷ K ∈ ℝ^{T×D}
-    K = np.matmul(X, W_k, out=_buf(workspace, 'LLaMAAttention:fK', batch + (T, D), dtype)) # (…, T, D)
+    K = np.matmul(X, W_k, out=_buf(workspace, 'LLaMAAttention:f@1.1.2', batch + (T, D), dtype)) # (…, T, D)
     K_shape = K.shape
     # 3 V ← X W_v ▷ V ∈ ℝ^{T×D}
-    V = np.matmul(X, W_v, out=_buf(workspace, 'LLaMAAttention:fV', batch + (T, D), dtype)) # (…, T, D)
+    V = np.matmul(X, W_v, out=_buf(workspace, 'LLaMAAttention:f@1.1.3', batch + (T, D), dtype)) # (…, T, D)
     V_shape = V.shape
     # 5 Q_h ← Q[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
     _4 = _slice_in(Q, -1, 0, D, 'LLaMAAttention.card, line 14') # (…, T, D)
@@ -118,7 +118,7 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     V_2 = _permute(_11, (-2, -3, -1))                           # (…, H, T, D/H)
     # 8 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}
     _13 = np.swapaxes(K_2, -1, -2)                              # (…, H, D/H, T)
-    _14 = np.matmul(Q_2, _13, out=_buf(workspace, 'LLaMAAttention:f_14', batch + (H, T, T), dtype)) # (…, H, T, T)
+    _14 = np.matmul(Q_2, _13, out=_buf(workspace, 'LLaMAAttention:f@1.2.1', batch + (H, T, T), dtype)) # (…, H, T, T)
     _15 = D / H                                                 # ()
     _16 = math.sqrt(_15)                                        # ()
     S = np.divide(_14, _16, out=_14)                            # (…, H, T, T)
@@ -129,14 +129,14 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     _21 = _18 > _20                                             # (T, T)
     _22 = _fill_where(S, _21, -np.inf)                          # (…, H, T, T)
     # 10 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-    _23 = _softmax(_22, -1, _buf(workspace, 'LLaMAAttention:f_23', batch + (H, T, T), dtype)) # (…, H, T, T)
-    Y = np.matmul(_23, V_2, out=_buf(workspace, 'LLaMAAttention:fY', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    _23 = _softmax(_22, -1, _buf(workspace, 'LLaMAAttention:f@1.2.2', batch + (H, T, T), dtype)) # (…, H, T, T)
+    Y = np.matmul(_23, V_2, out=_buf(workspace, 'LLaMAAttention:f@1.4.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     # 12 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     _25 = _permute(Y, (-2, -3, -1))                             # (…, T, H, D/H)
     shape_25 = _25.shape
     Y_2 = _25.reshape(_25.shape[:-2] + (D,))                    # (…, T, D)
     # 13 return Ṽ = Y W_o ▷ Ṽ ∈ ℝ^{T×D}
-    V_tilde = np.matmul(Y_2, W_o, out=_buf(workspace, 'LLaMAAttention:fV_tilde', batch + (T, D), dtype)) # (…, T, D)
+    V_tilde = np.matmul(Y_2, W_o, out=_buf(workspace, 'LLaMAAttention:f@1.1.4', batch + (T, D), dtype)) # (…, T, D)
     cache = {"D": D, "H": H, "T": T, "batch": batch, "dtype": dtype, "Y_2": Y_2, "shape_25": shape_25, "_23": _23, "V_2": V_2, "_21": _21, "_16": _16, "Q_2": Q_2, "_13": _13, "shape_10": shape_10, "V_shape": V_shape, "shape_7": shape_7, "K_shape": K_shape, "shape_4": shape_4, "Q_shape": Q_shape, "X": X}
     return V_tilde, cache
 
@@ -172,52 +172,52 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     W_k = params.W_k
     W_q = params.W_q
     # 13 return Ṽ = Y W_o ▷ Ṽ ∈ ℝ^{T×D}
-    d_W_o = _wgrad(Y_2, d_V_tilde, _buf(workspace, 'LLaMAAttention:bd_W_o', (D, D), dtype)) # (D, D)
+    d_W_o = _wgrad(Y_2, d_V_tilde, _buf(workspace, 'LLaMAAttention:b@1.1.1', (D, D), dtype)) # (D, D)
     g10002 = np.swapaxes(W_o, -1, -2)                           # (D, D)
-    d_Y_2 = np.matmul(d_V_tilde, g10002, out=_buf(workspace, 'LLaMAAttention:bd_Y_2', batch + (T, D), dtype)) # (…, T, D)
+    d_Y_2 = np.matmul(d_V_tilde, g10002, out=_buf(workspace, 'LLaMAAttention:b@1.2.1', batch + (T, D), dtype)) # (…, T, D)
     # 12 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     g10004 = d_Y_2.reshape(shape_25)                            # (…, T, H, D/H)
     d_Y = _permute(g10004, (-2, -3, -1))                        # (…, H, T, D/H)
     # 10 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
     g10006 = np.swapaxes(_23, -1, -2)                           # (…, H, T, T)
-    d_V_2 = np.matmul(g10006, d_Y, out=_buf(workspace, 'LLaMAAttention:bd_V_2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    d_V_2 = np.matmul(g10006, d_Y, out=_buf(workspace, 'LLaMAAttention:b@1.3.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10008 = np.swapaxes(V_2, -1, -2)                           # (…, H, D/H, T)
-    g10009 = np.matmul(d_Y, g10008, out=_buf(workspace, 'LLaMAAttention:bg10009', batch + (H, T, T), dtype)) # (…, H, T, T)
-    g10010 = _softmax_grad(g10009, _23, -1, _buf(workspace, 'LLaMAAttention:bg10010', batch + (H, T, T), dtype)) # (…, H, T, T)
+    g10009 = np.matmul(d_Y, g10008, out=_buf(workspace, 'LLaMAAttention:b@1.4.1', batch + (H, T, T), dtype)) # (…, H, T, T)
+    g10010 = _softmax_grad(g10009, _23, -1, _buf(workspace, 'LLaMAAttention:b@1.4.2', batch + (H, T, T), dtype)) # (…, H, T, T)
     # 9 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
     d_S = _zero_where(g10010, _21)                              # (…, H, T, T)
     # 8 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}
     g10013 = np.divide(d_S, _16, out=d_S)                       # (…, H, T, T)
     g10017 = np.swapaxes(Q_2, -1, -2)                           # (…, H, D/H, T)
-    g10018 = np.matmul(g10017, g10013, out=_buf(workspace, 'LLaMAAttention:bg10018', batch + (H, D // H, T), dtype)) # (…, H, D/H, T)
+    g10018 = np.matmul(g10017, g10013, out=_buf(workspace, 'LLaMAAttention:b@1.5.1', batch + (H, D // H, T), dtype)) # (…, H, D/H, T)
     g10019 = np.swapaxes(_13, -1, -2)                           # (…, H, T, D/H)
-    d_Q_2 = np.matmul(g10013, g10019, out=_buf(workspace, 'LLaMAAttention:bd_Q_2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    d_Q_2 = np.matmul(g10013, g10019, out=_buf(workspace, 'LLaMAAttention:b@1.3.2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     d_K_2 = np.swapaxes(g10018, -1, -2)                         # (…, H, T, D/H)
     # 7 V_h ← V[:, h · D / H : (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
     g10022 = _permute(d_V_2, (-2, -3, -1))                      # (…, T, H, D/H)
     g10023 = g10022.reshape(shape_10)                           # (…, T, D)
-    d_V = _unslice(g10023, V_shape, -1, 0, D, _buf(workspace, 'LLaMAAttention:bd_V', batch + (T, D), dtype)) # (…, T, D)
+    d_V = _unslice(g10023, V_shape, -1, 0, D, _buf(workspace, 'LLaMAAttention:b@1.2.1', batch + (T, D), dtype)) # (…, T, D)
     # 6 K_h ← K[:, h · D / H : (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
     g10025 = _permute(d_K_2, (-2, -3, -1))                      # (…, T, H, D/H)
     g10026 = g10025.reshape(shape_7)                            # (…, T, D)
-    d_K = _unslice(g10026, K_shape, -1, 0, D, _buf(workspace, 'LLaMAAttention:bd_K', batch + (T, D), dtype)) # (…, T, D)
+    d_K = _unslice(g10026, K_shape, -1, 0, D, _buf(workspace, 'LLaMAAttention:b@1.2.2', batch + (T, D), dtype)) # (…, T, D)
     # 5 Q_h ← Q[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
     g10028 = _permute(d_Q_2, (-2, -3, -1))                      # (…, T, H, D/H)
     g10029 = g10028.reshape(shape_4)                            # (…, T, D)
-    d_Q = _unslice(g10029, Q_shape, -1, 0, D, _buf(workspace, 'LLaMAAttention:bd_Q', batch + (T, D), dtype)) # (…, T, D)
+    d_Q = _unslice(g10029, Q_shape, -1, 0, D, _buf(workspace, 'LLaMAAttention:b@1.2.3', batch + (T, D), dtype)) # (…, T, D)
     # 3 V ← X W_v ▷ V ∈ ℝ^{T×D}
-    d_W_v = _wgrad(X, d_V, _buf(workspace, 'LLaMAAttention:bd_W_v', (D, D), dtype)) # (D, D)
+    d_W_v = _wgrad(X, d_V, _buf(workspace, 'LLaMAAttention:b@1.1.2', (D, D), dtype)) # (D, D)
     g10032 = np.swapaxes(W_v, -1, -2)                           # (D, D)
-    d_X = np.matmul(d_V, g10032, out=_buf(workspace, 'LLaMAAttention:bd_X', batch + (T, D), dtype)) # (…, T, D)
+    d_X = np.matmul(d_V, g10032, out=_buf(workspace, 'LLaMAAttention:b@1.2.4', batch + (T, D), dtype)) # (…, T, D)
     # 2 K ← X W_k ▷ K ∈ ℝ^{T×D}
-    d_W_k = _wgrad(X, d_K, _buf(workspace, 'LLaMAAttention:bd_W_k', (D, D), dtype)) # (D, D)
+    d_W_k = _wgrad(X, d_K, _buf(workspace, 'LLaMAAttention:b@1.1.3', (D, D), dtype)) # (D, D)
     g10035 = np.swapaxes(W_k, -1, -2)                           # (D, D)
-    g10036 = np.matmul(d_K, g10035, out=_buf(workspace, 'LLaMAAttention:bg10036', batch + (T, D), dtype)) # (…, T, D)
+    g10036 = np.matmul(d_K, g10035, out=_buf(workspace, 'LLaMAAttention:b@1.2.1', batch + (T, D), dtype)) # (…, T, D)
     d_X_2 = np.add(d_X, g10036, out=d_X)                        # (…, T, D)
     # 1 Q ← X W_q ▷ Q ∈ ℝ^{T×D}
-    d_W_q = _wgrad(X, d_Q, _buf(workspace, 'LLaMAAttention:bd_W_q', (D, D), dtype)) # (D, D)
+    d_W_q = _wgrad(X, d_Q, _buf(workspace, 'LLaMAAttention:b@1.1.4', (D, D), dtype)) # (D, D)
     g10039 = np.swapaxes(W_q, -1, -2)                           # (D, D)
-    g10040 = np.matmul(d_Q, g10039, out=_buf(workspace, 'LLaMAAttention:bg10040', batch + (T, D), dtype)) # (…, T, D)
+    g10040 = np.matmul(d_Q, g10039, out=_buf(workspace, 'LLaMAAttention:b@1.2.1', batch + (T, D), dtype)) # (…, T, D)
     d_X_3 = np.add(d_X_2, g10040, out=d_X_2)                    # (…, T, D)
     grads = Params(W_q=d_W_q, W_k=d_W_k, W_v=d_W_v, W_o=d_W_o)
     return grads, {"X": d_X_3}

@@ -104,24 +104,24 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     dtype = np.result_type(g_1)
     batch = np.shape(e)[:np.ndim(e) - 2]
     # RMSNorm 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
-    _1 = np.multiply(e, e, out=_buf(workspace, 'LLaMABlock:f_1', batch + (T, D), dtype)) # (…, T, D)
+    _1 = np.multiply(e, e, out=_buf(workspace, 'LLaMABlock:f@1.1.1', batch + (T, D), dtype)) # (…, T, D)
     shape_1 = _1.shape
-    _2 = np.sum(_1, axis=-1, out=_buf(workspace, 'LLaMABlock:f_2', batch + (T,), dtype)) # (…, T)
+    _2 = np.sum(_1, axis=-1, out=_buf(workspace, 'LLaMABlock:f@1.2.1', batch + (T,), dtype)) # (…, T)
     _3 = np.divide(_2, D, out=_2)                               # (…, T)
     _4 = np.add(_3, 1e-06, out=_3)                              # (…, T)
     r = np.sqrt(_4, out=_4)                                     # (…, T)
     # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
     _6 = np.expand_dims(r, -1)                                  # (…, T, 1)
-    _7 = np.divide(e, _6, out=_buf(workspace, 'LLaMABlock:f_7', batch + (T, D), dtype)) # (…, T, D)
-    e_hat = np.multiply(_7, g_1, out=_buf(workspace, 'LLaMABlock:fe_hat', batch + (T, D), dtype)) # (…, T, D)
+    _7 = np.divide(e, _6, out=_buf(workspace, 'LLaMABlock:f@1.1.2', batch + (T, D), dtype)) # (…, T, D)
+    e_hat = np.multiply(_7, g_1, out=_buf(workspace, 'LLaMABlock:f@1.1.3', batch + (T, D), dtype)) # (…, T, D)
     # LLaMAAttention 1 Q ← X W_q ▷ Q ∈ ℝ^{T×D}
-    Q = np.matmul(e_hat, W_q, out=_buf(workspace, 'LLaMABlock:fQ', batch + (T, D), dtype)) # (…, T, D)
+    Q = np.matmul(e_hat, W_q, out=_buf(workspace, 'LLaMABlock:f@1.1.4', batch + (T, D), dtype)) # (…, T, D)
     Q_shape = Q.shape
     # LLaMAAttention 2 K ← X W_k ▷ K ∈ ℝ^{T×D}
-    K = np.matmul(e_hat, W_k, out=_buf(workspace, 'LLaMABlock:fK', batch + (T, D), dtype)) # (…, T, D)
+    K = np.matmul(e_hat, W_k, out=_buf(workspace, 'LLaMABlock:f@1.1.5', batch + (T, D), dtype)) # (…, T, D)
     K_shape = K.shape
     # LLaMAAttention 3 V ← X W_v ▷ V ∈ ℝ^{T×D}
-    V = np.matmul(e_hat, W_v, out=_buf(workspace, 'LLaMABlock:fV', batch + (T, D), dtype)) # (…, T, D)
+    V = np.matmul(e_hat, W_v, out=_buf(workspace, 'LLaMABlock:f@1.1.6', batch + (T, D), dtype)) # (…, T, D)
     V_shape = V.shape
     # LLaMAAttention 5 Q_h ← Q[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
     _12 = _slice_in(Q, -1, 0, D, 'LLaMAAttention.card, line 14') # (…, T, D)
@@ -140,7 +140,7 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     V_2 = _permute(_19, (-2, -3, -1))                           # (…, H, T, D/H)
     # LLaMAAttention 8 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}
     _21 = np.swapaxes(K_2, -1, -2)                              # (…, H, D/H, T)
-    _22 = np.matmul(Q_2, _21, out=_buf(workspace, 'LLaMABlock:f_22', batch + (H, T, T), dtype)) # (…, H, T, T)
+    _22 = np.matmul(Q_2, _21, out=_buf(workspace, 'LLaMABlock:f@1.3.1', batch + (H, T, T), dtype)) # (…, H, T, T)
     _23 = D / H                                                 # ()
     _24 = math.sqrt(_23)                                        # ()
     S = np.divide(_22, _24, out=_22)                            # (…, H, T, T)
@@ -151,36 +151,36 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     _29 = _26 > _28                                             # (T, T)
     _30 = _fill_where(S, _29, -np.inf)                          # (…, H, T, T)
     # LLaMAAttention 10 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-    _31 = _softmax(_30, -1, _buf(workspace, 'LLaMABlock:f_31', batch + (H, T, T), dtype)) # (…, H, T, T)
-    Y = np.matmul(_31, V_2, out=_buf(workspace, 'LLaMABlock:fY', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    _31 = _softmax(_30, -1, _buf(workspace, 'LLaMABlock:f@1.3.2', batch + (H, T, T), dtype)) # (…, H, T, T)
+    Y = np.matmul(_31, V_2, out=_buf(workspace, 'LLaMABlock:f@1.5.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     # LLaMAAttention 12 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     _33 = _permute(Y, (-2, -3, -1))                             # (…, T, H, D/H)
     shape_33 = _33.shape
     Y_2 = _33.reshape(_33.shape[:-2] + (D,))                    # (…, T, D)
     # LLaMAAttention 13 return Ṽ = Y W_o ▷ Ṽ ∈ ℝ^{T×D}
-    V_tilde = np.matmul(Y_2, W_o, out=_buf(workspace, 'LLaMABlock:fV_tilde', batch + (T, D), dtype)) # (…, T, D)
+    V_tilde = np.matmul(Y_2, W_o, out=_buf(workspace, 'LLaMABlock:f@1.1.3', batch + (T, D), dtype)) # (…, T, D)
     # 1 e ← e + LLaMAAttention(RMSNorm(e | g_1) | θ_attn) ▷ e ∈ ℝ^{T×D}
     e_2 = np.add(e, V_tilde, out=V_tilde)                       # (…, T, D)
     # RMSNorm 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
-    _37 = np.multiply(e_2, e_2, out=_buf(workspace, 'LLaMABlock:f_37', batch + (T, D), dtype)) # (…, T, D)
+    _37 = np.multiply(e_2, e_2, out=_buf(workspace, 'LLaMABlock:f@1.1.7', batch + (T, D), dtype)) # (…, T, D)
     shape_37 = _37.shape
-    _38 = np.sum(_37, axis=-1, out=_buf(workspace, 'LLaMABlock:f_38', batch + (T,), dtype)) # (…, T)
+    _38 = np.sum(_37, axis=-1, out=_buf(workspace, 'LLaMABlock:f@1.2.2', batch + (T,), dtype)) # (…, T)
     _39 = np.divide(_38, D, out=_38)                            # (…, T)
     _40 = np.add(_39, 1e-06, out=_39)                           # (…, T)
     r_2 = np.sqrt(_40, out=_40)                                 # (…, T)
     # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
     _42 = np.expand_dims(r_2, -1)                               # (…, T, 1)
-    _43 = np.divide(e_2, _42, out=_buf(workspace, 'LLaMABlock:f_43', batch + (T, D), dtype)) # (…, T, D)
+    _43 = np.divide(e_2, _42, out=_buf(workspace, 'LLaMABlock:f@1.1.8', batch + (T, D), dtype)) # (…, T, D)
     e_hat_2 = np.multiply(_43, g_2, out=_43)                    # (…, T, D)
     # SwiGLU 1 return Y = (SiLU(X W_1) ⊙ X W_3) W_2 ▷ Y ∈ ℝ^{T×D}
-    _45 = np.matmul(e_hat_2, W_1, out=_buf(workspace, 'LLaMABlock:f_45', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _45 = np.matmul(e_hat_2, W_1, out=_buf(workspace, 'LLaMABlock:f@1.6.1', batch + (T, D_f), dtype)) # (…, T, D_f)
     _46 = _45 * _sigmoid(_45)                                   # (…, T, D_f)
-    _47 = np.matmul(e_hat_2, W_3, out=_buf(workspace, 'LLaMABlock:f_47', batch + (T, D_f), dtype)) # (…, T, D_f)
-    _48 = np.multiply(_46, _47, out=_buf(workspace, 'LLaMABlock:f_48', batch + (T, D_f), dtype)) # (…, T, D_f)
-    Y_3 = np.matmul(_48, W_2, out=_buf(workspace, 'LLaMABlock:fY_3', batch + (T, D), dtype)) # (…, T, D)
+    _47 = np.matmul(e_hat_2, W_3, out=_buf(workspace, 'LLaMABlock:f@1.6.3', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _48 = np.multiply(_46, _47, out=_buf(workspace, 'LLaMABlock:f@1.6.4', batch + (T, D_f), dtype)) # (…, T, D_f)
+    Y_3 = np.matmul(_48, W_2, out=_buf(workspace, 'LLaMABlock:f@1.1.8', batch + (T, D), dtype)) # (…, T, D)
     # 2 e ← e + SwiGLU(RMSNorm(e | g_2) | θ_mlp) ▷ e ∈ ℝ^{T×D}
     e_3 = np.add(e_2, Y_3, out=Y_3)                             # (…, T, D)
-    cache = {"D": D, "H": H, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "r": r, "_7": _7, "r_2": r_2, "e_2": e_2, "_46": _46, "_47": _47, "_45": _45, "shape_37": shape_37, "Y_2": Y_2, "shape_33": shape_33, "_31": _31, "V_2": V_2, "_29": _29, "_24": _24, "Q_2": Q_2, "_21": _21, "shape_18": shape_18, "V_shape": V_shape, "shape_15": shape_15, "K_shape": K_shape, "shape_12": shape_12, "Q_shape": Q_shape, "shape_1": shape_1, "e": e}
+    cache = {"D": D, "H": H, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "_46": _46, "_47": _47, "r_2": r_2, "e_2": e_2, "_45": _45, "shape_37": shape_37, "Y_2": Y_2, "shape_33": shape_33, "_31": _31, "V_2": V_2, "_29": _29, "_24": _24, "Q_2": Q_2, "_21": _21, "shape_18": shape_18, "V_shape": V_shape, "shape_15": shape_15, "K_shape": K_shape, "shape_12": shape_12, "Q_shape": Q_shape, "_7": _7, "r": r, "shape_1": shape_1, "e": e}
     return e_3, cache
 
 
@@ -196,15 +196,12 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     T = cache["T"]
     batch = cache["batch"]
     dtype = cache["dtype"]
-    r = cache["r"]
-    _7 = cache["_7"]
-    g_1 = params.g_1
-    r_2 = cache["r_2"]
-    e_2 = cache["e_2"]
-    g_2 = params.g_2
     _46 = cache["_46"]
     _47 = cache["_47"]
     W_2 = params.W_2
+    r_2 = cache["r_2"]
+    e_2 = cache["e_2"]
+    g_2 = params.g_2
     W_3 = params.W_3
     _45 = cache["_45"]
     W_1 = params.W_1
@@ -224,38 +221,40 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     K_shape = cache["K_shape"]
     shape_12 = cache["shape_12"]
     Q_shape = cache["Q_shape"]
+    _7 = cache["_7"]
+    g_1 = params.g_1
     W_v = params.W_v
     W_k = params.W_k
     W_q = params.W_q
+    r = cache["r"]
     shape_1 = cache["shape_1"]
     e = cache["e"]
-    # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
-    _6 = np.expand_dims(r, -1)                                  # (…, T, 1)
-    e_hat = np.multiply(_7, g_1, out=_buf(workspace, 'LLaMABlock:be_hat', batch + (T, D), dtype)) # (…, T, D)
-    _42 = np.expand_dims(r_2, -1)                               # (…, T, 1)
-    _43 = np.divide(e_2, _42, out=_buf(workspace, 'LLaMABlock:b_43', batch + (T, D), dtype)) # (…, T, D)
-    e_hat_2 = np.multiply(_43, g_2, out=_buf(workspace, 'LLaMABlock:be_hat_2', batch + (T, D), dtype)) # (…, T, D)
     # SwiGLU 1 return Y = (SiLU(X W_1) ⊙ X W_3) W_2 ▷ Y ∈ ℝ^{T×D}
-    _48 = np.multiply(_46, _47, out=_buf(workspace, 'LLaMABlock:b_48', batch + (T, D_f), dtype)) # (…, T, D_f)
-    d_W_2 = _wgrad(_48, d_e_hat, _buf(workspace, 'LLaMABlock:bd_W_2', (D_f, D), dtype)) # (D_f, D)
+    _48 = np.multiply(_46, _47, out=_buf(workspace, 'LLaMABlock:b@1.1.1', batch + (T, D_f), dtype)) # (…, T, D_f)
+    d_W_2 = _wgrad(_48, d_e_hat, _buf(workspace, 'LLaMABlock:b@1.2.1', (D_f, D), dtype)) # (D_f, D)
     g10002 = np.swapaxes(W_2, -1, -2)                           # (D, D_f)
-    g10003 = np.matmul(d_e_hat, g10002, out=_buf(workspace, 'LLaMABlock:bg10003', batch + (T, D_f), dtype)) # (…, T, D_f)
-    g10004 = np.multiply(g10003, _47, out=_buf(workspace, 'LLaMABlock:bg10004', batch + (T, D_f), dtype)) # (…, T, D_f)
+    g10003 = np.matmul(d_e_hat, g10002, out=_buf(workspace, 'LLaMABlock:b@1.1.1', batch + (T, D_f), dtype)) # (…, T, D_f)
+    g10004 = np.multiply(g10003, _47, out=_buf(workspace, 'LLaMABlock:b@1.1.2', batch + (T, D_f), dtype)) # (…, T, D_f)
     g10005 = np.multiply(g10003, _46, out=g10003)               # (…, T, D_f)
-    d_W_3 = _wgrad(e_hat_2, g10005, _buf(workspace, 'LLaMABlock:bd_W_3', (D, D_f), dtype)) # (D, D_f)
+    # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
+    _42 = np.expand_dims(r_2, -1)                               # (…, T, 1)
+    _43 = np.divide(e_2, _42, out=_buf(workspace, 'LLaMABlock:b@1.3.1', batch + (T, D), dtype)) # (…, T, D)
+    e_hat_2 = np.multiply(_43, g_2, out=_buf(workspace, 'LLaMABlock:b@1.3.2', batch + (T, D), dtype)) # (…, T, D)
+    # SwiGLU 1 return Y = (SiLU(X W_1) ⊙ X W_3) W_2 ▷ Y ∈ ℝ^{T×D}
+    d_W_3 = _wgrad(e_hat_2, g10005, _buf(workspace, 'LLaMABlock:b@1.4.1', (D, D_f), dtype)) # (D, D_f)
     g10007 = np.swapaxes(W_3, -1, -2)                           # (D_f, D)
-    d_e_hat_2 = np.matmul(g10005, g10007, out=_buf(workspace, 'LLaMABlock:bd_e_hat_2', batch + (T, D), dtype)) # (…, T, D)
+    d_e_hat_2 = np.matmul(g10005, g10007, out=_buf(workspace, 'LLaMABlock:b@1.3.3', batch + (T, D), dtype)) # (…, T, D)
     g10009 = _silu_grad(_45)                                    # (…, T, D_f)
     g10010 = np.multiply(g10004, g10009, out=g10004)            # (…, T, D_f)
-    d_W_1 = _wgrad(e_hat_2, g10010, _buf(workspace, 'LLaMABlock:bd_W_1', (D, D_f), dtype)) # (D, D_f)
+    d_W_1 = _wgrad(e_hat_2, g10010, _buf(workspace, 'LLaMABlock:b@1.4.2', (D, D_f), dtype)) # (D, D_f)
     g10012 = np.swapaxes(W_1, -1, -2)                           # (D_f, D)
-    g10013 = np.matmul(g10010, g10012, out=_buf(workspace, 'LLaMABlock:bg10013', batch + (T, D), dtype)) # (…, T, D)
+    g10013 = np.matmul(g10010, g10012, out=_buf(workspace, 'LLaMABlock:b@1.3.2', batch + (T, D), dtype)) # (…, T, D)
     d_e_hat_2_2 = np.add(d_e_hat_2, g10013, out=d_e_hat_2)      # (…, T, D)
     # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
-    g10015 = np.multiply(d_e_hat_2_2, g_2, out=_buf(workspace, 'LLaMABlock:bg10015', batch + (T, D), dtype)) # (…, T, D)
+    g10015 = np.multiply(d_e_hat_2_2, g_2, out=_buf(workspace, 'LLaMABlock:b@1.3.2', batch + (T, D), dtype)) # (…, T, D)
     g10016 = np.multiply(d_e_hat_2_2, _43, out=d_e_hat_2_2)     # (…, T, D)
     d_g_2 = _sum_to(g10016, 1, ())                              # (D,)
-    g10018 = np.divide(g10015, _42, out=_buf(workspace, 'LLaMABlock:bg10018', batch + (T, D), dtype)) # (…, T, D)
+    g10018 = np.divide(g10015, _42, out=_buf(workspace, 'LLaMABlock:b@1.3.4', batch + (T, D), dtype)) # (…, T, D)
     g10019 = np.multiply(g10015, _43, out=g10015)               # (…, T, D)
     g10020 = np.divide(g10019, _42, out=g10019)                 # (…, T, D)
     g10021 = np.negative(g10020, out=g10020)                    # (…, T, D)
@@ -263,66 +262,69 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     g10023 = _sum_to(g10021, None, (-1,))                       # (…, T, 1)
     d_r_2 = np.squeeze(g10023, -1)                              # (…, T)
     # RMSNorm 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
-    g10025 = np.multiply(r_2, 2.0, out=_buf(workspace, 'LLaMABlock:bg10025', batch + (T,), dtype)) # (…, T)
-    g10026 = np.divide(d_r_2, g10025, out=_buf(workspace, 'LLaMABlock:bg10026', batch + (T,), dtype)) # (…, T)
+    g10025 = np.multiply(r_2, 2.0, out=_buf(workspace, 'LLaMABlock:b@1.5.1', batch + (T,), dtype)) # (…, T)
+    g10026 = np.divide(d_r_2, g10025, out=_buf(workspace, 'LLaMABlock:b@1.5.2', batch + (T,), dtype)) # (…, T)
     g10027 = np.divide(g10026, D, out=g10026)                   # (…, T)
     g10031 = np.broadcast_to(np.expand_dims(g10027, -1), shape_37) # (…, T, D)
-    g10032 = np.multiply(e_2, 2.0, out=_buf(workspace, 'LLaMABlock:bg10032', batch + (T, D), dtype)) # (…, T, D)
+    g10032 = np.multiply(e_2, 2.0, out=_buf(workspace, 'LLaMABlock:b@1.3.2', batch + (T, D), dtype)) # (…, T, D)
     g10033 = np.multiply(g10031, g10032, out=g10032)            # (…, T, D)
     d_e_2_2 = np.add(d_e_2, g10033, out=d_e_2)                  # (…, T, D)
     # LLaMAAttention 13 return Ṽ = Y W_o ▷ Ṽ ∈ ℝ^{T×D}
-    d_W_o = _wgrad(Y_2, d_e_2_2, _buf(workspace, 'LLaMABlock:bd_W_o', (D, D), dtype)) # (D, D)
+    d_W_o = _wgrad(Y_2, d_e_2_2, _buf(workspace, 'LLaMABlock:b@1.6.1', (D, D), dtype)) # (D, D)
     g10036 = np.swapaxes(W_o, -1, -2)                           # (D, D)
-    d_Y_2 = np.matmul(d_e_2_2, g10036, out=_buf(workspace, 'LLaMABlock:bd_Y_2', batch + (T, D), dtype)) # (…, T, D)
+    d_Y_2 = np.matmul(d_e_2_2, g10036, out=_buf(workspace, 'LLaMABlock:b@1.3.2', batch + (T, D), dtype)) # (…, T, D)
     # LLaMAAttention 12 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     g10038 = d_Y_2.reshape(shape_33)                            # (…, T, H, D/H)
     d_Y = _permute(g10038, (-2, -3, -1))                        # (…, H, T, D/H)
     # LLaMAAttention 10 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
     g10040 = np.swapaxes(_31, -1, -2)                           # (…, H, T, T)
-    d_V_2 = np.matmul(g10040, d_Y, out=_buf(workspace, 'LLaMABlock:bd_V_2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    d_V_2 = np.matmul(g10040, d_Y, out=_buf(workspace, 'LLaMABlock:b@1.7.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10042 = np.swapaxes(V_2, -1, -2)                           # (…, H, D/H, T)
-    g10043 = np.matmul(d_Y, g10042, out=_buf(workspace, 'LLaMABlock:bg10043', batch + (H, T, T), dtype)) # (…, H, T, T)
-    g10044 = _softmax_grad(g10043, _31, -1, _buf(workspace, 'LLaMABlock:bg10044', batch + (H, T, T), dtype)) # (…, H, T, T)
+    g10043 = np.matmul(d_Y, g10042, out=_buf(workspace, 'LLaMABlock:b@1.8.1', batch + (H, T, T), dtype)) # (…, H, T, T)
+    g10044 = _softmax_grad(g10043, _31, -1, _buf(workspace, 'LLaMABlock:b@1.8.2', batch + (H, T, T), dtype)) # (…, H, T, T)
     # LLaMAAttention 9 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
     d_S = _zero_where(g10044, _29)                              # (…, H, T, T)
     # LLaMAAttention 8 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}
     g10047 = np.divide(d_S, _24, out=d_S)                       # (…, H, T, T)
     g10051 = np.swapaxes(Q_2, -1, -2)                           # (…, H, D/H, T)
-    g10052 = np.matmul(g10051, g10047, out=_buf(workspace, 'LLaMABlock:bg10052', batch + (H, D // H, T), dtype)) # (…, H, D/H, T)
+    g10052 = np.matmul(g10051, g10047, out=_buf(workspace, 'LLaMABlock:b@1.9.1', batch + (H, D // H, T), dtype)) # (…, H, D/H, T)
     g10053 = np.swapaxes(_21, -1, -2)                           # (…, H, T, D/H)
-    d_Q_2 = np.matmul(g10047, g10053, out=_buf(workspace, 'LLaMABlock:bd_Q_2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    d_Q_2 = np.matmul(g10047, g10053, out=_buf(workspace, 'LLaMABlock:b@1.7.2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     d_K_2 = np.swapaxes(g10052, -1, -2)                         # (…, H, T, D/H)
     # LLaMAAttention 7 V_h ← V[:, h · D / H : (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
     g10056 = _permute(d_V_2, (-2, -3, -1))                      # (…, T, H, D/H)
     g10057 = g10056.reshape(shape_18)                           # (…, T, D)
-    d_V = _unslice(g10057, V_shape, -1, 0, D, _buf(workspace, 'LLaMABlock:bd_V', batch + (T, D), dtype)) # (…, T, D)
+    d_V = _unslice(g10057, V_shape, -1, 0, D, _buf(workspace, 'LLaMABlock:b@1.3.2', batch + (T, D), dtype)) # (…, T, D)
     # LLaMAAttention 6 K_h ← K[:, h · D / H : (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
     g10059 = _permute(d_K_2, (-2, -3, -1))                      # (…, T, H, D/H)
     g10060 = g10059.reshape(shape_15)                           # (…, T, D)
-    d_K = _unslice(g10060, K_shape, -1, 0, D, _buf(workspace, 'LLaMABlock:bd_K', batch + (T, D), dtype)) # (…, T, D)
+    d_K = _unslice(g10060, K_shape, -1, 0, D, _buf(workspace, 'LLaMABlock:b@1.3.1', batch + (T, D), dtype)) # (…, T, D)
     # LLaMAAttention 5 Q_h ← Q[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
     g10062 = _permute(d_Q_2, (-2, -3, -1))                      # (…, T, H, D/H)
     g10063 = g10062.reshape(shape_12)                           # (…, T, D)
-    d_Q = _unslice(g10063, Q_shape, -1, 0, D, _buf(workspace, 'LLaMABlock:bd_Q', batch + (T, D), dtype)) # (…, T, D)
+    d_Q = _unslice(g10063, Q_shape, -1, 0, D, _buf(workspace, 'LLaMABlock:b@1.3.5', batch + (T, D), dtype)) # (…, T, D)
+    # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
+    e_hat = np.multiply(_7, g_1, out=_buf(workspace, 'LLaMABlock:b@1.3.6', batch + (T, D), dtype)) # (…, T, D)
     # LLaMAAttention 3 V ← X W_v ▷ V ∈ ℝ^{T×D}
-    d_W_v = _wgrad(e_hat, d_V, _buf(workspace, 'LLaMABlock:bd_W_v', (D, D), dtype)) # (D, D)
+    d_W_v = _wgrad(e_hat, d_V, _buf(workspace, 'LLaMABlock:b@1.6.2', (D, D), dtype)) # (D, D)
     g10066 = np.swapaxes(W_v, -1, -2)                           # (D, D)
-    d_e_hat_3 = np.matmul(d_V, g10066, out=_buf(workspace, 'LLaMABlock:bd_e_hat_3', batch + (T, D), dtype)) # (…, T, D)
+    d_e_hat_3 = np.matmul(d_V, g10066, out=_buf(workspace, 'LLaMABlock:b@1.3.7', batch + (T, D), dtype)) # (…, T, D)
     # LLaMAAttention 2 K ← X W_k ▷ K ∈ ℝ^{T×D}
-    d_W_k = _wgrad(e_hat, d_K, _buf(workspace, 'LLaMABlock:bd_W_k', (D, D), dtype)) # (D, D)
+    d_W_k = _wgrad(e_hat, d_K, _buf(workspace, 'LLaMABlock:b@1.6.3', (D, D), dtype)) # (D, D)
     g10069 = np.swapaxes(W_k, -1, -2)                           # (D, D)
-    g10070 = np.matmul(d_K, g10069, out=_buf(workspace, 'LLaMABlock:bg10070', batch + (T, D), dtype)) # (…, T, D)
+    g10070 = np.matmul(d_K, g10069, out=_buf(workspace, 'LLaMABlock:b@1.3.2', batch + (T, D), dtype)) # (…, T, D)
     d_e_hat_4 = np.add(d_e_hat_3, g10070, out=d_e_hat_3)        # (…, T, D)
     # LLaMAAttention 1 Q ← X W_q ▷ Q ∈ ℝ^{T×D}
-    d_W_q = _wgrad(e_hat, d_Q, _buf(workspace, 'LLaMABlock:bd_W_q', (D, D), dtype)) # (D, D)
+    d_W_q = _wgrad(e_hat, d_Q, _buf(workspace, 'LLaMABlock:b@1.6.4', (D, D), dtype)) # (D, D)
     g10073 = np.swapaxes(W_q, -1, -2)                           # (D, D)
-    g10074 = np.matmul(d_Q, g10073, out=_buf(workspace, 'LLaMABlock:bg10074', batch + (T, D), dtype)) # (…, T, D)
+    g10074 = np.matmul(d_Q, g10073, out=_buf(workspace, 'LLaMABlock:b@1.3.6', batch + (T, D), dtype)) # (…, T, D)
     d_e_hat_5 = np.add(d_e_hat_4, g10074, out=d_e_hat_4)        # (…, T, D)
     # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
-    g10076 = np.multiply(d_e_hat_5, g_1, out=_buf(workspace, 'LLaMABlock:bg10076', batch + (T, D), dtype)) # (…, T, D)
+    g10076 = np.multiply(d_e_hat_5, g_1, out=_buf(workspace, 'LLaMABlock:b@1.3.6', batch + (T, D), dtype)) # (…, T, D)
     g10077 = np.multiply(d_e_hat_5, _7, out=d_e_hat_5)          # (…, T, D)
     d_g_1 = _sum_to(g10077, 1, ())                              # (D,)
-    g10079 = np.divide(g10076, _6, out=_buf(workspace, 'LLaMABlock:bg10079', batch + (T, D), dtype)) # (…, T, D)
+    _6 = np.expand_dims(r, -1)                                  # (…, T, 1)
+    g10079 = np.divide(g10076, _6, out=_buf(workspace, 'LLaMABlock:b@1.3.5', batch + (T, D), dtype)) # (…, T, D)
     g10080 = np.multiply(g10076, _7, out=g10076)                # (…, T, D)
     g10081 = np.divide(g10080, _6, out=g10080)                  # (…, T, D)
     g10082 = np.negative(g10081, out=g10081)                    # (…, T, D)
@@ -330,11 +332,11 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     g10084 = _sum_to(g10082, None, (-1,))                       # (…, T, 1)
     d_r = np.squeeze(g10084, -1)                                # (…, T)
     # RMSNorm 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
-    g10086 = np.multiply(r, 2.0, out=_buf(workspace, 'LLaMABlock:bg10086', batch + (T,), dtype)) # (…, T)
-    g10087 = np.divide(d_r, g10086, out=_buf(workspace, 'LLaMABlock:bg10087', batch + (T,), dtype)) # (…, T)
+    g10086 = np.multiply(r, 2.0, out=_buf(workspace, 'LLaMABlock:b@1.5.2', batch + (T,), dtype)) # (…, T)
+    g10087 = np.divide(d_r, g10086, out=_buf(workspace, 'LLaMABlock:b@1.5.1', batch + (T,), dtype)) # (…, T)
     g10088 = np.divide(g10087, D, out=g10087)                   # (…, T)
     g10092 = np.broadcast_to(np.expand_dims(g10088, -1), shape_1) # (…, T, D)
-    g10093 = np.multiply(e, 2.0, out=_buf(workspace, 'LLaMABlock:bg10093', batch + (T, D), dtype)) # (…, T, D)
+    g10093 = np.multiply(e, 2.0, out=_buf(workspace, 'LLaMABlock:b@1.3.6', batch + (T, D), dtype)) # (…, T, D)
     g10094 = np.multiply(g10092, g10093, out=g10093)            # (…, T, D)
     d_e_3 = np.add(d_e, g10094, out=d_e)                        # (…, T, D)
     grads = Params(g_1=d_g_1, W_q=d_W_q, W_k=d_W_k, W_v=d_W_v, W_o=d_W_o, g_2=d_g_2, W_1=d_W_1, W_3=d_W_3, W_2=d_W_2)

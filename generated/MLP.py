@@ -84,19 +84,19 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     dtype = np.result_type(W_fc)
     batch = np.shape(X)[:np.ndim(X) - 2]
     # 1 U ← GELU_tanh(X W_fc + b_fc) ▷ U ∈ ℝ^{T×D_f}
-    _1 = np.matmul(X, W_fc, out=_buf(workspace, 'MLP:f_1', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _1 = np.matmul(X, W_fc, out=_buf(workspace, 'MLP:f@1.1.1', batch + (T, D_f), dtype)) # (…, T, D_f)
     _2 = np.add(_1, b_fc, out=_1)                               # (…, T, D_f)
     # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-    _3 = np.multiply(0.5, _2, out=_buf(workspace, 'MLP:f_3', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _3 = np.multiply(0.5, _2, out=_buf(workspace, 'MLP:f@1.1.2', batch + (T, D_f), dtype)) # (…, T, D_f)
     _4 = _2 * _2 * _2                                           # (…, T, D_f)
     _5 = np.multiply(0.044715, _4, out=_4)                      # (…, T, D_f)
     _6 = np.add(_2, _5, out=_5)                                 # (…, T, D_f)
     _7 = np.multiply(0.7978845608028654, _6, out=_6)            # (…, T, D_f)
     _8 = np.tanh(_7, out=_7)                                    # (…, T, D_f)
-    _9 = np.add(1, _8, out=_buf(workspace, 'MLP:f_9', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _9 = np.add(1, _8, out=_buf(workspace, 'MLP:f@1.1.4', batch + (T, D_f), dtype)) # (…, T, D_f)
     y = np.multiply(_3, _9, out=_3)                             # (…, T, D_f)
     # 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
-    _11 = np.matmul(y, W_proj, out=_buf(workspace, 'MLP:f_11', batch + (T, D), dtype)) # (…, T, D)
+    _11 = np.matmul(y, W_proj, out=_buf(workspace, 'MLP:f@1.2.1', batch + (T, D), dtype)) # (…, T, D)
     Y = np.add(_11, b_proj, out=_11)                            # (…, T, D)
     cache = {"D": D, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "_2": _2, "_8": _8, "X": X}
     return Y, cache
@@ -118,34 +118,35 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     W_proj = params.W_proj
     X = cache["X"]
     W_fc = params.W_fc
-    # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-    _3 = np.multiply(0.5, _2, out=_buf(workspace, 'MLP:b_3', batch + (T, D_f), dtype)) # (…, T, D_f)
-    _9 = np.add(1, _8, out=_buf(workspace, 'MLP:b_9', batch + (T, D_f), dtype)) # (…, T, D_f)
-    y = np.multiply(_3, _9, out=_buf(workspace, 'MLP:by', batch + (T, D_f), dtype)) # (…, T, D_f)
     # 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
     d_b_proj = _sum_to(d_Y, 1, ())                              # (D,)
-    d_W_proj = _wgrad(y, d_Y, _buf(workspace, 'MLP:bd_W_proj', (D_f, D), dtype)) # (D_f, D)
+    # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
+    _3 = np.multiply(0.5, _2, out=_buf(workspace, 'MLP:b@1.1.1', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _9 = np.add(1, _8, out=_buf(workspace, 'MLP:b@1.1.2', batch + (T, D_f), dtype)) # (…, T, D_f)
+    y = np.multiply(_3, _9, out=_buf(workspace, 'MLP:b@1.1.3', batch + (T, D_f), dtype)) # (…, T, D_f)
+    # 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
+    d_W_proj = _wgrad(y, d_Y, _buf(workspace, 'MLP:b@1.2.1', (D_f, D), dtype)) # (D_f, D)
     g10003 = np.swapaxes(W_proj, -1, -2)                        # (D, D_f)
-    d_y = np.matmul(d_Y, g10003, out=_buf(workspace, 'MLP:bd_y', batch + (T, D_f), dtype)) # (…, T, D_f)
+    d_y = np.matmul(d_Y, g10003, out=_buf(workspace, 'MLP:b@1.1.3', batch + (T, D_f), dtype)) # (…, T, D_f)
     # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
     g10005 = np.multiply(d_y, _9, out=_9)                       # (…, T, D_f)
     g10006 = np.multiply(d_y, _3, out=d_y)                      # (…, T, D_f)
-    g10007 = np.multiply(_8, _8, out=_buf(workspace, 'MLP:bg10007', batch + (T, D_f), dtype)) # (…, T, D_f)
-    g10008 = np.subtract(1.0, g10007, out=_buf(workspace, 'MLP:bg10008', batch + (T, D_f), dtype)) # (…, T, D_f)
+    g10007 = np.multiply(_8, _8, out=_buf(workspace, 'MLP:b@1.1.1', batch + (T, D_f), dtype)) # (…, T, D_f)
+    g10008 = np.subtract(1.0, g10007, out=_buf(workspace, 'MLP:b@1.1.4', batch + (T, D_f), dtype)) # (…, T, D_f)
     g10009 = np.multiply(g10006, g10008, out=g10006)            # (…, T, D_f)
     g10011 = np.multiply(g10009, 0.7978845608028654, out=g10009) # (…, T, D_f)
-    g10013 = np.multiply(g10011, 0.044715, out=_buf(workspace, 'MLP:bg10013', batch + (T, D_f), dtype)) # (…, T, D_f)
+    g10013 = np.multiply(g10011, 0.044715, out=_buf(workspace, 'MLP:b@1.1.4', batch + (T, D_f), dtype)) # (…, T, D_f)
     g10014 = _2 * _2                                            # (…, T, D_f)
-    g10015 = np.multiply(g10014, 3, out=_buf(workspace, 'MLP:bg10015', batch + (T, D_f), dtype)) # (…, T, D_f)
+    g10015 = np.multiply(g10014, 3, out=_buf(workspace, 'MLP:b@1.1.5', batch + (T, D_f), dtype)) # (…, T, D_f)
     g10016 = np.multiply(g10013, g10015, out=g10013)            # (…, T, D_f)
     g10017 = np.add(g10011, g10016, out=g10011)                 # (…, T, D_f)
     g10019 = np.multiply(g10005, 0.5, out=g10005)               # (…, T, D_f)
     g10020 = np.add(g10017, g10019, out=g10017)                 # (…, T, D_f)
     # 1 U ← GELU_tanh(X W_fc + b_fc) ▷ U ∈ ℝ^{T×D_f}
     d_b_fc = _sum_to(g10020, 1, ())                             # (D_f,)
-    d_W_fc = _wgrad(X, g10020, _buf(workspace, 'MLP:bd_W_fc', (D, D_f), dtype)) # (D, D_f)
+    d_W_fc = _wgrad(X, g10020, _buf(workspace, 'MLP:b@1.3.1', (D, D_f), dtype)) # (D, D_f)
     g10023 = np.swapaxes(W_fc, -1, -2)                          # (D_f, D)
-    d_X = np.matmul(g10020, g10023, out=_buf(workspace, 'MLP:bd_X', batch + (T, D), dtype)) # (…, T, D)
+    d_X = np.matmul(g10020, g10023, out=_buf(workspace, 'MLP:b@1.4.1', batch + (T, D), dtype)) # (…, T, D)
     grads = Params(W_fc=d_W_fc, b_fc=d_b_fc, W_proj=d_W_proj, b_proj=d_b_proj)
     return grads, {"X": d_X}
 

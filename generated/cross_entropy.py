@@ -64,14 +64,14 @@ def forward(config: Config, params: Params, P, y, workspace: dict | None = None)
     dtype = np.result_type(P)
     batch = np.shape(P)[:np.ndim(P) - 2]
     # 1 return L = −Σ_{t=0}^{T − 1} log softmax(P)[t, y[t]] / T ▷ L ∈ ℝ
-    _1 = _log_softmax(P, -1, _buf(workspace, 'cross_entropy:f_1', batch + (T, V), dtype)) # (…, T, V)
+    _1 = _log_softmax(P, -1, _buf(workspace, 'cross_entropy:f@1.1.1', batch + (T, V), dtype)) # (…, T, V)
     shape_1 = _1.shape
     _2 = np.expand_dims(y, -1)                                  # (…, T, 1)
     _3 = _take_along(_1, _2, -1)                                # (…, T)
     shape_3 = _3.shape
-    _4 = np.sum(_3, axis=-1, out=_buf(workspace, 'cross_entropy:f_4', batch + (), dtype)) # (…,)
-    _5 = np.negative(_4, out=_buf(workspace, 'cross_entropy:f_5', batch + (), dtype)) # (…,)
-    L = np.divide(_5, T, out=_buf(workspace, 'cross_entropy:fL', batch + (), dtype)) # (…,)
+    _4 = np.sum(_3, axis=-1, out=_buf(workspace, 'cross_entropy:f@1.2.1', batch + (), dtype)) # (…,)
+    _5 = np.negative(_4, out=_buf(workspace, 'cross_entropy:f@1.2.2', batch + (), dtype)) # (…,)
+    L = np.divide(_5, T, out=_buf(workspace, 'cross_entropy:f@1.2.1', batch + (), dtype)) # (…,)
     cache = {"T": T, "batch": batch, "dtype": dtype, "shape_3": shape_3, "_2": _2, "shape_1": shape_1, "_1": _1}
     return L, cache
 
@@ -90,8 +90,8 @@ def backward(config: Config, params: Params, cache: dict, d_L, workspace: dict |
     shape_1 = cache["shape_1"]
     _1 = cache["_1"]
     # 1 return L = −Σ_{t=0}^{T − 1} log softmax(P)[t, y[t]] / T ▷ L ∈ ℝ
-    g10001 = np.divide(d_L, T, out=_buf(workspace, 'cross_entropy:bg10001', batch + (), dtype)) # (…,)
-    g10005 = np.negative(g10001, out=_buf(workspace, 'cross_entropy:bg10005', batch + (), dtype)) # (…,)
+    g10001 = np.divide(d_L, T, out=_buf(workspace, 'cross_entropy:b@1.1.1', batch + (), dtype)) # (…,)
+    g10005 = np.negative(g10001, out=_buf(workspace, 'cross_entropy:b@1.1.2', batch + (), dtype)) # (…,)
     g10006 = np.broadcast_to(np.expand_dims(g10005, -1), shape_3) # (…, T)
     g10007 = _put_along(g10006, _2, shape_1, -1)                # (…, T, V)
     d_P = g10007 - np.exp(_1) * np.sum(g10007, axis=-1, keepdims=True) # (…, T, V)

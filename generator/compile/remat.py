@@ -50,7 +50,21 @@ def _block(bwd: list, fwd: list, layout: dict[str, Value]) -> list:
             ops.setdefault(op.out, op)
     if not ops:
         return bwd
-    return [replace(op) for op in sorted(ops.values(), key=lambda op: order[op.out])] + bwd
+    pending = {n: replace(op) for n, op in ops.items()}
+    out: list = []
+
+    def make(n: str):  # a recomputed value, after the recomputed values it is made from
+        op = pending.pop(n, None)
+        if op is not None:
+            for a in op.args:
+                make(a)
+            out.append(op)
+    for item in bwd:  # each just before its first reader: not alive (in memory) any longer than needed
+        for op in _ops([item]):
+            for a in op.args:
+                make(a)
+        out.append(item)
+    return out
 
 
 def _plan(name: str, defs: dict, kept: set, layout: dict, read: list) -> list[Op] | None:
