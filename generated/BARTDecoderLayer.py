@@ -40,7 +40,9 @@ the dtype (float32 or float64) follows the parameters.
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -168,20 +170,19 @@ def forward(config: Config, params: Params, X, Z, workspace: dict | None = None)
     batch = np.shape(X)[:np.ndim(X) - 2]
     # 1 X ← LayerNorm(X + BARTAttention(X | θ_self, Mask[t, u] = [[u ≤ t]]) | γ_1, β_1) ▷ X ∈ ℝ^{T×D}; token t sees tokens u ≤ t
     _1 = np.arange(0, T)                                        # (T,)
-    _2 = np.arange(0, T)                                        # (T,)
-    _3 = np.expand_dims(_2, -1)                                 # (T, 1)
+    _3 = np.expand_dims(_1, -1)                                 # (T, 1)
     _4 = _1 <= _3                                               # (T, T)
     # BARTAttention 1 Q ← X W_q + b_q ▷ Q ∈ ℝ^{T×D}; queries, all heads
     _5 = np.matmul(X, W_q, out=_buf(workspace, 'BARTDecoderLayer:f@1.1.1', batch + (T, D), dtype)) # (…, T, D)
-    Q = np.add(_5, b_q, out=_5)                                 # (…, T, D)
+    Q = _threaded(np.add, _5, b_q, out=_5)                      # (…, T, D)
     Q_shape = Q.shape
     # BARTAttention 2 K ← Z W_k + b_k ▷ K ∈ ℝ^{T_z×D}; keys
     _7 = np.matmul(X, W_k, out=_buf(workspace, 'BARTDecoderLayer:f@1.1.2', batch + (T, D), dtype)) # (…, T, D)
-    K = np.add(_7, b_k, out=_7)                                 # (…, T, D)
+    K = _threaded(np.add, _7, b_k, out=_7)                      # (…, T, D)
     K_shape = K.shape
     # BARTAttention 3 V ← Z W_v + b_v ▷ V ∈ ℝ^{T_z×D}; values
     _9 = np.matmul(X, W_v, out=_buf(workspace, 'BARTDecoderLayer:f@1.1.3', batch + (T, D), dtype)) # (…, T, D)
-    V = np.add(_9, b_v, out=_9)                                 # (…, T, D)
+    V = _threaded(np.add, _9, b_v, out=_9)                      # (…, T, D)
     V_shape = V.shape
     # BARTAttention 5 S_h ← Q[:, h · D / H : (h + 1) · D / H] K[:, h · D / H : (h + 1) · D / H]^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T_z}; score of query t against key u
     _11 = _slice_in(Q, -1, 0, D, 'BARTAttention.card, line 18') # (…, T, D)
@@ -196,53 +197,53 @@ def forward(config: Config, params: Params, X, Z, workspace: dict | None = None)
     _18 = np.matmul(_13, _17, out=_buf(workspace, 'BARTDecoderLayer:f@1.2.1', batch + (H, T, T), dtype)) # (…, H, T, T)
     _19 = D / H                                                 # ()
     _20 = math.sqrt(_19)                                        # ()
-    S = np.divide(_18, _20, out=_18)                            # (…, H, T, T)
+    S = _threaded(np.divide, _18, _20, out=_18)                 # (…, H, T, T)
     # BARTAttention 6 ∀t, u: if ¬Mask[t, u] then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T_z}
     _22 = ~_4                                                   # (T, T)
     _23 = _fill_where(S, _22, -np.inf)                          # (…, H, T, T)
     # BARTAttention 7 Y_h ← softmax(S_h) V[:, h · D / H : (h + 1) · D / H] ▷ Y_h ∈ ℝ^{T×D/H}
-    _24 = _softmax(_23, -1, _buf(workspace, 'BARTDecoderLayer:f@1.2.2', batch + (H, T, T), dtype)) # (…, H, T, T)
+    softmax_S = _softmax(_23, -1, _buf(workspace, 'BARTDecoderLayer:f@1.2.2', batch + (H, T, T), dtype)) # (…, H, T, T)
     _25 = _slice_in(V, -1, 0, D, 'BARTAttention.card, line 20') # (…, T, D)
     shape_25 = _25.shape
     _26 = _25.reshape(_25.shape[:-1] + (H, D // H,))            # (…, T, H, D/H)
     _27 = _permute(_26, (-2, -3, -1))                           # (…, H, T, D/H)
-    Y = np.matmul(_24, _27, out=_buf(workspace, 'BARTDecoderLayer:f@1.4.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    Y = np.matmul(softmax_S, _27, out=_buf(workspace, 'BARTDecoderLayer:f@1.4.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     # BARTAttention 9 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     _29 = _permute(Y, (-2, -3, -1))                             # (…, T, H, D/H)
     shape_29 = _29.shape
     Y_2 = _29.reshape(_29.shape[:-2] + (D,))                    # (…, T, D)
     # BARTAttention 10 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
     _31 = np.matmul(Y_2, W_o, out=_buf(workspace, 'BARTDecoderLayer:f@1.1.4', batch + (T, D), dtype)) # (…, T, D)
-    V_tilde = np.add(_31, b_o, out=_31)                         # (…, T, D)
+    V_tilde = _threaded(np.add, _31, b_o, out=_31)              # (…, T, D)
     # 1 X ← LayerNorm(X + BARTAttention(X | θ_self, Mask[t, u] = [[u ≤ t]]) | γ_1, β_1) ▷ X ∈ ℝ^{T×D}; token t sees tokens u ≤ t
-    _33 = np.add(X, V_tilde, out=V_tilde)                       # (…, T, D)
+    _33 = _threaded(np.add, X, V_tilde, out=V_tilde)            # (…, T, D)
     # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
     _34 = np.sum(_33, axis=-1, out=_buf(workspace, 'BARTDecoderLayer:f@1.5.1', batch + (T,), dtype)) # (…, T)
-    m = np.divide(_34, D, out=_34)                              # (…, T)
+    m = _threaded(np.divide, _34, D, out=_34)                   # (…, T)
     # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
     _36 = np.expand_dims(m, -1)                                 # (…, T, 1)
-    _37 = np.subtract(_33, _36, out=_33)                        # (…, T, D)
-    _38 = np.multiply(_37, _37, out=_buf(workspace, 'BARTDecoderLayer:f@1.1.5', batch + (T, D), dtype)) # (…, T, D)
+    _37 = _threaded(np.subtract, _33, _36, out=_33)             # (…, T, D)
+    _38 = _threaded(np.multiply, _37, _37, out=_buf(workspace, 'BARTDecoderLayer:f@1.1.5', batch + (T, D), dtype)) # (…, T, D)
     _39 = np.sum(_38, axis=-1, out=_buf(workspace, 'BARTDecoderLayer:f@1.5.1', batch + (T,), dtype)) # (…, T)
-    v = np.divide(_39, D, out=_39)                              # (…, T)
+    v = _threaded(np.divide, _39, D, out=_39)                   # (…, T)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-    _41 = np.add(v, 1e-05, out=v)                               # (…, T)
-    _42 = np.sqrt(_41, out=_41)                                 # (…, T)
+    _41 = _threaded(np.add, v, 1e-05, out=v)                    # (…, T)
+    _42 = _threaded(np.sqrt, _41, out=_41)                      # (…, T)
     sigma = np.expand_dims(_42, -1)                             # (…, T, 1)
-    x_hat = np.divide(_37, sigma, out=_37)                      # (…, T, D)
-    _45 = np.multiply(x_hat, gamma_1, out=_buf(workspace, 'BARTDecoderLayer:f@1.1.5', batch + (T, D), dtype)) # (…, T, D)
-    e_hat = np.add(_45, beta_1, out=_45)                        # (…, T, D)
+    x_hat = _threaded(np.divide, _37, sigma, out=_37)           # (…, T, D)
+    _45 = _threaded(np.multiply, x_hat, gamma_1, out=_buf(workspace, 'BARTDecoderLayer:f@1.1.5', batch + (T, D), dtype)) # (…, T, D)
+    e_hat = _threaded(np.add, _45, beta_1, out=_45)             # (…, T, D)
     # BARTAttention 1 Q ← X W_q + b_q ▷ Q ∈ ℝ^{T×D}; queries, all heads
     _47 = np.matmul(e_hat, W_q_2, out=_buf(workspace, 'BARTDecoderLayer:f@1.1.6', batch + (T, D), dtype)) # (…, T, D)
-    Q_2 = np.add(_47, b_q_2, out=_47)                           # (…, T, D)
+    Q_2 = _threaded(np.add, _47, b_q_2, out=_47)                # (…, T, D)
     Q_2_shape = Q_2.shape
     # BARTAttention 2 K ← Z W_k + b_k ▷ K ∈ ℝ^{T_z×D}; keys
     _49 = np.matmul(Z, W_k_2, out=_buf(workspace, 'BARTDecoderLayer:f@1.6.1', batch + (T_z, D), dtype)) # (…, T_z, D)
-    K_2 = np.add(_49, b_k_2, out=_49)                           # (…, T_z, D)
+    K_2 = _threaded(np.add, _49, b_k_2, out=_49)                # (…, T_z, D)
     K_2_shape = K_2.shape
     # BARTAttention 3 V ← Z W_v + b_v ▷ V ∈ ℝ^{T_z×D}; values
     _51 = np.matmul(Z, W_v_2, out=_buf(workspace, 'BARTDecoderLayer:f@1.6.2', batch + (T_z, D), dtype)) # (…, T_z, D)
-    V_2 = np.add(_51, b_v_2, out=_51)                           # (…, T_z, D)
+    V_2 = _threaded(np.add, _51, b_v_2, out=_51)                # (…, T_z, D)
     V_2_shape = V_2.shape
     # BARTAttention 5 S_h ← Q[:, h · D / H : (h + 1) · D / H] K[:, h · D / H : (h + 1) · D / H]^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T_z}; score of query t against key u
     _53 = _slice_in(Q_2, -1, 0, D, 'BARTAttention.card, line 18') # (…, T, D)
@@ -255,64 +256,64 @@ def forward(config: Config, params: Params, X, Z, workspace: dict | None = None)
     _58 = _permute(_57, (-2, -3, -1))                           # (…, H, T_z, D/H)
     _59 = np.swapaxes(_58, -1, -2)                              # (…, H, D/H, T_z)
     _60 = np.matmul(_55, _59, out=_buf(workspace, 'BARTDecoderLayer:f@1.7.1', batch + (H, T, T_z), dtype)) # (…, H, T, T_z)
-    S_2 = np.divide(_60, _20, out=_60)                          # (…, H, T, T_z)
+    S_2 = _threaded(np.divide, _60, _20, out=_60)               # (…, H, T, T_z)
     # BARTAttention 7 Y_h ← softmax(S_h) V[:, h · D / H : (h + 1) · D / H] ▷ Y_h ∈ ℝ^{T×D/H}
-    _62 = _softmax(S_2, -1, _buf(workspace, 'BARTDecoderLayer:f@1.7.2', batch + (H, T, T_z), dtype)) # (…, H, T, T_z)
+    softmax_S_2 = _softmax(S_2, -1, _buf(workspace, 'BARTDecoderLayer:f@1.7.2', batch + (H, T, T_z), dtype)) # (…, H, T, T_z)
     _63 = _slice_in(V_2, -1, 0, D, 'BARTAttention.card, line 20') # (…, T_z, D)
     shape_63 = _63.shape
     _64 = _63.reshape(_63.shape[:-1] + (H, D // H,))            # (…, T_z, H, D/H)
     _65 = _permute(_64, (-2, -3, -1))                           # (…, H, T_z, D/H)
-    Y_3 = np.matmul(_62, _65, out=_buf(workspace, 'BARTDecoderLayer:f@1.4.2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    Y_3 = np.matmul(softmax_S_2, _65, out=_buf(workspace, 'BARTDecoderLayer:f@1.4.2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     # BARTAttention 9 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     _67 = _permute(Y_3, (-2, -3, -1))                           # (…, T, H, D/H)
     shape_67 = _67.shape
     Y_4 = _67.reshape(_67.shape[:-2] + (D,))                    # (…, T, D)
     # BARTAttention 10 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
     _69 = np.matmul(Y_4, W_o_2, out=_buf(workspace, 'BARTDecoderLayer:f@1.1.7', batch + (T, D), dtype)) # (…, T, D)
-    V_tilde_2 = np.add(_69, b_o_2, out=_69)                     # (…, T, D)
+    V_tilde_2 = _threaded(np.add, _69, b_o_2, out=_69)          # (…, T, D)
     # 2 X ← LayerNorm(X + BARTAttention(X, Z | θ_cross, Mask = 1) | γ_2, β_2) ▷ X ∈ ℝ^{T×D}; every token sees the whole source
-    _71 = np.add(e_hat, V_tilde_2, out=e_hat)                   # (…, T, D)
+    _71 = _threaded(np.add, e_hat, V_tilde_2, out=e_hat)        # (…, T, D)
     # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
     _72 = np.sum(_71, axis=-1, out=_buf(workspace, 'BARTDecoderLayer:f@1.5.2', batch + (T,), dtype)) # (…, T)
-    m_2 = np.divide(_72, D, out=_72)                            # (…, T)
+    m_2 = _threaded(np.divide, _72, D, out=_72)                 # (…, T)
     # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
     _74 = np.expand_dims(m_2, -1)                               # (…, T, 1)
-    _75 = np.subtract(_71, _74, out=_71)                        # (…, T, D)
-    _76 = np.multiply(_75, _75, out=_buf(workspace, 'BARTDecoderLayer:f@1.1.7', batch + (T, D), dtype)) # (…, T, D)
+    _75 = _threaded(np.subtract, _71, _74, out=_71)             # (…, T, D)
+    _76 = _threaded(np.multiply, _75, _75, out=_buf(workspace, 'BARTDecoderLayer:f@1.1.7', batch + (T, D), dtype)) # (…, T, D)
     _77 = np.sum(_76, axis=-1, out=_buf(workspace, 'BARTDecoderLayer:f@1.5.2', batch + (T,), dtype)) # (…, T)
-    v_2 = np.divide(_77, D, out=_77)                            # (…, T)
+    v_2 = _threaded(np.divide, _77, D, out=_77)                 # (…, T)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-    _79 = np.add(v_2, 1e-05, out=v_2)                           # (…, T)
-    _80 = np.sqrt(_79, out=_79)                                 # (…, T)
+    _79 = _threaded(np.add, v_2, 1e-05, out=v_2)                # (…, T)
+    _80 = _threaded(np.sqrt, _79, out=_79)                      # (…, T)
     sigma_2 = np.expand_dims(_80, -1)                           # (…, T, 1)
-    x_hat_2 = np.divide(_75, sigma_2, out=_75)                  # (…, T, D)
-    _83 = np.multiply(x_hat_2, gamma_2, out=_buf(workspace, 'BARTDecoderLayer:f@1.1.7', batch + (T, D), dtype)) # (…, T, D)
-    e_hat_2 = np.add(_83, beta_2, out=_83)                      # (…, T, D)
+    x_hat_2 = _threaded(np.divide, _75, sigma_2, out=_75)       # (…, T, D)
+    _83 = _threaded(np.multiply, x_hat_2, gamma_2, out=_buf(workspace, 'BARTDecoderLayer:f@1.1.7', batch + (T, D), dtype)) # (…, T, D)
+    e_hat_2 = _threaded(np.add, _83, beta_2, out=_83)           # (…, T, D)
     # 3 U ← GELU(X W_1 + b_1) ▷ U ∈ ℝ^{T×D_f}; exact GELU, x Φ(x)
     _85 = np.matmul(e_hat_2, W_1, out=_buf(workspace, 'BARTDecoderLayer:f@1.8.1', batch + (T, D_f), dtype)) # (…, T, D_f)
-    _86 = np.add(_85, b_1, out=_85)                             # (…, T, D_f)
-    U = _gelu(_86)                                              # (…, T, D_f)
+    _86 = _threaded(np.add, _85, b_1, out=_85)                  # (…, T, D_f)
+    U = _gelu(_86, _buf(workspace, 'BARTDecoderLayer:f@1.8.2', batch + (T, D_f), dtype), workspace) # (…, T, D_f)
     # 4 return Y = LayerNorm(X + U W_2 + b_2 | γ_3, β_3) ▷ Y ∈ ℝ^{T×D}
     _88 = np.matmul(U, W_2, out=_buf(workspace, 'BARTDecoderLayer:f@1.1.8', batch + (T, D), dtype)) # (…, T, D)
-    _89 = np.add(e_hat_2, _88, out=e_hat_2)                     # (…, T, D)
-    _90 = np.add(_89, b_2, out=_89)                             # (…, T, D)
+    _89 = _threaded(np.add, e_hat_2, _88, out=e_hat_2)          # (…, T, D)
+    _90 = _threaded(np.add, _89, b_2, out=_89)                  # (…, T, D)
     # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
     _91 = np.sum(_90, axis=-1, out=_buf(workspace, 'BARTDecoderLayer:f@1.5.3', batch + (T,), dtype)) # (…, T)
-    m_3 = np.divide(_91, D, out=_91)                            # (…, T)
+    m_3 = _threaded(np.divide, _91, D, out=_91)                 # (…, T)
     # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
     _93 = np.expand_dims(m_3, -1)                               # (…, T, 1)
-    _94 = np.subtract(_90, _93, out=_90)                        # (…, T, D)
-    _95 = np.multiply(_94, _94, out=_buf(workspace, 'BARTDecoderLayer:f@1.1.8', batch + (T, D), dtype)) # (…, T, D)
+    _94 = _threaded(np.subtract, _90, _93, out=_90)             # (…, T, D)
+    _95 = _threaded(np.multiply, _94, _94, out=_buf(workspace, 'BARTDecoderLayer:f@1.1.8', batch + (T, D), dtype)) # (…, T, D)
     _96 = np.sum(_95, axis=-1, out=_buf(workspace, 'BARTDecoderLayer:f@1.5.3', batch + (T,), dtype)) # (…, T)
-    v_3 = np.divide(_96, D, out=_96)                            # (…, T)
+    v_3 = _threaded(np.divide, _96, D, out=_96)                 # (…, T)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-    _98 = np.add(v_3, 1e-05, out=v_3)                           # (…, T)
-    _99 = np.sqrt(_98, out=_98)                                 # (…, T)
+    _98 = _threaded(np.add, v_3, 1e-05, out=v_3)                # (…, T)
+    _99 = _threaded(np.sqrt, _98, out=_98)                      # (…, T)
     sigma_3 = np.expand_dims(_99, -1)                           # (…, T, 1)
-    x_hat_3 = np.divide(_94, sigma_3, out=_94)                  # (…, T, D)
-    _102 = np.multiply(x_hat_3, gamma_3, out=_buf(workspace, 'BARTDecoderLayer:f@1.1.8', batch + (T, D), dtype)) # (…, T, D)
-    e_hat_3 = np.add(_102, beta_3, out=_102)                    # (…, T, D)
-    cache = {"D": D, "H": H, "D_f": D_f, "T": T, "T_z": T_z, "batch": batch, "dtype": dtype, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "U": U, "_86": _86, "x_hat_2": x_hat_2, "sigma_2": sigma_2, "Y_4": Y_4, "shape_67": shape_67, "_62": _62, "_65": _65, "shape_63": shape_63, "V_2_shape": V_2_shape, "_20": _20, "_55": _55, "_59": _59, "shape_56": shape_56, "K_2_shape": K_2_shape, "shape_53": shape_53, "Q_2_shape": Q_2_shape, "Z": Z, "x_hat": x_hat, "sigma": sigma, "Y_2": Y_2, "shape_29": shape_29, "_24": _24, "_27": _27, "shape_25": shape_25, "V_shape": V_shape, "_22": _22, "_13": _13, "_17": _17, "shape_14": shape_14, "K_shape": K_shape, "shape_11": shape_11, "Q_shape": Q_shape, "X": X}
+    x_hat_3 = _threaded(np.divide, _94, sigma_3, out=_94)       # (…, T, D)
+    _102 = _threaded(np.multiply, x_hat_3, gamma_3, out=_buf(workspace, 'BARTDecoderLayer:f@1.1.8', batch + (T, D), dtype)) # (…, T, D)
+    e_hat_3 = _threaded(np.add, _102, beta_3, out=_102)         # (…, T, D)
+    cache = {"D": D, "H": H, "D_f": D_f, "T": T, "T_z": T_z, "batch": batch, "dtype": dtype, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "U": U, "_86": _86, "x_hat_2": x_hat_2, "sigma_2": sigma_2, "Y_4": Y_4, "shape_67": shape_67, "softmax_S_2": softmax_S_2, "_65": _65, "shape_63": shape_63, "V_2_shape": V_2_shape, "_58": _58, "_55": _55, "_20": _20, "shape_56": shape_56, "K_2_shape": K_2_shape, "shape_53": shape_53, "Q_2_shape": Q_2_shape, "Z": Z, "x_hat": x_hat, "sigma": sigma, "Y_2": Y_2, "shape_29": shape_29, "softmax_S": softmax_S, "_27": _27, "shape_25": shape_25, "V_shape": V_shape, "_16": _16, "_13": _13, "shape_14": shape_14, "K_shape": K_shape, "shape_11": shape_11, "Q_shape": Q_shape, "X": X}
     return e_hat_3, cache
 
 
@@ -343,13 +344,13 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     Y_4 = cache["Y_4"]
     W_o_2 = params.W_o_2
     shape_67 = cache["shape_67"]
-    _62 = cache["_62"]
+    softmax_S_2 = cache["softmax_S_2"]
     _65 = cache["_65"]
     shape_63 = cache["shape_63"]
     V_2_shape = cache["V_2_shape"]
-    _20 = cache["_20"]
+    _58 = cache["_58"]
     _55 = cache["_55"]
-    _59 = cache["_59"]
+    _20 = cache["_20"]
     shape_56 = cache["shape_56"]
     K_2_shape = cache["K_2_shape"]
     shape_53 = cache["shape_53"]
@@ -365,13 +366,12 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     Y_2 = cache["Y_2"]
     W_o = params.W_o
     shape_29 = cache["shape_29"]
-    _24 = cache["_24"]
+    softmax_S = cache["softmax_S"]
     _27 = cache["_27"]
     shape_25 = cache["shape_25"]
     V_shape = cache["V_shape"]
-    _22 = cache["_22"]
+    _16 = cache["_16"]
     _13 = cache["_13"]
-    _17 = cache["_17"]
     shape_14 = cache["shape_14"]
     K_shape = cache["K_shape"]
     shape_11 = cache["shape_11"]
@@ -382,8 +382,8 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     W_q = params.W_q
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     d_beta_3 = _sum_to(d_Y, 1, ())                              # (D,)
-    d_x_hat_3 = np.multiply(d_Y, gamma_3, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.1', batch + (T, D), dtype)) # (…, T, D)
-    g10003 = np.multiply(d_Y, x_hat_3, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.2', batch + (T, D), dtype)) # (…, T, D)
+    d_x_hat_3 = _threaded(np.multiply, d_Y, gamma_3, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.1', batch + (T, D), dtype)) # (…, T, D)
+    g10003 = _threaded(np.multiply, d_Y, x_hat_3, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.2', batch + (T, D), dtype)) # (…, T, D)
     d_gamma_3 = _sum_to(g10003, 1, ())                          # (D,)
     d_e_hat_2 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'BARTDecoderLayer:b@1.1.3', batch + (T, D), dtype)) # (…, T, D)
     # 4 return Y = LayerNorm(X + U W_2 + b_2 | γ_3, β_3) ▷ Y ∈ ℝ^{T×D}
@@ -392,130 +392,125 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     g10008 = np.swapaxes(W_2, -1, -2)                           # (D, D_f)
     d_U = np.matmul(d_e_hat_2, g10008, out=_buf(workspace, 'BARTDecoderLayer:b@1.3.1', batch + (T, D_f), dtype)) # (…, T, D_f)
     # 3 U ← GELU(X W_1 + b_1) ▷ U ∈ ℝ^{T×D_f}; exact GELU, x Φ(x)
-    g10010 = _gelu_grad(_86)                                    # (…, T, D_f)
-    g10011 = np.multiply(d_U, g10010, out=d_U)                  # (…, T, D_f)
-    d_b_1 = _sum_to(g10011, 1, ())                              # (D_f,)
+    g10010 = _gelu_grad(d_U, _86, U, _buf(workspace, 'BARTDecoderLayer:b@1.3.2', batch + (T, D_f), dtype), workspace) # (…, T, D_f)
+    d_b_1 = _sum_to(g10010, 1, ())                              # (D_f,)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-    _83 = np.multiply(x_hat_2, gamma_2, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.1', batch + (T, D), dtype)) # (…, T, D)
-    e_hat_2 = np.add(_83, beta_2, out=_83)                      # (…, T, D)
+    _83 = _threaded(np.multiply, x_hat_2, gamma_2, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.1', batch + (T, D), dtype)) # (…, T, D)
+    e_hat_2 = _threaded(np.add, _83, beta_2, out=_83)           # (…, T, D)
     # 3 U ← GELU(X W_1 + b_1) ▷ U ∈ ℝ^{T×D_f}; exact GELU, x Φ(x)
-    d_W_1 = _wgrad(e_hat_2, g10011, _buf(workspace, 'BARTDecoderLayer:b@1.4.1', (D, D_f), dtype)) # (D, D_f)
-    g10014 = np.swapaxes(W_1, -1, -2)                           # (D_f, D)
-    g10015 = np.matmul(g10011, g10014, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.1', batch + (T, D), dtype)) # (…, T, D)
-    d_e_hat_2_2 = np.add(d_e_hat_2, g10015, out=g10015)         # (…, T, D)
+    d_W_1 = _wgrad(e_hat_2, g10010, _buf(workspace, 'BARTDecoderLayer:b@1.4.1', (D, D_f), dtype)) # (D, D_f)
+    g10013 = np.swapaxes(W_1, -1, -2)                           # (D_f, D)
+    g10014 = np.matmul(g10010, g10013, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.1', batch + (T, D), dtype)) # (…, T, D)
+    d_e_hat_2_2 = _threaded(np.add, d_e_hat_2, g10014, out=g10014) # (…, T, D)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     d_beta_2 = _sum_to(d_e_hat_2_2, 1, ())                      # (D,)
-    d_x_hat_2 = np.multiply(d_e_hat_2_2, gamma_2, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.4', batch + (T, D), dtype)) # (…, T, D)
-    g10019 = np.multiply(d_e_hat_2_2, x_hat_2, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.5', batch + (T, D), dtype)) # (…, T, D)
-    d_gamma_2 = _sum_to(g10019, 1, ())                          # (D,)
+    d_x_hat_2 = _threaded(np.multiply, d_e_hat_2_2, gamma_2, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.4', batch + (T, D), dtype)) # (…, T, D)
+    g10018 = _threaded(np.multiply, d_e_hat_2_2, x_hat_2, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.5', batch + (T, D), dtype)) # (…, T, D)
+    d_gamma_2 = _sum_to(g10018, 1, ())                          # (D,)
     d_e_hat = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, 'BARTDecoderLayer:b@1.1.6', batch + (T, D), dtype)) # (…, T, D)
     # BARTAttention 10 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
     d_b_o_2 = _sum_to(d_e_hat, 1, ())                           # (D,)
     d_W_o_2 = _wgrad(Y_4, d_e_hat, _buf(workspace, 'BARTDecoderLayer:b@1.5.1', (D, D), dtype)) # (D, D)
-    g10024 = np.swapaxes(W_o_2, -1, -2)                         # (D, D)
-    d_Y_4 = np.matmul(d_e_hat, g10024, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.4', batch + (T, D), dtype)) # (…, T, D)
+    g10023 = np.swapaxes(W_o_2, -1, -2)                         # (D, D)
+    d_Y_4 = np.matmul(d_e_hat, g10023, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.4', batch + (T, D), dtype)) # (…, T, D)
     # BARTAttention 9 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
-    g10026 = d_Y_4.reshape(shape_67)                            # (…, T, H, D/H)
-    d_Y_3 = _permute(g10026, (-2, -3, -1))                      # (…, H, T, D/H)
+    g10025 = d_Y_4.reshape(shape_67)                            # (…, T, H, D/H)
+    d_Y_3 = _permute(g10025, (-2, -3, -1))                      # (…, H, T, D/H)
     # BARTAttention 7 Y_h ← softmax(S_h) V[:, h · D / H : (h + 1) · D / H] ▷ Y_h ∈ ℝ^{T×D/H}
-    g10028 = np.swapaxes(_62, -1, -2)                           # (…, H, T_z, T)
-    g10029 = np.matmul(g10028, d_Y_3, out=_buf(workspace, 'BARTDecoderLayer:b@1.6.1', batch + (H, T_z, D // H), dtype)) # (…, H, T_z, D/H)
-    g10030 = np.swapaxes(_65, -1, -2)                           # (…, H, D/H, T_z)
-    g10031 = np.matmul(d_Y_3, g10030, out=_buf(workspace, 'BARTDecoderLayer:b@1.7.1', batch + (H, T, T_z), dtype)) # (…, H, T, T_z)
-    g10032 = _permute(g10029, (-2, -3, -1))                     # (…, T_z, H, D/H)
-    g10033 = g10032.reshape(shape_63)                           # (…, T_z, D)
-    d_V_2 = _unslice(g10033, V_2_shape, -1, 0, D, _buf(workspace, 'BARTDecoderLayer:b@1.8.1', batch + (T_z, D), dtype)) # (…, T_z, D)
-    d_S_2 = _softmax_grad(g10031, _62, -1, _buf(workspace, 'BARTDecoderLayer:b@1.7.2', batch + (H, T, T_z), dtype)) # (…, H, T, T_z)
+    g10027 = np.swapaxes(softmax_S_2, -1, -2)                   # (…, H, T_z, T)
+    g10028 = np.matmul(g10027, d_Y_3, out=_buf(workspace, 'BARTDecoderLayer:b@1.6.1', batch + (H, T_z, D // H), dtype)) # (…, H, T_z, D/H)
+    g10029 = np.swapaxes(_65, -1, -2)                           # (…, H, D/H, T_z)
+    d_softmax_S_2 = np.matmul(d_Y_3, g10029, out=_buf(workspace, 'BARTDecoderLayer:b@1.7.1', batch + (H, T, T_z), dtype)) # (…, H, T, T_z)
+    g10031 = _permute(g10028, (-2, -3, -1))                     # (…, T_z, H, D/H)
+    g10032 = g10031.reshape(shape_63)                           # (…, T_z, D)
+    d_V_2 = _unslice(g10032, V_2_shape, -1, 0, D, _buf(workspace, 'BARTDecoderLayer:b@1.8.1', batch + (T_z, D), dtype)) # (…, T_z, D)
+    d_S_2 = _softmax_grad(d_softmax_S_2, softmax_S_2, -1, _buf(workspace, 'BARTDecoderLayer:b@1.7.2', batch + (H, T, T_z), dtype)) # (…, H, T, T_z)
     # BARTAttention 5 S_h ← Q[:, h · D / H : (h + 1) · D / H] K[:, h · D / H : (h + 1) · D / H]^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T_z}; score of query t against key u
-    g10036 = np.divide(d_S_2, _20, out=d_S_2)                   # (…, H, T, T_z)
-    g10040 = np.swapaxes(_55, -1, -2)                           # (…, H, D/H, T)
-    g10041 = np.matmul(g10040, g10036, out=_buf(workspace, 'BARTDecoderLayer:b@1.9.1', batch + (H, D // H, T_z), dtype)) # (…, H, D/H, T_z)
-    g10042 = np.swapaxes(_59, -1, -2)                           # (…, H, T_z, D/H)
-    g10043 = np.matmul(g10036, g10042, out=_buf(workspace, 'BARTDecoderLayer:b@1.10.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    g10044 = np.swapaxes(g10041, -1, -2)                        # (…, H, T_z, D/H)
-    g10045 = _permute(g10044, (-2, -3, -1))                     # (…, T_z, H, D/H)
-    g10046 = g10045.reshape(shape_56)                           # (…, T_z, D)
-    d_K_2 = _unslice(g10046, K_2_shape, -1, 0, D, _buf(workspace, 'BARTDecoderLayer:b@1.8.2', batch + (T_z, D), dtype)) # (…, T_z, D)
-    g10048 = _permute(g10043, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10049 = g10048.reshape(shape_53)                           # (…, T, D)
-    d_Q_2 = _unslice(g10049, Q_2_shape, -1, 0, D, _buf(workspace, 'BARTDecoderLayer:b@1.1.4', batch + (T, D), dtype)) # (…, T, D)
+    g10041 = np.matmul(d_S_2, _58, out=_buf(workspace, 'BARTDecoderLayer:b@1.9.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10044 = np.swapaxes(d_S_2, -1, -2)                         # (…, H, T_z, T)
+    g10045 = np.matmul(g10044, _55, out=_buf(workspace, 'BARTDecoderLayer:b@1.6.1', batch + (H, T_z, D // H), dtype)) # (…, H, T_z, D/H)
+    g10047 = _permute(g10045, (-2, -3, -1))                     # (…, T_z, H, D/H)
+    g10048 = _threaded(np.divide, g10047, _20, out=_buf(workspace, 'BARTDecoderLayer:b@1.10.1', batch + (T_z, H, D // H), dtype)) # (…, T_z, H, D/H)
+    g10049 = g10048.reshape(shape_56)                           # (…, T_z, D)
+    d_K_2 = _unslice(g10049, K_2_shape, -1, 0, D, _buf(workspace, 'BARTDecoderLayer:b@1.8.2', batch + (T_z, D), dtype)) # (…, T_z, D)
+    g10051 = _permute(g10041, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10052 = _threaded(np.divide, g10051, _20, out=_buf(workspace, 'BARTDecoderLayer:b@1.11.1', batch + (T, H, D // H), dtype)) # (…, T, H, D/H)
+    g10053 = g10052.reshape(shape_53)                           # (…, T, D)
+    d_Q_2 = _unslice(g10053, Q_2_shape, -1, 0, D, _buf(workspace, 'BARTDecoderLayer:b@1.1.4', batch + (T, D), dtype)) # (…, T, D)
     # BARTAttention 3 V ← Z W_v + b_v ▷ V ∈ ℝ^{T_z×D}; values
     d_b_v_2 = _sum_to(d_V_2, 1, ())                             # (D,)
     d_W_v_2 = _wgrad(Z, d_V_2, _buf(workspace, 'BARTDecoderLayer:b@1.5.2', (D, D), dtype)) # (D, D)
-    g10053 = np.swapaxes(W_v_2, -1, -2)                         # (D, D)
-    d_Z = np.matmul(d_V_2, g10053, out=_buf(workspace, 'BARTDecoderLayer:b@1.8.3', batch + (T_z, D), dtype)) # (…, T_z, D)
+    g10057 = np.swapaxes(W_v_2, -1, -2)                         # (D, D)
+    d_Z = np.matmul(d_V_2, g10057, out=_buf(workspace, 'BARTDecoderLayer:b@1.8.3', batch + (T_z, D), dtype)) # (…, T_z, D)
     # BARTAttention 2 K ← Z W_k + b_k ▷ K ∈ ℝ^{T_z×D}; keys
     d_b_k_2 = _sum_to(d_K_2, 1, ())                             # (D,)
     d_W_k_2 = _wgrad(Z, d_K_2, _buf(workspace, 'BARTDecoderLayer:b@1.5.3', (D, D), dtype)) # (D, D)
-    g10057 = np.swapaxes(W_k_2, -1, -2)                         # (D, D)
-    g10058 = np.matmul(d_K_2, g10057, out=_buf(workspace, 'BARTDecoderLayer:b@1.8.4', batch + (T_z, D), dtype)) # (…, T_z, D)
-    d_Z_2 = np.add(d_Z, g10058, out=d_Z)                        # (…, T_z, D)
+    g10061 = np.swapaxes(W_k_2, -1, -2)                         # (D, D)
+    g10062 = np.matmul(d_K_2, g10061, out=_buf(workspace, 'BARTDecoderLayer:b@1.8.4', batch + (T_z, D), dtype)) # (…, T_z, D)
+    d_Z_2 = _threaded(np.add, d_Z, g10062, out=d_Z)             # (…, T_z, D)
     # BARTAttention 1 Q ← X W_q + b_q ▷ Q ∈ ℝ^{T×D}; queries, all heads
     d_b_q_2 = _sum_to(d_Q_2, 1, ())                             # (D,)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-    _45 = np.multiply(x_hat, gamma_1, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.7', batch + (T, D), dtype)) # (…, T, D)
-    e_hat = np.add(_45, beta_1, out=_45)                        # (…, T, D)
+    _45 = _threaded(np.multiply, x_hat, gamma_1, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.7', batch + (T, D), dtype)) # (…, T, D)
+    e_hat = _threaded(np.add, _45, beta_1, out=_45)             # (…, T, D)
     # BARTAttention 1 Q ← X W_q + b_q ▷ Q ∈ ℝ^{T×D}; queries, all heads
     d_W_q_2 = _wgrad(e_hat, d_Q_2, _buf(workspace, 'BARTDecoderLayer:b@1.5.4', (D, D), dtype)) # (D, D)
-    g10062 = np.swapaxes(W_q_2, -1, -2)                         # (D, D)
-    g10063 = np.matmul(d_Q_2, g10062, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.7', batch + (T, D), dtype)) # (…, T, D)
-    d_e_hat_3 = np.add(d_e_hat, g10063, out=g10063)             # (…, T, D)
+    g10066 = np.swapaxes(W_q_2, -1, -2)                         # (D, D)
+    g10067 = np.matmul(d_Q_2, g10066, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.7', batch + (T, D), dtype)) # (…, T, D)
+    d_e_hat_3 = _threaded(np.add, d_e_hat, g10067, out=g10067)  # (…, T, D)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     d_beta_1 = _sum_to(d_e_hat_3, 1, ())                        # (D,)
-    d_x_hat = np.multiply(d_e_hat_3, gamma_1, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.8', batch + (T, D), dtype)) # (…, T, D)
-    g10067 = np.multiply(d_e_hat_3, x_hat, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.9', batch + (T, D), dtype)) # (…, T, D)
-    d_gamma_1 = _sum_to(g10067, 1, ())                          # (D,)
+    d_x_hat = _threaded(np.multiply, d_e_hat_3, gamma_1, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.8', batch + (T, D), dtype)) # (…, T, D)
+    g10071 = _threaded(np.multiply, d_e_hat_3, x_hat, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.9', batch + (T, D), dtype)) # (…, T, D)
+    d_gamma_1 = _sum_to(g10071, 1, ())                          # (D,)
     d_X = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'BARTDecoderLayer:b@1.1.10', batch + (T, D), dtype)) # (…, T, D)
     # BARTAttention 10 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
     d_b_o = _sum_to(d_X, 1, ())                                 # (D,)
     d_W_o = _wgrad(Y_2, d_X, _buf(workspace, 'BARTDecoderLayer:b@1.5.5', (D, D), dtype)) # (D, D)
-    g10072 = np.swapaxes(W_o, -1, -2)                           # (D, D)
-    d_Y_2 = np.matmul(d_X, g10072, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.8', batch + (T, D), dtype)) # (…, T, D)
+    g10076 = np.swapaxes(W_o, -1, -2)                           # (D, D)
+    d_Y_2 = np.matmul(d_X, g10076, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.8', batch + (T, D), dtype)) # (…, T, D)
     # BARTAttention 9 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
-    g10074 = d_Y_2.reshape(shape_29)                            # (…, T, H, D/H)
-    d_Y_5 = _permute(g10074, (-2, -3, -1))                      # (…, H, T, D/H)
+    g10078 = d_Y_2.reshape(shape_29)                            # (…, T, H, D/H)
+    d_Y_5 = _permute(g10078, (-2, -3, -1))                      # (…, H, T, D/H)
     # BARTAttention 7 Y_h ← softmax(S_h) V[:, h · D / H : (h + 1) · D / H] ▷ Y_h ∈ ℝ^{T×D/H}
-    g10076 = np.swapaxes(_24, -1, -2)                           # (…, H, T, T)
-    g10077 = np.matmul(g10076, d_Y_5, out=_buf(workspace, 'BARTDecoderLayer:b@1.10.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    g10078 = np.swapaxes(_27, -1, -2)                           # (…, H, D/H, T)
-    g10079 = np.matmul(d_Y_5, g10078, out=_buf(workspace, 'BARTDecoderLayer:b@1.11.1', batch + (H, T, T), dtype)) # (…, H, T, T)
-    g10080 = _permute(g10077, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10081 = g10080.reshape(shape_25)                           # (…, T, D)
-    d_V = _unslice(g10081, V_shape, -1, 0, D, _buf(workspace, 'BARTDecoderLayer:b@1.1.8', batch + (T, D), dtype)) # (…, T, D)
-    g10083 = _softmax_grad(g10079, _24, -1, _buf(workspace, 'BARTDecoderLayer:b@1.11.2', batch + (H, T, T), dtype)) # (…, H, T, T)
-    # BARTAttention 6 ∀t, u: if ¬Mask[t, u] then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T_z}
-    d_S = _zero_where(g10083, _22)                              # (…, H, T, T)
+    g10080 = np.swapaxes(softmax_S, -1, -2)                     # (…, H, T, T)
+    g10081 = np.matmul(g10080, d_Y_5, out=_buf(workspace, 'BARTDecoderLayer:b@1.9.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10082 = np.swapaxes(_27, -1, -2)                           # (…, H, D/H, T)
+    d_softmax_S = np.matmul(d_Y_5, g10082, out=_buf(workspace, 'BARTDecoderLayer:b@1.12.1', batch + (H, T, T), dtype)) # (…, H, T, T)
+    g10084 = _permute(g10081, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10085 = g10084.reshape(shape_25)                           # (…, T, D)
+    d_V = _unslice(g10085, V_shape, -1, 0, D, _buf(workspace, 'BARTDecoderLayer:b@1.1.8', batch + (T, D), dtype)) # (…, T, D)
+    d_S = _softmax_grad(d_softmax_S, softmax_S, -1, _buf(workspace, 'BARTDecoderLayer:b@1.12.2', batch + (H, T, T), dtype)) # (…, H, T, T)
     # BARTAttention 5 S_h ← Q[:, h · D / H : (h + 1) · D / H] K[:, h · D / H : (h + 1) · D / H]^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T_z}; score of query t against key u
-    g10086 = np.divide(d_S, _20, out=d_S)                       # (…, H, T, T)
-    g10090 = np.swapaxes(_13, -1, -2)                           # (…, H, D/H, T)
-    g10091 = np.matmul(g10090, g10086, out=_buf(workspace, 'BARTDecoderLayer:b@1.12.1', batch + (H, D // H, T), dtype)) # (…, H, D/H, T)
-    g10092 = np.swapaxes(_17, -1, -2)                           # (…, H, T, D/H)
-    g10093 = np.matmul(g10086, g10092, out=_buf(workspace, 'BARTDecoderLayer:b@1.10.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    g10094 = np.swapaxes(g10091, -1, -2)                        # (…, H, T, D/H)
-    g10095 = _permute(g10094, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10096 = g10095.reshape(shape_14)                           # (…, T, D)
-    d_K = _unslice(g10096, K_shape, -1, 0, D, _buf(workspace, 'BARTDecoderLayer:b@1.1.11', batch + (T, D), dtype)) # (…, T, D)
-    g10098 = _permute(g10093, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10099 = g10098.reshape(shape_11)                           # (…, T, D)
-    d_Q = _unslice(g10099, Q_shape, -1, 0, D, _buf(workspace, 'BARTDecoderLayer:b@1.1.12', batch + (T, D), dtype)) # (…, T, D)
+    g10094 = np.matmul(d_S, _16, out=_buf(workspace, 'BARTDecoderLayer:b@1.9.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10097 = np.swapaxes(d_S, -1, -2)                           # (…, H, T, T)
+    g10098 = np.matmul(g10097, _13, out=_buf(workspace, 'BARTDecoderLayer:b@1.9.2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10100 = _permute(g10098, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10101 = _threaded(np.divide, g10100, _20, out=_buf(workspace, 'BARTDecoderLayer:b@1.11.1', batch + (T, H, D // H), dtype)) # (…, T, H, D/H)
+    g10102 = g10101.reshape(shape_14)                           # (…, T, D)
+    d_K = _unslice(g10102, K_shape, -1, 0, D, _buf(workspace, 'BARTDecoderLayer:b@1.1.11', batch + (T, D), dtype)) # (…, T, D)
+    g10104 = _permute(g10094, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10105 = _threaded(np.divide, g10104, _20, out=_buf(workspace, 'BARTDecoderLayer:b@1.11.1', batch + (T, H, D // H), dtype)) # (…, T, H, D/H)
+    g10106 = g10105.reshape(shape_11)                           # (…, T, D)
+    d_Q = _unslice(g10106, Q_shape, -1, 0, D, _buf(workspace, 'BARTDecoderLayer:b@1.1.12', batch + (T, D), dtype)) # (…, T, D)
     # BARTAttention 3 V ← Z W_v + b_v ▷ V ∈ ℝ^{T_z×D}; values
     d_b_v = _sum_to(d_V, 1, ())                                 # (D,)
     d_W_v = _wgrad(X, d_V, _buf(workspace, 'BARTDecoderLayer:b@1.5.6', (D, D), dtype)) # (D, D)
-    g10103 = np.swapaxes(W_v, -1, -2)                           # (D, D)
-    g10104 = np.matmul(d_V, g10103, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.13', batch + (T, D), dtype)) # (…, T, D)
-    d_X_2 = np.add(d_X, g10104, out=g10104)                     # (…, T, D)
+    g10110 = np.swapaxes(W_v, -1, -2)                           # (D, D)
+    g10111 = np.matmul(d_V, g10110, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.13', batch + (T, D), dtype)) # (…, T, D)
+    d_X_2 = _threaded(np.add, d_X, g10111, out=g10111)          # (…, T, D)
     # BARTAttention 2 K ← Z W_k + b_k ▷ K ∈ ℝ^{T_z×D}; keys
     d_b_k = _sum_to(d_K, 1, ())                                 # (D,)
     d_W_k = _wgrad(X, d_K, _buf(workspace, 'BARTDecoderLayer:b@1.5.7', (D, D), dtype)) # (D, D)
-    g10108 = np.swapaxes(W_k, -1, -2)                           # (D, D)
-    g10109 = np.matmul(d_K, g10108, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.14', batch + (T, D), dtype)) # (…, T, D)
-    d_X_3 = np.add(d_X_2, g10109, out=d_X_2)                    # (…, T, D)
+    g10115 = np.swapaxes(W_k, -1, -2)                           # (D, D)
+    g10116 = np.matmul(d_K, g10115, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.14', batch + (T, D), dtype)) # (…, T, D)
+    d_X_3 = _threaded(np.add, d_X_2, g10116, out=d_X_2)         # (…, T, D)
     # BARTAttention 1 Q ← X W_q + b_q ▷ Q ∈ ℝ^{T×D}; queries, all heads
     d_b_q = _sum_to(d_Q, 1, ())                                 # (D,)
     d_W_q = _wgrad(X, d_Q, _buf(workspace, 'BARTDecoderLayer:b@1.5.8', (D, D), dtype)) # (D, D)
-    g10113 = np.swapaxes(W_q, -1, -2)                           # (D, D)
-    g10114 = np.matmul(d_Q, g10113, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.14', batch + (T, D), dtype)) # (…, T, D)
-    d_X_4 = np.add(d_X_3, g10114, out=d_X_3)                    # (…, T, D)
+    g10120 = np.swapaxes(W_q, -1, -2)                           # (D, D)
+    g10121 = np.matmul(d_Q, g10120, out=_buf(workspace, 'BARTDecoderLayer:b@1.1.14', batch + (T, D), dtype)) # (…, T, D)
+    d_X_4 = _threaded(np.add, d_X_3, g10121, out=d_X_3)         # (…, T, D)
     grads = Params(W_q=d_W_q, W_k=d_W_k, W_v=d_W_v, b_q=d_b_q, b_k=d_b_k, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o, gamma_1=d_gamma_1, beta_1=d_beta_1, W_q_2=d_W_q_2, W_k_2=d_W_k_2, W_v_2=d_W_v_2, b_q_2=d_b_q_2, b_k_2=d_b_k_2, b_v_2=d_b_v_2, W_o_2=d_W_o_2, b_o_2=d_b_o_2, gamma_2=d_gamma_2, beta_2=d_beta_2, W_1=d_W_1, b_1=d_b_1, W_2=d_W_2, b_2=d_b_2, gamma_3=d_gamma_3, beta_3=d_beta_3)
     return grads, {"X": d_X_4, "Z": d_Z_2}
 
@@ -604,15 +599,78 @@ def _buf(workspace, key, shape, dtype):
     return buf
 
 
+# The closed-form helpers below make several passes over big arrays; they run on as many threads as
+# BLAS does, each on a block of rows (NumPy's ufuncs release the GIL). CARDGEN_THREADS sets how many
+# (default: the usable cores). Rows are independent, so the numbers are those of one thread.
+_PARALLEL_MIN = 1 << 18  # elements (1 MiB of float32) below which one thread beats handing out blocks
+_POOL = {}
+
+
+def _threads():
+    n = os.environ.get("CARDGEN_THREADS", "")
+    if n.isdigit() and int(n) > 0:
+        return int(n)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _rows(f, out, axis, *args):
+    """f(out, axis, *args) block by block along an axis of out that f does not reduce over, one block
+    per thread; the arrays among args that have that axis are cut alike, the others (broadcast)
+    passed whole."""
+    n = _threads() if out.size >= _PARALLEL_MIN else 1
+    reduced = None if axis is None else axis % out.ndim
+    cut = next((a for a in range(out.ndim) if out.shape[a] >= n and a != reduced), None)
+    if n < 2 or cut is None:
+        f(out, axis, *args)
+        return out
+    key = os.getpid(), n  # a forked child has none of its parent's threads: it starts its own pool
+    if key not in _POOL:
+        _POOL.clear()
+        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n - 1, thread_name_prefix="cardgen")
+    bounds = [out.shape[cut] * i // n for i in range(n + 1)]
+
+    def part(a, lo, hi):
+        k = cut - (out.ndim - np.ndim(a))  # the same axis, counted in a (broadcasting aligns the ends)
+        if k < 0 or np.shape(a)[k] != out.shape[cut]:
+            return a
+        return a[(slice(None),) * k + (slice(lo, hi),)]
+
+    def block(i):
+        lo, hi = bounds[i], bounds[i + 1]
+        f(part(out, lo, hi), axis, *(part(a, lo, hi) for a in args))
+    others = [_POOL[key].submit(block, i) for i in range(1, n)]
+    block(0)  # this thread takes a block too: one hand-over fewer
+    for done in others:
+        done.result()
+    return out
+
+
+def _threaded(ufunc, *args, out):
+    """ufunc(*args, out=out), on every thread for a big array (NumPy's own ufuncs use one)."""
+    return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
+
+
+def _power(x, n, out):
+    """x**n for a small whole n, as products written into out, on every thread for a big array."""
+    _threaded(np.multiply, x, x, out=out)
+    for _ in range(n - 2):
+        _threaded(np.multiply, out, x, out=out)
+    return out
+
+
 def _softmax(x, axis, out=None):
     """Stable softmax; a row that is all −∞ (fully masked) gives zeros, not NaN."""
+    return _rows(_softmax_rows, np.empty_like(x) if out is None else out, axis, x)
+
+
+def _softmax_rows(out, axis, x):
     m = np.max(x, axis=axis, keepdims=True)
     m[~np.isfinite(m)] = 0
     z = np.subtract(x, m, out=out)
     np.exp(z, out=z)
     s = np.sum(z, axis=axis, keepdims=True)
     s[s == 0] = 1
-    return np.divide(z, s, out=z)
+    np.divide(z, s, out=z)
 
 
 def _log_softmax(x, axis, out=None):
@@ -649,37 +707,82 @@ _ERF_LARGE = (
 _ERF_MID, _ERF_HALF = 0.4758771929824561, 0.22587719298245615
 
 
-def _horner(coefficients, v):
-    p = coefficients[-1] * v
+def _horner(coefficients, v, out):
+    """Σ c_k v^k into out (not v), in place: one array for the whole evaluation."""
+    np.multiply(v, coefficients[-1], out=out)
     for c in coefficients[-2:0:-1]:
-        p += c
-        p *= v
-    p += coefficients[0]
-    return p
+        out += c
+        out *= v
+    out += coefficients[0]
+    return out
 
 
-def _erf(x):
-    s = np.clip(x, -_ERF_SPLIT, _ERF_SPLIT)
-    small = _horner(_ERF_SMALL, np.square(s))
-    small *= s
-    small += s
-    a = np.abs(x)
-    b = np.clip(a, _ERF_SPLIT, 6.0)
-    v = np.add(b, 2.0)
-    np.divide(2.0, v, out=v)
-    v -= _ERF_MID
-    v /= _ERF_HALF
-    large = _horner(_ERF_LARGE, v)
+def _scratch(workspace, shape, dtype, n):
+    """n work arrays for a helper, kept in the workspace (shared by every helper: each uses them
+    only while it runs); fresh ones without a workspace."""
+    return [_buf(workspace, ("_scratch", i), shape, dtype) for i in range(n)]
+
+
+def _erf(x, out=None, workspace=None):
+    """Both pieces on clamped copies of x, joined by exact 0/1 weights: a select (np.where) with a
+    data-dependent mask costs ~20 element-wise passes, an arithmetic join three.  Three work arrays."""
+    x = np.asarray(x)
+    dtype = np.result_type(x, np.float32)
+    out = np.empty(x.shape, dtype) if out is None else out
+    b, v, large = _scratch(workspace, x.shape, dtype, 3)
+    np.abs(x, out=b)
+    np.clip(b, _ERF_SPLIT, 6.0, out=b)
+    np.add(b, 2.0, out=v)
+    np.divide(2.0 / _ERF_HALF, v, out=v)
+    v -= _ERF_MID / _ERF_HALF
+    _horner(_ERF_LARGE, v, large)
     np.square(b, out=b)
     np.negative(b, out=b)
     large *= np.exp(b, out=b)
     np.subtract(1.0, large, out=large)
     np.copysign(large, x, out=large)
-    return np.where(a < _ERF_SPLIT, small, large)
+    np.clip(x, -_ERF_SPLIT, _ERF_SPLIT, out=b)  # the last read of x: out may be x itself
+    np.square(b, out=v)
+    small = _horner(_ERF_SMALL, v, out)
+    small *= b
+    small += b
+    np.abs(b, out=v)
+    np.less(v, _ERF_SPLIT, out=v)  # 1 where |x| < SPLIT (NaN: 0, and NaN·0 keeps it NaN)
+    small *= v
+    np.subtract(1.0, v, out=v)
+    large *= v
+    small += large  # one of the two terms is ±0: the sum is the other, exactly (−0 + −0 for x = −0)
+    return small
 
 
-def _gelu(x):
-    return 0.5 * x * (1.0 + _erf(x * 0.7071067811865476))
+# float32: Φ(x) = ½ + c·N(c²)/D(c²), c = x clamped to ±4√2 (Φ is 1 in float32 beyond), a rational fit
+# (scripts/erf_fit.py): 20 passes instead of erf's 60, within 2.2·10⁻⁷ of Φ (float32 spacing of 1: 6·10⁻⁸).
+_PHI32_CLAMP = 5.656854249492381
+_PHI32_N = (
+    0.39894226993523063, 0.035831378976121465, 0.004501072772993772, 0.000168013365171882,
+    3.1556806144701803e-06, -2.129746566811348e-08, 1.0636697546763609e-10,
+)
+_PHI32_D = (1.0, 0.25648193193441804, 0.029031524799142488, 0.001821659471016465, 6.0973191060033246e-05)
+
+
+def _gelu(x, out=None, workspace=None):
+    """x Φ(x), Φ(x) = (1 + erf(x/√2)) / 2; out must not be x."""
+    if np.result_type(x) == np.float32:
+        out = np.empty(np.shape(x), np.float32) if out is None else out
+        c, t, den = _scratch(workspace, np.shape(x), np.float32, 3)
+        np.clip(x, -_PHI32_CLAMP, _PHI32_CLAMP, out=c)
+        np.square(c, out=t)
+        _horner(_PHI32_N, t, out)
+        out *= c
+        out /= _horner(_PHI32_D, t, den)
+        out += 0.5
+        out *= x
+        return out
+    out = _erf(np.multiply(x, 0.7071067811865476, out=out), out, workspace)
+    out += 1.0
+    out *= x
+    out *= 0.5
+    return out
 
 
 def _concat(parts, axis):
@@ -723,10 +826,25 @@ def _silu_grad(x):
     return s * (1.0 + x * (1.0 - s))
 
 
-def _gelu_grad(x):
-    cdf = 0.5 * (1.0 + _erf(x * 0.7071067811865476))
-    pdf = np.exp(-0.5 * x * x) * 0.3989422804014327
-    return cdf + x * pdf
+def _gelu_grad(g, x, y, out=None, workspace=None):
+    """g · GELU'(x) = g · (Φ(x) + x φ(x)), with Φ(x) = y / x from the forward's y = x Φ(x): no
+    second erf.  Where |x| < 1e-30 (0, or tiny enough that x Φ(x) loses digits) Φ is ½."""
+    out = np.empty(np.broadcast_shapes(np.shape(g), np.shape(x)), np.result_type(g, x)) if out is None else out
+    t, tiny = _scratch(workspace, np.shape(x), np.result_type(x), 2)
+    np.abs(x, out=tiny)
+    np.less(tiny, 1e-30, out=tiny)  # 1 where x is (nearly) 0
+    np.square(x, out=t)
+    np.multiply(t, -0.5, out=out)
+    np.exp(out, out=out)
+    out *= t
+    out *= 0.3989422804014327  # x² φ(x)
+    out += y
+    np.add(x, tiny, out=t)  # x, or 1 where x is 0: y / 1 = 0 there, and ½ is added
+    out /= t
+    tiny *= 0.5
+    out += tiny
+    out *= g
+    return out
 
 
 def _concat_part(g, axis, i, shapes):
@@ -753,21 +871,55 @@ def _wgrad(x, g, out=None):
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
+def _fresh(out, *arrays):
+    return np.empty(np.broadcast_shapes(*(np.shape(a) for a in arrays)), np.result_type(*arrays)) if out is None         else out
+
+
 def _layer_norm_grad(g, y, s, axis, out=None):
     """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
-    t = np.multiply(g, y, out=out)
+    return _rows(_layer_norm_grad_rows, _fresh(out, g, y), axis, g, y, s)
+
+
+def _layer_norm_grad_rows(t, axis, g, y, s):
+    np.multiply(g, y, out=t)
     gy = np.mean(t, axis=axis, keepdims=True)
-    t = np.multiply(y, gy, out=t)
-    t = np.subtract(g, t, out=t)
-    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
-    return np.divide(t, s, out=t)
+    np.multiply(y, gy, out=t)
+    np.subtract(g, t, out=t)
+    np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    np.divide(t, s, out=t)
+
+
+def _gelu_tanh_grad(g, x, t, a, c, k, out=None):
+    """d_x of y = a x (1 + t), t = tanh(c (x + k x³)), from g = d_y: g ⊙ a ((1 + t) + c x (1 + 3k x²)(1 − t²)),
+    in place in one array and one temporary (the chain rule through the steps takes a dozen)."""
+    return _rows(_gelu_tanh_grad_rows, _fresh(out, g, x, t), -1, g, x, t, a, c, k)
+
+
+def _gelu_tanh_grad_rows(r, axis, g, x, t, a, c, k):
+    np.multiply(x, x, out=r)
+    r *= 3.0 * k * c
+    r += c
+    r *= x
+    s = np.multiply(t, t)
+    np.subtract(1.0, s, out=s)
+    r *= s
+    r += t
+    r += 1.0
+    r *= g
+    if a != 1.0:
+        r *= a
 
 
 def _softmax_grad(g, y, axis, out=None):
-    t = np.multiply(g, y, out=out)
+    """d_x of y = softmax(x) from g = d_y: y ⊙ (g − Σ g ⊙ y)."""
+    return _rows(_softmax_grad_rows, _fresh(out, g, y), axis, g, y)
+
+
+def _softmax_grad_rows(t, axis, g, y):
+    np.multiply(g, y, out=t)
     s = np.sum(t, axis=axis, keepdims=True)
-    t = np.subtract(g, s, out=t)
-    return np.multiply(t, y, out=t)
+    np.subtract(g, s, out=t)
+    np.multiply(t, y, out=t)
 
 
 def _unslice(g, shape, axis, lo, hi, out=None):

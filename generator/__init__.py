@@ -1,6 +1,6 @@
 """cardgen: compile algorithm cards (Phuong & Hutter style pseudocode) into NumPy.
 
-The public API (``load``, ``loads``, ``render``, ``build``, ``Card``, …) is ``cardgen.api``'s,
+The public API (``load``, ``loads``, ``check``, ``render``, ``build``, ``Card``, …) is ``cardgen.api``'s,
 importable from here; it is imported on first use, so ``cardgen --help`` stays quick (and so are
 ``parse``, ``parse_file`` and ``CardError``: the parser loads lark).
 """
@@ -13,7 +13,8 @@ from .lang.limits import MAX_DEPTH
 # may nest up to MAX_DEPTH levels (a long sum is as deep as it is long).
 sys.setrecursionlimit(max(sys.getrecursionlimit(), 10 * MAX_DEPTH))
 
-API = ("Card", "build", "compile_card", "interpret", "load", "loads", "render", "search_path", "where")
+API = ("Card", "build", "check", "compile_card", "gradcheck", "interpret", "load", "load_all", "loads",
+       "render", "search_path", "where")
 
 __all__ = ["CardError", "parse", "parse_file", *API]
 

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import math
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from .lang.diagnostics import FORMATS
 from .lang.errors import CardError
 
-# Commands import what they use when they run, so `cardgen --help` (and a typo) answers without
-# loading lark, numpy or jinja2 (tests/test_frontend.py holds it to that).
-if TYPE_CHECKING:
-    from .lang.check import Checked, Library
+# Each command parses its options, calls one function of the API (cardgen.api) and prints. Commands
+# import the API when they run, so `cardgen --help` (and a typo) answers without loading lark, numpy
+# or jinja2 (tests/test_frontend.py holds it to that).
 
 
 def fail(err: Exception) -> None:
@@ -85,41 +82,24 @@ def main():
 def check_cmd(paths, fmt, verbose):
     """Parse and type-check cards (files, folders or names on the search path); report every error of
     every file."""
-    from .lang.check_call import callees
-    from .lang.diagnostics import text_report
-    from .lang.load import card_paths, diagnose, display_path, library_for, where
-    files = card_paths(paths)
-    if not files:
-        raise CardError(f"no .card files in {', '.join(paths)}")
-    from .compile.verify import buildable
-    errors, bad = [], 0
-    libs: dict = {}  # one Library per search path: each callee is parsed and checked once
-    for f in files:
-        lib = library_for(str(f), shared=libs)
-        checked, errs = diagnose(str(f), lib)
-        if not errs:
-            try:
-                buildable(checked, lib)  # what build would refuse, check refuses
-            except CardError as e:
-                errs = [e]
-        errors += errs
-        bad += bool(errs)
-        if verbose and checked is not None:
-            click.echo(f"{display_path(f)}: {checked.card.name}", err=fmt != "text")
-            for name in callees(checked.card):
-                found = where(lib, name)
-                if found is not None:
-                    click.echo(f"  calls {name}: {found}", err=fmt != "text")
-    n = len(files)
+    from . import api
+    report = api.check(paths)
+    for f in report.files if verbose else ():
+        if f.card is not None:
+            click.echo(f"{f.name}: {f.card.name}", err=fmt != "text")
+            for name, found in f.callees():
+                click.echo(f"  calls {name}: {found}", err=fmt != "text")
+    n, bad = len(report.files), sum(not f.ok for f in report.files)
     if fmt == "text":
-        click.echo(text_report(errors), err=True, nl=False)
+        click.echo(report.format(), err=True, nl=False)
         if bad:
+            errors = len(report.errors)
             click.echo(f"{bad} of {n} card{'s' if n != 1 else ''} failed "
-                       f"({len(errors)} error{'s' if len(errors) != 1 else ''})", err=True)
+                       f"({errors} error{'s' if errors != 1 else ''})", err=True)
         else:
             click.echo(f"{n} card{'s' if n != 1 else ''} ok")
     else:
-        click.echo(FORMATS[fmt](errors), nl=False)
+        click.echo(report.format(fmt), nl=False)
     if bad:
         sys.exit(1)
 
@@ -131,28 +111,14 @@ def check_cmd(paths, fmt, verbose):
 @guarded
 def fmt_cmd(paths, check_only, show_diff):
     """Rewrite cards in canonical form (``-`` reads standard input)."""
-    from .lang.files import atomic_write, remove_leftovers
-    from .lang.load import card_paths, library_for, load
-    from .lang.render import card_text
+    from . import api
     if paths == ("-",):
-        card, checked = load("-")
-        sys.stdout.write(card_text(card, checked.claims))
+        sys.stdout.write(api.load("-", compiles=False).text())
         return
-    stale, libs = [], {}
-    for f in card_paths(paths):
-        card, checked = load(str(f), library_for(str(f), shared=libs))
-        new = card_text(card, checked.claims)
-        old = f.read_text("utf-8")
-        if new != old:
-            stale.append(f)
-            if show_diff:
-                click.echo(unified_diff(old, new, str(f)), nl=False)
-            if not check_only:
-                atomic_write(f, new)
-    for folder in dict.fromkeys(Path(f).parent for f in stale):
-        if not check_only:
-            remove_leftovers(folder)  # of a fmt that was killed: ours, never followed
-    for f in stale:
+    stale = api.fmt(paths, write=not check_only)
+    for f, old, new in stale if show_diff else ():
+        click.echo(unified_diff(old, new, str(f)), nl=False)
+    for f, _, _ in stale:
         click.echo(f"{'would reformat' if check_only else 'reformatted'} {f}")
     if check_only and stale:
         sys.exit(1)
@@ -182,49 +148,22 @@ def unified_diff(old: str | None, new: str, name: str) -> str:
 @guarded
 def render_cmd(card, fmt, standalone, full, sets, config, backward, memory):
     """Print a card as Phuong–Hutter pseudocode."""
-    from .docs.report import param_count_line, render_card
-    from .lang.configs import chosen_values, settable_names
-    from .lang.load import library_for, load
-    from .lang.values import check_values
-    if standalone and fmt != "tex":
-        raise CardError("--standalone makes a LaTeX document: use it with --format tex")
+    from . import api
     if fmt == "tex" and (backward or memory):
         raise CardError("--backward and --memory print text; --format tex renders the card itself")
-    lib = library_for(card)
-    c, checked = load(card, lib)
-    from .api import sub_algorithms
-    order = sub_algorithms(checked, lib) if full else [checked]
-    known = [n for ch in order for n in settable_names(ch, lib)]
-    extra = ("B", "dtype") if memory else ()
-    values = chosen_values(c, config, parse_sets(sets), known, extra)
-    check_values(checked, values, extra=extra + others(values, checked, lib), lib=lib)
-    if backward or memory:
-        from .docs.derived import backward_text, memory_text
-        if backward:
-            click.echo(backward_text(checked, lib), nl=False)
-        if memory:
-            itemsize = memory_itemsize(values.pop("dtype", "32"))
-            batch = memory_batch(values.pop("B", 1))
-            click.echo(memory_text(checked, lib, values, batch, itemsize), nl=False)
+    if standalone and fmt != "tex":
+        raise CardError("--standalone makes a LaTeX document: use it with --format tex")
+    c = api.load(card, compiles=False)  # pseudocode needs a card that checks; --backward compiles it
+    if not (backward or memory):
+        click.echo(api.render(c, fmt, full, parse_sets(sets), config, standalone), nl=False)
         return
-    parts = []
-    for ch in order:
-        count = param_count_line(ch, lib, values, config if ch is checked else None)
-        parts.append(render_card(ch, fmt, count))
-    if fmt == "tex":
-        from .docs.texbox import document, fragment
-        click.echo((document if standalone else fragment)(parts), nl=False)
-        return
-    sep = "\n" if fmt == "md" else "\n" + "─" * 72 + "\n\n"
-    click.echo(sep.join(parts), nl=False)
-
-
-def others(values: dict, checked: Checked, lib: Library) -> tuple[str, ...]:
-    """The names among ``values`` that belong to other cards of the command (callees, or the other
-    cards of a folder): ``check_values`` leaves them to those cards."""
-    from .lang.configs import settable_names
-    mine = set(settable_names(checked, lib))
-    return tuple(n for n in values if n not in mine)
+    values = c.values(config, parse_sets(sets), extra=("B", "dtype"))
+    if backward:
+        click.echo(c.backward_text(), nl=False)
+    if memory:
+        itemsize = memory_itemsize(values.pop("dtype", "32"))
+        batch = memory_batch(values.pop("B", 1))
+        click.echo(c.memory_text(values, batch, itemsize), nl=False)
 
 
 def parse_sets(sets) -> dict[str, float]:
@@ -260,9 +199,6 @@ def memory_batch(b) -> int:
     return int(b)
 
 
-GENERATED_HEADER = "# Code generated by cardgen from "
-
-
 @main.command("build")
 @click.argument("paths", nargs=-1)
 @click.option("-o", "--out", "out_dir", default=None,
@@ -275,71 +211,27 @@ GENERATED_HEADER = "# Code generated by cardgen from "
 @guarded
 def build_cmd(paths, out_dir, check_only, show_diff, force, target_kind):
     """Generate a module (forward, backward, init) for every model card."""
-    from .lang.files import atomic_write, holds, inside, read_plain, remove_leftovers
-    from .lang.load import card_paths, display_path, library_for, load
-    if out_dir is not None and not out_dir.strip():
-        raise CardError("-o/--out: the output folder's name is empty")
-    from .compile.lower import LoweringError
-    from .compile.outputs import add_module, check_compiles
-    from .compile.verify import module_text
-    files = card_paths(paths or ("cards",))
-    out = Path(out_dir or ("generated" if target_kind == "numpy" else "generated/array_api"))
-    stale, written, skipped, failed = [], 0, [], 0
-    modules: dict[str, tuple[str, str]] = {}  # file name -> (card file, module text)
-    libs: dict = {}
-    for f in files:
-        lib = library_for(str(f), shared=libs)
-        try:
-            card, checked = load(str(f), lib)
-            text = module_text(checked, lib, display_path(f), target=target_kind)
-        except LoweringError as e:
-            from .compile.lower import wrapper_kind
-            if wrapper_kind(card) is not None:  # a wrapper cardgen cannot compile yet: say why, go on
-                skipped.append((f, e.message))
-                continue
-            fail(e)
-            failed += 1
-            continue
-        except CardError as e:
-            fail(e)
-            failed += 1
-            continue
-        add_module(modules, card.name, str(f), text, out)
-    check_compiles(modules, out)  # every module compiles, or none is written
-    if not check_only and out.is_dir():
-        remove_leftovers(out)  # from a build that was killed: ours, and never followed
-        for leftover in out.glob(".*.py.tmp"):  # the fixed names of older cardgens
-            leftover.unlink()
-    for name, (_, text) in modules.items():
-        target = out / name
-        if holds(target, text.encode("utf-8")):
-            continue
-        if show_diff:
-            old = target.read_text("utf-8") if target.is_file() else None
-            click.echo(unified_diff(old, text, target.as_posix()), nl=False)
-        if check_only:
-            stale.append(target)
-            continue
-        head = read_plain(target, len(GENERATED_HEADER))
-        if (head is not None and head != GENERATED_HEADER.encode() or target.is_symlink()) and not force:
-            raise CardError(f"{target} exists and was not generated by cardgen; not overwriting it "
-                            "(use --force)")
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write(inside(out, name) if not target.is_symlink() else target, text)
-        written += 1
-    for f, why in skipped:
-        click.echo(f"skipped {f}: {why.split('error: ')[-1]}", err=True)
+    from . import api
+    done = api.build_report(paths, out_dir, target_kind, check_only=check_only, force=force)
+    for e in done.errors:
+        fail(e)
+    for file, old, new in done.changed if show_diff else ():
+        click.echo(unified_diff(old, new, file.as_posix()), nl=False)
+    for f, why in done.skipped:
+        click.echo(f"skipped {f}: {why}", err=True)
+    compiled = done.cards - len(done.skipped)
     if check_only:
-        for t in stale:
-            click.echo(f"stale: {t} (run `cardgen build`)")
-        if stale or failed:
+        for file, _, _ in done.changed:
+            click.echo(f"stale: {file} (run `cardgen build`)")
+        if done.changed or done.errors:
             sys.exit(1)
-        click.echo(f"{len(files) - len(skipped) - failed} generated modules are current")
+        click.echo(f"{compiled - len(done.errors)} generated modules are current")
         return
-    if failed:
+    if done.errors:
         sys.exit(1)
-    click.echo(f"wrote {written} module{'s' if written != 1 else ''} to {out}/ "
-               f"({len(files) - len(skipped)} cards compiled; {len(skipped)} training/inference wrappers have none)")
+    n = len(done.written)
+    left = f"; {len(done.skipped)} training/inference cards are NumPy's" if done.skipped else ""
+    click.echo(f"wrote {n} module{'s' if n != 1 else ''} to {done.out}/ ({compiled} cards compiled{left})")
 
 
 @main.command("docs")
@@ -349,12 +241,8 @@ def build_cmd(paths, out_dir, check_only, show_diff, force, target_kind):
 @guarded
 def docs_cmd(paths, out_dir, force):
     """Write a static HTML book: an index and a page per card (default cards/), math typeset offline."""
-    from .lang.load import card_paths
-    if not out_dir.strip():
-        raise CardError("-o/--out: the output folder's name is empty")
-    from .docs.book import write_book
-    files = card_paths(paths or ("cards",))
-    n = write_book(files, Path(out_dir), force)
+    from . import api
+    n = api.docs(paths, out_dir, force=force)
     click.echo(f"wrote {out_dir}/index.html and {n} card page{'s' if n != 1 else ''}; open it in a browser")
 
 
@@ -362,8 +250,8 @@ def docs_cmd(paths, out_dir, force):
 @guarded
 def primitives_cmd():
     """Print the table of built-in functions and operators (Markdown): spellings, shape rule, derivative."""
-    from .docs.primitives import primitives_table
-    click.echo(primitives_table(), nl=False)
+    from . import api
+    click.echo(api.primitives(), nl=False)
 
 
 @main.command("gradcheck")
@@ -374,30 +262,14 @@ def primitives_cmd():
 @guarded
 def gradcheck_cmd(paths, sets, config, seed):
     """Check derived gradients against float64 finite differences."""
-    from .compile.gradcheck import TOL, gradcheck
-    from .compile.lower import LoweringError
-    from .lang.configs import chosen_values, settable_names
-    from .lang.load import card_paths, library_for, load
-    from .lang.values import check_values
+    from . import api
+    from .api import GRADCHECK_TOLERANCE as TOL
     given = {k: v for k, v in parse_sets(sets).items() if k != "dtype"}
-    libs: dict = {}
-    loaded = [(lib := library_for(str(f), shared=libs), *load(str(f), lib)) for f in card_paths(paths or ("cards",))]
-    known = [n for lib, _, ch in loaded for n in settable_names(ch, lib)]
     bad = 0
-    for lib, card, checked in loaded:
-        values = chosen_values(card, config, given, known)
-        check_values(checked, values, extra=others(values, checked, lib), lib=lib)
-        try:
-            res = gradcheck(checked, lib, values, seed)
-        except LoweringError:
-            from .compile.lower import wrapper_kind
-            if wrapper_kind(card) is not None:  # a wrapper cardgen does not compile: nothing to check
-                continue
-            raise
+    for card, res in api.gradcheck(paths, config, given, seed):
         worst = res.worst
-        verdict = "ok" if worst <= TOL else "FAIL"
         bad += worst > TOL
-        click.echo(f"{card.name:24} {verdict:4}  max relative error {worst:.1e}")
+        click.echo(f"{card.name:24} {'ok' if worst <= TOL else 'FAIL':4}  max relative error {worst:.1e}")
         for name, err in res.errors.items():
             click.echo(f"    {name:20} {err:.1e}" + ("  > tolerance" if err > TOL else ""))
     if bad:
@@ -453,28 +325,24 @@ MAX_BYTES = click.option("--max-bytes", default=16 * 2**30, show_default=True, t
 def train_cmd(card, data, steps, batch, seq, lr, lr_min, warmup, weight_decay, clip, accumulate, sets, config, out_dir,
               resume, force, seed, dtype, eval_every, save_every, log_scale, engine, nproc):
     """Train a model card on bytes of text with AdamW; SIGINT/SIGTERM save, --resume continues exactly."""
-    from .lang import load as search
+    from . import api
     if engine == "torch":  # cardgen.torch.ddp: the card in PyTorch, data-parallel on torch.distributed
         unused = given_options(["lr_min", "warmup", "clip", "accumulate", "resume", "force", "eval_every",
                                 "save_every", "log_scale"])
         if unused:
             raise CardError(f"--engine torch takes a constant --lr, no clipping, checkpoints or validation: "
                             f"drop {', '.join('--' + n.replace('_', '-') for n in unused)}")
-        from .torch.ddp import train_command
-        from .train.commands import read_data
-        out = train_command(search.resolve(card), read_data(data)[0], steps=steps, batch=batch, seq=seq, lr=lr,
-                            weight_decay=weight_decay, values=parse_sets(sets), out_dir=out_dir, seed=seed,
-                            nproc=nproc, dtype=dtype)
+        out = api.train_torch(card, data, steps=steps, batch=batch, seq=seq, lr=lr, weight_decay=weight_decay,
+                              values=parse_sets(sets), out_dir=out_dir, seed=seed, nproc=nproc, dtype=dtype)
         click.echo(f"saved {out / 'weights.npz'}, {out / 'log.csv'}")
         return
-    from .train.commands import train
-    from .train.run import Settings
+    from .api import Settings
     given = given_options(["steps", "batch", "seq", "lr", "lr_min", "warmup", "weight_decay", "clip", "accumulate",
                            "seed", "dtype", "eval_every", "save_every"])
     settings = Settings(steps=steps, batch=batch, seq=seq or 0, lr=lr, lr_min=lr / 10 if lr_min is None else lr_min,
                         warmup=warmup, weight_decay=weight_decay, clip=clip, accumulate=accumulate, seed=seed,
                         dtype=dtype, data={}, eval_every=eval_every, save_every=save_every)
-    status = train(card, parse_sets(sets), settings, given, out_dir, resume, force, data, log_scale,
+    status = api.train(card, parse_sets(sets), settings, given, out_dir, resume, force, data, log_scale,
                    say=lambda m: click.echo(m, err=True), out=click.echo, config=config)
     sys.exit(status)
 
@@ -492,9 +360,9 @@ def train_cmd(card, data, steps, batch, seq, lr, lr_min, warmup, weight_decay, c
 @guarded
 def sample_cmd(checkpoint, prompt, tokens, temperature, seed, card, max_bytes):
     """Continue a prompt with a trained checkpoint, compiled from the card texts it carries."""
-    from .train.commands import sample
-    sample(checkpoint, prompt, tokens, temperature, seed, card, say=lambda m: click.echo(m, err=True), out=click.echo,
-           limit=max_bytes)
+    from . import api
+    api.sample(checkpoint, prompt, tokens, temperature, seed, card, say=lambda m: click.echo(m, err=True),
+               out=click.echo, limit=max_bytes)
 
 
 @main.command("import-hf")
@@ -505,8 +373,8 @@ def sample_cmd(checkpoint, prompt, tokens, temperature, seed, card, max_bytes):
 @guarded
 def import_hf_cmd(folder, out, card, max_bytes):
     """Turn a Hugging Face GPT-2 folder (save_pretrained: config.json, model.safetensors) into a checkpoint."""
-    from .train.commands import import_hf
-    click.echo(f"wrote {import_hf(folder, card, out, max_bytes)}")
+    from . import api
+    click.echo(f"wrote {api.import_hf(folder, card, out, max_bytes)}")
 
 
 @main.command("export-hf")
@@ -516,8 +384,8 @@ def import_hf_cmd(folder, out, card, max_bytes):
 @guarded
 def export_hf_cmd(checkpoint, folder, max_bytes):
     """Write a GPT2 checkpoint as a Hugging Face folder (GPT2LMHeadModel.from_pretrained reads it)."""
-    from .train.commands import export_hf
-    paths = export_hf(checkpoint, folder, max_bytes)
+    from . import api
+    paths = api.export_hf(checkpoint, folder, max_bytes)
     click.echo("wrote " + ", ".join(map(str, paths)))
 
 
@@ -532,8 +400,8 @@ def lsp_cmd():
 
 
 def _search_path_option(ctx, param, value):
-    from .lang import load as search
-    search.extra_path[:] = list(value)
+    from .lang.load import extra_path  # the search path's --path entries, for this invocation
+    extra_path[:] = list(value)
 
 
 # Every command takes --path (kept last: it reaches the commands defined above it).

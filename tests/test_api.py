@@ -3,6 +3,7 @@
 The README's examples run here as doctests, so the README cannot drift from the code."""
 
 import doctest
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 import cardgen
-from cardgen import api
+from cardgen import CardError, api
 from cardgen.lang.load import display_path, search_path
 
 from .conftest import ROOT
@@ -33,9 +34,14 @@ def test_readme_examples_run():
     assert tried >= 15 and failures == 0
 
 
-def test_api_docstring_runs():
-    failures, tried = doctest.testmod(api, optionflags=doctest.ELLIPSIS)
-    assert tried >= 3 and failures == 0
+def test_api_docstrings_run(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    tried = 0
+    for module in (api.cards, api.checking):
+        failures, n = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert failures == 0, module.__name__
+        tried += n
+    assert tried >= 6
 
 
 def test_top_level_names_are_the_api():
@@ -194,3 +200,66 @@ def test_outputs_name_no_absolute_path(tmp_path):
 def test_python_dash_m_cardgen():
     out = cli("--help", cwd=ROOT)
     assert out.returncode == 0 and out.stdout.startswith("Usage: cardgen ")
+
+
+PART = """algorithm Y ← Part(X | W)
+  convention rows, 0-based
+  input  X ∈ ℝ^{T×D}
+  output Y ∈ ℝ^{T×D}
+  hyper  D ∈ ℕ
+  param  W ∈ ℝ^{D×D}
+  1 Y ← X W
+  2 Y[0] ← X[1]
+  3 return Y
+"""  # checks as a language, but cardgen cannot compile step 2 (a write into part of an array)
+
+
+def test_load_accepts_what_check_accepts(tmp_path):
+    with pytest.raises(CardError, match="0 picks part of Y") as e:
+        cardgen.loads(PART)
+    assert (e.value.line, e.value.col) == (8, 7)
+    assert cardgen.loads(PART, compiles=False).name == "Part"  # what fmt and the interpreter need
+    (tmp_path / "Part.card").write_text(PART, "utf-8")
+    assert not cardgen.check([tmp_path / "Part.card"]).ok
+
+
+def test_check_reports_every_error_of_every_file(tmp_path):
+    (tmp_path / "Part.card").write_text(PART, "utf-8")
+    (tmp_path / "Two.card").write_text(RESIDUAL.replace("Residual", "Two").replace("return Y = X +", "return Y = X^⊤ +")
+                                       .replace("1 return", "1 Z ← W_none\n  2 return"), "utf-8")
+    (tmp_path / "Fine.card").write_text(RESIDUAL, "utf-8")
+    report = cardgen.check([tmp_path])
+    assert [f.path.name for f in report.files] == ["Fine.card", "Part.card", "Two.card"]
+    assert [f.ok for f in report.files] == [True, False, False]
+    assert len(report.files[2].errors) == 2  # both of its errors, not the first alone
+    assert report.files[0].callees()[0][0] == "LayerNorm"
+    assert json.loads(report.format("json"))["errors"][0]["line"] == 8
+    assert str(report).count("error:") == 3
+    with pytest.raises(CardError, match="unknown report format"):
+        report.format("xml")
+
+
+def test_configurations_and_values_are_checked():
+    gpt2 = cardgen.load("GPT2")
+    assert gpt2.values("gpt2", {"N": 2})["N"] == 2
+    assert gpt2.values(None, {"D": 64}) == {"D": 64}
+    with pytest.raises(CardError, match="GPT2 has no configuration gpt3") as e:
+        gpt2.values("gpt3")
+    assert "gpt2-medium" in e.value.hint
+    with pytest.raises(CardError, match="no hyperparameter Dee"):
+        gpt2.values(None, {"Dee": 64})
+    with pytest.raises(CardError, match="H must divide D|divide"):
+        gpt2.render(values={"D": 64, "H": 5, "V": 16, "D_f": 8, "N": 1, "ctx": 8})
+    assert "Parameter count: 124,439,808" in gpt2.render(config="gpt2")
+
+
+def test_build_report_writes_the_cards_that_compile(tmp_path):
+    (tmp_path / "Part.card").write_text(PART, "utf-8")
+    (tmp_path / "Fine.card").write_text(RESIDUAL.replace("Residual", "Fine"), "utf-8")
+    done = api.build_report([tmp_path], tmp_path / "out")
+    assert not done.ok and "0 picks part of Y" in done.errors[0].message
+    assert [p.name for p in done.written] == ["Fine.py"]
+    again = api.build_report([tmp_path / "Fine.card"], tmp_path / "out", check_only=True)
+    assert again.ok and not again.changed and [p.name for p in again.current] == ["Fine.py"]
+    with pytest.raises(CardError, match="0 picks part of Y"):
+        cardgen.build([tmp_path], tmp_path / "out")

@@ -101,3 +101,14 @@ def test_every_package_ships():
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["tool"]["setuptools"]["packages"])
     found = {".".join(("cardgen",) + p.parent.relative_to(SRC).parts) for p in SRC.rglob("__init__.py")}
     assert found <= listed, f"add {sorted(found - listed)} to [tool.setuptools] packages"
+
+
+# What the command may use besides the API: the error type, the report formats' names (for its
+# --format choices), the search-path option's list, and the language server it starts.
+CLI_MAY_IMPORT = {"api", "lang.errors", "lang.diagnostics", "lang.load", "lsp.server"}
+
+
+def test_the_command_is_a_thin_layer_over_the_api():
+    """Each command parses its options, calls the API and prints: what it does is in ``cardgen.api``."""
+    used = {t for t, _, _ in imports(SRC / "cli.py")}
+    assert used <= CLI_MAY_IMPORT, f"cli.py imports {sorted(used - CLI_MAY_IMPORT)}: call it through cardgen.api"
