@@ -95,7 +95,7 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     dtype = np.result_type(W_qkv)
     batch = np.shape(X)[:np.ndim(X) - 2]
     # 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
-    _1 = np.matmul(X, W_qkv, out=_buf(workspace, 'CausalSelfAttention:f_1', batch + (T, 3*D), dtype)) # (…, T, 3·D)
+    _1 = np.matmul(X, W_qkv, out=_buf(workspace, 'CausalSelfAttention:f@1.1.1', batch + (T, 3*D), dtype)) # (…, T, 3·D)
     A = _threaded(np.add, _1, b_qkv, out=_1)                    # (…, T, 3·D)
     A_shape = A.shape
     # 3 Q_h ← A[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
@@ -112,7 +112,7 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     V = _permute(_10, (-2, -3, -1))                             # (…, H, T, D/H)
     # 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
     _12 = np.swapaxes(K, -1, -2)                                # (…, H, D/H, T)
-    _13 = np.matmul(Q, _12, out=_buf(workspace, 'CausalSelfAttention:f_13', batch + (H, T, T), dtype)) # (…, H, T, T)
+    _13 = np.matmul(Q, _12, out=_buf(workspace, 'CausalSelfAttention:f@1.2.1', batch + (H, T, T), dtype)) # (…, H, T, T)
     _14 = D / H                                                 # ()
     _15 = math.sqrt(_14)                                        # ()
     S = _threaded(np.divide, _13, _15, out=_13)                 # (…, H, T, T)
@@ -122,14 +122,14 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     _20 = _17 > _19                                             # (T, T)
     _21 = _fill_where(S, _20, -np.inf)                          # (…, H, T, T)
     # 8 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-    softmax_S = _softmax(_21, -1, _buf(workspace, 'CausalSelfAttention:fsoftmax_S', batch + (H, T, T), dtype)) # (…, H, T, T)
-    Y = np.matmul(softmax_S, V, out=_buf(workspace, 'CausalSelfAttention:fY', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    softmax_S = _softmax(_21, -1, _buf(workspace, 'CausalSelfAttention:f@1.2.2', batch + (H, T, T), dtype)) # (…, H, T, T)
+    Y = np.matmul(softmax_S, V, out=_buf(workspace, 'CausalSelfAttention:f@1.4.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     # 10 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     _24 = _permute(Y, (-2, -3, -1))                             # (…, T, H, D/H)
     shape_24 = _24.shape
     Y_2 = _24.reshape(_24.shape[:-2] + (D,))                    # (…, T, D)
     # 11 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
-    _26 = np.matmul(Y_2, W_o, out=_buf(workspace, 'CausalSelfAttention:f_26', batch + (T, D), dtype)) # (…, T, D)
+    _26 = np.matmul(Y_2, W_o, out=_buf(workspace, 'CausalSelfAttention:f@1.5.1', batch + (T, D), dtype)) # (…, T, D)
     V_tilde = _threaded(np.add, _26, b_o, out=_26)              # (…, T, D)
     cache = {"D": D, "H": H, "T": T, "batch": batch, "dtype": dtype, "Y_2": Y_2, "shape_24": shape_24, "softmax_S": softmax_S, "V": V, "K": K, "_15": _15, "Q": Q, "A_shape": A_shape, "X": X}
     return V_tilde, cache
@@ -159,27 +159,27 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     W_qkv = params.W_qkv
     # 11 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
     d_b_o = _sum_to(d_V_tilde, 1, ())                           # (D,)
-    d_W_o = _wgrad(Y_2, d_V_tilde, _buf(workspace, 'CausalSelfAttention:bd_W_o', (D, D), dtype)) # (D, D)
+    d_W_o = _wgrad(Y_2, d_V_tilde, _buf(workspace, 'CausalSelfAttention:b@1.1.1', (D, D), dtype)) # (D, D)
     g10003 = np.swapaxes(W_o, -1, -2)                           # (D, D)
-    d_Y_2 = np.matmul(d_V_tilde, g10003, out=_buf(workspace, 'CausalSelfAttention:bd_Y_2', batch + (T, D), dtype)) # (…, T, D)
+    d_Y_2 = np.matmul(d_V_tilde, g10003, out=_buf(workspace, 'CausalSelfAttention:b@1.2.1', batch + (T, D), dtype)) # (…, T, D)
     # 10 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     g10005 = d_Y_2.reshape(shape_24)                            # (…, T, H, D/H)
     d_Y = _permute(g10005, (-2, -3, -1))                        # (…, H, T, D/H)
     # 8 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
     g10007 = np.swapaxes(softmax_S, -1, -2)                     # (…, H, T, T)
-    d_V = np.matmul(g10007, d_Y, out=_buf(workspace, 'CausalSelfAttention:bd_V', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    d_V = np.matmul(g10007, d_Y, out=_buf(workspace, 'CausalSelfAttention:b@1.3.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10009 = np.swapaxes(V, -1, -2)                             # (…, H, D/H, T)
-    d_softmax_S = np.matmul(d_Y, g10009, out=_buf(workspace, 'CausalSelfAttention:bd_softmax_S', batch + (H, T, T), dtype)) # (…, H, T, T)
-    d_S = _softmax_grad(d_softmax_S, softmax_S, -1, _buf(workspace, 'CausalSelfAttention:bd_S', batch + (H, T, T), dtype)) # (…, H, T, T)
+    d_softmax_S = np.matmul(d_Y, g10009, out=_buf(workspace, 'CausalSelfAttention:b@1.4.1', batch + (H, T, T), dtype)) # (…, H, T, T)
+    d_S = _softmax_grad(d_softmax_S, softmax_S, -1, _buf(workspace, 'CausalSelfAttention:b@1.4.2', batch + (H, T, T), dtype)) # (…, H, T, T)
     # 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
-    g10018 = np.matmul(d_S, K, out=_buf(workspace, 'CausalSelfAttention:bg10018', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10018 = np.matmul(d_S, K, out=_buf(workspace, 'CausalSelfAttention:b@1.3.2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     d_Q = _threaded(np.divide, g10018, _15, out=g10018)         # (…, H, T, D/H)
     g10021 = np.swapaxes(d_S, -1, -2)                           # (…, H, T, T)
-    g10022 = np.matmul(g10021, Q, out=_buf(workspace, 'CausalSelfAttention:bg10022', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10022 = np.matmul(g10021, Q, out=_buf(workspace, 'CausalSelfAttention:b@1.3.3', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     d_K = _threaded(np.divide, g10022, _15, out=g10022)         # (…, H, T, D/H)
     # 5 V_h ← A[:, 2 · D + h · D / H : 2 · D + (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
     g10024 = _permute(d_V, (-2, -3, -1))                        # (…, T, H, D/H)
-    d_A = _unslice(g10024, A_shape, -1, 2*D, 3*D, _buf(workspace, 'CausalSelfAttention:bd_A', batch + (T, 3*D), dtype)) # (…, T, 3·D)
+    d_A = _unslice(g10024, A_shape, -1, 2*D, 3*D, _buf(workspace, 'CausalSelfAttention:b@1.5.1', batch + (T, 3*D), dtype)) # (…, T, 3·D)
     # 4 K_h ← A[:, D + h · D / H : D + (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
     g10027 = _permute(d_K, (-2, -3, -1))                        # (…, T, H, D/H)
     d_A_2 = _slice_add(d_A, g10027, -1, D, 2*D)                 # (…, T, 3·D)
@@ -188,9 +188,9 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     d_A_3 = _slice_add(d_A_2, g10031, -1, 0, D)                 # (…, T, 3·D)
     # 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
     d_b_qkv = _sum_to(d_A_3, 1, ())                             # (3·D,)
-    d_W_qkv = _wgrad(X, d_A_3, _buf(workspace, 'CausalSelfAttention:bd_W_qkv', (D, 3*D), dtype)) # (D, 3·D)
+    d_W_qkv = _wgrad(X, d_A_3, _buf(workspace, 'CausalSelfAttention:b@1.6.1', (D, 3*D), dtype)) # (D, 3·D)
     g10037 = np.swapaxes(W_qkv, -1, -2)                         # (3·D, D)
-    d_X = np.matmul(d_A_3, g10037, out=_buf(workspace, 'CausalSelfAttention:bd_X', batch + (T, D), dtype)) # (…, T, D)
+    d_X = np.matmul(d_A_3, g10037, out=_buf(workspace, 'CausalSelfAttention:b@1.2.1', batch + (T, D), dtype)) # (…, T, D)
     grads = Params(W_qkv=d_W_qkv, b_qkv=d_b_qkv, W_o=d_W_o, b_o=d_b_o)
     return grads, {"X": d_X}
 
@@ -387,37 +387,82 @@ _ERF_LARGE = (
 _ERF_MID, _ERF_HALF = 0.4758771929824561, 0.22587719298245615
 
 
-def _horner(coefficients, v):
-    p = coefficients[-1] * v
+def _horner(coefficients, v, out):
+    """Σ c_k v^k into out (not v), in place: one array for the whole evaluation."""
+    np.multiply(v, coefficients[-1], out=out)
     for c in coefficients[-2:0:-1]:
-        p += c
-        p *= v
-    p += coefficients[0]
-    return p
+        out += c
+        out *= v
+    out += coefficients[0]
+    return out
 
 
-def _erf(x):
-    s = np.clip(x, -_ERF_SPLIT, _ERF_SPLIT)
-    small = _horner(_ERF_SMALL, np.square(s))
-    small *= s
-    small += s
-    a = np.abs(x)
-    b = np.clip(a, _ERF_SPLIT, 6.0)
-    v = np.add(b, 2.0)
-    np.divide(2.0, v, out=v)
-    v -= _ERF_MID
-    v /= _ERF_HALF
-    large = _horner(_ERF_LARGE, v)
+def _scratch(workspace, shape, dtype, n):
+    """n work arrays for a helper, kept in the workspace (shared by every helper: each uses them
+    only while it runs); fresh ones without a workspace."""
+    return [_buf(workspace, ("_scratch", i), shape, dtype) for i in range(n)]
+
+
+def _erf(x, out=None, workspace=None):
+    """Both pieces on clamped copies of x, joined by exact 0/1 weights: a select (np.where) with a
+    data-dependent mask costs ~20 element-wise passes, an arithmetic join three.  Three work arrays."""
+    x = np.asarray(x)
+    dtype = np.result_type(x, np.float32)
+    out = np.empty(x.shape, dtype) if out is None else out
+    b, v, large = _scratch(workspace, x.shape, dtype, 3)
+    np.abs(x, out=b)
+    np.clip(b, _ERF_SPLIT, 6.0, out=b)
+    np.add(b, 2.0, out=v)
+    np.divide(2.0 / _ERF_HALF, v, out=v)
+    v -= _ERF_MID / _ERF_HALF
+    _horner(_ERF_LARGE, v, large)
     np.square(b, out=b)
     np.negative(b, out=b)
     large *= np.exp(b, out=b)
     np.subtract(1.0, large, out=large)
     np.copysign(large, x, out=large)
-    return np.where(a < _ERF_SPLIT, small, large)
+    np.clip(x, -_ERF_SPLIT, _ERF_SPLIT, out=b)  # the last read of x: out may be x itself
+    np.square(b, out=v)
+    small = _horner(_ERF_SMALL, v, out)
+    small *= b
+    small += b
+    np.abs(b, out=v)
+    np.less(v, _ERF_SPLIT, out=v)  # 1 where |x| < SPLIT (NaN: 0, and NaN·0 keeps it NaN)
+    small *= v
+    np.subtract(1.0, v, out=v)
+    large *= v
+    small += large  # one of the two terms is ±0: the sum is the other, exactly (−0 + −0 for x = −0)
+    return small
 
 
-def _gelu(x):
-    return 0.5 * x * (1.0 + _erf(x * 0.7071067811865476))
+# float32: Φ(x) = ½ + c·N(c²)/D(c²), c = x clamped to ±4√2 (Φ is 1 in float32 beyond), a rational fit
+# (scripts/erf_fit.py): 20 passes instead of erf's 60, within 2.2·10⁻⁷ of Φ (float32 spacing of 1: 6·10⁻⁸).
+_PHI32_CLAMP = 5.656854249492381
+_PHI32_N = (
+    0.39894226993523063, 0.035831378976121465, 0.004501072772993772, 0.000168013365171882,
+    3.1556806144701803e-06, -2.129746566811348e-08, 1.0636697546763609e-10,
+)
+_PHI32_D = (1.0, 0.25648193193441804, 0.029031524799142488, 0.001821659471016465, 6.0973191060033246e-05)
+
+
+def _gelu(x, out=None, workspace=None):
+    """x Φ(x), Φ(x) = (1 + erf(x/√2)) / 2; out must not be x."""
+    if np.result_type(x) == np.float32:
+        out = np.empty(np.shape(x), np.float32) if out is None else out
+        c, t, den = _scratch(workspace, np.shape(x), np.float32, 3)
+        np.clip(x, -_PHI32_CLAMP, _PHI32_CLAMP, out=c)
+        np.square(c, out=t)
+        _horner(_PHI32_N, t, out)
+        out *= c
+        out /= _horner(_PHI32_D, t, den)
+        out += 0.5
+        out *= x
+        return out
+    out = _erf(np.multiply(x, 0.7071067811865476, out=out), out, workspace)
+    out += 1.0
+    out *= x
+    out *= 0.5
+    return out
 
 
 def _concat(parts, axis):
@@ -461,10 +506,25 @@ def _silu_grad(x):
     return s * (1.0 + x * (1.0 - s))
 
 
-def _gelu_grad(x):
-    cdf = 0.5 * (1.0 + _erf(x * 0.7071067811865476))
-    pdf = np.exp(-0.5 * x * x) * 0.3989422804014327
-    return cdf + x * pdf
+def _gelu_grad(g, x, y, out=None, workspace=None):
+    """g · GELU'(x) = g · (Φ(x) + x φ(x)), with Φ(x) = y / x from the forward's y = x Φ(x): no
+    second erf.  Where |x| < 1e-30 (0, or tiny enough that x Φ(x) loses digits) Φ is ½."""
+    out = np.empty(np.broadcast_shapes(np.shape(g), np.shape(x)), np.result_type(g, x)) if out is None else out
+    t, tiny = _scratch(workspace, np.shape(x), np.result_type(x), 2)
+    np.abs(x, out=tiny)
+    np.less(tiny, 1e-30, out=tiny)  # 1 where x is (nearly) 0
+    np.square(x, out=t)
+    np.multiply(t, -0.5, out=out)
+    np.exp(out, out=out)
+    out *= t
+    out *= 0.3989422804014327  # x² φ(x)
+    out += y
+    np.add(x, tiny, out=t)  # x, or 1 where x is 0: y / 1 = 0 there, and ½ is added
+    out /= t
+    tiny *= 0.5
+    out += tiny
+    out *= g
+    return out
 
 
 def _concat_part(g, axis, i, shapes):

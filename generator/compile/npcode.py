@@ -7,7 +7,7 @@ number of leading batch axes.
 
 from __future__ import annotations
 
-from ..lang.shapes import Poly
+from ..lang.shapes import ATOMS, Poly
 from .core import Op
 from .naming import ascii_name
 
@@ -18,8 +18,8 @@ def py_dim(p: Poly) -> str:
         return "0"
     parts = []
     for m, c in sorted(p.terms):
-        num = [ascii_name(s) for s, e in m for _ in range(max(e, 0))]
-        den = [ascii_name(s) for s, e in m for _ in range(max(-e, 0))]
+        num = [_dim_name(s) for s, e in m for _ in range(max(e, 0))]
+        den = [_dim_name(s) for s, e in m for _ in range(max(-e, 0))]
         coef = c.numerator
         text = "*".join(([str(abs(coef))] if abs(coef) != 1 or not num else []) + num)
         denom = c.denominator
@@ -31,6 +31,15 @@ def py_dim(p: Poly) -> str:
     for sign, text in parts[1:]:
         out += f" {sign} {text}"
     return out
+
+
+def _dim_name(s: str) -> str:
+    """A dimension name, or an atom (⌊a/b⌋, a mod b) as Python's // and %, which floor alike."""
+    if s not in ATOMS:
+        return ascii_name(s)
+    op, a, b = ATOMS[s]
+    x, y = (t if t.isidentifier() or t.isdigit() else f"({t})" for t in (py_dim(a), py_dim(b)))
+    return f"({x} {'//' if op == 'floordiv' else '%'} {y})"
 
 
 def _pow(a: str, c) -> str:
@@ -46,6 +55,8 @@ def _axes(t) -> str:
 
 def _mm(op: Op, a: str, b: str) -> str:
     mode = op.attr[0]
+    if op.attr[1:] == ("rows",):  # one matrix for every row: one matrix product over all of them
+        return f"{b} @ {a}.T" if mode == "mv" else f"{a} @ {b}"
     return {"mm": f"{a} @ {b}",
             "mv": f"({a} @ {b}[..., None])[..., 0]",
             "vm": f"({a}[..., None, :] @ {b})[..., 0, :]",
@@ -81,13 +92,22 @@ def _slice(op: Op, a: str) -> str:
     return f"{a}[..., {idx}]"
 
 
+def draw_shape(op: Op) -> str:
+    """The shape of a draw (every example's, every element's): ``batch + (ℓ, …)``."""
+    dims = ", ".join(py_dim(d) for d in op.shape) + ("," if len(op.shape) == 1 else "")
+    return f"batch + ({dims})" if op.batched else f"({dims})"
+
+
 PRINT = {
     "const": lambda op: f"np.asarray({op.attr[0]})",
+    "draw": lambda op: f"rng.random({draw_shape(op)})",  # float64 draws whatever the dtype: one stream
     "iota": lambda op: f"np.arange({py_dim(op.attr[0])}, {py_dim(op.attr[0] + op.shape[0])})",
     "add": lambda op, a, b: f"{a} + {b}",
     "sub": lambda op, a, b: f"{a} - {b}",
     "mul": lambda op, a, b: f"{a} * {b}",
     "div": lambda op, a, b: f"{a} / {b}",
+    "floordiv": lambda op, a, b: f"{a} // {b}",
+    "mod": lambda op, a, b: f"{a} % {b}",
     "powv": lambda op, a, b: f"{a} ** {b}",
     "maximum": lambda op, a, b: f"np.maximum({a}, {b})",
     "minimum": lambda op, a, b: f"np.minimum({a}, {b})",
@@ -126,7 +146,7 @@ PRINT = {
     "broadcast": lambda op, a: _broadcast(op, a),
 }
 PRINT.update({name: lambda op, a, fn=f"np.{name}": f"{fn}({a})"
-              for name in ("exp", "log", "tanh", "sqrt", "abs", "sin", "cos")})
+              for name in ("exp", "log", "tanh", "sqrt", "abs", "sin", "cos", "round")})
 
 
 def at_index(var: str, axis: int, rank: int, batched: bool) -> str:
@@ -348,37 +368,82 @@ _ERF_LARGE = (
 _ERF_MID, _ERF_HALF = 0.4758771929824561, 0.22587719298245615
 
 
-def _horner(coefficients, v):
-    p = coefficients[-1] * v
+def _horner(coefficients, v, out):
+    """Σ c_k v^k into out (not v), in place: one array for the whole evaluation."""
+    np.multiply(v, coefficients[-1], out=out)
     for c in coefficients[-2:0:-1]:
-        p += c
-        p *= v
-    p += coefficients[0]
-    return p
+        out += c
+        out *= v
+    out += coefficients[0]
+    return out
 
 
-def _erf(x):
-    s = np.clip(x, -_ERF_SPLIT, _ERF_SPLIT)
-    small = _horner(_ERF_SMALL, np.square(s))
-    small *= s
-    small += s
-    a = np.abs(x)
-    b = np.clip(a, _ERF_SPLIT, 6.0)
-    v = np.add(b, 2.0)
-    np.divide(2.0, v, out=v)
-    v -= _ERF_MID
-    v /= _ERF_HALF
-    large = _horner(_ERF_LARGE, v)
+def _scratch(workspace, shape, dtype, n):
+    """n work arrays for a helper, kept in the workspace (shared by every helper: each uses them
+    only while it runs); fresh ones without a workspace."""
+    return [_buf(workspace, ("_scratch", i), shape, dtype) for i in range(n)]
+
+
+def _erf(x, out=None, workspace=None):
+    """Both pieces on clamped copies of x, joined by exact 0/1 weights: a select (np.where) with a
+    data-dependent mask costs ~20 element-wise passes, an arithmetic join three.  Three work arrays."""
+    x = np.asarray(x)
+    dtype = np.result_type(x, np.float32)
+    out = np.empty(x.shape, dtype) if out is None else out
+    b, v, large = _scratch(workspace, x.shape, dtype, 3)
+    np.abs(x, out=b)
+    np.clip(b, _ERF_SPLIT, 6.0, out=b)
+    np.add(b, 2.0, out=v)
+    np.divide(2.0 / _ERF_HALF, v, out=v)
+    v -= _ERF_MID / _ERF_HALF
+    _horner(_ERF_LARGE, v, large)
     np.square(b, out=b)
     np.negative(b, out=b)
     large *= np.exp(b, out=b)
     np.subtract(1.0, large, out=large)
     np.copysign(large, x, out=large)
-    return np.where(a < _ERF_SPLIT, small, large)
+    np.clip(x, -_ERF_SPLIT, _ERF_SPLIT, out=b)  # the last read of x: out may be x itself
+    np.square(b, out=v)
+    small = _horner(_ERF_SMALL, v, out)
+    small *= b
+    small += b
+    np.abs(b, out=v)
+    np.less(v, _ERF_SPLIT, out=v)  # 1 where |x| < SPLIT (NaN: 0, and NaN·0 keeps it NaN)
+    small *= v
+    np.subtract(1.0, v, out=v)
+    large *= v
+    small += large  # one of the two terms is ±0: the sum is the other, exactly (−0 + −0 for x = −0)
+    return small
 
 
-def _gelu(x):
-    return 0.5 * x * (1.0 + _erf(x * 0.7071067811865476))
+# float32: Φ(x) = ½ + c·N(c²)/D(c²), c = x clamped to ±4√2 (Φ is 1 in float32 beyond), a rational fit
+# (scripts/erf_fit.py): 20 passes instead of erf's 60, within 2.2·10⁻⁷ of Φ (float32 spacing of 1: 6·10⁻⁸).
+_PHI32_CLAMP = 5.656854249492381
+_PHI32_N = (
+    0.39894226993523063, 0.035831378976121465, 0.004501072772993772, 0.000168013365171882,
+    3.1556806144701803e-06, -2.129746566811348e-08, 1.0636697546763609e-10,
+)
+_PHI32_D = (1.0, 0.25648193193441804, 0.029031524799142488, 0.001821659471016465, 6.0973191060033246e-05)
+
+
+def _gelu(x, out=None, workspace=None):
+    """x Φ(x), Φ(x) = (1 + erf(x/√2)) / 2; out must not be x."""
+    if np.result_type(x) == np.float32:
+        out = np.empty(np.shape(x), np.float32) if out is None else out
+        c, t, den = _scratch(workspace, np.shape(x), np.float32, 3)
+        np.clip(x, -_PHI32_CLAMP, _PHI32_CLAMP, out=c)
+        np.square(c, out=t)
+        _horner(_PHI32_N, t, out)
+        out *= c
+        out /= _horner(_PHI32_D, t, den)
+        out += 0.5
+        out *= x
+        return out
+    out = _erf(np.multiply(x, 0.7071067811865476, out=out), out, workspace)
+    out += 1.0
+    out *= x
+    out *= 0.5
+    return out
 
 
 def _concat(parts, axis):
@@ -425,7 +490,7 @@ PRINT.update({
     "one_minus": lambda op, a: f"1.0 - {a}",
     "positive": lambda op, a: f"({a} > 0)",
     "silu_grad": lambda op, a: f"_silu_grad({a})",
-    "gelu_grad": lambda op, a: f"_gelu_grad({a})",
+    "gelu_grad": lambda op, g, x, y: f"_gelu_grad({g}, {x}, {y})",
     "softmax_grad": lambda op, g, y: f"_softmax_grad({g}, {y}, {op.attr[0]})",
     "layer_norm_grad": lambda op, g, y, s: f"_layer_norm_grad({g}, {y}, {s}, {op.attr[0]})",
     "gelu_tanh_grad": lambda op, g, x, t: f"_gelu_tanh_grad({g}, {x}, {t}, {', '.join(map(repr, op.attr))})",
@@ -459,10 +524,25 @@ def _silu_grad(x):
     return s * (1.0 + x * (1.0 - s))
 
 
-def _gelu_grad(x):
-    cdf = 0.5 * (1.0 + _erf(x * 0.7071067811865476))
-    pdf = np.exp(-0.5 * x * x) * 0.3989422804014327
-    return cdf + x * pdf
+def _gelu_grad(g, x, y, out=None, workspace=None):
+    """g · GELU'(x) = g · (Φ(x) + x φ(x)), with Φ(x) = y / x from the forward's y = x Φ(x): no
+    second erf.  Where |x| < 1e-30 (0, or tiny enough that x Φ(x) loses digits) Φ is ½."""
+    out = np.empty(np.broadcast_shapes(np.shape(g), np.shape(x)), np.result_type(g, x)) if out is None else out
+    t, tiny = _scratch(workspace, np.shape(x), np.result_type(x), 2)
+    np.abs(x, out=tiny)
+    np.less(tiny, 1e-30, out=tiny)  # 1 where x is (nearly) 0
+    np.square(x, out=t)
+    np.multiply(t, -0.5, out=out)
+    np.exp(out, out=out)
+    out *= t
+    out *= 0.3989422804014327  # x² φ(x)
+    out += y
+    np.add(x, tiny, out=t)  # x, or 1 where x is 0: y / 1 = 0 there, and ½ is added
+    out /= t
+    tiny *= 0.5
+    out += tiny
+    out *= g
+    return out
 
 
 def _concat_part(g, axis, i, shapes):
@@ -648,6 +728,9 @@ OUT = {
     "square": lambda op, args, out: _ufunc_out(Op(op.out, "mul", (args[0], args[0]), (), op.shape, op.batched),
                                                (args[0], args[0]), out),
     "where": lambda op, args, out: f"_where({args[0]}, {args[1]}, {args[2]}, {out})",
+    "erf": lambda op, args, out: f"_erf({args[0]}, {out}, workspace)",
+    "gelu": lambda op, args, out: f"_gelu({args[0]}, {out}, workspace)",
+    "gelu_grad": lambda op, args, out: f"_gelu_grad({args[0]}, {args[1]}, {args[2]}, {out}, workspace)",
     "select_grad": lambda op, args, out: (f"_where({args[0]}, {args[1]}, 0, {out})" if op.attr[0]
                                          else f"_where({args[0]}, 0, {args[1]}, {out})"),
     "unslice": lambda op, args, out: (f"_unslice({args[0]}, {args[1]}, {op.attr[0]}, {op.attr[1]}, {op.attr[2]}, "

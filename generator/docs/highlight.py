@@ -49,12 +49,12 @@ WORDS = {
     **dict.fromkeys([*BUILTINS, "π"], Name.Builtin),  # the checker's own table; sqrt is √'s spelling, below
     **dict.fromkeys("algorithm convention input output hyper param".split(), Keyword.Declaration),
     **dict.fromkeys("for For do end while if then return with probability else forall".split(), Keyword),
-    **dict.fromkeys("not propto sqrt".split(), Operator.Word),  # ASCII spellings of ¬ ∝ √
+    **dict.fromkeys("not propto sqrt mod floor".split(), Operator.Word),  # ASCII spellings of ¬ ∝ √ ⌊⌋
     "inf": Keyword.Constant,
 }
 
 # Symbols, longest first where one is a prefix of another (<- before <, ... before ..).
-OPERATORS = (r"←|<-|∈|×|⊙|·|@|\^⊤|\^T(?![^\W_])|ᵀ|²|√|Σ_?|sum_|≤|<=|≥|>=|≠|!=|==|¬|∇|∼|~|∝|"
+OPERATORS = (r"←|<-|∈|×|⊙|·|@|\^⊤|\^T(?![^\W_])|ᵀ|²|√|⌊|⌋|%|Σ_?|sum_|≤|<=|≥|>=|≠|!=|==|¬|∇|∼|~|∝|"
              r"…|\.\.\.|\.\.|−|-|\+|\*|/|≡|=|<|>|\||\^")
 
 
@@ -89,6 +89,9 @@ class CardLexer(RegexLexer):
             # config gpt2-medium (training): a named configuration, its name a label
             (rf"^([ \t]*)(config\b|Configuration\b)([ \t]+)({CONFIG_NAME})(?:([ \t]*)(\(training\)))?",
              bygroups(Whitespace, Keyword.Declaration, Whitespace, Name.Label, Whitespace, Keyword.Pseudo)),
+            # backward straight-through: the card's own backward rule (and its estimator mark)
+            (r"^([ \t]*)(backward\b|Backward:)(?:([ \t]+)(straight-through\b|\(straight-through\)))?",
+             bygroups(Whitespace, Keyword.Declaration, Whitespace, Keyword.Pseudo)),
             (r"^([ \t]*)(\d+)(?=[ \t])", bygroups(Whitespace, Generic.Prompt)),  # step number
             (r"(?:Algorithm|Input|Output|Hyperparameters|Parameters):", Keyword.Declaration),
             (r"\n", Whitespace),
@@ -216,6 +219,8 @@ def textmate_grammar() -> dict:
             groups(rf"^[ \t]*(config\b|Configuration\b)[ \t]+({CONFIG_NAME})(?:[ \t]*(\(training\)))?",
                    "keyword.other.declaration", "entity.name.label",
                    "keyword.other.training"),
+            groups(r"^[ \t]*(backward\b|Backward:)(?:[ \t]+(straight-through\b|\(straight-through\)))?",
+                   "keyword.other.declaration", "keyword.other.straight-through"),
             groups(r"^[ \t]*(\d+)(?=[ \t])", "constant.numeric.integer.step"),
             rule(r"(?:Algorithm|Input|Output|Hyperparameters|Parameters):", "keyword.other.declaration"),
             {"include": "#line"},
