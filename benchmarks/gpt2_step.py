@@ -561,7 +561,6 @@ def main():
         WORKSPACE = None
 
     torch.set_num_threads(args.threads)
-    os.environ["CARDGEN_THREADS"] = str(args.threads)  # the generated modules' element-wise helpers
     threadpool_limits(limits=args.threads, user_api="blas")  # NumPy's BLAS; stays in force
     if args.memory:
         print_environment(args.threads, args.attn)

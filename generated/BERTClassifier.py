@@ -604,25 +604,21 @@ def _buf(workspace, key, shape, dtype):
     return buf
 
 
-# The closed-form helpers below make several passes over big arrays; they run on as many threads as
-# BLAS does, each on a block of rows (NumPy's ufuncs release the GIL). CARDGEN_THREADS sets how many
-# (default: the usable cores). Rows are independent, so the numbers are those of one thread.
+# The closed-form helpers and the element-wise passes over big arrays can run on several threads,
+# each on a block of rows (NumPy's ufuncs release the GIL): CARDGEN_THREADS=N, read when the module
+# loads. Off by default: measured on 2 cores, handing blocks to a second thread while OpenBLAS's own
+# threads spin after each matrix product made the GPT-2 step slower (74 ms against 63 ms).
+# Rows are independent, so the numbers are the same with any count.
 _PARALLEL_MIN = 1 << 18  # elements (1 MiB of float32) below which one thread beats handing out blocks
+_THREADS = int(os.environ["CARDGEN_THREADS"]) if os.environ.get("CARDGEN_THREADS", "").isdigit() else 1
 _POOL = {}
-
-
-def _threads():
-    n = os.environ.get("CARDGEN_THREADS", "")
-    if n.isdigit() and int(n) > 0:
-        return int(n)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _rows(f, out, axis, *args):
     """f(out, axis, *args) block by block along an axis of out that f does not reduce over, one block
     per thread; the arrays among args that have that axis are cut alike, the others (broadcast)
     passed whole."""
-    n = _threads() if out.size >= _PARALLEL_MIN else 1
+    n = _THREADS if out.size >= _PARALLEL_MIN else 1
     reduced = None if axis is None else axis % out.ndim
     cut = next((a for a in range(out.ndim) if out.shape[a] >= n and a != reduced), None)
     if n < 2 or cut is None:
