@@ -45,7 +45,9 @@ the dtype (float32 or float64) follows the parameters.
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,13 +112,13 @@ def forward(config: Config, params: Params, X, C, S, workspace: dict | None = No
     dtype = np.result_type(W_q)
     batch = np.shape(X)[:np.ndim(X) - 2]
     # 1 Q ← X W_q ▷ Q ∈ ℝ^{T×D}
-    Q = np.matmul(X, W_q, out=_buf(workspace, 'LLaMAAttention:fQ', batch + (T, D), dtype)) # (…, T, D)
+    Q = np.matmul(X, W_q, out=_buf(workspace, 'LLaMAAttention:f@1.1.1', batch + (T, D), dtype)) # (…, T, D)
     Q_shape = Q.shape
     # 2 K ← X W_k ▷ K ∈ ℝ^{T×D·H_kv/H}
-    K = np.matmul(X, W_k, out=_buf(workspace, 'LLaMAAttention:fK', batch + (T, D*H_kv // H), dtype)) # (…, T, D·H_kv/H)
+    K = np.matmul(X, W_k, out=_buf(workspace, 'LLaMAAttention:f@1.2.1', batch + (T, D*H_kv // H), dtype)) # (…, T, D·H_kv/H)
     K_shape = K.shape
     # 3 V ← X W_v ▷ V ∈ ℝ^{T×D·H_kv/H}
-    V = np.matmul(X, W_v, out=_buf(workspace, 'LLaMAAttention:fV', batch + (T, D*H_kv // H), dtype)) # (…, T, D·H_kv/H)
+    V = np.matmul(X, W_v, out=_buf(workspace, 'LLaMAAttention:f@1.2.2', batch + (T, D*H_kv // H), dtype)) # (…, T, D·H_kv/H)
     V_shape = V.shape
     # 5 R_g ← RoPE(K[:, g · D / H : (g + 1) · D / H], C, S) ▷ R_g ∈ ℝ^{T×D/H}; key head g, rotated once
     _4 = _slice_in(K, -1, 0, D*H_kv // H, 'LLaMAAttention.card, line 17') # (…, T, D·H_kv/H)
@@ -126,17 +128,17 @@ def forward(config: Config, params: Params, X, C, S, workspace: dict | None = No
     shape_6 = _6.shape
     # RoPE 1 R ← [−X[:, D / 2 : D], X[:, 0 : D / 2]] ▷ R ∈ ℝ^{T×D}
     _7 = _slice_in(_6, -1, D // (2*H), D // H, 'RoPE.card, line 8') # (…, H_kv, T, 1/2·D/H)
-    _8 = np.negative(_7, out=_buf(workspace, 'LLaMAAttention:f_8', batch + (H_kv, T, D // (2*H)), dtype)) # (…, H_kv, T, 1/2·D/H)
+    _8 = _threaded(np.negative, _7, out=_buf(workspace, 'LLaMAAttention:f@1.3.1', batch + (H_kv, T, D // (2*H)), dtype)) # (…, H_kv, T, 1/2·D/H)
     shape_8 = _8.shape
     _9 = _slice_in(_6, -1, 0, D // (2*H), 'RoPE.card, line 8')  # (…, H_kv, T, 1/2·D/H)
     shape_9 = _9.shape
     R = _concat((_8, _9,), -1)                                  # (…, H_kv, T, D/H)
     # RoPE 2 return Y = X ⊙ C + R ⊙ S ▷ Y ∈ ℝ^{T×D}
     _11 = np.expand_dims(C, -3)                                 # (…, 1, T, D/H)
-    _12 = np.multiply(_6, _11, out=_buf(workspace, 'LLaMAAttention:f_12', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
+    _12 = _threaded(np.multiply, _6, _11, out=_buf(workspace, 'LLaMAAttention:f@1.4.2', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
     _13 = np.expand_dims(S, -3)                                 # (…, 1, T, D/H)
-    _14 = np.multiply(R, _13, out=_buf(workspace, 'LLaMAAttention:f_14', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
-    Y = np.add(_12, _14, out=_12)                               # (…, H_kv, T, D/H)
+    _14 = _threaded(np.multiply, R, _13, out=_buf(workspace, 'LLaMAAttention:f@1.4.3', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
+    Y = _threaded(np.add, _12, _14, out=_12)                    # (…, H_kv, T, D/H)
     # 7 R ← [R_0, R_1, …, R_{H_kv−1}] ▷ R ∈ ℝ^{T×D·H_kv/H}
     _16 = _permute(Y, (-2, -3, -1))                             # (…, T, H_kv, D/H)
     shape_16 = _16.shape
@@ -150,15 +152,15 @@ def forward(config: Config, params: Params, X, C, S, workspace: dict | None = No
     shape_20 = _20.shape
     # RoPE 1 R ← [−X[:, D / 2 : D], X[:, 0 : D / 2]] ▷ R ∈ ℝ^{T×D}
     _21 = _slice_in(_20, -1, D // (2*H), D // H, 'RoPE.card, line 8') # (…, H, T, 1/2·D/H)
-    _22 = np.negative(_21, out=_buf(workspace, 'LLaMAAttention:f_22', batch + (H, T, D // (2*H)), dtype)) # (…, H, T, 1/2·D/H)
+    _22 = _threaded(np.negative, _21, out=_buf(workspace, 'LLaMAAttention:f@1.5.1', batch + (H, T, D // (2*H)), dtype)) # (…, H, T, 1/2·D/H)
     shape_22 = _22.shape
     _23 = _slice_in(_20, -1, 0, D // (2*H), 'RoPE.card, line 8') # (…, H, T, 1/2·D/H)
     shape_23 = _23.shape
     R_3 = _concat((_22, _23,), -1)                              # (…, H, T, D/H)
     # RoPE 2 return Y = X ⊙ C + R ⊙ S ▷ Y ∈ ℝ^{T×D}
-    _25 = np.multiply(_20, _11, out=_buf(workspace, 'LLaMAAttention:f_25', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    _26 = np.multiply(R_3, _13, out=_buf(workspace, 'LLaMAAttention:f_26', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    Y_2 = np.add(_25, _26, out=_25)                             # (…, H, T, D/H)
+    _25 = _threaded(np.multiply, _20, _11, out=_buf(workspace, 'LLaMAAttention:f@1.6.2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    _26 = _threaded(np.multiply, R_3, _13, out=_buf(workspace, 'LLaMAAttention:f@1.6.3', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    Y_2 = _threaded(np.add, _25, _26, out=_25)                  # (…, H, T, D/H)
     # 10 K_h ← R[:, ⌊h · H_kv / H⌋ · D / H : (⌊h · H_kv / H⌋ + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; its group's key
     _28 = np.arange(0, H)                                       # (H,)
     _29 = _28 * H_kv                                            # (H,)
@@ -169,36 +171,31 @@ def forward(config: Config, params: Params, X, C, S, workspace: dict | None = No
     shape_33 = _33.shape
     K_2 = _take_along(_33, _32, -2)                             # (…, H, T, D/H)
     # 11 V_h ← V[:, ⌊h · H_kv / H⌋ · D / H : (⌊h · H_kv / H⌋ + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; and value
-    _35 = np.arange(0, H)                                       # (H,)
-    _36 = _35 * H_kv                                            # (H,)
-    _37 = _36 // H                                              # (H,)
     _38 = V.reshape(V.shape[:-1] + (H_kv, D // H,))             # (…, T, H_kv, D/H)
-    _39 = np.expand_dims(_37, (-3, -2, -1))                     # (H, 1, 1, 1)
     _40 = np.expand_dims(_38, -4)                               # (…, 1, T, H_kv, D/H)
     shape_40 = _40.shape
-    V_2 = _take_along(_40, _39, -2)                             # (…, H, T, D/H)
+    V_2 = _take_along(_40, _32, -2)                             # (…, H, T, D/H)
     # 12 A_h ← Q_h K_h^⊤ / √(D / H) ▷ A_h ∈ ℝ^{T×T}
     _42 = np.swapaxes(K_2, -1, -2)                              # (…, H, D/H, T)
-    _43 = np.matmul(Y_2, _42, out=_buf(workspace, 'LLaMAAttention:f_43', batch + (H, T, T), dtype)) # (…, H, T, T)
+    _43 = np.matmul(Y_2, _42, out=_buf(workspace, 'LLaMAAttention:f@1.7.1', batch + (H, T, T), dtype)) # (…, H, T, T)
     _44 = D / H                                                 # ()
     _45 = math.sqrt(_44)                                        # ()
-    A = np.divide(_43, _45, out=_43)                            # (…, H, T, T)
+    A = _threaded(np.divide, _43, _45, out=_43)                 # (…, H, T, T)
     # 13 ∀t, u: if u > t then A_h[t, u] ← −∞ ▷ A_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
     _47 = np.arange(0, T)                                       # (T,)
-    _48 = np.arange(0, T)                                       # (T,)
-    _49 = np.expand_dims(_48, -1)                               # (T, 1)
+    _49 = np.expand_dims(_47, -1)                               # (T, 1)
     _50 = _47 > _49                                             # (T, T)
     _51 = _fill_where(A, _50, -np.inf)                          # (…, H, T, T)
     # 14 Y_h ← softmax(A_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-    _52 = _softmax(_51, -1, _buf(workspace, 'LLaMAAttention:f_52', batch + (H, T, T), dtype)) # (…, H, T, T)
-    Y_3 = np.matmul(_52, V_2, out=_buf(workspace, 'LLaMAAttention:fY_3', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    softmax_A = _softmax(_51, -1, _buf(workspace, 'LLaMAAttention:f@1.7.2', batch + (H, T, T), dtype)) # (…, H, T, T)
+    Y_3 = np.matmul(softmax_A, V_2, out=_buf(workspace, 'LLaMAAttention:f@1.6.2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     # 16 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     _54 = _permute(Y_3, (-2, -3, -1))                           # (…, T, H, D/H)
     shape_54 = _54.shape
     Y_4 = _54.reshape(_54.shape[:-2] + (D,))                    # (…, T, D)
     # 17 return Ṽ = Y W_o ▷ Ṽ ∈ ℝ^{T×D}
-    V_tilde = np.matmul(Y_4, W_o, out=_buf(workspace, 'LLaMAAttention:fV_tilde', batch + (T, D), dtype)) # (…, T, D)
-    cache = {"D": D, "H": H, "H_kv": H_kv, "T": T, "batch": batch, "dtype": dtype, "Y_4": Y_4, "shape_54": shape_54, "_52": _52, "V_2": V_2, "_50": _50, "_45": _45, "Y_2": Y_2, "_42": _42, "_39": _39, "shape_40": shape_40, "V_shape": V_shape, "_32": _32, "shape_33": shape_33, "R_2_shape": R_2_shape, "_13": _13, "R_3": R_3, "_11": _11, "_20": _20, "shape_22": shape_22, "shape_23": shape_23, "shape_20": shape_20, "shape_18": shape_18, "Q_shape": Q_shape, "shape_16": shape_16, "R": R, "_6": _6, "shape_8": shape_8, "shape_9": shape_9, "shape_6": shape_6, "shape_4": shape_4, "K_shape": K_shape, "X": X}
+    V_tilde = np.matmul(Y_4, W_o, out=_buf(workspace, 'LLaMAAttention:f@1.1.2', batch + (T, D), dtype)) # (…, T, D)
+    cache = {"D": D, "H": H, "H_kv": H_kv, "T": T, "batch": batch, "dtype": dtype, "Y_4": Y_4, "shape_54": shape_54, "softmax_A": softmax_A, "V_2": V_2, "K_2": K_2, "_45": _45, "_20": _20, "_11": _11, "R_3": R_3, "_13": _13, "_32": _32, "shape_40": shape_40, "V_shape": V_shape, "shape_33": shape_33, "R_2_shape": R_2_shape, "shape_22": shape_22, "shape_23": shape_23, "shape_20": shape_20, "shape_18": shape_18, "Q_shape": Q_shape, "shape_16": shape_16, "R": R, "_6": _6, "shape_8": shape_8, "shape_9": shape_9, "shape_6": shape_6, "shape_4": shape_4, "K_shape": K_shape, "X": X}
     return V_tilde, cache
 
 
@@ -217,22 +214,19 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     Y_4 = cache["Y_4"]
     W_o = params.W_o
     shape_54 = cache["shape_54"]
-    _52 = cache["_52"]
+    softmax_A = cache["softmax_A"]
     V_2 = cache["V_2"]
-    _50 = cache["_50"]
+    K_2 = cache["K_2"]
     _45 = cache["_45"]
-    Y_2 = cache["Y_2"]
-    _42 = cache["_42"]
-    _39 = cache["_39"]
+    _20 = cache["_20"]
+    _11 = cache["_11"]
+    R_3 = cache["R_3"]
+    _13 = cache["_13"]
+    _32 = cache["_32"]
     shape_40 = cache["shape_40"]
     V_shape = cache["V_shape"]
-    _32 = cache["_32"]
     shape_33 = cache["shape_33"]
     R_2_shape = cache["R_2_shape"]
-    _13 = cache["_13"]
-    R_3 = cache["R_3"]
-    _11 = cache["_11"]
-    _20 = cache["_20"]
     shape_22 = cache["shape_22"]
     shape_23 = cache["shape_23"]
     shape_20 = cache["shape_20"]
@@ -251,94 +245,96 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     W_k = params.W_k
     W_q = params.W_q
     # 17 return Ṽ = Y W_o ▷ Ṽ ∈ ℝ^{T×D}
-    d_W_o = _wgrad(Y_4, d_V_tilde, _buf(workspace, 'LLaMAAttention:bd_W_o', (D, D), dtype)) # (D, D)
+    d_W_o = _wgrad(Y_4, d_V_tilde, _buf(workspace, 'LLaMAAttention:b@1.1.1', (D, D), dtype)) # (D, D)
     g10002 = np.swapaxes(W_o, -1, -2)                           # (D, D)
-    d_Y_4 = np.matmul(d_V_tilde, g10002, out=_buf(workspace, 'LLaMAAttention:bd_Y_4', batch + (T, D), dtype)) # (…, T, D)
+    d_Y_4 = np.matmul(d_V_tilde, g10002, out=_buf(workspace, 'LLaMAAttention:b@1.2.1', batch + (T, D), dtype)) # (…, T, D)
     # 16 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     g10004 = d_Y_4.reshape(shape_54)                            # (…, T, H, D/H)
     d_Y_3 = _permute(g10004, (-2, -3, -1))                      # (…, H, T, D/H)
     # 14 Y_h ← softmax(A_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-    g10006 = np.swapaxes(_52, -1, -2)                           # (…, H, T, T)
-    d_V_2 = np.matmul(g10006, d_Y_3, out=_buf(workspace, 'LLaMAAttention:bd_V_2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10006 = np.swapaxes(softmax_A, -1, -2)                     # (…, H, T, T)
+    d_V_2 = np.matmul(g10006, d_Y_3, out=_buf(workspace, 'LLaMAAttention:b@1.3.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10008 = np.swapaxes(V_2, -1, -2)                           # (…, H, D/H, T)
-    g10009 = np.matmul(d_Y_3, g10008, out=_buf(workspace, 'LLaMAAttention:bg10009', batch + (H, T, T), dtype)) # (…, H, T, T)
-    g10010 = _softmax_grad(g10009, _52, -1, _buf(workspace, 'LLaMAAttention:bg10010', batch + (H, T, T), dtype)) # (…, H, T, T)
-    # 13 ∀t, u: if u > t then A_h[t, u] ← −∞ ▷ A_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
-    d_A = _zero_where(g10010, _50)                              # (…, H, T, T)
+    d_softmax_A = np.matmul(d_Y_3, g10008, out=_buf(workspace, 'LLaMAAttention:b@1.4.1', batch + (H, T, T), dtype)) # (…, H, T, T)
+    d_A = _softmax_grad(d_softmax_A, softmax_A, -1, _buf(workspace, 'LLaMAAttention:b@1.4.2', batch + (H, T, T), dtype)) # (…, H, T, T)
     # 12 A_h ← Q_h K_h^⊤ / √(D / H) ▷ A_h ∈ ℝ^{T×T}
-    g10013 = np.divide(d_A, _45, out=d_A)                       # (…, H, T, T)
-    g10017 = np.swapaxes(Y_2, -1, -2)                           # (…, H, D/H, T)
-    g10018 = np.matmul(g10017, g10013, out=_buf(workspace, 'LLaMAAttention:bg10018', batch + (H, D // H, T), dtype)) # (…, H, D/H, T)
-    g10019 = np.swapaxes(_42, -1, -2)                           # (…, H, T, D/H)
-    d_Y_2 = np.matmul(g10013, g10019, out=_buf(workspace, 'LLaMAAttention:bd_Y_2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    d_K_2 = np.swapaxes(g10018, -1, -2)                         # (…, H, T, D/H)
+    g10017 = np.matmul(d_A, K_2, out=_buf(workspace, 'LLaMAAttention:b@1.3.2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    d_Y_2 = _threaded(np.divide, g10017, _45, out=g10017)       # (…, H, T, D/H)
+    g10020 = np.swapaxes(d_A, -1, -2)                           # (…, H, T, T)
+    # RoPE 2 return Y = X ⊙ C + R ⊙ S ▷ Y ∈ ℝ^{T×D}
+    _25 = _threaded(np.multiply, _20, _11, out=_buf(workspace, 'LLaMAAttention:b@1.3.3', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    _26 = _threaded(np.multiply, R_3, _13, out=_buf(workspace, 'LLaMAAttention:b@1.3.4', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    Y_2 = _threaded(np.add, _25, _26, out=_25)                  # (…, H, T, D/H)
+    # 12 A_h ← Q_h K_h^⊤ / √(D / H) ▷ A_h ∈ ℝ^{T×T}
+    g10021 = np.matmul(g10020, Y_2, out=_buf(workspace, 'LLaMAAttention:b@1.3.4', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    d_K_2 = _threaded(np.divide, g10021, _45, out=g10021)       # (…, H, T, D/H)
     # 11 V_h ← V[:, ⌊h · H_kv / H⌋ · D / H : (⌊h · H_kv / H⌋ + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; and value
-    g10022 = _put_along(d_V_2, _39, shape_40, -2)               # (…, 1, T, H_kv, D/H)
-    g10023 = np.squeeze(g10022, -4)                             # (…, T, H_kv, D/H)
-    d_V = g10023.reshape(V_shape)                               # (…, T, D·H_kv/H)
+    g10023 = _put_along(d_V_2, _32, shape_40, -2)               # (…, 1, T, H_kv, D/H)
+    g10024 = np.squeeze(g10023, -4)                             # (…, T, H_kv, D/H)
+    d_V = g10024.reshape(V_shape)                               # (…, T, D·H_kv/H)
     # 10 K_h ← R[:, ⌊h · H_kv / H⌋ · D / H : (⌊h · H_kv / H⌋ + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; its group's key
-    g10025 = _put_along(d_K_2, _32, shape_33, -2)               # (…, 1, T, H_kv, D/H)
-    g10026 = np.squeeze(g10025, -4)                             # (…, T, H_kv, D/H)
-    d_R_2 = g10026.reshape(R_2_shape)                           # (…, T, D·H_kv/H)
+    g10026 = _put_along(d_K_2, _32, shape_33, -2)               # (…, 1, T, H_kv, D/H)
+    g10027 = np.squeeze(g10026, -4)                             # (…, T, H_kv, D/H)
+    d_R_2 = g10027.reshape(R_2_shape)                           # (…, T, D·H_kv/H)
     # RoPE 2 return Y = X ⊙ C + R ⊙ S ▷ Y ∈ ℝ^{T×D}
-    d_R_3 = np.multiply(d_Y_2, _13, out=_buf(workspace, 'LLaMAAttention:bd_R_3', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    g10029 = np.multiply(d_Y_2, R_3, out=_buf(workspace, 'LLaMAAttention:bg10029', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    g10030 = _sum_to(g10029, None, (-3,))                       # (…, 1, T, D/H)
-    g10031 = np.multiply(d_Y_2, _11, out=_buf(workspace, 'LLaMAAttention:bg10031', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    g10032 = np.multiply(d_Y_2, _20, out=d_Y_2)                 # (…, H, T, D/H)
-    g10033 = _sum_to(g10032, None, (-3,))                       # (…, 1, T, D/H)
+    d_R_3 = _threaded(np.multiply, d_Y_2, _13, out=_buf(workspace, 'LLaMAAttention:b@1.3.4', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10030 = _threaded(np.multiply, d_Y_2, R_3, out=_buf(workspace, 'LLaMAAttention:b@1.3.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10031 = _sum_to(g10030, None, (-3,))                       # (…, 1, T, D/H)
+    g10032 = _threaded(np.multiply, d_Y_2, _11, out=_buf(workspace, 'LLaMAAttention:b@1.3.3', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10033 = _threaded(np.multiply, d_Y_2, _20, out=d_Y_2)      # (…, H, T, D/H)
+    g10034 = _sum_to(g10033, None, (-3,))                       # (…, 1, T, D/H)
     # RoPE 1 R ← [−X[:, D / 2 : D], X[:, 0 : D / 2]] ▷ R ∈ ℝ^{T×D}
-    g10034 = _concat_part(d_R_3, -1, 0, (shape_22, shape_23,))  # (…, H, T, 1/2·D/H)
-    g10035 = _concat_part(d_R_3, -1, 1, (shape_22, shape_23,))  # (…, H, T, 1/2·D/H)
-    g10036 = _unslice(g10035, shape_20, -1, 0, D // (2*H), _buf(workspace, 'LLaMAAttention:bg10036', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    g10037 = np.add(g10031, g10036, out=g10031)                 # (…, H, T, D/H)
-    g10038 = np.negative(g10034, out=_buf(workspace, 'LLaMAAttention:bg10038', batch + (H, T, D // (2*H)), dtype)) # (…, H, T, 1/2·D/H)
-    g10039 = _unslice(g10038, shape_20, -1, D // (2*H), D // H, _buf(workspace, 'LLaMAAttention:bg10039', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    g10040 = np.add(g10037, g10039, out=g10037)                 # (…, H, T, D/H)
+    g10035 = _concat_part(d_R_3, -1, 0, (shape_22, shape_23,))  # (…, H, T, 1/2·D/H)
+    g10036 = _concat_part(d_R_3, -1, 1, (shape_22, shape_23,))  # (…, H, T, 1/2·D/H)
+    g10037 = _unslice(g10036, shape_20, -1, 0, D // (2*H), _buf(workspace, 'LLaMAAttention:b@1.3.5', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10038 = _threaded(np.add, g10032, g10037, out=g10032)      # (…, H, T, D/H)
+    g10039 = _threaded(np.negative, g10035, out=_buf(workspace, 'LLaMAAttention:b@1.6.1', batch + (H, T, D // (2*H)), dtype)) # (…, H, T, 1/2·D/H)
+    g10040 = _unslice(g10039, shape_20, -1, D // (2*H), D // H, _buf(workspace, 'LLaMAAttention:b@1.3.4', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10041 = _threaded(np.add, g10038, g10040, out=g10038)      # (…, H, T, D/H)
     # 9 Q_h ← RoPE(Q[:, h · D / H : (h + 1) · D / H], C, S) ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
-    g10041 = _permute(g10040, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10042 = g10041.reshape(shape_18)                           # (…, T, D)
-    d_Q = _unslice(g10042, Q_shape, -1, 0, D, _buf(workspace, 'LLaMAAttention:bd_Q', batch + (T, D), dtype)) # (…, T, D)
+    g10042 = _permute(g10041, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10043 = g10042.reshape(shape_18)                           # (…, T, D)
+    d_Q = _unslice(g10043, Q_shape, -1, 0, D, _buf(workspace, 'LLaMAAttention:b@1.2.1', batch + (T, D), dtype)) # (…, T, D)
     # 7 R ← [R_0, R_1, …, R_{H_kv−1}] ▷ R ∈ ℝ^{T×D·H_kv/H}
-    g10044 = d_R_2.reshape(shape_16)                            # (…, T, H_kv, D/H)
-    d_Y = _permute(g10044, (-2, -3, -1))                        # (…, H_kv, T, D/H)
+    g10045 = d_R_2.reshape(shape_16)                            # (…, T, H_kv, D/H)
+    d_Y = _permute(g10045, (-2, -3, -1))                        # (…, H_kv, T, D/H)
     # RoPE 2 return Y = X ⊙ C + R ⊙ S ▷ Y ∈ ℝ^{T×D}
-    d_R = np.multiply(d_Y, _13, out=_buf(workspace, 'LLaMAAttention:bd_R', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
-    g10047 = np.multiply(d_Y, R, out=_buf(workspace, 'LLaMAAttention:bg10047', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
-    g10048 = _sum_to(g10047, None, (-3,))                       # (…, 1, T, D/H)
-    g10049 = np.add(g10030, g10048, out=_buf(workspace, 'LLaMAAttention:bg10049', batch + (1, T, D // H), dtype)) # (…, 1, T, D/H)
-    d_S = np.squeeze(g10049, -3)                                # (…, T, D/H)
-    g10051 = np.multiply(d_Y, _11, out=_buf(workspace, 'LLaMAAttention:bg10051', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
-    g10052 = np.multiply(d_Y, _6, out=_buf(workspace, 'LLaMAAttention:bg10052', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
-    g10053 = _sum_to(g10052, None, (-3,))                       # (…, 1, T, D/H)
-    g10054 = np.add(g10033, g10053, out=_buf(workspace, 'LLaMAAttention:bg10054', batch + (1, T, D // H), dtype)) # (…, 1, T, D/H)
-    d_C = np.squeeze(g10054, -3)                                # (…, T, D/H)
+    d_R = _threaded(np.multiply, d_Y, _13, out=_buf(workspace, 'LLaMAAttention:b@1.7.1', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
+    g10048 = _threaded(np.multiply, d_Y, R, out=_buf(workspace, 'LLaMAAttention:b@1.7.2', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
+    g10049 = _sum_to(g10048, None, (-3,))                       # (…, 1, T, D/H)
+    g10050 = _threaded(np.add, g10031, g10049, out=_buf(workspace, 'LLaMAAttention:b@1.8.1', batch + (1, T, D // H), dtype)) # (…, 1, T, D/H)
+    d_S = np.squeeze(g10050, -3)                                # (…, T, D/H)
+    g10052 = _threaded(np.multiply, d_Y, _11, out=_buf(workspace, 'LLaMAAttention:b@1.7.2', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
+    g10053 = _threaded(np.multiply, d_Y, _6, out=_buf(workspace, 'LLaMAAttention:b@1.7.3', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
+    g10054 = _sum_to(g10053, None, (-3,))                       # (…, 1, T, D/H)
+    g10055 = _threaded(np.add, g10034, g10054, out=_buf(workspace, 'LLaMAAttention:b@1.8.2', batch + (1, T, D // H), dtype)) # (…, 1, T, D/H)
+    d_C = np.squeeze(g10055, -3)                                # (…, T, D/H)
     # RoPE 1 R ← [−X[:, D / 2 : D], X[:, 0 : D / 2]] ▷ R ∈ ℝ^{T×D}
-    g10056 = _concat_part(d_R, -1, 0, (shape_8, shape_9,))      # (…, H_kv, T, 1/2·D/H)
-    g10057 = _concat_part(d_R, -1, 1, (shape_8, shape_9,))      # (…, H_kv, T, 1/2·D/H)
-    g10058 = _unslice(g10057, shape_6, -1, 0, D // (2*H), _buf(workspace, 'LLaMAAttention:bg10058', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
-    g10059 = np.add(g10051, g10058, out=g10051)                 # (…, H_kv, T, D/H)
-    g10060 = np.negative(g10056, out=_buf(workspace, 'LLaMAAttention:bg10060', batch + (H_kv, T, D // (2*H)), dtype)) # (…, H_kv, T, 1/2·D/H)
-    g10061 = _unslice(g10060, shape_6, -1, D // (2*H), D // H, _buf(workspace, 'LLaMAAttention:bg10061', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
-    g10062 = np.add(g10059, g10061, out=g10059)                 # (…, H_kv, T, D/H)
+    g10057 = _concat_part(d_R, -1, 0, (shape_8, shape_9,))      # (…, H_kv, T, 1/2·D/H)
+    g10058 = _concat_part(d_R, -1, 1, (shape_8, shape_9,))      # (…, H_kv, T, 1/2·D/H)
+    g10059 = _unslice(g10058, shape_6, -1, 0, D // (2*H), _buf(workspace, 'LLaMAAttention:b@1.7.3', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
+    g10060 = _threaded(np.add, g10052, g10059, out=g10052)      # (…, H_kv, T, D/H)
+    g10061 = _threaded(np.negative, g10057, out=_buf(workspace, 'LLaMAAttention:b@1.9.1', batch + (H_kv, T, D // (2*H)), dtype)) # (…, H_kv, T, 1/2·D/H)
+    g10062 = _unslice(g10061, shape_6, -1, D // (2*H), D // H, _buf(workspace, 'LLaMAAttention:b@1.7.1', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
+    g10063 = _threaded(np.add, g10060, g10062, out=g10060)      # (…, H_kv, T, D/H)
     # 5 R_g ← RoPE(K[:, g · D / H : (g + 1) · D / H], C, S) ▷ R_g ∈ ℝ^{T×D/H}; key head g, rotated once
-    g10063 = _permute(g10062, (-2, -3, -1))                     # (…, T, H_kv, D/H)
-    g10064 = g10063.reshape(shape_4)                            # (…, T, D·H_kv/H)
-    d_K = _unslice(g10064, K_shape, -1, 0, D*H_kv // H, _buf(workspace, 'LLaMAAttention:bd_K', batch + (T, D*H_kv // H), dtype)) # (…, T, D·H_kv/H)
+    g10064 = _permute(g10063, (-2, -3, -1))                     # (…, T, H_kv, D/H)
+    g10065 = g10064.reshape(shape_4)                            # (…, T, D·H_kv/H)
+    d_K = _unslice(g10065, K_shape, -1, 0, D*H_kv // H, _buf(workspace, 'LLaMAAttention:b@1.10.1', batch + (T, D*H_kv // H), dtype)) # (…, T, D·H_kv/H)
     # 3 V ← X W_v ▷ V ∈ ℝ^{T×D·H_kv/H}
-    d_W_v = _wgrad(X, d_V, _buf(workspace, 'LLaMAAttention:bd_W_v', (D, D*H_kv // H), dtype)) # (D, D·H_kv/H)
-    g10067 = np.swapaxes(W_v, -1, -2)                           # (D·H_kv/H, D)
-    d_X = np.matmul(d_V, g10067, out=_buf(workspace, 'LLaMAAttention:bd_X', batch + (T, D), dtype)) # (…, T, D)
+    d_W_v = _wgrad(X, d_V, _buf(workspace, 'LLaMAAttention:b@1.11.1', (D, D*H_kv // H), dtype)) # (D, D·H_kv/H)
+    g10068 = np.swapaxes(W_v, -1, -2)                           # (D·H_kv/H, D)
+    d_X = np.matmul(d_V, g10068, out=_buf(workspace, 'LLaMAAttention:b@1.2.2', batch + (T, D), dtype)) # (…, T, D)
     # 2 K ← X W_k ▷ K ∈ ℝ^{T×D·H_kv/H}
-    d_W_k = _wgrad(X, d_K, _buf(workspace, 'LLaMAAttention:bd_W_k', (D, D*H_kv // H), dtype)) # (D, D·H_kv/H)
-    g10070 = np.swapaxes(W_k, -1, -2)                           # (D·H_kv/H, D)
-    g10071 = np.matmul(d_K, g10070, out=_buf(workspace, 'LLaMAAttention:bg10071', batch + (T, D), dtype)) # (…, T, D)
-    d_X_2 = np.add(d_X, g10071, out=d_X)                        # (…, T, D)
+    d_W_k = _wgrad(X, d_K, _buf(workspace, 'LLaMAAttention:b@1.11.2', (D, D*H_kv // H), dtype)) # (D, D·H_kv/H)
+    g10071 = np.swapaxes(W_k, -1, -2)                           # (D·H_kv/H, D)
+    g10072 = np.matmul(d_K, g10071, out=_buf(workspace, 'LLaMAAttention:b@1.2.3', batch + (T, D), dtype)) # (…, T, D)
+    d_X_2 = _threaded(np.add, d_X, g10072, out=d_X)             # (…, T, D)
     # 1 Q ← X W_q ▷ Q ∈ ℝ^{T×D}
-    d_W_q = _wgrad(X, d_Q, _buf(workspace, 'LLaMAAttention:bd_W_q', (D, D), dtype)) # (D, D)
-    g10074 = np.swapaxes(W_q, -1, -2)                           # (D, D)
-    g10075 = np.matmul(d_Q, g10074, out=_buf(workspace, 'LLaMAAttention:bg10075', batch + (T, D), dtype)) # (…, T, D)
-    d_X_3 = np.add(d_X_2, g10075, out=d_X_2)                    # (…, T, D)
+    d_W_q = _wgrad(X, d_Q, _buf(workspace, 'LLaMAAttention:b@1.1.2', (D, D), dtype)) # (D, D)
+    g10075 = np.swapaxes(W_q, -1, -2)                           # (D, D)
+    g10076 = np.matmul(d_Q, g10075, out=_buf(workspace, 'LLaMAAttention:b@1.2.3', batch + (T, D), dtype)) # (…, T, D)
+    d_X_3 = _threaded(np.add, d_X_2, g10076, out=d_X_2)         # (…, T, D)
     grads = Params(W_q=d_W_q, W_o=d_W_o, W_k=d_W_k, W_v=d_W_v)
     return grads, {"X": d_X_3, "C": d_C, "S": d_S}
 
@@ -427,15 +423,78 @@ def _buf(workspace, key, shape, dtype):
     return buf
 
 
+# The closed-form helpers below make several passes over big arrays; they run on as many threads as
+# BLAS does, each on a block of rows (NumPy's ufuncs release the GIL). CARDGEN_THREADS sets how many
+# (default: the usable cores). Rows are independent, so the numbers are those of one thread.
+_PARALLEL_MIN = 1 << 18  # elements (1 MiB of float32) below which one thread beats handing out blocks
+_POOL = {}
+
+
+def _threads():
+    n = os.environ.get("CARDGEN_THREADS", "")
+    if n.isdigit() and int(n) > 0:
+        return int(n)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _rows(f, out, axis, *args):
+    """f(out, axis, *args) block by block along an axis of out that f does not reduce over, one block
+    per thread; the arrays among args that have that axis are cut alike, the others (broadcast)
+    passed whole."""
+    n = _threads() if out.size >= _PARALLEL_MIN else 1
+    reduced = None if axis is None else axis % out.ndim
+    cut = next((a for a in range(out.ndim) if out.shape[a] >= n and a != reduced), None)
+    if n < 2 or cut is None:
+        f(out, axis, *args)
+        return out
+    key = os.getpid(), n  # a forked child has none of its parent's threads: it starts its own pool
+    if key not in _POOL:
+        _POOL.clear()
+        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n - 1, thread_name_prefix="cardgen")
+    bounds = [out.shape[cut] * i // n for i in range(n + 1)]
+
+    def part(a, lo, hi):
+        k = cut - (out.ndim - np.ndim(a))  # the same axis, counted in a (broadcasting aligns the ends)
+        if k < 0 or np.shape(a)[k] != out.shape[cut]:
+            return a
+        return a[(slice(None),) * k + (slice(lo, hi),)]
+
+    def block(i):
+        lo, hi = bounds[i], bounds[i + 1]
+        f(part(out, lo, hi), axis, *(part(a, lo, hi) for a in args))
+    others = [_POOL[key].submit(block, i) for i in range(1, n)]
+    block(0)  # this thread takes a block too: one hand-over fewer
+    for done in others:
+        done.result()
+    return out
+
+
+def _threaded(ufunc, *args, out):
+    """ufunc(*args, out=out), on every thread for a big array (NumPy's own ufuncs use one)."""
+    return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
+
+
+def _power(x, n, out):
+    """x**n for a small whole n, as products written into out, on every thread for a big array."""
+    _threaded(np.multiply, x, x, out=out)
+    for _ in range(n - 2):
+        _threaded(np.multiply, out, x, out=out)
+    return out
+
+
 def _softmax(x, axis, out=None):
     """Stable softmax; a row that is all −∞ (fully masked) gives zeros, not NaN."""
+    return _rows(_softmax_rows, np.empty_like(x) if out is None else out, axis, x)
+
+
+def _softmax_rows(out, axis, x):
     m = np.max(x, axis=axis, keepdims=True)
     m[~np.isfinite(m)] = 0
     z = np.subtract(x, m, out=out)
     np.exp(z, out=z)
     s = np.sum(z, axis=axis, keepdims=True)
     s[s == 0] = 1
-    return np.divide(z, s, out=z)
+    np.divide(z, s, out=z)
 
 
 def _log_softmax(x, axis, out=None):
@@ -472,37 +531,82 @@ _ERF_LARGE = (
 _ERF_MID, _ERF_HALF = 0.4758771929824561, 0.22587719298245615
 
 
-def _horner(coefficients, v):
-    p = coefficients[-1] * v
+def _horner(coefficients, v, out):
+    """Σ c_k v^k into out (not v), in place: one array for the whole evaluation."""
+    np.multiply(v, coefficients[-1], out=out)
     for c in coefficients[-2:0:-1]:
-        p += c
-        p *= v
-    p += coefficients[0]
-    return p
+        out += c
+        out *= v
+    out += coefficients[0]
+    return out
 
 
-def _erf(x):
-    s = np.clip(x, -_ERF_SPLIT, _ERF_SPLIT)
-    small = _horner(_ERF_SMALL, np.square(s))
-    small *= s
-    small += s
-    a = np.abs(x)
-    b = np.clip(a, _ERF_SPLIT, 6.0)
-    v = np.add(b, 2.0)
-    np.divide(2.0, v, out=v)
-    v -= _ERF_MID
-    v /= _ERF_HALF
-    large = _horner(_ERF_LARGE, v)
+def _scratch(workspace, shape, dtype, n):
+    """n work arrays for a helper, kept in the workspace (shared by every helper: each uses them
+    only while it runs); fresh ones without a workspace."""
+    return [_buf(workspace, ("_scratch", i), shape, dtype) for i in range(n)]
+
+
+def _erf(x, out=None, workspace=None):
+    """Both pieces on clamped copies of x, joined by exact 0/1 weights: a select (np.where) with a
+    data-dependent mask costs ~20 element-wise passes, an arithmetic join three.  Three work arrays."""
+    x = np.asarray(x)
+    dtype = np.result_type(x, np.float32)
+    out = np.empty(x.shape, dtype) if out is None else out
+    b, v, large = _scratch(workspace, x.shape, dtype, 3)
+    np.abs(x, out=b)
+    np.clip(b, _ERF_SPLIT, 6.0, out=b)
+    np.add(b, 2.0, out=v)
+    np.divide(2.0 / _ERF_HALF, v, out=v)
+    v -= _ERF_MID / _ERF_HALF
+    _horner(_ERF_LARGE, v, large)
     np.square(b, out=b)
     np.negative(b, out=b)
     large *= np.exp(b, out=b)
     np.subtract(1.0, large, out=large)
     np.copysign(large, x, out=large)
-    return np.where(a < _ERF_SPLIT, small, large)
+    np.clip(x, -_ERF_SPLIT, _ERF_SPLIT, out=b)  # the last read of x: out may be x itself
+    np.square(b, out=v)
+    small = _horner(_ERF_SMALL, v, out)
+    small *= b
+    small += b
+    np.abs(b, out=v)
+    np.less(v, _ERF_SPLIT, out=v)  # 1 where |x| < SPLIT (NaN: 0, and NaN·0 keeps it NaN)
+    small *= v
+    np.subtract(1.0, v, out=v)
+    large *= v
+    small += large  # one of the two terms is ±0: the sum is the other, exactly (−0 + −0 for x = −0)
+    return small
 
 
-def _gelu(x):
-    return 0.5 * x * (1.0 + _erf(x * 0.7071067811865476))
+# float32: Φ(x) = ½ + c·N(c²)/D(c²), c = x clamped to ±4√2 (Φ is 1 in float32 beyond), a rational fit
+# (scripts/erf_fit.py): 20 passes instead of erf's 60, within 2.2·10⁻⁷ of Φ (float32 spacing of 1: 6·10⁻⁸).
+_PHI32_CLAMP = 5.656854249492381
+_PHI32_N = (
+    0.39894226993523063, 0.035831378976121465, 0.004501072772993772, 0.000168013365171882,
+    3.1556806144701803e-06, -2.129746566811348e-08, 1.0636697546763609e-10,
+)
+_PHI32_D = (1.0, 0.25648193193441804, 0.029031524799142488, 0.001821659471016465, 6.0973191060033246e-05)
+
+
+def _gelu(x, out=None, workspace=None):
+    """x Φ(x), Φ(x) = (1 + erf(x/√2)) / 2; out must not be x."""
+    if np.result_type(x) == np.float32:
+        out = np.empty(np.shape(x), np.float32) if out is None else out
+        c, t, den = _scratch(workspace, np.shape(x), np.float32, 3)
+        np.clip(x, -_PHI32_CLAMP, _PHI32_CLAMP, out=c)
+        np.square(c, out=t)
+        _horner(_PHI32_N, t, out)
+        out *= c
+        out /= _horner(_PHI32_D, t, den)
+        out += 0.5
+        out *= x
+        return out
+    out = _erf(np.multiply(x, 0.7071067811865476, out=out), out, workspace)
+    out += 1.0
+    out *= x
+    out *= 0.5
+    return out
 
 
 def _concat(parts, axis):
@@ -546,10 +650,25 @@ def _silu_grad(x):
     return s * (1.0 + x * (1.0 - s))
 
 
-def _gelu_grad(x):
-    cdf = 0.5 * (1.0 + _erf(x * 0.7071067811865476))
-    pdf = np.exp(-0.5 * x * x) * 0.3989422804014327
-    return cdf + x * pdf
+def _gelu_grad(g, x, y, out=None, workspace=None):
+    """g · GELU'(x) = g · (Φ(x) + x φ(x)), with Φ(x) = y / x from the forward's y = x Φ(x): no
+    second erf.  Where |x| < 1e-30 (0, or tiny enough that x Φ(x) loses digits) Φ is ½."""
+    out = np.empty(np.broadcast_shapes(np.shape(g), np.shape(x)), np.result_type(g, x)) if out is None else out
+    t, tiny = _scratch(workspace, np.shape(x), np.result_type(x), 2)
+    np.abs(x, out=tiny)
+    np.less(tiny, 1e-30, out=tiny)  # 1 where x is (nearly) 0
+    np.square(x, out=t)
+    np.multiply(t, -0.5, out=out)
+    np.exp(out, out=out)
+    out *= t
+    out *= 0.3989422804014327  # x² φ(x)
+    out += y
+    np.add(x, tiny, out=t)  # x, or 1 where x is 0: y / 1 = 0 there, and ½ is added
+    out /= t
+    tiny *= 0.5
+    out += tiny
+    out *= g
+    return out
 
 
 def _concat_part(g, axis, i, shapes):
@@ -576,21 +695,55 @@ def _wgrad(x, g, out=None):
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
+def _fresh(out, *arrays):
+    return np.empty(np.broadcast_shapes(*(np.shape(a) for a in arrays)), np.result_type(*arrays)) if out is None         else out
+
+
 def _layer_norm_grad(g, y, s, axis, out=None):
     """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
-    t = np.multiply(g, y, out=out)
+    return _rows(_layer_norm_grad_rows, _fresh(out, g, y), axis, g, y, s)
+
+
+def _layer_norm_grad_rows(t, axis, g, y, s):
+    np.multiply(g, y, out=t)
     gy = np.mean(t, axis=axis, keepdims=True)
-    t = np.multiply(y, gy, out=t)
-    t = np.subtract(g, t, out=t)
-    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
-    return np.divide(t, s, out=t)
+    np.multiply(y, gy, out=t)
+    np.subtract(g, t, out=t)
+    np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    np.divide(t, s, out=t)
+
+
+def _gelu_tanh_grad(g, x, t, a, c, k, out=None):
+    """d_x of y = a x (1 + t), t = tanh(c (x + k x³)), from g = d_y: g ⊙ a ((1 + t) + c x (1 + 3k x²)(1 − t²)),
+    in place in one array and one temporary (the chain rule through the steps takes a dozen)."""
+    return _rows(_gelu_tanh_grad_rows, _fresh(out, g, x, t), -1, g, x, t, a, c, k)
+
+
+def _gelu_tanh_grad_rows(r, axis, g, x, t, a, c, k):
+    np.multiply(x, x, out=r)
+    r *= 3.0 * k * c
+    r += c
+    r *= x
+    s = np.multiply(t, t)
+    np.subtract(1.0, s, out=s)
+    r *= s
+    r += t
+    r += 1.0
+    r *= g
+    if a != 1.0:
+        r *= a
 
 
 def _softmax_grad(g, y, axis, out=None):
-    t = np.multiply(g, y, out=out)
+    """d_x of y = softmax(x) from g = d_y: y ⊙ (g − Σ g ⊙ y)."""
+    return _rows(_softmax_grad_rows, _fresh(out, g, y), axis, g, y)
+
+
+def _softmax_grad_rows(t, axis, g, y):
+    np.multiply(g, y, out=t)
     s = np.sum(t, axis=axis, keepdims=True)
-    t = np.subtract(g, s, out=t)
-    return np.multiply(t, y, out=t)
+    np.subtract(g, s, out=t)
+    np.multiply(t, y, out=t)
 
 
 def _unslice(g, shape, axis, lo, hi, out=None):

@@ -34,7 +34,9 @@ the dtype (float32 or float64) follows the parameters.
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,24 +119,24 @@ def forward(config: Config, params: Params, e, C, S, workspace: dict | None = No
     dtype = np.result_type(g_1)
     batch = np.shape(e)[:np.ndim(e) - 2]
     # RMSNorm 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
-    _1 = np.multiply(e, e, out=_buf(workspace, 'LLaMABlock:f_1', batch + (T, D), dtype)) # (…, T, D)
+    _1 = _threaded(np.multiply, e, e, out=_buf(workspace, 'LLaMABlock:f@1.1.1', batch + (T, D), dtype)) # (…, T, D)
     shape_1 = _1.shape
-    _2 = np.sum(_1, axis=-1, out=_buf(workspace, 'LLaMABlock:f_2', batch + (T,), dtype)) # (…, T)
-    _3 = np.divide(_2, D, out=_2)                               # (…, T)
-    _4 = np.add(_3, 1e-06, out=_3)                              # (…, T)
-    r = np.sqrt(_4, out=_4)                                     # (…, T)
+    _2 = np.sum(_1, axis=-1, out=_buf(workspace, 'LLaMABlock:f@1.2.1', batch + (T,), dtype)) # (…, T)
+    _3 = _threaded(np.divide, _2, D, out=_2)                    # (…, T)
+    _4 = _threaded(np.add, _3, 1e-06, out=_3)                   # (…, T)
+    r = _threaded(np.sqrt, _4, out=_4)                          # (…, T)
     # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
     _6 = np.expand_dims(r, -1)                                  # (…, T, 1)
-    _7 = np.divide(e, _6, out=_buf(workspace, 'LLaMABlock:f_7', batch + (T, D), dtype)) # (…, T, D)
-    e_hat = np.multiply(_7, g_1, out=_buf(workspace, 'LLaMABlock:fe_hat', batch + (T, D), dtype)) # (…, T, D)
+    _7 = _threaded(np.divide, e, _6, out=_buf(workspace, 'LLaMABlock:f@1.1.2', batch + (T, D), dtype)) # (…, T, D)
+    e_hat = _threaded(np.multiply, _7, g_1, out=_buf(workspace, 'LLaMABlock:f@1.1.3', batch + (T, D), dtype)) # (…, T, D)
     # LLaMAAttention 1 Q ← X W_q ▷ Q ∈ ℝ^{T×D}
-    Q = np.matmul(e_hat, W_q, out=_buf(workspace, 'LLaMABlock:fQ', batch + (T, D), dtype)) # (…, T, D)
+    Q = np.matmul(e_hat, W_q, out=_buf(workspace, 'LLaMABlock:f@1.1.4', batch + (T, D), dtype)) # (…, T, D)
     Q_shape = Q.shape
     # LLaMAAttention 2 K ← X W_k ▷ K ∈ ℝ^{T×D·H_kv/H}
-    K = np.matmul(e_hat, W_k, out=_buf(workspace, 'LLaMABlock:fK', batch + (T, D*H_kv // H), dtype)) # (…, T, D·H_kv/H)
+    K = np.matmul(e_hat, W_k, out=_buf(workspace, 'LLaMABlock:f@1.3.1', batch + (T, D*H_kv // H), dtype)) # (…, T, D·H_kv/H)
     K_shape = K.shape
     # LLaMAAttention 3 V ← X W_v ▷ V ∈ ℝ^{T×D·H_kv/H}
-    V = np.matmul(e_hat, W_v, out=_buf(workspace, 'LLaMABlock:fV', batch + (T, D*H_kv // H), dtype)) # (…, T, D·H_kv/H)
+    V = np.matmul(e_hat, W_v, out=_buf(workspace, 'LLaMABlock:f@1.3.2', batch + (T, D*H_kv // H), dtype)) # (…, T, D·H_kv/H)
     V_shape = V.shape
     # LLaMAAttention 5 R_g ← RoPE(K[:, g · D / H : (g + 1) · D / H], C, S) ▷ R_g ∈ ℝ^{T×D/H}; key head g, rotated once
     _12 = _slice_in(K, -1, 0, D*H_kv // H, 'LLaMAAttention.card, line 17') # (…, T, D·H_kv/H)
@@ -144,17 +146,17 @@ def forward(config: Config, params: Params, e, C, S, workspace: dict | None = No
     shape_14 = _14.shape
     # RoPE 1 R ← [−X[:, D / 2 : D], X[:, 0 : D / 2]] ▷ R ∈ ℝ^{T×D}
     _15 = _slice_in(_14, -1, D // (2*H), D // H, 'RoPE.card, line 8') # (…, H_kv, T, 1/2·D/H)
-    _16 = np.negative(_15, out=_buf(workspace, 'LLaMABlock:f_16', batch + (H_kv, T, D // (2*H)), dtype)) # (…, H_kv, T, 1/2·D/H)
+    _16 = _threaded(np.negative, _15, out=_buf(workspace, 'LLaMABlock:f@1.4.1', batch + (H_kv, T, D // (2*H)), dtype)) # (…, H_kv, T, 1/2·D/H)
     shape_16 = _16.shape
     _17 = _slice_in(_14, -1, 0, D // (2*H), 'RoPE.card, line 8') # (…, H_kv, T, 1/2·D/H)
     shape_17 = _17.shape
     R = _concat((_16, _17,), -1)                                # (…, H_kv, T, D/H)
     # RoPE 2 return Y = X ⊙ C + R ⊙ S ▷ Y ∈ ℝ^{T×D}
     _19 = np.expand_dims(C, -3)                                 # (…, 1, T, D/H)
-    _20 = np.multiply(_14, _19, out=_buf(workspace, 'LLaMABlock:f_20', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
+    _20 = _threaded(np.multiply, _14, _19, out=_buf(workspace, 'LLaMABlock:f@1.5.2', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
     _21 = np.expand_dims(S, -3)                                 # (…, 1, T, D/H)
-    _22 = np.multiply(R, _21, out=_buf(workspace, 'LLaMABlock:f_22', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
-    Y = np.add(_20, _22, out=_20)                               # (…, H_kv, T, D/H)
+    _22 = _threaded(np.multiply, R, _21, out=_buf(workspace, 'LLaMABlock:f@1.5.3', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
+    Y = _threaded(np.add, _20, _22, out=_20)                    # (…, H_kv, T, D/H)
     # LLaMAAttention 7 R ← [R_0, R_1, …, R_{H_kv−1}] ▷ R ∈ ℝ^{T×D·H_kv/H}
     _24 = _permute(Y, (-2, -3, -1))                             # (…, T, H_kv, D/H)
     shape_24 = _24.shape
@@ -168,15 +170,15 @@ def forward(config: Config, params: Params, e, C, S, workspace: dict | None = No
     shape_28 = _28.shape
     # RoPE 1 R ← [−X[:, D / 2 : D], X[:, 0 : D / 2]] ▷ R ∈ ℝ^{T×D}
     _29 = _slice_in(_28, -1, D // (2*H), D // H, 'RoPE.card, line 8') # (…, H, T, 1/2·D/H)
-    _30 = np.negative(_29, out=_buf(workspace, 'LLaMABlock:f_30', batch + (H, T, D // (2*H)), dtype)) # (…, H, T, 1/2·D/H)
+    _30 = _threaded(np.negative, _29, out=_buf(workspace, 'LLaMABlock:f@1.6.1', batch + (H, T, D // (2*H)), dtype)) # (…, H, T, 1/2·D/H)
     shape_30 = _30.shape
     _31 = _slice_in(_28, -1, 0, D // (2*H), 'RoPE.card, line 8') # (…, H, T, 1/2·D/H)
     shape_31 = _31.shape
     R_3 = _concat((_30, _31,), -1)                              # (…, H, T, D/H)
     # RoPE 2 return Y = X ⊙ C + R ⊙ S ▷ Y ∈ ℝ^{T×D}
-    _33 = np.multiply(_28, _19, out=_buf(workspace, 'LLaMABlock:f_33', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    _34 = np.multiply(R_3, _21, out=_buf(workspace, 'LLaMABlock:f_34', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    Y_2 = np.add(_33, _34, out=_33)                             # (…, H, T, D/H)
+    _33 = _threaded(np.multiply, _28, _19, out=_buf(workspace, 'LLaMABlock:f@1.7.2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    _34 = _threaded(np.multiply, R_3, _21, out=_buf(workspace, 'LLaMABlock:f@1.7.3', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    Y_2 = _threaded(np.add, _33, _34, out=_33)                  # (…, H, T, D/H)
     # LLaMAAttention 10 K_h ← R[:, ⌊h · H_kv / H⌋ · D / H : (⌊h · H_kv / H⌋ + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; its group's key
     _36 = np.arange(0, H)                                       # (H,)
     _37 = _36 * H_kv                                            # (H,)
@@ -187,57 +189,52 @@ def forward(config: Config, params: Params, e, C, S, workspace: dict | None = No
     shape_41 = _41.shape
     K_2 = _take_along(_41, _40, -2)                             # (…, H, T, D/H)
     # LLaMAAttention 11 V_h ← V[:, ⌊h · H_kv / H⌋ · D / H : (⌊h · H_kv / H⌋ + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; and value
-    _43 = np.arange(0, H)                                       # (H,)
-    _44 = _43 * H_kv                                            # (H,)
-    _45 = _44 // H                                              # (H,)
     _46 = V.reshape(V.shape[:-1] + (H_kv, D // H,))             # (…, T, H_kv, D/H)
-    _47 = np.expand_dims(_45, (-3, -2, -1))                     # (H, 1, 1, 1)
     _48 = np.expand_dims(_46, -4)                               # (…, 1, T, H_kv, D/H)
     shape_48 = _48.shape
-    V_2 = _take_along(_48, _47, -2)                             # (…, H, T, D/H)
+    V_2 = _take_along(_48, _40, -2)                             # (…, H, T, D/H)
     # LLaMAAttention 12 A_h ← Q_h K_h^⊤ / √(D / H) ▷ A_h ∈ ℝ^{T×T}
     _50 = np.swapaxes(K_2, -1, -2)                              # (…, H, D/H, T)
-    _51 = np.matmul(Y_2, _50, out=_buf(workspace, 'LLaMABlock:f_51', batch + (H, T, T), dtype)) # (…, H, T, T)
+    _51 = np.matmul(Y_2, _50, out=_buf(workspace, 'LLaMABlock:f@1.8.1', batch + (H, T, T), dtype)) # (…, H, T, T)
     _52 = D / H                                                 # ()
     _53 = math.sqrt(_52)                                        # ()
-    A = np.divide(_51, _53, out=_51)                            # (…, H, T, T)
+    A = _threaded(np.divide, _51, _53, out=_51)                 # (…, H, T, T)
     # LLaMAAttention 13 ∀t, u: if u > t then A_h[t, u] ← −∞ ▷ A_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
     _55 = np.arange(0, T)                                       # (T,)
-    _56 = np.arange(0, T)                                       # (T,)
-    _57 = np.expand_dims(_56, -1)                               # (T, 1)
+    _57 = np.expand_dims(_55, -1)                               # (T, 1)
     _58 = _55 > _57                                             # (T, T)
     _59 = _fill_where(A, _58, -np.inf)                          # (…, H, T, T)
     # LLaMAAttention 14 Y_h ← softmax(A_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-    _60 = _softmax(_59, -1, _buf(workspace, 'LLaMABlock:f_60', batch + (H, T, T), dtype)) # (…, H, T, T)
-    Y_3 = np.matmul(_60, V_2, out=_buf(workspace, 'LLaMABlock:fY_3', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    softmax_A = _softmax(_59, -1, _buf(workspace, 'LLaMABlock:f@1.8.2', batch + (H, T, T), dtype)) # (…, H, T, T)
+    Y_3 = np.matmul(softmax_A, V_2, out=_buf(workspace, 'LLaMABlock:f@1.7.2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     # LLaMAAttention 16 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     _62 = _permute(Y_3, (-2, -3, -1))                           # (…, T, H, D/H)
     shape_62 = _62.shape
     Y_4 = _62.reshape(_62.shape[:-2] + (D,))                    # (…, T, D)
     # LLaMAAttention 17 return Ṽ = Y W_o ▷ Ṽ ∈ ℝ^{T×D}
-    V_tilde = np.matmul(Y_4, W_o, out=_buf(workspace, 'LLaMABlock:fV_tilde', batch + (T, D), dtype)) # (…, T, D)
+    V_tilde = np.matmul(Y_4, W_o, out=_buf(workspace, 'LLaMABlock:f@1.1.3', batch + (T, D), dtype)) # (…, T, D)
     # 1 e ← e + LLaMAAttention(RMSNorm(e | g_1), C, S | θ_attn) ▷ e ∈ ℝ^{T×D}
-    e_2 = np.add(e, V_tilde, out=V_tilde)                       # (…, T, D)
+    e_2 = _threaded(np.add, e, V_tilde, out=V_tilde)            # (…, T, D)
     # RMSNorm 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
-    _66 = np.multiply(e_2, e_2, out=_buf(workspace, 'LLaMABlock:f_66', batch + (T, D), dtype)) # (…, T, D)
+    _66 = _threaded(np.multiply, e_2, e_2, out=_buf(workspace, 'LLaMABlock:f@1.1.5', batch + (T, D), dtype)) # (…, T, D)
     shape_66 = _66.shape
-    _67 = np.sum(_66, axis=-1, out=_buf(workspace, 'LLaMABlock:f_67', batch + (T,), dtype)) # (…, T)
-    _68 = np.divide(_67, D, out=_67)                            # (…, T)
-    _69 = np.add(_68, 1e-06, out=_68)                           # (…, T)
-    r_2 = np.sqrt(_69, out=_69)                                 # (…, T)
+    _67 = np.sum(_66, axis=-1, out=_buf(workspace, 'LLaMABlock:f@1.2.2', batch + (T,), dtype)) # (…, T)
+    _68 = _threaded(np.divide, _67, D, out=_67)                 # (…, T)
+    _69 = _threaded(np.add, _68, 1e-06, out=_68)                # (…, T)
+    r_2 = _threaded(np.sqrt, _69, out=_69)                      # (…, T)
     # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
     _71 = np.expand_dims(r_2, -1)                               # (…, T, 1)
-    _72 = np.divide(e_2, _71, out=_buf(workspace, 'LLaMABlock:f_72', batch + (T, D), dtype)) # (…, T, D)
-    e_hat_2 = np.multiply(_72, g_2, out=_buf(workspace, 'LLaMABlock:fe_hat_2', batch + (T, D), dtype)) # (…, T, D)
+    _72 = _threaded(np.divide, e_2, _71, out=_buf(workspace, 'LLaMABlock:f@1.1.6', batch + (T, D), dtype)) # (…, T, D)
+    e_hat_2 = _threaded(np.multiply, _72, g_2, out=_72)         # (…, T, D)
     # SwiGLU 1 return Y = (SiLU(X W_1) ⊙ X W_3) W_2 ▷ Y ∈ ℝ^{T×D}
-    _74 = np.matmul(e_hat_2, W_1, out=_buf(workspace, 'LLaMABlock:f_74', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _74 = np.matmul(e_hat_2, W_1, out=_buf(workspace, 'LLaMABlock:f@1.10.1', batch + (T, D_f), dtype)) # (…, T, D_f)
     _75 = _74 * _sigmoid(_74)                                   # (…, T, D_f)
-    _76 = np.matmul(e_hat_2, W_3, out=_buf(workspace, 'LLaMABlock:f_76', batch + (T, D_f), dtype)) # (…, T, D_f)
-    _77 = np.multiply(_75, _76, out=_buf(workspace, 'LLaMABlock:f_77', batch + (T, D_f), dtype)) # (…, T, D_f)
-    Y_5 = np.matmul(_77, W_2, out=_buf(workspace, 'LLaMABlock:fY_5', batch + (T, D), dtype)) # (…, T, D)
+    _76 = np.matmul(e_hat_2, W_3, out=_buf(workspace, 'LLaMABlock:f@1.10.3', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _77 = _threaded(np.multiply, _75, _76, out=_buf(workspace, 'LLaMABlock:f@1.10.4', batch + (T, D_f), dtype)) # (…, T, D_f)
+    Y_5 = np.matmul(_77, W_2, out=_buf(workspace, 'LLaMABlock:f@1.1.6', batch + (T, D), dtype)) # (…, T, D)
     # 2 e ← e + SwiGLU(RMSNorm(e | g_2) | θ_mlp) ▷ e ∈ ℝ^{T×D}
-    e_3 = np.add(e_2, Y_5, out=Y_5)                             # (…, T, D)
-    cache = {"D": D, "H": H, "H_kv": H_kv, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "_77": _77, "_76": _76, "_75": _75, "e_hat_2": e_hat_2, "_74": _74, "_72": _72, "_71": _71, "r_2": r_2, "shape_66": shape_66, "e_2": e_2, "Y_4": Y_4, "shape_62": shape_62, "_60": _60, "V_2": V_2, "_58": _58, "_53": _53, "Y_2": Y_2, "_50": _50, "_47": _47, "shape_48": shape_48, "V_shape": V_shape, "_40": _40, "shape_41": shape_41, "R_2_shape": R_2_shape, "_21": _21, "R_3": R_3, "_19": _19, "_28": _28, "shape_30": shape_30, "shape_31": shape_31, "shape_28": shape_28, "shape_26": shape_26, "Q_shape": Q_shape, "shape_24": shape_24, "R": R, "_14": _14, "shape_16": shape_16, "shape_17": shape_17, "shape_14": shape_14, "shape_12": shape_12, "K_shape": K_shape, "e_hat": e_hat, "_7": _7, "_6": _6, "r": r, "shape_1": shape_1, "e": e}
+    e_3 = _threaded(np.add, e_2, Y_5, out=Y_5)                  # (…, T, D)
+    cache = {"D": D, "H": H, "H_kv": H_kv, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "_75": _75, "_76": _76, "r_2": r_2, "e_2": e_2, "_74": _74, "shape_66": shape_66, "Y_4": Y_4, "shape_62": shape_62, "softmax_A": softmax_A, "V_2": V_2, "K_2": K_2, "_53": _53, "_28": _28, "_19": _19, "R_3": R_3, "_21": _21, "_40": _40, "shape_48": shape_48, "V_shape": V_shape, "shape_41": shape_41, "R_2_shape": R_2_shape, "shape_30": shape_30, "shape_31": shape_31, "shape_28": shape_28, "shape_26": shape_26, "Q_shape": Q_shape, "shape_24": shape_24, "R": R, "_14": _14, "shape_16": shape_16, "shape_17": shape_17, "shape_14": shape_14, "shape_12": shape_12, "K_shape": K_shape, "_7": _7, "r": r, "shape_1": shape_1, "e": e}
     return e_3, cache
 
 
@@ -254,39 +251,32 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     T = cache["T"]
     batch = cache["batch"]
     dtype = cache["dtype"]
-    _77 = cache["_77"]
-    W_2 = params.W_2
-    _76 = cache["_76"]
     _75 = cache["_75"]
-    e_hat_2 = cache["e_hat_2"]
+    _76 = cache["_76"]
+    W_2 = params.W_2
+    r_2 = cache["r_2"]
+    e_2 = cache["e_2"]
+    g_2 = params.g_2
     W_3 = params.W_3
     _74 = cache["_74"]
     W_1 = params.W_1
-    g_2 = params.g_2
-    _72 = cache["_72"]
-    _71 = cache["_71"]
-    r_2 = cache["r_2"]
     shape_66 = cache["shape_66"]
-    e_2 = cache["e_2"]
     Y_4 = cache["Y_4"]
     W_o = params.W_o
     shape_62 = cache["shape_62"]
-    _60 = cache["_60"]
+    softmax_A = cache["softmax_A"]
     V_2 = cache["V_2"]
-    _58 = cache["_58"]
+    K_2 = cache["K_2"]
     _53 = cache["_53"]
-    Y_2 = cache["Y_2"]
-    _50 = cache["_50"]
-    _47 = cache["_47"]
+    _28 = cache["_28"]
+    _19 = cache["_19"]
+    R_3 = cache["R_3"]
+    _21 = cache["_21"]
+    _40 = cache["_40"]
     shape_48 = cache["shape_48"]
     V_shape = cache["V_shape"]
-    _40 = cache["_40"]
     shape_41 = cache["shape_41"]
     R_2_shape = cache["R_2_shape"]
-    _21 = cache["_21"]
-    R_3 = cache["R_3"]
-    _19 = cache["_19"]
-    _28 = cache["_28"]
     shape_30 = cache["shape_30"]
     shape_31 = cache["shape_31"]
     shape_28 = cache["shape_28"]
@@ -300,158 +290,167 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     shape_14 = cache["shape_14"]
     shape_12 = cache["shape_12"]
     K_shape = cache["K_shape"]
-    e_hat = cache["e_hat"]
+    _7 = cache["_7"]
+    g_1 = params.g_1
     W_v = params.W_v
     W_k = params.W_k
     W_q = params.W_q
-    g_1 = params.g_1
-    _7 = cache["_7"]
-    _6 = cache["_6"]
     r = cache["r"]
     shape_1 = cache["shape_1"]
     e = cache["e"]
     # SwiGLU 1 return Y = (SiLU(X W_1) ⊙ X W_3) W_2 ▷ Y ∈ ℝ^{T×D}
-    d_W_2 = _wgrad(_77, d_e_hat, _buf(workspace, 'LLaMABlock:bd_W_2', (D_f, D), dtype)) # (D_f, D)
+    _77 = _threaded(np.multiply, _75, _76, out=_buf(workspace, 'LLaMABlock:b@1.1.1', batch + (T, D_f), dtype)) # (…, T, D_f)
+    d_W_2 = _wgrad(_77, d_e_hat, _buf(workspace, 'LLaMABlock:b@1.2.1', (D_f, D), dtype)) # (D_f, D)
     g10002 = np.swapaxes(W_2, -1, -2)                           # (D, D_f)
-    g10003 = np.matmul(d_e_hat, g10002, out=_buf(workspace, 'LLaMABlock:bg10003', batch + (T, D_f), dtype)) # (…, T, D_f)
-    g10004 = np.multiply(g10003, _76, out=_buf(workspace, 'LLaMABlock:bg10004', batch + (T, D_f), dtype)) # (…, T, D_f)
-    g10005 = np.multiply(g10003, _75, out=g10003)               # (…, T, D_f)
-    d_W_3 = _wgrad(e_hat_2, g10005, _buf(workspace, 'LLaMABlock:bd_W_3', (D, D_f), dtype)) # (D, D_f)
-    g10007 = np.swapaxes(W_3, -1, -2)                           # (D_f, D)
-    d_e_hat_2 = np.matmul(g10005, g10007, out=_buf(workspace, 'LLaMABlock:bd_e_hat_2', batch + (T, D), dtype)) # (…, T, D)
-    g10009 = _silu_grad(_74)                                    # (…, T, D_f)
-    g10010 = np.multiply(g10004, g10009, out=g10004)            # (…, T, D_f)
-    d_W_1 = _wgrad(e_hat_2, g10010, _buf(workspace, 'LLaMABlock:bd_W_1', (D, D_f), dtype)) # (D, D_f)
-    g10012 = np.swapaxes(W_1, -1, -2)                           # (D_f, D)
-    g10013 = np.matmul(g10010, g10012, out=_buf(workspace, 'LLaMABlock:bg10013', batch + (T, D), dtype)) # (…, T, D)
-    d_e_hat_2_2 = np.add(d_e_hat_2, g10013, out=d_e_hat_2)      # (…, T, D)
+    g10003 = np.matmul(d_e_hat, g10002, out=_buf(workspace, 'LLaMABlock:b@1.1.1', batch + (T, D_f), dtype)) # (…, T, D_f)
+    g10004 = _threaded(np.multiply, g10003, _76, out=_buf(workspace, 'LLaMABlock:b@1.1.2', batch + (T, D_f), dtype)) # (…, T, D_f)
+    g10005 = _threaded(np.multiply, g10003, _75, out=g10003)    # (…, T, D_f)
     # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
-    g10015 = np.multiply(d_e_hat_2_2, g_2, out=_buf(workspace, 'LLaMABlock:bg10015', batch + (T, D), dtype)) # (…, T, D)
-    g10016 = np.multiply(d_e_hat_2_2, _72, out=d_e_hat_2_2)     # (…, T, D)
+    _71 = np.expand_dims(r_2, -1)                               # (…, T, 1)
+    _72 = _threaded(np.divide, e_2, _71, out=_buf(workspace, 'LLaMABlock:b@1.3.1', batch + (T, D), dtype)) # (…, T, D)
+    e_hat_2 = _threaded(np.multiply, _72, g_2, out=_buf(workspace, 'LLaMABlock:b@1.3.2', batch + (T, D), dtype)) # (…, T, D)
+    # SwiGLU 1 return Y = (SiLU(X W_1) ⊙ X W_3) W_2 ▷ Y ∈ ℝ^{T×D}
+    d_W_3 = _wgrad(e_hat_2, g10005, _buf(workspace, 'LLaMABlock:b@1.4.1', (D, D_f), dtype)) # (D, D_f)
+    g10007 = np.swapaxes(W_3, -1, -2)                           # (D_f, D)
+    d_e_hat_2 = np.matmul(g10005, g10007, out=_buf(workspace, 'LLaMABlock:b@1.3.3', batch + (T, D), dtype)) # (…, T, D)
+    g10009 = _silu_grad(_74)                                    # (…, T, D_f)
+    g10010 = _threaded(np.multiply, g10004, g10009, out=g10004) # (…, T, D_f)
+    d_W_1 = _wgrad(e_hat_2, g10010, _buf(workspace, 'LLaMABlock:b@1.4.2', (D, D_f), dtype)) # (D, D_f)
+    g10012 = np.swapaxes(W_1, -1, -2)                           # (D_f, D)
+    g10013 = np.matmul(g10010, g10012, out=_buf(workspace, 'LLaMABlock:b@1.3.2', batch + (T, D), dtype)) # (…, T, D)
+    d_e_hat_2_2 = _threaded(np.add, d_e_hat_2, g10013, out=d_e_hat_2) # (…, T, D)
+    # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
+    g10015 = _threaded(np.multiply, d_e_hat_2_2, g_2, out=_buf(workspace, 'LLaMABlock:b@1.3.2', batch + (T, D), dtype)) # (…, T, D)
+    g10016 = _threaded(np.multiply, d_e_hat_2_2, _72, out=d_e_hat_2_2) # (…, T, D)
     d_g_2 = _sum_to(g10016, 1, ())                              # (D,)
-    g10018 = np.divide(g10015, _71, out=_buf(workspace, 'LLaMABlock:bg10018', batch + (T, D), dtype)) # (…, T, D)
-    g10019 = np.multiply(g10015, _72, out=g10015)               # (…, T, D)
-    g10020 = np.divide(g10019, _71, out=g10019)                 # (…, T, D)
-    g10021 = np.negative(g10020, out=g10020)                    # (…, T, D)
-    d_e_2 = np.add(d_e_hat, g10018, out=g10018)                 # (…, T, D)
+    g10018 = _threaded(np.divide, g10015, _71, out=_buf(workspace, 'LLaMABlock:b@1.3.4', batch + (T, D), dtype)) # (…, T, D)
+    g10019 = _threaded(np.multiply, g10015, _72, out=g10015)    # (…, T, D)
+    g10020 = _threaded(np.divide, g10019, _71, out=g10019)      # (…, T, D)
+    g10021 = _threaded(np.negative, g10020, out=g10020)         # (…, T, D)
+    d_e_2 = _threaded(np.add, d_e_hat, g10018, out=g10018)      # (…, T, D)
     g10023 = _sum_to(g10021, None, (-1,))                       # (…, T, 1)
     d_r_2 = np.squeeze(g10023, -1)                              # (…, T)
     # RMSNorm 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
-    g10025 = np.multiply(r_2, 2.0, out=_buf(workspace, 'LLaMABlock:bg10025', batch + (T,), dtype)) # (…, T)
-    g10026 = np.divide(d_r_2, g10025, out=_buf(workspace, 'LLaMABlock:bg10026', batch + (T,), dtype)) # (…, T)
-    g10027 = np.divide(g10026, D, out=g10026)                   # (…, T)
+    g10025 = np.multiply(r_2, 2.0, out=_buf(workspace, 'LLaMABlock:b@1.5.1', batch + (T,), dtype)) # (…, T)
+    g10026 = _threaded(np.divide, d_r_2, g10025, out=_buf(workspace, 'LLaMABlock:b@1.5.2', batch + (T,), dtype)) # (…, T)
+    g10027 = _threaded(np.divide, g10026, D, out=g10026)        # (…, T)
     g10031 = np.broadcast_to(np.expand_dims(g10027, -1), shape_66) # (…, T, D)
-    g10032 = np.multiply(e_2, 2.0, out=_buf(workspace, 'LLaMABlock:bg10032', batch + (T, D), dtype)) # (…, T, D)
-    g10033 = np.multiply(g10031, g10032, out=g10032)            # (…, T, D)
-    d_e_2_2 = np.add(d_e_2, g10033, out=d_e_2)                  # (…, T, D)
+    g10032 = np.multiply(e_2, 2.0, out=_buf(workspace, 'LLaMABlock:b@1.3.2', batch + (T, D), dtype)) # (…, T, D)
+    g10033 = _threaded(np.multiply, g10031, g10032, out=g10032) # (…, T, D)
+    d_e_2_2 = _threaded(np.add, d_e_2, g10033, out=d_e_2)       # (…, T, D)
     # LLaMAAttention 17 return Ṽ = Y W_o ▷ Ṽ ∈ ℝ^{T×D}
-    d_W_o = _wgrad(Y_4, d_e_2_2, _buf(workspace, 'LLaMABlock:bd_W_o', (D, D), dtype)) # (D, D)
+    d_W_o = _wgrad(Y_4, d_e_2_2, _buf(workspace, 'LLaMABlock:b@1.6.1', (D, D), dtype)) # (D, D)
     g10036 = np.swapaxes(W_o, -1, -2)                           # (D, D)
-    d_Y_4 = np.matmul(d_e_2_2, g10036, out=_buf(workspace, 'LLaMABlock:bd_Y_4', batch + (T, D), dtype)) # (…, T, D)
+    d_Y_4 = np.matmul(d_e_2_2, g10036, out=_buf(workspace, 'LLaMABlock:b@1.3.2', batch + (T, D), dtype)) # (…, T, D)
     # LLaMAAttention 16 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     g10038 = d_Y_4.reshape(shape_62)                            # (…, T, H, D/H)
     d_Y_3 = _permute(g10038, (-2, -3, -1))                      # (…, H, T, D/H)
     # LLaMAAttention 14 Y_h ← softmax(A_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-    g10040 = np.swapaxes(_60, -1, -2)                           # (…, H, T, T)
-    d_V_2 = np.matmul(g10040, d_Y_3, out=_buf(workspace, 'LLaMABlock:bd_V_2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10040 = np.swapaxes(softmax_A, -1, -2)                     # (…, H, T, T)
+    d_V_2 = np.matmul(g10040, d_Y_3, out=_buf(workspace, 'LLaMABlock:b@1.7.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10042 = np.swapaxes(V_2, -1, -2)                           # (…, H, D/H, T)
-    g10043 = np.matmul(d_Y_3, g10042, out=_buf(workspace, 'LLaMABlock:bg10043', batch + (H, T, T), dtype)) # (…, H, T, T)
-    g10044 = _softmax_grad(g10043, _60, -1, _buf(workspace, 'LLaMABlock:bg10044', batch + (H, T, T), dtype)) # (…, H, T, T)
-    # LLaMAAttention 13 ∀t, u: if u > t then A_h[t, u] ← −∞ ▷ A_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
-    d_A = _zero_where(g10044, _58)                              # (…, H, T, T)
+    d_softmax_A = np.matmul(d_Y_3, g10042, out=_buf(workspace, 'LLaMABlock:b@1.8.1', batch + (H, T, T), dtype)) # (…, H, T, T)
+    d_A = _softmax_grad(d_softmax_A, softmax_A, -1, _buf(workspace, 'LLaMABlock:b@1.8.2', batch + (H, T, T), dtype)) # (…, H, T, T)
     # LLaMAAttention 12 A_h ← Q_h K_h^⊤ / √(D / H) ▷ A_h ∈ ℝ^{T×T}
-    g10047 = np.divide(d_A, _53, out=d_A)                       # (…, H, T, T)
-    g10051 = np.swapaxes(Y_2, -1, -2)                           # (…, H, D/H, T)
-    g10052 = np.matmul(g10051, g10047, out=_buf(workspace, 'LLaMABlock:bg10052', batch + (H, D // H, T), dtype)) # (…, H, D/H, T)
-    g10053 = np.swapaxes(_50, -1, -2)                           # (…, H, T, D/H)
-    d_Y_2 = np.matmul(g10047, g10053, out=_buf(workspace, 'LLaMABlock:bd_Y_2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    d_K_2 = np.swapaxes(g10052, -1, -2)                         # (…, H, T, D/H)
+    g10051 = np.matmul(d_A, K_2, out=_buf(workspace, 'LLaMABlock:b@1.7.2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    d_Y_2 = _threaded(np.divide, g10051, _53, out=g10051)       # (…, H, T, D/H)
+    g10054 = np.swapaxes(d_A, -1, -2)                           # (…, H, T, T)
+    # RoPE 2 return Y = X ⊙ C + R ⊙ S ▷ Y ∈ ℝ^{T×D}
+    _33 = _threaded(np.multiply, _28, _19, out=_buf(workspace, 'LLaMABlock:b@1.7.3', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    _34 = _threaded(np.multiply, R_3, _21, out=_buf(workspace, 'LLaMABlock:b@1.7.4', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    Y_2 = _threaded(np.add, _33, _34, out=_33)                  # (…, H, T, D/H)
+    # LLaMAAttention 12 A_h ← Q_h K_h^⊤ / √(D / H) ▷ A_h ∈ ℝ^{T×T}
+    g10055 = np.matmul(g10054, Y_2, out=_buf(workspace, 'LLaMABlock:b@1.7.4', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    d_K_2 = _threaded(np.divide, g10055, _53, out=g10055)       # (…, H, T, D/H)
     # LLaMAAttention 11 V_h ← V[:, ⌊h · H_kv / H⌋ · D / H : (⌊h · H_kv / H⌋ + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; and value
-    g10056 = _put_along(d_V_2, _47, shape_48, -2)               # (…, 1, T, H_kv, D/H)
-    g10057 = np.squeeze(g10056, -4)                             # (…, T, H_kv, D/H)
-    d_V = g10057.reshape(V_shape)                               # (…, T, D·H_kv/H)
+    g10057 = _put_along(d_V_2, _40, shape_48, -2)               # (…, 1, T, H_kv, D/H)
+    g10058 = np.squeeze(g10057, -4)                             # (…, T, H_kv, D/H)
+    d_V = g10058.reshape(V_shape)                               # (…, T, D·H_kv/H)
     # LLaMAAttention 10 K_h ← R[:, ⌊h · H_kv / H⌋ · D / H : (⌊h · H_kv / H⌋ + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; its group's key
-    g10059 = _put_along(d_K_2, _40, shape_41, -2)               # (…, 1, T, H_kv, D/H)
-    g10060 = np.squeeze(g10059, -4)                             # (…, T, H_kv, D/H)
-    d_R_2 = g10060.reshape(R_2_shape)                           # (…, T, D·H_kv/H)
+    g10060 = _put_along(d_K_2, _40, shape_41, -2)               # (…, 1, T, H_kv, D/H)
+    g10061 = np.squeeze(g10060, -4)                             # (…, T, H_kv, D/H)
+    d_R_2 = g10061.reshape(R_2_shape)                           # (…, T, D·H_kv/H)
     # RoPE 2 return Y = X ⊙ C + R ⊙ S ▷ Y ∈ ℝ^{T×D}
-    d_R_3 = np.multiply(d_Y_2, _21, out=_buf(workspace, 'LLaMABlock:bd_R_3', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    g10063 = np.multiply(d_Y_2, R_3, out=_buf(workspace, 'LLaMABlock:bg10063', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    g10064 = _sum_to(g10063, None, (-3,))                       # (…, 1, T, D/H)
-    g10065 = np.multiply(d_Y_2, _19, out=_buf(workspace, 'LLaMABlock:bg10065', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    g10066 = np.multiply(d_Y_2, _28, out=d_Y_2)                 # (…, H, T, D/H)
-    g10067 = _sum_to(g10066, None, (-3,))                       # (…, 1, T, D/H)
+    d_R_3 = _threaded(np.multiply, d_Y_2, _21, out=_buf(workspace, 'LLaMABlock:b@1.7.4', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10064 = _threaded(np.multiply, d_Y_2, R_3, out=_buf(workspace, 'LLaMABlock:b@1.7.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10065 = _sum_to(g10064, None, (-3,))                       # (…, 1, T, D/H)
+    g10066 = _threaded(np.multiply, d_Y_2, _19, out=_buf(workspace, 'LLaMABlock:b@1.7.3', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10067 = _threaded(np.multiply, d_Y_2, _28, out=d_Y_2)      # (…, H, T, D/H)
+    g10068 = _sum_to(g10067, None, (-3,))                       # (…, 1, T, D/H)
     # RoPE 1 R ← [−X[:, D / 2 : D], X[:, 0 : D / 2]] ▷ R ∈ ℝ^{T×D}
-    g10068 = _concat_part(d_R_3, -1, 0, (shape_30, shape_31,))  # (…, H, T, 1/2·D/H)
-    g10069 = _concat_part(d_R_3, -1, 1, (shape_30, shape_31,))  # (…, H, T, 1/2·D/H)
-    g10070 = _unslice(g10069, shape_28, -1, 0, D // (2*H), _buf(workspace, 'LLaMABlock:bg10070', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    g10071 = np.add(g10065, g10070, out=g10065)                 # (…, H, T, D/H)
-    g10072 = np.negative(g10068, out=_buf(workspace, 'LLaMABlock:bg10072', batch + (H, T, D // (2*H)), dtype)) # (…, H, T, 1/2·D/H)
-    g10073 = _unslice(g10072, shape_28, -1, D // (2*H), D // H, _buf(workspace, 'LLaMABlock:bg10073', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    g10074 = np.add(g10071, g10073, out=g10071)                 # (…, H, T, D/H)
+    g10069 = _concat_part(d_R_3, -1, 0, (shape_30, shape_31,))  # (…, H, T, 1/2·D/H)
+    g10070 = _concat_part(d_R_3, -1, 1, (shape_30, shape_31,))  # (…, H, T, 1/2·D/H)
+    g10071 = _unslice(g10070, shape_28, -1, 0, D // (2*H), _buf(workspace, 'LLaMABlock:b@1.7.5', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10072 = _threaded(np.add, g10066, g10071, out=g10066)      # (…, H, T, D/H)
+    g10073 = _threaded(np.negative, g10069, out=_buf(workspace, 'LLaMABlock:b@1.10.1', batch + (H, T, D // (2*H)), dtype)) # (…, H, T, 1/2·D/H)
+    g10074 = _unslice(g10073, shape_28, -1, D // (2*H), D // H, _buf(workspace, 'LLaMABlock:b@1.7.4', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10075 = _threaded(np.add, g10072, g10074, out=g10072)      # (…, H, T, D/H)
     # LLaMAAttention 9 Q_h ← RoPE(Q[:, h · D / H : (h + 1) · D / H], C, S) ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
-    g10075 = _permute(g10074, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10076 = g10075.reshape(shape_26)                           # (…, T, D)
-    d_Q = _unslice(g10076, Q_shape, -1, 0, D, _buf(workspace, 'LLaMABlock:bd_Q', batch + (T, D), dtype)) # (…, T, D)
+    g10076 = _permute(g10075, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10077 = g10076.reshape(shape_26)                           # (…, T, D)
+    d_Q = _unslice(g10077, Q_shape, -1, 0, D, _buf(workspace, 'LLaMABlock:b@1.3.2', batch + (T, D), dtype)) # (…, T, D)
     # LLaMAAttention 7 R ← [R_0, R_1, …, R_{H_kv−1}] ▷ R ∈ ℝ^{T×D·H_kv/H}
-    g10078 = d_R_2.reshape(shape_24)                            # (…, T, H_kv, D/H)
-    d_Y = _permute(g10078, (-2, -3, -1))                        # (…, H_kv, T, D/H)
+    g10079 = d_R_2.reshape(shape_24)                            # (…, T, H_kv, D/H)
+    d_Y = _permute(g10079, (-2, -3, -1))                        # (…, H_kv, T, D/H)
     # RoPE 2 return Y = X ⊙ C + R ⊙ S ▷ Y ∈ ℝ^{T×D}
-    d_R = np.multiply(d_Y, _21, out=_buf(workspace, 'LLaMABlock:bd_R', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
-    g10081 = np.multiply(d_Y, R, out=_buf(workspace, 'LLaMABlock:bg10081', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
-    g10082 = _sum_to(g10081, None, (-3,))                       # (…, 1, T, D/H)
-    g10083 = np.add(g10064, g10082, out=_buf(workspace, 'LLaMABlock:bg10083', batch + (1, T, D // H), dtype)) # (…, 1, T, D/H)
-    d_S = np.squeeze(g10083, -3)                                # (…, T, D/H)
-    g10085 = np.multiply(d_Y, _19, out=_buf(workspace, 'LLaMABlock:bg10085', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
-    g10086 = np.multiply(d_Y, _14, out=_buf(workspace, 'LLaMABlock:bg10086', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
-    g10087 = _sum_to(g10086, None, (-3,))                       # (…, 1, T, D/H)
-    g10088 = np.add(g10067, g10087, out=_buf(workspace, 'LLaMABlock:bg10088', batch + (1, T, D // H), dtype)) # (…, 1, T, D/H)
-    d_C = np.squeeze(g10088, -3)                                # (…, T, D/H)
+    d_R = _threaded(np.multiply, d_Y, _21, out=_buf(workspace, 'LLaMABlock:b@1.11.1', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
+    g10082 = _threaded(np.multiply, d_Y, R, out=_buf(workspace, 'LLaMABlock:b@1.11.2', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
+    g10083 = _sum_to(g10082, None, (-3,))                       # (…, 1, T, D/H)
+    g10084 = _threaded(np.add, g10065, g10083, out=_buf(workspace, 'LLaMABlock:b@1.12.1', batch + (1, T, D // H), dtype)) # (…, 1, T, D/H)
+    d_S = np.squeeze(g10084, -3)                                # (…, T, D/H)
+    g10086 = _threaded(np.multiply, d_Y, _19, out=_buf(workspace, 'LLaMABlock:b@1.11.2', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
+    g10087 = _threaded(np.multiply, d_Y, _14, out=_buf(workspace, 'LLaMABlock:b@1.11.3', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
+    g10088 = _sum_to(g10087, None, (-3,))                       # (…, 1, T, D/H)
+    g10089 = _threaded(np.add, g10068, g10088, out=_buf(workspace, 'LLaMABlock:b@1.12.2', batch + (1, T, D // H), dtype)) # (…, 1, T, D/H)
+    d_C = np.squeeze(g10089, -3)                                # (…, T, D/H)
     # RoPE 1 R ← [−X[:, D / 2 : D], X[:, 0 : D / 2]] ▷ R ∈ ℝ^{T×D}
-    g10090 = _concat_part(d_R, -1, 0, (shape_16, shape_17,))    # (…, H_kv, T, 1/2·D/H)
-    g10091 = _concat_part(d_R, -1, 1, (shape_16, shape_17,))    # (…, H_kv, T, 1/2·D/H)
-    g10092 = _unslice(g10091, shape_14, -1, 0, D // (2*H), _buf(workspace, 'LLaMABlock:bg10092', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
-    g10093 = np.add(g10085, g10092, out=g10085)                 # (…, H_kv, T, D/H)
-    g10094 = np.negative(g10090, out=_buf(workspace, 'LLaMABlock:bg10094', batch + (H_kv, T, D // (2*H)), dtype)) # (…, H_kv, T, 1/2·D/H)
-    g10095 = _unslice(g10094, shape_14, -1, D // (2*H), D // H, _buf(workspace, 'LLaMABlock:bg10095', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
-    g10096 = np.add(g10093, g10095, out=g10093)                 # (…, H_kv, T, D/H)
+    g10091 = _concat_part(d_R, -1, 0, (shape_16, shape_17,))    # (…, H_kv, T, 1/2·D/H)
+    g10092 = _concat_part(d_R, -1, 1, (shape_16, shape_17,))    # (…, H_kv, T, 1/2·D/H)
+    g10093 = _unslice(g10092, shape_14, -1, 0, D // (2*H), _buf(workspace, 'LLaMABlock:b@1.11.3', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
+    g10094 = _threaded(np.add, g10086, g10093, out=g10086)      # (…, H_kv, T, D/H)
+    g10095 = _threaded(np.negative, g10091, out=_buf(workspace, 'LLaMABlock:b@1.13.1', batch + (H_kv, T, D // (2*H)), dtype)) # (…, H_kv, T, 1/2·D/H)
+    g10096 = _unslice(g10095, shape_14, -1, D // (2*H), D // H, _buf(workspace, 'LLaMABlock:b@1.11.1', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
+    g10097 = _threaded(np.add, g10094, g10096, out=g10094)      # (…, H_kv, T, D/H)
     # LLaMAAttention 5 R_g ← RoPE(K[:, g · D / H : (g + 1) · D / H], C, S) ▷ R_g ∈ ℝ^{T×D/H}; key head g, rotated once
-    g10097 = _permute(g10096, (-2, -3, -1))                     # (…, T, H_kv, D/H)
-    g10098 = g10097.reshape(shape_12)                           # (…, T, D·H_kv/H)
-    d_K = _unslice(g10098, K_shape, -1, 0, D*H_kv // H, _buf(workspace, 'LLaMABlock:bd_K', batch + (T, D*H_kv // H), dtype)) # (…, T, D·H_kv/H)
-    # LLaMAAttention 3 V ← X W_v ▷ V ∈ ℝ^{T×D·H_kv/H}
-    d_W_v = _wgrad(e_hat, d_V, _buf(workspace, 'LLaMABlock:bd_W_v', (D, D*H_kv // H), dtype)) # (D, D·H_kv/H)
-    g10101 = np.swapaxes(W_v, -1, -2)                           # (D·H_kv/H, D)
-    d_e_hat_3 = np.matmul(d_V, g10101, out=_buf(workspace, 'LLaMABlock:bd_e_hat_3', batch + (T, D), dtype)) # (…, T, D)
-    # LLaMAAttention 2 K ← X W_k ▷ K ∈ ℝ^{T×D·H_kv/H}
-    d_W_k = _wgrad(e_hat, d_K, _buf(workspace, 'LLaMABlock:bd_W_k', (D, D*H_kv // H), dtype)) # (D, D·H_kv/H)
-    g10104 = np.swapaxes(W_k, -1, -2)                           # (D·H_kv/H, D)
-    g10105 = np.matmul(d_K, g10104, out=_buf(workspace, 'LLaMABlock:bg10105', batch + (T, D), dtype)) # (…, T, D)
-    d_e_hat_4 = np.add(d_e_hat_3, g10105, out=d_e_hat_3)        # (…, T, D)
-    # LLaMAAttention 1 Q ← X W_q ▷ Q ∈ ℝ^{T×D}
-    d_W_q = _wgrad(e_hat, d_Q, _buf(workspace, 'LLaMABlock:bd_W_q', (D, D), dtype)) # (D, D)
-    g10108 = np.swapaxes(W_q, -1, -2)                           # (D, D)
-    g10109 = np.matmul(d_Q, g10108, out=_buf(workspace, 'LLaMABlock:bg10109', batch + (T, D), dtype)) # (…, T, D)
-    d_e_hat_5 = np.add(d_e_hat_4, g10109, out=d_e_hat_4)        # (…, T, D)
+    g10098 = _permute(g10097, (-2, -3, -1))                     # (…, T, H_kv, D/H)
+    g10099 = g10098.reshape(shape_12)                           # (…, T, D·H_kv/H)
+    d_K = _unslice(g10099, K_shape, -1, 0, D*H_kv // H, _buf(workspace, 'LLaMABlock:b@1.14.1', batch + (T, D*H_kv // H), dtype)) # (…, T, D·H_kv/H)
     # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
-    g10111 = np.multiply(d_e_hat_5, g_1, out=_buf(workspace, 'LLaMABlock:bg10111', batch + (T, D), dtype)) # (…, T, D)
-    g10112 = np.multiply(d_e_hat_5, _7, out=d_e_hat_5)          # (…, T, D)
-    d_g_1 = _sum_to(g10112, 1, ())                              # (D,)
-    g10114 = np.divide(g10111, _6, out=_buf(workspace, 'LLaMABlock:bg10114', batch + (T, D), dtype)) # (…, T, D)
-    g10115 = np.multiply(g10111, _7, out=g10111)                # (…, T, D)
-    g10116 = np.divide(g10115, _6, out=g10115)                  # (…, T, D)
-    g10117 = np.negative(g10116, out=g10116)                    # (…, T, D)
-    d_e = np.add(d_e_2_2, g10114, out=d_e_2_2)                  # (…, T, D)
-    g10119 = _sum_to(g10117, None, (-1,))                       # (…, T, 1)
-    d_r = np.squeeze(g10119, -1)                                # (…, T)
+    e_hat = _threaded(np.multiply, _7, g_1, out=_buf(workspace, 'LLaMABlock:b@1.3.1', batch + (T, D), dtype)) # (…, T, D)
+    # LLaMAAttention 3 V ← X W_v ▷ V ∈ ℝ^{T×D·H_kv/H}
+    d_W_v = _wgrad(e_hat, d_V, _buf(workspace, 'LLaMABlock:b@1.15.1', (D, D*H_kv // H), dtype)) # (D, D·H_kv/H)
+    g10102 = np.swapaxes(W_v, -1, -2)                           # (D·H_kv/H, D)
+    d_e_hat_3 = np.matmul(d_V, g10102, out=_buf(workspace, 'LLaMABlock:b@1.3.5', batch + (T, D), dtype)) # (…, T, D)
+    # LLaMAAttention 2 K ← X W_k ▷ K ∈ ℝ^{T×D·H_kv/H}
+    d_W_k = _wgrad(e_hat, d_K, _buf(workspace, 'LLaMABlock:b@1.15.2', (D, D*H_kv // H), dtype)) # (D, D·H_kv/H)
+    g10105 = np.swapaxes(W_k, -1, -2)                           # (D·H_kv/H, D)
+    g10106 = np.matmul(d_K, g10105, out=_buf(workspace, 'LLaMABlock:b@1.3.6', batch + (T, D), dtype)) # (…, T, D)
+    d_e_hat_4 = _threaded(np.add, d_e_hat_3, g10106, out=d_e_hat_3) # (…, T, D)
+    # LLaMAAttention 1 Q ← X W_q ▷ Q ∈ ℝ^{T×D}
+    d_W_q = _wgrad(e_hat, d_Q, _buf(workspace, 'LLaMABlock:b@1.6.2', (D, D), dtype)) # (D, D)
+    g10109 = np.swapaxes(W_q, -1, -2)                           # (D, D)
+    g10110 = np.matmul(d_Q, g10109, out=_buf(workspace, 'LLaMABlock:b@1.3.1', batch + (T, D), dtype)) # (…, T, D)
+    d_e_hat_5 = _threaded(np.add, d_e_hat_4, g10110, out=d_e_hat_4) # (…, T, D)
+    # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
+    g10112 = _threaded(np.multiply, d_e_hat_5, g_1, out=_buf(workspace, 'LLaMABlock:b@1.3.1', batch + (T, D), dtype)) # (…, T, D)
+    g10113 = _threaded(np.multiply, d_e_hat_5, _7, out=d_e_hat_5) # (…, T, D)
+    d_g_1 = _sum_to(g10113, 1, ())                              # (D,)
+    _6 = np.expand_dims(r, -1)                                  # (…, T, 1)
+    g10115 = _threaded(np.divide, g10112, _6, out=_buf(workspace, 'LLaMABlock:b@1.3.2', batch + (T, D), dtype)) # (…, T, D)
+    g10116 = _threaded(np.multiply, g10112, _7, out=g10112)     # (…, T, D)
+    g10117 = _threaded(np.divide, g10116, _6, out=g10116)       # (…, T, D)
+    g10118 = _threaded(np.negative, g10117, out=g10117)         # (…, T, D)
+    d_e = _threaded(np.add, d_e_2_2, g10115, out=d_e_2_2)       # (…, T, D)
+    g10120 = _sum_to(g10118, None, (-1,))                       # (…, T, 1)
+    d_r = np.squeeze(g10120, -1)                                # (…, T)
     # RMSNorm 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
-    g10121 = np.multiply(r, 2.0, out=_buf(workspace, 'LLaMABlock:bg10121', batch + (T,), dtype)) # (…, T)
-    g10122 = np.divide(d_r, g10121, out=_buf(workspace, 'LLaMABlock:bg10122', batch + (T,), dtype)) # (…, T)
-    g10123 = np.divide(g10122, D, out=g10122)                   # (…, T)
-    g10127 = np.broadcast_to(np.expand_dims(g10123, -1), shape_1) # (…, T, D)
-    g10128 = np.multiply(e, 2.0, out=_buf(workspace, 'LLaMABlock:bg10128', batch + (T, D), dtype)) # (…, T, D)
-    g10129 = np.multiply(g10127, g10128, out=g10128)            # (…, T, D)
-    d_e_3 = np.add(d_e, g10129, out=d_e)                        # (…, T, D)
+    g10122 = np.multiply(r, 2.0, out=_buf(workspace, 'LLaMABlock:b@1.5.2', batch + (T,), dtype)) # (…, T)
+    g10123 = _threaded(np.divide, d_r, g10122, out=_buf(workspace, 'LLaMABlock:b@1.5.1', batch + (T,), dtype)) # (…, T)
+    g10124 = _threaded(np.divide, g10123, D, out=g10123)        # (…, T)
+    g10128 = np.broadcast_to(np.expand_dims(g10124, -1), shape_1) # (…, T, D)
+    g10129 = np.multiply(e, 2.0, out=_buf(workspace, 'LLaMABlock:b@1.3.1', batch + (T, D), dtype)) # (…, T, D)
+    g10130 = _threaded(np.multiply, g10128, g10129, out=g10129) # (…, T, D)
+    d_e_3 = _threaded(np.add, d_e, g10130, out=d_e)             # (…, T, D)
     grads = Params(g_1=d_g_1, W_q=d_W_q, W_o=d_W_o, W_k=d_W_k, W_v=d_W_v, g_2=d_g_2, W_1=d_W_1, W_3=d_W_3, W_2=d_W_2)
     return grads, {"e": d_e_3, "C": d_C, "S": d_S}
 
@@ -540,15 +539,78 @@ def _buf(workspace, key, shape, dtype):
     return buf
 
 
+# The closed-form helpers below make several passes over big arrays; they run on as many threads as
+# BLAS does, each on a block of rows (NumPy's ufuncs release the GIL). CARDGEN_THREADS sets how many
+# (default: the usable cores). Rows are independent, so the numbers are those of one thread.
+_PARALLEL_MIN = 1 << 18  # elements (1 MiB of float32) below which one thread beats handing out blocks
+_POOL = {}
+
+
+def _threads():
+    n = os.environ.get("CARDGEN_THREADS", "")
+    if n.isdigit() and int(n) > 0:
+        return int(n)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _rows(f, out, axis, *args):
+    """f(out, axis, *args) block by block along an axis of out that f does not reduce over, one block
+    per thread; the arrays among args that have that axis are cut alike, the others (broadcast)
+    passed whole."""
+    n = _threads() if out.size >= _PARALLEL_MIN else 1
+    reduced = None if axis is None else axis % out.ndim
+    cut = next((a for a in range(out.ndim) if out.shape[a] >= n and a != reduced), None)
+    if n < 2 or cut is None:
+        f(out, axis, *args)
+        return out
+    key = os.getpid(), n  # a forked child has none of its parent's threads: it starts its own pool
+    if key not in _POOL:
+        _POOL.clear()
+        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n - 1, thread_name_prefix="cardgen")
+    bounds = [out.shape[cut] * i // n for i in range(n + 1)]
+
+    def part(a, lo, hi):
+        k = cut - (out.ndim - np.ndim(a))  # the same axis, counted in a (broadcasting aligns the ends)
+        if k < 0 or np.shape(a)[k] != out.shape[cut]:
+            return a
+        return a[(slice(None),) * k + (slice(lo, hi),)]
+
+    def block(i):
+        lo, hi = bounds[i], bounds[i + 1]
+        f(part(out, lo, hi), axis, *(part(a, lo, hi) for a in args))
+    others = [_POOL[key].submit(block, i) for i in range(1, n)]
+    block(0)  # this thread takes a block too: one hand-over fewer
+    for done in others:
+        done.result()
+    return out
+
+
+def _threaded(ufunc, *args, out):
+    """ufunc(*args, out=out), on every thread for a big array (NumPy's own ufuncs use one)."""
+    return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
+
+
+def _power(x, n, out):
+    """x**n for a small whole n, as products written into out, on every thread for a big array."""
+    _threaded(np.multiply, x, x, out=out)
+    for _ in range(n - 2):
+        _threaded(np.multiply, out, x, out=out)
+    return out
+
+
 def _softmax(x, axis, out=None):
     """Stable softmax; a row that is all −∞ (fully masked) gives zeros, not NaN."""
+    return _rows(_softmax_rows, np.empty_like(x) if out is None else out, axis, x)
+
+
+def _softmax_rows(out, axis, x):
     m = np.max(x, axis=axis, keepdims=True)
     m[~np.isfinite(m)] = 0
     z = np.subtract(x, m, out=out)
     np.exp(z, out=z)
     s = np.sum(z, axis=axis, keepdims=True)
     s[s == 0] = 1
-    return np.divide(z, s, out=z)
+    np.divide(z, s, out=z)
 
 
 def _log_softmax(x, axis, out=None):
@@ -585,37 +647,82 @@ _ERF_LARGE = (
 _ERF_MID, _ERF_HALF = 0.4758771929824561, 0.22587719298245615
 
 
-def _horner(coefficients, v):
-    p = coefficients[-1] * v
+def _horner(coefficients, v, out):
+    """Σ c_k v^k into out (not v), in place: one array for the whole evaluation."""
+    np.multiply(v, coefficients[-1], out=out)
     for c in coefficients[-2:0:-1]:
-        p += c
-        p *= v
-    p += coefficients[0]
-    return p
+        out += c
+        out *= v
+    out += coefficients[0]
+    return out
 
 
-def _erf(x):
-    s = np.clip(x, -_ERF_SPLIT, _ERF_SPLIT)
-    small = _horner(_ERF_SMALL, np.square(s))
-    small *= s
-    small += s
-    a = np.abs(x)
-    b = np.clip(a, _ERF_SPLIT, 6.0)
-    v = np.add(b, 2.0)
-    np.divide(2.0, v, out=v)
-    v -= _ERF_MID
-    v /= _ERF_HALF
-    large = _horner(_ERF_LARGE, v)
+def _scratch(workspace, shape, dtype, n):
+    """n work arrays for a helper, kept in the workspace (shared by every helper: each uses them
+    only while it runs); fresh ones without a workspace."""
+    return [_buf(workspace, ("_scratch", i), shape, dtype) for i in range(n)]
+
+
+def _erf(x, out=None, workspace=None):
+    """Both pieces on clamped copies of x, joined by exact 0/1 weights: a select (np.where) with a
+    data-dependent mask costs ~20 element-wise passes, an arithmetic join three.  Three work arrays."""
+    x = np.asarray(x)
+    dtype = np.result_type(x, np.float32)
+    out = np.empty(x.shape, dtype) if out is None else out
+    b, v, large = _scratch(workspace, x.shape, dtype, 3)
+    np.abs(x, out=b)
+    np.clip(b, _ERF_SPLIT, 6.0, out=b)
+    np.add(b, 2.0, out=v)
+    np.divide(2.0 / _ERF_HALF, v, out=v)
+    v -= _ERF_MID / _ERF_HALF
+    _horner(_ERF_LARGE, v, large)
     np.square(b, out=b)
     np.negative(b, out=b)
     large *= np.exp(b, out=b)
     np.subtract(1.0, large, out=large)
     np.copysign(large, x, out=large)
-    return np.where(a < _ERF_SPLIT, small, large)
+    np.clip(x, -_ERF_SPLIT, _ERF_SPLIT, out=b)  # the last read of x: out may be x itself
+    np.square(b, out=v)
+    small = _horner(_ERF_SMALL, v, out)
+    small *= b
+    small += b
+    np.abs(b, out=v)
+    np.less(v, _ERF_SPLIT, out=v)  # 1 where |x| < SPLIT (NaN: 0, and NaN·0 keeps it NaN)
+    small *= v
+    np.subtract(1.0, v, out=v)
+    large *= v
+    small += large  # one of the two terms is ±0: the sum is the other, exactly (−0 + −0 for x = −0)
+    return small
 
 
-def _gelu(x):
-    return 0.5 * x * (1.0 + _erf(x * 0.7071067811865476))
+# float32: Φ(x) = ½ + c·N(c²)/D(c²), c = x clamped to ±4√2 (Φ is 1 in float32 beyond), a rational fit
+# (scripts/erf_fit.py): 20 passes instead of erf's 60, within 2.2·10⁻⁷ of Φ (float32 spacing of 1: 6·10⁻⁸).
+_PHI32_CLAMP = 5.656854249492381
+_PHI32_N = (
+    0.39894226993523063, 0.035831378976121465, 0.004501072772993772, 0.000168013365171882,
+    3.1556806144701803e-06, -2.129746566811348e-08, 1.0636697546763609e-10,
+)
+_PHI32_D = (1.0, 0.25648193193441804, 0.029031524799142488, 0.001821659471016465, 6.0973191060033246e-05)
+
+
+def _gelu(x, out=None, workspace=None):
+    """x Φ(x), Φ(x) = (1 + erf(x/√2)) / 2; out must not be x."""
+    if np.result_type(x) == np.float32:
+        out = np.empty(np.shape(x), np.float32) if out is None else out
+        c, t, den = _scratch(workspace, np.shape(x), np.float32, 3)
+        np.clip(x, -_PHI32_CLAMP, _PHI32_CLAMP, out=c)
+        np.square(c, out=t)
+        _horner(_PHI32_N, t, out)
+        out *= c
+        out /= _horner(_PHI32_D, t, den)
+        out += 0.5
+        out *= x
+        return out
+    out = _erf(np.multiply(x, 0.7071067811865476, out=out), out, workspace)
+    out += 1.0
+    out *= x
+    out *= 0.5
+    return out
 
 
 def _concat(parts, axis):
@@ -659,10 +766,25 @@ def _silu_grad(x):
     return s * (1.0 + x * (1.0 - s))
 
 
-def _gelu_grad(x):
-    cdf = 0.5 * (1.0 + _erf(x * 0.7071067811865476))
-    pdf = np.exp(-0.5 * x * x) * 0.3989422804014327
-    return cdf + x * pdf
+def _gelu_grad(g, x, y, out=None, workspace=None):
+    """g · GELU'(x) = g · (Φ(x) + x φ(x)), with Φ(x) = y / x from the forward's y = x Φ(x): no
+    second erf.  Where |x| < 1e-30 (0, or tiny enough that x Φ(x) loses digits) Φ is ½."""
+    out = np.empty(np.broadcast_shapes(np.shape(g), np.shape(x)), np.result_type(g, x)) if out is None else out
+    t, tiny = _scratch(workspace, np.shape(x), np.result_type(x), 2)
+    np.abs(x, out=tiny)
+    np.less(tiny, 1e-30, out=tiny)  # 1 where x is (nearly) 0
+    np.square(x, out=t)
+    np.multiply(t, -0.5, out=out)
+    np.exp(out, out=out)
+    out *= t
+    out *= 0.3989422804014327  # x² φ(x)
+    out += y
+    np.add(x, tiny, out=t)  # x, or 1 where x is 0: y / 1 = 0 there, and ½ is added
+    out /= t
+    tiny *= 0.5
+    out += tiny
+    out *= g
+    return out
 
 
 def _concat_part(g, axis, i, shapes):
@@ -689,21 +811,55 @@ def _wgrad(x, g, out=None):
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
+def _fresh(out, *arrays):
+    return np.empty(np.broadcast_shapes(*(np.shape(a) for a in arrays)), np.result_type(*arrays)) if out is None         else out
+
+
 def _layer_norm_grad(g, y, s, axis, out=None):
     """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
-    t = np.multiply(g, y, out=out)
+    return _rows(_layer_norm_grad_rows, _fresh(out, g, y), axis, g, y, s)
+
+
+def _layer_norm_grad_rows(t, axis, g, y, s):
+    np.multiply(g, y, out=t)
     gy = np.mean(t, axis=axis, keepdims=True)
-    t = np.multiply(y, gy, out=t)
-    t = np.subtract(g, t, out=t)
-    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
-    return np.divide(t, s, out=t)
+    np.multiply(y, gy, out=t)
+    np.subtract(g, t, out=t)
+    np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    np.divide(t, s, out=t)
+
+
+def _gelu_tanh_grad(g, x, t, a, c, k, out=None):
+    """d_x of y = a x (1 + t), t = tanh(c (x + k x³)), from g = d_y: g ⊙ a ((1 + t) + c x (1 + 3k x²)(1 − t²)),
+    in place in one array and one temporary (the chain rule through the steps takes a dozen)."""
+    return _rows(_gelu_tanh_grad_rows, _fresh(out, g, x, t), -1, g, x, t, a, c, k)
+
+
+def _gelu_tanh_grad_rows(r, axis, g, x, t, a, c, k):
+    np.multiply(x, x, out=r)
+    r *= 3.0 * k * c
+    r += c
+    r *= x
+    s = np.multiply(t, t)
+    np.subtract(1.0, s, out=s)
+    r *= s
+    r += t
+    r += 1.0
+    r *= g
+    if a != 1.0:
+        r *= a
 
 
 def _softmax_grad(g, y, axis, out=None):
-    t = np.multiply(g, y, out=out)
+    """d_x of y = softmax(x) from g = d_y: y ⊙ (g − Σ g ⊙ y)."""
+    return _rows(_softmax_grad_rows, _fresh(out, g, y), axis, g, y)
+
+
+def _softmax_grad_rows(t, axis, g, y):
+    np.multiply(g, y, out=t)
     s = np.sum(t, axis=axis, keepdims=True)
-    t = np.subtract(g, s, out=t)
-    return np.multiply(t, y, out=t)
+    np.subtract(g, s, out=t)
+    np.multiply(t, y, out=t)
 
 
 def _unslice(g, shape, axis, lo, hi, out=None):

@@ -18,7 +18,7 @@ from cardgen.lang.load import load
 from . import test_errors
 from .conftest import ROOT, load_generated
 from .differential import compare
-from .test_recurrence import ELMAN, ELMAN_COLUMNS, ELMAN_FAMILY, FAMILY_UPDATE, LSTM
+from .test_recurrence import ELMAN, ELMAN_FAMILY, FAMILY_UPDATE
 
 
 def rows_card(name: str, hypers: str, *steps: str) -> str:
@@ -65,10 +65,12 @@ UNSUPPORTED = {
         8, 5, "starts as the number 0"),
 }
 
-# Cards that compile and run (each compared against PyTorch in test_recurrence.py).
+# Cards that compile and run (each compared against PyTorch in test_recurrence.py, the corpus's
+# recurrences in test_oracle_rnn.py).
 SUPPORTED = {
-    "family-update": FAMILY_UPDATE, "elman": ELMAN, "elman-columns": ELMAN_COLUMNS,
-    "elman-family": ELMAN_FAMILY, "lstm": LSTM,
+    "family-update": FAMILY_UPDATE, "elman": ELMAN, "elman-family": ELMAN_FAMILY,
+    **{f"corpus-{name.lower()}": (ROOT / "cards" / f"{name}.card").read_text("utf-8")
+       for name in ("RNN", "LSTM", "GRU")},
     "join-of-two-arrays": rows_card("Join", "D", "1 C ← [X W, X]", "2 return Y = C[:, 0 : D] + C[:, D : 2·D]"),
     "elman-precomputed-inputs": rows_card("Pre", "D", "1 P ← X W", "2 h ← X[0]", "3 for t ∈ [T] do",
                                           "4   h ← tanh(P[t] + h W)", "5   Y[t] ← h", "6 end", "7 return Y"),

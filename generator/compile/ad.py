@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 
 from ..lang.errors import CardError
 from ..lang.shapes import Poly, poly_text
-from .core import Loop, Op, Program, Value, walk
+from . import custom
+from .core import Loop, Op, Program, Value, matmul_attr, walk
 from .naming import ascii_name, grad_name
+from .remat import rematerialize
 
 ONE = Poly.const(1)
-NO_GRAD_PRIMS = {"iota", "const", "le", "lt", "ge", "gt", "eq", "ne", "not", "floordiv", "mod"}
+NO_GRAD_PRIMS = {"iota", "const", "draw", "le", "lt", "ge", "gt", "eq", "ne", "not", "floordiv", "mod"}
 
 
 def swap(b, x):
@@ -36,14 +38,27 @@ def _broadcast_lead(a: tuple, b: tuple) -> tuple:
 
 
 def mm_vjp(b, op, g, x, y):
+    # A weight shared by every example gets its gradient summed over the batch inside one
+    # matrix product (wgrad), never as a matrix per example summed afterwards.
     mode = op.attr[0]
+    scaled = b.defs.get(g)
+    if mode == "mm" and scaled is not None and scaled.prim == "div" and b.lay(x).batched and b.lay(y).batched \
+            and b.is_scalar(scaled.args[1]) and TEMP_GRAD.fullmatch(g):
+        # Attention's d_S / √d: divide the two (T×d) products instead of the (T×T) gradient (when the
+        # card did not name the quotient: a gradient it names stays a step of its own)
+        g0, s = scaled.args
+        return tuple(b.div(d, s) for d in mm_vjp(b, op, g0, x, y))
     if mode == "mm":
         dy = b.wgrad(x, g, y) if b.is_weight(y, x) else b.matmul(swap(b, x), g, "mm")
-        return b.matmul(g, swap(b, y), "mm"), dy
-    if mode == "mv":
-        return b.outer(g, y), b.matmul(swap(b, x), g, "mv")
-    if mode == "vm":
-        return b.matmul(y, g, "mv"), b.outer(x, g)
+        # W X (the paper's columns): d_W = Σ g X^⊤, the rows of g^⊤ against the rows of X^⊤
+        dx = b.wgrad(swap(b, g), swap(b, y), x) if b.is_weight(x, y) and b.lay(g).batched \
+            else b.matmul(g, swap(b, y), "mm")
+        return dx, dy
+    if mode == "mv":  # W x: d_W = Σ g x^⊤
+        dx = b.wgrad(g, y, x) if b.rows_weight(x, y, g) else b.outer(g, y)
+        return dx, b.matmul(g, x, "vm") if b.single(x) else b.matmul(swap(b, x), g, "mv")
+    if mode == "vm":  # x W: d_W = Σ x g^⊤
+        return b.matmul(y, g, "mv"), b.wgrad(x, g, y) if b.rows_weight(y, x, g) else b.outer(x, g)
     return b.mul(g, y, expand=True), b.mul(g, x, expand=True)
 
 
@@ -63,7 +78,7 @@ VJP = {
     "relu": lambda b, op, g, x: (b.mul(g, b.positive(x)),),
     "sigmoid": lambda b, op, g, x: (b.mul(g, b.mul(op.out, b.one_minus(op.out))),),
     "silu": lambda b, op, g, x: (b.mul(g, b.unary("silu_grad", x)),),
-    "gelu": lambda b, op, g, x: (b.mul(g, b.unary("gelu_grad", x)),),
+    "gelu": lambda b, op, g, x: (b.new("gelu_grad", (g, x, op.out), like=g),),  # Φ(x) = y / x: no second erf
     "sin": lambda b, op, g, x: (b.mul(g, b.unary("cos", x)),),
     "cos": lambda b, op, g, x: (b.neg(b.mul(g, b.unary("sin", x))),),
     "softmax": lambda b, op, g, x: (b.fused("softmax_grad", g, op.out, op.attr),),
@@ -77,7 +92,7 @@ VJP = {
     "take": lambda b, op, g, t, j: (b.scatter(g, j, t, op.attr[0]), None),
     "take_along": lambda b, op, g, x, j: (b.put_along(g, j, x, op.attr), None),
     "pick": lambda b, op, g, x: (b.unpick(g, x, op.attr),),
-    "where": lambda b, op, g, c, x, y: (None, b.select(c, g, True), b.select(c, g, False)),
+    "where": lambda b, op, g, c, x, y: where_vjp(b, op, g, c, x, y),
     "copy": lambda b, op, g, x: (g,),
     "batch": lambda b, op, g, x: (g,),  # the driver sums the batch axes away
     "index": lambda b, op, g, x: (None,),  # a layer's slice: the loop gathers it into d_W[l]
@@ -86,6 +101,7 @@ VJP = {
     "minimum": lambda b, op, g, x, y: (b.mul(g, b.cmp("le", x, y)), b.mul(g, b.cmp("gt", x, y))),
     "abs": lambda b, op, g, x: (b.mul(g, b.unary("sign", x)),),
     "erf": lambda b, op, g, x: (b.mul(g, b.unary("erf_grad", x)),),
+    "round": lambda b, op, g, x: (None,),  # a step function: zero wherever it has a derivative
     # max and min: the gradient goes to the extreme entries, shared equally among ties
     "max": lambda b, op, g, x: (b.new("extreme_grad", (g, x, op.out), op.attr, like=x),),
     "min": lambda b, op, g, x: (b.new("extreme_grad", (g, x, op.out), op.attr, like=x),),
@@ -95,6 +111,31 @@ VJP = {
     "powv": lambda b, op, g, x, p: (b.mul(g, b.broadcast("powv_da", x, p)),
                                     b.mul(g, b.broadcast("powv_dp", op.out, x))),
 }
+
+
+def where_vjp(b, op, g, c, x, y):
+    """``where(c, x, y)``: g to x where c holds, to y elsewhere; where one side is −∞ before a
+    softmax (an attention mask), g is already zero there (the softmax gave 0): no pass to zero it."""
+    if number(x) == float("-inf") and zero_at_mask(b, g, op.out):
+        return None, None, g
+    if number(y) == float("-inf") and zero_at_mask(b, g, op.out):
+        return None, g, None
+    return None, b.select(c, g, True), b.select(c, g, False)
+
+
+def zero_at_mask(b, g, masked) -> bool:
+    """Whether ``g`` is (a scalar's multiple of) the softmax gradient ``y ⊙ (…)`` of ``y =
+    softmax(masked / s …)``, s > 0: zero wherever ``masked`` is −∞, since y is zero there."""
+    src = b.defs.get(g)
+    while src is not None and src.prim == "div" and b.is_scalar(src.args[1]):
+        src = b.defs.get(src.args[0])
+    soft = b.defs.get(src.args[1]) if src is not None and src.prim == "softmax_grad" else None
+    if soft is None or soft.prim != "softmax":
+        return False
+    a = soft.args[0]
+    while a != masked and a in b.defs and b.defs[a].prim == "div" and b.is_positive(b.defs[a].args[1]):
+        a = b.defs[a].args[0]
+    return a == masked
 
 
 class NoDerivativeError(CardError):
@@ -133,13 +174,16 @@ class Backward:
 class Builder:
     """Makes backward ops; every new value's layout follows its model."""
 
-    def __init__(self, layout: dict[str, Value], names):
+    def __init__(self, layout: dict[str, Value], names, defs: dict[str, Op] | None = None):
         self.layout = layout
         self.names = names
+        self.defs = dict(defs or {})  # the op that made each value, forward and backward
         self.block: list = []
         self.step = None
         self.shape_of: dict[str, str] = {}
         self.renamed: dict[str, str] = {}  # numbered gradient -> the card's name for it (name_after)
+        self.rules: dict[int, object] = {}  # a custom rule's region, by its last forward item (custom.py)
+        self.replaced: set[str] = set()  # the forward ops custom rules stand for: not differentiated
 
     def lay(self, x) -> Value:
         """A value's layout; names the forward never defined are scalars (D, ε, 2.0)."""
@@ -152,6 +196,7 @@ class Builder:
         batched = ref.batched if batched is None else batched
         self.layout[out] = Value(out, shape, batched, kind)
         self.block.append(Op(out, prim, tuple(args), attr, shape, batched, kind, self.step))
+        self.defs[out] = self.block[-1]
         return out
 
     # element-wise (the result has g's layout, the larger one)
@@ -205,10 +250,22 @@ class Builder:
     def transpose(self, a, perm=None):
         v = self.lay(a)
         n = len(v.shape)
-        if perm is None:
-            perm = tuple(range(-n, -2)) + (-1, -2)
+        swap_last = tuple(range(-n, -2)) + (-1, -2)
+        perm = swap_last if perm is None else tuple(perm)
+        # Transposes fold away rather than cost a view (or a copy) each: (Aᵀ)ᵀ = A, (A B)ᵀ = Bᵀ Aᵀ,
+        # (Σ Xᵀ G)ᵀ = Σ Gᵀ X; what a matrix product then reads transposed, BLAS reads in place.
+        src = self.defs.get(a)
+        if src is not None and src.prim == "transpose" and inverse(src.attr[0]) == perm:
+            return src.args[0]
+        if src is not None and perm == swap_last and src.prim == "matmul" and src.attr[0] == "mm":
+            return self.matmul(self.transpose(src.args[1]), self.transpose(src.args[0]), "mm")
+        if src is not None and src.prim == "div" and self.is_scalar(src.args[1]) and TEMP_GRAD.fullmatch(a):
+            # (A / s)ᵀ = Aᵀ / s, for a quotient the card does not name
+            return self.div(self.transpose(src.args[0], perm), src.args[1])
+        if src is not None and perm == swap_last and src.prim == "wgrad":
+            return self.new("wgrad", src.args[::-1], shape=v.shape[:-2] + v.shape[:-3:-1], batched=v.batched)
         shape = tuple(v.shape[p + n] for p in perm)
-        return self.new("transpose", (a,), (tuple(perm),), like=a, shape=shape)
+        return self.new("transpose", (a,), (perm,), like=a, shape=shape)
 
     def matmul(self, a, b, mode):
         la, lb = self.lay(a), self.lay(b)
@@ -217,11 +274,29 @@ class Builder:
         lead_b = sb[: len(sb) - (1 if mode[1] == "v" else 2)]
         lead = _broadcast_lead(tuple(lead_a), tuple(lead_b))
         shape = tuple(lead) + ((sa[-2],) if mode[0] == "m" else ()) + ((sb[-1],) if mode[1] == "m" else ())
-        return self.new("matmul", (a, b), (mode,), shape=shape, batched=la.batched or lb.batched)
+        return self.new("matmul", (a, b), matmul_attr(mode, self.single(a), self.single(b)), shape=shape,
+                        batched=la.batched or lb.batched)
+
+    def single(self, w) -> bool:
+        """One matrix for every example: no batch axes, no axes but its own two."""
+        lw = self.lay(w)
+        return not lw.batched and len(lw.shape) == 2
+
+    def is_scalar(self, x) -> bool:
+        return not self.lay(x).shape and not self.lay(x).batched
+
+    def is_positive(self, x) -> bool:
+        """A scalar known to be positive: a positive literal or a square root (√d_attn)."""
+        src = self.defs.get(x)
+        return self.is_scalar(x) and ((number(x) or 0) > 0 or (src is not None and src.prim == "sqrt"))
 
     def is_weight(self, w, x) -> bool:
-        lw, lx = self.lay(w), self.lay(x)
-        return not lw.batched and len(lw.shape) == 2 and lx.batched
+        return self.single(w) and self.lay(x).batched
+
+    def rows_weight(self, w, v, g) -> bool:
+        """W in W v or v W, v batched: its gradient sums g ⊗ v over rows that line up one to one."""
+        lv, lg = self.lay(v), self.lay(g)
+        return self.is_weight(w, v) and lg.batched and lv.shape[:-1] == lg.shape[:-1]
 
     def wgrad(self, x, g, w):
         """x^⊤ g summed over every leading axis, as one matrix product."""
@@ -292,8 +367,13 @@ def differentiate(prog: Program, names, out_grads) -> Backward:
         layout[op.out] = Value(op.out, op.shape, op.batched, op.kind)
     register_loops(prog.body, layout)
     needs = needs_grad(prog)
-    name_composites(prog.body, Builder(layout, names), needs, {o.name for o in prog.outputs})
-    b = Builder(layout, names)
+    naming = Builder(layout, names)
+    rules = {id(region.last): region for region in getattr(prog, "rules", ())}
+    for region in rules.values():
+        naming.replaced |= region.forward
+    name_composites(prog.body, naming, needs, {o.name for o in prog.outputs})
+    b = Builder(layout, names, {op.out: op for op in walk(prog.body)})  # after renaming: by final names
+    b.rules, b.replaced = rules, naming.replaced
     grads: dict[str, str] = {}
     out_grads = [out_grads] if isinstance(out_grads, str) else list(out_grads)
     names.taken |= set(out_grads)  # the backward's arguments (d_P): no gradient may take their names
@@ -305,7 +385,7 @@ def differentiate(prog: Program, names, out_grads) -> Backward:
     param_grads = {p.name: grads.get(p.name) for p in prog.params}
     input_grads = {v.name: grads[v.name] for v in prog.inputs if v.kind == "real" and v.name in grads}
     roots = {g for g in list(param_grads.values()) + list(input_grads.values()) if g}
-    b.block = dce(b.block, roots)
+    b.block = rematerialize(dce(b.block, roots), prog.body, layout, BLoop)
     for item in b.block:  # what each layer must save, now that dead ops are gone
         if isinstance(item, BLoop):
             item.saved = reads(item.body, item.fwd_inner)
@@ -315,11 +395,7 @@ def differentiate(prog: Program, names, out_grads) -> Backward:
     forward_names |= {whole for x in prog.body if isinstance(x, Loop) for whole, *_ in x.stacks}
     forward_names |= {s for x, s in b.shape_of.items() if x in forward_names}
     in_loops = {n for names_ in loops_saved.values() for n in names_}
-    read = []
-    for op in walk_all(b.block):
-        for a in op.args:
-            if a in forward_names and a not in read and a not in in_loops:
-                read.append(a)
+    read = reads(b.block, forward_names - in_loops)
     shapes = [(s, x) for x, s in b.shape_of.items()]
     return Backward(b.block, read, loops_saved, shapes, param_grads, input_grads, out_grads, layout)
 
@@ -435,6 +511,7 @@ def name_after(grads, b: Builder, x: str, g: str) -> str:
         return g
     name = b.names.fresh(grad_name(x))
     recent[at].out = name
+    b.defs[name] = b.defs.pop(g, recent[at])
     for op in recent[at + 1:]:
         op.args = tuple(name if a == g else a for a in op.args)
     v = b.layout.pop(g)
@@ -505,12 +582,89 @@ def layer_norm_at(op: Op, defs: dict, uses, needs, b: Builder):
     return e, "layer_norm_grad", (op.out, s_exp), (axis,)
 
 
-COMPOSITES = [layer_norm_at]
+def number(name: str) -> float | None:
+    """The value of a literal constant operand (``0.5``, ``-np.inf``), or None for a named value."""
+    if name in ("np.inf", "-np.inf"):
+        return float(name.replace("np.", ""))
+    try:
+        return float(name)
+    except ValueError:
+        return None
+
+
+def gelu_tanh_at(op: Op, defs: dict, uses, needs, b: Builder):
+    """``y = a x ⊙ (1 + tanh(c (x + k x³)))`` (GPT-2's GELU: a = ½, c = √(2/π), k = 0.044715), any
+    literal a, c, k: ``d_x = d_y ⊙ a ((1 + t) + c x (1 + 3k x²)(1 − t²))`` with ``t`` the tanh, one
+    fused pass over what the chain rule takes a dozen for, reading only ``x`` and ``t``."""
+    def d(name, *prims):
+        o = defs.get(name)
+        return o if o is not None and o.prim in prims else None
+
+    def scaled(name):
+        """``s ⊙ v`` with s a literal: (s, v), or None."""
+        o = d(name, "mul")
+        if o is None:
+            return None
+        for s, v in (o.args, o.args[::-1]):
+            if number(s) is not None and number(v) is None:
+                return number(s), v
+        return None
+
+    def one_plus(name):
+        o = d(name, "add")
+        if o is None:
+            return None
+        return next((v for s, v in (o.args, o.args[::-1]) if number(s) == 1.0 and number(v) is None), None)
+
+    def cube_of(name):
+        o = d(name, "pow", "mul")
+        if o is not None and o.prim == "pow" and o.attr[0] == 3:
+            return o.args[0], [o.out]
+        if o is not None and o.prim == "mul":
+            for sq, x in (o.args, o.args[::-1]):
+                inner = d(sq, "mul", "square")
+                if inner is not None and all(a == x for a in inner.args):
+                    return x, [o.out, inner.out]
+        return None
+
+    if op.prim != "mul":
+        return None
+    for half, plus in (op.args, op.args[::-1]):
+        ax, t = scaled(half), one_plus(plus)
+        th = d(t, "tanh") if t else None
+        inner = scaled(th.args[0]) if th else None
+        arg = d(inner[1], "add") if inner else None
+        if ax is None or arg is None:
+            continue
+        x = ax[1]
+        for lin, cubic in (arg.args, arg.args[::-1]):
+            kc = scaled(cubic)
+            cube = cube_of(kc[1]) if kc else None
+            if lin != x or cube is None or cube[0] != x:
+                continue
+            inside = [half, plus, t, th.args[0], inner[1], cubic, *cube[1]]
+            if any(uses.get(n, 0) != 1 for n in inside):  # nothing else needs their gradients
+                return None
+            return x, "gelu_tanh_grad", (x, t), (ax[0], inner[0], kc[0])
+    return None
+
+
+def softmax_at(op: Op, defs: dict, uses, needs, b: Builder):
+    """``softmax(x)``: ``d_x = y ⊙ (d_y − Σ d_y ⊙ y)``, the rule ``VJP`` has too; here for the name
+    of ``y`` (softmax_S), which the backward reads."""
+    if op.prim != "softmax":
+        return None
+    return op.args[0], "softmax_grad", (op.out,), op.attr
+
+
+COMPOSITES = [layer_norm_at, gelu_tanh_at, softmax_at]
 
 
 # The values a closed-form rule reads get the textbook's names, in the forward and the backward
 # (x_hat, sigma: what `render --memory` lists as saved), when the compiler made them up (_11).
-COMPOSITE_NAMES = {"layer_norm_grad": ("x_hat", "sigma")}
+# A name with {0} is completed from the value the rule differentiates to (softmax_S for softmax(S)).
+COMPOSITE_NAMES = {"layer_norm_grad": ("x_hat", "sigma"), "gelu_tanh_grad": ("u", "tanh_{0}"),
+                   "softmax_grad": ("softmax_{0}",)}
 FORWARD_TEMP = re.compile(r"_\d+")
 
 
@@ -525,17 +679,27 @@ def name_composites(body, b: Builder, needs: set[str], escapes) -> None:
             name_composites(item.body, b, needs,
                             {res for _, _, res in item.carried} | {res for _, res in item.outs})
             continue
-        found = next((f for f in (rule(item, defs, uses, needs, b) for rule in COMPOSITES) if f), None)
-        if found is None or found[1] not in COMPOSITE_NAMES or item.out in escapes:
+        if item.out in b.replaced:  # a custom rule reads these values by their names
             continue
-        for old, word in zip((item.out, *found[2][1:]), COMPOSITE_NAMES[found[1]], strict=False):
-            if FORWARD_TEMP.fullmatch(old) and old not in renames:
-                renames[old] = b.names.fresh(word)
+        found = next((f for f in (rule(item, defs, uses, needs, b) for rule in COMPOSITES) if f), None)
+        if found is None or found[1] not in COMPOSITE_NAMES:
+            continue
+        for old, word in zip(found[2], COMPOSITE_NAMES[found[1]], strict=False):
+            if FORWARD_TEMP.fullmatch(old) and old not in renames and old not in escapes:
+                target = renames.get(found[0], found[0])  # named by an earlier word of this rule (u)
+                while FORWARD_TEMP.fullmatch(target) and target in defs and defs[target].prim in ("where", "div"):
+                    src = defs[target]  # S, of S masked or S / √d
+                    target = src.args[0] if src.prim == "div" else next(
+                        (a for a in src.args[1:] if number(a) is None), src.args[2])
+                renames[old] = b.names.fresh(word.format("" if FORWARD_TEMP.fullmatch(target) else target)
+                                             .rstrip("_"))
     if not renames:
         return
     for op in walk(body):
         op.out = renames.get(op.out, op.out)
         op.args = tuple(renames.get(a, a) for a in op.args)
+    for region in b.rules.values():  # a rule may read a renamed value (the x̂ a caller passed it)
+        custom.rename(region, renames)
     for x in body:
         if isinstance(x, Loop):
             x.carried = [(renames.get(o, o), i, r) for o, i, r in x.carried]
@@ -566,6 +730,10 @@ def backprop(body, grads, b: Builder, needs, loops_saved, escapes=frozenset()):
     for n in escapes:
         uses[n] = uses.get(n, 0) + 1
     for item in reversed(body):
+        if id(item) in b.rules:  # a card's own backward rule, in place of the derived one
+            custom.apply_rule(b.rules[id(item)], grads, b, needs, accumulate)
+        if b.replaced and custom.covered(item, b.replaced):
+            continue
         if isinstance(item, Loop):
             backprop_loop(item, grads, b, needs, loops_saved)
             continue
@@ -655,8 +823,8 @@ def backprop_loop(loop: Loop, grads, b: Builder, needs, loops_saved):
         bl.stacked_grads[whole] = name
         bl.stacked_shapes[whole] = b.shape(whole)
         accumulate(grads, b, whole, name)
-    for x, g in closure.items():
-        name = b.names.temp().replace("_", "g", 1)
+    for x, g in closure.items():  # what the steps add up: d_W_h_2 = Σ_t d_W_h, named after W_h where it can be
+        name = b.names.temp().replace("_", "g", 1) if x.startswith("_") else b.names.fresh(grad_name(x))
         b.layout[name] = b.layout[x]
         closure[x] = (g, name)
         accumulate(grads, b, x, name)
@@ -695,9 +863,11 @@ class BLoop:
 
 
 def reads(body, among) -> list[str]:
-    out = []
+    """The names of ``among`` the body reads before (or without) making them itself."""
+    out, made = [], set()
     for op in walk_all(body):
         for a in op.args:
-            if a in among and a not in out:
+            if a in among and a not in out and a not in made:
                 out.append(a)
+        made.add(op.out)
     return out

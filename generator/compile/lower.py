@@ -18,11 +18,14 @@ entry ``lower()``: a card's declarations in, a ``Program`` out.
 from __future__ import annotations
 
 from ..lang.check import Checked, Library, join_name, split_name
+from ..lang.check_rule import grad_name
 from ..lang.errors import CardError
 from ..lang.ir import Card, Expr, Group, Step
 from ..lang.shapes import Poly
 from ..lang.types import INTEGRAL
 from .core import Loop, Program, Value
+from .cse import cse
+from .custom import lower_rule, record
 from .inline import Inlining
 from .layout import AV, ONE, Layout, Members, ParamGroup
 from .lower_expr import ExprLowering
@@ -56,10 +59,13 @@ class Lowerer(StepLowering, Inlining, ExprLowering, Layout):
         self.returned: dict[str, AV] = {}
         self.funcs: dict[str, tuple[list[str], Expr]] = {}
         self.loops: list[Step] = []  # a wrapper's loops around its work (epochs, data, tokens)
+        self.loop_state: dict[str, Step] = {}  # an inference loop's state -> the step that starts it (x̂ ← […])
+        self.state_inputs: dict[str, AV] = {}  # that state where the model reads it: an input of forward
         self.current: Step | None = None  # the step being lowered, where a refusal is reported
         self.stacking: dict[str, dict] = {}  # a recurrence's index -> its per-step writes (Y[t] ← h)
         self.loop_counts: dict[str, Poly] = {}  # a sequential loop's index -> how many steps it runs
         self.in_loop = False  # inlined into a sequential loop's body: a loop of its own would nest
+        self.regions: list = []  # the calls (and the card) whose own backward rule replaces the derived one
 
     def err(self, msg, node=None, hint=None):
         # at the node, else at the step being lowered: every refusal has a line and column
@@ -156,23 +162,37 @@ def lower(checked: Checked, lib: Library) -> Program:
                 lw.env[key] = param_tree(checked, lib, key, d, names, params, paths, (ascii_path(key),), ())
     if wrapper is not None:
         outputs = lower_wrapper(lw, wrapper)
+        for n, av in lw.state_inputs.items():  # x̂ of EDInference: the text so far, given to forward
+            inputs.append(Value(av.name, av.dims, True, av.kind))
+            from ..lang.render import set_text
+            decl = next(d for d in card.decls if n in d.names)
+            input_sets[av.name] = set_text(decl.set)
+            bounds = checked.env[n].type.bounds
+            if len(bounds) == 2:
+                token_bounds[av.name] = bounds[1] - bounds[0] + ONE
     elif lw.body(card.steps) is None:
         raise LoweringError(f"{card.name} has no return step", card.pos).located(card.path, card.source)
     else:
-        outputs = []
+        outputs, returned = [], {}
         for n in card.outputs:  # in signature order: the return step's, and those steps assign
             out = lw.materialize(lw.returned.get(n) or lw.env[n])
             if out.mapped:
                 raise LoweringError("the output still has an index axis", card.pos).located(card.path, card.source)
             outputs.append(Value(out.name, checked.env[n].type.shape, out.batched, out.kind))
+            returned[n] = out
+        if card.rule is not None:  # the card's own backward stands for its whole body
+            region = lower_rule(lw, list(block), list(returned.items()))
+            if region is not None:
+                record(lw.regions, region)
     dims = dim_sources(checked, inputs)
     from .core import walk as walk_ops
     for sym in sorted({s for v in params for d in v.shape for s in d.symbols()}
                       | {s for op in walk_ops(block) for d in op.shape for s in d.symbols()}):
         dims.setdefault(sym, f"config.{ascii_name_of(sym)}")  # a model card's sizes, for a wrapper
     from .naming import ascii_name
-    names.taken |= {ascii_name(d) for d in dims} | {ascii_name(n) for n in checked.env}
-    block = hoist(block)
+    given = {grad_name(o) for o in card.outputs} if card.rule is not None else set()  # the backward's arguments
+    names.taken |= {ascii_name(d) for d in dims} | {ascii_name(n) for n in checked.env if n not in given}
+    block = cse(hoist(block), {o.name for o in outputs})
     prog = Program(card.name, inputs, params, paths, hypers, dims, block, outputs)
     prog.names = names
     prog.base = card.convention.base
@@ -180,6 +200,8 @@ def lower(checked: Checked, lib: Library) -> Program:
     prog.input_sets = input_sets
     prog.hyper_names = {n: lw.env[n].name for n in hypers}
     prog.wrapper = wrapper
+    prog.draws = any(op.prim == "draw" for op in walk_ops(block))  # forward takes an rng
+    prog.rules = lw.regions
     prog.lowerer = lw  # the wrapper's steps and loops, for emit's train()/generate()
     return prog
 
@@ -201,7 +223,14 @@ def lower_wrapper(lw: Lowerer, wrapper: str) -> list[Value]:
         if loop is None:
             steps += level
             break
-        steps += [st for st in level[: level.index(loop)] if st.kind not in ("for", "while")]
+        state = set(_assigned(loop.body)) if wrapper == "inference" else set()  # x̂ ← [x̂, y] starts before it ...
+        for st in level[: level.index(loop)]:
+            if st.kind in ("for", "while"):
+                continue
+            if st.kind == "assign" and st.target.op == "name" and st.target.attr in state:
+                lw.loop_state[st.target.attr] = st  # ... and its start is generate()'s, not forward's
+                continue
+            steps.append(st)
         lw.loops.append(loop)
         level = list(loop.body)
     out = None
@@ -213,6 +242,11 @@ def lower_wrapper(lw: Lowerer, wrapper: str) -> list[Value]:
             break
         if wrapper == "inference" and st.kind == "assign" and st.value is not None and st.value.op == "call" \
                 and lw.lib.card(st.value.attr[0]) is not None:
+            for arg in st.value.args:  # the model reads the loop's state: forward takes it as an input
+                if arg.op == "name" and arg.attr in lw.loop_state and arg.attr not in lw.env:
+                    av = AV(lw.names.fresh(ascii_path(arg.attr)), (), (Poly.sym(f"len_{ascii_path(arg.attr)}"),),
+                            "int", batched=True)
+                    lw.env[arg.attr] = lw.state_inputs[arg.attr] = av
             out = lw.named(lw.value(st.value), st.target.attr)  # P ← Model(x | θ̂)
             lw.model_step = st
             break
@@ -224,6 +258,16 @@ def lower_wrapper(lw: Lowerer, wrapper: str) -> list[Value]:
     out = lw.materialize(out)
     return [Value(out.name, (), out.batched, out.kind) if wrapper == "training" else
             Value(out.name, out.dims, out.batched, out.kind)]
+
+
+def _assigned(steps) -> list[str]:
+    """The names the steps (and the loops in them) assign."""
+    out = []
+    for st in steps:
+        if st.kind in ("assign", "sample") and st.target is not None and st.target.op == "name":
+            out.append(st.target.attr)
+        out += _assigned(st.body)
+    return out
 
 
 def _find(e: Expr, op: str) -> Expr | None:

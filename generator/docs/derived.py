@@ -4,6 +4,7 @@ for it, with shapes and bytes (`cardgen render --memory`)."""
 
 from __future__ import annotations
 
+import math
 import re
 
 from ..compile.ad import BLoop, differentiate, walk_all
@@ -21,8 +22,10 @@ MATH = {
     "transpose": "{0}^⊤", "expand": "{0}", "squeeze": "{0}", "sum_to": "Σ_broadcast {0}",
     "unsum": "broadcast({0})", "broadcast_like": "broadcast({0})", "reshape_to": "reshape({0})",
     "softmax_grad": "{1} ⊙ ({0} − Σ({0} ⊙ {1}))",
-    "layer_norm_grad": "({0} − mean {0} − {1} ⊙ mean({0} ⊙ {1})) / {2}", "log_softmax_grad": "{0} − exp({1}) ⊙ Σ {0}",
-    "gelu_grad": "GELU′({0})", "silu_grad": "SiLU′({0})", "sin": "sin({0})", "cos": "cos({0})",
+    "layer_norm_grad": "({0} − mean {0} − {1} ⊙ mean({0} ⊙ {1})) / {2}",
+    "gelu_tanh_grad": "{0} ⊙ {a0} ((1 + {2}) + {a1} {1} (1 + 3·{a2} {1}²) (1 − {2}²))",
+    "log_softmax_grad": "{0} − exp({1}) ⊙ Σ {0}",
+    "gelu_grad": "GELU′({0})", "silu_grad": "SiLU′({0})", "sin": "sin({0})", "round": "round({0})", "cos": "cos({0})",
     "unslice": "pad({0})", "scatter": "scatter_add({0} into rows {1})", "put_along": "scatter({0} at {1})",
     "unpick": "pad({0})",
     "slice_add": "{0} with {1} added into a slice", "select_grad": "{0} ? {1} : 0", "copy": "{0}",
@@ -31,21 +34,44 @@ MATH = {
 }
 
 
+# Constants a card spells as maths, printed as it spells them (GELU's √(2/π)), not as 16 digits.
+CONSTANTS = {math.sqrt(2 / math.pi): "√(2/π)"}
+
+
+FORWARD_TEMP = re.compile(r"_\d+")
+SCALAR_MATH = {"add", "sub", "mul", "div", "sqrt", "square", "pow", "neg", "exp", "log"}
+
+
+def atomic(text: str) -> bool:
+    """A name, or one bracketed group (√(D / H)): needs no parentheses around it."""
+    if re.fullmatch(r"√?[\w.′]+", text):
+        return True
+    if not (text.startswith("√(") and text.endswith(")")):
+        return False
+    depth = 0
+    for i, ch in enumerate(text[1:], 1):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth == 0 and i < len(text) - 1:
+            return False
+    return True
+
+
 def op_math(op: Op, inline: dict[str, str] | None = None) -> str:
     """The op as maths; ``inline``: names to print as the expression that made them."""
     fmt = MATH.get(op.prim, op.prim + "(" + ", ".join(f"{{{i}}}" for i in range(len(op.args))) + ")")
-    attrs = {f"a{i}": a for i, a in enumerate(op.attr)}
+    attrs = {f"a{i}": CONSTANTS.get(a, a) if isinstance(a, float) else a for i, a in enumerate(op.attr)}
     if op.prim == "select_grad" and not op.attr[0]:
         fmt = "{0} ? 0 : {1}"
     inline = inline or {}
-    return fmt.format(*(f"({inline[a]})" if a in inline else a for a in op.args), **attrs)
+    return fmt.format(*((inline[a] if atomic(inline[a]) else f"({inline[a]})") if a in inline else a
+                        for a in op.args), **attrs)
 
 
 NUMBERED = re.compile(r"g\d+")
 
 
 def inlinable(bwd) -> set[str]:
-    """Numbered backward values read once, by a later op of the same block: printed inside that
+    """Numbered values read once, by a later op of the same block: printed inside that
     op's step (``d_γ ← Σ (d_ê ⊙ x̂)``) rather than as a step of their own."""
     reads: dict[str, int] = {}
     for op in walk_all(bwd.body):
@@ -56,7 +82,8 @@ def inlinable(bwd) -> set[str]:
         kept |= set(item.body_grads.values()) | set(item.carry.values()) | {g for _, g in item.seeds}
         kept |= {g for pair in item.closure.values() for g in (pair if isinstance(pair, tuple) else (pair,))}
     return {op.out for op in walk_all(bwd.body)
-            if NUMBERED.fullmatch(op.out) and reads.get(op.out) == 1 and op.out not in kept}
+            if (NUMBERED.fullmatch(op.out) or FORWARD_TEMP.fullmatch(op.out))  # or a forward one recomputed
+            and reads.get(op.out) == 1 and op.out not in kept}
 
 
 def walk_loops(body):
@@ -80,6 +107,9 @@ def backward_text(checked: Checked, lib: Library) -> str:
     card = checked.card
     lines = [f"Algorithm: ∇ ← {card.name}.backward({', '.join('d_' + o for o in outs)} | θ)",
              f"/* Reverse-mode derivative of {card.name}, derived by cardgen; B is the batch. */"]
+    for name, ste in dict((r.card, r.straight_through) for r in prog.rules).items():
+        lines.append(f"/* Through {name}: its own backward rule, not derived"
+                     + (" (a straight-through estimator: deliberately not the true gradient)" if ste else "") + ". */")
     for o, v in zip(outs, prog.outputs, strict=True):
         lines.append(f"Input: d_{o} ∈ {shape_text(v.shape, v.batched)} — gradient of the loss with respect to {o}")
     for p in prog.params:
@@ -89,13 +119,17 @@ def backward_text(checked: Checked, lib: Library) -> str:
     n = [0]
     fold = inlinable(bwd)
     inline: dict[str, str] = {}
+    for op in _walk(prog.body):  # scalars of the hyperparameters (√(D / H)) read as their formula
+        if not op.shape and not op.batched and op.kind == "real" and FORWARD_TEMP.fullmatch(op.out) \
+                and op.prim in SCALAR_MATH:
+            inline[op.out] = op_math(op, inline)
 
     def emit(items, depth):
         for item in items:
             if isinstance(item, BLoop):
                 n[0] += 1
                 lines.append(f"{n[0]:>3} {'  ' * depth}for {item.loop.var} = {poly_text(item.loop.count)}, …, 1 do"
-                             "  ▷ layers in reverse, reading what layer ℓ saved")
+                             f"  ▷ in reverse, reading what iteration {item.loop.var} saved")  # layers or time steps
                 emit(item.body, depth + 1)
                 for per_layer, stacked in item.sliced.items():
                     n[0] += 1
@@ -124,6 +158,8 @@ def saved_activations(checked: Checked, lib: Library):
     for name in bwd.saved:
         if name in own or name not in layout:
             continue
+        if not layout[name].shape and not layout[name].batched:  # √(D/H) and the like: no activation
+            continue
         v = layout[name]
         rows.append((name, v.shape, v.batched, Poly.const(1), v.kind))
     from ..compile.core import Loop
@@ -134,8 +170,24 @@ def saved_activations(checked: Checked, lib: Library):
                 continue
             v = layout[name]
             rows.append((name, v.shape, v.batched, counts.get(var, Poly.const(1)), v.kind))
-    views = {op.out for op in _walk(prog.body) if op.prim == "index"}  # a layer's slice of a parameter
-    return [r for r in rows if r[0] not in views]
+    return [r for r in rows if not views_of(prog, own).get(r[0])]
+
+
+# Ops whose result shares its operand's memory: a value made by them from a parameter or an input
+# (a layer's slice of a parameter, W_e^⊤) costs the forward nothing to keep.
+VIEW_PRIMS = {"index", "transpose", "expand", "slice", "copy", "squeeze", "broadcast", "reshape"}
+
+
+def views_of(prog, own: set[str]) -> dict[str, bool]:
+    """Value name -> whether it is a view of a parameter or an input (a reshape of a transposed
+    one is a copy)."""
+    strided: dict[str, bool] = {}  # views of parameters -> whether axes were reordered on the way
+    for op in _walk(prog.body):
+        if op.prim in VIEW_PRIMS and op.args and (op.args[0] in own or op.args[0] in strided):
+            before = strided.get(op.args[0], False)
+            if not (op.prim == "reshape" and before):
+                strided[op.out] = before or op.prim == "transpose"
+    return {name: True for name in strided}
 
 
 def _walk(body):
