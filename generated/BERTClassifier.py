@@ -336,7 +336,7 @@ def forward(config: Config, params: Params, x, s, m, workspace: dict | None = No
     # 7 return z = p W_c + b_c ▷ z ∈ ℝ^C
     _85 = (p[..., None, :] @ W_c)[..., 0, :]                    # (…, C)
     z = np.add(_85, b_c, out=_85)                               # (…, C)
-    cache = {"D": D, "H": H, "D_f": D_f, "L": L, "P": P, "T": T, "batch": batch, "dtype": dtype, "p": p, "_81": _81, "X_3_shape": X_3_shape, "_37": _37, "_34": _34, "x_hat": x_hat, "sigma": sigma, "W_p_shape": W_p_shape, "s": s, "x": x, "saved_ell": saved_ell}
+    cache = {"D": D, "H": H, "D_f": D_f, "L": L, "P": P, "C": C, "T": T, "batch": batch, "dtype": dtype, "p": p, "_81": _81, "X_3_shape": X_3_shape, "_37": _37, "_34": _34, "x_hat": x_hat, "sigma": sigma, "W_p_shape": W_p_shape, "s": s, "x": x, "saved_ell": saved_ell}
     return z, cache
 
 
@@ -351,6 +351,7 @@ def backward(config: Config, params: Params, cache: dict, d_z, workspace: dict |
     D_f = cache["D_f"]
     L = cache["L"]
     P = cache["P"]
+    C = cache["C"]
     T = cache["T"]
     batch = cache["batch"]
     dtype = cache["dtype"]
@@ -373,18 +374,16 @@ def backward(config: Config, params: Params, cache: dict, d_z, workspace: dict |
     # 7 return z = p W_c + b_c ▷ z ∈ ℝ^C
     d_b_c = _sum_to(d_z, 1, ())                                 # (C,)
     d_p = (W_c @ d_z[..., None])[..., 0]                        # (…, D)
-    g10003 = p[..., :, None] * d_z[..., None, :]                # (…, D, C)
-    d_W_c = _sum_to(g10003, 2, ())                              # (D, C)
+    d_W_c = _wgrad(p, d_z, _buf(workspace, 'BERTClassifier:bd_W_c', (D, C), dtype)) # (D, C)
     # 6 p ← tanh(X[0] W_pool + b_pool) ▷ p ∈ ℝ^D; pooled: the first token's row
-    g10005 = np.multiply(p, p, out=_buf(workspace, 'BERTClassifier:bg10005', batch + (D,), dtype)) # (…, D)
-    g10006 = np.subtract(1.0, g10005, out=_buf(workspace, 'BERTClassifier:bg10006', batch + (D,), dtype)) # (…, D)
-    g10007 = np.multiply(d_p, g10006, out=d_p)                  # (…, D)
-    d_b_pool = _sum_to(g10007, 1, ())                           # (D,)
-    g10009 = (W_pool @ g10007[..., None])[..., 0]               # (…, D)
-    g10010 = _81[..., :, None] * g10007[..., None, :]           # (…, D, D)
-    d_W_pool = _sum_to(g10010, 2, ())                           # (D, D)
-    d_X_3 = _unpick(g10009, X_3_shape, -2, 0)                   # (…, T, D)
-    g10013 = d_X_3
+    g10004 = np.multiply(p, p, out=_buf(workspace, 'BERTClassifier:bg10004', batch + (D,), dtype)) # (…, D)
+    g10005 = np.subtract(1.0, g10004, out=_buf(workspace, 'BERTClassifier:bg10005', batch + (D,), dtype)) # (…, D)
+    g10006 = np.multiply(d_p, g10005, out=d_p)                  # (…, D)
+    d_b_pool = _sum_to(g10006, 1, ())                           # (D,)
+    g10008 = (W_pool @ g10006[..., None])[..., 0]               # (…, D)
+    d_W_pool = _wgrad(_81, g10006, _buf(workspace, 'BERTClassifier:bd_W_pool', (D, D), dtype)) # (D, D)
+    d_X_3 = _unpick(g10008, X_3_shape, -2, 0)                   # (…, T, D)
+    g10011 = d_X_3
     d_W_q = _buf(workspace, 'BERTClassifier:bd_W_q', params.W_q.shape, dtype)
     d_W_q.fill(0)
     d_W_k = _buf(workspace, 'BERTClassifier:bd_W_k', params.W_k.shape, dtype)
@@ -420,80 +419,80 @@ def backward(config: Config, params: Params, cache: dict, d_z, workspace: dict |
     for ell in reversed(range(L)):
         gamma_2_ell, x_hat_3, sigma_3, U, W_2_ell, _63, e_hat_2, W_1_ell, gamma_1_ell, x_hat_2, sigma_2, Y_2, W_o_ell, shape_44, _39, _42, shape_40, V_2_shape, _27, _31, shape_28, K_shape, shape_25, Q_shape, X_2, W_v_ell, W_k_ell, W_q_ell, = saved_ell[ell]
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-        d_beta_2_ell = _sum_to(g10013, 1, ())                   # (D,)
-        d_x_hat_3 = np.multiply(g10013, gamma_2_ell, out=_buf(workspace, ('BERTClassifier:bd_x_hat_3', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10016 = np.multiply(g10013, x_hat_3, out=_buf(workspace, ('BERTClassifier:bg10016', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        d_gamma_2_ell = _sum_to(g10016, 1, ())                  # (D,)
+        d_beta_2_ell = _sum_to(g10011, 1, ())                   # (D,)
+        d_x_hat_3 = np.multiply(g10011, gamma_2_ell, out=_buf(workspace, ('BERTClassifier:bd_x_hat_3', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        g10014 = np.multiply(g10011, x_hat_3, out=_buf(workspace, ('BERTClassifier:bg10014', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_gamma_2_ell = _sum_to(g10014, 1, ())                  # (D,)
         d_e_hat_2 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, ('BERTClassifier:bd_e_hat_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         # BERTLayer 3 return Y = LayerNorm(X + U W_2 + b_2 | γ_2, β_2, ε = ε) ▷ Y ∈ ℝ^{T×D}
         d_b_2_ell = _sum_to(d_e_hat_2, 1, ())                   # (D,)
         d_W_2_ell = _wgrad(U, d_e_hat_2, _buf(workspace, ('BERTClassifier:bd_W_2_ell', ell % 2), (D_f, D), dtype)) # (D_f, D)
-        g10021 = np.swapaxes(W_2_ell, -1, -2)                   # (D, D_f)
-        d_U = np.matmul(d_e_hat_2, g10021, out=_buf(workspace, ('BERTClassifier:bd_U', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
+        g10019 = np.swapaxes(W_2_ell, -1, -2)                   # (D, D_f)
+        d_U = np.matmul(d_e_hat_2, g10019, out=_buf(workspace, ('BERTClassifier:bd_U', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
         # BERTLayer 2 U ← GELU(X W_1 + b_1) ▷ U ∈ ℝ^{T×D_f}; exact GELU, x Φ(x)
-        g10023 = _gelu_grad(_63)                                # (…, T, D_f)
-        g10024 = np.multiply(d_U, g10023, out=g10023)           # (…, T, D_f)
-        d_b_1_ell = _sum_to(g10024, 1, ())                      # (D_f,)
-        d_W_1_ell = _wgrad(e_hat_2, g10024, _buf(workspace, ('BERTClassifier:bd_W_1_ell', ell % 2), (D, D_f), dtype)) # (D, D_f)
-        g10027 = np.swapaxes(W_1_ell, -1, -2)                   # (D_f, D)
-        g10028 = np.matmul(g10024, g10027, out=_buf(workspace, ('BERTClassifier:bg10028', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        d_e_hat_2_2 = np.add(d_e_hat_2, g10028, out=g10028)     # (…, T, D)
+        g10021 = _gelu_grad(_63)                                # (…, T, D_f)
+        g10022 = np.multiply(d_U, g10021, out=g10021)           # (…, T, D_f)
+        d_b_1_ell = _sum_to(g10022, 1, ())                      # (D_f,)
+        d_W_1_ell = _wgrad(e_hat_2, g10022, _buf(workspace, ('BERTClassifier:bd_W_1_ell', ell % 2), (D, D_f), dtype)) # (D, D_f)
+        g10025 = np.swapaxes(W_1_ell, -1, -2)                   # (D_f, D)
+        g10026 = np.matmul(g10022, g10025, out=_buf(workspace, ('BERTClassifier:bg10026', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_e_hat_2_2 = np.add(d_e_hat_2, g10026, out=g10026)     # (…, T, D)
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
         d_beta_1_ell = _sum_to(d_e_hat_2_2, 1, ())              # (D,)
         d_x_hat_2 = np.multiply(d_e_hat_2_2, gamma_1_ell, out=_buf(workspace, ('BERTClassifier:bd_x_hat_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10032 = np.multiply(d_e_hat_2_2, x_hat_2, out=_buf(workspace, ('BERTClassifier:bg10032', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        d_gamma_1_ell = _sum_to(g10032, 1, ())                  # (D,)
+        g10030 = np.multiply(d_e_hat_2_2, x_hat_2, out=_buf(workspace, ('BERTClassifier:bg10030', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_gamma_1_ell = _sum_to(g10030, 1, ())                  # (D,)
         d_X_2 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, ('BERTClassifier:bd_X_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         # BERTSelfAttention 10 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
         d_b_o_ell = _sum_to(d_X_2, 1, ())                       # (D,)
         d_W_o_ell = _wgrad(Y_2, d_X_2, _buf(workspace, ('BERTClassifier:bd_W_o_ell', ell % 2), (D, D), dtype)) # (D, D)
-        g10037 = np.swapaxes(W_o_ell, -1, -2)                   # (D, D)
-        d_Y_2 = np.matmul(d_X_2, g10037, out=_buf(workspace, ('BERTClassifier:bd_Y_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        g10035 = np.swapaxes(W_o_ell, -1, -2)                   # (D, D)
+        d_Y_2 = np.matmul(d_X_2, g10035, out=_buf(workspace, ('BERTClassifier:bd_Y_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         # BERTSelfAttention 9 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
-        g10039 = d_Y_2.reshape(shape_44)                        # (…, T, H, D/H)
-        d_Y = _permute(g10039, (-2, -3, -1))                    # (…, H, T, D/H)
+        g10037 = d_Y_2.reshape(shape_44)                        # (…, T, H, D/H)
+        d_Y = _permute(g10037, (-2, -3, -1))                    # (…, H, T, D/H)
         # BERTSelfAttention 7 Y_h ← softmax(S_h) V[:, h · D / H : (h + 1) · D / H] ▷ Y_h ∈ ℝ^{T×D/H}
-        g10041 = np.swapaxes(_39, -1, -2)                       # (…, H, T, T)
-        g10042 = np.matmul(g10041, d_Y, out=_buf(workspace, ('BERTClassifier:bg10042', ell % 2), batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-        g10043 = np.swapaxes(_42, -1, -2)                       # (…, H, D/H, T)
-        g10044 = np.matmul(d_Y, g10043, out=_buf(workspace, ('BERTClassifier:bg10044', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
-        g10045 = _permute(g10042, (-2, -3, -1))                 # (…, T, H, D/H)
-        g10046 = g10045.reshape(shape_40)                       # (…, T, D)
-        d_V_2 = _unslice(g10046, V_2_shape, -1, 0, D, _buf(workspace, ('BERTClassifier:bd_V_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10048 = _softmax_grad(g10044, _39, -1, _buf(workspace, ('BERTClassifier:bg10048', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
+        g10039 = np.swapaxes(_39, -1, -2)                       # (…, H, T, T)
+        g10040 = np.matmul(g10039, d_Y, out=_buf(workspace, ('BERTClassifier:bg10040', ell % 2), batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+        g10041 = np.swapaxes(_42, -1, -2)                       # (…, H, D/H, T)
+        g10042 = np.matmul(d_Y, g10041, out=_buf(workspace, ('BERTClassifier:bg10042', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
+        g10043 = _permute(g10040, (-2, -3, -1))                 # (…, T, H, D/H)
+        g10044 = g10043.reshape(shape_40)                       # (…, T, D)
+        d_V_2 = _unslice(g10044, V_2_shape, -1, 0, D, _buf(workspace, ('BERTClassifier:bd_V_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        g10046 = _softmax_grad(g10042, _39, -1, _buf(workspace, ('BERTClassifier:bg10046', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
         # BERTSelfAttention 6 ∀t, u: if ¬m[u] then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; padding mask: no token attends to a padded key u
-        d_S = _where(_37, 0, g10048, _buf(workspace, ('BERTClassifier:bd_S', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
+        d_S = _where(_37, 0, g10046, _buf(workspace, ('BERTClassifier:bd_S', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
         # BERTSelfAttention 5 S_h ← Q[:, h · D / H : (h + 1) · D / H] K[:, h · D / H : (h + 1) · D / H]^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
-        g10051 = np.divide(d_S, _34, out=_buf(workspace, ('BERTClassifier:bg10051', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
-        g10055 = np.swapaxes(_27, -1, -2)                       # (…, H, D/H, T)
-        g10056 = np.matmul(g10055, g10051, out=_buf(workspace, ('BERTClassifier:bg10056', ell % 2), batch + (H, D // H, T), dtype)) # (…, H, D/H, T)
-        g10057 = np.swapaxes(_31, -1, -2)                       # (…, H, T, D/H)
-        g10058 = np.matmul(g10051, g10057, out=_buf(workspace, ('BERTClassifier:bg10058', ell % 2), batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-        g10059 = np.swapaxes(g10056, -1, -2)                    # (…, H, T, D/H)
-        g10060 = _permute(g10059, (-2, -3, -1))                 # (…, T, H, D/H)
-        g10061 = g10060.reshape(shape_28)                       # (…, T, D)
-        d_K = _unslice(g10061, K_shape, -1, 0, D, _buf(workspace, ('BERTClassifier:bd_K', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10063 = _permute(g10058, (-2, -3, -1))                 # (…, T, H, D/H)
-        g10064 = g10063.reshape(shape_25)                       # (…, T, D)
-        d_Q = _unslice(g10064, Q_shape, -1, 0, D, _buf(workspace, ('BERTClassifier:bd_Q', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        g10049 = np.divide(d_S, _34, out=_buf(workspace, ('BERTClassifier:bg10049', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
+        g10053 = np.swapaxes(_27, -1, -2)                       # (…, H, D/H, T)
+        g10054 = np.matmul(g10053, g10049, out=_buf(workspace, ('BERTClassifier:bg10054', ell % 2), batch + (H, D // H, T), dtype)) # (…, H, D/H, T)
+        g10055 = np.swapaxes(_31, -1, -2)                       # (…, H, T, D/H)
+        g10056 = np.matmul(g10049, g10055, out=_buf(workspace, ('BERTClassifier:bg10056', ell % 2), batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+        g10057 = np.swapaxes(g10054, -1, -2)                    # (…, H, T, D/H)
+        g10058 = _permute(g10057, (-2, -3, -1))                 # (…, T, H, D/H)
+        g10059 = g10058.reshape(shape_28)                       # (…, T, D)
+        d_K = _unslice(g10059, K_shape, -1, 0, D, _buf(workspace, ('BERTClassifier:bd_K', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        g10061 = _permute(g10056, (-2, -3, -1))                 # (…, T, H, D/H)
+        g10062 = g10061.reshape(shape_25)                       # (…, T, D)
+        d_Q = _unslice(g10062, Q_shape, -1, 0, D, _buf(workspace, ('BERTClassifier:bd_Q', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         # BERTSelfAttention 3 V ← X W_v + b_v ▷ V ∈ ℝ^{T×D}; values
         d_b_v_ell = _sum_to(d_V_2, 1, ())                       # (D,)
         d_W_v_ell = _wgrad(X_2, d_V_2, _buf(workspace, ('BERTClassifier:bd_W_v_ell', ell % 2), (D, D), dtype)) # (D, D)
-        g10068 = np.swapaxes(W_v_ell, -1, -2)                   # (D, D)
-        g10069 = np.matmul(d_V_2, g10068, out=_buf(workspace, ('BERTClassifier:bg10069', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        d_X_2_2 = np.add(d_X_2, g10069, out=g10069)             # (…, T, D)
+        g10066 = np.swapaxes(W_v_ell, -1, -2)                   # (D, D)
+        g10067 = np.matmul(d_V_2, g10066, out=_buf(workspace, ('BERTClassifier:bg10067', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_X_2_2 = np.add(d_X_2, g10067, out=g10067)             # (…, T, D)
         # BERTSelfAttention 2 K ← X W_k + b_k ▷ K ∈ ℝ^{T×D}; keys
         d_b_k_ell = _sum_to(d_K, 1, ())                         # (D,)
         d_W_k_ell = _wgrad(X_2, d_K, _buf(workspace, ('BERTClassifier:bd_W_k_ell', ell % 2), (D, D), dtype)) # (D, D)
-        g10073 = np.swapaxes(W_k_ell, -1, -2)                   # (D, D)
-        g10074 = np.matmul(d_K, g10073, out=_buf(workspace, ('BERTClassifier:bg10074', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        d_X_2_3 = np.add(d_X_2_2, g10074, out=d_X_2_2)          # (…, T, D)
+        g10071 = np.swapaxes(W_k_ell, -1, -2)                   # (D, D)
+        g10072 = np.matmul(d_K, g10071, out=_buf(workspace, ('BERTClassifier:bg10072', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_X_2_3 = np.add(d_X_2_2, g10072, out=d_X_2_2)          # (…, T, D)
         # BERTSelfAttention 1 Q ← X W_q + b_q ▷ Q ∈ ℝ^{T×D}; queries, all heads
         d_b_q_ell = _sum_to(d_Q, 1, ())                         # (D,)
         d_W_q_ell = _wgrad(X_2, d_Q, _buf(workspace, ('BERTClassifier:bd_W_q_ell', ell % 2), (D, D), dtype)) # (D, D)
-        g10078 = np.swapaxes(W_q_ell, -1, -2)                   # (D, D)
-        g10079 = np.matmul(d_Q, g10078, out=_buf(workspace, ('BERTClassifier:bg10079', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        d_X_2_4 = np.add(d_X_2_3, g10079, out=d_X_2_3)          # (…, T, D)
+        g10076 = np.swapaxes(W_q_ell, -1, -2)                   # (D, D)
+        g10077 = np.matmul(d_Q, g10076, out=_buf(workspace, ('BERTClassifier:bg10077', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_X_2_4 = np.add(d_X_2_3, g10077, out=d_X_2_3)          # (…, T, D)
         d_W_q[ell] += d_W_q_ell
         d_W_k[ell] += d_W_k_ell
         d_W_v[ell] += d_W_v_ell
@@ -510,16 +509,16 @@ def backward(config: Config, params: Params, cache: dict, d_z, workspace: dict |
         d_b_2[ell] += d_b_2_ell
         d_gamma_2[ell] += d_gamma_2_ell
         d_beta_2[ell] += d_beta_2_ell
-        g10013 = d_X_2_4
+        g10011 = d_X_2_4
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-    d_beta_e = _sum_to(g10013, 1, ())                           # (D,)
-    d_x_hat = np.multiply(g10013, gamma_e, out=_buf(workspace, 'BERTClassifier:bd_x_hat', batch + (T, D), dtype)) # (…, T, D)
-    g10083 = np.multiply(g10013, x_hat, out=_buf(workspace, 'BERTClassifier:bg10083', batch + (T, D), dtype)) # (…, T, D)
-    d_gamma_e = _sum_to(g10083, 1, ())                          # (D,)
+    d_beta_e = _sum_to(g10011, 1, ())                           # (D,)
+    d_x_hat = np.multiply(g10011, gamma_e, out=_buf(workspace, 'BERTClassifier:bd_x_hat', batch + (T, D), dtype)) # (…, T, D)
+    g10081 = np.multiply(g10011, x_hat, out=_buf(workspace, 'BERTClassifier:bg10081', batch + (T, D), dtype)) # (…, T, D)
+    d_gamma_e = _sum_to(g10081, 1, ())                          # (D,)
     d_X = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'BERTClassifier:bd_X', batch + (T, D), dtype)) # (…, T, D)
     # 1 X ← W_e[x] + W_s[s] + W_p[0 : T] ▷ X ∈ ℝ^{T×D}
-    g10086 = _sum_to(d_X, 2, ())                                # (T, D)
-    d_W_p = _unslice(g10086, W_p_shape, -2, 0, T, _buf(workspace, 'BERTClassifier:bd_W_p', (P, D), dtype)) # (P, D)
+    g10084 = _sum_to(d_X, 2, ())                                # (T, D)
+    d_W_p = _unslice(g10084, W_p_shape, -2, 0, T, _buf(workspace, 'BERTClassifier:bd_W_p', (P, D), dtype)) # (P, D)
     d_W_s = _scatter_rows(d_X, s, W_s)                          # (N_s, D)
     d_W_e = _scatter_rows(d_X, x, W_e)                          # (V, D)
     grads = Params(W_e=d_W_e, W_p=d_W_p, W_s=d_W_s, gamma_e=d_gamma_e, beta_e=d_beta_e, W_q=d_W_q, W_k=d_W_k, W_v=d_W_v, b_q=d_b_q, b_k=d_b_k, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o, gamma_1=d_gamma_1, beta_1=d_beta_1, W_1=d_W_1, b_1=d_b_1, W_2=d_W_2, b_2=d_b_2, gamma_2=d_gamma_2, beta_2=d_beta_2, W_pool=d_W_pool, b_pool=d_b_pool, W_c=d_W_c, b_c=d_b_c)

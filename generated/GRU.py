@@ -136,7 +136,7 @@ def forward(config: Config, params: Params, X, h_0, workspace: dict | None = Non
         h = h_2
     h_3 = h
     h_3_shape = h_3.shape
-    cache = {"d_h": d_h, "ell": ell, "batch": batch, "dtype": dtype, "h_3_shape": h_3_shape, "X_shape": X_shape, "saved_t": saved_t}
+    cache = {"d_x": d_x, "d_h": d_h, "ell": ell, "batch": batch, "dtype": dtype, "h_3_shape": h_3_shape, "X_shape": X_shape, "saved_t": saved_t}
     return Y, cache
 
 
@@ -146,6 +146,7 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     d_Y: the gradient of a scalar loss with respect to Y.
     Returns (grads, input_grads).
     """
+    d_x = cache["d_x"]
     d_h = cache["d_h"]
     ell = cache["ell"]
     batch = cache["batch"]
@@ -195,18 +196,16 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
         d_A_3 = _slice_add(d_A_2, g10026, -1, 0, d_h)           # (…, 3·d_h)
         # 4 C ← W_h h + b_h ▷ C ∈ ℝ^{3·d_h}; the state's part
         d_b_h = _sum_to(d_C_3, 1, ())                           # (3·d_h,)
-        g10032 = d_C_3[..., :, None] * h[..., None, :]          # (…, 3·d_h, d_h)
+        d_W_h = _wgrad(d_C_3, h, _buf(workspace, ('GRU:bd_W_h', t % 2), (3*d_h, d_h), dtype)) # (3·d_h, d_h)
         g10033 = np.swapaxes(W_h, -1, -2)                       # (d_h, 3·d_h)
         g10034 = (g10033 @ d_C_3[..., None])[..., 0]            # (…, d_h)
-        d_W_h = _sum_to(g10032, 2, ())                          # (3·d_h, d_h)
         d_h_4 = np.add(d_h_3, g10034, out=d_h_3)                # (…, d_h)
         # 3 A ← W_x X[:, t] + b_x ▷ A ∈ ℝ^{3·d_h}; the input's part of every gate
         d_b_x = _sum_to(d_A_3, 1, ())                           # (3·d_h,)
-        g10038 = d_A_3[..., :, None] * _1[..., None, :]         # (…, 3·d_h, d_x)
-        g10039 = np.swapaxes(W_x, -1, -2)                       # (d_x, 3·d_h)
-        g10040 = (g10039 @ d_A_3[..., None])[..., 0]            # (…, d_x)
-        d_W_x = _sum_to(g10038, 2, ())                          # (3·d_h, d_x)
-        d_X[..., t] += g10040
+        d_W_x = _wgrad(d_A_3, _1, _buf(workspace, ('GRU:bd_W_x', t % 2), (3*d_h, d_x), dtype)) # (3·d_h, d_x)
+        g10038 = np.swapaxes(W_x, -1, -2)                       # (d_x, 3·d_h)
+        g10039 = (g10038 @ d_A_3[..., None])[..., 0]            # (…, d_x)
+        d_X[..., t] += g10039
         d_b_h_2 = d_b_h_2 + d_b_h
         d_W_h_2 = d_W_h_2 + d_W_h
         d_b_x_2 = d_b_x_2 + d_b_x

@@ -142,7 +142,7 @@ def forward(config: Config, params: Params, X, h_0, c_0, workspace: dict | None 
     c_3_shape = c_3.shape
     h_3 = h
     h_3_shape = h_3.shape
-    cache = {"d_h": d_h, "ell": ell, "batch": batch, "dtype": dtype, "c_3_shape": c_3_shape, "h_3_shape": h_3_shape, "X_shape": X_shape, "saved_t": saved_t}
+    cache = {"d_x": d_x, "d_h": d_h, "ell": ell, "batch": batch, "dtype": dtype, "c_3_shape": c_3_shape, "h_3_shape": h_3_shape, "X_shape": X_shape, "saved_t": saved_t}
     return Y, cache
 
 
@@ -152,6 +152,7 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     d_Y: the gradient of a scalar loss with respect to Y.
     Returns (grads, input_grads).
     """
+    d_x = cache["d_x"]
     d_h = cache["d_h"]
     ell = cache["ell"]
     batch = cache["batch"]
@@ -208,16 +209,14 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
         d_A_4 = _slice_add(d_A_3, g10031, -1, 0, d_h)           # (…, 4·d_h)
         # 4 A ← W_x X[:, t] + b_x + W_h h + b_h ▷ A ∈ ℝ^{4·d_h}; the four gates' pre-activations
         d_b_h = _sum_to(d_A_4, 1, ())                           # (4·d_h,)
-        g10035 = d_A_4[..., :, None] * h[..., None, :]          # (…, 4·d_h, d_h)
+        d_W_h = _wgrad(d_A_4, h, _buf(workspace, ('LSTM:bd_W_h', t % 2), (4*d_h, d_h), dtype)) # (4·d_h, d_h)
         g10036 = np.swapaxes(W_h, -1, -2)                       # (d_h, 4·d_h)
         d_h_3 = (g10036 @ d_A_4[..., None])[..., 0]             # (…, d_h)
-        d_W_h = _sum_to(g10035, 2, ())                          # (4·d_h, d_h)
         d_b_x = _sum_to(d_A_4, 1, ())                           # (4·d_h,)
-        g10040 = d_A_4[..., :, None] * _1[..., None, :]         # (…, 4·d_h, d_x)
-        g10041 = np.swapaxes(W_x, -1, -2)                       # (d_x, 4·d_h)
-        g10042 = (g10041 @ d_A_4[..., None])[..., 0]            # (…, d_x)
-        d_W_x = _sum_to(g10040, 2, ())                          # (4·d_h, d_x)
-        d_X[..., t] += g10042
+        d_W_x = _wgrad(d_A_4, _1, _buf(workspace, ('LSTM:bd_W_x', t % 2), (4*d_h, d_x), dtype)) # (4·d_h, d_x)
+        g10040 = np.swapaxes(W_x, -1, -2)                       # (d_x, 4·d_h)
+        g10041 = (g10040 @ d_A_4[..., None])[..., 0]            # (…, d_x)
+        d_X[..., t] += g10041
         d_b_h_2 = d_b_h_2 + d_b_h
         d_W_h_2 = d_W_h_2 + d_W_h
         d_b_x_2 = d_b_x_2 + d_b_x

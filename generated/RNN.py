@@ -109,7 +109,7 @@ def forward(config: Config, params: Params, X, h_0, workspace: dict | None = Non
         h = h_2
     h_3 = h
     h_3_shape = h_3.shape
-    cache = {"d_h": d_h, "ell": ell, "batch": batch, "dtype": dtype, "h_3_shape": h_3_shape, "X_shape": X_shape, "saved_t": saved_t}
+    cache = {"d_x": d_x, "d_h": d_h, "ell": ell, "batch": batch, "dtype": dtype, "h_3_shape": h_3_shape, "X_shape": X_shape, "saved_t": saved_t}
     return Y, cache
 
 
@@ -119,6 +119,7 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     d_Y: the gradient of a scalar loss with respect to Y.
     Returns (grads, input_grads).
     """
+    d_x = cache["d_x"]
     d_h = cache["d_h"]
     ell = cache["ell"]
     batch = cache["batch"]
@@ -144,16 +145,14 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
         g10005 = np.subtract(1.0, g10004, out=_buf(workspace, ('RNN:bg10005', t % 2), batch + (d_h,), dtype)) # (…, d_h)
         g10006 = np.multiply(d_h_2, g10005, out=g10005)         # (…, d_h)
         d_b_h = _sum_to(g10006, 1, ())                          # (d_h,)
-        g10008 = g10006[..., :, None] * h[..., None, :]         # (…, d_h, d_h)
+        d_W_h = _wgrad(g10006, h, _buf(workspace, ('RNN:bd_W_h', t % 2), (d_h, d_h), dtype)) # (d_h, d_h)
         g10009 = np.swapaxes(W_h, -1, -2)                       # (d_h, d_h)
         d_h_3 = (g10009 @ g10006[..., None])[..., 0]            # (…, d_h)
-        d_W_h = _sum_to(g10008, 2, ())                          # (d_h, d_h)
         d_b_x = _sum_to(g10006, 1, ())                          # (d_h,)
-        g10013 = g10006[..., :, None] * _1[..., None, :]        # (…, d_h, d_x)
-        g10014 = np.swapaxes(W_x, -1, -2)                       # (d_x, d_h)
-        g10015 = (g10014 @ g10006[..., None])[..., 0]           # (…, d_x)
-        d_W_x = _sum_to(g10013, 2, ())                          # (d_h, d_x)
-        d_X[..., t] += g10015
+        d_W_x = _wgrad(g10006, _1, _buf(workspace, ('RNN:bd_W_x', t % 2), (d_h, d_x), dtype)) # (d_h, d_x)
+        g10013 = np.swapaxes(W_x, -1, -2)                       # (d_x, d_h)
+        g10014 = (g10013 @ g10006[..., None])[..., 0]           # (…, d_x)
+        d_X[..., t] += g10014
         d_b_h_2 = d_b_h_2 + d_b_h
         d_W_h_2 = d_W_h_2 + d_W_h
         d_b_x_2 = d_b_x_2 + d_b_x

@@ -87,6 +87,7 @@ def forward(config: Config, params: Params, e, e_t, workspace: dict | None = Non
     T = config.T
     d_attn = config.d_attn
     d_out = config.d_out
+    d_in = e.shape[-1]
     W_q = params.W_q
     W_k = params.W_k
     b_q = params.b_q
@@ -122,7 +123,7 @@ def forward(config: Config, params: Params, e, e_t, workspace: dict | None = Non
     _16 = np.multiply(_15, v, out=_buf(workspace, 'single_query_attention:f_16', batch + (T, d_out), dtype)) # (…, T, d_out)
     shape_16 = _16.shape
     v_tilde = np.sum(_16, axis=-2, out=_buf(workspace, 'single_query_attention:fv_tilde', batch + (d_out,), dtype)) # (…, d_out)
-    cache = {"T": T, "d_attn": d_attn, "d_out": d_out, "batch": batch, "dtype": dtype, "shape_16": shape_16, "v": v, "_15": _15, "_13": _13, "alpha": alpha, "shape_11": shape_11, "_11": _11, "_9": _9, "k": k, "_7": _7, "e_t": e_t, "e": e}
+    cache = {"T": T, "d_attn": d_attn, "d_out": d_out, "d_in": d_in, "batch": batch, "dtype": dtype, "shape_16": shape_16, "v": v, "_15": _15, "_13": _13, "alpha": alpha, "shape_11": shape_11, "_11": _11, "_9": _9, "k": k, "_7": _7, "e_t": e_t, "e": e}
     return v_tilde, cache
 
 
@@ -135,6 +136,7 @@ def backward(config: Config, params: Params, cache: dict, d_v_tilde, workspace: 
     T = cache["T"]
     d_attn = cache["d_attn"]
     d_out = cache["d_out"]
+    d_in = cache["d_in"]
     batch = cache["batch"]
     dtype = cache["dtype"]
     shape_16 = cache["shape_16"]
@@ -177,23 +179,20 @@ def backward(config: Config, params: Params, cache: dict, d_v_tilde, workspace: 
     d_q = np.squeeze(g10023, -2)                                # (…, d_attn)
     # 3 ∀t: v_t ← W_v e_t + b_v ▷ v_t ∈ ℝ^{d_out}
     d_b_v = _sum_to(d_v, 1, ())                                 # (d_out,)
-    g10026 = d_v[..., :, None] * e_t[..., None, :]              # (…, T, d_out, d_in)
+    d_W_v = _wgrad(d_v, e_t, _buf(workspace, 'single_query_attention:bd_W_v', (d_out, d_in), dtype)) # (d_out, d_in)
     g10027 = np.swapaxes(W_v, -1, -2)                           # (d_in, d_out)
     d_e_t = (g10027 @ d_v[..., None])[..., 0]                   # (…, T, d_in)
-    d_W_v = _sum_to(g10026, 2, ())                              # (d_out, d_in)
     # 2 ∀t: k_t ← W_k e_t + b_k ▷ k_t ∈ ℝ^{d_attn}
     d_b_k = _sum_to(d_k, 1, ())                                 # (d_attn,)
-    g10031 = d_k[..., :, None] * e_t[..., None, :]              # (…, T, d_attn, d_in)
-    g10032 = np.swapaxes(W_k, -1, -2)                           # (d_in, d_attn)
-    g10033 = (g10032 @ d_k[..., None])[..., 0]                  # (…, T, d_in)
-    d_W_k = _sum_to(g10031, 2, ())                              # (d_attn, d_in)
-    d_e_t_2 = np.add(d_e_t, g10033, out=d_e_t)                  # (…, T, d_in)
+    d_W_k = _wgrad(d_k, e_t, _buf(workspace, 'single_query_attention:bd_W_k', (d_attn, d_in), dtype)) # (d_attn, d_in)
+    g10031 = np.swapaxes(W_k, -1, -2)                           # (d_in, d_attn)
+    g10032 = (g10031 @ d_k[..., None])[..., 0]                  # (…, T, d_in)
+    d_e_t_2 = np.add(d_e_t, g10032, out=d_e_t)                  # (…, T, d_in)
     # 1 q ← W_q e + b_q ▷ q ∈ ℝ^{d_attn}
     d_b_q = _sum_to(d_q, 1, ())                                 # (d_attn,)
-    g10037 = d_q[..., :, None] * e[..., None, :]                # (…, d_attn, d_in)
-    g10038 = np.swapaxes(W_q, -1, -2)                           # (d_in, d_attn)
-    d_e = (g10038 @ d_q[..., None])[..., 0]                     # (…, d_in)
-    d_W_q = _sum_to(g10037, 2, ())                              # (d_attn, d_in)
+    d_W_q = _wgrad(d_q, e, _buf(workspace, 'single_query_attention:bd_W_q', (d_attn, d_in), dtype)) # (d_attn, d_in)
+    g10036 = np.swapaxes(W_q, -1, -2)                           # (d_in, d_attn)
+    d_e = (g10036 @ d_q[..., None])[..., 0]                     # (…, d_in)
     grads = Params(W_q=d_W_q, W_k=d_W_k, b_q=d_b_q, b_k=d_b_k, W_v=d_W_v, b_v=d_b_v)
     return grads, {"e": d_e, "e_t": d_e_t_2}
 

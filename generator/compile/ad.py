@@ -32,10 +32,13 @@ def mm_vjp(b, op, g, x, y):
     if mode == "mm":
         dy = b.wgrad(x, g, y) if b.is_weight(y, x) else b.matmul(swap(b, x), g, "mm")
         return b.matmul(g, swap(b, y), "mm"), dy
+    # A weight times a batch of vectors (a step of a recurrence): Σ over the batch of the outer
+    # products, as one matrix product, never the batch of outer products itself.
     if mode == "mv":
-        return b.outer(g, y), b.matmul(swap(b, x), g, "mv")
+        dx = b.wgrad(g, y, x) if b.is_weight(x, y) else b.outer(g, y)
+        return dx, b.matmul(swap(b, x), g, "mv")
     if mode == "vm":
-        return b.matmul(y, g, "mv"), b.outer(x, g)
+        return b.matmul(y, g, "mv"), b.wgrad(x, g, y) if b.is_weight(y, x) else b.outer(x, g)
     return b.mul(g, y, expand=True), b.mul(g, x, expand=True)
 
 
