@@ -50,7 +50,9 @@ the dtype (float32 or float64) follows the parameters.
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -196,25 +198,25 @@ def forward(config: Config, params: Params, x, s, m, workspace: dict | None = No
     # 1 X ← W_e[x] + W_s[s] + W_p[0 : T] ▷ X ∈ ℝ^{T×D}
     _1 = W_e[x]                                                 # (…, T, D)
     _2 = W_s[s]                                                 # (…, T, D)
-    _3 = np.add(_1, _2, out=_1)                                 # (…, T, D)
+    _3 = _threaded(np.add, _1, _2, out=_1)                      # (…, T, D)
     _4 = _slice_in(W_p, -2, 0, T, 'BERTClassifier.card, line 28') # (T, D)
-    X = np.add(_3, _4, out=_3)                                  # (…, T, D)
+    X = _threaded(np.add, _3, _4, out=_3)                       # (…, T, D)
     # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
     _6 = np.sum(X, axis=-1, out=_buf(workspace, 'BERTClassifier:f_6', batch + (T,), dtype)) # (…, T)
-    m_2 = np.divide(_6, D, out=_6)                              # (…, T)
+    m_2 = _threaded(np.divide, _6, D, out=_6)                   # (…, T)
     # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
     _8 = np.expand_dims(m_2, -1)                                # (…, T, 1)
-    _9 = np.subtract(X, _8, out=X)                              # (…, T, D)
-    _10 = np.multiply(_9, _9, out=_buf(workspace, 'BERTClassifier:f_10', batch + (T, D), dtype)) # (…, T, D)
+    _9 = _threaded(np.subtract, X, _8, out=X)                   # (…, T, D)
+    _10 = _threaded(np.multiply, _9, _9, out=_buf(workspace, 'BERTClassifier:f_10', batch + (T, D), dtype)) # (…, T, D)
     _11 = np.sum(_10, axis=-1, out=_buf(workspace, 'BERTClassifier:f_11', batch + (T,), dtype)) # (…, T)
-    v = np.divide(_11, D, out=_11)                              # (…, T)
+    v = _threaded(np.divide, _11, D, out=_11)                   # (…, T)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-    _13 = np.add(v, eps, out=v)                                 # (…, T)
-    _14 = np.sqrt(_13, out=_13)                                 # (…, T)
+    _13 = _threaded(np.add, v, eps, out=v)                      # (…, T)
+    _14 = _threaded(np.sqrt, _13, out=_13)                      # (…, T)
     sigma = np.expand_dims(_14, -1)                             # (…, T, 1)
-    x_hat = np.divide(_9, sigma, out=_9)                        # (…, T, D)
-    _17 = np.multiply(x_hat, gamma_e, out=_buf(workspace, 'BERTClassifier:f_17', batch + (T, D), dtype)) # (…, T, D)
-    e_hat = np.add(_17, beta_e, out=_17)                        # (…, T, D)
+    x_hat = _threaded(np.divide, _9, sigma, out=_9)             # (…, T, D)
+    _17 = _threaded(np.multiply, x_hat, gamma_e, out=_buf(workspace, 'BERTClassifier:f_17', batch + (T, D), dtype)) # (…, T, D)
+    e_hat = _threaded(np.add, _17, beta_e, out=_17)             # (…, T, D)
     # BERTSelfAttention 5 S_h ← Q[:, h · D / H : (h + 1) · D / H] K[:, h · D / H : (h + 1) · D / H]^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
     _33 = D / H                                                 # ()
     _34 = math.sqrt(_33)                                        # ()
@@ -244,15 +246,15 @@ def forward(config: Config, params: Params, x, s, m, workspace: dict | None = No
         beta_2_ell = beta_2[ell]                                # (D,)
         # BERTSelfAttention 1 Q ← X W_q + b_q ▷ Q ∈ ℝ^{T×D}; queries, all heads
         _19 = np.matmul(X_2, W_q_ell, out=_buf(workspace, ('BERTClassifier:f_19', ell), batch + (T, D), dtype)) # (…, T, D)
-        Q = np.add(_19, b_q_ell, out=_19)                       # (…, T, D)
+        Q = _threaded(np.add, _19, b_q_ell, out=_19)            # (…, T, D)
         Q_shape = Q.shape
         # BERTSelfAttention 2 K ← X W_k + b_k ▷ K ∈ ℝ^{T×D}; keys
         _21 = np.matmul(X_2, W_k_ell, out=_buf(workspace, ('BERTClassifier:f_21', ell), batch + (T, D), dtype)) # (…, T, D)
-        K = np.add(_21, b_k_ell, out=_21)                       # (…, T, D)
+        K = _threaded(np.add, _21, b_k_ell, out=_21)            # (…, T, D)
         K_shape = K.shape
         # BERTSelfAttention 3 V ← X W_v + b_v ▷ V ∈ ℝ^{T×D}; values
         _23 = np.matmul(X_2, W_v_ell, out=_buf(workspace, ('BERTClassifier:f_23', ell), batch + (T, D), dtype)) # (…, T, D)
-        V_2 = np.add(_23, b_v_ell, out=_23)                     # (…, T, D)
+        V_2 = _threaded(np.add, _23, b_v_ell, out=_23)          # (…, T, D)
         V_2_shape = V_2.shape
         # BERTSelfAttention 5 S_h ← Q[:, h · D / H : (h + 1) · D / H] K[:, h · D / H : (h + 1) · D / H]^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
         _25 = _slice_in(Q, -1, 0, D, 'BERTSelfAttention.card, line 17') # (…, T, D)
@@ -265,78 +267,78 @@ def forward(config: Config, params: Params, x, s, m, workspace: dict | None = No
         _30 = _permute(_29, (-2, -3, -1))                       # (…, H, T, D/H)
         _31 = np.swapaxes(_30, -1, -2)                          # (…, H, D/H, T)
         _32 = np.matmul(_27, _31, out=_buf(workspace, ('BERTClassifier:f_32', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
-        S = np.divide(_32, _34, out=_32)                        # (…, H, T, T)
+        S = _threaded(np.divide, _32, _34, out=_32)             # (…, H, T, T)
         # BERTSelfAttention 6 ∀t, u: if ¬m[u] then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; padding mask: no token attends to a padded key u
         _38 = _fill_where(S, _37, -np.inf)                      # (…, H, T, T)
         # BERTSelfAttention 7 Y_h ← softmax(S_h) V[:, h · D / H : (h + 1) · D / H] ▷ Y_h ∈ ℝ^{T×D/H}
-        _39 = _softmax(_38, -1, _buf(workspace, ('BERTClassifier:f_39', ell), batch + (H, T, T), dtype)) # (…, H, T, T)
+        softmax_S = _softmax(_38, -1, _buf(workspace, ('BERTClassifier:fsoftmax_S', ell), batch + (H, T, T), dtype)) # (…, H, T, T)
         _40 = _slice_in(V_2, -1, 0, D, 'BERTSelfAttention.card, line 19') # (…, T, D)
         shape_40 = _40.shape
         _41 = _40.reshape(_40.shape[:-1] + (H, D // H,))        # (…, T, H, D/H)
         _42 = _permute(_41, (-2, -3, -1))                       # (…, H, T, D/H)
-        Y = np.matmul(_39, _42, out=_buf(workspace, ('BERTClassifier:fY', ell), batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+        Y = np.matmul(softmax_S, _42, out=_buf(workspace, ('BERTClassifier:fY', ell), batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
         # BERTSelfAttention 9 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
         _44 = _permute(Y, (-2, -3, -1))                         # (…, T, H, D/H)
         shape_44 = _44.shape
         Y_2 = _44.reshape(_44.shape[:-2] + (D,))                # (…, T, D)
         # BERTSelfAttention 10 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
         _46 = np.matmul(Y_2, W_o_ell, out=_buf(workspace, ('BERTClassifier:f_46', ell), batch + (T, D), dtype)) # (…, T, D)
-        V_tilde = np.add(_46, b_o_ell, out=_46)                 # (…, T, D)
+        V_tilde = _threaded(np.add, _46, b_o_ell, out=_46)      # (…, T, D)
         # BERTLayer 1 X ← LayerNorm(X + BERTSelfAttention(X, m | θ_attn) | γ_1, β_1, ε = ε) ▷ X ∈ ℝ^{T×D}
-        _48 = np.add(X_2, V_tilde, out=V_tilde)                 # (…, T, D)
+        _48 = _threaded(np.add, X_2, V_tilde, out=V_tilde)      # (…, T, D)
         # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
         _49 = np.sum(_48, axis=-1, out=_buf(workspace, ('BERTClassifier:f_49', ell % 2), batch + (T,), dtype)) # (…, T)
-        m_3 = np.divide(_49, D, out=_49)                        # (…, T)
+        m_3 = _threaded(np.divide, _49, D, out=_49)             # (…, T)
         # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
         _51 = np.expand_dims(m_3, -1)                           # (…, T, 1)
-        _52 = np.subtract(_48, _51, out=_48)                    # (…, T, D)
-        _53 = np.multiply(_52, _52, out=_buf(workspace, ('BERTClassifier:f_53', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        _52 = _threaded(np.subtract, _48, _51, out=_48)         # (…, T, D)
+        _53 = _threaded(np.multiply, _52, _52, out=_buf(workspace, ('BERTClassifier:f_53', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         _54 = np.sum(_53, axis=-1, out=_buf(workspace, ('BERTClassifier:f_54', ell), batch + (T,), dtype)) # (…, T)
-        v_2 = np.divide(_54, D, out=_54)                        # (…, T)
+        v_2 = _threaded(np.divide, _54, D, out=_54)             # (…, T)
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-        _56 = np.add(v_2, eps, out=v_2)                         # (…, T)
-        _57 = np.sqrt(_56, out=_56)                             # (…, T)
+        _56 = _threaded(np.add, v_2, eps, out=v_2)              # (…, T)
+        _57 = _threaded(np.sqrt, _56, out=_56)                  # (…, T)
         sigma_2 = np.expand_dims(_57, -1)                       # (…, T, 1)
-        x_hat_2 = np.divide(_52, sigma_2, out=_52)              # (…, T, D)
-        _60 = np.multiply(x_hat_2, gamma_1_ell, out=_buf(workspace, ('BERTClassifier:f_60', ell), batch + (T, D), dtype)) # (…, T, D)
-        e_hat_2 = np.add(_60, beta_1_ell, out=_60)              # (…, T, D)
+        x_hat_2 = _threaded(np.divide, _52, sigma_2, out=_52)   # (…, T, D)
+        _60 = _threaded(np.multiply, x_hat_2, gamma_1_ell, out=_buf(workspace, ('BERTClassifier:f_60', ell), batch + (T, D), dtype)) # (…, T, D)
+        e_hat_2 = _threaded(np.add, _60, beta_1_ell, out=_60)   # (…, T, D)
         # BERTLayer 2 U ← GELU(X W_1 + b_1) ▷ U ∈ ℝ^{T×D_f}; exact GELU, x Φ(x)
         _62 = np.matmul(e_hat_2, W_1_ell, out=_buf(workspace, ('BERTClassifier:f_62', ell), batch + (T, D_f), dtype)) # (…, T, D_f)
-        _63 = np.add(_62, b_1_ell, out=_62)                     # (…, T, D_f)
-        U = _gelu(_63)                                          # (…, T, D_f)
+        _63 = _threaded(np.add, _62, b_1_ell, out=_62)          # (…, T, D_f)
+        U = _gelu(_63, _buf(workspace, ('BERTClassifier:fU', ell), batch + (T, D_f), dtype), workspace) # (…, T, D_f)
         # BERTLayer 3 return Y = LayerNorm(X + U W_2 + b_2 | γ_2, β_2, ε = ε) ▷ Y ∈ ℝ^{T×D}
         _65 = np.matmul(U, W_2_ell, out=_buf(workspace, ('BERTClassifier:f_65', ell), batch + (T, D), dtype)) # (…, T, D)
-        _66 = np.add(e_hat_2, _65, out=_65)                     # (…, T, D)
-        _67 = np.add(_66, b_2_ell, out=_66)                     # (…, T, D)
+        _66 = _threaded(np.add, e_hat_2, _65, out=_65)          # (…, T, D)
+        _67 = _threaded(np.add, _66, b_2_ell, out=_66)          # (…, T, D)
         # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
         _68 = np.sum(_67, axis=-1, out=_buf(workspace, ('BERTClassifier:f_68', ell % 2), batch + (T,), dtype)) # (…, T)
-        m_4 = np.divide(_68, D, out=_68)                        # (…, T)
+        m_4 = _threaded(np.divide, _68, D, out=_68)             # (…, T)
         # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
         _70 = np.expand_dims(m_4, -1)                           # (…, T, 1)
-        _71 = np.subtract(_67, _70, out=_67)                    # (…, T, D)
-        _72 = np.multiply(_71, _71, out=_buf(workspace, ('BERTClassifier:f_72', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        _71 = _threaded(np.subtract, _67, _70, out=_67)         # (…, T, D)
+        _72 = _threaded(np.multiply, _71, _71, out=_buf(workspace, ('BERTClassifier:f_72', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         _73 = np.sum(_72, axis=-1, out=_buf(workspace, ('BERTClassifier:f_73', ell), batch + (T,), dtype)) # (…, T)
-        v_3 = np.divide(_73, D, out=_73)                        # (…, T)
+        v_3 = _threaded(np.divide, _73, D, out=_73)             # (…, T)
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-        _75 = np.add(v_3, eps, out=v_3)                         # (…, T)
-        _76 = np.sqrt(_75, out=_75)                             # (…, T)
+        _75 = _threaded(np.add, v_3, eps, out=v_3)              # (…, T)
+        _76 = _threaded(np.sqrt, _75, out=_75)                  # (…, T)
         sigma_3 = np.expand_dims(_76, -1)                       # (…, T, 1)
-        x_hat_3 = np.divide(_71, sigma_3, out=_71)              # (…, T, D)
-        _79 = np.multiply(x_hat_3, gamma_2_ell, out=_buf(workspace, ('BERTClassifier:f_79', ell), batch + (T, D), dtype)) # (…, T, D)
-        e_hat_3 = np.add(_79, beta_2_ell, out=_79)              # (…, T, D)
-        saved_ell.append((gamma_2_ell, x_hat_3, sigma_3, U, W_2_ell, _63, e_hat_2, W_1_ell, gamma_1_ell, x_hat_2, sigma_2, Y_2, W_o_ell, shape_44, _39, _42, shape_40, V_2_shape, _27, _31, shape_28, K_shape, shape_25, Q_shape, X_2, W_v_ell, W_k_ell, W_q_ell,))
+        x_hat_3 = _threaded(np.divide, _71, sigma_3, out=_71)   # (…, T, D)
+        _79 = _threaded(np.multiply, x_hat_3, gamma_2_ell, out=_buf(workspace, ('BERTClassifier:f_79', ell), batch + (T, D), dtype)) # (…, T, D)
+        e_hat_3 = _threaded(np.add, _79, beta_2_ell, out=_79)   # (…, T, D)
+        saved_ell.append((gamma_2_ell, x_hat_3, sigma_3, U, W_2_ell, _63, e_hat_2, W_1_ell, gamma_1_ell, x_hat_2, sigma_2, Y_2, W_o_ell, shape_44, softmax_S, _42, shape_40, V_2_shape, _30, _27, shape_28, K_shape, shape_25, Q_shape, X_2, W_v_ell, W_k_ell, W_q_ell,))
         X_2 = e_hat_3
     X_3 = X_2
     X_3_shape = X_3.shape
     # 6 p ← tanh(X[0] W_pool + b_pool) ▷ p ∈ ℝ^D; pooled: the first token's row
     _81 = np.take(X_3, 0, axis=-2)                              # (…, D)
     _82 = (_81[..., None, :] @ W_pool)[..., 0, :]               # (…, D)
-    _83 = np.add(_82, b_pool, out=_82)                          # (…, D)
-    p = np.tanh(_83, out=_83)                                   # (…, D)
+    _83 = _threaded(np.add, _82, b_pool, out=_82)               # (…, D)
+    p = _threaded(np.tanh, _83, out=_83)                        # (…, D)
     # 7 return z = p W_c + b_c ▷ z ∈ ℝ^C
     _85 = (p[..., None, :] @ W_c)[..., 0, :]                    # (…, C)
-    z = np.add(_85, b_c, out=_85)                               # (…, C)
-    cache = {"D": D, "H": H, "D_f": D_f, "L": L, "P": P, "C": C, "T": T, "batch": batch, "dtype": dtype, "p": p, "_81": _81, "X_3_shape": X_3_shape, "_37": _37, "_34": _34, "x_hat": x_hat, "sigma": sigma, "W_p_shape": W_p_shape, "s": s, "x": x, "saved_ell": saved_ell}
+    z = _threaded(np.add, _85, b_c, out=_85)                    # (…, C)
+    cache = {"D": D, "H": H, "D_f": D_f, "L": L, "P": P, "C": C, "T": T, "batch": batch, "dtype": dtype, "p": p, "_81": _81, "X_3_shape": X_3_shape, "_34": _34, "x_hat": x_hat, "sigma": sigma, "W_p_shape": W_p_shape, "s": s, "x": x, "saved_ell": saved_ell}
     return z, cache
 
 
@@ -360,7 +362,6 @@ def backward(config: Config, params: Params, cache: dict, d_z, workspace: dict |
     W_pool = params.W_pool
     _81 = cache["_81"]
     X_3_shape = cache["X_3_shape"]
-    _37 = cache["_37"]
     _34 = cache["_34"]
     gamma_e = params.gamma_e
     x_hat = cache["x_hat"]
@@ -376,9 +377,9 @@ def backward(config: Config, params: Params, cache: dict, d_z, workspace: dict |
     d_p = (W_c @ d_z[..., None])[..., 0]                        # (…, D)
     d_W_c = _wgrad(p, d_z, _buf(workspace, 'BERTClassifier:bd_W_c', (D, C), dtype)) # (D, C)
     # 6 p ← tanh(X[0] W_pool + b_pool) ▷ p ∈ ℝ^D; pooled: the first token's row
-    g10004 = np.multiply(p, p, out=_buf(workspace, 'BERTClassifier:bg10004', batch + (D,), dtype)) # (…, D)
+    g10004 = _threaded(np.multiply, p, p, out=_buf(workspace, 'BERTClassifier:bg10004', batch + (D,), dtype)) # (…, D)
     g10005 = np.subtract(1.0, g10004, out=_buf(workspace, 'BERTClassifier:bg10005', batch + (D,), dtype)) # (…, D)
-    g10006 = np.multiply(d_p, g10005, out=d_p)                  # (…, D)
+    g10006 = _threaded(np.multiply, d_p, g10005, out=d_p)       # (…, D)
     d_b_pool = _sum_to(g10006, 1, ())                           # (D,)
     g10008 = (W_pool @ g10006[..., None])[..., 0]               # (…, D)
     d_W_pool = _wgrad(_81, g10006, _buf(workspace, 'BERTClassifier:bd_W_pool', (D, D), dtype)) # (D, D)
@@ -417,11 +418,11 @@ def backward(config: Config, params: Params, cache: dict, d_z, workspace: dict |
     d_beta_2 = _buf(workspace, 'BERTClassifier:bd_beta_2', params.beta_2.shape, dtype)
     d_beta_2.fill(0)
     for ell in reversed(range(L)):
-        gamma_2_ell, x_hat_3, sigma_3, U, W_2_ell, _63, e_hat_2, W_1_ell, gamma_1_ell, x_hat_2, sigma_2, Y_2, W_o_ell, shape_44, _39, _42, shape_40, V_2_shape, _27, _31, shape_28, K_shape, shape_25, Q_shape, X_2, W_v_ell, W_k_ell, W_q_ell, = saved_ell[ell]
+        gamma_2_ell, x_hat_3, sigma_3, U, W_2_ell, _63, e_hat_2, W_1_ell, gamma_1_ell, x_hat_2, sigma_2, Y_2, W_o_ell, shape_44, softmax_S, _42, shape_40, V_2_shape, _30, _27, shape_28, K_shape, shape_25, Q_shape, X_2, W_v_ell, W_k_ell, W_q_ell, = saved_ell[ell]
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
         d_beta_2_ell = _sum_to(g10011, 1, ())                   # (D,)
-        d_x_hat_3 = np.multiply(g10011, gamma_2_ell, out=_buf(workspace, ('BERTClassifier:bd_x_hat_3', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10014 = np.multiply(g10011, x_hat_3, out=_buf(workspace, ('BERTClassifier:bg10014', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_x_hat_3 = _threaded(np.multiply, g10011, gamma_2_ell, out=_buf(workspace, ('BERTClassifier:bd_x_hat_3', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        g10014 = _threaded(np.multiply, g10011, x_hat_3, out=_buf(workspace, ('BERTClassifier:bg10014', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         d_gamma_2_ell = _sum_to(g10014, 1, ())                  # (D,)
         d_e_hat_2 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, ('BERTClassifier:bd_e_hat_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         # BERTLayer 3 return Y = LayerNorm(X + U W_2 + b_2 | γ_2, β_2, ε = ε) ▷ Y ∈ ℝ^{T×D}
@@ -430,69 +431,65 @@ def backward(config: Config, params: Params, cache: dict, d_z, workspace: dict |
         g10019 = np.swapaxes(W_2_ell, -1, -2)                   # (D, D_f)
         d_U = np.matmul(d_e_hat_2, g10019, out=_buf(workspace, ('BERTClassifier:bd_U', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
         # BERTLayer 2 U ← GELU(X W_1 + b_1) ▷ U ∈ ℝ^{T×D_f}; exact GELU, x Φ(x)
-        g10021 = _gelu_grad(_63)                                # (…, T, D_f)
-        g10022 = np.multiply(d_U, g10021, out=g10021)           # (…, T, D_f)
-        d_b_1_ell = _sum_to(g10022, 1, ())                      # (D_f,)
-        d_W_1_ell = _wgrad(e_hat_2, g10022, _buf(workspace, ('BERTClassifier:bd_W_1_ell', ell % 2), (D, D_f), dtype)) # (D, D_f)
-        g10025 = np.swapaxes(W_1_ell, -1, -2)                   # (D_f, D)
-        g10026 = np.matmul(g10022, g10025, out=_buf(workspace, ('BERTClassifier:bg10026', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        d_e_hat_2_2 = np.add(d_e_hat_2, g10026, out=g10026)     # (…, T, D)
+        g10021 = _gelu_grad(d_U, _63, U, _buf(workspace, ('BERTClassifier:bg10021', ell % 2), batch + (T, D_f), dtype), workspace) # (…, T, D_f)
+        d_b_1_ell = _sum_to(g10021, 1, ())                      # (D_f,)
+        d_W_1_ell = _wgrad(e_hat_2, g10021, _buf(workspace, ('BERTClassifier:bd_W_1_ell', ell % 2), (D, D_f), dtype)) # (D, D_f)
+        g10024 = np.swapaxes(W_1_ell, -1, -2)                   # (D_f, D)
+        g10025 = np.matmul(g10021, g10024, out=_buf(workspace, ('BERTClassifier:bg10025', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_e_hat_2_2 = _threaded(np.add, d_e_hat_2, g10025, out=g10025) # (…, T, D)
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
         d_beta_1_ell = _sum_to(d_e_hat_2_2, 1, ())              # (D,)
-        d_x_hat_2 = np.multiply(d_e_hat_2_2, gamma_1_ell, out=_buf(workspace, ('BERTClassifier:bd_x_hat_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10030 = np.multiply(d_e_hat_2_2, x_hat_2, out=_buf(workspace, ('BERTClassifier:bg10030', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        d_gamma_1_ell = _sum_to(g10030, 1, ())                  # (D,)
+        d_x_hat_2 = _threaded(np.multiply, d_e_hat_2_2, gamma_1_ell, out=_buf(workspace, ('BERTClassifier:bd_x_hat_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        g10029 = _threaded(np.multiply, d_e_hat_2_2, x_hat_2, out=_buf(workspace, ('BERTClassifier:bg10029', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_gamma_1_ell = _sum_to(g10029, 1, ())                  # (D,)
         d_X_2 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, ('BERTClassifier:bd_X_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         # BERTSelfAttention 10 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
         d_b_o_ell = _sum_to(d_X_2, 1, ())                       # (D,)
         d_W_o_ell = _wgrad(Y_2, d_X_2, _buf(workspace, ('BERTClassifier:bd_W_o_ell', ell % 2), (D, D), dtype)) # (D, D)
-        g10035 = np.swapaxes(W_o_ell, -1, -2)                   # (D, D)
-        d_Y_2 = np.matmul(d_X_2, g10035, out=_buf(workspace, ('BERTClassifier:bd_Y_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        g10034 = np.swapaxes(W_o_ell, -1, -2)                   # (D, D)
+        d_Y_2 = np.matmul(d_X_2, g10034, out=_buf(workspace, ('BERTClassifier:bd_Y_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         # BERTSelfAttention 9 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
-        g10037 = d_Y_2.reshape(shape_44)                        # (…, T, H, D/H)
-        d_Y = _permute(g10037, (-2, -3, -1))                    # (…, H, T, D/H)
+        g10036 = d_Y_2.reshape(shape_44)                        # (…, T, H, D/H)
+        d_Y = _permute(g10036, (-2, -3, -1))                    # (…, H, T, D/H)
         # BERTSelfAttention 7 Y_h ← softmax(S_h) V[:, h · D / H : (h + 1) · D / H] ▷ Y_h ∈ ℝ^{T×D/H}
-        g10039 = np.swapaxes(_39, -1, -2)                       # (…, H, T, T)
-        g10040 = np.matmul(g10039, d_Y, out=_buf(workspace, ('BERTClassifier:bg10040', ell % 2), batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-        g10041 = np.swapaxes(_42, -1, -2)                       # (…, H, D/H, T)
-        g10042 = np.matmul(d_Y, g10041, out=_buf(workspace, ('BERTClassifier:bg10042', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
-        g10043 = _permute(g10040, (-2, -3, -1))                 # (…, T, H, D/H)
-        g10044 = g10043.reshape(shape_40)                       # (…, T, D)
-        d_V_2 = _unslice(g10044, V_2_shape, -1, 0, D, _buf(workspace, ('BERTClassifier:bd_V_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10046 = _softmax_grad(g10042, _39, -1, _buf(workspace, ('BERTClassifier:bg10046', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
-        # BERTSelfAttention 6 ∀t, u: if ¬m[u] then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; padding mask: no token attends to a padded key u
-        d_S = _where(_37, 0, g10046, _buf(workspace, ('BERTClassifier:bd_S', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
+        g10038 = np.swapaxes(softmax_S, -1, -2)                 # (…, H, T, T)
+        g10039 = np.matmul(g10038, d_Y, out=_buf(workspace, ('BERTClassifier:bg10039', ell % 2), batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+        g10040 = np.swapaxes(_42, -1, -2)                       # (…, H, D/H, T)
+        d_softmax_S = np.matmul(d_Y, g10040, out=_buf(workspace, ('BERTClassifier:bd_softmax_S', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
+        g10042 = _permute(g10039, (-2, -3, -1))                 # (…, T, H, D/H)
+        g10043 = g10042.reshape(shape_40)                       # (…, T, D)
+        d_V_2 = _unslice(g10043, V_2_shape, -1, 0, D, _buf(workspace, ('BERTClassifier:bd_V_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_S = _softmax_grad(d_softmax_S, softmax_S, -1, _buf(workspace, ('BERTClassifier:bd_S', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
         # BERTSelfAttention 5 S_h ← Q[:, h · D / H : (h + 1) · D / H] K[:, h · D / H : (h + 1) · D / H]^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
-        g10049 = np.divide(d_S, _34, out=_buf(workspace, ('BERTClassifier:bg10049', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
-        g10053 = np.swapaxes(_27, -1, -2)                       # (…, H, D/H, T)
-        g10054 = np.matmul(g10053, g10049, out=_buf(workspace, ('BERTClassifier:bg10054', ell % 2), batch + (H, D // H, T), dtype)) # (…, H, D/H, T)
-        g10055 = np.swapaxes(_31, -1, -2)                       # (…, H, T, D/H)
-        g10056 = np.matmul(g10049, g10055, out=_buf(workspace, ('BERTClassifier:bg10056', ell % 2), batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-        g10057 = np.swapaxes(g10054, -1, -2)                    # (…, H, T, D/H)
-        g10058 = _permute(g10057, (-2, -3, -1))                 # (…, T, H, D/H)
-        g10059 = g10058.reshape(shape_28)                       # (…, T, D)
-        d_K = _unslice(g10059, K_shape, -1, 0, D, _buf(workspace, ('BERTClassifier:bd_K', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10061 = _permute(g10056, (-2, -3, -1))                 # (…, T, H, D/H)
-        g10062 = g10061.reshape(shape_25)                       # (…, T, D)
-        d_Q = _unslice(g10062, Q_shape, -1, 0, D, _buf(workspace, ('BERTClassifier:bd_Q', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        g10052 = np.matmul(d_S, _30, out=_buf(workspace, ('BERTClassifier:bg10052', ell % 2), batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+        g10055 = np.swapaxes(d_S, -1, -2)                       # (…, H, T, T)
+        g10056 = np.matmul(g10055, _27, out=_buf(workspace, ('BERTClassifier:bg10056', ell % 2), batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+        g10058 = _permute(g10056, (-2, -3, -1))                 # (…, T, H, D/H)
+        g10059 = _threaded(np.divide, g10058, _34, out=_buf(workspace, ('BERTClassifier:bg10059', ell % 2), batch + (T, H, D // H), dtype)) # (…, T, H, D/H)
+        g10060 = g10059.reshape(shape_28)                       # (…, T, D)
+        d_K = _unslice(g10060, K_shape, -1, 0, D, _buf(workspace, ('BERTClassifier:bd_K', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        g10062 = _permute(g10052, (-2, -3, -1))                 # (…, T, H, D/H)
+        g10063 = _threaded(np.divide, g10062, _34, out=_buf(workspace, ('BERTClassifier:bg10063', ell % 2), batch + (T, H, D // H), dtype)) # (…, T, H, D/H)
+        g10064 = g10063.reshape(shape_25)                       # (…, T, D)
+        d_Q = _unslice(g10064, Q_shape, -1, 0, D, _buf(workspace, ('BERTClassifier:bd_Q', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         # BERTSelfAttention 3 V ← X W_v + b_v ▷ V ∈ ℝ^{T×D}; values
         d_b_v_ell = _sum_to(d_V_2, 1, ())                       # (D,)
         d_W_v_ell = _wgrad(X_2, d_V_2, _buf(workspace, ('BERTClassifier:bd_W_v_ell', ell % 2), (D, D), dtype)) # (D, D)
-        g10066 = np.swapaxes(W_v_ell, -1, -2)                   # (D, D)
-        g10067 = np.matmul(d_V_2, g10066, out=_buf(workspace, ('BERTClassifier:bg10067', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        d_X_2_2 = np.add(d_X_2, g10067, out=g10067)             # (…, T, D)
+        g10068 = np.swapaxes(W_v_ell, -1, -2)                   # (D, D)
+        g10069 = np.matmul(d_V_2, g10068, out=_buf(workspace, ('BERTClassifier:bg10069', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_X_2_2 = _threaded(np.add, d_X_2, g10069, out=g10069)  # (…, T, D)
         # BERTSelfAttention 2 K ← X W_k + b_k ▷ K ∈ ℝ^{T×D}; keys
         d_b_k_ell = _sum_to(d_K, 1, ())                         # (D,)
         d_W_k_ell = _wgrad(X_2, d_K, _buf(workspace, ('BERTClassifier:bd_W_k_ell', ell % 2), (D, D), dtype)) # (D, D)
-        g10071 = np.swapaxes(W_k_ell, -1, -2)                   # (D, D)
-        g10072 = np.matmul(d_K, g10071, out=_buf(workspace, ('BERTClassifier:bg10072', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        d_X_2_3 = np.add(d_X_2_2, g10072, out=d_X_2_2)          # (…, T, D)
+        g10073 = np.swapaxes(W_k_ell, -1, -2)                   # (D, D)
+        g10074 = np.matmul(d_K, g10073, out=_buf(workspace, ('BERTClassifier:bg10074', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_X_2_3 = _threaded(np.add, d_X_2_2, g10074, out=d_X_2_2) # (…, T, D)
         # BERTSelfAttention 1 Q ← X W_q + b_q ▷ Q ∈ ℝ^{T×D}; queries, all heads
         d_b_q_ell = _sum_to(d_Q, 1, ())                         # (D,)
         d_W_q_ell = _wgrad(X_2, d_Q, _buf(workspace, ('BERTClassifier:bd_W_q_ell', ell % 2), (D, D), dtype)) # (D, D)
-        g10076 = np.swapaxes(W_q_ell, -1, -2)                   # (D, D)
-        g10077 = np.matmul(d_Q, g10076, out=_buf(workspace, ('BERTClassifier:bg10077', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        d_X_2_4 = np.add(d_X_2_3, g10077, out=d_X_2_3)          # (…, T, D)
+        g10078 = np.swapaxes(W_q_ell, -1, -2)                   # (D, D)
+        g10079 = np.matmul(d_Q, g10078, out=_buf(workspace, ('BERTClassifier:bg10079', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_X_2_4 = _threaded(np.add, d_X_2_3, g10079, out=d_X_2_3) # (…, T, D)
         d_W_q[ell] += d_W_q_ell
         d_W_k[ell] += d_W_k_ell
         d_W_v[ell] += d_W_v_ell
@@ -512,13 +509,13 @@ def backward(config: Config, params: Params, cache: dict, d_z, workspace: dict |
         g10011 = d_X_2_4
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     d_beta_e = _sum_to(g10011, 1, ())                           # (D,)
-    d_x_hat = np.multiply(g10011, gamma_e, out=_buf(workspace, 'BERTClassifier:bd_x_hat', batch + (T, D), dtype)) # (…, T, D)
-    g10081 = np.multiply(g10011, x_hat, out=_buf(workspace, 'BERTClassifier:bg10081', batch + (T, D), dtype)) # (…, T, D)
-    d_gamma_e = _sum_to(g10081, 1, ())                          # (D,)
+    d_x_hat = _threaded(np.multiply, g10011, gamma_e, out=_buf(workspace, 'BERTClassifier:bd_x_hat', batch + (T, D), dtype)) # (…, T, D)
+    g10083 = _threaded(np.multiply, g10011, x_hat, out=_buf(workspace, 'BERTClassifier:bg10083', batch + (T, D), dtype)) # (…, T, D)
+    d_gamma_e = _sum_to(g10083, 1, ())                          # (D,)
     d_X = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'BERTClassifier:bd_X', batch + (T, D), dtype)) # (…, T, D)
     # 1 X ← W_e[x] + W_s[s] + W_p[0 : T] ▷ X ∈ ℝ^{T×D}
-    g10084 = _sum_to(d_X, 2, ())                                # (T, D)
-    d_W_p = _unslice(g10084, W_p_shape, -2, 0, T, _buf(workspace, 'BERTClassifier:bd_W_p', (P, D), dtype)) # (P, D)
+    g10086 = _sum_to(d_X, 2, ())                                # (T, D)
+    d_W_p = _unslice(g10086, W_p_shape, -2, 0, T, _buf(workspace, 'BERTClassifier:bd_W_p', (P, D), dtype)) # (P, D)
     d_W_s = _scatter_rows(d_X, s, W_s)                          # (N_s, D)
     d_W_e = _scatter_rows(d_X, x, W_e)                          # (V, D)
     grads = Params(W_e=d_W_e, W_p=d_W_p, W_s=d_W_s, gamma_e=d_gamma_e, beta_e=d_beta_e, W_q=d_W_q, W_k=d_W_k, W_v=d_W_v, b_q=d_b_q, b_k=d_b_k, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o, gamma_1=d_gamma_1, beta_1=d_beta_1, W_1=d_W_1, b_1=d_b_1, W_2=d_W_2, b_2=d_b_2, gamma_2=d_gamma_2, beta_2=d_beta_2, W_pool=d_W_pool, b_pool=d_b_pool, W_c=d_W_c, b_c=d_b_c)
@@ -609,15 +606,78 @@ def _buf(workspace, key, shape, dtype):
     return buf
 
 
+# The closed-form helpers below make several passes over big arrays; they run on as many threads as
+# BLAS does, each on a block of rows (NumPy's ufuncs release the GIL). CARDGEN_THREADS sets how many
+# (default: the usable cores). Rows are independent, so the numbers are those of one thread.
+_PARALLEL_MIN = 1 << 18  # elements (1 MiB of float32) below which one thread beats handing out blocks
+_POOL = {}
+
+
+def _threads():
+    n = os.environ.get("CARDGEN_THREADS", "")
+    if n.isdigit() and int(n) > 0:
+        return int(n)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _rows(f, out, axis, *args):
+    """f(out, axis, *args) block by block along an axis of out that f does not reduce over, one block
+    per thread; the arrays among args that have that axis are cut alike, the others (broadcast)
+    passed whole."""
+    n = _threads() if out.size >= _PARALLEL_MIN else 1
+    reduced = None if axis is None else axis % out.ndim
+    cut = next((a for a in range(out.ndim) if out.shape[a] >= n and a != reduced), None)
+    if n < 2 or cut is None:
+        f(out, axis, *args)
+        return out
+    key = os.getpid(), n  # a forked child has none of its parent's threads: it starts its own pool
+    if key not in _POOL:
+        _POOL.clear()
+        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n - 1, thread_name_prefix="cardgen")
+    bounds = [out.shape[cut] * i // n for i in range(n + 1)]
+
+    def part(a, lo, hi):
+        k = cut - (out.ndim - np.ndim(a))  # the same axis, counted in a (broadcasting aligns the ends)
+        if k < 0 or np.shape(a)[k] != out.shape[cut]:
+            return a
+        return a[(slice(None),) * k + (slice(lo, hi),)]
+
+    def block(i):
+        lo, hi = bounds[i], bounds[i + 1]
+        f(part(out, lo, hi), axis, *(part(a, lo, hi) for a in args))
+    others = [_POOL[key].submit(block, i) for i in range(1, n)]
+    block(0)  # this thread takes a block too: one hand-over fewer
+    for done in others:
+        done.result()
+    return out
+
+
+def _threaded(ufunc, *args, out):
+    """ufunc(*args, out=out), on every thread for a big array (NumPy's own ufuncs use one)."""
+    return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
+
+
+def _power(x, n, out):
+    """x**n for a small whole n, as products written into out, on every thread for a big array."""
+    _threaded(np.multiply, x, x, out=out)
+    for _ in range(n - 2):
+        _threaded(np.multiply, out, x, out=out)
+    return out
+
+
 def _softmax(x, axis, out=None):
     """Stable softmax; a row that is all −∞ (fully masked) gives zeros, not NaN."""
+    return _rows(_softmax_rows, np.empty_like(x) if out is None else out, axis, x)
+
+
+def _softmax_rows(out, axis, x):
     m = np.max(x, axis=axis, keepdims=True)
     m[~np.isfinite(m)] = 0
     z = np.subtract(x, m, out=out)
     np.exp(z, out=z)
     s = np.sum(z, axis=axis, keepdims=True)
     s[s == 0] = 1
-    return np.divide(z, s, out=z)
+    np.divide(z, s, out=z)
 
 
 def _log_softmax(x, axis, out=None):
@@ -654,37 +714,82 @@ _ERF_LARGE = (
 _ERF_MID, _ERF_HALF = 0.4758771929824561, 0.22587719298245615
 
 
-def _horner(coefficients, v):
-    p = coefficients[-1] * v
+def _horner(coefficients, v, out):
+    """Σ c_k v^k into out (not v), in place: one array for the whole evaluation."""
+    np.multiply(v, coefficients[-1], out=out)
     for c in coefficients[-2:0:-1]:
-        p += c
-        p *= v
-    p += coefficients[0]
-    return p
+        out += c
+        out *= v
+    out += coefficients[0]
+    return out
 
 
-def _erf(x):
-    s = np.clip(x, -_ERF_SPLIT, _ERF_SPLIT)
-    small = _horner(_ERF_SMALL, np.square(s))
-    small *= s
-    small += s
-    a = np.abs(x)
-    b = np.clip(a, _ERF_SPLIT, 6.0)
-    v = np.add(b, 2.0)
-    np.divide(2.0, v, out=v)
-    v -= _ERF_MID
-    v /= _ERF_HALF
-    large = _horner(_ERF_LARGE, v)
+def _scratch(workspace, shape, dtype, n):
+    """n work arrays for a helper, kept in the workspace (shared by every helper: each uses them
+    only while it runs); fresh ones without a workspace."""
+    return [_buf(workspace, ("_scratch", i), shape, dtype) for i in range(n)]
+
+
+def _erf(x, out=None, workspace=None):
+    """Both pieces on clamped copies of x, joined by exact 0/1 weights: a select (np.where) with a
+    data-dependent mask costs ~20 element-wise passes, an arithmetic join three.  Three work arrays."""
+    x = np.asarray(x)
+    dtype = np.result_type(x, np.float32)
+    out = np.empty(x.shape, dtype) if out is None else out
+    b, v, large = _scratch(workspace, x.shape, dtype, 3)
+    np.abs(x, out=b)
+    np.clip(b, _ERF_SPLIT, 6.0, out=b)
+    np.add(b, 2.0, out=v)
+    np.divide(2.0 / _ERF_HALF, v, out=v)
+    v -= _ERF_MID / _ERF_HALF
+    _horner(_ERF_LARGE, v, large)
     np.square(b, out=b)
     np.negative(b, out=b)
     large *= np.exp(b, out=b)
     np.subtract(1.0, large, out=large)
     np.copysign(large, x, out=large)
-    return np.where(a < _ERF_SPLIT, small, large)
+    np.clip(x, -_ERF_SPLIT, _ERF_SPLIT, out=b)  # the last read of x: out may be x itself
+    np.square(b, out=v)
+    small = _horner(_ERF_SMALL, v, out)
+    small *= b
+    small += b
+    np.abs(b, out=v)
+    np.less(v, _ERF_SPLIT, out=v)  # 1 where |x| < SPLIT (NaN: 0, and NaN·0 keeps it NaN)
+    small *= v
+    np.subtract(1.0, v, out=v)
+    large *= v
+    small += large  # one of the two terms is ±0: the sum is the other, exactly (−0 + −0 for x = −0)
+    return small
 
 
-def _gelu(x):
-    return 0.5 * x * (1.0 + _erf(x * 0.7071067811865476))
+# float32: Φ(x) = ½ + c·N(c²)/D(c²), c = x clamped to ±4√2 (Φ is 1 in float32 beyond), a rational fit
+# (scripts/erf_fit.py): 20 passes instead of erf's 60, within 2.2·10⁻⁷ of Φ (float32 spacing of 1: 6·10⁻⁸).
+_PHI32_CLAMP = 5.656854249492381
+_PHI32_N = (
+    0.39894226993523063, 0.035831378976121465, 0.004501072772993772, 0.000168013365171882,
+    3.1556806144701803e-06, -2.129746566811348e-08, 1.0636697546763609e-10,
+)
+_PHI32_D = (1.0, 0.25648193193441804, 0.029031524799142488, 0.001821659471016465, 6.0973191060033246e-05)
+
+
+def _gelu(x, out=None, workspace=None):
+    """x Φ(x), Φ(x) = (1 + erf(x/√2)) / 2; out must not be x."""
+    if np.result_type(x) == np.float32:
+        out = np.empty(np.shape(x), np.float32) if out is None else out
+        c, t, den = _scratch(workspace, np.shape(x), np.float32, 3)
+        np.clip(x, -_PHI32_CLAMP, _PHI32_CLAMP, out=c)
+        np.square(c, out=t)
+        _horner(_PHI32_N, t, out)
+        out *= c
+        out /= _horner(_PHI32_D, t, den)
+        out += 0.5
+        out *= x
+        return out
+    out = _erf(np.multiply(x, 0.7071067811865476, out=out), out, workspace)
+    out += 1.0
+    out *= x
+    out *= 0.5
+    return out
 
 
 def _concat(parts, axis):
@@ -728,10 +833,25 @@ def _silu_grad(x):
     return s * (1.0 + x * (1.0 - s))
 
 
-def _gelu_grad(x):
-    cdf = 0.5 * (1.0 + _erf(x * 0.7071067811865476))
-    pdf = np.exp(-0.5 * x * x) * 0.3989422804014327
-    return cdf + x * pdf
+def _gelu_grad(g, x, y, out=None, workspace=None):
+    """g · GELU'(x) = g · (Φ(x) + x φ(x)), with Φ(x) = y / x from the forward's y = x Φ(x): no
+    second erf.  Where |x| < 1e-30 (0, or tiny enough that x Φ(x) loses digits) Φ is ½."""
+    out = np.empty(np.broadcast_shapes(np.shape(g), np.shape(x)), np.result_type(g, x)) if out is None else out
+    t, tiny = _scratch(workspace, np.shape(x), np.result_type(x), 2)
+    np.abs(x, out=tiny)
+    np.less(tiny, 1e-30, out=tiny)  # 1 where x is (nearly) 0
+    np.square(x, out=t)
+    np.multiply(t, -0.5, out=out)
+    np.exp(out, out=out)
+    out *= t
+    out *= 0.3989422804014327  # x² φ(x)
+    out += y
+    np.add(x, tiny, out=t)  # x, or 1 where x is 0: y / 1 = 0 there, and ½ is added
+    out /= t
+    tiny *= 0.5
+    out += tiny
+    out *= g
+    return out
 
 
 def _concat_part(g, axis, i, shapes):
@@ -758,21 +878,55 @@ def _wgrad(x, g, out=None):
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
+def _fresh(out, *arrays):
+    return np.empty(np.broadcast_shapes(*(np.shape(a) for a in arrays)), np.result_type(*arrays)) if out is None         else out
+
+
 def _layer_norm_grad(g, y, s, axis, out=None):
     """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
-    t = np.multiply(g, y, out=out)
+    return _rows(_layer_norm_grad_rows, _fresh(out, g, y), axis, g, y, s)
+
+
+def _layer_norm_grad_rows(t, axis, g, y, s):
+    np.multiply(g, y, out=t)
     gy = np.mean(t, axis=axis, keepdims=True)
-    t = np.multiply(y, gy, out=t)
-    t = np.subtract(g, t, out=t)
-    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
-    return np.divide(t, s, out=t)
+    np.multiply(y, gy, out=t)
+    np.subtract(g, t, out=t)
+    np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    np.divide(t, s, out=t)
+
+
+def _gelu_tanh_grad(g, x, t, a, c, k, out=None):
+    """d_x of y = a x (1 + t), t = tanh(c (x + k x³)), from g = d_y: g ⊙ a ((1 + t) + c x (1 + 3k x²)(1 − t²)),
+    in place in one array and one temporary (the chain rule through the steps takes a dozen)."""
+    return _rows(_gelu_tanh_grad_rows, _fresh(out, g, x, t), -1, g, x, t, a, c, k)
+
+
+def _gelu_tanh_grad_rows(r, axis, g, x, t, a, c, k):
+    np.multiply(x, x, out=r)
+    r *= 3.0 * k * c
+    r += c
+    r *= x
+    s = np.multiply(t, t)
+    np.subtract(1.0, s, out=s)
+    r *= s
+    r += t
+    r += 1.0
+    r *= g
+    if a != 1.0:
+        r *= a
 
 
 def _softmax_grad(g, y, axis, out=None):
-    t = np.multiply(g, y, out=out)
+    """d_x of y = softmax(x) from g = d_y: y ⊙ (g − Σ g ⊙ y)."""
+    return _rows(_softmax_grad_rows, _fresh(out, g, y), axis, g, y)
+
+
+def _softmax_grad_rows(t, axis, g, y):
+    np.multiply(g, y, out=t)
     s = np.sum(t, axis=axis, keepdims=True)
-    t = np.subtract(g, s, out=t)
-    return np.multiply(t, y, out=t)
+    np.subtract(g, s, out=t)
+    np.multiply(t, y, out=t)
 
 
 def _unslice(g, shape, axis, lo, hi, out=None):

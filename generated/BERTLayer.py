@@ -38,7 +38,9 @@ the dtype (float32 or float64) follows the parameters.
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -138,15 +140,15 @@ def forward(config: Config, params: Params, X, m, workspace: dict | None = None)
     batch = np.shape(X)[:np.ndim(X) - 2]
     # BERTSelfAttention 1 Q ← X W_q + b_q ▷ Q ∈ ℝ^{T×D}; queries, all heads
     _1 = np.matmul(X, W_q, out=_buf(workspace, 'BERTLayer:f_1', batch + (T, D), dtype)) # (…, T, D)
-    Q = np.add(_1, b_q, out=_1)                                 # (…, T, D)
+    Q = _threaded(np.add, _1, b_q, out=_1)                      # (…, T, D)
     Q_shape = Q.shape
     # BERTSelfAttention 2 K ← X W_k + b_k ▷ K ∈ ℝ^{T×D}; keys
     _3 = np.matmul(X, W_k, out=_buf(workspace, 'BERTLayer:f_3', batch + (T, D), dtype)) # (…, T, D)
-    K = np.add(_3, b_k, out=_3)                                 # (…, T, D)
+    K = _threaded(np.add, _3, b_k, out=_3)                      # (…, T, D)
     K_shape = K.shape
     # BERTSelfAttention 3 V ← X W_v + b_v ▷ V ∈ ℝ^{T×D}; values
     _5 = np.matmul(X, W_v, out=_buf(workspace, 'BERTLayer:f_5', batch + (T, D), dtype)) # (…, T, D)
-    V = np.add(_5, b_v, out=_5)                                 # (…, T, D)
+    V = _threaded(np.add, _5, b_v, out=_5)                      # (…, T, D)
     V_shape = V.shape
     # BERTSelfAttention 5 S_h ← Q[:, h · D / H : (h + 1) · D / H] K[:, h · D / H : (h + 1) · D / H]^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
     _7 = _slice_in(Q, -1, 0, D, 'BERTSelfAttention.card, line 17') # (…, T, D)
@@ -161,68 +163,68 @@ def forward(config: Config, params: Params, X, m, workspace: dict | None = None)
     _14 = np.matmul(_9, _13, out=_buf(workspace, 'BERTLayer:f_14', batch + (H, T, T), dtype)) # (…, H, T, T)
     _15 = D / H                                                 # ()
     _16 = math.sqrt(_15)                                        # ()
-    S = np.divide(_14, _16, out=_14)                            # (…, H, T, T)
+    S = _threaded(np.divide, _14, _16, out=_14)                 # (…, H, T, T)
     # BERTSelfAttention 6 ∀t, u: if ¬m[u] then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; padding mask: no token attends to a padded key u
     _18 = ~m                                                    # (…, T)
     _19 = np.expand_dims(_18, (-3, -2))                         # (…, 1, 1, T)
     _20 = _fill_where(S, _19, -np.inf)                          # (…, H, T, T)
     # BERTSelfAttention 7 Y_h ← softmax(S_h) V[:, h · D / H : (h + 1) · D / H] ▷ Y_h ∈ ℝ^{T×D/H}
-    _21 = _softmax(_20, -1, _buf(workspace, 'BERTLayer:f_21', batch + (H, T, T), dtype)) # (…, H, T, T)
+    softmax_S = _softmax(_20, -1, _buf(workspace, 'BERTLayer:fsoftmax_S', batch + (H, T, T), dtype)) # (…, H, T, T)
     _22 = _slice_in(V, -1, 0, D, 'BERTSelfAttention.card, line 19') # (…, T, D)
     shape_22 = _22.shape
     _23 = _22.reshape(_22.shape[:-1] + (H, D // H,))            # (…, T, H, D/H)
     _24 = _permute(_23, (-2, -3, -1))                           # (…, H, T, D/H)
-    Y = np.matmul(_21, _24, out=_buf(workspace, 'BERTLayer:fY', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    Y = np.matmul(softmax_S, _24, out=_buf(workspace, 'BERTLayer:fY', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     # BERTSelfAttention 9 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     _26 = _permute(Y, (-2, -3, -1))                             # (…, T, H, D/H)
     shape_26 = _26.shape
     Y_2 = _26.reshape(_26.shape[:-2] + (D,))                    # (…, T, D)
     # BERTSelfAttention 10 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
     _28 = np.matmul(Y_2, W_o, out=_buf(workspace, 'BERTLayer:f_28', batch + (T, D), dtype)) # (…, T, D)
-    V_tilde = np.add(_28, b_o, out=_28)                         # (…, T, D)
+    V_tilde = _threaded(np.add, _28, b_o, out=_28)              # (…, T, D)
     # 1 X ← LayerNorm(X + BERTSelfAttention(X, m | θ_attn) | γ_1, β_1, ε = ε) ▷ X ∈ ℝ^{T×D}
-    _30 = np.add(X, V_tilde, out=V_tilde)                       # (…, T, D)
+    _30 = _threaded(np.add, X, V_tilde, out=V_tilde)            # (…, T, D)
     # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
     _31 = np.sum(_30, axis=-1, out=_buf(workspace, 'BERTLayer:f_31', batch + (T,), dtype)) # (…, T)
-    m_2 = np.divide(_31, D, out=_31)                            # (…, T)
+    m_2 = _threaded(np.divide, _31, D, out=_31)                 # (…, T)
     # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
     _33 = np.expand_dims(m_2, -1)                               # (…, T, 1)
-    _34 = np.subtract(_30, _33, out=_30)                        # (…, T, D)
-    _35 = np.multiply(_34, _34, out=_buf(workspace, 'BERTLayer:f_35', batch + (T, D), dtype)) # (…, T, D)
+    _34 = _threaded(np.subtract, _30, _33, out=_30)             # (…, T, D)
+    _35 = _threaded(np.multiply, _34, _34, out=_buf(workspace, 'BERTLayer:f_35', batch + (T, D), dtype)) # (…, T, D)
     _36 = np.sum(_35, axis=-1, out=_buf(workspace, 'BERTLayer:f_36', batch + (T,), dtype)) # (…, T)
-    v = np.divide(_36, D, out=_36)                              # (…, T)
+    v = _threaded(np.divide, _36, D, out=_36)                   # (…, T)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-    _38 = np.add(v, eps, out=v)                                 # (…, T)
-    _39 = np.sqrt(_38, out=_38)                                 # (…, T)
+    _38 = _threaded(np.add, v, eps, out=v)                      # (…, T)
+    _39 = _threaded(np.sqrt, _38, out=_38)                      # (…, T)
     sigma = np.expand_dims(_39, -1)                             # (…, T, 1)
-    x_hat = np.divide(_34, sigma, out=_34)                      # (…, T, D)
-    _42 = np.multiply(x_hat, gamma_1, out=_buf(workspace, 'BERTLayer:f_42', batch + (T, D), dtype)) # (…, T, D)
-    e_hat = np.add(_42, beta_1, out=_42)                        # (…, T, D)
+    x_hat = _threaded(np.divide, _34, sigma, out=_34)           # (…, T, D)
+    _42 = _threaded(np.multiply, x_hat, gamma_1, out=_buf(workspace, 'BERTLayer:f_42', batch + (T, D), dtype)) # (…, T, D)
+    e_hat = _threaded(np.add, _42, beta_1, out=_42)             # (…, T, D)
     # 2 U ← GELU(X W_1 + b_1) ▷ U ∈ ℝ^{T×D_f}; exact GELU, x Φ(x)
     _44 = np.matmul(e_hat, W_1, out=_buf(workspace, 'BERTLayer:f_44', batch + (T, D_f), dtype)) # (…, T, D_f)
-    _45 = np.add(_44, b_1, out=_44)                             # (…, T, D_f)
-    U = _gelu(_45)                                              # (…, T, D_f)
+    _45 = _threaded(np.add, _44, b_1, out=_44)                  # (…, T, D_f)
+    U = _gelu(_45, _buf(workspace, 'BERTLayer:fU', batch + (T, D_f), dtype), workspace) # (…, T, D_f)
     # 3 return Y = LayerNorm(X + U W_2 + b_2 | γ_2, β_2, ε = ε) ▷ Y ∈ ℝ^{T×D}
     _47 = np.matmul(U, W_2, out=_buf(workspace, 'BERTLayer:f_47', batch + (T, D), dtype)) # (…, T, D)
-    _48 = np.add(e_hat, _47, out=_47)                           # (…, T, D)
-    _49 = np.add(_48, b_2, out=_48)                             # (…, T, D)
+    _48 = _threaded(np.add, e_hat, _47, out=_47)                # (…, T, D)
+    _49 = _threaded(np.add, _48, b_2, out=_48)                  # (…, T, D)
     # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
     _50 = np.sum(_49, axis=-1, out=_buf(workspace, 'BERTLayer:f_50', batch + (T,), dtype)) # (…, T)
-    m_3 = np.divide(_50, D, out=_50)                            # (…, T)
+    m_3 = _threaded(np.divide, _50, D, out=_50)                 # (…, T)
     # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
     _52 = np.expand_dims(m_3, -1)                               # (…, T, 1)
-    _53 = np.subtract(_49, _52, out=_49)                        # (…, T, D)
-    _54 = np.multiply(_53, _53, out=_buf(workspace, 'BERTLayer:f_54', batch + (T, D), dtype)) # (…, T, D)
+    _53 = _threaded(np.subtract, _49, _52, out=_49)             # (…, T, D)
+    _54 = _threaded(np.multiply, _53, _53, out=_buf(workspace, 'BERTLayer:f_54', batch + (T, D), dtype)) # (…, T, D)
     _55 = np.sum(_54, axis=-1, out=_buf(workspace, 'BERTLayer:f_55', batch + (T,), dtype)) # (…, T)
-    v_2 = np.divide(_55, D, out=_55)                            # (…, T)
+    v_2 = _threaded(np.divide, _55, D, out=_55)                 # (…, T)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-    _57 = np.add(v_2, eps, out=v_2)                             # (…, T)
-    _58 = np.sqrt(_57, out=_57)                                 # (…, T)
+    _57 = _threaded(np.add, v_2, eps, out=v_2)                  # (…, T)
+    _58 = _threaded(np.sqrt, _57, out=_57)                      # (…, T)
     sigma_2 = np.expand_dims(_58, -1)                           # (…, T, 1)
-    x_hat_2 = np.divide(_53, sigma_2, out=_53)                  # (…, T, D)
-    _61 = np.multiply(x_hat_2, gamma_2, out=_buf(workspace, 'BERTLayer:f_61', batch + (T, D), dtype)) # (…, T, D)
-    e_hat_2 = np.add(_61, beta_2, out=_61)                      # (…, T, D)
-    cache = {"D": D, "H": H, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "x_hat_2": x_hat_2, "sigma_2": sigma_2, "U": U, "_45": _45, "e_hat": e_hat, "x_hat": x_hat, "sigma": sigma, "Y_2": Y_2, "shape_26": shape_26, "_21": _21, "_24": _24, "shape_22": shape_22, "V_shape": V_shape, "_19": _19, "_16": _16, "_9": _9, "_13": _13, "shape_10": shape_10, "K_shape": K_shape, "shape_7": shape_7, "Q_shape": Q_shape, "X": X}
+    x_hat_2 = _threaded(np.divide, _53, sigma_2, out=_53)       # (…, T, D)
+    _61 = _threaded(np.multiply, x_hat_2, gamma_2, out=_buf(workspace, 'BERTLayer:f_61', batch + (T, D), dtype)) # (…, T, D)
+    e_hat_2 = _threaded(np.add, _61, beta_2, out=_61)           # (…, T, D)
+    cache = {"D": D, "H": H, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "x_hat_2": x_hat_2, "sigma_2": sigma_2, "U": U, "_45": _45, "e_hat": e_hat, "x_hat": x_hat, "sigma": sigma, "Y_2": Y_2, "shape_26": shape_26, "softmax_S": softmax_S, "_24": _24, "shape_22": shape_22, "V_shape": V_shape, "_12": _12, "_9": _9, "_16": _16, "shape_10": shape_10, "K_shape": K_shape, "shape_7": shape_7, "Q_shape": Q_shape, "X": X}
     return e_hat_2, cache
 
 
@@ -252,14 +254,13 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     Y_2 = cache["Y_2"]
     W_o = params.W_o
     shape_26 = cache["shape_26"]
-    _21 = cache["_21"]
+    softmax_S = cache["softmax_S"]
     _24 = cache["_24"]
     shape_22 = cache["shape_22"]
     V_shape = cache["V_shape"]
-    _19 = cache["_19"]
-    _16 = cache["_16"]
+    _12 = cache["_12"]
     _9 = cache["_9"]
-    _13 = cache["_13"]
+    _16 = cache["_16"]
     shape_10 = cache["shape_10"]
     K_shape = cache["K_shape"]
     shape_7 = cache["shape_7"]
@@ -270,8 +271,8 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     W_q = params.W_q
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     d_beta_2 = _sum_to(d_Y, 1, ())                              # (D,)
-    d_x_hat_2 = np.multiply(d_Y, gamma_2, out=_buf(workspace, 'BERTLayer:bd_x_hat_2', batch + (T, D), dtype)) # (…, T, D)
-    g10003 = np.multiply(d_Y, x_hat_2, out=_buf(workspace, 'BERTLayer:bg10003', batch + (T, D), dtype)) # (…, T, D)
+    d_x_hat_2 = _threaded(np.multiply, d_Y, gamma_2, out=_buf(workspace, 'BERTLayer:bd_x_hat_2', batch + (T, D), dtype)) # (…, T, D)
+    g10003 = _threaded(np.multiply, d_Y, x_hat_2, out=_buf(workspace, 'BERTLayer:bg10003', batch + (T, D), dtype)) # (…, T, D)
     d_gamma_2 = _sum_to(g10003, 1, ())                          # (D,)
     d_e_hat = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, 'BERTLayer:bd_e_hat', batch + (T, D), dtype)) # (…, T, D)
     # 3 return Y = LayerNorm(X + U W_2 + b_2 | γ_2, β_2, ε = ε) ▷ Y ∈ ℝ^{T×D}
@@ -280,69 +281,65 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     g10008 = np.swapaxes(W_2, -1, -2)                           # (D, D_f)
     d_U = np.matmul(d_e_hat, g10008, out=_buf(workspace, 'BERTLayer:bd_U', batch + (T, D_f), dtype)) # (…, T, D_f)
     # 2 U ← GELU(X W_1 + b_1) ▷ U ∈ ℝ^{T×D_f}; exact GELU, x Φ(x)
-    g10010 = _gelu_grad(_45)                                    # (…, T, D_f)
-    g10011 = np.multiply(d_U, g10010, out=d_U)                  # (…, T, D_f)
-    d_b_1 = _sum_to(g10011, 1, ())                              # (D_f,)
-    d_W_1 = _wgrad(e_hat, g10011, _buf(workspace, 'BERTLayer:bd_W_1', (D, D_f), dtype)) # (D, D_f)
-    g10014 = np.swapaxes(W_1, -1, -2)                           # (D_f, D)
-    g10015 = np.matmul(g10011, g10014, out=_buf(workspace, 'BERTLayer:bg10015', batch + (T, D), dtype)) # (…, T, D)
-    d_e_hat_2 = np.add(d_e_hat, g10015, out=g10015)             # (…, T, D)
+    g10010 = _gelu_grad(d_U, _45, U, _buf(workspace, 'BERTLayer:bg10010', batch + (T, D_f), dtype), workspace) # (…, T, D_f)
+    d_b_1 = _sum_to(g10010, 1, ())                              # (D_f,)
+    d_W_1 = _wgrad(e_hat, g10010, _buf(workspace, 'BERTLayer:bd_W_1', (D, D_f), dtype)) # (D, D_f)
+    g10013 = np.swapaxes(W_1, -1, -2)                           # (D_f, D)
+    g10014 = np.matmul(g10010, g10013, out=_buf(workspace, 'BERTLayer:bg10014', batch + (T, D), dtype)) # (…, T, D)
+    d_e_hat_2 = _threaded(np.add, d_e_hat, g10014, out=g10014)  # (…, T, D)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     d_beta_1 = _sum_to(d_e_hat_2, 1, ())                        # (D,)
-    d_x_hat = np.multiply(d_e_hat_2, gamma_1, out=_buf(workspace, 'BERTLayer:bd_x_hat', batch + (T, D), dtype)) # (…, T, D)
-    g10019 = np.multiply(d_e_hat_2, x_hat, out=_buf(workspace, 'BERTLayer:bg10019', batch + (T, D), dtype)) # (…, T, D)
-    d_gamma_1 = _sum_to(g10019, 1, ())                          # (D,)
+    d_x_hat = _threaded(np.multiply, d_e_hat_2, gamma_1, out=_buf(workspace, 'BERTLayer:bd_x_hat', batch + (T, D), dtype)) # (…, T, D)
+    g10018 = _threaded(np.multiply, d_e_hat_2, x_hat, out=_buf(workspace, 'BERTLayer:bg10018', batch + (T, D), dtype)) # (…, T, D)
+    d_gamma_1 = _sum_to(g10018, 1, ())                          # (D,)
     d_X = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'BERTLayer:bd_X', batch + (T, D), dtype)) # (…, T, D)
     # BERTSelfAttention 10 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
     d_b_o = _sum_to(d_X, 1, ())                                 # (D,)
     d_W_o = _wgrad(Y_2, d_X, _buf(workspace, 'BERTLayer:bd_W_o', (D, D), dtype)) # (D, D)
-    g10024 = np.swapaxes(W_o, -1, -2)                           # (D, D)
-    d_Y_2 = np.matmul(d_X, g10024, out=_buf(workspace, 'BERTLayer:bd_Y_2', batch + (T, D), dtype)) # (…, T, D)
+    g10023 = np.swapaxes(W_o, -1, -2)                           # (D, D)
+    d_Y_2 = np.matmul(d_X, g10023, out=_buf(workspace, 'BERTLayer:bd_Y_2', batch + (T, D), dtype)) # (…, T, D)
     # BERTSelfAttention 9 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
-    g10026 = d_Y_2.reshape(shape_26)                            # (…, T, H, D/H)
-    d_Y_3 = _permute(g10026, (-2, -3, -1))                      # (…, H, T, D/H)
+    g10025 = d_Y_2.reshape(shape_26)                            # (…, T, H, D/H)
+    d_Y_3 = _permute(g10025, (-2, -3, -1))                      # (…, H, T, D/H)
     # BERTSelfAttention 7 Y_h ← softmax(S_h) V[:, h · D / H : (h + 1) · D / H] ▷ Y_h ∈ ℝ^{T×D/H}
-    g10028 = np.swapaxes(_21, -1, -2)                           # (…, H, T, T)
-    g10029 = np.matmul(g10028, d_Y_3, out=_buf(workspace, 'BERTLayer:bg10029', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    g10030 = np.swapaxes(_24, -1, -2)                           # (…, H, D/H, T)
-    g10031 = np.matmul(d_Y_3, g10030, out=_buf(workspace, 'BERTLayer:bg10031', batch + (H, T, T), dtype)) # (…, H, T, T)
-    g10032 = _permute(g10029, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10033 = g10032.reshape(shape_22)                           # (…, T, D)
-    d_V = _unslice(g10033, V_shape, -1, 0, D, _buf(workspace, 'BERTLayer:bd_V', batch + (T, D), dtype)) # (…, T, D)
-    g10035 = _softmax_grad(g10031, _21, -1, _buf(workspace, 'BERTLayer:bg10035', batch + (H, T, T), dtype)) # (…, H, T, T)
-    # BERTSelfAttention 6 ∀t, u: if ¬m[u] then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; padding mask: no token attends to a padded key u
-    d_S = _zero_where(g10035, _19)                              # (…, H, T, T)
+    g10027 = np.swapaxes(softmax_S, -1, -2)                     # (…, H, T, T)
+    g10028 = np.matmul(g10027, d_Y_3, out=_buf(workspace, 'BERTLayer:bg10028', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10029 = np.swapaxes(_24, -1, -2)                           # (…, H, D/H, T)
+    d_softmax_S = np.matmul(d_Y_3, g10029, out=_buf(workspace, 'BERTLayer:bd_softmax_S', batch + (H, T, T), dtype)) # (…, H, T, T)
+    g10031 = _permute(g10028, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10032 = g10031.reshape(shape_22)                           # (…, T, D)
+    d_V = _unslice(g10032, V_shape, -1, 0, D, _buf(workspace, 'BERTLayer:bd_V', batch + (T, D), dtype)) # (…, T, D)
+    d_S = _softmax_grad(d_softmax_S, softmax_S, -1, _buf(workspace, 'BERTLayer:bd_S', batch + (H, T, T), dtype)) # (…, H, T, T)
     # BERTSelfAttention 5 S_h ← Q[:, h · D / H : (h + 1) · D / H] K[:, h · D / H : (h + 1) · D / H]^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
-    g10038 = np.divide(d_S, _16, out=d_S)                       # (…, H, T, T)
-    g10042 = np.swapaxes(_9, -1, -2)                            # (…, H, D/H, T)
-    g10043 = np.matmul(g10042, g10038, out=_buf(workspace, 'BERTLayer:bg10043', batch + (H, D // H, T), dtype)) # (…, H, D/H, T)
-    g10044 = np.swapaxes(_13, -1, -2)                           # (…, H, T, D/H)
-    g10045 = np.matmul(g10038, g10044, out=_buf(workspace, 'BERTLayer:bg10045', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    g10046 = np.swapaxes(g10043, -1, -2)                        # (…, H, T, D/H)
-    g10047 = _permute(g10046, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10048 = g10047.reshape(shape_10)                           # (…, T, D)
-    d_K = _unslice(g10048, K_shape, -1, 0, D, _buf(workspace, 'BERTLayer:bd_K', batch + (T, D), dtype)) # (…, T, D)
-    g10050 = _permute(g10045, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10051 = g10050.reshape(shape_7)                            # (…, T, D)
-    d_Q = _unslice(g10051, Q_shape, -1, 0, D, _buf(workspace, 'BERTLayer:bd_Q', batch + (T, D), dtype)) # (…, T, D)
+    g10041 = np.matmul(d_S, _12, out=_buf(workspace, 'BERTLayer:bg10041', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10044 = np.swapaxes(d_S, -1, -2)                           # (…, H, T, T)
+    g10045 = np.matmul(g10044, _9, out=_buf(workspace, 'BERTLayer:bg10045', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10047 = _permute(g10045, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10048 = _threaded(np.divide, g10047, _16, out=_buf(workspace, 'BERTLayer:bg10048', batch + (T, H, D // H), dtype)) # (…, T, H, D/H)
+    g10049 = g10048.reshape(shape_10)                           # (…, T, D)
+    d_K = _unslice(g10049, K_shape, -1, 0, D, _buf(workspace, 'BERTLayer:bd_K', batch + (T, D), dtype)) # (…, T, D)
+    g10051 = _permute(g10041, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10052 = _threaded(np.divide, g10051, _16, out=_buf(workspace, 'BERTLayer:bg10052', batch + (T, H, D // H), dtype)) # (…, T, H, D/H)
+    g10053 = g10052.reshape(shape_7)                            # (…, T, D)
+    d_Q = _unslice(g10053, Q_shape, -1, 0, D, _buf(workspace, 'BERTLayer:bd_Q', batch + (T, D), dtype)) # (…, T, D)
     # BERTSelfAttention 3 V ← X W_v + b_v ▷ V ∈ ℝ^{T×D}; values
     d_b_v = _sum_to(d_V, 1, ())                                 # (D,)
     d_W_v = _wgrad(X, d_V, _buf(workspace, 'BERTLayer:bd_W_v', (D, D), dtype)) # (D, D)
-    g10055 = np.swapaxes(W_v, -1, -2)                           # (D, D)
-    g10056 = np.matmul(d_V, g10055, out=_buf(workspace, 'BERTLayer:bg10056', batch + (T, D), dtype)) # (…, T, D)
-    d_X_2 = np.add(d_X, g10056, out=g10056)                     # (…, T, D)
+    g10057 = np.swapaxes(W_v, -1, -2)                           # (D, D)
+    g10058 = np.matmul(d_V, g10057, out=_buf(workspace, 'BERTLayer:bg10058', batch + (T, D), dtype)) # (…, T, D)
+    d_X_2 = _threaded(np.add, d_X, g10058, out=g10058)          # (…, T, D)
     # BERTSelfAttention 2 K ← X W_k + b_k ▷ K ∈ ℝ^{T×D}; keys
     d_b_k = _sum_to(d_K, 1, ())                                 # (D,)
     d_W_k = _wgrad(X, d_K, _buf(workspace, 'BERTLayer:bd_W_k', (D, D), dtype)) # (D, D)
-    g10060 = np.swapaxes(W_k, -1, -2)                           # (D, D)
-    g10061 = np.matmul(d_K, g10060, out=_buf(workspace, 'BERTLayer:bg10061', batch + (T, D), dtype)) # (…, T, D)
-    d_X_3 = np.add(d_X_2, g10061, out=d_X_2)                    # (…, T, D)
+    g10062 = np.swapaxes(W_k, -1, -2)                           # (D, D)
+    g10063 = np.matmul(d_K, g10062, out=_buf(workspace, 'BERTLayer:bg10063', batch + (T, D), dtype)) # (…, T, D)
+    d_X_3 = _threaded(np.add, d_X_2, g10063, out=d_X_2)         # (…, T, D)
     # BERTSelfAttention 1 Q ← X W_q + b_q ▷ Q ∈ ℝ^{T×D}; queries, all heads
     d_b_q = _sum_to(d_Q, 1, ())                                 # (D,)
     d_W_q = _wgrad(X, d_Q, _buf(workspace, 'BERTLayer:bd_W_q', (D, D), dtype)) # (D, D)
-    g10065 = np.swapaxes(W_q, -1, -2)                           # (D, D)
-    g10066 = np.matmul(d_Q, g10065, out=_buf(workspace, 'BERTLayer:bg10066', batch + (T, D), dtype)) # (…, T, D)
-    d_X_4 = np.add(d_X_3, g10066, out=d_X_3)                    # (…, T, D)
+    g10067 = np.swapaxes(W_q, -1, -2)                           # (D, D)
+    g10068 = np.matmul(d_Q, g10067, out=_buf(workspace, 'BERTLayer:bg10068', batch + (T, D), dtype)) # (…, T, D)
+    d_X_4 = _threaded(np.add, d_X_3, g10068, out=d_X_3)         # (…, T, D)
     grads = Params(W_q=d_W_q, W_k=d_W_k, W_v=d_W_v, b_q=d_b_q, b_k=d_b_k, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o, gamma_1=d_gamma_1, beta_1=d_beta_1, W_1=d_W_1, b_1=d_b_1, W_2=d_W_2, b_2=d_b_2, gamma_2=d_gamma_2, beta_2=d_beta_2)
     return grads, {"X": d_X_4}
 
@@ -431,15 +428,78 @@ def _buf(workspace, key, shape, dtype):
     return buf
 
 
+# The closed-form helpers below make several passes over big arrays; they run on as many threads as
+# BLAS does, each on a block of rows (NumPy's ufuncs release the GIL). CARDGEN_THREADS sets how many
+# (default: the usable cores). Rows are independent, so the numbers are those of one thread.
+_PARALLEL_MIN = 1 << 18  # elements (1 MiB of float32) below which one thread beats handing out blocks
+_POOL = {}
+
+
+def _threads():
+    n = os.environ.get("CARDGEN_THREADS", "")
+    if n.isdigit() and int(n) > 0:
+        return int(n)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _rows(f, out, axis, *args):
+    """f(out, axis, *args) block by block along an axis of out that f does not reduce over, one block
+    per thread; the arrays among args that have that axis are cut alike, the others (broadcast)
+    passed whole."""
+    n = _threads() if out.size >= _PARALLEL_MIN else 1
+    reduced = None if axis is None else axis % out.ndim
+    cut = next((a for a in range(out.ndim) if out.shape[a] >= n and a != reduced), None)
+    if n < 2 or cut is None:
+        f(out, axis, *args)
+        return out
+    key = os.getpid(), n  # a forked child has none of its parent's threads: it starts its own pool
+    if key not in _POOL:
+        _POOL.clear()
+        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n - 1, thread_name_prefix="cardgen")
+    bounds = [out.shape[cut] * i // n for i in range(n + 1)]
+
+    def part(a, lo, hi):
+        k = cut - (out.ndim - np.ndim(a))  # the same axis, counted in a (broadcasting aligns the ends)
+        if k < 0 or np.shape(a)[k] != out.shape[cut]:
+            return a
+        return a[(slice(None),) * k + (slice(lo, hi),)]
+
+    def block(i):
+        lo, hi = bounds[i], bounds[i + 1]
+        f(part(out, lo, hi), axis, *(part(a, lo, hi) for a in args))
+    others = [_POOL[key].submit(block, i) for i in range(1, n)]
+    block(0)  # this thread takes a block too: one hand-over fewer
+    for done in others:
+        done.result()
+    return out
+
+
+def _threaded(ufunc, *args, out):
+    """ufunc(*args, out=out), on every thread for a big array (NumPy's own ufuncs use one)."""
+    return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
+
+
+def _power(x, n, out):
+    """x**n for a small whole n, as products written into out, on every thread for a big array."""
+    _threaded(np.multiply, x, x, out=out)
+    for _ in range(n - 2):
+        _threaded(np.multiply, out, x, out=out)
+    return out
+
+
 def _softmax(x, axis, out=None):
     """Stable softmax; a row that is all −∞ (fully masked) gives zeros, not NaN."""
+    return _rows(_softmax_rows, np.empty_like(x) if out is None else out, axis, x)
+
+
+def _softmax_rows(out, axis, x):
     m = np.max(x, axis=axis, keepdims=True)
     m[~np.isfinite(m)] = 0
     z = np.subtract(x, m, out=out)
     np.exp(z, out=z)
     s = np.sum(z, axis=axis, keepdims=True)
     s[s == 0] = 1
-    return np.divide(z, s, out=z)
+    np.divide(z, s, out=z)
 
 
 def _log_softmax(x, axis, out=None):
@@ -476,37 +536,82 @@ _ERF_LARGE = (
 _ERF_MID, _ERF_HALF = 0.4758771929824561, 0.22587719298245615
 
 
-def _horner(coefficients, v):
-    p = coefficients[-1] * v
+def _horner(coefficients, v, out):
+    """Σ c_k v^k into out (not v), in place: one array for the whole evaluation."""
+    np.multiply(v, coefficients[-1], out=out)
     for c in coefficients[-2:0:-1]:
-        p += c
-        p *= v
-    p += coefficients[0]
-    return p
+        out += c
+        out *= v
+    out += coefficients[0]
+    return out
 
 
-def _erf(x):
-    s = np.clip(x, -_ERF_SPLIT, _ERF_SPLIT)
-    small = _horner(_ERF_SMALL, np.square(s))
-    small *= s
-    small += s
-    a = np.abs(x)
-    b = np.clip(a, _ERF_SPLIT, 6.0)
-    v = np.add(b, 2.0)
-    np.divide(2.0, v, out=v)
-    v -= _ERF_MID
-    v /= _ERF_HALF
-    large = _horner(_ERF_LARGE, v)
+def _scratch(workspace, shape, dtype, n):
+    """n work arrays for a helper, kept in the workspace (shared by every helper: each uses them
+    only while it runs); fresh ones without a workspace."""
+    return [_buf(workspace, ("_scratch", i), shape, dtype) for i in range(n)]
+
+
+def _erf(x, out=None, workspace=None):
+    """Both pieces on clamped copies of x, joined by exact 0/1 weights: a select (np.where) with a
+    data-dependent mask costs ~20 element-wise passes, an arithmetic join three.  Three work arrays."""
+    x = np.asarray(x)
+    dtype = np.result_type(x, np.float32)
+    out = np.empty(x.shape, dtype) if out is None else out
+    b, v, large = _scratch(workspace, x.shape, dtype, 3)
+    np.abs(x, out=b)
+    np.clip(b, _ERF_SPLIT, 6.0, out=b)
+    np.add(b, 2.0, out=v)
+    np.divide(2.0 / _ERF_HALF, v, out=v)
+    v -= _ERF_MID / _ERF_HALF
+    _horner(_ERF_LARGE, v, large)
     np.square(b, out=b)
     np.negative(b, out=b)
     large *= np.exp(b, out=b)
     np.subtract(1.0, large, out=large)
     np.copysign(large, x, out=large)
-    return np.where(a < _ERF_SPLIT, small, large)
+    np.clip(x, -_ERF_SPLIT, _ERF_SPLIT, out=b)  # the last read of x: out may be x itself
+    np.square(b, out=v)
+    small = _horner(_ERF_SMALL, v, out)
+    small *= b
+    small += b
+    np.abs(b, out=v)
+    np.less(v, _ERF_SPLIT, out=v)  # 1 where |x| < SPLIT (NaN: 0, and NaN·0 keeps it NaN)
+    small *= v
+    np.subtract(1.0, v, out=v)
+    large *= v
+    small += large  # one of the two terms is ±0: the sum is the other, exactly (−0 + −0 for x = −0)
+    return small
 
 
-def _gelu(x):
-    return 0.5 * x * (1.0 + _erf(x * 0.7071067811865476))
+# float32: Φ(x) = ½ + c·N(c²)/D(c²), c = x clamped to ±4√2 (Φ is 1 in float32 beyond), a rational fit
+# (scripts/erf_fit.py): 20 passes instead of erf's 60, within 2.2·10⁻⁷ of Φ (float32 spacing of 1: 6·10⁻⁸).
+_PHI32_CLAMP = 5.656854249492381
+_PHI32_N = (
+    0.39894226993523063, 0.035831378976121465, 0.004501072772993772, 0.000168013365171882,
+    3.1556806144701803e-06, -2.129746566811348e-08, 1.0636697546763609e-10,
+)
+_PHI32_D = (1.0, 0.25648193193441804, 0.029031524799142488, 0.001821659471016465, 6.0973191060033246e-05)
+
+
+def _gelu(x, out=None, workspace=None):
+    """x Φ(x), Φ(x) = (1 + erf(x/√2)) / 2; out must not be x."""
+    if np.result_type(x) == np.float32:
+        out = np.empty(np.shape(x), np.float32) if out is None else out
+        c, t, den = _scratch(workspace, np.shape(x), np.float32, 3)
+        np.clip(x, -_PHI32_CLAMP, _PHI32_CLAMP, out=c)
+        np.square(c, out=t)
+        _horner(_PHI32_N, t, out)
+        out *= c
+        out /= _horner(_PHI32_D, t, den)
+        out += 0.5
+        out *= x
+        return out
+    out = _erf(np.multiply(x, 0.7071067811865476, out=out), out, workspace)
+    out += 1.0
+    out *= x
+    out *= 0.5
+    return out
 
 
 def _concat(parts, axis):
@@ -550,10 +655,25 @@ def _silu_grad(x):
     return s * (1.0 + x * (1.0 - s))
 
 
-def _gelu_grad(x):
-    cdf = 0.5 * (1.0 + _erf(x * 0.7071067811865476))
-    pdf = np.exp(-0.5 * x * x) * 0.3989422804014327
-    return cdf + x * pdf
+def _gelu_grad(g, x, y, out=None, workspace=None):
+    """g · GELU'(x) = g · (Φ(x) + x φ(x)), with Φ(x) = y / x from the forward's y = x Φ(x): no
+    second erf.  Where |x| < 1e-30 (0, or tiny enough that x Φ(x) loses digits) Φ is ½."""
+    out = np.empty(np.broadcast_shapes(np.shape(g), np.shape(x)), np.result_type(g, x)) if out is None else out
+    t, tiny = _scratch(workspace, np.shape(x), np.result_type(x), 2)
+    np.abs(x, out=tiny)
+    np.less(tiny, 1e-30, out=tiny)  # 1 where x is (nearly) 0
+    np.square(x, out=t)
+    np.multiply(t, -0.5, out=out)
+    np.exp(out, out=out)
+    out *= t
+    out *= 0.3989422804014327  # x² φ(x)
+    out += y
+    np.add(x, tiny, out=t)  # x, or 1 where x is 0: y / 1 = 0 there, and ½ is added
+    out /= t
+    tiny *= 0.5
+    out += tiny
+    out *= g
+    return out
 
 
 def _concat_part(g, axis, i, shapes):
@@ -580,21 +700,55 @@ def _wgrad(x, g, out=None):
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
+def _fresh(out, *arrays):
+    return np.empty(np.broadcast_shapes(*(np.shape(a) for a in arrays)), np.result_type(*arrays)) if out is None         else out
+
+
 def _layer_norm_grad(g, y, s, axis, out=None):
     """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
-    t = np.multiply(g, y, out=out)
+    return _rows(_layer_norm_grad_rows, _fresh(out, g, y), axis, g, y, s)
+
+
+def _layer_norm_grad_rows(t, axis, g, y, s):
+    np.multiply(g, y, out=t)
     gy = np.mean(t, axis=axis, keepdims=True)
-    t = np.multiply(y, gy, out=t)
-    t = np.subtract(g, t, out=t)
-    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
-    return np.divide(t, s, out=t)
+    np.multiply(y, gy, out=t)
+    np.subtract(g, t, out=t)
+    np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    np.divide(t, s, out=t)
+
+
+def _gelu_tanh_grad(g, x, t, a, c, k, out=None):
+    """d_x of y = a x (1 + t), t = tanh(c (x + k x³)), from g = d_y: g ⊙ a ((1 + t) + c x (1 + 3k x²)(1 − t²)),
+    in place in one array and one temporary (the chain rule through the steps takes a dozen)."""
+    return _rows(_gelu_tanh_grad_rows, _fresh(out, g, x, t), -1, g, x, t, a, c, k)
+
+
+def _gelu_tanh_grad_rows(r, axis, g, x, t, a, c, k):
+    np.multiply(x, x, out=r)
+    r *= 3.0 * k * c
+    r += c
+    r *= x
+    s = np.multiply(t, t)
+    np.subtract(1.0, s, out=s)
+    r *= s
+    r += t
+    r += 1.0
+    r *= g
+    if a != 1.0:
+        r *= a
 
 
 def _softmax_grad(g, y, axis, out=None):
-    t = np.multiply(g, y, out=out)
+    """d_x of y = softmax(x) from g = d_y: y ⊙ (g − Σ g ⊙ y)."""
+    return _rows(_softmax_grad_rows, _fresh(out, g, y), axis, g, y)
+
+
+def _softmax_grad_rows(t, axis, g, y):
+    np.multiply(g, y, out=t)
     s = np.sum(t, axis=axis, keepdims=True)
-    t = np.subtract(g, s, out=t)
-    return np.multiply(t, y, out=t)
+    np.subtract(g, s, out=t)
+    np.multiply(t, y, out=t)
 
 
 def _unslice(g, shape, axis, lo, hi, out=None):

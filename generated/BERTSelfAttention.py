@@ -38,7 +38,9 @@ the dtype (float32 or float64) follows the parameters.
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,15 +111,15 @@ def forward(config: Config, params: Params, X, m, workspace: dict | None = None)
     batch = np.shape(X)[:np.ndim(X) - 2]
     # 1 Q ← X W_q + b_q ▷ Q ∈ ℝ^{T×D}; queries, all heads
     _1 = np.matmul(X, W_q, out=_buf(workspace, 'BERTSelfAttention:f_1', batch + (T, D), dtype)) # (…, T, D)
-    Q = np.add(_1, b_q, out=_1)                                 # (…, T, D)
+    Q = _threaded(np.add, _1, b_q, out=_1)                      # (…, T, D)
     Q_shape = Q.shape
     # 2 K ← X W_k + b_k ▷ K ∈ ℝ^{T×D}; keys
     _3 = np.matmul(X, W_k, out=_buf(workspace, 'BERTSelfAttention:f_3', batch + (T, D), dtype)) # (…, T, D)
-    K = np.add(_3, b_k, out=_3)                                 # (…, T, D)
+    K = _threaded(np.add, _3, b_k, out=_3)                      # (…, T, D)
     K_shape = K.shape
     # 3 V ← X W_v + b_v ▷ V ∈ ℝ^{T×D}; values
     _5 = np.matmul(X, W_v, out=_buf(workspace, 'BERTSelfAttention:f_5', batch + (T, D), dtype)) # (…, T, D)
-    V = np.add(_5, b_v, out=_5)                                 # (…, T, D)
+    V = _threaded(np.add, _5, b_v, out=_5)                      # (…, T, D)
     V_shape = V.shape
     # 5 S_h ← Q[:, h · D / H : (h + 1) · D / H] K[:, h · D / H : (h + 1) · D / H]^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
     _7 = _slice_in(Q, -1, 0, D, 'BERTSelfAttention.card, line 17') # (…, T, D)
@@ -132,26 +134,26 @@ def forward(config: Config, params: Params, X, m, workspace: dict | None = None)
     _14 = np.matmul(_9, _13, out=_buf(workspace, 'BERTSelfAttention:f_14', batch + (H, T, T), dtype)) # (…, H, T, T)
     _15 = D / H                                                 # ()
     _16 = math.sqrt(_15)                                        # ()
-    S = np.divide(_14, _16, out=_14)                            # (…, H, T, T)
+    S = _threaded(np.divide, _14, _16, out=_14)                 # (…, H, T, T)
     # 6 ∀t, u: if ¬m[u] then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; padding mask: no token attends to a padded key u
     _18 = ~m                                                    # (…, T)
     _19 = np.expand_dims(_18, (-3, -2))                         # (…, 1, 1, T)
     _20 = _fill_where(S, _19, -np.inf)                          # (…, H, T, T)
     # 7 Y_h ← softmax(S_h) V[:, h · D / H : (h + 1) · D / H] ▷ Y_h ∈ ℝ^{T×D/H}
-    _21 = _softmax(_20, -1, _buf(workspace, 'BERTSelfAttention:f_21', batch + (H, T, T), dtype)) # (…, H, T, T)
+    softmax_S = _softmax(_20, -1, _buf(workspace, 'BERTSelfAttention:fsoftmax_S', batch + (H, T, T), dtype)) # (…, H, T, T)
     _22 = _slice_in(V, -1, 0, D, 'BERTSelfAttention.card, line 19') # (…, T, D)
     shape_22 = _22.shape
     _23 = _22.reshape(_22.shape[:-1] + (H, D // H,))            # (…, T, H, D/H)
     _24 = _permute(_23, (-2, -3, -1))                           # (…, H, T, D/H)
-    Y = np.matmul(_21, _24, out=_buf(workspace, 'BERTSelfAttention:fY', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    Y = np.matmul(softmax_S, _24, out=_buf(workspace, 'BERTSelfAttention:fY', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     # 9 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     _26 = _permute(Y, (-2, -3, -1))                             # (…, T, H, D/H)
     shape_26 = _26.shape
     Y_2 = _26.reshape(_26.shape[:-2] + (D,))                    # (…, T, D)
     # 10 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
     _28 = np.matmul(Y_2, W_o, out=_buf(workspace, 'BERTSelfAttention:f_28', batch + (T, D), dtype)) # (…, T, D)
-    V_tilde = np.add(_28, b_o, out=_28)                         # (…, T, D)
-    cache = {"D": D, "H": H, "T": T, "batch": batch, "dtype": dtype, "Y_2": Y_2, "shape_26": shape_26, "_21": _21, "_24": _24, "shape_22": shape_22, "V_shape": V_shape, "_19": _19, "_16": _16, "_9": _9, "_13": _13, "shape_10": shape_10, "K_shape": K_shape, "shape_7": shape_7, "Q_shape": Q_shape, "X": X}
+    V_tilde = _threaded(np.add, _28, b_o, out=_28)              # (…, T, D)
+    cache = {"D": D, "H": H, "T": T, "batch": batch, "dtype": dtype, "Y_2": Y_2, "shape_26": shape_26, "softmax_S": softmax_S, "_24": _24, "shape_22": shape_22, "V_shape": V_shape, "_12": _12, "_9": _9, "_16": _16, "shape_10": shape_10, "K_shape": K_shape, "shape_7": shape_7, "Q_shape": Q_shape, "X": X}
     return V_tilde, cache
 
 
@@ -169,14 +171,13 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     Y_2 = cache["Y_2"]
     W_o = params.W_o
     shape_26 = cache["shape_26"]
-    _21 = cache["_21"]
+    softmax_S = cache["softmax_S"]
     _24 = cache["_24"]
     shape_22 = cache["shape_22"]
     V_shape = cache["V_shape"]
-    _19 = cache["_19"]
-    _16 = cache["_16"]
+    _12 = cache["_12"]
     _9 = cache["_9"]
-    _13 = cache["_13"]
+    _16 = cache["_16"]
     shape_10 = cache["shape_10"]
     K_shape = cache["K_shape"]
     shape_7 = cache["shape_7"]
@@ -194,46 +195,43 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     g10005 = d_Y_2.reshape(shape_26)                            # (…, T, H, D/H)
     d_Y = _permute(g10005, (-2, -3, -1))                        # (…, H, T, D/H)
     # 7 Y_h ← softmax(S_h) V[:, h · D / H : (h + 1) · D / H] ▷ Y_h ∈ ℝ^{T×D/H}
-    g10007 = np.swapaxes(_21, -1, -2)                           # (…, H, T, T)
+    g10007 = np.swapaxes(softmax_S, -1, -2)                     # (…, H, T, T)
     g10008 = np.matmul(g10007, d_Y, out=_buf(workspace, 'BERTSelfAttention:bg10008', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10009 = np.swapaxes(_24, -1, -2)                           # (…, H, D/H, T)
-    g10010 = np.matmul(d_Y, g10009, out=_buf(workspace, 'BERTSelfAttention:bg10010', batch + (H, T, T), dtype)) # (…, H, T, T)
+    d_softmax_S = np.matmul(d_Y, g10009, out=_buf(workspace, 'BERTSelfAttention:bd_softmax_S', batch + (H, T, T), dtype)) # (…, H, T, T)
     g10011 = _permute(g10008, (-2, -3, -1))                     # (…, T, H, D/H)
     g10012 = g10011.reshape(shape_22)                           # (…, T, D)
     d_V = _unslice(g10012, V_shape, -1, 0, D, _buf(workspace, 'BERTSelfAttention:bd_V', batch + (T, D), dtype)) # (…, T, D)
-    g10014 = _softmax_grad(g10010, _21, -1, _buf(workspace, 'BERTSelfAttention:bg10014', batch + (H, T, T), dtype)) # (…, H, T, T)
-    # 6 ∀t, u: if ¬m[u] then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; padding mask: no token attends to a padded key u
-    d_S = _zero_where(g10014, _19)                              # (…, H, T, T)
+    d_S = _softmax_grad(d_softmax_S, softmax_S, -1, _buf(workspace, 'BERTSelfAttention:bd_S', batch + (H, T, T), dtype)) # (…, H, T, T)
     # 5 S_h ← Q[:, h · D / H : (h + 1) · D / H] K[:, h · D / H : (h + 1) · D / H]^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
-    g10017 = np.divide(d_S, _16, out=d_S)                       # (…, H, T, T)
-    g10021 = np.swapaxes(_9, -1, -2)                            # (…, H, D/H, T)
-    g10022 = np.matmul(g10021, g10017, out=_buf(workspace, 'BERTSelfAttention:bg10022', batch + (H, D // H, T), dtype)) # (…, H, D/H, T)
-    g10023 = np.swapaxes(_13, -1, -2)                           # (…, H, T, D/H)
-    g10024 = np.matmul(g10017, g10023, out=_buf(workspace, 'BERTSelfAttention:bg10024', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    g10025 = np.swapaxes(g10022, -1, -2)                        # (…, H, T, D/H)
-    g10026 = _permute(g10025, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10027 = g10026.reshape(shape_10)                           # (…, T, D)
-    d_K = _unslice(g10027, K_shape, -1, 0, D, _buf(workspace, 'BERTSelfAttention:bd_K', batch + (T, D), dtype)) # (…, T, D)
-    g10029 = _permute(g10024, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10030 = g10029.reshape(shape_7)                            # (…, T, D)
-    d_Q = _unslice(g10030, Q_shape, -1, 0, D, _buf(workspace, 'BERTSelfAttention:bd_Q', batch + (T, D), dtype)) # (…, T, D)
+    g10021 = np.matmul(d_S, _12, out=_buf(workspace, 'BERTSelfAttention:bg10021', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10024 = np.swapaxes(d_S, -1, -2)                           # (…, H, T, T)
+    g10025 = np.matmul(g10024, _9, out=_buf(workspace, 'BERTSelfAttention:bg10025', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10027 = _permute(g10025, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10028 = _threaded(np.divide, g10027, _16, out=_buf(workspace, 'BERTSelfAttention:bg10028', batch + (T, H, D // H), dtype)) # (…, T, H, D/H)
+    g10029 = g10028.reshape(shape_10)                           # (…, T, D)
+    d_K = _unslice(g10029, K_shape, -1, 0, D, _buf(workspace, 'BERTSelfAttention:bd_K', batch + (T, D), dtype)) # (…, T, D)
+    g10031 = _permute(g10021, (-2, -3, -1))                     # (…, T, H, D/H)
+    g10032 = _threaded(np.divide, g10031, _16, out=_buf(workspace, 'BERTSelfAttention:bg10032', batch + (T, H, D // H), dtype)) # (…, T, H, D/H)
+    g10033 = g10032.reshape(shape_7)                            # (…, T, D)
+    d_Q = _unslice(g10033, Q_shape, -1, 0, D, _buf(workspace, 'BERTSelfAttention:bd_Q', batch + (T, D), dtype)) # (…, T, D)
     # 3 V ← X W_v + b_v ▷ V ∈ ℝ^{T×D}; values
     d_b_v = _sum_to(d_V, 1, ())                                 # (D,)
     d_W_v = _wgrad(X, d_V, _buf(workspace, 'BERTSelfAttention:bd_W_v', (D, D), dtype)) # (D, D)
-    g10034 = np.swapaxes(W_v, -1, -2)                           # (D, D)
-    d_X = np.matmul(d_V, g10034, out=_buf(workspace, 'BERTSelfAttention:bd_X', batch + (T, D), dtype)) # (…, T, D)
+    g10037 = np.swapaxes(W_v, -1, -2)                           # (D, D)
+    d_X = np.matmul(d_V, g10037, out=_buf(workspace, 'BERTSelfAttention:bd_X', batch + (T, D), dtype)) # (…, T, D)
     # 2 K ← X W_k + b_k ▷ K ∈ ℝ^{T×D}; keys
     d_b_k = _sum_to(d_K, 1, ())                                 # (D,)
     d_W_k = _wgrad(X, d_K, _buf(workspace, 'BERTSelfAttention:bd_W_k', (D, D), dtype)) # (D, D)
-    g10038 = np.swapaxes(W_k, -1, -2)                           # (D, D)
-    g10039 = np.matmul(d_K, g10038, out=_buf(workspace, 'BERTSelfAttention:bg10039', batch + (T, D), dtype)) # (…, T, D)
-    d_X_2 = np.add(d_X, g10039, out=d_X)                        # (…, T, D)
+    g10041 = np.swapaxes(W_k, -1, -2)                           # (D, D)
+    g10042 = np.matmul(d_K, g10041, out=_buf(workspace, 'BERTSelfAttention:bg10042', batch + (T, D), dtype)) # (…, T, D)
+    d_X_2 = _threaded(np.add, d_X, g10042, out=d_X)             # (…, T, D)
     # 1 Q ← X W_q + b_q ▷ Q ∈ ℝ^{T×D}; queries, all heads
     d_b_q = _sum_to(d_Q, 1, ())                                 # (D,)
     d_W_q = _wgrad(X, d_Q, _buf(workspace, 'BERTSelfAttention:bd_W_q', (D, D), dtype)) # (D, D)
-    g10043 = np.swapaxes(W_q, -1, -2)                           # (D, D)
-    g10044 = np.matmul(d_Q, g10043, out=_buf(workspace, 'BERTSelfAttention:bg10044', batch + (T, D), dtype)) # (…, T, D)
-    d_X_3 = np.add(d_X_2, g10044, out=d_X_2)                    # (…, T, D)
+    g10046 = np.swapaxes(W_q, -1, -2)                           # (D, D)
+    g10047 = np.matmul(d_Q, g10046, out=_buf(workspace, 'BERTSelfAttention:bg10047', batch + (T, D), dtype)) # (…, T, D)
+    d_X_3 = _threaded(np.add, d_X_2, g10047, out=d_X_2)         # (…, T, D)
     grads = Params(W_q=d_W_q, W_k=d_W_k, W_v=d_W_v, b_q=d_b_q, b_k=d_b_k, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o)
     return grads, {"X": d_X_3}
 
@@ -322,15 +320,78 @@ def _buf(workspace, key, shape, dtype):
     return buf
 
 
+# The closed-form helpers below make several passes over big arrays; they run on as many threads as
+# BLAS does, each on a block of rows (NumPy's ufuncs release the GIL). CARDGEN_THREADS sets how many
+# (default: the usable cores). Rows are independent, so the numbers are those of one thread.
+_PARALLEL_MIN = 1 << 18  # elements (1 MiB of float32) below which one thread beats handing out blocks
+_POOL = {}
+
+
+def _threads():
+    n = os.environ.get("CARDGEN_THREADS", "")
+    if n.isdigit() and int(n) > 0:
+        return int(n)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _rows(f, out, axis, *args):
+    """f(out, axis, *args) block by block along an axis of out that f does not reduce over, one block
+    per thread; the arrays among args that have that axis are cut alike, the others (broadcast)
+    passed whole."""
+    n = _threads() if out.size >= _PARALLEL_MIN else 1
+    reduced = None if axis is None else axis % out.ndim
+    cut = next((a for a in range(out.ndim) if out.shape[a] >= n and a != reduced), None)
+    if n < 2 or cut is None:
+        f(out, axis, *args)
+        return out
+    key = os.getpid(), n  # a forked child has none of its parent's threads: it starts its own pool
+    if key not in _POOL:
+        _POOL.clear()
+        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n - 1, thread_name_prefix="cardgen")
+    bounds = [out.shape[cut] * i // n for i in range(n + 1)]
+
+    def part(a, lo, hi):
+        k = cut - (out.ndim - np.ndim(a))  # the same axis, counted in a (broadcasting aligns the ends)
+        if k < 0 or np.shape(a)[k] != out.shape[cut]:
+            return a
+        return a[(slice(None),) * k + (slice(lo, hi),)]
+
+    def block(i):
+        lo, hi = bounds[i], bounds[i + 1]
+        f(part(out, lo, hi), axis, *(part(a, lo, hi) for a in args))
+    others = [_POOL[key].submit(block, i) for i in range(1, n)]
+    block(0)  # this thread takes a block too: one hand-over fewer
+    for done in others:
+        done.result()
+    return out
+
+
+def _threaded(ufunc, *args, out):
+    """ufunc(*args, out=out), on every thread for a big array (NumPy's own ufuncs use one)."""
+    return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
+
+
+def _power(x, n, out):
+    """x**n for a small whole n, as products written into out, on every thread for a big array."""
+    _threaded(np.multiply, x, x, out=out)
+    for _ in range(n - 2):
+        _threaded(np.multiply, out, x, out=out)
+    return out
+
+
 def _softmax(x, axis, out=None):
     """Stable softmax; a row that is all −∞ (fully masked) gives zeros, not NaN."""
+    return _rows(_softmax_rows, np.empty_like(x) if out is None else out, axis, x)
+
+
+def _softmax_rows(out, axis, x):
     m = np.max(x, axis=axis, keepdims=True)
     m[~np.isfinite(m)] = 0
     z = np.subtract(x, m, out=out)
     np.exp(z, out=z)
     s = np.sum(z, axis=axis, keepdims=True)
     s[s == 0] = 1
-    return np.divide(z, s, out=z)
+    np.divide(z, s, out=z)
 
 
 def _log_softmax(x, axis, out=None):
@@ -367,37 +428,82 @@ _ERF_LARGE = (
 _ERF_MID, _ERF_HALF = 0.4758771929824561, 0.22587719298245615
 
 
-def _horner(coefficients, v):
-    p = coefficients[-1] * v
+def _horner(coefficients, v, out):
+    """Σ c_k v^k into out (not v), in place: one array for the whole evaluation."""
+    np.multiply(v, coefficients[-1], out=out)
     for c in coefficients[-2:0:-1]:
-        p += c
-        p *= v
-    p += coefficients[0]
-    return p
+        out += c
+        out *= v
+    out += coefficients[0]
+    return out
 
 
-def _erf(x):
-    s = np.clip(x, -_ERF_SPLIT, _ERF_SPLIT)
-    small = _horner(_ERF_SMALL, np.square(s))
-    small *= s
-    small += s
-    a = np.abs(x)
-    b = np.clip(a, _ERF_SPLIT, 6.0)
-    v = np.add(b, 2.0)
-    np.divide(2.0, v, out=v)
-    v -= _ERF_MID
-    v /= _ERF_HALF
-    large = _horner(_ERF_LARGE, v)
+def _scratch(workspace, shape, dtype, n):
+    """n work arrays for a helper, kept in the workspace (shared by every helper: each uses them
+    only while it runs); fresh ones without a workspace."""
+    return [_buf(workspace, ("_scratch", i), shape, dtype) for i in range(n)]
+
+
+def _erf(x, out=None, workspace=None):
+    """Both pieces on clamped copies of x, joined by exact 0/1 weights: a select (np.where) with a
+    data-dependent mask costs ~20 element-wise passes, an arithmetic join three.  Three work arrays."""
+    x = np.asarray(x)
+    dtype = np.result_type(x, np.float32)
+    out = np.empty(x.shape, dtype) if out is None else out
+    b, v, large = _scratch(workspace, x.shape, dtype, 3)
+    np.abs(x, out=b)
+    np.clip(b, _ERF_SPLIT, 6.0, out=b)
+    np.add(b, 2.0, out=v)
+    np.divide(2.0 / _ERF_HALF, v, out=v)
+    v -= _ERF_MID / _ERF_HALF
+    _horner(_ERF_LARGE, v, large)
     np.square(b, out=b)
     np.negative(b, out=b)
     large *= np.exp(b, out=b)
     np.subtract(1.0, large, out=large)
     np.copysign(large, x, out=large)
-    return np.where(a < _ERF_SPLIT, small, large)
+    np.clip(x, -_ERF_SPLIT, _ERF_SPLIT, out=b)  # the last read of x: out may be x itself
+    np.square(b, out=v)
+    small = _horner(_ERF_SMALL, v, out)
+    small *= b
+    small += b
+    np.abs(b, out=v)
+    np.less(v, _ERF_SPLIT, out=v)  # 1 where |x| < SPLIT (NaN: 0, and NaN·0 keeps it NaN)
+    small *= v
+    np.subtract(1.0, v, out=v)
+    large *= v
+    small += large  # one of the two terms is ±0: the sum is the other, exactly (−0 + −0 for x = −0)
+    return small
 
 
-def _gelu(x):
-    return 0.5 * x * (1.0 + _erf(x * 0.7071067811865476))
+# float32: Φ(x) = ½ + c·N(c²)/D(c²), c = x clamped to ±4√2 (Φ is 1 in float32 beyond), a rational fit
+# (scripts/erf_fit.py): 20 passes instead of erf's 60, within 2.2·10⁻⁷ of Φ (float32 spacing of 1: 6·10⁻⁸).
+_PHI32_CLAMP = 5.656854249492381
+_PHI32_N = (
+    0.39894226993523063, 0.035831378976121465, 0.004501072772993772, 0.000168013365171882,
+    3.1556806144701803e-06, -2.129746566811348e-08, 1.0636697546763609e-10,
+)
+_PHI32_D = (1.0, 0.25648193193441804, 0.029031524799142488, 0.001821659471016465, 6.0973191060033246e-05)
+
+
+def _gelu(x, out=None, workspace=None):
+    """x Φ(x), Φ(x) = (1 + erf(x/√2)) / 2; out must not be x."""
+    if np.result_type(x) == np.float32:
+        out = np.empty(np.shape(x), np.float32) if out is None else out
+        c, t, den = _scratch(workspace, np.shape(x), np.float32, 3)
+        np.clip(x, -_PHI32_CLAMP, _PHI32_CLAMP, out=c)
+        np.square(c, out=t)
+        _horner(_PHI32_N, t, out)
+        out *= c
+        out /= _horner(_PHI32_D, t, den)
+        out += 0.5
+        out *= x
+        return out
+    out = _erf(np.multiply(x, 0.7071067811865476, out=out), out, workspace)
+    out += 1.0
+    out *= x
+    out *= 0.5
+    return out
 
 
 def _concat(parts, axis):
@@ -441,10 +547,25 @@ def _silu_grad(x):
     return s * (1.0 + x * (1.0 - s))
 
 
-def _gelu_grad(x):
-    cdf = 0.5 * (1.0 + _erf(x * 0.7071067811865476))
-    pdf = np.exp(-0.5 * x * x) * 0.3989422804014327
-    return cdf + x * pdf
+def _gelu_grad(g, x, y, out=None, workspace=None):
+    """g · GELU'(x) = g · (Φ(x) + x φ(x)), with Φ(x) = y / x from the forward's y = x Φ(x): no
+    second erf.  Where |x| < 1e-30 (0, or tiny enough that x Φ(x) loses digits) Φ is ½."""
+    out = np.empty(np.broadcast_shapes(np.shape(g), np.shape(x)), np.result_type(g, x)) if out is None else out
+    t, tiny = _scratch(workspace, np.shape(x), np.result_type(x), 2)
+    np.abs(x, out=tiny)
+    np.less(tiny, 1e-30, out=tiny)  # 1 where x is (nearly) 0
+    np.square(x, out=t)
+    np.multiply(t, -0.5, out=out)
+    np.exp(out, out=out)
+    out *= t
+    out *= 0.3989422804014327  # x² φ(x)
+    out += y
+    np.add(x, tiny, out=t)  # x, or 1 where x is 0: y / 1 = 0 there, and ½ is added
+    out /= t
+    tiny *= 0.5
+    out += tiny
+    out *= g
+    return out
 
 
 def _concat_part(g, axis, i, shapes):
@@ -471,21 +592,55 @@ def _wgrad(x, g, out=None):
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
+def _fresh(out, *arrays):
+    return np.empty(np.broadcast_shapes(*(np.shape(a) for a in arrays)), np.result_type(*arrays)) if out is None         else out
+
+
 def _layer_norm_grad(g, y, s, axis, out=None):
     """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
-    t = np.multiply(g, y, out=out)
+    return _rows(_layer_norm_grad_rows, _fresh(out, g, y), axis, g, y, s)
+
+
+def _layer_norm_grad_rows(t, axis, g, y, s):
+    np.multiply(g, y, out=t)
     gy = np.mean(t, axis=axis, keepdims=True)
-    t = np.multiply(y, gy, out=t)
-    t = np.subtract(g, t, out=t)
-    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
-    return np.divide(t, s, out=t)
+    np.multiply(y, gy, out=t)
+    np.subtract(g, t, out=t)
+    np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    np.divide(t, s, out=t)
+
+
+def _gelu_tanh_grad(g, x, t, a, c, k, out=None):
+    """d_x of y = a x (1 + t), t = tanh(c (x + k x³)), from g = d_y: g ⊙ a ((1 + t) + c x (1 + 3k x²)(1 − t²)),
+    in place in one array and one temporary (the chain rule through the steps takes a dozen)."""
+    return _rows(_gelu_tanh_grad_rows, _fresh(out, g, x, t), -1, g, x, t, a, c, k)
+
+
+def _gelu_tanh_grad_rows(r, axis, g, x, t, a, c, k):
+    np.multiply(x, x, out=r)
+    r *= 3.0 * k * c
+    r += c
+    r *= x
+    s = np.multiply(t, t)
+    np.subtract(1.0, s, out=s)
+    r *= s
+    r += t
+    r += 1.0
+    r *= g
+    if a != 1.0:
+        r *= a
 
 
 def _softmax_grad(g, y, axis, out=None):
-    t = np.multiply(g, y, out=out)
+    """d_x of y = softmax(x) from g = d_y: y ⊙ (g − Σ g ⊙ y)."""
+    return _rows(_softmax_grad_rows, _fresh(out, g, y), axis, g, y)
+
+
+def _softmax_grad_rows(t, axis, g, y):
+    np.multiply(g, y, out=t)
     s = np.sum(t, axis=axis, keepdims=True)
-    t = np.subtract(g, s, out=t)
-    return np.multiply(t, y, out=t)
+    np.subtract(g, s, out=t)
+    np.multiply(t, y, out=t)
 
 
 def _unslice(g, shape, axis, lo, hi, out=None):
