@@ -25,15 +25,21 @@ from ..lang.names import list_family
 from ..lang.render import expr_text
 from ..lang.shapes import ATOMS, Poly, poly_text
 from ..lang.types import INTEGRAL
-from .core import Op
+from .core import Op, matmul_attr
 from .layout import AV, ONE, Mapped, Members, ParamGroup, common_ones, const
 from .npcode import py_dim
 
 # Built-in functions -> core primitives: element-wise, reductions, and max/min of two arguments.
 UNARY = {"exp": "exp", "log": "log", "tanh": "tanh", "GELU": "gelu", "ReLU": "relu", "SiLU": "silu",
-         "σ": "sigmoid", "sigmoid": "sigmoid", "sqrt": "sqrt", "abs": "abs", "sin": "sin", "cos": "cos", "erf": "erf"}
+         "σ": "sigmoid", "sigmoid": "sigmoid", "sqrt": "sqrt", "abs": "abs", "sin": "sin", "cos": "cos", "erf": "erf",
+         "round": "round"}
 REDUCE = {"max": "max", "min": "min", "mean": "mean"}
 BINARY = {"max": "maximum", "min": "minimum"}
+
+
+def single(a: AV) -> bool:
+    """One matrix for every example: no batch axes, no mapped axes, two axes of its own."""
+    return a.const is None and not a.batched and not a.mapped and len(a.dims) == 2
 
 
 class ExprLowering:
@@ -136,10 +142,17 @@ class ExprLowering:
         return const(float("inf"))
 
     def x_add(self, e):
-        return self.binary("add", *self.numbers(e.args))
+        return self.plus("add", self.numbers(e.args))
 
     def x_sub(self, e):
-        return self.binary("sub", *self.numbers(e.args))
+        return self.plus("sub", self.numbers(e.args))
+
+    def plus(self, prim, vals: list[AV]) -> AV:
+        """+ or − of a real array and true/false values (``exp(z) − [[v = y]]``): NumPy counts a
+        boolean as 0 or 1 in the real operand's dtype; the op's ``attr`` names the boolean operand
+        for targets whose arithmetic refuses booleans (the array API's)."""
+        flags = tuple(i for i, v in enumerate(vals) if v.kind == "bool" and v.const is None)
+        return self.binary(prim, *vals, attr=(flags,) if flags else ())
 
     def numbers(self, args) -> list[AV]:
         """Operands of + and −: true/false values (an Iverson bracket [[t ≤ u]]) count as 1 and 0,
@@ -248,7 +261,8 @@ class ExprLowering:
         b2 = self.expand(b, mapped, len(b.dims) + nb - batch_b)
         lead = tuple(x if x != ONE else y for x, y in zip(a2.dims[:nb], b2.dims[:nb], strict=True))
         dims = lead + ((a.dims[-2],) if mode[0] == "m" else ()) + ((b.dims[-1],) if mode[1] == "m" else ())
-        return self.op("matmul", (a2, b2), (mode,), a2, mapped=mapped, dims=dims,
+        attr = matmul_attr(mode, single(a) and a2.name == a.name, single(b) and b2.name == b.name)
+        return self.op("matmul", (a2, b2), attr, a2, mapped=mapped, dims=dims,
                        batched=a.batched or b.batched, ones=common_ones(mapped, a2, b2))
 
     def x_cmp(self, e):
