@@ -41,7 +41,9 @@ the dtype (float32 or float64) follows the parameters.
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -204,7 +206,7 @@ def forward(config: Config, params: Params, x_n, rng: np.random.Generator | None
     _6 = np.arange(1, 1 + ell)                                  # (ℓ,)
     _7 = np.swapaxes(W_p, -1, -2)                               # (ℓ_max, d_e)
     _8 = _7[_6 - 1]                                             # (ℓ, d_e)
-    e = np.add(_5, _8, out=_5)                                  # (…, ℓ, d_e)
+    e = _threaded(np.add, _5, _8, out=_5)                       # (…, ℓ, d_e)
     # ETransformer 3 X ← [e_1, e_2, …, e_ℓ] ▷ X ∈ ℝ^{d_e×ℓ}
     X = np.swapaxes(e, -1, -2)                                  # (…, d_e, ℓ)
     # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
@@ -226,50 +228,50 @@ def forward(config: Config, params: Params, x_n, rng: np.random.Generator | None
         _11 = np.expand_dims(X_2, -3)                           # (…, 1, d_e, ℓ)
         _12 = np.matmul(W_q_l, _11, out=_buf(workspace, ('ETraining:f_12', l_), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
         _13 = np.expand_dims(b_q_l, -1)                         # (H, d_attn, 1)
-        Q = np.add(_12, _13, out=_12)                           # (…, H, d_attn, ℓ)
+        Q = _threaded(np.add, _12, _13, out=_12)                # (…, H, d_attn, ℓ)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
         _15 = np.matmul(W_k_l, _11, out=_buf(workspace, ('ETraining:f_15', l_), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
         _16 = np.expand_dims(b_k_l, -1)                         # (H, d_attn, 1)
-        K = np.add(_15, _16, out=_15)                           # (…, H, d_attn, ℓ)
+        K = _threaded(np.add, _15, _16, out=_15)                # (…, H, d_attn, ℓ)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
         _18 = np.matmul(W_v_l, _11, out=_buf(workspace, ('ETraining:f_18', l_), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
         _19 = np.expand_dims(b_v_l, -1)                         # (H, d_mid, 1)
-        V = np.add(_18, _19, out=_18)                           # (…, H, d_mid, ℓ)
+        V = _threaded(np.add, _18, _19, out=_18)                # (…, H, d_mid, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         _21 = np.swapaxes(K, -1, -2)                            # (…, H, ℓ, d_attn)
         S = np.matmul(_21, Q, out=_buf(workspace, ('ETraining:fS', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _24 = np.divide(S, _23, out=S)                          # (…, H, ℓ, ℓ)
-        _25 = _softmax(_24, -2, _buf(workspace, ('ETraining:f_25', l_), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        V_tilde = np.matmul(V, _25, out=_buf(workspace, ('ETraining:fV_tilde', l_), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
+        _24 = _threaded(np.divide, S, _23, out=S)               # (…, H, ℓ, ℓ)
+        softmax_S = _softmax(_24, -2, _buf(workspace, ('ETraining:fsoftmax_S', l_), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        V_tilde = np.matmul(V, softmax_S, out=_buf(workspace, ('ETraining:fV_tilde', l_), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
         V_tilde_shape = V_tilde.shape
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         Y = V_tilde.reshape(V_tilde.shape[:-3] + (H*d_mid,) + V_tilde.shape[-3 + 2:]) # (…, H·d_mid, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _28 = np.matmul(W_o_l, Y, out=_buf(workspace, ('ETraining:f_28', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         _29 = np.expand_dims(b_o_l, -1)                         # (d_e, 1)
-        V_tilde_2 = np.add(_28, _29, out=_28)                   # (…, d_e, ℓ)
+        V_tilde_2 = _threaded(np.add, _28, _29, out=_28)        # (…, d_e, ℓ)
         # ETransformer 5 X ← X + MHAttention(X | 𝓦_l, Mask = 1) ▷ X ∈ ℝ^{d_e×ℓ}
-        X_3 = np.add(X_2, V_tilde_2, out=V_tilde_2)             # (…, d_e, ℓ)
+        X_3 = _threaded(np.add, X_2, V_tilde_2, out=V_tilde_2)  # (…, d_e, ℓ)
         # ETransformer 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
         gamma1_l = gamma1[l_]                                   # (d_e,)
         beta1_l = beta1[l_]                                     # (d_e,)
         _32 = np.swapaxes(X_3, -1, -2)                          # (…, ℓ, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
         _33 = np.sum(_32, axis=-1, out=_buf(workspace, ('ETraining:f_33', l_ % 2), batch + (ell,), dtype)) # (…, ℓ)
-        m = np.divide(_33, d_e, out=_33)                        # (…, ℓ)
+        m = _threaded(np.divide, _33, d_e, out=_33)             # (…, ℓ)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _35 = np.expand_dims(m, -1)                             # (…, ℓ, 1)
-        _36 = np.subtract(_32, _35, out=_buf(workspace, ('ETraining:f_36', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        _37 = np.multiply(_36, _36, out=_buf(workspace, ('ETraining:f_37', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _36 = _threaded(np.subtract, _32, _35, out=_buf(workspace, ('ETraining:f_36', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _37 = _threaded(np.multiply, _36, _36, out=_buf(workspace, ('ETraining:f_37', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         _38 = np.sum(_37, axis=-1, out=_buf(workspace, ('ETraining:f_38', l_), batch + (ell,), dtype)) # (…, ℓ)
-        v = np.divide(_38, d_e, out=_38)                        # (…, ℓ)
+        v = _threaded(np.divide, _38, d_e, out=_38)             # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        _40 = np.sqrt(v, out=v)                                 # (…, ℓ)
+        _40 = _threaded(np.sqrt, v, out=v)                      # (…, ℓ)
         sigma = np.expand_dims(_40, -1)                         # (…, ℓ, 1)
-        x_hat = np.divide(_36, sigma, out=_36)                  # (…, ℓ, d_e)
-        _43 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, ('ETraining:f_43', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        e_hat = np.add(_43, beta1_l, out=_43)                   # (…, ℓ, d_e)
+        x_hat = _threaded(np.divide, _36, sigma, out=_36)       # (…, ℓ, d_e)
+        _43 = _threaded(np.multiply, x_hat, gamma1_l, out=_buf(workspace, ('ETraining:f_43', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        e_hat = _threaded(np.add, _43, beta1_l, out=_43)        # (…, ℓ, d_e)
         # ETransformer 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
         _45 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ)
         # ETransformer 7 X ← X + W^l_mlp2 GELU(W^l_mlp1 X + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
@@ -278,59 +280,59 @@ def forward(config: Config, params: Params, x_n, rng: np.random.Generator | None
         _46 = np.matmul(W_mlp1_l, _45, out=_buf(workspace, ('ETraining:f_46', l_), batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
         b_mlp1_l = b_mlp1[l_]                                   # (d_mlp,)
         _47 = np.expand_dims(b_mlp1_l, -1)                      # (d_mlp, 1)
-        _48 = np.add(_46, _47, out=_46)                         # (…, d_mlp, ℓ)
+        _48 = _threaded(np.add, _46, _47, out=_46)              # (…, d_mlp, ℓ)
         _49 = _gelu(_48, _buf(workspace, ('ETraining:f_49', l_), batch + (d_mlp, ell), dtype), workspace) # (…, d_mlp, ℓ)
         _50 = np.matmul(W_mlp2_l, _49, out=_buf(workspace, ('ETraining:f_50', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-        _51 = np.add(_45, _50, out=_50)                         # (…, d_e, ℓ)
+        _51 = _threaded(np.add, _45, _50, out=_50)              # (…, d_e, ℓ)
         b_mlp2_l = b_mlp2[l_]                                   # (d_e,)
         _52 = np.expand_dims(b_mlp2_l, -1)                      # (d_e, 1)
-        X_4 = np.add(_51, _52, out=_51)                         # (…, d_e, ℓ)
+        X_4 = _threaded(np.add, _51, _52, out=_51)              # (…, d_e, ℓ)
         # ETransformer 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
         gamma2_l = gamma2[l_]                                   # (d_e,)
         beta2_l = beta2[l_]                                     # (d_e,)
         _54 = np.swapaxes(X_4, -1, -2)                          # (…, ℓ, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
         _55 = np.sum(_54, axis=-1, out=_buf(workspace, ('ETraining:f_55', l_ % 2), batch + (ell,), dtype)) # (…, ℓ)
-        m_2 = np.divide(_55, d_e, out=_55)                      # (…, ℓ)
+        m_2 = _threaded(np.divide, _55, d_e, out=_55)           # (…, ℓ)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _57 = np.expand_dims(m_2, -1)                           # (…, ℓ, 1)
-        _58 = np.subtract(_54, _57, out=_buf(workspace, ('ETraining:f_58', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        _59 = np.multiply(_58, _58, out=_buf(workspace, ('ETraining:f_59', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _58 = _threaded(np.subtract, _54, _57, out=_buf(workspace, ('ETraining:f_58', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _59 = _threaded(np.multiply, _58, _58, out=_buf(workspace, ('ETraining:f_59', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         _60 = np.sum(_59, axis=-1, out=_buf(workspace, ('ETraining:f_60', l_), batch + (ell,), dtype)) # (…, ℓ)
-        v_2 = np.divide(_60, d_e, out=_60)                      # (…, ℓ)
+        v_2 = _threaded(np.divide, _60, d_e, out=_60)           # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        _62 = np.sqrt(v_2, out=v_2)                             # (…, ℓ)
+        _62 = _threaded(np.sqrt, v_2, out=v_2)                  # (…, ℓ)
         sigma_2 = np.expand_dims(_62, -1)                       # (…, ℓ, 1)
-        x_hat_2 = np.divide(_58, sigma_2, out=_58)              # (…, ℓ, d_e)
-        _65 = np.multiply(x_hat_2, gamma2_l, out=_buf(workspace, ('ETraining:f_65', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        e_hat_2 = np.add(_65, beta2_l, out=_65)                 # (…, ℓ, d_e)
+        x_hat_2 = _threaded(np.divide, _58, sigma_2, out=_58)   # (…, ℓ, d_e)
+        _65 = _threaded(np.multiply, x_hat_2, gamma2_l, out=_buf(workspace, ('ETraining:f_65', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        e_hat_2 = _threaded(np.add, _65, beta2_l, out=_65)      # (…, ℓ, d_e)
         # ETransformer 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
         _67 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, ℓ)
-        saved_l_.append((gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _49, _48, W_mlp1_l, _45, gamma1_l, x_hat, sigma, W_o_l, Y, V_tilde_shape, V, _25, _21, Q, W_v_l, _11, W_k_l, W_q_l,))
+        saved_l_.append((gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _49, _48, W_mlp1_l, e_hat, gamma1_l, x_hat, sigma, W_o_l, Y, V_tilde_shape, V, softmax_S, K, Q, W_v_l, _11, W_k_l, W_q_l,))
         X_2 = _67
     X_5 = X_2
     # ETransformer 10 X ← GELU(W_f X + b_f 1^⊤) ▷ X ∈ ℝ^{d_f×ℓ}
     _68 = np.matmul(W_f, X_5, out=_buf(workspace, 'ETraining:f_68', batch + (d_f, ell), dtype)) # (…, d_f, ℓ)
     _69 = np.expand_dims(b_f, -1)                               # (d_f, 1)
-    _70 = np.add(_68, _69, out=_68)                             # (…, d_f, ℓ)
+    _70 = _threaded(np.add, _68, _69, out=_68)                  # (…, d_f, ℓ)
     X_6 = _gelu(_70, _buf(workspace, 'ETraining:fX_6', batch + (d_f, ell), dtype), workspace) # (…, d_f, ℓ)
     # ETransformer 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
     _72 = np.swapaxes(X_6, -1, -2)                              # (…, ℓ, d_f)
     # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
     _73 = np.sum(_72, axis=-1, out=_buf(workspace, 'ETraining:f_73', batch + (ell,), dtype)) # (…, ℓ)
-    m_3 = np.divide(_73, d_f, out=_73)                          # (…, ℓ)
+    m_3 = _threaded(np.divide, _73, d_f, out=_73)               # (…, ℓ)
     # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
     _75 = np.expand_dims(m_3, -1)                               # (…, ℓ, 1)
-    _76 = np.subtract(_72, _75, out=_buf(workspace, 'ETraining:f_76', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
-    _77 = np.multiply(_76, _76, out=_buf(workspace, 'ETraining:f_77', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    _76 = _threaded(np.subtract, _72, _75, out=_buf(workspace, 'ETraining:f_76', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    _77 = _threaded(np.multiply, _76, _76, out=_buf(workspace, 'ETraining:f_77', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     _78 = np.sum(_77, axis=-1, out=_buf(workspace, 'ETraining:f_78', batch + (ell,), dtype)) # (…, ℓ)
-    v_3 = np.divide(_78, d_f, out=_78)                          # (…, ℓ)
+    v_3 = _threaded(np.divide, _78, d_f, out=_78)               # (…, ℓ)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-    _80 = np.sqrt(v_3, out=v_3)                                 # (…, ℓ)
+    _80 = _threaded(np.sqrt, v_3, out=v_3)                      # (…, ℓ)
     sigma_3 = np.expand_dims(_80, -1)                           # (…, ℓ, 1)
-    x_hat_3 = np.divide(_76, sigma_3, out=_76)                  # (…, ℓ, d_f)
-    _83 = np.multiply(x_hat_3, gamma, out=_buf(workspace, 'ETraining:f_83', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
-    e_hat_3 = np.add(_83, beta, out=_83)                        # (…, ℓ, d_f)
+    x_hat_3 = _threaded(np.divide, _76, sigma_3, out=_76)       # (…, ℓ, d_f)
+    _83 = _threaded(np.multiply, x_hat_3, gamma, out=_buf(workspace, 'ETraining:f_83', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    e_hat_3 = _threaded(np.add, _83, beta, out=_83)             # (…, ℓ, d_f)
     # ETransformer 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
     _85 = np.swapaxes(e_hat_3, -1, -2)                          # (…, d_f, ℓ)
     # ETransformer 12 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}; the paper declares W_u ∈ ℝ^{N_V×d_e}; here ℝ^{N_V×d_f}, so that W_u X is defined
@@ -342,15 +344,14 @@ def forward(config: Config, params: Params, x_n, rng: np.random.Generator | None
     shape_89 = _89.shape
     _90 = _take_along(_89, _88 - 1, -2)                         # (…, ℓ, ℓ)
     shape_90 = _90.shape
-    _91 = np.arange(1, 1 + ell)                                 # (ℓ,)
-    _92 = np.expand_dims(_91, -1)                               # (ℓ, 1)
+    _92 = np.expand_dims(_6, -1)                                # (ℓ, 1)
     _93 = _take_along(_90, _92 - 1, -1)                         # (…, ℓ)
-    _94 = np.log(_93, out=_buf(workspace, 'ETraining:f_94', batch + (ell,), dtype)) # (…, ℓ)
+    _94 = _threaded(np.log, _93, out=_buf(workspace, 'ETraining:f_94', batch + (ell,), dtype)) # (…, ℓ)
     _95 = _where(T_tilde, _94, 0, _buf(workspace, 'ETraining:f_95', batch + (ell,), dtype)) # (…, ℓ)
     shape_95 = _95.shape
     _96 = np.sum(_95, axis=-1, out=_buf(workspace, 'ETraining:f_96', batch + (), dtype)) # (…,)
     _97 = np.negative(_96, out=_buf(workspace, 'ETraining:f_97', batch + (), dtype)) # (…,)
-    cache = {"N_V": N_V, "ell": ell, "H": H, "L": L, "d_attn": d_attn, "d_e": d_e, "d_f": d_f, "d_mid": d_mid, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "shape_95": shape_95, "T_tilde": T_tilde, "_93": _93, "_92": _92, "shape_90": shape_90, "_88": _88, "shape_89": shape_89, "P": P, "_85": _85, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_70": _70, "X_6": X_6, "X_5": X_5, "_23": _23, "_6": _6, "_7": _7, "_2": _2, "_4": _4, "saved_l_": saved_l_}
+    cache = {"N_V": N_V, "ell": ell, "H": H, "L": L, "d_attn": d_attn, "d_e": d_e, "d_f": d_f, "d_mid": d_mid, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "shape_95": shape_95, "T_tilde": T_tilde, "_93": _93, "_92": _92, "shape_90": shape_90, "_88": _88, "shape_89": shape_89, "P": P, "e_hat_3": e_hat_3, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_70": _70, "X_6": X_6, "X_5": X_5, "_23": _23, "_6": _6, "_7": _7, "_2": _2, "_4": _4, "saved_l_": saved_l_}
     return _97, cache
 
 
@@ -379,8 +380,8 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     _88 = cache["_88"]
     shape_89 = cache["shape_89"]
     P = cache["P"]
+    e_hat_3 = cache["e_hat_3"]
     W_u = params.W_u
-    _85 = cache["_85"]
     gamma = params.gamma
     x_hat_3 = cache["x_hat_3"]
     sigma_3 = cache["sigma_3"]
@@ -398,23 +399,21 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     g10001 = np.negative(d_loss, out=_buf(workspace, 'ETraining:bg10001', batch + (), dtype)) # (…,)
     g10002 = np.broadcast_to(np.expand_dims(g10001, -1), shape_95) # (…, ℓ)
     g10003 = _where(T_tilde, g10002, 0, _buf(workspace, 'ETraining:bg10003', batch + (ell,), dtype)) # (…, ℓ)
-    g10005 = np.divide(g10003, _93, out=g10003)                 # (…, ℓ)
+    g10005 = _threaded(np.divide, g10003, _93, out=g10003)      # (…, ℓ)
     g10006 = _put_along(g10005, _92 - 1, shape_90, -1)          # (…, ℓ, ℓ)
     g10007 = _put_along(g10006, _88 - 1, shape_89, -2)          # (…, 1, N_V, ℓ)
     d_P = np.squeeze(g10007, -3)                                # (…, N_V, ℓ)
     # ETransformer 12 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}; the paper declares W_u ∈ ℝ^{N_V×d_e}; here ℝ^{N_V×d_f}, so that W_u X is defined
     g10009 = _softmax_grad(d_P, P, -2, _buf(workspace, 'ETraining:bg10009', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
-    g10010 = np.swapaxes(W_u, -1, -2)                           # (d_f, N_V)
-    g10011 = np.matmul(g10010, g10009, out=_buf(workspace, 'ETraining:bg10011', batch + (d_f, ell), dtype)) # (…, d_f, ℓ)
-    g10012 = np.swapaxes(_85, -1, -2)                           # (…, ℓ, d_f)
-    g10013 = np.matmul(g10009, g10012, out=_buf(workspace, 'ETraining:bg10013', batch + (N_V, d_f), dtype)) # (…, N_V, d_f)
-    d_W_u = _sum_to(g10013, 2, ())                              # (N_V, d_f)
+    g10012 = np.matmul(g10009, e_hat_3, out=_buf(workspace, 'ETraining:bg10012', batch + (N_V, d_f), dtype)) # (…, N_V, d_f)
+    d_W_u = _sum_to(g10012, 2, ())                              # (N_V, d_f)
     # ETransformer 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
-    d_e_hat_3 = np.swapaxes(g10011, -1, -2)                     # (…, ℓ, d_f)
+    g10014 = np.swapaxes(g10009, -1, -2)                        # (…, ℓ, N_V)
+    d_e_hat_3 = np.matmul(g10014, W_u, out=_buf(workspace, 'ETraining:bd_e_hat_3', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
     d_beta = _sum_to(d_e_hat_3, 1, ())                          # (d_f,)
-    d_x_hat_3 = np.multiply(d_e_hat_3, gamma, out=_buf(workspace, 'ETraining:bd_x_hat_3', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
-    g10018 = np.multiply(d_e_hat_3, x_hat_3, out=_buf(workspace, 'ETraining:bg10018', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    d_x_hat_3 = _threaded(np.multiply, d_e_hat_3, gamma, out=_buf(workspace, 'ETraining:bd_x_hat_3', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    g10018 = _threaded(np.multiply, d_e_hat_3, x_hat_3, out=_buf(workspace, 'ETraining:bg10018', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     d_gamma = _sum_to(g10018, 1, ())                            # (d_f,)
     g10020 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'ETraining:bg10020', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     # ETransformer 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
@@ -462,13 +461,13 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     d_beta2 = _buf(workspace, 'ETraining:bd_beta2', params.beta2.shape, dtype)
     d_beta2.fill(0)
     for l_ in reversed(range(L)):
-        gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _49, _48, W_mlp1_l, _45, gamma1_l, x_hat, sigma, W_o_l, Y, V_tilde_shape, V, _25, _21, Q, W_v_l, _11, W_k_l, W_q_l, = saved_l_[l_]
+        gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _49, _48, W_mlp1_l, e_hat, gamma1_l, x_hat, sigma, W_o_l, Y, V_tilde_shape, V, softmax_S, K, Q, W_v_l, _11, W_k_l, W_q_l, = saved_l_[l_]
         # ETransformer 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
         d_e_hat_2 = np.swapaxes(g10030, -1, -2)                 # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta2_l = _sum_to(d_e_hat_2, 1, ())                   # (d_e,)
-        d_x_hat_2 = np.multiply(d_e_hat_2, gamma2_l, out=_buf(workspace, ('ETraining:bd_x_hat_2', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10034 = np.multiply(d_e_hat_2, x_hat_2, out=_buf(workspace, ('ETraining:bg10034', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_x_hat_2 = _threaded(np.multiply, d_e_hat_2, gamma2_l, out=_buf(workspace, ('ETraining:bd_x_hat_2', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10034 = _threaded(np.multiply, d_e_hat_2, x_hat_2, out=_buf(workspace, ('ETraining:bg10034', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         d_gamma2_l = _sum_to(g10034, 1, ())                     # (d_e,)
         g10036 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, ('ETraining:bg10036', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # ETransformer 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
@@ -486,74 +485,71 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
         d_b_mlp1_l = np.squeeze(g10046, -1)                     # (d_mlp,)
         g10048 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
         g10049 = np.matmul(g10048, g10045, out=_buf(workspace, ('ETraining:bg10049', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-        g10050 = np.swapaxes(_45, -1, -2)                       # (…, ℓ, d_e)
-        g10051 = np.matmul(g10045, g10050, out=_buf(workspace, ('ETraining:bg10051', l_ % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
-        d_W_mlp1_l = _sum_to(g10051, 2, ())                     # (d_mlp, d_e)
-        g10053 = np.add(d_X_4, g10049, out=g10049)              # (…, d_e, ℓ)
+        g10050 = np.matmul(g10045, e_hat, out=_buf(workspace, ('ETraining:bg10050', l_ % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
+        d_W_mlp1_l = _sum_to(g10050, 2, ())                     # (d_mlp, d_e)
+        g10052 = _threaded(np.add, d_X_4, g10049, out=g10049)   # (…, d_e, ℓ)
         # ETransformer 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
-        d_e_hat = np.swapaxes(g10053, -1, -2)                   # (…, ℓ, d_e)
+        d_e_hat = np.swapaxes(g10052, -1, -2)                   # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta1_l = _sum_to(d_e_hat, 1, ())                     # (d_e,)
-        d_x_hat = np.multiply(d_e_hat, gamma1_l, out=_buf(workspace, ('ETraining:bd_x_hat', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10057 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, ('ETraining:bg10057', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        d_gamma1_l = _sum_to(g10057, 1, ())                     # (d_e,)
-        g10059 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('ETraining:bg10059', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_x_hat = _threaded(np.multiply, d_e_hat, gamma1_l, out=_buf(workspace, ('ETraining:bd_x_hat', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10056 = _threaded(np.multiply, d_e_hat, x_hat, out=_buf(workspace, ('ETraining:bg10056', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_gamma1_l = _sum_to(g10056, 1, ())                     # (d_e,)
+        g10058 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('ETraining:bg10058', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # ETransformer 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
-        d_X_3 = np.swapaxes(g10059, -1, -2)                     # (…, d_e, ℓ)
+        d_X_3 = np.swapaxes(g10058, -1, -2)                     # (…, d_e, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10061 = _sum_to(d_X_3, 2, (-1,))                       # (d_e, 1)
-        d_b_o_l = np.squeeze(g10061, -1)                        # (d_e,)
-        g10063 = np.swapaxes(W_o_l, -1, -2)                     # (H·d_mid, d_e)
-        d_Y = np.matmul(g10063, d_X_3, out=_buf(workspace, ('ETraining:bd_Y', l_ % 2), batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
-        g10065 = np.swapaxes(Y, -1, -2)                         # (…, ℓ, H·d_mid)
-        g10066 = np.matmul(d_X_3, g10065, out=_buf(workspace, ('ETraining:bg10066', l_ % 2), batch + (d_e, H*d_mid), dtype)) # (…, d_e, H·d_mid)
-        d_W_o_l = _sum_to(g10066, 2, ())                        # (d_e, H·d_mid)
+        g10060 = _sum_to(d_X_3, 2, (-1,))                       # (d_e, 1)
+        d_b_o_l = np.squeeze(g10060, -1)                        # (d_e,)
+        g10062 = np.swapaxes(W_o_l, -1, -2)                     # (H·d_mid, d_e)
+        d_Y = np.matmul(g10062, d_X_3, out=_buf(workspace, ('ETraining:bd_Y', l_ % 2), batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
+        g10064 = np.swapaxes(Y, -1, -2)                         # (…, ℓ, H·d_mid)
+        g10065 = np.matmul(d_X_3, g10064, out=_buf(workspace, ('ETraining:bg10065', l_ % 2), batch + (d_e, H*d_mid), dtype)) # (…, d_e, H·d_mid)
+        d_W_o_l = _sum_to(g10065, 2, ())                        # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         d_V_tilde = d_Y.reshape(V_tilde_shape)                  # (…, H, d_mid, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10069 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ, d_mid)
-        g10070 = np.matmul(g10069, d_V_tilde, out=_buf(workspace, ('ETraining:bg10070', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        g10071 = np.swapaxes(_25, -1, -2)                       # (…, H, ℓ, ℓ)
-        d_V = np.matmul(d_V_tilde, g10071, out=_buf(workspace, ('ETraining:bd_V', l_ % 2), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
-        g10073 = _softmax_grad(g10070, _25, -2, _buf(workspace, ('ETraining:bg10073', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        d_S = np.divide(g10073, _23, out=_buf(workspace, ('ETraining:bd_S', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        g10068 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ, d_mid)
+        d_softmax_S = np.matmul(g10068, d_V_tilde, out=_buf(workspace, ('ETraining:bd_softmax_S', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        g10070 = np.swapaxes(softmax_S, -1, -2)                 # (…, H, ℓ, ℓ)
+        d_V = np.matmul(d_V_tilde, g10070, out=_buf(workspace, ('ETraining:bd_V', l_ % 2), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
+        g10072 = _softmax_grad(d_softmax_S, softmax_S, -2, _buf(workspace, ('ETraining:bg10072', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        d_S = _threaded(np.divide, g10072, _23, out=_buf(workspace, ('ETraining:bd_S', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        g10078 = np.swapaxes(_21, -1, -2)                       # (…, H, d_attn, ℓ)
-        d_Q = np.matmul(g10078, d_S, out=_buf(workspace, ('ETraining:bd_Q', l_ % 2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
-        g10080 = np.swapaxes(Q, -1, -2)                         # (…, H, ℓ, d_attn)
-        g10081 = np.matmul(d_S, g10080, out=_buf(workspace, ('ETraining:bg10081', l_ % 2), batch + (H, ell, d_attn), dtype)) # (…, H, ℓ, d_attn)
-        d_K = np.swapaxes(g10081, -1, -2)                       # (…, H, d_attn, ℓ)
+        d_Q = np.matmul(K, d_S, out=_buf(workspace, ('ETraining:bd_Q', l_ % 2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        g10080 = np.swapaxes(d_S, -1, -2)                       # (…, H, ℓ, ℓ)
+        d_K = np.matmul(Q, g10080, out=_buf(workspace, ('ETraining:bd_K', l_ % 2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10083 = _sum_to(d_V, 3, (-1,))                         # (H, d_mid, 1)
-        d_b_v_l = np.squeeze(g10083, -1)                        # (H, d_mid)
-        g10085 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
-        g10086 = np.matmul(g10085, d_V, out=_buf(workspace, ('ETraining:bg10086', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10087 = np.swapaxes(_11, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10088 = np.matmul(d_V, g10087, out=_buf(workspace, ('ETraining:bg10088', l_ % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
-        d_W_v_l = _sum_to(g10088, 3, ())                        # (H, d_mid, d_e)
-        g10090 = _sum_to(g10086, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10082 = _sum_to(d_V, 3, (-1,))                         # (H, d_mid, 1)
+        d_b_v_l = np.squeeze(g10082, -1)                        # (H, d_mid)
+        g10084 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
+        g10085 = np.matmul(g10084, d_V, out=_buf(workspace, ('ETraining:bg10085', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10086 = np.swapaxes(_11, -1, -2)                       # (…, 1, ℓ, d_e)
+        g10087 = np.matmul(d_V, g10086, out=_buf(workspace, ('ETraining:bg10087', l_ % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        d_W_v_l = _sum_to(g10087, 3, ())                        # (H, d_mid, d_e)
+        g10089 = _sum_to(g10085, None, (-3,))                   # (…, 1, d_e, ℓ)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10091 = _sum_to(d_K, 3, (-1,))                         # (H, d_attn, 1)
-        d_b_k_l = np.squeeze(g10091, -1)                        # (H, d_attn)
-        g10093 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
-        g10094 = np.matmul(g10093, d_K, out=_buf(workspace, ('ETraining:bg10094', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10095 = np.swapaxes(_11, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10096 = np.matmul(d_K, g10095, out=_buf(workspace, ('ETraining:bg10096', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_k_l = _sum_to(g10096, 3, ())                        # (H, d_attn, d_e)
-        g10098 = _sum_to(g10094, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10099 = np.add(g10090, g10098, out=_buf(workspace, ('ETraining:bg10099', l_ % 2), batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
+        g10090 = _sum_to(d_K, 3, (-1,))                         # (H, d_attn, 1)
+        d_b_k_l = np.squeeze(g10090, -1)                        # (H, d_attn)
+        g10092 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
+        g10093 = np.matmul(g10092, d_K, out=_buf(workspace, ('ETraining:bg10093', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10094 = np.swapaxes(_11, -1, -2)                       # (…, 1, ℓ, d_e)
+        g10095 = np.matmul(d_K, g10094, out=_buf(workspace, ('ETraining:bg10095', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_k_l = _sum_to(g10095, 3, ())                        # (H, d_attn, d_e)
+        g10097 = _sum_to(g10093, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10098 = _threaded(np.add, g10089, g10097, out=_buf(workspace, ('ETraining:bg10098', l_ % 2), batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10100 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
-        d_b_q_l = np.squeeze(g10100, -1)                        # (H, d_attn)
-        g10102 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
-        g10103 = np.matmul(g10102, d_Q, out=_buf(workspace, ('ETraining:bg10103', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10104 = np.swapaxes(_11, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10105 = np.matmul(d_Q, g10104, out=_buf(workspace, ('ETraining:bg10105', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_q_l = _sum_to(g10105, 3, ())                        # (H, d_attn, d_e)
-        g10107 = _sum_to(g10103, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10108 = np.add(g10099, g10107, out=g10099)             # (…, 1, d_e, ℓ)
-        g10109 = np.squeeze(g10108, -3)                         # (…, d_e, ℓ)
-        d_X_2 = np.add(d_X_3, g10109, out=_buf(workspace, ('ETraining:bd_X_2', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        g10099 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
+        d_b_q_l = np.squeeze(g10099, -1)                        # (H, d_attn)
+        g10101 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
+        g10102 = np.matmul(g10101, d_Q, out=_buf(workspace, ('ETraining:bg10102', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10103 = np.swapaxes(_11, -1, -2)                       # (…, 1, ℓ, d_e)
+        g10104 = np.matmul(d_Q, g10103, out=_buf(workspace, ('ETraining:bg10104', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_q_l = _sum_to(g10104, 3, ())                        # (H, d_attn, d_e)
+        g10106 = _sum_to(g10102, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10107 = _threaded(np.add, g10098, g10106, out=g10098)  # (…, 1, d_e, ℓ)
+        g10108 = np.squeeze(g10107, -3)                         # (…, d_e, ℓ)
+        d_X_2 = _threaded(np.add, d_X_3, g10108, out=_buf(workspace, ('ETraining:bd_X_2', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         d_W_q[l_] += d_W_q_l
         d_b_q[l_] += d_b_q_l
         d_W_k[l_] += d_W_k_l
@@ -574,11 +570,11 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     # ETransformer 3 X ← [e_1, e_2, …, e_ℓ] ▷ X ∈ ℝ^{d_e×ℓ}
     d_e_2 = np.swapaxes(g10030, -1, -2)                         # (…, ℓ, d_e)
     # ETransformer 2 for t ∈ [ℓ] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
-    g10112 = _sum_to(d_e_2, 2, ())                              # (ℓ, d_e)
-    g10113 = _scatter_rows(g10112, _6 - 1, _7)                  # (ℓ_max, d_e)
-    d_W_p = np.swapaxes(g10113, -1, -2)                         # (d_e, ℓ_max)
-    g10115 = _scatter_rows(d_e_2, _2 - 1, _4)                   # (N_V, d_e)
-    d_W_e = np.swapaxes(g10115, -1, -2)                         # (d_e, N_V)
+    g10111 = _sum_to(d_e_2, 2, ())                              # (ℓ, d_e)
+    g10112 = _scatter_rows(g10111, _6 - 1, _7)                  # (ℓ_max, d_e)
+    d_W_p = np.swapaxes(g10112, -1, -2)                         # (d_e, ℓ_max)
+    g10114 = _scatter_rows(d_e_2, _2 - 1, _4)                   # (N_V, d_e)
+    d_W_e = np.swapaxes(g10114, -1, -2)                         # (d_e, N_V)
     grads = Params(W_e=d_W_e, W_p=d_W_p, W_q=d_W_q, b_q=d_b_q, W_k=d_W_k, b_k=d_b_k, W_v=d_W_v, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o, gamma1=d_gamma1, beta1=d_beta1, gamma2=d_gamma2, beta2=d_beta2, W_mlp1=d_W_mlp1, b_mlp1=d_b_mlp1, W_mlp2=d_W_mlp2, b_mlp2=d_b_mlp2, W_f=d_W_f, b_f=d_b_f, gamma=d_gamma, beta=d_beta, W_u=d_W_u)
     return grads, {}
 
@@ -694,15 +690,78 @@ def _buf(workspace, key, shape, dtype):
     return buf
 
 
+# The closed-form helpers below make several passes over big arrays; they run on as many threads as
+# BLAS does, each on a block of rows (NumPy's ufuncs release the GIL). CARDGEN_THREADS sets how many
+# (default: the usable cores). Rows are independent, so the numbers are those of one thread.
+_PARALLEL_MIN = 1 << 18  # elements (1 MiB of float32) below which one thread beats handing out blocks
+_POOL = {}
+
+
+def _threads():
+    n = os.environ.get("CARDGEN_THREADS", "")
+    if n.isdigit() and int(n) > 0:
+        return int(n)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _rows(f, out, axis, *args):
+    """f(out, axis, *args) block by block along an axis of out that f does not reduce over, one block
+    per thread; the arrays among args that have that axis are cut alike, the others (broadcast)
+    passed whole."""
+    n = _threads() if out.size >= _PARALLEL_MIN else 1
+    reduced = None if axis is None else axis % out.ndim
+    cut = next((a for a in range(out.ndim) if out.shape[a] >= n and a != reduced), None)
+    if n < 2 or cut is None:
+        f(out, axis, *args)
+        return out
+    key = os.getpid(), n  # a forked child has none of its parent's threads: it starts its own pool
+    if key not in _POOL:
+        _POOL.clear()
+        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n - 1, thread_name_prefix="cardgen")
+    bounds = [out.shape[cut] * i // n for i in range(n + 1)]
+
+    def part(a, lo, hi):
+        k = cut - (out.ndim - np.ndim(a))  # the same axis, counted in a (broadcasting aligns the ends)
+        if k < 0 or np.shape(a)[k] != out.shape[cut]:
+            return a
+        return a[(slice(None),) * k + (slice(lo, hi),)]
+
+    def block(i):
+        lo, hi = bounds[i], bounds[i + 1]
+        f(part(out, lo, hi), axis, *(part(a, lo, hi) for a in args))
+    others = [_POOL[key].submit(block, i) for i in range(1, n)]
+    block(0)  # this thread takes a block too: one hand-over fewer
+    for done in others:
+        done.result()
+    return out
+
+
+def _threaded(ufunc, *args, out):
+    """ufunc(*args, out=out), on every thread for a big array (NumPy's own ufuncs use one)."""
+    return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
+
+
+def _power(x, n, out):
+    """x**n for a small whole n, as products written into out, on every thread for a big array."""
+    _threaded(np.multiply, x, x, out=out)
+    for _ in range(n - 2):
+        _threaded(np.multiply, out, x, out=out)
+    return out
+
+
 def _softmax(x, axis, out=None):
     """Stable softmax; a row that is all −∞ (fully masked) gives zeros, not NaN."""
+    return _rows(_softmax_rows, np.empty_like(x) if out is None else out, axis, x)
+
+
+def _softmax_rows(out, axis, x):
     m = np.max(x, axis=axis, keepdims=True)
     m[~np.isfinite(m)] = 0
     z = np.subtract(x, m, out=out)
     np.exp(z, out=z)
     s = np.sum(z, axis=axis, keepdims=True)
     s[s == 0] = 1
-    return np.divide(z, s, out=z)
+    np.divide(z, s, out=z)
 
 
 def _log_softmax(x, axis, out=None):
@@ -903,21 +962,55 @@ def _wgrad(x, g, out=None):
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
+def _fresh(out, *arrays):
+    return np.empty(np.broadcast_shapes(*(np.shape(a) for a in arrays)), np.result_type(*arrays)) if out is None         else out
+
+
 def _layer_norm_grad(g, y, s, axis, out=None):
     """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
-    t = np.multiply(g, y, out=out)
+    return _rows(_layer_norm_grad_rows, _fresh(out, g, y), axis, g, y, s)
+
+
+def _layer_norm_grad_rows(t, axis, g, y, s):
+    np.multiply(g, y, out=t)
     gy = np.mean(t, axis=axis, keepdims=True)
-    t = np.multiply(y, gy, out=t)
-    t = np.subtract(g, t, out=t)
-    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
-    return np.divide(t, s, out=t)
+    np.multiply(y, gy, out=t)
+    np.subtract(g, t, out=t)
+    np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    np.divide(t, s, out=t)
+
+
+def _gelu_tanh_grad(g, x, t, a, c, k, out=None):
+    """d_x of y = a x (1 + t), t = tanh(c (x + k x³)), from g = d_y: g ⊙ a ((1 + t) + c x (1 + 3k x²)(1 − t²)),
+    in place in one array and one temporary (the chain rule through the steps takes a dozen)."""
+    return _rows(_gelu_tanh_grad_rows, _fresh(out, g, x, t), -1, g, x, t, a, c, k)
+
+
+def _gelu_tanh_grad_rows(r, axis, g, x, t, a, c, k):
+    np.multiply(x, x, out=r)
+    r *= 3.0 * k * c
+    r += c
+    r *= x
+    s = np.multiply(t, t)
+    np.subtract(1.0, s, out=s)
+    r *= s
+    r += t
+    r += 1.0
+    r *= g
+    if a != 1.0:
+        r *= a
 
 
 def _softmax_grad(g, y, axis, out=None):
-    t = np.multiply(g, y, out=out)
+    """d_x of y = softmax(x) from g = d_y: y ⊙ (g − Σ g ⊙ y)."""
+    return _rows(_softmax_grad_rows, _fresh(out, g, y), axis, g, y)
+
+
+def _softmax_grad_rows(t, axis, g, y):
+    np.multiply(g, y, out=t)
     s = np.sum(t, axis=axis, keepdims=True)
-    t = np.subtract(g, s, out=t)
-    return np.multiply(t, y, out=t)
+    np.subtract(g, s, out=t)
+    np.multiply(t, y, out=t)
 
 
 def _unslice(g, shape, axis, lo, hi, out=None):

@@ -29,7 +29,9 @@ the dtype (float32 or float64) follows the parameters.
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,20 +87,20 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     batch = np.shape(X)[:np.ndim(X) - 2]
     # 1 U ← GELU_tanh(X W_fc + b_fc) ▷ U ∈ ℝ^{T×D_f}
     _1 = np.matmul(X, W_fc, out=_buf(workspace, 'MLP:f_1', batch + (T, D_f), dtype)) # (…, T, D_f)
-    _2 = np.add(_1, b_fc, out=_1)                               # (…, T, D_f)
+    u = _threaded(np.add, _1, b_fc, out=_1)                     # (…, T, D_f)
     # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-    _3 = np.multiply(0.5, _2, out=_buf(workspace, 'MLP:f_3', batch + (T, D_f), dtype)) # (…, T, D_f)
-    _4 = _2 * _2 * _2                                           # (…, T, D_f)
-    _5 = np.multiply(0.044715, _4, out=_4)                      # (…, T, D_f)
-    _6 = np.add(_2, _5, out=_5)                                 # (…, T, D_f)
-    _7 = np.multiply(0.7978845608028654, _6, out=_6)            # (…, T, D_f)
-    _8 = np.tanh(_7, out=_7)                                    # (…, T, D_f)
-    _9 = np.add(1, _8, out=_buf(workspace, 'MLP:f_9', batch + (T, D_f), dtype)) # (…, T, D_f)
-    y = np.multiply(_3, _9, out=_buf(workspace, 'MLP:fy', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _3 = _threaded(np.multiply, 0.5, u, out=_buf(workspace, 'MLP:f_3', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _4 = _power(u, 3, _buf(workspace, 'MLP:f_4', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _5 = _threaded(np.multiply, 0.044715, _4, out=_4)           # (…, T, D_f)
+    _6 = _threaded(np.add, u, _5, out=_5)                       # (…, T, D_f)
+    _7 = _threaded(np.multiply, 0.7978845608028654, _6, out=_6) # (…, T, D_f)
+    tanh_u = _threaded(np.tanh, _7, out=_7)                     # (…, T, D_f)
+    _9 = _threaded(np.add, 1, tanh_u, out=_buf(workspace, 'MLP:f_9', batch + (T, D_f), dtype)) # (…, T, D_f)
+    y = _threaded(np.multiply, _3, _9, out=_3)                  # (…, T, D_f)
     # 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
     _11 = np.matmul(y, W_proj, out=_buf(workspace, 'MLP:f_11', batch + (T, D), dtype)) # (…, T, D)
-    Y = np.add(_11, b_proj, out=_11)                            # (…, T, D)
-    cache = {"D": D, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "y": y, "_9": _9, "_3": _3, "_8": _8, "_2": _2, "X": X}
+    Y = _threaded(np.add, _11, b_proj, out=_11)                 # (…, T, D)
+    cache = {"D": D, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "y": y, "u": u, "tanh_u": tanh_u, "X": X}
     return Y, cache
 
 
@@ -115,10 +117,8 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     dtype = cache["dtype"]
     y = cache["y"]
     W_proj = params.W_proj
-    _9 = cache["_9"]
-    _3 = cache["_3"]
-    _8 = cache["_8"]
-    _2 = cache["_2"]
+    u = cache["u"]
+    tanh_u = cache["tanh_u"]
     X = cache["X"]
     W_fc = params.W_fc
     # 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
@@ -127,24 +127,12 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     g10003 = np.swapaxes(W_proj, -1, -2)                        # (D, D_f)
     d_y = np.matmul(d_Y, g10003, out=_buf(workspace, 'MLP:bd_y', batch + (T, D_f), dtype)) # (…, T, D_f)
     # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-    g10005 = np.multiply(d_y, _9, out=_buf(workspace, 'MLP:bg10005', batch + (T, D_f), dtype)) # (…, T, D_f)
-    g10006 = np.multiply(d_y, _3, out=d_y)                      # (…, T, D_f)
-    g10007 = np.multiply(_8, _8, out=_buf(workspace, 'MLP:bg10007', batch + (T, D_f), dtype)) # (…, T, D_f)
-    g10008 = np.subtract(1.0, g10007, out=_buf(workspace, 'MLP:bg10008', batch + (T, D_f), dtype)) # (…, T, D_f)
-    g10009 = np.multiply(g10006, g10008, out=g10006)            # (…, T, D_f)
-    g10011 = np.multiply(g10009, 0.7978845608028654, out=g10009) # (…, T, D_f)
-    g10013 = np.multiply(g10011, 0.044715, out=_buf(workspace, 'MLP:bg10013', batch + (T, D_f), dtype)) # (…, T, D_f)
-    g10014 = _2 * _2                                            # (…, T, D_f)
-    g10015 = np.multiply(g10014, 3, out=_buf(workspace, 'MLP:bg10015', batch + (T, D_f), dtype)) # (…, T, D_f)
-    g10016 = np.multiply(g10013, g10015, out=g10013)            # (…, T, D_f)
-    g10017 = np.add(g10011, g10016, out=g10011)                 # (…, T, D_f)
-    g10019 = np.multiply(g10005, 0.5, out=g10005)               # (…, T, D_f)
-    g10020 = np.add(g10017, g10019, out=g10017)                 # (…, T, D_f)
+    d_u = _gelu_tanh_grad(d_y, u, tanh_u, 0.5, 0.7978845608028654, 0.044715, _buf(workspace, 'MLP:bd_u', batch + (T, D_f), dtype)) # (…, T, D_f)
     # 1 U ← GELU_tanh(X W_fc + b_fc) ▷ U ∈ ℝ^{T×D_f}
-    d_b_fc = _sum_to(g10020, 1, ())                             # (D_f,)
-    d_W_fc = _wgrad(X, g10020, _buf(workspace, 'MLP:bd_W_fc', (D, D_f), dtype)) # (D, D_f)
-    g10023 = np.swapaxes(W_fc, -1, -2)                          # (D_f, D)
-    d_X = np.matmul(g10020, g10023, out=_buf(workspace, 'MLP:bd_X', batch + (T, D), dtype)) # (…, T, D)
+    d_b_fc = _sum_to(d_u, 1, ())                                # (D_f,)
+    d_W_fc = _wgrad(X, d_u, _buf(workspace, 'MLP:bd_W_fc', (D, D_f), dtype)) # (D, D_f)
+    g10008 = np.swapaxes(W_fc, -1, -2)                          # (D_f, D)
+    d_X = np.matmul(d_u, g10008, out=_buf(workspace, 'MLP:bd_X', batch + (T, D), dtype)) # (…, T, D)
     grads = Params(W_fc=d_W_fc, b_fc=d_b_fc, W_proj=d_W_proj, b_proj=d_b_proj)
     return grads, {"X": d_X}
 
@@ -233,15 +221,78 @@ def _buf(workspace, key, shape, dtype):
     return buf
 
 
+# The closed-form helpers below make several passes over big arrays; they run on as many threads as
+# BLAS does, each on a block of rows (NumPy's ufuncs release the GIL). CARDGEN_THREADS sets how many
+# (default: the usable cores). Rows are independent, so the numbers are those of one thread.
+_PARALLEL_MIN = 1 << 18  # elements (1 MiB of float32) below which one thread beats handing out blocks
+_POOL = {}
+
+
+def _threads():
+    n = os.environ.get("CARDGEN_THREADS", "")
+    if n.isdigit() and int(n) > 0:
+        return int(n)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _rows(f, out, axis, *args):
+    """f(out, axis, *args) block by block along an axis of out that f does not reduce over, one block
+    per thread; the arrays among args that have that axis are cut alike, the others (broadcast)
+    passed whole."""
+    n = _threads() if out.size >= _PARALLEL_MIN else 1
+    reduced = None if axis is None else axis % out.ndim
+    cut = next((a for a in range(out.ndim) if out.shape[a] >= n and a != reduced), None)
+    if n < 2 or cut is None:
+        f(out, axis, *args)
+        return out
+    key = os.getpid(), n  # a forked child has none of its parent's threads: it starts its own pool
+    if key not in _POOL:
+        _POOL.clear()
+        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n - 1, thread_name_prefix="cardgen")
+    bounds = [out.shape[cut] * i // n for i in range(n + 1)]
+
+    def part(a, lo, hi):
+        k = cut - (out.ndim - np.ndim(a))  # the same axis, counted in a (broadcasting aligns the ends)
+        if k < 0 or np.shape(a)[k] != out.shape[cut]:
+            return a
+        return a[(slice(None),) * k + (slice(lo, hi),)]
+
+    def block(i):
+        lo, hi = bounds[i], bounds[i + 1]
+        f(part(out, lo, hi), axis, *(part(a, lo, hi) for a in args))
+    others = [_POOL[key].submit(block, i) for i in range(1, n)]
+    block(0)  # this thread takes a block too: one hand-over fewer
+    for done in others:
+        done.result()
+    return out
+
+
+def _threaded(ufunc, *args, out):
+    """ufunc(*args, out=out), on every thread for a big array (NumPy's own ufuncs use one)."""
+    return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
+
+
+def _power(x, n, out):
+    """x**n for a small whole n, as products written into out, on every thread for a big array."""
+    _threaded(np.multiply, x, x, out=out)
+    for _ in range(n - 2):
+        _threaded(np.multiply, out, x, out=out)
+    return out
+
+
 def _softmax(x, axis, out=None):
     """Stable softmax; a row that is all −∞ (fully masked) gives zeros, not NaN."""
+    return _rows(_softmax_rows, np.empty_like(x) if out is None else out, axis, x)
+
+
+def _softmax_rows(out, axis, x):
     m = np.max(x, axis=axis, keepdims=True)
     m[~np.isfinite(m)] = 0
     z = np.subtract(x, m, out=out)
     np.exp(z, out=z)
     s = np.sum(z, axis=axis, keepdims=True)
     s[s == 0] = 1
-    return np.divide(z, s, out=z)
+    np.divide(z, s, out=z)
 
 
 def _log_softmax(x, axis, out=None):
@@ -442,21 +493,55 @@ def _wgrad(x, g, out=None):
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
+def _fresh(out, *arrays):
+    return np.empty(np.broadcast_shapes(*(np.shape(a) for a in arrays)), np.result_type(*arrays)) if out is None         else out
+
+
 def _layer_norm_grad(g, y, s, axis, out=None):
     """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
-    t = np.multiply(g, y, out=out)
+    return _rows(_layer_norm_grad_rows, _fresh(out, g, y), axis, g, y, s)
+
+
+def _layer_norm_grad_rows(t, axis, g, y, s):
+    np.multiply(g, y, out=t)
     gy = np.mean(t, axis=axis, keepdims=True)
-    t = np.multiply(y, gy, out=t)
-    t = np.subtract(g, t, out=t)
-    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
-    return np.divide(t, s, out=t)
+    np.multiply(y, gy, out=t)
+    np.subtract(g, t, out=t)
+    np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    np.divide(t, s, out=t)
+
+
+def _gelu_tanh_grad(g, x, t, a, c, k, out=None):
+    """d_x of y = a x (1 + t), t = tanh(c (x + k x³)), from g = d_y: g ⊙ a ((1 + t) + c x (1 + 3k x²)(1 − t²)),
+    in place in one array and one temporary (the chain rule through the steps takes a dozen)."""
+    return _rows(_gelu_tanh_grad_rows, _fresh(out, g, x, t), -1, g, x, t, a, c, k)
+
+
+def _gelu_tanh_grad_rows(r, axis, g, x, t, a, c, k):
+    np.multiply(x, x, out=r)
+    r *= 3.0 * k * c
+    r += c
+    r *= x
+    s = np.multiply(t, t)
+    np.subtract(1.0, s, out=s)
+    r *= s
+    r += t
+    r += 1.0
+    r *= g
+    if a != 1.0:
+        r *= a
 
 
 def _softmax_grad(g, y, axis, out=None):
-    t = np.multiply(g, y, out=out)
+    """d_x of y = softmax(x) from g = d_y: y ⊙ (g − Σ g ⊙ y)."""
+    return _rows(_softmax_grad_rows, _fresh(out, g, y), axis, g, y)
+
+
+def _softmax_grad_rows(t, axis, g, y):
+    np.multiply(g, y, out=t)
     s = np.sum(t, axis=axis, keepdims=True)
-    t = np.subtract(g, s, out=t)
-    return np.multiply(t, y, out=t)
+    np.subtract(g, s, out=t)
+    np.multiply(t, y, out=t)
 
 
 def _unslice(g, shape, axis, lo, hi, out=None):

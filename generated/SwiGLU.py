@@ -26,7 +26,9 @@ the dtype (float32 or float64) follows the parameters.
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,7 +83,7 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     _1 = np.matmul(X, W_1, out=_buf(workspace, 'SwiGLU:f_1', batch + (T, D_f), dtype)) # (…, T, D_f)
     _2 = _1 * _sigmoid(_1)                                      # (…, T, D_f)
     _3 = np.matmul(X, W_3, out=_buf(workspace, 'SwiGLU:f_3', batch + (T, D_f), dtype)) # (…, T, D_f)
-    _4 = np.multiply(_2, _3, out=_buf(workspace, 'SwiGLU:f_4', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _4 = _threaded(np.multiply, _2, _3, out=_buf(workspace, 'SwiGLU:f_4', batch + (T, D_f), dtype)) # (…, T, D_f)
     Y = np.matmul(_4, W_2, out=_buf(workspace, 'SwiGLU:fY', batch + (T, D), dtype)) # (…, T, D)
     cache = {"D": D, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "_4": _4, "_3": _3, "_2": _2, "X": X, "_1": _1}
     return Y, cache
@@ -110,17 +112,17 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     d_W_2 = _wgrad(_4, d_Y, _buf(workspace, 'SwiGLU:bd_W_2', (D_f, D), dtype)) # (D_f, D)
     g10002 = np.swapaxes(W_2, -1, -2)                           # (D, D_f)
     g10003 = np.matmul(d_Y, g10002, out=_buf(workspace, 'SwiGLU:bg10003', batch + (T, D_f), dtype)) # (…, T, D_f)
-    g10004 = np.multiply(g10003, _3, out=_buf(workspace, 'SwiGLU:bg10004', batch + (T, D_f), dtype)) # (…, T, D_f)
-    g10005 = np.multiply(g10003, _2, out=g10003)                # (…, T, D_f)
+    g10004 = _threaded(np.multiply, g10003, _3, out=_buf(workspace, 'SwiGLU:bg10004', batch + (T, D_f), dtype)) # (…, T, D_f)
+    g10005 = _threaded(np.multiply, g10003, _2, out=g10003)     # (…, T, D_f)
     d_W_3 = _wgrad(X, g10005, _buf(workspace, 'SwiGLU:bd_W_3', (D, D_f), dtype)) # (D, D_f)
     g10007 = np.swapaxes(W_3, -1, -2)                           # (D_f, D)
     d_X = np.matmul(g10005, g10007, out=_buf(workspace, 'SwiGLU:bd_X', batch + (T, D), dtype)) # (…, T, D)
     g10009 = _silu_grad(_1)                                     # (…, T, D_f)
-    g10010 = np.multiply(g10004, g10009, out=g10004)            # (…, T, D_f)
+    g10010 = _threaded(np.multiply, g10004, g10009, out=g10004) # (…, T, D_f)
     d_W_1 = _wgrad(X, g10010, _buf(workspace, 'SwiGLU:bd_W_1', (D, D_f), dtype)) # (D, D_f)
     g10012 = np.swapaxes(W_1, -1, -2)                           # (D_f, D)
     g10013 = np.matmul(g10010, g10012, out=_buf(workspace, 'SwiGLU:bg10013', batch + (T, D), dtype)) # (…, T, D)
-    d_X_2 = np.add(d_X, g10013, out=d_X)                        # (…, T, D)
+    d_X_2 = _threaded(np.add, d_X, g10013, out=d_X)             # (…, T, D)
     grads = Params(W_1=d_W_1, W_3=d_W_3, W_2=d_W_2)
     return grads, {"X": d_X_2}
 
@@ -209,15 +211,78 @@ def _buf(workspace, key, shape, dtype):
     return buf
 
 
+# The closed-form helpers below make several passes over big arrays; they run on as many threads as
+# BLAS does, each on a block of rows (NumPy's ufuncs release the GIL). CARDGEN_THREADS sets how many
+# (default: the usable cores). Rows are independent, so the numbers are those of one thread.
+_PARALLEL_MIN = 1 << 18  # elements (1 MiB of float32) below which one thread beats handing out blocks
+_POOL = {}
+
+
+def _threads():
+    n = os.environ.get("CARDGEN_THREADS", "")
+    if n.isdigit() and int(n) > 0:
+        return int(n)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _rows(f, out, axis, *args):
+    """f(out, axis, *args) block by block along an axis of out that f does not reduce over, one block
+    per thread; the arrays among args that have that axis are cut alike, the others (broadcast)
+    passed whole."""
+    n = _threads() if out.size >= _PARALLEL_MIN else 1
+    reduced = None if axis is None else axis % out.ndim
+    cut = next((a for a in range(out.ndim) if out.shape[a] >= n and a != reduced), None)
+    if n < 2 or cut is None:
+        f(out, axis, *args)
+        return out
+    key = os.getpid(), n  # a forked child has none of its parent's threads: it starts its own pool
+    if key not in _POOL:
+        _POOL.clear()
+        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n - 1, thread_name_prefix="cardgen")
+    bounds = [out.shape[cut] * i // n for i in range(n + 1)]
+
+    def part(a, lo, hi):
+        k = cut - (out.ndim - np.ndim(a))  # the same axis, counted in a (broadcasting aligns the ends)
+        if k < 0 or np.shape(a)[k] != out.shape[cut]:
+            return a
+        return a[(slice(None),) * k + (slice(lo, hi),)]
+
+    def block(i):
+        lo, hi = bounds[i], bounds[i + 1]
+        f(part(out, lo, hi), axis, *(part(a, lo, hi) for a in args))
+    others = [_POOL[key].submit(block, i) for i in range(1, n)]
+    block(0)  # this thread takes a block too: one hand-over fewer
+    for done in others:
+        done.result()
+    return out
+
+
+def _threaded(ufunc, *args, out):
+    """ufunc(*args, out=out), on every thread for a big array (NumPy's own ufuncs use one)."""
+    return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
+
+
+def _power(x, n, out):
+    """x**n for a small whole n, as products written into out, on every thread for a big array."""
+    _threaded(np.multiply, x, x, out=out)
+    for _ in range(n - 2):
+        _threaded(np.multiply, out, x, out=out)
+    return out
+
+
 def _softmax(x, axis, out=None):
     """Stable softmax; a row that is all −∞ (fully masked) gives zeros, not NaN."""
+    return _rows(_softmax_rows, np.empty_like(x) if out is None else out, axis, x)
+
+
+def _softmax_rows(out, axis, x):
     m = np.max(x, axis=axis, keepdims=True)
     m[~np.isfinite(m)] = 0
     z = np.subtract(x, m, out=out)
     np.exp(z, out=z)
     s = np.sum(z, axis=axis, keepdims=True)
     s[s == 0] = 1
-    return np.divide(z, s, out=z)
+    np.divide(z, s, out=z)
 
 
 def _log_softmax(x, axis, out=None):
@@ -418,21 +483,55 @@ def _wgrad(x, g, out=None):
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
+def _fresh(out, *arrays):
+    return np.empty(np.broadcast_shapes(*(np.shape(a) for a in arrays)), np.result_type(*arrays)) if out is None         else out
+
+
 def _layer_norm_grad(g, y, s, axis, out=None):
     """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
-    t = np.multiply(g, y, out=out)
+    return _rows(_layer_norm_grad_rows, _fresh(out, g, y), axis, g, y, s)
+
+
+def _layer_norm_grad_rows(t, axis, g, y, s):
+    np.multiply(g, y, out=t)
     gy = np.mean(t, axis=axis, keepdims=True)
-    t = np.multiply(y, gy, out=t)
-    t = np.subtract(g, t, out=t)
-    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
-    return np.divide(t, s, out=t)
+    np.multiply(y, gy, out=t)
+    np.subtract(g, t, out=t)
+    np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    np.divide(t, s, out=t)
+
+
+def _gelu_tanh_grad(g, x, t, a, c, k, out=None):
+    """d_x of y = a x (1 + t), t = tanh(c (x + k x³)), from g = d_y: g ⊙ a ((1 + t) + c x (1 + 3k x²)(1 − t²)),
+    in place in one array and one temporary (the chain rule through the steps takes a dozen)."""
+    return _rows(_gelu_tanh_grad_rows, _fresh(out, g, x, t), -1, g, x, t, a, c, k)
+
+
+def _gelu_tanh_grad_rows(r, axis, g, x, t, a, c, k):
+    np.multiply(x, x, out=r)
+    r *= 3.0 * k * c
+    r += c
+    r *= x
+    s = np.multiply(t, t)
+    np.subtract(1.0, s, out=s)
+    r *= s
+    r += t
+    r += 1.0
+    r *= g
+    if a != 1.0:
+        r *= a
 
 
 def _softmax_grad(g, y, axis, out=None):
-    t = np.multiply(g, y, out=out)
+    """d_x of y = softmax(x) from g = d_y: y ⊙ (g − Σ g ⊙ y)."""
+    return _rows(_softmax_grad_rows, _fresh(out, g, y), axis, g, y)
+
+
+def _softmax_grad_rows(t, axis, g, y):
+    np.multiply(g, y, out=t)
     s = np.sum(t, axis=axis, keepdims=True)
-    t = np.subtract(g, s, out=t)
-    return np.multiply(t, y, out=t)
+    np.subtract(g, s, out=t)
+    np.multiply(t, y, out=t)
 
 
 def _unslice(g, shape, axis, lo, hi, out=None):

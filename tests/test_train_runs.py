@@ -86,18 +86,24 @@ def final(folder):
 ALONE = "CARDGEN_KILL_TEST_ALONE"
 
 
+def ran_alone(request) -> bool:
+    """Run the calling test in a fresh pytest of its own and say so (True), unless this is that one.
+    The tests that fork need it: by their turn in a full run the suite has started PyTorch's and
+    JAX's thread pools, after which a forked child can deadlock or crash (SIGSEGV, seen in a
+    full-suite run); a fresh pytest running one test has started none."""
+    if os.environ.get(ALONE):
+        return False
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", request.node.nodeid],
+                       cwd=ROOT, env={**os.environ, ALONE: "1"}, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0 and "1 passed" in r.stdout, r.stdout[-4000:] + r.stderr[-2000:]
+    return True
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_stopped_at_random_moments_and_resumed_ends_bit_identical(tmp_path, bigram):
-    """Run in a process of its own: its children are forked, and by this point in a full run the
-    suite has started PyTorch's and JAX's thread pools, after which a forked child can crash
-    (SIGSEGV, seen in a full-suite run); a fresh pytest running this test alone has started none."""
-    if not os.environ.get(ALONE):
-        import subprocess
-        import sys
-        name = f"{__file__}::test_stopped_at_random_moments_and_resumed_ends_bit_identical"
-        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", name],
-                           cwd=ROOT, env={**os.environ, ALONE: "1"}, capture_output=True, text=True, timeout=900)
-        assert r.returncode == 0 and "1 passed" in r.stdout, r.stdout[-4000:] + r.stderr[-2000:]
+def test_stopped_at_random_moments_and_resumed_ends_bit_identical(tmp_path, bigram, request):
+    if ran_alone(request):
         return
     mods, texts = bigram
     began = time.perf_counter()
@@ -137,7 +143,10 @@ def test_stopped_at_random_moments_and_resumed_ends_bit_identical(tmp_path, bigr
     assert not [p for p in folder.iterdir() if p.name.startswith(".cardgen-")]
 
 
-def test_sigterm_saves_the_last_completed_step(tmp_path, bigram):
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_sigterm_saves_the_last_completed_step(tmp_path, bigram, request):
+    if ran_alone(request):
+        return
     mods, texts = bigram
     folder = tmp_path / "run"
     pid = forked(lambda: life(folder, mods, texts))

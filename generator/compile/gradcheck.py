@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import sys
 import types
 from dataclasses import dataclass
@@ -84,6 +85,11 @@ def small_sizes(checked: Checked, lib: Library, given: dict[str, int]) -> dict[s
             sizes[sym] = 3 if sym not in sizes.values() else 5
         else:
             sizes[sym] = next(pool)
+    for sym in sorted(dividends - set(given)):  # D in D/(2·H): a multiple of every divisor it meets
+        need = math.lcm(*(int(c.denominator) * math.prod(sizes.get(s, 2) ** -e for s, e in m if e < 0)
+                          for p in shapes for m, c in p.terms if any(x == sym for x, _ in m)))
+        if sym in sizes and sizes[sym] % need:
+            sizes[sym] = need * max(1, round(sizes[sym] / need))
     return sizes
 
 

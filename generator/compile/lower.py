@@ -23,6 +23,7 @@ from ..lang.ir import Card, Expr, Group, Step
 from ..lang.shapes import Poly
 from ..lang.types import INTEGRAL
 from .core import Loop, Program, Value
+from .cse import cse
 from .inline import Inlining
 from .layout import AV, ONE, Layout, Members, ParamGroup
 from .lower_expr import ExprLowering
@@ -182,7 +183,7 @@ def lower(checked: Checked, lib: Library) -> Program:
         dims.setdefault(sym, f"config.{ascii_name_of(sym)}")  # a model card's sizes, for a wrapper
     from .naming import ascii_name
     names.taken |= {ascii_name(d) for d in dims} | {ascii_name(n) for n in checked.env}
-    block = hoist(block)
+    block = cse(hoist(block), {o.name for o in outputs})
     prog = Program(card.name, inputs, params, paths, hypers, dims, block, outputs)
     prog.names = names
     prog.base = card.convention.base
@@ -276,10 +277,10 @@ def ascii_path(key: str) -> str:
 
 
 def _key(n: str, d) -> str:
-    if d.over is None:
+    if not d.over:
         return n
     base, scripts = split_name(n)
-    return join_name(base, [(k, "□" if v == d.over[0] else v) for k, v in scripts])
+    return join_name(base, [(k, "□" if v in dict(d.over) else v) for k, v in scripts])
 
 
 def param_tree(checked: Checked, lib: Library, key: str, d, names: Names, params: list, paths: dict,
@@ -292,7 +293,7 @@ def param_tree(checked: Checked, lib: Library, key: str, d, names: Names, params
     over = tuple(o.subst(sub) for o in b.over)
     if isinstance(d.set, Group):
         if d.set.card is None:  # a members group: its members are declared on their own
-            return Members(d.set.members, d.over[0] if d.over else None)
+            return Members(d.set.members, d.over[0][0] if d.over else None)
         callee = lib.checked(d.set.card)
         g = b.type.group
         inner = {k: v.subst(sub) for k, v in (dict(g[1]) if isinstance(g, tuple) and len(g) == 2 else {}).items()}

@@ -7,7 +7,7 @@ number of leading batch axes.
 
 from __future__ import annotations
 
-from ..lang.shapes import Poly
+from ..lang.shapes import ATOMS, Poly
 from .core import Op
 from .naming import ascii_name
 
@@ -18,8 +18,8 @@ def py_dim(p: Poly) -> str:
         return "0"
     parts = []
     for m, c in sorted(p.terms):
-        num = [ascii_name(s) for s, e in m for _ in range(max(e, 0))]
-        den = [ascii_name(s) for s, e in m for _ in range(max(-e, 0))]
+        num = [_dim_name(s) for s, e in m for _ in range(max(e, 0))]
+        den = [_dim_name(s) for s, e in m for _ in range(max(-e, 0))]
         coef = c.numerator
         text = "*".join(([str(abs(coef))] if abs(coef) != 1 or not num else []) + num)
         denom = c.denominator
@@ -31,6 +31,15 @@ def py_dim(p: Poly) -> str:
     for sign, text in parts[1:]:
         out += f" {sign} {text}"
     return out
+
+
+def _dim_name(s: str) -> str:
+    """A dimension name, or an atom (⌊a/b⌋, a mod b) as Python's // and %, which floor alike."""
+    if s not in ATOMS:
+        return ascii_name(s)
+    op, a, b = ATOMS[s]
+    x, y = (t if t.isidentifier() or t.isdigit() else f"({t})" for t in (py_dim(a), py_dim(b)))
+    return f"({x} {'//' if op == 'floordiv' else '%'} {y})"
 
 
 def _pow(a: str, c) -> str:
@@ -95,6 +104,8 @@ PRINT = {
     "sub": lambda op, a, b: f"{a} - {b}",
     "mul": lambda op, a, b: f"{a} * {b}",
     "div": lambda op, a, b: f"{a} / {b}",
+    "floordiv": lambda op, a, b: f"{a} // {b}",
+    "mod": lambda op, a, b: f"{a} % {b}",
     "powv": lambda op, a, b: f"{a} ** {b}",
     "maximum": lambda op, a, b: f"np.maximum({a}, {b})",
     "minimum": lambda op, a, b: f"np.minimum({a}, {b})",
@@ -247,15 +258,78 @@ def _buf(workspace, key, shape, dtype):
     return buf
 
 
+# The closed-form helpers below make several passes over big arrays; they run on as many threads as
+# BLAS does, each on a block of rows (NumPy's ufuncs release the GIL). CARDGEN_THREADS sets how many
+# (default: the usable cores). Rows are independent, so the numbers are those of one thread.
+_PARALLEL_MIN = 1 << 18  # elements (1 MiB of float32) below which one thread beats handing out blocks
+_POOL = {}
+
+
+def _threads():
+    n = os.environ.get("CARDGEN_THREADS", "")
+    if n.isdigit() and int(n) > 0:
+        return int(n)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _rows(f, out, axis, *args):
+    """f(out, axis, *args) block by block along an axis of out that f does not reduce over, one block
+    per thread; the arrays among args that have that axis are cut alike, the others (broadcast)
+    passed whole."""
+    n = _threads() if out.size >= _PARALLEL_MIN else 1
+    reduced = None if axis is None else axis % out.ndim
+    cut = next((a for a in range(out.ndim) if out.shape[a] >= n and a != reduced), None)
+    if n < 2 or cut is None:
+        f(out, axis, *args)
+        return out
+    key = os.getpid(), n  # a forked child has none of its parent's threads: it starts its own pool
+    if key not in _POOL:
+        _POOL.clear()
+        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n - 1, thread_name_prefix="cardgen")
+    bounds = [out.shape[cut] * i // n for i in range(n + 1)]
+
+    def part(a, lo, hi):
+        k = cut - (out.ndim - np.ndim(a))  # the same axis, counted in a (broadcasting aligns the ends)
+        if k < 0 or np.shape(a)[k] != out.shape[cut]:
+            return a
+        return a[(slice(None),) * k + (slice(lo, hi),)]
+
+    def block(i):
+        lo, hi = bounds[i], bounds[i + 1]
+        f(part(out, lo, hi), axis, *(part(a, lo, hi) for a in args))
+    others = [_POOL[key].submit(block, i) for i in range(1, n)]
+    block(0)  # this thread takes a block too: one hand-over fewer
+    for done in others:
+        done.result()
+    return out
+
+
+def _threaded(ufunc, *args, out):
+    """ufunc(*args, out=out), on every thread for a big array (NumPy's own ufuncs use one)."""
+    return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
+
+
+def _power(x, n, out):
+    """x**n for a small whole n, as products written into out, on every thread for a big array."""
+    _threaded(np.multiply, x, x, out=out)
+    for _ in range(n - 2):
+        _threaded(np.multiply, out, x, out=out)
+    return out
+
+
 def _softmax(x, axis, out=None):
     """Stable softmax; a row that is all −∞ (fully masked) gives zeros, not NaN."""
+    return _rows(_softmax_rows, np.empty_like(x) if out is None else out, axis, x)
+
+
+def _softmax_rows(out, axis, x):
     m = np.max(x, axis=axis, keepdims=True)
     m[~np.isfinite(m)] = 0
     z = np.subtract(x, m, out=out)
     np.exp(z, out=z)
     s = np.sum(z, axis=axis, keepdims=True)
     s[s == 0] = 1
-    return np.divide(z, s, out=z)
+    np.divide(z, s, out=z)
 
 
 def _log_softmax(x, axis, out=None):
@@ -417,6 +491,7 @@ PRINT.update({
     "gelu_grad": lambda op, g, x, y: f"_gelu_grad({g}, {x}, {y})",
     "softmax_grad": lambda op, g, y: f"_softmax_grad({g}, {y}, {op.attr[0]})",
     "layer_norm_grad": lambda op, g, y, s: f"_layer_norm_grad({g}, {y}, {s}, {op.attr[0]})",
+    "gelu_tanh_grad": lambda op, g, x, t: f"_gelu_tanh_grad({g}, {x}, {t}, {', '.join(map(repr, op.attr))})",
     "log_softmax_grad": lambda op, g, y: f"{g} - np.exp({y}) * np.sum({g}, axis={op.attr[0]}, keepdims=True)",
     "unsum": lambda op, g, s: f"np.broadcast_to(np.expand_dims({g}, {_axes(op.attr[0])}), {s})",
     "squeeze": lambda op, g: f"np.squeeze({g}, {_axes(op.attr[0])})",
@@ -492,21 +567,56 @@ def _wgrad(x, g, out=None):
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
+def _fresh(out, *arrays):
+    return np.empty(np.broadcast_shapes(*(np.shape(a) for a in arrays)), np.result_type(*arrays)) if out is None \
+        else out
+
+
 def _layer_norm_grad(g, y, s, axis, out=None):
     """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
-    t = np.multiply(g, y, out=out)
+    return _rows(_layer_norm_grad_rows, _fresh(out, g, y), axis, g, y, s)
+
+
+def _layer_norm_grad_rows(t, axis, g, y, s):
+    np.multiply(g, y, out=t)
     gy = np.mean(t, axis=axis, keepdims=True)
-    t = np.multiply(y, gy, out=t)
-    t = np.subtract(g, t, out=t)
-    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
-    return np.divide(t, s, out=t)
+    np.multiply(y, gy, out=t)
+    np.subtract(g, t, out=t)
+    np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    np.divide(t, s, out=t)
+
+
+def _gelu_tanh_grad(g, x, t, a, c, k, out=None):
+    """d_x of y = a x (1 + t), t = tanh(c (x + k x³)), from g = d_y: g ⊙ a ((1 + t) + c x (1 + 3k x²)(1 − t²)),
+    in place in one array and one temporary (the chain rule through the steps takes a dozen)."""
+    return _rows(_gelu_tanh_grad_rows, _fresh(out, g, x, t), -1, g, x, t, a, c, k)
+
+
+def _gelu_tanh_grad_rows(r, axis, g, x, t, a, c, k):
+    np.multiply(x, x, out=r)
+    r *= 3.0 * k * c
+    r += c
+    r *= x
+    s = np.multiply(t, t)
+    np.subtract(1.0, s, out=s)
+    r *= s
+    r += t
+    r += 1.0
+    r *= g
+    if a != 1.0:
+        r *= a
 
 
 def _softmax_grad(g, y, axis, out=None):
-    t = np.multiply(g, y, out=out)
+    """d_x of y = softmax(x) from g = d_y: y ⊙ (g − Σ g ⊙ y)."""
+    return _rows(_softmax_grad_rows, _fresh(out, g, y), axis, g, y)
+
+
+def _softmax_grad_rows(t, axis, g, y):
+    np.multiply(g, y, out=t)
     s = np.sum(t, axis=axis, keepdims=True)
-    t = np.subtract(g, s, out=t)
-    return np.multiply(t, y, out=t)
+    np.subtract(g, s, out=t)
+    np.multiply(t, y, out=t)
 
 
 def _unslice(g, shape, axis, lo, hi, out=None):
@@ -579,6 +689,8 @@ def _unpick(g, shape, axis, i):
 # Ops that can write their result into a given array (the workspace).
 def _ufunc_out(op: Op, args, out: str) -> str:
     from .memory import UFUNC
+    if op.batched and op.shape:  # activations: big enough to share among threads (_threaded decides)
+        return f"_threaded({UFUNC[op.prim]}, {', '.join(args)}, out={out})"
     return f"{UFUNC[op.prim]}({', '.join(args)}, out={out})"
 
 
@@ -589,11 +701,17 @@ OUT = {
     "log_softmax": lambda op, args, out: f"_log_softmax({args[0]}, {op.attr[0]}, {out})",
     "softmax_grad": lambda op, args, out: f"_softmax_grad({args[0]}, {args[1]}, {op.attr[0]}, {out})",
     "layer_norm_grad": lambda op, args, out: f"_layer_norm_grad({args[0]}, {args[1]}, {args[2]}, {op.attr[0]}, {out})",
+    "gelu_tanh_grad": lambda op, args, out: (f"_gelu_tanh_grad({args[0]}, {args[1]}, {args[2]}, "
+                                             f"{', '.join(map(repr, op.attr))}, {out})"),
     "wgrad": lambda op, args, out: f"_wgrad({args[0]}, {args[1]}, {out})",
     "sum": lambda op, args, out: f"np.sum({args[0]}, axis={_axes(op.attr[0])}, out={out})",
     "scale": lambda op, args, out: f"np.multiply({args[0]}, {op.attr[0]!r}, out={out})",
     "one_minus": lambda op, args, out: f"np.subtract(1.0, {args[0]}, out={out})",
-    "square": lambda op, args, out: f"np.multiply({args[0]}, {args[0]}, out={out})",
+    "pow": lambda op, args, out: (f"_power({args[0]}, {int(op.attr[0])}, {out})"
+                                  if op.batched and op.shape and float(op.attr[0]) == int(op.attr[0])
+                                  and 2 <= int(op.attr[0]) <= 4 else None),
+    "square": lambda op, args, out: _ufunc_out(Op(op.out, "mul", (args[0], args[0]), (), op.shape, op.batched),
+                                               (args[0], args[0]), out),
     "where": lambda op, args, out: f"_where({args[0]}, {args[1]}, {args[2]}, {out})",
     "erf": lambda op, args, out: f"_erf({args[0]}, {out}, workspace)",
     "gelu": lambda op, args, out: f"_gelu({args[0]}, {out}, workspace)",

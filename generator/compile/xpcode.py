@@ -68,6 +68,8 @@ PRINT = {
     "iota": lambda op: f"xp.arange({py_dim(op.attr[0])}, {py_dim(op.attr[0] + op.shape[0])}, device=device)",
     "add": lambda op, a, b: f"{a} + {b}",
     "sub": lambda op, a, b: f"{a} - {b}",
+    "floordiv": lambda op, a, b: f"{a} // {b}",
+    "mod": lambda op, a, b: f"{a} % {b}",
     "mul": lambda op, a, b: f"{a} * {b}",
     "div": lambda op, a, b: f"{a} / {b}",
     "powv": lambda op, a, b: f"{a} ** {b}",
@@ -122,6 +124,7 @@ PRINT.update({
     "gelu_grad": lambda op, g, x, y: f"{g} * _gelu_grad(xp, {x})",
     "softmax_grad": lambda op, g, y: f"_softmax_grad(xp, {g}, {y}, {op.attr[0]})",
     "layer_norm_grad": lambda op, g, y, s: f"_layer_norm_grad(xp, {g}, {y}, {s}, {op.attr[0]})",
+    "gelu_tanh_grad": lambda op, g, x, t: f"_gelu_tanh_grad(xp, {g}, {x}, {t}, {', '.join(map(repr, op.attr))})",
     "log_softmax_grad": lambda op, g, y: f"{g} - xp.exp({y}) * xp.sum({g}, axis={op.attr[0]}, keepdims=True)",
     "unsum": lambda op, g, s: f"xp.broadcast_to(_expand(xp, {g}, {_axes(op.attr[0])}), {s})",
     "squeeze": lambda op, g: f"xp.squeeze({g}, axis={_axes(op.attr[0])})",
@@ -373,6 +376,11 @@ def _extreme_grad(xp, g, x, y, axis):
 
 def _softmax_grad(xp, g, y, axis):
     return (g - xp.sum(g * y, axis=axis, keepdims=True)) * y
+
+
+def _gelu_tanh_grad(xp, g, x, t, a, c, k):
+    """d_x of y = a x (1 + t), t = tanh(c (x + k x³)), from g = d_y."""
+    return g * (a * ((1.0 + t) + c * x * (1.0 + 3.0 * k * x * x) * (1.0 - t * t)))
 
 
 def _layer_norm_grad(xp, g, y, s, axis):
