@@ -215,8 +215,8 @@ def test_an_inference_for_loop_with_a_state_set_before_it_is_refused(tmp_path):
     from cardgen.lang.errors import CardError
 
     from .conftest import ROOT
-    text = (ROOT / "cards" / "DInference.card").read_text("utf-8").replace(
-        "  1 ℓ ← length(x)                    ▷ ℓ ∈ ℕ\n", "  1 ℓ ← length(x)                    ▷ ℓ ∈ ℕ\n  1 x ← x + 0\n")
+    first = "  1 ℓ ← length(x)                    ▷ ℓ ∈ ℕ\n"
+    text = (ROOT / "cards" / "DInference.card").read_text("utf-8").replace(first, first + "  1 x ← x + 0\n")
     assert "x ← x + 0" in text
     (tmp_path / "DInference.card").write_text(text, "utf-8")
     with pytest.raises(CardError, match=r"DInference.card:11:.*sets x before the loop"):
