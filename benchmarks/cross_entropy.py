@@ -20,7 +20,7 @@ import numpy as np
 import cardgen
 
 CARDS = Path(__file__).resolve().parent.parent / "cards"
-SIZES = ((4, 64, 50257), (8, 1024, 512))  # (B, T, V): GPT-2's vocabulary, and a long context
+SIZES = ((4, 64, 50257), (8, 1024, 512), (8, 128, 256))  # (B, T, V): GPT-2's vocabulary, a long context, gpt2_step.py's
 
 
 def modules():
