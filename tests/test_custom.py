@@ -321,3 +321,10 @@ def test_a_rule_card_mapped_over_an_index_is_refused_at_the_call():
     e = err.value
     assert "QVec states its own backward rule, and this call maps it over an index" in e.message
     assert (e.pos.line, e.pos.col) == (6, 16) and "call the card on the whole array" in e.hint
+
+
+def test_a_training_card_has_no_rule_of_its_own():
+    text = (CARDS / "DTraining.card").read_text("utf-8") + "  backward\n  10 d_x ← 0\n"
+    errs = errors_of(text)
+    assert [e.message for e in errs] == ["DTraining trains (∇) or samples (∼): such a card has no backward of its own"]
+    assert errs[0].pos.line == len(text.splitlines()) - 1
