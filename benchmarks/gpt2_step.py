@@ -34,6 +34,7 @@ import pstats
 import re
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -374,7 +375,7 @@ def measure_check_cost(cfg, params, x, n=40):
           f"({fwd:.1f} ms)")
 
 
-def training_steps(model, params, cfg, x):
+def training_steps(model, params, cfg, x, compare=()):
     """Whole training steps, AdamW included, on the same batch (B, T) of inputs and targets."""
     from cardgen.train.trainer import AdamWSettings, Trainer, TrainState
     trainer = Trainer(gpt2, ce, load_generated("AdamW"), cfg, AdamWSettings(lr=1e-4, weight_decay=0.01))
@@ -412,10 +413,31 @@ def training_steps(model, params, cfg, x):
         return loss
 
     steps = {"generated": lambda: trainer.step(state, [tokens]), "pytorch": pytorch, "hand-numpy": hand_numpy}
+    for rev in compare:
+        steps[f"gen@{rev}"] = revision_training_step(rev, params, cfg, tokens)
     jax_step = jax_training_step(params, tokens)
     if jax_step is not None:
         steps["jax-jit"] = jax_step
     return steps
+
+
+def revision_training_step(rev, params, cfg, tokens):
+    """The generated training step as it was at git revision ``rev``: that revision's generated GPT2,
+    cross_entropy and AdamW modules and its trainer, so one run measures what a change bought."""
+    from cardgen.compile.gradcheck import import_source
+
+    def load(path):
+        src = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT, capture_output=True, text=True, check=True)
+        name = f"rev_{re.sub(r'[^0-9A-Za-z]', '_', rev)}_{Path(path).stem}"
+        return import_source(name, src.stdout, f"{rev}:{path}")
+    gpt2_r, ce_r, adamw_r = (load(f"generated/{n}.py") for n in ("GPT2", "cross_entropy", "AdamW"))
+    tr = load("generator/train/trainer.py")
+    cfg_r = gpt2_r.Config(**vars(cfg))
+    trainer = tr.Trainer(gpt2_r, ce_r, adamw_r, cfg_r, tr.AdamWSettings(lr=1e-4, weight_decay=0.01))
+    zeros = {k: np.zeros_like(v) for k, v in vars(params).items()}
+    state = tr.TrainState(gpt2_r.Params(**{k: v.copy() for k, v in vars(params).items()}),
+                          gpt2_r.Params(**zeros), gpt2_r.Params(**{k: v.copy() for k, v in zeros.items()}))
+    return lambda: trainer.step(state, [tokens])
 
 
 def jax_training_step(params, tokens):
@@ -476,6 +498,9 @@ def main():
     parser.add_argument("--unset-blas-env", action="store_true",
                         help=f"run with {' and '.join(OPENBLAS_VARS)} unset (the script starts itself again "
                              "without them: OpenBLAS reads them when NumPy loads)")
+    parser.add_argument("--compare", action="append", default=[], metavar="REV",
+                        help="with --train: also time the generated step of git revision REV (its generated "
+                             "modules and trainer), as the row gen@REV; repeatable")
     args = parser.parse_args()
     if args.unset_blas_env and any(v in os.environ for v in OPENBLAS_VARS):
         env = {k: v for k, v in os.environ.items() if k not in OPENBLAS_VARS}
@@ -488,6 +513,7 @@ def main():
         WORKSPACE = None
 
     torch.set_num_threads(args.threads)
+    os.environ["CARDGEN_THREADS"] = str(args.threads)  # the generated modules' element-wise helpers
     threadpool_limits(limits=args.threads, user_api="blas")  # NumPy's BLAS; stays in force
     print_environment(args.threads, args.attn)
     if args.keep_freed_memory:
@@ -526,7 +552,7 @@ def main():
         measure_check_cost(cfg, params, x)
         return
     if args.train:
-        steps = training_steps(model, params, cfg, x)
+        steps = training_steps(model, params, cfg, x, args.compare)
         print("timing whole training steps: forward, loss, backward, AdamW (lr 1e-4, weight decay 0.01)")
     time_round_robin(steps, args.warmup, args.pause)  # warm-up, discarded
     if args.profile:

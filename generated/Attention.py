@@ -37,7 +37,9 @@ the dtype (float32 or float64) follows the parameters.
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,15 +114,15 @@ def forward(config: Config, params: Params, X, Z, Mask, workspace: dict | None =
     # 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
     _1 = np.matmul(W_q, X, out=_buf(workspace, 'Attention:f_1', batch + (d_attn, ell_x), dtype)) # (…, d_attn, ℓ_x)
     _2 = np.expand_dims(b_q, -1)                                # (d_attn, 1)
-    Q = np.add(_1, _2, out=_1)                                  # (…, d_attn, ℓ_x)
+    Q = _threaded(np.add, _1, _2, out=_1)                       # (…, d_attn, ℓ_x)
     # 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
     _4 = np.matmul(W_k, Z, out=_buf(workspace, 'Attention:f_4', batch + (d_attn, ell_z), dtype)) # (…, d_attn, ℓ_z)
     _5 = np.expand_dims(b_k, -1)                                # (d_attn, 1)
-    K = np.add(_4, _5, out=_4)                                  # (…, d_attn, ℓ_z)
+    K = _threaded(np.add, _4, _5, out=_4)                       # (…, d_attn, ℓ_z)
     # 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
     _7 = np.matmul(W_v, Z, out=_buf(workspace, 'Attention:f_7', batch + (d_out, ell_z), dtype)) # (…, d_out, ℓ_z)
     _8 = np.expand_dims(b_v, -1)                                # (d_out, 1)
-    V = np.add(_7, _8, out=_7)                                  # (…, d_out, ℓ_z)
+    V = _threaded(np.add, _7, _8, out=_7)                       # (…, d_out, ℓ_z)
     # 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
     _10 = np.swapaxes(K, -1, -2)                                # (…, ℓ_z, d_attn)
     S = np.matmul(_10, Q, out=_buf(workspace, 'Attention:fS', batch + (ell_z, ell_x), dtype)) # (…, ℓ_z, ℓ_x)
@@ -129,10 +131,10 @@ def forward(config: Config, params: Params, X, Z, Mask, workspace: dict | None =
     _13 = _fill_where(S, _12, -np.inf)                          # (…, ℓ_z, ℓ_x)
     # 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
     _14 = math.sqrt(d_attn)                                     # ()
-    _15 = np.divide(_13, _14, out=_13)                          # (…, ℓ_z, ℓ_x)
-    _16 = _softmax(_15, -2, _buf(workspace, 'Attention:f_16', batch + (ell_z, ell_x), dtype)) # (…, ℓ_z, ℓ_x)
-    V_tilde = np.matmul(V, _16, out=_buf(workspace, 'Attention:fV_tilde', batch + (d_out, ell_x), dtype)) # (…, d_out, ℓ_x)
-    cache = {"d_attn": d_attn, "d_out": d_out, "d_x": d_x, "ell_x": ell_x, "d_z": d_z, "ell_z": ell_z, "batch": batch, "dtype": dtype, "V": V, "_16": _16, "_14": _14, "_12": _12, "_10": _10, "Q": Q, "Z": Z, "X": X}
+    _15 = _threaded(np.divide, _13, _14, out=_13)               # (…, ℓ_z, ℓ_x)
+    softmax_S = _softmax(_15, -2, _buf(workspace, 'Attention:fsoftmax_S', batch + (ell_z, ell_x), dtype)) # (…, ℓ_z, ℓ_x)
+    V_tilde = np.matmul(V, softmax_S, out=_buf(workspace, 'Attention:fV_tilde', batch + (d_out, ell_x), dtype)) # (…, d_out, ℓ_x)
+    cache = {"d_attn": d_attn, "d_out": d_out, "d_x": d_x, "ell_x": ell_x, "d_z": d_z, "ell_z": ell_z, "batch": batch, "dtype": dtype, "V": V, "softmax_S": softmax_S, "_14": _14, "K": K, "Q": Q, "Z": Z, "X": X}
     return V_tilde, cache
 
 
@@ -151,10 +153,9 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     batch = cache["batch"]
     dtype = cache["dtype"]
     V = cache["V"]
-    _16 = cache["_16"]
+    softmax_S = cache["softmax_S"]
     _14 = cache["_14"]
-    _12 = cache["_12"]
-    _10 = cache["_10"]
+    K = cache["K"]
     Q = cache["Q"]
     W_v = params.W_v
     Z = cache["Z"]
@@ -163,44 +164,40 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     X = cache["X"]
     # 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
     g10001 = np.swapaxes(V, -1, -2)                             # (…, ℓ_z, d_out)
-    g10002 = np.matmul(g10001, d_V_tilde, out=_buf(workspace, 'Attention:bg10002', batch + (ell_z, ell_x), dtype)) # (…, ℓ_z, ℓ_x)
-    g10003 = np.swapaxes(_16, -1, -2)                           # (…, ℓ_x, ℓ_z)
+    d_softmax_S = np.matmul(g10001, d_V_tilde, out=_buf(workspace, 'Attention:bd_softmax_S', batch + (ell_z, ell_x), dtype)) # (…, ℓ_z, ℓ_x)
+    g10003 = np.swapaxes(softmax_S, -1, -2)                     # (…, ℓ_x, ℓ_z)
     d_V = np.matmul(d_V_tilde, g10003, out=_buf(workspace, 'Attention:bd_V', batch + (d_out, ell_z), dtype)) # (…, d_out, ℓ_z)
-    g10005 = _softmax_grad(g10002, _16, -2, _buf(workspace, 'Attention:bg10005', batch + (ell_z, ell_x), dtype)) # (…, ℓ_z, ℓ_x)
-    g10006 = np.divide(g10005, _14, out=g10005)                 # (…, ℓ_z, ℓ_x)
-    # 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
-    d_S = _zero_where(g10006, _12)                              # (…, ℓ_z, ℓ_x)
+    g10005 = _softmax_grad(d_softmax_S, softmax_S, -2, _buf(workspace, 'Attention:bg10005', batch + (ell_z, ell_x), dtype)) # (…, ℓ_z, ℓ_x)
+    d_S = _threaded(np.divide, g10005, _14, out=g10005)         # (…, ℓ_z, ℓ_x)
     # 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-    g10012 = np.swapaxes(_10, -1, -2)                           # (…, d_attn, ℓ_z)
-    d_Q = np.matmul(g10012, d_S, out=_buf(workspace, 'Attention:bd_Q', batch + (d_attn, ell_x), dtype)) # (…, d_attn, ℓ_x)
-    g10014 = np.swapaxes(Q, -1, -2)                             # (…, ℓ_x, d_attn)
-    g10015 = np.matmul(d_S, g10014, out=_buf(workspace, 'Attention:bg10015', batch + (ell_z, d_attn), dtype)) # (…, ℓ_z, d_attn)
-    d_K = np.swapaxes(g10015, -1, -2)                           # (…, d_attn, ℓ_z)
+    d_Q = np.matmul(K, d_S, out=_buf(workspace, 'Attention:bd_Q', batch + (d_attn, ell_x), dtype)) # (…, d_attn, ℓ_x)
+    g10013 = np.swapaxes(d_S, -1, -2)                           # (…, ℓ_x, ℓ_z)
+    d_K = np.matmul(Q, g10013, out=_buf(workspace, 'Attention:bd_K', batch + (d_attn, ell_z), dtype)) # (…, d_attn, ℓ_z)
     # 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-    g10017 = _sum_to(d_V, 2, (-1,))                             # (d_out, 1)
-    d_b_v = np.squeeze(g10017, -1)                              # (d_out,)
-    g10019 = np.swapaxes(W_v, -1, -2)                           # (d_z, d_out)
-    d_Z = np.matmul(g10019, d_V, out=_buf(workspace, 'Attention:bd_Z', batch + (d_z, ell_z), dtype)) # (…, d_z, ℓ_z)
-    g10021 = np.swapaxes(Z, -1, -2)                             # (…, ℓ_z, d_z)
-    g10022 = np.matmul(d_V, g10021, out=_buf(workspace, 'Attention:bg10022', batch + (d_out, d_z), dtype)) # (…, d_out, d_z)
-    d_W_v = _sum_to(g10022, 2, ())                              # (d_out, d_z)
+    g10015 = _sum_to(d_V, 2, (-1,))                             # (d_out, 1)
+    d_b_v = np.squeeze(g10015, -1)                              # (d_out,)
+    g10017 = np.swapaxes(W_v, -1, -2)                           # (d_z, d_out)
+    d_Z = np.matmul(g10017, d_V, out=_buf(workspace, 'Attention:bd_Z', batch + (d_z, ell_z), dtype)) # (…, d_z, ℓ_z)
+    g10019 = np.swapaxes(Z, -1, -2)                             # (…, ℓ_z, d_z)
+    g10020 = np.matmul(d_V, g10019, out=_buf(workspace, 'Attention:bg10020', batch + (d_out, d_z), dtype)) # (…, d_out, d_z)
+    d_W_v = _sum_to(g10020, 2, ())                              # (d_out, d_z)
     # 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-    g10024 = _sum_to(d_K, 2, (-1,))                             # (d_attn, 1)
-    d_b_k = np.squeeze(g10024, -1)                              # (d_attn,)
-    g10026 = np.swapaxes(W_k, -1, -2)                           # (d_z, d_attn)
-    g10027 = np.matmul(g10026, d_K, out=_buf(workspace, 'Attention:bg10027', batch + (d_z, ell_z), dtype)) # (…, d_z, ℓ_z)
-    g10028 = np.swapaxes(Z, -1, -2)                             # (…, ℓ_z, d_z)
-    g10029 = np.matmul(d_K, g10028, out=_buf(workspace, 'Attention:bg10029', batch + (d_attn, d_z), dtype)) # (…, d_attn, d_z)
-    d_W_k = _sum_to(g10029, 2, ())                              # (d_attn, d_z)
-    d_Z_2 = np.add(d_Z, g10027, out=d_Z)                        # (…, d_z, ℓ_z)
+    g10022 = _sum_to(d_K, 2, (-1,))                             # (d_attn, 1)
+    d_b_k = np.squeeze(g10022, -1)                              # (d_attn,)
+    g10024 = np.swapaxes(W_k, -1, -2)                           # (d_z, d_attn)
+    g10025 = np.matmul(g10024, d_K, out=_buf(workspace, 'Attention:bg10025', batch + (d_z, ell_z), dtype)) # (…, d_z, ℓ_z)
+    g10026 = np.swapaxes(Z, -1, -2)                             # (…, ℓ_z, d_z)
+    g10027 = np.matmul(d_K, g10026, out=_buf(workspace, 'Attention:bg10027', batch + (d_attn, d_z), dtype)) # (…, d_attn, d_z)
+    d_W_k = _sum_to(g10027, 2, ())                              # (d_attn, d_z)
+    d_Z_2 = _threaded(np.add, d_Z, g10025, out=d_Z)             # (…, d_z, ℓ_z)
     # 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-    g10032 = _sum_to(d_Q, 2, (-1,))                             # (d_attn, 1)
-    d_b_q = np.squeeze(g10032, -1)                              # (d_attn,)
-    g10034 = np.swapaxes(W_q, -1, -2)                           # (d_x, d_attn)
-    d_X = np.matmul(g10034, d_Q, out=_buf(workspace, 'Attention:bd_X', batch + (d_x, ell_x), dtype)) # (…, d_x, ℓ_x)
-    g10036 = np.swapaxes(X, -1, -2)                             # (…, ℓ_x, d_x)
-    g10037 = np.matmul(d_Q, g10036, out=_buf(workspace, 'Attention:bg10037', batch + (d_attn, d_x), dtype)) # (…, d_attn, d_x)
-    d_W_q = _sum_to(g10037, 2, ())                              # (d_attn, d_x)
+    g10030 = _sum_to(d_Q, 2, (-1,))                             # (d_attn, 1)
+    d_b_q = np.squeeze(g10030, -1)                              # (d_attn,)
+    g10032 = np.swapaxes(W_q, -1, -2)                           # (d_x, d_attn)
+    d_X = np.matmul(g10032, d_Q, out=_buf(workspace, 'Attention:bd_X', batch + (d_x, ell_x), dtype)) # (…, d_x, ℓ_x)
+    g10034 = np.swapaxes(X, -1, -2)                             # (…, ℓ_x, d_x)
+    g10035 = np.matmul(d_Q, g10034, out=_buf(workspace, 'Attention:bg10035', batch + (d_attn, d_x), dtype)) # (…, d_attn, d_x)
+    d_W_q = _sum_to(g10035, 2, ())                              # (d_attn, d_x)
     grads = Params(W_q=d_W_q, b_q=d_b_q, W_k=d_W_k, b_k=d_b_k, W_v=d_W_v, b_v=d_b_v)
     return grads, {"X": d_X, "Z": d_Z_2}
 
@@ -289,15 +286,78 @@ def _buf(workspace, key, shape, dtype):
     return buf
 
 
+# The closed-form helpers below make several passes over big arrays; they run on as many threads as
+# BLAS does, each on a block of rows (NumPy's ufuncs release the GIL). CARDGEN_THREADS sets how many
+# (default: the usable cores). Rows are independent, so the numbers are those of one thread.
+_PARALLEL_MIN = 1 << 18  # elements (1 MiB of float32) below which one thread beats handing out blocks
+_POOL = {}
+
+
+def _threads():
+    n = os.environ.get("CARDGEN_THREADS", "")
+    if n.isdigit() and int(n) > 0:
+        return int(n)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _rows(f, out, axis, *args):
+    """f(out, axis, *args) block by block along an axis of out that f does not reduce over, one block
+    per thread; the arrays among args that have that axis are cut alike, the others (broadcast)
+    passed whole."""
+    n = _threads() if out.size >= _PARALLEL_MIN else 1
+    reduced = None if axis is None else axis % out.ndim
+    cut = next((a for a in range(out.ndim) if out.shape[a] >= n and a != reduced), None)
+    if n < 2 or cut is None:
+        f(out, axis, *args)
+        return out
+    key = os.getpid(), n  # a forked child has none of its parent's threads: it starts its own pool
+    if key not in _POOL:
+        _POOL.clear()
+        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n - 1, thread_name_prefix="cardgen")
+    bounds = [out.shape[cut] * i // n for i in range(n + 1)]
+
+    def part(a, lo, hi):
+        k = cut - (out.ndim - np.ndim(a))  # the same axis, counted in a (broadcasting aligns the ends)
+        if k < 0 or np.shape(a)[k] != out.shape[cut]:
+            return a
+        return a[(slice(None),) * k + (slice(lo, hi),)]
+
+    def block(i):
+        lo, hi = bounds[i], bounds[i + 1]
+        f(part(out, lo, hi), axis, *(part(a, lo, hi) for a in args))
+    others = [_POOL[key].submit(block, i) for i in range(1, n)]
+    block(0)  # this thread takes a block too: one hand-over fewer
+    for done in others:
+        done.result()
+    return out
+
+
+def _threaded(ufunc, *args, out):
+    """ufunc(*args, out=out), on every thread for a big array (NumPy's own ufuncs use one)."""
+    return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
+
+
+def _power(x, n, out):
+    """x**n for a small whole n, as products written into out, on every thread for a big array."""
+    _threaded(np.multiply, x, x, out=out)
+    for _ in range(n - 2):
+        _threaded(np.multiply, out, x, out=out)
+    return out
+
+
 def _softmax(x, axis, out=None):
     """Stable softmax; a row that is all −∞ (fully masked) gives zeros, not NaN."""
+    return _rows(_softmax_rows, np.empty_like(x) if out is None else out, axis, x)
+
+
+def _softmax_rows(out, axis, x):
     m = np.max(x, axis=axis, keepdims=True)
     m[~np.isfinite(m)] = 0
     z = np.subtract(x, m, out=out)
     np.exp(z, out=z)
     s = np.sum(z, axis=axis, keepdims=True)
     s[s == 0] = 1
-    return np.divide(z, s, out=z)
+    np.divide(z, s, out=z)
 
 
 def _log_softmax(x, axis, out=None):
@@ -334,37 +394,82 @@ _ERF_LARGE = (
 _ERF_MID, _ERF_HALF = 0.4758771929824561, 0.22587719298245615
 
 
-def _horner(coefficients, v):
-    p = coefficients[-1] * v
+def _horner(coefficients, v, out):
+    """Σ c_k v^k into out (not v), in place: one array for the whole evaluation."""
+    np.multiply(v, coefficients[-1], out=out)
     for c in coefficients[-2:0:-1]:
-        p += c
-        p *= v
-    p += coefficients[0]
-    return p
+        out += c
+        out *= v
+    out += coefficients[0]
+    return out
 
 
-def _erf(x):
-    s = np.clip(x, -_ERF_SPLIT, _ERF_SPLIT)
-    small = _horner(_ERF_SMALL, np.square(s))
-    small *= s
-    small += s
-    a = np.abs(x)
-    b = np.clip(a, _ERF_SPLIT, 6.0)
-    v = np.add(b, 2.0)
-    np.divide(2.0, v, out=v)
-    v -= _ERF_MID
-    v /= _ERF_HALF
-    large = _horner(_ERF_LARGE, v)
+def _scratch(workspace, shape, dtype, n):
+    """n work arrays for a helper, kept in the workspace (shared by every helper: each uses them
+    only while it runs); fresh ones without a workspace."""
+    return [_buf(workspace, ("_scratch", i), shape, dtype) for i in range(n)]
+
+
+def _erf(x, out=None, workspace=None):
+    """Both pieces on clamped copies of x, joined by exact 0/1 weights: a select (np.where) with a
+    data-dependent mask costs ~20 element-wise passes, an arithmetic join three.  Three work arrays."""
+    x = np.asarray(x)
+    dtype = np.result_type(x, np.float32)
+    out = np.empty(x.shape, dtype) if out is None else out
+    b, v, large = _scratch(workspace, x.shape, dtype, 3)
+    np.abs(x, out=b)
+    np.clip(b, _ERF_SPLIT, 6.0, out=b)
+    np.add(b, 2.0, out=v)
+    np.divide(2.0 / _ERF_HALF, v, out=v)
+    v -= _ERF_MID / _ERF_HALF
+    _horner(_ERF_LARGE, v, large)
     np.square(b, out=b)
     np.negative(b, out=b)
     large *= np.exp(b, out=b)
     np.subtract(1.0, large, out=large)
     np.copysign(large, x, out=large)
-    return np.where(a < _ERF_SPLIT, small, large)
+    np.clip(x, -_ERF_SPLIT, _ERF_SPLIT, out=b)  # the last read of x: out may be x itself
+    np.square(b, out=v)
+    small = _horner(_ERF_SMALL, v, out)
+    small *= b
+    small += b
+    np.abs(b, out=v)
+    np.less(v, _ERF_SPLIT, out=v)  # 1 where |x| < SPLIT (NaN: 0, and NaN·0 keeps it NaN)
+    small *= v
+    np.subtract(1.0, v, out=v)
+    large *= v
+    small += large  # one of the two terms is ±0: the sum is the other, exactly (−0 + −0 for x = −0)
+    return small
 
 
-def _gelu(x):
-    return 0.5 * x * (1.0 + _erf(x * 0.7071067811865476))
+# float32: Φ(x) = ½ + c·N(c²)/D(c²), c = x clamped to ±4√2 (Φ is 1 in float32 beyond), a rational fit
+# (scripts/erf_fit.py): 20 passes instead of erf's 60, within 2.2·10⁻⁷ of Φ (float32 spacing of 1: 6·10⁻⁸).
+_PHI32_CLAMP = 5.656854249492381
+_PHI32_N = (
+    0.39894226993523063, 0.035831378976121465, 0.004501072772993772, 0.000168013365171882,
+    3.1556806144701803e-06, -2.129746566811348e-08, 1.0636697546763609e-10,
+)
+_PHI32_D = (1.0, 0.25648193193441804, 0.029031524799142488, 0.001821659471016465, 6.0973191060033246e-05)
+
+
+def _gelu(x, out=None, workspace=None):
+    """x Φ(x), Φ(x) = (1 + erf(x/√2)) / 2; out must not be x."""
+    if np.result_type(x) == np.float32:
+        out = np.empty(np.shape(x), np.float32) if out is None else out
+        c, t, den = _scratch(workspace, np.shape(x), np.float32, 3)
+        np.clip(x, -_PHI32_CLAMP, _PHI32_CLAMP, out=c)
+        np.square(c, out=t)
+        _horner(_PHI32_N, t, out)
+        out *= c
+        out /= _horner(_PHI32_D, t, den)
+        out += 0.5
+        out *= x
+        return out
+    out = _erf(np.multiply(x, 0.7071067811865476, out=out), out, workspace)
+    out += 1.0
+    out *= x
+    out *= 0.5
+    return out
 
 
 def _concat(parts, axis):
@@ -408,10 +513,25 @@ def _silu_grad(x):
     return s * (1.0 + x * (1.0 - s))
 
 
-def _gelu_grad(x):
-    cdf = 0.5 * (1.0 + _erf(x * 0.7071067811865476))
-    pdf = np.exp(-0.5 * x * x) * 0.3989422804014327
-    return cdf + x * pdf
+def _gelu_grad(g, x, y, out=None, workspace=None):
+    """g · GELU'(x) = g · (Φ(x) + x φ(x)), with Φ(x) = y / x from the forward's y = x Φ(x): no
+    second erf.  Where |x| < 1e-30 (0, or tiny enough that x Φ(x) loses digits) Φ is ½."""
+    out = np.empty(np.broadcast_shapes(np.shape(g), np.shape(x)), np.result_type(g, x)) if out is None else out
+    t, tiny = _scratch(workspace, np.shape(x), np.result_type(x), 2)
+    np.abs(x, out=tiny)
+    np.less(tiny, 1e-30, out=tiny)  # 1 where x is (nearly) 0
+    np.square(x, out=t)
+    np.multiply(t, -0.5, out=out)
+    np.exp(out, out=out)
+    out *= t
+    out *= 0.3989422804014327  # x² φ(x)
+    out += y
+    np.add(x, tiny, out=t)  # x, or 1 where x is 0: y / 1 = 0 there, and ½ is added
+    out /= t
+    tiny *= 0.5
+    out += tiny
+    out *= g
+    return out
 
 
 def _concat_part(g, axis, i, shapes):
@@ -438,21 +558,55 @@ def _wgrad(x, g, out=None):
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
+def _fresh(out, *arrays):
+    return np.empty(np.broadcast_shapes(*(np.shape(a) for a in arrays)), np.result_type(*arrays)) if out is None         else out
+
+
 def _layer_norm_grad(g, y, s, axis, out=None):
     """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
-    t = np.multiply(g, y, out=out)
+    return _rows(_layer_norm_grad_rows, _fresh(out, g, y), axis, g, y, s)
+
+
+def _layer_norm_grad_rows(t, axis, g, y, s):
+    np.multiply(g, y, out=t)
     gy = np.mean(t, axis=axis, keepdims=True)
-    t = np.multiply(y, gy, out=t)
-    t = np.subtract(g, t, out=t)
-    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
-    return np.divide(t, s, out=t)
+    np.multiply(y, gy, out=t)
+    np.subtract(g, t, out=t)
+    np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    np.divide(t, s, out=t)
+
+
+def _gelu_tanh_grad(g, x, t, a, c, k, out=None):
+    """d_x of y = a x (1 + t), t = tanh(c (x + k x³)), from g = d_y: g ⊙ a ((1 + t) + c x (1 + 3k x²)(1 − t²)),
+    in place in one array and one temporary (the chain rule through the steps takes a dozen)."""
+    return _rows(_gelu_tanh_grad_rows, _fresh(out, g, x, t), -1, g, x, t, a, c, k)
+
+
+def _gelu_tanh_grad_rows(r, axis, g, x, t, a, c, k):
+    np.multiply(x, x, out=r)
+    r *= 3.0 * k * c
+    r += c
+    r *= x
+    s = np.multiply(t, t)
+    np.subtract(1.0, s, out=s)
+    r *= s
+    r += t
+    r += 1.0
+    r *= g
+    if a != 1.0:
+        r *= a
 
 
 def _softmax_grad(g, y, axis, out=None):
-    t = np.multiply(g, y, out=out)
+    """d_x of y = softmax(x) from g = d_y: y ⊙ (g − Σ g ⊙ y)."""
+    return _rows(_softmax_grad_rows, _fresh(out, g, y), axis, g, y)
+
+
+def _softmax_grad_rows(t, axis, g, y):
+    np.multiply(g, y, out=t)
     s = np.sum(t, axis=axis, keepdims=True)
-    t = np.subtract(g, s, out=t)
-    return np.multiply(t, y, out=t)
+    np.subtract(g, s, out=t)
+    np.multiply(t, y, out=t)
 
 
 def _unslice(g, shape, axis, lo, hi, out=None):

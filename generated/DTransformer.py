@@ -45,7 +45,9 @@ the dtype (float32 or float64) follows the parameters.
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -180,14 +182,12 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
     _3 = np.arange(1, 1 + ell)                                  # (ℓ,)
     _4 = np.swapaxes(W_p, -1, -2)                               # (ℓ_max, d_e)
     _5 = _4[_3 - 1]                                             # (ℓ, d_e)
-    e = np.add(_2, _5, out=_2)                                  # (…, ℓ, d_e)
+    e = _threaded(np.add, _2, _5, out=_2)                       # (…, ℓ, d_e)
     # 3 X ← [e_1, e_2, …, e_ℓ] ▷ X ∈ ℝ^{d_e×ℓ}
     X = np.swapaxes(e, -1, -2)                                  # (…, d_e, ℓ)
     # 6 X ← X + MHAttention(X̃ | 𝓦_l, Mask[t, t′] = [[t ≤ t′]]) ▷ X ∈ ℝ^{d_e×ℓ}
-    _22 = np.arange(1, 1 + ell)                                 # (ℓ,)
-    _23 = np.arange(1, 1 + ell)                                 # (ℓ,)
-    _24 = np.expand_dims(_22, -1)                               # (ℓ, 1)
-    _25 = _24 <= _23                                            # (ℓ, ℓ)
+    _24 = np.expand_dims(_3, -1)                                # (ℓ, 1)
+    _25 = _24 <= _3                                             # (ℓ, ℓ)
     # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
     _38 = ~_25                                                  # (ℓ, ℓ)
     # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
@@ -202,19 +202,19 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         _8 = np.swapaxes(X_2, -1, -2)                           # (…, ℓ, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
         _9 = np.sum(_8, axis=-1, out=_buf(workspace, ('DTransformer:f_9', l_ % 2), batch + (ell,), dtype)) # (…, ℓ)
-        m = np.divide(_9, d_e, out=_9)                          # (…, ℓ)
+        m = _threaded(np.divide, _9, d_e, out=_9)               # (…, ℓ)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _11 = np.expand_dims(m, -1)                             # (…, ℓ, 1)
-        _12 = np.subtract(_8, _11, out=_buf(workspace, ('DTransformer:f_12', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        _13 = np.multiply(_12, _12, out=_buf(workspace, ('DTransformer:f_13', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _12 = _threaded(np.subtract, _8, _11, out=_buf(workspace, ('DTransformer:f_12', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _13 = _threaded(np.multiply, _12, _12, out=_buf(workspace, ('DTransformer:f_13', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         _14 = np.sum(_13, axis=-1, out=_buf(workspace, ('DTransformer:f_14', l_), batch + (ell,), dtype)) # (…, ℓ)
-        v = np.divide(_14, d_e, out=_14)                        # (…, ℓ)
+        v = _threaded(np.divide, _14, d_e, out=_14)             # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        _16 = np.sqrt(v, out=v)                                 # (…, ℓ)
+        _16 = _threaded(np.sqrt, v, out=v)                      # (…, ℓ)
         sigma = np.expand_dims(_16, -1)                         # (…, ℓ, 1)
-        x_hat = np.divide(_12, sigma, out=_12)                  # (…, ℓ, d_e)
-        _19 = np.multiply(x_hat, gamma1_l, out=_buf(workspace, ('DTransformer:f_19', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        e_hat = np.add(_19, beta1_l, out=_19)                   # (…, ℓ, d_e)
+        x_hat = _threaded(np.divide, _12, sigma, out=_12)       # (…, ℓ, d_e)
+        _19 = _threaded(np.multiply, x_hat, gamma1_l, out=_buf(workspace, ('DTransformer:f_19', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        e_hat = _threaded(np.add, _19, beta1_l, out=_19)        # (…, ℓ, d_e)
         # 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         _21 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ)
         # 6 X ← X + MHAttention(X̃ | 𝓦_l, Mask[t, t′] = [[t ≤ t′]]) ▷ X ∈ ℝ^{d_e×ℓ}
@@ -230,52 +230,52 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         _26 = np.expand_dims(_21, -3)                           # (…, 1, d_e, ℓ)
         _27 = np.matmul(W_q_l, _26, out=_buf(workspace, ('DTransformer:f_27', l_), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
         _28 = np.expand_dims(b_q_l, -1)                         # (H, d_attn, 1)
-        Q = np.add(_27, _28, out=_27)                           # (…, H, d_attn, ℓ)
+        Q = _threaded(np.add, _27, _28, out=_27)                # (…, H, d_attn, ℓ)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
         _30 = np.matmul(W_k_l, _26, out=_buf(workspace, ('DTransformer:f_30', l_), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
         _31 = np.expand_dims(b_k_l, -1)                         # (H, d_attn, 1)
-        K = np.add(_30, _31, out=_30)                           # (…, H, d_attn, ℓ)
+        K = _threaded(np.add, _30, _31, out=_30)                # (…, H, d_attn, ℓ)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
         _33 = np.matmul(W_v_l, _26, out=_buf(workspace, ('DTransformer:f_33', l_), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
         _34 = np.expand_dims(b_v_l, -1)                         # (H, d_mid, 1)
-        V = np.add(_33, _34, out=_33)                           # (…, H, d_mid, ℓ)
+        V = _threaded(np.add, _33, _34, out=_33)                # (…, H, d_mid, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         _36 = np.swapaxes(K, -1, -2)                            # (…, H, ℓ, d_attn)
         S = np.matmul(_36, Q, out=_buf(workspace, ('DTransformer:fS', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
         _39 = _fill_where(S, _38, -np.inf)                      # (…, H, ℓ, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _41 = np.divide(_39, _40, out=_39)                      # (…, H, ℓ, ℓ)
-        _42 = _softmax(_41, -2, _buf(workspace, ('DTransformer:f_42', l_), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        V_tilde = np.matmul(V, _42, out=_buf(workspace, ('DTransformer:fV_tilde', l_), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
+        _41 = _threaded(np.divide, _39, _40, out=_39)           # (…, H, ℓ, ℓ)
+        softmax_S = _softmax(_41, -2, _buf(workspace, ('DTransformer:fsoftmax_S', l_), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        V_tilde = np.matmul(V, softmax_S, out=_buf(workspace, ('DTransformer:fV_tilde', l_), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
         V_tilde_shape = V_tilde.shape
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         Y = V_tilde.reshape(V_tilde.shape[:-3] + (H*d_mid,) + V_tilde.shape[-3 + 2:]) # (…, H·d_mid, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _45 = np.matmul(W_o_l, Y, out=_buf(workspace, ('DTransformer:f_45', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         _46 = np.expand_dims(b_o_l, -1)                         # (d_e, 1)
-        V_tilde_2 = np.add(_45, _46, out=_45)                   # (…, d_e, ℓ)
+        V_tilde_2 = _threaded(np.add, _45, _46, out=_45)        # (…, d_e, ℓ)
         # 6 X ← X + MHAttention(X̃ | 𝓦_l, Mask[t, t′] = [[t ≤ t′]]) ▷ X ∈ ℝ^{d_e×ℓ}
-        X_3 = np.add(X_2, V_tilde_2, out=V_tilde_2)             # (…, d_e, ℓ)
+        X_3 = _threaded(np.add, X_2, V_tilde_2, out=V_tilde_2)  # (…, d_e, ℓ)
         # 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         gamma2_l = gamma2[l_]                                   # (d_e,)
         beta2_l = beta2[l_]                                     # (d_e,)
         _49 = np.swapaxes(X_3, -1, -2)                          # (…, ℓ, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
         _50 = np.sum(_49, axis=-1, out=_buf(workspace, ('DTransformer:f_50', l_ % 2), batch + (ell,), dtype)) # (…, ℓ)
-        m_2 = np.divide(_50, d_e, out=_50)                      # (…, ℓ)
+        m_2 = _threaded(np.divide, _50, d_e, out=_50)           # (…, ℓ)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _52 = np.expand_dims(m_2, -1)                           # (…, ℓ, 1)
-        _53 = np.subtract(_49, _52, out=_buf(workspace, ('DTransformer:f_53', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        _54 = np.multiply(_53, _53, out=_buf(workspace, ('DTransformer:f_54', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _53 = _threaded(np.subtract, _49, _52, out=_buf(workspace, ('DTransformer:f_53', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _54 = _threaded(np.multiply, _53, _53, out=_buf(workspace, ('DTransformer:f_54', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         _55 = np.sum(_54, axis=-1, out=_buf(workspace, ('DTransformer:f_55', l_), batch + (ell,), dtype)) # (…, ℓ)
-        v_2 = np.divide(_55, d_e, out=_55)                      # (…, ℓ)
+        v_2 = _threaded(np.divide, _55, d_e, out=_55)           # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        _57 = np.sqrt(v_2, out=v_2)                             # (…, ℓ)
+        _57 = _threaded(np.sqrt, v_2, out=v_2)                  # (…, ℓ)
         sigma_2 = np.expand_dims(_57, -1)                       # (…, ℓ, 1)
-        x_hat_2 = np.divide(_53, sigma_2, out=_53)              # (…, ℓ, d_e)
-        _60 = np.multiply(x_hat_2, gamma2_l, out=_buf(workspace, ('DTransformer:f_60', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        e_hat_2 = np.add(_60, beta2_l, out=_60)                 # (…, ℓ, d_e)
+        x_hat_2 = _threaded(np.divide, _53, sigma_2, out=_53)   # (…, ℓ, d_e)
+        _60 = _threaded(np.multiply, x_hat_2, gamma2_l, out=_buf(workspace, ('DTransformer:f_60', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        e_hat_2 = _threaded(np.add, _60, beta2_l, out=_60)      # (…, ℓ, d_e)
         # 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         _62 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, ℓ)
         # 8 X ← X + W^l_mlp2 GELU(W^l_mlp1 X̃ + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
@@ -284,39 +284,39 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         _63 = np.matmul(W_mlp1_l, _62, out=_buf(workspace, ('DTransformer:f_63', l_), batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
         b_mlp1_l = b_mlp1[l_]                                   # (d_mlp,)
         _64 = np.expand_dims(b_mlp1_l, -1)                      # (d_mlp, 1)
-        _65 = np.add(_63, _64, out=_63)                         # (…, d_mlp, ℓ)
-        _66 = _gelu(_65)                                        # (…, d_mlp, ℓ)
+        _65 = _threaded(np.add, _63, _64, out=_63)              # (…, d_mlp, ℓ)
+        _66 = _gelu(_65, _buf(workspace, ('DTransformer:f_66', l_), batch + (d_mlp, ell), dtype), workspace) # (…, d_mlp, ℓ)
         _67 = np.matmul(W_mlp2_l, _66, out=_buf(workspace, ('DTransformer:f_67', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-        _68 = np.add(X_3, _67, out=X_3)                         # (…, d_e, ℓ)
+        _68 = _threaded(np.add, X_3, _67, out=X_3)              # (…, d_e, ℓ)
         b_mlp2_l = b_mlp2[l_]                                   # (d_e,)
         _69 = np.expand_dims(b_mlp2_l, -1)                      # (d_e, 1)
-        X_4 = np.add(_68, _69, out=_68)                         # (…, d_e, ℓ)
-        saved_l_.append((W_mlp2_l, _66, _65, W_mlp1_l, _62, gamma2_l, x_hat_2, sigma_2, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, x_hat, sigma,))
+        X_4 = _threaded(np.add, _68, _69, out=_68)              # (…, d_e, ℓ)
+        saved_l_.append((W_mlp2_l, _66, _65, e_hat_2, W_mlp1_l, gamma2_l, x_hat_2, sigma_2, W_o_l, Y, V_tilde_shape, V, softmax_S, K, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, x_hat, sigma,))
         X_2 = X_4
     X_5 = X_2
     # 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
     _71 = np.swapaxes(X_5, -1, -2)                              # (…, ℓ, d_e)
     # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
     _72 = np.sum(_71, axis=-1, out=_buf(workspace, 'DTransformer:f_72', batch + (ell,), dtype)) # (…, ℓ)
-    m_3 = np.divide(_72, d_e, out=_72)                          # (…, ℓ)
+    m_3 = _threaded(np.divide, _72, d_e, out=_72)               # (…, ℓ)
     # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
     _74 = np.expand_dims(m_3, -1)                               # (…, ℓ, 1)
-    _75 = np.subtract(_71, _74, out=_buf(workspace, 'DTransformer:f_75', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-    _76 = np.multiply(_75, _75, out=_buf(workspace, 'DTransformer:f_76', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+    _75 = _threaded(np.subtract, _71, _74, out=_buf(workspace, 'DTransformer:f_75', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+    _76 = _threaded(np.multiply, _75, _75, out=_buf(workspace, 'DTransformer:f_76', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
     _77 = np.sum(_76, axis=-1, out=_buf(workspace, 'DTransformer:f_77', batch + (ell,), dtype)) # (…, ℓ)
-    v_3 = np.divide(_77, d_e, out=_77)                          # (…, ℓ)
+    v_3 = _threaded(np.divide, _77, d_e, out=_77)               # (…, ℓ)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-    _79 = np.sqrt(v_3, out=v_3)                                 # (…, ℓ)
+    _79 = _threaded(np.sqrt, v_3, out=v_3)                      # (…, ℓ)
     sigma_3 = np.expand_dims(_79, -1)                           # (…, ℓ, 1)
-    x_hat_3 = np.divide(_75, sigma_3, out=_75)                  # (…, ℓ, d_e)
-    _82 = np.multiply(x_hat_3, gamma, out=_buf(workspace, 'DTransformer:f_82', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-    e_hat_3 = np.add(_82, beta, out=_82)                        # (…, ℓ, d_e)
+    x_hat_3 = _threaded(np.divide, _75, sigma_3, out=_75)       # (…, ℓ, d_e)
+    _82 = _threaded(np.multiply, x_hat_3, gamma, out=_buf(workspace, 'DTransformer:f_82', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+    e_hat_3 = _threaded(np.add, _82, beta, out=_82)             # (…, ℓ, d_e)
     # 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
     _84 = np.swapaxes(e_hat_3, -1, -2)                          # (…, d_e, ℓ)
     # 11 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}
     _85 = np.matmul(W_u, _84, out=_buf(workspace, 'DTransformer:f_85', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
     P = _softmax(_85, -2, _buf(workspace, 'DTransformer:fP', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
-    cache = {"N_V": N_V, "L": L, "H": H, "d_e": d_e, "d_mlp": d_mlp, "d_attn": d_attn, "d_mid": d_mid, "ell": ell, "batch": batch, "dtype": dtype, "P": P, "_84": _84, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_40": _40, "_38": _38, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l_": saved_l_}
+    cache = {"N_V": N_V, "L": L, "H": H, "d_e": d_e, "d_mlp": d_mlp, "d_attn": d_attn, "d_mid": d_mid, "ell": ell, "batch": batch, "dtype": dtype, "P": P, "e_hat_3": e_hat_3, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_40": _40, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l_": saved_l_}
     return P, cache
 
 
@@ -337,13 +337,12 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     batch = cache["batch"]
     dtype = cache["dtype"]
     P = cache["P"]
+    e_hat_3 = cache["e_hat_3"]
     W_u = params.W_u
-    _84 = cache["_84"]
     gamma = params.gamma
     x_hat_3 = cache["x_hat_3"]
     sigma_3 = cache["sigma_3"]
     _40 = cache["_40"]
-    _38 = cache["_38"]
     _3 = cache["_3"]
     _4 = cache["_4"]
     x = cache["x"]
@@ -351,17 +350,15 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     saved_l_ = cache["saved_l_"]
     # 11 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}
     g10001 = _softmax_grad(d_P, P, -2, _buf(workspace, 'DTransformer:bg10001', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
-    g10002 = np.swapaxes(W_u, -1, -2)                           # (d_e, N_V)
-    g10003 = np.matmul(g10002, g10001, out=_buf(workspace, 'DTransformer:bg10003', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-    g10004 = np.swapaxes(_84, -1, -2)                           # (…, ℓ, d_e)
-    g10005 = np.matmul(g10001, g10004, out=_buf(workspace, 'DTransformer:bg10005', batch + (N_V, d_e), dtype)) # (…, N_V, d_e)
-    d_W_u = _sum_to(g10005, 2, ())                              # (N_V, d_e)
+    g10004 = np.matmul(g10001, e_hat_3, out=_buf(workspace, 'DTransformer:bg10004', batch + (N_V, d_e), dtype)) # (…, N_V, d_e)
+    d_W_u = _sum_to(g10004, 2, ())                              # (N_V, d_e)
     # 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
-    d_e_hat_3 = np.swapaxes(g10003, -1, -2)                     # (…, ℓ, d_e)
+    g10006 = np.swapaxes(g10001, -1, -2)                        # (…, ℓ, N_V)
+    d_e_hat_3 = np.matmul(g10006, W_u, out=_buf(workspace, 'DTransformer:bd_e_hat_3', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
     d_beta = _sum_to(d_e_hat_3, 1, ())                          # (d_e,)
-    d_x_hat_3 = np.multiply(d_e_hat_3, gamma, out=_buf(workspace, 'DTransformer:bd_x_hat_3', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-    g10010 = np.multiply(d_e_hat_3, x_hat_3, out=_buf(workspace, 'DTransformer:bg10010', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+    d_x_hat_3 = _threaded(np.multiply, d_e_hat_3, gamma, out=_buf(workspace, 'DTransformer:bd_x_hat_3', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+    g10010 = _threaded(np.multiply, d_e_hat_3, x_hat_3, out=_buf(workspace, 'DTransformer:bg10010', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
     d_gamma = _sum_to(g10010, 1, ())                            # (d_e,)
     g10012 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'DTransformer:bg10012', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
     # 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
@@ -400,7 +397,7 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     d_b_mlp2 = _buf(workspace, 'DTransformer:bd_b_mlp2', params.b_mlp2.shape, dtype)
     d_b_mlp2.fill(0)
     for l_ in reversed(range(L)):
-        W_mlp2_l, _66, _65, W_mlp1_l, _62, gamma2_l, x_hat_2, sigma_2, W_o_l, Y, V_tilde_shape, V, _42, _36, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, x_hat, sigma, = saved_l_[l_]
+        W_mlp2_l, _66, _65, e_hat_2, W_mlp1_l, gamma2_l, x_hat_2, sigma_2, W_o_l, Y, V_tilde_shape, V, softmax_S, K, Q, W_v_l, _26, W_k_l, W_q_l, gamma1_l, x_hat, sigma, = saved_l_[l_]
         # 8 X ← X + W^l_mlp2 GELU(W^l_mlp1 X̃ + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
         g10015 = _sum_to(g10014, 2, (-1,))                      # (d_e, 1)
         d_b_mlp2_l = np.squeeze(g10015, -1)                     # (d_e,)
@@ -409,92 +406,85 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         g10019 = np.swapaxes(_66, -1, -2)                       # (…, ℓ, d_mlp)
         g10020 = np.matmul(g10014, g10019, out=_buf(workspace, ('DTransformer:bg10020', l_ % 2), batch + (d_e, d_mlp), dtype)) # (…, d_e, d_mlp)
         d_W_mlp2_l = _sum_to(g10020, 2, ())                     # (d_e, d_mlp)
-        g10022 = _gelu_grad(_65)                                # (…, d_mlp, ℓ)
-        g10023 = np.multiply(g10018, g10022, out=g10022)        # (…, d_mlp, ℓ)
-        g10024 = _sum_to(g10023, 2, (-1,))                      # (d_mlp, 1)
-        d_b_mlp1_l = np.squeeze(g10024, -1)                     # (d_mlp,)
-        g10026 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
-        g10027 = np.matmul(g10026, g10023, out=_buf(workspace, ('DTransformer:bg10027', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-        g10028 = np.swapaxes(_62, -1, -2)                       # (…, ℓ, d_e)
-        g10029 = np.matmul(g10023, g10028, out=_buf(workspace, ('DTransformer:bg10029', l_ % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
-        d_W_mlp1_l = _sum_to(g10029, 2, ())                     # (d_mlp, d_e)
+        g10022 = _gelu_grad(g10018, _65, _66, _buf(workspace, ('DTransformer:bg10022', l_ % 2), batch + (d_mlp, ell), dtype), workspace) # (…, d_mlp, ℓ)
+        g10023 = _sum_to(g10022, 2, (-1,))                      # (d_mlp, 1)
+        d_b_mlp1_l = np.squeeze(g10023, -1)                     # (d_mlp,)
+        g10027 = np.matmul(g10022, e_hat_2, out=_buf(workspace, ('DTransformer:bg10027', l_ % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
+        d_W_mlp1_l = _sum_to(g10027, 2, ())                     # (d_mlp, d_e)
         # 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
-        d_e_hat_2 = np.swapaxes(g10027, -1, -2)                 # (…, ℓ, d_e)
+        g10029 = np.swapaxes(g10022, -1, -2)                    # (…, ℓ, d_mlp)
+        d_e_hat_2 = np.matmul(g10029, W_mlp1_l, out=_buf(workspace, ('DTransformer:bd_e_hat_2', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta2_l = _sum_to(d_e_hat_2, 1, ())                   # (d_e,)
-        d_x_hat_2 = np.multiply(d_e_hat_2, gamma2_l, out=_buf(workspace, ('DTransformer:bd_x_hat_2', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10034 = np.multiply(d_e_hat_2, x_hat_2, out=_buf(workspace, ('DTransformer:bg10034', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        d_gamma2_l = _sum_to(g10034, 1, ())                     # (d_e,)
-        g10036 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, ('DTransformer:bg10036', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_x_hat_2 = _threaded(np.multiply, d_e_hat_2, gamma2_l, out=_buf(workspace, ('DTransformer:bd_x_hat_2', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10033 = _threaded(np.multiply, d_e_hat_2, x_hat_2, out=_buf(workspace, ('DTransformer:bg10033', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_gamma2_l = _sum_to(g10033, 1, ())                     # (d_e,)
+        g10035 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, ('DTransformer:bg10035', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
-        g10037 = np.swapaxes(g10036, -1, -2)                    # (…, d_e, ℓ)
-        d_X_3 = np.add(g10014, g10037, out=_buf(workspace, ('DTransformer:bd_X_3', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        g10036 = np.swapaxes(g10035, -1, -2)                    # (…, d_e, ℓ)
+        d_X_3 = _threaded(np.add, g10014, g10036, out=_buf(workspace, ('DTransformer:bd_X_3', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10039 = _sum_to(d_X_3, 2, (-1,))                       # (d_e, 1)
-        d_b_o_l = np.squeeze(g10039, -1)                        # (d_e,)
-        g10041 = np.swapaxes(W_o_l, -1, -2)                     # (H·d_mid, d_e)
-        d_Y = np.matmul(g10041, d_X_3, out=_buf(workspace, ('DTransformer:bd_Y', l_ % 2), batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
-        g10043 = np.swapaxes(Y, -1, -2)                         # (…, ℓ, H·d_mid)
-        g10044 = np.matmul(d_X_3, g10043, out=_buf(workspace, ('DTransformer:bg10044', l_ % 2), batch + (d_e, H*d_mid), dtype)) # (…, d_e, H·d_mid)
-        d_W_o_l = _sum_to(g10044, 2, ())                        # (d_e, H·d_mid)
+        g10038 = _sum_to(d_X_3, 2, (-1,))                       # (d_e, 1)
+        d_b_o_l = np.squeeze(g10038, -1)                        # (d_e,)
+        g10040 = np.swapaxes(W_o_l, -1, -2)                     # (H·d_mid, d_e)
+        d_Y = np.matmul(g10040, d_X_3, out=_buf(workspace, ('DTransformer:bd_Y', l_ % 2), batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
+        g10042 = np.swapaxes(Y, -1, -2)                         # (…, ℓ, H·d_mid)
+        g10043 = np.matmul(d_X_3, g10042, out=_buf(workspace, ('DTransformer:bg10043', l_ % 2), batch + (d_e, H*d_mid), dtype)) # (…, d_e, H·d_mid)
+        d_W_o_l = _sum_to(g10043, 2, ())                        # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         d_V_tilde = d_Y.reshape(V_tilde_shape)                  # (…, H, d_mid, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10047 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ, d_mid)
-        g10048 = np.matmul(g10047, d_V_tilde, out=_buf(workspace, ('DTransformer:bg10048', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        g10049 = np.swapaxes(_42, -1, -2)                       # (…, H, ℓ, ℓ)
-        d_V = np.matmul(d_V_tilde, g10049, out=_buf(workspace, ('DTransformer:bd_V', l_ % 2), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
-        g10051 = _softmax_grad(g10048, _42, -2, _buf(workspace, ('DTransformer:bg10051', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        g10052 = np.divide(g10051, _40, out=_buf(workspace, ('DTransformer:bg10052', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
-        d_S = _where(_38, 0, g10052, _buf(workspace, ('DTransformer:bd_S', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        g10046 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ, d_mid)
+        d_softmax_S = np.matmul(g10046, d_V_tilde, out=_buf(workspace, ('DTransformer:bd_softmax_S', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        g10048 = np.swapaxes(softmax_S, -1, -2)                 # (…, H, ℓ, ℓ)
+        d_V = np.matmul(d_V_tilde, g10048, out=_buf(workspace, ('DTransformer:bd_V', l_ % 2), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
+        g10050 = _softmax_grad(d_softmax_S, softmax_S, -2, _buf(workspace, ('DTransformer:bg10050', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        d_S = _threaded(np.divide, g10050, _40, out=_buf(workspace, ('DTransformer:bd_S', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        g10058 = np.swapaxes(_36, -1, -2)                       # (…, H, d_attn, ℓ)
-        d_Q = np.matmul(g10058, d_S, out=_buf(workspace, ('DTransformer:bd_Q', l_ % 2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
-        g10060 = np.swapaxes(Q, -1, -2)                         # (…, H, ℓ, d_attn)
-        g10061 = np.matmul(d_S, g10060, out=_buf(workspace, ('DTransformer:bg10061', l_ % 2), batch + (H, ell, d_attn), dtype)) # (…, H, ℓ, d_attn)
-        d_K = np.swapaxes(g10061, -1, -2)                       # (…, H, d_attn, ℓ)
+        d_Q = np.matmul(K, d_S, out=_buf(workspace, ('DTransformer:bd_Q', l_ % 2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        g10058 = np.swapaxes(d_S, -1, -2)                       # (…, H, ℓ, ℓ)
+        d_K = np.matmul(Q, g10058, out=_buf(workspace, ('DTransformer:bd_K', l_ % 2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10063 = _sum_to(d_V, 3, (-1,))                         # (H, d_mid, 1)
-        d_b_v_l = np.squeeze(g10063, -1)                        # (H, d_mid)
-        g10065 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
-        g10066 = np.matmul(g10065, d_V, out=_buf(workspace, ('DTransformer:bg10066', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10067 = np.swapaxes(_26, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10068 = np.matmul(d_V, g10067, out=_buf(workspace, ('DTransformer:bg10068', l_ % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
-        d_W_v_l = _sum_to(g10068, 3, ())                        # (H, d_mid, d_e)
-        g10070 = _sum_to(g10066, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10060 = _sum_to(d_V, 3, (-1,))                         # (H, d_mid, 1)
+        d_b_v_l = np.squeeze(g10060, -1)                        # (H, d_mid)
+        g10062 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
+        g10063 = np.matmul(g10062, d_V, out=_buf(workspace, ('DTransformer:bg10063', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10064 = np.swapaxes(_26, -1, -2)                       # (…, 1, ℓ, d_e)
+        g10065 = np.matmul(d_V, g10064, out=_buf(workspace, ('DTransformer:bg10065', l_ % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        d_W_v_l = _sum_to(g10065, 3, ())                        # (H, d_mid, d_e)
+        g10067 = _sum_to(g10063, None, (-3,))                   # (…, 1, d_e, ℓ)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10071 = _sum_to(d_K, 3, (-1,))                         # (H, d_attn, 1)
-        d_b_k_l = np.squeeze(g10071, -1)                        # (H, d_attn)
-        g10073 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
-        g10074 = np.matmul(g10073, d_K, out=_buf(workspace, ('DTransformer:bg10074', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10075 = np.swapaxes(_26, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10076 = np.matmul(d_K, g10075, out=_buf(workspace, ('DTransformer:bg10076', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_k_l = _sum_to(g10076, 3, ())                        # (H, d_attn, d_e)
-        g10078 = _sum_to(g10074, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10079 = np.add(g10070, g10078, out=_buf(workspace, ('DTransformer:bg10079', l_ % 2), batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
+        g10068 = _sum_to(d_K, 3, (-1,))                         # (H, d_attn, 1)
+        d_b_k_l = np.squeeze(g10068, -1)                        # (H, d_attn)
+        g10070 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
+        g10071 = np.matmul(g10070, d_K, out=_buf(workspace, ('DTransformer:bg10071', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10072 = np.swapaxes(_26, -1, -2)                       # (…, 1, ℓ, d_e)
+        g10073 = np.matmul(d_K, g10072, out=_buf(workspace, ('DTransformer:bg10073', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_k_l = _sum_to(g10073, 3, ())                        # (H, d_attn, d_e)
+        g10075 = _sum_to(g10071, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10076 = _threaded(np.add, g10067, g10075, out=_buf(workspace, ('DTransformer:bg10076', l_ % 2), batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10080 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
-        d_b_q_l = np.squeeze(g10080, -1)                        # (H, d_attn)
-        g10082 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
-        g10083 = np.matmul(g10082, d_Q, out=_buf(workspace, ('DTransformer:bg10083', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10084 = np.swapaxes(_26, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10085 = np.matmul(d_Q, g10084, out=_buf(workspace, ('DTransformer:bg10085', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_q_l = _sum_to(g10085, 3, ())                        # (H, d_attn, d_e)
-        g10087 = _sum_to(g10083, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10088 = np.add(g10079, g10087, out=g10079)             # (…, 1, d_e, ℓ)
-        g10089 = np.squeeze(g10088, -3)                         # (…, d_e, ℓ)
+        g10077 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
+        d_b_q_l = np.squeeze(g10077, -1)                        # (H, d_attn)
+        g10079 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
+        g10080 = np.matmul(g10079, d_Q, out=_buf(workspace, ('DTransformer:bg10080', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10081 = np.swapaxes(_26, -1, -2)                       # (…, 1, ℓ, d_e)
+        g10082 = np.matmul(d_Q, g10081, out=_buf(workspace, ('DTransformer:bg10082', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_q_l = _sum_to(g10082, 3, ())                        # (H, d_attn, d_e)
+        g10084 = _sum_to(g10080, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10085 = _threaded(np.add, g10076, g10084, out=g10076)  # (…, 1, d_e, ℓ)
+        g10086 = np.squeeze(g10085, -3)                         # (…, d_e, ℓ)
         # 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
-        d_e_hat = np.swapaxes(g10089, -1, -2)                   # (…, ℓ, d_e)
+        d_e_hat = np.swapaxes(g10086, -1, -2)                   # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta1_l = _sum_to(d_e_hat, 1, ())                     # (d_e,)
-        d_x_hat = np.multiply(d_e_hat, gamma1_l, out=_buf(workspace, ('DTransformer:bd_x_hat', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10093 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, ('DTransformer:bg10093', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        d_gamma1_l = _sum_to(g10093, 1, ())                     # (d_e,)
-        g10095 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('DTransformer:bg10095', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_x_hat = _threaded(np.multiply, d_e_hat, gamma1_l, out=_buf(workspace, ('DTransformer:bd_x_hat', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10090 = _threaded(np.multiply, d_e_hat, x_hat, out=_buf(workspace, ('DTransformer:bg10090', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_gamma1_l = _sum_to(g10090, 1, ())                     # (d_e,)
+        g10092 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('DTransformer:bg10092', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
-        g10096 = np.swapaxes(g10095, -1, -2)                    # (…, d_e, ℓ)
-        d_X_2 = np.add(d_X_3, g10096, out=_buf(workspace, ('DTransformer:bd_X_2', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        g10093 = np.swapaxes(g10092, -1, -2)                    # (…, d_e, ℓ)
+        d_X_2 = _threaded(np.add, d_X_3, g10093, out=_buf(workspace, ('DTransformer:bd_X_2', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         d_gamma1[l_] += d_gamma1_l
         d_beta1[l_] += d_beta1_l
         d_W_q[l_] += d_W_q_l
@@ -515,11 +505,11 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     # 3 X ← [e_1, e_2, …, e_ℓ] ▷ X ∈ ℝ^{d_e×ℓ}
     d_e_2 = np.swapaxes(g10014, -1, -2)                         # (…, ℓ, d_e)
     # 2 for t ∈ [ℓ] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
-    g10099 = _sum_to(d_e_2, 2, ())                              # (ℓ, d_e)
-    g10100 = _scatter_rows(g10099, _3 - 1, _4)                  # (ℓ_max, d_e)
-    d_W_p = np.swapaxes(g10100, -1, -2)                         # (d_e, ℓ_max)
-    g10102 = _scatter_rows(d_e_2, x - 1, _1)                    # (N_V, d_e)
-    d_W_e = np.swapaxes(g10102, -1, -2)                         # (d_e, N_V)
+    g10096 = _sum_to(d_e_2, 2, ())                              # (ℓ, d_e)
+    g10097 = _scatter_rows(g10096, _3 - 1, _4)                  # (ℓ_max, d_e)
+    d_W_p = np.swapaxes(g10097, -1, -2)                         # (d_e, ℓ_max)
+    g10099 = _scatter_rows(d_e_2, x - 1, _1)                    # (N_V, d_e)
+    d_W_e = np.swapaxes(g10099, -1, -2)                         # (d_e, N_V)
     grads = Params(W_e=d_W_e, W_p=d_W_p, W_q=d_W_q, b_q=d_b_q, W_k=d_W_k, b_k=d_b_k, W_v=d_W_v, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o, gamma1=d_gamma1, beta1=d_beta1, gamma2=d_gamma2, beta2=d_beta2, W_mlp1=d_W_mlp1, b_mlp1=d_b_mlp1, W_mlp2=d_W_mlp2, b_mlp2=d_b_mlp2, gamma=d_gamma, beta=d_beta, W_u=d_W_u)
     return grads, {}
 
@@ -608,15 +598,78 @@ def _buf(workspace, key, shape, dtype):
     return buf
 
 
+# The closed-form helpers below make several passes over big arrays; they run on as many threads as
+# BLAS does, each on a block of rows (NumPy's ufuncs release the GIL). CARDGEN_THREADS sets how many
+# (default: the usable cores). Rows are independent, so the numbers are those of one thread.
+_PARALLEL_MIN = 1 << 18  # elements (1 MiB of float32) below which one thread beats handing out blocks
+_POOL = {}
+
+
+def _threads():
+    n = os.environ.get("CARDGEN_THREADS", "")
+    if n.isdigit() and int(n) > 0:
+        return int(n)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _rows(f, out, axis, *args):
+    """f(out, axis, *args) block by block along an axis of out that f does not reduce over, one block
+    per thread; the arrays among args that have that axis are cut alike, the others (broadcast)
+    passed whole."""
+    n = _threads() if out.size >= _PARALLEL_MIN else 1
+    reduced = None if axis is None else axis % out.ndim
+    cut = next((a for a in range(out.ndim) if out.shape[a] >= n and a != reduced), None)
+    if n < 2 or cut is None:
+        f(out, axis, *args)
+        return out
+    key = os.getpid(), n  # a forked child has none of its parent's threads: it starts its own pool
+    if key not in _POOL:
+        _POOL.clear()
+        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n - 1, thread_name_prefix="cardgen")
+    bounds = [out.shape[cut] * i // n for i in range(n + 1)]
+
+    def part(a, lo, hi):
+        k = cut - (out.ndim - np.ndim(a))  # the same axis, counted in a (broadcasting aligns the ends)
+        if k < 0 or np.shape(a)[k] != out.shape[cut]:
+            return a
+        return a[(slice(None),) * k + (slice(lo, hi),)]
+
+    def block(i):
+        lo, hi = bounds[i], bounds[i + 1]
+        f(part(out, lo, hi), axis, *(part(a, lo, hi) for a in args))
+    others = [_POOL[key].submit(block, i) for i in range(1, n)]
+    block(0)  # this thread takes a block too: one hand-over fewer
+    for done in others:
+        done.result()
+    return out
+
+
+def _threaded(ufunc, *args, out):
+    """ufunc(*args, out=out), on every thread for a big array (NumPy's own ufuncs use one)."""
+    return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
+
+
+def _power(x, n, out):
+    """x**n for a small whole n, as products written into out, on every thread for a big array."""
+    _threaded(np.multiply, x, x, out=out)
+    for _ in range(n - 2):
+        _threaded(np.multiply, out, x, out=out)
+    return out
+
+
 def _softmax(x, axis, out=None):
     """Stable softmax; a row that is all −∞ (fully masked) gives zeros, not NaN."""
+    return _rows(_softmax_rows, np.empty_like(x) if out is None else out, axis, x)
+
+
+def _softmax_rows(out, axis, x):
     m = np.max(x, axis=axis, keepdims=True)
     m[~np.isfinite(m)] = 0
     z = np.subtract(x, m, out=out)
     np.exp(z, out=z)
     s = np.sum(z, axis=axis, keepdims=True)
     s[s == 0] = 1
-    return np.divide(z, s, out=z)
+    np.divide(z, s, out=z)
 
 
 def _log_softmax(x, axis, out=None):
@@ -653,37 +706,82 @@ _ERF_LARGE = (
 _ERF_MID, _ERF_HALF = 0.4758771929824561, 0.22587719298245615
 
 
-def _horner(coefficients, v):
-    p = coefficients[-1] * v
+def _horner(coefficients, v, out):
+    """Σ c_k v^k into out (not v), in place: one array for the whole evaluation."""
+    np.multiply(v, coefficients[-1], out=out)
     for c in coefficients[-2:0:-1]:
-        p += c
-        p *= v
-    p += coefficients[0]
-    return p
+        out += c
+        out *= v
+    out += coefficients[0]
+    return out
 
 
-def _erf(x):
-    s = np.clip(x, -_ERF_SPLIT, _ERF_SPLIT)
-    small = _horner(_ERF_SMALL, np.square(s))
-    small *= s
-    small += s
-    a = np.abs(x)
-    b = np.clip(a, _ERF_SPLIT, 6.0)
-    v = np.add(b, 2.0)
-    np.divide(2.0, v, out=v)
-    v -= _ERF_MID
-    v /= _ERF_HALF
-    large = _horner(_ERF_LARGE, v)
+def _scratch(workspace, shape, dtype, n):
+    """n work arrays for a helper, kept in the workspace (shared by every helper: each uses them
+    only while it runs); fresh ones without a workspace."""
+    return [_buf(workspace, ("_scratch", i), shape, dtype) for i in range(n)]
+
+
+def _erf(x, out=None, workspace=None):
+    """Both pieces on clamped copies of x, joined by exact 0/1 weights: a select (np.where) with a
+    data-dependent mask costs ~20 element-wise passes, an arithmetic join three.  Three work arrays."""
+    x = np.asarray(x)
+    dtype = np.result_type(x, np.float32)
+    out = np.empty(x.shape, dtype) if out is None else out
+    b, v, large = _scratch(workspace, x.shape, dtype, 3)
+    np.abs(x, out=b)
+    np.clip(b, _ERF_SPLIT, 6.0, out=b)
+    np.add(b, 2.0, out=v)
+    np.divide(2.0 / _ERF_HALF, v, out=v)
+    v -= _ERF_MID / _ERF_HALF
+    _horner(_ERF_LARGE, v, large)
     np.square(b, out=b)
     np.negative(b, out=b)
     large *= np.exp(b, out=b)
     np.subtract(1.0, large, out=large)
     np.copysign(large, x, out=large)
-    return np.where(a < _ERF_SPLIT, small, large)
+    np.clip(x, -_ERF_SPLIT, _ERF_SPLIT, out=b)  # the last read of x: out may be x itself
+    np.square(b, out=v)
+    small = _horner(_ERF_SMALL, v, out)
+    small *= b
+    small += b
+    np.abs(b, out=v)
+    np.less(v, _ERF_SPLIT, out=v)  # 1 where |x| < SPLIT (NaN: 0, and NaN·0 keeps it NaN)
+    small *= v
+    np.subtract(1.0, v, out=v)
+    large *= v
+    small += large  # one of the two terms is ±0: the sum is the other, exactly (−0 + −0 for x = −0)
+    return small
 
 
-def _gelu(x):
-    return 0.5 * x * (1.0 + _erf(x * 0.7071067811865476))
+# float32: Φ(x) = ½ + c·N(c²)/D(c²), c = x clamped to ±4√2 (Φ is 1 in float32 beyond), a rational fit
+# (scripts/erf_fit.py): 20 passes instead of erf's 60, within 2.2·10⁻⁷ of Φ (float32 spacing of 1: 6·10⁻⁸).
+_PHI32_CLAMP = 5.656854249492381
+_PHI32_N = (
+    0.39894226993523063, 0.035831378976121465, 0.004501072772993772, 0.000168013365171882,
+    3.1556806144701803e-06, -2.129746566811348e-08, 1.0636697546763609e-10,
+)
+_PHI32_D = (1.0, 0.25648193193441804, 0.029031524799142488, 0.001821659471016465, 6.0973191060033246e-05)
+
+
+def _gelu(x, out=None, workspace=None):
+    """x Φ(x), Φ(x) = (1 + erf(x/√2)) / 2; out must not be x."""
+    if np.result_type(x) == np.float32:
+        out = np.empty(np.shape(x), np.float32) if out is None else out
+        c, t, den = _scratch(workspace, np.shape(x), np.float32, 3)
+        np.clip(x, -_PHI32_CLAMP, _PHI32_CLAMP, out=c)
+        np.square(c, out=t)
+        _horner(_PHI32_N, t, out)
+        out *= c
+        out /= _horner(_PHI32_D, t, den)
+        out += 0.5
+        out *= x
+        return out
+    out = _erf(np.multiply(x, 0.7071067811865476, out=out), out, workspace)
+    out += 1.0
+    out *= x
+    out *= 0.5
+    return out
 
 
 def _concat(parts, axis):
@@ -727,10 +825,25 @@ def _silu_grad(x):
     return s * (1.0 + x * (1.0 - s))
 
 
-def _gelu_grad(x):
-    cdf = 0.5 * (1.0 + _erf(x * 0.7071067811865476))
-    pdf = np.exp(-0.5 * x * x) * 0.3989422804014327
-    return cdf + x * pdf
+def _gelu_grad(g, x, y, out=None, workspace=None):
+    """g · GELU'(x) = g · (Φ(x) + x φ(x)), with Φ(x) = y / x from the forward's y = x Φ(x): no
+    second erf.  Where |x| < 1e-30 (0, or tiny enough that x Φ(x) loses digits) Φ is ½."""
+    out = np.empty(np.broadcast_shapes(np.shape(g), np.shape(x)), np.result_type(g, x)) if out is None else out
+    t, tiny = _scratch(workspace, np.shape(x), np.result_type(x), 2)
+    np.abs(x, out=tiny)
+    np.less(tiny, 1e-30, out=tiny)  # 1 where x is (nearly) 0
+    np.square(x, out=t)
+    np.multiply(t, -0.5, out=out)
+    np.exp(out, out=out)
+    out *= t
+    out *= 0.3989422804014327  # x² φ(x)
+    out += y
+    np.add(x, tiny, out=t)  # x, or 1 where x is 0: y / 1 = 0 there, and ½ is added
+    out /= t
+    tiny *= 0.5
+    out += tiny
+    out *= g
+    return out
 
 
 def _concat_part(g, axis, i, shapes):
@@ -757,21 +870,55 @@ def _wgrad(x, g, out=None):
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
+def _fresh(out, *arrays):
+    return np.empty(np.broadcast_shapes(*(np.shape(a) for a in arrays)), np.result_type(*arrays)) if out is None         else out
+
+
 def _layer_norm_grad(g, y, s, axis, out=None):
     """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
-    t = np.multiply(g, y, out=out)
+    return _rows(_layer_norm_grad_rows, _fresh(out, g, y), axis, g, y, s)
+
+
+def _layer_norm_grad_rows(t, axis, g, y, s):
+    np.multiply(g, y, out=t)
     gy = np.mean(t, axis=axis, keepdims=True)
-    t = np.multiply(y, gy, out=t)
-    t = np.subtract(g, t, out=t)
-    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
-    return np.divide(t, s, out=t)
+    np.multiply(y, gy, out=t)
+    np.subtract(g, t, out=t)
+    np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    np.divide(t, s, out=t)
+
+
+def _gelu_tanh_grad(g, x, t, a, c, k, out=None):
+    """d_x of y = a x (1 + t), t = tanh(c (x + k x³)), from g = d_y: g ⊙ a ((1 + t) + c x (1 + 3k x²)(1 − t²)),
+    in place in one array and one temporary (the chain rule through the steps takes a dozen)."""
+    return _rows(_gelu_tanh_grad_rows, _fresh(out, g, x, t), -1, g, x, t, a, c, k)
+
+
+def _gelu_tanh_grad_rows(r, axis, g, x, t, a, c, k):
+    np.multiply(x, x, out=r)
+    r *= 3.0 * k * c
+    r += c
+    r *= x
+    s = np.multiply(t, t)
+    np.subtract(1.0, s, out=s)
+    r *= s
+    r += t
+    r += 1.0
+    r *= g
+    if a != 1.0:
+        r *= a
 
 
 def _softmax_grad(g, y, axis, out=None):
-    t = np.multiply(g, y, out=out)
+    """d_x of y = softmax(x) from g = d_y: y ⊙ (g − Σ g ⊙ y)."""
+    return _rows(_softmax_grad_rows, _fresh(out, g, y), axis, g, y)
+
+
+def _softmax_grad_rows(t, axis, g, y):
+    np.multiply(g, y, out=t)
     s = np.sum(t, axis=axis, keepdims=True)
-    t = np.subtract(g, s, out=t)
-    return np.multiply(t, y, out=t)
+    np.subtract(g, s, out=t)
+    np.multiply(t, y, out=t)
 
 
 def _unslice(g, shape, axis, lo, hi, out=None):

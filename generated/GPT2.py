@@ -43,7 +43,9 @@ the dtype (float32 or float64) follows the parameters.
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -151,14 +153,13 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
     # 1 e ← W_e[x] + W_p[p_start : p_start + T] ▷ e ∈ ℝ^{T×D}
     _1 = W_e[x]                                                 # (…, T, D)
     _2 = _slice_in(W_p, -2, p_start, T + p_start, 'GPT2.card, line 22') # (T, D)
-    e = np.add(_1, _2, out=_1)                                  # (…, T, D)
+    e = _threaded(np.add, _1, _2, out=_1)                       # (…, T, D)
     # CausalSelfAttention 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
     _30 = D / H                                                 # ()
     _31 = math.sqrt(_30)                                        # ()
     # CausalSelfAttention 7 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
     _33 = np.arange(0, T)                                       # (T,)
-    _34 = np.arange(0, T)                                       # (T,)
-    _35 = np.expand_dims(_34, -1)                               # (T, 1)
+    _35 = np.expand_dims(_33, -1)                               # (T, 1)
     _36 = _33 > _35                                             # (T, T)
     # 2 for ℓ ∈ [N] do
     e_2 = e
@@ -179,23 +180,23 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
         b_proj_ell = b_proj[ell]                                # (D,)
         # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
         _4 = np.sum(e_2, axis=-1, out=_buf(workspace, ('GPT2:f_4', ell % 2), batch + (T,), dtype)) # (…, T)
-        m = np.divide(_4, D, out=_4)                            # (…, T)
+        m = _threaded(np.divide, _4, D, out=_4)                 # (…, T)
         # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
         _6 = np.expand_dims(m, -1)                              # (…, T, 1)
-        _7 = np.subtract(e_2, _6, out=_buf(workspace, ('GPT2:f_7', ell), batch + (T, D), dtype)) # (…, T, D)
-        _8 = np.multiply(_7, _7, out=_buf(workspace, ('GPT2:f_8', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        _7 = _threaded(np.subtract, e_2, _6, out=_buf(workspace, ('GPT2:f_7', ell), batch + (T, D), dtype)) # (…, T, D)
+        _8 = _threaded(np.multiply, _7, _7, out=_buf(workspace, ('GPT2:f_8', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         _9 = np.sum(_8, axis=-1, out=_buf(workspace, ('GPT2:f_9', ell), batch + (T,), dtype)) # (…, T)
-        v = np.divide(_9, D, out=_9)                            # (…, T)
+        v = _threaded(np.divide, _9, D, out=_9)                 # (…, T)
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-        _11 = np.add(v, 1e-05, out=v)                           # (…, T)
-        _12 = np.sqrt(_11, out=_11)                             # (…, T)
+        _11 = _threaded(np.add, v, 1e-05, out=v)                # (…, T)
+        _12 = _threaded(np.sqrt, _11, out=_11)                  # (…, T)
         sigma = np.expand_dims(_12, -1)                         # (…, T, 1)
-        x_hat = np.divide(_7, sigma, out=_7)                    # (…, T, D)
-        _15 = np.multiply(x_hat, gamma_1_ell, out=_buf(workspace, ('GPT2:f_15', ell), batch + (T, D), dtype)) # (…, T, D)
-        e_hat = np.add(_15, beta_1_ell, out=_15)                # (…, T, D)
+        x_hat = _threaded(np.divide, _7, sigma, out=_7)         # (…, T, D)
+        _15 = _threaded(np.multiply, x_hat, gamma_1_ell, out=_buf(workspace, ('GPT2:f_15', ell), batch + (T, D), dtype)) # (…, T, D)
+        e_hat = _threaded(np.add, _15, beta_1_ell, out=_15)     # (…, T, D)
         # CausalSelfAttention 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
         _17 = np.matmul(e_hat, W_qkv_ell, out=_buf(workspace, ('GPT2:f_17', ell), batch + (T, 3*D), dtype)) # (…, T, 3·D)
-        A = np.add(_17, b_qkv_ell, out=_17)                     # (…, T, 3·D)
+        A = _threaded(np.add, _17, b_qkv_ell, out=_17)          # (…, T, 3·D)
         A_shape = A.shape
         # CausalSelfAttention 3 Q_h ← A[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
         _19 = _slice_in(A, -1, 0, D, 'CausalSelfAttention.card, line 14') # (…, T, D)
@@ -215,77 +216,77 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
         # CausalSelfAttention 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
         _28 = np.swapaxes(K, -1, -2)                            # (…, H, D/H, T)
         _29 = np.matmul(Q, _28, out=_buf(workspace, ('GPT2:f_29', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
-        S = np.divide(_29, _31, out=_29)                        # (…, H, T, T)
+        S = _threaded(np.divide, _29, _31, out=_29)             # (…, H, T, T)
         # CausalSelfAttention 7 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
         _37 = _fill_where(S, _36, -np.inf)                      # (…, H, T, T)
         # CausalSelfAttention 8 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-        _38 = _softmax(_37, -1, _buf(workspace, ('GPT2:f_38', ell), batch + (H, T, T), dtype)) # (…, H, T, T)
-        Y = np.matmul(_38, V_2, out=_buf(workspace, ('GPT2:fY', ell), batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+        softmax_S = _softmax(_37, -1, _buf(workspace, ('GPT2:fsoftmax_S', ell), batch + (H, T, T), dtype)) # (…, H, T, T)
+        Y = np.matmul(softmax_S, V_2, out=_buf(workspace, ('GPT2:fY', ell), batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
         # CausalSelfAttention 10 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
         _40 = _permute(Y, (-2, -3, -1))                         # (…, T, H, D/H)
         shape_40 = _40.shape
         Y_2 = _40.reshape(_40.shape[:-2] + (D,))                # (…, T, D)
         # CausalSelfAttention 11 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
         _42 = np.matmul(Y_2, W_o_ell, out=_buf(workspace, ('GPT2:f_42', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        V_tilde = np.add(_42, b_o_ell, out=_42)                 # (…, T, D)
+        V_tilde = _threaded(np.add, _42, b_o_ell, out=_42)      # (…, T, D)
         # GPT2Block 1 e ← e + CausalSelfAttention(LayerNorm(e | γ_1, β_1) | θ_attn) ▷ e ∈ ℝ^{T×D}
-        e_3 = np.add(e_2, V_tilde, out=V_tilde)                 # (…, T, D)
+        e_3 = _threaded(np.add, e_2, V_tilde, out=V_tilde)      # (…, T, D)
         # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
         _45 = np.sum(e_3, axis=-1, out=_buf(workspace, ('GPT2:f_45', ell % 2), batch + (T,), dtype)) # (…, T)
-        m_2 = np.divide(_45, D, out=_45)                        # (…, T)
+        m_2 = _threaded(np.divide, _45, D, out=_45)             # (…, T)
         # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
         _47 = np.expand_dims(m_2, -1)                           # (…, T, 1)
-        _48 = np.subtract(e_3, _47, out=_buf(workspace, ('GPT2:f_48', ell), batch + (T, D), dtype)) # (…, T, D)
-        _49 = np.multiply(_48, _48, out=_buf(workspace, ('GPT2:f_49', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        _48 = _threaded(np.subtract, e_3, _47, out=_buf(workspace, ('GPT2:f_48', ell), batch + (T, D), dtype)) # (…, T, D)
+        _49 = _threaded(np.multiply, _48, _48, out=_buf(workspace, ('GPT2:f_49', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         _50 = np.sum(_49, axis=-1, out=_buf(workspace, ('GPT2:f_50', ell), batch + (T,), dtype)) # (…, T)
-        v_2 = np.divide(_50, D, out=_50)                        # (…, T)
+        v_2 = _threaded(np.divide, _50, D, out=_50)             # (…, T)
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-        _52 = np.add(v_2, 1e-05, out=v_2)                       # (…, T)
-        _53 = np.sqrt(_52, out=_52)                             # (…, T)
+        _52 = _threaded(np.add, v_2, 1e-05, out=v_2)            # (…, T)
+        _53 = _threaded(np.sqrt, _52, out=_52)                  # (…, T)
         sigma_2 = np.expand_dims(_53, -1)                       # (…, T, 1)
-        x_hat_2 = np.divide(_48, sigma_2, out=_48)              # (…, T, D)
-        _56 = np.multiply(x_hat_2, gamma_2_ell, out=_buf(workspace, ('GPT2:f_56', ell), batch + (T, D), dtype)) # (…, T, D)
-        e_hat_2 = np.add(_56, beta_2_ell, out=_56)              # (…, T, D)
+        x_hat_2 = _threaded(np.divide, _48, sigma_2, out=_48)   # (…, T, D)
+        _56 = _threaded(np.multiply, x_hat_2, gamma_2_ell, out=_buf(workspace, ('GPT2:f_56', ell), batch + (T, D), dtype)) # (…, T, D)
+        e_hat_2 = _threaded(np.add, _56, beta_2_ell, out=_56)   # (…, T, D)
         # MLP 1 U ← GELU_tanh(X W_fc + b_fc) ▷ U ∈ ℝ^{T×D_f}
         _58 = np.matmul(e_hat_2, W_fc_ell, out=_buf(workspace, ('GPT2:f_58', ell), batch + (T, D_f), dtype)) # (…, T, D_f)
-        _59 = np.add(_58, b_fc_ell, out=_58)                    # (…, T, D_f)
+        u = _threaded(np.add, _58, b_fc_ell, out=_58)           # (…, T, D_f)
         # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-        _60 = np.multiply(0.5, _59, out=_buf(workspace, ('GPT2:f_60', ell), batch + (T, D_f), dtype)) # (…, T, D_f)
-        _61 = _59 * _59 * _59                                   # (…, T, D_f)
-        _62 = np.multiply(0.044715, _61, out=_61)               # (…, T, D_f)
-        _63 = np.add(_59, _62, out=_62)                         # (…, T, D_f)
-        _64 = np.multiply(0.7978845608028654, _63, out=_63)     # (…, T, D_f)
-        _65 = np.tanh(_64, out=_64)                             # (…, T, D_f)
-        _66 = np.add(1, _65, out=_buf(workspace, ('GPT2:f_66', ell), batch + (T, D_f), dtype)) # (…, T, D_f)
-        y = np.multiply(_60, _66, out=_buf(workspace, ('GPT2:fy', ell), batch + (T, D_f), dtype)) # (…, T, D_f)
+        _60 = _threaded(np.multiply, 0.5, u, out=_buf(workspace, ('GPT2:f_60', ell), batch + (T, D_f), dtype)) # (…, T, D_f)
+        _61 = _power(u, 3, _buf(workspace, ('GPT2:f_61', ell), batch + (T, D_f), dtype)) # (…, T, D_f)
+        _62 = _threaded(np.multiply, 0.044715, _61, out=_61)    # (…, T, D_f)
+        _63 = _threaded(np.add, u, _62, out=_62)                # (…, T, D_f)
+        _64 = _threaded(np.multiply, 0.7978845608028654, _63, out=_63) # (…, T, D_f)
+        tanh_u = _threaded(np.tanh, _64, out=_64)               # (…, T, D_f)
+        _66 = _threaded(np.add, 1, tanh_u, out=_buf(workspace, ('GPT2:f_66', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
+        y = _threaded(np.multiply, _60, _66, out=_60)           # (…, T, D_f)
         # MLP 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
         _68 = np.matmul(y, W_proj_ell, out=_buf(workspace, ('GPT2:f_68', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        Y_3 = np.add(_68, b_proj_ell, out=_68)                  # (…, T, D)
+        Y_3 = _threaded(np.add, _68, b_proj_ell, out=_68)       # (…, T, D)
         # GPT2Block 2 e ← e + MLP(LayerNorm(e | γ_2, β_2) | θ_mlp) ▷ e ∈ ℝ^{T×D}
-        e_4 = np.add(e_3, Y_3, out=e_3)                         # (…, T, D)
-        saved_ell.append((y, W_proj_ell, _66, _60, _65, _59, e_hat_2, W_fc_ell, gamma_2_ell, x_hat_2, sigma_2, Y_2, W_o_ell, shape_40, _38, V_2, Q, _28, shape_25, A_shape, shape_22, shape_19, e_hat, W_qkv_ell, gamma_1_ell, x_hat, sigma,))
+        e_4 = _threaded(np.add, e_3, Y_3, out=e_3)              # (…, T, D)
+        saved_ell.append((y, W_proj_ell, u, tanh_u, e_hat_2, W_fc_ell, gamma_2_ell, x_hat_2, sigma_2, Y_2, W_o_ell, shape_40, softmax_S, V_2, K, Q, shape_25, A_shape, shape_22, shape_19, e_hat, W_qkv_ell, gamma_1_ell, x_hat, sigma,))
         e_2 = e_4
     e_5 = e_2
     # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
     _71 = np.sum(e_5, axis=-1, out=_buf(workspace, 'GPT2:f_71', batch + (T,), dtype)) # (…, T)
-    m_3 = np.divide(_71, D, out=_71)                            # (…, T)
+    m_3 = _threaded(np.divide, _71, D, out=_71)                 # (…, T)
     # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
     _73 = np.expand_dims(m_3, -1)                               # (…, T, 1)
-    _74 = np.subtract(e_5, _73, out=_buf(workspace, 'GPT2:f_74', batch + (T, D), dtype)) # (…, T, D)
-    _75 = np.multiply(_74, _74, out=_buf(workspace, 'GPT2:f_75', batch + (T, D), dtype)) # (…, T, D)
+    _74 = _threaded(np.subtract, e_5, _73, out=_buf(workspace, 'GPT2:f_74', batch + (T, D), dtype)) # (…, T, D)
+    _75 = _threaded(np.multiply, _74, _74, out=_buf(workspace, 'GPT2:f_75', batch + (T, D), dtype)) # (…, T, D)
     _76 = np.sum(_75, axis=-1, out=_buf(workspace, 'GPT2:f_76', batch + (T,), dtype)) # (…, T)
-    v_3 = np.divide(_76, D, out=_76)                            # (…, T)
+    v_3 = _threaded(np.divide, _76, D, out=_76)                 # (…, T)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-    _78 = np.add(v_3, 1e-05, out=v_3)                           # (…, T)
-    _79 = np.sqrt(_78, out=_78)                                 # (…, T)
+    _78 = _threaded(np.add, v_3, 1e-05, out=v_3)                # (…, T)
+    _79 = _threaded(np.sqrt, _78, out=_78)                      # (…, T)
     sigma_3 = np.expand_dims(_79, -1)                           # (…, T, 1)
-    x_hat_3 = np.divide(_74, sigma_3, out=_74)                  # (…, T, D)
-    _82 = np.multiply(x_hat_3, gamma_f, out=_buf(workspace, 'GPT2:f_82', batch + (T, D), dtype)) # (…, T, D)
-    e_hat_3 = np.add(_82, beta_f, out=_82)                      # (…, T, D)
+    x_hat_3 = _threaded(np.divide, _74, sigma_3, out=_74)       # (…, T, D)
+    _82 = _threaded(np.multiply, x_hat_3, gamma_f, out=_buf(workspace, 'GPT2:f_82', batch + (T, D), dtype)) # (…, T, D)
+    e_hat_3 = _threaded(np.add, _82, beta_f, out=_82)           # (…, T, D)
     # 6 return P = e · W_e^⊤ ▷ P ∈ ℝ^{T×V}
     _84 = np.swapaxes(W_e, -1, -2)                              # (D, V)
     P = np.matmul(e_hat_3, _84, out=_buf(workspace, 'GPT2:fP', batch + (T, V), dtype)) # (…, T, V)
-    cache = {"V": V, "D": D, "H": H, "D_f": D_f, "N": N, "ctx": ctx, "T": T, "batch": batch, "dtype": dtype, "e_hat_3": e_hat_3, "_84": _84, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_36": _36, "_31": _31, "W_p_shape": W_p_shape, "x": x, "p_start": p_start, "saved_ell": saved_ell}
+    cache = {"V": V, "D": D, "H": H, "D_f": D_f, "N": N, "ctx": ctx, "T": T, "batch": batch, "dtype": dtype, "e_hat_3": e_hat_3, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_31": _31, "W_p_shape": W_p_shape, "x": x, "p_start": p_start, "saved_ell": saved_ell}
     return P, cache
 
 
@@ -304,30 +305,26 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     T = cache["T"]
     batch = cache["batch"]
     dtype = cache["dtype"]
+    W_e = params.W_e
     e_hat_3 = cache["e_hat_3"]
-    _84 = cache["_84"]
     gamma_f = params.gamma_f
     x_hat_3 = cache["x_hat_3"]
     sigma_3 = cache["sigma_3"]
-    _36 = cache["_36"]
     _31 = cache["_31"]
     W_p_shape = cache["W_p_shape"]
     x = cache["x"]
-    W_e = params.W_e
     p_start = cache["p_start"]
     saved_ell = cache["saved_ell"]
     # 6 return P = e · W_e^⊤ ▷ P ∈ ℝ^{T×V}
-    g10001 = _wgrad(e_hat_3, d_P, _buf(workspace, 'GPT2:bg10001', (D, V), dtype)) # (D, V)
-    g10002 = np.swapaxes(_84, -1, -2)                           # (V, D)
-    d_e_hat_3 = np.matmul(d_P, g10002, out=_buf(workspace, 'GPT2:bd_e_hat_3', batch + (T, D), dtype)) # (…, T, D)
-    d_W_e = np.swapaxes(g10001, -1, -2)                         # (V, D)
+    d_e_hat_3 = np.matmul(d_P, W_e, out=_buf(workspace, 'GPT2:bd_e_hat_3', batch + (T, D), dtype)) # (…, T, D)
+    d_W_e = _wgrad(d_P, e_hat_3, _buf(workspace, 'GPT2:bd_W_e', (V, D), dtype)) # (V, D)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     d_beta_f = _sum_to(d_e_hat_3, 1, ())                        # (D,)
-    d_x_hat_3 = np.multiply(d_e_hat_3, gamma_f, out=_buf(workspace, 'GPT2:bd_x_hat_3', batch + (T, D), dtype)) # (…, T, D)
-    g10007 = np.multiply(d_e_hat_3, x_hat_3, out=_buf(workspace, 'GPT2:bg10007', batch + (T, D), dtype)) # (…, T, D)
-    d_gamma_f = _sum_to(g10007, 1, ())                          # (D,)
+    d_x_hat_3 = _threaded(np.multiply, d_e_hat_3, gamma_f, out=_buf(workspace, 'GPT2:bd_x_hat_3', batch + (T, D), dtype)) # (…, T, D)
+    g10006 = _threaded(np.multiply, d_e_hat_3, x_hat_3, out=_buf(workspace, 'GPT2:bg10006', batch + (T, D), dtype)) # (…, T, D)
+    d_gamma_f = _sum_to(g10006, 1, ())                          # (D,)
     d_e_5 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'GPT2:bd_e_5', batch + (T, D), dtype)) # (…, T, D)
-    g10010 = d_e_5
+    g10009 = d_e_5
     d_gamma_1 = _buf(workspace, 'GPT2:bd_gamma_1', params.gamma_1.shape, dtype)
     d_gamma_1.fill(0)
     d_beta_1 = _buf(workspace, 'GPT2:bd_beta_1', params.beta_1.shape, dtype)
@@ -353,85 +350,70 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     d_b_proj = _buf(workspace, 'GPT2:bd_b_proj', params.b_proj.shape, dtype)
     d_b_proj.fill(0)
     for ell in reversed(range(N)):
-        y, W_proj_ell, _66, _60, _65, _59, e_hat_2, W_fc_ell, gamma_2_ell, x_hat_2, sigma_2, Y_2, W_o_ell, shape_40, _38, V_2, Q, _28, shape_25, A_shape, shape_22, shape_19, e_hat, W_qkv_ell, gamma_1_ell, x_hat, sigma, = saved_ell[ell]
+        y, W_proj_ell, u, tanh_u, e_hat_2, W_fc_ell, gamma_2_ell, x_hat_2, sigma_2, Y_2, W_o_ell, shape_40, softmax_S, V_2, K, Q, shape_25, A_shape, shape_22, shape_19, e_hat, W_qkv_ell, gamma_1_ell, x_hat, sigma, = saved_ell[ell]
         # MLP 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
-        d_b_proj_ell = _sum_to(g10010, 1, ())                   # (D,)
-        d_W_proj_ell = _wgrad(y, g10010, _buf(workspace, ('GPT2:bd_W_proj_ell', ell % 2), (D_f, D), dtype)) # (D_f, D)
-        g10013 = np.swapaxes(W_proj_ell, -1, -2)                # (D, D_f)
-        d_y = np.matmul(g10010, g10013, out=_buf(workspace, ('GPT2:bd_y', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
+        d_b_proj_ell = _sum_to(g10009, 1, ())                   # (D,)
+        d_W_proj_ell = _wgrad(y, g10009, _buf(workspace, ('GPT2:bd_W_proj_ell', ell % 2), (D_f, D), dtype)) # (D_f, D)
+        g10012 = np.swapaxes(W_proj_ell, -1, -2)                # (D, D_f)
+        d_y = np.matmul(g10009, g10012, out=_buf(workspace, ('GPT2:bd_y', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
         # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-        g10015 = np.multiply(d_y, _66, out=_buf(workspace, ('GPT2:bg10015', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
-        g10016 = np.multiply(d_y, _60, out=_buf(workspace, ('GPT2:bg10016', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
-        g10017 = np.multiply(_65, _65, out=_buf(workspace, ('GPT2:bg10017', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
-        g10018 = np.subtract(1.0, g10017, out=_buf(workspace, ('GPT2:bg10018', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
-        g10019 = np.multiply(g10016, g10018, out=g10018)        # (…, T, D_f)
-        g10021 = np.multiply(g10019, 0.7978845608028654, out=_buf(workspace, ('GPT2:bg10021', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
-        g10023 = np.multiply(g10021, 0.044715, out=_buf(workspace, ('GPT2:bg10023', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
-        g10024 = _59 * _59                                      # (…, T, D_f)
-        g10025 = np.multiply(g10024, 3, out=_buf(workspace, ('GPT2:bg10025', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
-        g10026 = np.multiply(g10023, g10025, out=g10025)        # (…, T, D_f)
-        g10027 = np.add(g10021, g10026, out=g10026)             # (…, T, D_f)
-        g10029 = np.multiply(g10015, 0.5, out=_buf(workspace, ('GPT2:bg10029', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
-        g10030 = np.add(g10027, g10029, out=g10027)             # (…, T, D_f)
+        d_u = _gelu_tanh_grad(d_y, u, tanh_u, 0.5, 0.7978845608028654, 0.044715, _buf(workspace, ('GPT2:bd_u', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
         # MLP 1 U ← GELU_tanh(X W_fc + b_fc) ▷ U ∈ ℝ^{T×D_f}
-        d_b_fc_ell = _sum_to(g10030, 1, ())                     # (D_f,)
-        d_W_fc_ell = _wgrad(e_hat_2, g10030, _buf(workspace, ('GPT2:bd_W_fc_ell', ell % 2), (D, D_f), dtype)) # (D, D_f)
-        g10033 = np.swapaxes(W_fc_ell, -1, -2)                  # (D_f, D)
-        d_e_hat_2 = np.matmul(g10030, g10033, out=_buf(workspace, ('GPT2:bd_e_hat_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_b_fc_ell = _sum_to(d_u, 1, ())                        # (D_f,)
+        d_W_fc_ell = _wgrad(e_hat_2, d_u, _buf(workspace, ('GPT2:bd_W_fc_ell', ell % 2), (D, D_f), dtype)) # (D, D_f)
+        g10017 = np.swapaxes(W_fc_ell, -1, -2)                  # (D_f, D)
+        d_e_hat_2 = np.matmul(d_u, g10017, out=_buf(workspace, ('GPT2:bd_e_hat_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
         d_beta_2_ell = _sum_to(d_e_hat_2, 1, ())                # (D,)
-        d_x_hat_2 = np.multiply(d_e_hat_2, gamma_2_ell, out=_buf(workspace, ('GPT2:bd_x_hat_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10037 = np.multiply(d_e_hat_2, x_hat_2, out=_buf(workspace, ('GPT2:bg10037', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        d_gamma_2_ell = _sum_to(g10037, 1, ())                  # (D,)
-        g10039 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, ('GPT2:bg10039', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        d_e_3 = np.add(g10010, g10039, out=g10039)              # (…, T, D)
+        d_x_hat_2 = _threaded(np.multiply, d_e_hat_2, gamma_2_ell, out=_buf(workspace, ('GPT2:bd_x_hat_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        g10021 = _threaded(np.multiply, d_e_hat_2, x_hat_2, out=_buf(workspace, ('GPT2:bg10021', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_gamma_2_ell = _sum_to(g10021, 1, ())                  # (D,)
+        g10023 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, ('GPT2:bg10023', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_e_3 = _threaded(np.add, g10009, g10023, out=g10023)   # (…, T, D)
         # CausalSelfAttention 11 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
         d_b_o_ell = _sum_to(d_e_3, 1, ())                       # (D,)
         d_W_o_ell = _wgrad(Y_2, d_e_3, _buf(workspace, ('GPT2:bd_W_o_ell', ell % 2), (D, D), dtype)) # (D, D)
-        g10043 = np.swapaxes(W_o_ell, -1, -2)                   # (D, D)
-        d_Y_2 = np.matmul(d_e_3, g10043, out=_buf(workspace, ('GPT2:bd_Y_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        g10027 = np.swapaxes(W_o_ell, -1, -2)                   # (D, D)
+        d_Y_2 = np.matmul(d_e_3, g10027, out=_buf(workspace, ('GPT2:bd_Y_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         # CausalSelfAttention 10 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
-        g10045 = d_Y_2.reshape(shape_40)                        # (…, T, H, D/H)
-        d_Y = _permute(g10045, (-2, -3, -1))                    # (…, H, T, D/H)
+        g10029 = d_Y_2.reshape(shape_40)                        # (…, T, H, D/H)
+        d_Y = _permute(g10029, (-2, -3, -1))                    # (…, H, T, D/H)
         # CausalSelfAttention 8 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-        g10047 = np.swapaxes(_38, -1, -2)                       # (…, H, T, T)
-        d_V_2 = np.matmul(g10047, d_Y, out=_buf(workspace, ('GPT2:bd_V_2', ell % 2), batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-        g10049 = np.swapaxes(V_2, -1, -2)                       # (…, H, D/H, T)
-        g10050 = np.matmul(d_Y, g10049, out=_buf(workspace, ('GPT2:bg10050', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
-        g10051 = _softmax_grad(g10050, _38, -1, _buf(workspace, ('GPT2:bg10051', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
-        # CausalSelfAttention 7 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
-        d_S = _where(_36, 0, g10051, _buf(workspace, ('GPT2:bd_S', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
+        g10031 = np.swapaxes(softmax_S, -1, -2)                 # (…, H, T, T)
+        d_V_2 = np.matmul(g10031, d_Y, out=_buf(workspace, ('GPT2:bd_V_2', ell % 2), batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+        g10033 = np.swapaxes(V_2, -1, -2)                       # (…, H, D/H, T)
+        d_softmax_S = np.matmul(d_Y, g10033, out=_buf(workspace, ('GPT2:bd_softmax_S', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
+        d_S = _softmax_grad(d_softmax_S, softmax_S, -1, _buf(workspace, ('GPT2:bd_S', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
         # CausalSelfAttention 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
-        g10054 = np.divide(d_S, _31, out=_buf(workspace, ('GPT2:bg10054', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
-        g10058 = np.swapaxes(Q, -1, -2)                         # (…, H, D/H, T)
-        g10059 = np.matmul(g10058, g10054, out=_buf(workspace, ('GPT2:bg10059', ell % 2), batch + (H, D // H, T), dtype)) # (…, H, D/H, T)
-        g10060 = np.swapaxes(_28, -1, -2)                       # (…, H, T, D/H)
-        d_Q = np.matmul(g10054, g10060, out=_buf(workspace, ('GPT2:bd_Q', ell % 2), batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-        d_K = np.swapaxes(g10059, -1, -2)                       # (…, H, T, D/H)
+        g10042 = np.matmul(d_S, K, out=_buf(workspace, ('GPT2:bg10042', ell % 2), batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+        d_Q = _threaded(np.divide, g10042, _31, out=g10042)     # (…, H, T, D/H)
+        g10045 = np.swapaxes(d_S, -1, -2)                       # (…, H, T, T)
+        g10046 = np.matmul(g10045, Q, out=_buf(workspace, ('GPT2:bg10046', ell % 2), batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+        d_K = _threaded(np.divide, g10046, _31, out=g10046)     # (…, H, T, D/H)
         # CausalSelfAttention 5 V_h ← A[:, 2 · D + h · D / H : 2 · D + (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
-        g10063 = _permute(d_V_2, (-2, -3, -1))                  # (…, T, H, D/H)
-        g10064 = g10063.reshape(shape_25)                       # (…, T, D)
-        d_A = _unslice(g10064, A_shape, -1, 2*D, 3*D, _buf(workspace, ('GPT2:bd_A', ell % 2), batch + (T, 3*D), dtype)) # (…, T, 3·D)
+        g10048 = _permute(d_V_2, (-2, -3, -1))                  # (…, T, H, D/H)
+        g10049 = g10048.reshape(shape_25)                       # (…, T, D)
+        d_A = _unslice(g10049, A_shape, -1, 2*D, 3*D, _buf(workspace, ('GPT2:bd_A', ell % 2), batch + (T, 3*D), dtype)) # (…, T, 3·D)
         # CausalSelfAttention 4 K_h ← A[:, D + h · D / H : D + (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
-        g10066 = _permute(d_K, (-2, -3, -1))                    # (…, T, H, D/H)
-        g10067 = g10066.reshape(shape_22)                       # (…, T, D)
-        d_A_2 = _slice_add(d_A, g10067, -1, D, 2*D)             # (…, T, 3·D)
+        g10051 = _permute(d_K, (-2, -3, -1))                    # (…, T, H, D/H)
+        g10052 = g10051.reshape(shape_22)                       # (…, T, D)
+        d_A_2 = _slice_add(d_A, g10052, -1, D, 2*D)             # (…, T, 3·D)
         # CausalSelfAttention 3 Q_h ← A[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
-        g10070 = _permute(d_Q, (-2, -3, -1))                    # (…, T, H, D/H)
-        g10071 = g10070.reshape(shape_19)                       # (…, T, D)
-        d_A_3 = _slice_add(d_A_2, g10071, -1, 0, D)             # (…, T, 3·D)
+        g10055 = _permute(d_Q, (-2, -3, -1))                    # (…, T, H, D/H)
+        g10056 = g10055.reshape(shape_19)                       # (…, T, D)
+        d_A_3 = _slice_add(d_A_2, g10056, -1, 0, D)             # (…, T, 3·D)
         # CausalSelfAttention 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
         d_b_qkv_ell = _sum_to(d_A_3, 1, ())                     # (3·D,)
         d_W_qkv_ell = _wgrad(e_hat, d_A_3, _buf(workspace, ('GPT2:bd_W_qkv_ell', ell % 2), (D, 3*D), dtype)) # (D, 3·D)
-        g10076 = np.swapaxes(W_qkv_ell, -1, -2)                 # (3·D, D)
-        d_e_hat = np.matmul(d_A_3, g10076, out=_buf(workspace, ('GPT2:bd_e_hat', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        g10061 = np.swapaxes(W_qkv_ell, -1, -2)                 # (3·D, D)
+        d_e_hat = np.matmul(d_A_3, g10061, out=_buf(workspace, ('GPT2:bd_e_hat', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
         d_beta_1_ell = _sum_to(d_e_hat, 1, ())                  # (D,)
-        d_x_hat = np.multiply(d_e_hat, gamma_1_ell, out=_buf(workspace, ('GPT2:bd_x_hat', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10080 = np.multiply(d_e_hat, x_hat, out=_buf(workspace, ('GPT2:bg10080', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        d_gamma_1_ell = _sum_to(g10080, 1, ())                  # (D,)
-        g10082 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('GPT2:bg10082', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        d_e_2 = np.add(d_e_3, g10082, out=g10082)               # (…, T, D)
+        d_x_hat = _threaded(np.multiply, d_e_hat, gamma_1_ell, out=_buf(workspace, ('GPT2:bd_x_hat', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        g10065 = _threaded(np.multiply, d_e_hat, x_hat, out=_buf(workspace, ('GPT2:bg10065', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_gamma_1_ell = _sum_to(g10065, 1, ())                  # (D,)
+        g10067 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('GPT2:bg10067', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_e_2 = _threaded(np.add, d_e_3, g10067, out=g10067)    # (…, T, D)
         d_gamma_1[ell] += d_gamma_1_ell
         d_beta_1[ell] += d_beta_1_ell
         d_W_qkv[ell] += d_W_qkv_ell
@@ -444,12 +426,12 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         d_b_fc[ell] += d_b_fc_ell
         d_W_proj[ell] += d_W_proj_ell
         d_b_proj[ell] += d_b_proj_ell
-        g10010 = d_e_2
+        g10009 = d_e_2
     # 1 e ← W_e[x] + W_p[p_start : p_start + T] ▷ e ∈ ℝ^{T×D}
-    g10084 = _sum_to(g10010, 2, ())                             # (T, D)
-    d_W_p = _unslice(g10084, W_p_shape, -2, p_start, T + p_start, _buf(workspace, 'GPT2:bd_W_p', (ctx, D), dtype)) # (ctx, D)
-    g10086 = _scatter_rows(g10010, x, W_e)                      # (V, D)
-    d_W_e_2 = np.add(d_W_e, g10086, out=g10086)                 # (V, D)
+    g10069 = _sum_to(g10009, 2, ())                             # (T, D)
+    d_W_p = _unslice(g10069, W_p_shape, -2, p_start, T + p_start, _buf(workspace, 'GPT2:bd_W_p', (ctx, D), dtype)) # (ctx, D)
+    g10071 = _scatter_rows(g10009, x, W_e)                      # (V, D)
+    d_W_e_2 = np.add(d_W_e, g10071, out=d_W_e)                  # (V, D)
     grads = Params(W_e=d_W_e_2, W_p=d_W_p, gamma_1=d_gamma_1, beta_1=d_beta_1, W_qkv=d_W_qkv, b_qkv=d_b_qkv, W_o=d_W_o, b_o=d_b_o, gamma_2=d_gamma_2, beta_2=d_beta_2, W_fc=d_W_fc, b_fc=d_b_fc, W_proj=d_W_proj, b_proj=d_b_proj, gamma_f=d_gamma_f, beta_f=d_beta_f)
     return grads, {}
 
@@ -538,15 +520,78 @@ def _buf(workspace, key, shape, dtype):
     return buf
 
 
+# The closed-form helpers below make several passes over big arrays; they run on as many threads as
+# BLAS does, each on a block of rows (NumPy's ufuncs release the GIL). CARDGEN_THREADS sets how many
+# (default: the usable cores). Rows are independent, so the numbers are those of one thread.
+_PARALLEL_MIN = 1 << 18  # elements (1 MiB of float32) below which one thread beats handing out blocks
+_POOL = {}
+
+
+def _threads():
+    n = os.environ.get("CARDGEN_THREADS", "")
+    if n.isdigit() and int(n) > 0:
+        return int(n)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _rows(f, out, axis, *args):
+    """f(out, axis, *args) block by block along an axis of out that f does not reduce over, one block
+    per thread; the arrays among args that have that axis are cut alike, the others (broadcast)
+    passed whole."""
+    n = _threads() if out.size >= _PARALLEL_MIN else 1
+    reduced = None if axis is None else axis % out.ndim
+    cut = next((a for a in range(out.ndim) if out.shape[a] >= n and a != reduced), None)
+    if n < 2 or cut is None:
+        f(out, axis, *args)
+        return out
+    key = os.getpid(), n  # a forked child has none of its parent's threads: it starts its own pool
+    if key not in _POOL:
+        _POOL.clear()
+        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n - 1, thread_name_prefix="cardgen")
+    bounds = [out.shape[cut] * i // n for i in range(n + 1)]
+
+    def part(a, lo, hi):
+        k = cut - (out.ndim - np.ndim(a))  # the same axis, counted in a (broadcasting aligns the ends)
+        if k < 0 or np.shape(a)[k] != out.shape[cut]:
+            return a
+        return a[(slice(None),) * k + (slice(lo, hi),)]
+
+    def block(i):
+        lo, hi = bounds[i], bounds[i + 1]
+        f(part(out, lo, hi), axis, *(part(a, lo, hi) for a in args))
+    others = [_POOL[key].submit(block, i) for i in range(1, n)]
+    block(0)  # this thread takes a block too: one hand-over fewer
+    for done in others:
+        done.result()
+    return out
+
+
+def _threaded(ufunc, *args, out):
+    """ufunc(*args, out=out), on every thread for a big array (NumPy's own ufuncs use one)."""
+    return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
+
+
+def _power(x, n, out):
+    """x**n for a small whole n, as products written into out, on every thread for a big array."""
+    _threaded(np.multiply, x, x, out=out)
+    for _ in range(n - 2):
+        _threaded(np.multiply, out, x, out=out)
+    return out
+
+
 def _softmax(x, axis, out=None):
     """Stable softmax; a row that is all −∞ (fully masked) gives zeros, not NaN."""
+    return _rows(_softmax_rows, np.empty_like(x) if out is None else out, axis, x)
+
+
+def _softmax_rows(out, axis, x):
     m = np.max(x, axis=axis, keepdims=True)
     m[~np.isfinite(m)] = 0
     z = np.subtract(x, m, out=out)
     np.exp(z, out=z)
     s = np.sum(z, axis=axis, keepdims=True)
     s[s == 0] = 1
-    return np.divide(z, s, out=z)
+    np.divide(z, s, out=z)
 
 
 def _log_softmax(x, axis, out=None):
@@ -583,37 +628,82 @@ _ERF_LARGE = (
 _ERF_MID, _ERF_HALF = 0.4758771929824561, 0.22587719298245615
 
 
-def _horner(coefficients, v):
-    p = coefficients[-1] * v
+def _horner(coefficients, v, out):
+    """Σ c_k v^k into out (not v), in place: one array for the whole evaluation."""
+    np.multiply(v, coefficients[-1], out=out)
     for c in coefficients[-2:0:-1]:
-        p += c
-        p *= v
-    p += coefficients[0]
-    return p
+        out += c
+        out *= v
+    out += coefficients[0]
+    return out
 
 
-def _erf(x):
-    s = np.clip(x, -_ERF_SPLIT, _ERF_SPLIT)
-    small = _horner(_ERF_SMALL, np.square(s))
-    small *= s
-    small += s
-    a = np.abs(x)
-    b = np.clip(a, _ERF_SPLIT, 6.0)
-    v = np.add(b, 2.0)
-    np.divide(2.0, v, out=v)
-    v -= _ERF_MID
-    v /= _ERF_HALF
-    large = _horner(_ERF_LARGE, v)
+def _scratch(workspace, shape, dtype, n):
+    """n work arrays for a helper, kept in the workspace (shared by every helper: each uses them
+    only while it runs); fresh ones without a workspace."""
+    return [_buf(workspace, ("_scratch", i), shape, dtype) for i in range(n)]
+
+
+def _erf(x, out=None, workspace=None):
+    """Both pieces on clamped copies of x, joined by exact 0/1 weights: a select (np.where) with a
+    data-dependent mask costs ~20 element-wise passes, an arithmetic join three.  Three work arrays."""
+    x = np.asarray(x)
+    dtype = np.result_type(x, np.float32)
+    out = np.empty(x.shape, dtype) if out is None else out
+    b, v, large = _scratch(workspace, x.shape, dtype, 3)
+    np.abs(x, out=b)
+    np.clip(b, _ERF_SPLIT, 6.0, out=b)
+    np.add(b, 2.0, out=v)
+    np.divide(2.0 / _ERF_HALF, v, out=v)
+    v -= _ERF_MID / _ERF_HALF
+    _horner(_ERF_LARGE, v, large)
     np.square(b, out=b)
     np.negative(b, out=b)
     large *= np.exp(b, out=b)
     np.subtract(1.0, large, out=large)
     np.copysign(large, x, out=large)
-    return np.where(a < _ERF_SPLIT, small, large)
+    np.clip(x, -_ERF_SPLIT, _ERF_SPLIT, out=b)  # the last read of x: out may be x itself
+    np.square(b, out=v)
+    small = _horner(_ERF_SMALL, v, out)
+    small *= b
+    small += b
+    np.abs(b, out=v)
+    np.less(v, _ERF_SPLIT, out=v)  # 1 where |x| < SPLIT (NaN: 0, and NaN·0 keeps it NaN)
+    small *= v
+    np.subtract(1.0, v, out=v)
+    large *= v
+    small += large  # one of the two terms is ±0: the sum is the other, exactly (−0 + −0 for x = −0)
+    return small
 
 
-def _gelu(x):
-    return 0.5 * x * (1.0 + _erf(x * 0.7071067811865476))
+# float32: Φ(x) = ½ + c·N(c²)/D(c²), c = x clamped to ±4√2 (Φ is 1 in float32 beyond), a rational fit
+# (scripts/erf_fit.py): 20 passes instead of erf's 60, within 2.2·10⁻⁷ of Φ (float32 spacing of 1: 6·10⁻⁸).
+_PHI32_CLAMP = 5.656854249492381
+_PHI32_N = (
+    0.39894226993523063, 0.035831378976121465, 0.004501072772993772, 0.000168013365171882,
+    3.1556806144701803e-06, -2.129746566811348e-08, 1.0636697546763609e-10,
+)
+_PHI32_D = (1.0, 0.25648193193441804, 0.029031524799142488, 0.001821659471016465, 6.0973191060033246e-05)
+
+
+def _gelu(x, out=None, workspace=None):
+    """x Φ(x), Φ(x) = (1 + erf(x/√2)) / 2; out must not be x."""
+    if np.result_type(x) == np.float32:
+        out = np.empty(np.shape(x), np.float32) if out is None else out
+        c, t, den = _scratch(workspace, np.shape(x), np.float32, 3)
+        np.clip(x, -_PHI32_CLAMP, _PHI32_CLAMP, out=c)
+        np.square(c, out=t)
+        _horner(_PHI32_N, t, out)
+        out *= c
+        out /= _horner(_PHI32_D, t, den)
+        out += 0.5
+        out *= x
+        return out
+    out = _erf(np.multiply(x, 0.7071067811865476, out=out), out, workspace)
+    out += 1.0
+    out *= x
+    out *= 0.5
+    return out
 
 
 def _concat(parts, axis):
@@ -657,10 +747,25 @@ def _silu_grad(x):
     return s * (1.0 + x * (1.0 - s))
 
 
-def _gelu_grad(x):
-    cdf = 0.5 * (1.0 + _erf(x * 0.7071067811865476))
-    pdf = np.exp(-0.5 * x * x) * 0.3989422804014327
-    return cdf + x * pdf
+def _gelu_grad(g, x, y, out=None, workspace=None):
+    """g · GELU'(x) = g · (Φ(x) + x φ(x)), with Φ(x) = y / x from the forward's y = x Φ(x): no
+    second erf.  Where |x| < 1e-30 (0, or tiny enough that x Φ(x) loses digits) Φ is ½."""
+    out = np.empty(np.broadcast_shapes(np.shape(g), np.shape(x)), np.result_type(g, x)) if out is None else out
+    t, tiny = _scratch(workspace, np.shape(x), np.result_type(x), 2)
+    np.abs(x, out=tiny)
+    np.less(tiny, 1e-30, out=tiny)  # 1 where x is (nearly) 0
+    np.square(x, out=t)
+    np.multiply(t, -0.5, out=out)
+    np.exp(out, out=out)
+    out *= t
+    out *= 0.3989422804014327  # x² φ(x)
+    out += y
+    np.add(x, tiny, out=t)  # x, or 1 where x is 0: y / 1 = 0 there, and ½ is added
+    out /= t
+    tiny *= 0.5
+    out += tiny
+    out *= g
+    return out
 
 
 def _concat_part(g, axis, i, shapes):
@@ -687,21 +792,55 @@ def _wgrad(x, g, out=None):
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
+def _fresh(out, *arrays):
+    return np.empty(np.broadcast_shapes(*(np.shape(a) for a in arrays)), np.result_type(*arrays)) if out is None         else out
+
+
 def _layer_norm_grad(g, y, s, axis, out=None):
     """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
-    t = np.multiply(g, y, out=out)
+    return _rows(_layer_norm_grad_rows, _fresh(out, g, y), axis, g, y, s)
+
+
+def _layer_norm_grad_rows(t, axis, g, y, s):
+    np.multiply(g, y, out=t)
     gy = np.mean(t, axis=axis, keepdims=True)
-    t = np.multiply(y, gy, out=t)
-    t = np.subtract(g, t, out=t)
-    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
-    return np.divide(t, s, out=t)
+    np.multiply(y, gy, out=t)
+    np.subtract(g, t, out=t)
+    np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    np.divide(t, s, out=t)
+
+
+def _gelu_tanh_grad(g, x, t, a, c, k, out=None):
+    """d_x of y = a x (1 + t), t = tanh(c (x + k x³)), from g = d_y: g ⊙ a ((1 + t) + c x (1 + 3k x²)(1 − t²)),
+    in place in one array and one temporary (the chain rule through the steps takes a dozen)."""
+    return _rows(_gelu_tanh_grad_rows, _fresh(out, g, x, t), -1, g, x, t, a, c, k)
+
+
+def _gelu_tanh_grad_rows(r, axis, g, x, t, a, c, k):
+    np.multiply(x, x, out=r)
+    r *= 3.0 * k * c
+    r += c
+    r *= x
+    s = np.multiply(t, t)
+    np.subtract(1.0, s, out=s)
+    r *= s
+    r += t
+    r += 1.0
+    r *= g
+    if a != 1.0:
+        r *= a
 
 
 def _softmax_grad(g, y, axis, out=None):
-    t = np.multiply(g, y, out=out)
+    """d_x of y = softmax(x) from g = d_y: y ⊙ (g − Σ g ⊙ y)."""
+    return _rows(_softmax_grad_rows, _fresh(out, g, y), axis, g, y)
+
+
+def _softmax_grad_rows(t, axis, g, y):
+    np.multiply(g, y, out=t)
     s = np.sum(t, axis=axis, keepdims=True)
-    t = np.subtract(g, s, out=t)
-    return np.multiply(t, y, out=t)
+    np.subtract(g, s, out=t)
+    np.multiply(t, y, out=t)
 
 
 def _unslice(g, shape, axis, lo, hi, out=None):

@@ -31,7 +31,9 @@ the dtype (float32 or float64) follows the parameters.
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,18 +94,17 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     _4 = np.swapaxes(K, -1, -2)                                 # (…, d_h, T)
     _5 = np.matmul(Q, _4, out=_buf(workspace, 'Head:f_5', batch + (T, T), dtype)) # (…, T, T)
     _6 = math.sqrt(d_h)                                         # ()
-    S = np.divide(_5, _6, out=_5)                               # (…, T, T)
+    S = _threaded(np.divide, _5, _6, out=_5)                    # (…, T, T)
     # 5 ∀t, u: if u > t then S[t, u] ← −∞ ▷ S ∈ ℝ^{T×T}; causal mask: no attending to future tokens
     _8 = np.arange(0, T)                                        # (T,)
-    _9 = np.arange(0, T)                                        # (T,)
-    _10 = np.expand_dims(_9, -1)                                # (T, 1)
+    _10 = np.expand_dims(_8, -1)                                # (T, 1)
     _11 = _8 > _10                                              # (T, T)
     _12 = _fill_where(S, _11, -np.inf)                          # (…, T, T)
     # 6 A ← softmax(S) ▷ A ∈ ℝ^{T×T}; each row sums to 1
     A = _softmax(_12, -1, _buf(workspace, 'Head:fA', batch + (T, T), dtype)) # (…, T, T)
     # 7 return Y = A V ▷ Y ∈ ℝ^{T×d_h}
     Y = np.matmul(A, V, out=_buf(workspace, 'Head:fY', batch + (T, d_h), dtype)) # (…, T, d_h)
-    cache = {"D": D, "d_h": d_h, "T": T, "batch": batch, "dtype": dtype, "A": A, "V": V, "_11": _11, "_6": _6, "Q": Q, "_4": _4, "X": X}
+    cache = {"D": D, "d_h": d_h, "T": T, "batch": batch, "dtype": dtype, "A": A, "X": X, "K": K, "_6": _6}
     return Y, cache
 
 
@@ -119,45 +120,42 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     batch = cache["batch"]
     dtype = cache["dtype"]
     A = cache["A"]
-    V = cache["V"]
-    _11 = cache["_11"]
-    _6 = cache["_6"]
-    Q = cache["Q"]
-    _4 = cache["_4"]
-    X = cache["X"]
     W_v = params.W_v
+    X = cache["X"]
+    K = cache["K"]
+    _6 = cache["_6"]
     W_q = params.W_q
     W_k = params.W_k
     # 7 return Y = A V ▷ Y ∈ ℝ^{T×d_h}
     g10001 = np.swapaxes(A, -1, -2)                             # (…, T, T)
     d_V = np.matmul(g10001, d_Y, out=_buf(workspace, 'Head:bd_V', batch + (T, d_h), dtype)) # (…, T, d_h)
-    g10003 = np.swapaxes(V, -1, -2)                             # (…, d_h, T)
-    d_A = np.matmul(d_Y, g10003, out=_buf(workspace, 'Head:bd_A', batch + (T, T), dtype)) # (…, T, T)
+    g10003 = np.swapaxes(W_v, -1, -2)                           # (d_h, D)
+    g10004 = np.swapaxes(X, -1, -2)                             # (…, D, T)
+    g10005 = np.matmul(g10003, g10004, out=_buf(workspace, 'Head:bg10005', batch + (d_h, T), dtype)) # (…, d_h, T)
+    d_A = np.matmul(d_Y, g10005, out=_buf(workspace, 'Head:bd_A', batch + (T, T), dtype)) # (…, T, T)
     # 6 A ← softmax(S) ▷ A ∈ ℝ^{T×T}; each row sums to 1
-    g10005 = _softmax_grad(d_A, A, -1, _buf(workspace, 'Head:bg10005', batch + (T, T), dtype)) # (…, T, T)
-    # 5 ∀t, u: if u > t then S[t, u] ← −∞ ▷ S ∈ ℝ^{T×T}; causal mask: no attending to future tokens
-    d_S = _zero_where(g10005, _11)                              # (…, T, T)
+    d_S = _softmax_grad(d_A, A, -1, _buf(workspace, 'Head:bd_S', batch + (T, T), dtype)) # (…, T, T)
     # 4 S ← Q K^⊤ / √d_h ▷ S ∈ ℝ^{T×T}; S[t, u]: affinity of query t with key u
-    g10008 = np.divide(d_S, _6, out=d_S)                        # (…, T, T)
-    g10012 = np.swapaxes(Q, -1, -2)                             # (…, d_h, T)
-    g10013 = np.matmul(g10012, g10008, out=_buf(workspace, 'Head:bg10013', batch + (d_h, T), dtype)) # (…, d_h, T)
-    g10014 = np.swapaxes(_4, -1, -2)                            # (…, T, d_h)
-    d_Q = np.matmul(g10008, g10014, out=_buf(workspace, 'Head:bd_Q', batch + (T, d_h), dtype)) # (…, T, d_h)
-    d_K = np.swapaxes(g10013, -1, -2)                           # (…, T, d_h)
+    g10016 = np.matmul(d_S, K, out=_buf(workspace, 'Head:bg10016', batch + (T, d_h), dtype)) # (…, T, d_h)
+    d_Q = _threaded(np.divide, g10016, _6, out=g10016)          # (…, T, d_h)
+    g10019 = np.swapaxes(d_S, -1, -2)                           # (…, T, T)
+    g10020 = np.matmul(X, W_q, out=_buf(workspace, 'Head:bg10020', batch + (T, d_h), dtype)) # (…, T, d_h)
+    g10021 = np.matmul(g10019, g10020, out=_buf(workspace, 'Head:bg10021', batch + (T, d_h), dtype)) # (…, T, d_h)
+    d_K = _threaded(np.divide, g10021, _6, out=g10021)          # (…, T, d_h)
     # 3 V ← X W_v ▷ V ∈ ℝ^{T×d_h}; what each token communicates
     d_W_v = _wgrad(X, d_V, _buf(workspace, 'Head:bd_W_v', (D, d_h), dtype)) # (D, d_h)
-    g10018 = np.swapaxes(W_v, -1, -2)                           # (d_h, D)
-    d_X = np.matmul(d_V, g10018, out=_buf(workspace, 'Head:bd_X', batch + (T, D), dtype)) # (…, T, D)
+    g10024 = np.swapaxes(W_v, -1, -2)                           # (d_h, D)
+    d_X = np.matmul(d_V, g10024, out=_buf(workspace, 'Head:bd_X', batch + (T, D), dtype)) # (…, T, D)
     # 2 Q ← X W_q ▷ Q ∈ ℝ^{T×d_h}; what each token looks for
     d_W_q = _wgrad(X, d_Q, _buf(workspace, 'Head:bd_W_q', (D, d_h), dtype)) # (D, d_h)
-    g10021 = np.swapaxes(W_q, -1, -2)                           # (d_h, D)
-    g10022 = np.matmul(d_Q, g10021, out=_buf(workspace, 'Head:bg10022', batch + (T, D), dtype)) # (…, T, D)
-    d_X_2 = np.add(d_X, g10022, out=d_X)                        # (…, T, D)
+    g10027 = np.swapaxes(W_q, -1, -2)                           # (d_h, D)
+    g10028 = np.matmul(d_Q, g10027, out=_buf(workspace, 'Head:bg10028', batch + (T, D), dtype)) # (…, T, D)
+    d_X_2 = _threaded(np.add, d_X, g10028, out=d_X)             # (…, T, D)
     # 1 K ← X W_k ▷ K ∈ ℝ^{T×d_h}; what each token contains
     d_W_k = _wgrad(X, d_K, _buf(workspace, 'Head:bd_W_k', (D, d_h), dtype)) # (D, d_h)
-    g10025 = np.swapaxes(W_k, -1, -2)                           # (d_h, D)
-    g10026 = np.matmul(d_K, g10025, out=_buf(workspace, 'Head:bg10026', batch + (T, D), dtype)) # (…, T, D)
-    d_X_3 = np.add(d_X_2, g10026, out=d_X_2)                    # (…, T, D)
+    g10031 = np.swapaxes(W_k, -1, -2)                           # (d_h, D)
+    g10032 = np.matmul(d_K, g10031, out=_buf(workspace, 'Head:bg10032', batch + (T, D), dtype)) # (…, T, D)
+    d_X_3 = _threaded(np.add, d_X_2, g10032, out=d_X_2)         # (…, T, D)
     grads = Params(W_k=d_W_k, W_q=d_W_q, W_v=d_W_v)
     return grads, {"X": d_X_3}
 
@@ -246,15 +244,78 @@ def _buf(workspace, key, shape, dtype):
     return buf
 
 
+# The closed-form helpers below make several passes over big arrays; they run on as many threads as
+# BLAS does, each on a block of rows (NumPy's ufuncs release the GIL). CARDGEN_THREADS sets how many
+# (default: the usable cores). Rows are independent, so the numbers are those of one thread.
+_PARALLEL_MIN = 1 << 18  # elements (1 MiB of float32) below which one thread beats handing out blocks
+_POOL = {}
+
+
+def _threads():
+    n = os.environ.get("CARDGEN_THREADS", "")
+    if n.isdigit() and int(n) > 0:
+        return int(n)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _rows(f, out, axis, *args):
+    """f(out, axis, *args) block by block along an axis of out that f does not reduce over, one block
+    per thread; the arrays among args that have that axis are cut alike, the others (broadcast)
+    passed whole."""
+    n = _threads() if out.size >= _PARALLEL_MIN else 1
+    reduced = None if axis is None else axis % out.ndim
+    cut = next((a for a in range(out.ndim) if out.shape[a] >= n and a != reduced), None)
+    if n < 2 or cut is None:
+        f(out, axis, *args)
+        return out
+    key = os.getpid(), n  # a forked child has none of its parent's threads: it starts its own pool
+    if key not in _POOL:
+        _POOL.clear()
+        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n - 1, thread_name_prefix="cardgen")
+    bounds = [out.shape[cut] * i // n for i in range(n + 1)]
+
+    def part(a, lo, hi):
+        k = cut - (out.ndim - np.ndim(a))  # the same axis, counted in a (broadcasting aligns the ends)
+        if k < 0 or np.shape(a)[k] != out.shape[cut]:
+            return a
+        return a[(slice(None),) * k + (slice(lo, hi),)]
+
+    def block(i):
+        lo, hi = bounds[i], bounds[i + 1]
+        f(part(out, lo, hi), axis, *(part(a, lo, hi) for a in args))
+    others = [_POOL[key].submit(block, i) for i in range(1, n)]
+    block(0)  # this thread takes a block too: one hand-over fewer
+    for done in others:
+        done.result()
+    return out
+
+
+def _threaded(ufunc, *args, out):
+    """ufunc(*args, out=out), on every thread for a big array (NumPy's own ufuncs use one)."""
+    return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
+
+
+def _power(x, n, out):
+    """x**n for a small whole n, as products written into out, on every thread for a big array."""
+    _threaded(np.multiply, x, x, out=out)
+    for _ in range(n - 2):
+        _threaded(np.multiply, out, x, out=out)
+    return out
+
+
 def _softmax(x, axis, out=None):
     """Stable softmax; a row that is all −∞ (fully masked) gives zeros, not NaN."""
+    return _rows(_softmax_rows, np.empty_like(x) if out is None else out, axis, x)
+
+
+def _softmax_rows(out, axis, x):
     m = np.max(x, axis=axis, keepdims=True)
     m[~np.isfinite(m)] = 0
     z = np.subtract(x, m, out=out)
     np.exp(z, out=z)
     s = np.sum(z, axis=axis, keepdims=True)
     s[s == 0] = 1
-    return np.divide(z, s, out=z)
+    np.divide(z, s, out=z)
 
 
 def _log_softmax(x, axis, out=None):
@@ -291,37 +352,82 @@ _ERF_LARGE = (
 _ERF_MID, _ERF_HALF = 0.4758771929824561, 0.22587719298245615
 
 
-def _horner(coefficients, v):
-    p = coefficients[-1] * v
+def _horner(coefficients, v, out):
+    """Σ c_k v^k into out (not v), in place: one array for the whole evaluation."""
+    np.multiply(v, coefficients[-1], out=out)
     for c in coefficients[-2:0:-1]:
-        p += c
-        p *= v
-    p += coefficients[0]
-    return p
+        out += c
+        out *= v
+    out += coefficients[0]
+    return out
 
 
-def _erf(x):
-    s = np.clip(x, -_ERF_SPLIT, _ERF_SPLIT)
-    small = _horner(_ERF_SMALL, np.square(s))
-    small *= s
-    small += s
-    a = np.abs(x)
-    b = np.clip(a, _ERF_SPLIT, 6.0)
-    v = np.add(b, 2.0)
-    np.divide(2.0, v, out=v)
-    v -= _ERF_MID
-    v /= _ERF_HALF
-    large = _horner(_ERF_LARGE, v)
+def _scratch(workspace, shape, dtype, n):
+    """n work arrays for a helper, kept in the workspace (shared by every helper: each uses them
+    only while it runs); fresh ones without a workspace."""
+    return [_buf(workspace, ("_scratch", i), shape, dtype) for i in range(n)]
+
+
+def _erf(x, out=None, workspace=None):
+    """Both pieces on clamped copies of x, joined by exact 0/1 weights: a select (np.where) with a
+    data-dependent mask costs ~20 element-wise passes, an arithmetic join three.  Three work arrays."""
+    x = np.asarray(x)
+    dtype = np.result_type(x, np.float32)
+    out = np.empty(x.shape, dtype) if out is None else out
+    b, v, large = _scratch(workspace, x.shape, dtype, 3)
+    np.abs(x, out=b)
+    np.clip(b, _ERF_SPLIT, 6.0, out=b)
+    np.add(b, 2.0, out=v)
+    np.divide(2.0 / _ERF_HALF, v, out=v)
+    v -= _ERF_MID / _ERF_HALF
+    _horner(_ERF_LARGE, v, large)
     np.square(b, out=b)
     np.negative(b, out=b)
     large *= np.exp(b, out=b)
     np.subtract(1.0, large, out=large)
     np.copysign(large, x, out=large)
-    return np.where(a < _ERF_SPLIT, small, large)
+    np.clip(x, -_ERF_SPLIT, _ERF_SPLIT, out=b)  # the last read of x: out may be x itself
+    np.square(b, out=v)
+    small = _horner(_ERF_SMALL, v, out)
+    small *= b
+    small += b
+    np.abs(b, out=v)
+    np.less(v, _ERF_SPLIT, out=v)  # 1 where |x| < SPLIT (NaN: 0, and NaN·0 keeps it NaN)
+    small *= v
+    np.subtract(1.0, v, out=v)
+    large *= v
+    small += large  # one of the two terms is ±0: the sum is the other, exactly (−0 + −0 for x = −0)
+    return small
 
 
-def _gelu(x):
-    return 0.5 * x * (1.0 + _erf(x * 0.7071067811865476))
+# float32: Φ(x) = ½ + c·N(c²)/D(c²), c = x clamped to ±4√2 (Φ is 1 in float32 beyond), a rational fit
+# (scripts/erf_fit.py): 20 passes instead of erf's 60, within 2.2·10⁻⁷ of Φ (float32 spacing of 1: 6·10⁻⁸).
+_PHI32_CLAMP = 5.656854249492381
+_PHI32_N = (
+    0.39894226993523063, 0.035831378976121465, 0.004501072772993772, 0.000168013365171882,
+    3.1556806144701803e-06, -2.129746566811348e-08, 1.0636697546763609e-10,
+)
+_PHI32_D = (1.0, 0.25648193193441804, 0.029031524799142488, 0.001821659471016465, 6.0973191060033246e-05)
+
+
+def _gelu(x, out=None, workspace=None):
+    """x Φ(x), Φ(x) = (1 + erf(x/√2)) / 2; out must not be x."""
+    if np.result_type(x) == np.float32:
+        out = np.empty(np.shape(x), np.float32) if out is None else out
+        c, t, den = _scratch(workspace, np.shape(x), np.float32, 3)
+        np.clip(x, -_PHI32_CLAMP, _PHI32_CLAMP, out=c)
+        np.square(c, out=t)
+        _horner(_PHI32_N, t, out)
+        out *= c
+        out /= _horner(_PHI32_D, t, den)
+        out += 0.5
+        out *= x
+        return out
+    out = _erf(np.multiply(x, 0.7071067811865476, out=out), out, workspace)
+    out += 1.0
+    out *= x
+    out *= 0.5
+    return out
 
 
 def _concat(parts, axis):
@@ -365,10 +471,25 @@ def _silu_grad(x):
     return s * (1.0 + x * (1.0 - s))
 
 
-def _gelu_grad(x):
-    cdf = 0.5 * (1.0 + _erf(x * 0.7071067811865476))
-    pdf = np.exp(-0.5 * x * x) * 0.3989422804014327
-    return cdf + x * pdf
+def _gelu_grad(g, x, y, out=None, workspace=None):
+    """g · GELU'(x) = g · (Φ(x) + x φ(x)), with Φ(x) = y / x from the forward's y = x Φ(x): no
+    second erf.  Where |x| < 1e-30 (0, or tiny enough that x Φ(x) loses digits) Φ is ½."""
+    out = np.empty(np.broadcast_shapes(np.shape(g), np.shape(x)), np.result_type(g, x)) if out is None else out
+    t, tiny = _scratch(workspace, np.shape(x), np.result_type(x), 2)
+    np.abs(x, out=tiny)
+    np.less(tiny, 1e-30, out=tiny)  # 1 where x is (nearly) 0
+    np.square(x, out=t)
+    np.multiply(t, -0.5, out=out)
+    np.exp(out, out=out)
+    out *= t
+    out *= 0.3989422804014327  # x² φ(x)
+    out += y
+    np.add(x, tiny, out=t)  # x, or 1 where x is 0: y / 1 = 0 there, and ½ is added
+    out /= t
+    tiny *= 0.5
+    out += tiny
+    out *= g
+    return out
 
 
 def _concat_part(g, axis, i, shapes):
@@ -395,21 +516,55 @@ def _wgrad(x, g, out=None):
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
+def _fresh(out, *arrays):
+    return np.empty(np.broadcast_shapes(*(np.shape(a) for a in arrays)), np.result_type(*arrays)) if out is None         else out
+
+
 def _layer_norm_grad(g, y, s, axis, out=None):
     """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
-    t = np.multiply(g, y, out=out)
+    return _rows(_layer_norm_grad_rows, _fresh(out, g, y), axis, g, y, s)
+
+
+def _layer_norm_grad_rows(t, axis, g, y, s):
+    np.multiply(g, y, out=t)
     gy = np.mean(t, axis=axis, keepdims=True)
-    t = np.multiply(y, gy, out=t)
-    t = np.subtract(g, t, out=t)
-    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
-    return np.divide(t, s, out=t)
+    np.multiply(y, gy, out=t)
+    np.subtract(g, t, out=t)
+    np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    np.divide(t, s, out=t)
+
+
+def _gelu_tanh_grad(g, x, t, a, c, k, out=None):
+    """d_x of y = a x (1 + t), t = tanh(c (x + k x³)), from g = d_y: g ⊙ a ((1 + t) + c x (1 + 3k x²)(1 − t²)),
+    in place in one array and one temporary (the chain rule through the steps takes a dozen)."""
+    return _rows(_gelu_tanh_grad_rows, _fresh(out, g, x, t), -1, g, x, t, a, c, k)
+
+
+def _gelu_tanh_grad_rows(r, axis, g, x, t, a, c, k):
+    np.multiply(x, x, out=r)
+    r *= 3.0 * k * c
+    r += c
+    r *= x
+    s = np.multiply(t, t)
+    np.subtract(1.0, s, out=s)
+    r *= s
+    r += t
+    r += 1.0
+    r *= g
+    if a != 1.0:
+        r *= a
 
 
 def _softmax_grad(g, y, axis, out=None):
-    t = np.multiply(g, y, out=out)
+    """d_x of y = softmax(x) from g = d_y: y ⊙ (g − Σ g ⊙ y)."""
+    return _rows(_softmax_grad_rows, _fresh(out, g, y), axis, g, y)
+
+
+def _softmax_grad_rows(t, axis, g, y):
+    np.multiply(g, y, out=t)
     s = np.sum(t, axis=axis, keepdims=True)
-    t = np.subtract(g, s, out=t)
-    return np.multiply(t, y, out=t)
+    np.subtract(g, s, out=t)
+    np.multiply(t, y, out=t)
 
 
 def _unslice(g, shape, axis, lo, hi, out=None):

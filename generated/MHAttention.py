@@ -39,7 +39,9 @@ the dtype (float32 or float64) follows the parameters.
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,16 +129,16 @@ def forward(config: Config, params: Params, X, Z, Mask, workspace: dict | None =
     _1 = np.expand_dims(X, -3)                                  # (…, 1, d_x, ℓ_x)
     _2 = np.matmul(W_q, _1, out=_buf(workspace, 'MHAttention:f_2', batch + (H, d_attn, ell_x), dtype)) # (…, H, d_attn, ℓ_x)
     _3 = np.expand_dims(b_q, -1)                                # (H, d_attn, 1)
-    Q = np.add(_2, _3, out=_2)                                  # (…, H, d_attn, ℓ_x)
+    Q = _threaded(np.add, _2, _3, out=_2)                       # (…, H, d_attn, ℓ_x)
     # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
     _5 = np.expand_dims(Z, -3)                                  # (…, 1, d_z, ℓ_z)
     _6 = np.matmul(W_k, _5, out=_buf(workspace, 'MHAttention:f_6', batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
     _7 = np.expand_dims(b_k, -1)                                # (H, d_attn, 1)
-    K = np.add(_6, _7, out=_6)                                  # (…, H, d_attn, ℓ_z)
+    K = _threaded(np.add, _6, _7, out=_6)                       # (…, H, d_attn, ℓ_z)
     # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
     _9 = np.matmul(W_v, _5, out=_buf(workspace, 'MHAttention:f_9', batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
     _10 = np.expand_dims(b_v, -1)                               # (H, d_mid, 1)
-    V = np.add(_9, _10, out=_9)                                 # (…, H, d_mid, ℓ_z)
+    V = _threaded(np.add, _9, _10, out=_9)                      # (…, H, d_mid, ℓ_z)
     # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
     _12 = np.swapaxes(K, -1, -2)                                # (…, H, ℓ_z, d_attn)
     S = np.matmul(_12, Q, out=_buf(workspace, 'MHAttention:fS', batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
@@ -145,17 +147,17 @@ def forward(config: Config, params: Params, X, Z, Mask, workspace: dict | None =
     _15 = _fill_where(S, _14, -np.inf)                          # (…, H, ℓ_z, ℓ_x)
     # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
     _16 = math.sqrt(d_attn)                                     # ()
-    _17 = np.divide(_15, _16, out=_15)                          # (…, H, ℓ_z, ℓ_x)
-    _18 = _softmax(_17, -2, _buf(workspace, 'MHAttention:f_18', batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
-    V_tilde = np.matmul(V, _18, out=_buf(workspace, 'MHAttention:fV_tilde', batch + (H, d_mid, ell_x), dtype)) # (…, H, d_mid, ℓ_x)
+    _17 = _threaded(np.divide, _15, _16, out=_15)               # (…, H, ℓ_z, ℓ_x)
+    softmax_S = _softmax(_17, -2, _buf(workspace, 'MHAttention:fsoftmax_S', batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
+    V_tilde = np.matmul(V, softmax_S, out=_buf(workspace, 'MHAttention:fV_tilde', batch + (H, d_mid, ell_x), dtype)) # (…, H, d_mid, ℓ_x)
     V_tilde_shape = V_tilde.shape
     # 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
     Y = V_tilde.reshape(V_tilde.shape[:-3] + (H*d_mid,) + V_tilde.shape[-3 + 2:]) # (…, H·d_mid, ℓ_x)
     # 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
     _21 = np.matmul(W_o, Y, out=_buf(workspace, 'MHAttention:f_21', batch + (d_out, ell_x), dtype)) # (…, d_out, ℓ_x)
     _22 = np.expand_dims(b_o, -1)                               # (d_out, 1)
-    V_tilde_2 = np.add(_21, _22, out=_21)                       # (…, d_out, ℓ_x)
-    cache = {"H": H, "d_attn": d_attn, "d_mid": d_mid, "d_out": d_out, "d_x": d_x, "ell_x": ell_x, "d_z": d_z, "ell_z": ell_z, "batch": batch, "dtype": dtype, "Y": Y, "V_tilde_shape": V_tilde_shape, "V": V, "_18": _18, "_16": _16, "_14": _14, "_12": _12, "Q": Q, "_5": _5, "_1": _1}
+    V_tilde_2 = _threaded(np.add, _21, _22, out=_21)            # (…, d_out, ℓ_x)
+    cache = {"H": H, "d_attn": d_attn, "d_mid": d_mid, "d_out": d_out, "d_x": d_x, "ell_x": ell_x, "d_z": d_z, "ell_z": ell_z, "batch": batch, "dtype": dtype, "Y": Y, "V_tilde_shape": V_tilde_shape, "V": V, "softmax_S": softmax_S, "_16": _16, "K": K, "Q": Q, "_5": _5, "_1": _1}
     return V_tilde_2, cache
 
 
@@ -179,10 +181,9 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     Y = cache["Y"]
     V_tilde_shape = cache["V_tilde_shape"]
     V = cache["V"]
-    _18 = cache["_18"]
+    softmax_S = cache["softmax_S"]
     _16 = cache["_16"]
-    _14 = cache["_14"]
-    _12 = cache["_12"]
+    K = cache["K"]
     Q = cache["Q"]
     W_v = params.W_v
     _5 = cache["_5"]
@@ -201,49 +202,45 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     d_V_tilde_2 = d_Y.reshape(V_tilde_shape)                    # (…, H, d_mid, ℓ_x)
     # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
     g10009 = np.swapaxes(V, -1, -2)                             # (…, H, ℓ_z, d_mid)
-    g10010 = np.matmul(g10009, d_V_tilde_2, out=_buf(workspace, 'MHAttention:bg10010', batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
-    g10011 = np.swapaxes(_18, -1, -2)                           # (…, H, ℓ_x, ℓ_z)
+    d_softmax_S = np.matmul(g10009, d_V_tilde_2, out=_buf(workspace, 'MHAttention:bd_softmax_S', batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
+    g10011 = np.swapaxes(softmax_S, -1, -2)                     # (…, H, ℓ_x, ℓ_z)
     d_V = np.matmul(d_V_tilde_2, g10011, out=_buf(workspace, 'MHAttention:bd_V', batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
-    g10013 = _softmax_grad(g10010, _18, -2, _buf(workspace, 'MHAttention:bg10013', batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
-    g10014 = np.divide(g10013, _16, out=g10013)                 # (…, H, ℓ_z, ℓ_x)
-    # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
-    d_S = _zero_where(g10014, _14)                              # (…, H, ℓ_z, ℓ_x)
+    g10013 = _softmax_grad(d_softmax_S, softmax_S, -2, _buf(workspace, 'MHAttention:bg10013', batch + (H, ell_z, ell_x), dtype)) # (…, H, ℓ_z, ℓ_x)
+    d_S = _threaded(np.divide, g10013, _16, out=g10013)         # (…, H, ℓ_z, ℓ_x)
     # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-    g10020 = np.swapaxes(_12, -1, -2)                           # (…, H, d_attn, ℓ_z)
-    d_Q = np.matmul(g10020, d_S, out=_buf(workspace, 'MHAttention:bd_Q', batch + (H, d_attn, ell_x), dtype)) # (…, H, d_attn, ℓ_x)
-    g10022 = np.swapaxes(Q, -1, -2)                             # (…, H, ℓ_x, d_attn)
-    g10023 = np.matmul(d_S, g10022, out=_buf(workspace, 'MHAttention:bg10023', batch + (H, ell_z, d_attn), dtype)) # (…, H, ℓ_z, d_attn)
-    d_K = np.swapaxes(g10023, -1, -2)                           # (…, H, d_attn, ℓ_z)
+    d_Q = np.matmul(K, d_S, out=_buf(workspace, 'MHAttention:bd_Q', batch + (H, d_attn, ell_x), dtype)) # (…, H, d_attn, ℓ_x)
+    g10021 = np.swapaxes(d_S, -1, -2)                           # (…, H, ℓ_x, ℓ_z)
+    d_K = np.matmul(Q, g10021, out=_buf(workspace, 'MHAttention:bd_K', batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
     # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-    g10025 = _sum_to(d_V, 3, (-1,))                             # (H, d_mid, 1)
-    d_b_v = np.squeeze(g10025, -1)                              # (H, d_mid)
-    g10027 = np.swapaxes(W_v, -1, -2)                           # (H, d_z, d_mid)
-    g10028 = np.matmul(g10027, d_V, out=_buf(workspace, 'MHAttention:bg10028', batch + (H, d_z, ell_z), dtype)) # (…, H, d_z, ℓ_z)
-    g10029 = np.swapaxes(_5, -1, -2)                            # (…, 1, ℓ_z, d_z)
-    g10030 = np.matmul(d_V, g10029, out=_buf(workspace, 'MHAttention:bg10030', batch + (H, d_mid, d_z), dtype)) # (…, H, d_mid, d_z)
-    d_W_v = _sum_to(g10030, 3, ())                              # (H, d_mid, d_z)
-    g10032 = _sum_to(g10028, None, (-3,))                       # (…, 1, d_z, ℓ_z)
+    g10023 = _sum_to(d_V, 3, (-1,))                             # (H, d_mid, 1)
+    d_b_v = np.squeeze(g10023, -1)                              # (H, d_mid)
+    g10025 = np.swapaxes(W_v, -1, -2)                           # (H, d_z, d_mid)
+    g10026 = np.matmul(g10025, d_V, out=_buf(workspace, 'MHAttention:bg10026', batch + (H, d_z, ell_z), dtype)) # (…, H, d_z, ℓ_z)
+    g10027 = np.swapaxes(_5, -1, -2)                            # (…, 1, ℓ_z, d_z)
+    g10028 = np.matmul(d_V, g10027, out=_buf(workspace, 'MHAttention:bg10028', batch + (H, d_mid, d_z), dtype)) # (…, H, d_mid, d_z)
+    d_W_v = _sum_to(g10028, 3, ())                              # (H, d_mid, d_z)
+    g10030 = _sum_to(g10026, None, (-3,))                       # (…, 1, d_z, ℓ_z)
     # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-    g10033 = _sum_to(d_K, 3, (-1,))                             # (H, d_attn, 1)
-    d_b_k = np.squeeze(g10033, -1)                              # (H, d_attn)
-    g10035 = np.swapaxes(W_k, -1, -2)                           # (H, d_z, d_attn)
-    g10036 = np.matmul(g10035, d_K, out=_buf(workspace, 'MHAttention:bg10036', batch + (H, d_z, ell_z), dtype)) # (…, H, d_z, ℓ_z)
-    g10037 = np.swapaxes(_5, -1, -2)                            # (…, 1, ℓ_z, d_z)
-    g10038 = np.matmul(d_K, g10037, out=_buf(workspace, 'MHAttention:bg10038', batch + (H, d_attn, d_z), dtype)) # (…, H, d_attn, d_z)
-    d_W_k = _sum_to(g10038, 3, ())                              # (H, d_attn, d_z)
-    g10040 = _sum_to(g10036, None, (-3,))                       # (…, 1, d_z, ℓ_z)
-    g10041 = np.add(g10032, g10040, out=_buf(workspace, 'MHAttention:bg10041', batch + (1, d_z, ell_z), dtype)) # (…, 1, d_z, ℓ_z)
-    d_Z = np.squeeze(g10041, -3)                                # (…, d_z, ℓ_z)
+    g10031 = _sum_to(d_K, 3, (-1,))                             # (H, d_attn, 1)
+    d_b_k = np.squeeze(g10031, -1)                              # (H, d_attn)
+    g10033 = np.swapaxes(W_k, -1, -2)                           # (H, d_z, d_attn)
+    g10034 = np.matmul(g10033, d_K, out=_buf(workspace, 'MHAttention:bg10034', batch + (H, d_z, ell_z), dtype)) # (…, H, d_z, ℓ_z)
+    g10035 = np.swapaxes(_5, -1, -2)                            # (…, 1, ℓ_z, d_z)
+    g10036 = np.matmul(d_K, g10035, out=_buf(workspace, 'MHAttention:bg10036', batch + (H, d_attn, d_z), dtype)) # (…, H, d_attn, d_z)
+    d_W_k = _sum_to(g10036, 3, ())                              # (H, d_attn, d_z)
+    g10038 = _sum_to(g10034, None, (-3,))                       # (…, 1, d_z, ℓ_z)
+    g10039 = _threaded(np.add, g10030, g10038, out=_buf(workspace, 'MHAttention:bg10039', batch + (1, d_z, ell_z), dtype)) # (…, 1, d_z, ℓ_z)
+    d_Z = np.squeeze(g10039, -3)                                # (…, d_z, ℓ_z)
     # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-    g10043 = _sum_to(d_Q, 3, (-1,))                             # (H, d_attn, 1)
-    d_b_q = np.squeeze(g10043, -1)                              # (H, d_attn)
-    g10045 = np.swapaxes(W_q, -1, -2)                           # (H, d_x, d_attn)
-    g10046 = np.matmul(g10045, d_Q, out=_buf(workspace, 'MHAttention:bg10046', batch + (H, d_x, ell_x), dtype)) # (…, H, d_x, ℓ_x)
-    g10047 = np.swapaxes(_1, -1, -2)                            # (…, 1, ℓ_x, d_x)
-    g10048 = np.matmul(d_Q, g10047, out=_buf(workspace, 'MHAttention:bg10048', batch + (H, d_attn, d_x), dtype)) # (…, H, d_attn, d_x)
-    d_W_q = _sum_to(g10048, 3, ())                              # (H, d_attn, d_x)
-    g10050 = _sum_to(g10046, None, (-3,))                       # (…, 1, d_x, ℓ_x)
-    d_X = np.squeeze(g10050, -3)                                # (…, d_x, ℓ_x)
+    g10041 = _sum_to(d_Q, 3, (-1,))                             # (H, d_attn, 1)
+    d_b_q = np.squeeze(g10041, -1)                              # (H, d_attn)
+    g10043 = np.swapaxes(W_q, -1, -2)                           # (H, d_x, d_attn)
+    g10044 = np.matmul(g10043, d_Q, out=_buf(workspace, 'MHAttention:bg10044', batch + (H, d_x, ell_x), dtype)) # (…, H, d_x, ℓ_x)
+    g10045 = np.swapaxes(_1, -1, -2)                            # (…, 1, ℓ_x, d_x)
+    g10046 = np.matmul(d_Q, g10045, out=_buf(workspace, 'MHAttention:bg10046', batch + (H, d_attn, d_x), dtype)) # (…, H, d_attn, d_x)
+    d_W_q = _sum_to(g10046, 3, ())                              # (H, d_attn, d_x)
+    g10048 = _sum_to(g10044, None, (-3,))                       # (…, 1, d_x, ℓ_x)
+    d_X = np.squeeze(g10048, -3)                                # (…, d_x, ℓ_x)
     grads = Params(W_q=d_W_q, b_q=d_b_q, W_k=d_W_k, b_k=d_b_k, W_v=d_W_v, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o)
     return grads, {"X": d_X, "Z": d_Z}
 
@@ -332,15 +329,78 @@ def _buf(workspace, key, shape, dtype):
     return buf
 
 
+# The closed-form helpers below make several passes over big arrays; they run on as many threads as
+# BLAS does, each on a block of rows (NumPy's ufuncs release the GIL). CARDGEN_THREADS sets how many
+# (default: the usable cores). Rows are independent, so the numbers are those of one thread.
+_PARALLEL_MIN = 1 << 18  # elements (1 MiB of float32) below which one thread beats handing out blocks
+_POOL = {}
+
+
+def _threads():
+    n = os.environ.get("CARDGEN_THREADS", "")
+    if n.isdigit() and int(n) > 0:
+        return int(n)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _rows(f, out, axis, *args):
+    """f(out, axis, *args) block by block along an axis of out that f does not reduce over, one block
+    per thread; the arrays among args that have that axis are cut alike, the others (broadcast)
+    passed whole."""
+    n = _threads() if out.size >= _PARALLEL_MIN else 1
+    reduced = None if axis is None else axis % out.ndim
+    cut = next((a for a in range(out.ndim) if out.shape[a] >= n and a != reduced), None)
+    if n < 2 or cut is None:
+        f(out, axis, *args)
+        return out
+    key = os.getpid(), n  # a forked child has none of its parent's threads: it starts its own pool
+    if key not in _POOL:
+        _POOL.clear()
+        _POOL[key] = concurrent.futures.ThreadPoolExecutor(n - 1, thread_name_prefix="cardgen")
+    bounds = [out.shape[cut] * i // n for i in range(n + 1)]
+
+    def part(a, lo, hi):
+        k = cut - (out.ndim - np.ndim(a))  # the same axis, counted in a (broadcasting aligns the ends)
+        if k < 0 or np.shape(a)[k] != out.shape[cut]:
+            return a
+        return a[(slice(None),) * k + (slice(lo, hi),)]
+
+    def block(i):
+        lo, hi = bounds[i], bounds[i + 1]
+        f(part(out, lo, hi), axis, *(part(a, lo, hi) for a in args))
+    others = [_POOL[key].submit(block, i) for i in range(1, n)]
+    block(0)  # this thread takes a block too: one hand-over fewer
+    for done in others:
+        done.result()
+    return out
+
+
+def _threaded(ufunc, *args, out):
+    """ufunc(*args, out=out), on every thread for a big array (NumPy's own ufuncs use one)."""
+    return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
+
+
+def _power(x, n, out):
+    """x**n for a small whole n, as products written into out, on every thread for a big array."""
+    _threaded(np.multiply, x, x, out=out)
+    for _ in range(n - 2):
+        _threaded(np.multiply, out, x, out=out)
+    return out
+
+
 def _softmax(x, axis, out=None):
     """Stable softmax; a row that is all −∞ (fully masked) gives zeros, not NaN."""
+    return _rows(_softmax_rows, np.empty_like(x) if out is None else out, axis, x)
+
+
+def _softmax_rows(out, axis, x):
     m = np.max(x, axis=axis, keepdims=True)
     m[~np.isfinite(m)] = 0
     z = np.subtract(x, m, out=out)
     np.exp(z, out=z)
     s = np.sum(z, axis=axis, keepdims=True)
     s[s == 0] = 1
-    return np.divide(z, s, out=z)
+    np.divide(z, s, out=z)
 
 
 def _log_softmax(x, axis, out=None):
@@ -377,37 +437,82 @@ _ERF_LARGE = (
 _ERF_MID, _ERF_HALF = 0.4758771929824561, 0.22587719298245615
 
 
-def _horner(coefficients, v):
-    p = coefficients[-1] * v
+def _horner(coefficients, v, out):
+    """Σ c_k v^k into out (not v), in place: one array for the whole evaluation."""
+    np.multiply(v, coefficients[-1], out=out)
     for c in coefficients[-2:0:-1]:
-        p += c
-        p *= v
-    p += coefficients[0]
-    return p
+        out += c
+        out *= v
+    out += coefficients[0]
+    return out
 
 
-def _erf(x):
-    s = np.clip(x, -_ERF_SPLIT, _ERF_SPLIT)
-    small = _horner(_ERF_SMALL, np.square(s))
-    small *= s
-    small += s
-    a = np.abs(x)
-    b = np.clip(a, _ERF_SPLIT, 6.0)
-    v = np.add(b, 2.0)
-    np.divide(2.0, v, out=v)
-    v -= _ERF_MID
-    v /= _ERF_HALF
-    large = _horner(_ERF_LARGE, v)
+def _scratch(workspace, shape, dtype, n):
+    """n work arrays for a helper, kept in the workspace (shared by every helper: each uses them
+    only while it runs); fresh ones without a workspace."""
+    return [_buf(workspace, ("_scratch", i), shape, dtype) for i in range(n)]
+
+
+def _erf(x, out=None, workspace=None):
+    """Both pieces on clamped copies of x, joined by exact 0/1 weights: a select (np.where) with a
+    data-dependent mask costs ~20 element-wise passes, an arithmetic join three.  Three work arrays."""
+    x = np.asarray(x)
+    dtype = np.result_type(x, np.float32)
+    out = np.empty(x.shape, dtype) if out is None else out
+    b, v, large = _scratch(workspace, x.shape, dtype, 3)
+    np.abs(x, out=b)
+    np.clip(b, _ERF_SPLIT, 6.0, out=b)
+    np.add(b, 2.0, out=v)
+    np.divide(2.0 / _ERF_HALF, v, out=v)
+    v -= _ERF_MID / _ERF_HALF
+    _horner(_ERF_LARGE, v, large)
     np.square(b, out=b)
     np.negative(b, out=b)
     large *= np.exp(b, out=b)
     np.subtract(1.0, large, out=large)
     np.copysign(large, x, out=large)
-    return np.where(a < _ERF_SPLIT, small, large)
+    np.clip(x, -_ERF_SPLIT, _ERF_SPLIT, out=b)  # the last read of x: out may be x itself
+    np.square(b, out=v)
+    small = _horner(_ERF_SMALL, v, out)
+    small *= b
+    small += b
+    np.abs(b, out=v)
+    np.less(v, _ERF_SPLIT, out=v)  # 1 where |x| < SPLIT (NaN: 0, and NaN·0 keeps it NaN)
+    small *= v
+    np.subtract(1.0, v, out=v)
+    large *= v
+    small += large  # one of the two terms is ±0: the sum is the other, exactly (−0 + −0 for x = −0)
+    return small
 
 
-def _gelu(x):
-    return 0.5 * x * (1.0 + _erf(x * 0.7071067811865476))
+# float32: Φ(x) = ½ + c·N(c²)/D(c²), c = x clamped to ±4√2 (Φ is 1 in float32 beyond), a rational fit
+# (scripts/erf_fit.py): 20 passes instead of erf's 60, within 2.2·10⁻⁷ of Φ (float32 spacing of 1: 6·10⁻⁸).
+_PHI32_CLAMP = 5.656854249492381
+_PHI32_N = (
+    0.39894226993523063, 0.035831378976121465, 0.004501072772993772, 0.000168013365171882,
+    3.1556806144701803e-06, -2.129746566811348e-08, 1.0636697546763609e-10,
+)
+_PHI32_D = (1.0, 0.25648193193441804, 0.029031524799142488, 0.001821659471016465, 6.0973191060033246e-05)
+
+
+def _gelu(x, out=None, workspace=None):
+    """x Φ(x), Φ(x) = (1 + erf(x/√2)) / 2; out must not be x."""
+    if np.result_type(x) == np.float32:
+        out = np.empty(np.shape(x), np.float32) if out is None else out
+        c, t, den = _scratch(workspace, np.shape(x), np.float32, 3)
+        np.clip(x, -_PHI32_CLAMP, _PHI32_CLAMP, out=c)
+        np.square(c, out=t)
+        _horner(_PHI32_N, t, out)
+        out *= c
+        out /= _horner(_PHI32_D, t, den)
+        out += 0.5
+        out *= x
+        return out
+    out = _erf(np.multiply(x, 0.7071067811865476, out=out), out, workspace)
+    out += 1.0
+    out *= x
+    out *= 0.5
+    return out
 
 
 def _concat(parts, axis):
@@ -451,10 +556,25 @@ def _silu_grad(x):
     return s * (1.0 + x * (1.0 - s))
 
 
-def _gelu_grad(x):
-    cdf = 0.5 * (1.0 + _erf(x * 0.7071067811865476))
-    pdf = np.exp(-0.5 * x * x) * 0.3989422804014327
-    return cdf + x * pdf
+def _gelu_grad(g, x, y, out=None, workspace=None):
+    """g · GELU'(x) = g · (Φ(x) + x φ(x)), with Φ(x) = y / x from the forward's y = x Φ(x): no
+    second erf.  Where |x| < 1e-30 (0, or tiny enough that x Φ(x) loses digits) Φ is ½."""
+    out = np.empty(np.broadcast_shapes(np.shape(g), np.shape(x)), np.result_type(g, x)) if out is None else out
+    t, tiny = _scratch(workspace, np.shape(x), np.result_type(x), 2)
+    np.abs(x, out=tiny)
+    np.less(tiny, 1e-30, out=tiny)  # 1 where x is (nearly) 0
+    np.square(x, out=t)
+    np.multiply(t, -0.5, out=out)
+    np.exp(out, out=out)
+    out *= t
+    out *= 0.3989422804014327  # x² φ(x)
+    out += y
+    np.add(x, tiny, out=t)  # x, or 1 where x is 0: y / 1 = 0 there, and ½ is added
+    out /= t
+    tiny *= 0.5
+    out += tiny
+    out *= g
+    return out
 
 
 def _concat_part(g, axis, i, shapes):
@@ -481,21 +601,55 @@ def _wgrad(x, g, out=None):
     return np.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]), out=out)
 
 
+def _fresh(out, *arrays):
+    return np.empty(np.broadcast_shapes(*(np.shape(a) for a in arrays)), np.result_type(*arrays)) if out is None         else out
+
+
 def _layer_norm_grad(g, y, s, axis, out=None):
     """d_e of y = (e − mean e) / s, s = √(var e + ε), from g = d_y: (g − mean g − y ⊙ mean(g ⊙ y)) / s."""
-    t = np.multiply(g, y, out=out)
+    return _rows(_layer_norm_grad_rows, _fresh(out, g, y), axis, g, y, s)
+
+
+def _layer_norm_grad_rows(t, axis, g, y, s):
+    np.multiply(g, y, out=t)
     gy = np.mean(t, axis=axis, keepdims=True)
-    t = np.multiply(y, gy, out=t)
-    t = np.subtract(g, t, out=t)
-    t = np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
-    return np.divide(t, s, out=t)
+    np.multiply(y, gy, out=t)
+    np.subtract(g, t, out=t)
+    np.subtract(t, np.mean(g, axis=axis, keepdims=True), out=t)
+    np.divide(t, s, out=t)
+
+
+def _gelu_tanh_grad(g, x, t, a, c, k, out=None):
+    """d_x of y = a x (1 + t), t = tanh(c (x + k x³)), from g = d_y: g ⊙ a ((1 + t) + c x (1 + 3k x²)(1 − t²)),
+    in place in one array and one temporary (the chain rule through the steps takes a dozen)."""
+    return _rows(_gelu_tanh_grad_rows, _fresh(out, g, x, t), -1, g, x, t, a, c, k)
+
+
+def _gelu_tanh_grad_rows(r, axis, g, x, t, a, c, k):
+    np.multiply(x, x, out=r)
+    r *= 3.0 * k * c
+    r += c
+    r *= x
+    s = np.multiply(t, t)
+    np.subtract(1.0, s, out=s)
+    r *= s
+    r += t
+    r += 1.0
+    r *= g
+    if a != 1.0:
+        r *= a
 
 
 def _softmax_grad(g, y, axis, out=None):
-    t = np.multiply(g, y, out=out)
+    """d_x of y = softmax(x) from g = d_y: y ⊙ (g − Σ g ⊙ y)."""
+    return _rows(_softmax_grad_rows, _fresh(out, g, y), axis, g, y)
+
+
+def _softmax_grad_rows(t, axis, g, y):
+    np.multiply(g, y, out=t)
     s = np.sum(t, axis=axis, keepdims=True)
-    t = np.subtract(g, s, out=t)
-    return np.multiply(t, y, out=t)
+    np.subtract(g, s, out=t)
+    np.multiply(t, y, out=t)
 
 
 def _unslice(g, shape, axis, lo, hi, out=None):

@@ -230,8 +230,8 @@ def build_cmd(paths, out_dir, check_only, show_diff, force, target_kind):
     if done.errors:
         sys.exit(1)
     n = len(done.written)
-    click.echo(f"wrote {n} module{'s' if n != 1 else ''} to {done.out}/ "
-               f"({compiled} cards compiled; {len(done.skipped)} training/inference wrappers have none)")
+    left = f"; {len(done.skipped)} training/inference cards are NumPy's" if done.skipped else ""
+    click.echo(f"wrote {n} module{'s' if n != 1 else ''} to {done.out}/ ({compiled} cards compiled{left})")
 
 
 @main.command("docs")

@@ -1,12 +1,12 @@
 """Mutation fuzzing of `check means it builds`: every card in cards/, mutated at random
 (scripts/fuzz.py's mutations), that `cardgen check` accepts must compile and run: gradcheck of its
-module raises nothing and stays within tolerance, or the card is a training/inference wrapper
-`build` skips.  Anything else is printed with the input's number and saved, to be replayed.
+module raises nothing and stays within tolerance (training and inference cards too: build skips
+no card).  Anything else is printed with the input's number and saved, to be replayed.
 
     python scripts/fuzz_build.py [N] [--seed S] [--out DIR]
 
 Prints: inputs tried, refused by the checker, refused by lowering (check and build alike),
-wrappers skipped, modules that refused gradcheck's small sizes with a documented ValueError (a
+modules that refused gradcheck's small sizes with a documented ValueError (a
 sum from 11 on a sequence of 3), compiled and run, and the failures: bugs (an exception that is not
 a CardError), other run-time errors of a module, gradients over tolerance.
 """
@@ -41,8 +41,7 @@ def one(text: str, name: str) -> str:
     except CardError:
         return "checker"
     try:
-        if buildable(checked, lib) is None:
-            return "wrapper"
+        buildable(checked, lib)
     except CardError:
         return "lowering"
     except Exception as e:  # noqa: BLE001 - the point: anything but a CardError is a bug
@@ -75,7 +74,7 @@ def main(argv=None) -> int:
         verdict = one(text, name)
         key = verdict.split(" ", 1)[0]
         counts[key] = counts.get(key, 0) + 1
-        if key not in ("checker", "lowering", "wrapper", "input", "ok"):
+        if key not in ("checker", "lowering", "input", "ok"):
             out = Path(args.out)
             out.mkdir(exist_ok=True)
             (out / f"{args.seed}-{i}.card").write_text(text, "utf-8")
@@ -83,7 +82,7 @@ def main(argv=None) -> int:
     tried = sum(counts.values())
     print(f"{tried} inputs (seed {args.seed}, {time.process_time() - start:.0f} s of CPU): "
           f"{counts.get('checker', 0)} refused by the checker, {counts.get('lowering', 0)} refused by "
-          f"lowering, {counts.get('wrapper', 0)} wrappers skipped, {counts.get('input', 0)} refused gradcheck's "
+          f"lowering, {counts.get('input', 0)} refused gradcheck's "
           f"sizes in the card's terms, {counts.get('ok', 0)} compiled and "
           f"gradchecked; {counts.get('BUG', 0)} bugs, {counts.get('RUN', 0)} run-time errors, "
           f"{counts.get('GRAD', 0)} gradients over tolerance")

@@ -75,12 +75,15 @@ def compare(checked: Checked, lib: Library, seed: int = 0, grads: bool = True,
     base = checked.card.convention.base
 
     def interp(p, a) -> list:
+        # A card that draws (`with probability`): the module's forward draws from default_rng(0) when
+        # given no generator, example after example, in the interpreter's order; so does this.
+        chance = np.random.default_rng(0)
         if training:  # the module's forward is loss(θ) per sequence: each a data set of one
             hyp = {**dataclasses.asdict(cfg), "N_data": 1}
             losses = [interpret(checked, {n: {base: x[i]} for n, x in zip(names, a, strict=True)}, p, hyp,
-                                lib=lib, at_gradient=True) for i in range(len(a[0]))]
+                                lib=lib, at_gradient=True, rng=chance) for i in range(len(a[0]))]
             return [np.array([next(iter(got.values())) for got in losses])]
-        got = interpret(checked, dict(zip(names, a, strict=True)), p, cfg, lib=lib)
+        got = interpret(checked, dict(zip(names, a, strict=True)), p, cfg, lib=lib, rng=chance)
         return [np.asarray(got[n], dtype=float) for n in checked.card.outputs]
 
     report = Report(checked.card.name, straight_through=tuple(r.card for r in prog.rules if r.straight_through))

@@ -431,7 +431,6 @@ CONSTRUCTS = {
 NEEDS = {"mask": "TT", "attend": "TT", "iverson": "TT"}  # a construct that reads a kind some step must make first
 OPEN = {  # construct -> the open bug it runs into (README, "Differential testing")
     "halves": "build refuses a join of two matrices [A, B] (issue 10)",
-    "pairs": "a family with two indices P^i_t: check refuses it (issue 10)",
     "nested_layers": "a layer loop inside a layer loop: check refuses it (the backward read the first pass's saves)",
 }
 

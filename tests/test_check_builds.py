@@ -18,7 +18,7 @@ from cardgen.lang.load import load
 from . import test_errors
 from .conftest import ROOT, load_generated
 from .differential import compare
-from .test_recurrence import ELMAN, ELMAN_COLUMNS, ELMAN_FAMILY, FAMILY_UPDATE, LSTM
+from .test_recurrence import ELMAN, ELMAN_FAMILY, FAMILY_UPDATE
 
 
 def rows_card(name: str, hypers: str, *steps: str) -> str:
@@ -30,14 +30,14 @@ def rows_card(name: str, hypers: str, *steps: str) -> str:
 # Cards the checker alone accepted and build refused or crashed on (issue 10's list and
 # more): (card, line, col, words of the message).  Each is refused by check at build's place.
 UNSUPPORTED = {
-    "family-with-two-indices": (rows_card("TwoIdx", "D, G, J", "1 for g ∈ [G] do", "2   for j ∈ [J] do",
-                                          "3     Z^g_j ← X W", "4   end", "5 end", "6 return Y = X W"),
-                                9, 9, "family with 2 indices (g, j)"),
-    "slice-moving-with-two-indices": (
+    "family-member-by-one-index-twice": (rows_card("Diag", "D, G", "1 for g ∈ [G] do", "2   Z^g_g ← X W",
+                                                   "3 end", "4 return Y = X W"),
+                                         8, 7, "names one index twice"),
+    "slice-moving-with-overlapping-indices": (
         rows_card("TwoSlice", "D, G, J", "1 for g ∈ [G] do", "2   for j ∈ [J] do",
-                  "3     Z^g_j ← X[:, (g · J + j) · D / (G · J) : (g · J + j + 1) · D / (G · J)]",
+                  "3     Z^g_j ← X[:, (g + j) · D / (G · J) : (g + j + 1) · D / (G · J)]",
                   "4   end", "5 end", "6 return Y = X W"),
-        9, 17, "slice moves with 2 loop indices"),
+        9, 17, "must step by its own width"),
     "write-into-part-of-an-array": (rows_card("Part", "D", "1 Y ← X W", "2 Y[0] ← X[1]", "3 return Y"),
                                     8, 7, "0 picks part of Y"),
     "recurrence-reads-what-it-writes": (
@@ -65,10 +65,12 @@ UNSUPPORTED = {
         8, 5, "starts as the number 0"),
 }
 
-# Cards that compile and run (each compared against PyTorch in test_recurrence.py).
+# Cards that compile and run (each compared against PyTorch in test_recurrence.py, the corpus's
+# recurrences in test_oracle_rnn.py).
 SUPPORTED = {
-    "family-update": FAMILY_UPDATE, "elman": ELMAN, "elman-columns": ELMAN_COLUMNS,
-    "elman-family": ELMAN_FAMILY, "lstm": LSTM,
+    "family-update": FAMILY_UPDATE, "elman": ELMAN, "elman-family": ELMAN_FAMILY,
+    **{f"corpus-{name.lower()}": (ROOT / "cards" / f"{name}.card").read_text("utf-8")
+       for name in ("RNN", "LSTM", "GRU")},
     "join-of-two-arrays": rows_card("Join", "D", "1 C ← [X W, X]", "2 return Y = C[:, 0 : D] + C[:, D : 2·D]"),
     "elman-precomputed-inputs": rows_card("Pre", "D", "1 P ← X W", "2 h ← X[0]", "3 for t ∈ [T] do",
                                           "4   h ← tanh(P[t] + h W)", "5   Y[t] ← h", "6 end", "7 return Y"),

@@ -9,9 +9,11 @@ without ε (Alg. 6, biased variance), softmax over keys in attention (eq. (2):
 per column of S ∈ ℝ^{ℓ_z×ℓ_x}) and over the vocabulary in the output, causal
 Mask[t_z, t_x] = [[t_z ≤ t_x]] (eq. (3)), exact GELU (eq. (5)) in D/ETransformer,
 ReLU in EDTransformer, pre-LN in DTransformer and post-LN in E/EDTransformer.
-LLaMABlock is checked against the standard LLaMA block (row convention:
-pre-RMSNorm with ε = 1e-6, causal multi-head attention without biases or RoPE,
-SwiGLU MLP), using torch's own scaled_dot_product_attention.
+LLaMABlock is checked against the standard LLaMA-3 block (row convention:
+pre-RMSNorm with ε = 1e-6, causal grouped-query attention without biases, rotate-half
+rotary embeddings from given cos/sin, SwiGLU MLP), using torch's own
+scaled_dot_product_attention with its enable_gqa (tests/test_oracle_llama.py checks
+it against transformers' LlamaDecoderLayer as well).
 
 Both sides get the same random weights (not the generated init_params: its
 0.02-scale weights and unit gains would leave attention nearly uniform and the
@@ -173,16 +175,21 @@ def rms_norm(x, g, eps=1e-6):
     return x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + eps) * g
 
 
-def ref_llama_block(p, e, n_heads):
-    """h = e + Attn(RMSNorm(e)); out = h + SwiGLU(RMSNorm(h)); no biases, no RoPE."""
+def ref_llama_block(p, e, cos, sin, n_heads, n_kv):
+    """h = e + Attn(RMSNorm(e)); out = h + SwiGLU(RMSNorm(h)); no biases; RoPE on queries and keys;
+    query head i attends with key/value head i // (n_heads / n_kv)."""
     b, t, d = e.shape
+    w = d // n_heads
 
-    def heads(y):                                      # (B, T, D) -> (B, H, T, D/H), heads side by side in D
-        return y.view(b, t, n_heads, d // n_heads).transpose(1, 2)
+    def heads(y, n):                                   # (B, T, n·w) -> (B, n, T, w), heads side by side
+        return y.view(b, t, n, w).transpose(1, 2)
+
+    def rope(y):                                       # rotate-half, cos and sin (B, T, w)
+        return y * cos[:, None] + torch.cat([-y[..., w // 2:], y[..., :w // 2]], -1) * sin[:, None]
 
     x = rms_norm(e, p["g_1"])
-    y = fn.scaled_dot_product_attention(heads(x @ p["W_q"]), heads(x @ p["W_k"]), heads(x @ p["W_v"]),
-                                       is_causal=True)
+    q, k = rope(heads(x @ p["W_q"], n_heads)), rope(heads(x @ p["W_k"], n_kv))
+    y = fn.scaled_dot_product_attention(q, k, heads(x @ p["W_v"], n_kv), is_causal=True, enable_gqa=True)
     h = e + y.transpose(1, 2).reshape(b, t, d) @ p["W_o"]
     x = rms_norm(h, p["g_2"])
     return h + (fn.silu(x @ p["W_1"]) * (x @ p["W_3"])) @ p["W_2"]
@@ -381,13 +388,18 @@ def test_mhattention_cross_attention_matches_paper(np_dtype, torch_dtype, tol):
 @pytest.mark.parametrize("np_dtype, torch_dtype, tol", DTYPES)
 def test_llama_block_matches_reference(np_dtype, torch_dtype, tol):
     mod = load_generated("LLaMABlock")
-    n_b, n_h, t, d, d_f = 5, 3, 7, 12, 20                              # D/H = 4: all sizes differ
+    n_b, n_h, n_kv, t, d, d_f = 5, 6, 2, 7, 24, 20                     # D/H = 4, three query heads a group
     rng = np.random.default_rng(14)
-    cfg = mod.Config(D=d, H=n_h, D_f=d_f)
-    shapes = {"g_1": (d,), "W_q": (d, d), "W_k": (d, d), "W_v": (d, d), "W_o": (d, d),
+    cfg = mod.Config(D=d, H=n_h, H_kv=n_kv, D_f=d_f)
+    w = d // n_h
+    shapes = {"g_1": (d,), "W_q": (d, d), "W_o": (d, d), "W_k": (d, n_kv * w), "W_v": (d, n_kv * w),
               "g_2": (d,), "W_1": (d, d_f), "W_3": (d, d_f), "W_2": (d_f, d)}
     theta = draw_params(shapes, rng, fan_in_axis=0)                    # rows: x @ W, fan-in is W's first axis
     e = rng.standard_normal((n_b, t, d))
-    te = torch.tensor(e, dtype=torch_dtype, requires_grad=True)
-    check(mod, cfg, theta, (e.astype(np_dtype),), lambda p, e_: ref_llama_block(p, e_, n_h), (te,),
-          np_dtype, torch_dtype, tol, "linear", real_inputs=("e",))
+    angle = np.arange(t)[:, None] * 10000.0 ** (-np.arange(0, w, 2) / w)
+    angle = np.broadcast_to(np.concatenate([angle, angle], -1), (n_b, t, w))
+    cos, sin = np.cos(angle), np.sin(angle)
+    te, tc, ts = (torch.tensor(a, dtype=torch_dtype, requires_grad=True) for a in (e, cos, sin))
+    check(mod, cfg, theta, tuple(a.astype(np_dtype) for a in (e, cos, sin)),
+          lambda p, e_, c_, s_: ref_llama_block(p, e_, c_, s_, n_h, n_kv), (te, tc, ts),
+          np_dtype, torch_dtype, tol, "linear", real_inputs=("e", "C", "S"))

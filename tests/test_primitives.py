@@ -146,6 +146,30 @@ def test_erf_special_values_and_float32():
     assert np.max(np.abs(y - ref) / np.spacing(np.abs(ref))) <= 2
 
 
+def test_exact_gelu_and_its_gradient_in_both_dtypes():
+    """float64: x·Φ(x) from the 2-ulp erf; float32: Φ from one rational function, within 2.5·10⁻⁷
+    (4 float32 steps of 1) of the true Φ.  The backward reads Φ(x) = y/x from the forward's y, and ½
+    at (and near) x = 0."""
+    mod = module_for("GELU(X)", "ℝ^{T×D}")
+    x = np.concatenate([np.linspace(-9, 9, 20_001), [0.0, -0.0, 1e-30, -1e-30, 1e-20, -1e-20, 40.0]])
+    x = x.astype(np.float32).astype(np.float64)  # points both dtypes hold exactly
+    phi = np.array([0.5 * math.erfc(-v / math.sqrt(2)) for v in x.tolist()])
+    dphi = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+    y64 = mod._gelu(x)
+    assert np.max(np.abs(y64 - x * phi) / np.maximum(np.abs(x), 1.0)) <= 1e-15
+    y32 = mod._gelu(x.astype(np.float32))
+    assert y32.dtype == np.float32
+    assert np.max(np.abs(y32 - x * phi) / np.maximum(np.abs(x), 1.0)) <= 2.5e-7
+    for dtype, tol in ((np.float64, 1e-14), (np.float32, 5e-7)):
+        xs = x.astype(dtype)
+        g = np.full_like(xs, 2.0)
+        got = mod._gelu_grad(g, xs, mod._gelu(xs))
+        assert got.dtype == dtype and np.all(np.isfinite(got))
+        assert np.max(np.abs(got - 2.0 * (phi + x * dphi)) / np.maximum(np.abs(x), 1.0)) <= tol, dtype
+    tiny = np.array([0.0, -0.0, 5e-324, -5e-324, 1e-300])  # x Φ(x) underflows or loses digits: Φ = ½
+    assert np.array_equal(mod._gelu_grad(np.ones(5), tiny, mod._gelu(tiny)), np.full(5, 0.5))
+
+
 # ------------------------------------------------------------------- masks
 def test_masks_take_booleans_or_zero_one_integers():
     mod = load_generated("MHAttention")

@@ -24,7 +24,9 @@ def test_corpus_is_complete():
              "DTransformer", "EDTraining", "ETraining", "DTraining", "DInference", "EDInference"}
     gpt2 = {"GPT2", "GPT2Block", "LayerNorm", "CausalSelfAttention", "MLP", "GELU_tanh",
             "cross_entropy", "AdamW", "Bigram", "Head", "RMSNorm", "LLaMABlock"}
-    assert paper <= names and gpt2 <= names
+    recurrences = {"RNN", "LSTM", "GRU"}
+    bert = {"BERTClassifier", "BERTLayer", "BERTSelfAttention"}
+    assert paper <= names and gpt2 <= names and recurrences <= names and bert <= names
 
 
 def test_file_name_is_card_name(card_path):

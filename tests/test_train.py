@@ -56,6 +56,42 @@ def test_ten_adamw_steps_match_pytorch():
     assert max(errors.values()) <= 1e-9, errors
 
 
+def test_adamw_runs_once_over_all_parameters_with_the_cards_numbers():
+    """The update is one call of the AdamW card on flat vectors; each parameter comes out bit for bit
+    as the card computes it on that parameter alone, and the next step reads the flat results in
+    place (the fields are views of them), with no copy of θ, m or v."""
+    cfg = GPT2.Config(V=32, D=16, H=2, D_f=64, N=2, ctx=8)
+    settings = AdamWSettings(lr=1e-2, weight_decay=0.1)
+    trainer = Trainer(GPT2, CE, ADAMW, cfg, settings)
+    state = trainer.init(np.random.default_rng(0), np.float32)
+    tokens = np.random.default_rng(1).integers(0, 32, size=(2, 9))
+    calls = []
+    forward = ADAMW.forward
+    ADAMW.forward = lambda *a, **k: calls.append(a[2]) or forward(*a, **k)
+    flats = []
+    try:
+        for step in (1, 2):
+            before = {n: (np.array(getattr(state.params, n)), np.array(getattr(state.m, n)),
+                          np.array(getattr(state.v, n))) for n in vars(state.params)}
+            _, grads = trainer.loss_and_grads(state.params, tokens)
+            grads = {n: np.array(getattr(grads, n)) for n in vars(grads)}
+            trainer.step(state, [tokens])
+            flats.append(state.workspace["AdamW:flat"][0])
+            adamw_cfg = ADAMW.Config(eta=1e-2, beta_1=0.9, beta_2=0.999, eps=1e-8, lam=0.1)
+            for name, (theta, m, v) in before.items():
+                want = forward(adamw_cfg, ADAMW.Params(), theta.ravel(), grads[name].ravel(), m.ravel(), v.ravel(),
+                               step)
+                got = (getattr(state.params, name), getattr(state.m, name), getattr(state.v, name))
+                for w, g in zip(want[:3], got, strict=True):
+                    assert np.array_equal(w.reshape(g.shape), g), name
+    finally:
+        ADAMW.forward = forward
+    size = sum(np.size(p) for p in vars(state.params).values())
+    assert [c.shape for c in calls] == [(size,), (size,)]
+    assert calls[1] is flats[0]  # step 2 read step 1's result itself
+    assert all(np.shares_memory(p, flats[1]) for p in vars(state.params).values())
+
+
 def test_bigram_and_gpt2_learn_real_text(text):
     train, val = text
     rng = np.random.default_rng(0)

@@ -89,7 +89,7 @@ class Card:
         return memory_text(self.checked, self.library, dict(values or {}), batch, itemsize)
 
     def module_text(self, target: str = "numpy") -> str | None:
-        """The module ``cardgen build`` writes for the card (None: a loop cardgen does not compile)."""
+        """The module ``cardgen build`` writes for the card (None: a training or inference card, target not numpy)."""
         return module_text(self, target)
 
     def compile(self, target: str = "numpy") -> types.ModuleType:
@@ -226,8 +226,9 @@ def render(card: Card, format: str = "text", full: bool = False, values: dict | 
 
 
 def module_text(card: Card, target: str = "numpy") -> str | None:
-    """The generated module's source, as ``cardgen build`` writes it; None for a training or
-    inference card whose loop cardgen does not compile (``build`` skips it, saying why:
+    """The generated module's source, as ``cardgen build`` writes it.  Every card compiles for the
+    numpy target, the paper's training and inference cards too, or raises; None for a training or
+    inference card and another target, whose loops are NumPy's (``build`` skips it, saying why:
     :func:`no_module_reason`)."""
     from ..compile.lower import LoweringError, wrapper_kind
     from ..compile.targets import TARGETS
@@ -238,7 +239,7 @@ def module_text(card: Card, target: str = "numpy") -> str | None:
         try:
             card.modules[target] = emitted(card.checked, card.library, source_name(card), target=target)
         except LoweringError as e:
-            if wrapper_kind(card.ir) is None:
+            if wrapper_kind(card.ir) is None or target == "numpy":
                 raise
             card.modules[target] = e
     made = card.modules[target]
@@ -263,8 +264,8 @@ def compile_card(card: Card, target: str = "numpy") -> types.ModuleType:
     src = module_text(card, target)
     if src is None:
         from ..compile.lower import wrapper_kind
-        raise CardError(f"{card.name} is a {wrapper_kind(card.ir)} card whose loop cardgen does not compile: "
-                        "it has no module")
+        raise CardError(f"{card.name} is a {wrapper_kind(card.ir)} card: the {target} target compiles model cards "
+                        "(build it for numpy)")
     from ..compile.naming import ascii_name
     digest = hashlib.sha256(src.encode("utf-8")).hexdigest()[:12]
     name = f"cardgen_generated_{ascii_name(card.name)}_{digest}"

@@ -61,7 +61,7 @@ def build_report(sources=(), out_dir: str | os.PathLike | None = None, target: s
         except CardError as e:
             result.errors.append(e)
             continue
-        if text is None:  # a wrapper cardgen cannot compile yet: say why, go on
+        if text is None:  # a training or inference card, for a target other than NumPy: say why, go on
             result.skipped.append((f, no_module_reason(card, target)))
             continue
         add_module(modules, card.name, str(f), text, out)
@@ -91,8 +91,8 @@ def build_report(sources=(), out_dir: str | os.PathLike | None = None, target: s
 def build(sources=(), out_dir: str | os.PathLike | None = None, target: str = "numpy", *,
           force: bool = False, path: Paths = None) -> list[Path]:
     """Write the module of every model card among ``sources`` (files, folders or names) into
-    ``out_dir``; returns the files written or already current. Training and inference cards whose
-    loop cardgen does not compile are left out. Raises the first card's error, after writing the
+    ``out_dir``; returns the files written or already current. Training and inference cards are
+    left out of targets other than numpy. Raises the first card's error, after writing the
     modules of the cards that compiled."""
     result = build_report(sources, out_dir, target, force=force, path=path)
     if result.errors:

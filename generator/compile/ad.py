@@ -21,15 +21,30 @@ from .core import Loop, Op, Program, Value, walk
 from .naming import ascii_name, grad_name
 
 ONE = Poly.const(1)
-NO_GRAD_PRIMS = {"iota", "const", "le", "lt", "ge", "gt", "eq", "ne", "not"}
+NO_GRAD_PRIMS = {"iota", "const", "draw", "le", "lt", "ge", "gt", "eq", "ne", "not", "floordiv", "mod"}
 
 
 def swap(b, x):
     return b.transpose(x)
 
 
+def _broadcast_lead(a: tuple, b: tuple) -> tuple:
+    """The batch axes of a matrix product, NumPy's rule: right-aligned, a size-1 axis takes the other's
+    ((1, T, D)ᵀ times (H, T, w): H, not 1)."""
+    n = max(len(a), len(b))
+    a, b = (None,) * (n - len(a)) + a, (None,) * (n - len(b)) + b
+    return tuple(y if x is None or x == ONE and y is not None else x for x, y in zip(a, b, strict=True))
+
+
 def mm_vjp(b, op, g, x, y):
     mode = op.attr[0]
+    scaled = b.defs.get(g)
+    if mode == "mm" and scaled is not None and scaled.prim == "div" and b.lay(x).batched and b.lay(y).batched \
+            and b.is_scalar(scaled.args[1]) and TEMP_GRAD.fullmatch(g):
+        # Attention's d_S / √d: divide the two (T×d) products instead of the (T×T) gradient (when the
+        # card did not name the quotient: a gradient it names stays a step of its own)
+        g0, s = scaled.args
+        return tuple(b.div(d, s) for d in mm_vjp(b, op, g0, x, y))
     if mode == "mm":
         dy = b.wgrad(x, g, y) if b.is_weight(y, x) else b.matmul(swap(b, x), g, "mm")
         return b.matmul(g, swap(b, y), "mm"), dy
@@ -56,7 +71,7 @@ VJP = {
     "relu": lambda b, op, g, x: (b.mul(g, b.positive(x)),),
     "sigmoid": lambda b, op, g, x: (b.mul(g, b.mul(op.out, b.one_minus(op.out))),),
     "silu": lambda b, op, g, x: (b.mul(g, b.unary("silu_grad", x)),),
-    "gelu": lambda b, op, g, x: (b.mul(g, b.unary("gelu_grad", x)),),
+    "gelu": lambda b, op, g, x: (b.new("gelu_grad", (g, x, op.out), like=g),),  # Φ(x) = y / x: no second erf
     "sin": lambda b, op, g, x: (b.mul(g, b.unary("cos", x)),),
     "cos": lambda b, op, g, x: (b.neg(b.mul(g, b.unary("sin", x))),),
     "softmax": lambda b, op, g, x: (b.fused("softmax_grad", g, op.out, op.attr),),
@@ -70,7 +85,7 @@ VJP = {
     "take": lambda b, op, g, t, j: (b.scatter(g, j, t, op.attr[0]), None),
     "take_along": lambda b, op, g, x, j: (b.put_along(g, j, x, op.attr), None),
     "pick": lambda b, op, g, x: (b.unpick(g, x, op.attr),),
-    "where": lambda b, op, g, c, x, y: (None, b.select(c, g, True), b.select(c, g, False)),
+    "where": lambda b, op, g, c, x, y: where_vjp(b, op, g, c, x, y),
     "copy": lambda b, op, g, x: (g,),
     "batch": lambda b, op, g, x: (g,),  # the driver sums the batch axes away
     "index": lambda b, op, g, x: (None,),  # a layer's slice: the loop gathers it into d_W[l]
@@ -89,6 +104,31 @@ VJP = {
     "powv": lambda b, op, g, x, p: (b.mul(g, b.broadcast("powv_da", x, p)),
                                     b.mul(g, b.broadcast("powv_dp", op.out, x))),
 }
+
+
+def where_vjp(b, op, g, c, x, y):
+    """``where(c, x, y)``: g to x where c holds, to y elsewhere; where one side is −∞ before a
+    softmax (an attention mask), g is already zero there (the softmax gave 0): no pass to zero it."""
+    if number(x) == float("-inf") and zero_at_mask(b, g, op.out):
+        return None, None, g
+    if number(y) == float("-inf") and zero_at_mask(b, g, op.out):
+        return None, g, None
+    return None, b.select(c, g, True), b.select(c, g, False)
+
+
+def zero_at_mask(b, g, masked) -> bool:
+    """Whether ``g`` is (a scalar's multiple of) the softmax gradient ``y ⊙ (…)`` of ``y =
+    softmax(masked / s …)``, s > 0: zero wherever ``masked`` is −∞, since y is zero there."""
+    src = b.defs.get(g)
+    while src is not None and src.prim == "div" and b.is_scalar(src.args[1]):
+        src = b.defs.get(src.args[0])
+    soft = b.defs.get(src.args[1]) if src is not None and src.prim == "softmax_grad" else None
+    if soft is None or soft.prim != "softmax":
+        return False
+    a = soft.args[0]
+    while a != masked and a in b.defs and b.defs[a].prim == "div" and b.is_positive(b.defs[a].args[1]):
+        a = b.defs[a].args[0]
+    return a == masked
 
 
 class NoDerivativeError(CardError):
@@ -127,9 +167,10 @@ class Backward:
 class Builder:
     """Makes backward ops; every new value's layout follows its model."""
 
-    def __init__(self, layout: dict[str, Value], names):
+    def __init__(self, layout: dict[str, Value], names, defs: dict[str, Op] | None = None):
         self.layout = layout
         self.names = names
+        self.defs = dict(defs or {})  # the op that made each value, forward and backward
         self.block: list = []
         self.step = None
         self.shape_of: dict[str, str] = {}
@@ -148,6 +189,7 @@ class Builder:
         batched = ref.batched if batched is None else batched
         self.layout[out] = Value(out, shape, batched, kind)
         self.block.append(Op(out, prim, tuple(args), attr, shape, batched, kind, self.step))
+        self.defs[out] = self.block[-1]
         return out
 
     # element-wise (the result has g's layout, the larger one)
@@ -201,19 +243,39 @@ class Builder:
     def transpose(self, a, perm=None):
         v = self.lay(a)
         n = len(v.shape)
-        if perm is None:
-            perm = tuple(range(-n, -2)) + (-1, -2)
+        swap_last = tuple(range(-n, -2)) + (-1, -2)
+        perm = swap_last if perm is None else tuple(perm)
+        # Transposes fold away rather than cost a view (or a copy) each: (Aᵀ)ᵀ = A, (A B)ᵀ = Bᵀ Aᵀ,
+        # (Σ Xᵀ G)ᵀ = Σ Gᵀ X; what a matrix product then reads transposed, BLAS reads in place.
+        src = self.defs.get(a)
+        if src is not None and src.prim == "transpose" and inverse(src.attr[0]) == perm:
+            return src.args[0]
+        if src is not None and perm == swap_last and src.prim == "matmul" and src.attr[0] == "mm":
+            return self.matmul(self.transpose(src.args[1]), self.transpose(src.args[0]), "mm")
+        if src is not None and src.prim == "div" and self.is_scalar(src.args[1]) and TEMP_GRAD.fullmatch(a):
+            # (A / s)ᵀ = Aᵀ / s, for a quotient the card does not name
+            return self.div(self.transpose(src.args[0], perm), src.args[1])
+        if src is not None and perm == swap_last and src.prim == "wgrad":
+            return self.new("wgrad", src.args[::-1], shape=v.shape[:-2] + v.shape[:-3:-1], batched=v.batched)
         shape = tuple(v.shape[p + n] for p in perm)
-        return self.new("transpose", (a,), (tuple(perm),), like=a, shape=shape)
+        return self.new("transpose", (a,), (perm,), like=a, shape=shape)
 
     def matmul(self, a, b, mode):
         la, lb = self.lay(a), self.lay(b)
         sa, sb = la.shape, lb.shape
         lead_a = sa[: len(sa) - (1 if mode[0] == "v" else 2)]
         lead_b = sb[: len(sb) - (1 if mode[1] == "v" else 2)]
-        lead = lead_a if len(lead_a) >= len(lead_b) else lead_b
+        lead = _broadcast_lead(tuple(lead_a), tuple(lead_b))
         shape = tuple(lead) + ((sa[-2],) if mode[0] == "m" else ()) + ((sb[-1],) if mode[1] == "m" else ())
         return self.new("matmul", (a, b), (mode,), shape=shape, batched=la.batched or lb.batched)
+
+    def is_scalar(self, x) -> bool:
+        return not self.lay(x).shape and not self.lay(x).batched
+
+    def is_positive(self, x) -> bool:
+        """A scalar known to be positive: a positive literal or a square root (√d_attn)."""
+        src = self.defs.get(x)
+        return self.is_scalar(x) and ((number(x) or 0) > 0 or (src is not None and src.prim == "sqrt"))
 
     def is_weight(self, w, x) -> bool:
         lw, lx = self.lay(w), self.lay(x)
@@ -288,11 +350,11 @@ def differentiate(prog: Program, names, out_grads) -> Backward:
         layout[op.out] = Value(op.out, op.shape, op.batched, op.kind)
     register_loops(prog.body, layout)
     needs = needs_grad(prog)
-    b = Builder(layout, names)
-    for region in getattr(prog, "rules", ()):
-        b.rules[id(region.last)] = region
-        b.replaced |= region.forward
-    name_composites(prog.body, b, needs, {o.name for o in prog.outputs})
+    composites = Builder(layout, names)
+    custom.register(prog, composites)
+    name_composites(prog.body, composites, needs, {o.name for o in prog.outputs})
+    b = Builder(layout, names, {op.out: op for op in walk(prog.body)})
+    custom.register(prog, b)
     grads: dict[str, str] = {}
     out_grads = [out_grads] if isinstance(out_grads, str) else list(out_grads)
     names.taken |= set(out_grads)  # the backward's arguments (d_P): no gradient may take their names
@@ -434,6 +496,7 @@ def name_after(grads, b: Builder, x: str, g: str) -> str:
         return g
     name = b.names.fresh(grad_name(x))
     recent[at].out = name
+    b.defs[name] = b.defs.pop(g, recent[at])
     for op in recent[at + 1:]:
         op.args = tuple(name if a == g else a for a in op.args)
     v = b.layout.pop(g)
@@ -504,12 +567,89 @@ def layer_norm_at(op: Op, defs: dict, uses, needs, b: Builder):
     return e, "layer_norm_grad", (op.out, s_exp), (axis,)
 
 
-COMPOSITES = [layer_norm_at]
+def number(name: str) -> float | None:
+    """The value of a literal constant operand (``0.5``, ``-np.inf``), or None for a named value."""
+    if name in ("np.inf", "-np.inf"):
+        return float(name.replace("np.", ""))
+    try:
+        return float(name)
+    except ValueError:
+        return None
+
+
+def gelu_tanh_at(op: Op, defs: dict, uses, needs, b: Builder):
+    """``y = a x ⊙ (1 + tanh(c (x + k x³)))`` (GPT-2's GELU: a = ½, c = √(2/π), k = 0.044715), any
+    literal a, c, k: ``d_x = d_y ⊙ a ((1 + t) + c x (1 + 3k x²)(1 − t²))`` with ``t`` the tanh, one
+    fused pass over what the chain rule takes a dozen for, reading only ``x`` and ``t``."""
+    def d(name, *prims):
+        o = defs.get(name)
+        return o if o is not None and o.prim in prims else None
+
+    def scaled(name):
+        """``s ⊙ v`` with s a literal: (s, v), or None."""
+        o = d(name, "mul")
+        if o is None:
+            return None
+        for s, v in (o.args, o.args[::-1]):
+            if number(s) is not None and number(v) is None:
+                return number(s), v
+        return None
+
+    def one_plus(name):
+        o = d(name, "add")
+        if o is None:
+            return None
+        return next((v for s, v in (o.args, o.args[::-1]) if number(s) == 1.0 and number(v) is None), None)
+
+    def cube_of(name):
+        o = d(name, "pow", "mul")
+        if o is not None and o.prim == "pow" and o.attr[0] == 3:
+            return o.args[0], [o.out]
+        if o is not None and o.prim == "mul":
+            for sq, x in (o.args, o.args[::-1]):
+                inner = d(sq, "mul", "square")
+                if inner is not None and all(a == x for a in inner.args):
+                    return x, [o.out, inner.out]
+        return None
+
+    if op.prim != "mul":
+        return None
+    for half, plus in (op.args, op.args[::-1]):
+        ax, t = scaled(half), one_plus(plus)
+        th = d(t, "tanh") if t else None
+        inner = scaled(th.args[0]) if th else None
+        arg = d(inner[1], "add") if inner else None
+        if ax is None or arg is None:
+            continue
+        x = ax[1]
+        for lin, cubic in (arg.args, arg.args[::-1]):
+            kc = scaled(cubic)
+            cube = cube_of(kc[1]) if kc else None
+            if lin != x or cube is None or cube[0] != x:
+                continue
+            inside = [half, plus, t, th.args[0], inner[1], cubic, *cube[1]]
+            if any(uses.get(n, 0) != 1 for n in inside):  # nothing else needs their gradients
+                return None
+            return x, "gelu_tanh_grad", (x, t), (ax[0], inner[0], kc[0])
+    return None
+
+
+def softmax_at(op: Op, defs: dict, uses, needs, b: Builder):
+    """``softmax(x)``: ``d_x = y ⊙ (d_y − Σ d_y ⊙ y)``, the rule ``VJP`` has too; here for the name
+    of ``y`` (softmax_S), which the backward reads."""
+    if op.prim != "softmax":
+        return None
+    return op.args[0], "softmax_grad", (op.out,), op.attr
+
+
+COMPOSITES = [layer_norm_at, gelu_tanh_at, softmax_at]
 
 
 # The values a closed-form rule reads get the textbook's names, in the forward and the backward
 # (x_hat, sigma: what `render --memory` lists as saved), when the compiler made them up (_11).
-COMPOSITE_NAMES = {"layer_norm_grad": ("x_hat", "sigma")}
+# A name with {0} is completed from the value the rule differentiates to (softmax_S for softmax(S)).
+COMPOSITE_NAMES = {"layer_norm_grad": ("x_hat", "sigma"), "gelu_tanh_grad": ("u", "tanh_{0}"),
+                   "softmax_grad": ("softmax_{0}",)}
 FORWARD_TEMP = re.compile(r"_\d+")
 
 
@@ -527,11 +667,17 @@ def name_composites(body, b: Builder, needs: set[str], escapes) -> None:
         if item.out in b.replaced:  # a custom rule reads these values by their names
             continue
         found = next((f for f in (rule(item, defs, uses, needs, b) for rule in COMPOSITES) if f), None)
-        if found is None or found[1] not in COMPOSITE_NAMES or item.out in escapes:
+        if found is None or found[1] not in COMPOSITE_NAMES:
             continue
-        for old, word in zip((item.out, *found[2][1:]), COMPOSITE_NAMES[found[1]], strict=False):
-            if FORWARD_TEMP.fullmatch(old) and old not in renames:
-                renames[old] = b.names.fresh(word)
+        for old, word in zip(found[2], COMPOSITE_NAMES[found[1]], strict=False):
+            if FORWARD_TEMP.fullmatch(old) and old not in renames and old not in escapes:
+                target = renames.get(found[0], found[0])  # named by an earlier word of this rule (u)
+                while FORWARD_TEMP.fullmatch(target) and target in defs and defs[target].prim in ("where", "div"):
+                    src = defs[target]  # S, of S masked or S / √d
+                    target = src.args[0] if src.prim == "div" else next(
+                        (a for a in src.args[1:] if number(a) is None), src.args[2])
+                renames[old] = b.names.fresh(word.format("" if FORWARD_TEMP.fullmatch(target) else target)
+                                             .rstrip("_"))
     if not renames:
         return
     for op in walk(body):
@@ -662,8 +808,8 @@ def backprop_loop(loop: Loop, grads, b: Builder, needs, loops_saved):
         bl.stacked_grads[whole] = name
         bl.stacked_shapes[whole] = b.shape(whole)
         accumulate(grads, b, whole, name)
-    for x, g in closure.items():
-        name = b.names.temp().replace("_", "g", 1)
+    for x, g in closure.items():  # what the steps add up: d_W_h_2 = Σ_t d_W_h, named after W_h where it can be
+        name = b.names.temp().replace("_", "g", 1) if x.startswith("_") else b.names.fresh(grad_name(x))
         b.layout[name] = b.layout[x]
         closure[x] = (g, name)
         accumulate(grads, b, x, name)

@@ -73,6 +73,7 @@ class Program:
     body: list
     outputs: list[Value]
     values: dict[str, Value] = field(default_factory=dict)  # every value's shape, for comments
+    draws: bool = False  # a `with probability` choice: forward takes an rng
 
 
 def walk(body):

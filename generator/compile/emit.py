@@ -159,6 +159,10 @@ def _module_source(checked: Checked, lib: Library, source_path: str, target: str
                           "comment": comment(f"{s} — length of an input axis; sizes parameters")})
     params = param_fields(checked, prog)
     inputs = [v.name for v in prog.inputs]
+    args = ", ".join(inputs + (["rng: np.random.Generator | None = None"] if prog.draws else []))
+    rng_doc = ["rng: the generator of the card's random choices (`with probability`); by default the",
+               "same fixed draw every call (np.random.default_rng(0)), so forward is a function of its",
+               "arguments; pass one generator to every call for fresh draws, reproducible from its seed."]
     text = pseudocode(card, checked.claims)
     out_name = ", ".join(output_names(prog, checked))
     tmpl = _env().get_template("module.py.j2")
@@ -166,12 +170,13 @@ def _module_source(checked: Checked, lib: Library, source_path: str, target: str
         source=header_path(source_path), sha=hashlib.sha256(card.source.encode("utf-8")).hexdigest(),
         name=docstring(comment(card.name)), purpose=docstring(comment(card.purpose or card.name)),
         card_text=docstring("\n".join("    " + line if line else "" for line in text.removesuffix("\n").split("\n"))),
-        input_list=", ".join(inputs), input_args=", ".join(inputs), output=out_name,
+        input_list=", ".join(inputs + (["rng"] if prog.draws else [])), input_args=args, output=out_name,
         output_grad=", ".join(bwd.output_grads),
         hypers=hypers, params=params, init_dims=init_dims(prog),
         signature=docstring(comment(f"{', '.join(card.outputs)} ← {card.name}(...)")),
         input_docs=[docstring(comment(f"{v.name}: {shape_comment(v.shape, v.batched)} "
-                                      f"{'token ids' if v.kind == 'int' else ''}")) for v in prog.inputs],
+                                      f"{'token ids' if v.kind == 'int' else ''}")) for v in prog.inputs]
+        + (rng_doc if prog.draws else []),
         output_shape=docstring(comment(", ".join(shape_comment(o.shape, o.batched) for o in prog.outputs))),
         forward=drop_unused(fwd + [f"return {', '.join(o.name for o in prog.outputs)}, cache"]),
         backward=back, helpers=tg.helpers, extra=wrapper_code(prog, checked), target=target,
@@ -250,6 +255,8 @@ def forward_lines(prog: Program, bwd: Backward, shape_names, card_lines, needed:
             item.saved_names = bwd.saved_in_loops.get(item.var, [])
     keep = set(saved_names(prog, bwd)) | {v.name for v in prog.outputs} | set(shape_names)
     w = Writer(card_lines, plan(prog.body, keep) if target.in_place else {}, card=prog.name, target=target)
+    if prog.draws:
+        w.lines.append("rng = np.random.default_rng(0) if rng is None else rng")
     w.lines += dim_lines(prog)
     for _h, local in prog.hyper_names.items():
         if local not in {ascii_name(s) for s in prog.dims}:

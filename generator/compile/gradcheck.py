@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import sys
 import types
 from dataclasses import dataclass
@@ -75,14 +76,20 @@ def small_sizes(checked: Checked, lib: Library, given: dict[str, int]) -> dict[s
     pool = iter([6, 4, 8, 10, 12, 14, 16, 18, 20, 22, 24])
     inputs_dims = {s for v in prog.inputs for d in v.shape for s in d.symbols()}
     for sym in prog.dims:
-        if sym in sizes:
-            continue
+        b = checked.env.get(sym)
+        if sym in sizes or b is not None and b.role == "hyper" and b.type.kind == "span":
+            continue  # a token (mask_token ∈ [N_V]) is no size: it keeps its default, inside the vocabulary
         if sym in divisors:
             sizes[sym] = 2
         elif sym in inputs_dims and not prog.dims[sym].startswith("config.") and sym not in dividends:
             sizes[sym] = 3 if sym not in sizes.values() else 5
         else:
             sizes[sym] = next(pool)
+    for sym in sorted(dividends - set(given)):  # D in D/(2·H): a multiple of every divisor it meets
+        need = math.lcm(*(int(c.denominator) * math.prod(sizes.get(s, 2) ** -e for s, e in m if e < 0)
+                          for p in shapes for m, c in p.terms if any(x == sym for x, _ in m)))
+        if sym in sizes and sizes[sym] % need:
+            sizes[sym] = need * max(1, round(sizes[sym] / need))
     return sizes
 
 

@@ -169,25 +169,25 @@ class Layout:
     def fold(self, prim: str, a: AV, b: AV) -> AV:
         x, y = a.const, b.const
         val = {"add": lambda: x + y, "sub": lambda: x - y, "mul": lambda: x * y,
-               "div": lambda: x / y}.get(prim)
-        if val is None:
+               "div": lambda: x / y, "floordiv": lambda: x // y if y else None,
+               "mod": lambda: x % y if y else None}.get(prim)
+        out = val() if val is not None else None
+        if out is None:
             return self.binary(prim, self.materialize(a), b)
-        return const(val())
+        return const(out)
 
     # ------------------------------------------------------------- sizes
     def dim(self, p: Poly) -> Poly:
         return p.subst(self.subst)
 
     def dim_value(self, p: Poly) -> AV:
-        """A dimension as a run-time number."""
+        """A dimension in this lowering's names (already through ``dim``) as a run-time number."""
+        from .npcode import py_dim
         c = p.constant
         if c is not None:
             return const(int(c) if c.denominator == 1 else float(c))
-        return AV(self.dim_expr(p), kind="int")
+        return AV(py_dim(p), kind="int")
 
-    def dim_expr(self, p: Poly) -> str:
-        from .npcode import py_dim
-        return py_dim(self.dim(p))
 
     # ------------------------------------------------------- mapped axes
     def unmap(self, v: AV, idx: list[str]) -> AV:

@@ -21,11 +21,13 @@ from dataclasses import replace
 from ..lang.check import BUILTINS, join_name, split_name
 from ..lang.errors import CardError
 from ..lang.ir import Expr
+from ..lang.names import list_family
 from ..lang.render import expr_text
-from ..lang.shapes import Poly
+from ..lang.shapes import ATOMS, Poly, poly_text
 from ..lang.types import INTEGRAL
 from .core import Op
 from .layout import AV, ONE, Mapped, Members, ParamGroup, common_ones, const
+from .npcode import py_dim
 
 # Built-in functions -> core primitives: element-wise, reductions, and max/min of two arguments.
 UNARY = {"exp": "exp", "log": "log", "tanh": "tanh", "GELU": "gelu", "ReLU": "relu", "SiLU": "silu",
@@ -60,7 +62,7 @@ class ExprLowering:
             return AV("np.pi", kind="real", const=3.141592653589793)
         b = self.ch.env.get(text)
         if b is not None and b.type.value is not None and not b.type.shape:
-            return self.dim_value(b.type.value)  # a dimension used as a number: d_e, T
+            return self.dim_value(self.dim(b.type.value))  # a dimension used as a number: d_e, T
         self.err(f"cannot lower {text}", node)
 
     def members(self, group: Members, idx: list[str], node) -> ParamGroup:
@@ -79,9 +81,20 @@ class ExprLowering:
             return ParamGroup(fam.card, {k: self.member(v, idx, node) for k, v in fam.leaves.items()})
         if isinstance(fam, Members):
             return fam  # its members are looked up by name, where it is used
-        if len(idx) > 1:
-            self.err(f"{expr_text(node)} picks a member of a family by {len(idx)} indices ({', '.join(idx)}); "
-                     "cardgen compiles families with one index (Y_h)", node)
+        if len(set(idx)) < len(idx):
+            self.err(f"{expr_text(node)} names one index twice; cardgen reads a family member by distinct "
+                     "indices", node)
+        if len(idx) > 1:  # P^i_t, W^h_ℓ: the family's leading axes, one per index in script order
+            mapped = []
+            for var in idx:
+                at = len(mapped)  # the own axis this index's slot is now
+                if var in self.seq:  # the layer loop's step: that member, a view
+                    fam = self.op("index", (fam,), (self.seq[var], at - len(fam.dims)), fam,
+                                  dims=fam.dims[:at] + fam.dims[at + 1:])
+                else:
+                    mapped.append(var)
+            a = replace(fam, mapped=fam.mapped + tuple(mapped), dims=fam.dims[len(mapped):])
+            return self.permute(a, self.canon_order(a.mapped))
         (var,) = idx
         if var in self.seq:
             return self.op("index", (fam,), (self.seq[var], -len(fam.dims)), fam, dims=fam.dims[1:],
@@ -156,6 +169,20 @@ class ExprLowering:
 
     def x_div(self, e):
         return self.binary("div", *map(self.value, e.args))
+
+    def x_floordiv(self, e):
+        return self.whole(e, "floordiv")
+
+    def x_mod(self, e):
+        return self.whole(e, "mod")
+
+    def whole(self, e, prim: str) -> AV:
+        """⌊a / b⌋, a mod b of whole numbers: sizes alone fold into one dimension expression."""
+        t = self.ch.types.get(id(e))
+        if t is not None and t.value is not None and not (set(t.value.symbols()) & set(self.scope)):
+            return self.dim_value(self.dim(t.value))
+        a, b = (self.number(self.value(x)) for x in e.args)
+        return self.binary(prim, a, b, kind="int")
 
     def x_neg(self, e):
         a = self.number(self.value(e.args[0]))
@@ -246,20 +273,88 @@ class ExprLowering:
         if form == "span":
             t_lo = self.ch.types.get(id(bounds[0]))
             t_hi = self.ch.types.get(id(bounds[1]))
-            first = self.dim(t_lo.value)
-            count = self.dim(t_hi.value - t_lo.value + ONE)
+            lo, hi = self.dim(t_lo.value), self.dim(t_hi.value)
+            moving = [(b, p) for b, p in zip(bounds, (lo, hi), strict=True) if set(p.symbols()) & set(self.scope)]
+            if moving:
+                return self.ragged_sum(e, lo, hi, moving)
+            first, count = lo, hi - lo + ONE
         elif form == "implicit":
             first, count = Poly.const(self.base), None
-        else:
-            self.err("Σ over a set appears only in training cards, which have no module of their own "
-                     "(`cardgen train` runs training)", e)
+        else:  # Σ_{t∈T̃}: over the positions of [n] the set holds, a sum with the others masked out
+            members = self.value(bounds[0])
+            if members.kind != "bool" or not members.dims:
+                self.err(f"cardgen sums over a set built as {{t ∈ [n] : …}}; {expr_text(bounds[0])} is not one",
+                         bounds[0])
+            first, count = Poly.const(self.base), members.dims[-1]
         with Mapped(self, var, first, count, body):
             v = self.value(body)
+            if form == "in":
+                inside = self.index_axis(members, len(members.dims) - 1, Expr("name", (), var), e)
+                v = self.select(inside, v, const(0))
             if var not in v.mapped:
                 n = self.extents[var]
                 return self.binary("mul", v, self.dim_value(n))
             v = self.permute(v, tuple(x for x in v.mapped if x != var) + (var,))
             return self.op("sum", (v,), ((-len(v.dims) - 1,),), v, mapped=v.mapped[:-1])
+
+    def ragged_sum(self, e, lo: Poly, hi: Poly, moving) -> AV:
+        """Σ_{u=0}^{t} under an index t: the sum over the widest range t reaches, terms outside
+        u's own range masked to 0 (a triangle of a square, as a causal mask is)."""
+        var, _ = e.attr
+        body = e.args[0]
+        ends = {v: (self.firsts.get(v, Poly.const(self.base)), self.extents[v]) for v in self.scope}
+        widest = []
+        for p, low in ((lo, True), (hi, False)):
+            syms = [v for v in p.symbols() if v in ends]
+            if len(syms) > 1 or syms and not _grows_with(p, syms[0]):
+                self.err("cardgen compiles a Σ whose range moves with an index (Σ_{u=0}^{t}) when each bound "
+                         "grows with at most one index", e)
+            if not syms:
+                widest.append(p)
+                continue
+            first, count = ends[syms[0]]
+            widest.append(p.subst({syms[0]: first if low else first + count - ONE}))
+        first, count = widest[0], widest[1] - widest[0] + ONE
+        with Mapped(self, var, first, count, body):
+            v = self.value(body)
+            u = self.lookup(var, e)
+            for node, _p in moving:
+                edge = self.value(node)
+                keep = self.binary("ge" if node is e.args[1] else "le", u, edge, kind="bool")
+                v = self.select(keep, self.materialize(v) if v.const is not None else v, const(0.0))
+            v = self.permute(v, tuple(x for x in v.mapped if x != var) + (var,))
+            return self.op("sum", (v,), ((-len(v.dims) - 1,),), v, mapped=v.mapped[:-1])
+
+    # -------------------------------------------------------------- chance
+    def x_choose(self, e):
+        """``a with probability p else b``: one uniform draw per element of every example and of
+        every index in scope (each iteration of a loop draws anew), from forward's ``rng``, as one
+        array laid out [examples…, loop indices outermost first, axes…]: for a card with one such
+        draw, the order in which the interpreter draws, example by example."""
+        a, p, b = map(self.value, e.args)
+        if p.rank or p.batched:
+            self.err("a probability must be one number", e.args[1])
+        (a2, b2), _, dims = self.align(a, b)
+        mapped = self.canon_order(self.scope)
+        u = self.names.fresh("u")  # its own name in attr: two draws are never one memoised op
+        draw = self.op("draw", (), (u,), AV("", (), ()), mapped=mapped, dims=dims, kind="real", batched=True,
+                       ones=(), name=u)
+        pick = self.binary("lt", draw, p, kind="bool")
+        (c3, a3, b3), mapped, dims = self.align(pick, a, b)
+        kind = a.kind if a.kind == b.kind else "real"
+        return self.op("where", (c3, a3, b3), (), c3, mapped=mapped, dims=dims, kind=kind, batched=True, ones=())
+
+    def x_set_builder(self, e):
+        """``{t ∈ [n] : cond}`` as a true/false array over [n] (the checker's ``subset``)."""
+        rng, cond = e.args
+        n = self.dim(self.ch.types[id(rng)].value)
+        with Mapped(self, e.attr, Poly.const(self.base), n, cond):
+            c = self.value(cond)
+            if e.attr not in c.mapped:  # a test that does not read t: every position, or none
+                every = self.binary("ge", self.iota(e.attr), const(self.base), kind="bool")
+                c = self.op("where", tuple(self.align(c, every, const(False))[0]), (), every,
+                            mapped=(e.attr,), dims=(), kind="bool", batched=c.batched)
+            return self.unmap(c, [e.attr])
 
     # --------------------------------------------------------------- index
     def x_index(self, e):
@@ -280,8 +375,8 @@ class ExprLowering:
             if lo.op == "none" and hi.op == "none":
                 return a
             return self.slice_axis(a, i, lo, hi, e)
-        if ix.op == "name" and ix.attr in self.scope and self.axis_is_full(a, i, ix.attr):
-            var = ix.attr  # X[:, t] with t mapped: axis i is t's axis
+        if ix.op == "name" and ix.attr in self.scope and ix.attr not in a.mapped and self.axis_is_full(a, i, ix.attr):
+            var = ix.attr  # X[:, t] with t mapped: axis i is t's axis (P[x[t], t], where a has t already: a pick)
             perm = [i] + [k for k in range(len(a.dims)) if k != i]
             moved = self.permute(a, a.mapped, perm) if i != 0 else a
             b = replace(moved, mapped=moved.mapped + (var,), dims=moved.dims[1:])
@@ -339,32 +434,74 @@ class ExprLowering:
             hi = a.dims[i] + Poly.const(self.base - 1 if self.base else 0)
         if lo is None or hi is None:
             self.err("cardgen cannot compile this slice", e)
-        mapped_in = [v for v in self.scope if v in lo.symbols()]
         width = hi - lo + Poly.const(1 if self.base == 1 else 0)
+        if any(_moves(x, self.scope) for x in lo.atoms()):
+            return self.slice_by_block(a, i, lo_t.value, width, lo_e, e)
+        mapped_in = [v for v in self.scope if v in lo.symbols()]
         if mapped_in:  # A[:, h·w : (h+1)·w] with h mapped: split the axis into (h, w)
-            if len(mapped_in) > 1:
-                self.err(f"this slice moves with {len(mapped_in)} loop indices ({', '.join(mapped_in)}); cardgen "
-                         "splits an axis by one index: slice by the outer index first (A_g ← A[:, g·w : (g+1)·w]), "
-                         "then by the inner one", e)
-            (var,) = mapped_in
-            first = self.firsts.get(var, Poly.const(self.base))
-            start = lo.subst({var: first})  # where the first index's slice starts; then a step per index
-            step = lo.subst({var: first + ONE}) - start  # (h − 1)·D/H + 1 for h from 1 steps by D/H too
-            if step != width or var in width.symbols() or start + (Poly.sym(var) - first) * step != lo:
-                self.err("a slice that moves with an index must step by its own width", e)
-            whole = self.slice_plain(a, i, start, start + width * self.extents[var])
-            n = self.extents[var]
-            split = self.op("reshape", (whole,), (i - len(whole.dims), (n, width)), whole,
-                            dims=whole.dims[:i] + (n, width) + whole.dims[i + 1:])
-            perm = [i] + [k for k in range(len(split.dims)) if k != i]
+            firsts = {v: self.firsts.get(v, Poly.const(self.base)) for v in mapped_in}
+            start = lo.subst(firsts)  # where the first indices' slice starts; then a step per index
+            steps = {v: lo.subst({**firsts, v: firsts[v] + ONE}) - start for v in mapped_in}
+            moved_lo = start
+            for v in mapped_in:
+                moved_lo = moved_lo + (Poly.sym(v) - firsts[v]) * steps[v]
+            order = _nesting(steps, width, self.extents)
+            if moved_lo != lo or order is None or any(v in width.symbols() for v in mapped_in):
+                self.err("a slice that moves with an index must step by its own width", e,
+                         hint="with several indices, the inner one steps by the width and each outer one by "
+                              "the inner ones' whole span: A[:, (g·J + j)·w : (g·J + j + 1)·w]"
+                         if len(mapped_in) > 1 else None)
+            counts = tuple(self.extents[v] for v in order)
+            span = width
+            for n in counts:
+                span = span * n
+            whole = self.slice_plain(a, i, start, start + span)
+            split = self.op("reshape", (whole,), (i - len(whole.dims), (*counts, width)), whole,
+                            dims=whole.dims[:i] + counts + (width,) + whole.dims[i + 1:])
+            k = len(order)
+            perm = list(range(i, i + k)) + [x for x in range(len(split.dims)) if not i <= x < i + k]
             moved = self.permute(split, split.mapped, perm)
-            b = replace(moved, mapped=moved.mapped + (var,), dims=moved.dims[1:])
+            b = replace(moved, mapped=moved.mapped + tuple(order), dims=moved.dims[k:])
             return self.permute(b, self.canon_order(b.mapped))
         return self.slice_plain(a, i, lo, hi + Poly.const(1 if self.base == 1 else 0))
 
+    def slice_by_block(self, a: AV, i: int, lo_raw: Poly, width: Poly, lo_e: Expr, e) -> AV:
+        """K[:, ⌊h·G/H⌋·w : (⌊h·G/H⌋ + 1)·w] with h mapped: the axis split into blocks of w, and
+        each h reads block ⌊h·G/H⌋ (a gather along the block axis; no block is computed twice)."""
+        found = [x for x in lo_raw.atoms() if _moves(x, self.scope)]
+        if len(found) != 1:
+            self.err("cardgen compiles a slice that moves with ⌊…⌋ or mod of a loop index as "
+                     "A[:, g·w : (g + 1)·w], one such g", e)
+        (atom,) = found
+        per = Poly(tuple((tuple((s, p) for s, p in m if s != atom), c) for m, c in lo_raw.terms
+                         if (atom, 1) in m))
+        rest = lo_raw - per * Poly.sym(atom)
+        step, start = self.dim(per), self.dim(rest) - Poly.const(self.base)
+        if step != width or any(v in self.scope for v in start.symbols() + step.symbols()):
+            self.err("a slice that moves with an index must step by its own width: "
+                     "A[:, g·w : (g + 1)·w]", e)
+        offset = start.divide(width)
+        n = a.dims[i].divide(width)
+        if offset is None or offset.constant is None or offset.constant.denominator != 1 or n is None \
+                or any(c.denominator != 1 or any(p < 0 for _, p in m) for m, c in n.terms):
+            self.err(f"cardgen splits this axis ({poly_text(a.dims[i])}) into whole slices of "
+                     f"{poly_text(width)}, starting on a slice's edge", e)
+        node = next((x for x in _walk(lo_e) if x.op in ("floordiv", "mod")
+                     and getattr(self.ch.types.get(id(x)), "value", None) == Poly.sym(atom)), None)
+        if node is None:
+            self.err("cardgen cannot compile this slice", e)
+        block = self.number(self.value(node))
+        if offset.constant:
+            block = self.binary("add", block, const(int(offset.constant)))
+        split = self.op("reshape", (a,), (i - len(a.dims), (n, width)), a,
+                        dims=a.dims[:i] + (n, width) + a.dims[i + 1:])
+        return self.take_along(split, i, block, node) if block.const is None else \
+            self.op("pick", (split,), (i - len(split.dims), int(block.const)), split,
+                    dims=a.dims[:i] + (width,) + a.dims[i + 1:])
+
     def slice_plain(self, a: AV, i: int, lo: Poly, stop: Poly) -> AV:
         b = Poly.const(self.base)
-        return self.op("slice", (a,), (i - len(a.dims), self.dim_expr(lo - b), self.dim_expr(stop - b)), a,
+        return self.op("slice", (a,), (i - len(a.dims), py_dim(lo - b), py_dim(stop - b)), a,
                        dims=a.dims[:i] + (stop - lo,) + a.dims[i + 1:])
 
     # ---------------------------------------------------------------- lists
@@ -372,9 +509,14 @@ class ExprLowering:
         items = [x for x in e.args if x.op != "ellipsis"]
         if len(items) == len(e.args):
             return self.join(e)
-        base, scripts = split_name(items[0].attr)
-        key = join_name(base, scripts[:-1] + [(scripts[-1][0], "□")])
+        key, fixed = list_family(items[0].attr, lambda v: v in self.scope, self.env)  # [Y^g_0, …] under g
         fam = self.env[key]
+        for v in fixed:  # the fixed indices' axes come first: a bound one is read as its axis, a number picks
+            if v.isdigit():
+                fam = self.op("pick", (fam,), (-len(fam.dims), int(v) - self.base), fam, dims=fam.dims[1:])
+            else:
+                fam = replace(fam, mapped=fam.mapped + (v,), dims=fam.dims[1:])
+        fam = self.permute(fam, self.canon_order(fam.mapped))
         m = fam.dims[1:]
         n = fam.dims[0]
         if len(m) == 1 and e.attr == ",":  # vectors as columns: (d, n)
@@ -482,10 +624,14 @@ class ExprLowering:
             if x.op == "name":
                 base, scripts = split_name(x.attr)
                 if any(v == var for _, v in scripts):
-                    key = join_name(base, [(k, "□" if v == var or v in self.scope else v) for k, v in scripts])
-                    fam = self.env.get(key)
-                    if isinstance(fam, AV) and fam.dims:
-                        found.append(fam.dims[0])
+                    # the other scripts: indices in scope, or (∀g, j: … Y^g_j) one put in scope later
+                    for slot in (lambda v: v == var or v in self.scope,
+                                 lambda v: v == var or v in self.scope or v not in self.env and v.isidentifier()):
+                        key = join_name(base, [(k, "□" if slot(v) else v) for k, v in scripts])
+                        fam = self.env.get(key)
+                        if isinstance(fam, AV) and fam.dims:
+                            found.append(fam.dims[[v for _, v in scripts if slot(v)].index(var)])
+                            break
             if x.op == "index":
                 for i, a in enumerate(x.args[1:]):
                     if a == Expr("name", (), var):
@@ -503,6 +649,37 @@ class ExprLowering:
         if not found:
             self.err(f"cannot tell what {var} ranges over", body)
         return found[0]
+
+
+def _nesting(steps: dict, width: Poly, extents: dict) -> list[str] | None:
+    """The indices of a moving slice, outermost first, when they nest: the innermost steps by the
+    slice's width and each outer one by the whole span of those inside it (g·J·w + j·w); else None."""
+    order, span, left = [], width, dict(steps)
+    while left:
+        nxt = next((v for v, st in left.items() if st == span), None)
+        if nxt is None:
+            return None
+        order.insert(0, nxt)
+        span = span * extents[nxt]
+        del left[nxt]
+    return order
+
+
+def _grows_with(p: Poly, var: str) -> bool:
+    """``p`` is c·var + (terms without var), c > 0: smallest at var's first value, largest at its last."""
+    return all(c > 0 and m == ((var, 1),) for m, c in p.terms if any(x == var for x, _ in m))
+
+
+def _moves(atom: str, scope) -> bool:
+    """Whether an atom (⌊h·G/H⌋) depends on a mapped index."""
+    _, a, b = ATOMS[atom]
+    return bool(set(a.symbols() + b.symbols()) & set(scope))
+
+
+def _walk(e: Expr):
+    yield e
+    for a in e.args:
+        yield from _walk(a)
 
 
 def _replace_inner(e: Expr, new: Expr) -> Expr:

@@ -87,14 +87,11 @@ class StepLowering:
             self.stack_write(key, steps, 0, v, st)
             return
         idx = [x for _, x in scripts if x in self.scope]
-        if len(idx) > 1:
-            self.err(f"{text} is a family with {len(idx)} indices ({', '.join(idx)}); cardgen compiles families "
-                     f"with one index (Y_h): give each level its own name, or join the inner level inside the "
-                     "loop", st.target)
-        if idx:
-            (var,) = idx
+        if len(set(idx)) < len(idx):
+            self.err(f"{text} names one index twice; a family member takes each index once", st.target)
+        if idx:  # Y^g_j ← … under g and j: one array, the family's axes first in the order of the scripts
             key = join_name(base, [(k, "□" if x in self.scope else x) for k, x in scripts])
-            self.env[key] = self.named(self.unmap(v, [var]), key)
+            self.env[key] = self.named(self.unmap(v, idx), key)
         else:
             self.env[text] = self.named(v, text)
 

@@ -30,6 +30,7 @@ VIEWS = {"transpose", "expand", "reshape", "slice", "index", "copy", "broadcast"
 OWNING = set(UFUNC) | {"matmul", "softmax", "log_softmax", "sum", "max", "take", "square", "pow", "powv",
                        "relu", "sigmoid", "silu", "gelu", "where", "scale", "one_minus", "softmax_grad",
                        "layer_norm_grad", "log_softmax_grad", "silu_grad", "gelu_grad", "wgrad", "outer", "unslice",
+                       "gelu_tanh_grad",
                        "scatter", "put_along", "unpick", "select_grad", "maximum", "concat"}
 
 
@@ -136,4 +137,6 @@ def inplace_expr(op: Op, k: int) -> str:
         c, g = op.args
         return f"_zero_where({g}, ~{c})" if op.attr[0] else f"_zero_where({g}, {c})"
     args = ", ".join(op.args)
+    if op.batched and op.shape:  # activations: big enough to share among threads (_threaded decides)
+        return f"_threaded({UFUNC[op.prim]}, {args}, out={op.args[k]})"
     return f"{UFUNC[op.prim]}({args}, out={op.args[k]})"

@@ -13,7 +13,6 @@ from __future__ import annotations
 from ..lang.check import Checked, Library
 from ..lang.errors import CardError
 from .emit import module_source
-from .lower import LoweringError, wrapper_kind
 
 
 class InternalError(Exception):
@@ -35,13 +34,7 @@ def module_text(checked: Checked, lib: Library, source_path: str, target: str = 
             from e
 
 
-def buildable(checked: Checked, lib: Library) -> str | None:
-    """The module ``cardgen build`` would write for the card, made in memory; None for a
-    training or inference card whose loop cardgen does not compile (``build`` skips those,
-    saying why).  Raises the ``CardError`` ``build`` would."""
-    try:
-        return module_text(checked, lib, checked.card.path)
-    except LoweringError:
-        if wrapper_kind(checked.card) is not None:
-            return None
-        raise
+def buildable(checked: Checked, lib: Library) -> str:
+    """The module ``cardgen build`` would write for the card, made in memory.  Raises the
+    ``CardError`` ``build`` would (every card compiles, the paper's wrappers too, or is refused)."""
+    return module_text(checked, lib, checked.card.path)

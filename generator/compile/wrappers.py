@@ -51,8 +51,17 @@ def training_code(prog, checked) -> str:
     loops = []
     for loop in lw.loops:  # a loop whose index names the data's sequences (x_n) runs over the data
         loops.append((loop, [v for v in ins if v.endswith("_" + ascii_name(loop.var))]))
-    body = [f"losses.append(train_step(config, params, {', '.join(f'np.asarray({v})[None]' for v in ins)}, "
-            "workspace))"]
+    draws = prog.draws  # the card masks at random: every step gets the run's generator
+    step_args = ", ".join(f"np.asarray({v})[None]" for v in ins) + (", rng" if draws else "")
+    body = [f"losses.append(train_step(config, params, {step_args}, workspace=workspace))"]
+    rng_arg = ", rng: np.random.Generator | None = None" if draws else ""
+    rng_fwd = ", rng" if draws else ""
+    rng_line = ("\n    rng = np.random.default_rng(0) if rng is None else rng  # one generator for the whole run"
+                if draws else "")
+    rng_doc = ("\n    rng: the generator of the card's random choices, one for the whole run (default\n"
+               "    np.random.default_rng(0)), so a run is reproducible from its seed.") if draws else ""
+    step_doc = "\n    rng: the generator of the card's random choices (forward's default when None)." \
+        if draws else ""
     code_loops = []
     depth = 1
     for loop, family in loops:
@@ -71,11 +80,11 @@ def training_code(prog, checked) -> str:
     inner = "    " * depth
     return f'''
 
-def train_step(config: Config, params: Params, {args}, workspace: dict | None = None) -> float:
+def train_step(config: Config, params: Params, {args}{rng_arg}, workspace: dict | None = None) -> float:
     """Line {line} of the card, {doc(theta)} ← {doc(theta)} − η · ∇loss({doc(theta)}): one update of every parameter
     (in place), on a batch of sequences ({args}: (B, ℓ) token ids) with the gradient of the
-    mean of their losses.  Returns that mean loss."""
-    loss, cache = forward(config, params, {args}, workspace=workspace)
+    mean of their losses.  Returns that mean loss.{step_doc}"""
+    loss, cache = forward(config, params, {args}{rng_fwd}, workspace=workspace)
     seed = np.full(np.shape(loss), 1.0 / max(1, np.size(loss)), dtype=np.result_type(loss))
     grads, _ = backward(config, params, cache, seed, workspace=workspace)
     for name in params.__dataclass_fields__:
@@ -84,9 +93,9 @@ def train_step(config: Config, params: Params, {args}, workspace: dict | None = 
     return float(np.mean(loss))
 
 
-def train(config: Config, params: Params, data, workspace: dict | None = None) -> list[float]:
+def train(config: Config, params: Params, data{rng_arg}, workspace: dict | None = None) -> list[float]:
     """The card's loops around that step ({doc(', '.join(loop.var for loop, _ in loops))}): one update per
-    sequence, in order, as the card says.  {data_doc}.  Returns the losses."""
+    sequence, in order, as the card says.  {data_doc}.  Returns the losses.{rng_doc}"""{rng_line}
     losses = []
 {chr(10).join(code_loops)}
 {inner}{body[0]}
@@ -123,11 +132,13 @@ def inference_code(prog, checked) -> str:
     if temperature is None:
         raise CardError(f"cardgen compiles sampling of the form y ∼ q ∝ p^{{1/τ}}, not {expr_text(weights)}",
                         sample.pos)
-    count = _config_names(py_dim(checked.types[id(loop.domain[-1])].value), prog)
     rows = card.convention.axes == "rows"
     base = card.convention.base
     ctx = next((f"config.{f}" for f in ("ell_max", "ctx") if any(ascii_name(d) == f for d in prog.dims)), None)
     last = "P[..., -1, :]" if rows else "P[..., :, -1]"
+    if loop.kind == "while":
+        return until_code(prog, checked, loop, sample, temperature, ctx, last)
+    count = _config_names(py_dim(checked.types[id(loop.domain[-1])].value), prog)
     return f'''
 
 def generate(config: Config, params: Params, prompt, n_tokens: int | None = None, temperature: float | None = None,
@@ -157,6 +168,85 @@ def generate(config: Config, params: Params, prompt, n_tokens: int | None = None
             y = np.array([rng.choice(flat.shape[-1], p=row) for row in flat]).reshape(q.shape[:-1])
         x = np.concatenate([x, (y + {base})[..., None].astype(x.dtype)], axis=-1)
     return x[..., start:]
+'''
+
+
+def _hyper_or_number(e: Expr, prog) -> str | None:
+    """A hyperparameter (config.bos_token) or a number, as Python; None for anything else."""
+    if e.op == "name" and e.attr in prog.hyper_names:
+        return f"config.{prog.hyper_names[e.attr]}"
+    if e.op == "num":
+        return number(e.attr)
+    return None
+
+
+def until_code(prog, checked, loop, sample, temperature: str, ctx: str | None, last: str) -> str:
+    """EDInference's loop: ``x̂ ← [bos]``, then ``while y ≠ eos``: run the model on the input and the
+    text so far, sample ``y``, ``x̂ ← [x̂, y]``; the card's own steps say which token starts and
+    which ends, and forward's inputs (the card's inputs, then x̂) say what the model reads."""
+    y = sample.target.attr
+    form = (f"cardgen compiles an inference card's while loop as x̂ ← [bos]; while {y} ≠ eos do …; {y} ∼ q; "
+            f"x̂ ← [x̂, {y}] end; return x̂")
+    cond = loop.cond
+    stop = _hyper_or_number(cond.args[1], prog) if cond.op == "cmp" and cond.attr == "≠" \
+        and cond.args[0] == Expr("name", (), y) else None
+    if stop is None:
+        raise CardError(f"{form}; the loop's test is {expr_text(cond)}", cond.pos)
+    appends = [st for st in loop.body if st.kind == "assign" and st.target.op == "name"
+               and st.value.op == "list" and st.value.attr == ","
+               and st.value.args[-1:] == (Expr("name", (), y),) and st.value.args[0] == st.target]
+    if len(appends) != 1 or len(prog.lowerer.state_inputs) != 1:
+        raise CardError(f"{form}: one sequence the loop appends {y} to, which the model reads", loop.pos)
+    text = appends[0].target.attr
+    state = prog.lowerer.state_inputs[text].name
+    start = prog.lowerer.loop_state.get(text)
+    first = _hyper_or_number(start.value.args[0], prog) if start is not None and start.value.op == "list" \
+        and len(start.value.args) == 1 else None
+    if first is None:
+        raise CardError(f"{form}: {text} starts as one token, [bos_token]", (start or loop).pos)
+    start_text, stop_text = doc(expr_text(start.value.args[0])), doc(expr_text(cond.args[1]))
+    start_line = comment(f"{expr_text(start.target)} ← {expr_text(start.value)}")
+    given = [v.name for v in prog.inputs if v.name != state]
+    args = ", ".join(given)
+    lead = given[0] if given else None
+    rank = next((len(v.shape) for v in prog.inputs if v.name == lead), 0)
+    batch = f"np.shape({lead})[:np.ndim({lead}) - {rank}]" if lead else "()"
+    return f'''
+
+def generate(config: Config, params: Params, {args}, max_tokens: int | None = None,
+             temperature: float | None = None, rng: np.random.Generator | None = None, context: int | None = None):
+    """The card's loop: {doc(text)} ← [{start_text}], then while {doc(expr_text(cond))}: run the model on
+    ({args}, the text so far), take the distribution p at the newest position, sample
+    {doc(y)} ∼ q ∝ p^{{1/τ}} (temperature τ; 0 takes the most likely token) and append it.  The model sees
+    the last `context` tokens of the text (default: {ctx or "all"}), so the text may outgrow its positions.
+    max_tokens: stop after that many tokens even without {stop_text} (default: none, as the card).
+    {args}: token ids with any leading batch axes; every sequence of a batch runs until it ends, and
+    one that has ended is padded with {stop_text}.  Returns {doc(text)}: (…, n) token ids, from
+    {start_text} to {stop_text}."""
+    {"; ".join(f"{g} = np.asarray({g})" for g in given) or "pass"}
+    batch = {batch}
+    context = {ctx or "None"} if context is None else context
+    tau = {temperature} if temperature is None else temperature
+    rng = np.random.default_rng() if rng is None else rng
+    end = {stop}
+    {state} = np.full(batch + (1,), {first}, dtype=np.int64)  # {start_line}
+    done = np.zeros(batch, dtype=bool)
+    while not done.all() and (max_tokens is None or {state}.shape[-1] <= max_tokens):
+        window = {state} if context is None else {state}[..., -context:]
+        P, _ = forward(config, params, {args}, window)
+        p = np.asarray({last}, dtype=np.float64)
+        if tau == 0:
+            y = np.argmax(p, axis=-1)
+        else:
+            logq = np.log(np.maximum(p, 1e-300)) / tau  # q ∝ p^(1/τ), in logs for a small τ
+            q = np.exp(logq - logq.max(axis=-1, keepdims=True))
+            q /= q.sum(axis=-1, keepdims=True)
+            flat = q.reshape(-1, q.shape[-1])
+            y = np.array([rng.choice(flat.shape[-1], p=row) for row in flat]).reshape(q.shape[:-1])
+        y = np.where(done, end, y + {prog.base})
+        {state} = np.concatenate([{state}, y[..., None]], axis=-1)
+        done |= y == end
+    return {state}
 '''
 
 

@@ -13,7 +13,7 @@ arrays they make go on their operands' device (``array_api_compat.device``).
 from __future__ import annotations
 
 from .core import Op
-from .npcode import SCALAR_MATH, at_index, py_dim
+from .npcode import SCALAR_MATH, at_index, draw_shape, py_dim
 
 # Constants the lowerer spells for NumPy (layout.py, lower_expr.py): Python's own here.
 CONSTANTS = {"np.inf": "math.inf", "-np.inf": "-math.inf", "np.pi": "math.pi"}
@@ -70,9 +70,12 @@ def _offset(j: str, k) -> str:
 PRINT = {
     "const": lambda op: (f"xp.asarray({op.attr[0]}, dtype=dtype, device=device)" if op.kind == "real"
                          else f"xp.asarray({op.attr[0]}, device=device)"),
+    "draw": lambda op: f"xp.asarray(rng.random({draw_shape(op)}), device=device)",  # NumPy's generator draws
     "iota": lambda op: f"xp.arange({py_dim(op.attr[0])}, {py_dim(op.attr[0] + op.shape[0])}, device=device)",
     "add": lambda op, a, b: f"{_number(op, 0, a)} + {_number(op, 1, b)}",
     "sub": lambda op, a, b: f"{_number(op, 0, a)} - {_number(op, 1, b)}",
+    "floordiv": lambda op, a, b: f"{a} // {b}",
+    "mod": lambda op, a, b: f"{a} % {b}",
     "mul": lambda op, a, b: f"{a} * {b}",
     "div": lambda op, a, b: f"{a} / {b}",
     "powv": lambda op, a, b: f"{a} ** {b}",
@@ -124,9 +127,10 @@ PRINT.update({
     "one_minus": lambda op, a: f"1.0 - {a}",
     "positive": lambda op, a: f"xp.astype({a} > 0, {a}.dtype)",
     "silu_grad": lambda op, a: f"_silu_grad(xp, {a})",
-    "gelu_grad": lambda op, a: f"_gelu_grad(xp, {a})",
+    "gelu_grad": lambda op, g, x, y: f"{g} * _gelu_grad(xp, {x})",
     "softmax_grad": lambda op, g, y: f"_softmax_grad(xp, {g}, {y}, {op.attr[0]})",
     "layer_norm_grad": lambda op, g, y, s: f"_layer_norm_grad(xp, {g}, {y}, {s}, {op.attr[0]})",
+    "gelu_tanh_grad": lambda op, g, x, t: f"_gelu_tanh_grad(xp, {g}, {x}, {t}, {', '.join(map(repr, op.attr))})",
     "log_softmax_grad": lambda op, g, y: f"{g} - xp.exp({y}) * xp.sum({g}, axis={op.attr[0]}, keepdims=True)",
     "unsum": lambda op, g, s: f"xp.broadcast_to(_expand(xp, {g}, {_axes(op.attr[0])}), {s})",
     "squeeze": lambda op, g: f"xp.squeeze({g}, axis={_axes(op.attr[0])})",
@@ -378,6 +382,11 @@ def _extreme_grad(xp, g, x, y, axis):
 
 def _softmax_grad(xp, g, y, axis):
     return (g - xp.sum(g * y, axis=axis, keepdims=True)) * y
+
+
+def _gelu_tanh_grad(xp, g, x, t, a, c, k):
+    """d_x of y = a x (1 + t), t = tanh(c (x + k x³)), from g = d_y."""
+    return g * (a * ((1.0 + t) + c * x * (1.0 + 3.0 * k * x * x) * (1.0 - t * t)))
 
 
 def _layer_norm_grad(xp, g, y, s, axis):

@@ -4,6 +4,7 @@ for it, with shapes and bytes (`cardgen render --memory`)."""
 
 from __future__ import annotations
 
+import math
 import re
 
 from ..compile.ad import BLoop, differentiate, walk_all
@@ -21,7 +22,9 @@ MATH = {
     "transpose": "{0}^⊤", "expand": "{0}", "squeeze": "{0}", "sum_to": "Σ_broadcast {0}",
     "unsum": "broadcast({0})", "broadcast_like": "broadcast({0})", "reshape_to": "reshape({0})",
     "softmax_grad": "{1} ⊙ ({0} − Σ({0} ⊙ {1}))",
-    "layer_norm_grad": "({0} − mean {0} − {1} ⊙ mean({0} ⊙ {1})) / {2}", "log_softmax_grad": "{0} − exp({1}) ⊙ Σ {0}",
+    "layer_norm_grad": "({0} − mean {0} − {1} ⊙ mean({0} ⊙ {1})) / {2}",
+    "gelu_tanh_grad": "{0} ⊙ {a0} ((1 + {2}) + {a1} {1} (1 + 3·{a2} {1}²) (1 − {2}²))",
+    "log_softmax_grad": "{0} − exp({1}) ⊙ Σ {0}",
     "gelu_grad": "GELU′({0})", "silu_grad": "SiLU′({0})", "sin": "sin({0})", "round": "round({0})", "cos": "cos({0})",
     "unslice": "pad({0})", "scatter": "scatter_add({0} into rows {1})", "put_along": "scatter({0} at {1})",
     "unpick": "pad({0})",
@@ -31,14 +34,37 @@ MATH = {
 }
 
 
+# Constants a card spells as maths, printed as it spells them (GELU's √(2/π)), not as 16 digits.
+CONSTANTS = {math.sqrt(2 / math.pi): "√(2/π)"}
+
+
+FORWARD_TEMP = re.compile(r"_\d+")
+SCALAR_MATH = {"add", "sub", "mul", "div", "sqrt", "square", "pow", "neg", "exp", "log"}
+
+
+def atomic(text: str) -> bool:
+    """A name, or one bracketed group (√(D / H)): needs no parentheses around it."""
+    if re.fullmatch(r"√?[\w.′]+", text):
+        return True
+    if not (text.startswith("√(") and text.endswith(")")):
+        return False
+    depth = 0
+    for i, ch in enumerate(text[1:], 1):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth == 0 and i < len(text) - 1:
+            return False
+    return True
+
+
 def op_math(op: Op, inline: dict[str, str] | None = None) -> str:
     """The op as maths; ``inline``: names to print as the expression that made them."""
     fmt = MATH.get(op.prim, op.prim + "(" + ", ".join(f"{{{i}}}" for i in range(len(op.args))) + ")")
-    attrs = {f"a{i}": a for i, a in enumerate(op.attr)}
+    attrs = {f"a{i}": CONSTANTS.get(a, a) if isinstance(a, float) else a for i, a in enumerate(op.attr)}
     if op.prim == "select_grad" and not op.attr[0]:
         fmt = "{0} ? 0 : {1}"
     inline = inline or {}
-    return fmt.format(*(f"({inline[a]})" if a in inline else a for a in op.args), **attrs)
+    return fmt.format(*((inline[a] if atomic(inline[a]) else f"({inline[a]})") if a in inline else a
+                        for a in op.args), **attrs)
 
 
 NUMBERED = re.compile(r"g\d+")
@@ -92,13 +118,17 @@ def backward_text(checked: Checked, lib: Library) -> str:
     n = [0]
     fold = inlinable(bwd)
     inline: dict[str, str] = {}
+    for op in _walk(prog.body):  # scalars of the hyperparameters (√(D / H)) read as their formula
+        if not op.shape and not op.batched and op.kind == "real" and FORWARD_TEMP.fullmatch(op.out) \
+                and op.prim in SCALAR_MATH:
+            inline[op.out] = op_math(op, inline)
 
     def emit(items, depth):
         for item in items:
             if isinstance(item, BLoop):
                 n[0] += 1
                 lines.append(f"{n[0]:>3} {'  ' * depth}for {item.loop.var} = {poly_text(item.loop.count)}, …, 1 do"
-                             "  ▷ layers in reverse, reading what layer ℓ saved")
+                             f"  ▷ in reverse, reading what iteration {item.loop.var} saved")  # layers or time steps
                 emit(item.body, depth + 1)
                 for per_layer, stacked in item.sliced.items():
                     n[0] += 1
@@ -126,6 +156,8 @@ def saved_activations(checked: Checked, lib: Library):
     layout = bwd.values
     for name in bwd.saved:
         if name in own or name not in layout:
+            continue
+        if not layout[name].shape and not layout[name].batched:  # √(D/H) and the like: no activation
             continue
         v = layout[name]
         rows.append((name, v.shape, v.batched, Poly.const(1), v.kind))

@@ -49,12 +49,12 @@ WORDS = {
     **dict.fromkeys([*BUILTINS, "π"], Name.Builtin),  # the checker's own table; sqrt is √'s spelling, below
     **dict.fromkeys("algorithm convention input output hyper param".split(), Keyword.Declaration),
     **dict.fromkeys("for For do end while if then return with probability else forall".split(), Keyword),
-    **dict.fromkeys("not propto sqrt".split(), Operator.Word),  # ASCII spellings of ¬ ∝ √
+    **dict.fromkeys("not propto sqrt mod floor".split(), Operator.Word),  # ASCII spellings of ¬ ∝ √ ⌊⌋
     "inf": Keyword.Constant,
 }
 
 # Symbols, longest first where one is a prefix of another (<- before <, ... before ..).
-OPERATORS = (r"←|<-|∈|×|⊙|·|@|\^⊤|\^T(?![^\W_])|ᵀ|²|√|Σ_?|sum_|≤|<=|≥|>=|≠|!=|==|¬|∇|∼|~|∝|"
+OPERATORS = (r"←|<-|∈|×|⊙|·|@|\^⊤|\^T(?![^\W_])|ᵀ|²|√|⌊|⌋|%|Σ_?|sum_|≤|<=|≥|>=|≠|!=|==|¬|∇|∼|~|∝|"
              r"…|\.\.\.|\.\.|−|-|\+|\*|/|≡|=|<|>|\||\^")
 
 

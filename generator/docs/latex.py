@@ -9,7 +9,7 @@ import unicodedata
 
 from ..lang.ir import Card, Expr, Group, Set, Step
 from ..lang.names import split_name
-from ..lang.render import LEVEL, Printer, _next, config_head
+from ..lang.render import LEVEL, Printer, _mixed, _next, config_head
 
 GREEK = {
     "α": r"\alpha", "β": r"\beta", "γ": r"\gamma", "δ": r"\delta", "ε": r"\varepsilon",
@@ -21,7 +21,8 @@ GREEK = {
     "𝓦": r"\mathcal{W}", "′": "'",
 }
 ACCENTS = {"\u0302": r"\hat", "\u0303": r"\tilde", "\u0304": r"\bar", "\u0307": r"\dot"}
-TEX_INFIX = {"add": " + ", "sub": " - ", "matmul": r" \cdot ", "mul": r" \odot ", "div": " / "}
+TEX_INFIX = {"add": " + ", "sub": " - ", "matmul": r" \cdot ", "mul": r" \odot ", "div": " / ",
+             "mod": r" \bmod "}
 TEX_PREFIX = {"neg": "-", "not": r"\neg ", "grad": r"\nabla "}
 FUNCS = {"exp", "log", "tanh", "softmax", "GELU", "ReLU", "SiLU", "max", "length", "sqrt", "abs", "erf", "min",
          "mean", "sin", "cos", "sigmoid", "round"}
@@ -109,9 +110,12 @@ class TexPrinter(Printer):
     def infix(self, e):
         a, b = e.args
         lv = LEVEL[e.op]
-        return self.at(a, lv) + TEX_INFIX[e.op] + self.at(b, lv + 1)
+        return self.at(a, lv + _mixed(e, a)) + TEX_INFIX[e.op] + self.at(b, lv + 1)
 
-    op_add = op_sub = op_matmul = op_mul = op_div = infix
+    op_add = op_sub = op_matmul = op_mul = op_div = op_mod = infix
+
+    def op_floordiv(self, e):
+        return r"\left\lfloor " + self.infix(Expr("div", e.args)) + r" \right\rfloor"
 
     def prefix(self, e):
         return TEX_PREFIX[e.op] + self.at(e.args[0], 4)
@@ -199,7 +203,7 @@ class TexPrinter(Printer):
             sub = rf"_{{{v} \in {self.show(bounds[0])}}}"
         else:
             sub = f"_{{{v}={self.show(bounds[0])}}}^{{{self.show(bounds[1])}}}"
-        return r"\sum" + sub + " " + self.at(body, 5)
+        return r"\sum" + sub + " " + (self.show(body) if body.op == "sum" else self.at(body, 5))
 
 
 def tex(e: Expr) -> str:
@@ -239,8 +243,8 @@ def tex_decl(d) -> str:
     s = names + rel + tex_set(d.set)
     if d.default is not None:
         s += " = " + tex(d.default)
-    if d.over is not None:
-        s += rf",\ {tex_name(d.over[0])} \in [{tex(d.over[1])}]"
+    for v, n in d.over:
+        s += rf",\ {tex_name(v)} \in [{tex(n)}]"
     return s
 
 
@@ -257,6 +261,7 @@ TEXT_SYMBOLS = {
     "√": r"\surd", "Σ": r"\Sigma", "≤": r"\le", "≥": r"\ge", "≠": r"\ne", "¬": r"\neg", "∞": r"\infty",
     "∇": r"\nabla", "∼": r"\sim", "∝": r"\propto", "…": r"\ldots", "−": "-", "∀": r"\forall", "≡": r"\equiv",
     "▷": r"\triangleright", "ℝ": r"\mathbb{R}", "ℕ": r"\mathbb{N}", "ℤ": r"\mathbb{Z}", "²": "^{2}",
+    "⌊": r"\lfloor", "⌋": r"\rfloor",
     "→": r"\to", "⋆": r"\star", "∑": r"\sum", "∉": r"\notin", "≈": r"\approx", "⊆": r"\subseteq",
     "∅": r"\emptyset", "∘": r"\circ", "⋯": r"\cdots", "′": "'", "⁻": "^{-}", "¹": "^{1}", "ᵀ": r"^{\top}",
     **{k: v for k, v in GREEK.items() if v.startswith("\\")},

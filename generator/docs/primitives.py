@@ -37,6 +37,9 @@ OPERATORS = [
      "ℝ^D"),
     ("a[i, j], a[i : j]", "a[i, j], a[i : j]", "an index drops its axis, a slice keeps it shorter",
      "X[0] + X[1 : 2][0]", "ℝ^D"),
+    ("⌊a / b⌋, a mod b", "floor(a / b), a mod b, a % b",
+     "whole numbers only (indices, sizes, loop variables); floors, so the remainder has b's sign",
+     "⌊T / 2⌋ + T mod 3 + ⌊(T + D) / 3⌋ · (D % 2)", "ℕ"),
     ("[a_1, …, a_n], [a_1; …; a_n]", "[a_1, ..., a_n], [a_1; ...; a_n]",
      "joined side by side (`,`, the last axis) or stacked (`;`, the first)", "[X; Z]", "ℝ^{2·T×D}"),
     ("a ≤ b, <, ≥, >, ≠, =", "a <= b, <, >=, >, !=, ==", "booleans, element-wise, broadcasting", "X ≤ Z",
@@ -59,8 +62,10 @@ def derivative_of(expr: str, out_set: str) -> str:
         return "— (booleans)"
     card = parse(_example_card(expr, out_set))
     lib = Library(cards={"F": card})
-    checked = check(card, lib)
     try:
+        checked = check(card, lib)
+        if out_set in ("ℕ", "ℤ"):
+            return "— (whole numbers)"
         prog = lower(checked, lib)
         names = prog.names
         differentiate(prog, names, [names.fresh("d_" + o) for o in output_names(prog, checked)])

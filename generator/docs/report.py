@@ -3,6 +3,8 @@ parameter count, the sub-algorithms it calls, and the output formats."""
 
 from __future__ import annotations
 
+import math
+
 from ..lang.check import Checked, Library
 from ..lang.configs import number
 from ..lang.ir import Configuration, Group, Set
@@ -35,12 +37,13 @@ def param_count(checked: Checked, lib: Library, given: dict[str, float]) -> tupl
         if d.role != "param":
             continue
         reps = 1
-        if d.over is not None:
-            r = checked.env[_key(checked, d)].over[0].evaluate(vals)
-            if r is None:
-                missing += _missing(checked.env[_key(checked, d)].over[0], vals)
+        if d.over:
+            counts = [n.evaluate(vals) for n in checked.env[_key(checked, d)].over]
+            if None in counts:
+                for n in checked.env[_key(checked, d)].over:
+                    missing += _missing(n, vals)
                 continue
-            reps = int(r)
+            reps = math.prod(int(r) for r in counts)
         if isinstance(d.set, Group):
             if d.set.card is None:
                 continue  # members are counted where they are declared
@@ -75,10 +78,10 @@ def _missing(p: Poly, vals) -> list[str]:
 
 def _key(checked: Checked, d) -> str:
     name = d.names[0]
-    if d.over is None:
+    if not d.over:
         return name
     base, scripts = split_name(name)
-    return join_name(base, [(k, "□" if v == d.over[0] else v) for k, v in scripts])
+    return join_name(base, [(k, "□" if v in dict(d.over) else v) for k, v in scripts])
 
 
 def param_count_line(checked: Checked, lib: Library, given: dict[str, float],

@@ -346,22 +346,27 @@ class Checker(ExprRules, CallRules):
 
     def declare_names(self, d: Decl, new_dims: bool):
         over = ()
-        if d.over is not None:
-            var, bound = d.over
-            over = (self.dim(bound, new_dims=False),)
-            key_names = [self.family_key(n, var, d) for n in d.names]
+        if d.over:
+            over = tuple(self.dim(bound, new_dims=False) for _, bound in d.over)
+            if len({v for v, _ in d.over}) < len(d.over):
+                self.err("a declaration repeats over each index once", d)
+            key_names = [self.family_key(n, [v for v, _ in d.over], d) for n in d.names]
         else:
             key_names = list(d.names)
         for n in key_names:  # one type each: every * sequence has its own length
             t = self.group_type(d.set, d) if isinstance(d.set, Group) else self.set_type(d.set, d, new_dims)
             self.bind(n, Binding(d.role, t, d, over, d.pos))
 
-    def family_key(self, name: str, var: str, d: Decl) -> str:
+    def family_key(self, name: str, over: list[str], d: Decl) -> str:
         base, scripts = split_name(name)
-        if not any(v == var for _, v in scripts):
-            self.err(f"{name} is repeated for {var} ∈ […] but has no script {var}", d,
-                     hint=f"name it like {name}_{var} or {name}^{var}")
-        return join_name(base, [(k, "□" if v == var else v) for k, v in scripts])
+        for var in over:
+            if not any(v == var for _, v in scripts):
+                self.err(f"{name} is repeated for {var} ∈ […] but has no script {var}", d,
+                         hint=f"name it like {name}_{var} or {name}^{var}")
+        if [v for _, v in scripts if v in over] != over:
+            self.err(f"{name} is repeated for {', '.join(over)}: its scripts name them in that order, once each",
+                     d, hint=f"write the declaration's indices in the order of {name}'s scripts")
+        return join_name(base, [(k, "□" if v in over else v) for k, v in scripts])
 
     def check_default(self, d: Decl):
         with self.sizes_at(d.default):
@@ -448,11 +453,16 @@ class Checker(ExprRules, CallRules):
             if q is None:
                 self.err("a dimension can only be divided by a product of names", e)
             return q
+        if op in ("floordiv", "mod"):
+            a, c = (self.dim(x, new_dims) for x in e.args)
+            return a.floordiv(c) if op == "floordiv" else a.mod(c)
         self.err(f"{expr_text(e)} is not a dimension", e)
 
     def group_type(self, g: Group, d: Decl) -> Type:
         if g.card is None:
-            ranges = {d.over[0]: (Poly.const(self.base), Poly.sym("?")) } if d.over else {}
+            if len(d.over) > 1:
+                self.err("a group of named members repeats over one index", d)
+            ranges = {d.over[0][0]: (Poly.const(self.base), Poly.sym("?"))} if d.over else {}
             with self.scope(ranges):
                 for m in g.members:
                     try:

@@ -20,10 +20,41 @@ from . import ir
 from .check_call import BUILTINS
 from .errors import CardError
 from .ir import Expr
-from .names import join_name, split_name
-from .render import expr_text
+from .names import join_name, list_family, split_name
+from .render import INFIX, expr_text
 from .shapes import Poly, poly_brief
 from .types import BROADCAST, INTEGRAL, NAT, REAL, Type, numeric_join
+
+# Ops with two operands: a Σ that ends the left one does not reach into the right one.
+BINARY_OPS = ("add", "sub", "mul", "div", "matmul", "juxt", "mod", "cmp")
+
+
+def _trailing_sums(e: Expr):
+    """The Σs whose bodies end where ``e`` ends (``x + Σ_i Σ_j a``: Σ_i, Σ_j)."""
+    while True:
+        if e.op == "sum":
+            yield e
+            e = e.args[0]
+        elif e.op in BINARY_OPS or e.op == "neg":
+            e = e.args[-1] if e.op != "neg" else e.args[0]
+        else:
+            return
+
+
+def _free_use(e: Expr, var: str, defined) -> Expr | None:
+    """The first place ``e`` reads the index ``var`` (``i``, ``b_i``, ``X[i]``) not bound by a Σ of its own;
+    a name the card defines as it is (a parameter ``W_i``) is no use of ``i``."""
+    if e.op == "sum" and e.attr[0] == var:
+        return next((u for b in e.args[1:] if (u := _free_use(b, var, defined)) is not None), None)
+    if e.op == "name" and not defined(e.attr) and (e.attr == var or any(v == var for _, v in split_name(e.attr)[1])):
+        return e
+    if e.op == "index" and any(_free_use(a, var, defined) is not None for a in e.args[1:]):
+        return e
+    for a in e.args:
+        u = _free_use(a, var, defined)
+        if u is not None:
+            return u
+    return None
 
 
 class ExprRules:
@@ -33,10 +64,28 @@ class ExprRules:
         rule = getattr(self, "x_" + e.op, None)
         if rule is None:
             self.err(f"{expr_text(e)} cannot be used here", e)
+        if e.op in BINARY_OPS:
+            self.sum_reach(e)
         with self.sizes_at(e):  # the innermost expression that grew a dimension too large
             t = self.rtype(rule(e))
         self.types[id(e)] = t
         return t
+
+    def sum_reach(self, e: Expr):
+        """``Σ_i a_i + b_i``: Σ takes only ``a_i``, so the ``i`` of ``b_i`` is no longer its index.
+        Said at ``b_i``, with the parentheses that were likely meant, before it reads as another name."""
+        left, right = e.args[0], e.args[-1]
+        for s in reversed(list(_trailing_sums(left))):  # the innermost first: its parentheses come first
+            var = s.attr[0]
+            if var in self.ranges:
+                continue  # the same name is bound outside the Σ as well: b_i means that i
+            use = _free_use(right, var, lambda n: n in self.env)
+            if use is not None:
+                op = "a product" if e.op == "juxt" else e.attr if e.op == "cmp" else INFIX[e.op].strip()
+                meant = Expr("sum", (Expr(e.op, (s.args[0], right), e.attr), *s.args[1:]), s.attr)
+                self.err(f"{expr_text(use)} uses {var}, the index of the Σ before it, but that Σ ends at "
+                         f"`{op}`: it sums only {expr_text(s.args[0])}", use,
+                         hint=f"Σ binds tighter than {op}; to sum both, add parentheses: {expr_text(meant)}")
 
     def x_name(self, e):
         b, idx = self.resolve(e.attr, e)
@@ -90,6 +139,25 @@ class ExprRules:
 
     def x_div(self, e):
         return self.arith(e, "divide")
+
+    def x_floordiv(self, e):
+        return self.whole_arith(e, "⌊a / b⌋", Poly.floordiv)
+
+    def x_mod(self, e):
+        return self.whole_arith(e, "a mod b", Poly.mod)
+
+    def whole_arith(self, e, what: str, fold) -> Type:
+        """⌊a / b⌋ and a mod b: whole numbers in, a whole number out (an index, a slice bound)."""
+        a, b = (self.expr(x) for x in e.args)
+        for x, t in zip(e.args, (a, b), strict=True):
+            if t.kind not in INTEGRAL:
+                self.err(f"{what} takes whole numbers; {expr_text(x)} is {self.show(t)}", x,
+                         hint="an index, a size or a loop variable; for real numbers write a / b")
+        if b.value is not None and b.value.constant == 0:
+            self.err(f"{what} divides by zero", e.args[1], hint="the divisor must be a nonzero whole number")
+        t = self.broadcast(a, b, e, "divide")
+        value = fold(a.value, b.value) if a.value is not None and b.value is not None and not t.shape else None
+        return Type(numeric_join(a, b), t.shape, value=value)
 
     def broadcast(self, a: Type, b: Type, e, verb: str) -> Type:
         sa, sb = list(a.shape), list(b.shape)
@@ -260,14 +328,15 @@ class ExprRules:
             if x.op == "name":
                 base, scripts = split_name(x.attr)
                 if any(v == var for _, v in scripts):
-                    key = join_name(base, [(k, "□" if v == var or v in self.ranges else v)
-                                           for k, v in scripts])
-                    b = self.env.get(key)
-                    if b is not None:
-                        self.known(b)
-                    if b is not None and b.over:
-                        pos = [v for _, v in scripts if v == var or v in self.ranges].index(var)
-                        found.append(b.over[pos])
+                    # the other scripts: indices bound already, or (Σ_g Σ_j V^g_j) one bound later
+                    for slot in (lambda v: v == var or v in self.ranges,
+                                 lambda v: v == var or v in self.ranges or v not in self.env and v.isidentifier()):
+                        key = join_name(base, [(k, "□" if slot(v) else v) for k, v in scripts])
+                        b = self.env.get(key)
+                        if b is not None and b.over:
+                            self.known(b)
+                            found.append(b.over[[v for _, v in scripts if slot(v)].index(var)])
+                            break
             if x.op == "index":
                 base = x.args[0]
                 for i, a in enumerate(x.args[1:]):
@@ -379,7 +448,7 @@ class ExprRules:
             base, scripts = split_name(x.attr)
             if not scripts:
                 self.err(f"{x.attr} has no index script", x)
-            keys.add(join_name(base, scripts[:-1] + [(scripts[-1][0], "□")]))
+            keys.add(list_family(x.attr, lambda v: v in self.ranges, self.env)[0])
             idxs.append((x, scripts[-1][1]))
         if len(keys) != 1:
             self.err(f"an ellipsis list holds members of one family, not {', '.join(sorted(keys))}", e)
@@ -390,7 +459,17 @@ class ExprRules:
         if b is None or not b.over:
             self.err(f"no family {key.replace('□', '•')} is defined", items[0],
                      hint="define it first, e.g. for t ∈ [ℓ] : e_t ← …")
-        n = b.over[0]
+        fixed = list_family(items[0].attr, lambda v: v in self.ranges, self.env)[1]
+        if len(fixed) != len(b.over) - 1:
+            self.err(f"{key.replace('□', '•')} has {len(b.over)} indices: a list runs over the last one, "
+                     "every other one an index bound outside the list or a whole number", items[0])
+        for v, n in zip(fixed, b.over, strict=False):
+            if v.isdigit() and (self.res(n).constant is not None and int(v) - self.base >= self.res(n).constant
+                                or int(v) < self.base):
+                self.err(f"{items[0].attr} picks member {v} of an index that runs "
+                         f"{self.base}…{poly_brief(self.res(n - Poly.const(1 - self.base)))}", items[0])
+        self.check_extent(items[0].attr, b, [v for v in fixed if not v.isdigit()], items[0])
+        n = b.over[-1]
         (first, first_s), (last, last_s) = idxs[0], idxs[-1]
         want_first, want_last = Poly.const(self.base), n - Poly.const(1 - self.base)
         from .parse import parse_dim

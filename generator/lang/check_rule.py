@@ -48,7 +48,7 @@ def check_rule(ch: Checker) -> None:
                    hint="state the rule in the model card it trains or samples from")
         return
     for d in card.decls:
-        if d.role in ("input", "param") and (d.over is not None or d.set.__class__.__name__ == "Group"):
+        if d.role in ("input", "param") and (d.over or d.set.__class__.__name__ == "Group"):
             with ch.recover():
                 ch.err(f"{d.names[0]} is a parameter group or family: a backward rule can give gradients "
                        "only of plain inputs and parameters", d,

@@ -88,14 +88,14 @@ class Decl:
     """One declaration line: ``param γ, β ∈ ℝ^{d_e} "scale and offset"``.
 
     ``role``: input output hyper param.  ``over`` repeats the declaration per
-    index (``for h ∈ [H]``): (index name, upper bound).
+    index (``for h ∈ [H]``, ``for h ∈ [H], ℓ ∈ [L]``): (index name, upper bound) pairs.
     """
 
     role: str
     names: tuple[str, ...]
     set: Set | Group
     default: Expr | None = None
-    over: tuple[str, Expr] | None = None
+    over: tuple[tuple[str, Expr], ...] = ()
     desc: str | None = None
     pos: Pos | None = _pos()
 

@@ -28,3 +28,20 @@ def join_name(base: str, scripts) -> str:
     return base + "".join(k + (v if len(v) == 1 or v.isalnum() and "_" not in v else "{" + v + "}")
                           if v != "□" else k + "□" for k, v in scripts)
 
+
+
+def list_family(text: str, bound, env) -> tuple[str, list[str]]:
+    """The family a list item belongs to (``[Y^g_0, …, Y^g_{J−1}]``: ``Y^□_□``), and the scripts
+    that pick its member by every index but the last, which the list runs over: indices bound
+    outside the list (``bound``), or, where no family is named so, whole numbers (``Y^0_j``)."""
+    base, scripts = split_name(text)
+
+    def key(fixed):
+        head = [(k, "□" if fixed(v) else v) for k, v in scripts[:-1]]
+        return join_name(base, head + [(scripts[-1][0], "□")]), [v for _, v in scripts[:-1] if fixed(v)]
+
+    first = key(bound)
+    if first[0] in env:
+        return first
+    second = key(lambda v: bound(v) or v.isdigit())
+    return second if second[0] in env else first

@@ -49,7 +49,8 @@ WORDS = {
     "PROPTO": '"∝"', "REAL": '"ℝ"', "NAT": '"ℕ"', "INT_SET": '"ℤ"', "STAR": '"*"',
     "TIMES": '"×"', "DOTS": '".."', "ELLIPSIS": '"…"', "SEMI": '";"', "COLON": '":"',
     "DOT": '"·"', "HADAMARD": '"⊙"', "MINUS": '"−"', "NOT": '"¬"', "NABLA": '"∇"',
-    "SIGMA": '"Σ"', "SQRT": '"√"', "INF": '"∞"', "TRANSPOSE": '"^⊤"', "SQUARED": '"²"',
+    "SIGMA": '"Σ"', "SQRT": '"√"',
+    "MOD": '"mod"', "LFLOOR": '"⌊"', "RFLOOR": '"⌋"', "INF": '"∞"', "TRANSPOSE": '"^⊤"', "SQUARED": '"²"',
     "CMP": "a comparison", "ISO": '"[["', "ISC": '"]]"', "EQ": '"="', "COUNT_LINE": "a parameter count",
     "CONFIG": '"config"', "CONFIG_NAME": "a configuration name like gpt2-medium",
     "TRAINING": '"(training)"', "BACKWARD": '"backward"', "STRAIGHT": '"straight-through"',
@@ -225,6 +226,10 @@ class ToIR(Transformer_NonRecursive):
     neg, not_, grad, sqrt = _op("neg"), _op("not"), _op("grad"), _op("sqrt")
     juxt, transpose, square, pow = _op("juxt"), _op("transpose"), _op("square"), _op("pow")
     index, iverson, choose = _op("index"), _op("iverson"), _op("choose")
+    mod = _op("mod")
+
+    def floor_(self, m, c):
+        return _floordiv(_exprs(c)[0], _pos_of(m))
 
     def target_index(self, m, c):
         base = ir.name(str(c[0]), _pos_of(c[0]))
@@ -266,6 +271,8 @@ class ToIR(Transformer_NonRecursive):
         inputs, bar, has_bar = c[1]
         if fname == "sqrt" and len(inputs) == 1 and not has_bar:  # ASCII for √
             return Expr("sqrt", (inputs[0],), None, _pos_of(m))
+        if fname == "floor" and len(inputs) == 1 and not has_bar:  # ASCII for ⌊a / b⌋
+            return _floordiv(inputs[0], _pos_of(m))
         return Expr("call", (*inputs, *bar), (fname, len(inputs)), _pos_of(m))
 
     def args(self, m, c):
@@ -422,7 +429,8 @@ class ToIR(Transformer_NonRecursive):
         role = ROLES[str(c[0])]
         names = c[1]
         st = c[3]
-        default = over = desc = None
+        default = desc = None
+        over = ()
         for x in c[4:]:
             kind, val = x
             if kind == "default":
@@ -435,7 +443,7 @@ class ToIR(Transformer_NonRecursive):
 
     def group_decl(self, m, c):
         role = ROLES[str(c[0])]
-        over = desc = None
+        over, desc = (), None
         for kind, val in c[3:]:
             if kind == "over":
                 over = val
@@ -466,7 +474,8 @@ class ToIR(Transformer_NonRecursive):
         return ("default", c[0])
 
     def over(self, m, c):
-        return ("over", (str(c[1]), _exprs(c)[0]))
+        names = [str(t) for t in _tok(c, "NAME")]
+        return ("over", tuple(zip(names, _exprs(c), strict=True)))
 
     def desc(self, m, c):
         t = c[0]
@@ -537,6 +546,15 @@ class ToIR(Transformer_NonRecursive):
 
     def claim_start(self, m, c):
         return (str(c[0]), c[2], c[1].type == "SUBSET")
+
+
+def _floordiv(inner: Expr, pos: Pos | None) -> Expr:
+    """⌊a / b⌋: the quotient of whole numbers; the floor of anything else is not in the language."""
+    if inner.op != "div":
+        raise CardError("⌊…⌋ takes a division of whole numbers, ⌊a / b⌋", pos,
+                        hint="write ⌊a / b⌋ (ASCII floor(a / b)) for the quotient and a mod b (a % b) for "
+                             "the remainder")
+    return Expr("floordiv", inner.args, None, pos)
 
 
 def _replace(st: Step, **kw) -> Step:

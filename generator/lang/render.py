@@ -13,14 +13,14 @@ from .ir import Card, Claim, Configuration, Decl, Expr, Group, Rule, Set, Step
 LEVEL = {
     "cmp": 1, "choose": 1,
     "add": 2, "sub": 2,
-    "matmul": 3, "mul": 3, "div": 3,
+    "matmul": 3, "mul": 3, "div": 3, "mod": 3,
     "neg": 4, "not": 4, "grad": 4, "sum": 4,
     "juxt": 5,
     "transpose": 6, "square": 6, "pow": 6, "index": 6,
     "sqrt": 5.5,  # √ takes the whole postfix chain after it: (√x)[i] needs its parentheses
 }
 ATOM = 7
-INFIX = {"add": " + ", "sub": " − ", "matmul": " · ", "mul": " ⊙ ", "div": " / "}
+INFIX = {"add": " + ", "sub": " − ", "matmul": " · ", "mul": " ⊙ ", "div": " / ", "mod": " mod "}
 PREFIX = {"neg": "−", "not": "¬", "grad": "∇"}
 
 
@@ -47,10 +47,13 @@ class Printer:
     def infix(self, e: Expr) -> str:
         a, b = e.args
         lv = LEVEL[e.op]
-        sym = INFIX[e.op].strip() if self.compact else INFIX[e.op]
-        return self.at(a, lv) + sym + self.at(b, lv + 1)
+        sym = INFIX[e.op].strip() if self.compact and e.op != "mod" else INFIX[e.op]
+        return self.at(a, lv + _mixed(e, a)) + sym + self.at(b, lv + 1)
 
-    op_add = op_sub = op_matmul = op_mul = op_div = infix
+    op_add = op_sub = op_matmul = op_mul = op_div = op_mod = infix
+
+    def op_floordiv(self, e):
+        return "⌊" + self.infix(Expr("div", e.args)) + "⌋"
 
     def prefix(self, e: Expr) -> str:
         return PREFIX[e.op] + self.at(e.args[0], 4)
@@ -140,7 +143,13 @@ class Printer:
             sub = "{" + f"{var}∈{self.show(bounds[0])}" + "}"
         else:
             sub = "{" + f"{var}={self.show(bounds[0])}" + "}^{" + self.show(bounds[1]) + "}"
-        return f"Σ_{sub} " + self.at(body, 5)
+        return f"Σ_{sub} " + (self.show(body) if body.op == "sum" else self.at(body, 5))
+
+
+def _mixed(e: Expr, a: Expr) -> int:
+    """1 where mod meets another product on its left (``(h mod 2) · w``, ``(2 · h) mod G``): the same
+    binding strength, but parentheses say which is meant."""
+    return int(LEVEL.get(e.op) == LEVEL.get(a.op) == LEVEL["mod"] and "mod" in (e.op, a.op) and e.op != a.op)
 
 
 def bracket(inner: str) -> str:
@@ -215,8 +224,8 @@ def decl_body(d: Decl) -> str:
         s = f"{names} ∈ {set_text(d.set)}"
         if d.default is not None:
             s += f" = {expr_text(d.default)}"
-    if d.over is not None:
-        s += f" for {d.over[0]} ∈ [{expr_text(d.over[1])}]"
+    if d.over:
+        s += " for " + ", ".join(f"{v} ∈ [{expr_text(n)}]" for v, n in d.over)
     return s
 
 

@@ -3,7 +3,10 @@
 
 A dimension is a ``Poly``: a sum of terms, each a coefficient times a
 product of names raised to integer powers.  Names starting with ``?`` are
-unknowns that unification may bind.
+unknowns that unification may bind.  An integer quotient or remainder whose
+operands are not both numbers (``⌊h·H_kv/H⌋``, ``(h mod G)``) is an *atom*: a
+name of its own, spelled as the card writes it, whose operands ``ATOMS`` keeps,
+so ``(⌊h·G⌋ + 1)·w − ⌊h·G⌋·w`` is ``w`` and substituting sizes reaches inside it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,11 @@ Monomial = tuple[tuple[str, int], ...]
 # coefficient of 4,300 digits or more cannot even be printed (str(int)).
 MAX_TERMS = 100  # terms of a dimension, and term pairs one product may form
 MAX_COEF = 10**100
+
+
+# atom name -> (op, numerator, divisor), op "floordiv" or "mod"; a name is made from its
+# operands' text, so equal atoms are one name, and the table is only a cache of that text's meaning
+ATOMS: dict[str, tuple[str, Poly, Poly]] = {}
 
 
 class TooLargeError(Exception):
@@ -70,6 +78,14 @@ class Poly:
                 acc[m] = acc.get(m, 0) + c1 * c2
         return Poly._make(acc)
 
+    def floordiv(self, other: Poly) -> Poly:
+        """⌊self / other⌋ on whole numbers: a number when both are, else an atom."""
+        return _atom("floordiv", self, other)
+
+    def mod(self, other: Poly) -> Poly:
+        """self mod other (Knuth's: self − other·⌊self / other⌋, the sign of other)."""
+        return _atom("mod", self, other)
+
     def divide(self, other: Poly) -> Poly | None:
         """Exact division by a single term; None for anything else."""
         if len(other.terms) != 1:
@@ -88,19 +104,36 @@ class Poly:
         return None
 
     def symbols(self) -> list[str]:
-        return sorted({s for m, _ in self.terms for s, _ in m})
+        """The dimension names it depends on, those inside its atoms too."""
+        out = set()
+        for m, _ in self.terms:
+            for s, _ in m:
+                if s in ATOMS:
+                    _, a, b = ATOMS[s]
+                    out.update(a.symbols(), b.symbols())
+                else:
+                    out.add(s)
+        return sorted(out)
+
+    def atoms(self) -> list[str]:
+        """Its integer quotients and remainders (``⌊h·G⌋``), by name."""
+        return sorted({s for m, _ in self.terms for s, _ in m if s in ATOMS})
 
     def unknowns(self) -> list[str]:
         return [s for s in self.symbols() if s.startswith("?")]
 
     def subst(self, env: dict[str, Poly]) -> Poly:
-        if not any(s in env for m, _ in self.terms for s, _ in m):  # the common case, kept cheap
+        if not any(s in env or s in ATOMS for m, _ in self.terms for s, _ in m):  # the common case, kept cheap
             return self
         out = Poly.const(0)
         for m, c in self.terms:
             term = Poly.const(c)
             for s, e in m:
-                base = env.get(s, Poly.sym(s))
+                if s in ATOMS and s not in env:
+                    op, a, b = ATOMS[s]
+                    base = _atom(op, a.subst(env), b.subst(env))
+                else:
+                    base = env.get(s, Poly.sym(s))
                 if e < 0:
                     inv = Poly.const(1).divide(base)
                     base = inv if inv is not None else Poly.sym(s)
@@ -114,6 +147,12 @@ class Poly:
         for m, c in self.terms:
             t = Fraction(c)
             for s, e in m:
+                if s in ATOMS and s not in values:
+                    v = _atom_value(s, values)
+                    if v is None:
+                        return None
+                    t *= v ** e
+                    continue
                 if s not in values:
                     return None
                 t *= Fraction(values[s]) ** e
@@ -122,6 +161,35 @@ class Poly:
 
     def __str__(self) -> str:
         return poly_text(self)
+
+
+def _atom(op: str, a: Poly, b: Poly) -> Poly:
+    ca, cb = a.constant, b.constant
+    if ca is not None and cb is not None and cb != 0 and ca.denominator == cb.denominator == 1:
+        return Poly.const(ca // cb if op == "floordiv" else ca % cb)
+    if cb == 1:
+        return a if op == "floordiv" else Poly.const(0)
+    if op == "floordiv":
+        name = f"⌊{_operand(a)}/{_operand(b, True)}⌋"
+    else:
+        name = f"({_operand(a)} mod {_operand(b, True)})"
+    ATOMS.setdefault(name, (op, a, b))
+    return Poly.sym(name)
+
+
+def _operand(p: Poly, right: bool = False) -> str:
+    """An atom's operand as the dimension grammar reads it back (parse_dim)."""
+    text = poly_text(p)
+    simple = len(p.terms) == 1 and not (right and ("·" in text or "/" in text)) and not text.startswith("−")
+    return text if simple else f"({text})"
+
+
+def _atom_value(name: str, values) -> Fraction | None:
+    op, a, b = ATOMS[name]
+    x, y = a.evaluate(values), b.evaluate(values)
+    if x is None or y is None or y == 0 or x.denominator != 1 or y.denominator != 1:
+        return None
+    return Fraction(x // y if op == "floordiv" else x % y)
 
 
 def _mono_mul(a: Monomial, b: Monomial) -> Monomial:

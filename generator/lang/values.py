@@ -107,10 +107,10 @@ def _exprs(x):
 
 def _key(d) -> str:
     """The binding of a declaration: θ_ℓ for ℓ ∈ [N] is bound as θ_□."""
-    if d.over is None:
+    if not d.over:
         return d.names[0]
     base, scripts = split_name(d.names[0])
-    return join_name(base, [(k, "□" if v == d.over[0] else v) for k, v in scripts])
+    return join_name(base, [(k, "□" if v in dict(d.over) else v) for k, v in scripts])
 
 
 def _divides(dim: Poly) -> str | None:

@@ -10,7 +10,7 @@ from fractions import Fraction
 import numpy as np
 
 from ..lang.ir import Expr
-from ..lang.names import join_name, split_name
+from ..lang.names import list_family
 from ..lang.render import expr_text
 from .builtins import ELEMENTWISE
 from .values import number
@@ -54,6 +54,29 @@ class ExprRules:
             return int(q) if q.denominator == 1 else float(q)
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.divide(a, b) if np.ndim(a) or np.ndim(b) else _scalar_div(float(a), float(b))
+
+    def x_floordiv(self, e):
+        a, b = self.whole_operands(e, "⌊a / b⌋")
+        return np.floor_divide(a, b) if np.ndim(a) or np.ndim(b) else int(a) // int(b)
+
+    def x_mod(self, e):
+        a, b = self.whole_operands(e, "a mod b")
+        return np.mod(a, b) if np.ndim(a) or np.ndim(b) else int(a) % int(b)
+
+    def whole_operands(self, e, what: str):
+        """Whole numbers, by definition: ⌊a / b⌋ = the greatest integer ≤ a/b; a mod b = a − b⌊a / b⌋."""
+        out = []
+        for x in e.args:
+            v = number(self.value(x))
+            arr = np.asarray(v)
+            if arr.dtype.kind == "f" and np.all(arr == np.round(arr)):
+                v = arr.astype(np.int64) if arr.ndim else int(arr)
+            elif arr.dtype.kind not in "iu":
+                self.err(f"{what} takes whole numbers; {expr_text(x)} = {arr.tolist()}", x)
+            out.append(v)
+        if np.any(np.asarray(out[1]) == 0):
+            self.err(f"{what} divides by zero: {expr_text(e.args[1])} = 0", e.args[1])
+        return out
 
     def operands(self, e):
         return tuple(number(self.value(x)) for x in e.args)
@@ -188,12 +211,12 @@ class ExprRules:
         return _join([np.asarray(number(self.value(x))) for x in items], e.attr)
 
     def family_list(self, items, sep: str, e):
-        base, scripts = split_name(items[0].attr)
-        key = join_name(base, scripts[:-1] + [(scripts[-1][0], "□")])
+        key, by = list_family(items[0].attr, lambda v: v in self.idx, self.env)  # [Y^g_0, …, Y^g_{H−1}]
+        fixed = tuple(self.idx[v] if v in self.idx else int(v) for v in by)
         fam = self.env.get(key)
         if not isinstance(fam, dict):
             self.err(f"no family {key.replace('□', '•')} here", e)
-        members = [np.asarray(fam[k]) for k in sorted(fam)]
+        members = [np.asarray(fam[k]) for k in sorted(fam) if k[:len(fixed)] == fixed]
         if members[0].ndim == 0:
             return np.array(members)
         if members[0].ndim == 1:

@@ -77,7 +77,7 @@ class Frame(ExprRules, CallRules):
                     if n in inputs:
                         env[key] = as_family(inputs[n], self.ch.env[key], self.base)
                 elif d.role == "param" and isinstance(d.set, Group) and d.set.card is None:
-                    env[key] = MembersDecl(d.set.members, d.over[0] if d.over else None)
+                    env[key] = MembersDecl(d.set.members, d.over[0][0] if d.over else None)
                 elif key in values:
                     env[key] = values[key]
         for n in card.bar:  # θ standing for all of the card's parameters
@@ -342,13 +342,18 @@ class Frame(ExprRules, CallRules):
             if x.op == "name":
                 base, scripts = split_name(x.attr)
                 if any(v == var for _, v in scripts):
-                    key = join_name(base, [(k, "□" if v == var or v in self.idx else v) for k, v in scripts])
-                    fam = self.env.get(key)
-                    pos = [v for _, v in scripts if v == var or v in self.idx].index(var)
-                    if isinstance(fam, dict) and fam:
-                        found.append(len({k[pos] for k in fam}))
-                    elif isinstance(fam, MembersDecl) and self.ch.env[key].over:
-                        found.append(self.shape_of(self.ch.env[key].over, x)[0])
+                    # the other scripts: indices bound already, or (∀g, j: … Y^g_j) one bound later
+                    for slot in (lambda v: v == var or v in self.idx,
+                                 lambda v: v == var or v in self.idx or v not in self.env and v.isidentifier()):
+                        key = join_name(base, [(k, "□" if slot(v) else v) for k, v in scripts])
+                        fam = self.env.get(key)
+                        pos = [v for _, v in scripts if slot(v)].index(var)
+                        if isinstance(fam, dict) and fam:
+                            found.append(len({k[pos] for k in fam}))
+                            break
+                        if isinstance(fam, MembersDecl) and self.ch.env[key].over:
+                            found.append(self.shape_of(self.ch.env[key].over, x)[0])
+                            break
             if x.op == "index":
                 for i, a in enumerate(x.args[1:]):
                     if a == Expr("name", (), var):

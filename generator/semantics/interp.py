@@ -128,8 +128,9 @@ def _param_value(checked: Checked, lib: Library, d, key: str, given, member: boo
             members = {(base + i,): g for i, g in enumerate(given)}
         elif isinstance(given, dict) and all(isinstance(k, (int, tuple)) for k in given):
             members = {k if isinstance(k, tuple) else (k,): g for k, g in given.items()}
-        else:
-            members = {(base + i,): _slice_tree(given, i) for i in range(_leading(given))}
+        else:  # an array with a leading axis per index (W^h_ℓ for h ∈ [H], ℓ ∈ [N]: H×N members)
+            lead = _leading(given, len(checked.env[key].over))
+            members = {tuple(base + j for j in at): _slice_tree(given, at) for at in np.ndindex(*lead)}
         return {k: _param_value(checked, lib, d, key, g, member=True) for k, g in members.items()}
     if isinstance(d.set, Group):
         callee = lib.checked(d.set.card)
@@ -146,13 +147,13 @@ def _param_value(checked: Checked, lib: Library, d, key: str, given, member: boo
     return np.asarray(given, dtype=float)
 
 
-def _leading(tree) -> int:
+def _leading(tree, k: int) -> tuple[int, ...]:
     if isinstance(tree, dict):
-        return _leading(next(iter(tree.values())))
-    return np.shape(tree)[0]
+        return _leading(next(iter(tree.values())), k)
+    return np.shape(tree)[:k]
 
 
-def _slice_tree(tree, i: int):
+def _slice_tree(tree, at: tuple[int, ...]):
     if isinstance(tree, dict):
-        return {k: _slice_tree(v, i) for k, v in tree.items()}
-    return np.asarray(tree)[i]
+        return {k: _slice_tree(v, at) for k, v in tree.items()}
+    return np.asarray(tree)[at]

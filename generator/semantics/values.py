@@ -69,10 +69,10 @@ PENDING = object()  # a hyperparameter a call gives per index (Mask[t, t′] = �
 
 def decl_key(name: str, d) -> str:
     """A declared name's key in the checker's env: ``W^h_q for h`` is ``W^□_q``."""
-    if d.over is None:
+    if not d.over:
         return name
     base, scripts = split_name(name)
-    return join_name(base, [(k, "□" if v == d.over[0] else v) for k, v in scripts])
+    return join_name(base, [(k, "□" if v in dict(d.over) else v) for k, v in scripts])
 
 
 def stack_family(fam: dict) -> np.ndarray:
@@ -84,8 +84,8 @@ def as_family(v, b, base: int):
     if not b.over or isinstance(v, dict):
         return {k if isinstance(k, tuple) else (k,): x for k, x in v.items()} if isinstance(v, dict) else \
             input_array(v, b)
-    arr = np.asarray(v)
-    return {(base + i,): input_array(arr[i], b) for i in range(arr.shape[0])}
+    arr = np.asarray(v)  # a leading axis per index
+    return {tuple(base + j for j in at): input_array(arr[at], b) for at in np.ndindex(*arr.shape[:len(b.over)])}
 
 
 def input_array(v, b):

@@ -4,7 +4,7 @@ The step follows the paper's DTraining (Algorithm 13) with AdamW for the update:
 for a batch of sequences x, P(θ) ← Model(x | θ) (forward of the model card),
 loss(θ) = cross_entropy(P, x shifted by one) (teacher forcing, the loss card),
 ∇loss(θ) by the derived backward passes, then θ ← AdamW(θ, ∇loss, m, v, t) (the
-AdamW card), parameter by parameter.  Sampling follows DInference (Algorithm
+AdamW card), over all parameters at once.  Sampling follows DInference (Algorithm
 14): P ← Model(x | θ̂), p ← the last column, y ∼ q ∝ p^{1/τ}, x ← [x, y], with the
 context window sliding once the text outgrows the model's positions.
 
@@ -111,16 +111,34 @@ class Trainer:
         state.step += 1
         cfg = self.adamw.Config(eta=s.lr if lr is None else lr, beta_1=s.beta_1, beta_2=s.beta_2, eps=s.eps,
                                 lam=s.weight_decay)
-        for f in _fields(state.params):
-            # Two workspaces per parameter, alternating: a step reads the arrays the last one wrote.
-            ws = state.workspace.setdefault(("AdamW", f.name, state.step % 2), {})
-            new_theta, new_m, new_v, _ = self.adamw.forward(
-                cfg, self.adamw.Params(), getattr(state.params, f.name), grads[f.name], getattr(state.m, f.name),
-                getattr(state.v, f.name), state.step, workspace=ws)
-            setattr(state.params, f.name, new_theta)
-            setattr(state.m, f.name, new_m)
-            setattr(state.v, f.name, new_v)
+        self.update(state, grads, cfg)
         return total / n
+
+    def update(self, state: TrainState, grads: dict, cfg) -> None:
+        """The AdamW card once over every parameter: θ, m, v and the gradient as one flat vector
+        each (one call and one pass per card step, not sixteen), the fields of ``state`` then views
+        of the results. Element-wise, so the numbers are the card's, parameter by parameter."""
+        names = [f.name for f in _fields(state.params)]
+        theta, m, v = flat_state(state, names)
+        g = _flat_buffer(state.workspace, "AdamW:g", theta.size, theta.dtype)
+        at = 0
+        for name in names:
+            part = grads[name]
+            np.copyto(g[at:at + np.size(part)].reshape(np.shape(part)), part)
+            at += np.size(part)
+        # Two workspaces, alternating: a step reads the arrays the last one wrote.
+        ws = state.workspace.setdefault(("AdamW", state.step % 2), {})
+        new = self.adamw.forward(cfg, self.adamw.Params(), theta, g, m, v, state.step, workspace=ws)[:3]
+        views = {}
+        for holder, flat in zip((state.params, state.m, state.v), new, strict=True):
+            at = 0
+            for name in names:
+                shape = np.shape(getattr(state.params, name))
+                size = math.prod(shape)
+                setattr(holder, name, flat[at:at + size].reshape(shape))
+                views[id(holder), name] = getattr(holder, name)
+                at += size
+        state.workspace["AdamW:flat"] = (*new, views)
 
     def generate(self, params, prompt, n_tokens: int, temperature: float, rng: np.random.Generator,
                  context: int | None = None) -> np.ndarray:
@@ -146,6 +164,26 @@ class Trainer:
 
 def _fields(obj):
     return dataclasses.fields(obj)
+
+
+def flat_state(state: TrainState, names: list[str]):
+    """θ, m and v as flat vectors: the last update's results while the state still holds their
+    views (no copy), otherwise the fields joined afresh (a new or resumed state)."""
+    last = state.workspace.get("AdamW:flat")
+    if last is not None:
+        *flats, views = last
+        if all(views.get((id(h), n)) is getattr(h, n) for h in (state.params, state.m, state.v) for n in names):
+            return flats
+    dtype = np.result_type(*(getattr(state.params, n) for n in names))
+    return [np.concatenate([np.ravel(getattr(h, n)) for n in names]).astype(dtype, copy=False)
+            for h in (state.params, state.m, state.v)]
+
+
+def _flat_buffer(workspace: dict, key: str, size: int, dtype):
+    buf = workspace.get(key)
+    if buf is None or buf.size != size or buf.dtype != dtype:
+        buf = workspace[key] = np.empty(size, dtype)
+    return buf
 
 
 def _inputs(mod) -> list[str]:
