@@ -328,3 +328,18 @@ def test_a_training_card_has_no_rule_of_its_own():
     errs = errors_of(text)
     assert [e.message for e in errs] == ["DTraining trains (∇) or samples (∼): such a card has no backward of its own"]
     assert errs[0].pos.line == len(text.splitlines()) - 1
+
+
+def test_a_caller_computing_what_the_callee_computed_keeps_its_own_gradient():
+    """The caller's log softmax(P) is the callee's z, op for op: neither lowering's reuse nor CSE may
+    merge them, since the rule stands for the callee's and the derived backward skips it."""
+    caller = """algorithm L ← CEplus(P, y)
+  convention rows, 0-based
+  input  P ∈ ℝ^{T×V}
+  input  y ∈ {0..V−1}^T
+  output L ∈ ℝ
+  1 a ← cross_entropy(P, y)
+  2 return L = a + Σ_{t=0}^{T − 1} log softmax(P)[t, 0]
+"""
+    res = gradcheck(*checked_of(caller, "c.card"), {"T": 4, "V": 6})
+    assert res.rules == ("cross_entropy",) and res.status() == "ok", res.errors
