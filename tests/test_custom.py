@@ -269,7 +269,8 @@ def test_markdown_and_latex_show_the_rule_numbered_on():
 def test_render_backward_names_the_rule():
     r = CliRunner().invoke(main, ["render", "--backward", str(CARDS / "cross_entropy.card")])
     assert r.exit_code == 0
-    assert "/* Through cross_entropy: its own backward rule, not derived. */" in r.output
+    assert "/* Through cross_entropy: its own backward rule, not derived: */\n" \
+           "   3 ∀t, v: d_P[t, v] ← (exp(z[t, v]) − [[v = y[t]]]) · (d_L / T)" in r.output
     assert "d_P ← " in r.output
 
 
