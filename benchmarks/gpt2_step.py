@@ -375,7 +375,7 @@ def measure_check_cost(cfg, params, x, n=40):
           f"({fwd:.1f} ms)")
 
 
-def training_steps(model, params, cfg, x, compare=()):
+def training_steps(model, params, cfg, x, compare=(), jax=True):
     """Whole training steps, AdamW included, on the same batch (B, T) of inputs and targets."""
     from cardgen.train.trainer import AdamWSettings, Trainer, TrainState
     trainer = Trainer(gpt2, ce, load_generated("AdamW"), cfg, AdamWSettings(lr=1e-4, weight_decay=0.01))
@@ -415,7 +415,7 @@ def training_steps(model, params, cfg, x, compare=()):
     steps = {"generated": lambda: trainer.step(state, [tokens]), "pytorch": pytorch, "hand-numpy": hand_numpy}
     for rev in compare:
         steps[f"gen@{rev}"] = revision_training_step(rev, params, cfg, tokens)
-    jax_step = jax_training_step(params, tokens)
+    jax_step = jax_training_step(params, tokens) if jax else None
     if jax_step is not None:
         steps["jax-jit"] = jax_step
     return steps
@@ -465,6 +465,49 @@ def jax_training_step(params, tokens):
     return run
 
 
+# ----------------------------------------------------------------------------- peak memory
+
+MEMORY_IMPLEMENTATIONS = ("generated", "pytorch", "hand-numpy")
+
+
+def current_rss_kib() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def rss_of(name, steps, n_steps):
+    """In a process of its own (``--rss-of NAME``): the RSS once everything is set up, then the peak
+    RSS over n_steps of one implementation, as a JSON line. Every process sets up the same things
+    (modules, the PyTorch model, the parameters), so the difference is the step's own memory."""
+    import json
+    before = current_rss_kib()
+    for _ in range(n_steps):
+        steps[name]()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(json.dumps({"name": name, "before_kib": before, "peak_kib": peak}))
+
+
+def report_memory(args):
+    """Peak RSS of each implementation's step, each measured in a fresh process of its own."""
+    import json
+    import subprocess
+    what = "training step (forward, loss, backward, AdamW)" if args.train else "forward + backward"
+    print(f"\npeak RSS of the {what}, {args.memory_steps} steps, one process per implementation:")
+    print(f"  {'':<12} {'peak MiB':>9} {'set-up MiB':>11} {'step MiB':>9}")
+    rows = {}
+    for name in MEMORY_IMPLEMENTATIONS:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--rss-of", name, "--size", args.size,
+               "--threads", str(args.threads), "--memory-steps", str(args.memory_steps)]
+        cmd += ["--train"] * args.train + ["--no-workspace"] * args.no_workspace
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        row = json.loads(out.strip().splitlines()[-1])
+        rows[name] = row
+        peak, before = row["peak_kib"] / 1024, row["before_kib"] / 1024
+        print(f"  {name:<12} {peak:>9.1f} {before:>11.1f} {peak - before:>9.1f}")
+    smallest = min(rows, key=lambda n: rows[n]["peak_kib"] - rows[n]["before_kib"])
+    print(f"  (step MiB = peak − RSS once set up; smallest step: {smallest})")
+
+
 def main():
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     parser = argparse.ArgumentParser(description=__doc__,
@@ -501,6 +544,11 @@ def main():
     parser.add_argument("--compare", action="append", default=[], metavar="REV",
                         help="with --train: also time the generated step of git revision REV (its generated "
                              "modules and trainer), as the row gen@REV; repeatable")
+    parser.add_argument("--memory", action="store_true",
+                        help="instead of timing, report the peak RSS of each implementation's step, each "
+                             "measured in a process of its own (with --train: whole training steps)")
+    parser.add_argument("--memory-steps", type=int, default=3, help="steps per --memory process (default 3)")
+    parser.add_argument("--rss-of", choices=MEMORY_IMPLEMENTATIONS, help=argparse.SUPPRESS)  # --memory's child
     args = parser.parse_args()
     if args.unset_blas_env and any(v in os.environ for v in OPENBLAS_VARS):
         env = {k: v for k, v in os.environ.items() if k not in OPENBLAS_VARS}
@@ -515,6 +563,23 @@ def main():
     torch.set_num_threads(args.threads)
     os.environ["CARDGEN_THREADS"] = str(args.threads)  # the generated modules' element-wise helpers
     threadpool_limits(limits=args.threads, user_api="blas")  # NumPy's BLAS; stays in force
+    if args.memory:
+        print_environment(args.threads, args.attn)
+        report_memory(args)
+        return
+    if args.rss_of:
+        model = make_torch_model(args.attn)
+        params = gpt2.Params(**to_numpy(torch_tensors(model)))
+        cfg = gpt2.Config(V=V, D=D, H=H, D_f=D_F, N=N, ctx=CTX)
+        x = np.random.default_rng(1).integers(0, V, size=(B, T))
+        tokens = torch.from_numpy(x)
+        steps = training_steps(model, params, cfg, x, jax=False) if args.train else {
+            "generated": lambda: generated_step(cfg, params, x),
+            "pytorch": lambda: torch_step(model, tokens),
+            "hand-numpy": lambda: hand_numpy_step(params, x),
+        }
+        rss_of(args.rss_of, steps, args.memory_steps)
+        return
     print_environment(args.threads, args.attn)
     if args.keep_freed_memory:
         print("glibc malloc: keeps freed memory (mallopt M_MMAP_THRESHOLD and M_TRIM_THRESHOLD = 1 GiB): "

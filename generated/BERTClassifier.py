@@ -202,20 +202,20 @@ def forward(config: Config, params: Params, x, s, m, workspace: dict | None = No
     _4 = _slice_in(W_p, -2, 0, T, 'BERTClassifier.card, line 28') # (T, D)
     X = _threaded(np.add, _3, _4, out=_3)                       # (…, T, D)
     # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
-    _6 = np.sum(X, axis=-1, out=_buf(workspace, 'BERTClassifier:f_6', batch + (T,), dtype)) # (…, T)
+    _6 = np.sum(X, axis=-1, out=_buf(workspace, 'BERTClassifier:f@1.2.1', batch + (T,), dtype)) # (…, T)
     m_2 = _threaded(np.divide, _6, D, out=_6)                   # (…, T)
     # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
     _8 = np.expand_dims(m_2, -1)                                # (…, T, 1)
     _9 = _threaded(np.subtract, X, _8, out=X)                   # (…, T, D)
-    _10 = _threaded(np.multiply, _9, _9, out=_buf(workspace, 'BERTClassifier:f_10', batch + (T, D), dtype)) # (…, T, D)
-    _11 = np.sum(_10, axis=-1, out=_buf(workspace, 'BERTClassifier:f_11', batch + (T,), dtype)) # (…, T)
+    _10 = _threaded(np.multiply, _9, _9, out=_buf(workspace, 'BERTClassifier:f@1.1.2', batch + (T, D), dtype)) # (…, T, D)
+    _11 = np.sum(_10, axis=-1, out=_buf(workspace, 'BERTClassifier:f@1.2.1', batch + (T,), dtype)) # (…, T)
     v = _threaded(np.divide, _11, D, out=_11)                   # (…, T)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     _13 = _threaded(np.add, v, eps, out=v)                      # (…, T)
     _14 = _threaded(np.sqrt, _13, out=_13)                      # (…, T)
     sigma = np.expand_dims(_14, -1)                             # (…, T, 1)
     x_hat = _threaded(np.divide, _9, sigma, out=_9)             # (…, T, D)
-    _17 = _threaded(np.multiply, x_hat, gamma_e, out=_buf(workspace, 'BERTClassifier:f_17', batch + (T, D), dtype)) # (…, T, D)
+    _17 = _threaded(np.multiply, x_hat, gamma_e, out=_buf(workspace, 'BERTClassifier:f@1.1.2', batch + (T, D), dtype)) # (…, T, D)
     e_hat = _threaded(np.add, _17, beta_e, out=_17)             # (…, T, D)
     # BERTSelfAttention 5 S_h ← Q[:, h · D / H : (h + 1) · D / H] K[:, h · D / H : (h + 1) · D / H]^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
     _33 = D / H                                                 # ()
@@ -266,7 +266,7 @@ def forward(config: Config, params: Params, x, s, m, workspace: dict | None = No
         _29 = _28.reshape(_28.shape[:-1] + (H, D // H,))        # (…, T, H, D/H)
         _30 = _permute(_29, (-2, -3, -1))                       # (…, H, T, D/H)
         _31 = np.swapaxes(_30, -1, -2)                          # (…, H, D/H, T)
-        _32 = np.matmul(_27, _31, out=_buf(workspace, ('BERTClassifier:f_32', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
+        _32 = np.matmul(_27, _31, out=_buf(workspace, 'BERTClassifier:f@2.1.1', batch + (H, T, T), dtype)) # (…, H, T, T)
         S = _threaded(np.divide, _32, _34, out=_32)             # (…, H, T, T)
         # BERTSelfAttention 6 ∀t, u: if ¬m[u] then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; padding mask: no token attends to a padded key u
         _38 = _fill_where(S, _37, -np.inf)                      # (…, H, T, T)
@@ -287,12 +287,12 @@ def forward(config: Config, params: Params, x, s, m, workspace: dict | None = No
         # BERTLayer 1 X ← LayerNorm(X + BERTSelfAttention(X, m | θ_attn) | γ_1, β_1, ε = ε) ▷ X ∈ ℝ^{T×D}
         _48 = _threaded(np.add, X_2, V_tilde, out=V_tilde)      # (…, T, D)
         # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
-        _49 = np.sum(_48, axis=-1, out=_buf(workspace, ('BERTClassifier:f_49', ell % 2), batch + (T,), dtype)) # (…, T)
+        _49 = np.sum(_48, axis=-1, out=_buf(workspace, 'BERTClassifier:f@2.2.1', batch + (T,), dtype)) # (…, T)
         m_3 = _threaded(np.divide, _49, D, out=_49)             # (…, T)
         # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
         _51 = np.expand_dims(m_3, -1)                           # (…, T, 1)
         _52 = _threaded(np.subtract, _48, _51, out=_48)         # (…, T, D)
-        _53 = _threaded(np.multiply, _52, _52, out=_buf(workspace, ('BERTClassifier:f_53', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        _53 = _threaded(np.multiply, _52, _52, out=_buf(workspace, 'BERTClassifier:f@2.3.1', batch + (T, D), dtype)) # (…, T, D)
         _54 = np.sum(_53, axis=-1, out=_buf(workspace, ('BERTClassifier:f_54', ell), batch + (T,), dtype)) # (…, T)
         v_2 = _threaded(np.divide, _54, D, out=_54)             # (…, T)
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
@@ -307,16 +307,16 @@ def forward(config: Config, params: Params, x, s, m, workspace: dict | None = No
         _63 = _threaded(np.add, _62, b_1_ell, out=_62)          # (…, T, D_f)
         U = _gelu(_63, _buf(workspace, ('BERTClassifier:fU', ell), batch + (T, D_f), dtype), workspace) # (…, T, D_f)
         # BERTLayer 3 return Y = LayerNorm(X + U W_2 + b_2 | γ_2, β_2, ε = ε) ▷ Y ∈ ℝ^{T×D}
-        _65 = np.matmul(U, W_2_ell, out=_buf(workspace, ('BERTClassifier:f_65', ell), batch + (T, D), dtype)) # (…, T, D)
-        _66 = _threaded(np.add, e_hat_2, _65, out=_65)          # (…, T, D)
+        _65 = np.matmul(U, W_2_ell, out=_buf(workspace, 'BERTClassifier:f@2.3.1', batch + (T, D), dtype)) # (…, T, D)
+        _66 = _threaded(np.add, e_hat_2, _65, out=e_hat_2)      # (…, T, D)
         _67 = _threaded(np.add, _66, b_2_ell, out=_66)          # (…, T, D)
         # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
-        _68 = np.sum(_67, axis=-1, out=_buf(workspace, ('BERTClassifier:f_68', ell % 2), batch + (T,), dtype)) # (…, T)
+        _68 = np.sum(_67, axis=-1, out=_buf(workspace, 'BERTClassifier:f@2.2.1', batch + (T,), dtype)) # (…, T)
         m_4 = _threaded(np.divide, _68, D, out=_68)             # (…, T)
         # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
         _70 = np.expand_dims(m_4, -1)                           # (…, T, 1)
         _71 = _threaded(np.subtract, _67, _70, out=_67)         # (…, T, D)
-        _72 = _threaded(np.multiply, _71, _71, out=_buf(workspace, ('BERTClassifier:f_72', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        _72 = _threaded(np.multiply, _71, _71, out=_buf(workspace, 'BERTClassifier:f@2.3.1', batch + (T, D), dtype)) # (…, T, D)
         _73 = np.sum(_72, axis=-1, out=_buf(workspace, ('BERTClassifier:f_73', ell), batch + (T,), dtype)) # (…, T)
         v_3 = _threaded(np.divide, _73, D, out=_73)             # (…, T)
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
@@ -326,19 +326,19 @@ def forward(config: Config, params: Params, x, s, m, workspace: dict | None = No
         x_hat_3 = _threaded(np.divide, _71, sigma_3, out=_71)   # (…, T, D)
         _79 = _threaded(np.multiply, x_hat_3, gamma_2_ell, out=_buf(workspace, ('BERTClassifier:f_79', ell), batch + (T, D), dtype)) # (…, T, D)
         e_hat_3 = _threaded(np.add, _79, beta_2_ell, out=_79)   # (…, T, D)
-        saved_ell.append((gamma_2_ell, x_hat_3, sigma_3, U, W_2_ell, _63, e_hat_2, W_1_ell, gamma_1_ell, x_hat_2, sigma_2, Y_2, W_o_ell, shape_44, softmax_S, _42, shape_40, V_2_shape, _30, _27, shape_28, K_shape, shape_25, Q_shape, X_2, W_v_ell, W_k_ell, W_q_ell,))
+        saved_ell.append((gamma_2_ell, x_hat_3, sigma_3, U, W_2_ell, _63, x_hat_2, gamma_1_ell, beta_1_ell, W_1_ell, sigma_2, Y_2, W_o_ell, shape_44, softmax_S, _42, shape_40, V_2_shape, _30, _27, shape_28, K_shape, shape_25, Q_shape, X_2, W_v_ell, W_k_ell, W_q_ell,))
         X_2 = e_hat_3
     X_3 = X_2
     X_3_shape = X_3.shape
     # 6 p ← tanh(X[0] W_pool + b_pool) ▷ p ∈ ℝ^D; pooled: the first token's row
     _81 = np.take(X_3, 0, axis=-2)                              # (…, D)
-    _82 = (_81[..., None, :] @ W_pool)[..., 0, :]               # (…, D)
+    _82 = _81 @ W_pool                                          # (…, D)
     _83 = _threaded(np.add, _82, b_pool, out=_82)               # (…, D)
     p = _threaded(np.tanh, _83, out=_83)                        # (…, D)
     # 7 return z = p W_c + b_c ▷ z ∈ ℝ^C
-    _85 = (p[..., None, :] @ W_c)[..., 0, :]                    # (…, C)
+    _85 = p @ W_c                                               # (…, C)
     z = _threaded(np.add, _85, b_c, out=_85)                    # (…, C)
-    cache = {"D": D, "H": H, "D_f": D_f, "L": L, "P": P, "T": T, "batch": batch, "dtype": dtype, "p": p, "_81": _81, "X_3_shape": X_3_shape, "_34": _34, "x_hat": x_hat, "sigma": sigma, "W_p_shape": W_p_shape, "s": s, "x": x, "saved_ell": saved_ell}
+    cache = {"D": D, "H": H, "D_f": D_f, "L": L, "P": P, "C": C, "T": T, "batch": batch, "dtype": dtype, "p": p, "_81": _81, "X_3_shape": X_3_shape, "_34": _34, "x_hat": x_hat, "sigma": sigma, "W_p_shape": W_p_shape, "s": s, "x": x, "saved_ell": saved_ell}
     return z, cache
 
 
@@ -353,6 +353,7 @@ def backward(config: Config, params: Params, cache: dict, d_z, workspace: dict |
     D_f = cache["D_f"]
     L = cache["L"]
     P = cache["P"]
+    C = cache["C"]
     T = cache["T"]
     batch = cache["batch"]
     dtype = cache["dtype"]
@@ -373,19 +374,17 @@ def backward(config: Config, params: Params, cache: dict, d_z, workspace: dict |
     saved_ell = cache["saved_ell"]
     # 7 return z = p W_c + b_c ▷ z ∈ ℝ^C
     d_b_c = _sum_to(d_z, 1, ())                                 # (C,)
-    d_p = (W_c @ d_z[..., None])[..., 0]                        # (…, D)
-    g10003 = p[..., :, None] * d_z[..., None, :]                # (…, D, C)
-    d_W_c = _sum_to(g10003, 2, ())                              # (D, C)
+    d_p = d_z @ W_c.T                                           # (…, D)
+    d_W_c = _wgrad(p, d_z, _buf(workspace, 'BERTClassifier:b@1.2.1', (D, C), dtype)) # (D, C)
     # 6 p ← tanh(X[0] W_pool + b_pool) ▷ p ∈ ℝ^D; pooled: the first token's row
-    g10005 = _threaded(np.multiply, p, p, out=_buf(workspace, 'BERTClassifier:bg10005', batch + (D,), dtype)) # (…, D)
-    g10006 = np.subtract(1.0, g10005, out=_buf(workspace, 'BERTClassifier:bg10006', batch + (D,), dtype)) # (…, D)
-    g10007 = _threaded(np.multiply, d_p, g10006, out=d_p)       # (…, D)
-    d_b_pool = _sum_to(g10007, 1, ())                           # (D,)
-    g10009 = (W_pool @ g10007[..., None])[..., 0]               # (…, D)
-    g10010 = _81[..., :, None] * g10007[..., None, :]           # (…, D, D)
-    d_W_pool = _sum_to(g10010, 2, ())                           # (D, D)
-    d_X_3 = _unpick(g10009, X_3_shape, -2, 0)                   # (…, T, D)
-    g10013 = d_X_3
+    g10004 = _threaded(np.multiply, p, p, out=_buf(workspace, 'BERTClassifier:b@1.1.2', batch + (D,), dtype)) # (…, D)
+    g10005 = np.subtract(1.0, g10004, out=_buf(workspace, 'BERTClassifier:b@1.1.3', batch + (D,), dtype)) # (…, D)
+    g10006 = _threaded(np.multiply, d_p, g10005, out=d_p)       # (…, D)
+    d_b_pool = _sum_to(g10006, 1, ())                           # (D,)
+    g10008 = g10006 @ W_pool.T                                  # (…, D)
+    d_W_pool = _wgrad(_81, g10006, _buf(workspace, 'BERTClassifier:b@1.3.1', (D, D), dtype)) # (D, D)
+    d_X_3 = _unpick(g10008, X_3_shape, -2, 0)                   # (…, T, D)
+    g10011 = d_X_3
     d_W_q = _buf(workspace, 'BERTClassifier:bd_W_q', params.W_q.shape, dtype)
     d_W_q.fill(0)
     d_W_k = _buf(workspace, 'BERTClassifier:bd_W_k', params.W_k.shape, dtype)
@@ -419,104 +418,108 @@ def backward(config: Config, params: Params, cache: dict, d_z, workspace: dict |
     d_beta_2 = _buf(workspace, 'BERTClassifier:bd_beta_2', params.beta_2.shape, dtype)
     d_beta_2.fill(0)
     for ell in reversed(range(L)):
-        gamma_2_ell, x_hat_3, sigma_3, U, W_2_ell, _63, e_hat_2, W_1_ell, gamma_1_ell, x_hat_2, sigma_2, Y_2, W_o_ell, shape_44, softmax_S, _42, shape_40, V_2_shape, _30, _27, shape_28, K_shape, shape_25, Q_shape, X_2, W_v_ell, W_k_ell, W_q_ell, = saved_ell[ell]
+        gamma_2_ell, x_hat_3, sigma_3, U, W_2_ell, _63, x_hat_2, gamma_1_ell, beta_1_ell, W_1_ell, sigma_2, Y_2, W_o_ell, shape_44, softmax_S, _42, shape_40, V_2_shape, _30, _27, shape_28, K_shape, shape_25, Q_shape, X_2, W_v_ell, W_k_ell, W_q_ell, = saved_ell[ell]
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-        d_beta_2_ell = _sum_to(g10013, 1, ())                   # (D,)
-        d_x_hat_3 = _threaded(np.multiply, g10013, gamma_2_ell, out=_buf(workspace, ('BERTClassifier:bd_x_hat_3', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10016 = _threaded(np.multiply, g10013, x_hat_3, out=_buf(workspace, ('BERTClassifier:bg10016', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        d_gamma_2_ell = _sum_to(g10016, 1, ())                  # (D,)
-        d_e_hat_2 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, ('BERTClassifier:bd_e_hat_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_beta_2_ell = _sum_to(g10011, 1, ())                   # (D,)
+        d_x_hat_3 = _threaded(np.multiply, g10011, gamma_2_ell, out=_buf(workspace, 'BERTClassifier:b@2.1.1', batch + (T, D), dtype)) # (…, T, D)
+        g10014 = _threaded(np.multiply, g10011, x_hat_3, out=_buf(workspace, 'BERTClassifier:b@2.1.2', batch + (T, D), dtype)) # (…, T, D)
+        d_gamma_2_ell = _sum_to(g10014, 1, ())                  # (D,)
+        d_e_hat_2 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'BERTClassifier:b@2.1.3', batch + (T, D), dtype)) # (…, T, D)
         # BERTLayer 3 return Y = LayerNorm(X + U W_2 + b_2 | γ_2, β_2, ε = ε) ▷ Y ∈ ℝ^{T×D}
         d_b_2_ell = _sum_to(d_e_hat_2, 1, ())                   # (D,)
-        d_W_2_ell = _wgrad(U, d_e_hat_2, _buf(workspace, ('BERTClassifier:bd_W_2_ell', ell % 2), (D_f, D), dtype)) # (D_f, D)
-        g10021 = np.swapaxes(W_2_ell, -1, -2)                   # (D, D_f)
-        d_U = np.matmul(d_e_hat_2, g10021, out=_buf(workspace, ('BERTClassifier:bd_U', ell % 2), batch + (T, D_f), dtype)) # (…, T, D_f)
+        d_W_2_ell = _wgrad(U, d_e_hat_2, _buf(workspace, 'BERTClassifier:b@2.2.1', (D_f, D), dtype)) # (D_f, D)
+        g10019 = np.swapaxes(W_2_ell, -1, -2)                   # (D, D_f)
+        d_U = np.matmul(d_e_hat_2, g10019, out=_buf(workspace, 'BERTClassifier:b@2.3.1', batch + (T, D_f), dtype)) # (…, T, D_f)
         # BERTLayer 2 U ← GELU(X W_1 + b_1) ▷ U ∈ ℝ^{T×D_f}; exact GELU, x Φ(x)
-        g10023 = _gelu_grad(d_U, _63, U, _buf(workspace, ('BERTClassifier:bg10023', ell % 2), batch + (T, D_f), dtype), workspace) # (…, T, D_f)
-        d_b_1_ell = _sum_to(g10023, 1, ())                      # (D_f,)
-        d_W_1_ell = _wgrad(e_hat_2, g10023, _buf(workspace, ('BERTClassifier:bd_W_1_ell', ell % 2), (D, D_f), dtype)) # (D, D_f)
-        g10026 = np.swapaxes(W_1_ell, -1, -2)                   # (D_f, D)
-        g10027 = np.matmul(g10023, g10026, out=_buf(workspace, ('BERTClassifier:bg10027', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        d_e_hat_2_2 = _threaded(np.add, d_e_hat_2, g10027, out=g10027) # (…, T, D)
+        g10021 = _gelu_grad(d_U, _63, U, _buf(workspace, 'BERTClassifier:b@2.3.2', batch + (T, D_f), dtype), workspace) # (…, T, D_f)
+        d_b_1_ell = _sum_to(g10021, 1, ())                      # (D_f,)
+        # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
+        _60 = _threaded(np.multiply, x_hat_2, gamma_1_ell, out=_buf(workspace, 'BERTClassifier:b@2.1.4', batch + (T, D), dtype)) # (…, T, D)
+        e_hat_2 = _threaded(np.add, _60, beta_1_ell, out=_60)   # (…, T, D)
+        # BERTLayer 2 U ← GELU(X W_1 + b_1) ▷ U ∈ ℝ^{T×D_f}; exact GELU, x Φ(x)
+        d_W_1_ell = _wgrad(e_hat_2, g10021, _buf(workspace, 'BERTClassifier:b@2.4.1', (D, D_f), dtype)) # (D, D_f)
+        g10024 = np.swapaxes(W_1_ell, -1, -2)                   # (D_f, D)
+        g10025 = np.matmul(g10021, g10024, out=_buf(workspace, 'BERTClassifier:b@2.1.4', batch + (T, D), dtype)) # (…, T, D)
+        d_e_hat_2_2 = _threaded(np.add, d_e_hat_2, g10025, out=g10025) # (…, T, D)
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
         d_beta_1_ell = _sum_to(d_e_hat_2_2, 1, ())              # (D,)
-        d_x_hat_2 = _threaded(np.multiply, d_e_hat_2_2, gamma_1_ell, out=_buf(workspace, ('BERTClassifier:bd_x_hat_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10031 = _threaded(np.multiply, d_e_hat_2_2, x_hat_2, out=_buf(workspace, ('BERTClassifier:bg10031', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        d_gamma_1_ell = _sum_to(g10031, 1, ())                  # (D,)
-        d_X_2 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, ('BERTClassifier:bd_X_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_x_hat_2 = _threaded(np.multiply, d_e_hat_2_2, gamma_1_ell, out=_buf(workspace, 'BERTClassifier:b@2.1.5', batch + (T, D), dtype)) # (…, T, D)
+        g10029 = _threaded(np.multiply, d_e_hat_2_2, x_hat_2, out=_buf(workspace, 'BERTClassifier:b@2.1.6', batch + (T, D), dtype)) # (…, T, D)
+        d_gamma_1_ell = _sum_to(g10029, 1, ())                  # (D,)
+        d_X_2 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, 'BERTClassifier:b@2.1.7', batch + (T, D), dtype)) # (…, T, D)
         # BERTSelfAttention 10 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
         d_b_o_ell = _sum_to(d_X_2, 1, ())                       # (D,)
-        d_W_o_ell = _wgrad(Y_2, d_X_2, _buf(workspace, ('BERTClassifier:bd_W_o_ell', ell % 2), (D, D), dtype)) # (D, D)
-        g10036 = np.swapaxes(W_o_ell, -1, -2)                   # (D, D)
-        d_Y_2 = np.matmul(d_X_2, g10036, out=_buf(workspace, ('BERTClassifier:bd_Y_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_W_o_ell = _wgrad(Y_2, d_X_2, _buf(workspace, 'BERTClassifier:b@2.5.1', (D, D), dtype)) # (D, D)
+        g10034 = np.swapaxes(W_o_ell, -1, -2)                   # (D, D)
+        d_Y_2 = np.matmul(d_X_2, g10034, out=_buf(workspace, 'BERTClassifier:b@2.1.8', batch + (T, D), dtype)) # (…, T, D)
         # BERTSelfAttention 9 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
-        g10038 = d_Y_2.reshape(shape_44)                        # (…, T, H, D/H)
-        d_Y = _permute(g10038, (-2, -3, -1))                    # (…, H, T, D/H)
+        g10036 = d_Y_2.reshape(shape_44)                        # (…, T, H, D/H)
+        d_Y = _permute(g10036, (-2, -3, -1))                    # (…, H, T, D/H)
         # BERTSelfAttention 7 Y_h ← softmax(S_h) V[:, h · D / H : (h + 1) · D / H] ▷ Y_h ∈ ℝ^{T×D/H}
-        g10040 = np.swapaxes(softmax_S, -1, -2)                 # (…, H, T, T)
-        g10041 = np.matmul(g10040, d_Y, out=_buf(workspace, ('BERTClassifier:bg10041', ell % 2), batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-        g10042 = np.swapaxes(_42, -1, -2)                       # (…, H, D/H, T)
-        d_softmax_S = np.matmul(d_Y, g10042, out=_buf(workspace, ('BERTClassifier:bd_softmax_S', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
-        g10044 = _permute(g10041, (-2, -3, -1))                 # (…, T, H, D/H)
-        g10045 = g10044.reshape(shape_40)                       # (…, T, D)
-        d_V_2 = _unslice(g10045, V_2_shape, -1, 0, D, _buf(workspace, ('BERTClassifier:bd_V_2', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        d_S = _softmax_grad(d_softmax_S, softmax_S, -1, _buf(workspace, ('BERTClassifier:bd_S', ell % 2), batch + (H, T, T), dtype)) # (…, H, T, T)
+        g10038 = np.swapaxes(softmax_S, -1, -2)                 # (…, H, T, T)
+        g10039 = np.matmul(g10038, d_Y, out=_buf(workspace, 'BERTClassifier:b@2.6.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+        g10040 = np.swapaxes(_42, -1, -2)                       # (…, H, D/H, T)
+        d_softmax_S = np.matmul(d_Y, g10040, out=_buf(workspace, 'BERTClassifier:b@2.7.1', batch + (H, T, T), dtype)) # (…, H, T, T)
+        g10042 = _permute(g10039, (-2, -3, -1))                 # (…, T, H, D/H)
+        g10043 = g10042.reshape(shape_40)                       # (…, T, D)
+        d_V_2 = _unslice(g10043, V_2_shape, -1, 0, D, _buf(workspace, 'BERTClassifier:b@2.1.9', batch + (T, D), dtype)) # (…, T, D)
+        d_S = _softmax_grad(d_softmax_S, softmax_S, -1, _buf(workspace, 'BERTClassifier:b@2.7.2', batch + (H, T, T), dtype)) # (…, H, T, T)
         # BERTSelfAttention 5 S_h ← Q[:, h · D / H : (h + 1) · D / H] K[:, h · D / H : (h + 1) · D / H]^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
-        g10054 = np.matmul(d_S, _30, out=_buf(workspace, ('BERTClassifier:bg10054', ell % 2), batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-        g10057 = np.swapaxes(d_S, -1, -2)                       # (…, H, T, T)
-        g10058 = np.matmul(g10057, _27, out=_buf(workspace, ('BERTClassifier:bg10058', ell % 2), batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-        g10060 = _permute(g10058, (-2, -3, -1))                 # (…, T, H, D/H)
-        g10061 = _threaded(np.divide, g10060, _34, out=_buf(workspace, ('BERTClassifier:bg10061', ell % 2), batch + (T, H, D // H), dtype)) # (…, T, H, D/H)
-        g10062 = g10061.reshape(shape_28)                       # (…, T, D)
-        d_K = _unslice(g10062, K_shape, -1, 0, D, _buf(workspace, ('BERTClassifier:bd_K', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        g10064 = _permute(g10054, (-2, -3, -1))                 # (…, T, H, D/H)
-        g10065 = _threaded(np.divide, g10064, _34, out=_buf(workspace, ('BERTClassifier:bg10065', ell % 2), batch + (T, H, D // H), dtype)) # (…, T, H, D/H)
-        g10066 = g10065.reshape(shape_25)                       # (…, T, D)
-        d_Q = _unslice(g10066, Q_shape, -1, 0, D, _buf(workspace, ('BERTClassifier:bd_Q', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        g10052 = np.matmul(d_S, _30, out=_buf(workspace, 'BERTClassifier:b@2.6.2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+        g10055 = np.swapaxes(d_S, -1, -2)                       # (…, H, T, T)
+        g10056 = np.matmul(g10055, _27, out=_buf(workspace, 'BERTClassifier:b@2.6.3', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+        g10058 = _permute(g10056, (-2, -3, -1))                 # (…, T, H, D/H)
+        g10059 = _threaded(np.divide, g10058, _34, out=_buf(workspace, 'BERTClassifier:b@2.8.1', batch + (T, H, D // H), dtype)) # (…, T, H, D/H)
+        g10060 = g10059.reshape(shape_28)                       # (…, T, D)
+        d_K = _unslice(g10060, K_shape, -1, 0, D, _buf(workspace, 'BERTClassifier:b@2.1.10', batch + (T, D), dtype)) # (…, T, D)
+        g10062 = _permute(g10052, (-2, -3, -1))                 # (…, T, H, D/H)
+        g10063 = _threaded(np.divide, g10062, _34, out=_buf(workspace, 'BERTClassifier:b@2.8.2', batch + (T, H, D // H), dtype)) # (…, T, H, D/H)
+        g10064 = g10063.reshape(shape_25)                       # (…, T, D)
+        d_Q = _unslice(g10064, Q_shape, -1, 0, D, _buf(workspace, 'BERTClassifier:b@2.1.11', batch + (T, D), dtype)) # (…, T, D)
         # BERTSelfAttention 3 V ← X W_v + b_v ▷ V ∈ ℝ^{T×D}; values
         d_b_v_ell = _sum_to(d_V_2, 1, ())                       # (D,)
-        d_W_v_ell = _wgrad(X_2, d_V_2, _buf(workspace, ('BERTClassifier:bd_W_v_ell', ell % 2), (D, D), dtype)) # (D, D)
-        g10070 = np.swapaxes(W_v_ell, -1, -2)                   # (D, D)
-        g10071 = np.matmul(d_V_2, g10070, out=_buf(workspace, ('BERTClassifier:bg10071', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        d_X_2_2 = _threaded(np.add, d_X_2, g10071, out=g10071)  # (…, T, D)
+        d_W_v_ell = _wgrad(X_2, d_V_2, _buf(workspace, 'BERTClassifier:b@2.5.2', (D, D), dtype)) # (D, D)
+        g10068 = np.swapaxes(W_v_ell, -1, -2)                   # (D, D)
+        g10069 = np.matmul(d_V_2, g10068, out=_buf(workspace, ('BERTClassifier:bg10069', ell % 2), batch + (T, D), dtype)) # (…, T, D)
+        d_X_2_2 = _threaded(np.add, d_X_2, g10069, out=g10069)  # (…, T, D)
         # BERTSelfAttention 2 K ← X W_k + b_k ▷ K ∈ ℝ^{T×D}; keys
         d_b_k_ell = _sum_to(d_K, 1, ())                         # (D,)
-        d_W_k_ell = _wgrad(X_2, d_K, _buf(workspace, ('BERTClassifier:bd_W_k_ell', ell % 2), (D, D), dtype)) # (D, D)
-        g10075 = np.swapaxes(W_k_ell, -1, -2)                   # (D, D)
-        g10076 = np.matmul(d_K, g10075, out=_buf(workspace, ('BERTClassifier:bg10076', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        d_X_2_3 = _threaded(np.add, d_X_2_2, g10076, out=d_X_2_2) # (…, T, D)
+        d_W_k_ell = _wgrad(X_2, d_K, _buf(workspace, 'BERTClassifier:b@2.5.3', (D, D), dtype)) # (D, D)
+        g10073 = np.swapaxes(W_k_ell, -1, -2)                   # (D, D)
+        g10074 = np.matmul(d_K, g10073, out=_buf(workspace, 'BERTClassifier:b@2.1.12', batch + (T, D), dtype)) # (…, T, D)
+        d_X_2_3 = _threaded(np.add, d_X_2_2, g10074, out=d_X_2_2) # (…, T, D)
         # BERTSelfAttention 1 Q ← X W_q + b_q ▷ Q ∈ ℝ^{T×D}; queries, all heads
         d_b_q_ell = _sum_to(d_Q, 1, ())                         # (D,)
-        d_W_q_ell = _wgrad(X_2, d_Q, _buf(workspace, ('BERTClassifier:bd_W_q_ell', ell % 2), (D, D), dtype)) # (D, D)
-        g10080 = np.swapaxes(W_q_ell, -1, -2)                   # (D, D)
-        g10081 = np.matmul(d_Q, g10080, out=_buf(workspace, ('BERTClassifier:bg10081', ell % 2), batch + (T, D), dtype)) # (…, T, D)
-        d_X_2_4 = _threaded(np.add, d_X_2_3, g10081, out=d_X_2_3) # (…, T, D)
-        d_W_q[ell] += d_W_q_ell
-        d_W_k[ell] += d_W_k_ell
-        d_W_v[ell] += d_W_v_ell
-        d_b_q[ell] += d_b_q_ell
-        d_b_k[ell] += d_b_k_ell
-        d_b_v[ell] += d_b_v_ell
-        d_W_o[ell] += d_W_o_ell
-        d_b_o[ell] += d_b_o_ell
-        d_gamma_1[ell] += d_gamma_1_ell
-        d_beta_1[ell] += d_beta_1_ell
-        d_W_1[ell] += d_W_1_ell
-        d_b_1[ell] += d_b_1_ell
-        d_W_2[ell] += d_W_2_ell
-        d_b_2[ell] += d_b_2_ell
-        d_gamma_2[ell] += d_gamma_2_ell
-        d_beta_2[ell] += d_beta_2_ell
-        g10013 = d_X_2_4
+        d_W_q_ell = _wgrad(X_2, d_Q, _buf(workspace, 'BERTClassifier:b@2.5.4', (D, D), dtype)) # (D, D)
+        g10078 = np.swapaxes(W_q_ell, -1, -2)                   # (D, D)
+        g10079 = np.matmul(d_Q, g10078, out=_buf(workspace, 'BERTClassifier:b@2.1.12', batch + (T, D), dtype)) # (…, T, D)
+        d_X_2_4 = _threaded(np.add, d_X_2_3, g10079, out=d_X_2_3) # (…, T, D)
+        d_W_q[..., ell, :, :] += d_W_q_ell
+        d_W_k[..., ell, :, :] += d_W_k_ell
+        d_W_v[..., ell, :, :] += d_W_v_ell
+        d_b_q[..., ell, :] += d_b_q_ell
+        d_b_k[..., ell, :] += d_b_k_ell
+        d_b_v[..., ell, :] += d_b_v_ell
+        d_W_o[..., ell, :, :] += d_W_o_ell
+        d_b_o[..., ell, :] += d_b_o_ell
+        d_gamma_1[..., ell, :] += d_gamma_1_ell
+        d_beta_1[..., ell, :] += d_beta_1_ell
+        d_W_1[..., ell, :, :] += d_W_1_ell
+        d_b_1[..., ell, :] += d_b_1_ell
+        d_W_2[..., ell, :, :] += d_W_2_ell
+        d_b_2[..., ell, :] += d_b_2_ell
+        d_gamma_2[..., ell, :] += d_gamma_2_ell
+        d_beta_2[..., ell, :] += d_beta_2_ell
+        g10011 = d_X_2_4
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-    d_beta_e = _sum_to(g10013, 1, ())                           # (D,)
-    d_x_hat = _threaded(np.multiply, g10013, gamma_e, out=_buf(workspace, 'BERTClassifier:bd_x_hat', batch + (T, D), dtype)) # (…, T, D)
-    g10085 = _threaded(np.multiply, g10013, x_hat, out=_buf(workspace, 'BERTClassifier:bg10085', batch + (T, D), dtype)) # (…, T, D)
-    d_gamma_e = _sum_to(g10085, 1, ())                          # (D,)
-    d_X = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'BERTClassifier:bd_X', batch + (T, D), dtype)) # (…, T, D)
+    d_beta_e = _sum_to(g10011, 1, ())                           # (D,)
+    d_x_hat = _threaded(np.multiply, g10011, gamma_e, out=_buf(workspace, 'BERTClassifier:b@1.4.1', batch + (T, D), dtype)) # (…, T, D)
+    g10083 = _threaded(np.multiply, g10011, x_hat, out=_buf(workspace, 'BERTClassifier:b@1.4.2', batch + (T, D), dtype)) # (…, T, D)
+    d_gamma_e = _sum_to(g10083, 1, ())                          # (D,)
+    d_X = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'BERTClassifier:b@1.4.3', batch + (T, D), dtype)) # (…, T, D)
     # 1 X ← W_e[x] + W_s[s] + W_p[0 : T] ▷ X ∈ ℝ^{T×D}
-    g10088 = _sum_to(d_X, 2, ())                                # (T, D)
-    d_W_p = _unslice(g10088, W_p_shape, -2, 0, T, _buf(workspace, 'BERTClassifier:bd_W_p', (P, D), dtype)) # (P, D)
+    g10086 = _sum_to(d_X, 2, ())                                # (T, D)
+    d_W_p = _unslice(g10086, W_p_shape, -2, 0, T, _buf(workspace, 'BERTClassifier:b@1.5.1', (P, D), dtype)) # (P, D)
     d_W_s = _scatter_rows(d_X, s, W_s)                          # (N_s, D)
     d_W_e = _scatter_rows(d_X, x, W_e)                          # (V, D)
     grads = Params(W_e=d_W_e, W_p=d_W_p, W_s=d_W_s, gamma_e=d_gamma_e, beta_e=d_beta_e, W_q=d_W_q, W_k=d_W_k, W_v=d_W_v, b_q=d_b_q, b_k=d_b_k, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o, gamma_1=d_gamma_1, beta_1=d_beta_1, W_1=d_W_1, b_1=d_b_1, W_2=d_W_2, b_2=d_b_2, gamma_2=d_gamma_2, beta_2=d_beta_2, W_pool=d_W_pool, b_pool=d_b_pool, W_c=d_W_c, b_c=d_b_c)

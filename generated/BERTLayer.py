@@ -139,15 +139,15 @@ def forward(config: Config, params: Params, X, m, workspace: dict | None = None)
     dtype = np.result_type(W_q)
     batch = np.shape(X)[:np.ndim(X) - 2]
     # BERTSelfAttention 1 Q ← X W_q + b_q ▷ Q ∈ ℝ^{T×D}; queries, all heads
-    _1 = np.matmul(X, W_q, out=_buf(workspace, 'BERTLayer:f_1', batch + (T, D), dtype)) # (…, T, D)
+    _1 = np.matmul(X, W_q, out=_buf(workspace, 'BERTLayer:f@1.1.1', batch + (T, D), dtype)) # (…, T, D)
     Q = _threaded(np.add, _1, b_q, out=_1)                      # (…, T, D)
     Q_shape = Q.shape
     # BERTSelfAttention 2 K ← X W_k + b_k ▷ K ∈ ℝ^{T×D}; keys
-    _3 = np.matmul(X, W_k, out=_buf(workspace, 'BERTLayer:f_3', batch + (T, D), dtype)) # (…, T, D)
+    _3 = np.matmul(X, W_k, out=_buf(workspace, 'BERTLayer:f@1.1.2', batch + (T, D), dtype)) # (…, T, D)
     K = _threaded(np.add, _3, b_k, out=_3)                      # (…, T, D)
     K_shape = K.shape
     # BERTSelfAttention 3 V ← X W_v + b_v ▷ V ∈ ℝ^{T×D}; values
-    _5 = np.matmul(X, W_v, out=_buf(workspace, 'BERTLayer:f_5', batch + (T, D), dtype)) # (…, T, D)
+    _5 = np.matmul(X, W_v, out=_buf(workspace, 'BERTLayer:f@1.1.3', batch + (T, D), dtype)) # (…, T, D)
     V = _threaded(np.add, _5, b_v, out=_5)                      # (…, T, D)
     V_shape = V.shape
     # BERTSelfAttention 5 S_h ← Q[:, h · D / H : (h + 1) · D / H] K[:, h · D / H : (h + 1) · D / H]^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
@@ -160,7 +160,7 @@ def forward(config: Config, params: Params, X, m, workspace: dict | None = None)
     _11 = _10.reshape(_10.shape[:-1] + (H, D // H,))            # (…, T, H, D/H)
     _12 = _permute(_11, (-2, -3, -1))                           # (…, H, T, D/H)
     _13 = np.swapaxes(_12, -1, -2)                              # (…, H, D/H, T)
-    _14 = np.matmul(_9, _13, out=_buf(workspace, 'BERTLayer:f_14', batch + (H, T, T), dtype)) # (…, H, T, T)
+    _14 = np.matmul(_9, _13, out=_buf(workspace, 'BERTLayer:f@1.2.1', batch + (H, T, T), dtype)) # (…, H, T, T)
     _15 = D / H                                                 # ()
     _16 = math.sqrt(_15)                                        # ()
     S = _threaded(np.divide, _14, _16, out=_14)                 # (…, H, T, T)
@@ -169,62 +169,62 @@ def forward(config: Config, params: Params, X, m, workspace: dict | None = None)
     _19 = np.expand_dims(_18, (-3, -2))                         # (…, 1, 1, T)
     _20 = _fill_where(S, _19, -np.inf)                          # (…, H, T, T)
     # BERTSelfAttention 7 Y_h ← softmax(S_h) V[:, h · D / H : (h + 1) · D / H] ▷ Y_h ∈ ℝ^{T×D/H}
-    softmax_S = _softmax(_20, -1, _buf(workspace, 'BERTLayer:fsoftmax_S', batch + (H, T, T), dtype)) # (…, H, T, T)
+    softmax_S = _softmax(_20, -1, _buf(workspace, 'BERTLayer:f@1.2.2', batch + (H, T, T), dtype)) # (…, H, T, T)
     _22 = _slice_in(V, -1, 0, D, 'BERTSelfAttention.card, line 19') # (…, T, D)
     shape_22 = _22.shape
     _23 = _22.reshape(_22.shape[:-1] + (H, D // H,))            # (…, T, H, D/H)
     _24 = _permute(_23, (-2, -3, -1))                           # (…, H, T, D/H)
-    Y = np.matmul(softmax_S, _24, out=_buf(workspace, 'BERTLayer:fY', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    Y = np.matmul(softmax_S, _24, out=_buf(workspace, 'BERTLayer:f@1.4.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     # BERTSelfAttention 9 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     _26 = _permute(Y, (-2, -3, -1))                             # (…, T, H, D/H)
     shape_26 = _26.shape
     Y_2 = _26.reshape(_26.shape[:-2] + (D,))                    # (…, T, D)
     # BERTSelfAttention 10 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
-    _28 = np.matmul(Y_2, W_o, out=_buf(workspace, 'BERTLayer:f_28', batch + (T, D), dtype)) # (…, T, D)
+    _28 = np.matmul(Y_2, W_o, out=_buf(workspace, 'BERTLayer:f@1.1.4', batch + (T, D), dtype)) # (…, T, D)
     V_tilde = _threaded(np.add, _28, b_o, out=_28)              # (…, T, D)
     # 1 X ← LayerNorm(X + BERTSelfAttention(X, m | θ_attn) | γ_1, β_1, ε = ε) ▷ X ∈ ℝ^{T×D}
     _30 = _threaded(np.add, X, V_tilde, out=V_tilde)            # (…, T, D)
     # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
-    _31 = np.sum(_30, axis=-1, out=_buf(workspace, 'BERTLayer:f_31', batch + (T,), dtype)) # (…, T)
+    _31 = np.sum(_30, axis=-1, out=_buf(workspace, 'BERTLayer:f@1.5.1', batch + (T,), dtype)) # (…, T)
     m_2 = _threaded(np.divide, _31, D, out=_31)                 # (…, T)
     # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
     _33 = np.expand_dims(m_2, -1)                               # (…, T, 1)
     _34 = _threaded(np.subtract, _30, _33, out=_30)             # (…, T, D)
-    _35 = _threaded(np.multiply, _34, _34, out=_buf(workspace, 'BERTLayer:f_35', batch + (T, D), dtype)) # (…, T, D)
-    _36 = np.sum(_35, axis=-1, out=_buf(workspace, 'BERTLayer:f_36', batch + (T,), dtype)) # (…, T)
+    _35 = _threaded(np.multiply, _34, _34, out=_buf(workspace, 'BERTLayer:f@1.1.5', batch + (T, D), dtype)) # (…, T, D)
+    _36 = np.sum(_35, axis=-1, out=_buf(workspace, 'BERTLayer:f@1.5.1', batch + (T,), dtype)) # (…, T)
     v = _threaded(np.divide, _36, D, out=_36)                   # (…, T)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     _38 = _threaded(np.add, v, eps, out=v)                      # (…, T)
     _39 = _threaded(np.sqrt, _38, out=_38)                      # (…, T)
     sigma = np.expand_dims(_39, -1)                             # (…, T, 1)
     x_hat = _threaded(np.divide, _34, sigma, out=_34)           # (…, T, D)
-    _42 = _threaded(np.multiply, x_hat, gamma_1, out=_buf(workspace, 'BERTLayer:f_42', batch + (T, D), dtype)) # (…, T, D)
+    _42 = _threaded(np.multiply, x_hat, gamma_1, out=_buf(workspace, 'BERTLayer:f@1.1.5', batch + (T, D), dtype)) # (…, T, D)
     e_hat = _threaded(np.add, _42, beta_1, out=_42)             # (…, T, D)
     # 2 U ← GELU(X W_1 + b_1) ▷ U ∈ ℝ^{T×D_f}; exact GELU, x Φ(x)
-    _44 = np.matmul(e_hat, W_1, out=_buf(workspace, 'BERTLayer:f_44', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _44 = np.matmul(e_hat, W_1, out=_buf(workspace, 'BERTLayer:f@1.6.1', batch + (T, D_f), dtype)) # (…, T, D_f)
     _45 = _threaded(np.add, _44, b_1, out=_44)                  # (…, T, D_f)
-    U = _gelu(_45, _buf(workspace, 'BERTLayer:fU', batch + (T, D_f), dtype), workspace) # (…, T, D_f)
+    U = _gelu(_45, _buf(workspace, 'BERTLayer:f@1.6.2', batch + (T, D_f), dtype), workspace) # (…, T, D_f)
     # 3 return Y = LayerNorm(X + U W_2 + b_2 | γ_2, β_2, ε = ε) ▷ Y ∈ ℝ^{T×D}
-    _47 = np.matmul(U, W_2, out=_buf(workspace, 'BERTLayer:f_47', batch + (T, D), dtype)) # (…, T, D)
-    _48 = _threaded(np.add, e_hat, _47, out=_47)                # (…, T, D)
+    _47 = np.matmul(U, W_2, out=_buf(workspace, 'BERTLayer:f@1.1.6', batch + (T, D), dtype)) # (…, T, D)
+    _48 = _threaded(np.add, e_hat, _47, out=e_hat)              # (…, T, D)
     _49 = _threaded(np.add, _48, b_2, out=_48)                  # (…, T, D)
     # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
-    _50 = np.sum(_49, axis=-1, out=_buf(workspace, 'BERTLayer:f_50', batch + (T,), dtype)) # (…, T)
+    _50 = np.sum(_49, axis=-1, out=_buf(workspace, 'BERTLayer:f@1.5.2', batch + (T,), dtype)) # (…, T)
     m_3 = _threaded(np.divide, _50, D, out=_50)                 # (…, T)
     # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
     _52 = np.expand_dims(m_3, -1)                               # (…, T, 1)
     _53 = _threaded(np.subtract, _49, _52, out=_49)             # (…, T, D)
-    _54 = _threaded(np.multiply, _53, _53, out=_buf(workspace, 'BERTLayer:f_54', batch + (T, D), dtype)) # (…, T, D)
-    _55 = np.sum(_54, axis=-1, out=_buf(workspace, 'BERTLayer:f_55', batch + (T,), dtype)) # (…, T)
+    _54 = _threaded(np.multiply, _53, _53, out=_buf(workspace, 'BERTLayer:f@1.1.6', batch + (T, D), dtype)) # (…, T, D)
+    _55 = np.sum(_54, axis=-1, out=_buf(workspace, 'BERTLayer:f@1.5.2', batch + (T,), dtype)) # (…, T)
     v_2 = _threaded(np.divide, _55, D, out=_55)                 # (…, T)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     _57 = _threaded(np.add, v_2, eps, out=v_2)                  # (…, T)
     _58 = _threaded(np.sqrt, _57, out=_57)                      # (…, T)
     sigma_2 = np.expand_dims(_58, -1)                           # (…, T, 1)
     x_hat_2 = _threaded(np.divide, _53, sigma_2, out=_53)       # (…, T, D)
-    _61 = _threaded(np.multiply, x_hat_2, gamma_2, out=_buf(workspace, 'BERTLayer:f_61', batch + (T, D), dtype)) # (…, T, D)
+    _61 = _threaded(np.multiply, x_hat_2, gamma_2, out=_buf(workspace, 'BERTLayer:f@1.1.6', batch + (T, D), dtype)) # (…, T, D)
     e_hat_2 = _threaded(np.add, _61, beta_2, out=_61)           # (…, T, D)
-    cache = {"D": D, "H": H, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "x_hat_2": x_hat_2, "sigma_2": sigma_2, "U": U, "_45": _45, "e_hat": e_hat, "x_hat": x_hat, "sigma": sigma, "Y_2": Y_2, "shape_26": shape_26, "softmax_S": softmax_S, "_24": _24, "shape_22": shape_22, "V_shape": V_shape, "_12": _12, "_9": _9, "_16": _16, "shape_10": shape_10, "K_shape": K_shape, "shape_7": shape_7, "Q_shape": Q_shape, "X": X}
+    cache = {"D": D, "H": H, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "x_hat_2": x_hat_2, "sigma_2": sigma_2, "U": U, "_45": _45, "x_hat": x_hat, "sigma": sigma, "Y_2": Y_2, "shape_26": shape_26, "softmax_S": softmax_S, "_24": _24, "shape_22": shape_22, "V_shape": V_shape, "_12": _12, "_9": _9, "_16": _16, "shape_10": shape_10, "K_shape": K_shape, "shape_7": shape_7, "Q_shape": Q_shape, "X": X}
     return e_hat_2, cache
 
 
@@ -246,10 +246,10 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     U = cache["U"]
     W_2 = params.W_2
     _45 = cache["_45"]
-    e_hat = cache["e_hat"]
-    W_1 = params.W_1
-    gamma_1 = params.gamma_1
     x_hat = cache["x_hat"]
+    gamma_1 = params.gamma_1
+    beta_1 = params.beta_1
+    W_1 = params.W_1
     sigma = cache["sigma"]
     Y_2 = cache["Y_2"]
     W_o = params.W_o
@@ -271,74 +271,78 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     W_q = params.W_q
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     d_beta_2 = _sum_to(d_Y, 1, ())                              # (D,)
-    d_x_hat_2 = _threaded(np.multiply, d_Y, gamma_2, out=_buf(workspace, 'BERTLayer:bd_x_hat_2', batch + (T, D), dtype)) # (…, T, D)
-    g10003 = _threaded(np.multiply, d_Y, x_hat_2, out=_buf(workspace, 'BERTLayer:bg10003', batch + (T, D), dtype)) # (…, T, D)
+    d_x_hat_2 = _threaded(np.multiply, d_Y, gamma_2, out=_buf(workspace, 'BERTLayer:b@1.1.1', batch + (T, D), dtype)) # (…, T, D)
+    g10003 = _threaded(np.multiply, d_Y, x_hat_2, out=_buf(workspace, 'BERTLayer:b@1.1.2', batch + (T, D), dtype)) # (…, T, D)
     d_gamma_2 = _sum_to(g10003, 1, ())                          # (D,)
-    d_e_hat = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, 'BERTLayer:bd_e_hat', batch + (T, D), dtype)) # (…, T, D)
+    d_e_hat = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, 'BERTLayer:b@1.1.3', batch + (T, D), dtype)) # (…, T, D)
     # 3 return Y = LayerNorm(X + U W_2 + b_2 | γ_2, β_2, ε = ε) ▷ Y ∈ ℝ^{T×D}
     d_b_2 = _sum_to(d_e_hat, 1, ())                             # (D,)
-    d_W_2 = _wgrad(U, d_e_hat, _buf(workspace, 'BERTLayer:bd_W_2', (D_f, D), dtype)) # (D_f, D)
+    d_W_2 = _wgrad(U, d_e_hat, _buf(workspace, 'BERTLayer:b@1.2.1', (D_f, D), dtype)) # (D_f, D)
     g10008 = np.swapaxes(W_2, -1, -2)                           # (D, D_f)
-    d_U = np.matmul(d_e_hat, g10008, out=_buf(workspace, 'BERTLayer:bd_U', batch + (T, D_f), dtype)) # (…, T, D_f)
+    d_U = np.matmul(d_e_hat, g10008, out=_buf(workspace, 'BERTLayer:b@1.3.1', batch + (T, D_f), dtype)) # (…, T, D_f)
     # 2 U ← GELU(X W_1 + b_1) ▷ U ∈ ℝ^{T×D_f}; exact GELU, x Φ(x)
-    g10010 = _gelu_grad(d_U, _45, U, _buf(workspace, 'BERTLayer:bg10010', batch + (T, D_f), dtype), workspace) # (…, T, D_f)
+    g10010 = _gelu_grad(d_U, _45, U, _buf(workspace, 'BERTLayer:b@1.3.2', batch + (T, D_f), dtype), workspace) # (…, T, D_f)
     d_b_1 = _sum_to(g10010, 1, ())                              # (D_f,)
-    d_W_1 = _wgrad(e_hat, g10010, _buf(workspace, 'BERTLayer:bd_W_1', (D, D_f), dtype)) # (D, D_f)
+    # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
+    _42 = _threaded(np.multiply, x_hat, gamma_1, out=_buf(workspace, 'BERTLayer:b@1.1.1', batch + (T, D), dtype)) # (…, T, D)
+    e_hat = _threaded(np.add, _42, beta_1, out=_42)             # (…, T, D)
+    # 2 U ← GELU(X W_1 + b_1) ▷ U ∈ ℝ^{T×D_f}; exact GELU, x Φ(x)
+    d_W_1 = _wgrad(e_hat, g10010, _buf(workspace, 'BERTLayer:b@1.4.1', (D, D_f), dtype)) # (D, D_f)
     g10013 = np.swapaxes(W_1, -1, -2)                           # (D_f, D)
-    g10014 = np.matmul(g10010, g10013, out=_buf(workspace, 'BERTLayer:bg10014', batch + (T, D), dtype)) # (…, T, D)
+    g10014 = np.matmul(g10010, g10013, out=_buf(workspace, 'BERTLayer:b@1.1.1', batch + (T, D), dtype)) # (…, T, D)
     d_e_hat_2 = _threaded(np.add, d_e_hat, g10014, out=g10014)  # (…, T, D)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     d_beta_1 = _sum_to(d_e_hat_2, 1, ())                        # (D,)
-    d_x_hat = _threaded(np.multiply, d_e_hat_2, gamma_1, out=_buf(workspace, 'BERTLayer:bd_x_hat', batch + (T, D), dtype)) # (…, T, D)
-    g10018 = _threaded(np.multiply, d_e_hat_2, x_hat, out=_buf(workspace, 'BERTLayer:bg10018', batch + (T, D), dtype)) # (…, T, D)
+    d_x_hat = _threaded(np.multiply, d_e_hat_2, gamma_1, out=_buf(workspace, 'BERTLayer:b@1.1.4', batch + (T, D), dtype)) # (…, T, D)
+    g10018 = _threaded(np.multiply, d_e_hat_2, x_hat, out=_buf(workspace, 'BERTLayer:b@1.1.5', batch + (T, D), dtype)) # (…, T, D)
     d_gamma_1 = _sum_to(g10018, 1, ())                          # (D,)
-    d_X = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'BERTLayer:bd_X', batch + (T, D), dtype)) # (…, T, D)
+    d_X = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'BERTLayer:b@1.1.6', batch + (T, D), dtype)) # (…, T, D)
     # BERTSelfAttention 10 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
     d_b_o = _sum_to(d_X, 1, ())                                 # (D,)
-    d_W_o = _wgrad(Y_2, d_X, _buf(workspace, 'BERTLayer:bd_W_o', (D, D), dtype)) # (D, D)
+    d_W_o = _wgrad(Y_2, d_X, _buf(workspace, 'BERTLayer:b@1.5.1', (D, D), dtype)) # (D, D)
     g10023 = np.swapaxes(W_o, -1, -2)                           # (D, D)
-    d_Y_2 = np.matmul(d_X, g10023, out=_buf(workspace, 'BERTLayer:bd_Y_2', batch + (T, D), dtype)) # (…, T, D)
+    d_Y_2 = np.matmul(d_X, g10023, out=_buf(workspace, 'BERTLayer:b@1.1.4', batch + (T, D), dtype)) # (…, T, D)
     # BERTSelfAttention 9 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     g10025 = d_Y_2.reshape(shape_26)                            # (…, T, H, D/H)
     d_Y_3 = _permute(g10025, (-2, -3, -1))                      # (…, H, T, D/H)
     # BERTSelfAttention 7 Y_h ← softmax(S_h) V[:, h · D / H : (h + 1) · D / H] ▷ Y_h ∈ ℝ^{T×D/H}
     g10027 = np.swapaxes(softmax_S, -1, -2)                     # (…, H, T, T)
-    g10028 = np.matmul(g10027, d_Y_3, out=_buf(workspace, 'BERTLayer:bg10028', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10028 = np.matmul(g10027, d_Y_3, out=_buf(workspace, 'BERTLayer:b@1.6.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10029 = np.swapaxes(_24, -1, -2)                           # (…, H, D/H, T)
-    d_softmax_S = np.matmul(d_Y_3, g10029, out=_buf(workspace, 'BERTLayer:bd_softmax_S', batch + (H, T, T), dtype)) # (…, H, T, T)
+    d_softmax_S = np.matmul(d_Y_3, g10029, out=_buf(workspace, 'BERTLayer:b@1.7.1', batch + (H, T, T), dtype)) # (…, H, T, T)
     g10031 = _permute(g10028, (-2, -3, -1))                     # (…, T, H, D/H)
     g10032 = g10031.reshape(shape_22)                           # (…, T, D)
-    d_V = _unslice(g10032, V_shape, -1, 0, D, _buf(workspace, 'BERTLayer:bd_V', batch + (T, D), dtype)) # (…, T, D)
-    d_S = _softmax_grad(d_softmax_S, softmax_S, -1, _buf(workspace, 'BERTLayer:bd_S', batch + (H, T, T), dtype)) # (…, H, T, T)
+    d_V = _unslice(g10032, V_shape, -1, 0, D, _buf(workspace, 'BERTLayer:b@1.1.4', batch + (T, D), dtype)) # (…, T, D)
+    d_S = _softmax_grad(d_softmax_S, softmax_S, -1, _buf(workspace, 'BERTLayer:b@1.7.2', batch + (H, T, T), dtype)) # (…, H, T, T)
     # BERTSelfAttention 5 S_h ← Q[:, h · D / H : (h + 1) · D / H] K[:, h · D / H : (h + 1) · D / H]^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
-    g10041 = np.matmul(d_S, _12, out=_buf(workspace, 'BERTLayer:bg10041', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10041 = np.matmul(d_S, _12, out=_buf(workspace, 'BERTLayer:b@1.6.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10044 = np.swapaxes(d_S, -1, -2)                           # (…, H, T, T)
-    g10045 = np.matmul(g10044, _9, out=_buf(workspace, 'BERTLayer:bg10045', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10045 = np.matmul(g10044, _9, out=_buf(workspace, 'BERTLayer:b@1.6.2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10047 = _permute(g10045, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10048 = _threaded(np.divide, g10047, _16, out=_buf(workspace, 'BERTLayer:bg10048', batch + (T, H, D // H), dtype)) # (…, T, H, D/H)
+    g10048 = _threaded(np.divide, g10047, _16, out=_buf(workspace, 'BERTLayer:b@1.8.1', batch + (T, H, D // H), dtype)) # (…, T, H, D/H)
     g10049 = g10048.reshape(shape_10)                           # (…, T, D)
-    d_K = _unslice(g10049, K_shape, -1, 0, D, _buf(workspace, 'BERTLayer:bd_K', batch + (T, D), dtype)) # (…, T, D)
+    d_K = _unslice(g10049, K_shape, -1, 0, D, _buf(workspace, 'BERTLayer:b@1.1.7', batch + (T, D), dtype)) # (…, T, D)
     g10051 = _permute(g10041, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10052 = _threaded(np.divide, g10051, _16, out=_buf(workspace, 'BERTLayer:bg10052', batch + (T, H, D // H), dtype)) # (…, T, H, D/H)
+    g10052 = _threaded(np.divide, g10051, _16, out=_buf(workspace, 'BERTLayer:b@1.8.1', batch + (T, H, D // H), dtype)) # (…, T, H, D/H)
     g10053 = g10052.reshape(shape_7)                            # (…, T, D)
-    d_Q = _unslice(g10053, Q_shape, -1, 0, D, _buf(workspace, 'BERTLayer:bd_Q', batch + (T, D), dtype)) # (…, T, D)
+    d_Q = _unslice(g10053, Q_shape, -1, 0, D, _buf(workspace, 'BERTLayer:b@1.1.8', batch + (T, D), dtype)) # (…, T, D)
     # BERTSelfAttention 3 V ← X W_v + b_v ▷ V ∈ ℝ^{T×D}; values
     d_b_v = _sum_to(d_V, 1, ())                                 # (D,)
-    d_W_v = _wgrad(X, d_V, _buf(workspace, 'BERTLayer:bd_W_v', (D, D), dtype)) # (D, D)
+    d_W_v = _wgrad(X, d_V, _buf(workspace, 'BERTLayer:b@1.5.2', (D, D), dtype)) # (D, D)
     g10057 = np.swapaxes(W_v, -1, -2)                           # (D, D)
-    g10058 = np.matmul(d_V, g10057, out=_buf(workspace, 'BERTLayer:bg10058', batch + (T, D), dtype)) # (…, T, D)
+    g10058 = np.matmul(d_V, g10057, out=_buf(workspace, 'BERTLayer:b@1.1.9', batch + (T, D), dtype)) # (…, T, D)
     d_X_2 = _threaded(np.add, d_X, g10058, out=g10058)          # (…, T, D)
     # BERTSelfAttention 2 K ← X W_k + b_k ▷ K ∈ ℝ^{T×D}; keys
     d_b_k = _sum_to(d_K, 1, ())                                 # (D,)
-    d_W_k = _wgrad(X, d_K, _buf(workspace, 'BERTLayer:bd_W_k', (D, D), dtype)) # (D, D)
+    d_W_k = _wgrad(X, d_K, _buf(workspace, 'BERTLayer:b@1.5.3', (D, D), dtype)) # (D, D)
     g10062 = np.swapaxes(W_k, -1, -2)                           # (D, D)
-    g10063 = np.matmul(d_K, g10062, out=_buf(workspace, 'BERTLayer:bg10063', batch + (T, D), dtype)) # (…, T, D)
+    g10063 = np.matmul(d_K, g10062, out=_buf(workspace, 'BERTLayer:b@1.1.10', batch + (T, D), dtype)) # (…, T, D)
     d_X_3 = _threaded(np.add, d_X_2, g10063, out=d_X_2)         # (…, T, D)
     # BERTSelfAttention 1 Q ← X W_q + b_q ▷ Q ∈ ℝ^{T×D}; queries, all heads
     d_b_q = _sum_to(d_Q, 1, ())                                 # (D,)
-    d_W_q = _wgrad(X, d_Q, _buf(workspace, 'BERTLayer:bd_W_q', (D, D), dtype)) # (D, D)
+    d_W_q = _wgrad(X, d_Q, _buf(workspace, 'BERTLayer:b@1.5.4', (D, D), dtype)) # (D, D)
     g10067 = np.swapaxes(W_q, -1, -2)                           # (D, D)
-    g10068 = np.matmul(d_Q, g10067, out=_buf(workspace, 'BERTLayer:bg10068', batch + (T, D), dtype)) # (…, T, D)
+    g10068 = np.matmul(d_Q, g10067, out=_buf(workspace, 'BERTLayer:b@1.1.10', batch + (T, D), dtype)) # (…, T, D)
     d_X_4 = _threaded(np.add, d_X_3, g10068, out=d_X_3)         # (…, T, D)
     grads = Params(W_q=d_W_q, W_k=d_W_k, W_v=d_W_v, b_q=d_b_q, b_k=d_b_k, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o, gamma_1=d_gamma_1, beta_1=d_beta_1, W_1=d_W_1, b_1=d_b_1, W_2=d_W_2, b_2=d_b_2, gamma_2=d_gamma_2, beta_2=d_beta_2)
     return grads, {"X": d_X_4}

@@ -246,6 +246,22 @@ def forward(config: Config, params: Params, z, x_hat, workspace: dict | None = N
     W_mlp4 = params.W_mlp4
     b_mlp4 = params.b_mlp4
     W_u = params.W_u
+    W_q_shape = W_q.shape
+    b_q_shape = b_q.shape
+    W_k_shape = W_k.shape
+    b_k_shape = b_k.shape
+    W_v_shape = W_v.shape
+    b_v_shape = b_v.shape
+    W_o_shape = W_o.shape
+    b_o_shape = b_o.shape
+    gamma1_shape = gamma1.shape
+    beta1_shape = beta1.shape
+    gamma2_shape = gamma2.shape
+    beta2_shape = beta2.shape
+    W_mlp1_shape = W_mlp1.shape
+    b_mlp1_shape = b_mlp1.shape
+    W_mlp2_shape = W_mlp2.shape
+    b_mlp2_shape = b_mlp2.shape
     _check_input('z', z, (None, ), 'i', 1, N_V, '[N_V]*')
     _check_input('x_hat', x_hat, (None, ), 'i', 1, N_V, '[N_V]*')
     _check_params(params, {'W_e': (d_e, N_V, ), 'W_p': (d_e, ell_max, ), 'W_q': (L_enc, H, d_attn, d_e, ), 'b_q': (L_enc, H, d_attn, ), 'W_k': (L_enc, H, d_attn, d_e, ), 'b_k': (L_enc, H, d_attn, ), 'W_v': (L_enc, H, d_mid, d_e, ), 'b_v': (L_enc, H, d_mid, ), 'W_o': (L_enc, d_e, H*d_mid, ), 'b_o': (L_enc, d_e, ), 'gamma1': (L_enc, d_e, ), 'beta1': (L_enc, d_e, ), 'gamma2': (L_enc, d_e, ), 'beta2': (L_enc, d_e, ), 'W_mlp1': (L_enc, d_mlp, d_e, ), 'b_mlp1': (L_enc, d_mlp, ), 'W_mlp2': (L_enc, d_e, d_mlp, ), 'b_mlp2': (L_enc, d_e, ), 'W_q_2': (L_dec, H, d_attn, d_e, ), 'b_q_2': (L_dec, H, d_attn, ), 'W_k_2': (L_dec, H, d_attn, d_e, ), 'b_k_2': (L_dec, H, d_attn, ), 'W_v_2': (L_dec, H, d_mid, d_e, ), 'b_v_2': (L_dec, H, d_mid, ), 'W_o_2': (L_dec, d_e, H*d_mid, ), 'b_o_2': (L_dec, d_e, ), 'W_q_3': (L_dec, H, d_attn, d_e, ), 'b_q_3': (L_dec, H, d_attn, ), 'W_k_3': (L_dec, H, d_attn, d_e, ), 'b_k_3': (L_dec, H, d_attn, ), 'W_v_3': (L_dec, H, d_mid, d_e, ), 'b_v_3': (L_dec, H, d_mid, ), 'W_o_3': (L_dec, d_e, H*d_mid, ), 'b_o_3': (L_dec, d_e, ), 'gamma3': (L_dec, d_e, ), 'beta3': (L_dec, d_e, ), 'gamma4': (L_dec, d_e, ), 'beta4': (L_dec, d_e, ), 'gamma5': (L_dec, d_e, ), 'beta5': (L_dec, d_e, ), 'W_mlp3': (L_dec, d_mlp, d_e, ), 'b_mlp3': (L_dec, d_mlp, ), 'W_mlp4': (L_dec, d_e, d_mlp, ), 'b_mlp4': (L_dec, d_e, ), 'W_u': (N_V, d_e, )})
@@ -290,7 +306,7 @@ def forward(config: Config, params: Params, z, x_hat, workspace: dict | None = N
         V = _threaded(np.add, _15, _16, out=_15)                # (…, H, d_mid, ℓ_z)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         _18 = np.swapaxes(K, -1, -2)                            # (…, H, ℓ_z, d_attn)
-        S = np.matmul(_18, Q, out=_buf(workspace, ('EDInference:fS', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
+        S = np.matmul(_18, Q, out=_buf(workspace, 'EDInference:f@2.1.1', batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _21 = _threaded(np.divide, S, _20, out=S)               # (…, H, ℓ_z, ℓ_z)
         softmax_S = _softmax(_21, -2, _buf(workspace, ('EDInference:fsoftmax_S', l_), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
@@ -299,7 +315,7 @@ def forward(config: Config, params: Params, z, x_hat, workspace: dict | None = N
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         Y = V_tilde.reshape(V_tilde.shape[:-3] + (H*d_mid,) + V_tilde.shape[-3 + 2:]) # (…, H·d_mid, ℓ_z)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _25 = np.matmul(W_o_l, Y, out=_buf(workspace, ('EDInference:f_25', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
+        _25 = np.matmul(W_o_l, Y, out=_buf(workspace, 'EDInference:f@2.2.1', batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
         _26 = np.expand_dims(b_o_l, -1)                         # (d_e, 1)
         V_tilde_2 = _threaded(np.add, _25, _26, out=_25)        # (…, d_e, ℓ_z)
         # EDTransformer 5 Z ← Z + MHAttention(Z | 𝓦^enc_l, Mask = 1) ▷ Z ∈ ℝ^{d_e×ℓ_z}
@@ -309,19 +325,19 @@ def forward(config: Config, params: Params, z, x_hat, workspace: dict | None = N
         beta1_l = beta1[l_]                                     # (d_e,)
         _29 = np.swapaxes(Z_3, -1, -2)                          # (…, ℓ_z, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _30 = np.sum(_29, axis=-1, out=_buf(workspace, ('EDInference:f_30', l_ % 2), batch + (ell_z,), dtype)) # (…, ℓ_z)
+        _30 = np.sum(_29, axis=-1, out=_buf(workspace, 'EDInference:f@2.3.1', batch + (ell_z,), dtype)) # (…, ℓ_z)
         m = _threaded(np.divide, _30, d_e, out=_30)             # (…, ℓ_z)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _32 = np.expand_dims(m, -1)                             # (…, ℓ_z, 1)
         _33 = _threaded(np.subtract, _29, _32, out=_buf(workspace, ('EDInference:f_33', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        _34 = _threaded(np.multiply, _33, _33, out=_buf(workspace, ('EDInference:f_34', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        _34 = _threaded(np.multiply, _33, _33, out=_buf(workspace, 'EDInference:f@2.4.1', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         _35 = np.sum(_34, axis=-1, out=_buf(workspace, ('EDInference:f_35', l_), batch + (ell_z,), dtype)) # (…, ℓ_z)
         v = _threaded(np.divide, _35, d_e, out=_35)             # (…, ℓ_z)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _37 = _threaded(np.sqrt, v, out=v)                      # (…, ℓ_z)
         sigma = np.expand_dims(_37, -1)                         # (…, ℓ_z, 1)
         x_hat_2 = _threaded(np.divide, _33, sigma, out=_33)     # (…, ℓ_z, d_e)
-        _40 = _threaded(np.multiply, x_hat_2, gamma1_l, out=_buf(workspace, ('EDInference:f_40', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        _40 = _threaded(np.multiply, x_hat_2, gamma1_l, out=_buf(workspace, 'EDInference:f@2.4.1', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         e_hat = _threaded(np.add, _40, beta1_l, out=_40)        # (…, ℓ_z, d_e)
         # EDTransformer 6 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^1_l, β^1_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         _42 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ_z)
@@ -333,7 +349,7 @@ def forward(config: Config, params: Params, z, x_hat, workspace: dict | None = N
         _44 = np.expand_dims(b_mlp1_l, -1)                      # (d_mlp, 1)
         _45 = _threaded(np.add, _43, _44, out=_43)              # (…, d_mlp, ℓ_z)
         _46 = np.maximum(_45, 0)                                # (…, d_mlp, ℓ_z)
-        _47 = np.matmul(W_mlp2_l, _46, out=_buf(workspace, ('EDInference:f_47', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
+        _47 = np.matmul(W_mlp2_l, _46, out=_buf(workspace, 'EDInference:f@2.2.1', batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
         _48 = _threaded(np.add, _42, _47, out=_47)              # (…, d_e, ℓ_z)
         b_mlp2_l = b_mlp2[l_]                                   # (d_e,)
         _49 = np.expand_dims(b_mlp2_l, -1)                      # (d_e, 1)
@@ -343,12 +359,12 @@ def forward(config: Config, params: Params, z, x_hat, workspace: dict | None = N
         beta2_l = beta2[l_]                                     # (d_e,)
         _51 = np.swapaxes(Z_4, -1, -2)                          # (…, ℓ_z, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _52 = np.sum(_51, axis=-1, out=_buf(workspace, ('EDInference:f_52', l_ % 2), batch + (ell_z,), dtype)) # (…, ℓ_z)
+        _52 = np.sum(_51, axis=-1, out=_buf(workspace, 'EDInference:f@2.3.1', batch + (ell_z,), dtype)) # (…, ℓ_z)
         m_2 = _threaded(np.divide, _52, d_e, out=_52)           # (…, ℓ_z)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _54 = np.expand_dims(m_2, -1)                           # (…, ℓ_z, 1)
         _55 = _threaded(np.subtract, _51, _54, out=_buf(workspace, ('EDInference:f_55', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        _56 = _threaded(np.multiply, _55, _55, out=_buf(workspace, ('EDInference:f_56', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        _56 = _threaded(np.multiply, _55, _55, out=_buf(workspace, 'EDInference:f@2.4.1', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         _57 = np.sum(_56, axis=-1, out=_buf(workspace, ('EDInference:f_57', l_), batch + (ell_z,), dtype)) # (…, ℓ_z)
         v_2 = _threaded(np.divide, _57, d_e, out=_57)           # (…, ℓ_z)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
@@ -359,7 +375,7 @@ def forward(config: Config, params: Params, z, x_hat, workspace: dict | None = N
         e_hat_2 = _threaded(np.add, _62, beta2_l, out=_62)      # (…, ℓ_z, d_e)
         # EDTransformer 8 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^2_l, β^2_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         _64 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, ℓ_z)
-        saved_l_.append((gamma2_l, x_hat_3, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, e_hat, gamma1_l, x_hat_2, sigma, W_o_l, Y, V_tilde_shape, V, softmax_S, K, Q, W_v_l, _8, W_k_l, W_q_l,))
+        saved_l_.append((gamma2_l, x_hat_3, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, x_hat_2, gamma1_l, beta1_l, sigma, W_o_l, Y, V_tilde_shape, V, softmax_S, K, Q, W_v_l, _8, W_k_l, W_q_l,))
         Z_2 = _64
     Z_5 = Z_2
     # EDTransformer 11 for t ∈ [ℓ_x] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
@@ -404,7 +420,7 @@ def forward(config: Config, params: Params, z, x_hat, workspace: dict | None = N
         V_2 = _threaded(np.add, _81, _82, out=_81)              # (…, H, d_mid, len_x_hat)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         _84 = np.swapaxes(K_2, -1, -2)                          # (…, H, len_x_hat, d_attn)
-        S_2 = np.matmul(_84, Q_2, out=_buf(workspace, ('EDInference:fS_2', l__2 % 2), batch + (H, len_x_hat, len_x_hat), dtype)) # (…, H, len_x_hat, len_x_hat)
+        S_2 = np.matmul(_84, Q_2, out=_buf(workspace, 'EDInference:f@3.1.1', batch + (H, len_x_hat, len_x_hat), dtype)) # (…, H, len_x_hat, len_x_hat)
         # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
         _87 = _fill_where(S_2, _86, -np.inf)                    # (…, H, len_x_hat, len_x_hat)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
@@ -415,7 +431,7 @@ def forward(config: Config, params: Params, z, x_hat, workspace: dict | None = N
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         Y_2 = V_tilde_3.reshape(V_tilde_3.shape[:-3] + (H*d_mid,) + V_tilde_3.shape[-3 + 2:]) # (…, H·d_mid, len_x_hat)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _93 = np.matmul(W_o_2_l_2, Y_2, out=_buf(workspace, ('EDInference:f_93', l__2 % 2), batch + (d_e, len_x_hat), dtype)) # (…, d_e, len_x_hat)
+        _93 = np.matmul(W_o_2_l_2, Y_2, out=_buf(workspace, 'EDInference:f@3.2.1', batch + (d_e, len_x_hat), dtype)) # (…, d_e, len_x_hat)
         _94 = np.expand_dims(b_o_2_l_2, -1)                     # (d_e, 1)
         V_tilde_4 = _threaded(np.add, _93, _94, out=_93)        # (…, d_e, len_x_hat)
         # EDTransformer 14 X ← X + MHAttention(X | 𝓦^dec_l, Mask[t, t′] = [[t ≤ t′]]) ▷ X ∈ ℝ^{d_e×ℓ_x}
@@ -425,19 +441,19 @@ def forward(config: Config, params: Params, z, x_hat, workspace: dict | None = N
         beta3_l_2 = beta3[l__2]                                 # (d_e,)
         _97 = np.swapaxes(X_3, -1, -2)                          # (…, len_x_hat, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _98 = np.sum(_97, axis=-1, out=_buf(workspace, ('EDInference:f_98', l__2 % 2), batch + (len_x_hat,), dtype)) # (…, len_x_hat)
+        _98 = np.sum(_97, axis=-1, out=_buf(workspace, 'EDInference:f@3.3.1', batch + (len_x_hat,), dtype)) # (…, len_x_hat)
         m_3 = _threaded(np.divide, _98, d_e, out=_98)           # (…, len_x_hat)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _100 = np.expand_dims(m_3, -1)                          # (…, len_x_hat, 1)
         _101 = _threaded(np.subtract, _97, _100, out=_buf(workspace, ('EDInference:f_101', l__2), batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
-        _102 = _threaded(np.multiply, _101, _101, out=_buf(workspace, ('EDInference:f_102', l__2 % 2), batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
+        _102 = _threaded(np.multiply, _101, _101, out=_buf(workspace, 'EDInference:f@3.4.1', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
         _103 = np.sum(_102, axis=-1, out=_buf(workspace, ('EDInference:f_103', l__2), batch + (len_x_hat,), dtype)) # (…, len_x_hat)
         v_3 = _threaded(np.divide, _103, d_e, out=_103)         # (…, len_x_hat)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _105 = _threaded(np.sqrt, v_3, out=v_3)                 # (…, len_x_hat)
         sigma_3 = np.expand_dims(_105, -1)                      # (…, len_x_hat, 1)
         x_hat_4 = _threaded(np.divide, _101, sigma_3, out=_101) # (…, len_x_hat, d_e)
-        _108 = _threaded(np.multiply, x_hat_4, gamma3_l_2, out=_buf(workspace, ('EDInference:f_108', l__2), batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
+        _108 = _threaded(np.multiply, x_hat_4, gamma3_l_2, out=_buf(workspace, 'EDInference:f@3.4.1', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
         e_hat_3 = _threaded(np.add, _108, beta3_l_2, out=_108)  # (…, len_x_hat, d_e)
         # EDTransformer 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         _110 = np.swapaxes(e_hat_3, -1, -2)                     # (…, d_e, len_x_hat)
@@ -465,7 +481,7 @@ def forward(config: Config, params: Params, z, x_hat, workspace: dict | None = N
         V_3 = _threaded(np.add, _119, _120, out=_119)           # (…, H, d_mid, ℓ_z)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         _122 = np.swapaxes(K_3, -1, -2)                         # (…, H, ℓ_z, d_attn)
-        S_3 = np.matmul(_122, Q_3, out=_buf(workspace, ('EDInference:fS_3', l__2 % 2), batch + (H, ell_z, len_x_hat), dtype)) # (…, H, ℓ_z, len_x_hat)
+        S_3 = np.matmul(_122, Q_3, out=_buf(workspace, 'EDInference:f@3.5.1', batch + (H, ell_z, len_x_hat), dtype)) # (…, H, ℓ_z, len_x_hat)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _124 = _threaded(np.divide, S_3, _20, out=S_3)          # (…, H, ℓ_z, len_x_hat)
         softmax_S_3 = _softmax(_124, -2, _buf(workspace, ('EDInference:fsoftmax_S_3', l__2), batch + (H, ell_z, len_x_hat), dtype)) # (…, H, ℓ_z, len_x_hat)
@@ -474,7 +490,7 @@ def forward(config: Config, params: Params, z, x_hat, workspace: dict | None = N
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         Y_3 = V_tilde_5.reshape(V_tilde_5.shape[:-3] + (H*d_mid,) + V_tilde_5.shape[-3 + 2:]) # (…, H·d_mid, len_x_hat)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _128 = np.matmul(W_o_3_l_2, Y_3, out=_buf(workspace, ('EDInference:f_128', l__2 % 2), batch + (d_e, len_x_hat), dtype)) # (…, d_e, len_x_hat)
+        _128 = np.matmul(W_o_3_l_2, Y_3, out=_buf(workspace, 'EDInference:f@3.2.1', batch + (d_e, len_x_hat), dtype)) # (…, d_e, len_x_hat)
         _129 = np.expand_dims(b_o_3_l_2, -1)                    # (d_e, 1)
         V_tilde_6 = _threaded(np.add, _128, _129, out=_128)     # (…, d_e, len_x_hat)
         # EDTransformer 16 X ← X + MHAttention(X, Z | 𝓦^ed_l, Mask = 1) ▷ X ∈ ℝ^{d_e×ℓ_x}
@@ -484,19 +500,19 @@ def forward(config: Config, params: Params, z, x_hat, workspace: dict | None = N
         beta4_l_2 = beta4[l__2]                                 # (d_e,)
         _132 = np.swapaxes(X_4, -1, -2)                         # (…, len_x_hat, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _133 = np.sum(_132, axis=-1, out=_buf(workspace, ('EDInference:f_133', l__2 % 2), batch + (len_x_hat,), dtype)) # (…, len_x_hat)
+        _133 = np.sum(_132, axis=-1, out=_buf(workspace, 'EDInference:f@3.3.1', batch + (len_x_hat,), dtype)) # (…, len_x_hat)
         m_4 = _threaded(np.divide, _133, d_e, out=_133)         # (…, len_x_hat)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _135 = np.expand_dims(m_4, -1)                          # (…, len_x_hat, 1)
         _136 = _threaded(np.subtract, _132, _135, out=_buf(workspace, ('EDInference:f_136', l__2), batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
-        _137 = _threaded(np.multiply, _136, _136, out=_buf(workspace, ('EDInference:f_137', l__2 % 2), batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
+        _137 = _threaded(np.multiply, _136, _136, out=_buf(workspace, 'EDInference:f@3.4.1', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
         _138 = np.sum(_137, axis=-1, out=_buf(workspace, ('EDInference:f_138', l__2), batch + (len_x_hat,), dtype)) # (…, len_x_hat)
         v_4 = _threaded(np.divide, _138, d_e, out=_138)         # (…, len_x_hat)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _140 = _threaded(np.sqrt, v_4, out=v_4)                 # (…, len_x_hat)
         sigma_4 = np.expand_dims(_140, -1)                      # (…, len_x_hat, 1)
         x_hat_5 = _threaded(np.divide, _136, sigma_4, out=_136) # (…, len_x_hat, d_e)
-        _143 = _threaded(np.multiply, x_hat_5, gamma4_l_2, out=_buf(workspace, ('EDInference:f_143', l__2), batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
+        _143 = _threaded(np.multiply, x_hat_5, gamma4_l_2, out=_buf(workspace, 'EDInference:f@3.4.1', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
         e_hat_4 = _threaded(np.add, _143, beta4_l_2, out=_143)  # (…, len_x_hat, d_e)
         # EDTransformer 17 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^4_l, β^4_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         _145 = np.swapaxes(e_hat_4, -1, -2)                     # (…, d_e, len_x_hat)
@@ -508,7 +524,7 @@ def forward(config: Config, params: Params, z, x_hat, workspace: dict | None = N
         _147 = np.expand_dims(b_mlp3_l_2, -1)                   # (d_mlp, 1)
         _148 = _threaded(np.add, _146, _147, out=_146)          # (…, d_mlp, len_x_hat)
         _149 = np.maximum(_148, 0)                              # (…, d_mlp, len_x_hat)
-        _150 = np.matmul(W_mlp4_l_2, _149, out=_buf(workspace, ('EDInference:f_150', l__2 % 2), batch + (d_e, len_x_hat), dtype)) # (…, d_e, len_x_hat)
+        _150 = np.matmul(W_mlp4_l_2, _149, out=_buf(workspace, 'EDInference:f@3.2.1', batch + (d_e, len_x_hat), dtype)) # (…, d_e, len_x_hat)
         _151 = _threaded(np.add, _145, _150, out=_150)          # (…, d_e, len_x_hat)
         b_mlp4_l_2 = b_mlp4[l__2]                               # (d_e,)
         _152 = np.expand_dims(b_mlp4_l_2, -1)                   # (d_e, 1)
@@ -518,12 +534,12 @@ def forward(config: Config, params: Params, z, x_hat, workspace: dict | None = N
         beta5_l_2 = beta5[l__2]                                 # (d_e,)
         _154 = np.swapaxes(X_5, -1, -2)                         # (…, len_x_hat, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _155 = np.sum(_154, axis=-1, out=_buf(workspace, ('EDInference:f_155', l__2 % 2), batch + (len_x_hat,), dtype)) # (…, len_x_hat)
+        _155 = np.sum(_154, axis=-1, out=_buf(workspace, 'EDInference:f@3.3.1', batch + (len_x_hat,), dtype)) # (…, len_x_hat)
         m_5 = _threaded(np.divide, _155, d_e, out=_155)         # (…, len_x_hat)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _157 = np.expand_dims(m_5, -1)                          # (…, len_x_hat, 1)
         _158 = _threaded(np.subtract, _154, _157, out=_buf(workspace, ('EDInference:f_158', l__2), batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
-        _159 = _threaded(np.multiply, _158, _158, out=_buf(workspace, ('EDInference:f_159', l__2 % 2), batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
+        _159 = _threaded(np.multiply, _158, _158, out=_buf(workspace, 'EDInference:f@3.4.1', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
         _160 = np.sum(_159, axis=-1, out=_buf(workspace, ('EDInference:f_160', l__2), batch + (len_x_hat,), dtype)) # (…, len_x_hat)
         v_5 = _threaded(np.divide, _160, d_e, out=_160)         # (…, len_x_hat)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
@@ -534,13 +550,13 @@ def forward(config: Config, params: Params, z, x_hat, workspace: dict | None = N
         e_hat_5 = _threaded(np.add, _165, beta5_l_2, out=_165)  # (…, len_x_hat, d_e)
         # EDTransformer 19 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^5_l, β^5_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         _167 = np.swapaxes(e_hat_5, -1, -2)                     # (…, d_e, len_x_hat)
-        saved_l__2.append((gamma5_l_2, x_hat_6, sigma_5, W_mlp4_l_2, _149, _148, W_mlp3_l_2, e_hat_4, gamma4_l_2, x_hat_5, sigma_4, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, softmax_S_3, K_3, Q_3, W_v_3_l_2, W_k_3_l_2, W_q_3_l_2, _111, gamma3_l_2, x_hat_4, sigma_3, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, softmax_S_2, K_2, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2,))
+        saved_l__2.append((gamma5_l_2, x_hat_6, sigma_5, W_mlp4_l_2, _149, _148, W_mlp3_l_2, x_hat_5, gamma4_l_2, beta4_l_2, sigma_4, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, softmax_S_3, K_3, Q_3, W_v_3_l_2, W_k_3_l_2, W_q_3_l_2, x_hat_4, gamma3_l_2, beta3_l_2, sigma_3, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, softmax_S_2, K_2, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2,))
         X_2 = _167
     X_6 = X_2
     # EDTransformer 21 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ_x}
-    _168 = np.matmul(W_u, X_6, out=_buf(workspace, 'EDInference:f_168', batch + (N_V, len_x_hat), dtype)) # (…, N_V, len_x_hat)
-    P = _softmax(_168, -2, _buf(workspace, 'EDInference:fP', batch + (N_V, len_x_hat), dtype)) # (…, N_V, len_x_hat)
-    cache = {"N_V": N_V, "ell_z": ell_z, "len_x_hat": len_x_hat, "H": H, "L_dec": L_dec, "L_enc": L_enc, "d_attn": d_attn, "d_e": d_e, "d_mid": d_mid, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "P": P, "X_6": X_6, "_20": _20, "_115": _115, "_66": _66, "_4": _4, "x_hat": x_hat, "_1": _1, "_3": _3, "z": z, "saved_l__2": saved_l__2, "saved_l_": saved_l_}
+    _168 = np.matmul(W_u, X_6, out=_buf(workspace, 'EDInference:f@1.6.1', batch + (N_V, len_x_hat), dtype)) # (…, N_V, len_x_hat)
+    P = _softmax(_168, -2, _buf(workspace, 'EDInference:f@1.6.2', batch + (N_V, len_x_hat), dtype)) # (…, N_V, len_x_hat)
+    cache = {"N_V": N_V, "ell_z": ell_z, "len_x_hat": len_x_hat, "H": H, "L_dec": L_dec, "L_enc": L_enc, "d_attn": d_attn, "d_e": d_e, "d_mid": d_mid, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "P": P, "X_6": X_6, "_20": _20, "_115": _115, "_66": _66, "_4": _4, "x_hat": x_hat, "_1": _1, "_3": _3, "z": z, "W_q_shape": W_q_shape, "b_q_shape": b_q_shape, "W_k_shape": W_k_shape, "b_k_shape": b_k_shape, "W_v_shape": W_v_shape, "b_v_shape": b_v_shape, "W_o_shape": W_o_shape, "b_o_shape": b_o_shape, "gamma1_shape": gamma1_shape, "beta1_shape": beta1_shape, "W_mlp2_shape": W_mlp2_shape, "W_mlp1_shape": W_mlp1_shape, "b_mlp1_shape": b_mlp1_shape, "b_mlp2_shape": b_mlp2_shape, "gamma2_shape": gamma2_shape, "beta2_shape": beta2_shape, "saved_l__2": saved_l__2, "saved_l_": saved_l_}
     return P, cache
 
 
@@ -573,15 +589,31 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     _1 = cache["_1"]
     _3 = cache["_3"]
     z = cache["z"]
+    W_q_shape = cache["W_q_shape"]
+    b_q_shape = cache["b_q_shape"]
+    W_k_shape = cache["W_k_shape"]
+    b_k_shape = cache["b_k_shape"]
+    W_v_shape = cache["W_v_shape"]
+    b_v_shape = cache["b_v_shape"]
+    W_o_shape = cache["W_o_shape"]
+    b_o_shape = cache["b_o_shape"]
+    gamma1_shape = cache["gamma1_shape"]
+    beta1_shape = cache["beta1_shape"]
+    W_mlp2_shape = cache["W_mlp2_shape"]
+    W_mlp1_shape = cache["W_mlp1_shape"]
+    b_mlp1_shape = cache["b_mlp1_shape"]
+    b_mlp2_shape = cache["b_mlp2_shape"]
+    gamma2_shape = cache["gamma2_shape"]
+    beta2_shape = cache["beta2_shape"]
     saved_l__2 = cache["saved_l__2"]
     saved_l_ = cache["saved_l_"]
     # EDTransformer 21 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ_x}
-    g10001 = _softmax_grad(d_P, P, -2, _buf(workspace, 'EDInference:bg10001', batch + (N_V, len_x_hat), dtype)) # (…, N_V, len_x_hat)
+    g10001 = _softmax_grad(d_P, P, -2, _buf(workspace, 'EDInference:b@1.1.1', batch + (N_V, len_x_hat), dtype)) # (…, N_V, len_x_hat)
     g10002 = np.swapaxes(W_u, -1, -2)                           # (d_e, N_V)
-    d_X_6 = np.matmul(g10002, g10001, out=_buf(workspace, 'EDInference:bd_X_6', batch + (d_e, len_x_hat), dtype)) # (…, d_e, len_x_hat)
-    g10004 = np.swapaxes(X_6, -1, -2)                           # (…, len_x_hat, d_e)
-    g10005 = np.matmul(g10001, g10004, out=_buf(workspace, 'EDInference:bg10005', batch + (N_V, d_e), dtype)) # (…, N_V, d_e)
-    d_W_u = _sum_to(g10005, 2, ())                              # (N_V, d_e)
+    d_X_6 = np.matmul(g10002, g10001, out=_buf(workspace, 'EDInference:b@1.2.1', batch + (d_e, len_x_hat), dtype)) # (…, d_e, len_x_hat)
+    g10004 = np.swapaxes(g10001, -1, -2)                        # (…, len_x_hat, N_V)
+    g10005 = np.swapaxes(X_6, -1, -2)                           # (…, len_x_hat, d_e)
+    d_W_u = _wgrad(g10004, g10005, _buf(workspace, 'EDInference:b@1.3.1', (N_V, d_e), dtype)) # (N_V, d_e)
     g10007 = d_X_6
     d_W_q_2 = _buf(workspace, 'EDInference:bd_W_q_2', params.W_q_2.shape, dtype)
     d_W_q_2.fill(0)
@@ -635,346 +667,356 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     d_gamma5.fill(0)
     d_beta5 = _buf(workspace, 'EDInference:bd_beta5', params.beta5.shape, dtype)
     d_beta5.fill(0)
-    g10144 = 0
+    g10141 = 0
     for l__2 in reversed(range(L_dec)):
-        gamma5_l_2, x_hat_6, sigma_5, W_mlp4_l_2, _149, _148, W_mlp3_l_2, e_hat_4, gamma4_l_2, x_hat_5, sigma_4, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, softmax_S_3, K_3, Q_3, W_v_3_l_2, W_k_3_l_2, W_q_3_l_2, _111, gamma3_l_2, x_hat_4, sigma_3, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, softmax_S_2, K_2, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2, = saved_l__2[l__2]
+        gamma5_l_2, x_hat_6, sigma_5, W_mlp4_l_2, _149, _148, W_mlp3_l_2, x_hat_5, gamma4_l_2, beta4_l_2, sigma_4, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, softmax_S_3, K_3, Q_3, W_v_3_l_2, W_k_3_l_2, W_q_3_l_2, x_hat_4, gamma3_l_2, beta3_l_2, sigma_3, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, softmax_S_2, K_2, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2, = saved_l__2[l__2]
         # EDTransformer 19 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^5_l, β^5_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         d_e_hat_5 = np.swapaxes(g10007, -1, -2)                 # (…, len_x_hat, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta5_l_2 = _sum_to(d_e_hat_5, 1, ())                 # (d_e,)
-        d_x_hat_6 = _threaded(np.multiply, d_e_hat_5, gamma5_l_2, out=_buf(workspace, ('EDInference:bd_x_hat_6', l__2 % 2), batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
-        g10011 = _threaded(np.multiply, d_e_hat_5, x_hat_6, out=_buf(workspace, ('EDInference:bg10011', l__2 % 2), batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
+        d_x_hat_6 = _threaded(np.multiply, d_e_hat_5, gamma5_l_2, out=_buf(workspace, 'EDInference:b@2.1.1', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
+        g10011 = _threaded(np.multiply, d_e_hat_5, x_hat_6, out=_buf(workspace, 'EDInference:b@2.1.2', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
         d_gamma5_l_2 = _sum_to(g10011, 1, ())                   # (d_e,)
-        g10013 = _layer_norm_grad(d_x_hat_6, x_hat_6, sigma_5, -1, _buf(workspace, ('EDInference:bg10013', l__2 % 2), batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
+        g10013 = _layer_norm_grad(d_x_hat_6, x_hat_6, sigma_5, -1, _buf(workspace, 'EDInference:b@2.1.3', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
         # EDTransformer 19 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^5_l, β^5_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         d_X_5 = np.swapaxes(g10013, -1, -2)                     # (…, d_e, len_x_hat)
         # EDTransformer 18 X ← X + W^l_mlp4 ReLU(W^l_mlp3 X + b^l_mlp3 1^⊤) + b^l_mlp4 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ_x}
         g10015 = _sum_to(d_X_5, 2, (-1,))                       # (d_e, 1)
         d_b_mlp4_l_2 = np.squeeze(g10015, -1)                   # (d_e,)
         g10017 = np.swapaxes(W_mlp4_l_2, -1, -2)                # (d_mlp, d_e)
-        g10018 = np.matmul(g10017, d_X_5, out=_buf(workspace, ('EDInference:bg10018', l__2 % 2), batch + (d_mlp, len_x_hat), dtype)) # (…, d_mlp, len_x_hat)
+        g10018 = np.matmul(g10017, d_X_5, out=_buf(workspace, 'EDInference:b@2.2.1', batch + (d_mlp, len_x_hat), dtype)) # (…, d_mlp, len_x_hat)
         g10019 = np.swapaxes(_149, -1, -2)                      # (…, len_x_hat, d_mlp)
-        g10020 = np.matmul(d_X_5, g10019, out=_buf(workspace, ('EDInference:bg10020', l__2 % 2), batch + (d_e, d_mlp), dtype)) # (…, d_e, d_mlp)
-        d_W_mlp4_l_2 = _sum_to(g10020, 2, ())                   # (d_e, d_mlp)
-        g10022 = (_148 > 0)                                     # (…, d_mlp, len_x_hat)
-        g10023 = _threaded(np.multiply, g10018, g10022, out=_buf(workspace, ('EDInference:bg10023', l__2 % 2), batch + (d_mlp, len_x_hat), dtype)) # (…, d_mlp, len_x_hat)
-        g10024 = _sum_to(g10023, 2, (-1,))                      # (d_mlp, 1)
-        d_b_mlp3_l_2 = np.squeeze(g10024, -1)                   # (d_mlp,)
-        g10026 = np.swapaxes(W_mlp3_l_2, -1, -2)                # (d_e, d_mlp)
-        g10027 = np.matmul(g10026, g10023, out=_buf(workspace, ('EDInference:bg10027', l__2 % 2), batch + (d_e, len_x_hat), dtype)) # (…, d_e, len_x_hat)
-        g10028 = np.matmul(g10023, e_hat_4, out=_buf(workspace, ('EDInference:bg10028', l__2 % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
-        d_W_mlp3_l_2 = _sum_to(g10028, 2, ())                   # (d_mlp, d_e)
-        g10030 = _threaded(np.add, d_X_5, g10027, out=g10027)   # (…, d_e, len_x_hat)
+        d_W_mlp4_l_2 = _wgrad(g10013, g10019, _buf(workspace, 'EDInference:b@2.3.1', (d_e, d_mlp), dtype)) # (d_e, d_mlp)
+        g10021 = (_148 > 0)                                     # (…, d_mlp, len_x_hat)
+        g10022 = _threaded(np.multiply, g10018, g10021, out=_buf(workspace, 'EDInference:b@2.2.2', batch + (d_mlp, len_x_hat), dtype)) # (…, d_mlp, len_x_hat)
+        g10023 = _sum_to(g10022, 2, (-1,))                      # (d_mlp, 1)
+        d_b_mlp3_l_2 = np.squeeze(g10023, -1)                   # (d_mlp,)
+        g10025 = np.swapaxes(W_mlp3_l_2, -1, -2)                # (d_e, d_mlp)
+        g10026 = np.matmul(g10025, g10022, out=_buf(workspace, 'EDInference:b@2.4.1', batch + (d_e, len_x_hat), dtype)) # (…, d_e, len_x_hat)
+        g10027 = np.swapaxes(g10022, -1, -2)                    # (…, len_x_hat, d_mlp)
+        # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
+        _143 = _threaded(np.multiply, x_hat_5, gamma4_l_2, out=_buf(workspace, 'EDInference:b@2.1.4', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
+        e_hat_4 = _threaded(np.add, _143, beta4_l_2, out=_143)  # (…, len_x_hat, d_e)
+        # EDTransformer 18 X ← X + W^l_mlp4 ReLU(W^l_mlp3 X + b^l_mlp3 1^⊤) + b^l_mlp4 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ_x}
+        d_W_mlp3_l_2 = _wgrad(g10027, e_hat_4, _buf(workspace, 'EDInference:b@2.5.1', (d_mlp, d_e), dtype)) # (d_mlp, d_e)
+        g10029 = _threaded(np.add, d_X_5, g10026, out=g10026)   # (…, d_e, len_x_hat)
         # EDTransformer 17 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^4_l, β^4_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
-        d_e_hat_4 = np.swapaxes(g10030, -1, -2)                 # (…, len_x_hat, d_e)
+        d_e_hat_4 = np.swapaxes(g10029, -1, -2)                 # (…, len_x_hat, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta4_l_2 = _sum_to(d_e_hat_4, 1, ())                 # (d_e,)
-        d_x_hat_5 = _threaded(np.multiply, d_e_hat_4, gamma4_l_2, out=_buf(workspace, ('EDInference:bd_x_hat_5', l__2 % 2), batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
-        g10034 = _threaded(np.multiply, d_e_hat_4, x_hat_5, out=_buf(workspace, ('EDInference:bg10034', l__2 % 2), batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
-        d_gamma4_l_2 = _sum_to(g10034, 1, ())                   # (d_e,)
-        g10036 = _layer_norm_grad(d_x_hat_5, x_hat_5, sigma_4, -1, _buf(workspace, ('EDInference:bg10036', l__2 % 2), batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
+        d_x_hat_5 = _threaded(np.multiply, d_e_hat_4, gamma4_l_2, out=_buf(workspace, 'EDInference:b@2.1.4', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
+        g10033 = _threaded(np.multiply, d_e_hat_4, x_hat_5, out=_buf(workspace, 'EDInference:b@2.1.5', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
+        d_gamma4_l_2 = _sum_to(g10033, 1, ())                   # (d_e,)
+        g10035 = _layer_norm_grad(d_x_hat_5, x_hat_5, sigma_4, -1, _buf(workspace, 'EDInference:b@2.1.6', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
         # EDTransformer 17 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^4_l, β^4_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
-        d_X_4 = np.swapaxes(g10036, -1, -2)                     # (…, d_e, len_x_hat)
+        d_X_4 = np.swapaxes(g10035, -1, -2)                     # (…, d_e, len_x_hat)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10038 = _sum_to(d_X_4, 2, (-1,))                       # (d_e, 1)
-        d_b_o_3_l_2 = np.squeeze(g10038, -1)                    # (d_e,)
-        g10040 = np.swapaxes(W_o_3_l_2, -1, -2)                 # (H·d_mid, d_e)
-        d_Y_3 = np.matmul(g10040, d_X_4, out=_buf(workspace, ('EDInference:bd_Y_3', l__2 % 2), batch + (H*d_mid, len_x_hat), dtype)) # (…, H·d_mid, len_x_hat)
-        g10042 = np.swapaxes(Y_3, -1, -2)                       # (…, len_x_hat, H·d_mid)
-        g10043 = np.matmul(d_X_4, g10042, out=_buf(workspace, ('EDInference:bg10043', l__2 % 2), batch + (d_e, H*d_mid), dtype)) # (…, d_e, H·d_mid)
-        d_W_o_3_l_2 = _sum_to(g10043, 2, ())                    # (d_e, H·d_mid)
+        g10037 = _sum_to(d_X_4, 2, (-1,))                       # (d_e, 1)
+        d_b_o_3_l_2 = np.squeeze(g10037, -1)                    # (d_e,)
+        g10039 = np.swapaxes(W_o_3_l_2, -1, -2)                 # (H·d_mid, d_e)
+        d_Y_3 = np.matmul(g10039, d_X_4, out=_buf(workspace, 'EDInference:b@2.6.1', batch + (H*d_mid, len_x_hat), dtype)) # (…, H·d_mid, len_x_hat)
+        g10041 = np.swapaxes(Y_3, -1, -2)                       # (…, len_x_hat, H·d_mid)
+        d_W_o_3_l_2 = _wgrad(g10035, g10041, _buf(workspace, 'EDInference:b@2.7.1', (d_e, H*d_mid), dtype)) # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         d_V_tilde_5 = d_Y_3.reshape(V_tilde_5_shape)            # (…, H, d_mid, len_x_hat)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10046 = np.swapaxes(V_3, -1, -2)                       # (…, H, ℓ_z, d_mid)
-        d_softmax_S_3 = np.matmul(g10046, d_V_tilde_5, out=_buf(workspace, ('EDInference:bd_softmax_S_3', l__2 % 2), batch + (H, ell_z, len_x_hat), dtype)) # (…, H, ℓ_z, len_x_hat)
-        g10048 = np.swapaxes(softmax_S_3, -1, -2)               # (…, H, len_x_hat, ℓ_z)
-        d_V_3 = np.matmul(d_V_tilde_5, g10048, out=_buf(workspace, ('EDInference:bd_V_3', l__2 % 2), batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
-        g10050 = _softmax_grad(d_softmax_S_3, softmax_S_3, -2, _buf(workspace, ('EDInference:bg10050', l__2 % 2), batch + (H, ell_z, len_x_hat), dtype)) # (…, H, ℓ_z, len_x_hat)
-        d_S_3 = _threaded(np.divide, g10050, _20, out=_buf(workspace, ('EDInference:bd_S_3', l__2 % 2), batch + (H, ell_z, len_x_hat), dtype)) # (…, H, ℓ_z, len_x_hat)
+        g10044 = np.swapaxes(V_3, -1, -2)                       # (…, H, ℓ_z, d_mid)
+        d_softmax_S_3 = np.matmul(g10044, d_V_tilde_5, out=_buf(workspace, 'EDInference:b@2.8.1', batch + (H, ell_z, len_x_hat), dtype)) # (…, H, ℓ_z, len_x_hat)
+        g10046 = np.swapaxes(softmax_S_3, -1, -2)               # (…, H, len_x_hat, ℓ_z)
+        d_V_3 = np.matmul(d_V_tilde_5, g10046, out=_buf(workspace, 'EDInference:b@2.9.1', batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
+        g10048 = _softmax_grad(d_softmax_S_3, softmax_S_3, -2, _buf(workspace, 'EDInference:b@2.8.2', batch + (H, ell_z, len_x_hat), dtype)) # (…, H, ℓ_z, len_x_hat)
+        d_S_3 = _threaded(np.divide, g10048, _20, out=_buf(workspace, 'EDInference:b@2.8.3', batch + (H, ell_z, len_x_hat), dtype)) # (…, H, ℓ_z, len_x_hat)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        d_Q_3 = np.matmul(K_3, d_S_3, out=_buf(workspace, ('EDInference:bd_Q_3', l__2 % 2), batch + (H, d_attn, len_x_hat), dtype)) # (…, H, d_attn, len_x_hat)
-        g10058 = np.swapaxes(d_S_3, -1, -2)                     # (…, H, len_x_hat, ℓ_z)
-        d_K_3 = np.matmul(Q_3, g10058, out=_buf(workspace, ('EDInference:bd_K_3', l__2 % 2), batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
+        d_Q_3 = np.matmul(K_3, d_S_3, out=_buf(workspace, 'EDInference:b@2.10.1', batch + (H, d_attn, len_x_hat), dtype)) # (…, H, d_attn, len_x_hat)
+        g10056 = np.swapaxes(d_S_3, -1, -2)                     # (…, H, len_x_hat, ℓ_z)
+        d_K_3 = np.matmul(Q_3, g10056, out=_buf(workspace, 'EDInference:b@2.11.1', batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10060 = _sum_to(d_V_3, 3, (-1,))                       # (H, d_mid, 1)
-        d_b_v_3_l_2 = np.squeeze(g10060, -1)                    # (H, d_mid)
-        g10062 = np.swapaxes(W_v_3_l_2, -1, -2)                 # (H, d_e, d_mid)
-        g10063 = np.matmul(g10062, d_V_3, out=_buf(workspace, ('EDInference:bg10063', l__2 % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
-        g10064 = np.swapaxes(_115, -1, -2)                      # (…, 1, ℓ_z, d_e)
-        g10065 = np.matmul(d_V_3, g10064, out=_buf(workspace, ('EDInference:bg10065', l__2 % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
-        d_W_v_3_l_2 = _sum_to(g10065, 3, ())                    # (H, d_mid, d_e)
-        g10067 = _sum_to(g10063, None, (-3,))                   # (…, 1, d_e, ℓ_z)
+        g10058 = _sum_to(d_V_3, 3, (-1,))                       # (H, d_mid, 1)
+        d_b_v_3_l_2 = np.squeeze(g10058, -1)                    # (H, d_mid)
+        g10060 = np.swapaxes(W_v_3_l_2, -1, -2)                 # (H, d_e, d_mid)
+        g10061 = np.matmul(g10060, d_V_3, out=_buf(workspace, 'EDInference:b@2.12.1', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10062 = np.swapaxes(_115, -1, -2)                      # (…, 1, ℓ_z, d_e)
+        g10063 = np.matmul(d_V_3, g10062, out=_buf(workspace, 'EDInference:b@2.13.1', batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        d_W_v_3_l_2 = _sum_to(g10063, 3, ())                    # (H, d_mid, d_e)
+        g10065 = _sum_to(g10061, None, (-3,))                   # (…, 1, d_e, ℓ_z)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10068 = _sum_to(d_K_3, 3, (-1,))                       # (H, d_attn, 1)
-        d_b_k_3_l_2 = np.squeeze(g10068, -1)                    # (H, d_attn)
-        g10070 = np.swapaxes(W_k_3_l_2, -1, -2)                 # (H, d_e, d_attn)
-        g10071 = np.matmul(g10070, d_K_3, out=_buf(workspace, ('EDInference:bg10071', l__2 % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
-        g10072 = np.swapaxes(_115, -1, -2)                      # (…, 1, ℓ_z, d_e)
-        g10073 = np.matmul(d_K_3, g10072, out=_buf(workspace, ('EDInference:bg10073', l__2 % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_k_3_l_2 = _sum_to(g10073, 3, ())                    # (H, d_attn, d_e)
-        g10075 = _sum_to(g10071, None, (-3,))                   # (…, 1, d_e, ℓ_z)
-        g10076 = _threaded(np.add, g10067, g10075, out=_buf(workspace, ('EDInference:bg10076', l__2 % 2), batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
+        g10066 = _sum_to(d_K_3, 3, (-1,))                       # (H, d_attn, 1)
+        d_b_k_3_l_2 = np.squeeze(g10066, -1)                    # (H, d_attn)
+        g10068 = np.swapaxes(W_k_3_l_2, -1, -2)                 # (H, d_e, d_attn)
+        g10069 = np.matmul(g10068, d_K_3, out=_buf(workspace, 'EDInference:b@2.12.2', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10070 = np.swapaxes(_115, -1, -2)                      # (…, 1, ℓ_z, d_e)
+        g10071 = np.matmul(d_K_3, g10070, out=_buf(workspace, 'EDInference:b@2.14.1', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_k_3_l_2 = _sum_to(g10071, 3, ())                    # (H, d_attn, d_e)
+        g10073 = _sum_to(g10069, None, (-3,))                   # (…, 1, d_e, ℓ_z)
+        g10074 = _threaded(np.add, g10065, g10073, out=_buf(workspace, 'EDInference:b@2.15.1', batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10077 = _sum_to(d_Q_3, 3, (-1,))                       # (H, d_attn, 1)
-        d_b_q_3_l_2 = np.squeeze(g10077, -1)                    # (H, d_attn)
-        g10079 = np.swapaxes(W_q_3_l_2, -1, -2)                 # (H, d_e, d_attn)
-        g10080 = np.matmul(g10079, d_Q_3, out=_buf(workspace, ('EDInference:bg10080', l__2 % 2), batch + (H, d_e, len_x_hat), dtype)) # (…, H, d_e, len_x_hat)
-        g10081 = np.swapaxes(_111, -1, -2)                      # (…, 1, len_x_hat, d_e)
-        g10082 = np.matmul(d_Q_3, g10081, out=_buf(workspace, ('EDInference:bg10082', l__2 % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_q_3_l_2 = _sum_to(g10082, 3, ())                    # (H, d_attn, d_e)
-        g10084 = _sum_to(g10080, None, (-3,))                   # (…, 1, d_e, len_x_hat)
-        g10085 = np.squeeze(g10084, -3)                         # (…, d_e, len_x_hat)
-        g10086 = _threaded(np.add, d_X_4, g10085, out=_buf(workspace, ('EDInference:bg10086', l__2 % 2), batch + (d_e, len_x_hat), dtype)) # (…, d_e, len_x_hat)
+        g10075 = _sum_to(d_Q_3, 3, (-1,))                       # (H, d_attn, 1)
+        d_b_q_3_l_2 = np.squeeze(g10075, -1)                    # (H, d_attn)
+        g10077 = np.swapaxes(W_q_3_l_2, -1, -2)                 # (H, d_e, d_attn)
+        g10078 = np.matmul(g10077, d_Q_3, out=_buf(workspace, 'EDInference:b@2.16.1', batch + (H, d_e, len_x_hat), dtype)) # (…, H, d_e, len_x_hat)
+        # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
+        _108 = _threaded(np.multiply, x_hat_4, gamma3_l_2, out=_buf(workspace, 'EDInference:b@2.1.7', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
+        e_hat_3 = _threaded(np.add, _108, beta3_l_2, out=_108)  # (…, len_x_hat, d_e)
         # EDTransformer 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
-        d_e_hat_3 = np.swapaxes(g10086, -1, -2)                 # (…, len_x_hat, d_e)
+        _110 = np.swapaxes(e_hat_3, -1, -2)                     # (…, d_e, len_x_hat)
+        # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
+        _111 = np.expand_dims(_110, -3)                         # (…, 1, d_e, len_x_hat)
+        g10079 = np.swapaxes(_111, -1, -2)                      # (…, 1, len_x_hat, d_e)
+        g10080 = np.matmul(d_Q_3, g10079, out=_buf(workspace, 'EDInference:b@2.14.2', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_q_3_l_2 = _sum_to(g10080, 3, ())                    # (H, d_attn, d_e)
+        g10082 = _sum_to(g10078, None, (-3,))                   # (…, 1, d_e, len_x_hat)
+        g10083 = np.squeeze(g10082, -3)                         # (…, d_e, len_x_hat)
+        g10084 = _threaded(np.add, d_X_4, g10083, out=_buf(workspace, 'EDInference:b@2.4.2', batch + (d_e, len_x_hat), dtype)) # (…, d_e, len_x_hat)
+        # EDTransformer 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
+        d_e_hat_3 = np.swapaxes(g10084, -1, -2)                 # (…, len_x_hat, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta3_l_2 = _sum_to(d_e_hat_3, 1, ())                 # (d_e,)
-        d_x_hat_4 = _threaded(np.multiply, d_e_hat_3, gamma3_l_2, out=_buf(workspace, ('EDInference:bd_x_hat_4', l__2 % 2), batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
-        g10090 = _threaded(np.multiply, d_e_hat_3, x_hat_4, out=_buf(workspace, ('EDInference:bg10090', l__2 % 2), batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
-        d_gamma3_l_2 = _sum_to(g10090, 1, ())                   # (d_e,)
-        g10092 = _layer_norm_grad(d_x_hat_4, x_hat_4, sigma_3, -1, _buf(workspace, ('EDInference:bg10092', l__2 % 2), batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
+        d_x_hat_4 = _threaded(np.multiply, d_e_hat_3, gamma3_l_2, out=_buf(workspace, 'EDInference:b@2.1.7', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
+        g10088 = _threaded(np.multiply, d_e_hat_3, x_hat_4, out=_buf(workspace, 'EDInference:b@2.1.8', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
+        d_gamma3_l_2 = _sum_to(g10088, 1, ())                   # (d_e,)
+        g10090 = _layer_norm_grad(d_x_hat_4, x_hat_4, sigma_3, -1, _buf(workspace, 'EDInference:b@2.1.9', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
         # EDTransformer 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
-        d_X_3 = np.swapaxes(g10092, -1, -2)                     # (…, d_e, len_x_hat)
+        d_X_3 = np.swapaxes(g10090, -1, -2)                     # (…, d_e, len_x_hat)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10094 = _sum_to(d_X_3, 2, (-1,))                       # (d_e, 1)
-        d_b_o_2_l_2 = np.squeeze(g10094, -1)                    # (d_e,)
-        g10096 = np.swapaxes(W_o_2_l_2, -1, -2)                 # (H·d_mid, d_e)
-        d_Y_2 = np.matmul(g10096, d_X_3, out=_buf(workspace, ('EDInference:bd_Y_2', l__2 % 2), batch + (H*d_mid, len_x_hat), dtype)) # (…, H·d_mid, len_x_hat)
-        g10098 = np.swapaxes(Y_2, -1, -2)                       # (…, len_x_hat, H·d_mid)
-        g10099 = np.matmul(d_X_3, g10098, out=_buf(workspace, ('EDInference:bg10099', l__2 % 2), batch + (d_e, H*d_mid), dtype)) # (…, d_e, H·d_mid)
-        d_W_o_2_l_2 = _sum_to(g10099, 2, ())                    # (d_e, H·d_mid)
+        g10092 = _sum_to(d_X_3, 2, (-1,))                       # (d_e, 1)
+        d_b_o_2_l_2 = np.squeeze(g10092, -1)                    # (d_e,)
+        g10094 = np.swapaxes(W_o_2_l_2, -1, -2)                 # (H·d_mid, d_e)
+        d_Y_2 = np.matmul(g10094, d_X_3, out=_buf(workspace, 'EDInference:b@2.6.2', batch + (H*d_mid, len_x_hat), dtype)) # (…, H·d_mid, len_x_hat)
+        g10096 = np.swapaxes(Y_2, -1, -2)                       # (…, len_x_hat, H·d_mid)
+        d_W_o_2_l_2 = _wgrad(g10090, g10096, _buf(workspace, 'EDInference:b@2.7.2', (d_e, H*d_mid), dtype)) # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         d_V_tilde_3 = d_Y_2.reshape(V_tilde_3_shape)            # (…, H, d_mid, len_x_hat)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10102 = np.swapaxes(V_2, -1, -2)                       # (…, H, len_x_hat, d_mid)
-        d_softmax_S_2 = np.matmul(g10102, d_V_tilde_3, out=_buf(workspace, ('EDInference:bd_softmax_S_2', l__2 % 2), batch + (H, len_x_hat, len_x_hat), dtype)) # (…, H, len_x_hat, len_x_hat)
-        g10104 = np.swapaxes(softmax_S_2, -1, -2)               # (…, H, len_x_hat, len_x_hat)
-        d_V_2 = np.matmul(d_V_tilde_3, g10104, out=_buf(workspace, ('EDInference:bd_V_2', l__2 % 2), batch + (H, d_mid, len_x_hat), dtype)) # (…, H, d_mid, len_x_hat)
-        g10106 = _softmax_grad(d_softmax_S_2, softmax_S_2, -2, _buf(workspace, ('EDInference:bg10106', l__2 % 2), batch + (H, len_x_hat, len_x_hat), dtype)) # (…, H, len_x_hat, len_x_hat)
-        d_S_2 = _threaded(np.divide, g10106, _20, out=_buf(workspace, ('EDInference:bd_S_2', l__2 % 2), batch + (H, len_x_hat, len_x_hat), dtype)) # (…, H, len_x_hat, len_x_hat)
+        g10099 = np.swapaxes(V_2, -1, -2)                       # (…, H, len_x_hat, d_mid)
+        d_softmax_S_2 = np.matmul(g10099, d_V_tilde_3, out=_buf(workspace, 'EDInference:b@2.17.1', batch + (H, len_x_hat, len_x_hat), dtype)) # (…, H, len_x_hat, len_x_hat)
+        g10101 = np.swapaxes(softmax_S_2, -1, -2)               # (…, H, len_x_hat, len_x_hat)
+        d_V_2 = np.matmul(d_V_tilde_3, g10101, out=_buf(workspace, 'EDInference:b@2.18.1', batch + (H, d_mid, len_x_hat), dtype)) # (…, H, d_mid, len_x_hat)
+        g10103 = _softmax_grad(d_softmax_S_2, softmax_S_2, -2, _buf(workspace, 'EDInference:b@2.17.2', batch + (H, len_x_hat, len_x_hat), dtype)) # (…, H, len_x_hat, len_x_hat)
+        d_S_2 = _threaded(np.divide, g10103, _20, out=_buf(workspace, 'EDInference:b@2.17.3', batch + (H, len_x_hat, len_x_hat), dtype)) # (…, H, len_x_hat, len_x_hat)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        d_Q_2 = np.matmul(K_2, d_S_2, out=_buf(workspace, ('EDInference:bd_Q_2', l__2 % 2), batch + (H, d_attn, len_x_hat), dtype)) # (…, H, d_attn, len_x_hat)
-        g10114 = np.swapaxes(d_S_2, -1, -2)                     # (…, H, len_x_hat, len_x_hat)
-        d_K_2 = np.matmul(Q_2, g10114, out=_buf(workspace, ('EDInference:bd_K_2', l__2 % 2), batch + (H, d_attn, len_x_hat), dtype)) # (…, H, d_attn, len_x_hat)
+        d_Q_2 = np.matmul(K_2, d_S_2, out=_buf(workspace, 'EDInference:b@2.10.2', batch + (H, d_attn, len_x_hat), dtype)) # (…, H, d_attn, len_x_hat)
+        g10111 = np.swapaxes(d_S_2, -1, -2)                     # (…, H, len_x_hat, len_x_hat)
+        d_K_2 = np.matmul(Q_2, g10111, out=_buf(workspace, 'EDInference:b@2.10.3', batch + (H, d_attn, len_x_hat), dtype)) # (…, H, d_attn, len_x_hat)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10116 = _sum_to(d_V_2, 3, (-1,))                       # (H, d_mid, 1)
-        d_b_v_2_l_2 = np.squeeze(g10116, -1)                    # (H, d_mid)
-        g10118 = np.swapaxes(W_v_2_l_2, -1, -2)                 # (H, d_e, d_mid)
-        g10119 = np.matmul(g10118, d_V_2, out=_buf(workspace, ('EDInference:bg10119', l__2 % 2), batch + (H, d_e, len_x_hat), dtype)) # (…, H, d_e, len_x_hat)
-        g10120 = np.swapaxes(_74, -1, -2)                       # (…, 1, len_x_hat, d_e)
-        g10121 = np.matmul(d_V_2, g10120, out=_buf(workspace, ('EDInference:bg10121', l__2 % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
-        d_W_v_2_l_2 = _sum_to(g10121, 3, ())                    # (H, d_mid, d_e)
-        g10123 = _sum_to(g10119, None, (-3,))                   # (…, 1, d_e, len_x_hat)
+        g10113 = _sum_to(d_V_2, 3, (-1,))                       # (H, d_mid, 1)
+        d_b_v_2_l_2 = np.squeeze(g10113, -1)                    # (H, d_mid)
+        g10115 = np.swapaxes(W_v_2_l_2, -1, -2)                 # (H, d_e, d_mid)
+        g10116 = np.matmul(g10115, d_V_2, out=_buf(workspace, 'EDInference:b@2.16.2', batch + (H, d_e, len_x_hat), dtype)) # (…, H, d_e, len_x_hat)
+        g10117 = np.swapaxes(_74, -1, -2)                       # (…, 1, len_x_hat, d_e)
+        g10118 = np.matmul(d_V_2, g10117, out=_buf(workspace, 'EDInference:b@2.13.2', batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        d_W_v_2_l_2 = _sum_to(g10118, 3, ())                    # (H, d_mid, d_e)
+        g10120 = _sum_to(g10116, None, (-3,))                   # (…, 1, d_e, len_x_hat)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10124 = _sum_to(d_K_2, 3, (-1,))                       # (H, d_attn, 1)
-        d_b_k_2_l_2 = np.squeeze(g10124, -1)                    # (H, d_attn)
-        g10126 = np.swapaxes(W_k_2_l_2, -1, -2)                 # (H, d_e, d_attn)
-        g10127 = np.matmul(g10126, d_K_2, out=_buf(workspace, ('EDInference:bg10127', l__2 % 2), batch + (H, d_e, len_x_hat), dtype)) # (…, H, d_e, len_x_hat)
-        g10128 = np.swapaxes(_74, -1, -2)                       # (…, 1, len_x_hat, d_e)
-        g10129 = np.matmul(d_K_2, g10128, out=_buf(workspace, ('EDInference:bg10129', l__2 % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_k_2_l_2 = _sum_to(g10129, 3, ())                    # (H, d_attn, d_e)
-        g10131 = _sum_to(g10127, None, (-3,))                   # (…, 1, d_e, len_x_hat)
-        g10132 = _threaded(np.add, g10123, g10131, out=_buf(workspace, ('EDInference:bg10132', l__2 % 2), batch + (1, d_e, len_x_hat), dtype)) # (…, 1, d_e, len_x_hat)
+        g10121 = _sum_to(d_K_2, 3, (-1,))                       # (H, d_attn, 1)
+        d_b_k_2_l_2 = np.squeeze(g10121, -1)                    # (H, d_attn)
+        g10123 = np.swapaxes(W_k_2_l_2, -1, -2)                 # (H, d_e, d_attn)
+        g10124 = np.matmul(g10123, d_K_2, out=_buf(workspace, 'EDInference:b@2.16.3', batch + (H, d_e, len_x_hat), dtype)) # (…, H, d_e, len_x_hat)
+        g10125 = np.swapaxes(_74, -1, -2)                       # (…, 1, len_x_hat, d_e)
+        g10126 = np.matmul(d_K_2, g10125, out=_buf(workspace, 'EDInference:b@2.14.3', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_k_2_l_2 = _sum_to(g10126, 3, ())                    # (H, d_attn, d_e)
+        g10128 = _sum_to(g10124, None, (-3,))                   # (…, 1, d_e, len_x_hat)
+        g10129 = _threaded(np.add, g10120, g10128, out=_buf(workspace, 'EDInference:b@2.19.1', batch + (1, d_e, len_x_hat), dtype)) # (…, 1, d_e, len_x_hat)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10133 = _sum_to(d_Q_2, 3, (-1,))                       # (H, d_attn, 1)
-        d_b_q_2_l_2 = np.squeeze(g10133, -1)                    # (H, d_attn)
-        g10135 = np.swapaxes(W_q_2_l_2, -1, -2)                 # (H, d_e, d_attn)
-        g10136 = np.matmul(g10135, d_Q_2, out=_buf(workspace, ('EDInference:bg10136', l__2 % 2), batch + (H, d_e, len_x_hat), dtype)) # (…, H, d_e, len_x_hat)
-        g10137 = np.swapaxes(_74, -1, -2)                       # (…, 1, len_x_hat, d_e)
-        g10138 = np.matmul(d_Q_2, g10137, out=_buf(workspace, ('EDInference:bg10138', l__2 % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_q_2_l_2 = _sum_to(g10138, 3, ())                    # (H, d_attn, d_e)
-        g10140 = _sum_to(g10136, None, (-3,))                   # (…, 1, d_e, len_x_hat)
-        g10141 = _threaded(np.add, g10132, g10140, out=g10132)  # (…, 1, d_e, len_x_hat)
-        g10142 = np.squeeze(g10141, -3)                         # (…, d_e, len_x_hat)
-        d_X_2 = _threaded(np.add, d_X_3, g10142, out=_buf(workspace, ('EDInference:bd_X_2', l__2 % 2), batch + (d_e, len_x_hat), dtype)) # (…, d_e, len_x_hat)
-        d_W_q_2[l__2] += d_W_q_2_l_2
-        d_b_q_2[l__2] += d_b_q_2_l_2
-        d_W_k_2[l__2] += d_W_k_2_l_2
-        d_b_k_2[l__2] += d_b_k_2_l_2
-        d_W_v_2[l__2] += d_W_v_2_l_2
-        d_b_v_2[l__2] += d_b_v_2_l_2
-        d_W_o_2[l__2] += d_W_o_2_l_2
-        d_b_o_2[l__2] += d_b_o_2_l_2
-        d_gamma3[l__2] += d_gamma3_l_2
-        d_beta3[l__2] += d_beta3_l_2
-        d_W_q_3[l__2] += d_W_q_3_l_2
-        d_b_q_3[l__2] += d_b_q_3_l_2
-        d_W_k_3[l__2] += d_W_k_3_l_2
-        d_b_k_3[l__2] += d_b_k_3_l_2
-        d_W_v_3[l__2] += d_W_v_3_l_2
-        d_b_v_3[l__2] += d_b_v_3_l_2
-        d_W_o_3[l__2] += d_W_o_3_l_2
-        d_b_o_3[l__2] += d_b_o_3_l_2
-        d_gamma4[l__2] += d_gamma4_l_2
-        d_beta4[l__2] += d_beta4_l_2
-        d_W_mlp4[l__2] += d_W_mlp4_l_2
-        d_W_mlp3[l__2] += d_W_mlp3_l_2
-        d_b_mlp3[l__2] += d_b_mlp3_l_2
-        d_b_mlp4[l__2] += d_b_mlp4_l_2
-        d_gamma5[l__2] += d_gamma5_l_2
-        d_beta5[l__2] += d_beta5_l_2
-        g10144 = g10144 + g10076
+        g10130 = _sum_to(d_Q_2, 3, (-1,))                       # (H, d_attn, 1)
+        d_b_q_2_l_2 = np.squeeze(g10130, -1)                    # (H, d_attn)
+        g10132 = np.swapaxes(W_q_2_l_2, -1, -2)                 # (H, d_e, d_attn)
+        g10133 = np.matmul(g10132, d_Q_2, out=_buf(workspace, 'EDInference:b@2.16.3', batch + (H, d_e, len_x_hat), dtype)) # (…, H, d_e, len_x_hat)
+        g10134 = np.swapaxes(_74, -1, -2)                       # (…, 1, len_x_hat, d_e)
+        g10135 = np.matmul(d_Q_2, g10134, out=_buf(workspace, 'EDInference:b@2.14.4', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_q_2_l_2 = _sum_to(g10135, 3, ())                    # (H, d_attn, d_e)
+        g10137 = _sum_to(g10133, None, (-3,))                   # (…, 1, d_e, len_x_hat)
+        g10138 = _threaded(np.add, g10129, g10137, out=g10129)  # (…, 1, d_e, len_x_hat)
+        g10139 = np.squeeze(g10138, -3)                         # (…, d_e, len_x_hat)
+        d_X_2 = _threaded(np.add, d_X_3, g10139, out=_buf(workspace, ('EDInference:bd_X_2', l__2 % 2), batch + (d_e, len_x_hat), dtype)) # (…, d_e, len_x_hat)
+        d_W_q_2[..., l__2, :, :, :] += d_W_q_2_l_2
+        d_b_q_2[..., l__2, :, :] += d_b_q_2_l_2
+        d_W_k_2[..., l__2, :, :, :] += d_W_k_2_l_2
+        d_b_k_2[..., l__2, :, :] += d_b_k_2_l_2
+        d_W_v_2[..., l__2, :, :, :] += d_W_v_2_l_2
+        d_b_v_2[..., l__2, :, :] += d_b_v_2_l_2
+        d_W_o_2[..., l__2, :, :] += d_W_o_2_l_2
+        d_b_o_2[..., l__2, :] += d_b_o_2_l_2
+        d_gamma3[..., l__2, :] += d_gamma3_l_2
+        d_beta3[..., l__2, :] += d_beta3_l_2
+        d_W_q_3[..., l__2, :, :, :] += d_W_q_3_l_2
+        d_b_q_3[..., l__2, :, :] += d_b_q_3_l_2
+        d_W_k_3[..., l__2, :, :, :] += d_W_k_3_l_2
+        d_b_k_3[..., l__2, :, :] += d_b_k_3_l_2
+        d_W_v_3[..., l__2, :, :, :] += d_W_v_3_l_2
+        d_b_v_3[..., l__2, :, :] += d_b_v_3_l_2
+        d_W_o_3[..., l__2, :, :] += d_W_o_3_l_2
+        d_b_o_3[..., l__2, :] += d_b_o_3_l_2
+        d_gamma4[..., l__2, :] += d_gamma4_l_2
+        d_beta4[..., l__2, :] += d_beta4_l_2
+        d_W_mlp4[..., l__2, :, :] += d_W_mlp4_l_2
+        d_W_mlp3[..., l__2, :, :] += d_W_mlp3_l_2
+        d_b_mlp3[..., l__2, :] += d_b_mlp3_l_2
+        d_b_mlp4[..., l__2, :] += d_b_mlp4_l_2
+        d_gamma5[..., l__2, :] += d_gamma5_l_2
+        d_beta5[..., l__2, :] += d_beta5_l_2
+        g10141 = g10141 + g10074
         g10007 = d_X_2
     # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-    d_Z_5 = np.squeeze(g10144, -3)                              # (…, d_e, ℓ_z)
+    d_Z_5 = np.squeeze(g10141, -3)                              # (…, d_e, ℓ_z)
     # EDTransformer 12 X ← [e_1, e_2, …, e_{ℓ_x}] ▷ X ∈ ℝ^{d_e×ℓ_x}
     d_e_2 = np.swapaxes(g10007, -1, -2)                         # (…, len_x_hat, d_e)
     # EDTransformer 11 for t ∈ [ℓ_x] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
-    g10147 = _sum_to(d_e_2, 2, ())                              # (len_x_hat, d_e)
-    g10148 = _scatter_rows(g10147, _66 - 1, _4)                 # (ℓ_max, d_e)
-    g10149 = _scatter_rows(d_e_2, x_hat - 1, _1)                # (N_V, d_e)
-    g10150 = d_Z_5
-    d_W_q = _buf(workspace, 'EDInference:bd_W_q', params.W_q.shape, dtype)
+    g10144 = _sum_to(d_e_2, 2, ())                              # (len_x_hat, d_e)
+    g10145 = _scatter_rows(g10144, _66 - 1, _4)                 # (ℓ_max, d_e)
+    g10146 = _scatter_rows(d_e_2, x_hat - 1, _1)                # (N_V, d_e)
+    g10147 = d_Z_5
+    d_W_q = _buf(workspace, 'EDInference:bd_W_q', W_q_shape, dtype)
     d_W_q.fill(0)
-    d_b_q = _buf(workspace, 'EDInference:bd_b_q', params.b_q.shape, dtype)
+    d_b_q = _buf(workspace, 'EDInference:bd_b_q', b_q_shape, dtype)
     d_b_q.fill(0)
-    d_W_k = _buf(workspace, 'EDInference:bd_W_k', params.W_k.shape, dtype)
+    d_W_k = _buf(workspace, 'EDInference:bd_W_k', W_k_shape, dtype)
     d_W_k.fill(0)
-    d_b_k = _buf(workspace, 'EDInference:bd_b_k', params.b_k.shape, dtype)
+    d_b_k = _buf(workspace, 'EDInference:bd_b_k', b_k_shape, dtype)
     d_b_k.fill(0)
-    d_W_v = _buf(workspace, 'EDInference:bd_W_v', params.W_v.shape, dtype)
+    d_W_v = _buf(workspace, 'EDInference:bd_W_v', W_v_shape, dtype)
     d_W_v.fill(0)
-    d_b_v = _buf(workspace, 'EDInference:bd_b_v', params.b_v.shape, dtype)
+    d_b_v = _buf(workspace, 'EDInference:bd_b_v', b_v_shape, dtype)
     d_b_v.fill(0)
-    d_W_o = _buf(workspace, 'EDInference:bd_W_o', params.W_o.shape, dtype)
+    d_W_o = _buf(workspace, 'EDInference:bd_W_o', W_o_shape, dtype)
     d_W_o.fill(0)
-    d_b_o = _buf(workspace, 'EDInference:bd_b_o', params.b_o.shape, dtype)
+    d_b_o = _buf(workspace, 'EDInference:bd_b_o', b_o_shape, dtype)
     d_b_o.fill(0)
-    d_gamma1 = _buf(workspace, 'EDInference:bd_gamma1', params.gamma1.shape, dtype)
+    d_gamma1 = _buf(workspace, 'EDInference:bd_gamma1', gamma1_shape, dtype)
     d_gamma1.fill(0)
-    d_beta1 = _buf(workspace, 'EDInference:bd_beta1', params.beta1.shape, dtype)
+    d_beta1 = _buf(workspace, 'EDInference:bd_beta1', beta1_shape, dtype)
     d_beta1.fill(0)
-    d_W_mlp2 = _buf(workspace, 'EDInference:bd_W_mlp2', params.W_mlp2.shape, dtype)
+    d_W_mlp2 = _buf(workspace, 'EDInference:bd_W_mlp2', W_mlp2_shape, dtype)
     d_W_mlp2.fill(0)
-    d_W_mlp1 = _buf(workspace, 'EDInference:bd_W_mlp1', params.W_mlp1.shape, dtype)
+    d_W_mlp1 = _buf(workspace, 'EDInference:bd_W_mlp1', W_mlp1_shape, dtype)
     d_W_mlp1.fill(0)
-    d_b_mlp1 = _buf(workspace, 'EDInference:bd_b_mlp1', params.b_mlp1.shape, dtype)
+    d_b_mlp1 = _buf(workspace, 'EDInference:bd_b_mlp1', b_mlp1_shape, dtype)
     d_b_mlp1.fill(0)
-    d_b_mlp2 = _buf(workspace, 'EDInference:bd_b_mlp2', params.b_mlp2.shape, dtype)
+    d_b_mlp2 = _buf(workspace, 'EDInference:bd_b_mlp2', b_mlp2_shape, dtype)
     d_b_mlp2.fill(0)
-    d_gamma2 = _buf(workspace, 'EDInference:bd_gamma2', params.gamma2.shape, dtype)
+    d_gamma2 = _buf(workspace, 'EDInference:bd_gamma2', gamma2_shape, dtype)
     d_gamma2.fill(0)
-    d_beta2 = _buf(workspace, 'EDInference:bd_beta2', params.beta2.shape, dtype)
+    d_beta2 = _buf(workspace, 'EDInference:bd_beta2', beta2_shape, dtype)
     d_beta2.fill(0)
     for l_ in reversed(range(L_enc)):
-        gamma2_l, x_hat_3, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, e_hat, gamma1_l, x_hat_2, sigma, W_o_l, Y, V_tilde_shape, V, softmax_S, K, Q, W_v_l, _8, W_k_l, W_q_l, = saved_l_[l_]
+        gamma2_l, x_hat_3, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, x_hat_2, gamma1_l, beta1_l, sigma, W_o_l, Y, V_tilde_shape, V, softmax_S, K, Q, W_v_l, _8, W_k_l, W_q_l, = saved_l_[l_]
         # EDTransformer 8 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^2_l, β^2_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
-        d_e_hat_2 = np.swapaxes(g10150, -1, -2)                 # (…, ℓ_z, d_e)
+        d_e_hat_2 = np.swapaxes(g10147, -1, -2)                 # (…, ℓ_z, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta2_l = _sum_to(d_e_hat_2, 1, ())                   # (d_e,)
-        d_x_hat_3 = _threaded(np.multiply, d_e_hat_2, gamma2_l, out=_buf(workspace, ('EDInference:bd_x_hat_3', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10154 = _threaded(np.multiply, d_e_hat_2, x_hat_3, out=_buf(workspace, ('EDInference:bg10154', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        d_gamma2_l = _sum_to(g10154, 1, ())                     # (d_e,)
-        g10156 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_2, -1, _buf(workspace, ('EDInference:bg10156', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        d_x_hat_3 = _threaded(np.multiply, d_e_hat_2, gamma2_l, out=_buf(workspace, 'EDInference:b@3.1.1', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        g10151 = _threaded(np.multiply, d_e_hat_2, x_hat_3, out=_buf(workspace, 'EDInference:b@3.1.2', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        d_gamma2_l = _sum_to(g10151, 1, ())                     # (d_e,)
+        g10153 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_2, -1, _buf(workspace, 'EDInference:b@3.1.3', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         # EDTransformer 8 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^2_l, β^2_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
-        d_Z_4 = np.swapaxes(g10156, -1, -2)                     # (…, d_e, ℓ_z)
+        d_Z_4 = np.swapaxes(g10153, -1, -2)                     # (…, d_e, ℓ_z)
         # EDTransformer 7 Z ← Z + W^l_mlp2 ReLU(W^l_mlp1 Z + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ Z ∈ ℝ^{d_e×ℓ_z}
-        g10158 = _sum_to(d_Z_4, 2, (-1,))                       # (d_e, 1)
-        d_b_mlp2_l = np.squeeze(g10158, -1)                     # (d_e,)
-        g10160 = np.swapaxes(W_mlp2_l, -1, -2)                  # (d_mlp, d_e)
-        g10161 = np.matmul(g10160, d_Z_4, out=_buf(workspace, ('EDInference:bg10161', l_ % 2), batch + (d_mlp, ell_z), dtype)) # (…, d_mlp, ℓ_z)
-        g10162 = np.swapaxes(_46, -1, -2)                       # (…, ℓ_z, d_mlp)
-        g10163 = np.matmul(d_Z_4, g10162, out=_buf(workspace, ('EDInference:bg10163', l_ % 2), batch + (d_e, d_mlp), dtype)) # (…, d_e, d_mlp)
-        d_W_mlp2_l = _sum_to(g10163, 2, ())                     # (d_e, d_mlp)
-        g10165 = (_45 > 0)                                      # (…, d_mlp, ℓ_z)
-        g10166 = _threaded(np.multiply, g10161, g10165, out=_buf(workspace, ('EDInference:bg10166', l_ % 2), batch + (d_mlp, ell_z), dtype)) # (…, d_mlp, ℓ_z)
-        g10167 = _sum_to(g10166, 2, (-1,))                      # (d_mlp, 1)
-        d_b_mlp1_l = np.squeeze(g10167, -1)                     # (d_mlp,)
-        g10169 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
-        g10170 = np.matmul(g10169, g10166, out=_buf(workspace, ('EDInference:bg10170', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
-        g10171 = np.matmul(g10166, e_hat, out=_buf(workspace, ('EDInference:bg10171', l_ % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
-        d_W_mlp1_l = _sum_to(g10171, 2, ())                     # (d_mlp, d_e)
-        g10173 = _threaded(np.add, d_Z_4, g10170, out=g10170)   # (…, d_e, ℓ_z)
+        g10155 = _sum_to(d_Z_4, 2, (-1,))                       # (d_e, 1)
+        d_b_mlp2_l = np.squeeze(g10155, -1)                     # (d_e,)
+        g10157 = np.swapaxes(W_mlp2_l, -1, -2)                  # (d_mlp, d_e)
+        g10158 = np.matmul(g10157, d_Z_4, out=_buf(workspace, 'EDInference:b@3.2.1', batch + (d_mlp, ell_z), dtype)) # (…, d_mlp, ℓ_z)
+        g10159 = np.swapaxes(_46, -1, -2)                       # (…, ℓ_z, d_mlp)
+        d_W_mlp2_l = _wgrad(g10153, g10159, _buf(workspace, 'EDInference:b@3.3.1', (d_e, d_mlp), dtype)) # (d_e, d_mlp)
+        g10161 = (_45 > 0)                                      # (…, d_mlp, ℓ_z)
+        g10162 = _threaded(np.multiply, g10158, g10161, out=_buf(workspace, 'EDInference:b@3.2.2', batch + (d_mlp, ell_z), dtype)) # (…, d_mlp, ℓ_z)
+        g10163 = _sum_to(g10162, 2, (-1,))                      # (d_mlp, 1)
+        d_b_mlp1_l = np.squeeze(g10163, -1)                     # (d_mlp,)
+        g10165 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
+        g10166 = np.matmul(g10165, g10162, out=_buf(workspace, 'EDInference:b@3.4.1', batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
+        g10167 = np.swapaxes(g10162, -1, -2)                    # (…, ℓ_z, d_mlp)
+        # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
+        _40 = _threaded(np.multiply, x_hat_2, gamma1_l, out=_buf(workspace, 'EDInference:b@3.1.4', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        e_hat = _threaded(np.add, _40, beta1_l, out=_40)        # (…, ℓ_z, d_e)
+        # EDTransformer 7 Z ← Z + W^l_mlp2 ReLU(W^l_mlp1 Z + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ Z ∈ ℝ^{d_e×ℓ_z}
+        d_W_mlp1_l = _wgrad(g10167, e_hat, _buf(workspace, 'EDInference:b@3.5.1', (d_mlp, d_e), dtype)) # (d_mlp, d_e)
+        g10169 = _threaded(np.add, d_Z_4, g10166, out=g10166)   # (…, d_e, ℓ_z)
         # EDTransformer 6 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^1_l, β^1_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
-        d_e_hat = np.swapaxes(g10173, -1, -2)                   # (…, ℓ_z, d_e)
+        d_e_hat = np.swapaxes(g10169, -1, -2)                   # (…, ℓ_z, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta1_l = _sum_to(d_e_hat, 1, ())                     # (d_e,)
-        d_x_hat_2 = _threaded(np.multiply, d_e_hat, gamma1_l, out=_buf(workspace, ('EDInference:bd_x_hat_2', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10177 = _threaded(np.multiply, d_e_hat, x_hat_2, out=_buf(workspace, ('EDInference:bg10177', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        d_gamma1_l = _sum_to(g10177, 1, ())                     # (d_e,)
-        g10179 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma, -1, _buf(workspace, ('EDInference:bg10179', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        d_x_hat_2 = _threaded(np.multiply, d_e_hat, gamma1_l, out=_buf(workspace, 'EDInference:b@3.1.4', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        g10173 = _threaded(np.multiply, d_e_hat, x_hat_2, out=_buf(workspace, 'EDInference:b@3.1.5', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        d_gamma1_l = _sum_to(g10173, 1, ())                     # (d_e,)
+        g10175 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma, -1, _buf(workspace, 'EDInference:b@3.1.6', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         # EDTransformer 6 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^1_l, β^1_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
-        d_Z_3 = np.swapaxes(g10179, -1, -2)                     # (…, d_e, ℓ_z)
+        d_Z_3 = np.swapaxes(g10175, -1, -2)                     # (…, d_e, ℓ_z)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10181 = _sum_to(d_Z_3, 2, (-1,))                       # (d_e, 1)
-        d_b_o_l = np.squeeze(g10181, -1)                        # (d_e,)
-        g10183 = np.swapaxes(W_o_l, -1, -2)                     # (H·d_mid, d_e)
-        d_Y = np.matmul(g10183, d_Z_3, out=_buf(workspace, ('EDInference:bd_Y', l_ % 2), batch + (H*d_mid, ell_z), dtype)) # (…, H·d_mid, ℓ_z)
-        g10185 = np.swapaxes(Y, -1, -2)                         # (…, ℓ_z, H·d_mid)
-        g10186 = np.matmul(d_Z_3, g10185, out=_buf(workspace, ('EDInference:bg10186', l_ % 2), batch + (d_e, H*d_mid), dtype)) # (…, d_e, H·d_mid)
-        d_W_o_l = _sum_to(g10186, 2, ())                        # (d_e, H·d_mid)
+        g10177 = _sum_to(d_Z_3, 2, (-1,))                       # (d_e, 1)
+        d_b_o_l = np.squeeze(g10177, -1)                        # (d_e,)
+        g10179 = np.swapaxes(W_o_l, -1, -2)                     # (H·d_mid, d_e)
+        d_Y = np.matmul(g10179, d_Z_3, out=_buf(workspace, 'EDInference:b@3.6.1', batch + (H*d_mid, ell_z), dtype)) # (…, H·d_mid, ℓ_z)
+        g10181 = np.swapaxes(Y, -1, -2)                         # (…, ℓ_z, H·d_mid)
+        d_W_o_l = _wgrad(g10175, g10181, _buf(workspace, 'EDInference:b@3.7.1', (d_e, H*d_mid), dtype)) # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         d_V_tilde = d_Y.reshape(V_tilde_shape)                  # (…, H, d_mid, ℓ_z)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10189 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ_z, d_mid)
-        d_softmax_S = np.matmul(g10189, d_V_tilde, out=_buf(workspace, ('EDInference:bd_softmax_S', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
-        g10191 = np.swapaxes(softmax_S, -1, -2)                 # (…, H, ℓ_z, ℓ_z)
-        d_V = np.matmul(d_V_tilde, g10191, out=_buf(workspace, ('EDInference:bd_V', l_ % 2), batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
-        g10193 = _softmax_grad(d_softmax_S, softmax_S, -2, _buf(workspace, ('EDInference:bg10193', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
-        d_S = _threaded(np.divide, g10193, _20, out=_buf(workspace, ('EDInference:bd_S', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
+        g10184 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ_z, d_mid)
+        d_softmax_S = np.matmul(g10184, d_V_tilde, out=_buf(workspace, 'EDInference:b@3.8.1', batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
+        g10186 = np.swapaxes(softmax_S, -1, -2)                 # (…, H, ℓ_z, ℓ_z)
+        d_V = np.matmul(d_V_tilde, g10186, out=_buf(workspace, 'EDInference:b@3.9.1', batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
+        g10188 = _softmax_grad(d_softmax_S, softmax_S, -2, _buf(workspace, 'EDInference:b@3.8.2', batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
+        d_S = _threaded(np.divide, g10188, _20, out=_buf(workspace, 'EDInference:b@3.8.3', batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        d_Q = np.matmul(K, d_S, out=_buf(workspace, ('EDInference:bd_Q', l_ % 2), batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
-        g10201 = np.swapaxes(d_S, -1, -2)                       # (…, H, ℓ_z, ℓ_z)
-        d_K = np.matmul(Q, g10201, out=_buf(workspace, ('EDInference:bd_K', l_ % 2), batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
+        d_Q = np.matmul(K, d_S, out=_buf(workspace, 'EDInference:b@3.10.1', batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
+        g10196 = np.swapaxes(d_S, -1, -2)                       # (…, H, ℓ_z, ℓ_z)
+        d_K = np.matmul(Q, g10196, out=_buf(workspace, 'EDInference:b@3.10.2', batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10203 = _sum_to(d_V, 3, (-1,))                         # (H, d_mid, 1)
-        d_b_v_l = np.squeeze(g10203, -1)                        # (H, d_mid)
-        g10205 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
-        g10206 = np.matmul(g10205, d_V, out=_buf(workspace, ('EDInference:bg10206', l_ % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
-        g10207 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
-        g10208 = np.matmul(d_V, g10207, out=_buf(workspace, ('EDInference:bg10208', l_ % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
-        d_W_v_l = _sum_to(g10208, 3, ())                        # (H, d_mid, d_e)
-        g10210 = _sum_to(g10206, None, (-3,))                   # (…, 1, d_e, ℓ_z)
+        g10198 = _sum_to(d_V, 3, (-1,))                         # (H, d_mid, 1)
+        d_b_v_l = np.squeeze(g10198, -1)                        # (H, d_mid)
+        g10200 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
+        g10201 = np.matmul(g10200, d_V, out=_buf(workspace, 'EDInference:b@3.11.1', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10202 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
+        g10203 = np.matmul(d_V, g10202, out=_buf(workspace, 'EDInference:b@3.12.1', batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        d_W_v_l = _sum_to(g10203, 3, ())                        # (H, d_mid, d_e)
+        g10205 = _sum_to(g10201, None, (-3,))                   # (…, 1, d_e, ℓ_z)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10211 = _sum_to(d_K, 3, (-1,))                         # (H, d_attn, 1)
-        d_b_k_l = np.squeeze(g10211, -1)                        # (H, d_attn)
-        g10213 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
-        g10214 = np.matmul(g10213, d_K, out=_buf(workspace, ('EDInference:bg10214', l_ % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
-        g10215 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
-        g10216 = np.matmul(d_K, g10215, out=_buf(workspace, ('EDInference:bg10216', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_k_l = _sum_to(g10216, 3, ())                        # (H, d_attn, d_e)
-        g10218 = _sum_to(g10214, None, (-3,))                   # (…, 1, d_e, ℓ_z)
-        g10219 = _threaded(np.add, g10210, g10218, out=_buf(workspace, ('EDInference:bg10219', l_ % 2), batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
+        g10206 = _sum_to(d_K, 3, (-1,))                         # (H, d_attn, 1)
+        d_b_k_l = np.squeeze(g10206, -1)                        # (H, d_attn)
+        g10208 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
+        g10209 = np.matmul(g10208, d_K, out=_buf(workspace, 'EDInference:b@3.11.2', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10210 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
+        g10211 = np.matmul(d_K, g10210, out=_buf(workspace, 'EDInference:b@3.13.1', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_k_l = _sum_to(g10211, 3, ())                        # (H, d_attn, d_e)
+        g10213 = _sum_to(g10209, None, (-3,))                   # (…, 1, d_e, ℓ_z)
+        g10214 = _threaded(np.add, g10205, g10213, out=_buf(workspace, 'EDInference:b@3.14.1', batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10220 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
-        d_b_q_l = np.squeeze(g10220, -1)                        # (H, d_attn)
-        g10222 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
-        g10223 = np.matmul(g10222, d_Q, out=_buf(workspace, ('EDInference:bg10223', l_ % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
-        g10224 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
-        g10225 = np.matmul(d_Q, g10224, out=_buf(workspace, ('EDInference:bg10225', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_q_l = _sum_to(g10225, 3, ())                        # (H, d_attn, d_e)
-        g10227 = _sum_to(g10223, None, (-3,))                   # (…, 1, d_e, ℓ_z)
-        g10228 = _threaded(np.add, g10219, g10227, out=g10219)  # (…, 1, d_e, ℓ_z)
-        g10229 = np.squeeze(g10228, -3)                         # (…, d_e, ℓ_z)
-        d_Z_2 = _threaded(np.add, d_Z_3, g10229, out=_buf(workspace, ('EDInference:bd_Z_2', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
-        d_W_q[l_] += d_W_q_l
-        d_b_q[l_] += d_b_q_l
-        d_W_k[l_] += d_W_k_l
-        d_b_k[l_] += d_b_k_l
-        d_W_v[l_] += d_W_v_l
-        d_b_v[l_] += d_b_v_l
-        d_W_o[l_] += d_W_o_l
-        d_b_o[l_] += d_b_o_l
-        d_gamma1[l_] += d_gamma1_l
-        d_beta1[l_] += d_beta1_l
-        d_W_mlp2[l_] += d_W_mlp2_l
-        d_W_mlp1[l_] += d_W_mlp1_l
-        d_b_mlp1[l_] += d_b_mlp1_l
-        d_b_mlp2[l_] += d_b_mlp2_l
-        d_gamma2[l_] += d_gamma2_l
-        d_beta2[l_] += d_beta2_l
-        g10150 = d_Z_2
+        g10215 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
+        d_b_q_l = np.squeeze(g10215, -1)                        # (H, d_attn)
+        g10217 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
+        g10218 = np.matmul(g10217, d_Q, out=_buf(workspace, 'EDInference:b@3.11.2', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10219 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
+        g10220 = np.matmul(d_Q, g10219, out=_buf(workspace, 'EDInference:b@3.13.2', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_q_l = _sum_to(g10220, 3, ())                        # (H, d_attn, d_e)
+        g10222 = _sum_to(g10218, None, (-3,))                   # (…, 1, d_e, ℓ_z)
+        g10223 = _threaded(np.add, g10214, g10222, out=g10214)  # (…, 1, d_e, ℓ_z)
+        g10224 = np.squeeze(g10223, -3)                         # (…, d_e, ℓ_z)
+        d_Z_2 = _threaded(np.add, d_Z_3, g10224, out=_buf(workspace, ('EDInference:bd_Z_2', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
+        d_W_q[..., l_, :, :, :] += d_W_q_l
+        d_b_q[..., l_, :, :] += d_b_q_l
+        d_W_k[..., l_, :, :, :] += d_W_k_l
+        d_b_k[..., l_, :, :] += d_b_k_l
+        d_W_v[..., l_, :, :, :] += d_W_v_l
+        d_b_v[..., l_, :, :] += d_b_v_l
+        d_W_o[..., l_, :, :] += d_W_o_l
+        d_b_o[..., l_, :] += d_b_o_l
+        d_gamma1[..., l_, :] += d_gamma1_l
+        d_beta1[..., l_, :] += d_beta1_l
+        d_W_mlp2[..., l_, :, :] += d_W_mlp2_l
+        d_W_mlp1[..., l_, :, :] += d_W_mlp1_l
+        d_b_mlp1[..., l_, :] += d_b_mlp1_l
+        d_b_mlp2[..., l_, :] += d_b_mlp2_l
+        d_gamma2[..., l_, :] += d_gamma2_l
+        d_beta2[..., l_, :] += d_beta2_l
+        g10147 = d_Z_2
     # EDTransformer 3 Z ← [e_1, e_2, …, e_{ℓ_z}] ▷ Z ∈ ℝ^{d_e×ℓ_z}
-    d_e_3 = np.swapaxes(g10150, -1, -2)                         # (…, ℓ_z, d_e)
+    d_e_3 = np.swapaxes(g10147, -1, -2)                         # (…, ℓ_z, d_e)
     # EDTransformer 2 for t ∈ [ℓ_z] : e_t ← W_e[:, z[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
-    g10232 = _sum_to(d_e_3, 2, ())                              # (ℓ_z, d_e)
-    g10233 = _scatter_rows(g10232, _3 - 1, _4)                  # (ℓ_max, d_e)
-    g10234 = np.add(g10148, g10233, out=g10148)                 # (ℓ_max, d_e)
-    d_W_p = np.swapaxes(g10234, -1, -2)                         # (d_e, ℓ_max)
-    g10236 = _scatter_rows(d_e_3, z - 1, _1)                    # (N_V, d_e)
-    g10237 = np.add(g10149, g10236, out=g10149)                 # (N_V, d_e)
-    d_W_e = np.swapaxes(g10237, -1, -2)                         # (d_e, N_V)
+    g10227 = _sum_to(d_e_3, 2, ())                              # (ℓ_z, d_e)
+    g10228 = _scatter_rows(g10227, _3 - 1, _4)                  # (ℓ_max, d_e)
+    g10229 = np.add(g10145, g10228, out=g10145)                 # (ℓ_max, d_e)
+    d_W_p = np.swapaxes(g10229, -1, -2)                         # (d_e, ℓ_max)
+    g10231 = _scatter_rows(d_e_3, z - 1, _1)                    # (N_V, d_e)
+    g10232 = np.add(g10146, g10231, out=g10146)                 # (N_V, d_e)
+    d_W_e = np.swapaxes(g10232, -1, -2)                         # (d_e, N_V)
     grads = Params(W_e=d_W_e, W_p=d_W_p, W_q=d_W_q, b_q=d_b_q, W_k=d_W_k, b_k=d_b_k, W_v=d_W_v, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o, gamma1=d_gamma1, beta1=d_beta1, gamma2=d_gamma2, beta2=d_beta2, W_mlp1=d_W_mlp1, b_mlp1=d_b_mlp1, W_mlp2=d_W_mlp2, b_mlp2=d_b_mlp2, W_q_2=d_W_q_2, b_q_2=d_b_q_2, W_k_2=d_W_k_2, b_k_2=d_b_k_2, W_v_2=d_W_v_2, b_v_2=d_b_v_2, W_o_2=d_W_o_2, b_o_2=d_b_o_2, W_q_3=d_W_q_3, b_q_3=d_b_q_3, W_k_3=d_W_k_3, b_k_3=d_b_k_3, W_v_3=d_W_v_3, b_v_3=d_b_v_3, W_o_3=d_W_o_3, b_o_3=d_b_o_3, gamma3=d_gamma3, beta3=d_beta3, gamma4=d_gamma4, beta4=d_beta4, gamma5=d_gamma5, beta5=d_beta5, W_mlp3=d_W_mlp3, b_mlp3=d_b_mlp3, W_mlp4=d_W_mlp4, b_mlp4=d_b_mlp4, W_u=d_W_u)
     return grads, {}
 

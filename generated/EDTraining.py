@@ -243,6 +243,22 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
     W_mlp4 = params.W_mlp4
     b_mlp4 = params.b_mlp4
     W_u = params.W_u
+    W_q_shape = W_q.shape
+    b_q_shape = b_q.shape
+    W_k_shape = W_k.shape
+    b_k_shape = b_k.shape
+    W_v_shape = W_v.shape
+    b_v_shape = b_v.shape
+    W_o_shape = W_o.shape
+    b_o_shape = b_o.shape
+    gamma1_shape = gamma1.shape
+    beta1_shape = beta1.shape
+    gamma2_shape = gamma2.shape
+    beta2_shape = beta2.shape
+    W_mlp1_shape = W_mlp1.shape
+    b_mlp1_shape = b_mlp1.shape
+    W_mlp2_shape = W_mlp2.shape
+    b_mlp2_shape = b_mlp2.shape
     _check_input('z_n', z_n, (None, ), 'i', 1, N_V, '[N_V]*')
     _check_input('x_n', x_n, (None, ), 'i', 1, N_V, '[N_V]*')
     _check_params(params, {'W_e': (d_e, N_V, ), 'W_p': (d_e, ell_max, ), 'W_q': (L_enc, H, d_attn, d_e, ), 'b_q': (L_enc, H, d_attn, ), 'W_k': (L_enc, H, d_attn, d_e, ), 'b_k': (L_enc, H, d_attn, ), 'W_v': (L_enc, H, d_mid, d_e, ), 'b_v': (L_enc, H, d_mid, ), 'W_o': (L_enc, d_e, H*d_mid, ), 'b_o': (L_enc, d_e, ), 'gamma1': (L_enc, d_e, ), 'beta1': (L_enc, d_e, ), 'gamma2': (L_enc, d_e, ), 'beta2': (L_enc, d_e, ), 'W_mlp1': (L_enc, d_mlp, d_e, ), 'b_mlp1': (L_enc, d_mlp, ), 'W_mlp2': (L_enc, d_e, d_mlp, ), 'b_mlp2': (L_enc, d_e, ), 'W_q_2': (L_dec, H, d_attn, d_e, ), 'b_q_2': (L_dec, H, d_attn, ), 'W_k_2': (L_dec, H, d_attn, d_e, ), 'b_k_2': (L_dec, H, d_attn, ), 'W_v_2': (L_dec, H, d_mid, d_e, ), 'b_v_2': (L_dec, H, d_mid, ), 'W_o_2': (L_dec, d_e, H*d_mid, ), 'b_o_2': (L_dec, d_e, ), 'W_q_3': (L_dec, H, d_attn, d_e, ), 'b_q_3': (L_dec, H, d_attn, ), 'W_k_3': (L_dec, H, d_attn, d_e, ), 'b_k_3': (L_dec, H, d_attn, ), 'W_v_3': (L_dec, H, d_mid, d_e, ), 'b_v_3': (L_dec, H, d_mid, ), 'W_o_3': (L_dec, d_e, H*d_mid, ), 'b_o_3': (L_dec, d_e, ), 'gamma3': (L_dec, d_e, ), 'beta3': (L_dec, d_e, ), 'gamma4': (L_dec, d_e, ), 'beta4': (L_dec, d_e, ), 'gamma5': (L_dec, d_e, ), 'beta5': (L_dec, d_e, ), 'W_mlp3': (L_dec, d_mlp, d_e, ), 'b_mlp3': (L_dec, d_mlp, ), 'W_mlp4': (L_dec, d_e, d_mlp, ), 'b_mlp4': (L_dec, d_e, ), 'W_u': (N_V, d_e, )})
@@ -288,7 +304,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         V = _threaded(np.add, _15, _16, out=_15)                # (…, H, d_mid, ℓ_z)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         _18 = np.swapaxes(K, -1, -2)                            # (…, H, ℓ_z, d_attn)
-        S = np.matmul(_18, Q, out=_buf(workspace, ('EDTraining:fS', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
+        S = np.matmul(_18, Q, out=_buf(workspace, 'EDTraining:f@2.1.1', batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _21 = _threaded(np.divide, S, _20, out=S)               # (…, H, ℓ_z, ℓ_z)
         softmax_S = _softmax(_21, -2, _buf(workspace, ('EDTraining:fsoftmax_S', l_), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
@@ -297,7 +313,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         Y = V_tilde.reshape(V_tilde.shape[:-3] + (H*d_mid,) + V_tilde.shape[-3 + 2:]) # (…, H·d_mid, ℓ_z)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _25 = np.matmul(W_o_l, Y, out=_buf(workspace, ('EDTraining:f_25', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
+        _25 = np.matmul(W_o_l, Y, out=_buf(workspace, 'EDTraining:f@2.2.1', batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
         _26 = np.expand_dims(b_o_l, -1)                         # (d_e, 1)
         V_tilde_2 = _threaded(np.add, _25, _26, out=_25)        # (…, d_e, ℓ_z)
         # EDTransformer 5 Z ← Z + MHAttention(Z | 𝓦^enc_l, Mask = 1) ▷ Z ∈ ℝ^{d_e×ℓ_z}
@@ -307,19 +323,19 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         beta1_l = beta1[l_]                                     # (d_e,)
         _29 = np.swapaxes(Z_3, -1, -2)                          # (…, ℓ_z, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _30 = np.sum(_29, axis=-1, out=_buf(workspace, ('EDTraining:f_30', l_ % 2), batch + (ell_z,), dtype)) # (…, ℓ_z)
+        _30 = np.sum(_29, axis=-1, out=_buf(workspace, 'EDTraining:f@2.3.1', batch + (ell_z,), dtype)) # (…, ℓ_z)
         m = _threaded(np.divide, _30, d_e, out=_30)             # (…, ℓ_z)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _32 = np.expand_dims(m, -1)                             # (…, ℓ_z, 1)
         _33 = _threaded(np.subtract, _29, _32, out=_buf(workspace, ('EDTraining:f_33', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        _34 = _threaded(np.multiply, _33, _33, out=_buf(workspace, ('EDTraining:f_34', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        _34 = _threaded(np.multiply, _33, _33, out=_buf(workspace, 'EDTraining:f@2.4.1', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         _35 = np.sum(_34, axis=-1, out=_buf(workspace, ('EDTraining:f_35', l_), batch + (ell_z,), dtype)) # (…, ℓ_z)
         v = _threaded(np.divide, _35, d_e, out=_35)             # (…, ℓ_z)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _37 = _threaded(np.sqrt, v, out=v)                      # (…, ℓ_z)
         sigma = np.expand_dims(_37, -1)                         # (…, ℓ_z, 1)
         x_hat = _threaded(np.divide, _33, sigma, out=_33)       # (…, ℓ_z, d_e)
-        _40 = _threaded(np.multiply, x_hat, gamma1_l, out=_buf(workspace, ('EDTraining:f_40', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        _40 = _threaded(np.multiply, x_hat, gamma1_l, out=_buf(workspace, 'EDTraining:f@2.4.1', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         e_hat = _threaded(np.add, _40, beta1_l, out=_40)        # (…, ℓ_z, d_e)
         # EDTransformer 6 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^1_l, β^1_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         _42 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ_z)
@@ -331,7 +347,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         _44 = np.expand_dims(b_mlp1_l, -1)                      # (d_mlp, 1)
         _45 = _threaded(np.add, _43, _44, out=_43)              # (…, d_mlp, ℓ_z)
         _46 = np.maximum(_45, 0)                                # (…, d_mlp, ℓ_z)
-        _47 = np.matmul(W_mlp2_l, _46, out=_buf(workspace, ('EDTraining:f_47', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
+        _47 = np.matmul(W_mlp2_l, _46, out=_buf(workspace, 'EDTraining:f@2.2.1', batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
         _48 = _threaded(np.add, _42, _47, out=_47)              # (…, d_e, ℓ_z)
         b_mlp2_l = b_mlp2[l_]                                   # (d_e,)
         _49 = np.expand_dims(b_mlp2_l, -1)                      # (d_e, 1)
@@ -341,12 +357,12 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         beta2_l = beta2[l_]                                     # (d_e,)
         _51 = np.swapaxes(Z_4, -1, -2)                          # (…, ℓ_z, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _52 = np.sum(_51, axis=-1, out=_buf(workspace, ('EDTraining:f_52', l_ % 2), batch + (ell_z,), dtype)) # (…, ℓ_z)
+        _52 = np.sum(_51, axis=-1, out=_buf(workspace, 'EDTraining:f@2.3.1', batch + (ell_z,), dtype)) # (…, ℓ_z)
         m_2 = _threaded(np.divide, _52, d_e, out=_52)           # (…, ℓ_z)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _54 = np.expand_dims(m_2, -1)                           # (…, ℓ_z, 1)
         _55 = _threaded(np.subtract, _51, _54, out=_buf(workspace, ('EDTraining:f_55', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        _56 = _threaded(np.multiply, _55, _55, out=_buf(workspace, ('EDTraining:f_56', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        _56 = _threaded(np.multiply, _55, _55, out=_buf(workspace, 'EDTraining:f@2.4.1', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         _57 = np.sum(_56, axis=-1, out=_buf(workspace, ('EDTraining:f_57', l_), batch + (ell_z,), dtype)) # (…, ℓ_z)
         v_2 = _threaded(np.divide, _57, d_e, out=_57)           # (…, ℓ_z)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
@@ -357,7 +373,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         e_hat_2 = _threaded(np.add, _62, beta2_l, out=_62)      # (…, ℓ_z, d_e)
         # EDTransformer 8 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^2_l, β^2_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         _64 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, ℓ_z)
-        saved_l_.append((gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, e_hat, gamma1_l, x_hat, sigma, W_o_l, Y, V_tilde_shape, V, softmax_S, K, Q, W_v_l, _8, W_k_l, W_q_l,))
+        saved_l_.append((gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, x_hat, gamma1_l, beta1_l, sigma, W_o_l, Y, V_tilde_shape, V, softmax_S, K, Q, W_v_l, _8, W_k_l, W_q_l,))
         Z_2 = _64
     Z_5 = Z_2
     # EDTransformer 11 for t ∈ [ℓ_x] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
@@ -402,7 +418,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         V_2 = _threaded(np.add, _81, _82, out=_81)              # (…, H, d_mid, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         _84 = np.swapaxes(K_2, -1, -2)                          # (…, H, ℓ, d_attn)
-        S_2 = np.matmul(_84, Q_2, out=_buf(workspace, ('EDTraining:fS_2', l__2 % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        S_2 = np.matmul(_84, Q_2, out=_buf(workspace, 'EDTraining:f@3.1.1', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
         _87 = _fill_where(S_2, _86, -np.inf)                    # (…, H, ℓ, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
@@ -413,7 +429,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         Y_2 = V_tilde_3.reshape(V_tilde_3.shape[:-3] + (H*d_mid,) + V_tilde_3.shape[-3 + 2:]) # (…, H·d_mid, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _93 = np.matmul(W_o_2_l_2, Y_2, out=_buf(workspace, ('EDTraining:f_93', l__2 % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        _93 = np.matmul(W_o_2_l_2, Y_2, out=_buf(workspace, 'EDTraining:f@3.2.1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         _94 = np.expand_dims(b_o_2_l_2, -1)                     # (d_e, 1)
         V_tilde_4 = _threaded(np.add, _93, _94, out=_93)        # (…, d_e, ℓ)
         # EDTransformer 14 X ← X + MHAttention(X | 𝓦^dec_l, Mask[t, t′] = [[t ≤ t′]]) ▷ X ∈ ℝ^{d_e×ℓ_x}
@@ -423,19 +439,19 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         beta3_l_2 = beta3[l__2]                                 # (d_e,)
         _97 = np.swapaxes(X_3, -1, -2)                          # (…, ℓ, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _98 = np.sum(_97, axis=-1, out=_buf(workspace, ('EDTraining:f_98', l__2 % 2), batch + (ell,), dtype)) # (…, ℓ)
+        _98 = np.sum(_97, axis=-1, out=_buf(workspace, 'EDTraining:f@3.3.1', batch + (ell,), dtype)) # (…, ℓ)
         m_3 = _threaded(np.divide, _98, d_e, out=_98)           # (…, ℓ)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _100 = np.expand_dims(m_3, -1)                          # (…, ℓ, 1)
         _101 = _threaded(np.subtract, _97, _100, out=_buf(workspace, ('EDTraining:f_101', l__2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        _102 = _threaded(np.multiply, _101, _101, out=_buf(workspace, ('EDTraining:f_102', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _102 = _threaded(np.multiply, _101, _101, out=_buf(workspace, 'EDTraining:f@3.4.1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         _103 = np.sum(_102, axis=-1, out=_buf(workspace, ('EDTraining:f_103', l__2), batch + (ell,), dtype)) # (…, ℓ)
         v_3 = _threaded(np.divide, _103, d_e, out=_103)         # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _105 = _threaded(np.sqrt, v_3, out=v_3)                 # (…, ℓ)
         sigma_3 = np.expand_dims(_105, -1)                      # (…, ℓ, 1)
         x_hat_3 = _threaded(np.divide, _101, sigma_3, out=_101) # (…, ℓ, d_e)
-        _108 = _threaded(np.multiply, x_hat_3, gamma3_l_2, out=_buf(workspace, ('EDTraining:f_108', l__2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _108 = _threaded(np.multiply, x_hat_3, gamma3_l_2, out=_buf(workspace, 'EDTraining:f@3.4.1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         e_hat_3 = _threaded(np.add, _108, beta3_l_2, out=_108)  # (…, ℓ, d_e)
         # EDTransformer 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         _110 = np.swapaxes(e_hat_3, -1, -2)                     # (…, d_e, ℓ)
@@ -463,7 +479,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         V_3 = _threaded(np.add, _119, _120, out=_119)           # (…, H, d_mid, ℓ_z)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         _122 = np.swapaxes(K_3, -1, -2)                         # (…, H, ℓ_z, d_attn)
-        S_3 = np.matmul(_122, Q_3, out=_buf(workspace, ('EDTraining:fS_3', l__2 % 2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
+        S_3 = np.matmul(_122, Q_3, out=_buf(workspace, 'EDTraining:f@3.5.1', batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _124 = _threaded(np.divide, S_3, _20, out=S_3)          # (…, H, ℓ_z, ℓ)
         softmax_S_3 = _softmax(_124, -2, _buf(workspace, ('EDTraining:fsoftmax_S_3', l__2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
@@ -472,7 +488,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         Y_3 = V_tilde_5.reshape(V_tilde_5.shape[:-3] + (H*d_mid,) + V_tilde_5.shape[-3 + 2:]) # (…, H·d_mid, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _128 = np.matmul(W_o_3_l_2, Y_3, out=_buf(workspace, ('EDTraining:f_128', l__2 % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        _128 = np.matmul(W_o_3_l_2, Y_3, out=_buf(workspace, 'EDTraining:f@3.2.1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         _129 = np.expand_dims(b_o_3_l_2, -1)                    # (d_e, 1)
         V_tilde_6 = _threaded(np.add, _128, _129, out=_128)     # (…, d_e, ℓ)
         # EDTransformer 16 X ← X + MHAttention(X, Z | 𝓦^ed_l, Mask = 1) ▷ X ∈ ℝ^{d_e×ℓ_x}
@@ -482,19 +498,19 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         beta4_l_2 = beta4[l__2]                                 # (d_e,)
         _132 = np.swapaxes(X_4, -1, -2)                         # (…, ℓ, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _133 = np.sum(_132, axis=-1, out=_buf(workspace, ('EDTraining:f_133', l__2 % 2), batch + (ell,), dtype)) # (…, ℓ)
+        _133 = np.sum(_132, axis=-1, out=_buf(workspace, 'EDTraining:f@3.3.1', batch + (ell,), dtype)) # (…, ℓ)
         m_4 = _threaded(np.divide, _133, d_e, out=_133)         # (…, ℓ)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _135 = np.expand_dims(m_4, -1)                          # (…, ℓ, 1)
         _136 = _threaded(np.subtract, _132, _135, out=_buf(workspace, ('EDTraining:f_136', l__2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        _137 = _threaded(np.multiply, _136, _136, out=_buf(workspace, ('EDTraining:f_137', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _137 = _threaded(np.multiply, _136, _136, out=_buf(workspace, 'EDTraining:f@3.4.1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         _138 = np.sum(_137, axis=-1, out=_buf(workspace, ('EDTraining:f_138', l__2), batch + (ell,), dtype)) # (…, ℓ)
         v_4 = _threaded(np.divide, _138, d_e, out=_138)         # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _140 = _threaded(np.sqrt, v_4, out=v_4)                 # (…, ℓ)
         sigma_4 = np.expand_dims(_140, -1)                      # (…, ℓ, 1)
         x_hat_4 = _threaded(np.divide, _136, sigma_4, out=_136) # (…, ℓ, d_e)
-        _143 = _threaded(np.multiply, x_hat_4, gamma4_l_2, out=_buf(workspace, ('EDTraining:f_143', l__2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _143 = _threaded(np.multiply, x_hat_4, gamma4_l_2, out=_buf(workspace, 'EDTraining:f@3.4.1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         e_hat_4 = _threaded(np.add, _143, beta4_l_2, out=_143)  # (…, ℓ, d_e)
         # EDTransformer 17 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^4_l, β^4_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         _145 = np.swapaxes(e_hat_4, -1, -2)                     # (…, d_e, ℓ)
@@ -506,7 +522,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         _147 = np.expand_dims(b_mlp3_l_2, -1)                   # (d_mlp, 1)
         _148 = _threaded(np.add, _146, _147, out=_146)          # (…, d_mlp, ℓ)
         _149 = np.maximum(_148, 0)                              # (…, d_mlp, ℓ)
-        _150 = np.matmul(W_mlp4_l_2, _149, out=_buf(workspace, ('EDTraining:f_150', l__2 % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        _150 = np.matmul(W_mlp4_l_2, _149, out=_buf(workspace, 'EDTraining:f@3.2.1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         _151 = _threaded(np.add, _145, _150, out=_150)          # (…, d_e, ℓ)
         b_mlp4_l_2 = b_mlp4[l__2]                               # (d_e,)
         _152 = np.expand_dims(b_mlp4_l_2, -1)                   # (d_e, 1)
@@ -516,12 +532,12 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         beta5_l_2 = beta5[l__2]                                 # (d_e,)
         _154 = np.swapaxes(X_5, -1, -2)                         # (…, ℓ, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _155 = np.sum(_154, axis=-1, out=_buf(workspace, ('EDTraining:f_155', l__2 % 2), batch + (ell,), dtype)) # (…, ℓ)
+        _155 = np.sum(_154, axis=-1, out=_buf(workspace, 'EDTraining:f@3.3.1', batch + (ell,), dtype)) # (…, ℓ)
         m_5 = _threaded(np.divide, _155, d_e, out=_155)         # (…, ℓ)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _157 = np.expand_dims(m_5, -1)                          # (…, ℓ, 1)
         _158 = _threaded(np.subtract, _154, _157, out=_buf(workspace, ('EDTraining:f_158', l__2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        _159 = _threaded(np.multiply, _158, _158, out=_buf(workspace, ('EDTraining:f_159', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _159 = _threaded(np.multiply, _158, _158, out=_buf(workspace, 'EDTraining:f@3.4.1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         _160 = np.sum(_159, axis=-1, out=_buf(workspace, ('EDTraining:f_160', l__2), batch + (ell,), dtype)) # (…, ℓ)
         v_5 = _threaded(np.divide, _160, d_e, out=_160)         # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
@@ -532,12 +548,12 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         e_hat_5 = _threaded(np.add, _165, beta5_l_2, out=_165)  # (…, ℓ, d_e)
         # EDTransformer 19 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^5_l, β^5_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         _167 = np.swapaxes(e_hat_5, -1, -2)                     # (…, d_e, ℓ)
-        saved_l__2.append((gamma5_l_2, x_hat_5, sigma_5, W_mlp4_l_2, _149, _148, W_mlp3_l_2, e_hat_4, gamma4_l_2, x_hat_4, sigma_4, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, softmax_S_3, K_3, Q_3, W_v_3_l_2, W_k_3_l_2, W_q_3_l_2, _111, gamma3_l_2, x_hat_3, sigma_3, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, softmax_S_2, K_2, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2,))
+        saved_l__2.append((gamma5_l_2, x_hat_5, sigma_5, W_mlp4_l_2, _149, _148, W_mlp3_l_2, x_hat_4, gamma4_l_2, beta4_l_2, sigma_4, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, softmax_S_3, K_3, Q_3, W_v_3_l_2, W_k_3_l_2, W_q_3_l_2, x_hat_3, gamma3_l_2, beta3_l_2, sigma_3, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, softmax_S_2, K_2, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2,))
         X_2 = _167
     X_6 = X_2
     # EDTransformer 21 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ_x}
-    _168 = np.matmul(W_u, X_6, out=_buf(workspace, 'EDTraining:f_168', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
-    P = _softmax(_168, -2, _buf(workspace, 'EDTraining:fP', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
+    _168 = np.matmul(W_u, X_6, out=_buf(workspace, 'EDTraining:f@1.6.1', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
+    P = _softmax(_168, -2, _buf(workspace, 'EDTraining:f@1.6.2', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
     # 5 loss(θ) ← −Σ_{t=1}^{ℓ − 1} log P(θ)[x_n[t + 1], t]
     _170 = np.arange(1, ell)                                    # (ℓ − 1,)
     _171 = _170 + 1                                             # (ℓ − 1,)
@@ -551,11 +567,11 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
     shape_177 = _177.shape
     _179 = np.expand_dims(_170, -1)                             # (ℓ − 1, 1)
     _180 = _take_along(_177, _179 - 1, -1)                      # (…, ℓ − 1)
-    _181 = _threaded(np.log, _180, out=_buf(workspace, 'EDTraining:f_181', batch + (-1 + ell,), dtype)) # (…, ℓ − 1)
+    _181 = _threaded(np.log, _180, out=_buf(workspace, 'EDTraining:f@1.7.1', batch + (-1 + ell,), dtype)) # (…, ℓ − 1)
     shape_181 = _181.shape
-    _182 = np.sum(_181, axis=-1, out=_buf(workspace, 'EDTraining:f_182', batch + (), dtype)) # (…,)
-    _183 = np.negative(_182, out=_buf(workspace, 'EDTraining:f_183', batch + (), dtype)) # (…,)
-    cache = {"N_V": N_V, "ell_z": ell_z, "ell": ell, "H": H, "L_dec": L_dec, "L_enc": L_enc, "d_attn": d_attn, "d_e": d_e, "d_mid": d_mid, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "shape_181": shape_181, "_180": _180, "_179": _179, "shape_177": shape_177, "_175": _175, "shape_176": shape_176, "P": P, "X_6": X_6, "_20": _20, "_115": _115, "_66": _66, "_4": _4, "x_n": x_n, "_1": _1, "_3": _3, "z_n": z_n, "saved_l__2": saved_l__2, "saved_l_": saved_l_}
+    _182 = np.sum(_181, axis=-1, out=_buf(workspace, 'EDTraining:f@1.8.1', batch + (), dtype)) # (…,)
+    _183 = np.negative(_182, out=_buf(workspace, 'EDTraining:f@1.8.2', batch + (), dtype)) # (…,)
+    cache = {"N_V": N_V, "ell_z": ell_z, "ell": ell, "H": H, "L_dec": L_dec, "L_enc": L_enc, "d_attn": d_attn, "d_e": d_e, "d_mid": d_mid, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "shape_181": shape_181, "_180": _180, "_179": _179, "shape_177": shape_177, "_175": _175, "shape_176": shape_176, "P": P, "X_6": X_6, "_20": _20, "_115": _115, "_66": _66, "_4": _4, "x_n": x_n, "_1": _1, "_3": _3, "z_n": z_n, "W_q_shape": W_q_shape, "b_q_shape": b_q_shape, "W_k_shape": W_k_shape, "b_k_shape": b_k_shape, "W_v_shape": W_v_shape, "b_v_shape": b_v_shape, "W_o_shape": W_o_shape, "b_o_shape": b_o_shape, "gamma1_shape": gamma1_shape, "beta1_shape": beta1_shape, "W_mlp2_shape": W_mlp2_shape, "W_mlp1_shape": W_mlp1_shape, "b_mlp1_shape": b_mlp1_shape, "b_mlp2_shape": b_mlp2_shape, "gamma2_shape": gamma2_shape, "beta2_shape": beta2_shape, "saved_l__2": saved_l__2, "saved_l_": saved_l_}
     return _183, cache
 
 
@@ -594,22 +610,38 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     _1 = cache["_1"]
     _3 = cache["_3"]
     z_n = cache["z_n"]
+    W_q_shape = cache["W_q_shape"]
+    b_q_shape = cache["b_q_shape"]
+    W_k_shape = cache["W_k_shape"]
+    b_k_shape = cache["b_k_shape"]
+    W_v_shape = cache["W_v_shape"]
+    b_v_shape = cache["b_v_shape"]
+    W_o_shape = cache["W_o_shape"]
+    b_o_shape = cache["b_o_shape"]
+    gamma1_shape = cache["gamma1_shape"]
+    beta1_shape = cache["beta1_shape"]
+    W_mlp2_shape = cache["W_mlp2_shape"]
+    W_mlp1_shape = cache["W_mlp1_shape"]
+    b_mlp1_shape = cache["b_mlp1_shape"]
+    b_mlp2_shape = cache["b_mlp2_shape"]
+    gamma2_shape = cache["gamma2_shape"]
+    beta2_shape = cache["beta2_shape"]
     saved_l__2 = cache["saved_l__2"]
     saved_l_ = cache["saved_l_"]
     # 5 loss(θ) ← −Σ_{t=1}^{ℓ − 1} log P(θ)[x_n[t + 1], t]
-    g10001 = np.negative(d_loss, out=_buf(workspace, 'EDTraining:bg10001', batch + (), dtype)) # (…,)
+    g10001 = np.negative(d_loss, out=_buf(workspace, 'EDTraining:b@1.1.1', batch + (), dtype)) # (…,)
     g10002 = np.broadcast_to(np.expand_dims(g10001, -1), shape_181) # (…, ℓ − 1)
-    g10003 = _threaded(np.divide, g10002, _180, out=_buf(workspace, 'EDTraining:bg10003', batch + (-1 + ell,), dtype)) # (…, ℓ − 1)
+    g10003 = _threaded(np.divide, g10002, _180, out=_buf(workspace, 'EDTraining:b@1.2.1', batch + (-1 + ell,), dtype)) # (…, ℓ − 1)
     g10004 = _put_along(g10003, _179 - 1, shape_177, -1)        # (…, ℓ − 1, ℓ)
     g10005 = _put_along(g10004, _175 - 1, shape_176, -2)        # (…, 1, N_V, ℓ)
     d_P = np.squeeze(g10005, -3)                                # (…, N_V, ℓ)
     # EDTransformer 21 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ_x}
-    g10007 = _softmax_grad(d_P, P, -2, _buf(workspace, 'EDTraining:bg10007', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
+    g10007 = _softmax_grad(d_P, P, -2, _buf(workspace, 'EDTraining:b@1.5.1', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
     g10008 = np.swapaxes(W_u, -1, -2)                           # (d_e, N_V)
-    d_X_6 = np.matmul(g10008, g10007, out=_buf(workspace, 'EDTraining:bd_X_6', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-    g10010 = np.swapaxes(X_6, -1, -2)                           # (…, ℓ, d_e)
-    g10011 = np.matmul(g10007, g10010, out=_buf(workspace, 'EDTraining:bg10011', batch + (N_V, d_e), dtype)) # (…, N_V, d_e)
-    d_W_u = _sum_to(g10011, 2, ())                              # (N_V, d_e)
+    d_X_6 = np.matmul(g10008, g10007, out=_buf(workspace, 'EDTraining:b@1.6.1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+    g10010 = np.swapaxes(g10007, -1, -2)                        # (…, ℓ, N_V)
+    g10011 = np.swapaxes(X_6, -1, -2)                           # (…, ℓ, d_e)
+    d_W_u = _wgrad(g10010, g10011, _buf(workspace, 'EDTraining:b@1.7.1', (N_V, d_e), dtype)) # (N_V, d_e)
     g10013 = d_X_6
     d_W_q_2 = _buf(workspace, 'EDTraining:bd_W_q_2', params.W_q_2.shape, dtype)
     d_W_q_2.fill(0)
@@ -663,346 +695,356 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     d_gamma5.fill(0)
     d_beta5 = _buf(workspace, 'EDTraining:bd_beta5', params.beta5.shape, dtype)
     d_beta5.fill(0)
-    g10150 = 0
+    g10147 = 0
     for l__2 in reversed(range(L_dec)):
-        gamma5_l_2, x_hat_5, sigma_5, W_mlp4_l_2, _149, _148, W_mlp3_l_2, e_hat_4, gamma4_l_2, x_hat_4, sigma_4, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, softmax_S_3, K_3, Q_3, W_v_3_l_2, W_k_3_l_2, W_q_3_l_2, _111, gamma3_l_2, x_hat_3, sigma_3, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, softmax_S_2, K_2, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2, = saved_l__2[l__2]
+        gamma5_l_2, x_hat_5, sigma_5, W_mlp4_l_2, _149, _148, W_mlp3_l_2, x_hat_4, gamma4_l_2, beta4_l_2, sigma_4, W_o_3_l_2, Y_3, V_tilde_5_shape, V_3, softmax_S_3, K_3, Q_3, W_v_3_l_2, W_k_3_l_2, W_q_3_l_2, x_hat_3, gamma3_l_2, beta3_l_2, sigma_3, W_o_2_l_2, Y_2, V_tilde_3_shape, V_2, softmax_S_2, K_2, Q_2, W_v_2_l_2, _74, W_k_2_l_2, W_q_2_l_2, = saved_l__2[l__2]
         # EDTransformer 19 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^5_l, β^5_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         d_e_hat_5 = np.swapaxes(g10013, -1, -2)                 # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta5_l_2 = _sum_to(d_e_hat_5, 1, ())                 # (d_e,)
-        d_x_hat_5 = _threaded(np.multiply, d_e_hat_5, gamma5_l_2, out=_buf(workspace, ('EDTraining:bd_x_hat_5', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10017 = _threaded(np.multiply, d_e_hat_5, x_hat_5, out=_buf(workspace, ('EDTraining:bg10017', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_x_hat_5 = _threaded(np.multiply, d_e_hat_5, gamma5_l_2, out=_buf(workspace, 'EDTraining:b@2.1.1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10017 = _threaded(np.multiply, d_e_hat_5, x_hat_5, out=_buf(workspace, 'EDTraining:b@2.1.2', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         d_gamma5_l_2 = _sum_to(g10017, 1, ())                   # (d_e,)
-        g10019 = _layer_norm_grad(d_x_hat_5, x_hat_5, sigma_5, -1, _buf(workspace, ('EDTraining:bg10019', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10019 = _layer_norm_grad(d_x_hat_5, x_hat_5, sigma_5, -1, _buf(workspace, 'EDTraining:b@2.1.3', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # EDTransformer 19 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^5_l, β^5_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         d_X_5 = np.swapaxes(g10019, -1, -2)                     # (…, d_e, ℓ)
         # EDTransformer 18 X ← X + W^l_mlp4 ReLU(W^l_mlp3 X + b^l_mlp3 1^⊤) + b^l_mlp4 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ_x}
         g10021 = _sum_to(d_X_5, 2, (-1,))                       # (d_e, 1)
         d_b_mlp4_l_2 = np.squeeze(g10021, -1)                   # (d_e,)
         g10023 = np.swapaxes(W_mlp4_l_2, -1, -2)                # (d_mlp, d_e)
-        g10024 = np.matmul(g10023, d_X_5, out=_buf(workspace, ('EDTraining:bg10024', l__2 % 2), batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
+        g10024 = np.matmul(g10023, d_X_5, out=_buf(workspace, 'EDTraining:b@2.2.1', batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
         g10025 = np.swapaxes(_149, -1, -2)                      # (…, ℓ, d_mlp)
-        g10026 = np.matmul(d_X_5, g10025, out=_buf(workspace, ('EDTraining:bg10026', l__2 % 2), batch + (d_e, d_mlp), dtype)) # (…, d_e, d_mlp)
-        d_W_mlp4_l_2 = _sum_to(g10026, 2, ())                   # (d_e, d_mlp)
-        g10028 = (_148 > 0)                                     # (…, d_mlp, ℓ)
-        g10029 = _threaded(np.multiply, g10024, g10028, out=_buf(workspace, ('EDTraining:bg10029', l__2 % 2), batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
-        g10030 = _sum_to(g10029, 2, (-1,))                      # (d_mlp, 1)
-        d_b_mlp3_l_2 = np.squeeze(g10030, -1)                   # (d_mlp,)
-        g10032 = np.swapaxes(W_mlp3_l_2, -1, -2)                # (d_e, d_mlp)
-        g10033 = np.matmul(g10032, g10029, out=_buf(workspace, ('EDTraining:bg10033', l__2 % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-        g10034 = np.matmul(g10029, e_hat_4, out=_buf(workspace, ('EDTraining:bg10034', l__2 % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
-        d_W_mlp3_l_2 = _sum_to(g10034, 2, ())                   # (d_mlp, d_e)
-        g10036 = _threaded(np.add, d_X_5, g10033, out=g10033)   # (…, d_e, ℓ)
+        d_W_mlp4_l_2 = _wgrad(g10019, g10025, _buf(workspace, 'EDTraining:b@2.3.1', (d_e, d_mlp), dtype)) # (d_e, d_mlp)
+        g10027 = (_148 > 0)                                     # (…, d_mlp, ℓ)
+        g10028 = _threaded(np.multiply, g10024, g10027, out=_buf(workspace, 'EDTraining:b@2.2.2', batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
+        g10029 = _sum_to(g10028, 2, (-1,))                      # (d_mlp, 1)
+        d_b_mlp3_l_2 = np.squeeze(g10029, -1)                   # (d_mlp,)
+        g10031 = np.swapaxes(W_mlp3_l_2, -1, -2)                # (d_e, d_mlp)
+        g10032 = np.matmul(g10031, g10028, out=_buf(workspace, 'EDTraining:b@2.4.1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        g10033 = np.swapaxes(g10028, -1, -2)                    # (…, ℓ, d_mlp)
+        # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
+        _143 = _threaded(np.multiply, x_hat_4, gamma4_l_2, out=_buf(workspace, 'EDTraining:b@2.1.4', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        e_hat_4 = _threaded(np.add, _143, beta4_l_2, out=_143)  # (…, ℓ, d_e)
+        # EDTransformer 18 X ← X + W^l_mlp4 ReLU(W^l_mlp3 X + b^l_mlp3 1^⊤) + b^l_mlp4 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ_x}
+        d_W_mlp3_l_2 = _wgrad(g10033, e_hat_4, _buf(workspace, 'EDTraining:b@2.5.1', (d_mlp, d_e), dtype)) # (d_mlp, d_e)
+        g10035 = _threaded(np.add, d_X_5, g10032, out=g10032)   # (…, d_e, ℓ)
         # EDTransformer 17 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^4_l, β^4_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
-        d_e_hat_4 = np.swapaxes(g10036, -1, -2)                 # (…, ℓ, d_e)
+        d_e_hat_4 = np.swapaxes(g10035, -1, -2)                 # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta4_l_2 = _sum_to(d_e_hat_4, 1, ())                 # (d_e,)
-        d_x_hat_4 = _threaded(np.multiply, d_e_hat_4, gamma4_l_2, out=_buf(workspace, ('EDTraining:bd_x_hat_4', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10040 = _threaded(np.multiply, d_e_hat_4, x_hat_4, out=_buf(workspace, ('EDTraining:bg10040', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        d_gamma4_l_2 = _sum_to(g10040, 1, ())                   # (d_e,)
-        g10042 = _layer_norm_grad(d_x_hat_4, x_hat_4, sigma_4, -1, _buf(workspace, ('EDTraining:bg10042', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_x_hat_4 = _threaded(np.multiply, d_e_hat_4, gamma4_l_2, out=_buf(workspace, 'EDTraining:b@2.1.4', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10039 = _threaded(np.multiply, d_e_hat_4, x_hat_4, out=_buf(workspace, 'EDTraining:b@2.1.5', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_gamma4_l_2 = _sum_to(g10039, 1, ())                   # (d_e,)
+        g10041 = _layer_norm_grad(d_x_hat_4, x_hat_4, sigma_4, -1, _buf(workspace, 'EDTraining:b@2.1.6', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # EDTransformer 17 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^4_l, β^4_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
-        d_X_4 = np.swapaxes(g10042, -1, -2)                     # (…, d_e, ℓ)
+        d_X_4 = np.swapaxes(g10041, -1, -2)                     # (…, d_e, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10044 = _sum_to(d_X_4, 2, (-1,))                       # (d_e, 1)
-        d_b_o_3_l_2 = np.squeeze(g10044, -1)                    # (d_e,)
-        g10046 = np.swapaxes(W_o_3_l_2, -1, -2)                 # (H·d_mid, d_e)
-        d_Y_3 = np.matmul(g10046, d_X_4, out=_buf(workspace, ('EDTraining:bd_Y_3', l__2 % 2), batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
-        g10048 = np.swapaxes(Y_3, -1, -2)                       # (…, ℓ, H·d_mid)
-        g10049 = np.matmul(d_X_4, g10048, out=_buf(workspace, ('EDTraining:bg10049', l__2 % 2), batch + (d_e, H*d_mid), dtype)) # (…, d_e, H·d_mid)
-        d_W_o_3_l_2 = _sum_to(g10049, 2, ())                    # (d_e, H·d_mid)
+        g10043 = _sum_to(d_X_4, 2, (-1,))                       # (d_e, 1)
+        d_b_o_3_l_2 = np.squeeze(g10043, -1)                    # (d_e,)
+        g10045 = np.swapaxes(W_o_3_l_2, -1, -2)                 # (H·d_mid, d_e)
+        d_Y_3 = np.matmul(g10045, d_X_4, out=_buf(workspace, 'EDTraining:b@2.6.1', batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
+        g10047 = np.swapaxes(Y_3, -1, -2)                       # (…, ℓ, H·d_mid)
+        d_W_o_3_l_2 = _wgrad(g10041, g10047, _buf(workspace, 'EDTraining:b@2.7.1', (d_e, H*d_mid), dtype)) # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         d_V_tilde_5 = d_Y_3.reshape(V_tilde_5_shape)            # (…, H, d_mid, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10052 = np.swapaxes(V_3, -1, -2)                       # (…, H, ℓ_z, d_mid)
-        d_softmax_S_3 = np.matmul(g10052, d_V_tilde_5, out=_buf(workspace, ('EDTraining:bd_softmax_S_3', l__2 % 2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
-        g10054 = np.swapaxes(softmax_S_3, -1, -2)               # (…, H, ℓ, ℓ_z)
-        d_V_3 = np.matmul(d_V_tilde_5, g10054, out=_buf(workspace, ('EDTraining:bd_V_3', l__2 % 2), batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
-        g10056 = _softmax_grad(d_softmax_S_3, softmax_S_3, -2, _buf(workspace, ('EDTraining:bg10056', l__2 % 2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
-        d_S_3 = _threaded(np.divide, g10056, _20, out=_buf(workspace, ('EDTraining:bd_S_3', l__2 % 2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
+        g10050 = np.swapaxes(V_3, -1, -2)                       # (…, H, ℓ_z, d_mid)
+        d_softmax_S_3 = np.matmul(g10050, d_V_tilde_5, out=_buf(workspace, 'EDTraining:b@2.8.1', batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
+        g10052 = np.swapaxes(softmax_S_3, -1, -2)               # (…, H, ℓ, ℓ_z)
+        d_V_3 = np.matmul(d_V_tilde_5, g10052, out=_buf(workspace, 'EDTraining:b@2.9.1', batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
+        g10054 = _softmax_grad(d_softmax_S_3, softmax_S_3, -2, _buf(workspace, 'EDTraining:b@2.8.2', batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
+        d_S_3 = _threaded(np.divide, g10054, _20, out=_buf(workspace, 'EDTraining:b@2.8.3', batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        d_Q_3 = np.matmul(K_3, d_S_3, out=_buf(workspace, ('EDTraining:bd_Q_3', l__2 % 2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
-        g10064 = np.swapaxes(d_S_3, -1, -2)                     # (…, H, ℓ, ℓ_z)
-        d_K_3 = np.matmul(Q_3, g10064, out=_buf(workspace, ('EDTraining:bd_K_3', l__2 % 2), batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
+        d_Q_3 = np.matmul(K_3, d_S_3, out=_buf(workspace, 'EDTraining:b@2.10.1', batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        g10062 = np.swapaxes(d_S_3, -1, -2)                     # (…, H, ℓ, ℓ_z)
+        d_K_3 = np.matmul(Q_3, g10062, out=_buf(workspace, 'EDTraining:b@2.11.1', batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10066 = _sum_to(d_V_3, 3, (-1,))                       # (H, d_mid, 1)
-        d_b_v_3_l_2 = np.squeeze(g10066, -1)                    # (H, d_mid)
-        g10068 = np.swapaxes(W_v_3_l_2, -1, -2)                 # (H, d_e, d_mid)
-        g10069 = np.matmul(g10068, d_V_3, out=_buf(workspace, ('EDTraining:bg10069', l__2 % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
-        g10070 = np.swapaxes(_115, -1, -2)                      # (…, 1, ℓ_z, d_e)
-        g10071 = np.matmul(d_V_3, g10070, out=_buf(workspace, ('EDTraining:bg10071', l__2 % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
-        d_W_v_3_l_2 = _sum_to(g10071, 3, ())                    # (H, d_mid, d_e)
-        g10073 = _sum_to(g10069, None, (-3,))                   # (…, 1, d_e, ℓ_z)
+        g10064 = _sum_to(d_V_3, 3, (-1,))                       # (H, d_mid, 1)
+        d_b_v_3_l_2 = np.squeeze(g10064, -1)                    # (H, d_mid)
+        g10066 = np.swapaxes(W_v_3_l_2, -1, -2)                 # (H, d_e, d_mid)
+        g10067 = np.matmul(g10066, d_V_3, out=_buf(workspace, 'EDTraining:b@2.12.1', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10068 = np.swapaxes(_115, -1, -2)                      # (…, 1, ℓ_z, d_e)
+        g10069 = np.matmul(d_V_3, g10068, out=_buf(workspace, 'EDTraining:b@2.13.1', batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        d_W_v_3_l_2 = _sum_to(g10069, 3, ())                    # (H, d_mid, d_e)
+        g10071 = _sum_to(g10067, None, (-3,))                   # (…, 1, d_e, ℓ_z)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10074 = _sum_to(d_K_3, 3, (-1,))                       # (H, d_attn, 1)
-        d_b_k_3_l_2 = np.squeeze(g10074, -1)                    # (H, d_attn)
-        g10076 = np.swapaxes(W_k_3_l_2, -1, -2)                 # (H, d_e, d_attn)
-        g10077 = np.matmul(g10076, d_K_3, out=_buf(workspace, ('EDTraining:bg10077', l__2 % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
-        g10078 = np.swapaxes(_115, -1, -2)                      # (…, 1, ℓ_z, d_e)
-        g10079 = np.matmul(d_K_3, g10078, out=_buf(workspace, ('EDTraining:bg10079', l__2 % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_k_3_l_2 = _sum_to(g10079, 3, ())                    # (H, d_attn, d_e)
-        g10081 = _sum_to(g10077, None, (-3,))                   # (…, 1, d_e, ℓ_z)
-        g10082 = _threaded(np.add, g10073, g10081, out=_buf(workspace, ('EDTraining:bg10082', l__2 % 2), batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
+        g10072 = _sum_to(d_K_3, 3, (-1,))                       # (H, d_attn, 1)
+        d_b_k_3_l_2 = np.squeeze(g10072, -1)                    # (H, d_attn)
+        g10074 = np.swapaxes(W_k_3_l_2, -1, -2)                 # (H, d_e, d_attn)
+        g10075 = np.matmul(g10074, d_K_3, out=_buf(workspace, 'EDTraining:b@2.12.2', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10076 = np.swapaxes(_115, -1, -2)                      # (…, 1, ℓ_z, d_e)
+        g10077 = np.matmul(d_K_3, g10076, out=_buf(workspace, 'EDTraining:b@2.14.1', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_k_3_l_2 = _sum_to(g10077, 3, ())                    # (H, d_attn, d_e)
+        g10079 = _sum_to(g10075, None, (-3,))                   # (…, 1, d_e, ℓ_z)
+        g10080 = _threaded(np.add, g10071, g10079, out=_buf(workspace, 'EDTraining:b@2.15.1', batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10083 = _sum_to(d_Q_3, 3, (-1,))                       # (H, d_attn, 1)
-        d_b_q_3_l_2 = np.squeeze(g10083, -1)                    # (H, d_attn)
-        g10085 = np.swapaxes(W_q_3_l_2, -1, -2)                 # (H, d_e, d_attn)
-        g10086 = np.matmul(g10085, d_Q_3, out=_buf(workspace, ('EDTraining:bg10086', l__2 % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10087 = np.swapaxes(_111, -1, -2)                      # (…, 1, ℓ, d_e)
-        g10088 = np.matmul(d_Q_3, g10087, out=_buf(workspace, ('EDTraining:bg10088', l__2 % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_q_3_l_2 = _sum_to(g10088, 3, ())                    # (H, d_attn, d_e)
-        g10090 = _sum_to(g10086, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10091 = np.squeeze(g10090, -3)                         # (…, d_e, ℓ)
-        g10092 = _threaded(np.add, d_X_4, g10091, out=_buf(workspace, ('EDTraining:bg10092', l__2 % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        g10081 = _sum_to(d_Q_3, 3, (-1,))                       # (H, d_attn, 1)
+        d_b_q_3_l_2 = np.squeeze(g10081, -1)                    # (H, d_attn)
+        g10083 = np.swapaxes(W_q_3_l_2, -1, -2)                 # (H, d_e, d_attn)
+        g10084 = np.matmul(g10083, d_Q_3, out=_buf(workspace, 'EDTraining:b@2.16.1', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
+        _108 = _threaded(np.multiply, x_hat_3, gamma3_l_2, out=_buf(workspace, 'EDTraining:b@2.1.7', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        e_hat_3 = _threaded(np.add, _108, beta3_l_2, out=_108)  # (…, ℓ, d_e)
         # EDTransformer 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
-        d_e_hat_3 = np.swapaxes(g10092, -1, -2)                 # (…, ℓ, d_e)
+        _110 = np.swapaxes(e_hat_3, -1, -2)                     # (…, d_e, ℓ)
+        # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
+        _111 = np.expand_dims(_110, -3)                         # (…, 1, d_e, ℓ)
+        g10085 = np.swapaxes(_111, -1, -2)                      # (…, 1, ℓ, d_e)
+        g10086 = np.matmul(d_Q_3, g10085, out=_buf(workspace, 'EDTraining:b@2.14.2', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_q_3_l_2 = _sum_to(g10086, 3, ())                    # (H, d_attn, d_e)
+        g10088 = _sum_to(g10084, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10089 = np.squeeze(g10088, -3)                         # (…, d_e, ℓ)
+        g10090 = _threaded(np.add, d_X_4, g10089, out=_buf(workspace, 'EDTraining:b@2.4.2', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        # EDTransformer 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
+        d_e_hat_3 = np.swapaxes(g10090, -1, -2)                 # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta3_l_2 = _sum_to(d_e_hat_3, 1, ())                 # (d_e,)
-        d_x_hat_3 = _threaded(np.multiply, d_e_hat_3, gamma3_l_2, out=_buf(workspace, ('EDTraining:bd_x_hat_3', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10096 = _threaded(np.multiply, d_e_hat_3, x_hat_3, out=_buf(workspace, ('EDTraining:bg10096', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        d_gamma3_l_2 = _sum_to(g10096, 1, ())                   # (d_e,)
-        g10098 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, ('EDTraining:bg10098', l__2 % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_x_hat_3 = _threaded(np.multiply, d_e_hat_3, gamma3_l_2, out=_buf(workspace, 'EDTraining:b@2.1.7', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10094 = _threaded(np.multiply, d_e_hat_3, x_hat_3, out=_buf(workspace, 'EDTraining:b@2.1.8', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_gamma3_l_2 = _sum_to(g10094, 1, ())                   # (d_e,)
+        g10096 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'EDTraining:b@2.1.9', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # EDTransformer 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
-        d_X_3 = np.swapaxes(g10098, -1, -2)                     # (…, d_e, ℓ)
+        d_X_3 = np.swapaxes(g10096, -1, -2)                     # (…, d_e, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10100 = _sum_to(d_X_3, 2, (-1,))                       # (d_e, 1)
-        d_b_o_2_l_2 = np.squeeze(g10100, -1)                    # (d_e,)
-        g10102 = np.swapaxes(W_o_2_l_2, -1, -2)                 # (H·d_mid, d_e)
-        d_Y_2 = np.matmul(g10102, d_X_3, out=_buf(workspace, ('EDTraining:bd_Y_2', l__2 % 2), batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
-        g10104 = np.swapaxes(Y_2, -1, -2)                       # (…, ℓ, H·d_mid)
-        g10105 = np.matmul(d_X_3, g10104, out=_buf(workspace, ('EDTraining:bg10105', l__2 % 2), batch + (d_e, H*d_mid), dtype)) # (…, d_e, H·d_mid)
-        d_W_o_2_l_2 = _sum_to(g10105, 2, ())                    # (d_e, H·d_mid)
+        g10098 = _sum_to(d_X_3, 2, (-1,))                       # (d_e, 1)
+        d_b_o_2_l_2 = np.squeeze(g10098, -1)                    # (d_e,)
+        g10100 = np.swapaxes(W_o_2_l_2, -1, -2)                 # (H·d_mid, d_e)
+        d_Y_2 = np.matmul(g10100, d_X_3, out=_buf(workspace, 'EDTraining:b@2.6.2', batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
+        g10102 = np.swapaxes(Y_2, -1, -2)                       # (…, ℓ, H·d_mid)
+        d_W_o_2_l_2 = _wgrad(g10096, g10102, _buf(workspace, 'EDTraining:b@2.7.2', (d_e, H*d_mid), dtype)) # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         d_V_tilde_3 = d_Y_2.reshape(V_tilde_3_shape)            # (…, H, d_mid, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10108 = np.swapaxes(V_2, -1, -2)                       # (…, H, ℓ, d_mid)
-        d_softmax_S_2 = np.matmul(g10108, d_V_tilde_3, out=_buf(workspace, ('EDTraining:bd_softmax_S_2', l__2 % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        g10110 = np.swapaxes(softmax_S_2, -1, -2)               # (…, H, ℓ, ℓ)
-        d_V_2 = np.matmul(d_V_tilde_3, g10110, out=_buf(workspace, ('EDTraining:bd_V_2', l__2 % 2), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
-        g10112 = _softmax_grad(d_softmax_S_2, softmax_S_2, -2, _buf(workspace, ('EDTraining:bg10112', l__2 % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        d_S_2 = _threaded(np.divide, g10112, _20, out=_buf(workspace, ('EDTraining:bd_S_2', l__2 % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        g10105 = np.swapaxes(V_2, -1, -2)                       # (…, H, ℓ, d_mid)
+        d_softmax_S_2 = np.matmul(g10105, d_V_tilde_3, out=_buf(workspace, 'EDTraining:b@2.17.1', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        g10107 = np.swapaxes(softmax_S_2, -1, -2)               # (…, H, ℓ, ℓ)
+        d_V_2 = np.matmul(d_V_tilde_3, g10107, out=_buf(workspace, 'EDTraining:b@2.18.1', batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
+        g10109 = _softmax_grad(d_softmax_S_2, softmax_S_2, -2, _buf(workspace, 'EDTraining:b@2.17.2', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        d_S_2 = _threaded(np.divide, g10109, _20, out=_buf(workspace, 'EDTraining:b@2.17.3', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        d_Q_2 = np.matmul(K_2, d_S_2, out=_buf(workspace, ('EDTraining:bd_Q_2', l__2 % 2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
-        g10120 = np.swapaxes(d_S_2, -1, -2)                     # (…, H, ℓ, ℓ)
-        d_K_2 = np.matmul(Q_2, g10120, out=_buf(workspace, ('EDTraining:bd_K_2', l__2 % 2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        d_Q_2 = np.matmul(K_2, d_S_2, out=_buf(workspace, 'EDTraining:b@2.10.2', batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        g10117 = np.swapaxes(d_S_2, -1, -2)                     # (…, H, ℓ, ℓ)
+        d_K_2 = np.matmul(Q_2, g10117, out=_buf(workspace, 'EDTraining:b@2.10.3', batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10122 = _sum_to(d_V_2, 3, (-1,))                       # (H, d_mid, 1)
-        d_b_v_2_l_2 = np.squeeze(g10122, -1)                    # (H, d_mid)
-        g10124 = np.swapaxes(W_v_2_l_2, -1, -2)                 # (H, d_e, d_mid)
-        g10125 = np.matmul(g10124, d_V_2, out=_buf(workspace, ('EDTraining:bg10125', l__2 % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10126 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10127 = np.matmul(d_V_2, g10126, out=_buf(workspace, ('EDTraining:bg10127', l__2 % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
-        d_W_v_2_l_2 = _sum_to(g10127, 3, ())                    # (H, d_mid, d_e)
-        g10129 = _sum_to(g10125, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10119 = _sum_to(d_V_2, 3, (-1,))                       # (H, d_mid, 1)
+        d_b_v_2_l_2 = np.squeeze(g10119, -1)                    # (H, d_mid)
+        g10121 = np.swapaxes(W_v_2_l_2, -1, -2)                 # (H, d_e, d_mid)
+        g10122 = np.matmul(g10121, d_V_2, out=_buf(workspace, 'EDTraining:b@2.16.2', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10123 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ, d_e)
+        g10124 = np.matmul(d_V_2, g10123, out=_buf(workspace, 'EDTraining:b@2.13.2', batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        d_W_v_2_l_2 = _sum_to(g10124, 3, ())                    # (H, d_mid, d_e)
+        g10126 = _sum_to(g10122, None, (-3,))                   # (…, 1, d_e, ℓ)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10130 = _sum_to(d_K_2, 3, (-1,))                       # (H, d_attn, 1)
-        d_b_k_2_l_2 = np.squeeze(g10130, -1)                    # (H, d_attn)
-        g10132 = np.swapaxes(W_k_2_l_2, -1, -2)                 # (H, d_e, d_attn)
-        g10133 = np.matmul(g10132, d_K_2, out=_buf(workspace, ('EDTraining:bg10133', l__2 % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10134 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10135 = np.matmul(d_K_2, g10134, out=_buf(workspace, ('EDTraining:bg10135', l__2 % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_k_2_l_2 = _sum_to(g10135, 3, ())                    # (H, d_attn, d_e)
-        g10137 = _sum_to(g10133, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10138 = _threaded(np.add, g10129, g10137, out=_buf(workspace, ('EDTraining:bg10138', l__2 % 2), batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
+        g10127 = _sum_to(d_K_2, 3, (-1,))                       # (H, d_attn, 1)
+        d_b_k_2_l_2 = np.squeeze(g10127, -1)                    # (H, d_attn)
+        g10129 = np.swapaxes(W_k_2_l_2, -1, -2)                 # (H, d_e, d_attn)
+        g10130 = np.matmul(g10129, d_K_2, out=_buf(workspace, 'EDTraining:b@2.16.3', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10131 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ, d_e)
+        g10132 = np.matmul(d_K_2, g10131, out=_buf(workspace, 'EDTraining:b@2.14.3', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_k_2_l_2 = _sum_to(g10132, 3, ())                    # (H, d_attn, d_e)
+        g10134 = _sum_to(g10130, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10135 = _threaded(np.add, g10126, g10134, out=_buf(workspace, 'EDTraining:b@2.19.1', batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10139 = _sum_to(d_Q_2, 3, (-1,))                       # (H, d_attn, 1)
-        d_b_q_2_l_2 = np.squeeze(g10139, -1)                    # (H, d_attn)
-        g10141 = np.swapaxes(W_q_2_l_2, -1, -2)                 # (H, d_e, d_attn)
-        g10142 = np.matmul(g10141, d_Q_2, out=_buf(workspace, ('EDTraining:bg10142', l__2 % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10143 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10144 = np.matmul(d_Q_2, g10143, out=_buf(workspace, ('EDTraining:bg10144', l__2 % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_q_2_l_2 = _sum_to(g10144, 3, ())                    # (H, d_attn, d_e)
-        g10146 = _sum_to(g10142, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10147 = _threaded(np.add, g10138, g10146, out=g10138)  # (…, 1, d_e, ℓ)
-        g10148 = np.squeeze(g10147, -3)                         # (…, d_e, ℓ)
-        d_X_2 = _threaded(np.add, d_X_3, g10148, out=_buf(workspace, ('EDTraining:bd_X_2', l__2 % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-        d_W_q_2[l__2] += d_W_q_2_l_2
-        d_b_q_2[l__2] += d_b_q_2_l_2
-        d_W_k_2[l__2] += d_W_k_2_l_2
-        d_b_k_2[l__2] += d_b_k_2_l_2
-        d_W_v_2[l__2] += d_W_v_2_l_2
-        d_b_v_2[l__2] += d_b_v_2_l_2
-        d_W_o_2[l__2] += d_W_o_2_l_2
-        d_b_o_2[l__2] += d_b_o_2_l_2
-        d_gamma3[l__2] += d_gamma3_l_2
-        d_beta3[l__2] += d_beta3_l_2
-        d_W_q_3[l__2] += d_W_q_3_l_2
-        d_b_q_3[l__2] += d_b_q_3_l_2
-        d_W_k_3[l__2] += d_W_k_3_l_2
-        d_b_k_3[l__2] += d_b_k_3_l_2
-        d_W_v_3[l__2] += d_W_v_3_l_2
-        d_b_v_3[l__2] += d_b_v_3_l_2
-        d_W_o_3[l__2] += d_W_o_3_l_2
-        d_b_o_3[l__2] += d_b_o_3_l_2
-        d_gamma4[l__2] += d_gamma4_l_2
-        d_beta4[l__2] += d_beta4_l_2
-        d_W_mlp4[l__2] += d_W_mlp4_l_2
-        d_W_mlp3[l__2] += d_W_mlp3_l_2
-        d_b_mlp3[l__2] += d_b_mlp3_l_2
-        d_b_mlp4[l__2] += d_b_mlp4_l_2
-        d_gamma5[l__2] += d_gamma5_l_2
-        d_beta5[l__2] += d_beta5_l_2
-        g10150 = g10150 + g10082
+        g10136 = _sum_to(d_Q_2, 3, (-1,))                       # (H, d_attn, 1)
+        d_b_q_2_l_2 = np.squeeze(g10136, -1)                    # (H, d_attn)
+        g10138 = np.swapaxes(W_q_2_l_2, -1, -2)                 # (H, d_e, d_attn)
+        g10139 = np.matmul(g10138, d_Q_2, out=_buf(workspace, 'EDTraining:b@2.16.3', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10140 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ, d_e)
+        g10141 = np.matmul(d_Q_2, g10140, out=_buf(workspace, 'EDTraining:b@2.14.4', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_q_2_l_2 = _sum_to(g10141, 3, ())                    # (H, d_attn, d_e)
+        g10143 = _sum_to(g10139, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10144 = _threaded(np.add, g10135, g10143, out=g10135)  # (…, 1, d_e, ℓ)
+        g10145 = np.squeeze(g10144, -3)                         # (…, d_e, ℓ)
+        d_X_2 = _threaded(np.add, d_X_3, g10145, out=_buf(workspace, ('EDTraining:bd_X_2', l__2 % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        d_W_q_2[..., l__2, :, :, :] += d_W_q_2_l_2
+        d_b_q_2[..., l__2, :, :] += d_b_q_2_l_2
+        d_W_k_2[..., l__2, :, :, :] += d_W_k_2_l_2
+        d_b_k_2[..., l__2, :, :] += d_b_k_2_l_2
+        d_W_v_2[..., l__2, :, :, :] += d_W_v_2_l_2
+        d_b_v_2[..., l__2, :, :] += d_b_v_2_l_2
+        d_W_o_2[..., l__2, :, :] += d_W_o_2_l_2
+        d_b_o_2[..., l__2, :] += d_b_o_2_l_2
+        d_gamma3[..., l__2, :] += d_gamma3_l_2
+        d_beta3[..., l__2, :] += d_beta3_l_2
+        d_W_q_3[..., l__2, :, :, :] += d_W_q_3_l_2
+        d_b_q_3[..., l__2, :, :] += d_b_q_3_l_2
+        d_W_k_3[..., l__2, :, :, :] += d_W_k_3_l_2
+        d_b_k_3[..., l__2, :, :] += d_b_k_3_l_2
+        d_W_v_3[..., l__2, :, :, :] += d_W_v_3_l_2
+        d_b_v_3[..., l__2, :, :] += d_b_v_3_l_2
+        d_W_o_3[..., l__2, :, :] += d_W_o_3_l_2
+        d_b_o_3[..., l__2, :] += d_b_o_3_l_2
+        d_gamma4[..., l__2, :] += d_gamma4_l_2
+        d_beta4[..., l__2, :] += d_beta4_l_2
+        d_W_mlp4[..., l__2, :, :] += d_W_mlp4_l_2
+        d_W_mlp3[..., l__2, :, :] += d_W_mlp3_l_2
+        d_b_mlp3[..., l__2, :] += d_b_mlp3_l_2
+        d_b_mlp4[..., l__2, :] += d_b_mlp4_l_2
+        d_gamma5[..., l__2, :] += d_gamma5_l_2
+        d_beta5[..., l__2, :] += d_beta5_l_2
+        g10147 = g10147 + g10080
         g10013 = d_X_2
     # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-    d_Z_5 = np.squeeze(g10150, -3)                              # (…, d_e, ℓ_z)
+    d_Z_5 = np.squeeze(g10147, -3)                              # (…, d_e, ℓ_z)
     # EDTransformer 12 X ← [e_1, e_2, …, e_{ℓ_x}] ▷ X ∈ ℝ^{d_e×ℓ_x}
     d_e_2 = np.swapaxes(g10013, -1, -2)                         # (…, ℓ, d_e)
     # EDTransformer 11 for t ∈ [ℓ_x] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
-    g10153 = _sum_to(d_e_2, 2, ())                              # (ℓ, d_e)
-    g10154 = _scatter_rows(g10153, _66 - 1, _4)                 # (ℓ_max, d_e)
-    g10155 = _scatter_rows(d_e_2, x_n - 1, _1)                  # (N_V, d_e)
-    g10156 = d_Z_5
-    d_W_q = _buf(workspace, 'EDTraining:bd_W_q', params.W_q.shape, dtype)
+    g10150 = _sum_to(d_e_2, 2, ())                              # (ℓ, d_e)
+    g10151 = _scatter_rows(g10150, _66 - 1, _4)                 # (ℓ_max, d_e)
+    g10152 = _scatter_rows(d_e_2, x_n - 1, _1)                  # (N_V, d_e)
+    g10153 = d_Z_5
+    d_W_q = _buf(workspace, 'EDTraining:bd_W_q', W_q_shape, dtype)
     d_W_q.fill(0)
-    d_b_q = _buf(workspace, 'EDTraining:bd_b_q', params.b_q.shape, dtype)
+    d_b_q = _buf(workspace, 'EDTraining:bd_b_q', b_q_shape, dtype)
     d_b_q.fill(0)
-    d_W_k = _buf(workspace, 'EDTraining:bd_W_k', params.W_k.shape, dtype)
+    d_W_k = _buf(workspace, 'EDTraining:bd_W_k', W_k_shape, dtype)
     d_W_k.fill(0)
-    d_b_k = _buf(workspace, 'EDTraining:bd_b_k', params.b_k.shape, dtype)
+    d_b_k = _buf(workspace, 'EDTraining:bd_b_k', b_k_shape, dtype)
     d_b_k.fill(0)
-    d_W_v = _buf(workspace, 'EDTraining:bd_W_v', params.W_v.shape, dtype)
+    d_W_v = _buf(workspace, 'EDTraining:bd_W_v', W_v_shape, dtype)
     d_W_v.fill(0)
-    d_b_v = _buf(workspace, 'EDTraining:bd_b_v', params.b_v.shape, dtype)
+    d_b_v = _buf(workspace, 'EDTraining:bd_b_v', b_v_shape, dtype)
     d_b_v.fill(0)
-    d_W_o = _buf(workspace, 'EDTraining:bd_W_o', params.W_o.shape, dtype)
+    d_W_o = _buf(workspace, 'EDTraining:bd_W_o', W_o_shape, dtype)
     d_W_o.fill(0)
-    d_b_o = _buf(workspace, 'EDTraining:bd_b_o', params.b_o.shape, dtype)
+    d_b_o = _buf(workspace, 'EDTraining:bd_b_o', b_o_shape, dtype)
     d_b_o.fill(0)
-    d_gamma1 = _buf(workspace, 'EDTraining:bd_gamma1', params.gamma1.shape, dtype)
+    d_gamma1 = _buf(workspace, 'EDTraining:bd_gamma1', gamma1_shape, dtype)
     d_gamma1.fill(0)
-    d_beta1 = _buf(workspace, 'EDTraining:bd_beta1', params.beta1.shape, dtype)
+    d_beta1 = _buf(workspace, 'EDTraining:bd_beta1', beta1_shape, dtype)
     d_beta1.fill(0)
-    d_W_mlp2 = _buf(workspace, 'EDTraining:bd_W_mlp2', params.W_mlp2.shape, dtype)
+    d_W_mlp2 = _buf(workspace, 'EDTraining:bd_W_mlp2', W_mlp2_shape, dtype)
     d_W_mlp2.fill(0)
-    d_W_mlp1 = _buf(workspace, 'EDTraining:bd_W_mlp1', params.W_mlp1.shape, dtype)
+    d_W_mlp1 = _buf(workspace, 'EDTraining:bd_W_mlp1', W_mlp1_shape, dtype)
     d_W_mlp1.fill(0)
-    d_b_mlp1 = _buf(workspace, 'EDTraining:bd_b_mlp1', params.b_mlp1.shape, dtype)
+    d_b_mlp1 = _buf(workspace, 'EDTraining:bd_b_mlp1', b_mlp1_shape, dtype)
     d_b_mlp1.fill(0)
-    d_b_mlp2 = _buf(workspace, 'EDTraining:bd_b_mlp2', params.b_mlp2.shape, dtype)
+    d_b_mlp2 = _buf(workspace, 'EDTraining:bd_b_mlp2', b_mlp2_shape, dtype)
     d_b_mlp2.fill(0)
-    d_gamma2 = _buf(workspace, 'EDTraining:bd_gamma2', params.gamma2.shape, dtype)
+    d_gamma2 = _buf(workspace, 'EDTraining:bd_gamma2', gamma2_shape, dtype)
     d_gamma2.fill(0)
-    d_beta2 = _buf(workspace, 'EDTraining:bd_beta2', params.beta2.shape, dtype)
+    d_beta2 = _buf(workspace, 'EDTraining:bd_beta2', beta2_shape, dtype)
     d_beta2.fill(0)
     for l_ in reversed(range(L_enc)):
-        gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, e_hat, gamma1_l, x_hat, sigma, W_o_l, Y, V_tilde_shape, V, softmax_S, K, Q, W_v_l, _8, W_k_l, W_q_l, = saved_l_[l_]
+        gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _46, _45, W_mlp1_l, x_hat, gamma1_l, beta1_l, sigma, W_o_l, Y, V_tilde_shape, V, softmax_S, K, Q, W_v_l, _8, W_k_l, W_q_l, = saved_l_[l_]
         # EDTransformer 8 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^2_l, β^2_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
-        d_e_hat_2 = np.swapaxes(g10156, -1, -2)                 # (…, ℓ_z, d_e)
+        d_e_hat_2 = np.swapaxes(g10153, -1, -2)                 # (…, ℓ_z, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta2_l = _sum_to(d_e_hat_2, 1, ())                   # (d_e,)
-        d_x_hat_2 = _threaded(np.multiply, d_e_hat_2, gamma2_l, out=_buf(workspace, ('EDTraining:bd_x_hat_2', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10160 = _threaded(np.multiply, d_e_hat_2, x_hat_2, out=_buf(workspace, ('EDTraining:bg10160', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        d_gamma2_l = _sum_to(g10160, 1, ())                     # (d_e,)
-        g10162 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, ('EDTraining:bg10162', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        d_x_hat_2 = _threaded(np.multiply, d_e_hat_2, gamma2_l, out=_buf(workspace, 'EDTraining:b@3.1.1', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        g10157 = _threaded(np.multiply, d_e_hat_2, x_hat_2, out=_buf(workspace, 'EDTraining:b@3.1.2', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        d_gamma2_l = _sum_to(g10157, 1, ())                     # (d_e,)
+        g10159 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, 'EDTraining:b@3.1.3', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         # EDTransformer 8 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^2_l, β^2_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
-        d_Z_4 = np.swapaxes(g10162, -1, -2)                     # (…, d_e, ℓ_z)
+        d_Z_4 = np.swapaxes(g10159, -1, -2)                     # (…, d_e, ℓ_z)
         # EDTransformer 7 Z ← Z + W^l_mlp2 ReLU(W^l_mlp1 Z + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ Z ∈ ℝ^{d_e×ℓ_z}
-        g10164 = _sum_to(d_Z_4, 2, (-1,))                       # (d_e, 1)
-        d_b_mlp2_l = np.squeeze(g10164, -1)                     # (d_e,)
-        g10166 = np.swapaxes(W_mlp2_l, -1, -2)                  # (d_mlp, d_e)
-        g10167 = np.matmul(g10166, d_Z_4, out=_buf(workspace, ('EDTraining:bg10167', l_ % 2), batch + (d_mlp, ell_z), dtype)) # (…, d_mlp, ℓ_z)
-        g10168 = np.swapaxes(_46, -1, -2)                       # (…, ℓ_z, d_mlp)
-        g10169 = np.matmul(d_Z_4, g10168, out=_buf(workspace, ('EDTraining:bg10169', l_ % 2), batch + (d_e, d_mlp), dtype)) # (…, d_e, d_mlp)
-        d_W_mlp2_l = _sum_to(g10169, 2, ())                     # (d_e, d_mlp)
-        g10171 = (_45 > 0)                                      # (…, d_mlp, ℓ_z)
-        g10172 = _threaded(np.multiply, g10167, g10171, out=_buf(workspace, ('EDTraining:bg10172', l_ % 2), batch + (d_mlp, ell_z), dtype)) # (…, d_mlp, ℓ_z)
-        g10173 = _sum_to(g10172, 2, (-1,))                      # (d_mlp, 1)
-        d_b_mlp1_l = np.squeeze(g10173, -1)                     # (d_mlp,)
-        g10175 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
-        g10176 = np.matmul(g10175, g10172, out=_buf(workspace, ('EDTraining:bg10176', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
-        g10177 = np.matmul(g10172, e_hat, out=_buf(workspace, ('EDTraining:bg10177', l_ % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
-        d_W_mlp1_l = _sum_to(g10177, 2, ())                     # (d_mlp, d_e)
-        g10179 = _threaded(np.add, d_Z_4, g10176, out=g10176)   # (…, d_e, ℓ_z)
+        g10161 = _sum_to(d_Z_4, 2, (-1,))                       # (d_e, 1)
+        d_b_mlp2_l = np.squeeze(g10161, -1)                     # (d_e,)
+        g10163 = np.swapaxes(W_mlp2_l, -1, -2)                  # (d_mlp, d_e)
+        g10164 = np.matmul(g10163, d_Z_4, out=_buf(workspace, 'EDTraining:b@3.2.1', batch + (d_mlp, ell_z), dtype)) # (…, d_mlp, ℓ_z)
+        g10165 = np.swapaxes(_46, -1, -2)                       # (…, ℓ_z, d_mlp)
+        d_W_mlp2_l = _wgrad(g10159, g10165, _buf(workspace, 'EDTraining:b@3.3.1', (d_e, d_mlp), dtype)) # (d_e, d_mlp)
+        g10167 = (_45 > 0)                                      # (…, d_mlp, ℓ_z)
+        g10168 = _threaded(np.multiply, g10164, g10167, out=_buf(workspace, 'EDTraining:b@3.2.2', batch + (d_mlp, ell_z), dtype)) # (…, d_mlp, ℓ_z)
+        g10169 = _sum_to(g10168, 2, (-1,))                      # (d_mlp, 1)
+        d_b_mlp1_l = np.squeeze(g10169, -1)                     # (d_mlp,)
+        g10171 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
+        g10172 = np.matmul(g10171, g10168, out=_buf(workspace, 'EDTraining:b@3.4.1', batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
+        g10173 = np.swapaxes(g10168, -1, -2)                    # (…, ℓ_z, d_mlp)
+        # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
+        _40 = _threaded(np.multiply, x_hat, gamma1_l, out=_buf(workspace, 'EDTraining:b@3.1.4', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        e_hat = _threaded(np.add, _40, beta1_l, out=_40)        # (…, ℓ_z, d_e)
+        # EDTransformer 7 Z ← Z + W^l_mlp2 ReLU(W^l_mlp1 Z + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ Z ∈ ℝ^{d_e×ℓ_z}
+        d_W_mlp1_l = _wgrad(g10173, e_hat, _buf(workspace, 'EDTraining:b@3.5.1', (d_mlp, d_e), dtype)) # (d_mlp, d_e)
+        g10175 = _threaded(np.add, d_Z_4, g10172, out=g10172)   # (…, d_e, ℓ_z)
         # EDTransformer 6 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^1_l, β^1_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
-        d_e_hat = np.swapaxes(g10179, -1, -2)                   # (…, ℓ_z, d_e)
+        d_e_hat = np.swapaxes(g10175, -1, -2)                   # (…, ℓ_z, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta1_l = _sum_to(d_e_hat, 1, ())                     # (d_e,)
-        d_x_hat = _threaded(np.multiply, d_e_hat, gamma1_l, out=_buf(workspace, ('EDTraining:bd_x_hat', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10183 = _threaded(np.multiply, d_e_hat, x_hat, out=_buf(workspace, ('EDTraining:bg10183', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        d_gamma1_l = _sum_to(g10183, 1, ())                     # (d_e,)
-        g10185 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('EDTraining:bg10185', l_ % 2), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        d_x_hat = _threaded(np.multiply, d_e_hat, gamma1_l, out=_buf(workspace, 'EDTraining:b@3.1.4', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        g10179 = _threaded(np.multiply, d_e_hat, x_hat, out=_buf(workspace, 'EDTraining:b@3.1.5', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        d_gamma1_l = _sum_to(g10179, 1, ())                     # (d_e,)
+        g10181 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'EDTraining:b@3.1.6', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         # EDTransformer 6 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^1_l, β^1_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
-        d_Z_3 = np.swapaxes(g10185, -1, -2)                     # (…, d_e, ℓ_z)
+        d_Z_3 = np.swapaxes(g10181, -1, -2)                     # (…, d_e, ℓ_z)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10187 = _sum_to(d_Z_3, 2, (-1,))                       # (d_e, 1)
-        d_b_o_l = np.squeeze(g10187, -1)                        # (d_e,)
-        g10189 = np.swapaxes(W_o_l, -1, -2)                     # (H·d_mid, d_e)
-        d_Y = np.matmul(g10189, d_Z_3, out=_buf(workspace, ('EDTraining:bd_Y', l_ % 2), batch + (H*d_mid, ell_z), dtype)) # (…, H·d_mid, ℓ_z)
-        g10191 = np.swapaxes(Y, -1, -2)                         # (…, ℓ_z, H·d_mid)
-        g10192 = np.matmul(d_Z_3, g10191, out=_buf(workspace, ('EDTraining:bg10192', l_ % 2), batch + (d_e, H*d_mid), dtype)) # (…, d_e, H·d_mid)
-        d_W_o_l = _sum_to(g10192, 2, ())                        # (d_e, H·d_mid)
+        g10183 = _sum_to(d_Z_3, 2, (-1,))                       # (d_e, 1)
+        d_b_o_l = np.squeeze(g10183, -1)                        # (d_e,)
+        g10185 = np.swapaxes(W_o_l, -1, -2)                     # (H·d_mid, d_e)
+        d_Y = np.matmul(g10185, d_Z_3, out=_buf(workspace, 'EDTraining:b@3.6.1', batch + (H*d_mid, ell_z), dtype)) # (…, H·d_mid, ℓ_z)
+        g10187 = np.swapaxes(Y, -1, -2)                         # (…, ℓ_z, H·d_mid)
+        d_W_o_l = _wgrad(g10181, g10187, _buf(workspace, 'EDTraining:b@3.7.1', (d_e, H*d_mid), dtype)) # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         d_V_tilde = d_Y.reshape(V_tilde_shape)                  # (…, H, d_mid, ℓ_z)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10195 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ_z, d_mid)
-        d_softmax_S = np.matmul(g10195, d_V_tilde, out=_buf(workspace, ('EDTraining:bd_softmax_S', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
-        g10197 = np.swapaxes(softmax_S, -1, -2)                 # (…, H, ℓ_z, ℓ_z)
-        d_V = np.matmul(d_V_tilde, g10197, out=_buf(workspace, ('EDTraining:bd_V', l_ % 2), batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
-        g10199 = _softmax_grad(d_softmax_S, softmax_S, -2, _buf(workspace, ('EDTraining:bg10199', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
-        d_S = _threaded(np.divide, g10199, _20, out=_buf(workspace, ('EDTraining:bd_S', l_ % 2), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
+        g10190 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ_z, d_mid)
+        d_softmax_S = np.matmul(g10190, d_V_tilde, out=_buf(workspace, 'EDTraining:b@3.8.1', batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
+        g10192 = np.swapaxes(softmax_S, -1, -2)                 # (…, H, ℓ_z, ℓ_z)
+        d_V = np.matmul(d_V_tilde, g10192, out=_buf(workspace, 'EDTraining:b@3.9.1', batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
+        g10194 = _softmax_grad(d_softmax_S, softmax_S, -2, _buf(workspace, 'EDTraining:b@3.8.2', batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
+        d_S = _threaded(np.divide, g10194, _20, out=_buf(workspace, 'EDTraining:b@3.8.3', batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        d_Q = np.matmul(K, d_S, out=_buf(workspace, ('EDTraining:bd_Q', l_ % 2), batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
-        g10207 = np.swapaxes(d_S, -1, -2)                       # (…, H, ℓ_z, ℓ_z)
-        d_K = np.matmul(Q, g10207, out=_buf(workspace, ('EDTraining:bd_K', l_ % 2), batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
+        d_Q = np.matmul(K, d_S, out=_buf(workspace, 'EDTraining:b@3.10.1', batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
+        g10202 = np.swapaxes(d_S, -1, -2)                       # (…, H, ℓ_z, ℓ_z)
+        d_K = np.matmul(Q, g10202, out=_buf(workspace, 'EDTraining:b@3.10.2', batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10209 = _sum_to(d_V, 3, (-1,))                         # (H, d_mid, 1)
-        d_b_v_l = np.squeeze(g10209, -1)                        # (H, d_mid)
-        g10211 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
-        g10212 = np.matmul(g10211, d_V, out=_buf(workspace, ('EDTraining:bg10212', l_ % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
-        g10213 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
-        g10214 = np.matmul(d_V, g10213, out=_buf(workspace, ('EDTraining:bg10214', l_ % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
-        d_W_v_l = _sum_to(g10214, 3, ())                        # (H, d_mid, d_e)
-        g10216 = _sum_to(g10212, None, (-3,))                   # (…, 1, d_e, ℓ_z)
+        g10204 = _sum_to(d_V, 3, (-1,))                         # (H, d_mid, 1)
+        d_b_v_l = np.squeeze(g10204, -1)                        # (H, d_mid)
+        g10206 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
+        g10207 = np.matmul(g10206, d_V, out=_buf(workspace, 'EDTraining:b@3.11.1', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10208 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
+        g10209 = np.matmul(d_V, g10208, out=_buf(workspace, 'EDTraining:b@3.12.1', batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        d_W_v_l = _sum_to(g10209, 3, ())                        # (H, d_mid, d_e)
+        g10211 = _sum_to(g10207, None, (-3,))                   # (…, 1, d_e, ℓ_z)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10217 = _sum_to(d_K, 3, (-1,))                         # (H, d_attn, 1)
-        d_b_k_l = np.squeeze(g10217, -1)                        # (H, d_attn)
-        g10219 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
-        g10220 = np.matmul(g10219, d_K, out=_buf(workspace, ('EDTraining:bg10220', l_ % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
-        g10221 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
-        g10222 = np.matmul(d_K, g10221, out=_buf(workspace, ('EDTraining:bg10222', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_k_l = _sum_to(g10222, 3, ())                        # (H, d_attn, d_e)
-        g10224 = _sum_to(g10220, None, (-3,))                   # (…, 1, d_e, ℓ_z)
-        g10225 = _threaded(np.add, g10216, g10224, out=_buf(workspace, ('EDTraining:bg10225', l_ % 2), batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
+        g10212 = _sum_to(d_K, 3, (-1,))                         # (H, d_attn, 1)
+        d_b_k_l = np.squeeze(g10212, -1)                        # (H, d_attn)
+        g10214 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
+        g10215 = np.matmul(g10214, d_K, out=_buf(workspace, 'EDTraining:b@3.11.2', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10216 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
+        g10217 = np.matmul(d_K, g10216, out=_buf(workspace, 'EDTraining:b@3.13.1', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_k_l = _sum_to(g10217, 3, ())                        # (H, d_attn, d_e)
+        g10219 = _sum_to(g10215, None, (-3,))                   # (…, 1, d_e, ℓ_z)
+        g10220 = _threaded(np.add, g10211, g10219, out=_buf(workspace, 'EDTraining:b@3.14.1', batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10226 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
-        d_b_q_l = np.squeeze(g10226, -1)                        # (H, d_attn)
-        g10228 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
-        g10229 = np.matmul(g10228, d_Q, out=_buf(workspace, ('EDTraining:bg10229', l_ % 2), batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
-        g10230 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
-        g10231 = np.matmul(d_Q, g10230, out=_buf(workspace, ('EDTraining:bg10231', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_q_l = _sum_to(g10231, 3, ())                        # (H, d_attn, d_e)
-        g10233 = _sum_to(g10229, None, (-3,))                   # (…, 1, d_e, ℓ_z)
-        g10234 = _threaded(np.add, g10225, g10233, out=g10225)  # (…, 1, d_e, ℓ_z)
-        g10235 = np.squeeze(g10234, -3)                         # (…, d_e, ℓ_z)
-        d_Z_2 = _threaded(np.add, d_Z_3, g10235, out=_buf(workspace, ('EDTraining:bd_Z_2', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
-        d_W_q[l_] += d_W_q_l
-        d_b_q[l_] += d_b_q_l
-        d_W_k[l_] += d_W_k_l
-        d_b_k[l_] += d_b_k_l
-        d_W_v[l_] += d_W_v_l
-        d_b_v[l_] += d_b_v_l
-        d_W_o[l_] += d_W_o_l
-        d_b_o[l_] += d_b_o_l
-        d_gamma1[l_] += d_gamma1_l
-        d_beta1[l_] += d_beta1_l
-        d_W_mlp2[l_] += d_W_mlp2_l
-        d_W_mlp1[l_] += d_W_mlp1_l
-        d_b_mlp1[l_] += d_b_mlp1_l
-        d_b_mlp2[l_] += d_b_mlp2_l
-        d_gamma2[l_] += d_gamma2_l
-        d_beta2[l_] += d_beta2_l
-        g10156 = d_Z_2
+        g10221 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
+        d_b_q_l = np.squeeze(g10221, -1)                        # (H, d_attn)
+        g10223 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
+        g10224 = np.matmul(g10223, d_Q, out=_buf(workspace, 'EDTraining:b@3.11.2', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10225 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
+        g10226 = np.matmul(d_Q, g10225, out=_buf(workspace, 'EDTraining:b@3.13.2', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_q_l = _sum_to(g10226, 3, ())                        # (H, d_attn, d_e)
+        g10228 = _sum_to(g10224, None, (-3,))                   # (…, 1, d_e, ℓ_z)
+        g10229 = _threaded(np.add, g10220, g10228, out=g10220)  # (…, 1, d_e, ℓ_z)
+        g10230 = np.squeeze(g10229, -3)                         # (…, d_e, ℓ_z)
+        d_Z_2 = _threaded(np.add, d_Z_3, g10230, out=_buf(workspace, ('EDTraining:bd_Z_2', l_ % 2), batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
+        d_W_q[..., l_, :, :, :] += d_W_q_l
+        d_b_q[..., l_, :, :] += d_b_q_l
+        d_W_k[..., l_, :, :, :] += d_W_k_l
+        d_b_k[..., l_, :, :] += d_b_k_l
+        d_W_v[..., l_, :, :, :] += d_W_v_l
+        d_b_v[..., l_, :, :] += d_b_v_l
+        d_W_o[..., l_, :, :] += d_W_o_l
+        d_b_o[..., l_, :] += d_b_o_l
+        d_gamma1[..., l_, :] += d_gamma1_l
+        d_beta1[..., l_, :] += d_beta1_l
+        d_W_mlp2[..., l_, :, :] += d_W_mlp2_l
+        d_W_mlp1[..., l_, :, :] += d_W_mlp1_l
+        d_b_mlp1[..., l_, :] += d_b_mlp1_l
+        d_b_mlp2[..., l_, :] += d_b_mlp2_l
+        d_gamma2[..., l_, :] += d_gamma2_l
+        d_beta2[..., l_, :] += d_beta2_l
+        g10153 = d_Z_2
     # EDTransformer 3 Z ← [e_1, e_2, …, e_{ℓ_z}] ▷ Z ∈ ℝ^{d_e×ℓ_z}
-    d_e_3 = np.swapaxes(g10156, -1, -2)                         # (…, ℓ_z, d_e)
+    d_e_3 = np.swapaxes(g10153, -1, -2)                         # (…, ℓ_z, d_e)
     # EDTransformer 2 for t ∈ [ℓ_z] : e_t ← W_e[:, z[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
-    g10238 = _sum_to(d_e_3, 2, ())                              # (ℓ_z, d_e)
-    g10239 = _scatter_rows(g10238, _3 - 1, _4)                  # (ℓ_max, d_e)
-    g10240 = np.add(g10154, g10239, out=g10154)                 # (ℓ_max, d_e)
-    d_W_p = np.swapaxes(g10240, -1, -2)                         # (d_e, ℓ_max)
-    g10242 = _scatter_rows(d_e_3, z_n - 1, _1)                  # (N_V, d_e)
-    g10243 = np.add(g10155, g10242, out=g10155)                 # (N_V, d_e)
-    d_W_e = np.swapaxes(g10243, -1, -2)                         # (d_e, N_V)
+    g10233 = _sum_to(d_e_3, 2, ())                              # (ℓ_z, d_e)
+    g10234 = _scatter_rows(g10233, _3 - 1, _4)                  # (ℓ_max, d_e)
+    g10235 = np.add(g10151, g10234, out=g10151)                 # (ℓ_max, d_e)
+    d_W_p = np.swapaxes(g10235, -1, -2)                         # (d_e, ℓ_max)
+    g10237 = _scatter_rows(d_e_3, z_n - 1, _1)                  # (N_V, d_e)
+    g10238 = np.add(g10152, g10237, out=g10152)                 # (N_V, d_e)
+    d_W_e = np.swapaxes(g10238, -1, -2)                         # (d_e, N_V)
     grads = Params(W_e=d_W_e, W_p=d_W_p, W_q=d_W_q, b_q=d_b_q, W_k=d_W_k, b_k=d_b_k, W_v=d_W_v, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o, gamma1=d_gamma1, beta1=d_beta1, gamma2=d_gamma2, beta2=d_beta2, W_mlp1=d_W_mlp1, b_mlp1=d_b_mlp1, W_mlp2=d_W_mlp2, b_mlp2=d_b_mlp2, W_q_2=d_W_q_2, b_q_2=d_b_q_2, W_k_2=d_W_k_2, b_k_2=d_b_k_2, W_v_2=d_W_v_2, b_v_2=d_b_v_2, W_o_2=d_W_o_2, b_o_2=d_b_o_2, W_q_3=d_W_q_3, b_q_3=d_b_q_3, W_k_3=d_W_k_3, b_k_3=d_b_k_3, W_v_3=d_W_v_3, b_v_3=d_b_v_3, W_o_3=d_W_o_3, b_o_3=d_b_o_3, gamma3=d_gamma3, beta3=d_beta3, gamma4=d_gamma4, beta4=d_beta4, gamma5=d_gamma5, beta5=d_beta5, W_mlp3=d_W_mlp3, b_mlp3=d_b_mlp3, W_mlp4=d_W_mlp4, b_mlp4=d_b_mlp4, W_u=d_W_u)
     return grads, {}
 

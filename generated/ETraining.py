@@ -239,7 +239,7 @@ def forward(config: Config, params: Params, x_n, rng: np.random.Generator | None
         V = _threaded(np.add, _18, _19, out=_18)                # (…, H, d_mid, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         _21 = np.swapaxes(K, -1, -2)                            # (…, H, ℓ, d_attn)
-        S = np.matmul(_21, Q, out=_buf(workspace, ('ETraining:fS', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        S = np.matmul(_21, Q, out=_buf(workspace, 'ETraining:f@2.1.1', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _24 = _threaded(np.divide, S, _23, out=S)               # (…, H, ℓ, ℓ)
         softmax_S = _softmax(_24, -2, _buf(workspace, ('ETraining:fsoftmax_S', l_), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
@@ -248,7 +248,7 @@ def forward(config: Config, params: Params, x_n, rng: np.random.Generator | None
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         Y = V_tilde.reshape(V_tilde.shape[:-3] + (H*d_mid,) + V_tilde.shape[-3 + 2:]) # (…, H·d_mid, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _28 = np.matmul(W_o_l, Y, out=_buf(workspace, ('ETraining:f_28', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        _28 = np.matmul(W_o_l, Y, out=_buf(workspace, 'ETraining:f@2.2.1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         _29 = np.expand_dims(b_o_l, -1)                         # (d_e, 1)
         V_tilde_2 = _threaded(np.add, _28, _29, out=_28)        # (…, d_e, ℓ)
         # ETransformer 5 X ← X + MHAttention(X | 𝓦_l, Mask = 1) ▷ X ∈ ℝ^{d_e×ℓ}
@@ -258,19 +258,19 @@ def forward(config: Config, params: Params, x_n, rng: np.random.Generator | None
         beta1_l = beta1[l_]                                     # (d_e,)
         _32 = np.swapaxes(X_3, -1, -2)                          # (…, ℓ, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _33 = np.sum(_32, axis=-1, out=_buf(workspace, ('ETraining:f_33', l_ % 2), batch + (ell,), dtype)) # (…, ℓ)
+        _33 = np.sum(_32, axis=-1, out=_buf(workspace, 'ETraining:f@2.3.1', batch + (ell,), dtype)) # (…, ℓ)
         m = _threaded(np.divide, _33, d_e, out=_33)             # (…, ℓ)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _35 = np.expand_dims(m, -1)                             # (…, ℓ, 1)
         _36 = _threaded(np.subtract, _32, _35, out=_buf(workspace, ('ETraining:f_36', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        _37 = _threaded(np.multiply, _36, _36, out=_buf(workspace, ('ETraining:f_37', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _37 = _threaded(np.multiply, _36, _36, out=_buf(workspace, 'ETraining:f@2.4.1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         _38 = np.sum(_37, axis=-1, out=_buf(workspace, ('ETraining:f_38', l_), batch + (ell,), dtype)) # (…, ℓ)
         v = _threaded(np.divide, _38, d_e, out=_38)             # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _40 = _threaded(np.sqrt, v, out=v)                      # (…, ℓ)
         sigma = np.expand_dims(_40, -1)                         # (…, ℓ, 1)
         x_hat = _threaded(np.divide, _36, sigma, out=_36)       # (…, ℓ, d_e)
-        _43 = _threaded(np.multiply, x_hat, gamma1_l, out=_buf(workspace, ('ETraining:f_43', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _43 = _threaded(np.multiply, x_hat, gamma1_l, out=_buf(workspace, 'ETraining:f@2.4.1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         e_hat = _threaded(np.add, _43, beta1_l, out=_43)        # (…, ℓ, d_e)
         # ETransformer 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
         _45 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ)
@@ -282,7 +282,7 @@ def forward(config: Config, params: Params, x_n, rng: np.random.Generator | None
         _47 = np.expand_dims(b_mlp1_l, -1)                      # (d_mlp, 1)
         _48 = _threaded(np.add, _46, _47, out=_46)              # (…, d_mlp, ℓ)
         _49 = _gelu(_48, _buf(workspace, ('ETraining:f_49', l_), batch + (d_mlp, ell), dtype), workspace) # (…, d_mlp, ℓ)
-        _50 = np.matmul(W_mlp2_l, _49, out=_buf(workspace, ('ETraining:f_50', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        _50 = np.matmul(W_mlp2_l, _49, out=_buf(workspace, 'ETraining:f@2.2.1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         _51 = _threaded(np.add, _45, _50, out=_50)              # (…, d_e, ℓ)
         b_mlp2_l = b_mlp2[l_]                                   # (d_e,)
         _52 = np.expand_dims(b_mlp2_l, -1)                      # (d_e, 1)
@@ -292,12 +292,12 @@ def forward(config: Config, params: Params, x_n, rng: np.random.Generator | None
         beta2_l = beta2[l_]                                     # (d_e,)
         _54 = np.swapaxes(X_4, -1, -2)                          # (…, ℓ, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _55 = np.sum(_54, axis=-1, out=_buf(workspace, ('ETraining:f_55', l_ % 2), batch + (ell,), dtype)) # (…, ℓ)
+        _55 = np.sum(_54, axis=-1, out=_buf(workspace, 'ETraining:f@2.3.1', batch + (ell,), dtype)) # (…, ℓ)
         m_2 = _threaded(np.divide, _55, d_e, out=_55)           # (…, ℓ)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _57 = np.expand_dims(m_2, -1)                           # (…, ℓ, 1)
         _58 = _threaded(np.subtract, _54, _57, out=_buf(workspace, ('ETraining:f_58', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        _59 = _threaded(np.multiply, _58, _58, out=_buf(workspace, ('ETraining:f_59', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _59 = _threaded(np.multiply, _58, _58, out=_buf(workspace, 'ETraining:f@2.4.1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         _60 = np.sum(_59, axis=-1, out=_buf(workspace, ('ETraining:f_60', l_), batch + (ell,), dtype)) # (…, ℓ)
         v_2 = _threaded(np.divide, _60, d_e, out=_60)           # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
@@ -308,36 +308,36 @@ def forward(config: Config, params: Params, x_n, rng: np.random.Generator | None
         e_hat_2 = _threaded(np.add, _65, beta2_l, out=_65)      # (…, ℓ, d_e)
         # ETransformer 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
         _67 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, ℓ)
-        saved_l_.append((gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _49, _48, W_mlp1_l, e_hat, gamma1_l, x_hat, sigma, W_o_l, Y, V_tilde_shape, V, softmax_S, K, Q, W_v_l, _11, W_k_l, W_q_l,))
+        saved_l_.append((gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _49, _48, W_mlp1_l, x_hat, gamma1_l, beta1_l, sigma, W_o_l, Y, V_tilde_shape, V, softmax_S, K, Q, W_v_l, _11, W_k_l, W_q_l,))
         X_2 = _67
     X_5 = X_2
     # ETransformer 10 X ← GELU(W_f X + b_f 1^⊤) ▷ X ∈ ℝ^{d_f×ℓ}
-    _68 = np.matmul(W_f, X_5, out=_buf(workspace, 'ETraining:f_68', batch + (d_f, ell), dtype)) # (…, d_f, ℓ)
+    _68 = np.matmul(W_f, X_5, out=_buf(workspace, 'ETraining:f@1.4.1', batch + (d_f, ell), dtype)) # (…, d_f, ℓ)
     _69 = np.expand_dims(b_f, -1)                               # (d_f, 1)
     _70 = _threaded(np.add, _68, _69, out=_68)                  # (…, d_f, ℓ)
-    X_6 = _gelu(_70, _buf(workspace, 'ETraining:fX_6', batch + (d_f, ell), dtype), workspace) # (…, d_f, ℓ)
+    X_6 = _gelu(_70, _buf(workspace, 'ETraining:f@1.4.2', batch + (d_f, ell), dtype), workspace) # (…, d_f, ℓ)
     # ETransformer 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
     _72 = np.swapaxes(X_6, -1, -2)                              # (…, ℓ, d_f)
     # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-    _73 = np.sum(_72, axis=-1, out=_buf(workspace, 'ETraining:f_73', batch + (ell,), dtype)) # (…, ℓ)
+    _73 = np.sum(_72, axis=-1, out=_buf(workspace, 'ETraining:f@1.5.1', batch + (ell,), dtype)) # (…, ℓ)
     m_3 = _threaded(np.divide, _73, d_f, out=_73)               # (…, ℓ)
     # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
     _75 = np.expand_dims(m_3, -1)                               # (…, ℓ, 1)
-    _76 = _threaded(np.subtract, _72, _75, out=_buf(workspace, 'ETraining:f_76', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
-    _77 = _threaded(np.multiply, _76, _76, out=_buf(workspace, 'ETraining:f_77', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
-    _78 = np.sum(_77, axis=-1, out=_buf(workspace, 'ETraining:f_78', batch + (ell,), dtype)) # (…, ℓ)
+    _76 = _threaded(np.subtract, _72, _75, out=_buf(workspace, 'ETraining:f@1.6.1', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    _77 = _threaded(np.multiply, _76, _76, out=_buf(workspace, 'ETraining:f@1.6.2', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    _78 = np.sum(_77, axis=-1, out=_buf(workspace, 'ETraining:f@1.5.1', batch + (ell,), dtype)) # (…, ℓ)
     v_3 = _threaded(np.divide, _78, d_f, out=_78)               # (…, ℓ)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
     _80 = _threaded(np.sqrt, v_3, out=v_3)                      # (…, ℓ)
     sigma_3 = np.expand_dims(_80, -1)                           # (…, ℓ, 1)
     x_hat_3 = _threaded(np.divide, _76, sigma_3, out=_76)       # (…, ℓ, d_f)
-    _83 = _threaded(np.multiply, x_hat_3, gamma, out=_buf(workspace, 'ETraining:f_83', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    _83 = _threaded(np.multiply, x_hat_3, gamma, out=_buf(workspace, 'ETraining:f@1.6.2', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     e_hat_3 = _threaded(np.add, _83, beta, out=_83)             # (…, ℓ, d_f)
     # ETransformer 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
     _85 = np.swapaxes(e_hat_3, -1, -2)                          # (…, d_f, ℓ)
     # ETransformer 12 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}; the paper declares W_u ∈ ℝ^{N_V×d_e}; here ℝ^{N_V×d_f}, so that W_u X is defined
-    _86 = np.matmul(W_u, _85, out=_buf(workspace, 'ETraining:f_86', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
-    P = _softmax(_86, -2, _buf(workspace, 'ETraining:fP', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
+    _86 = np.matmul(W_u, _85, out=_buf(workspace, 'ETraining:f@1.7.1', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
+    P = _softmax(_86, -2, _buf(workspace, 'ETraining:f@1.7.2', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
     # 9 loss(θ) ← −Σ_{t∈T̃} log P(θ)[x_n[t], t]
     _88 = np.expand_dims(x_n, (-2, -1))                         # (…, ℓ, 1, 1)
     _89 = np.expand_dims(P, -3)                                 # (…, 1, N_V, ℓ)
@@ -346,12 +346,12 @@ def forward(config: Config, params: Params, x_n, rng: np.random.Generator | None
     shape_90 = _90.shape
     _92 = np.expand_dims(_6, -1)                                # (ℓ, 1)
     _93 = _take_along(_90, _92 - 1, -1)                         # (…, ℓ)
-    _94 = _threaded(np.log, _93, out=_buf(workspace, 'ETraining:f_94', batch + (ell,), dtype)) # (…, ℓ)
-    _95 = _where(T_tilde, _94, 0, _buf(workspace, 'ETraining:f_95', batch + (ell,), dtype)) # (…, ℓ)
+    _94 = _threaded(np.log, _93, out=_buf(workspace, 'ETraining:f@1.5.2', batch + (ell,), dtype)) # (…, ℓ)
+    _95 = _where(T_tilde, _94, 0, _buf(workspace, 'ETraining:f@1.5.3', batch + (ell,), dtype)) # (…, ℓ)
     shape_95 = _95.shape
-    _96 = np.sum(_95, axis=-1, out=_buf(workspace, 'ETraining:f_96', batch + (), dtype)) # (…,)
-    _97 = np.negative(_96, out=_buf(workspace, 'ETraining:f_97', batch + (), dtype)) # (…,)
-    cache = {"N_V": N_V, "ell": ell, "H": H, "L": L, "d_attn": d_attn, "d_e": d_e, "d_f": d_f, "d_mid": d_mid, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "shape_95": shape_95, "T_tilde": T_tilde, "_93": _93, "_92": _92, "shape_90": shape_90, "_88": _88, "shape_89": shape_89, "P": P, "e_hat_3": e_hat_3, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_70": _70, "X_6": X_6, "X_5": X_5, "_23": _23, "_6": _6, "_7": _7, "_2": _2, "_4": _4, "saved_l_": saved_l_}
+    _96 = np.sum(_95, axis=-1, out=_buf(workspace, 'ETraining:f@1.8.1', batch + (), dtype)) # (…,)
+    _97 = np.negative(_96, out=_buf(workspace, 'ETraining:f@1.8.2', batch + (), dtype)) # (…,)
+    cache = {"N_V": N_V, "ell": ell, "H": H, "L": L, "d_attn": d_attn, "d_e": d_e, "d_f": d_f, "d_mid": d_mid, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "shape_95": shape_95, "T_tilde": T_tilde, "_93": _93, "_92": _92, "shape_90": shape_90, "_88": _88, "shape_89": shape_89, "P": P, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_70": _70, "X_6": X_6, "X_5": X_5, "_23": _23, "_6": _6, "_7": _7, "_2": _2, "_4": _4, "saved_l_": saved_l_}
     return _97, cache
 
 
@@ -380,10 +380,10 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     _88 = cache["_88"]
     shape_89 = cache["shape_89"]
     P = cache["P"]
-    e_hat_3 = cache["e_hat_3"]
-    W_u = params.W_u
-    gamma = params.gamma
     x_hat_3 = cache["x_hat_3"]
+    gamma = params.gamma
+    beta = params.beta
+    W_u = params.W_u
     sigma_3 = cache["sigma_3"]
     _70 = cache["_70"]
     X_6 = cache["X_6"]
@@ -396,37 +396,41 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     _4 = cache["_4"]
     saved_l_ = cache["saved_l_"]
     # 9 loss(θ) ← −Σ_{t∈T̃} log P(θ)[x_n[t], t]
-    g10001 = np.negative(d_loss, out=_buf(workspace, 'ETraining:bg10001', batch + (), dtype)) # (…,)
+    g10001 = np.negative(d_loss, out=_buf(workspace, 'ETraining:b@1.1.1', batch + (), dtype)) # (…,)
     g10002 = np.broadcast_to(np.expand_dims(g10001, -1), shape_95) # (…, ℓ)
-    g10003 = _where(T_tilde, g10002, 0, _buf(workspace, 'ETraining:bg10003', batch + (ell,), dtype)) # (…, ℓ)
+    g10003 = _where(T_tilde, g10002, 0, _buf(workspace, 'ETraining:b@1.2.1', batch + (ell,), dtype)) # (…, ℓ)
     g10005 = _threaded(np.divide, g10003, _93, out=g10003)      # (…, ℓ)
     g10006 = _put_along(g10005, _92 - 1, shape_90, -1)          # (…, ℓ, ℓ)
     g10007 = _put_along(g10006, _88 - 1, shape_89, -2)          # (…, 1, N_V, ℓ)
     d_P = np.squeeze(g10007, -3)                                # (…, N_V, ℓ)
     # ETransformer 12 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}; the paper declares W_u ∈ ℝ^{N_V×d_e}; here ℝ^{N_V×d_f}, so that W_u X is defined
-    g10009 = _softmax_grad(d_P, P, -2, _buf(workspace, 'ETraining:bg10009', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
-    g10012 = np.matmul(g10009, e_hat_3, out=_buf(workspace, 'ETraining:bg10012', batch + (N_V, d_f), dtype)) # (…, N_V, d_f)
-    d_W_u = _sum_to(g10012, 2, ())                              # (N_V, d_f)
+    g10009 = _softmax_grad(d_P, P, -2, _buf(workspace, 'ETraining:b@1.5.1', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
+    g10012 = np.swapaxes(g10009, -1, -2)                        # (…, ℓ, N_V)
+    # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
+    _83 = _threaded(np.multiply, x_hat_3, gamma, out=_buf(workspace, 'ETraining:b@1.6.1', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    e_hat_3 = _threaded(np.add, _83, beta, out=_83)             # (…, ℓ, d_f)
+    # ETransformer 12 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}; the paper declares W_u ∈ ℝ^{N_V×d_e}; here ℝ^{N_V×d_f}, so that W_u X is defined
+    d_W_u = _wgrad(g10012, e_hat_3, _buf(workspace, 'ETraining:b@1.7.1', (N_V, d_f), dtype)) # (N_V, d_f)
     # ETransformer 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
     g10014 = np.swapaxes(g10009, -1, -2)                        # (…, ℓ, N_V)
-    d_e_hat_3 = np.matmul(g10014, W_u, out=_buf(workspace, 'ETraining:bd_e_hat_3', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    d_e_hat_3 = np.matmul(g10014, W_u, out=_buf(workspace, 'ETraining:b@1.6.1', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
     d_beta = _sum_to(d_e_hat_3, 1, ())                          # (d_f,)
-    d_x_hat_3 = _threaded(np.multiply, d_e_hat_3, gamma, out=_buf(workspace, 'ETraining:bd_x_hat_3', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
-    g10018 = _threaded(np.multiply, d_e_hat_3, x_hat_3, out=_buf(workspace, 'ETraining:bg10018', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    d_x_hat_3 = _threaded(np.multiply, d_e_hat_3, gamma, out=_buf(workspace, 'ETraining:b@1.6.2', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    g10018 = _threaded(np.multiply, d_e_hat_3, x_hat_3, out=_buf(workspace, 'ETraining:b@1.6.3', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     d_gamma = _sum_to(g10018, 1, ())                            # (d_f,)
-    g10020 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'ETraining:bg10020', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    g10020 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'ETraining:b@1.6.4', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     # ETransformer 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
     d_X_6 = np.swapaxes(g10020, -1, -2)                         # (…, d_f, ℓ)
     # ETransformer 10 X ← GELU(W_f X + b_f 1^⊤) ▷ X ∈ ℝ^{d_f×ℓ}
-    g10022 = _gelu_grad(d_X_6, _70, X_6, _buf(workspace, 'ETraining:bg10022', batch + (d_f, ell), dtype), workspace) # (…, d_f, ℓ)
+    g10022 = _gelu_grad(d_X_6, _70, X_6, _buf(workspace, 'ETraining:b@1.8.1', batch + (d_f, ell), dtype), workspace) # (…, d_f, ℓ)
     g10023 = _sum_to(g10022, 2, (-1,))                          # (d_f, 1)
     d_b_f = np.squeeze(g10023, -1)                              # (d_f,)
     g10025 = np.swapaxes(W_f, -1, -2)                           # (d_e, d_f)
-    d_X_5 = np.matmul(g10025, g10022, out=_buf(workspace, 'ETraining:bd_X_5', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-    g10027 = np.swapaxes(X_5, -1, -2)                           # (…, ℓ, d_e)
-    g10028 = np.matmul(g10022, g10027, out=_buf(workspace, 'ETraining:bg10028', batch + (d_f, d_e), dtype)) # (…, d_f, d_e)
-    d_W_f = _sum_to(g10028, 2, ())                              # (d_f, d_e)
+    d_X_5 = np.matmul(g10025, g10022, out=_buf(workspace, 'ETraining:b@1.9.1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+    g10027 = np.swapaxes(g10022, -1, -2)                        # (…, ℓ, d_f)
+    g10028 = np.swapaxes(X_5, -1, -2)                           # (…, ℓ, d_e)
+    d_W_f = _wgrad(g10027, g10028, _buf(workspace, 'ETraining:b@1.10.1', (d_f, d_e), dtype)) # (d_f, d_e)
     g10030 = d_X_5
     d_W_q = _buf(workspace, 'ETraining:bd_W_q', params.W_q.shape, dtype)
     d_W_q.fill(0)
@@ -461,120 +465,122 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     d_beta2 = _buf(workspace, 'ETraining:bd_beta2', params.beta2.shape, dtype)
     d_beta2.fill(0)
     for l_ in reversed(range(L)):
-        gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _49, _48, W_mlp1_l, e_hat, gamma1_l, x_hat, sigma, W_o_l, Y, V_tilde_shape, V, softmax_S, K, Q, W_v_l, _11, W_k_l, W_q_l, = saved_l_[l_]
+        gamma2_l, x_hat_2, sigma_2, W_mlp2_l, _49, _48, W_mlp1_l, x_hat, gamma1_l, beta1_l, sigma, W_o_l, Y, V_tilde_shape, V, softmax_S, K, Q, W_v_l, _11, W_k_l, W_q_l, = saved_l_[l_]
         # ETransformer 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
         d_e_hat_2 = np.swapaxes(g10030, -1, -2)                 # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta2_l = _sum_to(d_e_hat_2, 1, ())                   # (d_e,)
-        d_x_hat_2 = _threaded(np.multiply, d_e_hat_2, gamma2_l, out=_buf(workspace, ('ETraining:bd_x_hat_2', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10034 = _threaded(np.multiply, d_e_hat_2, x_hat_2, out=_buf(workspace, ('ETraining:bg10034', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_x_hat_2 = _threaded(np.multiply, d_e_hat_2, gamma2_l, out=_buf(workspace, 'ETraining:b@2.1.1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10034 = _threaded(np.multiply, d_e_hat_2, x_hat_2, out=_buf(workspace, 'ETraining:b@2.1.2', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         d_gamma2_l = _sum_to(g10034, 1, ())                     # (d_e,)
-        g10036 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, ('ETraining:bg10036', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10036 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, 'ETraining:b@2.1.3', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # ETransformer 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
         d_X_4 = np.swapaxes(g10036, -1, -2)                     # (…, d_e, ℓ)
         # ETransformer 7 X ← X + W^l_mlp2 GELU(W^l_mlp1 X + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
         g10038 = _sum_to(d_X_4, 2, (-1,))                       # (d_e, 1)
         d_b_mlp2_l = np.squeeze(g10038, -1)                     # (d_e,)
         g10040 = np.swapaxes(W_mlp2_l, -1, -2)                  # (d_mlp, d_e)
-        g10041 = np.matmul(g10040, d_X_4, out=_buf(workspace, ('ETraining:bg10041', l_ % 2), batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
+        g10041 = np.matmul(g10040, d_X_4, out=_buf(workspace, 'ETraining:b@2.2.1', batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
         g10042 = np.swapaxes(_49, -1, -2)                       # (…, ℓ, d_mlp)
-        g10043 = np.matmul(d_X_4, g10042, out=_buf(workspace, ('ETraining:bg10043', l_ % 2), batch + (d_e, d_mlp), dtype)) # (…, d_e, d_mlp)
-        d_W_mlp2_l = _sum_to(g10043, 2, ())                     # (d_e, d_mlp)
-        g10045 = _gelu_grad(g10041, _48, _49, _buf(workspace, ('ETraining:bg10045', l_ % 2), batch + (d_mlp, ell), dtype), workspace) # (…, d_mlp, ℓ)
-        g10046 = _sum_to(g10045, 2, (-1,))                      # (d_mlp, 1)
-        d_b_mlp1_l = np.squeeze(g10046, -1)                     # (d_mlp,)
-        g10048 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
-        g10049 = np.matmul(g10048, g10045, out=_buf(workspace, ('ETraining:bg10049', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-        g10050 = np.matmul(g10045, e_hat, out=_buf(workspace, ('ETraining:bg10050', l_ % 2), batch + (d_mlp, d_e), dtype)) # (…, d_mlp, d_e)
-        d_W_mlp1_l = _sum_to(g10050, 2, ())                     # (d_mlp, d_e)
-        g10052 = _threaded(np.add, d_X_4, g10049, out=g10049)   # (…, d_e, ℓ)
+        d_W_mlp2_l = _wgrad(g10036, g10042, _buf(workspace, 'ETraining:b@2.3.1', (d_e, d_mlp), dtype)) # (d_e, d_mlp)
+        g10044 = _gelu_grad(g10041, _48, _49, _buf(workspace, 'ETraining:b@2.2.2', batch + (d_mlp, ell), dtype), workspace) # (…, d_mlp, ℓ)
+        g10045 = _sum_to(g10044, 2, (-1,))                      # (d_mlp, 1)
+        d_b_mlp1_l = np.squeeze(g10045, -1)                     # (d_mlp,)
+        g10047 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
+        g10048 = np.matmul(g10047, g10044, out=_buf(workspace, 'ETraining:b@2.4.1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        g10049 = np.swapaxes(g10044, -1, -2)                    # (…, ℓ, d_mlp)
+        # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
+        _43 = _threaded(np.multiply, x_hat, gamma1_l, out=_buf(workspace, 'ETraining:b@2.1.4', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        e_hat = _threaded(np.add, _43, beta1_l, out=_43)        # (…, ℓ, d_e)
+        # ETransformer 7 X ← X + W^l_mlp2 GELU(W^l_mlp1 X + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
+        d_W_mlp1_l = _wgrad(g10049, e_hat, _buf(workspace, 'ETraining:b@2.5.1', (d_mlp, d_e), dtype)) # (d_mlp, d_e)
+        g10051 = _threaded(np.add, d_X_4, g10048, out=g10048)   # (…, d_e, ℓ)
         # ETransformer 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
-        d_e_hat = np.swapaxes(g10052, -1, -2)                   # (…, ℓ, d_e)
+        d_e_hat = np.swapaxes(g10051, -1, -2)                   # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta1_l = _sum_to(d_e_hat, 1, ())                     # (d_e,)
-        d_x_hat = _threaded(np.multiply, d_e_hat, gamma1_l, out=_buf(workspace, ('ETraining:bd_x_hat', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10056 = _threaded(np.multiply, d_e_hat, x_hat, out=_buf(workspace, ('ETraining:bg10056', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        d_gamma1_l = _sum_to(g10056, 1, ())                     # (d_e,)
-        g10058 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('ETraining:bg10058', l_ % 2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_x_hat = _threaded(np.multiply, d_e_hat, gamma1_l, out=_buf(workspace, 'ETraining:b@2.1.4', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10055 = _threaded(np.multiply, d_e_hat, x_hat, out=_buf(workspace, 'ETraining:b@2.1.5', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_gamma1_l = _sum_to(g10055, 1, ())                     # (d_e,)
+        g10057 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'ETraining:b@2.1.6', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # ETransformer 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
-        d_X_3 = np.swapaxes(g10058, -1, -2)                     # (…, d_e, ℓ)
+        d_X_3 = np.swapaxes(g10057, -1, -2)                     # (…, d_e, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10060 = _sum_to(d_X_3, 2, (-1,))                       # (d_e, 1)
-        d_b_o_l = np.squeeze(g10060, -1)                        # (d_e,)
-        g10062 = np.swapaxes(W_o_l, -1, -2)                     # (H·d_mid, d_e)
-        d_Y = np.matmul(g10062, d_X_3, out=_buf(workspace, ('ETraining:bd_Y', l_ % 2), batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
-        g10064 = np.swapaxes(Y, -1, -2)                         # (…, ℓ, H·d_mid)
-        g10065 = np.matmul(d_X_3, g10064, out=_buf(workspace, ('ETraining:bg10065', l_ % 2), batch + (d_e, H*d_mid), dtype)) # (…, d_e, H·d_mid)
-        d_W_o_l = _sum_to(g10065, 2, ())                        # (d_e, H·d_mid)
+        g10059 = _sum_to(d_X_3, 2, (-1,))                       # (d_e, 1)
+        d_b_o_l = np.squeeze(g10059, -1)                        # (d_e,)
+        g10061 = np.swapaxes(W_o_l, -1, -2)                     # (H·d_mid, d_e)
+        d_Y = np.matmul(g10061, d_X_3, out=_buf(workspace, 'ETraining:b@2.6.1', batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
+        g10063 = np.swapaxes(Y, -1, -2)                         # (…, ℓ, H·d_mid)
+        d_W_o_l = _wgrad(g10057, g10063, _buf(workspace, 'ETraining:b@2.7.1', (d_e, H*d_mid), dtype)) # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         d_V_tilde = d_Y.reshape(V_tilde_shape)                  # (…, H, d_mid, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        g10068 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ, d_mid)
-        d_softmax_S = np.matmul(g10068, d_V_tilde, out=_buf(workspace, ('ETraining:bd_softmax_S', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        g10070 = np.swapaxes(softmax_S, -1, -2)                 # (…, H, ℓ, ℓ)
-        d_V = np.matmul(d_V_tilde, g10070, out=_buf(workspace, ('ETraining:bd_V', l_ % 2), batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
-        g10072 = _softmax_grad(d_softmax_S, softmax_S, -2, _buf(workspace, ('ETraining:bg10072', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        d_S = _threaded(np.divide, g10072, _23, out=_buf(workspace, ('ETraining:bd_S', l_ % 2), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        g10066 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ, d_mid)
+        d_softmax_S = np.matmul(g10066, d_V_tilde, out=_buf(workspace, 'ETraining:b@2.8.1', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        g10068 = np.swapaxes(softmax_S, -1, -2)                 # (…, H, ℓ, ℓ)
+        d_V = np.matmul(d_V_tilde, g10068, out=_buf(workspace, 'ETraining:b@2.9.1', batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
+        g10070 = _softmax_grad(d_softmax_S, softmax_S, -2, _buf(workspace, 'ETraining:b@2.8.2', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        d_S = _threaded(np.divide, g10070, _23, out=_buf(workspace, 'ETraining:b@2.8.3', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        d_Q = np.matmul(K, d_S, out=_buf(workspace, ('ETraining:bd_Q', l_ % 2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
-        g10080 = np.swapaxes(d_S, -1, -2)                       # (…, H, ℓ, ℓ)
-        d_K = np.matmul(Q, g10080, out=_buf(workspace, ('ETraining:bd_K', l_ % 2), batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        d_Q = np.matmul(K, d_S, out=_buf(workspace, 'ETraining:b@2.10.1', batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        g10078 = np.swapaxes(d_S, -1, -2)                       # (…, H, ℓ, ℓ)
+        d_K = np.matmul(Q, g10078, out=_buf(workspace, 'ETraining:b@2.10.2', batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-        g10082 = _sum_to(d_V, 3, (-1,))                         # (H, d_mid, 1)
-        d_b_v_l = np.squeeze(g10082, -1)                        # (H, d_mid)
-        g10084 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
-        g10085 = np.matmul(g10084, d_V, out=_buf(workspace, ('ETraining:bg10085', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10086 = np.swapaxes(_11, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10087 = np.matmul(d_V, g10086, out=_buf(workspace, ('ETraining:bg10087', l_ % 2), batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
-        d_W_v_l = _sum_to(g10087, 3, ())                        # (H, d_mid, d_e)
-        g10089 = _sum_to(g10085, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10080 = _sum_to(d_V, 3, (-1,))                         # (H, d_mid, 1)
+        d_b_v_l = np.squeeze(g10080, -1)                        # (H, d_mid)
+        g10082 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
+        g10083 = np.matmul(g10082, d_V, out=_buf(workspace, 'ETraining:b@2.11.1', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10084 = np.swapaxes(_11, -1, -2)                       # (…, 1, ℓ, d_e)
+        g10085 = np.matmul(d_V, g10084, out=_buf(workspace, 'ETraining:b@2.12.1', batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        d_W_v_l = _sum_to(g10085, 3, ())                        # (H, d_mid, d_e)
+        g10087 = _sum_to(g10083, None, (-3,))                   # (…, 1, d_e, ℓ)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-        g10090 = _sum_to(d_K, 3, (-1,))                         # (H, d_attn, 1)
-        d_b_k_l = np.squeeze(g10090, -1)                        # (H, d_attn)
-        g10092 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
-        g10093 = np.matmul(g10092, d_K, out=_buf(workspace, ('ETraining:bg10093', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10094 = np.swapaxes(_11, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10095 = np.matmul(d_K, g10094, out=_buf(workspace, ('ETraining:bg10095', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_k_l = _sum_to(g10095, 3, ())                        # (H, d_attn, d_e)
-        g10097 = _sum_to(g10093, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10098 = _threaded(np.add, g10089, g10097, out=_buf(workspace, ('ETraining:bg10098', l_ % 2), batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
+        g10088 = _sum_to(d_K, 3, (-1,))                         # (H, d_attn, 1)
+        d_b_k_l = np.squeeze(g10088, -1)                        # (H, d_attn)
+        g10090 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
+        g10091 = np.matmul(g10090, d_K, out=_buf(workspace, 'ETraining:b@2.11.2', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10092 = np.swapaxes(_11, -1, -2)                       # (…, 1, ℓ, d_e)
+        g10093 = np.matmul(d_K, g10092, out=_buf(workspace, 'ETraining:b@2.13.1', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_k_l = _sum_to(g10093, 3, ())                        # (H, d_attn, d_e)
+        g10095 = _sum_to(g10091, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10096 = _threaded(np.add, g10087, g10095, out=_buf(workspace, 'ETraining:b@2.14.1', batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-        g10099 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
-        d_b_q_l = np.squeeze(g10099, -1)                        # (H, d_attn)
-        g10101 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
-        g10102 = np.matmul(g10101, d_Q, out=_buf(workspace, ('ETraining:bg10102', l_ % 2), batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
-        g10103 = np.swapaxes(_11, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10104 = np.matmul(d_Q, g10103, out=_buf(workspace, ('ETraining:bg10104', l_ % 2), batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
-        d_W_q_l = _sum_to(g10104, 3, ())                        # (H, d_attn, d_e)
-        g10106 = _sum_to(g10102, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10107 = _threaded(np.add, g10098, g10106, out=g10098)  # (…, 1, d_e, ℓ)
-        g10108 = np.squeeze(g10107, -3)                         # (…, d_e, ℓ)
-        d_X_2 = _threaded(np.add, d_X_3, g10108, out=_buf(workspace, ('ETraining:bd_X_2', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
-        d_W_q[l_] += d_W_q_l
-        d_b_q[l_] += d_b_q_l
-        d_W_k[l_] += d_W_k_l
-        d_b_k[l_] += d_b_k_l
-        d_W_v[l_] += d_W_v_l
-        d_b_v[l_] += d_b_v_l
-        d_W_o[l_] += d_W_o_l
-        d_b_o[l_] += d_b_o_l
-        d_gamma1[l_] += d_gamma1_l
-        d_beta1[l_] += d_beta1_l
-        d_W_mlp2[l_] += d_W_mlp2_l
-        d_W_mlp1[l_] += d_W_mlp1_l
-        d_b_mlp1[l_] += d_b_mlp1_l
-        d_b_mlp2[l_] += d_b_mlp2_l
-        d_gamma2[l_] += d_gamma2_l
-        d_beta2[l_] += d_beta2_l
+        g10097 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
+        d_b_q_l = np.squeeze(g10097, -1)                        # (H, d_attn)
+        g10099 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
+        g10100 = np.matmul(g10099, d_Q, out=_buf(workspace, 'ETraining:b@2.11.2', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10101 = np.swapaxes(_11, -1, -2)                       # (…, 1, ℓ, d_e)
+        g10102 = np.matmul(d_Q, g10101, out=_buf(workspace, 'ETraining:b@2.13.2', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        d_W_q_l = _sum_to(g10102, 3, ())                        # (H, d_attn, d_e)
+        g10104 = _sum_to(g10100, None, (-3,))                   # (…, 1, d_e, ℓ)
+        g10105 = _threaded(np.add, g10096, g10104, out=g10096)  # (…, 1, d_e, ℓ)
+        g10106 = np.squeeze(g10105, -3)                         # (…, d_e, ℓ)
+        d_X_2 = _threaded(np.add, d_X_3, g10106, out=_buf(workspace, ('ETraining:bd_X_2', l_ % 2), batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        d_W_q[..., l_, :, :, :] += d_W_q_l
+        d_b_q[..., l_, :, :] += d_b_q_l
+        d_W_k[..., l_, :, :, :] += d_W_k_l
+        d_b_k[..., l_, :, :] += d_b_k_l
+        d_W_v[..., l_, :, :, :] += d_W_v_l
+        d_b_v[..., l_, :, :] += d_b_v_l
+        d_W_o[..., l_, :, :] += d_W_o_l
+        d_b_o[..., l_, :] += d_b_o_l
+        d_gamma1[..., l_, :] += d_gamma1_l
+        d_beta1[..., l_, :] += d_beta1_l
+        d_W_mlp2[..., l_, :, :] += d_W_mlp2_l
+        d_W_mlp1[..., l_, :, :] += d_W_mlp1_l
+        d_b_mlp1[..., l_, :] += d_b_mlp1_l
+        d_b_mlp2[..., l_, :] += d_b_mlp2_l
+        d_gamma2[..., l_, :] += d_gamma2_l
+        d_beta2[..., l_, :] += d_beta2_l
         g10030 = d_X_2
     # ETransformer 3 X ← [e_1, e_2, …, e_ℓ] ▷ X ∈ ℝ^{d_e×ℓ}
     d_e_2 = np.swapaxes(g10030, -1, -2)                         # (…, ℓ, d_e)
     # ETransformer 2 for t ∈ [ℓ] : e_t ← W_e[:, x[t]] + W_p[:, t] ▷ e_t ∈ ℝ^{d_e}
-    g10111 = _sum_to(d_e_2, 2, ())                              # (ℓ, d_e)
-    g10112 = _scatter_rows(g10111, _6 - 1, _7)                  # (ℓ_max, d_e)
-    d_W_p = np.swapaxes(g10112, -1, -2)                         # (d_e, ℓ_max)
-    g10114 = _scatter_rows(d_e_2, _2 - 1, _4)                   # (N_V, d_e)
-    d_W_e = np.swapaxes(g10114, -1, -2)                         # (d_e, N_V)
+    g10109 = _sum_to(d_e_2, 2, ())                              # (ℓ, d_e)
+    g10110 = _scatter_rows(g10109, _6 - 1, _7)                  # (ℓ_max, d_e)
+    d_W_p = np.swapaxes(g10110, -1, -2)                         # (d_e, ℓ_max)
+    g10112 = _scatter_rows(d_e_2, _2 - 1, _4)                   # (N_V, d_e)
+    d_W_e = np.swapaxes(g10112, -1, -2)                         # (d_e, N_V)
     grads = Params(W_e=d_W_e, W_p=d_W_p, W_q=d_W_q, b_q=d_b_q, W_k=d_W_k, b_k=d_b_k, W_v=d_W_v, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o, gamma1=d_gamma1, beta1=d_beta1, gamma2=d_gamma2, beta2=d_beta2, W_mlp1=d_W_mlp1, b_mlp1=d_b_mlp1, W_mlp2=d_W_mlp2, b_mlp2=d_b_mlp2, W_f=d_W_f, b_f=d_b_f, gamma=d_gamma, beta=d_beta, W_u=d_W_u)
     return grads, {}
 

@@ -105,22 +105,22 @@ def forward(config: Config, params: Params, X, h_0, workspace: dict | None = Non
     for t in range(ell):
         # 3 A ← W_x X[:, t] + b_x ▷ A ∈ ℝ^{3·d_h}; the input's part of every gate
         _1 = X[..., t]                                          # (…, d_x)
-        _2 = (W_x @ _1[..., None])[..., 0]                      # (…, 3·d_h)
+        _2 = _1 @ W_x.T                                         # (…, 3·d_h)
         A = _threaded(np.add, _2, b_x, out=_2)                  # (…, 3·d_h)
         A_shape = A.shape
         # 4 C ← W_h h + b_h ▷ C ∈ ℝ^{3·d_h}; the state's part
-        _4 = (W_h @ h[..., None])[..., 0]                       # (…, 3·d_h)
+        _4 = h @ W_h.T                                          # (…, 3·d_h)
         C = _threaded(np.add, _4, b_h, out=_4)                  # (…, 3·d_h)
         C_shape = C.shape
         # 5 r ← σ(A[1 : d_h] + C[1 : d_h]) ▷ r ∈ ℝ^{d_h}; reset gate
         _6 = _slice_in(A, -1, 0, d_h, 'GRU.card, line 17')      # (…, d_h)
         _7 = _slice_in(C, -1, 0, d_h, 'GRU.card, line 17')      # (…, d_h)
-        _8 = _threaded(np.add, _6, _7, out=_buf(workspace, ('GRU:f_8', t % 2), batch + (d_h,), dtype)) # (…, d_h)
+        _8 = _threaded(np.add, _6, _7, out=_buf(workspace, 'GRU:f@2.2.1', batch + (d_h,), dtype)) # (…, d_h)
         r = _sigmoid(_8)                                        # (…, d_h)
         # 6 z ← σ(A[d_h + 1 : 2 · d_h] + C[d_h + 1 : 2 · d_h]) ▷ z ∈ ℝ^{d_h}; update gate
         _10 = _slice_in(A, -1, d_h, 2*d_h, 'GRU.card, line 18') # (…, d_h)
         _11 = _slice_in(C, -1, d_h, 2*d_h, 'GRU.card, line 18') # (…, d_h)
-        _12 = _threaded(np.add, _10, _11, out=_buf(workspace, ('GRU:f_12', t % 2), batch + (d_h,), dtype)) # (…, d_h)
+        _12 = _threaded(np.add, _10, _11, out=_buf(workspace, 'GRU:f@2.2.1', batch + (d_h,), dtype)) # (…, d_h)
         z = _sigmoid(_12)                                       # (…, d_h)
         # 7 n ← tanh(A[2 · d_h + 1 : 3 · d_h] + r ⊙ C[2 · d_h + 1 : 3 · d_h]) ▷ n ∈ ℝ^{d_h}; candidate state
         _14 = _slice_in(A, -1, 2*d_h, 3*d_h, 'GRU.card, line 19') # (…, d_h)
@@ -130,15 +130,15 @@ def forward(config: Config, params: Params, X, h_0, workspace: dict | None = Non
         n = _threaded(np.tanh, _17, out=_17)                    # (…, d_h)
         # 8 h ← (1 − z) ⊙ n + z ⊙ h ▷ h ∈ ℝ^{d_h}
         _19 = _threaded(np.subtract, 1, z, out=_buf(workspace, ('GRU:f_19', t), batch + (d_h,), dtype)) # (…, d_h)
-        _20 = _threaded(np.multiply, _19, n, out=_buf(workspace, ('GRU:f_20', t), batch + (d_h,), dtype)) # (…, d_h)
-        _21 = _threaded(np.multiply, z, h, out=_buf(workspace, ('GRU:f_21', t % 2), batch + (d_h,), dtype)) # (…, d_h)
+        _20 = _threaded(np.multiply, _19, n, out=_19)           # (…, d_h)
+        _21 = _threaded(np.multiply, z, h, out=_buf(workspace, 'GRU:f@2.2.1', batch + (d_h,), dtype)) # (…, d_h)
         h_2 = _threaded(np.add, _20, _21, out=_20)              # (…, d_h)
         Y[..., t] = h_2
-        saved_t.append((h, z, n, _19, _15, r, C_shape, A_shape, _1,))
+        saved_t.append((h, z, n, _15, r, C_shape, A_shape, _1,))
         h = h_2
     h_3 = h
     h_3_shape = h_3.shape
-    cache = {"d_h": d_h, "ell": ell, "batch": batch, "dtype": dtype, "h_3_shape": h_3_shape, "X_shape": X_shape, "saved_t": saved_t}
+    cache = {"d_x": d_x, "d_h": d_h, "ell": ell, "batch": batch, "dtype": dtype, "h_3_shape": h_3_shape, "X_shape": X_shape, "saved_t": saved_t}
     return Y, cache
 
 
@@ -148,6 +148,7 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     d_Y: the gradient of a scalar loss with respect to Y.
     Returns (grads, input_grads).
     """
+    d_x = cache["d_x"]
     d_h = cache["d_h"]
     ell = cache["ell"]
     batch = cache["batch"]
@@ -165,50 +166,47 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     d_b_x_2 = 0
     d_W_x_2 = 0
     for t in reversed(range(ell)):
-        h, z, n, _19, _15, r, C_shape, A_shape, _1, = saved_t[t]
+        h, z, n, _15, r, C_shape, A_shape, _1, = saved_t[t]
         g10002 = d_Y[..., t]                                    # (…, d_h)
-        d_h_2 = _threaded(np.add, g10001, g10002, out=_buf(workspace, ('GRU:bd_h_2', t % 2), batch + (d_h,), dtype)) # (…, d_h)
+        d_h_2 = _threaded(np.add, g10001, g10002, out=_buf(workspace, 'GRU:b@2.1.1', batch + (d_h,), dtype)) # (…, d_h)
         # 8 h ← (1 − z) ⊙ n + z ⊙ h ▷ h ∈ ℝ^{d_h}
-        d_z = _threaded(np.multiply, d_h_2, h, out=_buf(workspace, ('GRU:bd_z', t % 2), batch + (d_h,), dtype)) # (…, d_h)
+        d_z = _threaded(np.multiply, d_h_2, h, out=_buf(workspace, 'GRU:b@2.1.2', batch + (d_h,), dtype)) # (…, d_h)
         d_h_3 = _threaded(np.multiply, d_h_2, z, out=_buf(workspace, ('GRU:bd_h_3', t % 2), batch + (d_h,), dtype)) # (…, d_h)
-        g10006 = _threaded(np.multiply, d_h_2, n, out=_buf(workspace, ('GRU:bg10006', t % 2), batch + (d_h,), dtype)) # (…, d_h)
-        d_n = _threaded(np.multiply, d_h_2, _19, out=_buf(workspace, ('GRU:bd_n', t % 2), batch + (d_h,), dtype)) # (…, d_h)
-        g10008 = _threaded(np.negative, g10006, out=_buf(workspace, ('GRU:bg10008', t % 2), batch + (d_h,), dtype)) # (…, d_h)
+        g10006 = _threaded(np.multiply, d_h_2, n, out=_buf(workspace, 'GRU:b@2.1.3', batch + (d_h,), dtype)) # (…, d_h)
+        _19 = _threaded(np.subtract, 1, z, out=_buf(workspace, 'GRU:b@2.1.4', batch + (d_h,), dtype)) # (…, d_h)
+        d_n = _threaded(np.multiply, d_h_2, _19, out=_19)       # (…, d_h)
+        g10008 = _threaded(np.negative, g10006, out=_buf(workspace, 'GRU:b@2.1.5', batch + (d_h,), dtype)) # (…, d_h)
         d_z_2 = _threaded(np.add, d_z, g10008, out=d_z)         # (…, d_h)
         # 7 n ← tanh(A[2 · d_h + 1 : 3 · d_h] + r ⊙ C[2 · d_h + 1 : 3 · d_h]) ▷ n ∈ ℝ^{d_h}; candidate state
-        g10010 = _threaded(np.multiply, n, n, out=_buf(workspace, ('GRU:bg10010', t % 2), batch + (d_h,), dtype)) # (…, d_h)
-        g10011 = np.subtract(1.0, g10010, out=_buf(workspace, ('GRU:bg10011', t % 2), batch + (d_h,), dtype)) # (…, d_h)
+        g10010 = _threaded(np.multiply, n, n, out=_buf(workspace, 'GRU:b@2.1.5', batch + (d_h,), dtype)) # (…, d_h)
+        g10011 = np.subtract(1.0, g10010, out=_buf(workspace, 'GRU:b@2.1.6', batch + (d_h,), dtype)) # (…, d_h)
         g10012 = _threaded(np.multiply, d_n, g10011, out=g10011) # (…, d_h)
-        d_r = _threaded(np.multiply, g10012, _15, out=_buf(workspace, ('GRU:bd_r', t % 2), batch + (d_h,), dtype)) # (…, d_h)
-        g10014 = _threaded(np.multiply, g10012, r, out=_buf(workspace, ('GRU:bg10014', t % 2), batch + (d_h,), dtype)) # (…, d_h)
-        d_C = _unslice(g10014, C_shape, -1, 2*d_h, 3*d_h, _buf(workspace, ('GRU:bd_C', t % 2), batch + (3*d_h,), dtype)) # (…, 3·d_h)
-        d_A = _unslice(g10012, A_shape, -1, 2*d_h, 3*d_h, _buf(workspace, ('GRU:bd_A', t % 2), batch + (3*d_h,), dtype)) # (…, 3·d_h)
+        d_r = _threaded(np.multiply, g10012, _15, out=_buf(workspace, 'GRU:b@2.1.5', batch + (d_h,), dtype)) # (…, d_h)
+        g10014 = _threaded(np.multiply, g10012, r, out=_buf(workspace, 'GRU:b@2.1.7', batch + (d_h,), dtype)) # (…, d_h)
+        d_C = _unslice(g10014, C_shape, -1, 2*d_h, 3*d_h, _buf(workspace, 'GRU:b@2.2.1', batch + (3*d_h,), dtype)) # (…, 3·d_h)
+        d_A = _unslice(g10012, A_shape, -1, 2*d_h, 3*d_h, _buf(workspace, 'GRU:b@2.2.2', batch + (3*d_h,), dtype)) # (…, 3·d_h)
         # 6 z ← σ(A[d_h + 1 : 2 · d_h] + C[d_h + 1 : 2 · d_h]) ▷ z ∈ ℝ^{d_h}; update gate
-        g10017 = np.subtract(1.0, z, out=_buf(workspace, ('GRU:bg10017', t % 2), batch + (d_h,), dtype)) # (…, d_h)
+        g10017 = np.subtract(1.0, z, out=_buf(workspace, 'GRU:b@2.1.8', batch + (d_h,), dtype)) # (…, d_h)
         g10018 = _threaded(np.multiply, z, g10017, out=g10017)  # (…, d_h)
         g10019 = _threaded(np.multiply, d_z_2, g10018, out=g10018) # (…, d_h)
         d_C_2 = _slice_add(d_C, g10019, -1, d_h, 2*d_h)         # (…, 3·d_h)
         d_A_2 = _slice_add(d_A, g10019, -1, d_h, 2*d_h)         # (…, 3·d_h)
         # 5 r ← σ(A[1 : d_h] + C[1 : d_h]) ▷ r ∈ ℝ^{d_h}; reset gate
-        g10024 = np.subtract(1.0, r, out=_buf(workspace, ('GRU:bg10024', t % 2), batch + (d_h,), dtype)) # (…, d_h)
+        g10024 = np.subtract(1.0, r, out=_buf(workspace, 'GRU:b@2.1.9', batch + (d_h,), dtype)) # (…, d_h)
         g10025 = _threaded(np.multiply, r, g10024, out=g10024)  # (…, d_h)
         g10026 = _threaded(np.multiply, d_r, g10025, out=g10025) # (…, d_h)
         d_C_3 = _slice_add(d_C_2, g10026, -1, 0, d_h)           # (…, 3·d_h)
         d_A_3 = _slice_add(d_A_2, g10026, -1, 0, d_h)           # (…, 3·d_h)
         # 4 C ← W_h h + b_h ▷ C ∈ ℝ^{3·d_h}; the state's part
         d_b_h = _sum_to(d_C_3, 1, ())                           # (3·d_h,)
-        g10032 = d_C_3[..., :, None] * h[..., None, :]          # (…, 3·d_h, d_h)
-        g10033 = np.swapaxes(W_h, -1, -2)                       # (d_h, 3·d_h)
-        g10034 = (g10033 @ d_C_3[..., None])[..., 0]            # (…, d_h)
-        d_W_h = _sum_to(g10032, 2, ())                          # (3·d_h, d_h)
-        d_h_4 = _threaded(np.add, d_h_3, g10034, out=d_h_3)     # (…, d_h)
+        d_W_h = _wgrad(d_C_3, h, _buf(workspace, 'GRU:b@2.3.1', (3*d_h, d_h), dtype)) # (3·d_h, d_h)
+        g10033 = d_C_3 @ W_h                                    # (…, d_h)
+        d_h_4 = _threaded(np.add, d_h_3, g10033, out=d_h_3)     # (…, d_h)
         # 3 A ← W_x X[:, t] + b_x ▷ A ∈ ℝ^{3·d_h}; the input's part of every gate
         d_b_x = _sum_to(d_A_3, 1, ())                           # (3·d_h,)
-        g10038 = d_A_3[..., :, None] * _1[..., None, :]         # (…, 3·d_h, d_x)
-        g10039 = np.swapaxes(W_x, -1, -2)                       # (d_x, 3·d_h)
-        g10040 = (g10039 @ d_A_3[..., None])[..., 0]            # (…, d_x)
-        d_W_x = _sum_to(g10038, 2, ())                          # (3·d_h, d_x)
-        d_X[..., t] += g10040
+        d_W_x = _wgrad(d_A_3, _1, _buf(workspace, 'GRU:b@2.4.1', (3*d_h, d_x), dtype)) # (3·d_h, d_x)
+        g10037 = d_A_3 @ W_x                                    # (…, d_x)
+        d_X[..., t] += g10037
         d_b_h_2 = d_b_h_2 + d_b_h
         d_W_h_2 = d_W_h_2 + d_W_h
         d_b_x_2 = d_b_x_2 + d_b_x

@@ -100,9 +100,9 @@ def forward(config: Config, params: Params, X, h_0, workspace: dict | None = Non
     for t in range(ell):
         # 3 h ← tanh(W_x X[:, t] + b_x + W_h h + b_h) ▷ h ∈ ℝ^{d_h}
         _1 = X[..., t]                                          # (…, d_x)
-        _2 = (W_x @ _1[..., None])[..., 0]                      # (…, d_h)
+        _2 = _1 @ W_x.T                                         # (…, d_h)
         _3 = _threaded(np.add, _2, b_x, out=_2)                 # (…, d_h)
-        _4 = (W_h @ h[..., None])[..., 0]                       # (…, d_h)
+        _4 = h @ W_h.T                                          # (…, d_h)
         _5 = _threaded(np.add, _3, _4, out=_3)                  # (…, d_h)
         _6 = _threaded(np.add, _5, b_h, out=_5)                 # (…, d_h)
         h_2 = _threaded(np.tanh, _6, out=_6)                    # (…, d_h)
@@ -111,7 +111,7 @@ def forward(config: Config, params: Params, X, h_0, workspace: dict | None = Non
         h = h_2
     h_3 = h
     h_3_shape = h_3.shape
-    cache = {"d_h": d_h, "ell": ell, "batch": batch, "dtype": dtype, "h_3_shape": h_3_shape, "X_shape": X_shape, "saved_t": saved_t}
+    cache = {"d_x": d_x, "d_h": d_h, "ell": ell, "batch": batch, "dtype": dtype, "h_3_shape": h_3_shape, "X_shape": X_shape, "saved_t": saved_t}
     return Y, cache
 
 
@@ -121,6 +121,7 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     d_Y: the gradient of a scalar loss with respect to Y.
     Returns (grads, input_grads).
     """
+    d_x = cache["d_x"]
     d_h = cache["d_h"]
     ell = cache["ell"]
     batch = cache["batch"]
@@ -140,22 +141,18 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     for t in reversed(range(ell)):
         h_2, h, _1, = saved_t[t]
         g10002 = d_Y[..., t]                                    # (…, d_h)
-        d_h_2 = _threaded(np.add, g10001, g10002, out=_buf(workspace, ('RNN:bd_h_2', t % 2), batch + (d_h,), dtype)) # (…, d_h)
+        d_h_2 = _threaded(np.add, g10001, g10002, out=_buf(workspace, 'RNN:b@2.1.1', batch + (d_h,), dtype)) # (…, d_h)
         # 3 h ← tanh(W_x X[:, t] + b_x + W_h h + b_h) ▷ h ∈ ℝ^{d_h}
-        g10004 = _threaded(np.multiply, h_2, h_2, out=_buf(workspace, ('RNN:bg10004', t % 2), batch + (d_h,), dtype)) # (…, d_h)
-        g10005 = np.subtract(1.0, g10004, out=_buf(workspace, ('RNN:bg10005', t % 2), batch + (d_h,), dtype)) # (…, d_h)
+        g10004 = _threaded(np.multiply, h_2, h_2, out=_buf(workspace, 'RNN:b@2.1.2', batch + (d_h,), dtype)) # (…, d_h)
+        g10005 = np.subtract(1.0, g10004, out=_buf(workspace, 'RNN:b@2.1.3', batch + (d_h,), dtype)) # (…, d_h)
         g10006 = _threaded(np.multiply, d_h_2, g10005, out=g10005) # (…, d_h)
         d_b_h = _sum_to(g10006, 1, ())                          # (d_h,)
-        g10008 = g10006[..., :, None] * h[..., None, :]         # (…, d_h, d_h)
-        g10009 = np.swapaxes(W_h, -1, -2)                       # (d_h, d_h)
-        d_h_3 = (g10009 @ g10006[..., None])[..., 0]            # (…, d_h)
-        d_W_h = _sum_to(g10008, 2, ())                          # (d_h, d_h)
+        d_W_h = _wgrad(g10006, h, _buf(workspace, 'RNN:b@2.2.1', (d_h, d_h), dtype)) # (d_h, d_h)
+        d_h_3 = g10006 @ W_h                                    # (…, d_h)
         d_b_x = _sum_to(g10006, 1, ())                          # (d_h,)
-        g10013 = g10006[..., :, None] * _1[..., None, :]        # (…, d_h, d_x)
-        g10014 = np.swapaxes(W_x, -1, -2)                       # (d_x, d_h)
-        g10015 = (g10014 @ g10006[..., None])[..., 0]           # (…, d_x)
-        d_W_x = _sum_to(g10013, 2, ())                          # (d_h, d_x)
-        d_X[..., t] += g10015
+        d_W_x = _wgrad(g10006, _1, _buf(workspace, 'RNN:b@2.3.1', (d_h, d_x), dtype)) # (d_h, d_x)
+        g10012 = g10006 @ W_x                                   # (…, d_x)
+        d_X[..., t] += g10012
         d_b_h_2 = d_b_h_2 + d_b_h
         d_W_h_2 = d_W_h_2 + d_W_h
         d_b_x_2 = d_b_x_2 + d_b_x

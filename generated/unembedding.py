@@ -64,15 +64,16 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     Returns (p, cache); p has shape (…, N_V).
     """
     N_V = config.N_V
+    d_e = e.shape[-1]
     W_u = params.W_u
     _check_input('e', e, (None, ), 'f', None, None, 'ℝ^{d_e}')
     _check_params(params, {'W_u': (N_V, None, )})
     dtype = np.result_type(W_u)
     batch = np.shape(e)[:np.ndim(e) - 1]
     # 1 return p = softmax(W_u e) ▷ p ∈ ℝ^{N_V}
-    _1 = (W_u @ e[..., None])[..., 0]                           # (…, N_V)
-    p = _softmax(_1, -1, _buf(workspace, 'unembedding:fp', batch + (N_V,), dtype)) # (…, N_V)
-    cache = {"N_V": N_V, "batch": batch, "dtype": dtype, "p": p, "e": e}
+    _1 = e @ W_u.T                                              # (…, N_V)
+    p = _softmax(_1, -1, _buf(workspace, 'unembedding:f@1.1.2', batch + (N_V,), dtype)) # (…, N_V)
+    cache = {"N_V": N_V, "d_e": d_e, "batch": batch, "dtype": dtype, "p": p, "e": e}
     return p, cache
 
 
@@ -83,17 +84,16 @@ def backward(config: Config, params: Params, cache: dict, d_p, workspace: dict |
     Returns (grads, input_grads).
     """
     N_V = cache["N_V"]
+    d_e = cache["d_e"]
     batch = cache["batch"]
     dtype = cache["dtype"]
     p = cache["p"]
     e = cache["e"]
     W_u = params.W_u
     # 1 return p = softmax(W_u e) ▷ p ∈ ℝ^{N_V}
-    g10001 = _softmax_grad(d_p, p, -1, _buf(workspace, 'unembedding:bg10001', batch + (N_V,), dtype)) # (…, N_V)
-    g10002 = g10001[..., :, None] * e[..., None, :]             # (…, N_V, d_e)
-    g10003 = np.swapaxes(W_u, -1, -2)                           # (d_e, N_V)
-    d_e_2 = (g10003 @ g10001[..., None])[..., 0]                # (…, d_e)
-    d_W_u = _sum_to(g10002, 2, ())                              # (N_V, d_e)
+    g10001 = _softmax_grad(d_p, p, -1, _buf(workspace, 'unembedding:b@1.1.1', batch + (N_V,), dtype)) # (…, N_V)
+    d_W_u = _wgrad(g10001, e, _buf(workspace, 'unembedding:b@1.2.1', (N_V, d_e), dtype)) # (N_V, d_e)
+    d_e_2 = g10001 @ W_u                                        # (…, d_e)
     grads = Params(W_u=d_W_u)
     return grads, {"e": d_e_2}
 

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from ..lang.errors import CardError
 from ..lang.shapes import Poly, poly_text
 from . import custom
-from .core import Loop, Op, Program, Value, walk
+from .core import Loop, Op, Program, Value, matmul_attr, walk
 from .naming import ascii_name, grad_name
+from .remat import rematerialize
 
 ONE = Poly.const(1)
 NO_GRAD_PRIMS = {"iota", "const", "draw", "le", "lt", "ge", "gt", "eq", "ne", "not", "floordiv", "mod"}
@@ -37,6 +38,8 @@ def _broadcast_lead(a: tuple, b: tuple) -> tuple:
 
 
 def mm_vjp(b, op, g, x, y):
+    # A weight shared by every example gets its gradient summed over the batch inside one
+    # matrix product (wgrad), never as a matrix per example summed afterwards.
     mode = op.attr[0]
     scaled = b.defs.get(g)
     if mode == "mm" and scaled is not None and scaled.prim == "div" and b.lay(x).batched and b.lay(y).batched \
@@ -47,11 +50,15 @@ def mm_vjp(b, op, g, x, y):
         return tuple(b.div(d, s) for d in mm_vjp(b, op, g0, x, y))
     if mode == "mm":
         dy = b.wgrad(x, g, y) if b.is_weight(y, x) else b.matmul(swap(b, x), g, "mm")
-        return b.matmul(g, swap(b, y), "mm"), dy
-    if mode == "mv":
-        return b.outer(g, y), b.matmul(swap(b, x), g, "mv")
-    if mode == "vm":
-        return b.matmul(y, g, "mv"), b.outer(x, g)
+        # W X (the paper's columns): d_W = Σ g X^⊤, the rows of g^⊤ against the rows of X^⊤
+        dx = b.wgrad(swap(b, g), swap(b, y), x) if b.is_weight(x, y) and b.lay(g).batched \
+            else b.matmul(g, swap(b, y), "mm")
+        return dx, dy
+    if mode == "mv":  # W x: d_W = Σ g x^⊤
+        dx = b.wgrad(g, y, x) if b.rows_weight(x, y, g) else b.outer(g, y)
+        return dx, b.matmul(g, x, "vm") if b.single(x) else b.matmul(swap(b, x), g, "mv")
+    if mode == "vm":  # x W: d_W = Σ x g^⊤
+        return b.matmul(y, g, "mv"), b.wgrad(x, g, y) if b.rows_weight(y, x, g) else b.outer(x, g)
     return b.mul(g, y, expand=True), b.mul(g, x, expand=True)
 
 
@@ -267,7 +274,13 @@ class Builder:
         lead_b = sb[: len(sb) - (1 if mode[1] == "v" else 2)]
         lead = _broadcast_lead(tuple(lead_a), tuple(lead_b))
         shape = tuple(lead) + ((sa[-2],) if mode[0] == "m" else ()) + ((sb[-1],) if mode[1] == "m" else ())
-        return self.new("matmul", (a, b), (mode,), shape=shape, batched=la.batched or lb.batched)
+        return self.new("matmul", (a, b), matmul_attr(mode, self.single(a), self.single(b)), shape=shape,
+                        batched=la.batched or lb.batched)
+
+    def single(self, w) -> bool:
+        """One matrix for every example: no batch axes, no axes but its own two."""
+        lw = self.lay(w)
+        return not lw.batched and len(lw.shape) == 2
 
     def is_scalar(self, x) -> bool:
         return not self.lay(x).shape and not self.lay(x).batched
@@ -278,8 +291,12 @@ class Builder:
         return self.is_scalar(x) and ((number(x) or 0) > 0 or (src is not None and src.prim == "sqrt"))
 
     def is_weight(self, w, x) -> bool:
-        lw, lx = self.lay(w), self.lay(x)
-        return not lw.batched and len(lw.shape) == 2 and lx.batched
+        return self.single(w) and self.lay(x).batched
+
+    def rows_weight(self, w, v, g) -> bool:
+        """W in W v or v W, v batched: its gradient sums g ⊗ v over rows that line up one to one."""
+        lv, lg = self.lay(v), self.lay(g)
+        return self.is_weight(w, v) and lg.batched and lv.shape[:-1] == lg.shape[:-1]
 
     def wgrad(self, x, g, w):
         """x^⊤ g summed over every leading axis, as one matrix product."""
@@ -366,7 +383,7 @@ def differentiate(prog: Program, names, out_grads) -> Backward:
     param_grads = {p.name: grads.get(p.name) for p in prog.params}
     input_grads = {v.name: grads[v.name] for v in prog.inputs if v.kind == "real" and v.name in grads}
     roots = {g for g in list(param_grads.values()) + list(input_grads.values()) if g}
-    b.block = dce(b.block, roots)
+    b.block = rematerialize(dce(b.block, roots), prog.body, layout, BLoop)
     for item in b.block:  # what each layer must save, now that dead ops are gone
         if isinstance(item, BLoop):
             item.saved = reads(item.body, item.fwd_inner)
@@ -376,11 +393,7 @@ def differentiate(prog: Program, names, out_grads) -> Backward:
     forward_names |= {whole for x in prog.body if isinstance(x, Loop) for whole, *_ in x.stacks}
     forward_names |= {s for x, s in b.shape_of.items() if x in forward_names}
     in_loops = {n for names_ in loops_saved.values() for n in names_}
-    read = []
-    for op in walk_all(b.block):
-        for a in op.args:
-            if a in forward_names and a not in read and a not in in_loops:
-                read.append(a)
+    read = reads(b.block, forward_names - in_loops)
     shapes = [(s, x) for x, s in b.shape_of.items()]
     return Backward(b.block, read, loops_saved, shapes, param_grads, input_grads, out_grads, layout)
 
@@ -848,9 +861,11 @@ class BLoop:
 
 
 def reads(body, among) -> list[str]:
-    out = []
+    """The names of ``among`` the body reads before (or without) making them itself."""
+    out, made = [], set()
     for op in walk_all(body):
         for a in op.args:
-            if a in among and a not in out:
+            if a in among and a not in out and a not in made:
                 out.append(a)
+        made.add(op.out)
     return out

@@ -76,6 +76,14 @@ class Program:
     draws: bool = False  # a `with probability` choice: forward takes an rng
 
 
+def matmul_attr(mode: str, a_single: bool, b_single: bool) -> tuple:
+    """A matrix-vector product whose matrix is one matrix for every example carries "rows": the
+    printers then multiply all the rows at once (``x @ W.T``), one matrix product, not one per row."""
+    if (mode == "mv" and a_single) or (mode == "vm" and b_single):
+        return (mode, "rows")
+    return (mode,)
+
+
 def walk(body):
     """Every Op in a body, loops included, in order."""
     for x in body:

@@ -23,7 +23,7 @@ from ..lang.shapes import Poly, poly_text
 from .ad import Backward, BLoop, NoDerivativeError, differentiate
 from .core import Loop, Op, Program, walk
 from .lower import LoweringError, lower
-from .memory import holders, inplace_expr, plan
+from .memory import _epilogue, holders, inplace_expr, plan, share_buffers
 from .naming import ascii_name
 from .npcode import at_index, py_dim
 from .pytext import comment, docstring, header_path, number
@@ -59,14 +59,28 @@ class Writer:
         self.side = f"{card}:{side}"  # keys never meet another card's, or the other pass's
         self.loop_var: str | None = None
         self.per_layer: set[str] = set()  # values kept for every layer (saved for the backward)
+        self.alternate: set[str] | None = None  # values a layer hands to the next (None: every value)
+        self.slots: dict[int, str] = {}  # id(op) -> the shared workspace array it writes (memory.share_buffers)
+        self.blocks = 0
+
+    def share(self, block: list, live_out: set[str], exclude: set[str] = frozenset()):
+        """Workspace arrays shared, within ``block``, by values that die at different times."""
+        if self.target.in_place:
+            self.blocks += 1
+            found = share_buffers(block, self.inplace, set(live_out), set(exclude))
+            self.slots.update({k: f"@{self.blocks}{v}" for k, v in found.items()})
         self.params: set[str] = set()  # parameter names (a stacked gradient is shaped like params.X)
 
     def buffer(self, op: Op) -> str:
         """The workspace array an op writes into: one per value; inside a layer loop one per
         layer for values kept across layers, else two that alternate between layers."""
         key = repr(f"{self.side}{op.out}")
-        if self.loop_var is not None:
-            key = f"({key}, {self.loop_var if op.out in self.per_layer else self.loop_var + ' % 2'})"
+        if id(op) in self.slots:  # dies in its block: an array it shares with values dead by then
+            key = repr(f"{self.side}{self.slots[id(op)]}")
+        elif self.loop_var is not None and op.out in self.per_layer:
+            key = f"({key}, {self.loop_var})"
+        elif self.loop_var is not None and (self.alternate is None or op.out in self.alternate):
+            key = f"({key}, {self.loop_var} % 2)"  # two that alternate: the next layer reads this one's
         dims = ", ".join(py_dim(d) for d in op.shape) + ("," if len(op.shape) == 1 else "")
         shape = f"batch + ({dims})" if op.batched else f"({dims})"
         return f"_buf(workspace, {key}, {shape}, dtype)"
@@ -255,6 +269,7 @@ def forward_lines(prog: Program, bwd: Backward, shape_names, card_lines, needed:
             item.saved_names = bwd.saved_in_loops.get(item.var, [])
     keep = set(saved_names(prog, bwd)) | {v.name for v in prog.outputs} | set(shape_names)
     w = Writer(card_lines, plan(prog.body, keep) if target.in_place else {}, card=prog.name, target=target)
+    w.share(prog.body, keep)
     if prog.draws:
         w.lines.append("rng = np.random.default_rng(0) if rng is None else rng")
     w.lines += dim_lines(prog)
@@ -393,6 +408,9 @@ def loop(lp: Loop, w: Writer, indent: str, shape_names, bwd: Backward):
     # A layer that saves (a view of) its input keeps the previous layer's output alive too.
     keep = holders(lp.body, w.inplace, keep | {res for _, inner, res in lp.carried if inner in keep})
     w.loop_var, w.per_layer = lp.var, keep
+    if all(isinstance(x, Op) for x in lp.body):  # what dies within its layer needs one array, not two
+        w.alternate = holders(lp.body, w.inplace, {res for _, _, res in lp.carried})
+        w.share(lp.body, _epilogue(lp) | keep, keep | w.alternate)
     for _, inner, _ in lp.carried:
         if inner in shape_names:
             w.lines.append(f"{indent}    {shape_names[inner]} = {inner}.shape")
@@ -416,12 +434,13 @@ def loop(lp: Loop, w: Writer, indent: str, shape_names, bwd: Backward):
         if whole in shape_names:
             w.lines.append(f"{indent}{shape_names[whole]} = {whole}.shape")
     w.last_step = None
-    w.loop_var = None
+    w.loop_var, w.alternate = None, None
 
 
 def backward_lines(prog: Program, bwd: Backward, card_lines, target: Target = TARGETS[DEFAULT]) -> list[str]:
     keep = {g for g in list(bwd.param_grads.values()) + list(bwd.input_grads.values()) if g}
     w = Writer(card_lines, plan(bwd.body, keep) if target.in_place else {}, side="b", card=prog.name, target=target)
+    w.share(bwd.body, keep)
     w.params = {p.name for p in prog.params}
     if not target.in_place:
         w.lines.append(f"xp = array_namespace({', '.join(bwd.output_grads)})")
@@ -477,6 +496,10 @@ def bloop(bl: BLoop, w: Writer, indent: str, bwd: Backward):
         w.lines.append(f"{indent}{acc} = 0")
     w.lines.append(f"{indent}for {lp.var} in reversed(range({py_dim(lp.count)})):")
     w.loop_var, w.per_layer = lp.var, set()
+    if all(isinstance(x, Op) for x in bl.body):  # what dies within its layer needs one array, not two
+        handed = {bl.body_grads[i] for _, i, res in lp.carried if i in bl.body_grads and res in bl.carry}
+        w.alternate = holders(bl.body, w.inplace, handed)
+        w.share(bl.body, _epilogue(bl), w.alternate)
     inner = indent + "    "
     if bl.saved:
         w.lines.append(f"{inner}{', '.join(bl.saved)}, = saved_{lp.var}[{lp.var}]")
@@ -499,7 +522,7 @@ def bloop(bl: BLoop, w: Writer, indent: str, bwd: Backward):
         for grad, axis in stack_axes.items():
             w.lines.append(f"{indent}{grad} = xp.stack({grad}, axis={axis})")
     w.last_step = None
-    w.loop_var = None
+    w.loop_var, w.alternate = None, None
 
 
 def config_fields(checked: Checked, prog: Program) -> list[dict]:

@@ -25,7 +25,7 @@ from ..lang.names import list_family
 from ..lang.render import expr_text
 from ..lang.shapes import ATOMS, Poly, poly_text
 from ..lang.types import INTEGRAL
-from .core import Op
+from .core import Op, matmul_attr
 from .layout import AV, ONE, Mapped, Members, ParamGroup, common_ones, const
 from .npcode import py_dim
 
@@ -35,6 +35,11 @@ UNARY = {"exp": "exp", "log": "log", "tanh": "tanh", "GELU": "gelu", "ReLU": "re
          "round": "round"}
 REDUCE = {"max": "max", "min": "min", "mean": "mean"}
 BINARY = {"max": "maximum", "min": "minimum"}
+
+
+def single(a: AV) -> bool:
+    """One matrix for every example: no batch axes, no mapped axes, two axes of its own."""
+    return a.const is None and not a.batched and not a.mapped and len(a.dims) == 2
 
 
 class ExprLowering:
@@ -256,7 +261,8 @@ class ExprLowering:
         b2 = self.expand(b, mapped, len(b.dims) + nb - batch_b)
         lead = tuple(x if x != ONE else y for x, y in zip(a2.dims[:nb], b2.dims[:nb], strict=True))
         dims = lead + ((a.dims[-2],) if mode[0] == "m" else ()) + ((b.dims[-1],) if mode[1] == "m" else ())
-        return self.op("matmul", (a2, b2), (mode,), a2, mapped=mapped, dims=dims,
+        attr = matmul_attr(mode, single(a) and a2.name == a.name, single(b) and b2.name == b.name)
+        return self.op("matmul", (a2, b2), attr, a2, mapped=mapped, dims=dims,
                        batched=a.batched or b.batched, ones=common_ones(mapped, a2, b2))
 
     def x_cmp(self, e):

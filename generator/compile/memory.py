@@ -140,3 +140,54 @@ def inplace_expr(op: Op, k: int) -> str:
     if op.batched and op.shape:  # activations: big enough to share among threads (_threaded decides)
         return f"_threaded({UFUNC[op.prim]}, {args}, out={op.args[k]})"
     return f"{UFUNC[op.prim]}({args}, out={op.args[k]})"
+
+
+def share_buffers(block: list, decisions: dict[int, int], live_out: set[str], exclude: set[str]) -> dict[int, str]:
+    """{id(op): slot name} for the ops of ``block`` (not those of loops inside it) whose workspace
+    array can be one that an earlier value of the block no longer needs: values that die at different
+    times share an array, as registers do. A value's array is free once the value, every view of it
+    and every result written into it have been read for the last time; ``live_out`` names values read
+    after the block, which never free theirs, and ``exclude`` ones that keep an array of their own.
+    Slots are per shape (the workspace reallocates an array whose shape changes)."""
+    root: dict[str, str] = {}
+
+    def root_of(n: str) -> str:
+        return root.get(n, n)
+
+    end = len(block)
+    for item in block:  # which array each value lives in
+        if isinstance(item, Op):
+            k = decisions.get(id(item))
+            if k is not None:
+                root[item.out] = root_of(item.args[k])
+            elif item.prim in VIEWS and item.args:
+                root[item.out] = root_of(item.args[0])
+    last: dict[str, int] = {}
+    for i, item in enumerate(block):
+        for n in _uses(item):
+            last[root_of(n)] = i
+    for n in live_out | exclude:
+        last[root_of(n)] = end + 1
+    free: dict[tuple, list[str]] = {}
+    busy: list[tuple[int, tuple, str]] = []  # (last use, shape class, slot)
+    count: dict[tuple, int] = {}
+    classes: dict[tuple, int] = {}
+    slots: dict[int, str] = {}
+    for i, item in enumerate(block):
+        for entry in [b for b in busy if b[0] < i]:  # arrays whose values were all read before this op
+            busy.remove(entry)
+            free.setdefault(entry[1], []).append(entry[2])
+        if not isinstance(item, Op) or item.out in exclude or root_of(item.out) != item.out \
+                or item.prim not in OWNING or item.kind != "real":
+            continue
+        shape = (item.shape, item.batched)
+        pool = free.get(shape)
+        if pool:
+            slot = pool.pop()
+        else:
+            classes.setdefault(shape, len(classes) + 1)
+            count[shape] = count.get(shape, 0) + 1
+            slot = f".{classes[shape]}.{count[shape]}"
+        slots[id(item)] = slot
+        busy.append((last.get(item.out, i), shape, slot))
+    return slots

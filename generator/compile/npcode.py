@@ -55,6 +55,8 @@ def _axes(t) -> str:
 
 def _mm(op: Op, a: str, b: str) -> str:
     mode = op.attr[0]
+    if op.attr[1:] == ("rows",):  # one matrix for every row: one matrix product over all of them
+        return f"{b} @ {a}.T" if mode == "mv" else f"{a} @ {b}"
     return {"mm": f"{a} @ {b}",
             "mv": f"({a} @ {b}[..., None])[..., 0]",
             "vm": f"({a}[..., None, :] @ {b})[..., 0, :]",

@@ -24,6 +24,8 @@ def _axes(t) -> str:
 
 
 def _mm(op: Op, a: str, b: str) -> str:
+    if op.attr[1:] == ("rows",):  # one matrix for every row: one matrix product over all of them
+        return f"{b} @ {a}.T" if op.attr[0] == "mv" else f"{a} @ {b}"
     return {"mm": f"{a} @ {b}",
             "mv": f"({a} @ xp.expand_dims({b}, axis=-1))[..., 0]",
             "vm": f"(xp.expand_dims({a}, axis=-2) @ {b})[..., 0, :]",

@@ -71,7 +71,7 @@ NUMBERED = re.compile(r"g\d+")
 
 
 def inlinable(bwd) -> set[str]:
-    """Numbered backward values read once, by a later op of the same block: printed inside that
+    """Numbered values read once, by a later op of the same block: printed inside that
     op's step (``d_γ ← Σ (d_ê ⊙ x̂)``) rather than as a step of their own."""
     reads: dict[str, int] = {}
     for op in walk_all(bwd.body):
@@ -82,7 +82,8 @@ def inlinable(bwd) -> set[str]:
         kept |= set(item.body_grads.values()) | set(item.carry.values()) | {g for _, g in item.seeds}
         kept |= {g for pair in item.closure.values() for g in (pair if isinstance(pair, tuple) else (pair,))}
     return {op.out for op in walk_all(bwd.body)
-            if NUMBERED.fullmatch(op.out) and reads.get(op.out) == 1 and op.out not in kept}
+            if (NUMBERED.fullmatch(op.out) or FORWARD_TEMP.fullmatch(op.out))  # or a forward one recomputed
+            and reads.get(op.out) == 1 and op.out not in kept}
 
 
 def walk_loops(body):
@@ -177,8 +178,24 @@ def saved_activations(checked: Checked, lib: Library):
                 continue
             v = layout[name]
             rows.append((name, v.shape, v.batched, counts.get(var, Poly.const(1)), v.kind))
-    views = {op.out for op in _walk(prog.body) if op.prim == "index"}  # a layer's slice of a parameter
-    return [r for r in rows if r[0] not in views]
+    return [r for r in rows if not views_of(prog, own).get(r[0])]
+
+
+# Ops whose result shares its operand's memory: a value made by them from a parameter or an input
+# (a layer's slice of a parameter, W_e^⊤) costs the forward nothing to keep.
+VIEW_PRIMS = {"index", "transpose", "expand", "slice", "copy", "squeeze", "broadcast", "reshape"}
+
+
+def views_of(prog, own: set[str]) -> dict[str, bool]:
+    """Value name -> whether it is a view of a parameter or an input (a reshape of a transposed
+    one is a copy)."""
+    strided: dict[str, bool] = {}  # views of parameters -> whether axes were reordered on the way
+    for op in _walk(prog.body):
+        if op.prim in VIEW_PRIMS and op.args and (op.args[0] in own or op.args[0] in strided):
+            before = strided.get(op.args[0], False)
+            if not (op.prim == "reshape" and before):
+                strided[op.out] = before or op.prim == "transpose"
+    return {name: True for name in strided}
 
 
 def _walk(body):
