@@ -228,3 +228,13 @@ def test_two_cards_whose_pages_would_be_one_file_are_refused(tmp_path):
     assert "two cards would share the page cards/Layer_Norm.html: layer_norm" in r.output
     assert "hint: rename one of them" in r.output
     assert not (tmp_path / "book").exists()
+
+
+def test_a_card_page_shows_the_card_s_own_backward_rule(book):
+    page = (book / "cards" / "QuantLinear.html").read_text("utf-8")
+    rule = page[page.index('id="rule"'):page.index("</section>", page.index('id="rule"'))]
+    assert "<b>Backward:</b>" in rule and "straight-through" in rule
+    assert html.escape(r"d_{W} \leftarrow {X}^{\top} \cdot d_{Y}") in rule
+    assert "Through QuantLinear: its own backward rule, not derived" in page  # the backward section says so
+    ce = (book / "cards" / "cross_entropy.html").read_text("utf-8")
+    assert 'id="rule"' in ce and "straight-through" not in ce[ce.index('id="rule"'):]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from ..lang.errors import CardError
 from ..lang.shapes import Poly, poly_text
+from . import custom
 from .core import Loop, Op, Program, Value, matmul_attr, walk
 from .naming import ascii_name, grad_name
 from .remat import rematerialize
@@ -100,6 +101,7 @@ VJP = {
     "minimum": lambda b, op, g, x, y: (b.mul(g, b.cmp("le", x, y)), b.mul(g, b.cmp("gt", x, y))),
     "abs": lambda b, op, g, x: (b.mul(g, b.unary("sign", x)),),
     "erf": lambda b, op, g, x: (b.mul(g, b.unary("erf_grad", x)),),
+    "round": lambda b, op, g, x: (None,),  # a step function: zero wherever it has a derivative
     # max and min: the gradient goes to the extreme entries, shared equally among ties
     "max": lambda b, op, g, x: (b.new("extreme_grad", (g, x, op.out), op.attr, like=x),),
     "min": lambda b, op, g, x: (b.new("extreme_grad", (g, x, op.out), op.attr, like=x),),
@@ -180,6 +182,8 @@ class Builder:
         self.step = None
         self.shape_of: dict[str, str] = {}
         self.renamed: dict[str, str] = {}  # numbered gradient -> the card's name for it (name_after)
+        self.rules: dict[int, object] = {}  # a custom rule's region, by its last forward item (custom.py)
+        self.replaced: set[str] = set()  # the forward ops custom rules stand for: not differentiated
 
     def lay(self, x) -> Value:
         """A value's layout; names the forward never defined are scalars (D, ε, 2.0)."""
@@ -363,8 +367,13 @@ def differentiate(prog: Program, names, out_grads) -> Backward:
         layout[op.out] = Value(op.out, op.shape, op.batched, op.kind)
     register_loops(prog.body, layout)
     needs = needs_grad(prog)
-    name_composites(prog.body, Builder(layout, names), needs, {o.name for o in prog.outputs})
-    b = Builder(layout, names, {op.out: op for op in walk(prog.body)})
+    naming = Builder(layout, names)
+    rules = {id(region.last): region for region in getattr(prog, "rules", ())}
+    for region in rules.values():
+        naming.replaced |= region.forward
+    name_composites(prog.body, naming, needs, {o.name for o in prog.outputs})
+    b = Builder(layout, names, {op.out: op for op in walk(prog.body)})  # after renaming: by final names
+    b.rules, b.replaced = rules, naming.replaced
     grads: dict[str, str] = {}
     out_grads = [out_grads] if isinstance(out_grads, str) else list(out_grads)
     names.taken |= set(out_grads)  # the backward's arguments (d_P): no gradient may take their names
@@ -670,6 +679,8 @@ def name_composites(body, b: Builder, needs: set[str], escapes) -> None:
             name_composites(item.body, b, needs,
                             {res for _, _, res in item.carried} | {res for _, res in item.outs})
             continue
+        if item.out in b.replaced:  # a custom rule reads these values by their names
+            continue
         found = next((f for f in (rule(item, defs, uses, needs, b) for rule in COMPOSITES) if f), None)
         if found is None or found[1] not in COMPOSITE_NAMES:
             continue
@@ -687,6 +698,8 @@ def name_composites(body, b: Builder, needs: set[str], escapes) -> None:
     for op in walk(body):
         op.out = renames.get(op.out, op.out)
         op.args = tuple(renames.get(a, a) for a in op.args)
+    for region in b.rules.values():  # a rule may read a renamed value (the x̂ a caller passed it)
+        custom.rename(region, renames)
     for x in body:
         if isinstance(x, Loop):
             x.carried = [(renames.get(o, o), i, r) for o, i, r in x.carried]
@@ -717,6 +730,10 @@ def backprop(body, grads, b: Builder, needs, loops_saved, escapes=frozenset()):
     for n in escapes:
         uses[n] = uses.get(n, 0) + 1
     for item in reversed(body):
+        if id(item) in b.rules:  # a card's own backward rule, in place of the derived one
+            custom.apply_rule(b.rules[id(item)], grads, b, needs, accumulate)
+        if b.replaced and custom.covered(item, b.replaced):
+            continue
         if isinstance(item, Loop):
             backprop_loop(item, grads, b, needs, loops_saved)
             continue

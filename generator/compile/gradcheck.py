@@ -114,10 +114,24 @@ def default_sizes(checked: Checked, lib: Library) -> list[Poly]:
 class Result:
     card: str
     errors: dict[str, float]  # tensor -> max relative error
+    rules: tuple[str, ...] = ()  # the cards whose own backward rule the gradients come from
+    straight_through: tuple[str, ...] = ()  # those of them the card marks as not the true gradient
 
     @property
     def worst(self) -> float:
         return max(self.errors.values(), default=0.0)
+
+    def status(self, tensor: str | None = None) -> str:
+        """"ok" within the tolerance; above it "straight-through" where a rule on the way is a
+        straight-through estimator (deliberately not the true gradient), else "FAIL"."""
+        err = self.worst if tensor is None else self.errors[tensor]
+        if err <= TOL:
+            return "ok"
+        return "straight-through" if self.straight_through else "FAIL"
+
+    @property
+    def passed(self) -> bool:
+        return self.status() != "FAIL"
 
 
 def gradcheck(checked: Checked, lib: Library, given: dict[str, int] | None = None, seed: int = 0,
@@ -163,7 +177,9 @@ def gradcheck(checked: Checked, lib: Library, given: dict[str, int] | None = Non
             err = relative_error(lambda h, i=i, d=d: loss(params, args[:i] + [args[i] + h * d] + args[i + 1:]),
                                  ana, floor)
             errors[name] = max(errors.get(name, 0.0), err)
-    return Result(checked.card.name, errors)
+    rules = getattr(prog, "rules", ())
+    return Result(checked.card.name, errors, tuple(dict.fromkeys(r.card for r in rules)),
+                  tuple(dict.fromkeys(r.card for r in rules if r.straight_through)))
 
 
 def make_config(mod, sizes: dict):

@@ -23,6 +23,7 @@ from dataclasses import replace
 from ..lang.check import Checked
 from ..lang.ir import Expr
 from ..lang.shapes import Poly
+from .custom import inline_rule
 from .layout import AV, ONE, Mapped, ParamGroup
 
 
@@ -35,6 +36,10 @@ class Inlining:
         child = type(self)(callee, self.lib, self.names, self.block, self.extents, {}, self.prefix)
         child.step_no = self.step_no
         child.memo, child.transposed = self.memo, self.transposed
+        child.regions = self.regions
+        if cc.rule is not None:  # the call's ops are replaced by its rule: the caller must not reuse them
+            child.memo = {k: dict(v) for k, v in self.memo.items()}
+            child.transposed = dict(self.transposed)
         child.scope, child.firsts = list(self.scope), dict(self.firsts)
         child.seq = {}
         child.in_loop = bool(self.seq) or self.in_loop  # a loop in the callee would nest
@@ -83,7 +88,14 @@ class Inlining:
                 t = b.type
                 if t.value is None or t.kind == "real":
                     child.env[n] = child.value(b.decl.default)
+        if cc.rule is not None and (extra or any(isinstance(v, AV) and v.mapped for v in child.env.values())):
+            self.err(f"{cc.name} states its own backward rule, and this call maps it over an index", e,
+                     hint="cardgen applies a backward rule to a whole-array call: call the card on the whole "
+                          f"array, or drop the `backward` of {cc.name}")
+        start = len(child.block)
         out = child.body(cc.steps)
+        if cc.rule is not None:
+            inline_rule(self, child, start, out)
         if extra:
             out = self.unmap_extra(out, extra, cc.convention.axes == "rows")
         return out

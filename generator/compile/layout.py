@@ -158,12 +158,12 @@ class Layout:
             dims.append(real[0] if real else ONE)
         return out, mapped, tuple(dims)
 
-    def binary(self, prim: str, a: AV, b: AV, kind: str | None = None) -> AV:
+    def binary(self, prim: str, a: AV, b: AV, kind: str | None = None, attr: tuple = ()) -> AV:
         if a.const is not None and b.const is not None:
             return self.fold(prim, a, b)
         (a2, b2), mapped, dims = self.align(a, b)
         k = kind or ("real" if "real" in (a.kind, b.kind) or prim == "div" else a.kind)
-        return self.op(prim, (a2, b2), (), a2 if a2.const is None else b2, mapped=mapped, dims=dims, kind=k,
+        return self.op(prim, (a2, b2), attr, a2 if a2.const is None else b2, mapped=mapped, dims=dims, kind=k,
                        batched=a.batched or b.batched, ones=common_ones(mapped, a2, b2))
 
     def fold(self, prim: str, a: AV, b: AV) -> AV:

@@ -18,12 +18,14 @@ entry ``lower()``: a card's declarations in, a ``Program`` out.
 from __future__ import annotations
 
 from ..lang.check import Checked, Library, join_name, split_name
+from ..lang.check_rule import grad_name
 from ..lang.errors import CardError
 from ..lang.ir import Card, Expr, Group, Step
 from ..lang.shapes import Poly
 from ..lang.types import INTEGRAL
 from .core import Loop, Program, Value
 from .cse import cse
+from .custom import lower_rule, record
 from .inline import Inlining
 from .layout import AV, ONE, Layout, Members, ParamGroup
 from .lower_expr import ExprLowering
@@ -63,6 +65,7 @@ class Lowerer(StepLowering, Inlining, ExprLowering, Layout):
         self.stacking: dict[str, dict] = {}  # a recurrence's index -> its per-step writes (Y[t] ← h)
         self.loop_counts: dict[str, Poly] = {}  # a sequential loop's index -> how many steps it runs
         self.in_loop = False  # inlined into a sequential loop's body: a loop of its own would nest
+        self.regions: list = []  # the calls (and the card) whose own backward rule replaces the derived one
 
     def err(self, msg, node=None, hint=None):
         # at the node, else at the step being lowered: every refusal has a line and column
@@ -170,19 +173,25 @@ def lower(checked: Checked, lib: Library) -> Program:
     elif lw.body(card.steps) is None:
         raise LoweringError(f"{card.name} has no return step", card.pos).located(card.path, card.source)
     else:
-        outputs = []
+        outputs, returned = [], {}
         for n in card.outputs:  # in signature order: the return step's, and those steps assign
             out = lw.materialize(lw.returned.get(n) or lw.env[n])
             if out.mapped:
                 raise LoweringError("the output still has an index axis", card.pos).located(card.path, card.source)
             outputs.append(Value(out.name, checked.env[n].type.shape, out.batched, out.kind))
+            returned[n] = out
+        if card.rule is not None:  # the card's own backward stands for its whole body
+            region = lower_rule(lw, list(block), list(returned.items()))
+            if region is not None:
+                record(lw.regions, region)
     dims = dim_sources(checked, inputs)
     from .core import walk as walk_ops
     for sym in sorted({s for v in params for d in v.shape for s in d.symbols()}
                       | {s for op in walk_ops(block) for d in op.shape for s in d.symbols()}):
         dims.setdefault(sym, f"config.{ascii_name_of(sym)}")  # a model card's sizes, for a wrapper
     from .naming import ascii_name
-    names.taken |= {ascii_name(d) for d in dims} | {ascii_name(n) for n in checked.env}
+    given = {grad_name(o) for o in card.outputs} if card.rule is not None else set()  # the backward's arguments
+    names.taken |= {ascii_name(d) for d in dims} | {ascii_name(n) for n in checked.env if n not in given}
     block = cse(hoist(block), {o.name for o in outputs})
     prog = Program(card.name, inputs, params, paths, hypers, dims, block, outputs)
     prog.names = names
@@ -192,6 +201,7 @@ def lower(checked: Checked, lib: Library) -> Program:
     prog.hyper_names = {n: lw.env[n].name for n in hypers}
     prog.wrapper = wrapper
     prog.draws = any(op.prim == "draw" for op in walk_ops(block))  # forward takes an rng
+    prog.rules = lw.regions
     prog.lowerer = lw  # the wrapper's steps and loops, for emit's train()/generate()
     return prog
 

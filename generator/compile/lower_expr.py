@@ -31,7 +31,8 @@ from .npcode import py_dim
 
 # Built-in functions -> core primitives: element-wise, reductions, and max/min of two arguments.
 UNARY = {"exp": "exp", "log": "log", "tanh": "tanh", "GELU": "gelu", "ReLU": "relu", "SiLU": "silu",
-         "σ": "sigmoid", "sigmoid": "sigmoid", "sqrt": "sqrt", "abs": "abs", "sin": "sin", "cos": "cos", "erf": "erf"}
+         "σ": "sigmoid", "sigmoid": "sigmoid", "sqrt": "sqrt", "abs": "abs", "sin": "sin", "cos": "cos", "erf": "erf",
+         "round": "round"}
 REDUCE = {"max": "max", "min": "min", "mean": "mean"}
 BINARY = {"max": "maximum", "min": "minimum"}
 
@@ -141,10 +142,17 @@ class ExprLowering:
         return const(float("inf"))
 
     def x_add(self, e):
-        return self.binary("add", *self.numbers(e.args))
+        return self.plus("add", self.numbers(e.args))
 
     def x_sub(self, e):
-        return self.binary("sub", *self.numbers(e.args))
+        return self.plus("sub", self.numbers(e.args))
+
+    def plus(self, prim, vals: list[AV]) -> AV:
+        """+ or − of a real array and true/false values (``exp(z) − [[v = y]]``): NumPy counts a
+        boolean as 0 or 1 in the real operand's dtype; the op's ``attr`` names the boolean operand
+        for targets whose arithmetic refuses booleans (the array API's)."""
+        flags = tuple(i for i, v in enumerate(vals) if v.kind == "bool" and v.const is None)
+        return self.binary(prim, *vals, attr=(flags,) if flags else ())
 
     def numbers(self, args) -> list[AV]:
         """Operands of + and −: true/false values (an Iverson bracket [[t ≤ u]]) count as 1 and 0,

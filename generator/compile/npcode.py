@@ -146,7 +146,7 @@ PRINT = {
     "broadcast": lambda op, a: _broadcast(op, a),
 }
 PRINT.update({name: lambda op, a, fn=f"np.{name}": f"{fn}({a})"
-              for name in ("exp", "log", "tanh", "sqrt", "abs", "sin", "cos")})
+              for name in ("exp", "log", "tanh", "sqrt", "abs", "sin", "cos", "round")})
 
 
 def at_index(var: str, axis: int, rank: int, batched: bool) -> str:

@@ -59,6 +59,12 @@ def _slice(op: Op, a: str) -> str:
     return f"{a}[..., {lo}:{hi}" + (", " + before if before else "") + "]"
 
 
+def _number(op: Op, i: int, a: str) -> str:
+    """Operand i of + or −, as a number: the array API has no arithmetic on booleans (``attr``
+    names the boolean operands, lower_expr.plus)."""
+    return f"xp.astype({a}, dtype)" if op.attr and i in op.attr[0] else a
+
+
 def _offset(j: str, k) -> str:
     return f"{j} - {k}" if k else j
 
@@ -68,8 +74,8 @@ PRINT = {
                          else f"xp.asarray({op.attr[0]}, device=device)"),
     "draw": lambda op: f"xp.asarray(rng.random({draw_shape(op)}), device=device)",  # NumPy's generator draws
     "iota": lambda op: f"xp.arange({py_dim(op.attr[0])}, {py_dim(op.attr[0] + op.shape[0])}, device=device)",
-    "add": lambda op, a, b: f"{a} + {b}",
-    "sub": lambda op, a, b: f"{a} - {b}",
+    "add": lambda op, a, b: f"{_number(op, 0, a)} + {_number(op, 1, b)}",
+    "sub": lambda op, a, b: f"{_number(op, 0, a)} - {_number(op, 1, b)}",
     "floordiv": lambda op, a, b: f"{a} // {b}",
     "mod": lambda op, a, b: f"{a} % {b}",
     "mul": lambda op, a, b: f"{a} * {b}",
@@ -108,7 +114,7 @@ PRINT = {
                                 f"({', '.join(py_dim(d) for d in op.attr[1])},), {-op.attr[2]})"),
 }
 PRINT.update({name: lambda op, a, fn=f"xp.{name}": f"{fn}({a})"
-              for name in ("exp", "log", "tanh", "sqrt", "abs", "sin", "cos", "sign")})
+              for name in ("exp", "log", "tanh", "sqrt", "abs", "sin", "cos", "sign", "round")})
 PRINT.update({
     "erf": lambda op, a: f"_erf(xp, {a})",
     "mean": lambda op, a: f"xp.mean({a}, axis={_axes(op.attr[0])})",

@@ -129,13 +129,20 @@ def card_context(page: Page, pages: dict[str, Page]) -> dict:
         decls.append((ROLE_MD[d.role] if d.role != last else "", tex_decl(d), d.desc))
         last = d.role
     steps = StepRows(ch.claims).steps(card.steps)
+    rule = None
+    if card.rule is not None:  # the card's own backward, numbered on from its steps
+        forward_rows = steps.rows
+        steps.rows = []
+        steps.steps(card.rule.steps)
+        rule = dict(straight_through=card.rule.straight_through, desc=card.rule.desc, steps=steps.rows)
+        steps.rows = forward_rows
     ctx = dict(
         page=page, head=tex_signature(card), purpose=card.purpose, decls=decls, steps=steps.rows,
         convention=f"{card.convention.axes}, {card.convention.base}-based",
         count=param_count_line(ch, lib, {}), source=highlight_code(card.source, CardLexer(stripnl=False)),
         calls=[(n, href(n) if n in pages else None) for n in page.calls],
         called_by=[(n, href(n)) for n in sorted(page.called_by)],
-        backward=None, saved=None, code=None,
+        backward=None, saved=None, code=None, rule=rule,
         configs=[(c.name, tex_config(c), "—" if n is None else f"{n:,}", c.training, c.desc)
                  for c, n in config_counts(ch, lib)],
     )

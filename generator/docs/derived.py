@@ -25,7 +25,7 @@ MATH = {
     "layer_norm_grad": "({0} − mean {0} − {1} ⊙ mean({0} ⊙ {1})) / {2}",
     "gelu_tanh_grad": "{0} ⊙ {a0} ((1 + {2}) + {a1} {1} (1 + 3·{a2} {1}²) (1 − {2}²))",
     "log_softmax_grad": "{0} − exp({1}) ⊙ Σ {0}",
-    "gelu_grad": "GELU′({0})", "silu_grad": "SiLU′({0})", "sin": "sin({0})", "cos": "cos({0})",
+    "gelu_grad": "GELU′({0})", "silu_grad": "SiLU′({0})", "sin": "sin({0})", "round": "round({0})", "cos": "cos({0})",
     "unslice": "pad({0})", "scatter": "scatter_add({0} into rows {1})", "put_along": "scatter({0} at {1})",
     "unpick": "pad({0})",
     "slice_add": "{0} with {1} added into a slice", "select_grad": "{0} ? {1} : 0", "copy": "{0}",
@@ -107,6 +107,9 @@ def backward_text(checked: Checked, lib: Library) -> str:
     card = checked.card
     lines = [f"Algorithm: ∇ ← {card.name}.backward({', '.join('d_' + o for o in outs)} | θ)",
              f"/* Reverse-mode derivative of {card.name}, derived by cardgen; B is the batch. */"]
+    for name, ste in dict((r.card, r.straight_through) for r in prog.rules).items():
+        lines.append(f"/* Through {name}: its own backward rule, not derived"
+                     + (" (a straight-through estimator: deliberately not the true gradient)" if ste else "") + ". */")
     for o, v in zip(outs, prog.outputs, strict=True):
         lines.append(f"Input: d_{o} ∈ {shape_text(v.shape, v.batched)} — gradient of the loss with respect to {o}")
     for p in prog.params:

@@ -89,6 +89,9 @@ class CardLexer(RegexLexer):
             # config gpt2-medium (training): a named configuration, its name a label
             (rf"^([ \t]*)(config\b|Configuration\b)([ \t]+)({CONFIG_NAME})(?:([ \t]*)(\(training\)))?",
              bygroups(Whitespace, Keyword.Declaration, Whitespace, Name.Label, Whitespace, Keyword.Pseudo)),
+            # backward straight-through: the card's own backward rule (and its estimator mark)
+            (r"^([ \t]*)(backward\b|Backward:)(?:([ \t]+)(straight-through\b|\(straight-through\)))?",
+             bygroups(Whitespace, Keyword.Declaration, Whitespace, Keyword.Pseudo)),
             (r"^([ \t]*)(\d+)(?=[ \t])", bygroups(Whitespace, Generic.Prompt)),  # step number
             (r"(?:Algorithm|Input|Output|Hyperparameters|Parameters):", Keyword.Declaration),
             (r"\n", Whitespace),
@@ -216,6 +219,8 @@ def textmate_grammar() -> dict:
             groups(rf"^[ \t]*(config\b|Configuration\b)[ \t]+({CONFIG_NAME})(?:[ \t]*(\(training\)))?",
                    "keyword.other.declaration", "entity.name.label",
                    "keyword.other.training"),
+            groups(r"^[ \t]*(backward\b|Backward:)(?:[ \t]+(straight-through\b|\(straight-through\)))?",
+                   "keyword.other.declaration", "keyword.other.straight-through"),
             groups(r"^[ \t]*(\d+)(?=[ \t])", "constant.numeric.integer.step"),
             rule(r"(?:Algorithm|Input|Output|Hyperparameters|Parameters):", "keyword.other.declaration"),
             {"include": "#line"},

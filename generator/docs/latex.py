@@ -25,7 +25,7 @@ TEX_INFIX = {"add": " + ", "sub": " - ", "matmul": r" \cdot ", "mul": r" \odot "
              "mod": r" \bmod "}
 TEX_PREFIX = {"neg": "-", "not": r"\neg ", "grad": r"\nabla "}
 FUNCS = {"exp", "log", "tanh", "softmax", "GELU", "ReLU", "SiLU", "max", "length", "sqrt", "abs", "erf", "min",
-         "mean", "sin", "cos", "sigmoid"}
+         "mean", "sin", "cos", "sigmoid", "round"}
 
 
 def tex_symbol(text: str) -> str:
@@ -402,4 +402,15 @@ def markdown(checked, count_line: str | None = None) -> str:
         out.append(md_text(count_line) + "  ")
     steps = MdSteps(checked.claims).steps(card.steps)
     out += ["", "```math", r"\begin{array}{rll}", *steps.lines, r"\end{array}", "```", ""]
+    if card.rule is not None:  # numbered on from the forward's steps, as the text render does
+        steps.lines = []
+        steps.steps(card.rule.steps)
+        out += [f"**Backward:**{rule_words(card.rule, md_text)}  ", "", "```math", r"\begin{array}{rll}",
+                *steps.lines, r"\end{array}", "```", ""]
     return "\n".join(out)
+
+
+def rule_words(rule, escape) -> str:
+    """What follows **Backward:** (``escape``: the format's escaping of prose)."""
+    words = " straight-through" if rule.straight_through else ""
+    return words + (escape(f" — {rule.desc}") if rule.desc else "")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from .latex import KW, ROLE_MD, TEXT_SYMBOLS, TexSteps, config_head, tex_config, tex_decl, tex_signature
+from .latex import KW, ROLE_MD, TEXT_SYMBOLS, TexSteps, config_head, rule_words, tex_config, tex_decl, tex_signature
 
 PACKAGES = r"\usepackage{algorithm,algpseudocode,amsmath,amssymb}"
 COLON = r"\usepackage{caption}\captionsetup[ruled]{labelsep=colon}"  # "Algorithm 1:", as the paper
@@ -159,7 +159,11 @@ def box(checked, count_line: str | None = None) -> str:
     out += decl_lines(card)
     if count_line:
         out.append(rf"\Statex {tex_text(count_line)}")
-    out += BoxSteps(checked.claims).steps(card.steps).lines
+    steps = BoxSteps(checked.claims).steps(card.steps)
+    if card.rule is not None:  # algorithmic numbers the rule's steps on from the forward's
+        steps.lines.append(rf"\Statex \textbf{{Backward:}}{rule_words(card.rule, tex_text)}")
+        steps.steps(card.rule.steps)
+    out += steps.lines
     out += [r"\end{algorithmic}", r"\end{algorithm}"]
     return "\n".join(out) + "\n"
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from . import ir
 from .check_call import BUILTINS, CallRules, signature_hint
 from .check_expr import ExprRules
+from .check_rule import check_rule
 from .configs import check_configs
 from .errors import CardError
 from .ir import Card, Claim, Decl, Expr, Group, Set, Step
@@ -279,6 +280,7 @@ class Checker(ExprRules, CallRules):
                         with self.recover():
                             self.err(f"output {n} is never computed", d,
                                      hint=f"end with `return {n} = …`")
+        check_rule(self)
         with self.recover(), self.sizes_at(self.card):
             for b in self.env.values():  # what unification learned, written into every type
                 b.type = self.rtype(b.type)
@@ -331,6 +333,12 @@ class Checker(ExprRules, CallRules):
 
     def bind(self, name: str, b: Binding):
         self.env[name] = b
+
+    def bind_local(self, name: str, t: Type, pos):
+        self.bind(name, Binding("local", t, pos=pos))
+
+    def targets(self, st: Step) -> list[str]:
+        return _targets(st, self.ranges)
 
     def declare(self, d: Decl, new_dims: bool):
         with self.recover(d.names):

@@ -27,7 +27,8 @@ if TYPE_CHECKING:  # annotations only: check.py imports this module to build Che
     from .check import Checked, Checker
 
 
-ELEMENTWISE = ("exp", "log", "tanh", "GELU", "ReLU", "SiLU", "σ", "sigmoid", "sqrt", "abs", "sin", "cos", "erf")
+ELEMENTWISE = ("exp", "log", "tanh", "GELU", "ReLU", "SiLU", "σ", "sigmoid", "sqrt", "abs", "sin", "cos", "erf",
+               "round")
 ASCII_SPELLING = {"σ": "sigmoid"}  # a built-in's ASCII name, where its card name is not ASCII
 # A reduction takes a vector to a number and a matrix to one number per column
 # (per row in the row convention), as softmax normalises; max and min of two
@@ -313,4 +314,6 @@ def callees(card: Card) -> list[str]:
         if isinstance(d.set, Group) and d.set.card:
             add(d.set.card)
     walk_steps(card.steps)
+    if card.rule is not None:  # a backward rule may call cards too
+        walk_steps(card.rule.steps)
     return out

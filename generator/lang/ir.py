@@ -176,9 +176,22 @@ class Configuration:
 
 
 @dataclass(frozen=True)
+class Rule:
+    """A card's own backward pass (``backward`` after the steps), as ``jax.custom_vjp`` states one:
+    steps that compute ``d_x`` for every real input and parameter ``x`` from ``d_y`` of each output
+    ``y`` and the forward's values.  ``straight_through`` marks a rule that is deliberately not the
+    true gradient (a straight-through estimator): gradient checks report it instead of failing it."""
+
+    steps: tuple[Step, ...]
+    straight_through: bool = False
+    desc: str | None = None
+    pos: Pos | None = _pos()
+
+
+@dataclass(frozen=True)
 class Card:
     """A whole algorithm card: signature, purpose, declarations, named
-    configurations, steps."""
+    configurations, steps and, if the card states one, its own backward rule."""
 
     name: str
     outputs: tuple[str, ...]
@@ -192,6 +205,7 @@ class Card:
     path: str = field(default="<card>", compare=False)
     source: str = field(default="", compare=False, repr=False)
     pos: Pos | None = _pos()
+    rule: Rule | None = None
 
     def decl_of(self, name: str) -> Decl | None:
         for d in self.decls:

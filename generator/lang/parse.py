@@ -24,7 +24,7 @@ from lark.visitors import Transformer_NonRecursive
 from . import ir
 from .errors import CardError
 from .files import atomic_write
-from .ir import Card, Claim, Configuration, Convention, Decl, Expr, Group, Pos, Set, Step
+from .ir import Card, Claim, Configuration, Convention, Decl, Expr, Group, Pos, Rule, Set, Step
 from .limits import MAX_DEPTH
 
 # Parsing and checking take about 20 µs of CPU a character (Lark is half of
@@ -53,7 +53,8 @@ WORDS = {
     "MOD": '"mod"', "LFLOOR": '"⌊"', "RFLOOR": '"⌋"', "INF": '"∞"', "TRANSPOSE": '"^⊤"', "SQUARED": '"²"',
     "CMP": "a comparison", "ISO": '"[["', "ISC": '"]]"', "EQ": '"="', "COUNT_LINE": "a parameter count",
     "CONFIG": '"config"', "CONFIG_NAME": "a configuration name like gpt2-medium",
-    "TRAINING": '"(training)"', "SIMPLEX": '"Δ"', "SUBSET": '"⊆"',
+    "TRAINING": '"(training)"', "BACKWARD": '"backward"', "STRAIGHT": '"straight-through"',
+    "SIMPLEX": '"Δ"', "SUBSET": '"⊆"',
 }
 ROLES = {"input": "input", "output": "output", "hyper": "hyper", "param": "param",
          "Input:": "input", "Output:": "output", "Hyperparameters:": "hyper",
@@ -461,6 +462,11 @@ class ToIR(Transformer_NonRecursive):
         sign = "-" if len(c) == 3 else ""
         return ("item", (str(c[0]), sign + str(c[-1])), _pos_of(m))
 
+    def rule(self, m, c):
+        ste = any(isinstance(t, Token) and t.type == "STRAIGHT" for t in c)
+        desc = next((x[1] for x in c if isinstance(x, tuple) and x[0] == "desc"), None)
+        return Rule(tuple(x for x in c if isinstance(x, Step)), ste, desc, _pos_of(c[0]))
+
     def count_line(self, m, c):
         return None
 
@@ -515,7 +521,7 @@ class ToIR(Transformer_NonRecursive):
     def card(self, m, c):
         _, name, outputs, inputs, bar, pos = c[0]
         purpose, conv = None, Convention()
-        decls, steps, configs = [], [], []
+        decls, steps, configs, rule = [], [], [], None
         for x in c[1:]:
             if isinstance(x, tuple) and x[0] == "purpose":
                 purpose = x[1]
@@ -527,8 +533,10 @@ class ToIR(Transformer_NonRecursive):
                 steps.append(x)
             elif isinstance(x, Configuration):
                 configs.append(x)
+            elif isinstance(x, Rule):
+                rule = x
         return Card(name, outputs, inputs, bar, purpose, conv, tuple(decls), tuple(steps), tuple(configs),
-                    pos=pos)
+                    pos=pos, rule=rule)
 
     def start(self, m, c):
         return _exprs(c)[0]

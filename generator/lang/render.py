@@ -5,7 +5,7 @@ two spellings of one grammar, so both parse back to the same IR.
 
 from __future__ import annotations
 
-from .ir import Card, Claim, Configuration, Decl, Expr, Group, Set, Step
+from .ir import Card, Claim, Configuration, Decl, Expr, Group, Rule, Set, Step
 
 # ------------------------------------------------------------ expressions
 # Binding strength of each op: a child printed where a stronger one is
@@ -238,6 +238,16 @@ def config_values(c: Configuration) -> str:
     return ", ".join(f"{k} = {v.replace('-', '−', 1) if v.startswith('-') else v}" for k, v in c.values)
 
 
+def rule_head(rule: Rule, style: str) -> str:
+    """``backward straight-through "why"`` in a card, ``Backward: straight-through — why`` in pseudocode."""
+    head = "backward" if style == "card" else "Backward:"
+    if rule.straight_through:
+        head += " straight-through"
+    if rule.desc is not None:
+        head += " " + (quote(rule.desc) if style == "card" else f"— {rule.desc}")
+    return head
+
+
 def claim_text(c: Claim) -> str:
     return f"{c.name} {'⊆' if c.subset else '∈'} {set_text(c.set)}"
 
@@ -273,6 +283,12 @@ class CardWriter:
         for st in card.steps:
             self.step(st, 0)
         out += self.layout_steps(ind)
+        if card.rule is not None:  # numbered on from the forward's steps, so each step has one number
+            self.rows = []
+            out.append(ind + rule_head(card.rule, self.style))
+            for st in card.rule.steps:
+                self.step(st, 0)
+            out += self.layout_steps(ind)
         return "\n".join(out) + "\n"
 
     def decls(self, decls, ind: str) -> list[str]:

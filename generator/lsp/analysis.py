@@ -47,6 +47,11 @@ def walk(e: Expr):
             yield from walk(a)
 
 
+def every_step(card: Card) -> tuple[Step, ...]:
+    """The card's steps, then its backward rule's."""
+    return card.steps + (card.rule.steps if card.rule is not None else ())
+
+
 def all_steps(steps):
     for st in steps:
         yield st
@@ -55,7 +60,7 @@ def all_steps(steps):
 
 def expr_at(card: Card, at: Place) -> tuple[Expr, Step | None] | None:
     """The innermost expression at ``at`` (in a step, or a declaration's default)."""
-    found = [(e, st) for top in card.steps for e, st in step_exprs(top) if inside(e.pos, at)]
+    found = [(e, st) for top in every_step(card) for e, st in step_exprs(top) if inside(e.pos, at)]
     found += [(e, None) for d in card.decls if d.default is not None for e in walk(d.default) if inside(e.pos, at)]
     return min(found, key=lambda x: size(x[0].pos)) if found else None
 
@@ -249,7 +254,7 @@ def claim_edits(checked: Checked, lines: range | None = None) -> list[Edit]:
     card = checked.card
     src = card.source.split("\n")
     edits = []
-    for st in _claim_steps(card.steps):
+    for st in _claim_steps(every_step(card)):
         new = checked.claims.get(id(st))
         if new is None or st.pos is None or lines is not None and st.pos.line not in lines:
             continue

@@ -41,6 +41,7 @@ ELEMENTWISE = {
     "tanh": _each(math.tanh),
     "sin": _each(math.sin),
     "cos": _each(math.cos),
+    "round": _each(lambda x: float(round(x))),  # to the nearest integer, ties to even (as NumPy)
     "abs": _each(abs),
     "sqrt": _each(lambda x: math.sqrt(x) if x >= 0 else math.nan),
     "σ": _each(_sigma),
