@@ -190,6 +190,7 @@ def main():
     parser.add_argument("--path", action="append", default=[], help="a folder to find cards in (repeatable)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    os.environ["CARDGEN_THREADS"] = str(args.threads)  # the generated modules' element-wise helpers
     threadpool_limits(limits=args.threads, user_api="blas")
     d, h, d_f, t, t_z, b = size = SIZES[args.size]
     print(f"layers, forward + backward, float32: D={d} H={h} D_f={d_f} T={t} T_z={t_z} B={b}; "

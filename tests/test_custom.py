@@ -269,7 +269,8 @@ def test_markdown_and_latex_show_the_rule_numbered_on():
 def test_render_backward_names_the_rule():
     r = CliRunner().invoke(main, ["render", "--backward", str(CARDS / "cross_entropy.card")])
     assert r.exit_code == 0
-    assert "/* Through cross_entropy: its own backward rule, not derived. */" in r.output
+    assert "/* Through cross_entropy: its own backward rule, not derived: */\n" \
+           "   3 ∀t, v: d_P[t, v] ← (exp(z[t, v]) − [[v = y[t]]]) · (d_L / T)" in r.output
     assert "d_P ← " in r.output
 
 
@@ -321,3 +322,25 @@ def test_a_rule_card_mapped_over_an_index_is_refused_at_the_call():
     e = err.value
     assert "QVec states its own backward rule, and this call maps it over an index" in e.message
     assert (e.pos.line, e.pos.col) == (6, 16) and "call the card on the whole array" in e.hint
+
+
+def test_a_training_card_has_no_rule_of_its_own():
+    text = (CARDS / "DTraining.card").read_text("utf-8") + "  backward\n  10 d_x ← 0\n"
+    errs = errors_of(text)
+    assert [e.message for e in errs] == ["DTraining trains (∇) or samples (∼): such a card has no backward of its own"]
+    assert errs[0].pos.line == len(text.splitlines()) - 1
+
+
+def test_a_caller_computing_what_the_callee_computed_keeps_its_own_gradient():
+    """The caller's log softmax(P) is the callee's z, op for op: neither lowering's reuse nor CSE may
+    merge them, since the rule stands for the callee's and the derived backward skips it."""
+    caller = """algorithm L ← CEplus(P, y)
+  convention rows, 0-based
+  input  P ∈ ℝ^{T×V}
+  input  y ∈ {0..V−1}^T
+  output L ∈ ℝ
+  1 a ← cross_entropy(P, y)
+  2 return L = a + Σ_{t=0}^{T − 1} log softmax(P)[t, 0]
+"""
+    res = gradcheck(*checked_of(caller, "c.card"), {"T": 4, "V": 6})
+    assert res.rules == ("cross_entropy",) and res.status() == "ok", res.errors

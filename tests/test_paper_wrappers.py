@@ -206,3 +206,18 @@ def test_a_wrapper_loop_cardgen_does_not_compile_is_refused_by_check_and_build(t
         assert "EDInference.card:13:" in r.output and "while loop as x̂ ← [bos]" in r.output, r.output
         assert "skipped" not in r.output
     assert not (tmp_path / "out").exists()
+
+
+def test_an_inference_for_loop_with_a_state_set_before_it_is_refused(tmp_path):
+    """DInference's generate() starts from the prompt; a step before its loop that sets what the loop
+    changes (x ← x + 0) would be lost, so it is refused at that step."""
+    from cardgen.api import load
+    from cardgen.lang.errors import CardError
+
+    from .conftest import ROOT
+    first = "  1 ℓ ← length(x)                    ▷ ℓ ∈ ℕ\n"
+    text = (ROOT / "cards" / "DInference.card").read_text("utf-8").replace(first, first + "  1 x ← x + 0\n")
+    assert "x ← x + 0" in text
+    (tmp_path / "DInference.card").write_text(text, "utf-8")
+    with pytest.raises(CardError, match=r"DInference.card:11:.*sets x before the loop"):
+        load(str(tmp_path / "DInference.card"), path=[str(ROOT / "cards")]).compile()

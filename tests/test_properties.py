@@ -276,7 +276,7 @@ def steps(depth: int = 2) -> st.SearchStrategy[Step]:
 
 # ----------------------------------------------------------- declarations
 name_lists = st.lists(st.sampled_from(NAMES), min_size=1, max_size=3, unique=True).map(tuple)
-overs = pick(st.none(), st.tuples(st.sampled_from(VARS), domain_exprs()))
+overs = st.lists(st.tuples(st.sampled_from(VARS), domain_exprs()), max_size=2, unique_by=lambda p: p[0]).map(tuple)
 
 
 @cache

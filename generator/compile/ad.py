@@ -372,13 +372,11 @@ def differentiate(prog: Program, names, out_grads) -> Backward:
         layout[op.out] = Value(op.out, op.shape, op.batched, op.kind)
     register_loops(prog.body, layout)
     needs = needs_grad(prog)
-    naming = Builder(layout, names)
-    rules = {id(region.last): region for region in getattr(prog, "rules", ())}
-    for region in rules.values():
-        naming.replaced |= region.forward
-    name_composites(prog.body, naming, needs, {o.name for o in prog.outputs})
-    b = Builder(layout, names, {op.out: op for op in walk(prog.body)})  # after renaming: by final names
-    b.rules, b.replaced = rules, naming.replaced
+    composites = Builder(layout, names)
+    custom.register(prog, composites)
+    name_composites(prog.body, composites, needs, {o.name for o in prog.outputs})
+    b = Builder(layout, names, {op.out: op for op in walk(prog.body)})
+    custom.register(prog, b)
     grads: dict[str, str] = {}
     out_grads = [out_grads] if isinstance(out_grads, str) else list(out_grads)
     names.taken |= set(out_grads)  # the backward's arguments (d_P): no gradient may take their names

@@ -14,25 +14,31 @@ from .core import Loop
 TEMP = re.compile(r"_\d+")
 
 
-def cse(body: list, keep: set[str]) -> list:
-    """``body`` without repeated computations; ``keep``: names read after it (the outputs)."""
-    return _block(body, {}, {}, keep)
+def cse(body: list, keep: set[str], frozen: set[str] = frozenset(), renamed: dict | None = None) -> list:
+    """``body`` without repeated computations; ``keep``: names read after it (the outputs).
+    ``frozen``: ops that neither go nor stand for another (the forward a card's own backward rule
+    replaces: it reads them by name, and the derived backward skips them); ``renamed`` collects
+    every replacement, for the rules' ops (custom.rename)."""
+    return _block(body, {}, {}, keep, frozen, {} if renamed is None else renamed)
 
 
-def _block(body: list, seen: dict, renames: dict[str, str], keep: set[str]) -> list:
+def _block(body: list, seen: dict, renames: dict[str, str], keep: set[str], frozen, renamed) -> list:
     out = []
     for item in body:
         if isinstance(item, Loop):
             item.carried = [(renames.get(o, o), i, r) for o, i, r in item.carried]
             inner = dict(renames)
-            item.body = _block(item.body, dict(seen), inner, keep | _bookkeeping(item))
+            item.body = _block(item.body, dict(seen), inner, keep | _bookkeeping(item), frozen, renamed)
             out.append(item)
             continue
         item.args = tuple(renames.get(a, a) for a in item.args)
+        if item.out in frozen:
+            out.append(item)
+            continue
         key = (item.prim, item.args, repr(item.attr), repr(item.shape), item.batched, item.kind)
         earlier = seen.get(key)
         if earlier is not None and TEMP.fullmatch(item.out) and item.out not in keep:
-            renames[item.out] = earlier
+            renames[item.out] = renamed[item.out] = earlier
             continue
         seen.setdefault(key, item.out)
         out.append(item)

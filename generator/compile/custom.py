@@ -123,6 +123,13 @@ def rename(region: Region, renames: dict[str, str]) -> None:
     region.forward = {renames.get(n, n) for n in region.forward}
 
 
+def register(prog, b) -> None:
+    """Tell a backward builder (ad.Builder) the program's rules: where each runs, what it replaces."""
+    for region in getattr(prog, "rules", ()):
+        b.rules[id(region.last)] = region
+        b.replaced |= region.forward
+
+
 def apply_rule(region: Region, grads: dict, b, needs, accumulate) -> None:
     """The rule's ops, on the gradients of the region's outputs, into the backward being built."""
     if not any(out in grads for out, _ in region.seeds):
@@ -139,4 +146,4 @@ def apply_rule(region: Region, grads: dict, b, needs, accumulate) -> None:
             accumulate(grads, b, x, g)
 
 
-__all__ = ["Region", "lower_rule", "inline_rule", "covered", "apply_rule"]
+__all__ = ["Region", "lower_rule", "inline_rule", "covered", "register", "rename", "apply_rule"]

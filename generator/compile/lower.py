@@ -25,7 +25,7 @@ from ..lang.shapes import Poly
 from ..lang.types import INTEGRAL
 from .core import Loop, Program, Value
 from .cse import cse
-from .custom import lower_rule, record
+from .custom import lower_rule, record, rename
 from .inline import Inlining
 from .layout import AV, ONE, Layout, Members, ParamGroup
 from .lower_expr import ExprLowering
@@ -192,7 +192,11 @@ def lower(checked: Checked, lib: Library) -> Program:
     from .naming import ascii_name
     given = {grad_name(o) for o in card.outputs} if card.rule is not None else set()  # the backward's arguments
     names.taken |= {ascii_name(d) for d in dims} | {ascii_name(n) for n in checked.env if n not in given}
-    block = cse(hoist(block), {o.name for o in outputs})
+    frozen = set().union(*(r.forward for r in lw.regions))  # a rule reads its card's values by name
+    renamed: dict[str, str] = {}
+    block = cse(hoist(block), {o.name for o in outputs}, frozen, renamed)
+    for region in lw.regions:
+        rename(region, renamed)
     prog = Program(card.name, inputs, params, paths, hypers, dims, block, outputs)
     prog.names = names
     prog.base = card.convention.base
@@ -200,8 +204,8 @@ def lower(checked: Checked, lib: Library) -> Program:
     prog.input_sets = input_sets
     prog.hyper_names = {n: lw.env[n].name for n in hypers}
     prog.wrapper = wrapper
-    prog.draws = any(op.prim == "draw" for op in walk_ops(block))  # forward takes an rng
     prog.rules = lw.regions
+    prog.draws = any(op.prim == "draw" for op in walk_ops(block))  # forward takes an rng
     prog.lowerer = lw  # the wrapper's steps and loops, for emit's train()/generate()
     return prog
 

@@ -138,6 +138,11 @@ def inference_code(prog, checked) -> str:
     last = "P[..., -1, :]" if rows else "P[..., :, -1]"
     if loop.kind == "while":
         return until_code(prog, checked, loop, sample, temperature, ctx, last)
+    if lw.loop_state:  # generate() below starts from the prompt, running no step before the loop
+        first = next(iter(lw.loop_state.values()))
+        raise CardError(f"cardgen compiles a for loop of an inference card that starts from the card's input "
+                        f"(DInference: x ← [x, y] on the prompt x); this step sets "
+                        f"{', '.join(lw.loop_state)} before the loop", first.pos)
     count = _config_names(py_dim(checked.types[id(loop.domain[-1])].value), prog)
     return f'''
 

@@ -98,6 +98,13 @@ def shape_text(shape, batched: bool) -> str:
     return "ℝ^{" + "×".join(dims) + "}" if dims else "ℝ"
 
 
+def rule_lines(card) -> list[str]:
+    """A card's own backward rule as its pseudocode prints it (numbered on from its steps), indented."""
+    from ..lang.render import pseudocode
+    shown = pseudocode(card)
+    return ["   " + line for line in shown[shown.rindex("\nBackward:") + 1:].splitlines()[1:]]
+
+
 def backward_text(checked: Checked, lib: Library) -> str:
     """The derived backward pass, step by step, in the card's style."""
     from ..compile.emit import output_names
@@ -109,7 +116,8 @@ def backward_text(checked: Checked, lib: Library) -> str:
              f"/* Reverse-mode derivative of {card.name}, derived by cardgen; B is the batch. */"]
     for name, ste in dict((r.card, r.straight_through) for r in prog.rules).items():
         lines.append(f"/* Through {name}: its own backward rule, not derived"
-                     + (" (a straight-through estimator: deliberately not the true gradient)" if ste else "") + ". */")
+                     + (" (a straight-through estimator: deliberately not the true gradient)" if ste else "") + ": */")
+        lines += rule_lines(checked.card if name == card.name else lib.card(name))
     for o, v in zip(outs, prog.outputs, strict=True):
         lines.append(f"Input: d_{o} ∈ {shape_text(v.shape, v.batched)} — gradient of the loss with respect to {o}")
     for p in prog.params:

@@ -91,7 +91,7 @@ class CardLexer(RegexLexer):
              bygroups(Whitespace, Keyword.Declaration, Whitespace, Name.Label, Whitespace, Keyword.Pseudo)),
             # backward straight-through: the card's own backward rule (and its estimator mark)
             (r"^([ \t]*)(backward\b|Backward:)(?:([ \t]+)(straight-through\b|\(straight-through\)))?",
-             bygroups(Whitespace, Keyword.Declaration, Whitespace, Keyword.Pseudo)),
+             bygroups(Whitespace, Keyword.Declaration, Whitespace, Keyword.Declaration)),
             (r"^([ \t]*)(\d+)(?=[ \t])", bygroups(Whitespace, Generic.Prompt)),  # step number
             (r"(?:Algorithm|Input|Output|Hyperparameters|Parameters):", Keyword.Declaration),
             (r"\n", Whitespace),
@@ -220,7 +220,7 @@ def textmate_grammar() -> dict:
                    "keyword.other.declaration", "entity.name.label",
                    "keyword.other.training"),
             groups(r"^[ \t]*(backward\b|Backward:)(?:[ \t]+(straight-through\b|\(straight-through\)))?",
-                   "keyword.other.declaration", "keyword.other.straight-through"),
+                   "keyword.other.declaration", "keyword.other.declaration"),
             groups(r"^[ \t]*(\d+)(?=[ \t])", "constant.numeric.integer.step"),
             rule(r"(?:Algorithm|Input|Output|Hyperparameters|Parameters):", "keyword.other.declaration"),
             {"include": "#line"},

@@ -42,6 +42,11 @@ def check_rule(ch: Checker) -> None:
     card, rule = ch.card, ch.card.rule
     if rule is None:
         return
+    if _wraps(card.steps):
+        with ch.recover():
+            ch.err(f"{card.name} trains (∇) or samples (∼): such a card has no backward of its own", rule,
+                   hint="state the rule in the model card it trains or samples from")
+        return
     for d in card.decls:
         if d.role in ("input", "param") and (d.over or d.set.__class__.__name__ == "Group"):
             with ch.recover():
@@ -107,6 +112,13 @@ def check_rule(ch: Checker) -> None:
             with ch.recover():
                 ch.err(f"the backward rule gives no gradient of {x}", rule,
                        hint=f"add `{grad_name(x)} ← …`, or `{grad_name(x)} ← 0` if no gradient flows to {x}")
+
+
+def _wraps(steps) -> bool:
+    """A training (∇) or inference (∼) card's steps."""
+    def has_grad(e) -> bool:
+        return e is not None and (e.op == "grad" or any(has_grad(a) for a in e.args))
+    return any(st.kind == "sample" or has_grad(st.value) or _wraps(st.body) for st in steps)
 
 
 def _transposed(a: Type, b: Type) -> bool:
