@@ -162,7 +162,16 @@ def generate(config: Config, params: Params, prompt, n_tokens: int | None = None
     for _ in range(n_tokens):
         window = x if context is None else x[..., -context:]
         P, _ = forward(config, params, window)
-        p = np.asarray({last}, dtype=np.float64)
+{draw_next(last)}
+        x = np.concatenate([x, (y + {base})[..., None].astype(x.dtype)], axis=-1)
+    return x[..., start:]
+'''
+
+
+def draw_next(last: str) -> str:
+    """Both loops' sampling of the next token from the model's last distribution ``last``: greedy at
+    τ = 0, else from q ∝ p^(1/τ); one draw per sequence of the batch."""
+    return f'''        p = np.asarray({last}, dtype=np.float64)
         if tau == 0:
             y = np.argmax(p, axis=-1)
         else:
@@ -170,10 +179,7 @@ def generate(config: Config, params: Params, prompt, n_tokens: int | None = None
             q = np.exp(logq - logq.max(axis=-1, keepdims=True))
             q /= q.sum(axis=-1, keepdims=True)
             flat = q.reshape(-1, q.shape[-1])
-            y = np.array([rng.choice(flat.shape[-1], p=row) for row in flat]).reshape(q.shape[:-1])
-        x = np.concatenate([x, (y + {base})[..., None].astype(x.dtype)], axis=-1)
-    return x[..., start:]
-'''
+            y = np.array([rng.choice(flat.shape[-1], p=row) for row in flat]).reshape(q.shape[:-1])'''
 
 
 def _hyper_or_number(e: Expr, prog) -> str | None:
@@ -239,15 +245,7 @@ def generate(config: Config, params: Params, {args}, max_tokens: int | None = No
     while not done.all() and (max_tokens is None or {state}.shape[-1] <= max_tokens):
         window = {state} if context is None else {state}[..., -context:]
         P, _ = forward(config, params, {args}, window)
-        p = np.asarray({last}, dtype=np.float64)
-        if tau == 0:
-            y = np.argmax(p, axis=-1)
-        else:
-            logq = np.log(np.maximum(p, 1e-300)) / tau  # q ∝ p^(1/τ), in logs for a small τ
-            q = np.exp(logq - logq.max(axis=-1, keepdims=True))
-            q /= q.sum(axis=-1, keepdims=True)
-            flat = q.reshape(-1, q.shape[-1])
-            y = np.array([rng.choice(flat.shape[-1], p=row) for row in flat]).reshape(q.shape[:-1])
+{draw_next(last)}
         y = np.where(done, end, y + {prog.base})
         {state} = np.concatenate([{state}, y[..., None]], axis=-1)
         done |= y == end
