@@ -186,7 +186,7 @@ class ExprLowering:
         t = self.ch.types.get(id(e))
         if t is not None and t.value is not None and not (set(t.value.symbols()) & set(self.scope)):
             return self.dim_value(self.dim(t.value))
-        a, b = (self.number(self.value(x)) for x in e.args)
+        a, b = [self.number(self.value(x)) for x in e.args]
         return self.binary(prim, a, b, kind="int")
 
     def x_neg(self, e):

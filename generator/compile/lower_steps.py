@@ -201,7 +201,7 @@ class StepLowering:
 
     def loop_range(self, st: Step):
         if len(st.domain) == 2:
-            lo, hi = (self.ch.types[id(x)].value for x in st.domain)
+            lo, hi = [self.ch.types[id(x)].value for x in st.domain]
             return self.dim(lo), self.dim(hi - lo + ONE)
         return Poly.const(self.base), self.dim(self.ch.types[id(st.domain[0])].value)
 

@@ -38,7 +38,7 @@ def _dim_name(s: str) -> str:
     if s not in ATOMS:
         return ascii_name(s)
     op, a, b = ATOMS[s]
-    x, y = (t if t.isidentifier() or t.isdigit() else f"({t})" for t in (py_dim(a), py_dim(b)))
+    x, y = [t if t.isidentifier() or t.isdigit() else f"({t})" for t in (py_dim(a), py_dim(b))]
     return f"({x} {'//' if op == 'floordiv' else '%'} {y})"
 
 

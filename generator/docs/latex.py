@@ -158,7 +158,7 @@ class TexPrinter(Printer):
         return self.at(base, 6) + "[" + ", ".join(self.show(i) for i in idx) + "]"
 
     def op_slice(self, e):
-        lo, hi = (self.show(x) for x in e.args)
+        lo, hi = [self.show(x) for x in e.args]
         return ":" if not lo and not hi else f"{lo} : {hi}"
 
     def op_call(self, e):

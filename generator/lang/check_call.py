@@ -82,7 +82,7 @@ class CallRules:
     def call_builtin(self, fname: str, args: list[Expr], e) -> Type:
         rule = BUILTINS[fname]
         if rule == "extreme" and len(args) == 2:
-            a, b = (self.expr(x) for x in args)
+            a, b = [self.expr(x) for x in args]
             return Type(numeric_join(a, b), self.broadcast(a, b, e, "compare").shape)
         if len(args) != 1:
             self.err(f"{fname} takes one argument, not {len(args)}", e)

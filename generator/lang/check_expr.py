@@ -112,7 +112,7 @@ class ExprRules:
         return NAT
 
     def arith(self, e, verb: str) -> Type:
-        a, b = (self.expr(x) for x in e.args)
+        a, b = [self.expr(x) for x in e.args]
         if a.kind == "group" or b.kind == "group":
             return a if a.kind == "group" else b
         if a.kind == "func" or b.kind == "func":
@@ -148,7 +148,7 @@ class ExprRules:
 
     def whole_arith(self, e, what: str, fold) -> Type:
         """⌊a / b⌋ and a mod b: whole numbers in, a whole number out (an index, a slice bound)."""
-        a, b = (self.expr(x) for x in e.args)
+        a, b = [self.expr(x) for x in e.args]
         for x, t in zip(e.args, (a, b), strict=True):
             if t.kind not in INTEGRAL:
                 self.err(f"{what} takes whole numbers; {expr_text(x)} is {self.show(t)}", x,
@@ -186,7 +186,7 @@ class ExprRules:
         return Type(a.kind, tuple(reversed(out)))
 
     def x_matmul(self, e):
-        a, b = (self.expr(x) for x in e.args)
+        a, b = [self.expr(x) for x in e.args]
         return self.matmul(a, b, e)
 
     def matmul(self, a: Type, b: Type, e) -> Type:
@@ -249,7 +249,7 @@ class ExprRules:
         return Type("real" if t.kind not in INTEGRAL else t.kind, t.shape)
 
     def x_pow(self, e):
-        base, ex = (self.expr(x) for x in e.args)
+        base, ex = [self.expr(x) for x in e.args]
         if ex.shape:
             self.err("an exponent must be a scalar", e.args[1])
         return Type("real", base.shape)
@@ -273,7 +273,7 @@ class ExprRules:
         return self.types[id(args[0])]
 
     def x_cmp(self, e):
-        a, b = (self.expr(x) for x in e.args)
+        a, b = [self.expr(x) for x in e.args]
         return Type("boolean", self.broadcast(a, b, e, "compare").shape)
 
     def x_iverson(self, e):
@@ -281,7 +281,7 @@ class ExprRules:
         return Type("boolean", t.shape)
 
     def x_choose(self, e):
-        a, p, b = (self.expr(x) for x in e.args)
+        a, p, b = [self.expr(x) for x in e.args]
         if p.shape:
             self.err("a probability must be a scalar", e.args[1])
         t = self.broadcast(a, b, e, "choose between")
@@ -306,7 +306,7 @@ class ExprRules:
         var, form = e.attr
         body, *bounds = e.args
         if form == "span":
-            lo, hi = (self.index_value(b) for b in bounds)
+            lo, hi = [self.index_value(b) for b in bounds]
             rng = (lo, hi - lo + Poly.const(1))
         elif form == "in":
             s = self.expr(bounds[0])

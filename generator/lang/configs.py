@@ -85,7 +85,7 @@ def outside(s: Set, v: int | float, values: dict) -> str | None:
         return set_text(s)
     lo = hi = None
     if s.kind in ("span", "interval"):
-        lo, hi = (_bound(b, values) for b in s.bounds)
+        lo, hi = [_bound(b, values) for b in s.bounds]
     elif s.kind == "upto":
         lo, hi = Fraction(0), _bound(s.bounds[0], values)  # [N] is 0..N−1 or 1..N: both within 0..N
     closed = s.kind != "interval"
@@ -107,7 +107,7 @@ def _bound(e, values) -> Fraction | None:
     if e.op == "name":
         return Fraction(values[e.attr]) if e.attr in values else None
     if e.op in ("add", "sub", "matmul", "juxt", "div"):
-        a, b = (_bound(x, values) for x in e.args)
+        a, b = [_bound(x, values) for x in e.args]
         if a is None or b is None or (e.op == "div" and b == 0):
             return None
         return {"add": a + b, "sub": a - b, "div": a / b}.get(e.op, a * b)

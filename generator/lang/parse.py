@@ -609,7 +609,7 @@ def _relined(node, line: int):
     """A claim is parsed on its own: put every node of it back on the note's line."""
     from dataclasses import fields, is_dataclass, replace
     if isinstance(node, tuple):
-        return tuple(_relined(x, line) for x in node)
+        return tuple([_relined(x, line) for x in node])  # not a generator: 3.12 counts those as C recursion
     if not is_dataclass(node):
         return node
     changes = {}

@@ -99,7 +99,7 @@ class Printer:
         return self.at(base, 6) + bracket(", ".join(self.show(i) for i in idx))
 
     def op_slice(self, e):
-        lo, hi = (self.show(x) for x in e.args)
+        lo, hi = [self.show(x) for x in e.args]
         if not lo and not hi:
             return ":"
         return f"{lo} : {hi}".strip()

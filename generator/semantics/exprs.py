@@ -122,7 +122,7 @@ class ExprRules:
         return np.transpose(a) if np.ndim(a) == 2 else a
 
     def x_cmp(self, e):
-        a, b = (self.value(x) for x in e.args)
+        a, b = [self.value(x) for x in e.args]
         out = CMP[e.attr](a, b)
         return bool(out) if np.ndim(out) == 0 else out
 
@@ -130,7 +130,7 @@ class ExprRules:
         return self.value(e.args[0])
 
     def x_choose(self, e):
-        a, p, b = (self.value(x) for x in e.args)
+        a, p, b = [self.value(x) for x in e.args]
         if self.rng is None:
             self.err("`with probability` needs a random generator: interpret(…, rng=…)", e)
         pick = self.rng.random(np.shape(np.broadcast(a, b))) < p
@@ -149,7 +149,7 @@ class ExprRules:
         var, form = e.attr
         body, *bounds = e.args
         if form == "span":
-            lo, hi = (self.whole(self.value(b), b) for b in bounds)
+            lo, hi = [self.whole(self.value(b), b) for b in bounds]
             points = range(lo, hi + 1)
         elif form == "in":
             s = np.asarray(self.value(bounds[0]))

@@ -300,7 +300,7 @@ class Frame(ExprRules, CallRules):
 
     def s_for(self, st: Step):
         if len(st.domain) == 2:
-            lo, hi = (self.whole(self.value(x), x) for x in st.domain)
+            lo, hi = [self.whole(self.value(x), x) for x in st.domain]
         else:
             lo = self.base
             hi = self.base + self.whole(self.value(st.domain[0]), st.domain[0]) - 1
