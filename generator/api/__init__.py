@@ -18,7 +18,15 @@ from .cards import sub_algorithms as sub_algorithms
 from .checking import FileReport, Report, check
 from .interpreting import interpret
 from .outputs import Built, build, build_report, docs, fmt, primitives
-from .running import GRADCHECK_TOLERANCE, Settings, export_hf, gradcheck, import_hf, sample, train, train_torch
+from .running import export_hf, gradcheck, import_hf, sample, train, train_torch
+
+
+def __getattr__(name: str):  # imported on first use (see running.py)
+    if name in ("GRADCHECK_TOLERANCE", "Settings"):
+        from . import running
+        return getattr(running, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["GRADCHECK_TOLERANCE", "Built", "Card", "CardError", "FileReport", "Report", "Settings", "build",
            "build_report", "card_paths", "check", "compile_card", "configured", "docs", "export_hf", "fmt",

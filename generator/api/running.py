@@ -4,12 +4,20 @@ out (the functions behind ``cardgen gradcheck``, ``train``, ``sample``, ``import
 
 from __future__ import annotations
 
-from ..compile.gradcheck import TOL as GRADCHECK_TOLERANCE
 from ..lang.load import card_paths, resolve
-from ..train.run import Settings
 from .cards import Card, Paths, _sources, configured, load
 
-__all__ = ["GRADCHECK_TOLERANCE", "Settings", "export_hf", "gradcheck", "import_hf", "sample", "train", "train_torch"]
+
+def __getattr__(name: str):
+    """``GRADCHECK_TOLERANCE`` and ``Settings`` (a run's settings), imported on first use: they bring
+    NumPy and the trainer, which ``cardgen check`` does not need."""
+    if name == "GRADCHECK_TOLERANCE":
+        from ..compile.gradcheck import TOL
+        return TOL
+    if name == "Settings":
+        from ..train.run import Settings
+        return Settings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def gradcheck(sources=(), config: str | None = None, sizes: dict | None = None, seed: int = 0,
