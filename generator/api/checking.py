@@ -71,7 +71,6 @@ class Report:
 def check(sources, path: Paths = None) -> Report:
     """Check every card among ``sources`` (files, folders, names on the search path; ``-`` reads
     standard input) as ``cardgen check`` does: parse, types and shapes, and whether it compiles."""
-    from ..compile.verify import buildable
     files = card_paths(_sources(sources))
     if not files:
         raise CardError(f"no .card files in {', '.join(map(str, _sources(sources)))}")
@@ -80,10 +79,11 @@ def check(sources, path: Paths = None) -> Report:
     for f in files:
         lib = library_for(str(f), extra, shared=libs)
         checked, errs = diagnose(str(f), lib)
+        card = Card(checked, lib) if checked is not None else None
         if not errs:
             try:
-                buildable(checked, lib)  # what build would refuse, check refuses
+                card.module_text()  # what build would refuse, check refuses (and the card keeps the module)
             except CardError as e:
                 errs = [e]
-        out.append(FileReport(Path(f), Card(checked, lib) if checked is not None else None, errs))
+        out.append(FileReport(Path(f), card, errs))
     return Report(out)
