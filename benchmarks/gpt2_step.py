@@ -377,11 +377,9 @@ def measure_check_cost(cfg, params, x, n=40):
 
 def training_steps(model, params, cfg, x, compare=(), jax=True):
     """Whole training steps, AdamW included, on the same batch (B, T) of inputs and targets."""
-    from cardgen.train.trainer import AdamWSettings, Trainer, TrainState
+    from cardgen.train.trainer import AdamWSettings, Trainer
     trainer = Trainer(gpt2, ce, load_generated("AdamW"), cfg, AdamWSettings(lr=1e-4, weight_decay=0.01))
-    zeros = {k: np.zeros_like(v) for k, v in vars(params).items()}
-    state = TrainState(gpt2.Params(**{k: v.copy() for k, v in vars(params).items()}),
-                       gpt2.Params(**zeros), gpt2.Params(**{k: v.copy() for k, v in zeros.items()}))
+    state = trainer.state(gpt2.Params(**{k: v.copy() for k, v in vars(params).items()}))  # zero moments
     tokens = np.concatenate([x, x[:, :1]], axis=1)  # (B, T+1): inputs x, next-token targets
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
     t_tokens = torch.from_numpy(tokens)

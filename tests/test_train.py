@@ -16,6 +16,7 @@ import torch
 from click.testing import CliRunner
 
 from cardgen.cli import main
+from cardgen.train import trainer as trainer_module
 from cardgen.train.trainer import AdamWSettings, Trainer, batches, split, stdlib_text
 
 from .conftest import ROOT, load_generated
@@ -56,11 +57,12 @@ def test_ten_adamw_steps_match_pytorch():
     assert max(errors.values()) <= 1e-9, errors
 
 
-def test_adamw_runs_once_over_all_parameters_with_the_cards_numbers():
-    """The update is one call of the AdamW card on flat vectors; each parameter comes out bit for bit
-    as the card computes it on that parameter alone, and the next step reads the flat results in
-    place (the fields are views of them), with no copy of θ, m or v."""
+def test_adamw_runs_block_by_block_over_all_parameters_with_the_cards_numbers(monkeypatch):
+    """The update runs the AdamW card block by block over flat vectors; each parameter comes out bit
+    for bit as the card computes it on that parameter alone, and every step updates the same flat θ,
+    m and v in place (the fields are views of them), with no copy of θ, m or v."""
     cfg = GPT2.Config(V=32, D=16, H=2, D_f=64, N=2, ctx=8)
+    monkeypatch.setattr(trainer_module, "ADAMW_BLOCK", 1000)  # blocks that straddle parameters
     settings = AdamWSettings(lr=1e-2, weight_decay=0.1)
     trainer = Trainer(GPT2, CE, ADAMW, cfg, settings)
     state = trainer.init(np.random.default_rng(0), np.float32)
@@ -87,8 +89,10 @@ def test_adamw_runs_once_over_all_parameters_with_the_cards_numbers():
     finally:
         ADAMW.forward = forward
     size = sum(np.size(p) for p in vars(state.params).values())
-    assert [c.shape for c in calls] == [(size,), (size,)]
-    assert calls[1] is flats[0]  # step 2 read step 1's result itself
+    full, rest = divmod(size, 1000)
+    assert full >= 3 and [c.size for c in calls] == 2 * ([1000] * full + [rest] * (rest > 0))
+    assert flats[1] is flats[0]  # step 2 updated step 1's flat θ in place
+    assert all(np.shares_memory(c, flats[0]) for c in calls[len(calls) // 2:])  # blocks of it, no copy
     assert all(np.shares_memory(p, flats[1]) for p in vars(state.params).values())
 
 

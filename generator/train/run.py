@@ -143,7 +143,7 @@ class Run:
         params, m, v = ckpt.load_state(ck, self.mods)
         if m is None:
             raise ckpt.CheckpointError("it holds weights only (no optimizer state)", path=ck.path)
-        self.state = tr.TrainState(params, m, v, ck.step)
+        self.state = self.trainer.state(params, m, v, ck.step)
         self.rng = ckpt.restore_rng(ck)
         self.rows = read_log(self.folder / LOG, ck.step)
 
