@@ -96,31 +96,31 @@ def forward(config: Config, params: Params, theta, g, m, v, t, workspace: dict |
     batch = np.shape(theta)[:np.ndim(theta) - 1]
     # 1 θ ← θ − η λ θ ▷ θ ∈ ℝ^n; decoupled weight decay
     _1 = eta * lam                                              # ()
-    _2 = _threaded(np.multiply, _1, theta, out=_buf(workspace, 'AdamW:f@1.2.1', batch + (n,), dtype)) # (…, n)
-    theta_2 = _threaded(np.subtract, theta, _2, out=_buf(workspace, 'AdamW:f@1.2.2', batch + (n,), dtype)) # (…, n)
+    _2 = _threaded(np.multiply, _1, theta, out=_buf(workspace, 'AdamW:f@1(…, n)/1', batch + (n,), dtype)) # (…, n)
+    theta_2 = _threaded(np.subtract, theta, _2, out=_buf(workspace, 'AdamW:f@1(…, n)/2', batch + (n,), dtype)) # (…, n)
     # 2 m′ ← β_1 m + (1 − β_1) g ▷ m′ ∈ ℝ^n
-    _4 = _threaded(np.multiply, beta_1, m, out=_buf(workspace, 'AdamW:f@1.2.1', batch + (n,), dtype)) # (…, n)
+    _4 = _threaded(np.multiply, beta_1, m, out=_buf(workspace, 'AdamW:f@1(…, n)/1', batch + (n,), dtype)) # (…, n)
     _5 = 1 - beta_1                                             # ()
-    _6 = _threaded(np.multiply, _5, g, out=_buf(workspace, 'AdamW:f@1.2.3', batch + (n,), dtype)) # (…, n)
+    _6 = _threaded(np.multiply, _5, g, out=_buf(workspace, 'AdamW:f@1(…, n)/3', batch + (n,), dtype)) # (…, n)
     m_prime = _threaded(np.add, _4, _6, out=_4)                 # (…, n)
     # 3 v′ ← β_2 v + (1 − β_2) g ⊙ g ▷ v′ ∈ ℝ^n
-    _8 = _threaded(np.multiply, beta_2, v, out=_buf(workspace, 'AdamW:f@1.2.3', batch + (n,), dtype)) # (…, n)
+    _8 = _threaded(np.multiply, beta_2, v, out=_buf(workspace, 'AdamW:f@1(…, n)/3', batch + (n,), dtype)) # (…, n)
     _9 = 1 - beta_2                                             # ()
-    _10 = _threaded(np.multiply, _9, g, out=_buf(workspace, 'AdamW:f@1.2.4', batch + (n,), dtype)) # (…, n)
-    _11 = _threaded(np.multiply, _10, g, out=_buf(workspace, 'AdamW:f@1.2.5', batch + (n,), dtype)) # (…, n)
+    _10 = _threaded(np.multiply, _9, g, out=_buf(workspace, 'AdamW:f@1(…, n)/4', batch + (n,), dtype)) # (…, n)
+    _11 = _threaded(np.multiply, _10, g, out=_buf(workspace, 'AdamW:f@1(…, n)/5', batch + (n,), dtype)) # (…, n)
     v_prime = _threaded(np.add, _8, _11, out=_8)                # (…, n)
     # 4 m̂ ← m′ / (1 − β_1^{t}) ▷ m̂ ∈ ℝ^n; bias correction
     _13 = beta_1 ** t                                           # ()
     _14 = 1 - _13                                               # ()
-    m_hat = _threaded(np.divide, m_prime, _14, out=_buf(workspace, 'AdamW:f@1.2.5', batch + (n,), dtype)) # (…, n)
+    m_hat = _threaded(np.divide, m_prime, _14, out=_buf(workspace, 'AdamW:f@1(…, n)/5', batch + (n,), dtype)) # (…, n)
     # 5 v̂ ← v′ / (1 − β_2^{t}) ▷ v̂ ∈ ℝ^n
     _16 = beta_2 ** t                                           # ()
     _17 = 1 - _16                                               # ()
-    v_hat = _threaded(np.divide, v_prime, _17, out=_buf(workspace, 'AdamW:f@1.2.6', batch + (n,), dtype)) # (…, n)
+    v_hat = _threaded(np.divide, v_prime, _17, out=_buf(workspace, 'AdamW:f@1(…, n)/6', batch + (n,), dtype)) # (…, n)
     # 6 return θ′ = θ − η m̂ / (√v̂ + ε) ▷ θ′ ∈ ℝ^n
     _19 = _threaded(np.multiply, eta, m_hat, out=m_hat)         # (…, n)
     _20 = _threaded(np.sqrt, v_hat, out=v_hat)                  # (…, n)
-    _21 = _threaded(np.add, _20, eps, out=_buf(workspace, 'AdamW:f@1.2.7', batch + (n,), dtype)) # (…, n)
+    _21 = _threaded(np.add, _20, eps, out=_buf(workspace, 'AdamW:@top(…, n)/7', batch + (n,), dtype)) # (…, n)
     _22 = _threaded(np.divide, _19, _21, out=_19)               # (…, n)
     theta_prime = _threaded(np.subtract, theta_2, _22, out=theta_2) # (…, n)
     cache = {"n": n, "batch": batch, "dtype": dtype, "_20": _20, "_22": _22, "_17": _17, "_14": _14, "g": g, "_10": _10, "_9": _9, "_5": _5, "_1": _1}
@@ -150,13 +150,13 @@ def backward(config: Config, params: Params, cache: dict, d_theta_prime, d_m_pri
     _5 = cache["_5"]
     _1 = cache["_1"]
     # 6 return θ′ = θ − η m̂ / (√v̂ + ε) ▷ θ′ ∈ ℝ^n
-    g10001 = _threaded(np.negative, d_theta_prime, out=_buf(workspace, 'AdamW:b@1.1.1', batch + (n,), dtype)) # (…, n)
-    _21 = _threaded(np.add, _20, eps, out=_buf(workspace, 'AdamW:b@1.1.2', batch + (n,), dtype)) # (…, n)
-    g10002 = _threaded(np.divide, g10001, _21, out=_buf(workspace, 'AdamW:b@1.1.3', batch + (n,), dtype)) # (…, n)
+    g10001 = _threaded(np.negative, d_theta_prime, out=_buf(workspace, 'AdamW:@top(…, n)/1', batch + (n,), dtype)) # (…, n)
+    _21 = _threaded(np.add, _20, eps, out=_buf(workspace, 'AdamW:@top(…, n)/2', batch + (n,), dtype)) # (…, n)
+    g10002 = _threaded(np.divide, g10001, _21, out=_buf(workspace, 'AdamW:@top(…, n)/3', batch + (n,), dtype)) # (…, n)
     g10003 = _threaded(np.multiply, g10001, _22, out=g10001)    # (…, n)
     g10004 = _threaded(np.divide, g10003, _21, out=g10003)      # (…, n)
     g10005 = _threaded(np.negative, g10004, out=g10004)         # (…, n)
-    g10006 = np.multiply(_20, 2.0, out=_buf(workspace, 'AdamW:b@1.1.2', batch + (n,), dtype)) # (…, n)
+    g10006 = np.multiply(_20, 2.0, out=_buf(workspace, 'AdamW:@top(…, n)/2', batch + (n,), dtype)) # (…, n)
     d_v_hat = _threaded(np.divide, g10005, g10006, out=g10005)  # (…, n)
     d_m_hat = _threaded(np.multiply, g10002, eta, out=g10002)   # (…, n)
     # 5 v̂ ← v′ / (1 − β_2^{t}) ▷ v̂ ∈ ℝ^n
@@ -166,17 +166,17 @@ def backward(config: Config, params: Params, cache: dict, d_theta_prime, d_m_pri
     g10015 = _threaded(np.divide, d_m_hat, _14, out=d_m_hat)    # (…, n)
     d_m_prime_2 = _threaded(np.add, d_m_prime, g10015, out=g10015) # (…, n)
     # 3 v′ ← β_2 v + (1 − β_2) g ⊙ g ▷ v′ ∈ ℝ^n
-    g10020 = _threaded(np.multiply, d_v_prime_2, g, out=_buf(workspace, 'AdamW:b@1.1.2', batch + (n,), dtype)) # (…, n)
-    d_g = _threaded(np.multiply, d_v_prime_2, _10, out=_buf(workspace, 'AdamW:b@1.1.4', batch + (n,), dtype)) # (…, n)
+    g10020 = _threaded(np.multiply, d_v_prime_2, g, out=_buf(workspace, 'AdamW:@top(…, n)/2', batch + (n,), dtype)) # (…, n)
+    d_g = _threaded(np.multiply, d_v_prime_2, _10, out=_buf(workspace, 'AdamW:@top(…, n)/4', batch + (n,), dtype)) # (…, n)
     g10023 = _threaded(np.multiply, g10020, _9, out=g10020)     # (…, n)
     d_g_2 = _threaded(np.add, d_g, g10023, out=d_g)             # (…, n)
     d_v = _threaded(np.multiply, d_v_prime_2, beta_2, out=d_v_prime_2) # (…, n)
     # 2 m′ ← β_1 m + (1 − β_1) g ▷ m′ ∈ ℝ^n
-    g10028 = _threaded(np.multiply, d_m_prime_2, _5, out=_buf(workspace, 'AdamW:b@1.1.2', batch + (n,), dtype)) # (…, n)
+    g10028 = _threaded(np.multiply, d_m_prime_2, _5, out=_buf(workspace, 'AdamW:@top(…, n)/2', batch + (n,), dtype)) # (…, n)
     d_g_3 = _threaded(np.add, d_g_2, g10028, out=d_g_2)         # (…, n)
     d_m = _threaded(np.multiply, d_m_prime_2, beta_1, out=d_m_prime_2) # (…, n)
     # 1 θ ← θ − η λ θ ▷ θ ∈ ℝ^n; decoupled weight decay
-    g10032 = _threaded(np.negative, d_theta_prime, out=_buf(workspace, 'AdamW:b@1.1.2', batch + (n,), dtype)) # (…, n)
+    g10032 = _threaded(np.negative, d_theta_prime, out=_buf(workspace, 'AdamW:@top(…, n)/2', batch + (n,), dtype)) # (…, n)
     g10034 = _threaded(np.multiply, g10032, _1, out=g10032)     # (…, n)
     d_theta = _threaded(np.add, d_theta_prime, g10034, out=g10034) # (…, n)
     grads = Params()

@@ -112,28 +112,28 @@ def forward(config: Config, params: Params, X, Z, Mask, workspace: dict | None =
     dtype = np.result_type(W_q)
     batch = np.shape(X)[:np.ndim(X) - 2]
     # 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
-    _1 = np.matmul(W_q, X, out=_buf(workspace, 'Attention:f@1.1.1', batch + (d_attn, ell_x), dtype)) # (…, d_attn, ℓ_x)
+    _1 = np.matmul(W_q, X, out=_buf(workspace, 'Attention:f@1(…, d_attn, ℓ_x)/1', batch + (d_attn, ell_x), dtype)) # (…, d_attn, ℓ_x)
     _2 = np.expand_dims(b_q, -1)                                # (d_attn, 1)
     Q = _threaded(np.add, _1, _2, out=_1)                       # (…, d_attn, ℓ_x)
     # 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
-    _4 = np.matmul(W_k, Z, out=_buf(workspace, 'Attention:f@1.2.1', batch + (d_attn, ell_z), dtype)) # (…, d_attn, ℓ_z)
+    _4 = np.matmul(W_k, Z, out=_buf(workspace, 'Attention:f@1(…, d_attn, ℓ_z)/1', batch + (d_attn, ell_z), dtype)) # (…, d_attn, ℓ_z)
     _5 = np.expand_dims(b_k, -1)                                # (d_attn, 1)
     K = _threaded(np.add, _4, _5, out=_4)                       # (…, d_attn, ℓ_z)
     # 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
-    _7 = np.matmul(W_v, Z, out=_buf(workspace, 'Attention:f@1.3.1', batch + (d_out, ell_z), dtype)) # (…, d_out, ℓ_z)
+    _7 = np.matmul(W_v, Z, out=_buf(workspace, 'Attention:f@1(…, d_out, ℓ_z)/1', batch + (d_out, ell_z), dtype)) # (…, d_out, ℓ_z)
     _8 = np.expand_dims(b_v, -1)                                # (d_out, 1)
     V = _threaded(np.add, _7, _8, out=_7)                       # (…, d_out, ℓ_z)
     # 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
     _10 = np.swapaxes(K, -1, -2)                                # (…, ℓ_z, d_attn)
-    S = np.matmul(_10, Q, out=_buf(workspace, 'Attention:f@1.4.1', batch + (ell_z, ell_x), dtype)) # (…, ℓ_z, ℓ_x)
+    S = np.matmul(_10, Q, out=_buf(workspace, 'Attention:@top(…, ℓ_z, ℓ_x)/1', batch + (ell_z, ell_x), dtype)) # (…, ℓ_z, ℓ_x)
     # 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
     _12 = ~Mask                                                 # (ℓ_z, ℓ_x)
     _13 = _fill_where(S, _12, -np.inf)                          # (…, ℓ_z, ℓ_x)
     # 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
     _14 = math.sqrt(d_attn)                                     # ()
     _15 = _threaded(np.divide, _13, _14, out=_13)               # (…, ℓ_z, ℓ_x)
-    softmax_S = _softmax(_15, -2, _buf(workspace, 'Attention:f@1.4.2', batch + (ell_z, ell_x), dtype)) # (…, ℓ_z, ℓ_x)
-    V_tilde = np.matmul(V, softmax_S, out=_buf(workspace, 'Attention:f@1.6.1', batch + (d_out, ell_x), dtype)) # (…, d_out, ℓ_x)
+    softmax_S = _softmax(_15, -2, _buf(workspace, 'Attention:f@1(…, ℓ_z, ℓ_x)/2', batch + (ell_z, ell_x), dtype)) # (…, ℓ_z, ℓ_x)
+    V_tilde = np.matmul(V, softmax_S, out=_buf(workspace, 'Attention:f@1(…, d_out, ℓ_x)/1', batch + (d_out, ell_x), dtype)) # (…, d_out, ℓ_x)
     cache = {"d_attn": d_attn, "d_out": d_out, "d_x": d_x, "ell_x": ell_x, "d_z": d_z, "ell_z": ell_z, "batch": batch, "dtype": dtype, "V": V, "softmax_S": softmax_S, "_14": _14, "K": K, "Q": Q, "Z": Z, "X": X}
     return V_tilde, cache
 
@@ -164,44 +164,44 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     X = cache["X"]
     # 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
     g10001 = np.swapaxes(V, -1, -2)                             # (…, ℓ_z, d_out)
-    d_softmax_S = np.matmul(g10001, d_V_tilde, out=_buf(workspace, 'Attention:b@1.1.1', batch + (ell_z, ell_x), dtype)) # (…, ℓ_z, ℓ_x)
+    d_softmax_S = np.matmul(g10001, d_V_tilde, out=_buf(workspace, 'Attention:@top(…, ℓ_z, ℓ_x)/1', batch + (ell_z, ell_x), dtype)) # (…, ℓ_z, ℓ_x)
     g10003 = np.swapaxes(softmax_S, -1, -2)                     # (…, ℓ_x, ℓ_z)
-    d_V = np.matmul(d_V_tilde, g10003, out=_buf(workspace, 'Attention:b@1.2.1', batch + (d_out, ell_z), dtype)) # (…, d_out, ℓ_z)
-    g10005 = _softmax_grad(d_softmax_S, softmax_S, -2, _buf(workspace, 'Attention:b@1.1.2', batch + (ell_z, ell_x), dtype)) # (…, ℓ_z, ℓ_x)
+    d_V = np.matmul(d_V_tilde, g10003, out=_buf(workspace, 'Attention:@top(…, d_out, ℓ_z)/1', batch + (d_out, ell_z), dtype)) # (…, d_out, ℓ_z)
+    g10005 = _softmax_grad(d_softmax_S, softmax_S, -2, _buf(workspace, 'Attention:@top(…, ℓ_z, ℓ_x)/2', batch + (ell_z, ell_x), dtype)) # (…, ℓ_z, ℓ_x)
     d_S = _threaded(np.divide, g10005, _14, out=g10005)         # (…, ℓ_z, ℓ_x)
     # 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-    d_Q = np.matmul(K, d_S, out=_buf(workspace, 'Attention:b@1.3.1', batch + (d_attn, ell_x), dtype)) # (…, d_attn, ℓ_x)
+    d_Q = np.matmul(K, d_S, out=_buf(workspace, 'Attention:@top(…, d_attn, ℓ_x)/1', batch + (d_attn, ell_x), dtype)) # (…, d_attn, ℓ_x)
     g10013 = np.swapaxes(d_S, -1, -2)                           # (…, ℓ_x, ℓ_z)
-    d_K = np.matmul(Q, g10013, out=_buf(workspace, 'Attention:b@1.4.1', batch + (d_attn, ell_z), dtype)) # (…, d_attn, ℓ_z)
+    d_K = np.matmul(Q, g10013, out=_buf(workspace, 'Attention:@top(…, d_attn, ℓ_z)/1', batch + (d_attn, ell_z), dtype)) # (…, d_attn, ℓ_z)
     # 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
     g10015 = _sum_to(d_V, 2, (-1,))                             # (d_out, 1)
     d_b_v = np.squeeze(g10015, -1)                              # (d_out,)
     g10017 = np.swapaxes(W_v, -1, -2)                           # (d_z, d_out)
-    d_Z = np.matmul(g10017, d_V, out=_buf(workspace, 'Attention:b@1.5.1', batch + (d_z, ell_z), dtype)) # (…, d_z, ℓ_z)
+    d_Z = np.matmul(g10017, d_V, out=_buf(workspace, 'Attention:@top(…, d_z, ℓ_z)/1', batch + (d_z, ell_z), dtype)) # (…, d_z, ℓ_z)
     g10019 = np.swapaxes(d_V_tilde, -1, -2)                     # (…, ℓ_x, d_out)
-    g10020 = np.matmul(softmax_S, g10019, out=_buf(workspace, 'Attention:b@1.6.1', batch + (ell_z, d_out), dtype)) # (…, ℓ_z, d_out)
+    g10020 = np.matmul(softmax_S, g10019, out=_buf(workspace, 'Attention:@top(…, ℓ_z, d_out)/1', batch + (ell_z, d_out), dtype)) # (…, ℓ_z, d_out)
     g10021 = np.swapaxes(Z, -1, -2)                             # (…, ℓ_z, d_z)
-    d_W_v = _wgrad(g10020, g10021, _buf(workspace, 'Attention:b@1.7.1', (d_out, d_z), dtype)) # (d_out, d_z)
+    d_W_v = _wgrad(g10020, g10021, _buf(workspace, 'Attention:@top(d_out, d_z)/1', (d_out, d_z), dtype)) # (d_out, d_z)
     # 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
     g10023 = _sum_to(d_K, 2, (-1,))                             # (d_attn, 1)
     d_b_k = np.squeeze(g10023, -1)                              # (d_attn,)
     g10025 = np.swapaxes(W_k, -1, -2)                           # (d_z, d_attn)
-    g10026 = np.matmul(g10025, d_K, out=_buf(workspace, 'Attention:b@1.5.2', batch + (d_z, ell_z), dtype)) # (…, d_z, ℓ_z)
+    g10026 = np.matmul(g10025, d_K, out=_buf(workspace, 'Attention:@top(…, d_z, ℓ_z)/2', batch + (d_z, ell_z), dtype)) # (…, d_z, ℓ_z)
     g10027 = np.swapaxes(Q, -1, -2)                             # (…, ℓ_x, d_attn)
-    g10028 = np.matmul(d_S, g10027, out=_buf(workspace, 'Attention:b@1.8.1', batch + (ell_z, d_attn), dtype)) # (…, ℓ_z, d_attn)
+    g10028 = np.matmul(d_S, g10027, out=_buf(workspace, 'Attention:@top(…, ℓ_z, d_attn)/1', batch + (ell_z, d_attn), dtype)) # (…, ℓ_z, d_attn)
     g10029 = np.swapaxes(Z, -1, -2)                             # (…, ℓ_z, d_z)
-    d_W_k = _wgrad(g10028, g10029, _buf(workspace, 'Attention:b@1.9.1', (d_attn, d_z), dtype)) # (d_attn, d_z)
+    d_W_k = _wgrad(g10028, g10029, _buf(workspace, 'Attention:@top(d_attn, d_z)/1', (d_attn, d_z), dtype)) # (d_attn, d_z)
     d_Z_2 = _threaded(np.add, d_Z, g10026, out=d_Z)             # (…, d_z, ℓ_z)
     # 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
     g10032 = _sum_to(d_Q, 2, (-1,))                             # (d_attn, 1)
     d_b_q = np.squeeze(g10032, -1)                              # (d_attn,)
     g10034 = np.swapaxes(W_q, -1, -2)                           # (d_x, d_attn)
-    d_X = np.matmul(g10034, d_Q, out=_buf(workspace, 'Attention:b@1.10.1', batch + (d_x, ell_x), dtype)) # (…, d_x, ℓ_x)
+    d_X = np.matmul(g10034, d_Q, out=_buf(workspace, 'Attention:@top(…, d_x, ℓ_x)/1', batch + (d_x, ell_x), dtype)) # (…, d_x, ℓ_x)
     g10036 = np.swapaxes(d_S, -1, -2)                           # (…, ℓ_x, ℓ_z)
     g10037 = np.swapaxes(K, -1, -2)                             # (…, ℓ_z, d_attn)
-    g10038 = np.matmul(g10036, g10037, out=_buf(workspace, 'Attention:b@1.11.1', batch + (ell_x, d_attn), dtype)) # (…, ℓ_x, d_attn)
+    g10038 = np.matmul(g10036, g10037, out=_buf(workspace, 'Attention:@top(…, ℓ_x, d_attn)/1', batch + (ell_x, d_attn), dtype)) # (…, ℓ_x, d_attn)
     g10039 = np.swapaxes(X, -1, -2)                             # (…, ℓ_x, d_x)
-    d_W_q = _wgrad(g10038, g10039, _buf(workspace, 'Attention:b@1.12.1', (d_attn, d_x), dtype)) # (d_attn, d_x)
+    d_W_q = _wgrad(g10038, g10039, _buf(workspace, 'Attention:@top(d_attn, d_x)/1', (d_attn, d_x), dtype)) # (d_attn, d_x)
     grads = Params(W_q=d_W_q, b_q=d_b_q, W_k=d_W_k, b_k=d_b_k, W_v=d_W_v, b_v=d_b_v)
     return grads, {"X": d_X, "Z": d_Z_2}
 

@@ -110,15 +110,15 @@ def forward(config: Config, params: Params, X, m, workspace: dict | None = None)
     dtype = np.result_type(W_q)
     batch = np.shape(X)[:np.ndim(X) - 2]
     # 1 Q ← X W_q + b_q ▷ Q ∈ ℝ^{T×D}; queries, all heads
-    _1 = np.matmul(X, W_q, out=_buf(workspace, 'BERTSelfAttention:f@1.1.1', batch + (T, D), dtype)) # (…, T, D)
+    _1 = np.matmul(X, W_q, out=_buf(workspace, 'BERTSelfAttention:f@1(…, T, D)/1', batch + (T, D), dtype)) # (…, T, D)
     Q = _threaded(np.add, _1, b_q, out=_1)                      # (…, T, D)
     Q_shape = Q.shape
     # 2 K ← X W_k + b_k ▷ K ∈ ℝ^{T×D}; keys
-    _3 = np.matmul(X, W_k, out=_buf(workspace, 'BERTSelfAttention:f@1.1.2', batch + (T, D), dtype)) # (…, T, D)
+    _3 = np.matmul(X, W_k, out=_buf(workspace, 'BERTSelfAttention:f@1(…, T, D)/2', batch + (T, D), dtype)) # (…, T, D)
     K = _threaded(np.add, _3, b_k, out=_3)                      # (…, T, D)
     K_shape = K.shape
     # 3 V ← X W_v + b_v ▷ V ∈ ℝ^{T×D}; values
-    _5 = np.matmul(X, W_v, out=_buf(workspace, 'BERTSelfAttention:f@1.1.3', batch + (T, D), dtype)) # (…, T, D)
+    _5 = np.matmul(X, W_v, out=_buf(workspace, 'BERTSelfAttention:f@1(…, T, D)/3', batch + (T, D), dtype)) # (…, T, D)
     V = _threaded(np.add, _5, b_v, out=_5)                      # (…, T, D)
     V_shape = V.shape
     # 5 S_h ← Q[:, h · D / H : (h + 1) · D / H] K[:, h · D / H : (h + 1) · D / H]^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
@@ -129,7 +129,7 @@ def forward(config: Config, params: Params, X, m, workspace: dict | None = None)
     _11 = _10.reshape(_10.shape[:-1] + (H, D // H,))            # (…, T, H, D/H)
     _12 = _permute(_11, (-2, -3, -1))                           # (…, H, T, D/H)
     _13 = np.swapaxes(_12, -1, -2)                              # (…, H, D/H, T)
-    _14 = np.matmul(_9, _13, out=_buf(workspace, 'BERTSelfAttention:f@1.2.1', batch + (H, T, T), dtype)) # (…, H, T, T)
+    _14 = np.matmul(_9, _13, out=_buf(workspace, 'BERTSelfAttention:@top(…, H, T, T)/1', batch + (H, T, T), dtype)) # (…, H, T, T)
     _15 = D / H                                                 # ()
     _16 = math.sqrt(_15)                                        # ()
     S = _threaded(np.divide, _14, _16, out=_14)                 # (…, H, T, T)
@@ -138,17 +138,17 @@ def forward(config: Config, params: Params, X, m, workspace: dict | None = None)
     _19 = np.expand_dims(_18, (-3, -2))                         # (…, 1, 1, T)
     _20 = _fill_where(S, _19, -np.inf)                          # (…, H, T, T)
     # 7 Y_h ← softmax(S_h) V[:, h · D / H : (h + 1) · D / H] ▷ Y_h ∈ ℝ^{T×D/H}
-    softmax_S = _softmax(_20, -1, _buf(workspace, 'BERTSelfAttention:f@1.2.2', batch + (H, T, T), dtype)) # (…, H, T, T)
+    softmax_S = _softmax(_20, -1, _buf(workspace, 'BERTSelfAttention:f@1(…, H, T, T)/2', batch + (H, T, T), dtype)) # (…, H, T, T)
     _22 = _slice_in(V, -1, 0, D, 'BERTSelfAttention.card, line 19') # (…, T, D)
     _23 = _22.reshape(_22.shape[:-1] + (H, D // H,))            # (…, T, H, D/H)
     _24 = _permute(_23, (-2, -3, -1))                           # (…, H, T, D/H)
-    Y = np.matmul(softmax_S, _24, out=_buf(workspace, 'BERTSelfAttention:f@1.4.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    Y = np.matmul(softmax_S, _24, out=_buf(workspace, 'BERTSelfAttention:f@1(…, H, T, D/H)/1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     # 9 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     _26 = _permute(Y, (-2, -3, -1))                             # (…, T, H, D/H)
     shape_26 = _26.shape
     Y_2 = _26.reshape(_26.shape[:-2] + (D,))                    # (…, T, D)
     # 10 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
-    _28 = np.matmul(Y_2, W_o, out=_buf(workspace, 'BERTSelfAttention:f@1.1.4', batch + (T, D), dtype)) # (…, T, D)
+    _28 = np.matmul(Y_2, W_o, out=_buf(workspace, 'BERTSelfAttention:f@1(…, T, D)/4', batch + (T, D), dtype)) # (…, T, D)
     V_tilde = _threaded(np.add, _28, b_o, out=_28)              # (…, T, D)
     cache = {"D": D, "H": H, "T": T, "batch": batch, "dtype": dtype, "Y_2": Y_2, "shape_26": shape_26, "softmax_S": softmax_S, "_24": _24, "V_shape": V_shape, "_12": _12, "_9": _9, "_16": _16, "K_shape": K_shape, "Q_shape": Q_shape, "X": X}
     return V_tilde, cache
@@ -182,46 +182,46 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     W_q = params.W_q
     # 10 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
     d_b_o = _sum_to(d_V_tilde, 1, ())                           # (D,)
-    d_W_o = _wgrad(Y_2, d_V_tilde, _buf(workspace, 'BERTSelfAttention:b@1.1.1', (D, D), dtype)) # (D, D)
+    d_W_o = _wgrad(Y_2, d_V_tilde, _buf(workspace, 'BERTSelfAttention:@top(D, D)/1', (D, D), dtype)) # (D, D)
     g10003 = np.swapaxes(W_o, -1, -2)                           # (D, D)
-    d_Y_2 = np.matmul(d_V_tilde, g10003, out=_buf(workspace, 'BERTSelfAttention:b@1.2.1', batch + (T, D), dtype)) # (…, T, D)
+    d_Y_2 = np.matmul(d_V_tilde, g10003, out=_buf(workspace, 'BERTSelfAttention:@top(…, T, D)/1', batch + (T, D), dtype)) # (…, T, D)
     # 9 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     g10005 = d_Y_2.reshape(shape_26)                            # (…, T, H, D/H)
     d_Y = _permute(g10005, (-2, -3, -1))                        # (…, H, T, D/H)
     # 7 Y_h ← softmax(S_h) V[:, h · D / H : (h + 1) · D / H] ▷ Y_h ∈ ℝ^{T×D/H}
     g10007 = np.swapaxes(softmax_S, -1, -2)                     # (…, H, T, T)
-    g10008 = np.matmul(g10007, d_Y, out=_buf(workspace, 'BERTSelfAttention:b@1.3.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10008 = np.matmul(g10007, d_Y, out=_buf(workspace, 'BERTSelfAttention:@top(…, H, T, D/H)/1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10009 = np.swapaxes(_24, -1, -2)                           # (…, H, D/H, T)
-    d_softmax_S = np.matmul(d_Y, g10009, out=_buf(workspace, 'BERTSelfAttention:b@1.4.1', batch + (H, T, T), dtype)) # (…, H, T, T)
+    d_softmax_S = np.matmul(d_Y, g10009, out=_buf(workspace, 'BERTSelfAttention:@top(…, H, T, T)/1', batch + (H, T, T), dtype)) # (…, H, T, T)
     g10011 = _permute(g10008, (-2, -3, -1))                     # (…, T, H, D/H)
-    d_V = _unslice(g10011, V_shape, -1, 0, D, _buf(workspace, 'BERTSelfAttention:b@1.2.1', batch + (T, D), dtype)) # (…, T, D)
-    d_S = _softmax_grad(d_softmax_S, softmax_S, -1, _buf(workspace, 'BERTSelfAttention:b@1.4.2', batch + (H, T, T), dtype)) # (…, H, T, T)
+    d_V = _unslice(g10011, V_shape, -1, 0, D, _buf(workspace, 'BERTSelfAttention:@top(…, T, D)/1', batch + (T, D), dtype)) # (…, T, D)
+    d_S = _softmax_grad(d_softmax_S, softmax_S, -1, _buf(workspace, 'BERTSelfAttention:@top(…, H, T, T)/2', batch + (H, T, T), dtype)) # (…, H, T, T)
     # 5 S_h ← Q[:, h · D / H : (h + 1) · D / H] K[:, h · D / H : (h + 1) · D / H]^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
-    g10021 = np.matmul(d_S, _12, out=_buf(workspace, 'BERTSelfAttention:b@1.3.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10021 = np.matmul(d_S, _12, out=_buf(workspace, 'BERTSelfAttention:@top(…, H, T, D/H)/1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10024 = np.swapaxes(d_S, -1, -2)                           # (…, H, T, T)
-    g10025 = np.matmul(g10024, _9, out=_buf(workspace, 'BERTSelfAttention:b@1.3.2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10025 = np.matmul(g10024, _9, out=_buf(workspace, 'BERTSelfAttention:@top(…, H, T, D/H)/2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10027 = _permute(g10025, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10028 = _threaded(np.divide, g10027, _16, out=_buf(workspace, 'BERTSelfAttention:b@1.5.1', batch + (T, H, D // H), dtype)) # (…, T, H, D/H)
-    d_K = _unslice(g10028, K_shape, -1, 0, D, _buf(workspace, 'BERTSelfAttention:b@1.2.2', batch + (T, D), dtype)) # (…, T, D)
+    g10028 = _threaded(np.divide, g10027, _16, out=_buf(workspace, 'BERTSelfAttention:@top(…, T, H, D/H)/1', batch + (T, H, D // H), dtype)) # (…, T, H, D/H)
+    d_K = _unslice(g10028, K_shape, -1, 0, D, _buf(workspace, 'BERTSelfAttention:@top(…, T, D)/2', batch + (T, D), dtype)) # (…, T, D)
     g10031 = _permute(g10021, (-2, -3, -1))                     # (…, T, H, D/H)
-    g10032 = _threaded(np.divide, g10031, _16, out=_buf(workspace, 'BERTSelfAttention:b@1.5.1', batch + (T, H, D // H), dtype)) # (…, T, H, D/H)
-    d_Q = _unslice(g10032, Q_shape, -1, 0, D, _buf(workspace, 'BERTSelfAttention:b@1.2.3', batch + (T, D), dtype)) # (…, T, D)
+    g10032 = _threaded(np.divide, g10031, _16, out=_buf(workspace, 'BERTSelfAttention:@top(…, T, H, D/H)/1', batch + (T, H, D // H), dtype)) # (…, T, H, D/H)
+    d_Q = _unslice(g10032, Q_shape, -1, 0, D, _buf(workspace, 'BERTSelfAttention:@top(…, T, D)/3', batch + (T, D), dtype)) # (…, T, D)
     # 3 V ← X W_v + b_v ▷ V ∈ ℝ^{T×D}; values
     d_b_v = _sum_to(d_V, 1, ())                                 # (D,)
-    d_W_v = _wgrad(X, d_V, _buf(workspace, 'BERTSelfAttention:b@1.1.2', (D, D), dtype)) # (D, D)
+    d_W_v = _wgrad(X, d_V, _buf(workspace, 'BERTSelfAttention:@top(D, D)/2', (D, D), dtype)) # (D, D)
     g10037 = np.swapaxes(W_v, -1, -2)                           # (D, D)
-    d_X = np.matmul(d_V, g10037, out=_buf(workspace, 'BERTSelfAttention:b@1.2.4', batch + (T, D), dtype)) # (…, T, D)
+    d_X = np.matmul(d_V, g10037, out=_buf(workspace, 'BERTSelfAttention:@top(…, T, D)/4', batch + (T, D), dtype)) # (…, T, D)
     # 2 K ← X W_k + b_k ▷ K ∈ ℝ^{T×D}; keys
     d_b_k = _sum_to(d_K, 1, ())                                 # (D,)
-    d_W_k = _wgrad(X, d_K, _buf(workspace, 'BERTSelfAttention:b@1.1.3', (D, D), dtype)) # (D, D)
+    d_W_k = _wgrad(X, d_K, _buf(workspace, 'BERTSelfAttention:@top(D, D)/3', (D, D), dtype)) # (D, D)
     g10041 = np.swapaxes(W_k, -1, -2)                           # (D, D)
-    g10042 = np.matmul(d_K, g10041, out=_buf(workspace, 'BERTSelfAttention:b@1.2.5', batch + (T, D), dtype)) # (…, T, D)
+    g10042 = np.matmul(d_K, g10041, out=_buf(workspace, 'BERTSelfAttention:@top(…, T, D)/5', batch + (T, D), dtype)) # (…, T, D)
     d_X_2 = _threaded(np.add, d_X, g10042, out=d_X)             # (…, T, D)
     # 1 Q ← X W_q + b_q ▷ Q ∈ ℝ^{T×D}; queries, all heads
     d_b_q = _sum_to(d_Q, 1, ())                                 # (D,)
-    d_W_q = _wgrad(X, d_Q, _buf(workspace, 'BERTSelfAttention:b@1.1.4', (D, D), dtype)) # (D, D)
+    d_W_q = _wgrad(X, d_Q, _buf(workspace, 'BERTSelfAttention:@top(D, D)/4', (D, D), dtype)) # (D, D)
     g10046 = np.swapaxes(W_q, -1, -2)                           # (D, D)
-    g10047 = np.matmul(d_Q, g10046, out=_buf(workspace, 'BERTSelfAttention:b@1.2.5', batch + (T, D), dtype)) # (…, T, D)
+    g10047 = np.matmul(d_Q, g10046, out=_buf(workspace, 'BERTSelfAttention:@top(…, T, D)/5', batch + (T, D), dtype)) # (…, T, D)
     d_X_3 = _threaded(np.add, d_X_2, g10047, out=d_X_2)         # (…, T, D)
     grads = Params(W_q=d_W_q, W_k=d_W_k, W_v=d_W_v, b_q=d_b_q, b_k=d_b_k, b_v=d_b_v, W_o=d_W_o, b_o=d_b_o)
     return grads, {"X": d_X_3}

@@ -95,7 +95,7 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     dtype = np.result_type(W_qkv)
     batch = np.shape(X)[:np.ndim(X) - 2]
     # 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
-    _1 = np.matmul(X, W_qkv, out=_buf(workspace, 'CausalSelfAttention:f@1.1.1', batch + (T, 3*D), dtype)) # (…, T, 3·D)
+    _1 = np.matmul(X, W_qkv, out=_buf(workspace, 'CausalSelfAttention:f@1(…, T, 3·D)/1', batch + (T, 3*D), dtype)) # (…, T, 3·D)
     A = _threaded(np.add, _1, b_qkv, out=_1)                    # (…, T, 3·D)
     A_shape = A.shape
     # 3 Q_h ← A[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
@@ -112,7 +112,7 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     V = _permute(_10, (-2, -3, -1))                             # (…, H, T, D/H)
     # 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
     _12 = np.swapaxes(K, -1, -2)                                # (…, H, D/H, T)
-    _13 = np.matmul(Q, _12, out=_buf(workspace, 'CausalSelfAttention:f@1.2.1', batch + (H, T, T), dtype)) # (…, H, T, T)
+    _13 = np.matmul(Q, _12, out=_buf(workspace, 'CausalSelfAttention:@top(…, H, T, T)/1', batch + (H, T, T), dtype)) # (…, H, T, T)
     _14 = D / H                                                 # ()
     _15 = math.sqrt(_14)                                        # ()
     S = _threaded(np.divide, _13, _15, out=_13)                 # (…, H, T, T)
@@ -122,14 +122,14 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     _20 = _17 > _19                                             # (T, T)
     _21 = _fill_where(S, _20, -np.inf)                          # (…, H, T, T)
     # 8 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-    softmax_S = _softmax(_21, -1, _buf(workspace, 'CausalSelfAttention:f@1.2.2', batch + (H, T, T), dtype)) # (…, H, T, T)
-    Y = np.matmul(softmax_S, V, out=_buf(workspace, 'CausalSelfAttention:f@1.4.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    softmax_S = _softmax(_21, -1, _buf(workspace, 'CausalSelfAttention:f@1(…, H, T, T)/2', batch + (H, T, T), dtype)) # (…, H, T, T)
+    Y = np.matmul(softmax_S, V, out=_buf(workspace, 'CausalSelfAttention:f@1(…, H, T, D/H)/1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     # 10 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     _24 = _permute(Y, (-2, -3, -1))                             # (…, T, H, D/H)
     shape_24 = _24.shape
     Y_2 = _24.reshape(_24.shape[:-2] + (D,))                    # (…, T, D)
     # 11 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
-    _26 = np.matmul(Y_2, W_o, out=_buf(workspace, 'CausalSelfAttention:f@1.5.1', batch + (T, D), dtype)) # (…, T, D)
+    _26 = np.matmul(Y_2, W_o, out=_buf(workspace, 'CausalSelfAttention:f@1(…, T, D)/1', batch + (T, D), dtype)) # (…, T, D)
     V_tilde = _threaded(np.add, _26, b_o, out=_26)              # (…, T, D)
     cache = {"D": D, "H": H, "T": T, "batch": batch, "dtype": dtype, "Y_2": Y_2, "shape_24": shape_24, "softmax_S": softmax_S, "V": V, "K": K, "_15": _15, "Q": Q, "A_shape": A_shape, "X": X}
     return V_tilde, cache
@@ -159,27 +159,27 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     W_qkv = params.W_qkv
     # 11 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
     d_b_o = _sum_to(d_V_tilde, 1, ())                           # (D,)
-    d_W_o = _wgrad(Y_2, d_V_tilde, _buf(workspace, 'CausalSelfAttention:b@1.1.1', (D, D), dtype)) # (D, D)
+    d_W_o = _wgrad(Y_2, d_V_tilde, _buf(workspace, 'CausalSelfAttention:@top(D, D)/1', (D, D), dtype)) # (D, D)
     g10003 = np.swapaxes(W_o, -1, -2)                           # (D, D)
-    d_Y_2 = np.matmul(d_V_tilde, g10003, out=_buf(workspace, 'CausalSelfAttention:b@1.2.1', batch + (T, D), dtype)) # (…, T, D)
+    d_Y_2 = np.matmul(d_V_tilde, g10003, out=_buf(workspace, 'CausalSelfAttention:@top(…, T, D)/1', batch + (T, D), dtype)) # (…, T, D)
     # 10 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     g10005 = d_Y_2.reshape(shape_24)                            # (…, T, H, D/H)
     d_Y = _permute(g10005, (-2, -3, -1))                        # (…, H, T, D/H)
     # 8 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
     g10007 = np.swapaxes(softmax_S, -1, -2)                     # (…, H, T, T)
-    d_V = np.matmul(g10007, d_Y, out=_buf(workspace, 'CausalSelfAttention:b@1.3.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    d_V = np.matmul(g10007, d_Y, out=_buf(workspace, 'CausalSelfAttention:@top(…, H, T, D/H)/1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10009 = np.swapaxes(V, -1, -2)                             # (…, H, D/H, T)
-    d_softmax_S = np.matmul(d_Y, g10009, out=_buf(workspace, 'CausalSelfAttention:b@1.4.1', batch + (H, T, T), dtype)) # (…, H, T, T)
-    d_S = _softmax_grad(d_softmax_S, softmax_S, -1, _buf(workspace, 'CausalSelfAttention:b@1.4.2', batch + (H, T, T), dtype)) # (…, H, T, T)
+    d_softmax_S = np.matmul(d_Y, g10009, out=_buf(workspace, 'CausalSelfAttention:@top(…, H, T, T)/1', batch + (H, T, T), dtype)) # (…, H, T, T)
+    d_S = _softmax_grad(d_softmax_S, softmax_S, -1, _buf(workspace, 'CausalSelfAttention:@top(…, H, T, T)/2', batch + (H, T, T), dtype)) # (…, H, T, T)
     # 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
-    g10018 = np.matmul(d_S, K, out=_buf(workspace, 'CausalSelfAttention:b@1.3.2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10018 = np.matmul(d_S, K, out=_buf(workspace, 'CausalSelfAttention:@top(…, H, T, D/H)/2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     d_Q = _threaded(np.divide, g10018, _15, out=g10018)         # (…, H, T, D/H)
     g10021 = np.swapaxes(d_S, -1, -2)                           # (…, H, T, T)
-    g10022 = np.matmul(g10021, Q, out=_buf(workspace, 'CausalSelfAttention:b@1.3.3', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10022 = np.matmul(g10021, Q, out=_buf(workspace, 'CausalSelfAttention:@top(…, H, T, D/H)/3', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     d_K = _threaded(np.divide, g10022, _15, out=g10022)         # (…, H, T, D/H)
     # 5 V_h ← A[:, 2 · D + h · D / H : 2 · D + (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
     g10024 = _permute(d_V, (-2, -3, -1))                        # (…, T, H, D/H)
-    d_A = _unslice(g10024, A_shape, -1, 2*D, 3*D, _buf(workspace, 'CausalSelfAttention:b@1.5.1', batch + (T, 3*D), dtype)) # (…, T, 3·D)
+    d_A = _unslice(g10024, A_shape, -1, 2*D, 3*D, _buf(workspace, 'CausalSelfAttention:@top(…, T, 3·D)/1', batch + (T, 3*D), dtype)) # (…, T, 3·D)
     # 4 K_h ← A[:, D + h · D / H : D + (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
     g10027 = _permute(d_K, (-2, -3, -1))                        # (…, T, H, D/H)
     d_A_2 = _slice_add(d_A, g10027, -1, D, 2*D)                 # (…, T, 3·D)
@@ -188,9 +188,9 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     d_A_3 = _slice_add(d_A_2, g10031, -1, 0, D)                 # (…, T, 3·D)
     # 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
     d_b_qkv = _sum_to(d_A_3, 1, ())                             # (3·D,)
-    d_W_qkv = _wgrad(X, d_A_3, _buf(workspace, 'CausalSelfAttention:b@1.6.1', (D, 3*D), dtype)) # (D, 3·D)
+    d_W_qkv = _wgrad(X, d_A_3, _buf(workspace, 'CausalSelfAttention:@top(D, 3·D)/1', (D, 3*D), dtype)) # (D, 3·D)
     g10037 = np.swapaxes(W_qkv, -1, -2)                         # (3·D, D)
-    d_X = np.matmul(d_A_3, g10037, out=_buf(workspace, 'CausalSelfAttention:b@1.2.1', batch + (T, D), dtype)) # (…, T, D)
+    d_X = np.matmul(d_A_3, g10037, out=_buf(workspace, 'CausalSelfAttention:@top(…, T, D)/1', batch + (T, D), dtype)) # (…, T, D)
     grads = Params(W_qkv=d_W_qkv, b_qkv=d_b_qkv, W_o=d_W_o, b_o=d_b_o)
     return grads, {"X": d_X}
 

@@ -191,19 +191,19 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         beta1_l = beta1[l_]                                     # (d_e,)
         _8 = np.swapaxes(X_2, -1, -2)                           # (…, len_x, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _9 = np.sum(_8, axis=-1, out=_buf(workspace, 'DInference:f@2.1.1', batch + (len_x,), dtype)) # (…, len_x)
+        _9 = np.sum(_8, axis=-1, out=_buf(workspace, 'DInference:@loop1(…, len_x)/1', batch + (len_x,), dtype)) # (…, len_x)
         m = _threaded(np.divide, _9, d_e, out=_9)               # (…, len_x)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _11 = np.expand_dims(m, -1)                             # (…, len_x, 1)
         _12 = _threaded(np.subtract, _8, _11, out=_buf(workspace, ('DInference:f_12', l_), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-        _13 = _threaded(np.multiply, _12, _12, out=_buf(workspace, 'DInference:f@2.2.1', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        _13 = _threaded(np.multiply, _12, _12, out=_buf(workspace, 'DInference:@loop1(…, len_x, d_e)/1', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         _14 = np.sum(_13, axis=-1, out=_buf(workspace, ('DInference:f_14', l_), batch + (len_x,), dtype)) # (…, len_x)
         v = _threaded(np.divide, _14, d_e, out=_14)             # (…, len_x)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _16 = _threaded(np.sqrt, v, out=v)                      # (…, len_x)
         sigma = np.expand_dims(_16, -1)                         # (…, len_x, 1)
         x_hat = _threaded(np.divide, _12, sigma, out=_12)       # (…, len_x, d_e)
-        _19 = _threaded(np.multiply, x_hat, gamma1_l, out=_buf(workspace, 'DInference:f@2.2.1', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        _19 = _threaded(np.multiply, x_hat, gamma1_l, out=_buf(workspace, 'DInference:@loop1(…, len_x, d_e)/1', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         e_hat = _threaded(np.add, _19, beta1_l, out=_19)        # (…, len_x, d_e)
         # DTransformer 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         _21 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, len_x)
@@ -231,7 +231,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         V = _threaded(np.add, _33, _34, out=_33)                # (…, H, d_mid, len_x)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         _36 = np.swapaxes(K, -1, -2)                            # (…, H, len_x, d_attn)
-        S = np.matmul(_36, Q, out=_buf(workspace, 'DInference:f@2.3.1', batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
+        S = np.matmul(_36, Q, out=_buf(workspace, 'DInference:@loop1(…, H, len_x, len_x)/1', batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
         # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
         _39 = _fill_where(S, _38, -np.inf)                      # (…, H, len_x, len_x)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
@@ -252,19 +252,19 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         beta2_l = beta2[l_]                                     # (d_e,)
         _49 = np.swapaxes(X_3, -1, -2)                          # (…, len_x, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _50 = np.sum(_49, axis=-1, out=_buf(workspace, 'DInference:f@2.1.1', batch + (len_x,), dtype)) # (…, len_x)
+        _50 = np.sum(_49, axis=-1, out=_buf(workspace, 'DInference:@loop1(…, len_x)/1', batch + (len_x,), dtype)) # (…, len_x)
         m_2 = _threaded(np.divide, _50, d_e, out=_50)           # (…, len_x)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _52 = np.expand_dims(m_2, -1)                           # (…, len_x, 1)
         _53 = _threaded(np.subtract, _49, _52, out=_buf(workspace, ('DInference:f_53', l_), batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-        _54 = _threaded(np.multiply, _53, _53, out=_buf(workspace, 'DInference:f@2.2.1', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        _54 = _threaded(np.multiply, _53, _53, out=_buf(workspace, 'DInference:@loop1(…, len_x, d_e)/1', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         _55 = np.sum(_54, axis=-1, out=_buf(workspace, ('DInference:f_55', l_), batch + (len_x,), dtype)) # (…, len_x)
         v_2 = _threaded(np.divide, _55, d_e, out=_55)           # (…, len_x)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _57 = _threaded(np.sqrt, v_2, out=v_2)                  # (…, len_x)
         sigma_2 = np.expand_dims(_57, -1)                       # (…, len_x, 1)
         x_hat_2 = _threaded(np.divide, _53, sigma_2, out=_53)   # (…, len_x, d_e)
-        _60 = _threaded(np.multiply, x_hat_2, gamma2_l, out=_buf(workspace, 'DInference:f@2.2.1', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        _60 = _threaded(np.multiply, x_hat_2, gamma2_l, out=_buf(workspace, 'DInference:@loop1(…, len_x, d_e)/1', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         e_hat_2 = _threaded(np.add, _60, beta2_l, out=_60)      # (…, len_x, d_e)
         # DTransformer 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         _62 = np.swapaxes(e_hat_2, -1, -2)                      # (…, d_e, len_x)
@@ -276,7 +276,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         _64 = np.expand_dims(b_mlp1_l, -1)                      # (d_mlp, 1)
         _65 = _threaded(np.add, _63, _64, out=_63)              # (…, d_mlp, len_x)
         _66 = _gelu(_65, _buf(workspace, ('DInference:f_66', l_), batch + (d_mlp, len_x), dtype), workspace) # (…, d_mlp, len_x)
-        _67 = np.matmul(W_mlp2_l, _66, out=_buf(workspace, 'DInference:f@2.4.1', batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
+        _67 = np.matmul(W_mlp2_l, _66, out=_buf(workspace, 'DInference:@loop1(…, d_e, len_x)/1', batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
         _68 = _threaded(np.add, X_3, _67, out=X_3)              # (…, d_e, len_x)
         b_mlp2_l = b_mlp2[l_]                                   # (d_e,)
         _69 = np.expand_dims(b_mlp2_l, -1)                      # (d_e, 1)
@@ -287,25 +287,25 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
     # DTransformer 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
     _71 = np.swapaxes(X_5, -1, -2)                              # (…, len_x, d_e)
     # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-    _72 = np.sum(_71, axis=-1, out=_buf(workspace, 'DInference:f@1.4.1', batch + (len_x,), dtype)) # (…, len_x)
+    _72 = np.sum(_71, axis=-1, out=_buf(workspace, 'DInference:f@1(…, len_x)/1', batch + (len_x,), dtype)) # (…, len_x)
     m_3 = _threaded(np.divide, _72, d_e, out=_72)               # (…, len_x)
     # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
     _74 = np.expand_dims(m_3, -1)                               # (…, len_x, 1)
-    _75 = _threaded(np.subtract, _71, _74, out=_buf(workspace, 'DInference:f@1.1.1', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-    _76 = _threaded(np.multiply, _75, _75, out=_buf(workspace, 'DInference:f@1.1.2', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-    _77 = np.sum(_76, axis=-1, out=_buf(workspace, 'DInference:f@1.4.1', batch + (len_x,), dtype)) # (…, len_x)
+    _75 = _threaded(np.subtract, _71, _74, out=_buf(workspace, 'DInference:f@1(…, len_x, d_e)/1', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+    _76 = _threaded(np.multiply, _75, _75, out=_buf(workspace, 'DInference:@top(…, len_x, d_e)/2', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+    _77 = np.sum(_76, axis=-1, out=_buf(workspace, 'DInference:f@1(…, len_x)/1', batch + (len_x,), dtype)) # (…, len_x)
     v_3 = _threaded(np.divide, _77, d_e, out=_77)               # (…, len_x)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
     _79 = _threaded(np.sqrt, v_3, out=v_3)                      # (…, len_x)
     sigma_3 = np.expand_dims(_79, -1)                           # (…, len_x, 1)
     x_hat_3 = _threaded(np.divide, _75, sigma_3, out=_75)       # (…, len_x, d_e)
-    _82 = _threaded(np.multiply, x_hat_3, gamma, out=_buf(workspace, 'DInference:f@1.1.2', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+    _82 = _threaded(np.multiply, x_hat_3, gamma, out=_buf(workspace, 'DInference:@top(…, len_x, d_e)/2', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
     e_hat_3 = _threaded(np.add, _82, beta, out=_82)             # (…, len_x, d_e)
     # DTransformer 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
     _84 = np.swapaxes(e_hat_3, -1, -2)                          # (…, d_e, len_x)
     # DTransformer 11 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}
-    _85 = np.matmul(W_u, _84, out=_buf(workspace, 'DInference:f@1.5.1', batch + (N_V, len_x), dtype)) # (…, N_V, len_x)
-    P = _softmax(_85, -2, _buf(workspace, 'DInference:f@1.5.2', batch + (N_V, len_x), dtype)) # (…, N_V, len_x)
+    _85 = np.matmul(W_u, _84, out=_buf(workspace, 'DInference:@top(…, N_V, len_x)/1', batch + (N_V, len_x), dtype)) # (…, N_V, len_x)
+    P = _softmax(_85, -2, _buf(workspace, 'DInference:f@1(…, N_V, len_x)/2', batch + (N_V, len_x), dtype)) # (…, N_V, len_x)
     cache = {"N_V": N_V, "len_x": len_x, "H": H, "L": L, "d_attn": d_attn, "d_e": d_e, "d_mid": d_mid, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "P": P, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_40": _40, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l_": saved_l_}
     return P, cache
 
@@ -339,22 +339,22 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     _1 = cache["_1"]
     saved_l_ = cache["saved_l_"]
     # DTransformer 11 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}
-    g10001 = _softmax_grad(d_P, P, -2, _buf(workspace, 'DInference:b@1.1.1', batch + (N_V, len_x), dtype)) # (…, N_V, len_x)
+    g10001 = _softmax_grad(d_P, P, -2, _buf(workspace, 'DInference:@top(…, N_V, len_x)/1', batch + (N_V, len_x), dtype)) # (…, N_V, len_x)
     g10004 = np.swapaxes(g10001, -1, -2)                        # (…, len_x, N_V)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-    _82 = _threaded(np.multiply, x_hat_3, gamma, out=_buf(workspace, 'DInference:b@1.2.1', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+    _82 = _threaded(np.multiply, x_hat_3, gamma, out=_buf(workspace, 'DInference:@top(…, len_x, d_e)/1', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
     e_hat_3 = _threaded(np.add, _82, beta, out=_82)             # (…, len_x, d_e)
     # DTransformer 11 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}
-    d_W_u = _wgrad(g10004, e_hat_3, _buf(workspace, 'DInference:b@1.3.1', (N_V, d_e), dtype)) # (N_V, d_e)
+    d_W_u = _wgrad(g10004, e_hat_3, _buf(workspace, 'DInference:@top(N_V, d_e)/1', (N_V, d_e), dtype)) # (N_V, d_e)
     # DTransformer 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
     g10006 = np.swapaxes(g10001, -1, -2)                        # (…, len_x, N_V)
-    d_e_hat_3 = np.matmul(g10006, W_u, out=_buf(workspace, 'DInference:b@1.2.1', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+    d_e_hat_3 = np.matmul(g10006, W_u, out=_buf(workspace, 'DInference:@top(…, len_x, d_e)/1', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
     d_beta = _sum_to(d_e_hat_3, 1, ())                          # (d_e,)
-    d_x_hat_3 = _threaded(np.multiply, d_e_hat_3, gamma, out=_buf(workspace, 'DInference:b@1.2.2', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-    g10010 = _threaded(np.multiply, d_e_hat_3, x_hat_3, out=_buf(workspace, 'DInference:b@1.2.3', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+    d_x_hat_3 = _threaded(np.multiply, d_e_hat_3, gamma, out=_buf(workspace, 'DInference:@top(…, len_x, d_e)/2', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+    g10010 = _threaded(np.multiply, d_e_hat_3, x_hat_3, out=_buf(workspace, 'DInference:@top(…, len_x, d_e)/3', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
     d_gamma = _sum_to(g10010, 1, ())                            # (d_e,)
-    g10012 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'DInference:b@1.2.4', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+    g10012 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'DInference:@top(…, len_x, d_e)/4', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
     # DTransformer 10 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_e×ℓ}
     d_X_5 = np.swapaxes(g10012, -1, -2)                         # (…, d_e, len_x)
     g10014 = d_X_5
@@ -396,59 +396,59 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         g10015 = _sum_to(g10014, 2, (-1,))                      # (d_e, 1)
         d_b_mlp2_l = np.squeeze(g10015, -1)                     # (d_e,)
         g10017 = np.swapaxes(W_mlp2_l, -1, -2)                  # (d_mlp, d_e)
-        g10018 = np.matmul(g10017, g10014, out=_buf(workspace, 'DInference:b@2.1.1', batch + (d_mlp, len_x), dtype)) # (…, d_mlp, len_x)
+        g10018 = np.matmul(g10017, g10014, out=_buf(workspace, 'DInference:@loop1(…, d_mlp, len_x)/1', batch + (d_mlp, len_x), dtype)) # (…, d_mlp, len_x)
         g10019 = np.swapaxes(g10014, -1, -2)                    # (…, len_x, d_e)
         g10020 = np.swapaxes(_66, -1, -2)                       # (…, len_x, d_mlp)
-        d_W_mlp2_l = _wgrad(g10019, g10020, _buf(workspace, 'DInference:b@2.2.1', (d_e, d_mlp), dtype)) # (d_e, d_mlp)
-        g10022 = _gelu_grad(g10018, _65, _66, _buf(workspace, 'DInference:b@2.1.2', batch + (d_mlp, len_x), dtype), workspace) # (…, d_mlp, len_x)
+        d_W_mlp2_l = _wgrad(g10019, g10020, _buf(workspace, 'DInference:@loop1(d_e, d_mlp)/1', (d_e, d_mlp), dtype)) # (d_e, d_mlp)
+        g10022 = _gelu_grad(g10018, _65, _66, _buf(workspace, 'DInference:@loop1(…, d_mlp, len_x)/2', batch + (d_mlp, len_x), dtype), workspace) # (…, d_mlp, len_x)
         g10023 = _sum_to(g10022, 2, (-1,))                      # (d_mlp, 1)
         d_b_mlp1_l = np.squeeze(g10023, -1)                     # (d_mlp,)
         g10027 = np.swapaxes(g10022, -1, -2)                    # (…, len_x, d_mlp)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        _60 = _threaded(np.multiply, x_hat_2, gamma2_l, out=_buf(workspace, 'DInference:b@2.3.1', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        _60 = _threaded(np.multiply, x_hat_2, gamma2_l, out=_buf(workspace, 'DInference:@loop1(…, len_x, d_e)/1', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         e_hat_2 = _threaded(np.add, _60, beta2_l, out=_60)      # (…, len_x, d_e)
         # DTransformer 8 X ← X + W^l_mlp2 GELU(W^l_mlp1 X̃ + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
-        d_W_mlp1_l = _wgrad(g10027, e_hat_2, _buf(workspace, 'DInference:b@2.4.1', (d_mlp, d_e), dtype)) # (d_mlp, d_e)
+        d_W_mlp1_l = _wgrad(g10027, e_hat_2, _buf(workspace, 'DInference:@loop1(d_mlp, d_e)/1', (d_mlp, d_e), dtype)) # (d_mlp, d_e)
         # DTransformer 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         g10029 = np.swapaxes(g10022, -1, -2)                    # (…, len_x, d_mlp)
-        d_e_hat_2 = np.matmul(g10029, W_mlp1_l, out=_buf(workspace, 'DInference:b@2.3.1', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        d_e_hat_2 = np.matmul(g10029, W_mlp1_l, out=_buf(workspace, 'DInference:@loop1(…, len_x, d_e)/1', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta2_l = _sum_to(d_e_hat_2, 1, ())                   # (d_e,)
-        d_x_hat_2 = _threaded(np.multiply, d_e_hat_2, gamma2_l, out=_buf(workspace, 'DInference:b@2.3.2', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-        g10033 = _threaded(np.multiply, d_e_hat_2, x_hat_2, out=_buf(workspace, 'DInference:b@2.3.3', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        d_x_hat_2 = _threaded(np.multiply, d_e_hat_2, gamma2_l, out=_buf(workspace, 'DInference:@loop1(…, len_x, d_e)/2', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        g10033 = _threaded(np.multiply, d_e_hat_2, x_hat_2, out=_buf(workspace, 'DInference:@loop1(…, len_x, d_e)/3', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         d_gamma2_l = _sum_to(g10033, 1, ())                     # (d_e,)
-        g10035 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, 'DInference:b@2.3.4', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        g10035 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, 'DInference:@loop1(…, len_x, d_e)/4', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         # DTransformer 7 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         g10036 = np.swapaxes(g10035, -1, -2)                    # (…, d_e, len_x)
-        d_X_3 = _threaded(np.add, g10014, g10036, out=_buf(workspace, 'DInference:b@2.5.1', batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
+        d_X_3 = _threaded(np.add, g10014, g10036, out=_buf(workspace, 'DInference:@loop1(…, d_e, len_x)/1', batch + (d_e, len_x), dtype)) # (…, d_e, len_x)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10038 = _sum_to(d_X_3, 2, (-1,))                       # (d_e, 1)
         d_b_o_l = np.squeeze(g10038, -1)                        # (d_e,)
         g10040 = np.swapaxes(W_o_l, -1, -2)                     # (H·d_mid, d_e)
-        d_Y = np.matmul(g10040, d_X_3, out=_buf(workspace, 'DInference:b@2.6.1', batch + (H*d_mid, len_x), dtype)) # (…, H·d_mid, len_x)
+        d_Y = np.matmul(g10040, d_X_3, out=_buf(workspace, 'DInference:@loop1(…, H·d_mid, len_x)/1', batch + (H*d_mid, len_x), dtype)) # (…, H·d_mid, len_x)
         g10042 = np.swapaxes(d_X_3, -1, -2)                     # (…, len_x, d_e)
         g10043 = np.swapaxes(Y, -1, -2)                         # (…, len_x, H·d_mid)
-        d_W_o_l = _wgrad(g10042, g10043, _buf(workspace, 'DInference:b@2.7.1', (d_e, H*d_mid), dtype)) # (d_e, H·d_mid)
+        d_W_o_l = _wgrad(g10042, g10043, _buf(workspace, 'DInference:@loop1(d_e, H·d_mid)/1', (d_e, H*d_mid), dtype)) # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         d_V_tilde = d_Y.reshape(V_tilde_shape)                  # (…, H, d_mid, len_x)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10046 = np.swapaxes(V, -1, -2)                         # (…, H, len_x, d_mid)
-        d_softmax_S = np.matmul(g10046, d_V_tilde, out=_buf(workspace, 'DInference:b@2.8.1', batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
+        d_softmax_S = np.matmul(g10046, d_V_tilde, out=_buf(workspace, 'DInference:@loop1(…, H, len_x, len_x)/1', batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
         g10048 = np.swapaxes(softmax_S, -1, -2)                 # (…, H, len_x, len_x)
-        d_V = np.matmul(d_V_tilde, g10048, out=_buf(workspace, 'DInference:b@2.9.1', batch + (H, d_mid, len_x), dtype)) # (…, H, d_mid, len_x)
-        g10050 = _softmax_grad(d_softmax_S, softmax_S, -2, _buf(workspace, 'DInference:b@2.8.2', batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
-        d_S = _threaded(np.divide, g10050, _40, out=_buf(workspace, 'DInference:b@2.8.3', batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
+        d_V = np.matmul(d_V_tilde, g10048, out=_buf(workspace, 'DInference:@loop1(…, H, d_mid, len_x)/1', batch + (H, d_mid, len_x), dtype)) # (…, H, d_mid, len_x)
+        g10050 = _softmax_grad(d_softmax_S, softmax_S, -2, _buf(workspace, 'DInference:@loop1(…, H, len_x, len_x)/2', batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
+        d_S = _threaded(np.divide, g10050, _40, out=_buf(workspace, 'DInference:@loop1(…, H, len_x, len_x)/3', batch + (H, len_x, len_x), dtype)) # (…, H, len_x, len_x)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        d_Q = np.matmul(K, d_S, out=_buf(workspace, 'DInference:b@2.10.1', batch + (H, d_attn, len_x), dtype)) # (…, H, d_attn, len_x)
+        d_Q = np.matmul(K, d_S, out=_buf(workspace, 'DInference:@loop1(…, H, d_attn, len_x)/1', batch + (H, d_attn, len_x), dtype)) # (…, H, d_attn, len_x)
         g10058 = np.swapaxes(d_S, -1, -2)                       # (…, H, len_x, len_x)
-        d_K = np.matmul(Q, g10058, out=_buf(workspace, 'DInference:b@2.10.2', batch + (H, d_attn, len_x), dtype)) # (…, H, d_attn, len_x)
+        d_K = np.matmul(Q, g10058, out=_buf(workspace, 'DInference:@loop1(…, H, d_attn, len_x)/2', batch + (H, d_attn, len_x), dtype)) # (…, H, d_attn, len_x)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
         g10060 = _sum_to(d_V, 3, (-1,))                         # (H, d_mid, 1)
         d_b_v_l = np.squeeze(g10060, -1)                        # (H, d_mid)
         g10062 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
-        g10063 = np.matmul(g10062, d_V, out=_buf(workspace, 'DInference:b@2.11.1', batch + (H, d_e, len_x), dtype)) # (…, H, d_e, len_x)
+        g10063 = np.matmul(g10062, d_V, out=_buf(workspace, 'DInference:@loop1(…, H, d_e, len_x)/1', batch + (H, d_e, len_x), dtype)) # (…, H, d_e, len_x)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        _19 = _threaded(np.multiply, x_hat, gamma1_l, out=_buf(workspace, 'DInference:b@2.3.5', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        _19 = _threaded(np.multiply, x_hat, gamma1_l, out=_buf(workspace, 'DInference:@loop1(…, len_x, d_e)/5', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         e_hat = _threaded(np.add, _19, beta1_l, out=_19)        # (…, len_x, d_e)
         # DTransformer 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         _21 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, len_x)
@@ -456,26 +456,26 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         _26 = np.expand_dims(_21, -3)                           # (…, 1, d_e, len_x)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
         g10064 = np.swapaxes(_26, -1, -2)                       # (…, 1, len_x, d_e)
-        g10065 = np.matmul(d_V, g10064, out=_buf(workspace, 'DInference:b@2.12.1', batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        g10065 = np.matmul(d_V, g10064, out=_buf(workspace, 'DInference:@loop1(…, H, d_mid, d_e)/1', batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
         d_W_v_l = _sum_to(g10065, 3, ())                        # (H, d_mid, d_e)
         g10067 = _sum_to(g10063, None, (-3,))                   # (…, 1, d_e, len_x)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
         g10068 = _sum_to(d_K, 3, (-1,))                         # (H, d_attn, 1)
         d_b_k_l = np.squeeze(g10068, -1)                        # (H, d_attn)
         g10070 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
-        g10071 = np.matmul(g10070, d_K, out=_buf(workspace, 'DInference:b@2.11.2', batch + (H, d_e, len_x), dtype)) # (…, H, d_e, len_x)
+        g10071 = np.matmul(g10070, d_K, out=_buf(workspace, 'DInference:@loop1(…, H, d_e, len_x)/2', batch + (H, d_e, len_x), dtype)) # (…, H, d_e, len_x)
         g10072 = np.swapaxes(_26, -1, -2)                       # (…, 1, len_x, d_e)
-        g10073 = np.matmul(d_K, g10072, out=_buf(workspace, 'DInference:b@2.13.1', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        g10073 = np.matmul(d_K, g10072, out=_buf(workspace, 'DInference:@loop1(…, H, d_attn, d_e)/1', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         d_W_k_l = _sum_to(g10073, 3, ())                        # (H, d_attn, d_e)
         g10075 = _sum_to(g10071, None, (-3,))                   # (…, 1, d_e, len_x)
-        g10076 = _threaded(np.add, g10067, g10075, out=_buf(workspace, 'DInference:b@2.14.1', batch + (1, d_e, len_x), dtype)) # (…, 1, d_e, len_x)
+        g10076 = _threaded(np.add, g10067, g10075, out=_buf(workspace, 'DInference:@loop1(…, 1, d_e, len_x)/1', batch + (1, d_e, len_x), dtype)) # (…, 1, d_e, len_x)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
         g10077 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
         d_b_q_l = np.squeeze(g10077, -1)                        # (H, d_attn)
         g10079 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
-        g10080 = np.matmul(g10079, d_Q, out=_buf(workspace, 'DInference:b@2.11.2', batch + (H, d_e, len_x), dtype)) # (…, H, d_e, len_x)
+        g10080 = np.matmul(g10079, d_Q, out=_buf(workspace, 'DInference:@loop1(…, H, d_e, len_x)/2', batch + (H, d_e, len_x), dtype)) # (…, H, d_e, len_x)
         g10081 = np.swapaxes(_26, -1, -2)                       # (…, 1, len_x, d_e)
-        g10082 = np.matmul(d_Q, g10081, out=_buf(workspace, 'DInference:b@2.13.2', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        g10082 = np.matmul(d_Q, g10081, out=_buf(workspace, 'DInference:@loop1(…, H, d_attn, d_e)/2', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         d_W_q_l = _sum_to(g10082, 3, ())                        # (H, d_attn, d_e)
         g10084 = _sum_to(g10080, None, (-3,))                   # (…, 1, d_e, len_x)
         g10085 = _threaded(np.add, g10076, g10084, out=g10076)  # (…, 1, d_e, len_x)
@@ -484,10 +484,10 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         d_e_hat = np.swapaxes(g10086, -1, -2)                   # (…, len_x, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta1_l = _sum_to(d_e_hat, 1, ())                     # (d_e,)
-        d_x_hat = _threaded(np.multiply, d_e_hat, gamma1_l, out=_buf(workspace, 'DInference:b@2.3.5', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
-        g10090 = _threaded(np.multiply, d_e_hat, x_hat, out=_buf(workspace, 'DInference:b@2.3.6', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        d_x_hat = _threaded(np.multiply, d_e_hat, gamma1_l, out=_buf(workspace, 'DInference:@loop1(…, len_x, d_e)/5', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        g10090 = _threaded(np.multiply, d_e_hat, x_hat, out=_buf(workspace, 'DInference:@loop1(…, len_x, d_e)/6', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         d_gamma1_l = _sum_to(g10090, 1, ())                     # (d_e,)
-        g10092 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'DInference:b@2.3.7', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
+        g10092 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'DInference:@loop1(…, len_x, d_e)/7', batch + (len_x, d_e), dtype)) # (…, len_x, d_e)
         # DTransformer 5 for t ∈ [ℓ] : X̃[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X̃ ∈ ℝ^{d_e×ℓ}
         g10093 = np.swapaxes(g10092, -1, -2)                    # (…, d_e, len_x)
         d_X_2 = _threaded(np.add, d_X_3, g10093, out=_buf(workspace, ('DInference:bd_X_2', l_ % 2), batch + (d_e, len_x), dtype)) # (…, d_e, len_x)

@@ -306,7 +306,7 @@ def forward(config: Config, params: Params, z, x_hat, workspace: dict | None = N
         V = _threaded(np.add, _15, _16, out=_15)                # (…, H, d_mid, ℓ_z)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         _18 = np.swapaxes(K, -1, -2)                            # (…, H, ℓ_z, d_attn)
-        S = np.matmul(_18, Q, out=_buf(workspace, 'EDInference:f@2.1.1', batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
+        S = np.matmul(_18, Q, out=_buf(workspace, 'EDInference:@loop1(…, H, ℓ_z, ℓ_z)/1', batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _21 = _threaded(np.divide, S, _20, out=S)               # (…, H, ℓ_z, ℓ_z)
         softmax_S = _softmax(_21, -2, _buf(workspace, ('EDInference:fsoftmax_S', l_), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
@@ -315,7 +315,7 @@ def forward(config: Config, params: Params, z, x_hat, workspace: dict | None = N
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         Y = V_tilde.reshape(V_tilde.shape[:-3] + (H*d_mid,) + V_tilde.shape[-3 + 2:]) # (…, H·d_mid, ℓ_z)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _25 = np.matmul(W_o_l, Y, out=_buf(workspace, 'EDInference:f@2.2.1', batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
+        _25 = np.matmul(W_o_l, Y, out=_buf(workspace, 'EDInference:@loop1(…, d_e, ℓ_z)/1', batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
         _26 = np.expand_dims(b_o_l, -1)                         # (d_e, 1)
         V_tilde_2 = _threaded(np.add, _25, _26, out=_25)        # (…, d_e, ℓ_z)
         # EDTransformer 5 Z ← Z + MHAttention(Z | 𝓦^enc_l, Mask = 1) ▷ Z ∈ ℝ^{d_e×ℓ_z}
@@ -325,19 +325,19 @@ def forward(config: Config, params: Params, z, x_hat, workspace: dict | None = N
         beta1_l = beta1[l_]                                     # (d_e,)
         _29 = np.swapaxes(Z_3, -1, -2)                          # (…, ℓ_z, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _30 = np.sum(_29, axis=-1, out=_buf(workspace, 'EDInference:f@2.3.1', batch + (ell_z,), dtype)) # (…, ℓ_z)
+        _30 = np.sum(_29, axis=-1, out=_buf(workspace, 'EDInference:@loop1(…, ℓ_z)/1', batch + (ell_z,), dtype)) # (…, ℓ_z)
         m = _threaded(np.divide, _30, d_e, out=_30)             # (…, ℓ_z)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _32 = np.expand_dims(m, -1)                             # (…, ℓ_z, 1)
         _33 = _threaded(np.subtract, _29, _32, out=_buf(workspace, ('EDInference:f_33', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        _34 = _threaded(np.multiply, _33, _33, out=_buf(workspace, 'EDInference:f@2.4.1', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        _34 = _threaded(np.multiply, _33, _33, out=_buf(workspace, 'EDInference:@loop1(…, ℓ_z, d_e)/1', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         _35 = np.sum(_34, axis=-1, out=_buf(workspace, ('EDInference:f_35', l_), batch + (ell_z,), dtype)) # (…, ℓ_z)
         v = _threaded(np.divide, _35, d_e, out=_35)             # (…, ℓ_z)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _37 = _threaded(np.sqrt, v, out=v)                      # (…, ℓ_z)
         sigma = np.expand_dims(_37, -1)                         # (…, ℓ_z, 1)
         x_hat_2 = _threaded(np.divide, _33, sigma, out=_33)     # (…, ℓ_z, d_e)
-        _40 = _threaded(np.multiply, x_hat_2, gamma1_l, out=_buf(workspace, 'EDInference:f@2.4.1', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        _40 = _threaded(np.multiply, x_hat_2, gamma1_l, out=_buf(workspace, 'EDInference:@loop1(…, ℓ_z, d_e)/1', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         e_hat = _threaded(np.add, _40, beta1_l, out=_40)        # (…, ℓ_z, d_e)
         # EDTransformer 6 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^1_l, β^1_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         _42 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ_z)
@@ -349,7 +349,7 @@ def forward(config: Config, params: Params, z, x_hat, workspace: dict | None = N
         _44 = np.expand_dims(b_mlp1_l, -1)                      # (d_mlp, 1)
         _45 = _threaded(np.add, _43, _44, out=_43)              # (…, d_mlp, ℓ_z)
         _46 = np.maximum(_45, 0)                                # (…, d_mlp, ℓ_z)
-        _47 = np.matmul(W_mlp2_l, _46, out=_buf(workspace, 'EDInference:f@2.2.1', batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
+        _47 = np.matmul(W_mlp2_l, _46, out=_buf(workspace, 'EDInference:@loop1(…, d_e, ℓ_z)/1', batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
         _48 = _threaded(np.add, _42, _47, out=_47)              # (…, d_e, ℓ_z)
         b_mlp2_l = b_mlp2[l_]                                   # (d_e,)
         _49 = np.expand_dims(b_mlp2_l, -1)                      # (d_e, 1)
@@ -359,12 +359,12 @@ def forward(config: Config, params: Params, z, x_hat, workspace: dict | None = N
         beta2_l = beta2[l_]                                     # (d_e,)
         _51 = np.swapaxes(Z_4, -1, -2)                          # (…, ℓ_z, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _52 = np.sum(_51, axis=-1, out=_buf(workspace, 'EDInference:f@2.3.1', batch + (ell_z,), dtype)) # (…, ℓ_z)
+        _52 = np.sum(_51, axis=-1, out=_buf(workspace, 'EDInference:@loop1(…, ℓ_z)/1', batch + (ell_z,), dtype)) # (…, ℓ_z)
         m_2 = _threaded(np.divide, _52, d_e, out=_52)           # (…, ℓ_z)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _54 = np.expand_dims(m_2, -1)                           # (…, ℓ_z, 1)
         _55 = _threaded(np.subtract, _51, _54, out=_buf(workspace, ('EDInference:f_55', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        _56 = _threaded(np.multiply, _55, _55, out=_buf(workspace, 'EDInference:f@2.4.1', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        _56 = _threaded(np.multiply, _55, _55, out=_buf(workspace, 'EDInference:@loop1(…, ℓ_z, d_e)/1', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         _57 = np.sum(_56, axis=-1, out=_buf(workspace, ('EDInference:f_57', l_), batch + (ell_z,), dtype)) # (…, ℓ_z)
         v_2 = _threaded(np.divide, _57, d_e, out=_57)           # (…, ℓ_z)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
@@ -420,7 +420,7 @@ def forward(config: Config, params: Params, z, x_hat, workspace: dict | None = N
         V_2 = _threaded(np.add, _81, _82, out=_81)              # (…, H, d_mid, len_x_hat)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         _84 = np.swapaxes(K_2, -1, -2)                          # (…, H, len_x_hat, d_attn)
-        S_2 = np.matmul(_84, Q_2, out=_buf(workspace, 'EDInference:f@3.1.1', batch + (H, len_x_hat, len_x_hat), dtype)) # (…, H, len_x_hat, len_x_hat)
+        S_2 = np.matmul(_84, Q_2, out=_buf(workspace, 'EDInference:@loop2(…, H, len_x_hat, len_x_hat)/1', batch + (H, len_x_hat, len_x_hat), dtype)) # (…, H, len_x_hat, len_x_hat)
         # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
         _87 = _fill_where(S_2, _86, -np.inf)                    # (…, H, len_x_hat, len_x_hat)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
@@ -431,7 +431,7 @@ def forward(config: Config, params: Params, z, x_hat, workspace: dict | None = N
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         Y_2 = V_tilde_3.reshape(V_tilde_3.shape[:-3] + (H*d_mid,) + V_tilde_3.shape[-3 + 2:]) # (…, H·d_mid, len_x_hat)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _93 = np.matmul(W_o_2_l_2, Y_2, out=_buf(workspace, 'EDInference:f@3.2.1', batch + (d_e, len_x_hat), dtype)) # (…, d_e, len_x_hat)
+        _93 = np.matmul(W_o_2_l_2, Y_2, out=_buf(workspace, 'EDInference:@loop2(…, d_e, len_x_hat)/1', batch + (d_e, len_x_hat), dtype)) # (…, d_e, len_x_hat)
         _94 = np.expand_dims(b_o_2_l_2, -1)                     # (d_e, 1)
         V_tilde_4 = _threaded(np.add, _93, _94, out=_93)        # (…, d_e, len_x_hat)
         # EDTransformer 14 X ← X + MHAttention(X | 𝓦^dec_l, Mask[t, t′] = [[t ≤ t′]]) ▷ X ∈ ℝ^{d_e×ℓ_x}
@@ -441,19 +441,19 @@ def forward(config: Config, params: Params, z, x_hat, workspace: dict | None = N
         beta3_l_2 = beta3[l__2]                                 # (d_e,)
         _97 = np.swapaxes(X_3, -1, -2)                          # (…, len_x_hat, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _98 = np.sum(_97, axis=-1, out=_buf(workspace, 'EDInference:f@3.3.1', batch + (len_x_hat,), dtype)) # (…, len_x_hat)
+        _98 = np.sum(_97, axis=-1, out=_buf(workspace, 'EDInference:@loop2(…, len_x_hat)/1', batch + (len_x_hat,), dtype)) # (…, len_x_hat)
         m_3 = _threaded(np.divide, _98, d_e, out=_98)           # (…, len_x_hat)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _100 = np.expand_dims(m_3, -1)                          # (…, len_x_hat, 1)
         _101 = _threaded(np.subtract, _97, _100, out=_buf(workspace, ('EDInference:f_101', l__2), batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
-        _102 = _threaded(np.multiply, _101, _101, out=_buf(workspace, 'EDInference:f@3.4.1', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
+        _102 = _threaded(np.multiply, _101, _101, out=_buf(workspace, 'EDInference:@loop2(…, len_x_hat, d_e)/1', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
         _103 = np.sum(_102, axis=-1, out=_buf(workspace, ('EDInference:f_103', l__2), batch + (len_x_hat,), dtype)) # (…, len_x_hat)
         v_3 = _threaded(np.divide, _103, d_e, out=_103)         # (…, len_x_hat)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _105 = _threaded(np.sqrt, v_3, out=v_3)                 # (…, len_x_hat)
         sigma_3 = np.expand_dims(_105, -1)                      # (…, len_x_hat, 1)
         x_hat_4 = _threaded(np.divide, _101, sigma_3, out=_101) # (…, len_x_hat, d_e)
-        _108 = _threaded(np.multiply, x_hat_4, gamma3_l_2, out=_buf(workspace, 'EDInference:f@3.4.1', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
+        _108 = _threaded(np.multiply, x_hat_4, gamma3_l_2, out=_buf(workspace, 'EDInference:@loop2(…, len_x_hat, d_e)/1', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
         e_hat_3 = _threaded(np.add, _108, beta3_l_2, out=_108)  # (…, len_x_hat, d_e)
         # EDTransformer 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         _110 = np.swapaxes(e_hat_3, -1, -2)                     # (…, d_e, len_x_hat)
@@ -481,7 +481,7 @@ def forward(config: Config, params: Params, z, x_hat, workspace: dict | None = N
         V_3 = _threaded(np.add, _119, _120, out=_119)           # (…, H, d_mid, ℓ_z)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         _122 = np.swapaxes(K_3, -1, -2)                         # (…, H, ℓ_z, d_attn)
-        S_3 = np.matmul(_122, Q_3, out=_buf(workspace, 'EDInference:f@3.5.1', batch + (H, ell_z, len_x_hat), dtype)) # (…, H, ℓ_z, len_x_hat)
+        S_3 = np.matmul(_122, Q_3, out=_buf(workspace, 'EDInference:@loop2(…, H, ℓ_z, len_x_hat)/1', batch + (H, ell_z, len_x_hat), dtype)) # (…, H, ℓ_z, len_x_hat)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _124 = _threaded(np.divide, S_3, _20, out=S_3)          # (…, H, ℓ_z, len_x_hat)
         softmax_S_3 = _softmax(_124, -2, _buf(workspace, ('EDInference:fsoftmax_S_3', l__2), batch + (H, ell_z, len_x_hat), dtype)) # (…, H, ℓ_z, len_x_hat)
@@ -490,7 +490,7 @@ def forward(config: Config, params: Params, z, x_hat, workspace: dict | None = N
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         Y_3 = V_tilde_5.reshape(V_tilde_5.shape[:-3] + (H*d_mid,) + V_tilde_5.shape[-3 + 2:]) # (…, H·d_mid, len_x_hat)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _128 = np.matmul(W_o_3_l_2, Y_3, out=_buf(workspace, 'EDInference:f@3.2.1', batch + (d_e, len_x_hat), dtype)) # (…, d_e, len_x_hat)
+        _128 = np.matmul(W_o_3_l_2, Y_3, out=_buf(workspace, 'EDInference:@loop2(…, d_e, len_x_hat)/1', batch + (d_e, len_x_hat), dtype)) # (…, d_e, len_x_hat)
         _129 = np.expand_dims(b_o_3_l_2, -1)                    # (d_e, 1)
         V_tilde_6 = _threaded(np.add, _128, _129, out=_128)     # (…, d_e, len_x_hat)
         # EDTransformer 16 X ← X + MHAttention(X, Z | 𝓦^ed_l, Mask = 1) ▷ X ∈ ℝ^{d_e×ℓ_x}
@@ -500,19 +500,19 @@ def forward(config: Config, params: Params, z, x_hat, workspace: dict | None = N
         beta4_l_2 = beta4[l__2]                                 # (d_e,)
         _132 = np.swapaxes(X_4, -1, -2)                         # (…, len_x_hat, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _133 = np.sum(_132, axis=-1, out=_buf(workspace, 'EDInference:f@3.3.1', batch + (len_x_hat,), dtype)) # (…, len_x_hat)
+        _133 = np.sum(_132, axis=-1, out=_buf(workspace, 'EDInference:@loop2(…, len_x_hat)/1', batch + (len_x_hat,), dtype)) # (…, len_x_hat)
         m_4 = _threaded(np.divide, _133, d_e, out=_133)         # (…, len_x_hat)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _135 = np.expand_dims(m_4, -1)                          # (…, len_x_hat, 1)
         _136 = _threaded(np.subtract, _132, _135, out=_buf(workspace, ('EDInference:f_136', l__2), batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
-        _137 = _threaded(np.multiply, _136, _136, out=_buf(workspace, 'EDInference:f@3.4.1', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
+        _137 = _threaded(np.multiply, _136, _136, out=_buf(workspace, 'EDInference:@loop2(…, len_x_hat, d_e)/1', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
         _138 = np.sum(_137, axis=-1, out=_buf(workspace, ('EDInference:f_138', l__2), batch + (len_x_hat,), dtype)) # (…, len_x_hat)
         v_4 = _threaded(np.divide, _138, d_e, out=_138)         # (…, len_x_hat)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _140 = _threaded(np.sqrt, v_4, out=v_4)                 # (…, len_x_hat)
         sigma_4 = np.expand_dims(_140, -1)                      # (…, len_x_hat, 1)
         x_hat_5 = _threaded(np.divide, _136, sigma_4, out=_136) # (…, len_x_hat, d_e)
-        _143 = _threaded(np.multiply, x_hat_5, gamma4_l_2, out=_buf(workspace, 'EDInference:f@3.4.1', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
+        _143 = _threaded(np.multiply, x_hat_5, gamma4_l_2, out=_buf(workspace, 'EDInference:@loop2(…, len_x_hat, d_e)/1', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
         e_hat_4 = _threaded(np.add, _143, beta4_l_2, out=_143)  # (…, len_x_hat, d_e)
         # EDTransformer 17 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^4_l, β^4_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         _145 = np.swapaxes(e_hat_4, -1, -2)                     # (…, d_e, len_x_hat)
@@ -524,7 +524,7 @@ def forward(config: Config, params: Params, z, x_hat, workspace: dict | None = N
         _147 = np.expand_dims(b_mlp3_l_2, -1)                   # (d_mlp, 1)
         _148 = _threaded(np.add, _146, _147, out=_146)          # (…, d_mlp, len_x_hat)
         _149 = np.maximum(_148, 0)                              # (…, d_mlp, len_x_hat)
-        _150 = np.matmul(W_mlp4_l_2, _149, out=_buf(workspace, 'EDInference:f@3.2.1', batch + (d_e, len_x_hat), dtype)) # (…, d_e, len_x_hat)
+        _150 = np.matmul(W_mlp4_l_2, _149, out=_buf(workspace, 'EDInference:@loop2(…, d_e, len_x_hat)/1', batch + (d_e, len_x_hat), dtype)) # (…, d_e, len_x_hat)
         _151 = _threaded(np.add, _145, _150, out=_150)          # (…, d_e, len_x_hat)
         b_mlp4_l_2 = b_mlp4[l__2]                               # (d_e,)
         _152 = np.expand_dims(b_mlp4_l_2, -1)                   # (d_e, 1)
@@ -534,12 +534,12 @@ def forward(config: Config, params: Params, z, x_hat, workspace: dict | None = N
         beta5_l_2 = beta5[l__2]                                 # (d_e,)
         _154 = np.swapaxes(X_5, -1, -2)                         # (…, len_x_hat, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _155 = np.sum(_154, axis=-1, out=_buf(workspace, 'EDInference:f@3.3.1', batch + (len_x_hat,), dtype)) # (…, len_x_hat)
+        _155 = np.sum(_154, axis=-1, out=_buf(workspace, 'EDInference:@loop2(…, len_x_hat)/1', batch + (len_x_hat,), dtype)) # (…, len_x_hat)
         m_5 = _threaded(np.divide, _155, d_e, out=_155)         # (…, len_x_hat)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _157 = np.expand_dims(m_5, -1)                          # (…, len_x_hat, 1)
         _158 = _threaded(np.subtract, _154, _157, out=_buf(workspace, ('EDInference:f_158', l__2), batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
-        _159 = _threaded(np.multiply, _158, _158, out=_buf(workspace, 'EDInference:f@3.4.1', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
+        _159 = _threaded(np.multiply, _158, _158, out=_buf(workspace, 'EDInference:@loop2(…, len_x_hat, d_e)/1', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
         _160 = np.sum(_159, axis=-1, out=_buf(workspace, ('EDInference:f_160', l__2), batch + (len_x_hat,), dtype)) # (…, len_x_hat)
         v_5 = _threaded(np.divide, _160, d_e, out=_160)         # (…, len_x_hat)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
@@ -554,8 +554,8 @@ def forward(config: Config, params: Params, z, x_hat, workspace: dict | None = N
         X_2 = _167
     X_6 = X_2
     # EDTransformer 21 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ_x}
-    _168 = np.matmul(W_u, X_6, out=_buf(workspace, 'EDInference:f@1.6.1', batch + (N_V, len_x_hat), dtype)) # (…, N_V, len_x_hat)
-    P = _softmax(_168, -2, _buf(workspace, 'EDInference:f@1.6.2', batch + (N_V, len_x_hat), dtype)) # (…, N_V, len_x_hat)
+    _168 = np.matmul(W_u, X_6, out=_buf(workspace, 'EDInference:@top(…, N_V, len_x_hat)/1', batch + (N_V, len_x_hat), dtype)) # (…, N_V, len_x_hat)
+    P = _softmax(_168, -2, _buf(workspace, 'EDInference:f@1(…, N_V, len_x_hat)/2', batch + (N_V, len_x_hat), dtype)) # (…, N_V, len_x_hat)
     cache = {"N_V": N_V, "ell_z": ell_z, "len_x_hat": len_x_hat, "H": H, "L_dec": L_dec, "L_enc": L_enc, "d_attn": d_attn, "d_e": d_e, "d_mid": d_mid, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "P": P, "X_6": X_6, "_20": _20, "_115": _115, "_66": _66, "_4": _4, "x_hat": x_hat, "_1": _1, "_3": _3, "z": z, "W_q_shape": W_q_shape, "b_q_shape": b_q_shape, "W_k_shape": W_k_shape, "b_k_shape": b_k_shape, "W_v_shape": W_v_shape, "b_v_shape": b_v_shape, "W_o_shape": W_o_shape, "b_o_shape": b_o_shape, "gamma1_shape": gamma1_shape, "beta1_shape": beta1_shape, "W_mlp2_shape": W_mlp2_shape, "W_mlp1_shape": W_mlp1_shape, "b_mlp1_shape": b_mlp1_shape, "b_mlp2_shape": b_mlp2_shape, "gamma2_shape": gamma2_shape, "beta2_shape": beta2_shape, "saved_l__2": saved_l__2, "saved_l_": saved_l_}
     return P, cache
 
@@ -608,12 +608,12 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     saved_l__2 = cache["saved_l__2"]
     saved_l_ = cache["saved_l_"]
     # EDTransformer 21 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ_x}
-    g10001 = _softmax_grad(d_P, P, -2, _buf(workspace, 'EDInference:b@1.1.1', batch + (N_V, len_x_hat), dtype)) # (…, N_V, len_x_hat)
+    g10001 = _softmax_grad(d_P, P, -2, _buf(workspace, 'EDInference:@top(…, N_V, len_x_hat)/1', batch + (N_V, len_x_hat), dtype)) # (…, N_V, len_x_hat)
     g10002 = np.swapaxes(W_u, -1, -2)                           # (d_e, N_V)
-    d_X_6 = np.matmul(g10002, g10001, out=_buf(workspace, 'EDInference:b@1.2.1', batch + (d_e, len_x_hat), dtype)) # (…, d_e, len_x_hat)
+    d_X_6 = np.matmul(g10002, g10001, out=_buf(workspace, 'EDInference:@top(…, d_e, len_x_hat)/1', batch + (d_e, len_x_hat), dtype)) # (…, d_e, len_x_hat)
     g10004 = np.swapaxes(g10001, -1, -2)                        # (…, len_x_hat, N_V)
     g10005 = np.swapaxes(X_6, -1, -2)                           # (…, len_x_hat, d_e)
-    d_W_u = _wgrad(g10004, g10005, _buf(workspace, 'EDInference:b@1.3.1', (N_V, d_e), dtype)) # (N_V, d_e)
+    d_W_u = _wgrad(g10004, g10005, _buf(workspace, 'EDInference:@top(N_V, d_e)/1', (N_V, d_e), dtype)) # (N_V, d_e)
     g10007 = d_X_6
     d_W_q_2 = _buf(workspace, 'EDInference:bd_W_q_2', params.W_q_2.shape, dtype)
     d_W_q_2.fill(0)
@@ -674,155 +674,155 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         d_e_hat_5 = np.swapaxes(g10007, -1, -2)                 # (…, len_x_hat, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta5_l_2 = _sum_to(d_e_hat_5, 1, ())                 # (d_e,)
-        d_x_hat_6 = _threaded(np.multiply, d_e_hat_5, gamma5_l_2, out=_buf(workspace, 'EDInference:b@2.1.1', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
-        g10011 = _threaded(np.multiply, d_e_hat_5, x_hat_6, out=_buf(workspace, 'EDInference:b@2.1.2', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
+        d_x_hat_6 = _threaded(np.multiply, d_e_hat_5, gamma5_l_2, out=_buf(workspace, 'EDInference:@loop1(…, len_x_hat, d_e)/1', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
+        g10011 = _threaded(np.multiply, d_e_hat_5, x_hat_6, out=_buf(workspace, 'EDInference:@loop1(…, len_x_hat, d_e)/2', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
         d_gamma5_l_2 = _sum_to(g10011, 1, ())                   # (d_e,)
-        g10013 = _layer_norm_grad(d_x_hat_6, x_hat_6, sigma_5, -1, _buf(workspace, 'EDInference:b@2.1.3', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
+        g10013 = _layer_norm_grad(d_x_hat_6, x_hat_6, sigma_5, -1, _buf(workspace, 'EDInference:@loop1(…, len_x_hat, d_e)/3', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
         # EDTransformer 19 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^5_l, β^5_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         d_X_5 = np.swapaxes(g10013, -1, -2)                     # (…, d_e, len_x_hat)
         # EDTransformer 18 X ← X + W^l_mlp4 ReLU(W^l_mlp3 X + b^l_mlp3 1^⊤) + b^l_mlp4 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ_x}
         g10015 = _sum_to(d_X_5, 2, (-1,))                       # (d_e, 1)
         d_b_mlp4_l_2 = np.squeeze(g10015, -1)                   # (d_e,)
         g10017 = np.swapaxes(W_mlp4_l_2, -1, -2)                # (d_mlp, d_e)
-        g10018 = np.matmul(g10017, d_X_5, out=_buf(workspace, 'EDInference:b@2.2.1', batch + (d_mlp, len_x_hat), dtype)) # (…, d_mlp, len_x_hat)
+        g10018 = np.matmul(g10017, d_X_5, out=_buf(workspace, 'EDInference:@loop1(…, d_mlp, len_x_hat)/1', batch + (d_mlp, len_x_hat), dtype)) # (…, d_mlp, len_x_hat)
         g10019 = np.swapaxes(_149, -1, -2)                      # (…, len_x_hat, d_mlp)
-        d_W_mlp4_l_2 = _wgrad(g10013, g10019, _buf(workspace, 'EDInference:b@2.3.1', (d_e, d_mlp), dtype)) # (d_e, d_mlp)
+        d_W_mlp4_l_2 = _wgrad(g10013, g10019, _buf(workspace, 'EDInference:@loop1(d_e, d_mlp)/1', (d_e, d_mlp), dtype)) # (d_e, d_mlp)
         g10021 = (_148 > 0)                                     # (…, d_mlp, len_x_hat)
-        g10022 = _threaded(np.multiply, g10018, g10021, out=_buf(workspace, 'EDInference:b@2.2.2', batch + (d_mlp, len_x_hat), dtype)) # (…, d_mlp, len_x_hat)
+        g10022 = _threaded(np.multiply, g10018, g10021, out=_buf(workspace, 'EDInference:@loop1(…, d_mlp, len_x_hat)/2', batch + (d_mlp, len_x_hat), dtype)) # (…, d_mlp, len_x_hat)
         g10023 = _sum_to(g10022, 2, (-1,))                      # (d_mlp, 1)
         d_b_mlp3_l_2 = np.squeeze(g10023, -1)                   # (d_mlp,)
         g10025 = np.swapaxes(W_mlp3_l_2, -1, -2)                # (d_e, d_mlp)
-        g10026 = np.matmul(g10025, g10022, out=_buf(workspace, 'EDInference:b@2.4.1', batch + (d_e, len_x_hat), dtype)) # (…, d_e, len_x_hat)
+        g10026 = np.matmul(g10025, g10022, out=_buf(workspace, 'EDInference:@loop1(…, d_e, len_x_hat)/1', batch + (d_e, len_x_hat), dtype)) # (…, d_e, len_x_hat)
         g10027 = np.swapaxes(g10022, -1, -2)                    # (…, len_x_hat, d_mlp)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        _143 = _threaded(np.multiply, x_hat_5, gamma4_l_2, out=_buf(workspace, 'EDInference:b@2.1.4', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
+        _143 = _threaded(np.multiply, x_hat_5, gamma4_l_2, out=_buf(workspace, 'EDInference:@loop1(…, len_x_hat, d_e)/4', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
         e_hat_4 = _threaded(np.add, _143, beta4_l_2, out=_143)  # (…, len_x_hat, d_e)
         # EDTransformer 18 X ← X + W^l_mlp4 ReLU(W^l_mlp3 X + b^l_mlp3 1^⊤) + b^l_mlp4 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ_x}
-        d_W_mlp3_l_2 = _wgrad(g10027, e_hat_4, _buf(workspace, 'EDInference:b@2.5.1', (d_mlp, d_e), dtype)) # (d_mlp, d_e)
+        d_W_mlp3_l_2 = _wgrad(g10027, e_hat_4, _buf(workspace, 'EDInference:@loop1(d_mlp, d_e)/1', (d_mlp, d_e), dtype)) # (d_mlp, d_e)
         g10029 = _threaded(np.add, d_X_5, g10026, out=g10026)   # (…, d_e, len_x_hat)
         # EDTransformer 17 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^4_l, β^4_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         d_e_hat_4 = np.swapaxes(g10029, -1, -2)                 # (…, len_x_hat, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta4_l_2 = _sum_to(d_e_hat_4, 1, ())                 # (d_e,)
-        d_x_hat_5 = _threaded(np.multiply, d_e_hat_4, gamma4_l_2, out=_buf(workspace, 'EDInference:b@2.1.4', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
-        g10033 = _threaded(np.multiply, d_e_hat_4, x_hat_5, out=_buf(workspace, 'EDInference:b@2.1.5', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
+        d_x_hat_5 = _threaded(np.multiply, d_e_hat_4, gamma4_l_2, out=_buf(workspace, 'EDInference:@loop1(…, len_x_hat, d_e)/4', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
+        g10033 = _threaded(np.multiply, d_e_hat_4, x_hat_5, out=_buf(workspace, 'EDInference:@loop1(…, len_x_hat, d_e)/5', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
         d_gamma4_l_2 = _sum_to(g10033, 1, ())                   # (d_e,)
-        g10035 = _layer_norm_grad(d_x_hat_5, x_hat_5, sigma_4, -1, _buf(workspace, 'EDInference:b@2.1.6', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
+        g10035 = _layer_norm_grad(d_x_hat_5, x_hat_5, sigma_4, -1, _buf(workspace, 'EDInference:@loop1(…, len_x_hat, d_e)/6', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
         # EDTransformer 17 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^4_l, β^4_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         d_X_4 = np.swapaxes(g10035, -1, -2)                     # (…, d_e, len_x_hat)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10037 = _sum_to(d_X_4, 2, (-1,))                       # (d_e, 1)
         d_b_o_3_l_2 = np.squeeze(g10037, -1)                    # (d_e,)
         g10039 = np.swapaxes(W_o_3_l_2, -1, -2)                 # (H·d_mid, d_e)
-        d_Y_3 = np.matmul(g10039, d_X_4, out=_buf(workspace, 'EDInference:b@2.6.1', batch + (H*d_mid, len_x_hat), dtype)) # (…, H·d_mid, len_x_hat)
+        d_Y_3 = np.matmul(g10039, d_X_4, out=_buf(workspace, 'EDInference:@loop1(…, H·d_mid, len_x_hat)/1', batch + (H*d_mid, len_x_hat), dtype)) # (…, H·d_mid, len_x_hat)
         g10041 = np.swapaxes(Y_3, -1, -2)                       # (…, len_x_hat, H·d_mid)
-        d_W_o_3_l_2 = _wgrad(g10035, g10041, _buf(workspace, 'EDInference:b@2.7.1', (d_e, H*d_mid), dtype)) # (d_e, H·d_mid)
+        d_W_o_3_l_2 = _wgrad(g10035, g10041, _buf(workspace, 'EDInference:@loop1(d_e, H·d_mid)/1', (d_e, H*d_mid), dtype)) # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         d_V_tilde_5 = d_Y_3.reshape(V_tilde_5_shape)            # (…, H, d_mid, len_x_hat)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10044 = np.swapaxes(V_3, -1, -2)                       # (…, H, ℓ_z, d_mid)
-        d_softmax_S_3 = np.matmul(g10044, d_V_tilde_5, out=_buf(workspace, 'EDInference:b@2.8.1', batch + (H, ell_z, len_x_hat), dtype)) # (…, H, ℓ_z, len_x_hat)
+        d_softmax_S_3 = np.matmul(g10044, d_V_tilde_5, out=_buf(workspace, 'EDInference:@loop1(…, H, ℓ_z, len_x_hat)/1', batch + (H, ell_z, len_x_hat), dtype)) # (…, H, ℓ_z, len_x_hat)
         g10046 = np.swapaxes(softmax_S_3, -1, -2)               # (…, H, len_x_hat, ℓ_z)
-        d_V_3 = np.matmul(d_V_tilde_5, g10046, out=_buf(workspace, 'EDInference:b@2.9.1', batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
-        g10048 = _softmax_grad(d_softmax_S_3, softmax_S_3, -2, _buf(workspace, 'EDInference:b@2.8.2', batch + (H, ell_z, len_x_hat), dtype)) # (…, H, ℓ_z, len_x_hat)
-        d_S_3 = _threaded(np.divide, g10048, _20, out=_buf(workspace, 'EDInference:b@2.8.3', batch + (H, ell_z, len_x_hat), dtype)) # (…, H, ℓ_z, len_x_hat)
+        d_V_3 = np.matmul(d_V_tilde_5, g10046, out=_buf(workspace, 'EDInference:@loop1(…, H, d_mid, ℓ_z)/1', batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
+        g10048 = _softmax_grad(d_softmax_S_3, softmax_S_3, -2, _buf(workspace, 'EDInference:@loop1(…, H, ℓ_z, len_x_hat)/2', batch + (H, ell_z, len_x_hat), dtype)) # (…, H, ℓ_z, len_x_hat)
+        d_S_3 = _threaded(np.divide, g10048, _20, out=_buf(workspace, 'EDInference:@loop1(…, H, ℓ_z, len_x_hat)/3', batch + (H, ell_z, len_x_hat), dtype)) # (…, H, ℓ_z, len_x_hat)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        d_Q_3 = np.matmul(K_3, d_S_3, out=_buf(workspace, 'EDInference:b@2.10.1', batch + (H, d_attn, len_x_hat), dtype)) # (…, H, d_attn, len_x_hat)
+        d_Q_3 = np.matmul(K_3, d_S_3, out=_buf(workspace, 'EDInference:@loop1(…, H, d_attn, len_x_hat)/1', batch + (H, d_attn, len_x_hat), dtype)) # (…, H, d_attn, len_x_hat)
         g10056 = np.swapaxes(d_S_3, -1, -2)                     # (…, H, len_x_hat, ℓ_z)
-        d_K_3 = np.matmul(Q_3, g10056, out=_buf(workspace, 'EDInference:b@2.11.1', batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
+        d_K_3 = np.matmul(Q_3, g10056, out=_buf(workspace, 'EDInference:@loop1(…, H, d_attn, ℓ_z)/1', batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
         g10058 = _sum_to(d_V_3, 3, (-1,))                       # (H, d_mid, 1)
         d_b_v_3_l_2 = np.squeeze(g10058, -1)                    # (H, d_mid)
         g10060 = np.swapaxes(W_v_3_l_2, -1, -2)                 # (H, d_e, d_mid)
-        g10061 = np.matmul(g10060, d_V_3, out=_buf(workspace, 'EDInference:b@2.12.1', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10061 = np.matmul(g10060, d_V_3, out=_buf(workspace, 'EDInference:@loop1(…, H, d_e, ℓ_z)/1', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
         g10062 = np.swapaxes(_115, -1, -2)                      # (…, 1, ℓ_z, d_e)
-        g10063 = np.matmul(d_V_3, g10062, out=_buf(workspace, 'EDInference:b@2.13.1', batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        g10063 = np.matmul(d_V_3, g10062, out=_buf(workspace, 'EDInference:@loop1(…, H, d_mid, d_e)/1', batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
         d_W_v_3_l_2 = _sum_to(g10063, 3, ())                    # (H, d_mid, d_e)
         g10065 = _sum_to(g10061, None, (-3,))                   # (…, 1, d_e, ℓ_z)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
         g10066 = _sum_to(d_K_3, 3, (-1,))                       # (H, d_attn, 1)
         d_b_k_3_l_2 = np.squeeze(g10066, -1)                    # (H, d_attn)
         g10068 = np.swapaxes(W_k_3_l_2, -1, -2)                 # (H, d_e, d_attn)
-        g10069 = np.matmul(g10068, d_K_3, out=_buf(workspace, 'EDInference:b@2.12.2', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10069 = np.matmul(g10068, d_K_3, out=_buf(workspace, 'EDInference:@loop1(…, H, d_e, ℓ_z)/2', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
         g10070 = np.swapaxes(_115, -1, -2)                      # (…, 1, ℓ_z, d_e)
-        g10071 = np.matmul(d_K_3, g10070, out=_buf(workspace, 'EDInference:b@2.14.1', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        g10071 = np.matmul(d_K_3, g10070, out=_buf(workspace, 'EDInference:@loop1(…, H, d_attn, d_e)/1', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         d_W_k_3_l_2 = _sum_to(g10071, 3, ())                    # (H, d_attn, d_e)
         g10073 = _sum_to(g10069, None, (-3,))                   # (…, 1, d_e, ℓ_z)
-        g10074 = _threaded(np.add, g10065, g10073, out=_buf(workspace, 'EDInference:b@2.15.1', batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
+        g10074 = _threaded(np.add, g10065, g10073, out=_buf(workspace, 'EDInference:@loop1(…, 1, d_e, ℓ_z)/1', batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
         g10075 = _sum_to(d_Q_3, 3, (-1,))                       # (H, d_attn, 1)
         d_b_q_3_l_2 = np.squeeze(g10075, -1)                    # (H, d_attn)
         g10077 = np.swapaxes(W_q_3_l_2, -1, -2)                 # (H, d_e, d_attn)
-        g10078 = np.matmul(g10077, d_Q_3, out=_buf(workspace, 'EDInference:b@2.16.1', batch + (H, d_e, len_x_hat), dtype)) # (…, H, d_e, len_x_hat)
+        g10078 = np.matmul(g10077, d_Q_3, out=_buf(workspace, 'EDInference:@loop1(…, H, d_e, len_x_hat)/1', batch + (H, d_e, len_x_hat), dtype)) # (…, H, d_e, len_x_hat)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        _108 = _threaded(np.multiply, x_hat_4, gamma3_l_2, out=_buf(workspace, 'EDInference:b@2.1.7', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
+        _108 = _threaded(np.multiply, x_hat_4, gamma3_l_2, out=_buf(workspace, 'EDInference:@loop1(…, len_x_hat, d_e)/7', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
         e_hat_3 = _threaded(np.add, _108, beta3_l_2, out=_108)  # (…, len_x_hat, d_e)
         # EDTransformer 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         _110 = np.swapaxes(e_hat_3, -1, -2)                     # (…, d_e, len_x_hat)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
         _111 = np.expand_dims(_110, -3)                         # (…, 1, d_e, len_x_hat)
         g10079 = np.swapaxes(_111, -1, -2)                      # (…, 1, len_x_hat, d_e)
-        g10080 = np.matmul(d_Q_3, g10079, out=_buf(workspace, 'EDInference:b@2.14.2', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        g10080 = np.matmul(d_Q_3, g10079, out=_buf(workspace, 'EDInference:@loop1(…, H, d_attn, d_e)/2', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         d_W_q_3_l_2 = _sum_to(g10080, 3, ())                    # (H, d_attn, d_e)
         g10082 = _sum_to(g10078, None, (-3,))                   # (…, 1, d_e, len_x_hat)
         g10083 = np.squeeze(g10082, -3)                         # (…, d_e, len_x_hat)
-        g10084 = _threaded(np.add, d_X_4, g10083, out=_buf(workspace, 'EDInference:b@2.4.2', batch + (d_e, len_x_hat), dtype)) # (…, d_e, len_x_hat)
+        g10084 = _threaded(np.add, d_X_4, g10083, out=_buf(workspace, 'EDInference:@loop1(…, d_e, len_x_hat)/2', batch + (d_e, len_x_hat), dtype)) # (…, d_e, len_x_hat)
         # EDTransformer 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         d_e_hat_3 = np.swapaxes(g10084, -1, -2)                 # (…, len_x_hat, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta3_l_2 = _sum_to(d_e_hat_3, 1, ())                 # (d_e,)
-        d_x_hat_4 = _threaded(np.multiply, d_e_hat_3, gamma3_l_2, out=_buf(workspace, 'EDInference:b@2.1.7', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
-        g10088 = _threaded(np.multiply, d_e_hat_3, x_hat_4, out=_buf(workspace, 'EDInference:b@2.1.8', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
+        d_x_hat_4 = _threaded(np.multiply, d_e_hat_3, gamma3_l_2, out=_buf(workspace, 'EDInference:@loop1(…, len_x_hat, d_e)/7', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
+        g10088 = _threaded(np.multiply, d_e_hat_3, x_hat_4, out=_buf(workspace, 'EDInference:@loop1(…, len_x_hat, d_e)/8', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
         d_gamma3_l_2 = _sum_to(g10088, 1, ())                   # (d_e,)
-        g10090 = _layer_norm_grad(d_x_hat_4, x_hat_4, sigma_3, -1, _buf(workspace, 'EDInference:b@2.1.9', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
+        g10090 = _layer_norm_grad(d_x_hat_4, x_hat_4, sigma_3, -1, _buf(workspace, 'EDInference:@loop1(…, len_x_hat, d_e)/9', batch + (len_x_hat, d_e), dtype)) # (…, len_x_hat, d_e)
         # EDTransformer 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         d_X_3 = np.swapaxes(g10090, -1, -2)                     # (…, d_e, len_x_hat)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10092 = _sum_to(d_X_3, 2, (-1,))                       # (d_e, 1)
         d_b_o_2_l_2 = np.squeeze(g10092, -1)                    # (d_e,)
         g10094 = np.swapaxes(W_o_2_l_2, -1, -2)                 # (H·d_mid, d_e)
-        d_Y_2 = np.matmul(g10094, d_X_3, out=_buf(workspace, 'EDInference:b@2.6.2', batch + (H*d_mid, len_x_hat), dtype)) # (…, H·d_mid, len_x_hat)
+        d_Y_2 = np.matmul(g10094, d_X_3, out=_buf(workspace, 'EDInference:@loop1(…, H·d_mid, len_x_hat)/2', batch + (H*d_mid, len_x_hat), dtype)) # (…, H·d_mid, len_x_hat)
         g10096 = np.swapaxes(Y_2, -1, -2)                       # (…, len_x_hat, H·d_mid)
-        d_W_o_2_l_2 = _wgrad(g10090, g10096, _buf(workspace, 'EDInference:b@2.7.2', (d_e, H*d_mid), dtype)) # (d_e, H·d_mid)
+        d_W_o_2_l_2 = _wgrad(g10090, g10096, _buf(workspace, 'EDInference:@loop1(d_e, H·d_mid)/2', (d_e, H*d_mid), dtype)) # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         d_V_tilde_3 = d_Y_2.reshape(V_tilde_3_shape)            # (…, H, d_mid, len_x_hat)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10099 = np.swapaxes(V_2, -1, -2)                       # (…, H, len_x_hat, d_mid)
-        d_softmax_S_2 = np.matmul(g10099, d_V_tilde_3, out=_buf(workspace, 'EDInference:b@2.17.1', batch + (H, len_x_hat, len_x_hat), dtype)) # (…, H, len_x_hat, len_x_hat)
+        d_softmax_S_2 = np.matmul(g10099, d_V_tilde_3, out=_buf(workspace, 'EDInference:@loop1(…, H, len_x_hat, len_x_hat)/1', batch + (H, len_x_hat, len_x_hat), dtype)) # (…, H, len_x_hat, len_x_hat)
         g10101 = np.swapaxes(softmax_S_2, -1, -2)               # (…, H, len_x_hat, len_x_hat)
-        d_V_2 = np.matmul(d_V_tilde_3, g10101, out=_buf(workspace, 'EDInference:b@2.18.1', batch + (H, d_mid, len_x_hat), dtype)) # (…, H, d_mid, len_x_hat)
-        g10103 = _softmax_grad(d_softmax_S_2, softmax_S_2, -2, _buf(workspace, 'EDInference:b@2.17.2', batch + (H, len_x_hat, len_x_hat), dtype)) # (…, H, len_x_hat, len_x_hat)
-        d_S_2 = _threaded(np.divide, g10103, _20, out=_buf(workspace, 'EDInference:b@2.17.3', batch + (H, len_x_hat, len_x_hat), dtype)) # (…, H, len_x_hat, len_x_hat)
+        d_V_2 = np.matmul(d_V_tilde_3, g10101, out=_buf(workspace, 'EDInference:@loop1(…, H, d_mid, len_x_hat)/1', batch + (H, d_mid, len_x_hat), dtype)) # (…, H, d_mid, len_x_hat)
+        g10103 = _softmax_grad(d_softmax_S_2, softmax_S_2, -2, _buf(workspace, 'EDInference:@loop1(…, H, len_x_hat, len_x_hat)/2', batch + (H, len_x_hat, len_x_hat), dtype)) # (…, H, len_x_hat, len_x_hat)
+        d_S_2 = _threaded(np.divide, g10103, _20, out=_buf(workspace, 'EDInference:@loop1(…, H, len_x_hat, len_x_hat)/3', batch + (H, len_x_hat, len_x_hat), dtype)) # (…, H, len_x_hat, len_x_hat)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        d_Q_2 = np.matmul(K_2, d_S_2, out=_buf(workspace, 'EDInference:b@2.10.2', batch + (H, d_attn, len_x_hat), dtype)) # (…, H, d_attn, len_x_hat)
+        d_Q_2 = np.matmul(K_2, d_S_2, out=_buf(workspace, 'EDInference:@loop1(…, H, d_attn, len_x_hat)/2', batch + (H, d_attn, len_x_hat), dtype)) # (…, H, d_attn, len_x_hat)
         g10111 = np.swapaxes(d_S_2, -1, -2)                     # (…, H, len_x_hat, len_x_hat)
-        d_K_2 = np.matmul(Q_2, g10111, out=_buf(workspace, 'EDInference:b@2.10.3', batch + (H, d_attn, len_x_hat), dtype)) # (…, H, d_attn, len_x_hat)
+        d_K_2 = np.matmul(Q_2, g10111, out=_buf(workspace, 'EDInference:@loop1(…, H, d_attn, len_x_hat)/3', batch + (H, d_attn, len_x_hat), dtype)) # (…, H, d_attn, len_x_hat)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
         g10113 = _sum_to(d_V_2, 3, (-1,))                       # (H, d_mid, 1)
         d_b_v_2_l_2 = np.squeeze(g10113, -1)                    # (H, d_mid)
         g10115 = np.swapaxes(W_v_2_l_2, -1, -2)                 # (H, d_e, d_mid)
-        g10116 = np.matmul(g10115, d_V_2, out=_buf(workspace, 'EDInference:b@2.16.2', batch + (H, d_e, len_x_hat), dtype)) # (…, H, d_e, len_x_hat)
+        g10116 = np.matmul(g10115, d_V_2, out=_buf(workspace, 'EDInference:@loop1(…, H, d_e, len_x_hat)/2', batch + (H, d_e, len_x_hat), dtype)) # (…, H, d_e, len_x_hat)
         g10117 = np.swapaxes(_74, -1, -2)                       # (…, 1, len_x_hat, d_e)
-        g10118 = np.matmul(d_V_2, g10117, out=_buf(workspace, 'EDInference:b@2.13.2', batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        g10118 = np.matmul(d_V_2, g10117, out=_buf(workspace, 'EDInference:@loop1(…, H, d_mid, d_e)/2', batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
         d_W_v_2_l_2 = _sum_to(g10118, 3, ())                    # (H, d_mid, d_e)
         g10120 = _sum_to(g10116, None, (-3,))                   # (…, 1, d_e, len_x_hat)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
         g10121 = _sum_to(d_K_2, 3, (-1,))                       # (H, d_attn, 1)
         d_b_k_2_l_2 = np.squeeze(g10121, -1)                    # (H, d_attn)
         g10123 = np.swapaxes(W_k_2_l_2, -1, -2)                 # (H, d_e, d_attn)
-        g10124 = np.matmul(g10123, d_K_2, out=_buf(workspace, 'EDInference:b@2.16.3', batch + (H, d_e, len_x_hat), dtype)) # (…, H, d_e, len_x_hat)
+        g10124 = np.matmul(g10123, d_K_2, out=_buf(workspace, 'EDInference:@loop1(…, H, d_e, len_x_hat)/3', batch + (H, d_e, len_x_hat), dtype)) # (…, H, d_e, len_x_hat)
         g10125 = np.swapaxes(_74, -1, -2)                       # (…, 1, len_x_hat, d_e)
-        g10126 = np.matmul(d_K_2, g10125, out=_buf(workspace, 'EDInference:b@2.14.3', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        g10126 = np.matmul(d_K_2, g10125, out=_buf(workspace, 'EDInference:@loop1(…, H, d_attn, d_e)/3', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         d_W_k_2_l_2 = _sum_to(g10126, 3, ())                    # (H, d_attn, d_e)
         g10128 = _sum_to(g10124, None, (-3,))                   # (…, 1, d_e, len_x_hat)
-        g10129 = _threaded(np.add, g10120, g10128, out=_buf(workspace, 'EDInference:b@2.19.1', batch + (1, d_e, len_x_hat), dtype)) # (…, 1, d_e, len_x_hat)
+        g10129 = _threaded(np.add, g10120, g10128, out=_buf(workspace, 'EDInference:@loop1(…, 1, d_e, len_x_hat)/1', batch + (1, d_e, len_x_hat), dtype)) # (…, 1, d_e, len_x_hat)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
         g10130 = _sum_to(d_Q_2, 3, (-1,))                       # (H, d_attn, 1)
         d_b_q_2_l_2 = np.squeeze(g10130, -1)                    # (H, d_attn)
         g10132 = np.swapaxes(W_q_2_l_2, -1, -2)                 # (H, d_e, d_attn)
-        g10133 = np.matmul(g10132, d_Q_2, out=_buf(workspace, 'EDInference:b@2.16.3', batch + (H, d_e, len_x_hat), dtype)) # (…, H, d_e, len_x_hat)
+        g10133 = np.matmul(g10132, d_Q_2, out=_buf(workspace, 'EDInference:@loop1(…, H, d_e, len_x_hat)/3', batch + (H, d_e, len_x_hat), dtype)) # (…, H, d_e, len_x_hat)
         g10134 = np.swapaxes(_74, -1, -2)                       # (…, 1, len_x_hat, d_e)
-        g10135 = np.matmul(d_Q_2, g10134, out=_buf(workspace, 'EDInference:b@2.14.4', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        g10135 = np.matmul(d_Q_2, g10134, out=_buf(workspace, 'EDInference:@loop1(…, H, d_attn, d_e)/4', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         d_W_q_2_l_2 = _sum_to(g10135, 3, ())                    # (H, d_attn, d_e)
         g10137 = _sum_to(g10133, None, (-3,))                   # (…, 1, d_e, len_x_hat)
         g10138 = _threaded(np.add, g10129, g10137, out=g10129)  # (…, 1, d_e, len_x_hat)
@@ -903,88 +903,88 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         d_e_hat_2 = np.swapaxes(g10147, -1, -2)                 # (…, ℓ_z, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta2_l = _sum_to(d_e_hat_2, 1, ())                   # (d_e,)
-        d_x_hat_3 = _threaded(np.multiply, d_e_hat_2, gamma2_l, out=_buf(workspace, 'EDInference:b@3.1.1', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10151 = _threaded(np.multiply, d_e_hat_2, x_hat_3, out=_buf(workspace, 'EDInference:b@3.1.2', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        d_x_hat_3 = _threaded(np.multiply, d_e_hat_2, gamma2_l, out=_buf(workspace, 'EDInference:@loop2(…, ℓ_z, d_e)/1', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        g10151 = _threaded(np.multiply, d_e_hat_2, x_hat_3, out=_buf(workspace, 'EDInference:@loop2(…, ℓ_z, d_e)/2', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         d_gamma2_l = _sum_to(g10151, 1, ())                     # (d_e,)
-        g10153 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_2, -1, _buf(workspace, 'EDInference:b@3.1.3', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        g10153 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_2, -1, _buf(workspace, 'EDInference:@loop2(…, ℓ_z, d_e)/3', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         # EDTransformer 8 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^2_l, β^2_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         d_Z_4 = np.swapaxes(g10153, -1, -2)                     # (…, d_e, ℓ_z)
         # EDTransformer 7 Z ← Z + W^l_mlp2 ReLU(W^l_mlp1 Z + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ Z ∈ ℝ^{d_e×ℓ_z}
         g10155 = _sum_to(d_Z_4, 2, (-1,))                       # (d_e, 1)
         d_b_mlp2_l = np.squeeze(g10155, -1)                     # (d_e,)
         g10157 = np.swapaxes(W_mlp2_l, -1, -2)                  # (d_mlp, d_e)
-        g10158 = np.matmul(g10157, d_Z_4, out=_buf(workspace, 'EDInference:b@3.2.1', batch + (d_mlp, ell_z), dtype)) # (…, d_mlp, ℓ_z)
+        g10158 = np.matmul(g10157, d_Z_4, out=_buf(workspace, 'EDInference:@loop2(…, d_mlp, ℓ_z)/1', batch + (d_mlp, ell_z), dtype)) # (…, d_mlp, ℓ_z)
         g10159 = np.swapaxes(_46, -1, -2)                       # (…, ℓ_z, d_mlp)
-        d_W_mlp2_l = _wgrad(g10153, g10159, _buf(workspace, 'EDInference:b@3.3.1', (d_e, d_mlp), dtype)) # (d_e, d_mlp)
+        d_W_mlp2_l = _wgrad(g10153, g10159, _buf(workspace, 'EDInference:@loop2(d_e, d_mlp)/1', (d_e, d_mlp), dtype)) # (d_e, d_mlp)
         g10161 = (_45 > 0)                                      # (…, d_mlp, ℓ_z)
-        g10162 = _threaded(np.multiply, g10158, g10161, out=_buf(workspace, 'EDInference:b@3.2.2', batch + (d_mlp, ell_z), dtype)) # (…, d_mlp, ℓ_z)
+        g10162 = _threaded(np.multiply, g10158, g10161, out=_buf(workspace, 'EDInference:@loop2(…, d_mlp, ℓ_z)/2', batch + (d_mlp, ell_z), dtype)) # (…, d_mlp, ℓ_z)
         g10163 = _sum_to(g10162, 2, (-1,))                      # (d_mlp, 1)
         d_b_mlp1_l = np.squeeze(g10163, -1)                     # (d_mlp,)
         g10165 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
-        g10166 = np.matmul(g10165, g10162, out=_buf(workspace, 'EDInference:b@3.4.1', batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
+        g10166 = np.matmul(g10165, g10162, out=_buf(workspace, 'EDInference:@loop2(…, d_e, ℓ_z)/1', batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
         g10167 = np.swapaxes(g10162, -1, -2)                    # (…, ℓ_z, d_mlp)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        _40 = _threaded(np.multiply, x_hat_2, gamma1_l, out=_buf(workspace, 'EDInference:b@3.1.4', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        _40 = _threaded(np.multiply, x_hat_2, gamma1_l, out=_buf(workspace, 'EDInference:@loop2(…, ℓ_z, d_e)/4', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         e_hat = _threaded(np.add, _40, beta1_l, out=_40)        # (…, ℓ_z, d_e)
         # EDTransformer 7 Z ← Z + W^l_mlp2 ReLU(W^l_mlp1 Z + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ Z ∈ ℝ^{d_e×ℓ_z}
-        d_W_mlp1_l = _wgrad(g10167, e_hat, _buf(workspace, 'EDInference:b@3.5.1', (d_mlp, d_e), dtype)) # (d_mlp, d_e)
+        d_W_mlp1_l = _wgrad(g10167, e_hat, _buf(workspace, 'EDInference:@loop2(d_mlp, d_e)/1', (d_mlp, d_e), dtype)) # (d_mlp, d_e)
         g10169 = _threaded(np.add, d_Z_4, g10166, out=g10166)   # (…, d_e, ℓ_z)
         # EDTransformer 6 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^1_l, β^1_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         d_e_hat = np.swapaxes(g10169, -1, -2)                   # (…, ℓ_z, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta1_l = _sum_to(d_e_hat, 1, ())                     # (d_e,)
-        d_x_hat_2 = _threaded(np.multiply, d_e_hat, gamma1_l, out=_buf(workspace, 'EDInference:b@3.1.4', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10173 = _threaded(np.multiply, d_e_hat, x_hat_2, out=_buf(workspace, 'EDInference:b@3.1.5', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        d_x_hat_2 = _threaded(np.multiply, d_e_hat, gamma1_l, out=_buf(workspace, 'EDInference:@loop2(…, ℓ_z, d_e)/4', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        g10173 = _threaded(np.multiply, d_e_hat, x_hat_2, out=_buf(workspace, 'EDInference:@loop2(…, ℓ_z, d_e)/5', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         d_gamma1_l = _sum_to(g10173, 1, ())                     # (d_e,)
-        g10175 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma, -1, _buf(workspace, 'EDInference:b@3.1.6', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        g10175 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma, -1, _buf(workspace, 'EDInference:@loop2(…, ℓ_z, d_e)/6', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         # EDTransformer 6 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^1_l, β^1_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         d_Z_3 = np.swapaxes(g10175, -1, -2)                     # (…, d_e, ℓ_z)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10177 = _sum_to(d_Z_3, 2, (-1,))                       # (d_e, 1)
         d_b_o_l = np.squeeze(g10177, -1)                        # (d_e,)
         g10179 = np.swapaxes(W_o_l, -1, -2)                     # (H·d_mid, d_e)
-        d_Y = np.matmul(g10179, d_Z_3, out=_buf(workspace, 'EDInference:b@3.6.1', batch + (H*d_mid, ell_z), dtype)) # (…, H·d_mid, ℓ_z)
+        d_Y = np.matmul(g10179, d_Z_3, out=_buf(workspace, 'EDInference:@loop2(…, H·d_mid, ℓ_z)/1', batch + (H*d_mid, ell_z), dtype)) # (…, H·d_mid, ℓ_z)
         g10181 = np.swapaxes(Y, -1, -2)                         # (…, ℓ_z, H·d_mid)
-        d_W_o_l = _wgrad(g10175, g10181, _buf(workspace, 'EDInference:b@3.7.1', (d_e, H*d_mid), dtype)) # (d_e, H·d_mid)
+        d_W_o_l = _wgrad(g10175, g10181, _buf(workspace, 'EDInference:@loop2(d_e, H·d_mid)/1', (d_e, H*d_mid), dtype)) # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         d_V_tilde = d_Y.reshape(V_tilde_shape)                  # (…, H, d_mid, ℓ_z)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10184 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ_z, d_mid)
-        d_softmax_S = np.matmul(g10184, d_V_tilde, out=_buf(workspace, 'EDInference:b@3.8.1', batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
+        d_softmax_S = np.matmul(g10184, d_V_tilde, out=_buf(workspace, 'EDInference:@loop2(…, H, ℓ_z, ℓ_z)/1', batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
         g10186 = np.swapaxes(softmax_S, -1, -2)                 # (…, H, ℓ_z, ℓ_z)
-        d_V = np.matmul(d_V_tilde, g10186, out=_buf(workspace, 'EDInference:b@3.9.1', batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
-        g10188 = _softmax_grad(d_softmax_S, softmax_S, -2, _buf(workspace, 'EDInference:b@3.8.2', batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
-        d_S = _threaded(np.divide, g10188, _20, out=_buf(workspace, 'EDInference:b@3.8.3', batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
+        d_V = np.matmul(d_V_tilde, g10186, out=_buf(workspace, 'EDInference:@loop2(…, H, d_mid, ℓ_z)/1', batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
+        g10188 = _softmax_grad(d_softmax_S, softmax_S, -2, _buf(workspace, 'EDInference:@loop2(…, H, ℓ_z, ℓ_z)/2', batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
+        d_S = _threaded(np.divide, g10188, _20, out=_buf(workspace, 'EDInference:@loop2(…, H, ℓ_z, ℓ_z)/3', batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        d_Q = np.matmul(K, d_S, out=_buf(workspace, 'EDInference:b@3.10.1', batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
+        d_Q = np.matmul(K, d_S, out=_buf(workspace, 'EDInference:@loop2(…, H, d_attn, ℓ_z)/1', batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
         g10196 = np.swapaxes(d_S, -1, -2)                       # (…, H, ℓ_z, ℓ_z)
-        d_K = np.matmul(Q, g10196, out=_buf(workspace, 'EDInference:b@3.10.2', batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
+        d_K = np.matmul(Q, g10196, out=_buf(workspace, 'EDInference:@loop2(…, H, d_attn, ℓ_z)/2', batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
         g10198 = _sum_to(d_V, 3, (-1,))                         # (H, d_mid, 1)
         d_b_v_l = np.squeeze(g10198, -1)                        # (H, d_mid)
         g10200 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
-        g10201 = np.matmul(g10200, d_V, out=_buf(workspace, 'EDInference:b@3.11.1', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10201 = np.matmul(g10200, d_V, out=_buf(workspace, 'EDInference:@loop2(…, H, d_e, ℓ_z)/1', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
         g10202 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
-        g10203 = np.matmul(d_V, g10202, out=_buf(workspace, 'EDInference:b@3.12.1', batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        g10203 = np.matmul(d_V, g10202, out=_buf(workspace, 'EDInference:@loop2(…, H, d_mid, d_e)/1', batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
         d_W_v_l = _sum_to(g10203, 3, ())                        # (H, d_mid, d_e)
         g10205 = _sum_to(g10201, None, (-3,))                   # (…, 1, d_e, ℓ_z)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
         g10206 = _sum_to(d_K, 3, (-1,))                         # (H, d_attn, 1)
         d_b_k_l = np.squeeze(g10206, -1)                        # (H, d_attn)
         g10208 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
-        g10209 = np.matmul(g10208, d_K, out=_buf(workspace, 'EDInference:b@3.11.2', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10209 = np.matmul(g10208, d_K, out=_buf(workspace, 'EDInference:@loop2(…, H, d_e, ℓ_z)/2', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
         g10210 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
-        g10211 = np.matmul(d_K, g10210, out=_buf(workspace, 'EDInference:b@3.13.1', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        g10211 = np.matmul(d_K, g10210, out=_buf(workspace, 'EDInference:@loop2(…, H, d_attn, d_e)/1', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         d_W_k_l = _sum_to(g10211, 3, ())                        # (H, d_attn, d_e)
         g10213 = _sum_to(g10209, None, (-3,))                   # (…, 1, d_e, ℓ_z)
-        g10214 = _threaded(np.add, g10205, g10213, out=_buf(workspace, 'EDInference:b@3.14.1', batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
+        g10214 = _threaded(np.add, g10205, g10213, out=_buf(workspace, 'EDInference:@loop2(…, 1, d_e, ℓ_z)/1', batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
         g10215 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
         d_b_q_l = np.squeeze(g10215, -1)                        # (H, d_attn)
         g10217 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
-        g10218 = np.matmul(g10217, d_Q, out=_buf(workspace, 'EDInference:b@3.11.2', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10218 = np.matmul(g10217, d_Q, out=_buf(workspace, 'EDInference:@loop2(…, H, d_e, ℓ_z)/2', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
         g10219 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
-        g10220 = np.matmul(d_Q, g10219, out=_buf(workspace, 'EDInference:b@3.13.2', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        g10220 = np.matmul(d_Q, g10219, out=_buf(workspace, 'EDInference:@loop2(…, H, d_attn, d_e)/2', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         d_W_q_l = _sum_to(g10220, 3, ())                        # (H, d_attn, d_e)
         g10222 = _sum_to(g10218, None, (-3,))                   # (…, 1, d_e, ℓ_z)
         g10223 = _threaded(np.add, g10214, g10222, out=g10214)  # (…, 1, d_e, ℓ_z)

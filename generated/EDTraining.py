@@ -304,7 +304,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         V = _threaded(np.add, _15, _16, out=_15)                # (…, H, d_mid, ℓ_z)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         _18 = np.swapaxes(K, -1, -2)                            # (…, H, ℓ_z, d_attn)
-        S = np.matmul(_18, Q, out=_buf(workspace, 'EDTraining:f@2.1.1', batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
+        S = np.matmul(_18, Q, out=_buf(workspace, 'EDTraining:@loop1(…, H, ℓ_z, ℓ_z)/1', batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _21 = _threaded(np.divide, S, _20, out=S)               # (…, H, ℓ_z, ℓ_z)
         softmax_S = _softmax(_21, -2, _buf(workspace, ('EDTraining:fsoftmax_S', l_), batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
@@ -313,7 +313,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         Y = V_tilde.reshape(V_tilde.shape[:-3] + (H*d_mid,) + V_tilde.shape[-3 + 2:]) # (…, H·d_mid, ℓ_z)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _25 = np.matmul(W_o_l, Y, out=_buf(workspace, 'EDTraining:f@2.2.1', batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
+        _25 = np.matmul(W_o_l, Y, out=_buf(workspace, 'EDTraining:@loop1(…, d_e, ℓ_z)/1', batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
         _26 = np.expand_dims(b_o_l, -1)                         # (d_e, 1)
         V_tilde_2 = _threaded(np.add, _25, _26, out=_25)        # (…, d_e, ℓ_z)
         # EDTransformer 5 Z ← Z + MHAttention(Z | 𝓦^enc_l, Mask = 1) ▷ Z ∈ ℝ^{d_e×ℓ_z}
@@ -323,19 +323,19 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         beta1_l = beta1[l_]                                     # (d_e,)
         _29 = np.swapaxes(Z_3, -1, -2)                          # (…, ℓ_z, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _30 = np.sum(_29, axis=-1, out=_buf(workspace, 'EDTraining:f@2.3.1', batch + (ell_z,), dtype)) # (…, ℓ_z)
+        _30 = np.sum(_29, axis=-1, out=_buf(workspace, 'EDTraining:@loop1(…, ℓ_z)/1', batch + (ell_z,), dtype)) # (…, ℓ_z)
         m = _threaded(np.divide, _30, d_e, out=_30)             # (…, ℓ_z)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _32 = np.expand_dims(m, -1)                             # (…, ℓ_z, 1)
         _33 = _threaded(np.subtract, _29, _32, out=_buf(workspace, ('EDTraining:f_33', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        _34 = _threaded(np.multiply, _33, _33, out=_buf(workspace, 'EDTraining:f@2.4.1', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        _34 = _threaded(np.multiply, _33, _33, out=_buf(workspace, 'EDTraining:@loop1(…, ℓ_z, d_e)/1', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         _35 = np.sum(_34, axis=-1, out=_buf(workspace, ('EDTraining:f_35', l_), batch + (ell_z,), dtype)) # (…, ℓ_z)
         v = _threaded(np.divide, _35, d_e, out=_35)             # (…, ℓ_z)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _37 = _threaded(np.sqrt, v, out=v)                      # (…, ℓ_z)
         sigma = np.expand_dims(_37, -1)                         # (…, ℓ_z, 1)
         x_hat = _threaded(np.divide, _33, sigma, out=_33)       # (…, ℓ_z, d_e)
-        _40 = _threaded(np.multiply, x_hat, gamma1_l, out=_buf(workspace, 'EDTraining:f@2.4.1', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        _40 = _threaded(np.multiply, x_hat, gamma1_l, out=_buf(workspace, 'EDTraining:@loop1(…, ℓ_z, d_e)/1', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         e_hat = _threaded(np.add, _40, beta1_l, out=_40)        # (…, ℓ_z, d_e)
         # EDTransformer 6 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^1_l, β^1_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         _42 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ_z)
@@ -347,7 +347,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         _44 = np.expand_dims(b_mlp1_l, -1)                      # (d_mlp, 1)
         _45 = _threaded(np.add, _43, _44, out=_43)              # (…, d_mlp, ℓ_z)
         _46 = np.maximum(_45, 0)                                # (…, d_mlp, ℓ_z)
-        _47 = np.matmul(W_mlp2_l, _46, out=_buf(workspace, 'EDTraining:f@2.2.1', batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
+        _47 = np.matmul(W_mlp2_l, _46, out=_buf(workspace, 'EDTraining:@loop1(…, d_e, ℓ_z)/1', batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
         _48 = _threaded(np.add, _42, _47, out=_47)              # (…, d_e, ℓ_z)
         b_mlp2_l = b_mlp2[l_]                                   # (d_e,)
         _49 = np.expand_dims(b_mlp2_l, -1)                      # (d_e, 1)
@@ -357,12 +357,12 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         beta2_l = beta2[l_]                                     # (d_e,)
         _51 = np.swapaxes(Z_4, -1, -2)                          # (…, ℓ_z, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _52 = np.sum(_51, axis=-1, out=_buf(workspace, 'EDTraining:f@2.3.1', batch + (ell_z,), dtype)) # (…, ℓ_z)
+        _52 = np.sum(_51, axis=-1, out=_buf(workspace, 'EDTraining:@loop1(…, ℓ_z)/1', batch + (ell_z,), dtype)) # (…, ℓ_z)
         m_2 = _threaded(np.divide, _52, d_e, out=_52)           # (…, ℓ_z)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _54 = np.expand_dims(m_2, -1)                           # (…, ℓ_z, 1)
         _55 = _threaded(np.subtract, _51, _54, out=_buf(workspace, ('EDTraining:f_55', l_), batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        _56 = _threaded(np.multiply, _55, _55, out=_buf(workspace, 'EDTraining:f@2.4.1', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        _56 = _threaded(np.multiply, _55, _55, out=_buf(workspace, 'EDTraining:@loop1(…, ℓ_z, d_e)/1', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         _57 = np.sum(_56, axis=-1, out=_buf(workspace, ('EDTraining:f_57', l_), batch + (ell_z,), dtype)) # (…, ℓ_z)
         v_2 = _threaded(np.divide, _57, d_e, out=_57)           # (…, ℓ_z)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
@@ -418,7 +418,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         V_2 = _threaded(np.add, _81, _82, out=_81)              # (…, H, d_mid, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         _84 = np.swapaxes(K_2, -1, -2)                          # (…, H, ℓ, d_attn)
-        S_2 = np.matmul(_84, Q_2, out=_buf(workspace, 'EDTraining:f@3.1.1', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        S_2 = np.matmul(_84, Q_2, out=_buf(workspace, 'EDTraining:@loop2(…, H, ℓ, ℓ)/1', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 5 ∀t_z, t_x: if ¬Mask[t_z, t_x] then S[t_z, t_x] ← −∞ ▷ S ∈ ℝ^{ℓ_z×ℓ_x}
         _87 = _fill_where(S_2, _86, -np.inf)                    # (…, H, ℓ, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
@@ -429,7 +429,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         Y_2 = V_tilde_3.reshape(V_tilde_3.shape[:-3] + (H*d_mid,) + V_tilde_3.shape[-3 + 2:]) # (…, H·d_mid, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _93 = np.matmul(W_o_2_l_2, Y_2, out=_buf(workspace, 'EDTraining:f@3.2.1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        _93 = np.matmul(W_o_2_l_2, Y_2, out=_buf(workspace, 'EDTraining:@loop2(…, d_e, ℓ)/1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         _94 = np.expand_dims(b_o_2_l_2, -1)                     # (d_e, 1)
         V_tilde_4 = _threaded(np.add, _93, _94, out=_93)        # (…, d_e, ℓ)
         # EDTransformer 14 X ← X + MHAttention(X | 𝓦^dec_l, Mask[t, t′] = [[t ≤ t′]]) ▷ X ∈ ℝ^{d_e×ℓ_x}
@@ -439,19 +439,19 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         beta3_l_2 = beta3[l__2]                                 # (d_e,)
         _97 = np.swapaxes(X_3, -1, -2)                          # (…, ℓ, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _98 = np.sum(_97, axis=-1, out=_buf(workspace, 'EDTraining:f@3.3.1', batch + (ell,), dtype)) # (…, ℓ)
+        _98 = np.sum(_97, axis=-1, out=_buf(workspace, 'EDTraining:@loop2(…, ℓ)/1', batch + (ell,), dtype)) # (…, ℓ)
         m_3 = _threaded(np.divide, _98, d_e, out=_98)           # (…, ℓ)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _100 = np.expand_dims(m_3, -1)                          # (…, ℓ, 1)
         _101 = _threaded(np.subtract, _97, _100, out=_buf(workspace, ('EDTraining:f_101', l__2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        _102 = _threaded(np.multiply, _101, _101, out=_buf(workspace, 'EDTraining:f@3.4.1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _102 = _threaded(np.multiply, _101, _101, out=_buf(workspace, 'EDTraining:@loop2(…, ℓ, d_e)/1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         _103 = np.sum(_102, axis=-1, out=_buf(workspace, ('EDTraining:f_103', l__2), batch + (ell,), dtype)) # (…, ℓ)
         v_3 = _threaded(np.divide, _103, d_e, out=_103)         # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _105 = _threaded(np.sqrt, v_3, out=v_3)                 # (…, ℓ)
         sigma_3 = np.expand_dims(_105, -1)                      # (…, ℓ, 1)
         x_hat_3 = _threaded(np.divide, _101, sigma_3, out=_101) # (…, ℓ, d_e)
-        _108 = _threaded(np.multiply, x_hat_3, gamma3_l_2, out=_buf(workspace, 'EDTraining:f@3.4.1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _108 = _threaded(np.multiply, x_hat_3, gamma3_l_2, out=_buf(workspace, 'EDTraining:@loop2(…, ℓ, d_e)/1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         e_hat_3 = _threaded(np.add, _108, beta3_l_2, out=_108)  # (…, ℓ, d_e)
         # EDTransformer 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         _110 = np.swapaxes(e_hat_3, -1, -2)                     # (…, d_e, ℓ)
@@ -479,7 +479,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         V_3 = _threaded(np.add, _119, _120, out=_119)           # (…, H, d_mid, ℓ_z)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         _122 = np.swapaxes(K_3, -1, -2)                         # (…, H, ℓ_z, d_attn)
-        S_3 = np.matmul(_122, Q_3, out=_buf(workspace, 'EDTraining:f@3.5.1', batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
+        S_3 = np.matmul(_122, Q_3, out=_buf(workspace, 'EDTraining:@loop2(…, H, ℓ_z, ℓ)/1', batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _124 = _threaded(np.divide, S_3, _20, out=S_3)          # (…, H, ℓ_z, ℓ)
         softmax_S_3 = _softmax(_124, -2, _buf(workspace, ('EDTraining:fsoftmax_S_3', l__2), batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
@@ -488,7 +488,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         Y_3 = V_tilde_5.reshape(V_tilde_5.shape[:-3] + (H*d_mid,) + V_tilde_5.shape[-3 + 2:]) # (…, H·d_mid, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _128 = np.matmul(W_o_3_l_2, Y_3, out=_buf(workspace, 'EDTraining:f@3.2.1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        _128 = np.matmul(W_o_3_l_2, Y_3, out=_buf(workspace, 'EDTraining:@loop2(…, d_e, ℓ)/1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         _129 = np.expand_dims(b_o_3_l_2, -1)                    # (d_e, 1)
         V_tilde_6 = _threaded(np.add, _128, _129, out=_128)     # (…, d_e, ℓ)
         # EDTransformer 16 X ← X + MHAttention(X, Z | 𝓦^ed_l, Mask = 1) ▷ X ∈ ℝ^{d_e×ℓ_x}
@@ -498,19 +498,19 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         beta4_l_2 = beta4[l__2]                                 # (d_e,)
         _132 = np.swapaxes(X_4, -1, -2)                         # (…, ℓ, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _133 = np.sum(_132, axis=-1, out=_buf(workspace, 'EDTraining:f@3.3.1', batch + (ell,), dtype)) # (…, ℓ)
+        _133 = np.sum(_132, axis=-1, out=_buf(workspace, 'EDTraining:@loop2(…, ℓ)/1', batch + (ell,), dtype)) # (…, ℓ)
         m_4 = _threaded(np.divide, _133, d_e, out=_133)         # (…, ℓ)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _135 = np.expand_dims(m_4, -1)                          # (…, ℓ, 1)
         _136 = _threaded(np.subtract, _132, _135, out=_buf(workspace, ('EDTraining:f_136', l__2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        _137 = _threaded(np.multiply, _136, _136, out=_buf(workspace, 'EDTraining:f@3.4.1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _137 = _threaded(np.multiply, _136, _136, out=_buf(workspace, 'EDTraining:@loop2(…, ℓ, d_e)/1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         _138 = np.sum(_137, axis=-1, out=_buf(workspace, ('EDTraining:f_138', l__2), batch + (ell,), dtype)) # (…, ℓ)
         v_4 = _threaded(np.divide, _138, d_e, out=_138)         # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _140 = _threaded(np.sqrt, v_4, out=v_4)                 # (…, ℓ)
         sigma_4 = np.expand_dims(_140, -1)                      # (…, ℓ, 1)
         x_hat_4 = _threaded(np.divide, _136, sigma_4, out=_136) # (…, ℓ, d_e)
-        _143 = _threaded(np.multiply, x_hat_4, gamma4_l_2, out=_buf(workspace, 'EDTraining:f@3.4.1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _143 = _threaded(np.multiply, x_hat_4, gamma4_l_2, out=_buf(workspace, 'EDTraining:@loop2(…, ℓ, d_e)/1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         e_hat_4 = _threaded(np.add, _143, beta4_l_2, out=_143)  # (…, ℓ, d_e)
         # EDTransformer 17 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^4_l, β^4_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         _145 = np.swapaxes(e_hat_4, -1, -2)                     # (…, d_e, ℓ)
@@ -522,7 +522,7 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         _147 = np.expand_dims(b_mlp3_l_2, -1)                   # (d_mlp, 1)
         _148 = _threaded(np.add, _146, _147, out=_146)          # (…, d_mlp, ℓ)
         _149 = np.maximum(_148, 0)                              # (…, d_mlp, ℓ)
-        _150 = np.matmul(W_mlp4_l_2, _149, out=_buf(workspace, 'EDTraining:f@3.2.1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        _150 = np.matmul(W_mlp4_l_2, _149, out=_buf(workspace, 'EDTraining:@loop2(…, d_e, ℓ)/1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         _151 = _threaded(np.add, _145, _150, out=_150)          # (…, d_e, ℓ)
         b_mlp4_l_2 = b_mlp4[l__2]                               # (d_e,)
         _152 = np.expand_dims(b_mlp4_l_2, -1)                   # (d_e, 1)
@@ -532,12 +532,12 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         beta5_l_2 = beta5[l__2]                                 # (d_e,)
         _154 = np.swapaxes(X_5, -1, -2)                         # (…, ℓ, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _155 = np.sum(_154, axis=-1, out=_buf(workspace, 'EDTraining:f@3.3.1', batch + (ell,), dtype)) # (…, ℓ)
+        _155 = np.sum(_154, axis=-1, out=_buf(workspace, 'EDTraining:@loop2(…, ℓ)/1', batch + (ell,), dtype)) # (…, ℓ)
         m_5 = _threaded(np.divide, _155, d_e, out=_155)         # (…, ℓ)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _157 = np.expand_dims(m_5, -1)                          # (…, ℓ, 1)
         _158 = _threaded(np.subtract, _154, _157, out=_buf(workspace, ('EDTraining:f_158', l__2), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        _159 = _threaded(np.multiply, _158, _158, out=_buf(workspace, 'EDTraining:f@3.4.1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _159 = _threaded(np.multiply, _158, _158, out=_buf(workspace, 'EDTraining:@loop2(…, ℓ, d_e)/1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         _160 = np.sum(_159, axis=-1, out=_buf(workspace, ('EDTraining:f_160', l__2), batch + (ell,), dtype)) # (…, ℓ)
         v_5 = _threaded(np.divide, _160, d_e, out=_160)         # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
@@ -552,8 +552,8 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
         X_2 = _167
     X_6 = X_2
     # EDTransformer 21 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ_x}
-    _168 = np.matmul(W_u, X_6, out=_buf(workspace, 'EDTraining:f@1.6.1', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
-    P = _softmax(_168, -2, _buf(workspace, 'EDTraining:f@1.6.2', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
+    _168 = np.matmul(W_u, X_6, out=_buf(workspace, 'EDTraining:@top(…, N_V, ℓ)/1', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
+    P = _softmax(_168, -2, _buf(workspace, 'EDTraining:f@1(…, N_V, ℓ)/2', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
     # 5 loss(θ) ← −Σ_{t=1}^{ℓ − 1} log P(θ)[x_n[t + 1], t]
     _170 = np.arange(1, ell)                                    # (ℓ − 1,)
     _171 = _170 + 1                                             # (ℓ − 1,)
@@ -567,10 +567,10 @@ def forward(config: Config, params: Params, z_n, x_n, workspace: dict | None = N
     shape_177 = _177.shape
     _179 = np.expand_dims(_170, -1)                             # (ℓ − 1, 1)
     _180 = _take_along(_177, _179 - 1, -1)                      # (…, ℓ − 1)
-    _181 = _threaded(np.log, _180, out=_buf(workspace, 'EDTraining:f@1.7.1', batch + (-1 + ell,), dtype)) # (…, ℓ − 1)
+    _181 = _threaded(np.log, _180, out=_buf(workspace, 'EDTraining:f@1(…, ℓ − 1)/1', batch + (-1 + ell,), dtype)) # (…, ℓ − 1)
     shape_181 = _181.shape
-    _182 = np.sum(_181, axis=-1, out=_buf(workspace, 'EDTraining:f@1.8.1', batch + (), dtype)) # (…,)
-    _183 = np.negative(_182, out=_buf(workspace, 'EDTraining:f@1.8.2', batch + (), dtype)) # (…,)
+    _182 = np.sum(_181, axis=-1, out=_buf(workspace, 'EDTraining:@top(…,)/1', batch + (), dtype)) # (…,)
+    _183 = np.negative(_182, out=_buf(workspace, 'EDTraining:f@1(…,)/2', batch + (), dtype)) # (…,)
     cache = {"N_V": N_V, "ell_z": ell_z, "ell": ell, "H": H, "L_dec": L_dec, "L_enc": L_enc, "d_attn": d_attn, "d_e": d_e, "d_mid": d_mid, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "shape_181": shape_181, "_180": _180, "_179": _179, "shape_177": shape_177, "_175": _175, "shape_176": shape_176, "P": P, "X_6": X_6, "_20": _20, "_115": _115, "_66": _66, "_4": _4, "x_n": x_n, "_1": _1, "_3": _3, "z_n": z_n, "W_q_shape": W_q_shape, "b_q_shape": b_q_shape, "W_k_shape": W_k_shape, "b_k_shape": b_k_shape, "W_v_shape": W_v_shape, "b_v_shape": b_v_shape, "W_o_shape": W_o_shape, "b_o_shape": b_o_shape, "gamma1_shape": gamma1_shape, "beta1_shape": beta1_shape, "W_mlp2_shape": W_mlp2_shape, "W_mlp1_shape": W_mlp1_shape, "b_mlp1_shape": b_mlp1_shape, "b_mlp2_shape": b_mlp2_shape, "gamma2_shape": gamma2_shape, "beta2_shape": beta2_shape, "saved_l__2": saved_l__2, "saved_l_": saved_l_}
     return _183, cache
 
@@ -629,19 +629,19 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     saved_l__2 = cache["saved_l__2"]
     saved_l_ = cache["saved_l_"]
     # 5 loss(θ) ← −Σ_{t=1}^{ℓ − 1} log P(θ)[x_n[t + 1], t]
-    g10001 = np.negative(d_loss, out=_buf(workspace, 'EDTraining:b@1.1.1', batch + (), dtype)) # (…,)
+    g10001 = np.negative(d_loss, out=_buf(workspace, 'EDTraining:@top(…,)/1', batch + (), dtype)) # (…,)
     g10002 = np.broadcast_to(np.expand_dims(g10001, -1), shape_181) # (…, ℓ − 1)
-    g10003 = _threaded(np.divide, g10002, _180, out=_buf(workspace, 'EDTraining:b@1.2.1', batch + (-1 + ell,), dtype)) # (…, ℓ − 1)
+    g10003 = _threaded(np.divide, g10002, _180, out=_buf(workspace, 'EDTraining:@top(…, ℓ − 1)/1', batch + (-1 + ell,), dtype)) # (…, ℓ − 1)
     g10004 = _put_along(g10003, _179 - 1, shape_177, -1)        # (…, ℓ − 1, ℓ)
     g10005 = _put_along(g10004, _175 - 1, shape_176, -2)        # (…, 1, N_V, ℓ)
     d_P = np.squeeze(g10005, -3)                                # (…, N_V, ℓ)
     # EDTransformer 21 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ_x}
-    g10007 = _softmax_grad(d_P, P, -2, _buf(workspace, 'EDTraining:b@1.5.1', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
+    g10007 = _softmax_grad(d_P, P, -2, _buf(workspace, 'EDTraining:@top(…, N_V, ℓ)/1', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
     g10008 = np.swapaxes(W_u, -1, -2)                           # (d_e, N_V)
-    d_X_6 = np.matmul(g10008, g10007, out=_buf(workspace, 'EDTraining:b@1.6.1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+    d_X_6 = np.matmul(g10008, g10007, out=_buf(workspace, 'EDTraining:@top(…, d_e, ℓ)/1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
     g10010 = np.swapaxes(g10007, -1, -2)                        # (…, ℓ, N_V)
     g10011 = np.swapaxes(X_6, -1, -2)                           # (…, ℓ, d_e)
-    d_W_u = _wgrad(g10010, g10011, _buf(workspace, 'EDTraining:b@1.7.1', (N_V, d_e), dtype)) # (N_V, d_e)
+    d_W_u = _wgrad(g10010, g10011, _buf(workspace, 'EDTraining:@top(N_V, d_e)/1', (N_V, d_e), dtype)) # (N_V, d_e)
     g10013 = d_X_6
     d_W_q_2 = _buf(workspace, 'EDTraining:bd_W_q_2', params.W_q_2.shape, dtype)
     d_W_q_2.fill(0)
@@ -702,155 +702,155 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
         d_e_hat_5 = np.swapaxes(g10013, -1, -2)                 # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta5_l_2 = _sum_to(d_e_hat_5, 1, ())                 # (d_e,)
-        d_x_hat_5 = _threaded(np.multiply, d_e_hat_5, gamma5_l_2, out=_buf(workspace, 'EDTraining:b@2.1.1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10017 = _threaded(np.multiply, d_e_hat_5, x_hat_5, out=_buf(workspace, 'EDTraining:b@2.1.2', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_x_hat_5 = _threaded(np.multiply, d_e_hat_5, gamma5_l_2, out=_buf(workspace, 'EDTraining:@loop1(…, ℓ, d_e)/1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10017 = _threaded(np.multiply, d_e_hat_5, x_hat_5, out=_buf(workspace, 'EDTraining:@loop1(…, ℓ, d_e)/2', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         d_gamma5_l_2 = _sum_to(g10017, 1, ())                   # (d_e,)
-        g10019 = _layer_norm_grad(d_x_hat_5, x_hat_5, sigma_5, -1, _buf(workspace, 'EDTraining:b@2.1.3', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10019 = _layer_norm_grad(d_x_hat_5, x_hat_5, sigma_5, -1, _buf(workspace, 'EDTraining:@loop1(…, ℓ, d_e)/3', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # EDTransformer 19 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^5_l, β^5_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         d_X_5 = np.swapaxes(g10019, -1, -2)                     # (…, d_e, ℓ)
         # EDTransformer 18 X ← X + W^l_mlp4 ReLU(W^l_mlp3 X + b^l_mlp3 1^⊤) + b^l_mlp4 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ_x}
         g10021 = _sum_to(d_X_5, 2, (-1,))                       # (d_e, 1)
         d_b_mlp4_l_2 = np.squeeze(g10021, -1)                   # (d_e,)
         g10023 = np.swapaxes(W_mlp4_l_2, -1, -2)                # (d_mlp, d_e)
-        g10024 = np.matmul(g10023, d_X_5, out=_buf(workspace, 'EDTraining:b@2.2.1', batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
+        g10024 = np.matmul(g10023, d_X_5, out=_buf(workspace, 'EDTraining:@loop1(…, d_mlp, ℓ)/1', batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
         g10025 = np.swapaxes(_149, -1, -2)                      # (…, ℓ, d_mlp)
-        d_W_mlp4_l_2 = _wgrad(g10019, g10025, _buf(workspace, 'EDTraining:b@2.3.1', (d_e, d_mlp), dtype)) # (d_e, d_mlp)
+        d_W_mlp4_l_2 = _wgrad(g10019, g10025, _buf(workspace, 'EDTraining:@loop1(d_e, d_mlp)/1', (d_e, d_mlp), dtype)) # (d_e, d_mlp)
         g10027 = (_148 > 0)                                     # (…, d_mlp, ℓ)
-        g10028 = _threaded(np.multiply, g10024, g10027, out=_buf(workspace, 'EDTraining:b@2.2.2', batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
+        g10028 = _threaded(np.multiply, g10024, g10027, out=_buf(workspace, 'EDTraining:@loop1(…, d_mlp, ℓ)/2', batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
         g10029 = _sum_to(g10028, 2, (-1,))                      # (d_mlp, 1)
         d_b_mlp3_l_2 = np.squeeze(g10029, -1)                   # (d_mlp,)
         g10031 = np.swapaxes(W_mlp3_l_2, -1, -2)                # (d_e, d_mlp)
-        g10032 = np.matmul(g10031, g10028, out=_buf(workspace, 'EDTraining:b@2.4.1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        g10032 = np.matmul(g10031, g10028, out=_buf(workspace, 'EDTraining:@loop1(…, d_e, ℓ)/1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         g10033 = np.swapaxes(g10028, -1, -2)                    # (…, ℓ, d_mlp)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        _143 = _threaded(np.multiply, x_hat_4, gamma4_l_2, out=_buf(workspace, 'EDTraining:b@2.1.4', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _143 = _threaded(np.multiply, x_hat_4, gamma4_l_2, out=_buf(workspace, 'EDTraining:@loop1(…, ℓ, d_e)/4', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         e_hat_4 = _threaded(np.add, _143, beta4_l_2, out=_143)  # (…, ℓ, d_e)
         # EDTransformer 18 X ← X + W^l_mlp4 ReLU(W^l_mlp3 X + b^l_mlp3 1^⊤) + b^l_mlp4 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ_x}
-        d_W_mlp3_l_2 = _wgrad(g10033, e_hat_4, _buf(workspace, 'EDTraining:b@2.5.1', (d_mlp, d_e), dtype)) # (d_mlp, d_e)
+        d_W_mlp3_l_2 = _wgrad(g10033, e_hat_4, _buf(workspace, 'EDTraining:@loop1(d_mlp, d_e)/1', (d_mlp, d_e), dtype)) # (d_mlp, d_e)
         g10035 = _threaded(np.add, d_X_5, g10032, out=g10032)   # (…, d_e, ℓ)
         # EDTransformer 17 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^4_l, β^4_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         d_e_hat_4 = np.swapaxes(g10035, -1, -2)                 # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta4_l_2 = _sum_to(d_e_hat_4, 1, ())                 # (d_e,)
-        d_x_hat_4 = _threaded(np.multiply, d_e_hat_4, gamma4_l_2, out=_buf(workspace, 'EDTraining:b@2.1.4', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10039 = _threaded(np.multiply, d_e_hat_4, x_hat_4, out=_buf(workspace, 'EDTraining:b@2.1.5', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_x_hat_4 = _threaded(np.multiply, d_e_hat_4, gamma4_l_2, out=_buf(workspace, 'EDTraining:@loop1(…, ℓ, d_e)/4', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10039 = _threaded(np.multiply, d_e_hat_4, x_hat_4, out=_buf(workspace, 'EDTraining:@loop1(…, ℓ, d_e)/5', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         d_gamma4_l_2 = _sum_to(g10039, 1, ())                   # (d_e,)
-        g10041 = _layer_norm_grad(d_x_hat_4, x_hat_4, sigma_4, -1, _buf(workspace, 'EDTraining:b@2.1.6', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10041 = _layer_norm_grad(d_x_hat_4, x_hat_4, sigma_4, -1, _buf(workspace, 'EDTraining:@loop1(…, ℓ, d_e)/6', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # EDTransformer 17 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^4_l, β^4_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         d_X_4 = np.swapaxes(g10041, -1, -2)                     # (…, d_e, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10043 = _sum_to(d_X_4, 2, (-1,))                       # (d_e, 1)
         d_b_o_3_l_2 = np.squeeze(g10043, -1)                    # (d_e,)
         g10045 = np.swapaxes(W_o_3_l_2, -1, -2)                 # (H·d_mid, d_e)
-        d_Y_3 = np.matmul(g10045, d_X_4, out=_buf(workspace, 'EDTraining:b@2.6.1', batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
+        d_Y_3 = np.matmul(g10045, d_X_4, out=_buf(workspace, 'EDTraining:@loop1(…, H·d_mid, ℓ)/1', batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
         g10047 = np.swapaxes(Y_3, -1, -2)                       # (…, ℓ, H·d_mid)
-        d_W_o_3_l_2 = _wgrad(g10041, g10047, _buf(workspace, 'EDTraining:b@2.7.1', (d_e, H*d_mid), dtype)) # (d_e, H·d_mid)
+        d_W_o_3_l_2 = _wgrad(g10041, g10047, _buf(workspace, 'EDTraining:@loop1(d_e, H·d_mid)/1', (d_e, H*d_mid), dtype)) # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         d_V_tilde_5 = d_Y_3.reshape(V_tilde_5_shape)            # (…, H, d_mid, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10050 = np.swapaxes(V_3, -1, -2)                       # (…, H, ℓ_z, d_mid)
-        d_softmax_S_3 = np.matmul(g10050, d_V_tilde_5, out=_buf(workspace, 'EDTraining:b@2.8.1', batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
+        d_softmax_S_3 = np.matmul(g10050, d_V_tilde_5, out=_buf(workspace, 'EDTraining:@loop1(…, H, ℓ_z, ℓ)/1', batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
         g10052 = np.swapaxes(softmax_S_3, -1, -2)               # (…, H, ℓ, ℓ_z)
-        d_V_3 = np.matmul(d_V_tilde_5, g10052, out=_buf(workspace, 'EDTraining:b@2.9.1', batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
-        g10054 = _softmax_grad(d_softmax_S_3, softmax_S_3, -2, _buf(workspace, 'EDTraining:b@2.8.2', batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
-        d_S_3 = _threaded(np.divide, g10054, _20, out=_buf(workspace, 'EDTraining:b@2.8.3', batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
+        d_V_3 = np.matmul(d_V_tilde_5, g10052, out=_buf(workspace, 'EDTraining:@loop1(…, H, d_mid, ℓ_z)/1', batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
+        g10054 = _softmax_grad(d_softmax_S_3, softmax_S_3, -2, _buf(workspace, 'EDTraining:@loop1(…, H, ℓ_z, ℓ)/2', batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
+        d_S_3 = _threaded(np.divide, g10054, _20, out=_buf(workspace, 'EDTraining:@loop1(…, H, ℓ_z, ℓ)/3', batch + (H, ell_z, ell), dtype)) # (…, H, ℓ_z, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        d_Q_3 = np.matmul(K_3, d_S_3, out=_buf(workspace, 'EDTraining:b@2.10.1', batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        d_Q_3 = np.matmul(K_3, d_S_3, out=_buf(workspace, 'EDTraining:@loop1(…, H, d_attn, ℓ)/1', batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
         g10062 = np.swapaxes(d_S_3, -1, -2)                     # (…, H, ℓ, ℓ_z)
-        d_K_3 = np.matmul(Q_3, g10062, out=_buf(workspace, 'EDTraining:b@2.11.1', batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
+        d_K_3 = np.matmul(Q_3, g10062, out=_buf(workspace, 'EDTraining:@loop1(…, H, d_attn, ℓ_z)/1', batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
         g10064 = _sum_to(d_V_3, 3, (-1,))                       # (H, d_mid, 1)
         d_b_v_3_l_2 = np.squeeze(g10064, -1)                    # (H, d_mid)
         g10066 = np.swapaxes(W_v_3_l_2, -1, -2)                 # (H, d_e, d_mid)
-        g10067 = np.matmul(g10066, d_V_3, out=_buf(workspace, 'EDTraining:b@2.12.1', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10067 = np.matmul(g10066, d_V_3, out=_buf(workspace, 'EDTraining:@loop1(…, H, d_e, ℓ_z)/1', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
         g10068 = np.swapaxes(_115, -1, -2)                      # (…, 1, ℓ_z, d_e)
-        g10069 = np.matmul(d_V_3, g10068, out=_buf(workspace, 'EDTraining:b@2.13.1', batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        g10069 = np.matmul(d_V_3, g10068, out=_buf(workspace, 'EDTraining:@loop1(…, H, d_mid, d_e)/1', batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
         d_W_v_3_l_2 = _sum_to(g10069, 3, ())                    # (H, d_mid, d_e)
         g10071 = _sum_to(g10067, None, (-3,))                   # (…, 1, d_e, ℓ_z)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
         g10072 = _sum_to(d_K_3, 3, (-1,))                       # (H, d_attn, 1)
         d_b_k_3_l_2 = np.squeeze(g10072, -1)                    # (H, d_attn)
         g10074 = np.swapaxes(W_k_3_l_2, -1, -2)                 # (H, d_e, d_attn)
-        g10075 = np.matmul(g10074, d_K_3, out=_buf(workspace, 'EDTraining:b@2.12.2', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10075 = np.matmul(g10074, d_K_3, out=_buf(workspace, 'EDTraining:@loop1(…, H, d_e, ℓ_z)/2', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
         g10076 = np.swapaxes(_115, -1, -2)                      # (…, 1, ℓ_z, d_e)
-        g10077 = np.matmul(d_K_3, g10076, out=_buf(workspace, 'EDTraining:b@2.14.1', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        g10077 = np.matmul(d_K_3, g10076, out=_buf(workspace, 'EDTraining:@loop1(…, H, d_attn, d_e)/1', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         d_W_k_3_l_2 = _sum_to(g10077, 3, ())                    # (H, d_attn, d_e)
         g10079 = _sum_to(g10075, None, (-3,))                   # (…, 1, d_e, ℓ_z)
-        g10080 = _threaded(np.add, g10071, g10079, out=_buf(workspace, 'EDTraining:b@2.15.1', batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
+        g10080 = _threaded(np.add, g10071, g10079, out=_buf(workspace, 'EDTraining:@loop1(…, 1, d_e, ℓ_z)/1', batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
         g10081 = _sum_to(d_Q_3, 3, (-1,))                       # (H, d_attn, 1)
         d_b_q_3_l_2 = np.squeeze(g10081, -1)                    # (H, d_attn)
         g10083 = np.swapaxes(W_q_3_l_2, -1, -2)                 # (H, d_e, d_attn)
-        g10084 = np.matmul(g10083, d_Q_3, out=_buf(workspace, 'EDTraining:b@2.16.1', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10084 = np.matmul(g10083, d_Q_3, out=_buf(workspace, 'EDTraining:@loop1(…, H, d_e, ℓ)/1', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        _108 = _threaded(np.multiply, x_hat_3, gamma3_l_2, out=_buf(workspace, 'EDTraining:b@2.1.7', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _108 = _threaded(np.multiply, x_hat_3, gamma3_l_2, out=_buf(workspace, 'EDTraining:@loop1(…, ℓ, d_e)/7', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         e_hat_3 = _threaded(np.add, _108, beta3_l_2, out=_108)  # (…, ℓ, d_e)
         # EDTransformer 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         _110 = np.swapaxes(e_hat_3, -1, -2)                     # (…, d_e, ℓ)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
         _111 = np.expand_dims(_110, -3)                         # (…, 1, d_e, ℓ)
         g10085 = np.swapaxes(_111, -1, -2)                      # (…, 1, ℓ, d_e)
-        g10086 = np.matmul(d_Q_3, g10085, out=_buf(workspace, 'EDTraining:b@2.14.2', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        g10086 = np.matmul(d_Q_3, g10085, out=_buf(workspace, 'EDTraining:@loop1(…, H, d_attn, d_e)/2', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         d_W_q_3_l_2 = _sum_to(g10086, 3, ())                    # (H, d_attn, d_e)
         g10088 = _sum_to(g10084, None, (-3,))                   # (…, 1, d_e, ℓ)
         g10089 = np.squeeze(g10088, -3)                         # (…, d_e, ℓ)
-        g10090 = _threaded(np.add, d_X_4, g10089, out=_buf(workspace, 'EDTraining:b@2.4.2', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        g10090 = _threaded(np.add, d_X_4, g10089, out=_buf(workspace, 'EDTraining:@loop1(…, d_e, ℓ)/2', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         # EDTransformer 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         d_e_hat_3 = np.swapaxes(g10090, -1, -2)                 # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta3_l_2 = _sum_to(d_e_hat_3, 1, ())                 # (d_e,)
-        d_x_hat_3 = _threaded(np.multiply, d_e_hat_3, gamma3_l_2, out=_buf(workspace, 'EDTraining:b@2.1.7', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10094 = _threaded(np.multiply, d_e_hat_3, x_hat_3, out=_buf(workspace, 'EDTraining:b@2.1.8', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_x_hat_3 = _threaded(np.multiply, d_e_hat_3, gamma3_l_2, out=_buf(workspace, 'EDTraining:@loop1(…, ℓ, d_e)/7', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10094 = _threaded(np.multiply, d_e_hat_3, x_hat_3, out=_buf(workspace, 'EDTraining:@loop1(…, ℓ, d_e)/8', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         d_gamma3_l_2 = _sum_to(g10094, 1, ())                   # (d_e,)
-        g10096 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'EDTraining:b@2.1.9', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10096 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'EDTraining:@loop1(…, ℓ, d_e)/9', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # EDTransformer 15 for t ∈ [ℓ_x] : X[:, t] ← layer_norm(X[:, t] | γ^3_l, β^3_l) ▷ X ∈ ℝ^{d_e×ℓ_x}
         d_X_3 = np.swapaxes(g10096, -1, -2)                     # (…, d_e, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10098 = _sum_to(d_X_3, 2, (-1,))                       # (d_e, 1)
         d_b_o_2_l_2 = np.squeeze(g10098, -1)                    # (d_e,)
         g10100 = np.swapaxes(W_o_2_l_2, -1, -2)                 # (H·d_mid, d_e)
-        d_Y_2 = np.matmul(g10100, d_X_3, out=_buf(workspace, 'EDTraining:b@2.6.2', batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
+        d_Y_2 = np.matmul(g10100, d_X_3, out=_buf(workspace, 'EDTraining:@loop1(…, H·d_mid, ℓ)/2', batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
         g10102 = np.swapaxes(Y_2, -1, -2)                       # (…, ℓ, H·d_mid)
-        d_W_o_2_l_2 = _wgrad(g10096, g10102, _buf(workspace, 'EDTraining:b@2.7.2', (d_e, H*d_mid), dtype)) # (d_e, H·d_mid)
+        d_W_o_2_l_2 = _wgrad(g10096, g10102, _buf(workspace, 'EDTraining:@loop1(d_e, H·d_mid)/2', (d_e, H*d_mid), dtype)) # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         d_V_tilde_3 = d_Y_2.reshape(V_tilde_3_shape)            # (…, H, d_mid, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10105 = np.swapaxes(V_2, -1, -2)                       # (…, H, ℓ, d_mid)
-        d_softmax_S_2 = np.matmul(g10105, d_V_tilde_3, out=_buf(workspace, 'EDTraining:b@2.17.1', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        d_softmax_S_2 = np.matmul(g10105, d_V_tilde_3, out=_buf(workspace, 'EDTraining:@loop1(…, H, ℓ, ℓ)/1', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         g10107 = np.swapaxes(softmax_S_2, -1, -2)               # (…, H, ℓ, ℓ)
-        d_V_2 = np.matmul(d_V_tilde_3, g10107, out=_buf(workspace, 'EDTraining:b@2.18.1', batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
-        g10109 = _softmax_grad(d_softmax_S_2, softmax_S_2, -2, _buf(workspace, 'EDTraining:b@2.17.2', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        d_S_2 = _threaded(np.divide, g10109, _20, out=_buf(workspace, 'EDTraining:b@2.17.3', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        d_V_2 = np.matmul(d_V_tilde_3, g10107, out=_buf(workspace, 'EDTraining:@loop1(…, H, d_mid, ℓ)/1', batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
+        g10109 = _softmax_grad(d_softmax_S_2, softmax_S_2, -2, _buf(workspace, 'EDTraining:@loop1(…, H, ℓ, ℓ)/2', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        d_S_2 = _threaded(np.divide, g10109, _20, out=_buf(workspace, 'EDTraining:@loop1(…, H, ℓ, ℓ)/3', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        d_Q_2 = np.matmul(K_2, d_S_2, out=_buf(workspace, 'EDTraining:b@2.10.2', batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        d_Q_2 = np.matmul(K_2, d_S_2, out=_buf(workspace, 'EDTraining:@loop1(…, H, d_attn, ℓ)/2', batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
         g10117 = np.swapaxes(d_S_2, -1, -2)                     # (…, H, ℓ, ℓ)
-        d_K_2 = np.matmul(Q_2, g10117, out=_buf(workspace, 'EDTraining:b@2.10.3', batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        d_K_2 = np.matmul(Q_2, g10117, out=_buf(workspace, 'EDTraining:@loop1(…, H, d_attn, ℓ)/3', batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
         g10119 = _sum_to(d_V_2, 3, (-1,))                       # (H, d_mid, 1)
         d_b_v_2_l_2 = np.squeeze(g10119, -1)                    # (H, d_mid)
         g10121 = np.swapaxes(W_v_2_l_2, -1, -2)                 # (H, d_e, d_mid)
-        g10122 = np.matmul(g10121, d_V_2, out=_buf(workspace, 'EDTraining:b@2.16.2', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10122 = np.matmul(g10121, d_V_2, out=_buf(workspace, 'EDTraining:@loop1(…, H, d_e, ℓ)/2', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
         g10123 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10124 = np.matmul(d_V_2, g10123, out=_buf(workspace, 'EDTraining:b@2.13.2', batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        g10124 = np.matmul(d_V_2, g10123, out=_buf(workspace, 'EDTraining:@loop1(…, H, d_mid, d_e)/2', batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
         d_W_v_2_l_2 = _sum_to(g10124, 3, ())                    # (H, d_mid, d_e)
         g10126 = _sum_to(g10122, None, (-3,))                   # (…, 1, d_e, ℓ)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
         g10127 = _sum_to(d_K_2, 3, (-1,))                       # (H, d_attn, 1)
         d_b_k_2_l_2 = np.squeeze(g10127, -1)                    # (H, d_attn)
         g10129 = np.swapaxes(W_k_2_l_2, -1, -2)                 # (H, d_e, d_attn)
-        g10130 = np.matmul(g10129, d_K_2, out=_buf(workspace, 'EDTraining:b@2.16.3', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10130 = np.matmul(g10129, d_K_2, out=_buf(workspace, 'EDTraining:@loop1(…, H, d_e, ℓ)/3', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
         g10131 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10132 = np.matmul(d_K_2, g10131, out=_buf(workspace, 'EDTraining:b@2.14.3', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        g10132 = np.matmul(d_K_2, g10131, out=_buf(workspace, 'EDTraining:@loop1(…, H, d_attn, d_e)/3', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         d_W_k_2_l_2 = _sum_to(g10132, 3, ())                    # (H, d_attn, d_e)
         g10134 = _sum_to(g10130, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10135 = _threaded(np.add, g10126, g10134, out=_buf(workspace, 'EDTraining:b@2.19.1', batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
+        g10135 = _threaded(np.add, g10126, g10134, out=_buf(workspace, 'EDTraining:@loop1(…, 1, d_e, ℓ)/1', batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
         g10136 = _sum_to(d_Q_2, 3, (-1,))                       # (H, d_attn, 1)
         d_b_q_2_l_2 = np.squeeze(g10136, -1)                    # (H, d_attn)
         g10138 = np.swapaxes(W_q_2_l_2, -1, -2)                 # (H, d_e, d_attn)
-        g10139 = np.matmul(g10138, d_Q_2, out=_buf(workspace, 'EDTraining:b@2.16.3', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10139 = np.matmul(g10138, d_Q_2, out=_buf(workspace, 'EDTraining:@loop1(…, H, d_e, ℓ)/3', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
         g10140 = np.swapaxes(_74, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10141 = np.matmul(d_Q_2, g10140, out=_buf(workspace, 'EDTraining:b@2.14.4', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        g10141 = np.matmul(d_Q_2, g10140, out=_buf(workspace, 'EDTraining:@loop1(…, H, d_attn, d_e)/4', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         d_W_q_2_l_2 = _sum_to(g10141, 3, ())                    # (H, d_attn, d_e)
         g10143 = _sum_to(g10139, None, (-3,))                   # (…, 1, d_e, ℓ)
         g10144 = _threaded(np.add, g10135, g10143, out=g10135)  # (…, 1, d_e, ℓ)
@@ -931,88 +931,88 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
         d_e_hat_2 = np.swapaxes(g10153, -1, -2)                 # (…, ℓ_z, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta2_l = _sum_to(d_e_hat_2, 1, ())                   # (d_e,)
-        d_x_hat_2 = _threaded(np.multiply, d_e_hat_2, gamma2_l, out=_buf(workspace, 'EDTraining:b@3.1.1', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10157 = _threaded(np.multiply, d_e_hat_2, x_hat_2, out=_buf(workspace, 'EDTraining:b@3.1.2', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        d_x_hat_2 = _threaded(np.multiply, d_e_hat_2, gamma2_l, out=_buf(workspace, 'EDTraining:@loop2(…, ℓ_z, d_e)/1', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        g10157 = _threaded(np.multiply, d_e_hat_2, x_hat_2, out=_buf(workspace, 'EDTraining:@loop2(…, ℓ_z, d_e)/2', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         d_gamma2_l = _sum_to(g10157, 1, ())                     # (d_e,)
-        g10159 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, 'EDTraining:b@3.1.3', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        g10159 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, 'EDTraining:@loop2(…, ℓ_z, d_e)/3', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         # EDTransformer 8 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^2_l, β^2_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         d_Z_4 = np.swapaxes(g10159, -1, -2)                     # (…, d_e, ℓ_z)
         # EDTransformer 7 Z ← Z + W^l_mlp2 ReLU(W^l_mlp1 Z + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ Z ∈ ℝ^{d_e×ℓ_z}
         g10161 = _sum_to(d_Z_4, 2, (-1,))                       # (d_e, 1)
         d_b_mlp2_l = np.squeeze(g10161, -1)                     # (d_e,)
         g10163 = np.swapaxes(W_mlp2_l, -1, -2)                  # (d_mlp, d_e)
-        g10164 = np.matmul(g10163, d_Z_4, out=_buf(workspace, 'EDTraining:b@3.2.1', batch + (d_mlp, ell_z), dtype)) # (…, d_mlp, ℓ_z)
+        g10164 = np.matmul(g10163, d_Z_4, out=_buf(workspace, 'EDTraining:@loop2(…, d_mlp, ℓ_z)/1', batch + (d_mlp, ell_z), dtype)) # (…, d_mlp, ℓ_z)
         g10165 = np.swapaxes(_46, -1, -2)                       # (…, ℓ_z, d_mlp)
-        d_W_mlp2_l = _wgrad(g10159, g10165, _buf(workspace, 'EDTraining:b@3.3.1', (d_e, d_mlp), dtype)) # (d_e, d_mlp)
+        d_W_mlp2_l = _wgrad(g10159, g10165, _buf(workspace, 'EDTraining:@loop2(d_e, d_mlp)/1', (d_e, d_mlp), dtype)) # (d_e, d_mlp)
         g10167 = (_45 > 0)                                      # (…, d_mlp, ℓ_z)
-        g10168 = _threaded(np.multiply, g10164, g10167, out=_buf(workspace, 'EDTraining:b@3.2.2', batch + (d_mlp, ell_z), dtype)) # (…, d_mlp, ℓ_z)
+        g10168 = _threaded(np.multiply, g10164, g10167, out=_buf(workspace, 'EDTraining:@loop2(…, d_mlp, ℓ_z)/2', batch + (d_mlp, ell_z), dtype)) # (…, d_mlp, ℓ_z)
         g10169 = _sum_to(g10168, 2, (-1,))                      # (d_mlp, 1)
         d_b_mlp1_l = np.squeeze(g10169, -1)                     # (d_mlp,)
         g10171 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
-        g10172 = np.matmul(g10171, g10168, out=_buf(workspace, 'EDTraining:b@3.4.1', batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
+        g10172 = np.matmul(g10171, g10168, out=_buf(workspace, 'EDTraining:@loop2(…, d_e, ℓ_z)/1', batch + (d_e, ell_z), dtype)) # (…, d_e, ℓ_z)
         g10173 = np.swapaxes(g10168, -1, -2)                    # (…, ℓ_z, d_mlp)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        _40 = _threaded(np.multiply, x_hat, gamma1_l, out=_buf(workspace, 'EDTraining:b@3.1.4', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        _40 = _threaded(np.multiply, x_hat, gamma1_l, out=_buf(workspace, 'EDTraining:@loop2(…, ℓ_z, d_e)/4', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         e_hat = _threaded(np.add, _40, beta1_l, out=_40)        # (…, ℓ_z, d_e)
         # EDTransformer 7 Z ← Z + W^l_mlp2 ReLU(W^l_mlp1 Z + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ Z ∈ ℝ^{d_e×ℓ_z}
-        d_W_mlp1_l = _wgrad(g10173, e_hat, _buf(workspace, 'EDTraining:b@3.5.1', (d_mlp, d_e), dtype)) # (d_mlp, d_e)
+        d_W_mlp1_l = _wgrad(g10173, e_hat, _buf(workspace, 'EDTraining:@loop2(d_mlp, d_e)/1', (d_mlp, d_e), dtype)) # (d_mlp, d_e)
         g10175 = _threaded(np.add, d_Z_4, g10172, out=g10172)   # (…, d_e, ℓ_z)
         # EDTransformer 6 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^1_l, β^1_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         d_e_hat = np.swapaxes(g10175, -1, -2)                   # (…, ℓ_z, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta1_l = _sum_to(d_e_hat, 1, ())                     # (d_e,)
-        d_x_hat = _threaded(np.multiply, d_e_hat, gamma1_l, out=_buf(workspace, 'EDTraining:b@3.1.4', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
-        g10179 = _threaded(np.multiply, d_e_hat, x_hat, out=_buf(workspace, 'EDTraining:b@3.1.5', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        d_x_hat = _threaded(np.multiply, d_e_hat, gamma1_l, out=_buf(workspace, 'EDTraining:@loop2(…, ℓ_z, d_e)/4', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        g10179 = _threaded(np.multiply, d_e_hat, x_hat, out=_buf(workspace, 'EDTraining:@loop2(…, ℓ_z, d_e)/5', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         d_gamma1_l = _sum_to(g10179, 1, ())                     # (d_e,)
-        g10181 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'EDTraining:b@3.1.6', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
+        g10181 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'EDTraining:@loop2(…, ℓ_z, d_e)/6', batch + (ell_z, d_e), dtype)) # (…, ℓ_z, d_e)
         # EDTransformer 6 for t ∈ [ℓ_z] : Z[:, t] ← layer_norm(Z[:, t] | γ^1_l, β^1_l) ▷ Z ∈ ℝ^{d_e×ℓ_z}
         d_Z_3 = np.swapaxes(g10181, -1, -2)                     # (…, d_e, ℓ_z)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10183 = _sum_to(d_Z_3, 2, (-1,))                       # (d_e, 1)
         d_b_o_l = np.squeeze(g10183, -1)                        # (d_e,)
         g10185 = np.swapaxes(W_o_l, -1, -2)                     # (H·d_mid, d_e)
-        d_Y = np.matmul(g10185, d_Z_3, out=_buf(workspace, 'EDTraining:b@3.6.1', batch + (H*d_mid, ell_z), dtype)) # (…, H·d_mid, ℓ_z)
+        d_Y = np.matmul(g10185, d_Z_3, out=_buf(workspace, 'EDTraining:@loop2(…, H·d_mid, ℓ_z)/1', batch + (H*d_mid, ell_z), dtype)) # (…, H·d_mid, ℓ_z)
         g10187 = np.swapaxes(Y, -1, -2)                         # (…, ℓ_z, H·d_mid)
-        d_W_o_l = _wgrad(g10181, g10187, _buf(workspace, 'EDTraining:b@3.7.1', (d_e, H*d_mid), dtype)) # (d_e, H·d_mid)
+        d_W_o_l = _wgrad(g10181, g10187, _buf(workspace, 'EDTraining:@loop2(d_e, H·d_mid)/1', (d_e, H*d_mid), dtype)) # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         d_V_tilde = d_Y.reshape(V_tilde_shape)                  # (…, H, d_mid, ℓ_z)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10190 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ_z, d_mid)
-        d_softmax_S = np.matmul(g10190, d_V_tilde, out=_buf(workspace, 'EDTraining:b@3.8.1', batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
+        d_softmax_S = np.matmul(g10190, d_V_tilde, out=_buf(workspace, 'EDTraining:@loop2(…, H, ℓ_z, ℓ_z)/1', batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
         g10192 = np.swapaxes(softmax_S, -1, -2)                 # (…, H, ℓ_z, ℓ_z)
-        d_V = np.matmul(d_V_tilde, g10192, out=_buf(workspace, 'EDTraining:b@3.9.1', batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
-        g10194 = _softmax_grad(d_softmax_S, softmax_S, -2, _buf(workspace, 'EDTraining:b@3.8.2', batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
-        d_S = _threaded(np.divide, g10194, _20, out=_buf(workspace, 'EDTraining:b@3.8.3', batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
+        d_V = np.matmul(d_V_tilde, g10192, out=_buf(workspace, 'EDTraining:@loop2(…, H, d_mid, ℓ_z)/1', batch + (H, d_mid, ell_z), dtype)) # (…, H, d_mid, ℓ_z)
+        g10194 = _softmax_grad(d_softmax_S, softmax_S, -2, _buf(workspace, 'EDTraining:@loop2(…, H, ℓ_z, ℓ_z)/2', batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
+        d_S = _threaded(np.divide, g10194, _20, out=_buf(workspace, 'EDTraining:@loop2(…, H, ℓ_z, ℓ_z)/3', batch + (H, ell_z, ell_z), dtype)) # (…, H, ℓ_z, ℓ_z)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        d_Q = np.matmul(K, d_S, out=_buf(workspace, 'EDTraining:b@3.10.1', batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
+        d_Q = np.matmul(K, d_S, out=_buf(workspace, 'EDTraining:@loop2(…, H, d_attn, ℓ_z)/1', batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
         g10202 = np.swapaxes(d_S, -1, -2)                       # (…, H, ℓ_z, ℓ_z)
-        d_K = np.matmul(Q, g10202, out=_buf(workspace, 'EDTraining:b@3.10.2', batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
+        d_K = np.matmul(Q, g10202, out=_buf(workspace, 'EDTraining:@loop2(…, H, d_attn, ℓ_z)/2', batch + (H, d_attn, ell_z), dtype)) # (…, H, d_attn, ℓ_z)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
         g10204 = _sum_to(d_V, 3, (-1,))                         # (H, d_mid, 1)
         d_b_v_l = np.squeeze(g10204, -1)                        # (H, d_mid)
         g10206 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
-        g10207 = np.matmul(g10206, d_V, out=_buf(workspace, 'EDTraining:b@3.11.1', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10207 = np.matmul(g10206, d_V, out=_buf(workspace, 'EDTraining:@loop2(…, H, d_e, ℓ_z)/1', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
         g10208 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
-        g10209 = np.matmul(d_V, g10208, out=_buf(workspace, 'EDTraining:b@3.12.1', batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        g10209 = np.matmul(d_V, g10208, out=_buf(workspace, 'EDTraining:@loop2(…, H, d_mid, d_e)/1', batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
         d_W_v_l = _sum_to(g10209, 3, ())                        # (H, d_mid, d_e)
         g10211 = _sum_to(g10207, None, (-3,))                   # (…, 1, d_e, ℓ_z)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
         g10212 = _sum_to(d_K, 3, (-1,))                         # (H, d_attn, 1)
         d_b_k_l = np.squeeze(g10212, -1)                        # (H, d_attn)
         g10214 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
-        g10215 = np.matmul(g10214, d_K, out=_buf(workspace, 'EDTraining:b@3.11.2', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10215 = np.matmul(g10214, d_K, out=_buf(workspace, 'EDTraining:@loop2(…, H, d_e, ℓ_z)/2', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
         g10216 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
-        g10217 = np.matmul(d_K, g10216, out=_buf(workspace, 'EDTraining:b@3.13.1', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        g10217 = np.matmul(d_K, g10216, out=_buf(workspace, 'EDTraining:@loop2(…, H, d_attn, d_e)/1', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         d_W_k_l = _sum_to(g10217, 3, ())                        # (H, d_attn, d_e)
         g10219 = _sum_to(g10215, None, (-3,))                   # (…, 1, d_e, ℓ_z)
-        g10220 = _threaded(np.add, g10211, g10219, out=_buf(workspace, 'EDTraining:b@3.14.1', batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
+        g10220 = _threaded(np.add, g10211, g10219, out=_buf(workspace, 'EDTraining:@loop2(…, 1, d_e, ℓ_z)/1', batch + (1, d_e, ell_z), dtype)) # (…, 1, d_e, ℓ_z)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
         g10221 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
         d_b_q_l = np.squeeze(g10221, -1)                        # (H, d_attn)
         g10223 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
-        g10224 = np.matmul(g10223, d_Q, out=_buf(workspace, 'EDTraining:b@3.11.2', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
+        g10224 = np.matmul(g10223, d_Q, out=_buf(workspace, 'EDTraining:@loop2(…, H, d_e, ℓ_z)/2', batch + (H, d_e, ell_z), dtype)) # (…, H, d_e, ℓ_z)
         g10225 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ_z, d_e)
-        g10226 = np.matmul(d_Q, g10225, out=_buf(workspace, 'EDTraining:b@3.13.2', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        g10226 = np.matmul(d_Q, g10225, out=_buf(workspace, 'EDTraining:@loop2(…, H, d_attn, d_e)/2', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         d_W_q_l = _sum_to(g10226, 3, ())                        # (H, d_attn, d_e)
         g10228 = _sum_to(g10224, None, (-3,))                   # (…, 1, d_e, ℓ_z)
         g10229 = _threaded(np.add, g10220, g10228, out=g10220)  # (…, 1, d_e, ℓ_z)

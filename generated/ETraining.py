@@ -239,7 +239,7 @@ def forward(config: Config, params: Params, x_n, rng: np.random.Generator | None
         V = _threaded(np.add, _18, _19, out=_18)                # (…, H, d_mid, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         _21 = np.swapaxes(K, -1, -2)                            # (…, H, ℓ, d_attn)
-        S = np.matmul(_21, Q, out=_buf(workspace, 'ETraining:f@2.1.1', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        S = np.matmul(_21, Q, out=_buf(workspace, 'ETraining:@loop1(…, H, ℓ, ℓ)/1', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _24 = _threaded(np.divide, S, _23, out=S)               # (…, H, ℓ, ℓ)
         softmax_S = _softmax(_24, -2, _buf(workspace, ('ETraining:fsoftmax_S', l_), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
@@ -248,7 +248,7 @@ def forward(config: Config, params: Params, x_n, rng: np.random.Generator | None
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         Y = V_tilde.reshape(V_tilde.shape[:-3] + (H*d_mid,) + V_tilde.shape[-3 + 2:]) # (…, H·d_mid, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _28 = np.matmul(W_o_l, Y, out=_buf(workspace, 'ETraining:f@2.2.1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        _28 = np.matmul(W_o_l, Y, out=_buf(workspace, 'ETraining:@loop1(…, d_e, ℓ)/1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         _29 = np.expand_dims(b_o_l, -1)                         # (d_e, 1)
         V_tilde_2 = _threaded(np.add, _28, _29, out=_28)        # (…, d_e, ℓ)
         # ETransformer 5 X ← X + MHAttention(X | 𝓦_l, Mask = 1) ▷ X ∈ ℝ^{d_e×ℓ}
@@ -258,19 +258,19 @@ def forward(config: Config, params: Params, x_n, rng: np.random.Generator | None
         beta1_l = beta1[l_]                                     # (d_e,)
         _32 = np.swapaxes(X_3, -1, -2)                          # (…, ℓ, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _33 = np.sum(_32, axis=-1, out=_buf(workspace, 'ETraining:f@2.3.1', batch + (ell,), dtype)) # (…, ℓ)
+        _33 = np.sum(_32, axis=-1, out=_buf(workspace, 'ETraining:@loop1(…, ℓ)/1', batch + (ell,), dtype)) # (…, ℓ)
         m = _threaded(np.divide, _33, d_e, out=_33)             # (…, ℓ)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _35 = np.expand_dims(m, -1)                             # (…, ℓ, 1)
         _36 = _threaded(np.subtract, _32, _35, out=_buf(workspace, ('ETraining:f_36', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        _37 = _threaded(np.multiply, _36, _36, out=_buf(workspace, 'ETraining:f@2.4.1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _37 = _threaded(np.multiply, _36, _36, out=_buf(workspace, 'ETraining:@loop1(…, ℓ, d_e)/1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         _38 = np.sum(_37, axis=-1, out=_buf(workspace, ('ETraining:f_38', l_), batch + (ell,), dtype)) # (…, ℓ)
         v = _threaded(np.divide, _38, d_e, out=_38)             # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _40 = _threaded(np.sqrt, v, out=v)                      # (…, ℓ)
         sigma = np.expand_dims(_40, -1)                         # (…, ℓ, 1)
         x_hat = _threaded(np.divide, _36, sigma, out=_36)       # (…, ℓ, d_e)
-        _43 = _threaded(np.multiply, x_hat, gamma1_l, out=_buf(workspace, 'ETraining:f@2.4.1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _43 = _threaded(np.multiply, x_hat, gamma1_l, out=_buf(workspace, 'ETraining:@loop1(…, ℓ, d_e)/1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         e_hat = _threaded(np.add, _43, beta1_l, out=_43)        # (…, ℓ, d_e)
         # ETransformer 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
         _45 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ)
@@ -282,7 +282,7 @@ def forward(config: Config, params: Params, x_n, rng: np.random.Generator | None
         _47 = np.expand_dims(b_mlp1_l, -1)                      # (d_mlp, 1)
         _48 = _threaded(np.add, _46, _47, out=_46)              # (…, d_mlp, ℓ)
         _49 = _gelu(_48, _buf(workspace, ('ETraining:f_49', l_), batch + (d_mlp, ell), dtype), workspace) # (…, d_mlp, ℓ)
-        _50 = np.matmul(W_mlp2_l, _49, out=_buf(workspace, 'ETraining:f@2.2.1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        _50 = np.matmul(W_mlp2_l, _49, out=_buf(workspace, 'ETraining:@loop1(…, d_e, ℓ)/1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         _51 = _threaded(np.add, _45, _50, out=_50)              # (…, d_e, ℓ)
         b_mlp2_l = b_mlp2[l_]                                   # (d_e,)
         _52 = np.expand_dims(b_mlp2_l, -1)                      # (d_e, 1)
@@ -292,12 +292,12 @@ def forward(config: Config, params: Params, x_n, rng: np.random.Generator | None
         beta2_l = beta2[l_]                                     # (d_e,)
         _54 = np.swapaxes(X_4, -1, -2)                          # (…, ℓ, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _55 = np.sum(_54, axis=-1, out=_buf(workspace, 'ETraining:f@2.3.1', batch + (ell,), dtype)) # (…, ℓ)
+        _55 = np.sum(_54, axis=-1, out=_buf(workspace, 'ETraining:@loop1(…, ℓ)/1', batch + (ell,), dtype)) # (…, ℓ)
         m_2 = _threaded(np.divide, _55, d_e, out=_55)           # (…, ℓ)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _57 = np.expand_dims(m_2, -1)                           # (…, ℓ, 1)
         _58 = _threaded(np.subtract, _54, _57, out=_buf(workspace, ('ETraining:f_58', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        _59 = _threaded(np.multiply, _58, _58, out=_buf(workspace, 'ETraining:f@2.4.1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _59 = _threaded(np.multiply, _58, _58, out=_buf(workspace, 'ETraining:@loop1(…, ℓ, d_e)/1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         _60 = np.sum(_59, axis=-1, out=_buf(workspace, ('ETraining:f_60', l_), batch + (ell,), dtype)) # (…, ℓ)
         v_2 = _threaded(np.divide, _60, d_e, out=_60)           # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
@@ -312,32 +312,32 @@ def forward(config: Config, params: Params, x_n, rng: np.random.Generator | None
         X_2 = _67
     X_5 = X_2
     # ETransformer 10 X ← GELU(W_f X + b_f 1^⊤) ▷ X ∈ ℝ^{d_f×ℓ}
-    _68 = np.matmul(W_f, X_5, out=_buf(workspace, 'ETraining:f@1.4.1', batch + (d_f, ell), dtype)) # (…, d_f, ℓ)
+    _68 = np.matmul(W_f, X_5, out=_buf(workspace, 'ETraining:f@1(…, d_f, ℓ)/1', batch + (d_f, ell), dtype)) # (…, d_f, ℓ)
     _69 = np.expand_dims(b_f, -1)                               # (d_f, 1)
     _70 = _threaded(np.add, _68, _69, out=_68)                  # (…, d_f, ℓ)
-    X_6 = _gelu(_70, _buf(workspace, 'ETraining:f@1.4.2', batch + (d_f, ell), dtype), workspace) # (…, d_f, ℓ)
+    X_6 = _gelu(_70, _buf(workspace, 'ETraining:f@1(…, d_f, ℓ)/2', batch + (d_f, ell), dtype), workspace) # (…, d_f, ℓ)
     # ETransformer 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
     _72 = np.swapaxes(X_6, -1, -2)                              # (…, ℓ, d_f)
     # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-    _73 = np.sum(_72, axis=-1, out=_buf(workspace, 'ETraining:f@1.5.1', batch + (ell,), dtype)) # (…, ℓ)
+    _73 = np.sum(_72, axis=-1, out=_buf(workspace, 'ETraining:f@1(…, ℓ)/1', batch + (ell,), dtype)) # (…, ℓ)
     m_3 = _threaded(np.divide, _73, d_f, out=_73)               # (…, ℓ)
     # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
     _75 = np.expand_dims(m_3, -1)                               # (…, ℓ, 1)
-    _76 = _threaded(np.subtract, _72, _75, out=_buf(workspace, 'ETraining:f@1.6.1', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
-    _77 = _threaded(np.multiply, _76, _76, out=_buf(workspace, 'ETraining:f@1.6.2', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
-    _78 = np.sum(_77, axis=-1, out=_buf(workspace, 'ETraining:f@1.5.1', batch + (ell,), dtype)) # (…, ℓ)
+    _76 = _threaded(np.subtract, _72, _75, out=_buf(workspace, 'ETraining:f@1(…, ℓ, d_f)/1', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    _77 = _threaded(np.multiply, _76, _76, out=_buf(workspace, 'ETraining:@top(…, ℓ, d_f)/2', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    _78 = np.sum(_77, axis=-1, out=_buf(workspace, 'ETraining:f@1(…, ℓ)/1', batch + (ell,), dtype)) # (…, ℓ)
     v_3 = _threaded(np.divide, _78, d_f, out=_78)               # (…, ℓ)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
     _80 = _threaded(np.sqrt, v_3, out=v_3)                      # (…, ℓ)
     sigma_3 = np.expand_dims(_80, -1)                           # (…, ℓ, 1)
     x_hat_3 = _threaded(np.divide, _76, sigma_3, out=_76)       # (…, ℓ, d_f)
-    _83 = _threaded(np.multiply, x_hat_3, gamma, out=_buf(workspace, 'ETraining:f@1.6.2', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    _83 = _threaded(np.multiply, x_hat_3, gamma, out=_buf(workspace, 'ETraining:@top(…, ℓ, d_f)/2', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     e_hat_3 = _threaded(np.add, _83, beta, out=_83)             # (…, ℓ, d_f)
     # ETransformer 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
     _85 = np.swapaxes(e_hat_3, -1, -2)                          # (…, d_f, ℓ)
     # ETransformer 12 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}; the paper declares W_u ∈ ℝ^{N_V×d_e}; here ℝ^{N_V×d_f}, so that W_u X is defined
-    _86 = np.matmul(W_u, _85, out=_buf(workspace, 'ETraining:f@1.7.1', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
-    P = _softmax(_86, -2, _buf(workspace, 'ETraining:f@1.7.2', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
+    _86 = np.matmul(W_u, _85, out=_buf(workspace, 'ETraining:@top(…, N_V, ℓ)/1', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
+    P = _softmax(_86, -2, _buf(workspace, 'ETraining:f@1(…, N_V, ℓ)/2', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
     # 9 loss(θ) ← −Σ_{t∈T̃} log P(θ)[x_n[t], t]
     _88 = np.expand_dims(x_n, (-2, -1))                         # (…, ℓ, 1, 1)
     _89 = np.expand_dims(P, -3)                                 # (…, 1, N_V, ℓ)
@@ -346,11 +346,11 @@ def forward(config: Config, params: Params, x_n, rng: np.random.Generator | None
     shape_90 = _90.shape
     _92 = np.expand_dims(_6, -1)                                # (ℓ, 1)
     _93 = _take_along(_90, _92 - 1, -1)                         # (…, ℓ)
-    _94 = _threaded(np.log, _93, out=_buf(workspace, 'ETraining:f@1.5.2', batch + (ell,), dtype)) # (…, ℓ)
-    _95 = _where(T_tilde, _94, 0, _buf(workspace, 'ETraining:f@1.5.3', batch + (ell,), dtype)) # (…, ℓ)
+    _94 = _threaded(np.log, _93, out=_buf(workspace, 'ETraining:@top(…, ℓ)/2', batch + (ell,), dtype)) # (…, ℓ)
+    _95 = _where(T_tilde, _94, 0, _buf(workspace, 'ETraining:f@1(…, ℓ)/3', batch + (ell,), dtype)) # (…, ℓ)
     shape_95 = _95.shape
-    _96 = np.sum(_95, axis=-1, out=_buf(workspace, 'ETraining:f@1.8.1', batch + (), dtype)) # (…,)
-    _97 = np.negative(_96, out=_buf(workspace, 'ETraining:f@1.8.2', batch + (), dtype)) # (…,)
+    _96 = np.sum(_95, axis=-1, out=_buf(workspace, 'ETraining:@top(…,)/1', batch + (), dtype)) # (…,)
+    _97 = np.negative(_96, out=_buf(workspace, 'ETraining:f@1(…,)/2', batch + (), dtype)) # (…,)
     cache = {"N_V": N_V, "ell": ell, "H": H, "L": L, "d_attn": d_attn, "d_e": d_e, "d_f": d_f, "d_mid": d_mid, "d_mlp": d_mlp, "batch": batch, "dtype": dtype, "shape_95": shape_95, "T_tilde": T_tilde, "_93": _93, "_92": _92, "shape_90": shape_90, "_88": _88, "shape_89": shape_89, "P": P, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_70": _70, "X_6": X_6, "X_5": X_5, "_23": _23, "_6": _6, "_7": _7, "_2": _2, "_4": _4, "saved_l_": saved_l_}
     return _97, cache
 
@@ -396,41 +396,41 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
     _4 = cache["_4"]
     saved_l_ = cache["saved_l_"]
     # 9 loss(θ) ← −Σ_{t∈T̃} log P(θ)[x_n[t], t]
-    g10001 = np.negative(d_loss, out=_buf(workspace, 'ETraining:b@1.1.1', batch + (), dtype)) # (…,)
+    g10001 = np.negative(d_loss, out=_buf(workspace, 'ETraining:@top(…,)/1', batch + (), dtype)) # (…,)
     g10002 = np.broadcast_to(np.expand_dims(g10001, -1), shape_95) # (…, ℓ)
-    g10003 = _where(T_tilde, g10002, 0, _buf(workspace, 'ETraining:b@1.2.1', batch + (ell,), dtype)) # (…, ℓ)
+    g10003 = _where(T_tilde, g10002, 0, _buf(workspace, 'ETraining:@top(…, ℓ)/1', batch + (ell,), dtype)) # (…, ℓ)
     g10005 = _threaded(np.divide, g10003, _93, out=g10003)      # (…, ℓ)
     g10006 = _put_along(g10005, _92 - 1, shape_90, -1)          # (…, ℓ, ℓ)
     g10007 = _put_along(g10006, _88 - 1, shape_89, -2)          # (…, 1, N_V, ℓ)
     d_P = np.squeeze(g10007, -3)                                # (…, N_V, ℓ)
     # ETransformer 12 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}; the paper declares W_u ∈ ℝ^{N_V×d_e}; here ℝ^{N_V×d_f}, so that W_u X is defined
-    g10009 = _softmax_grad(d_P, P, -2, _buf(workspace, 'ETraining:b@1.5.1', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
+    g10009 = _softmax_grad(d_P, P, -2, _buf(workspace, 'ETraining:@top(…, N_V, ℓ)/1', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
     g10012 = np.swapaxes(g10009, -1, -2)                        # (…, ℓ, N_V)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-    _83 = _threaded(np.multiply, x_hat_3, gamma, out=_buf(workspace, 'ETraining:b@1.6.1', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    _83 = _threaded(np.multiply, x_hat_3, gamma, out=_buf(workspace, 'ETraining:@top(…, ℓ, d_f)/1', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     e_hat_3 = _threaded(np.add, _83, beta, out=_83)             # (…, ℓ, d_f)
     # ETransformer 12 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}; the paper declares W_u ∈ ℝ^{N_V×d_e}; here ℝ^{N_V×d_f}, so that W_u X is defined
-    d_W_u = _wgrad(g10012, e_hat_3, _buf(workspace, 'ETraining:b@1.7.1', (N_V, d_f), dtype)) # (N_V, d_f)
+    d_W_u = _wgrad(g10012, e_hat_3, _buf(workspace, 'ETraining:@top(N_V, d_f)/1', (N_V, d_f), dtype)) # (N_V, d_f)
     # ETransformer 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
     g10014 = np.swapaxes(g10009, -1, -2)                        # (…, ℓ, N_V)
-    d_e_hat_3 = np.matmul(g10014, W_u, out=_buf(workspace, 'ETraining:b@1.6.1', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    d_e_hat_3 = np.matmul(g10014, W_u, out=_buf(workspace, 'ETraining:@top(…, ℓ, d_f)/1', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
     d_beta = _sum_to(d_e_hat_3, 1, ())                          # (d_f,)
-    d_x_hat_3 = _threaded(np.multiply, d_e_hat_3, gamma, out=_buf(workspace, 'ETraining:b@1.6.2', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
-    g10018 = _threaded(np.multiply, d_e_hat_3, x_hat_3, out=_buf(workspace, 'ETraining:b@1.6.3', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    d_x_hat_3 = _threaded(np.multiply, d_e_hat_3, gamma, out=_buf(workspace, 'ETraining:@top(…, ℓ, d_f)/2', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    g10018 = _threaded(np.multiply, d_e_hat_3, x_hat_3, out=_buf(workspace, 'ETraining:@top(…, ℓ, d_f)/3', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     d_gamma = _sum_to(g10018, 1, ())                            # (d_f,)
-    g10020 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'ETraining:b@1.6.4', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    g10020 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'ETraining:@top(…, ℓ, d_f)/4', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     # ETransformer 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
     d_X_6 = np.swapaxes(g10020, -1, -2)                         # (…, d_f, ℓ)
     # ETransformer 10 X ← GELU(W_f X + b_f 1^⊤) ▷ X ∈ ℝ^{d_f×ℓ}
-    g10022 = _gelu_grad(d_X_6, _70, X_6, _buf(workspace, 'ETraining:b@1.8.1', batch + (d_f, ell), dtype), workspace) # (…, d_f, ℓ)
+    g10022 = _gelu_grad(d_X_6, _70, X_6, _buf(workspace, 'ETraining:@top(…, d_f, ℓ)/1', batch + (d_f, ell), dtype), workspace) # (…, d_f, ℓ)
     g10023 = _sum_to(g10022, 2, (-1,))                          # (d_f, 1)
     d_b_f = np.squeeze(g10023, -1)                              # (d_f,)
     g10025 = np.swapaxes(W_f, -1, -2)                           # (d_e, d_f)
-    d_X_5 = np.matmul(g10025, g10022, out=_buf(workspace, 'ETraining:b@1.9.1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+    d_X_5 = np.matmul(g10025, g10022, out=_buf(workspace, 'ETraining:@top(…, d_e, ℓ)/1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
     g10027 = np.swapaxes(g10022, -1, -2)                        # (…, ℓ, d_f)
     g10028 = np.swapaxes(X_5, -1, -2)                           # (…, ℓ, d_e)
-    d_W_f = _wgrad(g10027, g10028, _buf(workspace, 'ETraining:b@1.10.1', (d_f, d_e), dtype)) # (d_f, d_e)
+    d_W_f = _wgrad(g10027, g10028, _buf(workspace, 'ETraining:@top(d_f, d_e)/1', (d_f, d_e), dtype)) # (d_f, d_e)
     g10030 = d_X_5
     d_W_q = _buf(workspace, 'ETraining:bd_W_q', params.W_q.shape, dtype)
     d_W_q.fill(0)
@@ -470,87 +470,87 @@ def backward(config: Config, params: Params, cache: dict, d_loss, workspace: dic
         d_e_hat_2 = np.swapaxes(g10030, -1, -2)                 # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta2_l = _sum_to(d_e_hat_2, 1, ())                   # (d_e,)
-        d_x_hat_2 = _threaded(np.multiply, d_e_hat_2, gamma2_l, out=_buf(workspace, 'ETraining:b@2.1.1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10034 = _threaded(np.multiply, d_e_hat_2, x_hat_2, out=_buf(workspace, 'ETraining:b@2.1.2', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_x_hat_2 = _threaded(np.multiply, d_e_hat_2, gamma2_l, out=_buf(workspace, 'ETraining:@loop1(…, ℓ, d_e)/1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10034 = _threaded(np.multiply, d_e_hat_2, x_hat_2, out=_buf(workspace, 'ETraining:@loop1(…, ℓ, d_e)/2', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         d_gamma2_l = _sum_to(g10034, 1, ())                     # (d_e,)
-        g10036 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, 'ETraining:b@2.1.3', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10036 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, 'ETraining:@loop1(…, ℓ, d_e)/3', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # ETransformer 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
         d_X_4 = np.swapaxes(g10036, -1, -2)                     # (…, d_e, ℓ)
         # ETransformer 7 X ← X + W^l_mlp2 GELU(W^l_mlp1 X + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
         g10038 = _sum_to(d_X_4, 2, (-1,))                       # (d_e, 1)
         d_b_mlp2_l = np.squeeze(g10038, -1)                     # (d_e,)
         g10040 = np.swapaxes(W_mlp2_l, -1, -2)                  # (d_mlp, d_e)
-        g10041 = np.matmul(g10040, d_X_4, out=_buf(workspace, 'ETraining:b@2.2.1', batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
+        g10041 = np.matmul(g10040, d_X_4, out=_buf(workspace, 'ETraining:@loop1(…, d_mlp, ℓ)/1', batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
         g10042 = np.swapaxes(_49, -1, -2)                       # (…, ℓ, d_mlp)
-        d_W_mlp2_l = _wgrad(g10036, g10042, _buf(workspace, 'ETraining:b@2.3.1', (d_e, d_mlp), dtype)) # (d_e, d_mlp)
-        g10044 = _gelu_grad(g10041, _48, _49, _buf(workspace, 'ETraining:b@2.2.2', batch + (d_mlp, ell), dtype), workspace) # (…, d_mlp, ℓ)
+        d_W_mlp2_l = _wgrad(g10036, g10042, _buf(workspace, 'ETraining:@loop1(d_e, d_mlp)/1', (d_e, d_mlp), dtype)) # (d_e, d_mlp)
+        g10044 = _gelu_grad(g10041, _48, _49, _buf(workspace, 'ETraining:@loop1(…, d_mlp, ℓ)/2', batch + (d_mlp, ell), dtype), workspace) # (…, d_mlp, ℓ)
         g10045 = _sum_to(g10044, 2, (-1,))                      # (d_mlp, 1)
         d_b_mlp1_l = np.squeeze(g10045, -1)                     # (d_mlp,)
         g10047 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
-        g10048 = np.matmul(g10047, g10044, out=_buf(workspace, 'ETraining:b@2.4.1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        g10048 = np.matmul(g10047, g10044, out=_buf(workspace, 'ETraining:@loop1(…, d_e, ℓ)/1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         g10049 = np.swapaxes(g10044, -1, -2)                    # (…, ℓ, d_mlp)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        _43 = _threaded(np.multiply, x_hat, gamma1_l, out=_buf(workspace, 'ETraining:b@2.1.4', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _43 = _threaded(np.multiply, x_hat, gamma1_l, out=_buf(workspace, 'ETraining:@loop1(…, ℓ, d_e)/4', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         e_hat = _threaded(np.add, _43, beta1_l, out=_43)        # (…, ℓ, d_e)
         # ETransformer 7 X ← X + W^l_mlp2 GELU(W^l_mlp1 X + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
-        d_W_mlp1_l = _wgrad(g10049, e_hat, _buf(workspace, 'ETraining:b@2.5.1', (d_mlp, d_e), dtype)) # (d_mlp, d_e)
+        d_W_mlp1_l = _wgrad(g10049, e_hat, _buf(workspace, 'ETraining:@loop1(d_mlp, d_e)/1', (d_mlp, d_e), dtype)) # (d_mlp, d_e)
         g10051 = _threaded(np.add, d_X_4, g10048, out=g10048)   # (…, d_e, ℓ)
         # ETransformer 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
         d_e_hat = np.swapaxes(g10051, -1, -2)                   # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta1_l = _sum_to(d_e_hat, 1, ())                     # (d_e,)
-        d_x_hat = _threaded(np.multiply, d_e_hat, gamma1_l, out=_buf(workspace, 'ETraining:b@2.1.4', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10055 = _threaded(np.multiply, d_e_hat, x_hat, out=_buf(workspace, 'ETraining:b@2.1.5', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_x_hat = _threaded(np.multiply, d_e_hat, gamma1_l, out=_buf(workspace, 'ETraining:@loop1(…, ℓ, d_e)/4', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10055 = _threaded(np.multiply, d_e_hat, x_hat, out=_buf(workspace, 'ETraining:@loop1(…, ℓ, d_e)/5', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         d_gamma1_l = _sum_to(g10055, 1, ())                     # (d_e,)
-        g10057 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'ETraining:b@2.1.6', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10057 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'ETraining:@loop1(…, ℓ, d_e)/6', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # ETransformer 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
         d_X_3 = np.swapaxes(g10057, -1, -2)                     # (…, d_e, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10059 = _sum_to(d_X_3, 2, (-1,))                       # (d_e, 1)
         d_b_o_l = np.squeeze(g10059, -1)                        # (d_e,)
         g10061 = np.swapaxes(W_o_l, -1, -2)                     # (H·d_mid, d_e)
-        d_Y = np.matmul(g10061, d_X_3, out=_buf(workspace, 'ETraining:b@2.6.1', batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
+        d_Y = np.matmul(g10061, d_X_3, out=_buf(workspace, 'ETraining:@loop1(…, H·d_mid, ℓ)/1', batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
         g10063 = np.swapaxes(Y, -1, -2)                         # (…, ℓ, H·d_mid)
-        d_W_o_l = _wgrad(g10057, g10063, _buf(workspace, 'ETraining:b@2.7.1', (d_e, H*d_mid), dtype)) # (d_e, H·d_mid)
+        d_W_o_l = _wgrad(g10057, g10063, _buf(workspace, 'ETraining:@loop1(d_e, H·d_mid)/1', (d_e, H*d_mid), dtype)) # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         d_V_tilde = d_Y.reshape(V_tilde_shape)                  # (…, H, d_mid, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10066 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ, d_mid)
-        d_softmax_S = np.matmul(g10066, d_V_tilde, out=_buf(workspace, 'ETraining:b@2.8.1', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        d_softmax_S = np.matmul(g10066, d_V_tilde, out=_buf(workspace, 'ETraining:@loop1(…, H, ℓ, ℓ)/1', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         g10068 = np.swapaxes(softmax_S, -1, -2)                 # (…, H, ℓ, ℓ)
-        d_V = np.matmul(d_V_tilde, g10068, out=_buf(workspace, 'ETraining:b@2.9.1', batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
-        g10070 = _softmax_grad(d_softmax_S, softmax_S, -2, _buf(workspace, 'ETraining:b@2.8.2', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        d_S = _threaded(np.divide, g10070, _23, out=_buf(workspace, 'ETraining:b@2.8.3', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        d_V = np.matmul(d_V_tilde, g10068, out=_buf(workspace, 'ETraining:@loop1(…, H, d_mid, ℓ)/1', batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
+        g10070 = _softmax_grad(d_softmax_S, softmax_S, -2, _buf(workspace, 'ETraining:@loop1(…, H, ℓ, ℓ)/2', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        d_S = _threaded(np.divide, g10070, _23, out=_buf(workspace, 'ETraining:@loop1(…, H, ℓ, ℓ)/3', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        d_Q = np.matmul(K, d_S, out=_buf(workspace, 'ETraining:b@2.10.1', batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        d_Q = np.matmul(K, d_S, out=_buf(workspace, 'ETraining:@loop1(…, H, d_attn, ℓ)/1', batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
         g10078 = np.swapaxes(d_S, -1, -2)                       # (…, H, ℓ, ℓ)
-        d_K = np.matmul(Q, g10078, out=_buf(workspace, 'ETraining:b@2.10.2', batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        d_K = np.matmul(Q, g10078, out=_buf(workspace, 'ETraining:@loop1(…, H, d_attn, ℓ)/2', batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
         g10080 = _sum_to(d_V, 3, (-1,))                         # (H, d_mid, 1)
         d_b_v_l = np.squeeze(g10080, -1)                        # (H, d_mid)
         g10082 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
-        g10083 = np.matmul(g10082, d_V, out=_buf(workspace, 'ETraining:b@2.11.1', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10083 = np.matmul(g10082, d_V, out=_buf(workspace, 'ETraining:@loop1(…, H, d_e, ℓ)/1', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
         g10084 = np.swapaxes(_11, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10085 = np.matmul(d_V, g10084, out=_buf(workspace, 'ETraining:b@2.12.1', batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        g10085 = np.matmul(d_V, g10084, out=_buf(workspace, 'ETraining:@loop1(…, H, d_mid, d_e)/1', batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
         d_W_v_l = _sum_to(g10085, 3, ())                        # (H, d_mid, d_e)
         g10087 = _sum_to(g10083, None, (-3,))                   # (…, 1, d_e, ℓ)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
         g10088 = _sum_to(d_K, 3, (-1,))                         # (H, d_attn, 1)
         d_b_k_l = np.squeeze(g10088, -1)                        # (H, d_attn)
         g10090 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
-        g10091 = np.matmul(g10090, d_K, out=_buf(workspace, 'ETraining:b@2.11.2', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10091 = np.matmul(g10090, d_K, out=_buf(workspace, 'ETraining:@loop1(…, H, d_e, ℓ)/2', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
         g10092 = np.swapaxes(_11, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10093 = np.matmul(d_K, g10092, out=_buf(workspace, 'ETraining:b@2.13.1', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        g10093 = np.matmul(d_K, g10092, out=_buf(workspace, 'ETraining:@loop1(…, H, d_attn, d_e)/1', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         d_W_k_l = _sum_to(g10093, 3, ())                        # (H, d_attn, d_e)
         g10095 = _sum_to(g10091, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10096 = _threaded(np.add, g10087, g10095, out=_buf(workspace, 'ETraining:b@2.14.1', batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
+        g10096 = _threaded(np.add, g10087, g10095, out=_buf(workspace, 'ETraining:@loop1(…, 1, d_e, ℓ)/1', batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
         g10097 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
         d_b_q_l = np.squeeze(g10097, -1)                        # (H, d_attn)
         g10099 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
-        g10100 = np.matmul(g10099, d_Q, out=_buf(workspace, 'ETraining:b@2.11.2', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10100 = np.matmul(g10099, d_Q, out=_buf(workspace, 'ETraining:@loop1(…, H, d_e, ℓ)/2', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
         g10101 = np.swapaxes(_11, -1, -2)                       # (…, 1, ℓ, d_e)
-        g10102 = np.matmul(d_Q, g10101, out=_buf(workspace, 'ETraining:b@2.13.2', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        g10102 = np.matmul(d_Q, g10101, out=_buf(workspace, 'ETraining:@loop1(…, H, d_attn, d_e)/2', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         d_W_q_l = _sum_to(g10102, 3, ())                        # (H, d_attn, d_e)
         g10104 = _sum_to(g10100, None, (-3,))                   # (…, 1, d_e, ℓ)
         g10105 = _threaded(np.add, g10096, g10104, out=g10096)  # (…, 1, d_e, ℓ)

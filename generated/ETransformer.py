@@ -227,7 +227,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         V = _threaded(np.add, _15, _16, out=_15)                # (…, H, d_mid, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
         _18 = np.swapaxes(K, -1, -2)                            # (…, H, ℓ, d_attn)
-        S = np.matmul(_18, Q, out=_buf(workspace, 'ETransformer:f@2.1.1', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        S = np.matmul(_18, Q, out=_buf(workspace, 'ETransformer:@loop1(…, H, ℓ, ℓ)/1', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         _21 = _threaded(np.divide, S, _20, out=S)               # (…, H, ℓ, ℓ)
         softmax_S = _softmax(_21, -2, _buf(workspace, ('ETransformer:fsoftmax_S', l_), batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
@@ -236,7 +236,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         Y = V_tilde.reshape(V_tilde.shape[:-3] + (H*d_mid,) + V_tilde.shape[-3 + 2:]) # (…, H·d_mid, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
-        _25 = np.matmul(W_o_l, Y, out=_buf(workspace, 'ETransformer:f@2.2.1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        _25 = np.matmul(W_o_l, Y, out=_buf(workspace, 'ETransformer:@loop1(…, d_e, ℓ)/1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         _26 = np.expand_dims(b_o_l, -1)                         # (d_e, 1)
         V_tilde_2 = _threaded(np.add, _25, _26, out=_25)        # (…, d_e, ℓ)
         # 5 X ← X + MHAttention(X | 𝓦_l, Mask = 1) ▷ X ∈ ℝ^{d_e×ℓ}
@@ -246,19 +246,19 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         beta1_l = beta1[l_]                                     # (d_e,)
         _29 = np.swapaxes(X_3, -1, -2)                          # (…, ℓ, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _30 = np.sum(_29, axis=-1, out=_buf(workspace, 'ETransformer:f@2.3.1', batch + (ell,), dtype)) # (…, ℓ)
+        _30 = np.sum(_29, axis=-1, out=_buf(workspace, 'ETransformer:@loop1(…, ℓ)/1', batch + (ell,), dtype)) # (…, ℓ)
         m = _threaded(np.divide, _30, d_e, out=_30)             # (…, ℓ)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _32 = np.expand_dims(m, -1)                             # (…, ℓ, 1)
         _33 = _threaded(np.subtract, _29, _32, out=_buf(workspace, ('ETransformer:f_33', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        _34 = _threaded(np.multiply, _33, _33, out=_buf(workspace, 'ETransformer:f@2.4.1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _34 = _threaded(np.multiply, _33, _33, out=_buf(workspace, 'ETransformer:@loop1(…, ℓ, d_e)/1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         _35 = np.sum(_34, axis=-1, out=_buf(workspace, ('ETransformer:f_35', l_), batch + (ell,), dtype)) # (…, ℓ)
         v = _threaded(np.divide, _35, d_e, out=_35)             # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         _37 = _threaded(np.sqrt, v, out=v)                      # (…, ℓ)
         sigma = np.expand_dims(_37, -1)                         # (…, ℓ, 1)
         x_hat = _threaded(np.divide, _33, sigma, out=_33)       # (…, ℓ, d_e)
-        _40 = _threaded(np.multiply, x_hat, gamma1_l, out=_buf(workspace, 'ETransformer:f@2.4.1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _40 = _threaded(np.multiply, x_hat, gamma1_l, out=_buf(workspace, 'ETransformer:@loop1(…, ℓ, d_e)/1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         e_hat = _threaded(np.add, _40, beta1_l, out=_40)        # (…, ℓ, d_e)
         # 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
         _42 = np.swapaxes(e_hat, -1, -2)                        # (…, d_e, ℓ)
@@ -270,7 +270,7 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         _44 = np.expand_dims(b_mlp1_l, -1)                      # (d_mlp, 1)
         _45 = _threaded(np.add, _43, _44, out=_43)              # (…, d_mlp, ℓ)
         _46 = _gelu(_45, _buf(workspace, ('ETransformer:f_46', l_), batch + (d_mlp, ell), dtype), workspace) # (…, d_mlp, ℓ)
-        _47 = np.matmul(W_mlp2_l, _46, out=_buf(workspace, 'ETransformer:f@2.2.1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        _47 = np.matmul(W_mlp2_l, _46, out=_buf(workspace, 'ETransformer:@loop1(…, d_e, ℓ)/1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         _48 = _threaded(np.add, _42, _47, out=_47)              # (…, d_e, ℓ)
         b_mlp2_l = b_mlp2[l_]                                   # (d_e,)
         _49 = np.expand_dims(b_mlp2_l, -1)                      # (d_e, 1)
@@ -280,12 +280,12 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         beta2_l = beta2[l_]                                     # (d_e,)
         _51 = np.swapaxes(X_4, -1, -2)                          # (…, ℓ, d_e)
         # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-        _52 = np.sum(_51, axis=-1, out=_buf(workspace, 'ETransformer:f@2.3.1', batch + (ell,), dtype)) # (…, ℓ)
+        _52 = np.sum(_51, axis=-1, out=_buf(workspace, 'ETransformer:@loop1(…, ℓ)/1', batch + (ell,), dtype)) # (…, ℓ)
         m_2 = _threaded(np.divide, _52, d_e, out=_52)           # (…, ℓ)
         # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
         _54 = np.expand_dims(m_2, -1)                           # (…, ℓ, 1)
         _55 = _threaded(np.subtract, _51, _54, out=_buf(workspace, ('ETransformer:f_55', l_), batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        _56 = _threaded(np.multiply, _55, _55, out=_buf(workspace, 'ETransformer:f@2.4.1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _56 = _threaded(np.multiply, _55, _55, out=_buf(workspace, 'ETransformer:@loop1(…, ℓ, d_e)/1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         _57 = np.sum(_56, axis=-1, out=_buf(workspace, ('ETransformer:f_57', l_), batch + (ell,), dtype)) # (…, ℓ)
         v_2 = _threaded(np.divide, _57, d_e, out=_57)           # (…, ℓ)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
@@ -300,32 +300,32 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
         X_2 = _64
     X_5 = X_2
     # 10 X ← GELU(W_f X + b_f 1^⊤) ▷ X ∈ ℝ^{d_f×ℓ}
-    _65 = np.matmul(W_f, X_5, out=_buf(workspace, 'ETransformer:f@1.4.1', batch + (d_f, ell), dtype)) # (…, d_f, ℓ)
+    _65 = np.matmul(W_f, X_5, out=_buf(workspace, 'ETransformer:f@1(…, d_f, ℓ)/1', batch + (d_f, ell), dtype)) # (…, d_f, ℓ)
     _66 = np.expand_dims(b_f, -1)                               # (d_f, 1)
     _67 = _threaded(np.add, _65, _66, out=_65)                  # (…, d_f, ℓ)
-    X_6 = _gelu(_67, _buf(workspace, 'ETransformer:f@1.4.2', batch + (d_f, ell), dtype), workspace) # (…, d_f, ℓ)
+    X_6 = _gelu(_67, _buf(workspace, 'ETransformer:f@1(…, d_f, ℓ)/2', batch + (d_f, ell), dtype), workspace) # (…, d_f, ℓ)
     # 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
     _69 = np.swapaxes(X_6, -1, -2)                              # (…, ℓ, d_f)
     # layer_norm 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-    _70 = np.sum(_69, axis=-1, out=_buf(workspace, 'ETransformer:f@1.5.1', batch + (ell,), dtype)) # (…, ℓ)
+    _70 = np.sum(_69, axis=-1, out=_buf(workspace, 'ETransformer:f@1(…, ℓ)/1', batch + (ell,), dtype)) # (…, ℓ)
     m_3 = _threaded(np.divide, _70, d_f, out=_70)               # (…, ℓ)
     # layer_norm 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
     _72 = np.expand_dims(m_3, -1)                               # (…, ℓ, 1)
-    _73 = _threaded(np.subtract, _69, _72, out=_buf(workspace, 'ETransformer:f@1.6.1', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
-    _74 = _threaded(np.multiply, _73, _73, out=_buf(workspace, 'ETransformer:f@1.6.2', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
-    _75 = np.sum(_74, axis=-1, out=_buf(workspace, 'ETransformer:f@1.5.1', batch + (ell,), dtype)) # (…, ℓ)
+    _73 = _threaded(np.subtract, _69, _72, out=_buf(workspace, 'ETransformer:f@1(…, ℓ, d_f)/1', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    _74 = _threaded(np.multiply, _73, _73, out=_buf(workspace, 'ETransformer:@top(…, ℓ, d_f)/2', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    _75 = np.sum(_74, axis=-1, out=_buf(workspace, 'ETransformer:f@1(…, ℓ)/1', batch + (ell,), dtype)) # (…, ℓ)
     v_3 = _threaded(np.divide, _75, d_f, out=_75)               # (…, ℓ)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
     _77 = _threaded(np.sqrt, v_3, out=v_3)                      # (…, ℓ)
     sigma_3 = np.expand_dims(_77, -1)                           # (…, ℓ, 1)
     x_hat_3 = _threaded(np.divide, _73, sigma_3, out=_73)       # (…, ℓ, d_f)
-    _80 = _threaded(np.multiply, x_hat_3, gamma, out=_buf(workspace, 'ETransformer:f@1.6.2', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    _80 = _threaded(np.multiply, x_hat_3, gamma, out=_buf(workspace, 'ETransformer:@top(…, ℓ, d_f)/2', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     e_hat_3 = _threaded(np.add, _80, beta, out=_80)             # (…, ℓ, d_f)
     # 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
     _82 = np.swapaxes(e_hat_3, -1, -2)                          # (…, d_f, ℓ)
     # 12 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}; the paper declares W_u ∈ ℝ^{N_V×d_e}; here ℝ^{N_V×d_f}, so that W_u X is defined
-    _83 = np.matmul(W_u, _82, out=_buf(workspace, 'ETransformer:f@1.7.1', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
-    P = _softmax(_83, -2, _buf(workspace, 'ETransformer:f@1.7.2', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
+    _83 = np.matmul(W_u, _82, out=_buf(workspace, 'ETransformer:@top(…, N_V, ℓ)/1', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
+    P = _softmax(_83, -2, _buf(workspace, 'ETransformer:f@1(…, N_V, ℓ)/2', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
     cache = {"N_V": N_V, "L": L, "H": H, "d_e": d_e, "d_mlp": d_mlp, "d_f": d_f, "d_attn": d_attn, "d_mid": d_mid, "ell": ell, "batch": batch, "dtype": dtype, "P": P, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_67": _67, "X_6": X_6, "X_5": X_5, "_20": _20, "_3": _3, "_4": _4, "x": x, "_1": _1, "saved_l_": saved_l_}
     return P, cache
 
@@ -364,33 +364,33 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     _1 = cache["_1"]
     saved_l_ = cache["saved_l_"]
     # 12 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}; the paper declares W_u ∈ ℝ^{N_V×d_e}; here ℝ^{N_V×d_f}, so that W_u X is defined
-    g10001 = _softmax_grad(d_P, P, -2, _buf(workspace, 'ETransformer:b@1.1.1', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
+    g10001 = _softmax_grad(d_P, P, -2, _buf(workspace, 'ETransformer:@top(…, N_V, ℓ)/1', batch + (N_V, ell), dtype)) # (…, N_V, ℓ)
     g10004 = np.swapaxes(g10001, -1, -2)                        # (…, ℓ, N_V)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-    _80 = _threaded(np.multiply, x_hat_3, gamma, out=_buf(workspace, 'ETransformer:b@1.2.1', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    _80 = _threaded(np.multiply, x_hat_3, gamma, out=_buf(workspace, 'ETransformer:@top(…, ℓ, d_f)/1', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     e_hat_3 = _threaded(np.add, _80, beta, out=_80)             # (…, ℓ, d_f)
     # 12 return P = softmax(W_u X) ▷ P ∈ ℝ^{N_V×ℓ}; the paper declares W_u ∈ ℝ^{N_V×d_e}; here ℝ^{N_V×d_f}, so that W_u X is defined
-    d_W_u = _wgrad(g10004, e_hat_3, _buf(workspace, 'ETransformer:b@1.3.1', (N_V, d_f), dtype)) # (N_V, d_f)
+    d_W_u = _wgrad(g10004, e_hat_3, _buf(workspace, 'ETransformer:@top(N_V, d_f)/1', (N_V, d_f), dtype)) # (N_V, d_f)
     # 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
     g10006 = np.swapaxes(g10001, -1, -2)                        # (…, ℓ, N_V)
-    d_e_hat_3 = np.matmul(g10006, W_u, out=_buf(workspace, 'ETransformer:b@1.2.1', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    d_e_hat_3 = np.matmul(g10006, W_u, out=_buf(workspace, 'ETransformer:@top(…, ℓ, d_f)/1', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
     d_beta = _sum_to(d_e_hat_3, 1, ())                          # (d_f,)
-    d_x_hat_3 = _threaded(np.multiply, d_e_hat_3, gamma, out=_buf(workspace, 'ETransformer:b@1.2.2', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
-    g10010 = _threaded(np.multiply, d_e_hat_3, x_hat_3, out=_buf(workspace, 'ETransformer:b@1.2.3', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    d_x_hat_3 = _threaded(np.multiply, d_e_hat_3, gamma, out=_buf(workspace, 'ETransformer:@top(…, ℓ, d_f)/2', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    g10010 = _threaded(np.multiply, d_e_hat_3, x_hat_3, out=_buf(workspace, 'ETransformer:@top(…, ℓ, d_f)/3', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     d_gamma = _sum_to(g10010, 1, ())                            # (d_f,)
-    g10012 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'ETransformer:b@1.2.4', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
+    g10012 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'ETransformer:@top(…, ℓ, d_f)/4', batch + (ell, d_f), dtype)) # (…, ℓ, d_f)
     # 11 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ, β) ▷ X ∈ ℝ^{d_f×ℓ}
     d_X_6 = np.swapaxes(g10012, -1, -2)                         # (…, d_f, ℓ)
     # 10 X ← GELU(W_f X + b_f 1^⊤) ▷ X ∈ ℝ^{d_f×ℓ}
-    g10014 = _gelu_grad(d_X_6, _67, X_6, _buf(workspace, 'ETransformer:b@1.4.1', batch + (d_f, ell), dtype), workspace) # (…, d_f, ℓ)
+    g10014 = _gelu_grad(d_X_6, _67, X_6, _buf(workspace, 'ETransformer:@top(…, d_f, ℓ)/1', batch + (d_f, ell), dtype), workspace) # (…, d_f, ℓ)
     g10015 = _sum_to(g10014, 2, (-1,))                          # (d_f, 1)
     d_b_f = np.squeeze(g10015, -1)                              # (d_f,)
     g10017 = np.swapaxes(W_f, -1, -2)                           # (d_e, d_f)
-    d_X_5 = np.matmul(g10017, g10014, out=_buf(workspace, 'ETransformer:b@1.5.1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+    d_X_5 = np.matmul(g10017, g10014, out=_buf(workspace, 'ETransformer:@top(…, d_e, ℓ)/1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
     g10019 = np.swapaxes(g10014, -1, -2)                        # (…, ℓ, d_f)
     g10020 = np.swapaxes(X_5, -1, -2)                           # (…, ℓ, d_e)
-    d_W_f = _wgrad(g10019, g10020, _buf(workspace, 'ETransformer:b@1.6.1', (d_f, d_e), dtype)) # (d_f, d_e)
+    d_W_f = _wgrad(g10019, g10020, _buf(workspace, 'ETransformer:@top(d_f, d_e)/1', (d_f, d_e), dtype)) # (d_f, d_e)
     g10022 = d_X_5
     d_W_q = _buf(workspace, 'ETransformer:bd_W_q', params.W_q.shape, dtype)
     d_W_q.fill(0)
@@ -430,87 +430,87 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         d_e_hat_2 = np.swapaxes(g10022, -1, -2)                 # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta2_l = _sum_to(d_e_hat_2, 1, ())                   # (d_e,)
-        d_x_hat_2 = _threaded(np.multiply, d_e_hat_2, gamma2_l, out=_buf(workspace, 'ETransformer:b@2.1.1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10026 = _threaded(np.multiply, d_e_hat_2, x_hat_2, out=_buf(workspace, 'ETransformer:b@2.1.2', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_x_hat_2 = _threaded(np.multiply, d_e_hat_2, gamma2_l, out=_buf(workspace, 'ETransformer:@loop1(…, ℓ, d_e)/1', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10026 = _threaded(np.multiply, d_e_hat_2, x_hat_2, out=_buf(workspace, 'ETransformer:@loop1(…, ℓ, d_e)/2', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         d_gamma2_l = _sum_to(g10026, 1, ())                     # (d_e,)
-        g10028 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, 'ETransformer:b@2.1.3', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10028 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, 'ETransformer:@loop1(…, ℓ, d_e)/3', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # 8 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^2_l, β^2_l) ▷ X ∈ ℝ^{d_e×ℓ}
         d_X_4 = np.swapaxes(g10028, -1, -2)                     # (…, d_e, ℓ)
         # 7 X ← X + W^l_mlp2 GELU(W^l_mlp1 X + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
         g10030 = _sum_to(d_X_4, 2, (-1,))                       # (d_e, 1)
         d_b_mlp2_l = np.squeeze(g10030, -1)                     # (d_e,)
         g10032 = np.swapaxes(W_mlp2_l, -1, -2)                  # (d_mlp, d_e)
-        g10033 = np.matmul(g10032, d_X_4, out=_buf(workspace, 'ETransformer:b@2.2.1', batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
+        g10033 = np.matmul(g10032, d_X_4, out=_buf(workspace, 'ETransformer:@loop1(…, d_mlp, ℓ)/1', batch + (d_mlp, ell), dtype)) # (…, d_mlp, ℓ)
         g10034 = np.swapaxes(_46, -1, -2)                       # (…, ℓ, d_mlp)
-        d_W_mlp2_l = _wgrad(g10028, g10034, _buf(workspace, 'ETransformer:b@2.3.1', (d_e, d_mlp), dtype)) # (d_e, d_mlp)
-        g10036 = _gelu_grad(g10033, _45, _46, _buf(workspace, 'ETransformer:b@2.2.2', batch + (d_mlp, ell), dtype), workspace) # (…, d_mlp, ℓ)
+        d_W_mlp2_l = _wgrad(g10028, g10034, _buf(workspace, 'ETransformer:@loop1(d_e, d_mlp)/1', (d_e, d_mlp), dtype)) # (d_e, d_mlp)
+        g10036 = _gelu_grad(g10033, _45, _46, _buf(workspace, 'ETransformer:@loop1(…, d_mlp, ℓ)/2', batch + (d_mlp, ell), dtype), workspace) # (…, d_mlp, ℓ)
         g10037 = _sum_to(g10036, 2, (-1,))                      # (d_mlp, 1)
         d_b_mlp1_l = np.squeeze(g10037, -1)                     # (d_mlp,)
         g10039 = np.swapaxes(W_mlp1_l, -1, -2)                  # (d_e, d_mlp)
-        g10040 = np.matmul(g10039, g10036, out=_buf(workspace, 'ETransformer:b@2.4.1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
+        g10040 = np.matmul(g10039, g10036, out=_buf(workspace, 'ETransformer:@loop1(…, d_e, ℓ)/1', batch + (d_e, ell), dtype)) # (…, d_e, ℓ)
         g10041 = np.swapaxes(g10036, -1, -2)                    # (…, ℓ, d_mlp)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-        _40 = _threaded(np.multiply, x_hat, gamma1_l, out=_buf(workspace, 'ETransformer:b@2.1.4', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        _40 = _threaded(np.multiply, x_hat, gamma1_l, out=_buf(workspace, 'ETransformer:@loop1(…, ℓ, d_e)/4', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         e_hat = _threaded(np.add, _40, beta1_l, out=_40)        # (…, ℓ, d_e)
         # 7 X ← X + W^l_mlp2 GELU(W^l_mlp1 X + b^l_mlp1 1^⊤) + b^l_mlp2 1^⊤ ▷ X ∈ ℝ^{d_e×ℓ}
-        d_W_mlp1_l = _wgrad(g10041, e_hat, _buf(workspace, 'ETransformer:b@2.5.1', (d_mlp, d_e), dtype)) # (d_mlp, d_e)
+        d_W_mlp1_l = _wgrad(g10041, e_hat, _buf(workspace, 'ETransformer:@loop1(d_mlp, d_e)/1', (d_mlp, d_e), dtype)) # (d_mlp, d_e)
         g10043 = _threaded(np.add, d_X_4, g10040, out=g10040)   # (…, d_e, ℓ)
         # 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
         d_e_hat = np.swapaxes(g10043, -1, -2)                   # (…, ℓ, d_e)
         # layer_norm 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
         d_beta1_l = _sum_to(d_e_hat, 1, ())                     # (d_e,)
-        d_x_hat = _threaded(np.multiply, d_e_hat, gamma1_l, out=_buf(workspace, 'ETransformer:b@2.1.4', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
-        g10047 = _threaded(np.multiply, d_e_hat, x_hat, out=_buf(workspace, 'ETransformer:b@2.1.5', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        d_x_hat = _threaded(np.multiply, d_e_hat, gamma1_l, out=_buf(workspace, 'ETransformer:@loop1(…, ℓ, d_e)/4', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10047 = _threaded(np.multiply, d_e_hat, x_hat, out=_buf(workspace, 'ETransformer:@loop1(…, ℓ, d_e)/5', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         d_gamma1_l = _sum_to(g10047, 1, ())                     # (d_e,)
-        g10049 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'ETransformer:b@2.1.6', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
+        g10049 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'ETransformer:@loop1(…, ℓ, d_e)/6', batch + (ell, d_e), dtype)) # (…, ℓ, d_e)
         # 6 for t ∈ [ℓ] : X[:, t] ← layer_norm(X[:, t] | γ^1_l, β^1_l) ▷ X ∈ ℝ^{d_e×ℓ}
         d_X_3 = np.swapaxes(g10049, -1, -2)                     # (…, d_e, ℓ)
         # MHAttention 5 return Ṽ = W_o Y + b_o 1^⊤ ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10051 = _sum_to(d_X_3, 2, (-1,))                       # (d_e, 1)
         d_b_o_l = np.squeeze(g10051, -1)                        # (d_e,)
         g10053 = np.swapaxes(W_o_l, -1, -2)                     # (H·d_mid, d_e)
-        d_Y = np.matmul(g10053, d_X_3, out=_buf(workspace, 'ETransformer:b@2.6.1', batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
+        d_Y = np.matmul(g10053, d_X_3, out=_buf(workspace, 'ETransformer:@loop1(…, H·d_mid, ℓ)/1', batch + (H*d_mid, ell), dtype)) # (…, H·d_mid, ℓ)
         g10055 = np.swapaxes(Y, -1, -2)                         # (…, ℓ, H·d_mid)
-        d_W_o_l = _wgrad(g10049, g10055, _buf(workspace, 'ETransformer:b@2.7.1', (d_e, H*d_mid), dtype)) # (d_e, H·d_mid)
+        d_W_o_l = _wgrad(g10049, g10055, _buf(workspace, 'ETransformer:@loop1(d_e, H·d_mid)/1', (d_e, H*d_mid), dtype)) # (d_e, H·d_mid)
         # MHAttention 4 Y ← [Y^1; Y^2; …; Y^H] ▷ Y ∈ ℝ^{H·d_mid×ℓ_x}
         d_V_tilde = d_Y.reshape(V_tilde_shape)                  # (…, H, d_mid, ℓ)
         # Attention 6 return Ṽ = V · softmax(S / √d_attn) ▷ Ṽ ∈ ℝ^{d_out×ℓ_x}
         g10058 = np.swapaxes(V, -1, -2)                         # (…, H, ℓ, d_mid)
-        d_softmax_S = np.matmul(g10058, d_V_tilde, out=_buf(workspace, 'ETransformer:b@2.8.1', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        d_softmax_S = np.matmul(g10058, d_V_tilde, out=_buf(workspace, 'ETransformer:@loop1(…, H, ℓ, ℓ)/1', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         g10060 = np.swapaxes(softmax_S, -1, -2)                 # (…, H, ℓ, ℓ)
-        d_V = np.matmul(d_V_tilde, g10060, out=_buf(workspace, 'ETransformer:b@2.9.1', batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
-        g10062 = _softmax_grad(d_softmax_S, softmax_S, -2, _buf(workspace, 'ETransformer:b@2.8.2', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
-        d_S = _threaded(np.divide, g10062, _20, out=_buf(workspace, 'ETransformer:b@2.8.3', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        d_V = np.matmul(d_V_tilde, g10060, out=_buf(workspace, 'ETransformer:@loop1(…, H, d_mid, ℓ)/1', batch + (H, d_mid, ell), dtype)) # (…, H, d_mid, ℓ)
+        g10062 = _softmax_grad(d_softmax_S, softmax_S, -2, _buf(workspace, 'ETransformer:@loop1(…, H, ℓ, ℓ)/2', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
+        d_S = _threaded(np.divide, g10062, _20, out=_buf(workspace, 'ETransformer:@loop1(…, H, ℓ, ℓ)/3', batch + (H, ell, ell), dtype)) # (…, H, ℓ, ℓ)
         # Attention 4 S ← K^⊤ Q ▷ S ∈ ℝ^{ℓ_z×ℓ_x}; score
-        d_Q = np.matmul(K, d_S, out=_buf(workspace, 'ETransformer:b@2.10.1', batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        d_Q = np.matmul(K, d_S, out=_buf(workspace, 'ETransformer:@loop1(…, H, d_attn, ℓ)/1', batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
         g10070 = np.swapaxes(d_S, -1, -2)                       # (…, H, ℓ, ℓ)
-        d_K = np.matmul(Q, g10070, out=_buf(workspace, 'ETransformer:b@2.10.2', batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
+        d_K = np.matmul(Q, g10070, out=_buf(workspace, 'ETransformer:@loop1(…, H, d_attn, ℓ)/2', batch + (H, d_attn, ell), dtype)) # (…, H, d_attn, ℓ)
         # Attention 3 V ← W_v Z + b_v 1^⊤ ▷ V ∈ ℝ^{d_out×ℓ_z}; value
         g10072 = _sum_to(d_V, 3, (-1,))                         # (H, d_mid, 1)
         d_b_v_l = np.squeeze(g10072, -1)                        # (H, d_mid)
         g10074 = np.swapaxes(W_v_l, -1, -2)                     # (H, d_e, d_mid)
-        g10075 = np.matmul(g10074, d_V, out=_buf(workspace, 'ETransformer:b@2.11.1', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10075 = np.matmul(g10074, d_V, out=_buf(workspace, 'ETransformer:@loop1(…, H, d_e, ℓ)/1', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
         g10076 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ, d_e)
-        g10077 = np.matmul(d_V, g10076, out=_buf(workspace, 'ETransformer:b@2.12.1', batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
+        g10077 = np.matmul(d_V, g10076, out=_buf(workspace, 'ETransformer:@loop1(…, H, d_mid, d_e)/1', batch + (H, d_mid, d_e), dtype)) # (…, H, d_mid, d_e)
         d_W_v_l = _sum_to(g10077, 3, ())                        # (H, d_mid, d_e)
         g10079 = _sum_to(g10075, None, (-3,))                   # (…, 1, d_e, ℓ)
         # Attention 2 K ← W_k Z + b_k 1^⊤ ▷ K ∈ ℝ^{d_attn×ℓ_z}; key
         g10080 = _sum_to(d_K, 3, (-1,))                         # (H, d_attn, 1)
         d_b_k_l = np.squeeze(g10080, -1)                        # (H, d_attn)
         g10082 = np.swapaxes(W_k_l, -1, -2)                     # (H, d_e, d_attn)
-        g10083 = np.matmul(g10082, d_K, out=_buf(workspace, 'ETransformer:b@2.11.2', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10083 = np.matmul(g10082, d_K, out=_buf(workspace, 'ETransformer:@loop1(…, H, d_e, ℓ)/2', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
         g10084 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ, d_e)
-        g10085 = np.matmul(d_K, g10084, out=_buf(workspace, 'ETransformer:b@2.13.1', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        g10085 = np.matmul(d_K, g10084, out=_buf(workspace, 'ETransformer:@loop1(…, H, d_attn, d_e)/1', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         d_W_k_l = _sum_to(g10085, 3, ())                        # (H, d_attn, d_e)
         g10087 = _sum_to(g10083, None, (-3,))                   # (…, 1, d_e, ℓ)
-        g10088 = _threaded(np.add, g10079, g10087, out=_buf(workspace, 'ETransformer:b@2.14.1', batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
+        g10088 = _threaded(np.add, g10079, g10087, out=_buf(workspace, 'ETransformer:@loop1(…, 1, d_e, ℓ)/1', batch + (1, d_e, ell), dtype)) # (…, 1, d_e, ℓ)
         # Attention 1 Q ← W_q X + b_q 1^⊤ ▷ Q ∈ ℝ^{d_attn×ℓ_x}; query
         g10089 = _sum_to(d_Q, 3, (-1,))                         # (H, d_attn, 1)
         d_b_q_l = np.squeeze(g10089, -1)                        # (H, d_attn)
         g10091 = np.swapaxes(W_q_l, -1, -2)                     # (H, d_e, d_attn)
-        g10092 = np.matmul(g10091, d_Q, out=_buf(workspace, 'ETransformer:b@2.11.2', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
+        g10092 = np.matmul(g10091, d_Q, out=_buf(workspace, 'ETransformer:@loop1(…, H, d_e, ℓ)/2', batch + (H, d_e, ell), dtype)) # (…, H, d_e, ℓ)
         g10093 = np.swapaxes(_8, -1, -2)                        # (…, 1, ℓ, d_e)
-        g10094 = np.matmul(d_Q, g10093, out=_buf(workspace, 'ETransformer:b@2.13.2', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
+        g10094 = np.matmul(d_Q, g10093, out=_buf(workspace, 'ETransformer:@loop1(…, H, d_attn, d_e)/2', batch + (H, d_attn, d_e), dtype)) # (…, H, d_attn, d_e)
         d_W_q_l = _sum_to(g10094, 3, ())                        # (H, d_attn, d_e)
         g10096 = _sum_to(g10092, None, (-3,))                   # (…, 1, d_e, ℓ)
         g10097 = _threaded(np.add, g10088, g10096, out=g10088)  # (…, 1, d_e, ℓ)

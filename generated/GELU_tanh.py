@@ -62,13 +62,13 @@ def forward(config: Config, params: Params, x, workspace: dict | None = None):
     dtype = np.result_type(x)
     batch = np.shape(x)[:np.ndim(x) - 1]
     # 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-    _1 = _threaded(np.multiply, 0.5, x, out=_buf(workspace, 'GELU_tanh:f@1.1.1', batch + (D,), dtype)) # (…, D)
-    _2 = _power(x, 3, _buf(workspace, 'GELU_tanh:f@1.1.2', batch + (D,), dtype)) # (…, D)
+    _1 = _threaded(np.multiply, 0.5, x, out=_buf(workspace, 'GELU_tanh:f@1(…, D)/1', batch + (D,), dtype)) # (…, D)
+    _2 = _power(x, 3, _buf(workspace, 'GELU_tanh:f@1(…, D)/2', batch + (D,), dtype)) # (…, D)
     _3 = _threaded(np.multiply, 0.044715, _2, out=_2)           # (…, D)
     _4 = _threaded(np.add, x, _3, out=_3)                       # (…, D)
     _5 = _threaded(np.multiply, 0.7978845608028654, _4, out=_4) # (…, D)
     tanh_x = _threaded(np.tanh, _5, out=_5)                     # (…, D)
-    _7 = _threaded(np.add, 1, tanh_x, out=_buf(workspace, 'GELU_tanh:f@1.1.3', batch + (D,), dtype)) # (…, D)
+    _7 = _threaded(np.add, 1, tanh_x, out=_buf(workspace, 'GELU_tanh:@top(…, D)/3', batch + (D,), dtype)) # (…, D)
     y = _threaded(np.multiply, _1, _7, out=_1)                  # (…, D)
     cache = {"D": D, "batch": batch, "dtype": dtype, "x": x, "tanh_x": tanh_x}
     return y, cache
@@ -86,7 +86,7 @@ def backward(config: Config, params: Params, cache: dict, d_y, workspace: dict |
     x = cache["x"]
     tanh_x = cache["tanh_x"]
     # 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-    d_x = _gelu_tanh_grad(d_y, x, tanh_x, 0.5, 0.7978845608028654, 0.044715, _buf(workspace, 'GELU_tanh:b@1.1.1', batch + (D,), dtype)) # (…, D)
+    d_x = _gelu_tanh_grad(d_y, x, tanh_x, 0.5, 0.7978845608028654, 0.044715, _buf(workspace, 'GELU_tanh:@top(…, D)/1', batch + (D,), dtype)) # (…, D)
     grads = Params()
     return grads, {"x": d_x}
 

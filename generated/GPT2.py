@@ -179,12 +179,12 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
         W_proj_ell = W_proj[ell]                                # (D_f, D)
         b_proj_ell = b_proj[ell]                                # (D,)
         # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
-        _4 = np.sum(e_2, axis=-1, out=_buf(workspace, 'GPT2:f@2.1.1', batch + (T,), dtype)) # (…, T)
+        _4 = np.sum(e_2, axis=-1, out=_buf(workspace, 'GPT2:@loop1(…, T)/1', batch + (T,), dtype)) # (…, T)
         m = _threaded(np.divide, _4, D, out=_4)                 # (…, T)
         # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
         _6 = np.expand_dims(m, -1)                              # (…, T, 1)
         _7 = _threaded(np.subtract, e_2, _6, out=_buf(workspace, ('GPT2:f_7', ell), batch + (T, D), dtype)) # (…, T, D)
-        _8 = _threaded(np.multiply, _7, _7, out=_buf(workspace, 'GPT2:f@2.2.1', batch + (T, D), dtype)) # (…, T, D)
+        _8 = _threaded(np.multiply, _7, _7, out=_buf(workspace, 'GPT2:@loop1(…, T, D)/1', batch + (T, D), dtype)) # (…, T, D)
         _9 = np.sum(_8, axis=-1, out=_buf(workspace, ('GPT2:f_9', ell), batch + (T,), dtype)) # (…, T)
         v = _threaded(np.divide, _9, D, out=_9)                 # (…, T)
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
@@ -192,7 +192,7 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
         _12 = _threaded(np.sqrt, _11, out=_11)                  # (…, T)
         sigma = np.expand_dims(_12, -1)                         # (…, T, 1)
         x_hat = _threaded(np.divide, _7, sigma, out=_7)         # (…, T, D)
-        _15 = _threaded(np.multiply, x_hat, gamma_1_ell, out=_buf(workspace, 'GPT2:f@2.2.1', batch + (T, D), dtype)) # (…, T, D)
+        _15 = _threaded(np.multiply, x_hat, gamma_1_ell, out=_buf(workspace, 'GPT2:@loop1(…, T, D)/1', batch + (T, D), dtype)) # (…, T, D)
         e_hat = _threaded(np.add, _15, beta_1_ell, out=_15)     # (…, T, D)
         # CausalSelfAttention 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
         _17 = np.matmul(e_hat, W_qkv_ell, out=_buf(workspace, ('GPT2:f_17', ell), batch + (T, 3*D), dtype)) # (…, T, 3·D)
@@ -212,7 +212,7 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
         V_2 = _permute(_26, (-2, -3, -1))                       # (…, H, T, D/H)
         # CausalSelfAttention 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
         _28 = np.swapaxes(K, -1, -2)                            # (…, H, D/H, T)
-        _29 = np.matmul(Q, _28, out=_buf(workspace, 'GPT2:f@2.3.1', batch + (H, T, T), dtype)) # (…, H, T, T)
+        _29 = np.matmul(Q, _28, out=_buf(workspace, 'GPT2:@loop1(…, H, T, T)/1', batch + (H, T, T), dtype)) # (…, H, T, T)
         S = _threaded(np.divide, _29, _31, out=_29)             # (…, H, T, T)
         # CausalSelfAttention 7 ∀t, u: if u > t then S_h[t, u] ← −∞ ▷ S_h ∈ ℝ^{T×T}; causal mask: token t attends to tokens u ≤ t
         _37 = _fill_where(S, _36, -np.inf)                      # (…, H, T, T)
@@ -229,12 +229,12 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
         # GPT2Block 1 e ← e + CausalSelfAttention(LayerNorm(e | γ_1, β_1) | θ_attn) ▷ e ∈ ℝ^{T×D}
         e_3 = _threaded(np.add, e_2, V_tilde, out=V_tilde)      # (…, T, D)
         # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
-        _45 = np.sum(e_3, axis=-1, out=_buf(workspace, 'GPT2:f@2.1.1', batch + (T,), dtype)) # (…, T)
+        _45 = np.sum(e_3, axis=-1, out=_buf(workspace, 'GPT2:@loop1(…, T)/1', batch + (T,), dtype)) # (…, T)
         m_2 = _threaded(np.divide, _45, D, out=_45)             # (…, T)
         # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
         _47 = np.expand_dims(m_2, -1)                           # (…, T, 1)
         _48 = _threaded(np.subtract, e_3, _47, out=_buf(workspace, ('GPT2:f_48', ell), batch + (T, D), dtype)) # (…, T, D)
-        _49 = _threaded(np.multiply, _48, _48, out=_buf(workspace, 'GPT2:f@2.2.1', batch + (T, D), dtype)) # (…, T, D)
+        _49 = _threaded(np.multiply, _48, _48, out=_buf(workspace, 'GPT2:@loop1(…, T, D)/1', batch + (T, D), dtype)) # (…, T, D)
         _50 = np.sum(_49, axis=-1, out=_buf(workspace, ('GPT2:f_50', ell), batch + (T,), dtype)) # (…, T)
         v_2 = _threaded(np.divide, _50, D, out=_50)             # (…, T)
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
@@ -242,22 +242,22 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
         _53 = _threaded(np.sqrt, _52, out=_52)                  # (…, T)
         sigma_2 = np.expand_dims(_53, -1)                       # (…, T, 1)
         x_hat_2 = _threaded(np.divide, _48, sigma_2, out=_48)   # (…, T, D)
-        _56 = _threaded(np.multiply, x_hat_2, gamma_2_ell, out=_buf(workspace, 'GPT2:f@2.2.1', batch + (T, D), dtype)) # (…, T, D)
+        _56 = _threaded(np.multiply, x_hat_2, gamma_2_ell, out=_buf(workspace, 'GPT2:@loop1(…, T, D)/1', batch + (T, D), dtype)) # (…, T, D)
         e_hat_2 = _threaded(np.add, _56, beta_2_ell, out=_56)   # (…, T, D)
         # MLP 1 U ← GELU_tanh(X W_fc + b_fc) ▷ U ∈ ℝ^{T×D_f}
         _58 = np.matmul(e_hat_2, W_fc_ell, out=_buf(workspace, ('GPT2:f_58', ell), batch + (T, D_f), dtype)) # (…, T, D_f)
         u = _threaded(np.add, _58, b_fc_ell, out=_58)           # (…, T, D_f)
         # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-        _60 = _threaded(np.multiply, 0.5, u, out=_buf(workspace, 'GPT2:f@2.4.1', batch + (T, D_f), dtype)) # (…, T, D_f)
+        _60 = _threaded(np.multiply, 0.5, u, out=_buf(workspace, 'GPT2:@loop1(…, T, D_f)/1', batch + (T, D_f), dtype)) # (…, T, D_f)
         _61 = _power(u, 3, _buf(workspace, ('GPT2:f_61', ell), batch + (T, D_f), dtype)) # (…, T, D_f)
         _62 = _threaded(np.multiply, 0.044715, _61, out=_61)    # (…, T, D_f)
         _63 = _threaded(np.add, u, _62, out=_62)                # (…, T, D_f)
         _64 = _threaded(np.multiply, 0.7978845608028654, _63, out=_63) # (…, T, D_f)
         tanh_u = _threaded(np.tanh, _64, out=_64)               # (…, T, D_f)
-        _66 = _threaded(np.add, 1, tanh_u, out=_buf(workspace, 'GPT2:f@2.4.2', batch + (T, D_f), dtype)) # (…, T, D_f)
+        _66 = _threaded(np.add, 1, tanh_u, out=_buf(workspace, 'GPT2:@loop1(…, T, D_f)/2', batch + (T, D_f), dtype)) # (…, T, D_f)
         y = _threaded(np.multiply, _60, _66, out=_60)           # (…, T, D_f)
         # MLP 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
-        _68 = np.matmul(y, W_proj_ell, out=_buf(workspace, 'GPT2:f@2.2.1', batch + (T, D), dtype)) # (…, T, D)
+        _68 = np.matmul(y, W_proj_ell, out=_buf(workspace, 'GPT2:@loop1(…, T, D)/1', batch + (T, D), dtype)) # (…, T, D)
         Y_3 = _threaded(np.add, _68, b_proj_ell, out=_68)       # (…, T, D)
         # GPT2Block 2 e ← e + MLP(LayerNorm(e | γ_2, β_2) | θ_mlp) ▷ e ∈ ℝ^{T×D}
         e_4 = _threaded(np.add, e_3, Y_3, out=e_3)              # (…, T, D)
@@ -265,24 +265,24 @@ def forward(config: Config, params: Params, x, p_start, workspace: dict | None =
         e_2 = e_4
     e_5 = e_2
     # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
-    _71 = np.sum(e_5, axis=-1, out=_buf(workspace, 'GPT2:f@1.3.1', batch + (T,), dtype)) # (…, T)
+    _71 = np.sum(e_5, axis=-1, out=_buf(workspace, 'GPT2:f@1(…, T)/1', batch + (T,), dtype)) # (…, T)
     m_3 = _threaded(np.divide, _71, D, out=_71)                 # (…, T)
     # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
     _73 = np.expand_dims(m_3, -1)                               # (…, T, 1)
-    _74 = _threaded(np.subtract, e_5, _73, out=_buf(workspace, 'GPT2:f@1.1.1', batch + (T, D), dtype)) # (…, T, D)
-    _75 = _threaded(np.multiply, _74, _74, out=_buf(workspace, 'GPT2:f@1.1.2', batch + (T, D), dtype)) # (…, T, D)
-    _76 = np.sum(_75, axis=-1, out=_buf(workspace, 'GPT2:f@1.3.1', batch + (T,), dtype)) # (…, T)
+    _74 = _threaded(np.subtract, e_5, _73, out=_buf(workspace, 'GPT2:f@1(…, T, D)/1', batch + (T, D), dtype)) # (…, T, D)
+    _75 = _threaded(np.multiply, _74, _74, out=_buf(workspace, 'GPT2:@top(…, T, D)/2', batch + (T, D), dtype)) # (…, T, D)
+    _76 = np.sum(_75, axis=-1, out=_buf(workspace, 'GPT2:f@1(…, T)/1', batch + (T,), dtype)) # (…, T)
     v_3 = _threaded(np.divide, _76, D, out=_76)                 # (…, T)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     _78 = _threaded(np.add, v_3, 1e-05, out=v_3)                # (…, T)
     _79 = _threaded(np.sqrt, _78, out=_78)                      # (…, T)
     sigma_3 = np.expand_dims(_79, -1)                           # (…, T, 1)
     x_hat_3 = _threaded(np.divide, _74, sigma_3, out=_74)       # (…, T, D)
-    _82 = _threaded(np.multiply, x_hat_3, gamma_f, out=_buf(workspace, 'GPT2:f@1.1.2', batch + (T, D), dtype)) # (…, T, D)
+    _82 = _threaded(np.multiply, x_hat_3, gamma_f, out=_buf(workspace, 'GPT2:@top(…, T, D)/2', batch + (T, D), dtype)) # (…, T, D)
     e_hat_3 = _threaded(np.add, _82, beta_f, out=_82)           # (…, T, D)
     # 6 return P = e · W_e^⊤ ▷ P ∈ ℝ^{T×V}
     _84 = np.swapaxes(W_e, -1, -2)                              # (D, V)
-    P = np.matmul(e_hat_3, _84, out=_buf(workspace, 'GPT2:f@1.4.1', batch + (T, V), dtype)) # (…, T, V)
+    P = np.matmul(e_hat_3, _84, out=_buf(workspace, 'GPT2:f@1(…, T, V)/1', batch + (T, V), dtype)) # (…, T, V)
     cache = {"V": V, "D": D, "H": H, "D_f": D_f, "N": N, "ctx": ctx, "T": T, "batch": batch, "dtype": dtype, "x_hat_3": x_hat_3, "sigma_3": sigma_3, "_31": _31, "W_p_shape": W_p_shape, "x": x, "p_start": p_start, "saved_ell": saved_ell}
     return P, cache
 
@@ -313,18 +313,18 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
     p_start = cache["p_start"]
     saved_ell = cache["saved_ell"]
     # 6 return P = e · W_e^⊤ ▷ P ∈ ℝ^{T×V}
-    d_e_hat_3 = np.matmul(d_P, W_e, out=_buf(workspace, 'GPT2:b@1.1.1', batch + (T, D), dtype)) # (…, T, D)
+    d_e_hat_3 = np.matmul(d_P, W_e, out=_buf(workspace, 'GPT2:@top(…, T, D)/1', batch + (T, D), dtype)) # (…, T, D)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-    _82 = _threaded(np.multiply, x_hat_3, gamma_f, out=_buf(workspace, 'GPT2:b@1.1.2', batch + (T, D), dtype)) # (…, T, D)
+    _82 = _threaded(np.multiply, x_hat_3, gamma_f, out=_buf(workspace, 'GPT2:@top(…, T, D)/2', batch + (T, D), dtype)) # (…, T, D)
     e_hat_3 = _threaded(np.add, _82, beta_f, out=_82)           # (…, T, D)
     # 6 return P = e · W_e^⊤ ▷ P ∈ ℝ^{T×V}
-    d_W_e = _wgrad(d_P, e_hat_3, _buf(workspace, 'GPT2:b@1.2.1', (V, D), dtype)) # (V, D)
+    d_W_e = _wgrad(d_P, e_hat_3, _buf(workspace, 'GPT2:@top(V, D)/1', (V, D), dtype)) # (V, D)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     d_beta_f = _sum_to(d_e_hat_3, 1, ())                        # (D,)
-    d_x_hat_3 = _threaded(np.multiply, d_e_hat_3, gamma_f, out=_buf(workspace, 'GPT2:b@1.1.2', batch + (T, D), dtype)) # (…, T, D)
-    g10006 = _threaded(np.multiply, d_e_hat_3, x_hat_3, out=_buf(workspace, 'GPT2:b@1.1.3', batch + (T, D), dtype)) # (…, T, D)
+    d_x_hat_3 = _threaded(np.multiply, d_e_hat_3, gamma_f, out=_buf(workspace, 'GPT2:@top(…, T, D)/2', batch + (T, D), dtype)) # (…, T, D)
+    g10006 = _threaded(np.multiply, d_e_hat_3, x_hat_3, out=_buf(workspace, 'GPT2:@top(…, T, D)/3', batch + (T, D), dtype)) # (…, T, D)
     d_gamma_f = _sum_to(g10006, 1, ())                          # (D,)
-    d_e_5 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'GPT2:b@1.1.4', batch + (T, D), dtype)) # (…, T, D)
+    d_e_5 = _layer_norm_grad(d_x_hat_3, x_hat_3, sigma_3, -1, _buf(workspace, 'GPT2:@top(…, T, D)/4', batch + (T, D), dtype)) # (…, T, D)
     g10009 = d_e_5
     d_gamma_1 = _buf(workspace, 'GPT2:bd_gamma_1', params.gamma_1.shape, dtype)
     d_gamma_1.fill(0)
@@ -355,54 +355,54 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         # MLP 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
         d_b_proj_ell = _sum_to(g10009, 1, ())                   # (D,)
         # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-        _60 = _threaded(np.multiply, 0.5, u, out=_buf(workspace, 'GPT2:b@2.1.1', batch + (T, D_f), dtype)) # (…, T, D_f)
-        _66 = _threaded(np.add, 1, tanh_u, out=_buf(workspace, 'GPT2:b@2.1.2', batch + (T, D_f), dtype)) # (…, T, D_f)
+        _60 = _threaded(np.multiply, 0.5, u, out=_buf(workspace, 'GPT2:@loop1(…, T, D_f)/1', batch + (T, D_f), dtype)) # (…, T, D_f)
+        _66 = _threaded(np.add, 1, tanh_u, out=_buf(workspace, 'GPT2:@loop1(…, T, D_f)/2', batch + (T, D_f), dtype)) # (…, T, D_f)
         y = _threaded(np.multiply, _60, _66, out=_60)           # (…, T, D_f)
         # MLP 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
-        d_W_proj_ell = _wgrad(y, g10009, _buf(workspace, 'GPT2:b@2.2.1', (D_f, D), dtype)) # (D_f, D)
+        d_W_proj_ell = _wgrad(y, g10009, _buf(workspace, 'GPT2:@loop1(D_f, D)/1', (D_f, D), dtype)) # (D_f, D)
         g10012 = np.swapaxes(W_proj_ell, -1, -2)                # (D, D_f)
-        d_y = np.matmul(g10009, g10012, out=_buf(workspace, 'GPT2:b@2.1.1', batch + (T, D_f), dtype)) # (…, T, D_f)
+        d_y = np.matmul(g10009, g10012, out=_buf(workspace, 'GPT2:@loop1(…, T, D_f)/1', batch + (T, D_f), dtype)) # (…, T, D_f)
         # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-        d_u = _gelu_tanh_grad(d_y, u, tanh_u, 0.5, 0.7978845608028654, 0.044715, _buf(workspace, 'GPT2:b@2.1.2', batch + (T, D_f), dtype)) # (…, T, D_f)
+        d_u = _gelu_tanh_grad(d_y, u, tanh_u, 0.5, 0.7978845608028654, 0.044715, _buf(workspace, 'GPT2:@loop1(…, T, D_f)/2', batch + (T, D_f), dtype)) # (…, T, D_f)
         # MLP 1 U ← GELU_tanh(X W_fc + b_fc) ▷ U ∈ ℝ^{T×D_f}
         d_b_fc_ell = _sum_to(d_u, 1, ())                        # (D_f,)
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-        _56 = _threaded(np.multiply, x_hat_2, gamma_2_ell, out=_buf(workspace, 'GPT2:b@2.3.1', batch + (T, D), dtype)) # (…, T, D)
+        _56 = _threaded(np.multiply, x_hat_2, gamma_2_ell, out=_buf(workspace, 'GPT2:@loop1(…, T, D)/1', batch + (T, D), dtype)) # (…, T, D)
         e_hat_2 = _threaded(np.add, _56, beta_2_ell, out=_56)   # (…, T, D)
         # MLP 1 U ← GELU_tanh(X W_fc + b_fc) ▷ U ∈ ℝ^{T×D_f}
-        d_W_fc_ell = _wgrad(e_hat_2, d_u, _buf(workspace, 'GPT2:b@2.4.1', (D, D_f), dtype)) # (D, D_f)
+        d_W_fc_ell = _wgrad(e_hat_2, d_u, _buf(workspace, 'GPT2:@loop1(D, D_f)/1', (D, D_f), dtype)) # (D, D_f)
         g10017 = np.swapaxes(W_fc_ell, -1, -2)                  # (D_f, D)
-        d_e_hat_2 = np.matmul(d_u, g10017, out=_buf(workspace, 'GPT2:b@2.3.1', batch + (T, D), dtype)) # (…, T, D)
+        d_e_hat_2 = np.matmul(d_u, g10017, out=_buf(workspace, 'GPT2:@loop1(…, T, D)/1', batch + (T, D), dtype)) # (…, T, D)
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
         d_beta_2_ell = _sum_to(d_e_hat_2, 1, ())                # (D,)
-        d_x_hat_2 = _threaded(np.multiply, d_e_hat_2, gamma_2_ell, out=_buf(workspace, 'GPT2:b@2.3.2', batch + (T, D), dtype)) # (…, T, D)
-        g10021 = _threaded(np.multiply, d_e_hat_2, x_hat_2, out=_buf(workspace, 'GPT2:b@2.3.3', batch + (T, D), dtype)) # (…, T, D)
+        d_x_hat_2 = _threaded(np.multiply, d_e_hat_2, gamma_2_ell, out=_buf(workspace, 'GPT2:@loop1(…, T, D)/2', batch + (T, D), dtype)) # (…, T, D)
+        g10021 = _threaded(np.multiply, d_e_hat_2, x_hat_2, out=_buf(workspace, 'GPT2:@loop1(…, T, D)/3', batch + (T, D), dtype)) # (…, T, D)
         d_gamma_2_ell = _sum_to(g10021, 1, ())                  # (D,)
-        g10023 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, 'GPT2:b@2.3.4', batch + (T, D), dtype)) # (…, T, D)
+        g10023 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, 'GPT2:@loop1(…, T, D)/4', batch + (T, D), dtype)) # (…, T, D)
         d_e_3 = _threaded(np.add, g10009, g10023, out=g10023)   # (…, T, D)
         # CausalSelfAttention 11 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
         d_b_o_ell = _sum_to(d_e_3, 1, ())                       # (D,)
-        d_W_o_ell = _wgrad(Y_2, d_e_3, _buf(workspace, 'GPT2:b@2.5.1', (D, D), dtype)) # (D, D)
+        d_W_o_ell = _wgrad(Y_2, d_e_3, _buf(workspace, 'GPT2:@loop1(D, D)/1', (D, D), dtype)) # (D, D)
         g10027 = np.swapaxes(W_o_ell, -1, -2)                   # (D, D)
-        d_Y_2 = np.matmul(d_e_3, g10027, out=_buf(workspace, 'GPT2:b@2.3.5', batch + (T, D), dtype)) # (…, T, D)
+        d_Y_2 = np.matmul(d_e_3, g10027, out=_buf(workspace, 'GPT2:@loop1(…, T, D)/5', batch + (T, D), dtype)) # (…, T, D)
         # CausalSelfAttention 10 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
         g10029 = d_Y_2.reshape(shape_40)                        # (…, T, H, D/H)
         d_Y = _permute(g10029, (-2, -3, -1))                    # (…, H, T, D/H)
         # CausalSelfAttention 8 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
         g10031 = np.swapaxes(softmax_S, -1, -2)                 # (…, H, T, T)
-        d_V_2 = np.matmul(g10031, d_Y, out=_buf(workspace, 'GPT2:b@2.6.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+        d_V_2 = np.matmul(g10031, d_Y, out=_buf(workspace, 'GPT2:@loop1(…, H, T, D/H)/1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
         g10033 = np.swapaxes(V_2, -1, -2)                       # (…, H, D/H, T)
-        d_softmax_S = np.matmul(d_Y, g10033, out=_buf(workspace, 'GPT2:b@2.7.1', batch + (H, T, T), dtype)) # (…, H, T, T)
-        d_S = _softmax_grad(d_softmax_S, softmax_S, -1, _buf(workspace, 'GPT2:b@2.7.2', batch + (H, T, T), dtype)) # (…, H, T, T)
+        d_softmax_S = np.matmul(d_Y, g10033, out=_buf(workspace, 'GPT2:@loop1(…, H, T, T)/1', batch + (H, T, T), dtype)) # (…, H, T, T)
+        d_S = _softmax_grad(d_softmax_S, softmax_S, -1, _buf(workspace, 'GPT2:@loop1(…, H, T, T)/2', batch + (H, T, T), dtype)) # (…, H, T, T)
         # CausalSelfAttention 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
-        g10042 = np.matmul(d_S, K, out=_buf(workspace, 'GPT2:b@2.6.2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+        g10042 = np.matmul(d_S, K, out=_buf(workspace, 'GPT2:@loop1(…, H, T, D/H)/2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
         d_Q = _threaded(np.divide, g10042, _31, out=g10042)     # (…, H, T, D/H)
         g10045 = np.swapaxes(d_S, -1, -2)                       # (…, H, T, T)
-        g10046 = np.matmul(g10045, Q, out=_buf(workspace, 'GPT2:b@2.6.3', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+        g10046 = np.matmul(g10045, Q, out=_buf(workspace, 'GPT2:@loop1(…, H, T, D/H)/3', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
         d_K = _threaded(np.divide, g10046, _31, out=g10046)     # (…, H, T, D/H)
         # CausalSelfAttention 5 V_h ← A[:, 2 · D + h · D / H : 2 · D + (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
         g10048 = _permute(d_V_2, (-2, -3, -1))                  # (…, T, H, D/H)
-        d_A = _unslice(g10048, A_shape, -1, 2*D, 3*D, _buf(workspace, 'GPT2:b@2.8.1', batch + (T, 3*D), dtype)) # (…, T, 3·D)
+        d_A = _unslice(g10048, A_shape, -1, 2*D, 3*D, _buf(workspace, 'GPT2:@loop1(…, T, 3·D)/1', batch + (T, 3*D), dtype)) # (…, T, 3·D)
         # CausalSelfAttention 4 K_h ← A[:, D + h · D / H : D + (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
         g10051 = _permute(d_K, (-2, -3, -1))                    # (…, T, H, D/H)
         d_A_2 = _slice_add(d_A, g10051, -1, D, 2*D)             # (…, T, 3·D)
@@ -412,16 +412,16 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         # CausalSelfAttention 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
         d_b_qkv_ell = _sum_to(d_A_3, 1, ())                     # (3·D,)
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-        _15 = _threaded(np.multiply, x_hat, gamma_1_ell, out=_buf(workspace, 'GPT2:b@2.3.6', batch + (T, D), dtype)) # (…, T, D)
+        _15 = _threaded(np.multiply, x_hat, gamma_1_ell, out=_buf(workspace, 'GPT2:@loop1(…, T, D)/6', batch + (T, D), dtype)) # (…, T, D)
         e_hat = _threaded(np.add, _15, beta_1_ell, out=_15)     # (…, T, D)
         # CausalSelfAttention 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
-        d_W_qkv_ell = _wgrad(e_hat, d_A_3, _buf(workspace, 'GPT2:b@2.9.1', (D, 3*D), dtype)) # (D, 3·D)
+        d_W_qkv_ell = _wgrad(e_hat, d_A_3, _buf(workspace, 'GPT2:@loop1(D, 3·D)/1', (D, 3*D), dtype)) # (D, 3·D)
         g10061 = np.swapaxes(W_qkv_ell, -1, -2)                 # (3·D, D)
-        d_e_hat = np.matmul(d_A_3, g10061, out=_buf(workspace, 'GPT2:b@2.3.6', batch + (T, D), dtype)) # (…, T, D)
+        d_e_hat = np.matmul(d_A_3, g10061, out=_buf(workspace, 'GPT2:@loop1(…, T, D)/6', batch + (T, D), dtype)) # (…, T, D)
         # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
         d_beta_1_ell = _sum_to(d_e_hat, 1, ())                  # (D,)
-        d_x_hat = _threaded(np.multiply, d_e_hat, gamma_1_ell, out=_buf(workspace, 'GPT2:b@2.3.7', batch + (T, D), dtype)) # (…, T, D)
-        g10065 = _threaded(np.multiply, d_e_hat, x_hat, out=_buf(workspace, 'GPT2:b@2.3.8', batch + (T, D), dtype)) # (…, T, D)
+        d_x_hat = _threaded(np.multiply, d_e_hat, gamma_1_ell, out=_buf(workspace, 'GPT2:@loop1(…, T, D)/7', batch + (T, D), dtype)) # (…, T, D)
+        g10065 = _threaded(np.multiply, d_e_hat, x_hat, out=_buf(workspace, 'GPT2:@loop1(…, T, D)/8', batch + (T, D), dtype)) # (…, T, D)
         d_gamma_1_ell = _sum_to(g10065, 1, ())                  # (D,)
         g10067 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, ('GPT2:bg10067', ell % 2), batch + (T, D), dtype)) # (…, T, D)
         d_e_2 = _threaded(np.add, d_e_3, g10067, out=g10067)    # (…, T, D)
@@ -440,7 +440,7 @@ def backward(config: Config, params: Params, cache: dict, d_P, workspace: dict |
         g10009 = d_e_2
     # 1 e ← W_e[x] + W_p[p_start : p_start + T] ▷ e ∈ ℝ^{T×D}
     g10069 = _sum_to(g10009, 2, ())                             # (T, D)
-    d_W_p = _unslice(g10069, W_p_shape, -2, p_start, T + p_start, _buf(workspace, 'GPT2:b@1.3.1', (ctx, D), dtype)) # (ctx, D)
+    d_W_p = _unslice(g10069, W_p_shape, -2, p_start, T + p_start, _buf(workspace, 'GPT2:@top(ctx, D)/1', (ctx, D), dtype)) # (ctx, D)
     g10071 = _scatter_rows(g10009, x, W_e)                      # (V, D)
     d_W_e_2 = np.add(d_W_e, g10071, out=d_W_e)                  # (V, D)
     grads = Params(W_e=d_W_e_2, W_p=d_W_p, gamma_1=d_gamma_1, beta_1=d_beta_1, W_qkv=d_W_qkv, b_qkv=d_b_qkv, W_o=d_W_o, b_o=d_b_o, gamma_2=d_gamma_2, beta_2=d_beta_2, W_fc=d_W_fc, b_fc=d_b_fc, W_proj=d_W_proj, b_proj=d_b_proj, gamma_f=d_gamma_f, beta_f=d_beta_f)

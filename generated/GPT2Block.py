@@ -115,23 +115,23 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     dtype = np.result_type(gamma_1)
     batch = np.shape(e)[:np.ndim(e) - 2]
     # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
-    _1 = np.sum(e, axis=-1, out=_buf(workspace, 'GPT2Block:f@1.1.1', batch + (T,), dtype)) # (…, T)
+    _1 = np.sum(e, axis=-1, out=_buf(workspace, 'GPT2Block:f@1(…, T)/1', batch + (T,), dtype)) # (…, T)
     m = _threaded(np.divide, _1, D, out=_1)                     # (…, T)
     # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
     _3 = np.expand_dims(m, -1)                                  # (…, T, 1)
-    _4 = _threaded(np.subtract, e, _3, out=_buf(workspace, 'GPT2Block:f@1.2.1', batch + (T, D), dtype)) # (…, T, D)
-    _5 = _threaded(np.multiply, _4, _4, out=_buf(workspace, 'GPT2Block:f@1.2.2', batch + (T, D), dtype)) # (…, T, D)
-    _6 = np.sum(_5, axis=-1, out=_buf(workspace, 'GPT2Block:f@1.1.1', batch + (T,), dtype)) # (…, T)
+    _4 = _threaded(np.subtract, e, _3, out=_buf(workspace, 'GPT2Block:f@1(…, T, D)/1', batch + (T, D), dtype)) # (…, T, D)
+    _5 = _threaded(np.multiply, _4, _4, out=_buf(workspace, 'GPT2Block:f@1(…, T, D)/2', batch + (T, D), dtype)) # (…, T, D)
+    _6 = np.sum(_5, axis=-1, out=_buf(workspace, 'GPT2Block:f@1(…, T)/1', batch + (T,), dtype)) # (…, T)
     v = _threaded(np.divide, _6, D, out=_6)                     # (…, T)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     _8 = _threaded(np.add, v, 1e-05, out=v)                     # (…, T)
     _9 = _threaded(np.sqrt, _8, out=_8)                         # (…, T)
     sigma = np.expand_dims(_9, -1)                              # (…, T, 1)
     x_hat = _threaded(np.divide, _4, sigma, out=_4)             # (…, T, D)
-    _12 = _threaded(np.multiply, x_hat, gamma_1, out=_buf(workspace, 'GPT2Block:f@1.2.2', batch + (T, D), dtype)) # (…, T, D)
+    _12 = _threaded(np.multiply, x_hat, gamma_1, out=_buf(workspace, 'GPT2Block:f@1(…, T, D)/2', batch + (T, D), dtype)) # (…, T, D)
     e_hat = _threaded(np.add, _12, beta_1, out=_12)             # (…, T, D)
     # CausalSelfAttention 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
-    _14 = np.matmul(e_hat, W_qkv, out=_buf(workspace, 'GPT2Block:f@1.3.1', batch + (T, 3*D), dtype)) # (…, T, 3·D)
+    _14 = np.matmul(e_hat, W_qkv, out=_buf(workspace, 'GPT2Block:f@1(…, T, 3·D)/1', batch + (T, 3*D), dtype)) # (…, T, 3·D)
     A = _threaded(np.add, _14, b_qkv, out=_14)                  # (…, T, 3·D)
     A_shape = A.shape
     # CausalSelfAttention 3 Q_h ← A[:, h · D / H : (h + 1) · D / H] ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
@@ -148,7 +148,7 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     V = _permute(_23, (-2, -3, -1))                             # (…, H, T, D/H)
     # CausalSelfAttention 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
     _25 = np.swapaxes(K, -1, -2)                                # (…, H, D/H, T)
-    _26 = np.matmul(Q, _25, out=_buf(workspace, 'GPT2Block:f@1.4.1', batch + (H, T, T), dtype)) # (…, H, T, T)
+    _26 = np.matmul(Q, _25, out=_buf(workspace, 'GPT2Block:@top(…, H, T, T)/1', batch + (H, T, T), dtype)) # (…, H, T, T)
     _27 = D / H                                                 # ()
     _28 = math.sqrt(_27)                                        # ()
     S = _threaded(np.divide, _26, _28, out=_26)                 # (…, H, T, T)
@@ -158,47 +158,47 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     _33 = _30 > _32                                             # (T, T)
     _34 = _fill_where(S, _33, -np.inf)                          # (…, H, T, T)
     # CausalSelfAttention 8 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-    softmax_S = _softmax(_34, -1, _buf(workspace, 'GPT2Block:f@1.4.2', batch + (H, T, T), dtype)) # (…, H, T, T)
-    Y = np.matmul(softmax_S, V, out=_buf(workspace, 'GPT2Block:f@1.6.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    softmax_S = _softmax(_34, -1, _buf(workspace, 'GPT2Block:f@1(…, H, T, T)/2', batch + (H, T, T), dtype)) # (…, H, T, T)
+    Y = np.matmul(softmax_S, V, out=_buf(workspace, 'GPT2Block:f@1(…, H, T, D/H)/1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     # CausalSelfAttention 10 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     _37 = _permute(Y, (-2, -3, -1))                             # (…, T, H, D/H)
     shape_37 = _37.shape
     Y_2 = _37.reshape(_37.shape[:-2] + (D,))                    # (…, T, D)
     # CausalSelfAttention 11 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
-    _39 = np.matmul(Y_2, W_o, out=_buf(workspace, 'GPT2Block:f@1.2.2', batch + (T, D), dtype)) # (…, T, D)
+    _39 = np.matmul(Y_2, W_o, out=_buf(workspace, 'GPT2Block:f@1(…, T, D)/2', batch + (T, D), dtype)) # (…, T, D)
     V_tilde = _threaded(np.add, _39, b_o, out=_39)              # (…, T, D)
     # 1 e ← e + CausalSelfAttention(LayerNorm(e | γ_1, β_1) | θ_attn) ▷ e ∈ ℝ^{T×D}
     e_2 = _threaded(np.add, e, V_tilde, out=V_tilde)            # (…, T, D)
     # LayerNorm 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
-    _42 = np.sum(e_2, axis=-1, out=_buf(workspace, 'GPT2Block:f@1.1.2', batch + (T,), dtype)) # (…, T)
+    _42 = np.sum(e_2, axis=-1, out=_buf(workspace, 'GPT2Block:f@1(…, T)/2', batch + (T,), dtype)) # (…, T)
     m_2 = _threaded(np.divide, _42, D, out=_42)                 # (…, T)
     # LayerNorm 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
     _44 = np.expand_dims(m_2, -1)                               # (…, T, 1)
-    _45 = _threaded(np.subtract, e_2, _44, out=_buf(workspace, 'GPT2Block:f@1.2.3', batch + (T, D), dtype)) # (…, T, D)
-    _46 = _threaded(np.multiply, _45, _45, out=_buf(workspace, 'GPT2Block:f@1.2.4', batch + (T, D), dtype)) # (…, T, D)
-    _47 = np.sum(_46, axis=-1, out=_buf(workspace, 'GPT2Block:f@1.1.2', batch + (T,), dtype)) # (…, T)
+    _45 = _threaded(np.subtract, e_2, _44, out=_buf(workspace, 'GPT2Block:f@1(…, T, D)/3', batch + (T, D), dtype)) # (…, T, D)
+    _46 = _threaded(np.multiply, _45, _45, out=_buf(workspace, 'GPT2Block:@top(…, T, D)/4', batch + (T, D), dtype)) # (…, T, D)
+    _47 = np.sum(_46, axis=-1, out=_buf(workspace, 'GPT2Block:f@1(…, T)/2', batch + (T,), dtype)) # (…, T)
     v_2 = _threaded(np.divide, _47, D, out=_47)                 # (…, T)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     _49 = _threaded(np.add, v_2, 1e-05, out=v_2)                # (…, T)
     _50 = _threaded(np.sqrt, _49, out=_49)                      # (…, T)
     sigma_2 = np.expand_dims(_50, -1)                           # (…, T, 1)
     x_hat_2 = _threaded(np.divide, _45, sigma_2, out=_45)       # (…, T, D)
-    _53 = _threaded(np.multiply, x_hat_2, gamma_2, out=_buf(workspace, 'GPT2Block:f@1.2.4', batch + (T, D), dtype)) # (…, T, D)
+    _53 = _threaded(np.multiply, x_hat_2, gamma_2, out=_buf(workspace, 'GPT2Block:@top(…, T, D)/4', batch + (T, D), dtype)) # (…, T, D)
     e_hat_2 = _threaded(np.add, _53, beta_2, out=_53)           # (…, T, D)
     # MLP 1 U ← GELU_tanh(X W_fc + b_fc) ▷ U ∈ ℝ^{T×D_f}
-    _55 = np.matmul(e_hat_2, W_fc, out=_buf(workspace, 'GPT2Block:f@1.7.1', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _55 = np.matmul(e_hat_2, W_fc, out=_buf(workspace, 'GPT2Block:f@1(…, T, D_f)/1', batch + (T, D_f), dtype)) # (…, T, D_f)
     u = _threaded(np.add, _55, b_fc, out=_55)                   # (…, T, D_f)
     # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-    _57 = _threaded(np.multiply, 0.5, u, out=_buf(workspace, 'GPT2Block:f@1.7.2', batch + (T, D_f), dtype)) # (…, T, D_f)
-    _58 = _power(u, 3, _buf(workspace, 'GPT2Block:f@1.7.3', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _57 = _threaded(np.multiply, 0.5, u, out=_buf(workspace, 'GPT2Block:@top(…, T, D_f)/2', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _58 = _power(u, 3, _buf(workspace, 'GPT2Block:f@1(…, T, D_f)/3', batch + (T, D_f), dtype)) # (…, T, D_f)
     _59 = _threaded(np.multiply, 0.044715, _58, out=_58)        # (…, T, D_f)
     _60 = _threaded(np.add, u, _59, out=_59)                    # (…, T, D_f)
     _61 = _threaded(np.multiply, 0.7978845608028654, _60, out=_60) # (…, T, D_f)
     tanh_u = _threaded(np.tanh, _61, out=_61)                   # (…, T, D_f)
-    _63 = _threaded(np.add, 1, tanh_u, out=_buf(workspace, 'GPT2Block:f@1.7.4', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _63 = _threaded(np.add, 1, tanh_u, out=_buf(workspace, 'GPT2Block:@top(…, T, D_f)/4', batch + (T, D_f), dtype)) # (…, T, D_f)
     y = _threaded(np.multiply, _57, _63, out=_57)               # (…, T, D_f)
     # MLP 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
-    _65 = np.matmul(y, W_proj, out=_buf(workspace, 'GPT2Block:f@1.2.4', batch + (T, D), dtype)) # (…, T, D)
+    _65 = np.matmul(y, W_proj, out=_buf(workspace, 'GPT2Block:@top(…, T, D)/4', batch + (T, D), dtype)) # (…, T, D)
     Y_3 = _threaded(np.add, _65, b_proj, out=_65)               # (…, T, D)
     # 2 e ← e + MLP(LayerNorm(e | γ_2, β_2) | θ_mlp) ▷ e ∈ ℝ^{T×D}
     e_3 = _threaded(np.add, e_2, Y_3, out=e_2)                  # (…, T, D)
@@ -243,54 +243,54 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     # MLP 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
     d_b_proj = _sum_to(d_e_hat, 1, ())                          # (D,)
     # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-    _57 = _threaded(np.multiply, 0.5, u, out=_buf(workspace, 'GPT2Block:b@1.1.1', batch + (T, D_f), dtype)) # (…, T, D_f)
-    _63 = _threaded(np.add, 1, tanh_u, out=_buf(workspace, 'GPT2Block:b@1.1.2', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _57 = _threaded(np.multiply, 0.5, u, out=_buf(workspace, 'GPT2Block:@top(…, T, D_f)/1', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _63 = _threaded(np.add, 1, tanh_u, out=_buf(workspace, 'GPT2Block:@top(…, T, D_f)/2', batch + (T, D_f), dtype)) # (…, T, D_f)
     y = _threaded(np.multiply, _57, _63, out=_57)               # (…, T, D_f)
     # MLP 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
-    d_W_proj = _wgrad(y, d_e_hat, _buf(workspace, 'GPT2Block:b@1.2.1', (D_f, D), dtype)) # (D_f, D)
+    d_W_proj = _wgrad(y, d_e_hat, _buf(workspace, 'GPT2Block:@top(D_f, D)/1', (D_f, D), dtype)) # (D_f, D)
     g10003 = np.swapaxes(W_proj, -1, -2)                        # (D, D_f)
-    d_y = np.matmul(d_e_hat, g10003, out=_buf(workspace, 'GPT2Block:b@1.1.1', batch + (T, D_f), dtype)) # (…, T, D_f)
+    d_y = np.matmul(d_e_hat, g10003, out=_buf(workspace, 'GPT2Block:@top(…, T, D_f)/1', batch + (T, D_f), dtype)) # (…, T, D_f)
     # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-    d_u = _gelu_tanh_grad(d_y, u, tanh_u, 0.5, 0.7978845608028654, 0.044715, _buf(workspace, 'GPT2Block:b@1.1.2', batch + (T, D_f), dtype)) # (…, T, D_f)
+    d_u = _gelu_tanh_grad(d_y, u, tanh_u, 0.5, 0.7978845608028654, 0.044715, _buf(workspace, 'GPT2Block:@top(…, T, D_f)/2', batch + (T, D_f), dtype)) # (…, T, D_f)
     # MLP 1 U ← GELU_tanh(X W_fc + b_fc) ▷ U ∈ ℝ^{T×D_f}
     d_b_fc = _sum_to(d_u, 1, ())                                # (D_f,)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-    _53 = _threaded(np.multiply, x_hat_2, gamma_2, out=_buf(workspace, 'GPT2Block:b@1.3.1', batch + (T, D), dtype)) # (…, T, D)
+    _53 = _threaded(np.multiply, x_hat_2, gamma_2, out=_buf(workspace, 'GPT2Block:@top(…, T, D)/1', batch + (T, D), dtype)) # (…, T, D)
     e_hat_2 = _threaded(np.add, _53, beta_2, out=_53)           # (…, T, D)
     # MLP 1 U ← GELU_tanh(X W_fc + b_fc) ▷ U ∈ ℝ^{T×D_f}
-    d_W_fc = _wgrad(e_hat_2, d_u, _buf(workspace, 'GPT2Block:b@1.4.1', (D, D_f), dtype)) # (D, D_f)
+    d_W_fc = _wgrad(e_hat_2, d_u, _buf(workspace, 'GPT2Block:@top(D, D_f)/1', (D, D_f), dtype)) # (D, D_f)
     g10008 = np.swapaxes(W_fc, -1, -2)                          # (D_f, D)
-    d_e_hat_2 = np.matmul(d_u, g10008, out=_buf(workspace, 'GPT2Block:b@1.3.1', batch + (T, D), dtype)) # (…, T, D)
+    d_e_hat_2 = np.matmul(d_u, g10008, out=_buf(workspace, 'GPT2Block:@top(…, T, D)/1', batch + (T, D), dtype)) # (…, T, D)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     d_beta_2 = _sum_to(d_e_hat_2, 1, ())                        # (D,)
-    d_x_hat_2 = _threaded(np.multiply, d_e_hat_2, gamma_2, out=_buf(workspace, 'GPT2Block:b@1.3.2', batch + (T, D), dtype)) # (…, T, D)
-    g10012 = _threaded(np.multiply, d_e_hat_2, x_hat_2, out=_buf(workspace, 'GPT2Block:b@1.3.3', batch + (T, D), dtype)) # (…, T, D)
+    d_x_hat_2 = _threaded(np.multiply, d_e_hat_2, gamma_2, out=_buf(workspace, 'GPT2Block:@top(…, T, D)/2', batch + (T, D), dtype)) # (…, T, D)
+    g10012 = _threaded(np.multiply, d_e_hat_2, x_hat_2, out=_buf(workspace, 'GPT2Block:@top(…, T, D)/3', batch + (T, D), dtype)) # (…, T, D)
     d_gamma_2 = _sum_to(g10012, 1, ())                          # (D,)
-    g10014 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, 'GPT2Block:b@1.3.4', batch + (T, D), dtype)) # (…, T, D)
+    g10014 = _layer_norm_grad(d_x_hat_2, x_hat_2, sigma_2, -1, _buf(workspace, 'GPT2Block:@top(…, T, D)/4', batch + (T, D), dtype)) # (…, T, D)
     d_e_2 = _threaded(np.add, d_e_hat, g10014, out=g10014)      # (…, T, D)
     # CausalSelfAttention 11 return Ṽ = Y W_o + b_o ▷ Ṽ ∈ ℝ^{T×D}
     d_b_o = _sum_to(d_e_2, 1, ())                               # (D,)
-    d_W_o = _wgrad(Y_2, d_e_2, _buf(workspace, 'GPT2Block:b@1.5.1', (D, D), dtype)) # (D, D)
+    d_W_o = _wgrad(Y_2, d_e_2, _buf(workspace, 'GPT2Block:@top(D, D)/1', (D, D), dtype)) # (D, D)
     g10018 = np.swapaxes(W_o, -1, -2)                           # (D, D)
-    d_Y_2 = np.matmul(d_e_2, g10018, out=_buf(workspace, 'GPT2Block:b@1.3.2', batch + (T, D), dtype)) # (…, T, D)
+    d_Y_2 = np.matmul(d_e_2, g10018, out=_buf(workspace, 'GPT2Block:@top(…, T, D)/2', batch + (T, D), dtype)) # (…, T, D)
     # CausalSelfAttention 10 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     g10020 = d_Y_2.reshape(shape_37)                            # (…, T, H, D/H)
     d_Y = _permute(g10020, (-2, -3, -1))                        # (…, H, T, D/H)
     # CausalSelfAttention 8 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
     g10022 = np.swapaxes(softmax_S, -1, -2)                     # (…, H, T, T)
-    d_V = np.matmul(g10022, d_Y, out=_buf(workspace, 'GPT2Block:b@1.6.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    d_V = np.matmul(g10022, d_Y, out=_buf(workspace, 'GPT2Block:@top(…, H, T, D/H)/1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10024 = np.swapaxes(V, -1, -2)                             # (…, H, D/H, T)
-    d_softmax_S = np.matmul(d_Y, g10024, out=_buf(workspace, 'GPT2Block:b@1.7.1', batch + (H, T, T), dtype)) # (…, H, T, T)
-    d_S = _softmax_grad(d_softmax_S, softmax_S, -1, _buf(workspace, 'GPT2Block:b@1.7.2', batch + (H, T, T), dtype)) # (…, H, T, T)
+    d_softmax_S = np.matmul(d_Y, g10024, out=_buf(workspace, 'GPT2Block:@top(…, H, T, T)/1', batch + (H, T, T), dtype)) # (…, H, T, T)
+    d_S = _softmax_grad(d_softmax_S, softmax_S, -1, _buf(workspace, 'GPT2Block:@top(…, H, T, T)/2', batch + (H, T, T), dtype)) # (…, H, T, T)
     # CausalSelfAttention 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
-    g10033 = np.matmul(d_S, K, out=_buf(workspace, 'GPT2Block:b@1.6.2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10033 = np.matmul(d_S, K, out=_buf(workspace, 'GPT2Block:@top(…, H, T, D/H)/2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     d_Q = _threaded(np.divide, g10033, _28, out=g10033)         # (…, H, T, D/H)
     g10036 = np.swapaxes(d_S, -1, -2)                           # (…, H, T, T)
-    g10037 = np.matmul(g10036, Q, out=_buf(workspace, 'GPT2Block:b@1.6.3', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10037 = np.matmul(g10036, Q, out=_buf(workspace, 'GPT2Block:@top(…, H, T, D/H)/3', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     d_K = _threaded(np.divide, g10037, _28, out=g10037)         # (…, H, T, D/H)
     # CausalSelfAttention 5 V_h ← A[:, 2 · D + h · D / H : 2 · D + (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
     g10039 = _permute(d_V, (-2, -3, -1))                        # (…, T, H, D/H)
-    d_A = _unslice(g10039, A_shape, -1, 2*D, 3*D, _buf(workspace, 'GPT2Block:b@1.8.1', batch + (T, 3*D), dtype)) # (…, T, 3·D)
+    d_A = _unslice(g10039, A_shape, -1, 2*D, 3*D, _buf(workspace, 'GPT2Block:@top(…, T, 3·D)/1', batch + (T, 3*D), dtype)) # (…, T, 3·D)
     # CausalSelfAttention 4 K_h ← A[:, D + h · D / H : D + (h + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; key
     g10042 = _permute(d_K, (-2, -3, -1))                        # (…, T, H, D/H)
     d_A_2 = _slice_add(d_A, g10042, -1, D, 2*D)                 # (…, T, 3·D)
@@ -300,18 +300,18 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     # CausalSelfAttention 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
     d_b_qkv = _sum_to(d_A_3, 1, ())                             # (3·D,)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-    _12 = _threaded(np.multiply, x_hat, gamma_1, out=_buf(workspace, 'GPT2Block:b@1.3.2', batch + (T, D), dtype)) # (…, T, D)
+    _12 = _threaded(np.multiply, x_hat, gamma_1, out=_buf(workspace, 'GPT2Block:@top(…, T, D)/2', batch + (T, D), dtype)) # (…, T, D)
     e_hat = _threaded(np.add, _12, beta_1, out=_12)             # (…, T, D)
     # CausalSelfAttention 1 A ← X W_qkv + b_qkv ▷ A ∈ ℝ^{T×3·D}
-    d_W_qkv = _wgrad(e_hat, d_A_3, _buf(workspace, 'GPT2Block:b@1.9.1', (D, 3*D), dtype)) # (D, 3·D)
+    d_W_qkv = _wgrad(e_hat, d_A_3, _buf(workspace, 'GPT2Block:@top(D, 3·D)/1', (D, 3*D), dtype)) # (D, 3·D)
     g10052 = np.swapaxes(W_qkv, -1, -2)                         # (3·D, D)
-    d_e_hat_3 = np.matmul(d_A_3, g10052, out=_buf(workspace, 'GPT2Block:b@1.3.2', batch + (T, D), dtype)) # (…, T, D)
+    d_e_hat_3 = np.matmul(d_A_3, g10052, out=_buf(workspace, 'GPT2Block:@top(…, T, D)/2', batch + (T, D), dtype)) # (…, T, D)
     # LayerNorm 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     d_beta_1 = _sum_to(d_e_hat_3, 1, ())                        # (D,)
-    d_x_hat = _threaded(np.multiply, d_e_hat_3, gamma_1, out=_buf(workspace, 'GPT2Block:b@1.3.5', batch + (T, D), dtype)) # (…, T, D)
-    g10056 = _threaded(np.multiply, d_e_hat_3, x_hat, out=_buf(workspace, 'GPT2Block:b@1.3.6', batch + (T, D), dtype)) # (…, T, D)
+    d_x_hat = _threaded(np.multiply, d_e_hat_3, gamma_1, out=_buf(workspace, 'GPT2Block:@top(…, T, D)/5', batch + (T, D), dtype)) # (…, T, D)
+    g10056 = _threaded(np.multiply, d_e_hat_3, x_hat, out=_buf(workspace, 'GPT2Block:@top(…, T, D)/6', batch + (T, D), dtype)) # (…, T, D)
     d_gamma_1 = _sum_to(g10056, 1, ())                          # (D,)
-    g10058 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'GPT2Block:b@1.3.7', batch + (T, D), dtype)) # (…, T, D)
+    g10058 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'GPT2Block:@top(…, T, D)/7', batch + (T, D), dtype)) # (…, T, D)
     d_e = _threaded(np.add, d_e_2, g10058, out=g10058)          # (…, T, D)
     grads = Params(gamma_1=d_gamma_1, beta_1=d_beta_1, W_qkv=d_W_qkv, b_qkv=d_b_qkv, W_o=d_W_o, b_o=d_b_o, gamma_2=d_gamma_2, beta_2=d_beta_2, W_fc=d_W_fc, b_fc=d_b_fc, W_proj=d_W_proj, b_proj=d_b_proj)
     return grads, {"e": d_e}

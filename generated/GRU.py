@@ -115,12 +115,12 @@ def forward(config: Config, params: Params, X, h_0, workspace: dict | None = Non
         # 5 r ← σ(A[1 : d_h] + C[1 : d_h]) ▷ r ∈ ℝ^{d_h}; reset gate
         _6 = _slice_in(A, -1, 0, d_h, 'GRU.card, line 17')      # (…, d_h)
         _7 = _slice_in(C, -1, 0, d_h, 'GRU.card, line 17')      # (…, d_h)
-        _8 = _threaded(np.add, _6, _7, out=_buf(workspace, 'GRU:f@2.2.1', batch + (d_h,), dtype)) # (…, d_h)
+        _8 = _threaded(np.add, _6, _7, out=_buf(workspace, 'GRU:@loop1(…, d_h)/1', batch + (d_h,), dtype)) # (…, d_h)
         r = _sigmoid(_8)                                        # (…, d_h)
         # 6 z ← σ(A[d_h + 1 : 2 · d_h] + C[d_h + 1 : 2 · d_h]) ▷ z ∈ ℝ^{d_h}; update gate
         _10 = _slice_in(A, -1, d_h, 2*d_h, 'GRU.card, line 18') # (…, d_h)
         _11 = _slice_in(C, -1, d_h, 2*d_h, 'GRU.card, line 18') # (…, d_h)
-        _12 = _threaded(np.add, _10, _11, out=_buf(workspace, 'GRU:f@2.2.1', batch + (d_h,), dtype)) # (…, d_h)
+        _12 = _threaded(np.add, _10, _11, out=_buf(workspace, 'GRU:@loop1(…, d_h)/1', batch + (d_h,), dtype)) # (…, d_h)
         z = _sigmoid(_12)                                       # (…, d_h)
         # 7 n ← tanh(A[2 · d_h + 1 : 3 · d_h] + r ⊙ C[2 · d_h + 1 : 3 · d_h]) ▷ n ∈ ℝ^{d_h}; candidate state
         _14 = _slice_in(A, -1, 2*d_h, 3*d_h, 'GRU.card, line 19') # (…, d_h)
@@ -131,7 +131,7 @@ def forward(config: Config, params: Params, X, h_0, workspace: dict | None = Non
         # 8 h ← (1 − z) ⊙ n + z ⊙ h ▷ h ∈ ℝ^{d_h}
         _19 = _threaded(np.subtract, 1, z, out=_buf(workspace, ('GRU:f_19', t), batch + (d_h,), dtype)) # (…, d_h)
         _20 = _threaded(np.multiply, _19, n, out=_19)           # (…, d_h)
-        _21 = _threaded(np.multiply, z, h, out=_buf(workspace, 'GRU:f@2.2.1', batch + (d_h,), dtype)) # (…, d_h)
+        _21 = _threaded(np.multiply, z, h, out=_buf(workspace, 'GRU:@loop1(…, d_h)/1', batch + (d_h,), dtype)) # (…, d_h)
         h_2 = _threaded(np.add, _20, _21, out=_20)              # (…, d_h)
         Y[..., t] = h_2
         saved_t.append((h, z, n, _15, r, C_shape, A_shape, _1,))
@@ -168,43 +168,43 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     for t in reversed(range(ell)):
         h, z, n, _15, r, C_shape, A_shape, _1, = saved_t[t]
         g10002 = d_Y[..., t]                                    # (…, d_h)
-        d_h_2 = _threaded(np.add, g10001, g10002, out=_buf(workspace, 'GRU:b@2.1.1', batch + (d_h,), dtype)) # (…, d_h)
+        d_h_2 = _threaded(np.add, g10001, g10002, out=_buf(workspace, 'GRU:@loop1(…, d_h)/1', batch + (d_h,), dtype)) # (…, d_h)
         # 8 h ← (1 − z) ⊙ n + z ⊙ h ▷ h ∈ ℝ^{d_h}
-        d_z = _threaded(np.multiply, d_h_2, h, out=_buf(workspace, 'GRU:b@2.1.2', batch + (d_h,), dtype)) # (…, d_h)
+        d_z = _threaded(np.multiply, d_h_2, h, out=_buf(workspace, 'GRU:@loop1(…, d_h)/2', batch + (d_h,), dtype)) # (…, d_h)
         d_h_3 = _threaded(np.multiply, d_h_2, z, out=_buf(workspace, ('GRU:bd_h_3', t % 2), batch + (d_h,), dtype)) # (…, d_h)
-        g10006 = _threaded(np.multiply, d_h_2, n, out=_buf(workspace, 'GRU:b@2.1.3', batch + (d_h,), dtype)) # (…, d_h)
-        _19 = _threaded(np.subtract, 1, z, out=_buf(workspace, 'GRU:b@2.1.4', batch + (d_h,), dtype)) # (…, d_h)
+        g10006 = _threaded(np.multiply, d_h_2, n, out=_buf(workspace, 'GRU:@loop1(…, d_h)/3', batch + (d_h,), dtype)) # (…, d_h)
+        _19 = _threaded(np.subtract, 1, z, out=_buf(workspace, 'GRU:@loop1(…, d_h)/4', batch + (d_h,), dtype)) # (…, d_h)
         d_n = _threaded(np.multiply, d_h_2, _19, out=_19)       # (…, d_h)
-        g10008 = _threaded(np.negative, g10006, out=_buf(workspace, 'GRU:b@2.1.5', batch + (d_h,), dtype)) # (…, d_h)
+        g10008 = _threaded(np.negative, g10006, out=_buf(workspace, 'GRU:@loop1(…, d_h)/5', batch + (d_h,), dtype)) # (…, d_h)
         d_z_2 = _threaded(np.add, d_z, g10008, out=d_z)         # (…, d_h)
         # 7 n ← tanh(A[2 · d_h + 1 : 3 · d_h] + r ⊙ C[2 · d_h + 1 : 3 · d_h]) ▷ n ∈ ℝ^{d_h}; candidate state
-        g10010 = _threaded(np.multiply, n, n, out=_buf(workspace, 'GRU:b@2.1.5', batch + (d_h,), dtype)) # (…, d_h)
-        g10011 = np.subtract(1.0, g10010, out=_buf(workspace, 'GRU:b@2.1.6', batch + (d_h,), dtype)) # (…, d_h)
+        g10010 = _threaded(np.multiply, n, n, out=_buf(workspace, 'GRU:@loop1(…, d_h)/5', batch + (d_h,), dtype)) # (…, d_h)
+        g10011 = np.subtract(1.0, g10010, out=_buf(workspace, 'GRU:@loop1(…, d_h)/6', batch + (d_h,), dtype)) # (…, d_h)
         g10012 = _threaded(np.multiply, d_n, g10011, out=g10011) # (…, d_h)
-        d_r = _threaded(np.multiply, g10012, _15, out=_buf(workspace, 'GRU:b@2.1.5', batch + (d_h,), dtype)) # (…, d_h)
-        g10014 = _threaded(np.multiply, g10012, r, out=_buf(workspace, 'GRU:b@2.1.7', batch + (d_h,), dtype)) # (…, d_h)
-        d_C = _unslice(g10014, C_shape, -1, 2*d_h, 3*d_h, _buf(workspace, 'GRU:b@2.2.1', batch + (3*d_h,), dtype)) # (…, 3·d_h)
-        d_A = _unslice(g10012, A_shape, -1, 2*d_h, 3*d_h, _buf(workspace, 'GRU:b@2.2.2', batch + (3*d_h,), dtype)) # (…, 3·d_h)
+        d_r = _threaded(np.multiply, g10012, _15, out=_buf(workspace, 'GRU:@loop1(…, d_h)/5', batch + (d_h,), dtype)) # (…, d_h)
+        g10014 = _threaded(np.multiply, g10012, r, out=_buf(workspace, 'GRU:@loop1(…, d_h)/7', batch + (d_h,), dtype)) # (…, d_h)
+        d_C = _unslice(g10014, C_shape, -1, 2*d_h, 3*d_h, _buf(workspace, 'GRU:@loop1(…, 3·d_h)/1', batch + (3*d_h,), dtype)) # (…, 3·d_h)
+        d_A = _unslice(g10012, A_shape, -1, 2*d_h, 3*d_h, _buf(workspace, 'GRU:@loop1(…, 3·d_h)/2', batch + (3*d_h,), dtype)) # (…, 3·d_h)
         # 6 z ← σ(A[d_h + 1 : 2 · d_h] + C[d_h + 1 : 2 · d_h]) ▷ z ∈ ℝ^{d_h}; update gate
-        g10017 = np.subtract(1.0, z, out=_buf(workspace, 'GRU:b@2.1.8', batch + (d_h,), dtype)) # (…, d_h)
+        g10017 = np.subtract(1.0, z, out=_buf(workspace, 'GRU:@loop1(…, d_h)/8', batch + (d_h,), dtype)) # (…, d_h)
         g10018 = _threaded(np.multiply, z, g10017, out=g10017)  # (…, d_h)
         g10019 = _threaded(np.multiply, d_z_2, g10018, out=g10018) # (…, d_h)
         d_C_2 = _slice_add(d_C, g10019, -1, d_h, 2*d_h)         # (…, 3·d_h)
         d_A_2 = _slice_add(d_A, g10019, -1, d_h, 2*d_h)         # (…, 3·d_h)
         # 5 r ← σ(A[1 : d_h] + C[1 : d_h]) ▷ r ∈ ℝ^{d_h}; reset gate
-        g10024 = np.subtract(1.0, r, out=_buf(workspace, 'GRU:b@2.1.9', batch + (d_h,), dtype)) # (…, d_h)
+        g10024 = np.subtract(1.0, r, out=_buf(workspace, 'GRU:@loop1(…, d_h)/9', batch + (d_h,), dtype)) # (…, d_h)
         g10025 = _threaded(np.multiply, r, g10024, out=g10024)  # (…, d_h)
         g10026 = _threaded(np.multiply, d_r, g10025, out=g10025) # (…, d_h)
         d_C_3 = _slice_add(d_C_2, g10026, -1, 0, d_h)           # (…, 3·d_h)
         d_A_3 = _slice_add(d_A_2, g10026, -1, 0, d_h)           # (…, 3·d_h)
         # 4 C ← W_h h + b_h ▷ C ∈ ℝ^{3·d_h}; the state's part
         d_b_h = _sum_to(d_C_3, 1, ())                           # (3·d_h,)
-        d_W_h = _wgrad(d_C_3, h, _buf(workspace, 'GRU:b@2.3.1', (3*d_h, d_h), dtype)) # (3·d_h, d_h)
+        d_W_h = _wgrad(d_C_3, h, _buf(workspace, 'GRU:@loop1(3·d_h, d_h)/1', (3*d_h, d_h), dtype)) # (3·d_h, d_h)
         g10033 = d_C_3 @ W_h                                    # (…, d_h)
         d_h_4 = _threaded(np.add, d_h_3, g10033, out=d_h_3)     # (…, d_h)
         # 3 A ← W_x X[:, t] + b_x ▷ A ∈ ℝ^{3·d_h}; the input's part of every gate
         d_b_x = _sum_to(d_A_3, 1, ())                           # (3·d_h,)
-        d_W_x = _wgrad(d_A_3, _1, _buf(workspace, 'GRU:b@2.4.1', (3*d_h, d_x), dtype)) # (3·d_h, d_x)
+        d_W_x = _wgrad(d_A_3, _1, _buf(workspace, 'GRU:@loop1(3·d_h, d_x)/1', (3*d_h, d_x), dtype)) # (3·d_h, d_x)
         g10037 = d_A_3 @ W_x                                    # (…, d_x)
         d_X[..., t] += g10037
         d_b_h_2 = d_b_h_2 + d_b_h

@@ -85,14 +85,14 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     dtype = np.result_type(W_k)
     batch = np.shape(X)[:np.ndim(X) - 2]
     # 1 K ← X W_k ▷ K ∈ ℝ^{T×d_h}; what each token contains
-    K = np.matmul(X, W_k, out=_buf(workspace, 'Head:f@1.1.1', batch + (T, d_h), dtype)) # (…, T, d_h)
+    K = np.matmul(X, W_k, out=_buf(workspace, 'Head:f@1(…, T, d_h)/1', batch + (T, d_h), dtype)) # (…, T, d_h)
     # 2 Q ← X W_q ▷ Q ∈ ℝ^{T×d_h}; what each token looks for
-    Q = np.matmul(X, W_q, out=_buf(workspace, 'Head:f@1.1.2', batch + (T, d_h), dtype)) # (…, T, d_h)
+    Q = np.matmul(X, W_q, out=_buf(workspace, 'Head:f@1(…, T, d_h)/2', batch + (T, d_h), dtype)) # (…, T, d_h)
     # 3 V ← X W_v ▷ V ∈ ℝ^{T×d_h}; what each token communicates
-    V = np.matmul(X, W_v, out=_buf(workspace, 'Head:f@1.1.3', batch + (T, d_h), dtype)) # (…, T, d_h)
+    V = np.matmul(X, W_v, out=_buf(workspace, 'Head:@top(…, T, d_h)/3', batch + (T, d_h), dtype)) # (…, T, d_h)
     # 4 S ← Q K^⊤ / √d_h ▷ S ∈ ℝ^{T×T}; S[t, u]: affinity of query t with key u
     _4 = np.swapaxes(K, -1, -2)                                 # (…, d_h, T)
-    _5 = np.matmul(Q, _4, out=_buf(workspace, 'Head:f@1.2.1', batch + (T, T), dtype)) # (…, T, T)
+    _5 = np.matmul(Q, _4, out=_buf(workspace, 'Head:@top(…, T, T)/1', batch + (T, T), dtype)) # (…, T, T)
     _6 = math.sqrt(d_h)                                         # ()
     S = _threaded(np.divide, _5, _6, out=_5)                    # (…, T, T)
     # 5 ∀t, u: if u > t then S[t, u] ← −∞ ▷ S ∈ ℝ^{T×T}; causal mask: no attending to future tokens
@@ -101,9 +101,9 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     _11 = _8 > _10                                              # (T, T)
     _12 = _fill_where(S, _11, -np.inf)                          # (…, T, T)
     # 6 A ← softmax(S) ▷ A ∈ ℝ^{T×T}; each row sums to 1
-    A = _softmax(_12, -1, _buf(workspace, 'Head:f@1.2.2', batch + (T, T), dtype)) # (…, T, T)
+    A = _softmax(_12, -1, _buf(workspace, 'Head:f@1(…, T, T)/2', batch + (T, T), dtype)) # (…, T, T)
     # 7 return Y = A V ▷ Y ∈ ℝ^{T×d_h}
-    Y = np.matmul(A, V, out=_buf(workspace, 'Head:f@1.1.2', batch + (T, d_h), dtype)) # (…, T, d_h)
+    Y = np.matmul(A, V, out=_buf(workspace, 'Head:f@1(…, T, d_h)/2', batch + (T, d_h), dtype)) # (…, T, d_h)
     cache = {"D": D, "d_h": d_h, "T": T, "batch": batch, "dtype": dtype, "A": A, "X": X, "K": K, "_6": _6}
     return Y, cache
 
@@ -128,33 +128,33 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     W_k = params.W_k
     # 7 return Y = A V ▷ Y ∈ ℝ^{T×d_h}
     g10001 = np.swapaxes(A, -1, -2)                             # (…, T, T)
-    d_V = np.matmul(g10001, d_Y, out=_buf(workspace, 'Head:b@1.1.1', batch + (T, d_h), dtype)) # (…, T, d_h)
+    d_V = np.matmul(g10001, d_Y, out=_buf(workspace, 'Head:@top(…, T, d_h)/1', batch + (T, d_h), dtype)) # (…, T, d_h)
     g10003 = np.swapaxes(W_v, -1, -2)                           # (d_h, D)
     g10004 = np.swapaxes(X, -1, -2)                             # (…, D, T)
-    g10005 = np.matmul(g10003, g10004, out=_buf(workspace, 'Head:b@1.2.1', batch + (d_h, T), dtype)) # (…, d_h, T)
-    d_A = np.matmul(d_Y, g10005, out=_buf(workspace, 'Head:b@1.3.1', batch + (T, T), dtype)) # (…, T, T)
+    g10005 = np.matmul(g10003, g10004, out=_buf(workspace, 'Head:@top(…, d_h, T)/1', batch + (d_h, T), dtype)) # (…, d_h, T)
+    d_A = np.matmul(d_Y, g10005, out=_buf(workspace, 'Head:@top(…, T, T)/1', batch + (T, T), dtype)) # (…, T, T)
     # 6 A ← softmax(S) ▷ A ∈ ℝ^{T×T}; each row sums to 1
-    d_S = _softmax_grad(d_A, A, -1, _buf(workspace, 'Head:b@1.3.2', batch + (T, T), dtype)) # (…, T, T)
+    d_S = _softmax_grad(d_A, A, -1, _buf(workspace, 'Head:@top(…, T, T)/2', batch + (T, T), dtype)) # (…, T, T)
     # 4 S ← Q K^⊤ / √d_h ▷ S ∈ ℝ^{T×T}; S[t, u]: affinity of query t with key u
-    g10016 = np.matmul(d_S, K, out=_buf(workspace, 'Head:b@1.1.2', batch + (T, d_h), dtype)) # (…, T, d_h)
+    g10016 = np.matmul(d_S, K, out=_buf(workspace, 'Head:@top(…, T, d_h)/2', batch + (T, d_h), dtype)) # (…, T, d_h)
     d_Q = _threaded(np.divide, g10016, _6, out=g10016)          # (…, T, d_h)
     g10019 = np.swapaxes(d_S, -1, -2)                           # (…, T, T)
-    g10020 = np.matmul(X, W_q, out=_buf(workspace, 'Head:b@1.1.3', batch + (T, d_h), dtype)) # (…, T, d_h)
-    g10021 = np.matmul(g10019, g10020, out=_buf(workspace, 'Head:b@1.1.4', batch + (T, d_h), dtype)) # (…, T, d_h)
+    g10020 = np.matmul(X, W_q, out=_buf(workspace, 'Head:@top(…, T, d_h)/3', batch + (T, d_h), dtype)) # (…, T, d_h)
+    g10021 = np.matmul(g10019, g10020, out=_buf(workspace, 'Head:@top(…, T, d_h)/4', batch + (T, d_h), dtype)) # (…, T, d_h)
     d_K = _threaded(np.divide, g10021, _6, out=g10021)          # (…, T, d_h)
     # 3 V ← X W_v ▷ V ∈ ℝ^{T×d_h}; what each token communicates
-    d_W_v = _wgrad(X, d_V, _buf(workspace, 'Head:b@1.4.1', (D, d_h), dtype)) # (D, d_h)
+    d_W_v = _wgrad(X, d_V, _buf(workspace, 'Head:@top(D, d_h)/1', (D, d_h), dtype)) # (D, d_h)
     g10024 = np.swapaxes(W_v, -1, -2)                           # (d_h, D)
-    d_X = np.matmul(d_V, g10024, out=_buf(workspace, 'Head:b@1.5.1', batch + (T, D), dtype)) # (…, T, D)
+    d_X = np.matmul(d_V, g10024, out=_buf(workspace, 'Head:@top(…, T, D)/1', batch + (T, D), dtype)) # (…, T, D)
     # 2 Q ← X W_q ▷ Q ∈ ℝ^{T×d_h}; what each token looks for
-    d_W_q = _wgrad(X, d_Q, _buf(workspace, 'Head:b@1.4.2', (D, d_h), dtype)) # (D, d_h)
+    d_W_q = _wgrad(X, d_Q, _buf(workspace, 'Head:@top(D, d_h)/2', (D, d_h), dtype)) # (D, d_h)
     g10027 = np.swapaxes(W_q, -1, -2)                           # (d_h, D)
-    g10028 = np.matmul(d_Q, g10027, out=_buf(workspace, 'Head:b@1.5.2', batch + (T, D), dtype)) # (…, T, D)
+    g10028 = np.matmul(d_Q, g10027, out=_buf(workspace, 'Head:@top(…, T, D)/2', batch + (T, D), dtype)) # (…, T, D)
     d_X_2 = _threaded(np.add, d_X, g10028, out=d_X)             # (…, T, D)
     # 1 K ← X W_k ▷ K ∈ ℝ^{T×d_h}; what each token contains
-    d_W_k = _wgrad(X, d_K, _buf(workspace, 'Head:b@1.4.3', (D, d_h), dtype)) # (D, d_h)
+    d_W_k = _wgrad(X, d_K, _buf(workspace, 'Head:@top(D, d_h)/3', (D, d_h), dtype)) # (D, d_h)
     g10031 = np.swapaxes(W_k, -1, -2)                           # (d_h, D)
-    g10032 = np.matmul(d_K, g10031, out=_buf(workspace, 'Head:b@1.5.2', batch + (T, D), dtype)) # (…, T, D)
+    g10032 = np.matmul(d_K, g10031, out=_buf(workspace, 'Head:@top(…, T, D)/2', batch + (T, D), dtype)) # (…, T, D)
     d_X_3 = _threaded(np.add, d_X_2, g10032, out=d_X_2)         # (…, T, D)
     grads = Params(W_k=d_W_k, W_q=d_W_q, W_v=d_W_v)
     return grads, {"X": d_X_3}

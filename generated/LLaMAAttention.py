@@ -112,13 +112,13 @@ def forward(config: Config, params: Params, X, C, S, workspace: dict | None = No
     dtype = np.result_type(W_q)
     batch = np.shape(X)[:np.ndim(X) - 2]
     # 1 Q ← X W_q ▷ Q ∈ ℝ^{T×D}
-    Q = np.matmul(X, W_q, out=_buf(workspace, 'LLaMAAttention:f@1.1.1', batch + (T, D), dtype)) # (…, T, D)
+    Q = np.matmul(X, W_q, out=_buf(workspace, 'LLaMAAttention:f@1(…, T, D)/1', batch + (T, D), dtype)) # (…, T, D)
     Q_shape = Q.shape
     # 2 K ← X W_k ▷ K ∈ ℝ^{T×D·H_kv/H}
-    K = np.matmul(X, W_k, out=_buf(workspace, 'LLaMAAttention:f@1.2.1', batch + (T, D*H_kv // H), dtype)) # (…, T, D·H_kv/H)
+    K = np.matmul(X, W_k, out=_buf(workspace, 'LLaMAAttention:f@1(…, T, D·H_kv/H)/1', batch + (T, D*H_kv // H), dtype)) # (…, T, D·H_kv/H)
     K_shape = K.shape
     # 3 V ← X W_v ▷ V ∈ ℝ^{T×D·H_kv/H}
-    V = np.matmul(X, W_v, out=_buf(workspace, 'LLaMAAttention:f@1.2.2', batch + (T, D*H_kv // H), dtype)) # (…, T, D·H_kv/H)
+    V = np.matmul(X, W_v, out=_buf(workspace, 'LLaMAAttention:f@1(…, T, D·H_kv/H)/2', batch + (T, D*H_kv // H), dtype)) # (…, T, D·H_kv/H)
     V_shape = V.shape
     # 5 R_g ← RoPE(K[:, g · D / H : (g + 1) · D / H], C, S) ▷ R_g ∈ ℝ^{T×D/H}; key head g, rotated once
     _4 = _slice_in(K, -1, 0, D*H_kv // H, 'LLaMAAttention.card, line 17') # (…, T, D·H_kv/H)
@@ -127,16 +127,16 @@ def forward(config: Config, params: Params, X, C, S, workspace: dict | None = No
     shape_6 = _6.shape
     # RoPE 1 R ← [−X[:, D / 2 : D], X[:, 0 : D / 2]] ▷ R ∈ ℝ^{T×D}
     _7 = _slice_in(_6, -1, D // (2*H), D // H, 'RoPE.card, line 8') # (…, H_kv, T, 1/2·D/H)
-    _8 = _threaded(np.negative, _7, out=_buf(workspace, 'LLaMAAttention:f@1.3.1', batch + (H_kv, T, D // (2*H)), dtype)) # (…, H_kv, T, 1/2·D/H)
+    _8 = _threaded(np.negative, _7, out=_buf(workspace, 'LLaMAAttention:f@1(…, H_kv, T, 1/2·D/H)/1', batch + (H_kv, T, D // (2*H)), dtype)) # (…, H_kv, T, 1/2·D/H)
     shape_8 = _8.shape
     _9 = _slice_in(_6, -1, 0, D // (2*H), 'RoPE.card, line 8')  # (…, H_kv, T, 1/2·D/H)
     shape_9 = _9.shape
     R = _concat((_8, _9,), -1)                                  # (…, H_kv, T, D/H)
     # RoPE 2 return Y = X ⊙ C + R ⊙ S ▷ Y ∈ ℝ^{T×D}
     _11 = np.expand_dims(C, -3)                                 # (…, 1, T, D/H)
-    _12 = _threaded(np.multiply, _6, _11, out=_buf(workspace, 'LLaMAAttention:f@1.4.2', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
+    _12 = _threaded(np.multiply, _6, _11, out=_buf(workspace, 'LLaMAAttention:f@1(…, H_kv, T, D/H)/2', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
     _13 = np.expand_dims(S, -3)                                 # (…, 1, T, D/H)
-    _14 = _threaded(np.multiply, R, _13, out=_buf(workspace, 'LLaMAAttention:f@1.4.3', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
+    _14 = _threaded(np.multiply, R, _13, out=_buf(workspace, 'LLaMAAttention:@top(…, H_kv, T, D/H)/3', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
     Y = _threaded(np.add, _12, _14, out=_12)                    # (…, H_kv, T, D/H)
     # 7 R ← [R_0, R_1, …, R_{H_kv−1}] ▷ R ∈ ℝ^{T×D·H_kv/H}
     _16 = _permute(Y, (-2, -3, -1))                             # (…, T, H_kv, D/H)
@@ -150,14 +150,14 @@ def forward(config: Config, params: Params, X, C, S, workspace: dict | None = No
     shape_20 = _20.shape
     # RoPE 1 R ← [−X[:, D / 2 : D], X[:, 0 : D / 2]] ▷ R ∈ ℝ^{T×D}
     _21 = _slice_in(_20, -1, D // (2*H), D // H, 'RoPE.card, line 8') # (…, H, T, 1/2·D/H)
-    _22 = _threaded(np.negative, _21, out=_buf(workspace, 'LLaMAAttention:f@1.5.1', batch + (H, T, D // (2*H)), dtype)) # (…, H, T, 1/2·D/H)
+    _22 = _threaded(np.negative, _21, out=_buf(workspace, 'LLaMAAttention:f@1(…, H, T, 1/2·D/H)/1', batch + (H, T, D // (2*H)), dtype)) # (…, H, T, 1/2·D/H)
     shape_22 = _22.shape
     _23 = _slice_in(_20, -1, 0, D // (2*H), 'RoPE.card, line 8') # (…, H, T, 1/2·D/H)
     shape_23 = _23.shape
     R_3 = _concat((_22, _23,), -1)                              # (…, H, T, D/H)
     # RoPE 2 return Y = X ⊙ C + R ⊙ S ▷ Y ∈ ℝ^{T×D}
-    _25 = _threaded(np.multiply, _20, _11, out=_buf(workspace, 'LLaMAAttention:f@1.6.2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    _26 = _threaded(np.multiply, R_3, _13, out=_buf(workspace, 'LLaMAAttention:f@1.6.3', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    _25 = _threaded(np.multiply, _20, _11, out=_buf(workspace, 'LLaMAAttention:f@1(…, H, T, D/H)/2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    _26 = _threaded(np.multiply, R_3, _13, out=_buf(workspace, 'LLaMAAttention:@top(…, H, T, D/H)/3', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     Y_2 = _threaded(np.add, _25, _26, out=_25)                  # (…, H, T, D/H)
     # 10 K_h ← R[:, ⌊h · H_kv / H⌋ · D / H : (⌊h · H_kv / H⌋ + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; its group's key
     _28 = np.arange(0, H)                                       # (H,)
@@ -175,7 +175,7 @@ def forward(config: Config, params: Params, X, C, S, workspace: dict | None = No
     V_2 = _take_along(_40, _32, -2)                             # (…, H, T, D/H)
     # 12 A_h ← Q_h K_h^⊤ / √(D / H) ▷ A_h ∈ ℝ^{T×T}
     _42 = np.swapaxes(K_2, -1, -2)                              # (…, H, D/H, T)
-    _43 = np.matmul(Y_2, _42, out=_buf(workspace, 'LLaMAAttention:f@1.7.1', batch + (H, T, T), dtype)) # (…, H, T, T)
+    _43 = np.matmul(Y_2, _42, out=_buf(workspace, 'LLaMAAttention:@top(…, H, T, T)/1', batch + (H, T, T), dtype)) # (…, H, T, T)
     _44 = D / H                                                 # ()
     _45 = math.sqrt(_44)                                        # ()
     A = _threaded(np.divide, _43, _45, out=_43)                 # (…, H, T, T)
@@ -185,14 +185,14 @@ def forward(config: Config, params: Params, X, C, S, workspace: dict | None = No
     _50 = _47 > _49                                             # (T, T)
     _51 = _fill_where(A, _50, -np.inf)                          # (…, H, T, T)
     # 14 Y_h ← softmax(A_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-    softmax_A = _softmax(_51, -1, _buf(workspace, 'LLaMAAttention:f@1.7.2', batch + (H, T, T), dtype)) # (…, H, T, T)
-    Y_3 = np.matmul(softmax_A, V_2, out=_buf(workspace, 'LLaMAAttention:f@1.6.2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    softmax_A = _softmax(_51, -1, _buf(workspace, 'LLaMAAttention:f@1(…, H, T, T)/2', batch + (H, T, T), dtype)) # (…, H, T, T)
+    Y_3 = np.matmul(softmax_A, V_2, out=_buf(workspace, 'LLaMAAttention:f@1(…, H, T, D/H)/2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     # 16 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     _54 = _permute(Y_3, (-2, -3, -1))                           # (…, T, H, D/H)
     shape_54 = _54.shape
     Y_4 = _54.reshape(_54.shape[:-2] + (D,))                    # (…, T, D)
     # 17 return Ṽ = Y W_o ▷ Ṽ ∈ ℝ^{T×D}
-    V_tilde = np.matmul(Y_4, W_o, out=_buf(workspace, 'LLaMAAttention:f@1.1.2', batch + (T, D), dtype)) # (…, T, D)
+    V_tilde = np.matmul(Y_4, W_o, out=_buf(workspace, 'LLaMAAttention:f@1(…, T, D)/2', batch + (T, D), dtype)) # (…, T, D)
     cache = {"D": D, "H": H, "H_kv": H_kv, "T": T, "batch": batch, "dtype": dtype, "Y_4": Y_4, "shape_54": shape_54, "softmax_A": softmax_A, "V_2": V_2, "K_2": K_2, "_45": _45, "_20": _20, "_11": _11, "R_3": R_3, "_13": _13, "_32": _32, "shape_40": shape_40, "V_shape": V_shape, "shape_33": shape_33, "R_2_shape": R_2_shape, "shape_22": shape_22, "shape_23": shape_23, "shape_20": shape_20, "Q_shape": Q_shape, "shape_16": shape_16, "R": R, "_6": _6, "shape_8": shape_8, "shape_9": shape_9, "shape_6": shape_6, "K_shape": K_shape, "X": X}
     return V_tilde, cache
 
@@ -241,28 +241,28 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     W_k = params.W_k
     W_q = params.W_q
     # 17 return Ṽ = Y W_o ▷ Ṽ ∈ ℝ^{T×D}
-    d_W_o = _wgrad(Y_4, d_V_tilde, _buf(workspace, 'LLaMAAttention:b@1.1.1', (D, D), dtype)) # (D, D)
+    d_W_o = _wgrad(Y_4, d_V_tilde, _buf(workspace, 'LLaMAAttention:@top(D, D)/1', (D, D), dtype)) # (D, D)
     g10002 = np.swapaxes(W_o, -1, -2)                           # (D, D)
-    d_Y_4 = np.matmul(d_V_tilde, g10002, out=_buf(workspace, 'LLaMAAttention:b@1.2.1', batch + (T, D), dtype)) # (…, T, D)
+    d_Y_4 = np.matmul(d_V_tilde, g10002, out=_buf(workspace, 'LLaMAAttention:@top(…, T, D)/1', batch + (T, D), dtype)) # (…, T, D)
     # 16 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     g10004 = d_Y_4.reshape(shape_54)                            # (…, T, H, D/H)
     d_Y_3 = _permute(g10004, (-2, -3, -1))                      # (…, H, T, D/H)
     # 14 Y_h ← softmax(A_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
     g10006 = np.swapaxes(softmax_A, -1, -2)                     # (…, H, T, T)
-    d_V_2 = np.matmul(g10006, d_Y_3, out=_buf(workspace, 'LLaMAAttention:b@1.3.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    d_V_2 = np.matmul(g10006, d_Y_3, out=_buf(workspace, 'LLaMAAttention:@top(…, H, T, D/H)/1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10008 = np.swapaxes(V_2, -1, -2)                           # (…, H, D/H, T)
-    d_softmax_A = np.matmul(d_Y_3, g10008, out=_buf(workspace, 'LLaMAAttention:b@1.4.1', batch + (H, T, T), dtype)) # (…, H, T, T)
-    d_A = _softmax_grad(d_softmax_A, softmax_A, -1, _buf(workspace, 'LLaMAAttention:b@1.4.2', batch + (H, T, T), dtype)) # (…, H, T, T)
+    d_softmax_A = np.matmul(d_Y_3, g10008, out=_buf(workspace, 'LLaMAAttention:@top(…, H, T, T)/1', batch + (H, T, T), dtype)) # (…, H, T, T)
+    d_A = _softmax_grad(d_softmax_A, softmax_A, -1, _buf(workspace, 'LLaMAAttention:@top(…, H, T, T)/2', batch + (H, T, T), dtype)) # (…, H, T, T)
     # 12 A_h ← Q_h K_h^⊤ / √(D / H) ▷ A_h ∈ ℝ^{T×T}
-    g10017 = np.matmul(d_A, K_2, out=_buf(workspace, 'LLaMAAttention:b@1.3.2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10017 = np.matmul(d_A, K_2, out=_buf(workspace, 'LLaMAAttention:@top(…, H, T, D/H)/2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     d_Y_2 = _threaded(np.divide, g10017, _45, out=g10017)       # (…, H, T, D/H)
     g10020 = np.swapaxes(d_A, -1, -2)                           # (…, H, T, T)
     # RoPE 2 return Y = X ⊙ C + R ⊙ S ▷ Y ∈ ℝ^{T×D}
-    _25 = _threaded(np.multiply, _20, _11, out=_buf(workspace, 'LLaMAAttention:b@1.3.3', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    _26 = _threaded(np.multiply, R_3, _13, out=_buf(workspace, 'LLaMAAttention:b@1.3.4', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    _25 = _threaded(np.multiply, _20, _11, out=_buf(workspace, 'LLaMAAttention:@top(…, H, T, D/H)/3', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    _26 = _threaded(np.multiply, R_3, _13, out=_buf(workspace, 'LLaMAAttention:@top(…, H, T, D/H)/4', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     Y_2 = _threaded(np.add, _25, _26, out=_25)                  # (…, H, T, D/H)
     # 12 A_h ← Q_h K_h^⊤ / √(D / H) ▷ A_h ∈ ℝ^{T×T}
-    g10021 = np.matmul(g10020, Y_2, out=_buf(workspace, 'LLaMAAttention:b@1.3.4', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10021 = np.matmul(g10020, Y_2, out=_buf(workspace, 'LLaMAAttention:@top(…, H, T, D/H)/4', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     d_K_2 = _threaded(np.divide, g10021, _45, out=g10021)       # (…, H, T, D/H)
     # 11 V_h ← V[:, ⌊h · H_kv / H⌋ · D / H : (⌊h · H_kv / H⌋ + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; and value
     g10023 = _put_along(d_V_2, _32, shape_40, -2)               # (…, 1, T, H_kv, D/H)
@@ -273,61 +273,61 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     g10027 = np.squeeze(g10026, -4)                             # (…, T, H_kv, D/H)
     d_R_2 = g10027.reshape(R_2_shape)                           # (…, T, D·H_kv/H)
     # RoPE 2 return Y = X ⊙ C + R ⊙ S ▷ Y ∈ ℝ^{T×D}
-    d_R_3 = _threaded(np.multiply, d_Y_2, _13, out=_buf(workspace, 'LLaMAAttention:b@1.3.4', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    g10030 = _threaded(np.multiply, d_Y_2, R_3, out=_buf(workspace, 'LLaMAAttention:b@1.3.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    d_R_3 = _threaded(np.multiply, d_Y_2, _13, out=_buf(workspace, 'LLaMAAttention:@top(…, H, T, D/H)/4', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10030 = _threaded(np.multiply, d_Y_2, R_3, out=_buf(workspace, 'LLaMAAttention:@top(…, H, T, D/H)/1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10031 = _sum_to(g10030, None, (-3,))                       # (…, 1, T, D/H)
-    g10032 = _threaded(np.multiply, d_Y_2, _11, out=_buf(workspace, 'LLaMAAttention:b@1.3.3', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10032 = _threaded(np.multiply, d_Y_2, _11, out=_buf(workspace, 'LLaMAAttention:@top(…, H, T, D/H)/3', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10033 = _threaded(np.multiply, d_Y_2, _20, out=d_Y_2)      # (…, H, T, D/H)
     g10034 = _sum_to(g10033, None, (-3,))                       # (…, 1, T, D/H)
     # RoPE 1 R ← [−X[:, D / 2 : D], X[:, 0 : D / 2]] ▷ R ∈ ℝ^{T×D}
     g10035 = _concat_part(d_R_3, -1, 0, (shape_22, shape_23,))  # (…, H, T, 1/2·D/H)
     g10036 = _concat_part(d_R_3, -1, 1, (shape_22, shape_23,))  # (…, H, T, 1/2·D/H)
-    g10037 = _unslice(g10036, shape_20, -1, 0, D // (2*H), _buf(workspace, 'LLaMAAttention:b@1.3.5', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10037 = _unslice(g10036, shape_20, -1, 0, D // (2*H), _buf(workspace, 'LLaMAAttention:@top(…, H, T, D/H)/5', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10038 = _threaded(np.add, g10032, g10037, out=g10032)      # (…, H, T, D/H)
-    g10039 = _threaded(np.negative, g10035, out=_buf(workspace, 'LLaMAAttention:b@1.6.1', batch + (H, T, D // (2*H)), dtype)) # (…, H, T, 1/2·D/H)
-    g10040 = _unslice(g10039, shape_20, -1, D // (2*H), D // H, _buf(workspace, 'LLaMAAttention:b@1.3.4', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10039 = _threaded(np.negative, g10035, out=_buf(workspace, 'LLaMAAttention:@top(…, H, T, 1/2·D/H)/1', batch + (H, T, D // (2*H)), dtype)) # (…, H, T, 1/2·D/H)
+    g10040 = _unslice(g10039, shape_20, -1, D // (2*H), D // H, _buf(workspace, 'LLaMAAttention:@top(…, H, T, D/H)/4', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10041 = _threaded(np.add, g10038, g10040, out=g10038)      # (…, H, T, D/H)
     # 9 Q_h ← RoPE(Q[:, h · D / H : (h + 1) · D / H], C, S) ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
     g10042 = _permute(g10041, (-2, -3, -1))                     # (…, T, H, D/H)
-    d_Q = _unslice(g10042, Q_shape, -1, 0, D, _buf(workspace, 'LLaMAAttention:b@1.2.1', batch + (T, D), dtype)) # (…, T, D)
+    d_Q = _unslice(g10042, Q_shape, -1, 0, D, _buf(workspace, 'LLaMAAttention:@top(…, T, D)/1', batch + (T, D), dtype)) # (…, T, D)
     # 7 R ← [R_0, R_1, …, R_{H_kv−1}] ▷ R ∈ ℝ^{T×D·H_kv/H}
     g10045 = d_R_2.reshape(shape_16)                            # (…, T, H_kv, D/H)
     d_Y = _permute(g10045, (-2, -3, -1))                        # (…, H_kv, T, D/H)
     # RoPE 2 return Y = X ⊙ C + R ⊙ S ▷ Y ∈ ℝ^{T×D}
-    d_R = _threaded(np.multiply, d_Y, _13, out=_buf(workspace, 'LLaMAAttention:b@1.7.1', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
-    g10048 = _threaded(np.multiply, d_Y, R, out=_buf(workspace, 'LLaMAAttention:b@1.7.2', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
+    d_R = _threaded(np.multiply, d_Y, _13, out=_buf(workspace, 'LLaMAAttention:@top(…, H_kv, T, D/H)/1', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
+    g10048 = _threaded(np.multiply, d_Y, R, out=_buf(workspace, 'LLaMAAttention:@top(…, H_kv, T, D/H)/2', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
     g10049 = _sum_to(g10048, None, (-3,))                       # (…, 1, T, D/H)
-    g10050 = _threaded(np.add, g10031, g10049, out=_buf(workspace, 'LLaMAAttention:b@1.8.1', batch + (1, T, D // H), dtype)) # (…, 1, T, D/H)
+    g10050 = _threaded(np.add, g10031, g10049, out=_buf(workspace, 'LLaMAAttention:@top(…, 1, T, D/H)/1', batch + (1, T, D // H), dtype)) # (…, 1, T, D/H)
     d_S = np.squeeze(g10050, -3)                                # (…, T, D/H)
-    g10052 = _threaded(np.multiply, d_Y, _11, out=_buf(workspace, 'LLaMAAttention:b@1.7.2', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
-    g10053 = _threaded(np.multiply, d_Y, _6, out=_buf(workspace, 'LLaMAAttention:b@1.7.3', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
+    g10052 = _threaded(np.multiply, d_Y, _11, out=_buf(workspace, 'LLaMAAttention:@top(…, H_kv, T, D/H)/2', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
+    g10053 = _threaded(np.multiply, d_Y, _6, out=_buf(workspace, 'LLaMAAttention:@top(…, H_kv, T, D/H)/3', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
     g10054 = _sum_to(g10053, None, (-3,))                       # (…, 1, T, D/H)
-    g10055 = _threaded(np.add, g10034, g10054, out=_buf(workspace, 'LLaMAAttention:b@1.8.2', batch + (1, T, D // H), dtype)) # (…, 1, T, D/H)
+    g10055 = _threaded(np.add, g10034, g10054, out=_buf(workspace, 'LLaMAAttention:@top(…, 1, T, D/H)/2', batch + (1, T, D // H), dtype)) # (…, 1, T, D/H)
     d_C = np.squeeze(g10055, -3)                                # (…, T, D/H)
     # RoPE 1 R ← [−X[:, D / 2 : D], X[:, 0 : D / 2]] ▷ R ∈ ℝ^{T×D}
     g10057 = _concat_part(d_R, -1, 0, (shape_8, shape_9,))      # (…, H_kv, T, 1/2·D/H)
     g10058 = _concat_part(d_R, -1, 1, (shape_8, shape_9,))      # (…, H_kv, T, 1/2·D/H)
-    g10059 = _unslice(g10058, shape_6, -1, 0, D // (2*H), _buf(workspace, 'LLaMAAttention:b@1.7.3', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
+    g10059 = _unslice(g10058, shape_6, -1, 0, D // (2*H), _buf(workspace, 'LLaMAAttention:@top(…, H_kv, T, D/H)/3', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
     g10060 = _threaded(np.add, g10052, g10059, out=g10052)      # (…, H_kv, T, D/H)
-    g10061 = _threaded(np.negative, g10057, out=_buf(workspace, 'LLaMAAttention:b@1.9.1', batch + (H_kv, T, D // (2*H)), dtype)) # (…, H_kv, T, 1/2·D/H)
-    g10062 = _unslice(g10061, shape_6, -1, D // (2*H), D // H, _buf(workspace, 'LLaMAAttention:b@1.7.1', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
+    g10061 = _threaded(np.negative, g10057, out=_buf(workspace, 'LLaMAAttention:@top(…, H_kv, T, 1/2·D/H)/1', batch + (H_kv, T, D // (2*H)), dtype)) # (…, H_kv, T, 1/2·D/H)
+    g10062 = _unslice(g10061, shape_6, -1, D // (2*H), D // H, _buf(workspace, 'LLaMAAttention:@top(…, H_kv, T, D/H)/1', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
     g10063 = _threaded(np.add, g10060, g10062, out=g10060)      # (…, H_kv, T, D/H)
     # 5 R_g ← RoPE(K[:, g · D / H : (g + 1) · D / H], C, S) ▷ R_g ∈ ℝ^{T×D/H}; key head g, rotated once
     g10064 = _permute(g10063, (-2, -3, -1))                     # (…, T, H_kv, D/H)
-    d_K = _unslice(g10064, K_shape, -1, 0, D*H_kv // H, _buf(workspace, 'LLaMAAttention:b@1.10.1', batch + (T, D*H_kv // H), dtype)) # (…, T, D·H_kv/H)
+    d_K = _unslice(g10064, K_shape, -1, 0, D*H_kv // H, _buf(workspace, 'LLaMAAttention:@top(…, T, D·H_kv/H)/1', batch + (T, D*H_kv // H), dtype)) # (…, T, D·H_kv/H)
     # 3 V ← X W_v ▷ V ∈ ℝ^{T×D·H_kv/H}
-    d_W_v = _wgrad(X, d_V, _buf(workspace, 'LLaMAAttention:b@1.11.1', (D, D*H_kv // H), dtype)) # (D, D·H_kv/H)
+    d_W_v = _wgrad(X, d_V, _buf(workspace, 'LLaMAAttention:@top(D, D·H_kv/H)/1', (D, D*H_kv // H), dtype)) # (D, D·H_kv/H)
     g10068 = np.swapaxes(W_v, -1, -2)                           # (D·H_kv/H, D)
-    d_X = np.matmul(d_V, g10068, out=_buf(workspace, 'LLaMAAttention:b@1.2.2', batch + (T, D), dtype)) # (…, T, D)
+    d_X = np.matmul(d_V, g10068, out=_buf(workspace, 'LLaMAAttention:@top(…, T, D)/2', batch + (T, D), dtype)) # (…, T, D)
     # 2 K ← X W_k ▷ K ∈ ℝ^{T×D·H_kv/H}
-    d_W_k = _wgrad(X, d_K, _buf(workspace, 'LLaMAAttention:b@1.11.2', (D, D*H_kv // H), dtype)) # (D, D·H_kv/H)
+    d_W_k = _wgrad(X, d_K, _buf(workspace, 'LLaMAAttention:@top(D, D·H_kv/H)/2', (D, D*H_kv // H), dtype)) # (D, D·H_kv/H)
     g10071 = np.swapaxes(W_k, -1, -2)                           # (D·H_kv/H, D)
-    g10072 = np.matmul(d_K, g10071, out=_buf(workspace, 'LLaMAAttention:b@1.2.3', batch + (T, D), dtype)) # (…, T, D)
+    g10072 = np.matmul(d_K, g10071, out=_buf(workspace, 'LLaMAAttention:@top(…, T, D)/3', batch + (T, D), dtype)) # (…, T, D)
     d_X_2 = _threaded(np.add, d_X, g10072, out=d_X)             # (…, T, D)
     # 1 Q ← X W_q ▷ Q ∈ ℝ^{T×D}
-    d_W_q = _wgrad(X, d_Q, _buf(workspace, 'LLaMAAttention:b@1.1.2', (D, D), dtype)) # (D, D)
+    d_W_q = _wgrad(X, d_Q, _buf(workspace, 'LLaMAAttention:@top(D, D)/2', (D, D), dtype)) # (D, D)
     g10075 = np.swapaxes(W_q, -1, -2)                           # (D, D)
-    g10076 = np.matmul(d_Q, g10075, out=_buf(workspace, 'LLaMAAttention:b@1.2.3', batch + (T, D), dtype)) # (…, T, D)
+    g10076 = np.matmul(d_Q, g10075, out=_buf(workspace, 'LLaMAAttention:@top(…, T, D)/3', batch + (T, D), dtype)) # (…, T, D)
     d_X_3 = _threaded(np.add, d_X_2, g10076, out=d_X_2)         # (…, T, D)
     grads = Params(W_q=d_W_q, W_o=d_W_o, W_k=d_W_k, W_v=d_W_v)
     return grads, {"X": d_X_3, "C": d_C, "S": d_S}

@@ -119,24 +119,24 @@ def forward(config: Config, params: Params, e, C, S, workspace: dict | None = No
     dtype = np.result_type(g_1)
     batch = np.shape(e)[:np.ndim(e) - 2]
     # RMSNorm 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
-    _1 = _threaded(np.multiply, e, e, out=_buf(workspace, 'LLaMABlock:f@1.1.1', batch + (T, D), dtype)) # (…, T, D)
+    _1 = _threaded(np.multiply, e, e, out=_buf(workspace, 'LLaMABlock:f@1(…, T, D)/1', batch + (T, D), dtype)) # (…, T, D)
     shape_1 = _1.shape
-    _2 = np.sum(_1, axis=-1, out=_buf(workspace, 'LLaMABlock:f@1.2.1', batch + (T,), dtype)) # (…, T)
+    _2 = np.sum(_1, axis=-1, out=_buf(workspace, 'LLaMABlock:f@1(…, T)/1', batch + (T,), dtype)) # (…, T)
     _3 = _threaded(np.divide, _2, D, out=_2)                    # (…, T)
     _4 = _threaded(np.add, _3, 1e-06, out=_3)                   # (…, T)
     r = _threaded(np.sqrt, _4, out=_4)                          # (…, T)
     # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
     _6 = np.expand_dims(r, -1)                                  # (…, T, 1)
-    _7 = _threaded(np.divide, e, _6, out=_buf(workspace, 'LLaMABlock:f@1.1.2', batch + (T, D), dtype)) # (…, T, D)
-    e_hat = _threaded(np.multiply, _7, g_1, out=_buf(workspace, 'LLaMABlock:f@1.1.3', batch + (T, D), dtype)) # (…, T, D)
+    _7 = _threaded(np.divide, e, _6, out=_buf(workspace, 'LLaMABlock:f@1(…, T, D)/2', batch + (T, D), dtype)) # (…, T, D)
+    e_hat = _threaded(np.multiply, _7, g_1, out=_buf(workspace, 'LLaMABlock:f@1(…, T, D)/3', batch + (T, D), dtype)) # (…, T, D)
     # LLaMAAttention 1 Q ← X W_q ▷ Q ∈ ℝ^{T×D}
-    Q = np.matmul(e_hat, W_q, out=_buf(workspace, 'LLaMABlock:f@1.1.4', batch + (T, D), dtype)) # (…, T, D)
+    Q = np.matmul(e_hat, W_q, out=_buf(workspace, 'LLaMABlock:f@1(…, T, D)/4', batch + (T, D), dtype)) # (…, T, D)
     Q_shape = Q.shape
     # LLaMAAttention 2 K ← X W_k ▷ K ∈ ℝ^{T×D·H_kv/H}
-    K = np.matmul(e_hat, W_k, out=_buf(workspace, 'LLaMABlock:f@1.3.1', batch + (T, D*H_kv // H), dtype)) # (…, T, D·H_kv/H)
+    K = np.matmul(e_hat, W_k, out=_buf(workspace, 'LLaMABlock:f@1(…, T, D·H_kv/H)/1', batch + (T, D*H_kv // H), dtype)) # (…, T, D·H_kv/H)
     K_shape = K.shape
     # LLaMAAttention 3 V ← X W_v ▷ V ∈ ℝ^{T×D·H_kv/H}
-    V = np.matmul(e_hat, W_v, out=_buf(workspace, 'LLaMABlock:f@1.3.2', batch + (T, D*H_kv // H), dtype)) # (…, T, D·H_kv/H)
+    V = np.matmul(e_hat, W_v, out=_buf(workspace, 'LLaMABlock:f@1(…, T, D·H_kv/H)/2', batch + (T, D*H_kv // H), dtype)) # (…, T, D·H_kv/H)
     V_shape = V.shape
     # LLaMAAttention 5 R_g ← RoPE(K[:, g · D / H : (g + 1) · D / H], C, S) ▷ R_g ∈ ℝ^{T×D/H}; key head g, rotated once
     _12 = _slice_in(K, -1, 0, D*H_kv // H, 'LLaMAAttention.card, line 17') # (…, T, D·H_kv/H)
@@ -145,16 +145,16 @@ def forward(config: Config, params: Params, e, C, S, workspace: dict | None = No
     shape_14 = _14.shape
     # RoPE 1 R ← [−X[:, D / 2 : D], X[:, 0 : D / 2]] ▷ R ∈ ℝ^{T×D}
     _15 = _slice_in(_14, -1, D // (2*H), D // H, 'RoPE.card, line 8') # (…, H_kv, T, 1/2·D/H)
-    _16 = _threaded(np.negative, _15, out=_buf(workspace, 'LLaMABlock:f@1.4.1', batch + (H_kv, T, D // (2*H)), dtype)) # (…, H_kv, T, 1/2·D/H)
+    _16 = _threaded(np.negative, _15, out=_buf(workspace, 'LLaMABlock:f@1(…, H_kv, T, 1/2·D/H)/1', batch + (H_kv, T, D // (2*H)), dtype)) # (…, H_kv, T, 1/2·D/H)
     shape_16 = _16.shape
     _17 = _slice_in(_14, -1, 0, D // (2*H), 'RoPE.card, line 8') # (…, H_kv, T, 1/2·D/H)
     shape_17 = _17.shape
     R = _concat((_16, _17,), -1)                                # (…, H_kv, T, D/H)
     # RoPE 2 return Y = X ⊙ C + R ⊙ S ▷ Y ∈ ℝ^{T×D}
     _19 = np.expand_dims(C, -3)                                 # (…, 1, T, D/H)
-    _20 = _threaded(np.multiply, _14, _19, out=_buf(workspace, 'LLaMABlock:f@1.5.2', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
+    _20 = _threaded(np.multiply, _14, _19, out=_buf(workspace, 'LLaMABlock:f@1(…, H_kv, T, D/H)/2', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
     _21 = np.expand_dims(S, -3)                                 # (…, 1, T, D/H)
-    _22 = _threaded(np.multiply, R, _21, out=_buf(workspace, 'LLaMABlock:f@1.5.3', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
+    _22 = _threaded(np.multiply, R, _21, out=_buf(workspace, 'LLaMABlock:@top(…, H_kv, T, D/H)/3', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
     Y = _threaded(np.add, _20, _22, out=_20)                    # (…, H_kv, T, D/H)
     # LLaMAAttention 7 R ← [R_0, R_1, …, R_{H_kv−1}] ▷ R ∈ ℝ^{T×D·H_kv/H}
     _24 = _permute(Y, (-2, -3, -1))                             # (…, T, H_kv, D/H)
@@ -168,14 +168,14 @@ def forward(config: Config, params: Params, e, C, S, workspace: dict | None = No
     shape_28 = _28.shape
     # RoPE 1 R ← [−X[:, D / 2 : D], X[:, 0 : D / 2]] ▷ R ∈ ℝ^{T×D}
     _29 = _slice_in(_28, -1, D // (2*H), D // H, 'RoPE.card, line 8') # (…, H, T, 1/2·D/H)
-    _30 = _threaded(np.negative, _29, out=_buf(workspace, 'LLaMABlock:f@1.6.1', batch + (H, T, D // (2*H)), dtype)) # (…, H, T, 1/2·D/H)
+    _30 = _threaded(np.negative, _29, out=_buf(workspace, 'LLaMABlock:f@1(…, H, T, 1/2·D/H)/1', batch + (H, T, D // (2*H)), dtype)) # (…, H, T, 1/2·D/H)
     shape_30 = _30.shape
     _31 = _slice_in(_28, -1, 0, D // (2*H), 'RoPE.card, line 8') # (…, H, T, 1/2·D/H)
     shape_31 = _31.shape
     R_3 = _concat((_30, _31,), -1)                              # (…, H, T, D/H)
     # RoPE 2 return Y = X ⊙ C + R ⊙ S ▷ Y ∈ ℝ^{T×D}
-    _33 = _threaded(np.multiply, _28, _19, out=_buf(workspace, 'LLaMABlock:f@1.7.2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    _34 = _threaded(np.multiply, R_3, _21, out=_buf(workspace, 'LLaMABlock:f@1.7.3', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    _33 = _threaded(np.multiply, _28, _19, out=_buf(workspace, 'LLaMABlock:f@1(…, H, T, D/H)/2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    _34 = _threaded(np.multiply, R_3, _21, out=_buf(workspace, 'LLaMABlock:@top(…, H, T, D/H)/3', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     Y_2 = _threaded(np.add, _33, _34, out=_33)                  # (…, H, T, D/H)
     # LLaMAAttention 10 K_h ← R[:, ⌊h · H_kv / H⌋ · D / H : (⌊h · H_kv / H⌋ + 1) · D / H] ▷ K_h ∈ ℝ^{T×D/H}; its group's key
     _36 = np.arange(0, H)                                       # (H,)
@@ -193,7 +193,7 @@ def forward(config: Config, params: Params, e, C, S, workspace: dict | None = No
     V_2 = _take_along(_48, _40, -2)                             # (…, H, T, D/H)
     # LLaMAAttention 12 A_h ← Q_h K_h^⊤ / √(D / H) ▷ A_h ∈ ℝ^{T×T}
     _50 = np.swapaxes(K_2, -1, -2)                              # (…, H, D/H, T)
-    _51 = np.matmul(Y_2, _50, out=_buf(workspace, 'LLaMABlock:f@1.8.1', batch + (H, T, T), dtype)) # (…, H, T, T)
+    _51 = np.matmul(Y_2, _50, out=_buf(workspace, 'LLaMABlock:@top(…, H, T, T)/1', batch + (H, T, T), dtype)) # (…, H, T, T)
     _52 = D / H                                                 # ()
     _53 = math.sqrt(_52)                                        # ()
     A = _threaded(np.divide, _51, _53, out=_51)                 # (…, H, T, T)
@@ -203,33 +203,33 @@ def forward(config: Config, params: Params, e, C, S, workspace: dict | None = No
     _58 = _55 > _57                                             # (T, T)
     _59 = _fill_where(A, _58, -np.inf)                          # (…, H, T, T)
     # LLaMAAttention 14 Y_h ← softmax(A_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-    softmax_A = _softmax(_59, -1, _buf(workspace, 'LLaMABlock:f@1.8.2', batch + (H, T, T), dtype)) # (…, H, T, T)
-    Y_3 = np.matmul(softmax_A, V_2, out=_buf(workspace, 'LLaMABlock:f@1.7.2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    softmax_A = _softmax(_59, -1, _buf(workspace, 'LLaMABlock:f@1(…, H, T, T)/2', batch + (H, T, T), dtype)) # (…, H, T, T)
+    Y_3 = np.matmul(softmax_A, V_2, out=_buf(workspace, 'LLaMABlock:f@1(…, H, T, D/H)/2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     # LLaMAAttention 16 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     _62 = _permute(Y_3, (-2, -3, -1))                           # (…, T, H, D/H)
     shape_62 = _62.shape
     Y_4 = _62.reshape(_62.shape[:-2] + (D,))                    # (…, T, D)
     # LLaMAAttention 17 return Ṽ = Y W_o ▷ Ṽ ∈ ℝ^{T×D}
-    V_tilde = np.matmul(Y_4, W_o, out=_buf(workspace, 'LLaMABlock:f@1.1.3', batch + (T, D), dtype)) # (…, T, D)
+    V_tilde = np.matmul(Y_4, W_o, out=_buf(workspace, 'LLaMABlock:f@1(…, T, D)/3', batch + (T, D), dtype)) # (…, T, D)
     # 1 e ← e + LLaMAAttention(RMSNorm(e | g_1), C, S | θ_attn) ▷ e ∈ ℝ^{T×D}
     e_2 = _threaded(np.add, e, V_tilde, out=V_tilde)            # (…, T, D)
     # RMSNorm 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
-    _66 = _threaded(np.multiply, e_2, e_2, out=_buf(workspace, 'LLaMABlock:f@1.1.5', batch + (T, D), dtype)) # (…, T, D)
+    _66 = _threaded(np.multiply, e_2, e_2, out=_buf(workspace, 'LLaMABlock:f@1(…, T, D)/5', batch + (T, D), dtype)) # (…, T, D)
     shape_66 = _66.shape
-    _67 = np.sum(_66, axis=-1, out=_buf(workspace, 'LLaMABlock:f@1.2.2', batch + (T,), dtype)) # (…, T)
+    _67 = np.sum(_66, axis=-1, out=_buf(workspace, 'LLaMABlock:f@1(…, T)/2', batch + (T,), dtype)) # (…, T)
     _68 = _threaded(np.divide, _67, D, out=_67)                 # (…, T)
     _69 = _threaded(np.add, _68, 1e-06, out=_68)                # (…, T)
     r_2 = _threaded(np.sqrt, _69, out=_69)                      # (…, T)
     # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
     _71 = np.expand_dims(r_2, -1)                               # (…, T, 1)
-    _72 = _threaded(np.divide, e_2, _71, out=_buf(workspace, 'LLaMABlock:f@1.1.6', batch + (T, D), dtype)) # (…, T, D)
+    _72 = _threaded(np.divide, e_2, _71, out=_buf(workspace, 'LLaMABlock:f@1(…, T, D)/6', batch + (T, D), dtype)) # (…, T, D)
     e_hat_2 = _threaded(np.multiply, _72, g_2, out=_72)         # (…, T, D)
     # SwiGLU 1 return Y = (SiLU(X W_1) ⊙ X W_3) W_2 ▷ Y ∈ ℝ^{T×D}
-    _74 = np.matmul(e_hat_2, W_1, out=_buf(workspace, 'LLaMABlock:f@1.10.1', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _74 = np.matmul(e_hat_2, W_1, out=_buf(workspace, 'LLaMABlock:f@1(…, T, D_f)/1', batch + (T, D_f), dtype)) # (…, T, D_f)
     _75 = _74 * _sigmoid(_74)                                   # (…, T, D_f)
-    _76 = np.matmul(e_hat_2, W_3, out=_buf(workspace, 'LLaMABlock:f@1.10.3', batch + (T, D_f), dtype)) # (…, T, D_f)
-    _77 = _threaded(np.multiply, _75, _76, out=_buf(workspace, 'LLaMABlock:f@1.10.4', batch + (T, D_f), dtype)) # (…, T, D_f)
-    Y_5 = np.matmul(_77, W_2, out=_buf(workspace, 'LLaMABlock:f@1.1.6', batch + (T, D), dtype)) # (…, T, D)
+    _76 = np.matmul(e_hat_2, W_3, out=_buf(workspace, 'LLaMABlock:f@1(…, T, D_f)/3', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _77 = _threaded(np.multiply, _75, _76, out=_buf(workspace, 'LLaMABlock:@top(…, T, D_f)/4', batch + (T, D_f), dtype)) # (…, T, D_f)
+    Y_5 = np.matmul(_77, W_2, out=_buf(workspace, 'LLaMABlock:f@1(…, T, D)/6', batch + (T, D), dtype)) # (…, T, D)
     # 2 e ← e + SwiGLU(RMSNorm(e | g_2) | θ_mlp) ▷ e ∈ ℝ^{T×D}
     e_3 = _threaded(np.add, e_2, Y_5, out=Y_5)                  # (…, T, D)
     cache = {"D": D, "H": H, "H_kv": H_kv, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "_75": _75, "_76": _76, "r_2": r_2, "e_2": e_2, "_74": _74, "shape_66": shape_66, "Y_4": Y_4, "shape_62": shape_62, "softmax_A": softmax_A, "V_2": V_2, "K_2": K_2, "_53": _53, "_28": _28, "_19": _19, "R_3": R_3, "_21": _21, "_40": _40, "shape_48": shape_48, "V_shape": V_shape, "shape_41": shape_41, "R_2_shape": R_2_shape, "shape_30": shape_30, "shape_31": shape_31, "shape_28": shape_28, "Q_shape": Q_shape, "shape_24": shape_24, "R": R, "_14": _14, "shape_16": shape_16, "shape_17": shape_17, "shape_14": shape_14, "K_shape": K_shape, "_7": _7, "r": r, "shape_1": shape_1, "e": e}
@@ -295,31 +295,31 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     shape_1 = cache["shape_1"]
     e = cache["e"]
     # SwiGLU 1 return Y = (SiLU(X W_1) ⊙ X W_3) W_2 ▷ Y ∈ ℝ^{T×D}
-    _77 = _threaded(np.multiply, _75, _76, out=_buf(workspace, 'LLaMABlock:b@1.1.1', batch + (T, D_f), dtype)) # (…, T, D_f)
-    d_W_2 = _wgrad(_77, d_e_hat, _buf(workspace, 'LLaMABlock:b@1.2.1', (D_f, D), dtype)) # (D_f, D)
+    _77 = _threaded(np.multiply, _75, _76, out=_buf(workspace, 'LLaMABlock:@top(…, T, D_f)/1', batch + (T, D_f), dtype)) # (…, T, D_f)
+    d_W_2 = _wgrad(_77, d_e_hat, _buf(workspace, 'LLaMABlock:@top(D_f, D)/1', (D_f, D), dtype)) # (D_f, D)
     g10002 = np.swapaxes(W_2, -1, -2)                           # (D, D_f)
-    g10003 = np.matmul(d_e_hat, g10002, out=_buf(workspace, 'LLaMABlock:b@1.1.1', batch + (T, D_f), dtype)) # (…, T, D_f)
-    g10004 = _threaded(np.multiply, g10003, _76, out=_buf(workspace, 'LLaMABlock:b@1.1.2', batch + (T, D_f), dtype)) # (…, T, D_f)
+    g10003 = np.matmul(d_e_hat, g10002, out=_buf(workspace, 'LLaMABlock:@top(…, T, D_f)/1', batch + (T, D_f), dtype)) # (…, T, D_f)
+    g10004 = _threaded(np.multiply, g10003, _76, out=_buf(workspace, 'LLaMABlock:@top(…, T, D_f)/2', batch + (T, D_f), dtype)) # (…, T, D_f)
     g10005 = _threaded(np.multiply, g10003, _75, out=g10003)    # (…, T, D_f)
     # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
     _71 = np.expand_dims(r_2, -1)                               # (…, T, 1)
-    _72 = _threaded(np.divide, e_2, _71, out=_buf(workspace, 'LLaMABlock:b@1.3.1', batch + (T, D), dtype)) # (…, T, D)
-    e_hat_2 = _threaded(np.multiply, _72, g_2, out=_buf(workspace, 'LLaMABlock:b@1.3.2', batch + (T, D), dtype)) # (…, T, D)
+    _72 = _threaded(np.divide, e_2, _71, out=_buf(workspace, 'LLaMABlock:@top(…, T, D)/1', batch + (T, D), dtype)) # (…, T, D)
+    e_hat_2 = _threaded(np.multiply, _72, g_2, out=_buf(workspace, 'LLaMABlock:@top(…, T, D)/2', batch + (T, D), dtype)) # (…, T, D)
     # SwiGLU 1 return Y = (SiLU(X W_1) ⊙ X W_3) W_2 ▷ Y ∈ ℝ^{T×D}
-    d_W_3 = _wgrad(e_hat_2, g10005, _buf(workspace, 'LLaMABlock:b@1.4.1', (D, D_f), dtype)) # (D, D_f)
+    d_W_3 = _wgrad(e_hat_2, g10005, _buf(workspace, 'LLaMABlock:@top(D, D_f)/1', (D, D_f), dtype)) # (D, D_f)
     g10007 = np.swapaxes(W_3, -1, -2)                           # (D_f, D)
-    d_e_hat_2 = np.matmul(g10005, g10007, out=_buf(workspace, 'LLaMABlock:b@1.3.3', batch + (T, D), dtype)) # (…, T, D)
+    d_e_hat_2 = np.matmul(g10005, g10007, out=_buf(workspace, 'LLaMABlock:@top(…, T, D)/3', batch + (T, D), dtype)) # (…, T, D)
     g10009 = _silu_grad(_74)                                    # (…, T, D_f)
     g10010 = _threaded(np.multiply, g10004, g10009, out=g10004) # (…, T, D_f)
-    d_W_1 = _wgrad(e_hat_2, g10010, _buf(workspace, 'LLaMABlock:b@1.4.2', (D, D_f), dtype)) # (D, D_f)
+    d_W_1 = _wgrad(e_hat_2, g10010, _buf(workspace, 'LLaMABlock:@top(D, D_f)/2', (D, D_f), dtype)) # (D, D_f)
     g10012 = np.swapaxes(W_1, -1, -2)                           # (D_f, D)
-    g10013 = np.matmul(g10010, g10012, out=_buf(workspace, 'LLaMABlock:b@1.3.2', batch + (T, D), dtype)) # (…, T, D)
+    g10013 = np.matmul(g10010, g10012, out=_buf(workspace, 'LLaMABlock:@top(…, T, D)/2', batch + (T, D), dtype)) # (…, T, D)
     d_e_hat_2_2 = _threaded(np.add, d_e_hat_2, g10013, out=d_e_hat_2) # (…, T, D)
     # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
-    g10015 = _threaded(np.multiply, d_e_hat_2_2, g_2, out=_buf(workspace, 'LLaMABlock:b@1.3.2', batch + (T, D), dtype)) # (…, T, D)
+    g10015 = _threaded(np.multiply, d_e_hat_2_2, g_2, out=_buf(workspace, 'LLaMABlock:@top(…, T, D)/2', batch + (T, D), dtype)) # (…, T, D)
     g10016 = _threaded(np.multiply, d_e_hat_2_2, _72, out=d_e_hat_2_2) # (…, T, D)
     d_g_2 = _sum_to(g10016, 1, ())                              # (D,)
-    g10018 = _threaded(np.divide, g10015, _71, out=_buf(workspace, 'LLaMABlock:b@1.3.4', batch + (T, D), dtype)) # (…, T, D)
+    g10018 = _threaded(np.divide, g10015, _71, out=_buf(workspace, 'LLaMABlock:@top(…, T, D)/4', batch + (T, D), dtype)) # (…, T, D)
     g10019 = _threaded(np.multiply, g10015, _72, out=g10015)    # (…, T, D)
     g10020 = _threaded(np.divide, g10019, _71, out=g10019)      # (…, T, D)
     g10021 = _threaded(np.negative, g10020, out=g10020)         # (…, T, D)
@@ -327,36 +327,36 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     g10023 = _sum_to(g10021, None, (-1,))                       # (…, T, 1)
     d_r_2 = np.squeeze(g10023, -1)                              # (…, T)
     # RMSNorm 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
-    g10025 = np.multiply(r_2, 2.0, out=_buf(workspace, 'LLaMABlock:b@1.5.1', batch + (T,), dtype)) # (…, T)
-    g10026 = _threaded(np.divide, d_r_2, g10025, out=_buf(workspace, 'LLaMABlock:b@1.5.2', batch + (T,), dtype)) # (…, T)
+    g10025 = np.multiply(r_2, 2.0, out=_buf(workspace, 'LLaMABlock:@top(…, T)/1', batch + (T,), dtype)) # (…, T)
+    g10026 = _threaded(np.divide, d_r_2, g10025, out=_buf(workspace, 'LLaMABlock:@top(…, T)/2', batch + (T,), dtype)) # (…, T)
     g10027 = _threaded(np.divide, g10026, D, out=g10026)        # (…, T)
     g10031 = np.broadcast_to(np.expand_dims(g10027, -1), shape_66) # (…, T, D)
-    g10032 = np.multiply(e_2, 2.0, out=_buf(workspace, 'LLaMABlock:b@1.3.2', batch + (T, D), dtype)) # (…, T, D)
+    g10032 = np.multiply(e_2, 2.0, out=_buf(workspace, 'LLaMABlock:@top(…, T, D)/2', batch + (T, D), dtype)) # (…, T, D)
     g10033 = _threaded(np.multiply, g10031, g10032, out=g10032) # (…, T, D)
     d_e_2_2 = _threaded(np.add, d_e_2, g10033, out=d_e_2)       # (…, T, D)
     # LLaMAAttention 17 return Ṽ = Y W_o ▷ Ṽ ∈ ℝ^{T×D}
-    d_W_o = _wgrad(Y_4, d_e_2_2, _buf(workspace, 'LLaMABlock:b@1.6.1', (D, D), dtype)) # (D, D)
+    d_W_o = _wgrad(Y_4, d_e_2_2, _buf(workspace, 'LLaMABlock:@top(D, D)/1', (D, D), dtype)) # (D, D)
     g10036 = np.swapaxes(W_o, -1, -2)                           # (D, D)
-    d_Y_4 = np.matmul(d_e_2_2, g10036, out=_buf(workspace, 'LLaMABlock:b@1.3.2', batch + (T, D), dtype)) # (…, T, D)
+    d_Y_4 = np.matmul(d_e_2_2, g10036, out=_buf(workspace, 'LLaMABlock:@top(…, T, D)/2', batch + (T, D), dtype)) # (…, T, D)
     # LLaMAAttention 16 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     g10038 = d_Y_4.reshape(shape_62)                            # (…, T, H, D/H)
     d_Y_3 = _permute(g10038, (-2, -3, -1))                      # (…, H, T, D/H)
     # LLaMAAttention 14 Y_h ← softmax(A_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
     g10040 = np.swapaxes(softmax_A, -1, -2)                     # (…, H, T, T)
-    d_V_2 = np.matmul(g10040, d_Y_3, out=_buf(workspace, 'LLaMABlock:b@1.7.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    d_V_2 = np.matmul(g10040, d_Y_3, out=_buf(workspace, 'LLaMABlock:@top(…, H, T, D/H)/1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10042 = np.swapaxes(V_2, -1, -2)                           # (…, H, D/H, T)
-    d_softmax_A = np.matmul(d_Y_3, g10042, out=_buf(workspace, 'LLaMABlock:b@1.8.1', batch + (H, T, T), dtype)) # (…, H, T, T)
-    d_A = _softmax_grad(d_softmax_A, softmax_A, -1, _buf(workspace, 'LLaMABlock:b@1.8.2', batch + (H, T, T), dtype)) # (…, H, T, T)
+    d_softmax_A = np.matmul(d_Y_3, g10042, out=_buf(workspace, 'LLaMABlock:@top(…, H, T, T)/1', batch + (H, T, T), dtype)) # (…, H, T, T)
+    d_A = _softmax_grad(d_softmax_A, softmax_A, -1, _buf(workspace, 'LLaMABlock:@top(…, H, T, T)/2', batch + (H, T, T), dtype)) # (…, H, T, T)
     # LLaMAAttention 12 A_h ← Q_h K_h^⊤ / √(D / H) ▷ A_h ∈ ℝ^{T×T}
-    g10051 = np.matmul(d_A, K_2, out=_buf(workspace, 'LLaMABlock:b@1.7.2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10051 = np.matmul(d_A, K_2, out=_buf(workspace, 'LLaMABlock:@top(…, H, T, D/H)/2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     d_Y_2 = _threaded(np.divide, g10051, _53, out=g10051)       # (…, H, T, D/H)
     g10054 = np.swapaxes(d_A, -1, -2)                           # (…, H, T, T)
     # RoPE 2 return Y = X ⊙ C + R ⊙ S ▷ Y ∈ ℝ^{T×D}
-    _33 = _threaded(np.multiply, _28, _19, out=_buf(workspace, 'LLaMABlock:b@1.7.3', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    _34 = _threaded(np.multiply, R_3, _21, out=_buf(workspace, 'LLaMABlock:b@1.7.4', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    _33 = _threaded(np.multiply, _28, _19, out=_buf(workspace, 'LLaMABlock:@top(…, H, T, D/H)/3', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    _34 = _threaded(np.multiply, R_3, _21, out=_buf(workspace, 'LLaMABlock:@top(…, H, T, D/H)/4', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     Y_2 = _threaded(np.add, _33, _34, out=_33)                  # (…, H, T, D/H)
     # LLaMAAttention 12 A_h ← Q_h K_h^⊤ / √(D / H) ▷ A_h ∈ ℝ^{T×T}
-    g10055 = np.matmul(g10054, Y_2, out=_buf(workspace, 'LLaMABlock:b@1.7.4', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10055 = np.matmul(g10054, Y_2, out=_buf(workspace, 'LLaMABlock:@top(…, H, T, D/H)/4', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     d_K_2 = _threaded(np.divide, g10055, _53, out=g10055)       # (…, H, T, D/H)
     # LLaMAAttention 11 V_h ← V[:, ⌊h · H_kv / H⌋ · D / H : (⌊h · H_kv / H⌋ + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; and value
     g10057 = _put_along(d_V_2, _40, shape_48, -2)               # (…, 1, T, H_kv, D/H)
@@ -367,70 +367,70 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     g10061 = np.squeeze(g10060, -4)                             # (…, T, H_kv, D/H)
     d_R_2 = g10061.reshape(R_2_shape)                           # (…, T, D·H_kv/H)
     # RoPE 2 return Y = X ⊙ C + R ⊙ S ▷ Y ∈ ℝ^{T×D}
-    d_R_3 = _threaded(np.multiply, d_Y_2, _21, out=_buf(workspace, 'LLaMABlock:b@1.7.4', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
-    g10064 = _threaded(np.multiply, d_Y_2, R_3, out=_buf(workspace, 'LLaMABlock:b@1.7.1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    d_R_3 = _threaded(np.multiply, d_Y_2, _21, out=_buf(workspace, 'LLaMABlock:@top(…, H, T, D/H)/4', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10064 = _threaded(np.multiply, d_Y_2, R_3, out=_buf(workspace, 'LLaMABlock:@top(…, H, T, D/H)/1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10065 = _sum_to(g10064, None, (-3,))                       # (…, 1, T, D/H)
-    g10066 = _threaded(np.multiply, d_Y_2, _19, out=_buf(workspace, 'LLaMABlock:b@1.7.3', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10066 = _threaded(np.multiply, d_Y_2, _19, out=_buf(workspace, 'LLaMABlock:@top(…, H, T, D/H)/3', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10067 = _threaded(np.multiply, d_Y_2, _28, out=d_Y_2)      # (…, H, T, D/H)
     g10068 = _sum_to(g10067, None, (-3,))                       # (…, 1, T, D/H)
     # RoPE 1 R ← [−X[:, D / 2 : D], X[:, 0 : D / 2]] ▷ R ∈ ℝ^{T×D}
     g10069 = _concat_part(d_R_3, -1, 0, (shape_30, shape_31,))  # (…, H, T, 1/2·D/H)
     g10070 = _concat_part(d_R_3, -1, 1, (shape_30, shape_31,))  # (…, H, T, 1/2·D/H)
-    g10071 = _unslice(g10070, shape_28, -1, 0, D // (2*H), _buf(workspace, 'LLaMABlock:b@1.7.5', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10071 = _unslice(g10070, shape_28, -1, 0, D // (2*H), _buf(workspace, 'LLaMABlock:@top(…, H, T, D/H)/5', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10072 = _threaded(np.add, g10066, g10071, out=g10066)      # (…, H, T, D/H)
-    g10073 = _threaded(np.negative, g10069, out=_buf(workspace, 'LLaMABlock:b@1.10.1', batch + (H, T, D // (2*H)), dtype)) # (…, H, T, 1/2·D/H)
-    g10074 = _unslice(g10073, shape_28, -1, D // (2*H), D // H, _buf(workspace, 'LLaMABlock:b@1.7.4', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10073 = _threaded(np.negative, g10069, out=_buf(workspace, 'LLaMABlock:@top(…, H, T, 1/2·D/H)/1', batch + (H, T, D // (2*H)), dtype)) # (…, H, T, 1/2·D/H)
+    g10074 = _unslice(g10073, shape_28, -1, D // (2*H), D // H, _buf(workspace, 'LLaMABlock:@top(…, H, T, D/H)/4', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10075 = _threaded(np.add, g10072, g10074, out=g10072)      # (…, H, T, D/H)
     # LLaMAAttention 9 Q_h ← RoPE(Q[:, h · D / H : (h + 1) · D / H], C, S) ▷ Q_h ∈ ℝ^{T×D/H}; query of head h
     g10076 = _permute(g10075, (-2, -3, -1))                     # (…, T, H, D/H)
-    d_Q = _unslice(g10076, Q_shape, -1, 0, D, _buf(workspace, 'LLaMABlock:b@1.3.2', batch + (T, D), dtype)) # (…, T, D)
+    d_Q = _unslice(g10076, Q_shape, -1, 0, D, _buf(workspace, 'LLaMABlock:@top(…, T, D)/2', batch + (T, D), dtype)) # (…, T, D)
     # LLaMAAttention 7 R ← [R_0, R_1, …, R_{H_kv−1}] ▷ R ∈ ℝ^{T×D·H_kv/H}
     g10079 = d_R_2.reshape(shape_24)                            # (…, T, H_kv, D/H)
     d_Y = _permute(g10079, (-2, -3, -1))                        # (…, H_kv, T, D/H)
     # RoPE 2 return Y = X ⊙ C + R ⊙ S ▷ Y ∈ ℝ^{T×D}
-    d_R = _threaded(np.multiply, d_Y, _21, out=_buf(workspace, 'LLaMABlock:b@1.11.1', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
-    g10082 = _threaded(np.multiply, d_Y, R, out=_buf(workspace, 'LLaMABlock:b@1.11.2', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
+    d_R = _threaded(np.multiply, d_Y, _21, out=_buf(workspace, 'LLaMABlock:@top(…, H_kv, T, D/H)/1', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
+    g10082 = _threaded(np.multiply, d_Y, R, out=_buf(workspace, 'LLaMABlock:@top(…, H_kv, T, D/H)/2', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
     g10083 = _sum_to(g10082, None, (-3,))                       # (…, 1, T, D/H)
-    g10084 = _threaded(np.add, g10065, g10083, out=_buf(workspace, 'LLaMABlock:b@1.12.1', batch + (1, T, D // H), dtype)) # (…, 1, T, D/H)
+    g10084 = _threaded(np.add, g10065, g10083, out=_buf(workspace, 'LLaMABlock:@top(…, 1, T, D/H)/1', batch + (1, T, D // H), dtype)) # (…, 1, T, D/H)
     d_S = np.squeeze(g10084, -3)                                # (…, T, D/H)
-    g10086 = _threaded(np.multiply, d_Y, _19, out=_buf(workspace, 'LLaMABlock:b@1.11.2', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
-    g10087 = _threaded(np.multiply, d_Y, _14, out=_buf(workspace, 'LLaMABlock:b@1.11.3', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
+    g10086 = _threaded(np.multiply, d_Y, _19, out=_buf(workspace, 'LLaMABlock:@top(…, H_kv, T, D/H)/2', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
+    g10087 = _threaded(np.multiply, d_Y, _14, out=_buf(workspace, 'LLaMABlock:@top(…, H_kv, T, D/H)/3', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
     g10088 = _sum_to(g10087, None, (-3,))                       # (…, 1, T, D/H)
-    g10089 = _threaded(np.add, g10068, g10088, out=_buf(workspace, 'LLaMABlock:b@1.12.2', batch + (1, T, D // H), dtype)) # (…, 1, T, D/H)
+    g10089 = _threaded(np.add, g10068, g10088, out=_buf(workspace, 'LLaMABlock:@top(…, 1, T, D/H)/2', batch + (1, T, D // H), dtype)) # (…, 1, T, D/H)
     d_C = np.squeeze(g10089, -3)                                # (…, T, D/H)
     # RoPE 1 R ← [−X[:, D / 2 : D], X[:, 0 : D / 2]] ▷ R ∈ ℝ^{T×D}
     g10091 = _concat_part(d_R, -1, 0, (shape_16, shape_17,))    # (…, H_kv, T, 1/2·D/H)
     g10092 = _concat_part(d_R, -1, 1, (shape_16, shape_17,))    # (…, H_kv, T, 1/2·D/H)
-    g10093 = _unslice(g10092, shape_14, -1, 0, D // (2*H), _buf(workspace, 'LLaMABlock:b@1.11.3', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
+    g10093 = _unslice(g10092, shape_14, -1, 0, D // (2*H), _buf(workspace, 'LLaMABlock:@top(…, H_kv, T, D/H)/3', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
     g10094 = _threaded(np.add, g10086, g10093, out=g10086)      # (…, H_kv, T, D/H)
-    g10095 = _threaded(np.negative, g10091, out=_buf(workspace, 'LLaMABlock:b@1.13.1', batch + (H_kv, T, D // (2*H)), dtype)) # (…, H_kv, T, 1/2·D/H)
-    g10096 = _unslice(g10095, shape_14, -1, D // (2*H), D // H, _buf(workspace, 'LLaMABlock:b@1.11.1', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
+    g10095 = _threaded(np.negative, g10091, out=_buf(workspace, 'LLaMABlock:@top(…, H_kv, T, 1/2·D/H)/1', batch + (H_kv, T, D // (2*H)), dtype)) # (…, H_kv, T, 1/2·D/H)
+    g10096 = _unslice(g10095, shape_14, -1, D // (2*H), D // H, _buf(workspace, 'LLaMABlock:@top(…, H_kv, T, D/H)/1', batch + (H_kv, T, D // H), dtype)) # (…, H_kv, T, D/H)
     g10097 = _threaded(np.add, g10094, g10096, out=g10094)      # (…, H_kv, T, D/H)
     # LLaMAAttention 5 R_g ← RoPE(K[:, g · D / H : (g + 1) · D / H], C, S) ▷ R_g ∈ ℝ^{T×D/H}; key head g, rotated once
     g10098 = _permute(g10097, (-2, -3, -1))                     # (…, T, H_kv, D/H)
-    d_K = _unslice(g10098, K_shape, -1, 0, D*H_kv // H, _buf(workspace, 'LLaMABlock:b@1.14.1', batch + (T, D*H_kv // H), dtype)) # (…, T, D·H_kv/H)
+    d_K = _unslice(g10098, K_shape, -1, 0, D*H_kv // H, _buf(workspace, 'LLaMABlock:@top(…, T, D·H_kv/H)/1', batch + (T, D*H_kv // H), dtype)) # (…, T, D·H_kv/H)
     # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
-    e_hat = _threaded(np.multiply, _7, g_1, out=_buf(workspace, 'LLaMABlock:b@1.3.1', batch + (T, D), dtype)) # (…, T, D)
+    e_hat = _threaded(np.multiply, _7, g_1, out=_buf(workspace, 'LLaMABlock:@top(…, T, D)/1', batch + (T, D), dtype)) # (…, T, D)
     # LLaMAAttention 3 V ← X W_v ▷ V ∈ ℝ^{T×D·H_kv/H}
-    d_W_v = _wgrad(e_hat, d_V, _buf(workspace, 'LLaMABlock:b@1.15.1', (D, D*H_kv // H), dtype)) # (D, D·H_kv/H)
+    d_W_v = _wgrad(e_hat, d_V, _buf(workspace, 'LLaMABlock:@top(D, D·H_kv/H)/1', (D, D*H_kv // H), dtype)) # (D, D·H_kv/H)
     g10102 = np.swapaxes(W_v, -1, -2)                           # (D·H_kv/H, D)
-    d_e_hat_3 = np.matmul(d_V, g10102, out=_buf(workspace, 'LLaMABlock:b@1.3.5', batch + (T, D), dtype)) # (…, T, D)
+    d_e_hat_3 = np.matmul(d_V, g10102, out=_buf(workspace, 'LLaMABlock:@top(…, T, D)/5', batch + (T, D), dtype)) # (…, T, D)
     # LLaMAAttention 2 K ← X W_k ▷ K ∈ ℝ^{T×D·H_kv/H}
-    d_W_k = _wgrad(e_hat, d_K, _buf(workspace, 'LLaMABlock:b@1.15.2', (D, D*H_kv // H), dtype)) # (D, D·H_kv/H)
+    d_W_k = _wgrad(e_hat, d_K, _buf(workspace, 'LLaMABlock:@top(D, D·H_kv/H)/2', (D, D*H_kv // H), dtype)) # (D, D·H_kv/H)
     g10105 = np.swapaxes(W_k, -1, -2)                           # (D·H_kv/H, D)
-    g10106 = np.matmul(d_K, g10105, out=_buf(workspace, 'LLaMABlock:b@1.3.6', batch + (T, D), dtype)) # (…, T, D)
+    g10106 = np.matmul(d_K, g10105, out=_buf(workspace, 'LLaMABlock:@top(…, T, D)/6', batch + (T, D), dtype)) # (…, T, D)
     d_e_hat_4 = _threaded(np.add, d_e_hat_3, g10106, out=d_e_hat_3) # (…, T, D)
     # LLaMAAttention 1 Q ← X W_q ▷ Q ∈ ℝ^{T×D}
-    d_W_q = _wgrad(e_hat, d_Q, _buf(workspace, 'LLaMABlock:b@1.6.2', (D, D), dtype)) # (D, D)
+    d_W_q = _wgrad(e_hat, d_Q, _buf(workspace, 'LLaMABlock:@top(D, D)/2', (D, D), dtype)) # (D, D)
     g10109 = np.swapaxes(W_q, -1, -2)                           # (D, D)
-    g10110 = np.matmul(d_Q, g10109, out=_buf(workspace, 'LLaMABlock:b@1.3.1', batch + (T, D), dtype)) # (…, T, D)
+    g10110 = np.matmul(d_Q, g10109, out=_buf(workspace, 'LLaMABlock:@top(…, T, D)/1', batch + (T, D), dtype)) # (…, T, D)
     d_e_hat_5 = _threaded(np.add, d_e_hat_4, g10110, out=d_e_hat_4) # (…, T, D)
     # RMSNorm 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
-    g10112 = _threaded(np.multiply, d_e_hat_5, g_1, out=_buf(workspace, 'LLaMABlock:b@1.3.1', batch + (T, D), dtype)) # (…, T, D)
+    g10112 = _threaded(np.multiply, d_e_hat_5, g_1, out=_buf(workspace, 'LLaMABlock:@top(…, T, D)/1', batch + (T, D), dtype)) # (…, T, D)
     g10113 = _threaded(np.multiply, d_e_hat_5, _7, out=d_e_hat_5) # (…, T, D)
     d_g_1 = _sum_to(g10113, 1, ())                              # (D,)
     _6 = np.expand_dims(r, -1)                                  # (…, T, 1)
-    g10115 = _threaded(np.divide, g10112, _6, out=_buf(workspace, 'LLaMABlock:b@1.3.2', batch + (T, D), dtype)) # (…, T, D)
+    g10115 = _threaded(np.divide, g10112, _6, out=_buf(workspace, 'LLaMABlock:@top(…, T, D)/2', batch + (T, D), dtype)) # (…, T, D)
     g10116 = _threaded(np.multiply, g10112, _7, out=g10112)     # (…, T, D)
     g10117 = _threaded(np.divide, g10116, _6, out=g10116)       # (…, T, D)
     g10118 = _threaded(np.negative, g10117, out=g10117)         # (…, T, D)
@@ -438,11 +438,11 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     g10120 = _sum_to(g10118, None, (-1,))                       # (…, T, 1)
     d_r = np.squeeze(g10120, -1)                                # (…, T)
     # RMSNorm 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
-    g10122 = np.multiply(r, 2.0, out=_buf(workspace, 'LLaMABlock:b@1.5.2', batch + (T,), dtype)) # (…, T)
-    g10123 = _threaded(np.divide, d_r, g10122, out=_buf(workspace, 'LLaMABlock:b@1.5.1', batch + (T,), dtype)) # (…, T)
+    g10122 = np.multiply(r, 2.0, out=_buf(workspace, 'LLaMABlock:@top(…, T)/2', batch + (T,), dtype)) # (…, T)
+    g10123 = _threaded(np.divide, d_r, g10122, out=_buf(workspace, 'LLaMABlock:@top(…, T)/1', batch + (T,), dtype)) # (…, T)
     g10124 = _threaded(np.divide, g10123, D, out=g10123)        # (…, T)
     g10128 = np.broadcast_to(np.expand_dims(g10124, -1), shape_1) # (…, T, D)
-    g10129 = np.multiply(e, 2.0, out=_buf(workspace, 'LLaMABlock:b@1.3.1', batch + (T, D), dtype)) # (…, T, D)
+    g10129 = np.multiply(e, 2.0, out=_buf(workspace, 'LLaMABlock:@top(…, T, D)/1', batch + (T, D), dtype)) # (…, T, D)
     g10130 = _threaded(np.multiply, g10128, g10129, out=g10129) # (…, T, D)
     d_e_3 = _threaded(np.add, d_e, g10130, out=d_e)             # (…, T, D)
     grads = Params(g_1=d_g_1, W_q=d_W_q, W_o=d_W_o, W_k=d_W_k, W_v=d_W_v, g_2=d_g_2, W_1=d_W_1, W_3=d_W_3, W_2=d_W_2)

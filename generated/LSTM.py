@@ -131,7 +131,7 @@ def forward(config: Config, params: Params, X, h_0, c_0, workspace: dict | None 
         o = _sigmoid(_13)                                       # (…, d_h)
         # 9 c ← f ⊙ c + i ⊙ g ▷ c ∈ ℝ^{d_h}
         _15 = _threaded(np.multiply, f, c, out=_buf(workspace, ('LSTM:f_15', t), batch + (d_h,), dtype)) # (…, d_h)
-        _16 = _threaded(np.multiply, i, g, out=_buf(workspace, 'LSTM:f@2.2.1', batch + (d_h,), dtype)) # (…, d_h)
+        _16 = _threaded(np.multiply, i, g, out=_buf(workspace, 'LSTM:@loop1(…, d_h)/1', batch + (d_h,), dtype)) # (…, d_h)
         c_2 = _threaded(np.add, _15, _16, out=_15)              # (…, d_h)
         # 10 h ← o ⊙ tanh(c) ▷ h ∈ ℝ^{d_h}
         _18 = _threaded(np.tanh, c_2, out=_buf(workspace, ('LSTM:f_18', t), batch + (d_h,), dtype)) # (…, d_h)
@@ -176,45 +176,45 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     for t in reversed(range(ell)):
         _18, o, g, i, c, f, A_shape, h, _1, = saved_t[t]
         g10003 = d_Y[..., t]                                    # (…, d_h)
-        d_h_2 = _threaded(np.add, g10002, g10003, out=_buf(workspace, 'LSTM:b@2.1.1', batch + (d_h,), dtype)) # (…, d_h)
+        d_h_2 = _threaded(np.add, g10002, g10003, out=_buf(workspace, 'LSTM:@loop1(…, d_h)/1', batch + (d_h,), dtype)) # (…, d_h)
         # 10 h ← o ⊙ tanh(c) ▷ h ∈ ℝ^{d_h}
-        d_o = _threaded(np.multiply, d_h_2, _18, out=_buf(workspace, 'LSTM:b@2.1.2', batch + (d_h,), dtype)) # (…, d_h)
-        g10006 = _threaded(np.multiply, d_h_2, o, out=_buf(workspace, 'LSTM:b@2.1.3', batch + (d_h,), dtype)) # (…, d_h)
-        g10007 = _threaded(np.multiply, _18, _18, out=_buf(workspace, 'LSTM:b@2.1.4', batch + (d_h,), dtype)) # (…, d_h)
-        g10008 = np.subtract(1.0, g10007, out=_buf(workspace, 'LSTM:b@2.1.5', batch + (d_h,), dtype)) # (…, d_h)
+        d_o = _threaded(np.multiply, d_h_2, _18, out=_buf(workspace, 'LSTM:@loop1(…, d_h)/2', batch + (d_h,), dtype)) # (…, d_h)
+        g10006 = _threaded(np.multiply, d_h_2, o, out=_buf(workspace, 'LSTM:@loop1(…, d_h)/3', batch + (d_h,), dtype)) # (…, d_h)
+        g10007 = _threaded(np.multiply, _18, _18, out=_buf(workspace, 'LSTM:@loop1(…, d_h)/4', batch + (d_h,), dtype)) # (…, d_h)
+        g10008 = np.subtract(1.0, g10007, out=_buf(workspace, 'LSTM:@loop1(…, d_h)/5', batch + (d_h,), dtype)) # (…, d_h)
         g10009 = _threaded(np.multiply, g10006, g10008, out=g10008) # (…, d_h)
         d_c_2 = _threaded(np.add, g10001, g10009, out=g10009)   # (…, d_h)
         # 9 c ← f ⊙ c + i ⊙ g ▷ c ∈ ℝ^{d_h}
-        d_i = _threaded(np.multiply, d_c_2, g, out=_buf(workspace, 'LSTM:b@2.1.4', batch + (d_h,), dtype)) # (…, d_h)
-        d_g = _threaded(np.multiply, d_c_2, i, out=_buf(workspace, 'LSTM:b@2.1.6', batch + (d_h,), dtype)) # (…, d_h)
-        d_f = _threaded(np.multiply, d_c_2, c, out=_buf(workspace, 'LSTM:b@2.1.7', batch + (d_h,), dtype)) # (…, d_h)
+        d_i = _threaded(np.multiply, d_c_2, g, out=_buf(workspace, 'LSTM:@loop1(…, d_h)/4', batch + (d_h,), dtype)) # (…, d_h)
+        d_g = _threaded(np.multiply, d_c_2, i, out=_buf(workspace, 'LSTM:@loop1(…, d_h)/6', batch + (d_h,), dtype)) # (…, d_h)
+        d_f = _threaded(np.multiply, d_c_2, c, out=_buf(workspace, 'LSTM:@loop1(…, d_h)/7', batch + (d_h,), dtype)) # (…, d_h)
         d_c = _threaded(np.multiply, d_c_2, f, out=_buf(workspace, ('LSTM:bd_c', t % 2), batch + (d_h,), dtype)) # (…, d_h)
         # 8 o ← σ(A[3 · d_h + 1 : 4 · d_h]) ▷ o ∈ ℝ^{d_h}; output gate
-        g10015 = np.subtract(1.0, o, out=_buf(workspace, 'LSTM:b@2.1.8', batch + (d_h,), dtype)) # (…, d_h)
+        g10015 = np.subtract(1.0, o, out=_buf(workspace, 'LSTM:@loop1(…, d_h)/8', batch + (d_h,), dtype)) # (…, d_h)
         g10016 = _threaded(np.multiply, o, g10015, out=g10015)  # (…, d_h)
         g10017 = _threaded(np.multiply, d_o, g10016, out=g10016) # (…, d_h)
-        d_A = _unslice(g10017, A_shape, -1, 3*d_h, 4*d_h, _buf(workspace, 'LSTM:b@2.2.1', batch + (4*d_h,), dtype)) # (…, 4·d_h)
+        d_A = _unslice(g10017, A_shape, -1, 3*d_h, 4*d_h, _buf(workspace, 'LSTM:@loop1(…, 4·d_h)/1', batch + (4*d_h,), dtype)) # (…, 4·d_h)
         # 7 g ← tanh(A[2 · d_h + 1 : 3 · d_h]) ▷ g ∈ ℝ^{d_h}; candidate cell
-        g10019 = _threaded(np.multiply, g, g, out=_buf(workspace, 'LSTM:b@2.1.9', batch + (d_h,), dtype)) # (…, d_h)
-        g10020 = np.subtract(1.0, g10019, out=_buf(workspace, 'LSTM:b@2.1.10', batch + (d_h,), dtype)) # (…, d_h)
+        g10019 = _threaded(np.multiply, g, g, out=_buf(workspace, 'LSTM:@loop1(…, d_h)/9', batch + (d_h,), dtype)) # (…, d_h)
+        g10020 = np.subtract(1.0, g10019, out=_buf(workspace, 'LSTM:@loop1(…, d_h)/10', batch + (d_h,), dtype)) # (…, d_h)
         g10021 = _threaded(np.multiply, d_g, g10020, out=g10020) # (…, d_h)
         d_A_2 = _slice_add(d_A, g10021, -1, 2*d_h, 3*d_h)       # (…, 4·d_h)
         # 6 f ← σ(A[d_h + 1 : 2 · d_h]) ▷ f ∈ ℝ^{d_h}; forget gate
-        g10024 = np.subtract(1.0, f, out=_buf(workspace, 'LSTM:b@2.1.9', batch + (d_h,), dtype)) # (…, d_h)
+        g10024 = np.subtract(1.0, f, out=_buf(workspace, 'LSTM:@loop1(…, d_h)/9', batch + (d_h,), dtype)) # (…, d_h)
         g10025 = _threaded(np.multiply, f, g10024, out=g10024)  # (…, d_h)
         g10026 = _threaded(np.multiply, d_f, g10025, out=g10025) # (…, d_h)
         d_A_3 = _slice_add(d_A_2, g10026, -1, d_h, 2*d_h)       # (…, 4·d_h)
         # 5 i ← σ(A[1 : d_h]) ▷ i ∈ ℝ^{d_h}; input gate
-        g10029 = np.subtract(1.0, i, out=_buf(workspace, 'LSTM:b@2.1.11', batch + (d_h,), dtype)) # (…, d_h)
+        g10029 = np.subtract(1.0, i, out=_buf(workspace, 'LSTM:@loop1(…, d_h)/11', batch + (d_h,), dtype)) # (…, d_h)
         g10030 = _threaded(np.multiply, i, g10029, out=g10029)  # (…, d_h)
         g10031 = _threaded(np.multiply, d_i, g10030, out=g10030) # (…, d_h)
         d_A_4 = _slice_add(d_A_3, g10031, -1, 0, d_h)           # (…, 4·d_h)
         # 4 A ← W_x X[:, t] + b_x + W_h h + b_h ▷ A ∈ ℝ^{4·d_h}; the four gates' pre-activations
         d_b_h = _sum_to(d_A_4, 1, ())                           # (4·d_h,)
-        d_W_h = _wgrad(d_A_4, h, _buf(workspace, 'LSTM:b@2.3.1', (4*d_h, d_h), dtype)) # (4·d_h, d_h)
+        d_W_h = _wgrad(d_A_4, h, _buf(workspace, 'LSTM:@loop1(4·d_h, d_h)/1', (4*d_h, d_h), dtype)) # (4·d_h, d_h)
         d_h_3 = d_A_4 @ W_h                                     # (…, d_h)
         d_b_x = _sum_to(d_A_4, 1, ())                           # (4·d_h,)
-        d_W_x = _wgrad(d_A_4, _1, _buf(workspace, 'LSTM:b@2.4.1', (4*d_h, d_x), dtype)) # (4·d_h, d_x)
+        d_W_x = _wgrad(d_A_4, _1, _buf(workspace, 'LSTM:@loop1(4·d_h, d_x)/1', (4*d_h, d_x), dtype)) # (4·d_h, d_x)
         g10039 = d_A_4 @ W_x                                    # (…, d_x)
         d_X[..., t] += g10039
         d_b_h_2 = d_b_h_2 + d_b_h

@@ -75,20 +75,20 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     dtype = np.result_type(gamma)
     batch = np.shape(e)[:np.ndim(e) - 1]
     # 1 m ← Σ_{i=0}^{D − 1} e[i] / D ▷ m ∈ ℝ; mean
-    _1 = np.sum(e, axis=-1, out=_buf(workspace, 'LayerNorm:f@1.1.1', batch + (), dtype)) # (…,)
-    m = np.divide(_1, D, out=_buf(workspace, 'LayerNorm:f@1.1.2', batch + (), dtype)) # (…,)
+    _1 = np.sum(e, axis=-1, out=_buf(workspace, 'LayerNorm:f@1(…,)/1', batch + (), dtype)) # (…,)
+    m = np.divide(_1, D, out=_buf(workspace, 'LayerNorm:@top(…,)/2', batch + (), dtype)) # (…,)
     # 2 v ← Σ_{i=0}^{D − 1} (e[i] − m)² / D ▷ v ∈ ℝ; biased variance
     _3 = np.expand_dims(m, -1)                                  # (…, 1)
-    _4 = _threaded(np.subtract, e, _3, out=_buf(workspace, 'LayerNorm:f@1.2.1', batch + (D,), dtype)) # (…, D)
-    _5 = _threaded(np.multiply, _4, _4, out=_buf(workspace, 'LayerNorm:f@1.2.2', batch + (D,), dtype)) # (…, D)
-    _6 = np.sum(_5, axis=-1, out=_buf(workspace, 'LayerNorm:f@1.1.2', batch + (), dtype)) # (…,)
-    v = np.divide(_6, D, out=_buf(workspace, 'LayerNorm:f@1.1.1', batch + (), dtype)) # (…,)
+    _4 = _threaded(np.subtract, e, _3, out=_buf(workspace, 'LayerNorm:f@1(…, D)/1', batch + (D,), dtype)) # (…, D)
+    _5 = _threaded(np.multiply, _4, _4, out=_buf(workspace, 'LayerNorm:f@1(…, D)/2', batch + (D,), dtype)) # (…, D)
+    _6 = np.sum(_5, axis=-1, out=_buf(workspace, 'LayerNorm:@top(…,)/2', batch + (), dtype)) # (…,)
+    v = np.divide(_6, D, out=_buf(workspace, 'LayerNorm:f@1(…,)/1', batch + (), dtype)) # (…,)
     # 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
-    _8 = np.add(v, eps, out=_buf(workspace, 'LayerNorm:f@1.1.2', batch + (), dtype)) # (…,)
-    _9 = np.sqrt(_8, out=_buf(workspace, 'LayerNorm:f@1.1.1', batch + (), dtype)) # (…,)
+    _8 = np.add(v, eps, out=_buf(workspace, 'LayerNorm:@top(…,)/2', batch + (), dtype)) # (…,)
+    _9 = np.sqrt(_8, out=_buf(workspace, 'LayerNorm:f@1(…,)/1', batch + (), dtype)) # (…,)
     sigma = np.expand_dims(_9, -1)                              # (…, 1)
     x_hat = _threaded(np.divide, _4, sigma, out=_4)             # (…, D)
-    _12 = _threaded(np.multiply, x_hat, gamma, out=_buf(workspace, 'LayerNorm:f@1.2.2', batch + (D,), dtype)) # (…, D)
+    _12 = _threaded(np.multiply, x_hat, gamma, out=_buf(workspace, 'LayerNorm:f@1(…, D)/2', batch + (D,), dtype)) # (…, D)
     e_hat = _threaded(np.add, _12, beta, out=_12)               # (…, D)
     cache = {"D": D, "batch": batch, "dtype": dtype, "x_hat": x_hat, "sigma": sigma}
     return e_hat, cache
@@ -108,10 +108,10 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     sigma = cache["sigma"]
     # 3 return ê = (e − m) / √(v + ε) ⊙ γ + β ▷ ê ∈ ℝ^D
     d_beta = _sum_to(d_e_hat, 1, ())                            # (D,)
-    d_x_hat = _threaded(np.multiply, d_e_hat, gamma, out=_buf(workspace, 'LayerNorm:b@1.1.1', batch + (D,), dtype)) # (…, D)
-    g10003 = _threaded(np.multiply, d_e_hat, x_hat, out=_buf(workspace, 'LayerNorm:b@1.1.2', batch + (D,), dtype)) # (…, D)
+    d_x_hat = _threaded(np.multiply, d_e_hat, gamma, out=_buf(workspace, 'LayerNorm:@top(…, D)/1', batch + (D,), dtype)) # (…, D)
+    g10003 = _threaded(np.multiply, d_e_hat, x_hat, out=_buf(workspace, 'LayerNorm:@top(…, D)/2', batch + (D,), dtype)) # (…, D)
     d_gamma = _sum_to(g10003, 1, ())                            # (D,)
-    d_e = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'LayerNorm:b@1.1.3', batch + (D,), dtype)) # (…, D)
+    d_e = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'LayerNorm:@top(…, D)/3', batch + (D,), dtype)) # (…, D)
     grads = Params(gamma=d_gamma, beta=d_beta)
     return grads, {"e": d_e}
 

@@ -86,19 +86,19 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     dtype = np.result_type(W_fc)
     batch = np.shape(X)[:np.ndim(X) - 2]
     # 1 U ← GELU_tanh(X W_fc + b_fc) ▷ U ∈ ℝ^{T×D_f}
-    _1 = np.matmul(X, W_fc, out=_buf(workspace, 'MLP:f@1.1.1', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _1 = np.matmul(X, W_fc, out=_buf(workspace, 'MLP:f@1(…, T, D_f)/1', batch + (T, D_f), dtype)) # (…, T, D_f)
     u = _threaded(np.add, _1, b_fc, out=_1)                     # (…, T, D_f)
     # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-    _3 = _threaded(np.multiply, 0.5, u, out=_buf(workspace, 'MLP:f@1.1.2', batch + (T, D_f), dtype)) # (…, T, D_f)
-    _4 = _power(u, 3, _buf(workspace, 'MLP:f@1.1.3', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _3 = _threaded(np.multiply, 0.5, u, out=_buf(workspace, 'MLP:@top(…, T, D_f)/2', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _4 = _power(u, 3, _buf(workspace, 'MLP:f@1(…, T, D_f)/3', batch + (T, D_f), dtype)) # (…, T, D_f)
     _5 = _threaded(np.multiply, 0.044715, _4, out=_4)           # (…, T, D_f)
     _6 = _threaded(np.add, u, _5, out=_5)                       # (…, T, D_f)
     _7 = _threaded(np.multiply, 0.7978845608028654, _6, out=_6) # (…, T, D_f)
     tanh_u = _threaded(np.tanh, _7, out=_7)                     # (…, T, D_f)
-    _9 = _threaded(np.add, 1, tanh_u, out=_buf(workspace, 'MLP:f@1.1.4', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _9 = _threaded(np.add, 1, tanh_u, out=_buf(workspace, 'MLP:@top(…, T, D_f)/4', batch + (T, D_f), dtype)) # (…, T, D_f)
     y = _threaded(np.multiply, _3, _9, out=_3)                  # (…, T, D_f)
     # 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
-    _11 = np.matmul(y, W_proj, out=_buf(workspace, 'MLP:f@1.2.1', batch + (T, D), dtype)) # (…, T, D)
+    _11 = np.matmul(y, W_proj, out=_buf(workspace, 'MLP:f@1(…, T, D)/1', batch + (T, D), dtype)) # (…, T, D)
     Y = _threaded(np.add, _11, b_proj, out=_11)                 # (…, T, D)
     cache = {"D": D, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "u": u, "tanh_u": tanh_u, "X": X}
     return Y, cache
@@ -123,20 +123,20 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     # 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
     d_b_proj = _sum_to(d_Y, 1, ())                              # (D,)
     # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-    _3 = _threaded(np.multiply, 0.5, u, out=_buf(workspace, 'MLP:b@1.1.1', batch + (T, D_f), dtype)) # (…, T, D_f)
-    _9 = _threaded(np.add, 1, tanh_u, out=_buf(workspace, 'MLP:b@1.1.2', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _3 = _threaded(np.multiply, 0.5, u, out=_buf(workspace, 'MLP:@top(…, T, D_f)/1', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _9 = _threaded(np.add, 1, tanh_u, out=_buf(workspace, 'MLP:@top(…, T, D_f)/2', batch + (T, D_f), dtype)) # (…, T, D_f)
     y = _threaded(np.multiply, _3, _9, out=_3)                  # (…, T, D_f)
     # 2 return Y = U W_proj + b_proj ▷ Y ∈ ℝ^{T×D}
-    d_W_proj = _wgrad(y, d_Y, _buf(workspace, 'MLP:b@1.2.1', (D_f, D), dtype)) # (D_f, D)
+    d_W_proj = _wgrad(y, d_Y, _buf(workspace, 'MLP:@top(D_f, D)/1', (D_f, D), dtype)) # (D_f, D)
     g10003 = np.swapaxes(W_proj, -1, -2)                        # (D, D_f)
-    d_y = np.matmul(d_Y, g10003, out=_buf(workspace, 'MLP:b@1.1.1', batch + (T, D_f), dtype)) # (…, T, D_f)
+    d_y = np.matmul(d_Y, g10003, out=_buf(workspace, 'MLP:@top(…, T, D_f)/1', batch + (T, D_f), dtype)) # (…, T, D_f)
     # GELU_tanh 1 return y = 0.5 x ⊙ (1 + tanh(√(2 / π) (x + 0.044715 x^{3}))) ▷ y ∈ ℝ^D
-    d_u = _gelu_tanh_grad(d_y, u, tanh_u, 0.5, 0.7978845608028654, 0.044715, _buf(workspace, 'MLP:b@1.1.2', batch + (T, D_f), dtype)) # (…, T, D_f)
+    d_u = _gelu_tanh_grad(d_y, u, tanh_u, 0.5, 0.7978845608028654, 0.044715, _buf(workspace, 'MLP:@top(…, T, D_f)/2', batch + (T, D_f), dtype)) # (…, T, D_f)
     # 1 U ← GELU_tanh(X W_fc + b_fc) ▷ U ∈ ℝ^{T×D_f}
     d_b_fc = _sum_to(d_u, 1, ())                                # (D_f,)
-    d_W_fc = _wgrad(X, d_u, _buf(workspace, 'MLP:b@1.3.1', (D, D_f), dtype)) # (D, D_f)
+    d_W_fc = _wgrad(X, d_u, _buf(workspace, 'MLP:@top(D, D_f)/1', (D, D_f), dtype)) # (D, D_f)
     g10008 = np.swapaxes(W_fc, -1, -2)                          # (D_f, D)
-    d_X = np.matmul(d_u, g10008, out=_buf(workspace, 'MLP:b@1.4.1', batch + (T, D), dtype)) # (…, T, D)
+    d_X = np.matmul(d_u, g10008, out=_buf(workspace, 'MLP:@top(…, T, D)/1', batch + (T, D), dtype)) # (…, T, D)
     grads = Params(W_fc=d_W_fc, b_fc=d_b_fc, W_proj=d_W_proj, b_proj=d_b_proj)
     return grads, {"X": d_X}
 

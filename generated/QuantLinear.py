@@ -85,11 +85,11 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     dtype = np.result_type(W)
     batch = np.shape(X)[:np.ndim(X) - 2]
     # 1 Ŵ ← s · round(W / s) ▷ Ŵ ∈ ℝ^{D×K}
-    _1 = np.divide(W, s, out=_buf(workspace, 'QuantLinear:f@1.1.1', (D, K), dtype)) # (D, K)
+    _1 = np.divide(W, s, out=_buf(workspace, 'QuantLinear:f@1(D, K)/1', (D, K), dtype)) # (D, K)
     _2 = np.round(_1)                                           # (D, K)
-    W_hat = np.multiply(s, _2, out=_buf(workspace, 'QuantLinear:f@1.1.1', (D, K), dtype)) # (D, K)
+    W_hat = np.multiply(s, _2, out=_buf(workspace, 'QuantLinear:f@1(D, K)/1', (D, K), dtype)) # (D, K)
     # 2 return Y = X · Ŵ + b ▷ Y ∈ ℝ^{T×K}
-    _4 = np.matmul(X, W_hat, out=_buf(workspace, 'QuantLinear:f@1.2.1', batch + (T, K), dtype)) # (…, T, K)
+    _4 = np.matmul(X, W_hat, out=_buf(workspace, 'QuantLinear:f@1(…, T, K)/1', batch + (T, K), dtype)) # (…, T, K)
     Y = _threaded(np.add, _4, b, out=_4)                        # (…, T, K)
     cache = {"T": T, "D": D, "K": K, "batch": batch, "dtype": dtype, "W_hat": W_hat, "X": X}
     return Y, cache
@@ -110,12 +110,12 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     X = cache["X"]
     # 3 d_X ← d_Y · Ŵ^⊤ ▷ d_X ∈ ℝ^{T×D}
     _6 = np.swapaxes(W_hat, -1, -2)                             # (K, D)
-    d_X = np.matmul(d_Y, _6, out=_buf(workspace, 'QuantLinear:b@1.1.1', batch + (T, D), dtype)) # (…, T, D)
+    d_X = np.matmul(d_Y, _6, out=_buf(workspace, 'QuantLinear:@top(…, T, D)/1', batch + (T, D), dtype)) # (…, T, D)
     # 4 d_W ← X^⊤ · d_Y ▷ d_W ∈ ℝ^{D×K}
     _8 = np.swapaxes(X, -1, -2)                                 # (…, D, T)
-    d_W = np.matmul(_8, d_Y, out=_buf(workspace, 'QuantLinear:b@1.2.1', batch + (D, K), dtype)) # (…, D, K)
+    d_W = np.matmul(_8, d_Y, out=_buf(workspace, 'QuantLinear:@top(…, D, K)/1', batch + (D, K), dtype)) # (…, D, K)
     # 5 d_b ← Σ_{t=0}^{T − 1} d_Y[t] ▷ d_b ∈ ℝ^K
-    d_b = np.sum(d_Y, axis=-2, out=_buf(workspace, 'QuantLinear:b@1.3.1', batch + (K,), dtype)) # (…, K)
+    d_b = np.sum(d_Y, axis=-2, out=_buf(workspace, 'QuantLinear:@top(…, K)/1', batch + (K,), dtype)) # (…, K)
     d_W_2 = _sum_to(d_W, 2, ())                                 # (D, K)
     d_b_2 = _sum_to(d_b, 1, ())                                 # (K,)
     grads = Params(W=d_W_2, b=d_b_2)

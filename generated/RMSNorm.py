@@ -71,16 +71,16 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     dtype = np.result_type(g)
     batch = np.shape(e)[:np.ndim(e) - 1]
     # 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
-    _1 = _threaded(np.multiply, e, e, out=_buf(workspace, 'RMSNorm:f@1.1.1', batch + (D,), dtype)) # (…, D)
+    _1 = _threaded(np.multiply, e, e, out=_buf(workspace, 'RMSNorm:f@1(…, D)/1', batch + (D,), dtype)) # (…, D)
     shape_1 = _1.shape
-    _2 = np.sum(_1, axis=-1, out=_buf(workspace, 'RMSNorm:f@1.2.1', batch + (), dtype)) # (…,)
-    _3 = np.divide(_2, D, out=_buf(workspace, 'RMSNorm:f@1.2.2', batch + (), dtype)) # (…,)
-    _4 = np.add(_3, eps, out=_buf(workspace, 'RMSNorm:f@1.2.1', batch + (), dtype)) # (…,)
-    r = np.sqrt(_4, out=_buf(workspace, 'RMSNorm:f@1.2.2', batch + (), dtype)) # (…,)
+    _2 = np.sum(_1, axis=-1, out=_buf(workspace, 'RMSNorm:@top(…,)/1', batch + (), dtype)) # (…,)
+    _3 = np.divide(_2, D, out=_buf(workspace, 'RMSNorm:f@1(…,)/2', batch + (), dtype)) # (…,)
+    _4 = np.add(_3, eps, out=_buf(workspace, 'RMSNorm:@top(…,)/1', batch + (), dtype)) # (…,)
+    r = np.sqrt(_4, out=_buf(workspace, 'RMSNorm:f@1(…,)/2', batch + (), dtype)) # (…,)
     # 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
     _6 = np.expand_dims(r, -1)                                  # (…, 1)
-    _7 = _threaded(np.divide, e, _6, out=_buf(workspace, 'RMSNorm:f@1.1.2', batch + (D,), dtype)) # (…, D)
-    e_hat = _threaded(np.multiply, _7, g, out=_buf(workspace, 'RMSNorm:f@1.1.3', batch + (D,), dtype)) # (…, D)
+    _7 = _threaded(np.divide, e, _6, out=_buf(workspace, 'RMSNorm:f@1(…, D)/2', batch + (D,), dtype)) # (…, D)
+    e_hat = _threaded(np.multiply, _7, g, out=_buf(workspace, 'RMSNorm:f@1(…, D)/3', batch + (D,), dtype)) # (…, D)
     cache = {"D": D, "batch": batch, "dtype": dtype, "_7": _7, "r": r, "shape_1": shape_1, "e": e}
     return e_hat, cache
 
@@ -100,22 +100,22 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     shape_1 = cache["shape_1"]
     e = cache["e"]
     # 2 return ê = e / r ⊙ g ▷ ê ∈ ℝ^D
-    g10001 = _threaded(np.multiply, d_e_hat, g, out=_buf(workspace, 'RMSNorm:b@1.1.1', batch + (D,), dtype)) # (…, D)
-    g10002 = _threaded(np.multiply, d_e_hat, _7, out=_buf(workspace, 'RMSNorm:b@1.1.2', batch + (D,), dtype)) # (…, D)
+    g10001 = _threaded(np.multiply, d_e_hat, g, out=_buf(workspace, 'RMSNorm:@top(…, D)/1', batch + (D,), dtype)) # (…, D)
+    g10002 = _threaded(np.multiply, d_e_hat, _7, out=_buf(workspace, 'RMSNorm:@top(…, D)/2', batch + (D,), dtype)) # (…, D)
     d_g = _sum_to(g10002, 1, ())                                # (D,)
     _6 = np.expand_dims(r, -1)                                  # (…, 1)
-    d_e = _threaded(np.divide, g10001, _6, out=_buf(workspace, 'RMSNorm:b@1.1.3', batch + (D,), dtype)) # (…, D)
+    d_e = _threaded(np.divide, g10001, _6, out=_buf(workspace, 'RMSNorm:@top(…, D)/3', batch + (D,), dtype)) # (…, D)
     g10005 = _threaded(np.multiply, g10001, _7, out=g10001)     # (…, D)
     g10006 = _threaded(np.divide, g10005, _6, out=g10005)       # (…, D)
     g10007 = _threaded(np.negative, g10006, out=g10006)         # (…, D)
     g10008 = _sum_to(g10007, None, (-1,))                       # (…, 1)
     d_r = np.squeeze(g10008, -1)                                # (…,)
     # 1 r ← √(Σ_{i=0}^{D − 1} e[i]² / D + ε) ▷ r ∈ ℝ; root mean square
-    g10010 = np.multiply(r, 2.0, out=_buf(workspace, 'RMSNorm:b@1.2.1', batch + (), dtype)) # (…,)
-    g10011 = np.divide(d_r, g10010, out=_buf(workspace, 'RMSNorm:b@1.2.2', batch + (), dtype)) # (…,)
-    g10012 = np.divide(g10011, D, out=_buf(workspace, 'RMSNorm:b@1.2.1', batch + (), dtype)) # (…,)
+    g10010 = np.multiply(r, 2.0, out=_buf(workspace, 'RMSNorm:@top(…,)/1', batch + (), dtype)) # (…,)
+    g10011 = np.divide(d_r, g10010, out=_buf(workspace, 'RMSNorm:@top(…,)/2', batch + (), dtype)) # (…,)
+    g10012 = np.divide(g10011, D, out=_buf(workspace, 'RMSNorm:@top(…,)/1', batch + (), dtype)) # (…,)
     g10016 = np.broadcast_to(np.expand_dims(g10012, -1), shape_1) # (…, D)
-    g10017 = np.multiply(e, 2.0, out=_buf(workspace, 'RMSNorm:b@1.1.1', batch + (D,), dtype)) # (…, D)
+    g10017 = np.multiply(e, 2.0, out=_buf(workspace, 'RMSNorm:@top(…, D)/1', batch + (D,), dtype)) # (…, D)
     g10018 = _threaded(np.multiply, g10016, g10017, out=g10017) # (…, D)
     d_e_2 = _threaded(np.add, d_e, g10018, out=d_e)             # (…, D)
     grads = Params(g=d_g)

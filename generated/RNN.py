@@ -141,16 +141,16 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     for t in reversed(range(ell)):
         h_2, h, _1, = saved_t[t]
         g10002 = d_Y[..., t]                                    # (…, d_h)
-        d_h_2 = _threaded(np.add, g10001, g10002, out=_buf(workspace, 'RNN:b@2.1.1', batch + (d_h,), dtype)) # (…, d_h)
+        d_h_2 = _threaded(np.add, g10001, g10002, out=_buf(workspace, 'RNN:@loop1(…, d_h)/1', batch + (d_h,), dtype)) # (…, d_h)
         # 3 h ← tanh(W_x X[:, t] + b_x + W_h h + b_h) ▷ h ∈ ℝ^{d_h}
-        g10004 = _threaded(np.multiply, h_2, h_2, out=_buf(workspace, 'RNN:b@2.1.2', batch + (d_h,), dtype)) # (…, d_h)
-        g10005 = np.subtract(1.0, g10004, out=_buf(workspace, 'RNN:b@2.1.3', batch + (d_h,), dtype)) # (…, d_h)
+        g10004 = _threaded(np.multiply, h_2, h_2, out=_buf(workspace, 'RNN:@loop1(…, d_h)/2', batch + (d_h,), dtype)) # (…, d_h)
+        g10005 = np.subtract(1.0, g10004, out=_buf(workspace, 'RNN:@loop1(…, d_h)/3', batch + (d_h,), dtype)) # (…, d_h)
         g10006 = _threaded(np.multiply, d_h_2, g10005, out=g10005) # (…, d_h)
         d_b_h = _sum_to(g10006, 1, ())                          # (d_h,)
-        d_W_h = _wgrad(g10006, h, _buf(workspace, 'RNN:b@2.2.1', (d_h, d_h), dtype)) # (d_h, d_h)
+        d_W_h = _wgrad(g10006, h, _buf(workspace, 'RNN:@loop1(d_h, d_h)/1', (d_h, d_h), dtype)) # (d_h, d_h)
         d_h_3 = g10006 @ W_h                                    # (…, d_h)
         d_b_x = _sum_to(g10006, 1, ())                          # (d_h,)
-        d_W_x = _wgrad(g10006, _1, _buf(workspace, 'RNN:b@2.3.1', (d_h, d_x), dtype)) # (d_h, d_x)
+        d_W_x = _wgrad(g10006, _1, _buf(workspace, 'RNN:@loop1(d_h, d_x)/1', (d_h, d_x), dtype)) # (d_h, d_x)
         g10012 = g10006 @ W_x                                   # (…, d_x)
         d_X[..., t] += g10012
         d_b_h_2 = d_b_h_2 + d_b_h

@@ -73,14 +73,14 @@ def forward(config: Config, params: Params, X, C, S, workspace: dict | None = No
     batch = np.shape(X)[:np.ndim(X) - 2]
     # 1 R ← [−X[:, D / 2 : D], X[:, 0 : D / 2]] ▷ R ∈ ℝ^{T×D}
     _1 = _slice_in(X, -1, D // 2, D, 'RoPE.card, line 8')       # (…, T, 1/2·D)
-    _2 = _threaded(np.negative, _1, out=_buf(workspace, 'RoPE:f@1.1.1', batch + (T, D // 2), dtype)) # (…, T, 1/2·D)
+    _2 = _threaded(np.negative, _1, out=_buf(workspace, 'RoPE:f@1(…, T, 1/2·D)/1', batch + (T, D // 2), dtype)) # (…, T, 1/2·D)
     shape_2 = _2.shape
     _3 = _slice_in(X, -1, 0, D // 2, 'RoPE.card, line 8')       # (…, T, 1/2·D)
     shape_3 = _3.shape
     R = _concat((_2, _3,), -1)                                  # (…, T, D)
     # 2 return Y = X ⊙ C + R ⊙ S ▷ Y ∈ ℝ^{T×D}
-    _5 = _threaded(np.multiply, X, C, out=_buf(workspace, 'RoPE:f@1.2.2', batch + (T, D), dtype)) # (…, T, D)
-    _6 = _threaded(np.multiply, R, S, out=_buf(workspace, 'RoPE:f@1.2.3', batch + (T, D), dtype)) # (…, T, D)
+    _5 = _threaded(np.multiply, X, C, out=_buf(workspace, 'RoPE:f@1(…, T, D)/2', batch + (T, D), dtype)) # (…, T, D)
+    _6 = _threaded(np.multiply, R, S, out=_buf(workspace, 'RoPE:@top(…, T, D)/3', batch + (T, D), dtype)) # (…, T, D)
     Y = _threaded(np.add, _5, _6, out=_5)                       # (…, T, D)
     cache = {"T": T, "D": D, "batch": batch, "dtype": dtype, "S": S, "R": R, "C": C, "X": X, "shape_2": shape_2, "shape_3": shape_3, "X_shape": X_shape}
     return Y, cache
@@ -104,17 +104,17 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     shape_3 = cache["shape_3"]
     X_shape = cache["X_shape"]
     # 2 return Y = X ⊙ C + R ⊙ S ▷ Y ∈ ℝ^{T×D}
-    d_R = _threaded(np.multiply, d_Y, S, out=_buf(workspace, 'RoPE:b@1.1.1', batch + (T, D), dtype)) # (…, T, D)
-    d_S = _threaded(np.multiply, d_Y, R, out=_buf(workspace, 'RoPE:b@1.1.2', batch + (T, D), dtype)) # (…, T, D)
-    d_X = _threaded(np.multiply, d_Y, C, out=_buf(workspace, 'RoPE:b@1.1.3', batch + (T, D), dtype)) # (…, T, D)
-    d_C = _threaded(np.multiply, d_Y, X, out=_buf(workspace, 'RoPE:b@1.1.4', batch + (T, D), dtype)) # (…, T, D)
+    d_R = _threaded(np.multiply, d_Y, S, out=_buf(workspace, 'RoPE:@top(…, T, D)/1', batch + (T, D), dtype)) # (…, T, D)
+    d_S = _threaded(np.multiply, d_Y, R, out=_buf(workspace, 'RoPE:@top(…, T, D)/2', batch + (T, D), dtype)) # (…, T, D)
+    d_X = _threaded(np.multiply, d_Y, C, out=_buf(workspace, 'RoPE:@top(…, T, D)/3', batch + (T, D), dtype)) # (…, T, D)
+    d_C = _threaded(np.multiply, d_Y, X, out=_buf(workspace, 'RoPE:@top(…, T, D)/4', batch + (T, D), dtype)) # (…, T, D)
     # 1 R ← [−X[:, D / 2 : D], X[:, 0 : D / 2]] ▷ R ∈ ℝ^{T×D}
     g10005 = _concat_part(d_R, -1, 0, (shape_2, shape_3,))      # (…, T, 1/2·D)
     g10006 = _concat_part(d_R, -1, 1, (shape_2, shape_3,))      # (…, T, 1/2·D)
-    g10007 = _unslice(g10006, X_shape, -1, 0, D // 2, _buf(workspace, 'RoPE:b@1.1.5', batch + (T, D), dtype)) # (…, T, D)
+    g10007 = _unslice(g10006, X_shape, -1, 0, D // 2, _buf(workspace, 'RoPE:@top(…, T, D)/5', batch + (T, D), dtype)) # (…, T, D)
     d_X_2 = _threaded(np.add, d_X, g10007, out=d_X)             # (…, T, D)
-    g10009 = _threaded(np.negative, g10005, out=_buf(workspace, 'RoPE:b@1.2.1', batch + (T, D // 2), dtype)) # (…, T, 1/2·D)
-    g10010 = _unslice(g10009, X_shape, -1, D // 2, D, _buf(workspace, 'RoPE:b@1.1.1', batch + (T, D), dtype)) # (…, T, D)
+    g10009 = _threaded(np.negative, g10005, out=_buf(workspace, 'RoPE:@top(…, T, 1/2·D)/1', batch + (T, D // 2), dtype)) # (…, T, 1/2·D)
+    g10010 = _unslice(g10009, X_shape, -1, D // 2, D, _buf(workspace, 'RoPE:@top(…, T, D)/1', batch + (T, D), dtype)) # (…, T, D)
     d_X_3 = _threaded(np.add, d_X_2, g10010, out=d_X_2)         # (…, T, D)
     grads = Params()
     return grads, {"X": d_X_3, "C": d_C, "S": d_S}

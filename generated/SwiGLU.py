@@ -80,11 +80,11 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     dtype = np.result_type(W_1)
     batch = np.shape(X)[:np.ndim(X) - 2]
     # 1 return Y = (SiLU(X W_1) ⊙ X W_3) W_2 ▷ Y ∈ ℝ^{T×D}
-    _1 = np.matmul(X, W_1, out=_buf(workspace, 'SwiGLU:f@1.1.1', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _1 = np.matmul(X, W_1, out=_buf(workspace, 'SwiGLU:f@1(…, T, D_f)/1', batch + (T, D_f), dtype)) # (…, T, D_f)
     _2 = _1 * _sigmoid(_1)                                      # (…, T, D_f)
-    _3 = np.matmul(X, W_3, out=_buf(workspace, 'SwiGLU:f@1.1.3', batch + (T, D_f), dtype)) # (…, T, D_f)
-    _4 = _threaded(np.multiply, _2, _3, out=_buf(workspace, 'SwiGLU:f@1.1.4', batch + (T, D_f), dtype)) # (…, T, D_f)
-    Y = np.matmul(_4, W_2, out=_buf(workspace, 'SwiGLU:f@1.2.1', batch + (T, D), dtype)) # (…, T, D)
+    _3 = np.matmul(X, W_3, out=_buf(workspace, 'SwiGLU:f@1(…, T, D_f)/3', batch + (T, D_f), dtype)) # (…, T, D_f)
+    _4 = _threaded(np.multiply, _2, _3, out=_buf(workspace, 'SwiGLU:@top(…, T, D_f)/4', batch + (T, D_f), dtype)) # (…, T, D_f)
+    Y = np.matmul(_4, W_2, out=_buf(workspace, 'SwiGLU:f@1(…, T, D)/1', batch + (T, D), dtype)) # (…, T, D)
     cache = {"D": D, "D_f": D_f, "T": T, "batch": batch, "dtype": dtype, "_2": _2, "_3": _3, "X": X, "_1": _1}
     return Y, cache
 
@@ -108,20 +108,20 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     _1 = cache["_1"]
     W_1 = params.W_1
     # 1 return Y = (SiLU(X W_1) ⊙ X W_3) W_2 ▷ Y ∈ ℝ^{T×D}
-    _4 = _threaded(np.multiply, _2, _3, out=_buf(workspace, 'SwiGLU:b@1.1.1', batch + (T, D_f), dtype)) # (…, T, D_f)
-    d_W_2 = _wgrad(_4, d_Y, _buf(workspace, 'SwiGLU:b@1.2.1', (D_f, D), dtype)) # (D_f, D)
+    _4 = _threaded(np.multiply, _2, _3, out=_buf(workspace, 'SwiGLU:@top(…, T, D_f)/1', batch + (T, D_f), dtype)) # (…, T, D_f)
+    d_W_2 = _wgrad(_4, d_Y, _buf(workspace, 'SwiGLU:@top(D_f, D)/1', (D_f, D), dtype)) # (D_f, D)
     g10002 = np.swapaxes(W_2, -1, -2)                           # (D, D_f)
-    g10003 = np.matmul(d_Y, g10002, out=_buf(workspace, 'SwiGLU:b@1.1.1', batch + (T, D_f), dtype)) # (…, T, D_f)
-    g10004 = _threaded(np.multiply, g10003, _3, out=_buf(workspace, 'SwiGLU:b@1.1.2', batch + (T, D_f), dtype)) # (…, T, D_f)
+    g10003 = np.matmul(d_Y, g10002, out=_buf(workspace, 'SwiGLU:@top(…, T, D_f)/1', batch + (T, D_f), dtype)) # (…, T, D_f)
+    g10004 = _threaded(np.multiply, g10003, _3, out=_buf(workspace, 'SwiGLU:@top(…, T, D_f)/2', batch + (T, D_f), dtype)) # (…, T, D_f)
     g10005 = _threaded(np.multiply, g10003, _2, out=g10003)     # (…, T, D_f)
-    d_W_3 = _wgrad(X, g10005, _buf(workspace, 'SwiGLU:b@1.3.1', (D, D_f), dtype)) # (D, D_f)
+    d_W_3 = _wgrad(X, g10005, _buf(workspace, 'SwiGLU:@top(D, D_f)/1', (D, D_f), dtype)) # (D, D_f)
     g10007 = np.swapaxes(W_3, -1, -2)                           # (D_f, D)
-    d_X = np.matmul(g10005, g10007, out=_buf(workspace, 'SwiGLU:b@1.4.1', batch + (T, D), dtype)) # (…, T, D)
+    d_X = np.matmul(g10005, g10007, out=_buf(workspace, 'SwiGLU:@top(…, T, D)/1', batch + (T, D), dtype)) # (…, T, D)
     g10009 = _silu_grad(_1)                                     # (…, T, D_f)
     g10010 = _threaded(np.multiply, g10004, g10009, out=g10004) # (…, T, D_f)
-    d_W_1 = _wgrad(X, g10010, _buf(workspace, 'SwiGLU:b@1.3.2', (D, D_f), dtype)) # (D, D_f)
+    d_W_1 = _wgrad(X, g10010, _buf(workspace, 'SwiGLU:@top(D, D_f)/2', (D, D_f), dtype)) # (D, D_f)
     g10012 = np.swapaxes(W_1, -1, -2)                           # (D_f, D)
-    g10013 = np.matmul(g10010, g10012, out=_buf(workspace, 'SwiGLU:b@1.4.2', batch + (T, D), dtype)) # (…, T, D)
+    g10013 = np.matmul(g10010, g10012, out=_buf(workspace, 'SwiGLU:@top(…, T, D)/2', batch + (T, D), dtype)) # (…, T, D)
     d_X_2 = _threaded(np.add, d_X, g10013, out=d_X)             # (…, T, D)
     grads = Params(W_1=d_W_1, W_3=d_W_3, W_2=d_W_2)
     return grads, {"X": d_X_2}

@@ -69,13 +69,13 @@ def forward(config: Config, params: Params, P, y, workspace: dict | None = None)
     dtype = np.result_type(P)
     batch = np.shape(P)[:np.ndim(P) - 2]
     # 1 z ← log softmax(P) ▷ z ∈ ℝ^{T×V}; log-probabilities, stable for logits of any size
-    z = _log_softmax(P, -1, _buf(workspace, 'cross_entropy:f@1.1.1', batch + (T, V), dtype)) # (…, T, V)
+    z = _log_softmax(P, -1, _buf(workspace, 'cross_entropy:f@1(…, T, V)/1', batch + (T, V), dtype)) # (…, T, V)
     # 2 return L = −Σ_{t=0}^{T − 1} z[t, y[t]] / T ▷ L ∈ ℝ
     _2 = np.expand_dims(y, -1)                                  # (…, T, 1)
     _3 = _take_along(z, _2, -1)                                 # (…, T)
-    _4 = np.sum(_3, axis=-1, out=_buf(workspace, 'cross_entropy:f@1.2.1', batch + (), dtype)) # (…,)
-    _5 = np.negative(_4, out=_buf(workspace, 'cross_entropy:f@1.2.2', batch + (), dtype)) # (…,)
-    L = np.divide(_5, T, out=_buf(workspace, 'cross_entropy:f@1.2.1', batch + (), dtype)) # (…,)
+    _4 = np.sum(_3, axis=-1, out=_buf(workspace, 'cross_entropy:f@1(…,)/1', batch + (), dtype)) # (…,)
+    _5 = np.negative(_4, out=_buf(workspace, 'cross_entropy:@top(…,)/2', batch + (), dtype)) # (…,)
+    L = np.divide(_5, T, out=_buf(workspace, 'cross_entropy:f@1(…,)/1', batch + (), dtype)) # (…,)
     cache = {"T": T, "V": V, "batch": batch, "dtype": dtype, "z": z, "y": y}
     return L, cache
 
@@ -93,12 +93,12 @@ def backward(config: Config, params: Params, cache: dict, d_L, workspace: dict |
     z = cache["z"]
     y = cache["y"]
     # 3 ∀t, v: d_P[t, v] ← (exp(z[t, v]) − [[v = y[t]]]) · (d_L / T) ▷ d_P ∈ ℝ^{T×V}
-    _7 = _threaded(np.exp, z, out=_buf(workspace, 'cross_entropy:b@1.1.1', batch + (T, V), dtype)) # (…, T, V)
+    _7 = _threaded(np.exp, z, out=_buf(workspace, 'cross_entropy:@top(…, T, V)/1', batch + (T, V), dtype)) # (…, T, V)
     _8 = np.arange(0, V)                                        # (V,)
     _9 = np.expand_dims(y, -1)                                  # (…, T, 1)
     _10 = _8 == _9                                              # (…, T, V)
     _11 = _threaded(np.subtract, _7, _10, out=_7)               # (…, T, V)
-    _12 = np.divide(d_L, T, out=_buf(workspace, 'cross_entropy:b@1.2.1', batch + (), dtype)) # (…,)
+    _12 = np.divide(d_L, T, out=_buf(workspace, 'cross_entropy:@top(…,)/1', batch + (), dtype)) # (…,)
     _13 = np.expand_dims(_12, (-2, -1))                         # (…, 1, 1)
     d_P = _threaded(np.multiply, _11, _13, out=_11)             # (…, T, V)
     grads = Params()

@@ -72,19 +72,19 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     dtype = np.result_type(gamma)
     batch = np.shape(e)[:np.ndim(e) - 1]
     # 1 m ← Σ_{i=1}^{d_e} e[i] / d_e ▷ m ∈ ℝ
-    _1 = np.sum(e, axis=-1, out=_buf(workspace, 'layer_norm:f@1.1.1', batch + (), dtype)) # (…,)
-    m = np.divide(_1, d_e, out=_buf(workspace, 'layer_norm:f@1.1.2', batch + (), dtype)) # (…,)
+    _1 = np.sum(e, axis=-1, out=_buf(workspace, 'layer_norm:@top(…,)/1', batch + (), dtype)) # (…,)
+    m = np.divide(_1, d_e, out=_buf(workspace, 'layer_norm:f@1(…,)/2', batch + (), dtype)) # (…,)
     # 2 v ← Σ_{i=1}^{d_e} (e[i] − m)² / d_e ▷ v ∈ ℝ
     _3 = np.expand_dims(m, -1)                                  # (…, 1)
-    _4 = _threaded(np.subtract, e, _3, out=_buf(workspace, 'layer_norm:f@1.2.1', batch + (d_e,), dtype)) # (…, d_e)
-    _5 = _threaded(np.multiply, _4, _4, out=_buf(workspace, 'layer_norm:f@1.2.2', batch + (d_e,), dtype)) # (…, d_e)
-    _6 = np.sum(_5, axis=-1, out=_buf(workspace, 'layer_norm:f@1.1.2', batch + (), dtype)) # (…,)
-    v = np.divide(_6, d_e, out=_buf(workspace, 'layer_norm:f@1.1.1', batch + (), dtype)) # (…,)
+    _4 = _threaded(np.subtract, e, _3, out=_buf(workspace, 'layer_norm:f@1(…, d_e)/1', batch + (d_e,), dtype)) # (…, d_e)
+    _5 = _threaded(np.multiply, _4, _4, out=_buf(workspace, 'layer_norm:f@1(…, d_e)/2', batch + (d_e,), dtype)) # (…, d_e)
+    _6 = np.sum(_5, axis=-1, out=_buf(workspace, 'layer_norm:f@1(…,)/2', batch + (), dtype)) # (…,)
+    v = np.divide(_6, d_e, out=_buf(workspace, 'layer_norm:@top(…,)/1', batch + (), dtype)) # (…,)
     # 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
-    _8 = np.sqrt(v, out=_buf(workspace, 'layer_norm:f@1.1.2', batch + (), dtype)) # (…,)
+    _8 = np.sqrt(v, out=_buf(workspace, 'layer_norm:f@1(…,)/2', batch + (), dtype)) # (…,)
     sigma = np.expand_dims(_8, -1)                              # (…, 1)
     x_hat = _threaded(np.divide, _4, sigma, out=_4)             # (…, d_e)
-    _11 = _threaded(np.multiply, x_hat, gamma, out=_buf(workspace, 'layer_norm:f@1.2.2', batch + (d_e,), dtype)) # (…, d_e)
+    _11 = _threaded(np.multiply, x_hat, gamma, out=_buf(workspace, 'layer_norm:f@1(…, d_e)/2', batch + (d_e,), dtype)) # (…, d_e)
     e_hat = _threaded(np.add, _11, beta, out=_11)               # (…, d_e)
     cache = {"d_e": d_e, "batch": batch, "dtype": dtype, "x_hat": x_hat, "sigma": sigma}
     return e_hat, cache
@@ -104,10 +104,10 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     sigma = cache["sigma"]
     # 3 return ê = (e − m) / √v ⊙ γ + β ▷ ê ∈ ℝ^{d_e}
     d_beta = _sum_to(d_e_hat, 1, ())                            # (d_e,)
-    d_x_hat = _threaded(np.multiply, d_e_hat, gamma, out=_buf(workspace, 'layer_norm:b@1.1.1', batch + (d_e,), dtype)) # (…, d_e)
-    g10003 = _threaded(np.multiply, d_e_hat, x_hat, out=_buf(workspace, 'layer_norm:b@1.1.2', batch + (d_e,), dtype)) # (…, d_e)
+    d_x_hat = _threaded(np.multiply, d_e_hat, gamma, out=_buf(workspace, 'layer_norm:@top(…, d_e)/1', batch + (d_e,), dtype)) # (…, d_e)
+    g10003 = _threaded(np.multiply, d_e_hat, x_hat, out=_buf(workspace, 'layer_norm:@top(…, d_e)/2', batch + (d_e,), dtype)) # (…, d_e)
     d_gamma = _sum_to(g10003, 1, ())                            # (d_e,)
-    d_e_2 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'layer_norm:b@1.1.3', batch + (d_e,), dtype)) # (…, d_e)
+    d_e_2 = _layer_norm_grad(d_x_hat, x_hat, sigma, -1, _buf(workspace, 'layer_norm:@top(…, d_e)/3', batch + (d_e,), dtype)) # (…, d_e)
     grads = Params(gamma=d_gamma, beta=d_beta)
     return grads, {"e": d_e_2}
 

@@ -117,14 +117,14 @@ def forward(config: Config, params: Params, e, e_t, workspace: dict | None = Non
     _10 = _threaded(np.divide, _8, _9, out=_8)                  # (…, T)
     _11 = _threaded(np.exp, _10, out=_10)                       # (…, T)
     shape_11 = _11.shape
-    _12 = np.sum(_11, axis=-1, out=_buf(workspace, 'single_query_attention:f@1.6.1', batch + (), dtype)) # (…,)
+    _12 = np.sum(_11, axis=-1, out=_buf(workspace, 'single_query_attention:f@1(…,)/1', batch + (), dtype)) # (…,)
     _13 = np.expand_dims(_12, -1)                               # (…, 1)
-    alpha = _threaded(np.divide, _11, _13, out=_buf(workspace, 'single_query_attention:f@1.4.2', batch + (T,), dtype)) # (…, T)
+    alpha = _threaded(np.divide, _11, _13, out=_buf(workspace, 'single_query_attention:@top(…, T)/2', batch + (T,), dtype)) # (…, T)
     # 5 return ṽ = Σ_{t=1}^{T} α_t v_t ▷ ṽ ∈ ℝ^{d_out}
     _15 = np.expand_dims(alpha, -1)                             # (…, T, 1)
-    _16 = _threaded(np.multiply, _15, v, out=_buf(workspace, 'single_query_attention:f@1.3.2', batch + (T, d_out), dtype)) # (…, T, d_out)
+    _16 = _threaded(np.multiply, _15, v, out=_buf(workspace, 'single_query_attention:f@1(…, T, d_out)/2', batch + (T, d_out), dtype)) # (…, T, d_out)
     shape_16 = _16.shape
-    v_tilde = np.sum(_16, axis=-2, out=_buf(workspace, 'single_query_attention:f@1.7.1', batch + (d_out,), dtype)) # (…, d_out)
+    v_tilde = np.sum(_16, axis=-2, out=_buf(workspace, 'single_query_attention:f@1(…, d_out)/1', batch + (d_out,), dtype)) # (…, d_out)
     cache = {"T": T, "d_attn": d_attn, "d_out": d_out, "d_in": d_in, "batch": batch, "dtype": dtype, "shape_16": shape_16, "v": v, "_11": _11, "_13": _13, "shape_11": shape_11, "_9": _9, "k": k, "_7": _7, "e_t": e_t, "e": e}
     return v_tilde, cache
 
@@ -156,16 +156,16 @@ def backward(config: Config, params: Params, cache: dict, d_v_tilde, workspace: 
     W_q = params.W_q
     # 5 return ṽ = Σ_{t=1}^{T} α_t v_t ▷ ṽ ∈ ℝ^{d_out}
     g10001 = np.broadcast_to(np.expand_dims(d_v_tilde, -2), shape_16) # (…, T, d_out)
-    g10002 = _threaded(np.multiply, g10001, v, out=_buf(workspace, 'single_query_attention:b@1.1.1', batch + (T, d_out), dtype)) # (…, T, d_out)
+    g10002 = _threaded(np.multiply, g10001, v, out=_buf(workspace, 'single_query_attention:@top(…, T, d_out)/1', batch + (T, d_out), dtype)) # (…, T, d_out)
     # 4 ∀t: α_t ← exp(q^⊤ k_t / √d_attn) / Σ_u exp(q^⊤ k_u / √d_attn) ▷ α_t ∈ ℝ
-    alpha = _threaded(np.divide, _11, _13, out=_buf(workspace, 'single_query_attention:b@1.2.1', batch + (T,), dtype)) # (…, T)
+    alpha = _threaded(np.divide, _11, _13, out=_buf(workspace, 'single_query_attention:@top(…, T)/1', batch + (T,), dtype)) # (…, T)
     # 5 return ṽ = Σ_{t=1}^{T} α_t v_t ▷ ṽ ∈ ℝ^{d_out}
     _15 = np.expand_dims(alpha, -1)                             # (…, T, 1)
-    d_v = _threaded(np.multiply, g10001, _15, out=_buf(workspace, 'single_query_attention:b@1.1.2', batch + (T, d_out), dtype)) # (…, T, d_out)
+    d_v = _threaded(np.multiply, g10001, _15, out=_buf(workspace, 'single_query_attention:@top(…, T, d_out)/2', batch + (T, d_out), dtype)) # (…, T, d_out)
     g10004 = _sum_to(g10002, None, (-1,))                       # (…, T, 1)
     d_alpha = np.squeeze(g10004, -1)                            # (…, T)
     # 4 ∀t: α_t ← exp(q^⊤ k_t / √d_attn) / Σ_u exp(q^⊤ k_u / √d_attn) ▷ α_t ∈ ℝ
-    g10006 = _threaded(np.divide, d_alpha, _13, out=_buf(workspace, 'single_query_attention:b@1.2.2', batch + (T,), dtype)) # (…, T)
+    g10006 = _threaded(np.divide, d_alpha, _13, out=_buf(workspace, 'single_query_attention:@top(…, T)/2', batch + (T,), dtype)) # (…, T)
     g10007 = _threaded(np.multiply, d_alpha, alpha, out=alpha)  # (…, T)
     g10008 = _threaded(np.divide, g10007, _13, out=g10007)      # (…, T)
     g10009 = _threaded(np.negative, g10008, out=g10008)         # (…, T)
@@ -176,23 +176,23 @@ def backward(config: Config, params: Params, cache: dict, d_v_tilde, workspace: 
     g10014 = _threaded(np.multiply, g10013, _11, out=g10013)    # (…, T)
     g10015 = _threaded(np.divide, g10014, _9, out=g10014)       # (…, T)
     g10019 = np.expand_dims(g10015, -1)                         # (…, T, 1)
-    g10020 = _threaded(np.multiply, g10019, k, out=_buf(workspace, 'single_query_attention:b@1.3.1', batch + (T, d_attn), dtype)) # (…, T, d_attn)
+    g10020 = _threaded(np.multiply, g10019, k, out=_buf(workspace, 'single_query_attention:@top(…, T, d_attn)/1', batch + (T, d_attn), dtype)) # (…, T, d_attn)
     g10021 = np.expand_dims(g10015, -1)                         # (…, T, 1)
-    d_k = _threaded(np.multiply, g10021, _7, out=_buf(workspace, 'single_query_attention:b@1.3.2', batch + (T, d_attn), dtype)) # (…, T, d_attn)
+    d_k = _threaded(np.multiply, g10021, _7, out=_buf(workspace, 'single_query_attention:@top(…, T, d_attn)/2', batch + (T, d_attn), dtype)) # (…, T, d_attn)
     g10023 = _sum_to(g10020, None, (-2,))                       # (…, 1, d_attn)
     d_q = np.squeeze(g10023, -2)                                # (…, d_attn)
     # 3 ∀t: v_t ← W_v e_t + b_v ▷ v_t ∈ ℝ^{d_out}
     d_b_v = _sum_to(d_v, 1, ())                                 # (d_out,)
-    d_W_v = _wgrad(d_v, e_t, _buf(workspace, 'single_query_attention:b@1.4.1', (d_out, d_in), dtype)) # (d_out, d_in)
+    d_W_v = _wgrad(d_v, e_t, _buf(workspace, 'single_query_attention:@top(d_out, d_in)/1', (d_out, d_in), dtype)) # (d_out, d_in)
     d_e_t = d_v @ W_v                                           # (…, T, d_in)
     # 2 ∀t: k_t ← W_k e_t + b_k ▷ k_t ∈ ℝ^{d_attn}
     d_b_k = _sum_to(d_k, 1, ())                                 # (d_attn,)
-    d_W_k = _wgrad(d_k, e_t, _buf(workspace, 'single_query_attention:b@1.6.1', (d_attn, d_in), dtype)) # (d_attn, d_in)
+    d_W_k = _wgrad(d_k, e_t, _buf(workspace, 'single_query_attention:@top(d_attn, d_in)/1', (d_attn, d_in), dtype)) # (d_attn, d_in)
     g10030 = d_k @ W_k                                          # (…, T, d_in)
     d_e_t_2 = _threaded(np.add, d_e_t, g10030, out=d_e_t)       # (…, T, d_in)
     # 1 q ← W_q e + b_q ▷ q ∈ ℝ^{d_attn}
     d_b_q = _sum_to(d_q, 1, ())                                 # (d_attn,)
-    d_W_q = _wgrad(d_q, e, _buf(workspace, 'single_query_attention:b@1.6.2', (d_attn, d_in), dtype)) # (d_attn, d_in)
+    d_W_q = _wgrad(d_q, e, _buf(workspace, 'single_query_attention:@top(d_attn, d_in)/2', (d_attn, d_in), dtype)) # (d_attn, d_in)
     d_e = d_q @ W_q                                             # (…, d_in)
     grads = Params(W_q=d_W_q, W_k=d_W_k, b_q=d_b_q, b_k=d_b_k, W_v=d_W_v, b_v=d_b_v)
     return grads, {"e": d_e, "e_t": d_e_t_2}

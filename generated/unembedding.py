@@ -72,7 +72,7 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     batch = np.shape(e)[:np.ndim(e) - 1]
     # 1 return p = softmax(W_u e) ▷ p ∈ ℝ^{N_V}
     _1 = e @ W_u.T                                              # (…, N_V)
-    p = _softmax(_1, -1, _buf(workspace, 'unembedding:f@1.1.2', batch + (N_V,), dtype)) # (…, N_V)
+    p = _softmax(_1, -1, _buf(workspace, 'unembedding:f@1(…, N_V)/2', batch + (N_V,), dtype)) # (…, N_V)
     cache = {"N_V": N_V, "d_e": d_e, "batch": batch, "dtype": dtype, "p": p, "e": e}
     return p, cache
 
@@ -91,8 +91,8 @@ def backward(config: Config, params: Params, cache: dict, d_p, workspace: dict |
     e = cache["e"]
     W_u = params.W_u
     # 1 return p = softmax(W_u e) ▷ p ∈ ℝ^{N_V}
-    g10001 = _softmax_grad(d_p, p, -1, _buf(workspace, 'unembedding:b@1.1.1', batch + (N_V,), dtype)) # (…, N_V)
-    d_W_u = _wgrad(g10001, e, _buf(workspace, 'unembedding:b@1.2.1', (N_V, d_e), dtype)) # (N_V, d_e)
+    g10001 = _softmax_grad(d_p, p, -1, _buf(workspace, 'unembedding:@top(…, N_V)/1', batch + (N_V,), dtype)) # (…, N_V)
+    d_W_u = _wgrad(g10001, e, _buf(workspace, 'unembedding:@top(N_V, d_e)/1', (N_V, d_e), dtype)) # (N_V, d_e)
     d_e_2 = g10001 @ W_u                                        # (…, d_e)
     grads = Params(W_u=d_W_u)
     return grads, {"e": d_e_2}

@@ -172,6 +172,32 @@ def test_a_workspace_gives_the_same_numbers(model_card, library):
             np.testing.assert_array_equal(igrads_w[k], igrads[k], err_msg=k)
 
 
+def test_the_backward_works_in_the_forwards_dead_arrays():
+    """The forward's work arrays whose values die within it are free once it returns: the backward
+    uses them (same key) instead of arrays of its own, and computes the same numbers."""
+    from .conftest import load_generated
+    gpt2 = load_generated("GPT2")
+    cfg = gpt2.Config(V=32, D=16, H=2, D_f=64, N=2, ctx=8)
+    params = gpt2.init_params(cfg, np.random.default_rng(0), np.float64)
+    x = np.random.default_rng(1).integers(0, 32, size=(3, 8))
+
+    def run(ws_forward, ws_backward):
+        out, cache = gpt2.forward(cfg, params, x, 0, workspace=ws_forward)
+        grads, _ = gpt2.backward(cfg, params, cache, np.cos(out), workspace=ws_backward)
+        return {k: np.array(v) for k, v in vars(grads).items()}
+
+    def nbytes(*workspaces):
+        return sum(a.nbytes for ws in workspaces for a in ws.values() if isinstance(a, np.ndarray))
+    one, forward_ws, backward_ws = {}, {}, {}
+    shared, apart = run(one, one), run(forward_ws, backward_ws)
+    for k in shared:
+        np.testing.assert_array_equal(shared[k], apart[k], err_msg=k)
+    both = set(forward_ws) & set(backward_ws)
+    hidden = 3 * 8 * 64 * 8  # one (B, T, D_f) float64 array
+    assert any("(…, T, D_f)" in str(k) for k in both), sorted(map(str, both))
+    assert nbytes(one) <= nbytes(forward_ws, backward_ws) - 2 * hidden
+
+
 def test_a_fully_masked_query_gets_zero_attention_not_nan():
     from .conftest import load_generated
     att = load_generated("Attention")

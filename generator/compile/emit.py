@@ -56,19 +56,31 @@ class Writer:
         self.card_lines = card_lines
         self.last_step = None
         self.inplace = inplace or {}
+        self.card = card
         self.side = f"{card}:{side}"  # keys never meet another card's, or the other pass's
         self.loop_var: str | None = None
         self.per_layer: set[str] = set()  # values kept for every layer (saved for the backward)
         self.alternate: set[str] | None = None  # values a layer hands to the next (None: every value)
         self.slots: dict[int, str] = {}  # id(op) -> the shared workspace array it writes (memory.share_buffers)
         self.blocks = 0
+        self.loops = 0  # loop bodies given shared arrays so far
 
     def share(self, block: list, live_out: set[str], exclude: set[str] = frozenset()):
         """Workspace arrays shared, within ``block``, by values that die at different times."""
         if self.target.in_place:
             self.blocks += 1
-            found = share_buffers(block, self.inplace, set(live_out), set(exclude))
-            self.slots.update({k: f"@{self.blocks}{v}" for k, v in found.items()})
+            if self.loop_var is None:
+                place = "top"
+            else:
+                self.loops += 1
+                place = f"loop{self.loops}"
+            for k, (shape, n, dead_after) in share_buffers(block, self.inplace, set(live_out), set(exclude)).items():
+                # The forward's arrays whose values all die in their block are free once it returns: the
+                # backward's block at the same place (the body, or the k-th loop) uses them too. The
+                # forward's others hold what the backward reads.
+                shared = dead_after or self.side.endswith(":b")
+                where = f"{self.card}:@{place}" if shared else f"{self.side}@{self.blocks}"
+                self.slots[k] = f"{where}{shape_comment(*shape)}/{n}"
         self.params: set[str] = set()  # parameter names (a stacked gradient is shaped like params.X)
 
     def buffer(self, op: Op) -> str:
@@ -76,7 +88,7 @@ class Writer:
         layer for values kept across layers, else two that alternate between layers."""
         key = repr(f"{self.side}{op.out}")
         if id(op) in self.slots:  # dies in its block: an array it shares with values dead by then
-            key = repr(f"{self.side}{self.slots[id(op)]}")
+            key = repr(self.slots[id(op)])
         elif self.loop_var is not None and op.out in self.per_layer:
             key = f"({key}, {self.loop_var})"
         elif self.loop_var is not None and (self.alternate is None or op.out in self.alternate):

@@ -142,12 +142,15 @@ def inplace_expr(op: Op, k: int) -> str:
     return f"{UFUNC[op.prim]}({args}, out={op.args[k]})"
 
 
-def share_buffers(block: list, decisions: dict[int, int], live_out: set[str], exclude: set[str]) -> dict[int, str]:
-    """{id(op): slot name} for the ops of ``block`` (not those of loops inside it) whose workspace
-    array can be one that an earlier value of the block no longer needs: values that die at different
-    times share an array, as registers do. A value's array is free once the value, every view of it
-    and every result written into it have been read for the last time; ``live_out`` names values read
-    after the block, which never free theirs, and ``exclude`` ones that keep an array of their own.
+def share_buffers(block: list, decisions: dict[int, int], live_out: set[str],
+                  exclude: set[str]) -> dict[int, tuple[tuple, int, bool]]:
+    """{id(op): (shape, n, dead after)} for the ops of ``block`` (not those of loops inside it) whose
+    workspace array can be one that an earlier value of the block no longer needs: values that die at
+    different times share an array, as registers do, the n-th array of their shape. A value's array
+    is free once the value, every view of it and every result written into it have been read for the
+    last time; ``live_out`` names values read after the block, which never free theirs, and
+    ``exclude`` ones that keep an array of their own. "Dead after": nothing in the array is read
+    after the block, so another pass (the backward after the forward) may use it too.
     Slots are per shape (the workspace reallocates an array whose shape changes)."""
     root: dict[str, str] = {}
 
@@ -171,8 +174,7 @@ def share_buffers(block: list, decisions: dict[int, int], live_out: set[str], ex
     free: dict[tuple, list[str]] = {}
     busy: list[tuple[int, tuple, str]] = []  # (last use, shape class, slot)
     count: dict[tuple, int] = {}
-    classes: dict[tuple, int] = {}
-    slots: dict[int, str] = {}
+    slots: dict[int, tuple] = {}
     for i, item in enumerate(block):
         for entry in [b for b in busy if b[0] < i]:  # arrays whose values were all read before this op
             busy.remove(entry)
@@ -185,9 +187,9 @@ def share_buffers(block: list, decisions: dict[int, int], live_out: set[str], ex
         if pool:
             slot = pool.pop()
         else:
-            classes.setdefault(shape, len(classes) + 1)
             count[shape] = count.get(shape, 0) + 1
-            slot = f".{classes[shape]}.{count[shape]}"
+            slot = (shape, count[shape])
         slots[id(item)] = slot
         busy.append((last.get(item.out, i), shape, slot))
-    return slots
+    kept = {slot for until, _, slot in busy if until >= end}  # hold a value past the block
+    return {k: (*slot, slot not in kept) for k, slot in slots.items()}
