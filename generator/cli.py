@@ -273,26 +273,10 @@ def gradcheck_cmd(paths, sets, config, seed):
         rules = f"  (own backward rule: {', '.join(res.rules)})" if res.rules else ""
         click.echo(f"{card.name:24} {verdict:4}  max relative error {worst:.1e}{rules}")
         for name, err in res.errors.items():
-            click.echo(f"    {name:20} {err:.1e}" + gradcheck_note(res, name))
+            click.echo(f"    {name:20} {err:.1e}" + res.note(name))
     if bad:
         click.echo(f"{bad} card(s) exceed the tolerance {TOL:g}", err=True)
         sys.exit(1)
-
-
-def gradcheck_note(res, name: str) -> str:
-    """What a tensor's line of ``cardgen gradcheck`` says after its error: nothing within the
-    tolerance; a straight-through estimator on its way excuses it; otherwise it failed, and on a card
-    with such an estimator the line says that this tensor's gradient does not go through it."""
-    status = res.status(name)
-    if status == "ok":
-        return ""
-    if status == "straight-through":
-        return (f"  > tolerance: straight-through estimator of {', '.join(res.through[name])}, "
-                "not the true gradient by design (not failed)")
-    if not res.straight_through:
-        return "  > tolerance"
-    return (f"  > tolerance: FAIL, its gradient does not flow through the straight-through estimator of "
-            f"{', '.join(res.straight_through)}")
 
 
 def given_options(names) -> dict:

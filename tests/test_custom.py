@@ -327,6 +327,23 @@ def test_the_cli_fails_a_wrong_gradient_beside_an_estimator_and_names_it(tmp_pat
     assert "1 card(s) exceed the tolerance" in r.output
 
 
+def test_the_pytest_plugin_passes_the_estimator_and_fails_the_wrong_gradient_beside_it(tmp_path):
+    """``pytest --cardgen``'s gradcheck item judges each tensor as ``cardgen gradcheck`` does."""
+    import subprocess
+    import sys
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "QuantLinear.card").write_text(QUANT, "utf-8")
+    beside(models)
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--cardgen", "models",
+                        "-k", "gradcheck"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "2 failed, 1 passed" in r.stdout, r.stdout
+    assert "FAILED models/QBeside.card::gradcheck" in r.stdout and "FAILED models/Twice.card::gradcheck" in r.stdout
+    rows = [line for line in r.stdout.splitlines() if "> tolerance: FAIL" in line]
+    assert [row.split()[0] for row in rows] == ["c", "u"], r.stdout
+    assert "Traceback" not in r.stdout
+
+
 def test_the_estimator_s_reach_follows_the_dataflow_round_loops():
     """X reaches QuantLinear only as the value a loop carries; W and b per layer, sliced; c is
     added after the loop and g reaches the call only through a comparison (no gradient)."""

@@ -140,6 +140,21 @@ class Result:
     def passed(self) -> bool:
         return self.status() != "FAIL"
 
+    def note(self, tensor: str) -> str:
+        """What a report says after a tensor's error: nothing within the tolerance; the estimator
+        that excuses it; else that it failed, and on a card with a straight-through rule, that the
+        tensor's gradient does not flow through one."""
+        status = self.status(tensor)
+        if status == "ok":
+            return ""
+        if status == "straight-through":
+            return (f"  > tolerance: straight-through estimator of {', '.join(self.through[tensor])}, "
+                    "not the true gradient by design (not failed)")
+        if not self.straight_through:
+            return "  > tolerance"
+        return ("  > tolerance: FAIL, its gradient does not flow through the straight-through estimator of "
+                + ", ".join(self.straight_through))
+
 
 def estimators_on_the_way(prog) -> dict[str, tuple[str, ...]]:
     """For each parameter and real input of ``prog`` (a lowered program), the cards of the
