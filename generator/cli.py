@@ -273,10 +273,7 @@ def gradcheck_cmd(paths, sets, config, seed):
         rules = f"  (own backward rule: {', '.join(res.rules)})" if res.rules else ""
         click.echo(f"{card.name:24} {verdict:4}  max relative error {worst:.1e}{rules}")
         for name, err in res.errors.items():
-            status = res.status(name)
-            click.echo(f"    {name:20} {err:.1e}" + ("" if status == "ok" else "  > tolerance" if status == "FAIL" else
-                       f"  > tolerance: straight-through estimator of {', '.join(res.straight_through)}, "
-                       "not the true gradient by design (not failed)"))
+            click.echo(f"    {name:20} {err:.1e}" + res.note(name))
     if bad:
         click.echo(f"{bad} card(s) exceed the tolerance {TOL:g}", err=True)
         sys.exit(1)

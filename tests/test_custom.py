@@ -243,6 +243,124 @@ def test_the_cli_reports_a_straight_through_estimator_and_fails_a_wrong_rule(tmp
     assert r.exit_code == 1 and "cross_entropy            FAIL" in r.output
 
 
+SHIFT = """algorithm y ← Shift(x | c)
+  "Adds an offset; its rule hands the arriving gradient on as it is."
+  convention rows, 0-based
+  input  x ∈ ℝ^K
+  output y ∈ ℝ^K
+  hyper  K ∈ ℕ
+  param  c ∈ ℝ^K
+  1 return y = x + c
+  backward
+  2 d_x ← d_y
+  3 d_c ← d_y
+"""
+TWICE = """algorithm y ← Twice(x)
+  "Doubles a vector; its rule (not marked straight-through) forgets the factor 2."
+  convention rows, 0-based
+  input  x ∈ ℝ^K
+  output y ∈ ℝ^K
+  hyper  K ∈ ℕ
+  1 return y = 2 · x
+  backward
+  2 d_x ← d_y
+"""
+# The quantized product, a bias added after it and an input on a path of its own, both through Twice.
+BESIDE = """algorithm Z ← QBeside(X, u | W, b, c)
+  convention rows, 0-based
+  input  X ∈ ℝ^{T×D}
+  input  u ∈ ℝ^K
+  output Z ∈ ℝ^{T×K}
+  hyper  T, D, K ∈ ℕ
+  param  W ∈ ℝ^{D×K}
+  param  b ∈ ℝ^K
+  param  c ∈ ℝ^K
+  1 Y ← QuantLinear(X | W, b)
+  2 return Z = tanh(Y) + Twice(c) + Twice(u)
+"""
+
+
+def test_a_rule_whose_gradient_is_the_arriving_one_runs():
+    """``d_x ← d_y``: the rule's gradient is the placeholder for the gradient that arrives (the
+    generated backward named an undefined ``seed_y``, in the card and in a caller)."""
+    lib = Library(cards={"Shift": parse(SHIFT, "Shift.card")})
+    res = gradcheck(check_all(parse(SHIFT, "Shift.card"), lib), lib)
+    assert res.status() == "ok" and res.rules == ("Shift",) and set(res.errors) == {"x", "c"}
+    caller = parse(SHIFT.replace("Shift(x | c)", "Twin(x | c)").split("  1 return")[0]
+                   + "  1 return y = Shift(x | c) ⊙ Shift(x | c)\n", "Twin.card")
+    res = gradcheck(check_all(caller, lib), lib)
+    assert res.status() == "ok" and res.rules == ("Shift",), res.errors
+
+
+def beside(tmp_path, twice: str = TWICE):
+    (tmp_path / "Twice.card").write_text(twice, "utf-8")
+    (tmp_path / "QBeside.card").write_text(BESIDE, "utf-8")
+    return cardgen.loads(BESIDE, path=[tmp_path, CARDS], name="QBeside.card")
+
+
+def test_an_estimator_excuses_only_the_tensors_whose_gradient_flows_through_it(tmp_path):
+    res = beside(tmp_path).gradcheck()
+    assert res.straight_through == ("QuantLinear",) and res.rules == ("QuantLinear", "Twice")
+    assert res.through == {"W": ("QuantLinear",), "b": ("QuantLinear",), "X": ("QuantLinear",)}
+    assert res.status("W") == "straight-through"
+    assert res.status("X") == "ok" and res.status("b") == "ok"
+    # the bias after the product and the input beside it: Twice's wrong rule, not excused
+    assert res.errors["c"] > 0.4 and res.status("c") == "FAIL"
+    assert res.errors["u"] > 0.4 and res.status("u") == "FAIL"
+    assert res.status() == "FAIL" and not res.passed
+    right = beside(tmp_path, TWICE.replace("d_x ← d_y", "d_x ← 2 · d_y")).gradcheck()
+    assert right.status("c") == right.status("u") == "ok"
+    assert right.status() == "straight-through" and right.passed
+
+
+def test_the_cli_fails_a_wrong_gradient_beside_an_estimator_and_names_it(tmp_path):
+    beside(tmp_path)
+    r = CliRunner().invoke(main, ["gradcheck", str(tmp_path / "QBeside.card")])
+    assert r.exit_code == 1, r.output
+    lines = {line.split()[0]: line for line in r.output.splitlines()}
+    assert lines["QBeside"].startswith("QBeside                  FAIL  max relative error 1.0e+00")
+    assert "straight-through estimator of QuantLinear, not the true gradient by design (not failed)" in lines["W"]
+    for name in ("c", "u"):
+        assert lines[name].endswith("> tolerance: FAIL, its gradient does not flow through the "
+                                    "straight-through estimator of QuantLinear"), lines[name]
+    assert "tolerance" not in lines["X"] and "tolerance" not in lines["b"]
+    assert "1 card(s) exceed the tolerance" in r.output
+
+
+def test_the_pytest_plugin_passes_the_estimator_and_fails_the_wrong_gradient_beside_it(tmp_path):
+    """``pytest --cardgen``'s gradcheck item judges each tensor as ``cardgen gradcheck`` does."""
+    import subprocess
+    import sys
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "QuantLinear.card").write_text(QUANT, "utf-8")
+    beside(models)
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--cardgen", "models",
+                        "-k", "gradcheck"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "2 failed, 1 passed" in r.stdout, r.stdout
+    assert "FAILED models/QBeside.card::gradcheck" in r.stdout and "FAILED models/Twice.card::gradcheck" in r.stdout
+    rows = [line for line in r.stdout.splitlines() if "> tolerance: FAIL" in line]
+    assert [row.split()[0] for row in rows] == ["c", "u"], r.stdout
+    assert "Traceback" not in r.stdout
+
+
+def test_the_estimator_s_reach_follows_the_dataflow_round_loops():
+    """X reaches QuantLinear only as the value a loop carries; W and b per layer, sliced; c is
+    added after the loop and g reaches the call only through a comparison (no gradient)."""
+    from cardgen.compile.gradcheck import estimators_on_the_way
+    from cardgen.compile.lower import lower
+    text = STACK.replace("input  X ∈ ℝ^{T×D}\n", "input  X ∈ ℝ^{T×D}\n  input  g ∈ ℝ^{T×D}\n").replace(
+        "  param  b_ℓ ∈ ℝ^D for ℓ ∈ [N]\n", "  param  b_ℓ ∈ ℝ^D for ℓ ∈ [N]\n  param  c ∈ ℝ^D\n").replace(
+        "QuantLinear(Y | W_ℓ, b_ℓ)", "QuantLinear(Y ⊙ [[g > 0]] | W_ℓ, b_ℓ)").replace(
+        "return Y\n", "return Y + c\n").replace("QStack(X | θ)", "QStack(X, g | θ)")
+    checked, lib = checked_of(text, "s.card")
+    assert checked.errors == []
+    assert estimators_on_the_way(lower(checked, lib)) == {"W": ("QuantLinear",), "b": ("QuantLinear",),
+                                                          "X": ("QuantLinear",)}
+    plain = derived_only(QUANT).replace("QuantLinear", "Plain")  # no rule: nothing excused
+    assert estimators_on_the_way(lower(*checked_of(plain, "p.card"))) == {}
+
+
 # ----------------------------------------------------------- differential
 def test_the_estimator_s_exact_gradients_agree_with_the_interpreter():
     """The interpreter has no backward: against its differences the rule's X and b gradients agree,
@@ -253,6 +371,13 @@ def test_the_estimator_s_exact_gradients_agree_with_the_interpreter():
     assert report.grads["X"] <= GRAD_TOL and report.grads["b"] <= GRAD_TOL
     assert report.grads["W"] > GRAD_TOL
     assert report.problems() == []
+
+
+def test_the_differential_check_excuses_only_the_estimator_s_tensors(tmp_path):
+    card = beside(tmp_path)
+    report = compare(card.checked, card.library, seed=2, per_tensor=True)
+    assert report.excused == {"W", "b", "X"} and report.grads["W"] > GRAD_TOL
+    assert [p.split(" differs")[0] for p in report.problems()] == ["QBeside: gradient of c", "QBeside: gradient of u"]
 
 
 # ------------------------------------------------------ documentation forms

@@ -23,7 +23,9 @@ def __getattr__(name: str):
 def gradcheck(sources=(), config: str | None = None, sizes: dict | None = None, seed: int = 0,
               path: Paths = None) -> list[tuple[Card, object]]:
     """Each card among ``sources`` (default ``cards/``) with its gradient check
-    (``compile.gradcheck.Result``: ``worst``, ``errors`` by parameter), at small sizes, or at the
+    (``compile.gradcheck.Result``: ``worst``, ``errors`` by tensor, ``status(tensor)`` ``ok``,
+    ``FAIL`` or ``straight-through`` where its gradient flows through a rule marked so, and
+    ``through``, the estimators of each such tensor), at small sizes, or at the
     named configuration ``config`` with ``sizes`` on top (names of any of the cards), training and
     inference cards too (a card that draws masks draws the same ones every call)."""
     from ..compile.gradcheck import gradcheck as check_gradients

@@ -141,9 +141,9 @@ def apply_rule(region: Region, grads: dict, b, needs, accumulate) -> None:
         new = replace(op, args=tuple(given.get(a, a) for a in op.args))
         b.block.append(new)
         b.layout[new.out] = Value(new.out, new.shape, new.batched, new.kind)
-    for x, g in region.grads:
+    for x, g in region.grads:  # d_x ← d_y: the gradient is the placeholder itself, replaced too
         if g is not None and x in needs:
-            accumulate(grads, b, x, g)
+            accumulate(grads, b, x, given.get(g, g))
 
 
 __all__ = ["Region", "lower_rule", "inline_rule", "covered", "register", "rename", "apply_rule"]
