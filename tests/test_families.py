@@ -283,3 +283,26 @@ def test_a_group_over_one_index_is_read_by_the_loop_index_of_the_call():
     assert np.allclose(y, want, rtol=1e-13, atol=1e-13)
     got = interpret(ch.card, {"X": X}, {"W^h_q": p.W_q, "W^h_k": p.W_k, "W^h_v": p.W_v}, {"D": 6, "H": 3}, lib=lib)
     assert np.allclose(got["Y"], want, rtol=1e-13, atol=1e-13)
+
+
+def test_a_member_may_leave_out_an_index_of_its_group():
+    """W^h_k, repeated for h only, in 𝓦^h_ℓ: every layer's head h reads the same key projection,
+    and its gradient sums over the layers."""
+    decls = ("  param  W^h_q_ℓ, W^h_v_ℓ ∈ ℝ^{D×D/H} for h ∈ [H], ℓ ∈ [N]\n  param  W^h_k ∈ ℝ^{D×D/H} for h ∈ [H]\n"
+             "  param  𝓦^h_ℓ = {W^h_q_ℓ, W^h_k, W^h_v_ℓ} for h ∈ [H], ℓ ∈ [N]\n")
+    c, lib = groups_card(decls)
+    ch = check(c, lib)
+    mod = load_module(ch, lib)
+    cfg = mod.Config(D=6, H=2, N=3)
+    rng = np.random.default_rng(5)
+    p = mod.init_params(cfg, rng, np.float64)
+    assert p.W_k.shape == (2, 6, 3)
+    X = rng.standard_normal((5, 6))
+    y, _ = mod.forward(cfg, p, X)
+    want = X + sum(np.concatenate([head_by_hand(X, p.W_q[h, m], p.W_k[h], p.W_v[h, m]) for h in range(2)], -1)
+                   for m in range(3))
+    assert np.allclose(y, want, rtol=1e-13, atol=1e-13)
+    got = interpret(ch.card, {"X": X}, {"W^h_q_ℓ": p.W_q, "W^h_k": p.W_k, "W^h_v_ℓ": p.W_v},
+                    {"D": 6, "H": 2, "N": 3}, lib=lib)["Y"]
+    assert np.allclose(got, want, rtol=1e-13, atol=1e-13)
+    assert gradcheck(ch, lib, {"D": 6, "H": 2, "N": 3}).worst < 1e-6
