@@ -306,3 +306,27 @@ def test_a_member_may_leave_out_an_index_of_its_group():
                     {"D": 6, "H": 2, "N": 3}, lib=lib)["Y"]
     assert np.allclose(got, want, rtol=1e-13, atol=1e-13)
     assert gradcheck(ch, lib, {"D": 6, "H": 2, "N": 3}).worst < 1e-6
+
+
+@pytest.mark.parametrize("steps, H", [
+    ("  1 ∀m, j: Z^m_j ← HeadG(X | 𝓦^j_m)\n  2 return Y = X + Σ_{m=0}^{N−1} [Z^m_0, Z^m_1, …, Z^m_{H−1}]\n", 2),
+    ("  1 for j ∈ [H] : Y_j ← Σ_m HeadG(X | 𝓦^j_m)\n  2 return Y = X + [Y_0, Y_1, …, Y_{H−1}]\n", 2),
+], ids=["forall", "sum"])
+def test_forall_and_sum_take_their_ranges_from_the_group(steps, H):
+    """∀m, j and Σ_m read how far m and j run off the group 𝓦^j_m (its for h ∈ [H], ℓ ∈ [N]);
+    the compiler could not tell before ("cannot tell what m ranges over")."""
+    c, lib = groups_card(steps=steps)
+    ch = check(c, lib)
+    mod = load_module(ch, lib)
+    cfg = mod.Config(D=6, H=H, N=3)
+    rng = np.random.default_rng(6)
+    p = mod.init_params(cfg, rng, np.float64)
+    X = rng.standard_normal((5, 6))
+    y, _ = mod.forward(cfg, p, X)
+    want = X + sum(np.concatenate([head_by_hand(X, p.W_q[h, m], p.W_k[h, m], p.W_v[h, m]) for h in range(H)], -1)
+                   for m in range(3))
+    assert np.allclose(y, want, rtol=1e-13, atol=1e-13)
+    got = interpret(ch.card, {"X": X}, {"W^h_q_ℓ": p.W_q, "W^h_k_ℓ": p.W_k, "W^h_v_ℓ": p.W_v},
+                    {"D": 6, "H": H, "N": 3}, lib=lib)["Y"]
+    assert np.allclose(got, want, rtol=1e-13, atol=1e-13)
+    assert gradcheck(ch, lib, {"D": 6, "H": H, "N": 3}).worst < 1e-6

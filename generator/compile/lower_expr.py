@@ -632,8 +632,13 @@ class ExprLowering:
                                  lambda v: v == var or v in self.scope or v not in self.env and v.isidentifier()):
                         key = join_name(base, [(k, "□" if slot(v) else v) for k, v in scripts])
                         fam = self.env.get(key)
+                        pos = [v for _, v in scripts if slot(v)].index(var)
                         if isinstance(fam, AV) and fam.dims:
-                            found.append(fam.dims[[v for _, v in scripts if slot(v)].index(var)])
+                            found.append(fam.dims[pos])
+                            break
+                        b = self.ch.env.get(key)
+                        if isinstance(fam, Members) and b is not None and len(b.over) > pos:
+                            found.append(self.dim(b.over[pos]))  # ∀ℓ, h: … f(X | 𝓦^h_ℓ): the group's extents
                             break
             if x.op == "index":
                 for i, a in enumerate(x.args[1:]):
