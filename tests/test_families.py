@@ -250,8 +250,9 @@ def test_a_broken_group_is_reported_once_not_again_where_it_is_used():
 
 
 @pytest.mark.parametrize("steps, line, col, message", [
-    # one of the group's two indices bound, the other not: 𝓦^j_ℓ is not a name here
-    (GROUPS_STEPS.replace("𝓦^j_m", "𝓦^j_ℓ"), 9, 39, "unknown name 𝓦^j_ℓ"),
+    # one of the group's two indices bound, the other not (ℓ is the declaration's letter, bound by no loop here)
+    (GROUPS_STEPS.replace("𝓦^j_m", "𝓦^j_ℓ"), 9, 39,
+     "𝓦^j_ℓ reads the family 𝓦^h_ℓ, but no enclosing for, ∀ or Σ binds ℓ"),
     # a group passed where the callee takes a single array
     (GROUPS_STEPS.replace("HeadG(X | 𝓦^j_m)", "HeadG(𝓦^j_m | 𝓦^j_m)"), 9, 35,
      "but 𝓦^j_m ∈ a parameter group"),
@@ -261,6 +262,8 @@ def test_group_over_two_indices_misused_in_a_call(steps, line, col, message):
     with pytest.raises(CardError) as e:
         check(c, lib)
     assert (e.value.pos.line, e.value.pos.col) == (line, col) and message in e.value.message, str(e.value)
+    if "binds ℓ" in message:
+        assert e.value.hint == "𝓦^h_ℓ is repeated for h ∈ [H], ℓ ∈ [N]: read it inside a loop over each of its indices"
 
 
 def test_a_group_over_one_index_is_read_by_the_loop_index_of_the_call():

@@ -602,12 +602,33 @@ class Checker(ExprRules, CallRules):
             return self.known(self.env[text]), []
         if text in CONSTANTS and CONSTANTS[text] is not None:
             return Binding("const", CONSTANTS[text]), []
+        self.partly_bound(text, node)
         pool = [n for n in self.env if "□" not in n] + [n.replace("□", "t") for n in self.env if "□" in n]
         families = [n for n in self.env if "□" in n and split_name(n)[0] == base]
         hint = self.near(text, pool)
         if families and not hint:
             hint = f"{families[0]} is a family: index it with a bound variable"
         self.err(f"unknown name {text}", node, hint=hint or "declare it, or bind it in an earlier step")
+
+    def partly_bound(self, text: str, node):
+        """A family with several indices read with only some of them bound (``𝓦^j_ℓ`` under
+        ``for j`` but no ``for ℓ``): say which index is loose, not only that the name is unknown."""
+        base, scripts = split_name(text)
+        if not any(v in self.ranges for _, v in scripts):
+            return
+        loose = [v for _, v in scripts if v not in self.ranges and v.isidentifier() and v not in self.env]
+        key = join_name(base, [(k, "□" if v in self.ranges or v in loose else v) for k, v in scripts])
+        b = self.env.get(key)
+        if not loose or b is None or b.role == UNKNOWN or len(b.over) != key.count("□"):
+            return
+        d = b.decl
+        if d is not None and d.over:
+            shown = next((n for n in d.names if _decl_key(n, d) == key), key)
+            over = ", ".join(f"{v} ∈ [{expr_text(n)}]" for v, n in d.over)
+        else:
+            shown, over = key.replace("□", "•"), ", ".join(f"[{poly_brief(self.res(o))}]" for o in b.over)
+        self.err(f"{text} reads the family {shown}, but no enclosing for, ∀ or Σ binds {', '.join(loose)}", node,
+                 hint=f"{shown} is repeated for {over}: read it inside a loop over each of its indices")
 
     def members_here(self, arg: Expr, members) -> list[str]:
         """The members of the group ``arg`` names, as read where it is used: a group repeated
