@@ -333,3 +333,12 @@ def test_forall_and_sum_take_their_ranges_from_the_group(steps, H):
                     {"D": 6, "H": H, "N": 3}, lib=lib)["Y"]
     assert np.allclose(got, want, rtol=1e-13, atol=1e-13)
     assert gradcheck(ch, lib, {"D": 6, "H": H, "N": 3}).worst < 1e-6
+
+
+def test_a_local_family_read_with_one_index_loose_names_it():
+    with pytest.raises(CardError) as e:
+        checked("  1 for g ∈ [G] do\n  2   for j ∈ [J] : V^g_j ← X[:, j · D / J : (j + 1) · D / J]\n"
+                "  3   U_g ← V^g_j\n  4 end\n  5 return Y = X\n")
+    assert (e.value.pos.line, e.value.pos.col) == (9, 13)
+    assert e.value.message == "V^g_j reads the family V^•_•, but no enclosing for, ∀ or Σ binds j"
+    assert e.value.hint == "V^•_• has a member per index in [G] × [J]: read it inside a loop over each of its indices"

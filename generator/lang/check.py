@@ -624,11 +624,12 @@ class Checker(ExprRules, CallRules):
         d = b.decl
         if d is not None and d.over:
             shown = next((n for n in d.names if _decl_key(n, d) == key), key)
-            over = ", ".join(f"{v} ∈ [{expr_text(n)}]" for v, n in d.over)
+            what = f"{shown} is repeated for " + ", ".join(f"{v} ∈ [{expr_text(n)}]" for v, n in d.over)
         else:
-            shown, over = key.replace("□", "•"), ", ".join(f"[{poly_brief(self.res(o))}]" for o in b.over)
+            shown = key.replace("□", "•")
+            what = f"{shown} has a member per index in " + " × ".join(f"[{poly_brief(self.res(o))}]" for o in b.over)
         self.err(f"{text} reads the family {shown}, but no enclosing for, ∀ or Σ binds {', '.join(loose)}", node,
-                 hint=f"{shown} is repeated for {over}: read it inside a loop over each of its indices")
+                 hint=f"{what}: read it inside a loop over each of its indices")
 
     def members_here(self, arg: Expr, members) -> list[str]:
         """The members of the group ``arg`` names, as read where it is used: a group repeated
