@@ -257,7 +257,12 @@ CASES = [
                                            "1 return Y = MHAttention(X | 𝓦, Mask = 1)"),
       6, 14, "MHAttention has no dimension d_mud", hint="d_mid", cards=["MHAttention", "Attention"]),
     C("decl-group-member-undeclared", edited(PROJ_OK, "ℝ^{d_a}\n", "ℝ^{d_a}\n  param  𝓦 = {W_q, b_k}\n"),
-      8, 14, "group member b_k is not a declared parameter", hint="did you mean b_q?"),
+      8, 20, "group member b_k is not a declared parameter", hint="did you mean b_q?"),
+    C("decl-group-member-index-not-in-for",
+      edited(PROJ_OK, "ℝ^{d_a}\n", "ℝ^{d_a}\n  param  V^h_l ∈ ℝ^{d_a} for h ∈ [d_a], l ∈ [d_x]\n"
+                                    "  param  𝓦^h = {W_q, V^h_j} for h ∈ [d_a]\n"),
+      9, 22, "group member V^h_j is indexed by j, which the group does not repeat over",
+      hint="add j ∈ […] to its `for`"),
     C("decl-input-not-in-signature", edited(PROJ_OK, "ℕ\n", "ℕ\n  input  Z ∈ ℝ^{d_x}\n"),
       6, 3, "input Z is declared but not in the signature", hint="proj(X, Z | W_q, b_q)"),
     C("decl-signature-output-undeclared", edited(PROJ_OK, "algorithm Q ←", "algorithm Q, R ←"),

@@ -67,10 +67,11 @@ class ParamGroup:
 
 @dataclass(frozen=True)
 class Members:
-    """A group such as 𝓦^h_qkv = {W^h_q, …}: its members, and the index its names use."""
+    """A group such as 𝓦^h_qkv = {W^h_q, …} or 𝓦^h_ℓ = {W^h_q_ℓ, …}: its members, and the
+    indices its declaration repeats over (``for h ∈ [H], ℓ ∈ [N]``), which its members' names use."""
 
     names: tuple[str, ...]
-    var: str | None
+    vars: tuple[str, ...] = ()
 
 
 class Layout:

@@ -307,7 +307,7 @@ def param_tree(checked: Checked, lib: Library, key: str, d, names: Names, params
     over = tuple(o.subst(sub) for o in b.over)
     if isinstance(d.set, Group):
         if d.set.card is None:  # a members group: its members are declared on their own
-            return Members(d.set.members, d.over[0][0] if d.over else None)
+            return Members(d.set.members, tuple(v for v, _ in d.over))
         callee = lib.checked(d.set.card)
         g = b.type.group
         inner = {k: v.subst(sub) for k, v in (dict(g[1]) if isinstance(g, tuple) and len(g) == 2 else {}).items()}

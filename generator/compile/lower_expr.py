@@ -21,7 +21,7 @@ from dataclasses import replace
 from ..lang.check import BUILTINS, join_name, split_name
 from ..lang.errors import CardError
 from ..lang.ir import Expr
-from ..lang.names import list_family
+from ..lang.names import list_family, rename_indices
 from ..lang.render import expr_text
 from ..lang.shapes import ATOMS, Poly, poly_text
 from ..lang.types import INTEGRAL
@@ -71,14 +71,11 @@ class ExprLowering:
         self.err(f"cannot lower {text}", node)
 
     def members(self, group: Members, idx: list[str], node) -> ParamGroup:
-        leaves = {}
-        for m in group.names:
-            text = m
-            if group.var is not None:
-                base, scripts = split_name(m)
-                text = join_name(base, [(k, idx[0] if v == group.var else v) for k, v in scripts])
-            leaves[m] = self.lookup(text, node)
-        return ParamGroup("", leaves)
+        """The members of ``𝓦^j_m`` (declared ``𝓦^h_ℓ = {W^h_q_ℓ, …} for h, ℓ``): ``W^j_q_m``, …"""
+        if len(idx) != len(group.vars):
+            self.err(f"{expr_text(node)} selects {len(idx)} indices of a group repeated over {len(group.vars)}", node)
+        to = dict(zip(group.vars, idx, strict=True))
+        return ParamGroup("", {m: self.lookup(rename_indices(m, to), node) for m in group.names})
 
     def member(self, fam, idx: list[str], node):
         """Element of a family: the family axis is read as the index's axis."""
@@ -635,8 +632,13 @@ class ExprLowering:
                                  lambda v: v == var or v in self.scope or v not in self.env and v.isidentifier()):
                         key = join_name(base, [(k, "□" if slot(v) else v) for k, v in scripts])
                         fam = self.env.get(key)
+                        pos = [v for _, v in scripts if slot(v)].index(var)
                         if isinstance(fam, AV) and fam.dims:
-                            found.append(fam.dims[[v for _, v in scripts if slot(v)].index(var)])
+                            found.append(fam.dims[pos])
+                            break
+                        b = self.ch.env.get(key)
+                        if isinstance(fam, Members) and b is not None and len(b.over) > pos:
+                            found.append(self.dim(b.over[pos]))  # ∀ℓ, h: … f(X | 𝓦^h_ℓ): the group's extents
                             break
             if x.op == "index":
                 for i, a in enumerate(x.args[1:]):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import re
 from dataclasses import dataclass, field, replace
 
 from . import ir
@@ -23,7 +24,7 @@ from .check_rule import check_rule
 from .configs import check_configs
 from .errors import CardError
 from .ir import Card, Claim, Decl, Expr, Group, Set, Step
-from .names import join_name, split_name
+from .names import join_name, rename_indices, split_name
 from .render import claim_text, expr_text, set_text
 from .shapes import Poly, TooLargeError, poly_brief
 from .types import BROADCAST, INTEGRAL, NAT, REAL, Type, to_set, type_text
@@ -341,7 +342,8 @@ class Checker(ExprRules, CallRules):
         return _targets(st, self.ranges)
 
     def declare(self, d: Decl, new_dims: bool):
-        with self.recover(d.names):
+        keys = [_decl_key(n, d) for n in d.names]
+        with self.recover(list(dict.fromkeys([*d.names, *keys]))):  # a family's uses read its key (W^□_q)
             self.declare_names(d, new_dims)
 
     def declare_names(self, d: Decl, new_dims: bool):
@@ -460,18 +462,10 @@ class Checker(ExprRules, CallRules):
 
     def group_type(self, g: Group, d: Decl) -> Type:
         if g.card is None:
-            if len(d.over) > 1:
-                self.err("a group of named members repeats over one index", d)
-            ranges = {d.over[0][0]: (Poly.const(self.base), Poly.sym("?"))} if d.over else {}
-            with self.scope(ranges):
+            over = {v: self.dim(n, new_dims=False) for v, n in d.over}
+            with self.scope({v: (Poly.const(self.base), n) for v, n in over.items()}):
                 for m in g.members:
-                    try:
-                        b, _ = self.resolve(m, g)
-                    except CardError:
-                        b = None
-                    if b is None or b.role != "param":
-                        self.err(f"group member {m} is not a declared parameter", g,
-                                 hint=self.near(m, self.env) or f"declare it: `param {m} ∈ ℝ^{{…}}`")
+                    self.group_member(m, g, over)
             return Type("group", group=g.members)
         callee = self.callee(g.card, g)
         if callee is None:
@@ -487,6 +481,70 @@ class Checker(ExprRules, CallRules):
                     and callee.env[s].role == "hyper":
                 bind[s] = self.env[s].type.value
         return Type("group", group=(g.card, tuple(sorted(bind.items()))))
+
+    def group_member(self, m: str, g: Group, over: dict[str, Poly]):
+        """One member of ``𝓦^h_ℓ = {W^h_q_ℓ, …} for h ∈ [H], ℓ ∈ [N]``: a declared parameter whose
+        scripts that name the group's indices select a member of its family, over the same extents."""
+        base, scripts = split_name(m)
+        idx = [v for _, v in scripts if v in over]
+        key = join_name(base, [(k, "□" if v in over else v) for k, v in scripts])
+        b = self.env.get(key) if idx else None
+        if b is None:
+            b, idx = self.env.get(m), []
+        if b is not None:
+            self.known(b)  # a member whose own declaration failed: reported there
+        if b is None or b.role != "param":
+            self.member_mismatch(m, g, over)
+            self.err(f"group member {m} is not a declared parameter", self.member_at(g, m),
+                     hint=self.near(m, self.env) or f"declare it: `param {m} ∈ ℝ^{{…}}`")
+        for slot, (var, extent) in enumerate(zip(idx, b.over, strict=False)):
+            if not self.unify_shapes([extent], [over[var]]):
+                d = b.decl
+                named = next((n for n in d.names if _decl_key(n, d) == key), d.names[0])
+                declared = ", ".join(f"{v} ∈ [{expr_text(n)}]" for v, n in d.over)
+                self.err(f"group member {m} reads {var} ∈ [{poly_brief(self.res(over[var]))}] as index "
+                         f"{slot + 1} of its family, which runs over [{poly_brief(self.res(extent))}]",
+                         self.member_at(g, m),
+                         hint=f"{named} is declared for {declared}: name the member's indices in that order, "
+                              "over the same ranges")
+
+    def member_at(self, g: Group, m: str):
+        """Where member ``m`` is written inside the group's braces (the braces if it cannot be found)."""
+        if g.pos is None or g.pos.end_line != g.pos.line:
+            return g
+        lines = self.card.source.splitlines()
+        if g.pos.line > len(lines):
+            return g
+        text = lines[g.pos.line - 1]
+        first = g.pos.col - 1
+        for w in re.finditer(r"[^\s{},]+", text[first: g.pos.end_col - 1]):
+            if w.group() == m:
+                return ir.name(m, ir.Pos(g.pos.line, first + w.start() + 1, g.pos.line, first + w.end() + 1))
+        return g
+
+    def member_mismatch(self, m: str, g: Group, over: dict[str, Poly]):
+        """A member that names a declared parameter family by other indices than the group's: a
+        script the group's `for` lacks (``W^h_q_j`` in a group for h and ℓ), or a group index where
+        the family has none (``W^h_q_ℓ`` with ``W^h_q_ℓ`` repeated for h only)."""
+        base, scripts = split_name(m)
+        for key, b in self.env.items():
+            kb, ks = split_name(key)
+            if b.role != "param" or "□" not in key or kb != base or len(ks) != len(scripts) or \
+                    not all(k == k2 and v2 in (v, "□") for (k, v), (k2, v2) in zip(scripts, ks, strict=True)):
+                continue
+            stray = [v for (_, v), (_, v2) in zip(scripts, ks, strict=True) if v2 == "□" and v not in over]
+            if stray:
+                self.err(f"group member {m} is indexed by {', '.join(stray)}, which the group does not repeat over",
+                         self.member_at(g, m), hint=f"the group repeats for {', '.join(over) or 'no index'}: add "
+                                 f"{', '.join(f'{v} ∈ […]' for v in stray)} to its `for`, or name the member "
+                                 "by the group's indices")
+            extra = [v for (_, v), (_, v2) in zip(scripts, ks, strict=True) if v2 != "□" and v in over]
+            if extra:
+                d = b.decl
+                self.err(f"group member {m} is indexed by {', '.join(extra)}, but its family is not repeated "
+                         f"over {', '.join(extra)}", self.member_at(g, m),
+                         hint=f"it is declared for {', '.join(f'{v} ∈ [{expr_text(n)}]' for v, n in d.over)}"
+                         if d is not None else None)
 
     def signature(self):
         c = self.card
@@ -544,12 +602,46 @@ class Checker(ExprRules, CallRules):
             return self.known(self.env[text]), []
         if text in CONSTANTS and CONSTANTS[text] is not None:
             return Binding("const", CONSTANTS[text]), []
+        self.partly_bound(text, node)
         pool = [n for n in self.env if "□" not in n] + [n.replace("□", "t") for n in self.env if "□" in n]
         families = [n for n in self.env if "□" in n and split_name(n)[0] == base]
         hint = self.near(text, pool)
         if families and not hint:
             hint = f"{families[0]} is a family: index it with a bound variable"
         self.err(f"unknown name {text}", node, hint=hint or "declare it, or bind it in an earlier step")
+
+    def partly_bound(self, text: str, node):
+        """A family with several indices read with only some of them bound (``𝓦^j_ℓ`` under
+        ``for j`` but no ``for ℓ``): say which index is loose, not only that the name is unknown."""
+        base, scripts = split_name(text)
+        if not any(v in self.ranges for _, v in scripts):
+            return
+        loose = [v for _, v in scripts if v not in self.ranges and v.isidentifier() and v not in self.env]
+        key = join_name(base, [(k, "□" if v in self.ranges or v in loose else v) for k, v in scripts])
+        b = self.env.get(key)
+        if not loose or b is None or b.role == UNKNOWN or len(b.over) != key.count("□"):
+            return
+        d = b.decl
+        if d is not None and d.over:
+            shown = next((n for n in d.names if _decl_key(n, d) == key), key)
+            what = f"{shown} is repeated for " + ", ".join(f"{v} ∈ [{expr_text(n)}]" for v, n in d.over)
+        else:
+            shown = key.replace("□", "•")
+            what = f"{shown} has a member per index in " + " × ".join(f"[{poly_brief(self.res(o))}]" for o in b.over)
+        self.err(f"{text} reads the family {shown}, but no enclosing for, ∀ or Σ binds {', '.join(loose)}", node,
+                 hint=f"{what}: read it inside a loop over each of its indices")
+
+    def members_here(self, arg: Expr, members) -> list[str]:
+        """The members of the group ``arg`` names, as read where it is used: a group repeated
+        ``for h ∈ [H], ℓ ∈ [N]`` and passed as ``𝓦^j_m`` holds ``W^j_q_m`` for its ``W^h_q_ℓ``."""
+        if arg.op != "name":
+            return list(members)
+        b, idx = self.resolve(arg.attr, arg)
+        d = b.decl
+        if d is None or not d.over or not isinstance(d.set, Group) or len(idx) != len(d.over):
+            return list(members)
+        to = {v: i for (v, _), i in zip(d.over, idx, strict=True)}
+        return [rename_indices(m, to) for m in members]
 
     def check_extent(self, text: str, b: Binding, idx: list[str], node):
         """A loop index that runs off the end of a family is an error
@@ -920,6 +1012,13 @@ def _targets(st: Step, bound) -> list[str]:
     for b in st.body:
         out += _targets(b, bound)
     return out
+
+
+def _decl_key(name: str, d: Decl) -> str:
+    """A declared name's key: ``W^h_q_ℓ for h ∈ [H], ℓ ∈ [N]`` is the family ``W^□_q_□``."""
+    over = {v for v, _ in d.over}
+    base, scripts = split_name(name)
+    return join_name(base, [(k, "□" if v in over else v) for k, v in scripts])
 
 
 def _step_exprs(st: Step) -> Expr:

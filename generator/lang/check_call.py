@@ -213,7 +213,7 @@ class _Instance:
             if mine is None or len(mine) != len(members):
                 self.ch.err(f"{fname} expects the group {name} of {len(members)} parameters "
                             f"({', '.join(members)})", arg)
-            for theirs, ours in zip(members, mine, strict=True):
+            for theirs, ours in zip(members, self.ch.members_here(arg, mine), strict=True):
                 t_ours = self.member_type(ours, arg)
                 self.match(f"{name}: {theirs}", self.type(cc.env[theirs].type), t_ours, arg)
             return

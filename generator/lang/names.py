@@ -29,6 +29,14 @@ def join_name(base: str, scripts) -> str:
                           if v != "□" else k + "□" for k, v in scripts)
 
 
+def rename_indices(text: str, to: dict[str, str]) -> str:
+    """``text`` with the scripts that name an index in ``to`` renamed, all at once: a group member
+    ``W^h_q_ℓ`` of ``𝓦^h_ℓ``, read as ``𝓦^j_m``, is ``W^j_q_m``."""
+    base, scripts = split_name(text)
+    if not any(v in to for _, v in scripts):
+        return text
+    return join_name(base, [(k, to.get(v, v)) for k, v in scripts])
+
 
 def list_family(text: str, bound, env) -> tuple[str, list[str]]:
     """The family a list item belongs to (``[Y^g_0, …, Y^g_{J−1}]``: ``Y^□_□``), and the scripts

@@ -77,7 +77,7 @@ class Frame(ExprRules, CallRules):
                     if n in inputs:
                         env[key] = as_family(inputs[n], self.ch.env[key], self.base)
                 elif d.role == "param" and isinstance(d.set, Group) and d.set.card is None:
-                    env[key] = MembersDecl(d.set.members, d.over[0][0] if d.over else None)
+                    env[key] = MembersDecl(d.set.members, tuple(v for v, _ in d.over))
                 elif key in values:
                     env[key] = values[key]
         for n in card.bar:  # θ standing for all of the card's parameters
@@ -181,7 +181,7 @@ class Frame(ExprRules, CallRules):
         if text in self.env:
             v = self.env[text]
             if isinstance(v, MembersDecl):
-                return self.members(v, None)
+                return self.members(v, ())
             if isinstance(v, dict):
                 return stack_family(v)
             return v
@@ -191,7 +191,7 @@ class Frame(ExprRules, CallRules):
 
     def member(self, fam, at: tuple, text: str, node):
         if isinstance(fam, MembersDecl):
-            return self.members(fam, at[0])
+            return self.members(fam, at)
         if not isinstance(fam, dict):
             self.err(f"{text} is not a family", node)
         if at not in fam:
@@ -199,10 +199,12 @@ class Frame(ExprRules, CallRules):
             self.err(f"{text}: the family has no member {shown} (it has {len(fam)})", node)
         return fam[at]
 
-    def members(self, g: MembersDecl, at: int | None) -> MembersVal:
+    def members(self, g: MembersDecl, at: tuple[int, ...]) -> MembersVal:
+        """The members of ``𝓦^h_ℓ = {W^h_q_ℓ, …} for h, ℓ`` at (h, ℓ) = ``at``: its indices bound
+        to those values while its members' names are read."""
         saved = dict(self.idx)
-        if g.var is not None and at is not None:
-            self.idx[g.var] = at
+        if g.vars and len(at) == len(g.vars):
+            self.idx.update(zip(g.vars, at, strict=True))
         try:
             return MembersVal(tuple(self.resolve(m, None) for m in g.members))
         finally:
@@ -352,7 +354,7 @@ class Frame(ExprRules, CallRules):
                             found.append(len({k[pos] for k in fam}))
                             break
                         if isinstance(fam, MembersDecl) and self.ch.env[key].over:
-                            found.append(self.shape_of(self.ch.env[key].over, x)[0])
+                            found.append(self.shape_of(self.ch.env[key].over, x)[pos])
                             break
             if x.op == "index":
                 for i, a in enumerate(x.args[1:]):

@@ -41,10 +41,11 @@ class MembersVal:
 
 @dataclass(frozen=True)
 class MembersDecl:
-    """A members group as declared; ``var`` is its repetition index, if any."""
+    """A members group as declared; ``vars`` are the indices it repeats over (``for h ∈ [H],
+    ℓ ∈ [N]``), which its members' names use."""
 
     members: tuple[str, ...]
-    var: str | None
+    vars: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
