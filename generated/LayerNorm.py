@@ -215,9 +215,12 @@ def _rows(f, out, axis, *args):
     per thread; the arrays among args that have that axis are cut alike, the others (broadcast)
     passed whole."""
     n = _THREADS if out.size >= _PARALLEL_MIN else 1
+    if n < 2:  # the default: no more work than the call itself
+        f(out, axis, *args)
+        return out
     reduced = None if axis is None else axis % out.ndim
     cut = next((a for a in range(out.ndim) if out.shape[a] >= n and a != reduced), None)
-    if n < 2 or cut is None:
+    if cut is None:
         f(out, axis, *args)
         return out
     key = os.getpid(), n  # a forked child has none of its parent's threads: it starts its own pool
@@ -244,6 +247,8 @@ def _rows(f, out, axis, *args):
 
 def _threaded(ufunc, *args, out):
     """ufunc(*args, out=out), on every thread for a big array (NumPy's own ufuncs use one)."""
+    if _THREADS < 2:
+        return ufunc(*args, out=out)
     return _rows(lambda o, _, *a: ufunc(*a, out=o), out, None, *args)
 
 

@@ -47,7 +47,8 @@ class TrainState:
     workspace: dict = field(default_factory=dict)
 
 
-ADAMW_BLOCK = 1 << 15  # elements per call of the AdamW card: its work arrays stay small and in cache
+ADAMW_BLOCK = 1 << 17  # elements per call of the AdamW card: small work arrays, few calls (4.8 ms a step at
+# the benchmark size, against 6.7 with 1 << 15 and 8.4 in one call over everything)
 
 
 class Trainer:
