@@ -220,6 +220,11 @@ CASES = [
       6, 16, "layer_norm needs input e", hint="layer_norm(e | …)", cards=["layer_norm"]),
     C("call-input-wrong-shape", card(BLOCK, "1 return Y = layer_norm(X^⊤ | γ, β)"),
       6, 27, ("layer_norm expects e ∈ ℝ^d", "X^⊤ ∈ ℝ^{ℓ×d}"), cards=["layer_norm"]),
+    C("call-input-rank-unbound-dimension",  # Head's T is bound by nothing yet: shown by its name
+      card('algorithm y ← Outer(x | W_k, W_q, W_v)\n  convention rows, 0-based\n  input  x ∈ ℝ^D\n'
+           '  output y ∈ ℝ^{d_h}\n  hyper  d_h ∈ ℕ\n  param  W_k, W_q, W_v ∈ ℝ^{D×d_h}\n',
+           "1 return y = Head(x | W_k, W_q, W_v)"),
+      7, 21, ("Head expects X ∈ ℝ^{T×D}", "x ∈ ℝ^D"), cards=["Head"], absent="?"),
     C("call-misspelt-algorithm", card(BLOCK, "1 return Y = layer_nrom(X | γ, β)"),
       6, 16, "unknown algorithm or function layer_nrom", hint="did you mean layer_norm?",
       cards=["layer_norm"]),

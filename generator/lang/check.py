@@ -163,6 +163,7 @@ class Checker(ExprRules, CallRules):
         self.base = card.convention.base
         self.rows = card.convention.axes == "rows"
         self.fresh_n = 0
+        self.stems: dict[str, str] = {}  # a fresh unknown -> the callee's name it stands for
         self.produced: set[str] = set()
         self.pending: dict[str, Decl] = {}  # output dimensions a step must define
         self.errors: list[CardError] = []
@@ -202,6 +203,7 @@ class Checker(ExprRules, CallRules):
 
     def fresh(self, stem: str = "n") -> Poly:
         self.fresh_n += 1
+        self.stems[f"?{stem}{self.fresh_n}"] = stem
         return Poly.sym(f"?{stem}{self.fresh_n}")
 
     def res(self, p: Poly) -> Poly:
@@ -251,9 +253,11 @@ class Checker(ExprRules, CallRules):
         if t.kind in ("group", "func"):
             return {"group": "a parameter group", "func": "a function"}[t.kind]
         if any(s.startswith(("?", "#")) for d in t.shape for s in d.symbols()):
-            run_time = {s: Poly.sym("…") for d in t.shape for s in d.symbols() if s.startswith("#")}
+            # a run-time length shows as …, a callee's dimension not yet bound by its own name
+            shown = {s: Poly.sym("…" if s.startswith("#") else self.stems.get(s, "…"))
+                     for d in t.shape for s in d.symbols() if s.startswith(("?", "#"))}
             t = Type({"real": "real", "boolean": "boolean"}.get(t.kind, "integer"),
-                     tuple(d.subst(run_time) for d in t.shape))
+                     tuple(d.subst(shown) for d in t.shape))
         return type_text(t)
 
     def near(self, name: str, pool) -> str | None:
