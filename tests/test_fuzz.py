@@ -202,20 +202,39 @@ def front_end(text: str, path: str = "<card>") -> None:
     """Parse and check ``text`` against the repo's cards: success or a located
     CardError (whose message renders), in under LIMIT seconds.  Any other
     exception propagates and fails the test."""
+    outcome, elapsed = timed_front_end(text, path)
+    if currently_in_test_context():
+        event(outcome)
+        target(elapsed, label="seconds")  # steer hypothesis towards slow inputs
+    # A slow input is slow every time; one slow run is the machine. On CI a 0.1 s check once counted
+    # 1.03 s and another 1.46 s of this thread's CPU, with the collector off, and neither repeated.
+    for _ in range(2):
+        if elapsed < LIMIT:
+            break
+        elapsed = min(elapsed, timed_front_end(text, path)[1])
+    assert elapsed < LIMIT, f"parse and check took {elapsed:.2f} s of CPU (the least of 3 runs)"
+
+
+def timed_front_end(text: str, path: str) -> tuple[str, float]:
+    """("checked" or "CardError", this thread's CPU seconds): not the process's, where a BLAS or
+    OpenMP pool left spinning by an earlier test adds, and with the collector off (a full collection
+    of the suite's heap is not the check's)."""
+    gc_was_on = gc.isenabled()
+    gc.disable()
     with cardgen_recursion_limit(), shallow_tracebacks():
-        start = time.thread_time()  # this thread's: a BLAS or OpenMP pool left spinning by an earlier test
-        try:                           # adds to the process's CPU time (seen once: 1.02 s for a 0.1 s check)
+        start = time.thread_time()
+        try:
             check(parse(text, path), Library(folders=[CARDS_DIR]))
             outcome = "checked"
         except CardError as e:
             assert e.line >= 1 and e.col >= 1, f"CardError at {e.line}:{e.col}: {e.message}"
             str(e)  # what the user sees: the message with the source line and a caret
             outcome = "CardError"
-        elapsed = time.thread_time() - start
-    if currently_in_test_context():
-        event(outcome)
-        target(elapsed, label="seconds")  # steer hypothesis towards slow inputs
-    assert elapsed < LIMIT, f"parse and check took {elapsed:.2f} s of CPU"
+        finally:
+            elapsed = time.thread_time() - start
+            if gc_was_on:
+                gc.enable()
+    return outcome, elapsed
 
 
 @pytest.fixture(scope="module", autouse=True)
