@@ -447,36 +447,37 @@ def walk_all(body):
             yield x
 
 
+def gradient_edges(body) -> list[tuple[str, str]]:
+    """(src, dst) for every step a value's dependence on a tensor takes forward, which its gradient
+    takes back: a real op's arguments to its result (not a comparison or a draw), into a loop, round
+    it (a value carried to the next pass), out of it, and into a loop's stacked results; in program
+    order, so that a pass over the list in order settles all but what loops carry round."""
+    edges: list[tuple[str, str]] = []
+    for x in body:
+        if isinstance(x, Loop):
+            edges += [(stacked, per_iteration) for stacked, per_iteration in x.sliced]
+            edges += [(outer, inner) for outer, inner, _ in x.carried]
+            edges += gradient_edges(x.body)
+            edges += [(res, inner) for _, inner, res in x.carried]
+            edges += [(res, outer) for outer, res in x.outs]
+            edges += [(v, whole) for whole, v, *_ in x.stacks]
+        elif x.prim not in NO_GRAD_PRIMS and x.kind == "real":
+            edges += [(a, x.out) for a in x.args]
+    return edges
+
+
 def needs_grad(prog: Program) -> set[str]:
     """Values that depend on a parameter or a real-valued input."""
     need = {v.name for v in prog.params} | {v.name for v in prog.inputs if v.kind == "real"}
-
-    def visit(body):
-        for x in body:
-            if isinstance(x, Loop):
-                for outer, inner, _ in x.carried:
-                    if outer in need:
-                        need.add(inner)
-                visit(x.body)
-                for _, inner, res in x.carried:  # a value carried round the loop: the next pass sees it
-                    if res in need:
-                        need.add(inner)
-                for res_outer, res in x.outs:
-                    if res in need:
-                        need.add(res_outer)
-                for whole, v, *_ in x.stacks:
-                    if v in need:
-                        need.add(whole)
-            elif x.prim not in NO_GRAD_PRIMS and any(a in need for a in x.args):
-                if x.kind == "real":
-                    need.add(x.out)
-    # Passes over the whole program, each loop body once a pass, until nothing changes: linear
-    # work a pass, and few passes (a dependency carried round a loop takes one more), where
-    # visiting each body twice per loop doubled the work at every level of nesting.
+    edges = gradient_edges(prog.body)
+    # Passes over the edges until nothing changes: few passes (a dependency carried round a loop
+    # takes one more).
     size = -1
     while size != len(need):
         size = len(need)
-        visit(prog.body)
+        for src, dst in edges:
+            if src in need:
+                need.add(dst)
     return need
 
 

@@ -14,7 +14,6 @@ import numpy as np
 
 from ..lang.check import Checked, Library
 from ..lang.shapes import Poly
-from .core import Loop
 from .emit import module_source
 from .lower import lower
 from .naming import ascii_name
@@ -160,44 +159,23 @@ def estimators_on_the_way(prog) -> dict[str, tuple[str, ...]]:
     """For each parameter and real input of ``prog`` (a lowered program), the cards of the
     straight-through rules its gradient flows through: those with a call whose input (a value the
     rule gives a gradient) the tensor reaches in the forward's dataflow, along the edges a gradient
-    takes back (real values, no comparison or draw; round loops and through loop results, as
-    ``ad.needs_grad`` follows them).  A tensor not named has no estimator on its way: its gradient
-    is to be the true one."""
-    from .ad import NO_GRAD_PRIMS
+    takes back (``ad.gradient_edges``, which ``ad.needs_grad`` follows too).  A tensor not named
+    has no estimator on its way: its gradient is to be the true one."""
+    from .ad import gradient_edges
     regions = [r for r in getattr(prog, "rules", ()) if r.straight_through]
     if not regions:
         return {}
     sources = [v.name for v in prog.params] + [v.name for v in prog.inputs if v.kind == "real"]
     reach: dict[str, set[str]] = {s: {s} for s in sources}  # value -> the tensors that reach it
-
-    def flow(src: str, dst: str) -> bool:
-        new = reach.get(src, set()) - reach.get(dst, set())
-        if new:
-            reach.setdefault(dst, set()).update(new)
-        return bool(new)
-
-    def visit(body) -> bool:
+    edges = gradient_edges(prog.body)
+    changed = True
+    while changed:
         changed = False
-        for x in body:
-            if isinstance(x, Loop):
-                for stacked, per_iteration in x.sliced:
-                    changed |= flow(stacked, per_iteration)
-                for outer, inner, _ in x.carried:
-                    changed |= flow(outer, inner)
-                changed |= visit(x.body)
-                for _, inner, res in x.carried:  # carried round the loop: the next pass sees it
-                    changed |= flow(res, inner)
-                for outer, res in x.outs:
-                    changed |= flow(res, outer)
-                for whole, v, *_ in x.stacks:
-                    changed |= flow(v, whole)
-            elif x.prim not in NO_GRAD_PRIMS and x.kind == "real":
-                for a in x.args:
-                    changed |= flow(a, x.out)
-        return changed
-
-    while visit(prog.body):
-        pass
+        for src, dst in edges:
+            new = reach.get(src, set()) - reach.get(dst, set())
+            if new:
+                reach.setdefault(dst, set()).update(new)
+                changed = True
     out: dict[str, list[str]] = {}
     for region in regions:
         for x, _ in region.grads:
