@@ -375,10 +375,13 @@ def measure_check_cost(cfg, params, x, n=40):
           f"({fwd:.1f} ms)")
 
 
-def training_steps(model, params, cfg, x, compare=(), jax=True):
-    """Whole training steps, AdamW included, on the same batch (B, T) of inputs and targets."""
+def training_steps(model, params, cfg, x, compare=(), jax=True, threads=1):
+    """Whole training steps, AdamW included, on the same batch (B, T) of inputs and targets. The
+    generated step runs ``threads`` shards of the batch, one per thread, each with one BLAS thread
+    (``Trainer(threads=…)``, ``cardgen train --threads``); PyTorch runs ``threads`` intra-op threads."""
     from cardgen.train.trainer import AdamWSettings, Trainer
-    trainer = Trainer(gpt2, ce, load_generated("AdamW"), cfg, AdamWSettings(lr=1e-4, weight_decay=0.01))
+    trainer = Trainer(gpt2, ce, load_generated("AdamW"), cfg, AdamWSettings(lr=1e-4, weight_decay=0.01),
+                      threads=threads)
     state = trainer.state(gpt2.Params(**{k: v.copy() for k, v in vars(params).items()}))  # zero moments
     tokens = np.concatenate([x, x[:, :1]], axis=1)  # (B, T+1): inputs x, next-token targets
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
@@ -570,7 +573,7 @@ def main():
         cfg = gpt2.Config(V=V, D=D, H=H, D_f=D_F, N=N, ctx=CTX)
         x = np.random.default_rng(1).integers(0, V, size=(B, T))
         tokens = torch.from_numpy(x)
-        steps = training_steps(model, params, cfg, x, jax=False) if args.train else {
+        steps = training_steps(model, params, cfg, x, jax=False, threads=args.threads) if args.train else {
             "generated": lambda: generated_step(cfg, params, x),
             "pytorch": lambda: torch_step(model, tokens),
             "hand-numpy": lambda: hand_numpy_step(params, x),
@@ -614,7 +617,7 @@ def main():
         measure_check_cost(cfg, params, x)
         return
     if args.train:
-        steps = training_steps(model, params, cfg, x, args.compare)
+        steps = training_steps(model, params, cfg, x, args.compare, threads=args.threads)
         print("timing whole training steps: forward, loss, backward, AdamW (lr 1e-4, weight decay 0.01)")
     time_round_robin(steps, args.warmup, args.pause)  # warm-up, discarded
     if args.profile:

@@ -306,6 +306,9 @@ MAX_BYTES = click.option("--max-bytes", default=16 * 2**30, show_default=True, t
 @click.option("--weight-decay", default=0.0, show_default=True)
 @click.option("--clip", default=1.0, show_default=True, help="Clip the gradient's global norm (0: off).")
 @click.option("--accumulate", default=1, show_default=True, type=POSITIVE, help="Micro-batches per step.")
+@click.option("--threads", default=1, show_default=True, type=POSITIVE,
+              help="Split each batch into this many shards, each run on a thread of its own with one BLAS "
+                   "thread (data parallelism); up to one per core.")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="A hyperparameter of the card.")
 @click.option("--config", "config", metavar="NAME",
               help="One of the card's named configurations (default: the one marked (training)); --set on top.")
@@ -324,15 +327,16 @@ MAX_BYTES = click.option("--max-bytes", default=16 * 2**30, show_default=True, t
 @click.option("--nproc", default=1, show_default=True, type=POSITIVE,
               help="With --engine torch: processes on this machine.")
 @guarded
-def train_cmd(card, data, steps, batch, seq, lr, lr_min, warmup, weight_decay, clip, accumulate, sets, config, out_dir,
-              resume, force, seed, dtype, eval_every, save_every, log_scale, engine, nproc):
+def train_cmd(card, data, steps, batch, seq, lr, lr_min, warmup, weight_decay, clip, accumulate, threads, sets, config,
+              out_dir, resume, force, seed, dtype, eval_every, save_every, log_scale, engine, nproc):
     """Train a model card on bytes of text with AdamW; SIGINT/SIGTERM save, --resume continues exactly."""
     from . import api
     if engine == "torch":  # cardgen.torch.ddp: the card in PyTorch, data-parallel on torch.distributed
-        unused = given_options(["lr_min", "warmup", "clip", "accumulate", "resume", "force", "eval_every",
+        unused = given_options(["lr_min", "warmup", "clip", "accumulate", "threads", "resume", "force", "eval_every",
                                 "save_every", "log_scale"])
         if unused:
-            raise CardError(f"--engine torch takes a constant --lr, no clipping, checkpoints or validation: "
+            raise CardError(f"--engine torch takes a constant --lr, no clipping, threads (--nproc instead), "
+                            "checkpoints or validation: "
                             f"drop {', '.join('--' + n.replace('_', '-') for n in unused)}")
         out = api.train_torch(card, data, steps=steps, batch=batch, seq=seq, lr=lr, weight_decay=weight_decay,
                               values=parse_sets(sets), out_dir=out_dir, seed=seed, nproc=nproc, dtype=dtype)
@@ -340,10 +344,10 @@ def train_cmd(card, data, steps, batch, seq, lr, lr_min, warmup, weight_decay, c
         return
     from .api import Settings
     given = given_options(["steps", "batch", "seq", "lr", "lr_min", "warmup", "weight_decay", "clip", "accumulate",
-                           "seed", "dtype", "eval_every", "save_every"])
+                           "threads", "seed", "dtype", "eval_every", "save_every"])
     settings = Settings(steps=steps, batch=batch, seq=seq or 0, lr=lr, lr_min=lr / 10 if lr_min is None else lr_min,
                         warmup=warmup, weight_decay=weight_decay, clip=clip, accumulate=accumulate, seed=seed,
-                        dtype=dtype, data={}, eval_every=eval_every, save_every=save_every)
+                        dtype=dtype, data={}, eval_every=eval_every, save_every=save_every, threads=threads)
     status = api.train(card, parse_sets(sets), settings, given, out_dir, resume, force, data, log_scale,
                    say=lambda m: click.echo(m, err=True), out=click.echo, config=config)
     sys.exit(status)

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -123,6 +124,64 @@ def test_accumulated_micro_batches_equal_one_big_batch(text):
         np.testing.assert_allclose(getattr(sa.params, name), getattr(sb.params, name), rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("settings", [AdamWSettings(lr=1e-2), AdamWSettings(lr=1e-2, clip_norm=0.5)],
+                         ids=["plain", "clipped"])
+def test_threads_shard_the_batch_and_sum_to_the_same_step(text, settings, monkeypatch):
+    """With threads, each batch splits into shards (uneven ones too: 5 sequences on 2 and 3 threads),
+    each runs on a thread of its own with one BLAS thread, and the steps are those of one thread up
+    to rounding; the same thread count gives the same numbers bit for bit; accumulation and clipping
+    see the sum."""
+    from threadpoolctl import threadpool_info
+    train, _ = text
+    cfg = GPT2.Config(V=256, D=16, H=2, D_f=32, N=1, ctx=16)
+    tokens = batches(train, 5, 16, np.random.default_rng(3))
+    seen = []
+    forward = GPT2.forward
+
+    def spy(*a, **k):
+        blas = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+        seen.append((threading.current_thread().name, a[2].shape[0], blas))
+        return forward(*a, **k)
+    monkeypatch.setattr(GPT2, "forward", spy)
+
+    def run(threads, micro):
+        trainer = Trainer(GPT2, CE, ADAMW, cfg, settings, threads=threads)
+        state = trainer.init(np.random.default_rng(0), np.float64)
+        losses = [trainer.step(state, micro) for _ in range(3)]
+        return losses, state
+    one, one_state = run(1, [tokens])
+    assert {name for name, _, _ in seen} == {threading.current_thread().name}
+    for threads, sizes in ((2, [2, 3]), (3, [2, 2, 1])):
+        seen.clear()
+        losses, state = run(threads, [tokens])
+        assert sorted(n for _, n, _ in seen[:threads]) == sorted(sizes)
+        assert all(name.startswith("cardgen-shard") and all(b == 1 for b in blas) for name, _, blas in seen)
+        np.testing.assert_allclose(losses, one, rtol=1e-13)
+        for name in vars(state.params):
+            np.testing.assert_allclose(getattr(state.params, name), getattr(one_state.params, name),
+                                       rtol=1e-11, atol=1e-13, err_msg=name)
+        again, again_state = run(threads, [tokens])
+        assert again == losses and all(np.array_equal(getattr(again_state.params, n), getattr(state.params, n))
+                                       for n in vars(state.params))
+    micro = [tokens[:3], tokens[3:]]  # two micro-batches, each split again
+    (plain, plain_state), (split, split_state) = run(1, micro), run(2, micro)
+    np.testing.assert_allclose(split, plain, rtol=1e-13)
+    for name in vars(plain_state.params):
+        np.testing.assert_allclose(getattr(split_state.params, name), getattr(plain_state.params, name),
+                                   rtol=1e-11, atol=1e-13, err_msg=name)
+
+
+def test_threads_are_refused_below_one_and_capped_at_the_batch():
+    cfg = BIGRAM.Config(V=256)
+    with pytest.raises(ValueError, match="at least 1"):
+        Trainer(BIGRAM, CE, ADAMW, cfg, threads=0)
+    trainer = Trainer(BIGRAM, CE, ADAMW, cfg, threads=4)
+    state = trainer.init(np.random.default_rng(0), np.float64)
+    tokens = np.random.default_rng(1).integers(0, 256, size=(1, 9))
+    loss, parts = trainer.shard_grads(state.params, tokens)
+    assert len(parts) == 1 and loss == Trainer(BIGRAM, CE, ADAMW, cfg).loss_and_grads(state.params, tokens)[0]
+
+
 def test_clipping_scales_the_update_to_the_global_norm(text):
     train, _ = text
     cfg = BIGRAM.Config(V=256)
@@ -177,6 +236,22 @@ def test_train_resumes_on_exactly_the_same_trajectory(tmp_path):
     sample = runner.invoke(main, ["sample", str(tmp_path / "a" / "checkpoint.safetensors"), "--prompt", "import ",
                                   "--tokens", "10", "--temperature", "0"])
     assert sample.exit_code == 0 and sample.output.startswith("import "), sample.output
+
+
+def test_train_with_threads_and_resume_only_with_the_same_count(tmp_path):
+    common = ["--batch", "4", "--seq", "16", "--eval-every", "5", "--lr", "3e-3", "--lr-min", "3e-3", *SMALL]
+    runner = CliRunner()
+    first = runner.invoke(main, ["train", "cards/GPT2.card", "--steps", "3", "--threads", "2", "--out",
+                                 str(tmp_path), *common])
+    assert first.exit_code == 0, first.output
+    other = runner.invoke(main, ["train", "cards/GPT2.card", "--steps", "5", "--resume", "--threads", "1",
+                                 "--out", str(tmp_path), *common])
+    assert other.exit_code == 1 and "--threads: 2 in the checkpoint, 1 now" in other.output, other.output
+    same = runner.invoke(main, ["train", "cards/GPT2.card", "--steps", "5", "--resume", "--out", str(tmp_path),
+                                *common])
+    assert same.exit_code == 0 and "resuming GPT2 at step 3" in same.output, same.output
+    torch_engine = runner.invoke(main, ["train", "cards/GPT2.card", "--engine", "torch", "--threads", "2"])
+    assert torch_engine.exit_code == 1 and "drop --threads" in torch_engine.output, torch_engine.output
 
 
 def test_ctrl_c_saves_a_checkpoint(tmp_path):

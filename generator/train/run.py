@@ -55,9 +55,10 @@ class Settings:
     data: dict  # name, bytes, sha256 of the training text
     eval_every: int = 100
     save_every: int = 100
+    threads: int = 1  # shards of each batch on threads of their own: the sum's rounding depends on it
 
     SHAPING = ("batch", "seq", "lr", "lr_min", "warmup", "weight_decay", "clip", "accumulate", "seed", "dtype",
-               "data")
+               "data", "threads")
 
     def schedule(self) -> Schedule:
         return Schedule(self.lr, self.lr_min, self.warmup, self.steps)
@@ -132,7 +133,7 @@ class Run:
         s = self.settings
         self.trainer = tr.Trainer(self.mods.model, self.mods.loss, self.mods.adamw, self.mods.config,
                                   tr.AdamWSettings(lr=s.lr, weight_decay=s.weight_decay, clip_norm=s.clip or None,
-                                                   accumulate=s.accumulate))
+                                                   accumulate=s.accumulate), threads=s.threads)
 
     def start(self) -> None:
         self.rng = np.random.default_rng(self.settings.seed)

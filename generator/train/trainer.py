@@ -13,6 +13,7 @@ Every number is computed by generated modules; this file only wires them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import types
@@ -56,11 +57,15 @@ class Trainer:
     into a training step."""
 
     def __init__(self, model: types.ModuleType, loss: types.ModuleType, adamw: types.ModuleType,
-                 config, settings: AdamWSettings | None = None):
+                 config, settings: AdamWSettings | None = None, threads: int = 1):
         self.model, self.loss, self.adamw = model, loss, adamw
         self.config = config
         self.settings = settings or AdamWSettings()
         self.takes_offset = len(_inputs(model)) == 2  # GPT2(x, p_start): positions start at 0
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, not {threads}")
+        self.threads = threads
+        self._pool = None
 
     def init(self, rng: np.random.Generator, dtype=np.float32) -> TrainState:
         return self.state(self.model.init_params(self.config, rng, dtype))
@@ -81,14 +86,50 @@ class Trainer:
 
     def loss_and_grads(self, params, tokens, workspace=None):
         """Mean next-token cross-entropy of a batch (B, T+1) and its gradient, shaped like Params."""
+        loss, parts = self.shard_grads(params, tokens, workspace)
+        grads = parts[0]
+        for g in parts[1:]:
+            for f in _fields(grads):
+                setattr(grads, f.name, getattr(grads, f.name) + getattr(g, f.name))
+        return loss, grads
+
+    def shard_grads(self, params, tokens, workspace=None):
+        """The mean loss of a batch and its gradient as a list of parts whose sum it is: one part, or
+        with ``threads`` > 1 one per shard of the batch, each computed on its own thread.
+
+        Data parallelism: the sequences are independent, so the batch splits along its first axis
+        into ``threads`` shards, each runs forward and backward on a thread of its own (NumPy releases
+        the GIL in its loops and matrix products) with its own workspace, its loss seeded with
+        1/B per sequence of the whole batch, and the weight gradient is the sum of the shards'.
+        OpenBLAS runs one thread per call meanwhile (threadpoolctl, if installed), so the shards
+        don't fight over the cores. The sum changes the rounding, not the maths: a run's numbers
+        depend on its thread count, not on timing."""
+        batch = tokens.shape[0]
+        n = min(self.threads, batch)
+        if n == 1:
+            return self._shard(params, tokens, workspace, batch, mean=True)
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="cardgen-shard")
+        bounds = np.linspace(0, batch, n + 1).round().astype(int).tolist()
+        spaces = [None if workspace is None else workspace.setdefault(("shard", i), {}) for i in range(n)]
+        with _one_blas_thread():
+            jobs = [self._pool.submit(self._shard, params, tokens[lo:hi], ws, batch)
+                    for lo, hi, ws in zip(bounds[:-1], bounds[1:], spaces, strict=True)]
+            done = [job.result() for job in jobs]
+        return sum(loss for loss, _ in done), [g for _, (g,) in done]
+
+    def _shard(self, params, tokens, workspace, batch: int, mean: bool = False):
+        """Loss and gradient of the sequences ``tokens`` out of a batch of ``batch``: each sequence's
+        loss weighs 1/batch."""
         x, y = tokens[:, :-1], tokens[:, 1:]
         logits, cache = self.logits(params, x, workspace)
         per_seq, ce_cache = self.loss.forward(self.loss.Config(), self.loss.Params(), logits, y, workspace=workspace)
-        batch = tokens.shape[0]
         _, d = self.loss.backward(self.loss.Config(), self.loss.Params(), ce_cache,
-                                  np.full(batch, 1.0 / batch, dtype=logits.dtype), workspace=workspace)
+                                  np.full(tokens.shape[0], 1.0 / batch, dtype=logits.dtype), workspace=workspace)
         grads, _ = self.model.backward(self.config, params, cache, d["P"], workspace=workspace)
-        return float(np.mean(per_seq)), grads
+        loss = float(np.mean(per_seq)) if mean else float(np.sum(per_seq, dtype=np.float64)) / batch
+        return loss, [grads]
 
     def evaluate(self, params, tokens, workspace=None) -> float:
         logits, _ = self.logits(params, tokens[:, :-1], workspace)
@@ -99,43 +140,50 @@ class Trainer:
         """One update: gradients of every micro-batch summed (mean), clipped, then AdamW at ``lr``
         (default: the settings' rate). Each step computes its gradients afresh: nothing carries
         over between steps."""
-        total, grads = 0.0, None
+        total, parts = 0.0, []
         n = len(micro_batches)
         for tokens in micro_batches:
-            loss, g = self.loss_and_grads(state.params, tokens, state.workspace)
+            loss, shards = self.shard_grads(state.params, tokens, state.workspace)
             total += loss
-            if grads is None:  # the next micro-batch reuses the workspace: keep a copy
-                grads = {f.name: getattr(g, f.name) if n == 1 else np.array(getattr(g, f.name), copy=True)
-                         for f in _fields(g)}
-            else:
-                for name in grads:
-                    grads[name] += getattr(g, name)
+            if n == 1:  # summed as AdamW gathers them
+                parts = [{f.name: getattr(g, f.name) for f in _fields(g)} for g in shards]
+                continue
+            for g in shards:  # the next micro-batch reuses the workspace: keep a sum of our own
+                if not parts:
+                    parts = [{f.name: np.array(getattr(g, f.name), copy=True) for f in _fields(g)}]
+                else:
+                    for name in parts[0]:
+                        parts[0][name] += getattr(g, name)
         if n > 1:
-            for name in grads:
-                grads[name] /= n
+            for name in parts[0]:
+                parts[0][name] /= n
         s = self.settings
         if s.clip_norm is not None:
+            grads = _summed(parts)
             norm = math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads.values()))
             if norm > s.clip_norm:
                 for name in grads:
                     grads[name] *= s.clip_norm / (norm + 1e-6)
+            parts = [grads]
         state.step += 1
         cfg = self.adamw.Config(eta=s.lr if lr is None else lr, beta_1=s.beta_1, beta_2=s.beta_2, eps=s.eps,
                                 lam=s.weight_decay)
-        self.update(state, grads, cfg)
+        self.update(state, parts, cfg)
         return total / n
 
-    def update(self, state: TrainState, grads: dict, cfg) -> None:
+    def update(self, state: TrainState, grads, cfg) -> None:
         """The AdamW card over every parameter, block by block of one flat θ, m and v (the fields of
         ``state`` are views of them): each block's gradient is gathered into a small buffer, the card
         runs on it, and its results are written back in place. Work arrays of one block instead of
         the whole model (45 MiB less at the benchmark size, and they stay in cache); element-wise,
-        so the numbers are the card's, parameter by parameter."""
+        so the numbers are the card's, parameter by parameter. ``grads``: a dict of gradients, or a
+        list of dicts whose sum the gradient is (the shards'), summed block by block as gathered."""
+        parts = grads if isinstance(grads, list) else [grads]
         names = [f.name for f in _fields(state.params)]
         theta, m, v = flat_state(state, names)
-        sizes = [np.size(grads[name]) for name in names]
+        sizes = [np.size(parts[0][name]) for name in names]
         starts = np.cumsum([0, *sizes]).tolist()
-        flat_grads = [np.ravel(grads[name]) for name in names]  # views: the backward's arrays are contiguous
+        flat_parts = [[np.ravel(part[name]) for name in names] for part in parts]  # views: contiguous arrays
         first = 0  # the first parameter the block may touch
         for lo in range(0, theta.size, ADAMW_BLOCK):
             hi = min(lo + ADAMW_BLOCK, theta.size)
@@ -145,7 +193,9 @@ class Trainer:
             k = first
             while k < len(names) and starts[k] < hi:  # the parameters this block overlaps
                 a, b = max(lo, starts[k]), min(hi, starts[k + 1])
-                g[a - lo:b - lo] = flat_grads[k][a - starts[k]:b - starts[k]]
+                g[a - lo:b - lo] = flat_parts[0][k][a - starts[k]:b - starts[k]]
+                for flat_grads in flat_parts[1:]:
+                    g[a - lo:b - lo] += flat_grads[k][a - starts[k]:b - starts[k]]
                 k += 1
             ws = state.workspace.setdefault(("AdamW", hi - lo), {})  # two sizes: full blocks, the last
             new = self.adamw.forward(cfg, self.adamw.Params(), theta[lo:hi], g, m[lo:hi], v[lo:hi], state.step,
@@ -177,6 +227,35 @@ class Trainer:
 
 def _fields(obj):
     return dataclasses.fields(obj)
+
+
+def _summed(parts: list[dict]) -> dict:
+    """One dict of gradients: the only part itself, or the parts' sum in new arrays, in order."""
+    if len(parts) == 1:
+        return parts[0]
+    out = {name: np.add(g, parts[1][name]) for name, g in parts[0].items()}
+    for part in parts[2:]:
+        for name in out:
+            out[name] += part[name]
+    return out
+
+
+_BLAS = []  # threadpoolctl's controller, made once: it looks through the loaded libraries
+
+
+@contextlib.contextmanager
+def _one_blas_thread():
+    """OpenBLAS (or whichever BLAS NumPy has) on one thread while shards run on threads of their
+    own, restored after; nothing if threadpoolctl is not installed."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        yield
+        return
+    if not _BLAS:
+        _BLAS.append(ThreadpoolController())
+    with _BLAS[0].limit(limits=1, user_api="blas"):
+        yield
 
 
 def flat_state(state: TrainState, names: list[str]):
