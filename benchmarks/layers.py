@@ -15,7 +15,10 @@ called with a workspace dict as benchmarks/gpt2_step.py does.
 
 Run it from the repository root (torch, transformers and threadpoolctl installed):
 
-    python benchmarks/layers.py [--threads N] [--steps S] [--size base|small] [--only encoder|decoder]
+    python benchmarks/layers.py [--threads N] [--steps S] [--size base|small] [--only encoder|decoder] [--no-shards]
+
+With --threads N > 1 the generated layer runs as cardgen.Sharded(module, N): the batch cut into N shards,
+each on a thread of its own with one BLAS thread; --no-shards runs it as one call instead.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import cardgen
 # name -> (D, H, D_f, T, T_z, B): "base" is BERT-base's / BART-base's layer at 128 tokens, batch 4
 SIZES = {"base": (768, 12, 3072, 128, 128, 4), "small": (256, 4, 1024, 128, 96, 8)}
 TOLERANCE = 1e-4
+SHARDS = 1  # --threads N: the generated layer runs as cardgen.Sharded(module, N) unless --no-shards
 
 # card parameter -> (HF tensor of the layer, transposed: nn.Linear keeps out × in)
 BERT = {"W_q": "attention.self.query.weight", "b_q": "attention.self.query.bias",
@@ -85,7 +89,8 @@ class Layer:
     """One benchmark row: the card's module and the transformers layer, with the same weights and inputs."""
 
     def __init__(self, card, mod, config, params, args, names, hf, hf_call, inputs):
-        self.card, self.mod, self.config, self.params, self.args = card, mod, config, params, args
+        self.card, self.config, self.params, self.args = card, config, params, args
+        self.mod = cardgen.Sharded(mod, SHARDS) if SHARDS > 1 else mod
         self.names, self.hf, self.hf_call, self.inputs = names, hf, hf_call, inputs
         self.workspace = {}
         y, _ = mod.forward(config, params, *args)
@@ -188,13 +193,21 @@ def main():
                              "base: D=768 H=12 D_f=3072 T=T_z=128 B=4")
     parser.add_argument("--only", choices=["encoder", "decoder"])
     parser.add_argument("--path", action="append", default=[], help="a folder to find cards in (repeatable)")
+    parser.add_argument("--no-shards", action="store_true",
+                        help="run the generated layer as one call (BLAS and the element-wise helpers on --threads "
+                             "threads) instead of cardgen.Sharded: --threads shards of the batch, one BLAS thread each")
     args = parser.parse_args()
+    global SHARDS
+    SHARDS = 1 if args.no_shards else args.threads
     torch.set_num_threads(args.threads)
-    os.environ["CARDGEN_THREADS"] = str(args.threads)  # the generated modules' element-wise helpers
+    if args.no_shards:
+        os.environ["CARDGEN_THREADS"] = str(args.threads)  # the generated modules' element-wise helpers
     threadpool_limits(limits=args.threads, user_api="blas")
     d, h, d_f, t, t_z, b = size = SIZES[args.size]
     print(f"layers, forward + backward, float32: D={d} H={h} D_f={d_f} T={t} T_z={t_z} B={b}; "
-          f"{args.threads} threads; torch {torch.__version__} eager; load average {os.getloadavg()[0]:.2f}")
+          f"{args.threads} threads; generated: "
+          f"{'one call' if SHARDS == 1 else f'cardgen.Sharded, {SHARDS} shards of one BLAS thread each'}; "
+          f"torch {torch.__version__} eager; load average {os.getloadavg()[0]:.2f}")
     rows = {"encoder": encoder, "decoder": decoder}
     layers = [make(size, args.path) for name, make in rows.items() if args.only in (None, name)]
     for layer in layers:

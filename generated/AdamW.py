@@ -62,6 +62,12 @@ class Params:
     pass
 
 
+# Each input's and output's axes in the card: a batched call puts batch axes in front of them (None:
+# takes none). cardgen.Sharded splits the first batch axis across threads.
+INPUT_RANKS = {"theta": 1, "g": 1, "m": 1, "v": 1, "t": None}
+OUTPUT_RANKS = {"theta_prime": 1, "m_prime": 1, "v_prime": 1}
+
+
 def init_params(config: Config, rng: np.random.Generator, dtype=np.float32) -> Params:
     """Draws parameters: scales (γ, g) start at one, offsets and biases (β, b) at zero,
     everything else from N(0, 0.02²), as GPT-2 does."""

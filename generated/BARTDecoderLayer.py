@@ -87,6 +87,12 @@ class Params:
     beta_3: np.ndarray  # beta_3 (D,)
 
 
+# Each input's and output's axes in the card: a batched call puts batch axes in front of them (None:
+# takes none). cardgen.Sharded splits the first batch axis across threads.
+INPUT_RANKS = {"X": 2, "Z": 2}
+OUTPUT_RANKS = {"e_hat_3": 2}
+
+
 def init_params(config: Config, rng: np.random.Generator, dtype=np.float32) -> Params:
     """Draws parameters: scales (γ, g) start at one, offsets and biases (β, b) at zero,
     everything else from N(0, 0.02²), as GPT-2 does."""

@@ -70,6 +70,12 @@ class Params:
     W_v: np.ndarray  # W_v (D, D·H_kv/H)
 
 
+# Each input's and output's axes in the card: a batched call puts batch axes in front of them (None:
+# takes none). cardgen.Sharded splits the first batch axis across threads.
+INPUT_RANKS = {"X": 2, "C": 2, "S": 2}
+OUTPUT_RANKS = {"V_tilde": 2}
+
+
 def init_params(config: Config, rng: np.random.Generator, dtype=np.float32) -> Params:
     """Draws parameters: scales (γ, g) start at one, offsets and biases (β, b) at zero,
     everything else from N(0, 0.02²), as GPT-2 does."""

@@ -16,7 +16,7 @@ sys.setrecursionlimit(max(sys.getrecursionlimit(), 10 * MAX_DEPTH))
 API = ("Card", "build", "check", "compile_card", "gradcheck", "interpret", "load", "load_all", "loads",
        "render", "search_path", "where")
 
-__all__ = ["CardError", "parse", "parse_file", *API]
+__all__ = ["CardError", "Sharded", "parse", "parse_file", *API]
 
 
 def __getattr__(name: str):
@@ -26,6 +26,9 @@ def __getattr__(name: str):
     if name == "CardError":
         from .lang.errors import CardError
         return CardError
+    if name == "Sharded":
+        from .train.shards import Sharded
+        return Sharded
     if name in ("parse", "parse_file"):
         from .lang import parse
         return getattr(parse, name)

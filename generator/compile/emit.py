@@ -204,9 +204,15 @@ def _module_source(checked: Checked, lib: Library, source_path: str, target: str
                                       f"{'token ids' if v.kind == 'int' else ''}")) for v in prog.inputs]
         + (rng_doc if prog.draws else []),
         output_shape=docstring(comment(", ".join(shape_comment(o.shape, o.batched) for o in prog.outputs))),
+        input_ranks=_ranks(prog.inputs), output_ranks=_ranks(prog.outputs),
         forward=drop_unused(fwd + [f"return {', '.join(o.name for o in prog.outputs)}, cache"]),
         backward=back, helpers=tg.helpers, extra=wrapper_code(prog, checked), target=target,
     )
+
+
+def _ranks(values) -> str:
+    """``{"X": 2, "t": None}``: each value's axes in the card, None for one that takes no batch axes."""
+    return "{" + ", ".join(f'"{v.name}": {len(v.shape) if v.batched else None}' for v in values) + "}"
 
 
 SETUP = re.compile(r"^(\s*)(\w+) = (config\.\w+|cache\[\"\w+\"\]|params\.\w+|[\w.]+\.shape(\[-?\d+\])?"

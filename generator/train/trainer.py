@@ -13,13 +13,14 @@ Every number is computed by generated modules; this file only wires them.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import types
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .shards import bounds, one_blas_thread
 
 
 @dataclass
@@ -111,11 +112,10 @@ class Trainer:
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="cardgen-shard")
-        bounds = np.linspace(0, batch, n + 1).round().astype(int).tolist()
         spaces = [None if workspace is None else workspace.setdefault(("shard", i), {}) for i in range(n)]
-        with _one_blas_thread():
+        with one_blas_thread():
             jobs = [self._pool.submit(self._shard, params, tokens[lo:hi], ws, batch)
-                    for lo, hi, ws in zip(bounds[:-1], bounds[1:], spaces, strict=True)]
+                    for (lo, hi), ws in zip(bounds(batch, n), spaces, strict=True)]
             done = [job.result() for job in jobs]
         return sum(loss for loss, _ in done), [g for _, (g,) in done]
 
@@ -238,24 +238,6 @@ def _summed(parts: list[dict]) -> dict:
         for name in out:
             out[name] += part[name]
     return out
-
-
-_BLAS = []  # threadpoolctl's controller, made once: it looks through the loaded libraries
-
-
-@contextlib.contextmanager
-def _one_blas_thread():
-    """OpenBLAS (or whichever BLAS NumPy has) on one thread while shards run on threads of their
-    own, restored after; nothing if threadpoolctl is not installed."""
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:
-        yield
-        return
-    if not _BLAS:
-        _BLAS.append(ThreadpoolController())
-    with _BLAS[0].limit(limits=1, user_api="blas"):
-        yield
 
 
 def flat_state(state: TrainState, names: list[str]):
