@@ -414,6 +414,10 @@ def training_steps(model, params, cfg, x, compare=(), jax=True, threads=1):
         return loss
 
     steps = {"generated": lambda: trainer.step(state, [tokens]), "pytorch": pytorch, "hand-numpy": hand_numpy}
+    if threads > 1:  # what the shards buy: the same trainer as one call, BLAS on `threads` threads
+        one = Trainer(gpt2, ce, load_generated("AdamW"), cfg, AdamWSettings(lr=1e-4, weight_decay=0.01))
+        one_state = one.state(gpt2.Params(**{k: v.copy() for k, v in vars(params).items()}))
+        steps[ONE_CALL] = lambda: one.step(one_state, [tokens])
     for rev in compare:
         steps[f"gen@{rev}"] = revision_training_step(rev, params, cfg, tokens)
     jax_step = jax_training_step(params, tokens) if jax else None
@@ -469,6 +473,7 @@ def jax_training_step(params, tokens):
 # ----------------------------------------------------------------------------- peak memory
 
 MEMORY_IMPLEMENTATIONS = ("generated", "pytorch", "hand-numpy")
+ONE_CALL = "gen-one-call"  # --train with --threads > 1: the generated step unsharded, beside the sharded one
 
 
 def current_rss_kib() -> int:
@@ -496,7 +501,7 @@ def report_memory(args):
     print(f"\npeak RSS of the {what}, {args.memory_steps} steps, one process per implementation:")
     print(f"  {'':<12} {'peak MiB':>9} {'set-up MiB':>11} {'step MiB':>9}")
     rows = {}
-    for name in MEMORY_IMPLEMENTATIONS:
+    for name in MEMORY_IMPLEMENTATIONS + ((ONE_CALL,) if args.train and args.threads > 1 else ()):
         cmd = [sys.executable, str(Path(__file__).resolve()), "--rss-of", name, "--size", args.size,
                "--threads", str(args.threads), "--memory-steps", str(args.memory_steps)]
         cmd += ["--train"] * args.train + ["--no-workspace"] * args.no_workspace
@@ -549,7 +554,8 @@ def main():
                         help="instead of timing, report the peak RSS of each implementation's step, each "
                              "measured in a process of its own (with --train: whole training steps)")
     parser.add_argument("--memory-steps", type=int, default=3, help="steps per --memory process (default 3)")
-    parser.add_argument("--rss-of", choices=MEMORY_IMPLEMENTATIONS, help=argparse.SUPPRESS)  # --memory's child
+    # --memory runs one child process per implementation:
+    parser.add_argument("--rss-of", choices=(*MEMORY_IMPLEMENTATIONS, ONE_CALL), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.unset_blas_env and any(v in os.environ for v in OPENBLAS_VARS):
         env = {k: v for k, v in os.environ.items() if k not in OPENBLAS_VARS}

@@ -171,6 +171,37 @@ def test_threads_shard_the_batch_and_sum_to_the_same_step(text, settings, monkey
                                    rtol=1e-11, atol=1e-13, err_msg=name)
 
 
+def test_adamw_blocks_run_side_by_side_with_the_same_numbers(monkeypatch):
+    """With threads, the update's blocks are shared out among the threads, each with its own work
+    arrays; element-wise, so θ, m and v come out bit for bit as with one thread."""
+    cfg = GPT2.Config(V=32, D=16, H=2, D_f=64, N=2, ctx=8)
+    monkeypatch.setattr(trainer_module, "ADAMW_BLOCK", 4000)  # blocks of 1000 with threads
+    calls = []
+    forward = ADAMW.forward
+    monkeypatch.setattr(ADAMW, "forward",
+                        lambda *a, **k: calls.append((threading.current_thread().name, a[2].size)) or forward(*a, **k))
+    states = []
+    for threads in (1, 2):
+        trainer = Trainer(GPT2, CE, ADAMW, cfg, AdamWSettings(lr=1e-2, weight_decay=0.1), threads=threads)
+        state = trainer.init(np.random.default_rng(0), np.float32)
+        grads = {n: np.random.default_rng(1).standard_normal(np.shape(getattr(state.params, n))).astype(np.float32)
+                 for n in vars(state.params)}
+        adamw_cfg = ADAMW.Config(eta=1e-2, beta_1=0.9, beta_2=0.999, eps=1e-8, lam=0.1)
+        for step in (1, 2):
+            state.step = step
+            trainer.update(state, grads, adamw_cfg)
+        states.append(state)
+    one, two = states
+    for holder in ("params", "m", "v"):
+        for n in vars(one.params):
+            assert np.array_equal(getattr(getattr(one, holder), n), getattr(getattr(two, holder), n)), (holder, n)
+    size = sum(np.size(p) for p in vars(one.params).values())
+    by_thread = [s for name, s in calls if name.startswith("cardgen-shard")]
+    assert [s for name, s in calls if not name.startswith("cardgen-shard")] == 2 * (
+        [4000] * (size // 4000) + [size % 4000] * (size % 4000 > 0))
+    assert sorted(by_thread) == sorted(2 * ([1000] * (size // 1000) + [size % 1000] * (size % 1000 > 0)))
+
+
 def test_threads_are_refused_below_one_and_capped_at_the_batch():
     cfg = BIGRAM.Config(V=256)
     with pytest.raises(ValueError, match="at least 1"):

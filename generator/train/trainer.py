@@ -49,8 +49,10 @@ class TrainState:
     workspace: dict = field(default_factory=dict)
 
 
-ADAMW_BLOCK = 1 << 17  # elements per call of the AdamW card: small work arrays, few calls (4.8 ms a step at
-# the benchmark size, against 6.7 with 1 << 15 and 8.4 in one call over everything)
+# Elements per call of the AdamW card: small work arrays (11 of them, a set per block size), few calls.
+# At the benchmark size, one thread: 7.3 ms a step and 5.0 MiB of work arrays; 1 << 15: 9.1 ms, 1.5 MiB;
+# 8.4 ms in one call over everything, 45 MiB. With threads, blocks a quarter of this size run side by side.
+ADAMW_BLOCK = 1 << 17
 
 
 class Trainer:
@@ -109,12 +111,9 @@ class Trainer:
         n = min(self.threads, batch)
         if n == 1:
             return self._shard(params, tokens, workspace, batch, mean=True)
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="cardgen-shard")
         spaces = [None if workspace is None else workspace.setdefault(("shard", i), {}) for i in range(n)]
         with one_blas_thread():
-            jobs = [self._pool.submit(self._shard, params, tokens[lo:hi], ws, batch)
+            jobs = [self._executor().submit(self._shard, params, tokens[lo:hi], ws, batch)
                     for (lo, hi), ws in zip(bounds(batch, n), spaces, strict=True)]
             done = [job.result() for job in jobs]
         return sum(loss for loss, _ in done), [g for _, (g,) in done]
@@ -184,24 +183,39 @@ class Trainer:
         sizes = [np.size(parts[0][name]) for name in names]
         starts = np.cumsum([0, *sizes]).tolist()
         flat_parts = [[np.ravel(part[name]) for name in names] for part in parts]  # views: contiguous arrays
-        first = 0  # the first parameter the block may touch
-        for lo in range(0, theta.size, ADAMW_BLOCK):
-            hi = min(lo + ADAMW_BLOCK, theta.size)
-            g = _flat_buffer(state.workspace, ("AdamW:g", hi - lo), hi - lo, theta.dtype)
-            while starts[first + 1] <= lo:
-                first += 1
-            k = first
-            while k < len(names) and starts[k] < hi:  # the parameters this block overlaps
-                a, b = max(lo, starts[k]), min(hi, starts[k + 1])
-                g[a - lo:b - lo] = flat_parts[0][k][a - starts[k]:b - starts[k]]
-                for flat_grads in flat_parts[1:]:
-                    g[a - lo:b - lo] += flat_grads[k][a - starts[k]:b - starts[k]]
-                k += 1
-            ws = state.workspace.setdefault(("AdamW", hi - lo), {})  # two sizes: full blocks, the last
-            new = self.adamw.forward(cfg, self.adamw.Params(), theta[lo:hi], g, m[lo:hi], v[lo:hi], state.step,
-                                     workspace=ws)
-            for flat, block in zip((theta, m, v), new[:3], strict=True):
-                flat[lo:hi] = block  # the card has read its inputs: the block is written in place
+        size = ADAMW_BLOCK if self.threads == 1 else ADAMW_BLOCK // 4  # blocks side by side: work arrays each
+        blocks = [(lo, min(lo + size, theta.size)) for lo in range(0, theta.size, size)]
+
+        def run(i: int, blocks: list[tuple[int, int]]):  # a run of blocks, on thread i, with its own arrays
+            first = 0  # the first parameter the block may touch
+            for lo, hi in blocks:
+                g = _flat_buffer(state.workspace, ("AdamW:g", i, hi - lo), hi - lo, theta.dtype)
+                while starts[first + 1] <= lo:
+                    first += 1
+                k = first
+                while k < len(names) and starts[k] < hi:  # the parameters this block overlaps
+                    a, b = max(lo, starts[k]), min(hi, starts[k + 1])
+                    g[a - lo:b - lo] = flat_parts[0][k][a - starts[k]:b - starts[k]]
+                    for flat_grads in flat_parts[1:]:
+                        g[a - lo:b - lo] += flat_grads[k][a - starts[k]:b - starts[k]]
+                    k += 1
+                ws = state.workspace.setdefault(("AdamW", i, hi - lo), {})  # two sizes: full blocks, the last
+                new = self.adamw.forward(cfg, self.adamw.Params(), theta[lo:hi], g, m[lo:hi], v[lo:hi], state.step,
+                                         workspace=ws)
+                for flat, block in zip((theta, m, v), new[:3], strict=True):
+                    flat[lo:hi] = block  # the card has read its inputs: the block is written in place
+        runs = [blocks[lo:hi] for lo, hi in bounds(len(blocks), self.threads)]
+        if len(runs) == 1:
+            return run(0, runs[0])
+        jobs = [self._executor().submit(run, i, r) for i, r in enumerate(runs)]  # disjoint blocks: no races
+        for job in jobs:
+            job.result()
+
+    def _executor(self):
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="cardgen-shard")
+        return self._pool
 
     def generate(self, params, prompt, n_tokens: int, temperature: float, rng: np.random.Generator,
                  context: int | None = None) -> np.ndarray:
