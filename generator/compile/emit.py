@@ -217,10 +217,13 @@ SETUP = re.compile(r"^(\s*)(\w+) = (config\.\w+|cache\[\"\w+\"\]|params\.\w+|[\w
 WORD = re.compile(r"(?<![\w.])\w+")  # x.dtype is no use of dtype
 
 
+LITERALS = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
 def drop_unused(lines: list[str]) -> list[str]:
     """Set-up lines (a size from config, a value from the cache) for names nothing reads."""
     def code(line: str) -> str:  # comments and string literals are no use of a name
-        return re.sub(r"'[^']*'|\"[^\"]*\"", "", line.split("#")[0])
+        return LITERALS.sub("", line.split("#")[0])
     uses = Counter(WORD.findall("\n".join(code(line) for line in lines)))  # one pass, not one per line
     kept = []
     for line in lines:
@@ -341,16 +344,13 @@ def division_checks(prog: Program) -> list[str]:
     shapes = [v.shape for v in prog.inputs + prog.params] + [op.shape for op in walk(prog.body)]
     shapes += [(item.count,) for item in prog.body if isinstance(item, Loop)]
     seen: dict[str, tuple[Poly, Poly]] = {}
-    for shape in shapes:
-        for dim in shape:
-            if not isinstance(dim, Poly):
+    for dim in dict.fromkeys(d for shape in shapes for d in shape if isinstance(d, Poly)):  # each once, in order
+        for mono, coef in dim.terms:
+            den = Poly(((tuple((s, -e) for s, e in mono if e < 0), Fraction(coef.denominator)),))
+            if den == Poly.const(1):
                 continue
-            for mono, coef in dim.terms:
-                den = Poly(((tuple((s, -e) for s, e in mono if e < 0), Fraction(coef.denominator)),))
-                if den == Poly.const(1):
-                    continue
-                num = Poly(((tuple((s, e) for s, e in mono if e > 0), Fraction(abs(coef.numerator))),))
-                seen.setdefault(poly_text(num.divide(den)), (num, den))
+            num = Poly(((tuple((s, e) for s, e in mono if e > 0), Fraction(abs(coef.numerator))),))
+            seen.setdefault(poly_text(num.divide(den)), (num, den))
     lines = [f"_check_divides({text!r}, {py_dim(num)}, {py_dim(den)}, {poly_text(num)!r}, {poly_text(den)!r})"
              for text, (num, den) in seen.items()]
     # A length such as ℓ − 11 (Σ_{t=11}^{ℓ−1}) is negative for a sequence too short for the card.
@@ -380,18 +380,19 @@ def saved_names(prog: Program, bwd: Backward) -> list[str]:
     """What the forward keeps for the backward: the values it reads, the shapes
     it needs, and scalar inputs (slice offsets such as p_start)."""
     out = list(bwd.saved)
-    out += [s for s, x in bwd.shapes if s not in out and _top_level(x, prog)]
+    inside = _in_loops(prog)
+    out += [s for s, x in bwd.shapes if s not in out and x not in inside]  # saved once, not per layer
     out += [v.name for v in prog.inputs if not v.shape and v.name not in out]
     return out
 
 
-def _top_level(x, prog) -> bool:
-    """Defined outside every loop body (so saved once, not per layer)."""
+def _in_loops(prog) -> set[str]:
+    """The values defined inside a loop body."""
     inside = set()
     for item in prog.body:
         if isinstance(item, Loop):
             inside |= {op.out for op in walk(item.body)} | {i for _, i, _ in item.carried}
-    return x not in inside
+    return inside
 
 
 def body(items, w: Writer, indent: str, shape_names, bwd: Backward):
