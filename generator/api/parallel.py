@@ -2,8 +2,9 @@
 to forked worker processes and gather the results in the files' order, so what they print is what
 one process prints, byte for byte.
 
-Only where it pays and is safe: at least ``MIN_FILES`` files, more than one core to run on, and a
-platform with ``fork`` (the workers start as copies of this process, with cardgen imported and the
+Only where it pays and is safe: at least ``MIN_FILES`` files, more than one core that no other
+process is running on (``idle_cores``; ``CARDGEN_JOBS=N`` decides instead), and a platform with
+``fork`` (the workers start as copies of this process, with cardgen imported and the
 parser loaded, instead of importing everything again). Each worker keeps its own Libraries (a
 callee is checked once per worker, not once per card). What crosses back is pickled: errors
 (CardError pickles whole, see ``lang/errors.py``) and text, never a Card.
@@ -46,14 +47,17 @@ def idle_cores() -> int:
 
 def workers(files: int, jobs: int | None = None) -> int:
     """How many processes to use for ``files`` files (``jobs``: asked for; None: decide)."""
-    import multiprocessing
-    if "fork" not in multiprocessing.get_all_start_methods() or multiprocessing.current_process().daemon:
-        return 1  # no fork; or a daemonic worker of someone's pool, which may not start processes
     if jobs is None and os.environ.get("CARDGEN_JOBS", "").strip().isdigit():
         jobs = int(os.environ["CARDGEN_JOBS"])  # 1: one process, whatever the count
     if jobs is None:
         jobs = idle_cores() if files >= MIN_FILES else 1
-    return max(1, min(jobs, files))
+    jobs = max(1, min(jobs, files))
+    if jobs == 1:
+        return 1  # without importing multiprocessing (~16 ms): one card is checked in one process
+    import multiprocessing
+    if "fork" not in multiprocessing.get_all_start_methods() or multiprocessing.current_process().daemon:
+        return 1  # no fork; or a daemonic worker of someone's pool, which may not start processes
+    return jobs
 
 
 def map_files(fn: Callable, files: Sequence, *args, jobs: int | None = None) -> list:
@@ -81,7 +85,7 @@ def _order_dependent(result) -> bool:
     in another order than one process would name it otherwise. Such results are made again in this
     process (a cycle is a rare mistake; the report must not depend on the workers)."""
     if isinstance(result, CardError):
-        return "in a cycle" in str(result)
+        return "in a cycle" in result.message  # or in what a caller says of its callee's errors
     if isinstance(result, list | tuple):
         return any(_order_dependent(x) for x in result)
     return False
