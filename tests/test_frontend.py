@@ -117,7 +117,8 @@ def test_cache_folder_follows_the_environment(monkeypatch, tmp_path):
 
 
 def test_check_parses_and_checks_each_card_once(monkeypatch):
-    """`cardgen check cards/` shares one Library: a callee is parsed once, not once per caller."""
+    """`cardgen check cards/` shares one Library: a callee is parsed once, not once per caller (in
+    one process: with workers, once per worker, see test_parallel.py)."""
     parsed = []
     real = parse_mod.parse
 
@@ -125,7 +126,7 @@ def test_check_parses_and_checks_each_card_once(monkeypatch):
         parsed.append(path)
         return real(text, path)
     monkeypatch.setattr(parse_mod, "parse", counting)
-    res = CliRunner().invoke(main, ["check", "cards/"])
+    res = CliRunner().invoke(main, ["check", "cards/"], env={"CARDGEN_JOBS": "1"})
     assert res.exit_code == 0, res.output
     assert sorted(parsed) == sorted(f"cards/{p.name}" for p in CARDS)
 
