@@ -83,7 +83,9 @@ def check_cmd(paths, fmt, verbose):
     """Parse and type-check cards (files, folders or names on the search path); report every error of
     every file."""
     from . import api
-    report = api.check(paths)
+    # -v prints what each card calls, so it needs the cards; the errors alone can come from
+    # worker processes, many files at once (the same report, in the same order)
+    report = api.check(paths) if verbose else api.check_errors(paths)
     for f in report.files if verbose else ():
         if f.card is not None:
             click.echo(f"{f.name}: {f.card.name}", err=fmt != "text")

@@ -117,7 +117,8 @@ def test_cache_folder_follows_the_environment(monkeypatch, tmp_path):
 
 
 def test_check_parses_and_checks_each_card_once(monkeypatch):
-    """`cardgen check cards/` shares one Library: a callee is parsed once, not once per caller."""
+    """`cardgen check cards/` shares one Library: a callee is parsed once, not once per caller (in
+    one process: with workers, once per worker, see test_parallel.py)."""
     parsed = []
     real = parse_mod.parse
 
@@ -125,7 +126,7 @@ def test_check_parses_and_checks_each_card_once(monkeypatch):
         parsed.append(path)
         return real(text, path)
     monkeypatch.setattr(parse_mod, "parse", counting)
-    res = CliRunner().invoke(main, ["check", "cards/"])
+    res = CliRunner().invoke(main, ["check", "cards/"], env={"CARDGEN_JOBS": "1"})
     assert res.exit_code == 0, res.output
     assert sorted(parsed) == sorted(f"cards/{p.name}" for p in CARDS)
 
@@ -161,3 +162,27 @@ def test_cardgen_still_exports_parse_lazily():
     assert cardgen.parse is parse_mod.parse and cardgen.CardError is CardError
     with pytest.raises(AttributeError):
         cardgen.no_such_name  # noqa: B018
+
+
+def test_the_module_template_is_compiled_once_and_kept_privately(tmp_path, monkeypatch):
+    """The compiled module template is kept beside the parser (~25 ms a run); a file there that
+    others could have written is not executed."""
+    from cardgen.compile.emit import _env
+    monkeypatch.setenv("CARDGEN_CACHE_DIR", str(tmp_path))
+    values = {name: "" for name in ("header", "doc", "source_path")}
+    first = _env.__wrapped__().get_template("module.py.j2")  # a fresh Environment: compiles it, keeps it
+    (kept,) = tmp_path.glob("template-*.jinja")
+    assert kept.stat().st_mode & 0o777 == 0o600
+
+    def compiles(*a, **kw):
+        raise AssertionError("compiled again")
+    env = _env.__wrapped__()
+    monkeypatch.setattr(env, "compile", compiles)
+    again = env.get_template("module.py.j2")  # loaded from the file
+    assert again.render(**values) == first.render(**values)
+
+    kept.chmod(0o666)
+    env = _env.__wrapped__()
+    monkeypatch.setattr(env, "compile", compiles)
+    with pytest.raises(AssertionError, match="compiled again"):
+        env.get_template("module.py.j2")

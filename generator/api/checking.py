@@ -71,19 +71,39 @@ class Report:
 def check(sources, path: Paths = None) -> Report:
     """Check every card among ``sources`` (files, folders, names on the search path; ``-`` reads
     standard input) as ``cardgen check`` does: parse, types and shapes, and whether it compiles."""
+    files, extra = _files(sources), _folders(path)
+    libs: dict = {}
+    return Report([FileReport(Path(f), *_check_file(f, extra, libs)) for f in files])
+
+
+def check_errors(sources, path: Paths = None, jobs: int | None = None) -> Report:
+    """:func:`check` without the cards (every ``FileReport.card`` is None, whether the file parsed
+    or not): the errors of every file, in the same order, for ``cardgen check``. With many files it
+    runs on several cores (forked workers, see ``api/parallel.py``; ``jobs``: how many, 1: none)."""
+    from .parallel import map_files
+    files = _files(sources)
+    errors = map_files(_file_errors, files, _folders(path), jobs=jobs)
+    return Report([FileReport(Path(f), None, errs) for f, errs in zip(files, errors, strict=True)])
+
+
+def _files(sources) -> list:
     files = card_paths(_sources(sources))
     if not files:
         raise CardError(f"no .card files in {', '.join(map(str, _sources(sources)))}")
-    extra, libs = _folders(path), {}
-    out = []
-    for f in files:
-        lib = library_for(str(f), extra, shared=libs)
-        checked, errs = diagnose(str(f), lib)
-        card = Card(checked, lib) if checked is not None else None
-        if not errs:
-            try:
-                card.module_text()  # what build would refuse, check refuses (and the card keeps the module)
-            except CardError as e:
-                errs = [e]
-        out.append(FileReport(Path(f), card, errs))
-    return Report(out)
+    return files
+
+
+def _check_file(f, extra, libs: dict) -> tuple[Card | None, list[CardError]]:
+    lib = library_for(str(f), extra, shared=libs)
+    checked, errs = diagnose(str(f), lib)
+    card = Card(checked, lib) if checked is not None else None
+    if not errs:
+        try:
+            card.module_text()  # what build would refuse, check refuses (and the card keeps the module)
+        except CardError as e:
+            errs = [e]
+    return card, errs
+
+
+def _file_errors(f, extra, libs: dict) -> list[CardError]:
+    return _check_file(f, extra, libs)[1]

@@ -42,30 +42,32 @@ class Built:
 
 
 def build_report(sources=(), out_dir: str | os.PathLike | None = None, target: str = "numpy", *,
-                 check_only: bool = False, force: bool = False, path: Paths = None) -> Built:
+                 check_only: bool = False, force: bool = False, path: Paths = None,
+                 jobs: int | None = None) -> Built:
     """Generate the module of every card among ``sources`` (default ``cards/``) into ``out_dir``
     (default ``generated/``, or ``generated/array_api/``); ``check_only`` writes nothing and lists
-    in ``changed`` what would change. A card that fails is reported in ``errors``, not raised."""
-    from ..compile.outputs import add_module, check_compiles
+    in ``changed`` what would change. A card that fails is reported in ``errors``, not raised.
+    With many cards the modules are generated on several cores (forked workers, see
+    ``api/parallel.py``; ``jobs``: how many, 1: none); the result is the same."""
+    from ..compile.outputs import add_module, check_compiles, module_file
+    from .parallel import map_files
     if out_dir is not None and not str(out_dir).strip():
         raise CardError("-o/--out: the output folder's name is empty")
     files = card_paths(_sources(sources) or ["cards"])
     result = Built(Path(out_dir or DEFAULT_OUT.get(target, "generated")), cards=len(files))
     out = result.out
     modules: dict[str, tuple[str, str]] = {}  # file name -> (card file, module text)
-    libs: dict = {}
-    for f in files:
-        try:
-            card = load(f, path, compiles=False, shared=libs)
-            text = module_text(card, target)
-        except CardError as e:
-            result.errors.append(e)
-            continue
-        if text is None:  # a training or inference card, for a target other than NumPy: say why, go on
-            result.skipped.append((f, no_module_reason(card, target)))
-            continue
-        add_module(modules, card.name, str(f), text, out)
-    check_compiles(modules, out)  # every module compiles, or none is written
+    compiled: dict[str, str | None] = {}  # file name -> why its module does not compile, or None
+    made = map_files(_card_module, files, path, target, out, jobs=jobs)
+    for f, (name, text, why, bad) in zip(files, made, strict=True):
+        if isinstance(why, CardError):
+            result.errors.append(why)
+        elif text is None:  # a training or inference card, for a target other than NumPy: say why, go on
+            result.skipped.append((f, why))
+        else:
+            add_module(modules, name, str(f), text, out)
+            compiled[module_file(name)] = bad
+    check_compiles(modules, out, compiled)  # every module compiles, or none is written
     if not check_only and out.is_dir():
         remove_leftovers(out)  # from a build that was killed: ours, and never followed
         for leftover in out.glob(".*.py.tmp"):  # the fixed names of older cardgens
@@ -86,6 +88,22 @@ def build_report(sources=(), out_dir: str | os.PathLike | None = None, target: s
         atomic_write(inside(out, name) if not file.is_symlink() else file, text)
         result.written.append(file)
     return result
+
+
+def _card_module(f, path: Paths, target: str, out: Path, libs: dict):
+    """(card name, module text, None, why the module does not compile or None), or (card name,
+    None, why there is no module, None) for a training or inference card and a target other than
+    NumPy, or (None, None, the error, None). The module is compiled here, in the worker (as the
+    file it will be written to, for the same message), not in the parent one after another."""
+    from ..compile.outputs import compile_error, module_file
+    try:
+        card = load(f, path, compiles=False, shared=libs)
+        text = module_text(card, target)
+    except CardError as e:
+        return None, None, e, None
+    if text is None:
+        return card.name, None, no_module_reason(card, target), None
+    return card.name, text, None, compile_error(text, str(Path(out) / module_file(card.name)))
 
 
 def build(sources=(), out_dir: str | os.PathLike | None = None, target: str = "numpy", *,

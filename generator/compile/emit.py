@@ -33,11 +33,42 @@ from .wrappers import wrapper_code
 COMMENT_COL = 60
 
 
-@cache  # one per process: Jinja compiles a template once per Environment (~40 ms each)
+@cache  # one per process: Jinja compiles a template once per Environment (~25 ms each)
 def _env() -> jinja2.Environment:
     loader = jinja2.PackageLoader("cardgen.compile", "templates")
     return jinja2.Environment(loader=loader, trim_blocks=True, lstrip_blocks=True,
-                              keep_trailing_newline=True, autoescape=False)
+                              keep_trailing_newline=True, autoescape=False, bytecode_cache=_TemplateCache())
+
+
+class _TemplateCache(jinja2.BytecodeCache):
+    """The compiled template, kept between runs beside the parser (``lang.parse.cache_dir``, with
+    its rules: ours and private, else not read; any failure means compiling it afresh). Jinja
+    checks the template's checksum and Python's version; the file name holds Jinja's version."""
+
+    def _file(self, bucket: jinja2.bccache.Bucket):
+        from ..lang.parse import cache_dir
+        folder = cache_dir()
+        return None if folder is None else folder / f"template-{jinja2.__version__}-{bucket.key[:32]}.jinja"
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        from ..lang.parse import _read_private
+        path = self._file(bucket)
+        data = _read_private(path) if path is not None else None
+        if data is not None:
+            bucket.bytecode_from_string(data)  # a wrong magic or checksum leaves the bucket empty
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        from ..lang.files import atomic_write
+        from ..lang.parse import _private
+        path = self._file(bucket)
+        if path is None:
+            return
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if _private(path.parent):
+                atomic_write(path, bucket.bytecode_to_string(), 0o600)
+        except OSError:
+            pass  # a read-only home, a full disk: compile it each time
 
 
 def shape_comment(shape, batched: bool) -> str:
@@ -223,10 +254,13 @@ SETUP = re.compile(r"^(\s*)(\w+) = (config\.\w+|cache\[\"\w+\"\]|params\.\w+|[\w
 WORD = re.compile(r"(?<![\w.])\w+")  # x.dtype is no use of dtype
 
 
+LITERALS = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
 def drop_unused(lines: list[str]) -> list[str]:
     """Set-up lines (a size from config, a value from the cache) for names nothing reads."""
     def code(line: str) -> str:  # comments and string literals are no use of a name
-        return re.sub(r"'[^']*'|\"[^\"]*\"", "", line.split("#")[0])
+        return LITERALS.sub("", line.split("#")[0])
     uses = Counter(WORD.findall("\n".join(code(line) for line in lines)))  # one pass, not one per line
     kept = []
     for line in lines:
@@ -347,16 +381,13 @@ def division_checks(prog: Program) -> list[str]:
     shapes = [v.shape for v in prog.inputs + prog.params] + [op.shape for op in walk(prog.body)]
     shapes += [(item.count,) for item in prog.body if isinstance(item, Loop)]
     seen: dict[str, tuple[Poly, Poly]] = {}
-    for shape in shapes:
-        for dim in shape:
-            if not isinstance(dim, Poly):
+    for dim in dict.fromkeys(d for shape in shapes for d in shape if isinstance(d, Poly)):  # each once, in order
+        for mono, coef in dim.terms:
+            den = Poly(((tuple((s, -e) for s, e in mono if e < 0), Fraction(coef.denominator)),))
+            if den == Poly.const(1):
                 continue
-            for mono, coef in dim.terms:
-                den = Poly(((tuple((s, -e) for s, e in mono if e < 0), Fraction(coef.denominator)),))
-                if den == Poly.const(1):
-                    continue
-                num = Poly(((tuple((s, e) for s, e in mono if e > 0), Fraction(abs(coef.numerator))),))
-                seen.setdefault(poly_text(num.divide(den)), (num, den))
+            num = Poly(((tuple((s, e) for s, e in mono if e > 0), Fraction(abs(coef.numerator))),))
+            seen.setdefault(poly_text(num.divide(den)), (num, den))
     lines = [f"_check_divides({text!r}, {py_dim(num)}, {py_dim(den)}, {poly_text(num)!r}, {poly_text(den)!r})"
              for text, (num, den) in seen.items()]
     # A length such as ℓ − 11 (Σ_{t=11}^{ℓ−1}) is negative for a sequence too short for the card.
@@ -386,18 +417,19 @@ def saved_names(prog: Program, bwd: Backward) -> list[str]:
     """What the forward keeps for the backward: the values it reads, the shapes
     it needs, and scalar inputs (slice offsets such as p_start)."""
     out = list(bwd.saved)
-    out += [s for s, x in bwd.shapes if s not in out and _top_level(x, prog)]
+    inside = _in_loops(prog)
+    out += [s for s, x in bwd.shapes if s not in out and x not in inside]  # saved once, not per layer
     out += [v.name for v in prog.inputs if not v.shape and v.name not in out]
     return out
 
 
-def _top_level(x, prog) -> bool:
-    """Defined outside every loop body (so saved once, not per layer)."""
+def _in_loops(prog) -> set[str]:
+    """The values defined inside a loop body."""
     inside = set()
     for item in prog.body:
         if isinstance(item, Loop):
             inside |= {op.out for op in walk(item.body)} | {i for _, i, _ in item.carried}
-    return x not in inside
+    return inside
 
 
 def body(items, w: Writer, indent: str, shape_names, bwd: Backward):

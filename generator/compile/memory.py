@@ -90,14 +90,17 @@ def _plan_block(body: list, keep: set[str], decisions: dict[int, int]) -> None:
         choice = None
         # A result with no axes of its own may be a NumPy scalar (no batch axes given): never written into.
         if (item.prim in UFUNC or item.prim in ("select_grad", "where")) and item.kind == "real" and item.shape:
-            busy = {root_of(n) for n in later[i] | keep}
+            busy = None  # the arrays still to be read: worked out only for an argument that could be written into
             order = {"select_grad": [1], "where": [2]}.get(item.prim, [0, 1] if item.prim in COMMUTATIVE else [0])
             for k in order[: len(item.args)]:
                 a = item.args[k]
                 r = root_of(a)
-                if a in writable and r in fresh and r not in busy and layout.get(a) == layout[item.out]:
-                    choice = k
-                    break
+                if a in writable and r in fresh and layout.get(a) == layout[item.out]:
+                    if busy is None:
+                        busy = {root_of(n) for n in later[i] | keep}
+                    if r not in busy:
+                        choice = k
+                        break
         if choice is not None:
             decisions[id(item)] = choice
             root[item.out] = root_of(item.args[choice])  # the result lives in that operand's memory

@@ -9,6 +9,7 @@ import builtins
 import keyword
 import re
 import unicodedata
+from functools import lru_cache
 
 GREEK = {
     "α": "alpha", "β": "beta", "γ": "gamma", "δ": "delta", "ε": "eps", "ζ": "zeta", "η": "eta",
@@ -23,8 +24,10 @@ RESERVED = set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins)) | 
     "np", "config", "params", "cache", "self", "Config", "Params", "Cache",
     "batch", "dtype", "workspace", "grads", "math", "dataclass"}  # the generated functions' own locals
 GRAD_PREFIX = "d_"
+_UNDERSCORES = re.compile(r"_+")
 
 
+@lru_cache(maxsize=4096)  # a pure function of a string; a module asks for the same few names often
 def ascii_name(text: str) -> str:
     """A card name as an ASCII identifier (not yet made unique)."""
     out = []
@@ -44,7 +47,7 @@ def ascii_name(text: str) -> str:
             continue
         else:
             out.append(f"u{ord(ch):04x}")
-    s = re.sub(r"_+", "_", "".join(out)).strip("_") or "v"
+    s = _UNDERSCORES.sub("_", "".join(out)).strip("_") or "v"
     if s[0].isdigit():
         s = "v" + s
     return {"l": "l_", "O": "O_", "I": "I_"}.get(s, s)  # PEP 8's ambiguous single letters

@@ -7,13 +7,17 @@ number of leading batch axes.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from ..lang.shapes import ATOMS, Poly
 from .core import Op
 from .naming import ascii_name
 
 
+@lru_cache(maxsize=4096)
 def py_dim(p: Poly) -> str:
-    """A dimension as a Python expression over the dimension variables."""
+    """A dimension as a Python expression over the dimension variables. Memoized: a Poly is
+    immutable, and an atom's entry in ATOMS, once made, never changes (setdefault)."""
     if not p.terms:
         return "0"
     parts = []

@@ -13,7 +13,7 @@ from .naming import file_stem
 
 def add_module(modules: dict[str, tuple[str, str]], card_name: str, source: str, text: str, out: Path) -> None:
     """Record ``text`` (the module of ``card_name``, from the card file ``source``) under its file name."""
-    name = file_stem(card_name) + ".py"
+    name = module_file(card_name)
     same = next((n for n in modules if n.casefold() == name.casefold()), None)
     if same is not None:  # neither may win
         raise CardError(f"{modules[same][0]} and {source} would both be written to {Path(out) / same}",
@@ -22,11 +22,27 @@ def add_module(modules: dict[str, tuple[str, str]], card_name: str, source: str,
     modules[name] = (source, text)
 
 
-def check_compiles(modules: dict[str, tuple[str, str]], out: Path) -> None:
-    """Every module compiles, or nothing is written (a module that does not is cardgen's bug)."""
+def check_compiles(modules: dict[str, tuple[str, str]], out: Path,
+                   compiled: dict[str, str | None] | None = None) -> None:
+    """Every module compiles, or nothing is written (a module that does not is cardgen's bug).
+    ``compiled``: file name -> :func:`compile_error` of modules already compiled (by a worker)."""
     for name, (source, text) in modules.items():
-        try:
-            compile(text, str(Path(out) / name), "exec")
-        except (SyntaxError, ValueError) as e:
-            raise RuntimeError(f"the module generated from {source} does not compile ({e}); "
-                               "nothing was written") from None
+        file = str(Path(out) / name)
+        err = compiled[name] if compiled is not None and name in compiled else compile_error(text, file)
+        if err is not None:
+            raise RuntimeError(f"the module generated from {source} does not compile ({err}); "
+                               "nothing was written")
+
+
+def module_file(card_name: str) -> str:
+    """The file name of ``card_name``'s module (``add_module`` keeps it there, or refuses)."""
+    return file_stem(card_name) + ".py"
+
+
+def compile_error(text: str, file: str) -> str | None:
+    """Why ``text`` does not compile as Python (as ``file``), or None if it does."""
+    try:
+        compile(text, file, "exec")
+    except (SyntaxError, ValueError) as e:
+        return str(e)
+    return None

@@ -35,25 +35,52 @@ def _visible(ch: str) -> bool:
     return ch.isprintable() and unicodedata.category(ch) not in ("Zl", "Zp")
 
 
+class _CharTable(dict):
+    """A ``str.translate`` table that works each character out once, on first sight: the rules
+    below stay per character, the per-character Python call does not (comments and docstrings
+    are most of a module's text)."""
+
+    def __init__(self, rule):
+        super().__init__()
+        self.rule = rule
+
+    def __missing__(self, code: int) -> str:
+        out = self.rule(chr(code))
+        if len(self) < 4096:  # hostile text meets every character once; a card, a few dozen
+            self[code] = out
+        return out
+
+
+def _comment_char(ch: str) -> str:
+    return " " if ch in LINE_BREAKS or ch == "\t" else ch if _visible(ch) else _escape(ch)
+
+
+def _docstring_char(ch: str) -> str:
+    if ch == "\\":
+        return "\\\\"
+    return ch if ch == "\n" or _visible(ch) or ch == " " else _escape(ch)
+
+
+_COMMENT = _CharTable(_comment_char)
+_DOCSTRING = _CharTable(_docstring_char)
+_SPACES = re.compile(" {2,}")
+# A quote next to another, or at the end. Quotes translate to themselves and nothing else
+# translates to text starting with one, so this finds the same quotes after translating as before.
+_OPEN_QUOTE = re.compile(r'"(?="|\Z)')
+
+
 def comment(text: str) -> str:
     """``text`` as the rest of a ``#`` comment line."""
-    text = "".join(" " if ch in LINE_BREAKS or ch == "\t" else ch if _visible(ch) else _escape(ch) for ch in text)
-    return re.sub(" {2,}", " ", text).strip()
+    if not (text.isascii() and text.isprintable()):  # printable ASCII is all visible, no breaks, no tabs
+        text = text.translate(_COMMENT)
+    return _SPACES.sub(" ", text).strip()
 
 
 def docstring(text: str) -> str:
     """``text`` inside a triple-double-quoted (not raw) docstring; newlines stay newlines."""
-    out = []
-    for i, ch in enumerate(text):
-        if ch == "\\":
-            out.append("\\\\")
-        elif ch == '"' and (i + 1 == len(text) or text[i + 1] == '"'):
-            out.append('\\"')  # a quote next to another, or at the end: never three in a row
-        elif ch == "\n" or _visible(ch) or ch == " ":
-            out.append(ch)
-        else:
-            out.append(_escape(ch))
-    return "".join(out)
+    # backslashes doubled, invisible characters escaped; then a quote next to another, or at
+    # the end, escaped: never three in a row
+    return _OPEN_QUOTE.sub(r'\\"', text.translate(_DOCSTRING))
 
 
 CODING = re.compile(r"(coding)([:=])")

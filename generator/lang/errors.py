@@ -16,6 +16,12 @@ class CardError(Exception):
         self.path = path
         self.source = source
 
+    def __reduce__(self):
+        # An exception unpickles by calling its class with its args, which fits no subclass whose
+        # __init__ takes others (FollowOnError takes none): rebuilt without __init__ instead, with
+        # every attribute, so an error a worker process sends back is the error (api/parallel.py)
+        return _rebuild, (type(self), self.args, self.__dict__.copy())
+
     def located(self, path: str, source: str) -> CardError:
         """Fill in the file, once the error has travelled up to where it is known."""
         if self.path == "<card>":
@@ -55,3 +61,10 @@ class CardError(Exception):
         if self.hint:
             out.append(f"  hint: {self.hint}")
         return "\n".join(out)
+
+
+def _rebuild(cls: type, args: tuple, state: dict) -> CardError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, *args)
+    err.__dict__.update(state)
+    return err

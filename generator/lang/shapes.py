@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 
 Monomial = tuple[tuple[str, int], ...]
 
@@ -205,6 +206,7 @@ def _mono_text(m: Monomial) -> tuple[str, str]:
     return num, den
 
 
+@lru_cache(maxsize=4096)  # a Poly is immutable; messages and modules print the same few often
 def poly_text(p: Poly) -> str:
     """Card notation for a dimension: ``3·D``, ``D/H``, ``T − 1``."""
     return "".join(_poly_parts(p))
@@ -227,10 +229,11 @@ def poly_brief(p: Poly, width: int = 80) -> str:
     return f"{shown} + … ({len(parts)} terms)" if len(parts) > 1 else shown
 
 
-def _poly_parts(p: Poly) -> list[str]:
-    """The terms as text, each after the first with its sign: ``["T", " − 1"]``."""
+@lru_cache(maxsize=4096)
+def _poly_parts(p: Poly) -> tuple[str, ...]:
+    """The terms as text, each after the first with its sign: ``("T", " − 1")``."""
     if not p.terms:
-        return ["0"]
+        return ("0",)
     parts = []
     for m, c in sorted(p.terms, key=lambda t: (len(t[0]) == 0, t[0])):
         num, den = _mono_text(m)
@@ -243,7 +246,7 @@ def _poly_parts(p: Poly) -> list[str]:
             parts.append(("−" if c < 0 else "") + body)
         else:
             parts.append(f" {'−' if c < 0 else '+'} {body}")
-    return parts
+    return tuple(parts)
 
 
 def _frac(f: Fraction) -> str:
