@@ -94,3 +94,21 @@ def module_card(name: str) -> str:
     """A small model card named ``name``, for tests of what is done with a card's name."""
     return (f"algorithm y ← {name}(x | W)\n  convention rows, 0-based\n  input  x ∈ ℝ^{{n}}\n  output y ∈ ℝ^{{n}}\n"
             f"  hyper  n ∈ ℕ\n  param  W ∈ ℝ^{{n}}\n  1 return y = x ⊙ W\n")
+
+
+def watch_forward(monkeypatch, module) -> list:
+    """Replace ``module.forward`` by one that records, for each call, the thread it ran on, the first
+    input's leading size and NumPy's BLAS thread counts at that moment (shards run on their own
+    threads with one BLAS thread); the list fills as calls come."""
+    import threading
+
+    from threadpoolctl import threadpool_info
+    seen = []
+    forward = module.forward
+
+    def watched(*a, **k):
+        blas = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+        seen.append((threading.current_thread().name, a[2].shape[0], blas))
+        return forward(*a, **k)
+    monkeypatch.setattr(module, "forward", watched)
+    return seen

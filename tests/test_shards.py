@@ -3,16 +3,14 @@ thread of its own, against one call of the module: the same outputs, parameter g
 gradients (float64, to rounding), whatever the cut; what cannot be cut is refused."""
 
 import doctest
-import threading
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_info
 
 import cardgen
 from cardgen.train import shards
 
-from .conftest import ROOT, load_generated
+from .conftest import ROOT, load_generated, watch_forward
 
 BERT, GPT2 = load_generated("BERTLayer"), load_generated("GPT2")
 
@@ -38,14 +36,7 @@ def test_a_bert_layer_in_shards_is_one_call(threads, monkeypatch):
     dy = rng.standard_normal((5, 6, 16))
     y, cache = BERT.forward(cfg, params, x, m)
     grads, input_grads = BERT.backward(cfg, params, cache, dy)
-    seen = []
-    forward = BERT.forward
-
-    def spy(*a, **k):
-        blas = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
-        seen.append((threading.current_thread().name, a[2].shape[0], blas))
-        return forward(*a, **k)
-    monkeypatch.setattr(BERT, "forward", spy)
+    seen = watch_forward(monkeypatch, BERT)
     sharded = cardgen.Sharded(BERT, threads)
     workspace = {}
     for _ in range(2):  # the second time through the shards' workspaces

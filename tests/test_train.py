@@ -20,7 +20,7 @@ from cardgen.cli import main
 from cardgen.train import trainer as trainer_module
 from cardgen.train.trainer import AdamWSettings, Trainer, batches, split, stdlib_text
 
-from .conftest import ROOT, load_generated
+from .conftest import ROOT, load_generated, watch_forward
 from .test_oracle_gpt2 import hf_model, rel, to_params
 
 GPT2, CE, ADAMW, BIGRAM = (load_generated(n) for n in ("GPT2", "cross_entropy", "AdamW", "Bigram"))
@@ -131,18 +131,10 @@ def test_threads_shard_the_batch_and_sum_to_the_same_step(text, settings, monkey
     each runs on a thread of its own with one BLAS thread, and the steps are those of one thread up
     to rounding; the same thread count gives the same numbers bit for bit; accumulation and clipping
     see the sum."""
-    from threadpoolctl import threadpool_info
     train, _ = text
     cfg = GPT2.Config(V=256, D=16, H=2, D_f=32, N=1, ctx=16)
     tokens = batches(train, 5, 16, np.random.default_rng(3))
-    seen = []
-    forward = GPT2.forward
-
-    def spy(*a, **k):
-        blas = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
-        seen.append((threading.current_thread().name, a[2].shape[0], blas))
-        return forward(*a, **k)
-    monkeypatch.setattr(GPT2, "forward", spy)
+    seen = watch_forward(monkeypatch, GPT2)
 
     def run(threads, micro):
         trainer = Trainer(GPT2, CE, ADAMW, cfg, settings, threads=threads)
