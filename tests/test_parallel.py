@@ -1,24 +1,63 @@
 """`cardgen check DIR` and `cardgen build` on several cores (api/parallel.py): forked workers each
 take files and send back errors and module texts; the report must be the one process's, byte for
-byte and in the same order, whatever the number of workers."""
+byte and in the same order, whatever the number of workers.
+
+Only a process that runs one thread forks (a fork copies the locks other threads hold), and this
+test process runs several (NumPy's BLAS has started its own): the workers are exercised in fresh
+processes that import cardgen and nothing else, as the `cardgen` command does."""
 
 from __future__ import annotations
 
+import json
+import multiprocessing
+import os
 import pickle
+import subprocess
+import sys
 
 import pytest
-from click.testing import CliRunner
 
-from cardgen.api import check, checking
+from cardgen.api import check
 from cardgen.api.checking import check_errors
 from cardgen.api.outputs import build_report
-from cardgen.api.parallel import map_files, workers
-from cardgen.cli import main
+from cardgen.api.parallel import single_threaded, workers
 
 from . import test_errors as te
+from .conftest import ROOT
 from .test_check_builds import SUPPORTED, UNSUPPORTED, write
 
-pytestmark = pytest.mark.skipif(workers(8, 2) < 2, reason="no fork on this platform: nothing runs in parallel")
+pytestmark = pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods() or sys.platform != "linux",
+                                reason="no fork (or no /proc/self/task) here: nothing runs in parallel")
+
+# Run in a fresh process: records which files were checked in the process itself (not in a worker)
+# and prints what the code given as argv[1] leaves in `out`, as JSON.
+HARNESS = """
+import json, os, sys
+from cardgen.api import checking
+assert len(os.listdir("/proc/self/task")) == 1, "the harness must run one thread"
+here = []
+real = checking._file_errors
+def spy(f, *args):
+    here.append(str(f))
+    return real(f, *args)
+checking._file_errors = spy
+out = {}
+exec(sys.argv[1])
+out["here"] = here
+print(json.dumps(out))
+"""
+
+
+def isolated(code: str, *args: str) -> dict:
+    run = subprocess.run([sys.executable, "-c", HARNESS, code, *args], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300, env={k: v for k, v in os.environ.items() if k != "CARDGEN_JOBS"})
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def cardgen(*args: str, jobs: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cardgen.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          input=stdin, timeout=300, env=dict(os.environ, CARDGEN_JOBS=jobs))
 
 
 def cards_folder(d, cycles: bool):
@@ -44,73 +83,80 @@ def folder(tmp_path_factory):
     return cards_folder(tmp_path_factory.mktemp("mixed"), cycles=False)
 
 
-@pytest.fixture
-def in_this_process(monkeypatch):
-    """The files checked in this process (not in a worker)."""
-    seen = []
-    real = checking._file_errors
-
-    def spy(f, *args):
-        seen.append(f)
-        return real(f, *args)
-    monkeypatch.setattr(checking, "_file_errors", spy)
-    return seen
-
-
 @pytest.mark.parametrize("fmt", ["text", "json", "sarif"])
-def test_check_in_workers_reports_what_one_process_does(folder, fmt, in_this_process):
-    parallel = check_errors([folder], jobs=3)
-    assert in_this_process == []  # all in the workers
+def test_check_in_workers_reports_what_one_process_does(folder, fmt):
+    parallel = isolated("from cardgen.api.checking import check_errors\n"
+                        "report = check_errors([sys.argv[2]], jobs=3)\n"
+                        "out['report'] = report.format(sys.argv[3])\n"
+                        "out['files'] = [str(f.path) for f in report.files]",
+                        str(folder), fmt)
+    assert parallel["here"] == []  # all in the workers
     serial = check_errors([folder], jobs=1)
-    assert in_this_process == sorted(folder.glob("*.card"))
-    assert [f.path for f in parallel.files] == [f.path for f in serial.files] == sorted(folder.glob("*.card"))
+    assert parallel["files"] == [str(f.path) for f in serial.files] == [str(f) for f in sorted(folder.glob("*.card"))]
     assert len(serial.errors) >= 5  # the folder's broken cards, each refused
-    assert parallel.format(fmt) == serial.format(fmt)
+    assert parallel["report"] == serial.format(fmt)
     assert serial.format(fmt) == check([folder]).format(fmt)  # and what the API with its cards says
-    assert [f.ok for f in parallel.files] == [f.ok for f in check([folder]).files]
 
 
-def test_cycles_are_named_as_one_process_names_them(tmp_path, in_this_process):
+def test_cycles_are_named_as_one_process_names_them(tmp_path):
     """Which card of a cycle is checked first names the cycle; workers would meet them in another
     order, so a report with a cycle is made again in one process."""
     d = cards_folder(tmp_path, cycles=True)
-    parallel = check_errors([d], jobs=2)
-    assert in_this_process == sorted(d.glob("*.card"))  # done again here
-    assert parallel.format() == check([d]).format()
-    assert "in a cycle: ping → pong → ping" in parallel.format()
+    parallel = isolated("from cardgen.api.checking import check_errors\n"
+                        "out['report'] = check_errors([sys.argv[2]], jobs=2).format()", str(d))
+    assert parallel["here"] == [str(f) for f in sorted(d.glob("*.card"))]  # done again in the process itself
+    assert parallel["report"] == check([d]).format()
+    assert "in a cycle: ping → pong → ping" in parallel["report"]
+
+
+def test_a_process_that_runs_threads_does_not_fork(folder, monkeypatch):
+    """This process runs several threads (NumPy's BLAS): asked for workers, it checks every file
+    itself, with the same report."""
+    import numpy  # noqa: F401 - its BLAS threads, if nothing else had started any
+    assert not single_threaded() and workers(20, 4) == 1
+    from cardgen.api import checking
+    here = []
+    real = checking._file_errors
+    monkeypatch.setattr(checking, "_file_errors", lambda f, *a: here.append(f) or real(f, *a))
+    report = check_errors([folder], jobs=3)
+    assert here == sorted(folder.glob("*.card"))
+    assert report.format() == check([folder]).format()
 
 
 def test_the_cli_prints_the_same_with_workers_or_without(folder):
-    runs = [CliRunner().invoke(main, ["check", str(folder)], env={"CARDGEN_JOBS": j}) for j in ("1", "2")]
-    assert runs[0].exit_code == runs[1].exit_code == 1
-    assert runs[0].output == runs[1].output
-    assert "failed" in runs[0].output
+    runs = [cardgen("check", str(folder), jobs=j) for j in ("1", "2")]
+    assert runs[0].returncode == runs[1].returncode == 1
+    assert (runs[0].stdout, runs[0].stderr) == (runs[1].stdout, runs[1].stderr)
+    assert "failed" in runs[0].stdout + runs[0].stderr
 
 
 def test_standard_input_is_read_in_this_process(folder):
     """A forked worker's standard input is not the command's: with `-` among the files, no workers."""
-    run = CliRunner().invoke(main, ["check", "-", str(folder)], input=te.PROJ_OK, env={"CARDGEN_JOBS": "2"})
-    serial = CliRunner().invoke(main, ["check", "-", str(folder)], input=te.PROJ_OK, env={"CARDGEN_JOBS": "1"})
-    assert run.output == serial.output
-    assert "<stdin>" not in run.output  # the card on standard input checks
+    run = cardgen("check", "-", str(folder), jobs="2", stdin=te.PROJ_OK)
+    serial = cardgen("check", "-", str(folder), jobs="1", stdin=te.PROJ_OK)
+    assert (run.stdout, run.stderr) == (serial.stdout, serial.stderr)
+    assert "<stdin>" not in run.stdout + run.stderr  # the card on standard input checks
 
 
 def test_build_in_workers_makes_the_same_modules(folder, tmp_path):
     serial = build_report([folder], tmp_path / "a", check_only=True, jobs=1)
-    parallel = build_report([folder], tmp_path / "a", check_only=True, jobs=2)
-    assert [str(e) for e in parallel.errors] == [str(e) for e in serial.errors]
+    parallel = isolated("from cardgen.api.outputs import build_report\n"
+                        "r = build_report([sys.argv[2]], sys.argv[3], check_only=True, jobs=2)\n"
+                        "out.update(errors=[str(e) for e in r.errors], modules=[str(m) for m in r.modules], "
+                        "changed=[[str(f), old, new] for f, old, new in r.changed])", str(folder), str(tmp_path / "a"))
+    assert parallel["errors"] == [str(e) for e in serial.errors]
     assert len(serial.errors) >= 5 and len(serial.changed) >= 4
-    assert parallel.changed == serial.changed and parallel.modules == serial.modules
+    assert parallel["changed"] == [[str(f), old, new] for f, old, new in serial.changed]
+    assert parallel["modules"] == [str(m) for m in serial.modules]
 
 
 def test_an_error_in_a_worker_is_raised_here():
-    with pytest.raises(ZeroDivisionError):
-        map_files(_divide, [1, 2, 0, 4], jobs=2)
-    assert map_files(_divide, [1, 2, 4], jobs=2) == [12, 6, 3]
-
-
-def _divide(n, libs):
-    return 12 // n
+    out = isolated("from cardgen.api.parallel import map_files\n"
+                   "divide = lambda n, libs: 12 // n\n"
+                   "try:\n    map_files(divide, [1, 2, 0, 4], jobs=2)\nexcept ZeroDivisionError:\n"
+                   "    out['raised'] = True\n"
+                   "out['values'] = map_files(divide, [1, 2, 4], jobs=2)")
+    assert out["raised"] and out["values"] == [12, 6, 3]
 
 
 def test_a_card_error_pickles_whole():

@@ -3,9 +3,13 @@ to forked worker processes and gather the results in the files' order, so what t
 one process prints, byte for byte.
 
 Only where it pays and is safe: at least ``MIN_FILES`` files, more than one core that no other
-process is running on (``idle_cores``; ``CARDGEN_JOBS=N`` decides instead), and a platform with
+process is running on (``idle_cores``; ``CARDGEN_JOBS=N`` decides instead), a platform with
 ``fork`` (the workers start as copies of this process, with cardgen imported and the
-parser loaded, instead of importing everything again). Each worker keeps its own Libraries (a
+parser loaded, instead of importing everything again), and a process that runs one thread: a
+lock that another thread holds when the process forks stays locked in the child for good, and
+NumPy's BLAS, JAX, torch, a notebook or a language server all run threads of their own. The
+``cardgen`` command imports none of them before it checks or builds, so it forks; the API called
+from a program that runs threads stays in one process. Each worker keeps its own Libraries (a
 callee is checked once per worker, not once per card). What crosses back is pickled: errors
 (CardError pickles whole, see ``lang/errors.py``) and text, never a Card.
 """
@@ -54,10 +58,21 @@ def workers(files: int, jobs: int | None = None) -> int:
     jobs = max(1, min(jobs, files))
     if jobs == 1:
         return 1  # without importing multiprocessing (~16 ms): one card is checked in one process
+    if not single_threaded():
+        return 1  # a fork would copy locks that other threads hold, held forever
     import multiprocessing
     if "fork" not in multiprocessing.get_all_start_methods() or multiprocessing.current_process().daemon:
         return 1  # no fork; or a daemonic worker of someone's pool, which may not start processes
     return jobs
+
+
+def single_threaded() -> bool:
+    """Whether this process runs one thread, native ones included (Linux: /proc/self/task has one
+    entry; importing NumPy alone starts OpenBLAS's); elsewhere, not known, so no."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
 
 
 def map_files(fn: Callable, files: Sequence, *args, jobs: int | None = None) -> list:
