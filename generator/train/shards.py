@@ -110,7 +110,7 @@ class Sharded:
         names = list(self.module.INPUT_RANKS)
         given = dict(zip(names, inputs, strict=True))
         slices = bounds(self._split(given), self.threads)
-        spaces = _spaces(workspace, len(slices))
+        spaces = workspaces(workspace, len(slices))
 
         def job(i, lo, hi):
             part = [v[lo:hi] if _cut(self.module.INPUT_RANKS[n], v) else v for n, v in given.items()]
@@ -122,7 +122,7 @@ class Sharded:
         return (*joined, cache)
 
     def backward(self, config, params, cache: ShardedCache, *d_outputs, workspace: dict | None = None):
-        spaces = _spaces(workspace, len(cache.slices))
+        spaces = workspaces(workspace, len(cache.slices))
 
         def job(i, lo, hi):
             return self.module.backward(config, params, cache.caches[i], *(d[lo:hi] for d in d_outputs),
@@ -130,13 +130,13 @@ class Sharded:
         results = self._run([lambda i=i, lo=lo, hi=hi: job(i, lo, hi) for i, (lo, hi) in enumerate(cache.slices)])
         grads = results[0][0]
         if len(results) > 1:
-            grads = type(grads)(**{f.name: _sum([getattr(g, f.name) for g, _ in results])
+            grads = type(grads)(**{f.name: add_up([getattr(g, f.name) for g, _ in results])
                                    for f in dataclasses.fields(grads)})
         input_grads = {}
         for name in results[0][1]:
             parts = [ig[name] for _, ig in results]
             rank = self.module.INPUT_RANKS.get(name)
-            input_grads[name] = np.concatenate(parts) if rank is not None else _sum(parts)
+            input_grads[name] = np.concatenate(parts) if rank is not None else add_up(parts)
         return grads, input_grads
 
 
@@ -144,14 +144,16 @@ def _cut(rank, value) -> bool:
     return rank is not None and np.ndim(value) > rank
 
 
-def _sum(parts):
+def add_up(parts):
+    """The sum of arrays in order, in a new array (the only one itself): the shards' rounding."""
     out = np.add(parts[0], parts[1]) if len(parts) > 1 else parts[0]
     for p in parts[2:]:
         out += p
     return out
 
 
-def _spaces(workspace, n):
+def workspaces(workspace, n: int) -> list:
+    """A workspace of its own for each of n shards, kept in the caller's (None: none)."""
     return [None if workspace is None else workspace.setdefault(("shard", i), {}) for i in range(n)]
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .shards import bounds, one_blas_thread
+from .shards import add_up, bounds, one_blas_thread, workspaces
 
 
 @dataclass
@@ -91,9 +91,9 @@ class Trainer:
         """Mean next-token cross-entropy of a batch (B, T+1) and its gradient, shaped like Params."""
         loss, parts = self.shard_grads(params, tokens, workspace)
         grads = parts[0]
-        for g in parts[1:]:
+        if len(parts) > 1:
             for f in _fields(grads):
-                setattr(grads, f.name, getattr(grads, f.name) + getattr(g, f.name))
+                setattr(grads, f.name, add_up([getattr(g, f.name) for g in parts]))
         return loss, grads
 
     def shard_grads(self, params, tokens, workspace=None):
@@ -111,7 +111,7 @@ class Trainer:
         n = min(self.threads, batch)
         if n == 1:
             return self._shard(params, tokens, workspace, batch, mean=True)
-        spaces = [None if workspace is None else workspace.setdefault(("shard", i), {}) for i in range(n)]
+        spaces = workspaces(workspace, n)
         with one_blas_thread():
             jobs = [self._executor().submit(self._shard, params, tokens[lo:hi], ws, batch)
                     for (lo, hi), ws in zip(bounds(batch, n), spaces, strict=True)]
@@ -244,14 +244,8 @@ def _fields(obj):
 
 
 def _summed(parts: list[dict]) -> dict:
-    """One dict of gradients: the only part itself, or the parts' sum in new arrays, in order."""
-    if len(parts) == 1:
-        return parts[0]
-    out = {name: np.add(g, parts[1][name]) for name, g in parts[0].items()}
-    for part in parts[2:]:
-        for name in out:
-            out[name] += part[name]
-    return out
+    """One dict of gradients: the parts' sum, name by name, in order (the only part itself)."""
+    return {name: add_up([part[name] for part in parts]) for name in parts[0]}
 
 
 def flat_state(state: TrainState, names: list[str]):
