@@ -26,6 +26,7 @@ from .errors import CardError
 from .files import atomic_write
 from .ir import Card, Claim, Configuration, Convention, Decl, Expr, Group, Pos, Rule, Set, Step
 from .limits import MAX_DEPTH
+from .scanner import TerminalContextualLexer
 
 # Parsing and checking take about 20 µs of CPU a character (Lark is half of
 # it), so a card this long is answered in under half a second, under a second
@@ -93,7 +94,8 @@ class BracketPostLex:
 
 
 PARSER_OPTIONS = {"parser": "lalr", "lexer": "contextual", "propagate_positions": True,
-                  "start": ["start", "claim_start", "dim_start"], "maybe_placeholders": False}
+                  "start": ["start", "claim_start", "dim_start"], "maybe_placeholders": False,
+                  "_plugins": {"ContextualLexer": TerminalContextualLexer}}
 
 
 @cache
