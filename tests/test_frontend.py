@@ -157,6 +157,60 @@ def test_help_loads_no_parser_numpy_or_jinja2():
     assert out.strip().splitlines()[-1] == "[]"
 
 
+def test_check_of_a_card_loads_no_jinja2():
+    """`cardgen check` compiles the card as `build` does but does not lay the module out."""
+    code = ("import sys\nfrom cardgen.cli import main\n"
+            "try:\n    main(['check', 'cards/GPT2.card'])\nexcept SystemExit as e:\n    assert not e.code\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'jinja2', 'numpy'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=CARDS[0].parent.parent).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def _stock_parser():
+    """The same grammar with Lark's own contextual lexer (one alternation per parser state)."""
+    import lark
+    options = {k: v for k, v in parse_mod.PARSER_OPTIONS.items() if k != "_plugins"}
+    return lark.Lark(GRAMMAR, postlex=parse_mod.BracketPostLex(), **options)
+
+
+def _outcome(parser, text: str, start: str):
+    """The tree, or the error's kind, place and expected terminals."""
+    try:
+        return parser.parse(text, start=start)
+    except Exception as e:  # noqa: BLE001 - Lark's errors are compared, not raised
+        return (type(e).__name__, getattr(e, "pos_in_stream", None), getattr(e, "line", None),
+                getattr(e, "column", None), sorted(getattr(e, "expected", None) or getattr(e, "allowed", ()) or ()))
+
+
+def test_the_terminal_scanner_lexes_as_lark_does():
+    """Our scanner (each terminal compiled once, tried in Lark's order) against Lark's alternations:
+    the same trees for every card of the corpus, and the same errors, at the same place, expecting
+    the same terminals, when every card is cut short or has a character removed or doubled."""
+    import random
+    import unicodedata
+
+    from cardgen.lang.scanner import TerminalContextualLexer
+    ours, stock = parse_mod._build_parser(GRAMMAR), _stock_parser()
+    assert isinstance(ours.parser.lexer.lexer, TerminalContextualLexer)
+    rng = random.Random(0)
+    texts = []
+    for path in CARDS:
+        text = unicodedata.normalize("NFC", path.read_text("utf-8"))
+        texts.append(text)
+        for _ in range(12):
+            i = rng.randrange(len(text))
+            texts += [text[:i], text[:i] + text[i + 1:], text[:i] + text[i] + text[i:]]
+    errors = 0
+    for text in texts:
+        want = _outcome(stock, text, "start")
+        assert _outcome(ours, text, "start") == want, text
+        errors += isinstance(want, tuple)
+    assert errors > len(texts) // 4  # the mutations do reach the error paths
+    for text in ["3", "D+1", "N_data", "2 d_e", "T ×", "⌊x⌋", "a mod b", "∞", "x x"]:
+        assert _outcome(ours, text, "dim_start") == _outcome(stock, text, "dim_start"), text
+
+
 def test_cardgen_still_exports_parse_lazily():
     import cardgen
     assert cardgen.parse is parse_mod.parse and cardgen.CardError is CardError
@@ -167,7 +221,7 @@ def test_cardgen_still_exports_parse_lazily():
 def test_the_module_template_is_compiled_once_and_kept_privately(tmp_path, monkeypatch):
     """The compiled module template is kept beside the parser (~25 ms a run); a file there that
     others could have written is not executed."""
-    from cardgen.compile.emit import _env
+    from cardgen.compile.template import _env
     monkeypatch.setenv("CARDGEN_CACHE_DIR", str(tmp_path))
     values = {name: "" for name in ("header", "doc", "source_path")}
     first = _env.__wrapped__().get_template("module.py.j2")  # a fresh Environment: compiles it, keeps it

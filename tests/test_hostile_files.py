@@ -16,12 +16,11 @@ def test_build_writes_nothing_when_a_module_does_not_compile(tmp_path, monkeypat
     from cardgen.cli import INTERNAL_ERROR
     (tmp_path / "a.card").write_text(module_card("A"), "utf-8")
     (tmp_path / "b.card").write_text(module_card("B"), "utf-8")
-    real = verify.module_source
+    real = verify.render_module
 
-    def broken(checked, lib, path, **kw):
-        src = real(checked, lib, path, **kw)
-        return src + ('\n"""\n' if checked.card.name == "B" else "")
-    monkeypatch.setattr(verify, "module_source", broken)
+    def broken(parts):
+        return real(parts) + ('\n"""\n' if parts["name"] == "B" else "")
+    monkeypatch.setattr(verify, "render_module", broken)
     r = CliRunner().invoke(main, ["build", str(tmp_path / "a.card"), str(tmp_path / "b.card"), "-o",
                                   str(tmp_path / "out")])
     assert r.exit_code == INTERNAL_ERROR and "does not compile" in r.output and "b.card" in r.output, r.output

@@ -42,6 +42,7 @@ class Card:
     checked: Checked
     library: Library
     modules: dict = field(default_factory=dict, compare=False, repr=False)  # target -> module text
+    compiled: dict = field(default_factory=dict, compare=False, repr=False)  # target -> its parts (compiled())
 
     @property
     def ir(self) -> CardIR:
@@ -230,26 +231,38 @@ def module_text(card: Card, target: str = "numpy") -> str | None:
     numpy target, the paper's training and inference cards too, or raises; None for a training or
     inference card and another target, whose loops are NumPy's (``build`` skips it, saying why:
     :func:`no_module_reason`)."""
+    if target not in card.modules:
+        parts = compiled(card, target)
+        if parts is not None:
+            from ..compile.verify import render_module
+            parts = render_module(parts)
+        card.modules[target] = parts
+    return card.modules[target]
+
+
+def compiled(card: Card, target: str = "numpy") -> dict | None:
+    """All of :func:`module_text` but laying the text out (``emit.module_parts``): raises what
+    ``build`` would refuse, so ``cardgen check`` stops here; None where ``module_text`` is None."""
     from ..compile.lower import LoweringError, wrapper_kind
     from ..compile.targets import TARGETS
-    from ..compile.verify import module_text as emitted
+    from ..compile.verify import compiled as compile_parts
     if target not in TARGETS:
         raise CardError(f"unknown target {target!r}: cardgen emits {' or '.join(TARGETS)}")
-    if target not in card.modules:
+    if target not in card.compiled:
         try:
-            card.modules[target] = emitted(card.checked, card.library, source_name(card), target=target)
+            card.compiled[target] = compile_parts(card.checked, card.library, source_name(card), target=target)
         except LoweringError as e:
             if wrapper_kind(card.ir) is None or target == "numpy":
                 raise
-            card.modules[target] = e
-    made = card.modules[target]
+            card.compiled[target] = e
+    made = card.compiled[target]
     return None if isinstance(made, LoweringError) else made
 
 
 def no_module_reason(card: Card, target: str = "numpy") -> str | None:
     """Why a training or inference card has no module (the lowering's refusal, in one line)."""
-    module_text(card, target)
-    made = card.modules[target]
+    compiled(card, target)
+    made = card.compiled[target]
     return made.message.split("error: ")[-1] if isinstance(made, CardError) else None
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..lang.diagnostics import FORMATS
 from ..lang.errors import CardError
 from ..lang.load import card_paths, diagnose, display_path, library_for, where
-from .cards import Card, Paths, _folders, _sources
+from .cards import Card, Paths, _folders, _sources, compiled
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def _check_file(f, extra, libs: dict) -> tuple[Card | None, list[CardError]]:
     card = Card(checked, lib) if checked is not None else None
     if not errs:
         try:
-            card.module_text()  # what build would refuse, check refuses (and the card keeps the module)
+            compiled(card)  # what build would refuse, check refuses (and the card keeps what it compiled)
         except CardError as e:
             errs = [e]
     return card, errs

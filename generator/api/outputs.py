@@ -58,7 +58,7 @@ def build_report(sources=(), out_dir: str | os.PathLike | None = None, target: s
     out = result.out
     modules: dict[str, tuple[str, str]] = {}  # file name -> (card file, module text)
     compiled: dict[str, str | None] = {}  # file name -> why its module does not compile, or None
-    made = map_files(_card_module, files, path, target, out, jobs=jobs)
+    made = map_files(_card_module, files, path, target, out, jobs=jobs, template=True)
     for f, (name, text, why, bad) in zip(files, made, strict=True):
         if isinstance(why, CardError):
             result.errors.append(why)

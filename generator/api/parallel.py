@@ -75,16 +75,16 @@ def single_threaded() -> bool:
         return False
 
 
-def map_files(fn: Callable, files: Sequence, *args, jobs: int | None = None) -> list:
+def map_files(fn: Callable, files: Sequence, *args, jobs: int | None = None, template: bool = False) -> list:
     """``[fn(f, *args, libs) for f in files]``, where ``libs`` is a dict of Libraries shared by the
     calls in one process; in worker processes when ``workers`` says so. Results come back in the
     order of ``files``. If a worker raises, or a result depends on the order of the checks
     (``_order_dependent``), everything is done again in this process: what it returns or raises
-    is always what one process does."""
+    is always what one process does. ``template``: ``fn`` lays modules out (workers share it)."""
     n = workers(len(files), jobs) if "-" not in map(str, files) else 1  # a worker's stdin is not ours
     if n > 1:
         try:
-            out = _in_workers(n, fn, files, args)
+            out = _in_workers(n, fn, files, args, template)
         except Exception:  # noqa: BLE001 - raised again below, by the first file that raises it
             out = None
         if out is not None and not any(_order_dependent(x) for x in out):
@@ -106,10 +106,10 @@ def _order_dependent(result) -> bool:
     return False
 
 
-def _in_workers(n: int, fn: Callable, files: Sequence, args: tuple) -> list:
+def _in_workers(n: int, fn: Callable, files: Sequence, args: tuple, template: bool) -> list:
     import multiprocessing
     global _task
-    _warm()
+    _warm(template)
     _task = (fn, args)
     gc.freeze()  # the collector leaves what the workers inherit alone: its pages stay shared
     try:
@@ -125,10 +125,11 @@ def _run(f):
     return fn(f, *args, _libs)
 
 
-def _warm() -> None:
+def _warm(template: bool) -> None:
     """What every worker would otherwise load for itself, loaded once before they fork: the parser
-    (its tables) and the module template."""
-    from ..compile.emit import _env
+    (its tables) and, for a build, the module template."""
     from ..lang.parse import _parser
     _parser()
-    _env().get_template("module.py.j2")
+    if template:
+        from ..compile.template import _env
+        _env().get_template("module.py.j2")

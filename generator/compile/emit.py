@@ -3,7 +3,8 @@
 Jinja2 lays the module out (``templates/module.py.j2``); the statements come
 from the core IR, one line per op, printed by the target's table
 (``targets.py``: ``npcode.PRINT`` for NumPy, ``xpcode.PRINT`` for the array
-API).  The only module that imports jinja2.
+API).  :func:`module_parts` does all that can refuse a card, so ``cardgen
+check`` stops there and never loads Jinja (``template.py``, ~20 ms).
 """
 
 from __future__ import annotations
@@ -12,9 +13,6 @@ import hashlib
 import re
 from collections import Counter
 from fractions import Fraction
-from functools import cache
-
-import jinja2
 
 from ..lang.check import Checked, Library
 from ..lang.errors import CardError
@@ -31,44 +29,6 @@ from .targets import DEFAULT, TARGETS, Target
 from .wrappers import wrapper_code
 
 COMMENT_COL = 60
-
-
-@cache  # one per process: Jinja compiles a template once per Environment (~25 ms each)
-def _env() -> jinja2.Environment:
-    loader = jinja2.PackageLoader("cardgen.compile", "templates")
-    return jinja2.Environment(loader=loader, trim_blocks=True, lstrip_blocks=True,
-                              keep_trailing_newline=True, autoescape=False, bytecode_cache=_TemplateCache())
-
-
-class _TemplateCache(jinja2.BytecodeCache):
-    """The compiled template, kept between runs beside the parser (``lang.parse.cache_dir``, with
-    its rules: ours and private, else not read; any failure means compiling it afresh). Jinja
-    checks the template's checksum and Python's version; the file name holds Jinja's version."""
-
-    def _file(self, bucket: jinja2.bccache.Bucket):
-        from ..lang.parse import cache_dir
-        folder = cache_dir()
-        return None if folder is None else folder / f"template-{jinja2.__version__}-{bucket.key[:32]}.jinja"
-
-    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        from ..lang.parse import _read_private
-        path = self._file(bucket)
-        data = _read_private(path) if path is not None else None
-        if data is not None:
-            bucket.bytecode_from_string(data)  # a wrong magic or checksum leaves the bucket empty
-
-    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        from ..lang.files import atomic_write
-        from ..lang.parse import _private
-        path = self._file(bucket)
-        if path is None:
-            return
-        try:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if _private(path.parent):
-                atomic_write(path, bucket.bytecode_to_string(), 0o600)
-        except OSError:
-            pass  # a read-only home, a full disk: compile it each time
 
 
 def shape_comment(shape, batched: bool) -> str:
@@ -172,13 +132,25 @@ def card_line_map(checked: Checked, lib: Library) -> dict[str, str]:
 
 def module_source(checked: Checked, lib: Library, source_path: str, target: str = DEFAULT) -> str:
     """The generated module for one card, as text, for a target of ``targets.TARGETS``."""
+    return render_module(module_parts(checked, lib, source_path, target))
+
+
+def render_module(parts: dict) -> str:
+    """The module text of :func:`module_parts`, laid out by the template."""
+    from .template import render
+    return render("module.py.j2", parts)
+
+
+def module_parts(checked: Checked, lib: Library, source_path: str, target: str = DEFAULT) -> dict:
+    """Everything the module template lays out: the card lowered, its backward derived, every line
+    printed. Raises the ``CardError`` a build would; laying the parts out cannot refuse a card."""
     try:
-        return _module_source(checked, lib, source_path, target)
+        return _module_parts(checked, lib, source_path, target)
     except CardError as e:  # a rule that knew the node but not the file
         raise e.located(checked.card.path, checked.card.source) from None
 
 
-def _module_source(checked: Checked, lib: Library, source_path: str, target: str) -> str:
+def _module_parts(checked: Checked, lib: Library, source_path: str, target: str) -> dict:
     tg = TARGETS[target]
     prog = lower(checked, lib)
     if prog.wrapper and not tg.in_place:
@@ -222,8 +194,7 @@ def _module_source(checked: Checked, lib: Library, source_path: str, target: str
                "arguments; pass one generator to every call for fresh draws, reproducible from its seed."]
     text = pseudocode(card, checked.claims)
     out_name = ", ".join(output_names(prog, checked))
-    tmpl = _env().get_template("module.py.j2")
-    return tmpl.render(
+    return dict(
         source=header_path(source_path), sha=hashlib.sha256(card.source.encode("utf-8")).hexdigest(),
         name=docstring(comment(card.name)), purpose=docstring(comment(card.purpose or card.name)),
         card_text=docstring("\n".join("    " + line if line else "" for line in text.removesuffix("\n").split("\n"))),

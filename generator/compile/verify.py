@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ..lang.check import Checked, Library
 from ..lang.errors import CardError
-from .emit import module_source
+from .emit import module_parts, render_module
 
 
 class InternalError(Exception):
@@ -21,8 +21,14 @@ class InternalError(Exception):
 
 def module_text(checked: Checked, lib: Library, source_path: str, target: str = "numpy") -> str:
     """``emit.module_source``, with a bug located at the card step it happened in."""
+    return render_module(compiled(checked, lib, source_path, target))
+
+
+def compiled(checked: Checked, lib: Library, source_path: str, target: str = "numpy") -> dict:
+    """``emit.module_parts`` (all of a build but laying the text out), with a bug located at the
+    card step it happened in."""
     try:
-        return module_source(checked, lib, source_path, target=target)
+        return module_parts(checked, lib, source_path, target=target)
     except (CardError, RecursionError):
         raise
     except Exception as e:
