@@ -319,10 +319,11 @@ def profile_generated(step, n_steps=5, top=25):
     def source(line):
         return re.split(r"\s#\s", linecache.getline(*line).strip())[0].strip()  # without the shape comment
 
-    matmul = sum(t for line, t in timer.times.items() if "@" in source(line) or "_wgrad(" in source(line))
+    products = ("@", "np.matmul(", "_wgrad(")  # the modules write products as np.matmul(..., out=...)
+    matmul = sum(t for line, t in timer.times.items() if any(p in source(line) for p in products))
     print(f"Wall time per line of generated/GPT2.py and cross_entropy.py, {n_steps} steps under "
           f"sys.settrace: {1e3 * total / n_steps:.1f} ms per step in {len(timer.times)} lines; lines with a "
-          f"matrix product (@ or _wgrad) take {100 * matmul / total:.0f}%. Top {top} lines:")
+          f"matrix product (@, np.matmul or _wgrad) take {100 * matmul / total:.0f}%. Top {top} lines:")
     print(f"  {'ms/step':>8} {'%':>5} {'runs':>5}  line")
     for line, t in timer.times.most_common(top):
         print(f"  {1e3 * t / n_steps:>8.2f} {100 * t / total:>5.1f} {timer.hits[line] // n_steps:>5}  "
