@@ -186,44 +186,68 @@ def print_environment(n_threads, attn_implementation):
 
 # ----------------------------------------------------------------------------- timing
 
-def time_round_robin(steps, n_steps, pause):
-    """Times n_steps of each step function, interleaved; the starting one rotates every round.
+def time_round_robin(steps, n_steps, pause, burst=0):
+    """Times each step function, interleaved by turns; the starting one rotates every round.
 
-    Each step starts after `pause` idle seconds, so that worker threads the previous step left
+    Each turn starts after `pause` idle seconds, so that worker threads the previous turn left
     spinning have gone to sleep: OpenBLAS's spin for about 2^28 cycles (~0.1 s) after their last
     call and would otherwise take CPU from a PyTorch step that follows a NumPy one.
-    Returns, per implementation, a list of (wall seconds, system CPU seconds, minor page faults)."""
+    With burst = 0 a turn is one step, timed: n_steps of them. With burst = K > 0 a turn is K + 1
+    steps back to back, as a training loop runs them: the first, after the pause, is kept apart as
+    the step after idle, the other K are the steady steps, at least n_steps of them.
+    Returns, per implementation, a list of (wall seconds, system CPU seconds, minor page faults) of
+    the steady steps (of every step when burst = 0), and the wall seconds of the steps after idle."""
     names = list(steps)
     samples = {name: [] for name in names}
-    for i in range(n_steps):
+    after_idle = {name: [] for name in names}
+    rounds = n_steps if burst == 0 else -(-n_steps // burst)
+    for i in range(rounds):
         order = names[i % len(names):] + names[:i % len(names)]
         for name in order:
             time.sleep(pause)
-            before = resource.getrusage(resource.RUSAGE_SELF)
-            start = time.perf_counter()
-            steps[name]()
-            wall = time.perf_counter() - start
-            after = resource.getrusage(resource.RUSAGE_SELF)
-            samples[name].append((wall, after.ru_stime - before.ru_stime, after.ru_minflt - before.ru_minflt))
-    return samples
+            for k in range(burst + 1):
+                before = resource.getrusage(resource.RUSAGE_SELF)
+                start = time.perf_counter()
+                steps[name]()
+                wall = time.perf_counter() - start
+                after = resource.getrusage(resource.RUSAGE_SELF)
+                if k == 0:
+                    after_idle[name].append(wall)
+                if k > 0 or burst == 0:
+                    samples[name].append((wall, after.ru_stime - before.ru_stime,
+                                          after.ru_minflt - before.ru_minflt))
+    return samples, after_idle
 
 
-def report(samples, n_steps):
-    row = "  {:<12} {:>9} {:>8} {:>8} {:>9} {:>7} {:>11}"
-    print(f"\n{n_steps} timed steps each, round-robin; sys ms and page faults are medians per step:")
-    print(row.format("", "median ms", "min ms", "max ms", "tokens/s", "sys ms", "page faults"))
-    medians = {}
+def report(timed, burst):
+    samples, after_idle = timed
+    n = len(next(iter(samples.values())))
+    row = "  {:<12} {:>9} {:>8} {:>8} {:>9} {:>7} {:>11} {:>10}"
+    if burst:
+        print(f"\n{n} steady steps each ({len(next(iter(after_idle.values())))} turns of {burst + 1} steps back "
+              f"to back, the first of each timed apart as 'after idle'), round-robin; sys ms and page faults "
+              f"are medians per steady step:")
+    else:
+        print(f"\n{n} timed steps each, round-robin, each after the pause; sys ms and page faults are medians "
+              "per step:")
+    print(row.format("", "median ms", "min ms", "max ms", "tokens/s", "sys ms", "page faults",
+                     "after idle" if burst else ""))
+    medians, idle = {}, {}
     for name, rows in samples.items():
         walls, sys_times, faults = zip(*rows, strict=True)
         medians[name] = statistics.median(walls)
+        idle[name] = statistics.median(after_idle[name])
         ms = [f"{1e3 * t:.1f}" for t in (medians[name], min(walls), max(walls), statistics.median(sys_times))]
         tokens_per_s = f"{B * T / medians[name]:,.0f}"
-        print(row.format(name, *ms[:3], tokens_per_s, ms[3], f"{statistics.median(faults):,.0f}"))
-    print("  (tokens/s from the median)")
-    gen = medians["generated"]
-    for other in medians:
-        if other != "generated":
-            print(f"  generated / {other:<10} = {gen / medians[other]:.2f}x (ratio of medians)")
+        print(row.format(name, *ms[:3], tokens_per_s, ms[3], f"{statistics.median(faults):,.0f}",
+                         f"{1e3 * idle[name]:.1f}" if burst else ""))
+    print("  (tokens/s from the median" + ("; after idle: median ms of the first step of a turn)" if burst else ")"))
+    for label, m in (("", medians), ("after idle: ", idle if burst else None)):
+        if m is None:
+            continue
+        for other in m:
+            if other != "generated":
+                print(f"  {label}generated / {other:<10} = {m['generated'] / m[other]:.2f}x (ratio of medians)")
 
 
 def keep_freed_memory():
@@ -524,7 +548,11 @@ def main():
     parser.add_argument("--steps", type=int, default=20, help="timed steps per implementation (default 20)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per implementation (default 3)")
     parser.add_argument("--pause", type=float, default=0.2,
-                        help="idle seconds before each step, so thread pools stop spinning (default 0.2)")
+                        help="idle seconds before each turn, so thread pools stop spinning (default 0.2)")
+    parser.add_argument("--burst", type=int, default=3,
+                        help="steady steps per turn: each turn runs 1 + BURST steps back to back, as a training "
+                             "loop does, and times the first, after the pause, apart (default 3; 0: every "
+                             "step after a pause, as before 3 December)")
     parser.add_argument("--attn", choices=["sdpa", "eager"], default="sdpa",
                         help="transformers' attention implementation for the PyTorch model (default sdpa)")
     parser.add_argument("--keep-freed-memory", action="store_true",
@@ -630,7 +658,7 @@ def main():
     if args.profile:
         profile_generated(steps["generated"])
         return
-    report(time_round_robin(steps, args.steps, args.pause), args.steps)
+    report(time_round_robin(steps, args.steps, args.pause, args.burst), args.burst)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -169,16 +169,22 @@ def decoder(size, path):
                  {"X": x_t, "Z": z_t})
 
 
-def time_round_robin(steps, n, pause):
+def time_round_robin(steps, n, pause, burst=0):
+    """Wall seconds of each step function, interleaved by turns. A turn starts after ``pause`` idle
+    seconds (OpenBLAS's threads stop spinning before the next implementation runs) and runs
+    1 + ``burst`` steps back to back; with burst > 0 the first is returned apart, as the step after
+    idle, and the others are the steady steps (at least n of them)."""
     names = list(steps)
-    out = {k: [] for k in names}
-    for i in range(n):
+    out, idle = {k: [] for k in names}, {k: [] for k in names}
+    for i in range(n if burst == 0 else -(-n // burst)):
         for k in names[i % len(names):] + names[:i % len(names)]:
-            time.sleep(pause)  # OpenBLAS's threads stop spinning before the next implementation runs
-            start = time.perf_counter()
-            steps[k]()
-            out[k].append(time.perf_counter() - start)
-    return out
+            time.sleep(pause)
+            for j in range(burst + 1):
+                start = time.perf_counter()
+                steps[k]()
+                wall = time.perf_counter() - start
+                (idle[k] if j == 0 and burst else out[k]).append(wall)
+    return out, idle
 
 
 def main():
@@ -187,7 +193,10 @@ def main():
     parser.add_argument("--threads", type=int, default=cores, help=f"threads for BLAS and torch (default {cores})")
     parser.add_argument("--steps", type=int, default=15, help="timed steps per implementation (default 15)")
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--pause", type=float, default=0.1)
+    parser.add_argument("--pause", type=float, default=0.1, help="idle seconds before each turn (default 0.1)")
+    parser.add_argument("--burst", type=int, default=3,
+                        help="steady steps per turn: each turn runs 1 + BURST steps back to back and times the "
+                             "first, after the pause, apart (default 3; 0: every step after a pause)")
     parser.add_argument("--size", choices=sorted(SIZES), default="small",
                         help="small: D=256 H=4 D_f=1024 T=128 T_z=96 B=8 (default); "
                              "base: D=768 H=12 D_f=3072 T=T_z=128 B=4")
@@ -212,15 +221,21 @@ def main():
     layers = [make(size, args.path) for name, make in rows.items() if args.only in (None, name)]
     for layer in layers:
         layer.check()
-    print(f"\n{args.steps} timed steps each, round-robin:")
-    print(f"  {'':<18} {'generated ms':>12} {'pytorch ms':>11} {'generated / pytorch':>20}")
+    turns = "" if args.burst == 0 else f", in turns of {args.burst + 1} steps back to back, the first after idle"
+    print(f"\n{args.steps} timed steps each, round-robin{turns}:")
+    idle_head = f" {'after idle':>11}" if args.burst else ""
+    print(f"  {'':<18} {'generated ms':>12} {'pytorch ms':>11} {'generated / pytorch':>20}{idle_head}")
     for layer in layers:
         steps = {"generated": layer.generated, "pytorch": layer.pytorch}
         time_round_robin(steps, args.warmup, args.pause)
-        samples = time_round_robin(steps, args.steps, args.pause)
+        samples, idle = time_round_robin(steps, args.steps, args.pause, args.burst)
         gen, pt = (statistics.median(samples[k]) for k in ("generated", "pytorch"))
-        print(f"  {layer.card:<18} {1e3 * gen:>12.1f} {1e3 * pt:>11.1f} {gen / pt:>20.2f}")
-    print("  (medians; generated / pytorch is their ratio)")
+        after = ""
+        if args.burst:
+            after = f" {statistics.median(idle['generated']) / statistics.median(idle['pytorch']):>11.2f}"
+        print(f"  {layer.card:<18} {1e3 * gen:>12.1f} {1e3 * pt:>11.1f} {gen / pt:>20.2f}{after}")
+    print("  (medians; generated / pytorch is their ratio" +
+          ("; after idle: the same ratio for the first step of each turn)" if args.burst else ")"))
 
 
 if __name__ == "__main__":
