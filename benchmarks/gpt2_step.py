@@ -7,8 +7,10 @@ on the CPU, three ways in the same run:
 
 All three start from the same weights (the PyTorch model's random init); before timing, the script
 checks once that hand-numpy and PyTorch agree with the generated code on the loss and on every
-gradient (float32, relative error <= 1e-4). Steps are interleaved round-robin, so machine noise hits
-every implementation alike. Size: V=256, T=128, D=128, H=4, N=4 blocks, D_f=4·D, B=8, float32.
+gradient (float32, relative error <= 1e-4). Implementations take turns round-robin, so machine noise
+hits every one alike; a turn is 1 + --burst steps back to back, as in a training loop, the first of
+which (after the pause, on idle cores) is reported apart from the steady ones.
+Size: V=256, T=128, D=128, H=4, N=4 blocks, D_f=4·D, B=8, float32.
 
 Run it from the repository root as
 

@@ -9,9 +9,10 @@ Each step runs the forward and the backward with a fixed output gradient, and co
 of every parameter and of the layer's real inputs on both sides (PyTorch: inputs with requires_grad,
 grads set to None each step). Both start from the same random weights; before timing, the script
 checks that the card's output and every gradient agree with PyTorch's (float32, max|Δ|/max|ref| ≤
-1e-4). Steps are interleaved round-robin so machine noise hits both alike; the report gives medians
-and generated / pytorch. The generated module is compiled in memory from the card (cardgen.load),
-called with a workspace dict as benchmarks/gpt2_step.py does.
+1e-4). The two take turns round-robin so machine noise hits both alike, a turn being 1 + --burst
+steps back to back; the report gives the medians of the steady steps, generated / pytorch, and the
+same ratio for the first step of each turn (after idle). The generated module is compiled in memory
+from the card (cardgen.load), called with a workspace dict as benchmarks/gpt2_step.py does.
 
 Run it from the repository root (torch, transformers and threadpoolctl installed):
 
