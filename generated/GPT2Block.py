@@ -154,7 +154,7 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     V = _permute(_23, (-2, -3, -1))                             # (…, H, T, D/H)
     # CausalSelfAttention 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
     _25 = np.swapaxes(K, -1, -2)                                # (…, H, D/H, T)
-    _26 = np.matmul(Q, _25, out=_buf(workspace, 'GPT2Block:@top(…, H, T, T)/1', batch + (H, T, T), dtype)) # (…, H, T, T)
+    _26 = _causal_lower(Q, _25, _buf(workspace, 'GPT2Block:@top(…, H, T, T)/1', batch + (H, T, T), dtype)) # (…, H, T, T)
     _27 = D / H                                                 # ()
     _28 = math.sqrt(_27)                                        # ()
     S = _threaded(np.divide, _26, _28, out=_26)                 # (…, H, T, T)
@@ -164,8 +164,8 @@ def forward(config: Config, params: Params, e, workspace: dict | None = None):
     _33 = _30 > _32                                             # (T, T)
     _34 = _fill_where(S, _33, -np.inf)                          # (…, H, T, T)
     # CausalSelfAttention 8 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-    softmax_S = _softmax(_34, -1, _buf(workspace, 'GPT2Block:f@1(…, H, T, T)/2', batch + (H, T, T), dtype)) # (…, H, T, T)
-    Y = np.matmul(softmax_S, V, out=_buf(workspace, 'GPT2Block:f@1(…, H, T, D/H)/1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    softmax_S = _causal_softmax(_34, _buf(workspace, 'GPT2Block:f@1(…, H, T, T)/2', batch + (H, T, T), dtype)) # (…, H, T, T)
+    Y = _causal_left_lower(softmax_S, V, _buf(workspace, 'GPT2Block:f@1(…, H, T, D/H)/1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     # CausalSelfAttention 10 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     _37 = _permute(Y, (-2, -3, -1))                             # (…, T, H, D/H)
     shape_37 = _37.shape
@@ -284,15 +284,15 @@ def backward(config: Config, params: Params, cache: dict, d_e_hat, workspace: di
     d_Y = _permute(g10020, (-2, -3, -1))                        # (…, H, T, D/H)
     # CausalSelfAttention 8 Y_h ← softmax(S_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
     g10022 = np.swapaxes(softmax_S, -1, -2)                     # (…, H, T, T)
-    d_V = np.matmul(g10022, d_Y, out=_buf(workspace, 'GPT2Block:@top(…, H, T, D/H)/1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    d_V = _causal_left_upper(g10022, d_Y, _buf(workspace, 'GPT2Block:@top(…, H, T, D/H)/1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10024 = np.swapaxes(V, -1, -2)                             # (…, H, D/H, T)
-    d_softmax_S = np.matmul(d_Y, g10024, out=_buf(workspace, 'GPT2Block:@top(…, H, T, T)/1', batch + (H, T, T), dtype)) # (…, H, T, T)
-    d_S = _softmax_grad(d_softmax_S, softmax_S, -1, _buf(workspace, 'GPT2Block:@top(…, H, T, T)/2', batch + (H, T, T), dtype)) # (…, H, T, T)
+    d_softmax_S = _causal_lower(d_Y, g10024, _buf(workspace, 'GPT2Block:@top(…, H, T, T)/1', batch + (H, T, T), dtype)) # (…, H, T, T)
+    d_S = _causal_softmax_grad(d_softmax_S, softmax_S, _buf(workspace, 'GPT2Block:@top(…, H, T, T)/2', batch + (H, T, T), dtype)) # (…, H, T, T)
     # CausalSelfAttention 6 S_h ← Q_h K_h^⊤ / √(D / H) ▷ S_h ∈ ℝ^{T×T}; score of query t against key u
-    g10033 = np.matmul(d_S, K, out=_buf(workspace, 'GPT2Block:@top(…, H, T, D/H)/2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10033 = _causal_left_lower(d_S, K, _buf(workspace, 'GPT2Block:@top(…, H, T, D/H)/2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     d_Q = _threaded(np.divide, g10033, _28, out=g10033)         # (…, H, T, D/H)
     g10036 = np.swapaxes(d_S, -1, -2)                           # (…, H, T, T)
-    g10037 = np.matmul(g10036, Q, out=_buf(workspace, 'GPT2Block:@top(…, H, T, D/H)/3', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10037 = _causal_left_upper(g10036, Q, _buf(workspace, 'GPT2Block:@top(…, H, T, D/H)/3', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     d_K = _threaded(np.divide, g10037, _28, out=g10037)         # (…, H, T, D/H)
     # CausalSelfAttention 5 V_h ← A[:, 2 · D + h · D / H : 2 · D + (h + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; value
     g10039 = _permute(d_V, (-2, -3, -1))                        # (…, T, H, D/H)
@@ -480,6 +480,62 @@ def _softmax_rows(out, axis, x):
     s = np.sum(z, axis=axis, keepdims=True)
     s[s == 0] = 1
     np.divide(z, s, out=z)
+
+
+def _causal_blocks(t):
+    """Row blocks [lo, hi) of a causal T×T matrix (64 rows or more, at most 8): block [lo, hi) sees
+    keys < hi only."""
+    size = max(64, -(-t // 8))
+    return [(lo, min(lo + size, t)) for lo in range(0, t, size)]
+
+
+def _causal_lower(a, b, out):
+    """a @ b where only the entries on and below the diagonal's blocks are needed; zeros above them."""
+    if np.may_share_memory(out, a) or np.may_share_memory(out, b):
+        return np.matmul(a, b, out=out)
+    for lo, hi in _causal_blocks(out.shape[-1]):
+        np.matmul(a[..., lo:hi, :], b[..., :hi], out=out[..., lo:hi, :hi])
+        out[..., lo:hi, hi:] = 0
+    return out
+
+
+def _causal_left_lower(p, v, out):
+    """p @ v for p zero above the diagonal: rows [lo, hi) contract over the first hi columns only."""
+    if np.may_share_memory(out, p) or np.may_share_memory(out, v):
+        return np.matmul(p, v, out=out)
+    for lo, hi in _causal_blocks(p.shape[-1]):
+        np.matmul(p[..., lo:hi, :hi], v[..., :hi, :], out=out[..., lo:hi, :])
+    return out
+
+
+def _causal_left_upper(q, v, out):
+    """q @ v for q zero below the diagonal (a lower-triangular one transposed): rows [lo, hi) contract
+    over the columns from lo on."""
+    if np.may_share_memory(out, q) or np.may_share_memory(out, v):
+        return np.matmul(q, v, out=out)
+    for lo, hi in _causal_blocks(q.shape[-1]):
+        np.matmul(q[..., lo:hi, lo:], v[..., lo:, :], out=out[..., lo:hi, :])
+    return out
+
+
+def _causal_softmax(x, out):
+    """softmax over the last axis of x, −∞ above the diagonal: each row block over the keys it sees."""
+    if np.may_share_memory(out, x):
+        return _softmax(x, -1, out)
+    for lo, hi in _causal_blocks(x.shape[-1]):
+        _rows(_softmax_rows, out[..., lo:hi, :hi], -1, x[..., lo:hi, :hi])
+        out[..., lo:hi, hi:] = 0
+    return out
+
+
+def _causal_softmax_grad(g, y, out):
+    """_softmax_grad for y zero above the diagonal, as its result is: over the keys each row sees."""
+    if np.may_share_memory(out, g) or np.may_share_memory(out, y):
+        return _softmax_grad(g, y, -1, out)
+    for lo, hi in _causal_blocks(y.shape[-1]):
+        _rows(_softmax_grad_rows, out[..., lo:hi, :hi], -1, g[..., lo:hi, :hi], y[..., lo:hi, :hi])
+        out[..., lo:hi, hi:] = 0
+    return out
 
 
 def _log_softmax(x, axis, out=None):

@@ -98,7 +98,7 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     V = np.matmul(X, W_v, out=_buf(workspace, 'Head:@top(…, T, d_h)/3', batch + (T, d_h), dtype)) # (…, T, d_h)
     # 4 S ← Q K^⊤ / √d_h ▷ S ∈ ℝ^{T×T}; S[t, u]: affinity of query t with key u
     _4 = np.swapaxes(K, -1, -2)                                 # (…, d_h, T)
-    _5 = np.matmul(Q, _4, out=_buf(workspace, 'Head:@top(…, T, T)/1', batch + (T, T), dtype)) # (…, T, T)
+    _5 = _causal_lower(Q, _4, _buf(workspace, 'Head:@top(…, T, T)/1', batch + (T, T), dtype)) # (…, T, T)
     _6 = math.sqrt(d_h)                                         # ()
     S = _threaded(np.divide, _5, _6, out=_5)                    # (…, T, T)
     # 5 ∀t, u: if u > t then S[t, u] ← −∞ ▷ S ∈ ℝ^{T×T}; causal mask: no attending to future tokens
@@ -107,9 +107,9 @@ def forward(config: Config, params: Params, X, workspace: dict | None = None):
     _11 = _8 > _10                                              # (T, T)
     _12 = _fill_where(S, _11, -np.inf)                          # (…, T, T)
     # 6 A ← softmax(S) ▷ A ∈ ℝ^{T×T}; each row sums to 1
-    A = _softmax(_12, -1, _buf(workspace, 'Head:f@1(…, T, T)/2', batch + (T, T), dtype)) # (…, T, T)
+    A = _causal_softmax(_12, _buf(workspace, 'Head:f@1(…, T, T)/2', batch + (T, T), dtype)) # (…, T, T)
     # 7 return Y = A V ▷ Y ∈ ℝ^{T×d_h}
-    Y = np.matmul(A, V, out=_buf(workspace, 'Head:f@1(…, T, d_h)/2', batch + (T, d_h), dtype)) # (…, T, d_h)
+    Y = _causal_left_lower(A, V, _buf(workspace, 'Head:f@1(…, T, d_h)/2', batch + (T, d_h), dtype)) # (…, T, d_h)
     cache = {"D": D, "d_h": d_h, "T": T, "batch": batch, "dtype": dtype, "A": A, "X": X, "K": K, "_6": _6}
     return Y, cache
 
@@ -134,19 +134,19 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     W_k = params.W_k
     # 7 return Y = A V ▷ Y ∈ ℝ^{T×d_h}
     g10001 = np.swapaxes(A, -1, -2)                             # (…, T, T)
-    d_V = np.matmul(g10001, d_Y, out=_buf(workspace, 'Head:@top(…, T, d_h)/1', batch + (T, d_h), dtype)) # (…, T, d_h)
+    d_V = _causal_left_upper(g10001, d_Y, _buf(workspace, 'Head:@top(…, T, d_h)/1', batch + (T, d_h), dtype)) # (…, T, d_h)
     g10003 = np.swapaxes(W_v, -1, -2)                           # (d_h, D)
     g10004 = np.swapaxes(X, -1, -2)                             # (…, D, T)
     g10005 = np.matmul(g10003, g10004, out=_buf(workspace, 'Head:@top(…, d_h, T)/1', batch + (d_h, T), dtype)) # (…, d_h, T)
-    d_A = np.matmul(d_Y, g10005, out=_buf(workspace, 'Head:@top(…, T, T)/1', batch + (T, T), dtype)) # (…, T, T)
+    d_A = _causal_lower(d_Y, g10005, _buf(workspace, 'Head:@top(…, T, T)/1', batch + (T, T), dtype)) # (…, T, T)
     # 6 A ← softmax(S) ▷ A ∈ ℝ^{T×T}; each row sums to 1
-    d_S = _softmax_grad(d_A, A, -1, _buf(workspace, 'Head:@top(…, T, T)/2', batch + (T, T), dtype)) # (…, T, T)
+    d_S = _causal_softmax_grad(d_A, A, _buf(workspace, 'Head:@top(…, T, T)/2', batch + (T, T), dtype)) # (…, T, T)
     # 4 S ← Q K^⊤ / √d_h ▷ S ∈ ℝ^{T×T}; S[t, u]: affinity of query t with key u
-    g10016 = np.matmul(d_S, K, out=_buf(workspace, 'Head:@top(…, T, d_h)/2', batch + (T, d_h), dtype)) # (…, T, d_h)
+    g10016 = _causal_left_lower(d_S, K, _buf(workspace, 'Head:@top(…, T, d_h)/2', batch + (T, d_h), dtype)) # (…, T, d_h)
     d_Q = _threaded(np.divide, g10016, _6, out=g10016)          # (…, T, d_h)
     g10019 = np.swapaxes(d_S, -1, -2)                           # (…, T, T)
     g10020 = np.matmul(X, W_q, out=_buf(workspace, 'Head:@top(…, T, d_h)/3', batch + (T, d_h), dtype)) # (…, T, d_h)
-    g10021 = np.matmul(g10019, g10020, out=_buf(workspace, 'Head:@top(…, T, d_h)/4', batch + (T, d_h), dtype)) # (…, T, d_h)
+    g10021 = _causal_left_upper(g10019, g10020, _buf(workspace, 'Head:@top(…, T, d_h)/4', batch + (T, d_h), dtype)) # (…, T, d_h)
     d_K = _threaded(np.divide, g10021, _6, out=g10021)          # (…, T, d_h)
     # 3 V ← X W_v ▷ V ∈ ℝ^{T×d_h}; what each token communicates
     d_W_v = _wgrad(X, d_V, _buf(workspace, 'Head:@top(D, d_h)/1', (D, d_h), dtype)) # (D, d_h)
@@ -323,6 +323,62 @@ def _softmax_rows(out, axis, x):
     s = np.sum(z, axis=axis, keepdims=True)
     s[s == 0] = 1
     np.divide(z, s, out=z)
+
+
+def _causal_blocks(t):
+    """Row blocks [lo, hi) of a causal T×T matrix (64 rows or more, at most 8): block [lo, hi) sees
+    keys < hi only."""
+    size = max(64, -(-t // 8))
+    return [(lo, min(lo + size, t)) for lo in range(0, t, size)]
+
+
+def _causal_lower(a, b, out):
+    """a @ b where only the entries on and below the diagonal's blocks are needed; zeros above them."""
+    if np.may_share_memory(out, a) or np.may_share_memory(out, b):
+        return np.matmul(a, b, out=out)
+    for lo, hi in _causal_blocks(out.shape[-1]):
+        np.matmul(a[..., lo:hi, :], b[..., :hi], out=out[..., lo:hi, :hi])
+        out[..., lo:hi, hi:] = 0
+    return out
+
+
+def _causal_left_lower(p, v, out):
+    """p @ v for p zero above the diagonal: rows [lo, hi) contract over the first hi columns only."""
+    if np.may_share_memory(out, p) or np.may_share_memory(out, v):
+        return np.matmul(p, v, out=out)
+    for lo, hi in _causal_blocks(p.shape[-1]):
+        np.matmul(p[..., lo:hi, :hi], v[..., :hi, :], out=out[..., lo:hi, :])
+    return out
+
+
+def _causal_left_upper(q, v, out):
+    """q @ v for q zero below the diagonal (a lower-triangular one transposed): rows [lo, hi) contract
+    over the columns from lo on."""
+    if np.may_share_memory(out, q) or np.may_share_memory(out, v):
+        return np.matmul(q, v, out=out)
+    for lo, hi in _causal_blocks(q.shape[-1]):
+        np.matmul(q[..., lo:hi, lo:], v[..., lo:, :], out=out[..., lo:hi, :])
+    return out
+
+
+def _causal_softmax(x, out):
+    """softmax over the last axis of x, −∞ above the diagonal: each row block over the keys it sees."""
+    if np.may_share_memory(out, x):
+        return _softmax(x, -1, out)
+    for lo, hi in _causal_blocks(x.shape[-1]):
+        _rows(_softmax_rows, out[..., lo:hi, :hi], -1, x[..., lo:hi, :hi])
+        out[..., lo:hi, hi:] = 0
+    return out
+
+
+def _causal_softmax_grad(g, y, out):
+    """_softmax_grad for y zero above the diagonal, as its result is: over the keys each row sees."""
+    if np.may_share_memory(out, g) or np.may_share_memory(out, y):
+        return _softmax_grad(g, y, -1, out)
+    for lo, hi in _causal_blocks(y.shape[-1]):
+        _rows(_softmax_grad_rows, out[..., lo:hi, :hi], -1, g[..., lo:hi, :hi], y[..., lo:hi, :hi])
+        out[..., lo:hi, hi:] = 0
+    return out
 
 
 def _log_softmax(x, axis, out=None):

@@ -181,7 +181,7 @@ def forward(config: Config, params: Params, X, C, S, workspace: dict | None = No
     V_2 = _take_along(_40, _32, -2)                             # (…, H, T, D/H)
     # 12 A_h ← Q_h K_h^⊤ / √(D / H) ▷ A_h ∈ ℝ^{T×T}
     _42 = np.swapaxes(K_2, -1, -2)                              # (…, H, D/H, T)
-    _43 = np.matmul(Y_2, _42, out=_buf(workspace, 'LLaMAAttention:@top(…, H, T, T)/1', batch + (H, T, T), dtype)) # (…, H, T, T)
+    _43 = _causal_lower(Y_2, _42, _buf(workspace, 'LLaMAAttention:@top(…, H, T, T)/1', batch + (H, T, T), dtype)) # (…, H, T, T)
     _44 = D / H                                                 # ()
     _45 = math.sqrt(_44)                                        # ()
     A = _threaded(np.divide, _43, _45, out=_43)                 # (…, H, T, T)
@@ -191,8 +191,8 @@ def forward(config: Config, params: Params, X, C, S, workspace: dict | None = No
     _50 = _47 > _49                                             # (T, T)
     _51 = _fill_where(A, _50, -np.inf)                          # (…, H, T, T)
     # 14 Y_h ← softmax(A_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
-    softmax_A = _softmax(_51, -1, _buf(workspace, 'LLaMAAttention:f@1(…, H, T, T)/2', batch + (H, T, T), dtype)) # (…, H, T, T)
-    Y_3 = np.matmul(softmax_A, V_2, out=_buf(workspace, 'LLaMAAttention:f@1(…, H, T, D/H)/2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    softmax_A = _causal_softmax(_51, _buf(workspace, 'LLaMAAttention:f@1(…, H, T, T)/2', batch + (H, T, T), dtype)) # (…, H, T, T)
+    Y_3 = _causal_left_lower(softmax_A, V_2, _buf(workspace, 'LLaMAAttention:f@1(…, H, T, D/H)/2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     # 16 Y ← [Y_0, Y_1, …, Y_{H−1}] ▷ Y ∈ ℝ^{T×D}; heads side by side
     _54 = _permute(Y_3, (-2, -3, -1))                           # (…, T, H, D/H)
     shape_54 = _54.shape
@@ -255,12 +255,12 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     d_Y_3 = _permute(g10004, (-2, -3, -1))                      # (…, H, T, D/H)
     # 14 Y_h ← softmax(A_h) V_h ▷ Y_h ∈ ℝ^{T×D/H}
     g10006 = np.swapaxes(softmax_A, -1, -2)                     # (…, H, T, T)
-    d_V_2 = np.matmul(g10006, d_Y_3, out=_buf(workspace, 'LLaMAAttention:@top(…, H, T, D/H)/1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    d_V_2 = _causal_left_upper(g10006, d_Y_3, _buf(workspace, 'LLaMAAttention:@top(…, H, T, D/H)/1', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     g10008 = np.swapaxes(V_2, -1, -2)                           # (…, H, D/H, T)
-    d_softmax_A = np.matmul(d_Y_3, g10008, out=_buf(workspace, 'LLaMAAttention:@top(…, H, T, T)/1', batch + (H, T, T), dtype)) # (…, H, T, T)
-    d_A = _softmax_grad(d_softmax_A, softmax_A, -1, _buf(workspace, 'LLaMAAttention:@top(…, H, T, T)/2', batch + (H, T, T), dtype)) # (…, H, T, T)
+    d_softmax_A = _causal_lower(d_Y_3, g10008, _buf(workspace, 'LLaMAAttention:@top(…, H, T, T)/1', batch + (H, T, T), dtype)) # (…, H, T, T)
+    d_A = _causal_softmax_grad(d_softmax_A, softmax_A, _buf(workspace, 'LLaMAAttention:@top(…, H, T, T)/2', batch + (H, T, T), dtype)) # (…, H, T, T)
     # 12 A_h ← Q_h K_h^⊤ / √(D / H) ▷ A_h ∈ ℝ^{T×T}
-    g10017 = np.matmul(d_A, K_2, out=_buf(workspace, 'LLaMAAttention:@top(…, H, T, D/H)/2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10017 = _causal_left_lower(d_A, K_2, _buf(workspace, 'LLaMAAttention:@top(…, H, T, D/H)/2', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     d_Y_2 = _threaded(np.divide, g10017, _45, out=g10017)       # (…, H, T, D/H)
     g10020 = np.swapaxes(d_A, -1, -2)                           # (…, H, T, T)
     # RoPE 2 return Y = X ⊙ C + R ⊙ S ▷ Y ∈ ℝ^{T×D}
@@ -268,7 +268,7 @@ def backward(config: Config, params: Params, cache: dict, d_V_tilde, workspace: 
     _26 = _threaded(np.multiply, R_3, _13, out=_buf(workspace, 'LLaMAAttention:@top(…, H, T, D/H)/4', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     Y_2 = _threaded(np.add, _25, _26, out=_25)                  # (…, H, T, D/H)
     # 12 A_h ← Q_h K_h^⊤ / √(D / H) ▷ A_h ∈ ℝ^{T×T}
-    g10021 = np.matmul(g10020, Y_2, out=_buf(workspace, 'LLaMAAttention:@top(…, H, T, D/H)/4', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
+    g10021 = _causal_left_upper(g10020, Y_2, _buf(workspace, 'LLaMAAttention:@top(…, H, T, D/H)/4', batch + (H, T, D // H), dtype)) # (…, H, T, D/H)
     d_K_2 = _threaded(np.divide, g10021, _45, out=g10021)       # (…, H, T, D/H)
     # 11 V_h ← V[:, ⌊h · H_kv / H⌋ · D / H : (⌊h · H_kv / H⌋ + 1) · D / H] ▷ V_h ∈ ℝ^{T×D/H}; and value
     g10023 = _put_along(d_V_2, _32, shape_40, -2)               # (…, 1, T, H_kv, D/H)
@@ -496,6 +496,62 @@ def _softmax_rows(out, axis, x):
     s = np.sum(z, axis=axis, keepdims=True)
     s[s == 0] = 1
     np.divide(z, s, out=z)
+
+
+def _causal_blocks(t):
+    """Row blocks [lo, hi) of a causal T×T matrix (64 rows or more, at most 8): block [lo, hi) sees
+    keys < hi only."""
+    size = max(64, -(-t // 8))
+    return [(lo, min(lo + size, t)) for lo in range(0, t, size)]
+
+
+def _causal_lower(a, b, out):
+    """a @ b where only the entries on and below the diagonal's blocks are needed; zeros above them."""
+    if np.may_share_memory(out, a) or np.may_share_memory(out, b):
+        return np.matmul(a, b, out=out)
+    for lo, hi in _causal_blocks(out.shape[-1]):
+        np.matmul(a[..., lo:hi, :], b[..., :hi], out=out[..., lo:hi, :hi])
+        out[..., lo:hi, hi:] = 0
+    return out
+
+
+def _causal_left_lower(p, v, out):
+    """p @ v for p zero above the diagonal: rows [lo, hi) contract over the first hi columns only."""
+    if np.may_share_memory(out, p) or np.may_share_memory(out, v):
+        return np.matmul(p, v, out=out)
+    for lo, hi in _causal_blocks(p.shape[-1]):
+        np.matmul(p[..., lo:hi, :hi], v[..., :hi, :], out=out[..., lo:hi, :])
+    return out
+
+
+def _causal_left_upper(q, v, out):
+    """q @ v for q zero below the diagonal (a lower-triangular one transposed): rows [lo, hi) contract
+    over the columns from lo on."""
+    if np.may_share_memory(out, q) or np.may_share_memory(out, v):
+        return np.matmul(q, v, out=out)
+    for lo, hi in _causal_blocks(q.shape[-1]):
+        np.matmul(q[..., lo:hi, lo:], v[..., lo:, :], out=out[..., lo:hi, :])
+    return out
+
+
+def _causal_softmax(x, out):
+    """softmax over the last axis of x, −∞ above the diagonal: each row block over the keys it sees."""
+    if np.may_share_memory(out, x):
+        return _softmax(x, -1, out)
+    for lo, hi in _causal_blocks(x.shape[-1]):
+        _rows(_softmax_rows, out[..., lo:hi, :hi], -1, x[..., lo:hi, :hi])
+        out[..., lo:hi, hi:] = 0
+    return out
+
+
+def _causal_softmax_grad(g, y, out):
+    """_softmax_grad for y zero above the diagonal, as its result is: over the keys each row sees."""
+    if np.may_share_memory(out, g) or np.may_share_memory(out, y):
+        return _softmax_grad(g, y, -1, out)
+    for lo, hi in _causal_blocks(y.shape[-1]):
+        _rows(_softmax_grad_rows, out[..., lo:hi, :hi], -1, g[..., lo:hi, :hi], y[..., lo:hi, :hi])
+        out[..., lo:hi, hi:] = 0
+    return out
 
 
 def _log_softmax(x, axis, out=None):

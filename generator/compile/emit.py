@@ -18,6 +18,7 @@ from ..lang.check import Checked, Library
 from ..lang.errors import CardError
 from ..lang.render import pseudocode
 from ..lang.shapes import Poly, poly_text
+from . import causal
 from .ad import Backward, BLoop, NoDerivativeError, differentiate
 from .core import Loop, Op, Program, walk
 from .lower import LoweringError, lower
@@ -41,8 +42,9 @@ class Writer:
     """Turns a body of core ops (and loops) into indented Python lines."""
 
     def __init__(self, card_lines: dict[str, str], inplace: dict[int, int] | None = None, side: str = "f",
-                 card: str = "", target: Target = TARGETS[DEFAULT]):
+                 card: str = "", target: Target = TARGETS[DEFAULT], blocks: dict[int, str] | None = None):
         self.target = target
+        self.causal = blocks if target.causal else {}  # id(op) -> how causal.plan computes it in row blocks
         self.lines: list[str] = []
         self.card_lines = card_lines
         self.last_step = None
@@ -100,7 +102,8 @@ class Writer:
         k = self.inplace.get(id(op))
         expr = inplace_expr(op, k) if k is not None else None
         if expr is None and self.target.in_place and op.kind == "real" and (op.shape or op.batched):
-            expr = self.target.out_expr(op, self.buffer(op))
+            how = self.causal.get(id(op))
+            expr = self.target.causal[how](op, self.buffer(op)) if how else self.target.out_expr(op, self.buffer(op))
         code = f"{indent}{op.out} = {expr or self.target.op_expr(op)}"
         shape = comment(shape_comment(op.shape, op.batched))
         pad = max(1, COMMENT_COL - len(code))
@@ -165,9 +168,10 @@ def _module_parts(checked: Checked, lib: Library, source_path: str, target: str)
     card = checked.card
     shape_names = {x: s for s, x in bwd.shapes}
     card_lines = card_line_map(checked, lib)
-    back = drop_unused(backward_lines(prog, bwd, card_lines, tg))
+    blocks = causal_blocks(prog, bwd) if tg.causal else {}
+    back = drop_unused(backward_lines(prog, bwd, card_lines, tg, blocks))
     needed = {m.group(1) for line in back if (m := re.match(r'\s*(\w+) = cache\["', line))}
-    fwd = forward_lines(prog, bwd, shape_names, card_lines, needed, tg)
+    fwd = forward_lines(prog, bwd, shape_names, card_lines, needed, tg, blocks)
     hypers = config_fields(checked, prog)
     have = {h["field"] for h in hypers}
     inherited = callee_defaults(checked, lib)
@@ -210,6 +214,14 @@ def _module_parts(checked: Checked, lib: Library, source_path: str, target: str)
         forward=drop_unused(fwd + [f"return {', '.join(o.name for o in prog.outputs)}, cache"]),
         backward=back, helpers=tg.helpers, extra=wrapper_code(prog, checked), target=target,
     )
+
+
+def causal_blocks(prog: Program, bwd: Backward) -> dict[int, str]:
+    """causal.plan over both passes; what leaves them (saved, outputs, gradients) is computed whole."""
+    escaping = set(bwd.saved) | {v for names in bwd.saved_in_loops.values() for v in names}
+    escaping |= {o.name for o in prog.outputs}
+    escaping |= {g for g in (*bwd.param_grads.values(), *bwd.input_grads.values()) if g}
+    return causal.plan(prog.body, bwd.body, escaping)
 
 
 def _ranks(values) -> str:
@@ -286,12 +298,13 @@ def param_dims(prog: Program) -> list[str]:
 
 
 def forward_lines(prog: Program, bwd: Backward, shape_names, card_lines, needed: set[str],
-                  target: Target = TARGETS[DEFAULT]) -> list[str]:
+                  target: Target = TARGETS[DEFAULT], blocks: dict[int, str] | None = None) -> list[str]:
     for item in prog.body:
         if isinstance(item, Loop):
             item.saved_names = bwd.saved_in_loops.get(item.var, [])
     keep = set(saved_names(prog, bwd)) | {v.name for v in prog.outputs} | set(shape_names)
-    w = Writer(card_lines, plan(prog.body, keep) if target.in_place else {}, card=prog.name, target=target)
+    w = Writer(card_lines, plan(prog.body, keep) if target.in_place else {}, card=prog.name, target=target,
+               blocks=blocks)
     w.share(prog.body, keep)
     if prog.draws:
         w.lines.append("rng = np.random.default_rng(0) if rng is None else rng")
@@ -458,9 +471,11 @@ def loop(lp: Loop, w: Writer, indent: str, shape_names, bwd: Backward):
     w.loop_var, w.alternate = None, None
 
 
-def backward_lines(prog: Program, bwd: Backward, card_lines, target: Target = TARGETS[DEFAULT]) -> list[str]:
+def backward_lines(prog: Program, bwd: Backward, card_lines, target: Target = TARGETS[DEFAULT],
+                   blocks: dict[int, str] | None = None) -> list[str]:
     keep = {g for g in list(bwd.param_grads.values()) + list(bwd.input_grads.values()) if g}
-    w = Writer(card_lines, plan(bwd.body, keep) if target.in_place else {}, side="b", card=prog.name, target=target)
+    w = Writer(card_lines, plan(bwd.body, keep) if target.in_place else {}, side="b", card=prog.name, target=target,
+               blocks=blocks)
     w.share(bwd.body, keep)
     w.params = {p.name for p in prog.params}
     if not target.in_place:

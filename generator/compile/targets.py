@@ -23,6 +23,7 @@ class Target:
     op_expr: Callable                    # an op -> its Python expression
     out_expr: Callable | None            # an op writing into a given array; None: every op makes a new one
     helpers: str                         # functions every module of this target carries
+    causal: dict[str, Callable] | None = None  # causal.plan's ops, over the blocks they need; None: whole
 
     @property
     def in_place(self) -> bool:
@@ -32,7 +33,7 @@ class Target:
 
 TARGETS = {
     "numpy": Target("numpy", npcode.PRINT, npcode.op_expr, npcode.out_expr,
-                    npcode.HELPERS + npcode.BACKWARD_HELPERS),
+                    npcode.HELPERS + npcode.BACKWARD_HELPERS, npcode.CAUSAL),
     "array-api": Target("array-api", xpcode.PRINT, xpcode.op_expr, None,
                         xpcode.HELPERS + xpcode.BACKWARD_HELPERS),
 }
