@@ -446,26 +446,38 @@ def training_steps(model, params, cfg, x, compare=(), jax=True, threads=1):
         one_state = one.state(gpt2.Params(**{k: v.copy() for k, v in vars(params).items()}))
         steps[ONE_CALL] = lambda: one.step(one_state, [tokens])
     for rev in compare:
-        steps[f"gen@{rev}"] = revision_training_step(rev, params, cfg, tokens)
+        steps[f"gen@{rev}"] = revision_training_step(rev, params, cfg, tokens, threads)
     jax_step = jax_training_step(params, tokens) if jax else None
     if jax_step is not None:
         steps["jax-jit"] = jax_step
     return steps
 
 
-def revision_training_step(rev, params, cfg, tokens):
+def revision_training_step(rev, params, cfg, tokens, threads=1):
     """The generated training step as it was at git revision ``rev``: that revision's generated GPT2,
-    cross_entropy and AdamW modules and its trainer, so one run measures what a change bought."""
+    cross_entropy and AdamW modules and its trainer (its relative imports resolved in today's
+    package), on ``threads`` threads as the generated row, so one run measures what a change bought."""
+    import types
+
     from cardgen.compile.gradcheck import import_source
 
-    def load(path):
-        src = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT, capture_output=True, text=True, check=True)
-        name = f"rev_{re.sub(r'[^0-9A-Za-z]', '_', rev)}_{Path(path).stem}"
-        return import_source(name, src.stdout, f"{rev}:{path}")
-    gpt2_r, ce_r, adamw_r = (load(f"generated/{n}.py") for n in ("GPT2", "cross_entropy", "AdamW"))
-    tr = load("generator/train/trainer.py")
+    def show(path):
+        return subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout
+
+    def name(path):
+        return f"rev_{re.sub(r'[^0-9A-Za-z]', '_', rev)}_{Path(path).stem}"
+    gpt2_r, ce_r, adamw_r = (import_source(name(p), show(p), f"{rev}:{p}")
+                             for p in (f"generated/{n}.py" for n in ("GPT2", "cross_entropy", "AdamW")))
+    path = "generator/train/trainer.py"
+    tr = types.ModuleType(f"cardgen.train.{name(path)}")
+    tr.__package__, tr.__file__ = "cardgen.train", f"{rev}:{path}"
+    sys.modules[tr.__name__] = tr  # dataclasses look their module up there
+    exec(compile(show(path), tr.__file__, "exec"), tr.__dict__)
     cfg_r = gpt2_r.Config(**vars(cfg))
-    trainer = tr.Trainer(gpt2_r, ce_r, adamw_r, cfg_r, tr.AdamWSettings(lr=1e-4, weight_decay=0.01))
+    settings = tr.AdamWSettings(lr=1e-4, weight_decay=0.01)
+    trainer = (tr.Trainer(gpt2_r, ce_r, adamw_r, cfg_r, settings, threads=threads) if threads > 1
+               else tr.Trainer(gpt2_r, ce_r, adamw_r, cfg_r, settings))  # revisions before threads= too
     zeros = {k: np.zeros_like(v) for k, v in vars(params).items()}
     state = tr.TrainState(gpt2_r.Params(**{k: v.copy() for k, v in vars(params).items()}),
                           gpt2_r.Params(**zeros), gpt2_r.Params(**{k: v.copy() for k, v in zeros.items()}))
