@@ -483,17 +483,20 @@ def _softmax_rows(out, axis, x):
 
 
 def _causal_blocks(t):
-    """Row blocks [lo, hi) of a causal T×T matrix (64 rows or more, at most 8): block [lo, hi) sees
-    keys < hi only."""
-    size = max(64, -(-t // 8))
+    """Row blocks [lo, hi) of a causal T×T matrix, block [lo, hi) seeing keys < hi only: 64 rows (at most
+    16 blocks); one block below T = 256, where smaller products cost more than the skipped half saves."""
+    if t < 256:
+        return [(0, t)]
+    size = max(64, -(-t // 16))
     return [(lo, min(lo + size, t)) for lo in range(0, t, size)]
 
 
 def _causal_lower(a, b, out):
     """a @ b where only the entries on and below the diagonal's blocks are needed; zeros above them."""
-    if np.may_share_memory(out, a) or np.may_share_memory(out, b):
+    blocks = _causal_blocks(out.shape[-1])
+    if len(blocks) == 1 or np.may_share_memory(out, a) or np.may_share_memory(out, b):
         return np.matmul(a, b, out=out)
-    for lo, hi in _causal_blocks(out.shape[-1]):
+    for lo, hi in blocks:
         np.matmul(a[..., lo:hi, :], b[..., :hi], out=out[..., lo:hi, :hi])
         out[..., lo:hi, hi:] = 0
     return out
@@ -501,9 +504,10 @@ def _causal_lower(a, b, out):
 
 def _causal_left_lower(p, v, out):
     """p @ v for p zero above the diagonal: rows [lo, hi) contract over the first hi columns only."""
-    if np.may_share_memory(out, p) or np.may_share_memory(out, v):
+    blocks = _causal_blocks(p.shape[-1])
+    if len(blocks) == 1 or np.may_share_memory(out, p) or np.may_share_memory(out, v):
         return np.matmul(p, v, out=out)
-    for lo, hi in _causal_blocks(p.shape[-1]):
+    for lo, hi in blocks:
         np.matmul(p[..., lo:hi, :hi], v[..., :hi, :], out=out[..., lo:hi, :])
     return out
 
@@ -511,18 +515,20 @@ def _causal_left_lower(p, v, out):
 def _causal_left_upper(q, v, out):
     """q @ v for q zero below the diagonal (a lower-triangular one transposed): rows [lo, hi) contract
     over the columns from lo on."""
-    if np.may_share_memory(out, q) or np.may_share_memory(out, v):
+    blocks = _causal_blocks(q.shape[-1])
+    if len(blocks) == 1 or np.may_share_memory(out, q) or np.may_share_memory(out, v):
         return np.matmul(q, v, out=out)
-    for lo, hi in _causal_blocks(q.shape[-1]):
+    for lo, hi in blocks:
         np.matmul(q[..., lo:hi, lo:], v[..., lo:, :], out=out[..., lo:hi, :])
     return out
 
 
 def _causal_softmax(x, out):
     """softmax over the last axis of x, −∞ above the diagonal: each row block over the keys it sees."""
-    if np.may_share_memory(out, x):
+    blocks = _causal_blocks(x.shape[-1])
+    if len(blocks) == 1 or np.may_share_memory(out, x):
         return _softmax(x, -1, out)
-    for lo, hi in _causal_blocks(x.shape[-1]):
+    for lo, hi in blocks:
         _rows(_softmax_rows, out[..., lo:hi, :hi], -1, x[..., lo:hi, :hi])
         out[..., lo:hi, hi:] = 0
     return out
@@ -530,9 +536,10 @@ def _causal_softmax(x, out):
 
 def _causal_softmax_grad(g, y, out):
     """_softmax_grad for y zero above the diagonal, as its result is: over the keys each row sees."""
-    if np.may_share_memory(out, g) or np.may_share_memory(out, y):
+    blocks = _causal_blocks(y.shape[-1])
+    if len(blocks) == 1 or np.may_share_memory(out, g) or np.may_share_memory(out, y):
         return _softmax_grad(g, y, -1, out)
-    for lo, hi in _causal_blocks(y.shape[-1]):
+    for lo, hi in blocks:
         _rows(_softmax_grad_rows, out[..., lo:hi, :hi], -1, g[..., lo:hi, :hi], y[..., lo:hi, :hi])
         out[..., lo:hi, hi:] = 0
     return out
