@@ -742,19 +742,20 @@ def _softmax_rows(out, axis, x):
     np.divide(z, s, out=z)
 
 
-def _causal_blocks(t):
+def _causal_blocks(t, out, *inputs):
     """Row blocks [lo, hi) of a causal T×T matrix, block [lo, hi) seeing keys < hi only: 64 rows (at most
-    16 blocks); one block below T = 256, where smaller products cost more than the skipped half saves."""
-    if t < 256:
-        return [(0, t)]
+    16 blocks). None where one op over the whole square is the way: below T = 256 (smaller products
+    cost more there than the skipped half saves), or when out overlaps an input."""
+    if t < 256 or any(np.may_share_memory(out, a) for a in inputs):
+        return None
     size = max(64, -(-t // 16))
     return [(lo, min(lo + size, t)) for lo in range(0, t, size)]
 
 
 def _causal_lower(a, b, out):
     """a @ b where only the entries on and below the diagonal's blocks are needed; zeros above them."""
-    blocks = _causal_blocks(out.shape[-1])
-    if len(blocks) == 1 or np.may_share_memory(out, a) or np.may_share_memory(out, b):
+    blocks = _causal_blocks(out.shape[-1], out, a, b)
+    if blocks is None:
         return np.matmul(a, b, out=out)
     for lo, hi in blocks:
         np.matmul(a[..., lo:hi, :], b[..., :hi], out=out[..., lo:hi, :hi])
@@ -764,8 +765,8 @@ def _causal_lower(a, b, out):
 
 def _causal_left_lower(p, v, out):
     """p @ v for p zero above the diagonal: rows [lo, hi) contract over the first hi columns only."""
-    blocks = _causal_blocks(p.shape[-1])
-    if len(blocks) == 1 or np.may_share_memory(out, p) or np.may_share_memory(out, v):
+    blocks = _causal_blocks(p.shape[-1], out, p, v)
+    if blocks is None:
         return np.matmul(p, v, out=out)
     for lo, hi in blocks:
         np.matmul(p[..., lo:hi, :hi], v[..., :hi, :], out=out[..., lo:hi, :])
@@ -775,8 +776,8 @@ def _causal_left_lower(p, v, out):
 def _causal_left_upper(q, v, out):
     """q @ v for q zero below the diagonal (a lower-triangular one transposed): rows [lo, hi) contract
     over the columns from lo on."""
-    blocks = _causal_blocks(q.shape[-1])
-    if len(blocks) == 1 or np.may_share_memory(out, q) or np.may_share_memory(out, v):
+    blocks = _causal_blocks(q.shape[-1], out, q, v)
+    if blocks is None:
         return np.matmul(q, v, out=out)
     for lo, hi in blocks:
         np.matmul(q[..., lo:hi, lo:], v[..., lo:, :], out=out[..., lo:hi, :])
@@ -785,8 +786,8 @@ def _causal_left_upper(q, v, out):
 
 def _causal_softmax(x, out):
     """softmax over the last axis of x, −∞ above the diagonal: each row block over the keys it sees."""
-    blocks = _causal_blocks(x.shape[-1])
-    if len(blocks) == 1 or np.may_share_memory(out, x):
+    blocks = _causal_blocks(x.shape[-1], out, x)
+    if blocks is None:
         return _softmax(x, -1, out)
     for lo, hi in blocks:
         _rows(_softmax_rows, out[..., lo:hi, :hi], -1, x[..., lo:hi, :hi])
@@ -796,8 +797,8 @@ def _causal_softmax(x, out):
 
 def _causal_softmax_grad(g, y, out):
     """_softmax_grad for y zero above the diagonal, as its result is: over the keys each row sees."""
-    blocks = _causal_blocks(y.shape[-1])
-    if len(blocks) == 1 or np.may_share_memory(out, g) or np.may_share_memory(out, y):
+    blocks = _causal_blocks(y.shape[-1], out, g, y)
+    if blocks is None:
         return _softmax_grad(g, y, -1, out)
     for lo, hi in blocks:
         _rows(_softmax_grad_rows, out[..., lo:hi, :hi], -1, g[..., lo:hi, :hi], y[..., lo:hi, :hi])

@@ -17,7 +17,7 @@ CARDS = ["CausalSelfAttention", "Head", "LLaMAAttention"]
 
 def _inputs(mod, cfg, rng, batch, t):
     """X (B, T, D); LLaMA's rotary cos and sin (T, D/H), the same for every example."""
-    angles = rng.uniform(0, 2 * np.pi, (t, 1)) * np.ones((1, 16 // 4))
+    angles = rng.uniform(0, 2 * np.pi, (t, 1)) * np.ones((1, cfg.D // getattr(cfg, "H", 1)))
     given = {"X": rng.standard_normal((batch, t, cfg.D)), "C": np.cos(angles), "S": np.sin(angles)}
     return [given[name] for name in mod.INPUT_RANKS]
 

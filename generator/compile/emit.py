@@ -44,7 +44,7 @@ class Writer:
     def __init__(self, card_lines: dict[str, str], inplace: dict[int, int] | None = None, side: str = "f",
                  card: str = "", target: Target = TARGETS[DEFAULT], blocks: dict[int, str] | None = None):
         self.target = target
-        self.causal = blocks if target.causal else {}  # id(op) -> how causal.plan computes it in row blocks
+        self.causal = blocks or {}  # id(op) -> how causal.plan computes it in row blocks (target.causal)
         self.lines: list[str] = []
         self.card_lines = card_lines
         self.last_step = None
@@ -103,7 +103,7 @@ class Writer:
         expr = inplace_expr(op, k) if k is not None else None
         if expr is None and self.target.in_place and op.kind == "real" and (op.shape or op.batched):
             how = self.causal.get(id(op))
-            expr = self.target.causal[how](op, self.buffer(op)) if how else self.target.out_expr(op, self.buffer(op))
+            expr = (self.target.causal[how] if how else self.target.out_expr)(op, self.buffer(op))
         code = f"{indent}{op.out} = {expr or self.target.op_expr(op)}"
         shape = comment(shape_comment(op.shape, op.batched))
         pad = max(1, COMMENT_COL - len(code))
