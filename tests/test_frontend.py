@@ -7,8 +7,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from importlib import resources
 
+import jinja2
 import pytest
 from click.testing import CliRunner
 
@@ -101,6 +103,49 @@ def test_an_unusable_cache_folder_only_costs_time(tmp_path, builds):
     blocker.write_text("not a folder")
     parser = parse_mod.cached_parser(GRAMMAR, blocker / "cache")
     assert parses(parser, CARD.format(arrow="←"))
+
+
+def _age(path, days):
+    old = time.time() - days * 86400
+    os.utime(path, (old, old))
+
+
+def test_cache_files_unused_for_a_month_are_pruned_when_another_is_written(tmp_path, builds):
+    stale, recent = tmp_path / "parser-stale.lark.pickle", tmp_path / "parser-recent.lark.pickle"
+    other = tmp_path / "notes.txt"  # not a cache file: never touched
+    for path in (stale, recent, other):
+        path.write_bytes(b"another grammar's key\n")
+        path.chmod(0o600)
+    _age(stale, parse_mod.STALE_DAYS + 1)
+    _age(recent, parse_mod.STALE_DAYS - 1)
+    _age(other, 400)
+    parse_mod.cached_parser(GRAMMAR, tmp_path)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert "parser-stale.lark.pickle" not in names
+    assert "parser-recent.lark.pickle" in names and "notes.txt" in names and len(names) == 3
+
+
+def test_a_cache_file_in_use_is_kept(tmp_path, builds):
+    parse_mod.cached_parser(GRAMMAR, tmp_path)
+    (path,) = tmp_path.iterdir()
+    _age(path, parse_mod.STALE_DAYS + 5)
+    parse_mod.cached_parser(GRAMMAR, tmp_path)  # loaded from the cache: its time is refreshed
+    assert len(builds) == 1 and path.stat().st_mtime > time.time() - 3600
+    parse_mod.cached_parser(GRAMMAR.replace('ARROW: "←" | "<-"', 'ARROW: "←" | "<-" | ":="'), tmp_path)
+    assert path.exists() and len(list(tmp_path.iterdir())) == 2
+
+
+def test_the_template_cache_is_pruned_alike(tmp_path, monkeypatch):
+    from cardgen.compile import template
+    monkeypatch.setenv("CARDGEN_CACHE_DIR", str(tmp_path))
+    stale = tmp_path / "template-0.0-stale.jinja"
+    stale.write_bytes(b"old")
+    stale.chmod(0o600)
+    _age(stale, parse_mod.STALE_DAYS + 1)
+    loader = jinja2.DictLoader({"t": "{{ x }} + 1"})
+    jinja2.Environment(loader=loader, bytecode_cache=template._TemplateCache()).get_template("t")
+    names = [p.name for p in tmp_path.iterdir()]
+    assert not stale.exists() and len(names) == 1 and names[0].startswith("template-")
 
 
 def test_cache_folder_follows_the_environment(monkeypatch, tmp_path):

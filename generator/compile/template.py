@@ -2,7 +2,8 @@
 
 The compiled template is kept between runs beside the parser (``lang.parse.cache_dir``, with its
 rules: ours and private, else not read; any failure means compiling it afresh). Jinja checks the
-template's checksum and Python's version; the file name holds Jinja's version.
+template's checksum and Python's version; the file name holds Jinja's version. Old files are pruned
+as the parser's are (``lang.parse.prune``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from functools import cache
 import jinja2
 
 from ..lang.files import atomic_write
-from ..lang.parse import _private, _read_private, cache_dir
+from ..lang.parse import _private, _read_private, cache_dir, mark_used, prune
 
 
 def render(name: str, parts: dict) -> str:
@@ -36,6 +37,8 @@ class _TemplateCache(jinja2.BytecodeCache):
         data = _read_private(path) if path is not None else None
         if data is not None:
             bucket.bytecode_from_string(data)  # a wrong magic or checksum leaves the bucket empty
+            if bucket.code is not None:
+                mark_used(path)
 
     def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
         path = self._file(bucket)
@@ -45,5 +48,6 @@ class _TemplateCache(jinja2.BytecodeCache):
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             if _private(path.parent):
                 atomic_write(path, bucket.bytecode_to_string(), 0o600)
+                prune(path.parent, "template-*.jinja", path)
         except OSError:
             pass  # a read-only home, a full disk: compile it each time

@@ -12,6 +12,7 @@ import io
 import os
 import re
 import sys
+import time
 import unicodedata
 from functools import cache, lru_cache
 from importlib import resources
@@ -112,7 +113,12 @@ def _build_parser(grammar: str) -> lark.Lark:
 # Building the LALR tables takes ~0.4 s of CPU, most of a `cardgen check`; loading them takes
 # ~20 ms. The cache file is named by, and starts with, a hash of everything the tables depend
 # on (the grammar's text, the options, Lark's and Python's versions), so a changed grammar is a
-# different file and a file that does not start with the current key is never used.
+# different file and a file that does not start with the current key is never used. Each
+# grammar or template edit writes a new file, so writing one also removes those not used for
+# STALE_DAYS (use refreshes a file's time): two installs sharing the folder each keep theirs.
+STALE_DAYS = 30
+
+
 def cache_dir() -> Path | None:
     """Where the built parser is kept between runs: ``$CARDGEN_CACHE_DIR`` (``off``: nowhere),
     else ``$XDG_CACHE_HOME/cardgen``, else ``~/.cache/cardgen``."""
@@ -144,9 +150,12 @@ def cached_parser(grammar: str, folder: Path | None) -> lark.Lark:
     data = _read_private(path)
     if data is not None and data.startswith(key + b"\n"):
         try:
-            return lark.Lark.load(io.BytesIO(data[len(key) + 1:]))
+            parser = lark.Lark.load(io.BytesIO(data[len(key) + 1:]))
         except Exception:  # noqa: BLE001 - written by an older Lark, or damaged: build it again
             pass
+        else:
+            mark_used(path)
+            return parser
     parser = _build_parser(grammar)
     buf = io.BytesIO(key + b"\n")
     buf.seek(0, io.SEEK_END)
@@ -155,9 +164,31 @@ def cached_parser(grammar: str, folder: Path | None) -> lark.Lark:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         if _private(folder):
             atomic_write(path, buf.getvalue(), 0o600)
+            prune(folder, "parser-*.lark.pickle", path)
     except OSError:
         pass  # a read-only home, a full disk: run without the cache
     return parser
+
+
+def mark_used(path: Path) -> None:
+    """Refreshes a cache file's time (at most once a day: a check should not write on every run)."""
+    try:
+        if path.stat().st_mtime < time.time() - 86400:
+            os.utime(path)
+    except OSError:
+        pass
+
+
+def prune(folder: Path, pattern: str, keep: Path) -> None:
+    """Removes our cache files matching ``pattern`` in ``folder``, other than ``keep``, that no run
+    has used for STALE_DAYS."""
+    cutoff = time.time() - STALE_DAYS * 86400
+    for old in folder.glob(pattern):
+        try:
+            if old != keep and _private(old) and old.stat().st_mtime < cutoff:
+                old.unlink()
+        except OSError:
+            pass  # gone already, or not ours to remove
 
 
 def _private(path: Path) -> bool:
