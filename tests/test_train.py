@@ -163,6 +163,23 @@ def test_threads_shard_the_batch_and_sum_to_the_same_step(text, settings, monkey
                                    rtol=1e-11, atol=1e-13, err_msg=name)
 
 
+def test_evaluation_shards_the_batch_like_a_step(text, monkeypatch):
+    """evaluate() with threads runs the batch's shards on the shard threads (one BLAS thread each) and
+    gives the one-thread loss up to rounding."""
+    _, val = text
+    cfg = GPT2.Config(V=256, D=16, H=2, D_f=32, N=1, ctx=16)
+    tokens = batches(val, 5, 16, np.random.default_rng(4))
+    params = Trainer(GPT2, CE, ADAMW, cfg).init(np.random.default_rng(0), np.float64).params
+    seen = watch_forward(monkeypatch, GPT2)
+    one = Trainer(GPT2, CE, ADAMW, cfg).evaluate(params, tokens)
+    for threads, sizes in ((2, [2, 3]), (3, [1, 2, 2])):
+        seen.clear()
+        loss = Trainer(GPT2, CE, ADAMW, cfg, threads=threads).evaluate(params, tokens, {})
+        assert sorted(n for _, n, _ in seen) == sizes
+        assert all(name.startswith("cardgen-shard") and all(b == 1 for b in blas) for name, _, blas in seen)
+        assert loss == pytest.approx(one, rel=1e-13)
+
+
 def test_adamw_blocks_run_side_by_side_with_the_same_numbers(monkeypatch):
     """With threads, the update's blocks are shared out among the threads, each with its own work
     arrays; element-wise, so θ, m and v come out bit for bit as with one thread."""

@@ -131,9 +131,23 @@ class Trainer:
         return loss, [grads]
 
     def evaluate(self, params, tokens, workspace=None) -> float:
+        """Mean next-token cross-entropy of a batch (B, T+1), forward only; with ``threads`` > 1 the
+        batch's shards run side by side, as a step's do (the same numbers up to rounding)."""
+        batch = tokens.shape[0]
+        n = min(self.threads, batch)
+        if n == 1:
+            return float(np.mean(self._losses(params, tokens, workspace)))
+        with one_blas_thread():
+            jobs = [self._executor().submit(self._losses, params, tokens[lo:hi], ws)
+                    for (lo, hi), ws in zip(bounds(batch, n), workspaces(workspace, n), strict=True)]
+            return sum(float(np.sum(job.result(), dtype=np.float64)) for job in jobs) / batch
+
+    def _losses(self, params, tokens, workspace):
+        """Each sequence's loss."""
         logits, _ = self.logits(params, tokens[:, :-1], workspace)
-        per_seq, _ = self.loss.forward(self.loss.Config(), self.loss.Params(), logits, tokens[:, 1:])
-        return float(np.mean(per_seq))
+        per_seq, _ = self.loss.forward(self.loss.Config(), self.loss.Params(), logits, tokens[:, 1:],
+                                       workspace=workspace)
+        return per_seq
 
     def step(self, state: TrainState, micro_batches, lr: float | None = None) -> float:
         """One update: gradients of every micro-batch summed (mean), clipped, then AdamW at ``lr``
