@@ -736,14 +736,27 @@ def _scatter_rows(g, idx, table):
 
 
 def _put_along(g, idx, shape, axis):
+    """Gradient of _take_along: g added at idx along axis into an array of the table's shape, summed
+    over the axes take_along broadcast the table over."""
     g = np.expand_dims(g, axis)
     n, axis = len(shape), axis % len(shape)
-    # take_along broadcast the table over idx's axes: scatter into that full shape, then sum back
+    idx = np.reshape(idx, (1,) * (n - np.ndim(idx)) + np.shape(idx))
+    summed = tuple(d for d in range(n) if shape[d] == 1 and g.shape[d] != 1)
+    if summed and all(idx.shape[d] == 1 for d in range(n) if d not in summed):
+        # the pick moves only along summed axes (query heads sharing a key head): each of their
+        # positions adds its slice of g into the slot it picked; no array larger than the table
+        out = np.zeros(shape, dtype=g.dtype)
+        for pos in np.ndindex(idx.shape):
+            at = [pos[d] if d in summed else slice(None) for d in range(n)]
+            at[axis] = 0
+            into = [0 if d in summed else slice(None) for d in range(n)]
+            into[axis] = idx[pos]
+            out[tuple(into)] += g[tuple(at)]
+        return out
+    # otherwise scatter into the shape take_along broadcast the table to, then sum back
     full = tuple(shape[d] if d == axis else max(shape[d], g.shape[d]) for d in range(n))
     out = np.zeros(full, dtype=g.dtype)
-    idx = np.broadcast_to(np.reshape(idx, (1,) * (n - np.ndim(idx)) + np.shape(idx)), g.shape)
-    np.put_along_axis(out, idx, g, axis)
-    summed = tuple(d for d in range(n) if shape[d] == 1 and full[d] != 1)
+    np.put_along_axis(out, np.broadcast_to(idx, g.shape), g, axis)
     return np.sum(out, axis=summed, keepdims=True) if summed else out
 
 

@@ -117,3 +117,39 @@ def test_grouped_heads_gather_blocks_instead_of_masking_every_pair():
         a = np.exp(s - s.max(-1, keepdims=True))
         heads.append(a / a.sum(-1, keepdims=True) @ V[:, g * w:(g + 1) * w])
     assert np.allclose(y, np.concatenate(heads, -1), rtol=1e-13, atol=1e-13)
+
+
+def test_grouped_heads_backward_adds_each_head_into_its_group_without_a_heads_by_groups_array():
+    """The gradient of the gather (query head h reads key head ⌊h·G/H⌋) adds each head's slice into its
+    group's; it used to scatter into an array H·G heads large and sum it back. A pick that moves along
+    other axes still takes the general scatter. Both against a plain loop."""
+    import tracemalloc
+    mod = load_module(*_grouped_heads())
+    rng = np.random.default_rng(1)
+    b, h, g, t, w = 2, 8, 4, 64, 32
+    grad = rng.standard_normal((b, h, t, w))
+    idx = (np.arange(h) * g // h).reshape(h, 1, 1, 1)
+    shape = (b, 1, t, g, w)
+    want = np.zeros(shape)
+    for head in range(h):
+        want[:, 0, :, idx[head, 0, 0, 0], :] += grad[:, head]
+    tracemalloc.start()
+    got = mod._put_along(grad, idx, shape, -2)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    np.testing.assert_allclose(got, want, rtol=1e-15, atol=1e-15)
+    assert peak < 2 * want.nbytes <= grad.nbytes * g / 4, peak  # the old scatter held grad.nbytes · G
+    # a pick that moves along a kept axis too (a different key head per position): the general path
+    moving = rng.integers(0, g, size=(h, t, 1, 1))
+    want = np.zeros(shape)
+    for head in range(h):
+        for pos in range(t):
+            want[:, 0, pos, moving[head, pos, 0, 0], :] += grad[:, head, pos]
+    np.testing.assert_allclose(mod._put_along(grad, moving, shape, -2), want, rtol=1e-15, atol=1e-15)
+
+
+def _grouped_heads():
+    path = ROOT / "tests" / "differential_cases" / "GroupedHeads.card"
+    c = parse(path.read_text("utf-8"), str(path))
+    lib = Library(cards={c.name: c})
+    return check(c, lib), lib
