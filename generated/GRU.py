@@ -98,21 +98,24 @@ def forward(config: Config, params: Params, X, h_0, workspace: dict | None = Non
     b_x = params.b_x
     W_h = params.W_h
     b_h = params.b_h
-    X_shape = X.shape
     _check_input('X', X, (d_x, None, ), 'f', None, None, 'ℝ^{d_x×ℓ}')
     _check_input('h_0', h_0, (d_h, ), 'f', None, None, 'ℝ^{d_h}')
     _check_params(params, {'W_x': (3*d_h, d_x, ), 'b_x': (3*d_h, ), 'W_h': (3*d_h, d_h, ), 'b_h': (3*d_h, )})
     dtype = np.result_type(W_x)
     batch = np.shape(X)[:np.ndim(X) - 2]
+    # 3 A ← W_x X[:, t] + b_x ▷ A ∈ ℝ^{3·d_h}; the input's part of every gate
+    _23 = np.swapaxes(X, -1, -2)                                # (…, ℓ, d_x)
+    _24 = np.swapaxes(W_x, -1, -2)                              # (d_x, 3·d_h)
+    W_x_X = np.matmul(_23, _24, out=_buf(workspace, 'GRU:f@1(…, ℓ, 3·d_h)/1', batch + (ell, 3*d_h), dtype)) # (…, ℓ, 3·d_h)
+    W_x_X_shape = W_x_X.shape
     # 2 for t = 1, 2, …, ℓ do
     h = h_0
     saved_t = []
     Y = _buf(workspace, 'GRU:fY', batch + (d_h, ell), dtype)
     for t in range(ell):
         # 3 A ← W_x X[:, t] + b_x ▷ A ∈ ℝ^{3·d_h}; the input's part of every gate
-        _1 = X[..., t]                                          # (…, d_x)
-        _2 = _1 @ W_x.T                                         # (…, 3·d_h)
-        A = _threaded(np.add, _2, b_x, out=_2)                  # (…, 3·d_h)
+        _2 = W_x_X[..., t, :]                                   # (…, 3·d_h)
+        A = _threaded(np.add, _2, b_x, out=_buf(workspace, 'GRU:@loop1(…, 3·d_h)/1', batch + (3*d_h,), dtype)) # (…, 3·d_h)
         A_shape = A.shape
         # 4 C ← W_h h + b_h ▷ C ∈ ℝ^{3·d_h}; the state's part
         _4 = h @ W_h.T                                          # (…, 3·d_h)
@@ -140,11 +143,11 @@ def forward(config: Config, params: Params, X, h_0, workspace: dict | None = Non
         _21 = _threaded(np.multiply, z, h, out=_buf(workspace, 'GRU:@loop1(…, d_h)/1', batch + (d_h,), dtype)) # (…, d_h)
         h_2 = _threaded(np.add, _20, _21, out=_20)              # (…, d_h)
         Y[..., t] = h_2
-        saved_t.append((h, z, n, _15, r, C_shape, A_shape, _1,))
+        saved_t.append((h, z, n, _15, r, C_shape, A_shape,))
         h = h_2
     h_3 = h
     h_3_shape = h_3.shape
-    cache = {"d_x": d_x, "d_h": d_h, "ell": ell, "batch": batch, "dtype": dtype, "h_3_shape": h_3_shape, "X_shape": X_shape, "saved_t": saved_t}
+    cache = {"d_x": d_x, "d_h": d_h, "ell": ell, "batch": batch, "dtype": dtype, "_23": _23, "h_3_shape": h_3_shape, "W_x_X_shape": W_x_X_shape, "saved_t": saved_t}
     return Y, cache
 
 
@@ -160,19 +163,19 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     batch = cache["batch"]
     dtype = cache["dtype"]
     W_h = params.W_h
+    _23 = cache["_23"]
     W_x = params.W_x
     h_3_shape = cache["h_3_shape"]
-    X_shape = cache["X_shape"]
+    W_x_X_shape = cache["W_x_X_shape"]
     saved_t = cache["saved_t"]
     g10001 = np.zeros(h_3_shape, dtype)
-    d_X = _buf(workspace, 'GRU:bd_X', X_shape, dtype)
-    d_X.fill(0)
+    d_W_x_X = _buf(workspace, 'GRU:bd_W_x_X', W_x_X_shape, dtype)
+    d_W_x_X.fill(0)
     d_b_h_2 = 0
     d_W_h_2 = 0
     d_b_x_2 = 0
-    d_W_x_2 = 0
     for t in reversed(range(ell)):
-        h, z, n, _15, r, C_shape, A_shape, _1, = saved_t[t]
+        h, z, n, _15, r, C_shape, A_shape, = saved_t[t]
         g10002 = d_Y[..., t]                                    # (…, d_h)
         d_h_2 = _threaded(np.add, g10001, g10002, out=_buf(workspace, 'GRU:@loop1(…, d_h)/1', batch + (d_h,), dtype)) # (…, d_h)
         # 8 h ← (1 − z) ⊙ n + z ⊙ h ▷ h ∈ ℝ^{d_h}
@@ -210,15 +213,17 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
         d_h_4 = _threaded(np.add, d_h_3, g10033, out=d_h_3)     # (…, d_h)
         # 3 A ← W_x X[:, t] + b_x ▷ A ∈ ℝ^{3·d_h}; the input's part of every gate
         d_b_x = _sum_to(d_A_3, 1, ())                           # (3·d_h,)
-        d_W_x = _wgrad(d_A_3, _1, _buf(workspace, 'GRU:@loop1(3·d_h, d_x)/1', (3*d_h, d_x), dtype)) # (3·d_h, d_x)
-        g10037 = d_A_3 @ W_x                                    # (…, d_x)
-        d_X[..., t] += g10037
+        d_W_x_X[..., t, :] += d_A_3
         d_b_h_2 = d_b_h_2 + d_b_h
         d_W_h_2 = d_W_h_2 + d_W_h
         d_b_x_2 = d_b_x_2 + d_b_x
-        d_W_x_2 = d_W_x_2 + d_W_x
         g10001 = d_h_4
-    grads = Params(W_x=d_W_x_2, b_x=d_b_x_2, W_h=d_W_h_2, b_h=d_b_h_2)
+    # 3 A ← W_x X[:, t] + b_x ▷ A ∈ ℝ^{3·d_h}; the input's part of every gate
+    d_W_x = _wgrad(d_W_x_X, _23, _buf(workspace, 'GRU:@top(3·d_h, d_x)/1', (3*d_h, d_x), dtype)) # (3·d_h, d_x)
+    g10039 = np.swapaxes(W_x, -1, -2)                           # (d_x, 3·d_h)
+    g10040 = np.swapaxes(d_W_x_X, -1, -2)                       # (…, 3·d_h, ℓ)
+    d_X = np.matmul(g10039, g10040, out=_buf(workspace, 'GRU:@top(…, d_x, ℓ)/1', batch + (d_x, ell), dtype)) # (…, d_x, ℓ)
+    grads = Params(W_x=d_W_x, b_x=d_b_x_2, W_h=d_W_h_2, b_h=d_b_h_2)
     return grads, {"X": d_X, "h_0": g10001}
 
 

@@ -102,13 +102,17 @@ def forward(config: Config, params: Params, X, h_0, c_0, workspace: dict | None 
     b_x = params.b_x
     W_h = params.W_h
     b_h = params.b_h
-    X_shape = X.shape
     _check_input('X', X, (d_x, None, ), 'f', None, None, 'ℝ^{d_x×ℓ}')
     _check_input('h_0', h_0, (d_h, ), 'f', None, None, 'ℝ^{d_h}')
     _check_input('c_0', c_0, (d_h, ), 'f', None, None, 'ℝ^{d_h}')
     _check_params(params, {'W_x': (4*d_h, d_x, ), 'b_x': (4*d_h, ), 'W_h': (4*d_h, d_h, ), 'b_h': (4*d_h, )})
     dtype = np.result_type(W_x)
     batch = np.shape(X)[:np.ndim(X) - 2]
+    # 4 A ← W_x X[:, t] + b_x + W_h h + b_h ▷ A ∈ ℝ^{4·d_h}; the four gates' pre-activations
+    _20 = np.swapaxes(X, -1, -2)                                # (…, ℓ, d_x)
+    _21 = np.swapaxes(W_x, -1, -2)                              # (d_x, 4·d_h)
+    W_x_X = np.matmul(_20, _21, out=_buf(workspace, 'LSTM:f@1(…, ℓ, 4·d_h)/1', batch + (ell, 4*d_h), dtype)) # (…, ℓ, 4·d_h)
+    W_x_X_shape = W_x_X.shape
     # 3 for t = 1, 2, …, ℓ do
     c = c_0
     h = h_0
@@ -116,9 +120,8 @@ def forward(config: Config, params: Params, X, h_0, c_0, workspace: dict | None 
     Y = _buf(workspace, 'LSTM:fY', batch + (d_h, ell), dtype)
     for t in range(ell):
         # 4 A ← W_x X[:, t] + b_x + W_h h + b_h ▷ A ∈ ℝ^{4·d_h}; the four gates' pre-activations
-        _1 = X[..., t]                                          # (…, d_x)
-        _2 = _1 @ W_x.T                                         # (…, 4·d_h)
-        _3 = _threaded(np.add, _2, b_x, out=_2)                 # (…, 4·d_h)
+        _2 = W_x_X[..., t, :]                                   # (…, 4·d_h)
+        _3 = _threaded(np.add, _2, b_x, out=_buf(workspace, 'LSTM:@loop1(…, 4·d_h)/1', batch + (4*d_h,), dtype)) # (…, 4·d_h)
         _4 = h @ W_h.T                                          # (…, 4·d_h)
         _5 = _threaded(np.add, _3, _4, out=_3)                  # (…, 4·d_h)
         A = _threaded(np.add, _5, b_h, out=_5)                  # (…, 4·d_h)
@@ -143,14 +146,14 @@ def forward(config: Config, params: Params, X, h_0, c_0, workspace: dict | None 
         _18 = _threaded(np.tanh, c_2, out=_buf(workspace, ('LSTM:f_18', t), batch + (d_h,), dtype)) # (…, d_h)
         h_2 = _threaded(np.multiply, o, _18, out=_buf(workspace, ('LSTM:fh_2', t), batch + (d_h,), dtype)) # (…, d_h)
         Y[..., t] = h_2
-        saved_t.append((_18, o, g, i, c, f, A_shape, h, _1,))
+        saved_t.append((_18, o, g, i, c, f, A_shape, h,))
         c = c_2
         h = h_2
     c_3 = c
     c_3_shape = c_3.shape
     h_3 = h
     h_3_shape = h_3.shape
-    cache = {"d_x": d_x, "d_h": d_h, "ell": ell, "batch": batch, "dtype": dtype, "c_3_shape": c_3_shape, "h_3_shape": h_3_shape, "X_shape": X_shape, "saved_t": saved_t}
+    cache = {"d_x": d_x, "d_h": d_h, "ell": ell, "batch": batch, "dtype": dtype, "_20": _20, "c_3_shape": c_3_shape, "h_3_shape": h_3_shape, "W_x_X_shape": W_x_X_shape, "saved_t": saved_t}
     return Y, cache
 
 
@@ -166,21 +169,21 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     batch = cache["batch"]
     dtype = cache["dtype"]
     W_h = params.W_h
+    _20 = cache["_20"]
     W_x = params.W_x
     c_3_shape = cache["c_3_shape"]
     h_3_shape = cache["h_3_shape"]
-    X_shape = cache["X_shape"]
+    W_x_X_shape = cache["W_x_X_shape"]
     saved_t = cache["saved_t"]
     g10001 = np.zeros(c_3_shape, dtype)
     g10002 = np.zeros(h_3_shape, dtype)
-    d_X = _buf(workspace, 'LSTM:bd_X', X_shape, dtype)
-    d_X.fill(0)
+    d_W_x_X = _buf(workspace, 'LSTM:bd_W_x_X', W_x_X_shape, dtype)
+    d_W_x_X.fill(0)
     d_b_h_2 = 0
     d_W_h_2 = 0
     d_b_x_2 = 0
-    d_W_x_2 = 0
     for t in reversed(range(ell)):
-        _18, o, g, i, c, f, A_shape, h, _1, = saved_t[t]
+        _18, o, g, i, c, f, A_shape, h, = saved_t[t]
         g10003 = d_Y[..., t]                                    # (…, d_h)
         d_h_2 = _threaded(np.add, g10002, g10003, out=_buf(workspace, 'LSTM:@loop1(…, d_h)/1', batch + (d_h,), dtype)) # (…, d_h)
         # 10 h ← o ⊙ tanh(c) ▷ h ∈ ℝ^{d_h}
@@ -220,16 +223,18 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
         d_W_h = _wgrad(d_A_4, h, _buf(workspace, 'LSTM:@loop1(4·d_h, d_h)/1', (4*d_h, d_h), dtype)) # (4·d_h, d_h)
         d_h_3 = d_A_4 @ W_h                                     # (…, d_h)
         d_b_x = _sum_to(d_A_4, 1, ())                           # (4·d_h,)
-        d_W_x = _wgrad(d_A_4, _1, _buf(workspace, 'LSTM:@loop1(4·d_h, d_x)/1', (4*d_h, d_x), dtype)) # (4·d_h, d_x)
-        g10039 = d_A_4 @ W_x                                    # (…, d_x)
-        d_X[..., t] += g10039
+        d_W_x_X[..., t, :] += d_A_4
         d_b_h_2 = d_b_h_2 + d_b_h
         d_W_h_2 = d_W_h_2 + d_W_h
         d_b_x_2 = d_b_x_2 + d_b_x
-        d_W_x_2 = d_W_x_2 + d_W_x
         g10001 = d_c
         g10002 = d_h_3
-    grads = Params(W_x=d_W_x_2, b_x=d_b_x_2, W_h=d_W_h_2, b_h=d_b_h_2)
+    # 4 A ← W_x X[:, t] + b_x + W_h h + b_h ▷ A ∈ ℝ^{4·d_h}; the four gates' pre-activations
+    d_W_x = _wgrad(d_W_x_X, _20, _buf(workspace, 'LSTM:@top(4·d_h, d_x)/1', (4*d_h, d_x), dtype)) # (4·d_h, d_x)
+    g10041 = np.swapaxes(W_x, -1, -2)                           # (d_x, 4·d_h)
+    g10042 = np.swapaxes(d_W_x_X, -1, -2)                       # (…, 4·d_h, ℓ)
+    d_X = np.matmul(g10041, g10042, out=_buf(workspace, 'LSTM:@top(…, d_x, ℓ)/1', batch + (d_x, ell), dtype)) # (…, d_x, ℓ)
+    grads = Params(W_x=d_W_x, b_x=d_b_x_2, W_h=d_W_h_2, b_h=d_b_h_2)
     return grads, {"X": d_X, "h_0": g10002, "c_0": g10001}
 
 

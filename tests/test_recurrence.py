@@ -157,17 +157,26 @@ def test_elman_rnn_matches_torch_rnn(tmp_path, text):
 
 
 def test_recurrence_forward_is_a_python_loop_over_time(tmp_path):
-    """The generated code reads as the card does: a loop over t, row t of X, row t of Y."""
+    """The generated code reads as the card does: a loop over t, row t of Y; the input projection
+    X[t] W_x, which reads nothing the loop carries, is one product X W_x before the loop (row t of
+    it read in the loop), and its gradients d_X and d_W_x one product each after the backward loop."""
     from cardgen.compile.emit import module_source
     checked, lib, _mod = compiled(tmp_path, ELMAN)
     src = module_source(checked, lib, "Elman.card")
     forward = src.split("def forward", 1)[1].split("def backward", 1)[0]
     backward = src.split("def backward", 1)[1].split("\ndef ", 1)[0]
-    assert "for t in range(T):" in forward
-    assert "X[..., t, :]" in forward and "Y[..., t, :] = h" in forward
+    before, loop = forward.split("for t in range(T):", 1)
+
+    def code(text):  # without the card-step comments, which quote the card
+        return "\n".join(line for line in text.splitlines() if not line.strip().startswith("#"))
+    assert "X_W_x = np.matmul(X, W_x" in before and "X_W_x[..., t, :]" in loop
+    assert "W_x" not in code(loop).replace("X_W_x", "")
+    assert "Y[..., t, :] = h" in loop and "h @ W_h" in loop  # the carried state's product stays a step's
     assert "return Y, cache" in forward
-    assert "for t in reversed(range(T)):" in backward
-    assert "d_Y[..., t, :]" in backward and "d_X[..., t, :] +=" in backward
+    steps, after = backward.split("for t in reversed(range(T)):", 1)[1].split("\n    d_W_x", 1)
+    assert "d_Y[..., t, :]" in steps and "d_X_W_x[..., t, :] +=" in steps
+    assert "W_x" not in code(steps).replace("X_W_x", "")
+    assert "np.matmul(d_X_W_x" in after and "_wgrad(X, d_X_W_x" in backward
 
 
 def test_float32_recurrence_stays_float32(tmp_path):

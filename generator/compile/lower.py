@@ -23,8 +23,8 @@ from ..lang.errors import CardError
 from ..lang.ir import Card, Expr, Group, Step
 from ..lang.shapes import Poly
 from ..lang.types import INTEGRAL
-from .core import Loop, Program, Value
-from .cse import cse
+from .core import Loop, Op, Program, Value, matmul_attr
+from .cse import _bookkeeping, cse
 from .custom import lower_rule, record, rename
 from .inline import Inlining
 from .layout import AV, ONE, Layout, Members, ParamGroup
@@ -194,6 +194,7 @@ def lower(checked: Checked, lib: Library) -> Program:
     names.taken |= {ascii_name(d) for d in dims} | {ascii_name(n) for n in checked.env if n not in given}
     frozen = set().union(*(r.forward for r in lw.regions))  # a rule reads its card's values by name
     renamed: dict[str, str] = {}
+    block = hoist_products(block, {v.name: v for v in inputs + params}, names, frozen)
     block = cse(hoist(block), {o.name for o in outputs}, frozen, renamed)
     for region in lw.regions:
         rename(region, renamed)
@@ -368,6 +369,62 @@ def hoist(body: list) -> list:
                 moved.append(x)
         item.body = kept
         out += moved + [item]
+    return out
+
+
+def hoist_products(body: list, known: dict[str, Value], names: Names, frozen: set[str]) -> list:
+    """W X[:, t] in a loop over t, with W and X from before the loop, is (W X)[:, t]; X[t] W, with X's
+    rows, is (X W)[t]: one matrix product before the loop instead of one matrix-vector product a
+    step (a recurrence's input projection), and so, derived from it, one product each for W's and
+    X's gradients after the backward loop instead of one a step. ``known``: the inputs and
+    parameters; values the loop's body makes or carries stay where they are."""
+    known = dict(known)
+    out = []
+    for item in body:
+        if not isinstance(item, Loop):
+            if isinstance(item, Op):
+                known[item.out] = Value(item.out, item.shape, item.batched, item.kind)
+            out.append(item)
+            continue
+        item.body = hoist_products(item.body, known, names, frozen)
+        inside = {op.out for op in _walk_ops(item.body)} | {inner for _, inner, _ in item.carried}
+        picks = {x.out: x for x in item.body if isinstance(x, Op) and x.prim == "index"
+                 and x.attr[0] == item.var and x.args[0] in known and x.args[0] not in inside}
+        before = []
+        for k, x in enumerate(item.body):
+            if not isinstance(x, Op) or x.prim != "matmul" or x.out in frozen:
+                continue
+            a, b = x.args
+            if x.attr[0] == "mv" and b in picks and picks[b].attr[1] == -1:
+                w, pick, axis = a, picks[b], -1
+            elif x.attr[0] == "vm" and a in picks and picks[a].attr[1] == -2:
+                w, pick, axis = b, picks[a], -2
+            else:
+                continue
+            whole = known[pick.args[0]]
+            if w not in known or w in inside or known[w].batched or whole.kind != "real" or pick.out in frozen:
+                continue
+            if axis == -1:  # Xᵀ Wᵀ, so that each step reads a row of the product, not a strided column
+                flipped = []
+                for v in (whole, known[w]):
+                    t = names.temp()
+                    flipped.append(Value(t, v.shape[:-2] + v.shape[:-3:-1], v.batched, v.kind))
+                    before.append(Op(t, "transpose", (v.name,), ((-1, -2),), flipped[-1].shape, v.batched, v.kind,
+                                     x.step))
+                    known[t] = flipped[-1]
+                args = tuple(v.name for v in flipped)
+            else:
+                args = (whole.name, w)
+            shape = whole.shape[-1:] + x.shape if axis == -1 else whole.shape[-2:-1] + x.shape
+            name = names.fresh(f"{w}_{whole.name}" if axis == -1 else f"{whole.name}_{w}")  # W_x X, X W_x
+            before.append(Op(name, "matmul", args, matmul_attr("mm", False, True), shape, whole.batched, x.kind,
+                             x.step))
+            known[name] = Value(name, shape, whole.batched, x.kind)
+            item.body[k] = Op(x.out, "index", (name,), (item.var, -2), x.shape, x.batched, x.kind, x.step)
+        if before:  # a column no longer read (the product took it) goes
+            read = {a for op in _walk_ops(item.body) for a in op.args} | _bookkeeping(item)
+            item.body = [x for x in item.body if not (isinstance(x, Op) and x.out in picks and x.out not in read)]
+        out += before + [item]
     return out
 
 
