@@ -106,15 +106,15 @@ def forward(config: Config, params: Params, X, h_0, workspace: dict | None = Non
     # 3 A ← W_x X[:, t] + b_x ▷ A ∈ ℝ^{3·d_h}; the input's part of every gate
     _23 = np.swapaxes(X, -1, -2)                                # (…, ℓ, d_x)
     _24 = np.swapaxes(W_x, -1, -2)                              # (d_x, 3·d_h)
-    W_x_X = np.matmul(_23, _24, out=_buf(workspace, 'GRU:f@1(…, ℓ, 3·d_h)/1', batch + (ell, 3*d_h), dtype)) # (…, ℓ, 3·d_h)
-    W_x_X_shape = W_x_X.shape
+    W_x_X_T = np.matmul(_23, _24, out=_buf(workspace, 'GRU:f@1(…, ℓ, 3·d_h)/1', batch + (ell, 3*d_h), dtype)) # (…, ℓ, 3·d_h)
+    W_x_X_T_shape = W_x_X_T.shape
     # 2 for t = 1, 2, …, ℓ do
     h = h_0
     saved_t = []
     Y = _buf(workspace, 'GRU:fY', batch + (d_h, ell), dtype)
     for t in range(ell):
         # 3 A ← W_x X[:, t] + b_x ▷ A ∈ ℝ^{3·d_h}; the input's part of every gate
-        _2 = W_x_X[..., t, :]                                   # (…, 3·d_h)
+        _2 = W_x_X_T[..., t, :]                                 # (…, 3·d_h)
         A = _threaded(np.add, _2, b_x, out=_buf(workspace, 'GRU:@loop1(…, 3·d_h)/1', batch + (3*d_h,), dtype)) # (…, 3·d_h)
         A_shape = A.shape
         # 4 C ← W_h h + b_h ▷ C ∈ ℝ^{3·d_h}; the state's part
@@ -147,7 +147,7 @@ def forward(config: Config, params: Params, X, h_0, workspace: dict | None = Non
         h = h_2
     h_3 = h
     h_3_shape = h_3.shape
-    cache = {"d_x": d_x, "d_h": d_h, "ell": ell, "batch": batch, "dtype": dtype, "_23": _23, "h_3_shape": h_3_shape, "W_x_X_shape": W_x_X_shape, "saved_t": saved_t}
+    cache = {"d_x": d_x, "d_h": d_h, "ell": ell, "batch": batch, "dtype": dtype, "_23": _23, "h_3_shape": h_3_shape, "W_x_X_T_shape": W_x_X_T_shape, "saved_t": saved_t}
     return Y, cache
 
 
@@ -166,11 +166,11 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     _23 = cache["_23"]
     W_x = params.W_x
     h_3_shape = cache["h_3_shape"]
-    W_x_X_shape = cache["W_x_X_shape"]
+    W_x_X_T_shape = cache["W_x_X_T_shape"]
     saved_t = cache["saved_t"]
     g10001 = np.zeros(h_3_shape, dtype)
-    d_W_x_X = _buf(workspace, 'GRU:bd_W_x_X', W_x_X_shape, dtype)
-    d_W_x_X.fill(0)
+    d_W_x_X_T = _buf(workspace, 'GRU:bd_W_x_X_T', W_x_X_T_shape, dtype)
+    d_W_x_X_T.fill(0)
     d_b_h_2 = 0
     d_W_h_2 = 0
     d_b_x_2 = 0
@@ -213,15 +213,15 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
         d_h_4 = _threaded(np.add, d_h_3, g10033, out=d_h_3)     # (…, d_h)
         # 3 A ← W_x X[:, t] + b_x ▷ A ∈ ℝ^{3·d_h}; the input's part of every gate
         d_b_x = _sum_to(d_A_3, 1, ())                           # (3·d_h,)
-        d_W_x_X[..., t, :] += d_A_3
+        d_W_x_X_T[..., t, :] += d_A_3
         d_b_h_2 = d_b_h_2 + d_b_h
         d_W_h_2 = d_W_h_2 + d_W_h
         d_b_x_2 = d_b_x_2 + d_b_x
         g10001 = d_h_4
     # 3 A ← W_x X[:, t] + b_x ▷ A ∈ ℝ^{3·d_h}; the input's part of every gate
-    d_W_x = _wgrad(d_W_x_X, _23, _buf(workspace, 'GRU:@top(3·d_h, d_x)/1', (3*d_h, d_x), dtype)) # (3·d_h, d_x)
+    d_W_x = _wgrad(d_W_x_X_T, _23, _buf(workspace, 'GRU:@top(3·d_h, d_x)/1', (3*d_h, d_x), dtype)) # (3·d_h, d_x)
     g10039 = np.swapaxes(W_x, -1, -2)                           # (d_x, 3·d_h)
-    g10040 = np.swapaxes(d_W_x_X, -1, -2)                       # (…, 3·d_h, ℓ)
+    g10040 = np.swapaxes(d_W_x_X_T, -1, -2)                     # (…, 3·d_h, ℓ)
     d_X = np.matmul(g10039, g10040, out=_buf(workspace, 'GRU:@top(…, d_x, ℓ)/1', batch + (d_x, ell), dtype)) # (…, d_x, ℓ)
     grads = Params(W_x=d_W_x, b_x=d_b_x_2, W_h=d_W_h_2, b_h=d_b_h_2)
     return grads, {"X": d_X, "h_0": g10001}

@@ -111,8 +111,8 @@ def forward(config: Config, params: Params, X, h_0, c_0, workspace: dict | None 
     # 4 A ← W_x X[:, t] + b_x + W_h h + b_h ▷ A ∈ ℝ^{4·d_h}; the four gates' pre-activations
     _20 = np.swapaxes(X, -1, -2)                                # (…, ℓ, d_x)
     _21 = np.swapaxes(W_x, -1, -2)                              # (d_x, 4·d_h)
-    W_x_X = np.matmul(_20, _21, out=_buf(workspace, 'LSTM:f@1(…, ℓ, 4·d_h)/1', batch + (ell, 4*d_h), dtype)) # (…, ℓ, 4·d_h)
-    W_x_X_shape = W_x_X.shape
+    W_x_X_T = np.matmul(_20, _21, out=_buf(workspace, 'LSTM:f@1(…, ℓ, 4·d_h)/1', batch + (ell, 4*d_h), dtype)) # (…, ℓ, 4·d_h)
+    W_x_X_T_shape = W_x_X_T.shape
     # 3 for t = 1, 2, …, ℓ do
     c = c_0
     h = h_0
@@ -120,7 +120,7 @@ def forward(config: Config, params: Params, X, h_0, c_0, workspace: dict | None 
     Y = _buf(workspace, 'LSTM:fY', batch + (d_h, ell), dtype)
     for t in range(ell):
         # 4 A ← W_x X[:, t] + b_x + W_h h + b_h ▷ A ∈ ℝ^{4·d_h}; the four gates' pre-activations
-        _2 = W_x_X[..., t, :]                                   # (…, 4·d_h)
+        _2 = W_x_X_T[..., t, :]                                 # (…, 4·d_h)
         _3 = _threaded(np.add, _2, b_x, out=_buf(workspace, 'LSTM:@loop1(…, 4·d_h)/1', batch + (4*d_h,), dtype)) # (…, 4·d_h)
         _4 = h @ W_h.T                                          # (…, 4·d_h)
         _5 = _threaded(np.add, _3, _4, out=_3)                  # (…, 4·d_h)
@@ -153,7 +153,7 @@ def forward(config: Config, params: Params, X, h_0, c_0, workspace: dict | None 
     c_3_shape = c_3.shape
     h_3 = h
     h_3_shape = h_3.shape
-    cache = {"d_x": d_x, "d_h": d_h, "ell": ell, "batch": batch, "dtype": dtype, "_20": _20, "c_3_shape": c_3_shape, "h_3_shape": h_3_shape, "W_x_X_shape": W_x_X_shape, "saved_t": saved_t}
+    cache = {"d_x": d_x, "d_h": d_h, "ell": ell, "batch": batch, "dtype": dtype, "_20": _20, "c_3_shape": c_3_shape, "h_3_shape": h_3_shape, "W_x_X_T_shape": W_x_X_T_shape, "saved_t": saved_t}
     return Y, cache
 
 
@@ -173,12 +173,12 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     W_x = params.W_x
     c_3_shape = cache["c_3_shape"]
     h_3_shape = cache["h_3_shape"]
-    W_x_X_shape = cache["W_x_X_shape"]
+    W_x_X_T_shape = cache["W_x_X_T_shape"]
     saved_t = cache["saved_t"]
     g10001 = np.zeros(c_3_shape, dtype)
     g10002 = np.zeros(h_3_shape, dtype)
-    d_W_x_X = _buf(workspace, 'LSTM:bd_W_x_X', W_x_X_shape, dtype)
-    d_W_x_X.fill(0)
+    d_W_x_X_T = _buf(workspace, 'LSTM:bd_W_x_X_T', W_x_X_T_shape, dtype)
+    d_W_x_X_T.fill(0)
     d_b_h_2 = 0
     d_W_h_2 = 0
     d_b_x_2 = 0
@@ -223,16 +223,16 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
         d_W_h = _wgrad(d_A_4, h, _buf(workspace, 'LSTM:@loop1(4·d_h, d_h)/1', (4*d_h, d_h), dtype)) # (4·d_h, d_h)
         d_h_3 = d_A_4 @ W_h                                     # (…, d_h)
         d_b_x = _sum_to(d_A_4, 1, ())                           # (4·d_h,)
-        d_W_x_X[..., t, :] += d_A_4
+        d_W_x_X_T[..., t, :] += d_A_4
         d_b_h_2 = d_b_h_2 + d_b_h
         d_W_h_2 = d_W_h_2 + d_W_h
         d_b_x_2 = d_b_x_2 + d_b_x
         g10001 = d_c
         g10002 = d_h_3
     # 4 A ← W_x X[:, t] + b_x + W_h h + b_h ▷ A ∈ ℝ^{4·d_h}; the four gates' pre-activations
-    d_W_x = _wgrad(d_W_x_X, _20, _buf(workspace, 'LSTM:@top(4·d_h, d_x)/1', (4*d_h, d_x), dtype)) # (4·d_h, d_x)
+    d_W_x = _wgrad(d_W_x_X_T, _20, _buf(workspace, 'LSTM:@top(4·d_h, d_x)/1', (4*d_h, d_x), dtype)) # (4·d_h, d_x)
     g10041 = np.swapaxes(W_x, -1, -2)                           # (d_x, 4·d_h)
-    g10042 = np.swapaxes(d_W_x_X, -1, -2)                       # (…, 4·d_h, ℓ)
+    g10042 = np.swapaxes(d_W_x_X_T, -1, -2)                     # (…, 4·d_h, ℓ)
     d_X = np.matmul(g10041, g10042, out=_buf(workspace, 'LSTM:@top(…, d_x, ℓ)/1', batch + (d_x, ell), dtype)) # (…, d_x, ℓ)
     grads = Params(W_x=d_W_x, b_x=d_b_x_2, W_h=d_W_h_2, b_h=d_b_h_2)
     return grads, {"X": d_X, "h_0": g10002, "c_0": g10001}

@@ -101,15 +101,15 @@ def forward(config: Config, params: Params, X, h_0, workspace: dict | None = Non
     # 3 h ← tanh(W_x X[:, t] + b_x + W_h h + b_h) ▷ h ∈ ℝ^{d_h}
     _8 = np.swapaxes(X, -1, -2)                                 # (…, ℓ, d_x)
     _9 = np.swapaxes(W_x, -1, -2)                               # (d_x, d_h)
-    W_x_X = np.matmul(_8, _9, out=_buf(workspace, 'RNN:f@1(…, ℓ, d_h)/1', batch + (ell, d_h), dtype)) # (…, ℓ, d_h)
-    W_x_X_shape = W_x_X.shape
+    W_x_X_T = np.matmul(_8, _9, out=_buf(workspace, 'RNN:f@1(…, ℓ, d_h)/1', batch + (ell, d_h), dtype)) # (…, ℓ, d_h)
+    W_x_X_T_shape = W_x_X_T.shape
     # 2 for t = 1, 2, …, ℓ do
     h = h_0
     saved_t = []
     Y = _buf(workspace, 'RNN:fY', batch + (d_h, ell), dtype)
     for t in range(ell):
         # 3 h ← tanh(W_x X[:, t] + b_x + W_h h + b_h) ▷ h ∈ ℝ^{d_h}
-        _2 = W_x_X[..., t, :]                                   # (…, d_h)
+        _2 = W_x_X_T[..., t, :]                                 # (…, d_h)
         _3 = _threaded(np.add, _2, b_x, out=_buf(workspace, ('RNN:f_3', t), batch + (d_h,), dtype)) # (…, d_h)
         _4 = h @ W_h.T                                          # (…, d_h)
         _5 = _threaded(np.add, _3, _4, out=_3)                  # (…, d_h)
@@ -120,7 +120,7 @@ def forward(config: Config, params: Params, X, h_0, workspace: dict | None = Non
         h = h_2
     h_3 = h
     h_3_shape = h_3.shape
-    cache = {"d_x": d_x, "d_h": d_h, "ell": ell, "batch": batch, "dtype": dtype, "_8": _8, "h_3_shape": h_3_shape, "W_x_X_shape": W_x_X_shape, "saved_t": saved_t}
+    cache = {"d_x": d_x, "d_h": d_h, "ell": ell, "batch": batch, "dtype": dtype, "_8": _8, "h_3_shape": h_3_shape, "W_x_X_T_shape": W_x_X_T_shape, "saved_t": saved_t}
     return Y, cache
 
 
@@ -139,11 +139,11 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     _8 = cache["_8"]
     W_x = params.W_x
     h_3_shape = cache["h_3_shape"]
-    W_x_X_shape = cache["W_x_X_shape"]
+    W_x_X_T_shape = cache["W_x_X_T_shape"]
     saved_t = cache["saved_t"]
     g10001 = np.zeros(h_3_shape, dtype)
-    d_W_x_X = _buf(workspace, 'RNN:bd_W_x_X', W_x_X_shape, dtype)
-    d_W_x_X.fill(0)
+    d_W_x_X_T = _buf(workspace, 'RNN:bd_W_x_X_T', W_x_X_T_shape, dtype)
+    d_W_x_X_T.fill(0)
     d_b_h_2 = 0
     d_W_h_2 = 0
     d_b_x_2 = 0
@@ -159,15 +159,15 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
         d_W_h = _wgrad(g10006, h, _buf(workspace, 'RNN:@loop1(d_h, d_h)/1', (d_h, d_h), dtype)) # (d_h, d_h)
         d_h_3 = g10006 @ W_h                                    # (…, d_h)
         d_b_x = _sum_to(g10006, 1, ())                          # (d_h,)
-        d_W_x_X[..., t, :] += g10006
+        d_W_x_X_T[..., t, :] += g10006
         d_b_h_2 = d_b_h_2 + d_b_h
         d_W_h_2 = d_W_h_2 + d_W_h
         d_b_x_2 = d_b_x_2 + d_b_x
         g10001 = d_h_3
     # 3 h ← tanh(W_x X[:, t] + b_x + W_h h + b_h) ▷ h ∈ ℝ^{d_h}
-    d_W_x = _wgrad(d_W_x_X, _8, _buf(workspace, 'RNN:@top(d_h, d_x)/1', (d_h, d_x), dtype)) # (d_h, d_x)
+    d_W_x = _wgrad(d_W_x_X_T, _8, _buf(workspace, 'RNN:@top(d_h, d_x)/1', (d_h, d_x), dtype)) # (d_h, d_x)
     g10014 = np.swapaxes(W_x, -1, -2)                           # (d_x, d_h)
-    g10015 = np.swapaxes(d_W_x_X, -1, -2)                       # (…, d_h, ℓ)
+    g10015 = np.swapaxes(d_W_x_X_T, -1, -2)                     # (…, d_h, ℓ)
     d_X = np.matmul(g10014, g10015, out=_buf(workspace, 'RNN:@top(…, d_x, ℓ)/1', batch + (d_x, ell), dtype)) # (…, d_x, ℓ)
     grads = Params(W_x=d_W_x, b_x=d_b_x_2, W_h=d_W_h_2, b_h=d_b_h_2)
     return grads, {"X": d_X, "h_0": g10001}

@@ -416,7 +416,7 @@ def hoist_products(body: list, known: dict[str, Value], names: Names, frozen: se
             else:
                 args = (whole.name, w)
             shape = whole.shape[-1:] + x.shape if axis == -1 else whole.shape[-2:-1] + x.shape
-            name = names.fresh(f"{w}_{whole.name}" if axis == -1 else f"{whole.name}_{w}")  # W_x X, X W_x
+            name = names.fresh(f"{w}_{whole.name}_T" if axis == -1 else f"{whole.name}_{w}")  # (W_x X)ᵀ, X W_x
             before.append(Op(name, "matmul", args, matmul_attr("mm", False, True), shape, whole.batched, x.kind,
                              x.step))
             known[name] = Value(name, shape, whole.batched, x.kind)
