@@ -239,3 +239,13 @@ def test_a_learned_initial_state_gains_the_batch_axes(tmp_path):
     assert rel(grads.W_o, W_o.grad) <= 1e-9
     assert rel(np.swapaxes(input_grads["X"], -1, -2), Xt.grad) <= 1e-9
     assert gradcheck(checked, lib).worst <= TOL
+
+
+def test_the_paper_columns_input_projection_is_one_product_too():
+    """LSTM (columns, W_x X[:, t]): (W_x X)ᵀ before the loop, one row of it a step, so each step
+    reads contiguous memory; the state's product W_h h stays in the loop."""
+    src = (ROOT / "generated" / "LSTM.py").read_text("utf-8")
+    forward = src.split("def forward", 1)[1].split("def backward", 1)[0]
+    before, loop = forward.split("for t in range(ell):", 1)
+    assert "W_x_X_T = np.matmul(" in before and "W_x_X_T[..., t, :]" in loop
+    assert "@ W_x.T" not in loop and "h @ W_h.T" in loop
