@@ -104,9 +104,9 @@ def forward(config: Config, params: Params, X, h_0, workspace: dict | None = Non
     dtype = np.result_type(W_x)
     batch = np.shape(X)[:np.ndim(X) - 2]
     # 3 A ← W_x X[:, t] + b_x ▷ A ∈ ℝ^{3·d_h}; the input's part of every gate
-    _23 = np.swapaxes(X, -1, -2)                                # (…, ℓ, d_x)
-    _24 = np.swapaxes(W_x, -1, -2)                              # (d_x, 3·d_h)
-    W_x_X_T = np.matmul(_23, _24, out=_buf(workspace, 'GRU:f@1(…, ℓ, 3·d_h)/1', batch + (ell, 3*d_h), dtype)) # (…, ℓ, 3·d_h)
+    X_T = np.swapaxes(X, -1, -2)                                # (…, ℓ, d_x)
+    W_x_T = np.swapaxes(W_x, -1, -2)                            # (d_x, 3·d_h)
+    W_x_X_T = np.matmul(X_T, W_x_T, out=_buf(workspace, 'GRU:f@1(…, ℓ, 3·d_h)/1', batch + (ell, 3*d_h), dtype)) # (…, ℓ, 3·d_h)
     W_x_X_T_shape = W_x_X_T.shape
     # 2 for t = 1, 2, …, ℓ do
     h = h_0
@@ -147,7 +147,7 @@ def forward(config: Config, params: Params, X, h_0, workspace: dict | None = Non
         h = h_2
     h_3 = h
     h_3_shape = h_3.shape
-    cache = {"d_x": d_x, "d_h": d_h, "ell": ell, "batch": batch, "dtype": dtype, "_23": _23, "h_3_shape": h_3_shape, "W_x_X_T_shape": W_x_X_T_shape, "saved_t": saved_t}
+    cache = {"d_x": d_x, "d_h": d_h, "ell": ell, "batch": batch, "dtype": dtype, "X_T": X_T, "h_3_shape": h_3_shape, "W_x_X_T_shape": W_x_X_T_shape, "saved_t": saved_t}
     return Y, cache
 
 
@@ -163,7 +163,7 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     batch = cache["batch"]
     dtype = cache["dtype"]
     W_h = params.W_h
-    _23 = cache["_23"]
+    X_T = cache["X_T"]
     W_x = params.W_x
     h_3_shape = cache["h_3_shape"]
     W_x_X_T_shape = cache["W_x_X_T_shape"]
@@ -219,7 +219,7 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
         d_b_x_2 = d_b_x_2 + d_b_x
         g10001 = d_h_4
     # 3 A ← W_x X[:, t] + b_x ▷ A ∈ ℝ^{3·d_h}; the input's part of every gate
-    d_W_x = _wgrad(d_W_x_X_T, _23, _buf(workspace, 'GRU:@top(3·d_h, d_x)/1', (3*d_h, d_x), dtype)) # (3·d_h, d_x)
+    d_W_x = _wgrad(d_W_x_X_T, X_T, _buf(workspace, 'GRU:@top(3·d_h, d_x)/1', (3*d_h, d_x), dtype)) # (3·d_h, d_x)
     g10039 = np.swapaxes(W_x, -1, -2)                           # (d_x, 3·d_h)
     g10040 = np.swapaxes(d_W_x_X_T, -1, -2)                     # (…, 3·d_h, ℓ)
     d_X = np.matmul(g10039, g10040, out=_buf(workspace, 'GRU:@top(…, d_x, ℓ)/1', batch + (d_x, ell), dtype)) # (…, d_x, ℓ)

@@ -109,9 +109,9 @@ def forward(config: Config, params: Params, X, h_0, c_0, workspace: dict | None 
     dtype = np.result_type(W_x)
     batch = np.shape(X)[:np.ndim(X) - 2]
     # 4 A ← W_x X[:, t] + b_x + W_h h + b_h ▷ A ∈ ℝ^{4·d_h}; the four gates' pre-activations
-    _20 = np.swapaxes(X, -1, -2)                                # (…, ℓ, d_x)
-    _21 = np.swapaxes(W_x, -1, -2)                              # (d_x, 4·d_h)
-    W_x_X_T = np.matmul(_20, _21, out=_buf(workspace, 'LSTM:f@1(…, ℓ, 4·d_h)/1', batch + (ell, 4*d_h), dtype)) # (…, ℓ, 4·d_h)
+    X_T = np.swapaxes(X, -1, -2)                                # (…, ℓ, d_x)
+    W_x_T = np.swapaxes(W_x, -1, -2)                            # (d_x, 4·d_h)
+    W_x_X_T = np.matmul(X_T, W_x_T, out=_buf(workspace, 'LSTM:f@1(…, ℓ, 4·d_h)/1', batch + (ell, 4*d_h), dtype)) # (…, ℓ, 4·d_h)
     W_x_X_T_shape = W_x_X_T.shape
     # 3 for t = 1, 2, …, ℓ do
     c = c_0
@@ -153,7 +153,7 @@ def forward(config: Config, params: Params, X, h_0, c_0, workspace: dict | None 
     c_3_shape = c_3.shape
     h_3 = h
     h_3_shape = h_3.shape
-    cache = {"d_x": d_x, "d_h": d_h, "ell": ell, "batch": batch, "dtype": dtype, "_20": _20, "c_3_shape": c_3_shape, "h_3_shape": h_3_shape, "W_x_X_T_shape": W_x_X_T_shape, "saved_t": saved_t}
+    cache = {"d_x": d_x, "d_h": d_h, "ell": ell, "batch": batch, "dtype": dtype, "X_T": X_T, "c_3_shape": c_3_shape, "h_3_shape": h_3_shape, "W_x_X_T_shape": W_x_X_T_shape, "saved_t": saved_t}
     return Y, cache
 
 
@@ -169,7 +169,7 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     batch = cache["batch"]
     dtype = cache["dtype"]
     W_h = params.W_h
-    _20 = cache["_20"]
+    X_T = cache["X_T"]
     W_x = params.W_x
     c_3_shape = cache["c_3_shape"]
     h_3_shape = cache["h_3_shape"]
@@ -230,7 +230,7 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
         g10001 = d_c
         g10002 = d_h_3
     # 4 A ← W_x X[:, t] + b_x + W_h h + b_h ▷ A ∈ ℝ^{4·d_h}; the four gates' pre-activations
-    d_W_x = _wgrad(d_W_x_X_T, _20, _buf(workspace, 'LSTM:@top(4·d_h, d_x)/1', (4*d_h, d_x), dtype)) # (4·d_h, d_x)
+    d_W_x = _wgrad(d_W_x_X_T, X_T, _buf(workspace, 'LSTM:@top(4·d_h, d_x)/1', (4*d_h, d_x), dtype)) # (4·d_h, d_x)
     g10041 = np.swapaxes(W_x, -1, -2)                           # (d_x, 4·d_h)
     g10042 = np.swapaxes(d_W_x_X_T, -1, -2)                     # (…, 4·d_h, ℓ)
     d_X = np.matmul(g10041, g10042, out=_buf(workspace, 'LSTM:@top(…, d_x, ℓ)/1', batch + (d_x, ell), dtype)) # (…, d_x, ℓ)

@@ -99,9 +99,9 @@ def forward(config: Config, params: Params, X, h_0, workspace: dict | None = Non
     dtype = np.result_type(W_x)
     batch = np.shape(X)[:np.ndim(X) - 2]
     # 3 h ← tanh(W_x X[:, t] + b_x + W_h h + b_h) ▷ h ∈ ℝ^{d_h}
-    _8 = np.swapaxes(X, -1, -2)                                 # (…, ℓ, d_x)
-    _9 = np.swapaxes(W_x, -1, -2)                               # (d_x, d_h)
-    W_x_X_T = np.matmul(_8, _9, out=_buf(workspace, 'RNN:f@1(…, ℓ, d_h)/1', batch + (ell, d_h), dtype)) # (…, ℓ, d_h)
+    X_T = np.swapaxes(X, -1, -2)                                # (…, ℓ, d_x)
+    W_x_T = np.swapaxes(W_x, -1, -2)                            # (d_x, d_h)
+    W_x_X_T = np.matmul(X_T, W_x_T, out=_buf(workspace, 'RNN:f@1(…, ℓ, d_h)/1', batch + (ell, d_h), dtype)) # (…, ℓ, d_h)
     W_x_X_T_shape = W_x_X_T.shape
     # 2 for t = 1, 2, …, ℓ do
     h = h_0
@@ -120,7 +120,7 @@ def forward(config: Config, params: Params, X, h_0, workspace: dict | None = Non
         h = h_2
     h_3 = h
     h_3_shape = h_3.shape
-    cache = {"d_x": d_x, "d_h": d_h, "ell": ell, "batch": batch, "dtype": dtype, "_8": _8, "h_3_shape": h_3_shape, "W_x_X_T_shape": W_x_X_T_shape, "saved_t": saved_t}
+    cache = {"d_x": d_x, "d_h": d_h, "ell": ell, "batch": batch, "dtype": dtype, "X_T": X_T, "h_3_shape": h_3_shape, "W_x_X_T_shape": W_x_X_T_shape, "saved_t": saved_t}
     return Y, cache
 
 
@@ -136,7 +136,7 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
     batch = cache["batch"]
     dtype = cache["dtype"]
     W_h = params.W_h
-    _8 = cache["_8"]
+    X_T = cache["X_T"]
     W_x = params.W_x
     h_3_shape = cache["h_3_shape"]
     W_x_X_T_shape = cache["W_x_X_T_shape"]
@@ -165,7 +165,7 @@ def backward(config: Config, params: Params, cache: dict, d_Y, workspace: dict |
         d_b_x_2 = d_b_x_2 + d_b_x
         g10001 = d_h_3
     # 3 h ← tanh(W_x X[:, t] + b_x + W_h h + b_h) ▷ h ∈ ℝ^{d_h}
-    d_W_x = _wgrad(d_W_x_X_T, _8, _buf(workspace, 'RNN:@top(d_h, d_x)/1', (d_h, d_x), dtype)) # (d_h, d_x)
+    d_W_x = _wgrad(d_W_x_X_T, X_T, _buf(workspace, 'RNN:@top(d_h, d_x)/1', (d_h, d_x), dtype)) # (d_h, d_x)
     g10014 = np.swapaxes(W_x, -1, -2)                           # (d_x, d_h)
     g10015 = np.swapaxes(d_W_x_X_T, -1, -2)                     # (…, d_h, ℓ)
     d_X = np.matmul(g10014, g10015, out=_buf(workspace, 'RNN:@top(…, d_x, ℓ)/1', batch + (d_x, ell), dtype)) # (…, d_x, ℓ)

@@ -407,7 +407,7 @@ def hoist_products(body: list, known: dict[str, Value], names: Names, frozen: se
             if axis == -1:  # Xᵀ Wᵀ, so that each step reads a row of the product, not a strided column
                 flipped = []
                 for v in (whole, known[w]):
-                    t = names.temp()
+                    t = names.fresh(f"{v.name}_T")
                     flipped.append(Value(t, v.shape[:-2] + v.shape[:-3:-1], v.batched, v.kind))
                     before.append(Op(t, "transpose", (v.name,), ((-1, -2),), flipped[-1].shape, v.batched, v.kind,
                                      x.step))
