@@ -29,17 +29,10 @@ the full computation. The numpy target prints these ops with the ``_causal_*`` h
 from __future__ import annotations
 
 from ..lang.shapes import Poly
+from .ad import walk_all
 from .core import Op
 
 LOWER, LEFT_LOWER, LEFT_UPPER, SOFTMAX, SOFTMAX_GRAD = "lower", "left_lower", "left_upper", "softmax", "softmax_grad"
-
-
-def _ops(body):
-    for x in body:
-        if isinstance(x, Op):
-            yield x
-        else:  # a Loop or a backward BLoop
-            yield from _ops(x.body)
 
 
 def _swaps_last_two(op: Op) -> bool:
@@ -52,7 +45,7 @@ def plan(forward: list, backward: list, escaping: set[str]) -> dict[int, str]:
     """id(op) -> how to compute it in row blocks, for the ops of ``forward`` and ``backward`` (bodies
     of ops and loops). ``escaping``: values read outside these ops (saved for the backward, outputs,
     gradients returned): they are computed whole."""
-    ops = list(_ops(forward)) + list(_ops(backward))
+    ops = list(walk_all(forward)) + list(walk_all(backward))
     defs = {op.out: op for op in ops}
     uses: dict[str, int] = {}
     for op in ops:

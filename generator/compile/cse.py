@@ -28,7 +28,7 @@ def _block(body: list, seen: dict, renames: dict[str, str], keep: set[str], froz
         if isinstance(item, Loop):
             item.carried = [(renames.get(o, o), i, r) for o, i, r in item.carried]
             inner = dict(renames)
-            item.body = _block(item.body, dict(seen), inner, keep | _bookkeeping(item), frozen, renamed)
+            item.body = _block(item.body, dict(seen), inner, keep | bookkeeping(item), frozen, renamed)
             out.append(item)
             continue
         item.args = tuple(renames.get(a, a) for a in item.args)
@@ -45,6 +45,6 @@ def _block(body: list, seen: dict, renames: dict[str, str], keep: set[str], froz
     return out
 
 
-def _bookkeeping(loop: Loop) -> set[str]:
+def bookkeeping(loop: Loop) -> set[str]:
     """The body's names a loop reads after each pass: what it carries, returns and stacks."""
     return {r for _, _, r in loop.carried} | {r for _, r in loop.outs} | {v for _, v, *_ in loop.stacks}

@@ -24,7 +24,7 @@ from ..lang.ir import Card, Expr, Group, Step
 from ..lang.shapes import Poly
 from ..lang.types import INTEGRAL
 from .core import Loop, Op, Program, Value, matmul_attr
-from .cse import _bookkeeping, cse
+from .cse import bookkeeping, cse
 from .custom import lower_rule, record, rename
 from .inline import Inlining
 from .layout import AV, ONE, Layout, Members, ParamGroup
@@ -422,7 +422,7 @@ def hoist_products(body: list, known: dict[str, Value], names: Names, frozen: se
             known[name] = Value(name, shape, whole.batched, x.kind)
             item.body[k] = Op(x.out, "index", (name,), (item.var, -2), x.shape, x.batched, x.kind, x.step)
         if before:  # a column no longer read (the product took it) goes
-            read = {a for op in _walk_ops(item.body) for a in op.args} | _bookkeeping(item)
+            read = {a for op in _walk_ops(item.body) for a in op.args} | bookkeeping(item)
             item.body = [x for x in item.body if not (isinstance(x, Op) and x.out in picks and x.out not in read)]
         out += before + [item]
     return out

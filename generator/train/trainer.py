@@ -108,15 +108,20 @@ class Trainer:
         don't fight over the cores. The sum changes the rounding, not the maths: a run's numbers
         depend on its thread count, not on timing."""
         batch = tokens.shape[0]
-        n = min(self.threads, batch)
-        if n == 1:
+        if min(self.threads, batch) == 1:
             return self._shard(params, tokens, workspace, batch, mean=True)
-        spaces = workspaces(workspace, n)
-        with one_blas_thread():
-            jobs = [self._executor().submit(self._shard, params, tokens[lo:hi], ws, batch)
-                    for (lo, hi), ws in zip(bounds(batch, n), spaces, strict=True)]
-            done = [job.result() for job in jobs]
+        done = self._side_by_side(self._shard, params, tokens, workspace, batch)
         return sum(loss for loss, _ in done), [g for _, (g,) in done]
+
+    def _side_by_side(self, f, params, tokens, workspace, *args) -> list:
+        """f(params, shard, its workspace, *args) for each of ``threads`` shards of the batch, each on a
+        shard thread with one BLAS thread; the results in the shards' order."""
+        batch = tokens.shape[0]
+        n = min(self.threads, batch)
+        with one_blas_thread():
+            jobs = [self._executor().submit(f, params, tokens[lo:hi], ws, *args)
+                    for (lo, hi), ws in zip(bounds(batch, n), workspaces(workspace, n), strict=True)]
+            return [job.result() for job in jobs]
 
     def _shard(self, params, tokens, workspace, batch: int, mean: bool = False):
         """Loss and gradient of the sequences ``tokens`` out of a batch of ``batch``: each sequence's
@@ -134,13 +139,10 @@ class Trainer:
         """Mean next-token cross-entropy of a batch (B, T+1), forward only; with ``threads`` > 1 the
         batch's shards run side by side, as a step's do (the same numbers up to rounding)."""
         batch = tokens.shape[0]
-        n = min(self.threads, batch)
-        if n == 1:
+        if min(self.threads, batch) == 1:
             return float(np.mean(self._losses(params, tokens, workspace)))
-        with one_blas_thread():
-            jobs = [self._executor().submit(self._losses, params, tokens[lo:hi], ws)
-                    for (lo, hi), ws in zip(bounds(batch, n), workspaces(workspace, n), strict=True)]
-            return sum(float(np.sum(job.result(), dtype=np.float64)) for job in jobs) / batch
+        done = self._side_by_side(self._losses, params, tokens, workspace)
+        return sum(float(np.sum(per_seq, dtype=np.float64)) for per_seq in done) / batch
 
     def _losses(self, params, tokens, workspace):
         """Each sequence's loss."""
